@@ -1,0 +1,1 @@
+"""Loom's event contract: touchpoint v1 models, identifiers and their normalization."""

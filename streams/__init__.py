@@ -1,0 +1,1 @@
+"""Everything that touches Kafka or Redis: producer SDK, worker, store, readers, ops tools."""

@@ -1,0 +1,87 @@
+"""Loom's configuration: one frozen object, read once at the entry point and passed down.
+
+Every field maps to an environment variable with the ``LOOM_`` prefix (``kafka_bootstrap`` is
+``LOOM_KAFKA_BOOTSTRAP``). The README's configuration table lists them all; a unit test checks
+that it does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Topics(BaseSettings):
+    """Kafka topic names. Override one with e.g. ``LOOM_TOPIC_RAW=shop.touchpoints``."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOM_TOPIC_", frozen=True, extra="ignore")
+
+    raw: str = Field("touchpoints.raw", description="incoming touchpoint events (JSON)")
+    dlq: str = Field("touchpoints.dlq", description="records that failed a stage, with reason")
+    merges: str = Field("identity.merges", description="one record per profile merge")
+    profile_changes: str = Field(
+        "profiles.changes", description="compacted, keyed by profile id; tombstone on erasure"
+    )
+    erasures: str = Field("privacy.erasures", description="one record per completed erasure")
+    consent_audit: str = Field("consent.audit", description="every consent drop or redaction")
+    inventory_changes: str = Field(
+        "inventory.changes", description="new stock level per (sku, location)"
+    )
+    inventory_alerts: str = Field("inventory.alerts", description="oversell alerts")
+
+
+class LoomSettings(BaseSettings):
+    """All runtime settings of Loom. Frozen: build a new one to change anything."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOM_", frozen=True, extra="ignore")
+
+    # --- connections -------------------------------------------------------------------
+    kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers")
+    redis_url: str = Field("redis://127.0.0.1:16379/0", description="Redis URL")
+    redis_prefix: str = Field("loom", description="prefix of every Redis key Loom writes")
+
+    # --- worker -------------------------------------------------------------------------
+    app_id: str = Field("loom", description="faust app id = Kafka consumer group of the worker")
+    partitions: int = Field(6, ge=1, description="partitions of topics Loom creates")
+    batch_size: int = Field(500, ge=1, le=10_000, description="max events per atomic batch")
+    batch_timeout_s: float = Field(0.05, gt=0, description="max wait to fill a batch")
+    max_event_bytes: int = Field(
+        64 * 1024, ge=1024, description="records larger than this go to the DLQ"
+    )
+    dedupe_ttl_s: int = Field(
+        7 * 24 * 3600, ge=60, description="how long processed event ids are remembered"
+    )
+    retry_backoff_max_s: float = Field(
+        30.0, gt=0, description="cap of the backoff when Redis or Kafka is unavailable"
+    )
+    web_port: int = Field(6066, ge=0, description="worker HTTP port: /metrics, /livez, /readyz")
+
+    # --- identity, consent, privacy ------------------------------------------------------
+    identity_rules_file: Path | None = Field(
+        None, description="TOML file overriding the identity rules (see docs/identity-rules.toml)"
+    )
+    consent_config_file: Path | None = Field(
+        None, description="TOML file overriding consent jurisdiction defaults"
+    )
+    suppression_salt: SecretStr = Field(
+        SecretStr("loom-dev-salt-change-me"),
+        description="salt of identifier hashes in the erasure suppression set",
+    )
+    default_region: str | None = Field(
+        None, description="region assumed for phone numbers when an event has none"
+    )
+
+    # --- ops ----------------------------------------------------------------------------
+    exporter_port: int = Field(9308, ge=0, description="`loom exporter` Prometheus port")
+    lag_window_s: float = Field(
+        300.0, gt=0, description="sliding window of the lag status evaluator"
+    )
+
+    topics: Topics = Field(default_factory=Topics)
+
+
+def load_settings() -> LoomSettings:
+    """Read settings from the environment (the only place that does)."""
+    return LoomSettings()
