@@ -1,0 +1,55 @@
+-- loom commit: check, then write a whole batch atomically.
+-- ARGV[1] is a JSON plan; ARGV[2..] are the values it refers to by index (so large documents
+-- are not JSON-escaped twice). Plan:
+--   e  = {{key, version}, ...}     each key's field v must equal version (0 = key absent)
+--   s  = {seen_key, ...}           none may exist; all are SET with expiry t afterwards
+--   t  = seconds                   expiry of the seen markers
+--   w  = {{key, version, {field, argi, ...}}, ...}  replace the hash whole (no fields = DEL)
+--   ix = {{set_key, add(1)|rem(0), member_argi}, ...}
+--   sa = {set_key, {argi, ...}}    SADD (suppression)
+--   x  = {{stream, maxlen, {field, argi, ...}}, ...}  XADD MAXLEN ~
+--   c  = {{hash, field, n}, ...}   HINCRBY
+-- Returns {1} on success, {0, 'conflict', key} or {0, 'duplicate', key} with nothing written.
+local plan = cjson.decode(ARGV[1])
+
+for _, ex in ipairs(plan.e) do
+  local v = redis.call('HGET', ex[1], 'v')
+  if (v or '0') ~= tostring(ex[2]) then return {0, 'conflict', ex[1]} end
+end
+for _, k in ipairs(plan.s) do
+  if redis.call('EXISTS', k) == 1 then return {0, 'duplicate', k} end
+end
+
+for _, w in ipairs(plan.w) do
+  redis.call('DEL', w[1])
+  local f = w[3]
+  if #f > 0 then
+    local args = {'v', tostring(w[2])}
+    for j = 1, #f, 2 do
+      args[#args + 1] = f[j]
+      args[#args + 1] = ARGV[f[j + 1]]
+    end
+    redis.call('HSET', w[1], unpack(args))
+  end
+end
+for _, op in ipairs(plan.ix) do
+  if op[2] == 1 then redis.call('SADD', op[1], ARGV[op[3]])
+  else redis.call('SREM', op[1], ARGV[op[3]]) end
+end
+for _, k in ipairs(plan.s) do redis.call('SET', k, '1', 'EX', plan.t) end
+if #plan.sa[2] > 0 then
+  local members = {}
+  for _, a in ipairs(plan.sa[2]) do members[#members + 1] = ARGV[a] end
+  redis.call('SADD', plan.sa[1], unpack(members))
+end
+for _, x in ipairs(plan.x) do
+  local args = {x[1], 'MAXLEN', '~', tostring(x[2]), '*'}
+  local f = x[3]
+  for j = 1, #f, 2 do
+    args[#args + 1] = f[j]
+    args[#args + 1] = ARGV[f[j + 1]]
+  end
+  redis.call('XADD', unpack(args))
+end
+for _, c in ipairs(plan.c) do redis.call('HINCRBY', c[1], c[2], c[3]) end
+return {1}

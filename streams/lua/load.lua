@@ -1,0 +1,48 @@
+-- loom load: read everything a batch can touch in one round trip.
+-- ARGV: prefix, n_ids, n_profiles, n_stocks, n_events, n_hashes, then the names in that order.
+-- Identifier records point at profiles; those profiles are loaded too, following merge
+-- redirects (field r) for at most 8 hops. Keys are built here, so this script needs a
+-- standalone Redis (or a cluster where every Loom key hashes to one slot).
+local prefix = ARGV[1]
+local n_ids, n_prof, n_stock = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local n_ev, n_hash = tonumber(ARGV[5]), tonumber(ARGV[6])
+local i = 7
+local ids, profiles, stocks, seen, suppressed = {}, {}, {}, {}, {}
+local wanted, order = {}, {}
+
+local function want(pid)
+  if not wanted[pid] then wanted[pid] = true; order[#order + 1] = pid end
+end
+
+for _ = 1, n_ids do
+  local r = redis.call('HMGET', prefix .. ':v1:id:' .. ARGV[i], 'v', 'p', 's')
+  ids[#ids + 1] = r
+  if r[2] then want(r[2]) end
+  i = i + 1
+end
+for _ = 1, n_prof do want(ARGV[i]); i = i + 1 end
+for _, pid in ipairs(order) do
+  local cur = pid
+  local r = redis.call('HMGET', prefix .. ':v1:profile:' .. cur, 'v', 's', 'r')
+  local hops = 0
+  while r[3] and hops < 8 do
+    cur = r[3]
+    r = redis.call('HMGET', prefix .. ':v1:profile:' .. cur, 'v', 's', 'r')
+    hops = hops + 1
+  end
+  profiles[#profiles + 1] = {cur, r[1], r[2], r[3]}
+end
+for _ = 1, n_stock do
+  stocks[#stocks + 1] = redis.call('HMGET', prefix .. ':v1:stock:' .. ARGV[i], 'v', 's')
+  i = i + 1
+end
+for _ = 1, n_ev do
+  seen[#seen + 1] = redis.call('EXISTS', prefix .. ':v1:seen:' .. ARGV[i])
+  i = i + 1
+end
+local skey = prefix .. ':v1:suppressed'
+for _ = 1, n_hash do
+  suppressed[#suppressed + 1] = redis.call('SISMEMBER', skey, ARGV[i])
+  i = i + 1
+end
+return {ids, profiles, stocks, seen, suppressed}

@@ -1,0 +1,214 @@
+"""The Redis :class:`~resolvers.store.StateStore`, and Loom's Redis key layout (v1).
+
+Key layout (``P`` = ``LOOM_REDIS_PREFIX``, default ``loom``). Every value Loom writes lives
+under ``P:v1:``; a new layout gets a new version segment, so readers can pin one.
+
+=================================  ======  ==================================================
+key                                type    contents
+=================================  ======  ==================================================
+``P:v1:id:{type}:{value}``         hash    ``v`` version, ``p`` profile id, ``s`` record JSON
+``P:v1:profile:{id}``              hash    ``v``, ``d`` snapshot JSON (what readers use),
+                                           ``s`` internal state; or ``r`` = survivor id when
+                                           the profile was merged away (a redirect)
+``P:v1:profile-index``             set     ids of live profiles (for export)
+``P:v1:stock:{sku}``               hash    ``v``, ``d`` snapshot JSON, ``s`` internal state
+``P:v1:stock-index``               set     every sku with a snapshot
+``P:v1:seen:{event_id}``           string  processed marker, expires after LOOM_DEDUPE_TTL_S
+``P:v1:suppressed``                set     salted SHA-256 of erased identifiers
+``P:v1:changes:profiles``          stream  ``id``, ``version``, ``op`` per profile change
+``P:v1:changes:inventory``         stream  ``sku``, ``location``, ``available``, ``version``
+``P:v1:outbox``                    stream  Kafka records waiting for the relay
+``P:v1:stats``                     hash    counters: events, merges, dlq, ...
+=================================  ======  ==================================================
+
+Identifier values appear in key names in their canonical form (``id:email:jane@example.com``)
+so that any service can look a person up with one ``HGET``; that is personal data at rest
+like the snapshots themselves, and erasure deletes those keys.
+
+All of one batch's reads are one Lua call (``lua/load.lua``) and all its writes another
+(``lua/commit.lua``). Both build key names inside the script, which standalone Redis allows;
+Redis Cluster is not supported by layout v1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from typing import Any, Final
+
+import orjson
+import redis
+
+from resolvers.store import (
+    ABSENT,
+    Commit,
+    CommitResult,
+    CommitStatus,
+    Entity,
+    Kind,
+    Loaded,
+    LoadRequest,
+    Ref,
+    identifier_ref,
+    profile_ref,
+    stock_ref,
+)
+
+STREAM_MAXLEN: Final = 100_000
+
+
+def _script(name: str) -> str:
+    return resources.files("streams").joinpath("lua", name).read_text(encoding="utf-8")
+
+
+class Keys:
+    """Key names of layout v1 under one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.root = f"{prefix}:v1"
+
+    def entity(self, ref: Ref) -> str:
+        return f"{self.root}:{ref.kind.value}:{ref.name}"
+
+    def identifier(self, key: str) -> str:
+        return f"{self.root}:id:{key}"
+
+    def profile(self, profile_id: str) -> str:
+        return f"{self.root}:profile:{profile_id}"
+
+    def stock(self, sku: str) -> str:
+        return f"{self.root}:stock:{sku}"
+
+    def seen(self, event_id: str) -> str:
+        return f"{self.root}:seen:{event_id}"
+
+    @property
+    def suppressed(self) -> str:
+        return f"{self.root}:suppressed"
+
+    @property
+    def profile_index(self) -> str:
+        return f"{self.root}:profile-index"
+
+    @property
+    def stock_index(self) -> str:
+        return f"{self.root}:stock-index"
+
+    @property
+    def outbox(self) -> str:
+        return f"{self.root}:outbox"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.root}:stats"
+
+    def stream(self, name: str) -> str:
+        return f"{self.root}:changes:{name}"
+
+
+def _fields(names: Sequence[str], values: Sequence[bytes | None]) -> dict[str, bytes]:
+    return {n: v for n, v in zip(names, values, strict=True) if v is not None}
+
+
+def _version(raw: bytes | None) -> int:
+    return int(raw) if raw else 0
+
+
+class RedisStore:
+    """:class:`~resolvers.store.StateStore` on one Redis primary: one Lua call per step."""
+
+    def __init__(
+        self, client: redis.Redis, *, prefix: str = "loom", seen_ttl_s: int = 7 * 24 * 3600
+    ) -> None:
+        self.client = client
+        self.keys = Keys(prefix)
+        self.prefix = prefix
+        self.seen_ttl_s = seen_ttl_s
+        self._load = client.register_script(_script("load.lua"))
+        self._commit = client.register_script(_script("commit.lua"))
+
+    def load(self, request: LoadRequest) -> Loaded:
+        args: list[str] = [
+            self.prefix,
+            str(len(request.identifiers)),
+            str(len(request.profiles)),
+            str(len(request.stocks)),
+            str(len(request.event_ids)),
+            str(len(request.suppression_hashes)),
+            *request.identifiers,
+            *request.profiles,
+            *request.stocks,
+            *request.event_ids,
+            *request.suppression_hashes,
+        ]
+        ids, profiles, stocks, seen, suppressed = self._load(keys=[], args=args)
+        entities: dict[Ref, Entity] = {}
+        for key, (v, p, s) in zip(request.identifiers, ids, strict=True):
+            entities[identifier_ref(key)] = (
+                Entity(_version(v), _fields(("p", "s"), (p, s))) if v else ABSENT
+            )
+        for pid, v, s, r in profiles:
+            entities[profile_ref(pid.decode())] = (
+                Entity(_version(v), _fields(("s", "r"), (s, r))) if v else ABSENT
+            )
+        for sku, (v, s) in zip(request.stocks, stocks, strict=True):
+            entities[stock_ref(sku)] = Entity(_version(v), _fields(("s",), (s,))) if v else ABSENT
+        return Loaded(
+            entities=entities,
+            seen=frozenset(e for e, hit in zip(request.event_ids, seen, strict=True) if hit),
+            suppressed=frozenset(
+                h for h, hit in zip(request.suppression_hashes, suppressed, strict=True) if hit
+            ),
+        )
+
+    def commit(self, commit: Commit) -> CommitResult:
+        values: list[bytes] = []
+
+        def arg(value: bytes | str) -> int:
+            values.append(value.encode() if isinstance(value, str) else value)
+            return len(values) + 1  # ARGV[1] is the plan
+
+        def flat(fields: Mapping[str, bytes]) -> list[Any]:
+            out: list[Any] = []
+            for name, value in fields.items():
+                out += [name, arg(value)]
+            return out
+
+        writes, index_ops = [], []
+        for w in [*commit.writes, *commit.blind_writes]:
+            writes.append([self.keys.entity(w.ref), w.version, flat(w.fields)])
+            index = {Kind.PROFILE: self.keys.profile_index, Kind.STOCK: self.keys.stock_index}
+            if w.ref.kind in index:
+                index_ops.append([index[w.ref.kind], 1 if "d" in w.fields else 0, arg(w.ref.name)])
+        plan = {
+            "e": [[self.keys.entity(ref), v] for ref, v in commit.expect.items()],
+            "s": [self.keys.seen(e) for e in commit.event_ids],
+            "t": self.seen_ttl_s,
+            "w": writes,
+            "ix": index_ops,
+            "sa": [self.keys.suppressed, [arg(h) for h in commit.suppress]],
+            "x": [
+                [self.keys.stream(e.stream), STREAM_MAXLEN, flat(e.fields)] for e in commit.streams
+            ]
+            + [
+                [
+                    self.keys.outbox,
+                    10 * STREAM_MAXLEN,
+                    flat(
+                        {
+                            "topic": r.topic.encode(),
+                            **({"key": r.key} if r.key is not None else {}),
+                            **({"value": r.value} if r.value is not None else {}),
+                        }
+                    ),
+                ]
+                for r in commit.outbox
+            ],
+            "c": [[self.keys.stats, name, n] for name, n in commit.counters.items()],
+        }
+        # cjson decodes [] and {} alike; empty lists stay lists for ipairs either way.
+        result = self._commit(keys=[], args=[orjson.dumps(plan), *values])
+        if result[0] == 1:
+            return CommitResult(CommitStatus.OK)
+        status = CommitStatus(result[1].decode())
+        return CommitResult(status, result[2].decode(errors="replace"))
