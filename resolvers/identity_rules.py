@@ -1,0 +1,188 @@
+"""Identity resolution rules: type priority, per-profile limits, unique types, quarantine.
+
+The rules are configuration, not code. :class:`IdentityRules` holds retail defaults and
+:func:`load_rules` reads the ``[identity]`` table of a TOML file (every key is documented in
+``docs/identity-rules.toml``). Blocked values are a normalization concern; the engine only
+asks an injected predicate (``IdentityRules.is_blocked``) so it refuses them defensively
+without importing the normalizer. The pipeline passes ``schemas.normalize.is_blocked``.
+
+Pure module: no I/O except :func:`load_rules`, which reads one file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+
+from schemas.identifiers import (
+    ANONYMOUS_ID,
+    BUILTIN_TYPES,
+    CARD_TOKEN,
+    CUSTOMER_ID,
+    EMAIL,
+    LOYALTY_ID,
+    PHONE,
+    SOCIAL_HANDLE,
+)
+
+#: Maximum number of values of each type one profile may hold.
+DEFAULT_LIMITS: Final[Mapping[str, int]] = MappingProxyType(
+    {
+        CUSTOMER_ID: 1,
+        LOYALTY_ID: 1,
+        EMAIL: 5,
+        PHONE: 5,
+        CARD_TOKEN: 10,
+        SOCIAL_HANDLE: 5,
+        ANONYMOUS_ID: 50,
+    }
+)
+DEFAULT_UNIQUE_TYPES: Final[frozenset[str]] = frozenset({CUSTOMER_ID, LOYALTY_ID})
+DEFAULT_CUSTOM_LIMIT: Final = 5
+DEFAULT_QUARANTINE_THRESHOLD: Final = 3
+
+
+class RulesError(ValueError):
+    """The identity rules are inconsistent or the rules file is malformed."""
+
+
+def never_blocked(id_type: str, value: str) -> bool:
+    """The default blocked-value predicate: rejects nothing (the normalizer's is injected)."""
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityRules:
+    """How identifiers link into profiles. Immutable; build one at start-up and pass it down.
+
+    * ``priority``: identifier types, most trustworthy first. Types not listed (custom types
+      that only appear in ``limits``, or unexpected ones) rank after every listed type,
+      ordered by name. On a conflict the lowest-priority identifiers are dropped.
+    * ``limits``: maximum distinct values of a type on one profile; ``default_limit`` for
+      types not listed. No profile ever exceeds its limits.
+    * ``unique_types``: a profile holds at most one value of these (their limit is forced
+      to 1), and two profiles holding different values never merge.
+    * ``quarantine_threshold``: a non-unique identifier seen in events together with more
+      than this many distinct values of one unique type is quarantined.
+    * ``is_blocked(type, value)``: values that must never link.
+    """
+
+    priority: tuple[str, ...] = BUILTIN_TYPES
+    limits: Mapping[str, int] = field(default_factory=lambda: DEFAULT_LIMITS)
+    default_limit: int = DEFAULT_CUSTOM_LIMIT
+    unique_types: frozenset[str] = DEFAULT_UNIQUE_TYPES
+    quarantine_threshold: int = DEFAULT_QUARANTINE_THRESHOLD
+    is_blocked: Callable[[str, str], bool] = never_blocked
+    _rank: Mapping[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(set(self.priority)) != len(self.priority):
+            raise RulesError("identity priority lists a type twice")
+        if self.default_limit < 1:
+            raise RulesError("default_limit must be >= 1")
+        if self.quarantine_threshold < 1:
+            raise RulesError("quarantine_threshold must be >= 1")
+        for id_type, limit in self.limits.items():
+            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+                raise RulesError(f"limit of {id_type!r} must be an integer >= 1")
+            if id_type in self.unique_types and limit != 1:
+                raise RulesError(f"{id_type!r} is a unique type, its limit must be 1")
+        object.__setattr__(self, "limits", MappingProxyType(dict(self.limits)))
+        object.__setattr__(self, "_rank", {t: i for i, t in enumerate(self.priority)})
+
+    def limit(self, id_type: str) -> int:
+        """Maximum distinct values of ``id_type`` on one profile."""
+        if id_type in self.unique_types:
+            return 1
+        return self.limits.get(id_type, self.default_limit)
+
+    def is_unique(self, id_type: str) -> bool:
+        return id_type in self.unique_types
+
+    def rank(self, id_type: str) -> tuple[int, str]:
+        """Sort key of a type: lower is more trustworthy."""
+        return (self._rank.get(id_type, len(self._rank)), id_type)
+
+    @property
+    def cooccurrence_cap(self) -> int:
+        """How many distinct unique values per type an identifier record remembers."""
+        return self.quarantine_threshold + 1
+
+
+_KEYS: Final = frozenset(
+    {"priority", "limits", "default_limit", "unique_types", "quarantine_threshold"}
+)
+
+
+def rules_from_mapping(
+    table: Mapping[str, Any],
+    *,
+    is_blocked: Callable[[str, str], bool] = never_blocked,
+) -> IdentityRules:
+    """Build rules from the contents of an ``[identity]`` table; missing keys keep defaults.
+
+    ``limits`` entries are laid over :data:`DEFAULT_LIMITS` (so a file may set only the types
+    it changes). Custom types listed in ``priority`` but not in ``limits`` get
+    ``default_limit``.
+    """
+    unknown = set(table) - _KEYS
+    if unknown:
+        raise RulesError(f"unknown identity rule keys: {sorted(unknown)}")
+    kwargs: dict[str, Any] = {"is_blocked": is_blocked}
+    if "priority" in table:
+        kwargs["priority"] = tuple(_str_list(table["priority"], "priority"))
+    if "unique_types" in table:
+        kwargs["unique_types"] = frozenset(_str_list(table["unique_types"], "unique_types"))
+    limits = dict(DEFAULT_LIMITS)
+    raw_limits = table.get("limits", {})
+    if not isinstance(raw_limits, Mapping):
+        raise RulesError("limits must be a table of type = integer")
+    limits.update(raw_limits)
+    kwargs["limits"] = limits
+    for key in ("default_limit", "quarantine_threshold"):
+        if key in table:
+            value = table[key]
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise RulesError(f"{key} must be an integer")
+            kwargs[key] = value
+    return IdentityRules(**kwargs)
+
+
+def load_rules(
+    path: str | Path,
+    *,
+    is_blocked: Callable[[str, str], bool] = never_blocked,
+) -> IdentityRules:
+    """Read the ``[identity]`` table of a TOML rules file (absent table = all defaults)."""
+    try:
+        with Path(path).open("rb") as fh:
+            document = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise RulesError(f"{path}: {exc}") from exc
+    table = document.get("identity", {})
+    if not isinstance(table, Mapping):
+        raise RulesError(f"{path}: [identity] must be a table")
+    return rules_from_mapping(table, is_blocked=is_blocked)
+
+
+def _str_list(value: object, key: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise RulesError(f"{key} must be a list of non-empty strings")
+    return list(value)
+
+
+__all__ = [
+    "DEFAULT_CUSTOM_LIMIT",
+    "DEFAULT_LIMITS",
+    "DEFAULT_QUARANTINE_THRESHOLD",
+    "DEFAULT_UNIQUE_TYPES",
+    "IdentityRules",
+    "RulesError",
+    "load_rules",
+    "never_blocked",
+    "rules_from_mapping",
+]
