@@ -1,0 +1,323 @@
+"""Identifier normalization: raw identifier strings to canonical :class:`Identifier` values.
+
+Pure (no IO). Rules, per type:
+
+* ``email``: trim, lowercase, basic shape check (``local@domain.tld``, <= 254 chars).
+  Gmail-style dot and ``+tag`` stripping only when ``NormalizeConfig.gmail_normalization``.
+* ``phone``: E.164 via ``phonenumbers``; the event's region is the default region (``00``
+  international prefixes are understood without one); numbers ``phonenumbers`` does not
+  consider valid are rejected.
+* ``customer_id``, ``loyalty_id``, custom types: trimmed, case preserved.
+* ``card_token``, ``anonymous_id``: kept as sent (a leading/trailing-space token is a
+  different token), but an all-blank value is ``empty``.
+* ``social_handle``: trim, strip leading ``@``, lowercase.
+
+Blocked junk values (``null``, ``guest``, ``1234567890``, ``noemail@...``, ``0000000000`` ...)
+never become identifiers: they are reported in ``rejected`` with reason ``blocked_value``.
+``rejected`` never carries the raw value (it may be personal data), only type and reason.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Final, Literal, cast
+
+import phonenumbers
+
+from schemas.identifiers import (
+    ANONYMOUS_ID,
+    BUILTIN_TYPES,
+    CARD_TOKEN,
+    CUSTOMER_ID,
+    EMAIL,
+    LOYALTY_ID,
+    PHONE,
+    SOCIAL_HANDLE,
+    Identifier,
+)
+
+RejectReason = Literal[
+    "empty", "too_long", "blocked_value", "invalid_email", "invalid_phone", "unknown_type"
+]
+
+#: Values that never identify anyone, whatever the type (compared case-insensitively).
+BLOCKED_VALUES: Final[frozenset[str]] = frozenset(
+    {
+        "null",
+        "none",
+        "nil",
+        "nan",
+        "undefined",
+        "anonymous",
+        "anon",
+        "guest",
+        "unknown",
+        "n/a",
+        "na",
+        "-1",
+        "0",
+        "[object object]",
+        "not provided",
+        "notprovided",
+        "test",
+        # POS / form placeholders
+        "1234567890",
+        "0123456789",
+        "123456789",
+        "9876543210",
+    }
+)
+
+#: Whole e-mail addresses known to be placeholders.
+BLOCKED_EMAILS: Final[frozenset[str]] = frozenset(
+    {
+        "test@test.com",
+        "no@email.com",
+        "no@no.com",
+        "none@none.com",
+        "email@email.com",
+        "a@a.com",
+        "x@x.com",
+        "test@example.com",
+        "noemail@noemail.com",
+    }
+)
+
+#: Local parts that mark a placeholder address at any domain (``noemail@store.com``).
+BLOCKED_EMAIL_LOCALS: Final[frozenset[str]] = frozenset(
+    {
+        "noemail",
+        "no-email",
+        "no.email",
+        "no_email",
+        "nomail",
+        "no-mail",
+        "none",
+        "null",
+        "noreply",
+        "no-reply",
+        "donotreply",
+        "do-not-reply",
+        "donotemail",
+        "unknown",
+        "declined",
+        "refused",
+        "na",
+        "n/a",
+        "guest",
+        "anonymous",
+    }
+)
+
+_ZEROS_DASHES: Final = re.compile(r"^[0-]*$")
+_EMAIL: Final = re.compile(
+    r"[^@\s\"(),:;<>\[\]\\]{1,64}@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+"
+    r"(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})"
+)
+_NON_DIGITS: Final = re.compile(r"\D")
+_GMAIL_DOMAINS: Final = frozenset({"gmail.com", "googlemail.com"})
+
+#: Default maximum canonical length per type; other types use ``default_max_length``.
+_MAX_LENGTH: Final[Mapping[str, int]] = {EMAIL: 254, PHONE: 64}
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizeConfig:
+    """Knobs of normalization (comes from the identity rules file).
+
+    ``blocked_patterns`` maps a type (or ``"*"`` for every type) to regexes matched with
+    ``re.fullmatch`` against the canonical value, case-insensitively.
+    """
+
+    gmail_normalization: bool = False
+    custom_types: tuple[str, ...] = ()
+    blocked_values: frozenset[str] = BLOCKED_VALUES
+    blocked_emails: frozenset[str] = BLOCKED_EMAILS
+    blocked_email_locals: frozenset[str] = BLOCKED_EMAIL_LOCALS
+    blocked_patterns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    default_max_length: int = 256
+
+    @property
+    def known_types(self) -> tuple[str, ...]:
+        return BUILTIN_TYPES + tuple(t for t in self.custom_types if t not in BUILTIN_TYPES)
+
+    def max_length(self, id_type: str) -> int:
+        return _MAX_LENGTH.get(id_type, self.default_max_length)
+
+
+DEFAULT: Final = NormalizeConfig()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An identifier that was not accepted. Deliberately has no value field."""
+
+    type: str
+    reason: RejectReason
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizedIdentifiers:
+    accepted: tuple[Identifier, ...] = ()
+    rejected: tuple[Rejected, ...] = ()
+
+    def get(self, id_type: str) -> Identifier | None:
+        """The accepted identifier of ``id_type``, if any."""
+        for ident in self.accepted:
+            if ident.type == id_type:
+                return ident
+        return None
+
+
+@lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)
+
+
+def _same_digit_or_sequence(digits: str) -> bool:
+    """All digits equal (``0000000``, ``99999999``), or a run like ``1234567890``."""
+    if len(digits) < 5:
+        return False
+    if len(set(digits)) == 1:
+        return True
+    return digits in "01234567890" or digits in "98765432109"
+
+
+def is_blocked(id_type: str, value: str, config: NormalizeConfig = DEFAULT) -> bool:
+    """Whether a canonical ``value`` of ``id_type`` is a known junk value that must not link."""
+    folded = value.casefold()
+    if folded in config.blocked_values or _ZEROS_DASHES.fullmatch(value):
+        return True
+    if id_type == EMAIL:
+        if folded in config.blocked_emails:
+            return True
+        local, _, _domain = folded.partition("@")
+        if local in config.blocked_email_locals:
+            return True
+    elif id_type == PHONE:
+        try:
+            national = phonenumbers.national_significant_number(phonenumbers.parse(value, None))
+        except phonenumbers.NumberParseException:
+            national = _NON_DIGITS.sub("", value)
+        if _same_digit_or_sequence(national):
+            return True
+    patterns = config.blocked_patterns
+    return any(
+        _compiled(p).fullmatch(value) for key in (id_type, "*") for p in patterns.get(key, ())
+    )
+
+
+def _normalize_email(raw: str, config: NormalizeConfig) -> str | None:
+    value = raw.strip().lower()
+    if not _EMAIL.fullmatch(value):
+        return None
+    if config.gmail_normalization:
+        local, _, domain = value.partition("@")
+        if domain in _GMAIL_DOMAINS:
+            local = local.split("+", 1)[0].replace(".", "")
+            if not local:
+                return None
+            value = f"{local}@gmail.com"
+    return value
+
+
+def _normalize_phone(raw: str, region: str | None) -> str | RejectReason:
+    text = raw.strip()
+    if region is None and text.startswith("00"):
+        text = "+" + text[2:]
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return "invalid_phone"
+    if _same_digit_or_sequence(phonenumbers.national_significant_number(number)):
+        return "blocked_value"
+    if not phonenumbers.is_valid_number(number):
+        return "invalid_phone"
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_one(
+    id_type: str, raw: str, *, region: str | None, config: NormalizeConfig = DEFAULT
+) -> Identifier | Rejected:
+    """Normalize one raw identifier; see the module docstring for the rules."""
+    if id_type not in config.known_types:
+        return Rejected(id_type, "unknown_type")
+    stripped = raw.strip()
+    if not stripped:
+        return Rejected(id_type, "empty")
+    if len(stripped) > config.max_length(id_type):
+        return Rejected(id_type, "too_long")
+    # Placeholders are checked on the trimmed raw value first, so "1234567890" is blocked
+    # even where it happens to parse as a phone number.
+    if is_blocked(id_type, stripped, config) and id_type != PHONE:
+        return Rejected(id_type, "blocked_value")
+    value: str | None
+    if id_type == EMAIL:
+        value = _normalize_email(raw, config)
+        if value is None:
+            return Rejected(id_type, "invalid_email")
+    elif id_type == PHONE:
+        digits = _NON_DIGITS.sub("", stripped)
+        if _same_digit_or_sequence(digits) or stripped.casefold() in config.blocked_values:
+            return Rejected(id_type, "blocked_value")
+        phone = _normalize_phone(raw, region)
+        if not phone.startswith("+"):
+            return Rejected(id_type, cast(RejectReason, phone))
+        value = phone
+    elif id_type == SOCIAL_HANDLE:
+        value = stripped.lstrip("@").lower()
+        if not value:
+            return Rejected(id_type, "empty")
+    elif id_type in (CARD_TOKEN, ANONYMOUS_ID):
+        value = raw
+    else:  # customer_id, loyalty_id, custom types
+        value = stripped
+    if is_blocked(id_type, value, config):
+        return Rejected(id_type, "blocked_value")
+    return Identifier(id_type, value, raw)
+
+
+def normalize_identifiers(
+    ids: Mapping[str, str | None],
+    *,
+    region: str | None,
+    config: NormalizeConfig = DEFAULT,
+) -> NormalizedIdentifiers:
+    """Normalize every identifier of an event. ``None`` values are absent, not rejected.
+
+    ``accepted`` is ordered by type stability (``BUILTIN_TYPES`` order, then custom types in
+    configuration order, then anything else by name), so the first accepted identifier is the
+    most stable one.
+    """
+    order = {t: i for i, t in enumerate(config.known_types)}
+    accepted: list[Identifier] = []
+    rejected: list[Rejected] = []
+    for id_type in sorted(ids, key=lambda t: (order.get(t, len(order)), t)):
+        raw = ids[id_type]
+        if raw is None:
+            continue
+        result = normalize_one(id_type, raw, region=region, config=config)
+        if isinstance(result, Rejected):
+            rejected.append(result)
+        else:
+            accepted.append(result)
+    return NormalizedIdentifiers(tuple(accepted), tuple(rejected))
+
+
+__all__ = [
+    "BLOCKED_EMAILS",
+    "BLOCKED_EMAIL_LOCALS",
+    "BLOCKED_VALUES",
+    "CUSTOMER_ID",
+    "DEFAULT",
+    "LOYALTY_ID",
+    "NormalizeConfig",
+    "NormalizedIdentifiers",
+    "Rejected",
+    "is_blocked",
+    "normalize_identifiers",
+    "normalize_one",
+]

@@ -1,0 +1,610 @@
+"""Touchpoint v1: the event contract every channel producer writes to ``touchpoints.raw``.
+
+Strict where a mistake corrupts downstream state, permissive where producers legitimately differ:
+
+* strict: ``occurred_at`` is an RFC 3339 string WITH an offset (naive times and unix numbers are
+  rejected); money is ``Decimal`` (JSON string or number; NaN/inf rejected, at most 18 digits,
+  4 decimals); currency is 3 upper-case letters; quantities are real integers (``1.5``, ``"1"``
+  and ``true`` are rejected); every string is length-bounded; models are frozen; each event
+  type's required parts are checked (``pos_sale`` needs an order with lines and a
+  ``location_id``, ``inventory_counted`` needs ``inventory.on_hand``, ...).
+* permissive: ``properties`` and ``consent_signals`` keep unknown keys (bounded in count, depth
+  and string length); ``traits`` allows extra scalar traits (bounded); ``identifiers`` allows
+  custom identifier types (snake_case names, bounded); ``region`` is upper-cased (``"uk"`` is
+  accepted as ``GB``).
+* unknown TOP-LEVEL keys are ignored (dropped), not rejected: a producer on a later minor version
+  of the contract (or one adding its own envelope field) must not have its events dead-lettered
+  by older workers, and nothing downstream reads a field the model does not know. Producer-side
+  extras belong in ``properties``. Unknown keys inside the typed sub-objects (``order``,
+  ``inventory``, ``consent``) ARE rejected, because a typo there (``quantiy``) silently changes
+  stock or consent.
+
+The size limit (``MAX_EVENT_BYTES``) is checked on the raw bytes by :func:`parse_touchpoint`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Final, Self
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from schemas.errors import (
+    INVALID_UTF8,
+    MALFORMED_JSON,
+    OVERSIZE,
+    SCHEMA_VIOLATION,
+    UNKNOWN_TYPE,
+    InvalidEvent,
+    Reason,
+)
+from schemas.identifiers import BUILTIN_TYPES
+from schemas.normalize import DEFAULT, NormalizeConfig, normalize_identifiers
+
+SCHEMA_VERSION: Final = 1
+MAX_EVENT_BYTES: Final = 64 * 1024
+
+#: Bounds of the free-form parts.
+MAX_FREEFORM_KEYS: Final = 64
+MAX_FREEFORM_DEPTH: Final = 4
+MAX_FREEFORM_STRING: Final = 2048
+MAX_FREEFORM_LIST: Final = 100
+MAX_EXTRA_TRAITS: Final = 32
+MAX_CUSTOM_IDENTIFIERS: Final = 8
+MAX_ORDER_LINES: Final = 500
+MAX_QUANTITY: Final = 100_000
+MAX_STOCK: Final = 1_000_000_000
+
+
+class EventType(StrEnum):
+    PAGE_VIEW = "page_view"
+    PRODUCT_VIEWED = "product_viewed"
+    CART_UPDATED = "cart_updated"
+    SIGNUP = "signup"
+    LOGIN = "login"
+    PROFILE_UPDATED = "profile_updated"
+    SURVEY_ANSWERED = "survey_answered"
+    SUPPORT_CONTACTED = "support_contacted"
+    SOCIAL_ENGAGED = "social_engaged"
+    LOYALTY_ENROLLED = "loyalty_enrolled"
+    CONSENT_UPDATED = "consent_updated"
+    ERASURE_REQUESTED = "erasure_requested"
+    ORDER_COMPLETED = "order_completed"
+    ORDER_FULFILLED = "order_fulfilled"
+    ORDER_CANCELLED = "order_cancelled"
+    POS_SALE = "pos_sale"
+    ORDER_RETURNED = "order_returned"
+    INVENTORY_ADJUSTED = "inventory_adjusted"
+    INVENTORY_COUNTED = "inventory_counted"
+
+
+class Channel(StrEnum):
+    WEB = "web"
+    APP = "app"
+    POS = "pos"
+    EMAIL = "email"
+    SOCIAL = "social"
+    SUPPORT = "support"
+    LOYALTY = "loyalty"
+    BACKOFFICE = "backoffice"
+
+
+class InventoryReason(StrEnum):
+    RESTOCK = "restock"
+    DAMAGE = "damage"
+    SHRINKAGE = "shrinkage"
+    CORRECTION = "correction"
+    TRANSFER = "transfer"
+    COUNT = "count"
+
+
+#: Types that carry an order (with at least one line).
+ORDER_TYPES: Final[frozenset[EventType]] = frozenset(
+    {
+        EventType.ORDER_COMPLETED,
+        EventType.ORDER_FULFILLED,
+        EventType.ORDER_CANCELLED,
+        EventType.POS_SALE,
+        EventType.ORDER_RETURNED,
+    }
+)
+#: Types that carry an inventory change.
+INVENTORY_TYPES: Final[frozenset[EventType]] = frozenset(
+    {EventType.INVENTORY_ADJUSTED, EventType.INVENTORY_COUNTED}
+)
+#: Types that are about a person and so need at least one non-blank identifier.
+IDENTIFIED_TYPES: Final[frozenset[EventType]] = frozenset(
+    {
+        EventType.SIGNUP,
+        EventType.LOGIN,
+        EventType.PROFILE_UPDATED,
+        EventType.LOYALTY_ENROLLED,
+        EventType.CONSENT_UPDATED,
+        EventType.ERASURE_REQUESTED,
+    }
+)
+
+# --- field types ---------------------------------------------------------------------------
+
+_ID_TEXT = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces: safe in keys and logs
+_CUSTOM_ID_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+Code = Annotated[str, Field(min_length=1, max_length=128, pattern=_ID_TEXT.pattern)]
+ShortText = Annotated[str, Field(max_length=256)]
+Money = Annotated[
+    Decimal,
+    Field(ge=0, max_digits=18, decimal_places=4, allow_inf_nan=False),
+]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+IdentifierValue = Annotated[str, Field(max_length=1024)]
+
+
+def _reject_bool(value: object) -> object:
+    # pydantic's lax Decimal accepts True as 1; money must never come from a boolean.
+    if isinstance(value, bool):
+        raise PydanticCustomError("decimal_type", "must be a decimal string or number")
+    return value
+
+
+StrictMoney = Annotated[Money, BeforeValidator(_reject_bool)]
+
+
+def _region(value: object) -> object:
+    if isinstance(value, str):
+        upper = value.strip().upper()
+        return "GB" if upper == "UK" else upper
+    return value
+
+
+Region = Annotated[str, BeforeValidator(_region), Field(pattern=r"^[A-Z]{2}$")]
+
+
+def _rfc3339(value: object) -> object:
+    if not isinstance(value, str):
+        raise PydanticCustomError("rfc3339", "must be an RFC 3339 timestamp string with offset")
+    if len(value) > 40:
+        raise PydanticCustomError("rfc3339", "timestamp too long")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+
+
+def _check_freeform(value: object, depth: int, path: str) -> None:
+    if depth > MAX_FREEFORM_DEPTH:
+        raise PydanticCustomError(
+            "freeform", "nested deeper than {max}", {"max": MAX_FREEFORM_DEPTH}
+        )
+    if isinstance(value, dict):
+        if len(value) > MAX_FREEFORM_KEYS:
+            raise PydanticCustomError(
+                "freeform", "more than {max} keys", {"max": MAX_FREEFORM_KEYS}
+            )
+        for key, item in value.items():
+            if not isinstance(key, str) or len(key) > 128:
+                raise PydanticCustomError("freeform", "keys must be strings of <= 128 chars")
+            _check_freeform(item, depth + 1, path)
+    elif isinstance(value, list):
+        if len(value) > MAX_FREEFORM_LIST:
+            raise PydanticCustomError(
+                "freeform", "list longer than {max}", {"max": MAX_FREEFORM_LIST}
+            )
+        for item in value:
+            _check_freeform(item, depth + 1, path)
+    elif isinstance(value, str):
+        if len(value) > MAX_FREEFORM_STRING:
+            raise PydanticCustomError(
+                "freeform", "string longer than {max}", {"max": MAX_FREEFORM_STRING}
+            )
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise PydanticCustomError("freeform", "NaN and infinity are not allowed")
+    elif value is not None and not isinstance(value, (bool, int)):
+        raise PydanticCustomError("freeform", "only JSON values are allowed")
+
+
+def _freeform(value: dict[str, Any]) -> dict[str, Any]:
+    _check_freeform(value, 1, "")
+    return value
+
+
+FreeForm = Annotated[dict[str, Any], AfterValidator(_freeform)]
+
+_FROZEN: Final = ConfigDict(frozen=True, extra="forbid", str_max_length=4096)
+
+
+# --- models --------------------------------------------------------------------------------
+
+
+class Identifiers(BaseModel):
+    """Raw identifiers as the producer sent them; normalization happens downstream.
+
+    Blank strings are allowed here (normalization reports them as ``empty``). Custom identifier
+    types (snake_case names from the identity configuration) are allowed as extra keys.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    customer_id: IdentifierValue | None = None
+    email: IdentifierValue | None = None
+    phone: IdentifierValue | None = None
+    loyalty_id: IdentifierValue | None = None
+    card_token: IdentifierValue | None = None
+    anonymous_id: IdentifierValue | None = None
+    social_handle: IdentifierValue | None = None
+
+    @model_validator(mode="after")
+    def _custom_types(self) -> Self:
+        extra = self.__pydantic_extra__ or {}
+        if len(extra) > MAX_CUSTOM_IDENTIFIERS:
+            raise PydanticCustomError(
+                "identifiers",
+                "more than {max} custom identifier types",
+                {"max": MAX_CUSTOM_IDENTIFIERS},
+            )
+        for name, value in extra.items():
+            if not _CUSTOM_ID_NAME.fullmatch(name):
+                raise PydanticCustomError(
+                    "identifiers", "custom identifier type names must be snake_case (<= 32 chars)"
+                )
+            if value is not None and (not isinstance(value, str) or len(value) > 1024):
+                raise PydanticCustomError(
+                    "identifiers", "custom identifier values must be strings of <= 1024 chars"
+                )
+        return self
+
+    def as_mapping(self) -> dict[str, str | None]:
+        """Every identifier present (built-in and custom), ``type -> raw value``."""
+        out: dict[str, str | None] = {
+            name: getattr(self, name) for name in BUILTIN_TYPES if getattr(self, name) is not None
+        }
+        for name, value in (self.__pydantic_extra__ or {}).items():
+            if value is not None:
+                out[name] = value
+        return out
+
+    def any_present(self) -> bool:
+        return any(v is not None and v.strip() for v in self.as_mapping().values())
+
+
+class Consent(BaseModel):
+    """The CMP state at event time. ``None`` = not stated (never read as granted)."""
+
+    model_config = _FROZEN
+
+    analytics: StrictBool | None = None
+    personalization: StrictBool | None = None
+    marketing: StrictBool | None = None
+    ads: StrictBool | None = None
+    necessary: StrictBool | None = None
+
+
+class ConsentSignals(BaseModel):
+    """Consent in other vendors' formats, kept raw for the consent decoder.
+
+    ``segment``: Segment ``categoryPreferences``; ``gcm``: Google Consent Mode flags
+    (``ad_storage: "granted"`` ...); ``tcf``: an IAB TCF v2 TC string. Other formats (``usp``,
+    ``gpp`` ...) are allowed as extra keys, bounded like ``properties``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    segment: FreeForm | None = None
+    gcm: FreeForm | None = None
+    tcf: Annotated[str, Field(max_length=8192)] | None = None
+
+    @model_validator(mode="after")
+    def _bounded_extra(self) -> Self:
+        extra = self.__pydantic_extra__ or {}
+        if len(extra) > 8:
+            raise PydanticCustomError("consent_signals", "more than 8 signal formats")
+        _check_freeform(extra, 1, "")
+        return self
+
+
+class Traits(BaseModel):
+    """Profile traits. Extra scalar traits are allowed (at most ``MAX_EXTRA_TRAITS``)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", str_max_length=256)
+
+    first_name: ShortText | None = None
+    last_name: ShortText | None = None
+    city: ShortText | None = None
+    postal_code: Annotated[str, Field(max_length=32)] | None = None
+    preferences: FreeForm | None = None
+
+    @model_validator(mode="after")
+    def _bounded_extra(self) -> Self:
+        extra = self.__pydantic_extra__ or {}
+        if len(extra) > MAX_EXTRA_TRAITS:
+            raise PydanticCustomError(
+                "traits", "more than {max} extra traits", {"max": MAX_EXTRA_TRAITS}
+            )
+        for name, value in extra.items():
+            if len(name) > 64:
+                raise PydanticCustomError("traits", "trait names must be <= 64 chars")
+            if isinstance(value, str):
+                if len(value) > 256:
+                    raise PydanticCustomError("traits", "extra trait strings must be <= 256 chars")
+            elif isinstance(value, float):
+                if not math.isfinite(value):
+                    raise PydanticCustomError("traits", "NaN and infinity are not allowed")
+            elif value is not None and not isinstance(value, (bool, int)):
+                raise PydanticCustomError("traits", "extra traits must be scalars")
+        return self
+
+
+class OrderLine(BaseModel):
+    model_config = _FROZEN
+
+    sku: Code
+    quantity: Annotated[StrictInt, Field(ge=1, le=MAX_QUANTITY)]
+    unit_price: StrictMoney | None = None
+    category: ShortText | None = None
+    #: ``order_returned`` only: the item goes back to sellable stock at ``order.location_id``.
+    restock: StrictBool | None = None
+
+
+class Order(BaseModel):
+    model_config = _FROZEN
+
+    order_id: Code
+    total: StrictMoney | None = None
+    currency: Currency | None = None
+    payment_method: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    location_id: Code | None = None
+    lines: Annotated[tuple[OrderLine, ...], Field(max_length=MAX_ORDER_LINES)] = ()
+
+    @model_validator(mode="after")
+    def _currency_with_money(self) -> Self:
+        has_money = self.total is not None or any(ln.unit_price is not None for ln in self.lines)
+        if has_money and self.currency is None:
+            raise PydanticCustomError(
+                "missing_for_type", "required when an amount is given", {"field": "currency"}
+            )
+        return self
+
+
+class InventoryChange(BaseModel):
+    model_config = _FROZEN
+
+    sku: Code
+    location_id: Code
+    delta: Annotated[StrictInt, Field(ge=-MAX_STOCK, le=MAX_STOCK)] | None = None
+    on_hand: Annotated[StrictInt, Field(ge=0, le=MAX_STOCK)] | None = None
+    reason: InventoryReason | None = None
+
+
+class Touchpoint(BaseModel):
+    """One touchpoint event (contract version 1). Frozen."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", str_max_length=4096)
+
+    event_id: Code
+    type: EventType
+    channel: Channel
+    occurred_at: Timestamp
+    source: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    region: Region | None = None
+    identifiers: Identifiers = Field(default_factory=Identifiers)
+    consent: Consent | None = None
+    consent_signals: ConsentSignals | None = None
+    gpc: StrictBool | None = None
+    traits: Traits | None = None
+    properties: FreeForm = Field(default_factory=dict)
+    order: Order | None = None
+    inventory: InventoryChange | None = None
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _sane_year(cls, value: datetime) -> datetime:
+        if not 2000 <= value.year <= 2100:
+            raise PydanticCustomError("rfc3339", "year must be between 2000 and 2100")
+        return value
+
+    @model_validator(mode="after")
+    def _type_requirements(self) -> Self:
+        t = self.type
+        if t in ORDER_TYPES:
+            order = self.order
+            if order is None:
+                raise _missing("order", t)
+            if not order.lines:
+                raise _missing("order.lines", t)
+            if t in (EventType.ORDER_COMPLETED, EventType.POS_SALE) and order.total is None:
+                raise _missing("order.total", t)
+            if t is EventType.POS_SALE and order.location_id is None:
+                raise _missing("order.location_id", t)
+        if t in INVENTORY_TYPES:
+            inv = self.inventory
+            if inv is None:
+                raise _missing("inventory", t)
+            if t is EventType.INVENTORY_COUNTED and inv.on_hand is None:
+                raise _missing("inventory.on_hand", t)
+            if t is EventType.INVENTORY_ADJUSTED:
+                if inv.delta is None:
+                    raise _missing("inventory.delta", t)
+                if inv.delta == 0:
+                    raise PydanticCustomError(
+                        "missing_for_type", "must not be 0", {"field": "inventory.delta"}
+                    )
+        if t in IDENTIFIED_TYPES and not self.identifiers.any_present():
+            raise _missing("identifiers", t, "at least one identifier is required for {type}")
+        if (
+            t is EventType.CONSENT_UPDATED
+            and self.consent is None
+            and self.consent_signals is None
+            and self.gpc is None
+        ):
+            raise _missing("consent", t, "consent, consent_signals or gpc is required for {type}")
+        return self
+
+
+def _missing(
+    field: str, t: EventType, message: str = "required for type {type}"
+) -> PydanticCustomError:
+    return PydanticCustomError("missing_for_type", message, {"field": field, "type": t.value})
+
+
+# --- parse / dump / key --------------------------------------------------------------------
+
+_SHORT_MESSAGES: Final[Mapping[str, str]] = {
+    "greater_than_equal": "must be >= {ge}",
+    "less_than_equal": "must be <= {le}",
+    "greater_than": "must be > {gt}",
+    "less_than": "must be < {lt}",
+    "string_too_long": "must be at most {max_length} characters",
+    "string_too_short": "must be at least {min_length} characters",
+    "too_long": "must have at most {max_length} items",
+    "missing": "required",
+    "extra_forbidden": "unknown field",
+    "timezone_aware": "must have a timezone offset (RFC 3339)",
+    "int_type": "must be an integer",
+    "bool_type": "must be true or false",
+    "decimal_max_digits": "at most {max_digits} digits",
+    "decimal_max_places": "at most {decimal_places} decimal places",
+    "finite_number": "must be finite",
+}
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str | None:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or None
+
+
+def invalid_event_from(exc: ValidationError) -> InvalidEvent:
+    """Turn a pydantic ``ValidationError`` into an :class:`InvalidEvent` without input values."""
+    details: list[tuple[str | None, str]] = []
+    reason: Reason = SCHEMA_VIOLATION
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = tuple(err["loc"])
+        ctx = err.get("ctx") or {}
+        field = _dotted(loc)
+        if "field" in ctx:  # raised by a model validator: loc is the model, ctx names the field
+            field = f"{field}.{ctx['field']}" if field else str(ctx["field"])
+        template = _SHORT_MESSAGES.get(err["type"])
+        try:
+            message = template.format(**ctx) if template else err["msg"]
+        except (KeyError, IndexError):
+            message = err["msg"]
+        if loc == ("type",) and err["type"] == "enum":
+            reason = UNKNOWN_TYPE
+            message = "unknown event type"
+        if err["type"] == "string_unicode" or "surrogate" in message:
+            reason = INVALID_UTF8
+        details.append((field, message))
+    details.sort(key=lambda d: d[0] != "type")  # an unknown type explains everything else
+    field, message = details[0] if details else (None, "invalid event")
+    lines = tuple(f"{f}: {m}" if f else m for f, m in details)
+    return InvalidEvent(reason, message, field=field, details=lines)
+
+
+def validate_touchpoint(data: Mapping[str, Any]) -> Touchpoint:
+    """Validate an already-decoded event; raises :class:`InvalidEvent`."""
+    if not isinstance(data, Mapping):
+        raise InvalidEvent(SCHEMA_VIOLATION, "event must be a JSON object")
+    try:
+        return Touchpoint.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_event_from(exc) from None
+
+
+def parse_touchpoint(raw: bytes, *, max_bytes: int = MAX_EVENT_BYTES) -> Touchpoint:
+    """Decode and validate one raw record. Raises :class:`InvalidEvent` (never anything else)."""
+    if len(raw) > max_bytes:
+        raise InvalidEvent(OVERSIZE, f"record is {len(raw)} bytes, limit {max_bytes}")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        text = str(exc)
+        if "UTF-8" in text or "surrogate" in text:
+            raise InvalidEvent(INVALID_UTF8, "not valid UTF-8 (or a lone surrogate)") from None
+        try:
+            bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidEvent(INVALID_UTF8, "not valid UTF-8") from None
+        pos = getattr(exc, "pos", None)
+        where = f" at byte {pos}" if isinstance(pos, int) else ""
+        raise InvalidEvent(MALFORMED_JSON, f"not valid JSON{where}") from None
+    if not isinstance(data, dict):
+        raise InvalidEvent(SCHEMA_VIOLATION, "event must be a JSON object")
+    return validate_touchpoint(data)
+
+
+def touchpoint_to_json(tp: Touchpoint) -> dict[str, Any]:
+    """The JSON-ready dict of ``tp`` (``None`` fields left out, money as strings)."""
+    return tp.model_dump(mode="json", exclude_none=True)
+
+
+def dump_touchpoint(tp: Touchpoint) -> bytes:
+    """Serialize ``tp`` to JSON bytes; ``parse_touchpoint(dump_touchpoint(tp)) == tp``."""
+    try:
+        return orjson.dumps(touchpoint_to_json(tp))
+    except orjson.JSONEncodeError as exc:  # a lone surrogate in a str built in Python
+        raise InvalidEvent(INVALID_UTF8, "a string is not valid UTF-8") from exc
+
+
+def record_key(tp: Touchpoint, *, config: NormalizeConfig = DEFAULT) -> bytes | None:
+    """The Kafka record key: ``type:value`` of the most stable identifier that normalizes.
+
+    Order: customer_id > loyalty_id > email > phone > card_token > social_handle >
+    anonymous_id > custom types. Inventory events without a usable identifier are keyed by
+    ``inventory:<sku>@<location_id>`` so one stock position stays on one partition. Events with
+    neither get ``None`` (the producer's partitioner spreads them).
+    """
+    normalized = normalize_identifiers(tp.identifiers.as_mapping(), region=tp.region, config=config)
+    if normalized.accepted:
+        return normalized.accepted[0].key.encode()
+    if tp.inventory is not None:
+        return f"inventory:{tp.inventory.sku}@{tp.inventory.location_id}".encode()
+    return None
+
+
+__all__ = [
+    "INVENTORY_TYPES",
+    "MAX_EVENT_BYTES",
+    "ORDER_TYPES",
+    "SCHEMA_VERSION",
+    "Channel",
+    "Consent",
+    "ConsentSignals",
+    "EventType",
+    "Identifiers",
+    "InventoryChange",
+    "InventoryReason",
+    "Order",
+    "OrderLine",
+    "Touchpoint",
+    "Traits",
+    "dump_touchpoint",
+    "invalid_event_from",
+    "parse_touchpoint",
+    "record_key",
+    "touchpoint_to_json",
+    "validate_touchpoint",
+]
