@@ -1,0 +1,335 @@
+"""The working state of one batch: decoded from a store load, folded over, turned into a commit.
+
+:meth:`BatchState.from_loaded` decodes the entities a :class:`~resolvers.store.Loaded` holds;
+the stages mutate only this batch-local copy (never shared across batches); and
+:meth:`BatchState.to_commit` turns what changed into one :class:`~resolvers.store.Commit` that
+expects every loaded version to be unchanged. If the commit conflicts, the batch is recomputed
+from a fresh load, so nothing here needs undoing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from resolvers import consent as consent_policy
+from resolvers import identity, inventory, profile
+from resolvers.identity_rules import IdentityRules
+from resolvers.store import (
+    Commit,
+    Entity,
+    Kind,
+    Loaded,
+    OutboxRecord,
+    Ref,
+    StreamEntry,
+    Write,
+    identifier_ref,
+    profile_ref,
+    stock_ref,
+)
+from schemas.identifiers import Identifier
+
+STATE_FORMAT = 1
+
+
+def _dumps(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    merges: str = "identity.merges"
+    profile_changes: str = "profiles.changes"
+    erasures: str = "privacy.erasures"
+    consent_audit: str = "consent.audit"
+    inventory_changes: str = "inventory.changes"
+    inventory_alerts: str = "inventory.alerts"
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Everything a batch needs besides its records; built once by the worker."""
+
+    rules: IdentityRules
+    policy: consent_policy.ConsentPolicy
+    topics: TopicNames
+    salt: bytes
+    now: datetime
+    ledger: inventory.LedgerPolicy = inventory.DEFAULT_POLICY
+
+
+def profile_id_for(event_id: str, n: int) -> str:
+    """Deterministic id of the ``n``-th profile an event creates: replays rebuild the same ids."""
+    digest = hashlib.blake2b(f"{event_id}\x00{n}".encode(), digest_size=12).hexdigest()
+    return f"p_{digest}"
+
+
+@dataclass
+class ProfileData:
+    """The non-identity parts of a stored profile."""
+
+    aggregate: profile.ProfileAggregate
+    consent: consent_policy.ConsentState
+
+
+@dataclass
+class BatchState:
+    ctx: Context
+    versions: dict[Ref, int]
+    identity: identity.InMemoryIdentityState
+    profiles: dict[str, ProfileData]
+    stocks: dict[str, inventory.SkuStock]
+    seen: set[str]
+    suppressed: set[str]
+    processed: list[str] = field(default_factory=list)
+    dirty_profiles: set[str] = field(default_factory=set)
+    dirty_stocks: set[str] = field(default_factory=set)
+    erased: dict[str, identity.ProfileIdentity] = field(default_factory=dict)
+    new_suppressions: list[str] = field(default_factory=list)
+    outbox: list[OutboxRecord] = field(default_factory=list)
+    streams: list[StreamEntry] = field(default_factory=list)
+    counters: Counter[str] = field(default_factory=Counter)
+    stock_events: list[inventory.StockChanged] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ load
+    @classmethod
+    def from_loaded(cls, loaded: Loaded, ctx: Context) -> BatchState:
+        versions: dict[Ref, int] = {}
+        id_records: dict[Identifier, identity.IdentifierRecord] = {}
+        identities: dict[str, identity.ProfileIdentity] = {}
+        profiles: dict[str, ProfileData] = {}
+        stocks: dict[str, inventory.SkuStock] = {}
+        for ref, entity in loaded.entities.items():
+            versions[ref] = entity.version
+            if not entity.exists:
+                continue
+            if ref.kind is Kind.IDENTIFIER:
+                id_type, _, value = ref.name.partition(":")
+                id_records[Identifier(id_type, value)] = identity.IdentifierRecord.from_dict(
+                    orjson.loads(entity.fields["s"])
+                )
+            elif ref.kind is Kind.PROFILE and "s" in entity.fields:
+                state = orjson.loads(entity.fields["s"])
+                identities[ref.name] = identity.ProfileIdentity.from_dict(state["identity"])
+                profiles[ref.name] = ProfileData(
+                    profile.ProfileAggregate.from_dict(state["aggregate"]),
+                    consent_policy.ConsentState.from_dict(state["consent"]),
+                )
+            elif ref.kind is Kind.STOCK:
+                stocks[ref.name] = inventory.SkuStock.from_dict(orjson.loads(entity.fields["s"]))
+        return cls(
+            ctx=ctx,
+            versions=versions,
+            identity=identity.InMemoryIdentityState.from_records(id_records, identities),
+            profiles=profiles,
+            stocks=stocks,
+            seen=set(loaded.seen),
+            suppressed=set(loaded.suppressed),
+        )
+
+    # ------------------------------------------------------------------ helpers for stages
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] += n
+
+    def publish(self, topic: str, key: str | None, value: Mapping[str, Any] | None) -> None:
+        self.outbox.append(
+            OutboxRecord(
+                topic,
+                key.encode() if key is not None else None,
+                _dumps(value) if value is not None else None,
+            )
+        )
+
+    def profile_data(self, profile_id: str) -> ProfileData:
+        data = self.profiles.get(profile_id)
+        if data is None:
+            data = ProfileData(profile.ProfileAggregate(), consent_policy.ConsentState())
+            self.profiles[profile_id] = data
+        return data
+
+    def touch_profile(self, profile_id: str) -> None:
+        self.dirty_profiles.add(profile_id)
+
+    def apply_movement(self, movement: inventory.Movement) -> None:
+        stock = self.stocks.get(movement.sku) or inventory.SkuStock.empty(movement.sku)
+        new_stock, effects = inventory.apply(stock, movement, self.ctx.ledger)
+        if new_stock is stock:
+            return
+        self.stocks[movement.sku] = new_stock
+        self.dirty_stocks.add(movement.sku)
+        for effect in effects:
+            if isinstance(effect, inventory.StockChanged):
+                self.stock_events.append(effect)
+                self.publish(
+                    self.ctx.topics.inventory_changes,
+                    f"{effect.sku}@{effect.location_id}",
+                    {
+                        "sku": effect.sku,
+                        "location_id": effect.location_id,
+                        "on_hand": effect.on_hand,
+                        "committed": effect.committed,
+                        "available": effect.available,
+                        "available_to_sell": effect.available_to_sell,
+                        "event_id": effect.event_id,
+                        "kind": effect.kind.value,
+                        "occurred_at": effect.occurred_at.isoformat(),
+                    },
+                )
+                self.streams.append(
+                    StreamEntry(
+                        "inventory",
+                        {
+                            "sku": effect.sku.encode(),
+                            "location": effect.location_id.encode(),
+                            "available": str(effect.available_to_sell).encode(),
+                        },
+                    )
+                )
+            else:
+                self.count("oversold")
+                self.publish(
+                    self.ctx.topics.inventory_alerts,
+                    f"{effect.sku}@{effect.location_id}",
+                    {
+                        "alert": "oversold",
+                        "sku": effect.sku,
+                        "location_id": effect.location_id,
+                        "available": effect.available,
+                        "event_id": effect.event_id,
+                        "occurred_at": effect.occurred_at.isoformat(),
+                    },
+                )
+
+    def erase_profile(self, profile_id: str) -> identity.ProfileIdentity | None:
+        """Forget a profile: its identifiers are unlinked and their hashes suppressed."""
+        try:
+            ident = self.identity.profile(profile_id)
+        except KeyError:
+            return None
+        self.erased[profile_id] = ident
+        for identifier in ident.all_identifiers():
+            self.identity.put_identifier(identifier, identity.EMPTY_RECORD)
+            self.suppress(identifier)
+        self.profiles.pop(profile_id, None)
+        self.dirty_profiles.discard(profile_id)
+        return ident
+
+    def suppress(self, identifier: Identifier) -> None:
+        digest = hashlib.sha256(self.ctx.salt + identifier.key.encode()).hexdigest()
+        if digest not in self.suppressed:
+            self.suppressed.add(digest)
+            self.new_suppressions.append(digest)
+
+    # ------------------------------------------------------------------ commit
+    def _next(self, ref: Ref) -> int:
+        return self.versions.get(ref, 0) + 1
+
+    def to_commit(self) -> Commit:
+        writes: list[Write] = []
+        blind: list[Write] = []
+        idstate = self.identity
+        for ident in sorted(idstate.dirty_identifiers):
+            ref = identifier_ref(ident.key)
+            record = idstate.identifier(ident)
+            if record.is_empty:
+                writes.append(Write(ref, self._next(ref), {}))
+                continue
+            fields = {"s": _dumps(record.to_dict())}
+            if record.profile_id is not None:
+                fields["p"] = record.profile_id.encode()
+            writes.append(Write(ref, self._next(ref), fields))
+
+        live = (idstate.dirty_profiles | self.dirty_profiles) - set(self.erased)
+        live -= idstate.removed_profiles
+        for pid in sorted(live):
+            writes.append(self._profile_write(pid))
+
+        for absorbed in sorted(idstate.removed_profiles - set(self.erased)):
+            survivor = idstate.redirects[absorbed]
+            ref = profile_ref(absorbed)
+            writes.append(Write(ref, self._next(ref), {"r": survivor.encode()}))
+            self.publish(
+                self.ctx.topics.profile_changes,
+                absorbed,
+                {"profile_id": absorbed, "merged_into": survivor},
+            )
+            self.streams.append(
+                StreamEntry(
+                    "profiles",
+                    {"id": absorbed.encode(), "op": b"merged", "into": survivor.encode()},
+                )
+            )
+        for old, survivor in sorted(idstate.redirects.items()):
+            if old not in idstate.removed_profiles:  # compaction of older redirects
+                blind.append(Write(profile_ref(old), 1, {"r": survivor.encode()}))
+
+        for pid, ident in sorted(self.erased.items()):
+            ref = profile_ref(pid)
+            writes.append(Write(ref, self._next(ref), {}))
+            blind.extend(Write(profile_ref(old), 1, {}) for old in ident.merged_from)
+            self.publish(self.ctx.topics.profile_changes, pid, None)
+            self.streams.append(StreamEntry("profiles", {"id": pid.encode(), "op": b"erased"}))
+
+        for sku in sorted(self.dirty_stocks):
+            stock = self.stocks[sku]
+            ref = stock_ref(sku)
+            version = self._next(ref)
+            snap = inventory.snapshot(stock)
+            snap["version"] = version
+            writes.append(Write(ref, version, {"d": _dumps(snap), "s": _dumps(stock.to_dict())}))
+
+        return Commit(
+            expect=dict(self.versions),
+            event_ids=tuple(self.processed),
+            writes=writes,
+            blind_writes=blind,
+            suppress=tuple(self.new_suppressions),
+            outbox=tuple(self.outbox),
+            streams=tuple(self.streams),
+            counters=dict(self.counters),
+        )
+
+    def _profile_write(self, pid: str) -> Write:
+        ref = profile_ref(pid)
+        version = self._next(ref)
+        ident = self.identity.profile(pid)
+        data = self.profile_data(pid)
+        snap = profile.snapshot(
+            data.aggregate,
+            profile_id=pid,
+            identifiers={t: list(vs) for t, vs in ident.identifiers.items()},
+            consent=data.consent.summary(),
+            merged_from=list(ident.merged_from),
+            version=version,
+        )
+        snap["created_at"] = ident.created_at.isoformat()
+        state = {
+            "format": STATE_FORMAT,
+            "identity": ident.to_dict(),
+            "aggregate": data.aggregate.to_dict(),
+            "consent": data.consent.to_dict(),
+        }
+        self.publish(self.ctx.topics.profile_changes, pid, snap)
+        self.streams.append(
+            StreamEntry(
+                "profiles", {"id": pid.encode(), "op": b"upsert", "version": str(version).encode()}
+            )
+        )
+        return Write(ref, version, {"d": _dumps(snap), "s": _dumps(state)})
+
+
+def hashed(identifiers: Iterable[Identifier], salt: bytes) -> list[str]:
+    """Salted hashes, for audit records that must not carry raw identifiers."""
+    return [hashlib.sha256(salt + i.key.encode()).hexdigest()[:16] for i in identifiers]
+
+
+def snapshot_entity(entity: Entity) -> dict[str, Any] | None:
+    raw = entity.fields.get("d")
+    return None if raw is None else dict(orjson.loads(raw))

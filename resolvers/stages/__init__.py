@@ -1,0 +1,1 @@
+"""One module per pipeline stage, named for what it does; ``resolvers.pipeline`` lists them."""

@@ -1,0 +1,62 @@
+"""Stage: which purposes the event may serve; records consent changes; purges on revocation.
+
+Never fails open: the policy (``resolvers.consent``) denies whatever it cannot establish as
+granted. A revocation purges the purpose's data from the profile in this same batch commit.
+Every denial is counted and audited on ``consent.audit`` (ids, purpose, decision, reason,
+policy version; no identifiers or traits).
+"""
+
+from __future__ import annotations
+
+from resolvers import consent as policy
+from resolvers import profile
+from resolvers.batch import BatchState
+from resolvers.steps import Event, Ok
+from schemas.touchpoint import EventType, Touchpoint
+
+NAME = "consent"
+
+
+def consent_input(tp: Touchpoint) -> policy.ConsentInput:
+    own = None
+    if tp.consent is not None:
+        own = {k: v for k, v in tp.consent.model_dump(exclude_none=True).items()}
+    signals = None
+    if tp.consent_signals is not None:
+        signals = tp.consent_signals.model_dump(exclude_none=True)
+    return policy.ConsentInput(
+        event_id=tp.event_id,
+        occurred_at=tp.occurred_at,
+        region=tp.region,
+        consent=own,
+        gpc=bool(tp.gpc),
+        signals=signals or None,
+        is_consent_update=tp.type is EventType.CONSENT_UPDATED,
+    )
+
+
+def run(event: Event, state: BatchState) -> Ok:
+    tp = event.tp
+    pid = event.profile_id
+    data = state.profile_data(pid) if pid is not None else None
+    decision = policy.evaluate(
+        consent_input(tp),
+        data.consent if data is not None else None,
+        state.ctx.policy,
+        now=state.ctx.now,
+    )
+    if data is not None and pid is not None:
+        data.consent = decision.new_state
+        for purpose in sorted(decision.revoked):
+            data.aggregate = profile.purge(data.aggregate, purpose.value)
+            state.count(f"consent_purged:{purpose.value}")
+        state.touch_profile(pid)
+    for purpose, reason in sorted(decision.denied.items()):
+        state.count(f"consent_denied:{purpose.value}:{reason}")
+    for record in decision.audit:
+        state.publish(
+            state.ctx.topics.consent_audit,
+            pid,
+            {**record.to_dict(), "profile_id": pid},
+        )
+    return Ok(event.evolve(purposes=frozenset(p.value for p in decision.allowed)))

@@ -1,0 +1,31 @@
+"""Stage 2: identifiers to canonical form; junk values are dropped, never linked.
+
+Also computes the salted hash of every identifier, which the store checks against the
+suppression set of erased people in the same round trip as the rest of the batch's state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from resolvers.steps import Event, Ok
+from schemas.identifiers import Identifier
+from schemas.normalize import NormalizeConfig, normalize_identifiers
+
+NAME = "normalize"
+
+
+def suppression_hash(identifier: Identifier, salt: bytes) -> str:
+    """Salted SHA-256 of ``type:value``: what erasure keeps instead of the identifier."""
+    return hashlib.sha256(salt + identifier.key.encode()).hexdigest()
+
+
+def run(event: Event, *, config: NormalizeConfig, salt: bytes) -> Ok:
+    tp = event.tp
+    normalized = normalize_identifiers(tp.identifiers.as_mapping(), region=tp.region, config=config)
+    ids = tuple(normalized.accepted)
+    return Ok(
+        event.evolve(
+            identifiers=ids, suppression_hashes=tuple(suppression_hash(i, salt) for i in ids)
+        )
+    )

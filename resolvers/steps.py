@@ -1,0 +1,85 @@
+"""What flows between pipeline stages: records, events, and the ``Ok | Drop | DeadLetter`` result.
+
+Every stage takes an :class:`Event` and returns one of the three results; it never raises for
+bad input (that is a :class:`DeadLetter`) and never swallows an infrastructure error (those
+raise, so the batch is retried and no offset is committed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Final
+
+from schemas.identifiers import Identifier
+
+if TYPE_CHECKING:
+    from schemas.touchpoint import Touchpoint
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One Kafka record as the worker received it."""
+
+    value: bytes | None
+    key: bytes | None = None
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+    timestamp_ms: int | None = None
+    headers: Mapping[str, bytes] = field(default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        """``topic[partition]@offset``: how logs and DLQ records name a record."""
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A record on its way through the stages; each stage returns an updated copy."""
+
+    record: RawRecord
+    touchpoint: Touchpoint | None = None
+    identifiers: tuple[Identifier, ...] = ()
+    suppression_hashes: tuple[str, ...] = ()
+    profile_id: str | None = None
+    purposes: frozenset[str] = frozenset()
+
+    def evolve(self, **changes: object) -> Event:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def tp(self) -> Touchpoint:
+        """The parsed touchpoint (stages after ``parse`` may rely on it)."""
+        assert self.touchpoint is not None, "stage ran before parse"
+        return self.touchpoint
+
+
+@dataclass(frozen=True, slots=True)
+class Ok:
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """Processed on purpose without effect (a duplicate, an erased person's identity...)."""
+
+    event: Event
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Cannot be processed: goes to the DLQ with the original bytes and the reason."""
+
+    record: RawRecord
+    stage: str
+    reason: str  # stable code, e.g. schema_violation
+    error_class: str
+    message: str  # never contains raw input values
+
+
+StepResult = Ok | Drop | DeadLetter
+
+DUPLICATE: Final = "duplicate"
