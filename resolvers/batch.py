@@ -13,7 +13,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -309,7 +309,7 @@ class BatchState:
             merged_from=list(ident.merged_from),
             version=version,
         )
-        snap["created_at"] = ident.created_at.isoformat()
+        snap["created_at"] = _utc_text(ident.created_at)
         state = {
             "format": STATE_FORMAT,
             "identity": ident.to_dict(),
@@ -323,6 +323,11 @@ class BatchState:
             )
         )
         return Write(ref, version, {"d": _dumps(snap), "s": _dumps(state)})
+
+
+def _utc_text(at: datetime) -> str:
+    """RFC 3339 in UTC with ``Z``, the form every timestamp of a snapshot uses."""
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def hashed(identifiers: Iterable[Identifier], salt: bytes) -> list[str]:

@@ -1,0 +1,373 @@
+"""The whole stage chain in-process, on the in-memory store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from conftest import Runner
+
+from resolvers import pipeline
+from resolvers.store import InMemoryStore, Kind
+
+T0 = "2026-11-20T10:00:00+01:00"
+
+
+def ev(event_id: str, type_: str, at: str = T0, **fields: Any) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "type": type_,
+        "channel": fields.pop("channel", "web"),
+        "occurred_at": at,
+        **fields,
+    }
+
+
+def sale(
+    event_id: str,
+    at: str,
+    ids: dict[str, str],
+    *,
+    sku: str = "SKU-1",
+    qty: int = 1,
+    total: str = "49.90",
+    location: str = "oslo-1",
+    **extra: Any,
+) -> dict[str, Any]:
+    return ev(
+        event_id,
+        "pos_sale",
+        at,
+        channel="pos",
+        region="NO",
+        identifiers=ids,
+        consent={"analytics": True, "personalization": True},
+        order={
+            "order_id": f"o-{event_id}",
+            "total": total,
+            "currency": "NOK",
+            "payment_method": "card",
+            "location_id": location,
+            "lines": [{"sku": sku, "quantity": qty, "unit_price": total, "category": "shoes"}],
+        },
+        **extra,
+    )
+
+
+def profiles(store: InMemoryStore) -> dict[str, dict[str, Any]]:
+    return {
+        ref.name: orjson.loads(e.fields["d"])
+        for ref, e in store.entities.items()
+        if ref.kind is Kind.PROFILE and "d" in e.fields
+    }
+
+
+def stock(store: InMemoryStore, sku: str) -> dict[str, Any]:
+    for ref, e in store.entities.items():
+        if ref.kind is Kind.STOCK and ref.name == sku:
+            return dict(orjson.loads(e.fields["d"]))
+    raise KeyError(sku)
+
+
+def partition(store: InMemoryStore) -> set[frozenset[str]]:
+    return {
+        frozenset(f"{t}:{v}" for t, vs in p["identifiers"].items() for v in vs)
+        for p in profiles(store).values()
+    }
+
+
+CONSENT_ALL = {"analytics": True, "personalization": True, "marketing": True, "ads": False}
+
+JOURNEY = [
+    ev(
+        "j1",
+        "page_view",
+        "2026-11-01T09:00:00+01:00",
+        region="NO",
+        identifiers={"anonymous_id": "dev-77"},
+        consent=CONSENT_ALL,
+        properties={"category": "shoes", "sku": "SKU-1"},
+    ),
+    ev(
+        "j2",
+        "signup",
+        "2026-11-01T09:05:00+01:00",
+        region="NO",
+        identifiers={"anonymous_id": "dev-77", "email": " Kari.Nordmann@Example.NO "},
+        consent=CONSENT_ALL,
+        traits={"first_name": "Kari"},
+    ),
+    ev(
+        "j3",
+        "login",
+        "2026-11-02T19:00:00+01:00",
+        channel="app",
+        region="NO",
+        identifiers={"email": "kari.nordmann@example.no", "customer_id": "C-1001"},
+        consent=CONSENT_ALL,
+    ),
+    sale(
+        "j4",
+        "2026-11-03T12:00:00+01:00",
+        {"loyalty_id": "LOY-9", "customer_id": "C-1001"},
+        total="799.00",
+    ),
+    ev(
+        "j5",
+        "order_returned",
+        "2026-11-05T12:00:00+01:00",
+        channel="pos",
+        region="NO",
+        identifiers={"loyalty_id": "LOY-9"},
+        consent=CONSENT_ALL,
+        order={
+            "order_id": "o-j4",
+            "total": "799.00",
+            "currency": "NOK",
+            "location_id": "oslo-1",
+            "lines": [{"sku": "SKU-1", "quantity": 1, "restock": True}],
+        },
+    ),
+]
+
+
+def test_stage_order_is_pinned() -> None:
+    assert pipeline.PREPARE == ("parse", "normalize")
+    assert [s.NAME for s in pipeline.STAGES] == [
+        "dedupe",
+        "suppress",
+        "erase",
+        "resolve",
+        "consent",
+        "aggregate",
+        "inventory",
+    ]
+
+
+def test_journey_ends_in_one_omnichannel_profile(run: Runner, store: InMemoryStore) -> None:
+    result = run(JOURNEY)
+    assert not result.dead_letters
+    [p] = profiles(store).values()
+    assert p["identifiers"] == {
+        "anonymous_id": ["dev-77"],
+        "email": ["kari.nordmann@example.no"],
+        "customer_id": ["C-1001"],
+        "loyalty_id": ["LOY-9"],
+    } or sorted(p["identifiers"]) == ["anonymous_id", "customer_id", "email", "loyalty_id"]
+    assert p["orders_in_store"] == 1
+    assert p["revenue"] == {"NOK": "799.00"}
+    assert p["returns"]["count"] == 1
+    assert set(p["channels"]) == {"web", "app", "pos"}
+    assert p["traits"]["first_name"] == "Kari"
+    # the return restocked what the sale took
+    assert stock(store, "SKU-1")["locations"]["oslo-1"]["on_hand"] == 0
+
+
+def test_same_journey_in_many_batches_gives_the_same_profile(run: Runner) -> None:
+    one, many = InMemoryStore(), InMemoryStore()
+    run(JOURNEY, one)
+    for event in JOURNEY:
+        run([event], many)
+    assert partition(one) == partition(many)
+    strip = ("version",)
+    [a], [b] = profiles(one).values(), profiles(many).values()
+    assert {k: v for k, v in a.items() if k not in strip} == {
+        k: v for k, v in b.items() if k not in strip
+    }
+
+
+def test_redelivery_changes_nothing(run: Runner, store: InMemoryStore) -> None:
+    run(JOURNEY)
+    before = dict(store.entities)
+    outbox = len(store.outbox)
+    again = run(JOURNEY)
+    assert store.entities == before
+    assert len(store.outbox) == outbox
+    assert again.outcomes == {(e["type"], "duplicate"): 1 for e in JOURNEY}
+
+
+def test_duplicates_inside_one_batch_count_once(run: Runner, store: InMemoryStore) -> None:
+    run([JOURNEY[3], JOURNEY[3]])
+    [p] = profiles(store).values()
+    assert p["orders_in_store"] == 1
+    assert stock(store, "SKU-1")["locations"]["oslo-1"]["on_hand"] == -1
+
+
+BAD = {
+    b"{not json": "malformed_json",
+    b"\xff\xfe garbage": "invalid_utf8",
+    orjson.dumps(
+        {"event_id": "x", "type": "teleported", "channel": "web", "occurred_at": T0}
+    ): "unknown_type",
+    orjson.dumps(
+        {
+            "event_id": "x",
+            "type": "page_view",
+            "channel": "web",
+            "occurred_at": "2026-11-20T10:00:00",
+        }
+    ): "schema_violation",
+    orjson.dumps(
+        {
+            "event_id": "x",
+            "type": "page_view",
+            "channel": "web",
+            "occurred_at": T0,
+            "properties": {"blob": "a" * 70_000},
+        }
+    ): "oversize",
+    b'{"event_id": "\\ud800", "type": "page_view"}': "invalid_utf8",
+}
+
+
+@pytest.mark.parametrize(("raw", "reason"), list(BAD.items()), ids=list(BAD.values()))
+def test_bad_input_goes_to_the_dlq_with_its_reason_and_good_input_flows(
+    run: Runner, store: InMemoryStore, raw: bytes, reason: str
+) -> None:
+    result = run([raw, JOURNEY[0]])
+    [dead] = result.dead_letters
+    assert dead.reason == reason
+    assert dead.record.value == raw  # original bytes kept
+    assert dead.stage == "parse"
+    assert len(profiles(store)) == 1
+
+
+def test_eu_visitor_without_consent_leaves_no_behavioural_data(
+    run: Runner, store: InMemoryStore
+) -> None:
+    run(
+        [
+            ev(
+                "eu1",
+                "product_viewed",
+                region="DE",
+                identifiers={"anonymous_id": "de-1"},
+                properties={"category": "bags"},
+            ),
+            sale("eu2", "2026-11-20T11:00:00+01:00", {"anonymous_id": "de-1"}, sku="SKU-DE")
+            | {"region": "DE", "consent": None},
+        ]
+    )
+    [p] = profiles(store).values()
+    assert p["orders_in_store"] == 0 and p["revenue"] == {}
+    assert p["recent_activity"] == [] and p["category_affinities"] == {}
+    assert p["first_seen"] is None and p["channels"] == []
+    # the sale still moved stock: operational facts flow without identity or consent
+    assert stock(store, "SKU-DE")["locations"]["oslo-1"]["on_hand"] == -1
+
+
+def test_revoking_analytics_purges_metrics_in_the_same_commit(
+    run: Runner, store: InMemoryStore
+) -> None:
+    run(JOURNEY[:4])
+    [p] = profiles(store).values()
+    assert p["orders_in_store"] == 1
+    run(
+        [
+            ev(
+                "rv",
+                "consent_updated",
+                "2026-11-06T10:00:00+01:00",
+                region="NO",
+                identifiers={"customer_id": "C-1001"},
+                consent={"analytics": False, "personalization": True},
+            )
+        ]
+    )
+    [p] = profiles(store).values()
+    assert p["orders_in_store"] == 0 and p["revenue"] == {} and p["last_order"] is None
+    assert p["consent"]["analytics"]["granted"] is False
+
+
+def test_erasure_forgets_the_person_and_suppresses_late_events(
+    run: Runner, store: InMemoryStore
+) -> None:
+    run(JOURNEY)
+    run(
+        [
+            ev(
+                "er",
+                "erasure_requested",
+                "2026-11-10T10:00:00+01:00",
+                identifiers={"email": "KARI.NORDMANN@example.no"},
+            )
+        ]
+    )
+    assert profiles(store) == {}
+    assert not any(ref.kind is Kind.IDENTIFIER for ref in store.entities)
+    tombstones = [r for r in store.outbox if r.topic == "profiles.changes" and r.value is None]
+    assert len(tombstones) == 1
+    assert any(r.topic == "privacy.erasures" for r in store.outbox)
+    # a late POS purchase with the erased loyalty id (and a new card) moves stock only
+    run(
+        [
+            sale(
+                "late",
+                "2026-11-11T10:00:00+01:00",
+                {"loyalty_id": "LOY-9", "card_token": "tok-new"},
+                sku="SKU-2",
+            )
+        ]
+    )
+    assert profiles(store) == {}
+    assert stock(store, "SKU-2")["locations"]["oslo-1"]["on_hand"] == -1
+    # erasing again is a no-op (idempotent), and replaying the journey rebuilds nothing
+    run(
+        [
+            ev(
+                "er2",
+                "erasure_requested",
+                "2026-11-12T10:00:00+01:00",
+                identifiers={"email": "kari.nordmann@example.no"},
+            )
+        ]
+    )
+    run([{**e, "event_id": e["event_id"] + "-replay"} for e in JOURNEY])
+    assert profiles(store) == {}
+
+
+def test_junk_identifier_never_links_customers(run: Runner, store: InMemoryStore) -> None:
+    run(
+        [
+            sale(
+                f"cashier-{i}",
+                "2026-11-20T11:00:00+01:00",
+                {"phone": "1234567890", "loyalty_id": f"L-{i}"},
+            )
+            for i in range(50)
+        ]
+    )
+    assert len(profiles(store)) == 50
+    assert all("phone" not in p["identifiers"] for p in profiles(store).values())
+
+
+def test_merge_is_announced_and_redirects_the_absorbed_id(
+    run: Runner, store: InMemoryStore
+) -> None:
+    run([JOURNEY[0]])
+    run([ev("c0", "login", "2026-10-01T09:00:00+01:00", identifiers={"customer_id": "C-1001"})])
+    assert len(profiles(store)) == 2
+    run(
+        [
+            JOURNEY[2],
+            ev(
+                "m1",
+                "login",
+                "2026-11-04T09:00:00+01:00",
+                identifiers={"customer_id": "C-1001", "anonymous_id": "dev-77"},
+            ),
+        ]
+    )
+    [(survivor, p)] = profiles(store).items()
+    merges = [
+        orjson.loads(r.value)
+        for r in store.outbox
+        if r.topic == "identity.merges" and r.value is not None
+    ]
+    merged = [m for m in merges if m["kind"] == "merged"]
+    assert len(merged) == 1 and merged[0]["survivor"] == survivor
+    absorbed = merged[0]["absorbed"]
+    assert p["merged_from"] == [absorbed]
+    redirect = [e for ref, e in store.entities.items() if ref.name == absorbed]
+    assert redirect and redirect[0].fields["r"].decode() == survivor
