@@ -1,0 +1,299 @@
+"""Fixtures shared by every test tier.
+
+Servers: ``kafka_bootstrap`` and ``redis_url`` are session-scoped and lazy, so only a session
+that runs an integration (or e2e) test starts anything; ``pytest tests/unit`` stays server-free.
+Each comes from the first source that applies:
+
+1. the environment: ``LOOM_KAFKA_BOOTSTRAP`` / ``LOOM_REDIS_URL`` (e.g. the shared dev servers);
+2. a Docker engine (``docker info`` answers; set ``LOOM_TEST_DOCKER=0`` to skip): testcontainers
+   with ``apache/kafka:3.9.1`` (KRaft) and ``redis:7``;
+3. ``deploy/infra.sh`` on free loopback ports with a temporary data dir, stopped (and the dir
+   removed) at session end, also when tests fail. ``LOOM_TEST_KEEP_DATA=1`` keeps the dir.
+
+Per-test helpers: ``unique_topic`` (factory creating a topic, deleted after the test),
+``unique_group``, ``redis_client`` and ``redis_prefix`` (keys under it are deleted after the test).
+
+Guard: a test in ``tests/unit`` or ``tests/pipeline`` that asks for a server fixture is a
+collection error; tests under ``tests/integration`` are marked ``integration`` automatically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+INFRA_SCRIPT = REPO_ROOT / "deploy" / "infra.sh"
+KAFKA_IMAGE = "apache/kafka:3.9.1"
+REDIS_IMAGE = "redis:7"
+
+#: Fixtures that need a real server; unit and pipeline tests must not use them.
+SERVER_FIXTURES = frozenset(
+    {"kafka_bootstrap", "redis_url", "unique_topic", "redis_client", "redis_prefix"}
+)
+SERVER_FREE_TIERS = ("unit", "pipeline")
+
+
+# --- collection ---------------------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests_dir = Path(__file__).resolve().parent
+    for item in items:
+        try:
+            tier = item.path.resolve().relative_to(tests_dir).parts[0]
+        except ValueError:
+            continue
+        if tier == "integration" and item.get_closest_marker("integration") is None:
+            item.add_marker(pytest.mark.integration)
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if tier in SERVER_FREE_TIERS and fixtures & SERVER_FIXTURES:
+            raise pytest.UsageError(
+                f"{item.nodeid} is in tests/{tier} but uses server fixtures "
+                f"{sorted(fixtures & SERVER_FIXTURES)}; move it to tests/integration"
+            )
+
+
+# --- server sources -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    kafka_bootstrap: str
+    redis_url: str
+
+
+def _free_ports(count: int) -> list[int]:
+    """Ports the kernel reports free on 127.0.0.1 (all held open together, so distinct)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _docker_available() -> bool:
+    if os.environ.get("LOOM_TEST_DOCKER", "1") == "0" or shutil.which("docker") is None:
+        return False
+    try:
+        subprocess.run(["docker", "info"], capture_output=True, timeout=10, check=True)
+    except (subprocess.SubprocessError, OSError):
+        return False
+    return True
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"({path} not readable)"
+
+
+class LocalInfra:
+    """deploy/infra.sh on its own ports and data dir; ``down`` at session end."""
+
+    def __init__(self) -> None:
+        kafka_port, controller_port, redis_port = _free_ports(3)
+        self.data_dir = Path(tempfile.mkdtemp(prefix="loom-test-infra-"))
+        self.env = {
+            **os.environ,
+            "LOOM_KAFKA_PORT": str(kafka_port),
+            "LOOM_KAFKA_CONTROLLER_PORT": str(controller_port),
+            "LOOM_REDIS_PORT": str(redis_port),
+            "LOOM_DATA_DIR": str(self.data_dir),
+        }
+        self.endpoints = Endpoints(
+            kafka_bootstrap=f"127.0.0.1:{kafka_port}",
+            redis_url=f"redis://127.0.0.1:{redis_port}/0",
+        )
+
+    def run(self, action: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(INFRA_SCRIPT), action],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    def up(self) -> None:
+        result = self.run("up")
+        if result.returncode != 0:
+            self.down()
+            kafka_log = self.data_dir / "kafka" / "logs" / "server.log"
+            raise RuntimeError(
+                f"deploy/infra.sh up failed (exit {result.returncode}):\n{result.stderr}\n"
+                f"--- tail of {kafka_log} ---\n{_tail(kafka_log)}"
+            )
+
+    def down(self) -> None:
+        result = self.run("down")
+        if result.returncode != 0:  # pragma: no cover - only on a broken machine
+            print(f"deploy/infra.sh down failed:\n{result.stderr}")
+        if os.environ.get("LOOM_TEST_KEEP_DATA") != "1":
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def _local_infra() -> Iterator[Endpoints]:
+    infra = LocalInfra()
+    infra.up()
+    try:
+        yield infra.endpoints
+    finally:
+        infra.down()
+
+
+@pytest.fixture(scope="session")
+def _docker() -> bool:
+    """Whether a Docker engine answers (asked once, and only when no env var names a server)."""
+    return _docker_available()
+
+
+def _kafka_container() -> Iterator[str]:  # pragma: no cover - needs a Docker engine
+    # Imported here so that server-free tiers never pay for testcontainers.
+    from testcontainers.core.container import DockerContainer  # noqa: PLC0415
+    from testcontainers.core.wait_strategies import LogMessageWaitStrategy  # noqa: PLC0415
+
+    (host_port,) = _free_ports(1)
+    container = DockerContainer(KAFKA_IMAGE).with_bind_ports(9092, host_port)
+    try:
+        host = container.get_container_host_ip()
+    except Exception:  # connection modes that need a running container
+        host = "localhost"
+    env = {
+        "KAFKA_NODE_ID": "1",
+        "KAFKA_PROCESS_ROLES": "broker,controller",
+        "KAFKA_LISTENERS": "PLAINTEXT://:9092,CONTROLLER://:9093",
+        "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://{host}:{host_port}",
+        "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@localhost:9093",
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
+        "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+        "KAFKA_NUM_PARTITIONS": "1",
+    }
+    for key, value in env.items():
+        container.with_env(key, value)
+    container.waiting_for(LogMessageWaitStrategy("Kafka Server started"))
+    with container:
+        yield f"{host}:{host_port}"
+
+
+def _redis_container() -> Iterator[str]:  # pragma: no cover - needs a Docker engine
+    from testcontainers.community.redis import RedisContainer  # noqa: PLC0415
+
+    with RedisContainer(REDIS_IMAGE) as container:
+        host = container.get_container_host_ip()
+        port = container.get_exposed_port(6379)
+        yield f"redis://{host}:{port}/0"
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Bootstrap servers of a real Kafka 3.9 broker (see the module docstring for the source)."""
+    if env := os.environ.get("LOOM_KAFKA_BOOTSTRAP"):
+        yield env
+    elif request.getfixturevalue("_docker"):  # pragma: no cover - needs a Docker engine
+        yield from _kafka_container()
+    else:
+        endpoints: Endpoints = request.getfixturevalue("_local_infra")
+        yield endpoints.kafka_bootstrap
+
+
+@pytest.fixture(scope="session")
+def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """URL of a real Redis 7 server (see the module docstring for the source)."""
+    if env := os.environ.get("LOOM_REDIS_URL"):
+        yield env
+    elif request.getfixturevalue("_docker"):  # pragma: no cover - needs a Docker engine
+        yield from _redis_container()
+    else:
+        endpoints: Endpoints = request.getfixturevalue("_local_infra")
+        yield endpoints.redis_url
+
+
+# --- per-test helpers -----------------------------------------------------------------------
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture
+def unique_topic(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
+    """Factory: ``unique_topic(partitions=1, prefix="loomtest", config=None) -> name``.
+
+    Creates the topic (and waits until the broker confirms); every topic it created is deleted
+    when the test ends.
+    """
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    created: list[str] = []
+
+    def create(
+        partitions: int = 1, prefix: str = "loomtest", config: dict[str, str] | None = None
+    ) -> str:
+        name = _unique(prefix)
+        topic = NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})
+        for future in admin.create_topics([topic], operation_timeout=30).values():
+            future.result(timeout=60)
+        created.append(name)
+        return name
+
+    yield create
+    if created:
+        for future in admin.delete_topics(created, operation_timeout=30).values():
+            with contextlib.suppress(Exception):
+                future.result(timeout=30)
+
+
+@pytest.fixture
+def unique_group() -> str:
+    """A consumer group id no other test (or engineer) uses."""
+    return _unique("loomtest-group")
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """``redis.Redis`` on the test server, bytes in and out (``decode_responses=False``)."""
+    client = redis.Redis.from_url(redis_url, decode_responses=False)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
+    """A key prefix unique to this test, usable as ``LoomSettings.redis_prefix`` (no colon).
+
+    Every key starting with it is deleted when the test ends.
+    """
+    prefix = _unique("loomtest")
+    yield prefix
+    batch: list[bytes] = []
+    for key in redis_client.scan_iter(match=f"{prefix}*", count=500):
+        batch.append(key)
+        if len(batch) >= 500:
+            redis_client.delete(*batch)
+            batch.clear()
+    if batch:
+        redis_client.delete(*batch)
