@@ -1,0 +1,122 @@
+"""``loom lag``: consumer lag per group, topic and partition, in messages and seconds.
+
+Groups: every group whose id starts with the app id (``LOOM_APP_ID``, default ``loom``), all
+groups with ``--all``, or the one named with ``--group``. Columns match Kafka's
+``kafka-consumer-groups --describe`` plus ``LAG-SECONDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any, TextIO
+
+import orjson
+
+from streams.lag import GroupLag, LagReader, LagSnapshot, OffsetTimeTable
+from streams.settings import load_settings
+
+COLUMNS = (
+    "GROUP",
+    "TOPIC",
+    "PARTITION",
+    "CURRENT-OFFSET",
+    "LOG-END-OFFSET",
+    "LAG",
+    "LAG-SECONDS",
+    "CONSUMER-ID",
+    "HOST",
+    "CLIENT-ID",
+)
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("lag", help="consumer lag per partition (messages and seconds)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--group", "-g", help="only this consumer group")
+    which.add_argument("--all", action="store_true", help="all groups, not only Loom's")
+    p.add_argument("--json", action="store_true", help="one JSON document per reading")
+    p.add_argument(
+        "--watch",
+        nargs="?",
+        type=float,
+        const=5.0,
+        default=None,
+        metavar="SECONDS",
+        help="repeat every SECONDS (default 5) until interrupted",
+    )
+    p.add_argument("--bootstrap", help="Kafka bootstrap servers (default: LOOM_KAFKA_BOOTSTRAP)")
+    p.set_defaults(func=run)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def render_table(groups: tuple[GroupLag, ...]) -> str:
+    """Plain-text table, one section per group (like ConsumerGroupCommand)."""
+    out: list[str] = []
+    for g in groups:
+        out.append(
+            f"\nGroup {g.group!r}: state {g.state}, {len(g.members)} member(s), "
+            f"total lag {g.total_lag}, max lag {g.max_lag}, "
+            f"max lag {g.max_lag_seconds:.3f} s"
+        )
+        rows = [COLUMNS]
+        rows += [
+            (
+                g.group,
+                p.topic,
+                str(p.partition),
+                _cell(p.committed),
+                _cell(p.end),
+                _cell(p.lag),
+                _cell(p.lag_seconds),
+                _cell(p.consumer_id),
+                _cell(p.host),
+                _cell(p.client_id),
+            )
+            for p in g.partitions
+        ]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+        out.extend(
+            " ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+        )
+    return "\n".join(out).lstrip("\n")
+
+
+def snapshot_json(snapshot: LagSnapshot) -> bytes:
+    return orjson.dumps(
+        {"taken_at": snapshot.taken_at, "groups": [g.to_json() for g in snapshot.groups]}
+    )
+
+
+def _emit(snapshot: LagSnapshot, as_json: bool, out: TextIO) -> None:
+    if as_json:
+        out.write(snapshot_json(snapshot).decode() + "\n")
+    elif snapshot.groups:
+        out.write(render_table(snapshot.groups) + "\n")
+    else:
+        out.write("no consumer groups found\n")
+    out.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    reader = LagReader(args.bootstrap or settings.kafka_bootstrap)
+    table = OffsetTimeTable()
+    while True:
+        if args.group:
+            groups = [args.group]
+        else:
+            groups = reader.list_groups(None if args.all else settings.app_id)
+        snapshot = reader.read(groups, table=table)
+        _emit(snapshot, args.json, sys.stdout)
+        if args.watch is None:
+            return 0
+        time.sleep(max(args.watch, 0.1))

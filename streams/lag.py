@@ -1,0 +1,483 @@
+"""Consumer lag of Kafka consumer groups, read with confluent-kafka's AdminClient.
+
+For each group: per topic partition the committed offset, the log end offset, the lag in
+messages (``end - committed``, as Kafka's ``ConsumerGroupCommand`` computes it), the lag in
+seconds, and the member that owns the partition; group state and totals.
+
+Lag in seconds is ``now - timestamp`` of the next unconsumed record (the record at the committed
+offset), read by a short-lived consumer that ``assign``s the partitions at their committed
+offsets and never joins, subscribes or commits. When that record cannot be read (deleted by
+retention, only control records, timeout), :class:`OffsetTimeTable` interpolates the time at
+which the end offset passed the committed offset from (end offset, time) points recorded by
+earlier polls, as kafka-lag-exporter does. Record timestamps are producer ``CreateTime`` unless
+the topic uses ``LogAppendTime``: producers that stamp records with event time make this an
+"event age", not a residence time.
+
+:class:`CommitLogTail` reads offset commits as they happen from ``__consumer_offsets`` (record
+key versions 0/1 are offset commits; the value starts with its version and the int64 offset;
+the record timestamp is the commit time). The status evaluator (:mod:`streams.lag_status`)
+needs each commit, which periodic offset fetches cannot provide (a consumer re-committing the
+same offset, Burrow's STALL, looks the same as one not committing at all, STOP).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import struct
+import time
+import uuid
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+
+__all__ = [
+    "CommitLogTail",
+    "CommitRecord",
+    "GroupLag",
+    "LagReader",
+    "LagSnapshot",
+    "Member",
+    "OffsetTimeTable",
+    "PartitionLag",
+    "parse_offset_commit",
+]
+
+log = logging.getLogger(__name__)
+
+OFFSETS_TOPIC = "__consumer_offsets"
+TP = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    consumer_id: str
+    client_id: str
+    host: str
+    assignment: tuple[TP, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLag:
+    topic: str
+    partition: int
+    committed: int | None  # None: the group has no committed offset here
+    end: int
+    lag: int | None  # end - committed; None when nothing is committed
+    lag_seconds: float | None  # None when not known
+    consumer_id: str | None = None  # owning member, None when unassigned
+    host: str | None = None
+    client_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupLag:
+    group: str
+    state: str  # e.g. STABLE, EMPTY, PREPARING_REBALANCE (confluent_kafka ConsumerGroupState)
+    is_simple: bool
+    members: tuple[Member, ...]
+    partitions: tuple[PartitionLag, ...]
+
+    @property
+    def total_lag(self) -> int:
+        return sum(p.lag for p in self.partitions if p.lag is not None)
+
+    @property
+    def max_lag(self) -> int:
+        return max((p.lag for p in self.partitions if p.lag is not None), default=0)
+
+    @property
+    def max_lag_seconds(self) -> float:
+        return max((p.lag_seconds for p in self.partitions if p.lag_seconds is not None), default=0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "state": self.state,
+            "members": len(self.members),
+            "total_lag": self.total_lag,
+            "max_lag": self.max_lag,
+            "max_lag_seconds": self.max_lag_seconds,
+            "partitions": [
+                {
+                    "topic": p.topic,
+                    "partition": p.partition,
+                    "committed": p.committed,
+                    "end": p.end,
+                    "lag": p.lag,
+                    "lag_seconds": p.lag_seconds,
+                    "consumer_id": p.consumer_id,
+                    "host": p.host,
+                    "client_id": p.client_id,
+                }
+                for p in self.partitions
+            ],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LagSnapshot:
+    taken_at: float
+    groups: tuple[GroupLag, ...]
+
+    def group(self, name: str) -> GroupLag | None:
+        return next((g for g in self.groups if g.group == name), None)
+
+
+@dataclass
+class OffsetTimeTable:
+    """Per partition (end offset, time) points, newest last; interpolates when an offset was
+    the log end (kafka-lag-exporter's lookup table). Pure: times are given by the caller."""
+
+    max_points: int = 60
+    _points: dict[TP, deque[tuple[int, float]]] = field(default_factory=dict)
+
+    def record(self, tp: TP, end_offset: int, at: float) -> None:
+        points = self._points.setdefault(tp, deque(maxlen=self.max_points))
+        if points and points[-1][0] == end_offset:
+            # keep the first time an offset was seen: it is when the record arrived
+            return
+        if points and end_offset < points[-1][0]:
+            points.clear()  # topic recreated or truncated
+        points.append((end_offset, at))
+
+    def time_of(self, tp: TP, offset: int) -> float | None:
+        """Estimated time at which ``offset`` was produced, or None with < 2 points."""
+        points = self._points.get(tp)
+        if not points or len(points) < 2:
+            return None
+        offsets = [p[0] for p in points]
+        i = bisect.bisect_left(offsets, offset)
+        if i < len(points) and offsets[i] == offset:
+            return points[i][1]
+        # interpolate between neighbours, or extrapolate from the two nearest ends
+        lo, hi = (i - 1, i) if 0 < i < len(points) else ((0, 1) if i == 0 else (-2, -1))
+        (o1, t1), (o2, t2) = points[lo], points[hi]
+        if o2 == o1:
+            return t1
+        return t1 + (offset - o1) * (t2 - t1) / (o2 - o1)
+
+
+def _state_name(state: Any) -> str:
+    name = getattr(state, "name", None)
+    return str(name if name is not None else state)
+
+
+def _result(future: Any, timeout_s: float) -> Any:
+    return future.result(timeout=timeout_s)
+
+
+def _latest() -> Any:
+    return OffsetSpec.latest()  # type: ignore[no-untyped-call]
+
+
+class LagReader:
+    """Reads committed offsets, end offsets, members and lag of consumer groups."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        timeout_s: float = 10.0,
+        probe_timeout_s: float = 3.0,
+        clock: Callable[[], float] = time.time,
+        extra_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._timeout_s = timeout_s
+        self._probe_timeout_s = probe_timeout_s
+        self._clock = clock
+        self._extra = dict(extra_config or {})
+        self._admin = AdminClient({"bootstrap.servers": bootstrap, **self._extra})
+
+    @property
+    def admin(self) -> AdminClient:
+        return self._admin
+
+    def ping(self) -> bool:
+        """True when the cluster answers a metadata request."""
+        try:
+            self._admin.list_topics(timeout=self._timeout_s)
+        except KafkaException:
+            return False
+        return True
+
+    def list_groups(self, prefix: str | None = None) -> list[str]:
+        """Consumer group ids, those starting with ``prefix`` only when given."""
+        result = _result(self._admin.list_consumer_groups(), self._timeout_s)
+        ids = sorted(g.group_id for g in result.valid)
+        return [g for g in ids if prefix is None or g.startswith(prefix)]
+
+    def _committed(self, group: str) -> dict[TP, int | None]:
+        req = [ConsumerGroupTopicPartitions(group)]
+        futures = self._admin.list_consumer_group_offsets(req, request_timeout=self._timeout_s)
+        res = _result(futures[group], self._timeout_s)
+        out: dict[TP, int | None] = {}
+        for tp in res.topic_partitions or ():
+            if tp.error is not None:
+                raise KafkaException(tp.error)
+            out[(tp.topic, tp.partition)] = None if tp.offset < 0 else tp.offset
+        return out
+
+    def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
+        """Log end offsets (read_uncommitted high watermark, like ConsumerGroupCommand)."""
+        wanted = {TopicPartition(t, p): _latest() for t, p in set(tps)}
+        if not wanted:
+            return {}
+        futures = self._admin.list_offsets(wanted, request_timeout=self._timeout_s)
+        return {
+            (tp.topic, tp.partition): _result(f, self._timeout_s).offset
+            for tp, f in futures.items()
+        }
+
+    def next_record_times(self, positions: Mapping[TP, int]) -> dict[TP, float]:
+        """Timestamp (s) of the first record at or after each offset, where one is readable.
+
+        A throwaway consumer assigns the partitions (no group join, no commit)."""
+        if not positions:
+            return {}
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self._bootstrap,
+                "group.id": f"lag-probe-{uuid.uuid4().hex}",  # required, never joined
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+                "fetch.max.bytes": 1 << 20,
+                "max.partition.fetch.bytes": 64 << 10,
+                **self._extra,
+            }
+        )
+        found: dict[TP, float] = {}
+        try:
+            consumer.assign([TopicPartition(t, p, o) for (t, p), o in positions.items()])
+            deadline = time.monotonic() + self._probe_timeout_s
+            pending = set(positions)
+            while pending and time.monotonic() < deadline:
+                for msg in consumer.consume(num_messages=len(pending) * 4, timeout=0.2):
+                    topic, partition = msg.topic(), msg.partition()
+                    if topic is None or partition is None:
+                        continue
+                    tp = (topic, partition)
+                    if tp not in pending:
+                        continue
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            pending.discard(tp)  # nothing to read after all
+                        continue
+                    ts_type, ts_ms = msg.timestamp()
+                    if ts_type != TIMESTAMP_NOT_AVAILABLE:
+                        found[tp] = ts_ms / 1000.0
+                    pending.discard(tp)
+                    consumer.pause([TopicPartition(topic, partition)])
+        finally:
+            consumer.close()
+        return found
+
+    def describe(self, groups: Sequence[str]) -> dict[str, Any]:
+        if not groups:
+            return {}
+        futures = self._admin.describe_consumer_groups(
+            list(groups), request_timeout=self._timeout_s
+        )
+        return {g: _result(f, self._timeout_s) for g, f in futures.items()}
+
+    def read(
+        self,
+        groups: Sequence[str],
+        *,
+        lag_seconds: bool = True,
+        table: OffsetTimeTable | None = None,
+    ) -> LagSnapshot:
+        """One consistent-enough reading of every group (committed offsets are fetched before
+        end offsets, so a lag is never negative because of ordering)."""
+        descriptions = self.describe(groups)
+        committed = {g: self._committed(g) for g in groups}
+        assigned: dict[str, dict[TP, Member]] = {}
+        members: dict[str, tuple[Member, ...]] = {}
+        for g, desc in descriptions.items():
+            ms = []
+            for m in desc.members:
+                tps = tuple(
+                    (tp.topic, tp.partition)
+                    for tp in (m.assignment.topic_partitions if m.assignment else ())
+                )
+                ms.append(Member(m.member_id, m.client_id, m.host, tps))
+            members[g] = tuple(ms)
+            assigned[g] = {tp: m for m in ms for tp in m.assignment}
+        all_tps = {tp for g in groups for tp in (*committed[g], *assigned.get(g, {}))}
+        ends = self.end_offsets(all_tps)
+        now = self._clock()
+        if table is not None:
+            for tp, end in ends.items():
+                table.record(tp, end, now)
+
+        probe: dict[TP, int] = {}
+        if lag_seconds:
+            for g in groups:
+                for tp, off in committed[g].items():
+                    if off is not None and ends.get(tp, 0) > off:
+                        probe[tp] = min(probe.get(tp, off), off)
+        times = self.next_record_times(probe) if probe else {}
+
+        out = []
+        for g in groups:
+            rows = []
+            owners = assigned.get(g, {})
+            for tp in sorted({*committed[g], *owners}):
+                off = committed[g].get(tp)
+                end = ends.get(tp, 0)
+                lag = None if off is None else max(end - off, 0)
+                secs: float | None = None
+                if lag == 0:
+                    secs = 0.0
+                elif lag is not None and off is not None:
+                    ts = times.get(tp) if probe.get(tp) == off else None
+                    if ts is None and table is not None:
+                        ts = table.time_of(tp, off)
+                    secs = None if ts is None else max(now - ts, 0.0)
+                owner = owners.get(tp)
+                rows.append(
+                    PartitionLag(
+                        topic=tp[0],
+                        partition=tp[1],
+                        committed=off,
+                        end=end,
+                        lag=lag,
+                        lag_seconds=secs,
+                        consumer_id=owner.consumer_id if owner else None,
+                        host=owner.host if owner else None,
+                        client_id=owner.client_id if owner else None,
+                    )
+                )
+            desc = descriptions.get(g)
+            out.append(
+                GroupLag(
+                    group=g,
+                    state=_state_name(desc.state) if desc is not None else "UNKNOWN",
+                    is_simple=bool(desc.is_simple_consumer_group) if desc is not None else False,
+                    members=members.get(g, ()),
+                    partitions=tuple(rows),
+                )
+            )
+        return LagSnapshot(taken_at=now, groups=tuple(out))
+
+
+# --- __consumer_offsets ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRecord:
+    group: str
+    topic: str
+    partition: int
+    offset: int
+    at: float  # commit time, seconds
+
+
+def _read_str16(buf: bytes, pos: int) -> tuple[str, int]:
+    (n,) = struct.unpack_from(">h", buf, pos)
+    pos += 2
+    return buf[pos : pos + n].decode("utf-8"), pos + n
+
+
+def parse_offset_commit(key: bytes | None, value: bytes | None) -> tuple[str, str, int, int] | None:
+    """(group, topic, partition, offset) of an offset-commit record, None for anything else
+    (group metadata records, tombstones, unknown versions)."""
+    if not key or not value or len(key) < 2 or len(value) < 10:
+        return None
+    (key_version,) = struct.unpack_from(">h", key, 0)
+    if key_version not in (0, 1):
+        return None  # 2 = group metadata
+    try:
+        group, pos = _read_str16(key, 2)
+        topic, pos = _read_str16(key, pos)
+        (partition,) = struct.unpack_from(">i", key, pos)
+        (value_version,) = struct.unpack_from(">h", value, 0)
+        if not 0 <= value_version <= 4:
+            return None
+        (offset,) = struct.unpack_from(">q", value, 2)  # first field in every version
+    except (struct.error, UnicodeDecodeError):
+        return None
+    return group, topic, partition, offset
+
+
+class CommitLogTail:
+    """Follows ``__consumer_offsets`` from its current end and yields offset commits.
+
+    Assigns every partition of the topic at its end offset (no group join, no commit)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        group_filter: Callable[[str], bool] = lambda _g: True,
+        timeout_s: float = 10.0,
+        extra_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._filter = group_filter
+        conf = {"bootstrap.servers": bootstrap, **(extra_config or {})}
+        admin = AdminClient(conf)
+        md = admin.list_topics(OFFSETS_TOPIC, timeout=timeout_s)
+        topic_md = md.topics.get(OFFSETS_TOPIC)
+        if topic_md is None or topic_md.error is not None or not topic_md.partitions:
+            raise KafkaException(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, OFFSETS_TOPIC))
+        specs = {TopicPartition(OFFSETS_TOPIC, p): _latest() for p in topic_md.partitions}
+        futures = admin.list_offsets(specs, request_timeout=timeout_s)
+        starts = [
+            TopicPartition(OFFSETS_TOPIC, tp.partition, f.result(timeout=timeout_s).offset)
+            for tp, f in futures.items()
+        ]
+        self._consumer = Consumer(
+            {
+                **conf,
+                "group.id": f"lag-commit-tail-{uuid.uuid4().hex}",  # required, never joined
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        self._consumer.assign(starts)
+
+    def poll(self, timeout_s: float = 0.2, max_records: int = 10_000) -> list[CommitRecord]:
+        """Commits seen since the last call (waits at most ``timeout_s`` for the first)."""
+        out: list[CommitRecord] = []
+        wait = timeout_s
+        while len(out) < max_records:
+            msgs = self._consumer.consume(num_messages=500, timeout=wait)
+            if not msgs:
+                break
+            wait = 0.0
+            for msg in msgs:
+                if msg.error() is not None:
+                    continue
+                parsed = parse_offset_commit(msg.key(), msg.value())
+                if parsed is None or not self._filter(parsed[0]):
+                    continue
+                _ts_type, ts_ms = msg.timestamp()
+                group, topic, partition, offset = parsed
+                out.append(CommitRecord(group, topic, partition, offset, ts_ms / 1000.0))
+        return out
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def group_commits(records: Iterable[CommitRecord]) -> dict[str, list[CommitRecord]]:
+    by_group: dict[str, list[CommitRecord]] = defaultdict(list)
+    for r in records:
+        by_group[r.group].append(r)
+    return dict(by_group)
