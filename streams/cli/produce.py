@@ -1,0 +1,208 @@
+"""``loom produce FILE.jsonl|-``: validate and send touchpoints, one JSON object per line.
+
+Each non-blank line is validated against touchpoint v1 and sent keyed by its most stable
+identifier (the original bytes are sent, see ``TouchpointProducer.send_json``). ``--raw`` sends
+lines unvalidated and unkeyed (to exercise the DLQ). Progress goes to stderr every
+``--progress-every`` seconds; a summary at the end (counts, rejected reasons with the first line
+numbers; never line contents, which may hold personal data). ``--json`` also prints the summary
+as one JSON object on stdout.
+
+Exit codes: 0 every line sent and delivered; 1 some lines were rejected by validation (the
+rest were sent); 3 some records failed delivery or were still undelivered when the flush timed
+out (wins over 1); 2 usage errors (argparse) or an unreadable input file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import IO, Any, Final
+
+import orjson
+
+from schemas.errors import InvalidEvent
+from streams.producer import DeliveryReport, TouchpointProducer
+from streams.settings import load_settings
+
+EXIT_OK: Final = 0
+EXIT_REJECTED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_DELIVERY_FAILED: Final = 3
+FIRST_LINES_SHOWN: Final = 5
+
+
+@dataclass(slots=True)
+class ProduceSummary:
+    lines: int = 0
+    blank: int = 0
+    sent: int = 0
+    delivered: int = 0
+    failed: int = 0
+    undelivered: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    first_lines: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    failure_reasons: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    def reject(self, reason: str, line_no: int) -> None:
+        self.rejected[reason] += 1
+        if len(self.first_lines[reason]) < FIRST_LINES_SHOWN:
+            self.first_lines[reason].append(line_no)
+
+    def on_delivery(self, report: DeliveryReport) -> None:
+        if report.ok:
+            self.delivered += 1
+        else:
+            self.failed += 1
+            self.failure_reasons[report.error or "unknown"] += 1
+
+    @property
+    def exit_code(self) -> int:
+        if self.failed or self.undelivered:
+            return EXIT_DELIVERY_FAILED
+        if self.rejected:
+            return EXIT_REJECTED
+        return EXIT_OK
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "lines": self.lines,
+            "blank": self.blank,
+            "sent": self.sent,
+            "delivered": self.delivered,
+            "failed": self.failed,
+            "undelivered": self.undelivered,
+            "rejected": dict(self.rejected),
+            "rejected_first_lines": {k: v for k, v in self.first_lines.items() if v},
+            "failure_reasons": dict(self.failure_reasons),
+            "seconds": round(self.seconds, 3),
+            "rate_per_s": round(self.sent / self.seconds, 1) if self.seconds > 0 else None,
+            "exit_code": self.exit_code,
+        }
+
+    def render(self) -> str:
+        out = [
+            f"lines {self.lines} (blank {self.blank}), sent {self.sent}, "
+            f"delivered {self.delivered}, failed {self.failed}, undelivered {self.undelivered}, "
+            f"rejected {sum(self.rejected.values())}",
+            f"{self.seconds:.2f} s, {self.sent / self.seconds if self.seconds else 0:.0f} lines/s",
+        ]
+        for reason, count in sorted(self.rejected.items()):
+            lines = ", ".join(map(str, self.first_lines[reason]))
+            more = ", ..." if count > len(self.first_lines[reason]) else ""
+            out.append(f"  rejected {reason}: {count} (lines {lines}{more})")
+        for error, count in sorted(self.failure_reasons.items()):
+            out.append(f"  delivery failed: {error}: {count}")
+        return "\n".join(out)
+
+
+def produce_lines(
+    producer: TouchpointProducer,
+    lines: Iterable[bytes],
+    *,
+    raw: bool = False,
+    progress: IO[str] | None = None,
+    progress_every_s: float = 5.0,
+    flush_timeout_s: float = 60.0,
+) -> ProduceSummary:
+    """Send every line; returns the summary (after flushing)."""
+    summary = ProduceSummary()
+    started = last_report = time.monotonic()
+    callback = summary.on_delivery
+    for line_no, line in enumerate(lines, start=1):
+        summary.lines = line_no
+        data = line.rstrip(b"\r\n")
+        if not data.strip():
+            summary.blank += 1
+            continue
+        if raw:
+            producer.send_raw(data, on_delivery=callback)
+        else:
+            try:
+                producer.send_json(data, on_delivery=callback)
+            except InvalidEvent as exc:
+                summary.reject(exc.reason, line_no)
+                continue
+        summary.sent += 1
+        if progress is not None and line_no % 1000 == 0:
+            now = time.monotonic()
+            if now - last_report >= progress_every_s:
+                last_report = now
+                progress.write(
+                    f"produce: {line_no} lines, {summary.sent / (now - started):.0f}/s, "
+                    f"delivered {summary.delivered}, rejected {sum(summary.rejected.values())}\n"
+                )
+                progress.flush()
+    summary.undelivered = producer.flush(flush_timeout_s)
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "produce",
+        help="validate and send touchpoints from a JSONL file",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("file", metavar="FILE", help="JSONL file, or - for stdin")
+    parser.add_argument("--topic", help="target topic (default: LOOM_TOPIC_RAW)")
+    parser.add_argument(
+        "--bootstrap", help="Kafka bootstrap servers (default: LOOM_KAFKA_BOOTSTRAP)"
+    )
+    parser.add_argument("--raw", action="store_true", help="send lines unvalidated, unkeyed")
+    parser.add_argument(
+        "--progress-every", type=float, default=5.0, metavar="S", help="progress interval (s)"
+    )
+    parser.add_argument(
+        "--flush-timeout", type=float, default=60.0, metavar="S", help="final flush timeout (s)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    parser.add_argument(
+        "-X",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="librdkafka producer setting, e.g. -X linger.ms=50 (repeatable)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    overrides: dict[str, str] = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            sys.stderr.write(f"produce: -X expects KEY=VALUE, got {item!r}\n")
+            return EXIT_USAGE
+        overrides[key] = value
+    try:
+        stream: IO[bytes] = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
+    except OSError as exc:
+        sys.stderr.write(f"produce: cannot read {args.file}: {exc.strerror}\n")
+        return EXIT_USAGE
+    producer = TouchpointProducer(
+        settings, topic=args.topic, bootstrap=args.bootstrap, config=overrides
+    )
+    try:
+        with stream:
+            summary = produce_lines(
+                producer,
+                stream,
+                raw=args.raw,
+                progress=sys.stderr,
+                progress_every_s=args.progress_every,
+                flush_timeout_s=args.flush_timeout,
+            )
+    finally:
+        producer.close(timeout=1.0)
+    sys.stderr.write(f"produce to {producer.topic}: {summary.render()}\n")
+    if args.json:
+        sys.stdout.write(orjson.dumps(summary.as_dict()).decode() + "\n")
+    return summary.exit_code
