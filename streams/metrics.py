@@ -1,0 +1,356 @@
+"""Prometheus metrics of the worker and of the lag exporter.
+
+Nothing is registered at import: :meth:`WorkerMetrics.create` and :meth:`ExporterMetrics.create`
+put their metrics in the ``CollectorRegistry`` they are given (a fresh one per process, or per
+test). Label values are closed enums only (event type, outcome, stage, reason, purpose...), never
+identifiers, ids or free text, so no PII can reach a time series; :func:`checked` enforces it
+for the enum-like labels.
+
+Exporter metric names and labels follow kafka-lag-exporter (seglo/kafka-lag-exporter README,
+"Metrics"), so its dashboards and alerts work unchanged:
+
+- ``kafka_consumergroup_group_offset|lag|lag_seconds``
+  {cluster_name, group, topic, partition, member_host, consumer_id, client_id}
+- ``kafka_consumergroup_group_max_lag|max_lag_seconds`` {cluster_name, group, is_simple_consumer}
+- ``kafka_consumergroup_group_sum_lag`` {cluster_name, group}
+- ``kafka_consumergroup_group_topic_sum_lag`` {cluster_name, group, topic}
+- ``kafka_partition_latest_offset`` {cluster_name, topic, partition}
+- ``loom_consumergroup_status`` {group, status}: 1 for the group's worst partition status
+  (OK, WARN, STOP, STALL, REWIND), 0 for the others.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from threading import Lock
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from streams.lag import LagSnapshot
+from streams.lag_status import GroupStatus, Status
+
+__all__ = [
+    "BATCH_SIZE_BUCKETS",
+    "EVENT_OUTCOMES",
+    "LATENCY_BUCKETS",
+    "REDIS_BUCKETS",
+    "STATUS_VALUES",
+    "ExporterMetrics",
+    "LagCollector",
+    "WorkerMetrics",
+    "checked",
+]
+
+#: Outcomes of one event through the pipeline.
+EVENT_OUTCOMES: frozenset[str] = frozenset({"ok", "dropped", "dlq", "duplicate"})
+#: Buckets for event-to-snapshot latency: 1 ms to 10 s, roughly x2.5 per step.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+#: Buckets for one Redis call: 100 µs to 1 s.
+REDIS_BUCKETS: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+)  # fmt: skip
+#: Buckets for batch sizes (events per atomic batch, max 10 000).
+BATCH_SIZE_BUCKETS: tuple[float, ...] = (
+    1,
+    2,
+    5,
+    10,
+    20,
+    50,
+    100,
+    200,
+    500,
+    1000,
+    2000,
+    5000,
+    10000,
+)
+STATUS_VALUES: tuple[Status, ...] = (
+    Status.OK,
+    Status.WARN,
+    Status.STOP,
+    Status.STALL,
+    Status.REWIND,
+)
+
+#: kafka-lag-exporter's per-partition labels, in its order.
+PARTITION_LABELS: tuple[str, ...] = (
+    "cluster_name",
+    "group",
+    "topic",
+    "partition",
+    "member_host",
+    "consumer_id",
+    "client_id",
+)
+
+_ENUM_VALUE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,63}$")
+
+
+def checked(value: str) -> str:
+    """``value`` if it looks like an enum member (identifier-like, <= 64 chars), else raises.
+
+    Guards label values against free text: an e-mail address or phone number fails (``@``,
+    ``+`` and spaces are not allowed, nor a leading digit)."""
+    if not _ENUM_VALUE.match(value):
+        raise ValueError("metric label values must be enum-like names, not free text")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerMetrics:
+    """Everything the worker counts. The worker calls e.g.
+    ``m.events.labels(type="pos_sale", outcome="ok").inc()``."""
+
+    registry: CollectorRegistry
+    events: Counter  # loom_events_total{type,outcome}
+    dlq_records: Counter  # loom_dlq_records_total{stage,reason}
+    merges: Counter  # loom_identity_merges_total
+    merges_blocked: Counter  # loom_identity_merges_blocked_total{rule}
+    quarantined: Counter  # loom_identifiers_quarantined_total
+    consent_decisions: Counter  # loom_consent_decisions_total{purpose,decision,reason}
+    event_to_snapshot: Histogram  # loom_event_to_snapshot_seconds (Kafka append -> snapshot)
+    redis_call_seconds: Histogram  # {op}
+    batch_size: Histogram
+    commit_conflicts: Counter  # loom_commit_conflicts_total (CAS retries)
+    oversold: Counter  # loom_inventory_oversold_total
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> WorkerMetrics:
+        reg = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        return cls(
+            registry=reg,
+            events=Counter(
+                "loom_events_total",
+                "Events processed, by event type and outcome (ok, dropped, dlq, duplicate).",
+                ["type", "outcome"],
+                registry=reg,
+            ),
+            dlq_records=Counter(
+                "loom_dlq_records_total",
+                "Records sent to the dead-letter topic, by pipeline stage and error class.",
+                ["stage", "reason"],
+                registry=reg,
+            ),
+            merges=Counter("loom_identity_merges_total", "Profile merges performed.", registry=reg),
+            merges_blocked=Counter(
+                "loom_identity_merges_blocked_total",
+                "Merges refused by an identity rule, by rule.",
+                ["rule"],
+                registry=reg,
+            ),
+            quarantined=Counter(
+                "loom_identifiers_quarantined_total",
+                "Identifiers quarantined for linking too many profiles.",
+                registry=reg,
+            ),
+            consent_decisions=Counter(
+                "loom_consent_decisions_total",
+                "Consent decisions, by purpose, decision (e.g. denied, redacted) and reason.",
+                ["purpose", "decision", "reason"],
+                registry=reg,
+            ),
+            event_to_snapshot=Histogram(
+                "loom_event_to_snapshot_seconds",
+                "Time from an event's arrival in Kafka to its effect in the Redis snapshot.",
+                buckets=LATENCY_BUCKETS,
+                registry=reg,
+            ),
+            redis_call_seconds=Histogram(
+                "loom_redis_call_seconds",
+                "Duration of one Redis call, by operation.",
+                ["op"],
+                buckets=REDIS_BUCKETS,
+                registry=reg,
+            ),
+            batch_size=Histogram(
+                "loom_batch_size",
+                "Events per atomic batch.",
+                buckets=BATCH_SIZE_BUCKETS,
+                registry=reg,
+            ),
+            commit_conflicts=Counter(
+                "loom_commit_conflicts_total",
+                "Version compare-and-set conflicts retried when writing profiles.",
+                registry=reg,
+            ),
+            oversold=Counter(
+                "loom_inventory_oversold_total",
+                "Stock levels that went below zero available (oversell alerts).",
+                registry=reg,
+            ),
+        )
+
+    # helpers that validate label values (enums only)
+    def count_event(self, type_: str, outcome: str, n: int = 1) -> None:
+        if outcome not in EVENT_OUTCOMES:
+            raise ValueError(f"outcome must be one of {sorted(EVENT_OUTCOMES)}")
+        self.events.labels(type=checked(type_), outcome=outcome).inc(n)
+
+    def count_dlq(self, stage: str, reason: str) -> None:
+        self.dlq_records.labels(stage=checked(stage), reason=checked(reason)).inc()
+
+    def count_consent(self, purpose: str, decision: str, reason: str) -> None:
+        self.consent_decisions.labels(
+            purpose=checked(purpose), decision=checked(decision), reason=checked(reason)
+        ).inc()
+
+
+# --- exporter ----------------------------------------------------------------------------
+
+
+def _s(value: str | None) -> str:
+    return value or ""
+
+
+class LagCollector(Collector):
+    """Renders the latest lag snapshot and statuses at scrape time (so series of partitions or
+    members that went away disappear instead of going stale)."""
+
+    def __init__(self, cluster_name: str) -> None:
+        self._cluster = cluster_name
+        self._lock = Lock()
+        self._snapshot: LagSnapshot | None = None
+        self._statuses: dict[str, GroupStatus] = {}
+        self._last_update: float | None = None
+
+    def update(self, snapshot: LagSnapshot, statuses: Iterable[GroupStatus]) -> None:
+        with self._lock:
+            self._snapshot = snapshot
+            self._statuses = {s.group: s for s in statuses}
+            self._last_update = time.time()
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            snapshot, statuses, last = self._snapshot, dict(self._statuses), self._last_update
+        c = self._cluster
+        part_labels = list(PARTITION_LABELS)
+        offset = GaugeMetricFamily(
+            "kafka_consumergroup_group_offset",
+            "Last committed offset of the group in this partition.",
+            labels=part_labels,
+        )
+        lag = GaugeMetricFamily(
+            "kafka_consumergroup_group_lag",
+            "Log end offset minus committed offset (messages).",
+            labels=part_labels,
+        )
+        lag_s = GaugeMetricFamily(
+            "kafka_consumergroup_group_lag_seconds",
+            "Age of the next unconsumed record (seconds).",
+            labels=part_labels,
+        )
+        max_lag = GaugeMetricFamily(
+            "kafka_consumergroup_group_max_lag",
+            "Highest partition lag of the group (messages).",
+            labels=["cluster_name", "group", "is_simple_consumer"],
+        )
+        max_lag_s = GaugeMetricFamily(
+            "kafka_consumergroup_group_max_lag_seconds",
+            "Highest partition lag of the group (seconds).",
+            labels=["cluster_name", "group", "is_simple_consumer"],
+        )
+        sum_lag = GaugeMetricFamily(
+            "kafka_consumergroup_group_sum_lag",
+            "Total lag of the group (messages).",
+            labels=["cluster_name", "group"],
+        )
+        topic_sum = GaugeMetricFamily(
+            "kafka_consumergroup_group_topic_sum_lag",
+            "Total lag of the group in one topic (messages).",
+            labels=["cluster_name", "group", "topic"],
+        )
+        latest = GaugeMetricFamily(
+            "kafka_partition_latest_offset",
+            "Log end offset of the partition.",
+            labels=["cluster_name", "topic", "partition"],
+        )
+        status = GaugeMetricFamily(
+            "loom_consumergroup_status",
+            "1 for the group's current (worst partition) status, Burrow's rules.",
+            labels=["group", "status"],
+        )
+        if snapshot is not None:
+            seen_tp: set[tuple[str, int]] = set()
+            for g in snapshot.groups:
+                per_topic: dict[str, int] = {}
+                for p in g.partitions:
+                    labels = [
+                        c, g.group, p.topic, str(p.partition),
+                        _s(p.host), _s(p.consumer_id), _s(p.client_id),
+                    ]  # fmt: skip
+                    if p.committed is not None:
+                        offset.add_metric(labels, p.committed)
+                    if p.lag is not None:
+                        lag.add_metric(labels, p.lag)
+                        per_topic[p.topic] = per_topic.get(p.topic, 0) + p.lag
+                    if p.lag_seconds is not None:
+                        lag_s.add_metric(labels, p.lag_seconds)
+                    if (p.topic, p.partition) not in seen_tp:
+                        seen_tp.add((p.topic, p.partition))
+                        latest.add_metric([c, p.topic, str(p.partition)], p.end)
+                simple = str(g.is_simple).lower()
+                max_lag.add_metric([c, g.group, simple], g.max_lag)
+                max_lag_s.add_metric([c, g.group, simple], g.max_lag_seconds)
+                sum_lag.add_metric([c, g.group], g.total_lag)
+                for topic, total in sorted(per_topic.items()):
+                    topic_sum.add_metric([c, g.group, topic], total)
+        for group, st in sorted(statuses.items()):
+            for value in STATUS_VALUES:
+                status.add_metric([group, value.value], 1.0 if st.worst is value else 0.0)
+        yield from (offset, lag, lag_s, max_lag, max_lag_s, sum_lag, topic_sum, latest, status)
+        if last is not None:
+            yield GaugeMetricFamily(
+                "loom_lag_exporter_last_update_timestamp_seconds",
+                "Unix time of the last successful poll.",
+                value=last,
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class ExporterMetrics:
+    registry: CollectorRegistry
+    lag: LagCollector
+    polls: Counter  # loom_lag_exporter_polls_total{result}
+    poll_seconds: Histogram
+
+    @classmethod
+    def create(
+        cls, registry: CollectorRegistry | None = None, cluster_name: str = "loom"
+    ) -> ExporterMetrics:
+        reg = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        collector = LagCollector(cluster_name)
+        reg.register(collector)
+        return cls(
+            registry=reg,
+            lag=collector,
+            polls=Counter(
+                "loom_lag_exporter_polls_total",
+                "Lag polls, by result (ok, error).",
+                ["result"],
+                registry=reg,
+            ),
+            poll_seconds=Histogram(
+                "loom_lag_exporter_poll_seconds",
+                "Duration of one lag poll.",
+                buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+                registry=reg,
+            ),
+        )
+
+
+def label_sets(registry: CollectorRegistry) -> Mapping[str, list[dict[str, str]]]:
+    """All label sets per sample name (used by the PII test)."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append(dict(sample.labels))
+    return out
