@@ -423,8 +423,8 @@ class Simulator:
         ids: dict[str, str] = {}
         if r < 0.55 and c.loyalty_id:
             ids["loyalty_id"] = c.loyalty_id
-            if rng.random() < 0.3:
-                ids["phone"] = self._raw_phone(c)
+            if rng.random() < 0.3:  # national formats only make sense in the home region
+                ids["phone"] = self._raw_phone(c) if c.region == store.region else c.phone
         elif r < 0.9:
             ids["card_token"] = c.card_token
         yield self._event(
