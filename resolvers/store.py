@@ -154,6 +154,21 @@ def stock_ref(sku: str) -> Ref:
 
 MAX_REDIRECT_HOPS = 8
 
+#: The fields ``load`` returns per kind: what compute needs. Snapshots (``d``) are for readers
+#: and are never loaded, so both implementations return exactly these.
+LOADED_FIELDS: Mapping[Kind, frozenset[str]] = {
+    Kind.IDENTIFIER: frozenset({"p", "s"}),
+    Kind.PROFILE: frozenset({"s", "r"}),
+    Kind.STOCK: frozenset({"s"}),
+}
+
+
+def _loaded(ref: Ref, entity: Entity) -> Entity:
+    if not entity.exists:
+        return ABSENT
+    wanted = LOADED_FIELDS[ref.kind]
+    return Entity(entity.version, {k: v for k, v in entity.fields.items() if k in wanted})
+
 
 class InMemoryStore:
     """The reference :class:`StateStore`: dicts, same semantics as the Redis store.
@@ -182,16 +197,18 @@ class InMemoryStore:
         pids: list[str] = list(request.profiles)
         for key in request.identifiers:
             ref = identifier_ref(key)
-            entity = self.entities.get(ref, ABSENT)
+            entity = _loaded(ref, self.entities.get(ref, ABSENT))
             out[ref] = entity
-            pid = entity.fields.get("p")
-            if pid is not None:
-                pids.append(pid.decode())
+            target = entity.fields.get("p")
+            if target is not None:
+                pids.append(target.decode())
         for pid in pids:
             resolved = self._resolve_profile(pid)
-            out[profile_ref(resolved)] = self.entities.get(profile_ref(resolved), ABSENT)
+            ref = profile_ref(resolved)
+            out[ref] = _loaded(ref, self.entities.get(ref, ABSENT))
         for sku in request.stocks:
-            out[stock_ref(sku)] = self.entities.get(stock_ref(sku), ABSENT)
+            ref = stock_ref(sku)
+            out[ref] = _loaded(ref, self.entities.get(ref, ABSENT))
         return Loaded(
             entities=out,
             seen=frozenset(e for e in request.event_ids if e in self.seen),

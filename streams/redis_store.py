@@ -211,4 +211,11 @@ class RedisStore:
         if result[0] == 1:
             return CommitResult(CommitStatus.OK)
         status = CommitStatus(result[1].decode())
-        return CommitResult(status, result[2].decode(errors="replace"))
+        # Report what failed as the contract says (ref or event id), not as a Redis key.
+        key = result[2].decode(errors="replace")
+        names = (
+            {self.keys.entity(ref): str(ref) for ref in commit.expect}
+            if status is CommitStatus.CONFLICT
+            else {self.keys.seen(e): e for e in commit.event_ids}
+        )
+        return CommitResult(status, names.get(key, key))

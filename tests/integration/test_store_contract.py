@@ -1,0 +1,475 @@
+"""The StateStore contract, run against both implementations (memory and real Redis).
+
+Every test takes the ``store`` fixture, parametrized ``memory`` / ``redis`` (the Redis one on a
+prefix unique to the test), and checks behaviour through the Protocol (``load`` / ``commit``)
+plus an implementation-neutral :class:`Observed` view of everything a commit can touch:
+entities, seen markers, the suppression set, the outbox, change streams and counters.
+``test_both_implementations_agree_step_by_step`` runs one random operation sequence on both and
+compares every result and every observation side by side.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from resolvers.store import (
+    ABSENT,
+    MAX_REDIRECT_HOPS,
+    Commit,
+    CommitResult,
+    CommitStatus,
+    Entity,
+    InMemoryStore,
+    Kind,
+    LoadRequest,
+    OutboxRecord,
+    Ref,
+    StateStore,
+    StreamEntry,
+    Write,
+    identifier_ref,
+    profile_ref,
+    stock_ref,
+)
+from streams.redis_store import RedisStore
+
+pytestmark = pytest.mark.integration
+
+
+# --------------------------------------------------------------------------- observation
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything a commit can change, in a form both implementations can produce."""
+
+    entities: dict[Ref, tuple[int, dict[str, bytes]]]
+    seen: frozenset[str]
+    suppressed: frozenset[str]
+    outbox: list[tuple[str, bytes | None, bytes | None]]
+    streams: dict[str, list[dict[str, bytes]]]
+    counters: dict[str, int]
+
+
+class Harness(Protocol):
+    @property
+    def store(self) -> StateStore: ...
+
+    def observe(self) -> Observed: ...
+
+
+class MemoryHarness:
+    def __init__(self) -> None:
+        self.memory = InMemoryStore()
+
+    @property
+    def store(self) -> StateStore:
+        return self.memory
+
+    def observe(self) -> Observed:
+        m = self.memory
+        return Observed(
+            entities={r: (e.version, dict(e.fields)) for r, e in m.entities.items()},
+            seen=frozenset(m.seen),
+            suppressed=frozenset(m.suppressed),
+            outbox=[(r.topic, r.key, r.value) for r in m.outbox],
+            streams={k: [dict(f) for f in v] for k, v in m.streams.items() if v},
+            counters=dict(m.counters),
+        )
+
+
+class RedisHarness:
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self.client: Any = client  # redis-py's reply types are too loose to be useful here
+        self.redis = RedisStore(client, prefix=prefix, seen_ttl_s=3600)
+        self.root = self.redis.keys.root
+
+    @property
+    def store(self) -> StateStore:
+        return self.redis
+
+    def _scan(self, middle: str) -> Iterator[tuple[str, bytes]]:
+        head = f"{self.root}:{middle}"
+        for key in self.client.scan_iter(match=f"{head}*", count=1000):
+            yield key.decode()[len(head) :], key
+
+    def observe(self) -> Observed:
+        c = self.client
+        entities: dict[Ref, tuple[int, dict[str, bytes]]] = {}
+        for kind in Kind:
+            for name, key in self._scan(f"{kind.value}:"):
+                raw = {k.decode(): v for k, v in c.hgetall(key).items()}
+                version = int(raw.pop("v"))
+                entities[Ref(kind, name)] = (version, raw)
+        seen: set[str] = set()
+        for event_id, key in self._scan("seen:"):
+            ttl = c.ttl(key)
+            assert 0 < ttl <= 3600, f"seen marker without expiry: {ttl}"
+            seen.add(event_id)
+        outbox: list[tuple[str, bytes | None, bytes | None]] = []
+        for _id, f in c.xrange(self.redis.keys.outbox):
+            outbox.append((f[b"topic"].decode(), f.get(b"key"), f.get(b"value")))
+        streams: dict[str, list[dict[str, bytes]]] = {}
+        for name, key in self._scan("changes:"):
+            streams[name] = [{k.decode(): v for k, v in f.items()} for _i, f in c.xrange(key)]
+        return Observed(
+            entities=entities,
+            seen=frozenset(seen),
+            suppressed=frozenset(m.decode() for m in c.smembers(self.redis.keys.suppressed)),
+            outbox=outbox,
+            streams=streams,
+            counters={k.decode(): int(v) for k, v in c.hgetall(self.redis.keys.stats).items()},
+        )
+
+    def index(self, kind: Kind) -> set[str]:
+        key = self.redis.keys.profile_index if kind is Kind.PROFILE else self.redis.keys.stock_index
+        return {m.decode() for m in self.client.smembers(key)}
+
+
+def _clean(client: redis.Redis, prefix: str) -> None:
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> Harness:
+    if request.param == "memory":
+        return MemoryHarness()
+    client: redis.Redis = request.getfixturevalue("redis_client")
+    prefix: str = request.getfixturevalue("redis_prefix")
+    return RedisHarness(client, prefix)
+
+
+# --------------------------------------------------------------------------- helpers
+
+EMAIL = identifier_ref("email:jane@example.com")
+PHONE = identifier_ref("phone:+4791234567")
+P1, P2, P3 = profile_ref("p_1"), profile_ref("p_2"), profile_ref("p_3")
+SKU = stock_ref("SKU-1")
+
+
+def w(ref: Ref, version: int, **fields: bytes | str) -> Write:
+    return Write(
+        ref, version, {k: v.encode() if isinstance(v, str) else v for k, v in fields.items()}
+    )
+
+
+def everything(ev: str = "e1") -> Commit:
+    """A commit that touches every kind of effect, expecting all refs absent."""
+    return Commit(
+        expect={EMAIL: 0, P1: 0, SKU: 0},
+        event_ids=(ev,),
+        writes=(
+            w(EMAIL, 1, p="p_1", s='{"rec":1}'),
+            w(P1, 1, d='{"id":"p_1"}', s='{"state":1}'),
+            w(SKU, 1, d='{"sku":"SKU-1"}', s='{"stock":1}'),
+        ),
+        suppress=("h-erased",),
+        outbox=(OutboxRecord("profiles.changes", b"p_1", b"{}"), OutboxRecord("t", None, None)),
+        streams=(StreamEntry("profiles", {"id": b"p_1", "op": b"upsert"}),),
+        counters={"events": 1, "merges": 0},
+    )
+
+
+ALL = LoadRequest(
+    identifiers=(EMAIL.name, PHONE.name),
+    profiles=(P1.name,),
+    stocks=(SKU.name,),
+    event_ids=("e1", "e2"),
+    suppression_hashes=("h-erased", "h-other"),
+)
+
+
+# --------------------------------------------------------------------------- the contract
+
+
+def test_load_of_absent_entities_returns_version_zero(store: Harness) -> None:
+    loaded = store.store.load(ALL)
+    assert set(loaded.entities) == {EMAIL, PHONE, P1, SKU}
+    assert all(e == ABSENT and e.version == 0 and not e.exists for e in loaded.entities.values())
+    assert loaded.get(profile_ref("never-requested")) == ABSENT
+    assert loaded.seen == frozenset()
+    assert loaded.suppressed == frozenset()
+
+
+def test_commit_writes_bumps_versions_and_marks_events(store: Harness) -> None:
+    assert store.store.commit(everything()).status is CommitStatus.OK
+    loaded = store.store.load(ALL)
+    assert loaded.get(EMAIL) == Entity(1, {"p": b"p_1", "s": b'{"rec":1}'})
+    # load returns what compute needs, never the reader snapshot ``d``
+    assert loaded.get(P1) == Entity(1, {"s": b'{"state":1}'})
+    assert loaded.get(SKU) == Entity(1, {"s": b'{"stock":1}'})
+    assert loaded.get(PHONE) == ABSENT
+    assert loaded.seen == {"e1"}
+    assert loaded.suppressed == {"h-erased"}
+
+    second = Commit(
+        expect={EMAIL: 1, P1: 1},
+        event_ids=("e2",),
+        writes=(w(P1, 2, d='{"v":2}', s='{"state":2}'),),
+        counters={"events": 1},
+    )
+    assert store.store.commit(second).ok
+    obs = store.observe()
+    assert obs.entities[P1] == (2, {"d": b'{"v":2}', "s": b'{"state":2}'})
+    assert obs.entities[EMAIL][0] == 1  # untouched entities keep their version
+    assert obs.seen == {"e1", "e2"}
+    assert obs.counters == {"events": 2, "merges": 0}
+    assert obs.outbox == [("profiles.changes", b"p_1", b"{}"), ("t", None, None)]
+    assert obs.streams == {"profiles": [{"id": b"p_1", "op": b"upsert"}]}
+
+
+STALE: list[tuple[str, Mapping[Ref, int]]] = [
+    ("identifier moved on", {EMAIL: 0}),
+    ("profile moved on", {P1: 0}),
+    ("stock moved on", {SKU: 0}),
+    ("expected a version that never existed", {P2: 3}),
+    ("expected present but deleted", {PHONE: 1}),
+]
+
+
+@pytest.mark.parametrize(("why", "expect"), STALE, ids=[why for why, _ in STALE])
+def test_stale_version_conflicts_and_writes_nothing(
+    store: Harness, why: str, expect: Mapping[Ref, int]
+) -> None:
+    assert store.store.commit(everything()).ok
+    if PHONE in expect:  # create then delete PHONE so it is absent again
+        assert store.store.commit(Commit({PHONE: 0}, ("mk",), (w(PHONE, 1, p="x"),))).ok
+        assert store.store.commit(Commit({PHONE: 1}, ("rm",), (Write(PHONE, 2, {}),))).ok
+    before = store.observe()
+    doomed = Commit(
+        expect={EMAIL: 1, P1: 1, SKU: 1, **expect},
+        event_ids=("e9",),
+        writes=(w(P2, 1, d="{}", s="{}"), w(EMAIL, 2, p="p_2", s="{}"), Write(SKU, 2, {})),
+        blind_writes=(w(P3, 1, r="p_2"),),
+        suppress=("h-new",),
+        outbox=(OutboxRecord("x", b"k", b"v"),),
+        streams=(StreamEntry("inventory", {"sku": b"SKU-1"}), StreamEntry("new", {"a": b"1"})),
+        counters={"events": 1, "fresh": 5},
+    )
+    result = store.store.commit(doomed)
+    assert result.status is CommitStatus.CONFLICT, why
+    stale = next(r for r, v in doomed.expect.items() if (before.entities.get(r, (0,))[0]) != v)
+    assert result.detail == str(stale)
+    assert store.observe() == before  # entities, seen, suppression, outbox, streams, counters
+    assert "e9" not in store.store.load(LoadRequest(event_ids=("e9",))).seen
+
+
+def test_already_seen_event_is_duplicate_and_writes_nothing(store: Harness) -> None:
+    assert store.store.commit(everything("e1")).ok
+    before = store.observe()
+    again = Commit(
+        expect={EMAIL: 1},
+        event_ids=("e5", "e1"),
+        writes=(w(EMAIL, 2, p="p_9", s="{}"),),
+        suppress=("h-x",),
+        outbox=(OutboxRecord("x", None, b"v"),),
+        streams=(StreamEntry("profiles", {"id": b"p_9"}),),
+        counters={"events": 2},
+    )
+    result = store.store.commit(again)
+    assert result == CommitResult(CommitStatus.DUPLICATE, "e1")
+    assert store.observe() == before
+    assert store.store.load(LoadRequest(event_ids=("e5", "e1"))).seen == {"e1"}
+
+
+def test_replaying_an_applied_commit_is_refused(store: Harness) -> None:
+    commit = everything()
+    assert store.store.commit(commit).ok
+    before = store.observe()
+    assert store.store.commit(commit).status is CommitStatus.CONFLICT  # versions moved on
+    assert store.observe() == before
+
+
+def test_empty_fields_write_deletes(store: Harness) -> None:
+    assert store.store.commit(everything()).ok
+    drop = Commit(
+        expect={EMAIL: 1, P1: 1, SKU: 1},
+        event_ids=("e2",),
+        writes=(Write(EMAIL, 2, {}), Write(P1, 2, {}), Write(SKU, 2, {})),
+    )
+    assert store.store.commit(drop).ok
+    loaded = store.store.load(ALL)
+    assert loaded.get(EMAIL) == ABSENT
+    assert loaded.get(P1) == ABSENT
+    assert loaded.get(SKU) == ABSENT
+    assert store.observe().entities == {}
+    if isinstance(store, RedisHarness):
+        assert store.index(Kind.PROFILE) == set()
+        assert store.index(Kind.STOCK) == set()
+    # deleted means absent: version 0 is what a writer must expect now
+    assert store.store.commit(Commit({P1: 0}, ("e3",), (w(P1, 1, s="{}"),))).ok
+
+
+def test_blind_writes_ignore_versions(store: Harness) -> None:
+    assert store.store.commit(everything()).ok
+    # P1 is at version 1; a blind redirect replaces it regardless, and may create P3
+    blind = Commit(expect={}, event_ids=(), blind_writes=(w(P1, 1, r="p_3"), w(P3, 7, s="{}")))
+    assert store.store.commit(blind).ok
+    obs = store.observe()
+    assert obs.entities[P1] == (1, {"r": b"p_3"})
+    assert obs.entities[P3] == (7, {"s": b"{}"})
+    if isinstance(store, RedisHarness):  # a redirect is not a live profile
+        assert store.index(Kind.PROFILE) == set()
+    # and a blind delete of something absent is fine
+    assert store.store.commit(Commit({}, (), blind_writes=(Write(P2, 1, {}),))).ok
+
+
+def _chain(store: Harness, length: int) -> list[Ref]:
+    """p_c0 -> p_c1 -> ... -> p_c{length} (live), and id email:chain@x -> p_c0."""
+    refs = [profile_ref(f"p_c{i}") for i in range(length + 1)]
+    writes = [w(a, 2, r=b.name) for a, b in itertools.pairwise(refs)]
+    writes.append(w(refs[-1], 5, d="{}", s='{"live":1}'))
+    writes.append(w(identifier_ref("email:chain@x"), 1, p=refs[0].name, s="{}"))
+    assert store.store.commit(Commit({}, ("chain",), writes=writes)).ok
+    return refs
+
+
+@pytest.mark.parametrize("hops", [0, 1, 2, MAX_REDIRECT_HOPS])
+def test_load_follows_redirects_to_the_survivor(store: Harness, hops: int) -> None:
+    refs = _chain(store, hops)
+    by_id = store.store.load(LoadRequest(identifiers=("email:chain@x",)))
+    assert by_id.get(identifier_ref("email:chain@x")).fields["p"] == refs[0].name.encode()
+    assert by_id.get(refs[-1]) == Entity(5, {"s": b'{"live":1}'})
+    assert {r for r in by_id.entities if r.kind is Kind.PROFILE} == {refs[-1]}
+    by_pid = store.store.load(LoadRequest(profiles=(refs[0].name,)))
+    assert by_pid.entities == {refs[-1]: Entity(5, {"s": b'{"live":1}'})}
+
+
+def test_redirects_stop_at_the_hop_limit(store: Harness) -> None:
+    refs = _chain(store, MAX_REDIRECT_HOPS + 2)
+    loaded = store.store.load(LoadRequest(identifiers=("email:chain@x",)))
+    profiles = {r: e for r, e in loaded.entities.items() if r.kind is Kind.PROFILE}
+    stop = refs[MAX_REDIRECT_HOPS]
+    assert profiles == {stop: Entity(2, {"r": refs[MAX_REDIRECT_HOPS + 1].name.encode()})}
+
+
+def test_suppression_membership(store: Harness) -> None:
+    assert store.store.commit(Commit({}, ("e1",), suppress=("h1", "h2"))).ok
+    assert store.store.commit(Commit({}, ("e2",), suppress=("h2", "h3"))).ok
+    loaded = store.store.load(LoadRequest(suppression_hashes=("h0", "h1", "h3", "h4")))
+    assert loaded.suppressed == {"h1", "h3"}
+    assert store.observe().suppressed == {"h1", "h2", "h3"}
+
+
+def test_counters_accumulate(store: Harness) -> None:
+    assert store.store.commit(Commit({}, ("e1",), counters={"events": 3, "dlq": 1})).ok
+    assert store.store.commit(Commit({}, ("e2",), counters={"events": 2, "merges": 1})).ok
+    assert store.store.commit(Commit({}, ("e3",), counters={"dlq": -1})).ok
+    assert store.observe().counters == {"events": 5, "dlq": 0, "merges": 1}
+
+
+def test_redis_keeps_the_documented_layout(redis_client: redis.Redis, redis_prefix: str) -> None:
+    harness = RedisHarness(redis_client, redis_prefix)
+    assert harness.store.commit(everything()).ok
+    root = f"{redis_prefix}:v1"
+    assert redis_client.hget(f"{root}:id:email:jane@example.com", "p") == b"p_1"
+    assert redis_client.hget(f"{root}:profile:p_1", "d") == b'{"id":"p_1"}'
+    assert redis_client.hget(f"{root}:stock:SKU-1", "v") == b"1"
+    assert redis_client.exists(f"{root}:seen:e1") == 1
+    assert harness.index(Kind.PROFILE) == {"p_1"}
+    assert harness.index(Kind.STOCK) == {"SKU-1"}
+    assert redis_client.sismember(f"{root}:suppressed", "h-erased")
+    assert redis_client.xlen(f"{root}:outbox") == 2
+    assert redis_client.xlen(f"{root}:changes:profiles") == 1
+    assert redis_client.hget(f"{root}:stats", "events") == b"1"
+
+
+# --------------------------------------------------------------------------- side by side
+
+REFS = [
+    identifier_ref("email:a@x"),
+    identifier_ref("phone:+4790000001"),
+    profile_ref("p_a"),
+    profile_ref("p_b"),
+    stock_ref("S1"),
+]
+FIELD = st.sampled_from([b"1", b"2", b"{}", b'{"k":"\\u00e6"}', "blå".encode()])
+
+
+@st.composite
+def operations(draw: Callable[..., Any]) -> list[tuple[str, Any]]:
+    ops: list[tuple[str, Any]] = []
+    for i in range(draw(st.integers(1, 12))):
+        if draw(st.booleans()):
+            ops.append(
+                (
+                    "load",
+                    LoadRequest(
+                        identifiers=tuple(r.name for r in REFS[:2]),
+                        profiles=tuple(draw(st.lists(st.sampled_from(["p_a", "p_b"]), max_size=2))),
+                        stocks=("S1",),
+                        event_ids=("e0", "e1", "e2", "e3"),
+                        suppression_hashes=("h0", "h1"),
+                    ),
+                )
+            )
+            continue
+        writes = []
+        for ref in draw(st.lists(st.sampled_from(REFS), max_size=3, unique=True)):
+            kind = draw(st.sampled_from(["set", "delete", "redirect"]))
+            if kind == "delete":
+                writes.append(Write(ref, draw(st.integers(1, 4)), {}))
+            elif kind == "redirect" and ref.kind is Kind.PROFILE:
+                writes.append(
+                    w(ref, draw(st.integers(1, 4)), r="p_b" if ref.name == "p_a" else "p_a")
+                )
+            else:
+                fields = {"s": draw(FIELD)}
+                if ref.kind is Kind.IDENTIFIER:
+                    fields["p"] = draw(st.sampled_from([b"p_a", b"p_b"]))
+                else:
+                    fields["d"] = draw(FIELD)
+                writes.append(Write(ref, draw(st.integers(1, 4)), fields))
+        expect = {
+            r: draw(st.integers(0, 3)) for r in draw(st.lists(st.sampled_from(REFS), max_size=3))
+        }
+        events = tuple(
+            draw(st.lists(st.sampled_from(["e0", "e1", "e2", "e3", f"u{i}"]), max_size=2))
+        )
+        blind = draw(st.booleans())
+        commit = Commit(
+            expect=expect,
+            event_ids=events,
+            writes=() if blind else tuple(writes),
+            blind_writes=tuple(writes) if blind else (),
+            suppress=tuple(draw(st.lists(st.sampled_from(["h0", "h1"]), max_size=2))),
+            outbox=(OutboxRecord("t", draw(st.sampled_from([None, b"k"])), b"v"),),
+            streams=(StreamEntry("profiles", {"id": b"x", "n": str(i).encode()}),),
+            counters={"events": len(events)},
+        )
+        ops.append(("commit", commit))
+    return ops
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=operations())
+def test_both_implementations_agree_step_by_step(
+    redis_client: redis.Redis, ops: list[tuple[str, Any]]
+) -> None:
+    memory = MemoryHarness()
+    prefix = f"loomtest-sbs-{uuid.uuid4().hex[:12]}"
+    red = RedisHarness(redis_client, prefix)
+    try:
+        for step, (op, arg) in enumerate(ops):
+            if op == "load":
+                assert memory.store.load(arg) == red.store.load(arg), f"load at step {step}"
+            else:
+                assert memory.store.commit(arg) == red.store.commit(arg), f"commit at step {step}"
+            assert memory.observe() == red.observe(), f"state after step {step}"
+        live = {r.name for r, (_v, f) in memory.observe().entities.items() if "d" in f}
+        assert red.index(Kind.PROFILE) | red.index(Kind.STOCK) == live
+    finally:
+        _clean(redis_client, prefix)
