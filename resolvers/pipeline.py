@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from resolvers.batch import BatchState, Context
+from resolvers.identity import MissingRecordError
 from resolvers.inventory import StockChanged
 from resolvers.stages import (
     aggregate,
@@ -91,6 +92,13 @@ def load_request(events: Sequence[Event]) -> LoadRequest:
     )
 
 
+def with_profile_identifiers(request: LoadRequest, state: BatchState) -> LoadRequest:
+    """``request`` plus the identifiers held by every profile ``state`` has loaded."""
+    held = (i.key for p in state.identity.profiles().values() for i in p.all_identifiers())
+    identifiers = tuple(dict.fromkeys((*request.identifiers, *held)))
+    return replace(request, identifiers=identifiers)
+
+
 def run_stages(events: Sequence[Event], state: BatchState, result: BatchResult) -> None:
     for event in events:
         current: Event = event
@@ -120,10 +128,20 @@ def run_batch(
     request = load_request(events)
     for attempt in range(1, max_attempts + 1):
         result = BatchResult(dead_letters=dead, attempts=attempt)
-        for d in dead:
+        for _ in dead:
             result.outcomes[("unknown", "dlq")] += 1
-        state = BatchState.from_loaded(store.load(request), ctx)
-        run_stages(events, state, result)
+        loaded = store.load(request)
+        state = BatchState.from_loaded(loaded, ctx)
+        try:
+            run_stages(events, state, result)
+        except MissingRecordError:
+            # A merge (or quarantine) re-points identifiers this batch did not name: load the
+            # records of every identifier the loaded profiles hold too, and compute again.
+            wider = with_profile_identifiers(request, BatchState.from_loaded(loaded, ctx))
+            if wider == request:
+                raise
+            request = wider
+            continue
         commit = state.to_commit()
         if not commit.event_ids and not commit.writes:
             return result
