@@ -1,0 +1,585 @@
+"""Inventory as a ledger: pure arithmetic over one SKU's stock, ordered by event time.
+
+The worker maps touchpoint events to :class:`Movement` values, folds them into a :class:`SkuStock`
+with :func:`apply` (pure: it returns the new state and the effects, it never mutates or does IO),
+and writes both :meth:`SkuStock.to_dict` (internal state) and :func:`snapshot` (the public
+document) to Redis in one atomic compare-and-set call per batch.
+
+Movements
+---------
+
+================  ==========================================  =====================================
+kind              effect                                      ``quantity`` means
+================  ==========================================  =====================================
+order_placed      committed += q                              units reserved (>= 0)
+order_fulfilled   on_hand -= q, committed -= q                units shipped (>= 0)
+order_cancelled   committed -= q                              units released (>= 0)
+pos_sale          on_hand -= q                                units sold in store (>= 0)
+return_restock    on_hand += q                                units back on the shelf (>= 0)
+adjustment        on_hand += q (``reason`` says why)          signed delta
+count             on_hand := q (physical count)               counted units (>= 0)
+================  ==========================================  =====================================
+
+``event_id`` must be unique per (sku, location) movement: when one order event has several lines
+for the same SKU and location, sum them into one movement (or suffix the id with the line number).
+
+Ordering rule (Square's): by ``occurred_at``, never by arrival
+----------------------------------------------------------------
+
+Per (sku, location)::
+
+    on_hand   = latest count + every on_hand delta with occurred_at  > count.occurred_at
+    committed = every committed delta, whatever its time (counts do not touch reservations)
+    available = on_hand - committed
+
+* A delta stamped *at or before* the latest count changes nothing on ``on_hand`` (the count already
+  reflects it), also when it arrives after the count; its committed part (order_fulfilled) still
+  counts. A delta that arrived before a later-stamped count is dropped from ``on_hand`` when the
+  count arrives. So the result is independent of arrival order.
+* Ties: a delta with the same ``occurred_at`` as the count is considered included in the count.
+  Two counts with the same ``occurred_at``: the one with the greater ``event_id`` (string order)
+  is the latest. A count not later than the latest count in that order changes nothing.
+* Idempotency: an ``event_id`` already in the ledger (or equal to the latest count's id) is a
+  no-op. Deltas pruned because a count superseded them stay no-ops when redelivered (they are
+  still at or before the count), so pruning does not weaken idempotency. The pipeline also
+  dedupes event ids in the same atomic call; see *Bounded state* for the one gap.
+
+Bounded state
+-------------
+
+Per location the state keeps the latest count, a ledger ``event_id -> (occurred_at, on_hand
+delta, committed delta)``, a compacted ``base`` and its ``horizon``.
+
+* **Pruning by counts (exact).** When a count at time *t* becomes the latest, every ledger entry
+  with ``occurred_at <= t`` loses its on_hand part (entries that also have no committed part are
+  dropped). They can never matter again: any later count is later than *t*, so it supersedes
+  them too, and on_hand only ever adds deltas later than the latest count.
+* **Compaction (bounded, exact within a window).** Without counts the ledger would grow forever.
+  When a location has more than :attr:`LedgerPolicy.max_entries` entries, or entries older than
+  :attr:`LedgerPolicy.max_age` before the newest ``occurred_at`` seen at that location, the
+  oldest entries are folded into ``base`` (on_hand and committed sums) and ``horizon`` becomes
+  the newest folded ``occurred_at``. Sums commute, so deltas arriving late are always exact.
+  A new latest count resets ``base.on_hand`` to 0: exact when the count is at or after the horizon
+  (every folded delta is then at or before it). **Trade-off:** a count stamped *before* the horizon
+  (it arrived later than the window) is treated as covering every folded delta, so folded deltas
+  between the count and the horizon are lost from on_hand until the next count; the alternative
+  (keeping them all) would double count those before the count instead, and a physical count is
+  the better truth. Folded event ids are forgotten: a redelivery older than the window relies on
+  the pipeline's dedupe (``LOOM_DEDUPE_TTL_S``). Defaults (256 entries, 30 days) are exact for the
+  demo and tests and keep a SKU's state small (a few KB per location).
+
+Effects
+-------
+
+* :class:`StockChanged` when a movement changes a location's ``on_hand`` or ``committed``.
+* :class:`Oversold` when a movement lowers ``available`` and it ends below zero (every further
+  oversold unit alerts again; increases never alert).
+
+Public snapshot (what readers see; :func:`snapshot`)
+----------------------------------------------------
+
+.. code-block:: json
+
+    {
+      "sku": "SKU-1",
+      "locations": {
+        "oslo-1": {"on_hand": 7, "committed": 2, "available": 5, "available_to_sell": 5,
+                   "oversold": false, "last_count_at": "2026-11-22T08:00:00Z",
+                   "updated_at": "2026-11-22T17:45:12.5Z"}
+      },
+      "totals": {"on_hand": 7, "committed": 2, "available": 5, "available_to_sell": 5,
+                 "oversold": false, "updated_at": "2026-11-22T17:45:12.5Z"},
+      "version": 42
+    }
+
+``available_to_sell = max(0, available)`` is what a storefront shows; ``available`` itself may be
+negative and then ``oversold`` is true. ``totals.available_to_sell = max(0, totals.available)``
+(oversold units at one location are assumed to be served from another one), and
+``totals.oversold`` is true when any location is oversold. Timestamps are RFC 3339 in UTC with a
+``Z`` suffix, or ``null``. ``version`` is added by the writer (a compare-and-set counter); this
+module never sets it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Final, TypeAlias
+
+#: Version of the :meth:`SkuStock.to_dict` format; :meth:`SkuStock.from_dict` rejects others.
+STATE_FORMAT: Final = 1
+
+
+class InvalidMovementError(ValueError):
+    """A movement that can never be applied (bad quantity, naive timestamp, empty key)."""
+
+
+class InvalidStateError(ValueError):
+    """A serialized state that :meth:`SkuStock.from_dict` cannot read."""
+
+
+class MovementKind(StrEnum):
+    ORDER_PLACED = "order_placed"
+    ORDER_FULFILLED = "order_fulfilled"
+    ORDER_CANCELLED = "order_cancelled"
+    POS_SALE = "pos_sale"
+    RETURN_RESTOCK = "return_restock"
+    ADJUSTMENT = "adjustment"
+    COUNT = "count"
+
+
+#: (sign on on_hand, sign on committed) of each delta kind; ``count`` is absolute, not here.
+_DELTA_SIGNS: Final[Mapping[MovementKind, tuple[int, int]]] = {
+    MovementKind.ORDER_PLACED: (0, 1),
+    MovementKind.ORDER_FULFILLED: (-1, -1),
+    MovementKind.ORDER_CANCELLED: (0, -1),
+    MovementKind.POS_SALE: (-1, 0),
+    MovementKind.RETURN_RESTOCK: (1, 0),
+    MovementKind.ADJUSTMENT: (1, 0),
+}
+
+
+def _utc(value: datetime, what: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidMovementError(f"{what} must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+def format_time(value: datetime | None) -> str | None:
+    """RFC 3339 in UTC with a ``Z`` suffix (microseconds kept when present)."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise InvalidStateError(f"timestamp without offset: {value!r}")
+    return parsed.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    """One stock movement of one SKU at one location (see the table in the module docstring)."""
+
+    event_id: str
+    sku: str
+    location_id: str
+    kind: MovementKind
+    quantity: int
+    occurred_at: datetime
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.event_id or not self.sku or not self.location_id:
+            raise InvalidMovementError("event_id, sku and location_id must be non-empty")
+        kind = MovementKind(self.kind)
+        object.__setattr__(self, "kind", kind)
+        if isinstance(self.quantity, bool) or not isinstance(self.quantity, int):
+            raise InvalidMovementError(
+                f"quantity must be an int, got {type(self.quantity).__name__}"
+            )
+        if kind is not MovementKind.ADJUSTMENT and self.quantity < 0:
+            raise InvalidMovementError(f"{kind} quantity must be >= 0, got {self.quantity}")
+        object.__setattr__(self, "occurred_at", _utc(self.occurred_at, "occurred_at"))
+
+    @property
+    def on_hand_delta(self) -> int:
+        """Signed change of on_hand (0 for ``count``, which is absolute)."""
+        signs = _DELTA_SIGNS.get(self.kind)
+        return 0 if signs is None else signs[0] * self.quantity
+
+    @property
+    def committed_delta(self) -> int:
+        signs = _DELTA_SIGNS.get(self.kind)
+        return 0 if signs is None else signs[1] * self.quantity
+
+
+@dataclass(frozen=True, slots=True)
+class PhysicalCount:
+    on_hand: int
+    at: datetime
+    event_id: str
+
+    def supersedes(self, other: PhysicalCount | None) -> bool:
+        """Whether this count is later than ``other`` (ties: greater event_id wins)."""
+        return other is None or (self.at, self.event_id) > (other.at, other.event_id)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    occurred_at: datetime
+    on_hand_delta: int
+    committed_delta: int
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerPolicy:
+    """How many deltas each location keeps individually (see *Bounded state*)."""
+
+    max_entries: int = 256
+    max_age: timedelta = timedelta(days=30)
+
+    def __post_init__(self) -> None:
+        if self.max_entries < 1:
+            raise ValueError("max_entries must be >= 1")
+        if self.max_age <= timedelta(0):
+            raise ValueError("max_age must be positive")
+
+
+DEFAULT_POLICY: Final = LedgerPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class LocationStock:
+    """Stock of one SKU at one location: a count, a ledger of later deltas and a compacted base."""
+
+    count: PhysicalCount | None = None
+    ledger: Mapping[str, LedgerEntry] = field(default_factory=dict)
+    base_on_hand: int = 0
+    base_committed: int = 0
+    horizon: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def count_on_hand(self) -> int | None:
+        return None if self.count is None else self.count.on_hand
+
+    @property
+    def count_at(self) -> datetime | None:
+        return None if self.count is None else self.count.at
+
+    @property
+    def count_event_id(self) -> str | None:
+        return None if self.count is None else self.count.event_id
+
+    @property
+    def on_hand(self) -> int:
+        start = 0 if self.count is None else self.count.on_hand
+        return start + self.base_on_hand + sum(e.on_hand_delta for e in self.ledger.values())
+
+    @property
+    def committed(self) -> int:
+        return self.base_committed + sum(e.committed_delta for e in self.ledger.values())
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.committed
+
+    @property
+    def available_to_sell(self) -> int:
+        return max(0, self.available)
+
+    @property
+    def oversold(self) -> bool:
+        return self.available < 0
+
+    def seen(self, event_id: str) -> bool:
+        return event_id in self.ledger or event_id == self.count_event_id
+
+
+@dataclass(frozen=True, slots=True)
+class SkuStock:
+    """State of one SKU across all its locations (one Redis entity per SKU)."""
+
+    sku: str
+    locations: Mapping[str, LocationStock] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, sku: str) -> SkuStock:
+        return cls(sku=sku)
+
+    def location(self, location_id: str) -> LocationStock:
+        return self.locations.get(location_id, _EMPTY_LOCATION)
+
+    @property
+    def on_hand(self) -> int:
+        return sum(loc.on_hand for loc in self.locations.values())
+
+    @property
+    def committed(self) -> int:
+        return sum(loc.committed for loc in self.locations.values())
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.committed
+
+    def to_dict(self) -> dict[str, Any]:
+        """Stable JSON-ready form (format :data:`STATE_FORMAT`); ledgers sorted by time, id."""
+        return {
+            "format": STATE_FORMAT,
+            "sku": self.sku,
+            "locations": {
+                loc_id: _location_to_dict(loc) for loc_id, loc in sorted(self.locations.items())
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SkuStock:
+        try:
+            if data.get("format") != STATE_FORMAT:
+                raise InvalidStateError(f"unsupported state format {data.get('format')!r}")
+            locations = {
+                str(loc_id): _location_from_dict(loc) for loc_id, loc in data["locations"].items()
+            }
+            return cls(sku=str(data["sku"]), locations=locations)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            if isinstance(exc, InvalidStateError):
+                raise
+            raise InvalidStateError(f"cannot read inventory state: {exc!r}") from exc
+
+
+_EMPTY_LOCATION: Final = LocationStock()
+
+
+def _location_to_dict(loc: LocationStock) -> dict[str, Any]:
+    ordered = sorted(loc.ledger.items(), key=lambda item: (item[1].occurred_at, item[0]))
+    return {
+        "count": None
+        if loc.count is None
+        else {
+            "on_hand": loc.count.on_hand,
+            "at": format_time(loc.count.at),
+            "event_id": loc.count.event_id,
+        },
+        "ledger": {
+            event_id: [format_time(e.occurred_at), e.on_hand_delta, e.committed_delta]
+            for event_id, e in ordered
+        },
+        "base": {
+            "on_hand": loc.base_on_hand,
+            "committed": loc.base_committed,
+            "horizon": format_time(loc.horizon),
+        },
+        "updated_at": format_time(loc.updated_at),
+    }
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidStateError(f"expected an integer, got {value!r}")
+    return value
+
+
+def _required_time(value: Any) -> datetime:
+    parsed = parse_time(value)
+    if parsed is None:
+        raise InvalidStateError("missing timestamp")
+    return parsed
+
+
+def _location_from_dict(data: Mapping[str, Any]) -> LocationStock:
+    raw_count = data["count"]
+    count = (
+        None
+        if raw_count is None
+        else PhysicalCount(
+            on_hand=_int(raw_count["on_hand"]),
+            at=_required_time(raw_count["at"]),
+            event_id=str(raw_count["event_id"]),
+        )
+    )
+    ledger = {
+        str(event_id): LedgerEntry(_required_time(at), _int(on_hand), _int(committed))
+        for event_id, (at, on_hand, committed) in data["ledger"].items()
+    }
+    base = data["base"]
+    return LocationStock(
+        count=count,
+        ledger=ledger,
+        base_on_hand=_int(base["on_hand"]),
+        base_committed=_int(base["committed"]),
+        horizon=parse_time(base["horizon"]),
+        updated_at=parse_time(data["updated_at"]),
+    )
+
+
+# --- effects ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StockChanged:
+    """New stock level of (sku, location) after ``event_id`` (for ``inventory.changes``)."""
+
+    sku: str
+    location_id: str
+    on_hand: int
+    committed: int
+    available: int
+    event_id: str
+    kind: MovementKind
+    occurred_at: datetime
+    reason: str | None = None
+
+    @property
+    def available_to_sell(self) -> int:
+        return max(0, self.available)
+
+
+@dataclass(frozen=True, slots=True)
+class Oversold:
+    """``available`` went below zero at (sku, location) because of ``event_id``."""
+
+    sku: str
+    location_id: str
+    available: int
+    event_id: str
+    occurred_at: datetime
+
+
+InventoryEffect: TypeAlias = StockChanged | Oversold
+
+
+# --- the fold --------------------------------------------------------------------------------
+
+
+def apply(
+    stock: SkuStock, movement: Movement, policy: LedgerPolicy = DEFAULT_POLICY
+) -> tuple[SkuStock, tuple[InventoryEffect, ...]]:
+    """Fold one movement into ``stock``. Pure; duplicates and superseded movements are no-ops."""
+    if movement.sku != stock.sku:
+        raise InvalidMovementError(f"movement for sku {movement.sku!r} applied to {stock.sku!r}")
+    before = stock.location(movement.location_id)
+    if before.seen(movement.event_id):
+        return stock, ()
+    if movement.kind is MovementKind.COUNT:
+        after = _apply_count(before, movement)
+    else:
+        after = _apply_delta(before, movement)
+    after = _compact(after, policy)
+    locations = dict(stock.locations)
+    locations[movement.location_id] = after
+    new_stock = SkuStock(sku=stock.sku, locations=locations)
+    return new_stock, _effects(stock.sku, movement, before, after)
+
+
+def apply_all(
+    stock: SkuStock, movements: Iterable[Movement], policy: LedgerPolicy = DEFAULT_POLICY
+) -> tuple[SkuStock, tuple[InventoryEffect, ...]]:
+    """Fold many movements in the given order; effects concatenated in that order."""
+    effects: list[InventoryEffect] = []
+    for movement in movements:
+        stock, produced = apply(stock, movement, policy)
+        effects.extend(produced)
+    return stock, tuple(effects)
+
+
+def _later(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None or b > a else a
+
+
+def _apply_count(loc: LocationStock, movement: Movement) -> LocationStock:
+    count = PhysicalCount(movement.quantity, movement.occurred_at, movement.event_id)
+    updated_at = _later(loc.updated_at, movement.occurred_at)
+    if not count.supersedes(loc.count):
+        return replace(loc, updated_at=updated_at)
+    ledger: dict[str, LedgerEntry] = {}
+    for event_id, entry in loc.ledger.items():
+        if entry.occurred_at > count.at:
+            ledger[event_id] = entry
+        elif entry.committed_delta != 0:
+            ledger[event_id] = replace(entry, on_hand_delta=0)
+    return replace(loc, count=count, ledger=ledger, base_on_hand=0, updated_at=updated_at)
+
+
+def _apply_delta(loc: LocationStock, movement: Movement) -> LocationStock:
+    updated_at = _later(loc.updated_at, movement.occurred_at)
+    covered = loc.count is not None and movement.occurred_at <= loc.count.at
+    on_hand_delta = 0 if covered else movement.on_hand_delta
+    committed_delta = movement.committed_delta
+    if covered and committed_delta == 0:
+        return replace(loc, updated_at=updated_at)
+    ledger = dict(loc.ledger)
+    ledger[movement.event_id] = LedgerEntry(movement.occurred_at, on_hand_delta, committed_delta)
+    return replace(loc, ledger=ledger, updated_at=updated_at)
+
+
+def _compact(loc: LocationStock, policy: LedgerPolicy) -> LocationStock:
+    if not loc.ledger or loc.updated_at is None:
+        return loc
+    cutoff = loc.updated_at - policy.max_age
+    excess = len(loc.ledger) - policy.max_entries
+    if excess <= 0 and min(e.occurred_at for e in loc.ledger.values()) >= cutoff:
+        return loc
+    ordered = sorted(loc.ledger.items(), key=lambda item: (item[1].occurred_at, item[0]))
+    fold_count = max(excess, 0)
+    while fold_count < len(ordered) and ordered[fold_count][1].occurred_at < cutoff:
+        fold_count += 1
+    folded = ordered[:fold_count]
+    base_on_hand = loc.base_on_hand + sum(e.on_hand_delta for _, e in folded)
+    base_committed = loc.base_committed + sum(e.committed_delta for _, e in folded)
+    horizon = loc.horizon
+    for _, entry in folded:
+        horizon = _later(horizon, entry.occurred_at)
+    return replace(
+        loc,
+        ledger=dict(ordered[fold_count:]),
+        base_on_hand=base_on_hand,
+        base_committed=base_committed,
+        horizon=horizon,
+    )
+
+
+def _effects(
+    sku: str, movement: Movement, before: LocationStock, after: LocationStock
+) -> tuple[InventoryEffect, ...]:
+    on_hand, committed = after.on_hand, after.committed
+    if (on_hand, committed) == (before.on_hand, before.committed):
+        return ()
+    available = on_hand - committed
+    changed = StockChanged(
+        sku=sku,
+        location_id=movement.location_id,
+        on_hand=on_hand,
+        committed=committed,
+        available=available,
+        event_id=movement.event_id,
+        kind=movement.kind,
+        occurred_at=movement.occurred_at,
+        reason=movement.reason,
+    )
+    if available < 0 and available < before.available:
+        alert = Oversold(
+            sku, movement.location_id, available, movement.event_id, movement.occurred_at
+        )
+        return (changed, alert)
+    return (changed,)
+
+
+# --- the public document ---------------------------------------------------------------------
+
+
+def _location_snapshot(loc: LocationStock) -> dict[str, Any]:
+    return {
+        "on_hand": loc.on_hand,
+        "committed": loc.committed,
+        "available": loc.available,
+        "available_to_sell": loc.available_to_sell,
+        "oversold": loc.oversold,
+        "last_count_at": format_time(loc.count_at),
+        "updated_at": format_time(loc.updated_at),
+    }
+
+
+def snapshot(stock: SkuStock) -> dict[str, Any]:
+    """The public JSON document of one SKU (shape in the module docstring; no ``version``)."""
+    locations = {loc_id: _location_snapshot(loc) for loc_id, loc in sorted(stock.locations.items())}
+    updated = [loc.updated_at for loc in stock.locations.values() if loc.updated_at is not None]
+    available = stock.available
+    return {
+        "sku": stock.sku,
+        "locations": locations,
+        "totals": {
+            "on_hand": stock.on_hand,
+            "committed": stock.committed,
+            "available": available,
+            "available_to_sell": max(0, available),
+            "oversold": any(loc["oversold"] for loc in locations.values()),
+            "updated_at": format_time(max(updated)) if updated else None,
+        },
+    }
