@@ -57,8 +57,8 @@ from schemas.errors import (
     InvalidEvent,
     Reason,
 )
-from schemas.identifiers import BUILTIN_TYPES
-from schemas.normalize import DEFAULT, NormalizeConfig, normalize_identifiers
+from schemas.identifiers import BUILTIN_TYPES, Identifier
+from schemas.normalize import DEFAULT, NormalizeConfig, normalize_one
 
 SCHEMA_VERSION: Final = 1
 MAX_EVENT_BYTES: Final = 64 * 1024
@@ -573,13 +573,17 @@ def record_key(tp: Touchpoint, *, config: NormalizeConfig = DEFAULT) -> bytes | 
     """The Kafka record key: ``type:value`` of the most stable identifier that normalizes.
 
     Order: customer_id > loyalty_id > email > phone > card_token > social_handle >
-    anonymous_id > custom types. Inventory events without a usable identifier are keyed by
-    ``inventory:<sku>@<location_id>`` so one stock position stays on one partition. Events with
-    neither get ``None`` (the producer's partitioner spreads them).
+    anonymous_id > custom types (configured ones only). Inventory events without a usable
+    identifier are keyed by ``inventory:<sku>@<location_id>`` so one stock position stays on one
+    partition. Events with neither get ``None`` (the producer's partitioner spreads them).
     """
-    normalized = normalize_identifiers(tp.identifiers.as_mapping(), region=tp.region, config=config)
-    if normalized.accepted:
-        return normalized.accepted[0].key.encode()
+    ids = tp.identifiers.as_mapping()
+    for id_type in config.known_types:  # most stable first; stop at the first usable one
+        raw = ids.get(id_type)
+        if raw is not None:
+            result = normalize_one(id_type, raw, region=tp.region, config=config)
+            if isinstance(result, Identifier):
+                return result.key.encode()
     if tp.inventory is not None:
         return f"inventory:{tp.inventory.sku}@{tp.inventory.location_id}".encode()
     return None
