@@ -1,0 +1,159 @@
+"""Lag exporter: polls consumer lag, feeds the Burrow-style evaluator, serves ``/metrics``.
+
+Every ``interval`` seconds one :meth:`LagExporter.poll_once` (blocking Kafka calls, run in a
+worker thread by :func:`run_exporter`):
+
+1. list the monitored groups (prefix = app id, or all groups),
+2. read lag (:class:`streams.lag.LagReader`, with the (end offset, time) table for
+   interpolation),
+3. drain new offset commits from ``__consumer_offsets`` (:class:`streams.lag.CommitLogTail`) and
+   give each one to the evaluator with the end offset just read; the current lag too,
+4. evaluate every group and publish snapshot + statuses to the collector.
+
+``/livez``, ``/readyz`` (ready once a poll has succeeded recently) and ``/metrics`` are served by
+:class:`streams.health.HealthServer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaException
+
+from streams.health import HealthServer
+from streams.lag import CommitLogTail, LagReader, LagSnapshot, OffsetTimeTable
+from streams.lag_status import GroupStatus, LagStatusEvaluator
+from streams.metrics import ExporterMetrics
+
+__all__ = ["ExporterConfig", "LagExporter", "run_exporter"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ExporterConfig:
+    bootstrap: str
+    group_prefix: str | None  # None: every group
+    window_s: float = 300.0
+    interval_s: float = 15.0
+    cluster_name: str = "loom"
+    use_commit_log: bool = True
+
+
+class LagExporter:
+    def __init__(
+        self,
+        config: ExporterConfig,
+        metrics: ExporterMetrics,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics
+        self._clock = clock
+        self.reader = LagReader(config.bootstrap, clock=clock)
+        self.table = OffsetTimeTable()
+        self.evaluator = LagStatusEvaluator(config.window_s, clock)
+        self._tail: CommitLogTail | None = None
+        if config.use_commit_log:
+            prefix = config.group_prefix
+            self._tail = CommitLogTail(
+                config.bootstrap,
+                group_filter=(lambda g: g.startswith(prefix)) if prefix else (lambda _g: True),
+            )
+        self.last_success: float | None = None
+        self._known: dict[tuple[str, str, int], int] = {}  # last committed, without commit log
+
+    def poll_once(self) -> tuple[LagSnapshot, list[GroupStatus]]:
+        started = time.perf_counter()
+        try:
+            groups = self.reader.list_groups(self.config.group_prefix)
+            snapshot = self.reader.read(groups, table=self.table)
+            self._observe(snapshot)
+            statuses = [self.evaluator.evaluate(g) for g in groups]
+            for gone in set(self.evaluator.groups()) - set(groups):
+                self.evaluator.forget(gone)
+        except KafkaException:
+            self.metrics.polls.labels(result="error").inc()
+            raise
+        finally:
+            self.metrics.poll_seconds.observe(time.perf_counter() - started)
+        self.metrics.lag.update(snapshot, statuses)
+        self.metrics.polls.labels(result="ok").inc()
+        self.last_success = self._clock()
+        return snapshot, statuses
+
+    def _observe(self, snapshot: LagSnapshot) -> None:
+        ends = {(p.topic, p.partition): p.end for g in snapshot.groups for p in g.partitions}
+        if self._tail is not None:
+            for c in self._tail.poll(timeout_s=0.0):
+                end = ends.get((c.topic, c.partition))
+                if end is None:
+                    end = self.reader.end_offsets([(c.topic, c.partition)]).get(
+                        (c.topic, c.partition), c.offset
+                    )
+                self.evaluator.observe_commit(
+                    c.group, c.topic, c.partition, offset=c.offset, end_offset=end, at=c.at
+                )
+        for g in snapshot.groups:
+            for p in g.partitions:
+                if p.committed is None:
+                    continue
+                if self._tail is None:
+                    # without the commit log only changes are visible (no STALL, only STOP)
+                    key = (g.group, p.topic, p.partition)
+                    if self._known.get(key) != p.committed:
+                        self._known[key] = p.committed
+                        self.evaluator.observe_commit(
+                            g.group,
+                            p.topic,
+                            p.partition,
+                            offset=p.committed,
+                            end_offset=p.end,
+                            at=snapshot.taken_at,
+                        )
+                self.evaluator.observe_lag(g.group, p.topic, p.partition, p.lag or 0)
+
+    def healthy(self) -> bool:
+        """A poll succeeded within three intervals."""
+        if self.last_success is None:
+            return False
+        return self._clock() - self.last_success <= 3 * self.config.interval_s + 5
+
+    def close(self) -> None:
+        if self._tail is not None:
+            self._tail.close()
+
+
+async def run_exporter(
+    exporter: LagExporter,
+    host: str,
+    port: int,
+    *,
+    stop: asyncio.Event | None = None,
+    on_started: Callable[[int], None] | None = None,
+) -> None:
+    """Serve and poll until ``stop`` is set (or forever)."""
+    stop = stop or asyncio.Event()
+    server = HealthServer(
+        host, port, exporter.metrics.registry, {"kafka": exporter.healthy}, check_timeout_s=2.0
+    )
+    await server.start()
+    if on_started is not None:
+        on_started(server.port)
+    try:
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(exporter.poll_once)
+            except KafkaException as err:
+                log.warning("lag poll failed: %s", err)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), exporter.config.interval_s)
+    finally:
+        await server.stop()
+        exporter.close()

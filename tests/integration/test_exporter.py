@@ -1,0 +1,189 @@
+"""`loom exporter` against the real broker: scrape /metrics, parse it with Prometheus' text
+parser, and check the values against lag we created."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams.exporter import ExporterConfig, LagExporter, run_exporter
+from streams.metrics import ExporterMetrics
+
+pytestmark = pytest.mark.integration
+
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+
+
+@pytest.fixture(scope="module")
+def bootstrap(request: pytest.FixtureRequest) -> str:
+    try:
+        return str(request.getfixturevalue("kafka_bootstrap"))
+    except pytest.FixtureLookupError:
+        return os.environ.get("LOOM_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
+
+
+def setup_lag(bootstrap: str, prefix: str) -> tuple[str, str]:
+    topic = f"exptest-{uuid.uuid4().hex[:10]}"
+    group = f"{prefix}-g1"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(timeout=30)
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for i in range(12):
+        producer.produce(topic, value=b"x", partition=i % 2)
+    assert producer.flush(30) == 0
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    consumer.commit(
+        offsets=[TopicPartition(topic, 0, 2), TopicPartition(topic, 1, 6)], asynchronous=False
+    )
+    consumer.close()
+    return topic, group
+
+
+def scrape(port: int) -> Samples:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    out: Samples = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out.setdefault(s.name, []).append((dict(s.labels), s.value))
+    return out
+
+
+def check_lag(samples: Samples, topic: str, group: str) -> None:
+    lag = {
+        lbl["partition"]: v
+        for lbl, v in samples["kafka_consumergroup_group_lag"]
+        if lbl["group"] == group and lbl["topic"] == topic
+    }
+    assert lag == {"0": 4.0, "1": 0.0}
+    (max_lag,) = [
+        v for lbl, v in samples["kafka_consumergroup_group_max_lag"] if lbl["group"] == group
+    ]
+    assert max_lag == 4.0
+    (sum_lag,) = [
+        v for lbl, v in samples["kafka_consumergroup_group_sum_lag"] if lbl["group"] == group
+    ]
+    assert sum_lag == 4.0
+    latest = {
+        lbl["partition"]: v
+        for lbl, v in samples["kafka_partition_latest_offset"]
+        if lbl["topic"] == topic
+    }
+    assert latest == {"0": 6.0, "1": 6.0}
+    secs = {
+        lbl["partition"]: v
+        for lbl, v in samples["kafka_consumergroup_group_lag_seconds"]
+        if lbl["group"] == group
+    }
+    assert secs["1"] == 0.0
+    assert 0.0 <= secs["0"] < 120.0
+    status = {
+        lbl["status"]: v for lbl, v in samples["loom_consumergroup_status"] if lbl["group"] == group
+    }
+    assert sum(status.values()) == 1.0
+    assert set(status) == {"OK", "WARN", "STOP", "STALL", "REWIND"}
+
+
+def test_exporter_serves_known_lag(bootstrap: str) -> None:
+    prefix = f"loom-exptest-{uuid.uuid4().hex[:8]}"
+    topic, group = setup_lag(bootstrap, prefix)
+    exporter = LagExporter(
+        ExporterConfig(bootstrap=bootstrap, group_prefix=prefix, window_s=1.0, interval_s=0.5),
+        ExporterMetrics.create(CollectorRegistry(), cluster_name="test"),
+    )
+
+    async def main() -> Samples:
+        stop = asyncio.Event()
+        port_box: list[int] = []
+        task = asyncio.create_task(
+            run_exporter(exporter, "127.0.0.1", 0, stop=stop, on_started=port_box.append)
+        )
+        try:
+            # the group committed once before the exporter started and never again: after
+            # more than one window of watching with lag on partition 0 it is STOP
+            deadline = time.monotonic() + 30
+            while True:
+                await asyncio.sleep(0.5)
+                samples = await asyncio.to_thread(scrape, port_box[0])
+                status = {
+                    lbl["status"]: v
+                    for lbl, v in samples.get("loom_consumergroup_status", [])
+                    if lbl["group"] == group
+                }
+                if status.get("STOP") == 1.0 or time.monotonic() > deadline:
+                    break
+            ready = await asyncio.to_thread(
+                lambda: (
+                    urllib.request.urlopen(
+                        f"http://127.0.0.1:{port_box[0]}/readyz", timeout=5
+                    ).status
+                )
+            )
+            assert ready == 200
+            return samples
+        finally:
+            stop.set()
+            await task
+
+    samples = asyncio.run(main())
+    check_lag(samples, topic, group)
+    status = {
+        lbl["status"]: v for lbl, v in samples["loom_consumergroup_status"] if lbl["group"] == group
+    }
+    assert status["STOP"] == 1.0
+    assert all(lbl["cluster_name"] == "test" for lbl, _ in samples["kafka_consumergroup_group_lag"])
+    # only groups with the prefix are exported
+    assert {lbl["group"] for lbl, _ in samples["kafka_consumergroup_group_sum_lag"]} == {group}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_exporter_cli_process_serves_metrics(bootstrap: str) -> None:
+    prefix = f"loom-expcli-{uuid.uuid4().hex[:8]}"
+    topic, group = setup_lag(bootstrap, prefix)
+    port = free_port()
+    code = (
+        "import argparse, sys; from streams.cli import exporter as e; "
+        "p = argparse.ArgumentParser(); e.register(p.add_subparsers()); "
+        "a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"
+    )
+    env = {**os.environ, "LOOM_APP_ID": prefix, "LOOM_KAFKA_BOOTSTRAP": bootstrap}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "exporter", "--host", "127.0.0.1", "--port", str(port),
+         "--interval", "0.5"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        samples: Samples = {}
+        while time.monotonic() < deadline:
+            try:
+                samples = scrape(port)
+            except OSError:
+                time.sleep(0.3)
+                continue
+            if any(
+                lbl["group"] == group for lbl, _ in samples.get("kafka_consumergroup_group_lag", [])
+            ):
+                break
+            time.sleep(0.3)
+        check_lag(samples, topic, group)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
