@@ -522,6 +522,33 @@ def test_repeated_event_grants_do_not_grow_history_but_denials_do() -> None:
     assert len(state.history(M).changes) == 10
 
 
+def test_ordinary_event_denial_after_a_grant_revokes() -> None:
+    decision, state = run([ev(1, consent={"analytics": True}), ev(5, consent={"analytics": False})])
+    assert state is not None
+    assert [c.granted for c in state.history(A).changes] == [True, False]
+    assert decision.revoked == {A}
+    assert decision.denied[A] is Reason.NO_CONSENT
+    later, _ = run([ev(6)], state=state)
+    assert later.denied[A] is Reason.NO_CONSENT
+
+
+def test_older_grant_arriving_late_cannot_outlive_a_repeated_denial() -> None:
+    # deny @1, deny @9 (page views), then a grant stamped @5 arrives late: @9 still denies.
+    decision, state = run(
+        [
+            ev(1, consent={"ads": False}),
+            ev(9, consent={"ads": False}),
+            ev(5, consent={"ads": True}, event_id="late"),
+            ev(10),
+        ]
+    )
+    assert state is not None
+    assert decision.denied[D] is Reason.NO_CONSENT
+    current = state.current(D)
+    assert current is not None
+    assert current.granted is False
+
+
 def test_naive_datetimes_are_rejected() -> None:
     with pytest.raises(ConsentInputError):
         ConsentInput(event_id="e", occurred_at=datetime(2025, 1, 1))
