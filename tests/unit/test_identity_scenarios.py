@@ -347,3 +347,18 @@ def test_resolve_is_pure_and_does_not_touch_the_view() -> None:
     assert (w.state.identifier_records(), w.state.profiles()) == before
     assert a.profile_id == "new"
     assert calls == ["x", "x"]
+
+
+def test_cooccurrence_evidence_is_capped_at_threshold_plus_one() -> None:
+    w = World(IdentityRules(quarantine_threshold=1))
+    idents = (
+        Identifier("anonymous_id", "kiosk"),
+        *(Identifier("customer_id", f"c{i}") for i in range(4)),
+    )
+    r = w.send_req(ResolveRequest("e", T0, idents))
+    recorded = of_type(r.effects, CooccurrenceRecorded)
+    assert [e.value for e in recorded] == ["c0", "c1"]
+    assert of_type(r.effects, IdentifierQuarantined)[0].evidence_count == 2
+    assert w.state.identifier(idents[0]).seen_with == {"customer_id": ("c0", "c1")}
+    # only one customer_id fits on the profile; the others are dropped as unique conflicts
+    assert r.linked == (Identifier("customer_id", "c0"),)
