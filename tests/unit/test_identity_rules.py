@@ -1,0 +1,98 @@
+"""Identity rules: defaults, TOML loading and validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from resolvers.identity_rules import (
+    DEFAULT_LIMITS,
+    IdentityRules,
+    RulesError,
+    load_rules,
+    rules_from_mapping,
+)
+from schemas.identifiers import BUILTIN_TYPES
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "identity-rules.toml"
+
+
+def test_documented_file_equals_the_defaults() -> None:
+    assert load_rules(DOC) == IdentityRules()
+
+
+def test_retail_defaults() -> None:
+    rules = IdentityRules()
+    assert rules.priority == BUILTIN_TYPES
+    assert [rules.limit(t) for t in BUILTIN_TYPES] == [1, 1, 5, 5, 10, 5, 50]
+    assert rules.unique_types == {"customer_id", "loyalty_id"}
+    assert rules.limit("store_member") == 5
+    assert rules.quarantine_threshold == 3
+    assert rules.cooccurrence_cap == 4
+    assert not rules.is_blocked("phone", "1234567890")
+
+
+def test_custom_types_rank_after_listed_ones_and_by_name() -> None:
+    rules = IdentityRules(priority=("email", "member_no", "customer_id"))
+    ordered = sorted(["zeta", "customer_id", "alpha", "email", "member_no"], key=rules.rank)
+    assert ordered == ["email", "member_no", "customer_id", "alpha", "zeta"]
+
+
+def test_load_partial_file_overlays_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text(
+        "[identity]\n"
+        'priority = ["customer_id", "member_no", "email"]\n'
+        "quarantine_threshold = 5\n"
+        "[identity.limits]\n"
+        "email = 2\n"
+        "member_no = 1\n"
+    )
+    rules = load_rules(path, is_blocked=lambda t, v: v == "x")
+    assert rules.priority == ("customer_id", "member_no", "email")
+    assert rules.limit("email") == 2
+    assert rules.limit("member_no") == 1
+    assert rules.limit("anonymous_id") == DEFAULT_LIMITS["anonymous_id"]
+    assert rules.quarantine_threshold == 5
+    assert rules.is_blocked("email", "x")
+
+
+def test_file_without_identity_table_is_all_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text("[other]\nx = 1\n")
+    assert load_rules(path) == IdentityRules()
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"prority": []}, "unknown identity rule keys"),
+        ({"priority": ["email", "email"]}, "twice"),
+        ({"priority": "email"}, "list of non-empty strings"),
+        ({"limits": {"email": 0}}, "integer >= 1"),
+        ({"limits": {"email": "5"}}, "integer >= 1"),
+        ({"limits": {"customer_id": 2}}, "unique type"),
+        ({"unique_types": ["email"]}, "unique type"),
+        ({"quarantine_threshold": 0}, "quarantine_threshold"),
+        ({"default_limit": True}, "integer"),
+    ],
+)
+def test_invalid_rules_are_refused(table: dict[str, object], message: str) -> None:
+    with pytest.raises(RulesError, match=message):
+        rules_from_mapping(table)
+
+
+def test_malformed_toml_is_a_rules_error(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text("[identity\n")
+    with pytest.raises(RulesError):
+        load_rules(path)
+
+
+def test_rules_are_frozen() -> None:
+    rules = IdentityRules()
+    with pytest.raises(AttributeError):
+        rules.quarantine_threshold = 9  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        rules.limits["email"] = 9  # type: ignore[index]
