@@ -15,6 +15,7 @@ from collections.abc import Sequence
 #: Subcommand modules under ``streams.cli``, in the order ``loom --help`` lists them.
 COMMANDS: tuple[str, ...] = (
     "infra",
+    "inventory",
 )
 
 
