@@ -1,0 +1,169 @@
+"""``loom profile get`` and ``loom profiles export``: read profiles the way downstream services do.
+
+    loom profile get email:jane@example.com      # any identifier type:value (raw is fine)
+    loom profile get customer_id:C-1001 --json
+    loom profile get p_3f2a...                   # a profile id (merge redirects followed)
+    loom profiles export --out profiles.jsonl    # every live profile, JSONL; progress on stderr
+
+Both read through :class:`streams.reader.ProfileReader` (one round trip per lookup).
+Exit codes: 0 found / exported, 1 not found, 2 not a valid identifier.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+import redis
+
+from schemas.normalize import DEFAULT
+from streams.reader import InvalidIdentifierError, ProfileReader
+from streams.settings import load_settings
+
+#: Snapshot fields shown first by the human output, in this order; the rest follow.
+LEADING = ("profile_id", "version", "created_at", "merged_from", "identifiers")
+
+
+def register(subparsers: Any) -> None:
+    one = subparsers.add_parser("profile", help="read one profile by identifier or profile id")
+    one_sub = one.add_subparsers(dest="profile_command", metavar="ACTION", required=True)
+    get = one_sub.add_parser("get", help="look a profile up by type:value or profile id")
+    get.add_argument(
+        "key", help="identifier as TYPE:VALUE (email:jane@example.com) or a profile id (p_...)"
+    )
+    get.add_argument("--region", help="default region for phone numbers (e.g. NO)")
+    get.add_argument("--json", action="store_true", help="print the snapshot as JSON")
+    _connection_args(get)
+    get.set_defaults(func=run_get)
+
+    many = subparsers.add_parser("profiles", help="bulk operations on profiles")
+    many_sub = many.add_subparsers(dest="profiles_command", metavar="ACTION", required=True)
+    export = many_sub.add_parser("export", help="every live profile as JSON lines")
+    export.add_argument("--out", type=Path, help="write to FILE instead of stdout")
+    _connection_args(export)
+    export.set_defaults(func=run_export)
+
+
+def _connection_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--redis-url", help="Redis URL (default: LOOM_REDIS_URL)")
+    p.add_argument("--prefix", help="Redis key prefix (default: LOOM_REDIS_PREFIX)")
+
+
+def _reader(args: argparse.Namespace) -> ProfileReader:
+    settings = load_settings()
+    client = redis.Redis.from_url(args.redis_url or settings.redis_url, decode_responses=False)
+    return ProfileReader(
+        client, args.prefix or settings.redis_prefix, default_region=settings.default_region
+    )
+
+
+def parse_key(key: str) -> tuple[str | None, str]:
+    """``(type, value)`` for ``type:value`` with a known type, else ``(None, profile_id)``."""
+    id_type, sep, value = key.partition(":")
+    if sep and id_type in DEFAULT.known_types:
+        return id_type, value
+    return None, key
+
+
+def run_get(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    reader = _reader(args)
+    id_type, value = parse_key(args.key)
+    try:
+        if id_type is None:
+            snapshot = reader.get(value)
+        else:
+            snapshot = reader.lookup(id_type, value, region=args.region)
+    except InvalidIdentifierError as exc:
+        print(f"loom profile get: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        reader.client.close()
+    if snapshot is None:
+        what = f"{id_type} identifier" if id_type else "profile id"
+        print(f"loom profile get: no profile for that {what}", file=sys.stderr)
+        return 1
+    if args.json:
+        out.write(orjson.dumps(snapshot, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        out.write(render(snapshot))
+    return 0
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value in ("", [], {})
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(_scalar(v) for v in value)
+    return str(value)
+
+
+def _lines(value: Any, indent: int) -> list[str]:
+    pad = "  " * indent
+    if isinstance(value, Mapping):
+        lines = []
+        for k, v in value.items():
+            if _empty(v):
+                continue
+            if isinstance(v, Mapping) or (
+                isinstance(v, list) and any(isinstance(x, Mapping) for x in v)
+            ):
+                lines.append(f"{pad}{k}:")
+                lines.extend(_lines(v, indent + 1))
+            else:
+                lines.append(f"{pad}{k}: {_scalar(v)}")
+        return lines
+    if isinstance(value, list):
+        lines = []
+        for item in value:
+            if isinstance(item, Mapping):
+                inner = _lines(item, indent + 1)
+                if inner:
+                    lines.append(f"{pad}- {inner[0].strip()}")
+                    lines.extend(inner[1:])
+            else:
+                lines.append(f"{pad}- {_scalar(item)}")
+        return lines
+    return [f"{pad}{_scalar(value)}"]
+
+
+def render(snapshot: Mapping[str, Any]) -> str:
+    """Human-readable profile: header, identifiers, then every non-empty field."""
+    head = f"Profile {snapshot.get('profile_id', '?')}  (version {snapshot.get('version', '?')})"
+    lines = [head, "=" * len(head)]
+    rest = {k: v for k, v in snapshot.items() if k not in ("profile_id", "version", "schema")}
+    ordered = {k: rest[k] for k in LEADING if k in rest} | rest
+    lines.extend(_lines(ordered, 0))
+    return "\n".join(lines) + "\n"
+
+
+def run_export(args: argparse.Namespace) -> int:
+    reader = _reader(args)
+    sink: TextIO = args.out.open("w", encoding="utf-8") if args.out else sys.stdout
+    started = time.monotonic()
+    count = 0
+    try:
+        for snapshot in reader.iter_profiles():
+            sink.write(orjson.dumps(snapshot).decode() + "\n")
+            count += 1
+            if count % 10_000 == 0:
+                print(f"exported {count} profiles ...", file=sys.stderr)
+    finally:
+        if args.out:
+            sink.close()
+        else:
+            sink.flush()
+        reader.client.close()
+    elapsed = time.monotonic() - started
+    where = f" to {args.out}" if args.out else ""
+    print(f"exported {count} profiles{where} in {elapsed:.1f}s", file=sys.stderr)
+    return 0

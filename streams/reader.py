@@ -1,0 +1,147 @@
+"""The profile reader client: what downstream services use to read Loom's profiles from Redis.
+
+One round trip per read, by profile id or by ANY identifier::
+
+    reader = ProfileReader(redis.Redis.from_url(url), prefix="loom")
+    reader.lookup("email", " Jane@Example.com ")     # -> snapshot dict or None
+    reader.get("p_3f2a...")                         # follows merge redirects
+    for snapshot in reader.iter_profiles(): ...     # export: every live profile
+
+Identifiers are normalized exactly as the pipeline does (``schemas.normalize``), so a reader
+may pass the raw value a customer typed. Each read is one Lua call (``LOOKUP_SCRIPT``): HGET the
+identifier's profile id, follow redirects (``r``, at most :data:`MAX_HOPS`), HGET the snapshot
+``d``. Key layout: ``streams.redis_store`` (layout v1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Final
+
+import orjson
+import redis
+
+from resolvers.store import MAX_REDIRECT_HOPS
+from schemas.identifiers import Identifier
+from schemas.normalize import DEFAULT, NormalizeConfig, Rejected, normalize_one
+from streams.redis_store import Keys
+
+MAX_HOPS: Final = MAX_REDIRECT_HOPS
+
+#: KEYS: none (names are built from ARGV, layout v1 on one standalone Redis).
+#: ARGV: root ("prefix:v1"), mode ("id" | "profile"), name ("type:value" | profile id), hops.
+#: Returns {profile_id, snapshot} or {} when absent.
+LOOKUP_SCRIPT: Final = """
+local root, mode, name, max_hops = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local pid = name
+if mode == 'id' then
+  pid = redis.call('HGET', root .. ':id:' .. name, 'p')
+  if not pid then return {} end
+end
+for _ = 0, max_hops do
+  local r = redis.call('HMGET', root .. ':profile:' .. pid, 'd', 'r')
+  if r[1] then return {pid, r[1]} end
+  if not r[2] then return {} end
+  pid = r[2]
+end
+return {}
+"""
+
+
+class InvalidIdentifierError(ValueError):
+    """The value is not an identifier Loom would ever store (blocked, malformed, unknown type).
+
+    The message names the type and the reason only, never the value.
+    """
+
+    def __init__(self, rejected: Rejected) -> None:
+        super().__init__(f"not a valid {rejected.type} identifier ({rejected.reason})")
+        self.rejected = rejected
+
+
+class ProfileReader:
+    """Read-only access to profile snapshots (layout v1) under one key prefix."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str = "loom",
+        *,
+        config: NormalizeConfig = DEFAULT,
+        default_region: str | None = None,
+    ) -> None:
+        self.client = client
+        self.keys = Keys(prefix)
+        self.config = config
+        self.default_region = default_region
+        self._lookup = client.register_script(LOOKUP_SCRIPT)
+
+    def normalize(
+        self, identifier_type: str, raw_value: str, region: str | None = None
+    ) -> Identifier:
+        """The canonical identifier, as the pipeline computes it. Raises InvalidIdentifierError."""
+        result = normalize_one(
+            identifier_type,
+            raw_value,
+            region=region or self.default_region,
+            config=self.config,
+        )
+        if isinstance(result, Rejected):
+            raise InvalidIdentifierError(result)
+        return result
+
+    def _read(self, mode: str, name: str) -> dict[str, Any] | None:
+        reply = self._lookup(keys=[], args=[self.keys.root, mode, name, MAX_HOPS])
+        if not reply:
+            return None
+        snapshot: dict[str, Any] = orjson.loads(reply[1])
+        return snapshot
+
+    def get(self, profile_id: str) -> dict[str, Any] | None:
+        """The snapshot of ``profile_id``, or of the profile it was merged into; None if absent."""
+        return self._read("profile", profile_id)
+
+    def lookup(
+        self, identifier_type: str, raw_value: str, region: str | None = None
+    ) -> dict[str, Any] | None:
+        """The snapshot of the profile holding this identifier (one round trip), or None.
+
+        ``raw_value`` is normalized like the pipeline does (``region`` is the default region for
+        phone numbers). Raises :class:`InvalidIdentifierError` for values that are never
+        identifiers (``guest``, ``1234567890``, a malformed e-mail ...).
+        """
+        identifier = self.normalize(identifier_type, raw_value, region)
+        return self._read("id", identifier.key)
+
+    def iter_profile_ids(self, count: int = 500) -> Iterator[str]:
+        for member in self.client.sscan_iter(self.keys.profile_index, count=count):
+            yield member.decode() if isinstance(member, bytes) else str(member)
+
+    def iter_profiles(self, batch: int = 500) -> Iterator[dict[str, Any]]:
+        """Every live profile's snapshot (SSCAN of the index, snapshots fetched in pipelines).
+
+        A profile merged or erased while the export runs is skipped; SSCAN may return an id
+        twice, which is filtered out here.
+        """
+        seen: set[str] = set()
+        pending: list[str] = []
+
+        def flush() -> Iterator[dict[str, Any]]:
+            pipe = self.client.pipeline(transaction=False)
+            for pid in pending:
+                pipe.hget(self.keys.profile(pid), "d")
+            for raw in pipe.execute():
+                if raw is not None:
+                    snapshot: dict[str, Any] = orjson.loads(raw)
+                    yield snapshot
+            pending.clear()
+
+        for pid in self.iter_profile_ids(count=batch):
+            if pid in seen:
+                continue
+            seen.add(pid)
+            pending.append(pid)
+            if len(pending) >= batch:
+                yield from flush()
+        if pending:
+            yield from flush()
