@@ -60,7 +60,8 @@ readonly KAFKA_STDOUT="$KAFKA_DIR/logs/stdout.log"
 readonly REDIS_DIR="$DATA_DIR/redis"
 readonly REDIS_PID_FILE="$REDIS_DIR/redis.pid"
 readonly REDIS_LOG="$REDIS_DIR/redis.log"
-KAFKA_LAUNCHED=""  # set by start_kafka when it launches a broker (for the start-time report)
+KAFKA_LAUNCHED=""  # set by start_kafka / start_redis when they launch a server, for the
+REDIS_LAUNCHED=""  # start-time report
 
 # --- small helpers ------------------------------------------------------------------------
 
@@ -130,8 +131,10 @@ fetch_jars_locked() {
   log "fetching Kafka $KAFKA_VERSION jars with Maven into $LIBS_DIR (once)"
   rm -rf "$tmp"
   mkdir -p "$tmp"
-  if ! mvn -q -B -ntp -Dstyle.color=never -f "$REPO_ROOT/deploy/kafka/pom.xml" dependency:copy-dependencies \
-      -DoutputDirectory="$tmp" -DincludeScope=runtime >&2; then
+  # Maven's output goes to stderr (stdout of `classpath` must stay clean), minus colour codes.
+  if ! mvn -q -B -ntp -Dstyle.color=never -f "$REPO_ROOT/deploy/kafka/pom.xml" \
+      dependency:copy-dependencies -DoutputDirectory="$tmp" -DincludeScope=runtime 2>&1 \
+      | sed -e 's/\x1b\[[0-9;]*m//g' -e '/^[[:space:]]*$/d' >&2; then
     rm -rf "$tmp"
     die "mvn failed to fetch the Kafka jars (see the output above)"
   fi
@@ -256,6 +259,7 @@ start_redis() {
     *) die "LOOM_REDIS_APPENDONLY must be yes or no, not '$REDIS_APPENDONLY'" ;;
   esac
   log "starting redis on 127.0.0.1:$REDIS_PORT (appendonly $REDIS_APPENDONLY)"
+  REDIS_LAUNCHED="$(now)"
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
     --daemonize yes --pidfile "$REDIS_PID_FILE" --logfile "$REDIS_LOG" \
     --dir "$REDIS_DIR/data" "${persistence[@]}" </dev/null >&2 8>&- 9>&- \
@@ -263,14 +267,19 @@ start_redis() {
 }
 
 wait_for_redis() {
-  local started="$1" deadline
+  local deadline
   deadline=$(($(date +%s) + START_TIMEOUT))
   until [[ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]; do
     (($(date +%s) < deadline)) \
       || die "redis did not answer PING within ${START_TIMEOUT}s; see $REDIS_LOG"
     sleep 0.1
   done
-  log "redis ready on 127.0.0.1:$REDIS_PORT after $(elapsed_since "$started")s (log $REDIS_LOG)"
+  if [[ -n "$REDIS_LAUNCHED" ]]; then
+    log "redis ready on 127.0.0.1:$REDIS_PORT; started in $(elapsed_since "$REDIS_LAUNCHED")s" \
+      "(log $REDIS_LOG)"
+  else
+    log "redis ready on 127.0.0.1:$REDIS_PORT (log $REDIS_LOG)"
+  fi
 }
 
 # --- commands -----------------------------------------------------------------------------
@@ -304,9 +313,10 @@ up_locked() {
   local started
   started="$(now)"
   check_ports_free
+  ensure_jars
   start_redis
   start_kafka
-  wait_for_redis "$started"
+  wait_for_redis
   wait_for_kafka
   log "up in $(elapsed_since "$started")s: kafka 127.0.0.1:$KAFKA_PORT, redis redis://127.0.0.1:$REDIS_PORT/0, data $DATA_DIR"
 }
