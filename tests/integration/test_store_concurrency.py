@@ -1,0 +1,229 @@
+"""Concurrent writers on one Redis prefix end where one serial writer ends.
+
+Several threads, each with its own Redis connection and :class:`RedisStore`, run
+``run_batch`` over interleaved slices of one simulated event set (the same customers'
+events land in different writers' batches, and every writer starts each batch at the same
+moment, so commits really conflict and are retried). The final identity partition and the
+inventory snapshots must equal those of one writer applying the same events serially.
+
+Erasure requests are left out of the event set: "erase, then a late event" and "a late event,
+then erase" legitimately end differently (suppression), so they have no order-free answer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+import redis
+
+from resolvers.batch import Context, TopicNames
+from resolvers.consent import ConsentPolicy
+from resolvers.identity_rules import IdentityRules
+from resolvers.pipeline import BatchResult, run_batch
+from resolvers.steps import RawRecord
+from schemas.normalize import DEFAULT, is_blocked
+from schemas.touchpoint import EventType, dump_touchpoint
+from streams.redis_store import RedisStore
+from streams.simulate import Simulator
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+BATCH = 40
+WRITERS = 3
+ROUNDS = 10
+
+
+def make_context() -> Context:
+    rules = IdentityRules(is_blocked=lambda t, v: is_blocked(t, v, DEFAULT))
+    return Context(
+        rules=rules, policy=ConsentPolicy(), topics=TopicNames(), salt=b"test-salt", now=NOW
+    )
+
+
+def batch(values: list[bytes], offset: int = 0) -> list[RawRecord]:
+    return [
+        RawRecord(value=v, topic="touchpoints.raw", partition=0, offset=offset + i)
+        for i, v in enumerate(values)
+    ]
+
+
+def apply(store: RedisStore, values: list[bytes], offset: int = 0) -> BatchResult:
+    return run_batch(batch(values, offset), store, make_context, max_bytes=65536, config=DEFAULT)
+
+
+def simulated(n: int, seed: int = 11) -> list[bytes]:
+    sim = Simulator(seed=seed, customers=30, stores=2, skus=12)
+    events = (tp for tp in sim.events() if tp.type is not EventType.ERASURE_REQUESTED)
+    return [dump_touchpoint(tp) for tp in itertools.islice(events, n)]
+
+
+# --------------------------------------------------------------------------- reading results
+
+
+def _keys(client: Any, pattern: str) -> Iterator[str]:
+    for key in client.scan_iter(match=pattern, count=1000):
+        yield key.decode()
+
+
+def partition(client: Any, prefix: str) -> frozenset[frozenset[str]]:
+    """Identifier keys grouped by the live profile they resolve to (redirects followed)."""
+    head = f"{prefix}:v1:id:"
+    groups: dict[str, set[str]] = {}
+    for key in _keys(client, f"{head}*"):
+        pid = client.hget(key, "p")
+        if pid is None:
+            continue  # quarantined or unlinked
+        pid = pid.decode()
+        for _ in range(8):
+            target = client.hget(f"{prefix}:v1:profile:{pid}", "r")
+            if target is None:
+                break
+            pid = target.decode()
+        assert client.hexists(f"{prefix}:v1:profile:{pid}", "d"), "identifier on a dead profile"
+        groups.setdefault(pid, set()).add(key[len(head) :])
+    return frozenset(frozenset(g) for g in groups.values())
+
+
+def profile_partition(client: Any, prefix: str) -> frozenset[frozenset[str]]:
+    """The same partition as the live snapshots tell it (identifiers per profile)."""
+    out = set()
+    for pid in client.smembers(f"{prefix}:v1:profile-index"):
+        snap = orjson.loads(client.hget(f"{prefix}:v1:profile:{pid.decode()}", "d"))
+        out.add(frozenset(f"{t}:{v}" for t, vs in snap["identifiers"].items() for v in vs))
+    return frozenset(g for g in out if g)
+
+
+def inventory(client: Any, prefix: str) -> dict[str, Any]:
+    out = {}
+    for key in _keys(client, f"{prefix}:v1:stock:*"):
+        snap = orjson.loads(client.hget(key, "d"))
+        snap.pop("version", None)  # how many commits touched it differs; the stock does not
+        out[key.rsplit(":", 1)[1]] = snap
+    return out
+
+
+def entities(client: Any, prefix: str) -> dict[str, dict[bytes, bytes]]:
+    """Every entity hash under the prefix, byte for byte (versions included)."""
+    out = {}
+    for kind in ("id", "profile", "stock"):
+        for key in _keys(client, f"{prefix}:v1:{kind}:*"):
+            out[key] = client.hgetall(key)
+    return out
+
+
+def _clean(client: redis.Redis, prefix: str) -> None:
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    for start in range(0, len(keys), 500):
+        client.delete(*keys[start : start + 500])
+
+
+@pytest.fixture
+def prefixes(redis_client: redis.Redis) -> Iterator[tuple[str, str]]:
+    tag = uuid.uuid4().hex[:12]
+    pair = (f"loomtest-serial-{tag}", f"loomtest-conc-{tag}")
+    yield pair
+    for p in pair:
+        _clean(redis_client, p)
+
+
+# --------------------------------------------------------------------------- the tests
+
+
+def run_concurrently(redis_url: str, prefix: str, slices: list[list[list[bytes]]]) -> int:
+    """Writer ``w`` applies ``slices[w]`` batch by batch; all start each round together."""
+    barrier = threading.Barrier(len(slices), timeout=60)
+    errors: list[BaseException] = []
+    attempts: list[int] = []
+
+    def writer(batches: list[list[bytes]]) -> None:
+        client = redis.Redis.from_url(redis_url)
+        store = RedisStore(client, prefix=prefix)
+        try:
+            for values in batches:
+                barrier.wait()
+                attempts.append(apply(store, values).attempts)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+            barrier.abort()
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=writer, args=(s,)) for s in slices]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert all(not t.is_alive() for t in threads)
+    return sum(a - 1 for a in attempts)
+
+
+def test_concurrent_writers_end_like_one_serial_writer(
+    redis_url: str, redis_client: redis.Redis, prefixes: tuple[str, str]
+) -> None:
+    serial_prefix, conc_prefix = prefixes
+    events = simulated(WRITERS * ROUNDS * BATCH)
+
+    serial = RedisStore(redis_client, prefix=serial_prefix)
+    for start in range(0, len(events), BATCH):
+        apply(serial, events[start : start + BATCH], start)
+
+    # event i goes to writer i % WRITERS: one customer's journey is spread over all writers
+    slices = [
+        [events[w::WRITERS][r * BATCH : (r + 1) * BATCH] for r in range(ROUNDS)]
+        for w in range(WRITERS)
+    ]
+    retries = run_concurrently(redis_url, conc_prefix, slices)
+    assert retries > 0, "the writers never conflicted: the test proves nothing"
+
+    expected = partition(redis_client, serial_prefix)
+    assert len(expected) > 20
+    assert any(len(group) > 2 for group in expected)
+    assert partition(redis_client, conc_prefix) == expected
+    assert profile_partition(redis_client, conc_prefix) == profile_partition(
+        redis_client, serial_prefix
+    )
+    assert profile_partition(redis_client, conc_prefix) == expected
+    stock = inventory(redis_client, serial_prefix)
+    assert stock
+    assert inventory(redis_client, conc_prefix) == stock
+    seen = {k.rsplit(":", 1)[1] for k in _keys(redis_client, f"{conc_prefix}:v1:seen:*")}
+    assert seen == {k.rsplit(":", 1)[1] for k in _keys(redis_client, f"{serial_prefix}:v1:seen:*")}
+
+
+def test_replaying_every_event_changes_nothing(
+    redis_url: str, redis_client: redis.Redis, prefixes: tuple[str, str]
+) -> None:
+    _, prefix = prefixes
+    events = simulated(WRITERS * 4 * BATCH, seed=5)
+    slices = [
+        [events[w::WRITERS][r * BATCH : (r + 1) * BATCH] for r in range(4)] for w in range(WRITERS)
+    ]
+    run_concurrently(redis_url, prefix, slices)
+    before = entities(redis_client, prefix)
+    outbox = redis_client.xlen(f"{prefix}:v1:outbox")
+    stats = redis_client.hgetall(f"{prefix}:v1:stats")
+
+    # again, concurrently, in a different split, and once more serially in reverse order
+    resplit = [
+        [events[::-1][w::2][r * 2 * BATCH : (r + 1) * 2 * BATCH] for r in range(3)]
+        for w in range(2)
+    ]
+    run_concurrently(redis_url, prefix, resplit)
+    store = RedisStore(redis_client, prefix=prefix)
+    for start in range(0, len(events), BATCH):
+        result = apply(store, events[start : start + BATCH])
+        assert result.processed == 0
+        assert result.attempts == 1
+
+    assert entities(redis_client, prefix) == before
+    assert redis_client.xlen(f"{prefix}:v1:outbox") == outbox
+    assert redis_client.hgetall(f"{prefix}:v1:stats") == stats
