@@ -55,18 +55,20 @@ delta, committed delta)``, a compacted ``base`` and its ``horizon``.
   dropped). They can never matter again: any later count is later than *t*, so it supersedes
   them too, and on_hand only ever adds deltas later than the latest count.
 * **Compaction (bounded, exact within a window).** Without counts the ledger would grow forever.
-  When a location has more than :attr:`LedgerPolicy.max_entries` entries, or entries older than
-  :attr:`LedgerPolicy.max_age` before the newest ``occurred_at`` seen at that location, the
-  oldest entries are folded into ``base`` (on_hand and committed sums) and ``horizon`` becomes
-  the newest folded ``occurred_at``. Sums commute, so deltas arriving late are always exact.
-  A new latest count resets ``base.on_hand`` to 0: exact when the count is at or after the horizon
-  (every folded delta is then at or before it). **Trade-off:** a count stamped *before* the horizon
-  (it arrived later than the window) is treated as covering every folded delta, so folded deltas
-  between the count and the horizon are lost from on_hand until the next count; the alternative
-  (keeping them all) would double count those before the count instead, and a physical count is
-  the better truth. Folded event ids are forgotten: a redelivery older than the window relies on
-  the pipeline's dedupe (``LOOM_DEDUPE_TTL_S``). Defaults (256 entries, 30 days) are exact for the
-  demo and tests and keep a SKU's state small (a few KB per location).
+  When a location has more than :attr:`LedgerPolicy.max_entries` entries (it then folds down to
+  3/4 of that), or entries older than :attr:`LedgerPolicy.max_age` before the newest
+  ``occurred_at`` seen at that location, the oldest entries are folded into ``base`` (on_hand
+  and committed sums) and ``horizon`` becomes the newest folded ``occurred_at``. Sums commute,
+  so deltas arriving late are always exact. A new latest count resets ``base.on_hand`` to 0:
+  exact when the count is at or after the horizon (every folded delta is then at or before it).
+  **Trade-off:** a count stamped *before* the horizon (it arrived later than the window) is
+  treated as covering every folded delta, so folded deltas between the count and the horizon
+  are lost from on_hand until the next count; the alternative (keeping them all) would double
+  count those before the count instead, and a physical count is the better truth. Folded event
+  ids are forgotten: a redelivery older than the window relies on the pipeline's dedupe
+  (``LOOM_DEDUPE_TTL_S``). Defaults (256 entries, 30 days) are exact for the demo and tests and
+  keep a SKU's state small (measured: a location at the cap serializes to 9.2 KiB of JSON; 20
+  such locations to 169 KiB).
 
 Effects
 -------
@@ -151,13 +153,17 @@ def format_time(value: datetime | None) -> str | None:
     """RFC 3339 in UTC with a ``Z`` suffix (microseconds kept when present)."""
     if value is None:
         return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat()[:-6] + "Z"  # UTC isoformat ends with "+00:00"
 
 
 def parse_time(value: str | None) -> datetime | None:
     if value is None:
         return None
     parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is UTC:
+        return parsed
     if parsed.tzinfo is None:
         raise InvalidStateError(f"timestamp without offset: {value!r}")
     return parsed.astimezone(UTC)
@@ -245,6 +251,17 @@ class LocationStock:
     base_committed: int = 0
     horizon: datetime | None = None
     updated_at: datetime | None = None
+    _ledger_on_hand: int = field(init=False, repr=False, compare=False, default=0)
+    _ledger_committed: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        # the ledger never changes after construction: sum it once
+        object.__setattr__(
+            self, "_ledger_on_hand", sum(e.on_hand_delta for e in self.ledger.values())
+        )
+        object.__setattr__(
+            self, "_ledger_committed", sum(e.committed_delta for e in self.ledger.values())
+        )
 
     @property
     def count_on_hand(self) -> int | None:
@@ -261,11 +278,11 @@ class LocationStock:
     @property
     def on_hand(self) -> int:
         start = 0 if self.count is None else self.count.on_hand
-        return start + self.base_on_hand + sum(e.on_hand_delta for e in self.ledger.values())
+        return start + self.base_on_hand + self._ledger_on_hand
 
     @property
     def committed(self) -> int:
-        return self.base_committed + sum(e.committed_delta for e in self.ledger.values())
+        return self.base_committed + self._ledger_committed
 
     @property
     def available(self) -> int:
@@ -441,7 +458,10 @@ InventoryEffect: TypeAlias = StockChanged | Oversold
 def apply(
     stock: SkuStock, movement: Movement, policy: LedgerPolicy = DEFAULT_POLICY
 ) -> tuple[SkuStock, tuple[InventoryEffect, ...]]:
-    """Fold one movement into ``stock``. Pure; duplicates and superseded movements are no-ops."""
+    """Fold one movement into ``stock``. Pure; duplicates and superseded movements are no-ops.
+
+    A no-op returns ``stock`` itself (``new is stock``), so callers can skip the write.
+    """
     if movement.sku != stock.sku:
         raise InvalidMovementError(f"movement for sku {movement.sku!r} applied to {stock.sku!r}")
     before = stock.location(movement.location_id)
@@ -452,6 +472,8 @@ def apply(
     else:
         after = _apply_delta(before, movement)
     after = _compact(after, policy)
+    if after == before and movement.location_id in stock.locations:
+        return stock, ()  # superseded (stamped at or before the latest count): nothing to write
     locations = dict(stock.locations)
     locations[movement.location_id] = after
     new_stock = SkuStock(sku=stock.sku, locations=locations)
@@ -507,7 +529,8 @@ def _compact(loc: LocationStock, policy: LedgerPolicy) -> LocationStock:
     if excess <= 0 and min(e.occurred_at for e in loc.ledger.values()) >= cutoff:
         return loc
     ordered = sorted(loc.ledger.items(), key=lambda item: (item[1].occurred_at, item[0]))
-    fold_count = max(excess, 0)
+    # over the cap: fold down to 3/4 of it, so the sort below runs once per max_entries/4 inserts
+    fold_count = excess + policy.max_entries // 4 if excess > 0 else 0
     while fold_count < len(ordered) and ordered[fold_count][1].occurred_at < cutoff:
         fold_count += 1
     folded = ordered[:fold_count]

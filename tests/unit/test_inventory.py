@@ -151,6 +151,9 @@ def test_delta_at_the_same_instant_as_the_count_is_included_in_the_count() -> No
 def test_older_count_changes_nothing() -> None:
     stock = fold(mv("c2", "count", 30, 60), mv("s1", "pos_sale", 1, 70))
     later, effects = apply(stock, mv("c1", "count", 99, 10))
+    assert later is stock  # nothing to write
+    stale_sale, _ = apply(stock, mv("s0", "pos_sale", 5, 59))
+    assert stale_sale is stock
     assert levels(later) == (29, 0, 29)
     assert effects == ()
     assert later.location(LOC).count_event_id == "c2"
@@ -243,7 +246,7 @@ def test_applying_a_movement_twice_equals_once(movement: Movement) -> None:
     base = fold(mv("c1", "count", 10, 0), mv("p1", "order_placed", 1, 1))
     once, _ = apply(base, movement)
     twice, effects = apply(once, movement)
-    assert twice == once
+    assert twice is once
     assert effects == ()
 
 
@@ -274,7 +277,7 @@ def test_ledger_is_compacted_beyond_max_entries_and_stays_exact_for_sums() -> No
     orders = [mv(f"p{i}", "order_placed", 1, i + 0.5) for i in range(1, 4)]
     stock = fold(mv("c1", "count", 100, 0), *sales, *orders, policy=policy)
     loc = stock.location(LOC)
-    assert len(loc.ledger) == 4
+    assert 3 <= len(loc.ledger) <= 4  # over the cap it folds down to 3/4 of it
     assert levels(stock) == (90, 3, 87)
     assert loc.horizon is not None
     # a count after the horizon is exact: everything folded is before it
