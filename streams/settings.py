@@ -56,6 +56,9 @@ class LoomSettings(BaseSettings):
     retry_backoff_max_s: float = Field(
         30.0, gt=0, description="cap of the backoff when Redis or Kafka is unavailable"
     )
+    web_host: str = Field(
+        "127.0.0.1", description="worker HTTP bind address (0.0.0.0 in containers)"
+    )
     web_port: int = Field(6066, ge=0, description="worker HTTP port: /metrics, /livez, /readyz")
 
     # --- identity, consent, privacy ------------------------------------------------------

@@ -15,8 +15,14 @@ from collections.abc import Sequence
 #: Subcommand modules under ``streams.cli``, in the order ``loom --help`` lists them.
 COMMANDS: tuple[str, ...] = (
     "infra",
-    "inventory",
+    "lag",
+    "exporter",
+    "worker",
+    "demo",
+    "produce",
+    "simulate",
     "profile",
+    "inventory",
 )
 
 

@@ -1,0 +1,201 @@
+"""``loom demo``: Kafka and Redis up, the worker running, a minute of simulated channels, a story.
+
+Steps: ``deploy/infra.sh up`` (unless ``--no-infra``) -> topics -> ``loom worker`` as a child
+process -> the channel simulator at ``--rate`` events/s for ``--seconds`` (progress on stderr),
+plus a few deliberately bad records -> wait until the worker's lag is zero -> print what Loom
+built -> stop the worker -> ``deploy/infra.sh down`` (unless ``--keep``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+from confluent_kafka import Consumer, TopicPartition
+
+from streams.settings import LoomSettings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser("demo", help="run the end-to-end demo")
+    p.add_argument("--seconds", type=float, default=60.0, help="how long channels send (60)")
+    p.add_argument("--rate", type=float, default=200.0, help="events per second (200)")
+    p.add_argument("--customers", type=int, default=2000)
+    p.add_argument("--stores", type=int, default=5)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--no-infra", action="store_true", help="use running Kafka/Redis as set")
+    p.add_argument("--keep", action="store_true", help="leave Kafka and Redis running")
+    p.set_defaults(func=run)
+
+
+def say(msg: str) -> None:
+    print(f"\033[1m==>\033[0m {msg}", file=sys.stderr, flush=True)
+
+
+def infra(cmd: str) -> None:
+    subprocess.run(["bash", str(ROOT / "deploy" / "infra.sh"), cmd], check=True)
+
+
+def group_lag(settings: LoomSettings) -> int:
+    """Sum of (end offset - committed offset) of the worker's group on the raw topic."""
+    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.app_id})
+    try:
+        meta = c.list_topics(settings.topics.raw, timeout=10).topics[settings.topics.raw]
+        tps = [TopicPartition(settings.topics.raw, p) for p in meta.partitions]
+        committed = c.committed(tps, timeout=10)
+        lag = 0
+        for tp in committed:
+            _, high = c.get_watermark_offsets(tp, timeout=10)
+            lag += high - (tp.offset if tp.offset >= 0 else 0)
+        return lag
+    finally:
+        c.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if not args.no_infra:
+        say("starting Kafka and Redis (deploy/infra.sh up)")
+        infra("up")
+    from streams.topics import ensure_topics
+
+    ensure_topics(settings)
+    r = redis.Redis.from_url(settings.redis_url)
+    root = f"{settings.redis_prefix}:v1"
+    worker_log = ROOT / ".cache" / "demo-worker.log"
+    worker_log.parent.mkdir(parents=True, exist_ok=True)
+    say(f"starting the worker (log: {worker_log})")
+    with worker_log.open("wb") as log_file:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli.main", "worker", "--loglevel", "warning"],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=os.environ.copy(),
+        )
+    try:
+        sent = _simulate(settings, args)
+        say("waiting for the worker to catch up")
+        deadline = time.monotonic() + 180
+        while (lag := group_lag(settings)) > 0 and time.monotonic() < deadline:
+            if worker.poll() is not None:
+                say(f"worker exited with {worker.returncode}; see {worker_log}")
+                return 1
+            print(f"    lag {lag} records", file=sys.stderr, flush=True)
+            time.sleep(2)
+        _story(r, root, settings, sent, lag)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        if not args.no_infra and not args.keep:
+            say("stopping Kafka and Redis")
+            infra("down")
+    return 0
+
+
+def _simulate(settings: LoomSettings, args: argparse.Namespace) -> int:
+    from streams.producer import TouchpointProducer
+    from streams.simulate import Simulator
+
+    sim = Simulator(seed=args.seed, customers=args.customers, stores=args.stores)
+    say(f"simulating channels: {args.rate:.0f} events/s for {args.seconds:.0f}s")
+    sent = 0
+    started = time.monotonic()
+    last = started
+    with TouchpointProducer(settings) as producer:
+        for tp in sim.events():
+            elapsed = time.monotonic() - started
+            if elapsed >= args.seconds:
+                break
+            ahead = sent / args.rate - elapsed
+            if ahead > 0:
+                time.sleep(ahead)
+            producer.send(tp)
+            producer.poll(0)
+            sent += 1
+            if time.monotonic() - last >= 5:
+                last = time.monotonic()
+                print(
+                    f"    sent {sent} events ({sent / (last - started):.0f}/s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        bad = list(itertools.islice(sim.bad_records(), 20))
+        for raw in bad:
+            producer.send_raw(raw)
+        producer.flush(30)
+    return sent + len(bad)
+
+
+def _story(r: redis.Redis, root: str, settings: LoomSettings, sent: int, lag: int) -> None:
+    stats = {k.decode(): int(v) for k, v in r.hgetall(f"{root}:stats").items()}
+    profiles = r.scard(f"{root}:profile-index")
+    skus = r.scard(f"{root}:stock-index")
+    print()
+    print("Loom demo: what the pipeline built")
+    print("-" * 40)
+    print(f"events sent            {sent}")
+    print(f"profiles created       {stats.get('profiles_created', 0)}")
+    print(f"live profiles          {profiles}")
+    print(f"merges                 {stats.get('merges', 0)}")
+    print(f"blocked merges         {stats.get('merges_blocked', 0)}")
+    print(f"quarantined ids        {stats.get('quarantined', 0)}")
+    print(f"erasures               {stats.get('erasures', 0)}")
+    print(f"oversell alerts        {stats.get('oversold', 0)}")
+    print(f"dead letters (DLQ)     {stats.get('dlq', 0)}")
+    print(f"skus with stock        {skus}")
+    print(f"consumer lag           {lag} records")
+    examples = _examples(r, root)
+    for title, doc in examples:
+        print(f"\n{title}:")
+        print(orjson.dumps(_short(doc), option=orjson.OPT_INDENT_2).decode())
+
+
+def _examples(r: redis.Redis, root: str) -> list[tuple[str, dict[str, Any]]]:
+    omni: dict[str, Any] | None = None
+    richest: dict[str, Any] | None = None
+    for _, pid in zip(range(3000), r.sscan_iter(f"{root}:profile-index", count=500), strict=False):
+        raw = r.hget(f"{root}:profile:{pid.decode()}", "d")
+        if raw is None:
+            continue
+        doc = orjson.loads(raw)
+        if omni is None and doc.get("shopping_mode") == "omnichannel":
+            omni = doc
+        ids = sum(len(v) for v in doc.get("identifiers", {}).values())
+        if richest is None or ids > sum(len(v) for v in richest["identifiers"].values()):
+            richest = doc
+    out = []
+    if omni is not None:
+        out.append(("an omnichannel customer", omni))
+    if richest is not None and richest is not omni:
+        out.append(("the most stitched profile", richest))
+    return out
+
+
+def _short(doc: dict[str, Any]) -> dict[str, Any]:
+    keep = (
+        "profile_id",
+        "identifiers",
+        "shopping_mode",
+        "channels",
+        "orders_online",
+        "orders_in_store",
+        "revenue",
+        "preferred_store",
+        "merged_from",
+        "version",
+    )
+    return {k: doc[k] for k in keep if k in doc}

@@ -1,0 +1,359 @@
+"""The worker: a faust app (built by a factory) whose one agent runs the pipeline per batch.
+
+Per batch, in this order (the commit order that makes at-least-once safe):
+
+1. ``run_batch``     pure pipeline + one atomic Redis commit (idempotent by event id);
+2. dead letters      produced to the DLQ and flushed;
+3. outbox relay      records the commit wrote to the Redis outbox are produced and flushed,
+                     then acknowledged in Redis (a crash in between re-sends them: at least
+                     once, never lost);
+4. offsets           faust acks the batch's events only after all of the above returned.
+
+Redis or Kafka being unavailable raises inside step 1–3: the batch is retried with capped
+exponential backoff and its offsets are not committed meanwhile. A cancellation (shutdown,
+rebalance) waits for the in-flight batch to finish, because faust acks the events of a
+``take_events`` batch as soon as the agent leaves it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+import redis
+from confluent_kafka import KafkaException, Producer
+
+from resolvers.batch import Context, TopicNames
+from resolvers.consent import ConsentPolicy, load_policy
+from resolvers.identity_rules import IdentityRules, load_rules
+from resolvers.pipeline import BatchResult, CommitConflictError, run_batch
+from resolvers.steps import DeadLetter, RawRecord
+from schemas.normalize import DEFAULT as NORMALIZE_DEFAULT
+from schemas.normalize import is_blocked
+from streams.metrics import WorkerMetrics
+from streams.redis_store import RedisStore
+from streams.settings import LoomSettings
+
+log = logging.getLogger(__name__)
+
+RETRYABLE = (redis.ConnectionError, redis.TimeoutError, KafkaException, CommitConflictError)
+
+
+def dlq_headers(dead: DeadLetter, now: datetime) -> list[tuple[str, bytes]]:
+    """Headers of a DLQ record: where it came from and why it failed (no payload values)."""
+    r = dead.record
+    original = [(f"original.{k}", v) for k, v in r.headers.items()]
+    return [
+        ("loom.stage", dead.stage.encode()),
+        ("loom.reason", dead.reason.encode()),
+        ("loom.error_class", dead.error_class.encode()),
+        ("loom.error_message", dead.message.encode()[:1024]),
+        ("loom.source_topic", r.topic.encode()),
+        ("loom.source_partition", str(r.partition).encode()),
+        ("loom.source_offset", str(r.offset).encode()),
+        ("loom.failed_at", now.isoformat().encode()),
+        *original,
+    ]
+
+
+class OutboxRelay:
+    """Moves outbox records from Redis to Kafka through a Redis consumer group.
+
+    Each worker reads new entries as its own consumer, produces them, waits for delivery, then
+    XACKs and XDELs them. Entries a dead worker left pending are claimed after ``min_idle_ms``.
+    """
+
+    GROUP = "relay"
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        producer: Producer,
+        key: str,
+        consumer: str,
+        *,
+        min_idle_ms: int = 30_000,
+    ) -> None:
+        self.client, self.producer, self.key = client, producer, key
+        self.consumer, self.min_idle_ms = consumer, min_idle_ms
+        try:
+            client.xgroup_create(key, self.GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:  # BUSYGROUP: exists already
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def _send(self, entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> int:
+        if not entries:
+            return 0
+        errors: list[str] = []
+
+        def on_delivery(err: Any, _msg: Any) -> None:
+            if err is not None:
+                errors.append(str(err))
+
+        for _id, fields in entries:
+            self.producer.produce(
+                fields[b"topic"].decode(),
+                key=fields.get(b"key"),
+                value=fields.get(b"value"),
+                on_delivery=on_delivery,
+            )
+        remaining = self.producer.flush(30)
+        if remaining or errors:
+            raise KafkaException(f"outbox relay: {remaining} undelivered, errors: {errors[:3]}")
+        ids = [entry_id for entry_id, _ in entries]
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xack(self.key, self.GROUP, *ids)
+        pipe.xdel(self.key, *ids)
+        pipe.execute()
+        return len(ids)
+
+    def relay(self, *, count: int = 5000) -> int:
+        sent = 0
+        claimed = self.client.xautoclaim(
+            self.key, self.GROUP, self.consumer, self.min_idle_ms, "0-0", count=count
+        )
+        sent += self._send(claimed[1])
+        while True:
+            resp = self.client.xreadgroup(self.GROUP, self.consumer, {self.key: ">"}, count=count)
+            entries = resp[0][1] if resp else []
+            if not entries:
+                return sent
+            sent += self._send(entries)
+
+
+@dataclass
+class Runtime:
+    """Everything a running worker holds; built once, shared by the agent's batches."""
+
+    settings: LoomSettings
+    store: RedisStore
+    redis: redis.Redis
+    producer: Producer
+    relay: OutboxRelay
+    metrics: WorkerMetrics
+    rules: IdentityRules
+    policy: ConsentPolicy
+    clock: Callable[[], datetime]
+
+    def context(self) -> Context:
+        t = self.settings.topics
+        return Context(
+            rules=self.rules,
+            policy=self.policy,
+            topics=TopicNames(
+                merges=t.merges,
+                profile_changes=t.profile_changes,
+                erasures=t.erasures,
+                consent_audit=t.consent_audit,
+                inventory_changes=t.inventory_changes,
+                inventory_alerts=t.inventory_alerts,
+            ),
+            salt=self.settings.suppression_salt.get_secret_value().encode(),
+            now=self.clock(),
+        )
+
+    def process(self, records: Sequence[RawRecord]) -> BatchResult:
+        """One batch, synchronously: pipeline + commit, DLQ, relay. Raises if retryable."""
+        m = self.metrics
+        started = time.perf_counter()
+        result = run_batch(
+            records,
+            self.store,
+            self.context,
+            max_bytes=self.settings.max_event_bytes,
+            config=NORMALIZE_DEFAULT,
+        )
+        m.redis_call_seconds.labels(op="batch").observe(time.perf_counter() - started)
+        if result.dead_letters:
+            now = self.clock()
+            for dead in result.dead_letters:
+                self.producer.produce(
+                    self.settings.topics.dlq,
+                    key=dead.record.key,
+                    value=dead.record.value,
+                    headers=dlq_headers(dead, now),
+                )
+                m.dlq_records.labels(stage=dead.stage, reason=dead.reason).inc()
+                log.warning(
+                    "dead letter stage=%s reason=%s at %s: %s",
+                    dead.stage,
+                    dead.reason,
+                    dead.record.where,
+                    dead.message,
+                )
+            if self.producer.flush(30):
+                raise KafkaException("DLQ records not delivered")
+            self.redis.hincrby(self.store.keys.stats, "dlq", len(result.dead_letters))
+        self.relay.relay()
+        self._observe(records, result)
+        return result
+
+    def _observe(self, records: Sequence[RawRecord], result: BatchResult) -> None:
+        m = self.metrics
+        m.batch_size.observe(len(records))
+        if result.attempts > 1:
+            m.commit_conflicts.inc(result.attempts - 1)
+        for (event_type, outcome), n in result.outcomes.items():
+            m.events.labels(type=event_type, outcome=outcome).inc(n)
+        m.merges.inc(result.counters.get("merges", 0))
+        m.quarantined.inc(result.counters.get("quarantined", 0))
+        m.oversold.inc(result.counters.get("oversold", 0))
+        for name, n in result.counters.items():
+            if name.startswith("consent_denied:"):
+                _, purpose, reason = name.split(":", 2)
+                m.consent_decisions.labels(purpose=purpose, decision="denied", reason=reason).inc(n)
+        now_ms = time.time() * 1000
+        for r in records:
+            if r.timestamp_ms:
+                m.event_to_snapshot.observe(max(0.0, (now_ms - r.timestamp_ms) / 1000))
+
+
+def build_runtime(settings: LoomSettings, *, registry: Any = None) -> Runtime:
+    from prometheus_client import CollectorRegistry
+
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+        }
+    )
+    base_rules = load_rules(settings.identity_rules_file) if settings.identity_rules_file else None
+    rules = _with_blocklist(base_rules)
+    policy = load_policy(settings.consent_config_file) if settings.consent_config_file else None
+    consumer_name = f"{socket.gethostname()}-{os.getpid()}"
+    store = RedisStore(client, prefix=settings.redis_prefix, seen_ttl_s=settings.dedupe_ttl_s)
+    return Runtime(
+        settings=settings,
+        store=store,
+        redis=client,
+        producer=producer,
+        relay=OutboxRelay(client, producer, store.keys.outbox, consumer_name),
+        metrics=WorkerMetrics.create(registry or CollectorRegistry()),
+        rules=rules,
+        policy=policy or ConsentPolicy(),
+        clock=lambda: datetime.now(UTC),
+    )
+
+
+def _with_blocklist(rules: IdentityRules | None) -> IdentityRules:
+    from dataclasses import replace
+
+    base = rules or IdentityRules()
+    return replace(base, is_blocked=lambda t, v: is_blocked(t, v, NORMALIZE_DEFAULT))
+
+
+def _raw_record(event: Any) -> RawRecord:
+    msg = event.message
+    headers = {k: (v or b"") for k, v in (msg.headers or [])}
+    return RawRecord(
+        value=event.value if isinstance(event.value, bytes | type(None)) else bytes(event.value),
+        key=event.key,
+        topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        timestamp_ms=int(msg.timestamp * 1000) if msg.timestamp else None,
+        headers=headers,
+    )
+
+
+async def process_with_retry(runtime: Runtime, records: Sequence[RawRecord]) -> BatchResult:
+    """Run a batch until it succeeds; back off on infrastructure errors. Cancellation waits."""
+    delay = 0.1
+    while True:
+        task = asyncio.ensure_future(asyncio.to_thread(runtime.process, records))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # Let the batch finish before faust acks its events on the way out.
+            await asyncio.wait([task])
+            raise
+        except RETRYABLE as exc:
+            where = f"{records[0].where}..{records[-1].offset}" if records else "-"
+            log.warning(
+                "batch %s failed (%s: %s); retrying in %.1fs", where, type(exc).__name__, exc, delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, runtime.settings.retry_backoff_max_s)
+
+
+def create_app(settings: LoomSettings, runtime: Runtime | None = None) -> faust.App:
+    """Build the faust app and its agent. Nothing happens at import time."""
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap.replace(',', ';')}",
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        processing_guarantee="at_least_once",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_every=settings.batch_size,
+        broker_commit_interval=1.0,
+        web_enabled=False,
+    )
+    raw = app.topic(settings.topics.raw, value_serializer="raw", key_serializer="raw")
+    rt = runtime or build_runtime(settings)
+    app.loom_runtime = rt  # type: ignore[attr-defined]
+
+    @app.agent(raw, concurrency=1)  # type: ignore[misc]
+    async def touchpoints(stream: Any) -> None:
+        async for events in stream.take_events(
+            settings.batch_size, within=settings.batch_timeout_s
+        ):
+            await process_with_retry(rt, [_raw_record(e) for e in events])
+
+    return app
+
+
+def run_worker(settings: LoomSettings, *, loglevel: str = "info") -> None:
+    """Run the worker until stopped (``loom worker``)."""
+    app = create_app(settings)
+    _serve_health(app, settings)
+    worker = faust.Worker(app, loglevel=loglevel)
+    worker.execute_from_commandline()
+
+
+def _serve_health(app: faust.App, settings: LoomSettings) -> None:
+    """/livez, /readyz and /metrics on ``LOOM_WEB_PORT``, on the worker's own event loop.
+
+    Ready only when Kafka and Redis answer and this worker has partitions assigned.
+    """
+    from streams.health import HealthServer
+
+    rt: Runtime = app.loom_runtime  # type: ignore[attr-defined]
+
+    async def kafka_ok() -> bool:
+        await asyncio.to_thread(rt.producer.list_topics, timeout=2)
+        return True
+
+    async def redis_ok() -> bool:
+        return bool(await asyncio.to_thread(rt.redis.ping))
+
+    def partitions_ok() -> bool:
+        return bool(app.consumer.assignment())
+
+    server = HealthServer(
+        settings.web_host,
+        settings.web_port,
+        rt.metrics.registry,
+        {"kafka": kafka_ok, "redis": redis_ok, "partitions": partitions_ok},
+    )
+
+    @app.task  # type: ignore[misc]
+    async def health() -> None:
+        await server.start()
+        log.info("health and metrics on port %d", server.port)
