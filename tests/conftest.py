@@ -25,6 +25,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -238,12 +239,33 @@ def _unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:16]}"
 
 
+def _wait_until_visible(admin: AdminClient, topic: str, partitions: int) -> None:
+    """Wait until the broker's metadata lists the topic with a leader for every partition.
+
+    CreateTopics returns once the controller committed the topic; the broker's metadata cache
+    catches up a moment later, and a test that describes or consumes at once could miss it.
+    """
+    deadline = time.monotonic() + 30
+    while True:
+        metadata = admin.list_topics(topic, timeout=10).topics.get(topic)
+        if (
+            metadata is not None
+            and metadata.error is None
+            and len(metadata.partitions) == partitions
+            and all(p.leader >= 0 for p in metadata.partitions.values())
+        ):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topic {topic} not visible with {partitions} partitions after 30s")
+        time.sleep(0.1)
+
+
 @pytest.fixture
 def unique_topic(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
     """Factory: ``unique_topic(partitions=1, prefix="loomtest", config=None) -> name``.
 
-    Creates the topic (and waits until the broker confirms); every topic it created is deleted
-    when the test ends.
+    Creates the topic and waits until the broker's metadata shows it with a leader on every
+    partition; every topic it created is deleted when the test ends.
     """
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     created: list[str] = []
@@ -256,6 +278,7 @@ def unique_topic(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
         for future in admin.create_topics([topic], operation_timeout=30).values():
             future.result(timeout=60)
         created.append(name)
+        _wait_until_visible(admin, name, partitions)
         return name
 
     yield create
