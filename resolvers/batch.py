@@ -20,6 +20,7 @@ import orjson
 
 from resolvers import consent as consent_policy
 from resolvers import identity, inventory, profile
+from resolvers.identity import ProfileIdentity
 from resolvers.identity_rules import IdentityRules
 from resolvers.store import (
     Commit,
@@ -91,7 +92,7 @@ class BatchState:
     processed: list[str] = field(default_factory=list)
     dirty_profiles: set[str] = field(default_factory=set)
     dirty_stocks: set[str] = field(default_factory=set)
-    erased: dict[str, identity.ProfileIdentity] = field(default_factory=dict)
+    erased: dict[str, ProfileIdentity] = field(default_factory=dict)
     new_suppressions: list[str] = field(default_factory=list)
     outbox: list[OutboxRecord] = field(default_factory=list)
     streams: list[StreamEntry] = field(default_factory=list)
@@ -103,7 +104,7 @@ class BatchState:
     def from_loaded(cls, loaded: Loaded, ctx: Context) -> BatchState:
         versions: dict[Ref, int] = {}
         id_records: dict[Identifier, identity.IdentifierRecord] = {}
-        identities: dict[str, identity.ProfileIdentity] = {}
+        identities: dict[str, ProfileIdentity] = {}
         profiles: dict[str, ProfileData] = {}
         stocks: dict[str, inventory.SkuStock] = {}
         for ref, entity in loaded.entities.items():
@@ -117,7 +118,7 @@ class BatchState:
                 )
             elif ref.kind is Kind.PROFILE and "s" in entity.fields:
                 state = orjson.loads(entity.fields["s"])
-                identities[ref.name] = identity.ProfileIdentity.from_dict(state["identity"])
+                identities[ref.name] = ProfileIdentity.from_dict(state["identity"])
                 profiles[ref.name] = ProfileData(
                     profile.ProfileAggregate.from_dict(state["aggregate"]),
                     consent_policy.ConsentState.from_dict(state["consent"]),
@@ -207,7 +208,7 @@ class BatchState:
                     },
                 )
 
-    def erase_profile(self, profile_id: str) -> identity.ProfileIdentity | None:
+    def erase_profile(self, profile_id: str) -> ProfileIdentity | None:
         """Forget a profile: its identifiers are unlinked and their hashes suppressed."""
         try:
             ident = self.identity.profile(profile_id)
@@ -270,10 +271,10 @@ class BatchState:
             if old not in idstate.removed_profiles:  # compaction of older redirects
                 blind.append(Write(profile_ref(old), 1, {"r": survivor.encode()}))
 
-        for pid, ident in sorted(self.erased.items()):
+        for pid, gone in sorted(self.erased.items()):
             ref = profile_ref(pid)
             writes.append(Write(ref, self._next(ref), {}))
-            blind.extend(Write(profile_ref(old), 1, {}) for old in ident.merged_from)
+            blind.extend(Write(profile_ref(old), 1, {}) for old in gone.merged_from)
             self.publish(self.ctx.topics.profile_changes, pid, None)
             self.streams.append(StreamEntry("profiles", {"id": pid.encode(), "op": b"erased"}))
 

@@ -44,7 +44,7 @@ class Stage(Protocol):
 
 
 PREPARE: tuple[str, ...] = (parse.NAME, normalize.NAME)
-STAGES: tuple[Stage, ...] = (dedupe, suppress, erase, resolve, consent, aggregate, inventory)  # type: ignore[assignment]
+STAGES: tuple[Stage, ...] = (dedupe, suppress, erase, resolve, consent, aggregate, inventory)
 
 
 class CommitConflictError(RuntimeError):

@@ -14,7 +14,7 @@ CUSTOMER_ID: Final = "customer_id"
 EMAIL: Final = "email"
 PHONE: Final = "phone"
 LOYALTY_ID: Final = "loyalty_id"
-CARD_TOKEN: Final = "card_token"
+CARD_TOKEN: Final = "card_token"  # noqa: S105 - a type name, not a secret
 ANONYMOUS_ID: Final = "anonymous_id"
 SOCIAL_HANDLE: Final = "social_handle"
 

@@ -9,7 +9,7 @@ Per batch, in this order (the commit order that makes at-least-once safe):
                      once, never lost);
 4. offsets           faust acks the batch's events only after all of the above returned.
 
-Redis or Kafka being unavailable raises inside step 1–3: the batch is retried with capped
+Redis or Kafka being unavailable raises inside step 1-3: the batch is retried with capped
 exponential backoff and its offsets are not committed meanwhile. A cancellation (shutdown,
 rebalance) waits for the in-flight batch to finish, because faust acks the events of a
 ``take_events`` batch as soon as the agent leaves it.
@@ -47,10 +47,12 @@ log = logging.getLogger(__name__)
 RETRYABLE = (redis.ConnectionError, redis.TimeoutError, KafkaException, CommitConflictError)
 
 
-def dlq_headers(dead: DeadLetter, now: datetime) -> list[tuple[str, bytes]]:
+def dlq_headers(dead: DeadLetter, now: datetime) -> list[tuple[str, str | bytes | None]]:
     """Headers of a DLQ record: where it came from and why it failed (no payload values)."""
     r = dead.record
-    original = [(f"original.{k}", v) for k, v in r.headers.items()]
+    original: list[tuple[str, str | bytes | None]] = [
+        (f"original.{k}", v) for k, v in r.headers.items()
+    ]
     return [
         ("loom.stage", dead.stage.encode()),
         ("loom.reason", dead.reason.encode()),
@@ -118,12 +120,14 @@ class OutboxRelay:
 
     def relay(self, *, count: int = 5000) -> int:
         sent = 0
-        claimed = self.client.xautoclaim(
+        claimed: Any = self.client.xautoclaim(
             self.key, self.GROUP, self.consumer, self.min_idle_ms, "0-0", count=count
         )
         sent += self._send(claimed[1])
         while True:
-            resp = self.client.xreadgroup(self.GROUP, self.consumer, {self.key: ">"}, count=count)
+            resp: Any = self.client.xreadgroup(
+                self.GROUP, self.consumer, {self.key: ">"}, count=count
+            )
             entries = resp[0][1] if resp else []
             if not entries:
                 return sent
@@ -307,9 +311,9 @@ def create_app(settings: LoomSettings, runtime: Runtime | None = None) -> faust.
     )
     raw = app.topic(settings.topics.raw, value_serializer="raw", key_serializer="raw")
     rt = runtime or build_runtime(settings)
-    app.loom_runtime = rt  # type: ignore[attr-defined]
+    app.loom_runtime = rt
 
-    @app.agent(raw, concurrency=1)  # type: ignore[misc]
+    @app.agent(raw, concurrency=1)  # type: ignore[untyped-decorator]
     async def touchpoints(stream: Any) -> None:
         async for events in stream.take_events(
             settings.batch_size, within=settings.batch_timeout_s
@@ -353,7 +357,7 @@ def _serve_health(app: faust.App, settings: LoomSettings) -> None:
         {"kafka": kafka_ok, "redis": redis_ok, "partitions": partitions_ok},
     )
 
-    @app.task  # type: ignore[misc]
+    @app.task  # type: ignore[untyped-decorator]
     async def health() -> None:
         await server.start()
         log.info("health and metrics on port %d", server.port)

@@ -141,7 +141,8 @@ def _simulate(settings: LoomSettings, args: argparse.Namespace) -> int:
 
 
 def _story(r: redis.Redis, root: str, settings: LoomSettings, sent: int, lag: int) -> None:
-    stats = {k.decode(): int(v) for k, v in r.hgetall(f"{root}:stats").items()}
+    raw_stats: dict[bytes, bytes] = r.hgetall(f"{root}:stats")  # type: ignore[assignment]
+    stats = {k.decode(): int(v) for k, v in raw_stats.items()}
     profiles = r.scard(f"{root}:profile-index")
     skus = r.scard(f"{root}:stock-index")
     print()
@@ -168,7 +169,8 @@ def _examples(r: redis.Redis, root: str) -> list[tuple[str, dict[str, Any]]]:
     omni: dict[str, Any] | None = None
     richest: dict[str, Any] | None = None
     for _, pid in zip(range(3000), r.sscan_iter(f"{root}:profile-index", count=500), strict=False):
-        raw = r.hget(f"{root}:profile:{pid.decode()}", "d")
+        name = pid.decode() if isinstance(pid, bytes) else pid
+        raw = r.hget(f"{root}:profile:{name}", "d")
         if raw is None:
             continue
         doc = orjson.loads(raw)

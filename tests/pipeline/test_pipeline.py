@@ -250,9 +250,12 @@ def test_eu_visitor_without_consent_leaves_no_behavioural_data(
         ]
     )
     [p] = profiles(store).values()
-    assert p["orders_in_store"] == 0 and p["revenue"] == {}
-    assert p["recent_activity"] == [] and p["category_affinities"] == {}
-    assert p["first_seen"] is None and p["channels"] == []
+    assert p["orders_in_store"] == 0
+    assert p["revenue"] == {}
+    assert p["recent_activity"] == []
+    assert p["category_affinities"] == {}
+    assert p["first_seen"] is None
+    assert p["channels"] == []
     # the sale still moved stock: operational facts flow without identity or consent
     assert stock(store, "SKU-DE")["locations"]["oslo-1"]["on_hand"] == -1
 
@@ -276,7 +279,9 @@ def test_revoking_analytics_purges_metrics_in_the_same_commit(
         ]
     )
     [p] = profiles(store).values()
-    assert p["orders_in_store"] == 0 and p["revenue"] == {} and p["last_order"] is None
+    assert p["orders_in_store"] == 0
+    assert p["revenue"] == {}
+    assert p["last_order"] is None
     assert p["consent"]["analytics"]["granted"] is False
 
 
@@ -366,8 +371,10 @@ def test_merge_is_announced_and_redirects_the_absorbed_id(
         if r.topic == "identity.merges" and r.value is not None
     ]
     merged = [m for m in merges if m["kind"] == "merged"]
-    assert len(merged) == 1 and merged[0]["survivor"] == survivor
+    assert len(merged) == 1
+    assert merged[0]["survivor"] == survivor
     absorbed = merged[0]["absorbed"]
     assert p["merged_from"] == [absorbed]
     redirect = [e for ref, e in store.entities.items() if ref.name == absorbed]
-    assert redirect and redirect[0].fields["r"].decode() == survivor
+    assert redirect
+    assert redirect[0].fields["r"].decode() == survivor
