@@ -311,7 +311,6 @@ def create_app(settings: LoomSettings, runtime: Runtime | None = None) -> faust.
     )
     raw = app.topic(settings.topics.raw, value_serializer="raw", key_serializer="raw")
     rt = runtime or build_runtime(settings)
-    app.loom_runtime = rt
 
     @app.agent(raw, concurrency=1)  # type: ignore[untyped-decorator]
     async def touchpoints(stream: Any) -> None:
@@ -325,20 +324,19 @@ def create_app(settings: LoomSettings, runtime: Runtime | None = None) -> faust.
 
 def run_worker(settings: LoomSettings, *, loglevel: str = "info") -> None:
     """Run the worker until stopped (``loom worker``)."""
-    app = create_app(settings)
-    _serve_health(app, settings)
+    runtime = build_runtime(settings)
+    app = create_app(settings, runtime)
+    _serve_health(app, runtime, settings)
     worker = faust.Worker(app, loglevel=loglevel)
     worker.execute_from_commandline()
 
 
-def _serve_health(app: faust.App, settings: LoomSettings) -> None:
+def _serve_health(app: faust.App, rt: Runtime, settings: LoomSettings) -> None:
     """/livez, /readyz and /metrics on ``LOOM_WEB_PORT``, on the worker's own event loop.
 
     Ready only when Kafka and Redis answer and this worker has partitions assigned.
     """
     from streams.health import HealthServer
-
-    rt: Runtime = app.loom_runtime  # type: ignore[attr-defined]
 
     async def kafka_ok() -> bool:
         await asyncio.to_thread(rt.producer.list_topics, timeout=2)
