@@ -312,7 +312,7 @@ def create_app(settings: LoomSettings, runtime: Runtime | None = None) -> faust.
     raw = app.topic(settings.topics.raw, value_serializer="raw", key_serializer="raw")
     rt = runtime or build_runtime(settings)
 
-    @app.agent(raw, concurrency=1)  # type: ignore[untyped-decorator]
+    @app.agent(raw, concurrency=1)
     async def touchpoints(stream: Any) -> None:
         async for events in stream.take_events(
             settings.batch_size, within=settings.batch_timeout_s
