@@ -227,3 +227,48 @@ def test_replaying_every_event_changes_nothing(
     assert entities(redis_client, prefix) == before
     assert redis_client.xlen(f"{prefix}:v1:outbox") == outbox
     assert redis_client.hgetall(f"{prefix}:v1:stats") == stats
+
+
+def _signup(event_id: str, email: str, at: str) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": event_id,
+            "type": "signup",
+            "channel": "web",
+            "occurred_at": at,
+            "region": "NO",
+            "identifiers": {"email": email},
+        }
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known race (reported): a delete resets an entity to version 0 and the suppression "
+    "set is not part of the compare-and-set, so a batch loaded before a create+erase commits "
+    "over them and rebuilds the erased person",
+)
+def test_batch_loaded_before_create_and_erase_cannot_rebuild_the_person(
+    redis_client: redis.Redis, prefixes: tuple[str, str]
+) -> None:
+    from resolvers.batch import BatchState
+    from resolvers.pipeline import BatchResult as Result
+    from resolvers.pipeline import load_request, prepare, run_stages
+
+    _, prefix = prefixes
+    store = RedisStore(redis_client, prefix=prefix)
+    ctx = make_context()
+    late = batch([_signup("late", "x@example.com", "2026-11-20T12:00:00+00:00")])
+    events, _ = prepare(late, max_bytes=65536, config=DEFAULT, salt=ctx.salt)
+    state = BatchState.from_loaded(store.load(load_request(events)), ctx)  # writer A loads
+
+    apply(store, [_signup("first", "x@example.com", "2026-11-20T10:00:00+00:00")])  # B
+    erase = orjson.loads(_signup("erase", "x@example.com", "2026-11-20T11:00:00+00:00"))
+    erase["type"] = "erasure_requested"
+    apply(store, [orjson.dumps(erase)])  # C
+    assert redis_client.exists(f"{prefix}:v1:id:email:x@example.com") == 0
+
+    run_stages(events, state, Result())
+    outcome = store.commit(state.to_commit())  # A commits what it computed before B and C
+    assert not outcome.ok
+    assert redis_client.exists(f"{prefix}:v1:id:email:x@example.com") == 0
