@@ -14,7 +14,8 @@ Per-test helpers: ``unique_topic`` (factory creating a topic, deleted after the 
 ``unique_group``, ``redis_client`` and ``redis_prefix`` (keys under it are deleted after the test).
 
 Guard: a test in ``tests/unit`` or ``tests/pipeline`` that asks for a server fixture is a
-collection error; tests under ``tests/integration`` are marked ``integration`` automatically.
+collection error; tests under ``tests/integration`` (``tests/e2e``) are marked ``integration``
+(``e2e``) automatically, so ``-m "not integration and not e2e"`` selects the server-free tiers.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         if tier == "integration" and item.get_closest_marker("integration") is None:
             item.add_marker(pytest.mark.integration)
+        if tier == "e2e" and item.get_closest_marker("e2e") is None:
+            item.add_marker(pytest.mark.e2e)
         fixtures = set(getattr(item, "fixturenames", ()))
         if tier in SERVER_FREE_TIERS and fixtures & SERVER_FIXTURES:
             raise pytest.UsageError(
@@ -169,8 +172,8 @@ def _docker() -> bool:
 
 def _kafka_container() -> Iterator[str]:  # pragma: no cover - needs a Docker engine
     # Imported here so that server-free tiers never pay for testcontainers.
-    from testcontainers.core.container import DockerContainer  # noqa: PLC0415
-    from testcontainers.core.wait_strategies import LogMessageWaitStrategy  # noqa: PLC0415
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
     (host_port,) = _free_ports(1)
     container = DockerContainer(KAFKA_IMAGE).with_bind_ports(9092, host_port)
@@ -200,7 +203,7 @@ def _kafka_container() -> Iterator[str]:  # pragma: no cover - needs a Docker en
 
 
 def _redis_container() -> Iterator[str]:  # pragma: no cover - needs a Docker engine
-    from testcontainers.community.redis import RedisContainer  # noqa: PLC0415
+    from testcontainers.community.redis import RedisContainer
 
     with RedisContainer(REDIS_IMAGE) as container:
         host = container.get_container_host_ip()

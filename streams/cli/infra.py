@@ -66,4 +66,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"loom infra: {exc}", file=sys.stderr)
         return 2
     # The script's output goes straight to our stdout/stderr; its exit code is ours.
-    return subprocess.call(command)  # noqa: S603  (fixed argv, no shell)
+    return subprocess.call(command)  # fixed argv, no shell
