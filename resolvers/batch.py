@@ -94,6 +94,7 @@ class BatchState:
     dirty_stocks: set[str] = field(default_factory=set)
     erased: dict[str, ProfileIdentity] = field(default_factory=dict)
     new_suppressions: list[str] = field(default_factory=list)
+    relied_unsuppressed: set[str] = field(default_factory=set)
     outbox: list[OutboxRecord] = field(default_factory=list)
     streams: list[StreamEntry] = field(default_factory=list)
     counters: Counter[str] = field(default_factory=Counter)
@@ -292,6 +293,7 @@ class BatchState:
             writes=writes,
             blind_writes=blind,
             suppress=tuple(self.new_suppressions),
+            unsuppressed=tuple(sorted(self.relied_unsuppressed - set(self.new_suppressions))),
             outbox=tuple(self.outbox),
             streams=tuple(self.streams),
             counters=dict(self.counters),

@@ -111,6 +111,9 @@ class Commit:
     writes: Sequence[Write] = ()
     blind_writes: Sequence[Write] = ()  # redirects: written without a version check
     suppress: Sequence[str] = ()  # hashes added to the suppression set
+    # hashes the batch loaded as NOT suppressed: if an erasure suppressed one meanwhile, the
+    # commit conflicts (else a batch loaded before the erasure could rebuild the person)
+    unsuppressed: Sequence[str] = ()
     outbox: Sequence[OutboxRecord] = ()
     streams: Sequence[StreamEntry] = ()
     counters: Mapping[str, int] = field(default_factory=dict)  # stats hash increments
@@ -219,6 +222,9 @@ class InMemoryStore:
         for ref, version in commit.expect.items():
             if self.entities.get(ref, ABSENT).version != version:
                 return CommitResult(CommitStatus.CONFLICT, str(ref))
+        for digest in commit.unsuppressed:
+            if digest in self.suppressed:
+                return CommitResult(CommitStatus.CONFLICT, f"suppressed:{digest}")
         for event_id in commit.event_ids:
             if event_id in self.seen:
                 return CommitResult(CommitStatus.DUPLICATE, event_id)

@@ -187,6 +187,7 @@ class RedisStore:
             "w": writes,
             "ix": index_ops,
             "sa": [self.keys.suppressed, [arg(h) for h in commit.suppress]],
+            "u": [arg(h) for h in commit.unsuppressed],
             "x": [
                 [self.keys.stream(e.stream), STREAM_MAXLEN, flat(e.fields)] for e in commit.streams
             ]

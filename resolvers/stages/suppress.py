@@ -16,4 +16,6 @@ def run(event: Event, state: BatchState) -> Ok:
     if any(h in state.suppressed for h in event.suppression_hashes):
         state.count("suppressed_events")
         return Ok(event.evolve(identifiers=(), suppression_hashes=()))
+    # the commit re-checks these: an erasure landing meanwhile makes it conflict
+    state.relied_unsuppressed.update(event.suppression_hashes)
     return Ok(event)

@@ -4,6 +4,7 @@
 --   e  = {{key, version}, ...}     each key's field v must equal version (0 = key absent)
 --   s  = {seen_key, ...}           none may exist; all are SET with expiry t afterwards
 --   t  = seconds                   expiry of the seen markers
+--   u  = {argi, ...}               hashes that must still be absent from the suppression set
 --   w  = {{key, version, {field, argi, ...}}, ...}  replace the hash whole (no fields = DEL)
 --   ix = {{set_key, add(1)|rem(0), member_argi}, ...}
 --   sa = {set_key, {argi, ...}}    SADD (suppression)
@@ -15,6 +16,11 @@ local plan = cjson.decode(ARGV[1])
 for _, ex in ipairs(plan.e) do
   local v = redis.call('HGET', ex[1], 'v')
   if (v or '0') ~= tostring(ex[2]) then return {0, 'conflict', ex[1]} end
+end
+for _, a in ipairs(plan.u) do
+  if redis.call('SISMEMBER', plan.sa[1], ARGV[a]) == 1 then
+    return {0, 'conflict', 'suppressed:' .. ARGV[a]}
+  end
 end
 for _, k in ipairs(plan.s) do
   if redis.call('EXISTS', k) == 1 then return {0, 'duplicate', k} end

@@ -242,12 +242,6 @@ def _signup(event_id: str, email: str, at: str) -> bytes:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known race (reported): a delete resets an entity to version 0 and the suppression "
-    "set is not part of the compare-and-set, so a batch loaded before a create+erase commits "
-    "over them and rebuilds the erased person",
-)
 def test_batch_loaded_before_create_and_erase_cannot_rebuild_the_person(
     redis_client: redis.Redis, prefixes: tuple[str, str]
 ) -> None:

@@ -1,53 +1,5 @@
-"""Pipeline tier: the whole stage chain in-process on the in-memory store (no servers)."""
+"""Pipeline tier fixtures (helpers live in ``pipeline_helpers``)."""
 
-from __future__ import annotations
+from pipeline_helpers import run, store
 
-from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
-from typing import Any
-
-import orjson
-import pytest
-
-from resolvers.batch import Context, TopicNames
-from resolvers.consent import ConsentPolicy
-from resolvers.identity_rules import IdentityRules
-from resolvers.pipeline import BatchResult, run_batch
-from resolvers.steps import RawRecord
-from resolvers.store import InMemoryStore, StateStore
-from schemas.normalize import DEFAULT, is_blocked
-
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-
-
-def make_context(now: datetime = NOW) -> Context:
-    rules = IdentityRules(is_blocked=lambda t, v: is_blocked(t, v, DEFAULT))
-    return Context(
-        rules=rules, policy=ConsentPolicy(), topics=TopicNames(), salt=b"test-salt", now=now
-    )
-
-
-def record(event: Mapping[str, Any] | bytes, offset: int = 0) -> RawRecord:
-    value = event if isinstance(event, bytes) else orjson.dumps(event)
-    return RawRecord(value=value, topic="touchpoints.raw", partition=0, offset=offset)
-
-
-Runner = Callable[..., BatchResult]
-
-
-@pytest.fixture
-def store() -> InMemoryStore:
-    return InMemoryStore()
-
-
-@pytest.fixture
-def run(store: InMemoryStore) -> Runner:
-    def _run(
-        events: Iterable[Mapping[str, Any] | bytes], target: StateStore | None = None
-    ) -> BatchResult:
-        records = [record(e, i) for i, e in enumerate(events)]
-        return run_batch(
-            records, target or store, make_context, max_bytes=64 * 1024, config=DEFAULT
-        )
-
-    return _run
+__all__ = ["run", "store"]

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import Runner
+from pipeline_helpers import Runner
 
 from resolvers import pipeline
 from resolvers.store import InMemoryStore, Kind
