@@ -1,0 +1,194 @@
+"""End-to-end tier: real Kafka, real Redis, real ``loom worker`` processes.
+
+Each test gets its own topics, consumer group and Redis prefix (a :class:`Loom` deployment),
+starts workers as subprocesses (they can be SIGKILLed and restarted), produces touchpoints
+with the real producer SDK and reads results with the real readers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from confluent_kafka import Consumer, TopicPartition
+
+from streams.producer import TouchpointProducer
+from streams.settings import LoomSettings, Topics
+from streams.topics import ensure_topics
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Loom:
+    """One isolated deployment of Loom on the session's Kafka and Redis."""
+
+    def __init__(self, kafka: str, redis_url: str, tmp: Path, partitions: int = 6) -> None:
+        tag = uuid.uuid4().hex[:10]
+        topics = {name: f"e2e{tag}.{name}" for name in Topics.model_fields}
+        self.settings = LoomSettings(
+            kafka_bootstrap=kafka,
+            redis_url=redis_url,
+            redis_prefix=f"e2e{tag}",
+            app_id=f"loom-e2e-{tag}",
+            partitions=partitions,
+            web_port=0,
+            batch_timeout_s=0.02,
+            topics=Topics(**topics),
+        )
+        self.env = {
+            **os.environ,
+            "LOOM_KAFKA_BOOTSTRAP": kafka,
+            "LOOM_REDIS_URL": redis_url,
+            "LOOM_REDIS_PREFIX": self.settings.redis_prefix,
+            "LOOM_APP_ID": self.settings.app_id,
+            "LOOM_PARTITIONS": str(partitions),
+            "LOOM_WEB_PORT": "0",
+            "LOOM_BATCH_TIMEOUT_S": "0.02",
+            **{f"LOOM_TOPIC_{name.upper()}": value for name, value in topics.items()},
+        }
+        self.tmp = tmp
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.redis = redis.Redis.from_url(redis_url)
+        self.root = f"{self.env['LOOM_REDIS_PREFIX']}:v1"
+        ensure_topics(self.settings)
+
+    # --- workers -------------------------------------------------------------------------
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        with (self.tmp / f"worker-{len(self.workers)}.log").open("wb") as log:
+            proc = subprocess.Popen(  # the child keeps its own copy of the log's fd
+                [sys.executable, "-m", "streams.cli.main", "worker", "--loglevel", "warning"],
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.workers.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+    def close(self) -> None:
+        for proc in self.workers:
+            self.stop(proc, signal.SIGKILL)
+        for key in self.redis.scan_iter(f"{self.root}:*", count=1000):
+            self.redis.delete(key)
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.tmp.glob("*.log"))
+
+    # --- producing -----------------------------------------------------------------------
+    def produce(self, events: Iterable[Mapping[str, Any] | bytes]) -> int:
+        n = 0
+        with TouchpointProducer(self.settings) as producer:
+            for event in events:
+                if isinstance(event, bytes):
+                    producer.send_raw(event)
+                else:
+                    producer.send(event)
+                n += 1
+            assert producer.flush(30) == 0
+        return n
+
+    # --- observing -----------------------------------------------------------------------
+    def lag(self) -> int:
+        s = self.settings
+        c = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": s.app_id})
+        try:
+            tps = [TopicPartition(s.topics.raw, p) for p in range(s.partitions)]
+            total = 0
+            for tp in c.committed(tps, timeout=10):
+                _, high = c.get_watermark_offsets(tp, timeout=10)
+                total += high - max(tp.offset, 0)
+            return total
+        finally:
+            c.close()
+
+    def wait_idle(self, timeout: float = 120.0) -> None:
+        """Until every produced record is committed by the group (and the relay ran)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.lag() == 0:
+                return
+            for proc in self.workers:
+                if proc.poll() is not None and proc.returncode not in (0, -9, -15):
+                    pytest.fail(f"worker died ({proc.returncode}):\n{self.logs()}")
+            time.sleep(0.5)
+        pytest.fail(f"lag still {self.lag()} after {timeout}s:\n{self.logs()}")
+
+    def stats(self) -> dict[str, int]:
+        raw: dict[bytes, bytes] = self.redis.hgetall(f"{self.root}:stats")  # type: ignore[assignment]
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+    def profiles(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for pid in self.redis.smembers(f"{self.root}:profile-index"):  # type: ignore[union-attr]
+            raw = self.redis.hget(f"{self.root}:profile:{pid.decode()}", "d")
+            if raw is not None:
+                out[pid.decode()] = orjson.loads(raw)  # type: ignore[arg-type]
+        return out
+
+    def partition(self) -> set[frozenset[str]]:
+        return {
+            frozenset(f"{t}:{v}" for t, vs in p["identifiers"].items() for v in vs)
+            for p in self.profiles().values()
+        }
+
+    def stock(self, sku: str) -> dict[str, Any] | None:
+        raw = self.redis.hget(f"{self.root}:stock:{sku}", "d")
+        return None if raw is None else orjson.loads(raw)  # type: ignore[arg-type]
+
+    def topic_records(self, topic: str, *, timeout: float = 10.0) -> list[Any]:
+        """Every record currently on ``topic`` (reads from the beginning, own group)."""
+        s = self.settings
+        c = Consumer(
+            {
+                "bootstrap.servers": s.kafka_bootstrap,
+                "group.id": f"reader-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+        meta = c.list_topics(topic, timeout=10).topics[topic]
+        ends = {}
+        for p in meta.partitions:
+            _, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            ends[p] = high
+        c.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        done = {p for p, h in ends.items() if h == 0}
+        while len(done) < len(ends) and time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            out.append(msg)
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                done.add(msg.partition())
+        c.close()
+        return out
+
+
+@pytest.fixture
+def loom(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[Loom]:
+    deployment = Loom(kafka_bootstrap, redis_url, tmp_path)
+    try:
+        yield deployment
+    finally:
+        deployment.close()

@@ -1,0 +1,210 @@
+"""Issue 5's end-to-end scenarios, through real worker processes on real Kafka and Redis."""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+import orjson
+import pytest
+from e2e_harness import Loom
+
+pytestmark = pytest.mark.e2e
+
+CONSENT = {"analytics": True, "personalization": True, "marketing": True, "ads": False}
+
+
+def ev(event_id: str, type_: str, at: str, ids: dict[str, str], **fields: Any) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "type": type_,
+        "channel": fields.pop("channel", "web"),
+        "occurred_at": at,
+        "region": "NO",
+        "identifiers": ids,
+        "consent": CONSENT,
+        **fields,
+    }
+
+
+def order(
+    event_id: str,
+    at: str,
+    ids: dict[str, str],
+    *,
+    type_: str = "pos_sale",
+    channel: str = "pos",
+    location: str = "oslo-1",
+    sku: str = "SKU-1",
+    qty: int = 1,
+    total: str = "100.00",
+) -> dict[str, Any]:
+    return ev(
+        event_id,
+        type_,
+        at,
+        ids,
+        channel=channel,
+        order={
+            "order_id": f"o-{event_id}",
+            "total": total,
+            "currency": "NOK",
+            "payment_method": "card",
+            "location_id": location,
+            "lines": [{"sku": sku, "quantity": qty, "unit_price": total, "category": "shoes"}],
+        },
+    )
+
+
+def journey(n: str) -> list[dict[str, Any]]:
+    """Anonymous browsing, signup, login, POS purchase with loyalty id, return."""
+    anon, email, cid, loy = f"dev-{n}", f"Person.{n}@Example.com", f"C-{n}", f"L-{n}"
+    return [
+        ev(
+            f"{n}-1",
+            "page_view",
+            "2026-11-01T09:00:00+01:00",
+            {"anonymous_id": anon},
+            properties={"category": "shoes"},
+        ),
+        ev(
+            f"{n}-2",
+            "signup",
+            "2026-11-01T09:05:00+01:00",
+            {"anonymous_id": anon, "email": f"  {email} "},
+        ),
+        ev(
+            f"{n}-3",
+            "login",
+            "2026-11-02T19:00:00+01:00",
+            {"email": email.lower(), "customer_id": cid},
+            channel="app",
+        ),
+        order(
+            f"{n}-4",
+            "2026-11-03T12:00:00+01:00",
+            {"loyalty_id": loy, "customer_id": cid},
+            total="500.00",
+        ),
+        ev(
+            f"{n}-5",
+            "order_returned",
+            "2026-11-05T12:00:00+01:00",
+            {"loyalty_id": loy},
+            channel="pos",
+            order={
+                "order_id": f"o-{n}-4",
+                "total": "500.00",
+                "currency": "NOK",
+                "location_id": "oslo-1",
+                "lines": [{"sku": "SKU-1", "quantity": 1, "restock": True}],
+            },
+        ),
+    ]
+
+
+def test_journey_ends_in_exactly_one_profile(loom: Loom) -> None:
+    loom.start_worker()
+    loom.produce(journey("a"))
+    loom.wait_idle()
+    [p] = loom.profiles().values()
+    assert sorted(p["identifiers"]) == ["anonymous_id", "customer_id", "email", "loyalty_id"]
+    assert p["identifiers"]["email"] == ["person.a@example.com"]
+    assert p["orders_in_store"] == 1
+    assert p["revenue"] == {"NOK": "500.00"}
+    assert p["returns"]["count"] == 1
+    assert set(p["channels"]) == {"web", "app", "pos"}
+    # announced: profile changes on Kafka (compacted topic) and on the Redis stream
+    changes = loom.topic_records(loom.settings.topics.profile_changes)
+    assert {m.key().decode() for m in changes} >= {p["profile_id"]}
+    assert loom.redis.xlen(f"{loom.root}:changes:profiles") > 0
+
+
+def test_duplicated_deliveries_change_nothing(loom: Loom) -> None:
+    loom.start_worker()
+    events = journey("b") + journey("c")
+    loom.produce(events)
+    loom.wait_idle()
+    before = loom.profiles()
+    stock_before = loom.stock("SKU-1")
+    stats_before = loom.stats()
+    assert len(before) == 2
+    loom.produce(events)  # every event delivered again
+    loom.wait_idle()
+    assert loom.profiles() == before
+    assert loom.stock("SKU-1") == stock_before
+    assert loom.stats() == stats_before  # no event counted twice
+
+
+def test_killed_and_restarted_worker_loses_nothing_and_counts_nothing_twice(loom: Loom) -> None:
+    customers = 300
+    events = [
+        order(f"k{i}", "2026-11-03T12:00:00+01:00", {"loyalty_id": f"LK-{i}"}, sku="SKU-K")
+        for i in range(customers)
+    ]
+    worker = loom.start_worker()
+    loom.produce(events[:100])
+    time.sleep(3)
+    loom.stop(worker, signal.SIGKILL)  # a crash: no graceful commit
+    loom.produce(events[100:])
+    loom.start_worker()
+    loom.wait_idle()
+    profiles = loom.profiles()
+    assert len(profiles) == customers
+    assert all(p["orders_in_store"] == 1 for p in profiles.values())
+    stock = loom.stock("SKU-K")
+    assert stock is not None
+    assert stock["locations"]["oslo-1"]["on_hand"] == -customers
+
+
+def test_two_workers_in_one_group_build_the_same_profiles_as_one(loom: Loom) -> None:
+    # conflict-free identity graph: person i is seen through 3 identifiers over 4 events,
+    # and each event carries a different pair, so records of one person hit many partitions
+    events: list[dict[str, Any]] = []
+    for i in range(150):
+        a, e, c = {"anonymous_id": f"d{i}"}, {"email": f"p{i}@x.no"}, {"customer_id": f"C{i}"}
+        events += [
+            ev(f"t{i}-1", "page_view", "2026-11-01T09:00:00+01:00", a),
+            ev(f"t{i}-2", "signup", "2026-11-01T09:01:00+01:00", a | e),
+            ev(f"t{i}-3", "login", "2026-11-01T09:02:00+01:00", e | c),
+            ev(f"t{i}-4", "login", "2026-11-01T09:03:00+01:00", c | a),
+        ]
+    loom.start_worker()
+    loom.start_worker()
+    loom.produce(events)
+    loom.wait_idle()
+    expected = {
+        frozenset({f"anonymous_id:d{i}", f"email:p{i}@x.no", f"customer_id:C{i}"})
+        for i in range(150)
+    }
+    assert loom.partition() == expected
+
+
+def test_bad_record_flood_goes_to_the_dlq_while_good_records_flow(loom: Loom) -> None:
+    loom.start_worker()
+    bad = [
+        b"{not json",
+        b"\xff\xfe\x00",
+        orjson.dumps({"event_id": "x", "type": "nope"}),
+        orjson.dumps(
+            {"event_id": "y", "type": "page_view", "channel": "web", "occurred_at": "yesterday"}
+        ),
+    ] * 100
+    good = journey("g")
+    loom.produce([*bad[:200], *good, *bad[200:]])
+    loom.wait_idle()
+    assert len(loom.profiles()) == 1
+    dlq = loom.topic_records(loom.settings.topics.dlq)
+    assert len(dlq) == len(bad)
+    headers = dict(dlq[0].headers())
+    assert headers["loom.stage"] == b"parse"
+    assert headers["loom.reason"] in {
+        b"malformed_json",
+        b"invalid_utf8",
+        b"unknown_type",
+        b"schema_violation",
+    }
+    assert headers["loom.source_topic"] == loom.settings.topics.raw.encode()
+    assert {dlq_msg.value() for dlq_msg in dlq} == set(bad)  # original bytes, nothing lost
+    assert loom.stats()["dlq"] == len(bad)
