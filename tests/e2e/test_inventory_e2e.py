@@ -311,7 +311,7 @@ def expected_levels(events: list[dict[str, Any]]) -> dict[tuple[str, str], tuple
             key = (inv["sku"], inv["location_id"])
             if key not in counts or when > counts[key][0]:
                 counts[key] = (when, inv["on_hand"])
-            deltas[key]  # noqa: B018 - the position exists even if nothing else happens
+            deltas.setdefault(key, [])  # the position exists even if nothing else moved
         elif e["type"] == "inventory_adjusted":
             inv = e["inventory"]
             deltas[(inv["sku"], inv["location_id"])].append((when, inv["delta"], 0))
