@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "simulate",
     "profile",
     "inventory",
+    "privacy",
 )
 
 

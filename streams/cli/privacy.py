@@ -1,0 +1,157 @@
+"""``loom erase TYPE:VALUE``: an operator's erasure request, and ``loom dlq replay``.
+
+``loom erase`` does not touch Redis itself: it produces an ``erasure_requested`` touchpoint to
+the raw topic, so the erasure goes through the same pipeline (and the same atomic commit,
+suppression and announcements) as one sent by any channel, and is in Kafka's history.
+With ``--wait`` it polls the reader until the identifier no longer resolves.
+
+``loom dlq replay`` re-sends dead letters to the raw topic after a fix: original key and bytes,
+plus a ``loom.replayed_from`` header naming the DLQ record. Its consumer group remembers what
+was replayed; ``--stage``/``--reason`` filter; ``--dry-run`` only counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from streams.settings import load_settings
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser("erase", help="erase a person (GDPR art. 17)")
+    p.add_argument("identifier", help="TYPE:VALUE, e.g. email:jane@example.com")
+    p.add_argument("--region", help="region for phone numbers without country code")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="wait up to S seconds until the identifier no longer resolves",
+    )
+    p.set_defaults(func=run_erase)
+
+    d: argparse.ArgumentParser = sub.add_parser("dlq", help="dead-letter queue tools")
+    dsub = d.add_subparsers(dest="dlq_command", required=True)
+    r = dsub.add_parser("replay", help="re-send DLQ records to the raw topic")
+    r.add_argument("--stage", help="only records that failed in this stage")
+    r.add_argument("--reason", help="only records with this reason code")
+    r.add_argument("--group", default=None, help="consumer group (default: <app_id>-dlq-replay)")
+    r.add_argument("--dry-run", action="store_true", help="count, send nothing, commit nothing")
+    r.set_defaults(func=run_replay)
+
+
+def run_erase(args: argparse.Namespace) -> int:
+    from streams.producer import TouchpointProducer
+
+    id_type, sep, value = args.identifier.partition(":")
+    if not sep or not value:
+        print("identifier must be TYPE:VALUE, e.g. email:jane@example.com", file=sys.stderr)
+        return 2
+    settings = load_settings()
+    event = {
+        "event_id": f"erase-{uuid.uuid4().hex}",
+        "type": "erasure_requested",
+        "channel": "backoffice",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "source": "loom-cli",
+        "identifiers": {id_type: value},
+        **({"region": args.region} if args.region else {}),
+    }
+    with TouchpointProducer(settings) as producer:
+        producer.send(event)
+        if producer.flush(30):
+            print("erasure request not delivered to Kafka", file=sys.stderr)
+            return 3
+    print(f"erasure requested ({event['event_id']}) for a {id_type} identifier")
+    if args.wait <= 0:
+        return 0
+    import redis
+
+    from streams.reader import ProfileReader
+
+    reader = ProfileReader(redis.Redis.from_url(settings.redis_url), settings.redis_prefix)
+    deadline = time.monotonic() + args.wait
+    while time.monotonic() < deadline:
+        if reader.lookup(id_type, value, region=args.region) is None:
+            print("erased: the identifier no longer resolves to a profile")
+            return 0
+        time.sleep(0.5)
+    print(f"still resolvable after {args.wait:.0f}s: is the worker running?", file=sys.stderr)
+    return 1
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    settings = load_settings()
+    dlq, raw = settings.topics.dlq, settings.topics.raw
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": args.group or f"{settings.app_id}-dlq-replay",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    producer = Producer(
+        {"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True, "acks": "all"}
+    )
+    meta = consumer.list_topics(dlq, timeout=10).topics.get(dlq)
+    if meta is None or meta.error is not None:
+        print(f"no DLQ topic {dlq}", file=sys.stderr)
+        return 1
+    ends = {
+        p: consumer.get_watermark_offsets(TopicPartition(dlq, p), timeout=10)[1]
+        for p in meta.partitions
+    }
+    committed = consumer.committed([TopicPartition(dlq, p) for p in ends], timeout=10)
+    todo = {tp.partition for tp in committed if max(tp.offset, 0) < ends[tp.partition]}
+    consumer.subscribe([dlq])
+    seen: Counter[str] = Counter()
+    matched = 0
+    idle_since = time.monotonic()
+    while todo and time.monotonic() - idle_since < 15:
+        msg = consumer.poll(1.0)
+        if msg is None or msg.error():
+            continue
+        idle_since = time.monotonic()
+        stage, reason = _header(msg, "loom.stage"), _header(msg, "loom.reason")
+        seen[f"{stage}/{reason}"] += 1
+        wanted = (args.stage in (None, stage)) and (args.reason in (None, reason))
+        matched += wanted
+        if wanted and not args.dry_run:
+            producer.produce(
+                raw,
+                key=msg.key(),
+                value=msg.value(),
+                headers=[
+                    ("loom.replayed_from", f"{dlq}[{msg.partition()}]@{msg.offset()}".encode()),
+                ],
+            )
+        if (msg.offset() or 0) + 1 >= ends[msg.partition() or 0]:
+            todo.discard(msg.partition())
+    if not args.dry_run:
+        if producer.flush(30):
+            print("replayed records not delivered; offsets not committed", file=sys.stderr)
+            return 3
+        if seen:  # nothing consumed = nothing to commit
+            consumer.commit(asynchronous=False)
+    consumer.close()
+    for key, n in sorted(seen.items()):
+        print(f"{n:8d}  {key}")
+    verb = "would replay" if args.dry_run else "replayed"
+    print(f"{verb} {matched} of {sum(seen.values())} DLQ records to {raw}")
+    return 0
+
+
+def _header(msg: Any, name: str) -> str:
+    for key, value in msg.headers() or []:
+        if key == name:
+            return bytes(value or b"").decode(errors="replace")
+    return ""
