@@ -1,0 +1,308 @@
+"""``make bench``: every Loom benchmark with modest sizes, one summary table, one JSON file.
+
+    python -m bench [--events 50000] [--workers 1,2] [--rate 1000] [--seconds 30]
+                    [--sample 20] [--skip-others] [--out bench/results/latest.json]
+
+1. the component benches of the other modules, as subprocesses with small sizes:
+   ``identity_bench`` (pure identity core), ``store_bench`` (run_batch on Redis vs in-memory),
+   ``produce_bench`` (producer SDK validation cost and ``loom produce`` rate);
+2. ``e2e_bench.throughput`` with one worker (its topic kept for step 3), then
+   ``raw_limit`` on the same topic, then throughput with two workers;
+3. ``e2e_bench.latency``: a steady rate through one worker, event-to-snapshot and
+   POS-sale-to-inventory-visible latency.
+
+Kafka and Redis: ``LOOM_KAFKA_BOOTSTRAP`` / ``LOOM_REDIS_URL`` when set; otherwise the local
+defaults (127.0.0.1:19092, redis://127.0.0.1:16379/0), started with ``deploy/infra.sh up`` only
+if they do not answer, and then stopped again at the end (what was running stays running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+
+from bench import e2e_bench
+from bench.raw_limit import raw_limit
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "bench" / "results" / "latest.json"
+
+#: (module, argv, [(label, regex capturing a number, unit)]) of the other engineers' benches.
+OTHERS: tuple[tuple[str, list[str], list[tuple[str, str, str]]], ...] = (
+    (
+        "identity_bench",
+        ["--customers", "10000", "--events", "50000"],
+        [("identity core (resolve+apply)", r"([\d,]+) decisions/s", "decisions/s")],
+    ),
+    (
+        "store_bench",
+        ["--events", "5000", "--customers", "2000"],
+        [
+            ("run_batch, in-memory store", r"in-memory\s+([\d,]+) events/s", "events/s"),
+            ("run_batch, Redis store", r"redis\s+([\d,]+) events/s", "events/s"),
+        ],
+    ),
+    (
+        "produce_bench",
+        ["--lines", "50000", "--validate-lines", "10000"],
+        [
+            ("producer validation", r"parse_touchpoint ([\d.]+) µs/event", "µs/event"),
+            ("loom produce (CLI, wall)", r"= (\d+) events/s", "events/s"),
+        ],
+    ),
+)
+
+
+def say(msg: str) -> None:
+    print(f"\033[1m==>\033[0m {msg}", file=sys.stderr, flush=True)
+
+
+# --- infrastructure ------------------------------------------------------------------------
+
+
+def answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def ensure_infra() -> tuple[str, str, bool]:
+    """(kafka bootstrap, redis url, started_by_us)."""
+    kafka = os.environ.get("LOOM_KAFKA_BOOTSTRAP")
+    url = os.environ.get("LOOM_REDIS_URL")
+    if kafka and url:
+        return kafka, url, False
+    kafka = kafka or "127.0.0.1:19092"
+    url = url or "redis://127.0.0.1:16379/0"
+    if answers("127.0.0.1", 19092) and answers("127.0.0.1", 16379):
+        return kafka, url, False
+    say("Kafka/Redis not answering: deploy/infra.sh up")
+    subprocess.run(["bash", str(ROOT / "deploy" / "infra.sh"), "up"], check=True)
+    return kafka, url, True
+
+
+# --- machine facts ---------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def ram_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def kafka_version() -> str:
+    """From the broker JVM's classpath (kafka_2.13-X.jar) when it runs on this machine."""
+    for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
+        try:
+            args = Path(cmdline).read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"kafka.Kafka" not in args:
+            continue
+        for i, arg in enumerate(args[:-1]):
+            if arg in (b"-cp", b"-classpath"):
+                for entry in args[i + 1].decode().split(":"):
+                    for jar in glob.glob(entry if entry.endswith("*") else entry + "*"):
+                        m = re.search(r"kafka_[\d.]+-([\d.]+)\.jar$", jar)
+                        if m:
+                            return m.group(1)
+    return "unknown (broker not local)"
+
+
+def machine_facts(redis_url: str) -> dict[str, Any]:
+    import confluent_kafka
+    import faust
+
+    client = redis.Redis.from_url(redis_url)
+    info: Any = client.info("server")
+    client.close()
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "nproc": os.cpu_count(),
+        "ram_gib": ram_gib(),
+        "cpu_model": cpu_model(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "kafka": kafka_version(),
+        "redis": info.get("redis_version"),
+        "confluent_kafka": confluent_kafka.version()[0],
+        "librdkafka": confluent_kafka.libversion()[0],
+        "faust": faust.__version__,
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+# --- the other benches ----------------------------------------------------------------------
+
+
+def run_others(kafka: str, url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    rows, raw = [], []
+    env = {**os.environ, "LOOM_KAFKA_BOOTSTRAP": kafka, "LOOM_REDIS_URL": url}
+    for module, argv, patterns in OTHERS:
+        say(f"bench.{module} {' '.join(argv)}")
+        started = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-m", f"bench.{module}", *argv],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        out = proc.stdout + proc.stderr
+        print("\n".join(f"    {line}" for line in proc.stdout.splitlines()), file=sys.stderr)
+        raw.append(
+            {
+                "module": module,
+                "argv": argv,
+                "exit_code": proc.returncode,
+                "seconds": round(time.monotonic() - started, 1),
+                "stdout": proc.stdout,
+            }
+        )
+        for label, pattern, unit in patterns:
+            m = re.search(pattern, out)
+            value = float(m.group(1).replace(",", "")) if m else None
+            rows.append({"bench": module, "what": label, "value": value, "unit": unit})
+    return rows, raw
+
+
+# --- summary --------------------------------------------------------------------------------
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.1f} {unit}" if value < 100 else f"{value:,.0f} {unit}"
+
+
+def table(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        "",
+        f"Loom benchmark, {m['date']}",
+        f"machine: {m['nproc']} cores ({m['cpu_model']}), {m['ram_gib']} GiB RAM, "
+        f"Python {m['python']}, Kafka {m['kafka']}, Redis {m['redis']}; "
+        f"load average at start {m['loadavg_start'][0]} (shared machine)",
+        "",
+        f"{'measurement':<52} {'result':>24}",
+        "-" * 77,
+    ]
+
+    def row(what: str, result: str) -> None:
+        lines.append(f"{what:<52} {result:>24}")
+
+    for r in results.get("components", []):
+        row(r["what"], fmt(r["value"], r["unit"]))
+    e2e = results.get("e2e", {})
+    for t in e2e.get("throughput", []):
+        n = t["workers"]
+        row(f"e2e {n} worker(s), produced -> visible", fmt(t["events_per_s_visible"], "events/s"))
+        row(
+            f"e2e {n} worker(s), produced -> committed (lag 0)",
+            fmt(t["events_per_s_committed"], "events/s"),
+        )
+    raw = e2e.get("raw_limit")
+    if raw:
+        row("raw limit: Kafka -> pipelined SET, no logic", fmt(raw["events_per_s"], "events/s"))
+        if e2e.get("pipeline_over_raw") is not None:
+            row("pipeline (1 worker, visible) / raw limit", f"{e2e['pipeline_over_raw']:.1%}")
+    lat = e2e.get("latency")
+    if lat:
+        v, h = lat["pos_to_inventory_visible"], lat["event_to_snapshot_histogram"]
+        at = f"@{lat['rate_achieved']:.0f}/s"
+        row(f"POS sale -> inventory visible p50 / p99 {at}", f"{v['p50_ms']} / {v['p99_ms']} ms")
+        row("  (probe sales seen / sent)", f"{v['seen']} / {v['probes']}")
+        row(f"event -> snapshot p50 / p99 (histogram) {at}", f"{h['p50_ms']} / {h['p99_ms']} ms")
+        row("  bucket holding p50", str(h["p50_bucket"]))
+        row("  bucket holding p99", str(h["p99_bucket"]))
+    lines.append("-" * 77)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--events", type=int, default=50_000, help="e2e backlog size (50000)")
+    parser.add_argument("--workers", default="1,2", help="e2e worker counts (1,2)")
+    parser.add_argument("--rate", type=float, default=1000.0, help="latency events/s (1000)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="latency phase s (30)")
+    parser.add_argument("--sample", type=int, default=20, help="1 in N POS sales probed (20)")
+    parser.add_argument("--skip-others", action="store_true", help="only the e2e benches")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
+    args = parser.parse_args(argv)
+
+    kafka, url, started_infra = ensure_infra()
+    results: dict[str, Any] = {"machine": machine_facts(url), "kafka": kafka}
+    results["settings"] = {
+        "events": args.events, "workers": args.workers, "rate": args.rate,
+        "seconds": args.seconds, "sample": args.sample, "partitions": 6,
+        "worker": "loom worker defaults: batch_size 500, batch_timeout_s 0.05, commit every 1 s",
+    }  # fmt: skip
+    began = time.monotonic()
+    try:
+        if not args.skip_others:
+            results["components"], results["component_outputs"] = run_others(kafka, url)
+        e2e: dict[str, Any] = {"throughput": []}
+        results["e2e"] = e2e
+        for i, n in enumerate(int(w) for w in args.workers.split(",") if w):
+            say(f"e2e throughput: {args.events} events, {n} worker(s)")
+            res, dep = e2e_bench.throughput(
+                kafka, url, events=args.events, workers=n, keep=(i == 0)
+            )
+            e2e["throughput"].append(res)
+            if i == 0:
+                try:
+                    dep.stop_workers()
+                    say(f"raw limit on the same topic ({res['records_on_topic']} records)")
+                    raw = raw_limit(kafka, url, dep.raw_topic, res["records_on_topic"])
+                    e2e["raw_limit"] = raw
+                    e2e["pipeline_over_raw"] = round(
+                        res["events_per_s_visible"] / raw["events_per_s"], 4
+                    )
+                finally:
+                    dep.close()
+        if args.seconds > 0:
+            say(f"e2e latency: {args.rate:.0f} events/s for {args.seconds:.0f} s")
+            e2e["latency"] = e2e_bench.latency(
+                kafka, url, rate=args.rate, seconds=args.seconds, sample=args.sample
+            )
+    finally:
+        results["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+        results["total_seconds"] = round(time.monotonic() - began, 1)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
+        if started_infra:
+            say("stopping the Kafka/Redis this run started (deploy/infra.sh down)")
+            subprocess.run(["bash", str(ROOT / "deploy" / "infra.sh"), "down"], check=False)
+    print(table(results))
+    print(f"results: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,553 @@
+"""End-to-end benchmark: real Kafka, real Redis, real ``loom worker`` processes.
+
+    python -m bench.e2e_bench [--events 50000] [--workers 1,2] [--rate 1000] [--seconds 30]
+
+Every run is an isolated deployment (unique topics with 6 partitions, consumer group and Redis
+prefix, all deleted afterwards) on the brokers named by ``LOOM_KAFKA_BOOTSTRAP`` /
+``LOOM_REDIS_URL`` (defaults 127.0.0.1:19092 and redis://127.0.0.1:16379/0).
+
+Throughput (``throughput``): the workers are started first and waited for (``/readyz`` = Kafka
+and Redis reachable AND partitions assigned), a warm-up batch is processed, then a backlog of
+``--events`` pre-serialized simulator events is produced as fast as the producer SDK goes,
+followed by one marker event per partition. Two figures:
+
+* produced-to-visible: until every partition's marker is in Redis (records of a partition are
+  processed in order, so every event before it is visible too);
+* produced-to-committed: until the group's committed offsets equal the end offsets (lag 0).
+  faust commits every second, so this includes up to ~1 s of commit interval.
+
+Latency (``latency``): one worker, a steady ``--rate`` for ``--seconds``. 1 in ``--sample`` POS
+sales is a probe: its first order line gets a unique SKU (seeded beforehand with a stock count
+so the sale does not oversell). A reader thread blocks on the inventory change stream
+(``XREAD BLOCK`` on ``P:v1:changes:inventory``) and notes when each probe SKU appears: the
+POS-sale-to-inventory-visible latency, measured from just before ``produce()`` (the record's
+Kafka create timestamp) to the moment a downstream reader sees the change. The worker's own
+``loom_event_to_snapshot_seconds`` histogram (create timestamp -> batch done, including the
+outbox relay) is read from ``/metrics`` before and after the steady phase; quantiles are
+estimated from its buckets by linear interpolation (Prometheus ``histogram_quantile`` style).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from schemas.touchpoint import Touchpoint, dump_touchpoint, record_key
+from streams.producer import TouchpointProducer
+from streams.settings import LoomSettings, Topics
+from streams.simulate import Simulator
+from streams.topics import ensure_topics
+
+ROOT = Path(__file__).resolve().parents[1]
+LOG_DIR = ROOT / ".cache" / "bench"
+HISTOGRAM = "loom_event_to_snapshot_seconds"
+
+
+def say(msg: str) -> None:
+    print(f"  [e2e] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+# --- one isolated deployment ---------------------------------------------------------------
+
+
+@dataclass
+class Deployment:
+    """Unique topics, group and Redis prefix; workers as subprocesses; cleanup on close."""
+
+    kafka: str
+    redis_url: str
+    partitions: int = 6
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    workers: list[tuple[subprocess.Popen[bytes], int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.topics = {name: f"bench{self.tag}.{name}" for name in Topics.model_fields}
+        self.settings = LoomSettings(
+            kafka_bootstrap=self.kafka,
+            redis_url=self.redis_url,
+            redis_prefix=f"bench{self.tag}",
+            app_id=f"loom-bench-{self.tag}",
+            partitions=self.partitions,
+            topics=Topics.model_validate(self.topics),
+        )
+        self.root = f"{self.settings.redis_prefix}:v1"
+        self.redis = redis.Redis.from_url(self.redis_url)
+        self._lag_consumer: Consumer | None = None
+        ensure_topics(self.settings)
+        admin = AdminClient({"bootstrap.servers": self.kafka})
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until the raw topic has leaders everywhere
+            meta = admin.list_topics(self.settings.topics.raw, timeout=10)
+            parts = meta.topics[self.settings.topics.raw].partitions
+            if len(parts) == self.partitions and all(p.leader >= 0 for p in parts.values()):
+                break
+            time.sleep(0.2)
+
+    @property
+    def raw_topic(self) -> str:
+        return self.settings.topics.raw
+
+    def env(self, port: int) -> dict[str, str]:
+        s = self.settings
+        return {
+            **os.environ,
+            "LOOM_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
+            "LOOM_REDIS_URL": s.redis_url,
+            "LOOM_REDIS_PREFIX": s.redis_prefix,
+            "LOOM_APP_ID": s.app_id,
+            "LOOM_PARTITIONS": str(s.partitions),
+            "LOOM_WEB_PORT": str(port),
+            **{f"LOOM_TOPIC_{name.upper()}": value for name, value in self.topics.items()},
+        }
+
+    def start_workers(self, n: int, *, timeout: float = 120.0) -> None:
+        """Start ``n`` workers and wait until every one is ready (has partitions)."""
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            port = free_port()
+            with (LOG_DIR / f"worker-{self.tag}-{i}.log").open("wb") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "streams.cli.main", "worker", "--loglevel", "warning"],
+                    env=self.env(port), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                )  # fmt: skip
+            self.workers.append((proc, port))
+        deadline = time.monotonic() + timeout
+        pending = {port for _, port in self.workers}
+        while pending:
+            for proc, port in self.workers:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"worker exited ({proc.returncode}); see {LOG_DIR}")
+                if port in pending and http_status(f"http://127.0.0.1:{port}/readyz") == 200:
+                    pending.discard(port)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"workers not ready after {timeout}s; see {LOG_DIR}")
+            time.sleep(0.2)
+
+    def metrics(self) -> str:
+        """The ``/metrics`` text of every worker, concatenated."""
+        out = []
+        for _, port in self.workers:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                out.append(r.read().decode())
+        return "\n".join(out)
+
+    def lag(self) -> int:
+        """Sum over partitions of end offset - committed offset of the worker group."""
+        if self._lag_consumer is None:  # never subscribes: only reads the group's offsets
+            self._lag_consumer = Consumer(
+                {"bootstrap.servers": self.kafka, "group.id": self.settings.app_id}
+            )
+        c = self._lag_consumer
+        tps = [TopicPartition(self.raw_topic, p) for p in range(self.partitions)]
+        total = 0
+        for tp in c.committed(tps, timeout=10):
+            _, high = c.get_watermark_offsets(tp, timeout=10)
+            total += high - max(tp.offset, 0)
+        return total
+
+    def wait_lag_zero(self, timeout: float = 300.0, poll_s: float = 0.1) -> float:
+        """Wait until lag is 0; returns the monotonic time it was first seen 0."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.lag() == 0:
+                return time.monotonic()
+            self._check_workers()
+            time.sleep(poll_s)
+        raise TimeoutError(f"lag still {self.lag()} after {timeout}s; see {LOG_DIR}")
+
+    def _check_workers(self) -> None:
+        for proc, _ in self.workers:
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker exited ({proc.returncode}); see {LOG_DIR}")
+
+    def stop_workers(self) -> None:
+        for proc, _ in self.workers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc, _ in self.workers:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        self.workers.clear()
+
+    def close(self) -> None:
+        """Stop workers; delete the topics, the consumer group and every Redis key."""
+        self.stop_workers()
+        if self._lag_consumer is not None:
+            self._lag_consumer.close()
+        admin = AdminClient({"bootstrap.servers": self.kafka})
+        try:
+            for fut in admin.delete_topics(
+                list(self.topics.values()), operation_timeout=30
+            ).values():
+                fut.result(timeout=30)
+            for fut in admin.delete_consumer_groups([self.settings.app_id]).values():
+                fut.result(timeout=30)
+        except Exception as exc:  # cleanup is best effort; say what is left
+            say(f"cleanup of bench{self.tag} topics/group incomplete: {exc}")
+        delete_prefix(self.redis, self.root)
+        self.redis.close()
+
+
+def delete_prefix(client: redis.Redis, root: str) -> int:
+    keys = list(client.scan_iter(match=f"{root}:*", count=1000))
+    for i in range(0, len(keys), 1000):
+        client.unlink(*keys[i : i + 1000])
+    return len(keys)
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as r:
+            status: int = r.status
+            return status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+# --- events --------------------------------------------------------------------------------
+
+
+def serialized(sim: Simulator, n: int) -> list[tuple[bytes, bytes | None]]:
+    """``n`` simulator events as (value, key) the way the producer SDK sends them."""
+    return [(dump_touchpoint(tp), record_key(tp)) for tp in itertools.islice(sim.events(), n)]
+
+
+def stock_count(event_id: str, sku: str, location: str, on_hand: int) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "type": "inventory_counted",
+        "channel": "backoffice",
+        "occurred_at": "2024-01-01T00:00:00+00:00",  # before any simulated sale
+        "inventory": {"sku": sku, "location_id": location, "on_hand": on_hand, "reason": "count"},
+    }
+
+
+def with_probe_sku(tp: Touchpoint, sku: str) -> Touchpoint:
+    """The same POS sale with its first order line's SKU replaced by ``sku``."""
+    assert tp.order is not None
+    lines = list(tp.order.lines)
+    lines[0] = lines[0].model_copy(update={"sku": sku})
+    order = tp.order.model_copy(update={"lines": tuple(lines)})
+    return tp.model_copy(update={"order": order})
+
+
+# --- throughput ------------------------------------------------------------------------------
+
+
+def throughput(
+    kafka: str, redis_url: str, *, events: int, workers: int, seed: int = 1,
+    customers: int = 5000, keep: bool = False,
+) -> tuple[dict[str, Any], Deployment]:  # fmt: skip
+    """Backlog of ``events`` through ``workers`` workers. Returns (result, deployment).
+
+    The deployment is closed unless ``keep`` (then the caller closes it, e.g. after the raw
+    limit run reads the same topic)."""
+    sim = Simulator(seed=seed, customers=customers, stores=10, skus=500)
+    warmup = serialized(sim, 200)
+    backlog = serialized(sim, events)
+    size = sum(len(v) for v, _ in backlog)
+    dep = Deployment(kafka, redis_url)
+    try:
+        say(f"throughput: starting {workers} worker(s) on {dep.raw_topic}")
+        t = time.monotonic()
+        dep.start_workers(workers)
+        ready_s = time.monotonic() - t
+        with TouchpointProducer(dep.settings) as producer:
+            for value, key in warmup:
+                producer.send_raw(value, key=key)
+        dep.wait_lag_zero(120)
+        before = dep.metrics()
+        say(f"throughput: producing {events} events ({size / 1e6:.1f} MB)")
+        markers = [f"MARK-{dep.tag}-{p}" for p in range(dep.partitions)]
+        started = time.monotonic()
+        with TouchpointProducer(dep.settings) as producer:
+            for value, key in backlog:
+                producer.send_raw(value, key=key)
+            assert producer.flush(60) == 0
+        produced = time.monotonic()
+        raw = Producer({"bootstrap.servers": kafka, "acks": "all", "linger.ms": 0})
+        for p, sku in enumerate(markers):
+            value = orjson.dumps(stock_count(f"mark-{dep.tag}-{p}", sku, "bench", 1))
+            raw.produce(dep.raw_topic, value, partition=p)
+        raw.flush(30)
+        stock_keys = [f"{dep.root}:stock:{sku}" for sku in markers]
+        visible = committed = None
+        deadline = time.monotonic() + 600
+        while (visible is None or committed is None) and time.monotonic() < deadline:
+            now = time.monotonic()
+            if visible is None and dep.redis.exists(*stock_keys) == len(stock_keys):
+                visible = now
+            if committed is None and dep.lag() == 0:
+                committed = now
+            dep._check_workers()
+            time.sleep(0.05)
+        if visible is None or committed is None:
+            raise TimeoutError("backlog not processed within 600 s")
+        hist = histogram_delta(before, dep.metrics(), "loom_batch_size")
+        result = {
+            "workers": workers,
+            "events": events,
+            "bytes": size,
+            "records_on_topic": len(warmup) + events + len(markers),
+            "ready_s": round(ready_s, 2),
+            "produce_s": round(produced - started, 3),
+            "visible_s": round(visible - started, 3),
+            "committed_s": round(committed - started, 3),
+            "events_per_s_visible": round(events / (visible - started), 1),
+            "events_per_s_committed": round(events / (committed - started), 1),
+            "mean_batch_size": round(hist["sum"] / hist["count"], 1) if hist["count"] else None,
+            "batches": int(hist["count"]),
+        }
+        say(
+            f"throughput {workers} worker(s): {result['events_per_s_visible']:,.0f} events/s "
+            f"visible, {result['events_per_s_committed']:,.0f} committed"
+        )
+    except BaseException:
+        dep.close()
+        raise
+    if not keep:
+        dep.close()
+    return result, dep
+
+
+# --- latency ---------------------------------------------------------------------------------
+
+
+class StreamWatcher(threading.Thread):
+    """Blocks on the inventory change stream; notes when each watched SKU first appears."""
+
+    def __init__(self, redis_url: str, key: str, prefix: str) -> None:
+        super().__init__(daemon=True)
+        self.client = redis.Redis.from_url(redis_url)
+        self.key, self.prefix = key, prefix.encode()
+        self.seen: dict[str, float] = {}
+        self.stop = threading.Event()
+        last: Any = self.client.xrevrange(key, count=1)
+        self.last_id: bytes | str = last[0][0] if last else "0-0"
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            resp: Any = self.client.xread({self.key: self.last_id}, block=200, count=1000)
+            now = time.time()
+            for _, entries in resp or []:
+                for entry_id, fields in entries:
+                    self.last_id = entry_id
+                    sku = fields.get(b"sku", b"")
+                    if sku.startswith(self.prefix):
+                        self.seen.setdefault(sku.decode(), now)
+        self.client.close()
+
+
+def latency(
+    kafka: str, redis_url: str, *, rate: float, seconds: float, sample: int = 20, seed: int = 2,
+    customers: int = 5000, linger_ms: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Steady ``rate`` events/s for ``seconds`` through one worker; latency figures."""
+    sim = Simulator(seed=seed, customers=customers, stores=10, skus=500)
+    dep = Deployment(kafka, redis_url)
+    try:
+        n = int(rate * seconds)
+        plan: list[tuple[bytes, bytes | None, str | None]] = []
+        seeds: list[dict[str, Any]] = []
+        pos = 0
+        for tp in itertools.islice(sim.events(), n):
+            probe = None
+            event = tp
+            if tp.type == "pos_sale" and tp.order is not None and tp.order.lines:
+                pos += 1
+                if pos % sample == 0:
+                    probe = f"PROBE-{dep.tag}-{len(seeds)}"
+                    loc = tp.order.location_id or "unknown"
+                    seeds.append(stock_count(f"seed-{dep.tag}-{len(seeds)}", probe, loc, 1000))
+                    event = with_probe_sku(tp, probe)
+            plan.append((dump_touchpoint(event), record_key(event), probe))
+        say(f"latency: starting 1 worker on {dep.raw_topic}")
+        dep.start_workers(1)
+        config = {} if linger_ms is None else {"linger.ms": linger_ms}
+        with TouchpointProducer(dep.settings, config=config) as producer:
+            for doc in seeds:
+                producer.send(doc)
+        dep.wait_lag_zero(120)
+        before = dep.metrics()
+        watcher = StreamWatcher(redis_url, f"{dep.root}:changes:inventory", f"PROBE-{dep.tag}-")
+        watcher.start()
+        sent: dict[str, float] = {}
+        say(f"latency: {rate:.0f} events/s for {seconds:.0f} s, {len(seeds)} probe sales")
+        with TouchpointProducer(dep.settings, config=config) as producer:
+            started = time.monotonic()
+            for i, (value, key, probe) in enumerate(plan):
+                ahead = i / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+                if probe is not None:
+                    sent[probe] = time.time()
+                producer.send_raw(value, key=key)
+            elapsed = time.monotonic() - started
+        drained = dep.wait_lag_zero(120)
+        time.sleep(0.3)
+        watcher.stop.set()
+        watcher.join(5)
+        after = dep.metrics()
+        lat = sorted(watcher.seen[s] - t for s, t in sent.items() if s in watcher.seen)
+        hist = histogram_delta(before, after, HISTOGRAM)
+        visible = {
+            "probes": len(sent),
+            "seen": len(lat),
+            "p50_ms": ms(quantile(lat, 0.5)),
+            "p90_ms": ms(quantile(lat, 0.9)),
+            "p99_ms": ms(quantile(lat, 0.99)),
+            "max_ms": ms(lat[-1] if lat else None),
+        }
+        result = {
+            "rate_target": rate,
+            "rate_achieved": round(len(plan) / elapsed, 1),
+            "seconds": round(elapsed, 2),
+            "events": len(plan),
+            "drain_after_last_send_s": round(drained - started - elapsed, 3),
+            "producer_linger_ms": linger_ms if linger_ms is not None else 20,
+            "pos_to_inventory_visible": visible,
+            "event_to_snapshot_histogram": {
+                "observations": int(hist["count"]),
+                "mean_ms": ms(hist["sum"] / hist["count"] if hist["count"] else None),
+                "p50_ms": ms(bucket_quantile(hist["buckets"], 0.5)),
+                "p99_ms": ms(bucket_quantile(hist["buckets"], 0.99)),
+                "p50_bucket": bucket_bounds(hist["buckets"], 0.5),
+                "p99_bucket": bucket_bounds(hist["buckets"], 0.99),
+            },
+        }
+        say(f"latency: POS sale -> visible p50 {visible['p50_ms']} ms, p99 {visible['p99_ms']} ms")
+        return result
+    finally:
+        dep.close()
+
+
+def ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def quantile(sorted_values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank quantile of an ascending sequence (None when empty)."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+# --- Prometheus histograms --------------------------------------------------------------------
+
+
+def histogram(text: str, name: str) -> dict[str, Any]:
+    """Sum of a histogram over every exposition in ``text``: buckets (le -> cumulative count)."""
+    buckets: dict[float, float] = {}
+    total = count = 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name != name:
+            continue
+        for s in family.samples:
+            if s.name == f"{name}_bucket":
+                le = float(s.labels["le"])
+                buckets[le] = buckets.get(le, 0.0) + s.value
+            elif s.name == f"{name}_sum":
+                total += s.value
+            elif s.name == f"{name}_count":
+                count += s.value
+    return {"buckets": buckets, "sum": total, "count": count}
+
+
+def histogram_delta(before: str, after: str, name: str) -> dict[str, Any]:
+    a, b = histogram(before, name), histogram(after, name)
+    return {
+        "buckets": {le: v - a["buckets"].get(le, 0.0) for le, v in b["buckets"].items()},
+        "sum": b["sum"] - a["sum"],
+        "count": b["count"] - a["count"],
+    }
+
+
+def bucket_quantile(buckets: dict[float, float], q: float) -> float | None:
+    """``histogram_quantile``: linear interpolation inside the bucket holding rank q."""
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] <= 0:
+        return None
+    rank = q * buckets[bounds[-1]]
+    lower, below = 0.0, 0.0
+    for le in bounds:
+        if buckets[le] >= rank:
+            if le == float("inf"):
+                return lower  # beyond the last finite bucket: its bound is all we know
+            inside = buckets[le] - below
+            return lower + (le - lower) * ((rank - below) / inside if inside else 1.0)
+        lower, below = le, buckets[le]
+    return lower
+
+
+def bucket_bounds(buckets: dict[float, float], q: float) -> str | None:
+    """The bucket holding rank q, as '(lower, upper] s' (the estimate's resolution)."""
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] <= 0:
+        return None
+    rank, lower = q * buckets[bounds[-1]], 0.0
+    for le in bounds:
+        if buckets[le] >= rank:
+            return f"({lower:g}, {le:g}] s"
+        lower = le
+    return None
+
+
+# --- CLI -------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.e2e_bench", description=__doc__)
+    parser.add_argument("--events", type=int, default=50_000, help="backlog size (50000)")
+    parser.add_argument("--workers", default="1,2", help="worker counts to run (1,2)")
+    parser.add_argument("--rate", type=float, default=1000.0, help="latency phase events/s")
+    parser.add_argument("--seconds", type=float, default=30.0, help="latency phase length")
+    parser.add_argument("--sample", type=int, default=20, help="1 in N POS sales is a probe")
+    args = parser.parse_args(argv)
+    kafka = os.environ.get("LOOM_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
+    url = os.environ.get("LOOM_REDIS_URL", "redis://127.0.0.1:16379/0")
+    out: dict[str, Any] = {"throughput": []}
+    for n in (int(w) for w in args.workers.split(",") if w):
+        out["throughput"].append(throughput(kafka, url, events=args.events, workers=n)[0])
+    if args.seconds > 0:
+        out["latency"] = latency(
+            kafka, url, rate=args.rate, seconds=args.seconds, sample=args.sample
+        )
+    print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
