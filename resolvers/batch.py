@@ -64,6 +64,7 @@ class Context:
     salt: bytes
     now: datetime
     ledger: inventory.LedgerPolicy = inventory.DEFAULT_POLICY
+    default_region: str | None = None  # for phone numbers of events without a region
 
 
 def profile_id_for(event_id: str, n: int) -> str:

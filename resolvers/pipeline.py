@@ -63,7 +63,12 @@ class BatchResult:
 
 
 def prepare(
-    records: Sequence[RawRecord], *, max_bytes: int, config: NormalizeConfig, salt: bytes
+    records: Sequence[RawRecord],
+    *,
+    max_bytes: int,
+    config: NormalizeConfig,
+    salt: bytes,
+    default_region: str | None = None,
 ) -> tuple[list[Event], list[DeadLetter]]:
     events: list[Event] = []
     dead: list[DeadLetter] = []
@@ -72,7 +77,8 @@ def prepare(
         if isinstance(parsed, DeadLetter):
             dead.append(parsed)
             continue
-        events.append(normalize.run(parsed.event, config=config, salt=salt).event)
+        ok = normalize.run(parsed.event, config=config, salt=salt, default_region=default_region)
+        events.append(ok.event)
     return events, dead
 
 
@@ -124,7 +130,13 @@ def run_batch(
 ) -> BatchResult:
     """Process one batch end to end against ``store``. Raises on infrastructure errors."""
     ctx = make_context()
-    events, dead = prepare(records, max_bytes=max_bytes, config=config, salt=ctx.salt)
+    events, dead = prepare(
+        records,
+        max_bytes=max_bytes,
+        config=config,
+        salt=ctx.salt,
+        default_region=ctx.default_region,
+    )
     request = load_request(events)
     for attempt in range(1, max_attempts + 1):
         result = BatchResult(dead_letters=dead, attempts=attempt)

@@ -163,6 +163,7 @@ class Runtime:
             ),
             salt=self.settings.suppression_salt.get_secret_value().encode(),
             now=self.clock(),
+            default_region=self.settings.default_region,
         )
 
     def process(self, records: Sequence[RawRecord]) -> BatchResult:
@@ -209,6 +210,9 @@ class Runtime:
         for (event_type, outcome), n in result.outcomes.items():
             m.events.labels(type=event_type, outcome=outcome).inc(n)
         m.merges.inc(result.counters.get("merges", 0))
+        for name, n in result.counters.items():
+            if name.startswith("merges_blocked:"):
+                m.merges_blocked.labels(rule=name.split(":", 1)[1]).inc(n)
         m.quarantined.inc(result.counters.get("quarantined", 0))
         m.oversold.inc(result.counters.get("oversold", 0))
         for name, n in result.counters.items():

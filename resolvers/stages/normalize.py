@@ -20,9 +20,13 @@ def suppression_hash(identifier: Identifier, salt: bytes) -> str:
     return hashlib.sha256(salt + identifier.key.encode()).hexdigest()
 
 
-def run(event: Event, *, config: NormalizeConfig, salt: bytes) -> Ok:
+def run(
+    event: Event, *, config: NormalizeConfig, salt: bytes, default_region: str | None = None
+) -> Ok:
     tp = event.tp
-    normalized = normalize_identifiers(tp.identifiers.as_mapping(), region=tp.region, config=config)
+    normalized = normalize_identifiers(
+        tp.identifiers.as_mapping(), region=tp.region or default_region, config=config
+    )
     ids = tuple(normalized.accepted)
     return Ok(
         event.evolve(

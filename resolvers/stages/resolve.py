@@ -60,6 +60,7 @@ def run(event: Event, state: BatchState) -> Ok:
             )
         elif isinstance(effect, identity.MergeBlocked):
             state.count("merges_blocked")
+            state.count(f"merges_blocked:{effect.rule}")
             state.publish(
                 topic,
                 effect.profile_ids[0],

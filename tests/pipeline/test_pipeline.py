@@ -378,3 +378,29 @@ def test_merge_is_announced_and_redirects_the_absorbed_id(
     redirect = [e for ref, e in store.entities.items() if ref.name == absorbed]
     assert redirect
     assert redirect[0].fields["r"].decode() == survivor
+
+
+def test_default_region_normalizes_phones_of_events_without_one(store: InMemoryStore) -> None:
+    from dataclasses import replace
+
+    from pipeline_helpers import make_context, record
+
+    from resolvers.pipeline import run_batch
+    from schemas.normalize import DEFAULT
+
+    event = ev("reg1", "signup", identifiers={"phone": "912 34 567"}, consent={"analytics": True})
+    run_batch(
+        [record(event)],
+        store,
+        lambda: replace(make_context(), default_region="NO"),
+        max_bytes=65536,
+        config=DEFAULT,
+    )
+    [p] = profiles(store).values()
+    assert p["identifiers"] == {"phone": ["+4791234567"]}
+    # without a default region the local number is not an identifier at all
+    other = InMemoryStore()
+    run_batch(
+        [record(event | {"event_id": "reg2"})], other, make_context, max_bytes=65536, config=DEFAULT
+    )
+    assert profiles(other) == {}
