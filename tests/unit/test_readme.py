@@ -1,0 +1,35 @@
+"""The README's reference tables stay true: every setting, topic and worker metric is listed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from streams.metrics import WorkerMetrics
+from streams.settings import LoomSettings, Topics
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+
+
+def test_every_setting_is_documented() -> None:
+    missing = [
+        f"LOOM_{name.upper()}" for name in LoomSettings.model_fields
+        if name != "topics" and f"`LOOM_{name.upper()}`" not in README
+    ]
+    assert missing == []
+
+
+def test_every_topic_is_documented_with_its_setting() -> None:
+    for name, field in Topics.model_fields.items():
+        assert f"`{field.default}` (`LOOM_TOPIC_{name.upper()}`)" in README
+
+
+def test_every_worker_metric_is_documented() -> None:
+    registry = CollectorRegistry()
+    WorkerMetrics.create(registry)
+    names = {
+        m.name + ("_total" if m.type == "counter" else "") for m in registry.collect()
+    }
+    assert names
+    assert sorted(n for n in names if f"`{n}`" not in README) == []
