@@ -182,10 +182,12 @@ class Simulator:
         start: datetime = START,
         events_per_second: float = 20.0,
         junk_fraction: float = 0.02,
+        opening_counts: bool = False,
     ) -> None:
         if customers < 1 or stores < 1 or skus < 1:
             raise ValueError("customers, stores and skus must be >= 1")
         self.seed = seed
+        self._opening_counts = opening_counts
         self._rng = random.Random(seed)  # noqa: S311 - simulation, not crypto
         self._mean_gap = 1.0 / events_per_second
         self._junk_fraction = junk_fraction
@@ -538,8 +540,24 @@ class Simulator:
 
     # --- public streams ------------------------------------------------------------------------
 
+    def opening_counts(self) -> Iterator[Touchpoint]:
+        """A morning physical count of every sku in every store (40-200 units each)."""
+        for store in self.stores:
+            for sku in self.skus:
+                yield self._event(
+                    "inventory_counted", "backoffice", region=store.region,
+                    inventory={"sku": sku.sku, "location_id": store.location_id,
+                               "on_hand": self._rng.randrange(40, 200), "reason": "count"},
+                    source=f"wms-{store.region.lower()}",
+                )  # fmt: skip
+
     def events(self) -> Iterator[Touchpoint]:
-        """Endless stream of valid events, non-decreasing in simulated time."""
+        """Endless stream of valid events, non-decreasing in simulated time.
+
+        With ``opening_counts=True`` it starts with :meth:`opening_counts`, as a store's day does.
+        """
+        if self._opening_counts:
+            yield from self.opening_counts()
         journeys = (
             (lambda: self._web_journey(app=False), 30),
             (lambda: self._web_journey(app=True), 12),

@@ -110,7 +110,9 @@ def _simulate(settings: LoomSettings, args: argparse.Namespace) -> int:
     from streams.producer import TouchpointProducer
     from streams.simulate import Simulator
 
-    sim = Simulator(seed=args.seed, customers=args.customers, stores=args.stores)
+    sim = Simulator(
+        seed=args.seed, customers=args.customers, stores=args.stores, opening_counts=True
+    )
     say(f"simulating channels: {args.rate:.0f} events/s for {args.seconds:.0f}s")
     sent = 0
     started = time.monotonic()
@@ -168,6 +170,7 @@ def _story(r: redis.Redis, root: str, settings: LoomSettings, sent: int, lag: in
 def _examples(r: redis.Redis, root: str) -> list[tuple[str, dict[str, Any]]]:
     omni: dict[str, Any] | None = None
     richest: dict[str, Any] | None = None
+    best_buyer: dict[str, Any] | None = None
     for _, pid in zip(range(3000), r.sscan_iter(f"{root}:profile-index", count=500), strict=False):
         name = pid.decode() if isinstance(pid, bytes) else pid
         raw = r.hget(f"{root}:profile:{name}", "d")
@@ -176,12 +179,22 @@ def _examples(r: redis.Redis, root: str) -> list[tuple[str, dict[str, Any]]]:
         doc = orjson.loads(raw)
         if omni is None and doc.get("shopping_mode") == "omnichannel":
             omni = doc
+        orders = doc.get("orders_online", 0) + doc.get("orders_in_store", 0)
+        if orders and (best_buyer is None or orders > _orders(best_buyer)):
+            best_buyer = doc
         ids = sum(len(v) for v in doc.get("identifiers", {}).values())
         if richest is None or ids > sum(len(v) for v in richest["identifiers"].values()):
             richest = doc
     out = []
+    if omni is None:
+        omni = best_buyer
     if omni is not None:
-        out.append(("an omnichannel customer", omni))
+        title = (
+            "an omnichannel customer"
+            if omni.get("shopping_mode") == "omnichannel"
+            else ("the customer with the most orders")
+        )
+        out.append((title, omni))
     if richest is not None and richest is not omni:
         out.append(("the most stitched profile", richest))
     return out
@@ -201,3 +214,7 @@ def _short(doc: dict[str, Any]) -> dict[str, Any]:
         "version",
     )
     return {k: doc[k] for k in keep if k in doc}
+
+
+def _orders(doc: dict[str, Any]) -> int:
+    return int(doc.get("orders_online", 0)) + int(doc.get("orders_in_store", 0))

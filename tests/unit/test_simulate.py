@@ -118,3 +118,15 @@ def test_bad_fraction_roughly_respected() -> None:
         except InvalidEvent:
             bad += 1
     assert 100 < bad < 300
+
+
+def test_opening_counts_cover_every_sku_in_every_store_first() -> None:
+    import itertools
+
+    sim = Simulator(seed=5, customers=10, stores=3, skus=4, opening_counts=True)
+    first = list(itertools.islice(sim.events(), 12))
+    assert {e.type.value for e in first} == {"inventory_counted"}
+    pairs = {(e.inventory.sku, e.inventory.location_id) for e in first if e.inventory}
+    assert pairs == {(k.sku, s.location_id) for s in sim.stores for k in sim.skus}
+    plain = list(itertools.islice(Simulator(seed=5, customers=10, stores=3, skus=4).events(), 12))
+    assert sum(e.type.value == "inventory_counted" for e in plain) < 12
