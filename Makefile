@@ -33,7 +33,7 @@ check: venv ## lint, format check, mypy --strict
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: venv ## all tiers: unit, pipeline, integration (fixtures start and stop Kafka + Redis)
+test: venv ## all tiers: unit, pipeline, integration, e2e (fixtures start and stop Kafka + Redis)
 	$(BIN)/pytest tests
 
 test-unit: venv ## unit tier only: pure, no servers, seconds

@@ -66,7 +66,7 @@ def produce(path: Path, bootstrap: str) -> tuple[float, dict[str, object]]:
     )  # fmt: skip
     wall = time.perf_counter() - started
     try:
-        from confluent_kafka.admin import AdminClient  # noqa: PLC0415
+        from confluent_kafka.admin import AdminClient
 
         admin = AdminClient({"bootstrap.servers": bootstrap})
         for fut in admin.delete_topics([topic], operation_timeout=30).values():

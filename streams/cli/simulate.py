@@ -91,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"simulate: wrote {n} records in {time.monotonic() - started:.1f} s\n")
         return EXIT_OK
 
-    from streams.producer import TouchpointProducer  # noqa: PLC0415 - only when sending
-    from streams.settings import load_settings  # noqa: PLC0415
+    from streams.producer import TouchpointProducer
+    from streams.settings import load_settings
 
     items = _paced(
         sim.mixed(args.bad_fraction), count=count, duration=args.duration, rate=args.rate

@@ -190,7 +190,7 @@ def test_redirect_chains_are_followed_up_to_eight_hops(
     writes = [Write(profile_ref(a), 2, {"r": b.encode()}) for a, b in itertools.pairwise(names)]
     snap = {"profile_id": names[-1], "version": 1}
     writes.append(Write(profile_ref(names[-1]), 1, {"d": orjson.dumps(snap), "s": b"{}"}))
-    from resolvers.store import Commit  # noqa: PLC0415 - only this test writes by hand
+    from resolvers.store import Commit
 
     assert store.commit(Commit({}, (), blind_writes=writes)).ok
     reader = ProfileReader(redis_client, redis_prefix)

@@ -14,7 +14,8 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding=
 
 def test_every_setting_is_documented() -> None:
     missing = [
-        f"LOOM_{name.upper()}" for name in LoomSettings.model_fields
+        f"LOOM_{name.upper()}"
+        for name in LoomSettings.model_fields
         if name != "topics" and f"`LOOM_{name.upper()}`" not in README
     ]
     assert missing == []
@@ -28,8 +29,6 @@ def test_every_topic_is_documented_with_its_setting() -> None:
 def test_every_worker_metric_is_documented() -> None:
     registry = CollectorRegistry()
     WorkerMetrics.create(registry)
-    names = {
-        m.name + ("_total" if m.type == "counter" else "") for m in registry.collect()
-    }
+    names = {m.name + ("_total" if m.type == "counter" else "") for m in registry.collect()}
     assert names
     assert sorted(n for n in names if f"`{n}`" not in README) == []
