@@ -1,0 +1,549 @@
+"""Issue 6's end-to-end scenarios: consent and erasure through real workers, Kafka and Redis.
+
+Two views of a profile are checked: the public snapshot (``d``, masked by its consent map) and
+the stored aggregate (``s``), rendered unmasked with :func:`unmasked`, so a purpose whose data
+was only hidden, not purged or never collected, is caught too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import KafkaException
+from e2e_harness import Loom
+
+from resolvers import profile
+from resolvers.profile import EMPTY_GATED_FIELDS, PURPOSE_GATES
+from schemas.touchpoint import touchpoint_to_json
+from streams.simulate import Simulator
+
+pytestmark = pytest.mark.e2e
+
+ALL = {"analytics": True, "personalization": True, "marketing": True, "ads": True}
+ALL_GRANTED = {p: {"granted": True} for p in PURPOSE_GATES}
+ANALYTICS = PURPOSE_GATES["analytics"]
+
+
+def ev(
+    event_id: str,
+    type_: str,
+    at: str,
+    ids: dict[str, str],
+    *,
+    region: str = "NO",
+    consent: dict[str, bool] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    out = {
+        "event_id": event_id,
+        "type": type_,
+        "channel": fields.pop("channel", "web"),
+        "occurred_at": at,
+        "region": region,
+        "identifiers": ids,
+        **fields,
+    }
+    if consent is not None:
+        out["consent"] = consent
+    return out
+
+
+def order(
+    event_id: str,
+    at: str,
+    ids: dict[str, str],
+    *,
+    type_: str = "pos_sale",
+    channel: str = "pos",
+    location: str = "oslo-1",
+    sku: str = "SKU-C",
+    total: str = "250.00",
+    **kw: Any,
+) -> dict[str, Any]:
+    return ev(
+        event_id,
+        type_,
+        at,
+        ids,
+        channel=channel,
+        **kw,
+        order={
+            "order_id": f"o-{event_id}",
+            "total": total,
+            "currency": "EUR",
+            "payment_method": "card",
+            "location_id": location,
+            "lines": [{"sku": sku, "quantity": 1, "unit_price": total, "category": "shoes"}],
+        },
+    )
+
+
+def browsing(
+    n: str, ids: dict[str, str], day: str = "2026-11-02", **kw: Any
+) -> list[dict[str, Any]]:
+    """Behavioural data of every purpose: views with categories, a signup with traits and
+    preferences, an online order, an in-store purchase."""
+    return [
+        ev(
+            f"{n}-1",
+            "page_view",
+            f"{day}T10:00:00+01:00",
+            ids,
+            properties={"category": "shoes", "sku": "SKU-C"},
+            **kw,
+        ),
+        ev(
+            f"{n}-2",
+            "signup",
+            f"{day}T10:05:00+01:00",
+            ids,
+            traits={
+                "first_name": "Kari",
+                "city": "Berlin",
+                "preferences": {"size": "42", "newsletter": "weekly"},
+            },
+            **kw,
+        ),
+        order(
+            f"{n}-3",
+            f"{day}T10:10:00+01:00",
+            ids,
+            type_="order_completed",
+            channel="web",
+            location="online",
+            **kw,
+        ),
+        order(f"{n}-4", f"{day}T15:00:00+01:00", ids, **kw),
+    ]
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def idle(loom: Loom, timeout: float = 120.0) -> None:
+    """``loom.wait_idle``, retried while the broker still elects leaders of the fresh topics
+    (reading offsets right after topic creation can fail with NOT_LEADER_FOR_PARTITION)."""
+    for attempt in range(10):
+        try:
+            loom.wait_idle(timeout)
+            return
+        except KafkaException:
+            if attempt == 9:
+                raise
+            time.sleep(1)
+
+
+def stored(loom: Loom, pid: str) -> dict[str, Any]:
+    raw = loom.redis.hget(f"{loom.root}:profile:{pid}", "s")
+    assert raw is not None, f"no stored state for {pid}"
+    return dict(orjson.loads(raw))
+
+
+def unmasked(loom: Loom, pid: str) -> dict[str, Any]:
+    """What the store holds for ``pid``, rendered with every purpose granted (nothing masked).
+
+    ``reachable`` is derived (identifiers and the marketing grant), not stored, so it is shown
+    with its empty value here."""
+    state = stored(loom, pid)
+    agg = profile.ProfileAggregate.from_dict(state["aggregate"])
+    snap = profile.snapshot(
+        agg, profile_id=pid, identifiers={}, consent=ALL_GRANTED, merged_from=[], version=0
+    )
+    assert snap["reachable"] == EMPTY_GATED_FIELDS["reachable"]
+    return snap
+
+
+def fields_of(snapshot: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
+    return {name: snapshot[name] for name in sorted(names)}
+
+
+def empty(names: frozenset[str]) -> dict[str, Any]:
+    return {name: EMPTY_GATED_FIELDS[name] for name in sorted(names)}
+
+
+def only_profile(loom: Loom) -> dict[str, Any]:
+    profiles = loom.profiles()
+    assert len(profiles) == 1, profiles
+    return next(iter(profiles.values()))
+
+
+def decoded(loom: Loom, topic: str) -> list[tuple[str | None, Any]]:
+    out = []
+    for msg in loom.topic_records(topic):
+        key, value = msg.key(), msg.value()
+        out.append(
+            (None if key is None else key.decode(), None if value is None else orjson.loads(value))
+        )
+    return out
+
+
+def granted(consent: dict[str, Any], purpose: str) -> bool:
+    entry = consent.get(purpose)
+    return isinstance(entry, dict) and entry.get("granted") is True
+
+
+def explicitly_denied(consent: dict[str, Any], purpose: str) -> bool:
+    entry = consent.get(purpose)
+    return isinstance(entry, dict) and entry.get("granted") is False
+
+
+def leaks(snapshot: dict[str, Any]) -> list[str]:
+    """Gated fields holding data although the snapshot's own consent map does not grant them."""
+    consent = snapshot["consent"]
+    return [
+        f"{purpose}:{name}"
+        for purpose, names in PURPOSE_GATES.items()
+        if not granted(consent, purpose)
+        for name in sorted(names)
+        if snapshot[name] != EMPTY_GATED_FIELDS[name]
+    ]
+
+
+# --- scenarios --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("region", ["DE", "NO"])
+def test_an_eea_visitor_without_consent_leaves_no_behavioural_data(loom: Loom, region: str) -> None:
+    loom.start_worker()
+    ids = {"anonymous_id": f"dev-eu-{region}", "email": f"eu.{region}@example.de"}
+    events = browsing("eu", ids, region=region)  # no consent map anywhere: region default
+    loom.produce(events)
+    idle(loom)
+    p = only_profile(loom)
+    # identity and the traits the customer typed in are kept (necessary)
+    assert p["identifiers"]["email"] == [f"eu.{region.lower()}@example.de"]
+    assert p["traits"]["first_name"] == "Kari"
+    gated = frozenset().union(*PURPOSE_GATES.values())
+    assert fields_of(p, gated) == empty(gated)
+    assert p["consent"] == {}  # nothing was granted, and defaults are not stored
+    # not just hidden: nothing behavioural was ever stored
+    assert fields_of(unmasked(loom, p["profile_id"]), gated) == empty(gated)
+    # the operational fact still flowed: the in-store sale moved stock
+    stock = loom.stock("SKU-C")
+    assert stock is not None
+    assert stock["locations"]["oslo-1"]["on_hand"] == -1
+    assert stock["locations"]["online"]["committed"] == 1
+    # every denial is audited with its reason
+    audit = [v for _, v in decoded(loom, loom.settings.topics.consent_audit)]
+    denied = {
+        (r["event_id"], r["purpose"])
+        for r in audit
+        if r["decision"] == "deny" and r["reason"] == "region_default"
+    }
+    assert denied >= {(e["event_id"], purpose) for e in events for purpose in PURPOSE_GATES}
+    assert not [r for r in audit if r["decision"] == "allow" and r["purpose"] != "necessary"]
+    assert all(r["profile_id"] == p["profile_id"] for r in audit)
+    assert loom.stats().get("consent_denied:analytics:region_default") == len(events)
+
+
+def test_a_us_visitor_with_gpc_gets_no_ads_data_and_consent_shows_ads_denied(loom: Loom) -> None:
+    loom.start_worker()
+    ids = {"anonymous_id": "dev-us-gpc", "email": "us.gpc@example.com"}
+    # the CMP grants everything, but the browser sends Global Privacy Control
+    events = browsing("us", ids, region="US", consent=ALL, gpc=True)
+    loom.produce(events)
+    idle(loom)
+    p = only_profile(loom)
+    ads = p["consent"]["ads"]
+    assert (ads["granted"], ads["source"]) == (False, "gpc")
+    assert p["ad_identifiers"] == []
+    assert unmasked(loom, p["profile_id"])["ad_identifiers"] == []
+    # what the shopper did grant still works
+    assert p["consent"]["analytics"]["granted"] is True
+    assert p["orders_online"] == 1
+    assert p["orders_in_store"] == 1
+    audit = [v for _, v in decoded(loom, loom.settings.topics.consent_audit)]
+    ads_decisions = {
+        r["event_id"]: (r["decision"], r["reason"]) for r in audit if r["purpose"] == "ads"
+    }
+    assert ads_decisions == {e["event_id"]: ("deny", "gpc") for e in events}
+    assert loom.stats().get("consent_denied:ads:gpc") == len(events)
+
+
+def test_withdrawing_analytics_purges_the_analytics_metrics_at_once(loom: Loom) -> None:
+    loom.start_worker()
+    ids = {"customer_id": "C-withdraw", "email": "withdraw@example.no"}
+    loom.produce(browsing("w", ids, consent=ALL))
+    idle(loom)
+    before = only_profile(loom)
+    assert before["orders_online"] == 1
+    assert before["orders_in_store"] == 1
+    assert before["revenue"] == {"EUR": "500.00"}
+    assert before["last_order"] is not None
+
+    loom.produce(
+        [
+            ev(
+                "w-revoke",
+                "consent_updated",
+                "2026-11-03T09:00:00+01:00",
+                {"customer_id": "C-withdraw"},
+                channel="email",
+                consent={"analytics": False},
+            )
+        ]
+    )
+    idle(loom)
+    after = only_profile(loom)
+    assert after["profile_id"] == before["profile_id"]
+    assert after["consent"]["analytics"]["granted"] is False
+    assert after["consent"]["analytics"]["source"] == "consent_updated"
+    assert fields_of(after, ANALYTICS) == empty(ANALYTICS)
+    assert (
+        after["orders_online"],
+        after["orders_in_store"],
+        after["revenue"],
+        after["last_order"],
+    ) == (0, 0, {}, None)
+    # purged from the store, not merely masked
+    assert fields_of(unmasked(loom, after["profile_id"]), ANALYTICS) == empty(ANALYTICS)
+    # the other purposes are untouched
+    personal = PURPOSE_GATES["personalization"]
+    assert fields_of(after, personal) == fields_of(before, personal)
+    assert after["category_affinities"]
+    assert after["version"] > before["version"]
+    # announced: the purged snapshot is the latest change record of the profile
+    changes = [
+        v
+        for k, v in decoded(loom, loom.settings.topics.profile_changes)
+        if k == after["profile_id"]
+    ]
+    assert changes[-1]["orders_in_store"] == 0
+    audit = [v for _, v in decoded(loom, loom.settings.topics.consent_audit)]
+    purges = [r for r in audit if r["decision"] == "purge"]
+    assert [(r["event_id"], r["purpose"]) for r in purges] == [("w-revoke", "analytics")]
+    assert loom.stats().get("consent_purged:analytics") == 1
+
+    # a purchase after the withdrawal (its CMP state silent on analytics) stays out of the
+    # metrics, while stock still moves
+    loom.produce(
+        [
+            order(
+                "w-5",
+                "2026-11-04T12:00:00+01:00",
+                {"customer_id": "C-withdraw"},
+                consent={"personalization": True},
+            )
+        ]
+    )
+    idle(loom)
+    later = only_profile(loom)
+    assert later["orders_in_store"] == 0
+    assert fields_of(unmasked(loom, later["profile_id"]), ANALYTICS) == empty(ANALYTICS)
+    stock = loom.stock("SKU-C")
+    assert stock is not None
+    assert stock["locations"]["oslo-1"]["on_hand"] == -2
+
+
+def test_an_erased_customer_is_gone_and_a_later_purchase_rebuilds_nothing(loom: Loom) -> None:
+    loom.start_worker()
+    ids = {"email": "erase.me@example.no", "phone": "+47 912 34 567", "loyalty_id": "L-erase"}
+    loom.produce(browsing("e", ids, consent=ALL))
+    idle(loom)
+    [pid] = loom.profiles()
+    assert loom.stock("SKU-C") is not None
+
+    loom.produce(
+        [
+            ev(
+                "e-erase",
+                "erasure_requested",
+                "2026-11-05T09:00:00+01:00",
+                {"email": "Erase.Me@example.no"},
+                channel="support",
+            )
+        ]
+    )
+    idle(loom)
+    assert loom.profiles() == {}
+    assert not loom.redis.exists(f"{loom.root}:profile:{pid}")
+    changes = decoded(loom, loom.settings.topics.profile_changes)
+    assert [v for k, v in changes if k == pid][-1] is None  # the last word on pid: tombstone
+    erasures = decoded(loom, loom.settings.topics.erasures)
+    assert [(k, v["profile_id"], v["event_id"]) for k, v in erasures] == [(pid, pid, "e-erase")]
+    assert erasures[0][1]["identifiers_suppressed"] >= 3
+    assert loom.stats().get("erasures") == 1
+    on_hand = loom.stock("SKU-C")["locations"]["oslo-1"]["on_hand"]  # type: ignore[index]
+
+    # the shopper comes back to the till with the loyalty card (and a new card token)
+    loom.produce(
+        [
+            order(
+                "e-late",
+                "2026-11-06T12:00:00+01:00",
+                {"loyalty_id": "L-erase", "card_token": "tok-new-card"},
+                consent=ALL,
+            )
+        ]
+    )
+    idle(loom)
+    stock = loom.stock("SKU-C")
+    assert stock is not None
+    assert stock["locations"]["oslo-1"]["on_hand"] == on_hand - 1
+    assert loom.profiles() == {}
+    # no identifier record was rebuilt either, not even for the new card token
+    for key in (
+        "email:erase.me@example.no",
+        "phone:+4791234567",
+        "loyalty_id:L-erase",
+        "card_token:tok-new-card",
+    ):
+        assert loom.redis.hget(f"{loom.root}:id:{key}", "p") is None, key
+    assert loom.stats().get("suppressed_events") == 1
+    # and a replay of the whole history changes nothing
+    loom.produce(browsing("e", ids, consent=ALL))
+    idle(loom)
+    assert loom.profiles() == {}
+
+
+@pytest.mark.parametrize("update_first", [False, True], ids=["update-last", "update-first"])
+def test_a_later_consent_grant_does_not_legitimise_earlier_events(
+    loom: Loom, update_first: bool
+) -> None:
+    """DE visitor, no consent at 10:00-15:00; grants everything at 18:00. Whether the grant is
+    processed after the earlier events or before them (they arrive late), their data stays
+    out; an event after the grant counts."""
+    loom.start_worker()
+    ids = {"customer_id": "C-late", "email": "late@example.de"}
+    early = browsing("l", ids, region="DE")
+    grant = ev(
+        "l-grant",
+        "consent_updated",
+        "2026-11-02T18:00:00+01:00",
+        {"customer_id": "C-late"},
+        region="DE",
+        consent=ALL,
+    )
+    first, second = ([grant], early) if update_first else (early, [grant])
+    loom.produce(first)
+    idle(loom)
+    loom.produce(second)
+    idle(loom)
+    p = only_profile(loom)
+    assert all(p["consent"][purpose]["granted"] is True for purpose in PURPOSE_GATES)
+    held = unmasked(loom, p["profile_id"])
+    for view in (p, held):
+        assert (
+            view["orders_online"],
+            view["orders_in_store"],
+            view["revenue"],
+            view["last_order"],
+            view["returns"]["count"],
+        ) == (0, 0, {}, None, 0)
+        assert view["category_affinities"] == {}
+        assert view["preferences"] == {}
+        assert [a for a in view["recent_activity"] if a["event_id"].startswith("l-")] == []
+        assert view["first_seen"] is None or view["first_seen"] >= "2026-11-02T17:00:00"
+    audit = [v for _, v in decoded(loom, loom.settings.topics.consent_audit)]
+    reasons = {
+        r["reason"]
+        for r in audit
+        if r["event_id"] in {e["event_id"] for e in early} and r["purpose"] == "analytics"
+    }
+    assert reasons <= {"region_default", "late_grant"}
+    assert "allow" not in {
+        r["decision"] for r in audit if r["event_id"] == "l-3" and r["purpose"] != "necessary"
+    }
+
+    # after the grant, the same shopper's next purchase is counted (the grant is real)
+    loom.produce(
+        [order("l-after", "2026-11-03T12:00:00+01:00", {"customer_id": "C-late"}, region="DE")]
+    )
+    idle(loom)
+    p = only_profile(loom)
+    assert (p["orders_in_store"], p["revenue"]) == (1, {"EUR": "250.00"})
+
+
+# --- a simulated day --------------------------------------------------------------------------
+
+
+def simulated(n: int) -> list[dict[str, Any]]:
+    sim = Simulator(seed=20261122, customers=250, stores=3)
+    return [touchpoint_to_json(tp) for tp in itertools.islice(sim.events(), n)]
+
+
+def phone_forms(raw: str) -> set[str]:
+    digits = re.sub(r"\D", "", raw)
+    return {raw, f"+{digits}", digits} if len(digits) >= 7 else {raw}
+
+
+def test_no_snapshot_of_a_simulated_run_leaks_and_the_audit_holds_no_identifiers(
+    loom: Loom,
+) -> None:
+    events = simulated(2500)
+    types = {e["type"] for e in events}
+    assert {"consent_updated", "pos_sale", "order_completed", "page_view"} <= types
+    loom.start_worker()
+    loom.start_worker()
+    loom.produce(events)
+    idle(loom, timeout=240)
+
+    # every version of every profile ever announced, and the final documents in Redis
+    announced = [v for _, v in decoded(loom, loom.settings.topics.profile_changes)]
+    snapshots = [v for v in announced if v is not None and "consent" in v]
+    final = loom.profiles()
+    assert len(final) > 50
+    assert len(snapshots) >= len(final)
+    found = {
+        (s["profile_id"], s["version"], leak)
+        for s in [*snapshots, *final.values()]
+        for leak in leaks(s)
+    }
+    assert not found, sorted(found)[:20]
+
+    # consent state drives the data, not just the mask: a purpose currently denied holds no
+    # data in the store (purged on revocation, never collected after)
+    denied_seen = 0
+    for pid, snap in final.items():
+        held = unmasked(loom, pid)
+        for purpose, names in PURPOSE_GATES.items():
+            if explicitly_denied(snap["consent"], purpose):
+                denied_seen += 1
+                assert fields_of(held, names) == empty(names), (pid, purpose)
+    assert denied_seen > 0  # the run exercised denials
+
+    # the audit topic carries ids, purposes and reasons, never an email or a phone number
+    emails: set[str] = set()
+    phones: set[str] = set()
+    for e in events:
+        ids = e.get("identifiers", {})
+        if ids.get("email"):
+            emails |= {ids["email"], ids["email"].strip().lower()}
+        if ids.get("phone"):
+            phones |= phone_forms(ids["phone"])
+    assert len(emails) > 20
+    assert len(phones) > 20
+    audit = loom.topic_records(loom.settings.topics.consent_audit)
+    assert len(audit) > len(events)  # one record per purpose per evaluated event
+    blob = b"\n".join((m.key() or b"") + b" " + (m.value() or b"") for m in audit).lower()
+    leaked = [s for s in emails | phones if len(s) >= 7 and s.lower().encode() in blob]
+    assert not leaked, leaked[:10]
+    assert b"@" not in blob
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: data collected under a region default grant (US analytics/personalization) "
+    "is stored but never shown: batch._profile_write masks the snapshot with "
+    "ConsentState.summary(), which holds recorded changes only (defaults are never stored), "
+    "and profile.snapshot fails closed on a purpose missing from that map",
+)
+def test_a_us_visitor_without_a_cmp_map_shows_the_analytics_the_region_default_allows(
+    loom: Loom,
+) -> None:
+    """DESIGN: opt-out regions (US) allow analytics and personalization by default."""
+    loom.start_worker()
+    loom.produce(browsing("usd", {"anonymous_id": "dev-us-default"}, region="US"))
+    idle(loom)
+    p = only_profile(loom)
+    held = unmasked(loom, p["profile_id"])
+    assert (held["orders_online"], held["orders_in_store"]) == (1, 1)  # collected (allowed)
+    assert held["ad_identifiers"] == []
+    assert held["audiences"] == []
+    assert (p["orders_online"], p["orders_in_store"]) == (1, 1)  # and shown to readers
+    assert p["category_affinities"] != {}
