@@ -75,10 +75,44 @@ def profile_id_for(event_id: str, n: int) -> str:
 
 @dataclass
 class ProfileData:
-    """The non-identity parts of a stored profile."""
+    """The non-identity parts of a stored profile.
+
+    ``region`` is the latest region its events carried (by event time): the jurisdiction whose
+    defaults apply to purposes the person never chose explicitly.
+    """
 
     aggregate: profile.ProfileAggregate
     consent: consent_policy.ConsentState
+    region: str | None = None
+    region_at: datetime | None = None
+
+    def observe_region(self, region: str | None, at: datetime) -> None:
+        if region and (self.region_at is None or at >= self.region_at):
+            self.region, self.region_at = region, at
+
+    def merged_with(self, other: ProfileData) -> ProfileData:
+        merged = ProfileData(
+            profile.merge(self.aggregate, other.aggregate),
+            consent_policy.merge_states(self.consent, other.consent),
+            self.region,
+            self.region_at,
+        )
+        if other.region_at is not None:
+            merged.observe_region(other.region, other.region_at)
+        return merged
+
+    def effective_consent(
+        self, policy: consent_policy.ConsentPolicy
+    ) -> dict[str, dict[str, object]]:
+        """Recorded choices, plus the region's defaults for purposes never chosen."""
+        out = self.consent.summary()
+        granted = policy.default_for(self.region)
+        for purpose in consent_policy.CONSENT_PURPOSES:
+            out.setdefault(
+                purpose.value,
+                {"granted": purpose in granted, "at": None, "source": "default"},
+            )
+        return out
 
 
 @dataclass
@@ -121,9 +155,12 @@ class BatchState:
             elif ref.kind is Kind.PROFILE and "s" in entity.fields:
                 state = orjson.loads(entity.fields["s"])
                 identities[ref.name] = ProfileIdentity.from_dict(state["identity"])
+                region_at = state.get("region_at")
                 profiles[ref.name] = ProfileData(
                     profile.ProfileAggregate.from_dict(state["aggregate"]),
                     consent_policy.ConsentState.from_dict(state["consent"]),
+                    state.get("region"),
+                    datetime.fromisoformat(region_at) if region_at else None,
                 )
             elif ref.kind is Kind.STOCK:
                 stocks[ref.name] = inventory.SkuStock.from_dict(orjson.loads(entity.fields["s"]))
@@ -309,7 +346,7 @@ class BatchState:
             data.aggregate,
             profile_id=pid,
             identifiers={t: list(vs) for t, vs in ident.identifiers.items()},
-            consent=data.consent.summary(),
+            consent=data.effective_consent(self.ctx.policy),
             merged_from=list(ident.merged_from),
             version=version,
         )
@@ -319,6 +356,8 @@ class BatchState:
             "identity": ident.to_dict(),
             "aggregate": data.aggregate.to_dict(),
             "consent": data.consent.to_dict(),
+            "region": data.region,
+            "region_at": data.region_at.isoformat() if data.region_at else None,
         }
         self.publish(self.ctx.topics.profile_changes, pid, snap)
         self.streams.append(

@@ -47,6 +47,7 @@ def run(event: Event, state: BatchState) -> Ok:
     )
     if data is not None and pid is not None:
         data.consent = decision.new_state
+        data.observe_region(tp.region, tp.occurred_at)
         for purpose in sorted(decision.revoked):
             data.aggregate = profile.purge(data.aggregate, purpose.value)
             state.count(f"consent_purged:{purpose.value}")

@@ -8,9 +8,8 @@ salted hashes, never raw).
 
 from __future__ import annotations
 
-from resolvers import consent as consent_policy
-from resolvers import identity, profile
-from resolvers.batch import BatchState, ProfileData, hashed, profile_id_for
+from resolvers import identity
+from resolvers.batch import BatchState, hashed, profile_id_for
 from resolvers.steps import Event, Ok
 
 NAME = "resolve"
@@ -101,7 +100,4 @@ def _merge(state: BatchState, survivor: str, absorbed: str) -> None:
     state.dirty_profiles.discard(absorbed)
     if b is None:
         return
-    state.profiles[survivor] = ProfileData(
-        profile.merge(a.aggregate, b.aggregate),
-        consent_policy.merge_states(a.consent, b.consent),
-    )
+    state.profiles[survivor] = a.merged_with(b)

@@ -220,7 +220,11 @@ def test_an_eea_visitor_without_consent_leaves_no_behavioural_data(loom: Loom, r
     assert p["traits"]["first_name"] == "Kari"
     gated = frozenset().union(*PURPOSE_GATES.values())
     assert fields_of(p, gated) == empty(gated)
-    assert p["consent"] == {}  # nothing was granted, and defaults are not stored
+    # nothing was granted: every purpose shows the opt-in region's default denial
+    assert p["consent"] == {
+        purpose: {"granted": False, "at": None, "source": "default"}
+        for purpose in ("analytics", "personalization", "marketing", "ads")
+    }
     # not just hidden: nothing behavioural was ever stored
     assert fields_of(unmasked(loom, p["profile_id"]), gated) == empty(gated)
     # the operational fact still flowed: the in-store sale moved stock
@@ -526,13 +530,6 @@ def test_no_snapshot_of_a_simulated_run_leaks_and_the_audit_holds_no_identifiers
     assert b"@" not in blob
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: data collected under a region default grant (US analytics/personalization) "
-    "is stored but never shown: batch._profile_write masks the snapshot with "
-    "ConsentState.summary(), which holds recorded changes only (defaults are never stored), "
-    "and profile.snapshot fails closed on a purpose missing from that map",
-)
 def test_a_us_visitor_without_a_cmp_map_shows_the_analytics_the_region_default_allows(
     loom: Loom,
 ) -> None:

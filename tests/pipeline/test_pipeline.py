@@ -404,3 +404,22 @@ def test_default_region_normalizes_phones_of_events_without_one(store: InMemoryS
         [record(event | {"event_id": "reg2"})], other, make_context, max_bytes=65536, config=DEFAULT
     )
     assert profiles(other) == {}
+
+
+def test_region_default_grants_show_in_the_snapshot(run: Runner, store: InMemoryStore) -> None:
+    us = sale("us1", "2026-11-20T11:00:00-05:00", {"loyalty_id": "L-US"}) | {
+        "region": "US",
+        "consent": None,
+    }
+    eu = sale("eu9", "2026-11-20T11:00:00+01:00", {"loyalty_id": "L-EU"}) | {
+        "region": "DE",
+        "consent": None,
+    }
+    run([us, eu])
+    by_loyalty = {p["identifiers"]["loyalty_id"][0]: p for p in profiles(store).values()}
+    us_p, eu_p = by_loyalty["L-US"], by_loyalty["L-EU"]
+    assert us_p["orders_in_store"] == 1
+    assert us_p["consent"]["analytics"] == {"granted": True, "at": None, "source": "default"}
+    assert us_p["consent"]["ads"]["granted"] is False
+    assert eu_p["orders_in_store"] == 0
+    assert eu_p["consent"]["analytics"]["granted"] is False
