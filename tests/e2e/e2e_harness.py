@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import pytest
 import redis
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from streams.producer import TouchpointProducer
 from streams.settings import LoomSettings, Topics
@@ -124,8 +124,11 @@ class Loom:
         """Until every produced record is committed by the group (and the relay ran)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.lag() == 0:
-                return
+            try:
+                if self.lag() == 0:
+                    return
+            except KafkaException:  # new topics may still be electing partition leaders
+                pass
             for proc in self.workers:
                 if proc.poll() is not None and proc.returncode not in (0, -9, -15):
                     pytest.fail(f"worker died ({proc.returncode}):\n{self.logs()}")
