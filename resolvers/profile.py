@@ -62,6 +62,8 @@ from decimal import (
 from types import MappingProxyType
 from typing import Any, Final
 
+from resolvers.consent import PURPOSE_GATES as _CONSENT_GATES
+
 __all__ = [
     "EMPTY_PROFILE",
     "PURPOSE_GATES",
@@ -83,29 +85,10 @@ __all__ = [
     "with_audiences",
 ]
 
-#: Which snapshot fields each consent purpose gates. Same content as ``resolvers.consent``.
+#: Which snapshot fields each consent purpose gates, keyed by purpose name. The one definition
+#: is ``resolvers.consent.PURPOSE_GATES``; this is its string-keyed view.
 PURPOSE_GATES: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
-    {
-        "analytics": frozenset(
-            {
-                "first_seen",
-                "last_seen",
-                "channels",
-                "shopping_mode",
-                "orders_online",
-                "orders_in_store",
-                "revenue",
-                "average_order_value",
-                "last_order",
-                "preferred_payment_method",
-                "preferred_store",
-                "returns",
-            }
-        ),
-        "personalization": frozenset({"category_affinities", "recent_activity", "preferences"}),
-        "marketing": frozenset({"reachable", "audiences"}),
-        "ads": frozenset({"ad_identifiers"}),
-    }
+    {purpose.value: fields for purpose, fields in _CONSENT_GATES.items()}
 )
 
 #: Event types that count as a purchase (order facts with ``is_return`` false).
