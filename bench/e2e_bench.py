@@ -1,6 +1,6 @@
 """End-to-end benchmark: real Kafka, real Redis, real ``loom worker`` processes.
 
-    python -m bench.e2e_bench [--events 50000] [--workers 1,2] [--rate 1000] [--seconds 30]
+    python -m bench.e2e_bench [--events 50000] [--workers 1,2] [--rates 1000,250] [--seconds 30]
 
 Every run is an isolated deployment (unique topics with 6 partitions, consumer group and Redis
 prefix, all deleted afterwards) on the brokers named by ``LOOM_KAFKA_BOOTSTRAP`` /
@@ -16,15 +16,16 @@ followed by one marker event per partition. Two figures:
 * produced-to-committed: until the group's committed offsets equal the end offsets (lag 0).
   faust commits every second, so this includes up to ~1 s of commit interval.
 
-Latency (``latency``): one worker, a steady ``--rate`` for ``--seconds``. 1 in ``--sample`` POS
-sales is a probe: its first order line gets a unique SKU (seeded beforehand with a stock count
-so the sale does not oversell). A reader thread blocks on the inventory change stream
-(``XREAD BLOCK`` on ``P:v1:changes:inventory``) and notes when each probe SKU appears: the
-POS-sale-to-inventory-visible latency, measured from just before ``produce()`` (the record's
-Kafka create timestamp) to the moment a downstream reader sees the change. The worker's own
-``loom_event_to_snapshot_seconds`` histogram (create timestamp -> batch done, including the
-outbox relay) is read from ``/metrics`` before and after the steady phase; quantiles are
-estimated from its buckets by linear interpolation (Prometheus ``histogram_quantile`` style).
+Latency (``latency``): one worker, a steady rate (each of ``--rates``) for ``--seconds``.
+1 in ``--sample`` POS sales is a probe: its first order line gets a unique SKU (seeded
+beforehand with a stock count so the sale does not oversell). A reader thread blocks on the
+inventory change stream (``XREAD BLOCK`` on ``P:v1:changes:inventory``) and notes when each
+probe SKU appears: the POS-sale-to-inventory-visible latency, measured from just before
+``produce()`` (the record's Kafka create timestamp) to the moment a downstream reader sees the
+change. The worker's own ``loom_event_to_snapshot_seconds`` histogram (create timestamp ->
+batch done, including the outbox relay) is read from ``/metrics`` before and after the steady
+phase; quantiles are estimated from its buckets by linear interpolation (like Prometheus'
+``histogram_quantile``).
 """
 
 from __future__ import annotations
@@ -315,7 +316,8 @@ def throughput(
             time.sleep(0.05)
         if visible is None or committed is None:
             raise TimeoutError("backlog not processed within 600 s")
-        hist = histogram_delta(before, dep.metrics(), "loom_batch_size")
+        after = dep.metrics()
+        hist = histogram_delta(before, after, "loom_batch_size")
         result = {
             "workers": workers,
             "events": events,
@@ -329,6 +331,9 @@ def throughput(
             "events_per_s_committed": round(events / (committed - started), 1),
             "mean_batch_size": round(hist["sum"] / hist["count"], 1) if hist["count"] else None,
             "batches": int(hist["count"]),
+            "commit_conflicts": int(
+                counter(after, "loom_commit_conflicts") - counter(before, "loom_commit_conflicts")
+            ),
         }
         say(
             f"throughput {workers} worker(s): {result['events_per_s_visible']:,.0f} events/s "
@@ -486,6 +491,17 @@ def histogram(text: str, name: str) -> dict[str, Any]:
     return {"buckets": buckets, "sum": total, "count": count}
 
 
+def counter(text: str, name: str) -> float:
+    """Sum of a counter (family name without ``_total``) over every exposition in ``text``."""
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        if family.name == name
+        for s in family.samples
+        if s.name == f"{name}_total"
+    )
+
+
 def histogram_delta(before: str, after: str, name: str) -> dict[str, Any]:
     a, b = histogram(before, name), histogram(after, name)
     return {
@@ -532,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.e2e_bench", description=__doc__)
     parser.add_argument("--events", type=int, default=50_000, help="backlog size (50000)")
     parser.add_argument("--workers", default="1,2", help="worker counts to run (1,2)")
-    parser.add_argument("--rate", type=float, default=1000.0, help="latency phase events/s")
+    parser.add_argument("--rates", default="1000,250", help="latency phase events/s, each run")
     parser.add_argument("--seconds", type=float, default=30.0, help="latency phase length")
     parser.add_argument("--sample", type=int, default=20, help="1 in N POS sales is a probe")
     args = parser.parse_args(argv)
@@ -541,10 +557,11 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = {"throughput": []}
     for n in (int(w) for w in args.workers.split(",") if w):
         out["throughput"].append(throughput(kafka, url, events=args.events, workers=n)[0])
-    if args.seconds > 0:
-        out["latency"] = latency(
-            kafka, url, rate=args.rate, seconds=args.seconds, sample=args.sample
-        )
+    out["latency"] = [
+        latency(kafka, url, rate=float(r), seconds=args.seconds, sample=args.sample)
+        for r in args.rates.split(",")
+        if r and args.seconds > 0
+    ]
     print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
     return 0
 
