@@ -23,6 +23,7 @@ from resolvers import identity, inventory, profile
 from resolvers.identity import ProfileIdentity
 from resolvers.identity_rules import IdentityRules
 from resolvers.store import (
+    HELD_FIELD,
     Commit,
     Entity,
     Kind,
@@ -365,7 +366,8 @@ class BatchState:
                 "profiles", {"id": pid.encode(), "op": b"upsert", "version": str(version).encode()}
             )
         )
-        return Write(ref, version, {"d": _dumps(snap), "s": _dumps(state)})
+        held = _dumps([i.key for i in ident.all_identifiers()])
+        return Write(ref, version, {"d": _dumps(snap), "s": _dumps(state), HELD_FIELD: held})
 
 
 def _utc_text(at: datetime) -> str:

@@ -22,6 +22,7 @@ pure: :class:`InMemoryStore` is the reference implementation the contract tests 
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -159,6 +160,10 @@ MAX_REDIRECT_HOPS = 8
 
 #: The fields ``load`` returns per kind: what compute needs. Snapshots (``d``) are for readers
 #: and are never loaded, so both implementations return exactly these.
+#: Profile field listing (JSON) the identifier keys a profile holds: ``load`` returns their
+#: records along with the profile, so a merge can re-point them without a second round trip.
+HELD_FIELD = "i"
+
 LOADED_FIELDS: Mapping[Kind, frozenset[str]] = {
     Kind.IDENTIFIER: frozenset({"p", "s"}),
     Kind.PROFILE: frozenset({"s", "r"}),
@@ -208,7 +213,13 @@ class InMemoryStore:
         for pid in pids:
             resolved = self._resolve_profile(pid)
             ref = profile_ref(resolved)
-            out[ref] = _loaded(ref, self.entities.get(ref, ABSENT))
+            stored = self.entities.get(ref, ABSENT)
+            out[ref] = _loaded(ref, stored)
+            # the identifiers a profile holds load too (a merge re-points them)
+            for key in json.loads(stored.fields.get(HELD_FIELD, b"[]")):
+                held = identifier_ref(key)
+                if held not in out:
+                    out[held] = _loaded(held, self.entities.get(held, ABSENT))
         for sku in request.stocks:
             ref = stock_ref(sku)
             out[ref] = _loaded(ref, self.entities.get(ref, ABSENT))

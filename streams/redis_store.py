@@ -8,8 +8,9 @@ key                                type    contents
 =================================  ======  ==================================================
 ``P:v1:id:{type}:{value}``         hash    ``v`` version, ``p`` profile id, ``s`` record JSON
 ``P:v1:profile:{id}``              hash    ``v``, ``d`` snapshot JSON (what readers use),
-                                           ``s`` internal state; or ``r`` = survivor id when
-                                           the profile was merged away (a redirect)
+                                           ``s`` internal state, ``i`` JSON list of the
+                                           identifier keys it holds; or ``r`` = survivor id
+                                           when the profile was merged away (a redirect)
 ``P:v1:profile-index``             set     ids of live profiles (for export)
 ``P:v1:stock:{sku}``               hash    ``v``, ``d`` snapshot JSON, ``s`` internal state
 ``P:v1:stock-index``               set     every sku with a snapshot
@@ -143,8 +144,8 @@ class RedisStore:
         ]
         ids, profiles, stocks, seen, suppressed = self._load(keys=[], args=args)
         entities: dict[Ref, Entity] = {}
-        for key, (v, p, s) in zip(request.identifiers, ids, strict=True):
-            entities[identifier_ref(key)] = (
+        for key, v, p, s in ids:
+            entities[identifier_ref(key.decode())] = (
                 Entity(_version(v), _fields(("p", "s"), (p, s))) if v else ABSENT
             )
         for pid, v, s, r in profiles:

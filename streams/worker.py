@@ -2,14 +2,18 @@
 
 Per batch, in this order (the commit order that makes at-least-once safe):
 
-1. ``run_batch``     pure pipeline + one atomic Redis commit (idempotent by event id);
+1. ``run_batch``     pure pipeline + one atomic Redis commit (idempotent by event id); the
+                     commit also appends the batch's Kafka records to the Redis outbox;
 2. dead letters      produced to the DLQ and flushed;
-3. outbox relay      records the commit wrote to the Redis outbox are produced and flushed,
-                     then acknowledged in Redis (a crash in between re-sends them: at least
-                     once, never lost);
-4. offsets           faust acks the batch's events only after all of the above returned.
+3. offsets           faust acks the batch's events only after both returned.
 
-Redis or Kafka being unavailable raises inside step 1-3: the batch is retried with capped
+Beside the agent, the outbox relay (a task with its own producer) moves outbox records to
+Kafka: it produces them, waits for delivery, then acknowledges them in Redis, so a crash in
+between re-sends them (at least once, never lost). It runs off the batch path because the
+records are already durable in Redis once the commit returned; the agent wakes it after each
+batch.
+
+Redis or Kafka being unavailable raises inside steps 1-2: the batch is retried with capped
 exponential backoff and its offsets are not committed meanwhile. A cancellation (shutdown,
 rebalance) waits for the in-flight batch to finish, because faust acks the events of a
 ``take_events`` batch as soon as the agent leaves it.
@@ -18,6 +22,7 @@ rebalance) waits for the in-flight batch to finish, because faust acks the event
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -167,7 +172,7 @@ class Runtime:
         )
 
     def process(self, records: Sequence[RawRecord]) -> BatchResult:
-        """One batch, synchronously: pipeline + commit, DLQ, relay. Raises if retryable."""
+        """One batch, synchronously: pipeline + commit, then DLQ. Raises if retryable."""
         m = self.metrics
         started = time.perf_counter()
         result = run_batch(
@@ -198,7 +203,6 @@ class Runtime:
             if self.producer.flush(30):
                 raise KafkaException("DLQ records not delivered")
             self.redis.hincrby(self.store.keys.stats, "dlq", len(result.dead_letters))
-        self.relay.relay()
         self._observe(records, result)
         return result
 
@@ -229,15 +233,14 @@ def build_runtime(settings: LoomSettings, *, registry: Any = None) -> Runtime:
     from prometheus_client import CollectorRegistry
 
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
-    producer = Producer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 5,
-            "compression.type": "lz4",
-        }
-    )
+    producer_config = {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+    }
+    producer = Producer(producer_config)  # DLQ; the relay has its own
     base_rules = load_rules(settings.identity_rules_file) if settings.identity_rules_file else None
     rules = _with_blocklist(base_rules)
     policy = load_policy(settings.consent_config_file) if settings.consent_config_file else None
@@ -248,7 +251,7 @@ def build_runtime(settings: LoomSettings, *, registry: Any = None) -> Runtime:
         store=store,
         redis=client,
         producer=producer,
-        relay=OutboxRelay(client, producer, store.keys.outbox, consumer_name),
+        relay=OutboxRelay(client, Producer(producer_config), store.keys.outbox, consumer_name),
         metrics=WorkerMetrics.create(registry or CollectorRegistry()),
         rules=rules,
         policy=policy or ConsentPolicy(),
@@ -297,6 +300,24 @@ async def process_with_retry(runtime: Runtime, records: Sequence[RawRecord]) -> 
             delay = min(delay * 2, runtime.settings.retry_backoff_max_s)
 
 
+async def relay_forever(rt: Runtime, wakeup: asyncio.Event, *, idle_s: float = 0.25) -> None:
+    """Relay the outbox to Kafka until cancelled: after each commit, or every ``idle_s``."""
+    delay = 0.1
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wakeup.wait(), timeout=idle_s)
+        wakeup.clear()
+        try:
+            await asyncio.to_thread(rt.relay.relay)
+            delay = 0.1
+        except RETRYABLE as exc:
+            log.warning(
+                "outbox relay failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, rt.settings.retry_backoff_max_s)
+
+
 def create_app(settings: LoomSettings, runtime: Runtime | None = None) -> faust.App:
     """Build the faust app and its agent. Nothing happens at import time."""
     app = faust.App(
@@ -316,12 +337,19 @@ def create_app(settings: LoomSettings, runtime: Runtime | None = None) -> faust.
     raw = app.topic(settings.topics.raw, value_serializer="raw", key_serializer="raw")
     rt = runtime or build_runtime(settings)
 
+    committed = asyncio.Event()
+
     @app.agent(raw, concurrency=1)
     async def touchpoints(stream: Any) -> None:
         async for events in stream.take_events(
             settings.batch_size, within=settings.batch_timeout_s
         ):
             await process_with_retry(rt, [_raw_record(e) for e in events])
+            committed.set()
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def relay_outbox() -> None:
+        await relay_forever(rt, committed)
 
     return app
 

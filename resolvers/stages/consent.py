@@ -2,8 +2,9 @@
 
 Never fails open: the policy (``resolvers.consent``) denies whatever it cannot establish as
 granted. A revocation purges the purpose's data from the profile in this same batch commit.
-Every denial is counted and audited on ``consent.audit`` (ids, purpose, decision, reason,
-policy version; no identifiers or traits).
+Every denial and purge is counted and audited on ``consent.audit``: one record per event that
+had any, listing each purpose's decision, reason and source, with the event id, profile id and
+policy version (no identifiers or traits). Allowed purposes are not audited.
 """
 
 from __future__ import annotations
@@ -54,10 +55,26 @@ def run(event: Event, state: BatchState) -> Ok:
         state.touch_profile(pid)
     for purpose, reason in sorted(decision.denied.items()):
         state.count(f"consent_denied:{purpose.value}:{reason}")
-    for record in decision.audit:
+    redactions = [r for r in decision.audit if r.decision is not policy.Decision.ALLOW]
+    if redactions:
+        first = redactions[0]
         state.publish(
             state.ctx.topics.consent_audit,
             pid,
-            {**record.to_dict(), "profile_id": pid},
+            {
+                "event_id": tp.event_id,
+                "profile_id": pid,
+                "policy_version": first.policy_version,
+                "decided_at": first.decided_at.isoformat(),
+                "decisions": [
+                    {
+                        "purpose": r.purpose.value,
+                        "decision": r.decision.value,
+                        "reason": r.reason.value,
+                        "source": r.source,
+                    }
+                    for r in redactions
+                ],
+            },
         )
     return Ok(event.evolve(purposes=frozenset(p.value for p in decision.allowed)))

@@ -354,6 +354,27 @@ def test_redirects_stop_at_the_hop_limit(store: Harness) -> None:
     assert profiles == {stop: Entity(2, {"r": refs[MAX_REDIRECT_HOPS + 1].name.encode()})}
 
 
+def test_load_returns_the_identifiers_a_profile_holds(store: Harness) -> None:
+    held = b'["email:a@x.no", "phone:+4791234567", "anonymous_id:d1"]'
+    assert store.store.commit(
+        Commit(
+            {},
+            ("e1",),
+            writes=(
+                w(identifier_ref("email:a@x.no"), 1, p="P1", s="{}"),
+                w(identifier_ref("phone:+4791234567"), 1, p="P1", s="{}"),
+                w(profile_ref("P1"), 1, s="{}", d="{}", i=held),
+            ),
+        )
+    ).ok
+    loaded = store.store.load(LoadRequest(identifiers=("email:a@x.no",)))
+    assert loaded.get(identifier_ref("phone:+4791234567")) == Entity(1, {"p": b"P1", "s": b"{}"})
+    # a held key without a record loads as absent, and the profile itself comes without i
+    assert identifier_ref("anonymous_id:d1") in loaded.entities
+    assert not loaded.get(identifier_ref("anonymous_id:d1")).exists
+    assert loaded.get(profile_ref("P1")) == Entity(1, {"s": b"{}"})
+
+
 def test_suppression_membership(store: Harness) -> None:
     assert store.store.commit(Commit({}, ("e1",), suppress=("h1", "h2"))).ok
     assert store.store.commit(Commit({}, ("e2",), suppress=("h2", "h3"))).ok
