@@ -10,8 +10,8 @@ from a fresh load, so nothing here needs undoing.
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -66,6 +66,63 @@ class Context:
     now: datetime
     ledger: inventory.LedgerPolicy = inventory.DEFAULT_POLICY
     default_region: str | None = None  # for phone numbers of events without a region
+    cache: DecodeCache | None = None  # decoded entities shared across a worker's batches
+
+
+class DecodeCache:
+    """Decoded entity state by exact stored bytes, shared across one worker's batches.
+
+    Hot entities (a busy SKU's ledger, a returning customer) are loaded again and again; when
+    the bytes are identical the decoded value is too, so it is reused instead of parsed. Only
+    immutable values are cached. Bounded: the oldest entries go first.
+    """
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[Ref, tuple[bytes, Any]] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def get(self, ref: Ref, raw: bytes, decode: Callable[[bytes], Any]) -> Any:
+        cached = self._entries.get(ref)
+        if cached is not None and cached[0] == raw:
+            self.hits += 1
+            self._entries.move_to_end(ref)
+            return cached[1]
+        self.misses += 1
+        value = decode(raw)
+        self._entries[ref] = (raw, value)
+        self._entries.move_to_end(ref)
+        if len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+        return value
+
+
+def _decode_identifier(raw: bytes) -> identity.IdentifierRecord:
+    return identity.IdentifierRecord.from_dict(orjson.loads(raw))
+
+
+def _decode_profile(
+    raw: bytes,
+) -> tuple[
+    ProfileIdentity,
+    profile.ProfileAggregate,
+    consent_policy.ConsentState,
+    str | None,
+    datetime | None,
+]:
+    state = orjson.loads(raw)
+    region_at = state.get("region_at")
+    return (
+        ProfileIdentity.from_dict(state["identity"]),
+        profile.ProfileAggregate.from_dict(state["aggregate"]),
+        consent_policy.ConsentState.from_dict(state["consent"]),
+        state.get("region"),
+        datetime.fromisoformat(region_at) if region_at else None,
+    )
+
+
+def _decode_stock(raw: bytes) -> inventory.SkuStock:
+    return inventory.SkuStock.from_dict(orjson.loads(raw))
 
 
 def profile_id_for(event_id: str, n: int) -> str:
@@ -144,27 +201,25 @@ class BatchState:
         identities: dict[str, ProfileIdentity] = {}
         profiles: dict[str, ProfileData] = {}
         stocks: dict[str, inventory.SkuStock] = {}
+        cache = ctx.cache or DecodeCache(max_entries=0)
+
         for ref, entity in loaded.entities.items():
             versions[ref] = entity.version
             if not entity.exists:
                 continue
             if ref.kind is Kind.IDENTIFIER:
                 id_type, _, value = ref.name.partition(":")
-                id_records[Identifier(id_type, value)] = identity.IdentifierRecord.from_dict(
-                    orjson.loads(entity.fields["s"])
+                id_records[Identifier(id_type, value)] = cache.get(
+                    ref, entity.fields["s"], _decode_identifier
                 )
             elif ref.kind is Kind.PROFILE and "s" in entity.fields:
-                state = orjson.loads(entity.fields["s"])
-                identities[ref.name] = ProfileIdentity.from_dict(state["identity"])
-                region_at = state.get("region_at")
-                profiles[ref.name] = ProfileData(
-                    profile.ProfileAggregate.from_dict(state["aggregate"]),
-                    consent_policy.ConsentState.from_dict(state["consent"]),
-                    state.get("region"),
-                    datetime.fromisoformat(region_at) if region_at else None,
+                ident, aggregate, consent, region, region_at = cache.get(
+                    ref, entity.fields["s"], _decode_profile
                 )
+                identities[ref.name] = ident
+                profiles[ref.name] = ProfileData(aggregate, consent, region, region_at)
             elif ref.kind is Kind.STOCK:
-                stocks[ref.name] = inventory.SkuStock.from_dict(orjson.loads(entity.fields["s"]))
+                stocks[ref.name] = cache.get(ref, entity.fields["s"], _decode_stock)
         return cls(
             ctx=ctx,
             versions=versions,

@@ -28,7 +28,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,7 +36,7 @@ import faust
 import redis
 from confluent_kafka import KafkaException, Producer
 
-from resolvers.batch import Context, TopicNames
+from resolvers.batch import Context, DecodeCache, TopicNames
 from resolvers.consent import ConsentPolicy, load_policy
 from resolvers.identity_rules import IdentityRules, load_rules
 from resolvers.pipeline import BatchResult, CommitConflictError, run_batch
@@ -152,6 +152,7 @@ class Runtime:
     rules: IdentityRules
     policy: ConsentPolicy
     clock: Callable[[], datetime]
+    decode_cache: DecodeCache = field(default_factory=DecodeCache)
 
     def context(self) -> Context:
         t = self.settings.topics
@@ -169,6 +170,7 @@ class Runtime:
             salt=self.settings.suppression_salt.get_secret_value().encode(),
             now=self.clock(),
             default_region=self.settings.default_region,
+            cache=self.decode_cache,
         )
 
     def process(self, records: Sequence[RawRecord]) -> BatchResult:

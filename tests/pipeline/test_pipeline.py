@@ -423,3 +423,31 @@ def test_region_default_grants_show_in_the_snapshot(run: Runner, store: InMemory
     assert us_p["consent"]["ads"]["granted"] is False
     assert eu_p["orders_in_store"] == 0
     assert eu_p["consent"]["analytics"]["granted"] is False
+
+
+def test_decode_cache_changes_nothing_but_the_work(run: Runner) -> None:
+    from dataclasses import replace
+
+    from pipeline_helpers import make_context, record
+
+    from resolvers.batch import DecodeCache
+    from resolvers.pipeline import run_batch
+    from schemas.normalize import DEFAULT
+
+    cache = DecodeCache()
+    plain, cached = InMemoryStore(), InMemoryStore()
+    events = [
+        *JOURNEY,
+        *[sale(f"x{i}", "2026-11-06T12:00:00+01:00", {"loyalty_id": "LOY-9"}) for i in range(3)],
+    ]
+    for event in events:  # one event per batch: every batch reloads the same entities
+        run([event], plain)
+        run_batch(
+            [record(event)],
+            cached,
+            lambda: replace(make_context(), cache=cache),
+            max_bytes=65536,
+            config=DEFAULT,
+        )
+    assert cached.entities == plain.entities
+    assert cache.hits > 0
