@@ -208,3 +208,35 @@ def test_bad_record_flood_goes_to_the_dlq_while_good_records_flow(loom: Loom) ->
     assert headers["loom.source_topic"] == loom.settings.topics.raw.encode()
     assert {dlq_msg.value() for dlq_msg in dlq} == set(bad)  # original bytes, nothing lost
     assert loom.stats()["dlq"] == len(bad)
+
+
+def test_operator_erasure_with_loom_erase(loom: Loom) -> None:
+    import subprocess
+    import sys
+
+    loom.start_worker()
+    loom.produce(journey("z"))
+    loom.wait_idle()
+    assert len(loom.profiles()) == 1
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streams.cli.main",
+            "erase",
+            "email: Person.Z@example.com ",
+            "--wait",
+            "60",
+        ],
+        env=loom.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "no longer resolves" in done.stdout
+    assert "person.z" not in done.stdout.lower() + done.stderr.lower()  # no PII echoed
+    loom.wait_idle()
+    assert loom.profiles() == {}
+    assert loom.stats()["erasures"] == 1
