@@ -398,11 +398,17 @@ class BatchState:
         version = self._next(ref)
         ident = self.identity.profile(pid)
         data = self.profile_data(pid)
+        consent = data.effective_consent(self.ctx.policy)
+        # Never keep what is not allowed now: a purpose can become denied without a revocation
+        # (the profile's region moved to an opt-in jurisdiction, or it merged with one).
+        for purpose, entry in consent.items():
+            if entry.get("granted") is not True:
+                data.aggregate = profile.purge(data.aggregate, purpose)
         snap = profile.snapshot(
             data.aggregate,
             profile_id=pid,
             identifiers={t: list(vs) for t, vs in ident.identifiers.items()},
-            consent=data.effective_consent(self.ctx.policy),
+            consent=consent,
             merged_from=list(ident.merged_from),
             version=version,
         )

@@ -451,3 +451,39 @@ def test_decode_cache_changes_nothing_but_the_work(run: Runner) -> None:
         )
     assert cached.entities == plain.entities
     assert cache.hits > 0
+
+
+def test_data_allowed_by_a_region_default_is_purged_when_the_region_changes(
+    run: Runner, store: InMemoryStore
+) -> None:
+    us = sale("r1", "2026-11-20T11:00:00-05:00", {"loyalty_id": "L-MOVE"}) | {
+        "region": "US",
+        "consent": None,
+    }
+    run([us])
+    [p] = profiles(store).values()
+    assert p["orders_in_store"] == 1
+    moved = ev(
+        "r2",
+        "page_view",
+        "2026-11-21T11:00:00+01:00",
+        region="DE",
+        identifiers={"loyalty_id": "L-MOVE"},
+    )
+    run([moved])
+    [p] = profiles(store).values()
+    assert p["consent"]["analytics"] == {"granted": False, "at": None, "source": "default"}
+    assert p["orders_in_store"] == 0
+    # purged from storage too, not only masked: render the stored aggregate with all granted
+    from resolvers import profile as profile_module
+
+    [entity] = [e for r, e in store.entities.items() if r.kind is Kind.PROFILE]
+    stored = profile_module.ProfileAggregate.from_dict(
+        orjson.loads(entity.fields["s"])["aggregate"]
+    )
+    everything = dict.fromkeys(("analytics", "personalization", "marketing", "ads"), True)
+    unmasked = profile_module.snapshot(
+        stored, profile_id="x", identifiers={}, consent=everything, merged_from=(), version=1
+    )
+    assert unmasked["orders_in_store"] == 0
+    assert unmasked["revenue"] == {}
