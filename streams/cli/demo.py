@@ -67,7 +67,11 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     if not args.no_infra:
         say("starting Kafka and Redis (deploy/infra.sh up)")
-        infra("up")
+        try:
+            infra("up")
+        except subprocess.CalledProcessError:
+            say("could not start Kafka and Redis: see the infra message above")
+            return 1
     from streams.topics import ensure_topics
 
     ensure_topics(settings)
