@@ -541,14 +541,17 @@ class Simulator:
     # --- public streams ------------------------------------------------------------------------
 
     def opening_counts(self) -> Iterator[Touchpoint]:
-        """A morning physical count of every sku in every store (40-200 units each)."""
-        for store in self.stores:
+        """A morning physical count of every sku in every store and in the online warehouse
+        (location ``online``, where web/app orders are reserved and fulfilled): 40-200 units."""
+        sites = [(store.location_id, store.region) for store in self.stores]
+        sites.append(("online", self.stores[0].region))
+        for location_id, region in sites:
             for sku in self.skus:
                 yield self._event(
-                    "inventory_counted", "backoffice", region=store.region,
-                    inventory={"sku": sku.sku, "location_id": store.location_id,
+                    "inventory_counted", "backoffice", region=region,
+                    inventory={"sku": sku.sku, "location_id": location_id,
                                "on_hand": self._rng.randrange(40, 200), "reason": "count"},
-                    source=f"wms-{store.region.lower()}",
+                    source=f"wms-{region.lower()}",
                 )  # fmt: skip
 
     def events(self) -> Iterator[Touchpoint]:

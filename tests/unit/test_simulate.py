@@ -124,9 +124,10 @@ def test_opening_counts_cover_every_sku_in_every_store_first() -> None:
     import itertools
 
     sim = Simulator(seed=5, customers=10, stores=3, skus=4, opening_counts=True)
-    first = list(itertools.islice(sim.events(), 12))
+    first = list(itertools.islice(sim.events(), 16))
     assert {e.type.value for e in first} == {"inventory_counted"}
     pairs = {(e.inventory.sku, e.inventory.location_id) for e in first if e.inventory}
-    assert pairs == {(k.sku, s.location_id) for s in sim.stores for k in sim.skus}
+    sites = [s.location_id for s in sim.stores] + ["online"]
+    assert pairs == {(k.sku, site) for site in sites for k in sim.skus}
     plain = list(itertools.islice(Simulator(seed=5, customers=10, stores=3, skus=4).events(), 12))
     assert sum(e.type.value == "inventory_counted" for e in plain) < 12
