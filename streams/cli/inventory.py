@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 import orjson
-import redis
 
+from streams.cli.connection import add_redis_args, redis_target
 from streams.inventory_reader import InventoryReader
-from streams.settings import load_settings
 
 #: Progress line on stderr every this many exported SKUs.
 PROGRESS_EVERY: Final = 10_000
@@ -47,24 +46,18 @@ def register(subparsers: Any) -> None:
     get.add_argument("sku", help="the SKU")
     get.add_argument("--location", help="show only this location id")
     get.add_argument("--json", action="store_true", help="print the snapshot as JSON")
-    _connection_args(get)
+    add_redis_args(get)
     get.set_defaults(func=run_get)
 
     export = sub.add_parser("export", help="every SKU's snapshot as JSON lines")
     export.add_argument("--out", type=Path, help="write to FILE instead of stdout")
-    _connection_args(export)
+    add_redis_args(export)
     export.set_defaults(func=run_export)
 
 
-def _connection_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--redis-url", help="Redis URL (default: LOOM_REDIS_URL)")
-    p.add_argument("--prefix", help="Redis key prefix (default: LOOM_REDIS_PREFIX)")
-
-
 def _reader(args: argparse.Namespace) -> InventoryReader:
-    settings = load_settings()
-    client = redis.Redis.from_url(args.redis_url or settings.redis_url, decode_responses=False)
-    return InventoryReader(client, args.prefix or settings.redis_prefix)
+    client, prefix, _ = redis_target(args)
+    return InventoryReader(client, prefix)
 
 
 def run_get(args: argparse.Namespace, out: TextIO | None = None) -> int:

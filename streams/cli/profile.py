@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
-import redis
 
 from schemas.normalize import DEFAULT
+from streams.cli.connection import add_redis_args, redis_target
 from streams.reader import InvalidIdentifierError, ProfileReader
-from streams.settings import load_settings
 
 #: Snapshot fields shown first by the human output, in this order; the rest follow.
 LEADING = ("profile_id", "version", "created_at", "merged_from", "identifiers")
@@ -38,28 +37,20 @@ def register(subparsers: Any) -> None:
     )
     get.add_argument("--region", help="default region for phone numbers (e.g. NO)")
     get.add_argument("--json", action="store_true", help="print the snapshot as JSON")
-    _connection_args(get)
+    add_redis_args(get)
     get.set_defaults(func=run_get)
 
     many = subparsers.add_parser("profiles", help="bulk operations on profiles")
     many_sub = many.add_subparsers(dest="profiles_command", metavar="ACTION", required=True)
     export = many_sub.add_parser("export", help="every live profile as JSON lines")
     export.add_argument("--out", type=Path, help="write to FILE instead of stdout")
-    _connection_args(export)
+    add_redis_args(export)
     export.set_defaults(func=run_export)
 
 
-def _connection_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--redis-url", help="Redis URL (default: LOOM_REDIS_URL)")
-    p.add_argument("--prefix", help="Redis key prefix (default: LOOM_REDIS_PREFIX)")
-
-
 def _reader(args: argparse.Namespace) -> ProfileReader:
-    settings = load_settings()
-    client = redis.Redis.from_url(args.redis_url or settings.redis_url, decode_responses=False)
-    return ProfileReader(
-        client, args.prefix or settings.redis_prefix, default_region=settings.default_region
-    )
+    client, prefix, settings = redis_target(args)
+    return ProfileReader(client, prefix, default_region=settings.default_region)
 
 
 def parse_key(key: str) -> tuple[str | None, str]:
