@@ -25,7 +25,6 @@ from resolvers.identity_rules import IdentityRules
 from resolvers.store import (
     HELD_FIELD,
     Commit,
-    Entity,
     Kind,
     Loaded,
     OutboxRecord,
@@ -191,7 +190,6 @@ class BatchState:
     outbox: list[OutboxRecord] = field(default_factory=list)
     streams: list[StreamEntry] = field(default_factory=list)
     counters: Counter[str] = field(default_factory=Counter)
-    stock_events: list[inventory.StockChanged] = field(default_factory=list)
 
     # ------------------------------------------------------------------ load
     @classmethod
@@ -262,7 +260,6 @@ class BatchState:
         self.dirty_stocks.add(movement.sku)
         for effect in effects:
             if isinstance(effect, inventory.StockChanged):
-                self.stock_events.append(effect)
                 self.publish(
                     self.ctx.topics.inventory_changes,
                     f"{effect.sku}@{effect.location_id}",
@@ -318,7 +315,7 @@ class BatchState:
         return ident
 
     def suppress(self, identifier: Identifier) -> None:
-        digest = hashlib.sha256(self.ctx.salt + identifier.key.encode()).hexdigest()
+        digest = suppression_hash(identifier, self.ctx.salt)
         if digest not in self.suppressed:
             self.suppressed.add(digest)
             self.new_suppressions.append(digest)
@@ -436,11 +433,11 @@ def _utc_text(at: datetime) -> str:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def suppression_hash(identifier: Identifier, salt: bytes) -> str:
+    """Salted SHA-256 of ``type:value``: what erasure keeps instead of the identifier."""
+    return hashlib.sha256(salt + identifier.key.encode()).hexdigest()
+
+
 def hashed(identifiers: Iterable[Identifier], salt: bytes) -> list[str]:
-    """Salted hashes, for audit records that must not carry raw identifiers."""
-    return [hashlib.sha256(salt + i.key.encode()).hexdigest()[:16] for i in identifiers]
-
-
-def snapshot_entity(entity: Entity) -> dict[str, Any] | None:
-    raw = entity.fields.get("d")
-    return None if raw is None else dict(orjson.loads(raw))
+    """Short salted hashes, for audit records that must not carry raw identifiers."""
+    return [suppression_hash(i, salt)[:16] for i in identifiers]

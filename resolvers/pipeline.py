@@ -15,12 +15,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from resolvers.batch import BatchState, Context
-from resolvers.identity import MissingRecordError
-from resolvers.inventory import StockChanged
 from resolvers.stages import (
     aggregate,
     consent,
@@ -54,10 +52,8 @@ class CommitConflictError(RuntimeError):
 @dataclass
 class BatchResult:
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    dropped: list[Drop] = field(default_factory=list)
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, outcome)
     counters: Counter[str] = field(default_factory=Counter)
-    stock_changes: list[StockChanged] = field(default_factory=list)
     attempts: int = 0
     processed: int = 0
 
@@ -98,20 +94,12 @@ def load_request(events: Sequence[Event]) -> LoadRequest:
     )
 
 
-def with_profile_identifiers(request: LoadRequest, state: BatchState) -> LoadRequest:
-    """``request`` plus the identifiers held by every profile ``state`` has loaded."""
-    held = (i.key for p in state.identity.profiles().values() for i in p.all_identifiers())
-    identifiers = tuple(dict.fromkeys((*request.identifiers, *held)))
-    return replace(request, identifiers=identifiers)
-
-
 def run_stages(events: Sequence[Event], state: BatchState, result: BatchResult) -> None:
     for event in events:
         current: Event = event
         for stage in STAGES:
             step = stage.run(current, state)
             if isinstance(step, Drop):
-                result.dropped.append(step)
                 result.outcomes[(event.tp.type.value, step.reason)] += 1
                 break
             current = step.event
@@ -142,24 +130,17 @@ def run_batch(
         result = BatchResult(dead_letters=dead, attempts=attempt)
         for _ in dead:
             result.outcomes[("unknown", "dlq")] += 1
-        loaded = store.load(request)
-        state = BatchState.from_loaded(loaded, ctx)
-        try:
-            run_stages(events, state, result)
-        except MissingRecordError:
-            # A merge (or quarantine) re-points identifiers this batch did not name: load the
-            # records of every identifier the loaded profiles hold too, and compute again.
-            wider = with_profile_identifiers(request, BatchState.from_loaded(loaded, ctx))
-            if wider == request:
-                raise
-            request = wider
-            continue
+        # the load also returns the records of every identifier a loaded profile holds,
+        # which a merge re-points (see resolvers.store.HELD_FIELD)
+        state = BatchState.from_loaded(store.load(request), ctx)
+        run_stages(events, state, result)
+        if dead:
+            state.count("dlq", len(dead))
         commit = state.to_commit()
-        if not commit.event_ids and not commit.writes:
+        if not commit.event_ids and not commit.writes and not commit.counters:
             return result
         if store.commit(commit).ok:
             result.counters = state.counters
-            result.stock_changes = state.stock_events
             result.processed = len(commit.event_ids)
             return result
         ctx = make_context()

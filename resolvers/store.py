@@ -3,11 +3,13 @@
 Loom's concurrency model is optimistic. A batch of events is processed in three steps:
 
 1. ``load``   one round trip reads every entity the batch can touch (identifier records, the
-              profiles they point to, stock per SKU), which event ids were already processed
-              and which identifier hashes are suppressed (erased people);
+              profiles they point to, the records of every identifier those profiles hold,
+              stock per SKU), which event ids were already processed and which identifier
+              hashes are suppressed (erased people);
 2. compute    pure code in ``resolvers`` decides everything on an in-memory copy;
 3. ``commit`` one atomic call checks that every loaded entity still has the version it was
-              loaded with and that no event id of the batch was processed meanwhile, then writes
+              loaded with, that no event id of the batch was processed and no identifier it
+              relied on was erased meanwhile, then writes
               all changed entities, marks the event ids, and appends the outbox records. When a
               check fails nothing is written and the caller reloads and recomputes (a conflict).
 
@@ -62,7 +64,9 @@ ABSENT = Entity(0, {})
 
 @dataclass(frozen=True, slots=True)
 class LoadRequest:
-    identifiers: Sequence[str] = ()  # "type:value"; the profiles they point to load too
+    # "type:value"; the profiles they point to load too, and the records of every identifier
+    # those profiles hold (a merge re-points them)
+    identifiers: Sequence[str] = ()
     profiles: Sequence[str] = ()  # profile ids to load directly (redirects followed)
     stocks: Sequence[str] = ()  # skus
     event_ids: Sequence[str] = ()  # which of these were processed already

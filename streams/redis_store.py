@@ -33,7 +33,8 @@ Redis Cluster is not supported by layout v1.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any, Final
 
@@ -119,14 +120,25 @@ class RedisStore:
     """:class:`~resolvers.store.StateStore` on one Redis primary: one Lua call per step."""
 
     def __init__(
-        self, client: redis.Redis, *, prefix: str = "loom", seen_ttl_s: int = 7 * 24 * 3600
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = "loom",
+        seen_ttl_s: int = 7 * 24 * 3600,
+        on_call: Callable[[str, float], None] | None = None,
     ) -> None:
+        """``on_call(op, seconds)`` is told how long each load and commit call took."""
         self.client = client
+        self.on_call = on_call
         self.keys = Keys(prefix)
         self.prefix = prefix
         self.seen_ttl_s = seen_ttl_s
         self._load = client.register_script(_script("load.lua"))
         self._commit = client.register_script(_script("commit.lua"))
+
+    def _timed(self, op: str, started: float) -> None:
+        if self.on_call is not None:
+            self.on_call(op, time.perf_counter() - started)
 
     def load(self, request: LoadRequest) -> Loaded:
         args: list[str] = [
@@ -142,7 +154,9 @@ class RedisStore:
             *request.event_ids,
             *request.suppression_hashes,
         ]
+        started = time.perf_counter()
         ids, profiles, stocks, seen, suppressed = self._load(keys=[], args=args)
+        self._timed("load", started)
         entities: dict[Ref, Entity] = {}
         for key, v, p, s in ids:
             entities[identifier_ref(key.decode())] = (
@@ -209,7 +223,9 @@ class RedisStore:
             "c": [[self.keys.stats, name, n] for name, n in commit.counters.items()],
         }
         # cjson decodes [] and {} alike; empty lists stay lists for ipairs either way.
+        started = time.perf_counter()
         result = self._commit(keys=[], args=[orjson.dumps(plan), *values])
+        self._timed("commit", started)
         if result[0] == 1:
             return CommitResult(CommitStatus.OK)
         status = CommitStatus(result[1].decode())

@@ -176,7 +176,6 @@ class Runtime:
     def process(self, records: Sequence[RawRecord]) -> BatchResult:
         """One batch, synchronously: pipeline + commit, then DLQ. Raises if retryable."""
         m = self.metrics
-        started = time.perf_counter()
         result = run_batch(
             records,
             self.store,
@@ -184,7 +183,6 @@ class Runtime:
             max_bytes=self.settings.max_event_bytes,
             config=NORMALIZE_DEFAULT,
         )
-        m.redis_call_seconds.labels(op="batch").observe(time.perf_counter() - started)
         if result.dead_letters:
             now = self.clock()
             for dead in result.dead_letters:
@@ -204,7 +202,6 @@ class Runtime:
                 )
             if self.producer.flush(30):
                 raise KafkaException("DLQ records not delivered")
-            self.redis.hincrby(self.store.keys.stats, "dlq", len(result.dead_letters))
         self._observe(records, result)
         return result
 
@@ -216,14 +213,14 @@ class Runtime:
         for (event_type, outcome), n in result.outcomes.items():
             m.events.labels(type=event_type, outcome=outcome).inc(n)
         m.merges.inc(result.counters.get("merges", 0))
-        for name, n in result.counters.items():
-            if name.startswith("merges_blocked:"):
-                m.merges_blocked.labels(rule=name.split(":", 1)[1]).inc(n)
         m.quarantined.inc(result.counters.get("quarantined", 0))
         m.oversold.inc(result.counters.get("oversold", 0))
         for name, n in result.counters.items():
-            if name.startswith("consent_denied:"):
-                _, purpose, reason = name.split(":", 2)
+            kind, _, rest = name.partition(":")
+            if kind == "merges_blocked" and rest:
+                m.merges_blocked.labels(rule=rest).inc(n)
+            elif kind == "consent_denied":
+                purpose, _, reason = rest.partition(":")
                 m.consent_decisions.labels(purpose=purpose, decision="denied", reason=reason).inc(n)
         now_ms = time.time() * 1000
         for r in records:
@@ -247,14 +244,20 @@ def build_runtime(settings: LoomSettings, *, registry: Any = None) -> Runtime:
     rules = _with_blocklist(base_rules)
     policy = load_policy(settings.consent_config_file) if settings.consent_config_file else None
     consumer_name = f"{socket.gethostname()}-{os.getpid()}"
-    store = RedisStore(client, prefix=settings.redis_prefix, seen_ttl_s=settings.dedupe_ttl_s)
+    metrics = WorkerMetrics.create(registry or CollectorRegistry())
+    store = RedisStore(
+        client,
+        prefix=settings.redis_prefix,
+        seen_ttl_s=settings.dedupe_ttl_s,
+        on_call=lambda op, seconds: metrics.redis_call_seconds.labels(op=op).observe(seconds),
+    )
     return Runtime(
         settings=settings,
         store=store,
         redis=client,
         producer=producer,
         relay=OutboxRelay(client, Producer(producer_config), store.keys.outbox, consumer_name),
-        metrics=WorkerMetrics.create(registry or CollectorRegistry()),
+        metrics=metrics,
         rules=rules,
         policy=policy or ConsentPolicy(),
         clock=lambda: datetime.now(UTC),

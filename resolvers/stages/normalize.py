@@ -6,18 +6,11 @@ suppression set of erased people in the same round trip as the rest of the batch
 
 from __future__ import annotations
 
-import hashlib
-
+from resolvers.batch import suppression_hash
 from resolvers.steps import Event, Ok
-from schemas.identifiers import Identifier
 from schemas.normalize import NormalizeConfig, normalize_identifiers
 
 NAME = "normalize"
-
-
-def suppression_hash(identifier: Identifier, salt: bytes) -> str:
-    """Salted SHA-256 of ``type:value``: what erasure keeps instead of the identifier."""
-    return hashlib.sha256(salt + identifier.key.encode()).hexdigest()
 
 
 def run(

@@ -494,3 +494,16 @@ def test_both_implementations_agree_step_by_step(
         assert red.index(Kind.PROFILE) | red.index(Kind.STOCK) == live
     finally:
         _clean(redis_client, prefix)
+
+
+def test_redis_store_reports_the_time_of_each_call(
+    redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    calls: list[tuple[str, float]] = []
+    store = RedisStore(
+        redis_client, prefix=redis_prefix, on_call=lambda op, s: calls.append((op, s))
+    )
+    store.load(LoadRequest(identifiers=("email:t@x.no",)))
+    assert store.commit(Commit({}, ("e-timed",))).ok
+    assert [op for op, _ in calls] == ["load", "commit"]
+    assert all(0 <= seconds < 5 for _, seconds in calls)

@@ -515,3 +515,9 @@ def test_replaying_the_topic_into_an_empty_store_rebuilds_the_same_state() -> No
     first, replayed = rebuild(), rebuild()
     assert len(profiles(first)) > 50
     assert replayed.entities == first.entities  # same profile ids, versions and bytes
+
+
+def test_dead_letters_are_counted_in_the_batch_commit(run: Runner, store: InMemoryStore) -> None:
+    run([b"{not json", b"\xff"])  # a batch of nothing but bad records still commits its count
+    run([b"[]", JOURNEY[0]])
+    assert store.counters["dlq"] == 3
