@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, TextIO
 
 import orjson
 
-from streams.cli.connection import add_redis_args, redis_target
+from streams.cli.reading import add_redis_args, export_jsonl, redis_target
 from streams.inventory_reader import InventoryReader
 
 #: Progress line on stderr every this many exported SKUs.
-PROGRESS_EVERY: Final = 10_000
 
 COLUMNS: Final = (
     ("location", "location"),
@@ -120,22 +118,8 @@ def render(doc: Mapping[str, Any]) -> str:
 
 def run_export(args: argparse.Namespace) -> int:
     reader = _reader(args)
-    sink: TextIO = args.out.open("w", encoding="utf-8") if args.out else sys.stdout
-    started = time.monotonic()
-    count = 0
     try:
-        for doc in reader.iter_all():
-            sink.write(orjson.dumps(doc).decode() + "\n")
-            count += 1
-            if count % PROGRESS_EVERY == 0:
-                print(f"exported {count} skus ...", file=sys.stderr)
+        export_jsonl(reader.iter_all(), args.out, "skus")
     finally:
-        if args.out:
-            sink.close()
-        else:
-            sink.flush()
         reader.client.close()
-    elapsed = time.monotonic() - started
-    where = f" to {args.out}" if args.out else ""
-    print(f"exported {count} skus{where} in {elapsed:.1f}s", file=sys.stderr)
     return 0

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
@@ -21,7 +20,7 @@ from typing import Any, TextIO
 import orjson
 
 from schemas.normalize import DEFAULT
-from streams.cli.connection import add_redis_args, redis_target
+from streams.cli.reading import add_redis_args, export_jsonl, redis_target
 from streams.reader import InvalidIdentifierError, ProfileReader
 
 #: Snapshot fields shown first by the human output, in this order; the rest follow.
@@ -139,22 +138,8 @@ def render(snapshot: Mapping[str, Any]) -> str:
 
 def run_export(args: argparse.Namespace) -> int:
     reader = _reader(args)
-    sink: TextIO = args.out.open("w", encoding="utf-8") if args.out else sys.stdout
-    started = time.monotonic()
-    count = 0
     try:
-        for snapshot in reader.iter_profiles():
-            sink.write(orjson.dumps(snapshot).decode() + "\n")
-            count += 1
-            if count % 10_000 == 0:
-                print(f"exported {count} profiles ...", file=sys.stderr)
+        export_jsonl(reader.iter_profiles(), args.out, "profiles")
     finally:
-        if args.out:
-            sink.close()
-        else:
-            sink.flush()
         reader.client.close()
-    elapsed = time.monotonic() - started
-    where = f" to {args.out}" if args.out else ""
-    print(f"exported {count} profiles{where} in {elapsed:.1f}s", file=sys.stderr)
     return 0

@@ -1,0 +1,50 @@
+"""What the reader commands (``profile``, ``inventory``) share: Redis options and JSONL export."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+import redis
+
+from streams.settings import LoomSettings, load_settings
+
+PROGRESS_EVERY = 10_000
+
+
+def add_redis_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--redis-url", help="Redis URL (default: LOOM_REDIS_URL)")
+    p.add_argument("--prefix", help="Redis key prefix (default: LOOM_REDIS_PREFIX)")
+
+
+def redis_target(args: argparse.Namespace) -> tuple[redis.Redis, str, LoomSettings]:
+    """The client and key prefix the arguments (else the settings) name, and the settings."""
+    settings = load_settings()
+    client = redis.Redis.from_url(args.redis_url or settings.redis_url, decode_responses=False)
+    return client, args.prefix or settings.redis_prefix, settings
+
+
+def export_jsonl(docs: Iterable[Mapping[str, Any]], out: Path | None, noun: str) -> int:
+    """Write ``docs`` as JSON lines to ``out`` (stdout if None), progress on stderr."""
+    sink: TextIO = out.open("w", encoding="utf-8") if out else sys.stdout
+    started = time.monotonic()
+    count = 0
+    try:
+        for doc in docs:
+            sink.write(orjson.dumps(doc).decode() + "\n")
+            count += 1
+            if count % PROGRESS_EVERY == 0:
+                print(f"exported {count} {noun} ...", file=sys.stderr)
+    finally:
+        if out:
+            sink.close()
+        else:
+            sink.flush()
+    where = f" to {out}" if out else ""
+    print(f"exported {count} {noun}{where} in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    return count
