@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import itertools
 import re
-import time
 from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import KafkaException
 from e2e_harness import Loom
 
 from resolvers import profile
@@ -125,19 +123,6 @@ def browsing(
 # --- reading ----------------------------------------------------------------------------------
 
 
-def idle(loom: Loom, timeout: float = 120.0) -> None:
-    """``loom.wait_idle``, retried while the broker still elects leaders of the fresh topics
-    (reading offsets right after topic creation can fail with NOT_LEADER_FOR_PARTITION)."""
-    for attempt in range(10):
-        try:
-            loom.wait_idle(timeout)
-            return
-        except KafkaException:
-            if attempt == 9:
-                raise
-            time.sleep(1)
-
-
 def stored(loom: Loom, pid: str) -> dict[str, Any]:
     raw = loom.redis.hget(f"{loom.root}:profile:{pid}", "s")
     assert raw is not None, f"no stored state for {pid}"
@@ -222,7 +207,7 @@ def test_an_eea_visitor_without_consent_leaves_no_behavioural_data(loom: Loom, r
     ids = {"anonymous_id": f"dev-eu-{region}", "email": f"eu.{region}@example.de"}
     events = browsing("eu", ids, region=region)  # no consent map anywhere: region default
     loom.produce(events)
-    idle(loom)
+    loom.wait_idle()
     p = only_profile(loom)
     # identity and the traits the customer typed in are kept (necessary)
     assert p["identifiers"]["email"] == [f"eu.{region.lower()}@example.de"]
@@ -260,7 +245,7 @@ def test_a_us_visitor_with_gpc_gets_no_ads_data_and_consent_shows_ads_denied(loo
     # the CMP grants everything, but the browser sends Global Privacy Control
     events = browsing("us", ids, region="US", consent=ALL, gpc=True)
     loom.produce(events)
-    idle(loom)
+    loom.wait_idle()
     p = only_profile(loom)
     ads = p["consent"]["ads"]
     assert (ads["granted"], ads["source"]) == (False, "gpc")
@@ -282,7 +267,7 @@ def test_withdrawing_analytics_purges_the_analytics_metrics_at_once(loom: Loom) 
     loom.start_worker()
     ids = {"customer_id": "C-withdraw", "email": "withdraw@example.no"}
     loom.produce(browsing("w", ids, consent=ALL))
-    idle(loom)
+    loom.wait_idle()
     before = only_profile(loom)
     assert before["orders_online"] == 1
     assert before["orders_in_store"] == 1
@@ -301,7 +286,7 @@ def test_withdrawing_analytics_purges_the_analytics_metrics_at_once(loom: Loom) 
             )
         ]
     )
-    idle(loom)
+    loom.wait_idle()
     after = only_profile(loom)
     assert after["profile_id"] == before["profile_id"]
     assert after["consent"]["analytics"]["granted"] is False
@@ -344,7 +329,7 @@ def test_withdrawing_analytics_purges_the_analytics_metrics_at_once(loom: Loom) 
             )
         ]
     )
-    idle(loom)
+    loom.wait_idle()
     later = only_profile(loom)
     assert later["orders_in_store"] == 0
     assert fields_of(unmasked(loom, later["profile_id"]), ANALYTICS) == empty(ANALYTICS)
@@ -357,7 +342,7 @@ def test_an_erased_customer_is_gone_and_a_later_purchase_rebuilds_nothing(loom: 
     loom.start_worker()
     ids = {"email": "erase.me@example.no", "phone": "+47 912 34 567", "loyalty_id": "L-erase"}
     loom.produce(browsing("e", ids, consent=ALL))
-    idle(loom)
+    loom.wait_idle()
     [pid] = loom.profiles()
     assert loom.stock("SKU-C") is not None
 
@@ -372,7 +357,7 @@ def test_an_erased_customer_is_gone_and_a_later_purchase_rebuilds_nothing(loom: 
             )
         ]
     )
-    idle(loom)
+    loom.wait_idle()
     assert loom.profiles() == {}
     assert not loom.redis.exists(f"{loom.root}:profile:{pid}")
     changes = decoded(loom, loom.settings.topics.profile_changes)
@@ -394,7 +379,7 @@ def test_an_erased_customer_is_gone_and_a_later_purchase_rebuilds_nothing(loom: 
             )
         ]
     )
-    idle(loom)
+    loom.wait_idle()
     stock = loom.stock("SKU-C")
     assert stock is not None
     assert stock["locations"]["oslo-1"]["on_hand"] == on_hand - 1
@@ -410,7 +395,7 @@ def test_an_erased_customer_is_gone_and_a_later_purchase_rebuilds_nothing(loom: 
     assert loom.stats().get("suppressed_events") == 1
     # and a replay of the whole history changes nothing
     loom.produce(browsing("e", ids, consent=ALL))
-    idle(loom)
+    loom.wait_idle()
     assert loom.profiles() == {}
 
 
@@ -434,9 +419,9 @@ def test_a_later_consent_grant_does_not_legitimise_earlier_events(
     )
     first, second = ([grant], early) if update_first else (early, [grant])
     loom.produce(first)
-    idle(loom)
+    loom.wait_idle()
     loom.produce(second)
-    idle(loom)
+    loom.wait_idle()
     p = only_profile(loom)
     assert all(p["consent"][purpose]["granted"] is True for purpose in PURPOSE_GATES)
     held = unmasked(loom, p["profile_id"])
@@ -467,7 +452,7 @@ def test_a_later_consent_grant_does_not_legitimise_earlier_events(
     loom.produce(
         [order("l-after", "2026-11-03T12:00:00+01:00", {"customer_id": "C-late"}, region="DE")]
     )
-    idle(loom)
+    loom.wait_idle()
     p = only_profile(loom)
     assert (p["orders_in_store"], p["revenue"]) == (1, {"EUR": "250.00"})
 
@@ -494,7 +479,7 @@ def test_no_snapshot_of_a_simulated_run_leaks_and_the_audit_holds_no_identifiers
     loom.start_worker()
     loom.start_worker()
     loom.produce(events)
-    idle(loom, timeout=240)
+    loom.wait_idle(timeout=240)
 
     # every version of every profile ever announced, and the final documents in Redis
     announced = [v for _, v in decoded(loom, loom.settings.topics.profile_changes)]
@@ -545,7 +530,7 @@ def test_a_us_visitor_without_a_cmp_map_shows_the_analytics_the_region_default_a
     """DESIGN: opt-out regions (US) allow analytics and personalization by default."""
     loom.start_worker()
     loom.produce(browsing("usd", {"anonymous_id": "dev-us-default"}, region="US"))
-    idle(loom)
+    loom.wait_idle()
     p = only_profile(loom)
     held = unmasked(loom, p["profile_id"])
     assert (held["orders_online"], held["orders_in_store"]) == (1, 1)  # collected (allowed)

@@ -11,14 +11,12 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import KafkaException
 from e2e_harness import ROOT, Loom
 
 from resolvers import inventory as ledger
@@ -90,19 +88,6 @@ def adjusted(
         channel="backoffice",
         inventory={"sku": sku, "location_id": location, "delta": delta, "reason": reason},
     )
-
-
-def idle(loom: Loom, timeout: float = 120.0) -> None:
-    """``loom.wait_idle``, retried while the broker still elects leaders of the fresh topics
-    (reading offsets right after topic creation can fail with NOT_LEADER_FOR_PARTITION)."""
-    for attempt in range(10):
-        try:
-            loom.wait_idle(timeout)
-            return
-        except KafkaException:
-            if attempt == 9:
-                raise
-            time.sleep(1)
 
 
 def at(hhmm: str) -> str:
@@ -182,7 +167,7 @@ def test_a_day_of_a_store_ends_exact_and_a_late_offline_sale_before_the_count_ch
 ) -> None:
     loom.start_worker()
     loom.produce(store_day())
-    idle(loom)
+    loom.wait_idle()
     expected_on_hand = 20 - 2 - 1 + 1 + 10 - 3 - 1
     assert location(loom, "SKU-DAY", "oslo-1") == {
         "on_hand": expected_on_hand,
@@ -200,7 +185,7 @@ def test_a_day_of_a_store_ends_exact_and_a_late_offline_sale_before_the_count_ch
     loom.produce(
         [order("d-offline", at("07:30"), lines=[("SKU-DAY", 4)], ids={"loyalty_id": "L-day-3"})]
     )
-    idle(loom)
+    loom.wait_idle()
     assert loom.stock("SKU-DAY") == before  # the count already reflects it: not even a write
     # ...but it is still a purchase on the shopper's profile (only the stock ignores it)
     [shopper] = [
@@ -213,13 +198,13 @@ def test_every_event_delivered_twice_ends_exact(loom: Loom) -> None:
     loom.start_worker()
     events = store_day()
     loom.produce(events + events)  # duplicates in the same batches and across partitions
-    idle(loom)
+    loom.wait_idle()
     first = loom.stock("SKU-DAY")
     assert first is not None
     assert first["locations"]["oslo-1"]["on_hand"] == 24
     assert first["locations"]["oslo-1"]["committed"] == 0
     loom.produce(list(reversed(events)))  # and a third time, later, in reverse
-    idle(loom)
+    loom.wait_idle()
     assert loom.stock("SKU-DAY") == first  # same document, same version
     # one change record per movement that changed the level, never one per delivery
     changes = [v for _, v in decoded(loom, loom.settings.topics.inventory_changes)]
@@ -408,7 +393,7 @@ def test_two_workers_in_one_group_end_exact_on_many_mixed_movements(loom: Loom) 
     loom.start_worker()
     loom.start_worker()
     loom.produce(events)
-    idle(loom)
+    loom.wait_idle()
     expected = expected_levels(events)
     folded = pure_fold(events)
     assert {k[0] for k in expected} == set(SKUS)
@@ -433,7 +418,7 @@ def test_two_workers_in_one_group_end_exact_on_many_mixed_movements(loom: Loom) 
 def test_an_online_order_placed_then_cancelled_gives_the_units_back(loom: Loom) -> None:
     loom.start_worker()
     loom.produce([counted("c-count", at("08:00"), "SKU-WEB", "online", 10)])
-    idle(loom)
+    loom.wait_idle()
     assert location(loom, "SKU-WEB", "online")["available_to_sell"] == 10
 
     placed = order(
@@ -445,7 +430,7 @@ def test_an_online_order_placed_then_cancelled_gives_the_units_back(loom: Loom) 
         ids={"email": "web.shopper@example.no"},
     )
     loom.produce([placed])
-    idle(loom)
+    loom.wait_idle()
     reserved = location(loom, "SKU-WEB", "online")
     assert (
         reserved["on_hand"],
@@ -463,7 +448,7 @@ def test_an_online_order_placed_then_cancelled_gives_the_units_back(loom: Loom) 
         ids={"email": "web.shopper@example.no"},
     )
     loom.produce([cancelled])
-    idle(loom)
+    loom.wait_idle()
     released = location(loom, "SKU-WEB", "online")
     assert (
         released["on_hand"],
@@ -485,9 +470,9 @@ def test_oversell_raises_an_alert_and_the_snapshot_says_oversold(loom: Loom) -> 
             counted("o-count-other", at("08:00"), "SKU-LAST", "oslo-1", 5),
         ]
     )
-    idle(loom)
+    loom.wait_idle()
     loom.produce([order("o-sale", at("10:00"), location="bergen-2", lines=[("SKU-LAST", 3)])])
-    idle(loom)
+    loom.wait_idle()
     doc = loom.stock("SKU-LAST")
     assert doc is not None
     bergen = doc["locations"]["bergen-2"]
@@ -533,7 +518,7 @@ def test_oversell_raises_an_alert_and_the_snapshot_says_oversold(loom: Loom) -> 
 def test_the_reader_cli_prints_the_snapshot_the_worker_wrote(loom: Loom) -> None:
     loom.start_worker()
     loom.produce(store_day())
-    idle(loom)
+    loom.wait_idle()
     cmd = [sys.executable, "-m", "streams.cli.main", "inventory", "get", "SKU-DAY", "--json"]
     done = subprocess.run(cmd, env=loom.env, cwd=ROOT, capture_output=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr.decode()
