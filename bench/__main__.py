@@ -52,8 +52,10 @@ OTHERS: tuple[tuple[str, list[str], list[tuple[str, str, str]]], ...] = (
         "store_bench",
         ["--events", "5000", "--customers", "2000"],
         [
-            ("run_batch, in-memory store", r"in-memory\s+([\d,]+) events/s", "events/s"),
-            ("run_batch, Redis store", r"redis\s+([\d,]+) events/s", "events/s"),
+            ("run_batch profiles lane, in-memory", r"profiles/memory\s+([\d,]+) ev", "events/s"),
+            ("run_batch profiles lane, Redis", r"profiles/redis\s+([\d,]+) ev", "events/s"),
+            ("run_batch inventory lane, in-memory", r"inventory/memory\s+([\d,]+) ev", "events/s"),
+            ("run_batch inventory lane, Redis", r"inventory/redis\s+([\d,]+) ev", "events/s"),
         ],
     ),
     (
@@ -223,7 +225,10 @@ def table(results: dict[str, Any]) -> str:
     e2e = results.get("e2e", {})
     for t in e2e.get("throughput", []):
         n = t["workers"]
-        row(f"e2e {n} worker(s), produced -> visible", fmt(t["events_per_s_visible"], "events/s"))
+        both = f"e2e {n} worker(s) per role, produced -> visible"
+        row(both, fmt(t["events_per_s_visible"], "events/s"))
+        for lane, figures in sorted(t.get("lanes", {}).items()):
+            row(f"  {lane} lane visible", fmt(figures["events_per_s_visible"], "events/s"))
         row(f"  (CAS conflicts retried, {n} worker(s))", str(t.get("commit_conflicts")))
         row(
             f"e2e {n} worker(s), produced -> committed (lag 0)",
@@ -235,14 +240,15 @@ def table(results: dict[str, Any]) -> str:
         if e2e.get("pipeline_over_raw") is not None:
             row("pipeline (1 worker, visible) / raw limit", f"{e2e['pipeline_over_raw']:.1%}")
     for lat in e2e.get("latency", []):
-        v, h = lat["pos_to_inventory_visible"], lat["event_to_snapshot_histogram"]
+        v = lat["pos_to_inventory_visible"]
         at = f"@{lat['rate_achieved']:.0f}/s"
         row(f"POS sale -> inventory visible p50 / p99 {at}", f"{v['p50_ms']} / {v['p99_ms']} ms")
         row("  (probe sales seen / sent)", f"{v['seen']} / {v['probes']}")
-        row(f"event -> snapshot p50 / p99 (histogram) {at}", f"{h['p50_ms']} / {h['p99_ms']} ms")
-        row("  bucket holding p50", str(h["p50_bucket"]))
-        row("  bucket holding p99", str(h["p99_bucket"]))
-        row("  drain after the last send (worker behind)", f"{lat['drain_after_last_send_s']} s")
+        for lane, h in sorted(lat["event_to_snapshot_histogram"].items()):
+            row(f"{lane}: event -> snapshot p50 / p99 {at}", f"{h['p50_ms']} / {h['p99_ms']} ms")
+            row("  buckets holding p50 / p99", f"{h['p50_bucket']} / {h['p99_bucket']}")
+            drain = lat["drain_after_last_send_s"][lane]
+            row(f"  {lane} drain after the last send (> ~1 s: behind)", f"{drain} s")
     lines.append("-" * 77)
     return "\n".join(lines)
 
@@ -265,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     results["settings"] = {
         "events": args.events, "workers": args.workers, "rates": args.rates,
         "seconds": args.seconds, "sample": args.sample, "partitions": 6,
-        "worker": "loom worker defaults: batch_size 500, batch_timeout_s 0.05, commit every 1 s",
+        "worker": "loom worker defaults: batch_size 500, batch_timeout_s 0.05 (profiles), "
+        "inventory_batch_timeout_s 0.01, commit every 1 s",
     }  # fmt: skip
     began = time.monotonic()
     try:

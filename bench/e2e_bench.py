@@ -6,26 +6,30 @@ Every run is an isolated deployment (unique topics with 6 partitions, consumer g
 prefix, all deleted afterwards) on the brokers named by ``LOOM_KAFKA_BOOTSTRAP`` /
 ``LOOM_REDIS_URL`` (defaults 127.0.0.1:19092 and redis://127.0.0.1:16379/0).
 
-Throughput (``throughput``): the workers are started first and waited for (``/readyz`` = Kafka
-and Redis reachable AND partitions assigned), a warm-up batch is processed, then a backlog of
-``--events`` pre-serialized simulator events is produced as fast as the producer SDK goes,
-followed by one marker event per partition. Two figures:
+Throughput (``throughput``): N workers of each role (profiles, inventory: two consumer groups)
+are started first and waited for (``/readyz`` = Kafka and Redis reachable AND partitions
+assigned), a warm-up batch is processed, then a backlog of ``--events`` pre-serialized
+simulator events is produced as fast as the producer SDK goes, followed by two marker events
+per partition (a stock count for the inventory lane, a signup for the profiles lane). Figures:
 
-* produced-to-visible: until every partition's marker is in Redis (records of a partition are
-  processed in order, so every event before it is visible too);
-* produced-to-committed: until the group's committed offsets equal the end offsets (lag 0).
+* produced-to-visible, per lane and for both: until every partition's marker of that lane is
+  in Redis (records of a partition are processed in order, so every event before it is
+  visible too);
+* produced-to-committed: until both groups' committed offsets equal the end offsets (lag 0).
   faust commits every second, so this includes up to ~1 s of commit interval.
 
-Latency (``latency``): one worker, a steady rate (each of ``--rates``) for ``--seconds``.
+Latency (``latency``): one worker of each role, a steady rate (each of ``--rates``) for
+``--seconds``.
 1 in ``--sample`` POS sales is a probe: its first order line gets a unique SKU (seeded
 beforehand with a stock count so the sale does not oversell). A reader thread blocks on the
 inventory change stream (``XREAD BLOCK`` on ``P:v1:changes:inventory``) and notes when each
 probe SKU appears: the POS-sale-to-inventory-visible latency, measured from just before
 ``produce()`` (the record's Kafka create timestamp) to the moment a downstream reader sees the
-change. The worker's own ``loom_event_to_snapshot_seconds`` histogram (create timestamp ->
-batch done, including the outbox relay) is read from ``/metrics`` before and after the steady
-phase; quantiles are estimated from its buckets by linear interpolation (like Prometheus'
-``histogram_quantile``).
+change. Each lane's ``loom_event_to_snapshot_seconds{lane}`` histogram (create timestamp ->
+batch committed) is read from the workers' ``/metrics`` before and after the steady phase;
+quantiles are estimated from its buckets by linear interpolation (like Prometheus'
+``histogram_quantile``). The profiles lane's drain time after the last send says whether it
+kept up with the rate.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from resolvers.pipeline import LANES
 from schemas.touchpoint import Touchpoint, dump_touchpoint, record_key
 from streams.producer import TouchpointProducer
 from streams.settings import LoomSettings, Topics
@@ -62,6 +67,7 @@ from streams.topics import ensure_topics
 ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = ROOT / ".cache" / "bench"
 HISTOGRAM = "loom_event_to_snapshot_seconds"
+BATCH = "loom_batch_size"
 
 
 def say(msg: str) -> None:
@@ -86,7 +92,7 @@ class Deployment:
     redis_url: str
     partitions: int = 6
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
-    workers: list[tuple[subprocess.Popen[bytes], int]] = field(default_factory=list)
+    workers: list[tuple[subprocess.Popen[bytes], int, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.topics = {name: f"bench{self.tag}.{name}" for name in Topics.model_fields}
@@ -100,7 +106,7 @@ class Deployment:
         )
         self.root = f"{self.settings.redis_prefix}:v1"
         self.redis = redis.Redis.from_url(self.redis_url)
-        self._lag_consumer: Consumer | None = None
+        self._lag_consumers: dict[str, Consumer] = {}
         ensure_topics(self.settings)
         admin = AdminClient({"bootstrap.servers": self.kafka})
         deadline = time.monotonic() + 30
@@ -124,25 +130,28 @@ class Deployment:
             "LOOM_REDIS_PREFIX": s.redis_prefix,
             "LOOM_APP_ID": s.app_id,
             "LOOM_PARTITIONS": str(s.partitions),
-            "LOOM_WEB_PORT": str(port),
+            "LOOM_WEB_PORT": str(port),  # a worker listens on the one of its role
+            "LOOM_INVENTORY_WEB_PORT": str(port),
             **{f"LOOM_TOPIC_{name.upper()}": value for name, value in self.topics.items()},
         }
 
     def start_workers(self, n: int, *, timeout: float = 120.0) -> None:
-        """Start ``n`` workers and wait until every one is ready (has partitions)."""
+        """Start ``n`` workers of each role; wait until every one is ready (has partitions)."""
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         for i in range(n):
-            port = free_port()
-            with (LOG_DIR / f"worker-{self.tag}-{i}.log").open("wb") as log:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "streams.cli.main", "worker", "--loglevel", "warning"],
-                    env=self.env(port), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                )  # fmt: skip
-            self.workers.append((proc, port))
+            for role in LANES:
+                port = free_port()
+                with (LOG_DIR / f"worker-{self.tag}-{role}-{i}.log").open("wb") as log:
+                    proc = subprocess.Popen(
+                        [sys.executable, "-m", "streams.cli.main", "worker", "--role", role,
+                         "--loglevel", "warning"],
+                        env=self.env(port), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                    )  # fmt: skip
+                self.workers.append((proc, port, role))
         deadline = time.monotonic() + timeout
-        pending = {port for _, port in self.workers}
+        pending = {port for _, port, _ in self.workers}
         while pending:
-            for proc, port in self.workers:
+            for proc, port, _ in self.workers:
                 if proc.poll() is not None:
                     raise RuntimeError(f"worker exited ({proc.returncode}); see {LOG_DIR}")
                 if port in pending and http_status(f"http://127.0.0.1:{port}/readyz") == 200:
@@ -151,48 +160,50 @@ class Deployment:
                 raise TimeoutError(f"workers not ready after {timeout}s; see {LOG_DIR}")
             time.sleep(0.2)
 
-    def metrics(self) -> str:
-        """The ``/metrics`` text of every worker, concatenated."""
-        out = []
-        for _, port in self.workers:
+    def metrics(self) -> dict[str, str]:
+        """The ``/metrics`` text of every worker, concatenated per role."""
+        out: dict[str, list[str]] = {role: [] for role in LANES}
+        for _, port, role in self.workers:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-                out.append(r.read().decode())
-        return "\n".join(out)
+                out[role].append(r.read().decode())
+        return {role: "\n".join(texts) for role, texts in out.items()}
 
-    def lag(self) -> int:
-        """Sum over partitions of end offset - committed offset of the worker group."""
-        if self._lag_consumer is None:  # never subscribes: only reads the group's offsets
-            self._lag_consumer = Consumer(
-                {"bootstrap.servers": self.kafka, "group.id": self.settings.app_id}
-            )
-        c = self._lag_consumer
-        tps = [TopicPartition(self.raw_topic, p) for p in range(self.partitions)]
+    def lag(self, *lanes: str) -> int:
+        """Sum of end offset - committed offset over partitions of the lanes' groups (all)."""
         total = 0
-        for tp in c.committed(tps, timeout=10):
-            _, high = c.get_watermark_offsets(tp, timeout=10)
-            total += high - max(tp.offset, 0)
+        tps = [TopicPartition(self.raw_topic, p) for p in range(self.partitions)]
+        for lane in lanes or LANES:
+            c = self._lag_consumers.get(lane)
+            if c is None:  # never subscribes: only reads the group's offsets
+                group = self.settings.group_id(lane)
+                c = self._lag_consumers[lane] = Consumer(
+                    {"bootstrap.servers": self.kafka, "group.id": group}
+                )
+            for tp in c.committed(tps, timeout=10):
+                _, high = c.get_watermark_offsets(tp, timeout=10)
+                total += high - max(tp.offset, 0)
         return total
 
-    def wait_lag_zero(self, timeout: float = 300.0, poll_s: float = 0.1) -> float:
-        """Wait until lag is 0; returns the monotonic time it was first seen 0."""
+    def wait_lag_zero(self, *lanes: str, timeout: float = 300.0, poll_s: float = 0.1) -> float:
+        """Wait until the lanes' lag is 0; returns the monotonic time it was first seen 0."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.lag() == 0:
+            if self.lag(*lanes) == 0:
                 return time.monotonic()
             self._check_workers()
             time.sleep(poll_s)
-        raise TimeoutError(f"lag still {self.lag()} after {timeout}s; see {LOG_DIR}")
+        raise TimeoutError(f"lag still {self.lag(*lanes)} after {timeout}s; see {LOG_DIR}")
 
     def _check_workers(self) -> None:
-        for proc, _ in self.workers:
+        for proc, _, role in self.workers:
             if proc.poll() is not None:
-                raise RuntimeError(f"worker exited ({proc.returncode}); see {LOG_DIR}")
+                raise RuntimeError(f"{role} worker exited ({proc.returncode}); see {LOG_DIR}")
 
     def stop_workers(self) -> None:
-        for proc, _ in self.workers:
+        for proc, _, _ in self.workers:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc, _ in self.workers:
+        for proc, _, _ in self.workers:
             try:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
@@ -203,15 +214,16 @@ class Deployment:
     def close(self) -> None:
         """Stop workers; delete the topics, the consumer group and every Redis key."""
         self.stop_workers()
-        if self._lag_consumer is not None:
-            self._lag_consumer.close()
+        for consumer in self._lag_consumers.values():
+            consumer.close()
         admin = AdminClient({"bootstrap.servers": self.kafka})
         try:
             for fut in admin.delete_topics(
                 list(self.topics.values()), operation_timeout=30
             ).values():
                 fut.result(timeout=30)
-            for fut in admin.delete_consumer_groups([self.settings.app_id]).values():
+            groups = [self.settings.group_id(lane) for lane in LANES]
+            for fut in admin.delete_consumer_groups(groups).values():
                 fut.result(timeout=30)
         except Exception as exc:  # cleanup is best effort; say what is left
             say(f"cleanup of bench{self.tag} topics/group incomplete: {exc}")
@@ -255,6 +267,18 @@ def stock_count(event_id: str, sku: str, location: str, on_hand: int) -> dict[st
     }
 
 
+def profile_marker(customer_id: str) -> dict[str, Any]:
+    """A signup the profiles lane turns into ``P:v1:id:customer_id:<customer_id>``."""
+    return {
+        "event_id": f"pmark-{customer_id}",
+        "type": "signup",
+        "channel": "web",
+        "occurred_at": "2024-01-01T00:00:00+00:00",
+        "region": "US",
+        "identifiers": {"customer_id": customer_id},
+    }
+
+
 def with_probe_sku(tp: Touchpoint, sku: str) -> Touchpoint:
     """The same POS sale with its first order line's SKU replaced by ``sku``."""
     assert tp.order is not None
@@ -288,7 +312,7 @@ def throughput(
         with TouchpointProducer(dep.settings) as producer:
             for value, key in warmup:
                 producer.send_raw(value, key=key)
-        dep.wait_lag_zero(120)
+        dep.wait_lag_zero(timeout=120)
         before = dep.metrics()
         say(f"throughput: producing {events} events ({size / 1e6:.1f} MB)")
         markers = [f"MARK-{dep.tag}-{p}" for p in range(dep.partitions)]
@@ -299,25 +323,32 @@ def throughput(
             assert producer.flush(60) == 0
         produced = time.monotonic()
         raw = Producer({"bootstrap.servers": kafka, "acks": "all", "linger.ms": 0})
-        for p, sku in enumerate(markers):
-            value = orjson.dumps(stock_count(f"mark-{dep.tag}-{p}", sku, "bench", 1))
+        for p, mark in enumerate(markers):
+            value = orjson.dumps(stock_count(f"mark-{dep.tag}-{p}", mark, "bench", 1))
             raw.produce(dep.raw_topic, value, partition=p)
+            raw.produce(dep.raw_topic, orjson.dumps(profile_marker(mark)), partition=p)
         raw.flush(30)
-        stock_keys = [f"{dep.root}:stock:{sku}" for sku in markers]
-        visible = committed = None
+        lane_keys = {
+            "inventory": [f"{dep.root}:stock:{mark}" for mark in markers],
+            "profiles": [f"{dep.root}:id:customer_id:{mark}" for mark in markers],
+        }
+        seen: dict[str, float] = {}
+        committed = None
         deadline = time.monotonic() + 600
-        while (visible is None or committed is None) and time.monotonic() < deadline:
+        while (len(seen) < len(lane_keys) or committed is None) and time.monotonic() < deadline:
             now = time.monotonic()
-            if visible is None and dep.redis.exists(*stock_keys) == len(stock_keys):
-                visible = now
+            for lane, keys in lane_keys.items():
+                if lane not in seen and dep.redis.exists(*keys) == len(keys):
+                    seen[lane] = now
             if committed is None and dep.lag() == 0:
                 committed = now
             dep._check_workers()
             time.sleep(0.05)
-        if visible is None or committed is None:
+        if len(seen) < len(lane_keys) or committed is None:
             raise TimeoutError("backlog not processed within 600 s")
+        visible = max(seen.values())
         after = dep.metrics()
-        hist = histogram_delta(before, after, "loom_batch_size")
+        hist = histogram_delta(before["profiles"], after["profiles"], BATCH)
         result = {
             "workers": workers,
             "events": events,
@@ -329,15 +360,30 @@ def throughput(
             "committed_s": round(committed - started, 3),
             "events_per_s_visible": round(events / (visible - started), 1),
             "events_per_s_committed": round(events / (committed - started), 1),
+            "lanes": {
+                lane: {
+                    "visible_s": round(t - started, 3),
+                    "events_per_s_visible": round(events / (t - started), 1),
+                    "mean_batch_size": _mean(histogram_delta(before[lane], after[lane], BATCH)),
+                }
+                for lane, t in seen.items()
+            },
             "mean_batch_size": round(hist["sum"] / hist["count"], 1) if hist["count"] else None,
             "batches": int(hist["count"]),
             "commit_conflicts": int(
-                counter(after, "loom_commit_conflicts") - counter(before, "loom_commit_conflicts")
+                sum(
+                    counter(after[lane], "loom_commit_conflicts")
+                    - counter(before[lane], "loom_commit_conflicts")
+                    for lane in LANES
+                )
             ),
         }
+        per_lane = ", ".join(
+            f"{lane} {v['events_per_s_visible']:,.0f}" for lane, v in result["lanes"].items()
+        )
         say(
-            f"throughput {workers} worker(s): {result['events_per_s_visible']:,.0f} events/s "
-            f"visible, {result['events_per_s_committed']:,.0f} committed"
+            f"throughput {workers} worker(s) per role: {result['events_per_s_visible']:,.0f} "
+            f"events/s visible ({per_lane}), {result['events_per_s_committed']:,.0f} committed"
         )
     except BaseException:
         dep.close()
@@ -379,7 +425,7 @@ def latency(
     kafka: str, redis_url: str, *, rate: float, seconds: float, sample: int = 20, seed: int = 2,
     customers: int = 5000, linger_ms: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Steady ``rate`` events/s for ``seconds`` through one worker; latency figures."""
+    """Steady ``rate`` events/s for ``seconds`` through one worker per role; latency figures."""
     sim = Simulator(seed=seed, customers=customers, stores=10, skus=500)
     dep = Deployment(kafka, redis_url)
     try:
@@ -398,13 +444,13 @@ def latency(
                     seeds.append(stock_count(f"seed-{dep.tag}-{len(seeds)}", probe, loc, 1000))
                     event = with_probe_sku(tp, probe)
             plan.append((dump_touchpoint(event), record_key(event), probe))
-        say(f"latency: starting 1 worker on {dep.raw_topic}")
+        say(f"latency: starting 1 worker per role on {dep.raw_topic}")
         dep.start_workers(1)
         config = {} if linger_ms is None else {"linger.ms": linger_ms}
         with TouchpointProducer(dep.settings, config=config) as producer:
             for doc in seeds:
                 producer.send(doc)
-        dep.wait_lag_zero(120)
+        dep.wait_lag_zero(timeout=120)
         before = dep.metrics()
         watcher = StreamWatcher(redis_url, f"{dep.root}:changes:inventory", f"PROBE-{dep.tag}-")
         watcher.start()
@@ -420,13 +466,13 @@ def latency(
                     sent[probe] = time.time()
                 producer.send_raw(value, key=key)
             elapsed = time.monotonic() - started
-        drained = dep.wait_lag_zero(120)
+        ended = started + elapsed
+        drained = {lane: dep.wait_lag_zero(lane, timeout=600) - ended for lane in LANES}
         time.sleep(0.3)
         watcher.stop.set()
         watcher.join(5)
         after = dep.metrics()
         lat = sorted(watcher.seen[s] - t for s, t in sent.items() if s in watcher.seen)
-        hist = histogram_delta(before, after, HISTOGRAM)
         visible = {
             "probes": len(sent),
             "seen": len(lat),
@@ -440,22 +486,38 @@ def latency(
             "rate_achieved": round(len(plan) / elapsed, 1),
             "seconds": round(elapsed, 2),
             "events": len(plan),
-            "drain_after_last_send_s": round(drained - started - elapsed, 3),
+            # > 0 by more than a commit interval (~1 s): the lane fell behind the rate
+            "drain_after_last_send_s": {lane: round(s, 3) for lane, s in drained.items()},
             "producer_linger_ms": linger_ms if linger_ms is not None else 20,
             "pos_to_inventory_visible": visible,
             "event_to_snapshot_histogram": {
-                "observations": int(hist["count"]),
-                "mean_ms": ms(hist["sum"] / hist["count"] if hist["count"] else None),
-                "p50_ms": ms(bucket_quantile(hist["buckets"], 0.5)),
-                "p99_ms": ms(bucket_quantile(hist["buckets"], 0.99)),
-                "p50_bucket": bucket_bounds(hist["buckets"], 0.5),
-                "p99_bucket": bucket_bounds(hist["buckets"], 0.99),
+                lane: histogram_summary(histogram_delta(before[lane], after[lane], HISTOGRAM))
+                for lane in LANES
             },
         }
-        say(f"latency: POS sale -> visible p50 {visible['p50_ms']} ms, p99 {visible['p99_ms']} ms")
+        say(
+            f"latency: POS sale -> visible p50 {visible['p50_ms']} ms, p99 {visible['p99_ms']} ms;"
+            f" drain after the last send: "
+            + ", ".join(f"{lane} {s:.1f} s" for lane, s in drained.items())
+        )
         return result
     finally:
         dep.close()
+
+
+def histogram_summary(hist: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "observations": int(hist["count"]),
+        "mean_ms": ms(hist["sum"] / hist["count"] if hist["count"] else None),
+        "p50_ms": ms(bucket_quantile(hist["buckets"], 0.5)),
+        "p99_ms": ms(bucket_quantile(hist["buckets"], 0.99)),
+        "p50_bucket": bucket_bounds(hist["buckets"], 0.5),
+        "p99_bucket": bucket_bounds(hist["buckets"], 0.99),
+    }
+
+
+def _mean(hist: dict[str, Any]) -> float | None:
+    return round(hist["sum"] / hist["count"], 1) if hist["count"] else None
 
 
 def ms(seconds: float | None) -> float | None:

@@ -1,12 +1,13 @@
-"""Throughput of the pipeline on the Redis store, against the in-memory ceiling.
+"""Throughput of each pipeline lane on the Redis store, against the in-memory ceiling.
 
     python -m bench.store_bench [--events 10000] [--batch 500] [--customers 2000]
 
 Simulated retail traffic (``streams.simulate``: web/app/POS/loyalty/support journeys, mixed
 identifiers, merges, consent, inventory) is serialized up front, then fed to ``run_batch`` in
-batches: once on :class:`RedisStore` (``LOOM_REDIS_URL``, default redis://127.0.0.1:16379/0,
+batches, per lane (profiles, inventory; events/s = events of the topic, all of which a lane
+reads): once on :class:`RedisStore` (``LOOM_REDIS_URL``, default redis://127.0.0.1:16379/0,
 under a unique prefix that is deleted afterwards) and once on :class:`InMemoryStore` (pure
-compute: parse, normalize, resolve, consent, aggregate, inventory, commit planning).
+compute: parse, normalize, resolve, consent, aggregate or inventory, commit planning).
 Time spent inside ``load`` / ``commit`` is measured separately.
 """
 
@@ -28,7 +29,7 @@ import redis
 from resolvers.batch import Context, TopicNames
 from resolvers.consent import ConsentPolicy
 from resolvers.identity_rules import IdentityRules
-from resolvers.pipeline import run_batch
+from resolvers.pipeline import LANES, Lane, run_batch
 from resolvers.steps import RawRecord
 from resolvers.store import Commit, CommitResult, InMemoryStore, Loaded, LoadRequest, StateStore
 from schemas.normalize import DEFAULT, is_blocked
@@ -88,20 +89,20 @@ class Run:
         p95 = sorted(self.batch_ms)[int(0.95 * (len(self.batch_ms) - 1))]
         s = self.store
         return (
-            f"{self.name:<12} {self.rate:>9,.0f} events/s  ({self.events} events in "
+            f"{self.name:<16} {self.rate:>9,.0f} events/s  ({self.events} events in "
             f"{self.seconds:.2f} s; batch p50 {p50:.0f} ms, p95 {p95:.0f} ms; "
             f"load {s.load_s:.2f} s / {s.loads} calls, commit {s.commit_s:.2f} s / "
             f"{s.commits} calls)"
         )
 
 
-def run(name: str, store: StateStore, batches: list[list[RawRecord]]) -> Run:
+def run(name: str, store: StateStore, batches: list[list[RawRecord]], lane: Lane) -> Run:
     timed = TimedStore(store)
     result = Run(name, sum(len(b) for b in batches), 0.0, timed)
     started = time.perf_counter()
     for records in batches:
         t = time.perf_counter()
-        run_batch(records, timed, make_context, max_bytes=64 * 1024, config=DEFAULT)
+        run_batch(records, timed, make_context, max_bytes=64 * 1024, config=DEFAULT, lane=lane)
         result.batch_ms.append((time.perf_counter() - t) * 1000)
     result.seconds = time.perf_counter() - started
     return result
@@ -139,23 +140,23 @@ def main(argv: list[str] | None = None) -> int:
         f"workload: {len(records)} simulated events ({args.customers} customers), "
         f"batches of {args.batch}, one writer"
     )
-    memory = run("in-memory", InMemoryStore(), batches)
-    print(memory.line())
-
-    client = redis.Redis.from_url(url)
-    prefix = f"loombench-{uuid.uuid4().hex[:12]}"
-    try:
-        on_redis = run("redis", RedisStore(client, prefix=prefix), batches)
-        print(on_redis.line())
-        info = client.info("memory")
-        print(f"redis used_memory after run: {info.get('used_memory_human')}")
-    finally:
-        removed = clean(client, prefix)
-        client.close()
-    print(
-        f"redis / in-memory: {on_redis.rate / memory.rate:.0%} of the pure-compute ceiling "
-        f"(cleaned {removed} keys under {prefix})"
-    )
+    for name, lane in LANES.items():
+        memory = run(f"{name}/memory", InMemoryStore(), batches, lane)
+        print(memory.line())
+        client = redis.Redis.from_url(url)
+        prefix = f"loombench-{uuid.uuid4().hex[:12]}"
+        try:
+            on_redis = run(f"{name}/redis", RedisStore(client, prefix=prefix), batches, lane)
+            print(on_redis.line())
+            info = client.info("memory")
+            print(f"redis used_memory after the {name} run: {info.get('used_memory_human')}")
+        finally:
+            removed = clean(client, prefix)
+            client.close()
+        print(
+            f"{name} lane, redis / in-memory: {on_redis.rate / memory.rate:.0%} of the "
+            f"pure-compute ceiling (cleaned {removed} keys under {prefix})"
+        )
     return 0
 
 

@@ -23,6 +23,7 @@ from resolvers import identity, inventory, profile
 from resolvers.identity import ProfileIdentity
 from resolvers.identity_rules import IdentityRules
 from resolvers.store import (
+    DEFAULT_SCOPE,
     HELD_FIELD,
     Commit,
     Kind,
@@ -324,7 +325,7 @@ class BatchState:
     def _next(self, ref: Ref) -> int:
         return self.versions.get(ref, 0) + 1
 
-    def to_commit(self) -> Commit:
+    def to_commit(self, *, scope: str = DEFAULT_SCOPE) -> Commit:
         writes: list[Write] = []
         blind: list[Write] = []
         idstate = self.identity
@@ -388,6 +389,7 @@ class BatchState:
             outbox=tuple(self.outbox),
             streams=tuple(self.streams),
             counters=dict(self.counters),
+            scope=scope,
         )
 
     def _profile_write(self, pid: str) -> Write:

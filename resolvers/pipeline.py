@@ -1,14 +1,23 @@
 """The pipeline, read top to bottom: what happens to a batch of touchpoint records.
 
-    PREPARE (per record, no state)     parse -> normalize
-    load                               one store round trip for everything the batch touches
-    STAGES (per event, batch state)    dedupe -> suppress -> erase -> resolve -> consent
-                                       -> aggregate -> inventory
-    commit                             one atomic store call; on conflict, load again
+Two lanes read every record of the raw topic, each as its own Kafka consumer group, and each
+owns its own state (ADR 0002): identity and profiles never read stock, stock never reads a
+profile, so nothing needs one transaction across both, and a store's stock does not wait
+behind identity work.
+
+    lane        PREPARE (per record)      STAGES (per event, batch state)
+    profiles    parse -> normalize        dedupe -> suppress -> erase -> resolve -> consent
+                                          -> aggregate
+    inventory   parse (stock types only)  dedupe -> inventory
+
+Per batch and lane: PREPARE, one store round trip (``load``) for everything the batch touches,
+the STAGES, then one atomic store call (``commit``); on conflict, load again. Event ids are
+deduplicated per lane (the store's *scope*).
 
 Each stage returns ``Ok | Drop | DeadLetter`` (``resolvers.steps``). Bad input becomes a
-:class:`~resolvers.steps.DeadLetter` and never stops the batch; a store or broker failure
-raises, and the caller retries the batch without committing offsets.
+:class:`~resolvers.steps.DeadLetter` and never stops the batch (the profiles lane reports it;
+the inventory lane skips it, so each bad record reaches the DLQ once); a store or broker
+failure raises, and the caller retries the batch without committing offsets.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
 from resolvers.batch import BatchState, Context
 from resolvers.stages import (
@@ -41,8 +50,45 @@ class Stage(Protocol):
     def run(self, event: Event, state: BatchState) -> Ok | Drop: ...
 
 
-PREPARE: tuple[str, ...] = (parse.NAME, normalize.NAME)
-STAGES: tuple[Stage, ...] = (dedupe, suppress, erase, resolve, consent, aggregate, inventory)
+@dataclass(frozen=True)
+class Lane:
+    """One consumer group's pass over the raw topic: the events it takes and its stages.
+
+    ``identity``: the lane normalizes identifiers and loads identity state (identifier
+    records, profiles, suppression); ``stock``: it loads stock ledgers. ``types``: the event
+    types it takes (None = all); ``dead_letters``: it reports bad records (to the DLQ).
+    """
+
+    name: str
+    prepare: tuple[str, ...]
+    stages: tuple[Stage, ...]
+    identity: bool
+    stock: bool
+    dead_letters: bool
+    types: frozenset[str] | None = None
+
+
+PROFILES: Final = Lane(
+    name="profiles",
+    prepare=(parse.NAME, normalize.NAME),
+    stages=(dedupe, suppress, erase, resolve, consent, aggregate),
+    identity=True,
+    stock=False,
+    dead_letters=True,
+)
+INVENTORY: Final = Lane(
+    name="inventory",
+    prepare=(parse.NAME,),
+    stages=(dedupe, inventory),
+    identity=False,
+    stock=True,
+    dead_letters=False,
+    types=inventory.STOCK_TYPES,
+)
+LANES: Final = {lane.name: lane for lane in (PROFILES, INVENTORY)}
+
+#: Outcome of a record the inventory lane could not decode (the profiles lane dead-letters it).
+INVALID: Final = "invalid"
 
 
 class CommitConflictError(RuntimeError):
@@ -65,39 +111,57 @@ def prepare(
     config: NormalizeConfig,
     salt: bytes,
     default_region: str | None = None,
+    lane: Lane = PROFILES,
 ) -> tuple[list[Event], list[DeadLetter]]:
+    """The lane's events of ``records``, decoded (and normalized), and the bad records."""
     events: list[Event] = []
     dead: list[DeadLetter] = []
     for record in records:
-        parsed = parse.run(record, max_bytes=max_bytes)
+        if lane.types is None:
+            parsed: Ok | DeadLetter | None = parse.run(record, max_bytes=max_bytes)
+        else:
+            parsed = parse.run_if_type(record, lane.types, max_bytes=max_bytes)
+        if parsed is None:
+            continue
         if isinstance(parsed, DeadLetter):
             dead.append(parsed)
             continue
-        ok = normalize.run(parsed.event, config=config, salt=salt, default_region=default_region)
-        events.append(ok.event)
+        event = parsed.event
+        if lane.identity:
+            event = normalize.run(
+                event, config=config, salt=salt, default_region=default_region
+            ).event
+        if lane.stock and not lane.identity and not inventory.movements(event.tp):
+            continue  # e.g. an order event without lines: nothing for this lane to do
+        events.append(event)
     return events, dead
 
 
-def load_request(events: Sequence[Event]) -> LoadRequest:
+def load_request(events: Sequence[Event], lane: Lane = PROFILES) -> LoadRequest:
     identifiers: dict[str, None] = {}
     hashes: dict[str, None] = {}
     skus: set[str] = set()
     for event in events:
-        identifiers.update(dict.fromkeys(i.key for i in event.identifiers))
-        hashes.update(dict.fromkeys(event.suppression_hashes))
-        skus |= inventory.skus(event.tp)
+        if lane.identity:
+            identifiers.update(dict.fromkeys(i.key for i in event.identifiers))
+            hashes.update(dict.fromkeys(event.suppression_hashes))
+        if lane.stock:
+            skus |= inventory.skus(event.tp)
     return LoadRequest(
         identifiers=tuple(identifiers),
         stocks=tuple(sorted(skus)),
         event_ids=tuple(dict.fromkeys(e.tp.event_id for e in events)),
         suppression_hashes=tuple(hashes),
+        scope=lane.name,
     )
 
 
-def run_stages(events: Sequence[Event], state: BatchState, result: BatchResult) -> None:
+def run_stages(
+    events: Sequence[Event], state: BatchState, result: BatchResult, lane: Lane = PROFILES
+) -> None:
     for event in events:
         current: Event = event
-        for stage in STAGES:
+        for stage in lane.stages:
             step = stage.run(current, state)
             if isinstance(step, Drop):
                 result.outcomes[(event.tp.type.value, step.reason)] += 1
@@ -115,8 +179,9 @@ def run_batch(
     max_bytes: int,
     config: NormalizeConfig,
     max_attempts: int = 20,
+    lane: Lane = PROFILES,
 ) -> BatchResult:
-    """Process one batch end to end against ``store``. Raises on infrastructure errors."""
+    """Process one batch of ``lane`` end to end against ``store``. Raises on infra errors."""
     ctx = make_context()
     events, dead = prepare(
         records,
@@ -124,19 +189,25 @@ def run_batch(
         config=config,
         salt=ctx.salt,
         default_region=ctx.default_region,
+        lane=lane,
     )
-    request = load_request(events)
+    unparsed: Counter[tuple[str, str]] = Counter()
+    if dead and lane.dead_letters:
+        unparsed[("unknown", "dlq")] = len(dead)
+    elif dead:  # another lane reports them; counted here, never dead-lettered twice
+        unparsed[("unknown", INVALID)], dead = len(dead), []
+    if not events and not dead:
+        return BatchResult(outcomes=unparsed)  # nothing of this lane's: no round trip
+    request = load_request(events, lane)
     for attempt in range(1, max_attempts + 1):
-        result = BatchResult(dead_letters=dead, attempts=attempt)
-        for _ in dead:
-            result.outcomes[("unknown", "dlq")] += 1
+        result = BatchResult(dead_letters=dead, attempts=attempt, outcomes=Counter(unparsed))
         # the load also returns the records of every identifier a loaded profile holds,
         # which a merge re-points (see resolvers.store.HELD_FIELD)
         state = BatchState.from_loaded(store.load(request), ctx)
-        run_stages(events, state, result)
+        run_stages(events, state, result, lane)
         if dead:
             state.count("dlq", len(dead))
-        commit = state.to_commit()
+        commit = state.to_commit(scope=lane.name)
         if not commit.event_ids and not commit.writes and not commit.counters:
             return result
         if store.commit(commit).ok:

@@ -16,6 +16,10 @@ Loom's concurrency model is optimistic. A batch of events is processed in three 
 So the idempotency check and the effects happen in the same atomic call, a redelivered event
 changes nothing, and concurrent workers are serializable per batch.
 
+Event ids are processed once per *scope*: each pipeline lane (``resolvers.pipeline``: the
+profiles lane and the inventory lane, two Kafka consumer groups reading the same records) keeps
+its own processed set, so one lane having processed an event never hides it from the other.
+
 Entities are addressed by :class:`Ref` (kind + name), never by storage key; the storage layout
 belongs to the implementation (``streams.redis_store`` documents the Redis one). This module is
 pure: :class:`InMemoryStore` is the reference implementation the contract tests compare with.
@@ -62,6 +66,10 @@ class Entity:
 ABSENT = Entity(0, {})
 
 
+#: The scope of event-id idempotency unless a request names another (the profiles lane's).
+DEFAULT_SCOPE = "profiles"
+
+
 @dataclass(frozen=True, slots=True)
 class LoadRequest:
     # "type:value"; the profiles they point to load too, and the records of every identifier
@@ -71,6 +79,7 @@ class LoadRequest:
     stocks: Sequence[str] = ()  # skus
     event_ids: Sequence[str] = ()  # which of these were processed already
     suppression_hashes: Sequence[str] = ()  # which of these are suppressed
+    scope: str = DEFAULT_SCOPE  # the processed-event-id set ``event_ids`` are checked in
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +131,7 @@ class Commit:
     outbox: Sequence[OutboxRecord] = ()
     streams: Sequence[StreamEntry] = ()
     counters: Mapping[str, int] = field(default_factory=dict)  # stats hash increments
+    scope: str = DEFAULT_SCOPE  # the processed-event-id set ``event_ids`` are checked and added in
 
 
 class CommitStatus(enum.StrEnum):
@@ -190,7 +200,7 @@ class InMemoryStore:
 
     def __init__(self) -> None:
         self.entities: dict[Ref, Entity] = {}
-        self.seen: set[str] = set()
+        self.seen: dict[str, set[str]] = {}  # scope -> processed event ids
         self.suppressed: set[str] = set()
         self.outbox: list[OutboxRecord] = []
         self.streams: dict[str, list[Mapping[str, bytes]]] = {}
@@ -229,7 +239,7 @@ class InMemoryStore:
             out[ref] = _loaded(ref, self.entities.get(ref, ABSENT))
         return Loaded(
             entities=out,
-            seen=frozenset(e for e in request.event_ids if e in self.seen),
+            seen=frozenset(e for e in request.event_ids if e in self.seen.get(request.scope, ())),
             suppressed=frozenset(h for h in request.suppression_hashes if h in self.suppressed),
         )
 
@@ -240,15 +250,16 @@ class InMemoryStore:
         for digest in commit.unsuppressed:
             if digest in self.suppressed:
                 return CommitResult(CommitStatus.CONFLICT, f"suppressed:{digest}")
+        seen = self.seen.setdefault(commit.scope, set())
         for event_id in commit.event_ids:
-            if event_id in self.seen:
+            if event_id in seen:
                 return CommitResult(CommitStatus.DUPLICATE, event_id)
         for write in _all_writes(commit.writes, commit.blind_writes):
             if write.fields:
                 self.entities[write.ref] = Entity(write.version, dict(write.fields))
             else:
                 self.entities.pop(write.ref, None)
-        self.seen.update(commit.event_ids)
+        seen.update(commit.event_ids)
         self.suppressed.update(commit.suppress)
         self.outbox.extend(commit.outbox)
         for entry in commit.streams:

@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 #: Outcomes of one event through the pipeline.
-EVENT_OUTCOMES: frozenset[str] = frozenset({"ok", "dropped", "dlq", "duplicate"})
+EVENT_OUTCOMES: frozenset[str] = frozenset({"ok", "dropped", "dlq", "duplicate", "invalid"})
 #: Buckets for event-to-snapshot latency: 1 ms to 10 s, roughly x2.5 per step.
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -107,31 +107,36 @@ def checked(value: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class WorkerMetrics:
-    """Everything the worker counts. The worker calls e.g.
-    ``m.events.labels(type="pos_sale", outcome="ok").inc()``."""
+    """Everything a worker counts. ``lane`` (``profiles`` or ``inventory``, the worker's role)
+    labels the two per-event series, so a dashboard can sum each lane once. The worker calls
+    e.g. ``m.events.labels(lane=m.lane, type="pos_sale", outcome="ok").inc()``."""
 
     registry: CollectorRegistry
-    events: Counter  # loom_events_total{type,outcome}
+    lane: str
+    events: Counter  # loom_events_total{lane,type,outcome}
     dlq_records: Counter  # loom_dlq_records_total{stage,reason}
     merges: Counter  # loom_identity_merges_total
     merges_blocked: Counter  # loom_identity_merges_blocked_total{rule}
     quarantined: Counter  # loom_identifiers_quarantined_total
     consent_decisions: Counter  # loom_consent_decisions_total{purpose,decision,reason}
-    event_to_snapshot: Histogram  # loom_event_to_snapshot_seconds (Kafka append -> snapshot)
+    event_to_snapshot: Histogram  # loom_event_to_snapshot_seconds{lane} (Kafka append -> Redis)
     redis_call_seconds: Histogram  # {op}
     batch_size: Histogram
     commit_conflicts: Counter  # loom_commit_conflicts_total (CAS retries)
     oversold: Counter  # loom_inventory_oversold_total
 
     @classmethod
-    def create(cls, registry: CollectorRegistry | None = None) -> WorkerMetrics:
+    def create(
+        cls, registry: CollectorRegistry | None = None, *, lane: str = "profiles"
+    ) -> WorkerMetrics:
         reg = registry if registry is not None else CollectorRegistry(auto_describe=True)
         return cls(
             registry=reg,
+            lane=checked(lane),
             events=Counter(
                 "loom_events_total",
-                "Events processed, by event type and outcome (ok, dropped, dlq, duplicate).",
-                ["type", "outcome"],
+                "Events processed, by lane, event type and outcome (ok, dlq, duplicate, ...).",
+                ["lane", "type", "outcome"],
                 registry=reg,
             ),
             dlq_records=Counter(
@@ -161,6 +166,7 @@ class WorkerMetrics:
             event_to_snapshot=Histogram(
                 "loom_event_to_snapshot_seconds",
                 "Time from an event's arrival in Kafka to its effect in the Redis snapshot.",
+                ["lane"],
                 buckets=LATENCY_BUCKETS,
                 registry=reg,
             ),
@@ -193,7 +199,7 @@ class WorkerMetrics:
     def count_event(self, type_: str, outcome: str, n: int = 1) -> None:
         if outcome not in EVENT_OUTCOMES:
             raise ValueError(f"outcome must be one of {sorted(EVENT_OUTCOMES)}")
-        self.events.labels(type=checked(type_), outcome=outcome).inc(n)
+        self.events.labels(lane=self.lane, type=checked(type_), outcome=outcome).inc(n)
 
     def count_dlq(self, stage: str, reason: str) -> None:
         self.dlq_records.labels(stage=checked(stage), reason=checked(reason)).inc()

@@ -14,7 +14,9 @@ key                                type    contents
 ``P:v1:profile-index``             set     ids of live profiles (for export)
 ``P:v1:stock:{sku}``               hash    ``v``, ``d`` snapshot JSON, ``s`` internal state
 ``P:v1:stock-index``               set     every sku with a snapshot
-``P:v1:seen:{event_id}``           string  processed marker, expires after LOOM_DEDUPE_TTL_S
+``P:v1:seen:{event_id}``           string  processed by the profiles lane; expires after
+                                           LOOM_DEDUPE_TTL_S
+``P:v1:seen-inventory:{event_id}`` string  processed by the inventory lane; same expiry
 ``P:v1:suppressed``                set     salted SHA-256 of erased identifiers
 ``P:v1:changes:profiles``          stream  ``id``, ``version``, ``op`` per profile change
 ``P:v1:changes:inventory``         stream  ``sku``, ``location``, ``available``, ``version``
@@ -43,6 +45,7 @@ import redis
 
 from resolvers.store import (
     ABSENT,
+    DEFAULT_SCOPE,
     Commit,
     CommitResult,
     CommitStatus,
@@ -63,6 +66,11 @@ def _script(name: str) -> str:
     return resources.files("streams").joinpath("lua", name).read_text(encoding="utf-8")
 
 
+def seen_segment(scope: str) -> str:
+    """Key segment of a scope's processed markers: ``seen`` (profiles), ``seen-{scope}``."""
+    return "seen" if scope == DEFAULT_SCOPE else f"seen-{scope}"
+
+
 class Keys:
     """Key names of layout v1 under one prefix."""
 
@@ -81,8 +89,8 @@ class Keys:
     def stock(self, sku: str) -> str:
         return f"{self.root}:stock:{sku}"
 
-    def seen(self, event_id: str) -> str:
-        return f"{self.root}:seen:{event_id}"
+    def seen(self, event_id: str, scope: str = DEFAULT_SCOPE) -> str:
+        return f"{self.root}:{seen_segment(scope)}:{event_id}"
 
     @property
     def suppressed(self) -> str:
@@ -143,6 +151,7 @@ class RedisStore:
     def load(self, request: LoadRequest) -> Loaded:
         args: list[str] = [
             self.prefix,
+            seen_segment(request.scope),
             str(len(request.identifiers)),
             str(len(request.profiles)),
             str(len(request.stocks)),
@@ -197,7 +206,7 @@ class RedisStore:
                 index_ops.append([index[w.ref.kind], 1 if "d" in w.fields else 0, arg(w.ref.name)])
         plan = {
             "e": [[self.keys.entity(ref), v] for ref, v in commit.expect.items()],
-            "s": [self.keys.seen(e) for e in commit.event_ids],
+            "s": [self.keys.seen(e, commit.scope) for e in commit.event_ids],
             "t": self.seen_ttl_s,
             "w": writes,
             "ix": index_ops,
@@ -234,6 +243,6 @@ class RedisStore:
         names = (
             {self.keys.entity(ref): str(ref) for ref in commit.expect}
             if status is CommitStatus.CONFLICT
-            else {self.keys.seen(e): e for e in commit.event_ids}
+            else {self.keys.seen(e, commit.scope): e for e in commit.event_ids}
         )
         return CommitResult(status, names.get(key, key))

@@ -43,10 +43,17 @@ class LoomSettings(BaseSettings):
     redis_prefix: str = Field("loom", description="prefix of every Redis key Loom writes")
 
     # --- worker -------------------------------------------------------------------------
-    app_id: str = Field("loom", description="faust app id = Kafka consumer group of the worker")
+    app_id: str = Field(
+        "loom", description="consumer groups are `<app_id>-profiles` and `<app_id>-inventory`"
+    )
     partitions: int = Field(6, ge=1, description="partitions of topics Loom creates")
     batch_size: int = Field(500, ge=1, le=10_000, description="max events per atomic batch")
-    batch_timeout_s: float = Field(0.05, gt=0, description="max wait to fill a batch")
+    batch_timeout_s: float = Field(
+        0.05, gt=0, description="profiles lane: max wait to fill a batch"
+    )
+    inventory_batch_timeout_s: float = Field(
+        0.01, gt=0, description="inventory lane: max wait to fill a batch (latency-bound)"
+    )
     max_event_bytes: int = Field(
         64 * 1024, ge=1024, description="records larger than this go to the DLQ"
     )
@@ -59,7 +66,12 @@ class LoomSettings(BaseSettings):
     web_host: str = Field(
         "127.0.0.1", description="worker HTTP bind address (0.0.0.0 in containers)"
     )
-    web_port: int = Field(6066, ge=0, description="worker HTTP port: /metrics, /livez, /readyz")
+    web_port: int = Field(
+        6066, ge=0, description="profiles worker HTTP port: /metrics, /livez, /readyz"
+    )
+    inventory_web_port: int = Field(
+        6067, ge=0, description="inventory worker HTTP port: /metrics, /livez, /readyz"
+    )
 
     # --- identity, consent, privacy ------------------------------------------------------
     identity_rules_file: Path | None = Field(
@@ -83,6 +95,10 @@ class LoomSettings(BaseSettings):
     )
 
     topics: Topics = Field(default_factory=Topics)
+
+    def group_id(self, lane: str) -> str:
+        """The Kafka consumer group (= faust app id) of a lane's workers."""
+        return f"{self.app_id}-{lane}"
 
 
 def load_settings() -> LoomSettings:

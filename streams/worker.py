@@ -1,10 +1,16 @@
-"""The worker: a faust app (built by a factory) whose one agent runs the pipeline per batch.
+"""The worker: a faust app (built by a factory) whose one agent runs one pipeline lane per batch.
+
+A worker has a role, the lane it runs (``resolvers.pipeline``): ``profiles`` (identity,
+consent, profile snapshots, the DLQ) or ``inventory`` (stock ledgers). Each lane is its own
+Kafka consumer group (``<app_id>-<lane>``) reading the same raw topic, so stock never waits
+behind identity work and each lane scales and lags on its own (ADR 0002).
 
 Per batch, in this order (the commit order that makes at-least-once safe):
 
-1. ``run_batch``     pure pipeline + one atomic Redis commit (idempotent by event id); the
-                     commit also appends the batch's Kafka records to the Redis outbox;
-2. dead letters      produced to the DLQ and flushed;
+1. ``run_batch``     pure pipeline + one atomic Redis commit (idempotent by event id within
+                     the lane); the commit also appends the batch's Kafka records to the Redis
+                     outbox;
+2. dead letters      produced to the DLQ and flushed (profiles lane);
 3. offsets           faust acks the batch's events only after both returned.
 
 Beside the agent, the outbox relay (a task with its own producer) moves outbox records to
@@ -39,7 +45,7 @@ from confluent_kafka import KafkaException, Producer
 from resolvers.batch import Context, DecodeCache, TopicNames
 from resolvers.consent import ConsentPolicy, load_policy
 from resolvers.identity_rules import IdentityRules, load_rules
-from resolvers.pipeline import BatchResult, CommitConflictError, run_batch
+from resolvers.pipeline import PROFILES, BatchResult, CommitConflictError, Lane, run_batch
 from resolvers.steps import DeadLetter, RawRecord
 from schemas.normalize import DEFAULT as NORMALIZE_DEFAULT
 from schemas.normalize import is_blocked
@@ -152,6 +158,7 @@ class Runtime:
     rules: IdentityRules
     policy: ConsentPolicy
     clock: Callable[[], datetime]
+    lane: Lane = PROFILES
     decode_cache: DecodeCache = field(default_factory=DecodeCache)
 
     def context(self) -> Context:
@@ -182,6 +189,7 @@ class Runtime:
             self.context,
             max_bytes=self.settings.max_event_bytes,
             config=NORMALIZE_DEFAULT,
+            lane=self.lane,
         )
         if result.dead_letters:
             now = self.clock()
@@ -211,7 +219,7 @@ class Runtime:
         if result.attempts > 1:
             m.commit_conflicts.inc(result.attempts - 1)
         for (event_type, outcome), n in result.outcomes.items():
-            m.events.labels(type=event_type, outcome=outcome).inc(n)
+            m.events.labels(lane=m.lane, type=event_type, outcome=outcome).inc(n)
         m.merges.inc(result.counters.get("merges", 0))
         m.quarantined.inc(result.counters.get("quarantined", 0))
         m.oversold.inc(result.counters.get("oversold", 0))
@@ -223,12 +231,15 @@ class Runtime:
                 purpose, _, reason = rest.partition(":")
                 m.consent_decisions.labels(purpose=purpose, decision="denied", reason=reason).inc(n)
         now_ms = time.time() * 1000
+        latency = m.event_to_snapshot.labels(lane=m.lane)
         for r in records:
             if r.timestamp_ms:
-                m.event_to_snapshot.observe(max(0.0, (now_ms - r.timestamp_ms) / 1000))
+                latency.observe(max(0.0, (now_ms - r.timestamp_ms) / 1000))
 
 
-def build_runtime(settings: LoomSettings, *, registry: Any = None) -> Runtime:
+def build_runtime(
+    settings: LoomSettings, lane: Lane = PROFILES, *, registry: Any = None
+) -> Runtime:
     from prometheus_client import CollectorRegistry
 
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
@@ -244,7 +255,7 @@ def build_runtime(settings: LoomSettings, *, registry: Any = None) -> Runtime:
     rules = _with_blocklist(base_rules)
     policy = load_policy(settings.consent_config_file) if settings.consent_config_file else None
     consumer_name = f"{socket.gethostname()}-{os.getpid()}"
-    metrics = WorkerMetrics.create(registry or CollectorRegistry())
+    metrics = WorkerMetrics.create(registry or CollectorRegistry(), lane=lane.name)
     store = RedisStore(
         client,
         prefix=settings.redis_prefix,
@@ -261,6 +272,7 @@ def build_runtime(settings: LoomSettings, *, registry: Any = None) -> Runtime:
         rules=rules,
         policy=policy or ConsentPolicy(),
         clock=lambda: datetime.now(UTC),
+        lane=lane,
     )
 
 
@@ -324,9 +336,13 @@ async def relay_forever(rt: Runtime, wakeup: asyncio.Event, *, idle_s: float = 0
 
 
 def create_app(settings: LoomSettings, runtime: Runtime | None = None) -> faust.App:
-    """Build the faust app and its agent. Nothing happens at import time."""
+    """Build the faust app and its agent for ``runtime``'s lane. Nothing happens at import."""
+    rt = runtime or build_runtime(settings)
+    batch_timeout_s = (
+        settings.batch_timeout_s if rt.lane is PROFILES else settings.inventory_batch_timeout_s
+    )
     app = faust.App(
-        settings.app_id,
+        settings.group_id(rt.lane.name),
         broker=f"kafka://{settings.kafka_bootstrap.replace(',', ';')}",
         value_serializer="raw",
         key_serializer="raw",
@@ -340,15 +356,12 @@ def create_app(settings: LoomSettings, runtime: Runtime | None = None) -> faust.
         web_enabled=False,
     )
     raw = app.topic(settings.topics.raw, value_serializer="raw", key_serializer="raw")
-    rt = runtime or build_runtime(settings)
 
     committed = asyncio.Event()
 
     @app.agent(raw, concurrency=1)
     async def touchpoints(stream: Any) -> None:
-        async for events in stream.take_events(
-            settings.batch_size, within=settings.batch_timeout_s
-        ):
+        async for events in stream.take_events(settings.batch_size, within=batch_timeout_s):
             await process_with_retry(rt, [_raw_record(e) for e in events])
             committed.set()
 
@@ -359,9 +372,9 @@ def create_app(settings: LoomSettings, runtime: Runtime | None = None) -> faust.
     return app
 
 
-def run_worker(settings: LoomSettings, *, loglevel: str = "info") -> None:
-    """Run the worker until stopped (``loom worker``)."""
-    runtime = build_runtime(settings)
+def run_worker(settings: LoomSettings, lane: Lane = PROFILES, *, loglevel: str = "info") -> None:
+    """Run a worker of ``lane`` until stopped (``loom worker --role``)."""
+    runtime = build_runtime(settings, lane)
     app = create_app(settings, runtime)
     _serve_health(app, runtime, settings)
     worker = faust.Worker(app, loglevel=loglevel)
@@ -387,7 +400,7 @@ def _serve_health(app: faust.App, rt: Runtime, settings: LoomSettings) -> None:
 
     server = HealthServer(
         settings.web_host,
-        settings.web_port,
+        settings.web_port if rt.lane is PROFILES else settings.inventory_web_port,
         rt.metrics.registry,
         {"kafka": kafka_ok, "redis": redis_ok, "partitions": partitions_ok},
     )

@@ -37,6 +37,12 @@ _ORDER_KINDS: Final = {
 }
 
 
+#: Types that can move stock: the inventory lane decodes only these (``resolvers.pipeline``).
+STOCK_TYPES: Final = frozenset(
+    t.value for t in (*_ORDER_KINDS, EventType.INVENTORY_ADJUSTED, EventType.INVENTORY_COUNTED)
+)
+
+
 def movements(tp: Touchpoint) -> list[Movement]:
     """The stock movements a touchpoint implies (empty for most behavioural events)."""
     kind = _ORDER_KINDS.get(tp.type)

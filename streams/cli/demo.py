@@ -1,9 +1,10 @@
-"""``loom demo``: Kafka and Redis up, the worker running, a minute of simulated channels, a story.
+"""``loom demo``: Kafka and Redis up, the workers running, a minute of simulated channels, a story.
 
-Steps: ``deploy/infra.sh up`` (unless ``--no-infra``) -> topics -> ``loom worker`` as a child
-process -> the channel simulator at ``--rate`` events/s for ``--seconds`` (progress on stderr),
-plus a few deliberately bad records -> wait until the worker's lag is zero -> print what Loom
-built -> stop the worker -> ``deploy/infra.sh down`` (unless ``--keep``).
+Steps: ``deploy/infra.sh up`` (unless ``--no-infra``) -> topics -> one ``loom worker`` per role
+(profiles, inventory) as child processes -> the channel simulator at ``--rate`` events/s for
+``--seconds`` (progress on stderr), plus a few deliberately bad records -> wait until both
+groups' lag is zero -> print what Loom built -> stop the workers -> ``deploy/infra.sh down``
+(unless ``--keep``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import orjson
 import redis
 from confluent_kafka import Consumer, TopicPartition
 
+from resolvers.pipeline import LANES
 from streams.settings import LoomSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,9 +49,9 @@ def infra(cmd: str) -> None:
     subprocess.run(["bash", str(ROOT / "deploy" / "infra.sh"), cmd], check=True)
 
 
-def group_lag(settings: LoomSettings) -> int:
-    """Sum of (end offset - committed offset) of the worker's group on the raw topic."""
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.app_id})
+def group_lag(settings: LoomSettings, group: str) -> int:
+    """Sum of (end offset - committed offset) of ``group`` on the raw topic."""
+    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group})
     try:
         meta = c.list_topics(settings.topics.raw, timeout=10).topics[settings.topics.raw]
         tps = [TopicPartition(settings.topics.raw, p) for p in meta.partitions]
@@ -77,33 +79,42 @@ def run(args: argparse.Namespace) -> int:
     ensure_topics(settings)
     r = redis.Redis.from_url(settings.redis_url)
     root = f"{settings.redis_prefix}:v1"
-    worker_log = ROOT / ".cache" / "demo-worker.log"
-    worker_log.parent.mkdir(parents=True, exist_ok=True)
-    say(f"starting the worker (log: {worker_log})")
-    with worker_log.open("wb") as log_file:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli.main", "worker", "--loglevel", "warning"],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env=os.environ.copy(),
-        )
+    workers: dict[str, subprocess.Popen[bytes]] = {}
+    logs: dict[str, Path] = {}
+    for role in LANES:  # one worker per lane: two consumer groups on the same topic
+        logs[role] = ROOT / ".cache" / f"demo-worker-{role}.log"
+        logs[role].parent.mkdir(parents=True, exist_ok=True)
+        say(f"starting the {role} worker (log: {logs[role]})")
+        with logs[role].open("wb") as log_file:
+            workers[role] = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli.main", "worker", "--role", role,
+                 "--loglevel", "warning"],
+                stdout=log_file, stderr=subprocess.STDOUT, env=os.environ.copy(),
+            )  # fmt: skip
     try:
         sent = _simulate(settings, args)
-        say("waiting for the worker to catch up")
+        say("waiting for the workers to catch up")
         deadline = time.monotonic() + 180
-        while (lag := group_lag(settings)) > 0 and time.monotonic() < deadline:
-            if worker.poll() is not None:
-                say(f"worker exited with {worker.returncode}; see {worker_log}")
-                return 1
-            print(f"    lag {lag} records", file=sys.stderr, flush=True)
+        while time.monotonic() < deadline:
+            lags = {role: group_lag(settings, settings.group_id(role)) for role in LANES}
+            if not any(lags.values()):
+                break
+            for role, worker in workers.items():
+                if worker.poll() is not None:
+                    say(f"{role} worker exited with {worker.returncode}; see {logs[role]}")
+                    return 1
+            shown = ", ".join(f"{role} {n}" for role, n in lags.items())
+            print(f"    lag (records): {shown}", file=sys.stderr, flush=True)
             time.sleep(2)
-        _story(r, root, settings, sent, lag)
+        _story(r, root, settings, sent, sum(lags.values()))
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        for worker in workers.values():
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers.values():
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
         if not args.no_infra and not args.keep:
             say("stopping Kafka and Redis")
             infra("down")

@@ -1,14 +1,15 @@
 -- loom load: read everything a batch can touch in one round trip.
--- ARGV: prefix, n_ids, n_profiles, n_stocks, n_events, n_hashes, then the names in that order.
+-- ARGV: prefix, seen segment (key segment of the lane's processed markers), n_ids, n_profiles,
+-- n_stocks, n_events, n_hashes, then the names in that order.
 -- Identifier records point at profiles; those profiles are loaded too, following merge
 -- redirects (field r) for at most 8 hops, and so are the records of every identifier a loaded
 -- profile holds (its field i, a JSON list of keys), so that a merge can re-point them.
 -- Identifier records are returned as {key, v, p, s}. Keys are built here, so this script needs a
 -- standalone Redis (or a cluster where every Loom key hashes to one slot).
-local prefix = ARGV[1]
-local n_ids, n_prof, n_stock = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local n_ev, n_hash = tonumber(ARGV[5]), tonumber(ARGV[6])
-local i = 7
+local prefix, seen_key = ARGV[1], ARGV[1] .. ':v1:' .. ARGV[2] .. ':'
+local n_ids, n_prof, n_stock = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local n_ev, n_hash = tonumber(ARGV[6]), tonumber(ARGV[7])
+local i = 8
 local ids, profiles, stocks, seen, suppressed = {}, {}, {}, {}, {}
 local wanted, order = {}, {}
 
@@ -50,7 +51,7 @@ for _ = 1, n_stock do
   i = i + 1
 end
 for _ = 1, n_ev do
-  seen[#seen + 1] = redis.call('EXISTS', prefix .. ':v1:seen:' .. ARGV[i])
+  seen[#seen + 1] = redis.call('EXISTS', seen_key .. ARGV[i])
   i = i + 1
 end
 local skey = prefix .. ':v1:suppressed'

@@ -1,7 +1,8 @@
 """End-to-end tier: real Kafka, real Redis, real ``loom worker`` processes.
 
 Each test gets its own topics, consumer group and Redis prefix (a :class:`Loom` deployment),
-starts workers as subprocesses (they can be SIGKILLed and restarted), produces touchpoints
+starts workers as subprocesses, one per role unless a test names one (they can be SIGKILLed
+and restarted), produces touchpoints
 with the real producer SDK and reads results with the real readers.
 """
 
@@ -22,6 +23,7 @@ import pytest
 import redis
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from resolvers.pipeline import LANES
 from streams.producer import TouchpointProducer
 from streams.settings import LoomSettings, Topics
 from streams.topics import ensure_topics
@@ -53,6 +55,7 @@ class Loom:
             "LOOM_APP_ID": self.settings.app_id,
             "LOOM_PARTITIONS": str(partitions),
             "LOOM_WEB_PORT": "0",
+            "LOOM_INVENTORY_WEB_PORT": "0",
             "LOOM_BATCH_TIMEOUT_S": "0.02",
             **{f"LOOM_TOPIC_{name.upper()}": value for name, value in topics.items()},
         }
@@ -63,21 +66,26 @@ class Loom:
         ensure_topics(self.settings)
 
     # --- workers -------------------------------------------------------------------------
-    def start_worker(self) -> subprocess.Popen[bytes]:
-        with (self.tmp / f"worker-{len(self.workers)}.log").open("wb") as log:
-            proc = subprocess.Popen(  # the child keeps its own copy of the log's fd
-                [sys.executable, "-m", "streams.cli.main", "worker", "--loglevel", "warning"],
-                env=self.env,
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.workers.append(proc)
-        return proc
+    def start_worker(self, *roles: str) -> list[subprocess.Popen[bytes]]:
+        """One ``loom worker`` per role (default: one of each lane); returns the processes."""
+        started = []
+        for role in roles or LANES:
+            log_path = self.tmp / f"worker-{len(self.workers)}-{role}.log"
+            with log_path.open("wb") as log:
+                proc = subprocess.Popen(  # the child keeps its own copy of the log's fd
+                    [sys.executable, "-m", "streams.cli.main", "worker", "--role", role,
+                     "--loglevel", "warning"],
+                    env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                )  # fmt: skip
+            self.workers.append(proc)
+            started.append(proc)
+        return started
 
-    def stop(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-        if proc.poll() is None:
-            proc.send_signal(sig)
+    def stop(self, procs: Iterable[subprocess.Popen[bytes]], sig: int = signal.SIGTERM) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(sig)
+        for proc in procs:
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
@@ -85,8 +93,7 @@ class Loom:
                 proc.wait(10)
 
     def close(self) -> None:
-        for proc in self.workers:
-            self.stop(proc, signal.SIGKILL)
+        self.stop(self.workers, signal.SIGKILL)
         for key in self.redis.scan_iter(f"{self.root}:*", count=1000):
             self.redis.delete(key)
 
@@ -107,25 +114,29 @@ class Loom:
         return n
 
     # --- observing -----------------------------------------------------------------------
-    def lag(self) -> int:
+    def lag(self, *lanes: str) -> int:
+        """Records of the raw topic not yet committed, summed over the lanes' groups (all)."""
         s = self.settings
-        c = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": s.app_id})
-        try:
-            tps = [TopicPartition(s.topics.raw, p) for p in range(s.partitions)]
-            total = 0
-            for tp in c.committed(tps, timeout=10):
-                _, high = c.get_watermark_offsets(tp, timeout=10)
-                total += high - max(tp.offset, 0)
-            return total
-        finally:
-            c.close()
+        total = 0
+        for lane in (LANES[name] for name in lanes or LANES):
+            c = Consumer(
+                {"bootstrap.servers": s.kafka_bootstrap, "group.id": s.group_id(lane.name)}
+            )
+            try:
+                tps = [TopicPartition(s.topics.raw, p) for p in range(s.partitions)]
+                for tp in c.committed(tps, timeout=10):
+                    _, high = c.get_watermark_offsets(tp, timeout=10)
+                    total += high - max(tp.offset, 0)
+            finally:
+                c.close()
+        return total
 
-    def wait_idle(self, timeout: float = 120.0) -> None:
-        """Until every produced record is committed by the group (and the relay ran)."""
+    def wait_idle(self, *lanes: str, timeout: float = 120.0) -> None:
+        """Until every produced record is committed by the lanes' groups (default: both)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if self.lag() == 0:
+                if self.lag(*lanes) == 0:
                     return
             except KafkaException:  # new topics may still be electing partition leaders
                 pass
@@ -133,7 +144,7 @@ class Loom:
                 if proc.poll() is not None and proc.returncode not in (0, -9, -15):
                     pytest.fail(f"worker died ({proc.returncode}):\n{self.logs()}")
             time.sleep(0.5)
-        pytest.fail(f"lag still {self.lag()} after {timeout}s:\n{self.logs()}")
+        pytest.fail(f"lag still {self.lag(*lanes)} after {timeout}s:\n{self.logs()}")
 
     def stats(self) -> dict[str, int]:
         raw: dict[bytes, bytes] = self.redis.hgetall(f"{self.root}:stats")  # type: ignore[assignment]

@@ -390,10 +390,10 @@ def pure_fold(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def test_two_workers_in_one_group_end_exact_on_many_mixed_movements(loom: Loom) -> None:
     assert loom.settings.partitions == 6
     events = mixed_movements(seed=11, n=360)
-    loom.start_worker()
-    loom.start_worker()
+    loom.start_worker("inventory")
+    loom.start_worker("inventory")
     loom.produce(events)
-    loom.wait_idle()
+    loom.wait_idle("inventory")
     expected = expected_levels(events)
     folded = pure_fold(events)
     assert {k[0] for k in expected} == set(SKUS)
@@ -408,7 +408,8 @@ def test_two_workers_in_one_group_end_exact_on_many_mixed_movements(loom: Loom) 
             assert loc["oversold"] is (loc["available"] < 0)
         assert doc["totals"]["on_hand"] == sum(v[0] for k, v in expected.items() if k[0] == sku)
         assert {k: v for k, v in doc.items() if k != "version"} == folded[sku]
-    # both workers took part (the group split the partitions between them)
+    # both inventory workers are still in the group (it split the partitions between them)
+    assert len(loom.workers) == 2
     assert all(p.poll() is None for p in loom.workers)
 
 

@@ -143,10 +143,10 @@ def test_killed_and_restarted_worker_loses_nothing_and_counts_nothing_twice(loom
         order(f"k{i}", "2026-11-03T12:00:00+01:00", {"loyalty_id": f"LK-{i}"}, sku="SKU-K")
         for i in range(customers)
     ]
-    worker = loom.start_worker()
+    workers = loom.start_worker()
     loom.produce(events[:100])
     time.sleep(3)
-    loom.stop(worker, signal.SIGKILL)  # a crash: no graceful commit
+    loom.stop(workers, signal.SIGKILL)  # a crash of both lanes: no graceful commit
     loom.produce(events[100:])
     loom.start_worker()
     loom.wait_idle()

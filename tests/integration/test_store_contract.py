@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from resolvers.store import (
     ABSENT,
+    DEFAULT_SCOPE,
     MAX_REDIRECT_HOPS,
     Commit,
     CommitResult,
@@ -53,7 +54,7 @@ class Observed:
     """Everything a commit can change, in a form both implementations can produce."""
 
     entities: dict[Ref, tuple[int, dict[str, bytes]]]
-    seen: frozenset[str]
+    seen: frozenset[tuple[str, str]]  # (scope, event id)
     suppressed: frozenset[str]
     outbox: list[tuple[str, bytes | None, bytes | None]]
     streams: dict[str, list[dict[str, bytes]]]
@@ -79,7 +80,7 @@ class MemoryHarness:
         m = self.memory
         return Observed(
             entities={r: (e.version, dict(e.fields)) for r, e in m.entities.items()},
-            seen=frozenset(m.seen),
+            seen=frozenset((scope, e) for scope, ids in m.seen.items() for e in ids),
             suppressed=frozenset(m.suppressed),
             outbox=[(r.topic, r.key, r.value) for r in m.outbox],
             streams={k: [dict(f) for f in v] for k, v in m.streams.items() if v},
@@ -110,11 +111,12 @@ class RedisHarness:
                 raw = {k.decode(): v for k, v in c.hgetall(key).items()}
                 version = int(raw.pop("v"))
                 entities[Ref(kind, name)] = (version, raw)
-        seen: set[str] = set()
-        for event_id, key in self._scan("seen:"):
+        seen: set[tuple[str, str]] = set()
+        for name, key in self._scan("seen"):  # seen:{id} or seen-{scope}:{id}
+            segment, _, event_id = name.partition(":")
             ttl = c.ttl(key)
             assert 0 < ttl <= 3600, f"seen marker without expiry: {ttl}"
-            seen.add(event_id)
+            seen.add((segment.removeprefix("-") or DEFAULT_SCOPE, event_id))
         outbox: list[tuple[str, bytes | None, bytes | None]] = []
         for _id, f in c.xrange(self.redis.keys.outbox):
             outbox.append((f[b"topic"].decode(), f.get(b"key"), f.get(b"value")))
@@ -223,7 +225,7 @@ def test_commit_writes_bumps_versions_and_marks_events(store: Harness) -> None:
     obs = store.observe()
     assert obs.entities[P1] == (2, {"d": b'{"v":2}', "s": b'{"state":2}'})
     assert obs.entities[EMAIL][0] == 1  # untouched entities keep their version
-    assert obs.seen == {"e1", "e2"}
+    assert obs.seen == {(DEFAULT_SCOPE, "e1"), (DEFAULT_SCOPE, "e2")}
     assert obs.counters == {"events": 2, "merges": 0}
     assert obs.outbox == [("profiles.changes", b"p_1", b"{}"), ("t", None, None)]
     assert obs.streams == {"profiles": [{"id": b"p_1", "op": b"upsert"}]}
@@ -281,6 +283,19 @@ def test_already_seen_event_is_duplicate_and_writes_nothing(store: Harness) -> N
     assert result == CommitResult(CommitStatus.DUPLICATE, "e1")
     assert store.observe() == before
     assert store.store.load(LoadRequest(event_ids=("e5", "e1"))).seen == {"e1"}
+
+
+def test_event_ids_are_processed_once_per_scope(store: Harness) -> None:
+    """Two lanes read the same records: one lane's marker never hides an event from the other."""
+    assert store.store.commit(Commit({}, ("e1",), counters={"events": 1})).ok
+    inventory = LoadRequest(event_ids=("e1", "e2"), scope="inventory")
+    assert store.store.load(inventory).seen == frozenset()
+    assert store.store.commit(Commit({}, ("e1",), scope="inventory")).ok
+    assert store.store.load(inventory).seen == {"e1"}
+    again = store.store.commit(Commit({}, ("e2", "e1"), scope="inventory"))
+    assert again == CommitResult(CommitStatus.DUPLICATE, "e1")
+    assert store.store.load(LoadRequest(event_ids=("e1", "e2"))).seen == {"e1"}
+    assert store.observe().seen == {(DEFAULT_SCOPE, "e1"), ("inventory", "e1")}
 
 
 def test_replaying_an_applied_commit_is_refused(store: Harness) -> None:

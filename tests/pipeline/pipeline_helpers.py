@@ -1,8 +1,8 @@
-"""Pipeline tier: the whole stage chain in-process on the in-memory store (no servers)."""
+"""Pipeline tier: both lanes' stage chains in-process on the in-memory store (no servers)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +12,7 @@ import pytest
 from resolvers.batch import Context, TopicNames
 from resolvers.consent import ConsentPolicy
 from resolvers.identity_rules import IdentityRules
-from resolvers.pipeline import BatchResult, run_batch
+from resolvers.pipeline import INVENTORY, PROFILES, BatchResult, run_batch
 from resolvers.steps import RawRecord
 from resolvers.store import InMemoryStore, StateStore
 from schemas.normalize import DEFAULT, is_blocked
@@ -35,6 +35,15 @@ def record(event: Mapping[str, Any] | bytes, offset: int = 0) -> RawRecord:
 Runner = Callable[..., BatchResult]
 
 
+def run_lanes(
+    records: Sequence[RawRecord], store: StateStore, context: Callable[[], Context] = make_context
+) -> BatchResult:
+    """One batch through both lanes, as the two consumer groups see it; the profiles result."""
+    result = run_batch(records, store, context, max_bytes=64 * 1024, config=DEFAULT, lane=PROFILES)
+    run_batch(records, store, context, max_bytes=64 * 1024, config=DEFAULT, lane=INVENTORY)
+    return result
+
+
 @pytest.fixture
 def store() -> InMemoryStore:
     return InMemoryStore()
@@ -45,9 +54,6 @@ def run(store: InMemoryStore) -> Runner:
     def _run(
         events: Iterable[Mapping[str, Any] | bytes], target: StateStore | None = None
     ) -> BatchResult:
-        records = [record(e, i) for i, e in enumerate(events)]
-        return run_batch(
-            records, target or store, make_context, max_bytes=64 * 1024, config=DEFAULT
-        )
+        return run_lanes([record(e, i) for i, e in enumerate(events)], target or store)
 
     return _run

@@ -133,16 +133,17 @@ JOURNEY = [
 
 
 def test_stage_order_is_pinned() -> None:
-    assert pipeline.PREPARE == ("parse", "normalize")
-    assert [s.NAME for s in pipeline.STAGES] == [
+    assert pipeline.PROFILES.prepare == ("parse", "normalize")
+    assert [s.NAME for s in pipeline.PROFILES.stages] == [
         "dedupe",
         "suppress",
         "erase",
         "resolve",
         "consent",
         "aggregate",
-        "inventory",
     ]
+    assert pipeline.INVENTORY.prepare == ("parse",)
+    assert [s.NAME for s in pipeline.INVENTORY.stages] == ["dedupe", "inventory"]
 
 
 def test_journey_ends_in_one_omnichannel_profile(run: Runner, store: InMemoryStore) -> None:
@@ -383,26 +384,15 @@ def test_merge_is_announced_and_redirects_the_absorbed_id(
 def test_default_region_normalizes_phones_of_events_without_one(store: InMemoryStore) -> None:
     from dataclasses import replace
 
-    from pipeline_helpers import make_context, record
-
-    from resolvers.pipeline import run_batch
-    from schemas.normalize import DEFAULT
+    from pipeline_helpers import make_context, record, run_lanes
 
     event = ev("reg1", "signup", identifiers={"phone": "912 34 567"}, consent={"analytics": True})
-    run_batch(
-        [record(event)],
-        store,
-        lambda: replace(make_context(), default_region="NO"),
-        max_bytes=65536,
-        config=DEFAULT,
-    )
+    run_lanes([record(event)], store, lambda: replace(make_context(), default_region="NO"))
     [p] = profiles(store).values()
     assert p["identifiers"] == {"phone": ["+4791234567"]}
     # without a default region the local number is not an identifier at all
     other = InMemoryStore()
-    run_batch(
-        [record(event | {"event_id": "reg2"})], other, make_context, max_bytes=65536, config=DEFAULT
-    )
+    run_lanes([record(event | {"event_id": "reg2"})], other)
     assert profiles(other) == {}
 
 
@@ -428,11 +418,9 @@ def test_region_default_grants_show_in_the_snapshot(run: Runner, store: InMemory
 def test_decode_cache_changes_nothing_but_the_work(run: Runner) -> None:
     from dataclasses import replace
 
-    from pipeline_helpers import make_context, record
+    from pipeline_helpers import make_context, record, run_lanes
 
     from resolvers.batch import DecodeCache
-    from resolvers.pipeline import run_batch
-    from schemas.normalize import DEFAULT
 
     cache = DecodeCache()
     plain, cached = InMemoryStore(), InMemoryStore()
@@ -442,13 +430,7 @@ def test_decode_cache_changes_nothing_but_the_work(run: Runner) -> None:
     ]
     for event in events:  # one event per batch: every batch reloads the same entities
         run([event], plain)
-        run_batch(
-            [record(event)],
-            cached,
-            lambda: replace(make_context(), cache=cache),
-            max_bytes=65536,
-            config=DEFAULT,
-        )
+        run_lanes([record(event)], cached, lambda: replace(make_context(), cache=cache))
     assert cached.entities == plain.entities
     assert cache.hits > 0
 
@@ -493,10 +475,8 @@ def test_replaying_the_topic_into_an_empty_store_rebuilds_the_same_state() -> No
     """Kafka is the source of truth: wipe the store, replay, get byte-identical entities."""
     import itertools
 
-    from pipeline_helpers import make_context, record
+    from pipeline_helpers import record, run_lanes
 
-    from resolvers.pipeline import run_batch
-    from schemas.normalize import DEFAULT
     from schemas.touchpoint import dump_touchpoint
     from streams.simulate import Simulator
 
@@ -509,11 +489,12 @@ def test_replaying_the_topic_into_an_empty_store_rebuilds_the_same_state() -> No
         store = InMemoryStore()
         for start in range(0, len(topic), 500):
             batch = [record(raw, start + i) for i, raw in enumerate(topic[start : start + 500])]
-            run_batch(batch, store, make_context, max_bytes=65536, config=DEFAULT)
+            run_lanes(batch, store)
         return store
 
     first, replayed = rebuild(), rebuild()
     assert len(profiles(first)) > 50
+    assert any(r.kind is Kind.STOCK for r in first.entities)
     assert replayed.entities == first.entities  # same profile ids, versions and bytes
 
 
@@ -521,3 +502,63 @@ def test_dead_letters_are_counted_in_the_batch_commit(run: Runner, store: InMemo
     run([b"{not json", b"\xff"])  # a batch of nothing but bad records still commits its count
     run([b"[]", JOURNEY[0]])
     assert store.counters["dlq"] == 3
+
+
+def _lane(lane: pipeline.Lane, events: list[Any], store: InMemoryStore) -> pipeline.BatchResult:
+    from pipeline_helpers import make_context, record
+
+    from schemas.normalize import DEFAULT
+
+    records = [e if isinstance(e, bytes) else orjson.dumps(e) for e in events]
+    return pipeline.run_batch(
+        [record(r, i) for i, r in enumerate(records)],
+        store,
+        make_context,
+        max_bytes=65536,
+        config=DEFAULT,
+        lane=lane,
+    )
+
+
+def test_inventory_lane_moves_stock_and_touches_nothing_else() -> None:
+    store = InMemoryStore()
+    result = _lane(pipeline.INVENTORY, [*JOURNEY, sale("s2", T0, {"loyalty_id": "L-2"})], store)
+    assert stock(store, "SKU-1")["locations"]["oslo-1"]["on_hand"] == -1  # 2 sales, 1 return
+    assert {r.kind for r in store.entities} == {Kind.STOCK}  # no identifier, no profile
+    # only events that move stock are marked processed, in the lane's own scope
+    stock_events = {e["event_id"] for e in JOURNEY if e["type"] in {"pos_sale", "order_returned"}}
+    assert store.seen == {"inventory": stock_events | {"s2"}}
+    assert result.outcomes[("pos_sale", "ok")] == 2
+    assert not any(t == "page_view" for t, _ in result.outcomes)
+
+
+def test_profiles_lane_keeps_stock_out_of_its_transaction() -> None:
+    store = InMemoryStore()
+    _lane(pipeline.PROFILES, JOURNEY, store)
+    assert {r.kind for r in store.entities} == {Kind.IDENTIFIER, Kind.PROFILE}
+    assert not store.streams.get("inventory")
+    assert set(store.seen) == {"profiles"}
+
+
+def test_lanes_commute_whatever_order_the_groups_run_in() -> None:
+    a, b = InMemoryStore(), InMemoryStore()
+    for lane in (pipeline.PROFILES, pipeline.INVENTORY):
+        _lane(lane, JOURNEY, a)
+    for lane in (pipeline.INVENTORY, pipeline.PROFILES):
+        _lane(lane, JOURNEY, b)
+    assert a.entities == b.entities
+    assert a.seen == b.seen
+
+
+def test_a_bad_record_reaches_the_dlq_once_across_both_lanes() -> None:
+    store = InMemoryStore()
+    bad_sale = sale("bad", T0, {"loyalty_id": "L-3"}) | {"occurred_at": "yesterday"}
+    records: list[Any] = [bad_sale, b"{not json", sale("good", T0, {"loyalty_id": "L-3"})]
+    profiles_result = _lane(pipeline.PROFILES, records, store)
+    inventory_result = _lane(pipeline.INVENTORY, records, store)
+    assert len(profiles_result.dead_letters) == 2
+    assert inventory_result.dead_letters == []
+    # the inventory lane counts the invalid sale it skipped (the junk is not a stock event)
+    assert inventory_result.outcomes[("unknown", pipeline.INVALID)] == 1
+    assert store.counters["dlq"] == 2
+    assert stock(store, "SKU-1")["locations"]["oslo-1"]["on_hand"] == -1  # the good sale only

@@ -130,7 +130,7 @@ def test_livez_reports_a_blocked_loop() -> None:
 
 def test_metrics_serves_the_worker_registry_in_prometheus_text_format() -> None:
     async def main() -> None:
-        m = WorkerMetrics.create(CollectorRegistry())
+        m = WorkerMetrics.create(CollectorRegistry(), lane="inventory")
         m.count_event("pos_sale", "ok", 7)
         server = HealthServer("127.0.0.1", 0, m.registry, {})
         await server.start()
@@ -140,6 +140,6 @@ def test_metrics_serves_the_worker_registry_in_prometheus_text_format() -> None:
             await server.stop()
         assert status == 200
         assert ctype.startswith("text/plain")
-        assert 'loom_events_total{outcome="ok",type="pos_sale"} 7.0' in body
+        assert 'loom_events_total{lane="inventory",outcome="ok",type="pos_sale"} 7.0' in body
 
     asyncio.run(main())

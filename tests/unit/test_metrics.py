@@ -37,7 +37,7 @@ def test_worker_metrics_have_the_documented_names_and_labels() -> None:
     m.merges_blocked.labels(rule="unique_customer_id").inc()
     m.quarantined.inc(2)
     m.count_consent("marketing", "denied", "gpc")
-    m.event_to_snapshot.observe(0.004)
+    m.event_to_snapshot.labels(lane=m.lane).observe(0.004)
     m.redis_call_seconds.labels(op="batch").observe(0.0007)
     m.batch_size.observe(120)
     m.commit_conflicts.inc()
@@ -48,8 +48,8 @@ def test_worker_metrics_have_the_documented_names_and_labels() -> None:
         fam = sample.removesuffix("_total").removesuffix("_bucket").removesuffix("_count")
         return next(v for n, lbl, v in got[fam] if n == sample and lbl == labels)
 
-    assert value("loom_events_total", type="pos_sale", outcome="ok") == 1
-    assert value("loom_events_total", type="page_view", outcome="duplicate") == 3
+    assert value("loom_events_total", lane="profiles", type="pos_sale", outcome="ok") == 1
+    assert value("loom_events_total", lane="profiles", type="page_view", outcome="duplicate") == 3
     assert value("loom_dlq_records_total", stage="parse", reason="ParseError") == 1
     assert value("loom_identity_merges_total") == 1
     assert value("loom_identity_merges_blocked_total", rule="unique_customer_id") == 1
@@ -60,9 +60,9 @@ def test_worker_metrics_have_the_documented_names_and_labels() -> None:
     )
     assert value("loom_commit_conflicts_total") == 1
     assert value("loom_inventory_oversold_total") == 1
-    assert value("loom_event_to_snapshot_seconds_count") == 1
-    assert value("loom_event_to_snapshot_seconds_bucket", le="0.005") == 1
-    assert value("loom_event_to_snapshot_seconds_bucket", le="0.0025") == 0
+    assert value("loom_event_to_snapshot_seconds_count", lane="profiles") == 1
+    assert value("loom_event_to_snapshot_seconds_bucket", lane="profiles", le="0.005") == 1
+    assert value("loom_event_to_snapshot_seconds_bucket", lane="profiles", le="0.0025") == 0
     assert value("loom_redis_call_seconds_count", op="batch") == 1
     assert value("loom_batch_size_bucket", le="200.0") == 1
     assert value("loom_batch_size_bucket", le="100.0") == 0
