@@ -3,7 +3,11 @@
 A worker has a role, the lane it runs (``resolvers.pipeline``): ``profiles`` (identity,
 consent, profile snapshots, the DLQ) or ``inventory`` (stock ledgers). Each lane is its own
 Kafka consumer group (``<app_id>-<lane>``) reading the same raw topic, so stock never waits
-behind identity work and each lane scales and lags on its own (ADR 0002).
+behind identity work and each lane scales and lags on its own (ADR 0002). The profiles lane
+runs as this faust agent; the inventory lane, which reads every record to act on a quarter of
+them, consumes with librdkafka's batch consumer instead (``streams.lane_consumer``: faust's
+per-record cost was most of its CPU) and shares everything else here: :class:`Runtime`, the
+retry loop and the outbox relay.
 
 Per batch, in this order (the commit order that makes at-least-once safe):
 
@@ -81,7 +85,8 @@ class OutboxRelay:
     """Moves outbox records from Redis to Kafka through a Redis consumer group.
 
     Each worker reads new entries as its own consumer, produces them, waits for delivery, then
-    XACKs and XDELs them. Entries a dead worker left pending are claimed after ``min_idle_ms``.
+    XACKs and XDELs them. Entries a dead worker left pending are claimed after ``min_idle_ms``
+    (looked for at most every ``claim_every_s``: it only matters when a worker died).
     """
 
     GROUP = "relay"
@@ -94,9 +99,12 @@ class OutboxRelay:
         consumer: str,
         *,
         min_idle_ms: int = 30_000,
+        claim_every_s: float = 5.0,
     ) -> None:
         self.client, self.producer, self.key = client, producer, key
         self.consumer, self.min_idle_ms = consumer, min_idle_ms
+        self.claim_every_s = claim_every_s
+        self._claimed_at = float("-inf")
         try:
             client.xgroup_create(key, self.GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:  # BUSYGROUP: exists already
@@ -131,10 +139,12 @@ class OutboxRelay:
 
     def relay(self, *, count: int = 5000) -> int:
         sent = 0
-        claimed: Any = self.client.xautoclaim(
-            self.key, self.GROUP, self.consumer, self.min_idle_ms, "0-0", count=count
-        )
-        sent += self._send(claimed[1])
+        if time.monotonic() - self._claimed_at >= self.claim_every_s:
+            claimed: Any = self.client.xautoclaim(
+                self.key, self.GROUP, self.consumer, self.min_idle_ms, "0-0", count=count
+            )
+            self._claimed_at = time.monotonic()
+            sent += self._send(claimed[1])
         while True:
             resp: Any = self.client.xreadgroup(
                 self.GROUP, self.consumer, {self.key: ">"}, count=count
@@ -317,16 +327,25 @@ async def process_with_retry(runtime: Runtime, records: Sequence[RawRecord]) -> 
             delay = min(delay * 2, runtime.settings.retry_backoff_max_s)
 
 
-async def relay_forever(rt: Runtime, wakeup: asyncio.Event, *, idle_s: float = 0.25) -> None:
-    """Relay the outbox to Kafka until cancelled: after each commit, or every ``idle_s``."""
+async def relay_forever(
+    rt: Runtime, wakeup: asyncio.Event, *, idle_s: float = 0.25, min_interval_s: float = 0.1
+) -> None:
+    """Relay the outbox to Kafka until cancelled: after a commit, or every ``idle_s``.
+
+    Passes start at most every ``min_interval_s``: a lane committing a small batch every few
+    milliseconds would otherwise spend its CPU on relay round trips. So the Kafka change topics
+    trail Redis by up to that much; the Redis change streams are written in the commit itself.
+    """
     delay = 0.1
     while True:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wakeup.wait(), timeout=idle_s)
         wakeup.clear()
+        started = time.monotonic()
         try:
             await asyncio.to_thread(rt.relay.relay)
             delay = 0.1
+            await asyncio.sleep(max(0.0, min_interval_s - (time.monotonic() - started)))
         except RETRYABLE as exc:
             log.warning(
                 "outbox relay failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay
@@ -338,9 +357,6 @@ async def relay_forever(rt: Runtime, wakeup: asyncio.Event, *, idle_s: float = 0
 def create_app(settings: LoomSettings, runtime: Runtime | None = None) -> faust.App:
     """Build the faust app and its agent for ``runtime``'s lane. Nothing happens at import."""
     rt = runtime or build_runtime(settings)
-    batch_timeout_s = (
-        settings.batch_timeout_s if rt.lane is PROFILES else settings.inventory_batch_timeout_s
-    )
     app = faust.App(
         settings.group_id(rt.lane.name),
         broker=f"kafka://{settings.kafka_bootstrap.replace(',', ';')}",
@@ -361,7 +377,9 @@ def create_app(settings: LoomSettings, runtime: Runtime | None = None) -> faust.
 
     @app.agent(raw, concurrency=1)
     async def touchpoints(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, within=batch_timeout_s):
+        async for events in stream.take_events(
+            settings.batch_size, within=settings.batch_timeout_s
+        ):
             await process_with_retry(rt, [_raw_record(e) for e in events])
             committed.set()
 
@@ -375,6 +393,14 @@ def create_app(settings: LoomSettings, runtime: Runtime | None = None) -> faust.
 def run_worker(settings: LoomSettings, lane: Lane = PROFILES, *, loglevel: str = "info") -> None:
     """Run a worker of ``lane`` until stopped (``loom worker --role``)."""
     runtime = build_runtime(settings, lane)
+    if lane is not PROFILES:
+        from streams.lane_consumer import run_lane_consumer
+
+        logging.basicConfig(
+            level=loglevel.upper(), format="[%(asctime)s] %(levelname)s %(name)s: %(message)s"
+        )
+        run_lane_consumer(settings, runtime)
+        return
     app = create_app(settings, runtime)
     _serve_health(app, runtime, settings)
     worker = faust.Worker(app, loglevel=loglevel)
@@ -400,7 +426,7 @@ def _serve_health(app: faust.App, rt: Runtime, settings: LoomSettings) -> None:
 
     server = HealthServer(
         settings.web_host,
-        settings.web_port if rt.lane is PROFILES else settings.inventory_web_port,
+        settings.web_port,
         rt.metrics.registry,
         {"kafka": kafka_ok, "redis": redis_ok, "partitions": partitions_ok},
     )

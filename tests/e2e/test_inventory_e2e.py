@@ -194,6 +194,28 @@ def test_a_day_of_a_store_ends_exact_and_a_late_offline_sale_before_the_count_ch
     assert shopper["orders_in_store"] == 1
 
 
+def test_inventory_worker_stops_on_sigterm_with_its_offsets_committed(loom: Loom) -> None:
+    """The inventory lane's consume loop finishes its batch, commits, leaves the group, exits 0;
+    a worker started afterwards has nothing left to do."""
+    import signal
+
+    [worker] = loom.start_worker("inventory")
+    loom.produce(store_day())
+    loom.wait_idle("inventory")
+    levels = loom.stock("SKU-DAY")
+    loom.stop([worker], signal.SIGTERM)
+    assert worker.returncode == 0, loom.logs()
+    assert loom.lag("inventory") == 0
+    loom.produce([order("after-stop", at("18:00"), lines=[("SKU-DAY", 1)])])
+    loom.start_worker("inventory")
+    loom.wait_idle("inventory")
+    after = loom.stock("SKU-DAY")
+    assert levels is not None
+    assert after is not None
+    oslo, was = after["locations"]["oslo-1"], levels["locations"]["oslo-1"]
+    assert oslo["on_hand"] == was["on_hand"] - 1  # only the new sale, nothing applied twice
+
+
 def test_every_event_delivered_twice_ends_exact(loom: Loom) -> None:
     loom.start_worker()
     events = store_day()
