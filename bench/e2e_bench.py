@@ -194,6 +194,20 @@ class Deployment:
             time.sleep(poll_s)
         raise TimeoutError(f"lag still {self.lag(*lanes)} after {timeout}s; see {LOG_DIR}")
 
+    def wait_lanes_zero(self, timeout: float = 600.0, poll_s: float = 0.1) -> dict[str, float]:
+        """Per lane, the monotonic time its group's lag was first seen 0 (polled together)."""
+        zero: dict[str, float] = {}
+        deadline = time.monotonic() + timeout
+        while len(zero) < len(LANES) and time.monotonic() < deadline:
+            for lane in LANES:
+                if lane not in zero and self.lag(lane) == 0:
+                    zero[lane] = time.monotonic()
+            self._check_workers()
+            time.sleep(poll_s)
+        if len(zero) < len(LANES):
+            raise TimeoutError(f"lag still {self.lag()} after {timeout}s; see {LOG_DIR}")
+        return zero
+
     def _check_workers(self) -> None:
         for proc, _, role in self.workers:
             if proc.poll() is not None:
@@ -467,7 +481,7 @@ def latency(
                 producer.send_raw(value, key=key)
             elapsed = time.monotonic() - started
         ended = started + elapsed
-        drained = {lane: dep.wait_lag_zero(lane, timeout=600) - ended for lane in LANES}
+        drained = {lane: t - ended for lane, t in dep.wait_lanes_zero(timeout=600).items()}
         time.sleep(0.3)
         watcher.stop.set()
         watcher.join(5)
