@@ -6,11 +6,11 @@
 1. the component benches of the other modules, as subprocesses with small sizes:
    ``identity_bench`` (pure identity core), ``store_bench`` (run_batch on Redis vs in-memory),
    ``produce_bench`` (producer SDK validation cost and ``loom produce`` rate);
-2. ``e2e_bench.throughput`` with one worker (its topic kept for step 3), then
-   ``raw_limit`` on the same topic, then throughput with two workers;
-3. ``e2e_bench.latency`` for each of ``--rates``: a steady rate through one worker,
+2. ``e2e_bench.throughput`` with one worker per role (profiles, inventory; its topic kept for
+   step 3), then ``raw_limit`` on the same topic, then throughput with two workers per role;
+3. ``e2e_bench.latency`` for each of ``--rates``: a steady rate through one worker per role,
    event-to-snapshot and POS-sale-to-inventory-visible latency (1000/s is the target of
-   issue 7.6; 250/s shows the latency when the worker is not saturated on this machine).
+   issue 7.6; 250/s shows the latency when the workers are not saturated on this machine).
 
 Kafka and Redis: ``LOOM_KAFKA_BOOTSTRAP`` / ``LOOM_REDIS_URL`` when set; otherwise the local
 defaults (127.0.0.1:19092, redis://127.0.0.1:16379/0), started with ``deploy/infra.sh up`` only
@@ -229,9 +229,9 @@ def table(results: dict[str, Any]) -> str:
         row(both, fmt(t["events_per_s_visible"], "events/s"))
         for lane, figures in sorted(t.get("lanes", {}).items()):
             row(f"  {lane} lane visible", fmt(figures["events_per_s_visible"], "events/s"))
-        row(f"  (CAS conflicts retried, {n} worker(s))", str(t.get("commit_conflicts")))
+        row(f"  (CAS conflicts retried, {n} worker(s) per role)", str(t.get("commit_conflicts")))
         row(
-            f"e2e {n} worker(s), produced -> committed (lag 0)",
+            f"e2e {n} worker(s) per role, produced -> committed",
             fmt(t["events_per_s_committed"], "events/s"),
         )
     raw = e2e.get("raw_limit")

@@ -2,9 +2,10 @@
 
     python -m bench.e2e_bench [--events 50000] [--workers 1,2] [--rates 1000,250] [--seconds 30]
 
-Every run is an isolated deployment (unique topics with 6 partitions, consumer group and Redis
-prefix, all deleted afterwards) on the brokers named by ``LOOM_KAFKA_BOOTSTRAP`` /
-``LOOM_REDIS_URL`` (defaults 127.0.0.1:19092 and redis://127.0.0.1:16379/0).
+Every run is an isolated deployment (unique topics with 6 partitions, the two lanes' consumer
+groups and a Redis prefix, all deleted afterwards) on the brokers named by
+``LOOM_KAFKA_BOOTSTRAP`` / ``LOOM_REDIS_URL`` (defaults 127.0.0.1:19092 and
+redis://127.0.0.1:16379/0).
 
 Throughput (``throughput``): N workers of each role (profiles, inventory: two consumer groups)
 are started first and waited for (``/readyz`` = Kafka and Redis reachable AND partitions
@@ -53,12 +54,13 @@ from typing import Any
 
 import orjson
 import redis
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from resolvers.pipeline import LANES
 from schemas.touchpoint import Touchpoint, dump_touchpoint, record_key
+from streams.lag import uncommitted
 from streams.producer import TouchpointProducer
 from streams.settings import LoomSettings, Topics
 from streams.simulate import Simulator
@@ -86,7 +88,7 @@ def free_port() -> int:
 
 @dataclass
 class Deployment:
-    """Unique topics, group and Redis prefix; workers as subprocesses; cleanup on close."""
+    """Unique topics, lane groups and Redis prefix; workers as subprocesses; cleanup on close."""
 
     kafka: str
     redis_url: str
@@ -171,7 +173,6 @@ class Deployment:
     def lag(self, *lanes: str) -> int:
         """Sum of end offset - committed offset over partitions of the lanes' groups (all)."""
         total = 0
-        tps = [TopicPartition(self.raw_topic, p) for p in range(self.partitions)]
         for lane in lanes or LANES:
             c = self._lag_consumers.get(lane)
             if c is None:  # never subscribes: only reads the group's offsets
@@ -179,9 +180,7 @@ class Deployment:
                 c = self._lag_consumers[lane] = Consumer(
                     {"bootstrap.servers": self.kafka, "group.id": group}
                 )
-            for tp in c.committed(tps, timeout=10):
-                _, high = c.get_watermark_offsets(tp, timeout=10)
-                total += high - max(tp.offset, 0)
+            total += uncommitted(c, self.raw_topic, self.partitions)
         return total
 
     def wait_lag_zero(self, *lanes: str, timeout: float = 300.0, poll_s: float = 0.1) -> float:
@@ -226,7 +225,7 @@ class Deployment:
         self.workers.clear()
 
     def close(self) -> None:
-        """Stop workers; delete the topics, the consumer group and every Redis key."""
+        """Stop workers; delete the topics, both lanes' consumer groups and every Redis key."""
         self.stop_workers()
         for consumer in self._lag_consumers.values():
             consumer.close()
@@ -240,7 +239,7 @@ class Deployment:
             for fut in admin.delete_consumer_groups(groups).values():
                 fut.result(timeout=30)
         except Exception as exc:  # cleanup is best effort; say what is left
-            say(f"cleanup of bench{self.tag} topics/group incomplete: {exc}")
+            say(f"cleanup of bench{self.tag} topics/groups incomplete: {exc}")
         delete_prefix(self.redis, self.root)
         self.redis.close()
 
@@ -309,7 +308,7 @@ def throughput(
     kafka: str, redis_url: str, *, events: int, workers: int, seed: int = 1,
     customers: int = 5000, keep: bool = False,
 ) -> tuple[dict[str, Any], Deployment]:  # fmt: skip
-    """Backlog of ``events`` through ``workers`` workers. Returns (result, deployment).
+    """Backlog of ``events`` through ``workers`` workers per role. Returns (result, deployment).
 
     The deployment is closed unless ``keep`` (then the caller closes it, e.g. after the raw
     limit run reads the same topic)."""
@@ -362,7 +361,6 @@ def throughput(
             raise TimeoutError("backlog not processed within 600 s")
         visible = max(seen.values())
         after = dep.metrics()
-        hist = histogram_delta(before["profiles"], after["profiles"], BATCH)
         result = {
             "workers": workers,
             "events": events,
@@ -382,8 +380,6 @@ def throughput(
                 }
                 for lane, t in seen.items()
             },
-            "mean_batch_size": round(hist["sum"] / hist["count"], 1) if hist["count"] else None,
-            "batches": int(hist["count"]),
             "commit_conflicts": int(
                 sum(
                     counter(after[lane], "loom_commit_conflicts")

@@ -25,6 +25,8 @@ import orjson
 import redis
 from confluent_kafka import Consumer
 
+from bench.e2e_bench import delete_prefix
+
 
 def raw_limit(
     kafka: str, redis_url: str, topic: str, expected: int, *, batch: int = 500,
@@ -69,9 +71,7 @@ def raw_limit(
         elapsed = time.monotonic() - (started or time.monotonic())
     finally:
         consumer.close()
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        for i in range(0, len(keys), 1000):
-            client.unlink(*keys[i : i + 1000])
+        written = delete_prefix(client, prefix)
         client.close()
         _delete_group(kafka, group)
     if done < expected:
@@ -81,7 +81,7 @@ def raw_limit(
         "batch": batch,
         "seconds": round(elapsed, 3),
         "events_per_s": round(done / elapsed, 1) if elapsed > 0 else None,
-        "keys_written": len(keys),
+        "keys_written": written,
     }
 
 

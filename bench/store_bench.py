@@ -8,7 +8,8 @@ batches, per lane (profiles, inventory; events/s = events of the topic, all of w
 reads): once on :class:`RedisStore` (``LOOM_REDIS_URL``, default redis://127.0.0.1:16379/0,
 under a unique prefix that is deleted afterwards) and once on :class:`InMemoryStore` (pure
 compute: parse, normalize, resolve, consent, aggregate or inventory, commit planning).
-Time spent inside ``load`` / ``commit`` is measured separately.
+Each run shares one ``DecodeCache`` across its batches, as a worker does. Time spent inside
+``load`` / ``commit`` is measured separately.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 import redis
 
-from resolvers.batch import Context, TopicNames
+from bench.e2e_bench import delete_prefix
+from resolvers.batch import Context, DecodeCache, TopicNames
 from resolvers.consent import ConsentPolicy
 from resolvers.identity_rules import IdentityRules
 from resolvers.pipeline import LANES, Lane, run_batch
@@ -40,9 +43,18 @@ from streams.simulate import Simulator
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
-def make_context() -> Context:
+def make_context(cache: DecodeCache | None = None) -> Context:
+    """The context the worker builds (``streams.worker.Runtime.context``), with ``cache`` as
+    its decode cache: one per worker there, one per run here."""
     rules = IdentityRules(is_blocked=lambda t, v: is_blocked(t, v, DEFAULT))
-    return Context(rules=rules, policy=ConsentPolicy(), topics=TopicNames(), salt=b"bench", now=NOW)
+    return Context(
+        rules=rules,
+        policy=ConsentPolicy(),
+        topics=TopicNames(),
+        salt=b"bench",
+        now=NOW,
+        cache=cache,
+    )
 
 
 @dataclass
@@ -97,22 +109,18 @@ class Run:
 
 
 def run(name: str, store: StateStore, batches: list[list[RawRecord]], lane: Lane) -> Run:
+    """Every batch through ``lane`` on ``store``, sharing one decode cache like a worker."""
     timed = TimedStore(store)
     result = Run(name, sum(len(b) for b in batches), 0.0, timed)
+    cache = DecodeCache()
+    context = partial(make_context, cache)
     started = time.perf_counter()
     for records in batches:
         t = time.perf_counter()
-        run_batch(records, timed, make_context, max_bytes=64 * 1024, config=DEFAULT, lane=lane)
+        run_batch(records, timed, context, max_bytes=64 * 1024, config=DEFAULT, lane=lane)
         result.batch_ms.append((time.perf_counter() - t) * 1000)
     result.seconds = time.perf_counter() - started
     return result
-
-
-def clean(client: redis.Redis, prefix: str) -> int:
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    for start in range(0, len(keys), 1000):
-        client.delete(*keys[start : start + 1000])
-    return len(keys)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             info = client.info("memory")
             print(f"redis used_memory after the {name} run: {info.get('used_memory_human')}")
         finally:
-            removed = clean(client, prefix)
+            removed = delete_prefix(client, prefix)
             client.close()
         print(
             f"{name} lane, redis / in-memory: {on_redis.rate / memory.rate:.0%} of the "

@@ -12,7 +12,7 @@
 #   deploy/infra.sh classpath               print the Kafka classpath (fetches jars if missing)
 #   deploy/infra.sh kafka-tool CLASS ARGS   run a Java main class from that classpath, e.g.
 #       deploy/infra.sh kafka-tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
-#           --bootstrap-server 127.0.0.1:19092 --describe --group loom
+#           --bootstrap-server 127.0.0.1:19092 --describe --group loom-profiles
 #
 # Environment (all optional):
 #   LOOM_KAFKA_PORT             Kafka PLAINTEXT listener on 127.0.0.1           (19092)

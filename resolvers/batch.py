@@ -13,7 +13,7 @@ import hashlib
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -234,13 +234,11 @@ class BatchState:
         self.counters[name] += n
 
     def publish(self, topic: str, key: str | None, value: Mapping[str, Any] | None) -> None:
-        self.outbox.append(
-            OutboxRecord(
-                topic,
-                key.encode() if key is not None else None,
-                _dumps(value) if value is not None else None,
-            )
-        )
+        self.publish_bytes(topic, key, _dumps(value) if value is not None else None)
+
+    def publish_bytes(self, topic: str, key: str | None, value: bytes | None) -> None:
+        """:meth:`publish` for a value already serialized (JSON bytes; None = tombstone)."""
+        self.outbox.append(OutboxRecord(topic, key.encode() if key is not None else None, value))
 
     def profile_data(self, profile_id: str) -> ProfileData:
         data = self.profiles.get(profile_id)
@@ -411,7 +409,7 @@ class BatchState:
             merged_from=list(ident.merged_from),
             version=version,
         )
-        snap["created_at"] = _utc_text(ident.created_at)
+        snap["created_at"] = inventory.format_time(ident.created_at)
         state = {
             "format": STATE_FORMAT,
             "identity": ident.to_dict(),
@@ -420,19 +418,15 @@ class BatchState:
             "region": data.region,
             "region_at": data.region_at.isoformat() if data.region_at else None,
         }
-        self.publish(self.ctx.topics.profile_changes, pid, snap)
+        doc = _dumps(snap)  # one encoding for both the outbox and the stored snapshot
+        self.publish_bytes(self.ctx.topics.profile_changes, pid, doc)
         self.streams.append(
             StreamEntry(
                 "profiles", {"id": pid.encode(), "op": b"upsert", "version": str(version).encode()}
             )
         )
         held = _dumps([i.key for i in ident.all_identifiers()])
-        return Write(ref, version, {"d": _dumps(snap), "s": _dumps(state), HELD_FIELD: held})
-
-
-def _utc_text(at: datetime) -> str:
-    """RFC 3339 in UTC with ``Z``, the form every timestamp of a snapshot uses."""
-    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return Write(ref, version, {"d": doc, "s": _dumps(state), HELD_FIELD: held})
 
 
 def suppression_hash(identifier: Identifier, salt: bytes) -> str:

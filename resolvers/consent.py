@@ -528,7 +528,6 @@ def policy_from_mapping(data: Mapping[str, object]) -> ConsentPolicy:
     unknown = sorted(set(data) - _POLICY_KEYS)
     if unknown:
         raise PolicyError(f"unknown policy keys: {unknown}")
-    base = ConsentPolicy()
     kwargs: dict[str, object] = {}
     if "version" in data:
         kwargs["version"] = str(data["version"])
@@ -571,18 +570,7 @@ def policy_from_mapping(data: Mapping[str, object]) -> ConsentPolicy:
         kwargs["region_aliases"] = {
             str(a): str(t) for a, t in _table(data["aliases"], "aliases").items()
         }
-    fields_ = {
-        "version": base.version,
-        "opt_in_regions": base.opt_in_regions,
-        "opt_out_regions": base.opt_out_regions,
-        "opt_out_default": base.opt_out_default,
-        "unknown_default": base.unknown_default,
-        "region_overrides": base.region_overrides,
-        "region_aliases": base.region_aliases,
-        "max_history": base.max_history,
-    }
-    fields_.update(kwargs)
-    return ConsentPolicy(**fields_)  # type: ignore[arg-type]
+    return ConsentPolicy(**kwargs)  # type: ignore[arg-type]
 
 
 def _table(value: object, what: str) -> Mapping[str, object]:
@@ -668,9 +656,6 @@ class ConsentDecision:
     revoked: frozenset[Purpose]
     audit: tuple[ConsentAuditRecord, ...]
     signal_errors: tuple[str, ...] = ()
-
-    def allows(self, purpose: Purpose) -> bool:
-        return purpose in self.allowed
 
 
 @dataclass(frozen=True, slots=True)

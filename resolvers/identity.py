@@ -44,7 +44,7 @@ event order and batch boundaries; re-resolving an applied event changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
@@ -629,11 +629,6 @@ def apply(state: MutableIdentityState, effects: Iterable[IdentityEffect]) -> Non
                 pass
 
 
-def iter_state_effects(effects: Iterable[IdentityEffect]) -> Iterator[IdentityEffect]:
-    """Only the effects that change persisted state."""
-    return (e for e in effects if isinstance(e, STATE_EFFECTS))
-
-
 __all__ = [
     "DROP_BLOCKED",
     "DROP_LIMIT_EXCEEDED",
@@ -660,6 +655,5 @@ __all__ = [
     "Resolution",
     "ResolveRequest",
     "apply",
-    "iter_state_effects",
     "resolve",
 ]

@@ -64,8 +64,9 @@ class IdentityRules:
       ordered by name. On a conflict the lowest-priority identifiers are dropped.
     * ``limits``: maximum distinct values of a type on one profile; ``default_limit`` for
       types not listed. No profile ever exceeds its limits.
-    * ``unique_types``: a profile holds at most one value of these (their limit is forced
-      to 1), and two profiles holding different values never merge.
+    * ``unique_types``: a profile holds at most one value of these (:meth:`limit` is 1 for
+      them; a ``limits`` entry other than 1 for one is a :class:`RulesError`), and two
+      profiles holding different values never merge.
     * ``quarantine_threshold``: a non-unique identifier seen in events together with more
       than this many distinct values of one unique type is quarantined.
     * ``is_blocked(type, value)``: values that must never link.
@@ -126,7 +127,9 @@ def rules_from_mapping(
     """Build rules from the contents of an ``[identity]`` table; missing keys keep defaults.
 
     ``limits`` entries are laid over :data:`DEFAULT_LIMITS` (so a file may set only the types
-    it changes). Custom types listed in ``priority`` but not in ``limits`` get
+    it changes), except that every unique type starts at 1: a file may make ``email`` unique
+    without also setting its limit, while setting a unique type's limit to anything but 1 is
+    still an error. Custom types listed in ``priority`` but not in ``limits`` get
     ``default_limit``.
     """
     unknown = set(table) - _KEYS
@@ -135,9 +138,12 @@ def rules_from_mapping(
     kwargs: dict[str, Any] = {"is_blocked": is_blocked}
     if "priority" in table:
         kwargs["priority"] = tuple(_str_list(table["priority"], "priority"))
+    unique = DEFAULT_UNIQUE_TYPES
     if "unique_types" in table:
-        kwargs["unique_types"] = frozenset(_str_list(table["unique_types"], "unique_types"))
+        unique = frozenset(_str_list(table["unique_types"], "unique_types"))
+        kwargs["unique_types"] = unique
     limits = dict(DEFAULT_LIMITS)
+    limits.update(dict.fromkeys(unique, 1))  # a default limit never applies to a unique type
     raw_limits = table.get("limits", {})
     if not isinstance(raw_limits, Mapping):
         raise RulesError("limits must be a table of type = integer")

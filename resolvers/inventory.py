@@ -264,10 +264,6 @@ class LocationStock:
         )
 
     @property
-    def count_on_hand(self) -> int | None:
-        return None if self.count is None else self.count.on_hand
-
-    @property
     def count_at(self) -> datetime | None:
         return None if self.count is None else self.count.at
 

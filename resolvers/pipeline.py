@@ -14,10 +14,11 @@ Per batch and lane: PREPARE, one store round trip (``load``) for everything the 
 the STAGES, then one atomic store call (``commit``); on conflict, load again. Event ids are
 deduplicated per lane (the store's *scope*).
 
-Each stage returns ``Ok | Drop | DeadLetter`` (``resolvers.steps``). Bad input becomes a
-:class:`~resolvers.steps.DeadLetter` and never stops the batch (the profiles lane reports it;
-the inventory lane skips it, so each bad record reaches the DLQ once); a store or broker
-failure raises, and the caller retries the batch without committing offsets.
+Each stage returns ``Ok | Drop`` (``resolvers.steps``). Input that cannot be decoded becomes a
+:class:`~resolvers.steps.DeadLetter` in PREPARE (``parse``) and never stops the batch (the
+profiles lane reports it; the inventory lane skips it, so each bad record reaches the DLQ
+once); a store or broker failure raises, and the caller retries the batch without committing
+offsets.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from resolvers.stages import (
 from resolvers.steps import DeadLetter, Drop, Event, Ok, RawRecord
 from resolvers.store import LoadRequest, StateStore
 from schemas.normalize import NormalizeConfig
+from schemas.touchpoint import Touchpoint
 
 
 class Stage(Protocol):
@@ -54,9 +56,11 @@ class Stage(Protocol):
 class Lane:
     """One consumer group's pass over the raw topic: the events it takes and its stages.
 
-    ``identity``: the lane normalizes identifiers and loads identity state (identifier
-    records, profiles, suppression); ``stock``: it loads stock ledgers. ``types``: the event
-    types it takes (None = all); ``dead_letters``: it reports bad records (to the DLQ).
+    ``prepare``: the per-record steps, by name: ``parse`` always, then ``normalize`` if listed
+    (identifiers normalized and hashed). ``identity``: the lane loads identity state
+    (identifier records, profiles, suppression); ``stock``: it loads stock ledgers.
+    ``types``: the event types it decodes (None = all); ``takes``: which decoded events it
+    keeps (None = every one); ``dead_letters``: it reports bad records (to the DLQ).
     """
 
     name: str
@@ -66,6 +70,7 @@ class Lane:
     stock: bool
     dead_letters: bool
     types: frozenset[str] | None = None
+    takes: Callable[[Touchpoint], bool] | None = None
 
 
 PROFILES: Final = Lane(
@@ -84,6 +89,7 @@ INVENTORY: Final = Lane(
     stock=True,
     dead_letters=False,
     types=inventory.STOCK_TYPES,
+    takes=inventory.moves_stock,  # e.g. an order event without lines: nothing to do here
 )
 LANES: Final = {lane.name: lane for lane in (PROFILES, INVENTORY)}
 
@@ -127,12 +133,12 @@ def prepare(
             dead.append(parsed)
             continue
         event = parsed.event
-        if lane.identity:
+        if lane.takes is not None and not lane.takes(event.tp):
+            continue
+        if normalize.NAME in lane.prepare:
             event = normalize.run(
                 event, config=config, salt=salt, default_region=default_region
             ).event
-        if lane.stock and not lane.identity and not inventory.movements(event.tp):
-            continue  # e.g. an order event without lines: nothing for this lane to do
         events.append(event)
     return events, dead
 

@@ -390,8 +390,8 @@ def _kind(obs: Observation) -> str | None:
 
 
 def _observe_analytics(part: AnalyticsPart, obs: Observation, at: datetime) -> AnalyticsPart:
-    first_seen = at if part.first_seen is None else min(part.first_seen, at)
-    last_seen = at if part.last_seen is None else max(part.last_seen, at)
+    first_seen = _min_dt(part.first_seen, at)
+    last_seen = _max_dt(part.last_seen, at)
     channels = part.channels | {obs.channel} if obs.channel else part.channels
     last_order, ledger = part.last_order, part.ledger
     kind, o = _kind(obs), obs.order
@@ -657,10 +657,11 @@ def snapshot(
         "audiences": sorted(agg.audiences),
         "ad_identifiers": sorted(agg.ad_identifiers),
     }
+    empty = _empty_fields()
     for purpose, gated in PURPOSE_GATES.items():
         if not is_granted(consent, purpose):
             for name in gated:
-                fields[name] = _empty_fields()[name]
+                fields[name] = empty[name]
     return {
         "schema": SNAPSHOT_SCHEMA,
         "profile_id": profile_id,

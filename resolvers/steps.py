@@ -1,7 +1,8 @@
-"""What flows between pipeline stages: records, events, and the ``Ok | Drop | DeadLetter`` result.
+"""What flows between pipeline stages: records, events, and the ``Ok | Drop`` results.
 
-Every stage takes an :class:`Event` and returns one of the three results; it never raises for
-bad input (that is a :class:`DeadLetter`) and never swallows an infrastructure error (those
+Every stage takes an :class:`Event` and returns :class:`Ok` or :class:`Drop`. Bad input never
+raises: ``parse`` (the first PREPARE step) turns a record it cannot decode into a
+:class:`DeadLetter` instead of an event. No step swallows an infrastructure error (those
 raise, so the batch is retried and no offset is committed).
 """
 
@@ -79,7 +80,5 @@ class DeadLetter:
     error_class: str
     message: str  # never contains raw input values
 
-
-StepResult = Ok | Drop | DeadLetter
 
 DUPLICATE: Final = "duplicate"

@@ -38,7 +38,9 @@ class Kind(enum.StrEnum):
     """What an entity is. The Redis layout gives each kind its own key namespace."""
 
     IDENTIFIER = "id"  # name = "type:value"; fields: p (profile id), s (record JSON)
-    PROFILE = "profile"  # name = profile id; fields: d (snapshot), s (state) or r (redirect)
+    # name = profile id; fields: d (snapshot), s (state), i (held identifier keys, JSON)
+    # or r (redirect)
+    PROFILE = "profile"
     STOCK = "stock"  # name = sku; fields: d (snapshot), s (state)
 
 
@@ -172,12 +174,12 @@ def stock_ref(sku: str) -> Ref:
 
 MAX_REDIRECT_HOPS = 8
 
-#: The fields ``load`` returns per kind: what compute needs. Snapshots (``d``) are for readers
-#: and are never loaded, so both implementations return exactly these.
 #: Profile field listing (JSON) the identifier keys a profile holds: ``load`` returns their
 #: records along with the profile, so a merge can re-point them without a second round trip.
 HELD_FIELD = "i"
 
+#: The fields ``load`` returns per kind: what compute needs. Snapshots (``d``) are for readers
+#: and are never loaded, so both implementations return exactly these.
 LOADED_FIELDS: Mapping[Kind, frozenset[str]] = {
     Kind.IDENTIFIER: frozenset({"p", "s"}),
     Kind.PROFILE: frozenset({"s", "r"}),

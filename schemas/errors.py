@@ -5,7 +5,7 @@ Hierarchy::
     LoomError                      base of every error Loom raises on purpose
     └── InvalidEvent               a touchpoint that can never be processed (non-retryable:
                                    DLQ it, or reject it at the producer). ``.reason`` is one of
-                                   REASONS, ``.field`` the dotted path of the offending field
+                                   the codes below, ``.field`` the dotted path of the field
                                    (``order.lines[0].quantity``) or ``None``, ``.message`` a
                                    human sentence that never contains the offending value.
 
@@ -32,15 +32,6 @@ INVALID_UTF8: Final = "invalid_utf8"
 OVERSIZE: Final = "oversize"
 SCHEMA_VIOLATION: Final = "schema_violation"
 UNKNOWN_TYPE: Final = "unknown_type"
-
-#: Every reason code, in the order they are checked.
-REASONS: Final[tuple[Reason, ...]] = (
-    OVERSIZE,
-    INVALID_UTF8,
-    MALFORMED_JSON,
-    UNKNOWN_TYPE,
-    SCHEMA_VIOLATION,
-)
 
 
 class LoomError(Exception):

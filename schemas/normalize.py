@@ -250,9 +250,9 @@ def normalize_one(
         return Rejected(id_type, "empty")
     if len(stripped) > config.max_length(id_type):
         return Rejected(id_type, "too_long")
-    # Placeholders are checked on the trimmed raw value first, so "1234567890" is blocked
-    # even where it happens to parse as a phone number.
-    if is_blocked(id_type, stripped, config) and id_type != PHONE:
+    # Placeholders are checked on the trimmed raw value first (a phone's in its branch below,
+    # on the raw digits), so "1234567890" is blocked even where it parses as a phone number.
+    if id_type != PHONE and is_blocked(id_type, stripped, config):
         return Rejected(id_type, "blocked_value")
     value: str | None
     if id_type == EMAIL:

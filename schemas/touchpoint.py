@@ -190,7 +190,7 @@ def _rfc3339(value: object) -> object:
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 
 
-def _check_freeform(value: object, depth: int, path: str) -> None:
+def _check_freeform(value: object, depth: int) -> None:
     if depth > MAX_FREEFORM_DEPTH:
         raise PydanticCustomError(
             "freeform", "nested deeper than {max}", {"max": MAX_FREEFORM_DEPTH}
@@ -203,14 +203,14 @@ def _check_freeform(value: object, depth: int, path: str) -> None:
         for key, item in value.items():
             if not isinstance(key, str) or len(key) > 128:
                 raise PydanticCustomError("freeform", "keys must be strings of <= 128 chars")
-            _check_freeform(item, depth + 1, path)
+            _check_freeform(item, depth + 1)
     elif isinstance(value, list):
         if len(value) > MAX_FREEFORM_LIST:
             raise PydanticCustomError(
                 "freeform", "list longer than {max}", {"max": MAX_FREEFORM_LIST}
             )
         for item in value:
-            _check_freeform(item, depth + 1, path)
+            _check_freeform(item, depth + 1)
     elif isinstance(value, str):
         if len(value) > MAX_FREEFORM_STRING:
             raise PydanticCustomError(
@@ -224,7 +224,7 @@ def _check_freeform(value: object, depth: int, path: str) -> None:
 
 
 def _freeform(value: dict[str, Any]) -> dict[str, Any]:
-    _check_freeform(value, 1, "")
+    _check_freeform(value, 1)
     return value
 
 
@@ -318,7 +318,7 @@ class ConsentSignals(BaseModel):
         extra = self.__pydantic_extra__ or {}
         if len(extra) > 8:
             raise PydanticCustomError("consent_signals", "more than 8 signal formats")
-        _check_freeform(extra, 1, "")
+        _check_freeform(extra, 1)
         return self
 
 

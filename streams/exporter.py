@@ -7,7 +7,8 @@ worker thread by :func:`run_exporter`):
 2. read lag (:class:`streams.lag.LagReader`, with the (end offset, time) table for
    interpolation),
 3. drain new offset commits from ``__consumer_offsets`` (:class:`streams.lag.CommitLogTail`) and
-   give each one to the evaluator with the end offset just read; the current lag too,
+   give each one of a group in this reading to the evaluator with the end offset just read (one
+   admin call fetches those of partitions the reading lacks); the current lag too,
 4. evaluate every group and publish snapshot + statuses to the collector.
 
 ``/livez``, ``/readyz`` (ready once a poll has succeeded recently) and ``/metrics`` are served by
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 class ExporterConfig:
     bootstrap: str
     group_prefix: str | None  # None: every group
+    groups: tuple[str, ...] | None = None  # only these (those that exist); wins over the prefix
     window_s: float = 300.0
     interval_s: float = 15.0
     cluster_name: str = "loom"
@@ -61,18 +63,22 @@ class LagExporter:
         self.evaluator = LagStatusEvaluator(config.window_s, clock)
         self._tail: CommitLogTail | None = None
         if config.use_commit_log:
-            prefix = config.group_prefix
-            self._tail = CommitLogTail(
-                config.bootstrap,
-                group_filter=(lambda g: g.startswith(prefix)) if prefix else (lambda _g: True),
-            )
+            self._tail = CommitLogTail(config.bootstrap, group_filter=self._watched)
         self.last_success: float | None = None
         self._known: dict[tuple[str, str, int], int] = {}  # last committed, without commit log
+
+    def _watched(self, group: str) -> bool:
+        if self.config.groups is not None:
+            return group in self.config.groups
+        prefix = self.config.group_prefix
+        return prefix is None or group.startswith(prefix)
 
     def poll_once(self) -> tuple[LagSnapshot, list[GroupStatus]]:
         started = time.perf_counter()
         try:
-            groups = self.reader.list_groups(self.config.group_prefix)
+            groups = [
+                g for g in self.reader.list_groups(self.config.group_prefix) if self._watched(g)
+            ]
             snapshot = self.reader.read(groups, table=self.table)
             self._observe(snapshot)
             statuses = [self.evaluator.evaluate(g) for g in groups]
@@ -91,14 +97,20 @@ class LagExporter:
     def _observe(self, snapshot: LagSnapshot) -> None:
         ends = {(p.topic, p.partition): p.end for g in snapshot.groups for p in g.partitions}
         if self._tail is not None:
-            for c in self._tail.poll(timeout_s=0.0):
-                end = ends.get((c.topic, c.partition))
-                if end is None:
-                    end = self.reader.end_offsets([(c.topic, c.partition)]).get(
-                        (c.topic, c.partition), c.offset
-                    )
+            # only the groups of this reading: poll_once forgets the others' history anyway
+            reported = {g.group for g in snapshot.groups}
+            commits = [c for c in self._tail.poll(timeout_s=0.0) if c.group in reported]
+            missing = {(c.topic, c.partition) for c in commits} - ends.keys()
+            if missing:  # e.g. a partition first committed after the reading: one admin call
+                ends.update(self.reader.end_offsets(missing))
+            for c in commits:
                 self.evaluator.observe_commit(
-                    c.group, c.topic, c.partition, offset=c.offset, end_offset=end, at=c.at
+                    c.group,
+                    c.topic,
+                    c.partition,
+                    offset=c.offset,
+                    end_offset=ends.get((c.topic, c.partition), c.offset),
+                    at=c.at,
                 )
         for g in snapshot.groups:
             for p in g.partitions:

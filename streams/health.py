@@ -7,10 +7,13 @@ the loop is stuck. A heartbeat task also measures loop lag (how late its last wa
 how overdue it is): ``/livez`` fails when that exceeds ``max_loop_lag_s``, e.g. right after
 the loop was blocked by a synchronous call.
 
-``/readyz`` runs every check concurrently (sync or async callables returning bool, each with a
-timeout; an exception or timeout counts as failing) and answers 200 only when all pass, else
-503 with the failing check names. Checks typically are ``kafka`` (reachable), ``redis``
-(reachable) and ``partitions`` (assigned). Responses carry names and booleans only.
+``/readyz`` runs every check concurrently (sync or async callables returning bool; an exception
+counts as failing, and so does an async check that exceeds ``check_timeout_s``) and answers 200
+only when all pass, else 503 with the failing check names. A sync check runs on the loop itself,
+without a timeout: it must be a quick, non-blocking read (e.g. of an assignment); anything doing
+I/O is an async check that runs its blocking call in a thread. Checks typically are ``kafka``
+(reachable), ``redis`` (reachable) and ``partitions`` (assigned). Responses carry names and
+booleans only.
 """
 
 from __future__ import annotations

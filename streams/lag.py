@@ -18,6 +18,9 @@ key versions 0/1 are offset commits; the value starts with its version and the i
 the record timestamp is the commit time). The status evaluator (:mod:`streams.lag_status`)
 needs each commit, which periodic offset fetches cannot provide (a consumer re-committing the
 same offset, Burrow's STALL, looks the same as one not committing at all, STOP).
+
+:func:`uncommitted` is the one number the demo, the e2e harness and the benchmark wait on: how
+many records of a topic a group has not committed yet, read with a plain consumer of the group.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ import logging
 import struct
 import time
 import uuid
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import (
+    OFFSET_END,
     TIMESTAMP_NOT_AVAILABLE,
     Consumer,
     ConsumerGroupTopicPartitions,
@@ -52,6 +56,7 @@ __all__ = [
     "OffsetTimeTable",
     "PartitionLag",
     "parse_offset_commit",
+    "uncommitted",
 ]
 
 log = logging.getLogger(__name__)
@@ -200,18 +205,6 @@ class LagReader:
         self._clock = clock
         self._extra = dict(extra_config or {})
         self._admin = AdminClient({"bootstrap.servers": bootstrap, **self._extra})
-
-    @property
-    def admin(self) -> AdminClient:
-        return self._admin
-
-    def ping(self) -> bool:
-        """True when the cluster answers a metadata request."""
-        try:
-            self._admin.list_topics(timeout=self._timeout_s)
-        except KafkaException:
-            return False
-        return True
 
     def list_groups(self, prefix: str | None = None) -> list[str]:
         """Consumer group ids, those starting with ``prefix`` only when given."""
@@ -376,6 +369,38 @@ class LagReader:
         return LagSnapshot(taken_at=now, groups=tuple(out))
 
 
+def uncommitted(
+    consumer: Consumer, topic: str, partitions: int | Sequence[int], *, timeout_s: float = 10.0
+) -> int:
+    """Records of ``topic`` not yet committed by the group of ``consumer`` (its ``group.id``).
+
+    Summed over ``partitions`` (a count ``n`` means 0 .. n-1): log end offset minus committed
+    offset, a partition without a commit counting from 0. Two calls whatever the number of
+    partitions: the group's committed offsets, and every end offset at once
+    (``offsets_for_times`` with timestamp -1, ListOffsets' LATEST). The consumer only reads
+    offsets, it never subscribes, so a caller can keep one per group and ask again.
+    """
+    numbers = range(partitions) if isinstance(partitions, int) else partitions
+    tps = [TopicPartition(topic, p) for p in numbers]
+    if not tps:
+        return 0
+    committed: dict[int, int] = {}
+    for tp in consumer.committed(tps, timeout=timeout_s):
+        if tp.error is not None:
+            raise KafkaException(tp.error)
+        committed[tp.partition] = tp.offset
+    latest = [TopicPartition(topic, p, OFFSET_END) for p in numbers]
+    total = 0
+    for tp in consumer.offsets_for_times(latest, timeout=timeout_s):
+        if tp.error is not None:
+            raise KafkaException(tp.error)
+        end = tp.offset
+        if end < 0:  # no answer for this partition: ask for its watermarks instead
+            _low, end = consumer.get_watermark_offsets(tp, timeout=timeout_s)
+        total += max(end - max(committed.get(tp.partition, 0), 0), 0)
+    return total
+
+
 # --- __consumer_offsets ---------------------------------------------------------------------
 
 
@@ -474,10 +499,3 @@ class CommitLogTail:
 
     def close(self) -> None:
         self._consumer.close()
-
-
-def group_commits(records: Iterable[CommitRecord]) -> dict[str, list[CommitRecord]]:
-    by_group: dict[str, list[CommitRecord]] = defaultdict(list)
-    for r in records:
-        by_group[r.group].append(r)
-    return dict(by_group)

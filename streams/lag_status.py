@@ -160,10 +160,6 @@ class LagStatusEvaluator:
         self._clock = clock
         self._history: dict[str, dict[tuple[str, int], _PartitionHistory]] = {}
 
-    @property
-    def window_s(self) -> float:
-        return self._window_s
-
     def _partition(self, group: str, topic: str, partition: int) -> _PartitionHistory:
         parts = self._history.setdefault(group, {})
         hist = parts.get((topic, partition))
@@ -209,6 +205,3 @@ class LagStatusEvaluator:
                 )
             )
         return group_status(group, statuses)
-
-    def evaluate_all(self) -> list[GroupStatus]:
-        return [self.evaluate(g) for g in self.groups()]

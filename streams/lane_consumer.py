@@ -18,7 +18,11 @@ The loop, per batch (at least once, like the faust agent):
                      commit, retried with capped backoff while Redis or Kafka is down;
 3. offsets           committed (asynchronously) only after the batch committed in Redis; on a
                      rebalance the revoked partitions' offsets are committed synchronously
-                     first (the callback runs inside ``consume``, between batches).
+                     first (the callback runs inside ``consume``, between batches), and on
+                     shutdown all of them. An asynchronous commit that fails is reported to
+                     ``on_commit`` and logged; the next commit or the synchronous one on
+                     revoke/close covers the partition again (:class:`ProcessedOffsets` keeps
+                     the next offset of every partition processed until it is revoked).
 
 A crash between 2 and 3 redelivers the batch; the lane's event-id markers make that a no-op.
 SIGTERM/SIGINT finish the batch in flight, commit, leave the group and exit.
@@ -30,8 +34,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
@@ -67,6 +70,31 @@ def next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
     return [TopicPartition(t, p, o) for (t, p), o in sorted(last.items())]
 
 
+class ProcessedOffsets:
+    """Per partition, the next offset after the records processed (committed in Redis).
+
+    :meth:`add` after each batch; :meth:`take` the offsets of revoked partitions (which it
+    forgets: another member owns them now) or, with no argument, all of them (on close). The
+    offsets stay until then, so the synchronous commit on revoke/close re-commits what an
+    asynchronous commit may have failed to."""
+
+    def __init__(self) -> None:
+        self._next: dict[tuple[str, int], int] = {}
+
+    def add(self, offsets: Iterable[TopicPartition]) -> None:
+        for tp in offsets:
+            self._next[(tp.topic, tp.partition)] = tp.offset
+
+    def take(self, partitions: Iterable[tuple[str, int]] | None = None) -> list[TopicPartition]:
+        keys = sorted(self._next) if partitions is None else sorted(set(partitions))
+        return [
+            TopicPartition(t, p, self._next.pop((t, p))) for t, p in keys if (t, p) in self._next
+        ]
+
+    def __len__(self) -> int:
+        return len(self._next)
+
+
 class LaneConsumer:
     """One lane's member of its consumer group; ``await run()`` until :meth:`stop`."""
 
@@ -81,11 +109,12 @@ class LaneConsumer:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "enable.partition.eof": False,
+                "on_commit": self._on_commit,
             }
         )
         self.assigned: set[tuple[str, int]] = set()
         self._stopping = asyncio.Event()
-        self._done: list[Message] = []  # processed, offsets not yet committed
+        self.processed = ProcessedOffsets()
 
     # --- rebalance callbacks (run inside consume(), in the consuming thread) ---------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -93,20 +122,38 @@ class LaneConsumer:
         log.info("%s: assigned %s", self.group, sorted(p.partition for p in partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._commit(asynchronous=False)
-        self.assigned -= {(p.topic, p.partition) for p in partitions}
+        revoked = {(p.topic, p.partition) for p in partitions}
+        self._commit(self.processed.take(revoked), asynchronous=False)
+        self.assigned -= revoked
         log.info("%s: revoked %s", self.group, sorted(p.partition for p in partitions))
 
-    def _commit(self, *, asynchronous: bool) -> None:
-        if not self._done:
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's report of a commit (asynchronous ones fail only here, not by raising)."""
+        failed = sorted(p.partition for p in partitions if p.error is not None)
+        if err is not None or failed:
+            log.warning(
+                "%s: offset commit failed (%s, partitions %s); the records will be redelivered "
+                "unless a later commit succeeds",
+                self.group,
+                err,
+                failed,
+            )
+
+    def _batch_done(self, messages: Sequence[Message]) -> None:
+        """After ``messages`` committed in Redis: remember and commit their next offsets."""
+        offsets = next_offsets(messages)
+        self.processed.add(offsets)
+        self._commit(offsets, asynchronous=True)
+
+    def _commit(self, offsets: list[TopicPartition], *, asynchronous: bool) -> None:
+        if not offsets:
             return
-        offsets = next_offsets(self._done)
-        self._done = []
         try:
             if asynchronous:
                 self.consumer.commit(offsets=offsets, asynchronous=True)
             else:
-                self.consumer.commit(offsets=offsets, asynchronous=False)
+                done = self.consumer.commit(offsets=offsets, asynchronous=False)
+                self._on_commit(None, list(done or []))  # per-partition errors, if any
         except Exception as exc:  # the records are in Redis; a redelivery is a no-op
             log.warning(
                 "%s: offset commit failed (%s); records will be redelivered", self.group, exc
@@ -131,8 +178,7 @@ class LaneConsumer:
                 good = [m for m in messages if not self._failed(m)]
                 if good:
                     await process_with_retry(self.rt, [raw_record(m) for m in good])
-                    self._done.extend(good)
-                    self._commit(asynchronous=True)
+                    self._batch_done(good)
                     wakeup.set()
         finally:
             relay.cancel()
@@ -149,7 +195,7 @@ class LaneConsumer:
         return True
 
     def _close(self) -> None:
-        self._commit(asynchronous=False)
+        self._commit(self.processed.take(), asynchronous=False)
         self.consumer.close()  # leaves the group: its partitions move at once
 
 
@@ -164,20 +210,11 @@ async def _main(settings: LoomSettings, rt: Runtime) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lane.stop)
 
-    async def kafka_ok() -> bool:
-        await asyncio.to_thread(rt.producer.list_topics, timeout=2)
-        return True
-
-    async def redis_ok() -> bool:
-        return bool(await asyncio.to_thread(rt.redis.ping))
-
-    checks: dict[str, Any] = {
-        "kafka": kafka_ok,
-        "redis": redis_ok,
-        "partitions": lambda: bool(lane.assigned),
-    }
     server = HealthServer(
-        settings.web_host, settings.inventory_web_port, rt.metrics.registry, checks
+        settings.web_host,
+        settings.inventory_web_port,
+        rt.metrics.registry,
+        rt.health_checks(lambda: bool(lane.assigned)),
     )
     await server.start()
     log.info("%s: health and metrics on port %d", lane.group, server.port)

@@ -3,8 +3,9 @@
 Nothing is registered at import: :meth:`WorkerMetrics.create` and :meth:`ExporterMetrics.create`
 put their metrics in the ``CollectorRegistry`` they are given (a fresh one per process, or per
 test). Label values are closed enums only (event type, outcome, stage, reason, purpose...), never
-identifiers, ids or free text, so no PII can reach a time series; :func:`checked` enforces it
-for the enum-like labels.
+identifiers, ids or free text, so no PII can reach a time series. The worker counts events, dead
+letters and consent decisions through :class:`WorkerMetrics`' helpers, which enforce it:
+:func:`checked` for the enum-like labels, :data:`EVENT_OUTCOMES` for outcomes.
 
 Exporter metric names and labels follow kafka-lag-exporter (seglo/kafka-lag-exporter README,
 "Metrics"), so its dashboards and alerts work unchanged:
@@ -32,6 +33,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from resolvers.pipeline import INVALID
+from resolvers.steps import DUPLICATE
 from streams.lag import LagSnapshot
 from streams.lag_status import GroupStatus, Status
 
@@ -47,8 +50,14 @@ __all__ = [
     "checked",
 ]
 
-#: Outcomes of one event through the pipeline.
-EVENT_OUTCOMES: frozenset[str] = frozenset({"ok", "dropped", "dlq", "duplicate", "invalid"})
+#: Outcomes of one event through the pipeline (``resolvers.pipeline``): ``ok`` (through every
+#: stage), ``dlq`` (profiles lane) or ``invalid`` (inventory lane) for a bad record, or the
+#: reason of the stage's ``Drop``: ``duplicate`` (dedupe), ``erased`` and
+#: ``erasure_nothing_to_erase`` (erase). tests/unit/test_metrics.py checks it against the
+#: ``Drop`` reasons in ``resolvers/``.
+EVENT_OUTCOMES: frozenset[str] = frozenset(
+    {"ok", "dlq", INVALID, DUPLICATE, "erased", "erasure_nothing_to_erase"}
+)
 #: Buckets for event-to-snapshot latency: 1 ms to 10 s, roughly x2.5 per step.
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -108,8 +117,8 @@ def checked(value: str) -> str:
 @dataclass(frozen=True, slots=True)
 class WorkerMetrics:
     """Everything a worker counts. ``lane`` (``profiles`` or ``inventory``, the worker's role)
-    labels the two per-event series, so a dashboard can sum each lane once. The worker calls
-    e.g. ``m.events.labels(lane=m.lane, type="pos_sale", outcome="ok").inc()``."""
+    labels the two per-event series, so a dashboard can sum each lane once. The worker counts
+    through the validating helpers, e.g. ``m.count_event("pos_sale", "ok")``."""
 
     registry: CollectorRegistry
     lane: str
@@ -201,13 +210,13 @@ class WorkerMetrics:
             raise ValueError(f"outcome must be one of {sorted(EVENT_OUTCOMES)}")
         self.events.labels(lane=self.lane, type=checked(type_), outcome=outcome).inc(n)
 
-    def count_dlq(self, stage: str, reason: str) -> None:
-        self.dlq_records.labels(stage=checked(stage), reason=checked(reason)).inc()
+    def count_dlq(self, stage: str, reason: str, n: int = 1) -> None:
+        self.dlq_records.labels(stage=checked(stage), reason=checked(reason)).inc(n)
 
-    def count_consent(self, purpose: str, decision: str, reason: str) -> None:
+    def count_consent(self, purpose: str, decision: str, reason: str, n: int = 1) -> None:
         self.consent_decisions.labels(
             purpose=checked(purpose), decision=checked(decision), reason=checked(reason)
-        ).inc()
+        ).inc(n)
 
 
 # --- exporter ----------------------------------------------------------------------------

@@ -18,8 +18,10 @@ key                                type    contents
                                            LOOM_DEDUPE_TTL_S
 ``P:v1:seen-inventory:{event_id}`` string  processed by the inventory lane; same expiry
 ``P:v1:suppressed``                set     salted SHA-256 of erased identifiers
-``P:v1:changes:profiles``          stream  ``id``, ``version``, ``op`` per profile change
-``P:v1:changes:inventory``         stream  ``sku``, ``location``, ``available``, ``version``
+``P:v1:changes:profiles``          stream  ``id``, ``op`` per profile change: ``upsert``
+                                           (with ``version``), ``merged`` (with ``into``)
+                                           or ``erased``
+``P:v1:changes:inventory``         stream  ``sku``, ``location``, ``available`` (to sell)
 ``P:v1:outbox``                    stream  Kafka records waiting for the relay
 ``P:v1:stats``                     hash    counters: events, merges, dlq, ...
 =================================  ======  ==================================================
@@ -29,7 +31,9 @@ so that any service can look a person up with one ``HGET``; that is personal dat
 like the snapshots themselves, and erasure deletes those keys.
 
 All of one batch's reads are one Lua call (``lua/load.lua``) and all its writes another
-(``lua/commit.lua``). Both build key names inside the script, which standalone Redis allows;
+(``lua/commit.lua``). ``load.lua`` builds key names inside the script (it follows profile
+redirects and held identifiers it cannot know in advance), which standalone Redis allows;
+``commit.lua`` takes every key name from Python, inside its ARGV plan rather than as KEYS.
 Redis Cluster is not supported by layout v1.
 """
 
@@ -80,9 +84,6 @@ class Keys:
     def entity(self, ref: Ref) -> str:
         return f"{self.root}:{ref.kind.value}:{ref.name}"
 
-    def identifier(self, key: str) -> str:
-        return f"{self.root}:id:{key}"
-
     def profile(self, profile_id: str) -> str:
         return f"{self.root}:profile:{profile_id}"
 
@@ -120,8 +121,9 @@ def _fields(names: Sequence[str], values: Sequence[bytes | None]) -> dict[str, b
     return {n: v for n, v in zip(names, values, strict=True) if v is not None}
 
 
-def _version(raw: bytes | None) -> int:
-    return int(raw) if raw else 0
+def _version(raw: bytes) -> int:
+    """Field ``v`` of an entity the load found (callers map a missing ``v`` to ABSENT)."""
+    return int(raw)
 
 
 class RedisStore:

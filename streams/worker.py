@@ -36,10 +36,12 @@ import contextlib
 import logging
 import os
 import socket
+import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import faust
@@ -53,6 +55,7 @@ from resolvers.pipeline import PROFILES, BatchResult, CommitConflictError, Lane,
 from resolvers.steps import DeadLetter, RawRecord
 from schemas.normalize import DEFAULT as NORMALIZE_DEFAULT
 from schemas.normalize import is_blocked
+from streams.health import Check, HealthServer
 from streams.metrics import WorkerMetrics
 from streams.redis_store import RedisStore
 from streams.settings import LoomSettings
@@ -87,6 +90,13 @@ class OutboxRelay:
     Each worker reads new entries as its own consumer, produces them, waits for delivery, then
     XACKs and XDELs them. Entries a dead worker left pending are claimed after ``min_idle_ms``
     (looked for at most every ``claim_every_s``: it only matters when a worker died).
+
+    Order: a failed send leaves its entries pending for this consumer, so every pass first
+    re-sends this consumer's own pending entries (``XREADGROUP`` from id ``0``, oldest first)
+    and only then reads new ones (``>``): within one relay, records reach Kafka in outbox order.
+    Across relays it is not so: each worker's relay reads its own share of the stream, and
+    entries claimed from a dead worker are sent after newer ones another relay already sent
+    (a known limit; downstream orders ``profiles.changes`` by the version each record carries).
     """
 
     GROUP = "relay"
@@ -121,6 +131,8 @@ class OutboxRelay:
                 errors.append(str(err))
 
         for _id, fields in entries:
+            if not fields:  # deleted while pending (XREADGROUP returns it without fields)
+                continue
             self.producer.produce(
                 fields[b"topic"].decode(),
                 key=fields.get(b"key"),
@@ -145,9 +157,16 @@ class OutboxRelay:
             )
             self._claimed_at = time.monotonic()
             sent += self._send(claimed[1])
+        sent += self._drain("0", count)  # our own pending entries first: a failed send's
+        return sent + self._drain(">", count)  # then new entries
+
+    def _drain(self, start: str, count: int) -> int:
+        """Send entries read from ``start`` (``0``: this consumer's pending, ``>``: new) until
+        none is left. A sent entry leaves the pending list, so rereading ``0`` moves on."""
+        sent = 0
         while True:
             resp: Any = self.client.xreadgroup(
-                self.GROUP, self.consumer, {self.key: ">"}, count=count
+                self.GROUP, self.consumer, {self.key: start}, count=count
             )
             entries = resp[0][1] if resp else []
             if not entries:
@@ -171,7 +190,9 @@ class Runtime:
     lane: Lane = PROFILES
     decode_cache: DecodeCache = field(default_factory=DecodeCache)
 
-    def context(self) -> Context:
+    @cached_property
+    def _base_context(self) -> Context:
+        """The parts of :meth:`context` that never change, built once."""
         t = self.settings.topics
         return Context(
             rules=self.rules,
@@ -185,10 +206,27 @@ class Runtime:
                 inventory_alerts=t.inventory_alerts,
             ),
             salt=self.settings.suppression_salt.get_secret_value().encode(),
-            now=self.clock(),
+            now=datetime.fromtimestamp(0, UTC),  # replaced per batch
             default_region=self.settings.default_region,
             cache=self.decode_cache,
         )
+
+    def context(self) -> Context:
+        """The context of one batch (attempt): the constant parts and the current time."""
+        return replace(self._base_context, now=self.clock())
+
+    def health_checks(self, partitions: Callable[[], bool]) -> dict[str, Check]:
+        """Readiness checks of a worker: Kafka and Redis answer, and ``partitions()`` (this
+        member has partitions assigned). The blocking calls run in threads."""
+
+        async def kafka_ok() -> bool:
+            await asyncio.to_thread(self.producer.list_topics, timeout=2)
+            return True
+
+        async def redis_ok() -> bool:
+            return bool(await asyncio.to_thread(self.redis.ping))
+
+        return {"kafka": kafka_ok, "redis": redis_ok, "partitions": partitions}
 
     def process(self, records: Sequence[RawRecord]) -> BatchResult:
         """One batch, synchronously: pipeline + commit, then DLQ. Raises if retryable."""
@@ -210,7 +248,7 @@ class Runtime:
                     value=dead.record.value,
                     headers=dlq_headers(dead, now),
                 )
-                m.dlq_records.labels(stage=dead.stage, reason=dead.reason).inc()
+                _count(m.count_dlq, dead.stage, dead.reason)
                 log.warning(
                     "dead letter stage=%s reason=%s at %s: %s",
                     dead.stage,
@@ -229,7 +267,7 @@ class Runtime:
         if result.attempts > 1:
             m.commit_conflicts.inc(result.attempts - 1)
         for (event_type, outcome), n in result.outcomes.items():
-            m.events.labels(lane=m.lane, type=event_type, outcome=outcome).inc(n)
+            _count(m.count_event, event_type, outcome, n)
         m.merges.inc(result.counters.get("merges", 0))
         m.quarantined.inc(result.counters.get("quarantined", 0))
         m.oversold.inc(result.counters.get("oversold", 0))
@@ -239,7 +277,7 @@ class Runtime:
                 m.merges_blocked.labels(rule=rest).inc(n)
             elif kind == "consent_denied":
                 purpose, _, reason = rest.partition(":")
-                m.consent_decisions.labels(purpose=purpose, decision="denied", reason=reason).inc(n)
+                _count(m.count_consent, purpose, "denied", reason, n)
         now_ms = time.time() * 1000
         latency = m.event_to_snapshot.labels(lane=m.lane)
         for r in records:
@@ -247,9 +285,17 @@ class Runtime:
                 latency.observe(max(0.0, (now_ms - r.timestamp_ms) / 1000))
 
 
-def build_runtime(
-    settings: LoomSettings, lane: Lane = PROFILES, *, registry: Any = None
-) -> Runtime:
+def _count(count: Callable[..., None], *labels: Any) -> None:
+    """Count with one of :class:`WorkerMetrics`' validating helpers. A label it refuses (free
+    text, or an outcome missing from ``EVENT_OUTCOMES``) is logged, never raised: the batch is
+    committed in Redis by then, and failing it would only stop the worker."""
+    try:
+        count(*labels)
+    except ValueError:
+        log.error("metric %s: refused label values, not counted", count.__name__, exc_info=True)
+
+
+def build_runtime(settings: LoomSettings, lane: Lane = PROFILES) -> Runtime:
     from prometheus_client import CollectorRegistry
 
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
@@ -265,7 +311,7 @@ def build_runtime(
     rules = _with_blocklist(base_rules)
     policy = load_policy(settings.consent_config_file) if settings.consent_config_file else None
     consumer_name = f"{socket.gethostname()}-{os.getpid()}"
-    metrics = WorkerMetrics.create(registry or CollectorRegistry(), lane=lane.name)
+    metrics = WorkerMetrics.create(CollectorRegistry(), lane=lane.name)
     store = RedisStore(
         client,
         prefix=settings.redis_prefix,
@@ -287,8 +333,6 @@ def build_runtime(
 
 
 def _with_blocklist(rules: IdentityRules | None) -> IdentityRules:
-    from dataclasses import replace
-
     base = rules or IdentityRules()
     return replace(base, is_blocked=lambda t, v: is_blocked(t, v, NORMALIZE_DEFAULT))
 
@@ -308,16 +352,30 @@ def _raw_record(event: Any) -> RawRecord:
 
 
 async def process_with_retry(runtime: Runtime, records: Sequence[RawRecord]) -> BatchResult:
-    """Run a batch until it succeeds; back off on infrastructure errors. Cancellation waits."""
+    """Run a batch until it succeeds; back off on infrastructure errors. Cancellation waits.
+
+    The whole retry loop runs in one shielded task: a cancellation (shutdown, rebalance) in an
+    attempt or in the backoff between two waits until the batch is committed, then propagates,
+    because faust acks the events of a ``take_events`` batch as soon as the agent leaves it.
+    """
+    task = asyncio.ensure_future(_retry(runtime, records))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        while not task.done():  # a second cancellation does not cut the wait short either
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([task])
+        error = task.exception()
+        if error is not None:  # not retryable: report it rather than the cancellation
+            raise error from None
+        raise
+
+
+async def _retry(runtime: Runtime, records: Sequence[RawRecord]) -> BatchResult:
     delay = 0.1
     while True:
-        task = asyncio.ensure_future(asyncio.to_thread(runtime.process, records))
         try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            # Let the batch finish before faust acks its events on the way out.
-            await asyncio.wait([task])
-            raise
+            return await asyncio.to_thread(runtime.process, records)
         except RETRYABLE as exc:
             where = f"{records[0].where}..{records[-1].offset}" if records else "-"
             log.warning(
@@ -354,15 +412,21 @@ async def relay_forever(
             delay = min(delay * 2, rt.settings.retry_backoff_max_s)
 
 
-def create_app(settings: LoomSettings, runtime: Runtime | None = None) -> faust.App:
-    """Build the faust app and its agent for ``runtime``'s lane. Nothing happens at import."""
-    rt = runtime or build_runtime(settings)
+def create_app(settings: LoomSettings, rt: Runtime) -> faust.App:
+    """Build the faust app and its agent for ``rt``'s lane. Nothing happens at import.
+
+    faust's data directory (``<app id>-data``, default: in the current directory) goes under
+    the system temp directory: the app keeps no tables and uses the in-memory store.
+    """
+    datadir = os.path.join(tempfile.gettempdir(), "loom-faust")
+    os.makedirs(datadir, exist_ok=True)  # faust creates only the last level
     app = faust.App(
         settings.group_id(rt.lane.name),
         broker=f"kafka://{settings.kafka_bootstrap.replace(',', ';')}",
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",
+        datadir=os.path.join(datadir, "{conf.name}-data"),  # faust formats {conf.name}
         processing_guarantee="at_least_once",
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
@@ -412,23 +476,11 @@ def _serve_health(app: faust.App, rt: Runtime, settings: LoomSettings) -> None:
 
     Ready only when Kafka and Redis answer and this worker has partitions assigned.
     """
-    from streams.health import HealthServer
-
-    async def kafka_ok() -> bool:
-        await asyncio.to_thread(rt.producer.list_topics, timeout=2)
-        return True
-
-    async def redis_ok() -> bool:
-        return bool(await asyncio.to_thread(rt.redis.ping))
-
-    def partitions_ok() -> bool:
-        return bool(app.consumer.assignment())
-
     server = HealthServer(
         settings.web_host,
         settings.web_port,
         rt.metrics.registry,
-        {"kafka": kafka_ok, "redis": redis_ok, "partitions": partitions_ok},
+        rt.health_checks(lambda: bool(app.consumer.assignment())),
     )
 
     @app.task  # type: ignore[untyped-decorator]

@@ -11,7 +11,8 @@ Each comes from the first source that applies:
    removed) at session end, also when tests fail. ``LOOM_TEST_KEEP_DATA=1`` keeps the dir.
 
 Per-test helpers: ``unique_topic`` (factory creating a topic, deleted after the test),
-``unique_group``, ``redis_client`` and ``redis_prefix`` (keys under it are deleted after the test).
+``unique_group``, ``redis_client`` and ``redis_prefix`` (keys under it are deleted after the test),
+``free_ports`` (factory of free loopback ports, server-free).
 
 Guard: a test in ``tests/unit`` or ``tests/pipeline`` that asks for a server fixture is a
 collection error; tests under ``tests/integration`` (``tests/e2e``) are marked ``integration``
@@ -81,7 +82,9 @@ class Endpoints:
 
 
 def _free_ports(count: int) -> list[int]:
-    """Ports the kernel reports free on 127.0.0.1 (all held open together, so distinct)."""
+    """Ports the kernel reports free on 127.0.0.1 (all held open together, so distinct).
+
+    Tests get it as the ``free_ports`` fixture."""
     sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
     try:
         for sock in sockets:
@@ -289,6 +292,12 @@ def unique_topic(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
         for future in admin.delete_topics(created, operation_timeout=30).values():
             with contextlib.suppress(Exception):
                 future.result(timeout=30)
+
+
+@pytest.fixture
+def free_ports() -> Callable[[int], list[int]]:
+    """``free_ports(n)``: ``n`` distinct ports the kernel reports free on 127.0.0.1."""
+    return _free_ports
 
 
 @pytest.fixture

@@ -88,6 +88,11 @@ def movements(tp: Touchpoint) -> list[Movement]:
     return []
 
 
+def moves_stock(tp: Touchpoint) -> bool:
+    """Whether the touchpoint moves any stock (the inventory lane's ``takes``)."""
+    return bool(movements(tp))
+
+
 def skus(tp: Touchpoint) -> set[str]:
     """SKUs whose state the batch must load for this event."""
     return {m.sku for m in movements(tp)}

@@ -21,9 +21,11 @@ from typing import Any
 
 import orjson
 import redis
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 
-from resolvers.pipeline import LANES
+from resolvers.pipeline import LANES, PROFILES
+from streams.lag import uncommitted
+from streams.reader import ProfileReader
 from streams.settings import LoomSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,20 +51,14 @@ def infra(cmd: str) -> None:
     subprocess.run(["bash", str(ROOT / "deploy" / "infra.sh"), cmd], check=True)
 
 
-def group_lag(settings: LoomSettings, group: str) -> int:
-    """Sum of (end offset - committed offset) of ``group`` on the raw topic."""
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group})
-    try:
-        meta = c.list_topics(settings.topics.raw, timeout=10).topics[settings.topics.raw]
-        tps = [TopicPartition(settings.topics.raw, p) for p in meta.partitions]
-        committed = c.committed(tps, timeout=10)
-        lag = 0
-        for tp in committed:
-            _, high = c.get_watermark_offsets(tp, timeout=10)
-            lag += high - (tp.offset if tp.offset >= 0 else 0)
-        return lag
-    finally:
-        c.close()
+def lane_consumers(settings: LoomSettings) -> dict[str, Consumer]:
+    """Per lane, a consumer of its group that only reads offsets (it never subscribes)."""
+    return {
+        lane: Consumer(
+            {"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.group_id(lane)}
+        )
+        for lane in LANES
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,8 +73,11 @@ def run(args: argparse.Namespace) -> int:
     from streams.topics import ensure_topics
 
     ensure_topics(settings)
-    r = redis.Redis.from_url(settings.redis_url)
-    root = f"{settings.redis_prefix}:v1"
+    reader = ProfileReader(
+        redis.Redis.from_url(settings.redis_url),
+        settings.redis_prefix,
+        default_region=settings.default_region,
+    )
     workers: dict[str, subprocess.Popen[bytes]] = {}
     logs: dict[str, Path] = {}
     for role in LANES:  # one worker per lane: two consumer groups on the same topic
@@ -91,12 +90,17 @@ def run(args: argparse.Namespace) -> int:
                  "--loglevel", "warning"],
                 stdout=log_file, stderr=subprocess.STDOUT, env=os.environ.copy(),
             )  # fmt: skip
+    consumers = lane_consumers(settings)
     try:
+        raw = settings.topics.raw
+        partitions = sorted(
+            consumers[PROFILES.name].list_topics(raw, timeout=10).topics[raw].partitions
+        )
         sent = _simulate(settings, args)
         say("waiting for the workers to catch up")
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            lags = {role: group_lag(settings, settings.group_id(role)) for role in LANES}
+            lags = {role: uncommitted(c, raw, partitions) for role, c in consumers.items()}
             if not any(lags.values()):
                 break
             for role, worker in workers.items():
@@ -106,8 +110,11 @@ def run(args: argparse.Namespace) -> int:
             shown = ", ".join(f"{role} {n}" for role, n in lags.items())
             print(f"    lag (records): {shown}", file=sys.stderr, flush=True)
             time.sleep(2)
-        _story(r, root, settings, sent, sum(lags.values()))
+        _story(reader, sent, sum(lags.values()))
     finally:
+        for consumer in consumers.values():
+            consumer.close()
+        reader.client.close()
         for worker in workers.values():
             worker.send_signal(signal.SIGTERM)
         for worker in workers.values():
@@ -157,11 +164,12 @@ def _simulate(settings: LoomSettings, args: argparse.Namespace) -> int:
     return sent + len(bad)
 
 
-def _story(r: redis.Redis, root: str, settings: LoomSettings, sent: int, lag: int) -> None:
-    raw_stats: dict[bytes, bytes] = r.hgetall(f"{root}:stats")  # type: ignore[assignment]
+def _story(reader: ProfileReader, sent: int, lag: int) -> None:
+    r, keys = reader.client, reader.keys
+    raw_stats: dict[bytes, bytes] = r.hgetall(keys.stats)  # type: ignore[assignment]
     stats = {k.decode(): int(v) for k, v in raw_stats.items()}
-    profiles = r.scard(f"{root}:profile-index")
-    skus = r.scard(f"{root}:stock-index")
+    profiles = r.scard(keys.profile_index)
+    skus = r.scard(keys.stock_index)
     print()
     print("Loom demo: what the pipeline built")
     print("-" * 40)
@@ -176,25 +184,22 @@ def _story(r: redis.Redis, root: str, settings: LoomSettings, sent: int, lag: in
     print(f"dead letters (DLQ)     {stats.get('dlq', 0)}")
     print(f"skus with stock        {skus}")
     print(f"consumer lag           {lag} records")
-    examples = _examples(r, root)
+    examples = _examples(reader)
     for title, doc in examples:
         print(f"\n{title}:")
         print(orjson.dumps(_short(doc), option=orjson.OPT_INDENT_2).decode())
 
 
-def _examples(r: redis.Redis, root: str) -> list[tuple[str, dict[str, Any]]]:
+def _examples(reader: ProfileReader, scan: int = 3000) -> list[tuple[str, dict[str, Any]]]:
+    """An omnichannel customer (else the best buyer) and the most stitched profile, among the
+    first ``scan`` live profiles."""
     omni: dict[str, Any] | None = None
     richest: dict[str, Any] | None = None
     best_buyer: dict[str, Any] | None = None
-    for _, pid in zip(range(3000), r.sscan_iter(f"{root}:profile-index", count=500), strict=False):
-        name = pid.decode() if isinstance(pid, bytes) else pid
-        raw = r.hget(f"{root}:profile:{name}", "d")
-        if raw is None:
-            continue
-        doc = orjson.loads(raw)
+    for doc in itertools.islice(reader.iter_profiles(), scan):
         if omni is None and doc.get("shopping_mode") == "omnichannel":
             omni = doc
-        orders = doc.get("orders_online", 0) + doc.get("orders_in_store", 0)
+        orders = _orders(doc)
         if orders and (best_buyer is None or orders > _orders(best_buyer)):
             best_buyer = doc
         ids = sum(len(v) for v in doc.get("identifiers", {}).values())

@@ -2,6 +2,8 @@
 
 Serves ``/metrics`` (kafka-lag-exporter compatible names), ``/livez`` and ``/readyz`` on
 ``--port`` (default ``LOOM_EXPORTER_PORT``, 9308) and polls every ``--interval`` seconds.
+Watches the lane groups that exist (``<LOOM_APP_ID>-profiles``, ``<LOOM_APP_ID>-inventory``),
+or every group with ``--all``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from streams.cli.lag import lane_groups
 from streams.exporter import ExporterConfig, LagExporter, run_exporter
 from streams.metrics import ExporterMetrics
 from streams.settings import load_settings
@@ -25,7 +28,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--window", type=float, default=None, help="status window, seconds (LOOM_LAG_WINDOW_S)"
     )
-    p.add_argument("--all", action="store_true", help="all groups, not only the app id prefix")
+    p.add_argument("--all", action="store_true", help="all groups, not only the lanes'")
     p.add_argument("--cluster-name", default="loom", help="cluster_name label value")
     p.add_argument(
         "--no-commit-log",
@@ -41,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     config = ExporterConfig(
         bootstrap=args.bootstrap or settings.kafka_bootstrap,
         group_prefix=None if args.all else settings.app_id,
+        groups=None if args.all else tuple(lane_groups(settings)),
         window_s=args.window if args.window is not None else settings.lag_window_s,
         interval_s=args.interval,
         cluster_name=args.cluster_name,

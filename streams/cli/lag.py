@@ -1,7 +1,8 @@
 """``loom lag``: consumer lag per group, topic and partition, in messages and seconds.
 
-Groups: every group whose id starts with the app id (``LOOM_APP_ID``, default ``loom``), all
-groups with ``--all``, or the one named with ``--group``. Columns match Kafka's
+Groups: the two lane groups (``<LOOM_APP_ID>-profiles``, ``<LOOM_APP_ID>-inventory``; one that
+does not exist yet is named on stderr), every group on the cluster with ``--all``, or the one
+named with ``--group`` (e.g. ``loom-dlq-replay``). Columns match Kafka's
 ``kafka-consumer-groups --describe`` plus ``LAG-SECONDS``.
 """
 
@@ -14,8 +15,9 @@ from typing import Any, TextIO
 
 import orjson
 
+from resolvers.pipeline import LANES
 from streams.lag import GroupLag, LagReader, LagSnapshot, OffsetTimeTable
-from streams.settings import load_settings
+from streams.settings import LoomSettings, load_settings
 
 COLUMNS = (
     "GROUP",
@@ -35,7 +37,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("lag", help="consumer lag per partition (messages and seconds)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--group", "-g", help="only this consumer group")
-    which.add_argument("--all", action="store_true", help="all groups, not only Loom's")
+    which.add_argument("--all", action="store_true", help="all groups, not only the lanes'")
     p.add_argument("--json", action="store_true", help="one JSON document per reading")
     p.add_argument(
         "--watch",
@@ -48,6 +50,15 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--bootstrap", help="Kafka bootstrap servers (default: LOOM_KAFKA_BOOTSTRAP)")
     p.set_defaults(func=run)
+
+
+def lane_groups(settings: LoomSettings) -> list[str]:
+    """The consumer groups of the lanes' workers, the ones ``loom lag`` and the exporter watch.
+
+    Not every group with the app id as prefix: ``loom dlq replay``'s group
+    (``<app_id>-dlq-replay``) has lag and no commits between replays, which would read as a
+    stopped consumer."""
+    return [settings.group_id(lane) for lane in LANES]
 
 
 def _cell(value: object) -> str:
@@ -113,8 +124,15 @@ def run(args: argparse.Namespace) -> int:
     while True:
         if args.group:
             groups = [args.group]
+        elif args.all:
+            groups = reader.list_groups()
         else:
-            groups = reader.list_groups(None if args.all else settings.app_id)
+            existing = set(reader.list_groups(settings.app_id))
+            groups = [g for g in lane_groups(settings) if g in existing]
+            for missing in sorted(set(lane_groups(settings)) - existing):
+                print(
+                    f"no consumer group {missing}: no worker of that lane has run", file=sys.stderr
+                )
         snapshot = reader.read(groups, table=table)
         _emit(snapshot, args.json, sys.stdout)
         if args.watch is None:

@@ -3,7 +3,9 @@
 ``loom erase`` does not touch Redis itself: it produces an ``erasure_requested`` touchpoint to
 the raw topic, so the erasure goes through the same pipeline (and the same atomic commit,
 suppression and announcements) as one sent by any channel, and is in Kafka's history.
-With ``--wait`` it polls the reader until the identifier no longer resolves.
+With ``--wait`` it polls the reader (the Redis of ``--redis-url``/``--prefix``, else the
+settings; phone numbers without a country code in ``--region``, else ``LOOM_DEFAULT_REGION``)
+until the identifier no longer resolves.
 
 ``loom dlq replay`` re-sends dead letters to the raw topic after a fix: original key and bytes,
 plus a ``loom.replayed_from`` header naming the DLQ record. Its consumer group remembers what
@@ -20,6 +22,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+from streams.cli.reading import add_redis_args, redis_target
 from streams.settings import load_settings
 
 
@@ -34,6 +37,7 @@ def register(sub: Any) -> None:
         metavar="S",
         help="wait up to S seconds until the identifier no longer resolves",
     )
+    add_redis_args(p)  # where --wait reads profiles
     p.set_defaults(func=run_erase)
 
     d: argparse.ArgumentParser = sub.add_parser("dlq", help="dead-letter queue tools")
@@ -71,18 +75,26 @@ def run_erase(args: argparse.Namespace) -> int:
     print(f"erasure requested ({event['event_id']}) for a {id_type} identifier")
     if args.wait <= 0:
         return 0
-    import redis
+    from streams.reader import InvalidIdentifierError, ProfileReader
 
-    from streams.reader import ProfileReader
-
-    reader = ProfileReader(redis.Redis.from_url(settings.redis_url), settings.redis_prefix)
+    client, prefix, settings = redis_target(args)
+    reader = ProfileReader(client, prefix, default_region=settings.default_region)
     deadline = time.monotonic() + args.wait
-    while time.monotonic() < deadline:
-        if reader.lookup(id_type, value, region=args.region) is None:
-            print("erased: the identifier no longer resolves to a profile")
-            return 0
-        time.sleep(0.5)
-    print(f"still resolvable after {args.wait:.0f}s: is the worker running?", file=sys.stderr)
+    try:
+        while time.monotonic() < deadline:
+            if reader.lookup(id_type, value, region=args.region) is None:
+                print("erased: the identifier no longer resolves to a profile")
+                return 0
+            time.sleep(0.5)
+    except InvalidIdentifierError as exc:
+        print(f"loom erase --wait: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        client.close()
+    print(
+        f"still resolvable after {args.wait:.0f}s: is the profiles worker running?",
+        file=sys.stderr,
+    )
     return 1
 
 

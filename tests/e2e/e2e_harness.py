@@ -24,6 +24,7 @@ import redis
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from resolvers.pipeline import LANES
+from streams.lag import uncommitted
 from streams.producer import TouchpointProducer
 from streams.settings import LoomSettings, Topics
 from streams.topics import ensure_topics
@@ -61,6 +62,7 @@ class Loom:
         }
         self.tmp = tmp
         self.workers: list[subprocess.Popen[bytes]] = []
+        self._lag_consumers: dict[str, Consumer] = {}
         self.redis = redis.Redis.from_url(redis_url)
         self.root = f"{self.env['LOOM_REDIS_PREFIX']}:v1"
         ensure_topics(self.settings)
@@ -94,11 +96,20 @@ class Loom:
 
     def close(self) -> None:
         self.stop(self.workers, signal.SIGKILL)
+        for consumer in self._lag_consumers.values():
+            consumer.close()
         for key in self.redis.scan_iter(f"{self.root}:*", count=1000):
             self.redis.delete(key)
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.tmp.glob("*.log"))
+
+    def cli(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+        """Run ``loom ARGS`` against this deployment (its environment); never raises on exit."""
+        return subprocess.run(
+            [sys.executable, "-m", "streams.cli.main", *args],
+            env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
 
     # --- producing -----------------------------------------------------------------------
     def produce(self, events: Iterable[Mapping[str, Any] | bytes]) -> int:
@@ -118,17 +129,14 @@ class Loom:
         """Records of the raw topic not yet committed, summed over the lanes' groups (all)."""
         s = self.settings
         total = 0
-        for lane in (LANES[name] for name in lanes or LANES):
-            c = Consumer(
-                {"bootstrap.servers": s.kafka_bootstrap, "group.id": s.group_id(lane.name)}
-            )
-            try:
-                tps = [TopicPartition(s.topics.raw, p) for p in range(s.partitions)]
-                for tp in c.committed(tps, timeout=10):
-                    _, high = c.get_watermark_offsets(tp, timeout=10)
-                    total += high - max(tp.offset, 0)
-            finally:
-                c.close()
+        for lane in lanes or LANES:
+            assert lane in LANES, lane
+            consumer = self._lag_consumers.get(lane)
+            if consumer is None:  # never subscribes: only reads the group's offsets
+                consumer = self._lag_consumers[lane] = Consumer(
+                    {"bootstrap.servers": s.kafka_bootstrap, "group.id": s.group_id(lane)}
+                )
+            total += uncommitted(consumer, s.topics.raw, s.partitions)
         return total
 
     def wait_idle(self, *lanes: str, timeout: float = 120.0) -> None:
@@ -167,6 +175,16 @@ class Loom:
     def stock(self, sku: str) -> dict[str, Any] | None:
         raw = self.redis.hget(f"{self.root}:stock:{sku}", "d")
         return None if raw is None else orjson.loads(raw)  # type: ignore[arg-type]
+
+    def decoded(self, topic: str) -> list[tuple[str | None, Any]]:
+        """Every record currently on ``topic`` as (key, JSON value); None for a missing part."""
+        return [
+            (
+                None if (key := msg.key()) is None else key.decode(),
+                None if (value := msg.value()) is None else orjson.loads(value),
+            )
+            for msg in self.topic_records(topic)
+        ]
 
     def topic_records(self, topic: str, *, timeout: float = 10.0) -> list[Any]:
         """Every record currently on ``topic`` (reads from the beginning, own group)."""

@@ -9,15 +9,13 @@ committed = every reservation delta), and also cross-checked with the pure fold
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
-from e2e_harness import ROOT, Loom
+from e2e_harness import Loom
 
 from resolvers import inventory as ledger
 
@@ -98,16 +96,6 @@ def location(loom: Loom, sku: str, loc: str) -> dict[str, Any]:
     doc = loom.stock(sku)
     assert doc is not None, f"no stock snapshot for {sku}"
     return dict(doc["locations"][loc])
-
-
-def decoded(loom: Loom, topic: str) -> list[tuple[str | None, Any]]:
-    out = []
-    for msg in loom.topic_records(topic):
-        key, value = msg.key(), msg.value()
-        out.append(
-            (None if key is None else key.decode(), None if value is None else orjson.loads(value))
-        )
-    return out
 
 
 # --- the day of a store ------------------------------------------------------------------------
@@ -229,7 +217,7 @@ def test_every_event_delivered_twice_ends_exact(loom: Loom) -> None:
     loom.wait_idle()
     assert loom.stock("SKU-DAY") == first  # same document, same version
     # one change record per movement that changed the level, never one per delivery
-    changes = [v for _, v in decoded(loom, loom.settings.topics.inventory_changes)]
+    changes = [v for _, v in loom.decoded(loom.settings.topics.inventory_changes)]
     # (every movement of the day changes the level, whatever the arrival order)
     assert sorted(c["event_id"] for c in changes) == sorted(e["event_id"] for e in events)
     assert {c["kind"] for c in changes} == {
@@ -509,7 +497,7 @@ def test_oversell_raises_an_alert_and_the_snapshot_says_oversold(loom: Loom) -> 
     assert doc["totals"]["oversold"] is True
     assert doc["totals"]["available"] == 3  # 5 at oslo-1, -2 at bergen-2
 
-    alerts = decoded(loom, loom.settings.topics.inventory_alerts)
+    alerts = loom.decoded(loom.settings.topics.inventory_alerts)
     assert alerts == [
         (
             "SKU-LAST@bergen-2",
@@ -523,7 +511,7 @@ def test_oversell_raises_an_alert_and_the_snapshot_says_oversold(loom: Loom) -> 
             },
         )
     ]
-    changes = decoded(loom, loom.settings.topics.inventory_changes)
+    changes = loom.decoded(loom.settings.topics.inventory_changes)
     by_event = {v["event_id"]: (k, v) for k, v in changes}
     assert set(by_event) == {"o-count", "o-count-other", "o-sale"}
     key, sale = by_event["o-sale"]
@@ -542,9 +530,8 @@ def test_the_reader_cli_prints_the_snapshot_the_worker_wrote(loom: Loom) -> None
     loom.start_worker()
     loom.produce(store_day())
     loom.wait_idle()
-    cmd = [sys.executable, "-m", "streams.cli.main", "inventory", "get", "SKU-DAY", "--json"]
-    done = subprocess.run(cmd, env=loom.env, cwd=ROOT, capture_output=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr.decode()
+    done = loom.cli("inventory", "get", "SKU-DAY", "--json")
+    assert done.returncode == 0, done.stderr
     doc = orjson.loads(done.stdout)
     assert doc["locations"]["oslo-1"]["on_hand"] == 24
     stored = loom.stock("SKU-DAY")
@@ -554,13 +541,6 @@ def test_the_reader_cli_prints_the_snapshot_the_worker_wrote(loom: Loom) -> None
     }
     assert doc["version"] == stored["version"]
 
-    missing = subprocess.run(
-        [*cmd[:-2], "SKU-NEVER-SEEN", "--json"],
-        env=loom.env,
-        cwd=ROOT,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
+    missing = loom.cli("inventory", "get", "SKU-NEVER-SEEN", "--json")
     assert missing.returncode == 1
-    assert b"SKU-NEVER-SEEN" in missing.stderr
+    assert "SKU-NEVER-SEEN" in missing.stderr

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from typing import Any
 
 import orjson
 import pytest
+from confluent_kafka import KafkaException
 from e2e_harness import Loom
 
 pytestmark = pytest.mark.e2e
@@ -145,9 +147,30 @@ def test_killed_and_restarted_worker_loses_nothing_and_counts_nothing_twice(loom
     ]
     workers = loom.start_worker()
     loom.produce(events[:100])
-    time.sleep(3)
+    sent = 100
+    # Kill only once both lanes have processed records and the profiles group has processed
+    # more than it committed (faust commits every second; every event here creates exactly
+    # one profile, so profiles_created counts processed records), feeding a few more records
+    # while waiting; the restart then has to redeliver work already in Redis.
+    deadline = time.monotonic() + 120
+    while True:
+        created = loom.stats().get("profiles_created", 0)
+        # read after `created`: a commit in between can hide uncommitted work, never invent it
+        with contextlib.suppress(KafkaException):  # new topics may still be electing leaders
+            committed = sent - loom.lag("profiles")
+            if created > committed and loom.stock("SKU-K") is not None:
+                break
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"no uncommitted progress to kill after 120 s (sent {sent}, processed "
+                f"{created}):\n{loom.logs()}"
+            )
+        if created >= sent and sent < 200:
+            loom.produce(events[sent : sent + 5])
+            sent += 5
+        time.sleep(0.05)
     loom.stop(workers, signal.SIGKILL)  # a crash of both lanes: no graceful commit
-    loom.produce(events[100:])
+    loom.produce(events[sent:])
     loom.start_worker()
     loom.wait_idle()
     profiles = loom.profiles()
@@ -211,32 +234,39 @@ def test_bad_record_flood_goes_to_the_dlq_while_good_records_flow(loom: Loom) ->
 
 
 def test_operator_erasure_with_loom_erase(loom: Loom) -> None:
-    import subprocess
-    import sys
-
     loom.start_worker()
     loom.produce(journey("z"))
     loom.wait_idle()
     assert len(loom.profiles()) == 1
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "streams.cli.main",
-            "erase",
-            "email: Person.Z@example.com ",
-            "--wait",
-            "60",
-        ],
-        env=loom.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = loom.cli("erase", "email: Person.Z@example.com ", "--wait", "60")
     assert done.returncode == 0, done.stderr
     assert "no longer resolves" in done.stdout
     assert "person.z" not in done.stdout.lower() + done.stderr.lower()  # no PII echoed
     loom.wait_idle()
     assert loom.profiles() == {}
     assert loom.stats()["erasures"] == 1
+
+
+def test_loom_erase_wait_reads_a_local_phone_number_with_the_default_region(loom: Loom) -> None:
+    """``loom erase phone:<local number> --wait`` with LOOM_DEFAULT_REGION set: the worker
+    erases by the number in the default region, and the waiting reader must look it up in
+    the same region (it used to reject the local number and crash)."""
+    loom.env["LOOM_DEFAULT_REGION"] = "NO"
+    loom.start_worker()
+    loom.produce(
+        [
+            ev(
+                "ph-1",
+                "signup",
+                "2026-11-01T09:05:00+01:00",
+                {"phone": "+47 912 34 567", "email": "ph@example.no"},
+            )
+        ]
+    )
+    loom.wait_idle()
+    assert len(loom.profiles()) == 1
+    done = loom.cli("erase", "phone:912 34 567", "--wait", "60")
+    assert done.returncode == 0, done.stderr
+    assert "no longer resolves" in done.stdout
+    loom.wait_idle()
+    assert loom.profiles() == {}

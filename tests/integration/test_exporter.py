@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -26,17 +26,11 @@ pytestmark = pytest.mark.integration
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 
-@pytest.fixture(scope="module")
-def bootstrap(request: pytest.FixtureRequest) -> str:
-    try:
-        return str(request.getfixturevalue("kafka_bootstrap"))
-    except pytest.FixtureLookupError:
-        return os.environ.get("LOOM_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
-
-
-def setup_lag(bootstrap: str, prefix: str) -> tuple[str, str]:
+def setup_lag(bootstrap: str, prefix: str, suffix: str = "g1") -> tuple[str, str]:
+    """A new topic (2 partitions, 6 records each) and group ``<prefix>-<suffix>`` committed at
+    offsets 2 and 6: lag 4 on partition 0, none on partition 1."""
     topic = f"exptest-{uuid.uuid4().hex[:10]}"
-    group = f"{prefix}-g1"
+    group = f"{prefix}-{suffix}"
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(timeout=30)
     producer = Producer({"bootstrap.servers": bootstrap})
@@ -96,11 +90,13 @@ def check_lag(samples: Samples, topic: str, group: str) -> None:
     assert set(status) == {"OK", "WARN", "STOP", "STALL", "REWIND"}
 
 
-def test_exporter_serves_known_lag(bootstrap: str) -> None:
+def test_exporter_serves_known_lag(kafka_bootstrap: str) -> None:
     prefix = f"loom-exptest-{uuid.uuid4().hex[:8]}"
-    topic, group = setup_lag(bootstrap, prefix)
+    topic, group = setup_lag(kafka_bootstrap, prefix)
     exporter = LagExporter(
-        ExporterConfig(bootstrap=bootstrap, group_prefix=prefix, window_s=1.0, interval_s=0.5),
+        ExporterConfig(
+            bootstrap=kafka_bootstrap, group_prefix=prefix, window_s=1.0, interval_s=0.5
+        ),
         ExporterMetrics.create(CollectorRegistry(), cluster_name="test"),
     )
 
@@ -148,22 +144,21 @@ def test_exporter_serves_known_lag(bootstrap: str) -> None:
     assert {lbl["group"] for lbl, _ in samples["kafka_consumergroup_group_sum_lag"]} == {group}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def test_exporter_cli_process_serves_metrics(bootstrap: str) -> None:
+def test_exporter_cli_process_serves_metrics(
+    kafka_bootstrap: str, free_ports: Callable[[int], list[int]]
+) -> None:
+    """By default the CLI exports the lane groups only: the app's DLQ replay group, which has
+    lag and no commits between replays, is left out."""
     prefix = f"loom-expcli-{uuid.uuid4().hex[:8]}"
-    topic, group = setup_lag(bootstrap, prefix)
-    port = free_port()
+    topic, group = setup_lag(kafka_bootstrap, prefix, "profiles")
+    _, replay_group = setup_lag(kafka_bootstrap, prefix, "dlq-replay")
+    (port,) = free_ports(1)
     code = (
         "import argparse, sys; from streams.cli import exporter as e; "
         "p = argparse.ArgumentParser(); e.register(p.add_subparsers()); "
         "a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"
     )
-    env = {**os.environ, "LOOM_APP_ID": prefix, "LOOM_KAFKA_BOOTSTRAP": bootstrap}
+    env = {**os.environ, "LOOM_APP_ID": prefix, "LOOM_KAFKA_BOOTSTRAP": kafka_bootstrap}
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "exporter", "--host", "127.0.0.1", "--port", str(port),
          "--interval", "0.5"],
@@ -184,6 +179,9 @@ def test_exporter_cli_process_serves_metrics(bootstrap: str) -> None:
                 break
             time.sleep(0.3)
         check_lag(samples, topic, group)
+        # the lane groups that exist, i.e. not <prefix>-dlq-replay (nor any other app's group)
+        exported = {lbl["group"] for lbl, _ in samples["kafka_consumergroup_group_sum_lag"]}
+        assert exported == {group}, (exported, replay_group)
     finally:
         proc.terminate()
         proc.communicate(timeout=30)

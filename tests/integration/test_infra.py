@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,8 +42,8 @@ class Infra:
 
 
 @pytest.fixture
-def infra(tmp_path: Path) -> Iterator[Infra]:
-    kafka_port, controller_port, redis_port = _free_ports(3)
+def infra(tmp_path: Path, free_ports: Callable[[int], list[int]]) -> Iterator[Infra]:
+    kafka_port, controller_port, redis_port = free_ports(3)
     env = {
         **os.environ,
         "LOOM_KAFKA_PORT": str(kafka_port),
@@ -56,17 +55,6 @@ def infra(tmp_path: Path) -> Iterator[Infra]:
     handle = Infra(tmp_path / "run", env)
     yield handle
     handle.run("down")  # whatever the test did, leave nothing running
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _java_processes_for(data_dir: Path) -> list[int]:

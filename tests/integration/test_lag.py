@@ -29,14 +29,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CGC = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
 
 
-@pytest.fixture(scope="module")
-def bootstrap(request: pytest.FixtureRequest) -> str:
-    try:
-        return str(request.getfixturevalue("kafka_bootstrap"))
-    except pytest.FixtureLookupError:
-        return os.environ.get("LOOM_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
-
-
 def kafka_classpath() -> str:
     """LOOM_KAFKA_CLASSPATH, else `deploy/infra.sh classpath`, else the dev machine's jars."""
     env = os.environ.get("LOOM_KAFKA_CLASSPATH")
@@ -113,15 +105,17 @@ def to_cells(snapshot: LagSnapshot, group: str) -> dict[tuple[str, str], dict[st
     }
 
 
-def test_every_column_matches_consumer_group_command_for_an_empty_group(bootstrap: str) -> None:
-    topic = new_topic(bootstrap, 4)
+def test_every_column_matches_consumer_group_command_for_an_empty_group(
+    kafka_bootstrap: str,
+) -> None:
+    topic = new_topic(kafka_bootstrap, 4)
     group = f"loom-lagtest-{uuid.uuid4().hex[:8]}"
-    produce(bootstrap, topic, {0: 10, 1: 7, 2: 5, 3: 3})
-    commit(bootstrap, group, {(topic, 0): 4, (topic, 1): 7, (topic, 2): 0})
+    produce(kafka_bootstrap, topic, {0: 10, 1: 7, 2: 5, 3: 3})
+    commit(kafka_bootstrap, group, {(topic, 0): 4, (topic, 1): 7, (topic, 2): 0})
 
-    reader = LagReader(bootstrap)
+    reader = LagReader(kafka_bootstrap)
     snapshot = reader.read([group])
-    theirs = {(r["TOPIC"], r["PARTITION"]): r for r in describe_with_kafka(bootstrap, group)}
+    theirs = {(r["TOPIC"], r["PARTITION"]): r for r in describe_with_kafka(kafka_bootstrap, group)}
     ours = to_cells(snapshot, group)
 
     assert ours == theirs
@@ -138,13 +132,13 @@ def test_every_column_matches_consumer_group_command_for_an_empty_group(bootstra
         assert 0.0 <= secs < 60.0
 
 
-def test_members_and_assignment_match_consumer_group_command(bootstrap: str) -> None:
-    topic = new_topic(bootstrap, 3)
+def test_members_and_assignment_match_consumer_group_command(kafka_bootstrap: str) -> None:
+    topic = new_topic(kafka_bootstrap, 3)
     group = f"loom-lagtest-{uuid.uuid4().hex[:8]}"
-    produce(bootstrap, topic, {0: 6, 1: 6, 2: 6})
+    produce(kafka_bootstrap, topic, {0: 6, 1: 6, 2: 6})
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            "bootstrap.servers": kafka_bootstrap,
             "group.id": group,
             "client.id": "lagtest-client",
             "enable.auto.commit": False,
@@ -160,8 +154,10 @@ def test_members_and_assignment_match_consumer_group_command(bootstrap: str) -> 
         consumer.commit(
             offsets=[TopicPartition(topic, 0, 2), TopicPartition(topic, 1, 6)], asynchronous=False
         )
-        snapshot = LagReader(bootstrap).read([group])
-        theirs = {(r["TOPIC"], r["PARTITION"]): r for r in describe_with_kafka(bootstrap, group)}
+        snapshot = LagReader(kafka_bootstrap).read([group])
+        theirs = {
+            (r["TOPIC"], r["PARTITION"]): r for r in describe_with_kafka(kafka_bootstrap, group)
+        }
     finally:
         consumer.close()
 
@@ -176,15 +172,15 @@ def test_members_and_assignment_match_consumer_group_command(bootstrap: str) -> 
     assert ours[(topic, "2")]["LAG"] == "-"
 
 
-def test_cli_json_lists_only_the_named_group_with_totals(bootstrap: str) -> None:
-    topic = new_topic(bootstrap, 2)
+def test_cli_json_lists_only_the_named_group_with_totals(kafka_bootstrap: str) -> None:
+    topic = new_topic(kafka_bootstrap, 2)
     group = f"loom-lagtest-{uuid.uuid4().hex[:8]}"
-    produce(bootstrap, topic, {0: 5, 1: 5})
-    commit(bootstrap, group, {(topic, 0): 1, (topic, 1): 3})
+    produce(kafka_bootstrap, topic, {0: 5, 1: 5})
+    commit(kafka_bootstrap, group, {(topic, 0): 1, (topic, 1): 3})
 
     parser = argparse.ArgumentParser()
     lag_cli.register(parser.add_subparsers())
-    args = parser.parse_args(["lag", "--group", group, "--json", "--bootstrap", bootstrap])
+    args = parser.parse_args(["lag", "--group", group, "--json", "--bootstrap", kafka_bootstrap])
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert args.func(args) == 0
@@ -198,18 +194,43 @@ def test_cli_json_lists_only_the_named_group_with_totals(bootstrap: str) -> None
     ]
 
 
-def test_lag_seconds_interpolate_when_the_record_is_not_readable(bootstrap: str) -> None:
+def test_cli_default_lists_the_lane_groups_not_the_dlq_replay_group(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --group/--all: the lane groups <app_id>-profiles and <app_id>-inventory that
+    exist (a missing one is named on stderr), not the DLQ replay group, which shares the app id
+    prefix."""
+    app_id = f"loom-lagtest-{uuid.uuid4().hex[:8]}"
+    topic = new_topic(kafka_bootstrap, 1)
+    produce(kafka_bootstrap, topic, {0: 5})
+    commit(kafka_bootstrap, f"{app_id}-profiles", {(topic, 0): 2})
+    commit(kafka_bootstrap, f"{app_id}-dlq-replay", {(topic, 0): 1})
+    monkeypatch.setenv("LOOM_APP_ID", app_id)
+
+    parser = argparse.ArgumentParser()
+    lag_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["lag", "--json", "--bootstrap", kafka_bootstrap])
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert args.func(args) == 0
+    groups = {g["group"]: g for g in orjson.loads(out.getvalue())["groups"]}
+    assert set(groups) == {f"{app_id}-profiles"}
+    assert groups[f"{app_id}-profiles"]["total_lag"] == 3
+    assert f"no consumer group {app_id}-inventory" in err.getvalue()
+
+
+def test_lag_seconds_interpolate_when_the_record_is_not_readable(kafka_bootstrap: str) -> None:
     """A probe that finds nothing (timeout 0) falls back to recorded (end offset, time) points."""
-    topic = new_topic(bootstrap, 1)
+    topic = new_topic(kafka_bootstrap, 1)
     group = f"loom-lagtest-{uuid.uuid4().hex[:8]}"
     clock = FakeClock(1_000.0)
-    reader = LagReader(bootstrap, probe_timeout_s=0.0, clock=clock)
+    reader = LagReader(kafka_bootstrap, probe_timeout_s=0.0, clock=clock)
     table = OffsetTimeTable()
-    produce(bootstrap, topic, {0: 10})
-    commit(bootstrap, group, {(topic, 0): 0})
+    produce(kafka_bootstrap, topic, {0: 10})
+    commit(kafka_bootstrap, group, {(topic, 0): 0})
     reader.read([group], table=table)  # end 10 seen at t=1000
     clock.now = 1_010.0
-    produce(bootstrap, topic, {0: 10})
+    produce(kafka_bootstrap, topic, {0: 10})
     snapshot = reader.read([group], table=table)  # end 20 at t=1010
     g = snapshot.group(group)
     assert g is not None
@@ -291,11 +312,11 @@ class Rig:
 
 
 @pytest.fixture
-def rig(bootstrap: str) -> Iterator[Callable[[float], Rig]]:
+def rig(kafka_bootstrap: str) -> Iterator[Callable[[float], Rig]]:
     made: list[Rig] = []
 
     def make(window_s: float) -> Rig:
-        r = Rig(bootstrap, window_s)
+        r = Rig(kafka_bootstrap, window_s)
         made.append(r)
         return r
 

@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import argparse
 import itertools
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import redis
+from builders import make_context
 
-from resolvers.batch import Context, TopicNames
-from resolvers.consent import ConsentPolicy
-from resolvers.identity_rules import IdentityRules
 from resolvers.pipeline import run_batch
 from resolvers.steps import RawRecord
 from resolvers.store import Write, profile_ref
-from schemas.normalize import DEFAULT, is_blocked
+from schemas.normalize import DEFAULT
 from schemas.touchpoint import dump_touchpoint
 from streams.cli import profile as profile_cli
 from streams.reader import InvalidIdentifierError, ProfileReader
@@ -30,15 +27,6 @@ from streams.redis_store import RedisStore
 from streams.simulate import Simulator
 
 pytestmark = pytest.mark.integration
-
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-
-
-def make_context() -> Context:
-    rules = IdentityRules(is_blocked=lambda t, v: is_blocked(t, v, DEFAULT))
-    return Context(
-        rules=rules, policy=ConsentPolicy(), topics=TopicNames(), salt=b"test-salt", now=NOW
-    )
 
 
 def records(events: list[bytes]) -> list[RawRecord]:

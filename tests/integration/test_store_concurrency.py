@@ -17,36 +17,25 @@ import itertools
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pytest
 import redis
+from builders import make_context
 
-from resolvers.batch import Context, TopicNames
-from resolvers.consent import ConsentPolicy
-from resolvers.identity_rules import IdentityRules
 from resolvers.pipeline import LANES, run_batch
 from resolvers.steps import RawRecord
-from schemas.normalize import DEFAULT, is_blocked
+from schemas.normalize import DEFAULT
 from schemas.touchpoint import EventType, dump_touchpoint
 from streams.redis_store import RedisStore
 from streams.simulate import Simulator
 
 pytestmark = pytest.mark.integration
 
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 BATCH = 40
 WRITERS = 3
 ROUNDS = 10
-
-
-def make_context() -> Context:
-    rules = IdentityRules(is_blocked=lambda t, v: is_blocked(t, v, DEFAULT))
-    return Context(
-        rules=rules, policy=ConsentPolicy(), topics=TopicNames(), salt=b"test-salt", now=NOW
-    )
 
 
 def batch(values: list[bytes], offset: int = 0) -> list[RawRecord]:

@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pytest
+from builders import NOW, make_context
 
-from resolvers.batch import Context, TopicNames
-from resolvers.consent import ConsentPolicy
-from resolvers.identity_rules import IdentityRules
+from resolvers.batch import Context
 from resolvers.pipeline import INVENTORY, PROFILES, BatchResult, run_batch
 from resolvers.steps import RawRecord
 from resolvers.store import InMemoryStore, StateStore
-from schemas.normalize import DEFAULT, is_blocked
+from schemas.normalize import DEFAULT
 
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-
-
-def make_context(now: datetime = NOW) -> Context:
-    rules = IdentityRules(is_blocked=lambda t, v: is_blocked(t, v, DEFAULT))
-    return Context(
-        rules=rules, policy=ConsentPolicy(), topics=TopicNames(), salt=b"test-salt", now=now
-    )
+__all__ = ["NOW", "Runner", "make_context", "record", "run", "run_lanes", "store"]
 
 
 def record(event: Mapping[str, Any] | bytes, offset: int = 0) -> RawRecord:

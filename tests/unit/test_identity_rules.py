@@ -58,6 +58,23 @@ def test_load_partial_file_overlays_defaults(tmp_path: Path) -> None:
     assert rules.is_blocked("email", "x")
 
 
+def test_file_making_a_type_unique_needs_no_limit_for_it(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text('[identity]\nunique_types = ["customer_id", "email"]\n')
+    rules = load_rules(path)
+    assert rules.unique_types == {"customer_id", "email"}
+    assert rules.is_unique("email")
+    assert rules.limit("email") == 1
+    assert rules.limits["email"] == 1
+    assert rules.limit("loyalty_id") == 1  # no longer unique: keeps its default limit
+    assert not rules.is_unique("loyalty_id")
+    assert rules.limit("phone") == DEFAULT_LIMITS["phone"]
+    # an explicit limit other than 1 for a unique type is still refused
+    path.write_text('[identity]\nunique_types = ["email"]\n[identity.limits]\nemail = 2\n')
+    with pytest.raises(RulesError, match="unique type"):
+        load_rules(path)
+
+
 def test_file_without_identity_table_is_all_defaults(tmp_path: Path) -> None:
     path = tmp_path / "rules.toml"
     path.write_text("[other]\nx = 1\n")
@@ -73,7 +90,7 @@ def test_file_without_identity_table_is_all_defaults(tmp_path: Path) -> None:
         ({"limits": {"email": 0}}, "integer >= 1"),
         ({"limits": {"email": "5"}}, "integer >= 1"),
         ({"limits": {"customer_id": 2}}, "unique type"),
-        ({"unique_types": ["email"]}, "unique type"),
+        ({"unique_types": ["email"], "limits": {"email": 5}}, "unique type"),
         ({"quarantine_threshold": 0}, "quarantine_threshold"),
         ({"default_limit": True}, "integer"),
     ],

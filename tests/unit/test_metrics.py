@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
+import logging
 import re
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from resolvers.pipeline import INVALID, BatchResult
+from streams import worker
 from streams.lag import GroupLag, LagSnapshot, Member, PartitionLag
 from streams.lag_status import GroupStatus, PartitionStatus, Status
 from streams.metrics import (
+    EVENT_OUTCOMES,
     LATENCY_BUCKETS,
     ExporterMetrics,
     WorkerMetrics,
@@ -86,6 +96,63 @@ def test_outcome_must_be_one_of_the_enum() -> None:
     m = WorkerMetrics.create(CollectorRegistry())
     with pytest.raises(ValueError, match="outcome"):
         m.count_event("page_view", "exploded")
+
+
+def drop_reasons() -> set[str]:
+    """Every reason a stage can ``Drop`` an event with, read from the resolvers' source."""
+    root = Path(__file__).resolve().parents[2]
+    reasons: set[str] = set()
+    for path in sorted((root / "resolvers").rglob("*.py")):
+        module = importlib.import_module(".".join(path.relative_to(root).with_suffix("").parts))
+
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Drop":
+                reason = node.args[1] if len(node.args) > 1 else None
+                reason = reason or next(k.value for k in node.keywords if k.arg == "reason")
+                reasons |= reason_values(reason, module)
+    return reasons
+
+
+def reason_values(node: ast.expr, module: Any) -> set[str]:
+    """The strings a ``Drop`` reason expression can be: literals, names, ``a if c else b``."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return {node.value}
+    if isinstance(node, ast.IfExp):
+        return reason_values(node.body, module) | reason_values(node.orelse, module)
+    if isinstance(node, ast.Name) and isinstance(getattr(module, node.id, None), str):
+        return {getattr(module, node.id)}
+    raise AssertionError(f"{module.__name__}: a Drop reason not known statically: {ast.dump(node)}")
+
+
+def test_event_outcomes_cover_everything_the_pipeline_reports() -> None:
+    reasons = drop_reasons()
+    assert {"duplicate", "erased", "erasure_nothing_to_erase"} <= reasons  # the scan works
+    assert reasons | {"ok", "dlq", INVALID} <= EVENT_OUTCOMES
+    for outcome in EVENT_OUTCOMES:
+        assert checked(outcome) == outcome
+
+
+def test_the_worker_counts_through_the_validating_helpers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    m = WorkerMetrics.create(CollectorRegistry(), lane="inventory")
+    result = BatchResult(
+        outcomes=Counter(
+            {("pos_sale", "ok"): 2, ("unknown", INVALID): 1, ("page_view", "exploded"): 4}
+        ),
+        counters=Counter({"consent_denied:ads:gpc": 3, "merges": 1}),
+    )
+    rt: Any = SimpleNamespace(metrics=m)
+    with caplog.at_level(logging.ERROR):
+        worker.Runtime._observe(rt, [], result)  # the batch is committed: never raises
+    assert "refused label values" in caplog.text  # the unknown outcome, logged
+    got = scrape(m.registry)
+    events = {(lbl["type"], lbl["outcome"]): v for _n, lbl, v in got["loom_events"]}
+    assert events == {("pos_sale", "ok"): 2, ("unknown", "invalid"): 1}
+    consent = [(lbl, v) for _n, lbl, v in got["loom_consent_decisions"]]
+    assert consent == [({"purpose": "ads", "decision": "denied", "reason": "gpc"}, 3)]
+    m.count_dlq("parse", "schema_violation", 2)
+    assert scrape(m.registry)["loom_dlq_records"][0][2] == 2
 
 
 @pytest.mark.parametrize(
