@@ -6,23 +6,39 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-# Reinstall only when pyproject.toml changes (or the venv is gone).
+# Reinstall only when the lock or pyproject.toml changes (or the venv is gone).
 STAMP := $(VENV)/.installed-stamp
+LOCK := requirements.lock
+# The lock is compiled for every platform, Python 3.11, with hashes (uv pip compile).
+LOCK_ARGS := pyproject.toml requirements/build.in --extra dev --universal --python-version 3.11 \
+	--generate-hashes --quiet --custom-compile-command "make lock"
 
-.PHONY: help venv fmt check test test-unit test-integration demo bench infra-up infra-down infra-status
+.PHONY: help venv lock lock-check fmt check test test-unit test-integration demo bench infra-up infra-down infra-status
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
 	  | awk 'BEGIN { FS = ":.*## " } { printf "  make %-17s %s\n", $$1, $$2 }'
 
-$(STAMP): pyproject.toml
+$(STAMP): $(LOCK) pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	@echo "installing the locked dependencies ($(LOCK)) into $(VENV)"
+	@PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/python -m pip install -q --require-hashes \
+	  --no-deps -r $(LOCK)
+	@PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/python -m pip install -q --no-deps \
+	  --no-build-isolation -e . 2>&1 | { grep -v -e '^ *$$' -e 'Editable installation' || true; }
 	@touch $(STAMP)
 
-venv: $(STAMP) ## create .venv (python3.11) and install Loom with dev tools
+venv: $(STAMP) ## create .venv (python3.11) with exactly the locked dependencies, Loom editable
 	@true
+
+lock: venv ## refresh requirements.lock to the newest versions pyproject.toml allows (deliberate)
+	$(BIN)/uv pip compile --upgrade $(LOCK_ARGS) -o $(LOCK)
+	@echo "review 'git diff $(LOCK)', then 'make venv test'"
+
+lock-check: venv ## fail if requirements.lock does not satisfy pyproject.toml (no upgrades)
+	cp $(LOCK) $(VENV)/lock-check.txt
+	$(BIN)/uv pip compile $(LOCK_ARGS) -o $(VENV)/lock-check.txt
+	diff -u $(LOCK) $(VENV)/lock-check.txt && echo "$(LOCK) is consistent with pyproject.toml"
 
 fmt: venv ## format the code and apply safe lint fixes
 	$(BIN)/ruff format .
@@ -42,8 +58,8 @@ test-unit: venv ## unit tier only: pure, no servers, seconds
 test-integration: venv ## integration tier only (real Kafka + Redis)
 	$(BIN)/pytest tests/integration
 
-demo: venv ## run the end-to-end demo (`loom demo`)
-	$(BIN)/loom demo
+demo: venv ## run the end-to-end demo (`loom demo`; DEMO_ARGS=--keep leaves the data up)
+	$(BIN)/loom demo $(DEMO_ARGS)
 
 bench: venv ## run the benchmark (`python -m bench`)
 	$(BIN)/python -m bench

@@ -410,6 +410,7 @@ class BatchState:
             version=version,
         )
         snap["created_at"] = inventory.format_time(ident.created_at)
+        snap["region"] = data.region
         state = {
             "format": STATE_FORMAT,
             "identity": ident.to_dict(),

@@ -46,6 +46,8 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
+from streams.kafka_clients import base_config
+
 __all__ = [
     "CommitLogTail",
     "CommitRecord",
@@ -204,7 +206,7 @@ class LagReader:
         self._probe_timeout_s = probe_timeout_s
         self._clock = clock
         self._extra = dict(extra_config or {})
-        self._admin = AdminClient({"bootstrap.servers": bootstrap, **self._extra})
+        self._admin = AdminClient(base_config(bootstrap, **self._extra))
 
     def list_groups(self, prefix: str | None = None) -> list[str]:
         """Consumer group ids, those starting with ``prefix`` only when given."""
@@ -241,17 +243,19 @@ class LagReader:
         if not positions:
             return {}
         consumer = Consumer(
-            {
-                "bootstrap.servers": self._bootstrap,
-                "group.id": f"lag-probe-{uuid.uuid4().hex}",  # required, never joined
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
-                "fetch.max.bytes": 1 << 20,
-                "max.partition.fetch.bytes": 64 << 10,
-                **self._extra,
-            }
+            base_config(
+                self._bootstrap,
+                **{
+                    "group.id": f"lag-probe-{uuid.uuid4().hex}",  # required, never joined
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "enable.partition.eof": True,
+                    "auto.offset.reset": "earliest",
+                    "fetch.max.bytes": 1 << 20,
+                    "max.partition.fetch.bytes": 64 << 10,
+                    **self._extra,
+                },
+            )
         )
         found: dict[TP, float] = {}
         try:
@@ -454,7 +458,7 @@ class CommitLogTail:
         extra_config: Mapping[str, Any] | None = None,
     ) -> None:
         self._filter = group_filter
-        conf = {"bootstrap.servers": bootstrap, **(extra_config or {})}
+        conf = base_config(bootstrap, **(extra_config or {}))
         admin = AdminClient(conf)
         md = admin.list_topics(OFFSETS_TOPIC, timeout=timeout_s)
         topic_md = md.topics.get(OFFSETS_TOPIC)

@@ -39,6 +39,7 @@ from collections.abc import Iterable, Sequence
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from resolvers.steps import RawRecord
+from streams import kafka_clients
 from streams.health import HealthServer
 from streams.settings import LoomSettings
 from streams.worker import Runtime, process_with_retry, relay_forever
@@ -101,16 +102,16 @@ class LaneConsumer:
     def __init__(self, settings: LoomSettings, runtime: Runtime) -> None:
         self.settings, self.rt = settings, runtime
         self.group = settings.group_id(runtime.lane.name)
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "group.id": self.group,
+        self.consumer = kafka_clients.consumer(
+            settings,
+            self.group,
+            **{
                 "client.id": f"loom-{runtime.lane.name}",
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "enable.partition.eof": False,
                 "on_commit": self._on_commit,
-            }
+            },
         )
         self.assigned: set[tuple[str, int]] = set()
         self._stopping = asyncio.Event()

@@ -44,6 +44,7 @@ from schemas.touchpoint import (
     record_key,
     validate_touchpoint,
 )
+from streams import kafka_clients
 from streams.settings import LoomSettings
 
 log = logging.getLogger(__name__)
@@ -114,12 +115,15 @@ class TouchpointProducer:
         self.topic: str = topic or settings.topics.raw
         self.max_event_bytes: int = max_event_bytes or settings.max_event_bytes
         self._normalize_config = normalize_config
-        conf: dict[str, Any] = {
-            **DEFAULT_CONFIG,
-            "bootstrap.servers": bootstrap or settings.kafka_bootstrap,
-            "error_cb": _log_client_error,
-            **(config or {}),
-        }
+        conf = kafka_clients.client_config(
+            settings,
+            **{
+                **DEFAULT_CONFIG,
+                **({"bootstrap.servers": bootstrap} if bootstrap else {}),
+                "error_cb": _log_client_error,
+                **(config or {}),
+            },
+        )
         self._producer = Producer(conf)
         self.stats = ProducerStats()
         self._closed = False

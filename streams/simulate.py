@@ -12,6 +12,8 @@ returns are scheduled on the simulated clock):
   customer id) and an online ``order_completed``, later ``order_fulfilled`` or
   ``order_cancelled``, sometimes ``order_returned``;
 * app sessions (device anonymous id + customer id);
+* a household's shared tablet: two customers log in on one device (one anonymous id, two
+  customer ids), the case identity rules must not merge into one person;
 * ``pos_sale`` in a store with a loyalty id, a card token, or nothing (cash);
 * newsletter signups with consent, ``consent_updated`` (own map, vendor signals or GPC),
   ``support_contacted``, ``social_engaged``, ``loyalty_enrolled``, ``profile_updated``,
@@ -183,11 +185,13 @@ class Simulator:
         events_per_second: float = 20.0,
         junk_fraction: float = 0.02,
         opening_counts: bool = False,
+        households: bool = True,
     ) -> None:
         if customers < 1 or stores < 1 or skus < 1:
             raise ValueError("customers, stores and skus must be >= 1")
         self.seed = seed
         self._opening_counts = opening_counts
+        self._households = households
         self._rng = random.Random(seed)  # noqa: S311 - simulation, not crypto
         self._mean_gap = 1.0 / events_per_second
         self._junk_fraction = junk_fraction
@@ -195,6 +199,7 @@ class Simulator:
         self._seq = itertools.count(1)
         self._order_seq = itertools.count(1)
         self._pending: list[tuple[datetime, int, Touchpoint]] = []
+        self._tablets: dict[int, str] = {}  # household (first member's index) -> device id
         regions = list(REGION_WEIGHTS)
         self.stores: tuple[Store, ...] = tuple(
             Store(
@@ -416,6 +421,25 @@ class Simulator:
                                            identifiers=order_ids, order=order, at=at),
                 )  # fmt: skip
 
+    def _household(self) -> Iterator[Touchpoint]:
+        """Two customers of one household browse and log in on their shared tablet."""
+        rng = self._rng
+        if len(self.customers) < 2:
+            return
+        first = rng.randrange(0, len(self.customers) - 1, 2)
+        members = self.customers[first : first + 2]
+        tablet = self._tablets.setdefault(first, self._uuid())
+        for c in rng.sample(members, k=len(members)):
+            ids = {"anonymous_id": tablet, "customer_id": c.customer_id}
+            yield self._event("login", "web", region=c.region, identifiers=ids)
+            self._tick()
+            sku = rng.choice(self.skus)
+            yield self._event(
+                "product_viewed", "web", region=c.region, identifiers=ids,
+                properties={"sku": sku.sku, "category": sku.category},
+            )  # fmt: skip
+            self._tick()
+
     def _pos_sale(self) -> Iterator[Touchpoint]:
         rng = self._rng
         store = rng.choice(self.stores)
@@ -564,6 +588,7 @@ class Simulator:
         journeys = (
             (lambda: self._web_journey(app=False), 30),
             (lambda: self._web_journey(app=True), 12),
+            (self._household, 1.5 if self._households else 0.0),
             (self._pos_sale, 20),
             (self._newsletter, 4),
             (self._consent_update, 4),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
+from streams import kafka_clients
 from streams.settings import LoomSettings
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def topic_specs(settings: LoomSettings) -> dict[str, tuple[int, dict[str, str]]]
 
 def ensure_topics(settings: LoomSettings, *, timeout: float = 30.0) -> list[str]:
     """Create the missing topics; returns the names created."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = kafka_clients.admin(settings)
     existing = set(admin.list_topics(timeout=timeout).topics)
     new = [
         NewTopic(name, num_partitions=parts, replication_factor=1, config=config)

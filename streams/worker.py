@@ -36,6 +36,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -55,6 +56,7 @@ from resolvers.pipeline import PROFILES, BatchResult, CommitConflictError, Lane,
 from resolvers.steps import DeadLetter, RawRecord
 from schemas.normalize import DEFAULT as NORMALIZE_DEFAULT
 from schemas.normalize import is_blocked
+from streams import kafka_clients
 from streams.health import Check, HealthServer
 from streams.metrics import WorkerMetrics
 from streams.redis_store import RedisStore
@@ -299,14 +301,7 @@ def build_runtime(settings: LoomSettings, lane: Lane = PROFILES) -> Runtime:
     from prometheus_client import CollectorRegistry
 
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
-    producer_config = {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 5,
-        "compression.type": "lz4",
-    }
-    producer = Producer(producer_config)  # DLQ; the relay has its own
+    producer = kafka_clients.producer(settings)  # DLQ; the relay has its own
     base_rules = load_rules(settings.identity_rules_file) if settings.identity_rules_file else None
     rules = _with_blocklist(base_rules)
     policy = load_policy(settings.consent_config_file) if settings.consent_config_file else None
@@ -323,7 +318,9 @@ def build_runtime(settings: LoomSettings, lane: Lane = PROFILES) -> Runtime:
         store=store,
         redis=client,
         producer=producer,
-        relay=OutboxRelay(client, Producer(producer_config), store.keys.outbox, consumer_name),
+        relay=OutboxRelay(
+            client, kafka_clients.producer(settings), store.keys.outbox, consumer_name
+        ),
         metrics=metrics,
         rules=rules,
         policy=policy or ConsentPolicy(),
@@ -463,11 +460,14 @@ def run_worker(settings: LoomSettings, lane: Lane = PROFILES, *, loglevel: str =
         logging.basicConfig(
             level=loglevel.upper(), format="[%(asctime)s] %(levelname)s %(name)s: %(message)s"
         )
+        logging.getLogger().setLevel(loglevel.upper())  # also when the CLI configured it
         run_lane_consumer(settings, runtime)
         return
     app = create_app(settings, runtime)
     _serve_health(app, runtime, settings)
     worker = faust.Worker(app, loglevel=loglevel)
+    if not sys.stdout.isatty():  # the progress spinner writes cursor escapes into log files
+        worker.spinner = None
     worker.execute_from_commandline()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import logging
 import os
 import signal
 import subprocess
@@ -19,11 +20,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
 import redis
 from confluent_kafka import Consumer
 
 from resolvers.pipeline import LANES, PROFILES
+from streams import kafka_clients
+from streams.cli import demo_story
+from streams.inventory_reader import InventoryReader
 from streams.lag import uncommitted
 from streams.reader import ProfileReader
 from streams.settings import LoomSettings, load_settings
@@ -35,11 +38,15 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser("demo", help="run the end-to-end demo")
     p.add_argument("--seconds", type=float, default=60.0, help="how long channels send (60)")
     p.add_argument("--rate", type=float, default=200.0, help="events per second (200)")
-    p.add_argument("--customers", type=int, default=2000)
-    p.add_argument("--stores", type=int, default=5)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--customers", type=int, default=2000, help="simulated customers (2000)")
+    p.add_argument("--stores", type=int, default=5, help="simulated stores (5)")
+    p.add_argument("--seed", type=int, default=42, help="simulator seed (42): same story")
     p.add_argument("--no-infra", action="store_true", help="use running Kafka/Redis as set")
-    p.add_argument("--keep", action="store_true", help="leave Kafka and Redis running")
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave Kafka and Redis running with the data, to try the commands it suggests",
+    )
     p.set_defaults(func=run)
 
 
@@ -53,15 +60,12 @@ def infra(cmd: str) -> None:
 
 def lane_consumers(settings: LoomSettings) -> dict[str, Consumer]:
     """Per lane, a consumer of its group that only reads offsets (it never subscribes)."""
-    return {
-        lane: Consumer(
-            {"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.group_id(lane)}
-        )
-        for lane in LANES
-    }
+    return {lane: kafka_clients.consumer(settings, settings.group_id(lane)) for lane in LANES}
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.verbose:  # the story is the output; log lines only with -v
+        logging.getLogger().setLevel(logging.WARNING)
     settings = load_settings()
     if not args.no_infra:
         say("starting Kafka and Redis (deploy/infra.sh up)")
@@ -110,7 +114,15 @@ def run(args: argparse.Namespace) -> int:
             shown = ", ".join(f"{role} {n}" for role, n in lags.items())
             print(f"    lag (records): {shown}", file=sys.stderr, flush=True)
             time.sleep(2)
-        _story(reader, sent, sum(lags.values()))
+        _wait_for_relay(reader, deadline)
+        story = demo_story.Story(
+            settings=settings,
+            profiles=reader,
+            stock=InventoryReader(reader.client, settings.redis_prefix),
+            sent=sent,
+            kept=args.keep,
+        )
+        demo_story.tell(story, sys.stdout)
     finally:
         for consumer in consumers.values():
             consumer.close()
@@ -126,6 +138,13 @@ def run(args: argparse.Namespace) -> int:
             say("stopping Kafka and Redis")
             infra("down")
     return 0
+
+
+def _wait_for_relay(reader: ProfileReader, deadline: float) -> None:
+    """Until the outbox is drained: the story reads the change topics the relay fills."""
+    outbox = reader.keys.outbox
+    while reader.client.xlen(outbox) and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def _simulate(settings: LoomSettings, args: argparse.Namespace) -> int:
@@ -162,79 +181,3 @@ def _simulate(settings: LoomSettings, args: argparse.Namespace) -> int:
             producer.send_raw(raw)
         producer.flush(30)
     return sent + len(bad)
-
-
-def _story(reader: ProfileReader, sent: int, lag: int) -> None:
-    r, keys = reader.client, reader.keys
-    raw_stats: dict[bytes, bytes] = r.hgetall(keys.stats)  # type: ignore[assignment]
-    stats = {k.decode(): int(v) for k, v in raw_stats.items()}
-    profiles = r.scard(keys.profile_index)
-    skus = r.scard(keys.stock_index)
-    print()
-    print("Loom demo: what the pipeline built")
-    print("-" * 40)
-    print(f"events sent            {sent}")
-    print(f"profiles created       {stats.get('profiles_created', 0)}")
-    print(f"live profiles          {profiles}")
-    print(f"merges                 {stats.get('merges', 0)}")
-    print(f"blocked merges         {stats.get('merges_blocked', 0)}")
-    print(f"quarantined ids        {stats.get('quarantined', 0)}")
-    print(f"erasures               {stats.get('erasures', 0)}")
-    print(f"oversell alerts        {stats.get('oversold', 0)}")
-    print(f"dead letters (DLQ)     {stats.get('dlq', 0)}")
-    print(f"skus with stock        {skus}")
-    print(f"consumer lag           {lag} records")
-    examples = _examples(reader)
-    for title, doc in examples:
-        print(f"\n{title}:")
-        print(orjson.dumps(_short(doc), option=orjson.OPT_INDENT_2).decode())
-
-
-def _examples(reader: ProfileReader, scan: int = 3000) -> list[tuple[str, dict[str, Any]]]:
-    """An omnichannel customer (else the best buyer) and the most stitched profile, among the
-    first ``scan`` live profiles."""
-    omni: dict[str, Any] | None = None
-    richest: dict[str, Any] | None = None
-    best_buyer: dict[str, Any] | None = None
-    for doc in itertools.islice(reader.iter_profiles(), scan):
-        if omni is None and doc.get("shopping_mode") == "omnichannel":
-            omni = doc
-        orders = _orders(doc)
-        if orders and (best_buyer is None or orders > _orders(best_buyer)):
-            best_buyer = doc
-        ids = sum(len(v) for v in doc.get("identifiers", {}).values())
-        if richest is None or ids > sum(len(v) for v in richest["identifiers"].values()):
-            richest = doc
-    out = []
-    if omni is None:
-        omni = best_buyer
-    if omni is not None:
-        title = (
-            "an omnichannel customer"
-            if omni.get("shopping_mode") == "omnichannel"
-            else ("the customer with the most orders")
-        )
-        out.append((title, omni))
-    if richest is not None and richest is not omni:
-        out.append(("the most stitched profile", richest))
-    return out
-
-
-def _short(doc: dict[str, Any]) -> dict[str, Any]:
-    keep = (
-        "profile_id",
-        "identifiers",
-        "shopping_mode",
-        "channels",
-        "orders_online",
-        "orders_in_store",
-        "revenue",
-        "preferred_store",
-        "merged_from",
-        "version",
-    )
-    return {k: doc[k] for k in keep if k in doc}
-
-
-def _orders(doc: dict[str, Any]) -> int:
-    return int(doc.get("orders_online", 0)) + int(doc.get("orders_in_store", 0))

@@ -12,6 +12,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from streams.kafka_clients import LIBRDKAFKA_LOGGER
+
 #: Subcommand modules under ``streams.cli``, in the order ``loom --help`` lists them.
 COMMANDS: tuple[str, ...] = (
     "infra",
@@ -47,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not args.verbose:  # librdkafka's lines (already a level lower) only with -v
+        logging.getLogger(LIBRDKAFKA_LOGGER).setLevel(logging.WARNING)
     try:
         rc: int = args.func(args)
     except KeyboardInterrupt:

@@ -99,21 +99,18 @@ def run_erase(args: argparse.Namespace) -> int:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka import TopicPartition
+
+    from streams import kafka_clients
 
     settings = load_settings()
     dlq, raw = settings.topics.dlq, settings.topics.raw
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": args.group or f"{settings.app_id}-dlq-replay",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
+    consumer = kafka_clients.consumer(
+        settings,
+        args.group or f"{settings.app_id}-dlq-replay",
+        **{"auto.offset.reset": "earliest", "enable.auto.commit": False},
     )
-    producer = Producer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True, "acks": "all"}
-    )
+    producer = kafka_clients.producer(settings)
     meta = consumer.list_topics(dlq, timeout=10).topics.get(dlq)
     if meta is None or meta.error is not None:
         print(f"no DLQ topic {dlq}", file=sys.stderr)

@@ -140,19 +140,38 @@ class Loom:
         return total
 
     def wait_idle(self, *lanes: str, timeout: float = 120.0) -> None:
-        """Until every produced record is committed by the lanes' groups (default: both)."""
+        """Until every produced record is committed by the lanes' groups (default: both) and
+        the outbox is drained, so the change topics hold everything those records caused."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 if self.lag(*lanes) == 0:
-                    return
+                    break
             except KafkaException:  # new topics may still be electing partition leaders
                 pass
-            for proc in self.workers:
-                if proc.poll() is not None and proc.returncode not in (0, -9, -15):
-                    pytest.fail(f"worker died ({proc.returncode}):\n{self.logs()}")
+            self._check_workers()
             time.sleep(0.5)
-        pytest.fail(f"lag still {self.lag(*lanes)} after {timeout}s:\n{self.logs()}")
+        else:
+            pytest.fail(f"lag still {self.lag(*lanes)} after {timeout}s:\n{self.logs()}")
+        self.wait_drained(timeout=max(1.0, deadline - time.monotonic()))
+
+    def outbox_length(self) -> int:
+        """Outbox records not yet delivered to Kafka (the relay deletes what it delivered)."""
+        return int(self.redis.xlen(f"{self.root}:outbox"))  # type: ignore[arg-type]
+
+    def wait_drained(self, timeout: float = 60.0) -> None:
+        """Until the outbox relay delivered every committed record to Kafka."""
+        deadline = time.monotonic() + timeout
+        while (left := self.outbox_length()) and time.monotonic() < deadline:
+            self._check_workers()
+            time.sleep(0.1)
+        if left:
+            pytest.fail(f"outbox still holds {left} records after {timeout}s:\n{self.logs()}")
+
+    def _check_workers(self) -> None:
+        for proc in self.workers:
+            if proc.poll() is not None and proc.returncode not in (0, -9, -15):
+                pytest.fail(f"worker died ({proc.returncode}):\n{self.logs()}")
 
     def stats(self) -> dict[str, int]:
         raw: dict[bytes, bytes] = self.redis.hgetall(f"{self.root}:stats")  # type: ignore[assignment]
@@ -187,7 +206,9 @@ class Loom:
         ]
 
     def topic_records(self, topic: str, *, timeout: float = 10.0) -> list[Any]:
-        """Every record currently on ``topic`` (reads from the beginning, own group)."""
+        """Every record on ``topic`` once the outbox is drained (read from the beginning, own
+        group): records the relay has yet to deliver are waited for, not missed."""
+        self.wait_drained()
         s = self.settings
         c = Consumer(
             {

@@ -57,7 +57,9 @@ def apply(store: RedisStore, values: list[bytes], offset: int = 0) -> int:
 
 
 def simulated(n: int, seed: int = 11) -> list[bytes]:
-    sim = Simulator(seed=seed, customers=30, stores=2, skus=12)
+    # Shared devices make today's identity engine order-dependent (issue 14); left out until
+    # the engine's outcome is a function of the set of events.
+    sim = Simulator(seed=seed, customers=30, stores=2, skus=12, households=False)
     events = (tp for tp in sim.events() if tp.type is not EventType.ERASURE_REQUESTED)
     return [dump_touchpoint(tp) for tp in itertools.islice(events, n)]
 

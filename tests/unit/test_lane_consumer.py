@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, TopicPartition
 
-from streams import lane_consumer
+from streams import kafka_clients, lane_consumer
 from streams.lane_consumer import ProcessedOffsets, next_offsets
 from streams.settings import LoomSettings
 
@@ -84,7 +84,7 @@ class FakeConsumer:
 def test_offsets_are_committed_async_per_batch_and_again_sync_on_revoke_and_close(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(lane_consumer, "Consumer", FakeConsumer)
+    monkeypatch.setattr(kafka_clients, "Consumer", FakeConsumer)
     rt: Any = SimpleNamespace(lane=SimpleNamespace(name="inventory"))
     lane = lane_consumer.LaneConsumer(LoomSettings(), rt)
     fake: FakeConsumer = lane.consumer  # type: ignore[assignment]

@@ -1,0 +1,325 @@
+"""The story ``loom demo`` tells once the workers caught up: what Loom built, read back as a
+downstream service, an operator and a retailer would read it.
+
+Every section reads real state: the stats hash and the snapshots in Redis, the change topics
+on Kafka, the consumer groups' offsets. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import orjson
+from confluent_kafka import TopicPartition
+
+from resolvers.pipeline import LANES
+from streams import kafka_clients
+from streams.cli import inventory as inventory_cli
+from streams.inventory_reader import InventoryReader
+from streams.lag import LagReader
+from streams.reader import ProfileReader
+from streams.settings import LoomSettings
+
+
+@dataclass(frozen=True)
+class Story:
+    """What the story needs: where to read, and what the demo did."""
+
+    settings: LoomSettings
+    profiles: ProfileReader
+    stock: InventoryReader
+    sent: int
+    kept: bool  # Kafka and Redis stay up after the demo (``--keep``)
+
+
+def tell(story: Story, out: TextIO) -> None:
+    sections = (
+        _numbers,
+        _store_sale,
+        _over_merging,
+        _consent,
+        _examples,
+        _lag,
+        _next_steps,
+    )
+    print("\nLoom demo: what the pipeline built", file=out)
+    print("=" * 40, file=out)
+    for section in sections:
+        section(story, out)
+
+
+def _title(text: str, out: TextIO) -> None:
+    print(f"\n{text}\n{'-' * len(text)}", file=out)
+
+
+# --- sections ---------------------------------------------------------------------------------
+
+
+def _numbers(story: Story, out: TextIO) -> None:
+    r, keys = story.profiles.client, story.profiles.keys
+    raw: dict[bytes, bytes] = r.hgetall(keys.stats)  # type: ignore[assignment]
+    stats = {k.decode(): int(v) for k, v in raw.items()}
+    rows = [
+        ("events sent", story.sent),
+        ("profiles created", stats.get("profiles_created", 0)),
+        ("live profiles", r.scard(keys.profile_index)),
+        ("merges", stats.get("merges", 0)),
+        ("blocked merges", stats.get("merges_blocked", 0)),
+        ("quarantined identifiers", stats.get("quarantined", 0)),
+        ("erasures", stats.get("erasures", 0)),
+        ("oversell alerts", stats.get("oversold", 0)),
+        ("dead letters (DLQ)", stats.get("dlq", 0)),
+        ("SKUs with stock", r.scard(keys.stock_index)),
+    ]
+    for name, value in rows:
+        print(f"{name:<26}{value}", file=out)
+
+
+def _store_sale(story: Story, out: TextIO) -> None:
+    """One SKU across every location: what the web shop shows the moment a store sells."""
+    _title("Stock of one SKU, every location (what the storefront reads)", out)
+    doc = _busiest_sku(story.stock)
+    if doc is None:
+        print("(no stock snapshots yet)", file=out)
+        return
+    print(inventory_cli.render(doc), end="", file=out)
+    print(
+        "on hand - committed (ordered online, not yet shipped) = available; a POS sale lowers\n"
+        "on hand at its store, and the totals the web shop sells from, in the same commit.",
+        file=out,
+    )
+
+
+def _busiest_sku(stock: InventoryReader, scan: int = 400) -> dict[str, Any] | None:
+    """Among the first ``scan`` SKUs: one with online orders committed and the most locations."""
+    best: dict[str, Any] | None = None
+    best_key: tuple[int, int] = (-1, -1)
+    skus = list(itertools.islice(stock.iter_skus(), scan))
+    for doc in stock.get_many(sorted(skus)):
+        if doc is None:
+            continue
+        totals = doc.get("totals") or {}
+        key = (int(totals.get("committed", 0) > 0), len(doc.get("locations", {})))
+        if key > best_key:
+            best, best_key = doc, key
+    return best
+
+
+def _over_merging(story: Story, out: TextIO) -> None:
+    """One blocked merge and one quarantine from ``identity.merges``, in words."""
+    _title("Without over-merging", out)
+    shown = 0
+    for kind, record in _first_of_each(story.settings, ("merge_blocked", "quarantined")):
+        print(_explain_identity(kind, record), file=out)
+        shown += 1
+    if not shown:
+        print("(no blocked merge or quarantine in this run)", file=out)
+
+
+def _explain_identity(kind: str, rec: Mapping[str, Any]) -> str:
+    if kind == "merge_blocked":
+        ids = rec.get("profile_ids", [])
+        dropped = ", ".join(rec.get("dropped_types", [])) or "identifiers"
+        return (
+            f"blocked merge: event {rec.get('event_id')} linked profiles "
+            f"{' and '.join(ids)}, which hold different values of a unique identifier "
+            f"(rule {rec.get('rule')}). Loom kept them apart and dropped the event's "
+            f"{dropped} instead of merging two people."
+        )
+    return (
+        f"quarantined: a {rec.get('identifier_type')} (hash {rec.get('identifier')}) was seen "
+        f"with {rec.get('evidence_count')} different people's ids (rule {rec.get('reason')}): "
+        f"a shared device or card. It links nobody from now on."
+    )
+
+
+def _first_of_each(
+    settings: LoomSettings, kinds: Sequence[str], limit: int = 200_000
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The first record of each ``kind`` on the merges topic (read from the start)."""
+    wanted = set(kinds)
+    for value in _topic_values(settings, settings.topics.merges, limit):
+        kind = value.get("kind")
+        if kind in wanted:
+            wanted.discard(kind)
+            yield kind, value
+            if not wanted:
+                return
+
+
+def _topic_values(settings: LoomSettings, topic: str, limit: int) -> Iterator[dict[str, Any]]:
+    consumer = kafka_clients.consumer(
+        settings,
+        f"loom-demo-reader-{uuid.uuid4().hex}",  # assigned, never joined or committed
+        **{"enable.auto.commit": False},
+    )
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in meta.partitions
+        }
+        pending = {p for p, end in ends.items() if end > 0}
+        consumer.assign([TopicPartition(topic, p, 0) for p in pending])
+        seen = 0
+        while pending and seen < limit:
+            batch = consumer.consume(500, timeout=2.0)
+            if not batch:
+                return
+            for msg in batch:
+                if msg.error() is not None or msg.value() is None:
+                    continue
+                seen += 1
+                p = msg.partition() or 0
+                if (msg.offset() or 0) + 1 >= ends[p]:
+                    pending.discard(p)
+                yield orjson.loads(msg.value() or b"null")
+    finally:
+        consumer.close()
+
+
+#: How each consent source reads in a sentence (``source`` of a purpose in the snapshot).
+_SOURCE_WORDS = {
+    "default": "the jurisdiction default of the person's region denies it (no grant recorded)",
+    "consent_updated": "the person withdrew it (a consent_updated event)",
+    "event": "the consent banner said no on one of the person's events",
+    "gpc": "the browser sent Global Privacy Control",
+    "merge": "a merged profile had it denied (the more restrictive choice wins)",
+    "segment": "the Segment consent preferences said no",
+    "gcm": "Google Consent Mode said no",
+    "tcf": "the IAB TCF string said no",
+}
+
+
+def _consent(story: Story, out: TextIO) -> None:
+    """A profile whose analytics fields are empty, and the consent rule that emptied them."""
+    _title("Consent: what a purpose hides, and why", out)
+    for doc in itertools.islice(story.profiles.iter_profiles(), 3000):
+        entry = (doc.get("consent") or {}).get("analytics") or {}
+        if entry.get("granted") is True or doc.get("first_seen") is not None:
+            continue
+        source = str(entry.get("source", "default"))
+        why = _SOURCE_WORDS.get(source, f"source {source}")
+        region = doc.get("region") or "unknown"
+        at = f" at {entry['at']}" if entry.get("at") else ""
+        print(
+            f"profile {doc['profile_id']} (region {region}): first_seen, channels, orders and "
+            f"revenue are empty because analytics is denied: {why}{at}.",
+            file=out,
+        )
+        print(
+            "Its identifiers and traits are kept (needed to serve the person); the "
+            "purpose-gated fields come back only with a grant.",
+            file=out,
+        )
+        return
+    print("(every profile in this run may serve analytics)", file=out)
+
+
+def _examples(story: Story, out: TextIO) -> None:
+    for title, doc in _example_profiles(story.profiles):
+        _title(title, out)
+        print(orjson.dumps(_short(doc), option=orjson.OPT_INDENT_2).decode(), file=out)
+
+
+def _lag(story: Story, out: TextIO) -> None:
+    _title("Consumer lag (what ops watch: `loom lag`)", out)
+    settings = story.settings
+    groups = [settings.group_id(lane) for lane in LANES]
+    reader = LagReader(settings.kafka_bootstrap)
+    snapshot = reader.read(groups)
+    for g in snapshot.groups:
+        print(
+            f"{g.group:<28}{g.total_lag:>6} messages  {g.max_lag_seconds:>6.1f} s behind  "
+            f"({len(g.members)} member(s), {g.state})",
+            file=out,
+        )
+
+
+def _next_steps(story: Story, out: TextIO) -> None:
+    _title("Try next", out)
+    commands = ["loom lag"]
+    example = next(iter(_example_profiles(story.profiles)), None)
+    if example is not None:
+        lookup = _lookup_key(example[1])
+        if lookup is not None:
+            commands.insert(0, f"loom profile get {lookup}")
+    sku = _busiest_sku(story.stock)
+    if sku is not None:
+        commands.insert(1, f"loom inventory get {sku['sku']}")
+    if story.kept:
+        print("Kafka and Redis are still running with this data (stop: make infra-down):", file=out)
+    else:
+        print("Kafka and Redis were stopped. Keep them and the data with", file=out)
+        print("`make demo DEMO_ARGS=--keep` (or `loom demo --keep`), then:", file=out)
+    for command in commands:
+        print(f"  {command}", file=out)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _lookup_key(doc: Mapping[str, Any]) -> str | None:
+    for id_type in ("email", "customer_id", "loyalty_id", "phone"):
+        values = doc.get("identifiers", {}).get(id_type) or []
+        if values:
+            return f"{id_type}:{values[0]}"
+    return None
+
+
+def _example_profiles(reader: ProfileReader, scan: int = 3000) -> list[tuple[str, dict[str, Any]]]:
+    """An omnichannel customer (else the best buyer) and the most stitched profile, among the
+    first ``scan`` live profiles."""
+    omni: dict[str, Any] | None = None
+    richest: dict[str, Any] | None = None
+    best_buyer: dict[str, Any] | None = None
+    for doc in itertools.islice(reader.iter_profiles(), scan):
+        if omni is None and doc.get("shopping_mode") == "omnichannel":
+            omni = doc
+        orders = _orders(doc)
+        if orders and (best_buyer is None or orders > _orders(best_buyer)):
+            best_buyer = doc
+        if richest is None or _id_count(doc) > _id_count(richest):
+            richest = doc
+    out = []
+    chosen = omni or best_buyer
+    if chosen is not None:
+        title = (
+            "An omnichannel customer (online and in store, one profile)"
+            if chosen.get("shopping_mode") == "omnichannel"
+            else "The customer with the most orders"
+        )
+        out.append((title, chosen))
+    if richest is not None and richest is not chosen:
+        out.append(("The most stitched profile", richest))
+    return out
+
+
+def _id_count(doc: Mapping[str, Any]) -> int:
+    return sum(len(v) for v in doc.get("identifiers", {}).values())
+
+
+def _short(doc: Mapping[str, Any]) -> dict[str, Any]:
+    keep = (
+        "profile_id",
+        "identifiers",
+        "shopping_mode",
+        "channels",
+        "orders_online",
+        "orders_in_store",
+        "revenue",
+        "preferred_store",
+        "preferred_payment_method",
+        "merged_from",
+    )
+    return {k: doc[k] for k in keep if k in doc}
+
+
+def _orders(doc: Mapping[str, Any]) -> int:
+    return int(doc.get("orders_online", 0)) + int(doc.get("orders_in_store", 0))
