@@ -28,7 +28,7 @@ from resolvers.identity import (
     apply,
     resolve,
 )
-from resolvers.identity_rules import IdentityRules
+from resolvers.identity.rules import IdentityRules
 from schemas.identifiers import (
     ANONYMOUS_ID,
     CARD_TOKEN,

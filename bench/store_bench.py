@@ -31,7 +31,7 @@ import redis
 from bench.e2e_bench import delete_prefix
 from resolvers.batch import Context, DecodeCache, TopicNames
 from resolvers.consent import ConsentPolicy
-from resolvers.identity_rules import IdentityRules
+from resolvers.identity.rules import IdentityRules
 from resolvers.pipeline import LANES, Lane, run_batch
 from resolvers.steps import RawRecord
 from resolvers.store import Commit, CommitResult, InMemoryStore, Loaded, LoadRequest, StateStore

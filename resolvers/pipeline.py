@@ -2,70 +2,66 @@
 
 Two lanes read every record of the raw topic, each as its own Kafka consumer group, and each
 owns its own state (ADR 0002): identity and profiles never read stock, stock never reads a
-profile, so nothing needs one transaction across both, and a store's stock does not wait
-behind identity work.
+profile, so nothing needs one transaction across both.
 
-    lane        PREPARE (per record)      STAGES (per event, batch state)
-    profiles    parse -> normalize        dedupe -> suppress -> erase -> resolve -> consent
-                                          -> aggregate
+    lane        PREPARE (per record)      STAGES (per batch, on the lane's typed state)
+    profiles    parse -> normalize        dedupe -> identity -> facts -> render
     inventory   parse (stock types only)  dedupe -> inventory
 
-Per batch and lane: PREPARE, one store round trip (``load``) for everything the batch touches,
-the STAGES, then one atomic store call (``commit``); on conflict, load again. Event ids are
-deduplicated per lane (the store's *scope*).
+Per batch and lane: PREPARE, one store round trip (``load``) for everything the batch can
+touch, the STAGES (pure: they return effects, ``resolvers.effects``), then one atomic store
+call (``commit``, encoded by ``resolvers.commit_codec``); on a conflict, load again. Event ids
+are deduplicated per lane (the store's *scope*).
 
-Each stage returns ``Ok | Drop`` (``resolvers.steps``). Input that cannot be decoded becomes a
-:class:`~resolvers.steps.DeadLetter` in PREPARE (``parse``) and never stops the batch (the
-profiles lane reports it; the inventory lane skips it, so each bad record reaches the DLQ
-once); a store or broker failure raises, and the caller retries the batch without committing
-offsets.
+Every profile is a function of the SET of events, whatever their order, batching,
+partitioning or redelivery (ADR 0004): identity is recomputed from the evidence in canonical
+order, facts are joins, consent is decided at rendering against the person's whole history.
+
+Input that cannot be decoded becomes a :class:`~resolvers.steps.DeadLetter` in PREPARE and
+never stops the batch (the profiles lane reports it; the inventory lane skips it, so each bad
+record reaches the DLQ once); a store or broker failure raises, and the caller retries the
+batch without committing offsets.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Final, Protocol
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Final
 
-from resolvers.batch import BatchState, Context
-from resolvers.stages import (
-    aggregate,
-    consent,
-    dedupe,
-    erase,
-    inventory,
-    normalize,
-    parse,
-    resolve,
-    suppress,
-)
-from resolvers.steps import DeadLetter, Drop, Event, Ok, RawRecord
-from resolvers.store import LoadRequest, StateStore
+from resolvers import commit_codec
+from resolvers.context import Context
+from resolvers.effects import Count, Measure, ProfileWritten
+from resolvers.identity.evidence import profile_id_for
+from resolvers.lanes.inventory import InventoryBatch, LaneOutcome
+from resolvers.lanes.profiles import ProfilesBatch
+from resolvers.stages import dedupe, identity, inventory, normalize, parse
+from resolvers.steps import DeadLetter, Event, Ok, RawRecord
+from resolvers.store import Loaded, LoadRequest, Ref, StateStore, profile_ref
+from schemas.identifiers import Identifier
 from schemas.normalize import NormalizeConfig
 from schemas.touchpoint import Touchpoint
 
-
-class Stage(Protocol):
-    NAME: str
-
-    def run(self, event: Event, state: BatchState) -> Ok | Drop: ...
+#: A lane's batch stages, in order (a test pins them). Each names a module of
+#: ``resolvers.stages`` or the lane's own fold (``facts``, ``render``: ``resolvers.profile``).
+PROFILES_STAGES: Final = (dedupe.NAME, identity.NAME, "facts", "render")
+INVENTORY_STAGES: Final = (dedupe.NAME, inventory.NAME)
 
 
 @dataclass(frozen=True)
 class Lane:
-    """One consumer group's pass over the raw topic: the events it takes and its stages.
+    """One consumer group's pass over the raw topic.
 
-    ``prepare``: the per-record steps, by name: ``parse`` always, then ``normalize`` if listed
-    (identifiers normalized and hashed). ``identity``: the lane loads identity state
-    (identifier records, profiles, suppression); ``stock``: it loads stock ledgers.
-    ``types``: the event types it decodes (None = all); ``takes``: which decoded events it
-    keeps (None = every one); ``dead_letters``: it reports bad records (to the DLQ).
+    ``normalizes``: identifiers are normalized (and hashed) per record; ``identity``: the lane
+    loads identity evidence; ``stock``: it loads stock ledgers. ``types``: the event types it
+    decodes (None = all); ``takes``: which decoded events it keeps (None = every one);
+    ``dead_letters``: it reports bad records (to the DLQ).
     """
 
     name: str
-    prepare: tuple[str, ...]
-    stages: tuple[Stage, ...]
+    stages: tuple[str, ...]
+    normalizes: bool
     identity: bool
     stock: bool
     dead_letters: bool
@@ -75,16 +71,16 @@ class Lane:
 
 PROFILES: Final = Lane(
     name="profiles",
-    prepare=(parse.NAME, normalize.NAME),
-    stages=(dedupe, suppress, erase, resolve, consent, aggregate),
+    stages=PROFILES_STAGES,
+    normalizes=True,
     identity=True,
     stock=False,
     dead_letters=True,
 )
 INVENTORY: Final = Lane(
     name="inventory",
-    prepare=(parse.NAME,),
-    stages=(dedupe, inventory),
+    stages=INVENTORY_STAGES,
+    normalizes=False,
     identity=False,
     stock=True,
     dead_letters=False,
@@ -105,7 +101,7 @@ class CommitConflictError(RuntimeError):
 class BatchResult:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, outcome)
-    counters: Counter[str] = field(default_factory=Counter)
+    counts: Counter[Count] = field(default_factory=Counter)
     attempts: int = 0
     processed: int = 0
 
@@ -135,7 +131,7 @@ def prepare(
         event = parsed.event
         if lane.takes is not None and not lane.takes(event.tp):
             continue
-        if normalize.NAME in lane.prepare:
+        if lane.normalizes:
             event = normalize.run(
                 event, config=config, salt=salt, default_region=default_region
             ).event
@@ -143,7 +139,9 @@ def prepare(
     return events, dead
 
 
-def load_request(events: Sequence[Event], lane: Lane = PROFILES) -> LoadRequest:
+def load_request(
+    events: Sequence[Event], lane: Lane = PROFILES, profiles: Sequence[str] = ()
+) -> LoadRequest:
     identifiers: dict[str, None] = {}
     hashes: dict[str, None] = {}
     skus: set[str] = set()
@@ -153,8 +151,14 @@ def load_request(events: Sequence[Event], lane: Lane = PROFILES) -> LoadRequest:
             hashes.update(dict.fromkeys(event.suppression_hashes))
         if lane.stock:
             skus |= inventory.skus(event.tp)
+    candidates: dict[str, None] = dict.fromkeys(profiles)
+    if lane.identity:  # the ids a new person of this batch would get: load their versions
+        candidates.update(
+            dict.fromkeys(profile_id_for(e.tp.event_id) for e in events if e.identifiers)
+        )
     return LoadRequest(
         identifiers=tuple(identifiers),
+        versions=tuple(candidates),
         stocks=tuple(sorted(skus)),
         event_ids=tuple(dict.fromkeys(e.tp.event_id for e in events)),
         suppression_hashes=tuple(hashes),
@@ -162,19 +166,12 @@ def load_request(events: Sequence[Event], lane: Lane = PROFILES) -> LoadRequest:
     )
 
 
-def run_stages(
-    events: Sequence[Event], state: BatchState, result: BatchResult, lane: Lane = PROFILES
-) -> None:
+def _hashes(events: Sequence[Event]) -> dict[str, Identifier]:
+    """Suppression hash -> identifier, for every identifier of the batch."""
+    out: dict[str, Identifier] = {}
     for event in events:
-        current: Event = event
-        for stage in lane.stages:
-            step = stage.run(current, state)
-            if isinstance(step, Drop):
-                result.outcomes[(event.tp.type.value, step.reason)] += 1
-                break
-            current = step.event
-        else:
-            result.outcomes[(event.tp.type.value, "ok")] += 1
+        out.update(zip(event.suppression_hashes, event.identifiers, strict=True))
+    return out
 
 
 def run_batch(
@@ -205,20 +202,60 @@ def run_batch(
     if not events and not dead:
         return BatchResult(outcomes=unparsed)  # nothing of this lane's: no round trip
     request = load_request(events, lane)
+    hashes = _hashes(events)
     for attempt in range(1, max_attempts + 1):
-        result = BatchResult(dead_letters=dead, attempts=attempt, outcomes=Counter(unparsed))
-        # the load also returns the records of every identifier a loaded profile holds,
-        # which a merge re-points (see resolvers.store.HELD_FIELD)
-        state = BatchState.from_loaded(store.load(request), ctx)
-        run_stages(events, state, result, lane)
+        loaded = store.load(request)
+        outcome = _run_lane(lane, loaded, ctx, events, hashes)
+        missing = _unloaded_profiles(outcome, loaded.entities.keys())
+        if missing or outcome.need:  # read what the load missed, then compute again
+            request = replace(
+                request,
+                versions=(*request.versions, *missing),
+                profiles=tuple(dict.fromkeys((*request.profiles, *outcome.need))),
+            )
+            continue
         if dead:
-            state.count("dlq", len(dead))
-        commit = state.to_commit(scope=lane.name)
-        if not commit.event_ids and not commit.writes and not commit.counters:
+            outcome.counts[Count(Measure.DLQ)] += len(dead)
+        result = BatchResult(
+            dead_letters=dead,
+            outcomes=unparsed + outcome.outcomes,
+            counts=outcome.counts,
+            attempts=attempt,
+        )
+        if not outcome.processed and not outcome.effects and not outcome.counts:
             return result
+        commit = commit_codec.encode(
+            versions={ref: e.version for ref, e in loaded.entities.items()},
+            effects=outcome.effects,
+            event_ids=outcome.processed,
+            counts=outcome.counts,
+            profile_topic=ctx.topics.profile_changes,
+            scope=lane.name,
+            unsuppressed=[h for h in hashes if h not in loaded.suppressed],
+        )
         if store.commit(commit).ok:
-            result.counters = state.counters
             result.processed = len(commit.event_ids)
             return result
         ctx = make_context()
     raise CommitConflictError(f"batch still conflicting after {max_attempts} attempts")
+
+
+def _run_lane(
+    lane: Lane,
+    loaded: Loaded,
+    ctx: Context,
+    events: Sequence[Event],
+    hashes: Mapping[str, Identifier],
+) -> LaneOutcome:
+    if lane.identity:
+        return ProfilesBatch.from_loaded(loaded, ctx, hashes).run(events)
+    return InventoryBatch.from_loaded(loaded, ctx).run(events)
+
+
+def _unloaded_profiles(outcome: LaneOutcome, loaded: Iterable[Ref]) -> list[str]:
+    refs = set(loaded)
+    return [
+        e.profile.profile_id
+        for e in outcome.effects
+        if isinstance(e, ProfileWritten) and profile_ref(e.profile.profile_id) not in refs
+    ]

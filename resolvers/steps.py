@@ -1,9 +1,8 @@
-"""What flows between pipeline stages: records, events, and the ``Ok | Drop`` results.
+"""What flows into a lane: records, decoded events, and dead letters.
 
-Every stage takes an :class:`Event` and returns :class:`Ok` or :class:`Drop`. Bad input never
-raises: ``parse`` (the first PREPARE step) turns a record it cannot decode into a
-:class:`DeadLetter` instead of an event. No step swallows an infrastructure error (those
-raise, so the batch is retried and no offset is committed).
+Bad input never raises: ``parse`` (the first per-record step) turns a record it cannot decode
+into a :class:`DeadLetter` instead of an :class:`Event`. No step swallows an infrastructure
+error (those raise, so the batch is retried and no offset is committed).
 """
 
 from __future__ import annotations
@@ -38,14 +37,12 @@ class RawRecord:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A record on its way through the stages; each stage returns an updated copy."""
+    """A decoded record: its touchpoint and (profiles lane) its normalized identifiers."""
 
     record: RawRecord
     touchpoint: Touchpoint | None = None
     identifiers: tuple[Identifier, ...] = ()
     suppression_hashes: tuple[str, ...] = ()
-    profile_id: str | None = None
-    purposes: frozenset[str] = frozenset()
 
     def evolve(self, **changes: object) -> Event:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -59,15 +56,9 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class Ok:
-    event: Event
-
-
-@dataclass(frozen=True, slots=True)
-class Drop:
-    """Processed on purpose without effect (a duplicate, an erased person's identity...)."""
+    """A per-record step's result: the (updated) event."""
 
     event: Event
-    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,4 +72,6 @@ class DeadLetter:
     message: str  # never contains raw input values
 
 
+#: Event outcomes (``loom_events_total{outcome}``) common to both lanes.
+OK: Final = "ok"
 DUPLICATE: Final = "duplicate"

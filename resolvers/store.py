@@ -2,10 +2,12 @@
 
 Loom's concurrency model is optimistic. A batch of events is processed in three steps:
 
-1. ``load``   one round trip reads every entity the batch can touch (identifier records, the
-              profiles they point to, the records of every identifier those profiles hold,
-              stock per SKU), which event ids were already processed and which identifier
-              hashes are suppressed (erased people);
+1. ``load``   one round trip reads every entity the batch can touch: identifier records and,
+              breadth first, the profiles they link to or that hold atoms carrying them
+              (following redirects), the records of every identifier those profiles hold,
+              and so on, up to ``max_profiles`` profiles (the evidence of identity); stock per
+              SKU; which event ids were already processed; the tombstones of the identifier
+              hashes that are suppressed (erased people);
 2. compute    pure code in ``resolvers`` decides everything on an in-memory copy;
 3. ``commit`` one atomic call checks that every loaded entity still has the version it was
               loaded with, that no event id of the batch was processed and no identifier it
@@ -37,7 +39,8 @@ from typing import Protocol
 class Kind(enum.StrEnum):
     """What an entity is. The Redis layout gives each kind its own key namespace."""
 
-    IDENTIFIER = "id"  # name = "type:value"; fields: p (profile id), s (record JSON)
+    # name = "type:value"; fields: p (profile id), h (holder profile ids, JSON), s (record JSON)
+    IDENTIFIER = "id"
     # name = profile id; fields: d (snapshot), s (state), i (held identifier keys, JSON)
     # or r (redirect)
     PROFILE = "profile"
@@ -72,23 +75,33 @@ ABSENT = Entity(0, {})
 DEFAULT_SCOPE = "profiles"
 
 
+#: Profiles one load visits at most (the evidence of one person is usually 1-3 profiles; a
+#: shared identifier's holders are capped at 32).
+MAX_LOAD_PROFILES = 256
+
+
 @dataclass(frozen=True, slots=True)
 class LoadRequest:
-    # "type:value"; the profiles they point to load too, and the records of every identifier
-    # those profiles hold (a merge re-points them)
+    # "type:value": their records load, and breadth first the profiles they lead to (field p,
+    # holders h; redirects followed) and the records of the identifiers those profiles hold
     identifiers: Sequence[str] = ()
-    profiles: Sequence[str] = ()  # profile ids to load directly (redirects followed)
+    profiles: Sequence[str] = ()  # profile ids to walk from, like the identifiers' ones
+    # profile ids whose version alone is read (redirect target kept, nothing followed, not
+    # counted in max_profiles): ids a batch may give a new person
+    versions: Sequence[str] = ()
     stocks: Sequence[str] = ()  # skus
     event_ids: Sequence[str] = ()  # which of these were processed already
     suppression_hashes: Sequence[str] = ()  # which of these are suppressed
     scope: str = DEFAULT_SCOPE  # the processed-event-id set ``event_ids`` are checked in
+    max_profiles: int = MAX_LOAD_PROFILES
 
 
 @dataclass(frozen=True, slots=True)
 class Loaded:
-    entities: Mapping[Ref, Entity]  # every requested ref, ABSENT when missing
+    entities: Mapping[Ref, Entity]  # every visited ref, ABSENT when missing
     seen: frozenset[str]
-    suppressed: frozenset[str]
+    suppressed: Mapping[str, bytes]  # hash -> tombstone (JSON) of the suppressed ones
+    truncated: bool = False  # the walk stopped at max_profiles
 
     def get(self, ref: Ref) -> Entity:
         return self.entities.get(ref, ABSENT)
@@ -126,7 +139,7 @@ class Commit:
     event_ids: Sequence[str]  # must all be unprocessed; marked processed by the commit
     writes: Sequence[Write] = ()
     blind_writes: Sequence[Write] = ()  # redirects: written without a version check
-    suppress: Sequence[str] = ()  # hashes added to the suppression set
+    suppress: Mapping[str, bytes] = field(default_factory=dict)  # hash -> tombstone (JSON)
     # hashes the batch loaded as NOT suppressed: if an erasure suppressed one meanwhile, the
     # commit conflicts (else a batch loaded before the erasure could rebuild the person)
     unsuppressed: Sequence[str] = ()
@@ -172,16 +185,18 @@ def stock_ref(sku: str) -> Ref:
     return Ref(Kind.STOCK, sku)
 
 
-MAX_REDIRECT_HOPS = 8
+MAX_REDIRECT_HOPS = 8  # readers follow at most this many redirects
 
-#: Profile field listing (JSON) the identifier keys a profile holds: ``load`` returns their
-#: records along with the profile, so a merge can re-point them without a second round trip.
+#: Profile field listing (JSON) the identifier keys a profile's atoms carry: ``load`` returns
+#: their records along with the profile (and follows them to other profiles).
 HELD_FIELD = "i"
+#: Identifier field listing (JSON) the profiles holding atoms that carry the identifier.
+HOLDERS_FIELD = "h"
 
 #: The fields ``load`` returns per kind: what compute needs. Snapshots (``d``) are for readers
 #: and are never loaded, so both implementations return exactly these.
 LOADED_FIELDS: Mapping[Kind, frozenset[str]] = {
-    Kind.IDENTIFIER: frozenset({"p", "s"}),
+    Kind.IDENTIFIER: frozenset({"p", HOLDERS_FIELD, "s"}),
     Kind.PROFILE: frozenset({"s", "r"}),
     Kind.STOCK: frozenset({"s"}),
 }
@@ -203,46 +218,65 @@ class InMemoryStore:
     def __init__(self) -> None:
         self.entities: dict[Ref, Entity] = {}
         self.seen: dict[str, set[str]] = {}  # scope -> processed event ids
-        self.suppressed: set[str] = set()
+        self.suppressed: dict[str, bytes] = {}  # hash -> tombstone
         self.outbox: list[OutboxRecord] = []
         self.streams: dict[str, list[Mapping[str, bytes]]] = {}
         self.counters: dict[str, int] = {}
 
-    def _resolve_profile(self, profile_id: str) -> str:
-        for _ in range(MAX_REDIRECT_HOPS):
-            target = self.entities.get(profile_ref(profile_id), ABSENT).fields.get("r")
-            if target is None:
-                return profile_id
-            profile_id = target.decode()
-        return profile_id
-
     def load(self, request: LoadRequest) -> Loaded:
         out: dict[Ref, Entity] = {}
+        ids: list[str] = list(request.identifiers)
         pids: list[str] = list(request.profiles)
-        for key in request.identifiers:
-            ref = identifier_ref(key)
-            entity = _loaded(ref, self.entities.get(ref, ABSENT))
-            out[ref] = entity
-            target = entity.fields.get("p")
-            if target is not None:
-                pids.append(target.decode())
-        for pid in pids:
-            resolved = self._resolve_profile(pid)
-            ref = profile_ref(resolved)
-            stored = self.entities.get(ref, ABSENT)
-            out[ref] = _loaded(ref, stored)
-            # the identifiers a profile holds load too (a merge re-points them)
-            for key in json.loads(stored.fields.get(HELD_FIELD, b"[]")):
-                held = identifier_ref(key)
-                if held not in out:
-                    out[held] = _loaded(held, self.entities.get(held, ABSENT))
+        suppressed = {
+            h: self.suppressed[h] for h in request.suppression_hashes if h in self.suppressed
+        }
+        for tombstone in suppressed.values():  # profiles holding atoms with its ghost
+            pids.extend(json.loads(tombstone).get("h", ()))
+        seen_ids: set[str] = set()
+        seen_pids: set[str] = set()
+        truncated = False
+        while ids or pids:
+            while ids:  # breadth first, in the order Lua walks (see lua/load.lua)
+                key = ids.pop(0)
+                if key in seen_ids:
+                    continue
+                seen_ids.add(key)
+                ref = identifier_ref(key)
+                entity = self.entities.get(ref, ABSENT)
+                out[ref] = _loaded(ref, entity)
+                if "p" in entity.fields:
+                    pids.append(entity.fields["p"].decode())
+                pids.extend(json.loads(entity.fields.get(HOLDERS_FIELD, b"[]")))
+            while pids:
+                pid = pids.pop(0)
+                if pid in seen_pids:
+                    continue
+                if len(seen_pids) >= request.max_profiles:
+                    truncated = True
+                    pids.clear()
+                    break
+                seen_pids.add(pid)
+                ref = profile_ref(pid)
+                entity = self.entities.get(ref, ABSENT)
+                out[ref] = _loaded(ref, entity)
+                if "r" in entity.fields:
+                    pids.append(entity.fields["r"].decode())
+                else:
+                    ids.extend(json.loads(entity.fields.get(HELD_FIELD, b"[]")))
+        for pid in request.versions:
+            ref = profile_ref(pid)
+            if ref not in out:
+                entity = self.entities.get(ref, ABSENT)
+                version_only = {k: v for k, v in entity.fields.items() if k == "r"}
+                out[ref] = Entity(entity.version, version_only) if entity.exists else ABSENT
         for sku in request.stocks:
             ref = stock_ref(sku)
             out[ref] = _loaded(ref, self.entities.get(ref, ABSENT))
         return Loaded(
             entities=out,
             seen=frozenset(e for e in request.event_ids if e in self.seen.get(request.scope, ())),
-            suppressed=frozenset(h for h in request.suppression_hashes if h in self.suppressed),
+            suppressed=suppressed,
+            truncated=truncated,
         )
 
     def commit(self, commit: Commit) -> CommitResult:

@@ -6,18 +6,23 @@ under ``P:v1:``; a new layout gets a new version segment, so readers can pin one
 =================================  ======  ==================================================
 key                                type    contents
 =================================  ======  ==================================================
-``P:v1:id:{type}:{value}``         hash    ``v`` version, ``p`` profile id, ``s`` record JSON
+``P:v1:id:{type}:{value}``         hash    ``v`` version, ``p`` profile id, ``h`` JSON list
+                                           of the profiles holding atoms that carry it,
+                                           ``s`` record JSON (co-occurrence, shared)
 ``P:v1:profile:{id}``              hash    ``v``, ``d`` snapshot JSON (what readers use),
-                                           ``s`` internal state, ``i`` JSON list of the
-                                           identifier keys it holds; or ``r`` = survivor id
-                                           when the profile was merged away (a redirect)
+                                           ``s`` internal state (format 2: groups of atoms
+                                           and facts), ``i`` JSON list of the identifier keys
+                                           its atoms carry; or ``r`` = the id it lives on as
+                                           (a redirect: merged, or its earliest events moved)
 ``P:v1:profile-index``             set     ids of live profiles (for export)
 ``P:v1:stock:{sku}``               hash    ``v``, ``d`` snapshot JSON, ``s`` internal state
 ``P:v1:stock-index``               set     every sku with a snapshot
 ``P:v1:seen:{event_id}``           string  processed by the profiles lane; expires after
                                            LOOM_DEDUPE_TTL_S
 ``P:v1:seen-inventory:{event_id}`` string  processed by the inventory lane; same expiry
-``P:v1:suppressed``                set     salted SHA-256 of erased identifiers
+``P:v1:suppressed``                hash    salted SHA-256 of erased identifiers ->
+                                           tombstone JSON (does the erasure follow it, which
+                                           account ids it must not reach)
 ``P:v1:changes:profiles``          stream  ``id``, ``op`` per profile change: ``upsert``
                                            (with ``version``), ``merged`` (with ``into``)
                                            or ``erased``
@@ -31,8 +36,8 @@ so that any service can look a person up with one ``HGET``; that is personal dat
 like the snapshots themselves, and erasure deletes those keys.
 
 All of one batch's reads are one Lua call (``lua/load.lua``) and all its writes another
-(``lua/commit.lua``). ``load.lua`` builds key names inside the script (it follows profile
-redirects and held identifiers it cannot know in advance), which standalone Redis allows;
+(``lua/commit.lua``). ``load.lua`` builds key names inside the script (it walks the identity
+evidence breadth first, which it cannot know in advance), which standalone Redis allows;
 ``commit.lua`` takes every key name from Python, inside its ARGV plan rather than as KEYS.
 Redis Cluster is not supported by layout v1.
 """
@@ -50,6 +55,7 @@ import redis
 from resolvers.store import (
     ABSENT,
     DEFAULT_SCOPE,
+    HOLDERS_FIELD,
     Commit,
     CommitResult,
     CommitStatus,
@@ -151,27 +157,30 @@ class RedisStore:
             self.on_call(op, time.perf_counter() - started)
 
     def load(self, request: LoadRequest) -> Loaded:
-        args: list[str] = [
+        args: list[str | int] = [
             self.prefix,
             seen_segment(request.scope),
-            str(len(request.identifiers)),
-            str(len(request.profiles)),
-            str(len(request.stocks)),
-            str(len(request.event_ids)),
-            str(len(request.suppression_hashes)),
+            request.max_profiles,
+            len(request.identifiers),
+            len(request.profiles),
+            len(request.versions),
+            len(request.stocks),
+            len(request.event_ids),
+            len(request.suppression_hashes),
             *request.identifiers,
             *request.profiles,
+            *request.versions,
             *request.stocks,
             *request.event_ids,
             *request.suppression_hashes,
         ]
         started = time.perf_counter()
-        ids, profiles, stocks, seen, suppressed = self._load(keys=[], args=args)
+        ids, profiles, stocks, seen, suppressed, truncated = self._load(keys=[], args=args)
         self._timed("load", started)
         entities: dict[Ref, Entity] = {}
-        for key, v, p, s in ids:
+        for key, v, p, h, s in ids:
             entities[identifier_ref(key.decode())] = (
-                Entity(_version(v), _fields(("p", "s"), (p, s))) if v else ABSENT
+                Entity(_version(v), _fields(("p", HOLDERS_FIELD, "s"), (p, h, s))) if v else ABSENT
             )
         for pid, v, s, r in profiles:
             entities[profile_ref(pid.decode())] = (
@@ -182,9 +191,12 @@ class RedisStore:
         return Loaded(
             entities=entities,
             seen=frozenset(e for e, hit in zip(request.event_ids, seen, strict=True) if hit),
-            suppressed=frozenset(
-                h for h, hit in zip(request.suppression_hashes, suppressed, strict=True) if hit
-            ),
+            suppressed={
+                h: tomb
+                for h, tomb in zip(request.suppression_hashes, suppressed, strict=True)
+                if tomb is not None
+            },
+            truncated=bool(truncated),
         )
 
     def commit(self, commit: Commit) -> CommitResult:
@@ -212,7 +224,10 @@ class RedisStore:
             "t": self.seen_ttl_s,
             "w": writes,
             "ix": index_ops,
-            "sa": [self.keys.suppressed, [arg(h) for h in commit.suppress]],
+            "sa": [
+                self.keys.suppressed,
+                [a for h, tomb in commit.suppress.items() for a in (arg(h), arg(tomb))],
+            ],
             "u": [arg(h) for h in commit.unsuppressed],
             "x": [
                 [self.keys.stream(e.stream), STREAM_MAXLEN, flat(e.fields)] for e in commit.streams

@@ -49,9 +49,11 @@ import faust
 import redis
 from confluent_kafka import KafkaException, Producer
 
-from resolvers.batch import Context, DecodeCache, TopicNames
 from resolvers.consent import ConsentPolicy, load_policy
-from resolvers.identity_rules import IdentityRules, load_rules
+from resolvers.context import Context, TopicNames
+from resolvers.decode_cache import DecodeCache
+from resolvers.effects import Measure
+from resolvers.identity.rules import IdentityRules, load_rules
 from resolvers.pipeline import PROFILES, BatchResult, CommitConflictError, Lane, run_batch
 from resolvers.steps import DeadLetter, RawRecord
 from schemas.normalize import DEFAULT as NORMALIZE_DEFAULT
@@ -270,16 +272,17 @@ class Runtime:
             m.commit_conflicts.inc(result.attempts - 1)
         for (event_type, outcome), n in result.outcomes.items():
             _count(m.count_event, event_type, outcome, n)
-        m.merges.inc(result.counters.get("merges", 0))
-        m.quarantined.inc(result.counters.get("quarantined", 0))
-        m.oversold.inc(result.counters.get("oversold", 0))
-        for name, n in result.counters.items():
-            kind, _, rest = name.partition(":")
-            if kind == "merges_blocked" and rest:
-                m.merges_blocked.labels(rule=rest).inc(n)
-            elif kind == "consent_denied":
-                purpose, _, reason = rest.partition(":")
-                _count(m.count_consent, purpose, "denied", reason, n)
+        for count, n in result.counts.items():
+            if count.measure is Measure.MERGES:
+                m.merges.inc(n)
+            elif count.measure is Measure.QUARANTINED:
+                m.quarantined.inc(n)
+            elif count.measure is Measure.OVERSOLD:
+                m.oversold.inc(n)
+            elif count.measure is Measure.MERGES_BLOCKED and count.rule:
+                m.merges_blocked.labels(rule=count.rule).inc(n)
+            elif count.measure is Measure.CONSENT_DENIED:
+                _count(m.count_consent, count.purpose, "denied", count.reason, n)
         now_ms = time.time() * 1000
         latency = m.event_to_snapshot.labels(lane=m.lane)
         for r in records:

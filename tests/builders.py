@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from resolvers.batch import Context, TopicNames
+from resolvers.context import Context, TopicNames
 from resolvers.consent import ConsentPolicy
-from resolvers.identity_rules import IdentityRules
+from resolvers.identity.rules import IdentityRules
 from schemas.normalize import DEFAULT, is_blocked
 
 #: The fixed "now" of batches built by the tests.

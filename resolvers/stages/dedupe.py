@@ -1,17 +1,28 @@
-"""Stage 3: drop events whose id was already processed (in an earlier batch or this one)."""
+"""Stage: drop events whose id this lane processed already (in an earlier batch or this one).
+
+The store's load says which of the batch's event ids the lane processed; the commit marks the
+fresh ones in the same atomic call as their effects, so a redelivered event changes nothing.
+"""
 
 from __future__ import annotations
 
-from resolvers.batch import BatchState
-from resolvers.steps import DUPLICATE, Drop, Event, Ok
+from collections.abc import Collection, Iterable
+
+from resolvers.steps import Event
 
 NAME = "dedupe"
 
 
-def run(event: Event, state: BatchState) -> Ok | Drop:
-    event_id = event.tp.event_id
-    if event_id in state.seen:
-        return Drop(event, DUPLICATE)
-    state.seen.add(event_id)
-    state.processed.append(event_id)
-    return Ok(event)
+def fresh(events: Iterable[Event], seen: Collection[str]) -> tuple[list[Event], list[Event]]:
+    """(events to process, duplicates), in batch order."""
+    out: list[Event] = []
+    duplicates: list[Event] = []
+    taken: set[str] = set()
+    for event in events:
+        event_id = event.tp.event_id
+        if event_id in seen or event_id in taken:
+            duplicates.append(event)
+        else:
+            taken.add(event_id)
+            out.append(event)
+    return out, duplicates

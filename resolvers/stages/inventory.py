@@ -20,9 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Final
 
-from resolvers.batch import BatchState
 from resolvers.inventory import Movement, MovementKind
-from resolvers.steps import Event, Ok
 from schemas.touchpoint import EventType, Touchpoint
 
 NAME = "inventory"
@@ -96,9 +94,3 @@ def moves_stock(tp: Touchpoint) -> bool:
 def skus(tp: Touchpoint) -> set[str]:
     """SKUs whose state the batch must load for this event."""
     return {m.sku for m in movements(tp)}
-
-
-def run(event: Event, state: BatchState) -> Ok:
-    for movement in movements(event.tp):
-        state.apply_movement(movement)
-    return Ok(event)

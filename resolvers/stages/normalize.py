@@ -6,7 +6,7 @@ suppression set of erased people in the same round trip as the rest of the batch
 
 from __future__ import annotations
 
-from resolvers.batch import suppression_hash
+from resolvers.context import suppression_hash
 from resolvers.steps import Event, Ok
 from schemas.normalize import NormalizeConfig, normalize_identifiers
 

@@ -4,10 +4,10 @@
 --   e  = {{key, version}, ...}     each key's field v must equal version (0 = key absent)
 --   s  = {seen_key, ...}           none may exist; all are SET with expiry t afterwards
 --   t  = seconds                   expiry of the seen markers
---   u  = {argi, ...}               hashes that must still be absent from the suppression set
+--   u  = {argi, ...}               hashes that must still be absent from the suppression hash
 --   w  = {{key, version, {field, argi, ...}}, ...}  replace the hash whole (no fields = DEL)
 --   ix = {{set_key, add(1)|rem(0), member_argi}, ...}
---   sa = {set_key, {argi, ...}}    SADD (suppression)
+--   sa = {hash_key, {argi, argi, ...}}  HSET hash -> tombstone pairs (suppression)
 --   x  = {{stream, maxlen, {field, argi, ...}}, ...}  XADD MAXLEN ~
 --   c  = {{hash, field, n}, ...}   HINCRBY
 -- Returns {1} on success, {0, 'conflict', key} or {0, 'duplicate', key} with nothing written.
@@ -18,7 +18,7 @@ for _, ex in ipairs(plan.e) do
   if (v or '0') ~= tostring(ex[2]) then return {0, 'conflict', ex[1]} end
 end
 for _, a in ipairs(plan.u) do
-  if redis.call('SISMEMBER', plan.sa[1], ARGV[a]) == 1 then
+  if redis.call('HEXISTS', plan.sa[1], ARGV[a]) == 1 then
     return {0, 'conflict', 'suppressed:' .. ARGV[a]}
   end
 end
@@ -44,9 +44,9 @@ for _, op in ipairs(plan.ix) do
 end
 for _, k in ipairs(plan.s) do redis.call('SET', k, '1', 'EX', plan.t) end
 if #plan.sa[2] > 0 then
-  local members = {}
-  for _, a in ipairs(plan.sa[2]) do members[#members + 1] = ARGV[a] end
-  redis.call('SADD', plan.sa[1], unpack(members))
+  local pairs_ = {}
+  for _, a in ipairs(plan.sa[2]) do pairs_[#pairs_ + 1] = ARGV[a] end
+  redis.call('HSET', plan.sa[1], unpack(pairs_))
 end
 for _, x in ipairs(plan.x) do
   local args = {x[1], 'MAXLEN', '~', tostring(x[2]), '*'}

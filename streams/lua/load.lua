@@ -1,62 +1,105 @@
 -- loom load: read everything a batch can touch in one round trip.
--- ARGV: prefix, seen segment (key segment of the lane's processed markers), n_ids, n_profiles,
--- n_stocks, n_events, n_hashes, then the names in that order.
--- Identifier records point at profiles; those profiles are loaded too, following merge
--- redirects (field r) for at most 8 hops, and so are the records of every identifier a loaded
--- profile holds (its field i, a JSON list of keys), so that a merge can re-point them.
--- Identifier records are returned as {key, v, p, s}. Keys are built here, so this script needs a
--- standalone Redis (or a cluster where every Loom key hashes to one slot).
+-- ARGV: prefix, seen segment (key segment of the lane's processed markers), max_profiles,
+-- n_ids, n_profiles, n_versions, n_stocks, n_events, n_hashes, then the names in that order.
+--
+-- The identity evidence is walked breadth first, exactly like resolvers.store.InMemoryStore:
+-- identifier records (fields v, p, h, s) lead to profiles (p: the one it links to; h: JSON
+-- list of the profiles holding atoms that carry it); a profile (fields v, s, r, i) leads to
+-- its redirect target (r) or to the records of the identifier keys its atoms carry (i, a JSON
+-- list); the tombstones of suppressed hashes add the profiles holding atoms with their
+-- ghost (field h); at most max_profiles profiles are visited (then the walk reports
+-- truncated).
+-- The "versions" profile ids are read alone (v and r; not followed, not counted), after the
+-- walk, unless the walk visited them.
+-- Returns {ids, profiles, stocks, seen, suppressed, truncated}: ids as {key, v, p, h, s},
+-- profiles as {pid, v, s, r}, suppressed as the tombstone JSON of each hash (false if none).
+-- Keys are built here, so this script needs a standalone Redis.
 local prefix, seen_key = ARGV[1], ARGV[1] .. ':v1:' .. ARGV[2] .. ':'
-local n_ids, n_prof, n_stock = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local n_ev, n_hash = tonumber(ARGV[6]), tonumber(ARGV[7])
-local i = 8
+local max_profiles = tonumber(ARGV[3])
+local n_ids, n_prof, n_vers = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local n_stock, n_ev, n_hash = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local i = 10
 local ids, profiles, stocks, seen, suppressed = {}, {}, {}, {}, {}
-local wanted, order = {}, {}
+local id_queue, pid_queue = {}, {}
+local id_head, pid_head = 1, 1
+local seen_ids, seen_pids, n_pids = {}, {}, 0
+local truncated = 0
 
-local function want(pid)
-  if not wanted[pid] then wanted[pid] = true; order[#order + 1] = pid end
-end
-
-local id_loaded = {}
-local function load_id(key)
-  if id_loaded[key] then return nil end
-  id_loaded[key] = true
-  local r = redis.call('HMGET', prefix .. ':v1:id:' .. key, 'v', 'p', 's')
-  ids[#ids + 1] = {key, r[1], r[2], r[3]}
-  return r
-end
-
-for _ = 1, n_ids do
-  local r = load_id(ARGV[i])
-  if r and r[2] then want(r[2]) end
+for _ = 1, n_ids do id_queue[#id_queue + 1] = ARGV[i]; i = i + 1 end
+for _ = 1, n_prof do pid_queue[#pid_queue + 1] = ARGV[i]; i = i + 1 end
+local versions_at = i
+i = i + n_vers
+local stocks_at = i
+i = i + n_stock
+local events_at = i
+i = i + n_ev
+-- tombstones first: the profiles holding atoms with an erased identifier's ghost join the walk
+local skey = prefix .. ':v1:suppressed'
+for _ = 1, n_hash do
+  local tomb = redis.call('HGET', skey, ARGV[i])
+  suppressed[#suppressed + 1] = tomb
+  if tomb then
+    local holders = cjson.decode(tomb)['h']
+    if holders then
+      for _, pid in ipairs(holders) do pid_queue[#pid_queue + 1] = pid end
+    end
+  end
   i = i + 1
 end
-for _ = 1, n_prof do want(ARGV[i]); i = i + 1 end
-for _, pid in ipairs(order) do
-  local cur = pid
-  local r = redis.call('HMGET', prefix .. ':v1:profile:' .. cur, 'v', 's', 'r', 'i')
-  local hops = 0
-  while r[3] and hops < 8 do
-    cur = r[3]
-    r = redis.call('HMGET', prefix .. ':v1:profile:' .. cur, 'v', 's', 'r', 'i')
-    hops = hops + 1
+
+while id_head <= #id_queue or pid_head <= #pid_queue do
+  while id_head <= #id_queue do
+    local key = id_queue[id_head]
+    id_head = id_head + 1
+    if not seen_ids[key] then
+      seen_ids[key] = true
+      local r = redis.call('HMGET', prefix .. ':v1:id:' .. key, 'v', 'p', 'h', 's')
+      ids[#ids + 1] = {key, r[1], r[2], r[3], r[4]}
+      if r[2] then pid_queue[#pid_queue + 1] = r[2] end
+      if r[3] then
+        for _, pid in ipairs(cjson.decode(r[3])) do pid_queue[#pid_queue + 1] = pid end
+      end
+    end
   end
-  profiles[#profiles + 1] = {cur, r[1], r[2], r[3]}
-  if r[4] then
-    for _, key in ipairs(cjson.decode(r[4])) do load_id(key) end
+  while pid_head <= #pid_queue do
+    local pid = pid_queue[pid_head]
+    pid_head = pid_head + 1
+    if not seen_pids[pid] then
+      if n_pids >= max_profiles then
+        truncated = 1
+        pid_head = #pid_queue + 1
+        break
+      end
+      seen_pids[pid] = true
+      n_pids = n_pids + 1
+      local r = redis.call('HMGET', prefix .. ':v1:profile:' .. pid, 'v', 's', 'r', 'i')
+      profiles[#profiles + 1] = {pid, r[1], r[2], r[3]}
+      if r[3] then
+        pid_queue[#pid_queue + 1] = r[3]
+      elseif r[4] then
+        for _, key in ipairs(cjson.decode(r[4])) do id_queue[#id_queue + 1] = key end
+      end
+    end
   end
 end
+i = versions_at
+for _ = 1, n_vers do
+  local pid = ARGV[i]
+  i = i + 1
+  if not seen_pids[pid] then
+    seen_pids[pid] = true
+    local r = redis.call('HMGET', prefix .. ':v1:profile:' .. pid, 'v', 'r')
+    profiles[#profiles + 1] = {pid, r[1], false, r[2]}
+  end
+end
+i = stocks_at
 for _ = 1, n_stock do
   stocks[#stocks + 1] = redis.call('HMGET', prefix .. ':v1:stock:' .. ARGV[i], 'v', 's')
   i = i + 1
 end
+i = events_at
 for _ = 1, n_ev do
   seen[#seen + 1] = redis.call('EXISTS', seen_key .. ARGV[i])
   i = i + 1
 end
-local skey = prefix .. ':v1:suppressed'
-for _ = 1, n_hash do
-  suppressed[#suppressed + 1] = redis.call('SISMEMBER', skey, ARGV[i])
-  i = i + 1
-end
-return {ids, profiles, stocks, seen, suppressed}
+return {ids, profiles, stocks, seen, suppressed, truncated}

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from builders import NOW, make_context
 
-from resolvers.batch import Context
+from resolvers.context import Context
 from resolvers.pipeline import INVENTORY, PROFILES, BatchResult, run_batch
 from resolvers.steps import RawRecord
 from resolvers.store import InMemoryStore, StateStore

@@ -31,7 +31,7 @@ from resolvers.consent import (
     gated_fields,
     merge_states,
 )
-from resolvers.consent_formats import decode_tcf
+from resolvers.consent.formats import decode_tcf
 
 A, P, M, D, N = (
     Purpose.ANALYTICS,

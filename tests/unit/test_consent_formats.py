@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resolvers.consent import Purpose
-from resolvers.consent_formats import (
+from resolvers.consent.formats import (
     TCF_CORE_BITS,
     TcfDecodeError,
     decode_tcf,

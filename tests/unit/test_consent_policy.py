@@ -88,8 +88,8 @@ def test_necessary_in_a_default_list_is_implicit() -> None:
         ({"jurisdictions": {"elsewhere": {}}}, "unknown jurisdictions"),
         ({"verison": "x"}, "unknown policy keys"),
         ({"jurisdictions": {"opt_in": {"regions": ["Germany"]}}}, "ISO 3166"),
-        ({"max_history": 0}, "max_history"),
-        ({"max_history": "32"}, "integer"),
+        ({"max_explicit_grants": 0}, "max_explicit_grants"),
+        ({"max_explicit_grants": "32"}, "integer"),
         ({"version": " "}, "version"),
         ({"aliases": {"UK": "Britain"}}, "ISO 3166"),
         ({"jurisdictions": {"opt_out": {"regions": "US"}}}, "must be a list"),
@@ -110,11 +110,11 @@ def test_invalid_toml_is_a_policy_error(tmp_path: Path) -> None:
 def test_load_policy_reads_a_custom_file(tmp_path: Path) -> None:
     path = tmp_path / "p.toml"
     path.write_text(
-        'version = "acme-7"\nmax_history = 4\n'
+        'version = "acme-7"\nmax_explicit_grants = 4\n'
         '[jurisdictions.opt_out]\nregions = ["US", "CA"]\ndefault = ["analytics", "marketing"]\n'
     )
     policy = load_policy(path)
     assert policy.version == "acme-7"
-    assert policy.max_history == 4
+    assert policy.max_explicit_grants == 4
     assert policy.default_for("CA") == {A, M}
     assert policy.default_for("DE") == frozenset()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from resolvers.identity_rules import (
+from resolvers.identity.rules import (
     DEFAULT_LIMITS,
     IdentityRules,
     RulesError,
@@ -29,7 +29,11 @@ def test_retail_defaults() -> None:
     assert rules.unique_types == {"customer_id", "loyalty_id"}
     assert rules.limit("store_member") == 5
     assert rules.quarantine_threshold == 3
-    assert rules.cooccurrence_cap == 4
+    assert rules.cooccurrence_cap("email") == 4
+    assert rules.threshold("anonymous_id") == 1  # a device two account ids used is shared
+    assert rules.cooccurrence_cap("anonymous_id") == 2
+    assert rules.is_device("anonymous_id")
+    assert not rules.is_device("card_token")
     assert not rules.is_blocked("phone", "1234567890")
 
 
@@ -105,6 +109,25 @@ def test_malformed_toml_is_a_rules_error(tmp_path: Path) -> None:
     path.write_text("[identity\n")
     with pytest.raises(RulesError):
         load_rules(path)
+
+
+def test_device_types_and_thresholds_come_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text(
+        '[identity]\ndevice_types = ["anonymous_id", "kiosk_id"]\n'
+        "[identity.quarantine_thresholds]\nkiosk_id = 2\ncard_token = 1\n"
+    )
+    rules = load_rules(path)
+    assert rules.is_device("kiosk_id")
+    assert rules.threshold("kiosk_id") == 2
+    assert rules.threshold("card_token") == 1
+    assert rules.threshold("anonymous_id") == 1  # laid over the defaults, like limits
+    assert rules.threshold("email") == rules.quarantine_threshold
+
+
+def test_a_unique_type_can_not_be_quarantined() -> None:
+    with pytest.raises(RulesError, match="never quarantined"):
+        IdentityRules(quarantine_thresholds={"customer_id": 2})
 
 
 def test_rules_are_frozen() -> None:

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from resolvers.consent import ConsentPolicy
-from resolvers.identity_rules import IdentityRules
+from resolvers.identity.rules import IdentityRules
 from resolvers.pipeline import BatchResult
 from resolvers.steps import RawRecord
 from streams import worker

@@ -1,4 +1,5 @@
-"""Identity resolution rules: type priority, per-profile limits, unique types, quarantine.
+"""Identity resolution rules: type priority, per-profile limits, unique types, shared
+identifiers (quarantine), device types.
 
 The rules are configuration, not code. :class:`IdentityRules` holds retail defaults and
 :func:`load_rules` reads the ``[identity]`` table of a TOML file (every key is documented in
@@ -44,6 +45,11 @@ DEFAULT_LIMITS: Final[Mapping[str, int]] = MappingProxyType(
 DEFAULT_UNIQUE_TYPES: Final[frozenset[str]] = frozenset({CUSTOMER_ID, LOYALTY_ID})
 DEFAULT_CUSTOM_LIMIT: Final = 5
 DEFAULT_QUARANTINE_THRESHOLD: Final = 3
+#: Identifier types of devices, which people share (a family tablet, a shop's kiosk).
+DEFAULT_DEVICE_TYPES: Final[frozenset[str]] = frozenset({ANONYMOUS_ID})
+#: Per-type thresholds overriding ``quarantine_threshold``: a device seen with two
+#: people's account ids is shared, and links neither.
+DEFAULT_QUARANTINE_THRESHOLDS: Final[Mapping[str, int]] = MappingProxyType({ANONYMOUS_ID: 1})
 
 
 class RulesError(ValueError):
@@ -68,7 +74,13 @@ class IdentityRules:
       them; a ``limits`` entry other than 1 for one is a :class:`RulesError`), and two
       profiles holding different values never merge.
     * ``quarantine_threshold``: a non-unique identifier seen in events together with more
-      than this many distinct values of one unique type is quarantined.
+      than this many distinct values of one unique type is quarantined (shared: it links
+      nobody, and events carrying only it update no profile); ``quarantine_thresholds``
+      overrides it per type (default: 1 for ``anonymous_id``, so a device two account ids
+      were seen on is shared).
+    * ``device_types``: identifier types of devices. An erasure forgets a person's devices
+      but does not follow them to the other identifiers seen on them (a device is shared;
+      ``resolvers.identity.erasure``).
     * ``is_blocked(type, value)``: values that must never link.
     """
 
@@ -77,6 +89,10 @@ class IdentityRules:
     default_limit: int = DEFAULT_CUSTOM_LIMIT
     unique_types: frozenset[str] = DEFAULT_UNIQUE_TYPES
     quarantine_threshold: int = DEFAULT_QUARANTINE_THRESHOLD
+    quarantine_thresholds: Mapping[str, int] = field(
+        default_factory=lambda: DEFAULT_QUARANTINE_THRESHOLDS
+    )
+    device_types: frozenset[str] = DEFAULT_DEVICE_TYPES
     is_blocked: Callable[[str, str], bool] = never_blocked
     _rank: Mapping[str, int] = field(init=False, repr=False, compare=False)
 
@@ -87,12 +103,20 @@ class IdentityRules:
             raise RulesError("default_limit must be >= 1")
         if self.quarantine_threshold < 1:
             raise RulesError("quarantine_threshold must be >= 1")
+        for id_type, threshold in self.quarantine_thresholds.items():
+            if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 1:
+                raise RulesError(f"quarantine threshold of {id_type!r} must be an integer >= 1")
+            if id_type in self.unique_types:
+                raise RulesError(f"{id_type!r} is a unique type: it is never quarantined")
         for id_type, limit in self.limits.items():
             if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
                 raise RulesError(f"limit of {id_type!r} must be an integer >= 1")
             if id_type in self.unique_types and limit != 1:
                 raise RulesError(f"{id_type!r} is a unique type, its limit must be 1")
         object.__setattr__(self, "limits", MappingProxyType(dict(self.limits)))
+        object.__setattr__(
+            self, "quarantine_thresholds", MappingProxyType(dict(self.quarantine_thresholds))
+        )
         object.__setattr__(self, "_rank", {t: i for i, t in enumerate(self.priority)})
 
     def limit(self, id_type: str) -> int:
@@ -108,14 +132,29 @@ class IdentityRules:
         """Sort key of a type: lower is more trustworthy."""
         return (self._rank.get(id_type, len(self._rank)), id_type)
 
-    @property
-    def cooccurrence_cap(self) -> int:
+    def threshold(self, id_type: str) -> int:
+        """More than this many distinct values of one unique type seen with an identifier of
+        ``id_type`` make it shared (quarantined)."""
+        return self.quarantine_thresholds.get(id_type, self.quarantine_threshold)
+
+    def cooccurrence_cap(self, id_type: str) -> int:
         """How many distinct unique values per type an identifier record remembers."""
-        return self.quarantine_threshold + 1
+        return self.threshold(id_type) + 1
+
+    def is_device(self, id_type: str) -> bool:
+        return id_type in self.device_types
 
 
 _KEYS: Final = frozenset(
-    {"priority", "limits", "default_limit", "unique_types", "quarantine_threshold"}
+    {
+        "priority",
+        "limits",
+        "default_limit",
+        "unique_types",
+        "quarantine_threshold",
+        "quarantine_thresholds",
+        "device_types",
+    }
 )
 
 
@@ -149,6 +188,13 @@ def rules_from_mapping(
         raise RulesError("limits must be a table of type = integer")
     limits.update(raw_limits)
     kwargs["limits"] = limits
+    if "device_types" in table:
+        kwargs["device_types"] = frozenset(_str_list(table["device_types"], "device_types"))
+    if "quarantine_thresholds" in table:
+        thresholds = table["quarantine_thresholds"]
+        if not isinstance(thresholds, Mapping):
+            raise RulesError("quarantine_thresholds must be a table of type = integer")
+        kwargs["quarantine_thresholds"] = {**DEFAULT_QUARANTINE_THRESHOLDS, **thresholds}
     for key in ("default_limit", "quarantine_threshold"):
         if key in table:
             value = table[key]
@@ -183,8 +229,10 @@ def _str_list(value: object, key: str) -> list[str]:
 
 __all__ = [
     "DEFAULT_CUSTOM_LIMIT",
+    "DEFAULT_DEVICE_TYPES",
     "DEFAULT_LIMITS",
     "DEFAULT_QUARANTINE_THRESHOLD",
+    "DEFAULT_QUARANTINE_THRESHOLDS",
     "DEFAULT_UNIQUE_TYPES",
     "IdentityRules",
     "RulesError",

@@ -23,8 +23,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Final
+
+from resolvers.consent.vocabulary import Purpose
 
 __all__ = [
     "GCM_ADS_KEYS",
@@ -40,20 +41,6 @@ __all__ = [
     "from_segment",
     "from_tcf",
 ]
-
-
-class Purpose(StrEnum):
-    """What a piece of profile data may be used for. ``necessary`` is always granted.
-
-    Defined here (not in :mod:`resolvers.consent`) only to avoid an import cycle; import it
-    from :mod:`resolvers.consent`.
-    """
-
-    NECESSARY = "necessary"
-    ANALYTICS = "analytics"
-    PERSONALIZATION = "personalization"
-    MARKETING = "marketing"
-    ADS = "ads"
 
 
 def _norm_category(name: str) -> str:

@@ -1,0 +1,168 @@
+"""The one place Loom decides whether a piece of a person's data may serve a purpose.
+
+A *fact* (an order, a return, a day of browsing) carries its time, its region and the
+consent statements of the event(s) it came from. Against the person's whole consent history
+(``resolvers.consent.history``, the merge of every event of the person, so the answer does
+not depend on the order events arrived in) and the person's region, the :class:`Gate` says,
+per purpose:
+
+1. ``necessary`` always serves;
+2. an unreadable consent signal on the event serves nothing (``invalid_signal``);
+3. a denial at or after the fact's time denies it for good: revocation wins, and a later
+   grant never legitimises data from before a denial (``revoked`` / ``gpc``);
+4. granted at the fact's time: its own statement if the event made one; otherwise an explicit
+   grant of the person (consent update, sign-up, loyalty form, account settings) after their
+   latest denial and not after the fact; otherwise, when the person never stated anything up
+   to then, the jurisdiction default of the fact's region (``region_default``);
+5. and still granted now: the person's latest statement, or the default of their current
+   region if they never made one (a move to an opt-in region denies what a default allowed).
+
+Never fails open: what cannot be established is denied (``history_truncated`` when the
+answer lies among explicit grants older than the kept ones). Profile rendering, the consent
+audit and the fold's pruning all ask this module; nothing else decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from resolvers.consent.history import ConsentHistory, PurposeHistory
+from resolvers.consent.policy import ConsentPolicy
+from resolvers.consent.signals import EventConsent, Statement
+from resolvers.consent.vocabulary import CONSENT_PURPOSES, Purpose, Reason, Source
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    purpose: Purpose
+    allowed: bool
+    reason: Reason
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Current:
+    """The person's current choice for a purpose (what the snapshot's ``consent`` shows)."""
+
+    granted: bool
+    at: datetime | None
+    source: str
+
+
+_NECESSARY: Final = Verdict(Purpose.NECESSARY, True, Reason.ALWAYS, Source.DEFAULT.value)
+
+
+def _denial_reason(source: str) -> Reason:
+    return Reason.GPC if source == Source.GPC.value else Reason.NO_CONSENT
+
+
+class Gate:
+    """Consent decisions for one person: ``history`` is the merge of all their events'."""
+
+    __slots__ = ("_current", "history", "policy", "region")
+
+    def __init__(self, policy: ConsentPolicy, history: ConsentHistory, region: str | None):
+        self.policy, self.history, self.region = policy, history, region
+        self._current = {p: self._compute_current(p) for p in CONSENT_PURPOSES}
+
+    def _compute_current(self, purpose: Purpose) -> Current:
+        latest = self.history.of(purpose).latest
+        if latest is not None:
+            return Current(latest.granted, latest.at, latest.source.value)
+        granted = purpose in self.policy.default_for(self.region)
+        return Current(granted, None, Source.DEFAULT.value)
+
+    def current(self, purpose: Purpose) -> Current:
+        return self._current[purpose]
+
+    def granted_now(self) -> frozenset[Purpose]:
+        return frozenset(p for p, c in self._current.items() if c.granted)
+
+    def verdict(
+        self,
+        purpose: Purpose,
+        *,
+        at: datetime,
+        consent: EventConsent,
+        region: str | None,
+    ) -> Verdict:
+        """May a fact at ``at`` (with its event's ``consent``, in ``region``) serve ``purpose``?"""
+        if purpose is Purpose.NECESSARY:
+            return _NECESSARY
+        if consent.invalid:
+            return Verdict(purpose, False, Reason.INVALID_SIGNAL, Source.INVALID.value)
+        h = self.history.of(purpose)
+        own = consent.stated(purpose)
+        if own is not None and not own.granted:
+            return Verdict(purpose, False, _denial_reason(own.source), own.source.value)
+        denial = h.last_denial
+        if denial is not None and denial.at >= at:
+            reason = Reason.GPC if denial.source is Source.GPC else Reason.REVOKED
+            return Verdict(purpose, False, reason, denial.source.value)
+        at_time = self._at_time(purpose, h, own, at, region)
+        if not at_time.allowed:
+            return at_time
+        now = self._current[purpose]
+        if not now.granted:  # e.g. the person's region moved to an opt-in jurisdiction
+            return Verdict(purpose, False, Reason.REGION_DEFAULT, now.source)
+        return at_time
+
+    def _at_time(
+        self,
+        purpose: Purpose,
+        h: PurposeHistory,
+        own: Statement | None,
+        at: datetime,
+        region: str | None,
+    ) -> Verdict:
+        if own is not None:  # a grant (denials were handled by the caller)
+            return Verdict(purpose, True, Reason.GRANTED, own.source.value)
+        after = h.last_denial.at if h.last_denial is not None else None
+        found = h.explicit_grant_between(after, at)
+        if found is None:
+            return Verdict(purpose, False, Reason.HISTORY_TRUNCATED, "history")
+        if found:
+            return Verdict(purpose, True, Reason.GRANTED, Source.CONSENT_UPDATED.value)
+        if h.last_denial is not None:  # a denial was in force at the fact's time
+            return Verdict(purpose, False, Reason.NO_CONSENT, h.last_denial.source.value)
+        if purpose in self.policy.default_for(region or self.region):
+            return Verdict(purpose, True, Reason.REGION_DEFAULT, Source.DEFAULT.value)
+        latest = h.latest
+        late = latest is not None and latest.granted and latest.at > at
+        reason = Reason.LATE_GRANT if late else Reason.REGION_DEFAULT
+        return Verdict(purpose, False, reason, Source.DEFAULT.value)
+
+    def serves(
+        self, *, at: datetime, consent: EventConsent, region: str | None
+    ) -> frozenset[Purpose]:
+        """The purposes (besides ``necessary``) a fact may serve."""
+        return frozenset(
+            p
+            for p in CONSENT_PURPOSES
+            if self.verdict(p, at=at, consent=consent, region=region).allowed
+        )
+
+    def verdicts(
+        self, *, at: datetime, consent: EventConsent, region: str | None
+    ) -> tuple[Verdict, ...]:
+        return tuple(
+            self.verdict(p, at=at, consent=consent, region=region) for p in CONSENT_PURPOSES
+        )
+
+
+def never_serves(
+    history: ConsentHistory, purpose: Purpose, *, at: datetime, consent: EventConsent
+) -> bool:
+    """True when no future event can make the fact serve ``purpose``: its own event denied it
+    or was unreadable, or ``history`` holds a denial at or after it. Denials only accumulate,
+    so the fold may drop such data for good (``history`` must be a subset of the person's:
+    the fact's own group's history is)."""
+    if consent.invalid:
+        return True
+    own = consent.stated(purpose)
+    if own is not None and not own.granted:
+        return True
+    denial = history.of(purpose).last_denial
+    return denial is not None and denial.at >= at

@@ -1,0 +1,202 @@
+"""A person's consent history, kept so that it is a function of the SET of their events.
+
+Per purpose, :class:`PurposeHistory` keeps exactly what the gate (``resolvers.consent.gate``)
+asks, and nothing that depends on arrival order:
+
+* ``latest``: the latest statement by time (at equal times a denial wins): the person's
+  current choice;
+* ``last_denial``: the latest denial by time, from any source (an event's own CMP "no", a
+  consent update, GPC): everything the person did before it can never be used again for the
+  purpose (revocation wins for good);
+* ``grants``: explicit grants (``signals.EXPLICIT_TYPES``) later than ``last_denial``, the
+  newest ``bound`` of them; ``dropped`` is the newest explicit grant that did not fit.
+
+Each part is a join (max, or the newest ``bound`` of a union, pruned below a max), so
+merging two histories equals the history of all their events, whatever the order, batching
+or grouping: ``merge`` is commutative, associative and idempotent. Grants made on ordinary
+events (a cookie banner) are not kept one by one: they decide only their own event (the gate
+reads them from the event) and the current choice (``latest``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, Final
+
+from resolvers.consent.errors import ConsentStateError
+from resolvers.consent.policy import MAX_EXPLICIT_GRANTS
+from resolvers.consent.signals import EventConsent
+from resolvers.consent.vocabulary import CONSENT_PURPOSES, Purpose, Source
+from resolvers.timefmt import format_time, parse_time, utc
+
+_FORMAT: Final = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRecord:
+    """One statement for one purpose, at the time of the event that made it."""
+
+    granted: bool
+    at: datetime
+    source: Source
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "at", utc(self.at))
+
+    @property
+    def key(self) -> tuple[datetime, int, str]:
+        """Total order: by time; at equal times a denial comes after (wins over) a grant."""
+        return (self.at, 0 if self.granted else 1, self.source.value)
+
+    def to_json(self) -> list[Any]:
+        return [self.granted, format_time(self.at), self.source.value]
+
+    @classmethod
+    def from_json(cls, raw: Any) -> ConsentRecord:
+        granted, at, source = raw
+        if not isinstance(granted, bool):
+            raise ConsentStateError("consent record: granted must be a boolean")
+        return cls(granted, parse_time(at), Source(source))
+
+
+def _later(a: ConsentRecord | None, b: ConsentRecord | None) -> ConsentRecord | None:
+    if a is None or b is None:
+        return b if a is None else a
+    return b if b.key > a.key else a
+
+
+def _newest(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None or b is None:
+        return b if a is None else a
+    return max(a, b)
+
+
+@dataclass(frozen=True, slots=True)
+class PurposeHistory:
+    latest: ConsentRecord | None = None
+    last_denial: ConsentRecord | None = None
+    grants: tuple[ConsentRecord, ...] = ()  # explicit grants after last_denial, oldest first
+    dropped: datetime | None = None  # newest explicit grant that did not fit the bound
+
+    def merged(self, other: PurposeHistory, bound: int) -> PurposeHistory:
+        last_denial = _later(self.last_denial, other.last_denial)
+        floor = last_denial.key if last_denial is not None else None
+        union = sorted({g.key: g for g in (*self.grants, *other.grants)}.items())
+        kept = [g for k, g in union if floor is None or k > floor]
+        dropped = _newest(self.dropped, other.dropped)
+        if len(kept) > bound:
+            dropped = _newest(dropped, kept[-bound - 1].at)
+            kept = kept[-bound:]
+        return PurposeHistory(
+            latest=_later(self.latest, other.latest),
+            last_denial=last_denial,
+            grants=tuple(kept),
+            dropped=dropped,
+        )
+
+    def explicit_grant_between(self, after: datetime | None, until: datetime) -> bool | None:
+        """Is there an explicit grant in ``(after, until]``? None: it may lie among the grants
+        that did not fit the bound (the caller fails closed)."""
+        for grant in self.grants:
+            if grant.at <= until and (after is None or grant.at > after):
+                return True
+        if self.dropped is not None and (after is None or self.dropped > after):
+            if self.dropped <= until:
+                return True  # the newest dropped grant itself lies in the interval
+            return None
+        return False
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.latest is not None:
+            out["l"] = self.latest.to_json()
+        if self.last_denial is not None:
+            out["d"] = self.last_denial.to_json()
+        if self.grants:
+            out["g"] = [g.to_json() for g in self.grants]
+        if self.dropped is not None:
+            out["x"] = format_time(self.dropped)
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> PurposeHistory:
+        latest, denial = raw.get("l"), raw.get("d")
+        dropped = raw.get("x")
+        return cls(
+            latest=ConsentRecord.from_json(latest) if latest is not None else None,
+            last_denial=ConsentRecord.from_json(denial) if denial is not None else None,
+            grants=tuple(ConsentRecord.from_json(g) for g in raw.get("g", ())),
+            dropped=parse_time(dropped) if dropped is not None else None,
+        )
+
+
+_EMPTY: Final = PurposeHistory()
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentHistory:
+    """Per purpose, a :class:`PurposeHistory`. Immutable; combine with :meth:`merged`."""
+
+    purposes: Mapping[Purpose, PurposeHistory] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        kept = {p: h for p, h in sorted(self.purposes.items()) if h != _EMPTY}
+        object.__setattr__(self, "purposes", MappingProxyType(kept))
+
+    def of(self, purpose: Purpose) -> PurposeHistory:
+        return self.purposes.get(purpose, _EMPTY)
+
+    def merged(self, other: ConsentHistory, bound: int = MAX_EXPLICIT_GRANTS) -> ConsentHistory:
+        if not other.purposes:
+            return self
+        if not self.purposes:
+            return other
+        names = set(self.purposes) | set(other.purposes)
+        return ConsentHistory({p: self.of(p).merged(other.of(p), bound) for p in names})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"f": _FORMAT, **{p.value: h.to_json() for p, h in self.purposes.items()}}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> ConsentHistory:
+        """Decode :meth:`to_json`; raises :class:`ConsentStateError` on anything else."""
+        try:
+            if raw.get("f") != _FORMAT:
+                raise ConsentStateError(f"unsupported consent history format {raw.get('f')!r}")
+            return cls(
+                {
+                    Purpose(name): PurposeHistory.from_json(h)
+                    for name, h in raw.items()
+                    if name != "f"
+                }
+            )
+        except ConsentStateError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConsentStateError(f"cannot decode consent history: {exc}") from exc
+
+
+EMPTY_HISTORY: Final = ConsentHistory()
+
+
+def from_event(
+    consent: EventConsent, at: datetime, *, explicit: bool, bound: int = MAX_EXPLICIT_GRANTS
+) -> ConsentHistory:
+    """The history one event contributes (merge it into the person's)."""
+    if not consent.own:
+        return EMPTY_HISTORY
+    out: dict[Purpose, PurposeHistory] = {}
+    for purpose in CONSENT_PURPOSES:
+        stated = consent.stated(purpose)
+        if stated is None:
+            continue
+        record = ConsentRecord(stated.granted, at, stated.source)
+        out[purpose] = PurposeHistory(
+            latest=record,
+            last_denial=None if record.granted else record,
+            grants=(record,) if record.granted and explicit else (),
+        ).merged(_EMPTY, bound)
+    return ConsentHistory(out)

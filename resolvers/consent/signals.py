@@ -1,0 +1,148 @@
+"""What one event says about consent: its own statements per purpose, from every format.
+
+An event can carry Loom's own ``consent`` map (the CMP state when it happened), the ``gpc``
+flag, and vendor signals (Segment ``categoryPreferences``, Google Consent Mode, an IAB TCF
+string). :func:`statements` folds them into one :class:`EventConsent`: per purpose, granted
+or denied and by which source. Several statements for one purpose: any denial wins, and a GPC
+denial is reported as GPC. An unreadable signal (a non-boolean value, an undecodable TC
+string) makes the event serve nothing (``invalid``) and keeps only its denials.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from resolvers.consent.formats import TcfDecodeError, from_gcm, from_segment, from_tcf
+from resolvers.consent.vocabulary import Purpose, Source
+
+#: Event types whose consent statements are explicit choices of the person (a consent dialog,
+#: a sign-up or loyalty form, account settings). Only explicit grants establish consent for
+#: the person's other events that carry no consent of their own (docs/consent.md).
+EXPLICIT_TYPES: Final = frozenset(
+    {"consent_updated", "signup", "loyalty_enrolled", "profile_updated"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    granted: bool
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class EventConsent:
+    """The event's own consent statements (a purpose absent: the event says nothing)."""
+
+    own: Mapping[Purpose, Statement] = field(default_factory=dict)
+    invalid: bool = False  # an unreadable signal: the event serves nothing
+    errors: tuple[str, ...] = ()  # what was unreadable (no values)
+
+    def stated(self, purpose: Purpose) -> Statement | None:
+        return self.own.get(purpose)
+
+    @property
+    def code(self) -> str:
+        """Compact canonical text, e.g. ``analytics+event;ads-gpc`` (``!`` first if invalid):
+        facts keep it, and events with equal codes fold into one day digest."""
+        parts = [
+            f"{p.value}{'+' if s.granted else '-'}{s.source.value}"
+            for p, s in sorted(self.own.items())
+        ]
+        return ("!" if self.invalid else "") + ";".join(parts)
+
+
+NO_STATEMENTS: Final = EventConsent()
+
+_DECODED: dict[str, EventConsent] = {}
+
+
+def from_code(code: str) -> EventConsent:
+    """Inverse of :attr:`EventConsent.code` (memoized: there are few distinct codes)."""
+    found = _DECODED.get(code)
+    if found is not None:
+        return found
+    invalid = code.startswith("!")
+    own: dict[Purpose, Statement] = {}
+    for part in (code[1:] if invalid else code).split(";"):
+        if not part:
+            continue
+        for sign in "+-":
+            name, found_sign, source = part.partition(sign)
+            if found_sign and name in Purpose.__members__.values():
+                own[Purpose(name)] = Statement(sign == "+", Source(source))
+                break
+        else:
+            raise ValueError(f"bad consent code part {part!r}")
+    result = EventConsent(own, invalid)
+    if len(_DECODED) < 4096:
+        _DECODED[code] = result
+    return result
+
+
+def _short(name: object) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "?", str(name))[:40]
+
+
+def statements(
+    consent: Mapping[str, object] | None,
+    gpc: bool,
+    signals: Mapping[str, object] | None,
+    *,
+    explicit: bool = False,
+) -> EventConsent:
+    """Fold an event's consent map, GPC flag and vendor signals (see the module docstring)."""
+    found: dict[Purpose, list[Statement]] = {}
+    errors: list[str] = []
+    invalid = False
+
+    def add(values: Mapping[Purpose, bool], source: Source) -> None:
+        for purpose, granted in values.items():
+            if purpose is not Purpose.NECESSARY:
+                found.setdefault(purpose, []).append(Statement(granted, source))
+
+    own_source = Source.CONSENT_UPDATED if explicit else Source.EVENT
+    if consent is not None:
+        own: dict[Purpose, bool] = {}
+        for key, value in consent.items():
+            try:
+                purpose = Purpose(key)
+            except ValueError:
+                errors.append(f"consent:unknown_purpose:{_short(key)}")
+                continue
+            if not isinstance(value, bool):
+                errors.append(f"consent:not_boolean:{purpose.value}")
+                invalid = True
+                continue
+            own[purpose] = value
+        add(own, own_source)
+    if gpc:
+        add({Purpose.ADS: False}, Source.GPC)
+    for name, raw in (signals or {}).items():
+        if name == "segment" and isinstance(raw, Mapping):
+            add(from_segment(raw), Source.SEGMENT)
+        elif name == "gcm" and isinstance(raw, Mapping):
+            add(from_gcm(raw), Source.GCM)
+        elif name == "tcf" and isinstance(raw, str):
+            try:
+                add(from_tcf(raw), Source.TCF)
+            except TcfDecodeError:
+                errors.append("tcf:undecodable")
+                invalid = True
+        elif name in ("segment", "gcm", "tcf"):
+            errors.append(f"{name}:wrong_type")
+            invalid = True
+        else:
+            errors.append(f"signals:unknown_format:{_short(name)}")
+
+    own_statements: dict[Purpose, Statement] = {}
+    for purpose, seen in found.items():
+        denials = [s for s in seen if not s.granted]
+        if denials:
+            gpc_denial = next((s for s in denials if s.source is Source.GPC), None)
+            own_statements[purpose] = gpc_denial or denials[0]
+        elif not invalid:
+            own_statements[purpose] = seen[0]
+    return EventConsent(own_statements, invalid, tuple(errors))

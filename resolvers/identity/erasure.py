@@ -1,0 +1,147 @@
+"""Which identifiers erasures cover: a closure over the evidence, whatever the order.
+
+``erasure_requested`` events name identifiers. Together, all requests cover (*absorb*) the
+named identifiers and, transitively, what appears in an atom with an absorbed identifier that
+*relays*:
+
+* every identifier but a device relays (an account id, an email, a phone, a card: what is
+  seen with them is the person's); a device (``rules.device_types``) is absorbed but does not
+  relay: devices are shared, so what else was seen on one is no evidence about the person;
+* an identifier that is not an account id joins when it shares an atom with a relaying
+  absorbed one;
+* an account id (a unique type) joins only when its atom also carries a *named* identifier:
+  an email a couple shares does not carry the erasure of one spouse's account over to the
+  other's, but a request naming that email itself covers both accounts that used it.
+
+This depends only on the atoms and the set of named identifiers, never on how people were
+clustered when a request arrived, so it gives the same answer whatever the order: an atom that
+links a device to the person after the erasure (a late login) erases the profile built from
+that device's browsing, as if it had come first.
+
+What is kept of an absorbed identifier is a :class:`Tombstone` under its salted hash. Atoms
+keep the hashes of their absorbed members (*ghosts*), and a tombstone names the profiles
+holding atoms with its ghost, so that a later request naming an identifier absorbed earlier
+still finds the account ids it sat next to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from resolvers.identity.evidence import Atom
+from resolvers.identity.rules import IdentityRules
+from schemas.identifiers import Identifier
+
+#: Profiles a tombstone remembers as holding atoms with its ghost.
+MAX_HOLDERS: Final = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """What is kept of an erased identifier, under its salted hash."""
+
+    relays: bool
+    named: bool = False  # a request named it
+    holders: tuple[str, ...] = ()  # profiles holding atoms with its ghost
+
+    def merged(self, other: Tombstone) -> Tombstone:
+        holders = tuple(sorted(set(self.holders) | set(other.holders)))[:MAX_HOLDERS]
+        return Tombstone(self.relays or other.relays, self.named or other.named, holders)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"r": self.relays}
+        if self.named:
+            out["n"] = True
+        if self.holders:
+            out["h"] = list(self.holders)
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Tombstone:
+        return cls(bool(data.get("r", True)), bool(data.get("n", False)), tuple(data.get("h", ())))
+
+
+@dataclass
+class Closure:
+    """The erasures' closure under way in one batch, by salted hash (``absorbed``); the
+    identifiers of the absorbed hashes this batch knows by value are in ``known``."""
+
+    rules: IdentityRules
+    hash_of: Callable[[Identifier], str]
+    absorbed: dict[str, Tombstone] = field(default_factory=dict)
+    known: dict[str, Identifier] = field(default_factory=dict)
+
+    def tombstone(self, digest: str, tomb: Tombstone) -> None:
+        """An identifier erased earlier (its tombstone was loaded)."""
+        self.absorbed[digest] = tomb
+
+    def request(self, named: Iterable[Identifier]) -> None:
+        for ident in named:
+            self._absorb(ident, self.hash_of(ident), named=True)
+
+    def _absorb(self, ident: Identifier, digest: str, *, named: bool = False) -> bool:
+        self.known[digest] = ident
+        relays = not self.rules.is_device(ident.type)
+        new = Tombstone(relays, named)
+        old = self.absorbed.get(digest)
+        merged = new if old is None else old.merged(new)
+        if merged == old:
+            return False
+        self.absorbed[digest] = merged
+        return True
+
+    def is_absorbed(self, ident: Identifier) -> bool:
+        return self.hash_of(ident) in self.absorbed
+
+    def expand(self, atoms: Iterable[Atom]) -> None:
+        """Absorb what the relaying absorbed identifiers reach through ``atoms`` (the live
+        ones and their ghosts), until nothing changes."""
+        atoms = list(atoms)
+        index: dict[str, list[Atom]] = {}
+        for atom in atoms:
+            for digest in (*(self.hash_of(i) for i in atom.ids), *atom.ghosts):
+                index.setdefault(digest, []).append(atom)
+        queue = [d for d, t in self.absorbed.items() if t.relays]
+        while queue:
+            digest = queue.pop()
+            for atom in index.get(digest, ()):
+                named = self._names_one(atom)
+                for ident in atom.ids:
+                    if self.rules.is_unique(ident.type) and not named:
+                        continue
+                    other = self.hash_of(ident)
+                    if self._absorb(ident, other) and self.absorbed[other].relays:
+                        queue.append(other)
+
+    def _names_one(self, atom: Atom) -> bool:
+        members = (*(self.hash_of(i) for i in atom.ids), *atom.ghosts)
+        return any((t := self.absorbed.get(d)) is not None and t.named for d in members)
+
+    def reduce(self, atom: Atom, *, anchored: bool) -> Atom | None:
+        """``atom`` with its absorbed members turned into ghosts; None when it is an erased
+        person's event: its account id is absorbed (``anchored``), or it carries a relaying
+        absorbed identifier (any other atom)."""
+        if not self.absorbed:
+            return atom
+        gone = [i for i in atom.ids if self.is_absorbed(i)]
+        if not gone:
+            return atom
+        if anchored:
+            if gone[0] == atom.ids[0]:
+                return None
+        elif any(self.absorbed[self.hash_of(i)].relays for i in gone):
+            return None
+        kept = tuple(i for i in atom.ids if i not in gone)
+        if not kept:
+            return None
+        ghosts = tuple(sorted({*atom.ghosts, *(self.hash_of(i) for i in gone)}))
+        return Atom(kept, atom.first, ghosts)
+
+    def hold(self, ghosts: Iterable[str], profile_id: str) -> None:
+        """``profile_id`` holds atoms with these ghosts (a later request looks there)."""
+        for digest in ghosts:
+            tomb = self.absorbed.get(digest)
+            if tomb is not None and profile_id not in tomb.holders:
+                self.absorbed[digest] = tomb.merged(Tombstone(tomb.relays, tomb.named, (profile_id,)))

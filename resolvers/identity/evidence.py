@@ -1,0 +1,171 @@
+"""The evidence identity is computed from: atoms, identifier records, and groups.
+
+* An :class:`Atom` is a distinct set of (normalized, not blocked) identifiers that events
+  carried together, stamped with the earliest of those events (``first``: occurred_at, then
+  event id). Events with the same set share an atom: the atoms of a set of events do not
+  depend on their order.
+* An :class:`IdentifierRecord` remembers, per non-unique identifier, the distinct values of
+  each unique type (account ids) it was seen with in one event, capped just above the rules'
+  threshold: enough to know whether it is shared (quarantined). It also names the profile it
+  links to (``profile_id``) and the profiles holding atoms that carry it (``holders``).
+* A *group* is the unit profile facts are kept in (``resolvers.profile.facts``): the events
+  whose atom's best identifier is an account id (a unique type) belong to that account, for
+  good, whatever else is learned later; any other atom is a group of its own, because shared
+  devices and contested emails can move it to another person, or to nobody.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from resolvers.identity.rules import IdentityRules
+from resolvers.timefmt import format_time, parse_time
+from schemas.identifiers import Identifier
+
+RECORD_FORMAT: Final = 2
+#: Holders remembered per identifier (a shop's kiosk could be carried by thousands of atoms).
+MAX_HOLDERS: Final = 32
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Stamp:
+    """When something was first seen: occurred_at, ties broken by event id."""
+
+    at: datetime
+    event_id: str
+
+
+def ranked(identifiers: Iterable[Identifier], rules: IdentityRules) -> tuple[Identifier, ...]:
+    """Distinct identifiers, most trustworthy first (type priority, then value)."""
+    return tuple(sorted(set(identifiers), key=lambda i: (rules.rank(i.type), i.value)))
+
+
+@dataclass(frozen=True, slots=True)
+class Atom:
+    """A distinct identifier set and the earliest event that carried it. ``ghosts``: salted
+    hashes of members an erasure absorbed (``resolvers.identity.erasure``)."""
+
+    ids: tuple[Identifier, ...]  # ranked (see :func:`ranked`)
+    first: Stamp
+    ghosts: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return atom_key(self.ids)
+
+    def joined(self, other: Atom) -> Atom:
+        """The same set seen by more events: the earliest stamp, every ghost."""
+        first = min(self.first, other.first)
+        ghosts = tuple(sorted({*self.ghosts, *other.ghosts}))
+        if first == self.first and ghosts == self.ghosts:
+            return self
+        return Atom(self.ids, first, ghosts)
+
+    def to_json(self) -> list[Any]:
+        out: list[Any] = [[i.key for i in self.ids], format_time(self.first.at), self.first.event_id]
+        if self.ghosts:
+            out.append(list(self.ghosts))
+        return out
+
+    @classmethod
+    def from_json(cls, raw: list[Any], rules: IdentityRules) -> Atom:
+        keys, at, event_id = raw[:3]
+        ghosts = tuple(raw[3]) if len(raw) > 3 else ()
+        return cls(
+            ranked((parse_key(k) for k in keys), rules), Stamp(parse_time(at), event_id), ghosts
+        )
+
+
+def parse_key(key: str) -> Identifier:
+    id_type, _, value = key.partition(":")
+    return Identifier(id_type, value)
+
+
+def atom_key(ids: Iterable[Identifier]) -> str:
+    return "|".join(sorted(i.key for i in ids))
+
+
+def group_key(ids: tuple[Identifier, ...], rules: IdentityRules) -> str:
+    """``u:<type:value>`` when the atom's best identifier is an account id (its events belong
+    to that account for good), else ``a:<hash of the set>`` (the atom is its own group)."""
+    if ids and rules.is_unique(ids[0].type):
+        return f"u:{ids[0].key}"
+    digest = hashlib.blake2b(atom_key(ids).encode(), digest_size=10).hexdigest()
+    return f"a:{digest}"
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifierRecord:
+    """What the store keeps per identifier (see the module docstring)."""
+
+    profile_id: str | None = None
+    seen_with: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    quarantined: bool = False
+    holders: tuple[str, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return self.profile_id is None and not self.seen_with and not self.holders
+
+    def with_cooccurrence(
+        self, ident: Identifier, uniques: Iterable[Identifier], rules: IdentityRules
+    ) -> IdentifierRecord:
+        """``uniques`` seen with ``ident`` in one event; a new record only if it learned
+        something. The kept values are the smallest ``cap`` of the union: order-free."""
+        cap = rules.cooccurrence_cap(ident.type)
+        seen = {t: set(vs) for t, vs in self.seen_with.items()}
+        for u in uniques:
+            seen.setdefault(u.type, set()).add(u.value)
+        kept = {t: tuple(sorted(vs)[:cap]) for t, vs in sorted(seen.items())}
+        if kept == dict(self.seen_with):
+            return self
+        shared = any(len(vs) > rules.threshold(ident.type) for vs in kept.values())
+        return IdentifierRecord(self.profile_id, kept, shared, self.holders)
+
+    def with_holders(self, holders: Iterable[str]) -> IdentifierRecord:
+        kept = tuple(sorted(set(holders)))[:MAX_HOLDERS]
+        if kept == self.holders:
+            return self
+        return IdentifierRecord(self.profile_id, self.seen_with, self.quarantined, kept)
+
+    def linked_to(self, profile_id: str | None) -> IdentifierRecord:
+        if profile_id == self.profile_id:
+            return self
+        return IdentifierRecord(profile_id, self.seen_with, self.quarantined, self.holders)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record's state (``profile_id`` and ``holders`` are stored in fields of their
+        own, which the store's load reads without decoding this)."""
+        out: dict[str, Any] = {"v": RECORD_FORMAT}
+        if self.seen_with:
+            out["w"] = {t: list(vs) for t, vs in self.seen_with.items()}
+        if self.quarantined:
+            out["q"] = True
+        return out
+
+    @classmethod
+    def from_json(
+        cls, data: Mapping[str, Any], profile_id: str | None, holders: Iterable[str] = ()
+    ) -> IdentifierRecord:
+        if data.get("v") != RECORD_FORMAT:
+            raise ValueError(f"unsupported identifier record format {data.get('v')!r}")
+        return cls(
+            profile_id=profile_id,
+            seen_with={t: tuple(vs) for t, vs in data.get("w", {}).items()},
+            quarantined=bool(data.get("q", False)),
+            holders=tuple(holders),
+        )
+
+
+EMPTY_RECORD: Final = IdentifierRecord()
+
+
+def profile_id_for(event_id: str) -> str:
+    """The id of the profile whose earliest event is ``event_id``: a function of the events,
+    so a replay into an empty store rebuilds the same ids."""
+    digest = hashlib.blake2b(f"{event_id}\x001".encode(), digest_size=12).hexdigest()
+    return f"p_{digest}"

@@ -1,0 +1,102 @@
+"""A profile as stored: its groups (atoms and facts), its identifiers, its history of ids.
+
+This is the internal state ``s`` of a profile entity (format 2), never read by downstream
+services (they read the snapshot ``d``). A profile is one person of the clustering
+(``resolvers.identity.cluster``): the groups of events that belong to them, each with the atoms
+that carried them (identity evidence) and their facts (``resolvers.profile.facts``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+import orjson
+
+from resolvers.identity.evidence import Atom, Stamp
+from resolvers.identity.rules import IdentityRules
+from resolvers.profile.codec import facts_from_json, facts_to_json
+from resolvers.profile.facts import EMPTY_FACTS, Facts
+from resolvers.timefmt import format_time, parse_time
+from schemas.identifiers import Identifier
+
+STATE_FORMAT: Final = 2
+
+
+class StateFormatError(ValueError):
+    """Stored profile state in a format this version cannot read (rebuild from Kafka)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    atoms: Mapping[str, Atom]  # atom key -> atom
+    facts: Facts = EMPTY_FACTS
+
+    def earliest(self) -> Stamp:
+        return min(a.first for a in self.atoms.values())
+
+
+@dataclass(frozen=True, slots=True)
+class StoredProfile:
+    profile_id: str
+    first: Stamp
+    identifiers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    groups: Mapping[str, Group] = field(default_factory=dict)
+    merged_from: tuple[str, ...] = ()
+
+    def atoms(self) -> Iterator[tuple[str, Atom]]:
+        """(group key, atom) of every atom the profile holds."""
+        for gkey, group in self.groups.items():
+            for atom in group.atoms.values():
+                yield gkey, atom
+
+    def held_keys(self) -> list[str]:
+        """Every identifier key its atoms carry (the store loads their records with it)."""
+        return sorted({i.key for _, atom in self.atoms() for i in atom.ids})
+
+    def all_identifiers(self) -> tuple[Identifier, ...]:
+        return tuple(Identifier(t, v) for t, vs in self.identifiers.items() for v in vs)
+
+    def with_merged_from(self, ids: set[str]) -> StoredProfile:
+        merged = tuple(sorted(set(self.merged_from) | ids - {self.profile_id}))
+        return self if merged == self.merged_from else replace(self, merged_from=merged)
+
+
+def encode(profile: StoredProfile) -> bytes:
+    return orjson.dumps(
+        {
+            "v": STATE_FORMAT,
+            "ids": {t: list(vs) for t, vs in sorted(profile.identifiers.items())},
+            "f": [format_time(profile.first.at), profile.first.event_id],
+            "mf": list(profile.merged_from),
+            "g": {
+                key: {
+                    "a": [a.to_json() for _, a in sorted(group.atoms.items())],
+                    "x": facts_to_json(group.facts),
+                }
+                for key, group in sorted(profile.groups.items())
+            },
+        }
+    )
+
+
+def decode(profile_id: str, raw: bytes, rules: IdentityRules) -> StoredProfile:
+    data: dict[str, Any] = orjson.loads(raw)
+    if data.get("v") != STATE_FORMAT:
+        raise StateFormatError(
+            f"profile state format {data.get('v')!r}, expected {STATE_FORMAT}: "
+            "rebuild the profiles lane from Kafka"
+        )
+    groups = {}
+    for key, body in data["g"].items():
+        atoms = (Atom.from_json(a, rules) for a in body["a"])
+        groups[key] = Group({a.key: a for a in atoms}, facts_from_json(body["x"]))
+    at, event_id = data["f"]
+    return StoredProfile(
+        profile_id=profile_id,
+        first=Stamp(parse_time(at), event_id),
+        identifiers={t: tuple(vs) for t, vs in data["ids"].items()},
+        groups=groups,
+        merged_from=tuple(data.get("mf", ())),
+    )

@@ -1,0 +1,202 @@
+"""JSON form of :class:`~resolvers.profile.facts.Facts` (stored with the profile, never read
+by downstream services: they read the snapshot). Compact positional lists, times in the one
+format of ``resolvers.timefmt``, money as decimal strings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Final
+
+from resolvers.consent import (
+    CONSENT_PURPOSES,
+    ConsentHistory,
+    ConsentRecord,
+    ConsentStateError,
+    PurposeHistory,
+    Source,
+)
+from resolvers.profile.facts import (
+    Activity,
+    Digest,
+    DigestKey,
+    Facts,
+    Recent,
+    Stamped,
+    Transaction,
+)
+from resolvers.timefmt import format_time, parse_optional, parse_time
+
+_NEVER: Final = ConsentRecord(False, datetime.max.replace(tzinfo=UTC), Source.INVALID)
+#: What a stored consent history that cannot be read decodes to: every purpose denied, for
+#: good (never fail open). ``loom rebuild`` recovers the real one from Kafka.
+UNREADABLE_CONSENT: Final = ConsentHistory(
+    {p: PurposeHistory(latest=_NEVER, last_denial=_NEVER) for p in CONSENT_PURPOSES}
+)
+
+
+def _consent_in(raw: Mapping[str, Any] | None) -> ConsentHistory:
+    if raw is None:
+        return ConsentHistory()
+    try:
+        return ConsentHistory.from_json(raw)
+    except ConsentStateError:
+        return UNREADABLE_CONSENT
+
+
+def _stamped_out(s: Stamped) -> list[Any]:
+    return [s.value, format_time(s.at), s.event_id]
+
+
+def _stamped_in(raw: list[Any]) -> Stamped:
+    return Stamped(raw[0], parse_time(raw[1]), raw[2])
+
+
+def _activity_out(a: Activity) -> list[Any]:
+    return [format_time(a.at), a.event_id, a.type, a.channel, a.sku, a.category]
+
+
+def _activity_in(raw: list[Any]) -> Activity:
+    return Activity(parse_time(raw[0]), raw[1], raw[2], raw[3], raw[4], raw[5])
+
+
+def _transaction_out(t: Transaction) -> list[Any]:
+    return [
+        format_time(t.at),
+        t.event_id,
+        t.type,
+        t.channel,
+        t.consent,
+        t.region,
+        t.is_return,
+        t.in_store,
+        t.currency,
+        str(t.amount),
+        t.payment_method,
+        t.location_id,
+        list(t.categories),
+        t.sku,
+    ]
+
+
+def _transaction_in(key: str, raw: list[Any]) -> Transaction:
+    return Transaction(
+        key=key,
+        at=parse_time(raw[0]),
+        event_id=raw[1],
+        type=raw[2],
+        channel=raw[3],
+        consent=raw[4],
+        region=raw[5],
+        is_return=bool(raw[6]),
+        in_store=bool(raw[7]),
+        currency=raw[8],
+        amount=Decimal(raw[9]),
+        payment_method=raw[10],
+        location_id=raw[11],
+        categories=tuple(raw[12]),
+        sku=raw[13],
+    )
+
+
+def _digest_out(key: DigestKey, d: Digest) -> list[Any]:
+    return [
+        key[0],
+        key[1],
+        key[2],
+        format_time(d.first_at),
+        format_time(d.last_at),
+        d.seen,
+        d.events,
+        sorted(d.channels),
+        d.interest,
+        dict(sorted(d.categories.items())),
+        [_activity_out(a) for a in d.activities],
+        {k: _stamped_out(s) for k, s in sorted(d.preferences.items())},
+    ]
+
+
+def _digest_in(raw: list[Any]) -> tuple[DigestKey, Digest]:
+    key: DigestKey = (int(raw[0]), str(raw[1]), str(raw[2]))
+    return key, Digest(
+        first_at=parse_time(raw[3]),
+        last_at=parse_time(raw[4]),
+        seen=bool(raw[5]),
+        events=int(raw[6]),
+        channels=frozenset(raw[7]),
+        interest=bool(raw[8]),
+        categories={k: int(v) for k, v in raw[9].items()},
+        activities=tuple(_activity_in(a) for a in raw[10]),
+        preferences={k: _stamped_in(v) for k, v in raw[11].items()},
+    )
+
+
+def _recent_out(item: Recent) -> list[Any]:
+    d = item.digest
+    return [
+        item.event_id,
+        item.code,
+        item.region,
+        format_time(d.first_at),
+        d.seen,
+        sorted(d.channels),
+        d.interest,
+        dict(sorted(d.categories.items())),
+        [_activity_out(a) for a in d.activities],
+        {k: _stamped_out(s) for k, s in sorted(d.preferences.items())},
+    ]
+
+
+def _recent_in(raw: list[Any]) -> Recent:
+    at = parse_time(raw[3])
+    seen = bool(raw[4])
+    return Recent(
+        event_id=raw[0],
+        code=raw[1],
+        region=raw[2],
+        digest=Digest(
+            first_at=at,
+            last_at=at,
+            seen=seen,
+            events=1 if seen else 0,
+            channels=frozenset(raw[5]),
+            interest=bool(raw[6]),
+            categories={k: int(v) for k, v in raw[7].items()},
+            activities=tuple(_activity_in(a) for a in raw[8]),
+            preferences={k: _stamped_in(v) for k, v in raw[9].items()},
+        ),
+    )
+
+
+def facts_to_json(facts: Facts) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if facts.traits:
+        out["t"] = {k: _stamped_out(s) for k, s in sorted(facts.traits.items())}
+    if facts.region is not None:
+        out["r"] = _stamped_out(facts.region)
+    if facts.consent.purposes:
+        out["c"] = facts.consent.to_json()
+    if facts.transactions:
+        out["o"] = {k: _transaction_out(t) for k, t in sorted(facts.transactions.items())}
+    if facts.recent:
+        out["e"] = [_recent_out(item) for _, item in sorted(facts.recent.items())]
+    if facts.digests:
+        out["d"] = [_digest_out(k, d) for k, d in sorted(facts.digests.items())]
+    if facts.latest is not None:
+        out["l"] = format_time(facts.latest)
+    return out
+
+
+def facts_from_json(raw: Mapping[str, Any]) -> Facts:
+    region = raw.get("r")
+    consent = raw.get("c")
+    return Facts(
+        traits={k: _stamped_in(v) for k, v in raw.get("t", {}).items()},
+        region=_stamped_in(region) if region is not None else None,
+        consent=_consent_in(consent),
+        transactions={k: _transaction_in(k, v) for k, v in raw.get("o", {}).items()},
+        recent={item.event_id: item for item in (_recent_in(e) for e in raw.get("e", ()))},
+        digests=dict(_digest_in(d) for d in raw.get("d", ())),
+        latest=parse_optional(raw.get("l")),
+    )

@@ -1,0 +1,475 @@
+"""What a group of events contributes to a profile: a fold that is a function of their SET.
+
+A profile is the union of *groups* (``resolvers.identity``: the events of one account id, or
+of one identifier set without an account id). Each group keeps :class:`Facts`, folded with
+:func:`observe` one event at a time. Every part is a join, so the facts of a group do not
+depend on the order its events arrived in, nor on how they were batched:
+
+* ``traits``: latest value per trait by ``(occurred_at, event_id, value)`` (the data the
+  customer gave us; kept regardless of consent, erasure deletes them);
+* ``region``: the latest region by time (whose jurisdiction defaults apply);
+* ``consent``: the consent history (``resolvers.consent.history``);
+* ``transactions``: orders and returns, one entry per order id (the latest version by time
+  wins) or per return event: the transaction ledger a retailer keeps anyway (contract and
+  bookkeeping), whatever the consent; only *shown* where a purpose allows it;
+* ``recent``: behavioural events (views, carts, contacts...) one by one: the newest
+  :data:`RECENT_EVENTS` within :data:`RECENT_DAYS` of the group's latest event. Each keeps
+  its time, consent statement and region: what it adds to the analytics fields (time,
+  channel) and to the personalization ones (category interest, activity, preferences);
+* ``digests``: older behaviour rolled up per UTC day, consent statement and region (times,
+  channels, counts; interest, top activity, preferences), dropped after
+  :data:`BEHAVIOUR_DAYS`.
+
+Nothing here decides consent: the facts keep each event's own consent statement and time
+(a digest: its earliest), and ``resolvers.consent.gate`` decides at rendering, against the
+person's whole history. The fold only drops what can never serve again (:func:`prune`): the
+part of an event (or of a digest: conservatively, from its earliest event) that its own
+statement denied or that a later denial of the group revoked. A digest stays as a husk when
+both parts are gone, so events rolled into it later are judged with the ones before them:
+which events can serve never depends on the order they came in. Rolling up is where the fold
+trades detail for size: a day whose digest straddles a denial loses the events after it.
+
+Money is :class:`~decimal.Decimal`; sums are exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Final
+
+from resolvers.consent import (
+    EMPTY_HISTORY,
+    MAX_EXPLICIT_GRANTS,
+    ConsentHistory,
+    EventConsent,
+    Purpose,
+    from_event,
+    never_serves,
+)
+from resolvers.consent.signals import from_code
+
+#: Event types that are a purchase (an order version) or a return.
+ORDER_TYPES: Final = frozenset({"order_completed", "pos_sale"})
+RETURN_TYPE: Final = "order_returned"
+#: Event types that are not customer activity (never in ``recent_activity``).
+NON_ACTIVITY_TYPES: Final = frozenset(
+    {"consent_updated", "erasure_requested", "inventory_adjusted", "inventory_counted"}
+)
+#: Category interest added per event type carrying ``properties["category"]`` (default 1).
+AFFINITY_WEIGHTS: Final[Mapping[str, int]] = MappingProxyType(
+    {"product_viewed": 1, "page_view": 1, "cart_updated": 2}
+)
+DEFAULT_AFFINITY_WEIGHT: Final = 1
+#: Category interest added per distinct category of a purchase.
+PURCHASE_AFFINITY_WEIGHT: Final = 3
+RECENT_ACTIVITY_LIMIT: Final = 20
+#: Behavioural events kept one by one: the newest this many, within RECENT_DAYS ...
+RECENT_EVENTS: Final = 200
+#: ... of the group's latest event; older ones roll up into day digests.
+RECENT_DAYS: Final = 30
+#: Behaviour (digests) is kept this many days back from the group's latest day.
+BEHAVIOUR_DAYS: Final = 400
+#: Transactions kept per group: the newest ones.
+MAX_TRANSACTIONS: Final = 1000
+
+_EPOCH_ORDINAL: Final = datetime(1970, 1, 1, tzinfo=UTC).toordinal()
+
+
+def day_of(at: datetime) -> int:
+    """Days since 1970-01-01 (UTC) of an aware datetime."""
+    return at.astimezone(UTC).toordinal() - _EPOCH_ORDINAL
+
+
+# --------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True, slots=True)
+class Stamped:
+    """A value with the time and event that set it (latest wins)."""
+
+    value: str  # traits: the string; preferences: canonical JSON text
+    at: datetime
+    event_id: str
+
+    def rank(self) -> tuple[datetime, str, str]:
+        return (self.at, self.event_id, self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    at: datetime
+    event_id: str
+    type: str
+    channel: str
+    sku: str | None = None
+    category: str | None = None
+
+    def rank(self) -> tuple[datetime, str]:
+        return (self.at, self.event_id)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFacts:
+    """What a purchase or return says (``in_store``: a store sale, not an online order)."""
+
+    order_id: str
+    total: Decimal
+    currency: str
+    payment_method: str | None = None
+    location_id: str | None = None
+    categories: tuple[str, ...] = ()
+    skus: tuple[str, ...] = ()
+    in_store: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.order_id:
+            raise ValueError("order_id must not be empty")
+        if not self.total.is_finite():
+            raise ValueError("total must be a finite Decimal")
+        if not self.currency.strip():
+            raise ValueError("currency must not be empty")
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One touchpoint as the profile sees it (built by ``resolvers.lanes.profiles``)."""
+
+    event_id: str
+    type: str
+    channel: str
+    at: datetime
+    consent: EventConsent
+    explicit: bool = False  # an explicit consent moment (``consent.EXPLICIT_TYPES``)
+    region: str | None = None
+    traits: Mapping[str, str] = field(default_factory=dict)
+    preferences: Mapping[str, str] = field(default_factory=dict)  # key -> canonical JSON
+    sku: str | None = None
+    category: str | None = None
+    order: OrderFacts | None = None
+
+    def __post_init__(self) -> None:
+        if not self.event_id:
+            raise ValueError("event_id must not be empty")
+        object.__setattr__(self, "at", self.at.astimezone(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """One order version or one return, with what the gate needs (time, consent, region)."""
+
+    key: str  # "order:<order id>" or "return:<event id>"
+    at: datetime
+    event_id: str
+    type: str
+    channel: str
+    consent: str  # EventConsent.code of its event
+    region: str | None
+    is_return: bool
+    in_store: bool
+    currency: str
+    amount: Decimal
+    payment_method: str | None = None
+    location_id: str | None = None
+    categories: tuple[str, ...] = ()
+    sku: str | None = None
+
+    def rank(self) -> tuple[datetime, str]:
+        return (self.at, self.event_id)
+
+    def activity(self) -> Activity:
+        return Activity(
+            self.at,
+            self.event_id,
+            self.type,
+            self.channel,
+            self.sku,
+            self.categories[0] if self.categories else None,
+        )
+
+
+#: (day, consent code, region or "") of a behaviour digest.
+DigestKey = tuple[int, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Recent:
+    """One behavioural event kept as it was (a one-event digest with its key)."""
+
+    event_id: str
+    code: str  # EventConsent.code of the event
+    region: str  # "" when the event had none
+    digest: Digest
+
+    @property
+    def key(self) -> DigestKey:
+        return (day_of(self.digest.first_at), self.code, self.region)
+
+    def rank(self) -> tuple[datetime, str]:
+        return (self.digest.first_at, self.event_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """One day of behaviour with one consent statement in one region.
+
+    ``seen`` (analytics: ``events``, ``channels``) and ``interest`` (personalization:
+    ``categories``, ``activities``, ``preferences``) are kept while they may still serve.
+    """
+
+    first_at: datetime
+    last_at: datetime
+    seen: bool = True
+    events: int = 0
+    channels: frozenset[str] = frozenset()
+    interest: bool = True
+    categories: Mapping[str, int] = field(default_factory=dict)
+    activities: tuple[Activity, ...] = ()
+    preferences: Mapping[str, Stamped] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    traits: Mapping[str, Stamped] = field(default_factory=dict)
+    region: Stamped | None = None
+    consent: ConsentHistory = EMPTY_HISTORY
+    transactions: Mapping[str, Transaction] = field(default_factory=dict)
+    recent: Mapping[str, Recent] = field(default_factory=dict)  # event id -> event
+    digests: Mapping[DigestKey, Digest] = field(default_factory=dict)
+    latest: datetime | None = None  # the group's latest event time (the behaviour horizon)
+
+    @property
+    def is_empty(self) -> bool:
+        return self == EMPTY_FACTS
+
+
+EMPTY_FACTS: Final = Facts()
+
+
+# --------------------------------------------------------------------------- joins
+
+
+def lww(a: Mapping[str, Stamped], b: Mapping[str, Stamped]) -> dict[str, Stamped]:
+    out = dict(a)
+    for key, new in b.items():
+        old = out.get(key)
+        if old is None or new.rank() > old.rank():
+            out[key] = new
+    return out
+
+
+def later(a: Stamped | None, b: Stamped | None) -> Stamped | None:
+    if a is None or b is None:
+        return b if a is None else a
+    return b if b.rank() > a.rank() else a
+
+
+def top_activities(
+    items: Iterable[Activity], limit: int = RECENT_ACTIVITY_LIMIT
+) -> tuple[Activity, ...]:
+    best: dict[str, Activity] = {}
+    for act in items:
+        best.setdefault(act.event_id, act)
+    return tuple(sorted(best.values(), key=Activity.rank, reverse=True)[:limit])
+
+
+def _add_counts(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    out = dict(a)
+    for key, n in b.items():
+        out[key] = out.get(key, 0) + n
+    return out
+
+
+def merge_digests(a: Digest, b: Digest) -> Digest:
+    """Both digests' events (disjoint sets of events of one group)."""
+    seen, interest = a.seen and b.seen, a.interest and b.interest
+    return Digest(
+        first_at=min(a.first_at, b.first_at),
+        last_at=max(a.last_at, b.last_at),
+        seen=seen,
+        events=a.events + b.events if seen else 0,
+        channels=a.channels | b.channels if seen else frozenset(),
+        interest=interest,
+        categories=_add_counts(a.categories, b.categories) if interest else {},
+        activities=top_activities((*a.activities, *b.activities)) if interest else (),
+        preferences=lww(a.preferences, b.preferences) if interest else {},
+    )
+
+
+# --------------------------------------------------------------------------- fold
+
+
+def observe(facts: Facts, obs: Observation, *, bound: int = MAX_EXPLICIT_GRANTS) -> Facts:
+    """Fold one event into a group's facts, then :func:`prune`. Pure."""
+    traits = facts.traits
+    if obs.traits:
+        traits = lww(traits, {k: Stamped(v, obs.at, obs.event_id) for k, v in obs.traits.items()})
+    region = facts.region
+    if obs.region:
+        region = later(region, Stamped(obs.region, obs.at, obs.event_id))
+    consent = facts.consent.merged(from_event(obs.consent, obs.at, explicit=obs.explicit), bound)
+    transactions, recent = facts.transactions, facts.recent
+    transaction = _transaction(obs)
+    if transaction is not None:
+        old = transactions.get(transaction.key)
+        if old is None or transaction.rank() > old.rank():
+            transactions = {**transactions, transaction.key: transaction}
+    elif obs.event_id not in recent:
+        item = Recent(obs.event_id, obs.consent.code, obs.region or "", _digest(obs))
+        recent = {**recent, obs.event_id: item}
+    latest = obs.at if facts.latest is None else max(facts.latest, obs.at)
+    return prune(Facts(traits, region, consent, transactions, recent, facts.digests, latest))
+
+
+def _transaction(obs: Observation) -> Transaction | None:
+    o = obs.order
+    if o is None or (obs.type not in ORDER_TYPES and obs.type != RETURN_TYPE):
+        return None
+    is_return = obs.type == RETURN_TYPE
+    return Transaction(
+        key=f"return:{obs.event_id}" if is_return else f"order:{o.order_id}",
+        at=obs.at,
+        event_id=obs.event_id,
+        type=obs.type,
+        channel=obs.channel,
+        consent=obs.consent.code,
+        region=obs.region,
+        is_return=is_return,
+        in_store=o.in_store,
+        currency=o.currency.strip().upper(),
+        amount=abs(o.total),
+        payment_method=o.payment_method,
+        location_id=o.location_id,
+        categories=tuple(dict.fromkeys(c for c in o.categories if c)),
+        sku=o.skus[0] if o.skus else None,
+    )
+
+
+def _digest(obs: Observation) -> Digest:
+    activities: tuple[Activity, ...] = ()
+    if obs.type not in NON_ACTIVITY_TYPES:
+        activities = (Activity(obs.at, obs.event_id, obs.type, obs.channel, obs.sku, obs.category),)
+    categories: dict[str, int] = {}
+    if obs.category:
+        categories[obs.category] = AFFINITY_WEIGHTS.get(obs.type, DEFAULT_AFFINITY_WEIGHT)
+    return Digest(
+        first_at=obs.at,
+        last_at=obs.at,
+        events=1,
+        channels=frozenset({obs.channel}),
+        categories=categories,
+        activities=activities,
+        preferences={k: Stamped(v, obs.at, obs.event_id) for k, v in obs.preferences.items()},
+    )
+
+
+def prune(facts: Facts) -> Facts:
+    """Roll old behaviour up, drop what can never serve again (see the module docstring).
+    Idempotent, and a function of the facts' events whatever the order they were folded in."""
+    if facts.latest is None:
+        return facts
+    latest_day = day_of(facts.latest)
+    recent, digests = dict(facts.recent), dict(facts.digests)
+    changed = _roll_up(recent, digests, latest_day - RECENT_DAYS)
+    for event_id, item in list(recent.items()):
+        kept = _prune_digest(item.digest, item.code, facts.consent)
+        if kept is not item.digest:
+            changed = True
+            if kept.seen or kept.interest:
+                recent[event_id] = replace(item, digest=kept)
+            else:
+                del recent[event_id]  # exact: this event alone can never serve
+    horizon = latest_day - BEHAVIOUR_DAYS
+    for key, digest in list(digests.items()):
+        if key[0] < horizon:
+            del digests[key]
+            changed = True
+            continue
+        kept = _prune_digest(digest, key[1], facts.consent)
+        if kept is not digest:
+            digests[key] = kept  # a husk when both parts are gone (see the docstring)
+            changed = True
+    transactions = facts.transactions
+    if len(transactions) > MAX_TRANSACTIONS:
+        newest = sorted(transactions.values(), key=lambda t: (t.rank(), t.key), reverse=True)
+        transactions = {t.key: t for t in newest[:MAX_TRANSACTIONS]}
+        changed = True
+    if not changed:
+        return facts
+    return replace(facts, recent=recent, digests=digests, transactions=transactions)
+
+
+def _roll_up(recent: dict[str, Recent], digests: dict[DigestKey, Digest], cutoff: int) -> bool:
+    """Move events older than ``cutoff`` (a day) or beyond the newest RECENT_EVENTS into
+    their day digests. Returns whether anything moved."""
+    old = [e for e, item in recent.items() if item.key[0] < cutoff]
+    if len(recent) - len(old) > RECENT_EVENTS:
+        ranked = sorted(
+            (e for e in recent if e not in set(old)), key=lambda e: recent[e].rank(), reverse=True
+        )
+        old += ranked[RECENT_EVENTS:]
+    for event_id in old:
+        item = recent.pop(event_id)
+        have = digests.get(item.key)
+        digests[item.key] = item.digest if have is None else merge_digests(have, item.digest)
+    return bool(old)
+
+
+def _prune_digest(digest: Digest, code: str, consent: ConsentHistory) -> Digest:
+    """``digest`` without the parts that can never serve (itself when nothing changes)."""
+    statements = from_code(code)
+    seen = digest.seen and not never_serves(
+        consent, Purpose.ANALYTICS, at=digest.first_at, consent=statements
+    )
+    interest = digest.interest and not never_serves(
+        consent, Purpose.PERSONALIZATION, at=digest.first_at, consent=statements
+    )
+    if seen == digest.seen and interest == digest.interest:
+        return digest
+    return Digest(
+        first_at=digest.first_at,
+        last_at=digest.last_at,
+        seen=seen,
+        events=digest.events if seen else 0,
+        channels=digest.channels if seen else frozenset(),
+        interest=interest,
+        categories=digest.categories if interest else {},
+        activities=digest.activities if interest else (),
+        preferences=digest.preferences if interest else {},
+    )
+
+
+def merge(a: Facts, b: Facts, *, bound: int = MAX_EXPLICIT_GRANTS) -> Facts:
+    """The facts of both groups' events (disjoint sets): commutative and associative."""
+    if a.is_empty or b.is_empty:
+        return b if a.is_empty else a
+    transactions = dict(a.transactions)
+    for tkey, t in b.transactions.items():
+        old = transactions.get(tkey)
+        if old is None or t.rank() > old.rank():
+            transactions[tkey] = t
+    digests = dict(a.digests)
+    for dkey, d in b.digests.items():
+        old_digest = digests.get(dkey)
+        digests[dkey] = d if old_digest is None else merge_digests(old_digest, d)
+    latest = max((t for t in (a.latest, b.latest) if t is not None), default=None)
+    return prune(
+        Facts(
+            traits=lww(a.traits, b.traits),
+            region=later(a.region, b.region),
+            consent=a.consent.merged(b.consent, bound),
+            transactions=transactions,
+            recent={**a.recent, **b.recent},
+            digests=digests,
+            latest=latest,
+        )
+    )
+
+
+def observe_all(observations: Iterable[Observation], facts: Facts = EMPTY_FACTS) -> Facts:
+    for obs in observations:
+        facts = observe(facts, obs)
+    return facts

@@ -1,0 +1,305 @@
+"""The public profile snapshot (``loom.profile.v1``): a person's facts, through the consent gate.
+
+:func:`render` reads the facts of every group of the person (``resolvers.profile.facts``),
+asks :class:`~resolvers.consent.Gate` which purposes each fact may serve, and aggregates what
+it may: a transaction counts toward the order fields only when analytics may use it, a day of
+browsing shows up in ``channels`` only when analytics may, in ``recent_activity`` only when
+personalization may. Every gated field not allowed now is emitted with its empty value, so the
+document never shows what a purpose does not allow. The result is a function of the facts,
+hence of the set of the person's events.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
+from types import MappingProxyType
+from typing import Any, Final
+
+from resolvers.consent import CONSENT_PURPOSES, PURPOSE_GATES, Gate, Purpose
+from resolvers.consent.signals import from_code
+from resolvers.profile.facts import (
+    PURCHASE_AFFINITY_WEIGHT,
+    Activity,
+    Facts,
+    Stamped,
+    Transaction,
+    lww,
+    top_activities,
+)
+from resolvers.timefmt import format_optional, format_time
+
+SNAPSHOT_SCHEMA: Final = "loom.profile.v1"
+TOP_AFFINITIES: Final = 10
+
+#: ISO 4217 minor units that are not 2 (used for AOV rounding and money display).
+CURRENCY_MINOR_UNITS: Final[Mapping[str, int]] = MappingProxyType(
+    dict.fromkeys(
+        ("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "VND"),
+        0,
+    )
+    | dict.fromkeys(("VUV", "XAF", "XOF", "XPF"), 0)
+    | dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3)
+)
+_CTX: Final = Context(
+    prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
+)
+_ONLINE_LOCATIONS: Final = frozenset({None, "", "online"})
+
+
+def _empty_fields() -> dict[str, Any]:
+    return {
+        "first_seen": None,
+        "last_seen": None,
+        "channels": [],
+        "shopping_mode": "none",
+        "orders_online": 0,
+        "orders_in_store": 0,
+        "revenue": {},
+        "average_order_value": {},
+        "last_order": None,
+        "preferred_payment_method": None,
+        "preferred_store": None,
+        "returns": {"count": 0, "value": {}},
+        "category_affinities": {},
+        "recent_activity": [],
+        "preferences": {},
+        "reachable": {"email": False, "phone": False},
+        "audiences": [],
+        "ad_identifiers": [],
+    }
+
+
+#: The value each gated field has when its purpose is not granted (or there is no data).
+EMPTY_GATED_FIELDS: Final[Mapping[str, object]] = MappingProxyType(_empty_fields())
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """Everything :func:`render` needs besides the gate."""
+
+    profile_id: str
+    version: int
+    identifiers: Mapping[str, Sequence[str]]
+    groups: Sequence[Facts]
+    created_at: datetime
+    merged_from: Sequence[str] = ()
+    audiences: Sequence[str] = ()
+    ad_identifiers: Sequence[str] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Totals:
+    """What the allowed facts add up to (mutable scratch of one render)."""
+
+    first: datetime | None = None
+    last: datetime | None = None
+    channels: set[str] = field(default_factory=set)
+    online: int = 0
+    in_store: int = 0
+    revenue: dict[str, Decimal] = field(default_factory=dict)
+    orders_by_currency: dict[str, int] = field(default_factory=dict)
+    payments: dict[str, int] = field(default_factory=dict)
+    stores: dict[str, int] = field(default_factory=dict)
+    last_order: Transaction | None = None
+    returns: int = 0
+    returns_value: dict[str, Decimal] = field(default_factory=dict)
+    categories: dict[str, int] = field(default_factory=dict)
+    activities: list[Activity] = field(default_factory=list)
+    preferences: dict[str, Stamped] = field(default_factory=dict)
+
+    def saw(self, first: datetime, last: datetime, channels: Iterable[str]) -> None:
+        self.first = first if self.first is None else min(self.first, first)
+        self.last = last if self.last is None else max(self.last, last)
+        self.channels.update(channels)
+
+
+def _latest_transactions(groups: Iterable[Facts]) -> dict[str, Transaction]:
+    """One version per order across the person's groups (the latest by time)."""
+    out: dict[str, Transaction] = {}
+    for facts in groups:
+        for key, t in facts.transactions.items():
+            old = out.get(key)
+            if old is None or t.rank() > old.rank():
+                out[key] = t
+    return out
+
+
+def _count_transaction(totals: _Totals, t: Transaction, purposes: frozenset[Purpose]) -> None:
+    if Purpose.ANALYTICS in purposes:
+        totals.saw(t.at, t.at, (t.channel,))
+        _add(totals.revenue if not t.is_return else totals.returns_value, t.currency, t.amount)
+        if t.is_return:
+            totals.returns += 1
+        else:
+            if t.in_store:
+                totals.in_store += 1
+                if t.location_id not in _ONLINE_LOCATIONS:
+                    _bump(totals.stores, str(t.location_id))
+            else:
+                totals.online += 1
+            _bump(totals.orders_by_currency, t.currency)
+            if t.payment_method:
+                _bump(totals.payments, t.payment_method)
+            if totals.last_order is None or t.rank() > totals.last_order.rank():
+                totals.last_order = t
+    if Purpose.PERSONALIZATION in purposes:
+        totals.activities.append(t.activity())
+        if not t.is_return:
+            for category in t.categories:
+                _bump(totals.categories, category, PURCHASE_AFFINITY_WEIGHT)
+
+
+def _add(into: dict[str, Decimal], currency: str, amount: Decimal) -> None:
+    into[currency] = _CTX.add(into.get(currency, Decimal(0)), amount)
+
+
+def _bump(into: dict[str, int], key: str, n: int = 1) -> None:
+    into[key] = into.get(key, 0) + n
+
+
+def _totals(gate: Gate, groups: Sequence[Facts], region: str | None) -> _Totals:
+    totals = _Totals()
+    for t in _latest_transactions(groups).values():
+        purposes = gate.serves(at=t.at, consent=from_code(t.consent), region=t.region or region)
+        _count_transaction(totals, t, purposes)
+    for facts in groups:
+        behaviour = [(item.code, item.region, item.digest) for item in facts.recent.values()]
+        behaviour += [(code, reg, d) for (_day, code, reg), d in facts.digests.items()]
+        for code, digest_region, d in behaviour:
+            if not d.seen and not d.interest:
+                continue  # a husk
+            purposes = gate.serves(
+                at=d.first_at, consent=from_code(code), region=digest_region or region
+            )
+            if d.seen and Purpose.ANALYTICS in purposes:
+                totals.saw(d.first_at, d.last_at, d.channels)
+            if d.interest and Purpose.PERSONALIZATION in purposes:
+                for category, weight in d.categories.items():
+                    _bump(totals.categories, category, weight)
+                totals.activities.extend(d.activities)
+                totals.preferences = lww(totals.preferences, d.preferences)
+    return totals
+
+
+def render(person: Person, gate: Gate) -> dict[str, Any]:
+    """The snapshot document of ``person`` (see the module docstring)."""
+    region = gate.region
+    totals = _totals(gate, person.groups, region)
+    aov = {
+        cur: _money(_CTX.divide(rev, Decimal(totals.orders_by_currency[cur])), cur, exact=False)
+        for cur, rev in totals.revenue.items()
+        if totals.orders_by_currency.get(cur)
+    }
+    lo = totals.last_order
+    granted = gate.granted_now()
+    fields: dict[str, Any] = {
+        "first_seen": format_optional(totals.first),
+        "last_seen": format_optional(totals.last),
+        "channels": sorted(totals.channels),
+        "shopping_mode": _shopping_mode(totals.online, totals.in_store),
+        "orders_online": totals.online,
+        "orders_in_store": totals.in_store,
+        "revenue": {cur: _money(v, cur) for cur, v in sorted(totals.revenue.items())},
+        "average_order_value": dict(sorted(aov.items())),
+        "last_order": None
+        if lo is None
+        else {
+            "order_id": lo.key.partition(":")[2],
+            "at": format_time(lo.at),
+            "total": _money(lo.amount, lo.currency),
+            "currency": lo.currency,
+            "location_id": lo.location_id,
+        },
+        "preferred_payment_method": _argmax(totals.payments),
+        "preferred_store": _argmax(totals.stores),
+        "returns": {
+            "count": totals.returns,
+            "value": {cur: _money(v, cur) for cur, v in sorted(totals.returns_value.items())},
+        },
+        "category_affinities": dict(_ranked(totals.categories)[:TOP_AFFINITIES]),
+        "recent_activity": [_activity_public(a) for a in top_activities(totals.activities)],
+        "preferences": {k: json.loads(s.value) for k, s in sorted(totals.preferences.items())},
+        "reachable": {
+            "email": Purpose.MARKETING in granted and bool(person.identifiers.get("email")),
+            "phone": Purpose.MARKETING in granted and bool(person.identifiers.get("phone")),
+        },
+        "audiences": sorted(person.audiences),
+        "ad_identifiers": sorted(person.ad_identifiers),
+    }
+    empty = _empty_fields()
+    for purpose, gated in PURPOSE_GATES.items():
+        if purpose not in granted:
+            for name in gated:
+                fields[name] = empty[name]
+    traits: dict[str, Stamped] = {}
+    for facts in person.groups:
+        traits = lww(traits, facts.traits)
+    return {
+        "schema": SNAPSHOT_SCHEMA,
+        "profile_id": person.profile_id,
+        "version": person.version,
+        "created_at": format_time(person.created_at),
+        "region": region,
+        "merged_from": sorted(set(person.merged_from)),
+        "identifiers": {t: sorted(set(v)) for t, v in sorted(person.identifiers.items()) if v},
+        "consent": {
+            p.value: {"granted": c.granted, "at": format_optional(c.at), "source": c.source}
+            for p in sorted(CONSENT_PURPOSES)
+            if (c := gate.current(p))
+        },
+        "traits": {k: s.value for k, s in sorted(traits.items())},
+        **fields,
+        **person.extra,
+    }
+
+
+def _shopping_mode(online: int, in_store: int) -> str:
+    if online and in_store:
+        return "omnichannel"
+    if online:
+        return "online"
+    if in_store:
+        return "in_store"
+    return "none"
+
+
+def _ranked(counter: Mapping[str, int]) -> list[tuple[str, int]]:
+    """Highest value first; ties broken by name ascending (deterministic)."""
+    return sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _argmax(counter: Mapping[str, int]) -> str | None:
+    ranked = _ranked(counter)
+    return ranked[0][0] if ranked else None
+
+
+def _minor_quantum(currency: str) -> Decimal:
+    return Decimal(1).scaleb(-CURRENCY_MINOR_UNITS.get(currency, 2))
+
+
+def _money(value: Decimal, currency: str, *, exact: bool = True) -> str:
+    """Canonical text in the currency's minor unit; ``exact`` keeps more digits if the value
+    has them (an average is rounded half-even instead)."""
+    quantized = value.quantize(_minor_quantum(currency), context=_CTX)
+    if quantized == value or not exact:
+        return format(quantized, "f")
+    return format(value.normalize(_CTX), "f")
+
+
+def _activity_public(act: Activity) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "at": format_time(act.at),
+        "event_id": act.event_id,
+        "type": act.type,
+        "channel": act.channel,
+    }
+    if act.sku is not None:
+        out["sku"] = act.sku
+    if act.category is not None:
+        out["category"] = act.category
+    return out

@@ -1,0 +1,518 @@
+"""Stage: who each event belongs to, recomputed from the evidence so that order never matters.
+
+Per batch, over the evidence the store loaded (the profiles the batch's identifiers lead to,
+their atoms and groups, the identifiers' records and erasure tombstones):
+
+1. **erase**: erasure requests and tombstones of earlier ones absorb identifiers
+   (``resolvers.identity.erasure``); atoms carrying an erased person's account id or personal
+   identifier are deleted with their facts, erased devices are cut out of the rest;
+2. **atoms**: each event's identifier set joins the evidence (the earliest event of a set
+   stamps it) and its group (``resolvers.identity.evidence``);
+3. **co-occurrence**: identifiers learn which account ids they were seen with; one seen with
+   more than its type's threshold is shared (quarantined) and links nobody, past or future;
+4. **cluster**: when any of that changed, the people are recomputed from all loaded atoms in
+   canonical order (``resolvers.identity.cluster``) and every group goes to the person of its
+   best identifier; profiles that no longer exist redirect to the one that holds their
+   earliest events, or are erased;
+5. **records**: identifier records follow (linked profile, holders).
+
+Returns :class:`Resolution`, values only; the lane folds the events' facts into the groups and
+renders the people it touched.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+import orjson
+
+from resolvers.effects import (
+    Count,
+    Measure,
+    ProfileErased,
+    ProfileRedirected,
+    Published,
+    Suppressed,
+)
+from resolvers.identity.cluster import Clustering, cluster
+from resolvers.identity.erasure import Closure, Tombstone
+from resolvers.identity.evidence import (
+    EMPTY_RECORD,
+    Atom,
+    IdentifierRecord,
+    Stamp,
+    atom_key,
+    group_key,
+    ranked,
+)
+from resolvers.identity.rules import IdentityRules
+from resolvers.lanes.stored_profile import Group, StoredProfile
+from resolvers.profile import facts as profile_facts
+from resolvers.profile.facts import EMPTY_FACTS, Facts
+from resolvers.timefmt import format_time
+from schemas.identifiers import Identifier
+
+NAME = "identity"
+
+#: Event outcomes this stage decides (besides ``ok``).
+ERASED: Final = "erased"
+NOTHING_TO_ERASE: Final = "erasure_nothing_to_erase"
+SUPPRESSED: Final = "suppressed"  # carried an erased person's identifier
+UNATTRIBUTED: Final = "unattributed"  # carried only shared identifiers: nobody's event
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """One new event's identity input: identifiers normalized, blocked values removed."""
+
+    event_id: str
+    stamp: Stamp
+    ids: tuple[Identifier, ...]
+    erase: bool = False  # an erasure request naming ``ids``
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    rules: IdentityRules
+    hash_of: Callable[[Identifier], str]  # salted suppression hash
+    records: Mapping[Identifier, IdentifierRecord]
+    tombstones: Mapping[str, Tombstone]  # by salted hash
+    profiles: Mapping[str, StoredProfile]  # live, loaded
+    redirected: frozenset[str] = frozenset()  # loaded ids that are redirects today
+    topics: Mapping[str, str] = field(default_factory=dict)  # merges, erasures
+
+
+@dataclass
+class PersonDraft:
+    """A person after this batch, before their facts fold and render."""
+
+    profile_id: str
+    first: Stamp
+    identifiers: Mapping[str, tuple[str, ...]]
+    groups: dict[str, Group]
+    merged_from: set[str] = field(default_factory=set)
+    changed: bool = False  # identity, composition or history changed: render it
+
+    def stored(self) -> StoredProfile:
+        return StoredProfile(
+            self.profile_id,
+            self.first,
+            self.identifiers,
+            dict(self.groups),
+            tuple(sorted(self.merged_from - {self.profile_id})),
+        )
+
+
+@dataclass
+class Resolution:
+    people: dict[str, PersonDraft]
+    owner_of_group: dict[str, str]  # group key -> profile id
+    event_group: dict[str, str]  # event id -> the group its facts fold into
+    outcomes: dict[str, str]  # event id -> outcome other than ok
+    records: dict[Identifier, IdentifierRecord | None]  # changed records (None: delete)
+    suppressed: list[Suppressed]
+    redirected: list[ProfileRedirected]
+    erased: list[ProfileErased]
+    published: list[Published]
+    counts: Counter[Count]
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def resolve(evidence: Evidence, sightings: Iterable[Sighting]) -> Resolution:
+    sightings = list(sightings)
+    events = [s for s in sightings if not s.erase]
+    run = _Run(evidence)
+    run.erase([s for s in sightings if s.erase])
+    run.expand([Atom(s.ids, s.stamp) for s in events if s.ids])
+    run.regroup()
+    run.add_atoms(events)
+    run.cooccur()
+    run.assign()
+    run.diff()
+    run.write_records()
+    run.tombstones()
+    return run.resolution
+
+
+class _Run:
+    """One batch's identity resolution; each method is one step of the module docstring."""
+
+    def __init__(self, evidence: Evidence) -> None:
+        self.ev = evidence
+        self.rules = evidence.rules
+        self.records: dict[Identifier, IdentifierRecord] = dict(evidence.records)
+        self.closure = Closure(evidence.rules, evidence.hash_of)
+        for digest, tomb in evidence.tombstones.items():
+            self.closure.tombstone(digest, tomb)
+        # the evidence being rebuilt
+        self.groups: dict[str, dict[str, Atom]] = {}
+        self.facts: dict[str, Facts] = {}
+        self.old_owner: dict[str, str] = {}
+        for pid, profile in evidence.profiles.items():
+            for gkey, group in profile.groups.items():
+                self.groups[gkey] = dict(group.atoms)
+                self.facts[gkey] = group.facts
+                self.old_owner[gkey] = pid
+        self.changed = False  # identity evidence changed: recluster
+        self.erasing = False
+        self.pending: list[Sighting] = []
+        self.clustering: Clustering | None = None
+        self.resolution = Resolution(
+            people={},
+            owner_of_group={},
+            event_group={},
+            outcomes={},
+            records={},
+            suppressed=[],
+            redirected=[],
+            erased=[],
+            published=[],
+            counts=Counter(),
+        )
+
+    # 1. erase ----------------------------------------------------------------------------
+    def erase(self, requests: list[Sighting]) -> None:
+        for request in requests:
+            self.closure.request(request.ids)
+            self.resolution.outcomes[request.event_id] = NOTHING_TO_ERASE
+            self.erasing = True
+
+    def expand(self, new_atoms: list[Atom]) -> None:
+        """Follow the erasures through the stored atoms and the new events' ones."""
+        if not self.closure.absorbed:
+            return
+        stored = [a for atoms in self.groups.values() for a in atoms.values()]
+        before = dict(self.closure.absorbed)
+        self.closure.expand([*stored, *new_atoms])
+        if any(before.get(d) != t for d, t in self.closure.absorbed.items()):
+            self.erasing = True
+
+    def tombstones(self) -> None:
+        """Every tombstone this batch made or changed, with the profiles now holding its
+        ghost."""
+        for gkey, atoms in self.groups.items():
+            owner = self.resolution.owner_of_group.get(gkey)
+            if owner is not None:
+                for atom in atoms.values():
+                    self.closure.hold(atom.ghosts, owner)
+        for digest, tomb in self.closure.absorbed.items():
+            if self.ev.tombstones.get(digest) != tomb:
+                self.resolution.suppressed.append(Suppressed(digest, _tomb_json(tomb)))
+
+    # 2. regroup: apply the closure to the stored atoms -------------------------------------
+    def regroup(self) -> None:
+        if not self.closure.absorbed:
+            return
+        groups, facts = self.groups, self.facts
+        self.groups, self.facts = {}, {}
+        for gkey, atoms in groups.items():
+            for atom in atoms.values():
+                kept = self.closure.reduce(atom, anchored=gkey.startswith("u:"))
+                if kept is not atom:
+                    self.changed = True
+                if kept is None:
+                    continue
+                self._put(kept, facts[gkey], owner=self.old_owner.get(gkey))
+                facts[gkey] = EMPTY_FACTS  # a group's facts move once, with its first atom
+
+    def _put(self, atom: Atom, facts: Facts, *, owner: str | None = None) -> str:
+        gkey = group_key(atom.ids, self.rules)
+        atoms = self.groups.setdefault(gkey, {})
+        key = atom.key
+        old = atoms.get(key)
+        atoms[key] = atom if old is None else old.joined(atom)
+        if not facts.is_empty:
+            have = self.facts.get(gkey, EMPTY_FACTS)
+            self.facts[gkey] = profile_facts.merge(have, facts)
+        else:
+            self.facts.setdefault(gkey, EMPTY_FACTS)
+        if owner is not None:
+            self.old_owner.setdefault(gkey, owner)
+        return gkey
+
+    # 3. atoms of the new events --------------------------------------------------------------
+    def add_atoms(self, sightings: list[Sighting]) -> None:
+        for s in sightings:
+            if not s.ids:
+                continue
+            raw = Atom(s.ids, s.stamp)
+            anchored = group_key(s.ids, self.rules).startswith("u:")
+            atom = self.closure.reduce(raw, anchored=anchored)
+            if atom is None:
+                self.resolution.outcomes[s.event_id] = SUPPRESSED
+                self.resolution.counts[Count(Measure.SUPPRESSED_EVENTS)] += 1
+                continue
+            gkey = group_key(atom.ids, self.rules)
+            old = self.groups.get(gkey, {}).get(atom.key)
+            if old is None and all(self._is_shared(i) for i in atom.ids):
+                self.resolution.outcomes[s.event_id] = UNATTRIBUTED  # nobody's; no replay
+                self.resolution.counts[Count(Measure.UNATTRIBUTED)] += 1
+                continue
+            if old is None or old.joined(atom) != old:
+                self.changed = True
+            self._put(atom, EMPTY_FACTS)
+            self.resolution.event_group[s.event_id] = gkey
+            self.pending.append(Sighting(s.event_id, s.stamp, atom.ids))
+
+    # 4. co-occurrence and shared identifiers --------------------------------------------------
+    def cooccur(self) -> None:
+        for s in self.pending:
+            uniques = [i for i in s.ids if self.rules.is_unique(i.type)]
+            if not uniques:
+                continue
+            for ident in s.ids:
+                if self.rules.is_unique(ident.type):
+                    continue
+                old = self.records.get(ident, EMPTY_RECORD)
+                new = old.with_cooccurrence(ident, uniques, self.rules)
+                if new is old:
+                    continue
+                self.records[ident] = new
+                if new.quarantined and not old.quarantined:
+                    self.changed = True
+                    self._quarantined(ident, new, s.event_id)
+
+    def _quarantined(self, ident: Identifier, record: IdentifierRecord, event_id: str) -> None:
+        counts = [len(vs) for vs in record.seen_with.values()]
+        self.resolution.counts[Count(Measure.QUARANTINED)] += 1
+        self.resolution.published.append(
+            Published(
+                self.ev.topics.get("merges", "identity.merges"),
+                record.profile_id,
+                {
+                    "kind": "quarantined",
+                    "identifier_type": ident.type,
+                    "identifier": self.ev.hash_of(ident)[:16],
+                    "reason": f"quarantine:{ident.type}",
+                    "evidence_count": max(counts, default=0),
+                    "event_id": event_id,
+                },
+            )
+        )
+
+    def _is_shared(self, ident: Identifier) -> bool:
+        record = self.records.get(ident)
+        return record is not None and record.quarantined
+
+    def _shared(self) -> frozenset[Identifier]:
+        return frozenset(i for i, r in self.records.items() if r.quarantined)
+
+    # 5. people -------------------------------------------------------------------------------
+    def assign(self) -> None:
+        res = self.resolution
+        shared = self._shared()
+        if not self.changed and not self.erasing:
+            for pid, profile in self.ev.profiles.items():
+                res.people[pid] = PersonDraft(
+                    pid,
+                    profile.first,
+                    profile.identifiers,
+                    {g: Group(self.groups[g], self.facts[g]) for g in profile.groups},
+                    set(profile.merged_from),
+                )
+                for gkey in profile.groups:
+                    res.owner_of_group[gkey] = pid
+            self._unattributed()
+            return
+        atoms = [a for atoms in self.groups.values() for a in atoms.values()]
+        self.clustering = clustering = cluster(atoms, shared, self.rules)
+        for pid, person in clustering.people.items():
+            res.people[pid] = PersonDraft(pid, person.first, person.identifiers, {})
+        for gkey, group_atoms in self.groups.items():
+            best = _best(group_atoms.values(), shared, self.rules)
+            owner = clustering.person_of(best) if best is not None else None
+            if owner is None:
+                continue  # only shared identifiers: its events are nobody's
+            res.owner_of_group[gkey] = owner
+            res.people[owner].groups[gkey] = Group(group_atoms, self.facts[gkey])
+        self._unattributed()
+        self._blocked(clustering)
+
+    def _unattributed(self) -> None:
+        """Events whose group has no owner carried only shared identifiers: nobody's."""
+        res = self.resolution
+        for event_id, gkey in list(res.event_group.items()):
+            if gkey not in res.owner_of_group:
+                del res.event_group[event_id]
+                res.outcomes[event_id] = UNATTRIBUTED
+                res.counts[Count(Measure.UNATTRIBUTED)] += 1
+
+    def _blocked(self, clustering: Clustering) -> None:
+        new = {s.event_id for s in self.pending}
+        for blocked in clustering.blocked:
+            if blocked.atom.first.event_id not in new:
+                continue  # announced when its atom first came
+            res = self.resolution
+            owner = clustering.person_of(blocked.atom.ids[0])
+            others = sorted({p for i in blocked.dropped if (p := clustering.person_of(i))})
+            res.counts[Count(Measure.MERGES_BLOCKED, rule=blocked.rule)] += 1
+            res.published.append(
+                Published(
+                    self.ev.topics.get("merges", "identity.merges"),
+                    owner,
+                    {
+                        "kind": "merge_blocked",
+                        "profile_ids": [p for p in (owner, *others) if p is not None],
+                        "event_id": blocked.atom.first.event_id,
+                        "rule": blocked.rule,
+                        "reason": blocked.reason,
+                        "dropped": [self.ev.hash_of(i)[:16] for i in blocked.dropped],
+                        "dropped_types": sorted({i.type for i in blocked.dropped}),
+                    },
+                )
+            )
+
+    # 6. what happened to the profiles that were -----------------------------------------------
+    def diff(self) -> None:
+        res = self.resolution
+        people = res.people
+        live = set(people)
+        for pid, profile in self.ev.profiles.items():
+            older = tuple(p for p in profile.merged_from if p not in live)
+            if pid in people:
+                person = people[pid]
+                person.merged_from |= set(older)
+                person.changed |= _changed(profile, person)
+                continue
+            target = self._successor(profile)
+            if target is None:
+                reason = "erased" if self.erasing else "dissolved"
+                res.erased.append(ProfileErased(pid, older, reason))
+                continue
+            into = people[target]
+            into.merged_from |= {pid, *older}
+            into.changed = True
+            res.redirected.append(ProfileRedirected(pid, target, older))
+            res.counts[Count(Measure.MERGES)] += 1
+            res.published.append(
+                Published(
+                    self.ev.topics.get("merges", "identity.merges"),
+                    target,
+                    {
+                        "kind": "merged",
+                        "survivor": target,
+                        "absorbed": pid,
+                        "event_id": into.first.event_id,
+                        "rule": "shared_event",
+                        "occurred_at": format_time(into.first.at),
+                    },
+                )
+            )
+        for pid, person in people.items():
+            person.merged_from -= live  # an id live again (a person re-formed) is no redirect
+            if pid not in self.ev.profiles:
+                person.changed = True
+                if pid not in self.ev.redirected:
+                    res.counts[Count(Measure.PROFILES_CREATED)] += 1
+        if self.erasing:
+            self._announce_erasures()
+
+    def _successor(self, profile: StoredProfile) -> str | None:
+        """Where a profile that is no longer a person lives on: the person now holding its
+        earliest events (None: they were erased, or all became nobody's)."""
+        candidates = [
+            (group.earliest(), self.resolution.owner_of_group[gkey])
+            for gkey, group in profile.groups.items()
+            if gkey in self.resolution.owner_of_group
+        ]
+        regrouped = [
+            (min(a.first for a in self.groups[g].values()), owner)
+            for g, owner in self.resolution.owner_of_group.items()
+            if self.old_owner.get(g) == profile.profile_id
+        ]
+        found = min(candidates + regrouped, default=None)
+        return found[1] if found is not None else None
+
+    def _announce_erasures(self) -> None:
+        res = self.resolution
+        requests = [e for e, o in res.outcomes.items() if o == NOTHING_TO_ERASE]
+        for erased in res.erased:
+            if erased.reason != "erased":
+                continue
+            res.counts[Count(Measure.ERASURES)] += 1
+            res.published.append(
+                Published(
+                    self.ev.topics.get("erasures", "privacy.erasures"),
+                    erased.profile_id,
+                    {
+                        "profile_id": erased.profile_id,
+                        "event_ids": requests,
+                        "identifiers_suppressed": len(res.suppressed),
+                        "merged_from": list(erased.merged_from),
+                    },
+                )
+            )
+        if any(e.reason == "erased" for e in res.erased):
+            for event_id in requests:
+                res.outcomes[event_id] = ERASED
+
+    # 7. identifier records ----------------------------------------------------------------------
+    def write_records(self) -> None:
+        res = self.resolution
+        holders: dict[Identifier, set[str]] = {}
+        for gkey, atoms in self.groups.items():
+            owner = res.owner_of_group.get(gkey)
+            if owner is None:
+                continue
+            for atom in atoms.values():
+                for ident in atom.ids:
+                    holders.setdefault(ident, set()).add(owner)
+        loaded_pids = set(self.ev.profiles)
+        owners = self.clustering.owner if self.clustering is not None else None
+        for ident in set(self.records) | set(holders):
+            if self.closure.is_absorbed(ident):
+                if ident in self.ev.records:
+                    res.records[ident] = None
+                continue
+            old = self.records.get(ident, EMPTY_RECORD)
+            kept = {h for h in old.holders if h not in loaded_pids}  # not loaded: unknown
+            owner = owners.get(ident) if owners is not None else old.profile_id
+            new = old.linked_to(owner).with_holders(kept | holders.get(ident, set()))
+            loaded = self.ev.records.get(ident)
+            if new.is_empty:
+                if loaded is not None:
+                    res.records[ident] = None
+            elif new != loaded:
+                res.records[ident] = new
+
+
+def _best(
+    atoms: Iterable[Atom], shared: frozenset[Identifier], rules: IdentityRules
+) -> Identifier | None:
+    """A group's best identifier still linking (its account id, or its atom's best one)."""
+    usable = [i for atom in atoms for i in atom.ids if i not in shared]
+    ids = ranked(usable, rules)
+    return ids[0] if ids else None
+
+
+def _changed(profile: StoredProfile, person: PersonDraft) -> bool:
+    if profile.first != person.first or dict(profile.identifiers) != dict(person.identifiers):
+        return True
+    if set(profile.groups) != set(person.groups):
+        return True
+    return any(
+        dict(profile.groups[g].atoms) != dict(person.groups[g].atoms) for g in profile.groups
+    )
+
+
+def _tomb_json(tomb: Tombstone) -> bytes:
+    return orjson.dumps(tomb.to_json())
+
+
+__all__ = [
+    "ERASED",
+    "NOTHING_TO_ERASE",
+    "SUPPRESSED",
+    "UNATTRIBUTED",
+    "Evidence",
+    "PersonDraft",
+    "Resolution",
+    "Sighting",
+    "atom_key",
+    "resolve",
+]

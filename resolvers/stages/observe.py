@@ -1,0 +1,82 @@
+"""Stage: what the profile sees of an event (pure): an observation for the facts fold, the
+identifiers it links for identity, the consent it states.
+
+Order events (``order_completed``, ``pos_sale``, ``order_returned``) become order facts with a
+total (the lines' sum when the event gives none); store sales and ``pos`` channel orders are
+in-store. Preferences are kept as canonical JSON so equal values compare equal.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+from resolvers.consent import EXPLICIT_TYPES, EventConsent, statements
+from resolvers.profile.facts import ORDER_TYPES, RETURN_TYPE, Observation, OrderFacts
+from schemas.touchpoint import EventType, Touchpoint
+
+NAME = "observe"
+
+
+def event_consent(tp: Touchpoint) -> EventConsent:
+    own = tp.consent.model_dump(exclude_none=True) if tp.consent is not None else None
+    signals = (
+        tp.consent_signals.model_dump(exclude_none=True) if tp.consent_signals is not None else None
+    )
+    return statements(own, bool(tp.gpc), signals or None, explicit=tp.type.value in EXPLICIT_TYPES)
+
+
+def _canonical_json(value: object) -> str:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def _str_prop(props: dict[str, object], name: str) -> str | None:
+    value = props.get(name)
+    return value if isinstance(value, str) and value else None
+
+
+def _order(tp: Touchpoint) -> OrderFacts | None:
+    if tp.order is None or (tp.type.value not in ORDER_TYPES and tp.type.value != RETURN_TYPE):
+        return None
+    o = tp.order
+    total = o.total
+    if total is None:
+        total = sum(((ln.unit_price or Decimal(0)) * ln.quantity for ln in o.lines), Decimal(0))
+    return OrderFacts(
+        order_id=o.order_id,
+        total=total,
+        currency=o.currency or "XXX",
+        payment_method=o.payment_method,
+        location_id=o.location_id,
+        categories=tuple(ln.category for ln in o.lines if ln.category),
+        skus=tuple(ln.sku for ln in o.lines),
+        in_store=tp.type is EventType.POS_SALE or tp.channel.value == "pos",
+    )
+
+
+def observation(tp: Touchpoint) -> Observation:
+    traits: dict[str, str] = {}
+    preferences: dict[str, str] = {}
+    if tp.traits is not None:
+        for name, value in tp.traits.model_dump(exclude_none=True).items():
+            if name == "preferences":
+                preferences = {k: _canonical_json(v) for k, v in dict(value).items() if k}
+            elif isinstance(value, str | int | float | bool) and str(value):
+                traits[name] = str(value)
+    props = dict(tp.properties)
+    return Observation(
+        event_id=tp.event_id,
+        type=tp.type.value,
+        channel=tp.channel.value,
+        at=tp.occurred_at,
+        consent=event_consent(tp),
+        explicit=tp.type.value in EXPLICIT_TYPES,
+        region=tp.region,
+        traits=traits,
+        preferences=preferences,
+        sku=_str_prop(props, "sku"),
+        category=_str_prop(props, "category"),
+        order=_order(tp),
+    )

@@ -1,0 +1,45 @@
+"""The one timestamp format of every public output: RFC 3339 in UTC with a ``Z`` suffix.
+
+Snapshots, change and audit records, DLQ headers and stored state all write times with
+:func:`format_time` (microseconds only when the time has them) and read them back with
+:func:`parse_time`, which accepts any RFC 3339 offset and returns an aware UTC datetime.
+Producers may stamp events in their local offset; nothing Loom writes keeps that offset.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+class TimeFormatError(ValueError):
+    """A timestamp without an offset (Loom never guesses a time zone)."""
+
+
+def utc(value: datetime) -> datetime:
+    """``value`` in UTC; naive datetimes are refused."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise TimeFormatError("timestamp must be timezone-aware")
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
+def format_time(value: datetime) -> str:
+    """``2026-11-22T10:15:00Z`` (``.123456`` before the ``Z`` when there are microseconds)."""
+    text = utc(value).isoformat()
+    return text[:-6] + "Z"  # a UTC isoformat ends with "+00:00"
+
+
+def format_optional(value: datetime | None) -> str | None:
+    return None if value is None else format_time(value)
+
+
+def parse_time(text: str) -> datetime:
+    """Inverse of :func:`format_time`; accepts any offset, returns UTC."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise TimeFormatError(f"not an RFC 3339 timestamp: {text!r}") from exc
+    return utc(parsed)
+
+
+def parse_optional(text: str | None) -> datetime | None:
+    return None if text is None else parse_time(text)
