@@ -397,6 +397,8 @@ class Simulator:
             )  # fmt: skip
             self._tick()
             order = self._order(c.region, "online", lines)
+            if rng.random() < 0.5:  # paid with the card they also use in stores: links them
+                ids = {**ids, "card_token": c.card_token}
             yield self._event("order_completed", channel, region=c.region, identifiers=ids,
                               order=order)  # fmt: skip
             order_ids = {"customer_id": c.customer_id}

@@ -56,6 +56,7 @@ from resolvers.effects import Measure
 from resolvers.identity.rules import IdentityRules, load_rules
 from resolvers.pipeline import PROFILES, BatchResult, CommitConflictError, Lane, run_batch
 from resolvers.steps import DeadLetter, RawRecord
+from resolvers.timefmt import format_time
 from schemas.normalize import DEFAULT as NORMALIZE_DEFAULT
 from schemas.normalize import is_blocked
 from streams import kafka_clients
@@ -83,7 +84,7 @@ def dlq_headers(dead: DeadLetter, now: datetime) -> list[tuple[str, str | bytes 
         ("loom.source_topic", r.topic.encode()),
         ("loom.source_partition", str(r.partition).encode()),
         ("loom.source_offset", str(r.offset).encode()),
-        ("loom.failed_at", now.isoformat().encode()),
+        ("loom.failed_at", format_time(now).encode()),
         *original,
     ]
 

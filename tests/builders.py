@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from resolvers.context import Context, TopicNames
 from resolvers.consent import ConsentPolicy
+from resolvers.context import Context, TopicNames
 from resolvers.identity.rules import IdentityRules
 from schemas.normalize import DEFAULT, is_blocked
 

@@ -22,6 +22,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+from resolvers.timefmt import format_time
 from streams.cli.reading import add_redis_args, redis_target
 from streams.settings import load_settings
 
@@ -62,7 +63,7 @@ def run_erase(args: argparse.Namespace) -> int:
         "event_id": f"erase-{uuid.uuid4().hex}",
         "type": "erasure_requested",
         "channel": "backoffice",
-        "occurred_at": datetime.now(UTC).isoformat(),
+        "occurred_at": format_time(datetime.now(UTC)),
         "source": "loom-cli",
         "identifiers": {id_type: value},
         **({"region": args.region} if args.region else {}),

@@ -18,6 +18,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from resolvers.identity_rules import IdentityRules
 
 from resolvers.identity import (
     IdentifierRecord,
@@ -27,7 +28,6 @@ from resolvers.identity import (
     apply,
     resolve,
 )
-from resolvers.identity_rules import IdentityRules
 from schemas.identifiers import (
     ANONYMOUS_ID,
     CARD_TOKEN,

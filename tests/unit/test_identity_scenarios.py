@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import pytest
+from resolvers.identity_rules import IdentityRules
 
 from resolvers.identity import (
     DROP_BLOCKED,
@@ -28,7 +29,6 @@ from resolvers.identity import (
     apply,
     resolve,
 )
-from resolvers.identity_rules import IdentityRules
 from schemas.identifiers import Identifier
 from schemas.normalize import is_blocked, normalize_identifiers
 
