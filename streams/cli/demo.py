@@ -10,6 +10,7 @@ groups' lag is zero -> print what Loom built -> stop the workers -> ``deploy/inf
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import logging
 import os
@@ -76,44 +77,23 @@ def run(args: argparse.Namespace) -> int:
             return 1
     from streams.topics import ensure_topics
 
+    if not args.no_infra:  # our own local servers: start the story from a clean slate
+        _reset(settings)
     ensure_topics(settings)
     reader = ProfileReader(
         redis.Redis.from_url(settings.redis_url),
         settings.redis_prefix,
         default_region=settings.default_region,
     )
-    workers: dict[str, subprocess.Popen[bytes]] = {}
-    logs: dict[str, Path] = {}
-    for role in LANES:  # one worker per lane: two consumer groups on the same topic
-        logs[role] = ROOT / ".cache" / f"demo-worker-{role}.log"
-        logs[role].parent.mkdir(parents=True, exist_ok=True)
-        say(f"starting the {role} worker (log: {logs[role]})")
-        with logs[role].open("wb") as log_file:
-            workers[role] = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli.main", "worker", "--role", role,
-                 "--loglevel", "warning"],
-                stdout=log_file, stderr=subprocess.STDOUT, env=os.environ.copy(),
-            )  # fmt: skip
+    workers, logs = _start_workers()
     consumers = lane_consumers(settings)
     try:
-        raw = settings.topics.raw
-        partitions = sorted(
-            consumers[PROFILES.name].list_topics(raw, timeout=10).topics[raw].partitions
-        )
         sent = _simulate(settings, args)
         say("waiting for the workers to catch up")
         deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            lags = {role: uncommitted(c, raw, partitions) for role, c in consumers.items()}
-            if not any(lags.values()):
-                break
-            for role, worker in workers.items():
-                if worker.poll() is not None:
-                    say(f"{role} worker exited with {worker.returncode}; see {logs[role]}")
-                    return 1
-            shown = ", ".join(f"{role} {n}" for role, n in lags.items())
-            print(f"    lag (records): {shown}", file=sys.stderr, flush=True)
-            time.sleep(2)
+        failed = _wait_caught_up(settings, consumers, workers, logs, deadline)
+        if failed:
+            return 1
         _wait_for_relay(reader, deadline)
         story = demo_story.Story(
             settings=settings,
@@ -138,6 +118,80 @@ def run(args: argparse.Namespace) -> int:
             say("stopping Kafka and Redis")
             infra("down")
     return 0
+
+
+def _start_workers() -> tuple[dict[str, subprocess.Popen[bytes]], dict[str, Path]]:
+    """One ``loom worker`` per lane (two consumer groups on the same topic), logging to
+    ``.cache/demo-worker-<role>.log``."""
+    workers: dict[str, subprocess.Popen[bytes]] = {}
+    logs: dict[str, Path] = {}
+    for role in LANES:
+        logs[role] = ROOT / ".cache" / f"demo-worker-{role}.log"
+        logs[role].parent.mkdir(parents=True, exist_ok=True)
+        say(f"starting the {role} worker (log: {logs[role]})")
+        with logs[role].open("wb") as log_file:
+            workers[role] = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli.main", "worker", "--role", role,
+                 "--loglevel", "warning"],
+                stdout=log_file, stderr=subprocess.STDOUT, env=os.environ.copy(),
+            )  # fmt: skip
+    return workers, logs
+
+
+def _wait_caught_up(
+    settings: LoomSettings,
+    consumers: dict[str, Consumer],
+    workers: dict[str, subprocess.Popen[bytes]],
+    logs: dict[str, Path],
+    deadline: float,
+) -> bool:
+    """Until both lanes committed everything (progress on stderr); True if a worker died."""
+    raw = settings.topics.raw
+    partitions = sorted(
+        consumers[PROFILES.name].list_topics(raw, timeout=10).topics[raw].partitions
+    )
+    while time.monotonic() < deadline:
+        lags = {role: uncommitted(c, raw, partitions) for role, c in consumers.items()}
+        if not any(lags.values()):
+            return False
+        for role, worker in workers.items():
+            if worker.poll() is not None:
+                say(f"{role} worker exited with {worker.returncode}; see {logs[role]}")
+                return True
+        shown = ", ".join(f"{role} {n}" for role, n in lags.items())
+        print(f"    lag (records): {shown}", file=sys.stderr, flush=True)
+        time.sleep(2)
+    return False
+
+
+def _reset(settings: LoomSettings) -> None:
+    """Forget an earlier demo left running with ``--keep``: Loom's topics and consumer groups
+    on the local broker, and its keys in the local Redis. Only ever on the servers the demo
+    started itself."""
+    admin = kafka_clients.admin(settings)
+    existing = set(admin.list_topics(timeout=10).topics)
+    names = [
+        name
+        for field in type(settings.topics).model_fields
+        if (name := getattr(settings.topics, field)) in existing
+    ]
+    if names:
+        for future in admin.delete_topics(names, operation_timeout=30).values():
+            future.result()
+        deadline = time.monotonic() + 30
+        while set(names) & set(admin.list_topics(timeout=10).topics):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    groups = [settings.group_id(lane) for lane in LANES]
+    for future in admin.delete_consumer_groups(groups, request_timeout=10).values():
+        with contextlib.suppress(Exception):  # a group that never existed is fine
+            future.result()
+    client = redis.Redis.from_url(settings.redis_url)
+    keys = list(client.scan_iter(match=f"{settings.redis_prefix}:*", count=1000))
+    for start in range(0, len(keys), 500):
+        client.delete(*keys[start : start + 500])
+    client.close()
 
 
 def _wait_for_relay(reader: ProfileReader, deadline: float) -> None:
