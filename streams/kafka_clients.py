@@ -18,23 +18,30 @@ token itself (``sasl.oauthbearer.method=oidc``); aiokafka through
 librdkafka's own log lines do not go to the console raw (``%4|1732...|GETPID|...``): they are
 routed through Python logging, on the ``librdkafka`` logger, one level lower than librdkafka
 rates them (its warnings are mostly transient: a broker not ready yet, a reconnect, which it
-retries by itself; Loom reports what really fails through errors and callbacks). So they show
-with ``-v`` / ``--loglevel debug``, in Loom's log format, and never in the demo's story.
+retries by itself), and entry points show them only when asked (``-v``, ``--loglevel debug``;
+:func:`show_librdkafka_lines`). What really fails reaches every client's ``error_cb``,
+:class:`ErrorReport`: one line per distinct error and minute on this module's logger (a broker
+that rejects the credentials makes librdkafka log the same failure dozens of times a second).
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import threading
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient
 
 from streams.settings import LoomSettings
 
 if TYPE_CHECKING:
     import ssl
+
+log = logging.getLogger(__name__)
 
 #: The logger librdkafka's log lines go to (see the module docstring).
 LIBRDKAFKA_LOGGER: Final = "librdkafka"
@@ -58,9 +65,52 @@ def _librdkafka_log() -> LibrdkafkaLog:
     return LibrdkafkaLog(logging.getLogger(LIBRDKAFKA_LOGGER), {})
 
 
+def show_librdkafka_lines(verbose: bool) -> None:
+    """Entry points: librdkafka's own lines only when ``verbose`` (errors come through
+    :class:`ErrorReport` anyway)."""
+    logging.getLogger(LIBRDKAFKA_LOGGER).setLevel(
+        logging.NOTSET if verbose else logging.CRITICAL + 1
+    )
+
+
+_VARYING = re.compile(r" \(after \d+ms in state \w+\)|\d+/\d+ (?=brokers)")
+
+
+def error_text(err: KafkaError | str) -> str:
+    """librdkafka's text of ``err`` without the parts that vary between repeats."""
+    return _VARYING.sub("", err if isinstance(err, str) else err.str()).strip()
+
+
+class ErrorReport:
+    """Default ``error_cb`` of every client: logs each distinct error once per ``every_s``
+    seconds (by code and text; never with ``every_s=None``) and keeps the most recent ones
+    (the startup checks read them)."""
+
+    def __init__(self, every_s: float | None = 60.0, clock: Any = time.monotonic) -> None:
+        self.every_s, self.clock = every_s, clock
+        self._logged: dict[tuple[int, str], float] = {}
+        self._lock = threading.Lock()
+        self.recent: list[KafkaError] = []
+
+    def __call__(self, err: KafkaError) -> None:
+        key = (err.code(), error_text(err))
+        with self._lock:
+            self.recent = [*self.recent[-9:], err]
+            now = self.clock()
+            if self.every_s is None or now - self._logged.get(key, -self.every_s) < self.every_s:
+                return
+            self._logged[key] = now
+        log.warning("kafka: %s", key[1])
+
+
 def base_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
     """What every client gets, for code that has only the bootstrap servers."""
-    return {"bootstrap.servers": bootstrap, "logger": _librdkafka_log(), **overrides}
+    return {
+        "bootstrap.servers": bootstrap,
+        "logger": _librdkafka_log(),
+        "error_cb": ErrorReport(),
+        **overrides,
+    }
 
 
 def security_config(settings: LoomSettings) -> dict[str, Any]:

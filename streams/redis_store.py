@@ -35,6 +35,13 @@ All of one batch's reads are one Lua call (``lua/load.lua``) and all its writes 
 redirects and held identifiers it cannot know in advance), which standalone Redis allows;
 ``commit.lua`` takes every key name from Python, inside its ARGV plan rather than as KEYS.
 Redis Cluster is not supported by layout v1.
+
+With ``wait_replicas`` (``LOOM_REDIS_WAIT_REPLICAS``, for a primary with replicas behind
+Sentinel) the commit is followed, on the same connection, by ``WAIT n``: the commit returns
+only once ``n`` replicas hold it, so a failover right after the worker committed its Kafka
+offsets cannot lose the batch. Fewer acknowledgements raise :class:`NotReplicatedError` (a
+connection error: the batch is retried, and the retry's idempotent commit changes nothing
+that arrived).
 """
 
 from __future__ import annotations
@@ -64,6 +71,14 @@ from resolvers.store import (
 )
 
 STREAM_MAXLEN: Final = 100_000
+
+#: How long a commit waits for its replicas (``wait_replicas``) before it counts as failed.
+WAIT_TIMEOUT_MS: Final = 2_000
+
+
+class NotReplicatedError(redis.ConnectionError):
+    """Fewer replicas than required acknowledged a commit: its durability is in doubt as when
+    a connection drops before the reply, so it is retried like one."""
 
 
 def _script(name: str) -> str:
@@ -135,10 +150,12 @@ class RedisStore:
         *,
         prefix: str = "loom",
         seen_ttl_s: int = 7 * 24 * 3600,
+        wait_replicas: int = 0,
         on_call: Callable[[str, float], None] | None = None,
     ) -> None:
         """``on_call(op, seconds)`` is told how long each load and commit call took."""
         self.client = client
+        self.wait_replicas = wait_replicas
         self.on_call = on_call
         self.keys = Keys(prefix)
         self.prefix = prefix
@@ -235,7 +252,7 @@ class RedisStore:
         }
         # cjson decodes [] and {} alike; empty lists stay lists for ipairs either way.
         started = time.perf_counter()
-        result = self._commit(keys=[], args=[orjson.dumps(plan), *values])
+        result = self._call_commit([orjson.dumps(plan), *values])
         self._timed("commit", started)
         if result[0] == 1:
             return CommitResult(CommitStatus.OK)
@@ -248,3 +265,17 @@ class RedisStore:
             else {self.keys.seen(e, commit.scope): e for e in commit.event_ids}
         )
         return CommitResult(status, names.get(key, key))
+
+    def _call_commit(self, args: list[bytes]) -> Any:
+        if not self.wait_replicas:
+            return self._commit(keys=[], args=args)
+        pipe = self.client.pipeline(transaction=False)  # one connection: WAIT covers the commit
+        self._commit(keys=[], args=args, client=pipe)
+        pipe.wait(self.wait_replicas, WAIT_TIMEOUT_MS)
+        result, acknowledged = pipe.execute()
+        if acknowledged < self.wait_replicas:
+            raise NotReplicatedError(
+                f"commit acknowledged by {acknowledged} of {self.wait_replicas} replicas "
+                f"within {WAIT_TIMEOUT_MS} ms"
+            )
+        return result

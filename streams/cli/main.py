@@ -12,7 +12,18 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from streams.kafka_clients import LIBRDKAFKA_LOGGER
+from confluent_kafka import KafkaException
+from redis import RedisError
+
+from streams.kafka_clients import show_librdkafka_lines
+from streams.oauth import TokenError
+from streams.redact import redact_text
+from streams.settings import ConfigError, load_settings
+from streams.startup import InfraError
+
+#: Exit codes of every command for what went wrong outside it.
+EXIT_CONFIG = 2  # the configuration or the command line cannot work
+EXIT_INFRA = 1  # Kafka or Redis unreachable or refusing
 
 #: Subcommand modules under ``streams.cli``, in the order ``loom --help`` lists them.
 COMMANDS: tuple[str, ...] = (
@@ -33,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="loom", description="Loom: real-time identity resolution for retailers."
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging, librdkafka's lines included"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         module = importlib.import_module(f"streams.cli.{name}")
@@ -49,13 +62,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if not args.verbose:  # librdkafka's lines (already a level lower) only with -v
-        logging.getLogger(LIBRDKAFKA_LOGGER).setLevel(logging.WARNING)
+    show_librdkafka_lines(args.verbose)  # errors still come, once, through ErrorReport
     try:
         rc: int = args.func(args)
     except KeyboardInterrupt:
         return 130
+    except ConfigError as exc:
+        return _fail(args, str(exc), EXIT_CONFIG)
+    except (InfraError, KafkaException, RedisError, TokenError) as exc:
+        return _fail(args, str(exc), EXIT_INFRA)
     return rc
+
+
+def _fail(args: argparse.Namespace, message: str, code: int) -> int:
+    """One line on stderr, secrets masked: no traceback for what the user has to fix."""
+    try:
+        secrets = load_settings().secrets()
+    except ConfigError:
+        secrets = []
+    line = redact_text(" ".join(message.split()), secrets)
+    print(f"loom {args.command}: {line}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":
