@@ -10,13 +10,21 @@ Each comes from the first source that applies:
 3. ``deploy/infra.sh`` on free loopback ports with a temporary data dir, stopped (and the dir
    removed) at session end, also when tests fail. ``LOOM_TEST_KEEP_DATA=1`` keeps the dir.
 
+``servers`` wraps those two in :class:`loom_servers.Servers` (settings and subprocess
+environment of a Loom client); ``secured_servers`` is a second, secured pair (``deploy/infra.sh``
+with ``LOOM_INFRA_SECURED=yes``: Kafka SASL_SSL + mTLS listeners, Redis TLS + ACL users), started
+only by a session that runs a ``secured`` test; ``any_servers`` runs a test on both (its
+``secured`` case is marked ``secured``).
+
 Per-test helpers: ``unique_topic`` (factory creating a topic, deleted after the test),
 ``unique_group``, ``redis_client`` and ``redis_prefix`` (keys under it are deleted after the test),
 ``free_ports`` (factory of free loopback ports, server-free).
 
 Guard: a test in ``tests/unit`` or ``tests/pipeline`` that asks for a server fixture is a
 collection error; tests under ``tests/integration`` (``tests/e2e``) are marked ``integration``
-(``e2e``) automatically, so ``-m "not integration and not e2e"`` selects the server-free tiers.
+(``e2e``) automatically, so ``-m "not integration and not e2e"`` selects the server-free tiers;
+tests under ``tests/secured`` are marked ``secured``. ``make test`` leaves out what is marked
+``secured_full`` (the whole secured tier runs with ``make test-secured``).
 """
 
 from __future__ import annotations
@@ -33,10 +41,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import loom_servers
 import pytest
 import redis
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
+from loom_servers import Servers
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 INFRA_SCRIPT = REPO_ROOT / "deploy" / "infra.sh"
@@ -45,7 +55,16 @@ REDIS_IMAGE = "redis:7"
 
 #: Fixtures that need a real server; unit and pipeline tests must not use them.
 SERVER_FIXTURES = frozenset(
-    {"kafka_bootstrap", "redis_url", "unique_topic", "redis_client", "redis_prefix"}
+    {
+        "kafka_bootstrap",
+        "redis_url",
+        "unique_topic",
+        "redis_client",
+        "redis_prefix",
+        "servers",
+        "secured_servers",
+        "any_servers",
+    }
 )
 SERVER_FREE_TIERS = ("unit", "pipeline")
 
@@ -64,6 +83,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
         if tier == "e2e" and item.get_closest_marker("e2e") is None:
             item.add_marker(pytest.mark.e2e)
+        if tier == "secured" and item.get_closest_marker("secured") is None:
+            item.add_marker(pytest.mark.secured)
         fixtures = set(getattr(item, "fixturenames", ()))
         if tier in SERVER_FREE_TIERS and fixtures & SERVER_FIXTURES:
             raise pytest.UsageError(
@@ -113,21 +134,32 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 class LocalInfra:
-    """deploy/infra.sh on its own ports and data dir; ``down`` at session end."""
+    """deploy/infra.sh on its own ports and data dir; ``down`` at session end.
 
-    def __init__(self) -> None:
-        kafka_port, controller_port, redis_port = _free_ports(3)
+    ``secured``: the script's secured mode; ``kafka_bootstrap`` is then its SASL_SSL listener,
+    ``ssl_bootstrap`` the mTLS one, and the Redis port speaks TLS only."""
+
+    def __init__(self, *, secured: bool = False) -> None:
+        kafka_port, controller_port, redis_port, sasl_port, ssl_port = _free_ports(5)
+        self.secured = secured
         self.data_dir = Path(tempfile.mkdtemp(prefix="loom-test-infra-"))
+        self.tls_dir = self.data_dir / "tls"
+        self.redis_port = redis_port
         self.env = {
             **os.environ,
             "LOOM_KAFKA_PORT": str(kafka_port),
             "LOOM_KAFKA_CONTROLLER_PORT": str(controller_port),
             "LOOM_REDIS_PORT": str(redis_port),
             "LOOM_DATA_DIR": str(self.data_dir),
+            "LOOM_INFRA_SECURED": "yes" if secured else "no",
+            "LOOM_KAFKA_SASL_SSL_PORT": str(sasl_port),
+            "LOOM_KAFKA_SSL_PORT": str(ssl_port),
         }
+        self.ssl_bootstrap = f"127.0.0.1:{ssl_port}"
+        self.plaintext_bootstrap = f"127.0.0.1:{kafka_port}"
         self.endpoints = Endpoints(
-            kafka_bootstrap=f"127.0.0.1:{kafka_port}",
-            redis_url=f"redis://127.0.0.1:{redis_port}/0",
+            kafka_bootstrap=f"127.0.0.1:{sasl_port if secured else kafka_port}",
+            redis_url=f"redis{'s' if secured else ''}://127.0.0.1:{redis_port}/0",
         )
 
     def run(self, action: str) -> subprocess.CompletedProcess[str]:
@@ -236,6 +268,43 @@ def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
     else:
         endpoints: Endpoints = request.getfixturevalue("_local_infra")
         yield endpoints.redis_url
+
+
+@pytest.fixture(scope="session")
+def servers(kafka_bootstrap: str, redis_url: str) -> Servers:
+    """The session's (plain) servers as :class:`loom_servers.Servers`."""
+    return loom_servers.plain(kafka_bootstrap, redis_url)
+
+
+@pytest.fixture(scope="session")
+def secured_infra() -> Iterator[LocalInfra]:
+    """``deploy/infra.sh`` in secured mode on free ports, for the session."""
+    infra = LocalInfra(secured=True)
+    infra.up()
+    try:
+        yield infra
+    finally:
+        infra.down()
+
+
+@pytest.fixture(scope="session")
+def secured_servers(secured_infra: LocalInfra) -> Iterator[Servers]:
+    """Kafka over SASL_SSL (SCRAM-SHA-512) and Redis over TLS with per-prefix ACL users."""
+    found = loom_servers.secured(
+        secured_infra.endpoints.kafka_bootstrap, secured_infra.redis_port, secured_infra.tls_dir
+    )
+    try:
+        yield found
+    finally:
+        found.delete_users()
+
+
+@pytest.fixture(params=["plain", pytest.param("secured", marks=pytest.mark.secured)])
+def any_servers(request: pytest.FixtureRequest) -> Servers:
+    """Runs the test twice: on the plain servers and on the secured ones."""
+    name = "servers" if request.param == "plain" else "secured_servers"
+    found: Servers = request.getfixturevalue(name)
+    return found
 
 
 # --- per-test helpers -----------------------------------------------------------------------

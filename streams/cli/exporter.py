@@ -20,6 +20,7 @@ from streams.cli.lag import lane_groups
 from streams.cli.options import add_kafka_options, connect
 from streams.exporter import ExporterConfig, LagExporter, run_exporter
 from streams.metrics import ExporterMetrics
+from streams.settings import LoomSettings
 
 
 def register(subparsers: Any) -> None:
@@ -41,9 +42,14 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+def listen_host(args: argparse.Namespace, settings: LoomSettings) -> str:
+    """``--host``, else ``LOOM_WEB_HOST`` (127.0.0.1 unless a container says 0.0.0.0)."""
+    return str(args.host or settings.web_host)
+
+
 def run(args: argparse.Namespace) -> int:
     settings = connect(args, kafka=True)
-    host = args.host or settings.web_host
+    host = listen_host(args, settings)
     config = ExporterConfig(
         bootstrap=settings.kafka_bootstrap,
         kafka_config=kafka_clients.connection_config(settings),

@@ -21,9 +21,10 @@ from streams.redact import redact_text
 from streams.settings import ConfigError, load_settings
 from streams.startup import InfraError
 
-#: Exit codes of every command for what went wrong outside it.
-EXIT_CONFIG = 2  # the configuration or the command line cannot work
-EXIT_INFRA = 1  # Kafka or Redis unreachable or refusing
+#: Exit codes of every command for what went wrong outside it (a command's own codes, such
+#: as ``loom produce``'s 1 for rejected lines, stay below 2 or mean the same).
+EXIT_CONFIG = 2  # the configuration or the command line cannot work (like a usage error)
+EXIT_INFRA = 3  # Kafka or Redis unreachable or refusing (as "not delivered" in produce)
 
 #: Subcommand modules under ``streams.cli``, in the order ``loom --help`` lists them.
 COMMANDS: tuple[str, ...] = (

@@ -9,7 +9,8 @@ as one JSON object on stdout.
 
 Exit codes: 0 every line sent and delivered; 1 some lines were rejected by validation (the
 rest were sent); 3 some records failed delivery or were still undelivered when the flush timed
-out (wins over 1); 2 usage errors (argparse) or an unreadable input file.
+out (wins over 1), or Kafka could not be reached at all (one line on stderr); 2 usage errors
+(argparse, ``-X``, the configuration) or an unreadable input file.
 """
 
 from __future__ import annotations
@@ -164,12 +165,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = connect(args, kafka=True)
     try:
         stream: IO[bytes] = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
     except OSError as exc:
         sys.stderr.write(f"produce: cannot read {args.file}: {exc.strerror}\n")
         return EXIT_USAGE
+    try:
+        settings = connect(args, kafka=True)
+    except BaseException:
+        stream.close()
+        raise
     producer = TouchpointProducer(settings, topic=args.topic)
     try:
         with stream:

@@ -106,7 +106,11 @@ def journey(n: str) -> list[dict[str, Any]]:
     ]
 
 
+@pytest.mark.parametrize(
+    "loom", ["plain", pytest.param("secured", marks=pytest.mark.secured)], indirect=True
+)
 def test_journey_ends_in_exactly_one_profile(loom: Loom) -> None:
+    """Also on the secured servers: workers over SASL_SSL and TLS, as an ACL user."""
     loom.start_worker()
     loom.produce(journey("a"))
     loom.wait_idle()
