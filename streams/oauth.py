@@ -90,6 +90,7 @@ class ClientCredentialsProvider:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:  # noqa: S310
                 body: Any = json.loads(resp.read())
         except urllib.error.HTTPError as exc:
+            exc.close()  # it holds the response (and its socket)
             raise TokenError(f"token endpoint {self.token_url} answered {exc.code}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)

@@ -52,7 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         module = importlib.import_module(f"streams.cli.{name}")
         module.register(sub)
+    _name_commands(parser)
     return parser
+
+
+def _name_commands(parser: argparse.ArgumentParser) -> None:
+    """Every (sub)command knows its full name (``loom profile get``) for its error lines."""
+    parser.set_defaults(prog=parser.prog)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _name_commands(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,7 +92,7 @@ def _fail(args: argparse.Namespace, message: str, code: int) -> int:
     except ConfigError:
         secrets = []
     line = redact_text(" ".join(message.split()), secrets)
-    print(f"loom {args.command}: {line}", file=sys.stderr)
+    print(f"{args.prog}: {line}", file=sys.stderr)
     return code
 
 
