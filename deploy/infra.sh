@@ -11,6 +11,8 @@
 #   deploy/infra.sh status [--json]         running/stopped, pids, ports; exit 1 unless both up
 #   deploy/infra.sh env                     the LOOM_* variables that connect Loom to them
 #                                           (eval "$(deploy/infra.sh env)")
+#   deploy/infra.sh certs                   secured mode's certificates and passwords only
+#                                           (docker-compose's secured example mounts them)
 #   deploy/infra.sh classpath               print the Kafka classpath (fetches jars if missing)
 #   deploy/infra.sh kafka-tool CLASS ARGS   run a Java main class from that classpath, e.g.
 #       deploy/infra.sh kafka-tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
@@ -34,9 +36,10 @@
 #   LOOM_KAFKA_SSL_PORT         secured: Kafka SSL listener, client certificate required (19095)
 #
 # Secured mode (LOOM_INFRA_SECURED=yes; for the secured test tier, and to try a production-like
-# setup): certificates are generated with openssl on first `up` into $LOOM_DATA_DIR/tls (a CA,
-# a server certificate for 127.0.0.1/localhost, a client certificate for mTLS) with random
-# passwords beside them (files *-password, mode 600). Kafka gets a SASL_SSL listener (PLAIN,
+# setup): certificates are generated with openssl on first `up` (or `certs`) into
+# $LOOM_DATA_DIR/tls (a CA, a server certificate for 127.0.0.1, localhost, kafka and redis, a
+# client certificate for mTLS) with random passwords beside them (files *-password, mode 600)
+# and the Redis ACL file of the user `loom` (redis-users.acl, hashed password). Kafka gets a SASL_SSL listener (PLAIN,
 # SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER with Kafka's unsecured-JWT validator, for
 # tests only) with the user `loom` (SCRAM credentials added when the storage is formatted)
 # and an SSL listener that requires a client certificate; its PLAINTEXT listener on
@@ -49,7 +52,8 @@
 #   kafka/server.properties  kafka/kafka.pid  kafka/logs/server.log (broker log)
 #   kafka/logs/stdout.log (JVM stdout/stderr)  kafka/data/ (KRaft metadata + partitions)
 #   redis/redis.pid  redis/redis.log  redis/data/  (secured: redis/redis.conf)
-#   tls/ (secured: ca.pem, server.pem/.key/.p12, client.pem/.key, *-password)
+#   tls/ (secured: ca.pem, server.pem/.key, server-keystore.pem, client.pem/.key, *-password,
+#         redis-users.acl)
 set -euo pipefail
 
 readonly KAFKA_VERSION=3.9.1
@@ -193,7 +197,9 @@ issue_cert() {
   local name="$1" cn="$2"
   openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$cn" \
     -keyout "$TLS_DIR/$name.key" -out "$TLS_DIR/$name.csr" 2>/dev/null
-  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' \
+  # localhost for the loopback servers; kafka and redis for docker-compose's secured example
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kafka,DNS:redis\n%s\n' \
+    'extendedKeyUsage=serverAuth,clientAuth' \
     >"$TLS_DIR/$name.ext"
   openssl x509 -req -days 30 -in "$TLS_DIR/$name.csr" -CA "$TLS_DIR/ca.pem" \
     -CAkey "$TLS_DIR/ca.key" -CAcreateserial -extfile "$TLS_DIR/$name.ext" \
@@ -209,7 +215,7 @@ ensure_tls() {
   mkdir -p "$TLS_DIR"
   chmod 700 "$TLS_DIR"
   local name
-  for name in keystore kafka redis redis-admin; do
+  for name in kafka redis redis-admin suppression-salt; do
     (umask 077; openssl rand -hex 16 >"$TLS_DIR/$name-password")
   done
   (umask 077
@@ -217,9 +223,8 @@ ensure_tls() {
       -subj "/CN=Loom test CA" -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.pem" 2>/dev/null
     issue_cert server localhost
     issue_cert client "$KAFKA_USER"
-    openssl pkcs12 -export -in "$TLS_DIR/server.pem" -inkey "$TLS_DIR/server.key" \
-      -certfile "$TLS_DIR/ca.pem" -name kafka -out "$TLS_DIR/server.p12" \
-      -passout "file:$TLS_DIR/keystore-password")
+    cat "$TLS_DIR/server.key" "$TLS_DIR/server.pem" "$TLS_DIR/ca.pem" \
+      >"$TLS_DIR/server-keystore.pem")
   chmod 644 "$TLS_DIR/ca.pem"
   touch "$TLS_DIR/.complete"
 }
@@ -236,13 +241,13 @@ render_kafka_config() {
   fi
   (umask 077
     sed -e "s|@LISTENERS@|$listeners|g" \
+        -e "s|@ADVERTISED_LISTENERS@|$listeners|g" \
         -e "s|@PROTOCOL_MAP@|$protocols|g" \
         -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" \
         -e "s|@LOG_DIRS@|$KAFKA_DIR/data|g" \
         "$REPO_ROOT/deploy/kafka/server.properties.tmpl" >"$KAFKA_CONFIG"
     if secured; then
       sed -e "s|@TLS_DIR@|$TLS_DIR|g" \
-          -e "s|@KEYSTORE_PASSWORD@|$(secret keystore)|g" \
           -e "s|@USER@|$KAFKA_USER|g" \
           -e "s|@PASSWORD@|$(secret kafka)|g" \
           "$REPO_ROOT/deploy/kafka/secured.properties.tmpl" >>"$KAFKA_CONFIG"
@@ -358,7 +363,7 @@ tls-cert-file $TLS_DIR/server.pem
 tls-key-file $TLS_DIR/server.key
 tls-ca-cert-file $TLS_DIR/ca.pem
 tls-auth-clients optional
-requirepass $(secret redis-admin)
+aclfile $TLS_DIR/redis-users.acl
 CONF
   )
 }
@@ -380,6 +385,7 @@ start_redis() {
   esac
   if secured; then
     ensure_tls
+    write_redis_acl
     write_redis_conf
     config=("$REDIS_CONF")
     listen=()
@@ -400,7 +406,6 @@ wait_for_redis() {
       || die "redis did not answer PING within ${START_TIMEOUT}s; see $REDIS_LOG"
     sleep 0.1
   done
-  if secured; then ensure_redis_user; fi
   if [[ -n "$REDIS_LAUNCHED" ]]; then
     log "redis ready on 127.0.0.1:$REDIS_PORT; started in $(elapsed_since "$REDIS_LAUNCHED")s" \
       "(log $REDIS_LOG)"
@@ -409,15 +414,18 @@ wait_for_redis() {
   fi
 }
 
-# ensure_redis_user: the ACL user Loom connects as, limited to loom:* keys and Loom's commands.
-ensure_redis_user() {
-  local rules
+# write_redis_acl: the ACL file of the user Loom connects as (its password only as a SHA-256),
+# limited to loom:* keys and Loom's commands (streams/redis_clients.py: acl_rules).
+write_redis_acl() {
+  local rules hash
   rules="$("$PYTHON" -c 'import sys; from streams.redis_clients import acl_rules
 print(acl_rules(sys.argv[1]))' "${LOOM_REDIS_PREFIX:-loom}")" \
     || die "cannot compute the ACL rules: $PYTHON needs Loom installed (make venv)"
-  # shellcheck disable=SC2086  # the rules are separate ACL arguments on purpose
-  redis_cli ACL SETUSER "$REDIS_USER" reset on ">$(secret redis)" $rules >/dev/null \
-    || die "could not create the redis ACL user $REDIS_USER"
+  hash="$(printf '%s' "$(secret redis)" | sha256sum | cut -d' ' -f1)"
+  (umask 077
+    printf 'user default on #%s ~* &* +@all\nuser %s on #%s %s\n' \
+      "$(printf '%s' "$(secret redis-admin)" | sha256sum | cut -d' ' -f1)" \
+      "$REDIS_USER" "$hash" "$rules" >"$TLS_DIR/redis-users.acl")
 }
 
 # --- commands -----------------------------------------------------------------------------
@@ -524,6 +532,7 @@ main() {
     down) with_lock 9 "$DATA_DIR/.lock" down_locked ;;
     status) status "$@" ;;
     env) print_env ;;
+    certs) ensure_tls; write_redis_acl; printf '%s\n' "$TLS_DIR" ;;
     classpath) ensure_jars; classpath; echo ;;
     kafka-tool)
       (($#)) || die "usage: $0 kafka-tool MAIN_CLASS [ARGS...]"

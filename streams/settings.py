@@ -104,7 +104,9 @@ def secret_fields(settings_cls: type[BaseSettings]) -> list[str]:
 class Topics(BaseSettings):
     """Kafka topic names. Override one with e.g. ``LOOM_TOPIC_RAW=shop.touchpoints``."""
 
-    model_config = SettingsConfigDict(env_prefix="LOOM_TOPIC_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="LOOM_TOPIC_", frozen=True, extra="ignore", env_ignore_empty=True
+    )
 
     raw: str = Field("touchpoints.raw", description="incoming touchpoint events (JSON)")
     dlq: str = Field("touchpoints.dlq", description="records that failed a stage, with reason")
@@ -123,7 +125,10 @@ class Topics(BaseSettings):
 class LoomSettings(BaseSettings):
     """All runtime settings of Loom. Frozen: build a new one to change anything."""
 
-    model_config = SettingsConfigDict(env_prefix="LOOM_", frozen=True, extra="ignore")
+    #: an empty variable counts as unset (docker-compose passes every setting through)
+    model_config = SettingsConfigDict(
+        env_prefix="LOOM_", frozen=True, extra="ignore", env_ignore_empty=True
+    )
 
     # --- Kafka ----------------------------------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers")

@@ -165,6 +165,7 @@ def aiokafka_connects(settings: LoomSettings) -> None:
             assert producer.client.cluster.brokers()
         finally:
             await producer.stop()
+            await asyncio.sleep(0.2)  # let the closed connections' transports finish closing
 
     asyncio.run(connect())
 
