@@ -464,7 +464,10 @@ up_locked() {
   start_kafka
   wait_for_redis
   wait_for_kafka
-  log "up in $(elapsed_since "$started")s: kafka 127.0.0.1:$KAFKA_PORT, redis redis://127.0.0.1:$REDIS_PORT/0, data $DATA_DIR"
+  local scheme=redis
+  if secured; then scheme=rediss; fi
+  log "up in $(elapsed_since "$started")s: kafka 127.0.0.1:$KAFKA_PORT," \
+    "redis $scheme://127.0.0.1:$REDIS_PORT/0, data $DATA_DIR"
 }
 
 down_locked() {
@@ -498,25 +501,27 @@ status() {
   [[ "$kstate" == running && "$rstate" == running ]]
 }
 
-# env: the settings that connect Loom to these servers, as shell assignments.
+# env: the settings that connect Loom to these servers, as export lines (for eval).
 print_env() {
   if ! secured; then
-    printf 'LOOM_KAFKA_BOOTSTRAP=127.0.0.1:%s\nLOOM_REDIS_URL=redis://127.0.0.1:%s/0\n' \
+    printf 'export LOOM_KAFKA_BOOTSTRAP=127.0.0.1:%s\nexport LOOM_REDIS_URL=redis://127.0.0.1:%s/0\n' \
       "$KAFKA_PORT" "$REDIS_PORT"
+    printf 'export LOOM_DEVELOPMENT=true\n'  # one local broker, the development salt
     return 0
   fi
   [[ -f "$TLS_DIR/.complete" ]] || die "no certificates in $TLS_DIR yet: run up first"
   cat <<ENV
-LOOM_KAFKA_BOOTSTRAP=127.0.0.1:$SASL_SSL_PORT
-LOOM_KAFKA_SECURITY_PROTOCOL=SASL_SSL
-LOOM_KAFKA_SASL_MECHANISM=SCRAM-SHA-512
-LOOM_KAFKA_SASL_USERNAME=$KAFKA_USER
-LOOM_KAFKA_SASL_PASSWORD_FILE=$TLS_DIR/kafka-password
-LOOM_KAFKA_SSL_CA_FILE=$TLS_DIR/ca.pem
-LOOM_REDIS_URL=rediss://127.0.0.1:$REDIS_PORT/0
-LOOM_REDIS_USERNAME=$REDIS_USER
-LOOM_REDIS_PASSWORD_FILE=$TLS_DIR/redis-password
-LOOM_REDIS_SSL_CA_FILE=$TLS_DIR/ca.pem
+export LOOM_DEVELOPMENT=true
+export LOOM_KAFKA_BOOTSTRAP=127.0.0.1:$SASL_SSL_PORT
+export LOOM_KAFKA_SECURITY_PROTOCOL=SASL_SSL
+export LOOM_KAFKA_SASL_MECHANISM=SCRAM-SHA-512
+export LOOM_KAFKA_SASL_USERNAME=$KAFKA_USER
+export LOOM_KAFKA_SASL_PASSWORD_FILE=$TLS_DIR/kafka-password
+export LOOM_KAFKA_SSL_CA_FILE=$TLS_DIR/ca.pem
+export LOOM_REDIS_URL=rediss://127.0.0.1:$REDIS_PORT/0
+export LOOM_REDIS_USERNAME=$REDIS_USER
+export LOOM_REDIS_PASSWORD_FILE=$TLS_DIR/redis-password
+export LOOM_REDIS_SSL_CA_FILE=$TLS_DIR/ca.pem
 ENV
 }
 

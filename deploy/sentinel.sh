@@ -156,10 +156,10 @@ sentinel_env() {
   local addresses
   addresses="$(printf '127.0.0.1:%s,' "${SENTINEL_PORTS[@]}")"
   cat <<ENV
-LOOM_REDIS_URL=redis://127.0.0.1:${NODE_PORTS[0]}/0
-LOOM_REDIS_SENTINELS=${addresses%,}
-LOOM_REDIS_SENTINEL_MASTER=$MASTER
-LOOM_REDIS_WAIT_REPLICAS=1
+export LOOM_REDIS_URL=redis://127.0.0.1:${NODE_PORTS[0]}/0
+export LOOM_REDIS_SENTINELS=${addresses%,}
+export LOOM_REDIS_SENTINEL_MASTER=$MASTER
+export LOOM_REDIS_WAIT_REPLICAS=1
 ENV
 }
 

@@ -64,7 +64,8 @@ class SentinelSetup:
         return int(out) if out.isdigit() else None
 
     def settings(self) -> dict[str, str]:
-        return dict(line.split("=", 1) for line in self.run("env").splitlines())
+        lines = self.run("env").splitlines()  # export LOOM_X=value
+        return dict(line.removeprefix("export ").split("=", 1) for line in lines)
 
     def kill_primary(self) -> int:
         port = self.primary()
