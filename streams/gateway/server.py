@@ -1,0 +1,109 @@
+"""One ``loom gateway`` process: the Kafka sink, the front doors, the HTTP and ops servers.
+
+:class:`Gateway` is started and stopped inside a running event loop (tests and the benchmark
+use it that way, on port 0); :func:`run_gateway` runs one until SIGTERM/SIGINT. Stopping is
+graceful: the listener closes, requests in progress get their answer (up to the ack timeout),
+then the producer flushes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from streams.gateway.app import build_app
+from streams.gateway.metrics import GatewayMetrics
+from streams.gateway.segment_api import SegmentApi
+from streams.gateway.sink import KafkaSink, Sink
+from streams.gateway.sources import WriteKeys
+from streams.health import HealthServer
+from streams.settings import LoomSettings
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    """``await start()``, ``await stop()``; :attr:`url` once started."""
+
+    def __init__(
+        self,
+        settings: LoomSettings,
+        keys: WriteKeys,
+        *,
+        sink: Sink | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry or CollectorRegistry()
+        self.sink: Sink = sink if sink is not None else KafkaSink(settings)
+        self.metrics = GatewayMetrics.create(self.registry, in_flight=lambda: self.sink.in_flight)
+        self.front_doors = [SegmentApi(keys, self.sink, self.metrics, settings)]
+        self.app = build_app(self.front_doors, self.metrics, settings.gateway_cors_origins)
+        self.health = HealthServer(
+            settings.gateway_host,
+            settings.gateway_ops_port,
+            self.registry,
+            {"kafka": self.sink.ready},
+        )
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("gateway not started")
+        return f"http://{self.settings.gateway_host}:{self.port}"
+
+    async def start(self) -> None:
+        runner = web.AppRunner(
+            self.app, access_log=None, shutdown_timeout=self.settings.gateway_ack_timeout_s + 5
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, self.settings.gateway_host, self.settings.gateway_port)
+        await site.start()
+        self._runner = runner
+        addresses: list[Any] = list(runner.addresses)
+        self.port = int(addresses[0][1])
+        await self.health.start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.health.stop()
+        await asyncio.to_thread(self.sink.close)
+
+
+async def serve(settings: LoomSettings, keys: WriteKeys) -> None:
+    """Run a gateway until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    gateway = Gateway(settings, keys)
+    try:
+        await gateway.start()
+        names = ", ".join(s.name for s in keys.sources())
+        log.info(
+            "loom gateway on %s (sources: %s); /metrics, /livez, /readyz on port %d",
+            gateway.url,
+            names,
+            gateway.health.port,
+        )
+        await stop.wait()
+        log.info("loom gateway stopping: answering requests in progress, then flushing")
+    finally:
+        await gateway.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+
+
+def run_gateway(settings: LoomSettings, keys: WriteKeys) -> None:
+    asyncio.run(serve(settings, keys))
