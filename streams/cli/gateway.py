@@ -1,8 +1,9 @@
 """``loom gateway``: serve the HTTP collection API (Segment's, for web, app and server SDKs).
 
-Reads the write keys from ``LOOM_GATEWAY_SOURCES_FILE`` (or ``--sources``), creates missing
-topics, and serves on ``LOOM_GATEWAY_HOST:LOOM_GATEWAY_PORT`` (127.0.0.1:8088) until
-SIGTERM/SIGINT, with ``/metrics``, ``/livez`` and ``/readyz`` on ``LOOM_GATEWAY_OPS_PORT``.
+Reads the write keys from ``LOOM_GATEWAY_SOURCES_FILE`` (or ``--sources``) and serves on
+``LOOM_GATEWAY_HOST:LOOM_GATEWAY_PORT`` (127.0.0.1:8088) until SIGTERM/SIGINT, with
+``/metrics``, ``/livez`` and ``/readyz`` on ``LOOM_GATEWAY_OPS_PORT``. Missing topics are
+created once Kafka answers.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from streams.gateway.server import run_gateway
     from streams.gateway.sources import SourcesError, WriteKeys
-    from streams.topics import ensure_topics
 
     settings = load_settings()
     overrides = {
@@ -44,6 +44,4 @@ def run(args: argparse.Namespace) -> int:
     except SourcesError as exc:
         print(f"loom gateway: {exc}", file=sys.stderr)
         return 2
-    ensure_topics(settings)
-    run_gateway(settings, keys)
-    return 0
+    return run_gateway(settings, keys)

@@ -12,9 +12,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from confluent_kafka import KafkaException
 from prometheus_client import CollectorRegistry
 
 from streams.gateway.app import build_app
@@ -24,6 +27,7 @@ from streams.gateway.sink import KafkaSink, Sink
 from streams.gateway.sources import WriteKeys
 from streams.health import HealthServer
 from streams.settings import LoomSettings
+from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,10 @@ class Gateway:
         self.port = int(addresses[0][1])
         await self.health.start()
 
+    def broken(self) -> bool:
+        """The sink can never deliver again (a fatal Kafka producer error): restart."""
+        return self.sink.broken()
+
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
@@ -80,8 +88,8 @@ class Gateway:
         await asyncio.to_thread(self.sink.close)
 
 
-async def serve(settings: LoomSettings, keys: WriteKeys) -> None:
-    """Run a gateway until SIGTERM or SIGINT."""
+async def serve(settings: LoomSettings, keys: WriteKeys) -> int:
+    """Run a gateway until SIGTERM or SIGINT (0), or until its producer failed fatally (3)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -96,8 +104,13 @@ async def serve(settings: LoomSettings, keys: WriteKeys) -> None:
             names,
             gateway.health.port,
         )
-        await stop.wait()
+        topics = asyncio.create_task(ensure_topics_in_background(settings))
+        while not stop.is_set() and not gateway.broken():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+        topics.cancel()
         log.info("loom gateway stopping: answering requests in progress, then flushing")
+        return 3 if gateway.broken() else 0
     finally:
         await gateway.stop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -105,5 +118,48 @@ async def serve(settings: LoomSettings, keys: WriteKeys) -> None:
                 loop.remove_signal_handler(sig)
 
 
-def run_gateway(settings: LoomSettings, keys: WriteKeys) -> None:
-    asyncio.run(serve(settings, keys))
+async def ensure_topics_in_background(settings: LoomSettings, *, max_backoff_s: float = 30) -> None:
+    """Create missing topics; while Kafka does not answer, retry with backoff (the gateway
+    serves meanwhile, answering 503 until Kafka acknowledges). Each attempt runs on a daemon
+    thread, so stopping the gateway never waits for one."""
+    backoff = 1.0
+    while True:
+        try:
+            await _on_daemon_thread(lambda: ensure_topics(settings, timeout=10))
+            return
+        except KafkaException as exc:
+            log.warning(
+                "kafka unreachable (%s); answering 503 until it is, retrying in %.0f s",
+                exc.args[0].str() if exc.args else exc,
+                backoff,
+            )
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, max_backoff_s)
+
+
+async def _on_daemon_thread(fn: Callable[[], object]) -> object:
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[object] = loop.create_future()
+
+    def settle(outcome: object, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(outcome)
+
+    def work() -> None:
+        try:
+            outcome = fn()
+        except BaseException as exc:
+            loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, outcome, None)
+
+    threading.Thread(target=work, name="gateway-topics", daemon=True).start()
+    return await future
+
+
+def run_gateway(settings: LoomSettings, keys: WriteKeys) -> int:
+    return asyncio.run(serve(settings, keys))

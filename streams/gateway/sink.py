@@ -53,6 +53,10 @@ class Sink(Protocol):
 
     async def ready(self) -> bool: ...
 
+    def broken(self) -> bool:
+        """It can never deliver again (the process must restart)."""
+        ...
+
     def close(self, timeout: float = 30.0) -> int:
         """Flush and stop; returns records left unacknowledged."""
         ...
@@ -111,11 +115,14 @@ class KafkaSink:
                 "client.id": "loom-gateway",
                 "linger.ms": 5,
                 "message.timeout.ms": max(1, int(self.ack_timeout_s * 1000)),
-                "error_cb": _log_client_error,
+                "error_cb": self._client_error,
                 **(config or {}),
             },
         )
         self._in_flight = 0
+        self._brokers_down = False
+        #: set when librdkafka reports a fatal error: this producer can never deliver again
+        self.fatal = threading.Event()
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="gateway-kafka-poll", daemon=True)
         self._poller.start()
@@ -132,10 +139,29 @@ class KafkaSink:
         while not self._stop.is_set():
             self._producer.poll(0.1)
 
+    def _client_error(self, err: KafkaError) -> None:  # poll thread
+        """One warning when every broker is down (librdkafka retries by itself; requests get
+        503 meanwhile); transient connection errors only at debug level. A fatal error (the
+        idempotent producer cannot guarantee order or uniqueness any more) sets :attr:`fatal`:
+        the gateway then stops, so that its supervisor starts a fresh one."""
+        if err.fatal():
+            log.error("kafka: fatal producer error, the gateway must restart: %s", err.str())
+            self.fatal.set()
+        elif err.code() == KafkaError._ALL_BROKERS_DOWN:
+            if not self._brokers_down:
+                log.warning("kafka: all brokers are down; answering 503 until one is back")
+            self._brokers_down = True
+        elif err.code() in (KafkaError._TRANSPORT, KafkaError._RESOLVE):
+            log.debug("kafka client error: %s", err.str())
+        else:
+            log.warning("kafka client error: %s", err.str())
+
     async def deliver(self, records: Sequence[OutRecord]) -> None:
         n = len(records)
         if n == 0:
             return
+        if self.fatal.is_set():
+            raise UnavailableError("the gateway is restarting its Kafka producer")
         if self._in_flight + n > self.max_in_flight:
             raise OverloadedError(f"{self._in_flight} events await Kafka's ack; try again shortly")
         pending = _Pending(n, asyncio.get_running_loop(), self)
@@ -173,9 +199,17 @@ class KafkaSink:
             raise UnavailableError(
                 f"Kafka did not acknowledge {len(pending.failures)} of {n} events"
             )
+        if self._brokers_down:
+            log.info("kafka: acknowledging again")
+            self._brokers_down = False
+
+    def broken(self) -> bool:
+        return self.fatal.is_set()
 
     async def ready(self) -> bool:
-        """Kafka answers a metadata request."""
+        """Kafka answers a metadata request (and the producer can still deliver)."""
+        if self.fatal.is_set():
+            return False
         await asyncio.to_thread(self._producer.list_topics, timeout=2)
         return True
 
@@ -209,9 +243,8 @@ class MemorySink:
     async def ready(self) -> bool:
         return self.fail_with is None
 
+    def broken(self) -> bool:
+        return False
+
     def close(self, timeout: float = 30.0) -> int:
         return 0
-
-
-def _log_client_error(err: KafkaError) -> None:
-    log.warning("kafka client error: %s", err.str())

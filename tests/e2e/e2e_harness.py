@@ -21,7 +21,8 @@ from typing import Any
 import orjson
 import pytest
 import redis
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException
+from topic_reader import read_topic
 
 from resolvers.pipeline import LANES
 from streams.lag import uncommitted
@@ -209,33 +210,7 @@ class Loom:
         """Every record on ``topic`` once the outbox is drained (read from the beginning, own
         group): records the relay has yet to deliver are waited for, not missed."""
         self.wait_drained()
-        s = self.settings
-        c = Consumer(
-            {
-                "bootstrap.servers": s.kafka_bootstrap,
-                "group.id": f"reader-{uuid.uuid4().hex}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-            }
-        )
-        meta = c.list_topics(topic, timeout=10).topics[topic]
-        ends = {}
-        for p in meta.partitions:
-            _, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            ends[p] = high
-        c.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
-        out: list[Any] = []
-        deadline = time.monotonic() + timeout
-        done = {p for p, h in ends.items() if h == 0}
-        while len(done) < len(ends) and time.monotonic() < deadline:
-            msg = c.poll(0.5)
-            if msg is None or msg.error():
-                continue
-            out.append(msg)
-            if msg.offset() + 1 >= ends[msg.partition()]:
-                done.add(msg.partition())
-        c.close()
-        return out
+        return read_topic(self.settings.kafka_bootstrap, topic, timeout=timeout)
 
 
 @pytest.fixture
