@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
@@ -118,9 +118,9 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def event_id(prefix: str, given: object, fallback: Mapping[str, Any]) -> str:
+def event_id(prefix: str, given: object, fallback: Callable[[], Mapping[str, Any]]) -> str:
     """The touchpoint ``event_id``: the sender's own id when it fits the contract, else a
-    stable hash of it, else a hash of ``fallback`` (the message without its transport
+    stable hash of it, else a hash of ``fallback()`` (the message without its transport
     fields), so that a client retrying the same message gets the same id either way and the
     workers drop the copy."""
     if isinstance(given, str | int) and not isinstance(given, bool):
@@ -129,7 +129,7 @@ def event_id(prefix: str, given: object, fallback: Mapping[str, Any]) -> str:
             return given_text
         digest = hashlib.sha256(given_text.encode("utf-8", "surrogatepass")).hexdigest()
     else:
-        canonical = orjson.dumps(fallback, option=orjson.OPT_SORT_KEYS, default=str)
+        canonical = orjson.dumps(fallback(), option=orjson.OPT_SORT_KEYS, default=str)
         digest = hashlib.sha256(canonical).hexdigest()
     return f"{prefix}-{digest[:40]}"
 

@@ -27,6 +27,7 @@ Pure: the gateway passes the request's receipt time as :class:`Received`.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -77,7 +78,7 @@ def map_message(message: object, source: Source, received: Received) -> Touchpoi
     if kind == "identify":
         person.update(mapping(message.get("traits"), "traits"))
     body: dict[str, Any] = {
-        "event_id": event_id("seg", message.get("messageId"), _identity(message, source)),
+        "event_id": event_id("seg", message.get("messageId"), lambda: _identity(message, source)),
         "channel": source.channel.value,
         "occurred_at": rfc3339(occurred_at(message, received)),
         "source": source.name,
@@ -264,14 +265,20 @@ def device_type(context: Mapping[str, Any]) -> str | None:
     ``device.type``); ``None`` when the context says nothing."""
     agent = context.get("userAgent")
     if isinstance(agent, str) and agent.strip():
-        for kind, pattern in (("bot", _BOT), ("tablet", _TABLET), ("mobile", _MOBILE)):
-            if pattern.search(agent):
-                return kind
-        return "desktop"
+        return _agent_type(agent[:512])
     device = context.get("device")
     if isinstance(device, Mapping) and device.get("type") in ("ios", "android"):
         return "mobile"
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _agent_type(agent: str) -> str:
+    """Device type of a user agent (cached: a site's traffic has few distinct agents)."""
+    for kind, pattern in (("bot", _BOT), ("tablet", _TABLET), ("mobile", _MOBILE)):
+        if pattern.search(agent):
+            return kind
+    return "desktop"
 
 
 def _kept_context(context: Mapping[str, Any]) -> dict[str, str]:

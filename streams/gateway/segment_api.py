@@ -48,6 +48,13 @@ from streams.settings import LoomSettings
 log = logging.getLogger(__name__)
 
 NAME: Final = "segment"
+_SUCCESS: Final = b'{"success":true}'
+
+
+def _dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
 #: Path of a single-message endpoint -> message type.
 SINGLE: Final[Mapping[str, str]] = {
     **{t: t for t in ("track", "identify", "page", "screen", "alias", "group")},
@@ -117,8 +124,8 @@ class SegmentApi:
             events.labels(NAME, source.name, "invalid").inc(invalid)
             for e in errors:
                 self.metrics.dlq_records.labels(STAGE, e["reason"]).inc()
-            return web.json_response({"success": True, "errors": errors})
-        return web.json_response({"success": True})
+            return web.json_response({"success": True, "errors": errors}, dumps=_dumps)
+        return web.Response(body=_SUCCESS, content_type="application/json")
 
     def _authenticate(self, write_key: str | None) -> Source:
         source = self.keys.source_for(write_key)
