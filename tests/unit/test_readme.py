@@ -6,6 +6,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from streams.gateway.metrics import GatewayMetrics
 from streams.metrics import WorkerMetrics
 from streams.settings import LoomSettings, Topics
 
@@ -31,4 +32,12 @@ def test_every_worker_metric_is_documented() -> None:
     WorkerMetrics.create(registry)
     names = {m.name + ("_total" if m.type == "counter" else "") for m in registry.collect()}
     assert names
+    assert sorted(n for n in names if f"`{n}`" not in README) == []
+
+
+def test_every_gateway_metric_is_documented() -> None:
+    registry = CollectorRegistry()
+    GatewayMetrics.create(registry)
+    names = {m.name + ("_total" if m.type == "counter" else "") for m in registry.collect()}
+    assert "loom_gateway_requests_total" in names
     assert sorted(n for n in names if f"`{n}`" not in README) == []
