@@ -340,7 +340,9 @@ def main() -> int:
     results = asyncio.run(run(bootstrap, args.seconds, args.concurrency, args.rate))
     report(results)
     if args.json:
-        args.json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
+        args.json.write_bytes(
+            orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n"
+        )
     return 0
 
 
