@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+
+from local_infra import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,9 +36,8 @@ _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    (port,) = free_ports(1)
+    return port
 
 
 def write_sources(path: Path, keys: Mapping[str, tuple[str, str, str, str]] = WRITE_KEYS) -> Path:

@@ -38,7 +38,12 @@ from schemas.errors import MALFORMED_JSON, OVERSIZE, InvalidEvent
 from schemas.inbound.base import Source
 from schemas.inbound.segment import Received, map_message
 from streams.gateway.body import read_body
-from streams.gateway.errors import BadRequestError, GatewayError, UnauthorizedError
+from streams.gateway.errors import (
+    BadRequestError,
+    GatewayError,
+    TooLargeError,
+    UnauthorizedError,
+)
 from streams.gateway.metrics import GatewayMetrics
 from streams.gateway.records import STAGE, OutRecord, accepted, dead_letter
 from streams.gateway.sink import Sink
@@ -88,6 +93,8 @@ class SegmentApi:
         self.raw_topic, self.dlq_topic = settings.topics.raw, settings.topics.dlq
         self.max_event_bytes = settings.gateway_max_event_bytes
         self.max_batch_bytes = settings.gateway_max_batch_bytes
+        #: more than could ever be in flight at once would only be refused (429) forever
+        self.max_messages = settings.gateway_max_in_flight
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -110,6 +117,10 @@ class SegmentApi:
             key = body.get("writeKey")
             source = self._authenticate(key if isinstance(key, str) else None)
         messages, sent_at = unpack(body, SINGLE.get(call))
+        if len(messages) > self.max_messages:
+            raise TooLargeError(
+                f"{len(messages)} messages in one request, limit {self.max_messages}"
+            )
         received = Received(received_at, sent_at, gpc=request.headers.get("Sec-GPC") == "1")
         records, errors = self._records(messages, source, received)
         events = self.metrics.events
@@ -222,22 +233,29 @@ def unpack(body: Mapping[str, Any], single_type: str | None) -> tuple[list[objec
     A single-message body is the message (its type set by the path); a batch's ``context``
     is merged under each message's own."""
     if single_type is not None:
-        return [{**body, "type": single_type}], None
+        return [{**_without_key(body), "type": single_type}], None
     batch = body.get("batch")
     if not isinstance(batch, list):
         raise BadRequestError("a batch body needs a 'batch' list")
     shared = body.get("context")
-    if isinstance(shared, Mapping) and shared:
-        batch = [_with_context(m, shared) for m in batch]
-    return batch, body.get("sentAt")
+    if not isinstance(shared, Mapping):
+        shared = {}
+    return [_with_context(m, shared) for m in batch], body.get("sentAt")
+
+
+def _without_key(message: Mapping[str, Any]) -> dict[str, Any]:
+    """The message without ``writeKey`` (a credential: never stored, not even in the DLQ)."""
+    return {k: v for k, v in message.items() if k != "writeKey"}
 
 
 def _with_context(message: object, shared: Mapping[str, Any]) -> object:
     if not isinstance(message, Mapping):
         return message
-    own = message.get("context")
-    merged = {**shared, **own} if isinstance(own, Mapping) else dict(shared)
-    return {**message, "context": merged}
+    out = _without_key(message)
+    if shared:
+        own = message.get("context")
+        out["context"] = {**shared, **own} if isinstance(own, Mapping) else dict(shared)
+    return out
 
 
 def _error_entry(index: int, message: object, exc: InvalidEvent) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import orjson
 import pytest
 from e2e_harness import Loom
 from gateway_process import WEB_KEY, GatewayProcess
-from test_gateway_sdks_e2e import CLIENTS, Person, assert_one_profile
+from journeys import CLIENTS, Person, assert_one_profile
 
 pytestmark = pytest.mark.browser
 

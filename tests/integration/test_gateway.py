@@ -19,8 +19,8 @@ from typing import Any
 import orjson
 import pytest
 import requests
-from conftest import LocalInfra
 from gateway_process import WEB_KEY, GatewayProcess, environment, free_port
+from local_infra import LocalInfra
 from topic_reader import end_offsets, read_topic
 
 from schemas.touchpoint import parse_touchpoint

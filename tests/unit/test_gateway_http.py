@@ -307,3 +307,23 @@ def test_unknown_paths_are_404(gw: Harness) -> None:
         return (await client.post("/v1/teleport", data=b"{}", headers=auth())).status
 
     assert gw.run(scenario) == 404
+
+
+def test_the_write_key_is_never_stored_not_even_in_the_dlq(gw: Harness) -> None:
+    # the browser SDK puts writeKey in every message; an invalid one is dead-lettered as sent,
+    # less the credential
+    bad = {"type": "track", "userId": "u", "writeKey": KEY, "messageId": "m-x"}
+    assert gw.post("/v1/t", bad)[0] == 200
+    batch = {"writeKey": KEY, "batch": [{**bad, "event": None}, {**track(), "writeKey": KEY}]}
+    assert gw.post("/v1/batch", batch)[0] == 200
+    stored = b"".join(r.value for r in gw.sink.records)
+    assert len(gw.on("t.dlq")) == 2
+    assert len(gw.on("t.raw")) == 1
+    assert KEY.encode() not in stored
+
+
+def test_more_messages_than_could_ever_be_in_flight_is_400_not_429() -> None:
+    gw = Harness(gateway_max_in_flight=10)
+    status, body, _ = gw.post("/v1/batch", {"batch": [track(i) for i in range(11)]}, auth())
+    assert (status, body["code"]) == (400, "too_large")
+    assert gw.post("/v1/batch", {"batch": [track(i) for i in range(10)]}, auth())[0] == 200
