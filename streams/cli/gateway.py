@@ -29,7 +29,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streams.gateway.server import run_gateway
+    from streams.gateway.server import GatewayStartError, run_gateway
     from streams.gateway.sources import SourcesError, WriteKeys
 
     settings = load_settings()
@@ -44,4 +44,8 @@ def run(args: argparse.Namespace) -> int:
     except SourcesError as exc:
         print(f"loom gateway: {exc}", file=sys.stderr)
         return 2
-    return run_gateway(settings, keys)
+    try:
+        return run_gateway(settings, keys)
+    except GatewayStartError as exc:
+        print(f"loom gateway: {exc}", file=sys.stderr)
+        return 2

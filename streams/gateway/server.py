@@ -20,6 +20,7 @@ from aiohttp import web
 from confluent_kafka import KafkaException
 from prometheus_client import CollectorRegistry
 
+from schemas.errors import LoomError
 from streams.gateway.app import build_app
 from streams.gateway.metrics import GatewayMetrics
 from streams.gateway.segment_api import SegmentApi
@@ -30,6 +31,10 @@ from streams.settings import LoomSettings
 from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
+
+
+class GatewayStartError(LoomError):
+    """The gateway could not start (a port in use, an address it cannot bind): one line."""
 
 
 class Gateway:
@@ -69,12 +74,19 @@ class Gateway:
             self.app, access_log=None, shutdown_timeout=self.settings.gateway_ack_timeout_s + 5
         )
         await runner.setup()
-        site = web.TCPSite(runner, self.settings.gateway_host, self.settings.gateway_port)
-        await site.start()
         self._runner = runner
-        addresses: list[Any] = list(runner.addresses)
-        self.port = int(addresses[0][1])
-        await self.health.start()
+        host, port = self.settings.gateway_host, self.settings.gateway_port
+        try:
+            await web.TCPSite(runner, host, port).start()
+            addresses: list[Any] = list(runner.addresses)
+            self.port = int(addresses[0][1])
+            await self.health.start()
+        except OSError as exc:
+            await self.stop()
+            raise GatewayStartError(
+                f"cannot listen on {host} (ports {port} and {self.settings.gateway_ops_port}): "
+                f"{exc.strerror or exc}"
+            ) from None
 
     def broken(self) -> bool:
         """The sink can never deliver again (a fatal Kafka producer error): restart."""

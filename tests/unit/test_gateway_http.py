@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -23,7 +24,7 @@ from schemas.touchpoint import Channel, parse_touchpoint
 from streams.gateway.app import build_app
 from streams.gateway.errors import OverloadedError, UnavailableError
 from streams.gateway.records import OutRecord
-from streams.gateway.server import Gateway
+from streams.gateway.server import Gateway, GatewayStartError
 from streams.gateway.sink import MemorySink
 from streams.gateway.sources import WriteKeys
 from streams.settings import LoomSettings, Topics
@@ -327,3 +328,14 @@ def test_more_messages_than_could_ever_be_in_flight_is_400_not_429() -> None:
     status, body, _ = gw.post("/v1/batch", {"batch": [track(i) for i in range(11)]}, auth())
     assert (status, body["code"]) == (400, "too_large")
     assert gw.post("/v1/batch", {"batch": [track(i) for i in range(10)]}, auth())[0] == 200
+
+
+def test_a_port_in_use_is_a_one_line_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = LoomSettings(topics=TOPICS, gateway_port=port, gateway_ops_port=0)
+        gateway = Gateway(settings, KEYS, sink=MemorySink())
+        with pytest.raises(GatewayStartError, match=f"cannot listen on 127.0.0.1 \\(ports {port}"):
+            asyncio.run(gateway.start())
