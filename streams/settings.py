@@ -266,6 +266,33 @@ class LoomSettings(BaseSettings):
         300.0, gt=0, description="sliding window of the lag status evaluator"
     )
 
+    # --- gateway (HTTP collection API, `loom gateway`) -----------------------------------
+    gateway_host: str = Field(
+        "127.0.0.1", description="`loom gateway` bind address (0.0.0.0 to serve other hosts)"
+    )
+    gateway_port: int = Field(8088, ge=0, description="`loom gateway` port (Segment API: /v1/*)")
+    gateway_ops_port: int = Field(
+        6068, ge=0, description="`loom gateway` /metrics, /livez, /readyz port (same host)"
+    )
+    gateway_sources_file: Path | None = Field(
+        None, description="TOML file of the write keys and their sources (required)"
+    )
+    gateway_max_event_bytes: int = Field(
+        32 * 1024, ge=1024, description="largest event accepted (Segment: 32 KB)"
+    )
+    gateway_max_batch_bytes: int = Field(
+        500 * 1024, ge=1024, description="largest request body, decompressed (Segment: 500 KB)"
+    )
+    gateway_max_in_flight: int = Field(
+        20_000, ge=1, description="events awaiting Kafka's ack before requests get 429"
+    )
+    gateway_ack_timeout_s: float = Field(
+        5.0, gt=0, description="longest wait for Kafka's ack of a request's events, then 503"
+    )
+    gateway_cors_origins: str = Field(
+        "*", description="origins browsers may send from: `*` or a comma-separated list"
+    )
+
     topics: Topics = Field(default_factory=Topics)
 
     @classmethod

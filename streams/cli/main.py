@@ -32,6 +32,7 @@ COMMANDS: tuple[str, ...] = (
     "lag",
     "exporter",
     "worker",
+    "gateway",
     "demo",
     "produce",
     "simulate",

@@ -9,7 +9,9 @@ until the identifier no longer resolves.
 
 ``loom dlq replay`` re-sends dead letters to the raw topic after a fix: original key and bytes,
 plus a ``loom.replayed_from`` header naming the DLQ record. Its consumer group remembers what
-was replayed; ``--stage``/``--reason`` filter; ``--dry-run`` only counts.
+was replayed; ``--stage``/``--reason`` filter; ``--dry-run`` only counts. Dead letters of
+``loom gateway`` (stage ``gateway``) are never replayed to the raw topic: they are the senders'
+own messages, to be sent to the gateway again once fixed.
 """
 
 from __future__ import annotations
@@ -100,6 +102,10 @@ def run_erase(args: argparse.Namespace) -> int:
     return 1
 
 
+#: ``loom.stage`` of the gateway's dead letters (streams.gateway.records.STAGE).
+GATEWAY_STAGE = "gateway"
+
+
 def run_replay(args: argparse.Namespace) -> int:
     from confluent_kafka import TopicPartition
 
@@ -134,7 +140,11 @@ def run_replay(args: argparse.Namespace) -> int:
         idle_since = time.monotonic()
         stage, reason = _header(msg, "loom.stage"), _header(msg, "loom.reason")
         seen[f"{stage}/{reason}"] += 1
-        wanted = (args.stage in (None, stage)) and (args.reason in (None, reason))
+        # the gateway's dead letters hold the sender's own messages (Segment JSON), never
+        # touchpoints: the raw topic would reject them again; they are re-sent to the gateway
+        wanted = (
+            stage != GATEWAY_STAGE and args.stage in (None, stage) and args.reason in (None, reason)
+        )
         matched += wanted
         if wanted and not args.dry_run:
             producer.produce(

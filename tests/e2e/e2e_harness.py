@@ -25,8 +25,9 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException
 from loom_servers import Servers
+from topic_reader import read_topic
 
 from resolvers.pipeline import LANES
 from streams import kafka_clients
@@ -210,30 +211,7 @@ class Loom:
         """Every record on ``topic`` once the outbox is drained (read from the beginning, own
         group): records the relay has yet to deliver are waited for, not missed."""
         self.wait_drained()
-        s = self.settings
-        c = kafka_clients.consumer(
-            s,
-            f"reader-{uuid.uuid4().hex}",
-            **{"auto.offset.reset": "earliest", "enable.auto.commit": False},
-        )
-        meta = c.list_topics(topic, timeout=10).topics[topic]
-        ends = {}
-        for p in meta.partitions:
-            _, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            ends[p] = high
-        c.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
-        out: list[Any] = []
-        deadline = time.monotonic() + timeout
-        done = {p for p, h in ends.items() if h == 0}
-        while len(done) < len(ends) and time.monotonic() < deadline:
-            msg = c.poll(0.5)
-            if msg is None or msg.error():
-                continue
-            out.append(msg)
-            if msg.offset() + 1 >= ends[msg.partition()]:
-                done.add(msg.partition())
-        c.close()
-        return out
+        return read_topic(self.settings, topic, timeout=timeout)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from streams.lag import GroupLag, PartitionLag, is_internal_topic
 
 KAFKA_COMMANDS = {
     "lag", "exporter", "worker", "demo", "produce", "simulate", "erase", "dlq replay",
+    "gateway",
 }  # fmt: skip
 REDIS_COMMANDS = {
     "worker", "demo", "profile get", "profiles export", "inventory get", "inventory export",
