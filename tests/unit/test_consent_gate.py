@@ -501,14 +501,15 @@ Situation = tuple[list[Said], Said, str | None]
 
 
 @st.composite
-def situations(draw: st.DrawFn) -> tuple[list[Said], Said, str | None]:
+def situations(draw: st.DrawFn) -> Situation:
     """A person's events, a fact (often one of them) and the person's current region."""
-    events = draw(worlds(12, regions=True))
-    if events and draw(st.booleans()):
-        fact = draw(st.sampled_from(events))
-    else:
-        fact = draw(said_events(regions=True))
-    return events, fact, draw(st.sampled_from(["DE", "US", "BR", None]))
+    events: list[Said] = draw(worlds(12, regions=True))
+    own_event: bool = draw(st.booleans())
+    fact: Said = draw(
+        st.sampled_from(events) if events and own_event else said_events(regions=True)
+    )
+    person: str | None = draw(st.sampled_from(["DE", "US", "BR", None]))
+    return events, fact, person
 
 
 @PROPS

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 from hypothesis import given, settings
-from profile_worlds import EVERYTHING, obs, order, returned, small_windows, worlds
+from profile_worlds import EVERYTHING, obs, observe_all, order, returned, small_windows, worlds
 
 from resolvers.consent import CONSENT_PURPOSES, ConsentPolicy, Gate
 from resolvers.consent.signals import from_code
 from resolvers.profile.codec import UNREADABLE_CONSENT, facts_from_json, facts_to_json
-from resolvers.profile.facts import EMPTY_FACTS, Facts, Observation, observe_all
+from resolvers.profile.facts import EMPTY_FACTS, Facts, Observation
 
 
 def round_trip(facts: Facts) -> Facts:

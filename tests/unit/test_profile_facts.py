@@ -17,8 +17,12 @@ from profile_worlds import (
     EVERYTHING,
     T0,
     at,
+    merge,
     obs,
+    observe,
+    observe_all,
     order,
+    prune,
     returned,
     small_windows,
     worlds,
@@ -35,10 +39,6 @@ from resolvers.profile.facts import (
     OrderFacts,
     Stamped,
     day_of,
-    merge,
-    observe,
-    observe_all,
-    prune,
 )
 
 PROPS = settings(max_examples=150, deadline=None)
@@ -170,7 +170,7 @@ def test_behaviour_is_kept_one_by_one_and_a_redelivery_changes_nothing() -> None
     assert (item.code, item.region) == ("", "")
     assert (item.digest.events, item.digest.channels, dict(item.digest.categories)) == (
         1,
-        {"app"},
+        frozenset({"app"}),
         {"shoes": 1},
     )
     assert observe(facts, view) == facts

@@ -19,6 +19,7 @@ from profile_worlds import (
     POLICY,
     at,
     obs,
+    observe_all,
     order,
     person_gate,
     returned,
@@ -44,7 +45,6 @@ from resolvers.profile.facts import (
     Facts,
     Observation,
     Transaction,
-    observe_all,
 )
 from resolvers.profile.render import EMPTY_GATED_FIELDS, SNAPSHOT_SCHEMA, TOP_AFFINITIES
 
@@ -345,21 +345,25 @@ def full_person() -> list[Facts]:
     ]
 
 
-FULL = {
-    "identifiers": {"email": ["a@x.no"], "phone": ["+4791234567"]},
-    "audiences": ["vip"],
-    "ad_identifiers": ["h2", "h1"],
-}
+def full_snapshot(groups: Sequence[Facts], gate: Gate | None = None) -> dict[str, Any]:
+    """The snapshot with identifiers, audiences and ad identifiers besides the facts."""
+    return snapshot(
+        groups,
+        gate,
+        identifiers={"email": ["a@x.no"], "phone": ["+4791234567"]},
+        audiences=["vip"],
+        ad_identifiers=["h2", "h1"],
+    )
 
 
 @pytest.mark.parametrize("purpose", sorted(PURPOSE_GATES))
 def test_a_purpose_not_granted_now_empties_exactly_its_fields(purpose: Purpose) -> None:
     groups = full_person()
-    before = snapshot(groups, **FULL)
+    before = full_snapshot(groups)
     for name, empty in EMPTY_GATED_FIELDS.items():
         assert before[name] != empty, name  # every gated field has data
     withdrawn = person_gate(groups, GRANT_ALL.merged(statement(purpose, False, 60)))
-    after = snapshot(groups, withdrawn, **FULL)
+    after = full_snapshot(groups, withdrawn)
     for name in PURPOSE_GATES[purpose]:
         assert after[name] == EMPTY_GATED_FIELDS[name], name
     for name, value in before.items():
@@ -374,7 +378,7 @@ def test_a_purpose_not_granted_now_empties_exactly_its_fields(purpose: Purpose) 
 
 def test_nothing_granted_shows_no_gated_field_but_identity_and_traits() -> None:
     groups = full_person()
-    doc = snapshot(groups, Gate(POLICY, ConsentHistory(), None), **FULL)
+    doc = full_snapshot(groups, Gate(POLICY, ConsentHistory(), None))
     for name, empty in EMPTY_GATED_FIELDS.items():
         assert doc[name] == empty, name
     assert doc["traits"] == {"city": "Oslo"}
@@ -504,7 +508,7 @@ def test_every_field_of_a_purpose_not_granted_now_is_empty(
     for purpose, granted in now.items():
         latest = latest.merged(statement(purpose, granted, 60 * 24 * 400))  # after every event
     gate = person_gate(groups, latest)
-    doc = snapshot(groups, gate, **FULL)
+    doc = full_snapshot(groups, gate)
     for purpose, fields in PURPOSE_GATES.items():
         if purpose in gate.granted_now():
             continue
