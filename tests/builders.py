@@ -6,7 +6,10 @@ pipeline tier.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from resolvers.consent import ConsentPolicy
 from resolvers.context import Context, TopicNames
@@ -23,3 +26,20 @@ def make_context(now: datetime = NOW) -> Context:
     return Context(
         rules=rules, policy=ConsentPolicy(), topics=TopicNames(), salt=b"test-salt", now=now
     )
+
+
+T = TypeVar("T")
+
+
+def permuted(items: Sequence[T], keys: Sequence[int]) -> list[T]:
+    """``items`` reordered by sort ``keys`` drawn by a test (missing keys count as 0, ties
+    keep the order): an arbitrary permutation that hypothesis shrinks well and an
+    ``@example`` can spell out."""
+    rank = [(keys[i] if i < len(keys) else 0, i) for i in range(len(items))]
+    return [items[i] for _, i in sorted(rank)]
+
+
+def split(items: Sequence[T], cuts: Sequence[int]) -> list[list[T]]:
+    """``items`` cut into consecutive parts at ``cuts`` (taken modulo ``len(items) + 1``)."""
+    bounds = sorted({0, len(items), *(c % (len(items) + 1) for c in cuts)})
+    return [list(items[lo:hi]) for lo, hi in itertools.pairwise(bounds)]

@@ -1,0 +1,58 @@
+"""The stored JSON form of a group's facts (``resolvers.profile.codec``)."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from profile_worlds import EVERYTHING, obs, observe_all, order, returned, small_windows, worlds
+
+from resolvers.consent import CONSENT_PURPOSES, ConsentPolicy, Gate
+from resolvers.consent.signals import from_code
+from resolvers.profile.codec import UNREADABLE_CONSENT, facts_from_json, facts_to_json
+from resolvers.profile.facts import EMPTY_FACTS, Facts, Observation
+
+
+def round_trip(facts: Facts) -> Facts:
+    return facts_from_json(json.loads(json.dumps(facts_to_json(facts))))
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=worlds())
+def test_facts_round_trip_through_json(events: list[Observation]) -> None:
+    with small_windows():  # digests, husks and partly pruned events in the stored form
+        facts = observe_all(events)
+    back = round_trip(facts)
+    assert back == facts
+    assert facts_to_json(back) == facts_to_json(facts)
+
+
+def test_the_stored_form_is_compact_and_exact() -> None:
+    facts = observe_all(
+        [
+            obs("v", 1, type="product_viewed", category="shoes", consent=EVERYTHING),
+            order("a", 3, "o1", "10.50", store="oslo-1"),
+            returned("r", 4, "o1", "10"),
+        ]
+    )
+    doc = facts_to_json(facts)
+    assert set(doc) == {"c", "o", "e", "l"}  # no traits, region, digests: nothing stored
+    assert doc["o"]["order:o1"][:2] == ["2024-05-01T09:03:00Z", "a"]
+    assert "10.50" in doc["o"]["order:o1"]  # money as exact decimal text
+    assert doc["l"] == "2024-05-01T09:04:00Z"
+    assert facts_to_json(EMPTY_FACTS) == {}
+    assert facts_from_json({}) == EMPTY_FACTS
+
+
+def test_an_unreadable_consent_history_decodes_to_everything_denied_for_good() -> None:
+    facts = observe_all([obs("v", 1, consent=EVERYTHING)])
+    doc = facts_to_json(facts)
+    doc["c"] = {"f": 99}
+    back = facts_from_json(doc)
+    assert back.consent == UNREADABLE_CONSENT
+    item = back.recent["v"]
+    gate = Gate(ConsentPolicy(), back.consent, "US")
+    assert gate.granted_now() == frozenset()
+    consent = from_code(item.code)
+    assert gate.serves(at=item.digest.first_at, consent=consent, region="US") == frozenset()
+    assert all(UNREADABLE_CONSENT.of(p).last_denial is not None for p in CONSENT_PURPOSES)
