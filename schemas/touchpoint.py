@@ -435,28 +435,9 @@ class Touchpoint(BaseModel):
     def _type_requirements(self) -> Self:
         t = self.type
         if t in ORDER_TYPES:
-            order = self.order
-            if order is None:
-                raise _missing("order", t)
-            if not order.lines:
-                raise _missing("order.lines", t)
-            if t in (EventType.ORDER_COMPLETED, EventType.POS_SALE) and order.total is None:
-                raise _missing("order.total", t)
-            if t is EventType.POS_SALE and order.location_id is None:
-                raise _missing("order.location_id", t)
+            _check_order(self.order, t)
         if t in INVENTORY_TYPES:
-            inv = self.inventory
-            if inv is None:
-                raise _missing("inventory", t)
-            if t is EventType.INVENTORY_COUNTED and inv.on_hand is None:
-                raise _missing("inventory.on_hand", t)
-            if t is EventType.INVENTORY_ADJUSTED:
-                if inv.delta is None:
-                    raise _missing("inventory.delta", t)
-                if inv.delta == 0:
-                    raise PydanticCustomError(
-                        "missing_for_type", "must not be 0", {"field": "inventory.delta"}
-                    )
+            _check_inventory(self.inventory, t)
         if t in IDENTIFIED_TYPES and not self.identifiers.any_present():
             raise _missing("identifiers", t, "at least one identifier is required for {type}")
         if t is EventType.CUSTOM and self.name is None:
@@ -469,6 +450,31 @@ class Touchpoint(BaseModel):
         ):
             raise _missing("consent", t, "consent, consent_signals or gpc is required for {type}")
         return self
+
+
+def _check_order(order: Order | None, t: EventType) -> None:
+    if order is None:
+        raise _missing("order", t)
+    if not order.lines:
+        raise _missing("order.lines", t)
+    if t in (EventType.ORDER_COMPLETED, EventType.POS_SALE) and order.total is None:
+        raise _missing("order.total", t)
+    if t is EventType.POS_SALE and order.location_id is None:
+        raise _missing("order.location_id", t)
+
+
+def _check_inventory(inv: InventoryChange | None, t: EventType) -> None:
+    if inv is None:
+        raise _missing("inventory", t)
+    if t is EventType.INVENTORY_COUNTED and inv.on_hand is None:
+        raise _missing("inventory.on_hand", t)
+    if t is EventType.INVENTORY_ADJUSTED:
+        if inv.delta is None:
+            raise _missing("inventory.delta", t)
+        if inv.delta == 0:
+            raise PydanticCustomError(
+                "missing_for_type", "must not be 0", {"field": "inventory.delta"}
+            )
 
 
 def _missing(

@@ -54,11 +54,15 @@ def _stamped_in(raw: list[Any]) -> Stamped:
 
 
 def _activity_out(a: Activity) -> list[Any]:
-    return [format_time(a.at), a.event_id, a.type, a.channel, a.sku, a.category]
+    out = [format_time(a.at), a.event_id, a.type, a.channel, a.sku, a.category]
+    if a.name is not None:
+        out.append(a.name)
+    return out
 
 
 def _activity_in(raw: list[Any]) -> Activity:
-    return Activity(parse_time(raw[0]), raw[1], raw[2], raw[3], raw[4], raw[5])
+    name = raw[6] if len(raw) > 6 else None
+    return Activity(parse_time(raw[0]), raw[1], raw[2], raw[3], raw[4], raw[5], name)
 
 
 def _transaction_out(t: Transaction) -> list[Any]:

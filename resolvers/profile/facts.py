@@ -109,6 +109,7 @@ class Activity:
     channel: str
     sku: str | None = None
     category: str | None = None
+    name: str | None = None  # a ``custom`` event's name (``product_compared``, ...)
 
     def rank(self) -> tuple[datetime, str]:
         return (self.at, self.event_id)
@@ -151,6 +152,7 @@ class Observation:
     preferences: Mapping[str, str] = field(default_factory=dict)  # key -> canonical JSON
     sku: str | None = None
     category: str | None = None
+    name: str | None = None  # the event's name, kept for ``custom`` events
     order: OrderFacts | None = None
 
     def __post_init__(self) -> None:
@@ -355,7 +357,9 @@ def _transaction(obs: Observation) -> Transaction | None:
 def _digest(obs: Observation) -> Digest:
     activities: tuple[Activity, ...] = ()
     if obs.type not in NON_ACTIVITY_TYPES:
-        activities = (Activity(obs.at, obs.event_id, obs.type, obs.channel, obs.sku, obs.category),)
+        activities = (
+            Activity(obs.at, obs.event_id, obs.type, obs.channel, obs.sku, obs.category, obs.name),
+        )
     categories: dict[str, int] = {}
     if obs.category:
         categories[obs.category] = AFFINITY_WEIGHTS.get(obs.type, DEFAULT_AFFINITY_WEIGHT)

@@ -305,4 +305,6 @@ def _activity_public(act: Activity) -> dict[str, Any]:
         out["sku"] = act.sku
     if act.category is not None:
         out["category"] = act.category
+    if act.name is not None:
+        out["name"] = act.name
     return out

@@ -78,5 +78,6 @@ def observation(tp: Touchpoint) -> Observation:
         preferences=preferences,
         sku=_str_prop(props, "sku"),
         category=_str_prop(props, "category"),
+        name=tp.name if tp.type is EventType.CUSTOM else None,
         order=_order(tp),
     )

@@ -206,6 +206,7 @@ def test_a_custom_event_links_identity_and_counts_as_activity_without_moving_sto
     [p] = profiles(store).values()
     assert p["identifiers"] == {"anonymous_id": ["dev-77"], "customer_id": ["C-1001"]}
     assert [a["type"] for a in p["recent_activity"]] == ["custom", "page_view"]
+    assert [a.get("name") for a in p["recent_activity"]] == ["Size Guide Viewed", None]
     assert p["category_affinities"] == {"shoes": 2}  # the page view's and the custom event's
     assert p["orders_online"] == 0
     assert not any(r.kind is Kind.STOCK for r in store.entities)
