@@ -1,4 +1,4 @@
-"""Decisions per second of the pure identity core (resolve + apply), single process.
+"""Atoms per second of the pure identity core: evidence in, people out, single process.
 
     python -m bench.identity_bench [--customers 50000] [--events 200000] [--seed 7]
 
@@ -7,8 +7,11 @@ for most, a loyalty id for some, card tokens for POS shoppers and a few devices.
 1-3 identifiers: mostly anonymous browsing, then logins, newsletter clicks (email), POS sales
 (card token, sometimes loyalty), support contacts (phone). A few shared devices and terminal
 tokens are mixed in so quarantine and merge-blocking happen. Identifiers are pre-normalized;
-the normalizer is not part of the measurement. All events run against one growing
-InMemoryIdentityState (the batch loader and Redis are not measured).
+the normalizer is not part of the measurement. Two phases are timed: folding the events into
+evidence (atoms with their earliest event, co-occurrence records, shared identifiers) and the
+canonical replay of all atoms into people (``resolvers.identity.cluster``), which is what a
+batch whose evidence changed recomputes for the components it touches (the batch loader and
+Redis are not measured).
 """
 
 from __future__ import annotations
@@ -19,15 +22,8 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from resolvers.identity import (
-    IdentifierQuarantined,
-    InMemoryIdentityState,
-    MergeBlocked,
-    ProfilesMerged,
-    ResolveRequest,
-    apply,
-    resolve,
-)
+from resolvers.identity.cluster import cluster
+from resolvers.identity.evidence import EMPTY_RECORD, Atom, IdentifierRecord, Stamp, ranked
 from resolvers.identity.rules import IdentityRules
 from schemas.identifiers import (
     ANONYMOUS_ID,
@@ -74,7 +70,9 @@ SHARED_DEVICES = tuple(Identifier(ANONYMOUS_ID, f"kiosk-{k}") for k in range(20)
 SHARED_TOKENS = tuple(Identifier(CARD_TOKEN, f"terminal-{k}") for k in range(10))
 
 
-def make_event(k: int, people: list[Customer], rng: random.Random) -> ResolveRequest:
+def make_event(
+    k: int, people: list[Customer], rng: random.Random
+) -> tuple[Stamp, tuple[Identifier, ...]]:
     n = len(people)  # 80 % spread over everyone, 20 % from the 1 % most active customers
     c = people[rng.randrange(n) if rng.random() < 0.8 else rng.randrange(max(1, n // 100))]
     roll = rng.random()
@@ -95,7 +93,7 @@ def make_event(k: int, people: list[Customer], rng: random.Random) -> ResolveReq
         idents = [c.phone or c.emails[0], c.customer_id]
     else:  # online order
         idents = [c.customer_id, rng.choice(c.emails), *(c.cards[:1])]
-    return ResolveRequest(f"e{k}", T0 + timedelta(seconds=k), tuple(idents[:3]))
+    return Stamp(T0 + timedelta(seconds=k), f"e{k}"), tuple(idents[:3])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,35 +107,41 @@ def main(argv: list[str] | None = None) -> int:
     people = population(args.customers, rng)
     events = [make_event(k, people, rng) for k in range(args.events)]
     rules = IdentityRules()
-    state = InMemoryIdentityState()
-    counter = iter(range(1, 1 << 62))
 
-    def new_id() -> str:
-        return f"p{next(counter)}"
-
-    merges = blocked = quarantined = idents = 0
     start = time.perf_counter()
-    for req in events:
-        result = resolve(req, state, rules, new_profile_id=new_id)
-        apply(state, result.effects)
-        for effect in result.effects:
-            if isinstance(effect, ProfilesMerged):
-                merges += 1
-            elif isinstance(effect, MergeBlocked):
-                blocked += 1
-            elif isinstance(effect, IdentifierQuarantined):
-                quarantined += 1
-        idents += len(req.identifiers)
-    elapsed = time.perf_counter() - start
+    atoms: dict[str, Atom] = {}
+    records: dict[Identifier, IdentifierRecord] = {}
+    for stamp, raw in events:
+        ids = ranked(raw, rules)
+        atom = Atom(ids, stamp)
+        old = atoms.get(atom.key)
+        atoms[atom.key] = atom if old is None else old.joined(atom)
+        uniques = [i for i in ids if rules.is_unique(i.type)]
+        if uniques:
+            for ident in ids:
+                if not rules.is_unique(ident.type):
+                    record = records.get(ident, EMPTY_RECORD)
+                    records[ident] = record.with_cooccurrence(ident, uniques, rules)
+    shared = frozenset(i for i, r in records.items() if r.quarantined)
+    folded = time.perf_counter() - start
 
+    start = time.perf_counter()
+    clustering = cluster(atoms.values(), shared, rules)
+    replayed = time.perf_counter() - start
+
+    idents = sum(len(ids) for _, ids in events)
     print(
         f"identity core: {len(events)} events ({idents / len(events):.2f} identifiers/event) "
-        f"over {args.customers} customers in {elapsed:.2f} s"
+        f"over {args.customers} customers: {len(atoms)} atoms"
     )
-    print(f"  {len(events) / elapsed:,.0f} decisions/s (resolve + apply, single process)")
+    print(f"  evidence fold: {len(events) / folded:,.0f} events/s")
     print(
-        f"  profiles={len(state.profiles())} merges={merges} merge_blocked={blocked} "
-        f"quarantined={quarantined}"
+        f"  canonical replay: {len(atoms) / replayed:,.0f} atoms/s "
+        f"({replayed:.2f} s for every atom at once)"
+    )
+    print(
+        f"  people={len(clustering.people)} merge_blocked={len(clustering.blocked)} "
+        f"shared identifiers={len(shared)}"
     )
     return 0
 

@@ -28,6 +28,7 @@ class Measure(StrEnum):
     SUPPRESSED_EVENTS = "suppressed_events"  # carried an erased person's identifier
     UNATTRIBUTED = "unattributed_events"  # carried only shared identifiers: nobody's
     CONSENT_DENIED = "consent_denied"  # labels: purpose, reason
+    CONSENT_PURGED = "consent_purged"  # label: purpose
     OVERSOLD = "oversold"
     DLQ = "dlq"
 

@@ -110,6 +110,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final, TypeAlias
 
+from resolvers import timefmt
+
 #: Version of the :meth:`SkuStock.to_dict` format; :meth:`SkuStock.from_dict` rejects others.
 STATE_FORMAT: Final = 1
 
@@ -150,12 +152,9 @@ def _utc(value: datetime, what: str) -> datetime:
 
 
 def format_time(value: datetime | None) -> str | None:
-    """RFC 3339 in UTC with a ``Z`` suffix (microseconds kept when present)."""
-    if value is None:
-        return None
-    if value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
-    return value.isoformat()[:-6] + "Z"  # UTC isoformat ends with "+00:00"
+    """RFC 3339 in UTC with a ``Z`` suffix: ``resolvers.timefmt``, the one format of every
+    public output."""
+    return timefmt.format_optional(value)
 
 
 def parse_time(value: str | None) -> datetime | None:

@@ -26,7 +26,7 @@ batch without committing offsets.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 
@@ -37,9 +37,8 @@ from resolvers.identity.evidence import profile_id_for
 from resolvers.lanes.inventory import InventoryBatch, LaneOutcome
 from resolvers.lanes.profiles import ProfilesBatch
 from resolvers.stages import dedupe, identity, inventory, normalize, parse
-from resolvers.steps import DeadLetter, Event, Ok, RawRecord
+from resolvers.steps import DUPLICATE, OK, DeadLetter, Event, Ok, RawRecord
 from resolvers.store import Loaded, LoadRequest, Ref, StateStore, profile_ref
-from schemas.identifiers import Identifier
 from schemas.normalize import NormalizeConfig
 from schemas.touchpoint import Touchpoint
 
@@ -91,6 +90,21 @@ LANES: Final = {lane.name: lane for lane in (PROFILES, INVENTORY)}
 
 #: Outcome of a record the inventory lane could not decode (the profiles lane dead-letters it).
 INVALID: Final = "invalid"
+#: Outcome of a record the profiles lane dead-lettered.
+DLQ: Final = "dlq"
+#: Every outcome an event can have (``loom_events_total{outcome}``).
+OUTCOMES: Final = frozenset(
+    {
+        OK,
+        DUPLICATE,
+        DLQ,
+        INVALID,
+        identity.ERASED,
+        identity.NOTHING_TO_ERASE,
+        identity.SUPPRESSED,
+        identity.UNATTRIBUTED,
+    }
+)
 
 
 class CommitConflictError(RuntimeError):
@@ -166,12 +180,9 @@ def load_request(
     )
 
 
-def _hashes(events: Sequence[Event]) -> dict[str, Identifier]:
-    """Suppression hash -> identifier, for every identifier of the batch."""
-    out: dict[str, Identifier] = {}
-    for event in events:
-        out.update(zip(event.suppression_hashes, event.identifiers, strict=True))
-    return out
+def _hashes(events: Sequence[Event]) -> list[str]:
+    """The suppression hash of every identifier of the batch."""
+    return list(dict.fromkeys(h for event in events for h in event.suppression_hashes))
 
 
 def run_batch(
@@ -196,7 +207,7 @@ def run_batch(
     )
     unparsed: Counter[tuple[str, str]] = Counter()
     if dead and lane.dead_letters:
-        unparsed[("unknown", "dlq")] = len(dead)
+        unparsed[("unknown", DLQ)] = len(dead)
     elif dead:  # another lane reports them; counted here, never dead-lettered twice
         unparsed[("unknown", INVALID)], dead = len(dead), []
     if not events and not dead:
@@ -205,7 +216,7 @@ def run_batch(
     hashes = _hashes(events)
     for attempt in range(1, max_attempts + 1):
         loaded = store.load(request)
-        outcome = _run_lane(lane, loaded, ctx, events, hashes)
+        outcome = _run_lane(lane, loaded, ctx, events)
         missing = _unloaded_profiles(outcome, loaded.entities.keys())
         if missing or outcome.need:  # read what the load missed, then compute again
             request = replace(
@@ -240,15 +251,9 @@ def run_batch(
     raise CommitConflictError(f"batch still conflicting after {max_attempts} attempts")
 
 
-def _run_lane(
-    lane: Lane,
-    loaded: Loaded,
-    ctx: Context,
-    events: Sequence[Event],
-    hashes: Mapping[str, Identifier],
-) -> LaneOutcome:
+def _run_lane(lane: Lane, loaded: Loaded, ctx: Context, events: Sequence[Event]) -> LaneOutcome:
     if lane.identity:
-        return ProfilesBatch.from_loaded(loaded, ctx, hashes).run(events)
+        return ProfilesBatch.from_loaded(loaded, ctx).run(events)
     return InventoryBatch.from_loaded(loaded, ctx).run(events)
 
 

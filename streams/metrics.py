@@ -33,8 +33,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from resolvers.pipeline import INVALID
-from resolvers.steps import DUPLICATE
+from resolvers.pipeline import OUTCOMES
 from streams.lag import LagSnapshot
 from streams.lag_status import GroupStatus, Status
 
@@ -55,9 +54,7 @@ __all__ = [
 #: reason of the stage's ``Drop``: ``duplicate`` (dedupe), ``erased`` and
 #: ``erasure_nothing_to_erase`` (erase). tests/unit/test_metrics.py checks it against the
 #: ``Drop`` reasons in ``resolvers/``.
-EVENT_OUTCOMES: frozenset[str] = frozenset(
-    {"ok", "dlq", INVALID, DUPLICATE, "erased", "erasure_nothing_to_erase"}
-)
+EVENT_OUTCOMES: frozenset[str] = OUTCOMES
 #: Buckets for event-to-snapshot latency: 1 ms to 10 s, roughly x2.5 per step.
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,

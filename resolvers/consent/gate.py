@@ -10,10 +10,14 @@ per purpose:
 2. an unreadable consent signal on the event serves nothing (``invalid_signal``);
 3. a denial at or after the fact's time denies it for good: revocation wins, and a later
    grant never legitimises data from before a denial (``revoked`` / ``gpc``);
-4. granted at the fact's time: its own statement if the event made one; otherwise an explicit
-   grant of the person (consent update, sign-up, loyalty form, account settings) after their
-   latest denial and not after the fact; otherwise, when the person never stated anything up
-   to then, the jurisdiction default of the fact's region (``region_default``);
+4. granted at the fact's time: its own statement if the event made one. Otherwise a
+   *behavioural* fact (a view, a cart, a contact: tracking) has only the jurisdiction default
+   of its own region (no region: unknown, which grants nothing), and only while no denial of
+   the person is in force, so whether it may ever serve is mostly known from the event
+   alone; a *transaction* (kept anyway, for the books) may serve on an explicit grant of the
+   person (consent update, sign-up, loyalty form, account settings) after their latest
+   denial and not after it, or, when the person never stated anything up to then, on the
+   default of its region (``region_default``);
 5. and still granted now: the person's latest statement, or the default of their current
    region if they never made one (a move to an opt-in region denies what a default allowed).
 
@@ -87,6 +91,7 @@ class Gate:
         at: datetime,
         consent: EventConsent,
         region: str | None,
+        behavioural: bool = False,
     ) -> Verdict:
         """May a fact at ``at`` (with its event's ``consent``, in ``region``) serve ``purpose``?"""
         if purpose is Purpose.NECESSARY:
@@ -101,13 +106,32 @@ class Gate:
         if denial is not None and denial.at >= at:
             reason = Reason.GPC if denial.source is Source.GPC else Reason.REVOKED
             return Verdict(purpose, False, reason, denial.source.value)
-        at_time = self._at_time(purpose, h, own, at, region)
+        if own is None and behavioural:
+            at_time = self._behaviour_default(purpose, h, at, region)
+        else:
+            at_time = self._at_time(purpose, h, own, at, region)
         if not at_time.allowed:
             return at_time
         now = self._current[purpose]
         if not now.granted:  # e.g. the person's region moved to an opt-in jurisdiction
             return Verdict(purpose, False, Reason.REGION_DEFAULT, now.source)
         return at_time
+
+    def _behaviour_default(
+        self, purpose: Purpose, h: PurposeHistory, at: datetime, region: str | None
+    ) -> Verdict:
+        """A behavioural fact that stated nothing: its region's default, unless a denial of
+        the person is in force at its time (their latest one, not lifted by an explicit
+        grant since)."""
+        default = _by_default(self.policy, purpose, region)
+        if not default.allowed or h.last_denial is None:
+            return default
+        lifted = h.explicit_grant_between(h.last_denial.at, at)
+        if lifted is None:
+            return Verdict(purpose, False, Reason.HISTORY_TRUNCATED, "history")
+        if not lifted:
+            return Verdict(purpose, False, Reason.NO_CONSENT, h.last_denial.source.value)
+        return default
 
     def _at_time(
         self,
@@ -135,34 +159,59 @@ class Gate:
         return Verdict(purpose, False, reason, Source.DEFAULT.value)
 
     def serves(
-        self, *, at: datetime, consent: EventConsent, region: str | None
+        self,
+        *,
+        at: datetime,
+        consent: EventConsent,
+        region: str | None,
+        behavioural: bool = False,
     ) -> frozenset[Purpose]:
         """The purposes (besides ``necessary``) a fact may serve."""
         return frozenset(
-            p
-            for p in CONSENT_PURPOSES
-            if self.verdict(p, at=at, consent=consent, region=region).allowed
+            v.purpose
+            for v in self.verdicts(at=at, consent=consent, region=region, behavioural=behavioural)
+            if v.allowed
         )
 
     def verdicts(
-        self, *, at: datetime, consent: EventConsent, region: str | None
+        self,
+        *,
+        at: datetime,
+        consent: EventConsent,
+        region: str | None,
+        behavioural: bool = False,
     ) -> tuple[Verdict, ...]:
         return tuple(
-            self.verdict(p, at=at, consent=consent, region=region) for p in CONSENT_PURPOSES
+            self.verdict(p, at=at, consent=consent, region=region, behavioural=behavioural)
+            for p in CONSENT_PURPOSES
         )
 
 
+def _by_default(policy: ConsentPolicy, purpose: Purpose, region: str | None) -> Verdict:
+    granted = purpose in policy.default_for(region)
+    return Verdict(purpose, granted, Reason.REGION_DEFAULT, Source.DEFAULT.value)
+
+
 def never_serves(
-    history: ConsentHistory, purpose: Purpose, *, at: datetime, consent: EventConsent
+    history: ConsentHistory,
+    purpose: Purpose,
+    *,
+    at: datetime,
+    consent: EventConsent,
+    policy: ConsentPolicy,
+    region: str | None,
 ) -> bool:
-    """True when no future event can make the fact serve ``purpose``: its own event denied it
-    or was unreadable, or ``history`` holds a denial at or after it. Denials only accumulate,
-    so the fold may drop such data for good (``history`` must be a subset of the person's:
-    the fact's own group's history is)."""
+    """True when no event, past or future, can make a *behavioural* fact serve ``purpose``:
+    its own event denied it or was unreadable, it stated nothing and its region's default
+    does not grant it, or ``history`` holds a denial at or after it. All of this only ever
+    becomes more true, so the fold may drop such data for good (``history`` must be a subset
+    of the person's: the fact's own group's history is)."""
     if consent.invalid:
         return True
     own = consent.stated(purpose)
     if own is not None and not own.granted:
+        return True
+    if own is None and purpose not in policy.default_for(region):
         return True
     denial = history.of(purpose).last_denial
     return denial is not None and denial.at >= at

@@ -94,55 +94,70 @@ def statements(
     explicit: bool = False,
 ) -> EventConsent:
     """Fold an event's consent map, GPC flag and vendor signals (see the module docstring)."""
-    found: dict[Purpose, list[Statement]] = {}
-    errors: list[str] = []
-    invalid = False
+    found = _Found()
+    if consent is not None:
+        found.own_map(consent, Source.CONSENT_UPDATED if explicit else Source.EVENT)
+    if gpc:
+        found.add({Purpose.ADS: False}, Source.GPC)
+    for name, raw in (signals or {}).items():
+        found.vendor(name, raw)
+    return found.result()
 
-    def add(values: Mapping[Purpose, bool], source: Source) -> None:
+
+@dataclass
+class _Found:
+    """The statements collected from one event, per purpose, and what was unreadable."""
+
+    by_purpose: dict[Purpose, list[Statement]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    invalid: bool = False
+
+    def add(self, values: Mapping[Purpose, bool], source: Source) -> None:
         for purpose, granted in values.items():
             if purpose is not Purpose.NECESSARY:
-                found.setdefault(purpose, []).append(Statement(granted, source))
+                self.by_purpose.setdefault(purpose, []).append(Statement(granted, source))
 
-    own_source = Source.CONSENT_UPDATED if explicit else Source.EVENT
-    if consent is not None:
+    def own_map(self, consent: Mapping[str, object], source: Source) -> None:
         own: dict[Purpose, bool] = {}
         for key, value in consent.items():
             try:
                 purpose = Purpose(key)
             except ValueError:
-                errors.append(f"consent:unknown_purpose:{_short(key)}")
+                self.errors.append(f"consent:unknown_purpose:{_short(key)}")
                 continue
             if not isinstance(value, bool):
-                errors.append(f"consent:not_boolean:{purpose.value}")
-                invalid = True
+                self.errors.append(f"consent:not_boolean:{purpose.value}")
+                self.invalid = True
                 continue
             own[purpose] = value
-        add(own, own_source)
-    if gpc:
-        add({Purpose.ADS: False}, Source.GPC)
-    for name, raw in (signals or {}).items():
+        self.add(own, source)
+
+    def vendor(self, name: str, raw: object) -> None:
         if name == "segment" and isinstance(raw, Mapping):
-            add(from_segment(raw), Source.SEGMENT)
+            self.add(from_segment(raw), Source.SEGMENT)
         elif name == "gcm" and isinstance(raw, Mapping):
-            add(from_gcm(raw), Source.GCM)
+            self.add(from_gcm(raw), Source.GCM)
         elif name == "tcf" and isinstance(raw, str):
             try:
-                add(from_tcf(raw), Source.TCF)
+                self.add(from_tcf(raw), Source.TCF)
             except TcfDecodeError:
-                errors.append("tcf:undecodable")
-                invalid = True
+                self.errors.append("tcf:undecodable")
+                self.invalid = True
         elif name in ("segment", "gcm", "tcf"):
-            errors.append(f"{name}:wrong_type")
-            invalid = True
+            self.errors.append(f"{name}:wrong_type")
+            self.invalid = True
         else:
-            errors.append(f"signals:unknown_format:{_short(name)}")
+            self.errors.append(f"signals:unknown_format:{_short(name)}")
 
-    own_statements: dict[Purpose, Statement] = {}
-    for purpose, seen in found.items():
-        denials = [s for s in seen if not s.granted]
-        if denials:
-            gpc_denial = next((s for s in denials if s.source is Source.GPC), None)
-            own_statements[purpose] = gpc_denial or denials[0]
-        elif not invalid:
-            own_statements[purpose] = seen[0]
-    return EventConsent(own_statements, invalid, tuple(errors))
+    def result(self) -> EventConsent:
+        """Any denial wins (reported as GPC when GPC was one); an unreadable signal keeps only
+        the denials."""
+        own: dict[Purpose, Statement] = {}
+        for purpose, seen in self.by_purpose.items():
+            denials = [s for s in seen if not s.granted]
+            if denials:
+                gpc_denial = next((s for s in denials if s.source is Source.GPC), None)
+                own[purpose] = gpc_denial or denials[0]
+            elif not self.invalid:
+                own[purpose] = seen[0]
+        return EventConsent(own, self.invalid, tuple(self.errors))

@@ -43,6 +43,7 @@ class Source(StrEnum):
 class Decision(StrEnum):
     ALLOW = "allow"
     DENY = "deny"
+    PURGE = "purge"  # the person revoked a purpose they had granted: its data goes
 
 
 class Reason(StrEnum):

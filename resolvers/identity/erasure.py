@@ -9,9 +9,13 @@ named identifiers and, transitively, what appears in an atom with an absorbed id
   relay: devices are shared, so what else was seen on one is no evidence about the person;
 * an identifier that is not an account id joins when it shares an atom with a relaying
   absorbed one;
-* an account id (a unique type) joins only when its atom also carries a *named* identifier:
-  an email a couple shares does not carry the erasure of one spouse's account over to the
-  other's, but a request naming that email itself covers both accounts that used it.
+* an account id (a unique type) joins only when its atom also carries a *named* identifier or
+  an absorbed account id: the person's loyalty id seen with their customer id goes with it,
+  but an email a couple shares does not carry the erasure of one spouse's account over to
+  the other's (a request naming that email itself covers both accounts that used it).
+
+Every condition only gets easier as more is absorbed, so the covered set is the least fixed
+point of a monotone rule: the same whatever the order of requests and events.
 
 This depends only on the atoms and the set of named identifiers, never on how people were
 clustered when a request arrived, so it gives the same answer whatever the order: an atom that
@@ -44,23 +48,41 @@ class Tombstone:
 
     relays: bool
     named: bool = False  # a request named it
+    account: bool = False  # an account id (unique type)
     holders: tuple[str, ...] = ()  # profiles holding atoms with its ghost
+
+    @property
+    def pulls_accounts(self) -> bool:
+        """An atom carrying it brings the account ids it carries along."""
+        return self.named or self.account
 
     def merged(self, other: Tombstone) -> Tombstone:
         holders = tuple(sorted(set(self.holders) | set(other.holders)))[:MAX_HOLDERS]
-        return Tombstone(self.relays or other.relays, self.named or other.named, holders)
+        return Tombstone(
+            self.relays or other.relays,
+            self.named or other.named,
+            self.account or other.account,
+            holders,
+        )
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"r": self.relays}
         if self.named:
             out["n"] = True
+        if self.account:
+            out["a"] = True
         if self.holders:
             out["h"] = list(self.holders)
         return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Tombstone:
-        return cls(bool(data.get("r", True)), bool(data.get("n", False)), tuple(data.get("h", ())))
+        return cls(
+            bool(data.get("r", True)),
+            bool(data.get("n", False)),
+            bool(data.get("a", False)),
+            tuple(data.get("h", ())),
+        )
 
 
 @dataclass
@@ -84,7 +106,7 @@ class Closure:
     def _absorb(self, ident: Identifier, digest: str, *, named: bool = False) -> bool:
         self.known[digest] = ident
         relays = not self.rules.is_device(ident.type)
-        new = Tombstone(relays, named)
+        new = Tombstone(relays, named, self.rules.is_unique(ident.type))
         old = self.absorbed.get(digest)
         merged = new if old is None else old.merged(new)
         if merged == old:
@@ -107,17 +129,17 @@ class Closure:
         while queue:
             digest = queue.pop()
             for atom in index.get(digest, ()):
-                named = self._names_one(atom)
+                pulls = self._pulls_accounts(atom)
                 for ident in atom.ids:
-                    if self.rules.is_unique(ident.type) and not named:
+                    if self.rules.is_unique(ident.type) and not pulls:
                         continue
                     other = self.hash_of(ident)
                     if self._absorb(ident, other) and self.absorbed[other].relays:
                         queue.append(other)
 
-    def _names_one(self, atom: Atom) -> bool:
+    def _pulls_accounts(self, atom: Atom) -> bool:
         members = (*(self.hash_of(i) for i in atom.ids), *atom.ghosts)
-        return any((t := self.absorbed.get(d)) is not None and t.named for d in members)
+        return any((t := self.absorbed.get(d)) is not None and t.pulls_accounts for d in members)
 
     def reduce(self, atom: Atom, *, anchored: bool) -> Atom | None:
         """``atom`` with its absorbed members turned into ghosts; None when it is an erased
@@ -144,4 +166,6 @@ class Closure:
         for digest in ghosts:
             tomb = self.absorbed.get(digest)
             if tomb is not None and profile_id not in tomb.holders:
-                self.absorbed[digest] = tomb.merged(Tombstone(tomb.relays, tomb.named, (profile_id,)))
+                self.absorbed[digest] = tomb.merged(
+                    Tombstone(tomb.relays, tomb.named, tomb.account, (profile_id,))
+                )

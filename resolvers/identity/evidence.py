@@ -66,7 +66,11 @@ class Atom:
         return Atom(self.ids, first, ghosts)
 
     def to_json(self) -> list[Any]:
-        out: list[Any] = [[i.key for i in self.ids], format_time(self.first.at), self.first.event_id]
+        out: list[Any] = [
+            [i.key for i in self.ids],
+            format_time(self.first.at),
+            self.first.event_id,
+        ]
         if self.ghosts:
             out.append(list(self.ghosts))
         return out

@@ -23,7 +23,7 @@ from datetime import UTC
 
 import orjson
 
-from resolvers.consent import EMPTY_HISTORY, ConsentHistory, Decision, Gate
+from resolvers.consent import EMPTY_HISTORY, ConsentHistory, Decision, Gate, Reason, Source
 from resolvers.context import Context, suppression_hash
 from resolvers.decode_cache import DecodeCache
 from resolvers.effects import Count, IdentifierWritten, Measure, ProfileWritten, Published
@@ -33,7 +33,7 @@ from resolvers.identity.rules import IdentityRules
 from resolvers.lanes.inventory import LaneOutcome
 from resolvers.lanes.stored_profile import Group, StoredProfile, decode
 from resolvers.profile import facts as profile_facts
-from resolvers.profile.facts import Facts, Stamped
+from resolvers.profile.facts import TRANSACTION_TYPES, Facts, Stamped
 from resolvers.profile.render import Person, render
 from resolvers.stages import dedupe, identity, observe
 from resolvers.steps import DUPLICATE, OK, Event
@@ -65,10 +65,7 @@ class ProfilesBatch:
     seen: frozenset[str]
 
     @classmethod
-    def from_loaded(
-        cls, loaded: Loaded, ctx: Context, hashes: Mapping[str, Identifier]
-    ) -> ProfilesBatch:
-        """``hashes``: the suppression hash of every identifier the request asked about."""
+    def from_loaded(cls, loaded: Loaded, ctx: Context) -> ProfilesBatch:
         cache = ctx.cache or DecodeCache(max_entries=0)
         versions: dict[Ref, int] = {}
         records: dict[Identifier, IdentifierRecord] = {}
@@ -107,9 +104,11 @@ class ProfilesBatch:
         out.processed = [e.tp.event_id for e in fresh]
         resolution = identity.resolve(self._evidence(), (self._sighting(e) for e in fresh))
         out.counts.update(resolution.counts)
+        before = self._gates_before(resolution)
         touched = self._fold_facts(fresh, resolution)
+        touched |= self._prune_by_accounts(resolution)
         gates = self._render(resolution, touched, out)
-        self._audit(fresh, resolution, gates, out)
+        self._audit(fresh, resolution, before, gates, out)
         out.effects.extend(
             IdentifierWritten(ident, record) for ident, record in sorted(resolution.records.items())
         )
@@ -131,6 +130,7 @@ class ProfilesBatch:
             records=self.records,
             tombstones=self.tombstones,
             profiles=self.profiles,
+            policy=ctx.policy,
             redirected=frozenset(self.redirects),
             topics={"merges": ctx.topics.merges, "erasures": ctx.topics.erasures},
         )
@@ -144,10 +144,17 @@ class ProfilesBatch:
             erase=tp.type is EventType.ERASURE_REQUESTED,
         )
 
+    def _gates_before(self, res: identity.Resolution) -> dict[str, Gate]:
+        """Each person's consent as it stood before this batch's events (revocations)."""
+        return {
+            pid: self._gate([g.facts for g in person.groups.values()])
+            for pid, person in res.people.items()
+        }
+
     def _fold_facts(self, fresh: Sequence[Event], res: identity.Resolution) -> set[str]:
         """Each event's observation into its group; returns the people touched."""
         touched: set[str] = set()
-        bound = self.ctx.policy.max_explicit_grants
+        policy = self.ctx.policy
         for event in fresh:
             gkey = res.event_group.get(event.tp.event_id)
             if gkey is None:
@@ -155,10 +162,72 @@ class ProfilesBatch:
             owner = res.owner_of_group[gkey]
             person = res.people[owner]
             group = person.groups[gkey]
-            folded = profile_facts.observe(group.facts, observe.observation(event.tp), bound=bound)
+            folded = profile_facts.observe(group.facts, observe.observation(event.tp), policy)
             person.groups[gkey] = replace(group, facts=folded)
             touched.add(owner)
         return touched
+
+    def _prune_by_accounts(self, res: identity.Resolution) -> set[str]:
+        """Denials of an account revoke, in storage too, across the groups linked to it.
+
+        An account's (a unique identifier's) group is its for good, whatever else is learned
+        later; so is the evidence that an identifier was seen with an account. So: the
+        history of account ``C`` is the merge of the account groups whose atoms carry ``C``;
+        an account group is linked to the accounts its atoms carry, any other group to the
+        accounts its identifiers were seen with; each group is pruned with the histories of
+        the accounts it is linked to. All of it only grows with more events, so the pruning
+        does not depend on their order. Where an identifier could still turn out to be
+        someone else's (an email two accounts used), both accounts' denials apply to its own
+        group (fail closed); a statement made under such an identifier alone never prunes an
+        account's data in storage: the gate hides it. Returns the people whose facts changed."""
+        policy = self.ctx.policy
+        bound = policy.max_explicit_grants
+        linked: dict[tuple[str, str], set[str]] = {}
+        history: dict[str, ConsentHistory] = {}
+        for pid, person in res.people.items():
+            for gkey, group in person.groups.items():
+                accounts = linked[(pid, gkey)] = self._accounts(res, gkey, group)
+                if gkey.startswith("u:"):
+                    for account in accounts:
+                        history[account] = history.get(account, EMPTY_HISTORY).merged(
+                            group.facts.consent, bound
+                        )
+        changed: set[str] = set()
+        for pid, person in res.people.items():
+            for gkey, group in list(person.groups.items()):
+                also = EMPTY_HISTORY
+                for account in sorted(linked[(pid, gkey)]):
+                    if account in history:
+                        also = also.merged(history[account], bound)
+                if group.facts.is_empty or also is EMPTY_HISTORY:
+                    continue
+                pruned = profile_facts.prune(group.facts, policy, also)
+                if pruned is not group.facts:
+                    person.groups[gkey] = replace(group, facts=pruned)
+                    changed.add(pid)
+        return changed
+
+    def _accounts(self, res: identity.Resolution, gkey: str, group: Group) -> set[str]:
+        """The accounts (``type:value`` of unique identifiers) a group is linked to for good:
+        an account group, those its atoms carry; any other, those its identifiers were seen
+        with (the records keep them, capped: the same whatever the order)."""
+        rules = self.ctx.rules
+        out: set[str] = set()
+        for atom in group.atoms.values():
+            for ident in atom.ids:
+                if rules.is_unique(ident.type):
+                    out.add(ident.key)
+                elif not gkey.startswith("u:"):
+                    record = self._record(res, ident)
+                    for unique_type, values in record.seen_with.items():
+                        out.update(f"{unique_type}:{value}" for value in values)
+        return out
+
+    def _record(self, res: identity.Resolution, ident: Identifier) -> IdentifierRecord:
+        written = res.records.get(ident)
+        if written is not None:
+            return written
+        return self.records.get(ident, IdentifierRecord())
 
     def _gate(self, groups: Sequence[Facts]) -> Gate:
         consent: ConsentHistory = EMPTY_HISTORY
@@ -199,10 +268,12 @@ class ProfilesBatch:
         self,
         fresh: Sequence[Event],
         res: identity.Resolution,
+        before: Mapping[str, Gate],
         gates: Mapping[str, Gate],
         out: LaneOutcome,
     ) -> None:
-        """Per event, what its person's consent denies it (the ``consent.audit`` topic)."""
+        """Per event, what its person's consent denies it, and the purposes it revoked (the
+        ``consent.audit`` topic; no identifiers, no traits)."""
         policy = self.ctx.policy
         decided_at = format_time(self.ctx.now)
         for event in fresh:
@@ -214,34 +285,48 @@ class ProfilesBatch:
             gate = gates.get(owner) if owner is not None else None
             if gate is None:
                 gate = Gate(policy, EMPTY_HISTORY, tp.region)
-            verdicts = gate.verdicts(
-                at=tp.occurred_at, consent=observe.event_consent(tp), region=tp.region
-            )
-            denied = [v for v in verdicts if not v.allowed]
-            for v in denied:
-                out.counts[Count(Measure.CONSENT_DENIED, v.purpose.value, v.reason.value)] += 1
-            if denied:
-                out.effects.append(
-                    Published(
-                        self.ctx.topics.consent_audit,
-                        owner,
-                        {
-                            "event_id": tp.event_id,
-                            "profile_id": owner,
-                            "policy_version": policy.version,
-                            "decided_at": decided_at,
-                            "decisions": [
-                                {
-                                    "purpose": v.purpose.value,
-                                    "decision": Decision.DENY.value,
-                                    "reason": v.reason.value,
-                                    "source": v.source,
-                                }
-                                for v in denied
-                            ],
-                        },
-                    )
+            consent = observe.event_consent(tp)
+            decisions = [
+                (v.purpose, Decision.DENY, v.reason, v.source)
+                for v in gate.verdicts(
+                    at=tp.occurred_at,
+                    consent=consent,
+                    region=tp.region,
+                    behavioural=tp.type.value not in TRANSACTION_TYPES,
                 )
+                if not v.allowed
+            ]
+            for purpose, _, reason, _ in decisions:
+                out.counts[Count(Measure.CONSENT_DENIED, purpose.value, reason.value)] += 1
+            prior = before.get(owner) if owner is not None else None
+            for purpose, stated in sorted(consent.own.items()):
+                if prior is not None and not stated.granted and prior.current(purpose).granted:
+                    reason = Reason.GPC if stated.source is Source.GPC else Reason.REVOKED
+                    decisions.append((purpose, Decision.PURGE, reason, stated.source.value))
+                    out.counts[Count(Measure.CONSENT_PURGED, purpose.value)] += 1
+            if not decisions:
+                continue
+            out.effects.append(
+                Published(
+                    self.ctx.topics.consent_audit,
+                    owner,
+                    {
+                        "event_id": tp.event_id,
+                        "profile_id": owner,
+                        "policy_version": policy.version,
+                        "decided_at": decided_at,
+                        "decisions": [
+                            {
+                                "purpose": purpose.value,
+                                "decision": decision.value,
+                                "reason": reason.value,
+                                "source": source,
+                            }
+                            for purpose, decision, reason, source in decisions
+                        ],
+                    },
+                )
+            )
 
 
 def held(profile: StoredProfile) -> bytes:

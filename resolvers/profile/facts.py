@@ -43,8 +43,8 @@ from typing import Final
 
 from resolvers.consent import (
     EMPTY_HISTORY,
-    MAX_EXPLICIT_GRANTS,
     ConsentHistory,
+    ConsentPolicy,
     EventConsent,
     Purpose,
     from_event,
@@ -55,6 +55,8 @@ from resolvers.consent.signals import from_code
 #: Event types that are a purchase (an order version) or a return.
 ORDER_TYPES: Final = frozenset({"order_completed", "pos_sale"})
 RETURN_TYPE: Final = "order_returned"
+#: Event types whose facts are transactions (kept for the books), not behaviour.
+TRANSACTION_TYPES: Final = ORDER_TYPES | {RETURN_TYPE}
 #: Event types that are not customer activity (never in ``recent_activity``).
 NON_ACTIVITY_TYPES: Final = frozenset(
     {"consent_updated", "erasure_requested", "inventory_adjusted", "inventory_counted"}
@@ -302,8 +304,9 @@ def merge_digests(a: Digest, b: Digest) -> Digest:
 # --------------------------------------------------------------------------- fold
 
 
-def observe(facts: Facts, obs: Observation, *, bound: int = MAX_EXPLICIT_GRANTS) -> Facts:
+def observe(facts: Facts, obs: Observation, policy: ConsentPolicy) -> Facts:
     """Fold one event into a group's facts, then :func:`prune`. Pure."""
+    bound = policy.max_explicit_grants
     traits = facts.traits
     if obs.traits:
         traits = lww(traits, {k: Stamped(v, obs.at, obs.event_id) for k, v in obs.traits.items()})
@@ -321,7 +324,8 @@ def observe(facts: Facts, obs: Observation, *, bound: int = MAX_EXPLICIT_GRANTS)
         item = Recent(obs.event_id, obs.consent.code, obs.region or "", _digest(obs))
         recent = {**recent, obs.event_id: item}
     latest = obs.at if facts.latest is None else max(facts.latest, obs.at)
-    return prune(Facts(traits, region, consent, transactions, recent, facts.digests, latest))
+    folded = Facts(traits, region, consent, transactions, recent, facts.digests, latest)
+    return prune(folded, policy)
 
 
 def _transaction(obs: Observation) -> Transaction | None:
@@ -366,16 +370,21 @@ def _digest(obs: Observation) -> Digest:
     )
 
 
-def prune(facts: Facts) -> Facts:
+def prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory = EMPTY_HISTORY) -> Facts:
     """Roll old behaviour up, drop what can never serve again (see the module docstring).
-    Idempotent, and a function of the facts' events whatever the order they were folded in."""
+    Idempotent, and a function of the facts' events whatever the order they were folded in.
+
+    ``also``: the history of other groups that are the same person's for good (a device's
+    account, ``resolvers.lanes.profiles``): their denials revoke this group's behaviour too.
+    """
     if facts.latest is None:
         return facts
+    consent = facts.consent.merged(also, policy.max_explicit_grants)
     latest_day = day_of(facts.latest)
     recent, digests = dict(facts.recent), dict(facts.digests)
     changed = _roll_up(recent, digests, latest_day - RECENT_DAYS)
     for event_id, item in list(recent.items()):
-        kept = _prune_digest(item.digest, item.code, facts.consent)
+        kept = _prune_digest(item.digest, item.code, item.region, consent, policy)
         if kept is not item.digest:
             changed = True
             if kept.seen or kept.interest:
@@ -388,7 +397,7 @@ def prune(facts: Facts) -> Facts:
             del digests[key]
             changed = True
             continue
-        kept = _prune_digest(digest, key[1], facts.consent)
+        kept = _prune_digest(digest, key[1], key[2], consent, policy)
         if kept is not digest:
             digests[key] = kept  # a husk when both parts are gone (see the docstring)
             changed = True
@@ -418,15 +427,24 @@ def _roll_up(recent: dict[str, Recent], digests: dict[DigestKey, Digest], cutoff
     return bool(old)
 
 
-def _prune_digest(digest: Digest, code: str, consent: ConsentHistory) -> Digest:
+def _prune_digest(
+    digest: Digest, code: str, region: str, consent: ConsentHistory, policy: ConsentPolicy
+) -> Digest:
     """``digest`` without the parts that can never serve (itself when nothing changes)."""
     statements = from_code(code)
-    seen = digest.seen and not never_serves(
-        consent, Purpose.ANALYTICS, at=digest.first_at, consent=statements
-    )
-    interest = digest.interest and not never_serves(
-        consent, Purpose.PERSONALIZATION, at=digest.first_at, consent=statements
-    )
+
+    def never(purpose: Purpose) -> bool:
+        return never_serves(
+            consent,
+            purpose,
+            at=digest.first_at,
+            consent=statements,
+            policy=policy,
+            region=region or None,
+        )
+
+    seen = digest.seen and not never(Purpose.ANALYTICS)
+    interest = digest.interest and not never(Purpose.PERSONALIZATION)
     if seen == digest.seen and interest == digest.interest:
         return digest
     return Digest(
@@ -442,7 +460,7 @@ def _prune_digest(digest: Digest, code: str, consent: ConsentHistory) -> Digest:
     )
 
 
-def merge(a: Facts, b: Facts, *, bound: int = MAX_EXPLICIT_GRANTS) -> Facts:
+def merge(a: Facts, b: Facts, policy: ConsentPolicy) -> Facts:
     """The facts of both groups' events (disjoint sets): commutative and associative."""
     if a.is_empty or b.is_empty:
         return b if a.is_empty else a
@@ -456,20 +474,21 @@ def merge(a: Facts, b: Facts, *, bound: int = MAX_EXPLICIT_GRANTS) -> Facts:
         old_digest = digests.get(dkey)
         digests[dkey] = d if old_digest is None else merge_digests(old_digest, d)
     latest = max((t for t in (a.latest, b.latest) if t is not None), default=None)
-    return prune(
-        Facts(
-            traits=lww(a.traits, b.traits),
-            region=later(a.region, b.region),
-            consent=a.consent.merged(b.consent, bound),
-            transactions=transactions,
-            recent={**a.recent, **b.recent},
-            digests=digests,
-            latest=latest,
-        )
+    merged = Facts(
+        traits=lww(a.traits, b.traits),
+        region=later(a.region, b.region),
+        consent=a.consent.merged(b.consent, policy.max_explicit_grants),
+        transactions=transactions,
+        recent={**a.recent, **b.recent},
+        digests=digests,
+        latest=latest,
     )
+    return prune(merged, policy)
 
 
-def observe_all(observations: Iterable[Observation], facts: Facts = EMPTY_FACTS) -> Facts:
+def observe_all(
+    observations: Iterable[Observation], policy: ConsentPolicy, facts: Facts = EMPTY_FACTS
+) -> Facts:
     for obs in observations:
-        facts = observe(facts, obs)
+        facts = observe(facts, obs, policy)
     return facts

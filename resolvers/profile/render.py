@@ -174,7 +174,10 @@ def _totals(gate: Gate, groups: Sequence[Facts], region: str | None) -> _Totals:
             if not d.seen and not d.interest:
                 continue  # a husk
             purposes = gate.serves(
-                at=d.first_at, consent=from_code(code), region=digest_region or region
+                at=d.first_at,
+                consent=from_code(code),
+                region=digest_region or None,
+                behavioural=True,
             )
             if d.seen and Purpose.ANALYTICS in purposes:
                 totals.saw(d.first_at, d.last_at, d.channels)

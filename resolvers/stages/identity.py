@@ -29,6 +29,7 @@ from typing import Final
 
 import orjson
 
+from resolvers.consent import ConsentPolicy
 from resolvers.effects import (
     Count,
     Measure,
@@ -81,6 +82,7 @@ class Evidence:
     records: Mapping[Identifier, IdentifierRecord]
     tombstones: Mapping[str, Tombstone]  # by salted hash
     profiles: Mapping[str, StoredProfile]  # live, loaded
+    policy: ConsentPolicy  # the facts of regrouped atoms are merged under it
     redirected: frozenset[str] = frozenset()  # loaded ids that are redirects today
     topics: Mapping[str, str] = field(default_factory=dict)  # merges, erasures
 
@@ -179,7 +181,8 @@ class _Run:
     def erase(self, requests: list[Sighting]) -> None:
         for request in requests:
             self.closure.request(request.ids)
-            self.resolution.outcomes[request.event_id] = NOTHING_TO_ERASE
+            known = any(not self.records.get(i, EMPTY_RECORD).is_empty for i in request.ids)
+            self.resolution.outcomes[request.event_id] = ERASED if known else NOTHING_TO_ERASE
             self.erasing = True
 
     def expand(self, new_atoms: list[Atom]) -> None:
@@ -228,7 +231,7 @@ class _Run:
         atoms[key] = atom if old is None else old.joined(atom)
         if not facts.is_empty:
             have = self.facts.get(gkey, EMPTY_FACTS)
-            self.facts[gkey] = profile_facts.merge(have, facts)
+            self.facts[gkey] = profile_facts.merge(have, facts, self.ev.policy)
         else:
             self.facts.setdefault(gkey, EMPTY_FACTS)
         if owner is not None:
@@ -430,7 +433,7 @@ class _Run:
 
     def _announce_erasures(self) -> None:
         res = self.resolution
-        requests = [e for e, o in res.outcomes.items() if o == NOTHING_TO_ERASE]
+        requests = [e for e, o in res.outcomes.items() if o in (ERASED, NOTHING_TO_ERASE)]
         for erased in res.erased:
             if erased.reason != "erased":
                 continue
@@ -441,15 +444,14 @@ class _Run:
                     erased.profile_id,
                     {
                         "profile_id": erased.profile_id,
-                        "event_ids": requests,
-                        "identifiers_suppressed": len(res.suppressed),
+                        # the request; None when a later event linked the profile to an
+                        # identifier erased before (the erasure continues, ADR 0004)
+                        "event_id": requests[0] if requests else None,
+                        "identifiers_suppressed": len(self.closure.absorbed),
                         "merged_from": list(erased.merged_from),
                     },
                 )
             )
-        if any(e.reason == "erased" for e in res.erased):
-            for event_id in requests:
-                res.outcomes[event_id] = ERASED
 
     # 7. identifier records ----------------------------------------------------------------------
     def write_records(self) -> None:

@@ -5,11 +5,15 @@ Steps: ``deploy/infra.sh up`` (unless ``--no-infra``) -> topics -> one ``loom wo
 ``--seconds`` (progress on stderr), plus a few deliberately bad records -> wait until both
 groups' lag is zero -> print what Loom built -> stop the workers -> ``deploy/infra.sh down``
 (unless ``--keep``).
+
+The demo is a development setup: it runs with ``LOOM_DEVELOPMENT=true`` (single-replica
+topics, the development salt), and so do the workers it starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import logging
 import os
@@ -20,16 +24,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import redis
+import orjson
 from confluent_kafka import Consumer
 
 from resolvers.pipeline import LANES, PROFILES
-from streams import kafka_clients
+from streams import kafka_clients, redis_clients
 from streams.cli import demo_story
+from streams.cli.options import add_kafka_options, add_redis_options, settings_from
 from streams.inventory_reader import InventoryReader
 from streams.lag import uncommitted
 from streams.reader import ProfileReader
-from streams.settings import LoomSettings, load_settings
+from streams.settings import LoomSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,12 +46,18 @@ def register(sub: Any) -> None:
     p.add_argument("--customers", type=int, default=2000, help="simulated customers (2000)")
     p.add_argument("--stores", type=int, default=5, help="simulated stores (5)")
     p.add_argument("--seed", type=int, default=42, help="simulator seed (42): same story")
-    p.add_argument("--no-infra", action="store_true", help="use running Kafka/Redis as set")
+    p.add_argument(
+        "--no-infra",
+        action="store_true",
+        help="use the running Kafka/Redis the settings (or the options below) name",
+    )
     p.add_argument(
         "--keep",
         action="store_true",
         help="leave Kafka and Redis running with the data, to try the commands it suggests",
     )
+    add_kafka_options(p)
+    add_redis_options(p)
     p.set_defaults(func=run)
 
 
@@ -66,7 +77,7 @@ def lane_consumers(settings: LoomSettings) -> dict[str, Consumer]:
 def run(args: argparse.Namespace) -> int:
     if not args.verbose:  # the story is the output; log lines only with -v
         logging.getLogger().setLevel(logging.WARNING)
-    settings = load_settings()
+    settings = settings_from(args, development=True)
     if not args.no_infra:
         say("starting Kafka and Redis (deploy/infra.sh up)")
         try:
@@ -76,44 +87,23 @@ def run(args: argparse.Namespace) -> int:
             return 1
     from streams.topics import ensure_topics
 
+    if not args.no_infra:  # our own local servers: start the story from a clean slate
+        _reset(settings)
     ensure_topics(settings)
     reader = ProfileReader(
-        redis.Redis.from_url(settings.redis_url),
+        redis_clients.client(settings),
         settings.redis_prefix,
         default_region=settings.default_region,
     )
-    workers: dict[str, subprocess.Popen[bytes]] = {}
-    logs: dict[str, Path] = {}
-    for role in LANES:  # one worker per lane: two consumer groups on the same topic
-        logs[role] = ROOT / ".cache" / f"demo-worker-{role}.log"
-        logs[role].parent.mkdir(parents=True, exist_ok=True)
-        say(f"starting the {role} worker (log: {logs[role]})")
-        with logs[role].open("wb") as log_file:
-            workers[role] = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli.main", "worker", "--role", role,
-                 "--loglevel", "warning"],
-                stdout=log_file, stderr=subprocess.STDOUT, env=os.environ.copy(),
-            )  # fmt: skip
+    workers, logs = _start_workers(settings)
     consumers = lane_consumers(settings)
     try:
-        raw = settings.topics.raw
-        partitions = sorted(
-            consumers[PROFILES.name].list_topics(raw, timeout=10).topics[raw].partitions
-        )
         sent = _simulate(settings, args)
         say("waiting for the workers to catch up")
         deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            lags = {role: uncommitted(c, raw, partitions) for role, c in consumers.items()}
-            if not any(lags.values()):
-                break
-            for role, worker in workers.items():
-                if worker.poll() is not None:
-                    say(f"{role} worker exited with {worker.returncode}; see {logs[role]}")
-                    return 1
-            shown = ", ".join(f"{role} {n}" for role, n in lags.items())
-            print(f"    lag (records): {shown}", file=sys.stderr, flush=True)
-            time.sleep(2)
+        failed = _wait_caught_up(settings, consumers, workers, logs, deadline)
+        if failed:
+            return 1
         _wait_for_relay(reader, deadline)
         story = demo_story.Story(
             settings=settings,
@@ -138,6 +128,94 @@ def run(args: argparse.Namespace) -> int:
             say("stopping Kafka and Redis")
             infra("down")
     return 0
+
+
+def _start_workers(
+    settings: LoomSettings,
+) -> tuple[dict[str, subprocess.Popen[bytes]], dict[str, Path]]:
+    """One ``loom worker`` per lane (two consumer groups on the same topic), logging to
+    ``.cache/demo-worker-<role>.log``."""
+    workers: dict[str, subprocess.Popen[bytes]] = {}
+    logs: dict[str, Path] = {}
+    for role in LANES:
+        logs[role] = ROOT / ".cache" / f"demo-worker-{role}.log"
+        logs[role].parent.mkdir(parents=True, exist_ok=True)
+        say(f"starting the {role} worker (log: {logs[role]})")
+        with logs[role].open("wb") as log_file:
+            workers[role] = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli.main", "worker", "--role", role,
+                 "--loglevel", "warning"],
+                stdout=log_file, stderr=subprocess.STDOUT, env=worker_env(settings),
+            )  # fmt: skip
+    return workers, logs
+
+
+def _wait_caught_up(
+    settings: LoomSettings,
+    consumers: dict[str, Consumer],
+    workers: dict[str, subprocess.Popen[bytes]],
+    logs: dict[str, Path],
+    deadline: float,
+) -> bool:
+    """Until both lanes committed everything (progress on stderr); True if a worker died."""
+    raw = settings.topics.raw
+    partitions = sorted(
+        consumers[PROFILES.name].list_topics(raw, timeout=10).topics[raw].partitions
+    )
+    while time.monotonic() < deadline:
+        lags = {role: uncommitted(c, raw, partitions) for role, c in consumers.items()}
+        if not any(lags.values()):
+            return False
+        for role, worker in workers.items():
+            if worker.poll() is not None:
+                say(f"{role} worker exited with {worker.returncode}; see {logs[role]}")
+                return True
+        shown = ", ".join(f"{role} {n}" for role, n in lags.items())
+        print(f"    lag (records): {shown}", file=sys.stderr, flush=True)
+        time.sleep(2)
+    return False
+
+
+def _reset(settings: LoomSettings) -> None:
+    """Forget an earlier demo left running with ``--keep``: Loom's topics and consumer groups
+    on the local broker, and its keys in the local Redis. Only ever on the servers the demo
+    started itself."""
+    admin = kafka_clients.admin(settings)
+    existing = set(admin.list_topics(timeout=10).topics)
+    names = [
+        name
+        for field in type(settings.topics).model_fields
+        if (name := getattr(settings.topics, field)) in existing
+    ]
+    if names:
+        for future in admin.delete_topics(names, operation_timeout=30).values():
+            future.result()
+        deadline = time.monotonic() + 30
+        while set(names) & set(admin.list_topics(timeout=10).topics):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    groups = [settings.group_id(lane) for lane in LANES]
+    for future in admin.delete_consumer_groups(groups, request_timeout=10).values():
+        with contextlib.suppress(Exception):  # a group that never existed is fine
+            future.result()
+    client = redis_clients.client(settings)
+    keys = list(client.scan_iter(match=f"{settings.redis_prefix}:*", count=1000))
+    for start in range(0, len(keys), 500):
+        client.delete(*keys[start : start + 500])
+    client.close()
+
+
+def worker_env(settings: LoomSettings) -> dict[str, str]:
+    """The demo workers' environment: ours, in development mode, with the command's options."""
+    return {
+        **os.environ,
+        "LOOM_DEVELOPMENT": "true",
+        "LOOM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "LOOM_KAFKA_CONFIG": orjson.dumps(settings.kafka_config).decode(),
+        "LOOM_REDIS_URL": str(settings.redis_url),
+        "LOOM_REDIS_PREFIX": settings.redis_prefix,
+    }
 
 
 def _wait_for_relay(reader: ProfileReader, deadline: float) -> None:

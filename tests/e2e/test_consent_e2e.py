@@ -1,29 +1,35 @@
-"""Issue 6's end-to-end scenarios: consent and erasure through real workers, Kafka and Redis.
+"""Consent and erasure end to end, through real workers, Kafka and Redis.
 
-Two views of a profile are checked: the public snapshot (``d``, masked by its consent map) and
-the stored aggregate (``s``), rendered unmasked with :func:`unmasked`, so a purpose whose data
-was only hidden, not purged or never collected, is caught too.
+Two views of a profile are checked: the public snapshot (``d``, through the consent gate) and
+what the store holds (``s``), rendered with nothing masked by :func:`held`, so behavioural data
+that was only hidden, not purged or never collected, is caught too. Transactions are the one
+thing kept whatever the consent (the retailer's books, docs/consent.md): ``held`` leaves them
+out unless asked.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+from dataclasses import replace
 from typing import Any
 
 import orjson
 import pytest
 from e2e_harness import Loom
 
-from resolvers import profile
-from resolvers.profile import EMPTY_GATED_FIELDS, PURPOSE_GATES
+from resolvers.consent import CONSENT_PURPOSES, EMPTY_HISTORY, ConsentPolicy, Gate, Purpose
+from resolvers.consent import PURPOSE_GATES as GATES
+from resolvers.identity.rules import IdentityRules
+from resolvers.lanes.stored_profile import decode
+from resolvers.profile.render import EMPTY_GATED_FIELDS, Person, render
 from schemas.touchpoint import touchpoint_to_json
 from streams.simulate import Simulator
 
 pytestmark = pytest.mark.e2e
 
 ALL = {"analytics": True, "personalization": True, "marketing": True, "ads": True}
-ALL_GRANTED = {p: {"granted": True} for p in PURPOSE_GATES}
+PURPOSE_GATES = {p.value: names for p, names in GATES.items()}
 ANALYTICS = PURPOSE_GATES["analytics"]
 
 
@@ -129,18 +135,74 @@ def stored(loom: Loom, pid: str) -> dict[str, Any]:
     return dict(orjson.loads(raw))
 
 
-def unmasked(loom: Loom, pid: str) -> dict[str, Any]:
-    """What the store holds for ``pid``, rendered with every purpose granted (nothing masked).
+class _NothingMasked(Gate):
+    """Lets every fact serve every purpose: renders what is held, not what may be shown."""
+
+    def serves(self, **_kw: Any) -> frozenset[Purpose]:
+        return frozenset(CONSENT_PURPOSES)
+
+    def granted_now(self) -> frozenset[Purpose]:
+        return frozenset(CONSENT_PURPOSES)
+
+
+def held(loom: Loom, pid: str, *, transactions: bool = False) -> dict[str, Any]:
+    """What the store holds for ``pid``, rendered with nothing masked: its behaviour, and its
+    transactions only when asked (they are kept for the books whatever the consent).
 
     ``reachable`` is derived (identifiers and the marketing grant), not stored, so it is shown
     with its empty value here."""
-    state = stored(loom, pid)
-    agg = profile.ProfileAggregate.from_dict(state["aggregate"])
-    snap = profile.snapshot(
-        agg, profile_id=pid, identifiers={}, consent=ALL_GRANTED, merged_from=[], version=0
-    )
-    assert snap["reachable"] == EMPTY_GATED_FIELDS["reachable"]
-    return snap
+    raw = loom.redis.hget(f"{loom.root}:profile:{pid}", "s")
+    assert raw is not None, f"no stored state for {pid}"
+    profile = decode(pid, raw, IdentityRules())  # type: ignore[arg-type]
+    groups = [
+        g.facts if transactions else replace(g.facts, transactions={})
+        for g in profile.groups.values()
+    ]
+    gate = _NothingMasked(ConsentPolicy(), EMPTY_HISTORY, None)
+    return render(Person(pid, 0, {}, groups, profile.first.at), gate)
+
+
+def revoked_but_held(loom: Loom, pid: str) -> list[tuple[str, str]]:
+    """Behaviour still held although a denial at or after it stands in its own group or in an
+    account it is linked to for good (docs/consent.md): (purpose, event id or digest day)."""
+    raw = loom.redis.hget(f"{loom.root}:profile:{pid}", "s")
+    assert raw is not None
+    rules = IdentityRules()
+    profile = decode(pid, raw, rules)  # type: ignore[arg-type]
+
+    def seen_with(key: str) -> set[str]:
+        state = loom.redis.hget(f"{loom.root}:id:{key}", "s")
+        found = orjson.loads(state).get("w", {}) if state else {}  # type: ignore[arg-type]
+        return {f"{t}:{v}" for t, vs in found.items() for v in vs}
+
+    linked: dict[str, set[str]] = {}
+    for gkey, group in profile.groups.items():
+        ids = {i for atom in group.atoms.values() for i in atom.ids}
+        accounts = {i.key for i in ids if rules.is_unique(i.type)}
+        if not gkey.startswith("u:"):
+            for ident in ids:
+                if not rules.is_unique(ident.type):
+                    accounts |= seen_with(ident.key)
+        linked[gkey] = accounts
+    out = []
+    for gkey, group in profile.groups.items():
+        histories = [group.facts.consent] + [
+            other.facts.consent
+            for okey, other in profile.groups.items()
+            if okey.startswith("u:") and linked[okey] & linked[gkey]
+        ]
+        for purpose in (Purpose.ANALYTICS, Purpose.PERSONALIZATION):
+            denials = [h.of(purpose).last_denial for h in histories]
+            last = max((d.at for d in denials if d is not None), default=None)
+            if last is None:
+                continue
+            parts = [(e, item.digest) for e, item in group.facts.recent.items()]
+            parts += [(f"day:{k[0]}", d) for k, d in group.facts.digests.items()]
+            for name, d in parts:
+                kept = d.seen if purpose is Purpose.ANALYTICS else d.interest
+                if kept and d.first_at <= last:
+                    out.append((purpose.value, name))
+    return out
 
 
 def fields_of(snapshot: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
@@ -172,8 +234,9 @@ def granted(consent: dict[str, Any], purpose: str) -> bool:
 
 
 def explicitly_denied(consent: dict[str, Any], purpose: str) -> bool:
+    """Denied by a statement of the person (not by their region's default)."""
     entry = consent.get(purpose)
-    return isinstance(entry, dict) and entry.get("granted") is False
+    return isinstance(entry, dict) and entry.get("granted") is False and entry.get("at") is not None
 
 
 def leaks(snapshot: dict[str, Any]) -> list[str]:
@@ -209,8 +272,11 @@ def test_an_eea_visitor_without_consent_leaves_no_behavioural_data(loom: Loom, r
         purpose: {"granted": False, "at": None, "source": "default"}
         for purpose in ("analytics", "personalization", "marketing", "ads")
     }
-    # not just hidden: nothing behavioural was ever stored
-    assert fields_of(unmasked(loom, p["profile_id"]), gated) == empty(gated)
+    # not just hidden: nothing behavioural was ever stored ...
+    assert fields_of(held(loom, p["profile_id"]), gated) == empty(gated)
+    # ... while the sales stay in the books, where no reader sees them
+    books = held(loom, p["profile_id"], transactions=True)
+    assert (books["orders_online"], books["orders_in_store"]) == (1, 1)
     # the operational fact still flowed: the in-store sale moved stock
     stock = loom.stock("SKU-C")
     assert stock is not None
@@ -240,7 +306,7 @@ def test_a_us_visitor_with_gpc_gets_no_ads_data_and_consent_shows_ads_denied(loo
     ads = p["consent"]["ads"]
     assert (ads["granted"], ads["source"]) == (False, "gpc")
     assert p["ad_identifiers"] == []
-    assert unmasked(loom, p["profile_id"])["ad_identifiers"] == []
+    assert held(loom, p["profile_id"])["ad_identifiers"] == []
     # what the shopper did grant still works
     assert p["consent"]["analytics"]["granted"] is True
     assert p["orders_online"] == 1
@@ -288,8 +354,8 @@ def test_withdrawing_analytics_purges_the_analytics_metrics_at_once(loom: Loom) 
         after["revenue"],
         after["last_order"],
     ) == (0, 0, {}, None)
-    # purged from the store, not merely masked
-    assert fields_of(unmasked(loom, after["profile_id"]), ANALYTICS) == empty(ANALYTICS)
+    # purged from the store, not merely masked (the sales stay in the books)
+    assert fields_of(held(loom, after["profile_id"]), ANALYTICS) == empty(ANALYTICS)
     # the other purposes are untouched
     personal = PURPOSE_GATES["personalization"]
     assert fields_of(after, personal) == fields_of(before, personal)
@@ -320,7 +386,7 @@ def test_withdrawing_analytics_purges_the_analytics_metrics_at_once(loom: Loom) 
     loom.wait_idle()
     later = only_profile(loom)
     assert later["orders_in_store"] == 0
-    assert fields_of(unmasked(loom, later["profile_id"]), ANALYTICS) == empty(ANALYTICS)
+    assert fields_of(held(loom, later["profile_id"]), ANALYTICS) == empty(ANALYTICS)
     stock = loom.stock("SKU-C")
     assert stock is not None
     assert stock["locations"]["oslo-1"]["on_hand"] == -2
@@ -412,8 +478,7 @@ def test_a_later_consent_grant_does_not_legitimise_earlier_events(
     loom.wait_idle()
     p = only_profile(loom)
     assert all(p["consent"][purpose]["granted"] is True for purpose in PURPOSE_GATES)
-    held = unmasked(loom, p["profile_id"])
-    for view in (p, held):
+    for view in (p, held(loom, p["profile_id"])):
         assert (
             view["orders_online"],
             view["orders_in_store"],
@@ -485,15 +550,13 @@ def test_no_snapshot_of_a_simulated_run_leaks_and_the_audit_holds_no_identifiers
     }
     assert not found, sorted(found)[:20]
 
-    # consent state drives the data, not just the mask: a purpose currently denied holds no
-    # data in the store (purged on revocation, never collected after)
+    # consent state drives the data, not just the mask: a revocation purges the behaviour
+    # before it for good, in its own group and in every group linked to its account
     denied_seen = 0
     for pid, snap in final.items():
-        held = unmasked(loom, pid)
-        for purpose, names in PURPOSE_GATES.items():
-            if explicitly_denied(snap["consent"], purpose):
-                denied_seen += 1
-                assert fields_of(held, names) == empty(names), (pid, purpose)
+        if any(explicitly_denied(snap["consent"], p) for p in ("analytics", "personalization")):
+            denied_seen += 1
+        assert revoked_but_held(loom, pid) == [], pid
     assert denied_seen > 0  # the run exercised denials
 
     # the audit topic carries ids, purposes and reasons, never an email or a phone number
@@ -523,9 +586,9 @@ def test_a_us_visitor_without_a_cmp_map_shows_the_analytics_the_region_default_a
     loom.produce(browsing("usd", {"anonymous_id": "dev-us-default"}, region="US"))
     loom.wait_idle()
     p = only_profile(loom)
-    held = unmasked(loom, p["profile_id"])
-    assert (held["orders_online"], held["orders_in_store"]) == (1, 1)  # collected (allowed)
-    assert held["ad_identifiers"] == []
-    assert held["audiences"] == []
+    kept = held(loom, p["profile_id"], transactions=True)
+    assert (kept["orders_online"], kept["orders_in_store"]) == (1, 1)  # collected (allowed)
+    assert kept["ad_identifiers"] == []
+    assert kept["audiences"] == []
     assert (p["orders_online"], p["orders_in_store"]) == (1, 1)  # and shown to readers
     assert p["category_affinities"] != {}

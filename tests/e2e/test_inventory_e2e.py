@@ -507,7 +507,7 @@ def test_oversell_raises_an_alert_and_the_snapshot_says_oversold(loom: Loom) -> 
                 "location_id": "bergen-2",
                 "available": -2,
                 "event_id": "o-sale",
-                "occurred_at": "2026-11-22T09:00:00+00:00",
+                "occurred_at": "2026-11-22T09:00:00Z",
             },
         )
     ]

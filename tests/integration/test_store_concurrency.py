@@ -57,9 +57,7 @@ def apply(store: RedisStore, values: list[bytes], offset: int = 0) -> int:
 
 
 def simulated(n: int, seed: int = 11) -> list[bytes]:
-    # Shared devices make today's identity engine order-dependent (issue 14); left out until
-    # the engine's outcome is a function of the set of events.
-    sim = Simulator(seed=seed, customers=30, stores=2, skus=12, households=False)
+    sim = Simulator(seed=seed, customers=30, stores=2, skus=12)
     events = (tp for tp in sim.events() if tp.type is not EventType.ERASURE_REQUESTED)
     return [dump_touchpoint(tp) for tp in itertools.islice(events, n)]
 
@@ -257,16 +255,16 @@ def _signup(event_id: str, email: str, at: str) -> bytes:
 def test_batch_loaded_before_create_and_erase_cannot_rebuild_the_person(
     redis_client: redis.Redis, prefixes: tuple[str, str]
 ) -> None:
-    from resolvers.batch import BatchState
-    from resolvers.pipeline import BatchResult as Result
-    from resolvers.pipeline import load_request, prepare, run_stages
+    from resolvers import commit_codec
+    from resolvers.lanes.profiles import ProfilesBatch
+    from resolvers.pipeline import load_request, prepare
 
     _, prefix = prefixes
     store = RedisStore(redis_client, prefix=prefix)
     ctx = make_context()
     late = batch([_signup("late", "x@example.com", "2026-11-20T12:00:00+00:00")])
     events, _ = prepare(late, max_bytes=65536, config=DEFAULT, salt=ctx.salt)
-    state = BatchState.from_loaded(store.load(load_request(events)), ctx)  # writer A loads
+    loaded = store.load(load_request(events))  # writer A loads
 
     apply(store, [_signup("first", "x@example.com", "2026-11-20T10:00:00+00:00")])  # B
     erase = orjson.loads(_signup("erase", "x@example.com", "2026-11-20T11:00:00+00:00"))
@@ -274,7 +272,15 @@ def test_batch_loaded_before_create_and_erase_cannot_rebuild_the_person(
     apply(store, [orjson.dumps(erase)])  # C
     assert redis_client.exists(f"{prefix}:v1:id:email:x@example.com") == 0
 
-    run_stages(events, state, Result())
-    outcome = store.commit(state.to_commit())  # A commits what it computed before B and C
+    computed = ProfilesBatch.from_loaded(loaded, ctx).run(events)  # ... computes ...
+    commit = commit_codec.encode(
+        versions={ref: e.version for ref, e in loaded.entities.items()},
+        effects=computed.effects,
+        event_ids=computed.processed,
+        counts=computed.counts,
+        profile_topic=ctx.topics.profile_changes,
+        unsuppressed=[h for e in events for h in e.suppression_hashes],
+    )
+    outcome = store.commit(commit)  # ... and commits what it computed before B and C
     assert not outcome.ok
     assert redis_client.exists(f"{prefix}:v1:id:email:x@example.com") == 0

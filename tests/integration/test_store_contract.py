@@ -3,7 +3,7 @@
 Every test takes the ``store`` fixture, parametrized ``memory`` / ``redis`` (the Redis one on a
 prefix unique to the test), and checks behaviour through the Protocol (``load`` / ``commit``)
 plus an implementation-neutral :class:`Observed` view of everything a commit can touch:
-entities, seen markers, the suppression set, the outbox, change streams and counters.
+entities, seen markers, the suppression tombstones, the outbox, change streams and counters.
 ``test_both_implementations_agree_step_by_step`` runs one random operation sequence on both and
 compares every result and every observation side by side.
 """
@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
 import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
@@ -55,7 +56,7 @@ class Observed:
 
     entities: dict[Ref, tuple[int, dict[str, bytes]]]
     seen: frozenset[tuple[str, str]]  # (scope, event id)
-    suppressed: frozenset[str]
+    suppressed: dict[str, bytes]  # hash -> tombstone
     outbox: list[tuple[str, bytes | None, bytes | None]]
     streams: dict[str, list[dict[str, bytes]]]
     counters: dict[str, int]
@@ -81,7 +82,7 @@ class MemoryHarness:
         return Observed(
             entities={r: (e.version, dict(e.fields)) for r, e in m.entities.items()},
             seen=frozenset((scope, e) for scope, ids in m.seen.items() for e in ids),
-            suppressed=frozenset(m.suppressed),
+            suppressed=dict(m.suppressed),
             outbox=[(r.topic, r.key, r.value) for r in m.outbox],
             streams={k: [dict(f) for f in v] for k, v in m.streams.items() if v},
             counters=dict(m.counters),
@@ -126,7 +127,7 @@ class RedisHarness:
         return Observed(
             entities=entities,
             seen=frozenset(seen),
-            suppressed=frozenset(m.decode() for m in c.smembers(self.redis.keys.suppressed)),
+            suppressed={k.decode(): v for k, v in c.hgetall(self.redis.keys.suppressed).items()},
             outbox=outbox,
             streams=streams,
             counters={k.decode(): int(v) for k, v in c.hgetall(self.redis.keys.stats).items()},
@@ -158,6 +159,7 @@ EMAIL = identifier_ref("email:jane@example.com")
 PHONE = identifier_ref("phone:+4791234567")
 P1, P2, P3 = profile_ref("p_1"), profile_ref("p_2"), profile_ref("p_3")
 SKU = stock_ref("SKU-1")
+TOMB = b'{"r":true}'
 
 
 def w(ref: Ref, version: int, **fields: bytes | str) -> Write:
@@ -176,7 +178,7 @@ def everything(ev: str = "e1") -> Commit:
             w(P1, 1, d='{"id":"p_1"}', s='{"state":1}'),
             w(SKU, 1, d='{"sku":"SKU-1"}', s='{"stock":1}'),
         ),
-        suppress=("h-erased",),
+        suppress={"h-erased": TOMB},
         outbox=(OutboxRecord("profiles.changes", b"p_1", b"{}"), OutboxRecord("t", None, None)),
         streams=(StreamEntry("profiles", {"id": b"p_1", "op": b"upsert"}),),
         counters={"events": 1, "merges": 0},
@@ -201,7 +203,8 @@ def test_load_of_absent_entities_returns_version_zero(store: Harness) -> None:
     assert all(e == ABSENT and e.version == 0 and not e.exists for e in loaded.entities.values())
     assert loaded.get(profile_ref("never-requested")) == ABSENT
     assert loaded.seen == frozenset()
-    assert loaded.suppressed == frozenset()
+    assert loaded.suppressed == {}
+    assert not loaded.truncated
 
 
 def test_commit_writes_bumps_versions_and_marks_events(store: Harness) -> None:
@@ -213,7 +216,7 @@ def test_commit_writes_bumps_versions_and_marks_events(store: Harness) -> None:
     assert loaded.get(SKU) == Entity(1, {"s": b'{"stock":1}'})
     assert loaded.get(PHONE) == ABSENT
     assert loaded.seen == {"e1"}
-    assert loaded.suppressed == {"h-erased"}
+    assert loaded.suppressed == {"h-erased": TOMB}
 
     second = Commit(
         expect={EMAIL: 1, P1: 1},
@@ -254,7 +257,7 @@ def test_stale_version_conflicts_and_writes_nothing(
         event_ids=("e9",),
         writes=(w(P2, 1, d="{}", s="{}"), w(EMAIL, 2, p="p_2", s="{}"), Write(SKU, 2, {})),
         blind_writes=(w(P3, 1, r="p_2"),),
-        suppress=("h-new",),
+        suppress={"h-new": TOMB},
         outbox=(OutboxRecord("x", b"k", b"v"),),
         streams=(StreamEntry("inventory", {"sku": b"SKU-1"}), StreamEntry("new", {"a": b"1"})),
         counters={"events": 1, "fresh": 5},
@@ -274,7 +277,7 @@ def test_already_seen_event_is_duplicate_and_writes_nothing(store: Harness) -> N
         expect={EMAIL: 1},
         event_ids=("e5", "e1"),
         writes=(w(EMAIL, 2, p="p_9", s="{}"),),
-        suppress=("h-x",),
+        suppress={"h-x": TOMB},
         outbox=(OutboxRecord("x", None, b"v"),),
         streams=(StreamEntry("profiles", {"id": b"p_9"}),),
         counters={"events": 2},
@@ -351,22 +354,59 @@ def _chain(store: Harness, length: int) -> list[Ref]:
 
 
 @pytest.mark.parametrize("hops", [0, 1, 2, MAX_REDIRECT_HOPS])
-def test_load_follows_redirects_to_the_survivor(store: Harness, hops: int) -> None:
+def test_load_walks_redirects_to_the_survivor(store: Harness, hops: int) -> None:
     refs = _chain(store, hops)
     by_id = store.store.load(LoadRequest(identifiers=("email:chain@x",)))
     assert by_id.get(identifier_ref("email:chain@x")).fields["p"] == refs[0].name.encode()
     assert by_id.get(refs[-1]) == Entity(5, {"s": b'{"live":1}'})
-    assert {r for r in by_id.entities if r.kind is Kind.PROFILE} == {refs[-1]}
+    # every hop loads too, with its version: a batch may rewrite any of them
+    assert {r for r in by_id.entities if r.kind is Kind.PROFILE} == set(refs)
+    for a, b in itertools.pairwise(refs):
+        assert by_id.get(a) == Entity(2, {"r": b.name.encode()})
     by_pid = store.store.load(LoadRequest(profiles=(refs[0].name,)))
-    assert by_pid.entities == {refs[-1]: Entity(5, {"s": b'{"live":1}'})}
+    assert by_pid.get(refs[-1]) == Entity(5, {"s": b'{"live":1}'})
+    assert {r for r in by_pid.entities if r.kind is Kind.PROFILE} == set(refs)
 
 
-def test_redirects_stop_at_the_hop_limit(store: Harness) -> None:
-    refs = _chain(store, MAX_REDIRECT_HOPS + 2)
-    loaded = store.store.load(LoadRequest(identifiers=("email:chain@x",)))
-    profiles = {r: e for r, e in loaded.entities.items() if r.kind is Kind.PROFILE}
-    stop = refs[MAX_REDIRECT_HOPS]
-    assert profiles == {stop: Entity(2, {"r": refs[MAX_REDIRECT_HOPS + 1].name.encode()})}
+def test_the_walk_stops_at_max_profiles(store: Harness) -> None:
+    refs = _chain(store, 6)
+    loaded = store.store.load(LoadRequest(identifiers=("email:chain@x",), max_profiles=3))
+    assert loaded.truncated
+    assert {r for r in loaded.entities if r.kind is Kind.PROFILE} == set(refs[:3])
+    assert not store.store.load(LoadRequest(identifiers=("email:chain@x",))).truncated
+
+
+def test_the_walk_follows_holders_held_keys_and_tombstone_holders(store: Harness) -> None:
+    """An identifier leads to its profile and to the profiles holding its atoms (h); a profile
+    to the records of the keys its atoms carry (i), and so on; a suppressed hash's tombstone
+    to the profiles holding atoms with its ghost. Version-only ids are read, not followed."""
+    writes = (
+        w(identifier_ref("email:a@x"), 1, p="P1", h='["P2"]', s="{}"),
+        w(profile_ref("P1"), 1, s="{}", d="{}", i='["email:a@x"]'),
+        w(profile_ref("P2"), 1, s="{}", d="{}", i='["email:a@x", "phone:+4790000009"]'),
+        w(identifier_ref("phone:+4790000009"), 1, p="P3", s="{}"),
+        w(profile_ref("P3"), 1, s="{}", d="{}", i="[]"),
+        w(profile_ref("P4"), 1, s="{}", d="{}", i='["email:never@x"]'),
+        w(profile_ref("P5"), 3, r="P1"),
+        w(profile_ref("P6"), 1, s="{}", d="{}", i="[]"),
+    )
+    tomb = b'{"r":true,"h":["P4"]}'
+    assert store.store.commit(Commit({}, ("e1",), writes=writes, suppress={"gh": tomb})).ok
+    loaded = store.store.load(
+        LoadRequest(
+            identifiers=("email:a@x",), versions=("P5", "P6", "P7"), suppression_hashes=("gh",)
+        )
+    )
+    profiles = {r.name for r in loaded.entities if r.kind is Kind.PROFILE}
+    assert profiles == {"P1", "P2", "P3", "P4", "P5", "P6", "P7"}
+    assert loaded.get(identifier_ref("phone:+4790000009")).fields["p"] == b"P3"
+    assert loaded.get(identifier_ref("email:never@x")) == ABSENT  # held by P4, no record
+    assert loaded.get(identifier_ref("email:a@x")).fields["h"] == b'["P2"]'
+    # version-only: the version and the redirect, never the state, never followed
+    assert loaded.get(profile_ref("P5")) == Entity(3, {"r": b"P1"})
+    assert loaded.get(profile_ref("P6")) == Entity(1, {})
+    assert loaded.get(profile_ref("P7")) == ABSENT
+    assert loaded.suppressed == {"gh": tomb}
 
 
 def test_load_returns_the_identifiers_a_profile_holds(store: Harness) -> None:
@@ -390,12 +430,17 @@ def test_load_returns_the_identifiers_a_profile_holds(store: Harness) -> None:
     assert loaded.get(profile_ref("P1")) == Entity(1, {"s": b"{}"})
 
 
-def test_suppression_membership(store: Harness) -> None:
-    assert store.store.commit(Commit({}, ("e1",), suppress=("h1", "h2"))).ok
-    assert store.store.commit(Commit({}, ("e2",), suppress=("h2", "h3"))).ok
+def test_suppression_tombstones(store: Harness) -> None:
+    one, two, two_b, three = (b'{"n":%d}' % i for i in (1, 2, 22, 3))
+    assert store.store.commit(Commit({}, ("e1",), suppress={"h1": one, "h2": two})).ok
+    assert store.store.commit(Commit({}, ("e2",), suppress={"h2": two_b, "h3": three})).ok
     loaded = store.store.load(LoadRequest(suppression_hashes=("h0", "h1", "h3", "h4")))
-    assert loaded.suppressed == {"h1", "h3"}
-    assert store.observe().suppressed == {"h1", "h2", "h3"}
+    assert loaded.suppressed == {"h1": one, "h3": three}
+    assert store.observe().suppressed == {"h1": one, "h2": two_b, "h3": three}
+    # a batch that relied on h4 not being suppressed conflicts once it is
+    assert store.store.commit(Commit({}, ("e3",), suppress={"h4": b"{}"})).ok
+    late = store.store.commit(Commit({}, ("e4",), unsuppressed=("h4",)))
+    assert late.status is CommitStatus.CONFLICT
 
 
 def test_counters_accumulate(store: Harness) -> None:
@@ -415,7 +460,7 @@ def test_redis_keeps_the_documented_layout(redis_client: redis.Redis, redis_pref
     assert redis_client.exists(f"{root}:seen:e1") == 1
     assert harness.index(Kind.PROFILE) == {"p_1"}
     assert harness.index(Kind.STOCK) == {"SKU-1"}
-    assert redis_client.sismember(f"{root}:suppressed", "h-erased")
+    assert redis_client.hget(f"{root}:suppressed", "h-erased") == TOMB
     assert redis_client.xlen(f"{root}:outbox") == 2
     assert redis_client.xlen(f"{root}:changes:profiles") == 1
     assert redis_client.hget(f"{root}:stats", "events") == b"1"
@@ -433,6 +478,12 @@ REFS = [
 FIELD = st.sampled_from([b"1", b"2", b"{}", b'{"k":"\\u00e6"}', "blå".encode()])
 
 
+def json_list(draw: Callable[..., Any], names: list[str], key: str | None = None) -> bytes:
+    """A JSON list of some of ``names`` (as ``{key: [...]}`` when ``key`` is given)."""
+    chosen = draw(st.lists(st.sampled_from(names), max_size=3, unique=True))
+    return orjson.dumps({key: chosen} if key else chosen)
+
+
 @st.composite
 def operations(draw: Callable[..., Any]) -> list[tuple[str, Any]]:
     ops: list[tuple[str, Any]] = []
@@ -444,9 +495,11 @@ def operations(draw: Callable[..., Any]) -> list[tuple[str, Any]]:
                     LoadRequest(
                         identifiers=tuple(r.name for r in REFS[:2]),
                         profiles=tuple(draw(st.lists(st.sampled_from(["p_a", "p_b"]), max_size=2))),
+                        versions=tuple(draw(st.lists(st.sampled_from(["p_b", "p_c"]), max_size=2))),
                         stocks=("S1",),
                         event_ids=("e0", "e1", "e2", "e3"),
                         suppression_hashes=("h0", "h1"),
+                        max_profiles=draw(st.integers(1, 3)),
                     ),
                 )
             )
@@ -464,8 +517,11 @@ def operations(draw: Callable[..., Any]) -> list[tuple[str, Any]]:
                 fields = {"s": draw(FIELD)}
                 if ref.kind is Kind.IDENTIFIER:
                     fields["p"] = draw(st.sampled_from([b"p_a", b"p_b"]))
+                    fields["h"] = json_list(draw, ["p_a", "p_b", "p_c"])
                 else:
                     fields["d"] = draw(FIELD)
+                    if ref.kind is Kind.PROFILE:
+                        fields["i"] = json_list(draw, [r.name for r in REFS[:2]] + ["email:z@x"])
                 writes.append(Write(ref, draw(st.integers(1, 4)), fields))
         expect = {
             r: draw(st.integers(0, 3)) for r in draw(st.lists(st.sampled_from(REFS), max_size=3))
@@ -479,7 +535,10 @@ def operations(draw: Callable[..., Any]) -> list[tuple[str, Any]]:
             event_ids=events,
             writes=() if blind else tuple(writes),
             blind_writes=tuple(writes) if blind else (),
-            suppress=tuple(draw(st.lists(st.sampled_from(["h0", "h1"]), max_size=2))),
+            suppress={
+                h: json_list(draw, ["p_a", "p_b"], key="h")
+                for h in draw(st.lists(st.sampled_from(["h0", "h1"]), max_size=2))
+            },
             outbox=(OutboxRecord("t", draw(st.sampled_from([None, b"k"])), b"v"),),
             streams=(StreamEntry("profiles", {"id": b"x", "n": str(i).encode()}),),
             counters={"events": len(events)},

@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 from pipeline_helpers import make_context, record
 
 from resolvers.pipeline import PROFILES, run_batch
-from resolvers.steps import RawRecord
 from resolvers.store import InMemoryStore, Kind
 from schemas.normalize import DEFAULT
 
@@ -66,7 +65,10 @@ def events(draw: st.DrawFn) -> list[dict[str, Any]]:
         if region is not None:
             event["region"] = region
         if kind == "browse":
-            event |= {"type": "page_view", "identifiers": {"anonymous_id": draw(st.sampled_from(DEVICES))}}
+            event |= {
+                "type": "page_view",
+                "identifiers": {"anonymous_id": draw(st.sampled_from(DEVICES))},
+            }
             if draw(st.booleans()):
                 event["consent"] = _consent(draw)
         elif kind == "view":
@@ -123,7 +125,9 @@ def _order(draw: st.DrawFn, i: int, location: str) -> dict[str, Any]:
         "currency": "NOK",
         "location_id": location,
         "payment_method": "card",
-        "lines": [{"sku": "SKU-1", "quantity": 1, "unit_price": f"{amount}.00", "category": "shoes"}],
+        "lines": [
+            {"sku": "SKU-1", "quantity": 1, "unit_price": f"{amount}.00", "category": "shoes"}
+        ],
     }
 
 
@@ -195,7 +199,9 @@ def _reference(world: list[dict[str, Any]]) -> dict[str, Any]:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(data=st.data(), world=events())
-def test_profiles_are_a_function_of_the_set_of_events(data: st.DataObject, world: list[Any]) -> None:
+def test_profiles_are_a_function_of_the_set_of_events(
+    data: st.DataObject, world: list[Any]
+) -> None:
     expected = _reference(world)
     values, batches = data.draw(deliveries(world))
     assert _run(values, batches) == expected
@@ -204,14 +210,17 @@ def test_profiles_are_a_function_of_the_set_of_events(data: st.DataObject, world
 def test_the_generator_makes_the_hard_cases() -> None:
     """The worlds above do contain conflicts, shared devices, late links and erasures (a
     property over easy worlds would prove little)."""
+
+    def web(event_id: str, type_: str, minute: int, **ids: str) -> dict[str, Any]:
+        at = f"2026-03-02T09:{minute:02d}:00Z"
+        return {"event_id": event_id, "type": type_, "channel": "web", "occurred_at": at,
+                "identifiers": ids}  # fmt: skip
+
     world = [
-        {"event_id": "a", "type": "login", "channel": "web", "occurred_at": "2026-03-02T09:00:00Z",
-         "identifiers": {"customer_id": "C3", "anonymous_id": "tablet"}},
-        {"event_id": "b", "type": "login", "channel": "web", "occurred_at": "2026-03-02T09:05:00Z",
-         "identifiers": {"customer_id": "C4", "anonymous_id": "tablet"}},
-        {"event_id": "c", "type": "page_view", "channel": "web", "occurred_at": "2026-03-02T09:06:00Z",
-         "identifiers": {"anonymous_id": "tablet"}},
-    ]  # fmt: skip
+        web("a", "login", 0, customer_id="C3", anonymous_id="tablet"),
+        web("b", "login", 5, customer_id="C4", anonymous_id="tablet"),
+        web("c", "page_view", 6, anonymous_id="tablet"),
+    ]
     state = _reference(world)
     assert "anonymous_id:tablet" not in state["owners"]  # shared: links neither
     assert len(state["profiles"]) == 2

@@ -133,17 +133,10 @@ JOURNEY = [
 
 
 def test_stage_order_is_pinned() -> None:
-    assert pipeline.PROFILES.prepare == ("parse", "normalize")
-    assert [s.NAME for s in pipeline.PROFILES.stages] == [
-        "dedupe",
-        "suppress",
-        "erase",
-        "resolve",
-        "consent",
-        "aggregate",
-    ]
-    assert pipeline.INVENTORY.prepare == ("parse",)
-    assert [s.NAME for s in pipeline.INVENTORY.stages] == ["dedupe", "inventory"]
+    assert pipeline.PROFILES.normalizes
+    assert pipeline.PROFILES.stages == ("dedupe", "identity", "facts", "render")
+    assert not pipeline.INVENTORY.normalizes
+    assert pipeline.INVENTORY.stages == ("dedupe", "inventory")
 
 
 def test_journey_ends_in_one_omnichannel_profile(run: Runner, store: InMemoryStore) -> None:
@@ -193,6 +186,29 @@ def test_duplicates_inside_one_batch_count_once(run: Runner, store: InMemoryStor
     [p] = profiles(store).values()
     assert p["orders_in_store"] == 1
     assert stock(store, "SKU-1")["locations"]["oslo-1"]["on_hand"] == -1
+
+
+def test_a_custom_event_links_identity_and_counts_as_activity_without_moving_stock(
+    run: Runner, store: InMemoryStore
+) -> None:
+    custom = ev(
+        "c1",
+        "custom",
+        "2026-11-01T09:10:00+01:00",
+        name="Size Guide Viewed",
+        region="NO",
+        identifiers={"anonymous_id": "dev-77", "customer_id": "C-1001"},
+        consent=CONSENT_ALL,
+        properties={"category": "shoes", "sku": "SKU-1"},
+    )
+    result = run([JOURNEY[0], custom])
+    assert result.outcomes[("custom", "ok")] == 1
+    [p] = profiles(store).values()
+    assert p["identifiers"] == {"anonymous_id": ["dev-77"], "customer_id": ["C-1001"]}
+    assert [a["type"] for a in p["recent_activity"]] == ["custom", "page_view"]
+    assert p["category_affinities"] == {"shoes": 2}  # the page view's and the custom event's
+    assert p["orders_online"] == 0
+    assert not any(r.kind is Kind.STOCK for r in store.entities)
 
 
 BAD = {
@@ -420,7 +436,7 @@ def test_decode_cache_changes_nothing_but_the_work(run: Runner) -> None:
 
     from pipeline_helpers import make_context, record, run_lanes
 
-    from resolvers.batch import DecodeCache
+    from resolvers.decode_cache import DecodeCache
 
     cache = DecodeCache()
     plain, cached = InMemoryStore(), InMemoryStore()
@@ -456,19 +472,53 @@ def test_data_allowed_by_a_region_default_is_purged_when_the_region_changes(
     [p] = profiles(store).values()
     assert p["consent"]["analytics"] == {"granted": False, "at": None, "source": "default"}
     assert p["orders_in_store"] == 0
-    # purged from storage too, not only masked: render the stored aggregate with all granted
-    from resolvers import profile as profile_module
-
+    assert p["revenue"] == {}
+    assert p["first_seen"] is None
+    # the sale itself stays in the transaction ledger (the retailer's books, whatever the
+    # consent: docs/consent.md); only a grant of analytics would show it again
     [entity] = [e for r, e in store.entities.items() if r.kind is Kind.PROFILE]
-    stored = profile_module.ProfileAggregate.from_dict(
-        orjson.loads(entity.fields["s"])["aggregate"]
+    [group] = orjson.loads(entity.fields["s"])["g"].values()
+    assert list(group["x"]["o"]) == ["order:o-r1"]
+
+
+def test_behaviour_a_purpose_can_never_serve_is_not_stored(
+    run: Runner, store: InMemoryStore
+) -> None:
+    denied = ev(
+        "b1",
+        "product_viewed",
+        region="DE",
+        identifiers={"customer_id": "C-9"},
+        consent={"analytics": False, "personalization": False},
+        properties={"category": "shoes"},
     )
-    everything = dict.fromkeys(("analytics", "personalization", "marketing", "ads"), True)
-    unmasked = profile_module.snapshot(
-        stored, profile_id="x", identifiers={}, consent=everything, merged_from=(), version=1
+    revoked_later = ev(
+        "b2",
+        "page_view",
+        "2026-11-20T09:00:00+01:00",
+        region="DE",
+        identifiers={"customer_id": "C-9"},
+        consent={"analytics": True, "personalization": True},
+        properties={"category": "kids"},
     )
-    assert unmasked["orders_in_store"] == 0
-    assert unmasked["revenue"] == {}
+    revocation = ev(
+        "b3",
+        "consent_updated",
+        "2026-11-20T12:00:00+01:00",
+        region="DE",
+        identifiers={"customer_id": "C-9"},
+        consent={"analytics": False, "personalization": False},
+    )
+    run([denied, revoked_later, revocation])
+    [entity] = [e for r, e in store.entities.items() if r.kind is Kind.PROFILE]
+    stored = orjson.loads(entity.fields["s"])
+    [group] = stored["g"].values()
+    kept = {item[0] for item in group["x"].get("e", [])}
+    assert "b1" not in kept  # its own statement denied both purposes
+    assert "b2" not in kept  # revoked for good by b3
+    [p] = profiles(store).values()
+    assert p["category_affinities"] == {}
+    assert p["channels"] == []
 
 
 def test_replaying_the_topic_into_an_empty_store_rebuilds_the_same_state() -> None:
@@ -536,10 +586,10 @@ def test_prepare_follows_the_lane_prepare_and_takes_fields() -> None:
         assert dead == []
         return [f"{e.tp.event_id}:{len(e.identifiers)}" for e in events]
 
-    # normalize listed: identifiers normalized (and hashed); every event taken
+    # normalizing lane: identifiers normalized (and hashed); every event taken
     assert prep(pipeline.PROFILES) == ["j1:1", "j2:2", "j3:2", "j4:2", "j5:1"]
-    # normalize not listed: nothing normalized, even on a lane that loads identity state
-    assert prep(replace(pipeline.PROFILES, prepare=("parse",))) == [
+    # not normalizing: nothing normalized, even on a lane that loads identity state
+    assert prep(replace(pipeline.PROFILES, normalizes=False)) == [
         "j1:0",
         "j2:0",
         "j3:0",
