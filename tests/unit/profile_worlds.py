@@ -157,19 +157,19 @@ def returned(
 
 
 def observe_all(events: Iterable[Observation], facts: Facts = EMPTY_FACTS) -> Facts:
-    return facts_module.observe_all(events, facts)
+    return facts_module.observe_all(events, POLICY, facts)
 
 
 def observe(facts: Facts, event: Observation) -> Facts:
-    return facts_module.observe(facts, event)
+    return facts_module.observe(facts, event, POLICY)
 
 
 def merge(a: Facts, b: Facts) -> Facts:
-    return facts_module.merge(a, b)
+    return facts_module.merge(a, b, POLICY)
 
 
-def prune(facts: Facts) -> Facts:
-    return facts_module.prune(facts)
+def prune(facts: Facts, also: ConsentHistory | None = None) -> Facts:
+    return facts_module.prune(facts, POLICY, also or ConsentHistory())
 
 
 # --------------------------------------------------------------------------- rendering

@@ -15,6 +15,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from profile_worlds import (
     EVERYTHING,
+    POLICY,
     T0,
     TRACKED_CODE,
     at,
@@ -266,6 +267,21 @@ def test_a_later_denial_of_the_group_revokes_earlier_behaviour() -> None:
     assert facts.recent["c"].digest.interest  # after the denial: may still serve
 
 
+def test_a_denial_of_the_account_a_device_belongs_to_revokes_the_device_s_behaviour() -> None:
+    device = observe_all([tracked("browse", 1, category="shoes"), tracked("later", 9)])
+    account_denial = observe_all(
+        [obs("settings", 5, type="consent_updated", consent={"personalization": False})]
+    ).consent
+    assert prune(device) == device  # its own history denies nothing
+    pruned = prune(device, also=account_denial)
+    assert (pruned.recent["browse"].digest.interest, pruned.recent["browse"].digest.seen) == (
+        False,
+        True,
+    )
+    assert pruned.recent["later"] == device.recent["later"]  # after the denial
+    assert pruned.consent == device.consent  # the account's history is not copied in
+
+
 def test_a_digest_straddling_a_denial_stays_a_husk_and_later_events_of_its_key_join_it() -> None:
     day1 = T0 + timedelta(days=1)
     deny = obs(
@@ -471,26 +487,30 @@ def test_behaviour_keeps_exactly_the_parts_that_may_still_serve(
     """Every kept piece of behaviour may still serve its part; nothing pruned could."""
     with small_windows():
         facts = observe_all(permuted(events, keys))
+
+    def dead(purpose: Purpose, at: datetime, code: str, region: str) -> bool:
+        return never_serves(
+            facts.consent,
+            purpose,
+            at=at,
+            consent=from_code(code),
+            policy=POLICY,
+            region=region or None,
+        )
+
     for item in facts.recent.values():
-        code = from_code(item.code)
-        for purpose, kept in (
-            (Purpose.ANALYTICS, item.digest.seen),
-            (Purpose.PERSONALIZATION, item.digest.interest),
-        ):
-            dead = never_serves(facts.consent, purpose, at=item.digest.first_at, consent=code)
-            assert kept is not dead, (item.event_id, purpose)
-    for (_, code_text, _), digest in facts.digests.items():
-        code = from_code(code_text)
+        first = item.digest.first_at
+        assert item.digest.seen is not dead(Purpose.ANALYTICS, first, item.code, item.region)
+        assert item.digest.interest is not dead(
+            Purpose.PERSONALIZATION, first, item.code, item.region
+        )
+    for (_, code, region), digest in facts.digests.items():
         if digest.seen:
-            assert not never_serves(
-                facts.consent, Purpose.ANALYTICS, at=digest.first_at, consent=code
-            )
+            assert not dead(Purpose.ANALYTICS, digest.first_at, code, region)
         else:
             assert (digest.events, digest.channels) == (0, frozenset())
         if digest.interest:
-            assert not never_serves(
-                facts.consent, Purpose.PERSONALIZATION, at=digest.first_at, consent=code
-            )
+            assert not dead(Purpose.PERSONALIZATION, digest.first_at, code, region)
         else:
             assert (dict(digest.categories), digest.activities, dict(digest.preferences)) == (
                 {},
