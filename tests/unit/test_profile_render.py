@@ -387,6 +387,24 @@ def test_nothing_granted_shows_no_gated_field_but_identity_and_traits() -> None:
     assert doc["consent"]["analytics"] == {"granted": False, "at": None, "source": "default"}
 
 
+@pytest.mark.parametrize(
+    ("region", "consent", "shown"),
+    [
+        ("US", None, True),  # the opt-out default of the event's own region
+        ("DE", None, False),  # an explicit grant of the person does not cover tracking
+        (None, None, False),  # no region: unknown
+        ("DE", {"personalization": True}, True),  # the event's own statement
+    ],
+)
+def test_tracking_needs_the_event_s_own_statement_or_its_region_s_default(
+    region: str | None, consent: dict[str, object] | None, shown: bool
+) -> None:
+    view = obs("v", 1, type="product_viewed", category="shoes", region=region, consent=consent)
+    doc = snap([view])  # the person explicitly granted everything long before
+    assert bool(doc["recent_activity"]) is shown
+    assert bool(doc["category_affinities"]) is shown
+
+
 def test_transactions_count_only_when_analytics_may_use_them() -> None:
     events = [
         order("own-no", 0, "o2", "2", consent={"analytics": False}),
