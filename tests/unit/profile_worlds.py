@@ -83,6 +83,17 @@ def obs(
     )
 
 
+#: What an ordinary event states when the person's CMP allows tracking: behaviour that may
+#: serve analytics and personalization on its own statement, whatever its region.
+TRACKED: Mapping[str, object] = {"analytics": True, "personalization": True}
+TRACKED_CODE = "analytics+event;personalization+event"
+
+
+def tracked(event_id: str, minutes: float = 0, **kwargs: Any) -> Observation:
+    """A behavioural event the person allowed tracking on (see :data:`TRACKED`)."""
+    return obs(event_id, minutes, consent=TRACKED, **kwargs)
+
+
 def order(
     event_id: str,
     minutes: float,
@@ -146,19 +157,19 @@ def returned(
 
 
 def observe_all(events: Iterable[Observation], facts: Facts = EMPTY_FACTS) -> Facts:
-    return facts_module.observe_all(events, facts)
+    return facts_module.observe_all(events, POLICY, facts)
 
 
 def observe(facts: Facts, event: Observation) -> Facts:
-    return facts_module.observe(facts, event)
+    return facts_module.observe(facts, event, POLICY)
 
 
 def merge(a: Facts, b: Facts) -> Facts:
-    return facts_module.merge(a, b)
+    return facts_module.merge(a, b, POLICY)
 
 
-def prune(facts: Facts) -> Facts:
-    return facts_module.prune(facts)
+def prune(facts: Facts, also: ConsentHistory | None = None) -> Facts:
+    return facts_module.prune(facts, POLICY, also or ConsentHistory())
 
 
 # --------------------------------------------------------------------------- rendering
@@ -258,21 +269,16 @@ _GPC = st.sampled_from([False, False, False, True])
 
 
 def _consent_maps(deletions: bool) -> st.SearchStrategy[dict[str, object]]:
-    """Raw consent maps; without ``deletions`` no statement ever makes a behaviour event
-    useless for both analytics and personalization (no personalization denial, nothing
-    unreadable), so the fold never deletes one."""
+    """Raw consent maps; without ``deletions`` every event grants personalization itself and
+    nothing is unreadable, so no behaviour event is ever useless for both analytics and
+    personalization and the fold never deletes one."""
     if deletions:
         purposes = [p.value for p in CONSENT_PURPOSES]
         values: list[object] = [True, True, False, False, "yes"]
         return st.dictionaries(st.sampled_from(purposes), st.sampled_from(values))
     return st.fixed_dictionaries(
-        {},
-        optional={
-            "analytics": st.booleans(),
-            "personalization": st.just(True),
-            "marketing": st.booleans(),
-            "ads": st.booleans(),
-        },
+        {"personalization": st.just(True)},
+        optional={"analytics": st.booleans(), "marketing": st.booleans(), "ads": st.booleans()},
     )
 
 
@@ -282,7 +288,8 @@ _CONSENT_MAPS = {d: _consent_maps(d) for d in (True, False)}
 @st.composite
 def _observation(draw: st.DrawFn, index: int, deletions: bool) -> Observation:
     kind = draw(st.sampled_from(KINDS))
-    consent = draw(_CONSENT_MAPS[deletions]) if draw(st.booleans()) else None
+    says = not deletions or draw(st.booleans())
+    consent = draw(_CONSENT_MAPS[deletions]) if says else None
     return obs(
         f"e{index:03d}",
         draw(_MINUTE),

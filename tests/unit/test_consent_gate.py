@@ -36,6 +36,7 @@ from resolvers.consent import (
     CONSENT_PURPOSES,
     EMPTY_HISTORY,
     PURPOSE_GATES,
+    ConsentHistory,
     Current,
     EventConsent,
     Gate,
@@ -414,6 +415,40 @@ def test_rule_4_no_statement_takes_the_default_of_the_fact_s_region(
     assert gate.serves(at=t(1), consent=said(), region=fact_region) == allowed
 
 
+def test_rule_4_behaviour_that_stated_nothing_has_only_its_own_region_s_default() -> None:
+    gate = Gate(POLICY, history_of([upd(1, analytics=True)]), "US")  # an explicit grant
+
+    def behaviour(region: str | None, **consent: bool) -> Verdict:
+        fact = ev(5, region=region, consent=consent or None)
+        return gate.verdict(A, at=fact.at, consent=fact.consent, region=region, behavioural=True)
+
+    tracking = behaviour("DE")  # an explicit grant covers a transaction, never tracking
+    assert (tracking.allowed, tracking.reason, tracking.source) == (
+        False,
+        Reason.REGION_DEFAULT,
+        "default",
+    )
+    assert gate.verdict(A, at=t(5), consent=said(), region="DE").allowed  # a transaction
+    assert behaviour("US").allowed  # the opt-out default of its own region
+    assert not behaviour(None).allowed  # no region: unknown, not the person's
+    assert behaviour("DE", analytics=True) == Verdict(A, True, Reason.GRANTED, "event")
+
+
+def test_rule_4_behaviour_under_a_denial_in_force_waits_for_an_explicit_grant() -> None:
+    events = [
+        ev(1, region="US", consent={"analytics": False}),
+        ev(3, region="US"),
+        upd(4, "US", analytics=True),
+        ev(6, region="US"),
+    ]
+    gate = Gate(POLICY, history_of(events), person_region(events))
+    before, after = events[1], events[3]
+    denied = gate.verdict(A, at=before.at, consent=before.consent, region="US", behavioural=True)
+    assert (denied.allowed, denied.reason, denied.source) == (False, Reason.NO_CONSENT, "event")
+    lifted = gate.verdict(A, at=after.at, consent=after.consent, region="US", behavioural=True)
+    assert (lifted.allowed, lifted.reason) == (True, Reason.REGION_DEFAULT)
+
+
 def test_rule_5_a_move_to_an_opt_in_region_denies_what_a_default_allowed() -> None:
     fact = ev(1, region="US")
     before = Gate(POLICY, EMPTY_HISTORY, "US")
@@ -475,7 +510,9 @@ def test_current_is_the_latest_statement_or_the_default_of_the_current_region() 
 # ---------------------------------------------------------------------------------------------
 
 
-def reference(events: Sequence[Said], fact: Said, person: str | None, purpose: Purpose) -> bool:
+def reference(
+    events: Sequence[Said], fact: Said, person: str | None, purpose: Purpose, behavioural: bool
+) -> bool:
     """The docstring's rules 2-5, read off the raw statements of ``events``."""
     if fact.consent.invalid:
         return False
@@ -485,11 +522,17 @@ def reference(events: Sequence[Said], fact: Said, person: str | None, purpose: P
     if any(d.at >= fact.at for d in denials(events, purpose)):
         return False
     last_denial = latest(denials(events, purpose))
-    if own is not None or any(
+    granted_since = any(
         g.at <= fact.at and (last_denial is None or g.key > last_denial.key)
         for g in explicit_grants(events, purpose)
-    ):
-        at_time = True  # its own grant, or an explicit grant after the last denial
+    )  # an explicit grant after the last denial, not after the fact
+    if own is not None:
+        at_time = True  # its own grant
+    elif behavioural:  # its own region's default, while no denial is in force
+        in_force = last_denial is not None and not granted_since
+        at_time = purpose in POLICY.default_for(fact.region) and not in_force
+    elif granted_since:
+        at_time = True
     else:
         at_time = last_denial is None and purpose in POLICY.default_for(fact.region or person)
     now = latest(all_records(events, purpose))
@@ -512,71 +555,95 @@ def situations(draw: st.DrawFn) -> Situation:
     return events, fact, person
 
 
+KINDS = pytest.mark.parametrize("behavioural", [False, True], ids=["transaction", "behaviour"])
+
+
+@KINDS
 @PROPS
 @given(situation=situations(), bound=st.integers(1, 3))
-def test_never_fails_open(situation: Situation, bound: int) -> None:
+def test_never_fails_open(behavioural: bool, situation: Situation, bound: int) -> None:
     """Whatever the bound: nothing is allowed that a denial at or after the fact, the fact's
     own statement or an unreadable signal forbids, nor anything the rules do not grant."""
     events, fact, person = situation
     gate = Gate(POLICY, history_of(events, bound), person)
-    for v in gate.verdicts(at=fact.at, consent=fact.consent, region=fact.region):
+    for v in gate.verdicts(
+        at=fact.at, consent=fact.consent, region=fact.region, behavioural=behavioural
+    ):
         if not v.allowed:
             continue
         assert not fact.consent.invalid
         own = fact.consent.stated(v.purpose)
         assert own is None or own.granted
         assert all(d.at < fact.at for d in denials(events, v.purpose))
-        assert reference(events, fact, person, v.purpose), v
+        assert reference(events, fact, person, v.purpose, behavioural), v
 
 
+@KINDS
 @PROPS
 @given(situation=situations())
 def test_the_gate_is_exactly_the_docstring_rules_when_nothing_is_dropped(
-    situation: Situation,
+    behavioural: bool, situation: Situation
 ) -> None:
     events, fact, person = situation
     gate = Gate(POLICY, history_of(events), person)
     for purpose in CONSENT_PURPOSES:
-        verdict = gate.verdict(purpose, at=fact.at, consent=fact.consent, region=fact.region)
-        assert verdict.allowed is reference(events, fact, person, purpose), verdict
+        verdict = gate.verdict(
+            purpose, at=fact.at, consent=fact.consent, region=fact.region, behavioural=behavioural
+        )
+        assert verdict.allowed is reference(events, fact, person, purpose, behavioural), verdict
 
 
 @PROPS
 @given(situation=situations(), data=st.data())
-def test_never_serves_only_drops_what_the_gate_denies_forever(
+def test_never_serves_only_drops_behaviour_the_gate_denies_forever(
     situation: Situation, data: st.DataObject
 ) -> None:
-    """``never_serves`` on a group's part of the history implies a denial under the whole
-    person's history, in any region, and stays true as the history grows."""
+    """``never_serves`` on a group's part of the history implies that the gate denies the
+    behavioural fact under the whole person's history, whatever the person's region, and it
+    stays true as the history grows."""
     events, fact, _ = situation
     part = [e for e in events if data.draw(st.booleans())]
     whole = history_of(events)
+    at, consent, region = fact.at, fact.consent, fact.region
     for purpose in CONSENT_PURPOSES:
-        if not never_serves(history_of(part), purpose, at=fact.at, consent=fact.consent):
+
+        def dead(history: ConsentHistory, purpose: Purpose = purpose) -> bool:
+            return never_serves(
+                history, purpose, at=at, consent=consent, policy=POLICY, region=region
+            )
+
+        if not dead(history_of(part)):
             continue
-        assert never_serves(whole, purpose, at=fact.at, consent=fact.consent)
-        for region in ("US", "DE", None):
-            gate = Gate(POLICY, whole, region)
-            assert not gate.verdict(
-                purpose, at=fact.at, consent=fact.consent, region=region
-            ).allowed
+        assert dead(whole)
+        for person in ("US", "DE", None):
+            gate = Gate(POLICY, whole, person)
+            verdict = gate.verdict(purpose, at=at, consent=consent, region=region, behavioural=True)
+            assert not verdict.allowed
 
 
 @pytest.mark.parametrize(
-    ("history", "consent", "expected"),
+    ("history", "consent", "region", "expected"),
     [
-        ([], said(), False),
-        ([], said(analytics=False), True),  # its own denial
-        ([], said(invalid=True), True),
-        ([upd(5, analytics=False)], said(), True),  # a denial at the fact's time
-        ([upd(9, analytics=False)], said(), True),  # ... or after it
-        ([upd(4, analytics=False)], said(), False),  # before it: a later grant may still cover
-        ([upd(9, personalization=False)], said(), False),  # another purpose
-        ([upd(9, analytics=True)], said(analytics=True), False),
+        ([], said(), "US", False),  # the opt-out default may serve it
+        ([], said(), "DE", True),  # it stated nothing in an opt-in region: never
+        ([], said(), None, True),  # no region: unknown, which grants nothing
+        ([], said(analytics=True), "DE", False),  # its own grant
+        ([], said(analytics=False), "US", True),  # its own denial
+        ([], said(invalid=True), "US", True),
+        ([upd(5, analytics=False)], said(), "US", True),  # a denial at the fact's time
+        ([upd(9, analytics=False)], said(), "US", True),  # ... or after it
+        ([upd(4, analytics=False)], said(), "US", False),  # before it: a grant may lift it
+        ([upd(9, personalization=False)], said(), "US", False),  # another purpose
+        ([upd(9, analytics=True)], said(analytics=True), "DE", False),
     ],
 )
-def test_never_serves(history: list[Said], consent: EventConsent, expected: bool) -> None:
-    assert never_serves(history_of(history), A, at=t(5), consent=consent) is expected
+def test_never_serves(
+    history: list[Said], consent: EventConsent, region: str | None, expected: bool
+) -> None:
+    got = never_serves(
+        history_of(history), A, at=t(5), consent=consent, policy=POLICY, region=region
+    )
+    assert got is expected
 
 
 def test_verdicts_cover_every_consent_purpose_in_order() -> None:

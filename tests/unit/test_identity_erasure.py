@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import replace
 
 import pytest
 from builders import permuted, split
@@ -50,8 +51,8 @@ def test_a_request_absorbs_what_is_seen_with_the_person_transitively() -> None:
     ]
     c = closure("customer_id:C1", atoms=atoms)
     assert absorbed(c) == {"customer_id:C1", "email:ann@x", "phone:+1", "card_token:t1"}
-    assert c.absorbed[hash_of(i("customer_id:C1"))] == Tombstone(relays=True, named=True)
-    assert c.absorbed[hash_of(i("phone:+1"))] == Tombstone(relays=True, named=False)
+    named, relayed = c.absorbed[hash_of(i("customer_id:C1"))], c.absorbed[hash_of(i("phone:+1"))]
+    assert (named.relays, named.named, relayed.relays, relayed.named) == (True, True, True, False)
 
 
 def test_a_device_is_absorbed_but_does_not_relay() -> None:
@@ -61,12 +62,13 @@ def test_a_device_is_absorbed_but_does_not_relay() -> None:
     ]
     c = closure("customer_id:C1", atoms=atoms)
     assert absorbed(c) == {"customer_id:C1", "anonymous_id:tablet"}
-    assert c.absorbed[hash_of(i("anonymous_id:tablet"))] == Tombstone(relays=False)
+    tablet = c.absorbed[hash_of(i("anonymous_id:tablet"))]
+    assert (tablet.relays, tablet.named) == (False, False)
     named_device = closure("anonymous_id:tablet", atoms=atoms)
     assert absorbed(named_device) == {"anonymous_id:tablet"}
 
 
-def test_an_account_id_joins_only_with_a_named_identifier_in_its_atom() -> None:
+def test_an_account_id_joins_with_a_named_identifier_or_an_erased_account_in_its_atom() -> None:
     atoms = [
         atom("e1", 1, "customer_id:C1", "email:family@x"),
         atom("e2", 2, "customer_id:C2", "email:family@x"),  # the spouse
@@ -75,6 +77,20 @@ def test_an_account_id_joins_only_with_a_named_identifier_in_its_atom() -> None:
     assert absorbed(one_spouse) == {"customer_id:C1", "email:family@x"}
     the_email = closure("email:family@x", atoms=atoms)
     assert absorbed(the_email) == {"customer_id:C1", "customer_id:C2", "email:family@x"}
+    # the person's own loyalty id, seen with their customer id, goes with it
+    loyalty = [
+        *atoms,
+        atom("e3", 3, "customer_id:C1", "loyalty_id:L1"),
+        atom("e4", 4, "loyalty_id:L1", "customer_id:C3"),
+    ]
+    with_loyalty = closure("customer_id:C1", atoms=loyalty)
+    assert absorbed(with_loyalty) == {
+        "customer_id:C1",
+        "email:family@x",
+        "loyalty_id:L1",
+        "customer_id:C3",
+    }
+    assert with_loyalty.absorbed[hash_of(i("loyalty_id:L1"))].account
 
 
 def test_a_late_login_erases_what_the_device_browsed_before() -> None:
@@ -164,8 +180,8 @@ def reference(atoms: list[Atom], named: set[Identifier], rules: IdentityRules) -
         for a in atoms:
             if not any(x in out and not rules.is_device(x.type) for x in a.ids):
                 continue
-            carries_named = any(x in named for x in a.ids)
-            grown |= {x for x in a.ids if not rules.is_unique(x.type) or carries_named}
+            pulls = any(x in named or (x in out and rules.is_unique(x.type)) for x in a.ids)
+            grown |= {x for x in a.ids if not rules.is_unique(x.type) or pulls}
         if grown == out:
             return out
         out = grown
@@ -185,6 +201,7 @@ def test_the_closure_is_the_documented_least_fixed_point(
         ident = c.known[digest]
         assert tomb.relays is not RULES.is_device(ident.type)
         assert tomb.named is (ident in named)
+        assert tomb.account is RULES.is_unique(ident.type)
 
 
 @PROPS
@@ -242,6 +259,7 @@ TOMBSTONES = st.builds(
     Tombstone,
     relays=st.booleans(),
     named=st.booleans(),
+    account=st.booleans(),
     holders=st.lists(st.sampled_from([f"p_{n}" for n in range(40)]), unique=True).map(
         lambda h: tuple(sorted(h))
     ),
@@ -255,10 +273,12 @@ def test_tombstones_merge_commutatively_associatively_and_idempotently(
 ) -> None:
     assert a.merged(b) == b.merged(a)
     assert a.merged(b).merged(c) == a.merged(b.merged(c))
-    assert a.merged(a) == Tombstone(a.relays, a.named, a.holders[:MAX_HOLDERS])
+    assert a.merged(a) == replace(a, holders=a.holders[:MAX_HOLDERS])
     merged = a.merged(b)
     assert merged.relays is (a.relays or b.relays)
     assert merged.named is (a.named or b.named)
+    assert merged.account is (a.account or b.account)
+    assert merged.pulls_accounts is (merged.named or merged.account)
     assert merged.holders == tuple(sorted(set(a.holders) | set(b.holders)))[:MAX_HOLDERS]
 
 
@@ -271,4 +291,9 @@ def test_tombstones_round_trip_through_json(tomb: Tombstone) -> None:
 def test_a_tombstone_of_unknown_kind_is_read_as_relaying() -> None:
     assert Tombstone.from_json({}) == Tombstone(relays=True)
     assert Tombstone(relays=False).to_json() == {"r": False}
-    assert Tombstone(True, True, ("p",)).to_json() == {"r": True, "n": True, "h": ["p"]}
+    assert Tombstone(relays=True, named=True, account=True, holders=("p",)).to_json() == {
+        "r": True,
+        "n": True,
+        "a": True,
+        "h": ["p"],
+    }

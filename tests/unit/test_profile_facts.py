@@ -15,7 +15,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from profile_worlds import (
     EVERYTHING,
+    POLICY,
     T0,
+    TRACKED_CODE,
     at,
     merge,
     obs,
@@ -25,6 +27,7 @@ from profile_worlds import (
     prune,
     returned,
     small_windows,
+    tracked,
     worlds,
 )
 
@@ -64,14 +67,14 @@ REDELIVERY_BUG = pytest.mark.xfail(
 def _husk_world() -> list[Observation]:
     """An event, a later denial of both behaviour purposes, an event that rolls it up."""
     return [
-        obs("x", days=0),
+        tracked("x", days=0),
         obs(
             "deny",
             days=1,
             type="consent_updated",
             consent={"analytics": False, "personalization": False},
         ),
-        obs("z", days=10),
+        tracked("z", days=10),
     ]
 
 
@@ -131,7 +134,7 @@ def test_one_transaction_per_return_event_with_the_amount_returned() -> None:
 
 
 def test_order_fulfilled_is_behaviour_not_a_transaction() -> None:
-    fulfilled = obs("f", 2, type="order_fulfilled", order=OrderFacts("o1", Decimal(1), "NOK"))
+    fulfilled = tracked("f", 2, type="order_fulfilled", order=OrderFacts("o1", Decimal(1), "NOK"))
     facts = observe_all([order("a", 1, "o1", "1"), fulfilled])
     assert set(facts.transactions) == {"order:o1"}
     assert behaviour(facts) == {"f"}
@@ -163,11 +166,11 @@ def test_the_ledger_keeps_the_newest_transactions_whatever_the_order() -> None:
 
 
 def test_behaviour_is_kept_one_by_one_and_a_redelivery_changes_nothing() -> None:
-    view = obs("v", 1, type="product_viewed", category="shoes", sku="s1", channel="app")
-    facts = observe_all([view, obs("w", 2)])
+    view = tracked("v", 1, type="product_viewed", category="shoes", sku="s1", channel="app")
+    facts = observe_all([view, tracked("w", 2)])
     assert behaviour(facts) == {"v", "w"}
     item = facts.recent["v"]
-    assert (item.code, item.region) == ("", "")
+    assert (item.code, item.region) == (TRACKED_CODE, "")
     assert (item.digest.events, item.digest.channels, dict(item.digest.categories)) == (
         1,
         frozenset({"app"}),
@@ -189,7 +192,7 @@ def test_behaviour_is_kept_one_by_one_and_a_redelivery_changes_nothing() -> None
 def test_category_weights_and_what_counts_as_activity(
     type_: str, weight: int, activity: bool
 ) -> None:
-    digest = observe_all([obs("e", 1, type=type_, category="hats")]).recent["e"].digest
+    digest = observe_all([tracked("e", 1, type=type_, category="hats")]).recent["e"].digest
     assert dict(digest.categories) == {"hats": weight}
     assert bool(digest.activities) is activity
 
@@ -200,16 +203,20 @@ def test_older_behaviour_rolls_up_into_day_digests_per_code_and_region() -> None
         obs("a", 1, type="product_viewed", category="shoes", channel="web", consent=yes),
         obs("b", 2, type="cart_updated", category="shoes", channel="app", consent=yes),
         obs("c", 3, channel="web", consent=yes, preferences={"size": "M"}),
-        obs("d", 4, channel="web"),  # another code
+        obs("d", 4, channel="web", consent={"analytics": True}),  # another code
         obs("e", 5, channel="web", consent=yes, region="US"),  # another region
-        obs("now", 10, days=facts_module.RECENT_DAYS + 1),
+        tracked("now", 10, days=facts_module.RECENT_DAYS + 1),
     ]
     for arrival in (events, list(reversed(events))):
         facts = observe_all(arrival)
         assert behaviour(facts) == {"now"}
         day = day_of(T0)
-        code = "analytics+event;personalization+event"
-        assert set(facts.digests) == {(day, code, ""), (day, "", ""), (day, code, "US")}
+        code = TRACKED_CODE
+        assert set(facts.digests) == {
+            (day, code, ""),
+            (day, "analytics+event", ""),
+            (day, code, "US"),
+        }
         digest = facts.digests[(day, code, "")]
         assert (digest.first_at, digest.last_at, digest.events) == (at(1), at(3), 3)
         assert digest.channels == {"web", "app"}
@@ -219,7 +226,7 @@ def test_older_behaviour_rolls_up_into_day_digests_per_code_and_region() -> None
 
 
 def test_only_the_newest_recent_events_are_kept_one_by_one() -> None:
-    events = [obs(f"e{i:03d}", i) for i in range(RECENT_EVENTS + 10)]
+    events = [tracked(f"e{i:03d}", i) for i in range(RECENT_EVENTS + 10)]
     facts = observe_all(events)
     assert behaviour(facts) == {f"e{i:03d}" for i in range(10, RECENT_EVENTS + 10)}
     assert sum(d.events for d in facts.digests.values()) == 10
@@ -227,15 +234,17 @@ def test_only_the_newest_recent_events_are_kept_one_by_one() -> None:
 
 def test_behaviour_beyond_the_horizon_is_dropped() -> None:
     with small_windows():
-        facts = observe_all([obs("old", days=0), obs("mid", days=5), obs("new", days=13)])
+        facts = observe_all(
+            [tracked("old", days=0), tracked("mid", days=5), tracked("new", days=13)]
+        )
         assert [k[0] - day_of(T0) for k in facts.digests] == [5]  # day 0 is past 13 - 12
-        assert observe(facts, obs("older", days=0, minutes=5)) == facts
+        assert observe(facts, tracked("older", days=0, minutes=5)) == facts
 
 
 def test_prune_drops_the_part_an_event_s_own_statement_denies() -> None:
     facts = observe_all(
         [
-            obs("a", 3, category="shoes", consent={"analytics": False}),
+            obs("a", 3, category="shoes", consent={"analytics": False, "personalization": True}),
             obs("b", 1, category="shoes", consent={"analytics": False, "personalization": False}),
             obs("c", 2, category="shoes", consent={"analytics": "yes"}),  # unreadable
         ]
@@ -248,14 +257,29 @@ def test_prune_drops_the_part_an_event_s_own_statement_denies() -> None:
 
 def test_a_later_denial_of_the_group_revokes_earlier_behaviour() -> None:
     events = [
-        obs("a", 1, category="shoes"),
+        tracked("a", 1, category="shoes"),
         obs("b", 9, type="consent_updated", consent={"personalization": False}),
-        obs("c", 10, category="hats"),
+        tracked("c", 10, category="hats"),
     ]
     facts = observe_all(events)
     assert (facts.recent["a"].digest.interest, facts.recent["a"].digest.categories) == (False, {})
     assert facts.recent["a"].digest.seen
     assert facts.recent["c"].digest.interest  # after the denial: may still serve
+
+
+def test_a_denial_of_the_account_a_device_belongs_to_revokes_the_device_s_behaviour() -> None:
+    device = observe_all([tracked("browse", 1, category="shoes"), tracked("later", 9)])
+    account_denial = observe_all(
+        [obs("settings", 5, type="consent_updated", consent={"personalization": False})]
+    ).consent
+    assert prune(device) == device  # its own history denies nothing
+    pruned = prune(device, also=account_denial)
+    assert (pruned.recent["browse"].digest.interest, pruned.recent["browse"].digest.seen) == (
+        False,
+        True,
+    )
+    assert pruned.recent["later"] == device.recent["later"]  # after the denial
+    assert pruned.consent == device.consent  # the account's history is not copied in
 
 
 def test_a_digest_straddling_a_denial_stays_a_husk_and_later_events_of_its_key_join_it() -> None:
@@ -266,12 +290,12 @@ def test_a_digest_straddling_a_denial_stays_a_husk_and_later_events_of_its_key_j
         type="consent_updated",
         consent={"analytics": False, "personalization": False},
     )
-    early = obs("x", when=day1, category="shoes")
-    later_same_day = obs("w", when=day1 + timedelta(hours=5), category="hats")
-    roll = obs("z", days=10)
+    early = tracked("x", when=day1, category="shoes")
+    later_same_day = tracked("w", when=day1 + timedelta(hours=5), category="hats")
+    roll = tracked("z", days=10)
     with small_windows():
         facts = observe_all([early, roll, deny])  # x rolled up before the denial came
-        husk = facts.digests[(day_of(day1), "", "")]
+        husk = facts.digests[(day_of(day1), TRACKED_CODE, "")]
         assert (husk.seen, husk.interest, husk.events, dict(husk.categories)) == (
             False,
             False,
@@ -280,7 +304,7 @@ def test_a_digest_straddling_a_denial_stays_a_husk_and_later_events_of_its_key_j
         )
         # w (after the denial) falls into the same day digest, judged from its earliest event
         after = observe(facts, later_same_day)
-        joined = after.digests[(day_of(day1), "", "")]
+        joined = after.digests[(day_of(day1), TRACKED_CODE, "")]
         assert (joined.seen, joined.interest, joined.events, dict(joined.categories)) == (
             False,
             False,
@@ -408,7 +432,7 @@ def test_merge_is_commutative_and_associative(
 @REDELIVERY_BUG
 @PROPS
 @given(events=worlds(), picks=st.lists(st.integers(0, 100), max_size=5))
-@example(events=[obs("x", days=0, category="shoes"), obs("z", days=10)], picks=[0])
+@example(events=[tracked("x", days=0, category="shoes"), tracked("z", days=10)], picks=[0])
 def test_observing_an_event_again_changes_nothing(
     events: list[Observation], picks: list[int]
 ) -> None:
@@ -420,13 +444,13 @@ def test_observing_an_event_again_changes_nothing(
 
 def test_a_redelivered_recent_event_changes_nothing_but_a_rolled_up_one_counts_twice() -> None:
     """Minimal reproduction of ``REDELIVERY_BUG`` (the second half)."""
-    x = obs("x", days=0, category="shoes")
+    x = tracked("x", days=0, category="shoes")
     with small_windows():
         recent = observe_all([x])
         assert observe(recent, x) == recent
-        rolled = observe_all([x, obs("z", days=10)])
+        rolled = observe_all([x, tracked("z", days=10)])
         twice = observe(rolled, x)
-    key = (day_of(x.at), "", "")
+    key = (day_of(x.at), TRACKED_CODE, "")
     assert (rolled.digests[key].events, dict(rolled.digests[key].categories)) == (1, {"shoes": 1})
     assert (twice.digests[key].events, dict(twice.digests[key].categories)) == (2, {"shoes": 2})
 
@@ -463,26 +487,30 @@ def test_behaviour_keeps_exactly_the_parts_that_may_still_serve(
     """Every kept piece of behaviour may still serve its part; nothing pruned could."""
     with small_windows():
         facts = observe_all(permuted(events, keys))
+
+    def dead(purpose: Purpose, at: datetime, code: str, region: str) -> bool:
+        return never_serves(
+            facts.consent,
+            purpose,
+            at=at,
+            consent=from_code(code),
+            policy=POLICY,
+            region=region or None,
+        )
+
     for item in facts.recent.values():
-        code = from_code(item.code)
-        for purpose, kept in (
-            (Purpose.ANALYTICS, item.digest.seen),
-            (Purpose.PERSONALIZATION, item.digest.interest),
-        ):
-            dead = never_serves(facts.consent, purpose, at=item.digest.first_at, consent=code)
-            assert kept is not dead, (item.event_id, purpose)
-    for (_, code_text, _), digest in facts.digests.items():
-        code = from_code(code_text)
+        first = item.digest.first_at
+        assert item.digest.seen is not dead(Purpose.ANALYTICS, first, item.code, item.region)
+        assert item.digest.interest is not dead(
+            Purpose.PERSONALIZATION, first, item.code, item.region
+        )
+    for (_, code, region), digest in facts.digests.items():
         if digest.seen:
-            assert not never_serves(
-                facts.consent, Purpose.ANALYTICS, at=digest.first_at, consent=code
-            )
+            assert not dead(Purpose.ANALYTICS, digest.first_at, code, region)
         else:
             assert (digest.events, digest.channels) == (0, frozenset())
         if digest.interest:
-            assert not never_serves(
-                facts.consent, Purpose.PERSONALIZATION, at=digest.first_at, consent=code
-            )
+            assert not dead(Purpose.PERSONALIZATION, digest.first_at, code, region)
         else:
             assert (dict(digest.categories), digest.activities, dict(digest.preferences)) == (
                 {},

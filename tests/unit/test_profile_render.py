@@ -25,6 +25,7 @@ from profile_worlds import (
     returned,
     small_windows,
     snapshot,
+    tracked,
     worlds,
 )
 
@@ -69,7 +70,7 @@ def statement(purpose: Purpose, granted: bool, minutes: float) -> ConsentHistory
     ("events", "mode", "online", "in_store"),
     [
         ([], "none", 0, 0),
-        ([obs("v1", type="product_viewed")], "none", 0, 0),
+        ([tracked("v1", type="product_viewed")], "none", 0, 0),
         ([order("a", 1, "o1", "10")], "online", 1, 0),
         ([order("a", 1, "o1", "10", store="oslo-1")], "in_store", 0, 1),
         (
@@ -80,7 +81,7 @@ def statement(purpose: Purpose, granted: bool, minutes: float) -> ConsentHistory
         ),
         # a return is not an order; order_fulfilled is behaviour, it does not count again
         ([returned("r", 1, "o9", "10")], "none", 0, 0),
-        ([order("a", 1, "o1", "10"), obs("f", 2, type="order_fulfilled")], "online", 1, 0),
+        ([order("a", 1, "o1", "10"), tracked("f", 2, type="order_fulfilled")], "online", 1, 0),
         # two versions of one order are one order
         ([order("a", 1, "o1", "10"), order("b", 2, "o1", "10", store="oslo-1")], "in_store", 0, 1),
     ],
@@ -231,7 +232,7 @@ def test_returns_count_and_value_per_currency_apart_from_gross_revenue() -> None
 
 
 def test_recent_activity_keeps_the_latest_20_by_event_time() -> None:
-    events = [obs(f"e{i:02d}", i, sku=f"s{i}") for i in range(30)]
+    events = [tracked(f"e{i:02d}", i, sku=f"s{i}") for i in range(30)]
     events.append(obs("consent", 99, type="consent_updated", consent=EVERYTHING))  # no activity
     for arrival in (events, list(reversed(events))):
         activity = snap(arrival)["recent_activity"]
@@ -247,17 +248,17 @@ def test_recent_activity_keeps_the_latest_20_by_event_time() -> None:
 
 
 def test_recent_activity_of_two_groups_is_the_top_20_of_their_union() -> None:
-    left = observe_all(obs(f"a{i:02d}", i) for i in range(15))
-    right = observe_all(obs(f"b{i:02d}", i) for i in range(15))
+    left = observe_all(tracked(f"a{i:02d}", i) for i in range(15))
+    right = observe_all(tracked(f"b{i:02d}", i) for i in range(15))
     ids = [a["event_id"] for a in snapshot([left, right])["recent_activity"]]
     assert ids == [f"{p}{i:02d}" for i in range(14, 4, -1) for p in ("b", "a")]
 
 
 def test_recent_activity_includes_purchases_and_rolled_up_days() -> None:
     events = [
-        obs("old", days=0, type="product_viewed", sku="s1", category="shoes"),
+        tracked("old", days=0, type="product_viewed", sku="s1", category="shoes"),
         order("buy", 5, "o1", "10", skus=["s2"], categories=["hats"], days=40),
-        obs("new", 6, days=40),
+        tracked("new", 6, days=40),
     ]
     activity = snap(events)["recent_activity"]
     assert [(a["event_id"], a["type"]) for a in activity] == [
@@ -278,11 +279,11 @@ def test_recent_activity_includes_purchases_and_rolled_up_days() -> None:
 def test_category_affinities_weight_views_carts_and_purchases() -> None:
     doc = snap(
         [
-            obs("v1", 1, type="product_viewed", category="shoes"),
-            obs("v2", 2, type="product_viewed", category="shoes"),
-            obs("c1", 3, type="cart_updated", category="hats"),
+            tracked("v1", 1, type="product_viewed", category="shoes"),
+            tracked("v2", 2, type="product_viewed", category="shoes"),
+            tracked("c1", 3, type="cart_updated", category="hats"),
             order("o", 4, "o1", "10", categories=["socks", "socks", "hats"]),
-            obs("v2", 2, type="product_viewed", category="shoes"),  # redelivery
+            tracked("v2", 2, type="product_viewed", category="shoes"),  # redelivery
             returned("r", 5, "o1", "10"),  # a return adds no interest
         ]
     )
@@ -292,7 +293,7 @@ def test_category_affinities_weight_views_carts_and_purchases() -> None:
 
 def test_affinities_show_the_top_10_with_names_breaking_ties() -> None:
     events = [
-        obs(f"e{c}-{k}", c, type="product_viewed", category=f"cat{c:03d}")
+        tracked(f"e{c}-{k}", c, type="product_viewed", category=f"cat{c:03d}")
         for c in range(40)
         for k in range(1 + (c % 3))
     ]
@@ -319,8 +320,8 @@ def test_preferences_need_personalization_and_the_latest_wins() -> None:
         [
             obs("no", 0, preferences={"fit": "slim"}, consent={"personalization": False}),
             obs("yes", 0.5, type="consent_updated", consent={"personalization": True}),
-            obs("a", 1, preferences={"size": "M", "topics": ["running"]}),
-            obs("b", 2, preferences={"size": "L"}),
+            tracked("a", 1, preferences={"size": "M", "topics": ["running"]}),
+            tracked("b", 2, preferences={"size": "L"}),
             obs("c", 3, preferences={"size": "XL"}, consent={"ads": "yes"}),  # unreadable
         ]
     )
@@ -335,8 +336,8 @@ def full_person() -> list[Facts]:
     return [
         observe_all(
             [
-                obs("v", 1, type="product_viewed", category="shoes", traits={"city": "Oslo"}),
-                obs("p", 2, preferences={"size": "M"}),
+                tracked("v", 1, type="product_viewed", category="shoes", traits={"city": "Oslo"}),
+                tracked("p", 2, preferences={"size": "M"}),
                 order("a", 3, "o1", "10", store="oslo-1"),
                 order("b", 4, "o2", "20"),
                 returned("r", 5, "o1", "10"),
@@ -384,6 +385,24 @@ def test_nothing_granted_shows_no_gated_field_but_identity_and_traits() -> None:
     assert doc["traits"] == {"city": "Oslo"}
     assert doc["identifiers"] == {"email": ["a@x.no"], "phone": ["+4791234567"]}
     assert doc["consent"]["analytics"] == {"granted": False, "at": None, "source": "default"}
+
+
+@pytest.mark.parametrize(
+    ("region", "consent", "shown"),
+    [
+        ("US", None, True),  # the opt-out default of the event's own region
+        ("DE", None, False),  # an explicit grant of the person does not cover tracking
+        (None, None, False),  # no region: unknown
+        ("DE", {"personalization": True}, True),  # the event's own statement
+    ],
+)
+def test_tracking_needs_the_event_s_own_statement_or_its_region_s_default(
+    region: str | None, consent: dict[str, object] | None, shown: bool
+) -> None:
+    view = obs("v", 1, type="product_viewed", category="shoes", region=region, consent=consent)
+    doc = snap([view])  # the person explicitly granted everything long before
+    assert bool(doc["recent_activity"]) is shown
+    assert bool(doc["category_affinities"]) is shown
 
 
 def test_transactions_count_only_when_analytics_may_use_them() -> None:
