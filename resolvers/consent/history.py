@@ -90,6 +90,8 @@ class PurposeHistory:
         if len(kept) > bound:
             dropped = _newest(dropped, kept[-bound - 1].at)
             kept = kept[-bound:]
+        if dropped is not None and last_denial is not None and dropped <= last_denial.at:
+            dropped = None  # below the last denial, like the grants it stood for
         return PurposeHistory(
             latest=_later(self.latest, other.latest),
             last_denial=last_denial,
@@ -123,14 +125,38 @@ class PurposeHistory:
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> PurposeHistory:
+        """Decode :meth:`to_json`; a record in the wrong role (a grant as the last denial, a
+        denial among the grants, anything later than ``latest``...) raises
+        :class:`ConsentStateError`: a corrupt history must never serve a purpose."""
         latest, denial = raw.get("l"), raw.get("d")
         dropped = raw.get("x")
-        return cls(
+        out = cls(
             latest=ConsentRecord.from_json(latest) if latest is not None else None,
             last_denial=ConsentRecord.from_json(denial) if denial is not None else None,
             grants=tuple(ConsentRecord.from_json(g) for g in raw.get("g", ())),
             dropped=parse_time(dropped) if dropped is not None else None,
         )
+        out._check_roles()
+        return out
+
+    def _check_roles(self) -> None:
+        statements = [*self.grants, *([self.last_denial] if self.last_denial else [])]
+        if (self.grants or self.dropped) and self.latest is None:
+            raise ConsentStateError("consent history: grants without a latest statement")
+        if self.last_denial is not None and self.last_denial.granted:
+            raise ConsentStateError("consent history: the last denial is a grant")
+        if any(not g.granted for g in self.grants):
+            raise ConsentStateError("consent history: a denial among the explicit grants")
+        keys = [g.key for g in self.grants]
+        if keys != sorted(set(keys)):
+            raise ConsentStateError("consent history: grants out of order")
+        floor = self.last_denial.key if self.last_denial is not None else None
+        if floor is not None and (keys and keys[0] <= floor):
+            raise ConsentStateError("consent history: a grant kept below the last denial")
+        if floor is not None and self.dropped is not None and self.dropped <= floor[0]:
+            raise ConsentStateError("consent history: a dropped grant below the last denial")
+        if self.latest is not None and any(r.key > self.latest.key for r in statements):
+            raise ConsentStateError("consent history: a statement later than the latest")
 
 
 _EMPTY: Final = PurposeHistory()

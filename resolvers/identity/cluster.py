@@ -163,10 +163,12 @@ class _Replay:
 def cluster(
     atoms: Iterable[Atom], excluded: frozenset[Identifier], rules: IdentityRules
 ) -> Clustering:
-    """The people the atoms make, leaving out ``excluded`` identifiers (shared or erased)."""
+    """The people the atoms make, leaving out ``excluded`` identifiers (shared or erased) and
+    values ``rules.is_blocked`` refuses (placeholders normalization should have dropped)."""
     replay = _Replay(rules)
+    blocked = rules.is_blocked
     for atom in sorted(atoms, key=lambda a: a.first):
-        ids = tuple(i for i in atom.ids if i not in excluded)
+        ids = tuple(i for i in atom.ids if i not in excluded and not blocked(i.type, i.value))
         if ids:
             replay.place(atom, ids)
     people: dict[str, Person] = {}

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC
 
 import orjson
 
@@ -38,7 +37,7 @@ from resolvers.profile.render import Person, render
 from resolvers.stages import dedupe, identity, observe
 from resolvers.steps import DUPLICATE, OK, Event
 from resolvers.store import HELD_FIELD, HOLDERS_FIELD, Kind, Loaded, Ref, profile_ref
-from resolvers.timefmt import format_time
+from resolvers.timefmt import format_time, utc
 from schemas.identifiers import Identifier
 from schemas.touchpoint import EventType
 
@@ -139,7 +138,7 @@ class ProfilesBatch:
         tp = event.tp
         return identity.Sighting(
             event_id=tp.event_id,
-            stamp=Stamp(tp.occurred_at.astimezone(UTC), tp.event_id),
+            stamp=Stamp(utc(tp.occurred_at), tp.event_id),
             ids=ranked(event.identifiers, self.ctx.rules),
             erase=tp.type is EventType.ERASURE_REQUESTED,
         )

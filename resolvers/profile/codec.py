@@ -4,6 +4,8 @@ format of ``resolvers.timefmt``, money as decimal strings."""
 
 from __future__ import annotations
 
+import base64
+import struct
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -25,6 +27,7 @@ from resolvers.profile.facts import (
     Recent,
     Stamped,
     Transaction,
+    fingerprint,
 )
 from resolvers.timefmt import format_time, parse_optional, parse_time
 
@@ -118,7 +121,18 @@ def _digest_out(key: DigestKey, d: Digest) -> list[Any]:
         dict(sorted(d.categories.items())),
         [_activity_out(a) for a in d.activities],
         {k: _stamped_out(s) for k, s in sorted(d.preferences.items())},
+        _ids_out(d.ids),
     ]
+
+
+def _ids_out(ids: frozenset[int]) -> str:
+    """Event fingerprints, sorted, as base64 of little-endian uint32s (5.3 characters each)."""
+    return base64.b64encode(struct.pack(f"<{len(ids)}I", *sorted(ids))).decode()
+
+
+def _ids_in(raw: str) -> frozenset[int]:
+    packed = base64.b64decode(raw, validate=True)
+    return frozenset(struct.unpack(f"<{len(packed) // 4}I", packed))
 
 
 def _digest_in(raw: list[Any]) -> tuple[DigestKey, Digest]:
@@ -133,6 +147,7 @@ def _digest_in(raw: list[Any]) -> tuple[DigestKey, Digest]:
         categories={k: int(v) for k, v in raw[9].items()},
         activities=tuple(_activity_in(a) for a in raw[10]),
         preferences={k: _stamped_in(v) for k, v in raw[11].items()},
+        ids=_ids_in(raw[12]),
     )
 
 
@@ -169,6 +184,7 @@ def _recent_in(raw: list[Any]) -> Recent:
             categories={k: int(v) for k, v in raw[7].items()},
             activities=tuple(_activity_in(a) for a in raw[8]),
             preferences={k: _stamped_in(v) for k, v in raw[9].items()},
+            ids=frozenset((fingerprint(raw[0]),)),
         ),
     )
 

@@ -24,10 +24,14 @@ Nothing here decides consent: the facts keep each event's own consent statement 
 (a digest: its earliest), and ``resolvers.consent.gate`` decides at rendering, against the
 person's whole history. The fold only drops what can never serve again (:func:`prune`): the
 part of an event (or of a digest: conservatively, from its earliest event) that its own
-statement denied or that a later denial of the group revoked. A digest stays as a husk when
-both parts are gone, so events rolled into it later are judged with the ones before them:
-which events can serve never depends on the order they came in. Rolling up is where the fold
-trades detail for size: a day whose digest straddles a denial loses the events after it.
+statement denied or that a later denial of the group revoked. An event or a digest stays as
+a husk when both parts are gone (a recent husk rolls up like any event), so events rolled in
+later are judged with the ones before them: which events can serve never depends on the
+order they came in. Rolling up is where the fold trades detail for size: a day whose digest
+straddles a denial loses the events after it. A digest remembers a 32-bit fingerprint of
+each of its events, so an event redelivered after it rolled up (its dedupe marker expired)
+is recognised and counts once (two events of one digest whose fingerprints collide, about
+n²/2³³ for n events that day, count as one).
 
 Money is :class:`~decimal.Decimal`; sums are exact.
 """
@@ -38,6 +42,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from hashlib import blake2b
 from types import MappingProxyType
 from typing import Final
 
@@ -51,6 +56,7 @@ from resolvers.consent import (
     never_serves,
 )
 from resolvers.consent.signals import from_code
+from resolvers.timefmt import utc
 
 #: Event types that are a purchase (an order version) or a return.
 ORDER_TYPES: Final = frozenset({"order_completed", "pos_sale"})
@@ -83,7 +89,7 @@ _EPOCH_ORDINAL: Final = datetime(1970, 1, 1, tzinfo=UTC).toordinal()
 
 def day_of(at: datetime) -> int:
     """Days since 1970-01-01 (UTC) of an aware datetime."""
-    return at.astimezone(UTC).toordinal() - _EPOCH_ORDINAL
+    return utc(at).toordinal() - _EPOCH_ORDINAL
 
 
 # --------------------------------------------------------------------------- values
@@ -158,7 +164,7 @@ class Observation:
     def __post_init__(self) -> None:
         if not self.event_id:
             raise ValueError("event_id must not be empty")
-        object.__setattr__(self, "at", self.at.astimezone(UTC))
+        object.__setattr__(self, "at", utc(self.at))
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +239,14 @@ class Digest:
     categories: Mapping[str, int] = field(default_factory=dict)
     activities: tuple[Activity, ...] = ()
     preferences: Mapping[str, Stamped] = field(default_factory=dict)
+    #: :func:`fingerprint` of every event in the digest (husks too): a redelivered event
+    #: that has already rolled up is recognised, so it never counts twice.
+    ids: frozenset[int] = frozenset()
+
+
+def fingerprint(event_id: str) -> int:
+    """32 bits of BLAKE2b of an event id: what a digest remembers of each of its events."""
+    return int.from_bytes(blake2b(event_id.encode(), digest_size=4).digest(), "little")
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +314,7 @@ def merge_digests(a: Digest, b: Digest) -> Digest:
         categories=_add_counts(a.categories, b.categories) if interest else {},
         activities=top_activities((*a.activities, *b.activities)) if interest else (),
         preferences=lww(a.preferences, b.preferences) if interest else {},
+        ids=a.ids | b.ids,
     )
 
 
@@ -324,6 +339,9 @@ def observe(facts: Facts, obs: Observation, policy: ConsentPolicy) -> Facts:
             transactions = {**transactions, transaction.key: transaction}
     elif obs.event_id not in recent:
         item = Recent(obs.event_id, obs.consent.code, obs.region or "", _digest(obs))
+        rolled = facts.digests.get(item.key)
+        if rolled is not None and fingerprint(obs.event_id) in rolled.ids:
+            return facts  # a redelivery of an event already rolled into its day
         recent = {**recent, obs.event_id: item}
     latest = obs.at if facts.latest is None else max(facts.latest, obs.at)
     folded = Facts(traits, region, consent, transactions, recent, facts.digests, latest)
@@ -371,6 +389,7 @@ def _digest(obs: Observation) -> Digest:
         categories=categories,
         activities=activities,
         preferences={k: Stamped(v, obs.at, obs.event_id) for k, v in obs.preferences.items()},
+        ids=frozenset((fingerprint(obs.event_id),)),
     )
 
 
@@ -391,10 +410,7 @@ def prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory = EMPTY_HIST
         kept = _prune_digest(item.digest, item.code, item.region, consent, policy)
         if kept is not item.digest:
             changed = True
-            if kept.seen or kept.interest:
-                recent[event_id] = replace(item, digest=kept)
-            else:
-                del recent[event_id]  # exact: this event alone can never serve
+            recent[event_id] = replace(item, digest=kept)  # a husk too: it rolls up as one
     horizon = latest_day - BEHAVIOUR_DAYS
     for key, digest in list(digests.items()):
         if key[0] < horizon:
@@ -461,6 +477,7 @@ def _prune_digest(
         categories=digest.categories if interest else {},
         activities=digest.activities if interest else (),
         preferences=digest.preferences if interest else {},
+        ids=digest.ids,
     )
 
 

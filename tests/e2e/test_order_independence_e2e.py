@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from e2e_harness import Loom
+from loom_servers import Servers
 
 from schemas.touchpoint import touchpoint_to_json
 from streams.simulate import Simulator
@@ -28,11 +29,9 @@ EVENTS = 3000
 
 
 @pytest.fixture
-def deployments(
-    kafka_bootstrap: str, redis_url: str, tmp_path: Path
-) -> Iterator[tuple[Loom, Loom]]:
-    one = Loom(kafka_bootstrap, redis_url, tmp_path / "one", partitions=1)
-    six = Loom(kafka_bootstrap, redis_url, tmp_path / "six", partitions=6)
+def deployments(servers: Servers, tmp_path: Path) -> Iterator[tuple[Loom, Loom]]:
+    one = Loom(servers, tmp_path / "one", partitions=1)
+    six = Loom(servers, tmp_path / "six", partitions=6)
     try:
         yield one, six
     finally:

@@ -514,9 +514,10 @@ def test_behaviour_a_purpose_can_never_serve_is_not_stored(
     [entity] = [e for r, e in store.entities.items() if r.kind is Kind.PROFILE]
     stored = orjson.loads(entity.fields["s"])
     [group] = stored["g"].values()
-    kept = {item[0] for item in group["x"].get("e", [])}
-    assert "b1" not in kept  # its own statement denied both purposes
-    assert "b2" not in kept  # revoked for good by b3
+    kept = {item[0]: item[4:] for item in group["x"].get("e", [])}
+    husk = [False, [], False, {}, [], {}]  # no channel, interest, activity or preference
+    assert kept["b1"] == husk  # its own statement denied both purposes
+    assert kept["b2"] == husk  # revoked for good by b3
     [p] = profiles(store).values()
     assert p["category_affinities"] == {}
     assert p["channels"] == []

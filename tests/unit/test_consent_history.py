@@ -47,13 +47,6 @@ BOUNDS = st.integers(1, 3)
 #: Enough room that no explicit grant is ever dropped from a generated world.
 ROOMY = 64
 
-#: The bound drops explicit grants older than a denial too; ``dropped`` then depends on
-#: whether the denial was merged before or after them (see the report of issue 14's tests).
-DROPPED_BELOW_DENIAL = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: PurposeHistory.merged keeps `dropped` below last_denial, so the merged "
-    "history depends on merge order once the bound drops grants",
-)
 #: Grants at minutes 1, 2, 3 (bound 2 drops the first), then a denial at 10.
 _G1, _G2, _G3 = (Said(t(m), said(Source.CONSENT_UPDATED, analytics=True), True) for m in (1, 2, 3))
 _DENY = Said(t(10), said(Source.CONSENT_UPDATED, analytics=False), True)
@@ -83,7 +76,7 @@ def test_merged_is_idempotent(a: list[Said], b: list[Said], bound: int) -> None:
     assert ha.merged(EMPTY_HISTORY, bound) == ha == EMPTY_HISTORY.merged(ha, bound)
 
 
-@pytest.mark.parametrize("bound", [pytest.param(2, marks=DROPPED_BELOW_DENIAL), ROOMY])
+@pytest.mark.parametrize("bound", [2, ROOMY])
 @LAWS
 @given(a=worlds(), b=worlds(), c=worlds())
 @example(a=[_G1, _G2], b=[_G3], c=[_DENY])
@@ -92,7 +85,7 @@ def test_merged_is_associative(bound: int, a: list[Said], b: list[Said], c: list
     assert ha.merged(hb, bound).merged(hc, bound) == ha.merged(hb.merged(hc, bound), bound)
 
 
-@pytest.mark.parametrize("bound", [pytest.param(2, marks=DROPPED_BELOW_DENIAL), ROOMY])
+@pytest.mark.parametrize("bound", [2, ROOMY])
 @LAWS
 @given(events=worlds(20), keys=SORT_KEYS, cuts=CUTS)
 @example(events=[_G1, _G2, _G3, _DENY], keys=[1, 2, 3, 0], cuts=[])
@@ -118,7 +111,6 @@ def test_merge_order_never_changes_an_answer_of_the_history() -> None:
     )
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: `dropped` survives below last_denial (see above)")
 def test_a_grant_dropped_before_a_later_denial_is_forgotten_with_it() -> None:
     grants_first = history_of([_G1, _G2, _G3, _DENY], bound=2).of(A)
     assert grants_first.dropped is None
@@ -290,11 +282,6 @@ def test_malformed_json_raises_consent_state_error(raw: object) -> None:
         ConsentHistory.from_json(raw)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ConsentHistory.from_json accepts a denial among the grants (and a grant as "
-    "the last denial): a corrupt stored history then serves a purpose (fails open)",
-)
 @pytest.mark.parametrize(
     "raw",
     [

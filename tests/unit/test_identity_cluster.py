@@ -123,12 +123,6 @@ def test_placeholder_values_never_reach_an_atom() -> None:
     assert accepted == (i("customer_id:cust-1"),)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: nothing in resolvers.identity consults IdentityRules.is_blocked (its "
-    "docstring: the engine refuses blocked values defensively); a placeholder phone that "
-    "skipped normalization links to the earliest of the customers who used it",
-)
 def test_a_blocked_value_that_skipped_normalization_still_links_nobody() -> None:
     rules = IdentityRules(is_blocked=is_blocked)
     atoms = [atom(f"e{n}", n, f"customer_id:cust-{n}", "phone:1234567890") for n in range(5)]
