@@ -130,7 +130,8 @@ class Gate:
         if lifted is None:
             return Verdict(purpose, False, Reason.HISTORY_TRUNCATED, "history")
         if not lifted:
-            return Verdict(purpose, False, Reason.NO_CONSENT, h.last_denial.source.value)
+            source = h.last_denial.source.value
+            return Verdict(purpose, False, _denial_reason(source), source)
         return default
 
     def _at_time(
@@ -150,7 +151,8 @@ class Gate:
         if found:
             return Verdict(purpose, True, Reason.GRANTED, Source.CONSENT_UPDATED.value)
         if h.last_denial is not None:  # a denial was in force at the fact's time
-            return Verdict(purpose, False, Reason.NO_CONSENT, h.last_denial.source.value)
+            source = h.last_denial.source.value
+            return Verdict(purpose, False, _denial_reason(source), source)
         if purpose in self.policy.default_for(region or self.region):
             return Verdict(purpose, True, Reason.REGION_DEFAULT, Source.DEFAULT.value)
         latest = h.latest

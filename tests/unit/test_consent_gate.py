@@ -203,7 +203,7 @@ RULES: list[tuple[str, list[Said], frozenset[Purpose], dict[Purpose, Reason]]] =
         "GPC is kept: a later event without GPC is still denied ads",
         [upd(1, ads=True), ev(5, gpc=True), ev(6)],
         frozenset(),
-        {D: Reason.NO_CONSENT},
+        {D: Reason.GPC},
     ),
     (
         "an earlier event served ads, GPC arrived since",
