@@ -47,24 +47,23 @@ from typing import Any
 
 import faust
 import redis
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import Producer
 
 from resolvers.batch import Context, DecodeCache, TopicNames
 from resolvers.consent import ConsentPolicy, load_policy
 from resolvers.identity_rules import IdentityRules, load_rules
-from resolvers.pipeline import PROFILES, BatchResult, CommitConflictError, Lane, run_batch
+from resolvers.pipeline import PROFILES, BatchResult, Lane, run_batch
 from resolvers.steps import DeadLetter, RawRecord
 from schemas.normalize import DEFAULT as NORMALIZE_DEFAULT
 from schemas.normalize import is_blocked
 from streams import kafka_clients
+from streams.errors import KafkaUnavailableError, RetryableError, classify
 from streams.health import Check, HealthServer
 from streams.metrics import WorkerMetrics
 from streams.redis_store import RedisStore
 from streams.settings import LoomSettings
 
 log = logging.getLogger(__name__)
-
-RETRYABLE = (redis.ConnectionError, redis.TimeoutError, KafkaException, CommitConflictError)
 
 
 def dlq_headers(dead: DeadLetter, now: datetime) -> list[tuple[str, str | bytes | None]]:
@@ -143,7 +142,9 @@ class OutboxRelay:
             )
         remaining = self.producer.flush(30)
         if remaining or errors:
-            raise KafkaException(f"outbox relay: {remaining} undelivered, errors: {errors[:3]}")
+            raise KafkaUnavailableError(
+                f"outbox relay: {remaining} undelivered, errors: {errors[:3]}"
+            )
         ids = [entry_id for entry_id, _ in entries]
         pipe = self.client.pipeline(transaction=True)
         pipe.xack(self.key, self.GROUP, *ids)
@@ -259,7 +260,7 @@ class Runtime:
                     dead.message,
                 )
             if self.producer.flush(30):
-                raise KafkaException("DLQ records not delivered")
+                raise KafkaUnavailableError("DLQ records not delivered")
         self._observe(records, result)
         return result
 
@@ -373,7 +374,9 @@ async def _retry(runtime: Runtime, records: Sequence[RawRecord]) -> BatchResult:
     while True:
         try:
             return await asyncio.to_thread(runtime.process, records)
-        except RETRYABLE as exc:
+        except Exception as exc:
+            if not isinstance(classify(exc), RetryableError):
+                raise
             where = f"{records[0].where}..{records[-1].offset}" if records else "-"
             log.warning(
                 "batch %s failed (%s: %s); retrying in %.1fs", where, type(exc).__name__, exc, delay
@@ -401,7 +404,9 @@ async def relay_forever(
             await asyncio.to_thread(rt.relay.relay)
             delay = 0.1
             await asyncio.sleep(max(0.0, min_interval_s - (time.monotonic() - started)))
-        except RETRYABLE as exc:
+        except Exception as exc:
+            if not isinstance(classify(exc), RetryableError):
+                raise
             log.warning(
                 "outbox relay failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay
             )

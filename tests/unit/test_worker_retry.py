@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis
+from confluent_kafka import KafkaError, KafkaException
 
 from resolvers.consent import ConsentPolicy
 from resolvers.identity_rules import IdentityRules
@@ -52,7 +53,7 @@ def test_redis_and_kafka_outages_are_retried_until_the_batch_succeeds(
         [
             redis.ConnectionError("down"),
             redis.TimeoutError("slow"),
-            worker.KafkaException("broker gone"),
+            KafkaException(KafkaError(KafkaError._TRANSPORT)),
             redis.ConnectionError("down"),
         ]
     )
