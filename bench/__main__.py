@@ -143,7 +143,6 @@ def kafka_version() -> str:
 
 def machine_facts(redis_url: str) -> dict[str, Any]:
     import confluent_kafka
-    import faust
 
     client = redis.Redis.from_url(redis_url)
     info: Any = client.info("server")
@@ -159,7 +158,6 @@ def machine_facts(redis_url: str) -> dict[str, Any]:
         "redis": info.get("redis_version"),
         "confluent_kafka": confluent_kafka.version(),
         "librdkafka": confluent_kafka.libversion()[0],
-        "faust": faust.__version__,
         "loadavg_start": [round(x, 2) for x in os.getloadavg()],
     }
 
@@ -229,6 +227,7 @@ def table(results: dict[str, Any]) -> str:
         row(both, fmt(t["events_per_s_visible"], "events/s"))
         for lane, figures in sorted(t.get("lanes", {}).items()):
             row(f"  {lane} lane visible", fmt(figures["events_per_s_visible"], "events/s"))
+            row(f"  {lane} lane CPU per event", fmt(figures.get("cpu_us_per_event"), "µs"))
         row(f"  (CAS conflicts retried, {n} worker(s) per role)", str(t.get("commit_conflicts")))
         row(
             f"e2e {n} worker(s) per role, produced -> committed",

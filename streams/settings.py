@@ -57,6 +57,13 @@ class LoomSettings(BaseSettings):
     max_event_bytes: int = Field(
         64 * 1024, ge=1024, description="records larger than this go to the DLQ"
     )
+    dlq_max_bytes: int = Field(
+        512 * 1024,
+        ge=1024,
+        le=900 * 1024,
+        description="DLQ record values are cut to this size (flagged; the original stays on "
+        "the source topic)",
+    )
     dedupe_ttl_s: int = Field(
         7 * 24 * 3600, ge=60, description="how long processed event ids are remembered"
     )
@@ -97,8 +104,16 @@ class LoomSettings(BaseSettings):
     topics: Topics = Field(default_factory=Topics)
 
     def group_id(self, lane: str) -> str:
-        """The Kafka consumer group (= faust app id) of a lane's workers."""
+        """The Kafka consumer group of a lane's workers."""
         return f"{self.app_id}-{lane}"
+
+    def batch_timeout_for(self, lane: str) -> float:
+        """How long a lane's worker waits to fill a batch."""
+        return self.inventory_batch_timeout_s if lane == "inventory" else self.batch_timeout_s
+
+    def web_port_for(self, lane: str) -> int:
+        """The HTTP port (``/metrics``, ``/livez``, ``/readyz``) of a lane's worker."""
+        return self.inventory_web_port if lane == "inventory" else self.web_port
 
 
 def load_settings() -> LoomSettings:

@@ -1,13 +1,15 @@
 """``loom worker --role profiles|inventory``: run one lane's worker until stopped.
 
 A deployment runs at least one worker of each role (they are two consumer groups reading the
-same topic; ADR 0002). SIGTERM/SIGINT finish the batch in flight.
+same topic; ADR 0002). Both roles run the same loop (:mod:`streams.lane_runner`); the role
+picks the lane, its consumer group, batch timeout and HTTP port. SIGTERM/SIGINT finish the
+batch being applied, commit and leave the group.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 from typing import Any
 
 from resolvers.pipeline import LANES
@@ -25,16 +27,21 @@ def register(sub: Any) -> None:
         help="the lane this worker runs: profiles (identity, consent, profiles, DLQ) or "
         "inventory (stock); run both",
     )
-    p.add_argument("--loglevel", default="info", help="faust log level (default: info)")
+    p.add_argument(
+        "--loglevel",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default: info)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from streams.lane_runner import run_lane
+    from streams.runtime import build_runtime
     from streams.topics import ensure_topics
-    from streams.worker import run_worker
 
+    logging.getLogger().setLevel(args.loglevel.upper())
     settings = load_settings()
     ensure_topics(settings)
-    sys.argv = [sys.argv[0], "worker"]  # faust's Worker reads argv; ours are parsed already
-    run_worker(settings, LANES[args.role], loglevel=args.loglevel)
-    return 0
+    return run_lane(build_runtime(settings, LANES[args.role]))

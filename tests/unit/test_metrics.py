@@ -8,7 +8,6 @@ import logging
 import re
 from collections import Counter
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,7 +15,6 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from resolvers.pipeline import INVALID, BatchResult
-from streams import worker
 from streams.lag import GroupLag, LagSnapshot, Member, PartitionLag
 from streams.lag_status import GroupStatus, PartitionStatus, Status
 from streams.metrics import (
@@ -27,6 +25,7 @@ from streams.metrics import (
     checked,
     label_sets,
 )
+from streams.observe import observe_batch
 
 
 def scrape(registry: CollectorRegistry) -> dict[str, list[tuple[str, dict[str, str], float]]]:
@@ -142,9 +141,8 @@ def test_the_worker_counts_through_the_validating_helpers(
         ),
         counters=Counter({"consent_denied:ads:gpc": 3, "merges": 1}),
     )
-    rt: Any = SimpleNamespace(metrics=m)
     with caplog.at_level(logging.ERROR):
-        worker.Runtime._observe(rt, [], result)  # the batch is committed: never raises
+        observe_batch(m, [], result)  # the batch is committed: never raises
     assert "refused label values" in caplog.text  # the unknown outcome, logged
     got = scrape(m.registry)
     events = {(lbl["type"], lbl["outcome"]): v for _n, lbl, v in got["loom_events"]}

@@ -1,0 +1,248 @@
+"""A lane's worker: librdkafka's batch consumer, one commit protocol, health, SIGTERM.
+
+Both lanes (profiles and inventory, two consumer groups on the raw topic; ADR 0002) run this
+loop; ADR 0003 records why it is librdkafka's consumer and not a faust agent. The commit
+protocol, per batch:
+
+1. ``consume``    up to ``LOOM_BATCH_SIZE`` records, waiting at most the lane's batch timeout
+                  (``LOOM_BATCH_TIMEOUT_S`` profiles, ``LOOM_INVENTORY_BATCH_TIMEOUT_S``
+                  inventory); librdkafka returns as soon as the batch is full.
+2. apply          ``run_batch``: the lane's pure pipeline and ONE atomic Redis commit (every
+                  effect, the event-id markers and the outbox records; idempotent by event id,
+                  so a redelivered batch changes nothing).
+3. dead letters   the batch's dead letters produced to the DLQ and acknowledged (flush).
+4. offsets        committed, asynchronously, with the Redis generation as commit metadata;
+                  remembered per partition and committed again synchronously when partitions
+                  are revoked (a rebalance, inside ``consume``, between batches) and on close.
+
+Failures (:mod:`streams.batch_runner`, :mod:`streams.errors`): a retryable error repeats the
+failed step with backoff and commits nothing meanwhile; any other error stops the lane
+without committing the batch: the consumer leaves the group, committing only the offsets of
+batches that completed, the lane reports ``stopped`` on ``/readyz`` and in
+``loom_lane_state``, and the process stays up until it is told to stop, so the reason stays
+visible. A crash anywhere redelivers from the last committed offset: nothing is lost, and the
+event-id markers make the replayed part a no-op.
+
+SIGTERM/SIGINT: the loop stops taking batches; a batch being applied finishes (a batch waiting
+to retry is abandoned, uncommitted), the completed batches' offsets are committed, the consumer
+leaves the group and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Sequence
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from resolvers.steps import RawRecord
+from streams import kafka_clients
+from streams.batch_runner import BatchAbandoned, BatchRunner, LaneStopped
+from streams.errors import FatalError, classify, kafka_error
+from streams.health import HealthServer
+from streams.lane_status import LaneStatus, StopReason
+from streams.offsets import ProcessedOffsets, next_offsets
+from streams.redis_store import Keys
+from streams.relay import OutboxRelay, relay_forever
+from streams.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def raw_record(msg: Message) -> RawRecord:
+    _kind, ts = msg.timestamp()
+    raw_headers = msg.headers() or []  # consumed records carry a list of (name, bytes)
+    pairs = raw_headers.items() if isinstance(raw_headers, dict) else raw_headers
+    headers = {k: v.encode() if isinstance(v, str) else (v or b"") for k, v in pairs}
+    return RawRecord(
+        value=msg.value(),
+        key=msg.key(),
+        topic=msg.topic() or "",
+        partition=msg.partition() or 0,
+        offset=msg.offset() or 0,
+        timestamp_ms=ts if ts > 0 else None,
+        headers=headers,
+    )
+
+
+class LaneRunner:
+    """One lane's member of its consumer group; ``await run()`` until :meth:`stop`."""
+
+    def __init__(self, rt: Runtime, *, status: LaneStatus | None = None) -> None:
+        self.rt, self.settings = rt, rt.settings
+        self.lane = rt.lane.name
+        self.group = self.settings.group_id(self.lane)
+        self.batch_timeout_s = self.settings.batch_timeout_for(self.lane)
+        self.status = status or LaneStatus()
+        self.stopping = asyncio.Event()
+        self.generation = ""  # commit metadata: the Redis generation (streams.generation)
+        self.consumer = kafka_clients.consumer(
+            self.settings,
+            self.group,
+            **{
+                "client.id": f"loom-{self.lane}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": False,
+                "on_commit": self._on_commit,
+            },
+        )
+        self.assigned: set[tuple[str, int]] = set()
+        self.processed = ProcessedOffsets()
+        self.batches = BatchRunner(rt, self.status, self.stopping)
+        self.relay = OutboxRelay(
+            rt.redis, rt.relay_producer, Keys(rt.settings.redis_prefix).outbox, rt.consumer_name
+        )
+        self._relay_wakeup = asyncio.Event()
+
+    # --- rebalance callbacks (run inside consume(), in the consuming thread) ---------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned |= {(p.topic, p.partition) for p in partitions}
+        log.info("%s: assigned %s", self.group, sorted(p.partition for p in partitions))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        revoked = {(p.topic, p.partition) for p in partitions}
+        self._commit(self.processed.take(revoked), asynchronous=False)
+        self.assigned -= revoked
+        log.info("%s: revoked %s", self.group, sorted(p.partition for p in partitions))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        lost = {(p.topic, p.partition) for p in partitions}
+        self.processed.take(lost)  # another member owns them: committing would fail
+        self.assigned -= lost
+        log.warning("%s: lost %s (session expired)", self.group, sorted(p for _, p in lost))
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's report of a commit (asynchronous ones fail only here, not by raising)."""
+        failed = sorted(p.partition for p in partitions if p.error is not None)
+        if err is not None or failed:
+            log.warning(
+                "%s: offset commit failed (%s, partitions %s); the records will be redelivered "
+                "unless a later commit succeeds",
+                self.group,
+                err,
+                failed,
+            )
+
+    def _batch_done(self, records: Sequence[RawRecord]) -> None:
+        """After ``records`` were applied and dead-lettered: commit their next offsets."""
+        offsets = next_offsets(records, self.generation)
+        self.processed.add(offsets)
+        self._commit(offsets, asynchronous=True)
+
+    def _commit(self, offsets: list[TopicPartition], *, asynchronous: bool) -> None:
+        if not offsets:
+            return
+        try:
+            if asynchronous:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                done = self.consumer.commit(offsets=offsets, asynchronous=False)
+                self._on_commit(None, list(done or []))  # per-partition errors, if any
+        except Exception as exc:  # the records are in Redis; a redelivery is a no-op
+            log.warning(
+                "%s: offset commit failed (%s); records will be redelivered",
+                self.group,
+                classify(exc).describe(),
+            )
+
+    # --- the loop --------------------------------------------------------------------------
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def run(self) -> None:
+        """Consume and process until :meth:`stop`; a lane that must stop closes its consumer
+        and then waits for :meth:`stop` too (its reason stays on ``/readyz``)."""
+        s = self.settings
+        self.consumer.subscribe(
+            [s.topics.raw],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        relay = asyncio.create_task(
+            relay_forever(self.relay, s.retry_backoff_max_s, self._relay_wakeup)
+        )
+        self.status.running()
+        try:
+            await self._loop()
+        except LaneStopped as stop:
+            self.status.stopped(stop.reason, stop.error.describe())
+            log.error(
+                "%s: lane stopped without committing the batch in flight (%s): %s",
+                self.group,
+                stop.reason,
+                stop.error.describe(),
+            )
+        finally:
+            await asyncio.to_thread(self._close)
+        await self.stopping.wait()
+        relay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay
+
+    async def _loop(self) -> None:
+        s = self.settings
+        while not self.stopping.is_set():
+            messages = await asyncio.to_thread(
+                self.consumer.consume, s.batch_size, self.batch_timeout_s
+            )
+            self.status.turned()
+            records = [raw_record(m) for m in messages if not self._failed(m)]
+            if not records:
+                continue
+            try:
+                await self.batches.run(records)
+            except BatchAbandoned as abandoned:
+                log.warning("%s: %s", self.group, abandoned)
+                return
+            self._batch_done(records)
+            self._relay_wakeup.set()
+
+    def _failed(self, msg: Message) -> bool:
+        """Whether ``msg`` is an error event rather than a record; fatal ones stop the lane."""
+        err = msg.error()
+        if err is None:
+            return False
+        if err.code() == KafkaError._PARTITION_EOF:
+            return True
+        error = kafka_error(err, "consume")
+        if isinstance(error, FatalError):
+            raise LaneStopped(StopReason.FATAL, error)
+        log.warning("%s: %s", self.group, error.describe())  # librdkafka retries by itself
+        return True
+
+    def _close(self) -> None:
+        """Commit what completed, leave the group (its partitions move at once)."""
+        self._commit(self.processed.take(), asynchronous=False)
+        self.consumer.close()
+
+
+def run_lane(rt: Runtime) -> int:
+    """Run ``rt``'s lane with its health server until SIGTERM/SIGINT; the exit code."""
+    return asyncio.run(_main(rt))
+
+
+async def _main(rt: Runtime) -> int:
+    runner = LaneRunner(rt)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, runner.stop)
+    checks = {
+        **rt.infra_checks(),
+        "partitions": lambda: bool(runner.assigned),
+        "lane": runner.status.ready,
+    }
+    server = HealthServer(
+        rt.settings.web_host, rt.settings.web_port_for(runner.lane), rt.metrics.registry, checks
+    )
+    await server.start()
+    log.info("%s: health and metrics on port %d", runner.group, server.port)
+    try:
+        await runner.run()
+    finally:
+        await server.stop()
+    return 0

@@ -1,0 +1,121 @@
+"""What a running worker holds: built once at start-up, shared by its batches.
+
+:func:`build_runtime` makes the clients (Redis, the DLQ producer, the relay's producer), the
+store, the metrics, the identity rules and the consent policy of one lane's worker;
+:meth:`Runtime.context` is the per-batch context the pipeline takes. Nothing here consumes,
+retries or decides: :mod:`streams.lane_runner` does that with what this module builds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from functools import cached_property
+
+import redis
+from confluent_kafka import Producer
+from prometheus_client import CollectorRegistry
+
+from resolvers.batch import Context, DecodeCache, TopicNames
+from resolvers.consent import ConsentPolicy, load_policy
+from resolvers.identity_rules import IdentityRules, load_rules
+from resolvers.pipeline import PROFILES, Lane
+from resolvers.store import StateStore
+from schemas.normalize import DEFAULT as NORMALIZE_DEFAULT
+from schemas.normalize import is_blocked
+from streams import kafka_clients
+from streams.health import Check
+from streams.metrics import WorkerMetrics
+from streams.redis_store import RedisStore
+from streams.settings import LoomSettings
+
+
+@dataclass
+class Runtime:
+    """Everything a running worker of one lane holds."""
+
+    settings: LoomSettings
+    store: StateStore
+    redis: redis.Redis
+    producer: Producer  # dead letters; the relay has its own
+    relay_producer: Producer
+    metrics: WorkerMetrics
+    rules: IdentityRules
+    policy: ConsentPolicy
+    clock: Callable[[], datetime]
+    lane: Lane = PROFILES
+    decode_cache: DecodeCache = field(default_factory=DecodeCache)
+    #: this process's name among the relay's Redis consumers and in logs
+    consumer_name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+
+    @cached_property
+    def _base_context(self) -> Context:
+        """The parts of :meth:`context` that never change, built once."""
+        t = self.settings.topics
+        return Context(
+            rules=self.rules,
+            policy=self.policy,
+            topics=TopicNames(
+                merges=t.merges,
+                profile_changes=t.profile_changes,
+                erasures=t.erasures,
+                consent_audit=t.consent_audit,
+                inventory_changes=t.inventory_changes,
+                inventory_alerts=t.inventory_alerts,
+            ),
+            salt=self.settings.suppression_salt.get_secret_value().encode(),
+            now=datetime.fromtimestamp(0, UTC),  # replaced per batch
+            default_region=self.settings.default_region,
+            cache=self.decode_cache,
+        )
+
+    def context(self) -> Context:
+        """The context of one batch (attempt): the constant parts and the current time."""
+        return replace(self._base_context, now=self.clock())
+
+    def infra_checks(self) -> dict[str, Check]:
+        """Readiness checks: Kafka and Redis answer (the blocking calls run in threads)."""
+
+        async def kafka_ok() -> bool:
+            await asyncio.to_thread(self.producer.list_topics, timeout=2)
+            return True
+
+        async def redis_ok() -> bool:
+            return bool(await asyncio.to_thread(self.redis.ping))
+
+        return {"kafka": kafka_ok, "redis": redis_ok}
+
+
+def build_runtime(settings: LoomSettings, lane: Lane = PROFILES) -> Runtime:
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    base_rules = load_rules(settings.identity_rules_file) if settings.identity_rules_file else None
+    policy = load_policy(settings.consent_config_file) if settings.consent_config_file else None
+    metrics = WorkerMetrics.create(CollectorRegistry(), lane=lane.name)
+    store = RedisStore(
+        client,
+        prefix=settings.redis_prefix,
+        seen_ttl_s=settings.dedupe_ttl_s,
+        on_call=lambda op, seconds: metrics.redis_call_seconds.labels(op=op).observe(seconds),
+    )
+    return Runtime(
+        settings=settings,
+        store=store,
+        redis=client,
+        producer=kafka_clients.producer(settings),
+        relay_producer=kafka_clients.producer(settings),
+        metrics=metrics,
+        rules=with_blocklist(base_rules),
+        policy=policy or ConsentPolicy(),
+        clock=lambda: datetime.now(UTC),
+        lane=lane,
+    )
+
+
+def with_blocklist(rules: IdentityRules | None) -> IdentityRules:
+    """``rules`` (default: the built-in ones) that never link a junk value (``guest``...)."""
+    base = rules or IdentityRules()
+    return replace(base, is_blocked=lambda t, v: is_blocked(t, v, NORMALIZE_DEFAULT))
