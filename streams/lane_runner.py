@@ -33,8 +33,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import threading
 from collections.abc import Sequence
+from typing import Final
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
@@ -43,7 +46,7 @@ from streams import kafka_clients
 from streams.batch_runner import BatchAbandoned, BatchRunner, LaneStopped
 from streams.errors import FatalError, classify, kafka_error
 from streams.health import HealthServer
-from streams.lane_status import LaneStatus, StopReason
+from streams.lane_status import LaneState, LaneStatus, StopReason
 from streams.offsets import ProcessedOffsets, next_offsets
 from streams.redis_store import Keys
 from streams.relay import OutboxRelay, relay_forever
@@ -76,7 +79,9 @@ class LaneRunner:
         self.lane = rt.lane.name
         self.group = self.settings.group_id(self.lane)
         self.batch_timeout_s = self.settings.batch_timeout_for(self.lane)
-        self.status = status or LaneStatus()
+        self.status = status or LaneStatus(
+            stuck_after_s=self.settings.stuck_after_s, on_change=self._state_changed
+        )
         self.stopping = asyncio.Event()
         self.generation = ""  # commit metadata: the Redis generation (streams.generation)
         self.consumer = kafka_clients.consumer(
@@ -97,6 +102,11 @@ class LaneRunner:
             rt.redis, rt.relay_producer, Keys(rt.settings.redis_prefix).outbox, rt.consumer_name
         )
         self._relay_wakeup = asyncio.Event()
+
+    def _state_changed(self, old: LaneState, new: LaneState) -> None:
+        gauge = self.rt.metrics.lane_state
+        gauge.labels(lane=self.lane, state=old.value).set(0)
+        gauge.labels(lane=self.lane, state=new.value).set(1)
 
     # --- rebalance callbacks (run inside consume(), in the consuming thread) ---------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -171,6 +181,7 @@ class LaneRunner:
             await self._loop()
         except LaneStopped as stop:
             self.status.stopped(stop.reason, stop.error.describe())
+            self.rt.metrics.lane_stops.labels(lane=self.lane, reason=stop.reason.value).inc()
             log.error(
                 "%s: lane stopped without committing the batch in flight (%s): %s",
                 self.group,
@@ -221,6 +232,12 @@ class LaneRunner:
         self.consumer.close()
 
 
+#: Exit codes of ``loom worker``.
+EXIT_OK: Final = 0  # stopped on request (SIGTERM/SIGINT)
+EXIT_FORCED: Final = 1  # did not finish within LOOM_SHUTDOWN_TIMEOUT_S: exited anyway
+EXIT_LANE_STOPPED: Final = 3  # the lane had stopped on an error before it was asked to
+
+
 def run_lane(rt: Runtime) -> int:
     """Run ``rt``'s lane with its health server until SIGTERM/SIGINT; the exit code."""
     return asyncio.run(_main(rt))
@@ -229,8 +246,18 @@ def run_lane(rt: Runtime) -> int:
 async def _main(rt: Runtime) -> int:
     runner = LaneRunner(rt)
     loop = asyncio.get_running_loop()
+    deadline = rt.settings.shutdown_timeout_s
+
+    def on_signal() -> None:
+        if not runner.stopping.is_set():
+            log.info("%s: stopping (at most %.0f s)", runner.group, deadline)
+            watchdog = threading.Timer(deadline, _force_exit, args=(runner.group, deadline))
+            watchdog.daemon = True
+            watchdog.start()
+        runner.stop()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, runner.stop)
+        loop.add_signal_handler(sig, on_signal)
     checks = {
         **rt.infra_checks(),
         "partitions": lambda: bool(runner.assigned),
@@ -245,4 +272,12 @@ async def _main(rt: Runtime) -> int:
         await runner.run()
     finally:
         await server.stop()
-    return 0
+    return EXIT_LANE_STOPPED if runner.status.state is LaneState.STOPPED else EXIT_OK
+
+
+def _force_exit(group: str, deadline: float) -> None:
+    """The shutdown deadline passed (a call that does not return: a broker or Redis that
+    hangs). Exiting is safe: offsets are committed only after their batch was applied."""
+    log.error("%s: not stopped within %.0f s; exiting without finishing", group, deadline)
+    logging.shutdown()
+    os._exit(EXIT_FORCED)

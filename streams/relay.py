@@ -50,10 +50,11 @@ class OutboxRelay:
         *,
         min_idle_ms: int = 30_000,
         claim_every_s: float = 5.0,
+        flush_timeout_s: float = 5.0,
     ) -> None:
         self.client, self.producer, self.key = client, producer, key
         self.consumer, self.min_idle_ms = consumer, min_idle_ms
-        self.claim_every_s = claim_every_s
+        self.claim_every_s, self.flush_timeout_s = claim_every_s, flush_timeout_s
         self._claimed_at = float("-inf")
         self._group_ready = False
 
@@ -84,7 +85,7 @@ class OutboxRelay:
                 value=fields.get(b"value"),
                 on_delivery=on_delivery,
             )
-        remaining = self.producer.flush(30)
+        remaining = self.producer.flush(self.flush_timeout_s)
         if remaining or errors:
             raise KafkaUnavailableError(
                 f"outbox relay: {remaining} undelivered, errors: {errors[:3]}"

@@ -70,6 +70,22 @@ class LoomSettings(BaseSettings):
     retry_backoff_max_s: float = Field(
         30.0, gt=0, description="cap of the backoff when Redis or Kafka is unavailable"
     )
+    poison_limit: int = Field(
+        10,
+        ge=0,
+        description="more poison records than this within LOOM_POISON_WINDOW_S stop the lane "
+        "(circuit breaker: a systemic bug, not bad input)",
+    )
+    poison_window_s: float = Field(300.0, gt=0, description="window of the poison breaker")
+    stuck_after_s: float = Field(
+        60.0, gt=0, description="a lane whose loop has not turned for this long is not ready"
+    )
+    shutdown_timeout_s: float = Field(
+        25.0,
+        gt=0,
+        description="after SIGTERM a worker exits within this, abandoning work in flight "
+        "(nothing uncommitted is lost: it is redelivered)",
+    )
     web_host: str = Field(
         "127.0.0.1", description="worker HTTP bind address (0.0.0.0 in containers)"
     )

@@ -140,3 +140,67 @@ def test_the_batch_context_reuses_its_constant_parts() -> None:
     assert a.cache is b.cache is rt.decode_cache
     assert a.topics.profile_changes == rt.settings.topics.profile_changes
     assert a.salt == rt.settings.suppression_salt.get_secret_value().encode()
+
+
+def page_views(n: int) -> list[RawRecord]:
+    return [sale(i) for i in range(n)]
+
+
+def test_a_poison_record_is_found_by_bisecting_and_dead_lettered_and_the_rest_applied() -> None:
+    store = FlakyStore()
+    store.poison(["e5"], ValueError("jane@example.com is not a thing"))
+    producer = FakeProducer()
+    runner, status = runner_on(store, producer=producer)
+    applied = run(runner, page_views(8))
+    assert store.seen["profiles"] == {f"e{i}" for i in range(8)} - {"e5"}
+    (letter,) = applied.dead_letters
+    assert (letter.record.offset, letter.reason, letter.error_class) == (
+        5,
+        "processing_error",
+        "ValueError",
+    )
+    assert "jane@example.com" not in letter.message  # where it was raised, not what it said
+    assert letter.message.startswith("ValueError at streams/testing.py:")
+    (sent,) = producer.sent
+    assert dict(sent.headers)["loom.reason"] == b"processing_error"
+    assert dict(sent.headers)["loom.lane"] == b"profiles"
+    assert status.state is LaneState.RUNNING
+    assert store.loads <= 2 * 3 + 2  # log2(8) levels, two halves each, not 8 single records
+    poison = scrape_value(runner, "loom_poison_records_total")
+    assert poison == {("profiles", "pipeline"): 1.0}
+
+
+def test_a_batch_failing_once_is_bisected_and_applied_whole() -> None:
+    store = FlakyStore([TypeError("a bug that does not come back")])
+    runner, _ = runner_on(store)
+    applied = run(runner, page_views(4))
+    assert applied.dead_letters == []
+    assert store.seen["profiles"] == {"e0", "e1", "e2", "e3"}
+
+
+def test_too_many_poison_records_trip_the_breaker_and_dead_letter_nothing() -> None:
+    store = FlakyStore()
+    store.poison(["e1", "e3", "e5", "e7"], KeyError("x"))
+    producer = FakeProducer()
+    runner, _ = runner_on(store, producer=producer, settings=LoomSettings(poison_limit=2))
+    with pytest.raises(LaneStopped) as stopped:
+        run(runner, page_views(8))
+    assert stopped.value.reason is StopReason.CIRCUIT_OPEN
+    assert producer.sent == []  # the batch is not committed to Kafka: nothing dead-lettered
+
+
+def test_a_dead_letter_kafka_refuses_for_good_stops_the_lane() -> None:
+    producer = FakeProducer(fail_next=[KafkaError.MSG_SIZE_TOO_LARGE])
+    runner, _ = runner_on(FlakyStore(), producer=producer)
+    with pytest.raises(LaneStopped) as stopped:
+        run(runner, [RawRecord(value=b"{", topic="raw", partition=0, offset=1)])
+    assert stopped.value.reason is StopReason.FATAL
+
+
+def scrape_value(runner: BatchRunner, name: str) -> dict[tuple[str, ...], float]:
+    out = {}
+    for family in runner.rt.metrics.registry.collect():
+        for sample in family.samples:
+            if sample.name == name:
+                out[tuple(sample.labels.values())] = sample.value
+    return out
