@@ -20,8 +20,9 @@ Hierarchy (``LoomError`` and ``InvalidEvent`` live in :mod:`schemas.errors`)::
         │   └── MisconfiguredError       NOPERM, authentication, WRONGTYPE in Loom's keys, Redis
         │                                Cluster redirects, Kafka authorization/fatal errors
         └── DeterministicError       anything else: the same input fails the same way (a bug in
-                                     a stage, a record no stage expected): bisect the batch to
-                                     the record, dead-letter it with the reason, move on
+            │                        a stage, a record no stage expected): bisect the batch to
+            │                        the record, dead-letter it with the reason, move on
+            └── RecordRefusedError       Kafka refuses this record for good (too large, invalid)
 
 :func:`classify` maps any exception (redis-py's, confluent-kafka's, Python's own) to one of the
 leaves, keeping the original as ``__cause__``. Everything that decides between retrying,
@@ -51,6 +52,7 @@ __all__ = [
     "KafkaUnavailableError",
     "LaneError",
     "MisconfiguredError",
+    "RecordRefusedError",
     "RedisUnavailableError",
     "RetryableError",
     "StateLostError",
@@ -107,6 +109,14 @@ class DeterministicError(LaneError):
     def __init__(self, error_class: str, where: str, stage: str | None) -> None:
         self.error_class, self.where, self.stage = error_class, where, stage
         super().__init__(f"{error_class} at {where}" if where else error_class)
+
+
+class RecordRefusedError(DeterministicError):
+    """Kafka refuses a record whatever the retries (``MSG_SIZE_TOO_LARGE``, ``INVALID_RECORD``
+    ...): sending it again fails the same way."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(f"KafkaError {code}", "", None)
 
 
 # --- Redis --------------------------------------------------------------------------------
@@ -197,7 +207,7 @@ def kafka_error(err: KafkaError, what: str = "Kafka") -> LaneError:
     if err.retriable() or err.code() in _KAFKA_TRANSIENT:
         return KafkaUnavailableError(text)
     # e.g. MSG_SIZE_TOO_LARGE, INVALID_RECORD: this record fails whenever it is sent
-    return DeterministicError(f"KafkaError {err.name()}", "", None)
+    return RecordRefusedError(err.name())
 
 
 # --- everything else ------------------------------------------------------------------------

@@ -31,7 +31,6 @@ leaves the group and the process exits 0.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -48,8 +47,7 @@ from streams.errors import FatalError, classify, kafka_error
 from streams.health import HealthServer
 from streams.lane_status import LaneState, LaneStatus, StopReason
 from streams.offsets import ProcessedOffsets, next_offsets
-from streams.redis_store import Keys
-from streams.relay import OutboxRelay, relay_forever
+from streams.relay import RelaySupervisor
 from streams.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -92,14 +90,20 @@ class LaneRunner:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "enable.partition.eof": False,
+                # a crashed member's partitions move after 10 s, not librdkafka's default 45 s
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 3_000,
                 "on_commit": self._on_commit,
             },
         )
         self.assigned: set[tuple[str, int]] = set()
         self.processed = ProcessedOffsets()
         self.batches = BatchRunner(rt, self.status, self.stopping)
-        self.relay = OutboxRelay(
-            rt.redis, rt.relay_producer, Keys(rt.settings.redis_prefix).outbox, rt.consumer_name
+        self.relay = RelaySupervisor(
+            rt.new_relay,
+            rt.metrics,
+            backoff_max_s=self.settings.retry_backoff_max_s,
+            failing_after_s=self.settings.stuck_after_s,
         )
         self._relay_wakeup = asyncio.Event()
 
@@ -173,9 +177,7 @@ class LaneRunner:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        relay = asyncio.create_task(
-            relay_forever(self.relay, s.retry_backoff_max_s, self._relay_wakeup)
-        )
+        self.relay.start(self._relay_wakeup)
         self.status.running()
         try:
             await self._loop()
@@ -191,9 +193,7 @@ class LaneRunner:
         finally:
             await asyncio.to_thread(self._close)
         await self.stopping.wait()
-        relay.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await relay
+        await self.relay.stop()
 
     async def _loop(self) -> None:
         s = self.settings
@@ -262,6 +262,7 @@ async def _main(rt: Runtime) -> int:
         **rt.infra_checks(),
         "partitions": lambda: bool(runner.assigned),
         "lane": runner.status.ready,
+        "relay": runner.relay.healthy,
     }
     server = HealthServer(
         rt.settings.web_host, rt.settings.web_port_for(runner.lane), rt.metrics.registry, checks

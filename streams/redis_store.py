@@ -220,7 +220,7 @@ class RedisStore:
             + [
                 [
                     self.keys.outbox,
-                    10 * STREAM_MAXLEN,
+                    0,  # never trimmed: the relay deletes what Kafka acknowledged
                     flat(
                         {
                             "topic": r.topic.encode(),

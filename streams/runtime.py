@@ -31,6 +31,7 @@ from streams import kafka_clients
 from streams.health import Check
 from streams.metrics import WorkerMetrics
 from streams.redis_store import RedisStore
+from streams.relay import OutboxRelay
 from streams.settings import LoomSettings
 
 
@@ -42,7 +43,7 @@ class Runtime:
     store: StateStore
     redis: redis.Redis
     producer: Producer  # dead letters; the relay has its own
-    relay_producer: Producer
+    new_relay: Callable[[], OutboxRelay]  # a relay with a new producer (streams.relay)
     metrics: WorkerMetrics
     rules: IdentityRules
     policy: ConsentPolicy
@@ -101,12 +102,20 @@ def build_runtime(settings: LoomSettings, lane: Lane = PROFILES) -> Runtime:
         seen_ttl_s=settings.dedupe_ttl_s,
         on_call=lambda op, seconds: metrics.redis_call_seconds.labels(op=op).observe(seconds),
     )
+    consumer_name = f"{socket.gethostname()}-{os.getpid()}"
+
+    def new_relay() -> OutboxRelay:
+        return OutboxRelay(
+            client, kafka_clients.producer(settings), store.keys.outbox, consumer_name
+        )
+
     return Runtime(
         settings=settings,
         store=store,
         redis=client,
         producer=kafka_clients.producer(settings),
-        relay_producer=kafka_clients.producer(settings),
+        new_relay=new_relay,
+        consumer_name=consumer_name,
         metrics=metrics,
         rules=with_blocklist(base_rules),
         policy=policy or ConsentPolicy(),

@@ -27,6 +27,7 @@ from resolvers.identity_rules import IdentityRules
 from resolvers.pipeline import PROFILES, Lane
 from resolvers.store import InMemoryStore, Loaded, LoadRequest
 from streams.metrics import WorkerMetrics
+from streams.relay import OutboxRelay
 from streams.runtime import Runtime, with_blocklist
 from streams.settings import LoomSettings
 
@@ -127,9 +128,14 @@ def fake_runtime(
     return Runtime(
         settings=settings or LoomSettings(retry_backoff_max_s=0.05),
         store=store if store is not None else InMemoryStore(),
-        redis=None,  # type: ignore[arg-type]  # the relay is not part of these tests
+        redis=None,  # type: ignore[arg-type]
         producer=producer or FakeProducer(),  # type: ignore[arg-type]
-        relay_producer=FakeProducer(),  # type: ignore[arg-type]
+        new_relay=lambda: OutboxRelay(
+            None,  # type: ignore[arg-type]  # the relay's passes are not part of these tests
+            FakeProducer(),  # type: ignore[arg-type]
+            "outbox",
+            "test",
+        ),
         metrics=WorkerMetrics.create(CollectorRegistry(), lane=lane.name),
         rules=with_blocklist(IdentityRules()),
         policy=ConsentPolicy(),

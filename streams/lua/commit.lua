@@ -8,7 +8,7 @@
 --   w  = {{key, version, {field, argi, ...}}, ...}  replace the hash whole (no fields = DEL)
 --   ix = {{set_key, add(1)|rem(0), member_argi}, ...}
 --   sa = {set_key, {argi, ...}}    SADD (suppression)
---   x  = {{stream, maxlen, {field, argi, ...}}, ...}  XADD MAXLEN ~
+--   x  = {{stream, maxlen, {field, argi, ...}}, ...}  XADD MAXLEN ~ (maxlen 0: never trimmed)
 --   c  = {{hash, field, n}, ...}   HINCRBY
 -- Returns {1} on success, {0, 'conflict', key} or {0, 'duplicate', key} with nothing written.
 local plan = cjson.decode(ARGV[1])
@@ -49,7 +49,11 @@ if #plan.sa[2] > 0 then
   redis.call('SADD', plan.sa[1], unpack(members))
 end
 for _, x in ipairs(plan.x) do
-  local args = {x[1], 'MAXLEN', '~', tostring(x[2]), '*'}
+  local args = {x[1]}
+  if x[2] > 0 then
+    args[#args + 1] = 'MAXLEN'; args[#args + 1] = '~'; args[#args + 1] = tostring(x[2])
+  end
+  args[#args + 1] = '*'
   local f = x[3]
   for j = 1, #f, 2 do
     args[#args + 1] = f[j]
