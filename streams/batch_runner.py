@@ -138,7 +138,7 @@ class BatchRunner:
                 lane=rt.lane.name,
                 max_bytes=rt.settings.dlq_max_bytes,
             )
-            await self._until_done("dlq", records, delivery.attempt, bisect=False)
+            await self.until_done("dlq", records, delivery.attempt, bisect=False)
             for d in dead:
                 log.warning(
                     "dead letter stage=%s reason=%s at %s: %s",
@@ -164,7 +164,7 @@ class BatchRunner:
             if self.stopping.is_set() and part is not records:
                 raise BatchAbandoned(f"bisecting {span(records)} abandoned: stopping")
             try:
-                result = await self._until_done("batch", part, partial(self._apply_once, part))
+                result = await self.until_done("batch", part, partial(self._apply_once, part))
             except DeterministicError as error:
                 if len(part) > 1:
                     if part is records:
@@ -204,7 +204,7 @@ class BatchRunner:
             lane=rt.lane,
         )
 
-    async def _until_done(
+    async def until_done(
         self,
         step: str,
         records: Sequence[RawRecord],

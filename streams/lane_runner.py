@@ -38,15 +38,17 @@ import threading
 from collections.abc import Sequence
 from typing import Final
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from resolvers.steps import RawRecord
 from streams import kafka_clients
 from streams.batch_runner import BatchAbandoned, BatchRunner, LaneStopped
 from streams.errors import FatalError, classify, kafka_error
+from streams.generation import Committed, establish, recovery_hint
 from streams.health import HealthServer
 from streams.lane_status import LaneState, LaneStatus, StopReason
 from streams.offsets import ProcessedOffsets, next_offsets
+from streams.redis_store import RedisStore
 from streams.relay import RelaySupervisor
 from streams.runtime import Runtime
 
@@ -178,22 +180,45 @@ class LaneRunner:
             on_lost=self._on_lost,
         )
         self.relay.start(self._relay_wakeup)
-        self.status.running()
         try:
+            await self._establish_generation()
+            self.status.running()
             await self._loop()
         except LaneStopped as stop:
             self.status.stopped(stop.reason, stop.error.describe())
             self.rt.metrics.lane_stops.labels(lane=self.lane, reason=stop.reason.value).inc()
+            hint = recovery_hint(self.lane) if stop.reason is StopReason.STATE_LOST else ""
+            detail = stop.error.describe()
             log.error(
-                "%s: lane stopped without committing the batch in flight (%s): %s",
+                "%s: lane stopped, nothing more is committed (%s): %s%s",
                 self.group,
                 stop.reason,
-                stop.error.describe(),
+                detail,
+                f". To recover, {hint}." if hint and hint not in detail else "",
             )
+        except BatchAbandoned:  # stopped while waiting for Redis or Kafka at start
+            pass
         finally:
             await asyncio.to_thread(self._close)
         await self.stopping.wait()
         await self.relay.stop()
+
+    async def _establish_generation(self) -> None:
+        """Check Redis holds the state the group's committed offsets imply (and remember the
+        generation for the commit metadata and every batch's commit); retried while Redis or
+        Kafka is unavailable, a stop for good when the state is lost (streams.generation)."""
+        raw, rt = self.settings.topics.raw, self.rt
+
+        def check() -> str:
+            meta = self.consumer.list_topics(raw, timeout=10).topics[raw]
+            if meta.error is not None:
+                raise KafkaException(meta.error)
+            committed = Committed.read(self.consumer, raw, sorted(meta.partitions))
+            return establish(rt.redis, self.settings.redis_prefix, self.lane, committed)
+
+        self.generation = await self.batches.until_done("start", [], check, bisect=False)
+        if isinstance(rt.store, RedisStore):
+            rt.store.generation = self.generation
 
     async def _loop(self) -> None:
         s = self.settings

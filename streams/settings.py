@@ -47,6 +47,12 @@ class LoomSettings(BaseSettings):
         "loom", description="consumer groups are `<app_id>-profiles` and `<app_id>-inventory`"
     )
     partitions: int = Field(6, ge=1, description="partitions of topics Loom creates")
+    raw_retention_ms: int = Field(
+        -1,
+        ge=-1,
+        description="retention of the raw topic Loom creates (-1: forever; `loom rebuild` "
+        "replays it, so it is the source of truth)",
+    )
     batch_size: int = Field(500, ge=1, le=10_000, description="max events per atomic batch")
     batch_timeout_s: float = Field(
         0.05, gt=0, description="profiles lane: max wait to fill a batch"

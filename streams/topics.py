@@ -17,7 +17,7 @@ def topic_specs(settings: LoomSettings) -> dict[str, tuple[int, dict[str, str]]]
     t, n = settings.topics, settings.partitions
     compacted = {"cleanup.policy": "compact"}
     return {
-        t.raw: (n, {}),
+        t.raw: (n, {"retention.ms": str(settings.raw_retention_ms)}),
         t.dlq: (1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
         t.merges: (n, {}),
         t.profile_changes: (n, compacted),

@@ -20,6 +20,7 @@ COMMANDS: tuple[str, ...] = (
     "lag",
     "exporter",
     "worker",
+    "rebuild",
     "demo",
     "produce",
     "simulate",

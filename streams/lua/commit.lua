@@ -10,9 +10,14 @@
 --   sa = {set_key, {argi, ...}}    SADD (suppression)
 --   x  = {{stream, maxlen, {field, argi, ...}}, ...}  XADD MAXLEN ~ (maxlen 0: never trimmed)
 --   c  = {{hash, field, n}, ...}   HINCRBY
--- Returns {1} on success, {0, 'conflict', key} or {0, 'duplicate', key} with nothing written.
+--   g  = {key, generation} or {}   the generation marker must hold this value (state not lost)
+-- Returns {1} on success, {0, 'conflict', key}, {0, 'duplicate', key} or
+-- {0, 'generation', key} with nothing written.
 local plan = cjson.decode(ARGV[1])
 
+if #plan.g == 2 and redis.call('GET', plan.g[1]) ~= plan.g[2] then
+  return {0, 'generation', plan.g[1]}
+end
 for _, ex in ipairs(plan.e) do
   local v = redis.call('HGET', ex[1], 'v')
   if (v or '0') ~= tostring(ex[2]) then return {0, 'conflict', ex[1]} end
