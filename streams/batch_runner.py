@@ -202,6 +202,7 @@ class BatchRunner:
             max_bytes=rt.settings.max_event_bytes,
             config=NORMALIZE_DEFAULT,
             lane=rt.lane,
+            bounds=rt.bounds,
         )
 
     async def until_done(

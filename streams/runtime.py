@@ -13,7 +13,7 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
 import redis
@@ -25,6 +25,7 @@ from resolvers.consent import ConsentPolicy, load_policy
 from resolvers.identity_rules import IdentityRules, load_rules
 from resolvers.pipeline import PROFILES, Lane
 from resolvers.store import StateStore
+from schemas.bounds import InputBounds
 from schemas.normalize import DEFAULT as NORMALIZE_DEFAULT
 from schemas.normalize import is_blocked
 from streams import kafka_clients
@@ -72,6 +73,15 @@ class Runtime:
             now=datetime.fromtimestamp(0, UTC),  # replaced per batch
             default_region=self.settings.default_region,
             cache=self.decode_cache,
+        )
+
+    @cached_property
+    def bounds(self) -> InputBounds:
+        """The input bounds the settings configure (``schemas.bounds``)."""
+        s = self.settings
+        return InputBounds(
+            max_future_skew=timedelta(seconds=s.max_clock_skew_s),
+            max_stock_movement=s.max_stock_movement,
         )
 
     def context(self) -> Context:

@@ -63,6 +63,18 @@ class LoomSettings(BaseSettings):
     max_event_bytes: int = Field(
         64 * 1024, ge=1024, description="records larger than this go to the DLQ"
     )
+    max_clock_skew_s: float = Field(
+        300.0,
+        ge=0,
+        description="events stamped further than this in the future go to the DLQ "
+        "(future_timestamp)",
+    )
+    max_stock_movement: int = Field(
+        1_000_000,
+        ge=1,
+        description="larger stock movements (|inventory.delta|, a counted on_hand) go to the DLQ "
+        "(out_of_bounds)",
+    )
     dlq_max_bytes: int = Field(
         512 * 1024,
         ge=1024,

@@ -139,6 +139,6 @@ def fake_runtime(
         metrics=WorkerMetrics.create(CollectorRegistry(), lane=lane.name),
         rules=with_blocklist(IdentityRules()),
         policy=ConsentPolicy(),
-        clock=clock or (lambda: datetime(2026, 11, 1, tzinfo=UTC)),
+        clock=clock or (lambda: datetime(2026, 12, 1, tzinfo=UTC)),
         lane=lane,
     )
