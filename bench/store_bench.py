@@ -29,8 +29,9 @@ from functools import partial
 import redis
 
 from bench.e2e_bench import delete_prefix
-from resolvers.batch import Context, DecodeCache, TopicNames
+from resolvers.batch import Context, TopicNames
 from resolvers.consent import ConsentPolicy
+from resolvers.decode_cache import DecodeCache
 from resolvers.identity_rules import IdentityRules
 from resolvers.pipeline import LANES, Lane, run_batch
 from resolvers.steps import RawRecord

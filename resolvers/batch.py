@@ -10,8 +10,8 @@ from a fresh load, so nothing here needs undoing.
 from __future__ import annotations
 
 import hashlib
-from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,6 +20,7 @@ import orjson
 
 from resolvers import consent as consent_policy
 from resolvers import identity, inventory, profile
+from resolvers.decode_cache import DecodeCache
 from resolvers.identity import ProfileIdentity
 from resolvers.identity_rules import IdentityRules
 from resolvers.store import (
@@ -67,34 +68,6 @@ class Context:
     ledger: inventory.LedgerPolicy = inventory.DEFAULT_POLICY
     default_region: str | None = None  # for phone numbers of events without a region
     cache: DecodeCache | None = None  # decoded entities shared across a worker's batches
-
-
-class DecodeCache:
-    """Decoded entity state by exact stored bytes, shared across one worker's batches.
-
-    Hot entities (a busy SKU's ledger, a returning customer) are loaded again and again; when
-    the bytes are identical the decoded value is too, so it is reused instead of parsed. Only
-    immutable values are cached. Bounded: the oldest entries go first.
-    """
-
-    def __init__(self, max_entries: int = 50_000) -> None:
-        self.max_entries = max_entries
-        self._entries: OrderedDict[Ref, tuple[bytes, Any]] = OrderedDict()
-        self.hits = self.misses = 0
-
-    def get(self, ref: Ref, raw: bytes, decode: Callable[[bytes], Any]) -> Any:
-        cached = self._entries.get(ref)
-        if cached is not None and cached[0] == raw:
-            self.hits += 1
-            self._entries.move_to_end(ref)
-            return cached[1]
-        self.misses += 1
-        value = decode(raw)
-        self._entries[ref] = (raw, value)
-        self._entries.move_to_end(ref)
-        if len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
-        return value
 
 
 def _decode_identifier(raw: bytes) -> identity.IdentifierRecord:
@@ -200,7 +173,7 @@ class BatchState:
         identities: dict[str, ProfileIdentity] = {}
         profiles: dict[str, ProfileData] = {}
         stocks: dict[str, inventory.SkuStock] = {}
-        cache = ctx.cache or DecodeCache(max_entries=0)
+        cache = ctx.cache or DecodeCache(max_bytes=0)
 
         for ref, entity in loaded.entities.items():
             versions[ref] = entity.version

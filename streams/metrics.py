@@ -142,6 +142,7 @@ class WorkerMetrics:
     relay_failing: Gauge  # loom_relay_failing: 1 while the relay's passes fail
     outbox_length: Gauge  # loom_outbox_length
     outbox_oldest_age: Gauge  # loom_outbox_oldest_age_seconds
+    decode_cache_bytes: Gauge  # loom_decode_cache_bytes
 
     @classmethod
     def create(
@@ -262,6 +263,12 @@ class WorkerMetrics:
             outbox_oldest_age=Gauge(
                 "loom_outbox_oldest_age_seconds",
                 "Age of the oldest outbox record not yet delivered to Kafka (0 when empty).",
+                registry=reg,
+            ),
+            decode_cache_bytes=Gauge(
+                "loom_decode_cache_bytes",
+                "Memory charged to the worker's decoded-entity cache (at most "
+                "LOOM_DECODE_CACHE_BYTES).",
                 registry=reg,
             ),
         )

@@ -32,7 +32,8 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Final, TypeVar
 
 import redis
 from confluent_kafka import KafkaError, Producer
@@ -50,6 +51,7 @@ from streams.metrics import WorkerMetrics
 log = logging.getLogger(__name__)
 
 Entry = tuple[bytes, dict[bytes, bytes]]
+T = TypeVar("T")
 
 #: First delay after a failed pass; doubled per failure up to ``LOOM_RETRY_BACKOFF_MAX_S``.
 FIRST_BACKOFF_S: Final = 0.1
@@ -260,6 +262,11 @@ class RelaySupervisor:
         self.restarts = 0
         self._stats_at = float("-inf")
         self.task: asyncio.Task[None] | None = None
+        # one thread of its own: a flush waiting for Kafka never holds up the lane's batches
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-relay")
+
+    async def _in_thread(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
 
     def healthy(self) -> bool:
         """Ready unless passes have failed for ``failing_after_s`` or the task is gone."""
@@ -278,6 +285,7 @@ class RelaySupervisor:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+        self._thread.shutdown(wait=False, cancel_futures=True)
 
     async def run(self, wakeup: asyncio.Event) -> None:
         delay = FIRST_BACKOFF_S
@@ -287,7 +295,7 @@ class RelaySupervisor:
             wakeup.clear()
             started = self._clock()
             try:
-                sent = await asyncio.to_thread(self.relay.relay)
+                sent = await self._in_thread(self.relay.relay)
             except Exception as exc:
                 if await self._recover(exc, delay):
                     continue
@@ -304,7 +312,7 @@ class RelaySupervisor:
         if isinstance(exc, redis.ResponseError) and str(exc).startswith("NOGROUP"):
             log.warning("outbox relay: the outbox's consumer group is gone; creating it again")
             with contextlib.suppress(Exception):  # if this fails too, the next pass says why
-                await asyncio.to_thread(self.relay.ensure_group)
+                await self._in_thread(self.relay.ensure_group)
                 return True
         error = classify(exc)
         self._failed(error)
@@ -312,7 +320,7 @@ class RelaySupervisor:
             self.restarts += 1
             log.error("outbox relay: %s; restarting it in %.1f s", error.describe(), delay)
             await asyncio.sleep(delay)
-            self.relay = await asyncio.to_thread(self.make_relay)
+            self.relay = await self._in_thread(self.make_relay)
             return False
         await asyncio.sleep(delay)
         return False
@@ -347,7 +355,7 @@ class RelaySupervisor:
             return
         self._stats_at = self._clock()
         try:
-            length, age = await asyncio.to_thread(self.relay.outbox_stats)
+            length, age = await self._in_thread(self.relay.outbox_stats)
         except Exception:  # Redis down: the relay's own failure says so
             return
         self.metrics.outbox_length.set(length)

@@ -12,6 +12,7 @@ import asyncio
 import os
 import socket
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -20,8 +21,9 @@ import redis
 from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
-from resolvers.batch import Context, DecodeCache, TopicNames
+from resolvers.batch import Context, TopicNames
 from resolvers.consent import ConsentPolicy, load_policy
+from resolvers.decode_cache import DecodeCache
 from resolvers.identity_rules import IdentityRules, load_rules
 from resolvers.pipeline import PROFILES, Lane
 from resolvers.store import StateStore
@@ -50,7 +52,7 @@ class Runtime:
     policy: ConsentPolicy
     clock: Callable[[], datetime]
     lane: Lane = PROFILES
-    decode_cache: DecodeCache = field(default_factory=DecodeCache)
+    decode_cache: DecodeCache = field(default_factory=DecodeCache)  # bounded in bytes
     #: this process's name among the relay's Redis consumers and in logs
     consumer_name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
@@ -89,14 +91,17 @@ class Runtime:
         return replace(self._base_context, now=self.clock())
 
     def infra_checks(self) -> dict[str, Check]:
-        """Readiness checks: Kafka and Redis answer (the blocking calls run in threads)."""
+        """Readiness checks: Kafka and Redis answer. Their blocking calls run in a thread of
+        their own, so a probe never waits behind a batch."""
+        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-health")
 
         async def kafka_ok() -> bool:
-            await asyncio.to_thread(self.producer.list_topics, timeout=2)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(thread, lambda: self.producer.list_topics(timeout=2))
             return True
 
         async def redis_ok() -> bool:
-            return bool(await asyncio.to_thread(self.redis.ping))
+            return bool(await asyncio.get_running_loop().run_in_executor(thread, self.redis.ping))
 
         return {"kafka": kafka_ok, "redis": redis_ok}
 
@@ -131,6 +136,7 @@ def build_runtime(settings: LoomSettings, lane: Lane = PROFILES) -> Runtime:
         policy=policy or ConsentPolicy(),
         clock=lambda: datetime.now(UTC),
         lane=lane,
+        decode_cache=DecodeCache(settings.decode_cache_bytes),
     )
 
 

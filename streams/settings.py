@@ -82,6 +82,11 @@ class LoomSettings(BaseSettings):
         description="DLQ record values are cut to this size (flagged; the original stays on "
         "the source topic)",
     )
+    decode_cache_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=0,
+        description="memory budget of a worker's cache of decoded entities (0: no cache)",
+    )
     dedupe_ttl_s: int = Field(
         7 * 24 * 3600, ge=60, description="how long processed event ids are remembered"
     )

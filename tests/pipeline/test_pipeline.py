@@ -420,7 +420,7 @@ def test_decode_cache_changes_nothing_but_the_work(run: Runner) -> None:
 
     from pipeline_helpers import make_context, record, run_lanes
 
-    from resolvers.batch import DecodeCache
+    from resolvers.decode_cache import DecodeCache
 
     cache = DecodeCache()
     plain, cached = InMemoryStore(), InMemoryStore()
