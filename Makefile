@@ -13,7 +13,7 @@ LOCK := requirements.lock
 LOCK_ARGS := pyproject.toml requirements/build.in --extra dev --universal --python-version 3.11 \
 	--generate-hashes --quiet --custom-compile-command "make lock"
 
-.PHONY: help venv lock lock-check fmt check test test-unit test-integration demo bench infra-up infra-down infra-status
+.PHONY: help venv lock lock-check fmt check test test-unit test-integration chaos demo bench infra-up infra-down infra-status
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
@@ -49,14 +49,17 @@ check: venv ## lint, format check, mypy --strict
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: venv ## all tiers: unit, pipeline, integration, e2e (fixtures start and stop Kafka + Redis)
-	$(BIN)/pytest tests
+test: venv ## all tiers: unit, pipeline, integration, e2e, chaos subset (fixtures start and stop Kafka + Redis)
+	$(BIN)/pytest tests -m "not chaos_full"
 
 test-unit: venv ## unit tier only: pure, no servers, seconds
 	$(BIN)/pytest tests/unit
 
 test-integration: venv ## integration tier only (real Kafka + Redis)
 	$(BIN)/pytest tests/integration
+
+chaos: venv ## the whole fault-injection tier (real Kafka, Redis, workers; tests/chaos)
+	$(BIN)/pytest tests/chaos
 
 demo: venv ## run the end-to-end demo (`loom demo`; DEMO_ARGS=--keep leaves the data up)
 	$(BIN)/loom demo $(DEMO_ARGS)

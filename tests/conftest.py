@@ -64,6 +64,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
         if tier == "e2e" and item.get_closest_marker("e2e") is None:
             item.add_marker(pytest.mark.e2e)
+        if tier == "chaos" and item.get_closest_marker("chaos") is None:
+            item.add_marker(pytest.mark.chaos)
         fixtures = set(getattr(item, "fixturenames", ()))
         if tier in SERVER_FREE_TIERS and fixtures & SERVER_FIXTURES:
             raise pytest.UsageError(

@@ -1,3 +1,4 @@
+#!lua
 -- loom commit: check, then write a whole batch atomically.
 -- ARGV[1] is a JSON plan; ARGV[2..] are the values it refers to by index (so large documents
 -- are not JSON-escaped twice). Plan:

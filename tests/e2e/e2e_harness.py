@@ -234,9 +234,10 @@ class Loom:
             for msg in self.topic_records(topic)
         ]
 
-    def topic_records(self, topic: str, *, timeout: float = 10.0) -> list[Any]:
+    def topic_records(self, topic: str, *, timeout: float = 60.0) -> list[Any]:
         """Every record on ``topic`` once the outbox is drained (read from the beginning, own
-        group): records the relay has yet to deliver are waited for, not missed."""
+        group): records the relay has yet to deliver are waited for, not missed; a topic not
+        read to its end within ``timeout`` fails the test (never a silent partial read)."""
         self.wait_drained()
         s = self.settings
         c = Consumer(
@@ -264,6 +265,8 @@ class Loom:
             if msg.offset() + 1 >= ends[msg.partition()]:
                 done.add(msg.partition())
         c.close()
+        if len(done) < len(ends):
+            pytest.fail(f"{topic}: read only {len(out)} records in {timeout}s, not to the end")
         return out
 
 
