@@ -208,15 +208,6 @@ class Chaos(Loom):
     def wait_ready(self, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
         self.wait_for(lambda: self.health(self.port[proc])[0] == 200, "ready", timeout)
 
-    def wait_for(self, check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = check()
-            if got:
-                return got
-            time.sleep(0.1)
-        pytest.fail(f"{what}: not within {timeout} s\n{self.logs()}")
-
     def metric(self, proc: subprocess.Popen[bytes], name: str) -> dict[tuple[str, ...], float]:
         """Samples of ``name`` on the worker's /metrics, keyed by their label values in label
         name order; ``{}`` while the worker does not answer."""

@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +106,17 @@ class Loom:
             consumer.close()
         for key in self.redis.scan_iter(f"{self.root}:*", count=1000):
             self.redis.delete(key)
+
+    def wait_for(self, check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+        """Poll ``check`` until it returns something truthy (returned); fail after ``timeout``
+        with the workers' logs."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = check()
+            if got:
+                return got
+            time.sleep(0.1)
+        pytest.fail(f"{what}: not within {timeout} s\n{self.logs()}")
 
     def health(self, port: int, path: str = "/readyz") -> tuple[int, dict[str, Any]]:
         """``(status, JSON body)`` of a worker's health endpoint; ``(0, {})`` if it does not

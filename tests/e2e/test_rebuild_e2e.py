@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
 from typing import Any
 
 import pytest
@@ -11,16 +10,6 @@ from e2e_harness import Loom
 from test_profiles_e2e import journey, order
 
 pytestmark = pytest.mark.e2e
-
-
-def wait_for(check: Any, what: str, loom: Loom, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.2)
-    pytest.fail(f"{what} not within {timeout}s:\n{loom.logs()}")
 
 
 def test_a_worker_refuses_a_redis_that_lost_its_state_and_rebuild_restores_it(
@@ -41,10 +30,9 @@ def test_a_worker_refuses_a_redis_that_lost_its_state_and_rebuild_restores_it(
 
     (port,) = free_ports(1)
     (refusing,) = loom.start_worker("profiles", env={"LOOM_WEB_PORT": str(port)})
-    _, body = wait_for(
+    _, body = loom.wait_for(
         lambda: (r := loom.health(port))[0] == 503 and not r[1]["checks"]["lane"] and r,
         "readiness false",
-        loom,
     )
     assert "lane" in body["failing"]
     assert refusing.poll() is None  # alive, saying why
