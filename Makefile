@@ -13,7 +13,7 @@ LOCK := requirements.lock
 LOCK_ARGS := pyproject.toml requirements/build.in --extra dev --universal --python-version 3.11 \
 	--generate-hashes --quiet --custom-compile-command "make lock"
 
-.PHONY: help venv lock lock-check fmt check test test-unit test-integration chaos demo bench infra-up infra-down infra-status
+.PHONY: help venv js-deps lock lock-check fmt check test test-unit test-integration test-secured test-browser chaos demo bench infra-up infra-down infra-status
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
@@ -29,6 +29,17 @@ $(STAMP): $(LOCK) pyproject.toml
 	@touch $(STAMP)
 
 venv: $(STAMP) ## create .venv (python3.11) with exactly the locked dependencies, Loom editable
+	@true
+
+# The real Segment SDKs the gateway tests run (npm, locked in tests/clients/package-lock.json).
+JS_DIR := tests/clients
+JS_STAMP := $(JS_DIR)/node_modules/.installed-stamp
+$(JS_STAMP): $(JS_DIR)/package-lock.json $(JS_DIR)/package.json
+	@echo "installing the locked npm test clients ($(JS_DIR)/package-lock.json)"
+	@cd $(JS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(JS_STAMP)
+
+js-deps: $(JS_STAMP) ## install the npm test clients (Segment SDKs, esbuild, playwright-core): npm ci
 	@true
 
 lock: venv ## refresh requirements.lock to the newest versions pyproject.toml allows (deliberate)
@@ -49,14 +60,20 @@ check: venv ## lint, format check, mypy --strict
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: venv ## all tiers: unit, pipeline, integration, e2e, chaos subset (fixtures start and stop Kafka + Redis)
-	$(BIN)/pytest tests -m "not chaos_full"
+test: venv js-deps ## all tiers but the browser (own Kafka + Redis), subsets of the secured and chaos tiers
+	$(BIN)/pytest tests -m "not browser and not secured_full and not chaos_full"
 
 test-unit: venv ## unit tier only: pure, no servers, seconds
 	$(BIN)/pytest tests/unit
 
 test-integration: venv ## integration tier only (real Kafka + Redis)
 	$(BIN)/pytest tests/integration
+
+test-secured: venv ## the whole secured tier: SASL_SSL/mTLS Kafka, TLS/ACL Redis, Sentinel failover
+	$(BIN)/pytest tests -m secured
+
+test-browser: venv js-deps ## browser tier: the Segment browser SDK in headless Chromium (needs /usr/bin/chromium)
+	$(BIN)/pytest tests -m browser
 
 chaos: venv ## the whole fault-injection tier (real Kafka, Redis, workers; tests/chaos)
 	$(BIN)/pytest tests/chaos

@@ -6,7 +6,8 @@
 
 1. the component benches of the other modules, as subprocesses with small sizes:
    ``identity_bench`` (pure identity core), ``store_bench`` (run_batch on Redis vs in-memory),
-   ``produce_bench`` (producer SDK validation cost and ``loom produce`` rate);
+   ``produce_bench`` (producer SDK validation cost and ``loom produce`` rate), ``gateway_bench``
+   (``loom gateway``: events/s accepted with acks=all, CPU per event, p99 at 1,000 events/s);
 2. ``e2e_bench.throughput`` with one worker per role (profiles, inventory; its topic kept for
    step 3), then ``raw_limit`` on the same topic, then throughput with two workers per role;
 3. ``e2e_bench.latency`` for each of ``--rates``: a steady rate through one worker per role,
@@ -36,10 +37,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import redis
 
 from bench import e2e_bench, soak_bench
 from bench.raw_limit import raw_limit
+from streams import redis_clients
+from streams.settings import LoomSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "latest.json"
@@ -67,6 +69,47 @@ OTHERS: tuple[tuple[str, list[str], list[tuple[str, str, str]]], ...] = (
         [
             ("producer validation", r"parse_touchpoint ([\d.]+) µs/event", "µs/event"),
             ("loom produce (CLI, wall)", r"= (\d+) events/s", "events/s"),
+        ],
+    ),
+    (
+        "gateway_bench",
+        ["--seconds", "15"],
+        [
+            (
+                "gateway accepted, batches of 100, acks=all",
+                r"in flight\): ([\d,]+) events/s",
+                "events/s",
+            ),
+            (
+                "  gateway CPU per event (batches of 100)",
+                r"events/s; gateway CPU ([\d.]+) µs",
+                "µs/event",
+            ),
+            (
+                "gateway @1000/s, batches of 100: p99",
+                r"batches of 100: p50 [\d.]+ ms, p99 ([\d.]+)",
+                "ms",
+            ),
+            (
+                "  p99 inside the gateway (its histogram)",
+                r"batches of 100: .*?in the gateway p50 [\d.]+ ms, p99 ([\d.]+)",
+                "ms",
+            ),
+            (
+                "gateway @1000/s, single events: p99",
+                r"single events: p50 [\d.]+ ms, p99 ([\d.]+)",
+                "ms",
+            ),
+            (
+                "  p99 inside the gateway (its histogram)",
+                r"single events: .*?in the gateway p50 [\d.]+ ms, p99 ([\d.]+)",
+                "ms",
+            ),
+            (
+                "  gateway CPU per event (single events)",
+                r"single events: .*?gateway CPU ([\d.]+) µs",
+                "µs/event",
+            ),
         ],
     ),
 )
@@ -147,7 +190,7 @@ def kafka_version() -> str:
 def machine_facts(redis_url: str) -> dict[str, Any]:
     import confluent_kafka
 
-    client = redis.Redis.from_url(redis_url)
+    client = redis_clients.client(LoomSettings(redis_url=redis_url))
     info: Any = client.info("server")
     client.close()
     return {

@@ -7,7 +7,8 @@ Strict where a mistake corrupts downstream state, permissive where producers leg
   4 decimals); currency is 3 upper-case letters; quantities are real integers (``1.5``, ``"1"``
   and ``true`` are rejected); every string is length-bounded; models are frozen; each event
   type's required parts are checked (``pos_sale`` needs an order with lines and a
-  ``location_id``, ``inventory_counted`` needs ``inventory.on_hand``, ...).
+  ``location_id``, ``inventory_counted`` needs ``inventory.on_hand``, ``custom`` needs a
+  ``name``, ...).
 * permissive: ``properties`` and ``consent_signals`` keep unknown keys (bounded in count, depth
   and string length); ``traits`` allows extra scalar traits (bounded); ``identifiers`` allows
   custom identifier types (snake_case names, bounded); ``region`` is upper-cased (``"uk"`` is
@@ -97,6 +98,10 @@ class EventType(StrEnum):
     ORDER_RETURNED = "order_returned"
     INVENTORY_ADJUSTED = "inventory_adjusted"
     INVENTORY_COUNTED = "inventory_counted"
+    #: Any other event a channel tracks (a Segment ``track`` call outside the e-commerce spec,
+    #: "Wishlist Viewed", "Store Locator Used" ...): kept, with its ``name``, so nothing a channel
+    #: sends is dropped. Resolves identity like any event; no stock or order effect.
+    CUSTOM = "custom"
 
 
 class Channel(StrEnum):
@@ -167,6 +172,7 @@ _CUSTOM_ID_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 Code = Annotated[str, Field(min_length=1, max_length=128, pattern=_ID_TEXT.pattern)]
 ShortText = Annotated[str, Field(max_length=256)]
+EventName = Annotated[str, Field(min_length=1, max_length=256)]
 Money = Annotated[
     Decimal,
     Field(ge=0, max_digits=18, decimal_places=4, allow_inf_nan=False),
@@ -427,6 +433,9 @@ class Touchpoint(BaseModel):
     type: EventType
     channel: Channel
     occurred_at: Timestamp
+    #: The producer's own name of the event ("Order Completed", "Wishlist Viewed", a page's
+    #: name): required for ``custom``, informational for the other types.
+    name: EventName | None = None
     source: Annotated[str, Field(min_length=1, max_length=128)] | None = None
     region: Region | None = None
     identifiers: Identifiers = Field(default_factory=Identifiers)
@@ -473,6 +482,8 @@ class Touchpoint(BaseModel):
                     )
         if t in IDENTIFIED_TYPES and not self.identifiers.any_present():
             raise _missing("identifiers", t, "at least one identifier is required for {type}")
+        if t is EventType.CUSTOM and self.name is None:
+            raise _missing("name", t)
         if (
             t is EventType.CONSENT_UPDATED
             and self.consent is None

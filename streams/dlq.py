@@ -40,6 +40,28 @@ MAX_MESSAGE_BYTES: Final = 1024
 Headers = list[tuple[str, str | bytes | None]]
 
 
+def dlq_headers(dead: DeadLetter, now: datetime, *, lane: str | None = None) -> Headers:
+    """Where ``dead`` came from and why it failed (no payload values), its original headers
+    bounded; ``lane`` when a worker's lane dead-lettered it (the gateway has none)."""
+    r = dead.record
+    originals = list(r.headers.items())
+    headers: Headers = [
+        ("loom.stage", dead.stage.encode()),
+        ("loom.reason", dead.reason.encode()),
+        ("loom.error_class", dead.error_class.encode()),
+        ("loom.error_message", dead.message.encode()[:MAX_MESSAGE_BYTES]),
+        *([("loom.lane", lane.encode())] if lane is not None else []),
+        ("loom.source_topic", r.topic.encode()),
+        ("loom.source_partition", str(r.partition).encode()),
+        ("loom.source_offset", str(r.offset).encode()),
+        ("loom.failed_at", now.isoformat().encode()),
+    ]
+    if len(originals) > MAX_HEADERS:
+        headers.append(("loom.dropped_headers", str(len(originals) - MAX_HEADERS).encode()))
+    headers += [(f"original.{k}"[:256], v[:MAX_HEADER_BYTES]) for k, v in originals[:MAX_HEADERS]]
+    return headers
+
+
 def dlq_record(
     dead: DeadLetter, now: datetime, *, lane: str, max_bytes: int
 ) -> tuple[bytes | None, bytes | None, Headers]:
@@ -57,23 +79,7 @@ def dlq_record(
     if key is not None and len(key) > MAX_KEY_BYTES:
         flags.append(("loom.truncated_key", str(len(key)).encode()))
         key = key[:MAX_KEY_BYTES]
-    originals = list(r.headers.items())
-    if len(originals) > MAX_HEADERS:
-        flags.append(("loom.dropped_headers", str(len(originals) - MAX_HEADERS).encode()))
-    headers: Headers = [
-        ("loom.stage", dead.stage.encode()),
-        ("loom.reason", dead.reason.encode()),
-        ("loom.error_class", dead.error_class.encode()),
-        ("loom.error_message", dead.message.encode()[:MAX_MESSAGE_BYTES]),
-        ("loom.lane", lane.encode()),
-        ("loom.source_topic", r.topic.encode()),
-        ("loom.source_partition", str(r.partition).encode()),
-        ("loom.source_offset", str(r.offset).encode()),
-        ("loom.failed_at", now.isoformat().encode()),
-        *flags,
-        *((f"original.{k}"[:256], v[:MAX_HEADER_BYTES]) for k, v in originals[:MAX_HEADERS]),
-    ]
-    return key, value, headers
+    return key, value, [*dlq_headers(dead, now, lane=lane), *flags]
 
 
 class DlqDelivery:

@@ -124,7 +124,17 @@ class RecordRefusedError(DeterministicError):
 #: Server error codes that mean "not now" (redis-py leaves them as a plain ResponseError with
 #: the code as the first word of the message).
 _REDIS_TRANSIENT_CODES: Final = frozenset(
-    {"MISCONF", "NOREPLICAS", "BUSY", "LOADING", "MASTERDOWN", "TRYAGAIN", "OOM", "READONLY"}
+    {
+        "MISCONF",
+        "NOREPLICAS",
+        "BUSY",
+        "LOADING",
+        "MASTERDOWN",
+        "TRYAGAIN",
+        "OOM",
+        "READONLY",
+        "UNBLOCKED",
+    }
 )
 #: Server error codes that need an operator (Loom's keys hold another type: a foreign writer
 #: in the prefix; cluster redirects: layout v1 needs a single primary).

@@ -1,7 +1,7 @@
 """A lane's worker: librdkafka's batch consumer, one commit protocol, health, SIGTERM.
 
 Both lanes (profiles and inventory, two consumer groups on the raw topic; ADR 0002) run this
-loop; ADR 0003 records why it is librdkafka's consumer and not a faust agent. The commit
+loop; ADR 0005 records why it is librdkafka's consumer and not a faust agent. The commit
 protocol, per batch:
 
 1. ``consume``    up to ``LOOM_BATCH_SIZE`` records, waiting at most the lane's batch timeout

@@ -14,7 +14,7 @@ Guarantees and settings:
 * key = :func:`schemas.touchpoint.record_key` (the most stable normalized identifier);
 * ``enable.idempotence=true`` + ``acks=all``: no duplicates or reordering from producer
   retries; ``partitioner=murmur2_random`` so keys land on the same partition as with the Java
-  client and aiokafka (faust), i.e. one identifier always maps to one partition;
+  client, i.e. one identifier always maps to one partition;
 * ``compression.type=lz4`` (cheapest CPU per byte saved for small JSON), ``linger.ms=20`` and
   ``batch.size=512 KiB`` for throughput; a full local queue makes ``send`` wait (serving
   delivery callbacks) instead of failing;
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, Message
 
 from schemas.errors import OVERSIZE, InvalidEvent
 from schemas.normalize import DEFAULT, NormalizeConfig
@@ -115,16 +115,10 @@ class TouchpointProducer:
         self.topic: str = topic or settings.topics.raw
         self.max_event_bytes: int = max_event_bytes or settings.max_event_bytes
         self._normalize_config = normalize_config
-        conf = kafka_clients.client_config(
-            settings,
-            **{
-                **DEFAULT_CONFIG,
-                **({"bootstrap.servers": bootstrap} if bootstrap else {}),
-                "error_cb": _log_client_error,
-                **(config or {}),
-            },
-        )
-        self._producer = Producer(conf)
+        if bootstrap:
+            settings = settings.model_copy(update={"kafka_bootstrap": bootstrap})
+        conf = kafka_clients.client_config(settings, **{**DEFAULT_CONFIG, **(config or {})})
+        self._producer = kafka_clients.new_producer(conf)
         self.stats = ProducerStats()
         self._closed = False
 
@@ -251,7 +245,3 @@ class TouchpointProducer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _log_client_error(err: KafkaError) -> None:
-    log.warning("kafka client error: %s", err.str())

@@ -30,7 +30,7 @@ from resolvers.store import StateStore
 from schemas.bounds import InputBounds
 from schemas.normalize import DEFAULT as NORMALIZE_DEFAULT
 from schemas.normalize import is_blocked
-from streams import kafka_clients
+from streams import kafka_clients, redis_clients
 from streams.health import Check
 from streams.metrics import WorkerMetrics
 from streams.redis_store import RedisStore
@@ -107,7 +107,7 @@ class Runtime:
 
 
 def build_runtime(settings: LoomSettings, lane: Lane = PROFILES) -> Runtime:
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    client = redis_clients.client(settings)
     base_rules = load_rules(settings.identity_rules_file) if settings.identity_rules_file else None
     policy = load_policy(settings.consent_config_file) if settings.consent_config_file else None
     metrics = WorkerMetrics.create(CollectorRegistry(), lane=lane.name)
@@ -115,6 +115,7 @@ def build_runtime(settings: LoomSettings, lane: Lane = PROFILES) -> Runtime:
         client,
         prefix=settings.redis_prefix,
         seen_ttl_s=settings.dedupe_ttl_s,
+        wait_replicas=settings.redis_wait_replicas,
         on_call=lambda op, seconds: metrics.redis_call_seconds.labels(op=op).observe(seconds),
     )
     consumer_name = f"{socket.gethostname()}-{os.getpid()}"

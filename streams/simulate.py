@@ -7,10 +7,11 @@ valid :class:`Touchpoint` models; the same arguments always give the same stream
 Journeys, picked by weight, each emitting one or more events (later steps such as fulfilment or
 returns are scheduled on the simulated clock):
 
-* anonymous web browsing (``page_view``/``product_viewed``/``cart_updated`` with an
-  ``anonymous_id``) that sometimes ends in ``signup`` or ``login`` (anonymous id + email /
-  customer id) and an online ``order_completed``, later ``order_fulfilled`` or
-  ``order_cancelled``, sometimes ``order_returned``;
+* anonymous web browsing (``page_view``/``product_viewed``/``cart_updated`` and a few
+  ``custom`` events such as "Size Guide Viewed", with an ``anonymous_id``) that sometimes ends
+  in ``signup`` or ``login`` (anonymous id + email / customer id) and an online
+  ``order_completed``, later ``order_fulfilled`` or ``order_cancelled``, sometimes
+  ``order_returned``;
 * app sessions (device anonymous id + customer id);
 * a household's shared tablet: two customers log in on one device (one anonymous id, two
   customer ids), the case identity rules must not merge into one person;
@@ -44,6 +45,8 @@ import phonenumbers
 from schemas.touchpoint import Touchpoint, dump_touchpoint
 
 START: Final = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
+#: Names of the ``custom`` events web and app sessions send (tracked, but not a Loom type).
+CUSTOM_EVENT_NAMES: Final = ("Product Added to Wishlist", "Size Guide Viewed", "Store Locator Used")
 
 REGIONS: Final[dict[str, dict[str, Any]]] = {
     "NO": {
@@ -365,10 +368,16 @@ class Simulator:
             ids["customer_id"] = c.customer_id
         for _ in range(rng.randint(1, 5)):
             sku = rng.choice(self.skus)
-            if rng.random() < 0.4:
+            pick = rng.random()
+            if pick < 0.4:
                 yield self._event(
                     "page_view", channel, region=c.region, identifiers=ids,
                     properties={"path": f"/c/{sku.category}"},
+                )  # fmt: skip
+            elif pick < 0.46:  # what the contract has no type for, kept by name
+                yield self._event(
+                    "custom", channel, region=c.region, identifiers=ids,
+                    name=rng.choice(CUSTOM_EVENT_NAMES), properties={"sku": sku.sku},
                 )  # fmt: skip
             else:
                 yield self._event(

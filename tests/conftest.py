@@ -10,13 +10,21 @@ Each comes from the first source that applies:
 3. ``deploy/infra.sh`` on free loopback ports with a temporary data dir, stopped (and the dir
    removed) at session end, also when tests fail. ``LOOM_TEST_KEEP_DATA=1`` keeps the dir.
 
+``servers`` wraps those two in :class:`loom_servers.Servers` (settings and subprocess
+environment of a Loom client); ``secured_servers`` is a second, secured pair (``deploy/infra.sh``
+with ``LOOM_INFRA_SECURED=yes``: Kafka SASL_SSL + mTLS listeners, Redis TLS + ACL users), started
+only by a session that runs a ``secured`` test; ``any_servers`` runs a test on both (its
+``secured`` case is marked ``secured``).
+
 Per-test helpers: ``unique_topic`` (factory creating a topic, deleted after the test),
 ``unique_group``, ``redis_client`` and ``redis_prefix`` (keys under it are deleted after the test),
 ``free_ports`` (factory of free loopback ports, server-free).
 
 Guard: a test in ``tests/unit`` or ``tests/pipeline`` that asks for a server fixture is a
 collection error; tests under ``tests/integration`` (``tests/e2e``) are marked ``integration``
-(``e2e``) automatically, so ``-m "not integration and not e2e"`` selects the server-free tiers.
+(``e2e``) automatically, so ``-m "not integration and not e2e"`` selects the server-free tiers;
+tests under ``tests/secured`` are marked ``secured``. ``make test`` leaves out what is marked
+``secured_full`` (the whole secured tier runs with ``make test-secured``).
 """
 
 from __future__ import annotations
@@ -24,28 +32,36 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
+import loom_servers
 import pytest
 import redis
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
+from local_infra import Endpoints, LocalInfra
+from local_infra import free_ports as _free_ports
+from loom_servers import Servers
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-INFRA_SCRIPT = REPO_ROOT / "deploy" / "infra.sh"
 KAFKA_IMAGE = "apache/kafka:3.9.1"
 REDIS_IMAGE = "redis:7"
 
 #: Fixtures that need a real server; unit and pipeline tests must not use them.
 SERVER_FIXTURES = frozenset(
-    {"kafka_bootstrap", "redis_url", "unique_topic", "redis_client", "redis_prefix"}
+    {
+        "kafka_bootstrap",
+        "redis_url",
+        "unique_topic",
+        "redis_client",
+        "redis_prefix",
+        "servers",
+        "secured_servers",
+        "any_servers",
+    }
 )
 SERVER_FREE_TIERS = ("unit", "pipeline")
 
@@ -64,6 +80,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
         if tier == "e2e" and item.get_closest_marker("e2e") is None:
             item.add_marker(pytest.mark.e2e)
+        if tier == "secured" and item.get_closest_marker("secured") is None:
+            item.add_marker(pytest.mark.secured)
         if tier == "chaos" and item.get_closest_marker("chaos") is None:
             item.add_marker(pytest.mark.chaos)
         fixtures = set(getattr(item, "fixturenames", ()))
@@ -77,26 +95,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # --- server sources -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Endpoints:
-    kafka_bootstrap: str
-    redis_url: str
-
-
-def _free_ports(count: int) -> list[int]:
-    """Ports the kernel reports free on 127.0.0.1 (all held open together, so distinct).
-
-    Tests get it as the ``free_ports`` fixture."""
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def _docker_available() -> bool:
     if os.environ.get("LOOM_TEST_DOCKER", "1") == "0" or shutil.which("docker") is None:
         return False
@@ -105,58 +103,6 @@ def _docker_available() -> bool:
     except (subprocess.SubprocessError, OSError):
         return False
     return True
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return f"({path} not readable)"
-
-
-class LocalInfra:
-    """deploy/infra.sh on its own ports and data dir; ``down`` at session end."""
-
-    def __init__(self) -> None:
-        kafka_port, controller_port, redis_port = _free_ports(3)
-        self.data_dir = Path(tempfile.mkdtemp(prefix="loom-test-infra-"))
-        self.env = {
-            **os.environ,
-            "LOOM_KAFKA_PORT": str(kafka_port),
-            "LOOM_KAFKA_CONTROLLER_PORT": str(controller_port),
-            "LOOM_REDIS_PORT": str(redis_port),
-            "LOOM_DATA_DIR": str(self.data_dir),
-        }
-        self.endpoints = Endpoints(
-            kafka_bootstrap=f"127.0.0.1:{kafka_port}",
-            redis_url=f"redis://127.0.0.1:{redis_port}/0",
-        )
-
-    def run(self, action: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["bash", str(INFRA_SCRIPT), action],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-
-    def up(self) -> None:
-        result = self.run("up")
-        if result.returncode != 0:
-            self.down()
-            kafka_log = self.data_dir / "kafka" / "logs" / "server.log"
-            raise RuntimeError(
-                f"deploy/infra.sh up failed (exit {result.returncode}):\n{result.stderr}\n"
-                f"--- tail of {kafka_log} ---\n{_tail(kafka_log)}"
-            )
-
-    def down(self) -> None:
-        result = self.run("down")
-        if result.returncode != 0:  # pragma: no cover - only on a broken machine
-            print(f"deploy/infra.sh down failed:\n{result.stderr}")
-        if os.environ.get("LOOM_TEST_KEEP_DATA") != "1":
-            shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -238,6 +184,43 @@ def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
     else:
         endpoints: Endpoints = request.getfixturevalue("_local_infra")
         yield endpoints.redis_url
+
+
+@pytest.fixture(scope="session")
+def servers(kafka_bootstrap: str, redis_url: str) -> Servers:
+    """The session's (plain) servers as :class:`loom_servers.Servers`."""
+    return loom_servers.plain(kafka_bootstrap, redis_url)
+
+
+@pytest.fixture(scope="session")
+def secured_infra() -> Iterator[LocalInfra]:
+    """``deploy/infra.sh`` in secured mode on free ports, for the session."""
+    infra = LocalInfra(secured=True)
+    infra.up()
+    try:
+        yield infra
+    finally:
+        infra.down()
+
+
+@pytest.fixture(scope="session")
+def secured_servers(secured_infra: LocalInfra) -> Iterator[Servers]:
+    """Kafka over SASL_SSL (SCRAM-SHA-512) and Redis over TLS with per-prefix ACL users."""
+    found = loom_servers.secured(
+        secured_infra.endpoints.kafka_bootstrap, secured_infra.redis_port, secured_infra.tls_dir
+    )
+    try:
+        yield found
+    finally:
+        found.delete_users()
+
+
+@pytest.fixture(params=["plain", pytest.param("secured", marks=pytest.mark.secured)])
+def any_servers(request: pytest.FixtureRequest) -> Servers:
+    """Runs the test twice: on the plain servers and on the secured ones."""
+    name = "servers" if request.param == "plain" else "secured_servers"
+    found: Servers = request.getfixturevalue(name)
+    return found
 
 
 # --- per-test helpers -----------------------------------------------------------------------

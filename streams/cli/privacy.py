@@ -9,7 +9,9 @@ until the identifier no longer resolves.
 
 ``loom dlq replay`` re-sends dead letters to the raw topic after a fix: original key and bytes,
 plus a ``loom.replayed_from`` header naming the DLQ record. Its consumer group remembers what
-was replayed; ``--stage``/``--reason`` filter; ``--dry-run`` only counts.
+was replayed; ``--stage``/``--reason`` filter; ``--dry-run`` only counts. Dead letters of
+``loom gateway`` (stage ``gateway``) are never replayed to the raw topic: they are the senders'
+own messages, to be sent to the gateway again once fixed.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.cli.reading import add_redis_args, redis_target
-from streams.settings import load_settings
+from streams.cli.options import add_kafka_options, add_redis_options, connect
+from streams.cli.reading import redis_target
 
 
 def register(sub: Any) -> None:
@@ -37,16 +39,18 @@ def register(sub: Any) -> None:
         metavar="S",
         help="wait up to S seconds until the identifier no longer resolves",
     )
-    add_redis_args(p)  # where --wait reads profiles
+    add_kafka_options(p)
+    add_redis_options(p)  # where --wait reads profiles
     p.set_defaults(func=run_erase)
 
     d: argparse.ArgumentParser = sub.add_parser("dlq", help="dead-letter queue tools")
-    dsub = d.add_subparsers(dest="dlq_command", required=True)
+    dsub = d.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
     r = dsub.add_parser("replay", help="re-send DLQ records to the raw topic")
     r.add_argument("--stage", help="only records that failed in this stage")
     r.add_argument("--reason", help="only records with this reason code")
     r.add_argument("--group", default=None, help="consumer group (default: <app_id>-dlq-replay)")
     r.add_argument("--dry-run", action="store_true", help="count, send nothing, commit nothing")
+    add_kafka_options(r)
     r.set_defaults(func=run_replay)
 
 
@@ -57,7 +61,7 @@ def run_erase(args: argparse.Namespace) -> int:
     if not sep or not value:
         print("identifier must be TYPE:VALUE, e.g. email:jane@example.com", file=sys.stderr)
         return 2
-    settings = load_settings()
+    settings = connect(args, kafka=True)
     event = {
         "event_id": f"erase-{uuid.uuid4().hex}",
         "type": "erasure_requested",
@@ -98,12 +102,16 @@ def run_erase(args: argparse.Namespace) -> int:
     return 1
 
 
+#: ``loom.stage`` of the gateway's dead letters (streams.gateway.records.STAGE).
+GATEWAY_STAGE = "gateway"
+
+
 def run_replay(args: argparse.Namespace) -> int:
     from confluent_kafka import TopicPartition
 
     from streams import kafka_clients
 
-    settings = load_settings()
+    settings = connect(args, kafka=True)
     dlq, raw = settings.topics.dlq, settings.topics.raw
     consumer = kafka_clients.consumer(
         settings,
@@ -132,7 +140,11 @@ def run_replay(args: argparse.Namespace) -> int:
         idle_since = time.monotonic()
         stage, reason = _header(msg, "loom.stage"), _header(msg, "loom.reason")
         seen[f"{stage}/{reason}"] += 1
-        wanted = (args.stage in (None, stage)) and (args.reason in (None, reason))
+        # the gateway's dead letters hold the sender's own messages (Segment JSON), never
+        # touchpoints: the raw topic would reject them again; they are re-sent to the gateway
+        wanted = (
+            stage != GATEWAY_STAGE and args.stage in (None, stage) and args.reason in (None, reason)
+        )
         matched += wanted
         if wanted and not args.dry_run:
             producer.produce(

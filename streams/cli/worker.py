@@ -3,7 +3,11 @@
 A deployment runs at least one worker of each role (they are two consumer groups reading the
 same topic; ADR 0002). Both roles run the same loop (:mod:`streams.lane_runner`); the role
 picks the lane, its consumer group, batch timeout and HTTP port. SIGTERM/SIGINT finish the
-batch being applied, commit and leave the group.
+batch being applied, commit and leave the group (exit codes in :mod:`streams.lane_runner`).
+
+Before it consumes, a worker refuses the development suppression salt outside development
+mode, then waits for Kafka and Redis (one log line per attempt, capped backoff) and exits with
+one line if they refuse its credentials or certificates, then creates missing topics.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import logging
 from typing import Any
 
 from resolvers.pipeline import LANES
-from streams.settings import load_settings
+from streams import kafka_clients
+from streams.cli.options import add_kafka_options, add_redis_options, settings_from
+from streams.startup import refuse_unsafe_defaults, wait_for_infra
 
 
 def register(sub: Any) -> None:
@@ -31,8 +37,11 @@ def register(sub: Any) -> None:
         "--loglevel",
         default="info",
         choices=["debug", "info", "warning", "error"],
+        type=str.lower,
         help="log level (default: info)",
     )
+    add_kafka_options(p)
+    add_redis_options(p)
     p.set_defaults(func=run)
 
 
@@ -42,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
     from streams.topics import ensure_topics
 
     logging.getLogger().setLevel(args.loglevel.upper())
-    settings = load_settings()
+    settings = settings_from(args)
+    refuse_unsafe_defaults(settings)
+    kafka_clients.show_librdkafka_lines(args.verbose or args.loglevel == "debug")
+    wait_for_infra(settings)
     ensure_topics(settings)
     return run_lane(build_runtime(settings, LANES[args.role]))

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import loom_servers
 import orjson
 import pytest
 import redis
@@ -179,7 +180,7 @@ class Chaos(Loom):
     def __init__(
         self, kafka: str, server: RedisServer, tmp: Path, ports: Callable[[int], list[int]]
     ) -> None:
-        super().__init__(kafka, server.url, tmp)
+        super().__init__(loom_servers.plain(kafka, server.url), tmp)
         self.server = server
         self._ports = ports
         self.port: dict[Any, int] = {}

@@ -64,3 +64,33 @@ def test_replay_sends_matching_dead_letters_back_once(
     # progress is remembered: a second run finds nothing new
     assert main(["dlq", "replay"]) == 0
     assert "replayed 0 of 0" in capsys.readouterr().out
+
+
+def test_the_gateway_s_dead_letters_are_never_replayed_to_the_raw_topic(
+    kafka_bootstrap: str,
+    unique_topic,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from streams.cli.privacy import GATEWAY_STAGE
+    from streams.gateway.records import STAGE
+
+    assert GATEWAY_STAGE == STAGE
+    dlq, raw = unique_topic(partitions=1), unique_topic(partitions=1)
+    for key, value in {
+        "LOOM_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "LOOM_TOPIC_DLQ": dlq,
+        "LOOM_TOPIC_RAW": raw,
+        "LOOM_APP_ID": f"app-{dlq}",
+    }.items():
+        monkeypatch.setenv(key, value)
+    p = Producer({"bootstrap.servers": kafka_bootstrap})
+    for stage, value in ((b"gateway", b'{"type": "track"}'), (b"parse", b"bad")):
+        p.produce(
+            dlq, value=value, headers=[("loom.stage", stage), ("loom.reason", b"schema_violation")]
+        )
+    assert p.flush(10) == 0
+    assert main(["dlq", "replay", "--stage", "gateway"]) == 0
+    out = capsys.readouterr().out
+    assert "1  gateway/schema_violation" in out
+    assert "replayed 0 of 2" in out

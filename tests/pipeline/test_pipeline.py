@@ -195,6 +195,29 @@ def test_duplicates_inside_one_batch_count_once(run: Runner, store: InMemoryStor
     assert stock(store, "SKU-1")["locations"]["oslo-1"]["on_hand"] == -1
 
 
+def test_a_custom_event_links_identity_and_counts_as_activity_without_moving_stock(
+    run: Runner, store: InMemoryStore
+) -> None:
+    custom = ev(
+        "c1",
+        "custom",
+        "2026-11-01T09:10:00+01:00",
+        name="Size Guide Viewed",
+        region="NO",
+        identifiers={"anonymous_id": "dev-77", "customer_id": "C-1001"},
+        consent=CONSENT_ALL,
+        properties={"category": "shoes", "sku": "SKU-1"},
+    )
+    result = run([JOURNEY[0], custom])
+    assert result.outcomes[("custom", "ok")] == 1
+    [p] = profiles(store).values()
+    assert p["identifiers"] == {"anonymous_id": ["dev-77"], "customer_id": ["C-1001"]}
+    assert [a["type"] for a in p["recent_activity"]] == ["custom", "page_view"]
+    assert p["category_affinities"] == {"shoes": 2}  # the page view's and the custom event's
+    assert p["orders_online"] == 0
+    assert not any(r.kind is Kind.STOCK for r in store.entities)
+
+
 BAD = {
     b"{not json": "malformed_json",
     b"\xff\xfe garbage": "invalid_utf8",

@@ -19,8 +19,9 @@ def test_schema_describes_the_contract() -> None:
     assert schema["$id"].endswith("touchpoint-v1.json")
     assert set(schema["required"]) == {"event_id", "type", "channel", "occurred_at"}
     event_types = schema["$defs"]["EventType"]["enum"]
-    assert len(event_types) == 19
-    assert "inventory_counted" in event_types
+    assert len(event_types) == 20
+    assert {"inventory_counted", "custom"} <= set(event_types)
+    assert schema["properties"]["name"]["anyOf"][0]["maxLength"] == 256
 
 
 def test_check_detects_a_stale_file(tmp_path: Path) -> None:

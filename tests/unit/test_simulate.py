@@ -36,7 +36,7 @@ def test_all_events_validate_round_trip_and_ids_unique() -> None:
 def test_mix_contains_every_event_type_channel_and_region() -> None:
     events = take(Simulator(2, 300, 5, 80), 8000)
     types = Counter(tp.type for tp in events)
-    assert set(types) == set(EventType)  # all 19 appear
+    assert set(types) == set(EventType)  # all 20 appear
     assert types[EventType.PRODUCT_VIEWED] > types[EventType.ORDER_COMPLETED]
     assert {tp.channel.value for tp in events} >= {"web", "app", "pos", "email", "support"}
     assert {tp.region for tp in events} == {"NO", "SE", "DE", "GB", "US"}

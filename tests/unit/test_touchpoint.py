@@ -78,8 +78,8 @@ def reject(data: Event | bytes) -> InvalidEvent:
     return info.value
 
 
-def test_all_19_event_types_and_8_channels() -> None:
-    assert len(EventType) == 19
+def test_all_20_event_types_and_8_channels() -> None:
+    assert len(EventType) == 20
     assert {c.value for c in Channel} == {
         "web", "app", "pos", "email", "social", "support", "loyalty", "backoffice",
     }  # fmt: skip
@@ -143,6 +143,8 @@ ACCEPT = [
     ("gpc", page_view, _set("gpc", True)),
     ("event id 128", page_view, _set("event_id", "e" * 128)),
     ("pos sale without identifiers", pos_sale, _set("identifiers", {})),
+    ("custom event", page_view, lambda e: e.update(type="custom", name="Wishlist Viewed")),
+    ("name on a typed event", page_view, _set("name", "Shoes")),
 ]
 
 
@@ -216,6 +218,9 @@ REJECT = [
     ("nested trait", page_view, _set("traits", {"shoe": {"size": 42}}), "traits"),
     ("long first name", page_view, _set("traits", {"first_name": "x" * 300}), "traits.first_name"),
     ("consent update empty", page_view, _set("type", "consent_updated"), "consent"),
+    ("custom without name", page_view, _set("type", "custom"), "name"),
+    ("empty name", page_view, lambda e: e.update(type="custom", name=""), "name"),
+    ("long name", page_view, lambda e: e.update(type="custom", name="n" * 257), "name"),
 ]
 
 

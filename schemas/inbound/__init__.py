@@ -1,0 +1,13 @@
+"""Inbound formats translated into touchpoint v1, one module per front door of ``loom gateway``.
+
+* :mod:`schemas.inbound.base`: what every front door shares (the configured :class:`Source`
+  of a request, money and timestamp parsing, stable event ids);
+* :mod:`schemas.inbound.segment`: Segment spec messages (HTTP Tracking API, common fields,
+  clock-skew correction), with the e-commerce spec v2 table in
+  :mod:`schemas.inbound.segment_commerce`.
+
+Pure: no I/O, no clock (the gateway passes the time it received a request). Each mapper turns
+one message into a validated :class:`~schemas.touchpoint.Touchpoint` or raises
+:class:`~schemas.errors.InvalidEvent`, whose field names the sender's own field
+(``properties.products[0].sku``) and whose message never contains a value.
+"""

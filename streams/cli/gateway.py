@@ -1,0 +1,52 @@
+"""``loom gateway``: serve the HTTP collection API (Segment's, for web, app and server SDKs).
+
+Reads the write keys from ``LOOM_GATEWAY_SOURCES_FILE`` (or ``--sources``) and serves on
+``LOOM_GATEWAY_HOST:LOOM_GATEWAY_PORT`` (127.0.0.1:8088) until SIGTERM/SIGINT, with
+``/metrics``, ``/livez`` and ``/readyz`` on ``LOOM_GATEWAY_OPS_PORT``. Missing topics are
+created once Kafka answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from streams.cli.options import add_kafka_options, settings_from
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "gateway", help="serve the HTTP collection API (Segment SDKs send to it unchanged)"
+    )
+    p.add_argument("--host", help="bind address (default: LOOM_GATEWAY_HOST, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default: LOOM_GATEWAY_PORT, 8088)")
+    p.add_argument(
+        "--sources", type=Path, help="write keys TOML (default: LOOM_GATEWAY_SOURCES_FILE)"
+    )
+    add_kafka_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from streams.gateway.server import GatewayStartError, run_gateway
+    from streams.gateway.sources import SourcesError, WriteKeys
+
+    overrides = {
+        "gateway_host": args.host,
+        "gateway_port": args.port,
+        "gateway_sources_file": args.sources,
+    }
+    # no Kafka check first: the gateway starts without Kafka and answers 503 until it does
+    settings = settings_from(args, **{k: v for k, v in overrides.items() if v is not None})
+    try:
+        keys = WriteKeys.from_file(settings.gateway_sources_file)
+    except SourcesError as exc:
+        print(f"loom gateway: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return run_gateway(settings, keys)
+    except GatewayStartError as exc:
+        print(f"loom gateway: {exc}", file=sys.stderr)
+        return 2

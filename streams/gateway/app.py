@@ -1,0 +1,135 @@
+"""The gateway's aiohttp application: front doors mounted side by side, and what they share.
+
+A front door is a set of routes for one inbound format (:class:`FrontDoor`): the Segment API
+today (:mod:`streams.gateway.segment_api`), Shopify webhooks next, each with its own mapping
+module in :mod:`schemas.inbound`. The app adds, for all of them: the error answers of
+:mod:`streams.gateway.errors`, request metrics labelled by front door (taken from the route
+name, ``"<front door>.<route>"``), and CORS for the doors browsers call (``cors_prefix``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Protocol
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from streams.gateway.errors import GatewayError
+from streams.gateway.metrics import GatewayMetrics
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: Headers browsers may send cross-origin (the Segment SDK's, and gzip bodies).
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, Content-Encoding, X-Retry-Count"
+CORS_MAX_AGE_S = 86400
+
+
+class FrontDoor(Protocol):
+    """One inbound format's routes. ``cors_prefix``: the path prefix browsers call (answered
+    with CORS headers and preflights), or ``None`` for server-to-server doors."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def cors_prefix(self) -> str | None: ...
+
+    def routes(self) -> list[web.RouteDef]: ...
+
+
+def build_app(
+    front_doors: Sequence[FrontDoor], metrics: GatewayMetrics, cors_origins: str
+) -> web.Application:
+    prefixes = tuple(d.cors_prefix for d in front_doors if d.cors_prefix)
+    app = web.Application(
+        middlewares=[cors(prefixes, parse_origins(cors_origins)), answer_errors, observe(metrics)],
+        # bodies are decompressed by streams.gateway.body, within the front door's limit
+        handler_args={"auto_decompress": False},
+    )
+    for door in front_doors:
+        app.add_routes(door.routes())
+    return app
+
+
+def parse_origins(setting: str) -> frozenset[str] | None:
+    """``None`` for any origin (``*``), else the set of allowed origins."""
+    origins = {o.strip().rstrip("/") for o in setting.split(",") if o.strip()}
+    return None if "*" in origins else frozenset(origins)
+
+
+def cors(prefixes: Iterable[str], origins: frozenset[str] | None) -> Middleware:
+    """CORS for the browser-facing paths: preflights answered here, every answer (errors
+    included, so a browser can read a 429) carries ``Access-Control-Allow-Origin``.
+    Credentials are never allowed: the write key authenticates, not cookies."""
+    prefixes = tuple(prefixes)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not prefixes or not request.path.startswith(prefixes):
+            return await handler(request)
+        origin = request.headers.get("Origin")
+        allowed = "*" if origins is None else origin if origin in origins else None
+        if request.method == "OPTIONS":
+            response: web.StreamResponse = web.Response(status=204 if allowed else 403)
+            if allowed:
+                response.headers["Access-Control-Allow-Methods"] = "POST, GET, OPTIONS"
+                response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+                response.headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE_S)
+        else:
+            response = await handler(request)
+        if allowed:
+            response.headers["Access-Control-Allow-Origin"] = allowed
+            response.headers["Access-Control-Expose-Headers"] = "Retry-After"
+        if origins is not None:
+            response.headers["Vary"] = "Origin"
+        return response
+
+    return middleware
+
+
+def observe(metrics: GatewayMetrics) -> Middleware:
+    """Count every answer by front door and code, and time it."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = request.match_info.route.name or ""
+        door = route.partition(".")[0] if "." in route else "none"
+        start = time.perf_counter()
+        code = "internal"
+        try:
+            response = await handler(request)
+            code = "ok" if response.status < 400 else f"http_{response.status}"
+            return response
+        except GatewayError as exc:
+            code = exc.code
+            raise
+        except web.HTTPException as exc:
+            code = f"http_{exc.status}"
+            raise
+        finally:
+            metrics.requests.labels(door, code).inc()
+            metrics.request_seconds.labels(door).observe(time.perf_counter() - start)
+
+    return middleware
+
+
+@web.middleware
+async def answer_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A :class:`GatewayError` becomes its Segment-shaped answer; a bug becomes a 500 that
+    says nothing of the request (and is logged)."""
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        return exc.response()
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("gateway: unexpected error on %s %s", request.method, request.path)
+        return web.json_response(
+            {"success": False, "code": "internal", "message": "internal error"}, status=500
+        )

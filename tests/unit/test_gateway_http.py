@@ -1,0 +1,341 @@
+"""The gateway's HTTP layer in-process on the in-memory sink (streams.gateway.sink.MemorySink):
+routes, auth, bodies and limits, per-event errors and the DLQ records, CORS, error answers.
+
+What Kafka does with the records (acks, outages, backpressure) is tested on a real broker in
+tests/integration/test_gateway.py; the real SDKs are in tests/e2e.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from schemas.inbound.base import Source
+from schemas.touchpoint import Channel, parse_touchpoint
+from streams.gateway.app import build_app
+from streams.gateway.errors import OverloadedError, UnavailableError
+from streams.gateway.records import OutRecord
+from streams.gateway.server import Gateway, GatewayStartError
+from streams.gateway.sink import MemorySink
+from streams.gateway.sources import WriteKeys
+from streams.settings import LoomSettings, Topics
+
+KEY = "wk_web_test_0001"
+KEYS = WriteKeys.of({KEY: Source("web-shop", Channel.WEB, "US", "USD")})
+TOPICS = Topics(raw="t.raw", dlq="t.dlq")
+
+T = TypeVar("T")
+
+
+def auth(key: str = KEY) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+
+
+def track(n: int = 1, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "track",
+        "event": "Product Viewed",
+        "userId": f"C-{n}",
+        "messageId": f"m-{n}",
+        "properties": {"sku": "SKU-1"},
+        **extra,
+    }
+
+
+class Harness:
+    """A gateway app on the in-memory sink; ``run(scenario)`` drives it with a client."""
+
+    def __init__(self, **settings: Any) -> None:
+        self.settings = LoomSettings(topics=TOPICS, gateway_ops_port=0, **settings)
+        self.sink = MemorySink()
+        self.gateway = Gateway(self.settings, KEYS, sink=self.sink)
+
+    def run(self, scenario: Callable[[TestClient[Any, Any]], Awaitable[T]]) -> T:
+        gateway = self.gateway  # an app serves one event loop: a fresh one per run
+        app = build_app(gateway.front_doors, gateway.metrics, self.settings.gateway_cors_origins)
+
+        async def main() -> T:
+            async with TestClient(TestServer(app)) as client:
+                return await scenario(client)
+
+        return asyncio.run(main())
+
+    def post(
+        self, path: str, body: object | bytes, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, Any, Mapping[str, str]]:
+        data = body if isinstance(body, bytes) else orjson.dumps(body)
+
+        async def scenario(client: TestClient[Any, Any]) -> tuple[int, Any, Mapping[str, str]]:
+            resp = await client.post(path, data=data, headers=dict(headers or {}))
+            return resp.status, await resp.json(), dict(resp.headers)
+
+        return self.run(scenario)
+
+    def on(self, topic: str) -> list[OutRecord]:
+        return [r for r in self.sink.records if r.topic == topic]
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.gateway.registry.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+def gw() -> Harness:
+    return Harness()
+
+
+def test_a_track_call_is_one_keyed_touchpoint_on_the_raw_topic(gw: Harness) -> None:
+    status, body, _ = gw.post("/v1/track", track(), auth())
+    assert (status, body) == (200, {"success": True})
+    [record] = gw.on("t.raw")
+    tp = parse_touchpoint(record.value)
+    assert (tp.event_id, tp.type.value, tp.source) == ("m-1", "product_viewed", "web-shop")
+    assert record.key == b"customer_id:C-1"
+    assert ("loom-schema", b"touchpoint-v1") in record.headers
+    assert gw.metric("loom_gateway_events_total", front_door="segment", source="web-shop",
+                     outcome="accepted") == 1  # fmt: skip
+
+
+def test_the_write_key_may_be_in_the_body_and_any_content_type_is_json(gw: Harness) -> None:
+    # the browser SDK posts text/plain (no CORS preflight) with writeKey in the body
+    status, _, _ = gw.post("/v1/t", {**track(), "writeKey": KEY}, {"Content-Type": "text/plain"})
+    assert status == 200
+    assert parse_touchpoint(gw.on("t.raw")[0].value).type.value == "product_viewed"
+
+
+@pytest.mark.parametrize(
+    ("path", "message_type"),
+    [("/v1/identify", "profile_updated"), ("/v1/i", "profile_updated"),
+     ("/v1/p", "page_view"), ("/v1/s", "page_view"), ("/v1/a", "profile_updated"),
+     ("/v1/g", "custom"), ("/v1/t", "product_viewed")],
+)  # fmt: skip
+def test_the_path_decides_the_type(gw: Harness, path: str, message_type: str) -> None:
+    message = {"userId": "u", "previousId": "anon", "groupId": "g", "event": "Product Viewed"}
+    assert gw.post(path, {**message, "type": "ignored"}, auth())[0] == 200
+    assert parse_touchpoint(gw.on("t.raw")[0].value).type.value == message_type
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [auth("wk_someone_else"), {}, {"Authorization": "Basic !!!"}],
+    ids=["unknown", "missing", "malformed"],
+)
+def test_unknown_or_missing_write_key_is_401_and_counted(
+    gw: Harness, headers: dict[str, str]
+) -> None:
+    status, body, _ = gw.post("/v1/batch", {"batch": [track()]}, headers)
+    assert status == 401
+    assert body["success"] is False
+    assert body["code"] == "unauthorized"  # the shape Segment's SDKs read (code, message)
+    assert isinstance(body["message"], str)
+    assert gw.sink.records == []
+    assert gw.metric("loom_gateway_unauthorized_total", front_door="segment") == 1
+    assert gw.metric("loom_gateway_requests_total", front_door="segment",
+                     code="unauthorized") == 1  # fmt: skip
+
+
+def test_a_gzip_batch_with_shared_context_and_sent_at(gw: Harness) -> None:
+    batch = {
+        "batch": [track(1, timestamp="2026-11-22T10:00:00Z"), track(2, context={"locale": "nb"})],
+        "sentAt": "2026-11-22T10:00:10Z",
+        "context": {"consent": {"categoryPreferences": {"Analytics": True}}},
+    }
+    headers = {**auth(), "Content-Encoding": "gzip"}
+    status, _, _ = gw.post("/v1/batch", gzip.compress(orjson.dumps(batch)), headers)
+    assert status == 200
+    first, second = (parse_touchpoint(r.value) for r in gw.on("t.raw"))
+    for tp in (first, second):
+        assert tp.consent_signals is not None
+        assert tp.consent_signals.segment == {"Analytics": True}
+    # the batch's sentAt corrects the first message's clock: it was sent 10 s after it happened
+    assert first.occurred_at < datetime.now(UTC)
+    assert (datetime.now(UTC) - first.occurred_at).total_seconds() >= 10
+
+
+def test_invalid_events_are_reported_dead_lettered_and_the_rest_proceed(gw: Harness) -> None:
+    bad = {"type": "track", "userId": "C-9", "messageId": "m-bad", "event": "Order Completed",
+           "properties": {"order_id": "O-1", "products": []}}  # fmt: skip
+    status, body, _ = gw.post("/v1/batch", {"batch": [track(1), bad, "not an object"]}, auth())
+    assert status == 200
+    assert body["success"] is True
+    assert body["errors"] == [
+        {"index": 1, "messageId": "m-bad", "reason": "schema_violation",
+         "field": "properties.products",
+         "message": "schema_violation: properties.products: Order Completed needs its products "
+                    "(order lines)"},
+        {"index": 2, "reason": "schema_violation",
+         "message": "schema_violation: a message must be a JSON object"},
+    ]  # fmt: skip
+    assert [parse_touchpoint(r.value).event_id for r in gw.on("t.raw")] == ["m-1"]
+    dead = gw.on("t.dlq")
+    assert [orjson.loads(r.value) for r in dead] == [bad, "not an object"]
+    headers = dict(dead[0].headers)
+    assert headers["loom.stage"] == b"gateway"
+    assert headers["loom.reason"] == b"schema_violation"
+    assert headers["loom.source_topic"] == b"gateway:segment:web-shop"
+    assert b"products" in headers["loom.error_message"]  # type: ignore[operator]
+    assert gw.metric("loom_dlq_records_total", stage="gateway", reason="schema_violation") == 2
+    assert gw.metric("loom_gateway_events_total", front_door="segment", source="web-shop",
+                     outcome="invalid") == 2  # fmt: skip
+
+
+def test_segment_size_limits() -> None:
+    gw = Harness(gateway_max_event_bytes=2048, gateway_max_batch_bytes=8192)
+    big = track(1, properties={"blob": "x" * 3000})
+    status, body, _ = gw.post("/v1/track", big, auth())
+    assert (status, body["code"]) == (400, "too_large")
+    status, body, _ = gw.post("/v1/batch", {"batch": [big, track(2)]}, auth())
+    assert status == 200  # one message over the limit inside a batch is one invalid event
+    assert [e["reason"] for e in body["errors"]] == ["oversize"]
+    assert len(gw.on("t.raw")) == 1
+    assert orjson.loads(gw.on("t.dlq")[0].value) == big
+    status, body, _ = gw.post("/v1/batch", {"batch": [track(i) for i in range(100)]}, auth())
+    assert (status, body["code"]) == (400, "too_large")
+    bomb = gzip.compress(b'{"batch": ["' + b"0" * 5_000_000 + b'"]}')
+    assert len(bomb) < 8192
+    status, body, _ = gw.post("/v1/batch", bomb, {**auth(), "Content-Encoding": "gzip"})
+    assert (status, body["code"]) == (400, "too_large")
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        (b"{not json", {}),
+        (b"[1, 2]", {}),
+        (b"{}", {}),  # a batch without a batch list
+        (b"not gzip at all", {"Content-Encoding": "gzip"}),
+        (gzip.compress(b'{"batch": []}')[:-6], {"Content-Encoding": "gzip"}),  # truncated
+        (b"{}", {"Content-Encoding": "br"}),
+    ],
+    ids=["json", "array", "shape", "gzip", "truncated", "encoding"],
+)
+def test_malformed_requests_are_400(gw: Harness, body: bytes, headers: dict[str, str]) -> None:
+    status, answer, _ = gw.post("/v1/batch", body, {**auth(), **headers})
+    assert (status, answer["code"], answer["success"]) == (400, "invalid_request", False)
+    assert gw.sink.records == []
+
+
+def test_an_empty_batch_is_fine(gw: Harness) -> None:
+    assert gw.post("/v1/batch", {"batch": []}, auth())[:2] == (200, {"success": True})
+
+
+@pytest.mark.parametrize(
+    ("failure", "status", "retry_after"),
+    [(OverloadedError("busy"), 429, "1"), (UnavailableError("down"), 503, "5")],
+)
+def test_a_refusing_sink_is_429_or_503_with_retry_after_never_200(
+    gw: Harness, failure: Exception, status: int, retry_after: str
+) -> None:
+    gw.sink.fail_with = failure  # type: ignore[assignment]
+    got, body, headers = gw.post("/v1/batch", {"batch": [track(1), track(2)]}, auth())
+    assert (got, body["success"], headers["Retry-After"]) == (status, False, retry_after)
+    assert gw.metric("loom_gateway_events_total", front_door="segment", source="web-shop",
+                     outcome="refused") == 2  # fmt: skip
+
+
+def test_global_privacy_control_header(gw: Harness) -> None:
+    gw.post("/v1/t", track(), {**auth(), "Sec-GPC": "1"})
+    gw2 = Harness()
+    gw2.post("/v1/t", track(), auth())
+    assert parse_touchpoint(gw.on("t.raw")[0].value).gpc is True
+    assert parse_touchpoint(gw2.on("t.raw")[0].value).gpc is None
+
+
+def test_cors_for_browsers() -> None:
+    async def scenario(client: TestClient[Any, Any]) -> None:
+        pre = await client.options(
+            "/v1/t",
+            headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert pre.status == 204
+        assert pre.headers["Access-Control-Allow-Origin"] == "*"
+        assert "POST" in pre.headers["Access-Control-Allow-Methods"]
+        assert "Authorization" in pre.headers["Access-Control-Allow-Headers"]
+        post = await client.post("/v1/t", data=orjson.dumps({**track(), "writeKey": KEY}),
+                                 headers={"Origin": "https://shop.example"})  # fmt: skip
+        assert post.headers["Access-Control-Allow-Origin"] == "*"
+        denied = await client.post("/v1/t", data=b"{}", headers={"Origin": "https://x.example"})
+        assert denied.status == 401
+        assert denied.headers["Access-Control-Allow-Origin"] == "*"  # the browser may read it
+
+    Harness().run(scenario)
+
+
+def test_cors_with_an_origin_list() -> None:
+    gw = Harness(gateway_cors_origins="https://shop.example, https://m.shop.example/")
+
+    async def scenario(client: TestClient[Any, Any]) -> None:
+        ok = await client.options("/v1/b", headers={"Origin": "https://m.shop.example"})
+        assert ok.status == 204
+        assert ok.headers["Access-Control-Allow-Origin"] == "https://m.shop.example"
+        assert ok.headers["Vary"] == "Origin"
+        other = await client.options("/v1/b", headers={"Origin": "https://evil.example"})
+        assert other.status == 403
+        assert "Access-Control-Allow-Origin" not in other.headers
+
+    gw.run(scenario)
+
+
+def test_the_browser_sdk_settings_point_back_at_the_gateway(gw: Harness) -> None:
+    async def scenario(client: TestClient[Any, Any]) -> None:
+        resp = await client.get(f"/v1/projects/{KEY}/settings")
+        assert resp.status == 200
+        settings = (await resp.json())["integrations"]["Segment.io"]
+        assert settings["apiHost"] == f"{client.host}:{client.port}/v1"
+        assert settings["protocol"] == "http"
+        proxied = await client.get(
+            f"/v1/projects/{KEY}/settings",
+            headers={"X-Forwarded-Proto": "https", "X-Forwarded-Host": "collect.shop.example"},
+        )
+        assert (await proxied.json())["integrations"]["Segment.io"]["apiHost"] == (
+            "collect.shop.example/v1"
+        )
+        assert (await client.get("/v1/projects/nope/settings")).status == 401
+
+    gw.run(scenario)
+
+
+def test_unknown_paths_are_404(gw: Harness) -> None:
+    async def scenario(client: TestClient[Any, Any]) -> int:
+        return (await client.post("/v1/teleport", data=b"{}", headers=auth())).status
+
+    assert gw.run(scenario) == 404
+
+
+def test_the_write_key_is_never_stored_not_even_in_the_dlq(gw: Harness) -> None:
+    # the browser SDK puts writeKey in every message; an invalid one is dead-lettered as sent,
+    # less the credential
+    bad = {"type": "track", "userId": "u", "writeKey": KEY, "messageId": "m-x"}
+    assert gw.post("/v1/t", bad)[0] == 200
+    batch = {"writeKey": KEY, "batch": [{**bad, "event": None}, {**track(), "writeKey": KEY}]}
+    assert gw.post("/v1/batch", batch)[0] == 200
+    stored = b"".join(r.value for r in gw.sink.records)
+    assert len(gw.on("t.dlq")) == 2
+    assert len(gw.on("t.raw")) == 1
+    assert KEY.encode() not in stored
+
+
+def test_more_messages_than_could_ever_be_in_flight_is_400_not_429() -> None:
+    gw = Harness(gateway_max_in_flight=10)
+    status, body, _ = gw.post("/v1/batch", {"batch": [track(i) for i in range(11)]}, auth())
+    assert (status, body["code"]) == (400, "too_large")
+    assert gw.post("/v1/batch", {"batch": [track(i) for i in range(10)]}, auth())[0] == 200
+
+
+def test_a_port_in_use_is_a_one_line_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = LoomSettings(topics=TOPICS, gateway_port=port, gateway_ops_port=0)
+        gateway = Gateway(settings, KEYS, sink=MemorySink())
+        with pytest.raises(GatewayStartError, match=f"cannot listen on 127.0.0.1 \\(ports {port}"):
+            asyncio.run(gateway.start())
