@@ -334,6 +334,7 @@ def test_sigterm_stops_a_worker_that_is_retrying_while_redis_is_down(
     profiles = c.start_lane("profiles")
     inventory = c.start_lane("inventory")
     c.wait_ready(profiles)
+    c.wait_ready(inventory)
     c.server.kill()  # Redis gone
     c.produce(good_input[:300])
     for proc in (profiles, inventory):
