@@ -13,7 +13,7 @@ LOCK := requirements.lock
 LOCK_ARGS := pyproject.toml requirements/build.in --extra dev --universal --python-version 3.11 \
 	--generate-hashes --quiet --custom-compile-command "make lock"
 
-.PHONY: help venv js-deps lock lock-check fmt check test test-unit test-integration test-secured test-browser demo bench infra-up infra-down infra-status
+.PHONY: help venv js-deps lock lock-check fmt check test test-unit test-integration test-secured test-browser chaos demo bench infra-up infra-down infra-status
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
@@ -60,8 +60,8 @@ check: venv ## lint, format check, mypy --strict
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: venv js-deps ## all tiers but the browser (own Kafka + Redis), a subset of the secured tier
-	$(BIN)/pytest tests -m "not browser and not secured_full"
+test: venv js-deps ## all tiers but the browser (own Kafka + Redis), subsets of the secured and chaos tiers
+	$(BIN)/pytest tests -m "not browser and not secured_full and not chaos_full"
 
 test-unit: venv ## unit tier only: pure, no servers, seconds
 	$(BIN)/pytest tests/unit
@@ -74,6 +74,9 @@ test-secured: venv ## the whole secured tier: SASL_SSL/mTLS Kafka, TLS/ACL Redis
 
 test-browser: venv js-deps ## browser tier: the Segment browser SDK in headless Chromium (needs /usr/bin/chromium)
 	$(BIN)/pytest tests -m browser
+
+chaos: venv ## the whole fault-injection tier (real Kafka, Redis, workers; tests/chaos)
+	$(BIN)/pytest tests/chaos
 
 demo: venv ## run the end-to-end demo (`loom demo`; DEMO_ARGS=--keep leaves the data up)
 	$(BIN)/loom demo $(DEMO_ARGS)

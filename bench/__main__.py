@@ -1,7 +1,8 @@
 """``make bench``: every Loom benchmark with modest sizes, one summary table, one JSON file.
 
     python -m bench [--events 20000] [--workers 1,2] [--rates 1000,250] [--seconds 30]
-                    [--sample 20] [--skip-others] [--out bench/results/latest.json]
+                    [--sample 20] [--skip-others] [--soak-events 120000]
+                    [--out bench/results/latest.json]
 
 1. the component benches of the other modules, as subprocesses with small sizes:
    ``identity_bench`` (pure identity core), ``store_bench`` (run_batch on Redis vs in-memory),
@@ -11,7 +12,9 @@
    step 3), then ``raw_limit`` on the same topic, then throughput with two workers per role;
 3. ``e2e_bench.latency`` for each of ``--rates``: a steady rate through one worker per role,
    event-to-snapshot and POS-sale-to-inventory-visible latency (1000/s is the target of
-   issue 7.6; 250/s shows the latency when the workers are not saturated on this machine).
+   issue 7.6; 250/s shows the latency when the workers are not saturated on this machine);
+4. ``soak_bench.soak``: ``--soak-events`` through one worker per role, RSS and decode-cache
+   memory sampled every 10,000 events (flat once the working set is loaded).
 
 Kafka and Redis: ``LOOM_KAFKA_BOOTSTRAP`` / ``LOOM_REDIS_URL`` when set; otherwise the local
 defaults (127.0.0.1:19092, redis://127.0.0.1:16379/0), started with ``deploy/infra.sh up`` only
@@ -35,7 +38,7 @@ from typing import Any
 
 import orjson
 
-from bench import e2e_bench
+from bench import e2e_bench, soak_bench
 from bench.raw_limit import raw_limit
 from streams import redis_clients
 from streams.settings import LoomSettings
@@ -186,7 +189,6 @@ def kafka_version() -> str:
 
 def machine_facts(redis_url: str) -> dict[str, Any]:
     import confluent_kafka
-    import faust
 
     client = redis_clients.client(LoomSettings(redis_url=redis_url))
     info: Any = client.info("server")
@@ -202,7 +204,6 @@ def machine_facts(redis_url: str) -> dict[str, Any]:
         "redis": info.get("redis_version"),
         "confluent_kafka": confluent_kafka.version(),
         "librdkafka": confluent_kafka.libversion()[0],
-        "faust": faust.__version__,
         "loadavg_start": [round(x, 2) for x in os.getloadavg()],
     }
 
@@ -272,6 +273,7 @@ def table(results: dict[str, Any]) -> str:
         row(both, fmt(t["events_per_s_visible"], "events/s"))
         for lane, figures in sorted(t.get("lanes", {}).items()):
             row(f"  {lane} lane visible", fmt(figures["events_per_s_visible"], "events/s"))
+            row(f"  {lane} lane CPU per event", fmt(figures.get("cpu_us_per_event"), "µs"))
         row(f"  (CAS conflicts retried, {n} worker(s) per role)", str(t.get("commit_conflicts")))
         row(
             f"e2e {n} worker(s) per role, produced -> committed",
@@ -292,6 +294,20 @@ def table(results: dict[str, Any]) -> str:
             row("  buckets holding p50 / p99", f"{h['p50_bucket']} / {h['p99_bucket']}")
             drain = lat["drain_after_last_send_s"][lane]
             row(f"  {lane} drain after the last send (> ~1 s: behind)", f"{drain} s")
+    soak = results.get("soak")
+    if soak:
+        first, last = soak["samples"][1], soak["samples"][-1]
+        for lane in sorted(soak["growth_after_first_third"]):
+            row(
+                f"soak {lane} RSS at {first['events']:,} / {last['events']:,} events",
+                f"{first[lane]} / {last[lane]} MiB",
+            )
+            row(
+                "  growth after the first third (w/o cache)",
+                f"{soak['growth_after_first_third'][lane]:+.1%} "
+                f"({soak['growth_after_first_third_without_cache'][lane]:+.1%})",
+            )
+        row("soak flat (RSS minus the bounded cache)", str(soak["flat"]))
     lines.append("-" * 77)
     return "\n".join(lines)
 
@@ -306,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="latency phase s (30)")
     parser.add_argument("--sample", type=int, default=20, help="1 in N POS sales probed (20)")
     parser.add_argument("--skip-others", action="store_true", help="only the e2e benches")
+    parser.add_argument(
+        "--soak-events", type=int, default=120_000, help="soak run length (0: no soak)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
     args = parser.parse_args(argv)
 
@@ -345,6 +364,11 @@ def main(argv: list[str] | None = None) -> int:
             say(f"e2e latency: {rate:.0f} events/s for {args.seconds:.0f} s")
             e2e["latency"].append(
                 e2e_bench.latency(kafka, url, rate=rate, seconds=args.seconds, sample=args.sample)
+            )
+        if args.soak_events:
+            say(f"soak: {args.soak_events} events, worker RSS sampled every 10,000")
+            results["soak"] = soak_bench.soak(
+                kafka, url, events=args.soak_events, chunk=10_000, customers=5_000, rate=2000
             )
     finally:
         results["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]

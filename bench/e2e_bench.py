@@ -16,8 +16,10 @@ per partition (a stock count for the inventory lane, a signup for the profiles l
 * produced-to-visible, per lane and for both: until every partition's marker of that lane is
   in Redis (records of a partition are processed in order, so every event before it is
   visible too);
-* produced-to-committed: until both groups' committed offsets equal the end offsets (lag 0).
-  faust commits every second, so this includes up to ~1 s of commit interval.
+* produced-to-committed: until both groups' committed offsets equal the end offsets (lag 0);
+* CPU per event, per lane: user + system CPU time of the lane's worker processes
+  (``/proc/<pid>/stat``) from the first send until both lanes are visible and the outbox is
+  drained, divided by the backlog's events: consumption, pipeline, Redis client, relay, all.
 
 Latency (``latency``): one worker of each role, a steady rate (each of ``--rates``) for
 ``--seconds``.
@@ -164,6 +166,13 @@ class Deployment:
                 raise TimeoutError(f"workers not ready after {timeout}s; see {LOG_DIR}")
             time.sleep(0.2)
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) each role's worker processes used so far, summed."""
+        out = dict.fromkeys(LANES, 0.0)
+        for proc, _, role in self.workers:
+            out[role] += process_cpu_s(proc.pid)
+        return out
+
     def metrics(self) -> dict[str, str]:
         """The ``/metrics`` text of every worker, concatenated per role."""
         out: dict[str, list[str]] = {role: [] for role in LANES}
@@ -242,6 +251,12 @@ class Deployment:
             say(f"cleanup of bench{self.tag} topics/groups incomplete: {exc}")
         delete_prefix(self.redis, self.root)
         self.redis.close()
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (``/proc/<pid>/stat`` fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def delete_prefix(client: redis.Redis, root: str) -> int:
@@ -327,6 +342,7 @@ def throughput(
                 producer.send_raw(value, key=key)
         dep.wait_lag_zero(timeout=120)
         before = dep.metrics()
+        cpu_before = dep.cpu_seconds()
         say(f"throughput: producing {events} events ({size / 1e6:.1f} MB)")
         markers = [f"MARK-{dep.tag}-{p}" for p in range(dep.partitions)]
         started = time.monotonic()
@@ -362,6 +378,10 @@ def throughput(
         if len(seen) < len(lane_keys) or committed is None:
             raise TimeoutError("backlog not processed within 600 s")
         visible = max(seen.values())
+        drain_deadline = time.monotonic() + 120  # the relay's work belongs to these events too
+        while dep.redis.xlen(f"{dep.root}:outbox") and time.monotonic() < drain_deadline:
+            time.sleep(0.05)
+        cpu = {lane: s - cpu_before[lane] for lane, s in dep.cpu_seconds().items()}
         after = dep.metrics()
         result = {
             "workers": workers,
@@ -379,6 +399,10 @@ def throughput(
                     "visible_s": round(t - started, 3),
                     "events_per_s_visible": round(events / (t - started), 1),
                     "mean_batch_size": _mean(histogram_delta(before[lane], after[lane], BATCH)),
+                    # every worker of the lane, from the first send until its work is done
+                    # (outbox drained): the lane's whole cost per event of the backlog
+                    "cpu_s": round(cpu[lane], 2),
+                    "cpu_us_per_event": round(cpu[lane] / events * 1e6, 1),
                 }
                 for lane, t in seen.items()
             },
@@ -391,7 +415,8 @@ def throughput(
             ),
         }
         per_lane = ", ".join(
-            f"{lane} {v['events_per_s_visible']:,.0f}" for lane, v in result["lanes"].items()
+            f"{lane} {v['events_per_s_visible']:,.0f} ({v['cpu_us_per_event']:,.0f} µs CPU/event)"
+            for lane, v in result["lanes"].items()
         )
         say(
             f"throughput {workers} worker(s) per role: {result['events_per_s_visible']:,.0f} "

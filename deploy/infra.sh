@@ -26,7 +26,9 @@
 #   LOOM_DATA_DIR               pid files, logs, Kafka log dirs, Redis data     ($LOOM_CACHE_DIR/run)
 #   LOOM_KAFKA_HEAP             broker JVM heap flags                           (-Xms256m -Xmx512m)
 #   LOOM_KAFKA_LIBS             use this directory of Kafka jars instead of fetching with Maven
-#   LOOM_REDIS_APPENDONLY       yes = AOF persistence (fsync every second), no = none  (no)
+#   LOOM_REDIS_APPENDONLY       yes = AOF persistence (fsync every second), no = none (yes;
+#                               without it a Redis restart loses every snapshot, which the
+#                               workers detect and refuse to continue from: see README)
 #   LOOM_INFRA_TIMEOUT          seconds to wait for the servers to answer       (120)
 #   LOOM_STOP_TIMEOUT           seconds between SIGTERM and SIGKILL on `down`   (30)
 #   LOOM_PYTHON                 Python with confluent_kafka for the readiness probe
@@ -67,7 +69,7 @@ readonly CACHE_DIR
 DATA_DIR="$(realpath -m "${LOOM_DATA_DIR:-$CACHE_DIR/run}")"
 readonly DATA_DIR
 readonly KAFKA_HEAP="${LOOM_KAFKA_HEAP:--Xms256m -Xmx512m}"
-readonly REDIS_APPENDONLY="${LOOM_REDIS_APPENDONLY:-no}"
+readonly REDIS_APPENDONLY="${LOOM_REDIS_APPENDONLY:-yes}"
 readonly START_TIMEOUT="${LOOM_INFRA_TIMEOUT:-120}"
 readonly STOP_TIMEOUT="${LOOM_STOP_TIMEOUT:-30}"
 readonly PYTHON="${LOOM_PYTHON:-$REPO_ROOT/.venv/bin/python}"

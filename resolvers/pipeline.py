@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Final
 
 from resolvers import commit_codec
@@ -39,6 +40,7 @@ from resolvers.lanes.profiles import ProfilesBatch
 from resolvers.stages import dedupe, identity, inventory, normalize, parse
 from resolvers.steps import DUPLICATE, OK, DeadLetter, Event, Ok, RawRecord
 from resolvers.store import Loaded, LoadRequest, Ref, StateStore, profile_ref
+from schemas.bounds import DEFAULT_BOUNDS, InputBounds
 from schemas.normalize import NormalizeConfig
 from schemas.touchpoint import Touchpoint
 
@@ -128,15 +130,22 @@ def prepare(
     salt: bytes,
     default_region: str | None = None,
     lane: Lane = PROFILES,
+    now: datetime | None = None,
+    bounds: InputBounds = DEFAULT_BOUNDS,
 ) -> tuple[list[Event], list[DeadLetter]]:
-    """The lane's events of ``records``, decoded (and normalized), and the bad records."""
+    """The lane's events of ``records``, decoded (and normalized), and the bad records.
+    ``now`` (the batch's clock) enables the time bound of ``bounds`` (``schemas.bounds``)."""
     events: list[Event] = []
     dead: list[DeadLetter] = []
     for record in records:
         if lane.types is None:
-            parsed: Ok | DeadLetter | None = parse.run(record, max_bytes=max_bytes)
+            parsed: Ok | DeadLetter | None = parse.run(
+                record, max_bytes=max_bytes, now=now, bounds=bounds
+            )
         else:
-            parsed = parse.run_if_type(record, lane.types, max_bytes=max_bytes)
+            parsed = parse.run_if_type(
+                record, lane.types, max_bytes=max_bytes, now=now, bounds=bounds
+            )
         if parsed is None:
             continue
         if isinstance(parsed, DeadLetter):
@@ -194,6 +203,7 @@ def run_batch(
     config: NormalizeConfig,
     max_attempts: int = 20,
     lane: Lane = PROFILES,
+    bounds: InputBounds = DEFAULT_BOUNDS,
 ) -> BatchResult:
     """Process one batch of ``lane`` end to end against ``store``. Raises on infra errors."""
     ctx = make_context()
@@ -204,6 +214,8 @@ def run_batch(
         salt=ctx.salt,
         default_region=ctx.default_region,
         lane=lane,
+        now=ctx.now,
+        bounds=bounds,
     )
     unparsed: Counter[tuple[str, str]] = Counter()
     if dead and lane.dead_letters:

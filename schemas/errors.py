@@ -16,6 +16,11 @@ Reason codes (stable; metrics and DLQ records use them):
 * ``oversize``         - the raw record is larger than ``max_bytes``
 * ``unknown_type``     - ``type`` is not one of the touchpoint v1 event types
 * ``schema_violation`` - any other violation of the touchpoint v1 contract
+* ``control_characters`` - an identifier value holds a control, format or bidi character
+  (NUL, CR/LF, ESC, U+202E ...): it would end up in Redis key names and logs
+* ``future_timestamp`` - ``occurred_at`` is further in the future than the allowed clock skew
+  (checked by the workers against their clock, ``schemas.bounds``)
+* ``out_of_bounds``    - a stock movement beyond the configured bound (``schemas.bounds``)
 
 Messages are built from the field path and the rule, never from the input value, because
 touchpoints carry personal data and these messages end up in logs and DLQ headers.
@@ -25,13 +30,25 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-Reason = Literal["malformed_json", "invalid_utf8", "oversize", "schema_violation", "unknown_type"]
+Reason = Literal[
+    "malformed_json",
+    "invalid_utf8",
+    "oversize",
+    "schema_violation",
+    "unknown_type",
+    "control_characters",
+    "future_timestamp",
+    "out_of_bounds",
+]
 
 MALFORMED_JSON: Final = "malformed_json"
 INVALID_UTF8: Final = "invalid_utf8"
 OVERSIZE: Final = "oversize"
 SCHEMA_VIOLATION: Final = "schema_violation"
 UNKNOWN_TYPE: Final = "unknown_type"
+CONTROL_CHARACTERS: Final = "control_characters"
+FUTURE_TIMESTAMP: Final = "future_timestamp"
+OUT_OF_BOUNDS: Final = "out_of_bounds"
 
 
 class LoomError(Exception):

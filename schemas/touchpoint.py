@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -50,6 +51,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from schemas.errors import (
+    CONTROL_CHARACTERS,
     INVALID_UTF8,
     MALFORMED_JSON,
     OVERSIZE,
@@ -151,6 +153,20 @@ IDENTIFIED_TYPES: Final[frozenset[EventType]] = frozenset(
 # --- field types ---------------------------------------------------------------------------
 
 _ID_TEXT = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces: safe in keys and logs
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: Unicode categories never allowed in an identifier value: controls (NUL, CR, LF, ESC, C1),
+#: format characters (bidi overrides and isolates, zero-width joiners, soft hyphen), line and
+#: paragraph separators, lone surrogates.
+_FORBIDDEN_CATEGORIES: Final = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+
+
+def has_control_characters(value: str) -> bool:
+    """Whether ``value`` holds a character that has no place in an identifier (see above)."""
+    if value.isascii():
+        return _ASCII_CONTROL.search(value) is not None
+    return any(unicodedata.category(c) in _FORBIDDEN_CATEGORIES for c in value)
+
+
 _CUSTOM_ID_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
@@ -261,6 +277,13 @@ class Identifiers(BaseModel):
 
     @model_validator(mode="after")
     def _custom_types(self) -> Self:
+        for name, value in self.as_mapping().items():
+            if isinstance(value, str) and has_control_characters(value):
+                raise PydanticCustomError(
+                    "control_characters",
+                    "identifier values must not contain control, format or bidi characters",
+                    {"field": name},
+                )
         extra = self.__pydantic_extra__ or {}
         if len(extra) > MAX_CUSTOM_IDENTIFIERS:
             raise PydanticCustomError(
@@ -534,6 +557,8 @@ def invalid_event_from(exc: ValidationError) -> InvalidEvent:
             message = "unknown event type"
         if err["type"] == "string_unicode" or "surrogate" in message:
             reason = INVALID_UTF8
+        if err["type"] == CONTROL_CHARACTERS and reason == SCHEMA_VIOLATION:
+            reason = CONTROL_CHARACTERS
         details.append((field, message))
     details.sort(key=lambda d: d[0] != "type")  # an unknown type explains everything else
     field, message = details[0] if details else (None, "invalid event")

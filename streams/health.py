@@ -1,6 +1,6 @@
 """Worker health and metrics over HTTP: ``/livez``, ``/readyz``, ``/metrics``.
 
-Built on aiohttp (already installed with faust) and served from the worker's own event loop, on
+Built on aiohttp and served from the worker's own event loop, on
 purpose: a request is answered only when that loop runs, so a blocked loop fails ``/livez`` the
 way an orchestrator should see it. A stdlib ``http.server`` thread would keep answering while
 the loop is stuck. A heartbeat task also measures loop lag (how late its last wake-up was, or

@@ -5,15 +5,13 @@ so a setting that concerns every client (the bootstrap servers, how librdkafka l
 connection's security) is applied to all of them alike. Callers add only what is theirs
 (a group id, idempotence, batching) as keyword overrides; the connection's part
 (:func:`connection_config`: security, then the operator's ``LOOM_KAFKA_CONFIG`` / ``-X``
-settings) goes on top of them. The faust worker's aiokafka clients get the same security
-from :func:`faust_settings`. Nothing else in Loom calls a confluent_kafka constructor (a unit
-test checks the sources), so every client gets it.
+settings) goes on top of them. Nothing else in Loom calls a confluent_kafka constructor (a
+unit test checks the sources), so every client gets it.
 
 Security (``LOOM_KAFKA_SECURITY_PROTOCOL``): PLAINTEXT, SSL (optionally mTLS with a client
 certificate), SASL_PLAINTEXT or SASL_SSL with PLAIN, SCRAM-SHA-256/512 or OAUTHBEARER. For
 OAUTHBEARER Loom uses the OIDC client-credentials grant: librdkafka fetches and refreshes the
-token itself (``sasl.oauthbearer.method=oidc``); aiokafka through
-:class:`streams.oauth.ClientCredentialsProvider`.
+token itself (``sasl.oauthbearer.method=oidc``).
 
 librdkafka's own log lines do not go to the console raw (``%4|1732...|GETPID|...``): they are
 routed through Python logging, on the ``librdkafka`` logger, one level lower than librdkafka
@@ -39,7 +37,7 @@ from confluent_kafka.admin import AdminClient
 from streams.settings import LoomSettings
 
 if TYPE_CHECKING:
-    import ssl
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -198,52 +196,3 @@ def consumer(settings: LoomSettings, group: str, **overrides: Any) -> Consumer:
 
 def admin(settings: LoomSettings, **overrides: Any) -> AdminClient:
     return new_admin(client_config(settings, **overrides))
-
-
-# --- faust (aiokafka) -------------------------------------------------------------------------
-
-
-def faust_settings(settings: LoomSettings) -> dict[str, Any]:
-    """The faust ``App`` arguments for the connection: broker URL and credentials, and the
-    replication of the topics faust creates itself (its assignor's leader topic)."""
-    from faust.auth import OAuthCredentials, SASLCredentials, SSLCredentials
-
-    s = settings
-    tls = _ssl_context(s) if s.kafka_security_protocol.endswith("SSL") else None
-    credentials: Any = None
-    if s.kafka_sasl_mechanism == "OAUTHBEARER":
-        from streams.oauth import ClientCredentialsProvider, aiokafka_provider
-
-        provider = ClientCredentialsProvider.from_settings(s)
-        credentials = OAuthCredentials(oauth_cb=aiokafka_provider(provider), ssl_context=tls)
-    elif s.kafka_sasl_mechanism is not None:
-        credentials = SASLCredentials(
-            username=s.kafka_sasl_username,
-            password=_secret(s.kafka_sasl_password),
-            mechanism=s.kafka_sasl_mechanism,
-            ssl_context=tls,
-        )
-    elif tls is not None:
-        credentials = SSLCredentials(tls)
-    return {
-        "broker": "kafka://" + s.kafka_bootstrap.replace(",", ";"),
-        "broker_credentials": credentials,
-        "topic_replication_factor": s.topic_replication[0],
-    }
-
-
-def _ssl_context(settings: LoomSettings) -> ssl.SSLContext:
-    """aiokafka's TLS context: the CA file (else the system's), the client certificate."""
-    import ssl
-
-    s = settings
-    ctx = ssl.create_default_context(
-        cafile=str(s.kafka_ssl_ca_file) if s.kafka_ssl_ca_file else None
-    )
-    if s.kafka_ssl_cert_file is not None and s.kafka_ssl_key_file is not None:
-        ctx.load_cert_chain(
-            str(s.kafka_ssl_cert_file),
-            str(s.kafka_ssl_key_file),
-            password=_secret(s.kafka_ssl_key_password) or None,
-        )
-    return ctx

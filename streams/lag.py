@@ -70,7 +70,7 @@ TP = tuple[str, int]
 
 def is_internal_topic(topic: str) -> bool:
     """Kafka's own topics (``__consumer_offsets``) and faust's (``<app>-__assignor-__leader``,
-    which the profiles lane's group reads): not Loom's data, hidden unless asked for."""
+    left by profiles workers from before ADR 0006): not Loom's data, hidden unless asked for."""
     return topic.startswith("__") or "-__assignor-__" in topic
 
 

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from threading import Lock
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -130,6 +130,16 @@ class WorkerMetrics:
     batch_size: Histogram
     commit_conflicts: Counter  # loom_commit_conflicts_total (CAS retries)
     oversold: Counter  # loom_inventory_oversold_total
+    lane_state: Gauge  # loom_lane_state{lane,state}: 1 for the current state
+    lane_stops: Counter  # loom_lane_stops_total{lane,reason}
+    batch_retries: Counter  # loom_batch_retries_total{lane,step,error}
+    poison_records: Counter  # loom_poison_records_total{lane,stage}
+    relay_records: Counter  # loom_relay_records_total
+    relay_errors: Counter  # loom_relay_errors_total{error}
+    relay_failing: Gauge  # loom_relay_failing: 1 while the relay's passes fail
+    outbox_length: Gauge  # loom_outbox_length
+    outbox_oldest_age: Gauge  # loom_outbox_oldest_age_seconds
+    decode_cache_bytes: Gauge  # loom_decode_cache_bytes
 
     @classmethod
     def create(
@@ -197,6 +207,65 @@ class WorkerMetrics:
             oversold=Counter(
                 "loom_inventory_oversold_total",
                 "Stock levels that went below zero available (oversell alerts).",
+                registry=reg,
+            ),
+            lane_state=Gauge(
+                "loom_lane_state",
+                "1 for the lane's current state (starting, running, retrying, stopped).",
+                ["lane", "state"],
+                registry=reg,
+            ),
+            lane_stops=Counter(
+                "loom_lane_stops_total",
+                "Times the lane stopped without committing, by reason (fatal, state_lost, "
+                "circuit_open).",
+                ["lane", "reason"],
+                registry=reg,
+            ),
+            batch_retries=Counter(
+                "loom_batch_retries_total",
+                "Batch steps retried after an infrastructure error, by step (batch, dlq) and "
+                "error class.",
+                ["lane", "step", "error"],
+                registry=reg,
+            ),
+            poison_records=Counter(
+                "loom_poison_records_total",
+                "Records that failed processing deterministically, isolated by bisecting "
+                "their batch and dead-lettered, by the stage that raised.",
+                ["lane", "stage"],
+                registry=reg,
+            ),
+            relay_records=Counter(
+                "loom_relay_records_total",
+                "Outbox records the relay delivered to Kafka.",
+                registry=reg,
+            ),
+            relay_errors=Counter(
+                "loom_relay_errors_total",
+                "Failed relay passes, by error class (each is retried with backoff).",
+                ["error"],
+                registry=reg,
+            ),
+            relay_failing=Gauge(
+                "loom_relay_failing",
+                "1 while the outbox relay's passes fail (it retries with backoff).",
+                registry=reg,
+            ),
+            outbox_length=Gauge(
+                "loom_outbox_length",
+                "Outbox records in Redis not yet delivered to Kafka (read by the relay).",
+                registry=reg,
+            ),
+            outbox_oldest_age=Gauge(
+                "loom_outbox_oldest_age_seconds",
+                "Age of the oldest outbox record not yet delivered to Kafka (0 when empty).",
+                registry=reg,
+            ),
+            decode_cache_bytes=Gauge(
+                "loom_decode_cache_bytes",
+                "Memory charged to the worker's decoded-entity cache (at most "
+                "LOOM_DECODE_CACHE_BYTES).",
                 registry=reg,
             ),
         )

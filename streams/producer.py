@@ -14,7 +14,7 @@ Guarantees and settings:
 * key = :func:`schemas.touchpoint.record_key` (the most stable normalized identifier);
 * ``enable.idempotence=true`` + ``acks=all``: no duplicates or reordering from producer
   retries; ``partitioner=murmur2_random`` so keys land on the same partition as with the Java
-  client and aiokafka (faust), i.e. one identifier always maps to one partition;
+  client, i.e. one identifier always maps to one partition;
 * ``compression.type=lz4`` (cheapest CPU per byte saved for small JSON), ``linger.ms=20`` and
   ``batch.size=512 KiB`` for throughput; a full local queue makes ``send`` wait (serving
   delivery callbacks) instead of failing;

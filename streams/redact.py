@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 MASK: Final = "***"
 
-#: librdkafka (and aiokafka) configuration keys whose values are secrets.
+#: librdkafka configuration keys whose values are secrets.
 _SECRET_KEY = re.compile(r"(password|secret|\.pem$|oauthbearer\.config)", re.IGNORECASE)
 #: ``scheme://user:password@host``: the password part of any URL in free text.
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?=@)", re.I)

@@ -34,6 +34,9 @@ COMMANDS: Final = (
     # the outbox relay (its Redis consumer group), transactions, replication acknowledgement
     "xgroup|create", "xreadgroup", "xautoclaim", "xack", "xdel", "multi", "exec", "discard",
     "wait",
+    # the outbox's length and oldest record (metrics); looking for a lane's state (the
+    # generation check, `loom rebuild`) and deleting it (`loom rebuild --wipe`)
+    "xrange", "time", "scan", "unlink",
 )  # fmt: skip
 
 

@@ -29,6 +29,7 @@ key                                type    contents
 ``P:v1:changes:inventory``         stream  ``sku``, ``location``, ``available`` (to sell)
 ``P:v1:outbox``                    stream  Kafka records waiting for the relay
 ``P:v1:stats``                     hash    counters: events, merges, dlq, ...
+``P:v1:generation``                string  random id of this Redis state (streams.generation)
 =================================  ======  ==================================================
 
 Identifier values appear in key names in their canonical form (``id:email:jane@example.com``)
@@ -78,6 +79,7 @@ from resolvers.store import (
     profile_ref,
     stock_ref,
 )
+from streams.errors import StateLostError
 
 STREAM_MAXLEN: Final = 100_000
 
@@ -143,6 +145,10 @@ class Keys:
         return f"{self.root}:stats"
 
     @property
+    def generation(self) -> str:
+        return f"{self.root}:generation"
+
+    @property
     def replication_check(self) -> str:
         return f"{self.root}:replication-check"
 
@@ -178,6 +184,9 @@ class RedisStore:
         self.keys = Keys(prefix)
         self.prefix = prefix
         self.seen_ttl_s = seen_ttl_s
+        #: when set, every commit checks that Redis still holds this generation marker
+        #: (streams.generation) in the same atomic call, and raises StateLostError if not
+        self.generation: str | None = None
         self._load = client.register_script(_script("load.lua"))
         self._commit = client.register_script(_script("commit.lua"))
 
@@ -267,7 +276,7 @@ class RedisStore:
             + [
                 [
                     self.keys.outbox,
-                    10 * STREAM_MAXLEN,
+                    0,  # never trimmed: the relay deletes what Kafka acknowledged
                     flat(
                         {
                             "topic": r.topic.encode(),
@@ -279,6 +288,7 @@ class RedisStore:
                 for r in commit.outbox
             ],
             "c": [[self.keys.stats, name, n] for name, n in commit.counters.items()],
+            "g": [self.keys.generation, self.generation] if self.generation else [],
         }
         # cjson decodes [] and {} alike; empty lists stay lists for ipairs either way.
         started = time.perf_counter()
@@ -286,6 +296,12 @@ class RedisStore:
         self._timed("commit", started)
         if result[0] == 1:
             return CommitResult(CommitStatus.OK)
+        if result[1] == b"generation":
+            raise StateLostError(
+                f"Redis prefix {self.prefix!r} no longer holds generation {self.generation} "
+                f"(restarted without its data, flushed or replaced); nothing of this batch was "
+                f"written"
+            )
         status = CommitStatus(result[1].decode())
         # Report what failed as the contract says (ref or event id), not as a Redis key.
         key = result[2].decode(errors="replace")

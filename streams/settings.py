@@ -228,11 +228,51 @@ class LoomSettings(BaseSettings):
     max_event_bytes: int = Field(
         64 * 1024, ge=1024, description="records larger than this go to the DLQ"
     )
+    max_clock_skew_s: float = Field(
+        300.0,
+        ge=0,
+        description="events stamped further than this in the future go to the DLQ "
+        "(future_timestamp)",
+    )
+    max_stock_movement: int = Field(
+        1_000_000,
+        ge=1,
+        description="larger stock movements (|inventory.delta|, a counted on_hand) go to the DLQ "
+        "(out_of_bounds)",
+    )
+    dlq_max_bytes: int = Field(
+        512 * 1024,
+        ge=1024,
+        le=900 * 1024,
+        description="DLQ record values are cut to this size (flagged; the original stays on "
+        "the source topic)",
+    )
+    decode_cache_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=0,
+        description="memory budget of a worker's cache of decoded entities (0: no cache)",
+    )
     dedupe_ttl_s: int = Field(
         7 * 24 * 3600, ge=60, description="how long processed event ids are remembered"
     )
     retry_backoff_max_s: float = Field(
         30.0, gt=0, description="cap of the backoff when Redis or Kafka is unavailable"
+    )
+    poison_limit: int = Field(
+        10,
+        ge=0,
+        description="more poison records than this within LOOM_POISON_WINDOW_S stop the lane "
+        "(circuit breaker: a systemic bug, not bad input)",
+    )
+    poison_window_s: float = Field(300.0, gt=0, description="window of the poison breaker")
+    stuck_after_s: float = Field(
+        60.0, gt=0, description="a lane whose loop has not turned for this long is not ready"
+    )
+    shutdown_timeout_s: float = Field(
+        25.0,
+        gt=0,
+        description="after SIGTERM a worker exits within this, abandoning work in flight "
+        "(nothing uncommitted is lost: it is redelivered)",
     )
     web_host: str = Field(
         "127.0.0.1", description="worker HTTP bind address (0.0.0.0 in containers)"
@@ -402,8 +442,16 @@ class LoomSettings(BaseSettings):
         return [v for v in values if v]
 
     def group_id(self, lane: str) -> str:
-        """The Kafka consumer group (= faust app id) of a lane's workers."""
+        """The Kafka consumer group of a lane's workers."""
         return f"{self.app_id}-{lane}"
+
+    def batch_timeout_for(self, lane: str) -> float:
+        """How long a lane's worker waits to fill a batch."""
+        return self.inventory_batch_timeout_s if lane == "inventory" else self.batch_timeout_s
+
+    def web_port_for(self, lane: str) -> int:
+        """The HTTP port (``/metrics``, ``/livez``, ``/readyz``) of a lane's worker."""
+        return self.inventory_web_port if lane == "inventory" else self.web_port
 
 
 def _set(settings: LoomSettings, name: str) -> bool:

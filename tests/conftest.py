@@ -82,6 +82,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.e2e)
         if tier == "secured" and item.get_closest_marker("secured") is None:
             item.add_marker(pytest.mark.secured)
+        if tier == "chaos" and item.get_closest_marker("chaos") is None:
+            item.add_marker(pytest.mark.chaos)
         fixtures = set(getattr(item, "fixturenames", ()))
         if tier in SERVER_FREE_TIERS and fixtures & SERVER_FIXTURES:
             raise pytest.UsageError(

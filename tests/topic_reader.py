@@ -12,8 +12,9 @@ from streams import kafka_clients
 from streams.settings import LoomSettings
 
 
-def read_topic(kafka: str | LoomSettings, topic: str, *, timeout: float = 10.0) -> list[Any]:
-    """Every record on ``topic`` up to the end it has now, read with a group of its own.
+def read_topic(kafka: str | LoomSettings, topic: str, *, timeout: float = 60.0) -> list[Any]:
+    """Every record on ``topic`` up to the end it has now, read with a group of its own; a
+    topic not read to that end within ``timeout`` raises (never a silent partial read).
 
     ``kafka``: the bootstrap servers, or the settings of a deployment (its security too)."""
     settings = kafka if isinstance(kafka, LoomSettings) else LoomSettings(kafka_bootstrap=kafka)
@@ -39,6 +40,8 @@ def read_topic(kafka: str | LoomSettings, topic: str, *, timeout: float = 10.0) 
             out.append(msg)
             if msg.offset() + 1 >= ends[msg.partition()]:
                 done.add(msg.partition())
+        if len(done) < len(ends):
+            raise AssertionError(f"{topic}: read {len(out)} records in {timeout} s, not to its end")
         return out
     finally:
         c.close()

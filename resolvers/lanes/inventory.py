@@ -49,7 +49,7 @@ class InventoryBatch:
 
     @classmethod
     def from_loaded(cls, loaded: Loaded, ctx: Context) -> InventoryBatch:
-        cache = ctx.cache or DecodeCache(max_entries=0)
+        cache = ctx.cache or DecodeCache(max_bytes=0)
         versions: dict[Ref, int] = {}
         stocks: dict[str, inventory.SkuStock] = {}
         for ref, entity in loaded.entities.items():

@@ -65,7 +65,7 @@ class ProfilesBatch:
 
     @classmethod
     def from_loaded(cls, loaded: Loaded, ctx: Context) -> ProfilesBatch:
-        cache = ctx.cache or DecodeCache(max_entries=0)
+        cache = ctx.cache or DecodeCache(max_bytes=0)
         versions: dict[Ref, int] = {}
         records: dict[Identifier, IdentifierRecord] = {}
         profiles: dict[str, StoredProfile] = {}

@@ -1,36 +1,70 @@
-"""Stage 1: bytes to a validated touchpoint, or a dead letter naming what is wrong."""
+"""Stage 1: bytes to a validated touchpoint within bounds, or a dead letter naming what is wrong.
+
+Bounds that need the clock or configuration (``schemas.bounds``: ``occurred_at`` too far in the
+future, stock movements too large) are checked here against the batch's ``now``; ``now=None``
+checks everything else.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Container
+from datetime import datetime
 
 import orjson
 
 from resolvers.steps import DeadLetter, Event, Ok, RawRecord
+from schemas.bounds import DEFAULT_BOUNDS, InputBounds, check_bounds
 from schemas.errors import InvalidEvent
-from schemas.touchpoint import parse_touchpoint, validate_touchpoint
+from schemas.touchpoint import Touchpoint, parse_touchpoint, validate_touchpoint
 
 NAME = "parse"
 
 
-def run(record: RawRecord, *, max_bytes: int) -> Ok | DeadLetter:
+def _dead(record: RawRecord, exc: InvalidEvent) -> DeadLetter:
+    return DeadLetter(record, NAME, exc.reason, type(exc).__name__, str(exc))
+
+
+def _bounded(
+    record: RawRecord, tp: Touchpoint, now: datetime | None, bounds: InputBounds
+) -> Ok | DeadLetter:
+    if now is not None:
+        try:
+            check_bounds(tp, now, bounds)
+        except InvalidEvent as exc:
+            return _dead(record, exc)
+    return Ok(Event(record=record, touchpoint=tp))
+
+
+def run(
+    record: RawRecord,
+    *,
+    max_bytes: int,
+    now: datetime | None = None,
+    bounds: InputBounds = DEFAULT_BOUNDS,
+) -> Ok | DeadLetter:
     if record.value is None:
         return DeadLetter(record, NAME, "malformed_json", "InvalidEvent", "record has no value")
     try:
         tp = parse_touchpoint(record.value, max_bytes=max_bytes)
     except InvalidEvent as exc:
-        return DeadLetter(record, NAME, exc.reason, type(exc).__name__, str(exc))
-    return Ok(Event(record=record, touchpoint=tp))
+        return _dead(record, exc)
+    return _bounded(record, tp, now, bounds)
 
 
 def run_if_type(
-    record: RawRecord, types: Container[str], *, max_bytes: int
+    record: RawRecord,
+    types: Container[str],
+    *,
+    max_bytes: int,
+    now: datetime | None = None,
+    bounds: InputBounds = DEFAULT_BOUNDS,
 ) -> Ok | DeadLetter | None:
     """Like :func:`run`, for a lane that takes only some event types; None = not one of them.
 
     The type is read from the decoded JSON before validation, so the other events cost one
-    ``orjson.loads``. Records that are not a JSON object of at most ``max_bytes`` are None too:
-    they are not this lane's to report (the profiles lane sends them to the DLQ).
+    ``orjson.loads``. Records that are not a JSON object of at most ``max_bytes``, or whose
+    ``type`` is not a string, are None too: they are not this lane's to report (the profiles
+    lane sends them to the DLQ).
     """
     value = record.value
     if value is None or len(value) > max_bytes:
@@ -39,10 +73,13 @@ def run_if_type(
         data = orjson.loads(value)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(data, dict) or data.get("type") not in types:
+    if not isinstance(data, dict):
+        return None
+    event_type = data.get("type")
+    if not isinstance(event_type, str) or event_type not in types:
         return None
     try:
         tp = validate_touchpoint(data)
     except InvalidEvent as exc:
-        return DeadLetter(record, NAME, exc.reason, type(exc).__name__, str(exc))
-    return Ok(Event(record=record, touchpoint=tp))
+        return _dead(record, exc)
+    return _bounded(record, tp, now, bounds)

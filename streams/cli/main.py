@@ -16,7 +16,6 @@ from confluent_kafka import KafkaException
 from redis import RedisError
 
 from streams.kafka_clients import show_librdkafka_lines
-from streams.oauth import TokenError
 from streams.redact import redact_text
 from streams.settings import ConfigError, load_settings
 from streams.startup import InfraError
@@ -32,6 +31,7 @@ COMMANDS: tuple[str, ...] = (
     "lag",
     "exporter",
     "worker",
+    "rebuild",
     "gateway",
     "demo",
     "produce",
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except ConfigError as exc:
         return _fail(args, str(exc), EXIT_CONFIG)
-    except (InfraError, KafkaException, RedisError, TokenError) as exc:
+    except (InfraError, KafkaException, RedisError) as exc:
         return _fail(args, str(exc), EXIT_INFRA)
     return rc
 

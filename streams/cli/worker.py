@@ -1,7 +1,9 @@
 """``loom worker --role profiles|inventory``: run one lane's worker until stopped.
 
 A deployment runs at least one worker of each role (they are two consumer groups reading the
-same topic; ADR 0002). SIGTERM/SIGINT finish the batch in flight.
+same topic; ADR 0002). Both roles run the same loop (:mod:`streams.lane_runner`); the role
+picks the lane, its consumer group, batch timeout and HTTP port. SIGTERM/SIGINT finish the
+batch being applied, commit and leave the group (exit codes in :mod:`streams.lane_runner`).
 
 Before it consumes, a worker refuses the development suppression salt outside development
 mode, then waits for Kafka and Redis (one log line per attempt, capped backoff) and exits with
@@ -11,7 +13,7 @@ one line if they refuse its credentials or certificates, then creates missing to
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 from typing import Any
 
 from resolvers.pipeline import LANES
@@ -31,21 +33,27 @@ def register(sub: Any) -> None:
         help="the lane this worker runs: profiles (identity, consent, profiles, DLQ) or "
         "inventory (stock); run both",
     )
-    p.add_argument("--loglevel", default="info", help="log level (default: info)")
+    p.add_argument(
+        "--loglevel",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        type=str.lower,
+        help="log level (default: info)",
+    )
     add_kafka_options(p)
     add_redis_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from streams.lane_runner import run_lane
+    from streams.runtime import build_runtime
     from streams.topics import ensure_topics
-    from streams.worker import run_worker
 
+    logging.getLogger().setLevel(args.loglevel.upper())
     settings = settings_from(args)
     refuse_unsafe_defaults(settings)
-    kafka_clients.show_librdkafka_lines(args.verbose or args.loglevel.lower() == "debug")
+    kafka_clients.show_librdkafka_lines(args.verbose or args.loglevel == "debug")
     wait_for_infra(settings)
     ensure_topics(settings)
-    sys.argv = [sys.argv[0], "worker"]  # faust's Worker reads argv; ours are parsed already
-    run_worker(settings, LANES[args.role], loglevel=args.loglevel)
-    return 0
+    return run_lane(build_runtime(settings, LANES[args.role]))

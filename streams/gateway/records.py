@@ -3,7 +3,7 @@
 Accepted events go to the raw topic exactly as the producer SDK would send them (serialized
 touchpoint, key = the most stable identifier, ``loom-schema`` header), so the workers cannot
 tell a gateway event from any other. An event that cannot be mapped goes to the DLQ with the
-workers' header conventions (``streams.worker.dlq_headers``): stage ``gateway``, the
+workers' header conventions (``streams.dlq.dlq_headers``): stage ``gateway``, the
 contract's reason code, no values; its original bytes are the sender's message as JSON, and
 ``loom.source_topic`` names the front door and source (``gateway:segment:web-shop``).
 """
@@ -17,8 +17,8 @@ from datetime import datetime
 from resolvers.steps import DeadLetter, RawRecord
 from schemas.errors import InvalidEvent
 from schemas.touchpoint import Touchpoint, dump_touchpoint, record_key
+from streams.dlq import dlq_headers
 from streams.producer import SCHEMA_HEADER
-from streams.worker import dlq_headers
 
 #: ``loom.stage`` of the gateway's dead letters.
 STAGE = "gateway"

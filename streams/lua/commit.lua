@@ -1,3 +1,4 @@
+#!lua
 -- loom commit: check, then write a whole batch atomically.
 -- ARGV[1] is a JSON plan; ARGV[2..] are the values it refers to by index (so large documents
 -- are not JSON-escaped twice). Plan:
@@ -8,11 +9,16 @@
 --   w  = {{key, version, {field, argi, ...}}, ...}  replace the hash whole (no fields = DEL)
 --   ix = {{set_key, add(1)|rem(0), member_argi}, ...}
 --   sa = {hash_key, {argi, argi, ...}}  HSET hash -> tombstone pairs (suppression)
---   x  = {{stream, maxlen, {field, argi, ...}}, ...}  XADD MAXLEN ~
+--   x  = {{stream, maxlen, {field, argi, ...}}, ...}  XADD MAXLEN ~ (maxlen 0: never trimmed)
 --   c  = {{hash, field, n}, ...}   HINCRBY
--- Returns {1} on success, {0, 'conflict', key} or {0, 'duplicate', key} with nothing written.
+--   g  = {key, generation} or {}   the generation marker must hold this value (state not lost)
+-- Returns {1} on success, {0, 'conflict', key}, {0, 'duplicate', key} or
+-- {0, 'generation', key} with nothing written.
 local plan = cjson.decode(ARGV[1])
 
+if #plan.g == 2 and redis.call('GET', plan.g[1]) ~= plan.g[2] then
+  return {0, 'generation', plan.g[1]}
+end
 for _, ex in ipairs(plan.e) do
   local v = redis.call('HGET', ex[1], 'v')
   if (v or '0') ~= tostring(ex[2]) then return {0, 'conflict', ex[1]} end
@@ -49,7 +55,11 @@ if #plan.sa[2] > 0 then
   redis.call('HSET', plan.sa[1], unpack(pairs_))
 end
 for _, x in ipairs(plan.x) do
-  local args = {x[1], 'MAXLEN', '~', tostring(x[2]), '*'}
+  local args = {x[1]}
+  if x[2] > 0 then
+    args[#args + 1] = 'MAXLEN'; args[#args + 1] = '~'; args[#args + 1] = tostring(x[2])
+  end
+  args[#args + 1] = '*'
   local f = x[3]
   for j = 1, #f, 2 do
     args[#args + 1] = f[j]

@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- loom load: read everything a batch can touch in one round trip.
 -- ARGV: prefix, seen segment (key segment of the lane's processed markers), max_profiles,
 -- n_ids, n_profiles, n_versions, n_stocks, n_events, n_hashes, then the names in that order.

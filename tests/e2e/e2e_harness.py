@@ -18,8 +18,10 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +74,11 @@ class Loom:
         ensure_topics(self.settings)
 
     # --- workers -------------------------------------------------------------------------
-    def start_worker(self, *roles: str) -> list[subprocess.Popen[bytes]]:
-        """One ``loom worker`` per role (default: one of each lane); returns the processes."""
+    def start_worker(
+        self, *roles: str, env: Mapping[str, str] | None = None
+    ) -> list[subprocess.Popen[bytes]]:
+        """One ``loom worker`` per role (default: one of each lane); returns the processes.
+        ``env`` overrides settings of these workers (e.g. a fixed ``LOOM_WEB_PORT``)."""
         started = []
         for role in roles or LANES:
             log_path = self.tmp / f"worker-{len(self.workers)}-{role}.log"
@@ -81,7 +86,8 @@ class Loom:
                 proc = subprocess.Popen(  # the child keeps its own copy of the log's fd
                     [sys.executable, "-m", "streams.cli.main", "worker", "--role", role,
                      "--loglevel", "warning"],
-                    env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                    env={**self.env, **(env or {})}, cwd=ROOT, stdout=log,
+                    stderr=subprocess.STDOUT,
                 )  # fmt: skip
             self.workers.append(proc)
             started.append(proc)
@@ -104,6 +110,28 @@ class Loom:
             consumer.close()
         for key in self.redis.scan_iter(f"{self.root}:*", count=1000):
             self.redis.delete(key)
+
+    def wait_for(self, check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+        """Poll ``check`` until it returns something truthy (returned); fail after ``timeout``
+        with the workers' logs."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = check()
+            if got:
+                return got
+            time.sleep(0.1)
+        pytest.fail(f"{what}: not within {timeout} s\n{self.logs()}")
+
+    def health(self, port: int, path: str = "/readyz") -> tuple[int, dict[str, Any]]:
+        """``(status, JSON body)`` of a worker's health endpoint; ``(0, {})`` if it does not
+        answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                return r.status, orjson.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, orjson.loads(exc.read())
+        except OSError:
+            return 0, {}
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.tmp.glob("*.log"))
@@ -193,6 +221,18 @@ class Loom:
             for p in self.profiles().values()
         }
 
+    def people(self) -> dict[frozenset[str], tuple[Any, ...]]:
+        """Per profile, keyed by its identifiers: its order counts and revenue. What must not
+        depend on batching, redelivery or faults (ids and versions may: issue 14)."""
+        return {
+            frozenset(f"{t}:{v}" for t, vs in p["identifiers"].items() for v in vs): (
+                p.get("orders_online"),
+                p.get("orders_in_store"),
+                orjson.dumps(p.get("revenue"), option=orjson.OPT_SORT_KEYS),
+            )
+            for p in self.profiles().values()
+        }
+
     def stock(self, sku: str) -> dict[str, Any] | None:
         raw = self.redis.hget(f"{self.root}:stock:{sku}", "d")
         return None if raw is None else orjson.loads(raw)  # type: ignore[arg-type]
@@ -207,9 +247,10 @@ class Loom:
             for msg in self.topic_records(topic)
         ]
 
-    def topic_records(self, topic: str, *, timeout: float = 10.0) -> list[Any]:
+    def topic_records(self, topic: str, *, timeout: float = 60.0) -> list[Any]:
         """Every record on ``topic`` once the outbox is drained (read from the beginning, own
-        group): records the relay has yet to deliver are waited for, not missed."""
+        group): records the relay has yet to deliver are waited for, not missed; a topic not
+        read to its end within ``timeout`` fails the test (never a silent partial read)."""
         self.wait_drained()
         return read_topic(self.settings, topic, timeout=timeout)
 

@@ -12,6 +12,8 @@ import pytest
 from confluent_kafka import KafkaException
 from e2e_harness import Loom
 
+from resolvers.pipeline import LANES
+
 pytestmark = pytest.mark.e2e
 
 CONSENT = {"analytics": True, "personalization": True, "marketing": True, "ads": False}
@@ -153,29 +155,38 @@ def test_killed_and_restarted_worker_loses_nothing_and_counts_nothing_twice(loom
         for i in range(customers)
     ]
     workers = loom.start_worker()
+    profiles_worker = workers[list(LANES).index("profiles")]
     loom.produce(events[:100])
     sent = 100
     # Kill only once both lanes have processed records and the profiles group has processed
-    # more than it committed (faust commits every second; every event here creates exactly
-    # one profile, so profiles_created counts processed records), feeding a few more records
-    # while waiting; the restart then has to redeliver work already in Redis.
+    # more than it committed (every event here creates exactly one profile, so
+    # profiles_created counts processed records), so that the restart has to redeliver work
+    # already in Redis. A lane commits its offsets right after each batch, so the worker is
+    # frozen (SIGSTOP) the moment a new batch shows in Redis, until it is caught between its
+    # Redis commit and its offset commit.
     deadline = time.monotonic() + 120
+    created = loom.stats().get("profiles_created", 0)
     while True:
+        if created >= sent - 5 and sent < len(events) - 50:
+            loom.produce(events[sent : sent + 5])
+            sent += 5
+        before = created
+        spin_until = time.monotonic() + 2
+        while created == before and time.monotonic() < spin_until:
+            created = loom.stats().get("profiles_created", 0)
+        profiles_worker.send_signal(signal.SIGSTOP)
         created = loom.stats().get("profiles_created", 0)
         # read after `created`: a commit in between can hide uncommitted work, never invent it
         with contextlib.suppress(KafkaException):  # new topics may still be electing leaders
             committed = sent - loom.lag("profiles")
             if created > committed and loom.stock("SKU-K") is not None:
                 break
+        profiles_worker.send_signal(signal.SIGCONT)
         if time.monotonic() > deadline:
             pytest.fail(
                 f"no uncommitted progress to kill after 120 s (sent {sent}, processed "
                 f"{created}):\n{loom.logs()}"
             )
-        if created >= sent and sent < 200:
-            loom.produce(events[sent : sent + 5])
-            sent += 5
-        time.sleep(0.05)
     loom.stop(workers, signal.SIGKILL)  # a crash of both lanes: no graceful commit
     loom.produce(events[sent:])
     loom.start_worker()

@@ -1,5 +1,5 @@
-"""Every Kafka security mode Loom supports, against the real secured broker, with both client
-libraries Loom uses: librdkafka (producers, consumers, admin) and aiokafka (the faust worker).
+"""Every Kafka security mode Loom supports, against the real secured broker, with the client
+library every Loom client uses: librdkafka (producers, consumers, admin).
 
 The broker (``deploy/infra.sh`` secured mode) has a SASL_SSL listener with PLAIN,
 SCRAM-SHA-256/512 and OAUTHBEARER (Kafka's unsecured-JWT validator), and an SSL listener that
@@ -9,7 +9,6 @@ endpoint served by this test (stdlib HTTP) that checks the client's id and secre
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import threading
@@ -21,13 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
-from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from pydantic import SecretStr
 
 from streams import kafka_clients
-from streams.oauth import ClientCredentialsProvider, TokenError
 from streams.settings import LoomSettings
 from streams.startup import InfraError, check_kafka
 
@@ -153,23 +149,6 @@ def round_trip(settings: LoomSettings) -> list[bytes]:
             future.result(timeout=30)
 
 
-def aiokafka_connects(settings: LoomSettings) -> None:
-    """The faust worker's client library, with the credentials faust would get."""
-    faust_conf = kafka_clients.faust_settings(settings)
-    auth = credentials_to_aiokafka_auth(faust_conf["broker_credentials"])
-
-    async def connect() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, **auth)
-        try:
-            await asyncio.wait_for(producer.start(), 30)  # connects, authenticates, metadata
-            assert producer.client.cluster.brokers()
-        finally:
-            await producer.stop()
-            await asyncio.sleep(0.2)  # let the closed connections' transports finish closing
-
-    asyncio.run(connect())
-
-
 @pytest.mark.parametrize(
     "mechanism",
     [
@@ -180,15 +159,14 @@ def aiokafka_connects(settings: LoomSettings) -> None:
         pytest.param("mTLS", marks=pytest.mark.secured_full),
     ],
 )
-def test_librdkafka_and_aiokafka_connect_with_each_mechanism(
+def test_librdkafka_connects_with_each_mechanism(
     mechanism: str, secured_infra: Any, tls: Path, token_endpoint: TokenEndpoint
 ) -> None:
     settings = mechanism_settings(mechanism, secured_infra, tls, token_endpoint.url)
     check_kafka(settings)
     assert round_trip(settings) == [b"v0", b"v1", b"v2"]
-    aiokafka_connects(settings)
-    if mechanism == "OAUTHBEARER":  # librdkafka's clients and aiokafka each fetched tokens
-        assert token_endpoint.issued >= 2
+    if mechanism == "OAUTHBEARER":  # librdkafka's clients fetched their tokens
+        assert token_endpoint.issued >= 1
         assert all(b"scope=kafka" in body for _, body in token_endpoint.requests)
 
 
@@ -229,28 +207,3 @@ def test_what_the_broker_refuses_is_one_line(
     assert "not-the-password" not in text
     if fatal:  # refused at once, not after the timeout
         assert time.monotonic() - started < 5
-
-
-@pytest.mark.secured_full
-def test_the_token_provider_reuses_its_token_and_says_why_it_fails(
-    token_endpoint: TokenEndpoint,
-) -> None:
-    clock = [0.0]
-    provider = ClientCredentialsProvider(
-        token_endpoint.url,
-        CLIENT_ID,
-        SecretStr(CLIENT_SECRET),
-        scope="kafka",
-        clock=lambda: clock[0],
-    )
-    first = provider.token()
-    assert provider.token() == first
-    assert token_endpoint.issued == 1
-    clock[0] = 0.81 * 3600  # past 80 % of the lifetime: renewed
-    provider.token()
-    assert token_endpoint.issued == 2
-    wrong = ClientCredentialsProvider(token_endpoint.url, CLIENT_ID, SecretStr("wrong"))
-    with pytest.raises(TokenError) as caught:
-        wrong.token()
-    assert str(caught.value) == f"token endpoint {token_endpoint.url} answered 401"
-    assert "wrong" not in str(caught.value)

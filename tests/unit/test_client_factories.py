@@ -13,21 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
-from faust.auth import OAuthCredentials, SASLCredentials, SSLCredentials
 
 from resolvers.pipeline import INVENTORY, PROFILES
 from streams import kafka_clients, redis_clients
 from streams.exporter import ExporterConfig, LagExporter
 from streams.lag import CommitLogTail, LagReader
-from streams.lane_consumer import LaneConsumer
+from streams.lane_runner import LaneRunner
 from streams.producer import TouchpointProducer
+from streams.runtime import build_runtime
 from streams.settings import LoomSettings
 from streams.startup import InfraError, check_kafka
 from streams.topics import ensure_topics
-from streams.worker import build_runtime, create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,7 +44,7 @@ Af8EBTADAQH/MAoGCCqGSM49BAMCA0kAMEYCIQDQeM31srNxtxfE4nER/lSr5Nyx
 gO5I4RRdaYe3yJ/SYAIhANJJqYAEEAy/Z3/1k5wF+raB1Z56xN0KxAno4YJ3C9D/
 -----END CERTIFICATE-----
 """
-KAFKA_CONSTRUCTORS = {"Producer", "Consumer", "AdminClient", "AIOKafkaProducer", "AIOKafkaConsumer"}
+KAFKA_CONSTRUCTORS = {"Producer", "Consumer", "AdminClient"}
 REDIS_CONSTRUCTORS = {"Redis", "StrictRedis", "from_url", "Sentinel", "RedisCluster"}
 FACTORIES = {
     "streams/kafka_clients.py": KAFKA_CONSTRUCTORS,
@@ -145,35 +143,17 @@ def assert_secured(made: list[tuple[str, dict[str, Any]]], settings: LoomSetting
         assert isinstance(config["error_cb"], kafka_clients.ErrorReport), kind
 
 
-@pytest.fixture
-def offline_relay(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The outbox relay creates its Redis consumer group when built: a no-op here."""
-    monkeypatch.setattr(redis.Redis, "xgroup_create", lambda *_a, **_k: True)
-
-
-@pytest.mark.usefixtures("offline_relay")
-def test_the_worker_runtime_and_the_inventory_lane(
-    settings: LoomSettings, built: list[tuple[str, dict[str, Any]]]
+@pytest.mark.parametrize("lane", [PROFILES, INVENTORY], ids=lambda lane: lane.name)
+def test_the_worker_runtime_and_its_lane(
+    lane: Any, settings: LoomSettings, built: list[tuple[str, dict[str, Any]]]
 ) -> None:
-    runtime = build_runtime(settings, INVENTORY)  # DLQ producer, relay producer
-    LaneConsumer(settings, runtime)
-    assert [kind for kind, _ in built] == ["producer", "producer", "consumer"]
+    runtime = build_runtime(settings, lane)  # the DLQ producer
+    LaneRunner(runtime)  # its consumer, then the relay's producer
+    assert [kind for kind, _ in built] == ["producer", "consumer", "producer"]
     assert_secured(built, settings)
     redis_options = runtime.redis.connection_pool.connection_kwargs
     assert (redis_options["username"], redis_options["password"]) == ("loom", "redis-secret")
     assert redis_options["ssl_ca_certs"] == str(settings.redis_ssl_ca_file)
-
-
-@pytest.mark.usefixtures("offline_relay")
-def test_the_faust_app_gets_the_same_credentials(settings: LoomSettings) -> None:
-    app = create_app(settings, build_runtime(settings, PROFILES))
-    credentials = app.conf.broker_credentials
-    assert isinstance(credentials, SASLCredentials)
-    assert (credentials.username, credentials.password) == ("loom", "pw-secret")
-    assert credentials.mechanism.value == "SCRAM-SHA-512"
-    assert credentials.protocol.value == "SASL_SSL"  # an SSL context makes it SASL_SSL
-    assert app.conf.topic_replication_factor == 1  # development
-    assert "pw-secret" not in repr(credentials)
 
 
 def test_producer_sdk_lag_reader_commit_tail_exporter_topics_and_probe(
@@ -269,25 +249,6 @@ def test_caller_overrides_cannot_drop_the_security_but_x_overrides_win(
 )
 def test_security_config_per_mechanism(fields: dict[str, Any], expected: dict[str, str]) -> None:
     assert kafka_clients.security_config(LoomSettings(**fields)) == expected
-
-
-def test_faust_credentials_per_mechanism(tmp_path: Path) -> None:
-    oauth = LoomSettings(
-        kafka_security_protocol="SASL_SSL",
-        kafka_sasl_mechanism="OAUTHBEARER",
-        kafka_oauth_token_url="https://idp/token",
-        kafka_oauth_client_id="cid",
-        kafka_oauth_client_secret="cs",
-        kafka_oauth_extensions="logicalCluster=lkc-1",
-    )
-    credentials = kafka_clients.faust_settings(oauth)["broker_credentials"]
-    assert isinstance(credentials, OAuthCredentials)
-    assert credentials.protocol.value == "SASL_SSL"
-    assert credentials.oauth_cb.extensions() == {"logicalCluster": "lkc-1"}
-    tls = kafka_clients.faust_settings(LoomSettings(kafka_security_protocol="SSL"))
-    assert isinstance(tls["broker_credentials"], SSLCredentials)
-    assert kafka_clients.faust_settings(LoomSettings())["broker_credentials"] is None
-    assert kafka_clients.faust_settings(LoomSettings())["topic_replication_factor"] == 3
 
 
 def test_redis_client_through_sentinel_carries_tls_and_credentials(tmp_path: Path) -> None:

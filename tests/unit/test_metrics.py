@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from types import SimpleNamespace
-from typing import Any
 
 import orjson
 import pytest
@@ -20,7 +18,6 @@ from resolvers.pipeline import INVALID, BatchResult
 from resolvers.steps import RawRecord
 from resolvers.store import InMemoryStore
 from schemas.normalize import DEFAULT
-from streams import worker
 from streams.lag import GroupLag, LagSnapshot, Member, PartitionLag
 from streams.lag_status import GroupStatus, PartitionStatus, Status
 from streams.metrics import (
@@ -31,6 +28,7 @@ from streams.metrics import (
     checked,
     label_sets,
 )
+from streams.observe import observe_batch
 
 
 def scrape(registry: CollectorRegistry) -> dict[str, list[tuple[str, dict[str, str], float]]]:
@@ -147,9 +145,8 @@ def test_the_worker_counts_through_the_validating_helpers(
         ),
         counts=Counter({Count(Measure.CONSENT_DENIED, "ads", "gpc"): 3, Count(Measure.MERGES): 1}),
     )
-    rt: Any = SimpleNamespace(metrics=m)
     with caplog.at_level(logging.ERROR):
-        worker.Runtime._observe(rt, [], result)  # the batch is committed: never raises
+        observe_batch(m, [], result)  # the batch is committed: never raises
     assert "refused label values" in caplog.text  # the unknown outcome, logged
     got = scrape(m.registry)
     events = {(lbl["type"], lbl["outcome"]): v for _n, lbl, v in got["loom_events"]}

@@ -409,7 +409,7 @@ _json_leaf = st.none() | st.booleans() | st.integers(-(10**6), 10**6) | _text
     total=st.decimals(min_value=0, max_value=10**12, places=2, allow_nan=False),
     qty=st.integers(1, 1000),
     props=st.dictionaries(st.text(max_size=20), _json_leaf, max_size=10),
-    email=_text,
+    email=st.text(st.characters(exclude_categories=("Cc", "Cf", "Zl", "Zp", "Cs")), max_size=40),
 )
 def test_round_trip_property(
     event_id: str,
@@ -441,4 +441,42 @@ def test_garbage_bytes_only_raise_invalid_event(raw: bytes) -> None:
         parse_touchpoint(raw)
     except InvalidEvent as err:
         reason = err.reason
-    assert reason in {None, "malformed_json", "invalid_utf8", "schema_violation", "unknown_type"}
+    assert reason in {
+        None,
+        "malformed_json",
+        "invalid_utf8",
+        "schema_violation",
+        "unknown_type",
+        "control_characters",
+    }
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "jane\x00@example.com",  # NUL
+        "jane@example.com\r\nSET x 1",  # CR/LF
+        "\x1b[31mjane",  # ESC
+        "jane\u202e@moc.elpmaxe",  # right-to-left override
+        "L-1\u2066",  # left-to-right isolate
+        "L-1\u200b",  # zero-width space
+        "C-1\u2028",  # line separator
+        "C-1\x85",  # C1 control (next line)
+    ],
+)
+@pytest.mark.parametrize("id_type", ["email", "loyalty_id", "anonymous_id", "store_card"])
+def test_identifier_values_with_control_characters_are_refused_with_their_own_reason(
+    id_type: str, value: str
+) -> None:
+    event = {**page_view(), "identifiers": {id_type: value}}
+    with pytest.raises(InvalidEvent) as err:
+        parse_touchpoint(orjson.dumps(event))
+    assert err.value.reason == "control_characters"
+    assert err.value.field == f"identifiers.{id_type}"
+    assert value not in str(err.value)  # the message never carries the value
+
+
+@pytest.mark.parametrize("value", ["Jørgen.Ødegård@example.no", "+47 912 34 567", "用户@例子.中国"])
+def test_ordinary_unicode_identifiers_still_pass(value: str) -> None:
+    event = {**page_view(), "identifiers": {"email": value}}
+    assert parse_touchpoint(orjson.dumps(event)).identifiers.email == value

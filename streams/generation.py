@@ -1,0 +1,111 @@
+"""State loss is detected, never silently continued: the Redis generation marker.
+
+Redis holds ``P:v1:generation``, a random id created once (``SET NX``) when a lane first
+starts on an empty prefix. Every offset a worker commits carries that id as its Kafka commit
+metadata, so the committed offsets say which Redis state they were processed against. Two
+checks use it:
+
+* at start (:func:`establish`): the lane's committed offsets must carry the generation Redis
+  holds. Offsets stamped with another generation, or with one while Redis holds none, mean
+  Redis lost the state those offsets imply (a restart without persistence, a flush, another
+  server): the worker refuses to process (:class:`~streams.errors.StateLostError`, readiness
+  false, one log line saying how to recover: ``loom rebuild``);
+* at every batch commit: the commit script checks the generation in the same atomic call
+  (:class:`~streams.redis_store.RedisStore`), so a Redis that restarts empty mid-run is caught
+  at the next batch and nothing is ever written into it.
+
+Offsets committed before markers existed carry no metadata: they are accepted when Redis holds
+this lane's state (the marker is created then), refused when it holds none.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis
+from confluent_kafka import Consumer, TopicPartition
+
+from streams.errors import StateLostError
+from streams.redis_store import Keys
+
+log = logging.getLogger(__name__)
+
+#: Key patterns (under ``P:v1:``) of each lane's own state; the first is its index.
+LANE_KEYS: dict[str, tuple[str, ...]] = {
+    "profiles": ("profile-index", "id:*", "profile:*", "seen:*", "suppressed", "changes:profiles"),
+    "inventory": ("stock-index", "stock:*", "seen-inventory:*", "changes:inventory"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What a group's committed offsets on the raw topic say."""
+
+    partitions: int  # with a committed offset
+    generations: frozenset[str]  # the metadata they carry ("" = none: committed before markers)
+
+    @classmethod
+    def read(cls, consumer: Consumer, topic: str, partitions: Sequence[int]) -> Committed:
+        got = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        done = [tp for tp in got if tp.offset >= 0]
+        return cls(len(done), frozenset(tp.metadata or "" for tp in done))
+
+
+def lane_has_state(client: redis.Redis, prefix: str, lane: str) -> bool:
+    """Whether Redis holds any of ``lane``'s keys under ``prefix`` (stops at the first)."""
+    root = Keys(prefix).root
+    for pattern in LANE_KEYS[lane]:
+        if "*" not in pattern:
+            if client.exists(f"{root}:{pattern}"):
+                return True
+            continue
+        for _ in client.scan_iter(match=f"{root}:{pattern}", count=1000):
+            return True
+    return False
+
+
+def recovery_hint(lane: str) -> str:
+    return (
+        f"stop every {lane} worker and run `loom rebuild --lane {lane}` (replays the raw topic "
+        f"from its earliest offsets into Redis), then start them again "
+        f"(docs/operating.md#state-lost)"
+    )
+
+
+def establish(client: redis.Redis, prefix: str, lane: str, committed: Committed) -> str:
+    """The generation this lane processes against; raises StateLostError (see the module)."""
+    key = Keys(prefix).generation
+    raw = client.get(key)
+    current = raw.decode() if isinstance(raw, bytes) else None
+    stamped = committed.generations - {""}
+    if current is None:
+        if stamped:
+            raise StateLostError(
+                f"{lane} lane: Redis prefix {prefix!r} has no generation marker, but the "
+                f"group's offsets were committed against generation {sorted(stamped)[0]}: "
+                f"Redis lost the state they imply (restarted without persistence?). Nothing "
+                f"was processed. To recover, {recovery_hint(lane)}."
+            )
+        if committed.partitions and not lane_has_state(client, prefix, lane):
+            raise StateLostError(
+                f"{lane} lane: the group has committed offsets but Redis prefix {prefix!r} "
+                f"holds none of this lane's state. Nothing was processed. To recover, "
+                f"{recovery_hint(lane)}."
+            )
+        client.set(key, uuid.uuid4().hex, nx=True)  # two workers racing agree on the winner
+        raw = client.get(key)
+        current = raw.decode() if isinstance(raw, bytes) else ""
+        log.info("%s lane: generation %s (new marker in %r)", lane, current, prefix)
+        return current
+    foreign = stamped - {current}
+    if foreign:
+        raise StateLostError(
+            f"{lane} lane: the group's offsets were committed against generation "
+            f"{sorted(foreign)[0]} but Redis prefix {prefix!r} holds generation {current}: "
+            f"this Redis is not the state those offsets imply (it was restored, flushed or "
+            f"replaced). Nothing was processed. To recover, {recovery_hint(lane)}."
+        )
+    return current

@@ -1,0 +1,317 @@
+"""A lane's worker: librdkafka's batch consumer, one commit protocol, health, SIGTERM.
+
+Both lanes (profiles and inventory, two consumer groups on the raw topic; ADR 0002) run this
+loop; ADR 0006 records why it is librdkafka's consumer and not a faust agent. The commit
+protocol, per batch:
+
+1. ``consume``    up to ``LOOM_BATCH_SIZE`` records, waiting at most the lane's batch timeout
+                  (``LOOM_BATCH_TIMEOUT_S`` profiles, ``LOOM_INVENTORY_BATCH_TIMEOUT_S``
+                  inventory); librdkafka returns as soon as the batch is full.
+2. apply          ``run_batch``: the lane's pure pipeline and ONE atomic Redis commit (every
+                  effect, the event-id markers and the outbox records; idempotent by event id,
+                  so a redelivered batch changes nothing).
+3. dead letters   the batch's dead letters produced to the DLQ and acknowledged (flush).
+4. offsets        committed, asynchronously, with the Redis generation as commit metadata;
+                  remembered per partition and committed again synchronously when partitions
+                  are revoked (a rebalance, inside ``consume``, between batches) and on close.
+
+Failures (:mod:`streams.batch_runner`, :mod:`streams.errors`): a retryable error repeats the
+failed step with backoff and commits nothing meanwhile; any other error stops the lane
+without committing the batch: the consumer leaves the group, committing only the offsets of
+batches that completed, the lane reports ``stopped`` on ``/readyz`` and in
+``loom_lane_state``, and the process stays up until it is told to stop, so the reason stays
+visible. A crash anywhere redelivers from the last committed offset: nothing is lost, and the
+event-id markers make the replayed part a no-op.
+
+SIGTERM/SIGINT: the loop stops taking batches; a batch being applied finishes (a batch waiting
+to retry is abandoned, uncommitted), the completed batches' offsets are committed, the consumer
+leaves the group and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Final
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from resolvers.steps import RawRecord
+from streams import kafka_clients
+from streams.batch_runner import BatchAbandoned, BatchRunner, LaneStopped
+from streams.errors import FatalError, classify, kafka_error
+from streams.generation import Committed, establish, recovery_hint
+from streams.health import HealthServer
+from streams.lane_status import LaneState, LaneStatus, StopReason
+from streams.offsets import ProcessedOffsets, next_offsets
+from streams.redis_store import RedisStore
+from streams.relay import RelaySupervisor
+from streams.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def raw_record(msg: Message) -> RawRecord:
+    _kind, ts = msg.timestamp()
+    raw_headers = msg.headers() or []  # consumed records carry a list of (name, bytes)
+    pairs = raw_headers.items() if isinstance(raw_headers, dict) else raw_headers
+    headers = {k: v.encode() if isinstance(v, str) else (v or b"") for k, v in pairs}
+    return RawRecord(
+        value=msg.value(),
+        key=msg.key(),
+        topic=msg.topic() or "",
+        partition=msg.partition() or 0,
+        offset=msg.offset() or 0,
+        timestamp_ms=ts if ts > 0 else None,
+        headers=headers,
+    )
+
+
+class LaneRunner:
+    """One lane's member of its consumer group; ``await run()`` until :meth:`stop`."""
+
+    def __init__(self, rt: Runtime, *, status: LaneStatus | None = None) -> None:
+        self.rt, self.settings = rt, rt.settings
+        self.lane = rt.lane.name
+        self.group = self.settings.group_id(self.lane)
+        self.batch_timeout_s = self.settings.batch_timeout_for(self.lane)
+        self.status = status or LaneStatus(
+            stuck_after_s=self.settings.stuck_after_s, on_change=self._state_changed
+        )
+        self.stopping = asyncio.Event()
+        self.generation = ""  # commit metadata: the Redis generation (streams.generation)
+        self.consumer = kafka_clients.consumer(
+            self.settings,
+            self.group,
+            **{
+                "client.id": f"loom-{self.lane}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": False,
+                # a crashed member's partitions move after 10 s, not librdkafka's default 45 s
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 3_000,
+                # prefetch at most 16 MiB (librdkafka's default 64 MiB is RSS for nothing)
+                "queued.max.messages.kbytes": 16_384,
+                "on_commit": self._on_commit,
+            },
+        )
+        self.assigned: set[tuple[str, int]] = set()
+        self.processed = ProcessedOffsets()
+        self.batches = BatchRunner(rt, self.status, self.stopping)
+        self.relay = RelaySupervisor(
+            rt.new_relay,
+            rt.metrics,
+            backoff_max_s=self.settings.retry_backoff_max_s,
+            failing_after_s=self.settings.stuck_after_s,
+        )
+        self._relay_wakeup = asyncio.Event()
+
+    def _state_changed(self, old: LaneState, new: LaneState) -> None:
+        gauge = self.rt.metrics.lane_state
+        gauge.labels(lane=self.lane, state=old.value).set(0)
+        gauge.labels(lane=self.lane, state=new.value).set(1)
+
+    # --- rebalance callbacks (run inside consume(), in the consuming thread) ---------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned |= {(p.topic, p.partition) for p in partitions}
+        log.info("%s: assigned %s", self.group, sorted(p.partition for p in partitions))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        revoked = {(p.topic, p.partition) for p in partitions}
+        self._commit(self.processed.take(revoked), asynchronous=False)
+        self.assigned -= revoked
+        log.info("%s: revoked %s", self.group, sorted(p.partition for p in partitions))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        lost = {(p.topic, p.partition) for p in partitions}
+        self.processed.take(lost)  # another member owns them: committing would fail
+        self.assigned -= lost
+        log.warning("%s: lost %s (session expired)", self.group, sorted(p for _, p in lost))
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's report of a commit (asynchronous ones fail only here, not by raising)."""
+        failed = sorted(p.partition for p in partitions if p.error is not None)
+        if err is not None or failed:
+            log.warning(
+                "%s: offset commit failed (%s, partitions %s); the records will be redelivered "
+                "unless a later commit succeeds",
+                self.group,
+                err,
+                failed,
+            )
+
+    def _batch_done(self, records: Sequence[RawRecord]) -> None:
+        """After ``records`` were applied and dead-lettered: commit their next offsets."""
+        offsets = next_offsets(records, self.generation)
+        self.processed.add(offsets)
+        self._commit(offsets, asynchronous=True)
+
+    def _commit(self, offsets: list[TopicPartition], *, asynchronous: bool) -> None:
+        if not offsets:
+            return
+        try:
+            if asynchronous:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                done = self.consumer.commit(offsets=offsets, asynchronous=False)
+                self._on_commit(None, list(done or []))  # per-partition errors, if any
+        except Exception as exc:  # the records are in Redis; a redelivery is a no-op
+            log.warning(
+                "%s: offset commit failed (%s); records will be redelivered",
+                self.group,
+                classify(exc).describe(),
+            )
+
+    # --- the loop --------------------------------------------------------------------------
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def run(self) -> None:
+        """Consume and process until :meth:`stop`; a lane that must stop closes its consumer
+        and then waits for :meth:`stop` too (its reason stays on ``/readyz``)."""
+        s = self.settings
+        self.consumer.subscribe(
+            [s.topics.raw],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        self.relay.start(self._relay_wakeup)
+        try:
+            await self._establish_generation()
+            self.status.running()
+            await self._loop()
+        except LaneStopped as stop:
+            self.status.stopped(stop.reason, stop.error.describe())
+            self.rt.metrics.lane_stops.labels(lane=self.lane, reason=stop.reason.value).inc()
+            hint = recovery_hint(self.lane) if stop.reason is StopReason.STATE_LOST else ""
+            detail = stop.error.describe()
+            log.error(
+                "%s: lane stopped, nothing more is committed (%s): %s%s",
+                self.group,
+                stop.reason,
+                detail,
+                f". To recover, {hint}." if hint and hint not in detail else "",
+            )
+        except BatchAbandoned:  # stopped while waiting for Redis or Kafka at start
+            pass
+        finally:
+            await asyncio.to_thread(self._close)
+        await self.stopping.wait()
+        await self.relay.stop()
+
+    async def _establish_generation(self) -> None:
+        """Check Redis holds the state the group's committed offsets imply (and remember the
+        generation for the commit metadata and every batch's commit); retried while Redis or
+        Kafka is unavailable, a stop for good when the state is lost (streams.generation)."""
+        raw, rt = self.settings.topics.raw, self.rt
+
+        def check() -> str:
+            meta = self.consumer.list_topics(raw, timeout=10).topics[raw]
+            if meta.error is not None:
+                raise KafkaException(meta.error)
+            committed = Committed.read(self.consumer, raw, sorted(meta.partitions))
+            return establish(rt.redis, self.settings.redis_prefix, self.lane, committed)
+
+        self.generation = await self.batches.until_done("start", [], check, bisect=False)
+        if isinstance(rt.store, RedisStore):
+            rt.store.generation = self.generation
+
+    async def _loop(self) -> None:
+        s = self.settings
+        while not self.stopping.is_set():
+            messages = await asyncio.to_thread(
+                self.consumer.consume, s.batch_size, self.batch_timeout_s
+            )
+            self.status.turned()
+            records = [raw_record(m) for m in messages if not self._failed(m)]
+            if not records:
+                continue
+            try:
+                await self.batches.run(records)
+            except BatchAbandoned as abandoned:
+                log.warning("%s: %s", self.group, abandoned)
+                return
+            self._batch_done(records)
+            self._relay_wakeup.set()
+            self.rt.metrics.decode_cache_bytes.set(self.rt.decode_cache.bytes)
+
+    def _failed(self, msg: Message) -> bool:
+        """Whether ``msg`` is an error event rather than a record; fatal ones stop the lane."""
+        err = msg.error()
+        if err is None:
+            return False
+        if err.code() == KafkaError._PARTITION_EOF:
+            return True
+        error = kafka_error(err, "consume")
+        if isinstance(error, FatalError):
+            raise LaneStopped(StopReason.FATAL, error)
+        log.warning("%s: %s", self.group, error.describe())  # librdkafka retries by itself
+        return True
+
+    def _close(self) -> None:
+        """Commit what completed, leave the group (its partitions move at once)."""
+        self._commit(self.processed.take(), asynchronous=False)
+        self.consumer.close()
+
+
+#: Exit codes of ``loom worker``.
+EXIT_OK: Final = 0  # stopped on request (SIGTERM/SIGINT)
+EXIT_FORCED: Final = 1  # did not finish within LOOM_SHUTDOWN_TIMEOUT_S: exited anyway
+EXIT_LANE_STOPPED: Final = 3  # the lane had stopped on an error before it was asked to
+
+
+def run_lane(rt: Runtime) -> int:
+    """Run ``rt``'s lane with its health server until SIGTERM/SIGINT; the exit code."""
+    return asyncio.run(_main(rt))
+
+
+async def _main(rt: Runtime) -> int:
+    loop = asyncio.get_running_loop()
+    # The lane's blocking work (consume, batches, commits) runs in one thread: one malloc arena
+    # instead of one per pool thread (fragmentation grew RSS), and calls into the consumer
+    # never overlap. The relay and the health probes have a thread each.
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-lane"))
+    runner = LaneRunner(rt)
+    deadline = rt.settings.shutdown_timeout_s
+
+    def on_signal() -> None:
+        if not runner.stopping.is_set():
+            log.info("%s: stopping (at most %.0f s)", runner.group, deadline)
+            watchdog = threading.Timer(deadline, _force_exit, args=(runner.group, deadline))
+            watchdog.daemon = True
+            watchdog.start()
+        runner.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    checks = {
+        **rt.infra_checks(),
+        "partitions": lambda: bool(runner.assigned),
+        "lane": runner.status.ready,
+        "relay": runner.relay.healthy,
+    }
+    server = HealthServer(
+        rt.settings.web_host, rt.settings.web_port_for(runner.lane), rt.metrics.registry, checks
+    )
+    await server.start()
+    log.info("%s: health and metrics on port %d", runner.group, server.port)
+    try:
+        await runner.run()
+    finally:
+        await server.stop()
+    return EXIT_LANE_STOPPED if runner.status.state is LaneState.STOPPED else EXIT_OK
+
+
+def _force_exit(group: str, deadline: float) -> None:
+    """The shutdown deadline passed (a call that does not return: a broker or Redis that
+    hangs). Exiting is safe: offsets are committed only after their batch was applied."""
+    log.error("%s: not stopped within %.0f s; exiting without finishing", group, deadline)
+    logging.shutdown()
+    os._exit(EXIT_FORCED)

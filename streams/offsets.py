@@ -1,0 +1,45 @@
+"""Kafka offsets of processed records: what a lane commits, and keeps for a rebalance.
+
+Every offset a lane commits carries the Redis generation it was processed against as its
+commit metadata (:mod:`streams.generation`), so a later start can tell whether Redis still
+holds the state those offsets imply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from confluent_kafka import TopicPartition
+
+from resolvers.steps import RawRecord
+
+
+def next_offsets(records: Sequence[RawRecord], metadata: str = "") -> list[TopicPartition]:
+    """Per partition, the offset after the last record: what to commit once they are done."""
+    last: dict[tuple[str, int], int] = {}
+    for r in records:
+        last[(r.topic, r.partition)] = r.offset + 1
+    return [TopicPartition(t, p, o, metadata=metadata) for (t, p), o in sorted(last.items())]
+
+
+class ProcessedOffsets:
+    """Per partition, the next offset after the records processed (committed in Redis).
+
+    :meth:`add` after each batch; :meth:`take` the offsets of revoked partitions (which it
+    forgets: another member owns them now) or, with no argument, all of them (on close). The
+    offsets stay until then, so the synchronous commit on revoke/close re-commits what an
+    asynchronous commit may have failed to."""
+
+    def __init__(self) -> None:
+        self._next: dict[tuple[str, int], TopicPartition] = {}
+
+    def add(self, offsets: Iterable[TopicPartition]) -> None:
+        for tp in offsets:
+            self._next[(tp.topic, tp.partition)] = tp
+
+    def take(self, partitions: Iterable[tuple[str, int]] | None = None) -> list[TopicPartition]:
+        keys = sorted(self._next) if partitions is None else sorted(set(partitions))
+        return [self._next.pop(k) for k in keys if k in self._next]
+
+    def __len__(self) -> int:
+        return len(self._next)

@@ -1,0 +1,256 @@
+"""``loom rebuild``: Kafka is the source of truth, operationally. Replay a lane from the raw
+topic's earliest offsets into Redis, then hand over to the lane's workers.
+
+Preconditions (checked; each refusal says what to do):
+
+1. no worker of the lane runs (its consumer group has no members): offsets of a group with
+   members cannot be set, and a worker would race the rebuild;
+2. Redis holds none of the lane's state under the prefix (``--wipe`` deletes it first);
+3. the raw topic still holds its whole history (every partition's earliest offset is 0):
+   records retention deleted cannot be replayed (``--allow-partial`` goes on anyway).
+
+Then: the generation marker is read or created (``streams.generation``); every partition is
+read from its earliest offset up to the end offset seen at the start, through the same batch
+runner the workers use (one atomic commit per batch, bisecting poison, the DLQ, retry with
+backoff), committing the lane group's offsets after every batch, stamped with the generation,
+exactly as a worker does. Progress (records, rate, ETA) every ``progress_every_s``. The outbox
+relay runs alongside, and the rebuild waits for the outbox to drain at the end.
+
+Switch-over: the lane group's committed offsets are where the rebuild stopped, stamped with
+the generation Redis now holds, so the lane's workers, started afterwards, continue from there
+with every later record (``docs/operating.md#rebuilding-a-lane``). ``--resume`` continues an
+interrupted rebuild from those offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaException, TopicPartition
+
+from streams import kafka_clients
+from streams.batch_runner import BatchRunner
+from streams.generation import LANE_KEYS, Committed, establish, lane_has_state
+from streams.lane_runner import raw_record
+from streams.lane_status import LaneStatus
+from streams.offsets import next_offsets
+from streams.redis_store import Keys, RedisStore
+from streams.relay import RelaySupervisor
+from streams.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class RebuildRefusedError(Exception):
+    """A precondition does not hold; the message says what to do."""
+
+
+@dataclass
+class Report:
+    lane: str
+    generation: str = ""
+    records: int = 0
+    total: int = 0
+    dead_letters: int = 0
+    seconds: float = 0.0
+    outbox_left: int = 0
+    wiped_keys: int = 0
+    end_offsets: dict[int, int] = field(default_factory=dict)
+
+
+class Rebuild:
+    """One lane's rebuild (see the module docstring); ``await run()``."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        *,
+        wipe: bool = False,
+        resume: bool = False,
+        allow_partial: bool = False,
+        progress: Callable[[str], None] = print,
+        progress_every_s: float = 2.0,
+        drain_timeout_s: float = 120.0,
+    ) -> None:
+        self.rt, self.settings = rt, rt.settings
+        self.lane = rt.lane.name
+        self.group = self.settings.group_id(self.lane)
+        self.wipe, self.resume, self.allow_partial = wipe, resume, allow_partial
+        self.say, self.progress_every_s = progress, progress_every_s
+        self.drain_timeout_s = drain_timeout_s
+        self.report = Report(self.lane)
+        self.stopping = asyncio.Event()
+        self.consumer = kafka_clients.consumer(
+            self.settings,
+            self.group,
+            **{"client.id": f"loom-rebuild-{self.lane}", "enable.auto.commit": False},
+        )
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    # --- preconditions -------------------------------------------------------------------
+    def _members(self) -> int:
+        admin = kafka_clients.admin(self.settings)
+        (future,) = admin.describe_consumer_groups([self.group], request_timeout=15).values()
+        return len(future.result(timeout=20).members)
+
+    def _wipe(self) -> int:
+        root = Keys(self.settings.redis_prefix).root
+        deleted = 0
+        for pattern in LANE_KEYS[self.lane]:
+            batch: list[bytes] = []
+            for key in self.rt.redis.scan_iter(match=f"{root}:{pattern}", count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    deleted += int(self.rt.redis.unlink(*batch))
+                    batch.clear()
+            if batch:
+                deleted += int(self.rt.redis.unlink(*batch))
+        return deleted
+
+    def _prepare(self) -> dict[int, tuple[int, int]]:
+        """Check the preconditions; per partition ``(start offset, end offset)``."""
+        prefix, raw = self.settings.redis_prefix, self.settings.topics.raw
+        members = self._members()
+        if members:
+            raise RebuildRefusedError(
+                f"{members} member(s) of {self.group} are running: stop every {self.lane} "
+                f"worker first (their offsets cannot be set while they run)"
+            )
+        meta = self.consumer.list_topics(raw, timeout=15).topics[raw]
+        partitions = sorted(meta.partitions)
+        committed = Committed.read(self.consumer, raw, partitions)
+        if not self.resume and lane_has_state(self.rt.redis, prefix, self.lane):
+            if not self.wipe:
+                raise RebuildRefusedError(
+                    f"Redis prefix {prefix!r} holds {self.lane} state: a rebuild replays into "
+                    f"an empty prefix. Pass --wipe to delete it first (it deletes the keys "
+                    f"{', '.join(LANE_KEYS[self.lane])} under {prefix}:v1), or use a new "
+                    f"LOOM_REDIS_PREFIX and LOOM_APP_ID (docs/operating.md#rebuilding-a-lane)"
+                )
+            self.report.wiped_keys = self._wipe()
+            self.say(f"wiped {self.report.wiped_keys} {self.lane} keys under {prefix}:v1")
+        if self.resume:
+            generation = establish(self.rt.redis, prefix, self.lane, committed)
+        else:  # the old offsets are what is being replaced
+            generation = establish(self.rt.redis, prefix, self.lane, Committed(0, frozenset()))
+        self.report.generation = generation
+        if isinstance(self.rt.store, RedisStore):
+            self.rt.store.generation = generation
+        bounds: dict[int, tuple[int, int]] = {}
+        starts = {}
+        if self.resume:
+            got = self.consumer.committed([TopicPartition(raw, p) for p in partitions], timeout=10)
+            starts = {tp.partition: tp.offset for tp in got if tp.offset >= 0}
+        deleted = 0
+        for p in partitions:
+            low, high = self.consumer.get_watermark_offsets(TopicPartition(raw, p), timeout=10)
+            deleted += low
+            bounds[p] = (max(low, starts.get(p, low)), high)
+        if deleted and not self.resume and not self.allow_partial:
+            raise RebuildRefusedError(
+                f"{raw} no longer holds its first {deleted} records (retention deleted them): "
+                f"a rebuild from what is left would be partial. Keep the raw topic's history "
+                f"(LOOM_RAW_RETENTION_MS=-1), or pass --allow-partial"
+            )
+        self.report.end_offsets = {p: high for p, (_, high) in bounds.items()}
+        self.report.total = sum(max(0, high - low) for low, high in bounds.values())
+        return bounds
+
+    # --- the replay ----------------------------------------------------------------------
+    async def run(self) -> Report:
+        started = time.monotonic()
+        bounds = await asyncio.to_thread(self._prepare)
+        raw = self.settings.topics.raw
+        todo = {p for p, (low, high) in bounds.items() if high > low}
+        self.say(
+            f"rebuilding the {self.lane} lane: {self.report.total} records of {raw} from "
+            f"{'the committed' if self.resume else 'the earliest'} offsets, generation "
+            f"{self.report.generation}"
+        )
+        if not self.resume:  # every partition restarts here, stamped with the generation
+            await asyncio.to_thread(
+                self._commit,
+                [
+                    TopicPartition(raw, p, low, self.report.generation)
+                    for p, (low, _) in bounds.items()
+                ],
+            )
+        self.consumer.assign([TopicPartition(raw, p, bounds[p][0]) for p in sorted(todo)])
+        status = LaneStatus()
+        batches = BatchRunner(self.rt, status, self.stopping)
+        relay = RelaySupervisor(
+            self.rt.new_relay,
+            self.rt.metrics,
+            backoff_max_s=self.settings.retry_backoff_max_s,
+            failing_after_s=self.settings.stuck_after_s,
+        )
+        wakeup = asyncio.Event()
+        relay.start(wakeup)
+        last_said = time.monotonic()
+        try:
+            while todo and not self.stopping.is_set():
+                messages = await asyncio.to_thread(
+                    self.consumer.consume, self.settings.batch_size, 0.5
+                )
+                records = [raw_record(m) for m in messages if m.error() is None]
+                if records:
+                    applied = await batches.run(records)
+                    self.report.records += len(records)
+                    self.report.dead_letters += len(applied.dead_letters)
+                    done = next_offsets(records, self.report.generation)
+                    await asyncio.to_thread(self._commit, done)
+                    wakeup.set()
+                    for tp in done:
+                        if tp.offset >= bounds[tp.partition][1]:
+                            todo.discard(tp.partition)
+                if time.monotonic() - last_said >= self.progress_every_s:
+                    last_said = time.monotonic()
+                    self._progress(started)
+            self.report.outbox_left = await self._drain(relay)
+        finally:
+            await relay.stop()
+            self.consumer.close()
+        self.report.seconds = time.monotonic() - started
+        return self.report
+
+    def _commit(self, offsets: list[TopicPartition]) -> None:
+        """Synchronously, so that a worker started by mistake meanwhile is noticed at once."""
+        error: object = None
+        try:
+            done = self.consumer.commit(offsets=offsets, asynchronous=False) or []
+            error = next((tp.error for tp in done if tp.error is not None), None)
+        except KafkaException as exc:
+            error = exc
+        if error is not None:
+            raise RebuildRefusedError(
+                f"committing {self.group}'s offsets failed ({error}): did a {self.lane} "
+                f"worker start during the rebuild? Stop it and run "
+                f"`loom rebuild --lane {self.lane} --resume`"
+            )
+
+    def _progress(self, started: float) -> None:
+        r, elapsed = self.report, max(1e-9, time.monotonic() - started)
+        rate = r.records / elapsed
+        left = max(0, r.total - r.records)
+        eta = f", ETA {left / rate:.0f} s" if rate > 0 else ""
+        share = r.records / r.total if r.total else 1.0
+        self.say(
+            f"rebuild {self.lane}: {r.records:,} / {r.total:,} records ({share:.0%}), "
+            f"{rate:,.0f} records/s{eta}"
+        )
+
+    async def _drain(self, relay: RelaySupervisor) -> int:
+        """Wait for the relay to deliver the outbox (at most ``drain_timeout_s``)."""
+        deadline = time.monotonic() + self.drain_timeout_s
+        key = Keys(self.settings.redis_prefix).outbox
+        while True:
+            left = int(await asyncio.to_thread(self.rt.redis.xlen, key))
+            if not left or time.monotonic() > deadline or self.stopping.is_set():
+                return left
+            await asyncio.sleep(0.2)

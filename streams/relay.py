@@ -1,0 +1,362 @@
+"""The outbox relay: Kafka records a batch committed into Redis, moved to Kafka, supervised.
+
+A batch's Kafka side effects (profile changes, merges, consent audit, stock changes, alerts)
+are written into the Redis outbox stream (``P:v1:outbox``) by the batch's own atomic commit,
+so they are durable when the commit returns. The relay runs beside the lane's loop, off the
+batch's path: :class:`OutboxRelay` produces outbox entries, waits for the broker's
+acknowledgements, then acknowledges and deletes them in Redis. A crash in between re-sends
+them: at least once, never lost (the outbox is never trimmed).
+
+:class:`RelaySupervisor` keeps it running, whatever fails:
+
+* ``NOGROUP`` (the outbox stream or its consumer group vanished, e.g. Redis restarted without
+  its data): the group is created again and the pass repeated at once;
+* a retryable error (Redis or Kafka unavailable, OOM, READONLY ...): the next pass waits with
+  capped exponential backoff (``LOOM_RETRY_BACKOFF_MAX_S``);
+* a record Kafka refuses for good (too large for the topic...): the relay sends the others
+  one at a time around it, keeps it in the outbox and keeps failing (and alerting) until an
+  operator makes the topic accept it: never dropped;
+* anything else (a producer in a fatal state, a bug): the relay is restarted (a new producer)
+  after the backoff.
+
+While passes fail, ``loom_relay_failing`` is 1, ``loom_relay_errors_total{error}`` counts them
+and the worker's ``/readyz`` says ``relay`` once they have failed for ``LOOM_STUCK_AFTER_S``.
+Every second the supervisor exports the outbox's length and the age of its oldest record
+(``loom_outbox_length``, ``loom_outbox_oldest_age_seconds``), whoever's relay is behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Final, TypeVar
+
+import redis
+from confluent_kafka import KafkaError, Producer
+
+from streams.errors import (
+    KafkaUnavailableError,
+    LaneError,
+    RecordRefusedError,
+    RetryableError,
+    classify,
+    kafka_error,
+)
+from streams.metrics import WorkerMetrics
+
+log = logging.getLogger(__name__)
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+T = TypeVar("T")
+
+#: First delay after a failed pass; doubled per failure up to ``LOOM_RETRY_BACKOFF_MAX_S``.
+FIRST_BACKOFF_S: Final = 0.1
+
+
+class OutboxRelay:
+    """Moves outbox records from Redis to Kafka through a Redis consumer group.
+
+    Each worker reads entries as its own consumer of the group ``relay``, produces them and,
+    once the broker acknowledged them, XACKs and XDELs them. Entries a dead worker left pending
+    are claimed after ``min_idle_ms`` (looked for at most every ``claim_every_s``).
+
+    A pass never produces an entry twice while its first delivery is outstanding: entries
+    stay *in flight* until librdkafka reports them (delivered, or failed after its own
+    retries), and a pass with records still in flight only waits for them. Failed ones stay
+    pending in Redis and are produced again by a later pass; delivered ones whose XACK failed
+    are acknowledged by the next pass.
+
+    Order: every pass re-sends this consumer's own pending entries (oldest first) before new
+    ones, so within one relay records reach Kafka in outbox order unless a delivery fails.
+    Across relays it is not so (each reads its own share; claimed entries come late): downstream
+    orders ``profiles.changes`` by the ``version`` each record carries.
+    """
+
+    GROUP = "relay"
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        producer: Producer,
+        key: str,
+        consumer: str,
+        *,
+        min_idle_ms: int = 30_000,
+        claim_every_s: float = 5.0,
+        flush_timeout_s: float = 5.0,
+        isolate_s: float = 60.0,
+    ) -> None:
+        self.client, self.producer, self.key = client, producer, key
+        self.consumer, self.min_idle_ms = consumer, min_idle_ms
+        self.claim_every_s, self.flush_timeout_s = claim_every_s, flush_timeout_s
+        self.isolate_s = isolate_s
+        self._claimed_at = float("-inf")
+        self._isolate_until = float("-inf")
+        self._group_ready = False
+        self._inflight: set[bytes] = set()
+        self._delivered: list[bytes] = []
+        self._failed: list[tuple[bytes, KafkaError]] = []
+        self._refused: set[bytes] = set()
+        self._refused_error: RecordRefusedError | None = None
+
+    def ensure_group(self) -> None:
+        """Create the outbox stream's consumer group (and the stream) unless it exists."""
+        try:
+            self.client.xgroup_create(self.key, self.GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:  # BUSYGROUP: exists already
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def relay(self, *, count: int = 5000) -> int:
+        """One pass: send what is pending and new; returns the records acknowledged."""
+        if not self._group_ready:
+            self.ensure_group()
+        self._refused.clear()
+        done = self._settle()
+        if time.monotonic() - self._claimed_at >= self.claim_every_s:
+            claimed: Any = self.client.xautoclaim(
+                self.key, self.GROUP, self.consumer, self.min_idle_ms, "0-0", count=count
+            )
+            self._claimed_at = time.monotonic()
+            done += self._send(claimed[1])
+        done += self._drain("0", count)  # our own pending entries first (failed sends)
+        done += self._drain(">", count)  # then new entries
+        if self._refused:
+            error = self._refused_error or RecordRefusedError("refused")
+            log.error(
+                "outbox relay: Kafka refuses %d record(s) for good (%s); they stay in the "
+                "outbox until the topic accepts them (docs/operating.md#loomoutboxnotdraining)",
+                len(self._refused),
+                error.describe(),
+            )
+            raise error
+        return done
+
+    def _drain(self, start: str, count: int) -> int:
+        """Send entries read from ``start`` (``0``: this consumer's pending, ``>``: new) page
+        by page until none is left."""
+        done = 0
+        while True:
+            resp: Any = self.client.xreadgroup(
+                self.GROUP, self.consumer, {self.key: start}, count=count
+            )
+            entries: list[Entry] = resp[0][1] if resp else []
+            if not entries:
+                return done
+            done += self._send(entries)
+            if start != ">":
+                start = entries[-1][0].decode()  # pending entries stay listed: page on
+
+    def _send(self, entries: Sequence[Entry]) -> int:
+        """Produce ``entries`` not in flight (nor refused in this pass), wait, acknowledge.
+
+        After Kafka refused a record (too large...), a whole batch of records sharing its
+        produce request fails with it; so for ``isolate_s`` entries go one at a time, and a
+        refused one is skipped for the rest of the pass (it stays pending)."""
+        busy = self._inflight | self._refused | set(self._delivered)
+        todo = [e for e in entries if e[0] not in busy]
+        if time.monotonic() >= self._isolate_until:
+            return self._produce(todo)
+        return sum(self._produce([entry]) for entry in todo)
+
+    def _produce(self, entries: Sequence[Entry]) -> int:
+        for entry_id, fields in entries:
+            if not fields:  # deleted while pending: nothing to send, only to acknowledge
+                self._delivered.append(entry_id)
+                continue
+            self._inflight.add(entry_id)
+            self.producer.produce(
+                fields[b"topic"].decode(),
+                key=fields.get(b"key"),
+                value=fields.get(b"value"),
+                on_delivery=self._reporter(entry_id),
+            )
+        return self._settle()
+
+    def _reporter(self, entry_id: bytes) -> Callable[[KafkaError | None, Any], None]:
+        def report(err: KafkaError | None, _msg: Any) -> None:
+            self._inflight.discard(entry_id)
+            if err is None:
+                self._delivered.append(entry_id)
+            else:
+                self._failed.append((entry_id, err))
+
+        return report
+
+    def _settle(self) -> int:
+        """Wait (``flush_timeout_s`` at most) for what is in flight, acknowledge what was
+        delivered; raise if a delivery failed or some are still outstanding."""
+        if self._inflight:
+            self.producer.flush(self.flush_timeout_s)
+        done = 0
+        if self._delivered:
+            ids = list(self._delivered)
+            pipe = self.client.pipeline(transaction=True)
+            pipe.xack(self.key, self.GROUP, *ids)
+            pipe.xdel(self.key, *ids)
+            pipe.execute()
+            del self._delivered[: len(ids)]
+            done = len(ids)
+        failed, self._failed = self._failed, []
+        for entry_id, err in failed:
+            error = kafka_error(err, "outbox relay")
+            if not isinstance(error, RecordRefusedError):
+                raise error
+            if time.monotonic() >= self._isolate_until:  # refused among others: isolate
+                self._isolate_until = time.monotonic() + self.isolate_s
+                raise error
+            self._refused.add(entry_id)
+            self._refused_error = error
+        if self._inflight:
+            raise KafkaUnavailableError(
+                f"outbox relay: {len(self._inflight)} record(s) still waiting for Kafka"
+            )
+        return done
+
+    def outbox_stats(self) -> tuple[int, float]:
+        """``(length, age in seconds of the oldest entry)`` of the outbox (one round trip)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.xlen(self.key)
+        pipe.xrange(self.key, count=1)
+        pipe.time()
+        length, first, (secs, micros) = pipe.execute()
+        if not first:
+            return int(length), 0.0
+        first_ms = int(first[0][0].split(b"-")[0])
+        return int(length), max(0.0, secs + micros / 1e6 - first_ms / 1000)
+
+
+class RelaySupervisor:
+    """Runs an :class:`OutboxRelay` until cancelled, whatever fails (module docstring).
+
+    ``make_relay()`` builds a relay (with a new producer): called at start and to restart it.
+    Passes start after ``wakeup`` (set after each batch) or every ``idle_s``, at most every
+    ``min_interval_s``: a lane committing a small batch every few milliseconds would otherwise
+    spend its CPU on relay round trips, so the Kafka change topics trail Redis by up to that
+    much (the Redis change streams are written in the commit itself)."""
+
+    def __init__(
+        self,
+        make_relay: Callable[[], OutboxRelay],
+        metrics: WorkerMetrics,
+        *,
+        backoff_max_s: float,
+        failing_after_s: float,
+        idle_s: float = 0.25,
+        min_interval_s: float = 0.1,
+        stats_every_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.make_relay, self.metrics = make_relay, metrics
+        self.backoff_max_s, self.failing_after_s = backoff_max_s, failing_after_s
+        self.idle_s, self.min_interval_s, self.stats_every_s = idle_s, min_interval_s, stats_every_s
+        self._clock = clock
+        self.relay = make_relay()
+        self.failing_since: float | None = None
+        self.failures = 0
+        self.restarts = 0
+        self._stats_at = float("-inf")
+        self.task: asyncio.Task[None] | None = None
+        # one thread of its own: a flush waiting for Kafka never holds up the lane's batches
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-relay")
+
+    async def _in_thread(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
+
+    def healthy(self) -> bool:
+        """Ready unless passes have failed for ``failing_after_s`` or the task is gone."""
+        if self.task is not None and self.task.done():
+            return False
+        return self.failing_since is None or self._clock() - self.failing_since < (
+            self.failing_after_s
+        )
+
+    def start(self, wakeup: asyncio.Event) -> asyncio.Task[None]:
+        self.task = asyncio.create_task(self.run(wakeup))
+        return self.task
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
+    async def run(self, wakeup: asyncio.Event) -> None:
+        delay = FIRST_BACKOFF_S
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wakeup.wait(), timeout=self.idle_s)
+            wakeup.clear()
+            started = self._clock()
+            try:
+                sent = await self._in_thread(self.relay.relay)
+            except Exception as exc:
+                if await self._recover(exc, delay):
+                    continue
+                delay = min(delay * 2, self.backoff_max_s)
+            else:
+                self.metrics.relay_records.inc(sent)
+                self._recovered()
+                delay = FIRST_BACKOFF_S
+                await asyncio.sleep(max(0.0, self.min_interval_s - (self._clock() - started)))
+            await self._export_stats()
+
+    async def _recover(self, exc: Exception, delay: float) -> bool:
+        """Handle a failed pass; True to repeat it at once (the group was recreated)."""
+        if isinstance(exc, redis.ResponseError) and str(exc).startswith("NOGROUP"):
+            log.warning("outbox relay: the outbox's consumer group is gone; creating it again")
+            with contextlib.suppress(Exception):  # if this fails too, the next pass says why
+                await self._in_thread(self.relay.ensure_group)
+                return True
+        error = classify(exc)
+        self._failed(error)
+        if not isinstance(error, RetryableError | RecordRefusedError):
+            self.restarts += 1
+            log.error("outbox relay: %s; restarting it in %.1f s", error.describe(), delay)
+            await asyncio.sleep(delay)
+            self.relay = await self._in_thread(self.make_relay)
+            return False
+        await asyncio.sleep(delay)
+        return False
+
+    def _failed(self, error: LaneError) -> None:
+        self.failures += 1
+        self.metrics.relay_errors.labels(error=type(error).__name__).inc()
+        self.metrics.relay_failing.set(1)
+        if self.failing_since is None:
+            self.failing_since = self._clock()
+            log.warning("outbox relay failing (%s); retrying with backoff", error.describe())
+        elif self.failures % 20 == 0:
+            log.warning(
+                "outbox relay still failing after %d passes, %.0f s (%s)",
+                self.failures,
+                self._clock() - self.failing_since,
+                error.describe(),
+            )
+
+    def _recovered(self) -> None:
+        if self.failing_since is not None:
+            log.warning(
+                "outbox relay recovered after %d failed passes, %.0f s",
+                self.failures,
+                self._clock() - self.failing_since,
+            )
+        self.failing_since, self.failures = None, 0
+        self.metrics.relay_failing.set(0)
+
+    async def _export_stats(self) -> None:
+        if self._clock() - self._stats_at < self.stats_every_s:
+            return
+        self._stats_at = self._clock()
+        try:
+            length, age = await self._in_thread(self.relay.outbox_stats)
+        except Exception:  # Redis down: the relay's own failure says so
+            return
+        self.metrics.outbox_length.set(length)
+        self.metrics.outbox_oldest_age.set(age)

@@ -1,0 +1,147 @@
+"""What a running worker holds: built once at start-up, shared by its batches.
+
+:func:`build_runtime` makes the clients (Redis, the DLQ producer, the relay's producer), the
+store, the metrics, the identity rules and the consent policy of one lane's worker;
+:meth:`Runtime.context` is the per-batch context the pipeline takes. Nothing here consumes,
+retries or decides: :mod:`streams.lane_runner` does that with what this module builds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+
+import redis
+from confluent_kafka import Producer
+from prometheus_client import CollectorRegistry
+
+from resolvers.consent import ConsentPolicy, load_policy
+from resolvers.context import Context, TopicNames
+from resolvers.decode_cache import DecodeCache
+from resolvers.identity.rules import IdentityRules, load_rules
+from resolvers.pipeline import PROFILES, Lane
+from resolvers.store import StateStore
+from schemas.bounds import InputBounds
+from schemas.normalize import DEFAULT as NORMALIZE_DEFAULT
+from schemas.normalize import is_blocked
+from streams import kafka_clients, redis_clients
+from streams.health import Check
+from streams.metrics import WorkerMetrics
+from streams.redis_store import RedisStore
+from streams.relay import OutboxRelay
+from streams.settings import LoomSettings
+
+
+@dataclass
+class Runtime:
+    """Everything a running worker of one lane holds."""
+
+    settings: LoomSettings
+    store: StateStore
+    redis: redis.Redis
+    producer: Producer  # dead letters; the relay has its own
+    new_relay: Callable[[], OutboxRelay]  # a relay with a new producer (streams.relay)
+    metrics: WorkerMetrics
+    rules: IdentityRules
+    policy: ConsentPolicy
+    clock: Callable[[], datetime]
+    lane: Lane = PROFILES
+    decode_cache: DecodeCache = field(default_factory=DecodeCache)  # bounded in bytes
+    #: this process's name among the relay's Redis consumers and in logs
+    consumer_name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+
+    @cached_property
+    def _base_context(self) -> Context:
+        """The parts of :meth:`context` that never change, built once."""
+        t = self.settings.topics
+        return Context(
+            rules=self.rules,
+            policy=self.policy,
+            topics=TopicNames(
+                merges=t.merges,
+                profile_changes=t.profile_changes,
+                erasures=t.erasures,
+                consent_audit=t.consent_audit,
+                inventory_changes=t.inventory_changes,
+                inventory_alerts=t.inventory_alerts,
+            ),
+            salt=self.settings.suppression_salt.get_secret_value().encode(),
+            now=datetime.fromtimestamp(0, UTC),  # replaced per batch
+            default_region=self.settings.default_region,
+            cache=self.decode_cache,
+        )
+
+    @cached_property
+    def bounds(self) -> InputBounds:
+        """The input bounds the settings configure (``schemas.bounds``)."""
+        s = self.settings
+        return InputBounds(
+            max_future_skew=timedelta(seconds=s.max_clock_skew_s),
+            max_stock_movement=s.max_stock_movement,
+        )
+
+    def context(self) -> Context:
+        """The context of one batch (attempt): the constant parts and the current time."""
+        return replace(self._base_context, now=self.clock())
+
+    def infra_checks(self) -> dict[str, Check]:
+        """Readiness checks: Kafka and Redis answer. Their blocking calls run in a thread of
+        their own, so a probe never waits behind a batch."""
+        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-health")
+
+        async def kafka_ok() -> bool:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(thread, lambda: self.producer.list_topics(timeout=2))
+            return True
+
+        async def redis_ok() -> bool:
+            return bool(await asyncio.get_running_loop().run_in_executor(thread, self.redis.ping))
+
+        return {"kafka": kafka_ok, "redis": redis_ok}
+
+
+def build_runtime(settings: LoomSettings, lane: Lane = PROFILES) -> Runtime:
+    client = redis_clients.client(settings)
+    base_rules = load_rules(settings.identity_rules_file) if settings.identity_rules_file else None
+    policy = load_policy(settings.consent_config_file) if settings.consent_config_file else None
+    metrics = WorkerMetrics.create(CollectorRegistry(), lane=lane.name)
+    store = RedisStore(
+        client,
+        prefix=settings.redis_prefix,
+        seen_ttl_s=settings.dedupe_ttl_s,
+        wait_replicas=settings.redis_wait_replicas,
+        on_call=lambda op, seconds: metrics.redis_call_seconds.labels(op=op).observe(seconds),
+    )
+    consumer_name = f"{socket.gethostname()}-{os.getpid()}"
+
+    def new_relay() -> OutboxRelay:
+        return OutboxRelay(
+            client, kafka_clients.producer(settings), store.keys.outbox, consumer_name
+        )
+
+    return Runtime(
+        settings=settings,
+        store=store,
+        redis=client,
+        producer=kafka_clients.producer(settings),
+        new_relay=new_relay,
+        consumer_name=consumer_name,
+        metrics=metrics,
+        rules=with_blocklist(base_rules),
+        policy=policy or ConsentPolicy(),
+        clock=lambda: datetime.now(UTC),
+        lane=lane,
+        decode_cache=DecodeCache(settings.decode_cache_bytes),
+    )
+
+
+def with_blocklist(rules: IdentityRules | None) -> IdentityRules:
+    """``rules`` (default: the built-in ones) that never link a junk value (``guest``...)."""
+    base = rules or IdentityRules()
+    return replace(base, is_blocked=lambda t, v: is_blocked(t, v, NORMALIZE_DEFAULT))

@@ -1,0 +1,379 @@
+"""Faults of issue 13 reproduced against real Kafka, Redis and worker processes.
+
+Each test sends the same good input as the clean reference run (``conftest.reference``), plus
+the bad records it is about, injects its fault, and compares what is left with the reference:
+the event ids each lane processed, every person's identifiers with their order counts and
+revenue, every stock position, the final level of every position on ``inventory.changes``
+(:meth:`Picture.diff` is empty), the DLQ holding exactly the bad records (deduplicated by
+source offset: it is at least once), and the workers alive or stopped as designed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import time
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from chaos_harness import Chaos, Picture, dlq_key, pid_listening_on
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+pytestmark = pytest.mark.chaos
+
+
+def page_view(event_id: str, device: str) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "type": "page_view",
+        "channel": "web",
+        "occurred_at": "2024-05-01T09:00:00+00:00",
+        "region": "NO",
+        "identifiers": {"anonymous_id": device},
+    }
+
+
+def cash_sale(event_id: str, sku: str) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "type": "pos_sale",
+        "channel": "pos",
+        "occurred_at": "2024-05-01T09:00:00+00:00",
+        "order": {
+            "order_id": f"o-{event_id}",
+            "total": "10.00",
+            "currency": "NOK",
+            "location_id": "chaos-store",
+            "lines": [{"sku": sku, "quantity": 1, "unit_price": "10.00"}],
+        },
+    }
+
+
+def assert_same(got: Picture, reference: Picture, **expected_extra_seen: set[str]) -> None:
+    """``got`` equals the reference, except event ids a lane processed that the reference has
+    no record of (bad or extra records it was sent on purpose)."""
+    extra = {
+        lane: got.seen.get(lane, frozenset()) - reference.seen.get(lane, frozenset())
+        for lane in ("profiles", "inventory")
+    }
+    assert extra == {lane: expected_extra_seen.get(lane, set()) for lane in extra}
+    trimmed = Picture(
+        seen={lane: ids - extra[lane] for lane, ids in got.seen.items()},
+        people=got.people,
+        stock={sku: pos for sku, pos in got.stock.items() if not sku.startswith("CHAOS")},
+        levels={k: v for k, v in got.levels.items() if not k.startswith("CHAOS")},
+        dlq=got.dlq,
+    )
+    assert trimmed.diff(reference) == {}
+
+
+def lane_state(c: Chaos, proc: Any) -> str:
+    """The worker's lane state (``loom_lane_state``), "" while it does not answer."""
+    states = c.metric(proc, "loom_lane_state")
+    return next((state for (_lane, state), v in states.items() if v == 1), "")
+
+
+# --- 1. errors in batch processing ------------------------------------------------------------
+
+
+def test_a_bug_that_goes_away_loses_nothing(
+    chaos: Any, good_input: list[Any], reference: Picture
+) -> None:
+    """Before: one ValueError in a batch made faust skip it (587 of 10,000 events lost)."""
+    c = chaos()
+    profiles = c.start_lane("profiles", fault={"stage": "resolve", "first_calls": 3})
+    c.start_lane("inventory", fault={"stage": "inventory", "first_calls": 2})
+    c.produce(good_input)
+    c.wait_idle()
+    got = c.picture()
+    assert_same(got, reference)
+    assert got.dlq == {}  # bisecting found no record that fails on its own
+    assert profiles.poll() is None
+
+
+def test_poison_records_are_bisected_out_dead_lettered_and_the_rest_applied(
+    chaos: Any, good_input: list[Any], reference: Picture
+) -> None:
+    bad_profiles = [page_view(f"poison-p{i}", f"chaos-dev-{i}") for i in range(2)]
+    bad_inventory = cash_sale("poison-i0", "CHAOS-SKU")
+    c = chaos()
+    c.start_lane("profiles", fault={"stage": "resolve", "poison": ["poison-p0", "poison-p1"]})
+    inventory = c.start_lane("inventory", fault={"stage": "inventory", "poison": ["poison-i0"]})
+    c.produce(
+        [*good_input[:1000], bad_profiles[0], bad_inventory, *good_input[1000:], bad_profiles[1]]
+    )
+    c.wait_idle()
+    got = c.picture()
+    # the cash sale is fine for the profiles lane (no identifiers: no profile)
+    assert_same(got, reference, profiles={"poison-i0"})
+    expected = {f"id:{e['event_id']}": "processing_error" for e in [*bad_profiles, bad_inventory]}
+    assert got.dlq == expected
+    assert c.metric(inventory, "loom_poison_records_total") == {("inventory", "pipeline"): 1.0}
+    assert lane_state(c, inventory) == "running"
+
+
+@pytest.mark.chaos_full
+def test_a_systemic_bug_stops_the_lane_uncommitted_and_a_fixed_worker_catches_up(
+    chaos: Any, good_input: list[Any], reference: Picture
+) -> None:
+    c = chaos()
+    c.start_lane("profiles")
+    broken = c.start_lane("inventory", fault={"stage": "inventory", "every": True},
+                          LOOM_POISON_LIMIT="3")  # fmt: skip
+    c.produce(good_input)
+    c.wait_for(lambda: lane_state(c, broken) == "stopped", "inventory lane stopped")
+    assert c.health(c.port[broken])[0] == 503
+    assert c.metric(broken, "loom_lane_stops_total") == {("inventory", "circuit_open"): 1.0}
+    assert c.lag("inventory") == len(good_input)  # nothing committed past the failing batch
+    assert c.dlq() == {}  # nothing dead-lettered: the batch is not skipped
+    broken.send_signal(signal.SIGTERM)
+    c.expect_exit(broken, 3, within_s=10)
+    c.start_lane("inventory")  # the fix is deployed
+    c.wait_idle()
+    assert_same(c.picture(), reference)
+
+
+# --- 1b. Redis refusing writes: failover (READONLY), maxmemory (OOM) -------------------------
+
+
+def test_redis_refusing_writes_is_waited_out_and_reported(
+    chaos: Any, good_input: list[Any], reference: Picture
+) -> None:
+    c = chaos()
+    profiles = c.start_lane("profiles")
+    c.start_lane("inventory")
+    c.wait_ready(profiles)
+    admin = redis.Redis.from_url(c.server.url)
+    (dead,) = c._ports(1)
+    half = len(good_input) // 2
+    c.produce(good_input[:half])
+    admin.execute_command("REPLICAOF", "127.0.0.1", str(dead))  # a failover left it a replica
+    c.wait_for(lambda: lane_state(c, profiles) == "retrying", "retrying on READONLY")
+    status, body = c.health(c.port[profiles])
+    assert status == 503
+    assert "lane" in body["failing"]
+    retries = c.metric(profiles, "loom_batch_retries_total")
+    assert retries.get(("RedisUnavailableError", "profiles", "batch"), 0) >= 1, retries
+    admin.execute_command("REPLICAOF", "NO", "ONE")
+    c.wait_for(lambda: lane_state(c, profiles) == "running", "running again")
+    old = admin.config_get("maxmemory")["maxmemory"]
+    admin.config_set("maxmemory", "1")  # maxmemory reached: OOM on every write
+    c.produce(good_input[half:])
+    c.wait_for(lambda: lane_state(c, profiles) == "retrying", "retrying on OOM")
+    admin.config_set("maxmemory", old)
+    c.wait_idle()
+    assert_same(c.picture(), reference)
+
+
+# --- 2. Redis restarts -------------------------------------------------------------------------
+
+
+@pytest.mark.chaos_full
+def test_a_redis_crash_with_aof_loses_nothing(
+    chaos: Any, good_input: list[Any], reference: Picture
+) -> None:
+    c = chaos(appendonly=True)
+    profiles = c.start_lane("profiles")
+    c.start_lane("inventory")
+    c.produce(good_input)
+    c.wait_for(lambda: c.stats().get("profiles_created", 0) > 0, "processing")
+    c.server.restart(down_s=2)  # SIGKILL, two seconds down, start from the AOF
+    c.wait_idle()
+    assert_same(c.picture(), reference)
+    assert profiles.poll() is None
+
+
+def test_a_redis_restart_without_persistence_is_detected_and_rebuild_restores_everything(
+    chaos: Any, good_input: list[Any], reference: Picture
+) -> None:
+    """Before: state silently gone (5,238 profiles became 1,209, stock positions wrong) while
+    the workers carried on with lag 0 and /readyz 200."""
+    c = chaos(appendonly=False)
+    profiles = c.start_lane("profiles")
+    inventory = c.start_lane("inventory")
+    half = len(good_input) // 2
+    c.produce(good_input[:half])
+    c.wait_idle()
+    c.server.restart(down_s=0.5)  # comes back empty
+    c.produce(good_input[half:])
+    for proc in (profiles, inventory):  # the next batch finds the generation gone
+        c.wait_for(lambda p=proc: lane_state(c, p) == "stopped", "lane stopped")
+        assert c.health(c.port[proc])[0] == 503
+    assert "loom rebuild --lane profiles" in c.logs()
+    kinds = {k.split(b":")[2] for k in c.redis.keys(f"{c.root}:*")}
+    assert kinds <= {b"outbox"}  # nothing written into the empty Redis, not even a marker
+    for proc in (profiles, inventory):
+        proc.send_signal(signal.SIGTERM)
+        c.expect_exit(proc, 3, within_s=10)
+    for lane in ("profiles", "inventory"):
+        rebuilt = c.cli("rebuild", "--lane", lane, timeout=300)
+        assert rebuilt.returncode == 0, rebuilt.stderr
+    c.start_lane("profiles")
+    c.start_lane("inventory")
+    c.wait_idle()
+    assert_same(c.picture(), reference)
+
+
+# --- 3. the outbox relay ------------------------------------------------------------------------
+
+
+@pytest.mark.chaos_full
+def test_the_relay_survives_nogroup_and_oom_and_delivers_every_change(
+    chaos: Any, good_input: list[Any], reference: Picture
+) -> None:
+    """Before: NOGROUP crashed the profiles worker; OOM stopped the inventory relay silently."""
+    c = chaos()
+    profiles = c.start_lane("profiles")
+    inventory = c.start_lane("inventory")
+    admin = redis.Redis.from_url(c.server.url)
+    c.produce(good_input[:800])
+    c.wait_idle()
+    admin.xgroup_destroy(f"{c.root}:outbox", "relay")  # what a restart without data leaves
+    c.produce(good_input[800:1600])
+    c.wait_idle()
+    old = admin.config_get("maxmemory")["maxmemory"]
+    admin.config_set("maxmemory", "1")  # the relays' acknowledgements are refused too
+    c.produce(good_input[1600:])
+    c.wait_for(lambda: lane_state(c, inventory) == "retrying", "retrying on OOM")
+    admin.config_set("maxmemory", old)
+    c.wait_idle()
+    assert_same(c.picture(), reference)
+    for proc in (profiles, inventory):
+        assert proc.poll() is None
+        assert c.metric(proc, "loom_relay_failing") == {(): 0.0}
+        c.wait_for(lambda p=proc: c.metric(p, "loom_outbox_length") == {(): 0.0}, "gauge 0")
+
+
+# --- 4 to 6. bad records --------------------------------------------------------------------------
+
+
+def test_bad_records_go_to_the_dlq_exactly_once_with_their_reason_and_change_nothing(
+    chaos: Any, good_input: list[Any], reference: Picture, kafka_bootstrap: str
+) -> None:
+    c = chaos()
+    raw = c.settings.topics.raw
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    entry = ConfigEntry("max.message.bytes", "4194304", incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource("topic", raw, incremental_configs=[entry])
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(30)
+    count = {
+        "type": "inventory_counted",
+        "channel": "backoffice",
+        "inventory": {"sku": "SKU-0001", "location_id": "store-1", "on_hand": 500},
+    }
+    bad = {
+        b'{"event_id":"x","type":["pos_sale"],"channel":"pos"}': "unknown_type",
+        orjson.dumps(
+            {**count, "event_id": "b-2099", "occurred_at": "2099-01-01T00:00:00+00:00"}
+        ): "future_timestamp",
+        orjson.dumps(
+            {
+                "event_id": "b-consent-2099",
+                "type": "consent_updated",
+                "channel": "web",
+                "occurred_at": "2099-01-01T00:00:00+00:00",
+                "identifiers": {"email": "someone@example.no"},
+                "consent": {"marketing": True},
+            }
+        ): "future_timestamp",
+        orjson.dumps({**page_view("b-nul", "dev\x00x")}): "control_characters",
+        orjson.dumps({**page_view("b-bidi", "dev\u202ex")}): "control_characters",
+    }
+    bad.update(
+        {
+            orjson.dumps(
+                {
+                    **count,
+                    "event_id": f"b-adj-{i}",
+                    "type": "inventory_adjusted",
+                    "occurred_at": "2024-05-01T09:00:00+00:00",
+                    "inventory": {"sku": "SKU-0001", "location_id": "store-1", "delta": -(10**9)},
+                }
+            ): "out_of_bounds"
+            for i in range(10)
+        }
+    )
+    huge = orjson.dumps({**page_view("b-huge", "dev-huge"), "properties": {"x": "y" * 2_000_000}})
+    profiles = c.start_lane("profiles")
+    inventory = c.start_lane("inventory")
+    c.produce(good_input[:1200])
+    c.produce(bad)
+    big = Producer({"bootstrap.servers": kafka_bootstrap, "message.max.bytes": 4_000_000})
+    big.produce(raw, huge)
+    assert big.flush(30) == 0
+    c.produce(good_input[1200:])
+    c.wait_idle()
+    got = c.picture()
+    (record,) = [m for m in c.topic_records(c.settings.topics.dlq) if huge.startswith(m.value())]
+    headers = dict(record.headers())
+    assert len(record.value()) == 512 * 1024  # cut to LOOM_DLQ_MAX_BYTES: fits the DLQ topic
+    assert headers["loom.truncated"] == b"value"
+    assert headers["loom.original_sha256"] == hashlib.sha256(huge).hexdigest().encode()
+    assert headers["loom.reason"] == b"oversize"
+    expected = {dlq_key(value): reason for value, reason in bad.items()}
+    expected[dlq_key(record.value())] = "oversize"
+    assert got.dlq == expected
+    assert_same(got, reference)
+    for proc in (profiles, inventory):
+        assert proc.poll() is None
+
+
+# --- SIGTERM in every state -------------------------------------------------------------------
+
+
+def test_sigterm_stops_a_worker_that_is_retrying_while_redis_is_down(
+    chaos: Any, good_input: list[Any], reference: Picture
+) -> None:
+    """Before: a worker retrying forever did not stop within 40 s of SIGTERM."""
+    c = chaos()
+    profiles = c.start_lane("profiles")
+    inventory = c.start_lane("inventory")
+    c.wait_ready(profiles)
+    c.wait_ready(inventory)
+    c.server.kill()  # Redis gone
+    c.produce(good_input[:300])
+    for proc in (profiles, inventory):
+        c.wait_for(lambda p=proc: lane_state(c, p) == "retrying", "retrying")
+    for proc in (profiles, inventory):
+        proc.send_signal(signal.SIGTERM)
+    for proc in (profiles, inventory):
+        assert c.expect_exit(proc, 0, within_s=15) < 15
+    c.server.start()
+    c.start_lane("profiles")
+    c.start_lane("inventory")
+    c.produce(good_input[300:])
+    c.wait_idle()
+    assert_same(c.picture(), reference)
+
+
+@pytest.mark.chaos_full
+def test_sigterm_stops_a_worker_while_kafka_hangs(
+    chaos: Any, good_input: list[Any], reference: Picture, kafka_bootstrap: str
+) -> None:
+    host, _, port = kafka_bootstrap.split(",", maxsplit=1)[0].rpartition(":")
+    broker = pid_listening_on(int(port)) if host in ("127.0.0.1", "localhost") else None
+    if broker is None:
+        pytest.skip("the broker is not a local process this test can freeze")
+    c = chaos()
+    profiles = c.start_lane("profiles", LOOM_SHUTDOWN_TIMEOUT_S="10")
+    c.wait_ready(profiles)
+    c.produce(good_input[:500])
+    os.kill(broker, signal.SIGSTOP)  # Kafka hangs: no answer, no error
+    try:
+        time.sleep(1)
+        profiles.send_signal(signal.SIGTERM)
+        # 0 if it could leave the group, 1 if the watchdog had to end it: both in time
+        took = c.expect_exit(profiles, {0, 1}, within_s=15)
+    finally:
+        os.kill(broker, signal.SIGCONT)
+    assert took < 15
+    c.start_lane("profiles")
+    c.start_lane("inventory")
+    c.produce(good_input[500:])
+    c.wait_idle()
+    assert_same(c.picture(), reference)

@@ -1,0 +1,67 @@
+"""State loss is detected and ``loom rebuild`` recovers from Kafka: real workers, real servers."""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+import pytest
+from e2e_harness import Loom
+from test_profiles_e2e import journey, order
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_worker_refuses_a_redis_that_lost_its_state_and_rebuild_restores_it(
+    loom: Loom, free_ports: Any
+) -> None:
+    events = [e for n in ("a", "b", "c") for e in journey(n)]
+    events += [order(f"s{i}", "2026-11-03T12:00:00+01:00", {}, sku="SKU-R") for i in range(5)]
+    workers = loom.start_worker()
+    loom.produce(events)
+    loom.wait_idle()
+    people, stock = loom.people(), loom.stock("SKU-R")
+    assert len(people) == 3
+    assert stock is not None
+    loom.stop(workers)
+
+    for key in loom.redis.scan_iter(f"{loom.root}:*", count=1000):  # Redis lost everything
+        loom.redis.delete(key)
+
+    (port,) = free_ports(1)
+    (refusing,) = loom.start_worker("profiles", env={"LOOM_WEB_PORT": str(port)})
+    _, body = loom.wait_for(
+        lambda: (r := loom.health(port))[0] == 503 and not r[1]["checks"]["lane"] and r,
+        "readiness false",
+    )
+    assert "lane" in body["failing"]
+    assert refusing.poll() is None  # alive, saying why
+    log = loom.logs()
+    assert "loom rebuild --lane profiles" in log
+    assert log.count("lane stopped") == 1  # one clear line
+    assert list(loom.redis.scan_iter(f"{loom.root}:*")) == []  # nothing written, not even a marker
+    refusing.send_signal(signal.SIGTERM)
+    assert refusing.wait(30) == 3  # the lane had stopped on an error
+    loom.workers.remove(refusing)  # an exit the harness would otherwise report as a crash
+
+    refused = loom.cli("rebuild", "--lane", "profiles")  # no --wipe needed: Redis is empty
+    assert refused.returncode == 0, refused.stderr
+    assert "rebuilding the profiles lane" in refused.stderr
+    inventory = loom.cli("rebuild", "--lane", "inventory")
+    assert inventory.returncode == 0, inventory.stderr
+    assert loom.people() == people  # Kafka is the source of truth
+    rebuilt = loom.stock("SKU-R")
+    assert rebuilt is not None
+    assert rebuilt["locations"] == stock["locations"]  # versions count batches, not events
+
+    again = loom.cli("rebuild", "--lane", "inventory")  # the lane holds state now
+    assert again.returncode == 2
+    assert "--wipe" in again.stderr
+
+    loom.start_worker()  # the switch-over: workers continue from the rebuild's offsets
+    loom.produce([order("s-late", "2026-11-04T12:00:00+01:00", {}, sku="SKU-R")])
+    loom.wait_idle()
+    late = loom.stock("SKU-R")
+    assert late is not None
+    assert late["locations"]["oslo-1"]["on_hand"] == stock["locations"]["oslo-1"]["on_hand"] - 1
+    assert loom.people() == people

@@ -1,0 +1,161 @@
+"""The outbox relay on real Redis and Kafka: it survives what used to kill it (NOGROUP after the
+outbox vanished, OOM under maxmemory, a record Kafka refuses) and never loses a record."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+import redis
+from confluent_kafka import Consumer, Producer
+from prometheus_client import CollectorRegistry
+
+from streams.metrics import WorkerMetrics
+from streams.relay import OutboxRelay, RelaySupervisor
+
+
+def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 30) -> list[bytes]:
+    c = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"r-{topic}", "auto.offset.reset": "earliest"}
+    )
+    c.subscribe([topic])
+    out: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while len(out) < expect and time.monotonic() < deadline:
+        msg = c.poll(0.5)
+        if msg is not None and not msg.error():
+            out.append(msg.value())
+    # anything beyond `expect` (a duplicate) shows up within a short extra wait
+    extra_deadline = time.monotonic() + 1.0
+    while time.monotonic() < extra_deadline:
+        msg = c.poll(0.2)
+        if msg is not None and not msg.error():
+            out.append(msg.value())
+    c.close()
+    return out
+
+
+def add(client: redis.Redis, key: str, topic: str, values: list[bytes]) -> None:
+    for v in values:
+        client.xadd(key, {"topic": topic, "value": v})
+
+
+@pytest.fixture
+def supervisor(
+    redis_client: redis.Redis, redis_prefix: str, kafka_bootstrap: str
+) -> Callable[..., RelaySupervisor]:
+    def make(**kw: object) -> RelaySupervisor:
+        def new_relay() -> OutboxRelay:
+            producer = Producer(
+                {"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True, "acks": "all"}
+            )
+            return OutboxRelay(redis_client, producer, f"{redis_prefix}:v1:outbox", "c1")
+
+        return RelaySupervisor(
+            new_relay,
+            WorkerMetrics.create(CollectorRegistry()),
+            backoff_max_s=0.2,
+            failing_after_s=kw.pop("failing_after_s", 60.0),  # type: ignore[arg-type]
+            idle_s=0.05,
+            min_interval_s=0.0,
+            stats_every_s=0.0,
+        )
+
+    return make
+
+
+async def until(predicate: Callable[[], bool], within_s: float = 30) -> None:
+    deadline = time.monotonic() + within_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.05)
+
+
+def run_relay(sup: RelaySupervisor, scenario: Callable[[], object]) -> None:
+    async def main() -> None:
+        sup.start(asyncio.Event())
+        try:
+            result = scenario()
+            if asyncio.iscoroutine(result):
+                await result
+        finally:
+            await sup.stop()
+
+    asyncio.run(main())
+
+
+def test_the_relay_recreates_a_vanished_outbox_group_and_delivers_everything(
+    redis_client: redis.Redis, redis_prefix: str, kafka_bootstrap: str, unique_topic, supervisor
+) -> None:
+    topic = unique_topic()
+    key = f"{redis_prefix}:v1:outbox"
+    sup = supervisor()
+
+    async def scenario() -> None:
+        add(redis_client, key, topic, [b"a1", b"a2"])
+        await until(lambda: redis_client.xlen(key) == 0)
+        redis_client.delete(key)  # Redis lost the stream and its group (a restart, no AOF)
+        add(redis_client, key, topic, [b"b1", b"b2", b"b3"])  # XADD recreates the stream only
+        await until(lambda: redis_client.xlen(key) == 0)
+        assert sup.healthy()
+
+    run_relay(sup, scenario)
+    assert sorted(read_topic(kafka_bootstrap, topic, 5)) == [b"a1", b"a2", b"b1", b"b2", b"b3"]
+    assert sup.failures == 0  # NOGROUP is handled, not a failure
+
+
+def test_the_relay_waits_out_redis_oom_and_reports_it(
+    redis_client: redis.Redis, redis_prefix: str, kafka_bootstrap: str, unique_topic, supervisor
+) -> None:
+    topic = unique_topic()
+    key = f"{redis_prefix}:v1:outbox"
+    sup = supervisor(failing_after_s=0.3)
+    add(redis_client, key, topic, [b"x0"])
+    old = redis_client.config_get("maxmemory")["maxmemory"]
+
+    async def scenario() -> None:
+        await until(lambda: redis_client.xlen(key) == 0)  # the group exists, one record sent
+        add(redis_client, key, topic, [f"x{i}".encode() for i in range(1, 50)])
+        redis_client.config_set("maxmemory", "1")  # every write is refused with OOM now
+        try:
+            await until(lambda: sup.failures >= 3 and not sup.healthy())
+            assert redis_client.xlen(key) == 49  # nothing acknowledged, nothing dropped
+        finally:
+            redis_client.config_set("maxmemory", old)
+        await until(lambda: redis_client.xlen(key) == 0)
+        await until(sup.healthy)
+
+    run_relay(sup, scenario)
+    got = read_topic(kafka_bootstrap, topic, 50)
+    assert sorted(set(got)) == sorted(f"x{i}".encode() for i in range(50))
+    assert sup.failing_since is None
+    errors = {
+        s.labels["error"]: s.value
+        for f in sup.metrics.registry.collect()
+        for s in f.samples
+        if s.name == "loom_relay_errors_total"
+    }
+    assert errors.get("RedisUnavailableError", 0) >= 3
+
+
+def test_a_record_kafka_refuses_does_not_hold_back_the_others_and_stays_pending(
+    redis_client: redis.Redis, redis_prefix: str, kafka_bootstrap: str, unique_topic, supervisor
+) -> None:
+    topic = unique_topic(config={"max.message.bytes": "2000"})
+    key = f"{redis_prefix}:v1:outbox"
+    sup = supervisor()
+
+    async def scenario() -> None:
+        add(redis_client, key, topic, [b"ok-1", b"x" * 5000, b"ok-2"])
+        await until(lambda: sup.failures >= 2)
+        await until(lambda: redis_client.xlen(key) == 1)
+
+    run_relay(sup, scenario)
+    assert sorted(read_topic(kafka_bootstrap, topic, 2)) == [b"ok-1", b"ok-2"]
+    (left,) = redis_client.xrange(key)
+    assert left[1][b"value"] == b"x" * 5000  # kept for an operator, never dropped
+    assert sup.restarts == 0  # a refused record is not the producer's fault
+    assert sup.failing_since is not None  # still failing on it: /readyz and the alert say so

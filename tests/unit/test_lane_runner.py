@@ -1,0 +1,106 @@
+"""The lane's commit bookkeeping: which offsets it commits after a batch, on a rebalance and
+on close, each with the Redis generation as metadata."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, TopicPartition
+
+from resolvers.pipeline import INVENTORY
+from resolvers.steps import RawRecord
+from streams import kafka_clients, lane_runner
+from streams.offsets import ProcessedOffsets, next_offsets
+from streams.testing import FakeConsumer, fake_runtime
+
+
+def rec(partition: int, offset: int, topic: str = "raw") -> RawRecord:
+    return RawRecord(value=b"{}", topic=topic, partition=partition, offset=offset)
+
+
+def test_next_offsets_are_one_past_the_last_record_of_each_partition() -> None:
+    batch = [rec(1, 7), rec(0, 41), rec(1, 8), rec(0, 42), rec(3, 0)]
+    got = [(tp.topic, tp.partition, tp.offset, tp.metadata) for tp in next_offsets(batch, "g1")]
+    assert got == [("raw", 0, 43, "g1"), ("raw", 1, 9, "g1"), ("raw", 3, 1, "g1")]
+
+
+def test_nothing_processed_commits_nothing() -> None:
+    assert next_offsets([]) == []
+
+
+def offsets(tps: list[TopicPartition]) -> list[tuple[str, int, int]]:
+    return [(tp.topic, tp.partition, tp.offset) for tp in tps]
+
+
+def test_processed_offsets_keep_the_latest_per_partition_until_taken() -> None:
+    book = ProcessedOffsets()
+    book.add(next_offsets([rec(0, 41), rec(1, 7)]))
+    book.add(next_offsets([rec(0, 42), rec(2, 3)]))
+    assert len(book) == 3
+    # revoked partitions only, then forgotten (another member owns them now)
+    assert offsets(book.take({("raw", 1), ("raw", 5)})) == [("raw", 1, 8)]
+    assert offsets(book.take({("raw", 1)})) == []
+    assert offsets(book.take()) == [("raw", 0, 43), ("raw", 2, 4)]  # all, on close
+    assert len(book) == 0
+    assert book.take() == []
+
+
+def make_runner(monkeypatch: pytest.MonkeyPatch) -> tuple[lane_runner.LaneRunner, FakeConsumer]:
+    monkeypatch.setattr(kafka_clients, "Consumer", FakeConsumer)
+    runner = lane_runner.LaneRunner(fake_runtime(lane=INVENTORY))
+    fake: FakeConsumer = runner.consumer  # type: ignore[assignment]
+    return runner, fake
+
+
+def test_offsets_are_committed_async_per_batch_and_again_sync_on_revoke_and_close(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runner, fake = make_runner(monkeypatch)
+    assert fake.config["on_commit"] == runner._on_commit  # async failures are reported there
+    assert fake.config["group.id"] == "loom-inventory"
+    assert fake.config["enable.auto.commit"] is False
+    runner.generation = "gen-1"
+
+    runner._batch_done([rec(0, 10), rec(1, 20)])
+    runner._batch_done([rec(0, 11)])
+    assert fake.commits == [
+        (True, [("raw", 0, 11, "gen-1"), ("raw", 1, 21, "gen-1")]),
+        (True, [("raw", 0, 12, "gen-1")]),
+    ]
+    # a rebalance revokes partition 1: its offset is committed synchronously, even though
+    # the asynchronous commit after the batch already sent it (it may have failed)
+    runner._on_revoke(fake, [TopicPartition("raw", 1)])  # type: ignore[arg-type]
+    assert fake.commits[-1] == (False, [("raw", 1, 21, "gen-1")])
+    runner._close()
+    assert fake.commits[-1] == (False, [("raw", 0, 12, "gen-1")])  # only what is still owned
+    assert fake.closed
+    assert len(runner.processed) == 0
+
+
+def test_lost_partitions_are_not_committed(monkeypatch: pytest.MonkeyPatch) -> None:
+    runner, fake = make_runner(monkeypatch)
+    runner._batch_done([rec(0, 10), rec(1, 20)])
+    runner._on_lost(fake, [TopicPartition("raw", 0)])  # type: ignore[arg-type]
+    runner._close()
+    assert fake.commits[-1] == (False, [("raw", 1, 21, "")])
+
+
+def test_a_failed_commit_is_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    runner, _ = make_runner(monkeypatch)
+    on_commit = runner._on_commit
+    # librdkafka reports per-partition errors on TopicPartition.error (not settable in Python)
+    failed: Any = SimpleNamespace(partition=3, error=KafkaError(KafkaError.REBALANCE_IN_PROGRESS))
+    with caplog.at_level(logging.WARNING):
+        on_commit(None, [TopicPartition("raw", 4, 1)])  # success: nothing to say
+        assert caplog.text == ""
+        on_commit(None, [failed, TopicPartition("raw", 4, 1)])  # one partition failed
+        assert "offset commit failed" in caplog.text
+        assert "[3]" in caplog.text
+        caplog.clear()
+        on_commit(KafkaError(KafkaError._NO_OFFSET), [])  # the whole commit failed
+        assert "offset commit failed" in caplog.text
