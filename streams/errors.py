@@ -101,8 +101,8 @@ class MisconfiguredError(FatalError):
 
 class DeterministicError(LaneError):
     """An error that says nothing about the infrastructure. ``where`` names the deepest frame
-    of Loom's own code it was raised in (``resolvers/stages/resolve.py:88 in run``); ``stage``
-    the pipeline stage module, when it was raised inside one."""
+    of Loom's own code it was raised in (``resolvers/stages/inventory.py:61 in movements``);
+    ``stage`` the pipeline stage module, when it was raised inside one."""
 
     kind = "deterministic"
 

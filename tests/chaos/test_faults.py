@@ -85,7 +85,7 @@ def test_a_bug_that_goes_away_loses_nothing(
 ) -> None:
     """Before: one ValueError in a batch made faust skip it (587 of 10,000 events lost)."""
     c = chaos()
-    profiles = c.start_lane("profiles", fault={"stage": "resolve", "first_calls": 3})
+    profiles = c.start_lane("profiles", fault={"stage": "observe", "first_calls": 3})
     c.start_lane("inventory", fault={"stage": "inventory", "first_calls": 2})
     c.produce(good_input)
     c.wait_idle()
@@ -101,7 +101,7 @@ def test_poison_records_are_bisected_out_dead_lettered_and_the_rest_applied(
     bad_profiles = [page_view(f"poison-p{i}", f"chaos-dev-{i}") for i in range(2)]
     bad_inventory = cash_sale("poison-i0", "CHAOS-SKU")
     c = chaos()
-    c.start_lane("profiles", fault={"stage": "resolve", "poison": ["poison-p0", "poison-p1"]})
+    c.start_lane("profiles", fault={"stage": "observe", "poison": ["poison-p0", "poison-p1"]})
     inventory = c.start_lane("inventory", fault={"stage": "inventory", "poison": ["poison-i0"]})
     c.produce(
         [*good_input[:1000], bad_profiles[0], bad_inventory, *good_input[1000:], bad_profiles[1]]
@@ -112,7 +112,7 @@ def test_poison_records_are_bisected_out_dead_lettered_and_the_rest_applied(
     assert_same(got, reference, profiles={"poison-i0"})
     expected = {f"id:{e['event_id']}": "processing_error" for e in [*bad_profiles, bad_inventory]}
     assert got.dlq == expected
-    assert c.metric(inventory, "loom_poison_records_total") == {("inventory", "pipeline"): 1.0}
+    assert c.metric(inventory, "loom_poison_records_total") == {("inventory", "inventory"): 1.0}
     assert lane_state(c, inventory) == "running"
 
 
