@@ -30,6 +30,15 @@ class Topics(BaseSettings):
         "inventory.changes", description="new stock level per (sku, location)"
     )
     inventory_alerts: str = Field("inventory.alerts", description="oversell alerts")
+    privacy_requests: str = Field(
+        "privacy.requests", description="every privacy request received (Shopify's webhooks)"
+    )
+    privacy_exports: str = Field(
+        "privacy.exports", description="data exports for the retailer to send (personal data)"
+    )
+    privacy_audit: str = Field(
+        "privacy.audit", description="what Loom did about each privacy request"
+    )
 
 
 class LoomSettings(BaseSettings):
@@ -119,6 +128,16 @@ class LoomSettings(BaseSettings):
     )
     gateway_cors_origins: str = Field(
         "*", description="origins browsers may send from: `*` or a comma-separated list"
+    )
+    gateway_shopify_order_ttl_s: int = Field(
+        120 * 24 * 3600,
+        ge=3600,
+        description="how long the gateway remembers a Shopify order (its customer, its stock)",
+    )
+
+    # --- privacy worker (`loom privacy-worker`) ------------------------------------------
+    privacy_web_port: int = Field(
+        6069, ge=0, description="`loom privacy-worker` /metrics, /livez, /readyz port"
     )
 
     topics: Topics = Field(default_factory=Topics)

@@ -25,6 +25,11 @@ def topic_specs(settings: LoomSettings) -> dict[str, tuple[int, dict[str, str]]]
         t.consent_audit: (n, {}),
         t.inventory_changes: (n, compacted),
         t.inventory_alerts: (1, {}),
+        # the privacy trail is kept (ids only, no e-mail or phone); exports hold personal data
+        # and are kept 30 days, for the retailer to pick them up
+        t.privacy_requests: (1, {"retention.ms": "-1"}),
+        t.privacy_audit: (1, {"retention.ms": "-1"}),
+        t.privacy_exports: (1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
     }
 
 
