@@ -21,6 +21,7 @@ COMMANDS: tuple[str, ...] = (
     "exporter",
     "worker",
     "gateway",
+    "privacy_worker",
     "demo",
     "produce",
     "simulate",
