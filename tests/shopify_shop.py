@@ -85,6 +85,7 @@ def delivery(
     webhook_id: str | None = None,
     triggered_at: datetime | None = None,
     received_at: datetime | None = None,
+    event_id: str | None = None,
 ) -> Delivery:
     now = received_at or datetime(2022, 1, 10, 12, 0, tzinfo=UTC)
     return Delivery(
@@ -93,6 +94,7 @@ def delivery(
         received_at=now,
         triggered_at=triggered_at,
         api_version="2024-10",
+        event_id=event_id,
     )
 
 
@@ -113,6 +115,7 @@ def headers(
     domain: str = DOMAIN,
     webhook_id: str | None = None,
     triggered_at: str = "2023-03-29T18:00:27.877041743Z",
+    event_id: str | None = None,
 ) -> dict[str, str]:
     """A delivery's headers as Shopify sends them (fixtures/shopify/headers.json), signed."""
     out: dict[str, str] = dict(_fixture("headers"))
@@ -124,7 +127,7 @@ def headers(
             "X-Shopify-Shop-Domain": domain,
             "X-Shopify-Webhook-Id": webhook_id or str(uuid.uuid4()),
             "X-Shopify-Triggered-At": triggered_at,
-            "X-Shopify-Event-Id": str(uuid.uuid4()),
+            "X-Shopify-Event-Id": event_id or str(uuid.uuid4()),
         }
     )
     return out

@@ -33,11 +33,19 @@ def required_id(payload: Mapping[str, Any], name: str, where: str | None = None)
 
 
 def webhook_key(webhook_id: str) -> str:
-    """The webhook id as it goes into event ids: as sent when short and plain (Shopify's are
-    UUIDs), else a digest of it."""
+    """A webhook or event id as it goes into keys and event ids: as sent when short and plain
+    (Shopify's are UUIDs), else a digest of it."""
     if _WEBHOOK_ID.fullmatch(webhook_id):
         return webhook_id
     return hashlib.sha256(webhook_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def delivery_key(delivery: Delivery) -> str:
+    """What identifies the event behind a delivery, for the event ids of facts that have no
+    id of their own (a customer's update, an inventory level, a privacy request):
+    ``X-Shopify-Event-Id`` (the same on every delivery of one event, also when Shopify sends
+    it again under a new webhook id), else ``X-Shopify-Webhook-Id`` (the same on retries)."""
+    return webhook_key(delivery.event_id or delivery.webhook_id)
 
 
 def event_id(shop: Shop, *parts: str) -> str:

@@ -25,11 +25,11 @@ from typing import Any, Final
 
 from schemas.inbound.base import mapping, timestamp
 from schemas.inbound.shopify_common import (
+    delivery_key,
     event_id,
     person,
     required_id,
     touchpoint,
-    webhook_key,
     when,
 )
 from schemas.inbound.shopify_model import Delivery, Mapped, OrderMemo, RememberCustomer, Shop
@@ -72,7 +72,8 @@ def _customer(
         if created and customer.get("state") == "enabled"
         else EventType.PROFILE_UPDATED
     )
-    base = event_id(shop, "customer", customer_id, webhook_key(delivery.webhook_id))
+    verb = "created" if created else "updated"
+    base = event_id(shop, "customer", customer_id, verb, delivery_key(delivery))
     out = [
         touchpoint(
             shop,

@@ -22,11 +22,11 @@ from typing import Any
 
 from schemas.inbound.base import invalid, timestamp
 from schemas.inbound.shopify_common import (
+    delivery_key,
     event_id,
     required_id,
     touchpoint,
     trigger_key,
-    webhook_key,
 )
 from schemas.inbound.shopify_model import Delivery, Mapped, OrderMemo, Shop
 from schemas.touchpoint import Channel, EventType, InventoryReason
@@ -61,9 +61,7 @@ def _count(
     count = touchpoint(
         shop,
         {
-            "event_id": event_id(
-                shop, "level", trigger_key(delivery), webhook_key(delivery.webhook_id)
-            ),
+            "event_id": event_id(shop, "level", trigger_key(delivery), delivery_key(delivery)),
             "type": EventType.INVENTORY_COUNTED.value,
             "channel": Channel.BACKOFFICE.value,
             "occurred_at": at,

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from schemas.inbound.base import invalid, mapping, rfc3339, text
-from schemas.inbound.shopify_common import event_id, required_id, touchpoint, webhook_key
+from schemas.inbound.shopify_common import delivery_key, event_id, required_id, touchpoint
 from schemas.inbound.shopify_model import (
     ONLINE,
     Delivery,
@@ -49,7 +49,7 @@ def customer_redact(
     erasure = touchpoint(
         shop,
         {
-            "event_id": event_id(shop, "redact", webhook_key(delivery.webhook_id)),
+            "event_id": event_id(shop, "redact", delivery_key(delivery)),
             "type": EventType.ERASURE_REQUESTED.value,
             "channel": Channel.BACKOFFICE.value,
             "occurred_at": delivery.at,
@@ -111,7 +111,7 @@ def _ids(value: object, where: str) -> tuple[str, ...]:
 
 def _request(shop: Shop, delivery: Delivery, kind: PrivacyKind, **fields: Any) -> PrivacyRequest:
     return PrivacyRequest(
-        request_id=event_id(shop, "privacy", webhook_key(delivery.webhook_id)),
+        request_id=event_id(shop, "privacy", delivery_key(delivery)),
         kind=kind,
         shop=shop.name,
         shop_domain=shop.domain,

@@ -288,7 +288,7 @@ def test_a_new_customer_signs_up_with_marketing_consent_stamped_by_shopify() -> 
     result = mapped("customers/create", webhook_id="w-1")
     signup, consent = result.touchpoints
     assert signup.type is EventType.SIGNUP  # state "enabled": an account
-    assert signup.event_id == "shopify:jsmith:customer:706405506930370084:w-1"
+    assert signup.event_id == "shopify:jsmith:customer:706405506930370084:created:w-1"
     assert signup.identifiers.as_mapping() == {
         "customer_id": "706405506930370084",
         "email": "bob@biller.com",
@@ -473,6 +473,24 @@ def test_every_topic_maps_its_reference_payload_the_same_way_twice(topic: str) -
     ]
     assert first.touchpoints or first.privacy is not None
     assert all(t.source == "shopify:jsmith" for t in first.touchpoints)
+
+
+@pytest.mark.parametrize(
+    "topic", ["customers/update", "inventory_levels/update", "customers/redact", "shop/redact"]
+)
+def test_an_event_shopify_delivers_again_under_a_new_webhook_id_keeps_its_ids(topic: str) -> None:
+    """Facts without an id of their own take the event's (X-Shopify-Event-Id), else the
+    webhook's: a redelivery of one event maps to the same event ids whatever its webhook id."""
+    first = mapped(topic, webhook_id="w-1", event_id="ev-1")
+    again = mapped(topic, webhook_id="w-2", event_id="ev-1")
+    other = mapped(topic, webhook_id="w-3", event_id="ev-2")
+
+    def ids(m: Mapped) -> list[str]:
+        return [t.event_id for t in m.touchpoints] + ([m.privacy.request_id] if m.privacy else [])
+
+    assert ids(first) == ids(again)
+    assert not set(ids(first)) & set(ids(other))
+    assert "ev-1" in ids(first)[0]
 
 
 def test_an_unknown_topic_or_a_payload_that_is_no_object_is_invalid() -> None:
