@@ -264,3 +264,47 @@ def test_a_shops_day_ends_in_one_omnichannel_profile_exact_stock_and_a_clean_red
     shop.replay(start=day)  # the redact once more: nothing changes
     loom.wait_idle()
     assert full_state(loom) == after
+
+
+def wait_until(condition: Any, what: str, loom: Loom, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    pytest.fail(f"{what} after {timeout}s:\n{loom.logs()}")
+
+
+def test_shop_redact_erases_every_customer_the_shop_sent(
+    deployment: tuple[Loom, GatewayProcess],
+) -> None:
+    loom, gateway = deployment
+    shop = Shopify(gateway)
+    people = {8001 + i: f"buyer{i}@example.com" for i in range(3)}
+    for n, (cid, email) in enumerate(people.items()):
+        when = at(9, n).isoformat()
+        customer = {**payload("customers/create"), "id": cid, "email": email, "phone": None,
+                    "created_at": when, "updated_at": when}  # fmt: skip
+        shop.send("customers/create", customer, at(9, n))
+        order = order_payload(9100 + n, 1, at(10, n), customer=customer, email=email)
+        shop.send("orders/create", order, at(10, n))
+    loom.wait_idle()
+    assert len(loom.profiles()) == 3
+    shop.send("shop/redact", payload("shop/redact"), at(22))
+    # the privacy worker turns it into one erasure per customer; the workers apply them
+    wait_until(lambda: loom.decoded(loom.settings.topics.privacy_audit), "no audit", loom)
+    loom.wait_idle()
+    assert loom.profiles() == {}
+    assert [k for k in loom.redis.scan_iter(f"{loom.root}:id:*")] == []
+    assert list(loom.redis.scan_iter(f"{loom.settings.redis_prefix}:shopify:*")) == []
+    [(_, audit)] = loom.decoded(loom.settings.topics.privacy_audit)
+    assert (audit["kind"], audit["outcome"], audit["erasures"]) == (
+        "shop_redact",
+        "erasures_requested",
+        3,
+    )
+    erased = loom.decoded(loom.settings.topics.erasures)
+    assert len(erased) == 3
+    stock = loom.stock(SKU)
+    assert stock is not None
+    assert stock["locations"]["online"]["committed"] == 3  # stock is the retailer's, kept
