@@ -74,6 +74,28 @@ class Outputs:
         self.records.append((topic, k, value, list(headers)))
 
 
+@dataclass(frozen=True, slots=True)
+class PrivacyMetrics:
+    requests: Counter  # loom_privacy_requests_total{kind,outcome}
+    failures: Counter  # loom_privacy_batch_failures_total
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> PrivacyMetrics:
+        return cls(
+            requests=Counter(
+                "loom_privacy_requests",
+                "Privacy requests handled, by kind and outcome.",
+                ["kind", "outcome"],
+                registry=registry,
+            ),
+            failures=Counter(
+                "loom_privacy_batch_failures",
+                "Batches retried after Kafka or Redis failed.",
+                registry=registry,
+            ),
+        )
+
+
 class PrivacyWorker:
     """Consumes ``privacy.requests`` and acts on each (module doc)."""
 
@@ -93,17 +115,7 @@ class PrivacyWorker:
         self.reader, self.memory, self.clock = reader, memory, clock
         self.backoff_max_s = settings.retry_backoff_max_s
         self.registry = registry or CollectorRegistry()
-        self.requests = Counter(
-            "loom_privacy_requests",
-            "Privacy requests handled, by kind and outcome.",
-            ["kind", "outcome"],
-            registry=self.registry,
-        )
-        self.failures = Counter(
-            "loom_privacy_batch_failures",
-            "Batches retried after Kafka or Redis failed.",
-            registry=self.registry,
-        )
+        self.metrics = PrivacyMetrics.create(self.registry)
 
     # --- what each request does (no Kafka I/O) ------------------------------------------------
 
@@ -158,7 +170,7 @@ class PrivacyWorker:
                     self.process(batch)
                     backoff = 1.0
                 except (KafkaException, redis.RedisError, BufferError) as exc:
-                    self.failures.inc()
+                    self.metrics.failures.inc()
                     log.warning(
                         "privacy worker: batch failed (%s); retrying in %.0f s",
                         type(exc).__name__,
@@ -192,7 +204,7 @@ class PrivacyWorker:
             self.memory.forget_shop(shop)
         self.consumer.commit(asynchronous=False)
         for kind, outcome in out.outcomes:
-            self.requests.labels(kind, outcome).inc()
+            self.metrics.requests.labels(kind, outcome).inc()
 
     def _produce(self, records: Iterable[tuple[str, bytes | None, bytes, list[Any]]]) -> None:
         failures: list[str] = []

@@ -107,12 +107,14 @@ class LoomSettings(BaseSettings):
     gateway_host: str = Field(
         "127.0.0.1", description="`loom gateway` bind address (0.0.0.0 to serve other hosts)"
     )
-    gateway_port: int = Field(8088, ge=0, description="`loom gateway` port (Segment API: /v1/*)")
+    gateway_port: int = Field(
+        8088, ge=0, description="`loom gateway` port (Segment API /v1/*, /shopify/webhooks)"
+    )
     gateway_ops_port: int = Field(
         6068, ge=0, description="`loom gateway` /metrics, /livez, /readyz port (same host)"
     )
     gateway_sources_file: Path | None = Field(
-        None, description="TOML file of the write keys and their sources (required)"
+        None, description="TOML file of the write keys and Shopify shops (required)"
     )
     gateway_max_event_bytes: int = Field(
         32 * 1024, ge=1024, description="largest event accepted (Segment: 32 KB)"

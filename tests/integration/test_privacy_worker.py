@@ -175,4 +175,4 @@ def test_exports_erasures_audit_and_a_failed_batch_done_again(
     assert ids == {"shopify:jsmith:shop-redact:191167", "shopify:jsmith:shop-redact:555"}
     assert list(memory.customers("jsmith")) == []
     assert list(redis_client.scan_iter(f"{settings.redis_prefix}:shopify:v1:jsmith:*")) == []
-    assert worker.requests.labels("unknown", "unreadable")._value.get() == 1
+    assert worker.metrics.requests.labels("unknown", "unreadable")._value.get() == 1
