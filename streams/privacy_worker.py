@@ -12,7 +12,8 @@ itself). This worker consumes that topic (consumer group ``<app_id>-privacy``) a
   ``loom erase``), then forgets the shop (:mod:`streams.shopify_memory`);
 * ``customers/redact``: nothing more (the erasure went with the request);
 
-and records what it did on ``privacy.audit`` (ids and counts only).
+and records what it did on ``privacy.audit`` (ids and counts only). A record that is no
+privacy request goes to the DLQ (stage ``privacy``).
 
 Order per batch: produce every output, wait until Kafka acknowledged all (``acks=all``), forget
 the redacted shops, then commit the offsets. A failure seeks back to the batch and retries it
@@ -35,7 +36,8 @@ import redis
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter
 
-from schemas.errors import InvalidEvent
+from resolvers.steps import DeadLetter, RawRecord
+from schemas.errors import SCHEMA_VIOLATION, InvalidEvent
 from schemas.inbound.shopify_model import PrivacyKind, PrivacyRequest
 from schemas.inbound.shopify_privacy import (
     audit_record,
@@ -49,6 +51,7 @@ from streams.producer import SCHEMA_HEADER
 from streams.reader import InvalidIdentifierError, ProfileReader
 from streams.settings import LoomSettings
 from streams.shopify_memory import ShopifyMemory
+from streams.worker import dlq_headers
 
 log = logging.getLogger(__name__)
 
@@ -190,13 +193,7 @@ class PrivacyWorker:
             try:
                 request = request_from_json(orjson.loads(message.value() or b"null"))
             except (orjson.JSONDecodeError, InvalidEvent, AttributeError):
-                log.error(
-                    "privacy worker: %s[%d]@%d is not a privacy request; skipped",
-                    message.topic(),
-                    message.partition(),
-                    message.offset(),
-                )
-                out.outcomes.append(("unknown", "unreadable"))
+                self._dead_letter(message, out)
                 continue
             self.handle(request, out)
         self._produce(out.records)
@@ -205,6 +202,27 @@ class PrivacyWorker:
         self.consumer.commit(asynchronous=False)
         for kind, outcome in out.outcomes:
             self.metrics.requests.labels(kind, outcome).inc()
+
+    def _dead_letter(self, message: Any, out: Outputs) -> None:
+        """A record that is no privacy request: to the DLQ (stage ``privacy``), never lost."""
+        record = RawRecord(
+            value=message.value(),
+            key=message.key(),
+            topic=message.topic(),
+            partition=message.partition(),
+            offset=message.offset(),
+        )
+        log.error("privacy worker: %s is not a privacy request; dead-lettered", record.where)
+        dead = DeadLetter(
+            record=record,
+            stage=LANE,
+            reason=SCHEMA_VIOLATION,
+            error_class="InvalidEvent",
+            message="not a privacy request record",
+        )
+        headers = dlq_headers(dead, self.clock())
+        out.add(self.topics.dlq, message.key(), message.value() or b"", headers)
+        out.outcomes.append(("unknown", "unreadable"))
 
     def _produce(self, records: Iterable[tuple[str, bytes | None, bytes, list[Any]]]) -> None:
         failures: list[str] = []

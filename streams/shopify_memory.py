@@ -97,6 +97,8 @@ class ShopifyMemory(Protocol):
 
     def ping(self) -> bool: ...
 
+    def close(self) -> None: ...
+
 
 def _hash(salt: bytes, customer_id: str) -> str:
     return hashlib.sha256(salt + customer_id.encode()).hexdigest()
@@ -155,6 +157,9 @@ class RedisShopifyMemory:
 
     def ping(self) -> bool:
         return bool(self.client.ping())
+
+    def close(self) -> None:
+        self.client.close()
 
 
 class InMemoryShopifyMemory:
@@ -216,3 +221,6 @@ class InMemoryShopifyMemory:
 
     def ping(self) -> bool:
         return self.up
+
+    def close(self) -> None:
+        self.up = False

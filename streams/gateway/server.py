@@ -63,6 +63,7 @@ class Gateway:
         self.metrics = GatewayMetrics.create(self.registry, in_flight=lambda: self.sink.in_flight)
         self.front_doors: list[FrontDoor] = [SegmentApi(keys, self.sink, self.metrics, settings)]
         checks: dict[str, Check] = {"kafka": self.sink.ready}
+        self.memory: ShopifyMemory | None = None
         if shops:  # the Shopify door, with its memory in Redis
             self.memory = memory if memory is not None else shopify_memory(settings)
             self.front_doors.append(
@@ -102,6 +103,7 @@ class Gateway:
             ) from None
 
     async def _memory_ready(self) -> bool:
+        assert self.memory is not None
         return await asyncio.to_thread(self.memory.ping)
 
     def broken(self) -> bool:
@@ -114,6 +116,8 @@ class Gateway:
             self._runner = None
         await self.health.stop()
         await asyncio.to_thread(self.sink.close)
+        if self.memory is not None:
+            self.memory.close()
 
 
 def shopify_memory(settings: LoomSettings) -> RedisShopifyMemory:
