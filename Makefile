@@ -13,7 +13,7 @@ LOCK := requirements.lock
 LOCK_ARGS := pyproject.toml requirements/build.in --extra dev --universal --python-version 3.11 \
 	--generate-hashes --quiet --custom-compile-command "make lock"
 
-.PHONY: help venv js-deps lock lock-check fmt check test test-unit test-integration test-browser demo bench infra-up infra-down infra-status
+.PHONY: help venv js-deps lock lock-check fmt check test test-unit test-integration test-secured test-browser demo bench infra-up infra-down infra-status
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
@@ -60,14 +60,17 @@ check: venv ## lint, format check, mypy --strict
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: venv js-deps ## all tiers but the browser: unit, pipeline, integration, e2e (own Kafka + Redis)
-	$(BIN)/pytest tests -m "not browser"
+test: venv js-deps ## all tiers but the browser (own Kafka + Redis), a subset of the secured tier
+	$(BIN)/pytest tests -m "not browser and not secured_full"
 
 test-unit: venv ## unit tier only: pure, no servers, seconds
 	$(BIN)/pytest tests/unit
 
 test-integration: venv ## integration tier only (real Kafka + Redis)
 	$(BIN)/pytest tests/integration
+
+test-secured: venv ## the whole secured tier: SASL_SSL/mTLS Kafka, TLS/ACL Redis, Sentinel failover
+	$(BIN)/pytest tests -m secured
 
 test-browser: venv js-deps ## browser tier: the Segment browser SDK in headless Chromium (needs /usr/bin/chromium)
 	$(BIN)/pytest tests -m browser

@@ -35,10 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import redis
 
 from bench import e2e_bench
 from bench.raw_limit import raw_limit
+from streams import redis_clients
+from streams.settings import LoomSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "latest.json"
@@ -205,7 +206,7 @@ def machine_facts(redis_url: str) -> dict[str, Any]:
     import confluent_kafka
     import faust
 
-    client = redis.Redis.from_url(redis_url)
+    client = redis_clients.client(LoomSettings(redis_url=redis_url))
     info: Any = client.info("server")
     client.close()
     return {

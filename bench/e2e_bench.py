@@ -54,12 +54,12 @@ from typing import Any
 
 import orjson
 import redis
-from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from resolvers.pipeline import LANES
 from schemas.touchpoint import Touchpoint, dump_touchpoint, record_key
+from streams import kafka_clients, redis_clients
 from streams.lag import uncommitted
 from streams.producer import TouchpointProducer
 from streams.settings import LoomSettings, Topics
@@ -102,15 +102,16 @@ class Deployment:
             kafka_bootstrap=self.kafka,
             redis_url=self.redis_url,
             redis_prefix=f"bench{self.tag}",
+            development=True,
             app_id=f"loom-bench-{self.tag}",
             partitions=self.partitions,
             topics=Topics.model_validate(self.topics),
         )
         self.root = f"{self.settings.redis_prefix}:v1"
-        self.redis = redis.Redis.from_url(self.redis_url)
+        self.redis = redis_clients.client(self.settings)
         self._lag_consumers: dict[str, Consumer] = {}
         ensure_topics(self.settings)
-        admin = AdminClient({"bootstrap.servers": self.kafka})
+        admin = kafka_clients.admin(self.settings)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # until the raw topic has leaders everywhere
             meta = admin.list_topics(self.settings.topics.raw, timeout=10)
@@ -131,6 +132,7 @@ class Deployment:
             "LOOM_REDIS_URL": s.redis_url,
             "LOOM_REDIS_PREFIX": s.redis_prefix,
             "LOOM_APP_ID": s.app_id,
+            "LOOM_DEVELOPMENT": "true",  # the bench's own topics and development salt
             "LOOM_PARTITIONS": str(s.partitions),
             "LOOM_WEB_PORT": str(port),  # a worker listens on the one of its role
             "LOOM_INVENTORY_WEB_PORT": str(port),
@@ -177,9 +179,7 @@ class Deployment:
             c = self._lag_consumers.get(lane)
             if c is None:  # never subscribes: only reads the group's offsets
                 group = self.settings.group_id(lane)
-                c = self._lag_consumers[lane] = Consumer(
-                    {"bootstrap.servers": self.kafka, "group.id": group}
-                )
+                c = self._lag_consumers[lane] = kafka_clients.consumer(self.settings, group)
             total += uncommitted(c, self.raw_topic, self.partitions)
         return total
 
@@ -229,7 +229,7 @@ class Deployment:
         self.stop_workers()
         for consumer in self._lag_consumers.values():
             consumer.close()
-        admin = AdminClient({"bootstrap.servers": self.kafka})
+        admin = kafka_clients.admin(self.settings)
         try:
             for fut in admin.delete_topics(
                 list(self.topics.values()), operation_timeout=30
@@ -335,7 +335,9 @@ def throughput(
                 producer.send_raw(value, key=key)
             assert producer.flush(60) == 0
         produced = time.monotonic()
-        raw = Producer({"bootstrap.servers": kafka, "acks": "all", "linger.ms": 0})
+        raw = kafka_clients.new_producer(
+            kafka_clients.client_config(dep.settings, **{"acks": "all", "linger.ms": 0})
+        )
         for p, mark in enumerate(markers):
             value = orjson.dumps(stock_count(f"mark-{dep.tag}-{p}", mark, "bench", 1))
             raw.produce(dep.raw_topic, value, partition=p)
@@ -411,7 +413,7 @@ class StreamWatcher(threading.Thread):
 
     def __init__(self, redis_url: str, key: str, prefix: str) -> None:
         super().__init__(daemon=True)
-        self.client = redis.Redis.from_url(redis_url)
+        self.client = redis_clients.client(LoomSettings(redis_url=redis_url))
         self.key, self.prefix = key, prefix.encode()
         self.seen: dict[str, float] = {}
         self.stop = threading.Event()

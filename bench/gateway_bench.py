@@ -38,11 +38,10 @@ from typing import Any
 
 import aiohttp
 import orjson
-from confluent_kafka.admin import AdminClient
 
 from bench.e2e_bench import histogram_delta, histogram_summary, quantile
 from streams import kafka_clients
-from streams.settings import Topics
+from streams.settings import LoomSettings, Topics
 
 ROOT = Path(__file__).resolve().parents[1]
 WRITE_KEY = "wk_bench_gateway_0001"
@@ -126,6 +125,7 @@ class Gateway:
         env = {
             **os.environ,
             "LOOM_KAFKA_BOOTSTRAP": bootstrap,
+            "LOOM_DEVELOPMENT": "true",  # single-replica topics on the local broker
             "LOOM_GATEWAY_PORT": str(self.port),
             "LOOM_GATEWAY_OPS_PORT": str(self.ops_port),
             "LOOM_GATEWAY_SOURCES_FILE": str(sources),
@@ -150,7 +150,7 @@ class Gateway:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
-        admin = AdminClient(kafka_clients.base_config(self.bootstrap))
+        admin = kafka_clients.admin(LoomSettings(kafka_bootstrap=self.bootstrap))
         ours = [
             n for n in admin.list_topics(timeout=10).topics if n.startswith(f"benchgw{self.tag}.")
         ]

@@ -57,7 +57,7 @@ def validation_cost(path: Path, n: int) -> tuple[int, float, float]:
 
 def produce(path: Path, bootstrap: str) -> tuple[float, dict[str, object]]:
     topic = f"bench-produce-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "LOOM_KAFKA_BOOTSTRAP": bootstrap}
+    env = {**os.environ, "LOOM_KAFKA_BOOTSTRAP": bootstrap, "LOOM_DEVELOPMENT": "true"}
     started = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "streams.cli.main", "produce", str(path), "--topic", topic,
@@ -66,9 +66,10 @@ def produce(path: Path, bootstrap: str) -> tuple[float, dict[str, object]]:
     )  # fmt: skip
     wall = time.perf_counter() - started
     try:
-        from confluent_kafka.admin import AdminClient
+        from streams import kafka_clients
+        from streams.settings import LoomSettings
 
-        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin = kafka_clients.admin(LoomSettings(kafka_bootstrap=bootstrap))
         for fut in admin.delete_topics([topic], operation_timeout=30).values():
             fut.result(timeout=30)
     except Exception as exc:

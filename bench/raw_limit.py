@@ -22,10 +22,10 @@ import uuid
 from typing import Any
 
 import orjson
-import redis
-from confluent_kafka import Consumer
 
 from bench.e2e_bench import delete_prefix
+from streams import kafka_clients, redis_clients
+from streams.settings import LoomSettings
 
 
 def raw_limit(
@@ -35,15 +35,12 @@ def raw_limit(
     """Consume ``expected`` records of ``topic`` into Redis; returns events/s and details."""
     prefix = f"benchraw{uuid.uuid4().hex[:10]}"
     group = f"loom-bench-raw-{uuid.uuid4().hex[:10]}"
-    client = redis.Redis.from_url(redis_url)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": kafka,
-            "group.id": group,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "fetch.min.bytes": 1,
-        }
+    settings = LoomSettings(kafka_bootstrap=kafka, redis_url=redis_url)
+    client = redis_clients.client(settings)
+    consumer = kafka_clients.consumer(
+        settings,
+        group,
+        **{"auto.offset.reset": "earliest", "enable.auto.commit": False, "fetch.min.bytes": 1},
     )
     consumer.subscribe([topic])
     done = 0
@@ -73,7 +70,7 @@ def raw_limit(
         consumer.close()
         written = delete_prefix(client, prefix)
         client.close()
-        _delete_group(kafka, group)
+        _delete_group(settings, group)
     if done < expected:
         raise TimeoutError(f"raw limit consumed {done} of {expected} records in {timeout}s")
     return {
@@ -85,11 +82,9 @@ def raw_limit(
     }
 
 
-def _delete_group(kafka: str, group: str) -> None:
-    from confluent_kafka.admin import AdminClient
-
+def _delete_group(settings: LoomSettings, group: str) -> None:
     try:
-        admin = AdminClient({"bootstrap.servers": kafka})
+        admin = kafka_clients.admin(settings)
         for fut in admin.delete_consumer_groups([group]).values():
             fut.result(timeout=30)
     except Exception as exc:  # best effort

@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
-import redis
-
 from bench.e2e_bench import delete_prefix
 from resolvers.batch import Context, DecodeCache, TopicNames
 from resolvers.consent import ConsentPolicy
@@ -37,7 +35,9 @@ from resolvers.steps import RawRecord
 from resolvers.store import Commit, CommitResult, InMemoryStore, Loaded, LoadRequest, StateStore
 from schemas.normalize import DEFAULT, is_blocked
 from schemas.touchpoint import dump_touchpoint
+from streams import redis_clients
 from streams.redis_store import RedisStore
+from streams.settings import LoomSettings
 from streams.simulate import Simulator
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, lane in LANES.items():
         memory = run(f"{name}/memory", InMemoryStore(), batches, lane)
         print(memory.line())
-        client = redis.Redis.from_url(url)
+        client = redis_clients.client(LoomSettings(redis_url=url))
         prefix = f"loombench-{uuid.uuid4().hex[:12]}"
         try:
             on_redis = run(f"{name}/redis", RedisStore(client, prefix=prefix), batches, lane)

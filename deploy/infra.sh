@@ -9,6 +9,10 @@
 #   deploy/infra.sh up                      start both (idempotent) and wait until they answer
 #   deploy/infra.sh down                    stop both: SIGTERM, then SIGKILL after a timeout
 #   deploy/infra.sh status [--json]         running/stopped, pids, ports; exit 1 unless both up
+#   deploy/infra.sh env                     the LOOM_* variables that connect Loom to them
+#                                           (eval "$(deploy/infra.sh env)")
+#   deploy/infra.sh certs                   secured mode's certificates and passwords only
+#                                           (docker-compose's secured example mounts them)
 #   deploy/infra.sh classpath               print the Kafka classpath (fetches jars if missing)
 #   deploy/infra.sh kafka-tool CLASS ARGS   run a Java main class from that classpath, e.g.
 #       deploy/infra.sh kafka-tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
@@ -27,11 +31,29 @@
 #   LOOM_STOP_TIMEOUT           seconds between SIGTERM and SIGKILL on `down`   (30)
 #   LOOM_PYTHON                 Python with confluent_kafka for the readiness probe
 #                               (<repo>/.venv/bin/python; without it a Java probe is used)
+#   LOOM_INFRA_SECURED          yes = the secured pair described below          (no)
+#   LOOM_KAFKA_SASL_SSL_PORT    secured: Kafka SASL_SSL listener                (19094)
+#   LOOM_KAFKA_SSL_PORT         secured: Kafka SSL listener, client certificate required (19095)
+#
+# Secured mode (LOOM_INFRA_SECURED=yes; for the secured test tier, and to try a production-like
+# setup): certificates are generated with openssl on first `up` (or `certs`) into
+# $LOOM_DATA_DIR/tls (a CA, a server certificate for 127.0.0.1, localhost, kafka and redis, a
+# client certificate for mTLS) with random passwords beside them (files *-password, mode 600)
+# and the Redis ACL file of the user `loom` (redis-users.acl, hashed password). Kafka gets a SASL_SSL listener (PLAIN,
+# SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER with Kafka's unsecured-JWT validator, for
+# tests only) with the user `loom` (SCRAM credentials added when the storage is formatted)
+# and an SSL listener that requires a client certificate; its PLAINTEXT listener on
+# LOOM_KAFKA_PORT stays for the broker's own traffic and the readiness probe. Redis listens
+# with TLS only (on LOOM_REDIS_PORT, client certificates optional), its default user needs
+# the admin password, and the ACL user `loom` may touch `loom:*` keys with the commands Loom
+# needs (streams/redis_clients.py: acl_rules; needs LOOM_PYTHON). `env` prints the settings.
 #
 # Layout of $LOOM_DATA_DIR:
 #   kafka/server.properties  kafka/kafka.pid  kafka/logs/server.log (broker log)
 #   kafka/logs/stdout.log (JVM stdout/stderr)  kafka/data/ (KRaft metadata + partitions)
-#   redis/redis.pid  redis/redis.log  redis/data/
+#   redis/redis.pid  redis/redis.log  redis/data/  (secured: redis/redis.conf)
+#   tls/ (secured: ca.pem, server.pem/.key, server-keystore.pem, client.pem/.key, *-password,
+#         redis-users.acl)
 set -euo pipefail
 
 readonly KAFKA_VERSION=3.9.1
@@ -49,6 +71,12 @@ readonly REDIS_APPENDONLY="${LOOM_REDIS_APPENDONLY:-no}"
 readonly START_TIMEOUT="${LOOM_INFRA_TIMEOUT:-120}"
 readonly STOP_TIMEOUT="${LOOM_STOP_TIMEOUT:-30}"
 readonly PYTHON="${LOOM_PYTHON:-$REPO_ROOT/.venv/bin/python}"
+readonly SECURED="${LOOM_INFRA_SECURED:-no}"
+readonly SASL_SSL_PORT="${LOOM_KAFKA_SASL_SSL_PORT:-19094}"
+readonly SSL_PORT="${LOOM_KAFKA_SSL_PORT:-19095}"
+readonly TLS_DIR="$DATA_DIR/tls"
+readonly KAFKA_USER=loom
+readonly REDIS_USER=loom
 
 readonly LIBS_DIR="${LOOM_KAFKA_LIBS:-$CACHE_DIR/kafka-$KAFKA_VERSION/libs}"
 readonly LIBS_MARKER="$LIBS_DIR/.complete"
@@ -60,6 +88,7 @@ readonly KAFKA_STDOUT="$KAFKA_DIR/logs/stdout.log"
 readonly REDIS_DIR="$DATA_DIR/redis"
 readonly REDIS_PID_FILE="$REDIS_DIR/redis.pid"
 readonly REDIS_LOG="$REDIS_DIR/redis.log"
+readonly REDIS_CONF="$REDIS_DIR/redis.conf"
 KAFKA_LAUNCHED=""  # set by start_kafka / start_redis when they launch a server, for the
 REDIS_LAUNCHED=""  # start-time report
 
@@ -156,24 +185,89 @@ ensure_jars() {
 
 classpath() { printf '%s/*' "$LIBS_DIR"; }
 
+# --- secured mode: certificates and passwords ---------------------------------------------
+
+secured() { [[ "$SECURED" == yes ]]; }
+
+# secret NAME: the content of $TLS_DIR/NAME-password (created by ensure_tls).
+secret() { cat "$TLS_DIR/$1-password"; }
+
+# issue_cert NAME CN: a key and a certificate signed by the CA, for 127.0.0.1 and localhost.
+issue_cert() {
+  local name="$1" cn="$2"
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$cn" \
+    -keyout "$TLS_DIR/$name.key" -out "$TLS_DIR/$name.csr" 2>/dev/null
+  # localhost for the loopback servers; kafka and redis for docker-compose's secured example
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kafka,DNS:redis\n%s\n' \
+    'extendedKeyUsage=serverAuth,clientAuth' \
+    >"$TLS_DIR/$name.ext"
+  openssl x509 -req -days 30 -in "$TLS_DIR/$name.csr" -CA "$TLS_DIR/ca.pem" \
+    -CAkey "$TLS_DIR/ca.key" -CAcreateserial -extfile "$TLS_DIR/$name.ext" \
+    -out "$TLS_DIR/$name.pem" 2>/dev/null
+  rm -f "$TLS_DIR/$name.csr" "$TLS_DIR/$name.ext"
+}
+
+ensure_tls() {
+  [[ -f "$TLS_DIR/.complete" ]] && return 0
+  command -v openssl >/dev/null || die "openssl is needed for the secured mode"
+  log "generating a test CA, certificates and passwords in $TLS_DIR"
+  rm -rf "$TLS_DIR"
+  mkdir -p "$TLS_DIR"
+  chmod 700 "$TLS_DIR"
+  local name
+  for name in kafka redis redis-admin suppression-salt; do
+    (umask 077; openssl rand -hex 16 >"$TLS_DIR/$name-password")
+  done
+  (umask 077
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+      -subj "/CN=Loom test CA" -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.pem" 2>/dev/null
+    issue_cert server localhost
+    issue_cert client "$KAFKA_USER"
+    cat "$TLS_DIR/server.key" "$TLS_DIR/server.pem" "$TLS_DIR/ca.pem" \
+      >"$TLS_DIR/server-keystore.pem")
+  chmod 644 "$TLS_DIR/ca.pem"
+  touch "$TLS_DIR/.complete"
+}
+
 # --- Kafka --------------------------------------------------------------------------------
 
 render_kafka_config() {
   mkdir -p "$KAFKA_DIR/data" "$KAFKA_DIR/logs"
-  sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" \
-      -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" \
-      -e "s|@LOG_DIRS@|$KAFKA_DIR/data|g" \
-      "$REPO_ROOT/deploy/kafka/server.properties.tmpl" >"$KAFKA_CONFIG"
+  local listeners="PLAINTEXT://127.0.0.1:$KAFKA_PORT"
+  local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+  if secured; then
+    listeners+=",SASL_SSL://127.0.0.1:$SASL_SSL_PORT,SSL://127.0.0.1:$SSL_PORT"
+    protocols+=",SASL_SSL:SASL_SSL,SSL:SSL"
+  fi
+  (umask 077
+    sed -e "s|@LISTENERS@|$listeners|g" \
+        -e "s|@ADVERTISED_LISTENERS@|$listeners|g" \
+        -e "s|@PROTOCOL_MAP@|$protocols|g" \
+        -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" \
+        -e "s|@LOG_DIRS@|$KAFKA_DIR/data|g" \
+        "$REPO_ROOT/deploy/kafka/server.properties.tmpl" >"$KAFKA_CONFIG"
+    if secured; then
+      sed -e "s|@TLS_DIR@|$TLS_DIR|g" \
+          -e "s|@USER@|$KAFKA_USER|g" \
+          -e "s|@PASSWORD@|$(secret kafka)|g" \
+          "$REPO_ROOT/deploy/kafka/secured.properties.tmpl" >>"$KAFKA_CONFIG"
+    fi)
 }
 
 format_kafka_storage() {
   [[ -f "$KAFKA_DIR/data/meta.properties" ]] && return 0
-  local cluster_id
+  local cluster_id scram=()
   cluster_id="$(run_java_tool kafka.tools.StorageTool random-uuid | tail -n 1)"
   [[ -n "$cluster_id" ]] || die "could not generate a KRaft cluster id"
+  if secured; then
+    local mechanism
+    for mechanism in SCRAM-SHA-256 SCRAM-SHA-512; do
+      scram+=(--add-scram "$mechanism=[name=$KAFKA_USER,password=$(secret kafka)]")
+    done
+  fi
   log "formatting KRaft storage in $KAFKA_DIR/data (cluster id $cluster_id)"
-  run_java_tool kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_CONFIG" >&2 \
-    || die "kafka storage format failed"
+  run_java_tool kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_CONFIG" \
+    "${scram[@]}" >&2 || die "kafka storage format failed"
 }
 
 start_kafka() {
@@ -184,6 +278,7 @@ start_kafka() {
   fi
   rm -f "$KAFKA_PID_FILE"
   ensure_jars
+  if secured; then ensure_tls; fi
   render_kafka_config
   format_kafka_storage
   log "starting kafka on 127.0.0.1:$KAFKA_PORT (controller :$CONTROLLER_PORT, heap $KAFKA_HEAP)"
@@ -223,6 +318,10 @@ wait_for_kafka() {
       || die "kafka (pid $pid) did not answer within ${START_TIMEOUT}s; see $KAFKA_LOG"
     sleep 0.5
   done
+  if secured; then
+    log "kafka SASL_SSL on 127.0.0.1:$SASL_SSL_PORT, SSL (client certificate) on" \
+      "127.0.0.1:$SSL_PORT"
+  fi
   if [[ -n "$KAFKA_LAUNCHED" ]]; then
     log "kafka ready on 127.0.0.1:$KAFKA_PORT; broker started in" \
       "$(elapsed_since "$KAFKA_LAUNCHED")s (log $KAFKA_LOG)"
@@ -243,6 +342,32 @@ ensure_redis_installed() {
   command -v redis-server >/dev/null || die "redis-server still missing after apt-get install"
 }
 
+# redis_cli ARGS...: redis-cli on our server as its admin (TLS and password when secured;
+# the password goes through the environment, never the command line).
+redis_cli() {
+  if secured; then
+    REDISCLI_AUTH="$(secret redis-admin)" redis-cli --tls --cacert "$TLS_DIR/ca.pem" \
+      -h 127.0.0.1 -p "$REDIS_PORT" "$@"
+  else
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"
+  fi
+}
+
+# write_redis_conf: the secured server's TLS and admin settings, in a file only we can read.
+write_redis_conf() {
+  (umask 077
+    cat >"$REDIS_CONF" <<CONF
+port 0
+tls-port $REDIS_PORT
+tls-cert-file $TLS_DIR/server.pem
+tls-key-file $TLS_DIR/server.key
+tls-ca-cert-file $TLS_DIR/ca.pem
+tls-auth-clients optional
+aclfile $TLS_DIR/redis-users.acl
+CONF
+  )
+}
+
 start_redis() {
   local pid
   if pid="$(redis_pid)"; then
@@ -252,15 +377,22 @@ start_redis() {
   rm -f "$REDIS_PID_FILE"
   ensure_redis_installed
   mkdir -p "$REDIS_DIR/data"
-  local persistence=(--appendonly no --save "")
+  local persistence=(--appendonly no --save "") config=() listen=(--port "$REDIS_PORT")
   case "$REDIS_APPENDONLY" in
     yes) persistence=(--appendonly yes --appendfsync everysec) ;;
     no) ;;
     *) die "LOOM_REDIS_APPENDONLY must be yes or no, not '$REDIS_APPENDONLY'" ;;
   esac
-  log "starting redis on 127.0.0.1:$REDIS_PORT (appendonly $REDIS_APPENDONLY)"
+  if secured; then
+    ensure_tls
+    write_redis_acl
+    write_redis_conf
+    config=("$REDIS_CONF")
+    listen=()
+  fi
+  log "starting redis on 127.0.0.1:$REDIS_PORT (appendonly $REDIS_APPENDONLY$(secured && echo ', TLS'))"
   REDIS_LAUNCHED="$(now)"
-  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
+  redis-server "${config[@]}" --bind 127.0.0.1 "${listen[@]}" --protected-mode yes \
     --daemonize yes --pidfile "$REDIS_PID_FILE" --logfile "$REDIS_LOG" \
     --dir "$REDIS_DIR/data" "${persistence[@]}" </dev/null >&2 8>&- 9>&- \
     || die "redis-server failed to start; see $REDIS_LOG"
@@ -269,7 +401,7 @@ start_redis() {
 wait_for_redis() {
   local deadline
   deadline=$(($(date +%s) + START_TIMEOUT))
-  until [[ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]; do
+  until [[ "$(redis_cli ping 2>/dev/null)" == PONG ]]; do
     (($(date +%s) < deadline)) \
       || die "redis did not answer PING within ${START_TIMEOUT}s; see $REDIS_LOG"
     sleep 0.1
@@ -280,6 +412,20 @@ wait_for_redis() {
   else
     log "redis ready on 127.0.0.1:$REDIS_PORT (log $REDIS_LOG)"
   fi
+}
+
+# write_redis_acl: the ACL file of the user Loom connects as (its password only as a SHA-256),
+# limited to loom:* keys and Loom's commands (streams/redis_clients.py: acl_rules).
+write_redis_acl() {
+  local rules hash
+  rules="$("$PYTHON" -c 'import sys; from streams.redis_clients import acl_rules
+print(acl_rules(sys.argv[1]))' "${LOOM_REDIS_PREFIX:-loom}")" \
+    || die "cannot compute the ACL rules: $PYTHON needs Loom installed (make venv)"
+  hash="$(printf '%s' "$(secret redis)" | sha256sum | cut -d' ' -f1)"
+  (umask 077
+    printf 'user default on #%s ~* &* +@all\nuser %s on #%s %s\n' \
+      "$(printf '%s' "$(secret redis-admin)" | sha256sum | cut -d' ' -f1)" \
+      "$REDIS_USER" "$hash" "$rules" >"$TLS_DIR/redis-users.acl")
 }
 
 # --- commands -----------------------------------------------------------------------------
@@ -318,7 +464,10 @@ up_locked() {
   start_kafka
   wait_for_redis
   wait_for_kafka
-  log "up in $(elapsed_since "$started")s: kafka 127.0.0.1:$KAFKA_PORT, redis redis://127.0.0.1:$REDIS_PORT/0, data $DATA_DIR"
+  local scheme=redis
+  if secured; then scheme=rediss; fi
+  log "up in $(elapsed_since "$started")s: kafka 127.0.0.1:$KAFKA_PORT," \
+    "redis $scheme://127.0.0.1:$REDIS_PORT/0, data $DATA_DIR"
 }
 
 down_locked() {
@@ -352,6 +501,30 @@ status() {
   [[ "$kstate" == running && "$rstate" == running ]]
 }
 
+# env: the settings that connect Loom to these servers, as export lines (for eval).
+print_env() {
+  if ! secured; then
+    printf 'export LOOM_KAFKA_BOOTSTRAP=127.0.0.1:%s\nexport LOOM_REDIS_URL=redis://127.0.0.1:%s/0\n' \
+      "$KAFKA_PORT" "$REDIS_PORT"
+    printf 'export LOOM_DEVELOPMENT=true\n'  # one local broker, the development salt
+    return 0
+  fi
+  [[ -f "$TLS_DIR/.complete" ]] || die "no certificates in $TLS_DIR yet: run up first"
+  cat <<ENV
+export LOOM_DEVELOPMENT=true
+export LOOM_KAFKA_BOOTSTRAP=127.0.0.1:$SASL_SSL_PORT
+export LOOM_KAFKA_SECURITY_PROTOCOL=SASL_SSL
+export LOOM_KAFKA_SASL_MECHANISM=SCRAM-SHA-512
+export LOOM_KAFKA_SASL_USERNAME=$KAFKA_USER
+export LOOM_KAFKA_SASL_PASSWORD_FILE=$TLS_DIR/kafka-password
+export LOOM_KAFKA_SSL_CA_FILE=$TLS_DIR/ca.pem
+export LOOM_REDIS_URL=rediss://127.0.0.1:$REDIS_PORT/0
+export LOOM_REDIS_USERNAME=$REDIS_USER
+export LOOM_REDIS_PASSWORD_FILE=$TLS_DIR/redis-password
+export LOOM_REDIS_SSL_CA_FILE=$TLS_DIR/ca.pem
+ENV
+}
+
 usage() {
   sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
 }
@@ -363,6 +536,8 @@ main() {
     up) with_lock 9 "$DATA_DIR/.lock" up_locked ;;
     down) with_lock 9 "$DATA_DIR/.lock" down_locked ;;
     status) status "$@" ;;
+    env) print_env ;;
+    certs) ensure_tls; write_redis_acl; printf '%s\n' "$TLS_DIR" ;;
     classpath) ensure_jars; classpath; echo ;;
     kafka-tool)
       (($#)) || die "usage: $0 kafka-tool MAIN_CLASS [ARGS...]"
@@ -374,4 +549,7 @@ main() {
   esac
 }
 
-main "$@"
+# Run when executed; sourced (deploy/sentinel.sh), only the functions are defined.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi

@@ -21,8 +21,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import KafkaException
 
@@ -45,6 +46,9 @@ class ExporterConfig:
     interval_s: float = 15.0
     cluster_name: str = "loom"
     use_commit_log: bool = True
+    #: librdkafka settings on top of the bootstrap servers: the connection's security and
+    #: the operator's overrides (``kafka_clients.connection_config``).
+    kafka_config: Mapping[str, Any] = field(default_factory=dict)
 
 
 class LagExporter:
@@ -58,12 +62,14 @@ class LagExporter:
         self.config = config
         self.metrics = metrics
         self._clock = clock
-        self.reader = LagReader(config.bootstrap, clock=clock)
+        self.reader = LagReader(config.bootstrap, clock=clock, extra_config=config.kafka_config)
         self.table = OffsetTimeTable()
         self.evaluator = LagStatusEvaluator(config.window_s, clock)
         self._tail: CommitLogTail | None = None
         if config.use_commit_log:
-            self._tail = CommitLogTail(config.bootstrap, group_filter=self._watched)
+            self._tail = CommitLogTail(
+                config.bootstrap, group_filter=self._watched, extra_config=config.kafka_config
+            )
         self.last_success: float | None = None
         self._known: dict[tuple[str, str, int], int] = {}  # last committed, without commit log
 

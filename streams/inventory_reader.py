@@ -2,7 +2,7 @@
 
 One round trip per SKU, every location included::
 
-    reader = InventoryReader(redis.Redis.from_url(url), prefix="loom")
+    reader = InventoryReader(redis_clients.client(settings), prefix=settings.redis_prefix)
     reader.get("SKU-1")                  # -> snapshot dict (resolvers.inventory.snapshot) or None
     for doc in reader.iter_all(): ...    # export: every SKU (SSCAN + pipelined reads)
 

@@ -44,9 +44,9 @@ from confluent_kafka import (
     KafkaException,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
-from streams.kafka_clients import base_config
+from streams.kafka_clients import base_config, new_admin, new_consumer
 
 __all__ = [
     "CommitLogTail",
@@ -57,6 +57,7 @@ __all__ = [
     "Member",
     "OffsetTimeTable",
     "PartitionLag",
+    "is_internal_topic",
     "parse_offset_commit",
     "uncommitted",
 ]
@@ -65,6 +66,12 @@ log = logging.getLogger(__name__)
 
 OFFSETS_TOPIC = "__consumer_offsets"
 TP = tuple[str, int]
+
+
+def is_internal_topic(topic: str) -> bool:
+    """Kafka's own topics (``__consumer_offsets``) and faust's (``<app>-__assignor-__leader``,
+    which the profiles lane's group reads): not Loom's data, hidden unless asked for."""
+    return topic.startswith("__") or "-__assignor-__" in topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +113,17 @@ class GroupLag:
 
     @property
     def max_lag_seconds(self) -> float:
+        """The largest known lag in seconds (0 when none is known; for metrics)."""
         return max((p.lag_seconds for p in self.partitions if p.lag_seconds is not None), default=0)
+
+    @property
+    def seconds_behind(self) -> float | None:
+        """How far behind the group is, in seconds: the largest lag in seconds of its
+        partitions, None when a partition with lag has no known lag in seconds."""
+        lagging = [p for p in self.partitions if p.lag]
+        if any(p.lag_seconds is None for p in lagging):
+            return None
+        return max((p.lag_seconds or 0.0 for p in lagging), default=0.0)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -115,7 +132,7 @@ class GroupLag:
             "members": len(self.members),
             "total_lag": self.total_lag,
             "max_lag": self.max_lag,
-            "max_lag_seconds": self.max_lag_seconds,
+            "max_lag_seconds": self.seconds_behind,
             "partitions": [
                 {
                     "topic": p.topic,
@@ -206,7 +223,7 @@ class LagReader:
         self._probe_timeout_s = probe_timeout_s
         self._clock = clock
         self._extra = dict(extra_config or {})
-        self._admin = AdminClient(base_config(bootstrap, **self._extra))
+        self._admin = new_admin(base_config(bootstrap, **self._extra))
 
     def list_groups(self, prefix: str | None = None) -> list[str]:
         """Consumer group ids, those starting with ``prefix`` only when given."""
@@ -214,7 +231,7 @@ class LagReader:
         ids = sorted(g.group_id for g in result.valid)
         return [g for g in ids if prefix is None or g.startswith(prefix)]
 
-    def _committed(self, group: str) -> dict[TP, int | None]:
+    def _committed(self, group: str, internal: bool) -> dict[TP, int | None]:
         req = [ConsumerGroupTopicPartitions(group)]
         futures = self._admin.list_consumer_group_offsets(req, request_timeout=self._timeout_s)
         res = _result(futures[group], self._timeout_s)
@@ -222,7 +239,8 @@ class LagReader:
         for tp in res.topic_partitions or ():
             if tp.error is not None:
                 raise KafkaException(tp.error)
-            out[(tp.topic, tp.partition)] = None if tp.offset < 0 else tp.offset
+            if internal or not is_internal_topic(tp.topic):
+                out[(tp.topic, tp.partition)] = None if tp.offset < 0 else tp.offset
         return out
 
     def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
@@ -242,7 +260,7 @@ class LagReader:
         A throwaway consumer assigns the partitions (no group join, no commit)."""
         if not positions:
             return {}
-        consumer = Consumer(
+        consumer = new_consumer(
             base_config(
                 self._bootstrap,
                 **{
@@ -298,11 +316,13 @@ class LagReader:
         *,
         lag_seconds: bool = True,
         table: OffsetTimeTable | None = None,
+        internal: bool = False,
     ) -> LagSnapshot:
         """One consistent-enough reading of every group (committed offsets are fetched before
-        end offsets, so a lag is never negative because of ordering)."""
+        end offsets, so a lag is never negative because of ordering). Internal topics
+        (:func:`is_internal_topic`) only with ``internal``."""
         descriptions = self.describe(groups)
-        committed = {g: self._committed(g) for g in groups}
+        committed = {g: self._committed(g, internal) for g in groups}
         assigned: dict[str, dict[TP, Member]] = {}
         members: dict[str, tuple[Member, ...]] = {}
         for g, desc in descriptions.items():
@@ -311,6 +331,7 @@ class LagReader:
                 tps = tuple(
                     (tp.topic, tp.partition)
                     for tp in (m.assignment.topic_partitions if m.assignment else ())
+                    if internal or not is_internal_topic(tp.topic)
                 )
                 ms.append(Member(m.member_id, m.client_id, m.host, tps))
             members[g] = tuple(ms)
@@ -459,7 +480,7 @@ class CommitLogTail:
     ) -> None:
         self._filter = group_filter
         conf = base_config(bootstrap, **(extra_config or {}))
-        admin = AdminClient(conf)
+        admin = new_admin(conf)
         md = admin.list_topics(OFFSETS_TOPIC, timeout=timeout_s)
         topic_md = md.topics.get(OFFSETS_TOPIC)
         if topic_md is None or topic_md.error is not None or not topic_md.partitions:
@@ -470,7 +491,7 @@ class CommitLogTail:
             TopicPartition(OFFSETS_TOPIC, tp.partition, f.result(timeout=timeout_s).offset)
             for tp, f in futures.items()
         ]
-        self._consumer = Consumer(
+        self._consumer = new_consumer(
             {
                 **conf,
                 "group.id": f"lag-commit-tail-{uuid.uuid4().hex}",  # required, never joined

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, Message
 
 from schemas.errors import OVERSIZE, InvalidEvent
 from schemas.normalize import DEFAULT, NormalizeConfig
@@ -115,16 +115,10 @@ class TouchpointProducer:
         self.topic: str = topic or settings.topics.raw
         self.max_event_bytes: int = max_event_bytes or settings.max_event_bytes
         self._normalize_config = normalize_config
-        conf = kafka_clients.client_config(
-            settings,
-            **{
-                **DEFAULT_CONFIG,
-                **({"bootstrap.servers": bootstrap} if bootstrap else {}),
-                "error_cb": _log_client_error,
-                **(config or {}),
-            },
-        )
-        self._producer = Producer(conf)
+        if bootstrap:
+            settings = settings.model_copy(update={"kafka_bootstrap": bootstrap})
+        conf = kafka_clients.client_config(settings, **{**DEFAULT_CONFIG, **(config or {})})
+        self._producer = kafka_clients.new_producer(conf)
         self.stats = ProducerStats()
         self._closed = False
 
@@ -251,7 +245,3 @@ class TouchpointProducer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _log_client_error(err: KafkaError) -> None:
-    log.warning("kafka client error: %s", err.str())

@@ -2,7 +2,7 @@
 
 One round trip per read, by profile id or by ANY identifier::
 
-    reader = ProfileReader(redis.Redis.from_url(url), prefix="loom")
+    reader = ProfileReader(redis_clients.client(settings), prefix=settings.redis_prefix)
     reader.lookup("email", " Jane@Example.com ")     # -> snapshot dict or None
     reader.get("p_3f2a...")                         # follows merge redirects
     for snapshot in reader.iter_profiles(): ...     # export: every live profile

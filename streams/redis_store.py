@@ -35,6 +35,16 @@ All of one batch's reads are one Lua call (``lua/load.lua``) and all its writes 
 redirects and held identifiers it cannot know in advance), which standalone Redis allows;
 ``commit.lua`` takes every key name from Python, inside its ARGV plan rather than as KEYS.
 Redis Cluster is not supported by layout v1.
+
+With ``wait_replicas`` (``LOOM_REDIS_WAIT_REPLICAS``, for a primary with replicas behind
+Sentinel) the commit is followed, on the same connection, by ``WAIT n``: the commit returns
+only once ``n`` replicas hold it (and, replication being one ordered stream, everything
+written before it), so a failover right after the worker committed its Kafka offsets cannot
+lose the batch. Fewer acknowledgements raise :class:`NotReplicatedError` (a connection error:
+the batch is retried). The retry may find its own unconfirmed writes and skip the events as
+done without committing anything; so a load that finds events already processed first
+confirms replication itself (a write to ``P:v1:replication-check``, then ``WAIT``): a lane
+never skips an event on the strength of state a failover could still take back.
 """
 
 from __future__ import annotations
@@ -64,6 +74,19 @@ from resolvers.store import (
 )
 
 STREAM_MAXLEN: Final = 100_000
+
+#: How long a commit waits for its replicas (``wait_replicas``) before it counts as failed.
+WAIT_TIMEOUT_MS: Final = 2_000
+
+
+class NotReplicatedError(redis.ConnectionError):
+    """Fewer replicas than required acknowledged a commit: its durability is in doubt as when
+    a connection drops before the reply, so it is retried like one."""
+
+
+def _unblocked(exc: redis.ResponseError) -> bool:
+    """``WAIT`` interrupted because the primary was demoted during a failover."""
+    return str(exc).startswith("UNBLOCKED")
 
 
 def _script(name: str) -> str:
@@ -113,6 +136,10 @@ class Keys:
     def stats(self) -> str:
         return f"{self.root}:stats"
 
+    @property
+    def replication_check(self) -> str:
+        return f"{self.root}:replication-check"
+
     def stream(self, name: str) -> str:
         return f"{self.root}:changes:{name}"
 
@@ -135,10 +162,12 @@ class RedisStore:
         *,
         prefix: str = "loom",
         seen_ttl_s: int = 7 * 24 * 3600,
+        wait_replicas: int = 0,
         on_call: Callable[[str, float], None] | None = None,
     ) -> None:
         """``on_call(op, seconds)`` is told how long each load and commit call took."""
         self.client = client
+        self.wait_replicas = wait_replicas
         self.on_call = on_call
         self.keys = Keys(prefix)
         self.prefix = prefix
@@ -179,9 +208,12 @@ class RedisStore:
             )
         for sku, (v, s) in zip(request.stocks, stocks, strict=True):
             entities[stock_ref(sku)] = Entity(_version(v), _fields(("s",), (s,))) if v else ABSENT
+        seen_ids = frozenset(e for e, hit in zip(request.event_ids, seen, strict=True) if hit)
+        if seen_ids and self.wait_replicas:
+            self._confirm_replicated()  # the batch will skip these: they must be durable
         return Loaded(
             entities=entities,
-            seen=frozenset(e for e, hit in zip(request.event_ids, seen, strict=True) if hit),
+            seen=seen_ids,
             suppressed=frozenset(
                 h for h, hit in zip(request.suppression_hashes, suppressed, strict=True) if hit
             ),
@@ -235,7 +267,7 @@ class RedisStore:
         }
         # cjson decodes [] and {} alike; empty lists stay lists for ipairs either way.
         started = time.perf_counter()
-        result = self._commit(keys=[], args=[orjson.dumps(plan), *values])
+        result = self._call_commit([orjson.dumps(plan), *values])
         self._timed("commit", started)
         if result[0] == 1:
             return CommitResult(CommitStatus.OK)
@@ -248,3 +280,33 @@ class RedisStore:
             else {self.keys.seen(e, commit.scope): e for e in commit.event_ids}
         )
         return CommitResult(status, names.get(key, key))
+
+    def _call_commit(self, args: list[bytes]) -> Any:
+        if not self.wait_replicas:
+            return self._commit(keys=[], args=args)
+        pipe = self.client.pipeline(transaction=False)  # one connection: WAIT covers the commit
+        self._commit(keys=[], args=args, client=pipe)
+        return self._replicated(pipe, "commit")
+
+    def _confirm_replicated(self) -> None:
+        """A write, then ``WAIT``: every earlier write of anyone is on the replicas."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(self.keys.replication_check, str(time.time()))
+        self._replicated(pipe, "replication check")
+
+    def _replicated(self, pipe: Any, what: str) -> Any:
+        """Execute ``pipe`` with a ``WAIT`` appended; its first reply if enough replicas have
+        it, else :class:`NotReplicatedError`."""
+        pipe.wait(self.wait_replicas, WAIT_TIMEOUT_MS)
+        try:
+            first, acknowledged = pipe.execute()
+        except redis.ResponseError as exc:
+            if _unblocked(exc):
+                raise NotReplicatedError(f"{what}: {exc}") from None
+            raise
+        if acknowledged < self.wait_replicas:
+            raise NotReplicatedError(
+                f"{what} acknowledged by {acknowledged} of {self.wait_replicas} replicas "
+                f"within {WAIT_TIMEOUT_MS} ms"
+            )
+        return first

@@ -3,20 +3,110 @@
 Every field maps to an environment variable with the ``LOOM_`` prefix (``kafka_bootstrap`` is
 ``LOOM_KAFKA_BOOTSTRAP``). The README's configuration table lists them all; a unit test checks
 that it does.
+
+Secrets are :class:`~pydantic.SecretStr` (masked in ``repr`` and logs) and each can also be
+read from a file: ``LOOM_<NAME>_FILE=/run/secrets/...`` (a mounted Kubernetes or Docker
+secret; one trailing newline is dropped). Setting both ``LOOM_<NAME>`` and ``LOOM_<NAME>_FILE``
+is an error. :func:`load_settings` turns every configuration problem into one
+:class:`ConfigError` line that names the variables and never quotes their values.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Annotated, Any, Final, Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from streams.redact import redact_url
+
+ENV_PREFIX: Final = "LOOM_"
+
+#: The suppression salt a fresh checkout uses; a worker refuses it outside development.
+DEV_SALT: Final = "loom-dev-salt-change-me"
+
+#: Durability of the topics Loom creates: production and ``LOOM_DEVELOPMENT`` defaults.
+PRODUCTION_REPLICATION: Final = (3, 2)  # replication factor, min.insync.replicas
+DEVELOPMENT_REPLICATION: Final = (1, 1)
+
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+
+
+class ConfigError(ValueError):
+    """The configuration cannot work; the message is one line, names settings, quotes no value."""
+
+
+class RedactedStr(str):
+    """A string (a URL) whose ``repr`` masks the password in its user info."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(redact_url(str(self)))
+
+
+def _redacted(value: str) -> str:
+    return RedactedStr(value)
+
+
+#: A URL that may carry a password: validated as a string, shown redacted.
+UrlWithSecret = Annotated[str, AfterValidator(_redacted)]
+
+
+def env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+class SecretFilesSource(PydanticBaseSettingsSource):
+    """``LOOM_<NAME>_FILE``: a secret field's value read from a file (after the environment)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ does the work
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in secret_fields(self.settings_cls):
+            path = os.environ.get(f"{env_name(name)}_FILE")
+            if not path:
+                continue
+            if os.environ.get(env_name(name)):
+                raise ConfigError(
+                    f"{env_name(name)} and {env_name(name)}_FILE are both set; use one"
+                )
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(
+                    f"{env_name(name)}_FILE: cannot read {path}: {exc.strerror}"
+                ) from None
+            out[name] = text[:-1] if text.endswith("\n") else text
+        return out
+
+
+def secret_fields(settings_cls: type[BaseSettings]) -> list[str]:
+    """Names of the fields holding secrets (``SecretStr``, optional or not)."""
+    return [
+        name
+        for name, field in settings_cls.model_fields.items()
+        if "SecretStr" in str(field.annotation)
+    ]
 
 
 class Topics(BaseSettings):
     """Kafka topic names. Override one with e.g. ``LOOM_TOPIC_RAW=shop.touchpoints``."""
 
-    model_config = SettingsConfigDict(env_prefix="LOOM_TOPIC_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="LOOM_TOPIC_", frozen=True, extra="ignore", env_ignore_empty=True
+    )
 
     raw: str = Field("touchpoints.raw", description="incoming touchpoint events (JSON)")
     dlq: str = Field("touchpoints.dlq", description="records that failed a stage, with reason")
@@ -44,18 +134,99 @@ class Topics(BaseSettings):
 class LoomSettings(BaseSettings):
     """All runtime settings of Loom. Frozen: build a new one to change anything."""
 
-    model_config = SettingsConfigDict(env_prefix="LOOM_", frozen=True, extra="ignore")
+    #: an empty variable counts as unset (docker-compose passes every setting through)
+    model_config = SettingsConfigDict(
+        env_prefix="LOOM_", frozen=True, extra="ignore", env_ignore_empty=True
+    )
 
-    # --- connections -------------------------------------------------------------------
+    # --- Kafka ----------------------------------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers")
-    redis_url: str = Field("redis://127.0.0.1:16379/0", description="Redis URL")
+    kafka_security_protocol: KafkaSecurityProtocol = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+    )
+    kafka_sasl_mechanism: KafkaSaslMechanism | None = Field(
+        None, description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (SASL_* only)"
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user (PLAIN, SCRAM)")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password")
+    kafka_oauth_token_url: str | None = Field(
+        None, description="OAUTHBEARER: the OIDC token endpoint (client-credentials grant)"
+    )
+    kafka_oauth_client_id: str | None = Field(None, description="OAUTHBEARER client id")
+    kafka_oauth_client_secret: SecretStr | None = Field(
+        None, description="OAUTHBEARER client secret"
+    )
+    kafka_oauth_scope: str | None = Field(None, description="OAUTHBEARER scope, if required")
+    kafka_oauth_extensions: str | None = Field(
+        None,
+        description="OAUTHBEARER SASL extensions `k=v,k=v` (Confluent Cloud: "
+        "logicalCluster=lkc-...,identityPoolId=pool-...)",
+    )
+    kafka_ssl_ca_file: Path | None = Field(
+        None, description="PEM CA bundle to verify the brokers (default: the system's)"
+    )
+    kafka_ssl_cert_file: Path | None = Field(None, description="PEM client certificate (mTLS)")
+    kafka_ssl_key_file: Path | None = Field(None, description="PEM client private key (mTLS)")
+    kafka_ssl_key_password: SecretStr | None = Field(
+        None, description="password of an encrypted client key"
+    )
+    kafka_config: dict[str, str] = Field(
+        default_factory=dict,
+        repr=False,
+        description="extra librdkafka settings for every client, JSON object (CLI: -X k=v)",
+    )
+
+    # --- Redis ----------------------------------------------------------------------------
+    redis_url: UrlWithSecret = Field(
+        "redis://127.0.0.1:16379/0",
+        description="Redis URL; rediss:// for TLS (with Sentinel: scheme and database only)",
+    )
     redis_prefix: str = Field("loom", description="prefix of every Redis key Loom writes")
+    redis_username: str | None = Field(None, description="Redis ACL user")
+    redis_password: SecretStr | None = Field(None, description="Redis password (of the ACL user)")
+    redis_ssl_ca_file: Path | None = Field(None, description="PEM CA bundle to verify Redis")
+    redis_ssl_cert_file: Path | None = Field(None, description="PEM client certificate (mTLS)")
+    redis_ssl_key_file: Path | None = Field(None, description="PEM client private key (mTLS)")
+    redis_sentinels: str | None = Field(
+        None, description="Sentinel addresses `host:port,host:port`; enables Sentinel"
+    )
+    redis_sentinel_master: str | None = Field(
+        None, description="the master (service) name the sentinels monitor"
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        None, description="password of the sentinels themselves, if they require one"
+    )
+    redis_wait_replicas: int = Field(
+        0,
+        ge=0,
+        description="replicas that must acknowledge a batch's commit before its offsets are "
+        "committed (Redis WAIT); 1 with one replica makes a failover lose nothing",
+    )
+
+    # --- topics ---------------------------------------------------------------------------
+    partitions: int = Field(6, ge=1, description="partitions of topics Loom creates")
+    replication_factor: int | None = Field(
+        None, ge=1, description="replication factor of topics Loom creates (3; 1 in development)"
+    )
+    min_insync_replicas: int | None = Field(
+        None, ge=1, description="min.insync.replicas of topics Loom creates (2; 1 in development)"
+    )
+    raw_retention_ms: int | None = Field(
+        None,
+        ge=-1,
+        description="retention.ms of the raw topic (broker default; -1 = forever): how far "
+        "back `loom rebuild` can replay",
+    )
+    development: bool = Field(
+        False,
+        description="development mode: allows the development suppression salt and makes "
+        "new topics single-replica",
+    )
 
     # --- worker -------------------------------------------------------------------------
     app_id: str = Field(
         "loom", description="consumer groups are `<app_id>-profiles` and `<app_id>-inventory`"
     )
-    partitions: int = Field(6, ge=1, description="partitions of topics Loom creates")
     batch_size: int = Field(500, ge=1, le=10_000, description="max events per atomic batch")
     batch_timeout_s: float = Field(
         0.05, gt=0, description="profiles lane: max wait to fill a batch"
@@ -90,8 +261,9 @@ class LoomSettings(BaseSettings):
         None, description="TOML file overriding consent jurisdiction defaults"
     )
     suppression_salt: SecretStr = Field(
-        SecretStr("loom-dev-salt-change-me"),
-        description="salt of identifier hashes in the erasure suppression set",
+        SecretStr(DEV_SALT),
+        description="salt of identifier hashes in the erasure suppression set; a worker "
+        "refuses the default unless LOOM_DEVELOPMENT is set",
     )
     default_region: str | None = Field(
         None, description="region assumed for phone numbers when an event has none"
@@ -144,11 +316,141 @@ class LoomSettings(BaseSettings):
 
     topics: Topics = Field(default_factory=Topics)
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then ``LOOM_*`` variables, then ``LOOM_*_FILE`` secret files."""
+        return init_settings, env_settings, SecretFilesSource(settings_cls), dotenv_settings
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        problems = [*self._kafka_problems(), *self._redis_problems()]
+        rf, isr = self.topic_replication
+        if isr > rf:
+            problems.append(
+                f"LOOM_MIN_INSYNC_REPLICAS ({isr}) exceeds LOOM_REPLICATION_FACTOR ({rf})"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _kafka_problems(self) -> list[str]:
+        out: list[str] = []
+        protocol, mechanism = self.kafka_security_protocol, self.kafka_sasl_mechanism
+        sasl = protocol.startswith("SASL_")
+        if sasl and mechanism is None:
+            out.append(f"LOOM_KAFKA_SASL_MECHANISM is required with {protocol}")
+        if not sasl and mechanism is not None:
+            out.append(f"LOOM_KAFKA_SASL_MECHANISM needs a SASL_* protocol, not {protocol}")
+        needed: tuple[str, ...] = ()
+        if sasl and mechanism == "OAUTHBEARER":
+            needed = ("kafka_oauth_token_url", "kafka_oauth_client_id", "kafka_oauth_client_secret")
+        elif sasl and mechanism is not None:
+            needed = ("kafka_sasl_username", "kafka_sasl_password")
+        out += [f"{env_name(n)} is required with {mechanism}" for n in needed if not _set(self, n)]
+        tls_files = ("kafka_ssl_ca_file", "kafka_ssl_cert_file", "kafka_ssl_key_file")
+        if not protocol.endswith("SSL"):
+            out += [f"{env_name(n)} needs SSL or SASL_SSL" for n in tls_files if _set(self, n)]
+        if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
+            out.append("LOOM_KAFKA_SSL_CERT_FILE and LOOM_KAFKA_SSL_KEY_FILE go together")
+        return out
+
+    def _redis_problems(self) -> list[str]:
+        out: list[str] = []
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            out.append("LOOM_REDIS_URL must start with redis://, rediss:// or unix://")
+        tls_files = ("redis_ssl_ca_file", "redis_ssl_cert_file", "redis_ssl_key_file")
+        if not self.redis_tls:
+            out += [
+                f"{env_name(n)} needs a rediss:// LOOM_REDIS_URL"
+                for n in tls_files
+                if getattr(self, n)
+            ]
+        if (self.redis_ssl_cert_file is None) != (self.redis_ssl_key_file is None):
+            out.append("LOOM_REDIS_SSL_CERT_FILE and LOOM_REDIS_SSL_KEY_FILE go together")
+        if self.redis_password is not None and urlsplit(self.redis_url).password is not None:
+            out.append("LOOM_REDIS_URL holds a password and LOOM_REDIS_PASSWORD is set; use one")
+        if bool(self.redis_sentinels) != bool(self.redis_sentinel_master):
+            out.append("LOOM_REDIS_SENTINELS and LOOM_REDIS_SENTINEL_MASTER go together")
+        try:
+            self.sentinel_addresses  # noqa: B018 - parses
+        except ValueError as exc:
+            out.append(str(exc))
+        return out
+
+    # --- derived values -------------------------------------------------------------------
+    @property
+    def redis_tls(self) -> bool:
+        return self.redis_url.startswith("rediss://")
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """``LOOM_REDIS_SENTINELS`` parsed; empty without Sentinel."""
+        out = []
+        for item in (self.redis_sentinels or "").split(","):
+            if not item.strip():
+                continue
+            host, sep, port = item.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"LOOM_REDIS_SENTINELS: {item.strip()!r} is not host:port")
+            out.append((host.strip("[]"), int(port)))
+        return out
+
+    @property
+    def topic_replication(self) -> tuple[int, int]:
+        """(replication factor, min.insync.replicas) of the topics Loom creates."""
+        rf, isr = DEVELOPMENT_REPLICATION if self.development else PRODUCTION_REPLICATION
+        return (self.replication_factor or rf, self.min_insync_replicas or isr)
+
+    @property
+    def uses_dev_salt(self) -> bool:
+        return self.suppression_salt.get_secret_value() == DEV_SALT
+
+    def secrets(self) -> list[str]:
+        """Every secret value this configuration holds (to mask them in free text)."""
+        values = [
+            v.get_secret_value()
+            for name in secret_fields(type(self))
+            if isinstance(v := getattr(self, name), SecretStr)
+        ]
+        values += [v for k, v in self.kafka_config.items() if "password" in k or "secret" in k]
+        return [v for v in values if v]
+
     def group_id(self, lane: str) -> str:
         """The Kafka consumer group (= faust app id) of a lane's workers."""
         return f"{self.app_id}-{lane}"
 
 
-def load_settings() -> LoomSettings:
-    """Read settings from the environment (the only place that does)."""
-    return LoomSettings()
+def _set(settings: LoomSettings, name: str) -> bool:
+    value = getattr(settings, name)
+    return bool(value.get_secret_value() if isinstance(value, SecretStr) else value)
+
+
+def load_settings(**overrides: Any) -> LoomSettings:
+    """Read settings from the environment (the only place that does); ``overrides`` (e.g. from
+    command-line options) win. Raises :class:`ConfigError` with one line naming the problems."""
+    try:
+        return LoomSettings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem joined with ``; ``: variable and message, never the input value."""
+    parts = []
+    for error in exc.errors(include_input=False, include_url=False):
+        loc = [str(p) for p in error["loc"]]
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if loc and loc[0] == "topics" and len(loc) > 1:
+            parts.append(f"LOOM_TOPIC_{loc[1].upper()}: {message}")
+        elif loc:
+            parts.append(f"{env_name(loc[0])}: {message}")
+        else:
+            parts.append(message)
+    return "invalid configuration: " + "; ".join(parts)

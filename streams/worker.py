@@ -56,7 +56,7 @@ from resolvers.pipeline import PROFILES, BatchResult, CommitConflictError, Lane,
 from resolvers.steps import DeadLetter, RawRecord
 from schemas.normalize import DEFAULT as NORMALIZE_DEFAULT
 from schemas.normalize import is_blocked
-from streams import kafka_clients
+from streams import kafka_clients, redis_clients
 from streams.health import Check, HealthServer
 from streams.metrics import WorkerMetrics
 from streams.redis_store import RedisStore
@@ -64,7 +64,15 @@ from streams.settings import LoomSettings
 
 log = logging.getLogger(__name__)
 
-RETRYABLE = (redis.ConnectionError, redis.TimeoutError, KafkaException, CommitConflictError)
+#: Errors a batch is retried on. ``READONLY`` (a demoted primary during a Sentinel failover)
+#: is retried like a lost connection: the next connection asks the sentinels for the primary.
+RETRYABLE = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.ReadOnlyError,
+    KafkaException,
+    CommitConflictError,
+)
 
 
 def dlq_headers(dead: DeadLetter, now: datetime) -> list[tuple[str, str | bytes | None]]:
@@ -300,7 +308,7 @@ def _count(count: Callable[..., None], *labels: Any) -> None:
 def build_runtime(settings: LoomSettings, lane: Lane = PROFILES) -> Runtime:
     from prometheus_client import CollectorRegistry
 
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    client = redis_clients.client(settings)
     producer = kafka_clients.producer(settings)  # DLQ; the relay has its own
     base_rules = load_rules(settings.identity_rules_file) if settings.identity_rules_file else None
     rules = _with_blocklist(base_rules)
@@ -311,6 +319,7 @@ def build_runtime(settings: LoomSettings, lane: Lane = PROFILES) -> Runtime:
         client,
         prefix=settings.redis_prefix,
         seen_ttl_s=settings.dedupe_ttl_s,
+        wait_replicas=settings.redis_wait_replicas,
         on_call=lambda op, seconds: metrics.redis_call_seconds.labels(op=op).observe(seconds),
     )
     return Runtime(
@@ -419,14 +428,13 @@ def create_app(settings: LoomSettings, rt: Runtime) -> faust.App:
     os.makedirs(datadir, exist_ok=True)  # faust creates only the last level
     app = faust.App(
         settings.group_id(rt.lane.name),
-        broker=f"kafka://{settings.kafka_bootstrap.replace(',', ';')}",
+        **kafka_clients.faust_settings(settings),  # broker, credentials, replication
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",
         datadir=os.path.join(datadir, "{conf.name}-data"),  # faust formats {conf.name}
         processing_guarantee="at_least_once",
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
         broker_commit_every=settings.batch_size,
         broker_commit_interval=1.0,

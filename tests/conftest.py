@@ -10,13 +10,21 @@ Each comes from the first source that applies:
 3. ``deploy/infra.sh`` on free loopback ports with a temporary data dir, stopped (and the dir
    removed) at session end, also when tests fail. ``LOOM_TEST_KEEP_DATA=1`` keeps the dir.
 
+``servers`` wraps those two in :class:`loom_servers.Servers` (settings and subprocess
+environment of a Loom client); ``secured_servers`` is a second, secured pair (``deploy/infra.sh``
+with ``LOOM_INFRA_SECURED=yes``: Kafka SASL_SSL + mTLS listeners, Redis TLS + ACL users), started
+only by a session that runs a ``secured`` test; ``any_servers`` runs a test on both (its
+``secured`` case is marked ``secured``).
+
 Per-test helpers: ``unique_topic`` (factory creating a topic, deleted after the test),
 ``unique_group``, ``redis_client`` and ``redis_prefix`` (keys under it are deleted after the test),
 ``free_ports`` (factory of free loopback ports, server-free).
 
 Guard: a test in ``tests/unit`` or ``tests/pipeline`` that asks for a server fixture is a
 collection error; tests under ``tests/integration`` (``tests/e2e``) are marked ``integration``
-(``e2e``) automatically, so ``-m "not integration and not e2e"`` selects the server-free tiers.
+(``e2e``) automatically, so ``-m "not integration and not e2e"`` selects the server-free tiers;
+tests under ``tests/secured`` are marked ``secured``. ``make test`` leaves out what is marked
+``secured_full`` (the whole secured tier runs with ``make test-secured``).
 """
 
 from __future__ import annotations
@@ -30,19 +38,30 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import loom_servers
 import pytest
 import redis
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 from local_infra import Endpoints, LocalInfra
 from local_infra import free_ports as _free_ports
+from loom_servers import Servers
 
 KAFKA_IMAGE = "apache/kafka:3.9.1"
 REDIS_IMAGE = "redis:7"
 
 #: Fixtures that need a real server; unit and pipeline tests must not use them.
 SERVER_FIXTURES = frozenset(
-    {"kafka_bootstrap", "redis_url", "unique_topic", "redis_client", "redis_prefix"}
+    {
+        "kafka_bootstrap",
+        "redis_url",
+        "unique_topic",
+        "redis_client",
+        "redis_prefix",
+        "servers",
+        "secured_servers",
+        "any_servers",
+    }
 )
 SERVER_FREE_TIERS = ("unit", "pipeline")
 
@@ -61,6 +80,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
         if tier == "e2e" and item.get_closest_marker("e2e") is None:
             item.add_marker(pytest.mark.e2e)
+        if tier == "secured" and item.get_closest_marker("secured") is None:
+            item.add_marker(pytest.mark.secured)
         fixtures = set(getattr(item, "fixturenames", ()))
         if tier in SERVER_FREE_TIERS and fixtures & SERVER_FIXTURES:
             raise pytest.UsageError(
@@ -161,6 +182,43 @@ def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
     else:
         endpoints: Endpoints = request.getfixturevalue("_local_infra")
         yield endpoints.redis_url
+
+
+@pytest.fixture(scope="session")
+def servers(kafka_bootstrap: str, redis_url: str) -> Servers:
+    """The session's (plain) servers as :class:`loom_servers.Servers`."""
+    return loom_servers.plain(kafka_bootstrap, redis_url)
+
+
+@pytest.fixture(scope="session")
+def secured_infra() -> Iterator[LocalInfra]:
+    """``deploy/infra.sh`` in secured mode on free ports, for the session."""
+    infra = LocalInfra(secured=True)
+    infra.up()
+    try:
+        yield infra
+    finally:
+        infra.down()
+
+
+@pytest.fixture(scope="session")
+def secured_servers(secured_infra: LocalInfra) -> Iterator[Servers]:
+    """Kafka over SASL_SSL (SCRAM-SHA-512) and Redis over TLS with per-prefix ACL users."""
+    found = loom_servers.secured(
+        secured_infra.endpoints.kafka_bootstrap, secured_infra.redis_port, secured_infra.tls_dir
+    )
+    try:
+        yield found
+    finally:
+        found.delete_users()
+
+
+@pytest.fixture(params=["plain", pytest.param("secured", marks=pytest.mark.secured)])
+def any_servers(request: pytest.FixtureRequest) -> Servers:
+    """Runs the test twice: on the plain servers and on the secured ones."""
+    name = "servers" if request.param == "plain" else "secured_servers"
+    found: Servers = request.getfixturevalue(name)
+    return found
 
 
 # --- per-test helpers -----------------------------------------------------------------------

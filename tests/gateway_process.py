@@ -128,6 +128,7 @@ def environment(kafka: str, topics: Mapping[str, str], **extra: str) -> dict[str
     return {
         **os.environ,
         "LOOM_KAFKA_BOOTSTRAP": kafka,
+        "LOOM_DEVELOPMENT": "true",  # single-replica topics on the test broker
         **{f"LOOM_TOPIC_{name.upper()}": value for name, value in topics.items()},
         **extra,
     }

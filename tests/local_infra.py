@@ -43,21 +43,31 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 class LocalInfra:
-    """deploy/infra.sh on its own ports and data dir; ``down`` at session end."""
+    """deploy/infra.sh on its own ports and data dir; ``down`` at session end.
 
-    def __init__(self) -> None:
-        kafka_port, controller_port, redis_port = free_ports(3)
+    ``secured``: the script's secured mode; ``endpoints.kafka_bootstrap`` is then its SASL_SSL
+    listener, ``ssl_bootstrap`` the mTLS one, and the Redis port speaks TLS only."""
+
+    def __init__(self, *, secured: bool = False) -> None:
+        kafka_port, controller_port, redis_port, sasl_port, ssl_port = free_ports(5)
+        self.secured = secured
         self.data_dir = Path(tempfile.mkdtemp(prefix="loom-test-infra-"))
+        self.tls_dir = self.data_dir / "tls"
+        self.redis_port = redis_port
         self.env = {
             **os.environ,
             "LOOM_KAFKA_PORT": str(kafka_port),
             "LOOM_KAFKA_CONTROLLER_PORT": str(controller_port),
             "LOOM_REDIS_PORT": str(redis_port),
             "LOOM_DATA_DIR": str(self.data_dir),
+            "LOOM_INFRA_SECURED": "yes" if secured else "no",
+            "LOOM_KAFKA_SASL_SSL_PORT": str(sasl_port),
+            "LOOM_KAFKA_SSL_PORT": str(ssl_port),
         }
+        self.ssl_bootstrap = f"127.0.0.1:{ssl_port}"
         self.endpoints = Endpoints(
-            kafka_bootstrap=f"127.0.0.1:{kafka_port}",
-            redis_url=f"redis://127.0.0.1:{redis_port}/0",
+            kafka_bootstrap=f"127.0.0.1:{sasl_port if secured else kafka_port}",
+            redis_url=f"redis{'s' if secured else ''}://127.0.0.1:{redis_port}/0",
         )
 
     def run(self, action: str) -> subprocess.CompletedProcess[str]:

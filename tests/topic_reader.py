@@ -8,16 +8,19 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from streams import kafka_clients
+from streams.settings import LoomSettings
 
-def read_topic(bootstrap: str, topic: str, *, timeout: float = 10.0) -> list[Any]:
-    """Every record on ``topic`` up to the end it has now, read with a group of its own."""
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
+
+def read_topic(kafka: str | LoomSettings, topic: str, *, timeout: float = 10.0) -> list[Any]:
+    """Every record on ``topic`` up to the end it has now, read with a group of its own.
+
+    ``kafka``: the bootstrap servers, or the settings of a deployment (its security too)."""
+    settings = kafka if isinstance(kafka, LoomSettings) else LoomSettings(kafka_bootstrap=kafka)
+    c = kafka_clients.consumer(
+        settings,
+        f"reader-{uuid.uuid4().hex}",
+        **{"auto.offset.reset": "earliest", "enable.auto.commit": False},
     )
     try:
         meta = c.list_topics(topic, timeout=10).topics[topic]

@@ -5,6 +5,9 @@ Steps: ``deploy/infra.sh up`` (unless ``--no-infra``) -> topics -> one ``loom wo
 ``--seconds`` (progress on stderr), plus a few deliberately bad records -> wait until both
 groups' lag is zero -> print what Loom built -> stop the workers -> ``deploy/infra.sh down``
 (unless ``--keep``).
+
+The demo is a development setup: it runs with ``LOOM_DEVELOPMENT=true`` (single-replica
+topics, the development salt), and so do the workers it starts.
 """
 
 from __future__ import annotations
@@ -20,16 +23,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import redis
+import orjson
 from confluent_kafka import Consumer
 
 from resolvers.pipeline import LANES, PROFILES
-from streams import kafka_clients
+from streams import kafka_clients, redis_clients
 from streams.cli import demo_story
+from streams.cli.options import add_kafka_options, add_redis_options, settings_from
 from streams.inventory_reader import InventoryReader
 from streams.lag import uncommitted
 from streams.reader import ProfileReader
-from streams.settings import LoomSettings, load_settings
+from streams.settings import LoomSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,12 +45,18 @@ def register(sub: Any) -> None:
     p.add_argument("--customers", type=int, default=2000, help="simulated customers (2000)")
     p.add_argument("--stores", type=int, default=5, help="simulated stores (5)")
     p.add_argument("--seed", type=int, default=42, help="simulator seed (42): same story")
-    p.add_argument("--no-infra", action="store_true", help="use running Kafka/Redis as set")
+    p.add_argument(
+        "--no-infra",
+        action="store_true",
+        help="use the running Kafka/Redis the settings (or the options below) name",
+    )
     p.add_argument(
         "--keep",
         action="store_true",
         help="leave Kafka and Redis running with the data, to try the commands it suggests",
     )
+    add_kafka_options(p)
+    add_redis_options(p)
     p.set_defaults(func=run)
 
 
@@ -66,7 +76,7 @@ def lane_consumers(settings: LoomSettings) -> dict[str, Consumer]:
 def run(args: argparse.Namespace) -> int:
     if not args.verbose:  # the story is the output; log lines only with -v
         logging.getLogger().setLevel(logging.WARNING)
-    settings = load_settings()
+    settings = settings_from(args, development=True)
     if not args.no_infra:
         say("starting Kafka and Redis (deploy/infra.sh up)")
         try:
@@ -78,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
     ensure_topics(settings)
     reader = ProfileReader(
-        redis.Redis.from_url(settings.redis_url),
+        redis_clients.client(settings),
         settings.redis_prefix,
         default_region=settings.default_region,
     )
@@ -92,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
             workers[role] = subprocess.Popen(
                 [sys.executable, "-m", "streams.cli.main", "worker", "--role", role,
                  "--loglevel", "warning"],
-                stdout=log_file, stderr=subprocess.STDOUT, env=os.environ.copy(),
+                stdout=log_file, stderr=subprocess.STDOUT, env=worker_env(settings),
             )  # fmt: skip
     consumers = lane_consumers(settings)
     try:
@@ -138,6 +148,18 @@ def run(args: argparse.Namespace) -> int:
             say("stopping Kafka and Redis")
             infra("down")
     return 0
+
+
+def worker_env(settings: LoomSettings) -> dict[str, str]:
+    """The demo workers' environment: ours, in development mode, with the command's options."""
+    return {
+        **os.environ,
+        "LOOM_DEVELOPMENT": "true",
+        "LOOM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "LOOM_KAFKA_CONFIG": orjson.dumps(settings.kafka_config).decode(),
+        "LOOM_REDIS_URL": str(settings.redis_url),
+        "LOOM_REDIS_PREFIX": settings.redis_prefix,
+    }
 
 
 def _wait_for_relay(reader: ProfileReader, deadline: float) -> None:

@@ -19,8 +19,8 @@ from confluent_kafka import TopicPartition
 from resolvers.pipeline import LANES
 from streams import kafka_clients
 from streams.cli import inventory as inventory_cli
+from streams.cli.lag import reader_for, seconds_behind
 from streams.inventory_reader import InventoryReader
-from streams.lag import LagReader
 from streams.reader import ProfileReader
 from streams.settings import LoomSettings
 
@@ -232,11 +232,10 @@ def _lag(story: Story, out: TextIO) -> None:
     _title("Consumer lag (what ops watch: `loom lag`)", out)
     settings = story.settings
     groups = [settings.group_id(lane) for lane in LANES]
-    reader = LagReader(settings.kafka_bootstrap)
-    snapshot = reader.read(groups)
+    snapshot = reader_for(settings).read(groups)
     for g in snapshot.groups:
         print(
-            f"{g.group:<28}{g.total_lag:>6} messages  {g.max_lag_seconds:>6.1f} s behind  "
+            f"{g.group:<28}{g.total_lag:>6} messages  {seconds_behind(g):>9} behind  "
             f"({len(g.members)} member(s), {g.state})",
             file=out,
         )

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from streams.settings import load_settings
+from streams.cli.options import add_kafka_options, add_redis_options, settings_from
 
 
 def register(sub: Any) -> None:
@@ -31,25 +31,30 @@ def register(sub: Any) -> None:
         type=Path,
         help="write keys and Shopify shops TOML (default: LOOM_GATEWAY_SOURCES_FILE)",
     )
+    add_kafka_options(p)
+    add_redis_options(p)  # the Shopify door's memory
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from streams.gateway.server import GatewayStartError, run_gateway
     from streams.gateway.sources import GatewayConfig, SourcesError
+    from streams.startup import refuse_unsafe_defaults
 
-    settings = load_settings()
     overrides = {
         "gateway_host": args.host,
         "gateway_port": args.port,
         "gateway_sources_file": args.sources,
     }
-    settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    # no Kafka check first: the gateway starts without Kafka and answers 503 until it does
+    settings = settings_from(args, **{k: v for k, v in overrides.items() if v is not None})
     try:
         config = GatewayConfig.from_file(settings.gateway_sources_file)
     except SourcesError as exc:
         print(f"loom gateway: {exc}", file=sys.stderr)
         return 2
+    if config.shops:  # it keeps salted hashes of redacted customers
+        refuse_unsafe_defaults(settings)
     try:
         return run_gateway(settings, config)
     except GatewayStartError as exc:

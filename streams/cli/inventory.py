@@ -19,7 +19,8 @@ from typing import Any, Final, TextIO
 
 import orjson
 
-from streams.cli.reading import add_redis_args, export_jsonl, redis_target
+from streams.cli.options import add_redis_options
+from streams.cli.reading import export_jsonl, redis_target
 from streams.inventory_reader import InventoryReader
 
 #: Progress line on stderr every this many exported SKUs.
@@ -44,12 +45,12 @@ def register(subparsers: Any) -> None:
     get.add_argument("sku", help="the SKU")
     get.add_argument("--location", help="show only this location id")
     get.add_argument("--json", action="store_true", help="print the snapshot as JSON")
-    add_redis_args(get)
+    add_redis_options(get)
     get.set_defaults(func=run_get)
 
     export = sub.add_parser("export", help="every SKU's snapshot as JSON lines")
     export.add_argument("--out", type=Path, help="write to FILE instead of stdout")
-    add_redis_args(export)
+    add_redis_options(export)
     export.set_defaults(func=run_export)
 
 

@@ -3,7 +3,12 @@
 Groups: the two lane groups (``<LOOM_APP_ID>-profiles``, ``<LOOM_APP_ID>-inventory``; one that
 does not exist yet is named on stderr), every group on the cluster with ``--all``, or the one
 named with ``--group`` (e.g. ``loom-dlq-replay``). Columns match Kafka's
-``kafka-consumer-groups --describe`` plus ``LAG-SECONDS``.
+``kafka-consumer-groups --describe`` plus ``LAG-SECONDS``. Internal topics (faust's
+``<group>-__assignor-__leader``, Kafka's ``__*``) are hidden unless ``--internal``.
+
+Each group's header says how far behind it is: total lag in messages, the largest per
+partition, and in seconds the age of the oldest record not yet consumed ("unknown" when a
+partition with lag has no readable record time).
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from typing import Any, TextIO
 import orjson
 
 from resolvers.pipeline import LANES
+from streams import kafka_clients
+from streams.cli.options import add_kafka_options, connect
 from streams.lag import GroupLag, LagReader, LagSnapshot, OffsetTimeTable
-from streams.settings import LoomSettings, load_settings
+from streams.settings import LoomSettings
 
 COLUMNS = (
     "GROUP",
@@ -48,7 +55,12 @@ def register(subparsers: Any) -> None:
         metavar="SECONDS",
         help="repeat every SECONDS (default 5) until interrupted",
     )
-    p.add_argument("--bootstrap", help="Kafka bootstrap servers (default: LOOM_KAFKA_BOOTSTRAP)")
+    p.add_argument(
+        "--internal",
+        action="store_true",
+        help="also show internal topics (faust's __assignor-__leader, Kafka's __*)",
+    )
+    add_kafka_options(p)
     p.set_defaults(func=run)
 
 
@@ -59,6 +71,19 @@ def lane_groups(settings: LoomSettings) -> list[str]:
     (``<app_id>-dlq-replay``) has lag and no commits between replays, which would read as a
     stopped consumer."""
     return [settings.group_id(lane) for lane in LANES]
+
+
+def reader_for(settings: LoomSettings) -> LagReader:
+    """A lag reader on the deployment's Kafka, with its security and client settings."""
+    return LagReader(
+        settings.kafka_bootstrap, extra_config=kafka_clients.connection_config(settings)
+    )
+
+
+def seconds_behind(group: GroupLag) -> str:
+    """``3.214 s``, or ``unknown`` when a lagging partition has no known record time."""
+    secs = group.seconds_behind
+    return "unknown" if secs is None else f"{secs:.3f} s"
 
 
 def _cell(value: object) -> str:
@@ -75,8 +100,8 @@ def render_table(groups: tuple[GroupLag, ...]) -> str:
     for g in groups:
         out.append(
             f"\nGroup {g.group!r}: state {g.state}, {len(g.members)} member(s), "
-            f"total lag {g.total_lag}, max lag {g.max_lag}, "
-            f"max lag {g.max_lag_seconds:.3f} s"
+            f"lag {g.total_lag} messages (at most {g.max_lag} on one partition), "
+            f"{seconds_behind(g)} behind"
         )
         rows = [COLUMNS]
         rows += [
@@ -118,8 +143,8 @@ def _emit(snapshot: LagSnapshot, as_json: bool, out: TextIO) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    reader = LagReader(args.bootstrap or settings.kafka_bootstrap)
+    settings = connect(args, kafka=True)
+    reader = reader_for(settings)
     table = OffsetTimeTable()
     while True:
         if args.group:
@@ -133,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
                 print(
                     f"no consumer group {missing}: no worker of that lane has run", file=sys.stderr
                 )
-        snapshot = reader.read(groups, table=table)
+        snapshot = reader.read(groups, table=table, internal=args.internal)
         _emit(snapshot, args.json, sys.stdout)
         if args.watch is None:
             return 0

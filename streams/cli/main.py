@@ -12,7 +12,19 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from streams.kafka_clients import LIBRDKAFKA_LOGGER
+from confluent_kafka import KafkaException
+from redis import RedisError
+
+from streams.kafka_clients import show_librdkafka_lines
+from streams.oauth import TokenError
+from streams.redact import redact_text
+from streams.settings import ConfigError, load_settings
+from streams.startup import InfraError
+
+#: Exit codes of every command for what went wrong outside it (a command's own codes, such
+#: as ``loom produce``'s 1 for rejected lines, stay below 2 or mean the same).
+EXIT_CONFIG = 2  # the configuration or the command line cannot work (like a usage error)
+EXIT_INFRA = 3  # Kafka or Redis unreachable or refusing (as "not delivered" in produce)
 
 #: Subcommand modules under ``streams.cli``, in the order ``loom --help`` lists them.
 COMMANDS: tuple[str, ...] = (
@@ -35,12 +47,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="loom", description="Loom: real-time identity resolution for retailers."
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging, librdkafka's lines included"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         module = importlib.import_module(f"streams.cli.{name}")
         module.register(sub)
+    _name_commands(parser)
     return parser
+
+
+def _name_commands(parser: argparse.ArgumentParser) -> None:
+    """Every (sub)command knows its full name (``loom profile get``) for its error lines."""
+    parser.set_defaults(prog=parser.prog)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _name_commands(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,13 +75,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if not args.verbose:  # librdkafka's lines (already a level lower) only with -v
-        logging.getLogger(LIBRDKAFKA_LOGGER).setLevel(logging.WARNING)
+    show_librdkafka_lines(args.verbose)  # errors still come, once, through ErrorReport
     try:
         rc: int = args.func(args)
     except KeyboardInterrupt:
         return 130
+    except ConfigError as exc:
+        return _fail(args, str(exc), EXIT_CONFIG)
+    except (InfraError, KafkaException, RedisError, TokenError) as exc:
+        return _fail(args, str(exc), EXIT_INFRA)
     return rc
+
+
+def _fail(args: argparse.Namespace, message: str, code: int) -> int:
+    """One line on stderr, secrets masked: no traceback for what the user has to fix."""
+    try:
+        secrets = load_settings().secrets()
+    except ConfigError:
+        secrets = []
+    line = redact_text(" ".join(message.split()), secrets)
+    print(f"{args.prog}: {line}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

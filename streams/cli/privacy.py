@@ -24,8 +24,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.cli.reading import add_redis_args, redis_target
-from streams.settings import load_settings
+from streams.cli.options import add_kafka_options, add_redis_options, connect
+from streams.cli.reading import redis_target
 
 
 def register(sub: Any) -> None:
@@ -39,16 +39,18 @@ def register(sub: Any) -> None:
         metavar="S",
         help="wait up to S seconds until the identifier no longer resolves",
     )
-    add_redis_args(p)  # where --wait reads profiles
+    add_kafka_options(p)
+    add_redis_options(p)  # where --wait reads profiles
     p.set_defaults(func=run_erase)
 
     d: argparse.ArgumentParser = sub.add_parser("dlq", help="dead-letter queue tools")
-    dsub = d.add_subparsers(dest="dlq_command", required=True)
+    dsub = d.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
     r = dsub.add_parser("replay", help="re-send DLQ records to the raw topic")
     r.add_argument("--stage", help="only records that failed in this stage")
     r.add_argument("--reason", help="only records with this reason code")
     r.add_argument("--group", default=None, help="consumer group (default: <app_id>-dlq-replay)")
     r.add_argument("--dry-run", action="store_true", help="count, send nothing, commit nothing")
+    add_kafka_options(r)
     r.set_defaults(func=run_replay)
 
 
@@ -59,7 +61,7 @@ def run_erase(args: argparse.Namespace) -> int:
     if not sep or not value:
         print("identifier must be TYPE:VALUE, e.g. email:jane@example.com", file=sys.stderr)
         return 2
-    settings = load_settings()
+    settings = connect(args, kafka=True)
     event = {
         "event_id": f"erase-{uuid.uuid4().hex}",
         "type": "erasure_requested",
@@ -109,7 +111,7 @@ def run_replay(args: argparse.Namespace) -> int:
 
     from streams import kafka_clients
 
-    settings = load_settings()
+    settings = connect(args, kafka=True)
     dlq, raw = settings.topics.dlq, settings.topics.raw
     consumer = kafka_clients.consumer(
         settings,

@@ -14,7 +14,8 @@ import sys
 import threading
 from typing import Any
 
-from streams.settings import LoomSettings, load_settings
+from streams.cli.options import add_kafka_options, add_redis_options, settings_from
+from streams.settings import LoomSettings
 
 
 def register(sub: Any) -> None:
@@ -23,13 +24,18 @@ def register(sub: Any) -> None:
         help="act on privacy requests from Shopify (data exports, shop erasures)",
     )
     p.add_argument("--port", type=int, help="ops port (default: LOOM_PRIVACY_WEB_PORT, 6069)")
+    add_kafka_options(p)
+    add_redis_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    if args.port is not None:
-        settings = settings.model_copy(update={"privacy_web_port": args.port})
+    from streams.startup import refuse_unsafe_defaults, wait_for_infra
+
+    extra = {} if args.port is None else {"privacy_web_port": args.port}
+    settings = settings_from(args, **extra)
+    refuse_unsafe_defaults(settings)  # it erases: never with the public development salt
+    wait_for_infra(settings)
     try:
         return asyncio.run(serve(settings))
     except OSError as exc:

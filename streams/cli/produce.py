@@ -9,7 +9,8 @@ as one JSON object on stdout.
 
 Exit codes: 0 every line sent and delivered; 1 some lines were rejected by validation (the
 rest were sent); 3 some records failed delivery or were still undelivered when the flush timed
-out (wins over 1); 2 usage errors (argparse) or an unreadable input file.
+out (wins over 1), or Kafka could not be reached at all (one line on stderr); 2 usage errors
+(argparse, ``-X``, the configuration) or an unreadable input file.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from typing import IO, Any, Final
 import orjson
 
 from schemas.errors import InvalidEvent
+from streams.cli.options import add_kafka_options, connect
 from streams.producer import DeliveryReport, TouchpointProducer
-from streams.settings import load_settings
 
 EXIT_OK: Final = 0
 EXIT_REJECTED: Final = 1
@@ -151,9 +152,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("file", metavar="FILE", help="JSONL file, or - for stdin")
     parser.add_argument("--topic", help="target topic (default: LOOM_TOPIC_RAW)")
-    parser.add_argument(
-        "--bootstrap", help="Kafka bootstrap servers (default: LOOM_KAFKA_BOOTSTRAP)"
-    )
     parser.add_argument("--raw", action="store_true", help="send lines unvalidated, unkeyed")
     parser.add_argument(
         "--progress-every", type=float, default=5.0, metavar="S", help="progress interval (s)"
@@ -162,34 +160,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--flush-timeout", type=float, default=60.0, metavar="S", help="final flush timeout (s)"
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
-    parser.add_argument(
-        "-X",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="librdkafka producer setting, e.g. -X linger.ms=50 (repeatable)",
-    )
+    add_kafka_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    overrides: dict[str, str] = {}
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            sys.stderr.write(f"produce: -X expects KEY=VALUE, got {item!r}\n")
-            return EXIT_USAGE
-        overrides[key] = value
     try:
         stream: IO[bytes] = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
     except OSError as exc:
         sys.stderr.write(f"produce: cannot read {args.file}: {exc.strerror}\n")
         return EXIT_USAGE
-    producer = TouchpointProducer(
-        settings, topic=args.topic, bootstrap=args.bootstrap, config=overrides
-    )
+    try:
+        settings = connect(args, kafka=True)
+    except BaseException:
+        stream.close()
+        raise
+    producer = TouchpointProducer(settings, topic=args.topic)
     try:
         with stream:
             summary = produce_lines(

@@ -20,7 +20,8 @@ from typing import Any, TextIO
 import orjson
 
 from schemas.normalize import DEFAULT
-from streams.cli.reading import add_redis_args, export_jsonl, redis_target
+from streams.cli.options import add_redis_options
+from streams.cli.reading import export_jsonl, redis_target
 from streams.reader import InvalidIdentifierError, ProfileReader
 
 #: Snapshot fields shown first by the human output, in this order; the rest follow.
@@ -36,14 +37,14 @@ def register(subparsers: Any) -> None:
     )
     get.add_argument("--region", help="default region for phone numbers (e.g. NO)")
     get.add_argument("--json", action="store_true", help="print the snapshot as JSON")
-    add_redis_args(get)
+    add_redis_options(get)
     get.set_defaults(func=run_get)
 
     many = subparsers.add_parser("profiles", help="bulk operations on profiles")
     many_sub = many.add_subparsers(dest="profiles_command", metavar="ACTION", required=True)
     export = many_sub.add_parser("export", help="every live profile as JSON lines")
     export.add_argument("--out", type=Path, help="write to FILE instead of stdout")
-    add_redis_args(export)
+    add_redis_options(export)
     export.set_defaults(func=run_export)
 
 

@@ -1,4 +1,5 @@
-"""What the reader commands (``profile``, ``inventory``) share: Redis options and JSONL export."""
+"""What the reader commands (``profile``, ``inventory``, ``erase --wait``) share: their Redis
+client and JSONL export."""
 
 from __future__ import annotations
 
@@ -12,21 +13,18 @@ from typing import Any, TextIO
 import orjson
 import redis
 
-from streams.settings import LoomSettings, load_settings
+from streams import redis_clients
+from streams.cli.options import connect
+from streams.settings import LoomSettings
 
 PROGRESS_EVERY = 10_000
 
 
-def add_redis_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--redis-url", help="Redis URL (default: LOOM_REDIS_URL)")
-    p.add_argument("--prefix", help="Redis key prefix (default: LOOM_REDIS_PREFIX)")
-
-
 def redis_target(args: argparse.Namespace) -> tuple[redis.Redis, str, LoomSettings]:
-    """The client and key prefix the arguments (else the settings) name, and the settings."""
-    settings = load_settings()
-    client = redis.Redis.from_url(args.redis_url or settings.redis_url, decode_responses=False)
-    return client, args.prefix or settings.redis_prefix, settings
+    """The client and key prefix the arguments (else the settings) name, and the settings;
+    the server is checked first (one line and exit 1 if it cannot be used)."""
+    settings = connect(args, redis=True)
+    return redis_clients.client(settings), settings.redis_prefix, settings
 
 
 def export_jsonl(docs: Iterable[Mapping[str, Any]], out: Path | None, noun: str) -> int:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from typing import IO, Final, TypeVar
 
+from streams.cli.options import add_kafka_options, connect
 from streams.simulate import Simulator
 
 T = TypeVar("T")
@@ -33,10 +34,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--customers", type=int, default=1000)
-    parser.add_argument("--stores", type=int, default=5)
-    parser.add_argument("--skus", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--customers", type=int, default=1000, help="simulated customers (1000)")
+    parser.add_argument("--stores", type=int, default=5, help="simulated stores (5)")
+    parser.add_argument("--skus", type=int, default=200, help="simulated SKUs (200)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed: same seed, same events")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--count", type=int, help="number of records (default 10000)")
     size.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
@@ -46,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--out", metavar="FILE", help="write JSONL here (- = stdout)")
     parser.add_argument("--topic", help="topic when sending (default: LOOM_TOPIC_RAW)")
-    parser.add_argument("--bootstrap", help="Kafka bootstrap servers")
+    add_kafka_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -92,15 +93,13 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     from streams.producer import TouchpointProducer
-    from streams.settings import load_settings
 
+    settings = connect(args, kafka=True)
     items = _paced(
         sim.mixed(args.bad_fraction), count=count, duration=args.duration, rate=args.rate
     )
     valid = bad = 0
-    with TouchpointProducer(
-        load_settings(), topic=args.topic, bootstrap=args.bootstrap
-    ) as producer:
+    with TouchpointProducer(settings, topic=args.topic) as producer:
         for item in items:
             if isinstance(item, bytes):
                 producer.send_raw(item)  # deliberately invalid: the pipeline must DLQ it

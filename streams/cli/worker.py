@@ -2,6 +2,10 @@
 
 A deployment runs at least one worker of each role (they are two consumer groups reading the
 same topic; ADR 0002). SIGTERM/SIGINT finish the batch in flight.
+
+Before it consumes, a worker refuses the development suppression salt outside development
+mode, then waits for Kafka and Redis (one log line per attempt, capped backoff) and exits with
+one line if they refuse its credentials or certificates, then creates missing topics.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ import sys
 from typing import Any
 
 from resolvers.pipeline import LANES
-from streams.settings import load_settings
+from streams import kafka_clients
+from streams.cli.options import add_kafka_options, add_redis_options, settings_from
+from streams.startup import refuse_unsafe_defaults, wait_for_infra
 
 
 def register(sub: Any) -> None:
@@ -25,7 +31,9 @@ def register(sub: Any) -> None:
         help="the lane this worker runs: profiles (identity, consent, profiles, DLQ) or "
         "inventory (stock); run both",
     )
-    p.add_argument("--loglevel", default="info", help="faust log level (default: info)")
+    p.add_argument("--loglevel", default="info", help="log level (default: info)")
+    add_kafka_options(p)
+    add_redis_options(p)
     p.set_defaults(func=run)
 
 
@@ -33,7 +41,10 @@ def run(args: argparse.Namespace) -> int:
     from streams.topics import ensure_topics
     from streams.worker import run_worker
 
-    settings = load_settings()
+    settings = settings_from(args)
+    refuse_unsafe_defaults(settings)
+    kafka_clients.show_librdkafka_lines(args.verbose or args.loglevel.lower() == "debug")
+    wait_for_infra(settings)
     ensure_topics(settings)
     sys.argv = [sys.argv[0], "worker"]  # faust's Worker reads argv; ours are parsed already
     run_worker(settings, LANES[args.role], loglevel=args.loglevel)

@@ -33,7 +33,7 @@ from streams.gateway.shopify_shops import Shops
 from streams.gateway.sink import KafkaSink, Sink
 from streams.gateway.sources import GatewayConfig, WriteKeys
 from streams.health import Check, HealthServer
-from streams.settings import LoomSettings
+from streams.settings import ConfigError, LoomSettings
 from streams.shopify_memory import RedisShopifyMemory, ShopifyMemory
 from streams.topics import ensure_topics
 
@@ -171,6 +171,9 @@ async def ensure_topics_in_background(settings: LoomSettings, *, max_backoff_s: 
     while True:
         try:
             await _on_daemon_thread(lambda: ensure_topics(settings, timeout=10))
+            return
+        except ConfigError as exc:  # e.g. fewer brokers than LOOM_REPLICATION_FACTOR
+            log.error("cannot create the topics: %s", exc)
             return
         except KafkaException as exc:
             log.warning(

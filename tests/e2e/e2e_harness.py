@@ -4,6 +4,11 @@ Each test gets its own topics, consumer group and Redis prefix (a :class:`Loom` 
 starts workers as subprocesses, one per role unless a test names one (they can be SIGKILLed
 and restarted), produces touchpoints
 with the real producer SDK and reads results with the real readers.
+
+A deployment runs on the session's plain servers, or on the secured ones when the test asks
+for it (``@pytest.mark.parametrize("loom", ["secured"], indirect=True)``): then the workers
+connect over SASL_SSL and TLS, as an ACL user limited to the deployment's key prefix, with
+their secrets in files.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ from typing import Any
 
 import orjson
 import pytest
-import redis
 from confluent_kafka import Consumer, KafkaException
+from loom_servers import Servers
 from topic_reader import read_topic
 
 from resolvers.pipeline import LANES
+from streams import kafka_clients
 from streams.lag import uncommitted
 from streams.producer import TouchpointProducer
 from streams.settings import LoomSettings, Topics
@@ -36,13 +42,12 @@ ROOT = Path(__file__).resolve().parents[2]
 class Loom:
     """One isolated deployment of Loom on the session's Kafka and Redis."""
 
-    def __init__(self, kafka: str, redis_url: str, tmp: Path, partitions: int = 6) -> None:
+    def __init__(self, servers: Servers, tmp: Path, partitions: int = 6) -> None:
         tag = uuid.uuid4().hex[:10]
         topics = {name: f"e2e{tag}.{name}" for name in Topics.model_fields}
-        self.settings = LoomSettings(
-            kafka_bootstrap=kafka,
-            redis_url=redis_url,
-            redis_prefix=f"e2e{tag}",
+        self.servers = servers
+        self.settings: LoomSettings = servers.settings(
+            f"e2e{tag}",
             app_id=f"loom-e2e-{tag}",
             partitions=partitions,
             web_port=0,
@@ -51,9 +56,7 @@ class Loom:
         )
         self.env = {
             **os.environ,
-            "LOOM_KAFKA_BOOTSTRAP": kafka,
-            "LOOM_REDIS_URL": redis_url,
-            "LOOM_REDIS_PREFIX": self.settings.redis_prefix,
+            **servers.environ(self.settings.redis_prefix),
             "LOOM_APP_ID": self.settings.app_id,
             "LOOM_PARTITIONS": str(partitions),
             "LOOM_WEB_PORT": "0",
@@ -64,8 +67,8 @@ class Loom:
         self.tmp = tmp
         self.workers: list[subprocess.Popen[bytes]] = []
         self._lag_consumers: dict[str, Consumer] = {}
-        self.redis = redis.Redis.from_url(redis_url)
-        self.root = f"{self.env['LOOM_REDIS_PREFIX']}:v1"
+        self.redis = servers.admin_redis()  # every right: inspects and cleans up
+        self.root = f"{self.settings.redis_prefix}:v1"
         ensure_topics(self.settings)
 
     # --- workers -------------------------------------------------------------------------
@@ -134,9 +137,7 @@ class Loom:
             assert lane in LANES, lane
             consumer = self._lag_consumers.get(lane)
             if consumer is None:  # never subscribes: only reads the group's offsets
-                consumer = self._lag_consumers[lane] = Consumer(
-                    {"bootstrap.servers": s.kafka_bootstrap, "group.id": s.group_id(lane)}
-                )
+                consumer = self._lag_consumers[lane] = kafka_clients.consumer(s, s.group_id(lane))
             total += uncommitted(consumer, s.topics.raw, s.partitions)
         return total
 
@@ -210,12 +211,17 @@ class Loom:
         """Every record on ``topic`` once the outbox is drained (read from the beginning, own
         group): records the relay has yet to deliver are waited for, not missed."""
         self.wait_drained()
-        return read_topic(self.settings.kafka_bootstrap, topic, timeout=timeout)
+        return read_topic(self.settings, topic, timeout=timeout)
 
 
 @pytest.fixture
-def loom(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[Loom]:
-    deployment = Loom(kafka_bootstrap, redis_url, tmp_path)
+def loom(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Loom]:
+    """A deployment on the plain servers, or (indirect parameter ``"secured"``) the secured."""
+    kind = getattr(request, "param", "plain")
+    servers: Servers = request.getfixturevalue(
+        "secured_servers" if kind == "secured" else "servers"
+    )
+    deployment = Loom(servers, tmp_path)
     try:
         yield deployment
     finally:

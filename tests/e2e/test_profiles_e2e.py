@@ -106,7 +106,11 @@ def journey(n: str) -> list[dict[str, Any]]:
     ]
 
 
+@pytest.mark.parametrize(
+    "loom", ["plain", pytest.param("secured", marks=pytest.mark.secured)], indirect=True
+)
 def test_journey_ends_in_exactly_one_profile(loom: Loom) -> None:
+    """Also on the secured servers: workers over SASL_SSL and TLS, as an ACL user."""
     loom.start_worker()
     loom.produce(journey("a"))
     loom.wait_idle()
@@ -121,6 +125,9 @@ def test_journey_ends_in_exactly_one_profile(loom: Loom) -> None:
     changes = loom.topic_records(loom.settings.topics.profile_changes)
     assert {m.key().decode() for m in changes} >= {p["profile_id"]}
     assert loom.redis.xlen(f"{loom.root}:changes:profiles") > 0
+    # no secret of the deployment (passwords, the salt) in what the workers logged
+    logs = loom.logs()
+    assert [secret for secret in loom.settings.secrets() if secret in logs] == []
 
 
 def test_duplicated_deliveries_change_nothing(loom: Loom) -> None:

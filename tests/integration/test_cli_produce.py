@@ -106,14 +106,29 @@ def test_produce_raw_sends_every_nonblank_line(
     assert b"{not json" in {m.value() for m in records}
 
 
-def test_produce_unreachable_broker_exit_3(tmp_path: Path) -> None:
+def test_produce_unreachable_broker_exit_3_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "one.jsonl"
     path.write_bytes(orjson.dumps(GOOD) + b"\n")
     rc = main(
-        ["produce", str(path), "--topic", "nowhere", "--bootstrap", "127.0.0.1:1",
+        ["produce", str(path), "--topic", "nowhere", "--bootstrap-server", "127.0.0.1:1",
          "-X", "message.timeout.ms=1500", "--flush-timeout", "10"]
     )  # fmt: skip
     assert rc == 3
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "loom produce: Kafka 127.0.0.1:1: Connect to ipv4#127.0.0.1:1 failed: Connection refused"
+    ]
+
+
+def test_a_malformed_client_override_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "one.jsonl"
+    path.write_bytes(orjson.dumps(GOOD) + b"\n")
+    assert main(["produce", str(path), "-X", "linger.ms"]) == 2
+    assert capsys.readouterr().err == "loom produce: -X expects KEY=VALUE, got 'linger.ms'\n"
 
 
 def test_produce_missing_file_exit_2(tmp_path: Path) -> None:

@@ -38,7 +38,9 @@ def gateway(
     env = environment(
         kafka_bootstrap, names, LOOM_REDIS_URL=redis_url, LOOM_REDIS_PREFIX=redis_prefix
     )
-    settings = LoomSettings(kafka_bootstrap=kafka_bootstrap, topics=Topics(**names))
+    settings = LoomSettings(
+        kafka_bootstrap=kafka_bootstrap, topics=Topics(**names), development=True
+    )
     ensure_topics(settings)
     for name in names.values():  # every partition has its leader before a test reads
         end_offsets(kafka_bootstrap, name)

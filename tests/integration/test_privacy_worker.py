@@ -47,6 +47,7 @@ def settings(kafka_bootstrap: str, redis_url: str, redis_prefix: str) -> LoomSet
         partitions=1,
         topics=topics,
         retry_backoff_max_s=0.5,
+        development=True,
     )
     ensure_topics(s)
     return s

@@ -1,22 +1,44 @@
-"""Smoke test of the shared server fixtures: a real Kafka round trip and a real Redis round trip."""
+"""Smoke test of the shared server fixtures: a real Kafka round trip and a real Redis round trip,
+on the plain servers and on the secured ones (SASL_SSL Kafka; TLS Redis under an ACL user
+limited to the test's key prefix), through Loom's client factories."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Iterator
 
 import pytest
 import redis
-from confluent_kafka import Consumer, KafkaError, Message, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import KafkaError, Message
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+from loom_servers import Servers
+
+from streams import kafka_clients, redis_clients
+from streams.settings import LoomSettings
 
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture
+def settings(any_servers: Servers) -> LoomSettings:
+    return any_servers.settings(prefix=f"smoke{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def topic(settings: LoomSettings) -> Iterator[str]:
+    admin = kafka_clients.admin(settings)
+    name = f"loomtest-smoke-{uuid.uuid4().hex[:12]}"
+    for future in admin.create_topics([NewTopic(name, 3, 1)]).values():
+        future.result(timeout=60)
+    yield name
+    for future in admin.delete_topics([name]).values():
+        future.result(timeout=60)
+
+
 def test_produce_then_consume_round_trips_every_record_with_confirmed_delivery(
-    kafka_bootstrap: str, unique_topic: Callable[..., str], unique_group: str
+    settings: LoomSettings, topic: str
 ) -> None:
-    topic = unique_topic(partitions=3)
     sent = {f"key-{i}".encode(): f"value-{i}".encode() for i in range(20)}
     delivered: list[Message] = []
     errors: list[KafkaError] = []
@@ -27,7 +49,7 @@ def test_produce_then_consume_round_trips_every_record_with_confirmed_delivery(
         else:
             delivered.append(msg)
 
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
+    producer = kafka_clients.producer(settings)
     for key, value in sent.items():
         producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
     assert producer.flush(30) == 0
@@ -35,13 +57,10 @@ def test_produce_then_consume_round_trips_every_record_with_confirmed_delivery(
     assert len(delivered) == len(sent)
     assert {m.partition() for m in delivered} <= {0, 1, 2}
 
-    consumer = Consumer(
-        {
-            "bootstrap.servers": kafka_bootstrap,
-            "group.id": unique_group,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
+    consumer = kafka_clients.consumer(
+        settings,
+        f"loomtest-group-{uuid.uuid4().hex[:12]}",
+        **{"auto.offset.reset": "earliest", "enable.auto.commit": False},
     )
     received: dict[bytes, bytes] = {}
     try:
@@ -63,26 +82,49 @@ def test_produce_then_consume_round_trips_every_record_with_confirmed_delivery(
     assert received == sent
 
 
-def test_unique_topic_creates_the_requested_partitions(
-    kafka_bootstrap: str, unique_topic: Callable[..., str]
+def test_the_topic_has_the_requested_partitions(settings: LoomSettings, topic: str) -> None:
+    metadata = kafka_clients.admin(settings).list_topics(topic, timeout=10)
+    assert len(metadata.topics[topic].partitions) == 3
+
+
+def test_redis_write_then_read_back_bytes(settings: LoomSettings) -> None:
+    client = redis_clients.client(settings)
+    key = f"{settings.redis_prefix}:smoke"
+    try:
+        assert client.ping() is True
+        assert client.set(key, b"\x00loom\xff") is True
+        assert client.get(key) == b"\x00loom\xff"
+        assert client.hset(f"{key}:h", mapping={b"a": b"1", b"b": b"2"}) == 2
+        assert client.hgetall(f"{key}:h") == {b"a": b"1", b"b": b"2"}
+    finally:
+        client.delete(key, f"{key}:h")
+        client.close()
+
+
+def test_the_redis_client_reaches_only_keys_under_its_prefix(
+    settings: LoomSettings, any_servers: Servers
 ) -> None:
-    topic = unique_topic(partitions=4)
-    metadata = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(topic, timeout=10)
-    assert len(metadata.topics[topic].partitions) == 4
+    """Secured: the ACL user of a prefix cannot touch another prefix's keys."""
+    client = redis_clients.client(settings)
+    try:
+        if any_servers.secured:
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                client.set("someone-else:key", b"x")
+        else:  # the plain server has one all-powerful default user
+            assert client.set(f"{settings.redis_prefix}-other:key", b"x") is True
+            client.delete(f"{settings.redis_prefix}-other:key")
+    finally:
+        client.close()
 
 
-#: Prefixes the Redis tests of this module wrote under; the fixture must have emptied them.
+#: Prefixes the Redis fixture tests of this module wrote under; the fixture must have emptied them.
 _WRITTEN_PREFIXES: list[str] = []
 
 
-def test_redis_write_then_read_back_bytes(redis_client: redis.Redis, redis_prefix: str) -> None:
+def test_redis_prefix_fixture_writes(redis_client: redis.Redis, redis_prefix: str) -> None:
     _WRITTEN_PREFIXES.append(redis_prefix)
-    key = f"{redis_prefix}:smoke"
-    assert redis_client.ping() is True
-    assert redis_client.set(key, b"\x00loom\xff") is True
-    assert redis_client.get(key) == b"\x00loom\xff"
-    assert redis_client.hset(f"{key}:h", mapping={b"a": b"1", b"b": b"2"}) == 2
-    assert redis_client.hgetall(f"{key}:h") == {b"a": b"1", b"b": b"2"}
+    assert redis_client.set(f"{redis_prefix}:smoke", b"1") is True
+    assert redis_client.set(f"{redis_prefix}:smoke2", b"2") is True
 
 
 def test_redis_prefix_keys_are_isolated_per_test(
@@ -91,7 +133,7 @@ def test_redis_prefix_keys_are_isolated_per_test(
     """The previous test's keys (two, under its own prefix) were deleted when it ended, and this
     test got a different prefix."""
     if not _WRITTEN_PREFIXES:
-        pytest.skip("needs test_redis_write_then_read_back_bytes to have run first")
+        pytest.skip("needs test_redis_prefix_fixture_writes to have run first")
     assert redis_prefix not in _WRITTEN_PREFIXES
     for prefix in _WRITTEN_PREFIXES:
         assert list(redis_client.scan_iter(match=f"{prefix}*")) == [], prefix

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from streams.gateway.metrics import GatewayMetrics
 from streams.metrics import WorkerMetrics
 from streams.privacy_worker import PrivacyMetrics
+from streams.redis_clients import acl_rules
 from streams.settings import LoomSettings, Topics
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
@@ -47,3 +48,8 @@ def test_every_metric_is_documented(
     names = {m.name + ("_total" if m.type == "counter" else "") for m in registry.collect()}
     assert one in names
     assert sorted(n for n in names if f"`{n}`" not in README) == []
+
+
+def test_the_redis_acl_line_is_the_one_loom_needs() -> None:
+    """The README's ACL line is what the secured tier runs the workers under."""
+    assert f"ACL SETUSER loom on >CHANGE-ME {acl_rules('loom')}\n" in README

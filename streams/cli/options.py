@@ -1,0 +1,83 @@
+"""Options every command that talks to Kafka or Redis shares, named like Kafka's and Redis's
+own tools, and the settings they produce.
+
+* ``--bootstrap-server HOST:PORT[,...]`` (``--bootstrap`` still works): ``LOOM_KAFKA_BOOTSTRAP``;
+* ``-X KEY=VALUE`` (repeatable): a librdkafka setting for every Kafka client the command makes,
+  on top of ``LOOM_KAFKA_CONFIG`` (like ``kafkacat -X``);
+* ``--redis-url URL`` and ``--prefix P``: ``LOOM_REDIS_URL`` and ``LOOM_REDIS_PREFIX``.
+
+Security (SASL, TLS, ACL users, Sentinel) comes from the ``LOOM_*`` settings only, so that no
+secret ever sits on a command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from streams.settings import ConfigError, LoomSettings, load_settings
+from streams.startup import check_kafka, check_redis
+
+
+def add_kafka_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--bootstrap-server",
+        "--bootstrap",
+        dest="bootstrap_server",
+        metavar="HOST:PORT",
+        help="Kafka bootstrap servers, comma-separated (default: LOOM_KAFKA_BOOTSTRAP)",
+    )
+    p.add_argument(
+        "-X",
+        dest="kafka_overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="librdkafka setting for every Kafka client of this command, e.g. "
+        "-X socket.timeout.ms=30000 (repeatable; adds to LOOM_KAFKA_CONFIG)",
+    )
+
+
+def add_redis_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--redis-url", metavar="URL", help="Redis URL (default: LOOM_REDIS_URL)")
+    p.add_argument("--prefix", help="Redis key prefix (default: LOOM_REDIS_PREFIX)")
+
+
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """``-X`` values as a dict; :class:`ConfigError` for one without ``=``."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"-X expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = value
+    return out
+
+
+def settings_from(args: argparse.Namespace, **extra: Any) -> LoomSettings:
+    """The settings with this command's options applied (``extra`` too)."""
+    overrides: dict[str, Any] = dict(extra)
+    if getattr(args, "bootstrap_server", None):
+        overrides["kafka_bootstrap"] = args.bootstrap_server
+    if getattr(args, "redis_url", None):
+        overrides["redis_url"] = args.redis_url
+    if getattr(args, "prefix", None):
+        overrides["redis_prefix"] = args.prefix
+    cli_config = parse_overrides(getattr(args, "kafka_overrides", None) or [])
+    if cli_config:
+        overrides["kafka_config"] = {**load_settings().kafka_config, **cli_config}
+    return load_settings(**overrides)
+
+
+def connect(
+    args: argparse.Namespace, *, kafka: bool = False, redis: bool = False, **extra: Any
+) -> LoomSettings:
+    """:func:`settings_from`, then one round trip to each server the command needs, so that
+    an unreachable server or refused credentials end the command with one line
+    (:class:`~streams.startup.InfraError`) instead of a timeout deep inside it."""
+    settings = settings_from(args, **extra)
+    if kafka:
+        check_kafka(settings)
+    if redis:
+        check_redis(settings)
+    return settings
