@@ -174,3 +174,18 @@ def test_a_domain_configured_twice_is_refused(tmp_path: Path) -> None:
     twice = SHOP_TABLE + SHOP_TABLE.replace('name = "jsmith"', 'name = "other"')
     with pytest.raises(SourcesError, match="unique"):
         GatewayConfig.from_file(write(tmp_path, twice))
+
+
+def test_a_gateway_serving_shopify_refuses_the_development_salt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It keeps salted hashes of redacted customers: never with the public default salt (one
+    line, exit 2, before anything starts). Write keys alone do not need a salt."""
+    from streams.cli.main import main
+
+    for name in ("LOOM_DEVELOPMENT", "LOOM_SUPPRESSION_SALT", "LOOM_SUPPRESSION_SALT_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["gateway", "--sources", str(write(tmp_path, SHOP_TABLE))]) == 2
+    error = capsys.readouterr().err
+    assert "LOOM_SUPPRESSION_SALT" in error
+    assert len(error.strip().splitlines()) == 1
