@@ -130,7 +130,7 @@ class ShopifyWebhooks:
             api_version=headers.get("X-Shopify-API-Version"),
             event_id=headers.get("X-Shopify-Event-Id"),
         )
-        mapped, records = await self._map(shop, delivery, raw, headers)
+        mapped, records, invalid = await self._map(shop, delivery, raw, headers)
         outcome = "invalid" if mapped is None else "ignored" if mapped.ignored else "mapped"
         events = self.metrics.events
         try:
@@ -146,16 +146,19 @@ class ShopifyWebhooks:
         ops = mapped.memory if mapped is not None else ()
         await self._memory(self.memory.apply, shop.name, ops, answered=answered)
         count.labels(shop.name, label, outcome).inc()
-        if mapped is None:
+        if invalid is not None:
             events.labels(NAME, shop.name, "invalid").inc()
-        else:
+            self.metrics.dlq_records.labels(STAGE, invalid.reason).inc()
+            log.warning("shopify %s %s: dead-lettered (%s)", shop.name, _safe(topic), invalid)
+        elif mapped is not None:
             events.labels(NAME, shop.name, "accepted").inc(len(mapped.touchpoints))
         return _ok()
 
     async def _map(
         self, shop: Shop, delivery: Delivery, raw: bytes, headers: Mapping[str, str]
-    ) -> tuple[Mapped | None, list[OutRecord]]:
-        """The webhook's records: its touchpoints and privacy request, or its dead letter."""
+    ) -> tuple[Mapped | None, list[OutRecord], InvalidEvent | None]:
+        """The webhook's records: its touchpoints and privacy request, or its dead letter
+        (and why)."""
         try:
             try:
                 payload = orjson.loads(raw)
@@ -175,14 +178,12 @@ class ShopifyWebhooks:
                 now=delivery.received_at,
                 headers=kept,
             )
-            self.metrics.dlq_records.labels(STAGE, exc.reason).inc()
-            log.warning("shopify %s %s: dead-lettered (%s)", shop.name, _safe(delivery.topic), exc)
-            return None, [letter]
+            return None, [letter], exc
         records = [accepted(tp, self.topics.raw) for tp in mapped.touchpoints]
         if mapped.privacy is not None:
             value = orjson.dumps(mapped.privacy.to_json())
             records.append(OutRecord(self.topics.privacy_requests, value, shop.name.encode()))
-        return mapped, records
+        return mapped, records, None
 
     async def _memory(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """A call of the gateway's memory on a thread; Redis down is a 503 (Shopify retries)."""

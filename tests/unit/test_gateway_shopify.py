@@ -170,6 +170,9 @@ def test_a_refused_delivery_remembers_nothing_and_its_retry_repeats_the_same_eve
 ) -> None:
     data = payload("orders/create")
     gw.sink.fail_with = UnavailableError("kafka down")
+    broken = gw.send("orders/create", b"{broken", webhook_id="w-9")
+    assert broken[0] == 503  # its dead letter was not acknowledged either: not counted
+    assert gw.metric("loom_dlq_records_total", stage="gateway", reason="malformed_json") == 0
     status, answer = gw.send("orders/create", data, webhook_id="w-8")
     assert (status, answer["code"]) == (503, "unavailable")
     assert gw.memory.markers == {}
@@ -180,7 +183,7 @@ def test_a_refused_delivery_remembers_nothing_and_its_retry_repeats_the_same_eve
     assert gw.send("orders/create", data, webhook_id="w-8")[0] == 200
     first = [parse_touchpoint(r.value).event_id for r in gw.on("t.raw")]
     assert first[0] == "shopify:jsmith:order:820982911946154508"
-    assert gw.webhooks("orders/create", "refused") == 2
+    assert gw.webhooks("orders/create", "refused") == 3
 
 
 def test_redis_down_is_503_before_anything_is_produced(gw: Harness) -> None:
@@ -223,6 +226,7 @@ def test_an_invalid_payload_is_acknowledged_and_dead_lettered_so_it_can_be_sent_
     assert kept["original.X-Shopify-Topic"] == b"inventory_levels/update"
     assert b"inventory_item_id" in kept["loom.error_message"]
     assert gw.webhooks("inventory_levels/update", "invalid") == 1
+    assert gw.metric("loom_dlq_records_total", stage="gateway", reason="schema_violation") == 1
     assert gw.memory.answered("jsmith", "w-3")  # a retry would fail the same way
     # once the item is in the configuration, the dead letter sent again as it is is accepted
     fixed = Harness(replace(SHOP, inventory_items={**SHOP.inventory_items, "42": "SKU-42"}))
