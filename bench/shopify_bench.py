@@ -93,7 +93,7 @@ def webhooks(n: int) -> list[tuple[bytes, dict[str, str]]]:
                     "X-Shopify-Shop-Domain": DOMAIN,
                     "X-Shopify-Hmac-Sha256": base64.b64encode(digest).decode(),
                     "X-Shopify-Webhook-Id": str(uuid.uuid4()),
-                    "X-Shopify-API-Version": "2024-10",
+                    "X-Shopify-API-Version": "2026-07",
                 },
             )
         )

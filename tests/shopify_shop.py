@@ -20,16 +20,24 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from schemas.inbound.shopify_model import Delivery, Shop
+from schemas.inbound.shopify_model import Delivery, Mapped, OrderMemo, Shop
 from schemas.touchpoint import Channel
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "shopify"
+#: Shopify's documented examples, verbatim (its README says where they come from).
+REFERENCE = FIXTURES / "reference"
 
 DOMAIN = "jsmith.myshopify.com"
 #: The fixtures' Shopify locations and items, and what the shop maps them to.
 WAREHOUSE, STORE = "24826418", "905684977"
 IPOD_ITEM = "271878346596884015"
 SECRET, OLD_SECRET = "shpss_test_current_0001", "shpss_test_previous_0001"
+
+#: The order and customer of the fixtures (and of Shopify's examples), and what the gateway
+#: remembers of that order once it mapped it as an online order.
+ORDER_ID = "820982911946154508"
+CUSTOMER_ID = "115310627314723954"
+ONLINE_MEMO = OrderMemo(customer_id=CUSTOMER_ID, committed_at="ottawa-warehouse")
 
 SHOP = Shop(
     name="jsmith",
@@ -73,6 +81,14 @@ def _fixture(topic: str) -> Any:
     return json.loads((FIXTURES / f"{topic.replace('/', '_')}.json").read_text())
 
 
+def example(name: str, *, shop: str | None = "jsmith") -> dict[str, Any]:
+    """Shopify's documented example by topic (``orders/create``) or file stem; the compliance
+    examples' ``{shop}`` template is filled in with ``shop`` (``None``: left as documented)."""
+    text = (REFERENCE / f"{name.replace('/', '_')}.json").read_text()
+    data: dict[str, Any] = json.loads(text if shop is None else text.replace("{shop}", shop))
+    return data
+
+
 def payload(name: str) -> dict[str, Any]:
     """A fixture by topic (``orders/create``) or file stem (``orders_create_pos``)."""
     data: dict[str, Any] = copy.deepcopy(_fixture(name))
@@ -93,9 +109,18 @@ def delivery(
         webhook_id=webhook_id or str(uuid.uuid4()),
         received_at=now,
         triggered_at=triggered_at,
-        api_version="2024-10",
+        api_version="2026-07",
         event_id=event_id,
     )
+
+
+def stock(result: Mapped) -> list[tuple[str, str, int | None]]:
+    """The stock moves of a mapped webhook: (sku, location, delta), in touchpoint order."""
+    return [
+        (t.inventory.sku, t.inventory.location_id, t.inventory.delta)
+        for t in result.touchpoints
+        if t.inventory is not None
+    ]
 
 
 def body(data: Mapping[str, Any]) -> bytes:
@@ -114,7 +139,7 @@ def headers(
     secret: str = SECRET,
     domain: str = DOMAIN,
     webhook_id: str | None = None,
-    triggered_at: str = "2023-03-29T18:00:27.877041743Z",
+    triggered_at: str = "2023-03-29T18:00:27.877041743Z",  # deliveries carry nanoseconds
     event_id: str | None = None,
 ) -> dict[str, str]:
     """A delivery's headers as Shopify sends them (fixtures/shopify/headers.json), signed."""

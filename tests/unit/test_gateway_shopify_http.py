@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from shopify_shop import (
     DOMAIN,
     OLD_SECRET,
+    REFERENCE,
     SECRET,
     SHOP,
     body,
@@ -110,6 +111,28 @@ def test_a_signed_order_is_acknowledged_after_its_touchpoints_are_and_remembered
     assert gw.webhooks("orders/create", "mapped") == 1
     assert gw.metric("loom_gateway_events_total", front_door="shopify", source="jsmith",
                      outcome="accepted") == 5  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "triggered_at",
+    ["2025-07-10T16:15:47.000000Z", "2025-07-10T16:15:47.000000123Z"],
+    ids=["as-documented", "nanoseconds"],
+)
+def test_shopifys_documented_example_with_lower_case_headers_is_accepted(
+    gw: Harness, triggered_at: str
+) -> None:
+    """The body byte for byte as Shopify documents it, and the headers lower-cased as HTTP/2
+    delivers them (Shopify's reference: treat header names as case-insensitive); the time
+    Shopify fired it, to the microsecond, orders the count."""
+    raw = (REFERENCE / "inventory_levels_update.json").read_bytes()
+    event = "59d6d79c-595f-4e7e-bc6f-72f5c3d0c66f"
+    signed = headers("inventory_levels/update", raw, triggered_at=triggered_at, event_id=event)
+    sent = {name.lower(): value for name, value in signed.items()}
+    assert gw.post(raw, sent) == (200, {"success": True})
+    [count] = [parse_touchpoint(r.value) for r in gw.on("t.raw")]
+    assert count.event_id == f"shopify:jsmith:level:20250710161547000000:{event}"
+    assert count.inventory is not None
+    assert (count.inventory.location_id, count.inventory.on_hand) == ("ottawa-warehouse", 10)
 
 
 def test_the_previous_secret_still_verifies_while_rotating(gw: Harness) -> None:

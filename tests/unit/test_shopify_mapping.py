@@ -1,6 +1,7 @@
-"""Shopify webhooks -> touchpoint v1 (schemas.inbound.shopify), from the payload examples of
-Shopify's webhook reference (tests/fixtures/shopify): every topic of the README's table, ids
-shared by the topics that carry one fact, money, people, marketing consent, stock, privacy."""
+"""Shopify webhooks -> touchpoint v1 (schemas.inbound.shopify), from fixtures in the shape of
+Shopify's webhook reference (tests/fixtures/shopify; Shopify's own examples, verbatim:
+test_shopify_reference.py): every topic of the README's table, ids shared by the topics that
+carry one fact, money, people, marketing consent, stock, privacy."""
 
 from __future__ import annotations
 
@@ -11,7 +12,17 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from shopify_shop import SHOP, STORE, WAREHOUSE, delivery, payload
+from shopify_shop import (
+    CUSTOMER_ID,
+    ONLINE_MEMO,
+    SHOP,
+    STORE,
+    WAREHOUSE,
+    delivery,
+    payload,
+    stock,
+)
+from shopify_shop import ORDER_ID as ORDER
 
 from schemas.errors import InvalidEvent
 from schemas.inbound.shopify import TOPICS, map_webhook, memo_order_id
@@ -28,9 +39,7 @@ from schemas.inbound.shopify_model import (
 from schemas.inbound.shopify_privacy import export_record, shop_erasures
 from schemas.touchpoint import EventType, Touchpoint, dump_touchpoint, touchpoint_to_json
 
-ORDER = "820982911946154508"
-ONLINE_MEMO = OrderMemo(customer_id="115310627314723954", committed_at="ottawa-warehouse")
-POS_MEMO = OrderMemo(customer_id="115310627314723954", committed_at=None)
+POS_MEMO = OrderMemo(customer_id=CUSTOMER_ID, committed_at=None)
 
 
 def mapped(topic: str, data: Any = None, memo: OrderMemo | None = None, **kw: Any) -> Mapped:
@@ -40,14 +49,6 @@ def mapped(topic: str, data: Any = None, memo: OrderMemo | None = None, **kw: An
 def only(result: Mapped, kind: EventType) -> Touchpoint:
     [tp] = [t for t in result.touchpoints if t.type is kind]
     return tp
-
-
-def stock(result: Mapped) -> list[tuple[str, str, int | None]]:
-    return [
-        (t.inventory.sku, t.inventory.location_id, t.inventory.delta)
-        for t in result.touchpoints
-        if t.inventory is not None
-    ]
 
 
 # --- orders/create ---------------------------------------------------------------------------
