@@ -7,7 +7,8 @@
 1. the component benches of the other modules, as subprocesses with small sizes:
    ``identity_bench`` (pure identity core), ``store_bench`` (run_batch on Redis vs in-memory),
    ``produce_bench`` (producer SDK validation cost and ``loom produce`` rate), ``gateway_bench``
-   (``loom gateway``: events/s accepted with acks=all, CPU per event, p99 at 1,000 events/s);
+   (``loom gateway``: events/s accepted with acks=all, CPU per event, p99 at 1,000 events/s),
+   ``shopify_bench`` (its Shopify door: webhooks/s, CPU per webhook, p99 at 100 webhooks/s);
 2. ``e2e_bench.throughput`` with one worker per role (profiles, inventory; its topic kept for
    step 3), then ``raw_limit`` on the same topic, then throughput with two workers per role;
 3. ``e2e_bench.latency`` for each of ``--rates``: a steady rate through one worker per role,
@@ -110,6 +111,23 @@ OTHERS: tuple[tuple[str, list[str], list[tuple[str, str, str]]], ...] = (
                 r"single events: .*?gateway CPU ([\d.]+) µs",
                 "µs/event",
             ),
+        ],
+    ),
+    (
+        "shopify_bench",
+        ["--seconds", "15"],
+        [
+            (
+                "gateway Shopify orders/create, acks=all",
+                r"in flight\): ([\d,.]+) webhooks/s",
+                "webhooks/s",
+            ),
+            (
+                "  gateway CPU per webhook",
+                r"webhooks/s \(.*?gateway CPU ([\d.]+) ms",
+                "ms/webhook",
+            ),
+            ("gateway Shopify @100/s: p99", r"webhooks/s: p50 [\d.]+ ms, p99 ([\d.]+)", "ms"),
         ],
     ),
 )

@@ -110,13 +110,16 @@ def single_bodies(count: int) -> list[bytes]:
 class Gateway:
     """A ``loom gateway`` subprocess on fresh topics."""
 
-    def __init__(self, bootstrap: str, tmp: Path) -> None:
+    def __init__(
+        self, bootstrap: str, tmp: Path, *, shops: str = "", env: dict[str, str] | None = None
+    ) -> None:
+        """``shops``: ``[[shopify]]`` tables for the sources file; ``env``: more settings."""
         self.bootstrap = bootstrap
         self.tag = uuid.uuid4().hex[:8]
         sources = tmp / "sources.toml"
         sources.write_text(
             f'[[source]]\nname = "bench"\nchannel = "web"\nregion = "US"\n'
-            f'write_key = "{WRITE_KEY}"\n'
+            f'write_key = "{WRITE_KEY}"\n{shops}'
         )
         self.port, self.ops_port = _free_port(), _free_port()
         env = {
@@ -130,6 +133,7 @@ class Gateway:
                 f"LOOM_TOPIC_{name.upper()}": f"benchgw{self.tag}.{name}"
                 for name in Topics.model_fields
             },
+            **(env or {}),
         }
         self.log = tmp / "gateway.log"
         with self.log.open("wb") as log:

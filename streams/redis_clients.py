@@ -35,7 +35,8 @@ COMMANDS: Final = (
     "xgroup|create", "xreadgroup", "xautoclaim", "xack", "xdel", "multi", "exec", "discard",
     "wait",
     # the outbox's length and oldest record (metrics); looking for a lane's state (the
-    # generation check, `loom rebuild`) and deleting it (`loom rebuild --wipe`)
+    # generation check, `loom rebuild`) and deleting it (`loom rebuild --wipe`); SCAN also finds a
+    # redacted Shopify shop's keys in the gateway's memory
     "xrange", "time", "scan", "unlink",
 )  # fmt: skip
 

@@ -120,6 +120,15 @@ class Topics(BaseSettings):
         "inventory.changes", description="new stock level per (sku, location)"
     )
     inventory_alerts: str = Field("inventory.alerts", description="oversell alerts")
+    privacy_requests: str = Field(
+        "privacy.requests", description="every privacy request received (Shopify's webhooks)"
+    )
+    privacy_exports: str = Field(
+        "privacy.exports", description="data exports for the retailer to send (personal data)"
+    )
+    privacy_audit: str = Field(
+        "privacy.audit", description="what Loom did about each privacy request"
+    )
 
 
 class LoomSettings(BaseSettings):
@@ -310,12 +319,14 @@ class LoomSettings(BaseSettings):
     gateway_host: str = Field(
         "127.0.0.1", description="`loom gateway` bind address (0.0.0.0 to serve other hosts)"
     )
-    gateway_port: int = Field(8088, ge=0, description="`loom gateway` port (Segment API: /v1/*)")
+    gateway_port: int = Field(
+        8088, ge=0, description="`loom gateway` port (Segment API /v1/*, /shopify/webhooks)"
+    )
     gateway_ops_port: int = Field(
         6068, ge=0, description="`loom gateway` /metrics, /livez, /readyz port (same host)"
     )
     gateway_sources_file: Path | None = Field(
-        None, description="TOML file of the write keys and their sources (required)"
+        None, description="TOML file of the write keys and Shopify shops (required)"
     )
     gateway_max_event_bytes: int = Field(
         32 * 1024, ge=1024, description="largest event accepted (Segment: 32 KB)"
@@ -331,6 +342,16 @@ class LoomSettings(BaseSettings):
     )
     gateway_cors_origins: str = Field(
         "*", description="origins browsers may send from: `*` or a comma-separated list"
+    )
+    gateway_shopify_order_ttl_s: int = Field(
+        120 * 24 * 3600,
+        ge=3600,
+        description="how long the gateway remembers a Shopify order (its customer, its stock)",
+    )
+
+    # --- privacy worker (`loom privacy-worker`) ------------------------------------------
+    privacy_web_port: int = Field(
+        6069, ge=0, description="`loom privacy-worker` /metrics, /livez, /readyz port"
     )
 
     topics: Topics = Field(default_factory=Topics)

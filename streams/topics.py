@@ -24,6 +24,8 @@ from streams.settings import ConfigError, LoomSettings
 log = logging.getLogger(__name__)
 
 DLQ_RETENTION_MS = 30 * 24 * 3600 * 1000
+#: Data exports (personal data) wait this long for the retailer to pick them up.
+EXPORT_RETENTION_MS = 30 * 24 * 3600 * 1000
 
 
 def topic_specs(settings: LoomSettings) -> dict[str, tuple[int, dict[str, str]]]:
@@ -44,6 +46,11 @@ def topic_specs(settings: LoomSettings) -> dict[str, tuple[int, dict[str, str]]]
         t.consent_audit: (n, durable),
         t.inventory_changes: (n, compacted),
         t.inventory_alerts: (1, durable),
+        # the privacy trail is kept (ids only, no e-mail or phone); exports hold personal data
+        # and are kept 30 days, for the retailer to pick them up
+        t.privacy_requests: (1, {**durable, "retention.ms": "-1"}),
+        t.privacy_audit: (1, {**durable, "retention.ms": "-1"}),
+        t.privacy_exports: (1, {**durable, "retention.ms": str(EXPORT_RETENTION_MS)}),
     }
 
 

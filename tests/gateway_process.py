@@ -51,14 +51,21 @@ def write_sources(path: Path, keys: Mapping[str, tuple[str, str, str, str]] = WR
 
 
 class GatewayProcess:
-    def __init__(self, env: Mapping[str, str], tmp: Path, **settings: str) -> None:
+    """``shops``: ``[[shopify]]`` tables appended to the sources file (tests/shopify_shop.py)."""
+
+    def __init__(
+        self, env: Mapping[str, str], tmp: Path, *, shops: str = "", **settings: str
+    ) -> None:
         self.port, self.ops_port = free_port(), free_port()
         self.log_path = tmp / f"gateway-{self.port}.log"
+        sources = write_sources(tmp / f"sources-{self.port}.toml")
+        if shops:
+            sources.write_text(sources.read_text() + "\n" + shops)
         self.env = {
             **env,
             "LOOM_GATEWAY_PORT": str(self.port),
             "LOOM_GATEWAY_OPS_PORT": str(self.ops_port),
-            "LOOM_GATEWAY_SOURCES_FILE": str(write_sources(tmp / f"sources-{self.port}.toml")),
+            "LOOM_GATEWAY_SOURCES_FILE": str(sources),
             **{f"LOOM_GATEWAY_{k.upper()}": v for k, v in settings.items()},
         }
         with self.log_path.open("wb") as log:

@@ -33,6 +33,7 @@ COMMANDS: tuple[str, ...] = (
     "worker",
     "rebuild",
     "gateway",
+    "privacy_worker",
     "demo",
     "produce",
     "simulate",

@@ -1,8 +1,9 @@
 """Prometheus metrics of ``loom gateway`` (served on ``LOOM_GATEWAY_OPS_PORT``).
 
-Labels are closed sets: the front door (``segment``), the answer's code (``ok`` or the error
-code of :mod:`streams.gateway.errors`), configured source names, outcomes and the contract's
-reason codes. Nothing a client sends becomes a label value except through those sets.
+Labels are closed sets: the front door (``segment``, ``shopify``), the answer's code (``ok`` or
+the error code of :mod:`streams.gateway.errors`), configured source and shop names, outcomes,
+the contract's reason codes and the Shopify topics Loom maps. Nothing a client sends becomes a
+label value except through those sets.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ REQUEST_BUCKETS: tuple[float, ...] = (
 #: ``invalid`` (acknowledged on the DLQ, reported in the response), ``refused`` (the request
 #: got a 429 or 503: the client sends it again).
 EVENT_OUTCOMES: tuple[str, ...] = ("accepted", "invalid", "refused")
+#: What happened to a Shopify webhook: ``mapped`` (its touchpoints acknowledged), ``ignored``
+#: (acknowledged, nothing to do: e.g. a POS sale's fulfilment), ``invalid`` (dead-lettered),
+#: ``duplicate`` (a retry of one already acknowledged), ``refused`` (429/503: Shopify retries).
+WEBHOOK_OUTCOMES: tuple[str, ...] = ("mapped", "ignored", "invalid", "duplicate", "refused")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +36,7 @@ class GatewayMetrics:
     unauthorized: Counter  # loom_gateway_unauthorized_total{front_door}
     dlq_records: Counter  # loom_dlq_records_total{stage,reason}
     in_flight: Gauge  # loom_gateway_in_flight_events
+    webhooks: Counter  # loom_gateway_shopify_webhooks_total{shop,topic,outcome}
 
     @classmethod
     def create(
@@ -77,4 +83,10 @@ class GatewayMetrics:
                 registry=registry,
             ),
             in_flight=gauge,
+            webhooks=Counter(
+                "loom_gateway_shopify_webhooks",
+                "Shopify webhooks by shop, topic (`other` if not mapped) and outcome.",
+                ["shop", "topic", "outcome"],
+                registry=registry,
+            ),
         )

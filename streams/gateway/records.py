@@ -5,12 +5,13 @@ touchpoint, key = the most stable identifier, ``loom-schema`` header), so the wo
 tell a gateway event from any other. An event that cannot be mapped goes to the DLQ with the
 workers' header conventions (``streams.dlq.dlq_headers``): stage ``gateway``, the
 contract's reason code, no values; its original bytes are the sender's message as JSON, and
-``loom.source_topic`` names the front door and source (``gateway:segment:web-shop``).
+``loom.source_topic`` names the front door and source (``gateway:segment:web-shop``,
+``gateway:shopify:<shop>``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -41,12 +42,19 @@ def accepted(tp: Touchpoint, topic: str) -> OutRecord:
 
 
 def dead_letter(
-    original: bytes, error: InvalidEvent, *, where: str, topic: str, now: datetime
+    original: bytes,
+    error: InvalidEvent,
+    *,
+    where: str,
+    topic: str,
+    now: datetime,
+    headers: Mapping[str, bytes] | None = None,
 ) -> OutRecord:
     """The DLQ record of a message the front door could not map; ``where`` names the front
-    door and source."""
+    door and source; ``headers`` (request headers worth keeping, e.g. to send it again) become
+    ``original.<name>`` headers."""
     dead = DeadLetter(
-        record=RawRecord(value=original, topic=where),
+        record=RawRecord(value=original, topic=where, headers=dict(headers or {})),
         stage=STAGE,
         reason=error.reason,
         error_class=type(error).__name__,

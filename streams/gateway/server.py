@@ -1,5 +1,8 @@
 """One ``loom gateway`` process: the Kafka sink, the front doors, the HTTP and ops servers.
 
+The Segment door is always mounted; the Shopify door when shops are configured, with its memory
+on the deployment's Redis (then ``/readyz`` also checks Redis).
+
 :class:`Gateway` is started and stopped inside a running event loop (tests and the benchmark
 use it that way, on port 0); :func:`run_gateway` runs one until SIGTERM/SIGINT. Stopping is
 graceful: the listener closes, requests in progress get their answer (up to the ack timeout),
@@ -21,13 +24,17 @@ from confluent_kafka import KafkaException
 from prometheus_client import CollectorRegistry
 
 from schemas.errors import LoomError
-from streams.gateway.app import build_app
+from streams import redis_clients
+from streams.gateway.app import FrontDoor, build_app
 from streams.gateway.metrics import GatewayMetrics
 from streams.gateway.segment_api import SegmentApi
+from streams.gateway.shopify_api import ShopifyWebhooks
+from streams.gateway.shopify_shops import Shops
 from streams.gateway.sink import KafkaSink, Sink
-from streams.gateway.sources import WriteKeys
-from streams.health import HealthServer
+from streams.gateway.sources import GatewayConfig, WriteKeys
+from streams.health import Check, HealthServer
 from streams.settings import ConfigError, LoomSettings
+from streams.shopify_memory import RedisShopifyMemory, ShopifyMemory
 from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -45,6 +52,8 @@ class Gateway:
         settings: LoomSettings,
         keys: WriteKeys,
         *,
+        shops: Shops | None = None,
+        memory: ShopifyMemory | None = None,
         sink: Sink | None = None,
         registry: CollectorRegistry | None = None,
     ) -> None:
@@ -52,13 +61,18 @@ class Gateway:
         self.registry = registry or CollectorRegistry()
         self.sink: Sink = sink if sink is not None else KafkaSink(settings)
         self.metrics = GatewayMetrics.create(self.registry, in_flight=lambda: self.sink.in_flight)
-        self.front_doors = [SegmentApi(keys, self.sink, self.metrics, settings)]
+        self.front_doors: list[FrontDoor] = [SegmentApi(keys, self.sink, self.metrics, settings)]
+        checks: dict[str, Check] = {"kafka": self.sink.ready}
+        self.memory: ShopifyMemory | None = None
+        if shops:  # the Shopify door, with its memory in Redis
+            self.memory = memory if memory is not None else shopify_memory(settings)
+            self.front_doors.append(
+                ShopifyWebhooks(shops, self.memory, self.sink, self.metrics, settings)
+            )
+            checks["redis"] = self._memory_ready
         self.app = build_app(self.front_doors, self.metrics, settings.gateway_cors_origins)
         self.health = HealthServer(
-            settings.gateway_host,
-            settings.gateway_ops_port,
-            self.registry,
-            {"kafka": self.sink.ready},
+            settings.gateway_host, settings.gateway_ops_port, self.registry, checks
         )
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
@@ -88,6 +102,10 @@ class Gateway:
                 f"{exc.strerror or exc}"
             ) from None
 
+    async def _memory_ready(self) -> bool:
+        assert self.memory is not None
+        return await asyncio.to_thread(self.memory.ping)
+
     def broken(self) -> bool:
         """The sink can never deliver again (a fatal Kafka producer error): restart."""
         return self.sink.broken()
@@ -98,22 +116,37 @@ class Gateway:
             self._runner = None
         await self.health.stop()
         await asyncio.to_thread(self.sink.close)
+        if self.memory is not None:
+            self.memory.close()
 
 
-async def serve(settings: LoomSettings, keys: WriteKeys) -> int:
+def shopify_memory(settings: LoomSettings) -> RedisShopifyMemory:
+    """The Shopify door's memory on the deployment's Redis."""
+    return RedisShopifyMemory(
+        redis_clients.client(settings, socket_timeout=2.0),
+        settings.redis_prefix,
+        order_ttl_s=settings.gateway_shopify_order_ttl_s,
+        salt=settings.suppression_salt.get_secret_value().encode(),
+    )
+
+
+async def serve(settings: LoomSettings, config: GatewayConfig) -> int:
     """Run a gateway until SIGTERM or SIGINT (0), or until its producer failed fatally (3)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    gateway = Gateway(settings, keys)
+    gateway = Gateway(settings, config.keys, shops=config.shops)
     try:
         await gateway.start()
-        names = ", ".join(s.name for s in keys.sources())
+        names = ", ".join(s.name for s in config.keys.sources()) or "none"
+        shops = ", ".join(s.name for s in config.shops.all()) or "none"
         log.info(
-            "loom gateway on %s (sources: %s); /metrics, /livez, /readyz on port %d",
+            "loom gateway on %s (sources: %s; shopify shops: %s); /metrics, /livez, /readyz "
+            "on port %d",
             gateway.url,
             names,
+            shops,
             gateway.health.port,
         )
         topics = asyncio.create_task(ensure_topics_in_background(settings))
@@ -176,5 +209,5 @@ async def _on_daemon_thread(fn: Callable[[], object]) -> object:
     return await future
 
 
-def run_gateway(settings: LoomSettings, keys: WriteKeys) -> int:
-    return asyncio.run(serve(settings, keys))
+def run_gateway(settings: LoomSettings, config: GatewayConfig) -> int:
+    return asyncio.run(serve(settings, config))

@@ -1,4 +1,5 @@
-"""Write keys and the sources they stand for (``LOOM_GATEWAY_SOURCES_FILE``, TOML).
+"""Write keys and the sources they stand for, and Shopify shops (``LOOM_GATEWAY_SOURCES_FILE``,
+TOML; the ``[[shopify]]`` tables are described in :mod:`streams.gateway.shopify_shops`).
 
 One ``[[source]]`` table per write key::
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Final, Self
 
@@ -27,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from schemas.errors import LoomError
 from schemas.inbound.base import Source
 from schemas.touchpoint import Channel, Region
+from streams.gateway.shopify_shops import ShopEntry, Shops
 
 #: Source names are metric labels and touchpoint sources: short, lower-case, no spaces.
 SOURCE_NAME: Final = r"^[a-z][a-z0-9_.-]{0,63}$"
@@ -66,19 +69,64 @@ class SourceEntry(BaseModel):
 
 
 class SourcesFile(BaseModel):
+    """The whole file: write keys (``[[source]]``) and Shopify shops (``[[shopify]]``)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    source: Annotated[tuple[SourceEntry, ...], Field(min_length=1)]
+    source: tuple[SourceEntry, ...] = ()
+    shopify: tuple[ShopEntry, ...] = ()
 
     @model_validator(mode="after")
     def _unique(self) -> Self:
+        if not self.source and not self.shopify:
+            raise ValueError("no [[source]] and no [[shopify]] table: nothing to accept")
         names = [s.name for s in self.source]
         if len(set(names)) != len(names):
             raise ValueError("source names must be unique")
         hashes = [s.key_hash for s in self.source]
         if len(set(hashes)) != len(hashes):
             raise ValueError("two sources have the same write key")
+        shops = [s.name for s in self.shopify]
+        domains = [s.domain.lower() for s in self.shopify]
+        if len(set(shops)) != len(shops) or len(set(domains)) != len(domains):
+            raise ValueError("shop names and domains must be unique")
         return self
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """What the sources file configures: write keys and Shopify shops."""
+
+    keys: WriteKeys
+    shops: Shops
+
+    @classmethod
+    def from_file(cls, path: Path | None) -> GatewayConfig:
+        parsed = read_sources(path)
+        return cls(WriteKeys.from_entries(parsed.source), Shops(parsed.shopify))
+
+
+def read_sources(path: Path | None) -> SourcesFile:
+    """Read the sources file; raises :class:`SourcesError` with a one-line reason (it names
+    the table and field, never a value: the file holds secrets)."""
+    if path is None:
+        raise SourcesError(
+            "no write keys configured: set LOOM_GATEWAY_SOURCES_FILE (or --sources) to a "
+            "TOML file of [[source]] (and [[shopify]]) tables (README, 'Sending events over "
+            "HTTP')"
+        )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SourcesError(f"{path}: cannot read it ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SourcesError(f"{path}: not valid TOML ({exc})") from None
+    try:
+        return SourcesFile.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "file"
+        raise SourcesError(f"{path}: {where}: {first['msg']}") from None
 
 
 def key_hash(write_key: str) -> str:
@@ -102,25 +150,8 @@ class WriteKeys:
 
     @classmethod
     def from_file(cls, path: Path | None) -> WriteKeys:
-        """Read the sources file; raises :class:`SourcesError` with a one-line reason."""
-        if path is None:
-            raise SourcesError(
-                "no write keys configured: set LOOM_GATEWAY_SOURCES_FILE (or --sources) to a "
-                "TOML file of [[source]] tables (README, 'Sending events over HTTP')"
-            )
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise SourcesError(f"{path}: cannot read it ({exc.strerror})") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise SourcesError(f"{path}: not valid TOML ({exc})") from None
-        try:
-            parsed = SourcesFile.model_validate(data)
-        except ValidationError as exc:
-            first = exc.errors(include_url=False, include_input=False)[0]
-            where = ".".join(str(p) for p in first["loc"]) or "file"
-            raise SourcesError(f"{path}: {where}: {first['msg']}") from None
-        return cls.from_entries(parsed.source)
+        """The write keys of the sources file (:func:`read_sources`)."""
+        return cls.from_entries(read_sources(path).source)
 
     def source_for(self, write_key: str | None) -> Source | None:
         if not write_key:

@@ -16,11 +16,11 @@ from streams.lag import GroupLag, PartitionLag, is_internal_topic
 
 KAFKA_COMMANDS = {
     "lag", "exporter", "worker", "demo", "produce", "simulate", "erase", "dlq replay",
-    "gateway",
+    "gateway", "privacy-worker",
 }  # fmt: skip
 REDIS_COMMANDS = {
     "worker", "demo", "profile get", "profiles export", "inventory get", "inventory export",
-    "erase",
+    "erase", "gateway", "privacy-worker",
 }  # fmt: skip
 
 

@@ -272,3 +272,20 @@ def test_redis_client_through_sentinel_carries_tls_and_credentials(tmp_path: Pat
     assert [s.connection_pool.connection_kwargs["port"] for s in sentinels] == [26379, 26380]
     assert {s.connection_pool.connection_kwargs["password"] for s in sentinels} == {"sp"}
     assert redis_clients.describe(settings).startswith("Redis master 'loom-primary' via")
+
+
+def test_the_gateways_shopify_memory_and_the_privacy_worker(
+    settings: LoomSettings, built: list[tuple[str, dict[str, Any]]]
+) -> None:
+    from streams import privacy_worker
+    from streams.gateway.server import shopify_memory
+    from streams.reader import ProfileReader
+
+    memory = shopify_memory(settings)
+    redis_options = memory.client.connection_pool.connection_kwargs
+    assert (redis_options["username"], redis_options["password"]) == ("loom", "redis-secret")
+    assert redis_options["ssl_ca_certs"] == str(settings.redis_ssl_ca_file)
+    reader = ProfileReader(memory.client, settings.redis_prefix)
+    privacy_worker.build(settings, memory, reader)
+    assert [kind for kind, _ in built] == ["consumer", "producer"]
+    assert_secured(built, settings)

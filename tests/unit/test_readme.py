@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from streams.gateway.metrics import GatewayMetrics
 from streams.metrics import WorkerMetrics
+from streams.privacy_worker import PrivacyMetrics
 from streams.redis_clients import acl_rules
 from streams.settings import LoomSettings, Topics
 
@@ -28,22 +31,25 @@ def test_every_topic_is_documented_with_its_setting() -> None:
         assert f"`{field.default}` (`LOOM_TOPIC_{name.upper()}`)" in README
 
 
-def test_every_worker_metric_is_documented() -> None:
+@pytest.mark.parametrize(
+    ("create", "one"),
+    [
+        (WorkerMetrics.create, "loom_events_total"),
+        (GatewayMetrics.create, "loom_gateway_requests_total"),
+        (PrivacyMetrics.create, "loom_privacy_requests_total"),
+    ],
+    ids=["worker", "gateway", "privacy-worker"],
+)
+def test_every_metric_is_documented(
+    create: Callable[[CollectorRegistry], object], one: str
+) -> None:
     registry = CollectorRegistry()
-    WorkerMetrics.create(registry)
+    create(registry)
     names = {m.name + ("_total" if m.type == "counter" else "") for m in registry.collect()}
-    assert names
+    assert one in names
     assert sorted(n for n in names if f"`{n}`" not in README) == []
 
 
 def test_the_redis_acl_line_is_the_one_loom_needs() -> None:
     """The README's ACL line is what the secured tier runs the workers under."""
     assert f"ACL SETUSER loom on >CHANGE-ME {acl_rules('loom')}\n" in README
-
-
-def test_every_gateway_metric_is_documented() -> None:
-    registry = CollectorRegistry()
-    GatewayMetrics.create(registry)
-    names = {m.name + ("_total" if m.type == "counter" else "") for m in registry.collect()}
-    assert "loom_gateway_requests_total" in names
-    assert sorted(n for n in names if f"`{n}`" not in README) == []

@@ -1,0 +1,133 @@
+"""Shopify ``customers/create`` and ``customers/update`` to touchpoints, marketing consent included.
+
+* the customer: ``id`` -> ``customer_id``, ``email``, ``phone`` -> identifiers; ``first_name``,
+  ``last_name``, ``default_address`` city and zip -> traits; ``default_address.country_code``
+  -> region (else the shop's); Shopify's per-channel marketing states are kept as the traits
+  ``email_marketing`` and ``sms_marketing`` (``subscribed``, ``not_subscribed``, ...);
+* ``customers/create`` -> ``signup`` for a customer with an account (``state`` ``enabled``),
+  else ``profile_updated``; ``customers/update`` -> ``profile_updated``; at ``created_at`` /
+  ``updated_at``;
+* marketing consent: Loom has one ``marketing`` purpose; it is granted while the customer is
+  subscribed on any channel (``email_marketing_consent`` or ``sms_marketing_consent`` state
+  ``subscribed``) and denied otherwise (``not_subscribed``, ``unsubscribed``, ``pending``
+  double opt-in, ``redacted``, ``invalid``). It becomes a ``consent_updated`` touchpoint
+  stamped with Shopify's ``consent_updated_at``: for a grant, the earliest of the subscribed
+  channels' (each has been subscribed since its own); for a denial, the latest of them all (the
+  moment the last subscription ended). A state without a time is stamped with the customer's
+  ``updated_at``. A customer with neither consent object sends no consent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Final
+
+from schemas.inbound.base import mapping, timestamp
+from schemas.inbound.shopify_common import (
+    delivery_key,
+    event_id,
+    person,
+    required_id,
+    touchpoint,
+    when,
+)
+from schemas.inbound.shopify_model import Delivery, Mapped, OrderMemo, RememberCustomer, Shop
+from schemas.touchpoint import EventType
+
+#: Shopify's consent objects and the trait each state is kept as.
+CONSENT_FIELDS: Final[Mapping[str, str]] = {
+    "email_marketing_consent": "email_marketing",
+    "sms_marketing_consent": "sms_marketing",
+}
+SUBSCRIBED: Final = "subscribed"
+
+
+def customer_created(
+    shop: Shop, delivery: Delivery, customer: Mapping[str, Any], _memo: OrderMemo | None
+) -> Mapped:
+    return _customer(shop, delivery, customer, created=True)
+
+
+def customer_updated(
+    shop: Shop, delivery: Delivery, customer: Mapping[str, Any], _memo: OrderMemo | None
+) -> Mapped:
+    return _customer(shop, delivery, customer, created=False)
+
+
+def _customer(
+    shop: Shop, delivery: Delivery, customer: Mapping[str, Any], *, created: bool
+) -> Mapped:
+    customer_id = required_id(customer, "id")
+    who = person(customer, "")
+    at = (
+        when(customer, "created_at", "updated_at")
+        if created
+        else when(customer, "updated_at", "created_at")
+    )
+    states = _states(customer)
+    traits = {CONSENT_FIELDS[name]: state for name, (state, _) in states.items()}
+    kind = (
+        EventType.SIGNUP
+        if created and customer.get("state") == "enabled"
+        else EventType.PROFILE_UPDATED
+    )
+    verb = "created" if created else "updated"
+    base = event_id(shop, "customer", customer_id, verb, delivery_key(delivery))
+    out = [
+        touchpoint(
+            shop,
+            {
+                "event_id": base,
+                "type": kind.value,
+                "channel": shop.channel.value,
+                "occurred_at": at,
+                "traits": traits,
+            },
+            who=who,
+            topic=delivery.topic,
+        )
+    ]
+    decision = marketing(states, fallback=when(customer, "updated_at", "created_at"))
+    if decision is not None:
+        granted, since = decision
+        out.append(
+            touchpoint(
+                shop,
+                {
+                    "event_id": f"{base}:consent",
+                    "type": EventType.CONSENT_UPDATED.value,
+                    "channel": shop.channel.value,
+                    "occurred_at": since,
+                    "consent": {"marketing": granted},
+                    "identifiers": {"customer_id": customer_id},
+                },
+                topic=delivery.topic,
+            )
+        )
+    return Mapped(tuple(out), (RememberCustomer(customer_id),))
+
+
+def _states(customer: Mapping[str, Any]) -> dict[str, tuple[str, datetime | None]]:
+    """Per consent object present: its ``state`` (lower case) and ``consent_updated_at``."""
+    out = {}
+    for name in CONSENT_FIELDS:
+        consent = mapping(customer.get(name), name)
+        state = consent.get("state")
+        if not isinstance(state, str) or not state.strip():
+            continue
+        at = timestamp(consent.get("consent_updated_at"), f"{name}.consent_updated_at")
+        out[name] = (state.strip().lower()[:32], at)
+    return out
+
+
+def marketing(
+    states: Mapping[str, tuple[str, datetime | None]], *, fallback: datetime
+) -> tuple[bool, datetime] | None:
+    """Loom's marketing decision of Shopify's channel states, and since when (module doc)."""
+    if not states:
+        return None
+    subscribed = [at or fallback for state, at in states.values() if state == SUBSCRIBED]
+    if subscribed:
+        return True, min(subscribed)
+    return False, max(at or fallback for _, at in states.values())

@@ -1,0 +1,195 @@
+"""Shopify's mandatory privacy webhooks, and the records Loom's privacy worker writes for them.
+
+* ``customers/redact`` -> an ``erasure_requested`` touchpoint naming the customer's id, e-mail
+  and phone (the same pipeline, suppression and announcements as ``loom erase``), the gateway
+  forgets the customer and the orders to redact, and the request is recorded;
+* ``shop/redact`` -> recorded; ``loom privacy-worker`` then requests the erasure of every
+  customer the gateway remembers for the shop (:func:`shop_erasures`) and forgets the shop;
+* ``customers/data_request`` -> recorded; ``loom privacy-worker`` exports the customer's profile
+  as Loom holds it (:func:`export_record`) for the retailer to send.
+
+The request record (:class:`~schemas.inbound.shopify_common.PrivacyRequest`) holds the shop, the
+customer and order ids and the ids linking it to what followed, never an e-mail or phone. Its
+id is ``shopify:<shop>:privacy:<webhook id>``: a retried webhook is the same request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from schemas.inbound.base import invalid, mapping, rfc3339, text
+from schemas.inbound.shopify_common import delivery_key, event_id, required_id, touchpoint
+from schemas.inbound.shopify_model import (
+    ONLINE,
+    Delivery,
+    ForgetCustomer,
+    Mapped,
+    OrderMemo,
+    PrivacyKind,
+    PrivacyRequest,
+    Shop,
+    shopify_id_text,
+)
+from schemas.touchpoint import Channel, EventType, Touchpoint
+
+
+def customer_redact(
+    shop: Shop, delivery: Delivery, payload: Mapping[str, Any], _memo: OrderMemo | None
+) -> Mapped:
+    _same_shop(shop, payload)
+    customer = mapping(payload.get("customer"), "customer")
+    customer_id = required_id(customer, "id", "customer.id")
+    ids = {
+        "customer_id": customer_id,
+        "email": text(customer.get("email"), "customer.email"),
+        "phone": text(customer.get("phone"), "customer.phone"),
+    }
+    erasure = touchpoint(
+        shop,
+        {
+            "event_id": event_id(shop, "redact", delivery_key(delivery)),
+            "type": EventType.ERASURE_REQUESTED.value,
+            "channel": Channel.BACKOFFICE.value,
+            "occurred_at": delivery.at,
+            "identifiers": {k: v for k, v in ids.items() if v is not None},
+        },
+        topic=delivery.topic,
+    )
+    orders = _ids(payload.get("orders_to_redact"), "orders_to_redact")
+    request = _request(
+        shop,
+        delivery,
+        PrivacyKind.CUSTOMER_REDACT,
+        customer_id=customer_id,
+        order_ids=orders,
+        erasure_event_id=erasure.event_id,
+    )
+    return Mapped((erasure,), (ForgetCustomer(customer_id, orders),), request)
+
+
+def shop_redact(
+    shop: Shop, delivery: Delivery, payload: Mapping[str, Any], _memo: OrderMemo | None
+) -> Mapped:
+    _same_shop(shop, payload)
+    return Mapped(privacy=_request(shop, delivery, PrivacyKind.SHOP_REDACT))
+
+
+def data_request(
+    shop: Shop, delivery: Delivery, payload: Mapping[str, Any], _memo: OrderMemo | None
+) -> Mapped:
+    _same_shop(shop, payload)
+    customer = mapping(payload.get("customer"), "customer")
+    request = mapping(payload.get("data_request"), "data_request")
+    return Mapped(
+        privacy=_request(
+            shop,
+            delivery,
+            PrivacyKind.DATA_REQUEST,
+            customer_id=required_id(customer, "id", "customer.id"),
+            order_ids=_ids(payload.get("orders_requested"), "orders_requested"),
+            data_request_id=shopify_id_text(request.get("id"), "data_request.id"),
+        )
+    )
+
+
+def _same_shop(shop: Shop, payload: Mapping[str, Any]) -> None:
+    domain = payload.get("shop_domain")
+    if domain is not None and (not isinstance(domain, str) or domain.lower() != shop.domain):
+        raise invalid("shop_domain", "is not the shop that signed the webhook")
+
+
+def _ids(value: object, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise invalid(where, "must be a list of ids")
+    found = (shopify_id_text(v, f"{where}[{i}]") for i, v in enumerate(value))
+    return tuple(sorted({v for v in found if v is not None}))
+
+
+def _request(shop: Shop, delivery: Delivery, kind: PrivacyKind, **fields: Any) -> PrivacyRequest:
+    return PrivacyRequest(
+        request_id=event_id(shop, "privacy", delivery_key(delivery)),
+        kind=kind,
+        shop=shop.name,
+        shop_domain=shop.domain,
+        received_at=delivery.at,
+        **fields,
+    )
+
+
+# --- what the privacy worker writes ----------------------------------------------------------
+
+
+def shop_erasures(request: PrivacyRequest, customer_ids: Iterable[str]) -> list[Touchpoint]:
+    """``shop/redact``: one ``erasure_requested`` per customer of the shop (ids derived from
+    the shop and the customer, so doing it twice requests nothing new)."""
+    shop = Shop(name=request.shop, domain=request.shop_domain, online_location=ONLINE)
+    return [
+        touchpoint(
+            shop,
+            {
+                "event_id": event_id(shop, "shop-redact", customer_id),
+                "type": EventType.ERASURE_REQUESTED.value,
+                "channel": Channel.BACKOFFICE.value,
+                "occurred_at": request.received_at,
+                "identifiers": {"customer_id": customer_id},
+            },
+            topic="shop/redact",
+        )
+        for customer_id in sorted(set(customer_ids))
+    ]
+
+
+def export_record(
+    request: PrivacyRequest, profile: Mapping[str, Any] | None, exported_at: datetime
+) -> dict[str, Any]:
+    """``customers/data_request``: the customer's profile snapshot as Loom holds it (``None``
+    when Loom holds nothing), for the retailer to send to the customer."""
+    return {
+        "request_id": request.request_id,
+        "shop": request.shop,
+        "shop_domain": request.shop_domain,
+        "data_request_id": request.data_request_id,
+        "customer_id": request.customer_id,
+        "orders_requested": list(request.order_ids),
+        "found": profile is not None,
+        "profile": dict(profile) if profile is not None else None,
+        "exported_at": rfc3339(exported_at),
+    }
+
+
+def audit_record(
+    request: PrivacyRequest, outcome: str, done_at: datetime, **counts: int
+) -> dict[str, Any]:
+    """What Loom did about a privacy request (``privacy.audit``): ids and counts only."""
+    return {
+        "request_id": request.request_id,
+        "kind": request.kind.value,
+        "shop": request.shop,
+        "customer_id": request.customer_id,
+        "outcome": outcome,
+        **counts,
+        "done_at": rfc3339(done_at),
+    }
+
+
+def request_from_json(data: Mapping[str, Any]) -> PrivacyRequest:
+    """A request record read back from ``privacy.requests``."""
+    try:
+        received = datetime.fromisoformat(str(data["received_at"]))
+        return PrivacyRequest(
+            request_id=str(data["request_id"]),
+            kind=PrivacyKind(data["kind"]),
+            shop=str(data["shop"]),
+            shop_domain=str(data["shop_domain"]),
+            received_at=received,
+            customer_id=data.get("customer_id"),
+            order_ids=tuple(data.get("order_ids") or ()),
+            data_request_id=data.get("data_request_id"),
+            erasure_event_id=data.get("erasure_event_id"),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise invalid(None, f"not a privacy request record ({type(exc).__name__})") from None

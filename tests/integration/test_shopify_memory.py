@@ -1,0 +1,90 @@
+"""The gateway's Shopify memory (streams.shopify_memory): the Redis implementation and the
+in-memory one the unit tests use answer alike, step by step, for any sequence of what webhooks
+teach it (hypothesis), on a real Redis."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas.inbound.shopify_model import (
+    ForgetCustomer,
+    MemoryOp,
+    OrderMemo,
+    RememberCustomer,
+    RememberOrder,
+)
+from streams.shopify_memory import InMemoryShopifyMemory, RedisShopifyMemory
+
+CUSTOMERS = st.sampled_from(["c1", "c2", "c3"])
+ORDERS = st.sampled_from(["o1", "o2", "o3", "o4"])
+OPS: st.SearchStrategy[MemoryOp] = st.one_of(
+    st.builds(RememberCustomer, CUSTOMERS),
+    st.builds(
+        RememberOrder,
+        ORDERS,
+        st.builds(OrderMemo, st.none() | CUSTOMERS, st.none() | st.just("warehouse")),
+    ),
+    st.builds(ForgetCustomer, CUSTOMERS, st.lists(ORDERS, max_size=2).map(tuple)),
+)
+STEPS = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b"]),
+        st.lists(OPS, max_size=3),
+        st.none() | st.text("wxyz", min_size=1, max_size=3),
+    ),
+    max_size=12,
+)
+_run = itertools.count()
+
+
+def observe(memory: Any, shop: str) -> tuple[Any, ...]:
+    orders = {o: memory.order(shop, o) for o in ("o1", "o2", "o3", "o4")}
+    marks = {m: memory.answered(shop, m) for m in ("w", "x", "y", "z", "wx", "wxy")}
+    return (sorted(memory.customers(shop)), orders, marks)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(STEPS)
+def test_redis_and_in_memory_remember_alike(
+    redis_client: redis.Redis,
+    redis_prefix: str,
+    steps: list[tuple[str, list[MemoryOp], str | None]],
+) -> None:
+    prefix = f"{redis_prefix}{next(_run)}"
+    real = RedisShopifyMemory(redis_client, prefix, order_ttl_s=3600, salt=b"s")
+    fake = InMemoryShopifyMemory(salt=b"s")
+    for i, (shop, ops, answered) in enumerate(steps):
+        real.apply(shop, ops, answered=answered)
+        fake.apply(shop, ops, answered=answered)
+        for each in ("a", "b"):
+            assert observe(real, each) == observe(fake, each), f"shop {each} after step {i}"
+    for shop in ("a", "b"):
+        real.forget_shop(shop)
+        fake.forget_shop(shop)
+        assert (
+            observe(real, shop)
+            == observe(fake, shop)
+            == (
+                [],
+                dict.fromkeys(("o1", "o2", "o3", "o4")),
+                dict.fromkeys(("w", "x", "y", "z", "wx", "wxy"), False),
+            )
+        )
+    assert list(redis_client.scan_iter(f"{prefix}:*")) == []
+
+
+def test_memos_and_markers_expire(redis_client: redis.Redis, redis_prefix: str) -> None:
+    memory = RedisShopifyMemory(redis_client, redis_prefix, order_ttl_s=3600, salt=b"s")
+    memory.apply("a", [RememberOrder("o1", OrderMemo("c1", "w"))], answered="hook-1")
+    root = memory.root("a")
+    assert 3500 < int(redis_client.ttl(f"{root}:order:o1")) <= 3600  # type: ignore[arg-type]
+    assert 72 * 3600 - 100 < int(redis_client.ttl(f"{root}:webhook:hook-1")) <= 72 * 3600  # type: ignore[arg-type]
+    assert redis_client.ttl(f"{root}:customers") == -2  # nothing remembered: no key
+    assert memory.order("a", "o1") == OrderMemo("c1", "w")
