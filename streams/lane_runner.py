@@ -188,10 +188,9 @@ class LaneRunner:
             self.status.running()
             await self._loop()
         except LaneStopped as stop:
-            self.status.stopped(stop.reason, stop.error.describe())
-            self.rt.metrics.lane_stops.labels(lane=self.lane, reason=stop.reason.value).inc()
             hint = recovery_hint(self.lane) if stop.reason is StopReason.STATE_LOST else ""
             detail = stop.error.describe()
+            # The line first, then readiness: whoever sees /readyz fail finds the reason logged.
             log.error(
                 "%s: lane stopped, nothing more is committed (%s): %s%s",
                 self.group,
@@ -199,6 +198,8 @@ class LaneRunner:
                 detail,
                 f". To recover, {hint}." if hint and hint not in detail else "",
             )
+            self.rt.metrics.lane_stops.labels(lane=self.lane, reason=stop.reason.value).inc()
+            self.status.stopped(stop.reason, detail)
         except BatchAbandoned:  # stopped while waiting for Redis or Kafka at start
             pass
         finally:
