@@ -52,18 +52,20 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import orjson
-import redis
 from confluent_kafka import Consumer
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.proc_cpu import CpuMeter, kafka_pid, per_event_us, redis_pid
+from bench.raw_limit import delete_prefix, raw_limit
 from resolvers.pipeline import LANES
 from schemas.touchpoint import Touchpoint, dump_touchpoint, record_key
 from streams import kafka_clients, redis_clients
 from streams.lag import uncommitted
 from streams.producer import TouchpointProducer
+from streams.redis_store import seen_segment
 from streams.settings import LoomSettings, Topics
 from streams.simulate import Simulator
 from streams.topics import ensure_topics
@@ -166,11 +168,35 @@ class Deployment:
                 raise TimeoutError(f"workers not ready after {timeout}s; see {LOG_DIR}")
             time.sleep(0.2)
 
-    def cpu_seconds(self) -> dict[str, float]:
-        """CPU time (user + system) each role's worker processes used so far, summed."""
-        out = dict.fromkeys(LANES, 0.0)
+    def meter(self) -> CpuMeter:
+        """Every process of the deployment: each role's workers (summed), Redis and the Kafka
+        broker (when they run on this machine; else their groups report None)."""
+        meter = CpuMeter()
         for proc, _, role in self.workers:
-            out[role] += process_cpu_s(proc.pid)
+            meter.add(role, proc.pid)
+        meter.add("redis", redis_pid(self.redis))
+        meter.add("kafka", kafka_pid(self.kafka))
+        return meter
+
+    def exactness(self, produced: dict[str, set[str]]) -> dict[str, Any]:
+        """Per lane: the event ids Redis marks processed (``seen`` markers) against the ids
+        the lane was given; exact when every one is marked and nothing else is."""
+        out: dict[str, Any] = {}
+        for lane, ids in produced.items():
+            segment = seen_segment(lane)
+            marked = sum(
+                1 for _ in self.redis.scan_iter(match=f"{self.root}:{segment}:*", count=1000)
+            )
+            pipe = self.redis.pipeline(transaction=False)
+            for event_id in ids:
+                pipe.exists(f"{self.root}:{segment}:{event_id}")
+            found = sum(pipe.execute())
+            out[lane] = {
+                "produced": len(ids),
+                "marked_in_redis": marked,
+                "missing": len(ids) - found,
+                "exact": marked == len(ids) == found,
+            }
         return out
 
     def metrics(self) -> dict[str, str]:
@@ -253,19 +279,6 @@ class Deployment:
         self.redis.close()
 
 
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (``/proc/<pid>/stat`` fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def delete_prefix(client: redis.Redis, root: str) -> int:
-    keys = list(client.scan_iter(match=f"{root}:*", count=1000))
-    for i in range(0, len(keys), 1000):
-        client.unlink(*keys[i : i + 1000])
-    return len(keys)
-
-
 def http_status(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=3) as r:
@@ -278,11 +291,6 @@ def http_status(url: str) -> int:
 
 
 # --- events --------------------------------------------------------------------------------
-
-
-def serialized(sim: Simulator, n: int) -> list[tuple[bytes, bytes | None]]:
-    """``n`` simulator events as (value, key) the way the producer SDK sends them."""
-    return [(dump_touchpoint(tp), record_key(tp)) for tp in itertools.islice(sim.events(), n)]
 
 
 def stock_count(event_id: str, sku: str, location: str, on_hand: int) -> dict[str, Any]:
@@ -319,6 +327,19 @@ def with_probe_sku(tp: Touchpoint, sku: str) -> Touchpoint:
 # --- throughput ------------------------------------------------------------------------------
 
 
+def lane_ids(tps: Sequence[Touchpoint]) -> dict[str, set[str]]:
+    """The event ids each lane marks processed: every event for the profiles lane, the stock
+    movements for the inventory lane (the lanes' own filters, ``resolvers.pipeline``)."""
+    out: dict[str, set[str]] = {name: set() for name in LANES}
+    for tp in tps:
+        for name, lane in LANES.items():
+            if (lane.types is None or tp.type in lane.types) and (
+                lane.takes is None or lane.takes(tp)
+            ):
+                out[name].add(tp.event_id)
+    return out
+
+
 def throughput(
     kafka: str, redis_url: str, *, events: int, workers: int, seed: int = 1,
     customers: int = 5000, keep: bool = False,
@@ -328,8 +349,9 @@ def throughput(
     The deployment is closed unless ``keep`` (then the caller closes it, e.g. after the raw
     limit run reads the same topic)."""
     sim = Simulator(seed=seed, customers=customers, stores=10, skus=500)
-    warmup = serialized(sim, 200)
-    backlog = serialized(sim, events)
+    tps = list(itertools.islice(sim.events(), 200 + events))
+    warmup = [(dump_touchpoint(tp), record_key(tp)) for tp in tps[:200]]
+    backlog = [(dump_touchpoint(tp), record_key(tp)) for tp in tps[200:]]
     size = sum(len(v) for v, _ in backlog)
     dep = Deployment(kafka, redis_url)
     try:
@@ -342,9 +364,10 @@ def throughput(
                 producer.send_raw(value, key=key)
         dep.wait_lag_zero(timeout=120)
         before = dep.metrics()
-        cpu_before = dep.cpu_seconds()
+        meter = dep.meter()
         say(f"throughput: producing {events} events ({size / 1e6:.1f} MB)")
         markers = [f"MARK-{dep.tag}-{p}" for p in range(dep.partitions)]
+        meter.start()
         started = time.monotonic()
         with TouchpointProducer(dep.settings) as producer:
             for value, key in backlog:
@@ -354,10 +377,15 @@ def throughput(
         raw = kafka_clients.new_producer(
             kafka_clients.client_config(dep.settings, **{"acks": "all", "linger.ms": 0})
         )
+        marker_events = []
         for p, mark in enumerate(markers):
-            value = orjson.dumps(stock_count(f"mark-{dep.tag}-{p}", mark, "bench", 1))
-            raw.produce(dep.raw_topic, value, partition=p)
-            raw.produce(dep.raw_topic, orjson.dumps(profile_marker(mark)), partition=p)
+            count, signup = (
+                stock_count(f"mark-{dep.tag}-{p}", mark, "bench", 1),
+                profile_marker(mark),
+            )
+            raw.produce(dep.raw_topic, orjson.dumps(count), partition=p)
+            raw.produce(dep.raw_topic, orjson.dumps(signup), partition=p)
+            marker_events += [Touchpoint.model_validate(count), Touchpoint.model_validate(signup)]
         raw.flush(30)
         lane_keys = {
             "inventory": [f"{dep.root}:stock:{mark}" for mark in markers],
@@ -381,46 +409,64 @@ def throughput(
         drain_deadline = time.monotonic() + 120  # the relay's work belongs to these events too
         while dep.redis.xlen(f"{dep.root}:outbox") and time.monotonic() < drain_deadline:
             time.sleep(0.05)
-        cpu = {lane: s - cpu_before[lane] for lane, s in dep.cpu_seconds().items()}
+        cpu = meter.stop()
         after = dep.metrics()
-        result = {
+        batches = {lane: histogram_delta(before[lane], after[lane], BATCH) for lane in LANES}
+        conflicts = {
+            lane: int(
+                counter(after[lane], "loom_commit_conflicts")
+                - counter(before[lane], "loom_commit_conflicts")
+            )
+            for lane in LANES
+        }
+        result: dict[str, Any] = {
             "workers": workers,
             "events": events,
             "bytes": size,
-            "records_on_topic": len(warmup) + events + len(markers),
+            "records_on_topic": len(warmup) + events + 2 * len(markers),
             "ready_s": round(ready_s, 2),
             "produce_s": round(produced - started, 3),
             "visible_s": round(visible - started, 3),
             "committed_s": round(committed - started, 3),
             "events_per_s_visible": round(events / (visible - started), 1),
             "events_per_s_committed": round(events / (committed - started), 1),
+            # from the first send until both lanes are visible and the outbox is drained:
+            # each process's whole cost per event of the backlog (None: not on this machine)
+            "cpu_s": cpu,
+            "cpu_us_per_event": per_event_us(cpu, events),
             "lanes": {
                 lane: {
                     "visible_s": round(t - started, 3),
                     "events_per_s_visible": round(events / (t - started), 1),
-                    "mean_batch_size": _mean(histogram_delta(before[lane], after[lane], BATCH)),
-                    # every worker of the lane, from the first send until its work is done
-                    # (outbox drained): the lane's whole cost per event of the backlog
-                    "cpu_s": round(cpu[lane], 2),
-                    "cpu_us_per_event": round(cpu[lane] / events * 1e6, 1),
+                    "batches": int(batches[lane]["count"]),
+                    "mean_batch_size": _mean(batches[lane]),
+                    "cpu_s": cpu[lane],
+                    "cpu_us_per_event": per_event_us(cpu, events)[lane],
+                    # CAS conflicts (loom_commit_conflicts_total): each is one batch retried
+                    "commit_conflicts": conflicts[lane],
+                    "cas_retries_pct_of_batches": (
+                        round(100 * conflicts[lane] / batches[lane]["count"], 2)
+                        if batches[lane]["count"]
+                        else None
+                    ),
                 }
                 for lane, t in seen.items()
             },
-            "commit_conflicts": int(
-                sum(
-                    counter(after[lane], "loom_commit_conflicts")
-                    - counter(before[lane], "loom_commit_conflicts")
-                    for lane in LANES
-                )
-            ),
+            "commit_conflicts": sum(conflicts.values()),
+            "exactness": dep.exactness(lane_ids([*tps, *marker_events])),
         }
-        per_lane = ", ".join(
-            f"{lane} {v['events_per_s_visible']:,.0f} ({v['cpu_us_per_event']:,.0f} µs CPU/event)"
-            for lane, v in result["lanes"].items()
+        cpu_text = ", ".join(
+            f"{name} {us:,.0f}" for name, us in result["cpu_us_per_event"].items() if us is not None
         )
+        per_lane = ", ".join(
+            f"{lane} {v['events_per_s_visible']:,.0f}" for lane, v in result["lanes"].items()
+        )
+        exact = all(v["exact"] for v in result["exactness"].values())
         say(
             f"throughput {workers} worker(s) per role: {result['events_per_s_visible']:,.0f} "
-            f"events/s visible ({per_lane}), {result['events_per_s_committed']:,.0f} committed"
+            f"events/s visible ({per_lane}), {result['events_per_s_committed']:,.0f} committed; "
+            f"CPU µs/event: {cpu_text}; CAS retries {result['commit_conflicts']}; "
+            f"exact: {exact}"
         )
     except BaseException:
         dep.close()
@@ -428,6 +474,37 @@ def throughput(
     if not keep:
         dep.close()
     return result, dep
+
+
+def throughput_runs(
+    kafka: str, redis_url: str, *, events: int, workers: Sequence[int], raw: bool = True
+) -> dict[str, Any]:
+    """Throughput with each of ``workers`` workers per role; after the first, the raw limit on
+    the same topic (same run, same machine state), and every run's figures as % of it."""
+    out: dict[str, Any] = {"throughput": []}
+    for i, n in enumerate(workers):
+        res, dep = throughput(kafka, redis_url, events=events, workers=n, keep=raw and i == 0)
+        out["throughput"].append(res)
+        if raw and i == 0:
+            try:
+                dep.stop_workers()
+                say(f"raw limit on the same topic ({res['records_on_topic']} records)")
+                out["raw_limit"] = raw_limit(
+                    kafka, redis_url, dep.raw_topic, res["records_on_topic"],
+                    meter=dep.meter(),
+                )  # fmt: skip
+            finally:
+                dep.close()
+    limit = out.get("raw_limit", {}).get("events_per_s")
+    if limit:
+        for res in out["throughput"]:
+            res["pct_of_raw_limit"] = round(100 * res["events_per_s_visible"] / limit, 1)
+            for figures in res["lanes"].values():
+                figures["pct_of_raw_limit"] = round(
+                    100 * figures["events_per_s_visible"] / limit, 1
+                )
+        out["pipeline_over_raw"] = round(out["throughput"][0]["events_per_s_visible"] / limit, 4)
+    return out
 
 
 # --- latency ---------------------------------------------------------------------------------
@@ -489,6 +566,9 @@ def latency(
                 producer.send(doc)
         dep.wait_lag_zero(timeout=120)
         before = dep.metrics()
+        loadavg = [round(x, 2) for x in os.getloadavg()]
+        meter = dep.meter()
+        meter.start()
         watcher = StreamWatcher(redis_url, f"{dep.root}:changes:inventory", f"PROBE-{dep.tag}-")
         watcher.start()
         sent: dict[str, float] = {}
@@ -505,6 +585,7 @@ def latency(
             elapsed = time.monotonic() - started
         ended = started + elapsed
         drained = {lane: t - ended for lane, t in dep.wait_lanes_zero(timeout=600).items()}
+        cpu = meter.stop()
         time.sleep(0.3)
         watcher.stop.set()
         watcher.join(5)
@@ -526,6 +607,12 @@ def latency(
             # > 0 by more than a commit interval (~1 s): the lane fell behind the rate
             "drain_after_last_send_s": {lane: round(s, 3) for lane, s in drained.items()},
             "producer_linger_ms": linger_ms if linger_ms is not None else 20,
+            "loadavg_start": loadavg,
+            # busy share of one core per process over the steady phase and the drain
+            "cpu_cores": {
+                k: v and round(v / (elapsed + max(drained.values())), 3) for k, v in cpu.items()
+            },
+            "cpu_us_per_event": per_event_us(cpu, len(plan)),
             "pos_to_inventory_visible": visible,
             "event_to_snapshot_histogram": {
                 lane: histogram_summary(histogram_delta(before[lane], after[lane], HISTOGRAM))
@@ -540,6 +627,38 @@ def latency(
         return result
     finally:
         dep.close()
+
+
+#: Issue 7.6 / 17.4: POS sale -> inventory visible p99 at a steady 1,000 events/s.
+INVENTORY_P99_TARGET_MS: Final = 100.0
+
+
+def latency_runs(
+    kafka: str, redis_url: str, *, rates: Sequence[float], runs: int, seconds: float,
+    sample: int = 20,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """``runs`` consecutive latency runs per rate; per rate, each run's POS sale -> inventory
+    visible p99 and how many met :data:`INVENTORY_P99_TARGET_MS`."""
+    out: list[dict[str, Any]] = []
+    if seconds <= 0:
+        return out
+    for rate in rates:
+        results = []
+        for i in range(runs):
+            say(f"latency run {i + 1} of {runs} at {rate:.0f} events/s")
+            results.append(latency(kafka, redis_url, rate=rate, seconds=seconds, sample=sample))
+        p99s = [r["pos_to_inventory_visible"]["p99_ms"] for r in results]
+        met = sum(1 for p in p99s if p is not None and p <= INVENTORY_P99_TARGET_MS)
+        say(f"latency at {rate:.0f}/s: POS -> inventory p99 per run {p99s} ms; "
+            f"{met} of {runs} within {INVENTORY_P99_TARGET_MS:.0f} ms")  # fmt: skip
+        out.append({
+            "rate": rate,
+            "runs": results,
+            "pos_to_inventory_p99_ms": p99s,
+            "runs_within_target": met,
+            "target_p99_ms": INVENTORY_P99_TARGET_MS,
+        })  # fmt: skip
+    return out
 
 
 def histogram_summary(hist: dict[str, Any]) -> dict[str, Any]:
@@ -647,20 +766,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.e2e_bench", description=__doc__)
     parser.add_argument("--events", type=int, default=50_000, help="backlog size (50000)")
     parser.add_argument("--workers", default="1,2", help="worker counts to run (1,2)")
-    parser.add_argument("--rates", default="1000,250", help="latency phase events/s, each run")
+    parser.add_argument("--rates", default="1000", help="latency phase events/s (1000)")
+    parser.add_argument("--runs", type=int, default=5, help="latency runs per rate (5)")
     parser.add_argument("--seconds", type=float, default=30.0, help="latency phase length")
     parser.add_argument("--sample", type=int, default=20, help="1 in N POS sales is a probe")
     args = parser.parse_args(argv)
     kafka = os.environ.get("LOOM_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
     url = os.environ.get("LOOM_REDIS_URL", "redis://127.0.0.1:16379/0")
-    out: dict[str, Any] = {"throughput": []}
-    for n in (int(w) for w in args.workers.split(",") if w):
-        out["throughput"].append(throughput(kafka, url, events=args.events, workers=n)[0])
-    out["latency"] = [
-        latency(kafka, url, rate=float(r), seconds=args.seconds, sample=args.sample)
-        for r in args.rates.split(",")
-        if r and args.seconds > 0
-    ]
+    workers = [int(w) for w in args.workers.split(",") if w]
+    out: dict[str, Any] = (
+        throughput_runs(kafka, url, events=args.events, workers=workers) if workers else {}
+    )
+    out["latency"] = latency_runs(
+        kafka, url, rates=[float(r) for r in args.rates.split(",") if r],
+        runs=args.runs, seconds=args.seconds, sample=args.sample,
+    )  # fmt: skip
     print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
     return 0
 

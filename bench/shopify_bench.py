@@ -39,7 +39,8 @@ import aiohttp
 import orjson
 
 from bench.e2e_bench import quantile
-from bench.gateway_bench import ROOT, Gateway, cpu_seconds
+from bench.gateway_bench import ROOT, Gateway
+from bench.proc_cpu import process_cpu_s as cpu_seconds
 from streams import redis_clients
 from streams.settings import LoomSettings
 

@@ -105,30 +105,6 @@ def free_loopback_ports(count: int) -> list[int]:
             sock.close()
 
 
-def pid_listening_on(port: int) -> int | None:
-    """The pid of the local process listening on TCP ``port`` (None if not local)."""
-    inode = None
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # LISTEN
-                inode = fields[9]
-    if inode is None:
-        return None
-    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
-        try:
-            for fd in fd_dir.iterdir():
-                if os.readlink(fd) == f"socket:[{inode}]":
-                    return int(fd_dir.parent.name)
-        except OSError:
-            continue
-    return None
-
-
 @dataclass(frozen=True)
 class Picture:
     """What a run left behind that must not depend on faults (see the module docstring)."""
