@@ -353,6 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="1,2", help="e2e worker counts (1,2)")
     parser.add_argument("--rates", default="1000", help="latency runs, events/s each (1000)")
     parser.add_argument("--runs", type=int, default=5, help="consecutive latency runs per rate")
+    parser.add_argument(
+        "--inventory-redis", choices=("own", "shared"), default="own",
+        help="inventory lane on its own Redis (LOOM_INVENTORY_REDIS_URL, else one the bench "
+        "starts; ADR 0008) or on the profiles lane's (own)",
+    )  # fmt: skip
     parser.add_argument("--seconds", type=float, default=30.0, help="latency phase s (30)")
     parser.add_argument("--sample", type=int, default=20, help="1 in N POS sales probed (20)")
     parser.add_argument("--skip-others", action="store_true", help="only the e2e benches")
@@ -367,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     results["settings"] = {
         "events": args.events, "workers": args.workers, "rates": args.rates,
         "seconds": args.seconds, "runs": args.runs, "sample": args.sample, "partitions": 6,
+        "inventory_redis": args.inventory_redis,
         "worker": "loom worker defaults: batch_size 500, batch_timeout_s 0.05 (profiles), "
         "inventory_batch_timeout_s 0.01, commit every 1 s",
     }  # fmt: skip
@@ -375,15 +381,17 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_others:
             results["components"], results["component_outputs"] = run_others(kafka, url)
         workers = [int(w) for w in args.workers.split(",") if w]
-        say(f"e2e throughput: {args.events} events, {workers} worker(s) per role, raw limit")
-        e2e: dict[str, Any] = e2e_bench.throughput_runs(
-            kafka, url, events=args.events, workers=workers
-        )
-        results["e2e"] = e2e
-        e2e["latency"] = e2e_bench.latency_runs(
-            kafka, url, rates=[float(r) for r in args.rates.split(",") if r],
-            runs=args.runs, seconds=args.seconds, sample=args.sample,
-        )  # fmt: skip
+        with e2e_bench.inventory_redis(args.inventory_redis) as inventory_url:
+            say(f"e2e throughput: {args.events} events, {workers} worker(s) per role, raw limit")
+            e2e: dict[str, Any] = e2e_bench.throughput_runs(
+                kafka, url, events=args.events, workers=workers, inventory_redis_url=inventory_url
+            )
+            results["e2e"] = e2e
+            e2e["latency"] = e2e_bench.latency_runs(
+                kafka, url, rates=[float(r) for r in args.rates.split(",") if r],
+                runs=args.runs, seconds=args.seconds, sample=args.sample,
+                inventory_redis_url=inventory_url,
+            )  # fmt: skip
         if args.soak_events:
             say(f"soak: {args.soak_events} events, worker RSS sampled every 10,000")
             results["soak"] = soak_bench.soak(

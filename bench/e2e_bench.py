@@ -38,23 +38,27 @@ kept up with the rate.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import orjson
+import redis
 from confluent_kafka import Consumer
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -74,6 +78,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = ROOT / ".cache" / "bench"
 HISTOGRAM = "loom_event_to_snapshot_seconds"
 BATCH = "loom_batch_size"
+REDIS_CALL = "loom_redis_call_seconds"
 
 
 def say(msg: str) -> None:
@@ -97,6 +102,8 @@ class Deployment:
     kafka: str
     redis_url: str
     partitions: int = 6
+    #: the inventory lane's own Redis (LOOM_INVENTORY_REDIS_URL; ADR 0008); None: shared
+    inventory_redis_url: str | None = None
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     workers: list[tuple[subprocess.Popen[bytes], int, str]] = field(default_factory=list)
 
@@ -110,9 +117,17 @@ class Deployment:
             app_id=f"loom-bench-{self.tag}",
             partitions=self.partitions,
             topics=Topics.model_validate(self.topics),
+            inventory_redis_url=self.inventory_redis_url,
         )
         self.root = f"{self.settings.redis_prefix}:v1"
         self.redis = redis_clients.client(self.settings)
+        #: each lane's Redis (the same client unless the inventory lane has its own)
+        self.lane_redis = {
+            lane: redis_clients.client(self.settings.for_lane(lane))
+            if self.settings.for_lane(lane) is not self.settings
+            else self.redis
+            for lane in LANES
+        }
         self._lag_consumers: dict[str, Consumer] = {}
         ensure_topics(self.settings)
         admin = kafka_clients.admin(self.settings)
@@ -135,6 +150,9 @@ class Deployment:
             "LOOM_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
             "LOOM_REDIS_URL": s.redis_url,
             "LOOM_REDIS_PREFIX": s.redis_prefix,
+            **(
+                {"LOOM_INVENTORY_REDIS_URL": s.inventory_redis_url} if s.inventory_redis_url else {}
+            ),
             "LOOM_APP_ID": s.app_id,
             "LOOM_DEVELOPMENT": "true",  # the bench's own topics and development salt
             "LOOM_PARTITIONS": str(s.partitions),
@@ -175,6 +193,8 @@ class Deployment:
         for proc, _, role in self.workers:
             meter.add(role, proc.pid)
         meter.add("redis", redis_pid(self.redis))
+        if self.lane_redis["inventory"] is not self.redis:  # then "redis" is the profiles lane's
+            meter.add("redis_inventory", redis_pid(self.lane_redis["inventory"]))
         meter.add("kafka", kafka_pid(self.kafka))
         return meter
 
@@ -183,11 +203,9 @@ class Deployment:
         the lane was given; exact when every one is marked and nothing else is."""
         out: dict[str, Any] = {}
         for lane, ids in produced.items():
-            segment = seen_segment(lane)
-            marked = sum(
-                1 for _ in self.redis.scan_iter(match=f"{self.root}:{segment}:*", count=1000)
-            )
-            pipe = self.redis.pipeline(transaction=False)
+            segment, client = seen_segment(lane), self.lane_redis[lane]
+            marked = sum(1 for _ in client.scan_iter(match=f"{self.root}:{segment}:*", count=1000))
+            pipe = client.pipeline(transaction=False)
             for event_id in ids:
                 pipe.exists(f"{self.root}:{segment}:{event_id}")
             found = sum(pipe.execute())
@@ -275,8 +293,9 @@ class Deployment:
                 fut.result(timeout=30)
         except Exception as exc:  # cleanup is best effort; say what is left
             say(f"cleanup of bench{self.tag} topics/groups incomplete: {exc}")
-        delete_prefix(self.redis, self.root)
-        self.redis.close()
+        for client in {id(c): c for c in self.lane_redis.values()}.values():
+            delete_prefix(client, self.root)
+            client.close()
 
 
 def http_status(url: str) -> int:
@@ -288,6 +307,47 @@ def http_status(url: str) -> int:
         return exc.code
     except OSError:
         return 0
+
+
+@contextlib.contextmanager
+def inventory_redis(mode: str) -> Iterator[str | None]:
+    """The inventory lane's Redis for ``--inventory-redis``: ``shared`` (None: the lanes share
+    one Redis), ``own`` (``LOOM_INVENTORY_REDIS_URL`` when set, else a ``redis-server`` of the
+    bench on a free loopback port with deploy/infra.sh's persistence, stopped afterwards)."""
+    if mode == "shared":
+        yield None
+        return
+    if url := os.environ.get("LOOM_INVENTORY_REDIS_URL"):
+        yield url
+        return
+    port, data = free_port(), tempfile.mkdtemp(prefix="loom-bench-redis-")
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "yes", "--appendfsync", "everysec", "--dir", data],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        probe = redis_clients.client(LoomSettings(redis_url=url), socket_timeout=2.0)
+        deadline = time.monotonic() + 20
+        while not _answers(probe):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server for the inventory lane did not start ({port})")
+            time.sleep(0.05)
+        probe.close()
+        say(f"inventory lane on its own Redis: {url} (pid {proc.pid})")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
 
 
 # --- events --------------------------------------------------------------------------------
@@ -342,7 +402,7 @@ def lane_ids(tps: Sequence[Touchpoint]) -> dict[str, set[str]]:
 
 def throughput(
     kafka: str, redis_url: str, *, events: int, workers: int, seed: int = 1,
-    customers: int = 5000, keep: bool = False,
+    customers: int = 5000, keep: bool = False, inventory_redis_url: str | None = None,
 ) -> tuple[dict[str, Any], Deployment]:  # fmt: skip
     """Backlog of ``events`` through ``workers`` workers per role. Returns (result, deployment).
 
@@ -353,7 +413,7 @@ def throughput(
     warmup = [(dump_touchpoint(tp), record_key(tp)) for tp in tps[:200]]
     backlog = [(dump_touchpoint(tp), record_key(tp)) for tp in tps[200:]]
     size = sum(len(v) for v, _ in backlog)
-    dep = Deployment(kafka, redis_url)
+    dep = Deployment(kafka, redis_url, inventory_redis_url=inventory_redis_url)
     try:
         say(f"throughput: starting {workers} worker(s) on {dep.raw_topic}")
         t = time.monotonic()
@@ -397,7 +457,7 @@ def throughput(
         while (len(seen) < len(lane_keys) or committed is None) and time.monotonic() < deadline:
             now = time.monotonic()
             for lane, keys in lane_keys.items():
-                if lane not in seen and dep.redis.exists(*keys) == len(keys):
+                if lane not in seen and dep.lane_redis[lane].exists(*keys) == len(keys):
                     seen[lane] = now
             if committed is None and dep.lag() == 0:
                 committed = now
@@ -407,7 +467,9 @@ def throughput(
             raise TimeoutError("backlog not processed within 600 s")
         visible = max(seen.values())
         drain_deadline = time.monotonic() + 120  # the relay's work belongs to these events too
-        while dep.redis.xlen(f"{dep.root}:outbox") and time.monotonic() < drain_deadline:
+        while time.monotonic() < drain_deadline and any(
+            c.xlen(f"{dep.root}:outbox") for c in dep.lane_redis.values()
+        ):
             time.sleep(0.05)
         cpu = meter.stop()
         after = dep.metrics()
@@ -421,6 +483,7 @@ def throughput(
         }
         result: dict[str, Any] = {
             "workers": workers,
+            "inventory_redis": "own" if inventory_redis_url else "shared",
             "events": events,
             "bytes": size,
             "records_on_topic": len(warmup) + events + 2 * len(markers),
@@ -477,22 +540,28 @@ def throughput(
 
 
 def throughput_runs(
-    kafka: str, redis_url: str, *, events: int, workers: Sequence[int], raw: bool = True
-) -> dict[str, Any]:
+    kafka: str, redis_url: str, *, events: int, workers: Sequence[int], raw: bool = True,
+    inventory_redis_url: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Throughput with each of ``workers`` workers per role; after the first, the raw limit on
     the same topic (same run, same machine state), and every run's figures as % of it."""
     out: dict[str, Any] = {"throughput": []}
     for i, n in enumerate(workers):
-        res, dep = throughput(kafka, redis_url, events=events, workers=n, keep=raw and i == 0)
+        res, dep = throughput(
+            kafka, redis_url, events=events, workers=n, keep=raw and i == 0,
+            inventory_redis_url=inventory_redis_url,
+        )  # fmt: skip
         out["throughput"].append(res)
         if raw and i == 0:
             try:
                 dep.stop_workers()
                 say(f"raw limit on the same topic ({res['records_on_topic']} records)")
+                meter = CpuMeter()  # what the raw limit uses: the profiles lane's Redis
+                meter.add("redis", redis_pid(dep.redis))
+                meter.add("kafka", kafka_pid(kafka))
                 out["raw_limit"] = raw_limit(
-                    kafka, redis_url, dep.raw_topic, res["records_on_topic"],
-                    meter=dep.meter(),
-                )  # fmt: skip
+                    kafka, redis_url, dep.raw_topic, res["records_on_topic"], meter=meter
+                )
             finally:
                 dep.close()
     limit = out.get("raw_limit", {}).get("events_per_s")
@@ -537,11 +606,11 @@ class StreamWatcher(threading.Thread):
 
 def latency(
     kafka: str, redis_url: str, *, rate: float, seconds: float, sample: int = 20, seed: int = 2,
-    customers: int = 5000, linger_ms: int | None = None,
+    customers: int = 5000, linger_ms: int | None = None, inventory_redis_url: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Steady ``rate`` events/s for ``seconds`` through one worker per role; latency figures."""
     sim = Simulator(seed=seed, customers=customers, stores=10, skus=500)
-    dep = Deployment(kafka, redis_url)
+    dep = Deployment(kafka, redis_url, inventory_redis_url=inventory_redis_url)
     try:
         n = int(rate * seconds)
         plan: list[tuple[bytes, bytes | None, str | None]] = []
@@ -569,7 +638,11 @@ def latency(
         loadavg = [round(x, 2) for x in os.getloadavg()]
         meter = dep.meter()
         meter.start()
-        watcher = StreamWatcher(redis_url, f"{dep.root}:changes:inventory", f"PROBE-{dep.tag}-")
+        watcher = StreamWatcher(
+            dep.settings.for_lane("inventory").redis_url,
+            f"{dep.root}:changes:inventory",
+            f"PROBE-{dep.tag}-",
+        )
         watcher.start()
         sent: dict[str, float] = {}
         say(f"latency: {rate:.0f} events/s for {seconds:.0f} s, {len(seeds)} probe sales")
@@ -601,6 +674,7 @@ def latency(
         }
         result = {
             "rate_target": rate,
+            "inventory_redis": "own" if inventory_redis_url else "shared",
             "rate_achieved": round(len(plan) / elapsed, 1),
             "seconds": round(elapsed, 2),
             "events": len(plan),
@@ -614,6 +688,21 @@ def latency(
             },
             "cpu_us_per_event": per_event_us(cpu, len(plan)),
             "pos_to_inventory_visible": visible,
+            # where a lane's batches spend their time (the workers' own histograms)
+            "batches": {
+                lane: {
+                    "count": int(hist["count"]),
+                    "mean_size": _mean(hist),
+                    **{
+                        f"redis_{op}_{q}_ms": ms(bucket_quantile(call["buckets"], p))
+                        for op in ("load", "commit")
+                        for call in [histogram_delta(before[lane], after[lane], REDIS_CALL, op=op)]
+                        for q, p in (("p50", 0.5), ("p99", 0.99))
+                    },
+                }
+                for lane in LANES
+                for hist in [histogram_delta(before[lane], after[lane], BATCH)]
+            },
             "event_to_snapshot_histogram": {
                 lane: histogram_summary(histogram_delta(before[lane], after[lane], HISTOGRAM))
                 for lane in LANES
@@ -635,7 +724,7 @@ INVENTORY_P99_TARGET_MS: Final = 100.0
 
 def latency_runs(
     kafka: str, redis_url: str, *, rates: Sequence[float], runs: int, seconds: float,
-    sample: int = 20,
+    sample: int = 20, inventory_redis_url: str | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """``runs`` consecutive latency runs per rate; per rate, each run's POS sale -> inventory
     visible p99 and how many met :data:`INVENTORY_P99_TARGET_MS`."""
@@ -646,7 +735,11 @@ def latency_runs(
         results = []
         for i in range(runs):
             say(f"latency run {i + 1} of {runs} at {rate:.0f} events/s")
-            results.append(latency(kafka, redis_url, rate=rate, seconds=seconds, sample=sample))
+            run = latency(
+                kafka, redis_url, rate=rate, seconds=seconds, sample=sample,
+                inventory_redis_url=inventory_redis_url,
+            )  # fmt: skip
+            results.append(run)
         p99s = [r["pos_to_inventory_visible"]["p99_ms"] for r in results]
         met = sum(1 for p in p99s if p is not None and p <= INVENTORY_P99_TARGET_MS)
         say(f"latency at {rate:.0f}/s: POS -> inventory p99 per run {p99s} ms; "
@@ -691,14 +784,17 @@ def quantile(sorted_values: Sequence[float], q: float) -> float | None:
 # --- Prometheus histograms --------------------------------------------------------------------
 
 
-def histogram(text: str, name: str) -> dict[str, Any]:
-    """Sum of a histogram over every exposition in ``text``: buckets (le -> cumulative count)."""
+def histogram(text: str, name: str, **labels: str) -> dict[str, Any]:
+    """Sum of a histogram over every exposition in ``text`` (only the series with ``labels``):
+    buckets (le -> cumulative count), sum, count."""
     buckets: dict[float, float] = {}
     total = count = 0.0
     for family in text_string_to_metric_families(text):
         if family.name != name:
             continue
         for s in family.samples:
+            if any(s.labels.get(k) != v for k, v in labels.items()):
+                continue
             if s.name == f"{name}_bucket":
                 le = float(s.labels["le"])
                 buckets[le] = buckets.get(le, 0.0) + s.value
@@ -720,8 +816,8 @@ def counter(text: str, name: str) -> float:
     )
 
 
-def histogram_delta(before: str, after: str, name: str) -> dict[str, Any]:
-    a, b = histogram(before, name), histogram(after, name)
+def histogram_delta(before: str, after: str, name: str, **labels: str) -> dict[str, Any]:
+    a, b = histogram(before, name, **labels), histogram(after, name, **labels)
     return {
         "buckets": {le: v - a["buckets"].get(le, 0.0) for le, v in b["buckets"].items()},
         "sum": b["sum"] - a["sum"],
@@ -768,19 +864,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="1,2", help="worker counts to run (1,2)")
     parser.add_argument("--rates", default="1000", help="latency phase events/s (1000)")
     parser.add_argument("--runs", type=int, default=5, help="latency runs per rate (5)")
+    parser.add_argument(
+        "--inventory-redis", choices=("own", "shared"), default="own",
+        help="the inventory lane on its own Redis (LOOM_INVENTORY_REDIS_URL, else one the "
+        "bench starts) or on the profiles lane's (own)",
+    )  # fmt: skip
     parser.add_argument("--seconds", type=float, default=30.0, help="latency phase length")
     parser.add_argument("--sample", type=int, default=20, help="1 in N POS sales is a probe")
     args = parser.parse_args(argv)
     kafka = os.environ.get("LOOM_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
     url = os.environ.get("LOOM_REDIS_URL", "redis://127.0.0.1:16379/0")
     workers = [int(w) for w in args.workers.split(",") if w]
-    out: dict[str, Any] = (
-        throughput_runs(kafka, url, events=args.events, workers=workers) if workers else {}
-    )
-    out["latency"] = latency_runs(
-        kafka, url, rates=[float(r) for r in args.rates.split(",") if r],
-        runs=args.runs, seconds=args.seconds, sample=args.sample,
-    )  # fmt: skip
+    with inventory_redis(args.inventory_redis) as inventory_url:
+        out: dict[str, Any] = (
+            throughput_runs(
+                kafka, url, events=args.events, workers=workers,
+                inventory_redis_url=inventory_url,
+            )
+            if workers
+            else {}
+        )  # fmt: skip
+        out["latency"] = latency_runs(
+            kafka, url, rates=[float(r) for r in args.rates.split(",") if r],
+            runs=args.runs, seconds=args.seconds, sample=args.sample,
+            inventory_redis_url=inventory_url,
+        )  # fmt: skip
     print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
     return 0
 

@@ -40,8 +40,8 @@ import aiohttp
 import orjson
 
 from bench.e2e_bench import histogram_delta, histogram_summary, quantile
-from bench.proc_cpu import process_cpu_s as cpu_seconds
 from streams import kafka_clients
+from streams.procinfo import process_cpu_s as cpu_seconds
 from streams.settings import LoomSettings, Topics
 
 ROOT = Path(__file__).resolve().parents[1]
