@@ -1,19 +1,21 @@
 """``make bench``: every Loom benchmark with modest sizes, one summary table, one JSON file.
 
-    python -m bench [--events 20000] [--workers 1,2] [--rates 1000,250] [--seconds 30]
-                    [--sample 20] [--skip-others] [--soak-events 120000]
-                    [--out bench/results/latest.json]
+    python -m bench [--events 20000] [--workers 1,2] [--rates 1000] [--runs 5] [--seconds 30]
+                    [--sample 20] [--inventory-redis own|shared] [--skip-others]
+                    [--soak-events 120000] [--out bench/results/latest.json]
 
 1. the component benches of the other modules, as subprocesses with small sizes:
    ``identity_bench`` (pure identity core), ``store_bench`` (run_batch on Redis vs in-memory),
    ``produce_bench`` (producer SDK validation cost and ``loom produce`` rate), ``gateway_bench``
    (``loom gateway``: events/s accepted with acks=all, CPU per event, p99 at 1,000 events/s),
    ``shopify_bench`` (its Shopify door: webhooks/s, CPU per webhook, p99 at 100 webhooks/s);
-2. ``e2e_bench.throughput`` with one worker per role (profiles, inventory; its topic kept for
-   step 3), then ``raw_limit`` on the same topic, then throughput with two workers per role;
-3. ``e2e_bench.latency`` for each of ``--rates``: a steady rate through one worker per role,
-   event-to-snapshot and POS-sale-to-inventory-visible latency (1000/s is the target of
-   issue 7.6; 250/s shows the latency when the workers are not saturated on this machine);
+2. ``e2e_bench.throughput_runs``: throughput with one worker per role (profiles, inventory),
+   then ``raw_limit`` on the same topic, then throughput with two workers per role; CPU per
+   event of every process (each role, Redis, the broker, the raw consumer) from /proc, each
+   run as % of the raw limit, CAS retries as % of batches, exactness (``e2e_bench``);
+3. ``e2e_bench.latency_runs``: ``--runs`` consecutive runs at each of ``--rates`` (default 5 at
+   1000/s, the target of issues 7.6 and 17.4: POS sale -> inventory visible p99 <= 100 ms in
+   4 of 5), one worker per role, each run's p99 and how many met the target;
 4. ``soak_bench.soak``: ``--soak-events`` through one worker per role, RSS and decode-cache
    memory sampled every 10,000 events (flat once the working set is loaded).
 
