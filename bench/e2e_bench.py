@@ -425,6 +425,7 @@ def throughput(
         dep.wait_lag_zero(timeout=120)
         before = dep.metrics()
         meter = dep.meter()
+        loadavg = [round(x, 2) for x in os.getloadavg()]
         say(f"throughput: producing {events} events ({size / 1e6:.1f} MB)")
         markers = [f"MARK-{dep.tag}-{p}" for p in range(dep.partitions)]
         meter.start()
@@ -484,6 +485,7 @@ def throughput(
         result: dict[str, Any] = {
             "workers": workers,
             "inventory_redis": "own" if inventory_redis_url else "shared",
+            "loadavg_start": loadavg,
             "events": events,
             "bytes": size,
             "records_on_topic": len(warmup) + events + 2 * len(markers),
