@@ -30,14 +30,19 @@ def test_a_worker_refuses_a_redis_that_lost_its_state_and_rebuild_restores_it(
 
     (port,) = free_ports(1)
     (refusing,) = loom.start_worker("profiles", env={"LOOM_WEB_PORT": str(port)})
-    _, body = loom.wait_for(
-        lambda: (r := loom.health(port))[0] == 503 and not r[1]["checks"]["lane"] and r,
-        "readiness false",
-    )
+
+    # The lane is not ready while it starts either: wait for the stop it logs, then look.
+    def stop_logged() -> str | None:
+        text = loom.logs()
+        return text if "lane stopped" in text else None
+
+    log = loom.wait_for(stop_logged, "the lane's stop")
+    assert "loom rebuild --lane profiles" in log
+    status, body = loom.health(port)
+    assert status == 503
+    assert body["checks"]["lane"] is False
     assert "lane" in body["failing"]
     assert refusing.poll() is None  # alive, saying why
-    log = loom.logs()
-    assert "loom rebuild --lane profiles" in log
     assert log.count("lane stopped") == 1  # one clear line
     assert list(loom.redis.scan_iter(f"{loom.root}:*")) == []  # nothing written, not even a marker
     refusing.send_signal(signal.SIGTERM)
