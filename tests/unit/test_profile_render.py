@@ -339,7 +339,7 @@ def full_person() -> list[Facts]:
                 tracked("v", 1, type="product_viewed", category="shoes", traits={"city": "Oslo"}),
                 tracked("p", 2, preferences={"size": "M"}),
                 order("a", 3, "o1", "10", store="oslo-1"),
-                order("b", 4, "o2", "20"),
+                order("b", 4, "o2", "20", categories=("running",)),
                 returned("r", 5, "o1", "10"),
             ]
         )
@@ -461,7 +461,9 @@ def test_reachable_needs_the_identifier_and_marketing_now(
     assert snapshot([], gate, identifiers=identifiers)["reachable"] == reachable
 
 
-def test_audiences_need_marketing_and_ad_identifiers_need_ads() -> None:
+def test_ad_identifiers_need_ads_and_audiences_are_shown_as_evaluated() -> None:
+    """Membership is decided by ``resolvers.audiences`` (a marketing audience needs marketing
+    there); render shows it as given, and hides ad identifiers without ``ads``."""
     both = Gate(POLICY, GRANT_ALL, "DE")
     doc = snapshot([], both, audiences=["vip", "lapsed"], ad_identifiers=["h2", "h1"])
     assert (doc["audiences"], doc["ad_identifiers"]) == (["lapsed", "vip"], ["h1", "h2"])
