@@ -135,7 +135,7 @@ def _as_time(value: Value) -> datetime | None:
 
 def _days_until(env: Env, k: Sequence[str]) -> Value:
     predicted = env.predicted(k[0])
-    return None if predicted is None else -float((env.now - predicted) // _DAY)
+    return None if predicted is None else float((predicted - env.now) // _DAY)
 
 
 def _consent(env: Env, k: Sequence[str]) -> Value:

@@ -17,7 +17,6 @@ from profile_worlds import (
     EVERYTHING,
     GRANT_ALL,
     POLICY,
-    at,
     obs,
     observe_all,
     order,
@@ -25,6 +24,7 @@ from profile_worlds import (
     returned,
     small_windows,
     snapshot,
+    statement,
     tracked,
     worlds,
 )
@@ -33,12 +33,8 @@ from resolvers.consent import (
     CONSENT_PURPOSES,
     PURPOSE_GATES,
     ConsentHistory,
-    EventConsent,
     Gate,
     Purpose,
-    Source,
-    Statement,
-    from_event,
 )
 from resolvers.consent.signals import from_code
 from resolvers.profile.facts import (
@@ -55,12 +51,6 @@ PROPS = settings(max_examples=100, deadline=None)
 def snap(events: Sequence[Observation], **kwargs: Any) -> dict[str, Any]:
     """The snapshot of one group holding ``events``, everything granted."""
     return snapshot([observe_all(events)], **kwargs)
-
-
-def statement(purpose: Purpose, granted: bool, minutes: float) -> ConsentHistory:
-    """An explicit statement of the person for ``purpose`` at ``minutes``."""
-    consent = EventConsent({purpose: Statement(granted, Source.CONSENT_UPDATED)})
-    return from_event(consent, at(minutes), explicit=True)
 
 
 # --------------------------------------------------------------------------- shopping mode
