@@ -129,6 +129,9 @@ class Topics(BaseSettings):
     privacy_audit: str = Field(
         "privacy.audit", description="what Loom did about each privacy request"
     )
+    audience_changes: str = Field(
+        "audiences.changes", description="enter/exit of a profile in an audience, keyed by id"
+    )
 
 
 class LoomSettings(BaseSettings):
@@ -307,6 +310,17 @@ class LoomSettings(BaseSettings):
     )
     default_region: str | None = Field(
         None, description="region assumed for phone numbers when an event has none"
+    )
+
+    # --- audiences ----------------------------------------------------------------------
+    audiences_file: Path | None = Field(
+        None, description="TOML file of audience definitions (docs/audiences.toml); none: none"
+    )
+    audiences_refresh_s: float = Field(
+        3600.0,
+        ge=0,
+        description="the profiles worker re-evaluates audiences against the clock this often "
+        "(0: only `loom audiences refresh`)",
     )
 
     # --- ops ----------------------------------------------------------------------------

@@ -258,49 +258,71 @@ class ProfilesBatch:
             person = res.people[pid]
             if pid not in touched and not person.changed:
                 continue
-            stored = person.stored()
-            groups = [g.facts for g in stored.groups.values()]
-            gate = gates[pid] = self._gate(groups)
-            version = self.versions.get(profile_ref(pid), 0) + 1
-            snapshot = render(
-                Person(
-                    profile_id=pid,
-                    version=version,
-                    identifiers=stored.identifiers,
-                    groups=groups,
-                    created_at=stored.first.at,
-                    merged_from=stored.merged_from,
-                    ad_identifiers=ad_identifiers(stored.identifiers),
-                ),
-                gate,
-            )
-            stored = self._join_audiences(stored, snapshot, version, out)
-            out.effects.append(ProfileWritten(stored, version, snapshot))
+            gates[pid], _ = self._write(person.stored(), out)
         return gates
+
+    def _write(
+        self, stored: StoredProfile, out: LaneOutcome, *, only_if_moved: bool = False
+    ) -> tuple[Gate, dict[str, Any]]:
+        """Render ``stored``, evaluate its audiences, write it (with ``only_if_moved``: only
+        when its membership changed). Returns its gate and snapshot."""
+        groups = [g.facts for g in stored.groups.values()]
+        gate = self._gate(groups)
+        version = self.versions.get(profile_ref(stored.profile_id), 0) + 1
+        snapshot = render(
+            Person(
+                profile_id=stored.profile_id,
+                version=version,
+                identifiers=stored.identifiers,
+                groups=groups,
+                created_at=stored.first.at,
+                merged_from=stored.merged_from,
+                ad_identifiers=ad_identifiers(stored.identifiers),
+            ),
+            gate,
+        )
+        moved = self._join_audiences(stored, snapshot, version, out)
+        if moved is not None or not only_if_moved:
+            members = tuple(snapshot["audiences"])
+            if members != stored.audiences:
+                stored = replace(stored, audiences=members)
+            out.effects.append(ProfileWritten(stored, version, snapshot))
+        return gate, snapshot
+
+    def refresh(self) -> tuple[LaneOutcome, dict[str, dict[str, Any]]]:
+        """The scheduled pass over the loaded profiles (no events): audiences re-evaluated at
+        the batch's clock; a profile whose membership moved gets a new snapshot, the others
+        are not written. Returns the outcome and every profile's snapshot (for the
+        category medians)."""
+        out = LaneOutcome()
+        snapshots = {
+            pid: self._write(stored, out, only_if_moved=True)[1]
+            for pid, stored in sorted(self.profiles.items())
+        }
+        return out, snapshots
 
     def _join_audiences(
         self, stored: StoredProfile, snapshot: dict[str, Any], version: int, out: LaneOutcome
-    ) -> StoredProfile:
-        """The audiences ``snapshot`` belongs to at the batch's clock: into the snapshot and
-        the state, and what changed since the profile's last snapshot as an effect."""
+    ) -> AudiencesChanged | None:
+        """The audiences ``snapshot`` belongs to at the batch's clock, into the snapshot; what
+        changed since the profile's last snapshot as an effect (returned too)."""
         ctx = self.ctx
         members = tuple(sorted(ctx.audiences.members(snapshot, ctx.now, ctx.medians)))
         snapshot["audiences"] = list(members)
         loaded = self.profiles.get(stored.profile_id)
-        before = loaded.audiences if loaded is not None else ()
-        entered, exited = changes(before, members)
-        if entered or exited:
-            out.effects.append(
-                AudiencesChanged(
-                    stored.profile_id,
-                    tuple(entered),
-                    tuple(exited),
-                    ctx.now,
-                    ctx.topics.audience_changes,
-                    version,
-                )
-            )
-        return stored if members == stored.audiences else replace(stored, audiences=members)
+        entered, exited = changes(loaded.audiences if loaded is not None else (), members)
+        if not entered and not exited:
+            return None
+        change = AudiencesChanged(
+            stored.profile_id,
+            tuple(entered),
+            tuple(exited),
+            ctx.now,
+            ctx.topics.audience_changes,
+            version,
+        )
+        out.effects.append(change)
+        return change
 
     def _leave_audiences(self, res: identity.Resolution, out: LaneOutcome) -> None:
         """A profile merged away or erased leaves every audience it was in."""
