@@ -135,3 +135,47 @@ def test_a_marketing_withdrawal_removes_the_buyer_at_once(deployment: Loom) -> N
     assert member_set(loom) == set()
     members = loom.cli("audiences", "members", NAME, "--count")
     assert (members.returncode, members.stdout) == (0, "0\n")
+
+
+def test_the_cli_lists_shows_and_previews(deployment: Loom) -> None:
+    loom = deployment
+    loom.produce([signup("c1", 171, "CID"), shoes("c2", 170, "CID"), signup("d1", 5, "DAN")])
+    loom.wait_idle("profiles")
+    listed = loom.cli("audiences", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == ["runners\t1\t-", f"{NAME}\t1\tmarketing, time"]
+    shown = loom.cli("audiences", "show", NAME)
+    assert "reads: category_orders.running, days_since_last_purchase.running" in shown.stdout
+    assert "members: 1" in shown.stdout
+    cid = profile_of(loom, "CID")["profile_id"]
+    preview = loom.cli("audiences", "preview", "orders == 0 or category_orders.running >= 1")
+    assert preview.returncode == 0, preview.stderr
+    assert preview.stdout.splitlines()[0] == "2 of 2 profiles match"
+    preview = loom.cli("audiences", "preview", "days_since_last_purchase.running > 170")
+    assert preview.stdout.splitlines() == ["0 of 2 profiles match"]
+    preview = loom.cli(
+        "audiences", "preview", "days_since_last_purchase.running >= 170",
+        "--now", format_time(NOW),
+    )  # fmt: skip
+    assert preview.stdout.splitlines() == ["1 of 2 profiles match", cid]
+    bad = loom.cli("audiences", "preview", "orders >= 'x'")
+    assert (bad.returncode, bad.stderr) == (
+        2,
+        'loom audiences preview: column 11: unexpected character "\'"\n',
+    )
+    missing = loom.cli("audiences", "members", "nope")
+    assert missing.returncode == 1
+    assert "no audience 'nope'" in missing.stderr
+
+
+def test_the_worker_runs_the_pass_and_keeps_the_category_medians(loom: Loom) -> None:
+    path = loom.tmp / "audiences.toml"
+    path.write_text(AUDIENCES)
+    loom.start_worker("profiles", env={"LOOM_AUDIENCES_FILE": str(path),
+                                       "LOOM_AUDIENCES_REFRESH_S": "0.5"})  # fmt: skip
+    loom.produce([signup("e0", 301, "EVE"), shoes("e1", 300, "EVE"), shoes("e2", 200, "EVE"),
+                  signup("f0", 11, "FAY"), shoes("f1", 10, "FAY")])  # fmt: skip
+    loom.wait_idle("profiles")
+    key = f"{loom.root}:audience-medians"
+    medians = loom.wait_for(lambda: loom.redis.hgetall(key) or None, "the pass's medians")
+    assert medians == {b"running": b"100.0"}  # EVE's own interval; FAY has one purchase
