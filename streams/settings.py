@@ -357,6 +357,11 @@ class LoomSettings(BaseSettings):
     gateway_cors_origins: str = Field(
         "*", description="origins browsers may send from: `*` or a comma-separated list"
     )
+    gateway_profiles_token: SecretStr | None = Field(
+        None,
+        description="bearer token of the profile lookup API (/v1/profiles, /v1/audiences); "
+        "unset: that API is off (404)",
+    )
     gateway_shopify_order_ttl_s: int = Field(
         120 * 24 * 3600,
         ge=3600,
