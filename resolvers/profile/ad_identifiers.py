@@ -5,8 +5,8 @@ moment a withdrawal or GPC denies it). Each entry is ``<kind>:<SHA-256 hex>``:
 
 * ``sha256_email``: the email trimmed and lowercased, UTF-8, SHA-256, lowercase hex: what
   Google Ads Customer Match and Meta custom audiences both expect (Loom stores emails trimmed
-  and lowercased already; with ``LOOM_GMAIL_NORMALIZATION`` the stored address has its dots
-  and ``+tag`` removed, which Google recommends for gmail.com/googlemail.com addresses);
+  and lowercased already; with ``NormalizeConfig.gmail_normalization``, off by default, a
+  gmail address has its dots and ``+tag`` removed, as Google recommends for gmail.com);
 * ``sha256_phone``: the E.164 number with its leading ``+`` (``+4791234567``): Google Ads
   Customer Match's format;
 * ``sha256_phone_digits``: the same number's digits without ``+`` (``4791234567``): Meta's
