@@ -19,6 +19,8 @@ from resolvers.audiences import (
     load_audiences,
 )
 from resolvers.audiences.language import BoolOp, Compare, Field, Literal, Not, parse
+from streams.runtime import configured_audiences
+from streams.settings import ConfigError, LoomSettings
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -285,3 +287,14 @@ def test_the_example_file_in_docs_is_valid() -> None:
     assert "running-shoe-reminder" in audiences.by_name
     assert audiences.by_name["running-shoe-reminder"].marketing
     assert audiences.time_dependent
+
+
+def test_an_invalid_file_stops_a_worker_with_one_config_line(tmp_path: Path) -> None:
+    path = tmp_path / "audiences.toml"
+    path.write_text('[audiences.r]\nexpression = "orders >= 1 and"\n')
+    with pytest.raises(ConfigError) as info:
+        configured_audiences(LoomSettings(audiences_file=path))
+    assert str(info.value) == (
+        f"LOOM_AUDIENCES_FILE: {path}: audience 'r': expression column 16: "
+        "expected a value or a field, found the end"
+    )
