@@ -66,6 +66,20 @@ OTHERS: tuple[tuple[str, list[str], list[tuple[str, str, str]]], ...] = (
         ],
     ),
     (
+        "audience_bench",
+        ["--events", "10000", "--customers", "2000", "--profiles", "100000"],
+        [
+            ("audiences: 20 evaluated per profile write", r"difference ([\d.]+) µs per", "µs"),
+            ("  the 20 audiences alone, per snapshot", r"audiences alone: ([\d.]+) µs", "µs"),
+            (
+                "audience pass, 100,000 profiles, none move",
+                r"first pass: \d+ profiles in ([\d.]+)s",
+                "s",
+            ),
+            ("audience pass, 180 days later (moves)", r"later: \d+ profiles in ([\d.]+)s", "s"),
+        ],
+    ),
+    (
         "produce_bench",
         ["--lines", "50000", "--validate-lines", "10000"],
         [

@@ -16,6 +16,7 @@ import orjson
 
 from resolvers import inventory
 from resolvers.effects import (
+    AudiencesChanged,
     Count,
     Effect,
     IdentifierWritten,
@@ -33,6 +34,7 @@ from resolvers.store import (
     HELD_FIELD,
     HOLDERS_FIELD,
     Commit,
+    MembershipChange,
     OutboxRecord,
     Ref,
     StreamEntry,
@@ -41,6 +43,7 @@ from resolvers.store import (
     profile_ref,
     stock_ref,
 )
+from resolvers.timefmt import format_time
 
 
 def _json(value: Any) -> bytes:
@@ -56,6 +59,7 @@ class _Encoder:
         self.suppress: dict[str, bytes] = {}
         self.outbox: list[OutboxRecord] = []
         self.streams: list[StreamEntry] = []
+        self.memberships: list[MembershipChange] = []
 
     def next_version(self, ref: Ref) -> int:
         return self.versions.get(ref, 0) + 1
@@ -124,6 +128,24 @@ class _Encoder:
                 self.publish(topic, key, _json(value) if value is not None else None)
             case Streamed(stream=name, fields=fields_):
                 self.stream(name, fields_)
+            case AudiencesChanged():
+                self.audiences(effect)
+
+    def audiences(self, change: AudiencesChanged) -> None:
+        """SADD/SREM on the member sets and one ``enter``/``exit`` record per audience."""
+        pid, at = change.profile_id, format_time(change.at)
+        for name, member in [(n, True) for n in change.entered] + [
+            (n, False) for n in change.exited
+        ]:
+            self.memberships.append(MembershipChange(name, pid, member))
+            record = {
+                "profile_id": pid,
+                "audience": name,
+                "change": "enter" if member else "exit",
+                "at": at,
+                "version": change.version,
+            }
+            self.publish(change.topic, pid, _json(record))
 
 
 def encode(
@@ -150,6 +172,7 @@ def encode(
         outbox=tuple(encoder.outbox),
         streams=tuple(encoder.streams),
         counters=_counters(counts),
+        memberships=tuple(encoder.memberships),
         scope=scope,
     )
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from resolvers import inventory
+from resolvers.audiences import NO_AUDIENCES, Audiences
 from resolvers.consent import ConsentPolicy
 from resolvers.decode_cache import DecodeCache
 from resolvers.identity.rules import IdentityRules
@@ -22,6 +23,7 @@ class TopicNames:
     consent_audit: str = "consent.audit"
     inventory_changes: str = "inventory.changes"
     inventory_alerts: str = "inventory.alerts"
+    audience_changes: str = "audiences.changes"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +34,13 @@ class Context:
     policy: ConsentPolicy
     topics: TopicNames
     salt: bytes
-    now: datetime  # stamps audit records only: no decision depends on it
+    now: datetime  # stamps audit records; the clock time-dependent audiences are decided at
     ledger: inventory.LedgerPolicy = inventory.DEFAULT_POLICY
     default_region: str | None = None  # for phone numbers of events without a region
     cache: DecodeCache | None = None  # decoded entities shared across a worker's batches
+    audiences: Audiences = NO_AUDIENCES  # membership is evaluated on every profile write
+    #: category -> median repurchase interval (days) across customers (the scheduled pass)
+    medians: Mapping[str, float] = field(default_factory=dict)
 
 
 def suppression_hash(identifier: Identifier, salt: bytes) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -93,6 +94,19 @@ class Suppressed:
 
 
 @dataclass(frozen=True, slots=True)
+class AudiencesChanged:
+    """A profile entered and left audiences (``resolvers.audiences``), decided at ``at``: the
+    member sets change and one record per change goes to ``topic`` (keyed by profile id)."""
+
+    profile_id: str
+    entered: tuple[str, ...]
+    exited: tuple[str, ...]
+    at: datetime
+    topic: str
+    version: int | None = None  # the snapshot version it was decided on (None: it is gone)
+
+
+@dataclass(frozen=True, slots=True)
 class StockWritten:
     sku: str
     stock: SkuStock
@@ -124,4 +138,5 @@ Effect = (
     | StockWritten
     | Published
     | Streamed
+    | AudiencesChanged
 )

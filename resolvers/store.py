@@ -134,6 +134,15 @@ class StreamEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class MembershipChange:
+    """A profile entering (``member``) or leaving an audience's member set."""
+
+    audience: str
+    profile_id: str
+    member: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Commit:
     expect: Mapping[Ref, int]  # ref -> version it was loaded with (0 = was absent)
     event_ids: Sequence[str]  # must all be unprocessed; marked processed by the commit
@@ -146,6 +155,7 @@ class Commit:
     outbox: Sequence[OutboxRecord] = ()
     streams: Sequence[StreamEntry] = ()
     counters: Mapping[str, int] = field(default_factory=dict)  # stats hash increments
+    memberships: Sequence[MembershipChange] = ()  # audience member sets (resolvers.audiences)
     scope: str = DEFAULT_SCOPE  # the processed-event-id set ``event_ids`` are checked and added in
 
 
@@ -222,6 +232,7 @@ class InMemoryStore:
         self.outbox: list[OutboxRecord] = []
         self.streams: dict[str, list[Mapping[str, bytes]]] = {}
         self.counters: dict[str, int] = {}
+        self.audiences: dict[str, set[str]] = {}  # audience name -> member profile ids
 
     def load(self, request: LoadRequest) -> Loaded:
         out: dict[Ref, Entity] = {}
@@ -302,6 +313,12 @@ class InMemoryStore:
             self.streams.setdefault(entry.stream, []).append(entry.fields)
         for name, n in commit.counters.items():
             self.counters[name] = self.counters.get(name, 0) + n
+        for change in commit.memberships:
+            members = self.audiences.setdefault(change.audience, set())
+            if change.member:
+                members.add(change.profile_id)
+            else:
+                members.discard(change.profile_id)
         return CommitResult(CommitStatus.OK)
 
 

@@ -42,7 +42,7 @@ from typing import Final
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from resolvers.steps import RawRecord
-from streams import kafka_clients
+from streams import audience_schedule, kafka_clients
 from streams.batch_runner import BatchAbandoned, BatchRunner, LaneStopped
 from streams.errors import FatalError, classify, kafka_error
 from streams.generation import Committed, establish, recovery_hint
@@ -303,9 +303,16 @@ async def _main(rt: Runtime) -> int:
     )
     await server.start()
     log.info("%s: health and metrics on port %d", runner.group, server.port)
+    schedule = (
+        asyncio.create_task(audience_schedule.run(rt, runner.stopping))
+        if audience_schedule.enabled(rt)
+        else None
+    )
     try:
         await runner.run()
     finally:
+        if schedule is not None:
+            await schedule
         await server.stop()
     return EXIT_LANE_STOPPED if runner.status.state is LaneState.STOPPED else EXIT_OK
 

@@ -59,6 +59,14 @@ class InvalidIdentifierError(ValueError):
         self.rejected = rejected
 
 
+def split_key(key: str, config: NormalizeConfig = DEFAULT) -> tuple[str | None, str]:
+    """``(type, value)`` for ``type:value`` with a known type, else ``(None, profile_id)``."""
+    id_type, sep, value = key.partition(":")
+    if sep and id_type in config.known_types:
+        return id_type, value
+    return None, key
+
+
 class ProfileReader:
     """Read-only access to profile snapshots (layout v1) under one key prefix."""
 

@@ -28,6 +28,9 @@ key                                type    contents
                                            or ``erased``
 ``P:v1:changes:inventory``         stream  ``sku``, ``location``, ``available`` (to sell)
 ``P:v1:outbox``                    stream  Kafka records waiting for the relay
+``P:v1:audience:{name}``           set     ids of the profiles in the audience (activation)
+``P:v1:audience-medians``          hash    category -> median repurchase interval in days
+                                           across customers (the scheduled pass)
 ``P:v1:stats``                     hash    counters: events, merges, dlq, ...
 ``P:v1:generation``                string  random id of this Redis state (streams.generation)
 =================================  ======  ==================================================
@@ -152,6 +155,13 @@ class Keys:
     def replication_check(self) -> str:
         return f"{self.root}:replication-check"
 
+    def audience(self, name: str) -> str:
+        return f"{self.root}:audience:{name}"
+
+    @property
+    def audience_medians(self) -> str:
+        return f"{self.root}:audience-medians"
+
     def stream(self, name: str) -> str:
         return f"{self.root}:changes:{name}"
 
@@ -259,6 +269,9 @@ class RedisStore:
             index = {Kind.PROFILE: self.keys.profile_index, Kind.STOCK: self.keys.stock_index}
             if w.ref.kind in index:
                 index_ops.append([index[w.ref.kind], 1 if "d" in w.fields else 0, arg(w.ref.name)])
+        for change in commit.memberships:
+            key = self.keys.audience(change.audience)
+            index_ops.append([key, 1 if change.member else 0, arg(change.profile_id)])
         plan = {
             "e": [[self.keys.entity(ref), v] for ref, v in commit.expect.items()],
             "s": [self.keys.seen(e, commit.scope) for e in commit.event_ids],

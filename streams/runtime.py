@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -21,6 +22,7 @@ import redis
 from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
+from resolvers.audiences import NO_AUDIENCES, AudienceFileError, Audiences, load_audiences
 from resolvers.consent import ConsentPolicy, load_policy
 from resolvers.context import Context, TopicNames
 from resolvers.decode_cache import DecodeCache
@@ -31,11 +33,15 @@ from schemas.bounds import InputBounds
 from schemas.normalize import DEFAULT as NORMALIZE_DEFAULT
 from schemas.normalize import is_blocked
 from streams import kafka_clients, redis_clients
+from streams.audience_refresh import read_medians
 from streams.health import Check
 from streams.metrics import WorkerMetrics
-from streams.redis_store import RedisStore
+from streams.redis_store import Keys, RedisStore
 from streams.relay import OutboxRelay
-from streams.settings import LoomSettings
+from streams.settings import ConfigError, LoomSettings
+
+#: How long a worker uses the category medians it read before reading them again.
+MEDIANS_TTL_S = 60.0
 
 
 @dataclass
@@ -53,28 +59,17 @@ class Runtime:
     clock: Callable[[], datetime]
     lane: Lane = PROFILES
     decode_cache: DecodeCache = field(default_factory=DecodeCache)  # bounded in bytes
+    audiences: Audiences = NO_AUDIENCES
+    #: (monotonic time read, medians): the category medians, read again every MEDIANS_TTL_S
+    _medians: tuple[float, dict[str, float]] | None = None
     #: this process's name among the relay's Redis consumers and in logs
     consumer_name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
     @cached_property
     def _base_context(self) -> Context:
         """The parts of :meth:`context` that never change, built once."""
-        t = self.settings.topics
-        return Context(
-            rules=self.rules,
-            policy=self.policy,
-            topics=TopicNames(
-                merges=t.merges,
-                profile_changes=t.profile_changes,
-                erasures=t.erasures,
-                consent_audit=t.consent_audit,
-                inventory_changes=t.inventory_changes,
-                inventory_alerts=t.inventory_alerts,
-            ),
-            salt=self.settings.suppression_salt.get_secret_value().encode(),
-            now=datetime.fromtimestamp(0, UTC),  # replaced per batch
-            default_region=self.settings.default_region,
-            cache=self.decode_cache,
+        return base_context(
+            self.settings, self.rules, self.policy, self.audiences, cache=self.decode_cache
         )
 
     @cached_property
@@ -87,8 +82,18 @@ class Runtime:
         )
 
     def context(self) -> Context:
-        """The context of one batch (attempt): the constant parts and the current time."""
-        return replace(self._base_context, now=self.clock())
+        """The context of one batch (attempt): the constant parts, the current time and the
+        category medians of the audience pass (when audiences are defined)."""
+        if not self.audiences.by_name:
+            return replace(self._base_context, now=self.clock())
+        return replace(self._base_context, now=self.clock(), medians=self.medians())
+
+    def medians(self) -> dict[str, float]:
+        """The category medians the audience pass wrote (read at most every MEDIANS_TTL_S)."""
+        now = time.monotonic()
+        if self._medians is None or now - self._medians[0] > MEDIANS_TTL_S:
+            self._medians = (now, read_medians(self.redis, Keys(self.settings.redis_prefix)))
+        return self._medians[1]
 
     def infra_checks(self) -> dict[str, Check]:
         """Readiness checks: Kafka and Redis answer. Their blocking calls run in a thread of
@@ -106,10 +111,54 @@ class Runtime:
         return {"kafka": kafka_ok, "redis": redis_ok}
 
 
-def build_runtime(settings: LoomSettings, lane: Lane = PROFILES) -> Runtime:
-    client = redis_clients.client(settings)
+def base_context(
+    settings: LoomSettings,
+    rules: IdentityRules,
+    policy: ConsentPolicy,
+    audiences: Audiences,
+    *,
+    cache: DecodeCache | None = None,
+) -> Context:
+    """A batch context of these settings (``now`` is replaced per batch)."""
+    t = settings.topics
+    return Context(
+        rules=rules,
+        policy=policy,
+        topics=TopicNames(
+            merges=t.merges,
+            profile_changes=t.profile_changes,
+            erasures=t.erasures,
+            consent_audit=t.consent_audit,
+            inventory_changes=t.inventory_changes,
+            inventory_alerts=t.inventory_alerts,
+            audience_changes=t.audience_changes,
+        ),
+        salt=settings.suppression_salt.get_secret_value().encode(),
+        now=datetime.fromtimestamp(0, UTC),
+        default_region=settings.default_region,
+        cache=cache,
+        audiences=audiences,
+    )
+
+
+def configured_audiences(settings: LoomSettings) -> Audiences:
+    """The audiences of ``LOOM_AUDIENCES_FILE``; :class:`ConfigError` (one line) if invalid."""
+    try:
+        return load_audiences(settings.audiences_file)
+    except AudienceFileError as exc:
+        raise ConfigError(f"LOOM_AUDIENCES_FILE: {exc}") from None
+
+
+def configured_rules(settings: LoomSettings) -> tuple[IdentityRules, ConsentPolicy]:
+    """The identity rules (with the blocklist) and the consent policy the settings name."""
     base_rules = load_rules(settings.identity_rules_file) if settings.identity_rules_file else None
     policy = load_policy(settings.consent_config_file) if settings.consent_config_file else None
+    return with_blocklist(base_rules), policy or ConsentPolicy()
+
+
+def build_runtime(settings: LoomSettings, lane: Lane = PROFILES) -> Runtime:
+    client = redis_clients.client(settings)
+    rules, policy = configured_rules(settings)
     metrics = WorkerMetrics.create(CollectorRegistry(), lane=lane.name)
     store = RedisStore(
         client,
@@ -133,11 +182,12 @@ def build_runtime(settings: LoomSettings, lane: Lane = PROFILES) -> Runtime:
         new_relay=new_relay,
         consumer_name=consumer_name,
         metrics=metrics,
-        rules=with_blocklist(base_rules),
-        policy=policy or ConsentPolicy(),
+        rules=rules,
+        policy=policy,
         clock=lambda: datetime.now(UTC),
         lane=lane,
         decode_cache=DecodeCache(settings.decode_cache_bytes),
+        audiences=configured_audiences(settings),
     )
 
 

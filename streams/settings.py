@@ -129,6 +129,9 @@ class Topics(BaseSettings):
     privacy_audit: str = Field(
         "privacy.audit", description="what Loom did about each privacy request"
     )
+    audience_changes: str = Field(
+        "audiences.changes", description="enter/exit of a profile in an audience, keyed by id"
+    )
 
 
 class LoomSettings(BaseSettings):
@@ -314,6 +317,17 @@ class LoomSettings(BaseSettings):
         None, description="region assumed for phone numbers when an event has none"
     )
 
+    # --- audiences ----------------------------------------------------------------------
+    audiences_file: Path | None = Field(
+        None, description="TOML file of audience definitions (docs/audiences.toml); none: none"
+    )
+    audiences_refresh_s: float = Field(
+        3600.0,
+        ge=0,
+        description="the profiles worker re-evaluates audiences against the clock this often "
+        "(0: only `loom audiences refresh`)",
+    )
+
     # --- ops ----------------------------------------------------------------------------
     exporter_port: int = Field(9308, ge=0, description="`loom exporter` Prometheus port")
     lag_window_s: float = Field(
@@ -347,6 +361,11 @@ class LoomSettings(BaseSettings):
     )
     gateway_cors_origins: str = Field(
         "*", description="origins browsers may send from: `*` or a comma-separated list"
+    )
+    gateway_profiles_token: SecretStr | None = Field(
+        None,
+        description="bearer token of the profile lookup API (/v1/profiles, /v1/audiences); "
+        "unset: that API is off (404)",
     )
     gateway_shopify_order_ttl_s: int = Field(
         120 * 24 * 3600,

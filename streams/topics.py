@@ -44,6 +44,7 @@ def topic_specs(settings: LoomSettings) -> dict[str, tuple[int, dict[str, str]]]
         t.profile_changes: (n, compacted),
         t.erasures: (1, durable),
         t.consent_audit: (n, durable),
+        t.audience_changes: (n, durable),
         t.inventory_changes: (n, compacted),
         t.inventory_alerts: (1, durable),
         # the privacy trail is kept (ids only, no e-mail or phone); exports hold personal data

@@ -87,12 +87,17 @@ PURPOSE_GATES: Final[Mapping[Purpose, frozenset[str]]] = MappingProxyType(
                 "preferred_payment_method",
                 "preferred_store",
                 "returns",
+                "lifetime_value",
+                "category_purchases",
+                "preferred_channel",
             }
         ),
         Purpose.PERSONALIZATION: frozenset(
             {"category_affinities", "recent_activity", "preferences"}
         ),
-        Purpose.MARKETING: frozenset({"reachable", "audiences"}),
+        # ``audiences`` is not gated as a whole: membership of a ``marketing`` audience needs
+        # marketing (``resolvers.audiences``), others see only the fields their purposes allow
+        Purpose.MARKETING: frozenset({"reachable"}),
         Purpose.ADS: frozenset({"ad_identifiers"}),
     }
 )

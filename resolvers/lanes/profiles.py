@@ -1,6 +1,6 @@
 """The profiles lane's batch: the evidence a load returned in, effects out.
 
-    dedupe -> identity -> facts -> render (-> consent audit)
+    dedupe -> identity -> facts -> render (-> audiences, consent audit)
 
 * ``dedupe``   events this lane processed already change nothing;
 * ``identity`` who each event belongs to, recomputed from the evidence when it changed
@@ -8,8 +8,10 @@
 * ``facts``    each event's observation (``resolvers.stages.observe``) folds into its group's
                facts (``resolvers.profile.facts``);
 * ``render``   every person the batch touched gets a new snapshot through the consent gate
-               (``resolvers.profile.render``); the consent audit records, per event, what its
-               person's consent denied.
+               (``resolvers.profile.render``), its audience memberships evaluated on it at the
+               batch's clock (``resolvers.audiences``: enter/exit as effects; a profile
+               merged away or erased leaves all of its audiences); the consent audit
+               records, per event, what its person's consent denied.
 
 Every output is an effect (``resolvers.effects``); ``resolvers.commit_codec`` turns them into
 the batch's one atomic store commit.
@@ -19,19 +21,29 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import orjson
 
+from resolvers.audiences.definitions import changes
 from resolvers.consent import EMPTY_HISTORY, ConsentHistory, Decision, Gate, Reason, Source
 from resolvers.context import Context, suppression_hash
 from resolvers.decode_cache import DecodeCache
-from resolvers.effects import Count, IdentifierWritten, Measure, ProfileWritten, Published
+from resolvers.effects import (
+    AudiencesChanged,
+    Count,
+    IdentifierWritten,
+    Measure,
+    ProfileWritten,
+    Published,
+)
 from resolvers.identity.erasure import Tombstone
 from resolvers.identity.evidence import IdentifierRecord, Stamp, parse_key, ranked
 from resolvers.identity.rules import IdentityRules
 from resolvers.lanes.inventory import LaneOutcome
 from resolvers.lanes.stored_profile import Group, StoredProfile, decode
 from resolvers.profile import facts as profile_facts
+from resolvers.profile.ad_identifiers import ad_identifiers
 from resolvers.profile.facts import TRANSACTION_TYPES, Facts, Stamped
 from resolvers.profile.render import Person, render
 from resolvers.stages import dedupe, identity, observe
@@ -107,6 +119,7 @@ class ProfilesBatch:
         touched = self._fold_facts(fresh, resolution)
         touched |= self._prune_by_accounts(resolution)
         gates = self._render(resolution, touched, out)
+        self._leave_audiences(resolution, out)
         self._audit(fresh, resolution, before, gates, out)
         out.effects.extend(
             IdentifierWritten(ident, record) for ident, record in sorted(resolution.records.items())
@@ -245,23 +258,84 @@ class ProfilesBatch:
             person = res.people[pid]
             if pid not in touched and not person.changed:
                 continue
-            stored = person.stored()
-            groups = [g.facts for g in stored.groups.values()]
-            gate = gates[pid] = self._gate(groups)
-            version = self.versions.get(profile_ref(pid), 0) + 1
-            snapshot = render(
-                Person(
-                    profile_id=pid,
-                    version=version,
-                    identifiers=stored.identifiers,
-                    groups=groups,
-                    created_at=stored.first.at,
-                    merged_from=stored.merged_from,
-                ),
-                gate,
-            )
-            out.effects.append(ProfileWritten(stored, version, snapshot))
+            gates[pid], _ = self._write(person.stored(), out)
         return gates
+
+    def _write(
+        self, stored: StoredProfile, out: LaneOutcome, *, only_if_moved: bool = False
+    ) -> tuple[Gate, dict[str, Any]]:
+        """Render ``stored``, evaluate its audiences, write it (with ``only_if_moved``: only
+        when its membership changed). Returns its gate and snapshot."""
+        groups = [g.facts for g in stored.groups.values()]
+        gate = self._gate(groups)
+        version = self.versions.get(profile_ref(stored.profile_id), 0) + 1
+        snapshot = render(
+            Person(
+                profile_id=stored.profile_id,
+                version=version,
+                identifiers=stored.identifiers,
+                groups=groups,
+                created_at=stored.first.at,
+                merged_from=stored.merged_from,
+                ad_identifiers=ad_identifiers(stored.identifiers),
+            ),
+            gate,
+        )
+        moved = self._join_audiences(stored, snapshot, version, out)
+        if moved is not None or not only_if_moved:
+            members = tuple(snapshot["audiences"])
+            if members != stored.audiences:
+                stored = replace(stored, audiences=members)
+            out.effects.append(ProfileWritten(stored, version, snapshot))
+        return gate, snapshot
+
+    def refresh(self) -> tuple[LaneOutcome, dict[str, dict[str, Any]]]:
+        """The scheduled pass over the loaded profiles (no events): audiences re-evaluated at
+        the batch's clock; a profile whose membership moved gets a new snapshot, the others
+        are not written. Returns the outcome and every profile's snapshot (for the
+        category medians)."""
+        out = LaneOutcome()
+        snapshots = {
+            pid: self._write(stored, out, only_if_moved=True)[1]
+            for pid, stored in sorted(self.profiles.items())
+        }
+        return out, snapshots
+
+    def _join_audiences(
+        self, stored: StoredProfile, snapshot: dict[str, Any], version: int, out: LaneOutcome
+    ) -> AudiencesChanged | None:
+        """The audiences ``snapshot`` belongs to at the batch's clock, into the snapshot; what
+        changed since the profile's last snapshot as an effect (returned too)."""
+        ctx = self.ctx
+        members = tuple(sorted(ctx.audiences.members(snapshot, ctx.now, ctx.medians)))
+        snapshot["audiences"] = list(members)
+        loaded = self.profiles.get(stored.profile_id)
+        entered, exited = changes(loaded.audiences if loaded is not None else (), members)
+        if not entered and not exited:
+            return None
+        change = AudiencesChanged(
+            stored.profile_id,
+            tuple(entered),
+            tuple(exited),
+            ctx.now,
+            ctx.topics.audience_changes,
+            version,
+        )
+        out.effects.append(change)
+        return change
+
+    def _leave_audiences(self, res: identity.Resolution, out: LaneOutcome) -> None:
+        """A profile merged away or erased leaves every audience it was in."""
+        ctx = self.ctx
+        gone = {e.profile_id for e in res.redirected} | {e.profile_id for e in res.erased}
+        for pid in sorted(gone):
+            loaded = self.profiles.get(pid)
+            if loaded is not None and loaded.audiences and pid not in res.people:
+                out.effects.append(
+                    AudiencesChanged(
+                        pid, (), loaded.audiences, ctx.now, ctx.topics.audience_changes
+                    )
+                )
 
     def _audit(
         self,

@@ -44,6 +44,8 @@ class StoredProfile:
     identifiers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     groups: Mapping[str, Group] = field(default_factory=dict)
     merged_from: tuple[str, ...] = ()
+    #: the audiences its last snapshot was a member of (what enter/exit records compare with)
+    audiences: tuple[str, ...] = ()
 
     def atoms(self) -> Iterator[tuple[str, Atom]]:
         """(group key, atom) of every atom the profile holds."""
@@ -67,6 +69,7 @@ def encode(profile: StoredProfile) -> bytes:
     return orjson.dumps(
         {
             "v": STATE_FORMAT,
+            **({"au": list(profile.audiences)} if profile.audiences else {}),
             "ids": {t: list(vs) for t, vs in sorted(profile.identifiers.items())},
             "f": [format_time(profile.first.at), profile.first.event_id],
             "mf": list(profile.merged_from),
@@ -99,4 +102,5 @@ def decode(profile_id: str, raw: bytes, rules: IdentityRules) -> StoredProfile:
         identifiers={t: tuple(vs) for t, vs in data["ids"].items()},
         groups=groups,
         merged_from=tuple(data.get("mf", ())),
+        audiences=tuple(data.get("au", ())),
     )

@@ -30,6 +30,7 @@ from resolvers.profile.facts import (
     lww,
     top_activities,
 )
+from resolvers.profile.traits import PurchaseTraits, empty_trait_fields
 from resolvers.timefmt import format_optional, format_time
 
 SNAPSHOT_SCHEMA: Final = "loom.profile.v1"
@@ -68,8 +69,8 @@ def _empty_fields() -> dict[str, Any]:
         "recent_activity": [],
         "preferences": {},
         "reachable": {"email": False, "phone": False},
-        "audiences": [],
         "ad_identifiers": [],
+        **empty_trait_fields(),
     }
 
 
@@ -111,6 +112,7 @@ class _Totals:
     categories: dict[str, int] = field(default_factory=dict)
     activities: list[Activity] = field(default_factory=list)
     preferences: dict[str, Stamped] = field(default_factory=dict)
+    traits: PurchaseTraits = field(default_factory=PurchaseTraits)
 
     def saw(self, first: datetime, last: datetime, channels: Iterable[str]) -> None:
         self.first = first if self.first is None else min(self.first, first)
@@ -132,6 +134,7 @@ def _latest_transactions(groups: Iterable[Facts]) -> dict[str, Transaction]:
 def _count_transaction(totals: _Totals, t: Transaction, purposes: frozenset[Purpose]) -> None:
     if Purpose.ANALYTICS in purposes:
         totals.saw(t.at, t.at, (t.channel,))
+        totals.traits.add(t, _CTX.add)
         _add(totals.revenue if not t.is_return else totals.returns_value, t.currency, t.amount)
         if t.is_return:
             totals.returns += 1
@@ -233,6 +236,7 @@ def render(person: Person, gate: Gate) -> dict[str, Any]:
         },
         "audiences": sorted(person.audiences),
         "ad_identifiers": sorted(person.ad_identifiers),
+        **totals.traits.fields(_money),
     }
     empty = _empty_fields()
     for purpose, gated in PURPOSE_GATES.items():

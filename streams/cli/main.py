@@ -38,6 +38,7 @@ COMMANDS: tuple[str, ...] = (
     "produce",
     "simulate",
     "profile",
+    "audiences",
     "inventory",
     "privacy",
 )

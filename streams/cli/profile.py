@@ -19,10 +19,9 @@ from typing import Any, TextIO
 
 import orjson
 
-from schemas.normalize import DEFAULT
 from streams.cli.options import add_redis_options
 from streams.cli.reading import export_jsonl, redis_target
-from streams.reader import InvalidIdentifierError, ProfileReader
+from streams.reader import InvalidIdentifierError, ProfileReader, split_key
 
 #: Snapshot fields shown first by the human output, in this order; the rest follow.
 LEADING = ("profile_id", "version", "created_at", "merged_from", "identifiers")
@@ -53,12 +52,7 @@ def _reader(args: argparse.Namespace) -> ProfileReader:
     return ProfileReader(client, prefix, default_region=settings.default_region)
 
 
-def parse_key(key: str) -> tuple[str | None, str]:
-    """``(type, value)`` for ``type:value`` with a known type, else ``(None, profile_id)``."""
-    id_type, sep, value = key.partition(":")
-    if sep and id_type in DEFAULT.known_types:
-        return id_type, value
-    return None, key
+parse_key = split_key
 
 
 def run_get(args: argparse.Namespace, out: TextIO | None = None) -> int:

@@ -8,6 +8,7 @@ Hierarchy::
         │   └── TooLargeError   400 too_large: over the event or batch limit (Segment answers
         │                       size errors with 400, and its SDKs do not retry them)
         ├── UnauthorizedError   401 unauthorized: missing or unknown write key (counted)
+        ├── NotFoundError       404 not_found: no such profile or audience (lookup API)
         ├── OverloadedError     429 overloaded + Retry-After: too many events await Kafka's
         │                       ack, or the producer's local queue is full; nothing of the
         │                       request was accepted
@@ -61,6 +62,11 @@ class TooLargeError(BadRequestError):
 class UnauthorizedError(GatewayError):
     status = 401
     code = "unauthorized"
+
+
+class NotFoundError(GatewayError):
+    status = 404
+    code = "not_found"
 
 
 class OverloadedError(GatewayError):

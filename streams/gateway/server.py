@@ -27,12 +27,15 @@ from schemas.errors import LoomError
 from streams import redis_clients
 from streams.gateway.app import FrontDoor, build_app
 from streams.gateway.metrics import GatewayMetrics
+from streams.gateway.profiles_api import ProfilesApi
 from streams.gateway.segment_api import SegmentApi
 from streams.gateway.shopify_api import ShopifyWebhooks
 from streams.gateway.shopify_shops import Shops
 from streams.gateway.sink import KafkaSink, Sink
 from streams.gateway.sources import GatewayConfig, WriteKeys
 from streams.health import Check, HealthServer
+from streams.reader import ProfileReader
+from streams.runtime import configured_audiences
 from streams.settings import ConfigError, LoomSettings
 from streams.shopify_memory import RedisShopifyMemory, ShopifyMemory
 from streams.topics import ensure_topics
@@ -64,12 +67,23 @@ class Gateway:
         self.front_doors: list[FrontDoor] = [SegmentApi(keys, self.sink, self.metrics, settings)]
         checks: dict[str, Check] = {"kafka": self.sink.ready}
         self.memory: ShopifyMemory | None = None
+        self.reader: ProfileReader | None = None
         if shops:  # the Shopify door, with its memory in Redis
             self.memory = memory if memory is not None else shopify_memory(settings)
             self.front_doors.append(
                 ShopifyWebhooks(shops, self.memory, self.sink, self.metrics, settings)
             )
             checks["redis"] = self._memory_ready
+        token = settings.gateway_profiles_token
+        if token is not None and token.get_secret_value():
+            self.reader = ProfileReader(
+                redis_clients.client(settings, socket_timeout=2.0),
+                settings.redis_prefix,
+                default_region=settings.default_region,
+            )
+            audiences = configured_audiences(settings)
+            self.front_doors.append(ProfilesApi(self.reader, audiences, token.get_secret_value()))
+            checks.setdefault("redis", self._reader_ready)
         self.app = build_app(self.front_doors, self.metrics, settings.gateway_cors_origins)
         self.health = HealthServer(
             settings.gateway_host, settings.gateway_ops_port, self.registry, checks
@@ -106,6 +120,10 @@ class Gateway:
         assert self.memory is not None
         return await asyncio.to_thread(self.memory.ping)
 
+    async def _reader_ready(self) -> bool:
+        assert self.reader is not None
+        return bool(await asyncio.to_thread(self.reader.client.ping))
+
     def broken(self) -> bool:
         """The sink can never deliver again (a fatal Kafka producer error): restart."""
         return self.sink.broken()
@@ -118,6 +136,8 @@ class Gateway:
         await asyncio.to_thread(self.sink.close)
         if self.memory is not None:
             self.memory.close()
+        if self.reader is not None:
+            self.reader.client.close()
 
 
 def shopify_memory(settings: LoomSettings) -> RedisShopifyMemory:

@@ -33,6 +33,7 @@ from resolvers.store import (
     InMemoryStore,
     Kind,
     LoadRequest,
+    MembershipChange,
     OutboxRecord,
     Ref,
     StateStore,
@@ -68,6 +69,8 @@ class Harness(Protocol):
 
     def observe(self) -> Observed: ...
 
+    def members(self, audience: str) -> set[str]: ...
+
 
 class MemoryHarness:
     def __init__(self) -> None:
@@ -87,6 +90,9 @@ class MemoryHarness:
             streams={k: [dict(f) for f in v] for k, v in m.streams.items() if v},
             counters=dict(m.counters),
         )
+
+    def members(self, audience: str) -> set[str]:
+        return set(self.memory.audiences.get(audience, ()))
 
 
 class RedisHarness:
@@ -132,6 +138,9 @@ class RedisHarness:
             streams=streams,
             counters={k.decode(): int(v) for k, v in c.hgetall(self.redis.keys.stats).items()},
         )
+
+    def members(self, audience: str) -> set[str]:
+        return {m.decode() for m in self.client.smembers(self.redis.keys.audience(audience))}
 
     def index(self, kind: Kind) -> set[str]:
         key = self.redis.keys.profile_index if kind is Kind.PROFILE else self.redis.keys.stock_index
@@ -441,6 +450,19 @@ def test_suppression_tombstones(store: Harness) -> None:
     assert store.store.commit(Commit({}, ("e3",), suppress={"h4": b"{}"})).ok
     late = store.store.commit(Commit({}, ("e4",), unsuppressed=("h4",)))
     assert late.status is CommitStatus.CONFLICT
+
+
+def test_memberships_move_with_the_commit_and_never_without_it(store: Harness) -> None:
+    joins = (MembershipChange("vip", "p_1", True), MembershipChange("vip", "p_2", True))
+    first = Commit({P1: 0}, ("e1",), writes=(w(P1, 1, d="{}", s="{}"),), memberships=joins)
+    assert store.store.commit(first).ok
+    assert store.members("vip") == {"p_1", "p_2"}
+    stale = Commit({P1: 0}, ("e2",), memberships=(MembershipChange("vip", "p_1", False),))
+    assert store.store.commit(stale).status is CommitStatus.CONFLICT
+    assert store.members("vip") == {"p_1", "p_2"}  # a conflict moves nobody
+    leaves = (MembershipChange("vip", "p_1", False), MembershipChange("new", "p_1", True))
+    assert store.store.commit(Commit({}, ("e3",), memberships=leaves)).ok
+    assert (store.members("vip"), store.members("new")) == ({"p_2"}, {"p_1"})
 
 
 def test_counters_accumulate(store: Harness) -> None:

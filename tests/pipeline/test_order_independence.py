@@ -13,7 +13,7 @@ and the same snapshots, except the fields that by definition record processing (
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pipeline_helpers import make_context, record
 
+from resolvers.context import Context
 from resolvers.pipeline import PROFILES, run_batch
 from resolvers.store import InMemoryStore, Kind
 from schemas.normalize import DEFAULT
@@ -158,6 +159,13 @@ def deliveries(draw: st.DrawFn, world: list[dict[str, Any]]) -> tuple[list[bytes
 
 
 def _run(values: Sequence[bytes], batches: Sequence[int]) -> dict[str, Any]:
+    return _observable(deliver(values, batches))
+
+
+def deliver(
+    values: Sequence[bytes], batches: Sequence[int], context: Callable[[], Context] = make_context
+) -> InMemoryStore:
+    """The store after the profiles lane processed ``values`` in batches of ``batches``."""
     store = InMemoryStore()
     records = [record(v, i) for i, v in enumerate(values)]
     start = 0
@@ -165,13 +173,13 @@ def _run(values: Sequence[bytes], batches: Sequence[int]) -> dict[str, Any]:
         run_batch(
             records[start : start + size],
             store,
-            make_context,
+            context,
             max_bytes=64 * 1024,
             config=DEFAULT,
             lane=PROFILES,
         )
         start += size
-    return _observable(store)
+    return store
 
 
 def _observable(store: InMemoryStore) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from resolvers.consent import (
     ConsentPolicy,
     EventConsent,
     Gate,
+    Purpose,
     Source,
     Statement,
     from_event,
@@ -180,6 +181,12 @@ GRANT_ALL: ConsentHistory = from_event(
     T0 - timedelta(days=1000),
     explicit=True,
 )
+
+
+def statement(purpose: Purpose, granted: bool, minutes: float) -> ConsentHistory:
+    """An explicit statement of the person for ``purpose`` at ``minutes``."""
+    consent = EventConsent({purpose: Statement(granted, Source.CONSENT_UPDATED)})
+    return from_event(consent, at(minutes), explicit=True)
 
 
 def person_gate(groups: Sequence[Facts], extra: ConsentHistory | None = None) -> Gate:

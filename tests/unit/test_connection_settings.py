@@ -38,6 +38,7 @@ def test_the_secret_fields_are_the_ones_expected() -> None:
         "kafka_sasl_password",
         "kafka_oauth_client_secret",
         "kafka_ssl_key_password",
+        "gateway_profiles_token",
         "redis_password",
         "redis_sentinel_password",
         "suppression_salt",

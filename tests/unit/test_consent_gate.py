@@ -673,9 +673,12 @@ def test_purpose_gates_are_the_agreed_field_names() -> None:
             "preferred_payment_method",
             "preferred_store",
             "returns",
+            "lifetime_value",
+            "category_purchases",
+            "preferred_channel",
         },
         P: {"category_affinities", "recent_activity", "preferences"},
-        M: {"reachable", "audiences"},
+        M: {"reachable"},
         D: {"ad_identifiers"},
     }
     assert N not in PURPOSE_GATES
@@ -685,6 +688,6 @@ def test_purpose_gates_are_the_agreed_field_names() -> None:
 def test_gates_are_disjoint_and_gated_fields_unions_them() -> None:
     all_fields = [f for gate in PURPOSE_GATES.values() for f in gate]
     assert len(all_fields) == len(set(all_fields))
-    assert gated_fields([M, D]) == {"reachable", "audiences", "ad_identifiers"}
+    assert gated_fields([M, D]) == {"reachable", "ad_identifiers"}
     assert gated_fields([]) == frozenset()
     assert gated_fields([N]) == frozenset()

@@ -17,7 +17,6 @@ from profile_worlds import (
     EVERYTHING,
     GRANT_ALL,
     POLICY,
-    at,
     obs,
     observe_all,
     order,
@@ -25,6 +24,7 @@ from profile_worlds import (
     returned,
     small_windows,
     snapshot,
+    statement,
     tracked,
     worlds,
 )
@@ -33,12 +33,8 @@ from resolvers.consent import (
     CONSENT_PURPOSES,
     PURPOSE_GATES,
     ConsentHistory,
-    EventConsent,
     Gate,
     Purpose,
-    Source,
-    Statement,
-    from_event,
 )
 from resolvers.consent.signals import from_code
 from resolvers.profile.facts import (
@@ -55,12 +51,6 @@ PROPS = settings(max_examples=100, deadline=None)
 def snap(events: Sequence[Observation], **kwargs: Any) -> dict[str, Any]:
     """The snapshot of one group holding ``events``, everything granted."""
     return snapshot([observe_all(events)], **kwargs)
-
-
-def statement(purpose: Purpose, granted: bool, minutes: float) -> ConsentHistory:
-    """An explicit statement of the person for ``purpose`` at ``minutes``."""
-    consent = EventConsent({purpose: Statement(granted, Source.CONSENT_UPDATED)})
-    return from_event(consent, at(minutes), explicit=True)
 
 
 # --------------------------------------------------------------------------- shopping mode
@@ -339,7 +329,7 @@ def full_person() -> list[Facts]:
                 tracked("v", 1, type="product_viewed", category="shoes", traits={"city": "Oslo"}),
                 tracked("p", 2, preferences={"size": "M"}),
                 order("a", 3, "o1", "10", store="oslo-1"),
-                order("b", 4, "o2", "20"),
+                order("b", 4, "o2", "20", categories=("running",)),
                 returned("r", 5, "o1", "10"),
             ]
         )
@@ -461,7 +451,9 @@ def test_reachable_needs_the_identifier_and_marketing_now(
     assert snapshot([], gate, identifiers=identifiers)["reachable"] == reachable
 
 
-def test_audiences_need_marketing_and_ad_identifiers_need_ads() -> None:
+def test_ad_identifiers_need_ads_and_audiences_are_shown_as_evaluated() -> None:
+    """Membership is decided by ``resolvers.audiences`` (a marketing audience needs marketing
+    there); render shows it as given, and hides ad identifiers without ``ads``."""
     both = Gate(POLICY, GRANT_ALL, "DE")
     doc = snapshot([], both, audiences=["vip", "lapsed"], ad_identifiers=["h2", "h1"])
     assert (doc["audiences"], doc["ad_identifiers"]) == (["lapsed", "vip"], ["h1", "h2"])

@@ -1,0 +1,171 @@
+"""The scheduled audience pass: time moves people into and out of audiences without events.
+
+``days_since_last_purchase.running between 150 and 200`` becomes true 150 days after the
+purchase whether or not the person does anything. The pass walks every live profile
+(``SSCAN`` of the profile index, ``batch`` at a time), re-renders it from its state with the
+lane's own code (``ProfilesBatch.refresh``) at the injected clock, and commits the profiles
+whose membership moved exactly as the lane does: one atomic commit per batch that expects
+each written profile's version (compare-and-set), writes the snapshot and state, moves the
+member sets and puts the ``enter``/``exit`` records in the outbox. A commit that conflicts
+with the lane (it wrote one of the profiles meanwhile) is read again and recomputed.
+
+It also maintains the category medians: per category, the median of the customers' own
+repurchase intervals, written at the end of the pass to ``P:v1:audience-medians`` (the lane
+and the next pass use them where a person has no interval of their own).
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import redis
+
+from resolvers import commit_codec
+from resolvers.context import Context
+from resolvers.effects import AudiencesChanged, ProfileWritten
+from resolvers.lanes.profiles import ProfilesBatch
+from resolvers.lanes.stored_profile import StateFormatError, StoredProfile, decode
+from resolvers.store import Ref, profile_ref
+from streams.redis_store import Keys, RedisStore
+
+log = logging.getLogger(__name__)
+
+#: Profiles read, evaluated and committed together.
+DEFAULT_BATCH: Final = 200
+MAX_ATTEMPTS: Final = 5
+
+
+class RefreshConflictError(RuntimeError):
+    """A batch of the pass kept conflicting with the lane (retry the pass)."""
+
+
+@dataclass
+class RefreshReport:
+    profiles: int = 0
+    moved: int = 0  # profiles whose membership changed (written)
+    entered: Counter[str] = field(default_factory=Counter)
+    exited: Counter[str] = field(default_factory=Counter)
+    conflicts: int = 0
+    unreadable: int = 0  # state in a format this version cannot read (rebuild)
+    medians: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def read_medians(client: redis.Redis, keys: Keys) -> dict[str, float]:
+    """The category medians the last pass wrote."""
+    raw: dict[bytes, bytes] = client.hgetall(keys.audience_medians)  # type: ignore[assignment]
+    return {k.decode(): float(v) for k, v in raw.items()}
+
+
+def _median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def _intervals(snapshots: Iterable[dict[str, Any]], into: dict[str, list[float]]) -> None:
+    for doc in snapshots:
+        for category, body in doc.get("category_purchases", {}).items():
+            interval = body.get("repurchase_interval_days")
+            if isinstance(interval, int | float):
+                into.setdefault(category, []).append(float(interval))
+
+
+class AudienceRefresh:
+    """One pass (:meth:`run`) over a Redis store's profiles; see the module docstring."""
+
+    def __init__(
+        self,
+        store: RedisStore,
+        client: redis.Redis,
+        make_context: Callable[[], Context],
+        *,
+        batch: int = DEFAULT_BATCH,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.store, self.client, self.make_context = store, client, make_context
+        self.batch, self.progress = batch, progress
+
+    def run(self) -> RefreshReport:
+        started = time.perf_counter()
+        report = RefreshReport()
+        ctx = self.make_context()
+        intervals: dict[str, list[float]] = {}
+        cursor = 0
+        while True:
+            cursor, raw_ids = self.client.sscan(
+                self.store.keys.profile_index, cursor, count=self.batch
+            )
+            ids = sorted({i.decode() if isinstance(i, bytes) else i for i in raw_ids})
+            if ids:
+                _intervals(self._batch(ids, ctx, report), intervals)
+                report.profiles += len(ids)
+                if self.progress is not None:
+                    self.progress(report.profiles)
+            if cursor == 0:
+                break
+        report.medians = {c: _median(v) for c, v in sorted(intervals.items())}
+        self._write_medians(report.medians)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _read(
+        self, ids: Sequence[str], ctx: Context, report: RefreshReport
+    ) -> tuple[dict[Ref, int], dict[str, StoredProfile]]:
+        pipe = self.client.pipeline(transaction=False)
+        for pid in ids:
+            pipe.hmget(self.store.keys.profile(pid), "v", "s")
+        versions: dict[Ref, int] = {}
+        profiles: dict[str, StoredProfile] = {}
+        for pid, (v, s) in zip(ids, pipe.execute(), strict=True):
+            if v is None or s is None:
+                continue  # gone, or a redirect, since the index listed it
+            try:
+                profiles[pid] = decode(pid, s, ctx.rules)
+            except StateFormatError:
+                report.unreadable += 1
+                continue
+            versions[profile_ref(pid)] = int(v)
+        return versions, profiles
+
+    def _batch(
+        self, ids: Sequence[str], ctx: Context, report: RefreshReport
+    ) -> Iterable[dict[str, Any]]:
+        for _ in range(MAX_ATTEMPTS):
+            versions, profiles = self._read(ids, ctx, report)
+            batch = ProfilesBatch(ctx, versions, {}, {}, profiles, {}, frozenset())
+            outcome, snapshots = batch.refresh()
+            written = [e for e in outcome.effects if isinstance(e, ProfileWritten)]
+            if not written:
+                return snapshots.values()
+            expect = {
+                ref: versions[ref] for ref in (profile_ref(e.profile.profile_id) for e in written)
+            }
+            commit = commit_codec.encode(
+                versions=expect,
+                effects=outcome.effects,
+                event_ids=(),
+                counts=Counter(),
+                profile_topic=ctx.topics.profile_changes,
+            )
+            if self.store.commit(commit).ok:
+                report.moved += len(written)
+                for e in outcome.effects:
+                    if isinstance(e, AudiencesChanged):
+                        report.entered.update(e.entered)
+                        report.exited.update(e.exited)
+                return snapshots.values()
+            report.conflicts += 1
+        raise RefreshConflictError(f"a batch of {len(ids)} profiles kept conflicting")
+
+    def _write_medians(self, medians: dict[str, float]) -> None:
+        key = self.store.keys.audience_medians
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(key)
+        if medians:
+            pipe.hset(key, mapping={c: repr(v) for c, v in medians.items()})
+        pipe.execute()
