@@ -30,6 +30,7 @@ from confluent_kafka import Consumer
 from resolvers.pipeline import LANES, PROFILES
 from streams import kafka_clients, redis_clients
 from streams.cli import demo_story
+from streams.cli.demo_audiences import DEMO_AUDIENCES
 from streams.cli.options import add_kafka_options, add_redis_options, settings_from
 from streams.inventory_reader import InventoryReader
 from streams.lag import uncommitted
@@ -78,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.verbose:  # the story is the output; log lines only with -v
         logging.getLogger().setLevel(logging.WARNING)
     settings = settings_from(args, development=True)
+    if settings.audiences_file is None:  # the demo's own audiences (streams/cli/demo_audiences)
+        settings = settings.model_copy(update={"audiences_file": DEMO_AUDIENCES})
     if not args.no_infra:
         say("starting Kafka and Redis (deploy/infra.sh up)")
         try:
@@ -219,6 +222,9 @@ def worker_env(settings: LoomSettings) -> dict[str, str]:
         "LOOM_KAFKA_CONFIG": orjson.dumps(settings.kafka_config).decode(),
         "LOOM_REDIS_URL": str(settings.redis_url),
         "LOOM_REDIS_PREFIX": settings.redis_prefix,
+        **(
+            {"LOOM_AUDIENCES_FILE": str(settings.audiences_file)} if settings.audiences_file else {}
+        ),
     }
 
 

@@ -2,7 +2,8 @@
 downstream service, an operator and a retailer would read it.
 
 Every section reads real state: the stats hash and the snapshots in Redis, the change topics
-on Kafka, the consumer groups' offsets. Nothing here writes.
+on Kafka, the consumer groups' offsets. Nothing here writes, except the audience pass the
+audiences section runs with its clock moved on (streams/cli/demo_audiences.py).
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from confluent_kafka import TopicPartition
 
 from resolvers.pipeline import LANES
 from streams import kafka_clients
+from streams.cli import demo_audiences
 from streams.cli import inventory as inventory_cli
 from streams.cli.lag import reader_for, seconds_behind
 from streams.inventory_reader import InventoryReader
 from streams.reader import ProfileReader
 from streams.settings import LoomSettings
+from streams.simulate import START as SIMULATED_START
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ def tell(story: Story, out: TextIO) -> None:
         _over_merging,
         _consent,
         _examples,
+        _audiences,
         _lag,
         _next_steps,
     )
@@ -242,6 +246,11 @@ def _lag(story: Story, out: TextIO) -> None:
         )
 
 
+def _audiences(story: Story, out: TextIO) -> None:
+    _title("Audiences: who marketing reaches, and when", out)
+    demo_audiences.tell(story.settings, story.profiles, SIMULATED_START, out)
+
+
 def _next_steps(story: Story, out: TextIO) -> None:
     _title("Try next", out)
     commands = ["loom lag"]
@@ -253,6 +262,10 @@ def _next_steps(story: Story, out: TextIO) -> None:
     sku = _busiest_sku(story.stock)
     if sku is not None:
         commands.insert(1, f"loom inventory get {sku['sku']}")
+    if story.settings.audiences_file is not None:
+        commands.insert(
+            -1, f"LOOM_AUDIENCES_FILE={story.settings.audiences_file} loom audiences list"
+        )
     if story.kept:
         print("Kafka and Redis are still running with this data (stop: make infra-down):", file=out)
     else:

@@ -289,6 +289,22 @@ def test_the_example_file_in_docs_is_valid() -> None:
     assert audiences.time_dependent
 
 
+def test_the_demo_audiences_are_valid_and_read_categories_the_simulator_sells() -> None:
+    from streams.cli.demo_audiences import DEMO_AUDIENCES
+    from streams.simulate import CATEGORIES
+
+    audiences = load_audiences(DEMO_AUDIENCES)
+    assert any(a.marketing and a.expression.time_dependent for a in audiences)
+    categories = {
+        name.split(".", 1)[1]
+        for a in audiences
+        for name in a.expression.fields
+        if name.startswith(("category_", "days_since_last_purchase."))
+    }
+    assert categories, "the demo's story needs a per-category audience"
+    assert categories <= set(CATEGORIES)
+
+
 def test_an_invalid_file_stops_a_worker_with_one_config_line(tmp_path: Path) -> None:
     path = tmp_path / "audiences.toml"
     path.write_text('[audiences.r]\nexpression = "orders >= 1 and"\n')
