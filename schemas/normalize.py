@@ -186,6 +186,17 @@ def _same_digit_or_sequence(digits: str) -> bool:
     return digits in "01234567890" or digits in "98765432109"
 
 
+@lru_cache(maxsize=16_384)
+def _national_digits(value: str) -> str:
+    """The national significant number of a phone value (its digits if it does not parse).
+    Memoized: parsing is the costly part of :func:`is_blocked`, asked again of the same
+    canonical values whenever identity is replayed."""
+    try:
+        return str(phonenumbers.national_significant_number(phonenumbers.parse(value, None)))
+    except phonenumbers.NumberParseException:
+        return _NON_DIGITS.sub("", value)
+
+
 def is_blocked(id_type: str, value: str, config: NormalizeConfig = DEFAULT) -> bool:
     """Whether a canonical ``value`` of ``id_type`` is a known junk value that must not link."""
     folded = value.casefold()
@@ -197,13 +208,8 @@ def is_blocked(id_type: str, value: str, config: NormalizeConfig = DEFAULT) -> b
         local, _, _domain = folded.partition("@")
         if local in config.blocked_email_locals:
             return True
-    elif id_type == PHONE:
-        try:
-            national = phonenumbers.national_significant_number(phonenumbers.parse(value, None))
-        except phonenumbers.NumberParseException:
-            national = _NON_DIGITS.sub("", value)
-        if _same_digit_or_sequence(national):
-            return True
+    elif id_type == PHONE and _same_digit_or_sequence(_national_digits(value)):
+        return True
     patterns = config.blocked_patterns
     return any(
         _compiled(p).fullmatch(value) for key in (id_type, "*") for p in patterns.get(key, ())
