@@ -131,7 +131,8 @@ def _explain_identity(kind: str, rec: Mapping[str, Any]) -> str:
             f"{dropped} instead of merging two people."
         )
     return (
-        f"quarantined: a {rec.get('identifier_type')} (hash {rec.get('identifier')}) was seen "
+        f"quarantined: an identifier of type {rec.get('identifier_type')} "
+        f"(hash {rec.get('identifier')}) was seen "
         f"with {rec.get('evidence_count')} different people's ids (rule {rec.get('reason')}): "
         f"a shared device or card. It links nobody from now on."
     )
