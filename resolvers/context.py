@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime
 
 from resolvers import inventory
@@ -40,7 +41,13 @@ class Context:
 
 def suppression_hash(identifier: Identifier, salt: bytes) -> str:
     """Salted SHA-256 of ``type:value``: what erasure keeps instead of the identifier."""
-    return hashlib.sha256(salt + identifier.key.encode()).hexdigest()
+    return _salted_sha256(identifier.key, salt)
+
+
+@lru_cache(maxsize=65_536)
+def _salted_sha256(key: str, salt: bytes) -> str:
+    """Memoized: every event of a customer hashes the same identifiers again."""
+    return hashlib.sha256(salt + key.encode()).hexdigest()
 
 
 def hashed(identifiers: Iterable[Identifier], salt: bytes) -> list[str]:

@@ -286,6 +286,13 @@ def normalize_one(
     return Identifier(id_type, value, raw)
 
 
+@lru_cache(maxsize=65_536)
+def _normalize_default(id_type: str, raw: str, region: str | None) -> Identifier | Rejected:
+    """:func:`normalize_one` with the default configuration, memoized (pure; its results are
+    immutable): phone numbers in particular cost a parse each."""
+    return normalize_one(id_type, raw, region=region, config=DEFAULT)
+
+
 def normalize_identifiers(
     ids: Mapping[str, str | None],
     *,
@@ -305,7 +312,10 @@ def normalize_identifiers(
         raw = ids[id_type]
         if raw is None:
             continue
-        result = normalize_one(id_type, raw, region=region, config=config)
+        if config is DEFAULT:  # the workers' configuration: a customer's values repeat
+            result = _normalize_default(id_type, raw, region)
+        else:
+            result = normalize_one(id_type, raw, region=region, config=config)
         if isinstance(result, Rejected):
             rejected.append(result)
         else:

@@ -25,9 +25,12 @@ for _, ex in ipairs(plan.e) do
   local v = redis.call('HGET', ex[1], 'v')
   if (v or '0') ~= tostring(ex[2]) then return {0, 'conflict', ex[1]} end
 end
-for _, a in ipairs(plan.u) do
-  if redis.call('HEXISTS', plan.sa[1], ARGV[a]) == 1 then
-    return {0, 'conflict', 'suppressed:' .. ARGV[a]}
+for j = 1, #plan.u, 500 do  -- one HMGET per 500 hashes
+  local chunk = {}
+  for k = j, math.min(j + 499, #plan.u) do chunk[#chunk + 1] = ARGV[plan.u[k]] end
+  local found = redis.call('HMGET', plan.sa[1], unpack(chunk))
+  for k = 1, #chunk do
+    if found[k] then return {0, 'conflict', 'suppressed:' .. chunk[k]} end
   end
 end
 for j = 1, #plan.s, 500 do  -- one EXISTS per 500 ids; per id only to name a duplicate
