@@ -6,7 +6,8 @@
 Two measurements of the same simulator mix (``streams.simulate``, 10 stores, 500 SKUs):
 
 * **in process**: ``run_batch`` of the profiles lane on the in-memory store in batches of 500
-  (the pure pipeline: parse, normalize, identity, facts, render, commit encoding), CPU from
+  (the pure pipeline: parse, normalize, identity, facts, render, commit encoding) with a
+  decode cache and the garbage collector tuned as in a worker, CPU from
   ``resource.getrusage`` of this process;
 * **end to end**: ``--workers`` ``loom worker --role profiles`` processes only (no inventory
   lane, so Redis's work is the profiles lane's) on a fresh 6-partition topic and Redis prefix;
@@ -60,6 +61,7 @@ from resolvers.pipeline import PROFILES, run_batch
 from resolvers.steps import RawRecord
 from resolvers.store import InMemoryStore, Kind
 from schemas.normalize import DEFAULT
+from streams.lane_runner import tune_gc
 from streams.producer import TouchpointProducer
 from streams.settings import DEV_SALT
 from streams.simulate import Simulator
@@ -283,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     warmup = serialized(sim, 200)
     backlog = serialized(sim, args.events)
     load_start = os.getloadavg()
+    tune_gc()  # as a worker runs its batches (streams.lane_runner)
     memory, reference = in_process([v for v, _ in warmup + backlog], args.batch)
     e2e, found = end_to_end(kafka, url, warmup, backlog, workers=args.workers, py_spy=args.py_spy)
     out = {

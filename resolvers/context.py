@@ -6,7 +6,6 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 
 from resolvers import inventory
 from resolvers.consent import ConsentPolicy
@@ -41,13 +40,7 @@ class Context:
 
 def suppression_hash(identifier: Identifier, salt: bytes) -> str:
     """Salted SHA-256 of ``type:value``: what erasure keeps instead of the identifier."""
-    return _salted_sha256(identifier.key, salt)
-
-
-@lru_cache(maxsize=65_536)
-def _salted_sha256(key: str, salt: bytes) -> str:
-    """Memoized: every event of a customer hashes the same identifiers again."""
-    return hashlib.sha256(salt + key.encode()).hexdigest()
+    return hashlib.sha256(salt + identifier.key.encode()).hexdigest()
 
 
 def hashed(identifiers: Iterable[Identifier], salt: bytes) -> list[str]:
