@@ -1,19 +1,21 @@
 """``make bench``: every Loom benchmark with modest sizes, one summary table, one JSON file.
 
-    python -m bench [--events 20000] [--workers 1,2] [--rates 1000,250] [--seconds 30]
-                    [--sample 20] [--skip-others] [--soak-events 120000]
-                    [--out bench/results/latest.json]
+    python -m bench [--events 20000] [--workers 1,2] [--rates 1000] [--runs 5] [--seconds 30]
+                    [--sample 20] [--inventory-redis own|shared] [--skip-others]
+                    [--soak-events 120000] [--out bench/results/latest.json]
 
 1. the component benches of the other modules, as subprocesses with small sizes:
    ``identity_bench`` (pure identity core), ``store_bench`` (run_batch on Redis vs in-memory),
    ``produce_bench`` (producer SDK validation cost and ``loom produce`` rate), ``gateway_bench``
    (``loom gateway``: events/s accepted with acks=all, CPU per event, p99 at 1,000 events/s),
    ``shopify_bench`` (its Shopify door: webhooks/s, CPU per webhook, p99 at 100 webhooks/s);
-2. ``e2e_bench.throughput`` with one worker per role (profiles, inventory; its topic kept for
-   step 3), then ``raw_limit`` on the same topic, then throughput with two workers per role;
-3. ``e2e_bench.latency`` for each of ``--rates``: a steady rate through one worker per role,
-   event-to-snapshot and POS-sale-to-inventory-visible latency (1000/s is the target of
-   issue 7.6; 250/s shows the latency when the workers are not saturated on this machine);
+2. ``e2e_bench.throughput_runs``: throughput with one worker per role (profiles, inventory),
+   then ``raw_limit`` on the same topic, then throughput with two workers per role; CPU per
+   event of every process (each role, Redis, the broker, the raw consumer) from /proc, each
+   run as % of the raw limit, CAS retries as % of batches, exactness (``e2e_bench``);
+3. ``e2e_bench.latency_runs``: ``--runs`` consecutive runs at each of ``--rates`` (default 5 at
+   1000/s, the target of issues 7.6 and 17.4: POS sale -> inventory visible p99 <= 100 ms in
+   4 of 5), one worker per role, each run's p99 and how many met the target;
 4. ``soak_bench.soak``: ``--soak-events`` through one worker per role, RSS and decode-cache
    memory sampled every 10,000 events (flat once the working set is loaded).
 
@@ -40,7 +42,6 @@ from typing import Any
 import orjson
 
 from bench import e2e_bench, soak_bench
-from bench.raw_limit import raw_limit
 from streams import redis_clients
 from streams.settings import LoomSettings
 
@@ -285,33 +286,51 @@ def table(results: dict[str, Any]) -> str:
     for r in results.get("components", []):
         row(r["what"], fmt(r["value"], r["unit"]))
     e2e = results.get("e2e", {})
+    raw = e2e.get("raw_limit")
+    if raw:
+        row("raw limit: Kafka -> pipelined SET, no logic", fmt(raw["events_per_s"], "events/s"))
+        for name, us in raw.get("cpu_us_per_event", {}).items():
+            row(f"  raw limit CPU per event: {name}", fmt(us, "µs"))
     for t in e2e.get("throughput", []):
         n = t["workers"]
         both = f"e2e {n} worker(s) per role, produced -> visible"
-        row(both, fmt(t["events_per_s_visible"], "events/s"))
+        pct = t.get("pct_of_raw_limit")
+        row(both, fmt(t["events_per_s_visible"], "events/s") + (f" ({pct}% raw)" if pct else ""))
         for lane, figures in sorted(t.get("lanes", {}).items()):
-            row(f"  {lane} lane visible", fmt(figures["events_per_s_visible"], "events/s"))
-            row(f"  {lane} lane CPU per event", fmt(figures.get("cpu_us_per_event"), "µs"))
-        row(f"  (CAS conflicts retried, {n} worker(s) per role)", str(t.get("commit_conflicts")))
+            lane_pct = figures.get("pct_of_raw_limit")
+            row(
+                f"  {lane} lane visible",
+                fmt(figures["events_per_s_visible"], "events/s")
+                + (f" ({lane_pct}% raw)" if lane_pct else ""),
+            )
+            row(
+                f"  {lane} CAS retries / batches",
+                f"{figures['commit_conflicts']} / {figures['batches']} "
+                f"({figures['cas_retries_pct_of_batches']}%)",
+            )
+        for name, us in t.get("cpu_us_per_event", {}).items():
+            row(f"  CPU per event: {name}", fmt(us, "µs"))
+        exact = t.get("exactness", {})
+        row(
+            "  exact (event ids marked in Redis = produced)",
+            ", ".join(f"{lane} {v['exact']}" for lane, v in sorted(exact.items())),
+        )
         row(
             f"e2e {n} worker(s) per role, produced -> committed",
             fmt(t["events_per_s_committed"], "events/s"),
         )
-    raw = e2e.get("raw_limit")
-    if raw:
-        row("raw limit: Kafka -> pipelined SET, no logic", fmt(raw["events_per_s"], "events/s"))
-        if e2e.get("pipeline_over_raw") is not None:
-            row("pipeline (1 worker, visible) / raw limit", f"{e2e['pipeline_over_raw']:.1%}")
-    for lat in e2e.get("latency", []):
-        v = lat["pos_to_inventory_visible"]
-        at = f"@{lat['rate_achieved']:.0f}/s"
-        row(f"POS sale -> inventory visible p50 / p99 {at}", f"{v['p50_ms']} / {v['p99_ms']} ms")
-        row("  (probe sales seen / sent)", f"{v['seen']} / {v['probes']}")
-        for lane, h in sorted(lat["event_to_snapshot_histogram"].items()):
-            row(f"{lane}: event -> snapshot p50 / p99 {at}", f"{h['p50_ms']} / {h['p99_ms']} ms")
-            row("  buckets holding p50 / p99", f"{h['p50_bucket']} / {h['p99_bucket']}")
-            drain = lat["drain_after_last_send_s"][lane]
-            row(f"  {lane} drain after the last send (> ~1 s: behind)", f"{drain} s")
+    for per_rate in e2e.get("latency", []):
+        for i, lat in enumerate(per_rate["runs"], 1):
+            v = lat["pos_to_inventory_visible"]
+            at = f"@{lat['rate_achieved']:.0f}/s run {i}"
+            row(f"POS -> inventory visible p50 / p99 {at}", f"{v['p50_ms']} / {v['p99_ms']} ms")
+            for lane, h in sorted(lat["event_to_snapshot_histogram"].items()):
+                drain = lat["drain_after_last_send_s"][lane]
+                row(f"  {lane}: event -> snapshot p99, drain", f"{h['p99_ms']} ms, {drain} s")
+        row(
+            f"POS -> inventory p99 <= {per_rate['target_p99_ms']:.0f} ms @{per_rate['rate']:.0f}/s",
+            f"{per_rate['runs_within_target']} of {len(per_rate['runs'])} runs",
+        )
     soak = results.get("soak")
     if soak:
         first, last = soak["samples"][1], soak["samples"][-1]
@@ -334,9 +353,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--events", type=int, default=20_000, help="e2e backlog size (20000)")
     parser.add_argument("--workers", default="1,2", help="e2e worker counts (1,2)")
+    parser.add_argument("--rates", default="1000", help="latency runs, events/s each (1000)")
+    parser.add_argument("--runs", type=int, default=5, help="consecutive latency runs per rate")
     parser.add_argument(
-        "--rates", default="1000,250", help="latency runs, events/s each (1000,250)"
-    )
+        "--inventory-redis", choices=("own", "shared"), default="own",
+        help="inventory lane on its own Redis (LOOM_INVENTORY_REDIS_URL, else one the bench "
+        "starts; ADR 0008) or on the profiles lane's (own)",
+    )  # fmt: skip
     parser.add_argument("--seconds", type=float, default=30.0, help="latency phase s (30)")
     parser.add_argument("--sample", type=int, default=20, help="1 in N POS sales probed (20)")
     parser.add_argument("--skip-others", action="store_true", help="only the e2e benches")
@@ -350,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"machine": machine_facts(url), "kafka": kafka}
     results["settings"] = {
         "events": args.events, "workers": args.workers, "rates": args.rates,
-        "seconds": args.seconds, "sample": args.sample, "partitions": 6,
+        "seconds": args.seconds, "runs": args.runs, "sample": args.sample, "partitions": 6,
+        "inventory_redis": args.inventory_redis,
         "worker": "loom worker defaults: batch_size 500, batch_timeout_s 0.05 (profiles), "
         "inventory_batch_timeout_s 0.01, commit every 1 s",
     }  # fmt: skip
@@ -358,31 +382,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.skip_others:
             results["components"], results["component_outputs"] = run_others(kafka, url)
-        e2e: dict[str, Any] = {"throughput": []}
-        results["e2e"] = e2e
-        for i, n in enumerate(int(w) for w in args.workers.split(",") if w):
-            say(f"e2e throughput: {args.events} events, {n} worker(s)")
-            res, dep = e2e_bench.throughput(
-                kafka, url, events=args.events, workers=n, keep=(i == 0)
+        workers = [int(w) for w in args.workers.split(",") if w]
+        with e2e_bench.inventory_redis(args.inventory_redis) as inventory_url:
+            say(f"e2e throughput: {args.events} events, {workers} worker(s) per role, raw limit")
+            e2e: dict[str, Any] = e2e_bench.throughput_runs(
+                kafka, url, events=args.events, workers=workers, inventory_redis_url=inventory_url
             )
-            e2e["throughput"].append(res)
-            if i == 0:
-                try:
-                    dep.stop_workers()
-                    say(f"raw limit on the same topic ({res['records_on_topic']} records)")
-                    raw = raw_limit(kafka, url, dep.raw_topic, res["records_on_topic"])
-                    e2e["raw_limit"] = raw
-                    e2e["pipeline_over_raw"] = round(
-                        res["events_per_s_visible"] / raw["events_per_s"], 4
-                    )
-                finally:
-                    dep.close()
-        e2e["latency"] = []
-        for rate in (float(r) for r in args.rates.split(",") if r and args.seconds > 0):
-            say(f"e2e latency: {rate:.0f} events/s for {args.seconds:.0f} s")
-            e2e["latency"].append(
-                e2e_bench.latency(kafka, url, rate=rate, seconds=args.seconds, sample=args.sample)
-            )
+            results["e2e"] = e2e
+            e2e["latency"] = e2e_bench.latency_runs(
+                kafka, url, rates=[float(r) for r in args.rates.split(",") if r],
+                runs=args.runs, seconds=args.seconds, sample=args.sample,
+                inventory_redis_url=inventory_url,
+            )  # fmt: skip
         if args.soak_events:
             say(f"soak: {args.soak_events} events, worker RSS sampled every 10,000")
             results["soak"] = soak_bench.soak(

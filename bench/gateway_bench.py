@@ -41,17 +41,11 @@ import orjson
 
 from bench.e2e_bench import histogram_delta, histogram_summary, quantile
 from streams import kafka_clients
+from streams.procinfo import process_cpu_s as cpu_seconds
 from streams.settings import LoomSettings, Topics
 
 ROOT = Path(__file__).resolve().parents[1]
 WRITE_KEY = "wk_bench_gateway_0001"
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def messages(n: int, seed: str) -> list[dict[str, Any]]:

@@ -22,17 +22,31 @@ import uuid
 from typing import Any
 
 import orjson
+import redis
 
-from bench.e2e_bench import delete_prefix
+from bench.proc_cpu import CpuMeter, per_event_us
 from streams import kafka_clients, redis_clients
 from streams.settings import LoomSettings
 
 
+def delete_prefix(client: redis.Redis, root: str) -> int:
+    keys = list(client.scan_iter(match=f"{root}:*", count=1000))
+    for i in range(0, len(keys), 1000):
+        client.unlink(*keys[i : i + 1000])
+    return len(keys)
+
+
 def raw_limit(
     kafka: str, redis_url: str, topic: str, expected: int, *, batch: int = 500,
-    timeout: float = 300.0,
+    timeout: float = 300.0, meter: CpuMeter | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Consume ``expected`` records of ``topic`` into Redis; returns events/s and details."""
+    """Consume ``expected`` records of ``topic`` into Redis; returns events/s and details.
+
+    CPU per event (``cpu_us_per_event``) of this process (``raw_consumer``: consumption,
+    decoding, the Redis client) and of the processes of ``meter`` (e.g. Redis, the broker),
+    from the first record received until the last commit."""
+    meter = meter or CpuMeter()
+    meter.add("raw_consumer", os.getpid())
     prefix = f"benchraw{uuid.uuid4().hex[:10]}"
     group = f"loom-bench-raw-{uuid.uuid4().hex[:10]}"
     settings = LoomSettings(kafka_bootstrap=kafka, redis_url=redis_url)
@@ -52,6 +66,7 @@ def raw_limit(
             if not msgs:
                 continue
             if started is None:
+                meter.start()
                 started = time.monotonic()
             pipe = client.pipeline(transaction=False)
             for msg in msgs:
@@ -66,6 +81,7 @@ def raw_limit(
             consumer.commit(asynchronous=False)
             done += len(msgs)
         elapsed = time.monotonic() - (started or time.monotonic())
+        cpu = meter.stop()
     finally:
         consumer.close()
         written = delete_prefix(client, prefix)
@@ -79,6 +95,8 @@ def raw_limit(
         "seconds": round(elapsed, 3),
         "events_per_s": round(done / elapsed, 1) if elapsed > 0 else None,
         "keys_written": written,
+        "cpu_s": cpu,
+        "cpu_us_per_event": per_event_us(cpu, done),
     }
 
 

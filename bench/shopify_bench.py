@@ -39,8 +39,9 @@ import aiohttp
 import orjson
 
 from bench.e2e_bench import quantile
-from bench.gateway_bench import ROOT, Gateway, cpu_seconds
+from bench.gateway_bench import ROOT, Gateway
 from streams import redis_clients
+from streams.procinfo import process_cpu_s as cpu_seconds
 from streams.settings import LoomSettings
 
 SECRET = "shpss_bench_secret_0001"

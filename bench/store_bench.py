@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
-from bench.e2e_bench import delete_prefix
+from bench.raw_limit import delete_prefix
 from resolvers.consent import ConsentPolicy
 from resolvers.context import Context, TopicNames
 from resolvers.decode_cache import DecodeCache

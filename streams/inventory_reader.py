@@ -2,7 +2,8 @@
 
 One round trip per SKU, every location included::
 
-    reader = InventoryReader(redis_clients.client(settings), prefix=settings.redis_prefix)
+    client = redis_clients.client(settings.for_lane("inventory"))  # LOOM_INVENTORY_REDIS_URL
+    reader = InventoryReader(client, prefix=settings.redis_prefix)
     reader.get("SKU-1")                  # -> snapshot dict (resolvers.inventory.snapshot) or None
     for doc in reader.iter_all(): ...    # export: every SKU (SSCAN + pipelined reads)
 

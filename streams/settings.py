@@ -181,6 +181,11 @@ class LoomSettings(BaseSettings):
         "redis://127.0.0.1:16379/0",
         description="Redis URL; rediss:// for TLS (with Sentinel: scheme and database only)",
     )
+    inventory_redis_url: UrlWithSecret | None = Field(
+        None,
+        description="the inventory lane's own Redis primary (its stock, change stream, outbox "
+        "and generation; ADR 0008); unset: LOOM_REDIS_URL. Same credentials and TLS files",
+    )
     redis_prefix: str = Field("loom", description="prefix of every Redis key Loom writes")
     redis_username: str | None = Field(None, description="Redis ACL user")
     redis_password: SecretStr | None = Field(None, description="Redis password (of the ACL user)")
@@ -416,6 +421,22 @@ class LoomSettings(BaseSettings):
             out.append("LOOM_REDIS_SSL_CERT_FILE and LOOM_REDIS_SSL_KEY_FILE go together")
         if self.redis_password is not None and urlsplit(self.redis_url).password is not None:
             out.append("LOOM_REDIS_URL holds a password and LOOM_REDIS_PASSWORD is set; use one")
+        if self.inventory_redis_url is not None:
+            if not self.inventory_redis_url.startswith(("redis://", "rediss://", "unix://")):
+                out.append(
+                    "LOOM_INVENTORY_REDIS_URL must start with redis://, rediss:// or unix://"
+                )
+            elif self.inventory_redis_url.startswith("rediss://") != self.redis_tls:
+                out.append(
+                    "LOOM_INVENTORY_REDIS_URL and LOOM_REDIS_URL must both use TLS or neither"
+                )
+            if self.redis_sentinels:
+                out.append("LOOM_INVENTORY_REDIS_URL does not work with Sentinel (one master name)")
+            if self.redis_password is not None and urlsplit(self.inventory_redis_url).password:
+                out.append(
+                    "LOOM_INVENTORY_REDIS_URL holds a password and LOOM_REDIS_PASSWORD is set; "
+                    "use one"
+                )
         if bool(self.redis_sentinels) != bool(self.redis_sentinel_master):
             out.append("LOOM_REDIS_SENTINELS and LOOM_REDIS_SENTINEL_MASTER go together")
         try:
@@ -461,6 +482,14 @@ class LoomSettings(BaseSettings):
         ]
         values += [v for k, v in self.kafka_config.items() if "password" in k or "secret" in k]
         return [v for v in values if v]
+
+    def for_lane(self, lane: str) -> LoomSettings:
+        """These settings as ``lane``'s workers and readers use them: the inventory lane's
+        Redis is ``LOOM_INVENTORY_REDIS_URL`` when set (ADR 0008), every other one
+        ``LOOM_REDIS_URL``."""
+        if lane != "inventory" or self.inventory_redis_url is None:
+            return self
+        return self.model_copy(update={"redis_url": self.inventory_redis_url})
 
     def group_id(self, lane: str) -> str:
         """The Kafka consumer group of a lane's workers."""

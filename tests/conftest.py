@@ -43,7 +43,7 @@ import pytest
 import redis
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
-from local_infra import Endpoints, LocalInfra
+from local_infra import Endpoints, LocalInfra, RedisServer
 from local_infra import free_ports as _free_ports
 from loom_servers import Servers
 
@@ -283,6 +283,26 @@ def unique_topic(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
 def free_ports() -> Callable[[int], list[int]]:
     """``free_ports(n)``: ``n`` distinct ports the kernel reports free on 127.0.0.1."""
     return _free_ports
+
+
+@pytest.fixture
+def redis_server(
+    tmp_path: Path, free_ports: Callable[[int], list[int]]
+) -> Iterator[Callable[..., RedisServer]]:
+    """Factory: ``redis_server(appendonly=True)`` -> a started :class:`RedisServer` of this
+    test (a bare ``redis-server`` on a free port), stopped after the test."""
+    servers: list[RedisServer] = []
+
+    def start(*, appendonly: bool = True) -> RedisServer:
+        (port,) = free_ports(1)
+        server = RedisServer(port, tmp_path / f"redis-{port}", appendonly=appendonly)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture

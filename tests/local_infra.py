@@ -1,15 +1,20 @@
 """deploy/infra.sh on free loopback ports with a temporary data dir: the servers of a test
-session (tests/conftest.py) or of a test that needs a broker of its own (one it may kill)."""
+session (tests/conftest.py) or of a test that needs a broker of its own (one it may kill);
+:class:`RedisServer`, a bare ``redis-server`` of one test (the ``redis_server`` fixture)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import redis
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 INFRA_SCRIPT = REPO_ROOT / "deploy" / "infra.sh"
@@ -95,3 +100,48 @@ class LocalInfra:
             print(f"deploy/infra.sh down failed:\n{result.stderr}")
         if os.environ.get("LOOM_TEST_KEEP_DATA") != "1":
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+class RedisServer:
+    """A ``redis-server`` of one test: ``start``, ``kill`` (SIGKILL), ``restart``, ``stop``."""
+
+    def __init__(self, port: int, data_dir: Path, *, appendonly: bool) -> None:
+        self.port, self.data_dir, self.appendonly = port, data_dir, appendonly
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"redis://127.0.0.1:{port}/0"
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        args += ["--dir", str(self.data_dir), "--appendonly", "yes" if self.appendonly else "no"]
+        # Loom's default: Redis writes the AOF before it replies, so a killed process loses
+        # nothing acknowledged (only a host crash can lose the last second)
+        args += ["--appendfsync", "everysec"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if client.ping():
+                    break
+            except redis.ConnectionError:
+                pass
+            except redis.exceptions.BusyLoadingError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("redis-server did not start")
+            time.sleep(0.05)
+        client.close()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def restart(self, down_s: float = 1.0) -> None:
+        self.kill()
+        time.sleep(down_s)  # the outage itself: workers see connection errors meanwhile
+        self.start()
+
+    def stop(self) -> None:
+        self.kill()

@@ -95,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         settings.redis_prefix,
         default_region=settings.default_region,
     )
+    # the inventory lane's own Redis when LOOM_INVENTORY_REDIS_URL is set (ADR 0008)
+    stock_client = redis_clients.client(settings.for_lane("inventory"))
     workers, logs = _start_workers(settings)
     consumers = lane_consumers(settings)
     try:
@@ -108,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         story = demo_story.Story(
             settings=settings,
             profiles=reader,
-            stock=InventoryReader(reader.client, settings.redis_prefix),
+            stock=InventoryReader(stock_client, settings.redis_prefix),
             sent=sent,
             kept=args.keep,
         )
@@ -117,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         for consumer in consumers.values():
             consumer.close()
         reader.client.close()
+        stock_client.close()
         for worker in workers.values():
             worker.send_signal(signal.SIGTERM)
         for worker in workers.values():
@@ -199,11 +202,12 @@ def _reset(settings: LoomSettings) -> None:
     for future in admin.delete_consumer_groups(groups, request_timeout=10).values():
         with contextlib.suppress(Exception):  # a group that never existed is fine
             future.result()
-    client = redis_clients.client(settings)
-    keys = list(client.scan_iter(match=f"{settings.redis_prefix}:*", count=1000))
-    for start in range(0, len(keys), 500):
-        client.delete(*keys[start : start + 500])
-    client.close()
+    for lane in LANES:  # each lane's Redis (one server unless LOOM_INVENTORY_REDIS_URL is set)
+        client = redis_clients.client(settings.for_lane(lane))
+        keys = list(client.scan_iter(match=f"{settings.redis_prefix}:*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
+        client.close()
 
 
 def worker_env(settings: LoomSettings) -> dict[str, str]:

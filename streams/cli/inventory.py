@@ -55,7 +55,7 @@ def register(subparsers: Any) -> None:
 
 
 def _reader(args: argparse.Namespace) -> InventoryReader:
-    client, prefix, _ = redis_target(args)
+    client, prefix, _ = redis_target(args, lane="inventory")
     return InventoryReader(client, prefix)
 
 

@@ -70,12 +70,18 @@ def settings_from(args: argparse.Namespace, **extra: Any) -> LoomSettings:
 
 
 def connect(
-    args: argparse.Namespace, *, kafka: bool = False, redis: bool = False, **extra: Any
+    args: argparse.Namespace,
+    *,
+    kafka: bool = False,
+    redis: bool = False,
+    lane: str = "profiles",
+    **extra: Any,
 ) -> LoomSettings:
-    """:func:`settings_from`, then one round trip to each server the command needs, so that
-    an unreachable server or refused credentials end the command with one line
-    (:class:`~streams.startup.InfraError`) instead of a timeout deep inside it."""
-    settings = settings_from(args, **extra)
+    """:func:`settings_from` (as ``lane`` uses them: its Redis), then one round trip to each
+    server the command needs, so that an unreachable server or refused credentials end the
+    command with one line (:class:`~streams.startup.InfraError`) instead of a timeout deep
+    inside it."""
+    settings = settings_from(args, **extra).for_lane(lane)
     if kafka:
         check_kafka(settings)
     if redis:

@@ -20,10 +20,12 @@ from streams.settings import LoomSettings
 PROGRESS_EVERY = 10_000
 
 
-def redis_target(args: argparse.Namespace) -> tuple[redis.Redis, str, LoomSettings]:
-    """The client and key prefix the arguments (else the settings) name, and the settings;
-    the server is checked first (one line and exit 1 if it cannot be used)."""
-    settings = connect(args, redis=True)
+def redis_target(
+    args: argparse.Namespace, lane: str = "profiles"
+) -> tuple[redis.Redis, str, LoomSettings]:
+    """The client and key prefix the arguments (else the settings) name for ``lane``'s state,
+    and the settings; the server is checked first (one line and exit 1 if it cannot be used)."""
+    settings = connect(args, redis=True, lane=lane)
     return redis_clients.client(settings), settings.redis_prefix, settings
 
 

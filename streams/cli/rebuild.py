@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"--wipe deletes every {args.lane} key in Redis: add --yes to confirm")
         return 2
     logging.getLogger("streams").setLevel(logging.WARNING)  # the progress lines tell the story
-    settings = load_settings()
+    settings = load_settings().for_lane(args.lane)
     ensure_topics(settings)
     rebuild = Rebuild(
         build_runtime(settings, LANES[args.lane]),

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from streams.topics import ensure_topics
 
     logging.getLogger().setLevel(args.loglevel.upper())
-    settings = settings_from(args)
+    settings = settings_from(args).for_lane(args.role)  # the lane's own Redis (ADR 0008)
     refuse_unsafe_defaults(settings)
     kafka_clients.show_librdkafka_lines(args.verbose or args.loglevel == "debug")
     wait_for_infra(settings)

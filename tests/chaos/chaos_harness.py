@@ -2,8 +2,8 @@
 restarted, made read-only or full), real ``loom worker`` processes, and the picture of what a
 run left behind, to compare with a clean run of the same input.
 
-* :class:`RedisServer`: one ``redis-server`` on a free port, with or without AOF;
-  ``restart()`` after SIGKILL (state survives only with AOF);
+* :class:`~local_infra.RedisServer` (tests/local_infra.py): one ``redis-server`` on a free
+  port, with or without AOF; ``restart()`` after SIGKILL (state survives only with AOF);
 * :class:`Chaos`: an e2e :class:`~e2e_harness.Loom` deployment on that server, whose workers
   get a fixed health port each and, optionally, a fault (``LOOM_CHAOS``, see
   ``inject/sitecustomize.py``);
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -29,56 +28,11 @@ from typing import Any
 import loom_servers
 import orjson
 import pytest
-import redis
 from e2e_harness import Loom
+from local_infra import RedisServer
 from prometheus_client.parser import text_string_to_metric_families
 
 INJECT = Path(__file__).resolve().parent / "inject"
-
-
-class RedisServer:
-    """A ``redis-server`` of one test: ``start``, ``kill`` (SIGKILL), ``restart``, ``stop``."""
-
-    def __init__(self, port: int, data_dir: Path, *, appendonly: bool) -> None:
-        self.port, self.data_dir, self.appendonly = port, data_dir, appendonly
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = f"redis://127.0.0.1:{port}/0"
-
-    def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--dir", str(self.data_dir), "--appendonly", "yes" if self.appendonly else "no"]
-        # Loom's default: Redis writes the AOF before it replies, so a killed process loses
-        # nothing acknowledged (only a host crash can lose the last second)
-        args += ["--appendfsync", "everysec"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if client.ping():
-                    break
-            except redis.ConnectionError:
-                pass
-            except redis.exceptions.BusyLoadingError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("redis-server did not start")
-            time.sleep(0.05)
-        client.close()
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def restart(self, down_s: float = 1.0) -> None:
-        self.kill()
-        time.sleep(down_s)  # the outage itself: workers see connection errors meanwhile
-        self.start()
-
-    def stop(self) -> None:
-        self.kill()
 
 
 def dlq_key(value: bytes | None) -> str:
@@ -103,30 +57,6 @@ def free_loopback_ports(count: int) -> list[int]:
     finally:
         for sock in socks:
             sock.close()
-
-
-def pid_listening_on(port: int) -> int | None:
-    """The pid of the local process listening on TCP ``port`` (None if not local)."""
-    inode = None
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # LISTEN
-                inode = fields[9]
-    if inode is None:
-        return None
-    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
-        try:
-            for fd in fd_dir.iterdir():
-                if os.readlink(fd) == f"socket:[{inode}]":
-                    return int(fd_dir.parent.name)
-        except OSError:
-            continue
-    return None
 
 
 @dataclass(frozen=True)

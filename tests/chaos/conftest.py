@@ -13,7 +13,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))  # the e2e harness
 
-from chaos_harness import Chaos, Picture, RedisServer, free_loopback_ports
+from chaos_harness import Chaos, Picture, free_loopback_ports
+from local_infra import RedisServer
 
 from schemas.touchpoint import touchpoint_to_json
 from streams.simulate import Simulator
@@ -30,23 +31,6 @@ EVENTS = 2500
 def good_input() -> list[dict[str, Any]]:
     sim = Simulator(seed=11, customers=300, stores=4, skus=40)
     return [touchpoint_to_json(tp) for tp in itertools.islice(sim.events(), EVENTS)]
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path, free_ports: Callable[[int], list[int]]) -> Iterator[Any]:
-    """Factory: ``redis_server(appendonly=True)`` -> a started :class:`RedisServer`."""
-    servers: list[RedisServer] = []
-
-    def start(*, appendonly: bool = True) -> RedisServer:
-        (port,) = free_ports(1)
-        server = RedisServer(port, tmp_path / f"redis-{port}", appendonly=appendonly)
-        server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 @pytest.fixture

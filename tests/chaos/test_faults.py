@@ -19,9 +19,11 @@ from typing import Any
 import orjson
 import pytest
 import redis
-from chaos_harness import Chaos, Picture, dlq_key, pid_listening_on
+from chaos_harness import Chaos, Picture, dlq_key
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+from streams.procinfo import listening_pid
 
 pytestmark = pytest.mark.chaos
 
@@ -356,7 +358,7 @@ def test_sigterm_stops_a_worker_while_kafka_hangs(
     chaos: Any, good_input: list[Any], reference: Picture, kafka_bootstrap: str
 ) -> None:
     host, _, port = kafka_bootstrap.split(",", maxsplit=1)[0].rpartition(":")
-    broker = pid_listening_on(int(port)) if host in ("127.0.0.1", "localhost") else None
+    broker = listening_pid(int(port)) if host in ("127.0.0.1", "localhost") else None
     if broker is None:
         pytest.skip("the broker is not a local process this test can freeze")
     c = chaos()

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
+import redis
 from e2e_harness import Loom
+from local_infra import RedisServer
 
 from resolvers import inventory as ledger
 
@@ -544,3 +547,42 @@ def test_the_reader_cli_prints_the_snapshot_the_worker_wrote(loom: Loom) -> None
     missing = loom.cli("inventory", "get", "SKU-NEVER-SEEN", "--json")
     assert missing.returncode == 1
     assert "SKU-NEVER-SEEN" in missing.stderr
+
+
+def test_the_inventory_lane_on_its_own_redis_keeps_all_its_state_there(
+    loom: Loom, redis_server: Callable[..., RedisServer]
+) -> None:
+    """``LOOM_INVENTORY_REDIS_URL`` (ADR 0008): the stock, the lane's processed markers, its
+    change stream, outbox and generation marker live on the inventory lane's own Redis; the
+    profiles lane's Redis holds none of them (and the inventory Redis no profile); the
+    relay still delivers the lane's changes to Kafka, and ``loom inventory get`` reads there."""
+    own = redis_server()
+    loom.env["LOOM_INVENTORY_REDIS_URL"] = own.url
+    inventory_redis = redis.Redis.from_url(own.url)
+    root = loom.root
+    loom.start_worker()
+    loom.produce(store_day())
+    loom.wait_idle()
+    loom.wait_for(lambda: inventory_redis.xlen(f"{root}:outbox") == 0, "inventory outbox drained")
+
+    raw = inventory_redis.hget(f"{root}:stock:SKU-DAY", "d")
+    assert raw is not None
+    assert orjson.loads(raw)["locations"]["oslo-1"]["on_hand"] == 24  # type: ignore[arg-type]
+    assert loom.stock("SKU-DAY") is None
+    for pattern in ("stock:*", "seen-inventory:*", "changes:inventory", "stock-index"):
+        assert not list(loom.redis.scan_iter(f"{root}:{pattern}")), pattern
+        assert list(inventory_redis.scan_iter(f"{root}:{pattern}")), pattern
+    for pattern in ("profile:*", "id:*", "seen:*", "changes:profiles"):
+        assert not list(inventory_redis.scan_iter(f"{root}:{pattern}")), pattern
+    assert loom.profiles(), "the profiles lane wrote its own Redis"
+    assert inventory_redis.get(f"{root}:generation") is not None
+    assert loom.redis.get(f"{root}:generation") is not None
+
+    changes = loom.decoded(loom.settings.topics.inventory_changes)
+    assert {v["event_id"] for _, v in changes} >= {"d-count", "d-sale-2", "d-restock", "d-damage"}
+    assert {k for k, _ in changes} >= {"SKU-DAY@oslo-1"}
+
+    done = loom.cli("inventory", "get", "SKU-DAY", "--json")
+    assert done.returncode == 0, done.stderr
+    assert orjson.loads(done.stdout)["locations"]["oslo-1"]["on_hand"] == 24
+    inventory_redis.close()

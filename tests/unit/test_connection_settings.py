@@ -107,6 +107,26 @@ def test_a_secret_set_twice_or_unreadable_is_one_line(
         ),
         ({"redis_url": f"http://u:{SECRET}@h"}, "LOOM_REDIS_URL must start with redis://"),
         (
+            {"inventory_redis_url": "http://h"},
+            "LOOM_INVENTORY_REDIS_URL must start with redis://",
+        ),
+        (
+            {"inventory_redis_url": "rediss://h:6380/0"},
+            "LOOM_INVENTORY_REDIS_URL and LOOM_REDIS_URL must both use TLS or neither",
+        ),
+        (
+            {
+                "inventory_redis_url": "redis://h2/0",
+                "redis_sentinels": "h:26379",
+                "redis_sentinel_master": "m",
+            },
+            "LOOM_INVENTORY_REDIS_URL does not work with Sentinel",
+        ),
+        (
+            {"inventory_redis_url": f"redis://u:{SECRET}@h2/0", "redis_password": SECRET},
+            "LOOM_INVENTORY_REDIS_URL holds a password and LOOM_REDIS_PASSWORD is set",
+        ),
+        (
             {"replication_factor": 2, "min_insync_replicas": 3},
             "LOOM_MIN_INSYNC_REPLICAS (3) exceeds LOOM_REPLICATION_FACTOR (2)",
         ),
@@ -123,6 +143,22 @@ def test_a_configuration_that_cannot_work_is_one_line_naming_it(
     assert message in text
     assert "\n" not in text
     assert SECRET not in text
+
+
+def test_the_inventory_lane_has_its_own_redis_only_when_configured() -> None:
+    shared = LoomSettings(redis_url="redis://one:6379/0", redis_prefix="p")
+    assert shared.for_lane("inventory") is shared
+    own = LoomSettings(
+        redis_url="redis://one:6379/0",
+        inventory_redis_url=f"redis://u:{SECRET}@two:6379/1",
+        redis_prefix="p",
+        redis_username="loom",
+    )
+    inventory = own.for_lane("inventory")
+    assert inventory.redis_url == f"redis://u:{SECRET}@two:6379/1"
+    assert (inventory.redis_prefix, inventory.redis_username) == ("p", "loom")
+    assert own.for_lane("profiles").redis_url == "redis://one:6379/0"
+    assert SECRET not in repr(own)
 
 
 def test_repr_masks_passwords_in_urls_and_hides_client_overrides() -> None:

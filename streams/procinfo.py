@@ -1,0 +1,51 @@
+"""Facts about local processes from ``/proc`` (Linux): CPU time used, who listens on a port.
+
+For measuring and fault-injecting Loom's processes from outside: the bench's CPU per event
+(``bench.proc_cpu``) and the chaos tier's broker pauses (``tests/chaos``). Nothing in a worker
+uses it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Final
+
+#: TCP state LISTEN in ``/proc/net/tcp``.
+LISTEN: Final = "0A"
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far, every thread (exited ones too):
+    ``/proc/<pid>/stat`` fields 14 and 15 over the clock tick ``os.sysconf("SC_CLK_TCK")``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _listening_inodes(port: int) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if cols[3] == LISTEN and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(cols[9])
+    return inodes
+
+
+def listening_pid(port: int) -> int | None:
+    """The local process listening on TCP ``port`` (None if none this user can see)."""
+    sockets = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
+    if not sockets:
+        return None
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            for fd in fd_dir.iterdir():
+                if os.readlink(fd) in sockets:
+                    return int(fd_dir.parent.name)
+        except OSError:  # gone, or not ours to read
+            continue
+    return None
