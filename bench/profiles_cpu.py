@@ -50,7 +50,6 @@ from bench.e2e_bench import (
     counter,
     free_port,
     http_status,
-    process_cpu_s,
     say,
     serialized,
 )
@@ -62,6 +61,7 @@ from resolvers.steps import RawRecord
 from resolvers.store import InMemoryStore, Kind
 from schemas.normalize import DEFAULT
 from streams.lane_runner import tune_gc
+from streams.procinfo import process_cpu_s
 from streams.producer import TouchpointProducer
 from streams.settings import DEV_SALT
 from streams.simulate import Simulator
