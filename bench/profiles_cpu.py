@@ -51,8 +51,8 @@ from bench.e2e_bench import (
     free_port,
     http_status,
     say,
-    serialized,
 )
+from bench.soak_bench import serialized_from
 from bench.store_bench import make_context
 from resolvers.context import Context
 from resolvers.decode_cache import DecodeCache
@@ -282,8 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     kafka = os.environ.get("LOOM_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
     url = os.environ.get("LOOM_REDIS_URL", "redis://127.0.0.1:16379/0")
     sim = Simulator(seed=1, customers=args.customers, stores=10, skus=500)
-    warmup = serialized(sim, 200)
-    backlog = serialized(sim, args.events)
+    stream = sim.events()
+    warmup = serialized_from(stream, 200)
+    backlog = serialized_from(stream, args.events)
     load_start = os.getloadavg()
     tune_gc()  # as a worker runs its batches (streams.lane_runner)
     memory, reference = in_process([v for v, _ in warmup + backlog], args.batch)
