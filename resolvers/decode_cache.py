@@ -52,15 +52,20 @@ class DecodeCache:
             return cached[1]
         self.misses += 1
         value = decode(raw)
+        self.put(key, raw, value)
+        return value
+
+    def put(self, key: Hashable, raw: bytes, value: Any) -> None:
+        """Remember ``value`` as the decoding of ``raw`` (the caller vouches that it is: e.g.
+        the value a worker just encoded and stored as ``raw``)."""
+        cached = self._entries.pop(key, None)
         if cached is not None:  # stale: its entity changed
-            del self._entries[key]
             self.bytes -= cached[2]
         cost = charge(raw)
         if cost * 8 > self.max_bytes:
-            return value
+            return
         self._entries[key] = (raw, value, cost)
         self.bytes += cost
         while self.bytes > self.max_bytes:
             _, (_, _, evicted) = self._entries.popitem(last=False)
             self.bytes -= evicted
-        return value

@@ -33,13 +33,14 @@ from typing import Final
 
 from resolvers import commit_codec
 from resolvers.context import Context
+from resolvers.decode_cache import DecodeCache
 from resolvers.effects import Count, Measure, ProfileWritten
 from resolvers.identity.evidence import profile_id_for
 from resolvers.lanes.inventory import InventoryBatch, LaneOutcome
 from resolvers.lanes.profiles import ProfilesBatch
 from resolvers.stages import dedupe, identity, inventory, normalize, parse
 from resolvers.steps import DUPLICATE, OK, DeadLetter, Event, Ok, RawRecord
-from resolvers.store import Loaded, LoadRequest, Ref, StateStore, profile_ref
+from resolvers.store import Commit, Loaded, LoadRequest, Ref, StateStore, profile_ref
 from schemas.bounds import DEFAULT_BOUNDS, InputBounds
 from schemas.normalize import NormalizeConfig
 from schemas.touchpoint import Touchpoint
@@ -258,6 +259,8 @@ def run_batch(
         )
         if store.commit(commit).ok:
             result.processed = len(commit.event_ids)
+            if ctx.cache is not None:
+                _remember_written(ctx.cache, outcome, commit)
             return result
         ctx = make_context()
     raise CommitConflictError(f"batch still conflicting after {max_attempts} attempts")
@@ -267,6 +270,19 @@ def _run_lane(lane: Lane, loaded: Loaded, ctx: Context, events: Sequence[Event])
     if lane.identity:
         return ProfilesBatch.from_loaded(loaded, ctx).run(events)
     return InventoryBatch.from_loaded(loaded, ctx).run(events)
+
+
+def _remember_written(cache: DecodeCache, outcome: LaneOutcome, commit: Commit) -> None:
+    """The profiles the batch wrote, decoded, for the next batch's load: the stored state is
+    this batch's encoding of exactly these values (``lanes.stored_profile`` round-trips), so
+    a profile touched again is not parsed again while nobody else wrote it."""
+    states = {w.ref: w.fields.get("s") for w in commit.writes}
+    for effect in outcome.effects:
+        if isinstance(effect, ProfileWritten):
+            ref = profile_ref(effect.profile.profile_id)
+            raw = states.get(ref)
+            if raw is not None:
+                cache.put(ref, raw, effect.profile)
 
 
 def _unloaded_profiles(outcome: LaneOutcome, loaded: Iterable[Ref]) -> list[str]:

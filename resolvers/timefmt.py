@@ -17,6 +17,8 @@ class TimeFormatError(ValueError):
 
 def utc(value: datetime) -> datetime:
     """``value`` in UTC; naive datetimes are refused."""
+    if value.tzinfo is UTC:  # the common case (every time Loom parsed or built): no call
+        return value
     if value.tzinfo is None or value.utcoffset() is None:
         raise TimeFormatError("timestamp must be timezone-aware")
     return value if value.tzinfo is UTC else value.astimezone(UTC)

@@ -186,6 +186,17 @@ def _same_digit_or_sequence(digits: str) -> bool:
     return digits in "01234567890" or digits in "98765432109"
 
 
+@lru_cache(maxsize=4_096)
+def _national_digits(value: str) -> str:
+    """The national significant number of a phone value (its digits if it does not parse).
+    Memoized: parsing is the costly part of :func:`is_blocked`, asked again of the same
+    canonical values whenever identity is replayed."""
+    try:
+        return str(phonenumbers.national_significant_number(phonenumbers.parse(value, None)))
+    except phonenumbers.NumberParseException:
+        return _NON_DIGITS.sub("", value)
+
+
 def is_blocked(id_type: str, value: str, config: NormalizeConfig = DEFAULT) -> bool:
     """Whether a canonical ``value`` of ``id_type`` is a known junk value that must not link."""
     folded = value.casefold()
@@ -197,13 +208,8 @@ def is_blocked(id_type: str, value: str, config: NormalizeConfig = DEFAULT) -> b
         local, _, _domain = folded.partition("@")
         if local in config.blocked_email_locals:
             return True
-    elif id_type == PHONE:
-        try:
-            national = phonenumbers.national_significant_number(phonenumbers.parse(value, None))
-        except phonenumbers.NumberParseException:
-            national = _NON_DIGITS.sub("", value)
-        if _same_digit_or_sequence(national):
-            return True
+    elif id_type == PHONE and _same_digit_or_sequence(_national_digits(value)):
+        return True
     patterns = config.blocked_patterns
     return any(
         _compiled(p).fullmatch(value) for key in (id_type, "*") for p in patterns.get(key, ())
@@ -280,6 +286,14 @@ def normalize_one(
     return Identifier(id_type, value, raw)
 
 
+@lru_cache(maxsize=8_192)
+def _normalize_default(id_type: str, raw: str, region: str | None) -> Identifier | Rejected:
+    """:func:`normalize_one` with the default configuration, memoized (pure; its results are
+    immutable): phone numbers in particular cost a parse each. Bounded small (~3 MiB): anonymous
+    ids never come back, so a large memo only grows the worker (the soak bench saw it)."""
+    return normalize_one(id_type, raw, region=region, config=DEFAULT)
+
+
 def normalize_identifiers(
     ids: Mapping[str, str | None],
     *,
@@ -299,7 +313,10 @@ def normalize_identifiers(
         raw = ids[id_type]
         if raw is None:
             continue
-        result = normalize_one(id_type, raw, region=region, config=config)
+        if config is DEFAULT:  # the workers' configuration: a customer's values repeat
+            result = _normalize_default(id_type, raw, region)
+        else:
+            result = normalize_one(id_type, raw, region=region, config=config)
         if isinstance(result, Rejected):
             rejected.append(result)
         else:

@@ -254,12 +254,13 @@ class WorkerMetrics:
             ),
             outbox_length=Gauge(
                 "loom_outbox_length",
-                "Outbox records in Redis not yet delivered to Kafka (read by the relay).",
+                "Outbox entries in Redis not yet delivered to Kafka (one per committed batch, "
+                "holding its records; read by the relay).",
                 registry=reg,
             ),
             outbox_oldest_age=Gauge(
                 "loom_outbox_oldest_age_seconds",
-                "Age of the oldest outbox record not yet delivered to Kafka (0 when empty).",
+                "Age of the oldest outbox entry not yet delivered to Kafka (0 when empty).",
                 registry=reg,
             ),
             decode_cache_bytes=Gauge(

@@ -27,7 +27,9 @@ key                                type    contents
                                            (with ``version``), ``merged`` (with ``into``)
                                            or ``erased``
 ``P:v1:changes:inventory``         stream  ``sku``, ``location``, ``available`` (to sell)
-``P:v1:outbox``                    stream  Kafka records waiting for the relay
+``P:v1:outbox``                    stream  Kafka records waiting for the relay: one entry
+                                           per committed batch, field ``records``
+                                           (``streams.outbox``)
 ``P:v1:audience:{name}``           set     ids of the profiles in the audience (activation)
 ``P:v1:audience-medians``          hash    category -> median repurchase interval in days
                                            across customers (the scheduled pass)
@@ -59,6 +61,7 @@ never skips an event on the strength of state a failover could still take back.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any, Final
@@ -82,6 +85,7 @@ from resolvers.store import (
     profile_ref,
     stock_ref,
 )
+from streams import outbox
 from streams.errors import StateLostError
 
 STREAM_MAXLEN: Final = 100_000
@@ -264,8 +268,14 @@ class RedisStore:
             return out
 
         writes, index_ops = [], []
-        for w in [*commit.writes, *commit.blind_writes]:
-            writes.append([self.keys.entity(w.ref), w.version, flat(w.fields)])
+        all_writes = [*commit.writes, *commit.blind_writes]
+        written = Counter(w.ref for w in all_writes)
+        for n, w in enumerate(all_writes):
+            # checked absent by the same call (expected version 0) and written once: no DEL
+            absent = (
+                n < len(commit.writes) and commit.expect.get(w.ref) == 0 and written[w.ref] == 1
+            )
+            writes.append([self.keys.entity(w.ref), w.version, flat(w.fields), int(absent)])
             index = {Kind.PROFILE: self.keys.profile_index, Kind.STOCK: self.keys.stock_index}
             if w.ref.kind in index:
                 index_ops.append([index[w.ref.kind], 1 if "d" in w.fields else 0, arg(w.ref.name)])
@@ -286,20 +296,13 @@ class RedisStore:
             "x": [
                 [self.keys.stream(e.stream), STREAM_MAXLEN, flat(e.fields)] for e in commit.streams
             ]
-            + [
-                [
-                    self.keys.outbox,
-                    0,  # never trimmed: the relay deletes what Kafka acknowledged
-                    flat(
-                        {
-                            "topic": r.topic.encode(),
-                            **({"key": r.key} if r.key is not None else {}),
-                            **({"value": r.value} if r.value is not None else {}),
-                        }
-                    ),
-                ]
-                for r in commit.outbox
-            ],
+            + (
+                # one entry for the batch's records (streams.outbox), never trimmed: the relay
+                # deletes it once Kafka acknowledged all of them
+                [[self.keys.outbox, 0, flat({outbox.FIELD: outbox.pack(commit.outbox)})]]
+                if commit.outbox
+                else []
+            ),
             "c": [[self.keys.stats, name, n] for name, n in commit.counters.items()],
             "g": [self.keys.generation, self.generation] if self.generation else [],
         }

@@ -38,6 +38,8 @@ from typing import Any, Final, TypeVar
 import redis
 from confluent_kafka import KafkaError, Producer
 
+from resolvers.store import OutboxRecord
+from streams import outbox
 from streams.errors import (
     KafkaUnavailableError,
     LaneError,
@@ -98,6 +100,9 @@ class OutboxRelay:
         self._isolate_until = float("-inf")
         self._group_ready = False
         self._inflight: set[bytes] = set()
+        self._records: dict[bytes, list[OutboxRecord]] = {}  # of entries produced, until settled
+        self._waiting: dict[bytes, int] = {}  # records of an entry not yet reported
+        self._errors: dict[bytes, KafkaError] = {}  # first failure of an entry in flight
         self._delivered: list[bytes] = []
         self._failed: list[tuple[bytes, KafkaError]] = []
         self._refused: set[bytes] = set()
@@ -112,8 +117,9 @@ class OutboxRelay:
                 raise
         self._group_ready = True
 
-    def relay(self, *, count: int = 5000) -> int:
-        """One pass: send what is pending and new; returns the records acknowledged."""
+    def relay(self, *, count: int = 200) -> int:
+        """One pass: send what is pending and new (``count`` entries per read: each holds a
+        batch's records); returns the records acknowledged."""
         if not self._group_ready:
             self.ensure_group()
         self._refused.clear()
@@ -166,25 +172,48 @@ class OutboxRelay:
 
     def _produce(self, entries: Sequence[Entry]) -> int:
         for entry_id, fields in entries:
-            if not fields:  # deleted while pending: nothing to send, only to acknowledge
+            records = outbox.records(fields)
+            if not records:  # deleted while pending: nothing to send, only to acknowledge
                 self._delivered.append(entry_id)
                 continue
             self._inflight.add(entry_id)
-            self.producer.produce(
-                fields[b"topic"].decode(),
-                key=fields.get(b"key"),
-                value=fields.get(b"value"),
-                on_delivery=self._reporter(entry_id),
-            )
+            self._records[entry_id] = records
+            self._waiting[entry_id] = len(records)
+            report = self._reporter(entry_id)
+            for r in records:
+                self._produce_one(r, report)
         return self._settle()
 
+    def _produce_one(
+        self, record: OutboxRecord, report: Callable[[KafkaError | None, Any], None]
+    ) -> None:
+        """Produce, serving delivery reports while librdkafka's queue is full."""
+        while True:
+            try:
+                self.producer.produce(
+                    record.topic, key=record.key, value=record.value, on_delivery=report
+                )
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
     def _reporter(self, entry_id: bytes) -> Callable[[KafkaError | None, Any], None]:
+        """An entry is delivered when all its records are; failed if one of them failed."""
+
         def report(err: KafkaError | None, _msg: Any) -> None:
+            if err is not None:
+                self._errors.setdefault(entry_id, err)
+            left = self._waiting[entry_id] - 1
+            if left:
+                self._waiting[entry_id] = left
+                return
+            del self._waiting[entry_id]
             self._inflight.discard(entry_id)
-            if err is None:
+            first_error = self._errors.pop(entry_id, None)
+            if first_error is None:
                 self._delivered.append(entry_id)
             else:
-                self._failed.append((entry_id, err))
+                self._failed.append((entry_id, first_error))
 
         return report
 
@@ -201,11 +230,15 @@ class OutboxRelay:
             pipe.xdel(self.key, *ids)
             pipe.execute()
             del self._delivered[: len(ids)]
-            done = len(ids)
+            done = sum(len(self._records.pop(i, ())) for i in ids)
         failed, self._failed = self._failed, []
         for entry_id, err in failed:
+            records = self._records.pop(entry_id, [])
             error = kafka_error(err, "outbox relay")
             if not isinstance(error, RecordRefusedError):
+                raise error
+            if len(records) > 1:  # one record per entry from now on, so it is held alone
+                self._split(entry_id, records)
                 raise error
             if time.monotonic() >= self._isolate_until:  # refused among others: isolate
                 self._isolate_until = time.monotonic() + self.isolate_s
@@ -217,6 +250,17 @@ class OutboxRelay:
                 f"outbox relay: {len(self._inflight)} record(s) still waiting for Kafka"
             )
         return done
+
+    def _split(self, entry_id: bytes, records: Sequence[OutboxRecord]) -> None:
+        """Replace a packed entry holding a record Kafka refused by one entry per record, in
+        one transaction (nothing lost); the next passes send them one at a time around the
+        refused one. Its records that were delivered are sent again (at least once)."""
+        pipe = self.client.pipeline(transaction=True)
+        for r in records:
+            pipe.xadd(self.key, {outbox.FIELD: outbox.pack([r])})
+        pipe.xack(self.key, self.GROUP, entry_id)
+        pipe.xdel(self.key, entry_id)
+        pipe.execute()
 
     def outbox_stats(self) -> tuple[int, float]:
         """``(length, age in seconds of the oldest entry)`` of the outbox (one round trip)."""

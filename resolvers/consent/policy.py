@@ -62,6 +62,10 @@ class ConsentPolicy:
         default_factory=lambda: MappingProxyType({"UK": "GB", "EL": "GR"})
     )
     max_explicit_grants: int = MAX_EXPLICIT_GRANTS
+    #: default_for's answers per region as given (asked per fact and purpose: memoized)
+    _defaults: dict[str | None, frozenset[Purpose]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if not self.version.strip():
@@ -120,6 +124,14 @@ class ConsentPolicy:
 
     def default_for(self, region: str | None) -> frozenset[Purpose]:
         """Purposes (besides ``necessary``) granted by default in ``region``."""
+        found = self._defaults.get(region)
+        if found is None:
+            found = self._default_for(region)
+            if len(self._defaults) < 4096:  # regions come from events: bounded
+                self._defaults[region] = found
+        return found
+
+    def _default_for(self, region: str | None) -> frozenset[Purpose]:
         kind = self.jurisdiction(region)
         if kind == "opt_in":
             return frozenset()

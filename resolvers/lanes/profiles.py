@@ -164,20 +164,24 @@ class ProfilesBatch:
         }
 
     def _fold_facts(self, fresh: Sequence[Event], res: identity.Resolution) -> set[str]:
-        """Each event's observation into its group; returns the people touched."""
-        touched: set[str] = set()
+        """Each event's observation into its group, each group pruned once; returns the people
+        touched."""
         policy = self.ctx.policy
+        folded: dict[str, tuple[str, Facts]] = {}  # group key -> (owner, facts so far)
         for event in fresh:
             gkey = res.event_group.get(event.tp.event_id)
             if gkey is None:
                 continue
-            owner = res.owner_of_group[gkey]
-            person = res.people[owner]
-            group = person.groups[gkey]
-            folded = profile_facts.observe(group.facts, observe.observation(event.tp), policy)
-            person.groups[gkey] = replace(group, facts=folded)
-            touched.add(owner)
-        return touched
+            owner, facts = folded.get(gkey) or (
+                res.owner_of_group[gkey],
+                res.people[res.owner_of_group[gkey]].groups[gkey].facts,
+            )
+            obs = observe.observation(event.tp)
+            folded[gkey] = (owner, profile_facts.fold(facts, obs, policy))
+        for gkey, (owner, facts) in folded.items():
+            groups = res.people[owner].groups
+            groups[gkey] = replace(groups[gkey], facts=profile_facts.prune(facts, policy))
+        return {owner for owner, _ in folded.values()}
 
     def _prune_by_accounts(self, res: identity.Resolution) -> set[str]:
         """Denials of an account revoke, in storage too, across the groups linked to it.

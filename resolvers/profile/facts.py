@@ -323,6 +323,13 @@ def merge_digests(a: Digest, b: Digest) -> Digest:
 
 def observe(facts: Facts, obs: Observation, policy: ConsentPolicy) -> Facts:
     """Fold one event into a group's facts, then :func:`prune`. Pure."""
+    return prune(fold(facts, obs, policy), policy)
+
+
+def fold(facts: Facts, obs: Observation, policy: ConsentPolicy) -> Facts:
+    """Fold one event into a group's facts without pruning: a batch folds all of a group's
+    events, then prunes once (:func:`prune` is idempotent and a function of the facts'
+    events, so ``prune(fold(fold(f, a), b))`` is ``observe(observe(f, a), b)``). Pure."""
     bound = policy.max_explicit_grants
     traits = facts.traits
     if obs.traits:
@@ -344,8 +351,7 @@ def observe(facts: Facts, obs: Observation, policy: ConsentPolicy) -> Facts:
             return facts  # a redelivery of an event already rolled into its day
         recent = {**recent, obs.event_id: item}
     latest = obs.at if facts.latest is None else max(facts.latest, obs.at)
-    folded = Facts(traits, region, consent, transactions, recent, facts.digests, latest)
-    return prune(folded, policy)
+    return Facts(traits, region, consent, transactions, recent, facts.digests, latest)
 
 
 def _transaction(obs: Observation) -> Transaction | None:

@@ -20,9 +20,6 @@ def run(
     normalized = normalize_identifiers(
         tp.identifiers.as_mapping(), region=tp.region or default_region, config=config
     )
-    ids = tuple(normalized.accepted)
-    return Ok(
-        event.evolve(
-            identifiers=ids, suppression_hashes=tuple(suppression_hash(i, salt) for i in ids)
-        )
-    )
+    ids = normalized.accepted
+    hashes = tuple(suppression_hash(i, salt) for i in ids)
+    return Ok(Event(event.record, tp, ids, hashes))

@@ -13,17 +13,33 @@ from decimal import Decimal
 
 from resolvers.consent import EXPLICIT_TYPES, EventConsent, statements
 from resolvers.profile.facts import ORDER_TYPES, RETURN_TYPE, Observation, OrderFacts
-from schemas.touchpoint import EventType, Touchpoint
+from schemas.touchpoint import Consent, EventType, Touchpoint
 
 NAME = "observe"
 
 
+#: ``event_consent`` of events without vendor signals, by (consent map, GPC, explicit): at
+#: most 3^5 * 2 * 2 keys (a frozen ``Consent`` model hashes by its values).
+_WITHOUT_SIGNALS: dict[tuple[Consent | None, bool, bool], EventConsent] = {}
+
+
 def event_consent(tp: Touchpoint) -> EventConsent:
+    explicit = tp.type.value in EXPLICIT_TYPES
+    if tp.consent_signals is None:  # most events: asked per event twice (fold and audit)
+        key = (tp.consent, bool(tp.gpc), explicit)
+        found = _WITHOUT_SIGNALS.get(key)
+        if found is None:
+            found = _WITHOUT_SIGNALS[key] = _statements(tp, explicit)
+        return found
+    return _statements(tp, explicit)
+
+
+def _statements(tp: Touchpoint, explicit: bool) -> EventConsent:
     own = tp.consent.model_dump(exclude_none=True) if tp.consent is not None else None
     signals = (
         tp.consent_signals.model_dump(exclude_none=True) if tp.consent_signals is not None else None
     )
-    return statements(own, bool(tp.gpc), signals or None, explicit=tp.type.value in EXPLICIT_TYPES)
+    return statements(own, bool(tp.gpc), signals or None, explicit=explicit)
 
 
 def _canonical_json(value: object) -> str:

@@ -6,7 +6,9 @@
 --   s  = {seen_key, ...}           none may exist; all are SET with expiry t afterwards
 --   t  = seconds                   expiry of the seen markers
 --   u  = {argi, ...}               hashes that must still be absent from the suppression hash
---   w  = {{key, version, {field, argi, ...}}, ...}  replace the hash whole (no fields = DEL)
+--   w  = {{key, version, {field, argi, ...}, absent}, ...}  replace the hash whole (no fields
+--                                  = DEL); absent = 1: its expected version is 0 (nothing to
+--                                  delete first)
 --   ix = {{set_key, add(1)|rem(0), member_argi}, ...}
 --   sa = {hash_key, {argi, argi, ...}}  HSET hash -> tombstone pairs (suppression)
 --   x  = {{stream, maxlen, {field, argi, ...}}, ...}  XADD MAXLEN ~ (maxlen 0: never trimmed)
@@ -23,17 +25,25 @@ for _, ex in ipairs(plan.e) do
   local v = redis.call('HGET', ex[1], 'v')
   if (v or '0') ~= tostring(ex[2]) then return {0, 'conflict', ex[1]} end
 end
-for _, a in ipairs(plan.u) do
-  if redis.call('HEXISTS', plan.sa[1], ARGV[a]) == 1 then
-    return {0, 'conflict', 'suppressed:' .. ARGV[a]}
+for j = 1, #plan.u, 500 do  -- one HMGET per 500 hashes
+  local chunk = {}
+  for k = j, math.min(j + 499, #plan.u) do chunk[#chunk + 1] = ARGV[plan.u[k]] end
+  local found = redis.call('HMGET', plan.sa[1], unpack(chunk))
+  for k = 1, #chunk do
+    if found[k] then return {0, 'conflict', 'suppressed:' .. chunk[k]} end
   end
 end
-for _, k in ipairs(plan.s) do
-  if redis.call('EXISTS', k) == 1 then return {0, 'duplicate', k} end
+for j = 1, #plan.s, 500 do  -- one EXISTS per 500 ids; per id only to name a duplicate
+  local chunk = {unpack(plan.s, j, math.min(j + 499, #plan.s))}
+  if redis.call('EXISTS', unpack(chunk)) > 0 then
+    for _, k in ipairs(chunk) do
+      if redis.call('EXISTS', k) == 1 then return {0, 'duplicate', k} end
+    end
+  end
 end
 
 for _, w in ipairs(plan.w) do
-  redis.call('DEL', w[1])
+  if w[4] ~= 1 then redis.call('DEL', w[1]) end  -- w[4] = 1: checked absent above
   local f = w[3]
   if #f > 0 then
     local args = {'v', tostring(w[2])}

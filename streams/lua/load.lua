@@ -98,9 +98,19 @@ for _ = 1, n_stock do
   stocks[#stocks + 1] = redis.call('HMGET', prefix .. ':v1:stock:' .. ARGV[i], 'v', 's')
   i = i + 1
 end
+-- the event ids: one EXISTS of them all (in chunks), per id only when some were processed
+local any_seen = 0
+local chunk = {}
+for j = events_at, events_at + n_ev - 1 do
+  chunk[#chunk + 1] = seen_key .. ARGV[j]
+  if #chunk == 500 or j == events_at + n_ev - 1 then
+    any_seen = any_seen + redis.call('EXISTS', unpack(chunk))
+    chunk = {}
+  end
+end
 i = events_at
 for _ = 1, n_ev do
-  seen[#seen + 1] = redis.call('EXISTS', seen_key .. ARGV[i])
+  seen[#seen + 1] = any_seen > 0 and redis.call('EXISTS', seen_key .. ARGV[i]) or 0
   i = i + 1
 end
 return {ids, profiles, stocks, seen, suppressed, truncated}

@@ -12,6 +12,8 @@ import redis
 from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry
 
+from resolvers.store import OutboxRecord
+from streams import outbox
 from streams.metrics import WorkerMetrics
 from streams.relay import OutboxRelay, RelaySupervisor
 
@@ -38,8 +40,14 @@ def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 30) -> 
 
 
 def add(client: redis.Redis, key: str, topic: str, values: list[bytes]) -> None:
+    """One entry per record, in the format before batches packed theirs (still read)."""
     for v in values:
         client.xadd(key, {"topic": topic, "value": v})
+
+
+def add_packed(client: redis.Redis, key: str, topic: str, values: list[bytes]) -> None:
+    """One entry holding every record, as a batch's commit writes them."""
+    client.xadd(key, {outbox.FIELD: outbox.pack([OutboxRecord(topic, None, v) for v in values])})
 
 
 @pytest.fixture
@@ -159,3 +167,30 @@ def test_a_record_kafka_refuses_does_not_hold_back_the_others_and_stays_pending(
     assert left[1][b"value"] == b"x" * 5000  # kept for an operator, never dropped
     assert sup.restarts == 0  # a refused record is not the producer's fault
     assert sup.failing_since is not None  # still failing on it: /readyz and the alert say so
+
+
+def test_a_batch_entry_is_delivered_whole_and_a_refused_record_in_it_is_held_alone(
+    redis_client: redis.Redis, redis_prefix: str, kafka_bootstrap: str, unique_topic, supervisor
+) -> None:
+    """A batch's records travel as one outbox entry; when Kafka refuses one of them for good,
+    the entry is split (in one transaction) so that the others are delivered and only the
+    refused record stays in the outbox."""
+    topic = unique_topic(config={"max.message.bytes": "2000"})
+    key = f"{redis_prefix}:v1:outbox"
+    sup = supervisor()
+    batch = [f"b{i}".encode() for i in range(300)]
+
+    async def scenario() -> None:
+        add_packed(redis_client, key, topic, batch)
+        await until(lambda: redis_client.xlen(key) == 0)
+        add_packed(redis_client, key, topic, [b"ok-1", b"x" * 5000, b"ok-2"])
+        await until(lambda: sup.failures >= 2)
+        await until(lambda: redis_client.xlen(key) == 1)
+
+    run_relay(sup, scenario)
+    got = read_topic(kafka_bootstrap, topic, len(batch) + 2)
+    assert set(got) == {*batch, b"ok-1", b"ok-2"}  # nothing lost (the split may repeat one)
+    assert got[: len(batch)] == batch  # a batch's records in their order
+    ((_id, fields),) = redis_client.xrange(key)
+    assert outbox.records(fields) == [OutboxRecord(topic, None, b"x" * 5000)]
+    assert sup.failing_since is not None

@@ -43,6 +43,7 @@ from resolvers.store import (
     profile_ref,
     stock_ref,
 )
+from streams import outbox as outbox_entry
 from streams.redis_store import RedisStore
 
 pytestmark = pytest.mark.integration
@@ -126,7 +127,7 @@ class RedisHarness:
             seen.add((segment.removeprefix("-") or DEFAULT_SCOPE, event_id))
         outbox: list[tuple[str, bytes | None, bytes | None]] = []
         for _id, f in c.xrange(self.redis.keys.outbox):
-            outbox.append((f[b"topic"].decode(), f.get(b"key"), f.get(b"value")))
+            outbox += [(r.topic, r.key, r.value) for r in outbox_entry.records(f)]
         streams: dict[str, list[dict[str, bytes]]] = {}
         for name, key in self._scan("changes:"):
             streams[name] = [{k.decode(): v for k, v in f.items()} for _i, f in c.xrange(key)]
@@ -483,7 +484,9 @@ def test_redis_keeps_the_documented_layout(redis_client: redis.Redis, redis_pref
     assert harness.index(Kind.PROFILE) == {"p_1"}
     assert harness.index(Kind.STOCK) == {"SKU-1"}
     assert redis_client.hget(f"{root}:suppressed", "h-erased") == TOMB
-    assert redis_client.xlen(f"{root}:outbox") == 2
+    assert redis_client.xlen(f"{root}:outbox") == 1  # one entry per commit: both records
+    ((_id, fields),) = redis_client.xrange(f"{root}:outbox")
+    assert set(fields) == {b"records"}
     assert redis_client.xlen(f"{root}:changes:profiles") == 1
     assert redis_client.hget(f"{root}:stats", "events") == b"1"
 

@@ -14,6 +14,7 @@ and the same snapshots, except the fields that by definition record processing (
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,7 @@ from hypothesis import strategies as st
 from pipeline_helpers import make_context, record
 
 from resolvers.context import Context
+from resolvers.decode_cache import DecodeCache
 from resolvers.pipeline import PROFILES, run_batch
 from resolvers.store import InMemoryStore, Kind
 from schemas.normalize import DEFAULT
@@ -158,14 +160,22 @@ def deliveries(draw: st.DrawFn, world: list[dict[str, Any]]) -> tuple[list[bytes
     return order, batches
 
 
-def _run(values: Sequence[bytes], batches: Sequence[int]) -> dict[str, Any]:
-    return _observable(deliver(values, batches))
+def _run(
+    values: Sequence[bytes], batches: Sequence[int], *, cache: DecodeCache | None = None
+) -> dict[str, Any]:
+    return _observable(deliver(values, batches, cache=cache))
 
 
 def deliver(
-    values: Sequence[bytes], batches: Sequence[int], context: Callable[[], Context] = make_context
+    values: Sequence[bytes],
+    batches: Sequence[int],
+    context: Callable[[], Context] = make_context,
+    *,
+    cache: DecodeCache | None = None,
 ) -> InMemoryStore:
-    """The store after the profiles lane processed ``values`` in batches of ``batches``."""
+    """The store after the profiles lane processed ``values`` in batches of ``batches``; with
+    ``cache``, as a worker runs them (the profiles each batch wrote are remembered decoded for
+    the next batches' loads)."""
     store = InMemoryStore()
     records = [record(v, i) for i, v in enumerate(values)]
     start = 0
@@ -173,7 +183,7 @@ def deliver(
         run_batch(
             records[start : start + size],
             store,
-            context,
+            lambda: replace(context(), cache=cache),
             max_bytes=64 * 1024,
             config=DEFAULT,
             lane=PROFILES,
@@ -212,7 +222,7 @@ def test_profiles_are_a_function_of_the_set_of_events(
 ) -> None:
     expected = _reference(world)
     values, batches = data.draw(deliveries(world))
-    assert _run(values, batches) == expected
+    assert _run(values, batches, cache=DecodeCache()) == expected
 
 
 def test_the_generator_makes_the_hard_cases() -> None:

@@ -104,3 +104,18 @@ def test_a_failed_commit_is_logged(
         caplog.clear()
         on_commit(KafkaError(KafkaError._NO_OFFSET), [])  # the whole commit failed
         assert "offset commit failed" in caplog.text
+
+
+def test_a_worker_collects_cycles_less_often_and_leaves_start_up_objects_alone() -> None:
+    import gc
+
+    from streams.lane_runner import GC_THRESHOLDS, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0  # start-up's objects are not walked again
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -1,0 +1,320 @@
+"""CPU per event of the profiles lane: its worker and Redis, on real Kafka and Redis (issue 17).
+
+    python -m bench.profiles_cpu [--events 20000] [--workers 1] [--customers 5000]
+                                 [--py-spy FILE] [--json FILE]
+
+Two measurements of the same simulator mix (``streams.simulate``, 10 stores, 500 SKUs):
+
+* **in process**: ``run_batch`` of the profiles lane on the in-memory store in batches of 500
+  (the pure pipeline: parse, normalize, identity, facts, render, commit encoding) with a
+  decode cache and the garbage collector tuned as in a worker, CPU from
+  ``resource.getrusage`` of this process;
+* **end to end**: ``--workers`` ``loom worker --role profiles`` processes only (no inventory
+  lane, so Redis's work is the profiles lane's) on a fresh 6-partition topic and Redis prefix;
+  a 200-event warm-up, then a backlog of ``--events`` produced as fast as the producer SDK
+  goes. CPU per event = user + system time from ``/proc/<pid>/stat`` of the workers, and
+  Redis's ``used_cpu_user + used_cpu_sys`` (``INFO cpu``), from the first send until the
+  group's lag is 0 and the outbox is drained, divided by the backlog's events.
+  The Redis server must be this bench's alone during the run for its figure to be the lane's.
+
+**Exactness**: the worker's ``loom_events_total`` must grow by exactly the backlog, and every
+profile in Redis must equal the in-process reference's (a profile is a function of the set of
+its events, ADR 0005; ``version`` and ``merged_from`` record processing and are left out).
+
+``--py-spy FILE`` runs the (first) worker under ``py-spy record --format raw`` and writes
+FILE (collapsed stacks) and FILE.top.txt (the top frames by inclusive and self share).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import platform
+import re
+import resource
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.e2e_bench import (
+    LOG_DIR,
+    ROOT,
+    Deployment,
+    counter,
+    free_port,
+    http_status,
+    say,
+)
+from bench.soak_bench import serialized_from
+from bench.store_bench import make_context
+from resolvers.context import Context
+from resolvers.decode_cache import DecodeCache
+from resolvers.pipeline import PROFILES, run_batch
+from resolvers.steps import RawRecord
+from resolvers.store import InMemoryStore, Kind
+from schemas.normalize import DEFAULT
+from streams.lane_runner import tune_gc
+from streams.procinfo import process_cpu_s
+from streams.producer import TouchpointProducer
+from streams.settings import DEV_SALT
+from streams.simulate import Simulator
+
+LANE = PROFILES.name
+#: Snapshot fields that record processing rather than the events (ADR 0005).
+PROCESSING_FIELDS = ("version", "merged_from")
+
+
+def redis_cpu_s(client: Any) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def command_usec(client: Any) -> dict[str, tuple[int, int]]:
+    """Per Redis command: (calls, microseconds) so far (``INFO commandstats``; the commands
+    a Lua script runs are counted under their own names as well as in ``evalsha``)."""
+    stats = client.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
+        for name, v in stats.items()
+    }
+
+
+def command_delta(
+    before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], events: int
+) -> dict[str, dict[str, float]]:
+    """Per command: calls and µs per event of the run, the costliest first."""
+    rows = {}
+    for name, (calls, usec) in after.items():
+        c0, u0 = before.get(name, (0, 0))
+        if usec - u0 > 0:
+            rows[name] = {
+                "calls_per_event": round((calls - c0) / events, 3),
+                "us_per_event": round((usec - u0) / events, 2),
+            }
+    return dict(sorted(rows.items(), key=lambda kv: -kv[1]["us_per_event"]))
+
+
+def comparable(snapshot: bytes) -> dict[str, Any]:
+    doc: dict[str, Any] = orjson.loads(snapshot)
+    for name in PROCESSING_FIELDS:
+        doc.pop(name, None)
+    return doc
+
+
+def in_process(values: list[bytes], batch: int) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The pure pipeline on the in-memory store; (figures, snapshot per profile id)."""
+    records = [RawRecord(value=v, topic="raw", partition=0, offset=i) for i, v in enumerate(values)]
+    batches = [records[i : i + batch] for i in range(0, len(records), batch)]
+    store = InMemoryStore()
+    base = replace(make_context(DecodeCache()), salt=DEV_SALT.encode())  # the workers' salt
+
+    def context() -> Context:
+        return base
+
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    for part in batches:
+        run_batch(part, store, context, max_bytes=64 * 1024, config=DEFAULT, lane=PROFILES)
+    seconds = time.perf_counter() - started
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
+    snapshots = {
+        ref.name: entity.fields["d"]
+        for ref, entity in store.entities.items()
+        if ref.kind is Kind.PROFILE and "d" in entity.fields
+    }
+    figures = {
+        "events": len(values),
+        "batch": batch,
+        "events_per_s": round(len(values) / seconds, 1),
+        "cpu_us_per_event": round(cpu / len(values) * 1e6, 1),
+        "profiles": len(snapshots),
+    }
+    say(f"in process: {figures}")
+    return figures, snapshots
+
+
+def start_profiles_workers(dep: Deployment, n: int, py_spy: Path | None) -> list[int]:
+    """``n`` profiles workers (the first under py-spy if asked); their Python pids."""
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    pids = []
+    for i in range(n):
+        port = free_port()
+        cmd = [sys.executable, "-m", "streams.cli.main", "worker", "--role", LANE,
+               "--loglevel", "warning"]  # fmt: skip
+        if py_spy is not None and i == 0:
+            spy = Path(sys.executable).with_name("py-spy")
+            cmd = [str(spy), "record", "--format", "raw", "-r", "100", "-o", str(py_spy),
+                   "--", *cmd]  # fmt: skip
+        with (LOG_DIR / f"profiles-cpu-{dep.tag}-{i}.log").open("wb") as log:
+            proc = subprocess.Popen(
+                cmd, env=dep.env(port), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+            )
+        dep.workers.append((proc, port, LANE))
+        deadline = time.monotonic() + 120
+        while http_status(f"http://127.0.0.1:{port}/readyz") != 200:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"profiles worker not ready; see {LOG_DIR}")
+            time.sleep(0.2)
+        pids.append(_python_pid(proc.pid) if py_spy is not None and i == 0 else proc.pid)
+    return pids
+
+
+def _python_pid(parent: int) -> int:
+    """The worker process py-spy launched (its only child)."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return int(children[0])
+
+
+def end_to_end(
+    kafka: str, redis_url: str, warmup: list[tuple[bytes, bytes | None]],
+    backlog: list[tuple[bytes, bytes | None]], *, workers: int, py_spy: Path | None,
+) -> tuple[dict[str, Any], dict[str, bytes]]:  # fmt: skip
+    dep = Deployment(kafka, redis_url)
+    try:
+        say(f"end to end: {workers} profiles worker(s) on {dep.raw_topic}")
+        pids = start_profiles_workers(dep, workers, py_spy)
+        with TouchpointProducer(dep.settings) as producer:
+            for value, key in warmup:
+                producer.send_raw(value, key=key)
+        dep.wait_lag_zero(LANE, timeout=120)
+        outbox = f"{dep.root}:outbox"
+        before = dep.metrics()[LANE]
+        cpu0 = sum(process_cpu_s(p) for p in pids)
+        redis0 = redis_cpu_s(dep.redis)
+        commands0 = command_usec(dep.redis)
+        started = time.monotonic()
+        with TouchpointProducer(dep.settings) as producer:
+            for value, key in backlog:
+                producer.send_raw(value, key=key)
+            assert producer.flush(60) == 0
+        done = dep.wait_lag_zero(LANE, timeout=900, poll_s=0.05)
+        while dep.redis.xlen(outbox) and time.monotonic() < done + 120:
+            time.sleep(0.05)
+        cpu = sum(process_cpu_s(p) for p in pids) - cpu0
+        redis_cpu = redis_cpu_s(dep.redis) - redis0
+        commands = command_delta(commands0, command_usec(dep.redis), len(backlog))
+        after = dep.metrics()[LANE]
+        counted = counter(after, "loom_events") - counter(before, "loom_events")
+        conflicts = counter(after, "loom_commit_conflicts") - counter(
+            before, "loom_commit_conflicts"
+        )
+        n = len(backlog)
+        figures = {
+            "workers": workers,
+            "events": n,
+            "events_per_s": round(n / (done - started), 1),
+            "worker_cpu_us_per_event": round(cpu / n * 1e6, 1),
+            "redis_cpu_us_per_event": round(redis_cpu / n * 1e6, 1),
+            "events_counted": int(counted),
+            "commit_conflicts": int(conflicts),
+            "redis_commands": commands,
+        }
+        say(f"end to end: { {k: v for k, v in figures.items() if k != 'redis_commands'} }")
+        snapshots = _snapshots(dep)
+        if py_spy is not None:  # py-spy writes its file when the worker it runs exits
+            os.kill(pids[0], signal.SIGTERM)
+            dep.workers[0][0].wait(60)
+        return figures, snapshots
+    finally:
+        dep.close()
+
+
+def _snapshots(dep: Deployment) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    pattern = f"{dep.root}:profile:*"
+    for key in dep.redis.scan_iter(match=pattern, count=1000):
+        snapshot: Any = dep.redis.hget(key, "d")
+        if snapshot is not None:
+            out[key.decode().rsplit(":", 1)[1]] = snapshot
+    return out
+
+
+def differences(reference: dict[str, bytes], found: dict[str, bytes]) -> int:
+    """Profiles that are not the same in both (missing on either side, or another snapshot)."""
+    ids = reference.keys() | found.keys()
+    return sum(
+        1
+        for pid in ids
+        if pid not in reference
+        or pid not in found
+        or comparable(reference[pid]) != comparable(found[pid])
+    )
+
+
+def top_frames(raw: Path, limit: int = 40) -> str:
+    """Inclusive and self shares of the sampled frames of py-spy's raw (collapsed) output,
+    restricted to the lane's threads' stacks that are on CPU."""
+    inclusive: collections.Counter[str] = collections.Counter()
+    own: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
+        n = int(count)
+        total += n
+        for frame in dict.fromkeys(frames):
+            inclusive[frame] += n
+        own[frames[-1]] += n
+    lines = [f"samples: {total}", "inclusive:"]
+    lines += [f"{100 * v / total:5.1f}% {k}" for k, v in inclusive.most_common(limit)]
+    lines += ["self:"]
+    lines += [f"{100 * v / total:5.1f}% {k}" for k, v in own.most_common(limit)]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.profiles_cpu", description=__doc__)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--customers", type=int, default=5_000)
+    parser.add_argument("--batch", type=int, default=500, help="in-process batch size")
+    parser.add_argument("--py-spy", type=Path, default=None, help="profile the first worker")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    args = parser.parse_args(argv)
+    kafka = os.environ.get("LOOM_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
+    url = os.environ.get("LOOM_REDIS_URL", "redis://127.0.0.1:16379/0")
+    sim = Simulator(seed=1, customers=args.customers, stores=10, skus=500)
+    stream = sim.events()
+    warmup = serialized_from(stream, 200)
+    backlog = serialized_from(stream, args.events)
+    load_start = os.getloadavg()
+    tune_gc()  # as a worker runs its batches (streams.lane_runner)
+    memory, reference = in_process([v for v, _ in warmup + backlog], args.batch)
+    e2e, found = end_to_end(kafka, url, warmup, backlog, workers=args.workers, py_spy=args.py_spy)
+    out = {
+        "machine": {
+            "nproc": os.cpu_count(),
+            "python": platform.python_version(),
+            "loadavg_start": [round(x, 2) for x in load_start],
+            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+        },
+        "in_process": memory,
+        "end_to_end": e2e,
+        "exact": {
+            "events_counted_equal_produced": e2e["events_counted"] == args.events,
+            "profiles_reference": len(reference),
+            "profiles_in_redis": len(found),
+            "profiles_differing": differences(reference, found),
+        },
+    }
+    if args.py_spy is not None and args.py_spy.exists():
+        summary = top_frames(args.py_spy)
+        args.py_spy.with_suffix(".top.txt").write_text(summary)
+    text = orjson.dumps(out, option=orjson.OPT_INDENT_2).decode()
+    print(text)
+    if args.json is not None:
+        args.json.write_text(text + "\n")
+    exact = out["exact"]
+    return 0 if exact["events_counted_equal_produced"] and not exact["profiles_differing"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

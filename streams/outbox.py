@@ -1,0 +1,83 @@
+"""The outbox's entry format: one Redis stream entry per committed batch, its Kafka records packed.
+
+A batch's commit (``streams.redis_store``) writes all of its outbox records as ONE entry of
+``P:v1:outbox`` with one field, ``records``: per record a header (``>HII``: topic length, key
+length, value length; ``NONE`` = no key / a tombstone) followed by the topic, key and value
+bytes. One entry instead of one per record (on the simulator mix a batch of 500 events has
+~700 records: consent audit, profile changes, merges) is what made the outbox cheap for Redis
+(issue 17: every XADD of a large entry, XREADGROUP, XACK and XDEL is per entry).
+
+:func:`records` also reads the older single-record entries (fields ``topic``, ``key``,
+``value``), which an outbox may still hold after an upgrade.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+from resolvers.store import OutboxRecord
+
+#: The field of a packed entry.
+FIELD: Final = "records"
+_HEADER: Final = struct.Struct(">HII")
+#: Length that marks an absent key or value.
+NONE: Final = 0xFFFFFFFF
+
+
+def pack(items: Iterable[OutboxRecord]) -> bytes:
+    """The ``records`` field of an entry holding ``items`` in order."""
+    parts: list[bytes] = []
+    header = _HEADER.pack
+    for r in items:
+        topic = r.topic.encode()
+        key, value = r.key, r.value
+        parts.append(
+            header(
+                len(topic),
+                NONE if key is None else len(key),
+                NONE if value is None else len(value),
+            )
+        )
+        parts.append(topic)
+        if key is not None:
+            parts.append(key)
+        if value is not None:
+            parts.append(value)
+    return b"".join(parts)
+
+
+def unpack(data: bytes) -> list[OutboxRecord]:
+    """Inverse of :func:`pack`; raises ValueError on a truncated field."""
+    out: list[OutboxRecord] = []
+    view, pos, end = memoryview(data), 0, len(data)
+    size = _HEADER.size
+    while pos < end:
+        if pos + size > end:
+            raise ValueError("truncated outbox entry")
+        t_len, k_len, v_len = _HEADER.unpack_from(view, pos)
+        pos += size
+        topic = bytes(view[pos : pos + t_len]).decode()
+        pos += t_len
+        key = value = None
+        if k_len != NONE:
+            key, pos = bytes(view[pos : pos + k_len]), pos + k_len
+        if v_len != NONE:
+            value, pos = bytes(view[pos : pos + v_len]), pos + v_len
+        if pos > end:
+            raise ValueError("truncated outbox entry")
+        out.append(OutboxRecord(topic, key, value))
+    return out
+
+
+def records(fields: Mapping[bytes, bytes]) -> list[OutboxRecord]:
+    """The Kafka records of one outbox entry (packed, or one record in the older format);
+    none for an entry deleted while pending (no fields)."""
+    packed = fields.get(FIELD.encode())
+    if packed is not None:
+        return unpack(packed)
+    topic = fields.get(b"topic")
+    if topic is None:
+        return []
+    return [OutboxRecord(topic.decode(), fields.get(b"key"), fields.get(b"value"))]
