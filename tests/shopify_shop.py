@@ -76,6 +76,23 @@ def shop_toml(
     return "\n".join(table) + "\n"
 
 
+#: The consent topics (API 2025-01 on): Shopify's webhook reference lists their fields
+#: (``customer_id``, ``email_address``, ``email_marketing_consent``; ``id``, ``phone``,
+#: ``sms_marketing_consent``) without a sample; their types are the Customer resource's.
+CONSENT_TOPICS: dict[str, dict[str, str]] = {
+    "customers_email_marketing_consent_update": {
+        "customer_id": "id",
+        "email_address": "email",
+        "email_marketing_consent": "email_marketing_consent",
+    },
+    "customers_marketing_consent_update": {
+        "id": "id",
+        "phone": "phone",
+        "sms_marketing_consent": "sms_marketing_consent",
+    },
+}
+
+
 @cache
 def _fixture(topic: str) -> Any:
     return json.loads((FIXTURES / f"{topic.replace('/', '_')}.json").read_text())

@@ -12,7 +12,7 @@ topics                                                          module
 ``orders/create``                                                :mod:`.shopify_orders`
 ``orders/fulfilled``, ``fulfillments/create``                   :mod:`.shopify_fulfilments`
 ``orders/cancelled``, ``refunds/create``                        :mod:`.shopify_refunds`
-``customers/create``, ``customers/update``                      :mod:`.shopify_customers`
+``customers/create``, ``customers/update``, the consent topics :mod:`.shopify_customers`
 ``inventory_levels/update``, ``/connect``, ``/disconnect``      :mod:`.shopify_inventory`
 ``customers/redact``, ``shop/redact``, ``customers/data_request``  :mod:`.shopify_privacy`
 =============================================================  ===============================
@@ -47,6 +47,8 @@ TOPICS: Final[Mapping[str, Handler]] = {
     "refunds/create": refunds.refund_created,
     "customers/create": customers.customer_created,
     "customers/update": customers.customer_updated,
+    "customers_email_marketing_consent/update": customers.email_consent_updated,
+    "customers_marketing_consent/update": customers.sms_consent_updated,
     "inventory_levels/update": inventory.level_changed,
     "inventory_levels/connect": inventory.level_changed,
     "inventory_levels/disconnect": inventory.level_disconnected,

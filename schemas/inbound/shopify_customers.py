@@ -15,6 +15,17 @@
   channels' (each has been subscribed since its own); for a denial, the latest of them all (the
   moment the last subscription ended). A state without a time is stamped with the customer's
   ``updated_at``. A customer with neither consent object sends no consent.
+
+Since API version 2025-01 Shopify leaves both consent objects out of the customer webhooks and
+sends each channel's changes on a topic of its own: ``customers_email_marketing_consent/update``
+(``customer_id``, ``email_address``, ``email_marketing_consent``) and
+``customers_marketing_consent/update`` (``id``, ``phone``, ``sms_marketing_consent``). Each
+becomes a ``profile_updated`` keeping that channel's state as its trait, and a
+``consent_updated`` of ``marketing`` stamped with the channel's ``consent_updated_at`` (else
+``X-Shopify-Triggered-At``): granted when the channel is subscribed, denied otherwise. One
+channel's webhook does not say the other's state, so a channel that stops denies marketing even
+while the other may still be subscribed (fail closed: a withdrawal is never ignored); the next
+subscription grants it again from its own time.
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
-from schemas.inbound.base import mapping, timestamp
+from schemas.inbound.base import invalid, mapping, timestamp
 from schemas.inbound.shopify_common import (
     delivery_key,
     event_id,
@@ -131,3 +142,66 @@ def marketing(
     if subscribed:
         return True, min(subscribed)
     return False, max(at or fallback for _, at in states.values())
+
+
+def email_consent_updated(
+    shop: Shop, delivery: Delivery, payload: Mapping[str, Any], _memo: OrderMemo | None
+) -> Mapped:
+    """``customers_email_marketing_consent/update`` (module doc)."""
+    customer = {"id": payload.get("customer_id"), "email": payload.get("email_address")}
+    return _channel_consent(
+        shop, delivery, payload, customer, ("customer_id", "email_marketing_consent")
+    )
+
+
+def sms_consent_updated(
+    shop: Shop, delivery: Delivery, payload: Mapping[str, Any], _memo: OrderMemo | None
+) -> Mapped:
+    """``customers_marketing_consent/update``: the SMS channel's consent (module doc)."""
+    customer = {"id": payload.get("id"), "phone": payload.get("phone")}
+    return _channel_consent(shop, delivery, payload, customer, ("id", "sms_marketing_consent"))
+
+
+def _channel_consent(
+    shop: Shop,
+    delivery: Delivery,
+    payload: Mapping[str, Any],
+    customer: Mapping[str, Any],
+    names: tuple[str, str],
+) -> Mapped:
+    """One channel's consent webhook; ``names``: its customer id field and consent object."""
+    id_name, field = names
+    customer_id = required_id(customer, "id", id_name)
+    states = _states({field: payload.get(field)})
+    decision = marketing(states, fallback=delivery.at)
+    if decision is None:
+        raise invalid(f"{field}.state", "required")
+    granted, since = decision
+    verb = CONSENT_FIELDS[field]  # email_marketing / sms_marketing
+    base = event_id(shop, "customer", customer_id, verb, delivery_key(delivery))
+    traits = {CONSENT_FIELDS[name]: state for name, (state, _) in states.items()}
+    profile = touchpoint(
+        shop,
+        {
+            "event_id": base,
+            "type": EventType.PROFILE_UPDATED.value,
+            "channel": shop.channel.value,
+            "occurred_at": since,
+            "traits": traits,
+        },
+        who=person(customer, ""),
+        topic=delivery.topic,
+    )
+    consent = touchpoint(
+        shop,
+        {
+            "event_id": f"{base}:consent",
+            "type": EventType.CONSENT_UPDATED.value,
+            "channel": shop.channel.value,
+            "occurred_at": since,
+            "consent": {"marketing": granted},
+            "identifiers": {"customer_id": customer_id},
+        },
+        topic=delivery.topic,
+    )
+    return Mapped((profile, consent), (RememberCustomer(customer_id),))

@@ -2,7 +2,8 @@
 -> real ``loom worker`` processes (both lanes) and ``loom privacy-worker`` -> Redis.
 
 The day (payloads built from Shopify's reference examples, tests/fixtures/shopify): stock levels
-in the morning; a customer signs up online with e-mail marketing consent; she orders online;
+in the morning; a customer signs up online and gives e-mail marketing consent (its own topic
+since API 2025-01); she orders online;
 the order ships from the warehouse; she buys in the store at the POS; she brings one unit of the
 online order back to the store; a stock take in the warehouse; a guest orders online; Shopify
 asks for her data. Shopify sends an inventory level after every change of availability, as it
@@ -159,8 +160,8 @@ def test_a_shops_day_ends_in_one_omnichannel_profile_exact_stock_and_a_clean_red
         "id": ADA_ID, "email": ADA_EMAIL, "phone": "+12025550143", "first_name": "Ada",
         "last_name": "Shopper", "state": "enabled",
         "created_at": at(9).isoformat(), "updated_at": at(9).isoformat(),
-        "email_marketing_consent": {"state": "subscribed", "opt_in_level": "single_opt_in",
-                                    "consent_updated_at": at(9).isoformat()},
+        # API 2025-01 on: no consent objects here, they come on their own topics (below)
+        "email_marketing_consent": None, "sms_marketing_consent": None,
         "default_address": {**payload("customers/create")["default_address"],
                             "customer_id": ADA_ID, "country_code": "US", "city": "Buffalo"},
     }  # fmt: skip
@@ -169,6 +170,10 @@ def test_a_shops_day_ends_in_one_omnichannel_profile_exact_stock_and_a_clean_red
     shop.send("inventory_levels/update", level_payload(WAREHOUSE, 20, at(8)), at(8))
     shop.send("inventory_levels/update", level_payload(STORE, 8, at(8)), at(8))
     shop.send("customers/create", customer, at(9))
+    consent = {"customer_id": ADA_ID, "email_address": ADA_EMAIL, "email_marketing_consent": {
+        "state": "subscribed", "opt_in_level": "single_opt_in",
+        "consent_updated_at": at(9).isoformat()}}  # fmt: skip
+    shop.send("customers_email_marketing_consent/update", consent, at(9))
     online = order_payload(5001, 2, at(10), customer=customer, email=ADA_EMAIL)
     shop.send("orders/create", online, at(10))
     shop.send("inventory_levels/update", level_payload(WAREHOUSE, 18, at(10)), at(10))

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from shopify_shop import FIXTURES, REFERENCE, example
+from shopify_shop import CONSENT_TOPICS, FIXTURES, REFERENCE, example
 
 
 def _json_type(value: object) -> str:
@@ -51,7 +51,10 @@ def undocumented(fixture: object, documented: object, where: str = "") -> list[s
 
 def documented_shape(stem: str) -> Any:
     """The example a fixture must follow (a POS order is an order; a customer may carry the
-    Customer resource's consent objects)."""
+    Customer resource's consent objects; a consent topic has the resource's fields)."""
+    if stem in CONSENT_TOPICS:
+        resource = example("customer_resource")
+        return {field: resource[like] for field, like in CONSENT_TOPICS[stem].items()}
     data = example("orders_create" if stem == "orders_create_pos" else stem, shop=None)
     if stem in ("customers_create", "customers_update"):
         resource = example("customer_resource")

@@ -331,6 +331,57 @@ def test_a_customer_without_consent_objects_sends_no_consent() -> None:
     assert only_one.type is EventType.PROFILE_UPDATED  # no account: not a sign-up
 
 
+def test_the_email_consent_topic_withdraws_marketing_at_shopifys_time() -> None:
+    """Since API 2025-01 the consent states come on their own topics, not in customers/*."""
+    result = mapped("customers_email_marketing_consent/update", webhook_id="w-9")
+    profile, consent = result.touchpoints
+    assert profile.type is EventType.PROFILE_UPDATED
+    assert profile.identifiers.as_mapping() == {
+        "customer_id": "706405506930370084",
+        "email": "bob@biller.com",
+    }
+    traits = profile.traits.model_dump(exclude_none=True) if profile.traits else {}
+    assert traits == {"email_marketing": "unsubscribed"}
+    assert consent.type is EventType.CONSENT_UPDATED
+    assert consent.consent is not None
+    assert consent.consent.marketing is False
+    assert consent.occurred_at == datetime(2022, 1, 7, 14, 30, tzinfo=UTC)
+    assert (
+        consent.event_id == "shopify:jsmith:customer:706405506930370084:email_marketing:w-9:consent"
+    )
+    assert result.memory == (RememberCustomer("706405506930370084"),)
+
+
+def test_the_sms_consent_topic_grants_marketing_from_its_subscription() -> None:
+    profile, consent = mapped("customers_marketing_consent/update").touchpoints
+    assert profile.identifiers.as_mapping() == {
+        "customer_id": "706405506930370084",
+        "phone": "+16135551111",
+    }
+    traits = profile.traits.model_dump(exclude_none=True) if profile.traits else {}
+    assert traits == {"sms_marketing": "subscribed"}
+    assert consent.consent is not None
+    assert consent.consent.marketing is True
+    assert consent.occurred_at == datetime(2022, 1, 8, 15, 0, tzinfo=UTC)
+
+
+def test_a_consent_topic_without_a_time_takes_shopifys_trigger_time_and_needs_a_state() -> None:
+    data = payload("customers_marketing_consent/update")
+    del data["sms_marketing_consent"]["consent_updated_at"]
+    fired = datetime(2022, 1, 9, 8, 0, tzinfo=UTC)
+    _, consent = mapped("customers_marketing_consent/update", data, triggered_at=fired).touchpoints
+    assert consent.occurred_at == fired
+    data["sms_marketing_consent"] = None
+    with pytest.raises(InvalidEvent) as info:
+        mapped("customers_marketing_consent/update", data)
+    assert info.value.field == "sms_marketing_consent.state"
+    email = payload("customers_email_marketing_consent/update")
+    del email["customer_id"]
+    with pytest.raises(InvalidEvent) as info:
+        mapped("customers_email_marketing_consent/update", email)
+    assert info.value.field == "customer_id"
+
+
 STATES = st.sampled_from(
     ["subscribed", "not_subscribed", "unsubscribed", "pending", "redacted", "invalid"]
 )
