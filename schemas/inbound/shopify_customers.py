@@ -44,7 +44,7 @@ from schemas.inbound.shopify_common import (
     when,
 )
 from schemas.inbound.shopify_model import Delivery, Mapped, OrderMemo, RememberCustomer, Shop
-from schemas.touchpoint import EventType
+from schemas.touchpoint import EventType, Touchpoint
 
 #: Shopify's consent objects and the trait each state is kept as.
 CONSENT_FIELDS: Final[Mapping[str, str]] = {
@@ -101,22 +101,27 @@ def _customer(
     ]
     decision = marketing(states, fallback=when(customer, "updated_at", "created_at"))
     if decision is not None:
-        granted, since = decision
-        out.append(
-            touchpoint(
-                shop,
-                {
-                    "event_id": f"{base}:consent",
-                    "type": EventType.CONSENT_UPDATED.value,
-                    "channel": shop.channel.value,
-                    "occurred_at": since,
-                    "consent": {"marketing": granted},
-                    "identifiers": {"customer_id": customer_id},
-                },
-                topic=delivery.topic,
-            )
-        )
+        out.append(_marketing_consent(shop, delivery, base, customer_id, decision))
     return Mapped(tuple(out), (RememberCustomer(customer_id),))
+
+
+def _marketing_consent(
+    shop: Shop, delivery: Delivery, base: str, customer_id: str, decision: tuple[bool, datetime]
+) -> Touchpoint:
+    """The ``consent_updated`` of Loom's marketing purpose: granted or not, since when."""
+    granted, since = decision
+    return touchpoint(
+        shop,
+        {
+            "event_id": f"{base}:consent",
+            "type": EventType.CONSENT_UPDATED.value,
+            "channel": shop.channel.value,
+            "occurred_at": since,
+            "consent": {"marketing": granted},
+            "identifiers": {"customer_id": customer_id},
+        },
+        topic=delivery.topic,
+    )
 
 
 def _states(customer: Mapping[str, Any]) -> dict[str, tuple[str, datetime | None]]:
@@ -176,7 +181,7 @@ def _channel_consent(
     decision = marketing(states, fallback=delivery.at)
     if decision is None:
         raise invalid(f"{field}.state", "required")
-    granted, since = decision
+    since = decision[1]
     verb = CONSENT_FIELDS[field]  # email_marketing / sms_marketing
     base = event_id(shop, "customer", customer_id, verb, delivery_key(delivery))
     traits = {CONSENT_FIELDS[name]: state for name, (state, _) in states.items()}
@@ -192,16 +197,5 @@ def _channel_consent(
         who=person(customer, ""),
         topic=delivery.topic,
     )
-    consent = touchpoint(
-        shop,
-        {
-            "event_id": f"{base}:consent",
-            "type": EventType.CONSENT_UPDATED.value,
-            "channel": shop.channel.value,
-            "occurred_at": since,
-            "consent": {"marketing": granted},
-            "identifiers": {"customer_id": customer_id},
-        },
-        topic=delivery.topic,
-    )
+    consent = _marketing_consent(shop, delivery, base, customer_id, decision)
     return Mapped((profile, consent), (RememberCustomer(customer_id),))
