@@ -106,7 +106,7 @@ class _Checker:
                 return Type.BOOL, lambda env: None if (v := inner(env)) is None else not v
             case BoolOp(op=op, operands=operands):
                 parts = tuple(self.boolean(o, op) for o in operands)
-                return Type.BOOL, _kleene_and(parts) if op == "and" else _kleene_or(parts)
+                return Type.BOOL, _kleene(parts, decisive=op == "or")
         raise AssertionError(node)  # pragma: no cover - every node kind is matched
 
     def boolean(self, node: Node, where: str) -> Fn:
@@ -201,30 +201,21 @@ class _Checker:
         return Type.BOOL, fn
 
 
-def _kleene_and(parts: tuple[Fn, ...]) -> Fn:
+def _kleene(parts: tuple[Fn, ...], decisive: bool) -> Fn:
+    """Three-valued ``and`` (``decisive`` False) or ``or`` (True): a part equal to ``decisive``
+    decides; otherwise an unknown part makes the whole unknown."""
+
+    neutral = not decisive
+
     def fn(env: Env) -> Value:
         unknown = False
         for part in parts:
             v = part(env)
-            if v is False:
-                return False
-            if v is not True:
+            if v is decisive:
+                return decisive
+            if v is not neutral:
                 unknown = True
-        return None if unknown else True
-
-    return fn
-
-
-def _kleene_or(parts: tuple[Fn, ...]) -> Fn:
-    def fn(env: Env) -> Value:
-        unknown = False
-        for part in parts:
-            v = part(env)
-            if v is True:
-                return True
-            if v is not False:
-                unknown = True
-        return None if unknown else False
+        return None if unknown else neutral
 
     return fn
 
