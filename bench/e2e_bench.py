@@ -145,8 +145,9 @@ class Deployment:
 
     def env(self, port: int) -> dict[str, str]:
         s = self.settings
-        return {
-            **os.environ,
+        inherited = {k: v for k, v in os.environ.items() if k != "LOOM_INVENTORY_REDIS_URL"}
+        return {  # the inventory lane's Redis is the deployment's, never an inherited one
+            **inherited,
             "LOOM_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
             "LOOM_REDIS_URL": s.redis_url,
             "LOOM_REDIS_PREFIX": s.redis_prefix,

@@ -190,11 +190,6 @@ def load_request(
     )
 
 
-def _hashes(events: Sequence[Event]) -> list[str]:
-    """The suppression hash of every identifier of the batch."""
-    return list(dict.fromkeys(h for event in events for h in event.suppression_hashes))
-
-
 def run_batch(
     records: Sequence[RawRecord],
     store: StateStore,
@@ -226,7 +221,7 @@ def run_batch(
     if not events and not dead:
         return BatchResult(outcomes=unparsed)  # nothing of this lane's: no round trip
     request = load_request(events, lane)
-    hashes = _hashes(events)
+    hashes = request.suppression_hashes  # every identifier's, once (load_request)
     for attempt in range(1, max_attempts + 1):
         loaded = store.load(request)
         outcome = _run_lane(lane, loaded, ctx, events)

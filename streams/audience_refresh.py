@@ -95,12 +95,14 @@ class AudienceRefresh:
         report = RefreshReport()
         ctx = self.make_context()
         intervals: dict[str, list[float]] = {}
+        seen: set[str] = set()  # SSCAN may return an id again on a later page
         cursor = 0
         while True:
             cursor, raw_ids = self.client.sscan(
                 self.store.keys.profile_index, cursor, count=self.batch
             )
-            ids = sorted({i.decode() if isinstance(i, bytes) else i for i in raw_ids})
+            ids = sorted({i.decode() if isinstance(i, bytes) else i for i in raw_ids} - seen)
+            seen.update(ids)
             if ids:
                 _intervals(self._batch(ids, ctx, report), intervals)
                 report.profiles += len(ids)
@@ -114,33 +116,36 @@ class AudienceRefresh:
         return report
 
     def _read(
-        self, ids: Sequence[str], ctx: Context, report: RefreshReport
-    ) -> tuple[dict[Ref, int], dict[str, StoredProfile]]:
+        self, ids: Sequence[str], ctx: Context
+    ) -> tuple[dict[Ref, int], dict[str, StoredProfile], int]:
+        """Versions and decoded states of ``ids``, and how many states were unreadable."""
         pipe = self.client.pipeline(transaction=False)
         for pid in ids:
             pipe.hmget(self.store.keys.profile(pid), "v", "s")
         versions: dict[Ref, int] = {}
         profiles: dict[str, StoredProfile] = {}
+        unreadable = 0
         for pid, (v, s) in zip(ids, pipe.execute(), strict=True):
             if v is None or s is None:
                 continue  # gone, or a redirect, since the index listed it
             try:
                 profiles[pid] = decode(pid, s, ctx.rules)
             except StateFormatError:
-                report.unreadable += 1
+                unreadable += 1
                 continue
             versions[profile_ref(pid)] = int(v)
-        return versions, profiles
+        return versions, profiles, unreadable
 
     def _batch(
         self, ids: Sequence[str], ctx: Context, report: RefreshReport
     ) -> Iterable[dict[str, Any]]:
         for _ in range(MAX_ATTEMPTS):
-            versions, profiles = self._read(ids, ctx, report)
+            versions, profiles, unreadable = self._read(ids, ctx)
             batch = ProfilesBatch(ctx, versions, {}, {}, profiles, {}, frozenset())
             outcome, snapshots = batch.refresh()
             written = [e for e in outcome.effects if isinstance(e, ProfileWritten)]
             if not written:
+                report.unreadable += unreadable
                 return snapshots.values()
             expect = {
                 ref: versions[ref] for ref in (profile_ref(e.profile.profile_id) for e in written)
@@ -153,6 +158,7 @@ class AudienceRefresh:
                 profile_topic=ctx.topics.profile_changes,
             )
             if self.store.commit(commit).ok:
+                report.unreadable += unreadable  # counted once, on the attempt that held
                 report.moved += len(written)
                 for e in outcome.effects:
                     if isinstance(e, AudiencesChanged):

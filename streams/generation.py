@@ -35,7 +35,16 @@ log = logging.getLogger(__name__)
 
 #: Key patterns (under ``P:v1:``) of each lane's own state; the first is its index.
 LANE_KEYS: dict[str, tuple[str, ...]] = {
-    "profiles": ("profile-index", "id:*", "profile:*", "seen:*", "suppressed", "changes:profiles"),
+    "profiles": (
+        "profile-index",
+        "id:*",
+        "profile:*",
+        "seen:*",
+        "suppressed",
+        "changes:profiles",
+        "audience:*",
+        "audience-medians",
+    ),
     "inventory": ("stock-index", "stock:*", "seen-inventory:*", "changes:inventory"),
 }
 

@@ -117,9 +117,10 @@ class OutboxRelay:
                 raise
         self._group_ready = True
 
-    def relay(self, *, count: int = 200) -> int:
-        """One pass: send what is pending and new (``count`` entries per read: each holds a
-        batch's records); returns the records acknowledged."""
+    def relay(self, *, count: int = 8) -> int:
+        """One pass: send what is pending and new, ``count`` entries per read (each holds a
+        committed batch's records, hundreds: a backlog is read a few batches at a time, not in
+        one reply of hundreds of megabytes); returns the records acknowledged."""
         if not self._group_ready:
             self.ensure_group()
         self._refused.clear()

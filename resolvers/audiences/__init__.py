@@ -4,9 +4,10 @@
 * :mod:`~resolvers.audiences.fields` what an expression can read, typed, from a snapshot and
   a clock;
 * :mod:`~resolvers.audiences.compile` type checking and evaluation (three-valued);
-* :mod:`~resolvers.audiences.definitions` the audiences file and a snapshot's memberships;
-* :mod:`~resolvers.audiences.membership` membership changes as effects (the lane, merges,
-  erasures, the scheduled pass).
+* :mod:`~resolvers.audiences.definitions` the audiences file and a snapshot's memberships.
+
+Membership changes are the profiles lane's effects (``resolvers.lanes.profiles``: each write,
+merges, erasures) and the scheduled pass's (``streams.audience_refresh``).
 """
 
 from resolvers.audiences.compile import Expression, compile_expression

@@ -175,14 +175,14 @@ class _Checker:
                 raise ExpressionError(
                     option.column, f"a {_type_of(option.value)} in a list for a {typ}"
                 )
-        options = frozenset(o.value for o in node.options)
+        options = frozenset((_kind(o.value), o.value) for o in node.options)  # true is not 1
         negated = node.negated
 
         def fn(env: Env) -> Value:
             v = subject(env)
             if v is None or isinstance(v, list):
                 return None
-            return (v in options) != negated
+            return ((_kind(v), v) in options) != negated
 
         return Type.BOOL, fn
 

@@ -39,7 +39,6 @@ class ExpressionError(ValueError):
 
 
 KEYWORDS: Final = frozenset({"and", "or", "not", "between", "in", "contains", "true", "false"})
-COMPARISONS: Final = ("==", "!=", "<=", ">=", "<", ">")
 
 _TOKEN: Final = re.compile(
     r"""

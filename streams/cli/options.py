@@ -69,6 +69,13 @@ def settings_from(args: argparse.Namespace, **extra: Any) -> LoomSettings:
     return load_settings(**overrides)
 
 
+def lane_settings(args: argparse.Namespace, lane: str, **extra: Any) -> LoomSettings:
+    """:func:`settings_from` as ``lane`` uses them: its own Redis (``LoomSettings.for_lane``,
+    ADR 0008), unless this command's ``--redis-url`` names one (the command line wins)."""
+    settings = settings_from(args, **extra)
+    return settings if getattr(args, "redis_url", None) else settings.for_lane(lane)
+
+
 def connect(
     args: argparse.Namespace,
     *,
@@ -81,7 +88,7 @@ def connect(
     server the command needs, so that an unreachable server or refused credentials end the
     command with one line (:class:`~streams.startup.InfraError`) instead of a timeout deep
     inside it."""
-    settings = settings_from(args, **extra).for_lane(lane)
+    settings = lane_settings(args, lane, **extra)
     if kafka:
         check_kafka(settings)
     if redis:

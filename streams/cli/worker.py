@@ -18,7 +18,7 @@ from typing import Any
 
 from resolvers.pipeline import LANES
 from streams import kafka_clients
-from streams.cli.options import add_kafka_options, add_redis_options, settings_from
+from streams.cli.options import add_kafka_options, add_redis_options, lane_settings
 from streams.startup import refuse_unsafe_defaults, wait_for_infra
 
 
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from streams.topics import ensure_topics
 
     logging.getLogger().setLevel(args.loglevel.upper())
-    settings = settings_from(args).for_lane(args.role)  # the lane's own Redis (ADR 0008)
+    settings = lane_settings(args, args.role)  # the lane's own Redis (ADR 0008)
     refuse_unsafe_defaults(settings)
     kafka_clients.show_librdkafka_lines(args.verbose or args.loglevel == "debug")
     wait_for_infra(settings)

@@ -129,7 +129,9 @@ async def answer_errors(request: web.Request, handler: Handler) -> web.StreamRes
     except web.HTTPException:
         raise
     except Exception:
-        log.exception("gateway: unexpected error on %s %s", request.method, request.path)
+        route = request.match_info.route.resource
+        where = route.canonical if route is not None else "?"  # the route, never the path: it
+        log.exception("gateway: unexpected error on %s %s", request.method, where)  # has PII
         return web.json_response(
             {"success": False, "code": "internal", "message": "internal error"}, status=500
         )

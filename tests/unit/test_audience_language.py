@@ -158,6 +158,8 @@ def test_type_errors_name_the_column(text: str, column: int, fragment: str) -> N
         ('preferences.sports contains "yoga"', True),
         ('preferences.size == "M"', True),
         ("preferences.newsletter == true", True),
+        ("preferences.newsletter in [true]", True),
+        ("preferences.newsletter in [1]", False),  # true is not 1, as with ==
         ('traits.first_name != "Bob"', True),
         ("consent.marketing and not consent.ads and reachable.email", True),
         ("consent.analytics", False),  # never stated: not granted

@@ -11,7 +11,7 @@ import pytest
 from streams.cli import exporter
 from streams.cli.lag import render_table
 from streams.cli.main import build_parser
-from streams.cli.options import settings_from
+from streams.cli.options import lane_settings, settings_from
 from streams.lag import GroupLag, PartitionLag, is_internal_topic
 
 KAFKA_COMMANDS = {
@@ -95,6 +95,17 @@ def test_options_override_the_environment_and_x_adds_to_loom_kafka_config(
     )
     settings = settings_from(args)
     assert (settings.redis_url, settings.redis_prefix) == ("rediss://r:6380/1", "shop")
+
+
+def test_the_inventory_lane_uses_its_own_redis_unless_the_command_line_names_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LOOM_INVENTORY_REDIS_URL", "redis://inventory:6379/0")
+    plain = build_parser().parse_args(["inventory", "get", "SKU-1"])
+    assert str(lane_settings(plain, "inventory").redis_url) == "redis://inventory:6379/0"
+    assert str(lane_settings(plain, "profiles").redis_url) != "redis://inventory:6379/0"
+    told = build_parser().parse_args(["inventory", "get", "SKU-1", "--redis-url", "redis://cli/2"])
+    assert str(lane_settings(told, "inventory").redis_url) == "redis://cli/2"
 
 
 def test_the_exporter_binds_loopback_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
