@@ -203,6 +203,7 @@ class BatchRunner:
             config=NORMALIZE_DEFAULT,
             lane=rt.lane,
             bounds=rt.bounds,
+            max_parts=rt.settings.commit_parts,
         )
 
     async def until_done(
