@@ -476,10 +476,11 @@ def throughput(
         cpu = meter.stop()
         after = dep.metrics()
         batches = {lane: histogram_delta(before[lane], after[lane], BATCH) for lane in LANES}
+
         def delta(lane: str, name: str) -> int:
             return int(counter(after[lane], name) - counter(before[lane], name))
 
-        # ADR 0011: a batch commits as parts; a conflict recomputes its part
+        # ADR 0013: a batch commits as parts; a conflict recomputes its part
         conflicts = {lane: delta(lane, "loom_commit_conflicts") for lane in LANES}
         commit_parts = {lane: delta(lane, "loom_commit_parts") for lane in LANES}
         recomputed = {lane: delta(lane, "loom_recomputed_events") for lane in LANES}
@@ -509,7 +510,7 @@ def throughput(
                     "cpu_s": cpu[lane],
                     "cpu_us_per_event": per_event_us(cpu, events)[lane],
                     # CAS conflicts (loom_commit_conflicts_total): parts of batches that
-                    # conflicted, each loaded and computed again (ADR 0011)
+                    # conflicted, each loaded and computed again (ADR 0013)
                     "commit_parts": commit_parts[lane],
                     "commit_conflicts": conflicts[lane],
                     "conflicted_pct_of_parts": _pct(conflicts[lane], commit_parts[lane]),
@@ -529,8 +530,7 @@ def throughput(
             f"{lane} {v['events_per_s_visible']:,.0f}" for lane, v in result["lanes"].items()
         )
         conflict_text = ", ".join(
-            f"{lane} {v['commit_conflicts']}/{v['commit_parts']}, "
-            f"{v['recomputed_pct_of_events']} %"
+            f"{lane} {v['commit_conflicts']}/{v['commit_parts']}, {v['recomputed_pct_of_events']} %"
             for lane, v in result["lanes"].items()
         )
         exact = all(v["exact"] for v in result["exactness"].values())

@@ -3,7 +3,7 @@
 Two workers reading different partitions of the raw topic touch the same person or SKU now and
 then (a person's web events are keyed by their device, their store purchases by their loyalty
 id; every till sells the best-selling SKU). With one commit per batch, one such entity made the
-whole batch conflict and be computed again (ADR 0011: 56 % of the profiles lane's batches and
+whole batch conflict and be computed again (ADR 0013: 56 % of the profiles lane's batches and
 85 % of the inventory lane's with two workers each). So the batch is split into parts that
 share nothing, each computed and committed on its own in the same atomic store call
 (``StateStore.commit_parts``): a conflict costs its part, not the batch.
@@ -29,7 +29,7 @@ The components are packed into at most ``max_parts`` parts of about equal number
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -51,6 +51,8 @@ from resolvers.store import (
 
 #: Parts a batch is split into at most, unless configured (``LOOM_COMMIT_PARTS``).
 DEFAULT_MAX_PARTS = 16
+#: Parts of their own for components that hold what recent conflicts named, at most.
+MAX_HOT_PARTS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,9 @@ class _Components:
             node = parent[node]
         return node
 
+    def known(self, node: object) -> bool:
+        return node in self.parent
+
     def union(self, a: object, b: object) -> None:
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
@@ -97,10 +102,14 @@ def split(
     identity: bool,
     max_parts: int = DEFAULT_MAX_PARTS,
     links: Sequence[tuple[str, Ref]] = (),
+    hot: Collection[str] = (),
 ) -> list[Part]:
     """``events`` in at most ``max_parts`` independent parts (one part when ``max_parts`` is 1
     or the batch has no events), each with its share of ``loaded``. ``links``: (event id, ref)
-    pairs that belong together beyond what ``loaded`` says (profiles a part asked for)."""
+    pairs that belong together beyond what ``loaded`` says (profiles a part asked for).
+    ``hot``: what recent conflicts named (``CommitResult.detail``: refs as ``kind:name``,
+    ``suppressed:<hash>``, event ids); a component holding one gets a part of its own (at most
+    :data:`MAX_HOT_PARTS` of them), so that another conflict on it costs only its events."""
     if max_parts <= 1 or len(events) <= 1:
         return [Part(tuple(events), loaded, _hashes(events) if identity else ())]
     uf = _connect(events, loaded, identity=identity, links=links)
@@ -109,7 +118,11 @@ def split(
         components.setdefault(uf.find(n), []).append(n)
     if len(components) == 1:
         return [Part(tuple(events), loaded, _hashes(events) if identity else ())]
-    packed = _pack(list(components.values()), max_parts)
+    hot_roots = {uf.find(node) for node in map(_node, hot) if uf.known(node)}
+    alone = [g for root, g in components.items() if root in hot_roots][:MAX_HOT_PARTS]
+    isolated = {id(g) for g in alone}
+    rest = [g for g in components.values() if id(g) not in isolated]
+    packed = [[g] for g in alone] + (_pack(rest, max_parts) if rest else [])
     part_of_root = {uf.find(group[0]): p for p, groups in enumerate(packed) for group in groups}
     entities: list[dict[Ref, Entity]] = [{} for _ in packed]
     for ref, entity in loaded.entities.items():
@@ -171,6 +184,19 @@ def _pack(components: list[list[int]], max_parts: int) -> list[list[list[int]]]:
         packed[p].append(group)
         heapq.heappush(heap, (size + len(group), p))
     return packed
+
+
+def _node(detail: str) -> object:
+    """The union-find node a conflict's detail names (``CommitResult.detail``)."""
+    kind, _, name = detail.partition(":")
+    if kind in _KINDS:
+        return Ref(Kind(kind), name)
+    if kind == "suppressed":
+        return ("hash", name)
+    return ("event", detail)
+
+
+_KINDS = frozenset(k.value for k in Kind)
 
 
 def _hashes(events: Sequence[Event]) -> tuple[str, ...]:

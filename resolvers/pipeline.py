@@ -26,7 +26,7 @@ batch without committing offsets.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Final
@@ -124,6 +124,8 @@ class BatchResult:
     parts: int = 0  # parts sent to the store's commit, over all attempts
     conflicted_parts: int = 0  # parts whose commit conflicted (each computed again)
     recomputed_events: int = 0  # the events of those parts
+    contested: list[str] = field(default_factory=list)  # what each conflict named (no PII
+    # beyond the key: a ref, ``suppressed:<hash>`` or an event id); for ``run_batch(hot=...)``
 
 
 def _add(result: BatchResult, outcome: LaneOutcome, processed: int) -> None:
@@ -211,11 +213,14 @@ def run_batch(
     lane: Lane = PROFILES,
     bounds: InputBounds = DEFAULT_BOUNDS,
     max_parts: int = parts.DEFAULT_MAX_PARTS,
+    hot: Collection[str] = (),
 ) -> BatchResult:
     """Process one batch of ``lane`` end to end against ``store``. Raises on infra errors.
 
     The batch is split into independent parts (``resolvers.parts``) committed in one atomic
-    store call; a part that conflicts is loaded and computed again, the others are done."""
+    store call; a part that conflicts is loaded and computed again, the others are done.
+    ``hot``: what recent conflicts named (the caller keeps them from ``BatchResult.contested``):
+    their parts are kept small."""
     ctx = make_context()
     events, dead = prepare(
         records,
@@ -241,6 +246,7 @@ def run_batch(
     # profiles a part wrote without having loaded them (ids a new person may get), read by the
     # next load and kept with that part's events
     extra: dict[str, str] = {}  # profile id -> an event id of the part
+    contested = set(hot)
     for attempt in range(1, max_attempts + 1):
         result.attempts = attempt
         loaded = store.load(request)
@@ -250,6 +256,7 @@ def run_batch(
             identity=lane.identity,
             max_parts=max_parts,
             links=[(eid, profile_ref(pid)) for pid, eid in extra.items()],
+            hot=contested,
         )
         ready, again = _compute(
             split,
@@ -271,6 +278,8 @@ def run_batch(
             else:
                 result.conflicted_parts += 1
                 result.recomputed_events += len(r.part.events)
+                result.contested.append(reply.detail)
+                contested.add(reply.detail)
                 again.extend(r.part.events)
         if not again:
             return result

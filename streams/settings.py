@@ -240,8 +240,8 @@ class LoomSettings(BaseSettings):
         16,
         ge=1,
         le=256,
-        description="a batch commits as at most this many independent parts; a conflict "
-        "recomputes its part only (1 = the whole batch)",
+        description="while a worker conflicts with others, a batch commits as at most this "
+        "many independent parts; a conflict recomputes its part only (1 = the whole batch)",
     )
     batch_timeout_s: float = Field(
         0.05, gt=0, description="profiles lane: max wait to fill a batch"

@@ -514,7 +514,7 @@ def json_list(draw: Callable[..., Any], names: list[str], key: str | None = None
 def operations(draw: Callable[..., Any]) -> list[tuple[str, Any]]:
     ops: list[tuple[str, Any]] = []
     for i in range(draw(st.integers(1, 12))):
-        if draw(st.integers(0, 3)) == 0:  # several commits in one call (parts, ADR 0011)
+        if draw(st.integers(0, 3)) == 0:  # several commits in one call (parts, ADR 0013)
             parts = [draw(a_commit(f"{i}.{n}")) for n in range(draw(st.integers(1, 3)))]
             ops.append(("commit_parts", parts))
             continue

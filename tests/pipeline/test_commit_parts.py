@@ -1,6 +1,6 @@
 """A batch commits as independent parts: a conflict recomputes its part, never the batch.
 
-ADR 0011. Two workers that touch the same person or SKU at once used to retry each other's
+ADR 0013. Two workers that touch the same person or SKU at once used to retry each other's
 whole batch; now only the part holding the contested entity is loaded and computed again, the
 rest of the batch is written by the first commit call. And splitting changes no result: the
 same batches with and without parts end in the same store.
@@ -209,3 +209,25 @@ def test_a_batch_without_events_of_the_lane_or_with_one_event_is_one_part(lane: 
     loaded = InMemoryStore().load(load_request(events, lane))
     assert len(parts.split(events, loaded, identity=lane.identity)) == 1
     assert len(parts.split([], loaded, identity=lane.identity)) == 1
+
+
+def test_what_conflicted_recently_gets_a_part_of_its_own() -> None:
+    skus = [f"SKU-{n}" for n in range(40)]
+    batch = [record(shopper(n, 1, sku=sku), n) for n, sku in enumerate(skus)]
+    ctx = make_context()
+    events, _ = prepare(batch, max_bytes=65536, config=DEFAULT, salt=ctx.salt, lane=INVENTORY)
+    loaded = InMemoryStore().load(load_request(events, INVENTORY))
+    packed = parts.split(events, loaded, identity=False, max_parts=4)
+    assert len(packed) == 4  # 40 SKUs, 10 per part
+    hot = {"stock:SKU-7", "stock:SKU-30", "stock:NOT-IN-BATCH", "e-unknown"}
+    split = parts.split(events, loaded, identity=False, max_parts=4, hot=hot)
+    sizes = sorted(len(p.events) for p in split)
+    assert sizes[:2] == [1, 1]  # each hot SKU alone...
+    assert len(sizes) == 6  # ...the rest packed as before
+    assert sum(sizes[2:]) == 38
+    alone = {p.events[0].tp.event_id for p in split if len(p.events) == 1}
+    assert alone == {batch_id(7), batch_id(30)}
+
+
+def batch_id(n: int) -> str:
+    return f"e-{n}-1"
