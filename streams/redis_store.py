@@ -268,6 +268,9 @@ class RedisStore:
         plan = {
             "g": [self.keys.generation, self.generation] if self.generation else [],
             "p": [self._part_plan(part, arg) for part in parts],
+            # the committed parts' outbox records go into one entry (streams.outbox), never
+            # trimmed: the relay deletes it once Kafka acknowledged all of them
+            "o": [self.keys.outbox, outbox.FIELD],
         }
         started = time.perf_counter()
         reply = self._call_commit([orjson.dumps(plan), *values])
@@ -330,14 +333,8 @@ class RedisStore:
             "u": [arg(h) for h in commit.unsuppressed],
             "x": [
                 [self.keys.stream(e.stream), STREAM_MAXLEN, flat(e.fields)] for e in commit.streams
-            ]
-            + (
-                # one entry for the part's records (streams.outbox), never trimmed: the relay
-                # deletes it once Kafka acknowledged all of them
-                [[self.keys.outbox, 0, flat({outbox.FIELD: outbox.pack(commit.outbox)})]]
-                if commit.outbox
-                else []
-            ),
+            ],
+            "o": arg(outbox.pack(commit.outbox)) if commit.outbox else 0,  # packed records
             "c": [[self.keys.stats, name, n] for name, n in commit.counters.items()],
         }
 

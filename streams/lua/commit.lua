@@ -3,6 +3,8 @@
 -- ARGV[1] is a JSON plan; ARGV[2..] are the values it refers to by index (so large documents
 -- are not JSON-escaped twice). Plan:
 --   g = {key, generation} or {}   the generation marker must hold this value (state not lost)
+--   o = {stream, field}           the outbox: one entry (never trimmed) whose field holds the
+--                                 written parts' packed records, concatenated (streams.outbox)
 --   p = {part, ...}               independent parts (disjoint keys and event ids), each:
 --     e  = {{key, version}, ...}     each key's field v must equal version (0 = key absent)
 --     s  = {seen_key, ...}           none may exist; all are SET with expiry t afterwards
@@ -15,6 +17,7 @@
 --     sa = {hash_key, {argi, argi, ...}}  HSET hash -> tombstone pairs (suppression)
 --     x  = {{stream, maxlen, {field, argi, ...}}, ...}  XADD MAXLEN ~ (maxlen 0: never trimmed)
 --     c  = {{hash, field, n}, ...}   HINCRBY
+--     o  = argi of its packed outbox records, or 0
 -- Each part whose checks pass is written; a part that fails writes nothing, the others are
 -- unaffected (the script runs atomically, so no other client sees a part half written).
 -- Returns {0, 'generation', key} with nothing written, else {1, {reply, ...}}: one reply per
@@ -88,14 +91,18 @@ local function apply(part)
   for _, c in ipairs(part.c) do redis.call('HINCRBY', c[1], c[2], c[3]) end
 end
 
-local replies = {}
+local replies, records = {}, {}
 for n, part in ipairs(plan.p) do
   local failed = check(part)
   if failed then
     replies[n] = failed
   else
     apply(part)
+    if part.o > 0 then records[#records + 1] = ARGV[part.o] end
     replies[n] = {1}
   end
+end
+if #records > 0 then
+  redis.call('XADD', plan.o[1], '*', plan.o[2], table.concat(records))
 end
 return {1, replies}
