@@ -213,14 +213,17 @@ def run_batch(
     lane: Lane = PROFILES,
     bounds: InputBounds = DEFAULT_BOUNDS,
     max_parts: int = parts.DEFAULT_MAX_PARTS,
+    retry_parts: int | None = None,
     hot: Collection[str] = (),
 ) -> BatchResult:
     """Process one batch of ``lane`` end to end against ``store``. Raises on infra errors.
 
     The batch is split into independent parts (``resolvers.parts``) committed in one atomic
     store call; a part that conflicts is loaded and computed again, the others are done.
-    ``hot``: what recent conflicts named (the caller keeps them from ``BatchResult.contested``):
-    their parts are kept small."""
+    ``retry_parts``: the parts of the attempts after a conflict (default ``max_parts``: a
+    worker that commits whole batches while alone splits the one that conflicted). ``hot``:
+    what recent conflicts named (the caller keeps them from ``BatchResult.contested``): their
+    parts are kept small."""
     ctx = make_context()
     events, dead = prepare(
         records,
@@ -254,7 +257,7 @@ def run_batch(
             pending,
             loaded,
             identity=lane.identity,
-            max_parts=max_parts,
+            max_parts=max_parts if attempt == 1 else (retry_parts or max_parts),
             links=[(eid, profile_ref(pid)) for pid, eid in extra.items()],
             hot=contested,
         )

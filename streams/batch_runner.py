@@ -206,6 +206,7 @@ class BatchRunner:
             lane=rt.lane,
             bounds=rt.bounds,
             max_parts=self.contention.max_parts(),
+            retry_parts=rt.settings.commit_parts,
             hot=self.contention.hot(),
         )
         self.contention.observe(result)

@@ -231,3 +231,22 @@ def test_what_conflicted_recently_gets_a_part_of_its_own() -> None:
 
 def batch_id(n: int) -> str:
     return f"e-{n}-1"
+
+
+def test_a_whole_batch_that_conflicts_is_split_for_its_retry() -> None:
+    """A worker alone commits whole batches; the one that meets another worker is retried in
+    parts, so the contested shopper's part alone is computed a third time if need be."""
+    batch = [
+        record(shopper(n, m), i) for i, (n, m) in enumerate(itertools.product(range(1, 9), (1, 2)))
+    ]
+    store = RacingStore(InMemoryStore(), [record(shopper(3, 30), 99)], PROFILES)
+
+    result = run_batch(
+        batch, store, make_context, max_bytes=65536, config=DEFAULT, max_parts=1, retry_parts=16
+    )
+
+    assert store.calls == [1, 8]  # the whole batch, then every shopper apart
+    assert result.conflicted_parts == 1
+    assert result.recomputed_events == len(batch)
+    (named,) = result.contested  # the key that conflicted: shopper 3's record or profile
+    assert named.startswith(("id:", "profile:"))
