@@ -124,7 +124,7 @@ class BatchRunner:
         self.rt, self.status, self.stopping = rt, status, stopping
         s = rt.settings
         self.breaker = CircuitBreaker(s.poison_limit, s.poison_window_s)
-        self.contention = Contention(s.commit_parts)
+        self.contention = Contention(s.commit_parts_for(rt.lane.name))
 
     async def run(self, records: Sequence[RawRecord]) -> Applied:
         """Apply ``records`` and deliver their dead letters; raises LaneStopped/Abandoned."""
@@ -206,7 +206,7 @@ class BatchRunner:
             lane=rt.lane,
             bounds=rt.bounds,
             max_parts=self.contention.max_parts(),
-            retry_parts=rt.settings.commit_parts,
+            retry_parts=self.contention.parts,
             hot=self.contention.hot(),
         )
         self.contention.observe(result)

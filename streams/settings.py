@@ -243,6 +243,13 @@ class LoomSettings(BaseSettings):
         description="while a worker conflicts with others, a batch commits as at most this "
         "many independent parts; a conflict recomputes its part only (1 = the whole batch)",
     )
+    inventory_commit_parts: int = Field(
+        256,
+        ge=1,
+        le=1024,
+        description="the same for the inventory lane: a part is cheap there (a few SKUs' "
+        "ledgers), so its parts are as fine as a batch's SKUs allow",
+    )
     batch_timeout_s: float = Field(
         0.05, gt=0, description="profiles lane: max wait to fill a batch"
     )
@@ -520,6 +527,10 @@ class LoomSettings(BaseSettings):
     def group_id(self, lane: str) -> str:
         """The Kafka consumer group of a lane's workers."""
         return f"{self.app_id}-{lane}"
+
+    def commit_parts_for(self, lane: str) -> int:
+        """At most how many parts a lane's contended batch commits as (ADR 0013)."""
+        return self.inventory_commit_parts if lane == "inventory" else self.commit_parts
 
     def batch_timeout_for(self, lane: str) -> float:
         """How long a lane's worker waits to fill a batch."""
