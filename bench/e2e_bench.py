@@ -22,7 +22,7 @@ per partition (a stock count for the inventory lane, a signup for the profiles l
   drained, divided by the backlog's events: consumption, pipeline, Redis client, relay, all.
 
 Latency (``latency``): one worker of each role, a steady rate (each of ``--rates``) for
-``--seconds``.
+``--warmup`` seconds (not measured: fresh workers, a broker's JIT), then for ``--seconds``.
 1 in ``--sample`` POS sales is a probe: its first order line gets a unique SKU (seeded
 beforehand with a stock count so the sale does not oversell). A reader thread blocks on the
 inventory change stream (``XREAD BLOCK`` on ``P:v1:changes:inventory``) and notes when each
@@ -77,6 +77,10 @@ from streams.topics import ensure_topics
 ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = ROOT / ".cache" / "bench"
 HISTOGRAM = "loom_event_to_snapshot_seconds"
+#: Seconds at the latency phase's rate before it is measured: the workers were just started
+#: (first batches import, fill caches) and a broker that just started compiles its hot paths
+#: (its JIT took half its CPU in the first run after a start, issue 17).
+WARMUP_S: Final = 5.0
 BATCH = "loom_batch_size"
 REDIS_CALL = "loom_redis_call_seconds"
 
@@ -617,16 +621,23 @@ class StreamWatcher(threading.Thread):
 def latency(
     kafka: str, redis_url: str, *, rate: float, seconds: float, sample: int = 20, seed: int = 2,
     customers: int = 5000, linger_ms: int | None = None, inventory_redis_url: str | None = None,
+    warmup_s: float = WARMUP_S,
 ) -> dict[str, Any]:  # fmt: skip
-    """Steady ``rate`` events/s for ``seconds`` through one worker per role; latency figures."""
+    """Steady ``rate`` events/s for ``seconds`` through one worker per role, after
+    ``warmup_s`` at the same rate that is not measured; latency figures."""
     sim = Simulator(seed=seed, customers=customers, stores=10, skus=500)
     dep = Deployment(kafka, redis_url, inventory_redis_url=inventory_redis_url)
     try:
         n = int(rate * seconds)
+        events = sim.events()
+        warm = [
+            (dump_touchpoint(tp), record_key(tp))
+            for tp in itertools.islice(events, int(rate * warmup_s))
+        ]
         plan: list[tuple[bytes, bytes | None, str | None]] = []
         seeds: list[dict[str, Any]] = []
         pos = 0
-        for tp in itertools.islice(sim.events(), n):
+        for tp in itertools.islice(events, n):
             probe = None
             event = tp
             if tp.type == "pos_sale" and tp.order is not None and tp.order.lines:
@@ -643,6 +654,9 @@ def latency(
         with TouchpointProducer(dep.settings, config=config) as producer:
             for doc in seeds:
                 producer.send(doc)
+            if warm:
+                say(f"latency: warm-up, {rate:.0f} events/s for {warmup_s:.0f} s (not measured)")
+                paced(producer, [(value, key, None) for value, key in warm], rate, {})
         dep.wait_lag_zero(timeout=120)
         before = dep.metrics()
         loadavg = [round(x, 2) for x in os.getloadavg()]
@@ -658,13 +672,7 @@ def latency(
         say(f"latency: {rate:.0f} events/s for {seconds:.0f} s, {len(seeds)} probe sales")
         with TouchpointProducer(dep.settings, config=config) as producer:
             started = time.monotonic()
-            for i, (value, key, probe) in enumerate(plan):
-                ahead = i / rate - (time.monotonic() - started)
-                if ahead > 0:
-                    time.sleep(ahead)
-                if probe is not None:
-                    sent[probe] = time.time()
-                producer.send_raw(value, key=key)
+            paced(producer, plan, rate, sent)
             elapsed = time.monotonic() - started
         ended = started + elapsed
         drained = {lane: t - ended for lane, t in dep.wait_lanes_zero(timeout=600).items()}
@@ -688,6 +696,7 @@ def latency(
             "rate_achieved": round(len(plan) / elapsed, 1),
             "seconds": round(elapsed, 2),
             "events": len(plan),
+            "warmup_s": warmup_s,
             # > 0 by more than a commit interval (~1 s): the lane fell behind the rate
             "drain_after_last_send_s": {lane: round(s, 3) for lane, s in drained.items()},
             "producer_linger_ms": linger_ms if linger_ms is not None else 20,
@@ -728,13 +737,31 @@ def latency(
         dep.close()
 
 
+def paced(
+    producer: TouchpointProducer,
+    plan: Sequence[tuple[bytes, bytes | None, str | None]],
+    rate: float,
+    sent: dict[str, float],
+) -> None:
+    """Send ``plan`` at ``rate`` events/s (open loop); note each probe's send time in
+    ``sent``."""
+    started = time.monotonic()
+    for i, (value, key, probe) in enumerate(plan):
+        ahead = i / rate - (time.monotonic() - started)
+        if ahead > 0:
+            time.sleep(ahead)
+        if probe is not None:
+            sent[probe] = time.time()
+        producer.send_raw(value, key=key)
+
+
 #: Issue 7.6 / 17.4: POS sale -> inventory visible p99 at a steady 1,000 events/s.
 INVENTORY_P99_TARGET_MS: Final = 100.0
 
 
 def latency_runs(
     kafka: str, redis_url: str, *, rates: Sequence[float], runs: int, seconds: float,
-    sample: int = 20, inventory_redis_url: str | None = None,
+    sample: int = 20, inventory_redis_url: str | None = None, warmup_s: float = WARMUP_S,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """``runs`` consecutive latency runs per rate; per rate, each run's POS sale -> inventory
     visible p99 and how many met :data:`INVENTORY_P99_TARGET_MS`."""
@@ -747,7 +774,7 @@ def latency_runs(
             say(f"latency run {i + 1} of {runs} at {rate:.0f} events/s")
             run = latency(
                 kafka, redis_url, rate=rate, seconds=seconds, sample=sample,
-                inventory_redis_url=inventory_redis_url,
+                inventory_redis_url=inventory_redis_url, warmup_s=warmup_s,
             )  # fmt: skip
             results.append(run)
         p99s = [r["pos_to_inventory_visible"]["p99_ms"] for r in results]
@@ -885,6 +912,10 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--seconds", type=float, default=30.0, help="latency phase length")
     parser.add_argument("--sample", type=int, default=20, help="1 in N POS sales is a probe")
+    parser.add_argument(
+        "--warmup", type=float, default=WARMUP_S,
+        help=f"seconds at the rate before each latency run is measured ({WARMUP_S:.0f})",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     kafka = os.environ.get("LOOM_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
     url = os.environ.get("LOOM_REDIS_URL", "redis://127.0.0.1:16379/0")
@@ -901,7 +932,7 @@ def main(argv: list[str] | None = None) -> int:
         out["latency"] = latency_runs(
             kafka, url, rates=[float(r) for r in args.rates.split(",") if r],
             runs=args.runs, seconds=args.seconds, sample=args.sample,
-            inventory_redis_url=inventory_url,
+            inventory_redis_url=inventory_url, warmup_s=args.warmup,
         )  # fmt: skip
     print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
     return 0

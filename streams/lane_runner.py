@@ -11,7 +11,8 @@ protocol, per batch:
                   effect, the event-id markers and the outbox records; idempotent by event id,
                   so a redelivered batch changes nothing).
 3. dead letters   the batch's dead letters produced to the DLQ and acknowledged (flush).
-4. offsets        committed, asynchronously, with the Redis generation as commit metadata;
+4. offsets        committed, asynchronously, with the Redis generation as commit metadata, at
+                  most every ``LOOM_COMMIT_INTERVAL_S`` (a later turn commits what waits);
                   remembered per partition and committed again synchronously when partitions
                   are revoked (a rebalance, inside ``consume``, between batches) and on close.
 
@@ -36,6 +37,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final
@@ -99,6 +101,11 @@ class LaneRunner:
                 "heartbeat.interval.ms": 3_000,
                 # prefetch at most 16 MiB (librdkafka's default 64 MiB is RSS for nothing)
                 "queued.max.messages.kbytes": 16_384,
+                # the broker holds a fetch until it has LOOM_FETCH_MIN_BYTES or the batch
+                # timeout passed: with librdkafka's defaults (1 byte, 500 ms) every produce
+                # request answered a fetch of each lane, a few records each (issue 17)
+                "fetch.min.bytes": self.settings.fetch_min_bytes,
+                "fetch.wait.max.ms": max(1, round(self.batch_timeout_s * 1000)),
                 "on_commit": self._on_commit,
             },
         )
@@ -110,8 +117,12 @@ class LaneRunner:
             rt.metrics,
             backoff_max_s=self.settings.retry_backoff_max_s,
             failing_after_s=self.settings.stuck_after_s,
+            min_interval_s=self.settings.relay_interval_s,
         )
         self._relay_wakeup = asyncio.Event()
+        #: offsets processed but not committed yet, and when the lane last committed
+        self._due: dict[tuple[str, int], TopicPartition] = {}
+        self._committed_at = float("-inf")
 
     def _state_changed(self, old: LaneState, new: LaneState) -> None:
         gauge = self.rt.metrics.lane_state
@@ -125,12 +136,14 @@ class LaneRunner:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {(p.topic, p.partition) for p in partitions}
+        self._forget_due(revoked)
         self._commit(self.processed.take(revoked), asynchronous=False)
         self.assigned -= revoked
         log.info("%s: revoked %s", self.group, sorted(p.partition for p in partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         lost = {(p.topic, p.partition) for p in partitions}
+        self._forget_due(lost)
         self.processed.take(lost)  # another member owns them: committing would fail
         self.assigned -= lost
         log.warning("%s: lost %s (session expired)", self.group, sorted(p for _, p in lost))
@@ -148,10 +161,29 @@ class LaneRunner:
             )
 
     def _batch_done(self, records: Sequence[RawRecord]) -> None:
-        """After ``records`` were applied and dead-lettered: commit their next offsets."""
+        """After ``records`` were applied and dead-lettered: their next offsets are due for
+        the next commit (:meth:`_commit_due`)."""
         offsets = next_offsets(records, self.generation)
         self.processed.add(offsets)
+        self._due.update(((tp.topic, tp.partition), tp) for tp in offsets)
+        self._commit_due()
+
+    def _commit_due(self) -> None:
+        """Commit the due offsets, asynchronously, unless the last commit was less than
+        ``LOOM_COMMIT_INTERVAL_S`` ago: each commit is a write to ``__consumer_offsets``, and
+        a lane turning a small batch every few milliseconds made more of them than of any
+        other request but fetches (issue 17). What waits is committed on a later turn of the
+        loop, on revoke and on close; a crash meanwhile redelivers it (a no-op)."""
+        now = time.monotonic()
+        if not self._due or now - self._committed_at < self.settings.commit_interval_s:
+            return
+        offsets, self._due = list(self._due.values()), {}
+        self._committed_at = now
         self._commit(offsets, asynchronous=True)
+
+    def _forget_due(self, partitions: set[tuple[str, int]]) -> None:
+        for key in partitions:
+            self._due.pop(key, None)
 
     def _commit(self, offsets: list[TopicPartition], *, asynchronous: bool) -> None:
         if not offsets:
@@ -234,6 +266,7 @@ class LaneRunner:
             self.status.turned()
             records = [raw_record(m) for m in messages if not self._failed(m)]
             if not records:
+                self._commit_due()
                 continue
             try:
                 await self.batches.run(records)

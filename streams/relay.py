@@ -281,9 +281,12 @@ class RelaySupervisor:
 
     ``make_relay()`` builds a relay (with a new producer): called at start and to restart it.
     Passes start after ``wakeup`` (set after each batch) or every ``idle_s``, at most every
-    ``min_interval_s``: a lane committing a small batch every few milliseconds would otherwise
-    spend its CPU on relay round trips, so the Kafka change topics trail Redis by up to that
-    much (the Redis change streams are written in the commit itself)."""
+    ``min_interval_s`` (a worker's is ``LOOM_RELAY_INTERVAL_S``): a lane committing a small
+    batch every few milliseconds would otherwise spend its CPU on relay round trips, and the
+    broker a produce request per topic-partition per pass (librdkafka sends one per partition;
+    at 0.1 s the relays made a fifth of the broker's requests at 1,000 events/s, issue 17),
+    so the Kafka change topics trail Redis by up to that much (the Redis change streams are
+    written in the commit itself)."""
 
     def __init__(
         self,

@@ -256,6 +256,26 @@ class LoomSettings(BaseSettings):
     inventory_batch_timeout_s: float = Field(
         0.01, gt=0, description="inventory lane: max wait to fill a batch (latency-bound)"
     )
+    commit_interval_s: float = Field(
+        0.5,
+        ge=0,
+        description="a lane commits its consumed offsets at most this often (0: after every "
+        "batch); each commit is a write to the broker's __consumer_offsets",
+    )
+    fetch_min_bytes: int = Field(
+        1024 * 1024,
+        ge=1,
+        le=100_000_000,
+        description="the broker answers a lane's fetch once it holds this many bytes or the "
+        "lane's batch timeout passed",
+    )
+    relay_interval_s: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="the outbox relay sends to Kafka at most this often (one produce request "
+        "per topic-partition per pass)",
+    )
     max_event_bytes: int = Field(
         64 * 1024, ge=1024, description="records larger than this go to the DLQ"
     )

@@ -1,5 +1,6 @@
-"""The lane's commit bookkeeping: which offsets it commits after a batch, on a rebalance and
-on close, each with the Redis generation as metadata."""
+"""The lane's commit bookkeeping: which offsets it commits after a batch (at most every
+``LOOM_COMMIT_INTERVAL_S``), on a rebalance and on close, each with the Redis generation as
+metadata; its consumer's fetch settings."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from resolvers.pipeline import INVENTORY
 from resolvers.steps import RawRecord
 from streams import kafka_clients, lane_runner
 from streams.offsets import ProcessedOffsets, next_offsets
+from streams.settings import LoomSettings
 from streams.testing import FakeConsumer, fake_runtime
 
 
@@ -48,36 +50,82 @@ def test_processed_offsets_keep_the_latest_per_partition_until_taken() -> None:
     assert book.take() == []
 
 
-def make_runner(monkeypatch: pytest.MonkeyPatch) -> tuple[lane_runner.LaneRunner, FakeConsumer]:
+def make_runner(
+    monkeypatch: pytest.MonkeyPatch, **settings: Any
+) -> tuple[lane_runner.LaneRunner, FakeConsumer]:
     monkeypatch.setattr(kafka_clients, "Consumer", FakeConsumer)
-    runner = lane_runner.LaneRunner(fake_runtime(lane=INVENTORY))
+    rt = fake_runtime(lane=INVENTORY, settings=LoomSettings(**settings))
+    runner = lane_runner.LaneRunner(rt)
     fake: FakeConsumer = runner.consumer  # type: ignore[assignment]
     return runner, fake
 
 
-def test_offsets_are_committed_async_per_batch_and_again_sync_on_revoke_and_close(
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_offsets_are_committed_async_at_most_every_interval_and_sync_on_revoke_and_close(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    runner, fake = make_runner(monkeypatch)
+    clock = Clock()
+    monkeypatch.setattr(lane_runner.time, "monotonic", clock)
+    runner, fake = make_runner(monkeypatch, commit_interval_s=0.5)
     assert fake.config["on_commit"] == runner._on_commit  # async failures are reported there
     assert fake.config["group.id"] == "loom-inventory"
     assert fake.config["enable.auto.commit"] is False
     runner.generation = "gen-1"
 
-    runner._batch_done([rec(0, 10), rec(1, 20)])
-    runner._batch_done([rec(0, 11)])
-    assert fake.commits == [
-        (True, [("raw", 0, 11, "gen-1"), ("raw", 1, 21, "gen-1")]),
-        (True, [("raw", 0, 12, "gen-1")]),
-    ]
+    runner._batch_done([rec(0, 10), rec(1, 20)])  # the first commit goes at once
+    runner._batch_done([rec(0, 11)])  # within the interval: waits
+    runner._batch_done([rec(0, 12), rec(2, 5)])
+    assert fake.commits == [(True, [("raw", 0, 11, "gen-1"), ("raw", 1, 21, "gen-1")])]
+    clock.now += 0.4
+    runner._commit_due()  # an idle turn of the loop, still within the interval
+    assert len(fake.commits) == 1
+    clock.now += 0.1
+    runner._commit_due()  # the latest offset of each partition, once
+    assert fake.commits[-1] == (True, [("raw", 0, 13, "gen-1"), ("raw", 2, 6, "gen-1")])
+    runner._commit_due()
+    assert len(fake.commits) == 2  # nothing due
     # a rebalance revokes partition 1: its offset is committed synchronously, even though
     # the asynchronous commit after the batch already sent it (it may have failed)
     runner._on_revoke(fake, [TopicPartition("raw", 1)])  # type: ignore[arg-type]
     assert fake.commits[-1] == (False, [("raw", 1, 21, "gen-1")])
-    runner._close()
-    assert fake.commits[-1] == (False, [("raw", 0, 12, "gen-1")])  # only what is still owned
+    runner._close()  # everything still owned, synchronously
+    assert fake.commits[-1] == (False, [("raw", 0, 13, "gen-1"), ("raw", 2, 6, "gen-1")])
     assert fake.closed
     assert len(runner.processed) == 0
+
+
+def test_a_revoked_partition_is_no_longer_due(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    monkeypatch.setattr(lane_runner.time, "monotonic", clock)
+    runner, fake = make_runner(monkeypatch)
+    runner._batch_done([rec(0, 10)])
+    runner._batch_done([rec(0, 11), rec(1, 20)])  # waits for the interval
+    runner._on_revoke(fake, [TopicPartition("raw", 1)])  # type: ignore[arg-type]
+    clock.now += 10
+    runner._commit_due()
+    assert fake.commits[-1] == (True, [("raw", 0, 12, "")])  # not partition 1 again
+
+
+def test_interval_zero_commits_after_every_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    runner, fake = make_runner(monkeypatch, commit_interval_s=0)
+    runner._batch_done([rec(0, 10)])
+    runner._batch_done([rec(0, 11)])
+    assert fake.commits == [(True, [("raw", 0, 11, "")]), (True, [("raw", 0, 12, "")])]
+
+
+def test_the_broker_holds_fetches_for_the_lanes_batch_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, fake = make_runner(monkeypatch, inventory_batch_timeout_s=0.02, fetch_min_bytes=4096)
+    assert fake.config["fetch.wait.max.ms"] == 20
+    assert fake.config["fetch.min.bytes"] == 4096
 
 
 def test_lost_partitions_are_not_committed(monkeypatch: pytest.MonkeyPatch) -> None:
