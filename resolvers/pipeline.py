@@ -212,14 +212,15 @@ def run_batch(
     max_attempts: int = 20,
     lane: Lane = PROFILES,
     bounds: InputBounds = DEFAULT_BOUNDS,
-    max_parts: int = parts.DEFAULT_MAX_PARTS,
+    max_parts: int = 1,
     retry_parts: int | None = None,
     hot: Collection[str] = (),
 ) -> BatchResult:
     """Process one batch of ``lane`` end to end against ``store``. Raises on infra errors.
 
-    The batch is split into independent parts (``resolvers.parts``) committed in one atomic
-    store call; a part that conflicts is loaded and computed again, the others are done.
+    The batch is split into up to ``max_parts`` independent parts (``resolvers.parts``; 1 = the
+    whole batch, as a worker alone runs) committed in one atomic store call; a part that
+    conflicts is loaded and computed again, the others are done.
     ``retry_parts``: the parts of the attempts after a conflict (default ``max_parts``: a
     worker that commits whole batches while alone splits the one that conflicted). ``hot``:
     what recent conflicts named (the caller keeps them from ``BatchResult.contested``): their

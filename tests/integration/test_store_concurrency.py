@@ -50,7 +50,13 @@ def apply(store: RedisStore, values: list[bytes], offset: int = 0) -> int:
     retried = 0
     for lane in LANES.values():
         result = run_batch(
-            batch(values, offset), store, make_context, max_bytes=65536, config=DEFAULT, lane=lane
+            batch(values, offset),
+            store,
+            make_context,
+            max_bytes=65536,
+            config=DEFAULT,
+            lane=lane,
+            max_parts=16,  # as contended workers commit (ADR 0013)
         )
         retried += max(result.attempts - 1, 0)
     return retried

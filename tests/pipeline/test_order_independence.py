@@ -161,9 +161,13 @@ def deliveries(draw: st.DrawFn, world: list[dict[str, Any]]) -> tuple[list[bytes
 
 
 def _run(
-    values: Sequence[bytes], batches: Sequence[int], *, cache: DecodeCache | None = None
+    values: Sequence[bytes],
+    batches: Sequence[int],
+    *,
+    cache: DecodeCache | None = None,
+    parts: int = 1,
 ) -> dict[str, Any]:
-    return _observable(deliver(values, batches, cache=cache))
+    return _observable(deliver(values, batches, cache=cache, parts=parts))
 
 
 def deliver(
@@ -172,10 +176,12 @@ def deliver(
     context: Callable[[], Context] = make_context,
     *,
     cache: DecodeCache | None = None,
+    parts: int = 1,
 ) -> InMemoryStore:
     """The store after the profiles lane processed ``values`` in batches of ``batches``; with
     ``cache``, as a worker runs them (the profiles each batch wrote are remembered decoded for
-    the next batches' loads)."""
+    the next batches' loads); ``parts``: each batch commits as up to that many parts (ADR
+    0013), as a worker that conflicts with others does."""
     store = InMemoryStore()
     records = [record(v, i) for i, v in enumerate(values)]
     start = 0
@@ -187,6 +193,7 @@ def deliver(
             max_bytes=64 * 1024,
             config=DEFAULT,
             lane=PROFILES,
+            max_parts=parts,
         )
         start += size
     return store
@@ -222,7 +229,8 @@ def test_profiles_are_a_function_of_the_set_of_events(
 ) -> None:
     expected = _reference(world)
     values, batches = data.draw(deliveries(world))
-    assert _run(values, batches, cache=DecodeCache()) == expected
+    parts = data.draw(st.sampled_from([1, 16]), label="commit parts")
+    assert _run(values, batches, cache=DecodeCache(), parts=parts) == expected
 
 
 def test_the_generator_makes_the_hard_cases() -> None:
