@@ -55,11 +55,14 @@ class Current:
     source: str
 
 
-_NECESSARY: Final = Verdict(Purpose.NECESSARY, True, Reason.ALWAYS, Source.DEFAULT.value)
+#: Sources as they are: the vocabulary's members are ``str``s (StrEnum) and ``.value`` is a
+#: Python-level property, asked several times per event here.
+_DEFAULT: Final[str] = Source.DEFAULT
+_NECESSARY: Final = Verdict(Purpose.NECESSARY, True, Reason.ALWAYS, _DEFAULT)
 
 
 def _denial_reason(source: str) -> Reason:
-    return Reason.GPC if source == Source.GPC.value else Reason.NO_CONSENT
+    return Reason.GPC if source == Source.GPC else Reason.NO_CONSENT
 
 
 class Gate:
@@ -69,20 +72,23 @@ class Gate:
 
     def __init__(self, policy: ConsentPolicy, history: ConsentHistory, region: str | None):
         self.policy, self.history, self.region = policy, history, region
-        self._current = {p: self._compute_current(p) for p in CONSENT_PURPOSES}
+        self._current: dict[Purpose, Current] = {}  # computed when first asked
 
     def _compute_current(self, purpose: Purpose) -> Current:
         latest = self.history.of(purpose).latest
         if latest is not None:
-            return Current(latest.granted, latest.at, latest.source.value)
+            return Current(latest.granted, latest.at, latest.source)
         granted = purpose in self.policy.default_for(self.region)
-        return Current(granted, None, Source.DEFAULT.value)
+        return Current(granted, None, _DEFAULT)
 
     def current(self, purpose: Purpose) -> Current:
-        return self._current[purpose]
+        found = self._current.get(purpose)
+        if found is None:
+            found = self._current[purpose] = self._compute_current(purpose)
+        return found
 
     def granted_now(self) -> frozenset[Purpose]:
-        return frozenset(p for p, c in self._current.items() if c.granted)
+        return frozenset(p for p in CONSENT_PURPOSES if self.current(p).granted)
 
     def verdict(
         self,
@@ -97,22 +103,22 @@ class Gate:
         if purpose is Purpose.NECESSARY:
             return _NECESSARY
         if consent.invalid:
-            return Verdict(purpose, False, Reason.INVALID_SIGNAL, Source.INVALID.value)
+            return Verdict(purpose, False, Reason.INVALID_SIGNAL, Source.INVALID)
         h = self.history.of(purpose)
         own = consent.stated(purpose)
         if own is not None and not own.granted:
-            return Verdict(purpose, False, _denial_reason(own.source), own.source.value)
+            return Verdict(purpose, False, _denial_reason(own.source), own.source)
         denial = h.last_denial
         if denial is not None and denial.at >= at:
             reason = Reason.GPC if denial.source is Source.GPC else Reason.REVOKED
-            return Verdict(purpose, False, reason, denial.source.value)
+            return Verdict(purpose, False, reason, denial.source)
         if own is None and behavioural:
             at_time = self._behaviour_default(purpose, h, at, region)
         else:
             at_time = self._at_time(purpose, h, own, at, region)
         if not at_time.allowed:
             return at_time
-        now = self._current[purpose]
+        now = self.current(purpose)
         if not now.granted:  # e.g. the person's region moved to an opt-in jurisdiction
             return Verdict(purpose, False, Reason.REGION_DEFAULT, now.source)
         return at_time
@@ -130,7 +136,7 @@ class Gate:
         if lifted is None:
             return Verdict(purpose, False, Reason.HISTORY_TRUNCATED, "history")
         if not lifted:
-            source = h.last_denial.source.value
+            source = h.last_denial.source
             return Verdict(purpose, False, _denial_reason(source), source)
         return default
 
@@ -143,22 +149,22 @@ class Gate:
         region: str | None,
     ) -> Verdict:
         if own is not None:  # a grant (denials were handled by the caller)
-            return Verdict(purpose, True, Reason.GRANTED, own.source.value)
+            return Verdict(purpose, True, Reason.GRANTED, own.source)
         after = h.last_denial.at if h.last_denial is not None else None
         found = h.explicit_grant_between(after, at)
         if found is None:
             return Verdict(purpose, False, Reason.HISTORY_TRUNCATED, "history")
         if found:
-            return Verdict(purpose, True, Reason.GRANTED, Source.CONSENT_UPDATED.value)
+            return Verdict(purpose, True, Reason.GRANTED, Source.CONSENT_UPDATED)
         if h.last_denial is not None:  # a denial was in force at the fact's time
-            source = h.last_denial.source.value
+            source = h.last_denial.source
             return Verdict(purpose, False, _denial_reason(source), source)
         if purpose in self.policy.default_for(region or self.region):
-            return Verdict(purpose, True, Reason.REGION_DEFAULT, Source.DEFAULT.value)
+            return Verdict(purpose, True, Reason.REGION_DEFAULT, _DEFAULT)
         latest = h.latest
         late = latest is not None and latest.granted and latest.at > at
         reason = Reason.LATE_GRANT if late else Reason.REGION_DEFAULT
-        return Verdict(purpose, False, reason, Source.DEFAULT.value)
+        return Verdict(purpose, False, reason, _DEFAULT)
 
     def serves(
         self,
@@ -191,7 +197,7 @@ class Gate:
 
 def _by_default(policy: ConsentPolicy, purpose: Purpose, region: str | None) -> Verdict:
     granted = purpose in policy.default_for(region)
-    return Verdict(purpose, granted, Reason.REGION_DEFAULT, Source.DEFAULT.value)
+    return Verdict(purpose, granted, Reason.REGION_DEFAULT, _DEFAULT)
 
 
 def never_serves(

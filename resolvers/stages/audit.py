@@ -37,7 +37,7 @@ from resolvers.profile.facts import TRANSACTION_TYPES
 from resolvers.stages import observe
 from resolvers.steps import Event
 from resolvers.timefmt import format_time
-from schemas.touchpoint import EventType
+from schemas.touchpoint import EventType, Touchpoint
 
 NAME = "audit"
 
@@ -46,14 +46,17 @@ REGION_DEFAULT_KIND: Final = "region_default"
 #: Events listed in one per-batch record at most (a record stays far below Kafka's 1 MB).
 EVENTS_PER_RECORD: Final = 500
 
+# The vocabulary's members are ``str``s (StrEnum: they hash, compare and serialize as their
+# values), so rows hold them as they are: ``.value`` is a Python-level property, ~20 per event.
 _DEFAULT_SOURCE: Final = Source.DEFAULT.value
+_ERASURE: Final = EventType.ERASURE_REQUESTED
 
 #: (purpose, decision, reason, source) of one decision, as the record spells them.
 Row = tuple[str, str, str, str]
 
 
 def _is_default(row: Row) -> bool:
-    return row[2] == Reason.REGION_DEFAULT.value and row[3] == _DEFAULT_SOURCE
+    return row[2] == Reason.REGION_DEFAULT and row[3] == _DEFAULT_SOURCE
 
 
 def _decisions(rows: Sequence[Row]) -> list[dict[str, str]]:
@@ -61,6 +64,28 @@ def _decisions(rows: Sequence[Row]) -> list[dict[str, str]]:
         {"purpose": purpose, "decision": decision, "reason": reason, "source": source}
         for purpose, decision, reason, source in rows
     ]
+
+
+def _event_rows(tp: Touchpoint, gate: Gate, prior: Gate | None) -> list[Row]:
+    """What ``gate`` denies the event, and what it revoked of ``prior`` (the person's gate
+    before the batch)."""
+    consent = observe.event_consent(tp)
+    rows: list[Row] = [
+        (v.purpose, Decision.DENY, v.reason, v.source)
+        for v in gate.verdicts(
+            at=tp.occurred_at,
+            consent=consent,
+            region=tp.region,
+            behavioural=tp.type not in TRANSACTION_TYPES,
+        )
+        if not v.allowed
+    ]
+    if prior is not None:
+        for purpose, stated in sorted(consent.own.items()):
+            if not stated.granted and prior.current(purpose).granted:
+                reason = Reason.GPC if stated.source is Source.GPC else Reason.REVOKED
+                rows.append((purpose, Decision.PURGE, reason, stated.source))
+    return rows
 
 
 def audit(
@@ -80,37 +105,27 @@ def audit(
     decided_at = format_time(now)
     out: list[Published] = []
     defaults: dict[tuple[Row, ...], list[list[str | None]]] = {}
+    denied: Counter[tuple[str, str]] = Counter()  # (purpose, reason)
+    purged: Counter[str] = Counter()
     for event in fresh:
         tp = event.tp
-        if tp.type is EventType.ERASURE_REQUESTED:
+        if tp.type is _ERASURE:
             continue
         owner = owner_of_event.get(tp.event_id)
         gate = gates.get(owner) if owner is not None else None
         if gate is None:
             gate = Gate(policy, EMPTY_HISTORY, tp.region)
-        consent = observe.event_consent(tp)
-        rows: list[Row] = []
-        for v in gate.verdicts(
-            at=tp.occurred_at,
-            consent=consent,
-            region=tp.region,
-            behavioural=tp.type.value not in TRANSACTION_TYPES,
-        ):
-            if not v.allowed:
-                rows.append((v.purpose.value, Decision.DENY.value, v.reason.value, v.source))
-                counts[Count(Measure.CONSENT_DENIED, v.purpose.value, v.reason.value)] += 1
-        prior = before.get(owner) if owner is not None else None
-        if prior is not None:
-            for purpose, stated in sorted(consent.own.items()):
-                if not stated.granted and prior.current(purpose).granted:
-                    reason = Reason.GPC if stated.source is Source.GPC else Reason.REVOKED
-                    rows.append(
-                        (purpose.value, Decision.PURGE.value, reason.value, stated.source.value)
-                    )
-                    counts[Count(Measure.CONSENT_PURGED, purpose.value)] += 1
+        rows = _event_rows(tp, gate, before.get(owner) if owner is not None else None)
         if not rows:
             continue
-        if all(_is_default(row) for row in rows):
+        default_only = True
+        for row in rows:
+            if row[1] == Decision.DENY:
+                denied[(row[0], row[2])] += 1
+            else:
+                purged[row[0]] += 1
+            default_only = default_only and _is_default(row)
+        if default_only:
             defaults.setdefault(tuple(rows), []).append([tp.event_id, owner])
             continue
         out.append(
@@ -126,6 +141,10 @@ def audit(
                 },
             )
         )
+    for (purpose, reason), n in denied.items():
+        counts[Count(Measure.CONSENT_DENIED, purpose, reason)] += n
+    for purpose, n in purged.items():
+        counts[Count(Measure.CONSENT_PURGED, purpose)] += n
     for rows_key, events in defaults.items():
         decisions = _decisions(rows_key)
         for start in range(0, len(events), EVENTS_PER_RECORD):
