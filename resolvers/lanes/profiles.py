@@ -133,9 +133,18 @@ class ProfilesBatch:
     def _evidence(self) -> identity.Evidence:
         ctx = self.ctx
         salt = ctx.salt
+        digests: dict[str, str] = {}  # by ``type:value``: the batch asks again and again
+
+        def hash_of(ident: Identifier) -> str:
+            key = ident.key
+            digest = digests.get(key)
+            if digest is None:
+                digest = digests[key] = suppression_hash(ident, salt)
+            return digest
+
         return identity.Evidence(
             rules=ctx.rules,
-            hash_of=lambda ident: suppression_hash(ident, salt),
+            hash_of=hash_of,
             records=self.records,
             tombstones=self.tombstones,
             profiles=self.profiles,
