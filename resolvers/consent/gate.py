@@ -78,8 +78,7 @@ class Gate:
         latest = self.history.of(purpose).latest
         if latest is not None:
             return Current(latest.granted, latest.at, latest.source)
-        granted = purpose in self.policy.default_for(self.region)
-        return Current(granted, None, _DEFAULT)
+        return _DEFAULT_CURRENT[purpose in self.policy.default_for(self.region)]
 
     def current(self, purpose: Purpose) -> Current:
         found = self._current.get(purpose)
@@ -195,9 +194,17 @@ class Gate:
         )
 
 
+#: Verdicts and current choices are immutable: the jurisdiction defaults' few are shared.
+_DEFAULT_VERDICTS: Final = {
+    (p, granted): Verdict(p, granted, Reason.REGION_DEFAULT, _DEFAULT)
+    for p in Purpose
+    for granted in (True, False)
+}
+_DEFAULT_CURRENT: Final = {granted: Current(granted, None, _DEFAULT) for granted in (True, False)}
+
+
 def _by_default(policy: ConsentPolicy, purpose: Purpose, region: str | None) -> Verdict:
-    granted = purpose in policy.default_for(region)
-    return Verdict(purpose, granted, Reason.REGION_DEFAULT, _DEFAULT)
+    return _DEFAULT_VERDICTS[purpose, purpose in policy.default_for(region)]
 
 
 def never_serves(

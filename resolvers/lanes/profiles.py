@@ -162,12 +162,22 @@ class ProfilesBatch:
             erase=tp.type is EventType.ERASURE_REQUESTED,
         )
 
-    def _gates_before(self, res: identity.Resolution) -> dict[str, Gate]:
-        """Each person's consent as it stood before this batch's events (revocations)."""
-        return {
-            pid: self._gate([g.facts for g in person.groups.values()])
-            for pid, person in res.people.items()
+    def _gates_before(self, res: identity.Resolution) -> Callable[[str], Gate | None]:
+        """Each person's consent as it stood before this batch's events (revocations): their
+        facts are taken now (the fold replaces them), the gate built when first asked (only
+        an event that denies a purpose asks)."""
+        facts = {
+            pid: [g.facts for g in person.groups.values()] for pid, person in res.people.items()
         }
+        gates: dict[str, Gate] = {}
+
+        def before(pid: str) -> Gate | None:
+            gate = gates.get(pid)
+            if gate is None and pid in facts:
+                gate = gates[pid] = self._gate(facts[pid])
+            return gate
+
+        return before
 
     def _fold_facts(self, fresh: Sequence[Event], res: identity.Resolution) -> set[str]:
         """Each event's observation into its group, each group pruned once; returns the people
@@ -351,7 +361,7 @@ class ProfilesBatch:
         self,
         fresh: Sequence[Event],
         res: identity.Resolution,
-        before: Mapping[str, Gate],
+        before: Callable[[str], Gate | None],
         gates: Mapping[str, Gate],
         out: LaneOutcome,
     ) -> None:

@@ -20,8 +20,9 @@ is in exactly one record.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any, Final
 
 from resolvers.consent import (
@@ -66,9 +67,9 @@ def _decisions(rows: Sequence[Row]) -> list[dict[str, str]]:
     ]
 
 
-def _event_rows(tp: Touchpoint, gate: Gate, prior: Gate | None) -> list[Row]:
-    """What ``gate`` denies the event, and what it revoked of ``prior`` (the person's gate
-    before the batch)."""
+def _event_rows(tp: Touchpoint, gate: Gate, prior: Callable[[], Gate | None]) -> list[Row]:
+    """What ``gate`` denies the event, and what it revoked of ``prior()`` (the person's gate
+    before the batch; asked only when the event denies a purpose)."""
     consent = observe.event_consent(tp)
     rows: list[Row] = [
         (v.purpose, Decision.DENY, v.reason, v.source)
@@ -80,18 +81,22 @@ def _event_rows(tp: Touchpoint, gate: Gate, prior: Gate | None) -> list[Row]:
         )
         if not v.allowed
     ]
-    if prior is not None:
-        for purpose, stated in sorted(consent.own.items()):
-            if not stated.granted and prior.current(purpose).granted:
-                reason = Reason.GPC if stated.source is Source.GPC else Reason.REVOKED
-                rows.append((purpose, Decision.PURGE, reason, stated.source))
+    for purpose, stated in sorted(consent.own.items()):
+        before = prior() if not stated.granted else None
+        if before is not None and before.current(purpose).granted:
+            reason = Reason.GPC if stated.source is Source.GPC else Reason.REVOKED
+            rows.append((purpose, Decision.PURGE, reason, stated.source))
     return rows
+
+
+def _none() -> None:
+    return None
 
 
 def audit(
     fresh: Sequence[Event],
     owner_of_event: Mapping[str, str | None],
-    before: Mapping[str, Gate],
+    before: Callable[[str], Gate | None],
     gates: Mapping[str, Gate],
     *,
     policy: ConsentPolicy,
@@ -100,8 +105,8 @@ def audit(
     counts: Counter[Count],
 ) -> list[Published]:
     """The batch's audit records; denials and purges counted into ``counts``.
-    ``owner_of_event``: each event's profile id (None: not placed); ``before`` /
-    ``gates``: each touched person's gate before / after the batch."""
+    ``owner_of_event``: each event's profile id (None: not placed); ``before(pid)`` /
+    ``gates``: a person's gate before / after the batch."""
     decided_at = format_time(now)
     out: list[Published] = []
     defaults: dict[tuple[Row, ...], list[list[str | None]]] = {}
@@ -115,7 +120,7 @@ def audit(
         gate = gates.get(owner) if owner is not None else None
         if gate is None:
             gate = Gate(policy, EMPTY_HISTORY, tp.region)
-        rows = _event_rows(tp, gate, before.get(owner) if owner is not None else None)
+        rows = _event_rows(tp, gate, partial(before, owner) if owner is not None else _none)
         if not rows:
             continue
         default_only = True
