@@ -46,6 +46,8 @@ from hashlib import blake2b
 from types import MappingProxyType
 from typing import Final
 
+import orjson
+
 from resolvers.consent import (
     EMPTY_HISTORY,
     ConsentHistory,
@@ -258,6 +260,10 @@ class Facts:
     recent: Mapping[str, Recent] = field(default_factory=dict)  # event id -> event
     digests: Mapping[DigestKey, Digest] = field(default_factory=dict)
     latest: datetime | None = None  # the group's latest event time (the behaviour horizon)
+    #: Its stored JSON once encoded (``resolvers.profile.codec.facts_fragment``): the object is
+    #: immutable, and a profile's unchanged groups are written again at every touch. Not a
+    #: field of ``__init__``, so ``replace`` never carries it over to other facts.
+    encoded: orjson.Fragment | None = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def is_empty(self) -> bool:
