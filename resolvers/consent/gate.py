@@ -68,11 +68,16 @@ def _denial_reason(source: str) -> Reason:
 class Gate:
     """Consent decisions for one person: ``history`` is the merge of all their events'."""
 
-    __slots__ = ("_current", "history", "policy", "region")
+    __slots__ = ("_current", "_timeless", "history", "policy", "region")
 
     def __init__(self, policy: ConsentPolicy, history: ConsentHistory, region: str | None):
         self.policy, self.history, self.region = policy, history, region
         self._current: dict[Purpose, Current] = {}  # computed when first asked
+        #: verdicts of a person without consent history, by (id of the event's consent,
+        #: region, behavioural); the entry holds the consent, so its id stays its own
+        self._timeless: dict[
+            tuple[int, str | None, bool], tuple[EventConsent, tuple[Verdict, ...]]
+        ] = {}
 
     def _compute_current(self, purpose: Purpose) -> Current:
         latest = self.history.of(purpose).latest
@@ -187,6 +192,23 @@ class Gate:
         consent: EventConsent,
         region: str | None,
         behavioural: bool = False,
+    ) -> tuple[Verdict, ...]:
+        """Every purpose's :meth:`verdict`. Without a consent history (no statement of the
+        person, so no denial or grant to compare ``at`` with) they do not depend on ``at``:
+        asked once per distinct consent, region and kind of fact (a render asks per fact)."""
+        if self.history.purposes:
+            return self._verdicts(at, consent, region, behavioural)
+        key = (id(consent), region, behavioural)
+        found = self._timeless.get(key)
+        if found is None or found[0] is not consent:
+            found = self._timeless[key] = (
+                consent,
+                self._verdicts(at, consent, region, behavioural),
+            )
+        return found[1]
+
+    def _verdicts(
+        self, at: datetime, consent: EventConsent, region: str | None, behavioural: bool
     ) -> tuple[Verdict, ...]:
         return tuple(
             self.verdict(p, at=at, consent=consent, region=region, behavioural=behavioural)
