@@ -318,9 +318,10 @@ def table(results: dict[str, Any]) -> str:
                 + (f" ({lane_pct}% raw)" if lane_pct else ""),
             )
             row(
-                f"  {lane} CAS retries / batches",
-                f"{figures['commit_conflicts']} / {figures['batches']} "
-                f"({figures['cas_retries_pct_of_batches']}%)",
+                f"  {lane} CAS conflicts: parts retried / parts, events recomputed",
+                f"{figures['commit_conflicts']} / {figures['commit_parts']} "
+                f"({figures['conflicted_pct_of_parts']}%), "
+                f"{figures['recomputed_events']} ({figures['recomputed_pct_of_events']}%)",
             )
         for name, us in t.get("cpu_us_per_event", {}).items():
             row(f"  CPU per event: {name}", fmt(us, "µs"))

@@ -476,13 +476,14 @@ def throughput(
         cpu = meter.stop()
         after = dep.metrics()
         batches = {lane: histogram_delta(before[lane], after[lane], BATCH) for lane in LANES}
-        conflicts = {
-            lane: int(
-                counter(after[lane], "loom_commit_conflicts")
-                - counter(before[lane], "loom_commit_conflicts")
-            )
-            for lane in LANES
-        }
+
+        def delta(lane: str, name: str) -> int:
+            return int(counter(after[lane], name) - counter(before[lane], name))
+
+        # ADR 0013: a batch commits as parts; a conflict recomputes its part
+        conflicts = {lane: delta(lane, "loom_commit_conflicts") for lane in LANES}
+        commit_parts = {lane: delta(lane, "loom_commit_parts") for lane in LANES}
+        recomputed = {lane: delta(lane, "loom_recomputed_events") for lane in LANES}
         result: dict[str, Any] = {
             "workers": workers,
             "inventory_redis": "own" if inventory_redis_url else "shared",
@@ -508,13 +509,14 @@ def throughput(
                     "mean_batch_size": _mean(batches[lane]),
                     "cpu_s": cpu[lane],
                     "cpu_us_per_event": per_event_us(cpu, events)[lane],
-                    # CAS conflicts (loom_commit_conflicts_total): each is one batch retried
+                    # CAS conflicts (loom_commit_conflicts_total): parts of batches that
+                    # conflicted, each loaded and computed again (ADR 0013)
+                    "commit_parts": commit_parts[lane],
                     "commit_conflicts": conflicts[lane],
-                    "cas_retries_pct_of_batches": (
-                        round(100 * conflicts[lane] / batches[lane]["count"], 2)
-                        if batches[lane]["count"]
-                        else None
-                    ),
+                    "conflicted_pct_of_parts": _pct(conflicts[lane], commit_parts[lane]),
+                    "recomputed_events": recomputed[lane],
+                    # of the backlog's events: the share of the lane's work done twice
+                    "recomputed_pct_of_events": _pct(recomputed[lane], events),
                 }
                 for lane, t in seen.items()
             },
@@ -527,11 +529,16 @@ def throughput(
         per_lane = ", ".join(
             f"{lane} {v['events_per_s_visible']:,.0f}" for lane, v in result["lanes"].items()
         )
+        conflict_text = ", ".join(
+            f"{lane} {v['commit_conflicts']}/{v['commit_parts']}, {v['recomputed_pct_of_events']} %"
+            for lane, v in result["lanes"].items()
+        )
         exact = all(v["exact"] for v in result["exactness"].values())
         say(
             f"throughput {workers} worker(s) per role: {result['events_per_s_visible']:,.0f} "
             f"events/s visible ({per_lane}), {result['events_per_s_committed']:,.0f} committed; "
-            f"CPU µs/event: {cpu_text}; CAS retries {result['commit_conflicts']}; "
+            f"CPU µs/event: {cpu_text}; CAS conflicts (parts retried / parts, events "
+            f"recomputed): {conflict_text}; "
             f"exact: {exact}"
         )
     except BaseException:
@@ -770,6 +777,10 @@ def histogram_summary(hist: dict[str, Any]) -> dict[str, Any]:
 
 def _mean(hist: dict[str, Any]) -> float | None:
     return round(hist["sum"] / hist["count"], 1) if hist["count"] else None
+
+
+def _pct(part: float, whole: float) -> float | None:
+    return round(100 * part / whole, 2) if whole else None
 
 
 def ms(seconds: float | None) -> float | None:

@@ -22,6 +22,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -77,9 +78,12 @@ class TimedStore:
             self.loads += 1
 
     def commit(self, commit: Commit) -> CommitResult:
+        return self.commit_parts([commit])[0]
+
+    def commit_parts(self, parts: Sequence[Commit]) -> list[CommitResult]:
         t = time.perf_counter()
         try:
-            return self.inner.commit(commit)
+            return self.inner.commit_parts(parts)
         finally:
             self.commit_s += time.perf_counter() - t
             self.commits += 1

@@ -26,12 +26,12 @@ batch without committing offsets.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Final
 
-from resolvers import commit_codec
+from resolvers import commit_codec, parts
 from resolvers.context import Context
 from resolvers.decode_cache import DecodeCache
 from resolvers.effects import Count, Measure, ProfileWritten
@@ -119,8 +119,20 @@ class BatchResult:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, outcome)
     counts: Counter[Count] = field(default_factory=Counter)
-    attempts: int = 0
+    attempts: int = 0  # store round trips (load + commit); > 1 after a conflict
     processed: int = 0
+    parts: int = 0  # parts sent to the store's commit, over all attempts
+    conflicted_parts: int = 0  # parts whose commit conflicted (each computed again)
+    recomputed_events: int = 0  # the events of those parts
+    contested: list[str] = field(default_factory=list)  # what each conflict named (no PII
+    # beyond the key: a ref, ``suppressed:<hash>`` or an event id); for ``run_batch(hot=...)``
+
+
+def _add(result: BatchResult, outcome: LaneOutcome, processed: int) -> None:
+    """A committed (or nothing-to-write) part's outcome into the batch's result."""
+    result.outcomes.update(outcome.outcomes)
+    result.counts.update(outcome.counts)
+    result.processed += processed
 
 
 def prepare(
@@ -200,8 +212,18 @@ def run_batch(
     max_attempts: int = 20,
     lane: Lane = PROFILES,
     bounds: InputBounds = DEFAULT_BOUNDS,
+    max_parts: int = parts.DEFAULT_MAX_PARTS,
+    retry_parts: int | None = None,
+    hot: Collection[str] = (),
 ) -> BatchResult:
-    """Process one batch of ``lane`` end to end against ``store``. Raises on infra errors."""
+    """Process one batch of ``lane`` end to end against ``store``. Raises on infra errors.
+
+    The batch is split into independent parts (``resolvers.parts``) committed in one atomic
+    store call; a part that conflicts is loaded and computed again, the others are done.
+    ``retry_parts``: the parts of the attempts after a conflict (default ``max_parts``: a
+    worker that commits whole batches while alone splits the one that conflicted). ``hot``:
+    what recent conflicts named (the caller keeps them from ``BatchResult.contested``): their
+    parts are kept small."""
     ctx = make_context()
     events, dead = prepare(
         records,
@@ -220,45 +242,106 @@ def run_batch(
         unparsed[("unknown", INVALID)], dead = len(dead), []
     if not events and not dead:
         return BatchResult(outcomes=unparsed)  # nothing of this lane's: no round trip
+    result = BatchResult(dead_letters=dead, outcomes=unparsed)
+    dlq_uncounted = len(dead)  # the stats hash counts them with a committed part
+    pending: Sequence[Event] = events
     request = load_request(events, lane)
-    hashes = request.suppression_hashes  # every identifier's, once (load_request)
+    # profiles a part wrote without having loaded them (ids a new person may get), read by the
+    # next load and kept with that part's events
+    extra: dict[str, str] = {}  # profile id -> an event id of the part
+    contested = set(hot)
     for attempt in range(1, max_attempts + 1):
+        result.attempts = attempt
         loaded = store.load(request)
-        outcome = _run_lane(lane, loaded, ctx, events)
-        missing = _unloaded_profiles(outcome, loaded.entities.keys())
-        if missing or outcome.need:  # read what the load missed, then compute again
-            request = replace(
-                request,
-                versions=(*request.versions, *missing),
-                profiles=tuple(dict.fromkeys((*request.profiles, *outcome.need))),
-            )
-            continue
-        if dead:
-            outcome.counts[Count(Measure.DLQ)] += len(dead)
-        result = BatchResult(
-            dead_letters=dead,
-            outcomes=unparsed + outcome.outcomes,
-            counts=outcome.counts,
-            attempts=attempt,
+        split = parts.split(
+            pending,
+            loaded,
+            identity=lane.identity,
+            max_parts=max_parts if attempt == 1 else (retry_parts or max_parts),
+            links=[(eid, profile_ref(pid)) for pid, eid in extra.items()],
+            hot=contested,
         )
-        if not outcome.processed and not outcome.effects and not outcome.counts:
+        ready, again = _compute(
+            split,
+            lane=lane,
+            ctx=ctx,
+            loaded=loaded,
+            extra=extra,
+            result=result,
+            dlq_uncounted=dlq_uncounted,
+        )
+        replies = store.commit_parts([r.commit for r in ready]) if ready else []
+        result.parts += len(ready)
+        for r, reply in zip(ready, replies, strict=True):
+            if reply.ok:
+                _add(result, r.outcome, len(r.commit.event_ids))
+                dlq_uncounted -= r.dlq
+                if ctx.cache is not None:
+                    _remember_written(ctx.cache, r.outcome, r.commit)
+            else:
+                result.conflicted_parts += 1
+                result.recomputed_events += len(r.part.events)
+                result.contested.append(reply.detail)
+                contested.add(reply.detail)
+                again.extend(r.part.events)
+        if not again:
             return result
+        pending = again
+        request = load_request(again, lane)
+        request = replace(request, versions=(*request.versions, *extra))
+        ctx = make_context()
+    raise CommitConflictError(f"batch still conflicting after {max_attempts} attempts")
+
+
+@dataclass(frozen=True, slots=True)
+class _Ready:
+    """A part computed and encoded, to be committed with the batch's others."""
+
+    part: parts.Part
+    outcome: LaneOutcome
+    commit: Commit
+    dlq: int  # dead letters its counters count
+
+
+def _compute(
+    split: Sequence[parts.Part],
+    *,
+    lane: Lane,
+    ctx: Context,
+    loaded: Loaded,
+    extra: dict[str, str],
+    result: BatchResult,
+    dlq_uncounted: int,
+) -> tuple[list[_Ready], list[Event]]:
+    """Run the lane over each part: the parts to commit, and the events of parts that must be
+    loaded again (they would write a profile the load did not read: noted in ``extra``).
+    Parts with nothing to write (all duplicates) go straight into ``result``."""
+    ready: list[_Ready] = []
+    again: list[Event] = []
+    for part in split:
+        outcome = _run_lane(lane, part.loaded, ctx, part.events)
+        missing = _unloaded_profiles(outcome, part.loaded.entities.keys())
+        if missing:  # read what the load missed, then compute again
+            again.extend(part.events)
+            extra.update(dict.fromkeys(missing, part.events[0].tp.event_id))
+            continue
+        dlq = dlq_uncounted if not any(r.dlq for r in ready) else 0
+        if dlq:  # the stats hash counts the batch's dead letters with one committed part
+            outcome.counts[Count(Measure.DLQ)] += dlq
+        if not outcome.processed and not outcome.effects and not outcome.counts:
+            _add(result, outcome, 0)  # all duplicates: nothing to write
+            continue
         commit = commit_codec.encode(
-            versions={ref: e.version for ref, e in loaded.entities.items()},
+            versions={ref: e.version for ref, e in part.loaded.entities.items()},
             effects=outcome.effects,
             event_ids=outcome.processed,
             counts=outcome.counts,
             profile_topic=ctx.topics.profile_changes,
             scope=lane.name,
-            unsuppressed=[h for h in hashes if h not in loaded.suppressed],
+            unsuppressed=[h for h in part.hashes if h not in loaded.suppressed],
         )
-        if store.commit(commit).ok:
-            result.processed = len(commit.event_ids)
-            if ctx.cache is not None:
-                _remember_written(ctx.cache, outcome, commit)
-            return result
-        ctx = make_context()
-    raise CommitConflictError(f"batch still conflicting after {max_attempts} attempts")
+        ready.append(_Ready(part, outcome, commit, dlq))
+    return ready, again
 
 
 def _run_lane(lane: Lane, loaded: Loaded, ctx: Context, events: Sequence[Event]) -> LaneOutcome:

@@ -18,6 +18,10 @@ Loom's concurrency model is optimistic. A batch of events is processed in three 
 So the idempotency check and the effects happen in the same atomic call, a redelivered event
 changes nothing, and concurrent workers are serializable per batch.
 
+A batch may commit as several independent *parts* in that one call (``commit_parts``; ADR
+0011): parts touch disjoint entities and event ids, each is checked and applied on its own, and
+only a part that failed its checks is reloaded and recomputed. ``commit`` is the one-part case.
+
 Event ids are processed once per *scope*: each pipeline lane (``resolvers.pipeline``: the
 profiles lane and the inventory lane, two Kafka consumer groups reading the same records) keeps
 its own processed set, so one lane having processed an event never hides it from the other.
@@ -182,6 +186,12 @@ class StateStore(Protocol):
 
     def commit(self, commit: Commit) -> CommitResult: ...
 
+    def commit_parts(self, parts: Sequence[Commit]) -> list[CommitResult]:
+        """One atomic call over independent commits (disjoint entities and event ids): each
+        part whose checks pass is applied, in order; a part that fails writes nothing. One
+        result per part."""
+        ...
+
 
 def identifier_ref(key: str) -> Ref:
     return Ref(Kind.IDENTIFIER, key)
@@ -207,7 +217,7 @@ HOLDERS_FIELD = "h"
 #: and are never loaded, so both implementations return exactly these.
 LOADED_FIELDS: Mapping[Kind, frozenset[str]] = {
     Kind.IDENTIFIER: frozenset({"p", HOLDERS_FIELD, "s"}),
-    Kind.PROFILE: frozenset({"s", "r"}),
+    Kind.PROFILE: frozenset({"s", "r", HELD_FIELD}),
     Kind.STOCK: frozenset({"s"}),
 }
 
@@ -289,6 +299,9 @@ class InMemoryStore:
             suppressed=suppressed,
             truncated=truncated,
         )
+
+    def commit_parts(self, parts: Sequence[Commit]) -> list[CommitResult]:
+        return [self.commit(part) for part in parts]
 
     def commit(self, commit: Commit) -> CommitResult:
         for ref, version in commit.expect.items():

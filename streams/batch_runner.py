@@ -36,6 +36,7 @@ from typing import Final, TypeVar
 from resolvers.pipeline import BatchResult, run_batch
 from resolvers.steps import DeadLetter, RawRecord
 from schemas.normalize import DEFAULT as NORMALIZE_DEFAULT
+from streams.contention import Contention
 from streams.dlq import DlqDelivery
 from streams.errors import (
     DeterministicError,
@@ -123,6 +124,7 @@ class BatchRunner:
         self.rt, self.status, self.stopping = rt, status, stopping
         s = rt.settings
         self.breaker = CircuitBreaker(s.poison_limit, s.poison_window_s)
+        self.contention = Contention(s.commit_parts)
 
     async def run(self, records: Sequence[RawRecord]) -> Applied:
         """Apply ``records`` and deliver their dead letters; raises LaneStopped/Abandoned."""
@@ -195,7 +197,7 @@ class BatchRunner:
 
     def _apply_once(self, records: Sequence[RawRecord]) -> BatchResult:
         rt = self.rt
-        return run_batch(
+        result = run_batch(
             records,
             rt.store,
             rt.context,
@@ -203,7 +205,12 @@ class BatchRunner:
             config=NORMALIZE_DEFAULT,
             lane=rt.lane,
             bounds=rt.bounds,
+            max_parts=self.contention.max_parts(),
+            retry_parts=rt.settings.commit_parts,
+            hot=self.contention.hot(),
         )
+        self.contention.observe(result)
+        return result
 
     async def until_done(
         self,

@@ -128,7 +128,9 @@ class WorkerMetrics:
     event_to_snapshot: Histogram  # loom_event_to_snapshot_seconds{lane} (Kafka append -> Redis)
     redis_call_seconds: Histogram  # {op}
     batch_size: Histogram
-    commit_conflicts: Counter  # loom_commit_conflicts_total (CAS retries)
+    commit_conflicts: Counter  # loom_commit_conflicts_total (parts retried after a conflict)
+    commit_parts: Counter  # loom_commit_parts_total (parts committed or conflicted)
+    recomputed_events: Counter  # loom_recomputed_events_total (events of conflicted parts)
     oversold: Counter  # loom_inventory_oversold_total
     lane_state: Gauge  # loom_lane_state{lane,state}: 1 for the current state
     lane_stops: Counter  # loom_lane_stops_total{lane,reason}
@@ -201,7 +203,18 @@ class WorkerMetrics:
             ),
             commit_conflicts=Counter(
                 "loom_commit_conflicts_total",
-                "Version compare-and-set conflicts retried when writing profiles.",
+                "Batch parts whose commit conflicted with another writer (each part is loaded "
+                "and computed again).",
+                registry=reg,
+            ),
+            commit_parts=Counter(
+                "loom_commit_parts_total",
+                "Batch parts sent to the store's atomic commit (committed or conflicted).",
+                registry=reg,
+            ),
+            recomputed_events=Counter(
+                "loom_recomputed_events_total",
+                "Events computed again because their part of a batch conflicted.",
                 registry=reg,
             ),
             oversold=Counter(

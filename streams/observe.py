@@ -23,8 +23,10 @@ log = logging.getLogger(__name__)
 def observe_batch(m: WorkerMetrics, records: Sequence[RawRecord], result: BatchResult) -> None:
     """Count what ``result`` reports for ``records``: sizes, outcomes, counters, latency."""
     m.batch_size.observe(len(records))
-    if result.attempts > 1:
-        m.commit_conflicts.inc(result.attempts - 1)
+    m.commit_parts.inc(result.parts)
+    if result.conflicted_parts:
+        m.commit_conflicts.inc(result.conflicted_parts)
+        m.recomputed_events.inc(result.recomputed_events)
     for (event_type, outcome), n in result.outcomes.items():
         _count(m.count_event, event_type, outcome, n)
     for dead in result.dead_letters:

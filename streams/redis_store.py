@@ -72,6 +72,7 @@ import redis
 from resolvers.store import (
     ABSENT,
     DEFAULT_SCOPE,
+    HELD_FIELD,
     HOLDERS_FIELD,
     Commit,
     CommitResult,
@@ -234,9 +235,9 @@ class RedisStore:
             entities[identifier_ref(key.decode())] = (
                 Entity(_version(v), _fields(("p", HOLDERS_FIELD, "s"), (p, h, s))) if v else ABSENT
             )
-        for pid, v, s, r in profiles:
+        for pid, v, s, r, i in profiles:
             entities[profile_ref(pid.decode())] = (
-                Entity(_version(v), _fields(("s", "r"), (s, r))) if v else ABSENT
+                Entity(_version(v), _fields(("s", "r", HELD_FIELD), (s, r, i))) if v else ABSENT
             )
         for sku, (v, s) in zip(request.stocks, stocks, strict=True):
             entities[stock_ref(sku)] = Entity(_version(v), _fields(("s",), (s,))) if v else ABSENT
@@ -255,11 +256,48 @@ class RedisStore:
         )
 
     def commit(self, commit: Commit) -> CommitResult:
+        return self.commit_parts([commit])[0]
+
+    def commit_parts(self, parts: Sequence[Commit]) -> list[CommitResult]:
         values: list[bytes] = []
 
         def arg(value: bytes | str) -> int:
             values.append(value.encode() if isinstance(value, str) else value)
             return len(values) + 1  # ARGV[1] is the plan
+
+        plan = {
+            "g": [self.keys.generation, self.generation] if self.generation else [],
+            "p": [self._part_plan(part, arg) for part in parts],
+            # the committed parts' outbox records go into one entry (streams.outbox), never
+            # trimmed: the relay deletes it once Kafka acknowledged all of them
+            "o": [self.keys.outbox, outbox.FIELD],
+        }
+        started = time.perf_counter()
+        reply = self._call_commit([orjson.dumps(plan), *values])
+        self._timed("commit", started)
+        if reply[0] == 0:  # {0, 'generation', key}: nothing of any part was written
+            raise StateLostError(
+                f"Redis prefix {self.prefix!r} no longer holds generation {self.generation} "
+                f"(restarted without its data, flushed or replaced); nothing of this batch was "
+                f"written"
+            )
+        return [self._result(part, r) for part, r in zip(parts, reply[1], strict=True)]
+
+    def _result(self, commit: Commit, reply: list[Any]) -> CommitResult:
+        if reply[0] == 1:
+            return CommitResult(CommitStatus.OK)
+        status = CommitStatus(reply[1].decode())
+        # Report what failed as the contract says (ref or event id), not as a Redis key.
+        key = reply[2].decode(errors="replace")
+        names = (
+            {self.keys.entity(ref): str(ref) for ref in commit.expect}
+            if status is CommitStatus.CONFLICT
+            else {self.keys.seen(e, commit.scope): e for e in commit.event_ids}
+        )
+        return CommitResult(status, names.get(key, key))
+
+    def _part_plan(self, commit: Commit, arg: Callable[[bytes | str], int]) -> dict[str, Any]:
+        """One part's plan for ``commit.lua`` (its values appended through ``arg``)."""
 
         def flat(fields: Mapping[str, bytes]) -> list[Any]:
             out: list[Any] = []
@@ -282,7 +320,7 @@ class RedisStore:
         for change in commit.memberships:
             key = self.keys.audience(change.audience)
             index_ops.append([key, 1 if change.member else 0, arg(change.profile_id)])
-        plan = {
+        return {
             "e": [[self.keys.entity(ref), v] for ref, v in commit.expect.items()],
             "s": [self.keys.seen(e, commit.scope) for e in commit.event_ids],
             "t": self.seen_ttl_s,
@@ -295,38 +333,10 @@ class RedisStore:
             "u": [arg(h) for h in commit.unsuppressed],
             "x": [
                 [self.keys.stream(e.stream), STREAM_MAXLEN, flat(e.fields)] for e in commit.streams
-            ]
-            + (
-                # one entry for the batch's records (streams.outbox), never trimmed: the relay
-                # deletes it once Kafka acknowledged all of them
-                [[self.keys.outbox, 0, flat({outbox.FIELD: outbox.pack(commit.outbox)})]]
-                if commit.outbox
-                else []
-            ),
+            ],
+            "o": arg(outbox.pack(commit.outbox)) if commit.outbox else 0,  # packed records
             "c": [[self.keys.stats, name, n] for name, n in commit.counters.items()],
-            "g": [self.keys.generation, self.generation] if self.generation else [],
         }
-        # cjson decodes [] and {} alike; empty lists stay lists for ipairs either way.
-        started = time.perf_counter()
-        result = self._call_commit([orjson.dumps(plan), *values])
-        self._timed("commit", started)
-        if result[0] == 1:
-            return CommitResult(CommitStatus.OK)
-        if result[1] == b"generation":
-            raise StateLostError(
-                f"Redis prefix {self.prefix!r} no longer holds generation {self.generation} "
-                f"(restarted without its data, flushed or replaced); nothing of this batch was "
-                f"written"
-            )
-        status = CommitStatus(result[1].decode())
-        # Report what failed as the contract says (ref or event id), not as a Redis key.
-        key = result[2].decode(errors="replace")
-        names = (
-            {self.keys.entity(ref): str(ref) for ref in commit.expect}
-            if status is CommitStatus.CONFLICT
-            else {self.keys.seen(e, commit.scope): e for e in commit.event_ids}
-        )
-        return CommitResult(status, names.get(key, key))
 
     def _call_commit(self, args: list[bytes]) -> Any:
         if not self.wait_replicas:

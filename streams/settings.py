@@ -236,6 +236,13 @@ class LoomSettings(BaseSettings):
         "loom", description="consumer groups are `<app_id>-profiles` and `<app_id>-inventory`"
     )
     batch_size: int = Field(500, ge=1, le=10_000, description="max events per atomic batch")
+    commit_parts: int = Field(
+        16,
+        ge=1,
+        le=256,
+        description="while a worker conflicts with others, a batch commits as at most this "
+        "many independent parts; a conflict recomputes its part only (1 = the whole batch)",
+    )
     batch_timeout_s: float = Field(
         0.05, gt=0, description="profiles lane: max wait to fill a batch"
     )

@@ -13,7 +13,7 @@
 -- The "versions" profile ids are read alone (v and r; not followed, not counted), after the
 -- walk, unless the walk visited them.
 -- Returns {ids, profiles, stocks, seen, suppressed, truncated}: ids as {key, v, p, h, s},
--- profiles as {pid, v, s, r}, suppressed as the tombstone JSON of each hash (false if none).
+-- profiles as {pid, v, s, r, i}, suppressed as the tombstone JSON of each hash (false if none).
 -- Keys are built here, so this script needs a standalone Redis.
 local prefix, seen_key = ARGV[1], ARGV[1] .. ':v1:' .. ARGV[2] .. ':'
 local max_profiles = tonumber(ARGV[3])
@@ -74,7 +74,7 @@ while id_head <= #id_queue or pid_head <= #pid_queue do
       seen_pids[pid] = true
       n_pids = n_pids + 1
       local r = redis.call('HMGET', prefix .. ':v1:profile:' .. pid, 'v', 's', 'r', 'i')
-      profiles[#profiles + 1] = {pid, r[1], r[2], r[3]}
+      profiles[#profiles + 1] = {pid, r[1], r[2], r[3], r[4]}
       if r[3] then
         pid_queue[#pid_queue + 1] = r[3]
       elseif r[4] then
@@ -90,7 +90,7 @@ for _ = 1, n_vers do
   if not seen_pids[pid] then
     seen_pids[pid] = true
     local r = redis.call('HMGET', prefix .. ':v1:profile:' .. pid, 'v', 'r')
-    profiles[#profiles + 1] = {pid, r[1], false, r[2]}
+    profiles[#profiles + 1] = {pid, r[1], false, r[2], false}
   end
 end
 i = stocks_at

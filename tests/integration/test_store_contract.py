@@ -434,10 +434,11 @@ def test_load_returns_the_identifiers_a_profile_holds(store: Harness) -> None:
     ).ok
     loaded = store.store.load(LoadRequest(identifiers=("email:a@x.no",)))
     assert loaded.get(identifier_ref("phone:+4791234567")) == Entity(1, {"p": b"P1", "s": b"{}"})
-    # a held key without a record loads as absent, and the profile itself comes without i
+    # a held key without a record loads as absent; the profile comes with what it holds (i),
+    # which splits a batch into independent parts (resolvers.parts)
     assert identifier_ref("anonymous_id:d1") in loaded.entities
     assert not loaded.get(identifier_ref("anonymous_id:d1")).exists
-    assert loaded.get(profile_ref("P1")) == Entity(1, {"s": b"{}"})
+    assert loaded.get(profile_ref("P1")) == Entity(1, {"s": b"{}", "i": held})
 
 
 def test_suppression_tombstones(store: Harness) -> None:
@@ -513,6 +514,10 @@ def json_list(draw: Callable[..., Any], names: list[str], key: str | None = None
 def operations(draw: Callable[..., Any]) -> list[tuple[str, Any]]:
     ops: list[tuple[str, Any]] = []
     for i in range(draw(st.integers(1, 12))):
+        if draw(st.integers(0, 3)) == 0:  # several commits in one call (parts, ADR 0013)
+            parts = [draw(a_commit(f"{i}.{n}")) for n in range(draw(st.integers(1, 3)))]
+            ops.append(("commit_parts", parts))
+            continue
         if draw(st.booleans()):
             ops.append(
                 (
@@ -529,47 +534,47 @@ def operations(draw: Callable[..., Any]) -> list[tuple[str, Any]]:
                 )
             )
             continue
-        writes = []
-        for ref in draw(st.lists(st.sampled_from(REFS), max_size=3, unique=True)):
-            kind = draw(st.sampled_from(["set", "delete", "redirect"]))
-            if kind == "delete":
-                writes.append(Write(ref, draw(st.integers(1, 4)), {}))
-            elif kind == "redirect" and ref.kind is Kind.PROFILE:
-                writes.append(
-                    w(ref, draw(st.integers(1, 4)), r="p_b" if ref.name == "p_a" else "p_a")
-                )
-            else:
-                fields = {"s": draw(FIELD)}
-                if ref.kind is Kind.IDENTIFIER:
-                    fields["p"] = draw(st.sampled_from([b"p_a", b"p_b"]))
-                    fields["h"] = json_list(draw, ["p_a", "p_b", "p_c"])
-                else:
-                    fields["d"] = draw(FIELD)
-                    if ref.kind is Kind.PROFILE:
-                        fields["i"] = json_list(draw, [r.name for r in REFS[:2]] + ["email:z@x"])
-                writes.append(Write(ref, draw(st.integers(1, 4)), fields))
-        expect = {
-            r: draw(st.integers(0, 3)) for r in draw(st.lists(st.sampled_from(REFS), max_size=3))
-        }
-        events = tuple(
-            draw(st.lists(st.sampled_from(["e0", "e1", "e2", "e3", f"u{i}"]), max_size=2))
-        )
-        blind = draw(st.booleans())
-        commit = Commit(
-            expect=expect,
-            event_ids=events,
-            writes=() if blind else tuple(writes),
-            blind_writes=tuple(writes) if blind else (),
-            suppress={
-                h: json_list(draw, ["p_a", "p_b"], key="h")
-                for h in draw(st.lists(st.sampled_from(["h0", "h1"]), max_size=2))
-            },
-            outbox=(OutboxRecord("t", draw(st.sampled_from([None, b"k"])), b"v"),),
-            streams=(StreamEntry("profiles", {"id": b"x", "n": str(i).encode()}),),
-            counters={"events": len(events)},
-        )
-        ops.append(("commit", commit))
+        ops.append(("commit", draw(a_commit(str(i)))))
     return ops
+
+
+@st.composite
+def a_commit(draw: Callable[..., Any], i: str) -> Commit:
+    """A commit over the test's few refs and event ids (versions, writes, blind writes,
+    suppression, outbox, stream and counters drawn)."""
+    writes = []
+    for ref in draw(st.lists(st.sampled_from(REFS), max_size=3, unique=True)):
+        kind = draw(st.sampled_from(["set", "delete", "redirect"]))
+        if kind == "delete":
+            writes.append(Write(ref, draw(st.integers(1, 4)), {}))
+        elif kind == "redirect" and ref.kind is Kind.PROFILE:
+            writes.append(w(ref, draw(st.integers(1, 4)), r="p_b" if ref.name == "p_a" else "p_a"))
+        else:
+            fields = {"s": draw(FIELD)}
+            if ref.kind is Kind.IDENTIFIER:
+                fields["p"] = draw(st.sampled_from([b"p_a", b"p_b"]))
+                fields["h"] = json_list(draw, ["p_a", "p_b", "p_c"])
+            else:
+                fields["d"] = draw(FIELD)
+                if ref.kind is Kind.PROFILE:
+                    fields["i"] = json_list(draw, [r.name for r in REFS[:2]] + ["email:z@x"])
+            writes.append(Write(ref, draw(st.integers(1, 4)), fields))
+    expect = {r: draw(st.integers(0, 3)) for r in draw(st.lists(st.sampled_from(REFS), max_size=3))}
+    events = tuple(draw(st.lists(st.sampled_from(["e0", "e1", "e2", "e3", f"u{i}"]), max_size=2)))
+    blind = draw(st.booleans())
+    return Commit(
+        expect=expect,
+        event_ids=events,
+        writes=() if blind else tuple(writes),
+        blind_writes=tuple(writes) if blind else (),
+        suppress={
+            h: json_list(draw, ["p_a", "p_b"], key="h")
+            for h in draw(st.lists(st.sampled_from(["h0", "h1"]), max_size=2))
+        },
+        outbox=(OutboxRecord("t", draw(st.sampled_from([None, b"k"])), b"v"),),
+        streams=(StreamEntry("profiles", {"id": b"x", "n": str(i).encode()}),),
+        counters={"events": len(events)},
+    )
 
 
 @settings(
@@ -586,6 +591,9 @@ def test_both_implementations_agree_step_by_step(
         for step, (op, arg) in enumerate(ops):
             if op == "load":
                 assert memory.store.load(arg) == red.store.load(arg), f"load at step {step}"
+            elif op == "commit_parts":
+                got = red.store.commit_parts(arg)
+                assert memory.store.commit_parts(arg) == got, f"parts at step {step}"
             else:
                 assert memory.store.commit(arg) == red.store.commit(arg), f"commit at step {step}"
             assert memory.observe() == red.observe(), f"state after step {step}"

@@ -1,0 +1,228 @@
+"""A batch split into independent parts: events that share no loaded entity.
+
+Two workers reading different partitions of the raw topic touch the same person or SKU now and
+then (a person's web events are keyed by their device, their store purchases by their loyalty
+id; every till sells the best-selling SKU). With one commit per batch, one such entity made the
+whole batch conflict and be computed again (ADR 0013: 56 % of the profiles lane's batches and
+85 % of the inventory lane's with two workers each). So the batch is split into parts that
+share nothing, each computed and committed on its own in the same atomic store call
+(``StateStore.commit_parts``): a conflict costs its part, not the batch.
+
+Two events belong to the same part when they are connected through what the load returned:
+
+* profiles lane: an event and its identifiers' records, the profile id a new person of the
+  event would get, the tombstones of its suppression hashes; a record and the profile it links
+  to (``p``) and the profiles holding atoms that carry it (``h``); a profile and its redirect
+  target (``r``) and the identifier records of the atoms it holds (``i``); a tombstone and the
+  profiles holding atoms with its ghost (``h``). These are exactly the edges the load walks
+  (``streams/lua/load.lua``), so whatever a part's computation can consult is in the part.
+* inventory lane: an event and the SKUs it moves.
+
+And two copies of one event id always share a part. Since every profile and stock position is
+a function of the set of its events (ADR 0005), computing a part on its own gives the same
+state as computing the whole batch.
+
+The components are packed into at most ``max_parts`` parts of about equal numbers of events
+(each part costs one pass of the lane's stages and one outbox entry), in batch order.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+import orjson
+
+from resolvers.identity.evidence import profile_id_for
+from resolvers.stages import inventory
+from resolvers.steps import Event
+from resolvers.store import (
+    HELD_FIELD,
+    HOLDERS_FIELD,
+    Entity,
+    Kind,
+    Loaded,
+    Ref,
+    identifier_ref,
+    profile_ref,
+    stock_ref,
+)
+
+#: Parts a batch is split into at most, unless configured (``LOOM_COMMIT_PARTS``).
+DEFAULT_MAX_PARTS = 16
+#: Parts of their own for components that hold what recent conflicts named, at most.
+MAX_HOT_PARTS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """Events that share no loaded entity with the rest of the batch, and what they loaded."""
+
+    events: tuple[Event, ...]
+    loaded: Loaded
+    hashes: tuple[str, ...]  # the suppression hashes of the events (profiles lane)
+
+
+class _Components:
+    """Union-find over hashable nodes (path halving, union by size)."""
+
+    def __init__(self) -> None:
+        self.parent: dict[object, object] = {}
+        self.size: dict[object, int] = {}
+
+    def find(self, node: object) -> object:
+        parent = self.parent
+        if node not in parent:
+            parent[node] = node
+            self.size[node] = 1
+            return node
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    def known(self, node: object) -> bool:
+        return node in self.parent
+
+    def union(self, a: object, b: object) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return
+        if self.size[ra] < self.size[rb]:
+            ra, rb = rb, ra
+        self.parent[rb] = ra
+        self.size[ra] += self.size[rb]
+
+
+def split(
+    events: Sequence[Event],
+    loaded: Loaded,
+    *,
+    identity: bool,
+    max_parts: int = DEFAULT_MAX_PARTS,
+    links: Sequence[tuple[str, Ref]] = (),
+    hot: Collection[str] = (),
+) -> list[Part]:
+    """``events`` in at most ``max_parts`` independent parts (one part when ``max_parts`` is 1
+    or the batch has no events), each with its share of ``loaded``. ``links``: (event id, ref)
+    pairs that belong together beyond what ``loaded`` says (profiles a part asked for).
+    ``hot``: what recent conflicts named (``CommitResult.detail``: refs as ``kind:name``,
+    ``suppressed:<hash>``, event ids); a component holding one gets a part of its own (at most
+    :data:`MAX_HOT_PARTS` of them), so that another conflict on it costs only its events."""
+    if max_parts <= 1 or len(events) <= 1:
+        return [Part(tuple(events), loaded, _hashes(events) if identity else ())]
+    uf = _connect(events, loaded, identity=identity, links=links)
+    components: dict[object, list[int]] = {}
+    for n in range(len(events)):
+        components.setdefault(uf.find(n), []).append(n)
+    if len(components) == 1:
+        return [Part(tuple(events), loaded, _hashes(events) if identity else ())]
+    hot_roots = {uf.find(node) for node in map(_node, hot) if uf.known(node)}
+    alone = [g for root, g in components.items() if root in hot_roots][:MAX_HOT_PARTS]
+    isolated = {id(g) for g in alone}
+    rest = [g for g in components.values() if id(g) not in isolated]
+    packed = [[g] for g in alone] + (_pack(rest, max_parts) if rest else [])
+    part_of_root = {uf.find(group[0]): p for p, groups in enumerate(packed) for group in groups}
+    entities: list[dict[Ref, Entity]] = [{} for _ in packed]
+    for ref, entity in loaded.entities.items():
+        p = part_of_root.get(uf.find(ref))
+        if p is not None:  # else no event of the batch leads to it
+            entities[p][ref] = entity
+    out: list[Part] = []
+    for p, groups in enumerate(packed):
+        part_events = tuple(events[n] for n in sorted(n for g in groups for n in g))
+        hashes = _hashes(part_events) if identity else ()
+        suppressed = {h: loaded.suppressed[h] for h in hashes if h in loaded.suppressed}
+        out.append(
+            Part(
+                part_events,
+                Loaded(entities[p], loaded.seen, suppressed, truncated=loaded.truncated),
+                hashes,
+            )
+        )
+    return out
+
+
+def _connect(
+    events: Sequence[Event],
+    loaded: Loaded,
+    *,
+    identity: bool,
+    links: Sequence[tuple[str, Ref]],
+) -> _Components:
+    """Event indexes joined with everything they share (module docstring)."""
+    uf = _Components()
+    for n, event in enumerate(events):
+        uf.union(n, ("event", event.tp.event_id))
+        if not identity:
+            for sku in inventory.skus(event.tp):
+                uf.union(n, stock_ref(sku))
+            continue
+        for ident in event.identifiers:
+            uf.union(n, identifier_ref(ident.key))
+        if event.identifiers:
+            uf.union(n, profile_ref(profile_id_for(event.tp.event_id)))
+        for digest in event.suppression_hashes:
+            uf.union(n, ("hash", digest))
+    if identity:
+        _link_loaded(uf, loaded)
+    for event_id, ref in links:
+        uf.union(("event", event_id), ref)
+    return uf
+
+
+def _pack(components: list[list[int]], max_parts: int) -> list[list[list[int]]]:
+    """Components into at most ``max_parts`` parts of about equal numbers of events: the
+    largest first, each onto the part with the fewest events so far."""
+    components.sort(key=len, reverse=True)
+    n_parts = min(max_parts, len(components))
+    heap = [(0, p) for p in range(n_parts)]
+    packed: list[list[list[int]]] = [[] for _ in range(n_parts)]
+    for group in components:
+        size, p = heapq.heappop(heap)
+        packed[p].append(group)
+        heapq.heappush(heap, (size + len(group), p))
+    return packed
+
+
+def _node(detail: str) -> object:
+    """The union-find node a conflict's detail names (``CommitResult.detail``)."""
+    kind, _, name = detail.partition(":")
+    if kind in _KINDS:
+        return Ref(Kind(kind), name)
+    if kind == "suppressed":
+        return ("hash", name)
+    return ("event", detail)
+
+
+_KINDS = frozenset(k.value for k in Kind)
+
+
+def _hashes(events: Sequence[Event]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(h for e in events for h in e.suppression_hashes))
+
+
+def _link_loaded(uf: _Components, loaded: Loaded) -> None:
+    """The edges of the identity evidence the load walked (module docstring)."""
+    for ref, entity in loaded.entities.items():
+        fields = entity.fields
+        if ref.kind is Kind.IDENTIFIER:
+            pid = fields.get("p")
+            if pid is not None:
+                uf.union(ref, profile_ref(pid.decode()))
+            holders = fields.get(HOLDERS_FIELD)
+            if holders:
+                for holder in orjson.loads(holders):
+                    uf.union(ref, profile_ref(holder))
+        elif ref.kind is Kind.PROFILE:
+            target = fields.get("r")
+            if target is not None:
+                uf.union(ref, profile_ref(target.decode()))
+            held = fields.get(HELD_FIELD)
+            if held:
+                for key in orjson.loads(held):
+                    uf.union(ref, identifier_ref(key))
+    for digest, tombstone in loaded.suppressed.items():
+        for holder in orjson.loads(tombstone).get("h", ()):
+            uf.union(("hash", digest), profile_ref(holder))
