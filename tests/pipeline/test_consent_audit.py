@@ -1,6 +1,7 @@
 """The consent audit (``resolvers.stages.audit``, ADR 0011) through the whole profiles lane:
-an event's jurisdiction-default denials go into one record per batch and decision list,
-anything else into a record of its own, and every event's decisions can be read back."""
+an event's jurisdiction-default denials go into one record per batch (committed as one part)
+and decision list, anything else into a record of its own, and every event's decisions can be
+read back. That a batch committed in parts audits the same rows: test_commit_parts."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ from typing import Any
 
 import orjson
 import pytest
-from pipeline_helpers import Runner
+from builders import make_context
+from pipeline_helpers import record as raw_record
 
 from resolvers.effects import Count, Measure
+from resolvers.pipeline import PROFILES, BatchResult, run_batch
 from resolvers.stages import audit
 from resolvers.store import InMemoryStore, Kind
+from schemas.normalize import DEFAULT
 
 T0 = "2026-11-20T10:00:00+01:00"
 T1 = "2026-11-20T11:00:00+01:00"
@@ -31,6 +35,14 @@ def ev(event_id: str, ids: dict[str, str], region: str | None, **fields: Any) ->
         "properties": {"category": "bags"},
         **fields,
     }
+
+
+def run_one_part(events: list[dict[str, Any]], store: InMemoryStore) -> BatchResult:
+    """One batch through the profiles lane, committed as one part."""
+    batch = [raw_record(e, i) for i, e in enumerate(events)]
+    return run_batch(
+        batch, store, make_context, max_bytes=64 * 1024, config=DEFAULT, lane=PROFILES, max_parts=1
+    )
 
 
 def records(store: InMemoryStore) -> list[tuple[str | None, dict[str, Any]]]:
@@ -71,9 +83,9 @@ OPT_IN_DEFAULT = default("analytics", "personalization", "marketing", "ads")
 
 
 def test_default_denials_are_grouped_per_batch_and_the_rest_kept_per_event(
-    run: Runner, store: InMemoryStore
+    store: InMemoryStore,
 ) -> None:
-    result = run(
+    result = run_one_part(
         [
             ev("us-1", {"anonymous_id": "a-us"}, "US"),
             ev("us-2", {"anonymous_id": "a-us"}, "US", at=T1),
@@ -82,7 +94,8 @@ def test_default_denials_are_grouped_per_batch_and_the_rest_kept_per_event(
             ev("xx-1", {"anonymous_id": "a-xx"}, None),
             ev("gpc-1", {"anonymous_id": "c-us"}, "US", gpc=True),
             ev("ok-1", {"anonymous_id": "d-us"}, "US", consent={"marketing": True, "ads": True}),
-        ]
+        ],
+        store,
     )
     found = decisions_by_event(store)
     assert found == {
@@ -128,12 +141,12 @@ def test_default_denials_are_grouped_per_batch_and_the_rest_kept_per_event(
     )
 
 
-def test_a_revocation_is_audited_per_event_with_its_purge(
-    run: Runner, store: InMemoryStore
-) -> None:
+def test_a_revocation_is_audited_per_event_with_its_purge(store: InMemoryStore) -> None:
     ids = {"anonymous_id": "a-rv"}
-    run([ev("g-1", ids, "US", type="consent_updated", consent={"marketing": True})])
-    run([ev("r-1", ids, "US", at=T1, type="consent_updated", consent={"marketing": False})])
+    granted = ev("g-1", ids, "US", type="consent_updated", consent={"marketing": True})
+    run_one_part([granted], store)
+    denied = ev("r-1", ids, "US", at=T1, type="consent_updated", consent={"marketing": False})
+    run_one_part([denied], store)
     assert decisions_by_event(store)["r-1"] == {
         ("marketing", "deny", "no_consent", "consent_updated"),
         ("marketing", "purge", "revoked", "consent_updated"),
@@ -144,10 +157,10 @@ def test_a_revocation_is_audited_per_event_with_its_purge(
 
 
 def test_a_large_batch_splits_its_default_record(
-    run: Runner, store: InMemoryStore, monkeypatch: pytest.MonkeyPatch
+    store: InMemoryStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(audit, "EVENTS_PER_RECORD", 2)
-    run([ev(f"us-{i}", {"anonymous_id": f"a-{i}"}, "US") for i in range(5)])
+    run_one_part([ev(f"us-{i}", {"anonymous_id": f"a-{i}"}, "US") for i in range(5)], store)
     sizes = sorted(len(r["events"]) for _, r in records(store))
     assert sizes == [1, 2, 2]
     assert decisions_by_event(store) == {f"us-{i}": US_DEFAULT for i in range(5)}
