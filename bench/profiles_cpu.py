@@ -14,7 +14,9 @@ Two measurements of the same simulator mix (``streams.simulate``, 10 stores, 500
   a 200-event warm-up, then a backlog of ``--events`` produced as fast as the producer SDK
   goes. CPU per event = user + system time from ``/proc/<pid>/stat`` of the workers, and
   Redis's ``used_cpu_user + used_cpu_sys`` (``INFO cpu``), from the first send until the
-  group's lag is 0 and the outbox is drained, divided by the backlog's events.
+  group's lag is 0 and the outbox is drained, divided by the backlog's events; likewise the
+  bytes Redis read from and wrote to its clients (``INFO stats``: commands and their
+  arguments, the outbox's records both ways).
   The Redis server must be this bench's alone during the run for its figure to be the lane's.
 
 **Exactness**: the worker's ``loom_events_total`` must grow by exactly the backlog, and every
@@ -74,6 +76,12 @@ PROCESSING_FIELDS = ("version", "merged_from")
 def redis_cpu_s(client: Any) -> float:
     info = client.info("cpu")
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def redis_net_bytes(client: Any) -> tuple[int, int]:
+    """Bytes Redis has read from and written to its clients so far (``INFO stats``)."""
+    info = client.info("stats")
+    return int(info["total_net_input_bytes"]), int(info["total_net_output_bytes"])
 
 
 def command_usec(client: Any) -> dict[str, tuple[int, int]]:
@@ -189,6 +197,7 @@ def end_to_end(
         before = dep.metrics()[LANE]
         cpu0 = sum(process_cpu_s(p) for p in pids)
         redis0 = redis_cpu_s(dep.redis)
+        net0 = redis_net_bytes(dep.redis)
         commands0 = command_usec(dep.redis)
         started = time.monotonic()
         with TouchpointProducer(dep.settings) as producer:
@@ -200,6 +209,7 @@ def end_to_end(
             time.sleep(0.05)
         cpu = sum(process_cpu_s(p) for p in pids) - cpu0
         redis_cpu = redis_cpu_s(dep.redis) - redis0
+        net_in, net_out = (b - a for a, b in zip(net0, redis_net_bytes(dep.redis), strict=True))
         commands = command_delta(commands0, command_usec(dep.redis), len(backlog))
         after = dep.metrics()[LANE]
         counted = counter(after, "loom_events") - counter(before, "loom_events")
@@ -213,6 +223,8 @@ def end_to_end(
             "events_per_s": round(n / (done - started), 1),
             "worker_cpu_us_per_event": round(cpu / n * 1e6, 1),
             "redis_cpu_us_per_event": round(redis_cpu / n * 1e6, 1),
+            "redis_bytes_in_per_event": round(net_in / n),
+            "redis_bytes_out_per_event": round(net_out / n),
             "events_counted": int(counted),
             "commit_conflicts": int(conflicts),
             "redis_commands": commands,

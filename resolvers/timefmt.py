@@ -24,10 +24,23 @@ def utc(value: datetime) -> datetime:
     return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
+#: format_time's recent answers: a worker writes the same times again and again (a profile's
+#: whole state at each touch); a lookup is ~15 times cheaper than ``isoformat``. Equal
+#: datetimes are the same instant (whatever their offsets), so they share one text. Bounded:
+#: emptied when full.
+_FORMATTED: dict[datetime, str] = {}
+_FORMATTED_MAX = 8192
+
+
 def format_time(value: datetime) -> str:
     """``2026-11-22T10:15:00Z`` (``.123456`` before the ``Z`` when there are microseconds)."""
-    text = utc(value).isoformat()
-    return text[:-6] + "Z"  # a UTC isoformat ends with "+00:00"
+    text = _FORMATTED.get(value)
+    if text is None:
+        text = utc(value).isoformat()[:-6] + "Z"  # a UTC isoformat ends with "+00:00"
+        if len(_FORMATTED) >= _FORMATTED_MAX:
+            _FORMATTED.clear()
+        _FORMATTED[value] = text
+    return text
 
 
 def format_optional(value: datetime | None) -> str | None:

@@ -55,34 +55,44 @@ class Current:
     source: str
 
 
-_NECESSARY: Final = Verdict(Purpose.NECESSARY, True, Reason.ALWAYS, Source.DEFAULT.value)
+#: Sources as they are: the vocabulary's members are ``str``s (StrEnum) and ``.value`` is a
+#: Python-level property, asked several times per event here.
+_DEFAULT: Final[str] = Source.DEFAULT
+_NECESSARY: Final = Verdict(Purpose.NECESSARY, True, Reason.ALWAYS, _DEFAULT)
 
 
 def _denial_reason(source: str) -> Reason:
-    return Reason.GPC if source == Source.GPC.value else Reason.NO_CONSENT
+    return Reason.GPC if source == Source.GPC else Reason.NO_CONSENT
 
 
 class Gate:
     """Consent decisions for one person: ``history`` is the merge of all their events'."""
 
-    __slots__ = ("_current", "history", "policy", "region")
+    __slots__ = ("_current", "_timeless", "history", "policy", "region")
 
     def __init__(self, policy: ConsentPolicy, history: ConsentHistory, region: str | None):
         self.policy, self.history, self.region = policy, history, region
-        self._current = {p: self._compute_current(p) for p in CONSENT_PURPOSES}
+        self._current: dict[Purpose, Current] = {}  # computed when first asked
+        #: verdicts of a person without consent history, by (id of the event's consent,
+        #: region, behavioural); the entry holds the consent, so its id stays its own
+        self._timeless: dict[
+            tuple[int, str | None, bool], tuple[EventConsent, tuple[Verdict, ...]]
+        ] = {}
 
     def _compute_current(self, purpose: Purpose) -> Current:
         latest = self.history.of(purpose).latest
         if latest is not None:
-            return Current(latest.granted, latest.at, latest.source.value)
-        granted = purpose in self.policy.default_for(self.region)
-        return Current(granted, None, Source.DEFAULT.value)
+            return Current(latest.granted, latest.at, latest.source)
+        return _DEFAULT_CURRENT[purpose in self.policy.default_for(self.region)]
 
     def current(self, purpose: Purpose) -> Current:
-        return self._current[purpose]
+        found = self._current.get(purpose)
+        if found is None:
+            found = self._current[purpose] = self._compute_current(purpose)
+        return found
 
     def granted_now(self) -> frozenset[Purpose]:
-        return frozenset(p for p, c in self._current.items() if c.granted)
+        return frozenset(p for p in CONSENT_PURPOSES if self.current(p).granted)
 
     def verdict(
         self,
@@ -97,22 +107,22 @@ class Gate:
         if purpose is Purpose.NECESSARY:
             return _NECESSARY
         if consent.invalid:
-            return Verdict(purpose, False, Reason.INVALID_SIGNAL, Source.INVALID.value)
+            return Verdict(purpose, False, Reason.INVALID_SIGNAL, Source.INVALID)
         h = self.history.of(purpose)
         own = consent.stated(purpose)
         if own is not None and not own.granted:
-            return Verdict(purpose, False, _denial_reason(own.source), own.source.value)
+            return Verdict(purpose, False, _denial_reason(own.source), own.source)
         denial = h.last_denial
         if denial is not None and denial.at >= at:
             reason = Reason.GPC if denial.source is Source.GPC else Reason.REVOKED
-            return Verdict(purpose, False, reason, denial.source.value)
+            return Verdict(purpose, False, reason, denial.source)
         if own is None and behavioural:
             at_time = self._behaviour_default(purpose, h, at, region)
         else:
             at_time = self._at_time(purpose, h, own, at, region)
         if not at_time.allowed:
             return at_time
-        now = self._current[purpose]
+        now = self.current(purpose)
         if not now.granted:  # e.g. the person's region moved to an opt-in jurisdiction
             return Verdict(purpose, False, Reason.REGION_DEFAULT, now.source)
         return at_time
@@ -130,7 +140,7 @@ class Gate:
         if lifted is None:
             return Verdict(purpose, False, Reason.HISTORY_TRUNCATED, "history")
         if not lifted:
-            source = h.last_denial.source.value
+            source = h.last_denial.source
             return Verdict(purpose, False, _denial_reason(source), source)
         return default
 
@@ -143,22 +153,22 @@ class Gate:
         region: str | None,
     ) -> Verdict:
         if own is not None:  # a grant (denials were handled by the caller)
-            return Verdict(purpose, True, Reason.GRANTED, own.source.value)
+            return Verdict(purpose, True, Reason.GRANTED, own.source)
         after = h.last_denial.at if h.last_denial is not None else None
         found = h.explicit_grant_between(after, at)
         if found is None:
             return Verdict(purpose, False, Reason.HISTORY_TRUNCATED, "history")
         if found:
-            return Verdict(purpose, True, Reason.GRANTED, Source.CONSENT_UPDATED.value)
+            return Verdict(purpose, True, Reason.GRANTED, Source.CONSENT_UPDATED)
         if h.last_denial is not None:  # a denial was in force at the fact's time
-            source = h.last_denial.source.value
+            source = h.last_denial.source
             return Verdict(purpose, False, _denial_reason(source), source)
         if purpose in self.policy.default_for(region or self.region):
-            return Verdict(purpose, True, Reason.REGION_DEFAULT, Source.DEFAULT.value)
+            return Verdict(purpose, True, Reason.REGION_DEFAULT, _DEFAULT)
         latest = h.latest
         late = latest is not None and latest.granted and latest.at > at
         reason = Reason.LATE_GRANT if late else Reason.REGION_DEFAULT
-        return Verdict(purpose, False, reason, Source.DEFAULT.value)
+        return Verdict(purpose, False, reason, _DEFAULT)
 
     def serves(
         self,
@@ -183,15 +193,40 @@ class Gate:
         region: str | None,
         behavioural: bool = False,
     ) -> tuple[Verdict, ...]:
+        """Every purpose's :meth:`verdict`. Without a consent history (no statement of the
+        person, so no denial or grant to compare ``at`` with) they do not depend on ``at``:
+        asked once per distinct consent, region and kind of fact (a render asks per fact)."""
+        if self.history.purposes:
+            return self._verdicts(at, consent, region, behavioural)
+        key = (id(consent), region, behavioural)
+        found = self._timeless.get(key)
+        if found is None or found[0] is not consent:
+            found = self._timeless[key] = (
+                consent,
+                self._verdicts(at, consent, region, behavioural),
+            )
+        return found[1]
+
+    def _verdicts(
+        self, at: datetime, consent: EventConsent, region: str | None, behavioural: bool
+    ) -> tuple[Verdict, ...]:
         return tuple(
             self.verdict(p, at=at, consent=consent, region=region, behavioural=behavioural)
             for p in CONSENT_PURPOSES
         )
 
 
+#: Verdicts and current choices are immutable: the jurisdiction defaults' few are shared.
+_DEFAULT_VERDICTS: Final = {
+    (p, granted): Verdict(p, granted, Reason.REGION_DEFAULT, _DEFAULT)
+    for p in Purpose
+    for granted in (True, False)
+}
+_DEFAULT_CURRENT: Final = {granted: Current(granted, None, _DEFAULT) for granted in (True, False)}
+
+
 def _by_default(policy: ConsentPolicy, purpose: Purpose, region: str | None) -> Verdict:
-    granted = purpose in policy.default_for(region)
-    return Verdict(purpose, granted, Reason.REGION_DEFAULT, Source.DEFAULT.value)
+    return _DEFAULT_VERDICTS[purpose, purpose in policy.default_for(region)]
 
 
 def never_serves(

@@ -49,7 +49,7 @@ class ConsentRecord:
     @property
     def key(self) -> tuple[datetime, int, str]:
         """Total order: by time; at equal times a denial comes after (wins over) a grant."""
-        return (self.at, 0 if self.granted else 1, self.source.value)
+        return (self.at, 0 if self.granted else 1, self.source)  # a StrEnum: orders as its value
 
     def to_json(self) -> list[Any]:
         return [self.granted, format_time(self.at), self.source.value]

@@ -115,17 +115,18 @@ class Closure:
         return True
 
     def is_absorbed(self, ident: Identifier) -> bool:
-        return self.hash_of(ident) in self.absorbed
+        return bool(self.absorbed) and self.hash_of(ident) in self.absorbed
 
     def expand(self, atoms: Iterable[Atom]) -> None:
         """Absorb what the relaying absorbed identifiers reach through ``atoms`` (the live
         ones and their ghosts), until nothing changes."""
-        atoms = list(atoms)
+        queue = [d for d, t in self.absorbed.items() if t.relays]
+        if not queue:  # most batches: nothing to relay, no need to hash every atom
+            return
         index: dict[str, list[Atom]] = {}
         for atom in atoms:
             for digest in (*(self.hash_of(i) for i in atom.ids), *atom.ghosts):
                 index.setdefault(digest, []).append(atom)
-        queue = [d for d, t in self.absorbed.items() if t.relays]
         while queue:
             digest = queue.pop()
             for atom in index.get(digest, ()):

@@ -93,10 +93,15 @@ def atom_key(ids: Iterable[Identifier]) -> str:
     return "|".join(sorted(i.key for i in ids))
 
 
+def is_account(ids: tuple[Identifier, ...], rules: IdentityRules) -> bool:
+    """Is the atom's best identifier an account id (its group key starts with ``u:``)?"""
+    return bool(ids) and rules.is_unique(ids[0].type)
+
+
 def group_key(ids: tuple[Identifier, ...], rules: IdentityRules) -> str:
     """``u:<type:value>`` when the atom's best identifier is an account id (its events belong
     to that account for good), else ``a:<hash of the set>`` (the atom is its own group)."""
-    if ids and rules.is_unique(ids[0].type):
+    if is_account(ids, rules):
         return f"u:{ids[0].key}"
     digest = hashlib.blake2b(atom_key(ids).encode(), digest_size=10).hexdigest()
     return f"a:{digest}"

@@ -11,7 +11,7 @@
                (``resolvers.profile.render``), its audience memberships evaluated on it at the
                batch's clock (``resolvers.audiences``: enter/exit as effects; a profile
                merged away or erased leaves all of its audiences); the consent audit
-               records, per event, what its person's consent denied.
+               (``resolvers.stages.audit``) records what each event's consent denied.
 
 Every output is an effect (``resolvers.effects``); ``resolvers.commit_codec`` turns them into
 the batch's one atomic store commit.
@@ -26,16 +26,13 @@ from typing import Any
 import orjson
 
 from resolvers.audiences.definitions import changes
-from resolvers.consent import EMPTY_HISTORY, ConsentHistory, Decision, Gate, Reason, Source
+from resolvers.consent import EMPTY_HISTORY, ConsentHistory, Gate
 from resolvers.context import Context, suppression_hash
 from resolvers.decode_cache import DecodeCache
 from resolvers.effects import (
     AudiencesChanged,
-    Count,
     IdentifierWritten,
-    Measure,
     ProfileWritten,
-    Published,
 )
 from resolvers.identity.erasure import Tombstone
 from resolvers.identity.evidence import IdentifierRecord, Stamp, parse_key, ranked
@@ -44,12 +41,12 @@ from resolvers.lanes.inventory import LaneOutcome
 from resolvers.lanes.stored_profile import Group, StoredProfile, decode
 from resolvers.profile import facts as profile_facts
 from resolvers.profile.ad_identifiers import ad_identifiers
-from resolvers.profile.facts import TRANSACTION_TYPES, Facts, Stamped
+from resolvers.profile.facts import Facts, Stamped
 from resolvers.profile.render import Person, render
-from resolvers.stages import dedupe, identity, observe
+from resolvers.stages import audit, dedupe, identity, observe
 from resolvers.steps import DUPLICATE, OK, Event
 from resolvers.store import HELD_FIELD, HOLDERS_FIELD, Kind, Loaded, Ref, profile_ref
-from resolvers.timefmt import format_time, utc
+from resolvers.timefmt import utc
 from schemas.identifiers import Identifier
 from schemas.touchpoint import EventType
 
@@ -136,9 +133,18 @@ class ProfilesBatch:
     def _evidence(self) -> identity.Evidence:
         ctx = self.ctx
         salt = ctx.salt
+        digests: dict[str, str] = {}  # by ``type:value``: the batch asks again and again
+
+        def hash_of(ident: Identifier) -> str:
+            key = ident.key
+            digest = digests.get(key)
+            if digest is None:
+                digest = digests[key] = suppression_hash(ident, salt)
+            return digest
+
         return identity.Evidence(
             rules=ctx.rules,
-            hash_of=lambda ident: suppression_hash(ident, salt),
+            hash_of=hash_of,
             records=self.records,
             tombstones=self.tombstones,
             profiles=self.profiles,
@@ -156,12 +162,22 @@ class ProfilesBatch:
             erase=tp.type is EventType.ERASURE_REQUESTED,
         )
 
-    def _gates_before(self, res: identity.Resolution) -> dict[str, Gate]:
-        """Each person's consent as it stood before this batch's events (revocations)."""
-        return {
-            pid: self._gate([g.facts for g in person.groups.values()])
-            for pid, person in res.people.items()
+    def _gates_before(self, res: identity.Resolution) -> Callable[[str], Gate | None]:
+        """Each person's consent as it stood before this batch's events (revocations): their
+        facts are taken now (the fold replaces them), the gate built when first asked (only
+        an event that denies a purpose asks)."""
+        facts = {
+            pid: [g.facts for g in person.groups.values()] for pid, person in res.people.items()
         }
+        gates: dict[str, Gate] = {}
+
+        def before(pid: str) -> Gate | None:
+            gate = gates.get(pid)
+            if gate is None and pid in facts:
+                gate = gates[pid] = self._gate(facts[pid])
+            return gate
+
+        return before
 
     def _fold_facts(self, fresh: Sequence[Event], res: identity.Resolution) -> set[str]:
         """Each event's observation into its group, each group pruned once; returns the people
@@ -345,65 +361,30 @@ class ProfilesBatch:
         self,
         fresh: Sequence[Event],
         res: identity.Resolution,
-        before: Mapping[str, Gate],
+        before: Callable[[str], Gate | None],
         gates: Mapping[str, Gate],
         out: LaneOutcome,
     ) -> None:
-        """Per event, what its person's consent denies it, and the purposes it revoked (the
-        ``consent.audit`` topic; no identifiers, no traits)."""
-        policy = self.ctx.policy
-        decided_at = format_time(self.ctx.now)
+        """The consent audit of the batch (``resolvers.stages.audit``)."""
+        owner_of_event: dict[str, str | None] = {}
         for event in fresh:
-            tp = event.tp
-            if tp.type is EventType.ERASURE_REQUESTED:
-                continue
-            gkey = res.event_group.get(tp.event_id)
-            owner = res.owner_of_group.get(gkey) if gkey is not None else None
-            gate = gates.get(owner) if owner is not None else None
-            if gate is None:
-                gate = Gate(policy, EMPTY_HISTORY, tp.region)
-            consent = observe.event_consent(tp)
-            decisions = [
-                (v.purpose, Decision.DENY, v.reason, v.source)
-                for v in gate.verdicts(
-                    at=tp.occurred_at,
-                    consent=consent,
-                    region=tp.region,
-                    behavioural=tp.type.value not in TRANSACTION_TYPES,
-                )
-                if not v.allowed
-            ]
-            for purpose, _, reason, _ in decisions:
-                out.counts[Count(Measure.CONSENT_DENIED, purpose.value, reason.value)] += 1
-            prior = before.get(owner) if owner is not None else None
-            for purpose, stated in sorted(consent.own.items()):
-                if prior is not None and not stated.granted and prior.current(purpose).granted:
-                    reason = Reason.GPC if stated.source is Source.GPC else Reason.REVOKED
-                    decisions.append((purpose, Decision.PURGE, reason, stated.source.value))
-                    out.counts[Count(Measure.CONSENT_PURGED, purpose.value)] += 1
-            if not decisions:
-                continue
-            out.effects.append(
-                Published(
-                    self.ctx.topics.consent_audit,
-                    owner,
-                    {
-                        "event_id": tp.event_id,
-                        "profile_id": owner,
-                        "policy_version": policy.version,
-                        "decided_at": decided_at,
-                        "decisions": [
-                            {
-                                "purpose": purpose.value,
-                                "decision": decision.value,
-                                "reason": reason.value,
-                                "source": source,
-                            }
-                            for purpose, decision, reason, source in decisions
-                        ],
-                    },
-                )
+            gkey = res.event_group.get(event.tp.event_id)
+            owner_of_event[event.tp.event_id] = (
+                res.owner_of_group.get(gkey) if gkey is not None else None
             )
+        ctx = self.ctx
+        out.effects.extend(
+            audit.audit(
+                fresh,
+                owner_of_event,
+                before,
+                gates,
+                policy=ctx.policy,
+                topic=ctx.topics.consent_audit,
+                now=ctx.now,
+                counts=out.counts,
+            )
+        )
 
 
 def held(profile: StoredProfile) -> bytes:

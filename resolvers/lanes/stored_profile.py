@@ -16,7 +16,7 @@ import orjson
 
 from resolvers.identity.evidence import Atom, Stamp
 from resolvers.identity.rules import IdentityRules
-from resolvers.profile.codec import facts_from_json, facts_to_json
+from resolvers.profile.codec import facts_fragment, facts_from_json
 from resolvers.profile.facts import EMPTY_FACTS, Facts
 from resolvers.timefmt import format_time, parse_time
 from schemas.identifiers import Identifier
@@ -76,7 +76,7 @@ def encode(profile: StoredProfile) -> bytes:
             "g": {
                 key: {
                     "a": [a.to_json() for _, a in sorted(group.atoms.items())],
-                    "x": facts_to_json(group.facts),
+                    "x": facts_fragment(group.facts),
                 }
                 for key, group in sorted(profile.groups.items())
             },

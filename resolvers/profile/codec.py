@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
 
+import orjson
+
 from resolvers.consent import (
     CONSENT_PURPOSES,
     ConsentHistory,
@@ -206,6 +208,16 @@ def facts_to_json(facts: Facts) -> dict[str, Any]:
     if facts.latest is not None:
         out["l"] = format_time(facts.latest)
     return out
+
+
+def facts_fragment(facts: Facts) -> orjson.Fragment:
+    """``facts_to_json`` already encoded (``orjson.dumps``'s default options, as the state's),
+    remembered on the facts (immutable) for their next write."""
+    found = facts.encoded
+    if found is None:
+        found = orjson.Fragment(orjson.dumps(facts_to_json(facts)))
+        object.__setattr__(facts, "encoded", found)
+    return found
 
 
 def facts_from_json(raw: Mapping[str, Any]) -> Facts:

@@ -47,6 +47,7 @@ from resolvers.identity.evidence import (
     Stamp,
     atom_key,
     group_key,
+    is_account,
     ranked,
 )
 from resolvers.identity.rules import IdentityRules
@@ -223,10 +224,17 @@ class _Run:
                 self._put(kept, facts[gkey], owner=self.old_owner.get(gkey))
                 facts[gkey] = EMPTY_FACTS  # a group's facts move once, with its first atom
 
-    def _put(self, atom: Atom, facts: Facts, *, owner: str | None = None) -> str:
-        gkey = group_key(atom.ids, self.rules)
+    def _put(
+        self,
+        atom: Atom,
+        facts: Facts,
+        *,
+        owner: str | None = None,
+        keys: tuple[str, str] | None = None,
+    ) -> str:
+        """``keys``: the atom's group key and key when the caller has them."""
+        gkey, key = keys if keys is not None else (group_key(atom.ids, self.rules), atom.key)
         atoms = self.groups.setdefault(gkey, {})
-        key = atom.key
         old = atoms.get(key)
         atoms[key] = atom if old is None else old.joined(atom)
         if not facts.is_empty:
@@ -244,21 +252,20 @@ class _Run:
             if not s.ids:
                 continue
             raw = Atom(s.ids, s.stamp)
-            anchored = group_key(s.ids, self.rules).startswith("u:")
-            atom = self.closure.reduce(raw, anchored=anchored)
+            atom = self.closure.reduce(raw, anchored=is_account(s.ids, self.rules))
             if atom is None:
                 self.resolution.outcomes[s.event_id] = SUPPRESSED
                 self.resolution.counts[Count(Measure.SUPPRESSED_EVENTS)] += 1
                 continue
-            gkey = group_key(atom.ids, self.rules)
-            old = self.groups.get(gkey, {}).get(atom.key)
+            gkey, akey = group_key(atom.ids, self.rules), atom.key
+            old = self.groups.get(gkey, {}).get(akey)
             if old is None and all(self._is_shared(i) for i in atom.ids):
                 self.resolution.outcomes[s.event_id] = UNATTRIBUTED  # nobody's; no replay
                 self.resolution.counts[Count(Measure.UNATTRIBUTED)] += 1
                 continue
             if old is None or old.joined(atom) != old:
                 self.changed = True
-            self._put(atom, EMPTY_FACTS)
+            self._put(atom, EMPTY_FACTS, keys=(gkey, akey))
             self.resolution.event_group[s.event_id] = gkey
             self.pending.append(Sighting(s.event_id, s.stamp, atom.ids))
 

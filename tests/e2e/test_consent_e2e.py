@@ -23,6 +23,7 @@ from resolvers.consent import PURPOSE_GATES as GATES
 from resolvers.identity.rules import IdentityRules
 from resolvers.lanes.stored_profile import decode
 from resolvers.profile.render import EMPTY_GATED_FIELDS, Person, render
+from resolvers.stages import audit as consent_audit
 from schemas.touchpoint import touchpoint_to_json
 from streams.simulate import Simulator
 
@@ -220,11 +221,12 @@ def only_profile(loom: Loom) -> dict[str, Any]:
 
 
 def audit_rows(loom: Loom) -> list[dict[str, Any]]:
-    """consent.audit flattened to one row per (event, purpose) decision."""
+    """consent.audit flattened to one row per (event, purpose) decision (either kind of
+    record: per event, or a batch's jurisdiction-default denials)."""
     return [
-        {**{k: v for k, v in record.items() if k != "decisions"}, **decision}
+        row
         for _, record in loom.decoded(loom.settings.topics.consent_audit)
-        for decision in record["decisions"]
+        for row in consent_audit.rows(record)
     ]
 
 

@@ -691,3 +691,26 @@ def test_gates_are_disjoint_and_gated_fields_unions_them() -> None:
     assert gated_fields([M, D]) == {"reachable", "ad_identifiers"}
     assert gated_fields([]) == frozenset()
     assert gated_fields([N]) == frozenset()
+
+
+@given(
+    st.lists(st.tuples(said_events(regions=True), st.booleans()), min_size=1, max_size=12),
+    st.sampled_from([None, "US", "DE", "XX"]),
+)
+@settings(max_examples=200, deadline=None)
+def test_verdicts_without_history_are_remembered_and_the_same_at_any_time(
+    facts: list[tuple[Said, bool]], person_region: str | None
+) -> None:
+    """A gate without consent history answers each (consent, region, kind) once: the
+    answers it remembers are the ones a fresh gate gives at every fact's own time."""
+    gate = Gate(POLICY, EMPTY_HISTORY, person_region)
+    for s, behavioural in facts + facts[::-1]:
+        fresh = Gate(POLICY, EMPTY_HISTORY, person_region)
+        expected = tuple(
+            fresh.verdict(p, at=s.at, consent=s.consent, region=s.region, behavioural=behavioural)
+            for p in CONSENT_PURPOSES
+        )
+        got = gate.verdicts(at=s.at, consent=s.consent, region=s.region, behavioural=behavioural)
+        assert got == expected
+        served = gate.serves(at=s.at, consent=s.consent, region=s.region, behavioural=behavioural)
+        assert served == frozenset(v.purpose for v in expected if v.allowed)

@@ -1,0 +1,183 @@
+"""Stage: the consent audit of a batch (pure): per event, what its person's consent denied it
+and the purposes it revoked, as records of the ``consent.audit`` topic (ADR 0011).
+
+Two kinds of record, no identifiers or traits in either:
+
+* **per event**, keyed by the profile id, for an event with any decision that is not its
+  jurisdiction's default (a statement's denial, a revocation, a purge, GPC, an unreadable
+  signal, a late grant, a truncated history): ``event_id``, ``profile_id``,
+  ``policy_version``, ``decided_at`` and all of its ``decisions``;
+* **per batch** (``kind: region_default``, no key), for the events whose every decision is
+  the jurisdiction default of the ``policy_version`` (reason ``region_default``, source
+  ``default``: e.g. ``marketing`` and ``ads`` of a US shopper who stated nothing): one record
+  per distinct list of ``decisions`` with the ``events`` it applies to, as
+  ``[event_id, profile_id]`` pairs (at most ``EVENTS_PER_RECORD`` per record).
+
+``rows`` reads either kind back as one row per (event, decision): nothing is lost, an event
+is in exactly one record.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from functools import partial
+from typing import Any, Final
+
+from resolvers.consent import (
+    EMPTY_HISTORY,
+    ConsentPolicy,
+    Decision,
+    Gate,
+    Reason,
+    Source,
+)
+from resolvers.effects import Count, Measure, Published
+from resolvers.profile.facts import TRANSACTION_TYPES
+from resolvers.stages import observe
+from resolvers.steps import Event
+from resolvers.timefmt import format_time
+from schemas.touchpoint import EventType, Touchpoint
+
+NAME = "audit"
+
+#: The ``kind`` of a per-batch record of jurisdiction-default denials.
+REGION_DEFAULT_KIND: Final = "region_default"
+#: Events listed in one per-batch record at most (a record stays far below Kafka's 1 MB).
+EVENTS_PER_RECORD: Final = 500
+
+# The vocabulary's members are ``str``s (StrEnum: they hash, compare and serialize as their
+# values), so rows hold them as they are: ``.value`` is a Python-level property, ~20 per event.
+_DEFAULT_SOURCE: Final = Source.DEFAULT.value
+_ERASURE: Final = EventType.ERASURE_REQUESTED
+
+#: (purpose, decision, reason, source) of one decision, as the record spells them.
+Row = tuple[str, str, str, str]
+
+
+def _is_default(row: Row) -> bool:
+    return row[2] == Reason.REGION_DEFAULT and row[3] == _DEFAULT_SOURCE
+
+
+def _decisions(rows: Sequence[Row]) -> list[dict[str, str]]:
+    return [
+        {"purpose": purpose, "decision": decision, "reason": reason, "source": source}
+        for purpose, decision, reason, source in rows
+    ]
+
+
+def _event_rows(tp: Touchpoint, gate: Gate, prior: Callable[[], Gate | None]) -> list[Row]:
+    """What ``gate`` denies the event, and what it revoked of ``prior()`` (the person's gate
+    before the batch; asked only when the event denies a purpose)."""
+    consent = observe.event_consent(tp)
+    rows: list[Row] = [
+        (v.purpose, Decision.DENY, v.reason, v.source)
+        for v in gate.verdicts(
+            at=tp.occurred_at,
+            consent=consent,
+            region=tp.region,
+            behavioural=tp.type not in TRANSACTION_TYPES,
+        )
+        if not v.allowed
+    ]
+    for purpose, stated in sorted(consent.own.items()):
+        before = prior() if not stated.granted else None
+        if before is not None and before.current(purpose).granted:
+            reason = Reason.GPC if stated.source is Source.GPC else Reason.REVOKED
+            rows.append((purpose, Decision.PURGE, reason, stated.source))
+    return rows
+
+
+def _none() -> None:
+    return None
+
+
+def audit(
+    fresh: Sequence[Event],
+    owner_of_event: Mapping[str, str | None],
+    before: Callable[[str], Gate | None],
+    gates: Mapping[str, Gate],
+    *,
+    policy: ConsentPolicy,
+    topic: str,
+    now: datetime,
+    counts: Counter[Count],
+) -> list[Published]:
+    """The batch's audit records; denials and purges counted into ``counts``.
+    ``owner_of_event``: each event's profile id (None: not placed); ``before(pid)`` /
+    ``gates``: a person's gate before / after the batch."""
+    decided_at = format_time(now)
+    out: list[Published] = []
+    defaults: dict[tuple[Row, ...], list[list[str | None]]] = {}
+    denied: Counter[tuple[str, str]] = Counter()  # (purpose, reason)
+    purged: Counter[str] = Counter()
+    for event in fresh:
+        tp = event.tp
+        if tp.type is _ERASURE:
+            continue
+        owner = owner_of_event.get(tp.event_id)
+        gate = gates.get(owner) if owner is not None else None
+        if gate is None:
+            gate = Gate(policy, EMPTY_HISTORY, tp.region)
+        rows = _event_rows(tp, gate, partial(before, owner) if owner is not None else _none)
+        if not rows:
+            continue
+        default_only = True
+        for row in rows:
+            if row[1] == Decision.DENY:
+                denied[(row[0], row[2])] += 1
+            else:
+                purged[row[0]] += 1
+            default_only = default_only and _is_default(row)
+        if default_only:
+            defaults.setdefault(tuple(rows), []).append([tp.event_id, owner])
+            continue
+        out.append(
+            Published(
+                topic,
+                owner,
+                {
+                    "event_id": tp.event_id,
+                    "profile_id": owner,
+                    "policy_version": policy.version,
+                    "decided_at": decided_at,
+                    "decisions": _decisions(rows),
+                },
+            )
+        )
+    for (purpose, reason), n in denied.items():
+        counts[Count(Measure.CONSENT_DENIED, purpose, reason)] += n
+    for purpose, n in purged.items():
+        counts[Count(Measure.CONSENT_PURGED, purpose)] += n
+    for rows_key, events in defaults.items():
+        decisions = _decisions(rows_key)
+        for start in range(0, len(events), EVENTS_PER_RECORD):
+            out.append(
+                Published(
+                    topic,
+                    None,
+                    {
+                        "kind": REGION_DEFAULT_KIND,
+                        "policy_version": policy.version,
+                        "decided_at": decided_at,
+                        "decisions": decisions,
+                        "events": events[start : start + EVENTS_PER_RECORD],
+                    },
+                )
+            )
+    return out
+
+
+def rows(record: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """A ``consent.audit`` record of either kind as one row per (event, decision):
+    ``event_id``, ``profile_id``, ``policy_version``, ``decided_at``, ``purpose``,
+    ``decision``, ``reason``, ``source``."""
+    common = {"policy_version": record["policy_version"], "decided_at": record["decided_at"]}
+    if record.get("kind") == REGION_DEFAULT_KIND:
+        events = [(event_id, profile_id) for event_id, profile_id in record["events"]]
+    else:
+        events = [(record["event_id"], record["profile_id"])]
+    for event_id, profile_id in events:
+        for decision in record["decisions"]:
+            yield {"event_id": event_id, "profile_id": profile_id, **common, **decision}
