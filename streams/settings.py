@@ -263,11 +263,11 @@ class LoomSettings(BaseSettings):
         "batch); each commit is a write to the broker's __consumer_offsets",
     )
     fetch_min_bytes: int = Field(
-        1024 * 1024,
+        1,
         ge=1,
         le=100_000_000,
-        description="the broker answers a lane's fetch once it holds this many bytes or the "
-        "lane's batch timeout passed",
+        description="over 1: the broker answers a lane's fetch once it holds this many bytes "
+        "or the lane's batch timeout passed (fewer requests, more latency); 1: at once",
     )
     relay_interval_s: float = Field(
         0.5,

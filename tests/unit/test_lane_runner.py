@@ -128,6 +128,12 @@ def test_the_broker_holds_fetches_for_the_lanes_batch_timeout(
     assert fake.config["fetch.min.bytes"] == 4096
 
 
+def test_by_default_a_fetch_is_answered_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    _, fake = make_runner(monkeypatch, inventory_batch_timeout_s=0.02)
+    assert fake.config["fetch.min.bytes"] == 1
+    assert "fetch.wait.max.ms" not in fake.config  # librdkafka's: an idle fetch waits 500 ms
+
+
 def test_lost_partitions_are_not_committed(monkeypatch: pytest.MonkeyPatch) -> None:
     runner, fake = make_runner(monkeypatch)
     runner._batch_done([rec(0, 10), rec(1, 20)])
