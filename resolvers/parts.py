@@ -23,7 +23,9 @@ a function of the set of its events (ADR 0005), computing a part on its own give
 state as computing the whole batch.
 
 The components are packed into at most ``max_parts`` parts of about equal numbers of events
-(each part costs one pass of the lane's stages and one outbox entry), in batch order.
+(each part costs one pass of the lane's stages; the written parts share one outbox entry), the
+events of a part in batch order; components holding what recent conflicts named (``hot``) get
+parts of their own first.
 """
 
 from __future__ import annotations
