@@ -106,8 +106,9 @@ def split(
     links: Sequence[tuple[str, Ref]] = (),
     hot: Collection[str] = (),
 ) -> list[Part]:
-    """``events`` in at most ``max_parts`` independent parts (one part when ``max_parts`` is 1
-    or the batch has no events), each with its share of ``loaded``. ``links``: (event id, ref)
+    """``events`` in independent parts, each with its share of ``loaded``: at most
+    ``max_parts`` packed ones, plus the hot ones below (one part when ``max_parts`` is 1 or the
+    batch has at most one event). ``links``: (event id, ref)
     pairs that belong together beyond what ``loaded`` says (profiles a part asked for).
     ``hot``: what recent conflicts named (``CommitResult.detail``: refs as ``kind:name``,
     ``suppressed:<hash>``, event ids); a component holding one gets a part of its own (at most

@@ -614,3 +614,33 @@ def test_redis_store_reports_the_time_of_each_call(
     assert store.commit(Commit({}, ("e-timed",))).ok
     assert [op for op, _ in calls] == ["load", "commit"]
     assert all(0 <= seconds < 5 for _, seconds in calls)
+
+
+def test_the_written_parts_share_one_outbox_entry(
+    redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    """ADR 0013: a conflicting part writes nothing, the others' records go out in one entry."""
+    store = RedisStore(redis_client, prefix=redis_prefix)
+    taken = stock_ref("SKU-taken")
+    assert store.commit(Commit({taken: 0}, ("e0",), writes=(w(taken, 1, s="{}"),))).ok
+
+    def part(n: int, expect: int) -> Commit:
+        ref = taken if n == 1 else stock_ref(f"SKU-{n}")
+        return Commit(
+            {ref: expect},
+            (f"e{n}",),
+            writes=(w(ref, expect + 1, s="{}"),),
+            outbox=(OutboxRecord("t", f"k{n}".encode(), f"v{n}".encode()),),
+        )
+
+    results = store.commit_parts([part(1, 0), part(2, 0), part(3, 0)])  # part 1 is stale
+
+    assert [r.ok for r in results] == [False, True, True]
+    assert results[0].detail == str(taken)
+    root = f"{redis_prefix}:v1"
+    entries = redis_client.xrange(f"{root}:outbox")
+    assert len(entries) == 1  # e0's commit wrote no record; the two written parts share one
+    ((_id, fields),) = entries
+    records = outbox_entry.unpack(fields[outbox_entry.FIELD.encode()])
+    assert [(r.key, r.value) for r in records] == [(b"k2", b"v2"), (b"k3", b"v3")]
+    assert redis_client.exists(f"{root}:seen:e1") == 0
