@@ -297,33 +297,45 @@ class RedisStore:
         return CommitResult(status, names.get(key, key))
 
     def _part_plan(self, commit: Commit, arg: Callable[[bytes | str], int]) -> dict[str, Any]:
-        """One part's plan for ``commit.lua`` (its values appended through ``arg``)."""
+        """One part's plan for ``commit.lua`` (its values appended through ``arg``): flat
+        lists, numbers Redis stores as strings (see the script's header)."""
 
-        def flat(fields: Mapping[str, bytes]) -> list[Any]:
-            out: list[Any] = []
+        def flat(out: list[Any], fields: Mapping[str, bytes]) -> None:
+            out.append(len(fields))
             for name, value in fields.items():
                 out += [name, arg(value)]
-            return out
 
-        writes, index_ops = [], []
+        writes: list[Any] = []
+        index_ops: list[Any] = []
         all_writes = [*commit.writes, *commit.blind_writes]
         written = Counter(w.ref for w in all_writes)
+        index = {Kind.PROFILE: self.keys.profile_index, Kind.STOCK: self.keys.stock_index}
         for n, w in enumerate(all_writes):
             # checked absent by the same call (expected version 0) and written once: no DEL
             absent = (
                 n < len(commit.writes) and commit.expect.get(w.ref) == 0 and written[w.ref] == 1
             )
-            writes.append([self.keys.entity(w.ref), w.version, flat(w.fields), int(absent)])
-            index = {Kind.PROFILE: self.keys.profile_index, Kind.STOCK: self.keys.stock_index}
+            writes += [self.keys.entity(w.ref), str(w.version), int(absent)]
+            flat(writes, w.fields)
             if w.ref.kind in index:
-                index_ops.append([index[w.ref.kind], 1 if "d" in w.fields else 0, arg(w.ref.name)])
+                index_ops += [index[w.ref.kind], 1 if "d" in w.fields else 0, arg(w.ref.name)]
         for change in commit.memberships:
             key = self.keys.audience(change.audience)
-            index_ops.append([key, 1 if change.member else 0, arg(change.profile_id)])
+            index_ops += [key, 1 if change.member else 0, arg(change.profile_id)]
+        expect: list[str] = []
+        for ref, v in commit.expect.items():
+            expect += [self.keys.entity(ref), str(v)]
+        streams: list[Any] = []
+        for e in commit.streams:
+            streams += [self.keys.stream(e.stream), str(STREAM_MAXLEN)]
+            flat(streams, e.fields)
+        counters: list[str] = []
+        for name, n in commit.counters.items():
+            counters += [self.keys.stats, name, str(n)]
         return {
-            "e": [[self.keys.entity(ref), v] for ref, v in commit.expect.items()],
+            "e": expect,
             "s": [self.keys.seen(e, commit.scope) for e in commit.event_ids],
-            "t": self.seen_ttl_s,
+            "t": str(self.seen_ttl_s),
             "w": writes,
             "ix": index_ops,
             "sa": [
@@ -331,11 +343,9 @@ class RedisStore:
                 [a for h, tomb in commit.suppress.items() for a in (arg(h), arg(tomb))],
             ],
             "u": [arg(h) for h in commit.unsuppressed],
-            "x": [
-                [self.keys.stream(e.stream), STREAM_MAXLEN, flat(e.fields)] for e in commit.streams
-            ],
+            "x": streams,
             "o": arg(outbox.pack(commit.outbox)) if commit.outbox else 0,  # packed records
-            "c": [[self.keys.stats, name, n] for name, n in commit.counters.items()],
+            "c": counters,
         }
 
     def _call_commit(self, args: list[bytes]) -> Any:
