@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import resources
 from typing import Any, Final
 
@@ -175,6 +175,12 @@ def _fields(names: Sequence[str], values: Sequence[bytes | None]) -> dict[str, b
     return {n: v for n, v in zip(names, values, strict=True) if v is not None}
 
 
+def _rows(flat: Sequence[Any], width: int) -> Iterator[Sequence[Any]]:
+    """A flat script reply as rows of ``width`` values (missing fields are false in Lua,
+    nil in the reply: never cut off)."""
+    return (flat[j : j + width] for j in range(0, len(flat), width))
+
+
 def _version(raw: bytes) -> int:
     """Field ``v`` of an entity the load found (callers map a missing ``v`` to ABSENT)."""
     return int(raw)
@@ -231,15 +237,15 @@ class RedisStore:
         ids, profiles, stocks, seen, suppressed, truncated = self._load(keys=[], args=args)
         self._timed("load", started)
         entities: dict[Ref, Entity] = {}
-        for key, v, p, h, s in ids:
+        for key, v, p, h, s in _rows(ids, 5):
             entities[identifier_ref(key.decode())] = (
                 Entity(_version(v), _fields(("p", HOLDERS_FIELD, "s"), (p, h, s))) if v else ABSENT
             )
-        for pid, v, s, r, i in profiles:
+        for pid, v, s, r, i in _rows(profiles, 5):
             entities[profile_ref(pid.decode())] = (
                 Entity(_version(v), _fields(("s", "r", HELD_FIELD), (s, r, i))) if v else ABSENT
             )
-        for sku, (v, s) in zip(request.stocks, stocks, strict=True):
+        for sku, (v, s) in zip(request.stocks, _rows(stocks, 2), strict=True):
             entities[stock_ref(sku)] = Entity(_version(v), _fields(("s",), (s,))) if v else ABSENT
         seen_ids = frozenset(e for e, hit in zip(request.event_ids, seen, strict=True) if hit)
         if seen_ids and self.wait_replicas:
