@@ -38,9 +38,10 @@ def _run_once(rt: Runtime, store: RedisStore) -> None:
         return  # another worker runs this interval's pass
     report = AudienceRefresh(store, rt.redis, rt.context).run()
     log.info(
-        "audience pass: %d profiles in %.1fs, %d moved, %d conflicts retried",
+        "audience pass: %d profiles in %.1fs, %d rendered, %d moved, %d conflicts retried",
         report.profiles,
         report.seconds,
+        report.rendered,
         report.moved,
         report.conflicts,
     )
