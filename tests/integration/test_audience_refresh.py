@@ -1,10 +1,12 @@
 """The scheduled audience pass (``streams.audience_refresh``) on real Redis: it evaluates the
 audiences on the stored snapshots and renders again, from their state, only the profiles
 whose membership moves at its clock (and any without a snapshot); what it commits is what
-the lane would."""
+the lane would. Its lock (``streams.audience_schedule``) outlives a pass slower than the
+interval and expires when its holder dies."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -22,7 +24,8 @@ from resolvers.pipeline import LANES, run_batch
 from resolvers.steps import RawRecord
 from resolvers.timefmt import format_time
 from schemas.normalize import DEFAULT
-from streams.audience_refresh import AudienceRefresh
+from streams.audience_refresh import AudienceRefresh, RefreshReport
+from streams.audience_schedule import PassLock, PassLockLostError, run_pass
 from streams.redis_store import RedisStore
 
 AUDIENCES = Audiences(
@@ -135,3 +138,65 @@ def test_a_profile_without_a_readable_snapshot_is_rendered_from_its_state(
     assert sorted(renders) == sorted([ids["c0"], ids["c2"]])
     assert (report.moved, report.rendered) == (0, 2)
     assert report.medians == {}  # nothing here has a repurchase interval
+
+
+# --- the pass's lock (streams.audience_schedule) ---------------------------------------------
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def lock_for(
+    client: redis.Redis, store: RedisStore, owner: str, *, lease_s: float = 30.0
+) -> PassLock:
+    """A pass lock of a 0.2 s interval."""
+    key = f"{store.keys.root}:audience-refresh-lock"
+    return PassLock(client, key, owner, 0.2, lease_s=lease_s)
+
+
+def test_a_pass_slower_than_its_interval_keeps_the_lock_and_a_second_worker_waits(
+    store: RedisStore, redis_client: redis.Redis
+) -> None:
+    first = lock_for(redis_client, store, "worker-a")
+    second = lock_for(redis_client, store, "worker-b")
+    started = time.monotonic()
+    tried: list[RefreshReport | None] = []
+
+    def slow(done: int) -> None:  # after each batch of worker A's pass
+        if tried:
+            return
+        # the pass has now outlasted its 0.2 s interval ...
+        wait_until(lambda: time.monotonic() > started + 3 * first.interval_s, "the interval")
+        # ... and worker B's turn finds it running, and does nothing
+        tried.append(run_pass(store, redis_client, context, second))
+        assert redis_client.get(second.key) == b"worker-a"
+        assert redis_client.pttl(second.key) > 20_000  # about a lease ahead
+
+    report = run_pass(store, redis_client, context, first, progress=slow)
+    assert report is not None
+    assert report.profiles == PEOPLE
+    assert tried == [None]
+    # the pass is over and its interval long gone: the next worker's pass may run at once
+    assert not redis_client.exists(first.key)
+    assert run_pass(store, redis_client, context, second) is not None
+
+
+def test_the_lock_of_a_worker_that_died_during_its_pass_expires_after_a_lease(
+    store: RedisStore, redis_client: redis.Redis
+) -> None:
+    dead = lock_for(redis_client, store, "worker-a", lease_s=0.5)
+    other = lock_for(redis_client, store, "worker-b", lease_s=0.5)
+    assert dead.acquire()
+    dead.renew()  # a batch done, then the process is gone: nothing renews or releases
+    assert not other.acquire()
+    wait_until(lambda: not redis_client.exists(dead.key), "the dead holder's lock to expire")
+    assert other.acquire()
+    with pytest.raises(PassLockLostError):
+        dead.renew()  # had it only stalled, it would stop its pass on finding the lock taken
+    assert redis_client.get(other.key) == b"worker-b"
+    dead.release()  # and its release leaves the new holder's lock alone
+    assert redis_client.get(other.key) == b"worker-b"
