@@ -16,7 +16,9 @@ Two measurements of the same simulator mix (``streams.simulate``, 10 stores, 500
   Redis's ``used_cpu_user + used_cpu_sys`` (``INFO cpu``), from the first send until the
   group's lag is 0 and the outbox is drained, divided by the backlog's events; likewise the
   bytes Redis read from and wrote to its clients (``INFO stats``: commands and their
-  arguments, the outbox's records both ways).
+  arguments, the outbox's records both ways). Redis's CPU is also split by thread (main,
+  background threads; its forked children, AOF rewrites and RDB saves, apart and not in
+  the total), and its persistence settings are reported (the AOF is a large share).
   The Redis server must be this bench's alone during the run for its figure to be the lane's.
 
 **Exactness**: the worker's ``loom_events_total`` must grow by exactly the backlog, and every
@@ -44,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import redis
 
 from bench.e2e_bench import (
     LOG_DIR,
@@ -76,6 +79,30 @@ PROCESSING_FIELDS = ("version", "merged_from")
 def redis_cpu_s(client: Any) -> float:
     info = client.info("cpu")
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def redis_cpu_parts_s(client: Any) -> dict[str, float]:
+    """Redis's CPU so far by where it runs: the main thread (commands, scripts, feeding the
+    AOF buffer and writing it), its other threads (AOF fsync, lazy free) and its forked
+    children (AOF rewrites, RDB saves: not in ``redis_cpu_s``)."""
+    info = client.info("cpu")
+    total = redis_cpu_s(client)
+    main = float(info["used_cpu_user_main_thread"]) + float(info["used_cpu_sys_main_thread"])
+    forks = float(info["used_cpu_user_children"]) + float(info["used_cpu_sys_children"])
+    return {"main_thread": main, "other_threads": total - main, "forks": forks}
+
+
+def redis_persistence(client: Any) -> dict[str, str]:
+    """Whether the AOF is on and how it syncs, and the RDB save points: persistence is part of
+    Redis's CPU per event (issue 17: the AOF was about a quarter of it)."""
+    aof = bool(int(client.info("persistence")["aof_enabled"]))
+    out = {"appendonly": "yes" if aof else "no"}
+    try:
+        out["appendfsync"] = client.config_get("appendfsync")["appendfsync"]
+        out["save"] = client.config_get("save")["save"]
+    except redis.ResponseError:  # CONFIG may be refused (managed Redis, ACLs): say so
+        out["config"] = "unavailable"
+    return out
 
 
 def redis_net_bytes(client: Any) -> tuple[int, int]:
@@ -197,6 +224,7 @@ def end_to_end(
         before = dep.metrics()[LANE]
         cpu0 = sum(process_cpu_s(p) for p in pids)
         redis0 = redis_cpu_s(dep.redis)
+        parts0 = redis_cpu_parts_s(dep.redis)
         net0 = redis_net_bytes(dep.redis)
         commands0 = command_usec(dep.redis)
         started = time.monotonic()
@@ -209,6 +237,7 @@ def end_to_end(
             time.sleep(0.05)
         cpu = sum(process_cpu_s(p) for p in pids) - cpu0
         redis_cpu = redis_cpu_s(dep.redis) - redis0
+        parts = {k: v - parts0[k] for k, v in redis_cpu_parts_s(dep.redis).items()}
         net_in, net_out = (b - a for a, b in zip(net0, redis_net_bytes(dep.redis), strict=True))
         commands = command_delta(commands0, command_usec(dep.redis), len(backlog))
         after = dep.metrics()[LANE]
@@ -223,6 +252,10 @@ def end_to_end(
             "events_per_s": round(n / (done - started), 1),
             "worker_cpu_us_per_event": round(cpu / n * 1e6, 1),
             "redis_cpu_us_per_event": round(redis_cpu / n * 1e6, 1),
+            "redis_cpu_us_per_event_by_thread": {
+                k: round(v / n * 1e6, 1) for k, v in parts.items()
+            },
+            "redis_persistence": redis_persistence(dep.redis),
             "redis_bytes_in_per_event": round(net_in / n),
             "redis_bytes_out_per_event": round(net_out / n),
             "events_counted": int(counted),

@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import resources
 from typing import Any, Final
 
@@ -175,6 +175,12 @@ def _fields(names: Sequence[str], values: Sequence[bytes | None]) -> dict[str, b
     return {n: v for n, v in zip(names, values, strict=True) if v is not None}
 
 
+def _rows(flat: Sequence[Any], width: int) -> Iterator[Sequence[Any]]:
+    """A flat script reply as rows of ``width`` values (missing fields are false in Lua,
+    nil in the reply: never cut off)."""
+    return (flat[j : j + width] for j in range(0, len(flat), width))
+
+
 def _version(raw: bytes) -> int:
     """Field ``v`` of an entity the load found (callers map a missing ``v`` to ABSENT)."""
     return int(raw)
@@ -231,15 +237,15 @@ class RedisStore:
         ids, profiles, stocks, seen, suppressed, truncated = self._load(keys=[], args=args)
         self._timed("load", started)
         entities: dict[Ref, Entity] = {}
-        for key, v, p, h, s in ids:
+        for key, v, p, h, s in _rows(ids, 5):
             entities[identifier_ref(key.decode())] = (
                 Entity(_version(v), _fields(("p", HOLDERS_FIELD, "s"), (p, h, s))) if v else ABSENT
             )
-        for pid, v, s, r, i in profiles:
+        for pid, v, s, r, i in _rows(profiles, 5):
             entities[profile_ref(pid.decode())] = (
                 Entity(_version(v), _fields(("s", "r", HELD_FIELD), (s, r, i))) if v else ABSENT
             )
-        for sku, (v, s) in zip(request.stocks, stocks, strict=True):
+        for sku, (v, s) in zip(request.stocks, _rows(stocks, 2), strict=True):
             entities[stock_ref(sku)] = Entity(_version(v), _fields(("s",), (s,))) if v else ABSENT
         seen_ids = frozenset(e for e, hit in zip(request.event_ids, seen, strict=True) if hit)
         if seen_ids and self.wait_replicas:
@@ -297,33 +303,45 @@ class RedisStore:
         return CommitResult(status, names.get(key, key))
 
     def _part_plan(self, commit: Commit, arg: Callable[[bytes | str], int]) -> dict[str, Any]:
-        """One part's plan for ``commit.lua`` (its values appended through ``arg``)."""
+        """One part's plan for ``commit.lua`` (its values appended through ``arg``): flat
+        lists, numbers Redis stores as strings (see the script's header)."""
 
-        def flat(fields: Mapping[str, bytes]) -> list[Any]:
-            out: list[Any] = []
+        def flat(out: list[Any], fields: Mapping[str, bytes]) -> None:
+            out.append(len(fields))
             for name, value in fields.items():
                 out += [name, arg(value)]
-            return out
 
-        writes, index_ops = [], []
+        writes: list[Any] = []
+        index_ops: list[Any] = []
         all_writes = [*commit.writes, *commit.blind_writes]
         written = Counter(w.ref for w in all_writes)
+        index = {Kind.PROFILE: self.keys.profile_index, Kind.STOCK: self.keys.stock_index}
         for n, w in enumerate(all_writes):
             # checked absent by the same call (expected version 0) and written once: no DEL
             absent = (
                 n < len(commit.writes) and commit.expect.get(w.ref) == 0 and written[w.ref] == 1
             )
-            writes.append([self.keys.entity(w.ref), w.version, flat(w.fields), int(absent)])
-            index = {Kind.PROFILE: self.keys.profile_index, Kind.STOCK: self.keys.stock_index}
+            writes += [self.keys.entity(w.ref), str(w.version), int(absent)]
+            flat(writes, w.fields)
             if w.ref.kind in index:
-                index_ops.append([index[w.ref.kind], 1 if "d" in w.fields else 0, arg(w.ref.name)])
+                index_ops += [index[w.ref.kind], 1 if "d" in w.fields else 0, arg(w.ref.name)]
         for change in commit.memberships:
             key = self.keys.audience(change.audience)
-            index_ops.append([key, 1 if change.member else 0, arg(change.profile_id)])
+            index_ops += [key, 1 if change.member else 0, arg(change.profile_id)]
+        expect: list[str] = []
+        for ref, v in commit.expect.items():
+            expect += [self.keys.entity(ref), str(v)]
+        streams: list[Any] = []
+        for e in commit.streams:
+            streams += [self.keys.stream(e.stream), str(STREAM_MAXLEN)]
+            flat(streams, e.fields)
+        counters: list[str] = []
+        for name, n in commit.counters.items():
+            counters += [self.keys.stats, name, str(n)]
         return {
-            "e": [[self.keys.entity(ref), v] for ref, v in commit.expect.items()],
+            "e": expect,
             "s": [self.keys.seen(e, commit.scope) for e in commit.event_ids],
-            "t": self.seen_ttl_s,
+            "t": str(self.seen_ttl_s),
             "w": writes,
             "ix": index_ops,
             "sa": [
@@ -331,11 +349,9 @@ class RedisStore:
                 [a for h, tomb in commit.suppress.items() for a in (arg(h), arg(tomb))],
             ],
             "u": [arg(h) for h in commit.unsuppressed],
-            "x": [
-                [self.keys.stream(e.stream), STREAM_MAXLEN, flat(e.fields)] for e in commit.streams
-            ],
+            "x": streams,
             "o": arg(outbox.pack(commit.outbox)) if commit.outbox else 0,  # packed records
-            "c": [[self.keys.stats, name, n] for name, n in commit.counters.items()],
+            "c": counters,
         }
 
     def _call_commit(self, args: list[bytes]) -> Any:

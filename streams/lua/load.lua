@@ -12,8 +12,10 @@
 -- truncated).
 -- The "versions" profile ids are read alone (v and r; not followed, not counted), after the
 -- walk, unless the walk visited them.
--- Returns {ids, profiles, stocks, seen, suppressed, truncated}: ids as {key, v, p, h, s},
--- profiles as {pid, v, s, r, i}, suppressed as the tombstone JSON of each hash (false if none).
+-- Returns {ids, profiles, stocks, seen, suppressed, truncated}, flat (no table per entity:
+-- each nested table costs Redis a table and its reply type checks): ids as key, v, p, h, s
+-- per record, profiles as pid, v, s, r, i, stocks as v, s; suppressed as the tombstone JSON
+-- of each hash (false if none).
 -- Keys are built here, so this script needs a standalone Redis.
 local prefix, seen_key = ARGV[1], ARGV[1] .. ':v1:' .. ARGV[2] .. ':'
 local max_profiles = tonumber(ARGV[3])
@@ -55,7 +57,8 @@ while id_head <= #id_queue or pid_head <= #pid_queue do
     if not seen_ids[key] then
       seen_ids[key] = true
       local r = redis.call('HMGET', prefix .. ':v1:id:' .. key, 'v', 'p', 'h', 's')
-      ids[#ids + 1] = {key, r[1], r[2], r[3], r[4]}
+      local n = #ids
+      ids[n + 1], ids[n + 2], ids[n + 3], ids[n + 4], ids[n + 5] = key, r[1], r[2], r[3], r[4]
       if r[2] then pid_queue[#pid_queue + 1] = r[2] end
       if r[3] then
         for _, pid in ipairs(cjson.decode(r[3])) do pid_queue[#pid_queue + 1] = pid end
@@ -74,7 +77,9 @@ while id_head <= #id_queue or pid_head <= #pid_queue do
       seen_pids[pid] = true
       n_pids = n_pids + 1
       local r = redis.call('HMGET', prefix .. ':v1:profile:' .. pid, 'v', 's', 'r', 'i')
-      profiles[#profiles + 1] = {pid, r[1], r[2], r[3], r[4]}
+      local n = #profiles
+      profiles[n + 1], profiles[n + 2], profiles[n + 3] = pid, r[1], r[2]
+      profiles[n + 4], profiles[n + 5] = r[3], r[4]
       if r[3] then
         pid_queue[#pid_queue + 1] = r[3]
       elseif r[4] then
@@ -90,12 +95,15 @@ for _ = 1, n_vers do
   if not seen_pids[pid] then
     seen_pids[pid] = true
     local r = redis.call('HMGET', prefix .. ':v1:profile:' .. pid, 'v', 'r')
-    profiles[#profiles + 1] = {pid, r[1], false, r[2], false}
+    local n = #profiles
+    profiles[n + 1], profiles[n + 2], profiles[n + 3] = pid, r[1], false
+    profiles[n + 4], profiles[n + 5] = r[2], false
   end
 end
 i = stocks_at
 for _ = 1, n_stock do
-  stocks[#stocks + 1] = redis.call('HMGET', prefix .. ':v1:stock:' .. ARGV[i], 'v', 's')
+  local r = redis.call('HMGET', prefix .. ':v1:stock:' .. ARGV[i], 'v', 's')
+  stocks[#stocks + 1], stocks[#stocks + 2] = r[1], r[2]
   i = i + 1
 end
 -- the event ids: one EXISTS of them all (in chunks), per id only when some were processed
