@@ -157,11 +157,12 @@ def _connect(
     """Event indexes joined with everything they share (module docstring)."""
     uf = _Components()
     for n, event in enumerate(events):
-        uf.union(n, ("event", event.tp.event_id))
         if not identity:
-            for sku in inventory.skus(event.tp):
+            uf.union(n, ("event", inventory.event_id(event)))
+            for sku in inventory.event_skus(event):
                 uf.union(n, stock_ref(sku))
             continue
+        uf.union(n, ("event", event.tp.event_id))
         for ident in event.identifiers:
             uf.union(n, identifier_ref(ident.key))
         if event.identifiers:
