@@ -35,6 +35,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Final
 
 from confluent_kafka import Consumer, Message, TopicPartition
@@ -45,6 +46,7 @@ from resolvers.inventory import InvalidMovementError
 from resolvers.pipeline import INVALID, INVENTORY, prepare
 from resolvers.stages import inventory as stage
 from resolvers.steps import DeadLetter, RawRecord
+from schemas.bounds import InputBounds
 from schemas.normalize import DEFAULT as NORMALIZE_DEFAULT
 from streams import kafka_clients
 from streams.batch_runner import FIRST_BACKOFF_S, PROCESSING_ERROR, span
@@ -71,17 +73,19 @@ class RoutedBatch:
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, outcome)
 
 
-def route_batch(rt: Runtime, records: Sequence[RawRecord]) -> RoutedBatch:
-    """The movement records of ``records`` (key = SKU), their dead letters and outcomes."""
-    ctx = rt.context()
+def route_batch(
+    records: Sequence[RawRecord], *, max_bytes: int, now: datetime, bounds: InputBounds
+) -> RoutedBatch:
+    """The movement records of ``records`` (key = SKU), their dead letters and outcomes;
+    ``now`` and ``bounds`` check the input bounds as the direct lane does."""
     events, invalid = prepare(
         records,
-        max_bytes=rt.settings.max_event_bytes,
+        max_bytes=max_bytes,
         config=NORMALIZE_DEFAULT,
-        salt=ctx.salt,
+        salt=b"",  # the inventory lane normalizes nothing
         lane=INVENTORY,
-        now=ctx.now,
-        bounds=rt.bounds,
+        now=now,
+        bounds=bounds,
     )
     out = RoutedBatch()
     if invalid:  # the profiles lane dead-letters them (each bad record reaches the DLQ once)
@@ -217,7 +221,9 @@ class StockRouter:
     def _route(self, records: Sequence[RawRecord]) -> bool:
         """Route one batch; False if a stop was requested before it was delivered."""
         rt = self.rt
-        routed = route_batch(rt, records)
+        routed = route_batch(
+            records, max_bytes=self.settings.max_event_bytes, now=rt.clock(), bounds=rt.bounds
+        )
         if routed.records:
             delivery = Delivery(
                 self.producer, self.settings.topics.stock_movements, routed.records, what="route"
