@@ -89,9 +89,7 @@ def test_routed_stock_equals_direct_stock_whatever_the_partitions_batches_and_re
         batch, queues[p] = queues[p][:size], queues[p][size:]
         run(batch, store, ROUTED_INVENTORY)
     assert stock(store) == stock(expected)
-    markers = {
-        stock_routing.decode(r.value).marker for rs in by_partition.values() for r in rs
-    }
+    markers = {stock_routing.decode(r.value).marker for rs in by_partition.values() for r in rs}
     assert store.seen["inventory"] == markers
 
 
