@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
@@ -55,6 +55,7 @@ from streams.errors import FatalError, RetryableError, classify, kafka_error
 from streams.lane_runner import CONSUMER_CONFIG, not_a_record, raw_record
 from streams.offsets import DueOffsets, ProcessedOffsets, next_offsets
 from streams.runtime import Runtime
+from streams.settings import LoomSettings
 
 log = logging.getLogger(__name__)
 
@@ -291,6 +292,38 @@ class StockRouter:
         self._commit(self.processed.take(), asynchronous=False)
         self.consumer.close()
         self.producer.flush(10)
+
+
+def hand_over(
+    settings: LoomSettings, lane: Consumer, generation: str, raw_ends: Mapping[int, int]
+) -> None:
+    """After ``loom rebuild --lane inventory`` (which computes from the raw topic directly)
+    of a deployment routed by SKU: the router group continues where the rebuild stopped
+    (``raw_ends``), and the inventory lane's group at the end of the stock-movement topic,
+    stamped with the rebuild's ``generation`` (every movement there came from a raw record
+    the rebuild replayed: the routers were stopped). ``lane``: a consumer of the inventory
+    lane's group that never subscribed; no worker may run (the rebuild checked)."""
+    topic = settings.topics.stock_movements
+    meta = lane.list_topics(topic, timeout=10).topics[topic]
+    if meta.error is not None:
+        raise kafka_error(meta.error, "hand-over")
+    ends = [
+        TopicPartition(topic, p, lane.get_watermark_offsets(TopicPartition(topic, p))[1])
+        for p in sorted(meta.partitions)
+    ]
+    lane.commit(
+        offsets=[TopicPartition(t.topic, t.partition, t.offset, generation) for t in ends],
+        asynchronous=False,
+    )
+    router = kafka_clients.consumer(settings, settings.router_group_id())
+    try:
+        raw = settings.topics.raw
+        router.commit(
+            offsets=[TopicPartition(raw, p, end) for p, end in sorted(raw_ends.items())],
+            asynchronous=False,
+        )
+    finally:
+        router.close()
 
 
 class _Stopped(Exception):  # noqa: N818 - a control-flow signal, not an error class
