@@ -134,3 +134,11 @@ def test_the_stock_movement_topic_has_the_raw_topics_partitions() -> None:
     assert specs[settings.topics.stock_movements][0] == specs[settings.topics.raw][0] == 12
     assert settings.router_group_id() == "loom-inventory-router"
     assert LoomSettings().inventory_routing == "direct"
+
+
+def test_loom_lag_and_the_exporter_watch_the_router_group_when_routing_by_sku() -> None:
+    from streams.cli.lag import lane_groups
+
+    assert lane_groups(LoomSettings()) == ["loom-inventory", "loom-profiles"]
+    routed_groups = lane_groups(LoomSettings(inventory_routing="by-sku"))
+    assert routed_groups == ["loom-inventory", "loom-profiles", "loom-inventory-router"]
