@@ -139,6 +139,6 @@ def test_the_stock_movement_topic_has_the_raw_topics_partitions() -> None:
 def test_loom_lag_and_the_exporter_watch_the_router_group_when_routing_by_sku() -> None:
     from streams.cli.lag import lane_groups
 
-    assert lane_groups(LoomSettings()) == ["loom-inventory", "loom-profiles"]
+    assert lane_groups(LoomSettings()) == ["loom-profiles", "loom-inventory"]
     routed_groups = lane_groups(LoomSettings(inventory_routing="by-sku"))
-    assert routed_groups == ["loom-inventory", "loom-profiles", "loom-inventory-router"]
+    assert routed_groups == ["loom-profiles", "loom-inventory", "loom-inventory-router"]
