@@ -98,11 +98,14 @@ class Delivery:
         *,
         what: str,
         timeout_s: float = 10.0,
+        timestamps: Sequence[int] = (),
     ) -> None:
+        """``timestamps``: each record's create time in ms (default: when it is produced)."""
         self.producer, self.topic, self.what, self.timeout_s = producer, topic, what, timeout_s
         self.pending: dict[int, tuple[bytes | None, bytes | None, Headers]] = dict(
             enumerate(records)
         )
+        self.timestamps = timestamps
 
     def attempt(self) -> None:
         errors: list[KafkaError] = []
@@ -118,7 +121,12 @@ class Delivery:
 
         for index, (key, value, headers) in list(self.pending.items()):
             self.producer.produce(
-                self.topic, key=key, value=value, headers=headers, on_delivery=delivered(index)
+                self.topic,
+                key=key,
+                value=value,
+                headers=headers,
+                on_delivery=delivered(index),
+                timestamp=self.timestamps[index] if self.timestamps else 0,
             )
         left = self.producer.flush(self.timeout_s)
         if errors:

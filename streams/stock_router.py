@@ -72,6 +72,9 @@ class RoutedBatch:
     )
     dead_letters: list[DeadLetter] = field(default_factory=list)
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, outcome)
+    #: each record's create time: its raw record's, so the applier's event -> snapshot
+    #: histogram measures from the event's arrival, not from the routing
+    timestamps: list[int] = field(default_factory=list)
 
 
 def route_batch(
@@ -104,6 +107,7 @@ def route_batch(
             (r.sku.encode(), stock_routing.encode(r), [("loom.event_id", r.event_id)])
             for r in routed
         )
+        out.timestamps.extend(event.record.timestamp_ms or 0 for _ in routed)
     return out
 
 
@@ -227,7 +231,11 @@ class StockRouter:
         )
         if routed.records:
             delivery = Delivery(
-                self.producer, self.settings.topics.stock_movements, routed.records, what="route"
+                self.producer,
+                self.settings.topics.stock_movements,
+                routed.records,
+                what="route",
+                timestamps=routed.timestamps,
             )
             if not self._until_done("route", records, delivery.attempt):
                 return False
