@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from prometheus_client import Counter as MetricCounter
 
 from resolvers import stock_routing
@@ -59,6 +59,8 @@ from streams.settings import LoomSettings
 
 log = logging.getLogger(__name__)
 
+#: Times a new assignment's committed offsets are asked for before the router gives up.
+ASSIGN_ATTEMPTS: Final = 20
 #: Stage name of the router's own dead letters (events whose movements cannot be built).
 STAGE: Final = "route"
 
@@ -161,7 +163,7 @@ class StockRouter:
         self._seeds = {(tp.topic, tp.partition): tp.offset for tp in got if tp.offset >= 0}
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        own = consumer.committed(partitions, timeout=10) if self._seeds else partitions
+        own = self._committed(consumer, partitions) if self._seeds else partitions
         start = [
             TopicPartition(tp.topic, tp.partition, self._seeds[(tp.topic, tp.partition)])
             if tp.offset < 0 and (tp.topic, tp.partition) in self._seeds
@@ -171,6 +173,21 @@ class StockRouter:
         consumer.assign(start)
         self.assigned |= {(p.topic, p.partition) for p in partitions}
         log.info("%s: assigned %s", self.group, sorted(p.partition for p in partitions))
+
+    def _committed(
+        self, consumer: Consumer, partitions: list[TopicPartition]
+    ) -> list[TopicPartition]:
+        """The group's committed offsets of ``partitions``, asked again while the coordinator
+        moves (a fresh group's first minutes); the last failure is raised."""
+        attempts = 0
+        while True:
+            try:
+                return consumer.committed(partitions, timeout=10)
+            except KafkaException as exc:
+                attempts += 1
+                if attempts >= ASSIGN_ATTEMPTS or self.stopping.wait(FIRST_BACKOFF_S):
+                    raise
+                log.warning("%s: %s; asking again", self.group, classify(exc).describe())
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {(p.topic, p.partition) for p in partitions}
