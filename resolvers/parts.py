@@ -31,7 +31,7 @@ parts of their own first.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -46,9 +46,6 @@ from resolvers.store import (
     Kind,
     Loaded,
     Ref,
-    identifier_ref,
-    profile_ref,
-    stock_ref,
 )
 
 #: Parts a batch is split into at most, unless configured (``LOOM_COMMIT_PARTS``).
@@ -66,35 +63,72 @@ class Part:
     hashes: tuple[str, ...]  # the suppression hashes of the events (profiles lane)
 
 
+#: A union-find node: an event's index in the batch, or a key naming what it shares (below).
+_Node = int | str | tuple[str, str]
+
+
+IDENTIFIER, PROFILE, STOCK = Kind.IDENTIFIER, Kind.PROFILE, Kind.STOCK
+
+
+def _key(kind: Kind, name: str) -> str:
+    """An entity's node, spelled as ``str(Ref)`` and ``CommitResult.detail`` spell it (cheaper
+    to hash and compare than a ``Ref``, whose dataclass ``__hash__``/``__eq__`` are Python)."""
+    return f"{kind.value}:{name}"
+
+
 class _Components:
-    """Union-find over hashable nodes (path halving, union by size)."""
+    """Union-find over the batch's events (nodes ``0..n-1``) and the keys they share, each
+    numbered on first sight (path halving, union by size over lists of ints)."""
 
-    def __init__(self) -> None:
-        self.parent: dict[object, object] = {}
-        self.size: dict[object, int] = {}
+    def __init__(self, events: int) -> None:
+        self.index: dict[_Node, int] = {n: n for n in range(events)}
+        self.parent: list[int] = list(range(events))
+        self.size: list[int] = [1] * events
 
-    def find(self, node: object) -> object:
+    def _number(self, node: _Node) -> int:
+        i = self.index.get(node)
+        if i is None:
+            i = self.index[node] = len(self.parent)
+            self.parent.append(i)
+            self.size.append(1)
+        return i
+
+    def root(self, i: int) -> int:
         parent = self.parent
-        if node not in parent:
-            parent[node] = node
-            self.size[node] = 1
-            return node
-        while parent[node] != node:
-            parent[node] = parent[parent[node]]
-            node = parent[node]
-        return node
+        while parent[i] != i:
+            parent[i] = i = parent[parent[i]]
+        return i
 
-    def known(self, node: object) -> bool:
-        return node in self.parent
+    def find(self, node: _Node) -> int:
+        return self.root(self._number(node))
 
-    def union(self, a: object, b: object) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra == rb:
-            return
-        if self.size[ra] < self.size[rb]:
-            ra, rb = rb, ra
-        self.parent[rb] = ra
-        self.size[ra] += self.size[rb]
+    def root_of(self, node: _Node) -> int | None:
+        """``node``'s root, or None when nothing joined it."""
+        i = self.index.get(node)
+        return None if i is None else self.root(i)
+
+    def union(self, a: _Node, b: _Node) -> None:
+        self.join(a, (b,))
+
+    def join(self, node: _Node, others: Iterable[_Node]) -> None:
+        """``node`` and each of ``others`` in one set (:meth:`union`'s loop, inlined: it runs
+        a few times per event)."""
+        index, parent, size = self.index, self.parent, self.size
+        ra = self.find(node)
+        for other in others:
+            rb = index.get(other)
+            if rb is None:  # new: a set of its own, joined below
+                rb = index[other] = len(parent)
+                parent.append(rb)
+                size.append(1)
+            while parent[rb] != rb:
+                parent[rb] = rb = parent[parent[rb]]
+            if ra == rb:
+                continue
+            if size[ra] < size[rb]:
+                ra, rb = rb, ra
+            parent[rb] = ra
+            size[ra] += size[rb]
 
 
 def split(
@@ -116,20 +150,21 @@ def split(
     if max_parts <= 1 or len(events) <= 1:
         return [Part(tuple(events), loaded, _hashes(events) if identity else ())]
     uf = _connect(events, loaded, identity=identity, links=links)
-    components: dict[object, list[int]] = {}
+    components: dict[int, list[int]] = {}
     for n in range(len(events)):
-        components.setdefault(uf.find(n), []).append(n)
+        components.setdefault(uf.root(n), []).append(n)
     if len(components) == 1:
         return [Part(tuple(events), loaded, _hashes(events) if identity else ())]
-    hot_roots = {uf.find(node) for node in map(_node, hot) if uf.known(node)}
+    hot_roots = {uf.root_of(node) for node in map(_node, hot)} - {None}
     alone = [g for root, g in components.items() if root in hot_roots][:MAX_HOT_PARTS]
     isolated = {id(g) for g in alone}
     rest = [g for g in components.values() if id(g) not in isolated]
     packed = [[g] for g in alone] + (_pack(rest, max_parts) if rest else [])
-    part_of_root = {uf.find(group[0]): p for p, groups in enumerate(packed) for group in groups}
+    part_of_root = {uf.root(group[0]): p for p, groups in enumerate(packed) for group in groups}
     entities: list[dict[Ref, Entity]] = [{} for _ in packed]
     for ref, entity in loaded.entities.items():
-        p = part_of_root.get(uf.find(ref))
+        root = uf.root_of(_key(ref.kind, ref.name))
+        p = None if root is None else part_of_root.get(root)
         if p is not None:  # else no event of the batch leads to it
             entities[p][ref] = entity
     out: list[Part] = []
@@ -155,24 +190,23 @@ def _connect(
     links: Sequence[tuple[str, Ref]],
 ) -> _Components:
     """Event indexes joined with everything they share (module docstring)."""
-    uf = _Components()
+    uf = _Components(len(events))
     for n, event in enumerate(events):
         if not identity:
-            uf.union(n, ("event", inventory.event_id(event)))
-            for sku in inventory.event_skus(event):
-                uf.union(n, stock_ref(sku))
+            own: _Node = ("event", inventory.event_id(event))
+            uf.join(n, [own, *(_key(STOCK, sku) for sku in inventory.event_skus(event))])
             continue
-        uf.union(n, ("event", event.tp.event_id))
-        for ident in event.identifiers:
-            uf.union(n, identifier_ref(ident.key))
+        tp = event.tp
+        shared: list[_Node] = [("event", tp.event_id)]
         if event.identifiers:
-            uf.union(n, profile_ref(profile_id_for(event.tp.event_id)))
-        for digest in event.suppression_hashes:
-            uf.union(n, ("hash", digest))
+            shared.extend(_key(IDENTIFIER, ident.key) for ident in event.identifiers)
+            shared.append(_key(PROFILE, profile_id_for(tp.event_id)))
+        shared.extend(_SUPPRESSED + digest for digest in event.suppression_hashes)
+        uf.join(n, shared)
     if identity:
         _link_loaded(uf, loaded)
     for event_id, ref in links:
-        uf.union(("event", event_id), ref)
+        uf.union(("event", event_id), _key(ref.kind, ref.name))
     return uf
 
 
@@ -190,17 +224,18 @@ def _pack(components: list[list[int]], max_parts: int) -> list[list[list[int]]]:
     return packed
 
 
-def _node(detail: str) -> object:
-    """The union-find node a conflict's detail names (``CommitResult.detail``)."""
-    kind, _, name = detail.partition(":")
-    if kind in _KINDS:
-        return Ref(Kind(kind), name)
-    if kind == "suppressed":
-        return ("hash", name)
+def _node(detail: str) -> _Node:
+    """The union-find node a conflict's detail names (``CommitResult.detail``: an entity as
+    ``kind:name``, a tombstone as ``suppressed:<hash>``, else an event id)."""
+    kind, _, _name = detail.partition(":")
+    if kind in _KINDS or kind == _SUPPRESSED[:-1]:
+        return detail
     return ("event", detail)
 
 
 _KINDS = frozenset(k.value for k in Kind)
+#: A suppression hash's node: its tombstone, as conflicts name it.
+_SUPPRESSED = "suppressed:"
 
 
 def _hashes(events: Sequence[Event]) -> tuple[str, ...]:
@@ -211,22 +246,23 @@ def _link_loaded(uf: _Components, loaded: Loaded) -> None:
     """The edges of the identity evidence the load walked (module docstring)."""
     for ref, entity in loaded.entities.items():
         fields = entity.fields
-        if ref.kind is Kind.IDENTIFIER:
+        shared: list[_Node] = []
+        if ref.kind is IDENTIFIER:
             pid = fields.get("p")
             if pid is not None:
-                uf.union(ref, profile_ref(pid.decode()))
+                shared.append(_key(PROFILE, pid.decode()))
             holders = fields.get(HOLDERS_FIELD)
             if holders:
-                for holder in orjson.loads(holders):
-                    uf.union(ref, profile_ref(holder))
-        elif ref.kind is Kind.PROFILE:
+                shared.extend(_key(PROFILE, holder) for holder in orjson.loads(holders))
+        elif ref.kind is PROFILE:
             target = fields.get("r")
             if target is not None:
-                uf.union(ref, profile_ref(target.decode()))
+                shared.append(_key(PROFILE, target.decode()))
             held = fields.get(HELD_FIELD)
             if held:
-                for key in orjson.loads(held):
-                    uf.union(ref, identifier_ref(key))
+                shared.extend(_key(IDENTIFIER, key) for key in orjson.loads(held))
+        if shared:
+            uf.join(_key(ref.kind, ref.name), shared)
     for digest, tombstone in loaded.suppressed.items():
-        for holder in orjson.loads(tombstone).get("h", ()):
-            uf.union(("hash", digest), profile_ref(holder))
+        holders = orjson.loads(tombstone).get("h", ())
+        uf.join(_SUPPRESSED + digest, [_key(PROFILE, holder) for holder in holders])

@@ -332,6 +332,7 @@ def _compute(
     Parts with nothing to write (all duplicates) go straight into ``result``."""
     ready: list[_Ready] = []
     again: list[Event] = []
+    dlq_counted = False
     for part in split:
         outcome = _run_lane(lane, part.loaded, ctx, part.events)
         missing = _unloaded_profiles(outcome, part.loaded.entities.keys())
@@ -339,9 +340,10 @@ def _compute(
             again.extend(part.events)
             extra.update(dict.fromkeys(missing, part.events[0].tp.event_id))
             continue
-        dlq = dlq_uncounted if not any(r.dlq for r in ready) else 0
+        dlq = 0 if dlq_counted else dlq_uncounted
         if dlq:  # the stats hash counts the batch's dead letters with one committed part
             outcome.counts[Count(Measure.DLQ)] += dlq
+            dlq_counted = True
         if not outcome.processed and not outcome.effects and not outcome.counts:
             _add(result, outcome, 0)  # all duplicates: nothing to write
             continue

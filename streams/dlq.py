@@ -120,13 +120,14 @@ class Delivery:
             return report
 
         for index, (key, value, headers) in list(self.pending.items()):
+            at: dict[str, Any] = {"timestamp": self.timestamps[index]} if self.timestamps else {}
             self.producer.produce(
                 self.topic,
                 key=key,
                 value=value,
                 headers=headers,
                 on_delivery=delivered(index),
-                timestamp=self.timestamps[index] if self.timestamps else 0,
+                **at,
             )
         left = self.producer.flush(self.timeout_s)
         if errors:
