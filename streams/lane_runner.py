@@ -105,6 +105,40 @@ def not_a_record(msg: Message, group: str) -> bool:
     return True
 
 
+def commit_reported(group: str, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+    """Log a failed commit librdkafka reports (asynchronous ones fail only there)."""
+    failed = sorted(p.partition for p in partitions if p.error is not None)
+    if err is not None or failed:
+        log.warning(
+            "%s: offset commit failed (%s, partitions %s); the records will be redelivered "
+            "unless a later commit succeeds",
+            group,
+            err,
+            failed,
+        )
+
+
+def commit_offsets(
+    consumer: Consumer, group: str, offsets: list[TopicPartition], *, asynchronous: bool
+) -> None:
+    """Commit ``offsets`` of records already applied: a failure is logged, never raised (a
+    redelivery of them is a no-op)."""
+    if not offsets:
+        return
+    try:
+        if asynchronous:
+            consumer.commit(offsets=offsets, asynchronous=True)
+        else:
+            done = consumer.commit(offsets=offsets, asynchronous=False)
+            commit_reported(group, None, list(done or []))  # per-partition errors, if any
+    except Exception as exc:
+        log.warning(
+            "%s: offset commit failed (%s); records will be redelivered",
+            group,
+            classify(exc).describe(),
+        )
+
+
 class LaneRunner:
     """One lane's member of its consumer group; ``await run()`` until :meth:`stop`."""
 
@@ -185,15 +219,7 @@ class LaneRunner:
 
     def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
         """librdkafka's report of a commit (asynchronous ones fail only here, not by raising)."""
-        failed = sorted(p.partition for p in partitions if p.error is not None)
-        if err is not None or failed:
-            log.warning(
-                "%s: offset commit failed (%s, partitions %s); the records will be redelivered "
-                "unless a later commit succeeds",
-                self.group,
-                err,
-                failed,
-            )
+        commit_reported(self.group, err, partitions)
 
     def _batch_done(self, records: Sequence[RawRecord]) -> None:
         """After ``records`` were applied and dead-lettered: their next offsets are due for
@@ -210,20 +236,7 @@ class LaneRunner:
         self._commit(self._due.take(), asynchronous=True)
 
     def _commit(self, offsets: list[TopicPartition], *, asynchronous: bool) -> None:
-        if not offsets:
-            return
-        try:
-            if asynchronous:
-                self.consumer.commit(offsets=offsets, asynchronous=True)
-            else:
-                done = self.consumer.commit(offsets=offsets, asynchronous=False)
-                self._on_commit(None, list(done or []))  # per-partition errors, if any
-        except Exception as exc:  # the records are in Redis; a redelivery is a no-op
-            log.warning(
-                "%s: offset commit failed (%s); records will be redelivered",
-                self.group,
-                classify(exc).describe(),
-            )
+        commit_offsets(self.consumer, self.group, offsets, asynchronous=asynchronous)
 
     # --- the loop --------------------------------------------------------------------------
     def stop(self) -> None:

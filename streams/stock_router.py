@@ -52,7 +52,13 @@ from streams import kafka_clients
 from streams.batch_runner import FIRST_BACKOFF_S, PROCESSING_ERROR, span
 from streams.dlq import Delivery, DlqDelivery
 from streams.errors import FatalError, RetryableError, classify, kafka_error
-from streams.lane_runner import CONSUMER_CONFIG, not_a_record, raw_record
+from streams.lane_runner import (
+    CONSUMER_CONFIG,
+    commit_offsets,
+    commit_reported,
+    not_a_record,
+    raw_record,
+)
 from streams.offsets import DueOffsets, ProcessedOffsets, next_offsets
 from streams.runtime import Runtime
 from streams.settings import LoomSettings
@@ -126,7 +132,11 @@ class StockRouter:
         self.consumer = kafka_clients.consumer(
             s,
             self.group,
-            **{**CONSUMER_CONFIG, "client.id": "loom-inventory-router"},
+            **{
+                **CONSUMER_CONFIG,
+                "client.id": "loom-inventory-router",
+                "on_commit": lambda err, tps: commit_reported(self.group, err, tps),
+            },
         )
         # its own producer: a batch waits for its movements only; 1 ms linger (a hop on the
         # POS sale -> stock visible path)
@@ -196,15 +206,7 @@ class StockRouter:
         self.assigned -= revoked
 
     def _commit(self, offsets: list[TopicPartition], *, asynchronous: bool) -> None:
-        if not offsets:
-            return
-        try:
-            if asynchronous:
-                self.consumer.commit(offsets=offsets, asynchronous=True)
-            else:
-                self.consumer.commit(offsets=offsets, asynchronous=False)
-        except Exception as exc:  # routed already; a redelivery is a no-op downstream
-            log.warning("%s: offset commit failed (%s)", self.group, classify(exc).describe())
+        commit_offsets(self.consumer, self.group, offsets, asynchronous=asynchronous)
 
     def _commit_due(self) -> None:
         self._commit(self._due.take(), asynchronous=True)
