@@ -21,6 +21,7 @@ from resolvers.consent import (
     PurposeHistory,
     Source,
 )
+from resolvers.decode_cache import right_sized
 from resolvers.profile.facts import (
     Activity,
     Digest,
@@ -212,10 +213,11 @@ def facts_to_json(facts: Facts) -> dict[str, Any]:
 
 def facts_fragment(facts: Facts) -> orjson.Fragment:
     """``facts_to_json`` already encoded (``orjson.dumps``'s default options, as the state's),
-    remembered on the facts (immutable) for their next write."""
+    remembered on the facts (immutable) for their next write (right-sized: cached facts keep
+    it for as long as the decode cache keeps them)."""
     found = facts.encoded
     if found is None:
-        found = orjson.Fragment(orjson.dumps(facts_to_json(facts)))
+        found = orjson.Fragment(right_sized(orjson.dumps(facts_to_json(facts))))
         object.__setattr__(facts, "encoded", found)
     return found
 

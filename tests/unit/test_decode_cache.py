@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resolvers.decode_cache import DecodeCache, charge
+from resolvers.decode_cache import ENTRY_OVERHEAD, DecodeCache, charge
+from resolvers.profile.codec import facts_fragment, facts_to_json
+from resolvers.profile.facts import Facts
 
 
 def decode(raw: bytes) -> list[bytes]:
@@ -51,3 +59,37 @@ def test_the_budget_holds_whatever_is_loaded(loads: list[tuple[int, bytes]]) -> 
         assert cache.get(key, raw, decode) == [raw]
         assert cache.bytes <= cache.max_bytes
     assert cache.bytes == sum(charge(raw) for raw, _value, _cost in cache._entries.values())
+
+
+def _kept_bytes_each(make: Callable[[int], object], n: int = 2_000) -> float:
+    """Memory that ``n`` results of ``make`` keep alive, per result (tracemalloc)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        kept = [make(i) for i in range(n)]
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert len(kept) == n
+    return held / n
+
+
+def test_a_cached_entry_keeps_only_the_bytes_it_compares() -> None:
+    # orjson.dumps returns bytes that keep its whole buffer (>= 4 KiB since orjson 3.12): a
+    # worker caches its own writes' bytes, so the cache keeps a right-sized copy
+    cache = DecodeCache(max_bytes=1 << 30)
+
+    def put(i: int) -> None:
+        cache.put(i, orjson.dumps({"profile": i}), None)
+
+    assert _kept_bytes_each(put) < ENTRY_OVERHEAD
+    assert all(raw == orjson.dumps({"profile": k}) for k, (raw, _, _) in cache._entries.items())
+
+
+def test_facts_keep_their_encoding_right_sized() -> None:
+    def encoded(i: int) -> orjson.Fragment:
+        return facts_fragment(Facts(latest=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(i)))
+
+    assert _kept_bytes_each(encoded) < 512  # a Facts and a ~20-byte fragment, not 4 KiB
+    facts = Facts(latest=datetime(2026, 1, 1, tzinfo=UTC))
+    assert orjson.dumps(facts_fragment(facts)) == orjson.dumps(facts_to_json(facts))
