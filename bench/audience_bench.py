@@ -9,7 +9,8 @@
    every resulting snapshot (CPU µs per snapshot: what ``Audiences.members`` costs a write).
 2. **The audience pass** over ``--profiles`` live profiles on a real Redis (``LOOM_REDIS_URL``,
    default redis://127.0.0.1:16379/0, under a unique prefix deleted afterwards): the states
-   of the simulated customers are copied under that many profile ids (pipelined writes), then
+   and snapshots of the simulated customers are copied under that many profile ids (pipelined
+   writes), then
    ``AudienceRefresh`` runs twice: at the clock the snapshots were written (nothing moves) and
    180 days later (time-dependent audiences move). Wall seconds, profiles/s, this process's
    CPU and Redis's CPU (``INFO cpu``) are reported.
@@ -142,17 +143,17 @@ def the_pass(args: argparse.Namespace, memory: InMemoryStore, ctx: Context) -> N
     client = redis_clients.client(LoomSettings(redis_url=url))
     prefix = f"loombench-{uuid.uuid4().hex[:12]}"
     store = RedisStore(client, prefix=prefix)
-    states = [
-        e.fields["s"]
+    states = [  # the state and the snapshot, written together as the lane writes them
+        {"s": e.fields["s"], "d": e.fields["d"]}
         for ref, e in memory.entities.items()
-        if ref.kind is Kind.PROFILE and "s" in e.fields
+        if ref.kind is Kind.PROFILE and "s" in e.fields and "d" in e.fields
     ]
     try:
         started = time.perf_counter()
         pipe = client.pipeline(transaction=False)
         for i in range(args.profiles):
             pid = f"p_bench{i:07d}"
-            pipe.hset(store.keys.profile(pid), mapping={"v": 1, "s": states[i % len(states)]})
+            pipe.hset(store.keys.profile(pid), mapping={"v": 1, **states[i % len(states)]})
             pipe.sadd(store.keys.profile_index, pid)
             if i % 5000 == 4999:
                 pipe.execute()
@@ -169,7 +170,8 @@ def the_pass(args: argparse.Namespace, memory: InMemoryStore, ctx: Context) -> N
             cpu, redis_cpu = _cpu() - cpu, _redis_cpu(client) - redis_cpu
             print(
                 f"audience pass, {label}: {report.profiles} profiles in {report.seconds:.1f}s "
-                f"({report.profiles / report.seconds:,.0f} profiles/s), {report.moved} moved, "
+                f"({report.profiles / report.seconds:,.0f} profiles/s), "
+                f"{report.rendered} rendered, {report.moved} moved, "
                 f"{sum(report.entered.values())} entries, {sum(report.exited.values())} exits; "
                 f"CPU {cpu / report.profiles * 1e6:.0f} µs/profile here, "
                 f"Redis {redis_cpu / report.profiles * 1e6:.0f} µs/profile"

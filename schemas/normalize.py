@@ -290,8 +290,15 @@ def normalize_one(
 def _normalize_default(id_type: str, raw: str, region: str | None) -> Identifier | Rejected:
     """:func:`normalize_one` with the default configuration, memoized (pure; its results are
     immutable): phone numbers in particular cost a parse each. Bounded small (~3 MiB): anonymous
-    ids never come back, so a large memo only grows the worker (the soak bench saw it)."""
+    ids never come back, so a large memo only grows the worker (the soak bench saw it). Keyed
+    by region only for phone numbers, the one type whose normalization reads it (call it
+    through :func:`_memoized`)."""
     return normalize_one(id_type, raw, region=region, config=DEFAULT)
+
+
+def _memoized(id_type: str, raw: str, region: str | None) -> Identifier | Rejected:
+    """:func:`_normalize_default`, one entry per value whatever the region except for phones."""
+    return _normalize_default(id_type, raw, region if id_type == PHONE else None)
 
 
 def normalize_identifiers(
@@ -314,7 +321,7 @@ def normalize_identifiers(
         if raw is None:
             continue
         if config is DEFAULT:  # the workers' configuration: a customer's values repeat
-            result = _normalize_default(id_type, raw, region)
+            result = _memoized(id_type, raw, region)
         else:
             result = normalize_one(id_type, raw, region=region, config=config)
         if isinstance(result, Rejected):

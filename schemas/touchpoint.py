@@ -392,6 +392,9 @@ class OrderLine(BaseModel):
     category: ShortText | None = None
     #: ``order_returned`` only: the item goes back to sellable stock at ``order.location_id``.
     restock: StrictBool | None = None
+    #: ``false``: the seller does not track this item's stock (e.g. a Shopify variant with
+    #: inventory tracking off): the line is part of the purchase and moves no stock.
+    tracked: StrictBool | None = None
 
 
 class Order(BaseModel):

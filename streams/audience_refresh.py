@@ -2,12 +2,16 @@
 
 ``days_since_last_purchase.running between 150 and 200`` becomes true 150 days after the
 purchase whether or not the person does anything. The pass walks every live profile
-(``SSCAN`` of the profile index, ``batch`` at a time), re-renders it from its state with the
-lane's own code (``ProfilesBatch.refresh``) at the injected clock, and commits the profiles
-whose membership moved exactly as the lane does: one atomic commit per batch that expects
-each written profile's version (compare-and-set), writes the snapshot and state, moves the
-member sets and puts the ``enter``/``exit`` records in the outbox. A commit that conflicts
-with the lane (it wrote one of the profiles meanwhile) is read again and recomputed.
+(``SSCAN`` of the profile index, ``batch`` at a time) and evaluates the audiences at the
+injected clock on its stored snapshot: the lane writes a profile's snapshot and state
+together, and a snapshot is a function of the state alone (no clock), so the stored snapshot
+is what rendering the state again would give. Only the profiles whose membership moved (and
+any without a readable snapshot) are read in full and re-rendered from their state with the
+lane's own code (``ProfilesBatch.refresh``), and committed exactly as the lane does: one atomic
+commit per batch that expects each written profile's version (compare-and-set), writes the
+snapshot and state, moves the member sets and puts the ``enter``/``exit`` records in the
+outbox. A commit that conflicts with the lane (it wrote one of the profiles meanwhile) is read
+again and recomputed.
 
 It also maintains the category medians: per category, the median of the customers' own
 repurchase intervals, written at the end of the pass to ``P:v1:audience-medians`` (the lane
@@ -24,6 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import orjson
 import redis
 
 from resolvers import commit_codec
@@ -52,7 +57,8 @@ class RefreshReport:
     entered: Counter[str] = field(default_factory=Counter)
     exited: Counter[str] = field(default_factory=Counter)
     conflicts: int = 0
-    unreadable: int = 0  # state in a format this version cannot read (rebuild)
+    rendered: int = 0  # profiles re-rendered from their state (membership moved, or no snapshot)
+    unreadable: int = 0  # rendered, but its state is in a format this version cannot read
     medians: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -115,6 +121,31 @@ class AudienceRefresh:
         report.seconds = time.perf_counter() - started
         return report
 
+    def _moving(
+        self, ids: Sequence[str], ctx: Context
+    ) -> tuple[dict[str, dict[str, Any]], list[str]]:
+        """The stored snapshots of ``ids``, and the ids to render again: those whose
+        membership the snapshot says moves at the clock, and those without a readable
+        snapshot (gone since the index listed them, or written by an older version)."""
+        pipe = self.client.pipeline(transaction=False)
+        for pid in ids:
+            pipe.hget(self.store.keys.profile(pid), "d")
+        snapshots: dict[str, dict[str, Any]] = {}
+        render: list[str] = []
+        for pid, raw in zip(ids, pipe.execute(), strict=True):
+            try:
+                doc = orjson.loads(raw) if raw is not None else None
+            except orjson.JSONDecodeError:
+                doc = None
+            if not isinstance(doc, dict):
+                render.append(pid)
+                continue
+            snapshots[pid] = doc
+            members = sorted(ctx.audiences.members(doc, ctx.now, ctx.medians))
+            if members != doc.get("audiences"):
+                render.append(pid)
+        return snapshots, render
+
     def _read(
         self, ids: Sequence[str], ctx: Context
     ) -> tuple[dict[Ref, int], dict[str, StoredProfile], int]:
@@ -139,6 +170,16 @@ class AudienceRefresh:
     def _batch(
         self, ids: Sequence[str], ctx: Context, report: RefreshReport
     ) -> Iterable[dict[str, Any]]:
+        """The batch's snapshots (for the medians), its moved profiles committed."""
+        snapshots, render = self._moving(ids, ctx)
+        if render:
+            snapshots.update(self._render(render, ctx, report))
+        return snapshots.values()
+
+    def _render(
+        self, ids: Sequence[str], ctx: Context, report: RefreshReport
+    ) -> dict[str, dict[str, Any]]:
+        """``ids`` rendered again from their state; those whose membership moved committed."""
         for _ in range(MAX_ATTEMPTS):
             versions, profiles, unreadable = self._read(ids, ctx)
             batch = ProfilesBatch(ctx, versions, {}, {}, profiles, {}, frozenset())
@@ -146,7 +187,8 @@ class AudienceRefresh:
             written = [e for e in outcome.effects if isinstance(e, ProfileWritten)]
             if not written:
                 report.unreadable += unreadable
-                return snapshots.values()
+                report.rendered += len(profiles)
+                return snapshots
             expect = {
                 ref: versions[ref] for ref in (profile_ref(e.profile.profile_id) for e in written)
             }
@@ -159,12 +201,13 @@ class AudienceRefresh:
             )
             if self.store.commit(commit).ok:
                 report.unreadable += unreadable  # counted once, on the attempt that held
+                report.rendered += len(profiles)
                 report.moved += len(written)
                 for e in outcome.effects:
                     if isinstance(e, AudiencesChanged):
                         report.entered.update(e.entered)
                         report.exited.update(e.exited)
-                return snapshots.values()
+                return snapshots
             report.conflicts += 1
         raise RefreshConflictError(f"a batch of {len(ids)} profiles kept conflicting")
 

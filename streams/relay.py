@@ -33,6 +33,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import redis
@@ -57,6 +58,16 @@ T = TypeVar("T")
 
 #: First delay after a failed pass; doubled per failure up to ``LOOM_RETRY_BACKOFF_MAX_S``.
 FIRST_BACKOFF_S: Final = 0.1
+
+
+@dataclass(slots=True)
+class _Flight:
+    """An outbox entry produced and not yet settled: its records, how many of them librdkafka
+    has not reported yet, and the first failure it reported."""
+
+    records: list[OutboxRecord]
+    left: int
+    error: KafkaError | None = None
 
 
 class OutboxRelay:
@@ -99,12 +110,9 @@ class OutboxRelay:
         self._claimed_at = float("-inf")
         self._isolate_until = float("-inf")
         self._group_ready = False
-        self._inflight: set[bytes] = set()
-        self._records: dict[bytes, list[OutboxRecord]] = {}  # of entries produced, until settled
-        self._waiting: dict[bytes, int] = {}  # records of an entry not yet reported
-        self._errors: dict[bytes, KafkaError] = {}  # first failure of an entry in flight
-        self._delivered: list[bytes] = []
-        self._failed: list[tuple[bytes, KafkaError]] = []
+        self._inflight: dict[bytes, _Flight] = {}
+        self._delivered: dict[bytes, int] = {}  # entry -> its records, to acknowledge
+        self._failed: list[tuple[bytes, list[OutboxRecord], KafkaError]] = []
         self._refused: set[bytes] = set()
         self._refused_error: RecordRefusedError | None = None
 
@@ -165,7 +173,7 @@ class OutboxRelay:
         After Kafka refused a record (too large...), a whole batch of records sharing its
         produce request fails with it; so for ``isolate_s`` entries go one at a time, and a
         refused one is skipped for the rest of the pass (it stays pending)."""
-        busy = self._inflight | self._refused | set(self._delivered)
+        busy = self._inflight.keys() | self._refused | self._delivered.keys()
         todo = [e for e in entries if e[0] not in busy]
         if time.monotonic() >= self._isolate_until:
             return self._produce(todo)
@@ -175,11 +183,9 @@ class OutboxRelay:
         for entry_id, fields in entries:
             records = outbox.records(fields)
             if not records:  # deleted while pending: nothing to send, only to acknowledge
-                self._delivered.append(entry_id)
+                self._delivered[entry_id] = 0
                 continue
-            self._inflight.add(entry_id)
-            self._records[entry_id] = records
-            self._waiting[entry_id] = len(records)
+            self._inflight[entry_id] = _Flight(records, len(records))
             report = self._reporter(entry_id)
             for r in records:
                 self._produce_one(r, report)
@@ -202,19 +208,17 @@ class OutboxRelay:
         """An entry is delivered when all its records are; failed if one of them failed."""
 
         def report(err: KafkaError | None, _msg: Any) -> None:
-            if err is not None:
-                self._errors.setdefault(entry_id, err)
-            left = self._waiting[entry_id] - 1
-            if left:
-                self._waiting[entry_id] = left
+            flight = self._inflight[entry_id]
+            if flight.error is None:
+                flight.error = err
+            flight.left -= 1
+            if flight.left:
                 return
-            del self._waiting[entry_id]
-            self._inflight.discard(entry_id)
-            first_error = self._errors.pop(entry_id, None)
-            if first_error is None:
-                self._delivered.append(entry_id)
+            del self._inflight[entry_id]
+            if flight.error is None:
+                self._delivered[entry_id] = len(flight.records)
             else:
-                self._failed.append((entry_id, first_error))
+                self._failed.append((entry_id, flight.records, flight.error))
 
         return report
 
@@ -229,12 +233,10 @@ class OutboxRelay:
             pipe = self.client.pipeline(transaction=True)
             pipe.xack(self.key, self.GROUP, *ids)
             pipe.xdel(self.key, *ids)
-            pipe.execute()
-            del self._delivered[: len(ids)]
-            done = sum(len(self._records.pop(i, ())) for i in ids)
+            pipe.execute()  # if this fails, the next pass acknowledges them
+            done = sum(self._delivered.pop(i) for i in ids)
         failed, self._failed = self._failed, []
-        for entry_id, err in failed:
-            records = self._records.pop(entry_id, [])
+        for entry_id, records, err in failed:
             error = kafka_error(err, "outbox relay")
             if not isinstance(error, RecordRefusedError):
                 raise error

@@ -20,6 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from resolvers.stages import inventory as inventory_stage
 from schemas.inbound.shopify_model import Delivery, Mapped, OrderMemo, Shop
 from schemas.touchpoint import Channel
 
@@ -138,6 +139,16 @@ def stock(result: Mapped) -> list[tuple[str, str, int | None]]:
         for t in result.touchpoints
         if t.inventory is not None
     ]
+
+
+def ledger(result: Mapped) -> list[tuple[str, str, str, int]]:
+    """Every stock movement the inventory lane makes of a mapped webhook's touchpoints, order
+    lines included: (sku, location, kind, quantity), sorted."""
+    return sorted(
+        (m.sku, m.location_id, m.kind.value, m.quantity)
+        for t in result.touchpoints
+        for m in inventory_stage.movements(t)
+    )
 
 
 def body(data: Mapping[str, Any]) -> bytes:

@@ -70,6 +70,7 @@ def _empty_fields() -> dict[str, Any]:
         "preferences": {},
         "reachable": {"email": False, "phone": False},
         "ad_identifiers": [],
+        "lifetime_value": {},
         **empty_trait_fields(),
     }
 
@@ -236,6 +237,9 @@ def render(person: Person, gate: Gate) -> dict[str, Any]:
         },
         "audiences": sorted(person.audiences),
         "ad_identifiers": sorted(person.ad_identifiers),
+        "lifetime_value": {
+            cur: _money(v, cur) for cur, v in _net(totals.revenue, totals.returns_value)
+        },
         **totals.traits.fields(_money),
     }
     empty = _empty_fields()
@@ -263,6 +267,17 @@ def render(person: Person, gate: Gate) -> dict[str, Any]:
         **fields,
         **person.extra,
     }
+
+
+def _net(
+    revenue: Mapping[str, Decimal], returned: Mapping[str, Decimal]
+) -> list[tuple[str, Decimal]]:
+    """Per currency (sorted), purchases minus returns: the lifetime value."""
+    zero = Decimal(0)
+    return [
+        (cur, _CTX.subtract(revenue.get(cur, zero), returned.get(cur, zero)))
+        for cur in sorted(revenue.keys() | returned.keys())
+    ]
 
 
 def _shopping_mode(online: int, in_store: int) -> str:

@@ -4,7 +4,6 @@
 transaction analytics may use (one version per order id, through the consent gate), so the
 traits are a function of the set of the person's events (ADR 0005), like the other aggregates:
 
-* ``lifetime_value``: per currency, purchases minus returns (exact decimals);
 * ``category_purchases``: per category, ``orders`` (purchases with a line of the category),
   ``spend`` per currency (the whole order total counts toward each category it has a line
   of: events carry no per-line amount that always adds up to the total), ``first_purchase``
@@ -12,6 +11,9 @@ traits are a function of the set of the person's events (ADR 0005), like the oth
   UTC days between the person's consecutive purchase days of the category (None with fewer
   than two purchase days);
 * ``preferred_channel``: the channel of most purchases, ties broken by name.
+
+``lifetime_value`` (per currency, purchases minus returns) is rendered with these traits from
+the revenue and returns the render already sums (``resolvers.profile.render``).
 
 Time-dependent traits (days since the last purchase, the predicted next purchase) are not
 here: they depend on *when* one looks, so they are computed at evaluation time from these
@@ -34,7 +36,7 @@ from resolvers.timefmt import format_time
 
 def empty_trait_fields() -> dict[str, Any]:
     """The analytics-gated snapshot fields this module fills, with their empty values."""
-    return {"lifetime_value": {}, "category_purchases": {}, "preferred_channel": None}
+    return {"category_purchases": {}, "preferred_channel": None}
 
 
 def median_gap(days: Iterable[int]) -> float | None:
@@ -58,16 +60,13 @@ class _Category:
 class PurchaseTraits:
     """Accumulates allowed transactions (mutable scratch of one render)."""
 
-    net: dict[str, Decimal] = field(default_factory=dict)
     categories: dict[str, _Category] = field(default_factory=dict)
     channels: dict[str, int] = field(default_factory=dict)
 
     def add(self, t: Transaction, adder: Callable[[Decimal, Decimal], Decimal]) -> None:
         """Count ``t`` (a purchase or a return); ``adder`` is the render's exact decimal add."""
         if t.is_return:
-            self.net[t.currency] = adder(self.net.get(t.currency, Decimal(0)), -t.amount)
             return
-        self.net[t.currency] = adder(self.net.get(t.currency, Decimal(0)), t.amount)
         self.channels[t.channel] = self.channels.get(t.channel, 0) + 1
         for name in t.categories:
             cat = self.categories.setdefault(name, _Category())
@@ -81,7 +80,6 @@ class PurchaseTraits:
         """The snapshot fields; ``money`` formats an amount in its currency."""
         ranked = sorted(self.channels.items(), key=lambda kv: (-kv[1], kv[0]))
         return {
-            "lifetime_value": {cur: money(v, cur) for cur, v in sorted(self.net.items())},
             "category_purchases": {
                 name: {
                     "orders": cat.orders,

@@ -13,6 +13,8 @@ order_returned         return_restock     order.location_id; lines with restock
 inventory_adjusted     adjustment         inventory.location_id (signed delta)
 inventory_counted      count              inventory.location_id (absolute)
 =====================  =================  ====================================
+
+Order lines with ``tracked: false`` (stock the seller does not track) move nothing.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def movements(tp: Touchpoint) -> list[Movement]:
         location = tp.order.location_id or ONLINE
         quantities: dict[str, int] = defaultdict(int)
         for line in tp.order.lines:
-            if kind is MovementKind.RETURN_RESTOCK and not line.restock:
+            if line.tracked is False or (kind is MovementKind.RETURN_RESTOCK and not line.restock):
                 continue
             quantities[line.sku] += line.quantity
         return [

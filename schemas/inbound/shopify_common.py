@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -127,6 +127,15 @@ def sku_of(shop: Shop, line: Mapping[str, Any], where: str) -> str | None:
     return shop.skus.get(sku, sku)
 
 
+def stock_tracked(line: Mapping[str, Any]) -> bool:
+    """Whether Shopify tracks the stock of a line item's variant, and so whether the line moves
+    stock in Loom: ``variant_inventory_management`` is ``"shopify"`` or the handle of a
+    fulfilment service that tracks it; ``null`` means the variant does not track inventory
+    (Shopify changes no inventory for the line). A line item without the field counts as
+    tracked."""
+    return line.get("variant_inventory_management", "") is not None
+
+
 def quantity_of(line: Mapping[str, Any], where: str) -> int:
     value = line.get("quantity")
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -215,11 +224,3 @@ def touchpoint(
     except InvalidEvent as exc:  # the mapping built something touchpoint v1 refuses
         where = f"touchpoint.{exc.field}" if exc.field else "touchpoint"
         raise InvalidEvent(exc.reason, exc.message, field=where, details=exc.details) from None
-
-
-def lines_by_sku(lines: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
-    """(sku, quantity) pairs summed per SKU, sorted, zero quantities left out."""
-    totals: dict[str, int] = {}
-    for sku, q in lines:
-        totals[sku] = totals.get(sku, 0) + q
-    return sorted((sku, q) for sku, q in totals.items() if q > 0)

@@ -106,7 +106,10 @@ def _fulfillments(
                     "order": {
                         "order_id": order_id,
                         "location_id": ONLINE,
-                        "lines": [Line(ln.sku, ln.quantity).as_order_line() for ln in lines],
+                        "lines": [
+                            Line(ln.sku, ln.quantity, tracked=ln.tracked).as_order_line()
+                            for ln in lines
+                        ],
                     },
                     "properties": properties,
                 },

@@ -23,7 +23,11 @@ The order: ``id`` -> ``order_id`` (``name``, e.g. ``#1001``, and ``source_name``
 ``phone``, names), else the order's own ``email``/``phone``, and the billing country as region.
 Lines: the variant's SKU (renamed by the shop's ``skus``), quantity, unit price; lines without a
 SKU (gift cards, custom items) keep no stock and are left out, and an order with none left is
-invalid. The event id is the order's, ``shopify:<shop>:order:<id>``.
+invalid. A line whose variant does not track inventory (``variant_inventory_management``
+``null``; Shopify changes no inventory for it) is kept with ``tracked: false``: it is part of
+the purchase (the profile counts its product) and moves no stock, here or in the fulfilments,
+refunds and cancellations that name it (no transfer either). The event id is the order's,
+``shopify:<shop>:order:<id>``.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from schemas.inbound.shopify_common import (
     quantity_of,
     required_id,
     sku_of,
+    stock_tracked,
     touchpoint,
     when,
 )
@@ -91,10 +96,13 @@ CHANNELS: Final[Mapping[str, Channel]] = {
 
 @dataclass(frozen=True, slots=True)
 class Line:
+    """A stock-keeping line item (``tracked``: its variant's stock is tracked, module doc)."""
+
     sku: str
     quantity: int
     unit_price: Decimal | None = None
     location: str | None = None
+    tracked: bool = True
 
     def as_order_line(self, *, restock: bool | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"sku": self.sku, "quantity": self.quantity}
@@ -102,7 +110,18 @@ class Line:
             out["unit_price"] = str(self.unit_price)
         if restock is not None:
             out["restock"] = restock
+        if not self.tracked:
+            out["tracked"] = False
         return out
+
+
+def summed(lines: Sequence[Line]) -> list[Line]:
+    """Quantities summed per SKU (and whether it is tracked), sorted, zero quantities left out:
+    the lines of a release."""
+    totals: dict[tuple[str, bool], int] = {}
+    for ln in lines:
+        totals[(ln.sku, ln.tracked)] = totals.get((ln.sku, ln.tracked), 0) + ln.quantity
+    return [Line(sku, q, tracked=t) for (sku, t), q in sorted(totals.items()) if q > 0]
 
 
 def payment_method(names: object) -> str | None:
@@ -145,7 +164,7 @@ def item_lines(shop: Shop, items: Sequence[Mapping[str, Any]], where: str) -> li
         if sku is None or q == 0:
             continue
         price = amount(item["price"], f"{at}.price") if item.get("price") is not None else None
-        out.append(Line(sku, q, price))
+        out.append(Line(sku, q, price, tracked=stock_tracked(item)))
     return out
 
 
@@ -209,7 +228,7 @@ def order_created(
     )
     moved = transfers(
         shop,
-        [(ln.sku, ln.quantity, shop.online_location) for ln in lines],
+        [(ln.sku, ln.quantity, shop.online_location) for ln in lines if ln.tracked],
         to_online=True,
         at=at,
         ids=lambda i, leg: event_id(shop, "order", order_id, leg, str(i)),

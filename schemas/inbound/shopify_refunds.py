@@ -27,7 +27,7 @@ Refunds name no customer: the customer is the one the gateway remembers for the 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -36,7 +36,6 @@ from schemas.inbound.base import currency, mapping
 from schemas.inbound.shopify_common import (
     amount,
     event_id,
-    lines_by_sku,
     memo_identifiers,
     objects,
     path,
@@ -44,12 +43,20 @@ from schemas.inbound.shopify_common import (
     required_id,
     shop_money,
     sku_of,
+    stock_tracked,
     touchpoint,
     when,
 )
 from schemas.inbound.shopify_fulfilments import shipped_lines
 from schemas.inbound.shopify_model import ONLINE, Delivery, Mapped, OrderMemo, Shop
-from schemas.inbound.shopify_orders import Line, adjustment, channel_of, item_lines, transfers
+from schemas.inbound.shopify_orders import (
+    Line,
+    adjustment,
+    channel_of,
+    item_lines,
+    summed,
+    transfers,
+)
 from schemas.touchpoint import EventType, InventoryReason, Touchpoint
 
 #: Restock types that put the units back on a shelf (``legacy_restock``: API before 2019-10).
@@ -112,7 +119,8 @@ def refund_lines(shop: Shop, refund: Mapping[str, Any], where: str) -> list[Refu
         price = line_item.get("price")
         unit = amount(price, f"{at}.line_item.price") if price is not None else None
         subtotal, code = shop_money(item, "subtotal", at)
-        out.append(RefundLine(Line(sku, q, unit, location), restock_type, subtotal, code))
+        line = Line(sku, q, unit, location, tracked=stock_tracked(line_item))
+        out.append(RefundLine(line, restock_type, subtotal, code))
     return out
 
 
@@ -171,15 +179,17 @@ class _Refund:
         if not cancelled or self.memo is None or self.memo.committed_at is None:
             return []  # nothing cancelled, or nothing was committed for this order
         committed_at = self.memo.committed_at
-        summed = lines_by_sku([(r.line.sku, r.line.quantity) for r in cancelled])
+        released = [ln.as_order_line() for ln in summed([r.line for r in cancelled])]
         release = self.touchpoint(
-            EventType.ORDER_CANCELLED,
-            {"location_id": ONLINE, "lines": [{"sku": s, "quantity": q} for s, q in summed]},
-            CANCEL,
+            EventType.ORDER_CANCELLED, {"location_id": ONLINE, "lines": released}, CANCEL
         )
         back = transfers(
             self.shop,
-            [(r.line.sku, r.line.quantity, r.line.location or committed_at) for r in cancelled],
+            [
+                (r.line.sku, r.line.quantity, r.line.location or committed_at)
+                for r in cancelled
+                if r.line.tracked
+            ],
             to_online=False,
             at=self.at,
             ids=lambda i, leg: self.event_id(CANCEL, leg, str(i)),
@@ -222,11 +232,9 @@ def _release_rest(
     """Units of a cancelled online order that no fulfilment shipped and no refund released:
     released at ``online`` (committed and held units)."""
     ordered = item_lines(shop, objects(order.get("line_items"), "line_items"), "line_items")
-    rest = dict(lines_by_sku([(ln.sku, ln.quantity) for ln in ordered]))
-    for ln in [*shipped_lines(shop, order), *refunded]:
-        if ln.sku in rest:
-            rest[ln.sku] -= ln.quantity
-    left = lines_by_sku(list(rest.items()))
+    gone = [replace(ln, quantity=-ln.quantity) for ln in [*shipped_lines(shop, order), *refunded]]
+    known = {(ln.sku, ln.tracked) for ln in ordered}
+    left = summed([*ordered, *(ln for ln in gone if (ln.sku, ln.tracked) in known)])
     if not left:
         return []
     at = when(order, "cancelled_at", "updated_at")
@@ -241,7 +249,7 @@ def _release_rest(
             "order": {
                 "order_id": order_id,
                 "location_id": ONLINE,
-                "lines": [{"sku": sku, "quantity": q} for sku, q in left],
+                "lines": [ln.as_order_line() for ln in left],
             },
         },
         topic=delivery.topic,
@@ -250,11 +258,12 @@ def _release_rest(
         adjustment(
             shop,
             event_id(shop, "order", order_id, CANCEL, str(i)),
-            (sku, ONLINE, -q),
+            (ln.sku, ONLINE, -ln.quantity),
             InventoryReason.CORRECTION,
             at=at,
             topic=delivery.topic,
         )
-        for i, (sku, q) in enumerate(left)
+        for i, ln in enumerate(left)
+        if ln.tracked
     ]
     return [release, *unheld]

@@ -3,7 +3,9 @@ downstream service, an operator and a retailer would read it.
 
 Every section reads real state: the stats hash and the snapshots in Redis, the change topics
 on Kafka, the consumer groups' offsets. Nothing here writes, except the audience pass the
-audiences section runs with its clock moved on (streams/cli/demo_audiences.py).
+audiences section runs with its clock moved on (streams/cli/demo_audiences.py). The sections
+that look for an example share one read of the first profiles and of the first SKUs
+(:class:`Story`'s ``sample``, ``examples`` and ``busiest_sku``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import itertools
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from functools import cached_property
+from typing import Any, Final, TextIO
 
 import orjson
 from confluent_kafka import TopicPartition
@@ -27,16 +30,34 @@ from streams.reader import ProfileReader
 from streams.settings import LoomSettings
 from streams.simulate import START as SIMULATED_START
 
+#: How many live profiles (SKUs) the story looks through for its examples.
+PROFILE_SAMPLE: Final = 3000
+SKU_SAMPLE: Final = 400
+
 
 @dataclass(frozen=True)
 class Story:
-    """What the story needs: where to read, and what the demo did."""
+    """What the story needs: where to read, and what the demo did; the examples it shows,
+    read once and shared by the sections."""
 
     settings: LoomSettings
     profiles: ProfileReader
     stock: InventoryReader
     sent: int
     kept: bool  # Kafka and Redis stay up after the demo (``--keep``)
+
+    @cached_property
+    def sample(self) -> list[dict[str, Any]]:
+        """The snapshots of the first :data:`PROFILE_SAMPLE` live profiles."""
+        return list(itertools.islice(self.profiles.iter_profiles(), PROFILE_SAMPLE))
+
+    @cached_property
+    def examples(self) -> list[tuple[str, dict[str, Any]]]:
+        return _example_profiles(self.sample)
+
+    @cached_property
+    def busiest_sku(self) -> dict[str, Any] | None:
+        return _busiest_sku(self.stock)
 
 
 def tell(story: Story, out: TextIO) -> None:
@@ -86,7 +107,7 @@ def _numbers(story: Story, out: TextIO) -> None:
 def _store_sale(story: Story, out: TextIO) -> None:
     """One SKU across every location: what the web shop shows the moment a store sells."""
     _title("Stock of one SKU, every location (what the storefront reads)", out)
-    doc = _busiest_sku(story.stock)
+    doc = story.busiest_sku
     if doc is None:
         print("(no stock snapshots yet)", file=out)
         return
@@ -98,11 +119,12 @@ def _store_sale(story: Story, out: TextIO) -> None:
     )
 
 
-def _busiest_sku(stock: InventoryReader, scan: int = 400) -> dict[str, Any] | None:
-    """Among the first ``scan`` SKUs: one with online orders committed and the most locations."""
+def _busiest_sku(stock: InventoryReader) -> dict[str, Any] | None:
+    """Among the first :data:`SKU_SAMPLE` SKUs: one with online orders committed and the most
+    locations."""
     best: dict[str, Any] | None = None
     best_key: tuple[int, int] = (-1, -1)
-    skus = list(itertools.islice(stock.iter_skus(), scan))
+    skus = list(itertools.islice(stock.iter_skus(), SKU_SAMPLE))
     for doc in stock.get_many(sorted(skus)):
         if doc is None:
             continue
@@ -205,7 +227,7 @@ _SOURCE_WORDS = {
 def _consent(story: Story, out: TextIO) -> None:
     """A profile whose analytics fields are empty, and the consent rule that emptied them."""
     _title("Consent: what a purpose hides, and why", out)
-    for doc in itertools.islice(story.profiles.iter_profiles(), 3000):
+    for doc in story.sample:
         entry = (doc.get("consent") or {}).get("analytics") or {}
         if entry.get("granted") is True or doc.get("first_seen") is not None:
             continue
@@ -228,7 +250,7 @@ def _consent(story: Story, out: TextIO) -> None:
 
 
 def _examples(story: Story, out: TextIO) -> None:
-    for title, doc in _example_profiles(story.profiles):
+    for title, doc in story.examples:
         _title(title, out)
         print(orjson.dumps(_short(doc), option=orjson.OPT_INDENT_2).decode(), file=out)
 
@@ -254,12 +276,12 @@ def _audiences(story: Story, out: TextIO) -> None:
 def _next_steps(story: Story, out: TextIO) -> None:
     _title("Try next", out)
     commands = ["loom lag"]
-    example = next(iter(_example_profiles(story.profiles)), None)
+    example = next(iter(story.examples), None)
     if example is not None:
         lookup = _lookup_key(example[1])
         if lookup is not None:
             commands.insert(0, f"loom profile get {lookup}")
-    sku = _busiest_sku(story.stock)
+    sku = story.busiest_sku
     if sku is not None:
         commands.insert(1, f"loom inventory get {sku['sku']}")
     if story.settings.audiences_file is not None:
@@ -286,13 +308,13 @@ def _lookup_key(doc: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _example_profiles(reader: ProfileReader, scan: int = 3000) -> list[tuple[str, dict[str, Any]]]:
-    """An omnichannel customer (else the best buyer) and the most stitched profile, among the
-    first ``scan`` live profiles."""
+def _example_profiles(sample: Sequence[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """An omnichannel customer (else the best buyer) and the most stitched profile, among
+    ``sample``."""
     omni: dict[str, Any] | None = None
     richest: dict[str, Any] | None = None
     best_buyer: dict[str, Any] | None = None
-    for doc in itertools.islice(reader.iter_profiles(), scan):
+    for doc in sample:
         if omni is None and doc.get("shopping_mode") == "omnichannel":
             omni = doc
         orders = _orders(doc)

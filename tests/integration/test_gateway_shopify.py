@@ -18,6 +18,8 @@ from gateway_process import GatewayProcess, environment, free_port
 from shopify_shop import SECRET, body, headers, payload, shop_toml
 from topic_reader import end_offsets, read_topic
 
+from resolvers.stages import inventory as inventory_stage
+from resolvers.stages.observe import observation
 from schemas.touchpoint import parse_touchpoint
 from streams.settings import LoomSettings, Topics
 from streams.topics import ensure_topics
@@ -87,6 +89,39 @@ def test_a_200_means_kafka_has_the_webhooks_records_and_the_gateway_remembers(
     assert end_offsets(kafka_bootstrap, t.raw) == 5
     assert gw.metric("loom_gateway_shopify_webhooks_total", shop="jsmith",
                      topic="orders/create", outcome="duplicate") == 1  # fmt: skip
+
+
+def test_a_line_whose_variant_tracks_no_inventory_reaches_kafka_as_a_purchase_without_stock(
+    gateway: tuple[GatewayProcess, Topics], kafka_bootstrap: str
+) -> None:
+    """Shopify's documented shape of an untracked variant ("variant_inventory_management":
+    null, as every line of its orders/create example): the order keeps the line, for the
+    profile, and neither the order nor a transfer moves its stock in the inventory lane."""
+    gw, t = gateway
+    data = payload("orders/create")
+    [sunglasses] = [i for i in data["line_items"] if i["sku"] == "SKU2006-001"]
+    sunglasses["variant_inventory_management"] = None
+    assert post(gw, "orders/create", data, webhook_id="w-int-untracked").status_code == 200
+    records = [parse_touchpoint(m.value()) for m in read_topic(kafka_bootstrap, t.raw)]
+    assert len(records) == 3  # the order and the iPod's transfer (take, hold): none for it
+    [order] = [tp for tp in records if tp.type.value == "order_completed"]
+    assert order.order is not None
+    assert [(ln.sku, ln.tracked) for ln in order.order.lines] == [
+        ("SKU-IPOD-PINK", None),
+        ("SKU2006-001", False),
+    ]
+    facts = observation(order).order  # what the profiles lane folds: the product stays
+    assert facts is not None
+    assert facts.skus == ("SKU-IPOD-PINK", "SKU2006-001")
+    assert sorted(
+        (m.sku, m.location_id, m.kind.value, m.quantity)
+        for tp in records
+        for m in inventory_stage.movements(tp)  # what the inventory lane applies
+    ) == [
+        ("SKU-IPOD-PINK", "online", "adjustment", 1),
+        ("SKU-IPOD-PINK", "online", "order_placed", 1),
+        ("SKU-IPOD-PINK", "ottawa-warehouse", "adjustment", -1),
+    ]
 
 
 @pytest.mark.parametrize(

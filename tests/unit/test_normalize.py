@@ -11,6 +11,7 @@ from schemas.normalize import (
     DEFAULT,
     NormalizeConfig,
     Rejected,
+    _normalize_default,
     is_blocked,
     normalize_identifiers,
     normalize_one,
@@ -242,3 +243,43 @@ def test_never_crashes_and_is_idempotent(id_type: str, raw: str, region: str | N
         assert not is_blocked(id_type, result.value)
         again = normalize_one(id_type, result.value, region=region)
         assert again == result
+
+
+REGIONS = [None, "NO", "SE", "DE", "US"]
+
+
+def test_the_memo_keeps_one_entry_per_value_whatever_the_region_except_for_phones() -> None:
+    """The workers' memo (the default configuration) is keyed by region only where the
+    region changes the answer: a phone number without a country code."""
+    _normalize_default.cache_clear()
+    ids = {
+        "email": "Jane.Doe@Example.com",
+        "customer_id": "C-1001",
+        "social_handle": "@Jane",
+        "anonymous_id": "a-77",
+        "phone": "912 34 567",
+    }
+    results = [normalize_identifiers(ids, region=region) for region in REGIONS]
+    assert _normalize_default.cache_info().currsize == 4 + len(REGIONS)  # 4 values, 5 phones
+    assert {r.get("email") for r in results} == {Identifier("email", "jane.doe@example.com",
+                                                            "Jane.Doe@Example.com")}  # fmt: skip
+    # ... and a phone's answer does depend on it: a national number is one only in its country
+    assert [str(r.get("phone")) for r in results[:2]] == ["None", "phone:+4791234567"]
+
+
+@settings(max_examples=300)
+@given(
+    id_type=st.sampled_from(
+        ["email", "customer_id", "loyalty_id", "card_token", "anonymous_id", "social_handle"]
+    ),
+    raw=st.text(max_size=40),
+    first=st.sampled_from(REGIONS),
+    then=st.sampled_from(REGIONS),
+)
+def test_a_memoized_value_of_a_regionless_type_is_the_answer_in_any_region(
+    id_type: str, raw: str, first: str | None, then: str | None
+) -> None:
+    normalize_identifiers({id_type: raw}, region=first)  # memoized under `first`'s call
+    memo = normalize_identifiers({id_type: raw}, region=then)
+    direct = normalize_one(id_type, raw, region=then)
+    assert (memo.accepted or memo.rejected) == (direct,)

@@ -19,6 +19,7 @@ from shopify_shop import (
     STORE,
     WAREHOUSE,
     delivery,
+    ledger,
     payload,
     stock,
 )
@@ -280,6 +281,72 @@ def test_a_cancelled_pos_or_unknown_order_releases_nothing() -> None:
     data["refunds"] = []
     assert mapped("orders/cancelled", data, POS_MEMO).ignored == "nothing_committed"
     assert mapped("orders/cancelled", data, None).ignored == "nothing_committed"
+
+
+# --- variants that track no inventory ---------------------------------------------------------
+
+#: The fixtures' sunglasses, made a variant whose inventory is not tracked.
+UNTRACKED = "SKU2006-001"
+
+
+def without_tracking(data: Any, sku: str = UNTRACKED) -> Any:
+    """The payload with ``variant_inventory_management: null`` on every line item of ``sku``
+    (Shopify's value for a variant whose inventory it does not track), wherever one is."""
+    if isinstance(data, dict):
+        if data.get("sku") == sku and "variant_inventory_management" in data:
+            data["variant_inventory_management"] = None
+        for value in data.values():
+            without_tracking(value, sku)
+    elif isinstance(data, list):
+        for value in data:
+            without_tracking(value, sku)
+    return data
+
+
+def returned_to_the_shelf(data: Any) -> Any:
+    data["refund_line_items"][1]["restock_type"] = "return"  # the sunglasses, restocked
+    return data
+
+
+def order_lines(result: Mapped) -> list[tuple[str, bool | None]]:
+    return [(ln.sku, ln.tracked) for t in result.touchpoints if t.order for ln in t.order.lines]
+
+
+@pytest.mark.parametrize(
+    ("topic", "prepare"),
+    [
+        ("orders/create", lambda d: d),
+        ("fulfillments/create", lambda d: d),
+        ("orders/fulfilled", lambda d: d),
+        ("refunds/create", returned_to_the_shelf),
+        ("orders/cancelled", lambda d: d),
+    ],
+)
+def test_a_variant_that_tracks_no_inventory_moves_no_stock_and_stays_in_the_order(
+    topic: str, prepare: Any
+) -> None:
+    memo = None if topic == "orders/create" else ONLINE_MEMO
+    tracked = mapped(topic, prepare(payload(topic)), memo)
+    untracked = mapped(topic, without_tracking(prepare(payload(topic))), memo)
+    moved = ledger(tracked)
+    assert any(m[0] == UNTRACKED for m in moved)  # tracked, the sunglasses move stock
+    # untracked: not a unit of them moves (no commit, transfer, shipment, restock or release)
+    assert ledger(untracked) == [m for m in moved if m[0] != UNTRACKED]
+    # ... and they are still lines of the order events (the profile counts the purchase)
+    assert (UNTRACKED, False) in order_lines(untracked)
+    assert (UNTRACKED, False) not in order_lines(tracked)
+
+
+def test_a_pos_sale_of_a_variant_that_tracks_no_inventory_takes_nothing_off_the_shelf() -> None:
+    sale = mapped("orders/create", payload("orders_create_pos"))
+    assert ledger(sale) == [("SKU-IPOD-PINK", "ottawa-store", "pos_sale", 1)]
+    data = without_tracking(payload("orders_create_pos"), "IPOD2008PINK")
+    untracked = mapped("orders/create", data)
+    assert ledger(untracked) == []
+    assert order_lines(untracked) == [("SKU-IPOD-PINK", False)]
+    sold = only(untracked, EventType.POS_SALE).order
+    assert sold is not None
+    assert (sold.total, sold.location_id) == (Decimal("199.00"), "ottawa-store")  # a sale still
 
 
 # --- customers ----------------------------------------------------------------------------

@@ -14,7 +14,16 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from shopify_shop import CONSENT_TOPICS, ONLINE_MEMO, REFERENCE, SHOP, delivery, example, stock
+from shopify_shop import (
+    CONSENT_TOPICS,
+    ONLINE_MEMO,
+    REFERENCE,
+    SHOP,
+    delivery,
+    example,
+    ledger,
+    stock,
+)
 from shopify_shop import CUSTOMER_ID as CUSTOMER
 from shopify_shop import ORDER_ID as ORDER
 
@@ -83,11 +92,31 @@ def test_the_documented_order_is_an_online_order_of_five_lines_for_its_customer(
         (sku, 1, price) for sku, price in ORDER_LINES
     ]
     assert order.properties == {"order_name": "#9999", "source_name": "web"}
+    # every line's variant has "variant_inventory_management": null (inventory not tracked):
+    # Shopify changes no inventory for them, so neither does Loom (no transfer, no commit);
+    # the lines stay in the order, where the profile counts their products
+    assert [ln.tracked for ln in order.order.lines] == [False] * len(ORDER_LINES)
+    assert (moves(result), ledger(result)) == ([], [])
+    assert result.memory == (RememberCustomer(CUSTOMER), RememberOrder(ORDER, ONLINE_MEMO))
+
+
+def test_the_documented_order_with_tracked_variants_commits_its_units_at_online() -> None:
+    data = example("orders/create")
+    for item in data["line_items"]:
+        item["variant_inventory_management"] = "shopify"
+    result = map_webhook(SHOP, delivery("orders/create"), data, None)
+    [order] = of_type(result, EventType.ORDER_COMPLETED)
+    assert order.order is not None
+    assert [ln.tracked for ln in order.order.lines] == [None] * len(ORDER_LINES)
     # each line's unit moves from the online location to `online` (committed there)
     assert moves(result) == sorted(
         [(sku, "ottawa-warehouse", -1) for sku in SKUS] + [(sku, ONLINE, 1) for sku in SKUS]
     )
-    assert result.memory == (RememberCustomer(CUSTOMER), RememberOrder(ORDER, ONLINE_MEMO))
+    assert ledger(result) == sorted(
+        [(sku, "ottawa-warehouse", "adjustment", -1) for sku in SKUS]
+        + [(sku, ONLINE, "adjustment", 1) for sku in SKUS]
+        + [(sku, ONLINE, "order_placed", 1) for sku in SKUS]
+    )
 
 
 def test_the_documented_order_without_its_customer_is_a_guest_order_by_email() -> None:
@@ -113,8 +142,11 @@ def test_the_documented_cancellation_releases_every_committed_unit_at_online() -
     assert released.occurred_at == EXAMPLE_TIME  # cancelled_at
     assert released.identifiers.as_mapping() == {"customer_id": CUSTOMER}
     assert released.order is not None
-    assert [(ln.sku, ln.quantity) for ln in released.order.lines] == [(s, 1) for s in SKUS]
-    assert moves(result) == [(sku, ONLINE, -1) for sku in SKUS]
+    # untracked variants: released lines that move nothing, no units to take off `online`
+    assert [(ln.sku, ln.quantity, ln.tracked) for ln in released.order.lines] == [
+        (s, 1, False) for s in SKUS
+    ]
+    assert (moves(result), ledger(result)) == ([], [])
     assert mapped("orders/cancelled", None).ignored == "nothing_committed"
 
 
@@ -131,9 +163,10 @@ def test_the_documented_fulfilment_ships_its_lines_from_online() -> None:
     assert shipped.identifiers.as_mapping() == {"customer_id": CUSTOMER}
     assert shipped.order is not None
     assert (shipped.order.order_id, shipped.order.location_id) == (ORDER, ONLINE)
-    assert [(ln.sku, ln.quantity) for ln in shipped.order.lines] == [
-        (sku, 1) for sku, _ in ORDER_LINES
+    assert [(ln.sku, ln.quantity, ln.tracked) for ln in shipped.order.lines] == [
+        (sku, 1, False) for sku, _ in ORDER_LINES
     ]
+    assert ledger(mapped("fulfillments/create", ONLINE_MEMO)) == []  # untracked variants
     assert not shipped.properties  # no fulfillment_location
     assert mapped("fulfillments/create", None).ignored == "order_not_seen"
 
