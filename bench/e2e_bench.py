@@ -64,7 +64,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.proc_cpu import CpuMeter, kafka_pid, per_event_us, redis_pid
 from bench.raw_limit import delete_prefix, raw_limit
+from resolvers import stock_routing
 from resolvers.pipeline import LANES
+from resolvers.stages.inventory import skus
 from schemas.touchpoint import Touchpoint, dump_touchpoint, record_key
 from streams import kafka_clients, redis_clients
 from streams.lag import uncommitted
@@ -108,6 +110,8 @@ class Deployment:
     partitions: int = 6
     #: the inventory lane's own Redis (LOOM_INVENTORY_REDIS_URL; ADR 0008); None: shared
     inventory_redis_url: str | None = None
+    #: LOOM_INVENTORY_ROUTING of the inventory workers (ADR 0014)
+    routing: str = "direct"
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     workers: list[tuple[subprocess.Popen[bytes], int, str]] = field(default_factory=list)
 
@@ -122,6 +126,7 @@ class Deployment:
             partitions=self.partitions,
             topics=Topics.model_validate(self.topics),
             inventory_redis_url=self.inventory_redis_url,
+            inventory_routing=self.routing,
         )
         self.root = f"{self.settings.redis_prefix}:v1"
         self.redis = redis_clients.client(self.settings)
@@ -159,6 +164,7 @@ class Deployment:
                 {"LOOM_INVENTORY_REDIS_URL": s.inventory_redis_url} if s.inventory_redis_url else {}
             ),
             "LOOM_APP_ID": s.app_id,
+            "LOOM_INVENTORY_ROUTING": s.inventory_routing,
             "LOOM_DEVELOPMENT": "true",  # the bench's own topics and development salt
             "LOOM_PARTITIONS": str(s.partitions),
             "LOOM_WEB_PORT": str(port),  # a worker listens on the one of its role
@@ -231,14 +237,24 @@ class Deployment:
         return {role: "\n".join(texts) for role, texts in out.items()}
 
     def lag(self, *lanes: str) -> int:
-        """Sum of end offset - committed offset over partitions of the lanes' groups (all)."""
+        """Sum of end offset - committed offset over partitions of the lanes' groups (all).
+        Routed by SKU, the inventory lane's is its router's on the raw topic plus its own on
+        the stock-movement topic."""
+        s = self.settings
         total = 0
         for lane in lanes or LANES:
-            c = self._lag_consumers.get(lane)
-            if c is None:  # never subscribes: only reads the group's offsets
-                group = self.settings.group_id(lane)
-                c = self._lag_consumers[lane] = kafka_clients.consumer(self.settings, group)
-            total += uncommitted(c, self.raw_topic, self.partitions)
+            if lane == "inventory" and s.inventory_routing == "by-sku":
+                reads = [
+                    (s.router_group_id(), self.raw_topic),
+                    (s.group_id(lane), s.topics.stock_movements),
+                ]
+            else:
+                reads = [(s.group_id(lane), self.raw_topic)]
+            for group, topic in reads:
+                c = self._lag_consumers.get(group)
+                if c is None:  # never subscribes: only reads the group's offsets
+                    c = self._lag_consumers[group] = kafka_clients.consumer(s, group)
+                total += uncommitted(c, topic, self.partitions)
         return total
 
     def wait_lag_zero(self, *lanes: str, timeout: float = 300.0, poll_s: float = 0.1) -> float:
@@ -294,6 +310,8 @@ class Deployment:
             ).values():
                 fut.result(timeout=30)
             groups = [self.settings.group_id(lane) for lane in LANES]
+            if self.settings.inventory_routing == "by-sku":
+                groups.append(self.settings.router_group_id())
             for fut in admin.delete_consumer_groups(groups).values():
                 fut.result(timeout=30)
         except Exception as exc:  # cleanup is best effort; say what is left
@@ -392,22 +410,27 @@ def with_probe_sku(tp: Touchpoint, sku: str) -> Touchpoint:
 # --- throughput ------------------------------------------------------------------------------
 
 
-def lane_ids(tps: Sequence[Touchpoint]) -> dict[str, set[str]]:
+def lane_ids(tps: Sequence[Touchpoint], routing: str = "direct") -> dict[str, set[str]]:
     """The event ids each lane marks processed: every event for the profiles lane, the stock
-    movements for the inventory lane (the lanes' own filters, ``resolvers.pipeline``)."""
+    movements for the inventory lane (the lanes' own filters, ``resolvers.pipeline``); routed
+    by SKU, ``<event id> <sku>`` per SKU an event moves (ADR 0014)."""
     out: dict[str, set[str]] = {name: set() for name in LANES}
     for tp in tps:
         for name, lane in LANES.items():
             if (lane.types is None or tp.type in lane.types) and (
                 lane.takes is None or lane.takes(tp)
             ):
-                out[name].add(tp.event_id)
+                if name == "inventory" and routing == "by-sku":
+                    out[name].update(stock_routing.marker(tp.event_id, sku) for sku in skus(tp))
+                else:
+                    out[name].add(tp.event_id)
     return out
 
 
 def throughput(
     kafka: str, redis_url: str, *, events: int, workers: int, seed: int = 1,
     customers: int = 5000, keep: bool = False, inventory_redis_url: str | None = None,
+    routing: str = "direct",
 ) -> tuple[dict[str, Any], Deployment]:  # fmt: skip
     """Backlog of ``events`` through ``workers`` workers per role. Returns (result, deployment).
 
@@ -418,7 +441,7 @@ def throughput(
     warmup = [(dump_touchpoint(tp), record_key(tp)) for tp in tps[:200]]
     backlog = [(dump_touchpoint(tp), record_key(tp)) for tp in tps[200:]]
     size = sum(len(v) for v, _ in backlog)
-    dep = Deployment(kafka, redis_url, inventory_redis_url=inventory_redis_url)
+    dep = Deployment(kafka, redis_url, inventory_redis_url=inventory_redis_url, routing=routing)
     try:
         say(f"throughput: starting {workers} worker(s) on {dep.raw_topic}")
         t = time.monotonic()
@@ -491,6 +514,7 @@ def throughput(
         result: dict[str, Any] = {
             "workers": workers,
             "inventory_redis": "own" if inventory_redis_url else "shared",
+            "inventory_routing": routing,
             "loadavg_start": loadavg,
             "events": events,
             "bytes": size,
@@ -525,7 +549,7 @@ def throughput(
                 for lane, t in seen.items()
             },
             "commit_conflicts": sum(conflicts.values()),
-            "exactness": dep.exactness(lane_ids([*tps, *marker_events])),
+            "exactness": dep.exactness(lane_ids([*tps, *marker_events], routing)),
         }
         cpu_text = ", ".join(
             f"{name} {us:,.0f}" for name, us in result["cpu_us_per_event"].items() if us is not None
@@ -555,7 +579,7 @@ def throughput(
 
 def throughput_runs(
     kafka: str, redis_url: str, *, events: int, workers: Sequence[int], raw: bool = True,
-    inventory_redis_url: str | None = None,
+    inventory_redis_url: str | None = None, routing: str = "direct",
 ) -> dict[str, Any]:  # fmt: skip
     """Throughput with each of ``workers`` workers per role; after the first, the raw limit on
     the same topic (same run, same machine state), and every run's figures as % of it."""
@@ -563,7 +587,7 @@ def throughput_runs(
     for i, n in enumerate(workers):
         res, dep = throughput(
             kafka, redis_url, events=events, workers=n, keep=raw and i == 0,
-            inventory_redis_url=inventory_redis_url,
+            inventory_redis_url=inventory_redis_url, routing=routing,
         )  # fmt: skip
         out["throughput"].append(res)
         if raw and i == 0:
@@ -621,12 +645,12 @@ class StreamWatcher(threading.Thread):
 def latency(
     kafka: str, redis_url: str, *, rate: float, seconds: float, sample: int = 20, seed: int = 2,
     customers: int = 5000, linger_ms: int | None = None, inventory_redis_url: str | None = None,
-    warmup_s: float = WARMUP_S,
+    warmup_s: float = WARMUP_S, routing: str = "direct",
 ) -> dict[str, Any]:  # fmt: skip
     """Steady ``rate`` events/s for ``seconds`` through one worker per role, after
     ``warmup_s`` at the same rate that is not measured; latency figures."""
     sim = Simulator(seed=seed, customers=customers, stores=10, skus=500)
-    dep = Deployment(kafka, redis_url, inventory_redis_url=inventory_redis_url)
+    dep = Deployment(kafka, redis_url, inventory_redis_url=inventory_redis_url, routing=routing)
     try:
         n = int(rate * seconds)
         events = sim.events()
@@ -694,6 +718,7 @@ def latency(
         result = {
             "rate_target": rate,
             "inventory_redis": "own" if inventory_redis_url else "shared",
+            "inventory_routing": routing,
             "rate_achieved": round(len(plan) / elapsed, 1),
             "seconds": round(elapsed, 2),
             "events": len(plan),
@@ -763,6 +788,7 @@ INVENTORY_P99_TARGET_MS: Final = 100.0
 def latency_runs(
     kafka: str, redis_url: str, *, rates: Sequence[float], runs: int, seconds: float,
     sample: int = 20, inventory_redis_url: str | None = None, warmup_s: float = WARMUP_S,
+    routing: str = "direct",
 ) -> list[dict[str, Any]]:  # fmt: skip
     """``runs`` consecutive latency runs per rate; per rate, each run's POS sale -> inventory
     visible p99 and how many met :data:`INVENTORY_P99_TARGET_MS`."""
@@ -775,7 +801,7 @@ def latency_runs(
             say(f"latency run {i + 1} of {runs} at {rate:.0f} events/s")
             run = latency(
                 kafka, redis_url, rate=rate, seconds=seconds, sample=sample,
-                inventory_redis_url=inventory_redis_url, warmup_s=warmup_s,
+                inventory_redis_url=inventory_redis_url, warmup_s=warmup_s, routing=routing,
             )  # fmt: skip
             results.append(run)
         p99s = [r["pos_to_inventory_visible"]["p99_ms"] for r in results]
@@ -911,6 +937,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the inventory lane on its own Redis (LOOM_INVENTORY_REDIS_URL, else one the "
         "bench starts) or on the profiles lane's (own)",
     )  # fmt: skip
+    parser.add_argument(
+        "--inventory-routing", choices=("direct", "by-sku"),
+        default=os.environ.get("LOOM_INVENTORY_ROUTING", "direct"),
+        help="the inventory workers' LOOM_INVENTORY_ROUTING (ADR 0014; default: that "
+        "variable, else direct)",
+    )  # fmt: skip
     parser.add_argument("--seconds", type=float, default=30.0, help="latency phase length")
     parser.add_argument("--sample", type=int, default=20, help="1 in N POS sales is a probe")
     parser.add_argument(
@@ -925,7 +957,7 @@ def main(argv: list[str] | None = None) -> int:
         out: dict[str, Any] = (
             throughput_runs(
                 kafka, url, events=args.events, workers=workers,
-                inventory_redis_url=inventory_url,
+                inventory_redis_url=inventory_url, routing=args.inventory_routing,
             )
             if workers
             else {}
@@ -934,6 +966,7 @@ def main(argv: list[str] | None = None) -> int:
             kafka, url, rates=[float(r) for r in args.rates.split(",") if r],
             runs=args.runs, seconds=args.seconds, sample=args.sample,
             inventory_redis_url=inventory_url, warmup_s=args.warmup,
+            routing=args.inventory_routing,
         )  # fmt: skip
     print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
     return 0

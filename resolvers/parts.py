@@ -192,10 +192,11 @@ def _connect(
     """Event indexes joined with everything they share (module docstring)."""
     uf = _Components(len(events))
     for n, event in enumerate(events):
-        tp = event.tp
         if not identity:
-            uf.join(n, [("event", tp.event_id), *(_key(STOCK, sku) for sku in inventory.skus(tp))])
+            own: _Node = ("event", inventory.event_id(event))
+            uf.join(n, [own, *(_key(STOCK, sku) for sku in inventory.event_skus(event))])
             continue
+        tp = event.tp
         shared: list[_Node] = [("event", tp.event_id)]
         if event.identifiers:
             shared.extend(_key(IDENTIFIER, ident.key) for ident in event.identifiers)

@@ -58,7 +58,8 @@ class Lane:
     ``normalizes``: identifiers are normalized (and hashed) per record; ``identity``: the lane
     loads identity evidence; ``stock``: it loads stock ledgers. ``types``: the event types it
     decodes (None = all); ``takes``: which decoded events it keeps (None = every one);
-    ``dead_letters``: it reports bad records (to the DLQ).
+    ``dead_letters``: it reports bad records (to the DLQ). ``decode``: how a record becomes
+    an event, when it is not a touchpoint (the routed inventory lane's movement records).
     """
 
     name: str
@@ -69,6 +70,7 @@ class Lane:
     dead_letters: bool
     types: frozenset[str] | None = None
     takes: Callable[[Touchpoint], bool] | None = None
+    decode: Callable[[RawRecord], Ok | DeadLetter] | None = None
 
 
 PROFILES: Final = Lane(
@@ -90,6 +92,12 @@ INVENTORY: Final = Lane(
     takes=inventory.moves_stock,  # e.g. an order event without lines: nothing to do here
 )
 LANES: Final = {lane.name: lane for lane in (PROFILES, INVENTORY)}
+#: The inventory lane fed by the stock-movement topic (``LOOM_INVENTORY_ROUTING=by-sku``,
+#: ADR 0014): the same stages, state and processed markers; its records are routed movements,
+#: and it dead-letters the ones it cannot decode (no other lane reads that topic).
+ROUTED_INVENTORY: Final = replace(
+    INVENTORY, types=None, takes=None, dead_letters=True, decode=inventory.decode_routed
+)
 
 #: Outcome of a record the inventory lane could not decode (the profiles lane dead-letters it).
 INVALID: Final = "invalid"
@@ -151,10 +159,11 @@ def prepare(
     events: list[Event] = []
     dead: list[DeadLetter] = []
     for record in records:
-        if lane.types is None:
-            parsed: Ok | DeadLetter | None = parse.run(
-                record, max_bytes=max_bytes, now=now, bounds=bounds
-            )
+        parsed: Ok | DeadLetter | None
+        if lane.decode is not None:
+            parsed = lane.decode(record)
+        elif lane.types is None:
+            parsed = parse.run(record, max_bytes=max_bytes, now=now, bounds=bounds)
         else:
             parsed = parse.run_if_type(
                 record, lane.types, max_bytes=max_bytes, now=now, bounds=bounds
@@ -186,7 +195,7 @@ def load_request(
             identifiers.update(dict.fromkeys(i.key for i in event.identifiers))
             hashes.update(dict.fromkeys(event.suppression_hashes))
         if lane.stock:
-            skus |= inventory.skus(event.tp)
+            skus.update(inventory.event_skus(event))
     candidates: dict[str, None] = dict.fromkeys(profiles)
     if lane.identity:  # the ids a new person of this batch would get: load their versions
         candidates.update(
@@ -196,7 +205,11 @@ def load_request(
         identifiers=tuple(identifiers),
         versions=tuple(candidates),
         stocks=tuple(sorted(skus)),
-        event_ids=tuple(dict.fromkeys(e.tp.event_id for e in events)),
+        event_ids=tuple(
+            dict.fromkeys(m for e in events for m in inventory.markers(e))
+            if lane.stock
+            else dict.fromkeys(e.tp.event_id for e in events)
+        ),
         suppression_hashes=tuple(hashes),
         scope=lane.name,
     )

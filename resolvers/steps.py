@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Final
 from schemas.identifiers import Identifier
 
 if TYPE_CHECKING:
+    from resolvers.stock_routing import Routed
     from schemas.touchpoint import Touchpoint
 
 
@@ -37,12 +38,14 @@ class RawRecord:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A decoded record: its touchpoint and (profiles lane) its normalized identifiers."""
+    """A decoded record: its touchpoint and (profiles lane) its normalized identifiers, or
+    (inventory lane routed by SKU, ADR 0014) one event's movements of one SKU."""
 
     record: RawRecord
     touchpoint: Touchpoint | None = None
     identifiers: tuple[Identifier, ...] = ()
     suppression_hashes: tuple[str, ...] = ()
+    routed: Routed | None = None
 
     def evolve(self, **changes: object) -> Event:
         return replace(self, **changes)  # type: ignore[arg-type]

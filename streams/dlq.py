@@ -29,7 +29,7 @@ from confluent_kafka import KafkaError, Producer
 
 from resolvers.steps import DeadLetter
 from resolvers.timefmt import format_time
-from streams.errors import KafkaUnavailableError, LaneError, kafka_error
+from streams.errors import KafkaUnavailableError, kafka_error
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +83,10 @@ def dlq_record(
     return key, value, [*dlq_headers(dead, now, lane=lane), *flags]
 
 
-class DlqDelivery:
-    """Delivering one batch's dead letters: :meth:`attempt` until it returns (at least once).
+class Delivery:
+    """Delivering records to one topic: :meth:`attempt` until it returns (at least once).
 
-    Each attempt produces the dead letters not yet acknowledged and waits for the broker's
+    Each attempt produces the records not yet acknowledged and waits for the broker's
     acknowledgements (``flush``, at most ``timeout_s``); it raises the classified error of the
     first failure, and the next attempt sends only what is still unacknowledged."""
 
@@ -94,18 +94,18 @@ class DlqDelivery:
         self,
         producer: Producer,
         topic: str,
-        dead_letters: Sequence[DeadLetter],
-        now: datetime,
+        records: Sequence[tuple[bytes | None, bytes | None, Headers]],
         *,
-        lane: str,
-        max_bytes: int,
+        what: str,
         timeout_s: float = 10.0,
+        timestamps: Sequence[int] = (),
     ) -> None:
-        self.producer, self.topic, self.timeout_s = producer, topic, timeout_s
-        self.pending: dict[int, tuple[bytes | None, bytes | None, Headers]] = {
-            i: dlq_record(d, now, lane=lane, max_bytes=max_bytes)
-            for i, d in enumerate(dead_letters)
-        }
+        """``timestamps``: each record's create time in ms (default: when it is produced)."""
+        self.producer, self.topic, self.what, self.timeout_s = producer, topic, what, timeout_s
+        self.pending: dict[int, tuple[bytes | None, bytes | None, Headers]] = dict(
+            enumerate(records)
+        )
+        self.timestamps = timestamps
 
     def attempt(self) -> None:
         errors: list[KafkaError] = []
@@ -120,17 +120,38 @@ class DlqDelivery:
             return report
 
         for index, (key, value, headers) in list(self.pending.items()):
+            at: dict[str, Any] = {"timestamp": self.timestamps[index]} if self.timestamps else {}
             self.producer.produce(
-                self.topic, key=key, value=value, headers=headers, on_delivery=delivered(index)
+                self.topic,
+                key=key,
+                value=value,
+                headers=headers,
+                on_delivery=delivered(index),
+                **at,
             )
         left = self.producer.flush(self.timeout_s)
         if errors:
-            raise _first(errors)
+            raise kafka_error(errors[0], self.what)
         if left or self.pending:
             raise KafkaUnavailableError(
-                f"DLQ: {len(self.pending)} record(s) not acknowledged within {self.timeout_s} s"
+                f"{self.what}: {len(self.pending)} record(s) not acknowledged within "
+                f"{self.timeout_s} s"
             )
 
 
-def _first(errors: Sequence[KafkaError]) -> LaneError:
-    return kafka_error(errors[0], "DLQ")
+class DlqDelivery(Delivery):
+    """One batch's dead letters to the DLQ (:class:`Delivery`)."""
+
+    def __init__(
+        self,
+        producer: Producer,
+        topic: str,
+        dead_letters: Sequence[DeadLetter],
+        now: datetime,
+        *,
+        lane: str,
+        max_bytes: int,
+        timeout_s: float = 10.0,
+    ) -> None:
+        records = [dlq_record(d, now, lane=lane, max_bytes=max_bytes) for d in dead_letters]
+        super().__init__(producer, topic, records, what="DLQ", timeout_s=timeout_s)

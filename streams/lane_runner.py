@@ -37,10 +37,9 @@ import logging
 import os
 import signal
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -51,10 +50,13 @@ from streams.errors import FatalError, classify, kafka_error
 from streams.generation import Committed, establish, recovery_hint
 from streams.health import HealthServer
 from streams.lane_status import LaneState, LaneStatus, StopReason
-from streams.offsets import ProcessedOffsets, next_offsets
+from streams.offsets import DueOffsets, ProcessedOffsets, next_offsets
 from streams.redis_store import RedisStore
 from streams.relay import RelaySupervisor
 from streams.runtime import Runtime
+
+if TYPE_CHECKING:
+    from streams.stock_router import StockRouter
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +77,78 @@ def raw_record(msg: Message) -> RawRecord:
     )
 
 
+#: How a lane (and the stock router, ADR 0014) consumes: commits by itself, from the earliest.
+CONSUMER_CONFIG: Final = {
+    "enable.auto.commit": False,
+    "auto.offset.reset": "earliest",
+    "enable.partition.eof": False,
+    # a crashed member's partitions move after 10 s, not librdkafka's default 45 s
+    "session.timeout.ms": 10_000,
+    "heartbeat.interval.ms": 3_000,
+    # prefetch at most 16 MiB (librdkafka's default 64 MiB is RSS for nothing)
+    "queued.max.messages.kbytes": 16_384,
+}
+
+
+def not_a_record(msg: Message, group: str) -> bool:
+    """Whether ``msg`` is an error event rather than a record (logged: librdkafka retries by
+    itself); raises the :class:`FatalError` of a fatal one."""
+    err = msg.error()
+    if err is None:
+        return False
+    if err.code() == KafkaError._PARTITION_EOF:
+        return True
+    error = kafka_error(err, "consume")
+    if isinstance(error, FatalError):
+        raise error
+    log.warning("%s: %s", group, error.describe())
+    return True
+
+
+def commit_reported(group: str, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+    """Log a failed commit librdkafka reports (asynchronous ones fail only there)."""
+    failed = sorted(p.partition for p in partitions if p.error is not None)
+    if err is not None or failed:
+        log.warning(
+            "%s: offset commit failed (%s, partitions %s); the records will be redelivered "
+            "unless a later commit succeeds",
+            group,
+            err,
+            failed,
+        )
+
+
+def commit_offsets(
+    consumer: Consumer, group: str, offsets: list[TopicPartition], *, asynchronous: bool
+) -> None:
+    """Commit ``offsets`` of records already applied: a failure is logged, never raised (a
+    redelivery of them is a no-op)."""
+    if not offsets:
+        return
+    try:
+        if asynchronous:
+            consumer.commit(offsets=offsets, asynchronous=True)
+        else:
+            done = consumer.commit(offsets=offsets, asynchronous=False)
+            commit_reported(group, None, list(done or []))  # per-partition errors, if any
+    except Exception as exc:
+        log.warning(
+            "%s: offset commit failed (%s); records will be redelivered",
+            group,
+            classify(exc).describe(),
+        )
+
+
 class LaneRunner:
     """One lane's member of its consumer group; ``await run()`` until :meth:`stop`."""
 
-    def __init__(self, rt: Runtime, *, status: LaneStatus | None = None) -> None:
+    def __init__(
+        self, rt: Runtime, *, status: LaneStatus | None = None, topic: str | None = None
+    ) -> None:
         self.rt, self.settings = rt, rt.settings
         self.lane = rt.lane.name
+        #: what the lane consumes: the raw topic, or the stock-movement topic (ADR 0014)
+        self.topic = topic or rt.settings.topics.raw
         self.group = self.settings.group_id(self.lane)
         self.batch_timeout_s = self.settings.batch_timeout_for(self.lane)
         self.status = status or LaneStatus(
@@ -92,15 +160,8 @@ class LaneRunner:
             self.settings,
             self.group,
             **{
+                **CONSUMER_CONFIG,
                 "client.id": f"loom-{self.lane}",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "enable.partition.eof": False,
-                # a crashed member's partitions move after 10 s, not librdkafka's default 45 s
-                "session.timeout.ms": 10_000,
-                "heartbeat.interval.ms": 3_000,
-                # prefetch at most 16 MiB (librdkafka's default 64 MiB is RSS for nothing)
-                "queued.max.messages.kbytes": 16_384,
                 "on_commit": self._on_commit,
                 **self._fetch_config(),
             },
@@ -116,9 +177,8 @@ class LaneRunner:
             min_interval_s=self.settings.relay_interval_s,
         )
         self._relay_wakeup = asyncio.Event()
-        #: offsets processed but not committed yet, and when the lane last committed
-        self._due: dict[tuple[str, int], TopicPartition] = {}
-        self._committed_at = float("-inf")
+        #: offsets processed but not committed yet
+        self._due = DueOffsets(self.settings.commit_interval_s)
 
     def _fetch_config(self) -> dict[str, int]:
         """With ``LOOM_FETCH_MIN_BYTES`` > 1 the broker holds a fetch until it has that many
@@ -145,70 +205,38 @@ class LaneRunner:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {(p.topic, p.partition) for p in partitions}
-        self._forget_due(revoked)
+        self._due.forget(revoked)
         self._commit(self.processed.take(revoked), asynchronous=False)
         self.assigned -= revoked
         log.info("%s: revoked %s", self.group, sorted(p.partition for p in partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         lost = {(p.topic, p.partition) for p in partitions}
-        self._forget_due(lost)
+        self._due.forget(lost)
         self.processed.take(lost)  # another member owns them: committing would fail
         self.assigned -= lost
         log.warning("%s: lost %s (session expired)", self.group, sorted(p for _, p in lost))
 
     def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
         """librdkafka's report of a commit (asynchronous ones fail only here, not by raising)."""
-        failed = sorted(p.partition for p in partitions if p.error is not None)
-        if err is not None or failed:
-            log.warning(
-                "%s: offset commit failed (%s, partitions %s); the records will be redelivered "
-                "unless a later commit succeeds",
-                self.group,
-                err,
-                failed,
-            )
+        commit_reported(self.group, err, partitions)
 
     def _batch_done(self, records: Sequence[RawRecord]) -> None:
         """After ``records`` were applied and dead-lettered: their next offsets are due for
         the next commit (:meth:`_commit_due`)."""
         offsets = next_offsets(records, self.generation)
         self.processed.add(offsets)
-        self._due.update(((tp.topic, tp.partition), tp) for tp in offsets)
+        self._due.add(offsets)
         self._commit_due()
 
     def _commit_due(self) -> None:
-        """Commit the due offsets, asynchronously, unless the last commit was less than
-        ``LOOM_COMMIT_INTERVAL_S`` ago: each commit is a write to ``__consumer_offsets``, and
-        a lane turning a small batch every few milliseconds made more of them than of any
-        other request but fetches (issue 17). What waits is committed on a later turn of the
-        loop, on revoke and on close; a crash meanwhile redelivers it (a no-op)."""
-        now = time.monotonic()
-        if not self._due or now - self._committed_at < self.settings.commit_interval_s:
-            return
-        offsets, self._due = list(self._due.values()), {}
-        self._committed_at = now
-        self._commit(offsets, asynchronous=True)
-
-    def _forget_due(self, partitions: set[tuple[str, int]]) -> None:
-        for key in partitions:
-            self._due.pop(key, None)
+        """Commit the due offsets, asynchronously, at most every ``LOOM_COMMIT_INTERVAL_S``
+        (:class:`~streams.offsets.DueOffsets`); what waits is committed on a later turn of
+        the loop, on revoke and on close."""
+        self._commit(self._due.take(), asynchronous=True)
 
     def _commit(self, offsets: list[TopicPartition], *, asynchronous: bool) -> None:
-        if not offsets:
-            return
-        try:
-            if asynchronous:
-                self.consumer.commit(offsets=offsets, asynchronous=True)
-            else:
-                done = self.consumer.commit(offsets=offsets, asynchronous=False)
-                self._on_commit(None, list(done or []))  # per-partition errors, if any
-        except Exception as exc:  # the records are in Redis; a redelivery is a no-op
-            log.warning(
-                "%s: offset commit failed (%s); records will be redelivered",
-                self.group,
-                classify(exc).describe(),
-            )
+        commit_offsets(self.consumer, self.group, offsets, asynchronous=asynchronous)
 
     # --- the loop --------------------------------------------------------------------------
     def stop(self) -> None:
@@ -217,9 +245,8 @@ class LaneRunner:
     async def run(self) -> None:
         """Consume and process until :meth:`stop`; a lane that must stop closes its consumer
         and then waits for :meth:`stop` too (its reason stays on ``/readyz``)."""
-        s = self.settings
         self.consumer.subscribe(
-            [s.topics.raw],
+            [self.topic],
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
@@ -253,7 +280,7 @@ class LaneRunner:
         """Check Redis holds the state the group's committed offsets imply (and remember the
         generation for the commit metadata and every batch's commit); retried while Redis or
         Kafka is unavailable, a stop for good when the state is lost (streams.generation)."""
-        raw, rt = self.settings.topics.raw, self.rt
+        raw, rt = self.topic, self.rt
 
         def check() -> str:
             meta = self.consumer.list_topics(raw, timeout=10).topics[raw]
@@ -288,16 +315,10 @@ class LaneRunner:
 
     def _failed(self, msg: Message) -> bool:
         """Whether ``msg`` is an error event rather than a record; fatal ones stop the lane."""
-        err = msg.error()
-        if err is None:
-            return False
-        if err.code() == KafkaError._PARTITION_EOF:
-            return True
-        error = kafka_error(err, "consume")
-        if isinstance(error, FatalError):
-            raise LaneStopped(StopReason.FATAL, error)
-        log.warning("%s: %s", self.group, error.describe())  # librdkafka retries by itself
-        return True
+        try:
+            return not_a_record(msg, self.group)
+        except FatalError as error:
+            raise LaneStopped(StopReason.FATAL, error) from None
 
     def _close(self) -> None:
         """Commit what completed, leave the group (its partitions move at once)."""
@@ -341,7 +362,9 @@ async def _main(rt: Runtime) -> int:
     # instead of one per pool thread (fragmentation grew RSS), and calls into the consumer
     # never overlap. The relay and the health probes have a thread each.
     loop.set_default_executor(ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-lane"))
-    runner = LaneRunner(rt)
+    routed = rt.lane.decode is not None  # the routed inventory lane (ADR 0014)
+    runner = LaneRunner(rt, topic=rt.settings.topics.stock_movements if routed else None)
+    router = _router(rt) if routed else None
     deadline = rt.settings.shutdown_timeout_s
 
     def on_signal() -> None:
@@ -351,6 +374,8 @@ async def _main(rt: Runtime) -> int:
             watchdog.daemon = True
             watchdog.start()
         runner.stop()
+        if router is not None:
+            router.stop()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
@@ -360,6 +385,10 @@ async def _main(rt: Runtime) -> int:
         "lane": runner.status.ready,
         "relay": runner.relay.healthy,
     }
+    if router is not None:  # its own thread: its consumer never waits behind the lane's
+        checks["router"] = router.ready
+        router_thread = threading.Thread(target=router.run, name="loom-router", daemon=True)
+        router_thread.start()
     server = HealthServer(
         rt.settings.web_host, rt.settings.web_port_for(runner.lane), rt.metrics.registry, checks
     )
@@ -373,10 +402,20 @@ async def _main(rt: Runtime) -> int:
     try:
         await runner.run()
     finally:
+        if router is not None:
+            router.stop()
+            await asyncio.to_thread(router_thread.join)
         if schedule is not None:
             await schedule
         await server.stop()
-    return EXIT_LANE_STOPPED if runner.status.state is LaneState.STOPPED else EXIT_OK
+    stopped = runner.status.state is LaneState.STOPPED or (router and router.failure)
+    return EXIT_LANE_STOPPED if stopped else EXIT_OK
+
+
+def _router(rt: Runtime) -> StockRouter:
+    from streams.stock_router import StockRouter  # it uses this module's raw_record
+
+    return StockRouter(rt)
 
 
 def _force_exit(group: str, deadline: float) -> None:

@@ -7,6 +7,7 @@ holds the state those offsets imply.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 
 from confluent_kafka import TopicPartition
@@ -43,3 +44,32 @@ class ProcessedOffsets:
 
     def __len__(self) -> int:
         return len(self._next)
+
+
+class DueOffsets:
+    """Offsets processed but not committed yet, handed out for a commit at most every
+    ``interval_s`` (``LOOM_COMMIT_INTERVAL_S``): each commit is a write to
+    ``__consumer_offsets``, and a lane turning a small batch every few milliseconds made more
+    of them than of any other request but fetches (issue 17). What waits is taken on a later
+    turn; a crash meanwhile redelivers it (a no-op)."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._due: dict[tuple[str, int], TopicPartition] = {}
+        self._taken_at = float("-inf")
+
+    def add(self, offsets: Iterable[TopicPartition]) -> None:
+        self._due.update(((tp.topic, tp.partition), tp) for tp in offsets)
+
+    def forget(self, partitions: Iterable[tuple[str, int]]) -> None:
+        for key in partitions:
+            self._due.pop(key, None)
+
+    def take(self) -> list[TopicPartition]:
+        """What to commit now: every due offset, or nothing if the last take was too recent."""
+        now = time.monotonic()
+        if not self._due or now - self._taken_at < self.interval_s:
+            return []
+        offsets, self._due = list(self._due.values()), {}
+        self._taken_at = now
+        return offsets

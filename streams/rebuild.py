@@ -41,6 +41,7 @@ from streams.offsets import next_offsets
 from streams.redis_store import Keys, RedisStore
 from streams.relay import RelaySupervisor
 from streams.runtime import Runtime
+from streams.stock_router import hand_over
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +213,18 @@ class Rebuild:
                 if time.monotonic() - last_said >= self.progress_every_s:
                     last_said = time.monotonic()
                     self._progress(started)
+            if (
+                not todo
+                and self.lane == "inventory"
+                and self.settings.inventory_routing == "by-sku"
+            ):
+                await asyncio.to_thread(  # the routed workers continue from here (ADR 0014)
+                    hand_over,
+                    self.settings,
+                    self.consumer,
+                    self.report.generation,
+                    self.report.end_offsets,
+                )
             self.report.outbox_left = await self._drain(relay)
         finally:
             await relay.stop()

@@ -38,6 +38,7 @@ PRODUCTION_REPLICATION: Final = (3, 2)  # replication factor, min.insync.replica
 DEVELOPMENT_REPLICATION: Final = (1, 1)
 
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+InventoryRouting = Literal["direct", "by-sku"]
 KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
 
 
@@ -120,6 +121,11 @@ class Topics(BaseSettings):
         "inventory.changes", description="new stock level per (sku, location)"
     )
     inventory_alerts: str = Field("inventory.alerts", description="oversell alerts")
+    stock_movements: str = Field(
+        "inventory.movements",
+        description="stock movements keyed by SKU, for the inventory lane with "
+        "`LOOM_INVENTORY_ROUTING=by-sku` (ADR 0014)",
+    )
     privacy_requests: str = Field(
         "privacy.requests", description="every privacy request received (Shopify's webhooks)"
     )
@@ -249,6 +255,13 @@ class LoomSettings(BaseSettings):
         le=1024,
         description="the same for the inventory lane: a part is cheap there (a few SKUs' "
         "ledgers), so its parts are as fine as a batch's SKUs allow",
+    )
+    inventory_routing: InventoryRouting = Field(
+        "direct",
+        description="`direct`: inventory workers read the raw topic (run one per Redis "
+        "primary); `by-sku`: each also routes stock movements by SKU through "
+        "`LOOM_TOPIC_STOCK_MOVEMENTS` (group `<app_id>-inventory-router`), so several "
+        "inventory workers never write the same SKU (ADR 0014)",
     )
     batch_timeout_s: float = Field(
         0.05, gt=0, description="profiles lane: max wait to fill a batch"
@@ -547,6 +560,10 @@ class LoomSettings(BaseSettings):
     def group_id(self, lane: str) -> str:
         """The Kafka consumer group of a lane's workers."""
         return f"{self.app_id}-{lane}"
+
+    def router_group_id(self) -> str:
+        """The consumer group of the inventory workers' routers on the raw topic (ADR 0014)."""
+        return f"{self.group_id('inventory')}-router"
 
     def commit_parts_for(self, lane: str) -> int:
         """At most how many parts a lane's contended batch commits as (ADR 0013)."""

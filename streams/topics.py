@@ -47,6 +47,9 @@ def topic_specs(settings: LoomSettings) -> dict[str, tuple[int, dict[str, str]]]
         t.audience_changes: (n, durable),
         t.inventory_changes: (n, compacted),
         t.inventory_alerts: (1, durable),
+        # stock movements keyed by SKU (LOOM_INVENTORY_ROUTING=by-sku, ADR 0014): as many
+        # partitions as the raw topic, so as many inventory workers can share them
+        t.stock_movements: (n, durable),
         # the privacy trail is kept (ids only, no e-mail or phone); exports hold personal data
         # and are kept 30 days, for the retailer to pick them up
         t.privacy_requests: (1, {**durable, "retention.ms": "-1"}),

@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from resolvers import inventory
+from resolvers import inventory, stock_routing
 from resolvers.context import Context
 from resolvers.decode_cache import DecodeCache
 from resolvers.effects import Count, Effect, Measure, Published, StockWritten, Streamed
-from resolvers.stages import dedupe
 from resolvers.stages import inventory as stage
 from resolvers.steps import DUPLICATE, OK, Event
 from resolvers.store import Kind, Loaded, Ref
@@ -59,15 +58,27 @@ class InventoryBatch:
         return cls(ctx, versions, stocks, loaded.seen)
 
     def run(self, events: Sequence[Event]) -> LaneOutcome:
+        """Fold the events' movements into the ledgers. Dedupe is per event and SKU: a SKU's
+        movements of an event are skipped when the event id or its ``<event id> <sku>``
+        marker was processed (``stage.markers``) or came earlier in the batch. A direct
+        event marks its id, a routed record (ADR 0014) its ``<event id> <sku>``."""
         out = LaneOutcome()
-        fresh, duplicates = dedupe.fresh(events, self.seen)
-        for event in duplicates:
-            out.outcomes[(event.tp.type.value, DUPLICATE)] += 1
+        taken: set[str] = set()
         changed: dict[str, inventory.SkuStock] = {}
-        for event in fresh:
-            out.processed.append(event.tp.event_id)
-            out.outcomes[(event.tp.type.value, OK)] += 1
-            for movement in stage.movements(event.tp):
+        for event in events:
+            eid = stage.event_id(event)
+            fresh = [
+                moves
+                for sku, moves in stage.sku_movements(event).items()
+                if self._fresh(eid, sku, taken)
+            ]
+            if not fresh:
+                out.outcomes[(stage.event_type(event), DUPLICATE)] += 1
+                continue
+            routed = event.routed
+            out.processed.append(routed.marker if routed is not None else eid)
+            out.outcomes[(stage.event_type(event), OK)] += 1
+            for movement in (m for moves in fresh for m in moves):
                 stock = changed.get(movement.sku) or self.stocks.get(movement.sku)
                 stock = stock or inventory.SkuStock.empty(movement.sku)
                 new_stock, effects = inventory.apply(stock, movement, self.ctx.ledger)
@@ -77,6 +88,14 @@ class InventoryBatch:
                 self._announce(effects, out)
         out.effects.extend(StockWritten(sku, stock) for sku, stock in sorted(changed.items()))
         return out
+
+    def _fresh(self, event_id: str, sku: str, taken: set[str]) -> bool:
+        """Whether the event's movements of ``sku`` are to be applied (and note them)."""
+        key = stock_routing.marker(event_id, sku)
+        if event_id in self.seen or key in self.seen or key in taken:
+            return False
+        taken.add(key)
+        return True
 
     def _announce(self, effects: Sequence[inventory.InventoryEffect], out: LaneOutcome) -> None:
         topics = self.ctx.topics

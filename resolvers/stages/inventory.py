@@ -22,10 +22,14 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Final
 
+from resolvers import stock_routing
 from resolvers.inventory import Movement, MovementKind
+from resolvers.steps import DeadLetter, Event, Ok, RawRecord
 from schemas.touchpoint import EventType, Touchpoint
 
 NAME = "inventory"
+#: DLQ reason of a stock-movement record the routed lane cannot decode (ADR 0014).
+INVALID_MOVEMENT_RECORD: Final = "invalid_movement_record"
 ONLINE: Final = "online"
 
 _ORDER_KINDS: Final = {
@@ -96,3 +100,47 @@ def moves_stock(tp: Touchpoint) -> bool:
 def skus(tp: Touchpoint) -> set[str]:
     """SKUs whose state the batch must load for this event."""
     return {m.sku for m in movements(tp)}
+
+
+# --- an event of the lane: a touchpoint (direct) or one routed record (by SKU, ADR 0014) ------
+
+
+def event_id(event: Event) -> str:
+    """The id of the touchpoint the event's movements come from."""
+    return event.routed.event_id if event.routed is not None else event.tp.event_id
+
+
+def event_type(event: Event) -> str:
+    return event.routed.event_type if event.routed is not None else event.tp.type.value
+
+
+def sku_movements(event: Event) -> dict[str, list[Movement]]:
+    """The event's movements per SKU (a routed record: its one SKU)."""
+    if event.routed is not None:
+        return {event.routed.sku: list(event.routed.movements)}
+    return stock_routing.by_sku(movements(event.tp))
+
+
+def event_skus(event: Event) -> list[str]:
+    """SKUs whose state the batch must load for this event."""
+    if event.routed is not None:
+        return [event.routed.sku]
+    return sorted(skus(event.tp))
+
+
+def markers(event: Event) -> list[str]:
+    """Every processed marker that says (part of) the event was applied: the event id (what a
+    direct worker marks) and ``<event id> <sku>`` per SKU (what a routed applier marks): both
+    are read by both modes, so switching modes never applies a movement twice."""
+    eid = event_id(event)
+    return [eid, *(stock_routing.marker(eid, sku) for sku in event_skus(event))]
+
+
+def decode_routed(record: RawRecord) -> Ok | DeadLetter:
+    """A record of the stock-movement topic as an event of the routed lane, or its dead letter
+    (reason :data:`INVALID_MOVEMENT_RECORD`; the message never quotes the input)."""
+    try:
+        routed = stock_routing.decode(record.value)
+    except stock_routing.InvalidRoutedRecordError as exc:
+        return DeadLetter(record, NAME, INVALID_MOVEMENT_RECORD, type(exc).__name__, str(exc))
+    return Ok(Event(record=record, routed=routed))

@@ -69,8 +69,12 @@ def lane_groups(settings: LoomSettings) -> list[str]:
 
     Not every group with the app id as prefix: ``loom dlq replay``'s group
     (``<app_id>-dlq-replay``) has lag and no commits between replays, which would read as a
-    stopped consumer."""
-    return [settings.group_id(lane) for lane in LANES]
+    stopped consumer. With ``LOOM_INVENTORY_ROUTING=by-sku``, the inventory workers' router
+    group too (ADR 0014)."""
+    groups = [settings.group_id(lane) for lane in LANES]
+    if settings.inventory_routing == "by-sku":
+        groups.append(settings.router_group_id())
+    return groups
 
 
 def reader_for(settings: LoomSettings) -> LagReader:

@@ -16,7 +16,7 @@ import argparse
 import logging
 from typing import Any
 
-from resolvers.pipeline import LANES
+from resolvers.pipeline import LANES, ROUTED_INVENTORY, Lane
 from streams import kafka_clients
 from streams.cli.options import add_kafka_options, add_redis_options, lane_settings
 from streams.startup import refuse_unsafe_defaults, wait_for_infra
@@ -56,4 +56,12 @@ def run(args: argparse.Namespace) -> int:
     kafka_clients.show_librdkafka_lines(args.verbose or args.loglevel == "debug")
     wait_for_infra(settings)
     ensure_topics(settings)
-    return run_lane(build_runtime(settings, LANES[args.role]))
+    return run_lane(build_runtime(settings, lane_of(args.role, settings.inventory_routing)))
+
+
+def lane_of(role: str, routing: str) -> Lane:
+    """The lane a worker of ``role`` runs: the inventory lane routed by SKU (a router and an
+    applier in one process, ADR 0014) with ``LOOM_INVENTORY_ROUTING=by-sku``."""
+    if role == "inventory" and routing == "by-sku":
+        return ROUTED_INVENTORY
+    return LANES[role]

@@ -72,7 +72,7 @@ def test_offsets_are_committed_async_at_most_every_interval_and_sync_on_revoke_a
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = Clock()
-    monkeypatch.setattr(lane_runner.time, "monotonic", clock)
+    monkeypatch.setattr("streams.offsets.time.monotonic", clock)
     runner, fake = make_runner(monkeypatch, commit_interval_s=0.5)
     assert fake.config["on_commit"] == runner._on_commit  # async failures are reported there
     assert fake.config["group.id"] == "loom-inventory"
@@ -103,7 +103,7 @@ def test_offsets_are_committed_async_at_most_every_interval_and_sync_on_revoke_a
 
 def test_a_revoked_partition_is_no_longer_due(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock()
-    monkeypatch.setattr(lane_runner.time, "monotonic", clock)
+    monkeypatch.setattr("streams.offsets.time.monotonic", clock)
     runner, fake = make_runner(monkeypatch)
     runner._batch_done([rec(0, 10)])
     runner._batch_done([rec(0, 11), rec(1, 20)])  # waits for the interval

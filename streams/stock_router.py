@@ -1,0 +1,365 @@
+"""The stock router: the raw topic's stock movements, re-keyed by SKU (ADR 0014).
+
+With ``LOOM_INVENTORY_ROUTING=by-sku`` every inventory worker runs two consumers: this router
+(consumer group ``<app_id>-inventory-router`` on the raw topic) and the lane's applier (the
+inventory lane's group on ``LOOM_TOPIC_STOCK_MOVEMENTS``, :mod:`streams.lane_runner` with the
+routed lane). Per batch the router
+
+1. consumes up to ``LOOM_BATCH_SIZE`` raw records (waiting at most :data:`ROUTER_WAIT_S`);
+2. decodes and validates them exactly as the direct inventory lane does (``prepare`` with the
+   inventory lane: stock types only; records it cannot decode are the profiles lane's to
+   dead-letter, as today, and are counted ``invalid`` here) and turns each event into one
+   record per SKU it moves (``resolvers.stock_routing``), keyed by the SKU; an event whose
+   movements cannot be built is dead-lettered (reason ``processing_error``), never stalls;
+3. produces them and waits for the broker's acknowledgements (retried with capped backoff
+   while Kafka is unavailable; nothing is committed meanwhile);
+4. commits the raw offsets (asynchronously, at most every ``LOOM_COMMIT_INTERVAL_S``; again
+   synchronously on revoke and close).
+
+At least once: a crash between 3 and 4 routes the records again, and the applier's processed
+markers (``<event id> <sku>``) make the copies no-ops. The router writes nothing to Redis.
+
+A router group without committed offsets (the first start after switching from ``direct``)
+starts each partition where the inventory lane's group left the raw topic, so the switch
+neither skips nor re-routes the past.
+
+It runs in a thread of its own (its consumer never waits behind the applier's); a failure it
+cannot retry stops it, and the worker's ``/readyz`` then says ``router`` is not ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final
+
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from prometheus_client import Counter as MetricCounter
+
+from resolvers import stock_routing
+from resolvers.inventory import InvalidMovementError
+from resolvers.pipeline import INVALID, INVENTORY, prepare
+from resolvers.stages import inventory as stage
+from resolvers.steps import DeadLetter, RawRecord
+from schemas.bounds import InputBounds
+from schemas.normalize import DEFAULT as NORMALIZE_DEFAULT
+from streams import kafka_clients
+from streams.batch_runner import FIRST_BACKOFF_S, PROCESSING_ERROR, span
+from streams.dlq import Delivery, DlqDelivery
+from streams.errors import FatalError, RetryableError, classify, kafka_error
+from streams.lane_runner import (
+    CONSUMER_CONFIG,
+    commit_offsets,
+    commit_reported,
+    not_a_record,
+    raw_record,
+)
+from streams.offsets import DueOffsets, ProcessedOffsets, next_offsets
+from streams.runtime import Runtime
+from streams.settings import LoomSettings
+
+log = logging.getLogger(__name__)
+
+#: At most how long the router waits to fill a batch (or ``LOOM_INVENTORY_BATCH_TIMEOUT_S``
+#: if shorter): its batches only save produce calls, which the producer's linger batches
+#: anyway, and each ms it waits is on the POS sale -> stock visible path. Measured at 1,000
+#: events/s (ADR 0014): 2 ms against the lane's 10 ms, POS p50 36-39 against 42-45 ms, for
+#: ~+25 µs of inventory worker CPU per event; a backlog fills its batches either way.
+ROUTER_WAIT_S: Final = 0.002
+#: Times a new assignment's committed offsets are asked for before the router gives up.
+ASSIGN_ATTEMPTS: Final = 20
+#: Stage name of the router's own dead letters (events whose movements cannot be built).
+STAGE: Final = "route"
+
+
+@dataclass
+class RoutedBatch:
+    """What the router made of one batch (values only)."""
+
+    records: list[tuple[bytes | None, bytes | None, list[tuple[str, str | bytes | None]]]] = field(
+        default_factory=list
+    )
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, outcome)
+    #: each record's create time: its raw record's, so the applier's event -> snapshot
+    #: histogram measures from the event's arrival, not from the routing
+    timestamps: list[int] = field(default_factory=list)
+
+
+def route_batch(
+    records: Sequence[RawRecord], *, max_bytes: int, now: datetime, bounds: InputBounds
+) -> RoutedBatch:
+    """The movement records of ``records`` (key = SKU), their dead letters and outcomes;
+    ``now`` and ``bounds`` check the input bounds as the direct lane does."""
+    events, invalid = prepare(
+        records,
+        max_bytes=max_bytes,
+        config=NORMALIZE_DEFAULT,
+        salt=b"",  # the inventory lane normalizes nothing
+        lane=INVENTORY,
+        now=now,
+        bounds=bounds,
+    )
+    out = RoutedBatch()
+    if invalid:  # the profiles lane dead-letters them (each bad record reaches the DLQ once)
+        out.outcomes[("unknown", INVALID)] += len(invalid)
+    for event in events:
+        tp = event.tp
+        try:
+            routed = stock_routing.route(tp.event_id, tp.type.value, stage.movements(tp))
+        except InvalidMovementError as exc:
+            out.dead_letters.append(
+                DeadLetter(event.record, STAGE, PROCESSING_ERROR, type(exc).__name__, str(exc))
+            )
+            continue
+        out.records.extend(
+            (r.sku.encode(), stock_routing.encode(r), [("loom.event_id", r.event_id)])
+            for r in routed
+        )
+        out.timestamps.extend(event.record.timestamp_ms or 0 for _ in routed)
+    return out
+
+
+class StockRouter:
+    """One member of the router group; :meth:`run` (blocking, in its own thread) until
+    :meth:`stop`."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt, self.settings = rt, rt.settings
+        s = self.settings
+        self.group = s.router_group_id()
+        self.stopping = threading.Event()
+        self.failure: str | None = None  # why the router stopped, if it did on its own
+        self.consumer = kafka_clients.consumer(
+            s,
+            self.group,
+            **{
+                **CONSUMER_CONFIG,
+                "client.id": "loom-inventory-router",
+                "on_commit": lambda err, tps: commit_reported(self.group, err, tps),
+            },
+        )
+        # its own producer: a batch waits for its movements only; 1 ms linger (a hop on the
+        # POS sale -> stock visible path)
+        self.producer = kafka_clients.producer(s, **{"linger.ms": 1})
+        self.assigned: set[tuple[str, int]] = set()
+        self.processed = ProcessedOffsets()
+        self._due = DueOffsets(s.commit_interval_s)
+        self._seeds: dict[tuple[str, int], int] = {}
+        self.routed = MetricCounter(
+            "loom_routed_movements_total",
+            "Stock-movement records the router produced (one per event and SKU; ADR 0014).",
+            registry=rt.metrics.registry,
+        )
+
+    def ready(self) -> bool:
+        return self.failure is None and bool(self.assigned)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    # --- offsets ---------------------------------------------------------------------------
+    def _read_seeds(self) -> None:
+        """The inventory lane group's committed raw offsets: where a router partition without
+        an offset of its own starts (module docstring)."""
+        raw, s = self.settings.topics.raw, self.settings
+        lane = kafka_clients.consumer(s, s.group_id("inventory"), **{"enable.auto.commit": False})
+        try:
+            meta = lane.list_topics(raw, timeout=10).topics[raw]
+            if meta.error is not None:
+                raise kafka_error(meta.error, "router start")
+            got = lane.committed([TopicPartition(raw, p) for p in meta.partitions], timeout=10)
+        finally:
+            lane.close()
+        self._seeds = {(tp.topic, tp.partition): tp.offset for tp in got if tp.offset >= 0}
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        own = self._committed(consumer, partitions) if self._seeds else partitions
+        start = [
+            TopicPartition(tp.topic, tp.partition, self._seeds[(tp.topic, tp.partition)])
+            if tp.offset < 0 and (tp.topic, tp.partition) in self._seeds
+            else TopicPartition(tp.topic, tp.partition)
+            for tp in own
+        ]
+        consumer.assign(start)
+        self.assigned |= {(p.topic, p.partition) for p in partitions}
+        log.info("%s: assigned %s", self.group, sorted(p.partition for p in partitions))
+
+    def _committed(
+        self, consumer: Consumer, partitions: list[TopicPartition]
+    ) -> list[TopicPartition]:
+        """The group's committed offsets of ``partitions``, asked again while the coordinator
+        moves (a fresh group's first minutes); the last failure is raised."""
+        attempts = 0
+        while True:
+            try:
+                return consumer.committed(partitions, timeout=10)
+            except KafkaException as exc:
+                attempts += 1
+                if attempts >= ASSIGN_ATTEMPTS or self.stopping.wait(FIRST_BACKOFF_S):
+                    raise
+                log.warning("%s: %s; asking again", self.group, classify(exc).describe())
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        revoked = {(p.topic, p.partition) for p in partitions}
+        self._due.forget(revoked)
+        self._commit(self.processed.take(revoked), asynchronous=False)
+        self.assigned -= revoked
+
+    def _commit(self, offsets: list[TopicPartition], *, asynchronous: bool) -> None:
+        commit_offsets(self.consumer, self.group, offsets, asynchronous=asynchronous)
+
+    def _commit_due(self) -> None:
+        self._commit(self._due.take(), asynchronous=True)
+
+    # --- the loop --------------------------------------------------------------------------
+    def run(self) -> None:
+        s = self.settings
+        try:
+            self._until_done("start", [], self._read_seeds)
+            self.consumer.subscribe(
+                [s.topics.raw], on_assign=self._on_assign, on_revoke=self._on_revoke
+            )
+            wait = min(ROUTER_WAIT_S, s.batch_timeout_for("inventory"))
+            while not self.stopping.is_set():
+                messages = self.consumer.consume(s.batch_size, wait)
+                records = [raw_record(m) for m in messages if not self._failed(m)]
+                if not records:
+                    self._commit_due()
+                    continue
+                if not self._route(records):
+                    return  # stopping while retrying: nothing of the batch is committed
+                offsets = next_offsets(records)
+                self.processed.add(offsets)
+                self._due.add(offsets)
+                self._commit_due()
+        except _Stopped as stopped:
+            self._fail(stopped.reason)
+        except Exception as exc:  # a bug: stop visibly (readiness), never die silently
+            self._fail(classify(exc).describe())
+        finally:
+            self._close()
+
+    def _fail(self, reason: str) -> None:
+        self.failure = reason
+        log.error("%s: router stopped, nothing more is routed: %s", self.group, reason)
+
+    def _route(self, records: Sequence[RawRecord]) -> bool:
+        """Route one batch; False if a stop was requested before it was delivered."""
+        rt = self.rt
+        routed = route_batch(
+            records, max_bytes=self.settings.max_event_bytes, now=rt.clock(), bounds=rt.bounds
+        )
+        if routed.records:
+            delivery = Delivery(
+                self.producer,
+                self.settings.topics.stock_movements,
+                routed.records,
+                what="route",
+                timestamps=routed.timestamps,
+            )
+            if not self._until_done("route", records, delivery.attempt):
+                return False
+            self.routed.inc(len(routed.records))
+        if routed.dead_letters:
+            dlq = DlqDelivery(
+                rt.producer,
+                self.settings.topics.dlq,
+                routed.dead_letters,
+                rt.clock(),
+                lane="inventory",
+                max_bytes=self.settings.dlq_max_bytes,
+            )
+            if not self._until_done("dlq", records, dlq.attempt):
+                return False
+            for d in routed.dead_letters:
+                rt.metrics.count_dlq(d.stage, d.reason)
+                log.warning(
+                    "dead letter stage=%s reason=%s at %s", d.stage, d.reason, d.record.where
+                )
+        for (type_, outcome), n in routed.outcomes.items():
+            rt.metrics.count_event(type_, outcome, n)
+        return True
+
+    def _until_done(
+        self, step: str, records: Sequence[RawRecord], attempt: Callable[[], None]
+    ) -> bool:
+        """``attempt()`` until it succeeds (True), retryable errors backing off; False when a
+        stop is requested meanwhile; anything else stops the router (:class:`_Stopped`)."""
+        delay = FIRST_BACKOFF_S
+        while True:
+            try:
+                attempt()
+                return True
+            except Exception as exc:
+                error = classify(exc)
+            if not isinstance(error, RetryableError):
+                raise _Stopped(f"{step} {span(records)}: {error.describe()}") from None
+            log.warning(
+                "%s: %s %s failed (%s); retrying in %.1f s",
+                self.group,
+                step,
+                span(records),
+                error.describe(),
+                delay,
+            )
+            self.rt.metrics.batch_retries.labels(
+                lane="inventory", step=step, error=type(error).__name__
+            ).inc()
+            if self.stopping.wait(delay):
+                return False
+            delay = min(delay * 2, self.settings.retry_backoff_max_s)
+
+    def _failed(self, msg: Message) -> bool:
+        try:
+            return not_a_record(msg, self.group)
+        except FatalError as error:
+            raise _Stopped(error.describe()) from None
+
+    def _close(self) -> None:
+        """Commit what was routed, leave the group, deliver what the producer still holds."""
+        self._commit(self.processed.take(), asynchronous=False)
+        self.consumer.close()
+        self.producer.flush(10)
+
+
+def hand_over(
+    settings: LoomSettings, lane: Consumer, generation: str, raw_ends: Mapping[int, int]
+) -> None:
+    """After ``loom rebuild --lane inventory`` (which computes from the raw topic directly)
+    of a deployment routed by SKU: the router group continues where the rebuild stopped
+    (``raw_ends``), and the inventory lane's group at the end of the stock-movement topic,
+    stamped with the rebuild's ``generation`` (every movement there came from a raw record
+    the rebuild replayed: the routers were stopped). ``lane``: a consumer of the inventory
+    lane's group that never subscribed; no worker may run (the rebuild checked)."""
+    topic = settings.topics.stock_movements
+    meta = lane.list_topics(topic, timeout=10).topics[topic]
+    if meta.error is not None:
+        raise kafka_error(meta.error, "hand-over")
+    ends = [
+        TopicPartition(topic, p, lane.get_watermark_offsets(TopicPartition(topic, p))[1])
+        for p in sorted(meta.partitions)
+    ]
+    lane.commit(
+        offsets=[TopicPartition(t.topic, t.partition, t.offset, generation) for t in ends],
+        asynchronous=False,
+    )
+    router = kafka_clients.consumer(settings, settings.router_group_id())
+    try:
+        raw = settings.topics.raw
+        router.commit(
+            offsets=[TopicPartition(raw, p, end) for p, end in sorted(raw_ends.items())],
+            asynchronous=False,
+        )
+    finally:
+        router.close()
+
+
+class _Stopped(Exception):  # noqa: N818 - a control-flow signal, not an error class
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
