@@ -173,7 +173,9 @@ class Chaos(Loom):
     def picture(self) -> Picture:
         seen: dict[str, set[str]] = {"profiles": set(), "inventory": set()}
         for key in self.redis.scan_iter(f"{self.root}:seen*", count=1000):
-            segment, _, event_id = key.decode()[len(self.root) + 1 :].partition(":")
+            segment, _, marker = key.decode()[len(self.root) + 1 :].partition(":")
+            # routed by SKU (ADR 0014), the inventory lane marks "{event_id} {sku}"
+            event_id = marker.partition(" ")[0]
             seen["inventory" if segment == "seen-inventory" else "profiles"].add(event_id)
         stock: dict[str, dict[str, tuple[int, int]]] = {}
         for key in self.redis.scan_iter(f"{self.root}:stock:*", count=1000):
