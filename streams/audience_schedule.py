@@ -35,11 +35,13 @@ log = logging.getLogger(__name__)
 #: How far ahead the running pass keeps its lock after each batch (a batch takes ~1 s).
 LEASE_S: Final = 60.0
 
-#: Set the lock's time to live (ms; <= 0: delete it) only if ``owner`` holds it.
-_HOLD: Final = """
+#: Set the lock's time to live (ms; <= 0: delete it) only if ``owner`` holds it. With the
+#: commands Loom's Redis user is granted (``streams.redis_clients.COMMANDS``): SET ... PX
+#: rewrites the same value with the new expiry.
+HOLD_SCRIPT: Final = """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
 local ttl = tonumber(ARGV[2])
-if ttl > 0 then redis.call('pexpire', KEYS[1], ttl) else redis.call('del', KEYS[1]) end
+if ttl > 0 then redis.call('set', KEYS[1], ARGV[1], 'PX', ttl) else redis.call('del', KEYS[1]) end
 return 1
 """
 
@@ -62,7 +64,7 @@ class PassLock:
     ) -> None:
         self.client, self.key, self.owner = client, key, owner
         self.interval_s, self.lease_s = interval_s, lease_s
-        self._hold = client.register_script(_HOLD)
+        self._hold = client.register_script(HOLD_SCRIPT)
         self._interval_ends = 0.0  # time.monotonic() at the end of the held interval
 
     def acquire(self) -> bool:

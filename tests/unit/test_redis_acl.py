@@ -1,5 +1,6 @@
 """The ACL user of ``streams.redis_clients.acl_rules`` can run every command Loom's Lua
-scripts call: a script that calls one it cannot fails every batch, only on a secured Redis."""
+scripts call: a script that calls one it cannot fails every batch, only on a secured Redis.
+Both the script files (``streams/lua``) and the small scripts kept in their modules."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from importlib import resources
 
 import pytest
 
+from streams import audience_schedule, reader, shopify_memory
 from streams.redis_clients import COMMANDS
 
 SCRIPTS = sorted(
@@ -16,9 +18,23 @@ SCRIPTS = sorted(
 CALL = re.compile(r"redis\.p?call\(\s*['\"]([A-Za-z]+)['\"]")
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
+#: The scripts kept inline, by name.
+INLINE = {
+    "audience_schedule.HOLD_SCRIPT": audience_schedule.HOLD_SCRIPT,
+    "reader.LOOKUP_SCRIPT": reader.LOOKUP_SCRIPT,
+    "shopify_memory.APPLY_SCRIPT": shopify_memory.APPLY_SCRIPT,
+}
+
+
+def _text(script: str) -> str:
+    if script in INLINE:
+        return INLINE[script]
+    return resources.files("streams").joinpath("lua", script).read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("script", [*SCRIPTS, *INLINE])
 def test_every_command_a_script_calls_is_granted(script: str) -> None:
-    text = resources.files("streams").joinpath("lua", script).read_text(encoding="utf-8")
+    text = _text(script)
     called = {m.lower() for m in CALL.findall(text)}
     assert called, f"{script} calls no Redis command the pattern recognises"
     assert not re.search(r"redis\.p?call\(\s*[^'\"\s]", text), f"{script}: a computed command"
