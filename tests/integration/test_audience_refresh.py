@@ -6,6 +6,7 @@ interval and expires when its holder dies."""
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -26,6 +27,7 @@ from resolvers.timefmt import format_time
 from schemas.normalize import DEFAULT
 from streams.audience_refresh import AudienceRefresh, RefreshReport
 from streams.audience_schedule import PassLock, PassLockLostError, run_pass
+from streams.redis_clients import acl_rules
 from streams.redis_store import RedisStore
 
 AUDIENCES = Audiences(
@@ -200,3 +202,26 @@ def test_the_lock_of_a_worker_that_died_during_its_pass_expires_after_a_lease(
     assert redis_client.get(other.key) == b"worker-b"
     dead.release()  # and its release leaves the new holder's lock alone
     assert redis_client.get(other.key) == b"worker-b"
+
+
+def test_the_lock_needs_no_more_than_looms_redis_user_is_granted(
+    redis_client: redis.Redis, redis_url: str, redis_prefix: str
+) -> None:
+    # a secured Redis gives Loom a user with exactly acl_rules (README): the lock's script
+    # must run as that user (it once renewed with PEXPIRE, which the user is not granted)
+    user, password = f"{redis_prefix}-user", secrets.token_hex(16)
+    rules = acl_rules(redis_prefix).split()
+    redis_client.execute_command("ACL", "SETUSER", user, "reset", "on", f">{password}", *rules)
+    loom = redis.Redis.from_url(redis_url, username=user, password=password)
+    try:
+        key = f"{redis_prefix}:v1:audience-refresh-lock"
+        lock = PassLock(loom, key, "worker-a", 0.2, lease_s=30)
+        assert lock.acquire()
+        lock.renew()
+        assert 20_000 < redis_client.pttl(key) <= 30_000
+        assert redis_client.get(key) == b"worker-a"
+        lock.release()  # the lock now lives to the 0.2 s interval's end (or is gone)
+        assert redis_client.pttl(key) <= 200
+    finally:
+        loom.close()
+        redis_client.execute_command("ACL", "DELUSER", user)
