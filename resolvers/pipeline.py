@@ -43,7 +43,6 @@ from resolvers.steps import DUPLICATE, OK, DeadLetter, Event, Ok, RawRecord
 from resolvers.store import Commit, Loaded, LoadRequest, Ref, StateStore, profile_ref
 from schemas.bounds import DEFAULT_BOUNDS, InputBounds
 from schemas.normalize import NormalizeConfig
-from schemas.touchpoint import Touchpoint
 
 #: A lane's batch stages, in order (a test pins them). Each names a module of
 #: ``resolvers.stages`` or the lane's own fold (``facts``, ``render``: ``resolvers.profile``).
@@ -57,7 +56,8 @@ class Lane:
 
     ``normalizes``: identifiers are normalized (and hashed) per record; ``identity``: the lane
     loads identity evidence; ``stock``: it loads stock ledgers. ``types``: the event types it
-    decodes (None = all); ``takes``: which decoded events it keeps (None = every one);
+    decodes (None = all); ``takes``: which decoded events it keeps, with what it computes for
+    them once (None = every one, as decoded);
     ``dead_letters``: it reports bad records (to the DLQ). ``decode``: how a record becomes
     an event, when it is not a touchpoint (the routed inventory lane's movement records).
     """
@@ -69,7 +69,7 @@ class Lane:
     stock: bool
     dead_letters: bool
     types: frozenset[str] | None = None
-    takes: Callable[[Touchpoint], bool] | None = None
+    takes: Callable[[Event], Event | None] | None = None
     decode: Callable[[RawRecord], Ok | DeadLetter] | None = None
 
 
@@ -89,7 +89,7 @@ INVENTORY: Final = Lane(
     stock=True,
     dead_letters=False,
     types=inventory.STOCK_TYPES,
-    takes=inventory.moves_stock,  # e.g. an order event without lines: nothing to do here
+    takes=inventory.with_movements,  # e.g. an order event without lines: nothing to do here
 )
 LANES: Final = {lane.name: lane for lane in (PROFILES, INVENTORY)}
 #: The inventory lane fed by the stock-movement topic (``LOOM_INVENTORY_ROUTING=by-sku``,
@@ -174,8 +174,11 @@ def prepare(
             dead.append(parsed)
             continue
         event = parsed.event
-        if lane.takes is not None and not lane.takes(event.tp):
-            continue
+        if lane.takes is not None:
+            taken = lane.takes(event)
+            if taken is None:
+                continue
+            event = taken
         if lane.normalizes:
             event = normalize.run(
                 event, config=config, salt=salt, default_region=default_region

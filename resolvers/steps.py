@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Final
 from schemas.identifiers import Identifier
 
 if TYPE_CHECKING:
+    from resolvers.inventory import Movement
     from resolvers.stock_routing import Routed
     from schemas.touchpoint import Touchpoint
 
@@ -46,6 +47,8 @@ class Event:
     identifiers: tuple[Identifier, ...] = ()
     suppression_hashes: tuple[str, ...] = ()
     routed: Routed | None = None
+    #: (direct inventory lane) the touchpoint's movements per SKU, computed once by ``prepare``
+    stock: Mapping[str, list[Movement]] | None = None
 
     def evolve(self, **changes: object) -> Event:
         return replace(self, **changes)  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ Order lines with ``tracked: false`` (stock the seller does not track) move nothi
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Final
 
 from resolvers import stock_routing
@@ -92,14 +93,16 @@ def movements(tp: Touchpoint) -> list[Movement]:
     return []
 
 
-def moves_stock(tp: Touchpoint) -> bool:
-    """Whether the touchpoint moves any stock (the inventory lane's ``takes``)."""
-    return bool(movements(tp))
-
-
 def skus(tp: Touchpoint) -> set[str]:
-    """SKUs whose state the batch must load for this event."""
+    """SKUs the touchpoint moves stock of."""
     return {m.sku for m in movements(tp)}
+
+
+def with_movements(event: Event) -> Event | None:
+    """The event with its movements per SKU computed once (the direct lane's ``takes``), or
+    None when it moves no stock."""
+    per_sku = stock_routing.by_sku(movements(event.tp))
+    return event.evolve(stock=per_sku) if per_sku else None
 
 
 # --- an event of the lane: a touchpoint (direct) or one routed record (by SKU, ADR 0014) ------
@@ -114,18 +117,18 @@ def event_type(event: Event) -> str:
     return event.routed.event_type if event.routed is not None else event.tp.type.value
 
 
-def sku_movements(event: Event) -> dict[str, list[Movement]]:
+def sku_movements(event: Event) -> Mapping[str, list[Movement]]:
     """The event's movements per SKU (a routed record: its one SKU)."""
     if event.routed is not None:
         return {event.routed.sku: list(event.routed.movements)}
+    if event.stock is not None:
+        return event.stock
     return stock_routing.by_sku(movements(event.tp))
 
 
 def event_skus(event: Event) -> list[str]:
     """SKUs whose state the batch must load for this event."""
-    if event.routed is not None:
-        return [event.routed.sku]
-    return sorted(skus(event.tp))
+    return list(sku_movements(event))  # sorted: by_sku's order
 
 
 def markers(event: Event) -> list[str]:

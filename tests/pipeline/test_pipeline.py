@@ -599,7 +599,7 @@ def test_prepare_follows_the_lane_prepare_and_takes_fields() -> None:
         "j5:0",
     ]
     # takes filters the decoded events
-    signups = replace(pipeline.PROFILES, takes=lambda tp: tp.type.value == "signup")
+    signups = replace(pipeline.PROFILES, takes=lambda e: e if e.tp.type.value == "signup" else None)
     assert prep(signups) == ["j2:2"]
     # the inventory lane takes only stock types, and of those only events that move stock
     assert prep(pipeline.INVENTORY) == ["j4:0", "j5:0"]
