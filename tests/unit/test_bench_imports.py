@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "bench"
 MODULES = sorted(p.stem for p in BENCH.glob("*.py") if not p.stem.startswith("__"))
 
 
@@ -17,6 +18,7 @@ def test_the_bench_modules_are_found() -> None:
 
 
 @pytest.mark.parametrize("name", MODULES)
-def test_a_bench_module_imports(name: str) -> None:
+def test_a_bench_module_imports(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))  # `python -m bench...` runs from the checkout
     module = importlib.import_module(f"bench.{name}")
     assert module.__name__ == f"bench.{name}"
