@@ -17,9 +17,12 @@ key                                type    contents
 ``P:v1:profile-index``             set     ids of live profiles (for export)
 ``P:v1:stock:{sku}``               hash    ``v``, ``d`` snapshot JSON, ``s`` internal state
 ``P:v1:stock-index``               set     every sku with a snapshot
-``P:v1:seen:{event_id}``           string  processed by the profiles lane; expires after
-                                           LOOM_DEDUPE_TTL_S
-``P:v1:seen-inventory:{event_id}`` string  processed by the inventory lane; same expiry
+``P:v1:markers:{seg}:{gen}:{b}``   hash    processed markers of a lane (``seg``: ``seen``
+                                           profiles, ``seen-inventory``): field = event id
+                                           (ADR 0016, ``lua/markers.lua``)
+``P:v1:markers-layout:{seg}``      hash    ``width`` of the generations, ``since``
+``P:v1:seen:{event_id}``           string  marker layout 1 (``seen-inventory:`` likewise):
+                                           no longer written, read during the hand-over
 ``P:v1:suppressed``                hash    salted SHA-256 of erased identifiers ->
                                            tombstone JSON (does the erasure follow it, which
                                            account ids it must not reach)
