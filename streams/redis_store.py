@@ -336,6 +336,8 @@ class RedisStore:
         return self.commit_parts([commit])[0]
 
     def commit_parts(self, parts: Sequence[Commit]) -> list[CommitResult]:
+        for scope in {part.scope for part in parts if part.event_ids}:
+            self._settle_hand_over(scope)
         values: list[bytes] = []
 
         def arg(value: bytes | str) -> int:
