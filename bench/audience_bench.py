@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import os
 import platform
@@ -31,8 +32,9 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
+from redis.typing import EncodableT, FieldT
 
-from bench.e2e_bench import delete_prefix
+from bench.raw_limit import delete_prefix
 from bench.store_bench import make_context
 from resolvers.audiences import Audiences, audience
 from resolvers.context import Context
@@ -97,7 +99,9 @@ def per_write(args: argparse.Namespace) -> tuple[InMemoryStore, Context]:
     events = list(itertools.islice(sim.events(), args.events))
     now = max(tp.occurred_at for tp in events) + timedelta(days=1)
     values = [dump_touchpoint(tp) for tp in events]
-    records = [RawRecord(v, "touchpoints.raw", 0, i) for i, v in enumerate(values)]
+    records = [
+        RawRecord(v, topic="touchpoints.raw", partition=0, offset=i) for i, v in enumerate(values)
+    ]
     plain = replace(make_context(), now=now)
     with_audiences = replace(plain, audiences=AUDIENCES)
     # alternated, best of --rounds: the machine is shared, the least disturbed run counts
@@ -143,7 +147,7 @@ def the_pass(args: argparse.Namespace, memory: InMemoryStore, ctx: Context) -> N
     client = redis_clients.client(LoomSettings(redis_url=url))
     prefix = f"loombench-{uuid.uuid4().hex[:12]}"
     store = RedisStore(client, prefix=prefix)
-    states = [  # the state and the snapshot, written together as the lane writes them
+    states: list[dict[FieldT, EncodableT]] = [  # state and snapshot, as the lane writes them
         {"s": e.fields["s"], "d": e.fields["d"]}
         for ref, e in memory.entities.items()
         if ref.kind is Kind.PROFILE and "s" in e.fields and "d" in e.fields
@@ -165,7 +169,7 @@ def the_pass(args: argparse.Namespace, memory: InMemoryStore, ctx: Context) -> N
         for label, at in (("first pass", ctx.now), ("180 days later", ctx.now + timedelta(180))):
             cpu, redis_cpu = _cpu(), _redis_cpu(client)
             report = AudienceRefresh(
-                store, client, lambda at=at: replace(ctx, now=at), batch=args.pass_batch
+                store, client, functools.partial(replace, ctx, now=at), batch=args.pass_batch
             ).run()
             cpu, redis_cpu = _cpu() - cpu, _redis_cpu(client) - redis_cpu
             print(

@@ -67,6 +67,7 @@ from bench.raw_limit import delete_prefix, raw_limit
 from resolvers import stock_routing
 from resolvers.pipeline import LANES
 from resolvers.stages.inventory import skus
+from resolvers.steps import Event, RawRecord
 from schemas.touchpoint import Touchpoint, dump_touchpoint, record_key
 from streams import kafka_clients, redis_clients
 from streams.lag import uncommitted
@@ -413,9 +414,10 @@ def lane_ids(tps: Sequence[Touchpoint], routing: str = "direct") -> dict[str, se
     by SKU, ``<event id> <sku>`` per SKU an event moves (ADR 0014)."""
     out: dict[str, set[str]] = {name: set() for name in LANES}
     for tp in tps:
+        event = Event(RawRecord(None), touchpoint=tp)
         for name, lane in LANES.items():
             if (lane.types is None or tp.type in lane.types) and (
-                lane.takes is None or lane.takes(tp)
+                lane.takes is None or lane.takes(event) is not None
             ):
                 if name == "inventory" and routing == "by-sku":
                     out[name].update(stock_routing.marker(tp.event_id, sku) for sku in skus(tp))
