@@ -370,8 +370,9 @@ class RedisStore:
         status = CommitStatus(reply[1].decode())
         # Report what failed as the contract says (ref or event id), not as a Redis key.
         key = reply[2].decode(errors="replace")
-        if status is CommitStatus.DUPLICATE:  # the script names the event id
-            return CommitResult(status, key)
+        if status is CommitStatus.DUPLICATE:  # the script names every processed event id
+            processed = {r.decode(errors="replace") for r in reply[2:]}
+            return CommitResult(status, next(e for e in commit.event_ids if e in processed))
         names = {self.keys.entity(ref): str(ref) for ref in commit.expect}
         return CommitResult(status, names.get(key, key))
 

@@ -27,7 +27,8 @@
 -- Each part whose checks pass is written; a part that fails writes nothing, the others are
 -- unaffected (the script runs atomically, so no other client sees a part half written).
 -- Returns {0, 'generation', key} with nothing written, else {1, {reply, ...}}: one reply per
--- part, {1} (written), {0, 'conflict', key} or {0, 'duplicate', event_id}.
+-- part, {1} (written), {0, 'conflict', key} or {0, 'duplicate', event_id, ...} (every
+-- processed one: the store names the first in the part's order).
 --MARKERS--
 local plan = cjson.decode(ARGV[1])
 local marker_sets = {}
@@ -58,7 +59,11 @@ local function check(part)
     end
   end
   local hits = markers(part).found(part.s)
-  if next(hits) then return {0, 'duplicate', (next(hits))} end
+  if next(hits) then
+    local reply = {0, 'duplicate'}
+    for id in pairs(hits) do reply[#reply + 1] = id end
+    return reply
+  end
   return nil
 end
 

@@ -95,3 +95,15 @@ def test_a_ttl_change_keeps_the_generations(redis_client: redis.Redis, redis_pre
     assert seen(first, "e1", "e2") == {"e1", "e2"}
     width = redis_client.hget(f"{redis_prefix}:v1:markers-layout:seen", "width")
     assert width == b"3600"
+
+
+def test_a_duplicate_is_named_by_the_first_processed_id_in_the_commits_order(
+    redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    """As the in-memory store names it, whatever the ids' buckets (ids of two buckets here)."""
+    store = RedisStore(redis_client, prefix=redis_prefix, seen_ttl_s=3600)
+    assert store.commit(Commit({}, ("e1", "e3", "evt-0001"))).ok
+    for order, first in ((("e0", "e3", "e1", "e2"), "e3"), (("evt-0001", "e1"), "evt-0001")):
+        result = store.commit(Commit({}, order))
+        assert (result.status, result.detail) == (CommitStatus.DUPLICATE, first)
+    assert processed_ids(redis_client, redis_prefix) == {"e1", "e3", "evt-0001"}
