@@ -513,6 +513,8 @@ def throughput(
         conflicts = {lane: delta(lane, "loom_commit_conflicts") for lane in LANES}
         commit_parts = {lane: delta(lane, "loom_commit_parts") for lane in LANES}
         recomputed = {lane: delta(lane, "loom_recomputed_events") for lane in LANES}
+        # issue 17.3's measure: batches with at least one CAS retry, of the lane's batches
+        conflicted_batches = {lane: delta(lane, "loom_conflicted_batches") for lane in LANES}
         result: dict[str, Any] = {
             "workers": workers,
             "inventory_redis": "own" if inventory_redis_url else "shared",
@@ -544,6 +546,10 @@ def throughput(
                     "commit_parts": commit_parts[lane],
                     "commit_conflicts": conflicts[lane],
                     "conflicted_pct_of_parts": _pct(conflicts[lane], commit_parts[lane]),
+                    "conflicted_batches": conflicted_batches[lane],
+                    "conflicted_pct_of_batches": _pct(
+                        conflicted_batches[lane], int(batches[lane]["count"])
+                    ),
                     "recomputed_events": recomputed[lane],
                     # of the backlog's events: the share of the lane's work done twice
                     "recomputed_pct_of_events": _pct(recomputed[lane], events),
@@ -560,15 +566,16 @@ def throughput(
             f"{lane} {v['events_per_s_visible']:,.0f}" for lane, v in result["lanes"].items()
         )
         conflict_text = ", ".join(
-            f"{lane} {v['commit_conflicts']}/{v['commit_parts']}, {v['recomputed_pct_of_events']} %"
+            f"{lane} {v['commit_conflicts']}/{v['commit_parts']} parts, "
+            f"{v['conflicted_batches']}/{v['batches']} batches, {v['recomputed_pct_of_events']} %"
             for lane, v in result["lanes"].items()
         )
         exact = all(v["exact"] for v in result["exactness"].values())
         say(
             f"throughput {workers} worker(s) per role: {result['events_per_s_visible']:,.0f} "
             f"events/s visible ({per_lane}), {result['events_per_s_committed']:,.0f} committed; "
-            f"CPU µs/event: {cpu_text}; CAS conflicts (parts retried / parts, events "
-            f"recomputed): {conflict_text}; "
+            f"CPU µs/event: {cpu_text}; CAS conflicts (parts retried / parts, batches with a "
+            f"retry / batches, events recomputed): {conflict_text}; "
             f"exact: {exact}"
         )
     except BaseException:
