@@ -266,6 +266,8 @@ class Replay:
     racing: int = 0  # batches that committed second (only they can conflict here)
     recomputed: int = 0
     causes: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: what the conflicts named: ``id:<type>``, ``profile``, ...
+    entities: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def add(self, result: BatchResult) -> None:
         self.batches += 1
@@ -311,6 +313,7 @@ def replay(
         theirs_ids = [orjson.loads(r.value or b"{}")["event_id"] for r in theirs]
         for detail in result.contested:
             kind, _, name = detail.partition(":")
+            out.entities[f"id:{name.split(':')[0]}" if kind == "id" else kind] += 1
             source = profile_event.get(name) if kind == "profile" else None
             if source is not None:
                 customers = truth.customers(source)
@@ -380,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
             "conflicted_pct_of_parts": _pct(r.conflicted_parts, r.parts),
             "recomputed_pct_of_events": _pct(r.recomputed, len(tps)),
             "causes": dict(r.causes.most_common()),
+            "entities": dict(r.entities.most_common()),
         }
         print(
             f"{name:15s} parts retried {r.conflicted_parts}/{r.parts} "
