@@ -62,6 +62,7 @@ import redis
 from confluent_kafka import Consumer
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench import conflict_bench
 from bench.proc_cpu import CpuMeter, kafka_pid, per_event_us, redis_pid
 from bench.raw_limit import delete_prefix, raw_limit
 from resolvers import stock_routing
@@ -429,16 +430,22 @@ def lane_ids(tps: Sequence[Touchpoint], routing: str = "direct") -> dict[str, se
 def throughput(
     kafka: str, redis_url: str, *, events: int, workers: int, seed: int = 1,
     customers: int = 5000, keep: bool = False, inventory_redis_url: str | None = None,
-    routing: str = "direct",
+    routing: str = "direct", record_keys: str = "record-key",
 ) -> tuple[dict[str, Any], Deployment]:  # fmt: skip
     """Backlog of ``events`` through ``workers`` workers per role. Returns (result, deployment).
 
     The deployment is closed unless ``keep`` (then the caller closes it, e.g. after the raw
-    limit run reads the same topic)."""
+    limit run reads the same topic). ``record_keys``: how the records are keyed (an experiment
+    of ADR 0017, ``bench.conflict_bench.keys_for``; ``record-key`` is the producer's)."""
     sim = Simulator(seed=seed, customers=customers, stores=10, skus=500)
     tps = list(itertools.islice(sim.events(), 200 + events))
-    warmup = [(dump_touchpoint(tp), record_key(tp)) for tp in tps[:200]]
-    backlog = [(dump_touchpoint(tp), record_key(tp)) for tp in tps[200:]]
+    record_keys_of = (
+        [record_key(tp) for tp in tps]
+        if record_keys == "record-key"
+        else conflict_bench.keys_for(record_keys, tps, conflict_bench.Truth.of(sim, tps))
+    )
+    records = [(dump_touchpoint(tp), key) for tp, key in zip(tps, record_keys_of, strict=True)]
+    warmup, backlog = records[:200], records[200:]
     size = sum(len(v) for v, _ in backlog)
     dep = Deployment(kafka, redis_url, inventory_redis_url=inventory_redis_url, routing=routing)
     try:
@@ -510,10 +517,13 @@ def throughput(
         conflicts = {lane: delta(lane, "loom_commit_conflicts") for lane in LANES}
         commit_parts = {lane: delta(lane, "loom_commit_parts") for lane in LANES}
         recomputed = {lane: delta(lane, "loom_recomputed_events") for lane in LANES}
+        # issue 17.3's measure: batches with at least one CAS retry, of the lane's batches
+        conflicted_batches = {lane: delta(lane, "loom_conflicted_batches") for lane in LANES}
         result: dict[str, Any] = {
             "workers": workers,
             "inventory_redis": "own" if inventory_redis_url else "shared",
             "inventory_routing": routing,
+            "record_keys": record_keys,
             "loadavg_start": loadavg,
             "events": events,
             "bytes": size,
@@ -541,6 +551,10 @@ def throughput(
                     "commit_parts": commit_parts[lane],
                     "commit_conflicts": conflicts[lane],
                     "conflicted_pct_of_parts": _pct(conflicts[lane], commit_parts[lane]),
+                    "conflicted_batches": conflicted_batches[lane],
+                    "conflicted_pct_of_batches": _pct(
+                        conflicted_batches[lane], int(batches[lane]["count"])
+                    ),
                     "recomputed_events": recomputed[lane],
                     # of the backlog's events: the share of the lane's work done twice
                     "recomputed_pct_of_events": _pct(recomputed[lane], events),
@@ -557,15 +571,16 @@ def throughput(
             f"{lane} {v['events_per_s_visible']:,.0f}" for lane, v in result["lanes"].items()
         )
         conflict_text = ", ".join(
-            f"{lane} {v['commit_conflicts']}/{v['commit_parts']}, {v['recomputed_pct_of_events']} %"
+            f"{lane} {v['commit_conflicts']}/{v['commit_parts']} parts, "
+            f"{v['conflicted_batches']}/{v['batches']} batches, {v['recomputed_pct_of_events']} %"
             for lane, v in result["lanes"].items()
         )
         exact = all(v["exact"] for v in result["exactness"].values())
         say(
             f"throughput {workers} worker(s) per role: {result['events_per_s_visible']:,.0f} "
             f"events/s visible ({per_lane}), {result['events_per_s_committed']:,.0f} committed; "
-            f"CPU µs/event: {cpu_text}; CAS conflicts (parts retried / parts, events "
-            f"recomputed): {conflict_text}; "
+            f"CPU µs/event: {cpu_text}; CAS conflicts (parts retried / parts, batches with a "
+            f"retry / batches, events recomputed): {conflict_text}; "
             f"exact: {exact}"
         )
     except BaseException:
@@ -579,6 +594,7 @@ def throughput(
 def throughput_runs(
     kafka: str, redis_url: str, *, events: int, workers: Sequence[int], raw: bool = True,
     inventory_redis_url: str | None = None, routing: str = "direct",
+    record_keys: str = "record-key",
 ) -> dict[str, Any]:  # fmt: skip
     """Throughput with each of ``workers`` workers per role; after the first, the raw limit on
     the same topic (same run, same machine state), and every run's figures as % of it."""
@@ -586,7 +602,7 @@ def throughput_runs(
     for i, n in enumerate(workers):
         res, dep = throughput(
             kafka, redis_url, events=events, workers=n, keep=raw and i == 0,
-            inventory_redis_url=inventory_redis_url, routing=routing,
+            inventory_redis_url=inventory_redis_url, routing=routing, record_keys=record_keys,
         )  # fmt: skip
         out["throughput"].append(res)
         if raw and i == 0:
@@ -942,6 +958,13 @@ def main(argv: list[str] | None = None) -> int:
         help="the inventory workers' LOOM_INVENTORY_ROUTING (ADR 0014; default: that "
         "variable, else direct)",
     )  # fmt: skip
+    parser.add_argument(
+        "--record-keys", choices=("record-key", *conflict_bench.KEYINGS[1:]),
+        default="record-key",
+        help="throughput only: key the backlog's records as the producer does (record-key) "
+        "or as a keying of ADR 0017 would (an experiment: bench.conflict_bench; person is "
+        "the simulator's truth, which no deployment has)",
+    )  # fmt: skip
     parser.add_argument("--seconds", type=float, default=30.0, help="latency phase length")
     parser.add_argument("--sample", type=int, default=20, help="1 in N POS sales is a probe")
     parser.add_argument(
@@ -957,6 +980,7 @@ def main(argv: list[str] | None = None) -> int:
             throughput_runs(
                 kafka, url, events=args.events, workers=workers,
                 inventory_redis_url=inventory_url, routing=args.inventory_routing,
+                record_keys=args.record_keys,
             )
             if workers
             else {}

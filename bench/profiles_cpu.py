@@ -2,6 +2,7 @@
 
     python -m bench.profiles_cpu [--events 20000] [--workers 1] [--customers 5000]
                                  [--prior-markers N] [--py-spy FILE] [--json FILE]
+                                 [--in-process-only]
 
 Two measurements of the same simulator mix (``streams.simulate``, 10 stores, 500 SKUs):
 
@@ -30,6 +31,11 @@ a fresh prefix is the best case for Redis's keyspace and the processed markers' 
 profile in Redis must equal the in-process reference's (a profile is a function of the set of
 its events, ADR 0005; ``version`` and ``merged_from`` record processing and are left out).
 
+**Build**: the figures name the build of ``resolvers`` this process imported, ``"pure"``
+(Python source) or ``"compiled"`` (extension modules, e.g. a mypyc build measured for ADR
+0015), so that results of the two are never confused. ``--in-process-only`` measures
+``run_batch`` alone (no Kafka, no Redis, no workers).
+
 ``--py-spy FILE`` runs the (first) worker under ``py-spy record --format raw`` and writes
 FILE (collapsed stacks) and FILE.top.txt (the top frames by inclusive and self share).
 """
@@ -38,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import importlib.machinery
 import os
 import platform
 import re
@@ -80,6 +87,15 @@ from streams.simulate import Simulator
 LANE = PROFILES.name
 #: Snapshot fields that record processing rather than the events (ADR 0005).
 PROCESSING_FIELDS = ("version", "merged_from")
+
+
+def pipeline_build() -> str:
+    """``"compiled"`` if the pure pipeline was imported from extension modules, else ``"pure"``."""
+    import resolvers.pipeline
+
+    origin = resolvers.pipeline.__file__ or ""
+    compiled = origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+    return "compiled" if compiled else "pure"
 
 
 def redis_cpu_s(client: Any) -> float:
@@ -347,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--py-spy", type=Path, default=None, help="profile the first worker")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument(
+        "--in-process-only", action="store_true", help="run_batch alone: no Kafka, Redis, workers"
+    )
     args = parser.parse_args(argv)
     kafka = os.environ.get("LOOM_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
     url = os.environ.get("LOOM_REDIS_URL", "redis://127.0.0.1:16379/0")
@@ -357,6 +376,16 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()
     tune_gc()  # as a worker runs its batches (streams.lane_runner)
     memory, reference = in_process([v for v, _ in warmup + backlog], args.batch)
+    machine: dict[str, Any] = {
+        "nproc": os.cpu_count(),
+        "python": platform.python_version(),
+        "build": pipeline_build(),
+        "loadavg_start": [round(x, 2) for x in load_start],
+    }
+    if args.in_process_only:
+        machine["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+        emit({"machine": machine, "in_process": memory}, args.json)
+        return 0
     e2e, found = end_to_end(
         kafka,
         url,
@@ -366,31 +395,26 @@ def main(argv: list[str] | None = None) -> int:
         py_spy=args.py_spy,
         prior_markers=args.prior_markers,
     )
-    out = {
-        "machine": {
-            "nproc": os.cpu_count(),
-            "python": platform.python_version(),
-            "loadavg_start": [round(x, 2) for x in load_start],
-            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
-        },
-        "in_process": memory,
-        "end_to_end": e2e,
-        "exact": {
-            "events_counted_equal_produced": e2e["events_counted"] == args.events,
-            "profiles_reference": len(reference),
-            "profiles_in_redis": len(found),
-            "profiles_differing": differences(reference, found),
-        },
+    machine["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    exact = {
+        "events_counted_equal_produced": e2e["events_counted"] == args.events,
+        "profiles_reference": len(reference),
+        "profiles_in_redis": len(found),
+        "profiles_differing": differences(reference, found),
     }
     if args.py_spy is not None and args.py_spy.exists():
         summary = top_frames(args.py_spy)
         args.py_spy.with_suffix(".top.txt").write_text(summary)
+    emit({"machine": machine, "in_process": memory, "end_to_end": e2e, "exact": exact}, args.json)
+    return 0 if exact["events_counted_equal_produced"] and not exact["profiles_differing"] else 1
+
+
+def emit(out: dict[str, Any], path: Path | None) -> None:
+    """Print the figures (and write them to ``path``, if given)."""
     text = orjson.dumps(out, option=orjson.OPT_INDENT_2).decode()
     print(text)
-    if args.json is not None:
-        args.json.write_text(text + "\n")
-    exact = out["exact"]
-    return 0 if exact["events_counted_equal_produced"] and not exact["profiles_differing"] else 1
+    if path is not None:
+        path.write_text(text + "\n")
 
 
 if __name__ == "__main__":

@@ -264,5 +264,5 @@ def _link_loaded(uf: _Components, loaded: Loaded) -> None:
         if shared:
             uf.join(_key(ref.kind, ref.name), shared)
     for digest, tombstone in loaded.suppressed.items():
-        holders = orjson.loads(tombstone).get("h", ())
-        uf.join(_SUPPRESSED + digest, [_key(PROFILE, holder) for holder in holders])
+        erased_holders = orjson.loads(tombstone).get("h", ())
+        uf.join(_SUPPRESSED + digest, [_key(PROFILE, holder) for holder in erased_holders])

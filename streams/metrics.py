@@ -130,6 +130,7 @@ class WorkerMetrics:
     batch_size: Histogram
     commit_conflicts: Counter  # loom_commit_conflicts_total (parts retried after a conflict)
     commit_parts: Counter  # loom_commit_parts_total (parts committed or conflicted)
+    conflicted_batches: Counter  # loom_conflicted_batches_total (batches with >= 1 conflict)
     recomputed_events: Counter  # loom_recomputed_events_total (events of conflicted parts)
     oversold: Counter  # loom_inventory_oversold_total
     lane_state: Gauge  # loom_lane_state{lane,state}: 1 for the current state
@@ -210,6 +211,12 @@ class WorkerMetrics:
             commit_parts=Counter(
                 "loom_commit_parts_total",
                 "Batch parts sent to the store's atomic commit (committed or conflicted).",
+                registry=reg,
+            ),
+            conflicted_batches=Counter(
+                "loom_conflicted_batches_total",
+                "Batches of which at least one part conflicted with another writer (issue "
+                "17.3's CAS retries per batch; loom_batch_size_count counts the batches).",
                 registry=reg,
             ),
             recomputed_events=Counter(

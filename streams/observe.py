@@ -26,6 +26,7 @@ def observe_batch(m: WorkerMetrics, records: Sequence[RawRecord], result: BatchR
     m.commit_parts.inc(result.parts)
     if result.conflicted_parts:
         m.commit_conflicts.inc(result.conflicted_parts)
+        m.conflicted_batches.inc()
         m.recomputed_events.inc(result.recomputed_events)
     for (event_type, outcome), n in result.outcomes.items():
         _count(m.count_event, event_type, outcome, n)

@@ -242,3 +242,16 @@ def test_exporter_series_of_vanished_partitions_disappear() -> None:
         "kafka_consumergroup_group_lag" not in scrape(m.registry)
         or not scrape(m.registry)["kafka_consumergroup_group_lag"]
     )
+
+
+def test_a_batch_with_conflicted_parts_counts_once_as_a_conflicted_batch() -> None:
+    """Issue 17.3 asks for CAS retries per batch: one batch whose 3 parts conflicted (over two
+    attempts) is one conflicted batch; a batch without a conflict is none."""
+    m = WorkerMetrics.create(CollectorRegistry())
+    observe_batch(m, [], BatchResult(parts=20, conflicted_parts=3, recomputed_events=40))
+    observe_batch(m, [], BatchResult(parts=16))
+    got = scrape(m.registry)
+    assert got["loom_conflicted_batches"][0][2] == 1
+    assert got["loom_commit_conflicts"][0][2] == 3
+    assert got["loom_commit_parts"][0][2] == 36
+    assert got["loom_recomputed_events"][0][2] == 40
