@@ -73,7 +73,7 @@ from schemas.touchpoint import Touchpoint, dump_touchpoint, record_key
 from streams import kafka_clients, redis_clients
 from streams.lag import uncommitted
 from streams.producer import TouchpointProducer
-from streams.redis_store import seen_segment
+from streams.redis_store import processed_ids
 from streams.settings import LoomSettings, Topics
 from streams.simulate import Simulator
 from streams.topics import ensure_topics
@@ -216,12 +216,9 @@ class Deployment:
         the lane was given; exact when every one is marked and nothing else is."""
         out: dict[str, Any] = {}
         for lane, ids in produced.items():
-            segment, client = seen_segment(lane), self.lane_redis[lane]
-            marked = sum(1 for _ in client.scan_iter(match=f"{self.root}:{segment}:*", count=1000))
-            pipe = client.pipeline(transaction=False)
-            for event_id in ids:
-                pipe.exists(f"{self.root}:{segment}:{event_id}")
-            found = sum(pipe.execute())
+            marked_ids = processed_ids(self.lane_redis[lane], self.settings.redis_prefix, lane)
+            marked = len(marked_ids)
+            found = len(ids & marked_ids)
             out[lane] = {
                 "produced": len(ids),
                 "marked_in_redis": marked,

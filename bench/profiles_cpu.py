@@ -1,7 +1,8 @@
 """CPU per event of the profiles lane: its worker and Redis, on real Kafka and Redis (issue 17).
 
     python -m bench.profiles_cpu [--events 20000] [--workers 1] [--customers 5000]
-                                 [--py-spy FILE] [--json FILE] [--in-process-only]
+                                 [--prior-markers N] [--py-spy FILE] [--json FILE]
+                                 [--in-process-only]
 
 Two measurements of the same simulator mix (``streams.simulate``, 10 stores, 500 SKUs):
 
@@ -20,6 +21,11 @@ Two measurements of the same simulator mix (``streams.simulate``, 10 stores, 500
   background threads; its forked children, AOF rewrites and RDB saves, apart and not in
   the total), and its persistence settings are reported (the AOF is a large share).
   The Redis server must be this bench's alone during the run for its figure to be the lane's.
+
+``--prior-markers N`` first marks N other event ids processed on the fresh prefix (through
+``RedisStore.commit``, before the workers start), as a lane that has run for a while has them:
+a fresh prefix is the best case for Redis's keyspace and the processed markers' hashes
+(ADR 0016: a generation's hashes start small, in Redis's compact encoding).
 
 **Exactness**: the worker's ``loom_events_total`` must grow by exactly the backlog, and every
 profile in Redis must equal the in-process reference's (a profile is a function of the set of
@@ -69,11 +75,12 @@ from resolvers.context import Context
 from resolvers.decode_cache import DecodeCache
 from resolvers.pipeline import PROFILES, run_batch
 from resolvers.steps import RawRecord
-from resolvers.store import InMemoryStore, Kind
+from resolvers.store import Commit, InMemoryStore, Kind
 from schemas.normalize import DEFAULT
 from streams.lane_runner import tune_gc
 from streams.procinfo import process_cpu_s
 from streams.producer import TouchpointProducer
+from streams.redis_store import RedisStore
 from streams.settings import DEV_SALT
 from streams.simulate import Simulator
 
@@ -223,12 +230,26 @@ def _python_pid(parent: int) -> int:
     return int(children[0])
 
 
+def mark_processed(dep: Deployment, n: int, chunk: int = 5_000) -> None:
+    """``n`` event ids (not the bench's) marked processed by the profiles lane."""
+    store = RedisStore(
+        dep.redis, prefix=dep.settings.redis_prefix, seen_ttl_s=dep.settings.dedupe_ttl_s
+    )
+    for start in range(0, n, chunk):
+        ids = tuple(f"prior-{i}" for i in range(start, min(n, start + chunk)))
+        assert store.commit(Commit({}, ids)).ok
+
+
 def end_to_end(
     kafka: str, redis_url: str, warmup: list[tuple[bytes, bytes | None]],
     backlog: list[tuple[bytes, bytes | None]], *, workers: int, py_spy: Path | None,
+    prior_markers: int = 0,
 ) -> tuple[dict[str, Any], dict[str, bytes]]:  # fmt: skip
     dep = Deployment(kafka, redis_url)
     try:
+        if prior_markers:
+            say(f"end to end: marking {prior_markers} other event ids processed first")
+            mark_processed(dep, prior_markers)
         say(f"end to end: {workers} profiles worker(s) on {dep.raw_topic}")
         pids = start_profiles_workers(dep, workers, py_spy)
         with TouchpointProducer(dep.settings) as producer:
@@ -263,6 +284,7 @@ def end_to_end(
         n = len(backlog)
         figures = {
             "workers": workers,
+            "prior_markers": prior_markers,
             "events": n,
             "events_per_s": round(n / (done - started), 1),
             "worker_cpu_us_per_event": round(cpu / n * 1e6, 1),
@@ -336,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--customers", type=int, default=5_000)
     parser.add_argument("--batch", type=int, default=500, help="in-process batch size")
+    parser.add_argument(
+        "--prior-markers", type=int, default=0, help="event ids marked processed beforehand"
+    )
     parser.add_argument("--py-spy", type=Path, default=None, help="profile the first worker")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument(
@@ -361,7 +386,15 @@ def main(argv: list[str] | None = None) -> int:
         machine["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
         emit({"machine": machine, "in_process": memory}, args.json)
         return 0
-    e2e, found = end_to_end(kafka, url, warmup, backlog, workers=args.workers, py_spy=args.py_spy)
+    e2e, found = end_to_end(
+        kafka,
+        url,
+        warmup,
+        backlog,
+        workers=args.workers,
+        py_spy=args.py_spy,
+        prior_markers=args.prior_markers,
+    )
     machine["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     exact = {
         "events_counted_equal_produced": e2e["events_counted"] == args.events,

@@ -40,12 +40,19 @@ LANE_KEYS: dict[str, tuple[str, ...]] = {
         "id:*",
         "profile:*",
         "seen:*",
+        "markers:seen:*",
         "suppressed",
         "changes:profiles",
         "audience:*",
         "audience-medians",
     ),
-    "inventory": ("stock-index", "stock:*", "seen-inventory:*", "changes:inventory"),
+    "inventory": (
+        "stock-index",
+        "stock:*",
+        "seen-inventory:*",
+        "markers:seen-inventory:*",
+        "changes:inventory",
+    ),
 }
 
 

@@ -17,9 +17,12 @@ key                                type    contents
 ``P:v1:profile-index``             set     ids of live profiles (for export)
 ``P:v1:stock:{sku}``               hash    ``v``, ``d`` snapshot JSON, ``s`` internal state
 ``P:v1:stock-index``               set     every sku with a snapshot
-``P:v1:seen:{event_id}``           string  processed by the profiles lane; expires after
-                                           LOOM_DEDUPE_TTL_S
-``P:v1:seen-inventory:{event_id}`` string  processed by the inventory lane; same expiry
+``P:v1:markers:{seg}:{gen}:{b}``   hash    processed markers of a lane (``seg``: ``seen``
+                                           profiles, ``seen-inventory``): field = event id
+                                           (ADR 0016, ``lua/markers.lua``)
+``P:v1:markers-layout:{seg}``      hash    ``width`` of the generations, ``since``
+``P:v1:seen:{event_id}``           string  marker layout 1 (``seen-inventory:`` likewise):
+                                           no longer written, read during the hand-over
 ``P:v1:suppressed``                hash    salted SHA-256 of erased identifiers ->
                                            tombstone JSON (does the erasure follow it, which
                                            account ids it must not reach)
@@ -61,8 +64,9 @@ never skips an event on the strength of state a failover could still take back.
 from __future__ import annotations
 
 import time
+import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from importlib import resources
 from typing import Any, Final
 
@@ -106,7 +110,44 @@ def _unblocked(exc: redis.ResponseError) -> bool:
 
 
 def _script(name: str) -> str:
-    return resources.files("streams").joinpath("lua", name).read_text(encoding="utf-8")
+    """A script's source, with the shared processed-marker chunk (``lua/markers.lua``) where
+    it says ``--MARKERS--``."""
+    lua = resources.files("streams").joinpath("lua")
+    text = lua.joinpath(name).read_text(encoding="utf-8")
+    return text.replace("--MARKERS--", lua.joinpath("markers.lua").read_text(encoding="utf-8"))
+
+
+#: Processed-marker hashes per generation (ADR 0016): part of the layout (an event id's bucket
+#: must not change), so never changed without a new marker layout.
+MARKER_BUCKETS: Final = 4
+
+
+def marker_bucket(event_id: str) -> str:
+    """The bucket of ``event_id``'s processed marker (ADR 0016): CRC-32 of its UTF-8 bytes
+    modulo :data:`MARKER_BUCKETS`, in decimal."""
+    return str(zlib.crc32(event_id.encode()) % MARKER_BUCKETS)
+
+
+def marker_groups(event_ids: Iterable[str]) -> dict[str, list[str]]:
+    """``event_ids`` by marker bucket (each bucket's ids in their given order)."""
+    groups: dict[str, list[str]] = {}
+    for event_id in event_ids:
+        groups.setdefault(marker_bucket(event_id), []).append(event_id)
+    return groups
+
+
+def processed_ids(client: redis.Redis, prefix: str, scope: str = DEFAULT_SCOPE) -> set[str]:
+    """Every event id ``scope`` has marked processed under ``prefix`` (both marker layouts;
+    a scan of the keyspace: for tests, benches and tools, not the lanes)."""
+    keys = Keys(prefix)
+    segment = seen_segment(scope)
+    out: set[str] = set()
+    for key in client.scan_iter(match=f"{keys.root}:markers:{segment}:*", count=1000):
+        out.update(f.decode() for f in client.hkeys(key))  # type: ignore[union-attr]
+    legacy = f"{keys.root}:{segment}:"
+    for key in client.scan_iter(match=f"{legacy}*", count=1000):
+        out.add(key.decode()[len(legacy) :])
+    return out
 
 
 def seen_segment(scope: str) -> str:
@@ -130,7 +171,16 @@ class Keys:
         return f"{self.root}:stock:{sku}"
 
     def seen(self, event_id: str, scope: str = DEFAULT_SCOPE) -> str:
+        """Layout 1's processed marker of ``event_id`` (still honoured during the hand-over,
+        ADR 0016)."""
         return f"{self.root}:{seen_segment(scope)}:{event_id}"
+
+    def markers(self, scope: str, generation: int, bucket: str) -> str:
+        """A processed-marker hash (ADR 0016)."""
+        return f"{self.root}:markers:{seen_segment(scope)}:{generation}:{bucket}"
+
+    def markers_layout(self, scope: str) -> str:
+        return f"{self.root}:markers-layout:{seen_segment(scope)}"
 
     @property
     def suppressed(self) -> str:
@@ -208,6 +258,7 @@ class RedisStore:
         #: when set, every commit checks that Redis still holds this generation marker
         #: (streams.generation) in the same atomic call, and raises StateLostError if not
         self.generation: str | None = None
+        self._hand_over_settled: set[str] = set()
         self._load = client.register_script(_script("load.lua"))
         self._commit = client.register_script(_script("commit.lua"))
 
@@ -215,7 +266,23 @@ class RedisStore:
         if self.on_call is not None:
             self.on_call(op, time.perf_counter() - started)
 
+    def _settle_hand_over(self, scope: str) -> None:
+        """Once per scope: if no layout-2 marker was ever written and no layout-1 marker exists
+        (a scan, stopped at the first found), there is nothing to hand over: mark the hand-over
+        done (``since`` 0), so the scripts never look the layout-1 keys up (ADR 0016)."""
+        if scope in self._hand_over_settled:
+            return
+        layout = self.keys.markers_layout(scope)
+        if self.client.hget(layout, "since") is None:
+            legacy = f"{self.keys.root}:{seen_segment(scope)}:*"
+            if next(iter(self.client.scan_iter(match=legacy, count=1000)), None) is None:
+                self.client.hsetnx(layout, "since", 0)
+        self._hand_over_settled.add(scope)
+
     def load(self, request: LoadRequest) -> Loaded:
+        self._settle_hand_over(request.scope)
+        groups = marker_groups(request.event_ids)
+        event_ids = [e for ids in groups.values() for e in ids]  # grouped by bucket
         args: list[str | int] = [
             self.prefix,
             seen_segment(request.scope),
@@ -224,15 +291,19 @@ class RedisStore:
             len(request.profiles),
             len(request.versions),
             len(request.stocks),
-            len(request.event_ids),
+            len(event_ids),
             len(request.suppression_hashes),
+            self.seen_ttl_s,
+            len(groups),
             *request.identifiers,
             *request.profiles,
             *request.versions,
             *request.stocks,
-            *request.event_ids,
+            *event_ids,
             *request.suppression_hashes,
         ]
+        for bucket, ids in groups.items():
+            args += [bucket, len(ids)]
         started = time.perf_counter()
         ids, profiles, stocks, seen, suppressed, truncated = self._load(keys=[], args=args)
         self._timed("load", started)
@@ -247,7 +318,7 @@ class RedisStore:
             )
         for sku, (v, s) in zip(request.stocks, _rows(stocks, 2), strict=True):
             entities[stock_ref(sku)] = Entity(_version(v), _fields(("s",), (s,))) if v else ABSENT
-        seen_ids = frozenset(e for e, hit in zip(request.event_ids, seen, strict=True) if hit)
+        seen_ids = frozenset(e for e, hit in zip(event_ids, seen, strict=True) if hit)
         if seen_ids and self.wait_replicas:
             self._confirm_replicated()  # the batch will skip these: they must be durable
         return Loaded(
@@ -265,6 +336,8 @@ class RedisStore:
         return self.commit_parts([commit])[0]
 
     def commit_parts(self, parts: Sequence[Commit]) -> list[CommitResult]:
+        for scope in {part.scope for part in parts if part.event_ids}:
+            self._settle_hand_over(scope)
         values: list[bytes] = []
 
         def arg(value: bytes | str) -> int:
@@ -272,6 +345,8 @@ class RedisStore:
             return len(values) + 1  # ARGV[1] is the plan
 
         plan = {
+            "r": self.prefix,
+            "b": MARKER_BUCKETS,
             "g": [self.keys.generation, self.generation] if self.generation else [],
             "p": [self._part_plan(part, arg) for part in parts],
             # the committed parts' outbox records go into one entry (streams.outbox), never
@@ -295,11 +370,10 @@ class RedisStore:
         status = CommitStatus(reply[1].decode())
         # Report what failed as the contract says (ref or event id), not as a Redis key.
         key = reply[2].decode(errors="replace")
-        names = (
-            {self.keys.entity(ref): str(ref) for ref in commit.expect}
-            if status is CommitStatus.CONFLICT
-            else {self.keys.seen(e, commit.scope): e for e in commit.event_ids}
-        )
+        if status is CommitStatus.DUPLICATE:  # the script names every processed event id
+            processed = {r.decode(errors="replace") for r in reply[2:]}
+            return CommitResult(status, next(e for e in commit.event_ids if e in processed))
+        names = {self.keys.entity(ref): str(ref) for ref in commit.expect}
         return CommitResult(status, names.get(key, key))
 
     def _part_plan(self, commit: Commit, arg: Callable[[bytes | str], int]) -> dict[str, Any]:
@@ -340,8 +414,9 @@ class RedisStore:
             counters += [self.keys.stats, name, str(n)]
         return {
             "e": expect,
-            "s": [self.keys.seen(e, commit.scope) for e in commit.event_ids],
-            "t": str(self.seen_ttl_s),
+            "m": seen_segment(commit.scope),
+            "s": [x for group in marker_groups(commit.event_ids).items() for x in group],
+            "t": self.seen_ttl_s,
             "w": writes,
             "ix": index_ops,
             "sa": [

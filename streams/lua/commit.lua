@@ -4,13 +4,16 @@
 -- are not JSON-escaped twice). Lists are flat (no table per item) and numbers Redis stores
 -- come as strings (no tostring per item): both measurably cheaper for Redis (issue 17).
 -- Plan:
+--   r = the key prefix (P)
+--   b = the number of processed-marker buckets (markers.lua)
 --   g = {key, generation} or {}   the generation marker must hold this value (state not lost)
 --   o = {stream, field}           the outbox: one entry (never trimmed) whose field holds the
 --                                 written parts' packed records, concatenated (streams.outbox)
 --   p = {part, ...}               independent parts (disjoint keys and event ids), each:
 --     e  = {key, version, ...}       each key's field v must equal version ('0' = key absent)
---     s  = {seen_key, ...}           none may exist; all are SET with expiry t afterwards
---     t  = seconds                   expiry of the seen markers
+--     m  = seen segment              the scope's processed markers (markers.lua, ADR 0016)
+--     s  = {bucket, {event_id, ...}, ...}  none may be marked processed; all are afterwards
+--     t  = seconds                   how long the markers are kept at least (the TTL)
 --     u  = {argi, ...}               hashes that must still be absent from the suppression hash
 --     w  = {key, version, absent, n, field, argi, ... (n pairs), key, ...}  replace the hash
 --                                    whole (n = 0: DEL); absent = 1: its expected version is
@@ -24,8 +27,19 @@
 -- Each part whose checks pass is written; a part that fails writes nothing, the others are
 -- unaffected (the script runs atomically, so no other client sees a part half written).
 -- Returns {0, 'generation', key} with nothing written, else {1, {reply, ...}}: one reply per
--- part, {1} (written), {0, 'conflict', key} or {0, 'duplicate', key}.
+-- part, {1} (written), {0, 'conflict', key} or {0, 'duplicate', event_id, ...} (every
+-- processed one: the store names the first in the part's order).
+--MARKERS--
 local plan = cjson.decode(ARGV[1])
+local marker_sets = {}
+local function markers(part)  -- one per segment: its layout is read once
+  local m = marker_sets[part.m]
+  if not m then
+    m = MARKERS(plan.r, part.m, tonumber(part.t))
+    marker_sets[part.m] = m
+  end
+  return m
+end
 
 if #plan.g == 2 and redis.call('GET', plan.g[1]) ~= plan.g[2] then
   return {0, 'generation', plan.g[1]}
@@ -44,13 +58,11 @@ local function check(part)
       if found[k] then return {0, 'conflict', 'suppressed:' .. chunk[k]} end
     end
   end
-  for j = 1, #part.s, 500 do  -- one EXISTS per 500 ids; per id only to name a duplicate
-    local chunk = {unpack(part.s, j, math.min(j + 499, #part.s))}
-    if redis.call('EXISTS', unpack(chunk)) > 0 then
-      for _, k in ipairs(chunk) do
-        if redis.call('EXISTS', k) == 1 then return {0, 'duplicate', k} end
-      end
-    end
+  local hits = markers(part).found(part.s)
+  if next(hits) then
+    local reply = {0, 'duplicate'}
+    for id in pairs(hits) do reply[#reply + 1] = id end
+    return reply
   end
   return nil
 end
@@ -75,8 +87,7 @@ local function apply(part)
     if ix[k + 1] == 1 then redis.call('SADD', ix[k], ARGV[ix[k + 2]])
     else redis.call('SREM', ix[k], ARGV[ix[k + 2]]) end
   end
-  local ttl = part.t
-  for _, k in ipairs(part.s) do redis.call('SET', k, '1', 'EX', ttl) end
+  markers(part).mark(part.s, plan.b)
   if #part.sa[2] > 0 then
     local pairs_ = {}
     for _, a in ipairs(part.sa[2]) do pairs_[#pairs_ + 1] = ARGV[a] end

@@ -1,7 +1,9 @@
 #!lua flags=no-writes
 -- loom load: read everything a batch can touch in one round trip.
 -- ARGV: prefix, seen segment (key segment of the lane's processed markers), max_profiles,
--- n_ids, n_profiles, n_versions, n_stocks, n_events, n_hashes, then the names in that order.
+-- n_ids, n_profiles, n_versions, n_stocks, n_events, n_hashes, the markers' TTL (s),
+-- n_buckets, then the names in that order, the event ids grouped by marker bucket (ADR 0016)
+-- and last n_buckets pairs (bucket, number of event ids in it) in the order of the groups.
 --
 -- The identity evidence is walked breadth first, exactly like resolvers.store.InMemoryStore:
 -- identifier records (fields v, p, h, s) lead to profiles (p: the one it links to; h: JSON
@@ -12,16 +14,21 @@
 -- truncated).
 -- The "versions" profile ids are read alone (v and r; not followed, not counted), after the
 -- walk, unless the walk visited them.
+-- Processed markers (ADR 0016): an event id is a field of the hash
+-- P:v1:markers:{segment}:{generation}:{bucket}; the current and the previous generation are
+-- looked up (markers.lua), and during the hand-over the layout-1 keys too.
 -- Returns {ids, profiles, stocks, seen, suppressed, truncated}, flat (no table per entity:
 -- each nested table costs Redis a table and its reply type checks): ids as key, v, p, h, s
 -- per record, profiles as pid, v, s, r, i, stocks as v, s; suppressed as the tombstone JSON
 -- of each hash (false if none).
 -- Keys are built here, so this script needs a standalone Redis.
-local prefix, seen_key = ARGV[1], ARGV[1] .. ':v1:' .. ARGV[2] .. ':'
+--MARKERS--
+local prefix, segment = ARGV[1], ARGV[2]
 local max_profiles = tonumber(ARGV[3])
 local n_ids, n_prof, n_vers = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local n_stock, n_ev, n_hash = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local i = 10
+local ttl, n_buckets = tonumber(ARGV[10]), tonumber(ARGV[11])
+local i = 12
 local ids, profiles, stocks, seen, suppressed = {}, {}, {}, {}, {}
 local id_queue, pid_queue = {}, {}
 local id_head, pid_head = 1, 1
@@ -106,19 +113,18 @@ for _ = 1, n_stock do
   stocks[#stocks + 1], stocks[#stocks + 2] = r[1], r[2]
   i = i + 1
 end
--- the event ids: one EXISTS of them all (in chunks), per id only when some were processed
-local any_seen = 0
-local chunk = {}
-for j = events_at, events_at + n_ev - 1 do
-  chunk[#chunk + 1] = seen_key .. ARGV[j]
-  if #chunk == 500 or j == events_at + n_ev - 1 then
-    any_seen = any_seen + redis.call('EXISTS', unpack(chunk))
-    chunk = {}
-  end
+-- the event ids, per bucket: one HMGET per generation
+local markers = MARKERS(prefix, segment, ttl)
+local groups, j = {}, events_at
+for b = 0, n_buckets - 1 do
+  local at = events_at + n_ev + n_hash + 2 * b
+  local n = tonumber(ARGV[at + 1])
+  groups[#groups + 1] = ARGV[at]
+  groups[#groups + 1] = {unpack(ARGV, j, j + n - 1)}
+  j = j + n
 end
-i = events_at
-for _ = 1, n_ev do
-  seen[#seen + 1] = any_seen > 0 and redis.call('EXISTS', seen_key .. ARGV[i]) or 0
-  i = i + 1
+local hits = markers.found(groups)
+for k = events_at, events_at + n_ev - 1 do
+  seen[#seen + 1] = hits[ARGV[k]] and 1 or 0
 end
 return {ids, profiles, stocks, seen, suppressed, truncated}

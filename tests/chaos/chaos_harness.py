@@ -32,6 +32,8 @@ from e2e_harness import Loom
 from local_infra import RedisServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.redis_store import processed_ids
+
 INJECT = Path(__file__).resolve().parent / "inject"
 
 
@@ -171,12 +173,12 @@ class Chaos(Loom):
 
     # --- the picture ---------------------------------------------------------------------
     def picture(self) -> Picture:
-        seen: dict[str, set[str]] = {"profiles": set(), "inventory": set()}
-        for key in self.redis.scan_iter(f"{self.root}:seen*", count=1000):
-            segment, _, marker = key.decode()[len(self.root) + 1 :].partition(":")
-            # routed by SKU (ADR 0014), the inventory lane marks "{event_id} {sku}"
-            event_id = marker.partition(" ")[0]
-            seen["inventory" if segment == "seen-inventory" else "profiles"].add(event_id)
+        prefix = self.root.removesuffix(":v1")
+        # routed by SKU (ADR 0014), the inventory lane marks "{event_id} {sku}"
+        seen: dict[str, set[str]] = {
+            lane: {m.partition(" ")[0] for m in processed_ids(self.redis, prefix, lane)}
+            for lane in ("profiles", "inventory")
+        }
         stock: dict[str, dict[str, tuple[int, int]]] = {}
         for key in self.redis.scan_iter(f"{self.root}:stock:*", count=1000):
             snap = orjson.loads(self.redis.hget(key, "d"))  # type: ignore[arg-type]

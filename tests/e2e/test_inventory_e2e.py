@@ -569,10 +569,10 @@ def test_the_inventory_lane_on_its_own_redis_keeps_all_its_state_there(
     assert raw is not None
     assert orjson.loads(raw)["locations"]["oslo-1"]["on_hand"] == 24  # type: ignore[arg-type]
     assert loom.stock("SKU-DAY") is None
-    for pattern in ("stock:*", "seen-inventory:*", "changes:inventory", "stock-index"):
+    for pattern in ("stock:*", "markers:seen-inventory:*", "changes:inventory", "stock-index"):
         assert not list(loom.redis.scan_iter(f"{root}:{pattern}")), pattern
         assert list(inventory_redis.scan_iter(f"{root}:{pattern}")), pattern
-    for pattern in ("profile:*", "id:*", "seen:*", "changes:profiles"):
+    for pattern in ("profile:*", "id:*", "markers:seen:*", "changes:profiles"):
         assert not list(inventory_redis.scan_iter(f"{root}:{pattern}")), pattern
     assert loom.profiles(), "the profiles lane wrote its own Redis"
     assert inventory_redis.get(f"{root}:generation") is not None

@@ -26,9 +26,10 @@ from builders import make_context
 
 from resolvers.pipeline import LANES, run_batch
 from resolvers.steps import RawRecord
+from resolvers.store import DEFAULT_SCOPE
 from schemas.normalize import DEFAULT
 from schemas.touchpoint import EventType, dump_touchpoint
-from streams.redis_store import RedisStore
+from streams.redis_store import RedisStore, processed_ids
 from streams.simulate import Simulator
 
 pytestmark = pytest.mark.integration
@@ -198,12 +199,10 @@ def test_concurrent_writers_end_like_one_serial_writer(
     stock = inventory(redis_client, serial_prefix)
     assert stock
     assert inventory(redis_client, conc_prefix) == stock
-    for segment in ("seen", "seen-inventory"):  # both lanes' processed markers
-        seen = {k.rsplit(":", 1)[1] for k in _keys(redis_client, f"{conc_prefix}:v1:{segment}:*")}
+    for scope in (DEFAULT_SCOPE, "inventory"):  # both lanes' processed markers
+        seen = processed_ids(redis_client, conc_prefix, scope)
         assert seen
-        assert seen == {
-            k.rsplit(":", 1)[1] for k in _keys(redis_client, f"{serial_prefix}:v1:{segment}:*")
-        }
+        assert seen == processed_ids(redis_client, serial_prefix, scope)
 
 
 def test_replaying_every_event_changes_nothing(

@@ -44,7 +44,7 @@ from resolvers.store import (
     stock_ref,
 )
 from streams import outbox as outbox_entry
-from streams.redis_store import RedisStore
+from streams.redis_store import RedisStore, marker_bucket, processed_ids
 
 pytestmark = pytest.mark.integration
 
@@ -120,11 +120,13 @@ class RedisHarness:
                 version = int(raw.pop("v"))
                 entities[Ref(kind, name)] = (version, raw)
         seen: set[tuple[str, str]] = set()
-        for name, key in self._scan("seen"):  # seen:{id} or seen-{scope}:{id}
-            segment, _, event_id = name.partition(":")
-            ttl = c.ttl(key)
-            assert 0 < ttl <= 3600, f"seen marker without expiry: {ttl}"
-            seen.add((segment.removeprefix("-") or DEFAULT_SCOPE, event_id))
+        # markers:seen:{generation}:{bucket} or markers:seen-{scope}:... (ADR 0016)
+        for name, key in self._scan("markers:seen"):
+            segment = name.partition(":")[0]
+            ttl = c.ttl(key)  # the backstop: the end of generation + k + 2, k = 1 here
+            assert 2 * 3600 < ttl <= 3 * 3600, f"marker hash without its expiry: {ttl}"
+            scope = segment.removeprefix("-") or DEFAULT_SCOPE
+            seen.update((scope, event_id.decode()) for event_id in c.hkeys(key))
         outbox: list[tuple[str, bytes | None, bytes | None]] = []
         for _id, f in c.xrange(self.redis.keys.outbox):
             outbox += [(r.topic, r.key, r.value) for r in outbox_entry.records(f)]
@@ -481,7 +483,11 @@ def test_redis_keeps_the_documented_layout(redis_client: redis.Redis, redis_pref
     assert redis_client.hget(f"{root}:id:email:jane@example.com", "p") == b"p_1"
     assert redis_client.hget(f"{root}:profile:p_1", "d") == b'{"id":"p_1"}'
     assert redis_client.hget(f"{root}:stock:SKU-1", "v") == b"1"
-    assert redis_client.exists(f"{root}:seen:e1") == 1
+    (markers,) = redis_client.scan_iter(match=f"{root}:markers:seen:*")
+    generation, bucket = markers.decode().removeprefix(f"{root}:markers:seen:").split(":")
+    assert bucket == marker_bucket("e1")
+    assert int(generation) == int(redis_client.time()[0]) // 3600  # the width: the TTL
+    assert redis_client.hgetall(markers) == {b"e1": b"1"}
     assert harness.index(Kind.PROFILE) == {"p_1"}
     assert harness.index(Kind.STOCK) == {"SKU-1"}
     assert redis_client.hget(f"{root}:suppressed", "h-erased") == TOMB
@@ -643,4 +649,4 @@ def test_the_written_parts_share_one_outbox_entry(
     ((_id, fields),) = entries
     records = outbox_entry.unpack(fields[outbox_entry.FIELD.encode()])
     assert [(r.key, r.value) for r in records] == [(b"k2", b"v2"), (b"k3", b"v3")]
-    assert redis_client.exists(f"{root}:seen:e1") == 0
+    assert processed_ids(redis_client, redis_prefix) == {"e0", "e2", "e3"}  # not e1

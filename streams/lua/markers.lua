@@ -1,0 +1,87 @@
+-- loom processed markers (ADR 0016), included by load.lua and commit.lua where they say
+-- MARKERS (streams.redis_store puts this chunk there).
+-- An event id processed in scope `segment` is a field ('1') of the hash
+--   P:v1:markers:{segment}:{generation}:{bucket}
+-- where bucket is chosen by the caller (streams.redis_store.marker_bucket) and generation =
+-- floor(Redis time / width). `width` is fixed per segment by the first commit that writes a
+-- marker (field `width` of P:v1:markers-layout:{segment}, the TTL setting of that moment), so
+-- that a later change of the TTL does not move the generations: a lookup reads the
+-- generations current - k .. current, k = ceil(ttl / width). A marker is so found for at least
+-- ttl and at most ttl + width after it was written. A commit unlinks generation current - k - 1
+-- (UNLINK frees a large hash in a background thread; an expiring one would be freed by the
+-- main thread, unless lazyfree-lazy-expire), and a generation's hashes also expire (EXPIREAT,
+-- set once) at the end of generation + k + 2, for a lane that stopped committing.
+-- Hand-over from layout 1 (one key P:v1:{segment}:{event_id} per event, with its own expiry):
+-- those keys are also looked up until `width` + HANDOVER_S after the first layout-2 commit
+-- (field `since`; 0 when the lane's first layout-2 worker found no layout-1 marker,
+-- streams.redis_store): past that, every key an older worker wrote has expired.
+local HANDOVER_S = 3600
+local function MARKERS(prefix, segment, ttl)
+  local now = tonumber(redis.call('TIME')[1])
+  local layout_key = prefix .. ':v1:markers-layout:' .. segment
+  local layout = redis.call('HMGET', layout_key, 'width', 'since')
+  local stored = tonumber(layout[1])
+  local width = stored or ttl
+  local since = tonumber(layout[2])
+  local gen = math.floor(now / width)
+  local k = math.ceil(ttl / width)
+  local root = prefix .. ':v1:markers:' .. segment .. ':'
+  local legacy_root = prefix .. ':v1:' .. segment .. ':'
+  local legacy = (not since) or now < since + width + HANDOVER_S
+  local m = {}
+  -- groups: {bucket, {id, ...}, bucket, {id, ...}, ...}; returns the processed: {id = true}
+  function m.found(groups)
+    local hits = {}
+    for b = 1, #groups, 2 do
+      local bucket, ids = groups[b], groups[b + 1]
+      for j = 1, #ids, 500 do
+        local chunk = {unpack(ids, j, math.min(j + 499, #ids))}
+        for g = gen, gen - k, -1 do
+          local got = redis.call('HMGET', root .. g .. ':' .. bucket, unpack(chunk))
+          for x = 1, #chunk do
+            if got[x] then hits[chunk[x]] = true end
+          end
+        end
+        if legacy then  -- one EXISTS per chunk; per id only when some exist
+          local keys = {}
+          for x = 1, #chunk do keys[x] = legacy_root .. chunk[x] end
+          if redis.call('EXISTS', unpack(keys)) > 0 then
+            for x = 1, #chunk do
+              if redis.call('EXISTS', keys[x]) == 1 then hits[chunk[x]] = true end
+            end
+          end
+        end
+      end
+    end
+    return hits
+  end
+  -- marks the ids of groups processed in the current generation; unlinks the generation no
+  -- lookup reads any more (n_buckets hashes: freed off the main thread, however large)
+  function m.mark(groups, n_buckets)
+    if not stored then
+      redis.call('HSET', layout_key, 'width', width)
+      stored = width
+    end
+    if not since then
+      redis.call('HSET', layout_key, 'since', now)
+      since = now
+    end
+    local stale = {}
+    for b = 0, n_buckets - 1 do stale[#stale + 1] = root .. (gen - k - 1) .. ':' .. b end
+    redis.call('UNLINK', unpack(stale))
+    local expire_at = (gen + k + 2) * width  -- a backstop for a lane that stops committing
+    for b = 1, #groups, 2 do
+      local key, ids = root .. gen .. ':' .. groups[b], groups[b + 1]
+      for j = 1, #ids, 500 do
+        local args = {key}
+        for x = j, math.min(j + 499, #ids) do
+          args[#args + 1] = ids[x]
+          args[#args + 1] = '1'
+        end
+        redis.call('HSET', unpack(args))
+      end
+      if #ids > 0 then redis.call('EXPIREAT', key, expire_at, 'NX') end
+    end
+  end
+  return m
+end
