@@ -4,30 +4,32 @@
 --   P:v1:markers:{segment}:{generation}:{bucket}
 -- where bucket is chosen by the caller (streams.redis_store.marker_bucket) and generation =
 -- floor(Redis time / width). `width` is fixed per segment by the first commit that writes a
--- marker (field `width` of P:v1:markers-layout:{segment}, the TTL setting of that moment), so
--- that a later change of the TTL does not move the generations: a lookup reads the
--- generations current - k .. current, k = ceil(ttl / width). A marker is so found for at least
--- ttl and at most ttl + width after it was written. A commit unlinks generation current - k - 1
+-- marker (field `width` of P:v1:markers-layout:{segment}: a quarter of the TTL setting of
+-- that moment), so that a later change of the TTL does not move the generations: a lookup
+-- reads the generations current - k .. current, k = ceil(ttl / width). A marker is so found
+-- for at least ttl and at most ttl + width after it was written (a quarter of a TTL: Redis
+-- holds 1 to 1.25 TTLs of markers, where one generation per TTL would hold 1 to 2). A commit unlinks generation current - k - 1
 -- (UNLINK frees a large hash in a background thread; an expiring one would be freed by the
 -- main thread, unless lazyfree-lazy-expire), and a generation's hashes also expire (EXPIREAT,
 -- set once) at the end of generation + k + 2, for a lane that stopped committing.
 -- Hand-over from layout 1 (one key P:v1:{segment}:{event_id} per event, with its own expiry):
--- those keys are also looked up until `width` + HANDOVER_S after the first layout-2 commit
+-- those keys are also looked up until the TTL + HANDOVER_S after the first layout-2 commit
 -- (field `since`; 0 when the lane's first layout-2 worker found no layout-1 marker,
 -- streams.redis_store): past that, every key an older worker wrote has expired.
 local HANDOVER_S = 3600
+local GENERATIONS_PER_TTL = 4
 local function MARKERS(prefix, segment, ttl)
   local now = tonumber(redis.call('TIME')[1])
   local layout_key = prefix .. ':v1:markers-layout:' .. segment
   local layout = redis.call('HMGET', layout_key, 'width', 'since')
   local stored = tonumber(layout[1])
-  local width = stored or ttl
+  local width = stored or math.max(1, math.ceil(ttl / GENERATIONS_PER_TTL))
   local since = tonumber(layout[2])
   local gen = math.floor(now / width)
   local k = math.ceil(ttl / width)
   local root = prefix .. ':v1:markers:' .. segment .. ':'
   local legacy_root = prefix .. ':v1:' .. segment .. ':'
-  local legacy = (not since) or now < since + width + HANDOVER_S
+  local legacy = (not since) or now < since + ttl + HANDOVER_S
   local m = {}
   -- groups: {bucket, {id, ...}, bucket, {id, ...}, ...}; returns the processed: {id = true}
   function m.found(groups)

@@ -35,7 +35,7 @@ def test_layout_1_markers_are_honoured_during_the_hand_over(
     assert store.commit(Commit({}, ("new-1",))).ok
     assert seen(store, "old-1", "new-1") == {"old-1", "new-1"}
     layout = redis_client.hgetall(f"{root}:markers-layout:seen")
-    assert int(layout[b"width"]) == 3600
+    assert int(layout[b"width"]) == 900  # a quarter of the TTL
     assert abs(int(layout[b"since"]) - redis_now(redis_client)) < 60  # the first commit
 
     # once the hand-over is over (every layout-1 marker has expired), they are not looked up
@@ -59,22 +59,26 @@ def test_a_prefix_without_layout_1_markers_never_looks_them_up(
 def test_a_marker_lasts_at_least_the_ttl_and_at_most_ttl_plus_width(
     redis_client: redis.Redis, redis_prefix: str
 ) -> None:
-    """With a 3 s TTL (so a 3 s width), an id is processed for [3 s, 6 s) after its commit, and
-    the next commit unlinks the generation no lookup reads any more (before its expiry)."""
+    """With an 8 s TTL (so a 2 s width: a quarter), an id is processed for [8 s, 10 s) after its
+    commit, and the next commit unlinks the generation no lookup reads any more (before its
+    expiry)."""
     root = f"{redis_prefix}:v1"
-    store = RedisStore(redis_client, prefix=redis_prefix, seen_ttl_s=3)
+    store = RedisStore(redis_client, prefix=redis_prefix, seen_ttl_s=8)
     assert seen(store, "e1") == frozenset()
     before = redis_now(redis_client)
     assert store.commit(Commit({}, ("e1",))).ok
     after = redis_now(redis_client)
+    width = int(redis_client.hget(f"{root}:markers-layout:seen", "width") or 0)
+    assert width == 2
     (bucket_key,) = redis_client.scan_iter(match=f"{root}:markers:seen:*")
-    assert int(bucket_key.decode().split(":")[-2]) == int(before) // 3  # the generation
+    generation = int(bucket_key.decode().split(":")[-2])
+    assert int(before) // width <= generation <= int(after) // width
 
     while seen(store, "e1"):
-        assert redis_now(redis_client) < after + 3 + 3, "still processed after ttl + width"
+        assert redis_now(redis_client) < after + 8 + width, "still processed after ttl + width"
         time.sleep(0.05)
     gone = redis_now(redis_client)
-    assert gone >= before + 3, f"forgotten after {gone - before:.2f} s, before the TTL"
+    assert gone >= before + 8, f"forgotten after {gone - before:.2f} s, before the TTL"
     assert redis_client.exists(bucket_key) == 1  # not read any more; it expires later
     assert store.commit(Commit({}, ("e1",))).ok  # processed again, as the TTL allows
     assert redis_client.exists(bucket_key) == 0  # unlinked by that commit
@@ -94,7 +98,7 @@ def test_a_ttl_change_keeps_the_generations(redis_client: redis.Redis, redis_pre
     assert longer.commit(Commit({}, ("e2",))).ok
     assert seen(first, "e1", "e2") == {"e1", "e2"}
     width = redis_client.hget(f"{redis_prefix}:v1:markers-layout:seen", "width")
-    assert width == b"3600"
+    assert width == b"900"  # the first store's: a quarter of its TTL
 
 
 def test_a_duplicate_is_named_by_the_first_processed_id_in_the_commits_order(

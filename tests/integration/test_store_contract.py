@@ -123,8 +123,9 @@ class RedisHarness:
         # markers:seen:{generation}:{bucket} or markers:seen-{scope}:... (ADR 0016)
         for name, key in self._scan("markers:seen"):
             segment = name.partition(":")[0]
-            ttl = c.ttl(key)  # the backstop: the end of generation + k + 2, k = 1 here
-            assert 2 * 3600 < ttl <= 3 * 3600, f"marker hash without its expiry: {ttl}"
+            # the backstop: the end of generation + k + 2; TTL 3600 s: width 900, k = 4
+            ttl = c.ttl(key)
+            assert 5 * 900 < ttl <= 6 * 900, f"marker hash without its expiry: {ttl}"
             scope = segment.removeprefix("-") or DEFAULT_SCOPE
             seen.update((scope, event_id.decode()) for event_id in c.hkeys(key))
         outbox: list[tuple[str, bytes | None, bytes | None]] = []
@@ -486,7 +487,9 @@ def test_redis_keeps_the_documented_layout(redis_client: redis.Redis, redis_pref
     (markers,) = redis_client.scan_iter(match=f"{root}:markers:seen:*")
     generation, bucket = markers.decode().removeprefix(f"{root}:markers:seen:").split(":")
     assert bucket == marker_bucket("e1")
-    assert int(generation) == int(redis_client.time()[0]) // 3600  # the width: the TTL
+    width = int(redis_client.hget(f"{root}:markers-layout:seen", "width") or 0)
+    assert width == 3600 // 4  # a quarter of the TTL
+    assert int(generation) in {(int(redis_client.time()[0]) - d) // width for d in (0, 1)}
     assert redis_client.hgetall(markers) == {b"e1": b"1"}
     assert harness.index(Kind.PROFILE) == {"p_1"}
     assert harness.index(Kind.STOCK) == {"SKU-1"}
