@@ -36,6 +36,7 @@ from typing import Final, TypeVar
 from resolvers.pipeline import BatchResult, run_batch
 from resolvers.steps import DeadLetter, RawRecord
 from schemas.normalize import DEFAULT as NORMALIZE_DEFAULT
+from streams.backoff import Backoff
 from streams.contention import Contention
 from streams.dlq import DlqDelivery
 from streams.errors import (
@@ -53,8 +54,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: First retry delay; doubled per failure up to ``LOOM_RETRY_BACKOFF_MAX_S``.
-FIRST_BACKOFF_S: Final = 0.1
 #: DLQ reason of a record that made processing fail deterministically.
 PROCESSING_ERROR: Final = "processing_error"
 
@@ -223,7 +222,7 @@ class BatchRunner:
         """``attempt()`` in a thread until it succeeds; retryable errors back off. A
         deterministic error is raised for the caller to bisect (if ``bisect``), anything else
         stops the lane."""
-        delay = FIRST_BACKOFF_S
+        backoff = Backoff(self.rt.settings.retry_backoff_max_s)
         while True:
             try:
                 return await asyncio.to_thread(attempt)
@@ -236,6 +235,7 @@ class BatchRunner:
                     StopReason.STATE_LOST if isinstance(error, StateLostError) else StopReason.FATAL
                 )
                 raise LaneStopped(reason, error) from error
+            delay = backoff.next()
             log.warning(
                 "%s %s failed (%s); retrying in %.1f s",
                 step,
@@ -250,6 +250,5 @@ class BatchRunner:
             try:
                 await asyncio.wait_for(self.stopping.wait(), timeout=delay)
             except TimeoutError:
-                delay = min(delay * 2, self.rt.settings.retry_backoff_max_s)
                 continue
             raise BatchAbandoned(f"{step} {span(records)} abandoned: stopping")

@@ -47,6 +47,7 @@ from schemas.inbound.shopify_privacy import (
 )
 from schemas.touchpoint import dump_touchpoint, record_key
 from streams import kafka_clients
+from streams.backoff import Backoff
 from streams.dlq import dlq_headers
 from streams.producer import SCHEMA_HEADER
 from streams.reader import InvalidIdentifierError, ProfileReader
@@ -162,7 +163,7 @@ class PrivacyWorker:
 
     def run(self, stop: threading.Event) -> None:
         self.consumer.subscribe([self.topics.privacy_requests])
-        backoff = 1.0
+        backoff = Backoff(self.backoff_max_s, first_s=1.0)
         try:
             while not stop.is_set():
                 messages = self.consumer.consume(BATCH, timeout=1.0)
@@ -171,17 +172,17 @@ class PrivacyWorker:
                     continue
                 try:
                     self.process(batch)
-                    backoff = 1.0
+                    backoff.reset()
                 except (KafkaException, redis.RedisError, BufferError) as exc:
                     self.metrics.failures.inc()
+                    delay = backoff.next()
                     log.warning(
                         "privacy worker: batch failed (%s); retrying in %.0f s",
                         type(exc).__name__,
-                        backoff,
+                        delay,
                     )
                     self._rewind(batch)
-                    stop.wait(backoff)
-                    backoff = min(backoff * 2, self.backoff_max_s)
+                    stop.wait(delay)
         finally:
             self.consumer.close()
             self.producer.flush(10)

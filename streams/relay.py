@@ -34,13 +34,14 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import redis
 from confluent_kafka import KafkaError, Producer
 
 from resolvers.store import OutboxRecord
 from streams import outbox
+from streams.backoff import Backoff
 from streams.errors import (
     KafkaUnavailableError,
     LaneError,
@@ -55,9 +56,6 @@ log = logging.getLogger(__name__)
 
 Entry = tuple[bytes, dict[bytes, bytes]]
 T = TypeVar("T")
-
-#: First delay after a failed pass; doubled per failure up to ``LOOM_RETRY_BACKOFF_MAX_S``.
-FIRST_BACKOFF_S: Final = 0.1
 
 
 @dataclass(slots=True)
@@ -338,7 +336,7 @@ class RelaySupervisor:
         self._thread.shutdown(wait=False, cancel_futures=True)
 
     async def run(self, wakeup: asyncio.Event) -> None:
-        delay = FIRST_BACKOFF_S
+        backoff = Backoff(self.backoff_max_s)  # after a failed pass
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wakeup.wait(), timeout=self.idle_s)
@@ -347,17 +345,16 @@ class RelaySupervisor:
             try:
                 sent = await self._in_thread(self.relay.relay)
             except Exception as exc:
-                if await self._recover(exc, delay):
+                if await self._recover(exc, backoff):
                     continue
-                delay = min(delay * 2, self.backoff_max_s)
             else:
                 self.metrics.relay_records.inc(sent)
                 self._recovered()
-                delay = FIRST_BACKOFF_S
+                backoff.reset()
                 await asyncio.sleep(max(0.0, self.min_interval_s - (self._clock() - started)))
             await self._export_stats()
 
-    async def _recover(self, exc: Exception, delay: float) -> bool:
+    async def _recover(self, exc: Exception, backoff: Backoff) -> bool:
         """Handle a failed pass; True to repeat it at once (the group was recreated)."""
         if isinstance(exc, redis.ResponseError) and str(exc).startswith("NOGROUP"):
             log.warning("outbox relay: the outbox's consumer group is gone; creating it again")
@@ -366,6 +363,7 @@ class RelaySupervisor:
                 return True
         error = classify(exc)
         self._failed(error)
+        delay = backoff.next()
         if not isinstance(error, RetryableError | RecordRefusedError):
             self.restarts += 1
             log.error("outbox relay: %s; restarting it in %.1f s", error.describe(), delay)

@@ -22,6 +22,7 @@ import redis
 from confluent_kafka import KafkaError, KafkaException
 
 from streams import kafka_clients, redis_clients
+from streams.backoff import Backoff
 from streams.redact import redact_text
 from streams.settings import ConfigError, LoomSettings
 
@@ -140,7 +141,7 @@ def wait_for_infra(
 ) -> None:
     """Until every check passes: back off (1 s doubling, capped at ``LOOM_RETRY_BACKOFF_MAX_S``)
     and log one line per attempt. A fatal :class:`InfraError` is raised at once."""
-    delay, attempt = 1.0, 1
+    backoff, attempt = Backoff(settings.retry_backoff_max_s, first_s=1.0), 1
     while True:
         problems = []
         for check in checks:
@@ -154,11 +155,12 @@ def wait_for_infra(
             if attempt > 1:
                 log.info("Kafka and Redis answer after %d attempts", attempt)
             return
+        delay = backoff.next()
         log.warning(
             "waiting for %s (attempt %d; next in %.0fs)", "; ".join(problems), attempt, delay
         )
         sleep(delay)
-        delay, attempt = min(delay * 2, settings.retry_backoff_max_s), attempt + 1
+        attempt += 1
 
 
 def refuse_unsafe_defaults(settings: LoomSettings) -> None:

@@ -48,7 +48,8 @@ from resolvers.steps import DeadLetter, RawRecord
 from schemas.bounds import InputBounds
 from schemas.normalize import DEFAULT as NORMALIZE_DEFAULT
 from streams import kafka_clients
-from streams.batch_runner import FIRST_BACKOFF_S, PROCESSING_ERROR, span
+from streams.backoff import FIRST_BACKOFF_S, Backoff
+from streams.batch_runner import PROCESSING_ERROR, span
 from streams.dlq import Delivery, DlqDelivery
 from streams.errors import FatalError, RetryableError, classify, kafka_error
 from streams.lane_runner import (
@@ -290,7 +291,7 @@ class StockRouter:
     ) -> bool:
         """``attempt()`` until it succeeds (True), retryable errors backing off; False when a
         stop is requested meanwhile; anything else stops the router (:class:`_Stopped`)."""
-        delay = FIRST_BACKOFF_S
+        backoff = Backoff(self.settings.retry_backoff_max_s)
         while True:
             try:
                 attempt()
@@ -299,6 +300,7 @@ class StockRouter:
                 error = classify(exc)
             if not isinstance(error, RetryableError):
                 raise _Stopped(f"{step} {span(records)}: {error.describe()}") from None
+            delay = backoff.next()
             log.warning(
                 "%s: %s %s failed (%s); retrying in %.1f s",
                 self.group,
@@ -312,7 +314,6 @@ class StockRouter:
             ).inc()
             if self.stopping.wait(delay):
                 return False
-            delay = min(delay * 2, self.settings.retry_backoff_max_s)
 
     def _failed(self, msg: Message) -> bool:
         try:
