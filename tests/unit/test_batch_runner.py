@@ -68,13 +68,13 @@ def test_redis_and_kafka_outages_are_retried_until_the_batch_succeeds(
             redis.exceptions.ReadOnlyError("You can't write against a read only replica."),
         ]
     )
-    runner, status = runner_on(store)
+    runner, status = runner_on(store, settings=LoomSettings(retry_backoff_max_s=0.3))
     states: list[LaneState] = []
     status._on_change = lambda _old, new: states.append(new)
     result = run(runner)
     assert result.processed == 3
     assert store.loads == 5
-    assert waits == [0.1, 0.05, 0.05, 0.05]  # exponential, capped by retry_backoff_max_s
+    assert waits == pytest.approx([0.1, 0.2, 0.3, 0.3])  # doubling, capped by the setting
     assert states == [LaneState.RETRYING, LaneState.RUNNING]
     assert store.seen["profiles"] == {"e0", "e1", "e2"}
 
