@@ -71,9 +71,14 @@ def by_sku(movements: Iterable[Movement]) -> dict[str, list[Movement]]:
 
 def route(event_id: str, event_type: str, movements: Sequence[Movement]) -> list[Routed]:
     """One :class:`Routed` per SKU that ``movements`` (one event's) move."""
-    return [
-        Routed(event_id, event_type, sku, tuple(moves)) for sku, moves in by_sku(movements).items()
-    ]
+    return route_per_sku(event_id, event_type, by_sku(movements))
+
+
+def route_per_sku(
+    event_id: str, event_type: str, per_sku: Mapping[str, Sequence[Movement]]
+) -> list[Routed]:
+    """One :class:`Routed` per SKU of an event's movements already grouped by :func:`by_sku`."""
+    return [Routed(event_id, event_type, sku, tuple(moves)) for sku, moves in per_sku.items()]
 
 
 def encode(routed: Routed) -> bytes:

@@ -9,8 +9,9 @@ routed lane). Per batch the router
 2. decodes and validates them exactly as the direct inventory lane does (``prepare`` with the
    inventory lane: stock types only; records it cannot decode are the profiles lane's to
    dead-letter, as today, and are counted ``invalid`` here) and turns each event into one
-   record per SKU it moves (``resolvers.stock_routing``), keyed by the SKU; an event whose
-   movements cannot be built is dead-lettered (reason ``processing_error``), never stalls;
+   record per SKU it moves (``resolvers.stock_routing``, from the movements ``prepare``
+   computed), keyed by the SKU (the v1 contract's validation leaves no movement that cannot
+   be built: SKU, location and event id non-empty, quantities in range, timestamps aware);
 3. produces them and waits for the broker's acknowledgements (retried with capped backoff
    while Kafka is unavailable; nothing is committed meanwhile);
 4. commits the raw offsets (asynchronously, at most every ``LOOM_COMMIT_INTERVAL_S``; again
@@ -41,16 +42,14 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from prometheus_client import Counter as MetricCounter
 
 from resolvers import stock_routing
-from resolvers.inventory import InvalidMovementError
 from resolvers.pipeline import INVALID, INVENTORY, prepare
-from resolvers.stages import inventory as stage
-from resolvers.steps import DeadLetter, RawRecord
+from resolvers.steps import RawRecord
 from schemas.bounds import InputBounds
 from schemas.normalize import DEFAULT as NORMALIZE_DEFAULT
 from streams import kafka_clients
 from streams.backoff import FIRST_BACKOFF_S, Backoff
-from streams.batch_runner import PROCESSING_ERROR, span
-from streams.dlq import Delivery, DlqDelivery
+from streams.batch_runner import span
+from streams.dlq import Delivery
 from streams.errors import FatalError, RetryableError, classify, kafka_error
 from streams.lane_runner import (
     CONSUMER_CONFIG,
@@ -73,8 +72,6 @@ log = logging.getLogger(__name__)
 ROUTER_WAIT_S: Final = 0.002
 #: Times a new assignment's committed offsets are asked for before the router gives up.
 ASSIGN_ATTEMPTS: Final = 20
-#: Stage name of the router's own dead letters (events whose movements cannot be built).
-STAGE: Final = "route"
 
 
 @dataclass
@@ -84,7 +81,6 @@ class RoutedBatch:
     records: list[tuple[bytes | None, bytes | None, list[tuple[str, str | bytes | None]]]] = field(
         default_factory=list
     )
-    dead_letters: list[DeadLetter] = field(default_factory=list)
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, outcome)
     #: each record's create time: its raw record's, so the applier's event -> snapshot
     #: histogram measures from the event's arrival, not from the routing
@@ -94,7 +90,7 @@ class RoutedBatch:
 def route_batch(
     records: Sequence[RawRecord], *, max_bytes: int, now: datetime, bounds: InputBounds
 ) -> RoutedBatch:
-    """The movement records of ``records`` (key = SKU), their dead letters and outcomes;
+    """The movement records of ``records`` (key = SKU) and their outcomes;
     ``now`` and ``bounds`` check the input bounds as the direct lane does."""
     events, invalid = prepare(
         records,
@@ -108,15 +104,9 @@ def route_batch(
     out = RoutedBatch()
     if invalid:  # the profiles lane dead-letters them (each bad record reaches the DLQ once)
         out.outcomes[("unknown", INVALID)] += len(invalid)
-    for event in events:
+    for event in events:  # prepare kept the events that move stock, their movements computed
         tp = event.tp
-        try:
-            routed = stock_routing.route(tp.event_id, tp.type.value, stage.movements(tp))
-        except InvalidMovementError as exc:
-            out.dead_letters.append(
-                DeadLetter(event.record, STAGE, PROCESSING_ERROR, type(exc).__name__, str(exc))
-            )
-            continue
+        routed = stock_routing.route_per_sku(tp.event_id, tp.type.value, event.stock or {})
         out.records.extend(
             (r.sku.encode(), stock_routing.encode(r), [("loom.event_id", r.event_id)])
             for r in routed
@@ -266,22 +256,6 @@ class StockRouter:
             if not self._until_done("route", records, delivery.attempt):
                 return False
             self.routed.inc(len(routed.records))
-        if routed.dead_letters:
-            dlq = DlqDelivery(
-                rt.producer,
-                self.settings.topics.dlq,
-                routed.dead_letters,
-                rt.clock(),
-                lane="inventory",
-                max_bytes=self.settings.dlq_max_bytes,
-            )
-            if not self._until_done("dlq", records, dlq.attempt):
-                return False
-            for d in routed.dead_letters:
-                rt.metrics.count_dlq(d.stage, d.reason)
-                log.warning(
-                    "dead letter stage=%s reason=%s at %s", d.stage, d.reason, d.record.where
-                )
         for (type_, outcome), n in routed.outcomes.items():
             rt.metrics.count_event(type_, outcome, n)
         return True
