@@ -175,10 +175,6 @@ class Keys:
         ADR 0016)."""
         return f"{self.root}:{seen_segment(scope)}:{event_id}"
 
-    def markers(self, scope: str, generation: int, bucket: str) -> str:
-        """A processed-marker hash (ADR 0016)."""
-        return f"{self.root}:markers:{seen_segment(scope)}:{generation}:{bucket}"
-
     def markers_layout(self, scope: str) -> str:
         return f"{self.root}:markers-layout:{seen_segment(scope)}"
 

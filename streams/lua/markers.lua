@@ -8,10 +8,13 @@
 -- that moment), so that a later change of the TTL does not move the generations: a lookup
 -- reads the generations current - k .. current, k = ceil(ttl / width). A marker is so found
 -- for at least ttl and at most ttl + width after it was written (a quarter of a TTL: Redis
--- holds 1 to 1.25 TTLs of markers, where one generation per TTL would hold 1 to 2). A commit unlinks generation current - k - 1
--- (UNLINK frees a large hash in a background thread; an expiring one would be freed by the
--- main thread, unless lazyfree-lazy-expire), and a generation's hashes also expire (EXPIREAT,
--- set once) at the end of generation + k + 2, for a lane that stopped committing.
+-- holds 1 to 1.25 TTLs of markers, where one generation per TTL would hold 1 to 2). Of the
+-- k + 1 generations' hashes only those that exist are read (asked once per script call: most
+-- of them are absent while a lane runs, and a commit of many parts looks up every part).
+-- A commit unlinks generation current - k - 1 (UNLINK frees a large hash in a background
+-- thread; an expiring one would be freed by the main thread, unless lazyfree-lazy-expire),
+-- and a generation's hashes also expire (EXPIREAT, set once) at the end of generation + k + 2,
+-- for a lane that stopped committing; both once per script call, however many parts.
 -- Hand-over from layout 1 (one key P:v1:{segment}:{event_id} per event, with its own expiry):
 -- those keys are also looked up until the TTL + HANDOVER_S after the first layout-2 commit
 -- (field `since`; 0 when the lane's first layout-2 worker found no layout-1 marker,
@@ -30,6 +33,15 @@ local function MARKERS(prefix, segment, ttl)
   local root = prefix .. ':v1:markers:' .. segment .. ':'
   local legacy_root = prefix .. ':v1:' .. segment .. ':'
   local legacy = (not since) or now < since + ttl + HANDOVER_S
+  local present, expiring, unlinked = {}, {}, false
+  local function exists(key)  -- asked of Redis once per key and script call
+    local p = present[key]
+    if p == nil then
+      p = redis.call('EXISTS', key) == 1
+      present[key] = p
+    end
+    return p
+  end
   local m = {}
   -- groups: {bucket, {id, ...}, bucket, {id, ...}, ...}; returns the processed: {id = true}
   function m.found(groups)
@@ -39,9 +51,12 @@ local function MARKERS(prefix, segment, ttl)
       for j = 1, #ids, 500 do
         local chunk = {unpack(ids, j, math.min(j + 499, #ids))}
         for g = gen, gen - k, -1 do
-          local got = redis.call('HMGET', root .. g .. ':' .. bucket, unpack(chunk))
-          for x = 1, #chunk do
-            if got[x] then hits[chunk[x]] = true end
+          local key = root .. g .. ':' .. bucket
+          if exists(key) then
+            local got = redis.call('HMGET', key, unpack(chunk))
+            for x = 1, #chunk do
+              if got[x] then hits[chunk[x]] = true end
+            end
           end
         end
         if legacy then  -- one EXISTS per chunk; per id only when some exist
@@ -68,9 +83,12 @@ local function MARKERS(prefix, segment, ttl)
       redis.call('HSET', layout_key, 'since', now)
       since = now
     end
-    local stale = {}
-    for b = 0, n_buckets - 1 do stale[#stale + 1] = root .. (gen - k - 1) .. ':' .. b end
-    redis.call('UNLINK', unpack(stale))
+    if not unlinked then
+      local stale = {}
+      for b = 0, n_buckets - 1 do stale[#stale + 1] = root .. (gen - k - 1) .. ':' .. b end
+      redis.call('UNLINK', unpack(stale))
+      unlinked = true
+    end
     local expire_at = (gen + k + 2) * width  -- a backstop for a lane that stops committing
     for b = 1, #groups, 2 do
       local key, ids = root .. gen .. ':' .. groups[b], groups[b + 1]
@@ -82,7 +100,13 @@ local function MARKERS(prefix, segment, ttl)
         end
         redis.call('HSET', unpack(args))
       end
-      if #ids > 0 then redis.call('EXPIREAT', key, expire_at, 'NX') end
+      if #ids > 0 then
+        present[key] = true
+        if not expiring[key] then
+          redis.call('EXPIREAT', key, expire_at, 'NX')
+          expiring[key] = true
+        end
+      end
     end
   end
   return m
