@@ -324,12 +324,13 @@ class Identifiers(BaseModel):
     @model_validator(mode="after")
     def _custom_types(self) -> Self:
         extra = self.__pydantic_extra__
-        # One check of all the values at once (a character is forbidden in the whole iff it is
-        # in one of them); only when there is one, find the first, in ``as_mapping`` order.
-        values = [v for v in self.__dict__.values() if v is not None]
+        # All the values at once: a string of printable characters has none of the forbidden
+        # ones (every forbidden category is unprintable), so the common case is one C call;
+        # otherwise the exact check looks for the first offender, in ``as_mapping`` order.
+        text = "".join(filter(None, self.__dict__.values()))
         if extra:
-            values += [v for v in extra.values() if isinstance(v, str)]
-        if has_control_characters("".join(values)):
+            text += "".join(v for v in extra.values() if isinstance(v, str))
+        if not text.isprintable():
             self._no_control_characters()
         if extra:
             _check_custom_types(extra)
