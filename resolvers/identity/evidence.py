@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, NamedTuple
@@ -155,10 +155,12 @@ class IdentifierRecord:
         return self.profile_id is None and not self.seen_with and not self.holders
 
     def with_cooccurrence(
-        self, ident: Identifier, uniques: Iterable[Identifier], rules: IdentityRules
+        self, ident: Identifier, uniques: Sequence[Identifier], rules: IdentityRules
     ) -> IdentifierRecord:
         """``uniques`` seen with ``ident`` in one event; a new record only if it learned
         something. The kept values are the smallest ``cap`` of the union: order-free."""
+        if self._knows(uniques):
+            return self
         cap = rules.cooccurrence_cap(ident.type)
         seen = {t: set(vs) for t, vs in self.seen_with.items()}
         for u in uniques:
@@ -168,6 +170,17 @@ class IdentifierRecord:
             return self
         shared = any(len(vs) > rules.threshold(ident.type) for vs in kept.values())
         return IdentifierRecord(self.profile_id, kept, shared, self.holders)
+
+    def _knows(self, uniques: Sequence[Identifier]) -> bool:
+        """Would :meth:`with_cooccurrence` learn nothing? Yes when every value is already
+        kept and what is kept is already in its kept form (one value per type is, as the
+        cap is at least 2; longer lists are left to the general case)."""
+        seen_with = self.seen_with
+        for u in uniques:
+            values = seen_with.get(u.type)
+            if values is None or u.value not in values:
+                return False
+        return all(len(values) == 1 for values in seen_with.values())
 
     def with_holders(self, holders: Iterable[str]) -> IdentifierRecord:
         kept = tuple(sorted(set(holders)))[:MAX_HOLDERS]

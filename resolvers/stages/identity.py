@@ -258,34 +258,35 @@ class _Run:
             ids = s.ids
             if not ids:
                 continue
-            atom = Atom(ids, s.stamp)
+            atom: Atom | None = None  # built when needed: most events repeat a known set
             if closure.absorbed:  # else nothing to reduce
-                reduced = closure.reduce(atom, anchored=is_account(ids, rules))
-                if reduced is None:
+                atom = closure.reduce(Atom(ids, s.stamp), anchored=is_account(ids, rules))
+                if atom is None:
                     res.outcomes[s.event_id] = SUPPRESSED
                     res.counts[Count(Measure.SUPPRESSED_EVENTS)] += 1
                     continue
-                atom = reduced
-            gkey, akey = atom_keys(atom.ids, rules)
+                ids = atom.ids
+            gkey, akey = atom_keys(ids, rules)
             atoms = groups.get(gkey)
             old = atoms.get(akey) if atoms is not None else None
             if old is None:
-                if self._all_shared(atom.ids):
+                if self._all_shared(ids):
                     res.outcomes[s.event_id] = UNATTRIBUTED  # nobody's; no replay
                     res.counts[Count(Measure.UNATTRIBUTED)] += 1
                     continue
                 if atoms is None:
                     atoms = groups[gkey] = {}
                     facts.setdefault(gkey, EMPTY_FACTS)
-                atoms[akey] = atom
+                atoms[akey] = atom if atom is not None else Atom(ids, s.stamp)
                 self.changed = True
-            else:
-                joined = old.joined(atom)
+            elif atom is not None or old.ghosts or s.stamp < old.first:
+                # (else ``old.joined`` is ``old``: the set seen again, no earlier, no ghosts)
+                joined = old.joined(atom if atom is not None else Atom(ids, s.stamp))
                 if joined is not old:  # an earlier stamp, or ghosts
                     groups[gkey][akey] = joined
                     self.changed = True
             event_group[s.event_id] = gkey
-            pending.append(s if atom.ids is ids else Sighting(s.event_id, s.stamp, atom.ids))
+            pending.append(s if ids is s.ids else Sighting(s.event_id, s.stamp, ids))
 
     # 4. co-occurrence and shared identifiers --------------------------------------------------
     def cooccur(self) -> None:
@@ -494,10 +495,22 @@ class _Run:
         carry: linked to its owner, held by the profiles whose groups carry it."""
         holders = self._holders()
         relearned = self.relearned
+        owners = self.clustering.owners if self.clustering is not None else None
+        absorbed = self.closure.absorbed
         for ident, loaded in self.ev.records.items():
             key = (ident.type, ident.value)
             learned = relearned.pop(key, None)
             held = holders.pop(key, None)
+            if (
+                learned is None
+                and not absorbed
+                and held is not None
+                and len(held[1]) == 1
+                and len(loaded.holders) == 1
+                and loaded.holders[0] in held[1]
+                and (owners is None or owners.get(key) == loaded.profile_id)
+            ):
+                continue  # most: still linked and held as loaded (``_write_record``'s answer)
             self._write_record(
                 ident,
                 key,
@@ -508,8 +521,8 @@ class _Run:
         for key, (ident, record) in relearned.items():  # first records, learned this batch
             held = holders.pop(key, None)
             self._write_record(ident, key, record, None, held[1] if held is not None else None)
-        for key, (ident, owners) in holders.items():  # no record yet
-            self._write_record(ident, key, EMPTY_RECORD, None, owners)
+        for key, (ident, held_by) in holders.items():  # no record yet
+            self._write_record(ident, key, EMPTY_RECORD, None, held_by)
 
     def _holders(self) -> dict[tuple[str, str], tuple[Identifier, set[str]]]:
         """The profiles holding atoms that carry each identifier, by ``(type, value)``."""
