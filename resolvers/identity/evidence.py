@@ -77,7 +77,7 @@ class Atom:
 
     def to_json(self) -> list[Any]:
         out: list[Any] = [
-            [i.key for i in self.ids],
+            [f"{i.type}:{i.value}" for i in self.ids],  # each ``Identifier.key``
             format_time(self.first.at),
             self.first.event_id,
         ]
@@ -220,8 +220,19 @@ class IdentifierRecord:
 EMPTY_RECORD: Final = IdentifierRecord()
 
 
+#: Recent profile ids, by event id (the batch asks for a new person's id per event, the
+#: replay for each person's; bounded, cleared when full).
+_PROFILE_IDS: dict[str, str] = {}
+_MAX_PROFILE_IDS: Final = 8192
+
+
 def profile_id_for(event_id: str) -> str:
     """The id of the profile whose earliest event is ``event_id``: a function of the events,
     so a replay into an empty store rebuilds the same ids."""
-    digest = hashlib.blake2b(f"{event_id}\x001".encode(), digest_size=12).hexdigest()
-    return f"p_{digest}"
+    pid = _PROFILE_IDS.get(event_id)
+    if pid is None:
+        if len(_PROFILE_IDS) >= _MAX_PROFILE_IDS:
+            _PROFILE_IDS.clear()
+        digest = hashlib.blake2b(f"{event_id}\x001".encode(), digest_size=12).hexdigest()
+        pid = _PROFILE_IDS[event_id] = f"p_{digest}"
+    return pid
