@@ -199,12 +199,6 @@ def _national_digits(value: str) -> str:
 
 def is_blocked(id_type: str, value: str, config: NormalizeConfig = DEFAULT) -> bool:
     """Whether a canonical ``value`` of ``id_type`` is a known junk value that must not link."""
-    if config is DEFAULT:  # the workers' (identity asks again of every value it replays)
-        return _blocked_default(id_type, value)
-    return _blocked(id_type, value, config)
-
-
-def _blocked(id_type: str, value: str, config: NormalizeConfig) -> bool:
     folded = value.casefold()
     if folded in config.blocked_values or _ZEROS_DASHES.fullmatch(value):
         return True
@@ -220,12 +214,6 @@ def _blocked(id_type: str, value: str, config: NormalizeConfig) -> bool:
     return bool(patterns) and any(
         _compiled(p).fullmatch(value) for key in (id_type, "*") for p in patterns.get(key, ())
     )
-
-
-@lru_cache(maxsize=4_096)
-def _blocked_default(id_type: str, value: str) -> bool:
-    """:func:`is_blocked` with the default configuration, memoized (pure), bounded small."""
-    return _blocked(id_type, value, DEFAULT)
 
 
 def _normalize_email(raw: str, config: NormalizeConfig) -> str | None:
