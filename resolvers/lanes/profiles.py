@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from resolvers.audiences.definitions import changes
-from resolvers.consent import EMPTY_HISTORY, ConsentHistory, Gate
+from resolvers.consent import EMPTY_HISTORY, ConsentHistory, Gate, Purpose
 from resolvers.context import Context, suppression_hash
 from resolvers.decode_cache import DecodeCache
 from resolvers.effects import (
@@ -297,7 +297,10 @@ class ProfilesBatch:
                 groups=groups,
                 created_at=stored.first.at,
                 merged_from=stored.merged_from,
-                ad_identifiers=ad_identifiers(stored.identifiers),
+                # shown only while ads is granted now (render empties the field otherwise)
+                ad_identifiers=ad_identifiers(stored.identifiers)
+                if Purpose.ADS in gate.granted_now()
+                else (),
             ),
             gate,
         )

@@ -50,14 +50,13 @@ import orjson
 
 from resolvers.consent import (
     EMPTY_HISTORY,
+    BehaviourPruning,
     ConsentHistory,
     ConsentPolicy,
     EventConsent,
-    Purpose,
+    denies_behaviour_later,
     from_event,
-    never_serves,
 )
-from resolvers.consent.signals import from_code
 from resolvers.timefmt import utc
 
 #: Event types that are a purchase (an order version) or a return.
@@ -264,6 +263,10 @@ class Facts:
     #: immutable, and a profile's unchanged groups are written again at every touch. Not a
     #: field of ``__init__``, so ``replace`` never carries it over to other facts.
     encoded: orjson.Fragment | None = field(default=None, init=False, compare=False, repr=False)
+    #: The policy :func:`prune` returned these facts under: they are its fixpoint, pruned
+    #: again under it they are themselves unless ``also`` denies more (a batch prunes a group
+    #: it folded, then again with its accounts' histories). Not a field of ``__init__``.
+    pruned: ConsentPolicy | None = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def is_empty(self) -> bool:
@@ -412,14 +415,22 @@ def prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory = EMPTY_HIST
     ``also``: the history of other groups that are the same person's for good (a device's
     account, ``resolvers.lanes.profiles``): their denials revoke this group's behaviour too.
     """
+    if facts.pruned is policy and not denies_behaviour_later(also, facts.consent):
+        return facts  # its fixpoint (idempotent): nothing more to roll up or drop
+    pruned = _prune(facts, policy, also)
+    object.__setattr__(pruned, "pruned", policy)
+    return pruned
+
+
+def _prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory) -> Facts:
     if facts.latest is None:
         return facts
-    consent = facts.consent.merged(also, policy.max_explicit_grants)
+    pruning = BehaviourPruning(facts.consent.merged(also, policy.max_explicit_grants), policy)
     latest_day = day_of(facts.latest)
     recent, digests = dict(facts.recent), dict(facts.digests)
     changed = _roll_up(recent, digests, latest_day - RECENT_DAYS)
     for event_id, item in list(recent.items()):
-        kept = _prune_digest(item.digest, item.code, item.region, consent, policy)
+        kept = _prune_digest(item.digest, item.code, item.region, pruning)
         if kept is not item.digest:
             changed = True
             # a husk too: it rolls up as one (the constructor: ``replace`` costs ~3x as much)
@@ -430,7 +441,7 @@ def prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory = EMPTY_HIST
             del digests[key]
             changed = True
             continue
-        kept = _prune_digest(digest, key[1], key[2], consent, policy)
+        kept = _prune_digest(digest, key[1], key[2], pruning)
         if kept is not digest:
             digests[key] = kept  # a husk when both parts are gone (see the docstring)
             changed = True
@@ -468,24 +479,13 @@ def _roll_up(recent: dict[str, Recent], digests: dict[DigestKey, Digest], cutoff
     return bool(old)
 
 
-def _prune_digest(
-    digest: Digest, code: str, region: str, consent: ConsentHistory, policy: ConsentPolicy
-) -> Digest:
+def _prune_digest(digest: Digest, code: str, region: str, pruning: BehaviourPruning) -> Digest:
     """``digest`` without the parts that can never serve (itself when nothing changes)."""
-    statements = from_code(code)
-
-    def never(purpose: Purpose) -> bool:
-        return never_serves(
-            consent,
-            purpose,
-            at=digest.first_at,
-            consent=statements,
-            policy=policy,
-            region=region or None,
-        )
-
-    seen = digest.seen and not never(Purpose.ANALYTICS)
-    interest = digest.interest and not never(Purpose.PERSONALIZATION)
+    if not digest.seen and not digest.interest:
+        return digest  # a husk
+    never_analytics, never_personalization = pruning.never(digest.first_at, code, region)
+    seen = digest.seen and not never_analytics
+    interest = digest.interest and not never_personalization
     if seen == digest.seen and interest == digest.interest:
         return digest
     return Digest(
