@@ -28,8 +28,10 @@ audit and the fold's pruning all ask this module; nothing else decides.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 from typing import Final
 
 from resolvers.consent.history import ConsentHistory, PurposeHistory
@@ -68,12 +70,34 @@ def _denial_reason(source: str) -> Reason:
 class Gate:
     """Consent decisions for one person: ``history`` is the merge of all their events'."""
 
-    __slots__ = ("_current", "_granted", "history", "policy", "region")
+    __slots__ = ("_now", "history", "policy", "region")
 
     def __init__(self, policy: ConsentPolicy, history: ConsentHistory, region: str | None):
         self.policy, self.history, self.region = policy, history, region
-        self._current: dict[Purpose, Current] = {}  # computed when first asked
-        self._granted: frozenset[Purpose] | None = None  # granted_now(), when first asked
+        self._now: _Now | None = None  # the current choices, when first asked
+
+    def _choices(self) -> _Now:
+        """Every purpose's current choice and the purposes granted now, computed once (for a
+        person without consent history: the defaults of their region, shared by all such
+        gates of the policy)."""
+        policy, region = self.policy, self.region
+        now: _Now
+        if self.history.purposes:
+            currents = {p: self._compute_current(p) for p in CONSENT_PURPOSES}
+            now = (currents, frozenset(p for p, c in currents.items() if c.granted))
+        else:
+            key = (id(policy), region)
+            found = _DEFAULT_NOW.get(key)
+            if found is None or found[0] is not policy:
+                currents = {p: self._compute_current(p) for p in CONSENT_PURPOSES}
+                granted = frozenset(p for p, c in currents.items() if c.granted)
+                found = (policy, MappingProxyType(currents), granted)
+                if len(_DEFAULT_NOW) >= _DEFAULT_NOW_SIZE:
+                    _DEFAULT_NOW.clear()
+                _DEFAULT_NOW[key] = found
+            now = (found[1], found[2])
+        self._now = now
+        return now
 
     def _compute_current(self, purpose: Purpose) -> Current:
         latest = self.history.of(purpose).latest
@@ -82,18 +106,14 @@ class Gate:
         return _DEFAULT_CURRENT[purpose in self.policy.default_for(self.region)]
 
     def current(self, purpose: Purpose) -> Current:
-        found = self._current.get(purpose)
-        if found is None:
-            found = self._current[purpose] = self._compute_current(purpose)
-        return found
+        return (self._now or self._choices())[0][purpose]
+
+    def currents(self) -> Mapping[Purpose, Current]:
+        """Every purpose's :meth:`current` (of ``CONSENT_PURPOSES``)."""
+        return (self._now or self._choices())[0]
 
     def granted_now(self) -> frozenset[Purpose]:
-        granted = self._granted
-        if granted is None:
-            granted = self._granted = frozenset(
-                p for p in CONSENT_PURPOSES if self.current(p).granted
-            )
-        return granted
+        return (self._now or self._choices())[1]
 
     def verdict(
         self,
@@ -252,6 +272,12 @@ _DEFAULT_VERDICTS: Final = {
     for granted in (True, False)
 }
 _DEFAULT_CURRENT: Final = {granted: Current(granted, None, _DEFAULT) for granted in (True, False)}
+#: A gate's current choices (per purpose) and the purposes granted now.
+_Now = tuple[Mapping[Purpose, Current], frozenset[Purpose]]
+#: Those of people without consent history, by (id of the policy, region): (the policy, ...);
+#: the entry holds the policy, so its id stays its own. Bounded: emptied when full.
+_DEFAULT_NOW: Final[dict[tuple[int, str | None], tuple[ConsentPolicy, *_Now]]] = {}
+_DEFAULT_NOW_SIZE: Final = 4096
 
 
 def _by_default(policy: ConsentPolicy, purpose: Purpose, region: str | None) -> Verdict:

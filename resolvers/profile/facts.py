@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from hashlib import blake2b
 from types import MappingProxyType
@@ -85,7 +85,8 @@ BEHAVIOUR_DAYS: Final = 400
 #: Transactions kept per group: the newest ones.
 MAX_TRANSACTIONS: Final = 1000
 
-_EPOCH_ORDINAL: Final = datetime(1970, 1, 1, tzinfo=UTC).toordinal()
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_ORDINAL: Final = _EPOCH.toordinal()
 
 
 def day_of(at: datetime) -> int:
@@ -346,9 +347,11 @@ def fold(facts: Facts, obs: Observation, policy: ConsentPolicy) -> Facts:
     region = facts.region
     if obs.region:
         region = later(region, Stamped(obs.region, obs.at, obs.event_id))
-    consent = facts.consent.merged(from_event(obs.consent, obs.at, explicit=obs.explicit), bound)
+    consent = facts.consent
+    if obs.consent.own:  # an event that states nothing adds no history
+        consent = consent.merged(from_event(obs.consent, obs.at, explicit=obs.explicit), bound)
     transactions, recent = facts.transactions, facts.recent
-    transaction = _transaction(obs)
+    transaction = _transaction(obs) if obs.order is not None else None
     if transaction is not None:
         old = transactions.get(transaction.key)
         if old is None or transaction.rank() > old.rank():
@@ -430,6 +433,8 @@ def _prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory) -> Facts:
     recent, digests = dict(facts.recent), dict(facts.digests)
     changed = _roll_up(recent, digests, latest_day - RECENT_DAYS)
     for event_id, item in list(recent.items()):
+        if not item.digest.seen and not item.digest.interest:
+            continue  # a husk: nothing left to drop
         kept = _prune_digest(item.digest, item.code, item.region, pruning)
         if kept is not item.digest:
             changed = True
@@ -441,6 +446,8 @@ def _prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory) -> Facts:
             del digests[key]
             changed = True
             continue
+        if not digest.seen and not digest.interest:
+            continue  # a husk
         kept = _prune_digest(digest, key[1], key[2], pruning)
         if kept is not digest:
             digests[key] = kept  # a husk when both parts are gone (see the docstring)
@@ -466,7 +473,8 @@ def _prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory) -> Facts:
 def _roll_up(recent: dict[str, Recent], digests: dict[DigestKey, Digest], cutoff: int) -> bool:
     """Move events older than ``cutoff`` (a day) or beyond the newest RECENT_EVENTS into
     their day digests. Returns whether anything moved."""
-    old = [e for e, item in recent.items() if item.key[0] < cutoff]
+    before = _EPOCH + timedelta(days=cutoff)  # day_of(at) < cutoff: at < that day's 00:00
+    old = [e for e, item in recent.items() if item.digest.first_at < before]
     if len(recent) - len(old) > RECENT_EVENTS:
         ranked = sorted(
             (e for e in recent if e not in set(old)), key=lambda e: recent[e].rank(), reverse=True
@@ -481,8 +489,6 @@ def _roll_up(recent: dict[str, Recent], digests: dict[DigestKey, Digest], cutoff
 
 def _prune_digest(digest: Digest, code: str, region: str, pruning: BehaviourPruning) -> Digest:
     """``digest`` without the parts that can never serve (itself when nothing changes)."""
-    if not digest.seen and not digest.interest:
-        return digest  # a husk
     never_analytics, never_personalization = pruning.never(digest.first_at, code, region)
     seen = digest.seen and not never_analytics
     interest = digest.interest and not never_personalization

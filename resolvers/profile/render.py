@@ -227,6 +227,7 @@ def render(person: Person, gate: Gate) -> dict[str, Any]:
     traits: dict[str, Stamped] = {}
     for facts in person.groups:
         traits = lww(traits, facts.traits)
+    currents = gate.currents()
     return {
         "schema": SNAPSHOT_SCHEMA,
         "profile_id": person.profile_id,
@@ -238,7 +239,7 @@ def render(person: Person, gate: Gate) -> dict[str, Any]:
         "consent": {
             name: {"granted": c.granted, "at": format_optional(c.at), "source": c.source}
             for p, name in _SORTED_PURPOSES
-            if (c := gate.current(p))
+            if (c := currents[p])
         },
         "traits": {k: s.value for k, s in sorted(traits.items())},
         **fields,
