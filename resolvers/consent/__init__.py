@@ -17,6 +17,7 @@ from resolvers.consent.gate import (
     Current,
     Gate,
     Verdict,
+    behaviour_never_by_itself,
     denies_behaviour_later,
     never_serves,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "Source",
     "Statement",
     "Verdict",
+    "behaviour_never_by_itself",
     "denies_behaviour_later",
     "from_event",
     "gated_fields",

@@ -335,24 +335,33 @@ class BehaviourPruning:
     def never(self, at: datetime, code: str, region: str) -> tuple[bool, bool]:
         """(analytics, personalization): :func:`never_serves` of a behavioural fact at ``at``
         whose event's consent has ``code`` (``EventConsent.code``), in ``region`` ("": none)."""
-        policy = self.policy
-        key = (id(policy), code, region)
-        found = _BY_ITSELF.get(key)
-        if found is None or found[0] is not policy:
-            consent = from_code(code)
-            found = (
-                policy,
-                _never_by_itself(Purpose.ANALYTICS, consent, policy, region or None),
-                _never_by_itself(Purpose.PERSONALIZATION, consent, policy, region or None),
-            )
-            if len(_BY_ITSELF) >= _BY_ITSELF_SIZE:
-                _BY_ITSELF.clear()
-            _BY_ITSELF[key] = found
+        never_analytics, never_personalization = behaviour_never_by_itself(
+            self.policy, code, region
+        )
         analytics, personalization = self._analytics, self._personalization
         return (
-            found[1] or (analytics is not None and analytics >= at),
-            found[2] or (personalization is not None and personalization >= at),
+            never_analytics or (analytics is not None and analytics >= at),
+            never_personalization or (personalization is not None and personalization >= at),
         )
+
+
+def behaviour_never_by_itself(policy: ConsentPolicy, code: str, region: str) -> tuple[bool, bool]:
+    """(analytics, personalization): :func:`never_serves` of a behavioural fact whose event's
+    consent has ``code`` (``EventConsent.code``), in ``region`` ("": none), whatever the
+    history (its own statement or its region's default excludes it for good). Memoized."""
+    key = (id(policy), code, region)
+    found = _BY_ITSELF.get(key)
+    if found is None or found[0] is not policy:
+        consent = from_code(code)
+        found = (
+            policy,
+            _never_by_itself(Purpose.ANALYTICS, consent, policy, region or None),
+            _never_by_itself(Purpose.PERSONALIZATION, consent, policy, region or None),
+        )
+        if len(_BY_ITSELF) >= _BY_ITSELF_SIZE:
+            _BY_ITSELF.clear()
+        _BY_ITSELF[key] = found
+    return found[1], found[2]
 
 
 def denies_behaviour_later(also: ConsentHistory, history: ConsentHistory) -> bool:

@@ -54,6 +54,7 @@ from resolvers.consent import (
     ConsentHistory,
     ConsentPolicy,
     EventConsent,
+    behaviour_never_by_itself,
     denies_behaviour_later,
     from_event,
 )
@@ -339,7 +340,9 @@ def observe(facts: Facts, obs: Observation, policy: ConsentPolicy) -> Facts:
 def fold(facts: Facts, obs: Observation, policy: ConsentPolicy) -> Facts:
     """Fold one event into a group's facts without pruning: a batch folds all of a group's
     events, then prunes once (:func:`prune` is idempotent and a function of the facts'
-    events, so ``prune(fold(fold(f, a), b))`` is ``observe(observe(f, a), b)``). Pure."""
+    events, so ``prune(fold(fold(f, a), b))`` is ``observe(observe(f, a), b)``). Only what
+    the event's own statement or region excludes for good is left out at once (see
+    ``_digest``: pruning drops it whatever the history). Pure."""
     bound = policy.max_explicit_grants
     traits = facts.traits
     if obs.traits:
@@ -357,10 +360,12 @@ def fold(facts: Facts, obs: Observation, policy: ConsentPolicy) -> Facts:
         if old is None or transaction.rank() > old.rank():
             transactions = {**transactions, transaction.key: transaction}
     elif obs.event_id not in recent:
-        item = Recent(obs.event_id, obs.consent.code, obs.region or "", _digest(obs))
-        rolled = facts.digests.get(item.key)
-        if rolled is not None and fingerprint(obs.event_id) in rolled.ids:
+        code, region_code = obs.consent.code, obs.region or ""
+        seen_by = fingerprint(obs.event_id)
+        rolled = facts.digests.get((day_of(obs.at), code, region_code))
+        if rolled is not None and seen_by in rolled.ids:
             return facts  # a redelivery of an event already rolled into its day
+        item = Recent(obs.event_id, code, region_code, _digest(obs, policy, seen_by))
         recent = {**recent, obs.event_id: item}
     latest = obs.at if facts.latest is None else max(facts.latest, obs.at)
     return Facts(traits, region, consent, transactions, recent, facts.digests, latest)
@@ -390,24 +395,41 @@ def _transaction(obs: Observation) -> Transaction | None:
     )
 
 
-def _digest(obs: Observation) -> Digest:
+def _digest(obs: Observation, policy: ConsentPolicy, seen_by: int) -> Digest:
+    """The event as a one-event digest (``seen_by``: its :func:`fingerprint`), without the
+    parts its own consent statement or its region's default exclude for good: :func:`prune`
+    would drop them whatever else is known (``behaviour_never_by_itself``), so they are not
+    built (an opt-in region's event that states nothing is a husk from the start)."""
+    never_analytics, never_personalization = behaviour_never_by_itself(
+        policy, obs.consent.code, obs.region or ""
+    )
+    ids = frozenset((seen_by,))
+    if never_analytics and never_personalization:
+        return Digest(obs.at, obs.at, False, 0, frozenset(), False, {}, (), {}, ids)
     activities: tuple[Activity, ...] = ()
-    if obs.type not in NON_ACTIVITY_TYPES:
-        activities = (
-            Activity(obs.at, obs.event_id, obs.type, obs.channel, obs.sku, obs.category, obs.name),
-        )
     categories: dict[str, int] = {}
-    if obs.category:
-        categories[obs.category] = AFFINITY_WEIGHTS.get(obs.type, DEFAULT_AFFINITY_WEIGHT)
+    preferences: dict[str, Stamped] = {}
+    if not never_personalization:
+        if obs.type not in NON_ACTIVITY_TYPES:
+            activities = (
+                Activity(
+                    obs.at, obs.event_id, obs.type, obs.channel, obs.sku, obs.category, obs.name
+                ),
+            )
+        if obs.category:
+            categories[obs.category] = AFFINITY_WEIGHTS.get(obs.type, DEFAULT_AFFINITY_WEIGHT)
+        preferences = {k: Stamped(v, obs.at, obs.event_id) for k, v in obs.preferences.items()}
     return Digest(
         first_at=obs.at,
         last_at=obs.at,
-        events=1,
-        channels=frozenset({obs.channel}),
+        seen=not never_analytics,
+        events=0 if never_analytics else 1,
+        channels=frozenset() if never_analytics else frozenset({obs.channel}),
+        interest=not never_personalization,
         categories=categories,
         activities=activities,
-        preferences={k: Stamped(v, obs.at, obs.event_id) for k, v in obs.preferences.items()},
-        ids=frozenset((fingerprint(obs.event_id),)),
+        preferences=preferences,
+        ids=ids,
     )
 
 
