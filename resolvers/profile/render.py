@@ -220,13 +220,13 @@ def render(person: Person, gate: Gate) -> dict[str, Any]:
     fields["audiences"] = sorted(person.audiences)
     fields["ad_identifiers"] = sorted(person.ad_identifiers)
     empty = _empty_fields()
-    for purpose, gated in PURPOSE_GATES.items():
-        if purpose not in granted:
-            for name in gated:
-                fields[name] = empty[name]
-    traits: dict[str, Stamped] = {}
-    for facts in person.groups:
-        traits = lww(traits, facts.traits)
+    for name in _not_granted_fields(granted):
+        fields[name] = empty[name]
+    groups = person.groups
+    traits: Mapping[str, Stamped] = groups[0].traits if len(groups) == 1 else {}
+    if len(groups) != 1:
+        for facts in groups:
+            traits = lww(traits, facts.traits)
     currents = gate.currents()
     return {
         "schema": SNAPSHOT_SCHEMA,
@@ -245,6 +245,22 @@ def render(person: Person, gate: Gate) -> dict[str, Any]:
         **fields,
         **person.extra,
     }
+
+
+def _not_granted_fields(granted: frozenset[Purpose]) -> tuple[str, ...]:
+    """The fields gated by a purpose not in ``granted`` (memoized: 16 sets at most)."""
+    found = _NOT_GRANTED.get(granted)
+    if found is None:
+        found = _NOT_GRANTED[granted] = tuple(
+            name
+            for purpose, gated in PURPOSE_GATES.items()
+            if purpose not in granted
+            for name in sorted(gated)
+        )
+    return found
+
+
+_NOT_GRANTED: dict[frozenset[Purpose], tuple[str, ...]] = {}
 
 
 def _totals_fields(totals: _Totals) -> dict[str, Any]:

@@ -27,7 +27,7 @@ _WITHOUT_SIGNALS: dict[tuple[Consent | None, bool, bool], EventConsent] = {}
 
 #: The vocabularies' values by member: ``.value`` of an enum member is a Python-level
 #: property, asked several times per event; a member is a ``str`` (hashes as its value).
-_TYPES: Final = {t: t.value for t in EventType}
+TYPE_VALUES: Final = {t: t.value for t in EventType}
 _CHANNELS: Final = {c: c.value for c in Channel}
 
 
@@ -90,7 +90,7 @@ def observation(tp: Touchpoint) -> Observation:
             elif isinstance(value, str | int | float | bool) and str(value):
                 traits[name] = str(value)
     props = tp.properties
-    kind = _TYPES[tp.type]
+    kind = TYPE_VALUES[tp.type]
     return Observation(
         event_id=tp.event_id,
         type=kind,
