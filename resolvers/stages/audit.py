@@ -91,26 +91,31 @@ def _purges(consent: EventConsent, prior: Callable[[], Gate | None]) -> list[Row
     return out
 
 
-#: The denials of verdicts a gate remembers (those of people without consent history: one
-#: tuple per consent, region and kind of fact), by the tuple's id; the entry holds it.
-_Remembered = dict[int, tuple[tuple[Verdict, ...], _Denials]]
+#: The denials of gates without consent history, whose verdicts depend only on the person's
+#: region and the event's consent, region and kind (``Gate.verdicts``; one policy per audit):
+#: by (person's region, id of the consent, event's region, behavioural), with the consent
+#: (the entry holds it, so its id stays its own).
+_Remembered = dict[tuple[str | None, int, str | None, bool], tuple[EventConsent, _Denials]]
 
 
 def _event_denials(
     tp: Touchpoint, consent: EventConsent, gate: Gate, remembered: _Remembered
 ) -> _Denials:
     """What ``gate`` denies the event (whose consent is ``consent``)."""
-    verdicts = gate.verdicts(
-        at=tp.occurred_at,
-        consent=consent,
-        region=tp.region,
-        behavioural=tp.type not in TRANSACTION_TYPES,
-    )
-    if gate.history.purposes:  # verdicts of this fact's time: asked once
-        return _denials(verdicts)
-    found = remembered.get(id(verdicts))
-    if found is None or found[0] is not verdicts:
-        found = remembered[id(verdicts)] = (verdicts, _denials(verdicts))
+    behavioural = tp.type not in TRANSACTION_TYPES
+    if gate.history.purposes:  # verdicts at this fact's time: asked once
+        return _denials(
+            gate.verdicts(
+                at=tp.occurred_at, consent=consent, region=tp.region, behavioural=behavioural
+            )
+        )
+    key = (gate.region, id(consent), tp.region, behavioural)
+    found = remembered.get(key)
+    if found is None or found[0] is not consent:
+        verdicts = gate.verdicts(
+            at=tp.occurred_at, consent=consent, region=tp.region, behavioural=behavioural
+        )
+        found = remembered[key] = (consent, _denials(verdicts))
     return found[1]
 
 
