@@ -55,11 +55,16 @@ class Person:
 @dataclass(frozen=True, slots=True)
 class Clustering:
     people: Mapping[str, Person]  # profile id -> person
-    owner: Mapping[Identifier, str]  # placed identifier -> profile id
+    owners: Mapping[tuple[str, str], str]  # (type, value) of a placed identifier -> profile id
     blocked: tuple[Blocked, ...] = ()
 
+    @property
+    def owner(self) -> dict[Identifier, str]:
+        """Placed identifier -> profile id."""
+        return {Identifier(t, v): pid for (t, v), pid in self.owners.items()}
+
     def person_of(self, ident: Identifier) -> str | None:
-        return self.owner.get(ident)
+        return self.owners.get((ident.type, ident.value))
 
 
 @dataclass
@@ -74,48 +79,66 @@ def _rule(id_type: str, rules: IdentityRules) -> tuple[str, str]:
     return f"limit:{id_type}", DROP_LIMIT_EXCEEDED
 
 
-def _conflict(
-    combined: Mapping[str, set[str]], theirs: Mapping[str, set[str]], rules: IdentityRules
-) -> tuple[str, str] | None:
-    """The first rule (type priority) that joining ``theirs`` to ``combined`` would break."""
-    for id_type in sorted(theirs, key=rules.rank):
-        ours = combined.get(id_type)
-        total = len(theirs[id_type]) if not ours else len(ours | theirs[id_type])
-        if total > rules.limit(id_type):
-            return _rule(id_type, rules)
-    return None
-
-
 class _Replay:
+    """The replay's state. Identifiers are keyed by ``(type, value)`` here (hashed in C; an
+    :class:`Identifier`'s dataclass ``__hash__`` is a Python call)."""
+
     def __init__(self, rules: IdentityRules) -> None:
         self.rules = rules
-        self.parent: dict[int, int] = {}
+        self.parent: list[int] = []  # union-find over people, by creation
         self.people: dict[int, _Building] = {}
-        self.owner: dict[Identifier, int] = {}
+        self.owner: dict[tuple[str, str], int] = {}
         self.blocked: list[Blocked] = []
+        self.limits: dict[str, int] = {}  # rules.limit, by type
+        self.ranks: dict[str, tuple[int, str]] = {}  # rules.rank, by type (of placed ones)
 
     def find(self, node: int) -> int:
+        parent = self.parent
         root = node
-        while self.parent[root] != root:
-            root = self.parent[root]
-        while self.parent[node] != root:  # path compression
-            self.parent[node], node = root, self.parent[node]
+        while parent[root] != root:
+            root = parent[root]
+        while parent[node] != root:  # path compression
+            parent[node], node = root, parent[node]
         return root
 
+    def _limit(self, id_type: str) -> int:
+        limit = self.limits[id_type] = self.rules.limit(id_type)
+        self.ranks[id_type] = self.rules.rank(id_type)
+        return limit
+
+    def _conflict(
+        self, combined: Mapping[str, set[str]], theirs: Mapping[str, set[str]]
+    ) -> tuple[str, str] | None:
+        """The first rule (type priority) that joining ``theirs`` to ``combined`` would
+        break."""
+        limits = self.limits
+        for id_type in sorted(theirs, key=self.ranks.__getitem__) if len(theirs) > 1 else theirs:
+            ours = combined.get(id_type)
+            total = len(theirs[id_type]) if not ours else len(ours | theirs[id_type])
+            if total > limits[id_type]:
+                return _rule(id_type, self.rules)
+        return None
+
     def place(self, atom: Atom, ids: tuple[Identifier, ...]) -> None:
-        rules = self.rules
+        owner, limits, people = self.owner, self.limits, self.people
         joined: list[int] = []
         combined: dict[str, set[str]] = {}
         to_link: list[Identifier] = []
         blocked: dict[tuple[str, str], list[Identifier]] = {}
         for ident in ids:
-            node = self.owner.get(ident)
+            id_type = ident.type
+            node = owner.get((id_type, ident.value))
             if node is None:
-                have = combined.setdefault(ident.type, set())
+                have = combined.get(id_type)
+                if have is None:
+                    have = combined[id_type] = set()
+                limit = limits.get(id_type)
+                if limit is None:
+                    limit = self._limit(id_type)
                 if ident.value in have:
                     to_link.append(ident)
-                elif len(have) + 1 > rules.limit(ident.type):
-                    blocked.setdefault(_rule(ident.type, rules), []).append(ident)
+                elif len(have) >= limit:
+                    blocked.setdefault(_rule(id_type, self.rules), []).append(ident)
                 else:
                     have.add(ident.value)
                     to_link.append(ident)
@@ -123,34 +146,51 @@ class _Replay:
             root = self.find(node)
             if root in joined:
                 continue
-            theirs = self.people[root].ids
-            conflict = _conflict(combined, theirs, rules)
-            if conflict is not None:
-                blocked.setdefault(conflict, []).append(ident)
-                continue
+            theirs = people[root].ids
+            if combined:
+                conflict = self._conflict(combined, theirs)
+                if conflict is not None:
+                    blocked.setdefault(conflict, []).append(ident)
+                    continue
             joined.append(root)
             for id_type, values in theirs.items():
-                combined.setdefault(id_type, set()).update(values)
+                have = combined.get(id_type)
+                if have is None:
+                    combined[id_type] = set(values)
+                else:
+                    have.update(values)
+        self._settle(atom, joined, to_link)
+        if blocked:
+            self.blocked.extend(
+                Blocked(atom, rule, reason, tuple(idents))
+                for (rule, reason), idents in sorted(blocked.items())
+            )
+
+    def _settle(self, atom: Atom, joined: list[int], to_link: list[Identifier]) -> None:
+        """The people ``atom`` joined become one (the earliest's), or it makes a new person;
+        its identifiers ``to_link`` are placed with them."""
+        people = self.people
         if joined:
-            target = min(joined, key=lambda r: self.people[r].first)
-            for root in joined:
-                if root != target:
-                    self._merge(target, root)
+            target = joined[0]
+            if len(joined) > 1:
+                target = min(joined, key=lambda r: people[r].first)
+                for root in joined:
+                    if root != target:
+                        self._merge(target, root)
         elif to_link:
             target = len(self.parent)
-            self.parent[target] = target
-            self.people[target] = _Building(atom.first)
+            self.parent.append(target)
+            people[target] = _Building(atom.first)
         else:
-            target = -1
-        if target >= 0:
-            building = self.people[target]
-            for ident in to_link:
-                self.owner[ident] = target
-                building.ids.setdefault(ident.type, set()).add(ident.value)
-        self.blocked.extend(
-            Blocked(atom, rule, reason, tuple(idents))
-            for (rule, reason), idents in sorted(blocked.items())
-        )
+            return
+        owner, building = self.owner, people[target].ids
+        for ident in to_link:
+            owner[(ident.type, ident.value)] = target
+            placed = building.get(ident.type)
+            if placed is None:
+                building[ident.type] = {ident.value}
+            else:
+                placed.add(ident.value)
 
     def _merge(self, target: int, absorbed: int) -> None:
         self.parent[absorbed] = target
@@ -160,15 +200,32 @@ class _Replay:
             into.ids.setdefault(id_type, set()).update(values)
 
 
+def _first(atom: Atom) -> Stamp:
+    return atom.first
+
+
 def cluster(
     atoms: Iterable[Atom], excluded: frozenset[Identifier], rules: IdentityRules
 ) -> Clustering:
     """The people the atoms make, leaving out ``excluded`` identifiers (shared or erased) and
     values ``rules.is_blocked`` refuses (placeholders normalization should have dropped)."""
     replay = _Replay(rules)
-    blocked = rules.is_blocked
-    for atom in sorted(atoms, key=lambda a: a.first):
-        ids = tuple(i for i in atom.ids if i not in excluded and not blocked(i.type, i.value))
+    left_out = {(i.type, i.value) for i in excluded}
+    memo, blocks = rules.blocked_memo, rules.blocks
+    for atom in sorted(atoms, key=_first):
+        ids = atom.ids
+        for ident in ids:
+            key = (ident.type, ident.value)
+            if key in left_out:
+                break
+            blocked = memo.get(key)
+            if blocked or (blocked is None and blocks(key)):
+                break
+        else:  # most atoms: nothing to leave out
+            if ids:
+                replay.place(atom, ids)
+            continue
+        ids = tuple(i for i in ids if (k := (i.type, i.value)) not in left_out and not blocks(k))
         if ids:
             replay.place(atom, ids)
     people: dict[str, Person] = {}
@@ -181,5 +238,7 @@ def cluster(
             building.first,
             {t: tuple(sorted(vs)) for t, vs in sorted(building.ids.items())},
         )
-    owner = {ident: ids_of[replay.find(node)] for ident, node in replay.owner.items()}
-    return Clustering(people, owner, tuple(replay.blocked))
+    find = replay.find
+    profile_of = [ids_of[find(node)] for node in range(len(replay.parent))]
+    owners = {key: profile_of[node] for key, node in replay.owner.items()}
+    return Clustering(people, owners, tuple(replay.blocked))

@@ -17,10 +17,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from resolvers.identity.rules import IdentityRules
 from resolvers.timefmt import format_time, parse_time
@@ -31,17 +31,26 @@ RECORD_FORMAT: Final = 2
 MAX_HOLDERS: Final = 32
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Stamp:
-    """When something was first seen: occurred_at, ties broken by event id."""
+class Stamp(NamedTuple):
+    """When something was first seen: occurred_at, ties broken by event id. A named tuple:
+    replay sorts and compares stamps all the time, and tuples compare in C."""
 
     at: datetime
     event_id: str
 
 
 def ranked(identifiers: Iterable[Identifier], rules: IdentityRules) -> tuple[Identifier, ...]:
-    """Distinct identifiers, most trustworthy first (type priority, then value)."""
-    return tuple(sorted(set(identifiers), key=lambda i: (rules.rank(i.type), i.value)))
+    """Distinct identifiers, most trustworthy first (type priority, then value); of equal
+    ones, the first."""
+    index = rules.rank_index
+    unlisted = len(index)
+    keyed: dict[tuple[int, str, str], Identifier] = {}
+    for ident in identifiers:
+        id_type = ident.type
+        keyed.setdefault((index.get(id_type, unlisted), id_type, ident.value), ident)
+    if len(keyed) < 2:
+        return tuple(keyed.values())
+    return tuple([keyed[k] for k in sorted(keyed)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,16 +67,17 @@ class Atom:
         return atom_key(self.ids)
 
     def joined(self, other: Atom) -> Atom:
-        """The same set seen by more events: the earliest stamp, every ghost."""
-        first = min(self.first, other.first)
-        ghosts = tuple(sorted({*self.ghosts, *other.ghosts}))
-        if first == self.first and ghosts == self.ghosts:
+        """The same set seen by more events: the earliest stamp, every ghost (``self`` when
+        that is what it already was)."""
+        first = self.first if self.first <= other.first else other.first
+        ghosts = tuple(sorted({*self.ghosts, *other.ghosts})) if self.ghosts or other.ghosts else ()
+        if first is self.first and ghosts == self.ghosts:
             return self
         return Atom(self.ids, first, ghosts)
 
     def to_json(self) -> list[Any]:
         out: list[Any] = [
-            [i.key for i in self.ids],
+            [f"{i.type}:{i.value}" for i in self.ids],  # each ``Identifier.key``
             format_time(self.first.at),
             self.first.event_id,
         ]
@@ -90,7 +100,7 @@ def parse_key(key: str) -> Identifier:
 
 
 def atom_key(ids: Iterable[Identifier]) -> str:
-    return "|".join(sorted(i.key for i in ids))
+    return "|".join(sorted([f"{i.type}:{i.value}" for i in ids]))
 
 
 def is_account(ids: tuple[Identifier, ...], rules: IdentityRules) -> bool:
@@ -101,10 +111,34 @@ def is_account(ids: tuple[Identifier, ...], rules: IdentityRules) -> bool:
 def group_key(ids: tuple[Identifier, ...], rules: IdentityRules) -> str:
     """``u:<type:value>`` when the atom's best identifier is an account id (its events belong
     to that account for good), else ``a:<hash of the set>`` (the atom is its own group)."""
-    if is_account(ids, rules):
-        return f"u:{ids[0].key}"
-    digest = hashlib.blake2b(atom_key(ids).encode(), digest_size=10).hexdigest()
-    return f"a:{digest}"
+    return keys(ids, rules)[0]
+
+
+#: Group keys of recent non-account atoms, by atom key (a digest each; bounded, cleared when
+#: full: returning visitors' sets come back batch after batch).
+_DIGESTS: dict[str, str] = {}
+_MAX_DIGESTS: Final = 4096
+
+
+def keys(ids: tuple[Identifier, ...], rules: IdentityRules) -> tuple[str, str]:
+    """(:func:`group_key`, :func:`atom_key`) of a ranked identifier set, computed together."""
+    if len(ids) == 1:
+        first = ids[0]
+        key = f"{first.type}:{first.value}"
+        if first.type in rules.unique_types:
+            return f"u:{key}", key
+    else:
+        key = "|".join(sorted([f"{i.type}:{i.value}" for i in ids]))
+        if ids and ids[0].type in rules.unique_types:
+            first = ids[0]
+            return f"u:{first.type}:{first.value}", key
+    gkey = _DIGESTS.get(key)
+    if gkey is None:
+        if len(_DIGESTS) >= _MAX_DIGESTS:
+            _DIGESTS.clear()
+        digest = hashlib.blake2b(key.encode(), digest_size=10).hexdigest()
+        gkey = _DIGESTS[key] = f"a:{digest}"
+    return gkey, key
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +155,12 @@ class IdentifierRecord:
         return self.profile_id is None and not self.seen_with and not self.holders
 
     def with_cooccurrence(
-        self, ident: Identifier, uniques: Iterable[Identifier], rules: IdentityRules
+        self, ident: Identifier, uniques: Sequence[Identifier], rules: IdentityRules
     ) -> IdentifierRecord:
         """``uniques`` seen with ``ident`` in one event; a new record only if it learned
         something. The kept values are the smallest ``cap`` of the union: order-free."""
+        if self._knows(uniques):
+            return self
         cap = rules.cooccurrence_cap(ident.type)
         seen = {t: set(vs) for t, vs in self.seen_with.items()}
         for u in uniques:
@@ -134,6 +170,17 @@ class IdentifierRecord:
             return self
         shared = any(len(vs) > rules.threshold(ident.type) for vs in kept.values())
         return IdentifierRecord(self.profile_id, kept, shared, self.holders)
+
+    def _knows(self, uniques: Sequence[Identifier]) -> bool:
+        """Would :meth:`with_cooccurrence` learn nothing? Yes when every value is already
+        kept and what is kept is already in its kept form (one value per type is, as the
+        cap is at least 2; longer lists are left to the general case)."""
+        seen_with = self.seen_with
+        for u in uniques:
+            values = seen_with.get(u.type)
+            if values is None or u.value not in values:
+                return False
+        return all(len(values) == 1 for values in seen_with.values())
 
     def with_holders(self, holders: Iterable[str]) -> IdentifierRecord:
         kept = tuple(sorted(set(holders)))[:MAX_HOLDERS]
@@ -173,8 +220,19 @@ class IdentifierRecord:
 EMPTY_RECORD: Final = IdentifierRecord()
 
 
+#: Recent profile ids, by event id (the batch asks for a new person's id per event, the
+#: replay for each person's; bounded, cleared when full).
+_PROFILE_IDS: dict[str, str] = {}
+_MAX_PROFILE_IDS: Final = 8192
+
+
 def profile_id_for(event_id: str) -> str:
     """The id of the profile whose earliest event is ``event_id``: a function of the events,
     so a replay into an empty store rebuilds the same ids."""
-    digest = hashlib.blake2b(f"{event_id}\x001".encode(), digest_size=12).hexdigest()
-    return f"p_{digest}"
+    pid = _PROFILE_IDS.get(event_id)
+    if pid is None:
+        if len(_PROFILE_IDS) >= _MAX_PROFILE_IDS:
+            _PROFILE_IDS.clear()
+        digest = hashlib.blake2b(f"{event_id}\x001".encode(), digest_size=12).hexdigest()
+        pid = _PROFILE_IDS[event_id] = f"p_{digest}"
+    return pid

@@ -52,6 +52,10 @@ DEFAULT_DEVICE_TYPES: Final[frozenset[str]] = frozenset({ANONYMOUS_ID})
 DEFAULT_QUARANTINE_THRESHOLDS: Final[Mapping[str, int]] = MappingProxyType({ANONYMOUS_ID: 1})
 
 
+#: Identifiers whose blocked-value answer :meth:`IdentityRules.blocks` remembers.
+MAX_BLOCKED_MEMO: Final = 8192
+
+
 class RulesError(ValueError):
     """The identity rules are inconsistent or the rules file is malformed."""
 
@@ -95,6 +99,7 @@ class IdentityRules:
     device_types: frozenset[str] = DEFAULT_DEVICE_TYPES
     is_blocked: Callable[[str, str], bool] = never_blocked
     _rank: Mapping[str, int] = field(init=False, repr=False, compare=False)
+    _blocked: dict[tuple[str, str], bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(set(self.priority)) != len(self.priority):
@@ -118,6 +123,22 @@ class IdentityRules:
             self, "quarantine_thresholds", MappingProxyType(dict(self.quarantine_thresholds))
         )
         object.__setattr__(self, "_rank", {t: i for i, t in enumerate(self.priority)})
+        object.__setattr__(self, "_blocked", {})
+
+    @property
+    def blocked_memo(self) -> Mapping[tuple[str, str], bool]:
+        """:meth:`blocks`' answers so far, by ``(type, value)``: a hot loop looks there
+        first."""
+        return self._blocked
+
+    def blocks(self, key: tuple[str, str]) -> bool:
+        """``is_blocked(type, value)``, memoized (a pure predicate; bounded)."""
+        answer = self._blocked.get(key)
+        if answer is None:
+            if len(self._blocked) >= MAX_BLOCKED_MEMO:
+                self._blocked.clear()
+            answer = self._blocked[key] = self.is_blocked(*key)
+        return answer
 
     def limit(self, id_type: str) -> int:
         """Maximum distinct values of ``id_type`` on one profile."""
@@ -127,6 +148,12 @@ class IdentityRules:
 
     def is_unique(self, id_type: str) -> bool:
         return id_type in self.unique_types
+
+    @property
+    def rank_index(self) -> Mapping[str, int]:
+        """Each listed type's place in ``priority`` (unlisted types rank after all, by name:
+        :meth:`rank`)."""
+        return self._rank
 
     def rank(self, id_type: str) -> tuple[int, str]:
         """Sort key of a type: lower is more trustworthy."""

@@ -46,10 +46,9 @@ from resolvers.identity.evidence import (
     IdentifierRecord,
     Stamp,
     atom_key,
-    group_key,
     is_account,
-    ranked,
 )
+from resolvers.identity.evidence import keys as atom_keys
 from resolvers.identity.rules import IdentityRules
 from resolvers.lanes.stored_profile import Group, StoredProfile
 from resolvers.profile import facts as profile_facts
@@ -131,7 +130,7 @@ def resolve(evidence: Evidence, sightings: Iterable[Sighting]) -> Resolution:
     events = [s for s in sightings if not s.erase]
     run = _Run(evidence)
     run.erase([s for s in sightings if s.erase])
-    run.expand([Atom(s.ids, s.stamp) for s in events if s.ids])
+    run.expand(events)
     run.regroup()
     run.add_atoms(events)
     run.cooccur()
@@ -164,6 +163,8 @@ class _Run:
         self.changed = False  # identity evidence changed: recluster
         self.erasing = False
         self.pending: list[Sighting] = []
+        # records cooccur replaced, by (type, value): (identifier, record now)
+        self.relearned: dict[tuple[str, str], tuple[Identifier, IdentifierRecord]] = {}
         self.clustering: Clustering | None = None
         self.resolution = Resolution(
             people={},
@@ -186,19 +187,21 @@ class _Run:
             self.resolution.outcomes[request.event_id] = ERASED if known else NOTHING_TO_ERASE
             self.erasing = True
 
-    def expand(self, new_atoms: list[Atom]) -> None:
+    def expand(self, events: list[Sighting]) -> None:
         """Follow the erasures through the stored atoms and the new events' ones."""
         if not self.closure.absorbed:
             return
         stored = [a for atoms in self.groups.values() for a in atoms.values()]
         before = dict(self.closure.absorbed)
-        self.closure.expand([*stored, *new_atoms])
+        self.closure.expand([*stored, *(Atom(s.ids, s.stamp) for s in events if s.ids)])
         if any(before.get(d) != t for d, t in self.closure.absorbed.items()):
             self.erasing = True
 
     def tombstones(self) -> None:
         """Every tombstone this batch made or changed, with the profiles now holding its
         ghost."""
+        if not self.closure.absorbed:
+            return  # no tombstone, nothing to hold
         for gkey, atoms in self.groups.items():
             owner = self.resolution.owner_of_group.get(gkey)
             if owner is not None:
@@ -233,7 +236,7 @@ class _Run:
         keys: tuple[str, str] | None = None,
     ) -> str:
         """``keys``: the atom's group key and key when the caller has them."""
-        gkey, key = keys if keys is not None else (group_key(atom.ids, self.rules), atom.key)
+        gkey, key = keys if keys is not None else atom_keys(atom.ids, self.rules)
         atoms = self.groups.setdefault(gkey, {})
         old = atoms.get(key)
         atoms[key] = atom if old is None else old.joined(atom)
@@ -248,41 +251,60 @@ class _Run:
 
     # 3. atoms of the new events --------------------------------------------------------------
     def add_atoms(self, sightings: list[Sighting]) -> None:
+        rules, closure, groups, facts = self.rules, self.closure, self.groups, self.facts
+        res = self.resolution
+        event_group, pending = res.event_group, self.pending
         for s in sightings:
-            if not s.ids:
+            ids = s.ids
+            if not ids:
                 continue
-            raw = Atom(s.ids, s.stamp)
-            atom = self.closure.reduce(raw, anchored=is_account(s.ids, self.rules))
-            if atom is None:
-                self.resolution.outcomes[s.event_id] = SUPPRESSED
-                self.resolution.counts[Count(Measure.SUPPRESSED_EVENTS)] += 1
-                continue
-            gkey, akey = group_key(atom.ids, self.rules), atom.key
-            old = self.groups.get(gkey, {}).get(akey)
-            if old is None and all(self._is_shared(i) for i in atom.ids):
-                self.resolution.outcomes[s.event_id] = UNATTRIBUTED  # nobody's; no replay
-                self.resolution.counts[Count(Measure.UNATTRIBUTED)] += 1
-                continue
-            if old is None or old.joined(atom) != old:
+            atom: Atom | None = None  # built when needed: most events repeat a known set
+            if closure.absorbed:  # else nothing to reduce
+                atom = closure.reduce(Atom(ids, s.stamp), anchored=is_account(ids, rules))
+                if atom is None:
+                    res.outcomes[s.event_id] = SUPPRESSED
+                    res.counts[Count(Measure.SUPPRESSED_EVENTS)] += 1
+                    continue
+                ids = atom.ids
+            gkey, akey = atom_keys(ids, rules)
+            atoms = groups.get(gkey)
+            old = atoms.get(akey) if atoms is not None else None
+            if old is None:
+                if self._all_shared(ids):
+                    res.outcomes[s.event_id] = UNATTRIBUTED  # nobody's; no replay
+                    res.counts[Count(Measure.UNATTRIBUTED)] += 1
+                    continue
+                if atoms is None:
+                    atoms = groups[gkey] = {}
+                    facts.setdefault(gkey, EMPTY_FACTS)
+                atoms[akey] = atom if atom is not None else Atom(ids, s.stamp)
                 self.changed = True
-            self._put(atom, EMPTY_FACTS, keys=(gkey, akey))
-            self.resolution.event_group[s.event_id] = gkey
-            self.pending.append(Sighting(s.event_id, s.stamp, atom.ids))
+            elif atom is not None or old.ghosts or s.stamp < old.first:
+                # (else ``old.joined`` is ``old``: the set seen again, no earlier, no ghosts)
+                joined = old.joined(atom if atom is not None else Atom(ids, s.stamp))
+                if joined is not old:  # an earlier stamp, or ghosts
+                    groups[gkey][akey] = joined
+                    self.changed = True
+            event_group[s.event_id] = gkey
+            pending.append(s if ids is s.ids else Sighting(s.event_id, s.stamp, ids))
 
     # 4. co-occurrence and shared identifiers --------------------------------------------------
     def cooccur(self) -> None:
+        rules, records, relearned = self.rules, self.records, self.relearned
+        unique = rules.unique_types
         for s in self.pending:
-            uniques = [i for i in s.ids if self.rules.is_unique(i.type)]
-            if not uniques:
+            uniques = [i for i in s.ids if i.type in unique]
+            if not uniques or len(uniques) == len(s.ids):
                 continue
             for ident in s.ids:
-                if self.rules.is_unique(ident.type):
+                if ident.type in unique:
                     continue
-                old = self.records.get(ident, EMPTY_RECORD)
-                new = old.with_cooccurrence(ident, uniques, self.rules)
+                old = records.get(ident, EMPTY_RECORD)
+                new = old.with_cooccurrence(ident, uniques, rules)
                 if new is old:
                     continue
-                self.records[ident] = new
+                records[ident] = new
+                relearned[(ident.type, ident.value)] = (ident, new)
                 if new.quarantined and not old.quarantined:
                     self.changed = True
                     self._quarantined(ident, new, s.event_id)
@@ -305,9 +327,13 @@ class _Run:
             )
         )
 
-    def _is_shared(self, ident: Identifier) -> bool:
-        record = self.records.get(ident)
-        return record is not None and record.quarantined
+    def _all_shared(self, ids: tuple[Identifier, ...]) -> bool:
+        records = self.records
+        for ident in ids:
+            record = records.get(ident)
+            if record is None or not record.quarantined:
+                return False
+        return True
 
     def _shared(self) -> frozenset[Identifier]:
         return frozenset(i for i, r in self.records.items() if r.quarantined)
@@ -331,15 +357,18 @@ class _Run:
             return
         atoms = [a for atoms in self.groups.values() for a in atoms.values()]
         self.clustering = clustering = cluster(atoms, shared, self.rules)
+        people, owner_of_group, facts = res.people, res.owner_of_group, self.facts
+        owners = clustering.owners
         for pid, person in clustering.people.items():
-            res.people[pid] = PersonDraft(pid, person.first, person.identifiers, {})
+            people[pid] = PersonDraft(pid, person.first, person.identifiers, {})
+        left_out = {(i.type, i.value) for i in shared}
         for gkey, group_atoms in self.groups.items():
-            best = _best(group_atoms.values(), shared, self.rules)
-            owner = clustering.person_of(best) if best is not None else None
+            best = _best(group_atoms, left_out, self.rules)
+            owner = owners.get(best) if best is not None else None
             if owner is None:
                 continue  # only shared identifiers: its events are nobody's
-            res.owner_of_group[gkey] = owner
-            res.people[owner].groups[gkey] = Group(group_atoms, self.facts[gkey])
+            owner_of_group[gkey] = owner
+            people[owner].groups[gkey] = Group(group_atoms, facts[gkey])
         self._unattributed()
         self._blocked(clustering)
 
@@ -462,41 +491,103 @@ class _Run:
 
     # 7. identifier records ----------------------------------------------------------------------
     def write_records(self) -> None:
-        res = self.resolution
-        holders: dict[Identifier, set[str]] = {}
+        """Each record the batch loaded or learned, and each identifier the people's atoms
+        carry: linked to its owner, held by the profiles whose groups carry it."""
+        holders = self._holders()
+        relearned = self.relearned
+        owners = self.clustering.owners if self.clustering is not None else None
+        absorbed = self.closure.absorbed
+        for ident, loaded in self.ev.records.items():
+            key = (ident.type, ident.value)
+            learned = relearned.pop(key, None)
+            held = holders.pop(key, None)
+            if (
+                learned is None
+                and not absorbed
+                and held is not None
+                and len(held[1]) == 1
+                and len(loaded.holders) == 1
+                and loaded.holders[0] in held[1]
+                and (owners is None or owners.get(key) == loaded.profile_id)
+            ):
+                continue  # most: still linked and held as loaded (``_write_record``'s answer)
+            self._write_record(
+                ident,
+                key,
+                loaded if learned is None else learned[1],
+                loaded,
+                held[1] if held is not None else None,
+            )
+        for key, (ident, record) in relearned.items():  # first records, learned this batch
+            held = holders.pop(key, None)
+            self._write_record(ident, key, record, None, held[1] if held is not None else None)
+        for key, (ident, held_by) in holders.items():  # no record yet
+            self._write_record(ident, key, EMPTY_RECORD, None, held_by)
+
+    def _holders(self) -> dict[tuple[str, str], tuple[Identifier, set[str]]]:
+        """The profiles holding atoms that carry each identifier, by ``(type, value)``."""
+        owner_of_group = self.resolution.owner_of_group
+        holders: dict[tuple[str, str], tuple[Identifier, set[str]]] = {}
         for gkey, atoms in self.groups.items():
-            owner = res.owner_of_group.get(gkey)
+            owner = owner_of_group.get(gkey)
             if owner is None:
                 continue
             for atom in atoms.values():
                 for ident in atom.ids:
-                    holders.setdefault(ident, set()).add(owner)
-        loaded_pids = set(self.ev.profiles)
-        owners = self.clustering.owner if self.clustering is not None else None
-        for ident in set(self.records) | set(holders):
-            if self.closure.is_absorbed(ident):
-                if ident in self.ev.records:
-                    res.records[ident] = None
-                continue
-            old = self.records.get(ident, EMPTY_RECORD)
-            kept = {h for h in old.holders if h not in loaded_pids}  # not loaded: unknown
-            owner = owners.get(ident) if owners is not None else old.profile_id
-            new = old.linked_to(owner).with_holders(kept | holders.get(ident, set()))
-            loaded = self.ev.records.get(ident)
-            if new.is_empty:
-                if loaded is not None:
-                    res.records[ident] = None
-            elif new != loaded:
-                res.records[ident] = new
+                    key = (ident.type, ident.value)
+                    held = holders.get(key)
+                    if held is None:
+                        holders[key] = (ident, {owner})
+                    else:
+                        held[1].add(owner)
+        return holders
+
+    def _write_record(
+        self,
+        ident: Identifier,
+        key: tuple[str, str],
+        old: IdentifierRecord,
+        loaded: IdentifierRecord | None,
+        held: set[str] | None,
+    ) -> None:
+        """``old`` (the record as this batch left it) linked and held as the people are now;
+        written if it differs from what was ``loaded``, deleted if it became empty."""
+        out = self.resolution.records
+        if self.closure.absorbed and self.closure.is_absorbed(ident):
+            if loaded is not None:
+                out[ident] = None
+            return
+        names: set[str] = held if held is not None else set()
+        if old.holders:  # profiles not loaded still hold it, as far as this batch knows
+            loaded_pids = self.ev.profiles
+            names = names | {h for h in old.holders if h not in loaded_pids}
+        clustering = self.clustering
+        owner = clustering.owners.get(key) if clustering is not None else old.profile_id
+        new = old.linked_to(owner).with_holders(names)
+        if new.is_empty:
+            if loaded is not None:
+                out[ident] = None
+        elif new is not loaded and new != loaded:
+            out[ident] = new
 
 
 def _best(
-    atoms: Iterable[Atom], shared: frozenset[Identifier], rules: IdentityRules
-) -> Identifier | None:
-    """A group's best identifier still linking (its account id, or its atom's best one)."""
-    usable = [i for atom in atoms for i in atom.ids if i not in shared]
-    ids = ranked(usable, rules)
-    return ids[0] if ids else None
+    atoms: Mapping[str, Atom], left_out: set[tuple[str, str]], rules: IdentityRules
+) -> tuple[str, str] | None:
+    """A group's best identifier still linking (its account id, or its atom's best one), as
+    ``(type, value)``; ``left_out``: the shared ones, likewise."""
+    index = rules.rank_index
+    unlisted = len(index)
+    best: tuple[int, str, str] | None = None
+    for atom in atoms.values():
+        for ident in atom.ids:
+            id_type, value = ident.type, ident.value
+            if (id_type, value) in left_out:
+                continue
+            rank = (index.get(id_type, unlisted), id_type, value)  # as ``ranked`` orders
+            if best is None or rank < best:
+                best = rank
+    return (best[1], best[2]) if best is not None else None
 
 
 def _changed(profile: StoredProfile, person: PersonDraft) -> bool:

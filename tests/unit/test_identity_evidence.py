@@ -4,6 +4,7 @@ profile ids."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 
@@ -11,7 +12,7 @@ import pytest
 from builders import permuted
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from identity_worlds import RULES, atom, atom_worlds, i, stamp
+from identity_worlds import POOL, RULES, SMALL_RULES, atom, atom_worlds, i, stamp
 
 from resolvers.identity.evidence import (
     EMPTY_RECORD,
@@ -24,6 +25,7 @@ from resolvers.identity.evidence import (
     profile_id_for,
     ranked,
 )
+from resolvers.identity.evidence import keys as atom_keys
 from resolvers.identity.rules import IdentityRules
 from schemas.identifiers import Identifier
 
@@ -122,6 +124,19 @@ def test_cooccurrence_keeps_the_smallest_values_whatever_the_order(
     assert record.quarantined is any(len(vs) > threshold for vs in seen.values())
 
 
+def test_a_record_not_in_its_kept_form_is_rewritten_even_when_it_learns_no_value() -> None:
+    unsorted = IdentifierRecord(seen_with={"customer_id": ("C2", "C1")})
+    learned = unsorted.with_cooccurrence(TABLET, [i("customer_id:C1")], RULES)
+    assert learned.seen_with == {"customer_id": ("C1", "C2")}
+    assert learned.quarantined
+    over_cap = IdentifierRecord(seen_with={"customer_id": ("C1", "C2", "C3")})  # cap 2
+    assert over_cap.with_cooccurrence(TABLET, [i("customer_id:C1")], RULES).seen_with == {
+        "customer_id": ("C1", "C2")
+    }
+    one = learn(TABLET, [["customer_id:C1", "loyalty_id:L1"]])
+    assert one.with_cooccurrence(TABLET, [i("loyalty_id:L1"), i("customer_id:C1")], RULES) is one
+
+
 def test_records_round_trip_through_json_with_their_pinned_form() -> None:
     record = (
         learn(TABLET, [["customer_id:C2"], ["customer_id:C1"]])
@@ -161,6 +176,35 @@ def test_ranked_is_distinct_by_priority_then_value_with_custom_types_last() -> N
         i("anonymous_id:z"),
         i("store_member:m"),
     )
+
+
+def test_ranked_keeps_the_first_of_equal_identifiers() -> None:
+    first, again = Identifier("email", "a@x", raw="A@X"), Identifier("email", "a@x", raw="a@x ")
+    (kept,) = ranked([first, again], RULES)
+    assert kept is first
+    assert ranked([], RULES) == ()
+
+
+_KEY_POOL = st.lists(st.sampled_from(POOL), min_size=1, max_size=4)
+NO_ACCOUNTS = IdentityRules(unique_types=frozenset(), limits={})
+
+
+@PROPS
+@given(
+    keys=_KEY_POOL,
+    rules=st.sampled_from([RULES, SMALL_RULES, IdentityRules(unique_types=frozenset())]),
+)
+def test_an_atoms_keys_are_its_group_key_and_key_as_documented(
+    keys: list[str], rules: IdentityRules
+) -> None:
+    ids = ranked((i(k) for k in keys), rules)
+    key = "|".join(sorted({f"{x.type}:{x.value}" for x in ids}))
+    if rules.is_unique(ids[0].type):
+        group = f"u:{ids[0].type}:{ids[0].value}"
+    else:
+        group = "a:" + hashlib.blake2b(key.encode(), digest_size=10).hexdigest()
+    assert atom_keys(ids, rules) == (group, key) == atom_keys(ids, rules)  # memoized alike
+    assert (group_key(ids, rules), atom_key(ids)) == (group, key)
 
 
 def test_an_atom_is_a_set_its_key_ignores_order() -> None:

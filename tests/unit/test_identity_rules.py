@@ -8,6 +8,7 @@ import pytest
 
 from resolvers.identity.rules import (
     DEFAULT_LIMITS,
+    MAX_BLOCKED_MEMO,
     IdentityRules,
     RulesError,
     load_rules,
@@ -136,3 +137,22 @@ def test_rules_are_frozen() -> None:
         rules.quarantine_threshold = 9  # type: ignore[misc]
     with pytest.raises(TypeError):
         rules.limits["email"] = 9  # type: ignore[index]
+
+
+def test_blocked_values_are_asked_once_and_remembered_within_a_bound() -> None:
+    asked: list[tuple[str, str]] = []
+
+    def is_blocked(id_type: str, value: str) -> bool:
+        asked.append((id_type, value))
+        return value == "0000"
+
+    rules = IdentityRules(is_blocked=is_blocked)
+    for _ in range(2):
+        assert rules.blocks(("phone", "0000"))
+        assert not rules.blocks(("phone", "+4791"))
+    assert asked == [("phone", "0000"), ("phone", "+4791")]
+    assert rules.blocked_memo == {("phone", "0000"): True, ("phone", "+4791"): False}
+    for n in range(MAX_BLOCKED_MEMO + 10):
+        rules.blocks(("email", f"{n}@x"))
+    assert len(rules.blocked_memo) <= MAX_BLOCKED_MEMO
+    assert rules == IdentityRules(is_blocked=is_blocked)  # the memo is no part of the rules
