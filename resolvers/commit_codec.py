@@ -9,8 +9,8 @@ deletions are blind (a redirect never changes meaning).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final
 
 import orjson
 
@@ -29,6 +29,7 @@ from resolvers.effects import (
     Suppressed,
 )
 from resolvers.lanes import stored_profile
+from resolvers.lanes.stored_profile import StoredProfile
 from resolvers.store import (
     DEFAULT_SCOPE,
     HELD_FIELD,
@@ -47,7 +48,19 @@ from resolvers.timefmt import format_time
 
 
 def _json(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    """``value`` as JSON; keys that are not strings (a snapshot's counters) as their text.
+
+    ``OPT_NON_STR_KEYS`` makes orjson check every key the slow way (about twice the cost of a
+    snapshot's encoding); it writes string keys exactly as the default does, so it is asked
+    for only when a value has another key."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+
+#: The change-stream entry's op of a profile written (encoded once).
+_UPSERT: Final = b"upsert"
 
 
 class _Encoder:
@@ -60,6 +73,7 @@ class _Encoder:
         self.outbox: list[OutboxRecord] = []
         self.streams: list[StreamEntry] = []
         self.memberships: list[MembershipChange] = []
+        self.states: list[tuple[Ref, bytes, StoredProfile]] = []
 
     def next_version(self, ref: Ref) -> int:
         return self.versions.get(ref, 0) + 1
@@ -71,65 +85,76 @@ class _Encoder:
         self.streams.append(StreamEntry(name, {k: v.encode() for k, v in fields.items()}))
 
     def add(self, effect: Effect) -> None:
-        match effect:
-            case IdentifierWritten(identifier=ident, record=record):
-                ref = identifier_ref(ident.key)
-                fields: dict[str, bytes] = {}
-                if record is not None:
-                    fields["s"] = _json(record.to_json())
-                    if record.profile_id is not None:
-                        fields["p"] = record.profile_id.encode()
-                    if record.holders:
-                        fields[HOLDERS_FIELD] = _json(list(record.holders))
-                self.writes.append(Write(ref, self.next_version(ref), fields))
-            case Suppressed(digest=digest, tombstone=tombstone):
-                self.suppress[digest] = tombstone
-            case ProfileWritten(profile=profile, version=version, snapshot=snapshot):
-                pid = profile.profile_id
-                doc = _json(snapshot)  # one encoding for the outbox and the stored snapshot
-                self.writes.append(
-                    Write(
-                        profile_ref(pid),
-                        version,
-                        {
-                            "d": doc,
-                            "s": stored_profile.encode(profile),
-                            HELD_FIELD: _json(profile.held_keys()),
-                        },
-                    )
-                )
-                self.publish(self.profile_topic, pid, doc)
-                self.stream("profiles", {"id": pid, "op": "upsert", "version": str(version)})
-            case ProfileRedirected(profile_id=pid, into=into, merged_from=older):
-                ref = profile_ref(pid)
-                self.writes.append(Write(ref, self.next_version(ref), {"r": into.encode()}))
-                self.blind.extend(
-                    Write(profile_ref(old), 1, {"r": into.encode()}) for old in older if old != into
-                )
-                self.publish(
-                    self.profile_topic, pid, _json({"profile_id": pid, "merged_into": into})
-                )
-                self.stream("profiles", {"id": pid, "op": "merged", "into": into})
-            case ProfileErased(profile_id=pid, merged_from=older, reason=reason):
-                ref = profile_ref(pid)
-                self.writes.append(Write(ref, self.next_version(ref), {}))
-                self.blind.extend(Write(profile_ref(old), 1, {}) for old in older)
-                self.publish(self.profile_topic, pid, None)
-                self.stream("profiles", {"id": pid, "op": reason})
-            case StockWritten(sku=sku, stock=stock):
-                ref = stock_ref(sku)
-                version = self.next_version(ref)
-                snap = inventory.snapshot(stock)
-                snap["version"] = version
-                self.writes.append(
-                    Write(ref, version, {"d": _json(snap), "s": _json(stock.to_dict())})
-                )
-            case Published(topic=topic, key=key, value=value):
-                self.publish(topic, key, _json(value) if value is not None else None)
-            case Streamed(stream=name, fields=fields_):
-                self.stream(name, fields_)
-            case AudiencesChanged():
-                self.audiences(effect)
+        handler = _HANDLERS.get(type(effect))
+        if handler is not None:
+            handler(self, effect)
+
+    def profile_written(self, effect: ProfileWritten) -> None:
+        """The hot one (a write per touched profile): its snapshot encoded once, for the
+        outbox and the stored ``d``; its state remembered for ``written``."""
+        profile, version = effect.profile, effect.version
+        pid = profile.profile_id
+        key = pid.encode()
+        ref = profile_ref(pid)
+        doc = _json(effect.snapshot)
+        state, held = stored_profile.encode_with_held(profile)
+        self.writes.append(Write(ref, version, {"d": doc, "s": state, HELD_FIELD: held}))
+        self.states.append((ref, state, profile))
+        self.outbox.append(OutboxRecord(self.profile_topic, key, doc))
+        self.streams.append(
+            StreamEntry("profiles", {"id": key, "op": _UPSERT, "version": str(version).encode()})
+        )
+
+    def identifier_written(self, effect: IdentifierWritten) -> None:
+        record = effect.record
+        ref = identifier_ref(effect.identifier.key)
+        fields: dict[str, bytes] = {}
+        if record is not None:
+            fields["s"] = _json(record.to_json())
+            if record.profile_id is not None:
+                fields["p"] = record.profile_id.encode()
+            if record.holders:
+                fields[HOLDERS_FIELD] = orjson.dumps(record.holders)
+        self.writes.append(Write(ref, self.next_version(ref), fields))
+
+    def suppressed(self, effect: Suppressed) -> None:
+        self.suppress[effect.digest] = effect.tombstone
+
+    def profile_redirected(self, effect: ProfileRedirected) -> None:
+        pid, into = effect.profile_id, effect.into
+        ref = profile_ref(pid)
+        self.writes.append(Write(ref, self.next_version(ref), {"r": into.encode()}))
+        self.blind.extend(
+            Write(profile_ref(old), 1, {"r": into.encode()})
+            for old in effect.merged_from
+            if old != into
+        )
+        self.publish(self.profile_topic, pid, _json({"profile_id": pid, "merged_into": into}))
+        self.stream("profiles", {"id": pid, "op": "merged", "into": into})
+
+    def profile_erased(self, effect: ProfileErased) -> None:
+        pid = effect.profile_id
+        ref = profile_ref(pid)
+        self.writes.append(Write(ref, self.next_version(ref), {}))
+        self.blind.extend(Write(profile_ref(old), 1, {}) for old in effect.merged_from)
+        self.publish(self.profile_topic, pid, None)
+        self.stream("profiles", {"id": pid, "op": effect.reason})
+
+    def stock_written(self, effect: StockWritten) -> None:
+        ref = stock_ref(effect.sku)
+        version = self.next_version(ref)
+        snap = inventory.snapshot(effect.stock)
+        snap["version"] = version
+        self.writes.append(
+            Write(ref, version, {"d": _json(snap), "s": _json(effect.stock.to_dict())})
+        )
+
+    def published(self, effect: Published) -> None:
+        value = effect.value
+        self.publish(effect.topic, effect.key, _json(value) if value is not None else None)
+
+    def streamed(self, effect: Streamed) -> None:
+        self.stream(effect.stream, effect.fields)
 
     def audiences(self, change: AudiencesChanged) -> None:
         """SADD/SREM on the member sets and one ``enter``/``exit`` record per audience."""
@@ -148,6 +173,20 @@ class _Encoder:
             self.publish(change.topic, pid, _json(record))
 
 
+#: Each effect type's encoding (effects are final classes: looked up by exact type).
+_HANDLERS: Final[dict[type, Callable[[_Encoder, Any], None]]] = {
+    ProfileWritten: _Encoder.profile_written,
+    IdentifierWritten: _Encoder.identifier_written,
+    Suppressed: _Encoder.suppressed,
+    ProfileRedirected: _Encoder.profile_redirected,
+    ProfileErased: _Encoder.profile_erased,
+    StockWritten: _Encoder.stock_written,
+    Published: _Encoder.published,
+    Streamed: _Encoder.streamed,
+    AudiencesChanged: _Encoder.audiences,
+}
+
+
 def encode(
     *,
     versions: Mapping[Ref, int],
@@ -157,11 +196,17 @@ def encode(
     profile_topic: str,
     scope: str = DEFAULT_SCOPE,
     unsuppressed: Iterable[str] = (),
+    written: list[tuple[Ref, bytes, StoredProfile]] | None = None,
 ) -> Commit:
-    """The batch's commit: expects every loaded version, marks ``event_ids`` processed."""
+    """The batch's commit: expects every loaded version, marks ``event_ids`` processed.
+    ``written``, when given, receives (ref, stored state, profile) of every profile the commit
+    writes (what a worker remembers decoded: ``DecodeCache.put``)."""
     encoder = _Encoder(versions, profile_topic)
+    add = encoder.add
     for effect in effects:
-        encoder.add(effect)
+        add(effect)
+    if written is not None:
+        written.extend(encoder.states)
     return Commit(
         expect=dict(versions),
         event_ids=tuple(event_ids),

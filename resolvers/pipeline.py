@@ -26,7 +26,7 @@ batch without committing offsets.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Final
@@ -38,6 +38,7 @@ from resolvers.effects import Count, Measure, ProfileWritten
 from resolvers.identity.evidence import profile_id_for
 from resolvers.lanes.inventory import InventoryBatch, LaneOutcome
 from resolvers.lanes.profiles import ProfilesBatch
+from resolvers.lanes.stored_profile import StoredProfile
 from resolvers.stages import dedupe, identity, inventory, normalize, parse
 from resolvers.steps import DUPLICATE, OK, DeadLetter, Event, Ok, RawRecord
 from resolvers.store import Commit, Loaded, LoadRequest, Ref, StateStore, profile_ref
@@ -204,18 +205,18 @@ def load_request(
 ) -> LoadRequest:
     identifiers: dict[str, None] = {}
     hashes: dict[str, None] = {}
-    skus: set[str] = set()
-    for event in events:
-        if lane.identity:
-            identifiers.update(dict.fromkeys(i.key for i in event.identifiers))
-            hashes.update(dict.fromkeys(event.suppression_hashes))
-        if lane.stock:
-            skus.update(inventory.event_skus(event))
     candidates: dict[str, None] = dict.fromkeys(profiles)
-    if lane.identity:  # the ids a new person of this batch would get: load their versions
+    if lane.identity:  # in first-seen order over the events
+        identifiers = dict.fromkeys(i.key for e in events for i in e.identifiers)
+        hashes = dict.fromkeys(h for e in events for h in e.suppression_hashes)
+        # the ids a new person of this batch would get: load their versions
         candidates.update(
             dict.fromkeys(profile_id_for(e.tp.event_id) for e in events if e.identifiers)
         )
+    skus: set[str] = set()
+    if lane.stock:
+        for event in events:
+            skus.update(inventory.event_skus(event))
     return LoadRequest(
         identifiers=tuple(identifiers),
         versions=tuple(candidates),
@@ -306,7 +307,7 @@ def run_batch(
                 _add(result, r.outcome, len(r.commit.event_ids))
                 dlq_uncounted -= r.dlq
                 if ctx.cache is not None:
-                    _remember_written(ctx.cache, r.outcome, r.commit)
+                    _remember_written(ctx.cache, r.written)
             else:
                 result.conflicted_parts += 1
                 result.recomputed_events += len(r.part.events)
@@ -330,6 +331,7 @@ class _Ready:
     outcome: LaneOutcome
     commit: Commit
     dlq: int  # dead letters its counters count
+    written: list[tuple[Ref, bytes, StoredProfile]]  # each profile's ref, stored state, value
 
 
 def _compute(
@@ -350,7 +352,7 @@ def _compute(
     dlq_counted = False
     for part in split:
         outcome = _run_lane(lane, part.loaded, ctx, part.events)
-        missing = _unloaded_profiles(outcome, part.loaded.entities.keys())
+        missing = _unloaded_profiles(outcome, part.loaded.entities)
         if missing:  # read what the load missed, then compute again
             again.extend(part.events)
             extra.update(dict.fromkeys(missing, part.events[0].tp.event_id))
@@ -362,6 +364,7 @@ def _compute(
         if not outcome.processed and not outcome.effects and not outcome.counts:
             _add(result, outcome, 0)  # all duplicates: nothing to write
             continue
+        written: list[tuple[Ref, bytes, StoredProfile]] = []
         commit = commit_codec.encode(
             versions={ref: e.version for ref, e in part.loaded.entities.items()},
             effects=outcome.effects,
@@ -370,8 +373,9 @@ def _compute(
             profile_topic=ctx.topics.profile_changes,
             scope=lane.name,
             unsuppressed=[h for h in part.hashes if h not in loaded.suppressed],
+            written=written,
         )
-        ready.append(_Ready(part, outcome, commit, dlq))
+        ready.append(_Ready(part, outcome, commit, dlq, written))
     return ready, again
 
 
@@ -381,23 +385,19 @@ def _run_lane(lane: Lane, loaded: Loaded, ctx: Context, events: Sequence[Event])
     return InventoryBatch.from_loaded(loaded, ctx).run(events)
 
 
-def _remember_written(cache: DecodeCache, outcome: LaneOutcome, commit: Commit) -> None:
+def _remember_written(
+    cache: DecodeCache, written: Iterable[tuple[Ref, bytes, StoredProfile]]
+) -> None:
     """The profiles the batch wrote, decoded, for the next batch's load: the stored state is
     this batch's encoding of exactly these values (``lanes.stored_profile`` round-trips), so
     a profile touched again is not parsed again while nobody else wrote it."""
-    states = {w.ref: w.fields.get("s") for w in commit.writes}
-    for effect in outcome.effects:
-        if isinstance(effect, ProfileWritten):
-            ref = profile_ref(effect.profile.profile_id)
-            raw = states.get(ref)
-            if raw is not None:
-                cache.put(ref, raw, effect.profile)
+    for ref, state, profile in written:
+        cache.put(ref, state, profile)
 
 
-def _unloaded_profiles(outcome: LaneOutcome, loaded: Iterable[Ref]) -> list[str]:
-    refs = set(loaded)
+def _unloaded_profiles(outcome: LaneOutcome, loaded: Mapping[Ref, object]) -> list[str]:
     return [
         e.profile.profile_id
         for e in outcome.effects
-        if isinstance(e, ProfileWritten) and profile_ref(e.profile.profile_id) not in refs
+        if type(e) is ProfileWritten and profile_ref(e.profile.profile_id) not in loaded
     ]

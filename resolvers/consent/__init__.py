@@ -12,7 +12,15 @@
 """
 
 from resolvers.consent.errors import ConsentError, ConsentStateError, PolicyError
-from resolvers.consent.gate import Current, Gate, Verdict, never_serves
+from resolvers.consent.gate import (
+    BehaviourPruning,
+    Current,
+    Gate,
+    Verdict,
+    behaviour_never_by_itself,
+    denies_behaviour_later,
+    never_serves,
+)
 from resolvers.consent.history import (
     EMPTY_HISTORY,
     ConsentHistory,
@@ -52,6 +60,7 @@ __all__ = [
     "MAX_EXPLICIT_GRANTS",
     "NO_STATEMENTS",
     "PURPOSE_GATES",
+    "BehaviourPruning",
     "ConsentError",
     "ConsentHistory",
     "ConsentPolicy",
@@ -68,6 +77,8 @@ __all__ = [
     "Source",
     "Statement",
     "Verdict",
+    "behaviour_never_by_itself",
+    "denies_behaviour_later",
     "from_event",
     "gated_fields",
     "load_policy",

@@ -28,13 +28,15 @@ audit and the fold's pruning all ask this module; nothing else decides.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 from typing import Final
 
 from resolvers.consent.history import ConsentHistory, PurposeHistory
 from resolvers.consent.policy import ConsentPolicy
-from resolvers.consent.signals import EventConsent, Statement
+from resolvers.consent.signals import EventConsent, Statement, from_code
 from resolvers.consent.vocabulary import CONSENT_PURPOSES, Purpose, Reason, Source
 
 
@@ -68,16 +70,34 @@ def _denial_reason(source: str) -> Reason:
 class Gate:
     """Consent decisions for one person: ``history`` is the merge of all their events'."""
 
-    __slots__ = ("_current", "_timeless", "history", "policy", "region")
+    __slots__ = ("_now", "history", "policy", "region")
 
     def __init__(self, policy: ConsentPolicy, history: ConsentHistory, region: str | None):
         self.policy, self.history, self.region = policy, history, region
-        self._current: dict[Purpose, Current] = {}  # computed when first asked
-        #: verdicts of a person without consent history, by (id of the event's consent,
-        #: region, behavioural); the entry holds the consent, so its id stays its own
-        self._timeless: dict[
-            tuple[int, str | None, bool], tuple[EventConsent, tuple[Verdict, ...]]
-        ] = {}
+        self._now: _Now | None = None  # the current choices, when first asked
+
+    def _choices(self) -> _Now:
+        """Every purpose's current choice and the purposes granted now, computed once (for a
+        person without consent history: the defaults of their region, shared by all such
+        gates of the policy)."""
+        policy, region = self.policy, self.region
+        now: _Now
+        if self.history.purposes:
+            currents = {p: self._compute_current(p) for p in CONSENT_PURPOSES}
+            now = (currents, frozenset(p for p, c in currents.items() if c.granted))
+        else:
+            key = (id(policy), region)
+            found = _DEFAULT_NOW.get(key)
+            if found is None or found[0] is not policy:
+                currents = {p: self._compute_current(p) for p in CONSENT_PURPOSES}
+                granted = frozenset(p for p, c in currents.items() if c.granted)
+                found = (policy, MappingProxyType(currents), granted)
+                if len(_DEFAULT_NOW) >= _DEFAULT_NOW_SIZE:
+                    _DEFAULT_NOW.clear()
+                _DEFAULT_NOW[key] = found
+            now = (found[1], found[2])
+        self._now = now
+        return now
 
     def _compute_current(self, purpose: Purpose) -> Current:
         latest = self.history.of(purpose).latest
@@ -86,13 +106,14 @@ class Gate:
         return _DEFAULT_CURRENT[purpose in self.policy.default_for(self.region)]
 
     def current(self, purpose: Purpose) -> Current:
-        found = self._current.get(purpose)
-        if found is None:
-            found = self._current[purpose] = self._compute_current(purpose)
-        return found
+        return (self._now or self._choices())[0][purpose]
+
+    def currents(self) -> Mapping[Purpose, Current]:
+        """Every purpose's :meth:`current` (of ``CONSENT_PURPOSES``)."""
+        return (self._now or self._choices())[0]
 
     def granted_now(self) -> frozenset[Purpose]:
-        return frozenset(p for p in CONSENT_PURPOSES if self.current(p).granted)
+        return (self._now or self._choices())[1]
 
     def verdict(
         self,
@@ -177,12 +198,19 @@ class Gate:
         consent: EventConsent,
         region: str | None,
         behavioural: bool = False,
+        purposes: frozenset[Purpose] | None = None,
     ) -> frozenset[Purpose]:
-        """The purposes (besides ``necessary``) a fact may serve."""
+        """The purposes (besides ``necessary``) a fact may serve; with ``purposes``, only
+        which of those (the others are not asked: a render asks only what it shows)."""
+        if not self.history.purposes:
+            allowed = self._timeless(at, consent, region, behavioural)[3]
+            return allowed if purposes is None else allowed & purposes
         return frozenset(
-            v.purpose
-            for v in self.verdicts(at=at, consent=consent, region=region, behavioural=behavioural)
-            if v.allowed
+            p
+            for p in (CONSENT_PURPOSES if purposes is None else purposes)
+            if self.verdict(
+                p, at=at, consent=consent, region=region, behavioural=behavioural
+            ).allowed
         )
 
     def verdicts(
@@ -195,17 +223,11 @@ class Gate:
     ) -> tuple[Verdict, ...]:
         """Every purpose's :meth:`verdict`. Without a consent history (no statement of the
         person, so no denial or grant to compare ``at`` with) they do not depend on ``at``:
-        asked once per distinct consent, region and kind of fact (a render asks per fact)."""
+        asked once per policy, person's region and distinct consent, region and kind of fact
+        (every render and every event's audit asks), whoever the person is."""
         if self.history.purposes:
             return self._verdicts(at, consent, region, behavioural)
-        key = (id(consent), region, behavioural)
-        found = self._timeless.get(key)
-        if found is None or found[0] is not consent:
-            found = self._timeless[key] = (
-                consent,
-                self._verdicts(at, consent, region, behavioural),
-            )
-        return found[1]
+        return self._timeless(at, consent, region, behavioural)[2]
 
     def _verdicts(
         self, at: datetime, consent: EventConsent, region: str | None, behavioural: bool
@@ -215,6 +237,33 @@ class Gate:
             for p in CONSENT_PURPOSES
         )
 
+    def _timeless(
+        self, at: datetime, consent: EventConsent, region: str | None, behavioural: bool
+    ) -> _Timeless:
+        """The remembered answers of a gate without consent history (see :data:`_TIMELESS`)."""
+        policy = self.policy
+        key = (id(policy), id(consent), self.region, region, behavioural)
+        found = _TIMELESS.get(key)
+        if found is None or found[1] is not consent or found[0] is not policy:
+            verdicts = self._verdicts(at, consent, region, behavioural)
+            found = (policy, consent, verdicts, frozenset(v.purpose for v in verdicts if v.allowed))
+            if len(_TIMELESS) >= _TIMELESS_SIZE:
+                _TIMELESS.clear()
+            _TIMELESS[key] = found
+        return found
+
+
+#: (policy, consent, every purpose's verdict, the purposes allowed) of a gate without history.
+_Timeless = tuple[ConsentPolicy, EventConsent, tuple[Verdict, ...], frozenset[Purpose]]
+#: The answers of gates without consent history, shared by all of them: they depend on the
+#: policy, the person's region and the fact's consent, region and kind, not on the fact's time
+#: nor on whose it is. By (id of the policy, id of the event's consent, the person's region,
+#: the fact's region, behavioural); an entry holds the policy and the consent, so their ids
+#: stay theirs while it lives. Events' consents are mostly memoized (few distinct objects);
+#: those of events with vendor signals are not, so the memo is emptied when full.
+_TIMELESS: Final[dict[tuple[int, int, str | None, str | None, bool], _Timeless]] = {}
+_TIMELESS_SIZE: Final = 4096
+
 
 #: Verdicts and current choices are immutable: the jurisdiction defaults' few are shared.
 _DEFAULT_VERDICTS: Final = {
@@ -223,6 +272,12 @@ _DEFAULT_VERDICTS: Final = {
     for granted in (True, False)
 }
 _DEFAULT_CURRENT: Final = {granted: Current(granted, None, _DEFAULT) for granted in (True, False)}
+#: A gate's current choices (per purpose) and the purposes granted now.
+_Now = tuple[Mapping[Purpose, Current], frozenset[Purpose]]
+#: Those of people without consent history, by (id of the policy, region): (the policy, ...);
+#: the entry holds the policy, so its id stays its own. Bounded: emptied when full.
+_DEFAULT_NOW: Final[dict[tuple[int, str | None], tuple[ConsentPolicy, *_Now]]] = {}
+_DEFAULT_NOW_SIZE: Final = 4096
 
 
 def _by_default(policy: ConsentPolicy, purpose: Purpose, region: str | None) -> Verdict:
@@ -243,12 +298,90 @@ def never_serves(
     does not grant it, or ``history`` holds a denial at or after it. All of this only ever
     becomes more true, so the fold may drop such data for good (``history`` must be a subset
     of the person's: the fact's own group's history is)."""
+    if _never_by_itself(purpose, consent, policy, region):
+        return True
+    denial = history.of(purpose).last_denial
+    return denial is not None and denial.at >= at
+
+
+def _never_by_itself(
+    purpose: Purpose, consent: EventConsent, policy: ConsentPolicy, region: str | None
+) -> bool:
+    """:func:`never_serves` whatever the history: the fact's own event denied ``purpose`` or
+    was unreadable, or it stated nothing and its region's default does not grant it."""
     if consent.invalid:
         return True
     own = consent.stated(purpose)
     if own is not None and not own.granted:
         return True
-    if own is None and purpose not in policy.default_for(region):
-        return True
-    denial = history.of(purpose).last_denial
-    return denial is not None and denial.at >= at
+    return own is None and purpose not in policy.default_for(region)
+
+
+class BehaviourPruning:
+    """:func:`never_serves` for analytics and personalization, asked for every behavioural
+    fact of a group at once (the fold's pruning, ``resolvers.profile.facts``): ``history``'s
+    denials are read once, and what each consent code and region says by itself is
+    remembered for every history (few distinct ones; bounded, emptied when full)."""
+
+    __slots__ = ("_analytics", "_personalization", "policy")
+
+    def __init__(self, history: ConsentHistory, policy: ConsentPolicy):
+        self.policy = policy
+        analytics = history.of(Purpose.ANALYTICS).last_denial
+        personalization = history.of(Purpose.PERSONALIZATION).last_denial
+        self._analytics = analytics.at if analytics is not None else None
+        self._personalization = personalization.at if personalization is not None else None
+
+    def never(self, at: datetime, code: str, region: str) -> tuple[bool, bool]:
+        """(analytics, personalization): :func:`never_serves` of a behavioural fact at ``at``
+        whose event's consent has ``code`` (``EventConsent.code``), in ``region`` ("": none)."""
+        never_analytics, never_personalization = behaviour_never_by_itself(
+            self.policy, code, region
+        )
+        analytics, personalization = self._analytics, self._personalization
+        return (
+            never_analytics or (analytics is not None and analytics >= at),
+            never_personalization or (personalization is not None and personalization >= at),
+        )
+
+
+def behaviour_never_by_itself(policy: ConsentPolicy, code: str, region: str) -> tuple[bool, bool]:
+    """(analytics, personalization): :func:`never_serves` of a behavioural fact whose event's
+    consent has ``code`` (``EventConsent.code``), in ``region`` ("": none), whatever the
+    history (its own statement or its region's default excludes it for good). Memoized."""
+    key = (id(policy), code, region)
+    found = _BY_ITSELF.get(key)
+    if found is None or found[0] is not policy:
+        consent = from_code(code)
+        found = (
+            policy,
+            _never_by_itself(Purpose.ANALYTICS, consent, policy, region or None),
+            _never_by_itself(Purpose.PERSONALIZATION, consent, policy, region or None),
+        )
+        if len(_BY_ITSELF) >= _BY_ITSELF_SIZE:
+            _BY_ITSELF.clear()
+        _BY_ITSELF[key] = found
+    return found[1], found[2]
+
+
+def denies_behaviour_later(also: ConsentHistory, history: ConsentHistory) -> bool:
+    """Whether ``also`` holds a denial of analytics or personalization later than
+    ``history``'s: if not, :class:`BehaviourPruning` of ``history`` merged with ``also``
+    decides as that of ``history`` alone (it reads the latest denials only)."""
+    if not also.purposes:
+        return False
+    for purpose in _BEHAVIOUR_PURPOSES:
+        denial = also.of(purpose).last_denial
+        if denial is not None:
+            own = history.of(purpose).last_denial
+            if own is None or denial.key > own.key:
+                return True
+    return False
+
+
+_BEHAVIOUR_PURPOSES: Final = (Purpose.ANALYTICS, Purpose.PERSONALIZATION)
+#: What a behavioural fact's own consent code and region say by itself, per policy: (the
+#: policy, never analytics, never personalization), by (id of the policy, code, region); the
+#: entry holds the policy, so its id stays its own.
+_BY_ITSELF: Final[dict[tuple[int, str, str], tuple[ConsentPolicy, bool, bool]]] = {}
+_BY_ITSELF_SIZE: Final = 4096

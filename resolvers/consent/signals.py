@@ -39,19 +39,17 @@ class EventConsent:
     own: Mapping[Purpose, Statement] = field(default_factory=dict)
     invalid: bool = False  # an unreadable signal: the event serves nothing
     errors: tuple[str, ...] = ()  # what was unreadable (no values)
+    #: Compact canonical text, e.g. ``analytics+event;ads-gpc`` (``!`` first if invalid):
+    #: facts keep it, and events with equal codes fold into one day digest. Computed once
+    #: (the fold asks per event; events' consents are memoized).
+    code: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        parts = [f"{p}{'+' if s.granted else '-'}{s.source}" for p, s in sorted(self.own.items())]
+        object.__setattr__(self, "code", ("!" if self.invalid else "") + ";".join(parts))
 
     def stated(self, purpose: Purpose) -> Statement | None:
         return self.own.get(purpose)
-
-    @property
-    def code(self) -> str:
-        """Compact canonical text, e.g. ``analytics+event;ads-gpc`` (``!`` first if invalid):
-        facts keep it, and events with equal codes fold into one day digest."""
-        parts = [
-            f"{p.value}{'+' if s.granted else '-'}{s.source.value}"
-            for p, s in sorted(self.own.items())
-        ]
-        return ("!" if self.invalid else "") + ";".join(parts)
 
 
 NO_STATEMENTS: Final = EventConsent()

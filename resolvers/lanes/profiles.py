@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from resolvers.audiences.definitions import changes
-from resolvers.consent import EMPTY_HISTORY, ConsentHistory, Gate
+from resolvers.consent import EMPTY_HISTORY, ConsentHistory, Gate, Purpose
 from resolvers.context import Context, suppression_hash
 from resolvers.decode_cache import DecodeCache
 from resolvers.effects import (
@@ -108,7 +108,7 @@ class ProfilesBatch:
         out = LaneOutcome()
         fresh, duplicates = dedupe.fresh(events, self.seen)
         for event in duplicates:
-            out.outcomes[(event.tp.type.value, DUPLICATE)] += 1
+            out.outcomes[(observe.TYPE_VALUES[event.tp.type], DUPLICATE)] += 1
         out.processed = [e.tp.event_id for e in fresh]
         resolution = identity.resolve(self._evidence(), (self._sighting(e) for e in fresh))
         out.counts.update(resolution.counts)
@@ -126,8 +126,10 @@ class ProfilesBatch:
         out.effects.extend(resolution.erased)
         out.effects.extend(resolution.published)
         for event in fresh:
-            outcome = resolution.outcomes.get(event.tp.event_id, OK)
-            out.outcomes[(event.tp.type.value, outcome)] += 1
+            tp = event.tp
+            out.outcomes[
+                (observe.TYPE_VALUES[tp.type], resolution.outcomes.get(tp.event_id, OK))
+            ] += 1
         return out
 
     def _evidence(self) -> identity.Evidence:
@@ -185,14 +187,15 @@ class ProfilesBatch:
         policy = self.ctx.policy
         folded: dict[str, tuple[str, Facts]] = {}  # group key -> (owner, facts so far)
         for event in fresh:
-            gkey = res.event_group.get(event.tp.event_id)
+            tp = event.tp
+            gkey = res.event_group.get(tp.event_id)
             if gkey is None:
                 continue
             owner, facts = folded.get(gkey) or (
                 res.owner_of_group[gkey],
                 res.people[res.owner_of_group[gkey]].groups[gkey].facts,
             )
-            obs = observe.observation(event.tp)
+            obs = observe.observation(tp)
             folded[gkey] = (owner, profile_facts.fold(facts, obs, policy))
         for gkey, (owner, facts) in folded.items():
             groups = res.people[owner].groups
@@ -297,7 +300,10 @@ class ProfilesBatch:
                 groups=groups,
                 created_at=stored.first.at,
                 merged_from=stored.merged_from,
-                ad_identifiers=ad_identifiers(stored.identifiers),
+                # shown only while ads is granted now (render empties the field otherwise)
+                ad_identifiers=ad_identifiers(stored.identifiers)
+                if Purpose.ADS in gate.granted_now()
+                else (),
             ),
             gate,
         )
@@ -368,10 +374,9 @@ class ProfilesBatch:
         """The consent audit of the batch (``resolvers.stages.audit``)."""
         owner_of_event: dict[str, str | None] = {}
         for event in fresh:
-            gkey = res.event_group.get(event.tp.event_id)
-            owner_of_event[event.tp.event_id] = (
-                res.owner_of_group.get(gkey) if gkey is not None else None
-            )
+            event_id = event.tp.event_id
+            gkey = res.event_group.get(event_id)
+            owner_of_event[event_id] = res.owner_of_group.get(gkey) if gkey is not None else None
         ctx = self.ctx
         out.effects.extend(
             audit.audit(

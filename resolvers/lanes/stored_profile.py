@@ -55,7 +55,9 @@ class StoredProfile:
 
     def held_keys(self) -> list[str]:
         """Every identifier key its atoms carry (the store loads their records with it)."""
-        return sorted({i.key for _, atom in self.atoms() for i in atom.ids})
+        return sorted(
+            {i.key for group in self.groups.values() for a in group.atoms.values() for i in a.ids}
+        )
 
     def all_identifiers(self) -> tuple[Identifier, ...]:
         return tuple(Identifier(t, v) for t, vs in self.identifiers.items() for v in vs)
@@ -66,22 +68,34 @@ class StoredProfile:
 
 
 def encode(profile: StoredProfile) -> bytes:
-    return orjson.dumps(
-        {
-            "v": STATE_FORMAT,
-            **({"au": list(profile.audiences)} if profile.audiences else {}),
-            "ids": {t: list(vs) for t, vs in sorted(profile.identifiers.items())},
-            "f": [format_time(profile.first.at), profile.first.event_id],
-            "mf": list(profile.merged_from),
-            "g": {
-                key: {
-                    "a": [a.to_json() for _, a in sorted(group.atoms.items())],
-                    "x": facts_fragment(group.facts),
-                }
-                for key, group in sorted(profile.groups.items())
-            },
-        }
-    )
+    """The state ``s``."""
+    return encode_with_held(profile)[0]
+
+
+def encode_with_held(profile: StoredProfile) -> tuple[bytes, bytes]:
+    """The state ``s`` and the held-identifier keys field (``StoredProfile.held_keys`` as
+    JSON), from one pass over the atoms: an atom's JSON starts with its identifier keys.
+    orjson writes tuples as arrays: the profile's tuples go in as they are."""
+    held: set[str] = set()
+    groups: dict[str, Any] = {}
+    for key in sorted(profile.groups):
+        group = profile.groups[key]
+        atoms = group.atoms
+        encoded = []
+        for akey in sorted(atoms):
+            atom = atoms[akey].to_json()
+            held.update(atom[0])
+            encoded.append(atom)
+        groups[key] = {"a": encoded, "x": facts_fragment(group.facts)}
+    doc: dict[str, Any] = {"v": STATE_FORMAT}
+    if profile.audiences:
+        doc["au"] = profile.audiences
+    doc["ids"] = dict(sorted(profile.identifiers.items()))
+    first = profile.first
+    doc["f"] = (format_time(first.at), first.event_id)
+    doc["mf"] = profile.merged_from
+    doc["g"] = groups
+    return orjson.dumps(doc), orjson.dumps(sorted(held))
 
 
 def decode(profile_id: str, raw: bytes, rules: IdentityRules) -> StoredProfile:

@@ -51,19 +51,18 @@ def _consent_in(raw: Mapping[str, Any] | None) -> ConsentHistory:
         return UNREADABLE_CONSENT
 
 
-def _stamped_out(s: Stamped) -> list[Any]:
-    return [s.value, format_time(s.at), s.event_id]
+def _stamped_out(s: Stamped) -> tuple[Any, ...]:
+    return (s.value, format_time(s.at), s.event_id)
 
 
 def _stamped_in(raw: list[Any]) -> Stamped:
     return Stamped(raw[0], parse_time(raw[1]), raw[2])
 
 
-def _activity_out(a: Activity) -> list[Any]:
-    out = [format_time(a.at), a.event_id, a.type, a.channel, a.sku, a.category]
-    if a.name is not None:
-        out.append(a.name)
-    return out
+def _activity_out(a: Activity) -> tuple[Any, ...]:
+    if a.name is None:
+        return (format_time(a.at), a.event_id, a.type, a.channel, a.sku, a.category)
+    return (format_time(a.at), a.event_id, a.type, a.channel, a.sku, a.category, a.name)
 
 
 def _activity_in(raw: list[Any]) -> Activity:
@@ -154,20 +153,28 @@ def _digest_in(raw: list[Any]) -> tuple[DigestKey, Digest]:
     )
 
 
-def _recent_out(item: Recent) -> list[Any]:
+def _recent_out(item: Recent) -> tuple[Any, ...]:
+    """Most recent events are husks (nothing kept but their stamp): their empty parts are
+    written without sorting or copying anything (orjson writes tuples as arrays)."""
     d = item.digest
-    return [
+    channels, categories, activities, preferences = (
+        d.channels,
+        d.categories,
+        d.activities,
+        d.preferences,
+    )
+    return (
         item.event_id,
         item.code,
         item.region,
         format_time(d.first_at),
         d.seen,
-        sorted(d.channels),
+        sorted(channels) if channels else (),
         d.interest,
-        dict(sorted(d.categories.items())),
-        [_activity_out(a) for a in d.activities],
-        {k: _stamped_out(s) for k, s in sorted(d.preferences.items())},
-    ]
+        dict(sorted(categories.items())) if categories else {},
+        [_activity_out(a) for a in activities] if activities else (),
+        {k: _stamped_out(s) for k, s in sorted(preferences.items())} if preferences else {},
+    )
 
 
 def _recent_in(raw: list[Any]) -> Recent:

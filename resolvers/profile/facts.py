@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from hashlib import blake2b
 from types import MappingProxyType
@@ -50,14 +50,14 @@ import orjson
 
 from resolvers.consent import (
     EMPTY_HISTORY,
+    BehaviourPruning,
     ConsentHistory,
     ConsentPolicy,
     EventConsent,
-    Purpose,
+    behaviour_never_by_itself,
+    denies_behaviour_later,
     from_event,
-    never_serves,
 )
-from resolvers.consent.signals import from_code
 from resolvers.timefmt import utc
 
 #: Event types that are a purchase (an order version) or a return.
@@ -86,7 +86,8 @@ BEHAVIOUR_DAYS: Final = 400
 #: Transactions kept per group: the newest ones.
 MAX_TRANSACTIONS: Final = 1000
 
-_EPOCH_ORDINAL: Final = datetime(1970, 1, 1, tzinfo=UTC).toordinal()
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_ORDINAL: Final = _EPOCH.toordinal()
 
 
 def day_of(at: datetime) -> int:
@@ -264,6 +265,10 @@ class Facts:
     #: immutable, and a profile's unchanged groups are written again at every touch. Not a
     #: field of ``__init__``, so ``replace`` never carries it over to other facts.
     encoded: orjson.Fragment | None = field(default=None, init=False, compare=False, repr=False)
+    #: The policy :func:`prune` returned these facts under: they are its fixpoint, pruned
+    #: again under it they are themselves unless ``also`` denies more (a batch prunes a group
+    #: it folded, then again with its accounts' histories). Not a field of ``__init__``.
+    pruned: ConsentPolicy | None = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def is_empty(self) -> bool:
@@ -335,7 +340,9 @@ def observe(facts: Facts, obs: Observation, policy: ConsentPolicy) -> Facts:
 def fold(facts: Facts, obs: Observation, policy: ConsentPolicy) -> Facts:
     """Fold one event into a group's facts without pruning: a batch folds all of a group's
     events, then prunes once (:func:`prune` is idempotent and a function of the facts'
-    events, so ``prune(fold(fold(f, a), b))`` is ``observe(observe(f, a), b)``). Pure."""
+    events, so ``prune(fold(fold(f, a), b))`` is ``observe(observe(f, a), b)``). Only what
+    the event's own statement or region excludes for good is left out at once (see
+    ``_digest``: pruning drops it whatever the history). Pure."""
     bound = policy.max_explicit_grants
     traits = facts.traits
     if obs.traits:
@@ -343,18 +350,22 @@ def fold(facts: Facts, obs: Observation, policy: ConsentPolicy) -> Facts:
     region = facts.region
     if obs.region:
         region = later(region, Stamped(obs.region, obs.at, obs.event_id))
-    consent = facts.consent.merged(from_event(obs.consent, obs.at, explicit=obs.explicit), bound)
+    consent = facts.consent
+    if obs.consent.own:  # an event that states nothing adds no history
+        consent = consent.merged(from_event(obs.consent, obs.at, explicit=obs.explicit), bound)
     transactions, recent = facts.transactions, facts.recent
-    transaction = _transaction(obs)
+    transaction = _transaction(obs) if obs.order is not None else None
     if transaction is not None:
         old = transactions.get(transaction.key)
         if old is None or transaction.rank() > old.rank():
             transactions = {**transactions, transaction.key: transaction}
     elif obs.event_id not in recent:
-        item = Recent(obs.event_id, obs.consent.code, obs.region or "", _digest(obs))
-        rolled = facts.digests.get(item.key)
-        if rolled is not None and fingerprint(obs.event_id) in rolled.ids:
+        code, region_code = obs.consent.code, obs.region or ""
+        seen_by = fingerprint(obs.event_id)
+        rolled = facts.digests.get((day_of(obs.at), code, region_code))
+        if rolled is not None and seen_by in rolled.ids:
             return facts  # a redelivery of an event already rolled into its day
+        item = Recent(obs.event_id, code, region_code, _digest(obs, policy, seen_by))
         recent = {**recent, obs.event_id: item}
     latest = obs.at if facts.latest is None else max(facts.latest, obs.at)
     return Facts(traits, region, consent, transactions, recent, facts.digests, latest)
@@ -384,24 +395,41 @@ def _transaction(obs: Observation) -> Transaction | None:
     )
 
 
-def _digest(obs: Observation) -> Digest:
+def _digest(obs: Observation, policy: ConsentPolicy, seen_by: int) -> Digest:
+    """The event as a one-event digest (``seen_by``: its :func:`fingerprint`), without the
+    parts its own consent statement or its region's default exclude for good: :func:`prune`
+    would drop them whatever else is known (``behaviour_never_by_itself``), so they are not
+    built (an opt-in region's event that states nothing is a husk from the start)."""
+    never_analytics, never_personalization = behaviour_never_by_itself(
+        policy, obs.consent.code, obs.region or ""
+    )
+    ids = frozenset((seen_by,))
+    if never_analytics and never_personalization:
+        return Digest(obs.at, obs.at, False, 0, frozenset(), False, {}, (), {}, ids)
     activities: tuple[Activity, ...] = ()
-    if obs.type not in NON_ACTIVITY_TYPES:
-        activities = (
-            Activity(obs.at, obs.event_id, obs.type, obs.channel, obs.sku, obs.category, obs.name),
-        )
     categories: dict[str, int] = {}
-    if obs.category:
-        categories[obs.category] = AFFINITY_WEIGHTS.get(obs.type, DEFAULT_AFFINITY_WEIGHT)
+    preferences: dict[str, Stamped] = {}
+    if not never_personalization:
+        if obs.type not in NON_ACTIVITY_TYPES:
+            activities = (
+                Activity(
+                    obs.at, obs.event_id, obs.type, obs.channel, obs.sku, obs.category, obs.name
+                ),
+            )
+        if obs.category:
+            categories[obs.category] = AFFINITY_WEIGHTS.get(obs.type, DEFAULT_AFFINITY_WEIGHT)
+        preferences = {k: Stamped(v, obs.at, obs.event_id) for k, v in obs.preferences.items()}
     return Digest(
         first_at=obs.at,
         last_at=obs.at,
-        events=1,
-        channels=frozenset({obs.channel}),
+        seen=not never_analytics,
+        events=0 if never_analytics else 1,
+        channels=frozenset() if never_analytics else frozenset({obs.channel}),
+        interest=not never_personalization,
         categories=categories,
         activities=activities,
-        preferences={k: Stamped(v, obs.at, obs.event_id) for k, v in obs.preferences.items()},
-        ids=frozenset((fingerprint(obs.event_id),)),
+        preferences=preferences,
+        ids=ids,
     )
 
 
@@ -412,14 +440,24 @@ def prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory = EMPTY_HIST
     ``also``: the history of other groups that are the same person's for good (a device's
     account, ``resolvers.lanes.profiles``): their denials revoke this group's behaviour too.
     """
+    if facts.pruned is policy and not denies_behaviour_later(also, facts.consent):
+        return facts  # its fixpoint (idempotent): nothing more to roll up or drop
+    pruned = _prune(facts, policy, also)
+    object.__setattr__(pruned, "pruned", policy)
+    return pruned
+
+
+def _prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory) -> Facts:
     if facts.latest is None:
         return facts
-    consent = facts.consent.merged(also, policy.max_explicit_grants)
+    pruning = BehaviourPruning(facts.consent.merged(also, policy.max_explicit_grants), policy)
     latest_day = day_of(facts.latest)
     recent, digests = dict(facts.recent), dict(facts.digests)
     changed = _roll_up(recent, digests, latest_day - RECENT_DAYS)
     for event_id, item in list(recent.items()):
-        kept = _prune_digest(item.digest, item.code, item.region, consent, policy)
+        if not item.digest.seen and not item.digest.interest:
+            continue  # a husk: nothing left to drop
+        kept = _prune_digest(item.digest, item.code, item.region, pruning)
         if kept is not item.digest:
             changed = True
             # a husk too: it rolls up as one (the constructor: ``replace`` costs ~3x as much)
@@ -430,7 +468,9 @@ def prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory = EMPTY_HIST
             del digests[key]
             changed = True
             continue
-        kept = _prune_digest(digest, key[1], key[2], consent, policy)
+        if not digest.seen and not digest.interest:
+            continue  # a husk
+        kept = _prune_digest(digest, key[1], key[2], pruning)
         if kept is not digest:
             digests[key] = kept  # a husk when both parts are gone (see the docstring)
             changed = True
@@ -455,7 +495,8 @@ def prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory = EMPTY_HIST
 def _roll_up(recent: dict[str, Recent], digests: dict[DigestKey, Digest], cutoff: int) -> bool:
     """Move events older than ``cutoff`` (a day) or beyond the newest RECENT_EVENTS into
     their day digests. Returns whether anything moved."""
-    old = [e for e, item in recent.items() if item.key[0] < cutoff]
+    before = _EPOCH + timedelta(days=cutoff)  # day_of(at) < cutoff: at < that day's 00:00
+    old = [e for e, item in recent.items() if item.digest.first_at < before]
     if len(recent) - len(old) > RECENT_EVENTS:
         ranked = sorted(
             (e for e in recent if e not in set(old)), key=lambda e: recent[e].rank(), reverse=True
@@ -468,24 +509,11 @@ def _roll_up(recent: dict[str, Recent], digests: dict[DigestKey, Digest], cutoff
     return bool(old)
 
 
-def _prune_digest(
-    digest: Digest, code: str, region: str, consent: ConsentHistory, policy: ConsentPolicy
-) -> Digest:
+def _prune_digest(digest: Digest, code: str, region: str, pruning: BehaviourPruning) -> Digest:
     """``digest`` without the parts that can never serve (itself when nothing changes)."""
-    statements = from_code(code)
-
-    def never(purpose: Purpose) -> bool:
-        return never_serves(
-            consent,
-            purpose,
-            at=digest.first_at,
-            consent=statements,
-            policy=policy,
-            region=region or None,
-        )
-
-    seen = digest.seen and not never(Purpose.ANALYTICS)
-    interest = digest.interest and not never(Purpose.PERSONALIZATION)
+    never_analytics, never_personalization = pruning.never(digest.first_at, code, region)
+    seen = digest.seen and not never_analytics
+    interest = digest.interest and not never_personalization
     if seen == digest.seen and interest == digest.interest:
         return digest
     return Digest(

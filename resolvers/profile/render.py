@@ -49,6 +49,8 @@ _CTX: Final = Context(
     prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
 )
 _ONLINE_LOCATIONS: Final = frozenset({None, "", "online"})
+#: The purposes the totals of a render add facts up for (each field they fill is gated by one).
+_TOTALS_PURPOSES: Final = frozenset({Purpose.ANALYTICS, Purpose.PERSONALIZATION})
 
 
 def _empty_fields() -> dict[str, Any]:
@@ -166,10 +168,16 @@ def _bump(into: dict[str, int], key: str, n: int = 1) -> None:
     into[key] = into.get(key, 0) + n
 
 
-def _totals(gate: Gate, groups: Sequence[Facts], region: str | None) -> _Totals:
+def _totals(
+    gate: Gate, groups: Sequence[Facts], region: str | None, asked: frozenset[Purpose]
+) -> _Totals:
+    """What the facts add up to for the purposes ``asked`` (those of :data:`_TOTALS_PURPOSES`
+    granted now: a fact never serves a purpose not granted now)."""
     totals = _Totals()
     for t in _latest_transactions(groups).values():
-        purposes = gate.serves(at=t.at, consent=from_code(t.consent), region=t.region or region)
+        purposes = gate.serves(
+            at=t.at, consent=from_code(t.consent), region=t.region or region, purposes=asked
+        )
         _count_transaction(totals, t, purposes)
     for facts in groups:
         behaviour = [(item.code, item.region, item.digest) for item in facts.recent.values()]
@@ -182,6 +190,7 @@ def _totals(gate: Gate, groups: Sequence[Facts], region: str | None) -> _Totals:
                 consent=from_code(code),
                 region=digest_region or None,
                 behavioural=True,
+                purposes=asked,
             )
             if d.seen and Purpose.ANALYTICS in purposes:
                 totals.saw(d.first_at, d.last_at, d.channels)
@@ -196,15 +205,74 @@ def _totals(gate: Gate, groups: Sequence[Facts], region: str | None) -> _Totals:
 def render(person: Person, gate: Gate) -> dict[str, Any]:
     """The snapshot document of ``person`` (see the module docstring)."""
     region = gate.region
-    totals = _totals(gate, person.groups, region)
+    granted = gate.granted_now()
+    asked = granted & _TOTALS_PURPOSES
+    if asked:
+        fields = _totals_fields(_totals(gate, person.groups, region, asked))
+    else:  # every field the totals fill is emptied below: none is computed
+        fields = dict.fromkeys(_FIELD_ORDER)
+    identifiers = person.identifiers
+    marketing = Purpose.MARKETING in granted
+    fields["reachable"] = {
+        "email": marketing and bool(identifiers.get("email")),
+        "phone": marketing and bool(identifiers.get("phone")),
+    }
+    fields["audiences"] = sorted(person.audiences)
+    fields["ad_identifiers"] = sorted(person.ad_identifiers)
+    empty = _empty_fields()
+    for name in _not_granted_fields(granted):
+        fields[name] = empty[name]
+    groups = person.groups
+    traits: Mapping[str, Stamped] = groups[0].traits if len(groups) == 1 else {}
+    if len(groups) != 1:
+        for facts in groups:
+            traits = lww(traits, facts.traits)
+    currents = gate.currents()
+    return {
+        "schema": SNAPSHOT_SCHEMA,
+        "profile_id": person.profile_id,
+        "version": person.version,
+        "created_at": format_time(person.created_at),
+        "region": region,
+        "merged_from": sorted(set(person.merged_from)),
+        "identifiers": {t: sorted(set(v)) for t, v in sorted(identifiers.items()) if v},
+        "consent": {
+            name: {"granted": c.granted, "at": format_optional(c.at), "source": c.source}
+            for p, name in _SORTED_PURPOSES
+            if (c := currents[p])
+        },
+        "traits": {k: s.value for k, s in sorted(traits.items())},
+        **fields,
+        **person.extra,
+    }
+
+
+def _not_granted_fields(granted: frozenset[Purpose]) -> tuple[str, ...]:
+    """The fields gated by a purpose not in ``granted`` (memoized: 16 sets at most)."""
+    found = _NOT_GRANTED.get(granted)
+    if found is None:
+        found = _NOT_GRANTED[granted] = tuple(
+            name
+            for purpose, gated in PURPOSE_GATES.items()
+            if purpose not in granted
+            for name in sorted(gated)
+        )
+    return found
+
+
+_NOT_GRANTED: dict[frozenset[Purpose], tuple[str, ...]] = {}
+
+
+def _totals_fields(totals: _Totals) -> dict[str, Any]:
+    """The snapshot's fields in their order: those the totals fill, and the person's
+    ``reachable``, ``audiences`` and ``ad_identifiers`` (None here: :func:`render` sets them)."""
     aov = {
         cur: _money(_CTX.divide(rev, Decimal(totals.orders_by_currency[cur])), cur, exact=False)
         for cur, rev in totals.revenue.items()
         if totals.orders_by_currency.get(cur)
     }
     lo = totals.last_order
-    granted = gate.granted_now()
-    fields: dict[str, Any] = {
+    return {
         "first_seen": format_optional(totals.first),
         "last_seen": format_optional(totals.last),
         "channels": sorted(totals.channels),
@@ -231,41 +299,13 @@ def render(person: Person, gate: Gate) -> dict[str, Any]:
         "category_affinities": dict(_ranked(totals.categories)[:TOP_AFFINITIES]),
         "recent_activity": [_activity_public(a) for a in top_activities(totals.activities)],
         "preferences": {k: json.loads(s.value) for k, s in sorted(totals.preferences.items())},
-        "reachable": {
-            "email": Purpose.MARKETING in granted and bool(person.identifiers.get("email")),
-            "phone": Purpose.MARKETING in granted and bool(person.identifiers.get("phone")),
-        },
-        "audiences": sorted(person.audiences),
-        "ad_identifiers": sorted(person.ad_identifiers),
+        "reachable": None,
+        "audiences": None,
+        "ad_identifiers": None,
         "lifetime_value": {
             cur: _money(v, cur) for cur, v in _net(totals.revenue, totals.returns_value)
         },
         **totals.traits.fields(_money),
-    }
-    empty = _empty_fields()
-    for purpose, gated in PURPOSE_GATES.items():
-        if purpose not in granted:
-            for name in gated:
-                fields[name] = empty[name]
-    traits: dict[str, Stamped] = {}
-    for facts in person.groups:
-        traits = lww(traits, facts.traits)
-    return {
-        "schema": SNAPSHOT_SCHEMA,
-        "profile_id": person.profile_id,
-        "version": person.version,
-        "created_at": format_time(person.created_at),
-        "region": region,
-        "merged_from": sorted(set(person.merged_from)),
-        "identifiers": {t: sorted(set(v)) for t, v in sorted(person.identifiers.items()) if v},
-        "consent": {
-            p.value: {"granted": c.granted, "at": format_optional(c.at), "source": c.source}
-            for p in sorted(CONSENT_PURPOSES)
-            if (c := gate.current(p))
-        },
-        "traits": {k: s.value for k, s in sorted(traits.items())},
-        **fields,
-        **person.extra,
     }
 
 
@@ -327,3 +367,9 @@ def _activity_public(act: Activity) -> dict[str, Any]:
     if act.name is not None:
         out["name"] = act.name
     return out
+
+
+#: The snapshot's fields after ``traits``, in order (a render that asks no totals fills them).
+_FIELD_ORDER: Final = tuple(_totals_fields(_Totals()))
+#: (purpose, its name) in the snapshot's ``consent`` order.
+_SORTED_PURPOSES: Final = tuple((p, p.value) for p in sorted(CONSENT_PURPOSES))

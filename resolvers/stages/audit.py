@@ -29,9 +29,11 @@ from resolvers.consent import (
     EMPTY_HISTORY,
     ConsentPolicy,
     Decision,
+    EventConsent,
     Gate,
     Reason,
     Source,
+    Verdict,
 )
 from resolvers.effects import Count, Measure, Published
 from resolvers.profile.facts import TRANSACTION_TYPES
@@ -67,26 +69,54 @@ def _decisions(rows: Sequence[Row]) -> list[dict[str, str]]:
     ]
 
 
-def _event_rows(tp: Touchpoint, gate: Gate, prior: Callable[[], Gate | None]) -> list[Row]:
-    """What ``gate`` denies the event, and what it revoked of ``prior()`` (the person's gate
-    before the batch; asked only when the event denies a purpose)."""
-    consent = observe.event_consent(tp)
-    rows: list[Row] = [
-        (v.purpose, Decision.DENY, v.reason, v.source)
-        for v in gate.verdicts(
-            at=tp.occurred_at,
-            consent=consent,
-            region=tp.region,
-            behavioural=tp.type not in TRANSACTION_TYPES,
-        )
-        if not v.allowed
-    ]
+#: What the audit makes of one event's verdicts: its rows (the denials), the (purpose,
+#: reason) each row counts under, and whether every row is its jurisdiction's default.
+_Denials = tuple[tuple[Row, ...], tuple[tuple[str, str], ...], bool]
+
+
+def _denials(verdicts: tuple[Verdict, ...]) -> _Denials:
+    rows = tuple((v.purpose, Decision.DENY, v.reason, v.source) for v in verdicts if not v.allowed)
+    return rows, tuple((row[0], row[2]) for row in rows), all(_is_default(r) for r in rows)
+
+
+def _purges(consent: EventConsent, prior: Callable[[], Gate | None]) -> list[Row]:
+    """The purposes the event revoked of ``prior()`` (the person's gate before the batch;
+    asked only when the event denies a purpose)."""
+    out: list[Row] = []
     for purpose, stated in sorted(consent.own.items()):
         before = prior() if not stated.granted else None
         if before is not None and before.current(purpose).granted:
             reason = Reason.GPC if stated.source is Source.GPC else Reason.REVOKED
-            rows.append((purpose, Decision.PURGE, reason, stated.source))
-    return rows
+            out.append((purpose, Decision.PURGE, reason, stated.source))
+    return out
+
+
+#: The denials of gates without consent history, whose verdicts depend only on the person's
+#: region and the event's consent, region and kind (``Gate.verdicts``; one policy per audit):
+#: by (person's region, id of the consent, event's region, behavioural), with the consent
+#: (the entry holds it, so its id stays its own).
+_Remembered = dict[tuple[str | None, int, str | None, bool], tuple[EventConsent, _Denials]]
+
+
+def _event_denials(
+    tp: Touchpoint, consent: EventConsent, gate: Gate, remembered: _Remembered
+) -> _Denials:
+    """What ``gate`` denies the event (whose consent is ``consent``)."""
+    behavioural = tp.type not in TRANSACTION_TYPES
+    if gate.history.purposes:  # verdicts at this fact's time: asked once
+        return _denials(
+            gate.verdicts(
+                at=tp.occurred_at, consent=consent, region=tp.region, behavioural=behavioural
+            )
+        )
+    key = (gate.region, id(consent), tp.region, behavioural)
+    found = remembered.get(key)
+    if found is None or found[0] is not consent:
+        verdicts = gate.verdicts(
+            at=tp.occurred_at, consent=consent, region=tp.region, behavioural=behavioural
+        )
+        found = remembered[key] = (consent, _denials(verdicts))
+    return found[1]
 
 
 def _none() -> None:
@@ -112,33 +142,37 @@ def audit(
     defaults: dict[tuple[Row, ...], list[list[str | None]]] = {}
     denied: Counter[tuple[str, str]] = Counter()  # (purpose, reason)
     purged: Counter[str] = Counter()
+    remembered: _Remembered = {}
     for event in fresh:
         tp = event.tp
         if tp.type is _ERASURE:
             continue
-        owner = owner_of_event.get(tp.event_id)
+        event_id = tp.event_id
+        owner = owner_of_event.get(event_id)
         gate = gates.get(owner) if owner is not None else None
         if gate is None:
             gate = Gate(policy, EMPTY_HISTORY, tp.region)
-        rows = _event_rows(tp, gate, partial(before, owner) if owner is not None else _none)
+        consent = observe.event_consent(tp)
+        rows, keys, default_only = _event_denials(tp, consent, gate, remembered)
+        if consent.own:
+            purges = _purges(consent, partial(before, owner) if owner is not None else _none)
+            if purges:
+                rows, default_only = (*rows, *purges), False
+                for row in purges:
+                    purged[row[0]] += 1
         if not rows:
             continue
-        default_only = True
-        for row in rows:
-            if row[1] == Decision.DENY:
-                denied[(row[0], row[2])] += 1
-            else:
-                purged[row[0]] += 1
-            default_only = default_only and _is_default(row)
+        for key in keys:
+            denied[key] += 1
         if default_only:
-            defaults.setdefault(tuple(rows), []).append([tp.event_id, owner])
+            defaults.setdefault(rows, []).append([event_id, owner])
             continue
         out.append(
             Published(
                 topic,
                 owner,
                 {
-                    "event_id": tp.event_id,
+                    "event_id": event_id,
                     "profile_id": owner,
                     "policy_version": policy.version,
                     "decided_at": decided_at,

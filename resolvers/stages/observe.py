@@ -9,11 +9,13 @@ in-store. Preferences are kept as canonical JSON so equal values compare equal.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from decimal import Decimal
+from typing import Final
 
 from resolvers.consent import EXPLICIT_TYPES, EventConsent, statements
 from resolvers.profile.facts import ORDER_TYPES, RETURN_TYPE, Observation, OrderFacts
-from schemas.touchpoint import Consent, EventType, Touchpoint
+from schemas.touchpoint import Channel, Consent, EventType, Touchpoint
 
 NAME = "observe"
 
@@ -23,8 +25,14 @@ NAME = "observe"
 _WITHOUT_SIGNALS: dict[tuple[Consent | None, bool, bool], EventConsent] = {}
 
 
+#: The vocabularies' values by member: ``.value`` of an enum member is a Python-level
+#: property, asked several times per event; a member is a ``str`` (hashes as its value).
+TYPE_VALUES: Final = {t: t.value for t in EventType}
+_CHANNELS: Final = {c: c.value for c in Channel}
+
+
 def event_consent(tp: Touchpoint) -> EventConsent:
-    explicit = tp.type.value in EXPLICIT_TYPES
+    explicit = tp.type in EXPLICIT_TYPES  # a StrEnum member: compares as its value
     if tp.consent_signals is None:  # most events: asked per event twice (fold and audit)
         key = (tp.consent, bool(tp.gpc), explicit)
         found = _WITHOUT_SIGNALS.get(key)
@@ -48,13 +56,13 @@ def _canonical_json(value: object) -> str:
     )
 
 
-def _str_prop(props: dict[str, object], name: str) -> str | None:
+def _str_prop(props: Mapping[str, object], name: str) -> str | None:
     value = props.get(name)
     return value if isinstance(value, str) and value else None
 
 
 def _order(tp: Touchpoint) -> OrderFacts | None:
-    if tp.order is None or (tp.type.value not in ORDER_TYPES and tp.type.value != RETURN_TYPE):
+    if tp.order is None or (tp.type not in ORDER_TYPES and tp.type != RETURN_TYPE):
         return None
     o = tp.order
     total = o.total
@@ -68,7 +76,7 @@ def _order(tp: Touchpoint) -> OrderFacts | None:
         location_id=o.location_id,
         categories=tuple(ln.category for ln in o.lines if ln.category),
         skus=tuple(ln.sku for ln in o.lines),
-        in_store=tp.type is EventType.POS_SALE or tp.channel.value == "pos",
+        in_store=tp.type is EventType.POS_SALE or tp.channel is Channel.POS,
     )
 
 
@@ -81,19 +89,20 @@ def observation(tp: Touchpoint) -> Observation:
                 preferences = {k: _canonical_json(v) for k, v in dict(value).items() if k}
             elif isinstance(value, str | int | float | bool) and str(value):
                 traits[name] = str(value)
-    props = dict(tp.properties)
+    props = tp.properties
+    kind = TYPE_VALUES[tp.type]
     return Observation(
         event_id=tp.event_id,
-        type=tp.type.value,
-        channel=tp.channel.value,
+        type=kind,
+        channel=_CHANNELS[tp.channel],
         at=tp.occurred_at,
         consent=event_consent(tp),
-        explicit=tp.type.value in EXPLICIT_TYPES,
+        explicit=kind in EXPLICIT_TYPES,
         region=tp.region,
         traits=traits,
         preferences=preferences,
         sku=_str_prop(props, "sku"),
         category=_str_prop(props, "category"),
         name=tp.name if tp.type is EventType.CUSTOM else None,
-        order=_order(tp),
+        order=_order(tp) if tp.order is not None else None,
     )
