@@ -159,28 +159,40 @@ def prepare(
     ``now`` (the batch's clock) enables the time bound of ``bounds`` (``schemas.bounds``)."""
     events: list[Event] = []
     dead: list[DeadLetter] = []
+    decoder, types, takes, normalizes = lane.decode, lane.types, lane.takes, lane.normalizes
     for record in records:
-        parsed: Ok | DeadLetter | None
-        if lane.decode is not None:
-            parsed = lane.decode(record)
-        elif lane.types is None:
-            parsed = parse.run(record, max_bytes=max_bytes, now=now, bounds=bounds)
-        else:
-            parsed = parse.run_if_type(
-                record, lane.types, max_bytes=max_bytes, now=now, bounds=bounds
-            )
-        if parsed is None:
-            continue
-        if isinstance(parsed, DeadLetter):
-            dead.append(parsed)
-            continue
-        event = parsed.event
-        if lane.takes is not None:
-            taken = lane.takes(event)
-            if taken is None:
+        event: Event | None
+        if decoder is not None:
+            parsed = decoder(record)
+            if isinstance(parsed, DeadLetter):
+                dead.append(parsed)
                 continue
-            event = taken
-        if lane.normalizes:
+            event = parsed.event
+        else:
+            tp = (
+                parse.decode(record, max_bytes=max_bytes, now=now, bounds=bounds)
+                if types is None
+                else parse.decode_if_type(
+                    record, types, max_bytes=max_bytes, now=now, bounds=bounds
+                )
+            )
+            if tp is None:
+                continue
+            if isinstance(tp, DeadLetter):
+                dead.append(tp)
+                continue
+            if normalizes and takes is None:  # the profiles lane: one event, built once
+                ids, hashes = normalize.identifiers(
+                    tp, config=config, salt=salt, default_region=default_region
+                )
+                events.append(Event(record, tp, ids, hashes))
+                continue
+            event = Event(record, tp)
+        if takes is not None:
+            event = takes(event)
+            if event is None:
+                continue
+        if normalizes:
             event = normalize.run(
                 event, config=config, salt=salt, default_region=default_region
             ).event

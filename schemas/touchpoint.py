@@ -198,7 +198,17 @@ def _region(value: object) -> object:
     return value
 
 
-Region = Annotated[str, BeforeValidator(_region), Field(pattern=r"^[A-Z]{2}$")]
+def _unpublished_pattern(schema: dict[str, Any]) -> None:
+    schema.pop("pattern", None)  # producers may send "uk" or "no": upper-cased, then checked
+
+
+#: The pattern is checked after ``_region`` (metadata applies inner first): as a constraint of
+#: the string schema itself, not pydantic's wrapper function around it (the same errors).
+Region = Annotated[
+    str,
+    Field(pattern=r"^[A-Z]{2}$", json_schema_extra=_unpublished_pattern),
+    BeforeValidator(_region),
+]
 
 
 def _rfc3339(value: object) -> object:
@@ -245,7 +255,25 @@ def _check_freeform(value: object, depth: int) -> None:
         raise PydanticCustomError("freeform", "only JSON values are allowed")
 
 
+#: Values of a flat free-form part that need no further check (a ``bool`` is an ``int``).
+_FLAT_SCALARS: Final = frozenset({int, bool, type(None)})
+
+
 def _freeform(value: dict[str, Any]) -> dict[str, Any]:
+    # The common case, a flat object of short strings and integers, without a call per value;
+    # anything else (nested, floats, long or odd keys) gets the full check and its errors.
+    if len(value) <= MAX_FREEFORM_KEYS:
+        for key, item in value.items():
+            if type(key) is not str or len(key) > 128:
+                break
+            kind = type(item)
+            if kind is str:
+                if len(item) > MAX_FREEFORM_STRING:
+                    break
+            elif kind not in _FLAT_SCALARS:
+                break
+        else:
+            return value
     _check_freeform(value, 1)
     return value
 
@@ -256,6 +284,24 @@ _FROZEN: Final = ConfigDict(frozen=True, extra="forbid", str_max_length=4096)
 
 
 # --- models --------------------------------------------------------------------------------
+
+
+def _check_custom_types(extra: dict[str, Any]) -> None:
+    if len(extra) > MAX_CUSTOM_IDENTIFIERS:
+        raise PydanticCustomError(
+            "identifiers",
+            "more than {max} custom identifier types",
+            {"max": MAX_CUSTOM_IDENTIFIERS},
+        )
+    for name, value in extra.items():
+        if not _CUSTOM_ID_NAME.fullmatch(name):
+            raise PydanticCustomError(
+                "identifiers", "custom identifier type names must be snake_case (<= 32 chars)"
+            )
+        if value is not None and (not isinstance(value, str) or len(value) > 1024):
+            raise PydanticCustomError(
+                "identifiers", "custom identifier values must be strings of <= 1024 chars"
+            )
 
 
 class Identifiers(BaseModel):
@@ -277,6 +323,20 @@ class Identifiers(BaseModel):
 
     @model_validator(mode="after")
     def _custom_types(self) -> Self:
+        extra = self.__pydantic_extra__
+        # All the values at once: a string of printable characters has none of the forbidden
+        # ones (every forbidden category is unprintable), so the common case is one C call;
+        # otherwise the exact check looks for the first offender, in ``as_mapping`` order.
+        text = "".join(filter(None, self.__dict__.values()))
+        if extra:
+            text += "".join(v for v in extra.values() if isinstance(v, str))
+        if not text.isprintable():
+            self._no_control_characters()
+        if extra:
+            _check_custom_types(extra)
+        return self
+
+    def _no_control_characters(self) -> None:
         for name, value in self.as_mapping().items():
             if isinstance(value, str) and has_control_characters(value):
                 raise PydanticCustomError(
@@ -284,23 +344,11 @@ class Identifiers(BaseModel):
                     "identifier values must not contain control, format or bidi characters",
                     {"field": name},
                 )
-        extra = self.__pydantic_extra__ or {}
-        if len(extra) > MAX_CUSTOM_IDENTIFIERS:
-            raise PydanticCustomError(
-                "identifiers",
-                "more than {max} custom identifier types",
-                {"max": MAX_CUSTOM_IDENTIFIERS},
-            )
-        for name, value in extra.items():
-            if not _CUSTOM_ID_NAME.fullmatch(name):
-                raise PydanticCustomError(
-                    "identifiers", "custom identifier type names must be snake_case (<= 32 chars)"
-                )
-            if value is not None and (not isinstance(value, str) or len(value) > 1024):
-                raise PydanticCustomError(
-                    "identifiers", "custom identifier values must be strings of <= 1024 chars"
-                )
-        return self
+
+    def builtin(self) -> Mapping[str, str | None]:
+        """The built-in identifiers, ``type -> raw value`` or None, every one of
+        ``BUILTIN_TYPES`` (read only: the model's own fields, no copy)."""
+        return self.__dict__
 
     def as_mapping(self) -> dict[str, str | None]:
         """Every identifier present (built-in and custom), ``type -> raw value``."""
@@ -313,7 +361,8 @@ class Identifiers(BaseModel):
         return out
 
     def any_present(self) -> bool:
-        return any(v is not None and v.strip() for v in self.as_mapping().values())
+        extra = self.__pydantic_extra__ or {}
+        return any(v is not None and v.strip() for v in (*self.__dict__.values(), *extra.values()))
 
 
 class Consent(BaseModel):
@@ -460,11 +509,14 @@ class Touchpoint(BaseModel):
     @model_validator(mode="after")
     def _type_requirements(self) -> Self:
         t = self.type
-        if t in ORDER_TYPES:
+        kind = _REQUIREMENTS.get(t)  # one lookup (an enum member hashes in Python)
+        if kind is None:
+            return self
+        if kind is _ORDER:
             _check_order(self.order, t)
-        if t in INVENTORY_TYPES:
+        elif kind is _INVENTORY:
             _check_inventory(self.inventory, t)
-        if t in IDENTIFIED_TYPES and not self.identifiers.any_present():
+        elif kind is _IDENTIFIED and not self.identifiers.any_present():
             raise _missing("identifiers", t, "at least one identifier is required for {type}")
         if t is EventType.CUSTOM and self.name is None:
             raise _missing("name", t)
@@ -476,6 +528,18 @@ class Touchpoint(BaseModel):
         ):
             raise _missing("consent", t, "consent, consent_signals or gpc is required for {type}")
         return self
+
+
+_ORDER: Final = "order"
+_INVENTORY: Final = "inventory"
+_IDENTIFIED: Final = "identified"
+#: The types :meth:`Touchpoint._type_requirements` checks, by kind (the kinds are disjoint).
+_REQUIREMENTS: Final[Mapping[EventType, str]] = {
+    **dict.fromkeys(ORDER_TYPES, _ORDER),
+    **dict.fromkeys(INVENTORY_TYPES, _INVENTORY),
+    **dict.fromkeys(IDENTIFIED_TYPES, _IDENTIFIED),
+    EventType.CUSTOM: "custom",
+}
 
 
 def _check_order(order: Order | None, t: EventType) -> None:
@@ -573,10 +637,15 @@ def validate_touchpoint(data: Mapping[str, Any]) -> Touchpoint:
     """Validate an already-decoded event; raises :class:`InvalidEvent`."""
     if not isinstance(data, Mapping):
         raise InvalidEvent(SCHEMA_VIOLATION, "event must be a JSON object")
-    try:
-        return Touchpoint.model_validate(data)
+    return _validated(data)
+
+
+def _validated(data: Mapping[str, Any]) -> Touchpoint:
+    try:  # ``Touchpoint.model_validate(data)`` without its wrapper (a call per event)
+        tp: Touchpoint = Touchpoint.__pydantic_validator__.validate_python(data)
     except ValidationError as exc:
         raise invalid_event_from(exc) from None
+    return tp
 
 
 def parse_touchpoint(raw: bytes, *, max_bytes: int = MAX_EVENT_BYTES) -> Touchpoint:
@@ -598,7 +667,7 @@ def parse_touchpoint(raw: bytes, *, max_bytes: int = MAX_EVENT_BYTES) -> Touchpo
         raise InvalidEvent(MALFORMED_JSON, f"not valid JSON{where}") from None
     if not isinstance(data, dict):
         raise InvalidEvent(SCHEMA_VIOLATION, "event must be a JSON object")
-    return validate_touchpoint(data)
+    return _validated(data)
 
 
 def touchpoint_to_json(tp: Touchpoint) -> dict[str, Any]:

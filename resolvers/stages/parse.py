@@ -24,15 +24,24 @@ def _dead(record: RawRecord, exc: InvalidEvent) -> DeadLetter:
     return DeadLetter(record, NAME, exc.reason, type(exc).__name__, str(exc))
 
 
-def _bounded(
-    record: RawRecord, tp: Touchpoint, now: datetime | None, bounds: InputBounds
-) -> Ok | DeadLetter:
-    if now is not None:
-        try:
+def decode(
+    record: RawRecord,
+    *,
+    max_bytes: int,
+    now: datetime | None = None,
+    bounds: InputBounds = DEFAULT_BOUNDS,
+) -> Touchpoint | DeadLetter:
+    """:func:`run`'s touchpoint, without the event around it (``prepare`` builds that once)."""
+    value = record.value
+    if value is None:
+        return DeadLetter(record, NAME, "malformed_json", "InvalidEvent", "record has no value")
+    try:
+        tp = parse_touchpoint(value, max_bytes=max_bytes)
+        if now is not None:
             check_bounds(tp, now, bounds)
-        except InvalidEvent as exc:
-            return _dead(record, exc)
-    return Ok(Event(record=record, touchpoint=tp))
+    except InvalidEvent as exc:
+        return _dead(record, exc)
+    return tp
 
 
 def run(
@@ -42,24 +51,21 @@ def run(
     now: datetime | None = None,
     bounds: InputBounds = DEFAULT_BOUNDS,
 ) -> Ok | DeadLetter:
-    if record.value is None:
-        return DeadLetter(record, NAME, "malformed_json", "InvalidEvent", "record has no value")
-    try:
-        tp = parse_touchpoint(record.value, max_bytes=max_bytes)
-    except InvalidEvent as exc:
-        return _dead(record, exc)
-    return _bounded(record, tp, now, bounds)
+    parsed = decode(record, max_bytes=max_bytes, now=now, bounds=bounds)
+    if isinstance(parsed, DeadLetter):
+        return parsed
+    return Ok(Event(record=record, touchpoint=parsed))
 
 
-def run_if_type(
+def decode_if_type(
     record: RawRecord,
     types: Container[str],
     *,
     max_bytes: int,
     now: datetime | None = None,
     bounds: InputBounds = DEFAULT_BOUNDS,
-) -> Ok | DeadLetter | None:
-    """Like :func:`run`, for a lane that takes only some event types; None = not one of them.
+) -> Touchpoint | DeadLetter | None:
+    """Like :func:`decode`, for a lane that takes only some event types; None = not one of them.
 
     The type is read from the decoded JSON before validation, so the other events cost one
     ``orjson.loads``. Records that are not a JSON object of at most ``max_bytes``, or whose
@@ -80,6 +86,8 @@ def run_if_type(
         return None
     try:
         tp = validate_touchpoint(data)
+        if now is not None:
+            check_bounds(tp, now, bounds)
     except InvalidEvent as exc:
         return _dead(record, exc)
-    return _bounded(record, tp, now, bounds)
+    return tp

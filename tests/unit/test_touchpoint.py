@@ -476,7 +476,31 @@ def test_identifier_values_with_control_characters_are_refused_with_their_own_re
     assert value not in str(err.value)  # the message never carries the value
 
 
-@pytest.mark.parametrize("value", ["Jørgen.Ødegård@example.no", "+47 912 34 567", "用户@例子.中国"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Jørgen.Ødegård@example.no",
+        "+47 912 34 567",
+        "用户@例子.中国",
+        # not printable, yet allowed: the check of all values at once must not refuse them
+        "Anne\u00a0Berg",  # no-break space
+        "T-1\u3000",  # ideographic space
+        "card-\ue000",  # private use
+        "anon-\U000e01f0",  # unassigned
+    ],
+)
 def test_ordinary_unicode_identifiers_still_pass(value: str) -> None:
-    event = {**page_view(), "identifiers": {"email": value}}
-    assert parse_touchpoint(orjson.dumps(event)).identifiers.email == value
+    event = {
+        **page_view(),
+        "identifiers": {"email": value, "loyalty_id": "L-1", "store_card": value},
+    }
+    identifiers = parse_touchpoint(orjson.dumps(event)).identifiers
+    assert identifiers.email == value
+    assert identifiers.as_mapping()["store_card"] == value
+
+
+def test_the_first_identifier_with_a_control_character_is_named_in_priority_order() -> None:
+    ids = {"anonymous_id": "a\x00", "email": "ok@example.com", "phone": "1\u202e", "vip": "\x1b"}
+    with pytest.raises(InvalidEvent) as err:
+        parse_touchpoint(orjson.dumps({**page_view(), "identifiers": ids}))
+    assert err.value.field == "identifiers.phone"  # phone ranks before anonymous_id and custom
