@@ -510,8 +510,6 @@ class Touchpoint(BaseModel):
     def _type_requirements(self) -> Self:
         t = self.type
         kind = _REQUIREMENTS.get(t)  # one lookup (an enum member hashes in Python)
-        if kind is None:
-            return self
         if kind is _ORDER:
             _check_order(self.order, t)
         elif kind is _INVENTORY:
@@ -538,7 +536,6 @@ _REQUIREMENTS: Final[Mapping[EventType, str]] = {
     **dict.fromkeys(ORDER_TYPES, _ORDER),
     **dict.fromkeys(INVENTORY_TYPES, _INVENTORY),
     **dict.fromkeys(IDENTIFIED_TYPES, _IDENTIFIED),
-    EventType.CUSTOM: "custom",
 }
 
 

@@ -504,3 +504,12 @@ def test_the_first_identifier_with_a_control_character_is_named_in_priority_orde
     with pytest.raises(InvalidEvent) as err:
         parse_touchpoint(orjson.dumps({**page_view(), "identifiers": ids}))
     assert err.value.field == "identifiers.phone"  # phone ranks before anonymous_id and custom
+
+
+def test_type_requirement_kinds_are_disjoint() -> None:
+    """``_type_requirements`` checks one kind per type: a type in two of the sets would lose
+    one of its checks."""
+    from schemas import touchpoint
+
+    sets = (touchpoint.ORDER_TYPES, touchpoint.INVENTORY_TYPES, touchpoint.IDENTIFIED_TYPES)
+    assert len(touchpoint._REQUIREMENTS) == sum(len(set(s)) for s in sets)
