@@ -55,7 +55,8 @@ INVENTORY_STAGES: Final = (dedupe.NAME, inventory.NAME)
 class Lane:
     """One consumer group's pass over the raw topic.
 
-    ``normalizes``: identifiers are normalized (and hashed) per record; ``identity``: the lane
+    ``normalizes``: the identifiers of each decoded touchpoint are normalized (and hashed),
+    before ``takes``; ``identity``: the lane
     loads identity evidence; ``stock``: it loads stock ledgers. ``types``: the event types it
     decodes (None = all); ``takes``: which decoded events it keeps, with what it computes for
     them once (None = every one, as decoded);
@@ -181,21 +182,17 @@ def prepare(
             if isinstance(tp, DeadLetter):
                 dead.append(tp)
                 continue
-            if normalizes and takes is None:  # the profiles lane: one event, built once
+            if normalizes:  # each event built once, with its identifiers
                 ids, hashes = normalize.identifiers(
                     tp, config=config, salt=salt, default_region=default_region
                 )
-                events.append(Event(record, tp, ids, hashes))
-                continue
-            event = Event(record, tp)
+                event = Event(record, tp, ids, hashes)
+            else:
+                event = Event(record, tp)
         if takes is not None:
             event = takes(event)
             if event is None:
                 continue
-        if normalizes:
-            event = normalize.run(
-                event, config=config, salt=salt, default_region=default_region
-            ).event
         events.append(event)
     return events, dead
 

@@ -142,6 +142,8 @@ class NormalizeConfig:
 
     @property
     def known_types(self) -> tuple[str, ...]:
+        if not self.custom_types:  # the workers' default: asked per identifier
+            return BUILTIN_TYPES
         return BUILTIN_TYPES + tuple(t for t in self.custom_types if t not in BUILTIN_TYPES)
 
     def max_length(self, id_type: str) -> int:
@@ -249,8 +251,7 @@ def normalize_one(
     id_type: str, raw: str, *, region: str | None, config: NormalizeConfig = DEFAULT
 ) -> Identifier | Rejected:
     """Normalize one raw identifier; see the module docstring for the rules."""
-    known = config.known_types if config.custom_types else BUILTIN_TYPES  # the same, cheaper
-    if id_type not in known:
+    if id_type not in config.known_types:
         return Rejected(id_type, "unknown_type")
     stripped = raw.strip()
     if not stripped:

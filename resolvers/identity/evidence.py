@@ -20,6 +20,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Final, NamedTuple
 
 from resolvers.identity.rules import IdentityRules
@@ -114,10 +115,11 @@ def group_key(ids: tuple[Identifier, ...], rules: IdentityRules) -> str:
     return keys(ids, rules)[0]
 
 
-#: Group keys of recent non-account atoms, by atom key (a digest each; bounded, cleared when
-#: full: returning visitors' sets come back batch after batch).
-_DIGESTS: dict[str, str] = {}
-_MAX_DIGESTS: Final = 4096
+@lru_cache(maxsize=4096)
+def _anonymous_group_key(key: str) -> str:
+    """The group key of a non-account atom, by atom key (a digest each; memoized, bounded:
+    returning visitors' sets come back batch after batch)."""
+    return f"a:{hashlib.blake2b(key.encode(), digest_size=10).hexdigest()}"
 
 
 def keys(ids: tuple[Identifier, ...], rules: IdentityRules) -> tuple[str, str]:
@@ -132,13 +134,7 @@ def keys(ids: tuple[Identifier, ...], rules: IdentityRules) -> tuple[str, str]:
         if ids and ids[0].type in rules.unique_types:
             first = ids[0]
             return f"u:{first.type}:{first.value}", key
-    gkey = _DIGESTS.get(key)
-    if gkey is None:
-        if len(_DIGESTS) >= _MAX_DIGESTS:
-            _DIGESTS.clear()
-        digest = hashlib.blake2b(key.encode(), digest_size=10).hexdigest()
-        gkey = _DIGESTS[key] = f"a:{digest}"
-    return gkey, key
+    return _anonymous_group_key(key), key
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,19 +216,10 @@ class IdentifierRecord:
 EMPTY_RECORD: Final = IdentifierRecord()
 
 
-#: Recent profile ids, by event id (the batch asks for a new person's id per event, the
-#: replay for each person's; bounded, cleared when full).
-_PROFILE_IDS: dict[str, str] = {}
-_MAX_PROFILE_IDS: Final = 8192
-
-
+@lru_cache(maxsize=8192)
 def profile_id_for(event_id: str) -> str:
     """The id of the profile whose earliest event is ``event_id``: a function of the events,
-    so a replay into an empty store rebuilds the same ids."""
-    pid = _PROFILE_IDS.get(event_id)
-    if pid is None:
-        if len(_PROFILE_IDS) >= _MAX_PROFILE_IDS:
-            _PROFILE_IDS.clear()
-        digest = hashlib.blake2b(f"{event_id}\x001".encode(), digest_size=12).hexdigest()
-        pid = _PROFILE_IDS[event_id] = f"p_{digest}"
-    return pid
+    so a replay into an empty store rebuilds the same ids. Memoized, bounded (the batch asks
+    for each event's possible new person's id, the replay for each person's)."""
+    digest = hashlib.blake2b(f"{event_id}\x001".encode(), digest_size=12).hexdigest()
+    return f"p_{digest}"

@@ -392,9 +392,4 @@ class ProfilesBatch:
         )
 
 
-def held(profile: StoredProfile) -> bytes:
-    """The held-identifiers field (``HELD_FIELD``): keys the store loads with the profile."""
-    return orjson.dumps(profile.held_keys())
-
-
-__all__ = ["HELD_FIELD", "Group", "ProfilesBatch", "held"]
+__all__ = ["HELD_FIELD", "Group", "ProfilesBatch"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 from resolvers.context import suppression_hash
-from resolvers.steps import Event, Ok
 from schemas.identifiers import BUILTIN_TYPES, PHONE, Identifier
 from schemas.normalize import (
     DEFAULT,
@@ -60,11 +59,3 @@ def identifiers(
                 accepted.append(done[0])
                 hashes.append(done[1])
     return tuple(accepted), tuple(hashes)
-
-
-def run(
-    event: Event, *, config: NormalizeConfig, salt: bytes, default_region: str | None = None
-) -> Ok:
-    tp = event.tp
-    ids, hashes = identifiers(tp, config=config, salt=salt, default_region=default_region)
-    return Ok(Event(event.record, tp, ids, hashes))
