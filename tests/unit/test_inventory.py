@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
 from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
@@ -18,6 +20,7 @@ from resolvers.inventory import (
     StockChanged,
     apply,
     apply_all,
+    encode,
     snapshot,
 )
 
@@ -332,6 +335,33 @@ def test_state_round_trips_through_json() -> None:
     }
     assert data["locations"][LOC]["base"]["committed"] == 2
     assert SkuStock.from_dict(data).location(LOC).ledger["a1"].occurred_at == at(3)
+
+
+def test_a_write_encodes_only_the_locations_it_moved() -> None:
+    stock = fold(mv("c1", "count", 10, 0), mv("s1", "pos_sale", 1, 1, location="bergen-1"))
+    encode(stock, 1)
+    kept = stock.location("bergen-1")
+    moved, _ = apply(stock, mv("s2", "pos_sale", 2, 2))
+    assert moved.location("bergen-1") is kept  # the same object: its encoding is reused
+    state, document = encode(moved, 2)
+    assert state == orjson.dumps(moved.to_dict())
+    assert orjson.loads(document) == snapshot(moved) | {"version": 2}
+    assert orjson.loads(document)["locations"][LOC]["on_hand"] == 8
+
+
+def test_a_location_keeps_its_encoding_right_sized() -> None:
+    # orjson.dumps returns bytes that keep its whole buffer (>= 4 KiB since orjson 3.12), and
+    # a worker's decode cache keeps the ledgers it wrote, encodings included
+    stocks = [fold(mv(f"s{i}", "pos_sale", 1, i)) for i in range(2_000)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for stock in stocks:
+            encode(stock, 1)
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held / len(stocks) < 1024  # two small fragments per location, not 2 x 4 KiB
 
 
 @pytest.mark.parametrize(
