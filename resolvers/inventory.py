@@ -186,15 +186,18 @@ class Movement:
     def __post_init__(self) -> None:
         if not self.event_id or not self.sku or not self.location_id:
             raise InvalidMovementError("event_id, sku and location_id must be non-empty")
-        kind = MovementKind(self.kind)
-        object.__setattr__(self, "kind", kind)
-        if isinstance(self.quantity, bool) or not isinstance(self.quantity, int):
-            raise InvalidMovementError(
-                f"quantity must be an int, got {type(self.quantity).__name__}"
-            )
-        if kind is not MovementKind.ADJUSTMENT and self.quantity < 0:
-            raise InvalidMovementError(f"{kind} quantity must be >= 0, got {self.quantity}")
-        object.__setattr__(self, "occurred_at", _utc(self.occurred_at, "occurred_at"))
+        kind, quantity = self.kind, self.quantity
+        if type(kind) is not MovementKind:  # the usual case (a member) needs no lookup
+            kind = MovementKind(kind)
+            object.__setattr__(self, "kind", kind)
+        if type(quantity) is not int and (
+            isinstance(quantity, bool) or not isinstance(quantity, int)
+        ):
+            raise InvalidMovementError(f"quantity must be an int, got {type(quantity).__name__}")
+        if kind is not MovementKind.ADJUSTMENT and quantity < 0:
+            raise InvalidMovementError(f"{kind} quantity must be >= 0, got {quantity}")
+        if self.occurred_at.tzinfo is not UTC:  # in UTC already: astimezone would return it
+            object.__setattr__(self, "occurred_at", _utc(self.occurred_at, "occurred_at"))
 
     @property
     def on_hand_delta(self) -> int:

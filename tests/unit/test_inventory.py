@@ -394,6 +394,15 @@ def test_timestamps_are_normalised_to_utc() -> None:
     m = Movement("e", SKU, LOC, MovementKind.POS_SALE, 1, datetime(2026, 11, 22, 9, tzinfo=oslo))
     assert m.occurred_at == T0
     assert m.occurred_at.tzinfo is UTC
+    zulu = timezone(timedelta(0), "Z")  # another UTC object (e.g. pydantic's): made UTC too
+    m = Movement("e", SKU, LOC, MovementKind.POS_SALE, 1, datetime(2026, 11, 22, 8, tzinfo=zulu))
+    assert (m.occurred_at, m.occurred_at.tzinfo) == (T0, UTC)
+
+
+def test_a_kind_given_as_text_becomes_the_member() -> None:
+    m = Movement("e", SKU, LOC, "pos_sale", 1, T0)  # type: ignore[arg-type]
+    assert m.kind is MovementKind.POS_SALE
+    assert m.on_hand_delta == -1
 
 
 @pytest.mark.parametrize(
@@ -404,6 +413,7 @@ def test_timestamps_are_normalised_to_utc() -> None:
         {"event_id": ""},
         {"kind": "teleport"},
         {"quantity": 1.5},
+        {"quantity": True},
     ],
 )
 def test_invalid_movements_are_rejected(kwargs: dict[str, object]) -> None:
