@@ -389,6 +389,40 @@ def test_unreadable_state_is_rejected(data: dict[str, object]) -> None:
         SkuStock.from_dict(data)
 
 
+def _one_entry_state(entry: list[object]) -> dict[str, object]:
+    location = {
+        "count": None,
+        "ledger": {"e": entry},
+        "base": {"on_hand": 0, "committed": 0, "horizon": None},
+        "updated_at": None,
+    }
+    return {"format": 1, "sku": SKU, "locations": {LOC: location}}
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (["2026-11-22T08:00:00", 1, 0], "without offset"),
+        ([None, 1, 0], "missing timestamp"),
+        ([1, 1, 0], "cannot read"),
+        (["yesterday", 1, 0], "cannot read"),
+        (["2026-11-22T08:00:00Z", True, 0], "expected an integer"),
+        (["2026-11-22T08:00:00Z", 1, "0"], "expected an integer"),
+        (["2026-11-22T08:00:00Z", 1], "cannot read"),
+    ],
+)
+def test_an_unreadable_ledger_entry_says_why(entry: list[object], message: str) -> None:
+    with pytest.raises(InvalidStateError, match=message):
+        SkuStock.from_dict(_one_entry_state(entry))
+
+
+def test_a_ledger_time_with_another_offset_is_read_in_utc() -> None:
+    stock = SkuStock.from_dict(_one_entry_state(["2026-11-22T09:00:00+01:00", -1, 0]))
+    entry = stock.location(LOC).ledger["e"]
+    assert (entry.occurred_at, entry.occurred_at.tzinfo, entry.on_hand_delta) == (T0, UTC, -1)
+    assert stock.location(LOC).on_hand == -1
+
+
 def test_timestamps_are_normalised_to_utc() -> None:
     oslo = timezone(timedelta(hours=1))
     m = Movement("e", SKU, LOC, MovementKind.POS_SALE, 1, datetime(2026, 11, 22, 9, tzinfo=oslo))
