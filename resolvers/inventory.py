@@ -406,16 +406,14 @@ def _location_from_dict(data: Mapping[str, Any]) -> LocationStock:
         )
     )
     ledger: dict[str, LedgerEntry] = {}
-    for event_id, (at, on_hand, committed) in data["ledger"].items():
+    for event_id, (at, raw_on_hand, raw_committed) in data["ledger"].items():
         # what _required_time and _int check, asked only of values that are not the usual
         # ones (a time in UTC as its text, an int): one call per entry instead of five
         when = _fromisoformat(at) if type(at) is str else None
         if when is None or when.tzinfo is not UTC:
             when = _required_time(at)
-        if type(on_hand) is not int:
-            on_hand = _int(on_hand)
-        if type(committed) is not int:
-            committed = _int(committed)
+        on_hand = raw_on_hand if type(raw_on_hand) is int else _int(raw_on_hand)
+        committed = raw_committed if type(raw_committed) is int else _int(raw_committed)
         ledger[str(event_id)] = LedgerEntry(when, on_hand, committed)
     base = data["base"]
     return LocationStock(
