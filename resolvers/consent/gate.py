@@ -232,9 +232,12 @@ class Gate:
     def _verdicts(
         self, at: datetime, consent: EventConsent, region: str | None, behavioural: bool
     ) -> tuple[Verdict, ...]:
+        verdict = self.verdict
         return tuple(
-            self.verdict(p, at=at, consent=consent, region=region, behavioural=behavioural)
-            for p in CONSENT_PURPOSES
+            [
+                verdict(p, at=at, consent=consent, region=region, behavioural=behavioural)
+                for p in CONSENT_PURPOSES
+            ]
         )
 
     def _timeless(
@@ -327,10 +330,12 @@ class BehaviourPruning:
 
     def __init__(self, history: ConsentHistory, policy: ConsentPolicy):
         self.policy = policy
-        analytics = history.of(Purpose.ANALYTICS).last_denial
-        personalization = history.of(Purpose.PERSONALIZATION).last_denial
-        self._analytics = analytics.at if analytics is not None else None
-        self._personalization = personalization.at if personalization is not None else None
+        self._analytics = self._personalization = None
+        if history.purposes:  # most groups have none: nothing to read
+            analytics = history.of(Purpose.ANALYTICS).last_denial
+            personalization = history.of(Purpose.PERSONALIZATION).last_denial
+            self._analytics = analytics.at if analytics is not None else None
+            self._personalization = personalization.at if personalization is not None else None
 
     def never(self, at: datetime, code: str, region: str) -> tuple[bool, bool]:
         """(analytics, personalization): :func:`never_serves` of a behavioural fact at ``at``

@@ -272,7 +272,16 @@ class Facts:
 
     @property
     def is_empty(self) -> bool:
-        return self == EMPTY_FACTS
+        """Equal to :data:`EMPTY_FACTS` (read field by field: no mapping or stamp compared)."""
+        return self is EMPTY_FACTS or (
+            not self.traits
+            and self.region is None
+            and not self.consent.purposes
+            and not self.transactions
+            and not self.recent
+            and not self.digests
+            and self.latest is None
+        )
 
 
 EMPTY_FACTS: Final = Facts()
@@ -348,8 +357,11 @@ def fold(facts: Facts, obs: Observation, policy: ConsentPolicy) -> Facts:
     if obs.traits:
         traits = lww(traits, {k: Stamped(v, obs.at, obs.event_id) for k, v in obs.traits.items()})
     region = facts.region
-    if obs.region:
-        region = later(region, Stamped(obs.region, obs.at, obs.event_id))
+    if obs.region and (  # ``later``, the new stamp built only when it wins
+        region is None
+        or (obs.at, obs.event_id, obs.region) > (region.at, region.event_id, region.value)
+    ):
+        region = Stamped(obs.region, obs.at, obs.event_id)
     consent = facts.consent
     if obs.consent.own:  # an event that states nothing adds no history
         consent = consent.merged(from_event(obs.consent, obs.at, explicit=obs.explicit), bound)
@@ -362,7 +374,8 @@ def fold(facts: Facts, obs: Observation, policy: ConsentPolicy) -> Facts:
     elif obs.event_id not in recent:
         code, region_code = obs.consent.code, obs.region or ""
         seen_by = fingerprint(obs.event_id)
-        rolled = facts.digests.get((day_of(obs.at), code, region_code))
+        # ``day_of``: an observation's time is in UTC already
+        rolled = facts.digests.get((obs.at.toordinal() - _EPOCH_ORDINAL, code, region_code))
         if rolled is not None and seen_by in rolled.ids:
             return facts  # a redelivery of an event already rolled into its day
         item = Recent(obs.event_id, code, region_code, _digest(obs, policy, seen_by))

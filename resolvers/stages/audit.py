@@ -37,8 +37,6 @@ from resolvers.consent import (
 )
 from resolvers.effects import Count, Measure, Published
 from resolvers.profile.facts import TRANSACTION_TYPES
-from resolvers.stages import observe
-from resolvers.steps import Event
 from resolvers.timefmt import format_time
 from schemas.touchpoint import EventType, Touchpoint
 
@@ -58,10 +56,6 @@ _ERASURE: Final = EventType.ERASURE_REQUESTED
 Row = tuple[str, str, str, str]
 
 
-def _is_default(row: Row) -> bool:
-    return row[2] == Reason.REGION_DEFAULT and row[3] == _DEFAULT_SOURCE
-
-
 def _decisions(rows: Sequence[Row]) -> list[dict[str, str]]:
     return [
         {"purpose": purpose, "decision": decision, "reason": reason, "source": source}
@@ -75,8 +69,13 @@ _Denials = tuple[tuple[Row, ...], tuple[tuple[str, str], ...], bool]
 
 
 def _denials(verdicts: tuple[Verdict, ...]) -> _Denials:
-    rows = tuple((v.purpose, Decision.DENY, v.reason, v.source) for v in verdicts if not v.allowed)
-    return rows, tuple((row[0], row[2]) for row in rows), all(_is_default(r) for r in rows)
+    rows = tuple(
+        [(v.purpose, Decision.DENY, v.reason, v.source) for v in verdicts if not v.allowed]
+    )
+    default_only = all(
+        [row[2] == Reason.REGION_DEFAULT and row[3] == _DEFAULT_SOURCE for row in rows]
+    )
+    return rows, tuple([(row[0], row[2]) for row in rows]), default_only
 
 
 def _purges(consent: EventConsent, prior: Callable[[], Gate | None]) -> list[Row]:
@@ -124,7 +123,8 @@ def _none() -> None:
 
 
 def audit(
-    fresh: Sequence[Event],
+    fresh: Sequence[Touchpoint],
+    consents: Sequence[EventConsent],
     owner_of_event: Mapping[str, str | None],
     before: Callable[[str], Gate | None],
     gates: Mapping[str, Gate],
@@ -134,7 +134,8 @@ def audit(
     now: datetime,
     counts: Counter[Count],
 ) -> list[Published]:
-    """The batch's audit records; denials and purges counted into ``counts``.
+    """The batch's audit records of the touchpoints ``fresh`` (``consents``: each one's
+    ``resolvers.stages.observe.event_consent``); denials and purges counted into ``counts``.
     ``owner_of_event``: each event's profile id (None: not placed); ``before(pid)`` /
     ``gates``: a person's gate before / after the batch."""
     decided_at = format_time(now)
@@ -143,8 +144,7 @@ def audit(
     denied: Counter[tuple[str, str]] = Counter()  # (purpose, reason)
     purged: Counter[str] = Counter()
     remembered: _Remembered = {}
-    for event in fresh:
-        tp = event.tp
+    for tp, consent in zip(fresh, consents, strict=True):
         if tp.type is _ERASURE:
             continue
         event_id = tp.event_id
@@ -152,7 +152,6 @@ def audit(
         gate = gates.get(owner) if owner is not None else None
         if gate is None:
             gate = Gate(policy, EMPTY_HISTORY, tp.region)
-        consent = observe.event_consent(tp)
         rows, keys, default_only = _event_denials(tp, consent, gate, remembered)
         if consent.own:
             purges = _purges(consent, partial(before, owner) if owner is not None else _none)
