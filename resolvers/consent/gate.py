@@ -205,12 +205,15 @@ class Gate:
         if not self.history.purposes:
             allowed = self._timeless(at, consent, region, behavioural)[3]
             return allowed if purposes is None else allowed & purposes
+        verdict = self.verdict
         return frozenset(
-            p
-            for p in (CONSENT_PURPOSES if purposes is None else purposes)
-            if self.verdict(
-                p, at=at, consent=consent, region=region, behavioural=behavioural
-            ).allowed
+            [
+                p
+                for p in (CONSENT_PURPOSES if purposes is None else purposes)
+                if verdict(
+                    p, at=at, consent=consent, region=region, behavioural=behavioural
+                ).allowed
+            ]
         )
 
     def verdicts(
