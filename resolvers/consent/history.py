@@ -173,7 +173,15 @@ class ConsentHistory:
     purposes: Mapping[Purpose, PurposeHistory] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        kept = {p: h for p, h in sorted(self.purposes.items()) if h != _EMPTY}
+        # ``h != _EMPTY``, field by field (no records compared)
+        kept = {
+            p: h
+            for p, h in sorted(self.purposes.items())
+            if h.latest is not None
+            or h.last_denial is not None
+            or h.grants
+            or h.dropped is not None
+        }
         object.__setattr__(self, "purposes", MappingProxyType(kept))
 
     def of(self, purpose: Purpose) -> PurposeHistory:
@@ -224,9 +232,11 @@ def from_event(
         if stated is None:
             continue
         record = ConsentRecord(stated.granted, at, stated.source)
-        out[purpose] = PurposeHistory(
+        one = PurposeHistory(
             latest=record,
             last_denial=None if record.granted else record,
             grants=(record,) if record.granted and explicit else (),
-        ).merged(_EMPTY, bound)
+        )
+        # merged with nothing it is itself unless the bound keeps no grant
+        out[purpose] = one if bound >= 1 else one.merged(_EMPTY, bound)
     return ConsentHistory(out)

@@ -278,6 +278,10 @@ class ProfilesBatch:
         return self.records.get(ident, IdentifierRecord())
 
     def _gate(self, groups: Sequence[Facts]) -> Gate:
+        if len(groups) == 1:  # most people: their one group's history and region
+            only = groups[0]
+            stamped = only.region
+            return Gate(self.ctx.policy, only.consent, None if stamped is None else stamped.value)
         consent: ConsentHistory = EMPTY_HISTORY
         region: Stamped | None = None
         bound = self.ctx.policy.max_explicit_grants
