@@ -259,11 +259,11 @@ class ProfilesBatch:
         """The accounts (``type:value`` of unique identifiers) a group is linked to for good:
         an account group, those its atoms carry; any other, those its identifiers were seen
         with (the records keep them, capped: the same whatever the order)."""
-        rules = self.ctx.rules
+        unique = self.ctx.rules.unique_types  # ``rules.is_unique``, inline
         out: set[str] = set()
         for atom in group.atoms.values():
             for ident in atom.ids:
-                if rules.is_unique(ident.type):
+                if ident.type in unique:
                     out.add(ident.key)
                 elif not gkey.startswith("u:"):
                     record = self._record(res, ident)

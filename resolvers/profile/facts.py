@@ -167,7 +167,8 @@ class Observation:
     def __post_init__(self) -> None:
         if not self.event_id:
             raise ValueError("event_id must not be empty")
-        object.__setattr__(self, "at", utc(self.at))
+        if self.at.tzinfo is not UTC:  # the lane passes UTC times already
+            object.__setattr__(self, "at", utc(self.at))
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,7 +404,7 @@ def _transaction(obs: Observation) -> Transaction | None:
         amount=abs(o.total),
         payment_method=o.payment_method,
         location_id=o.location_id,
-        categories=tuple(dict.fromkeys(c for c in o.categories if c)),
+        categories=tuple(dict.fromkeys([c for c in o.categories if c])),
         sku=o.skus[0] if o.skus else None,
     )
 
@@ -463,7 +464,10 @@ def prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory = EMPTY_HIST
 def _prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory) -> Facts:
     if facts.latest is None:
         return facts
-    pruning = BehaviourPruning(facts.consent.merged(also, policy.max_explicit_grants), policy)
+    history = facts.consent
+    if also.purposes:
+        history = history.merged(also, policy.max_explicit_grants)
+    pruning = BehaviourPruning(history, policy)
     latest_day = day_of(facts.latest)
     recent, digests = dict(facts.recent), dict(facts.digests)
     changed = _roll_up(recent, digests, latest_day - RECENT_DAYS)

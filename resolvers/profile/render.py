@@ -358,13 +358,20 @@ def _argmax(counter: Mapping[str, int]) -> str | None:
 
 
 def _minor_quantum(currency: str) -> Decimal:
-    return Decimal(1).scaleb(-CURRENCY_MINOR_UNITS.get(currency, 2))
+    """The currency's minor unit, remembered in :data:`_QUANTA` (read there first)."""
+    found = Decimal(1).scaleb(-CURRENCY_MINOR_UNITS.get(currency, 2))
+    if len(_QUANTA) < 4096:  # currencies come from events: bounded
+        _QUANTA[currency] = found
+    return found
+
+
+_QUANTA: dict[str, Decimal] = {}
 
 
 def _money(value: Decimal, currency: str, *, exact: bool = True) -> str:
     """Canonical text in the currency's minor unit; ``exact`` keeps more digits if the value
     has them (an average is rounded half-even instead)."""
-    quantized = value.quantize(_minor_quantum(currency), context=_CTX)
+    quantized = value.quantize(_QUANTA.get(currency) or _minor_quantum(currency), context=_CTX)
     if quantized == value or not exact:
         return format(quantized, "f")
     return format(value.normalize(_CTX), "f")

@@ -69,8 +69,8 @@ def _order(tp: Touchpoint) -> OrderFacts | None:
         currency=o.currency or "XXX",
         payment_method=o.payment_method,
         location_id=o.location_id,
-        categories=tuple(ln.category for ln in o.lines if ln.category),
-        skus=tuple(ln.sku for ln in o.lines),
+        categories=tuple([ln.category for ln in o.lines if ln.category]),
+        skus=tuple([ln.sku for ln in o.lines]),
         in_store=tp.type is EventType.POS_SALE or tp.channel is Channel.POS,
     )
 
