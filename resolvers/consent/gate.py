@@ -168,7 +168,7 @@ class Gate:
         """A behavioural fact that stated nothing: its region's default, unless a denial of
         the person is in force at its time (their latest one, not lifted by an explicit
         grant since)."""
-        default = _by_default(self.policy, purpose, region)
+        default = _DEFAULT_VERDICTS[purpose, purpose in self.policy.default_for(region)]
         if not default.allowed or h.last_denial is None:
             return default
         lifted = h.explicit_grant_between(h.last_denial.at, at)
@@ -298,10 +298,6 @@ _Now = tuple[Mapping[Purpose, Current], frozenset[Purpose]]
 #: the entry holds the policy, so its id stays its own. Bounded: emptied when full.
 _DEFAULT_NOW: Final[dict[tuple[int, str | None], tuple[ConsentPolicy, *_Now]]] = {}
 _DEFAULT_NOW_SIZE: Final = 4096
-
-
-def _by_default(policy: ConsentPolicy, purpose: Purpose, region: str | None) -> Verdict:
-    return _DEFAULT_VERDICTS[purpose, purpose in policy.default_for(region)]
 
 
 def never_serves(

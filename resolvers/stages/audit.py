@@ -50,6 +50,8 @@ EVENTS_PER_RECORD: Final = 500
 # The vocabulary's members are ``str``s (StrEnum: they hash, compare and serialize as their
 # values), so rows hold them as they are: ``.value`` is a Python-level property, ~20 per event.
 _DEFAULT_SOURCE: Final = Source.DEFAULT.value
+_DENY: Final = Decision.DENY
+_REGION_DEFAULT: Final = Reason.REGION_DEFAULT
 _ERASURE: Final = EventType.ERASURE_REQUESTED
 
 #: (purpose, decision, reason, source) of one decision, as the record spells them.
@@ -69,13 +71,16 @@ _Denials = tuple[tuple[Row, ...], tuple[tuple[str, str], ...], bool]
 
 
 def _denials(verdicts: tuple[Verdict, ...]) -> _Denials:
-    rows = tuple(
-        [(v.purpose, Decision.DENY, v.reason, v.source) for v in verdicts if not v.allowed]
-    )
-    default_only = all(
-        [row[2] == Reason.REGION_DEFAULT and row[3] == _DEFAULT_SOURCE for row in rows]
-    )
-    return rows, tuple([(row[0], row[2]) for row in rows]), default_only
+    rows: list[Row] = []
+    keys: list[tuple[str, str]] = []
+    default_only = True
+    for v in verdicts:
+        if not v.allowed:
+            purpose, reason, source = v.purpose, v.reason, v.source
+            rows.append((purpose, _DENY, reason, source))
+            keys.append((purpose, reason))
+            default_only = default_only and reason == _REGION_DEFAULT and source == _DEFAULT_SOURCE
+    return tuple(rows), tuple(keys), default_only
 
 
 def _purges(consent: EventConsent, prior: Callable[[], Gate | None]) -> list[Row]:
