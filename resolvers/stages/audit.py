@@ -103,24 +103,12 @@ _Remembered = dict[tuple[str | None, int, str | None, bool], tuple[EventConsent,
 
 
 def _event_denials(
-    tp: Touchpoint, consent: EventConsent, gate: Gate, remembered: _Remembered
+    tp: Touchpoint, consent: EventConsent, gate: Gate, behavioural: bool
 ) -> _Denials:
     """What ``gate`` denies the event (whose consent is ``consent``)."""
-    behavioural = tp.type not in TRANSACTION_TYPES
-    if gate.history.purposes:  # verdicts at this fact's time: asked once
-        return _denials(
-            gate.verdicts(
-                at=tp.occurred_at, consent=consent, region=tp.region, behavioural=behavioural
-            )
-        )
-    key = (gate.region, id(consent), tp.region, behavioural)
-    found = remembered.get(key)
-    if found is None or found[0] is not consent:
-        verdicts = gate.verdicts(
-            at=tp.occurred_at, consent=consent, region=tp.region, behavioural=behavioural
-        )
-        found = remembered[key] = (consent, _denials(verdicts))
-    return found[1]
+    return _denials(
+        gate.verdicts(at=tp.occurred_at, consent=consent, region=tp.region, behavioural=behavioural)
+    )
 
 
 def _none() -> None:
@@ -157,8 +145,17 @@ def audit(
         gate = gates.get(owner) if owner is not None else None
         if gate is None:
             gate = Gate(policy, EMPTY_HISTORY, tp.region)
-        rows, keys, default_only = _event_denials(tp, consent, gate, remembered)
-        if consent.own:
+        behavioural = tp.type not in TRANSACTION_TYPES
+        if gate.history.purposes:  # verdicts at this fact's time: asked once
+            rows, keys, default_only = _event_denials(tp, consent, gate, behavioural)
+        else:
+            asked = (gate.region, id(consent), tp.region, behavioural)
+            found = remembered.get(asked)
+            if found is None or found[0] is not consent:
+                denials = _event_denials(tp, consent, gate, behavioural)
+                found = remembered[asked] = (consent, denials)
+            rows, keys, default_only = found[1]
+        if consent.denies:  # only a denial can revoke
             purges = _purges(consent, partial(before, owner) if owner is not None else _none)
             if purges:
                 rows, default_only = (*rows, *purges), False
@@ -188,23 +185,32 @@ def audit(
         counts[Count(Measure.CONSENT_DENIED, purpose, reason)] += n
     for purpose, n in purged.items():
         counts[Count(Measure.CONSENT_PURGED, purpose)] += n
+    out.extend(_region_defaults(defaults, topic, policy.version, decided_at))
+    return out
+
+
+def _region_defaults(
+    defaults: Mapping[tuple[Row, ...], list[list[str | None]]],
+    topic: str,
+    policy_version: str,
+    decided_at: str,
+) -> Iterator[Published]:
+    """The per-batch records of the events whose every decision is the default (by their
+    list of decisions), ``EVENTS_PER_RECORD`` events at most each."""
     for rows_key, events in defaults.items():
         decisions = _decisions(rows_key)
         for start in range(0, len(events), EVENTS_PER_RECORD):
-            out.append(
-                Published(
-                    topic,
-                    None,
-                    {
-                        "kind": REGION_DEFAULT_KIND,
-                        "policy_version": policy.version,
-                        "decided_at": decided_at,
-                        "decisions": decisions,
-                        "events": events[start : start + EVENTS_PER_RECORD],
-                    },
-                )
+            yield Published(
+                topic,
+                None,
+                {
+                    "kind": REGION_DEFAULT_KIND,
+                    "policy_version": policy_version,
+                    "decided_at": decided_at,
+                    "decisions": decisions,
+                    "events": events[start : start + EVENTS_PER_RECORD],
+                },
             )
-    return out
 
 
 def rows(record: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
