@@ -212,7 +212,8 @@ class ProfilesBatch:
             folded[gkey] = (owner, profile_facts.fold(facts, obs, policy))
         for gkey, (owner, facts) in folded.items():
             groups = res.people[owner].groups
-            groups[gkey] = replace(groups[gkey], facts=profile_facts.prune(facts, policy))
+            # ``replace(group, facts=...)`` without its generic machinery (a group is both)
+            groups[gkey] = Group(groups[gkey].atoms, profile_facts.prune(facts, policy))
         return {owner for owner, _ in folded.values()}
 
     def _prune_by_accounts(self, res: identity.Resolution) -> set[str]:
