@@ -8,7 +8,7 @@ error (those raise, so the batch is retried and no offset is committed).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from schemas.identifiers import Identifier
@@ -49,9 +49,6 @@ class Event:
     routed: Routed | None = None
     #: (direct inventory lane) the touchpoint's movements per SKU, computed once by ``prepare``
     stock: Mapping[str, list[Movement]] | None = None
-
-    def evolve(self, **changes: object) -> Event:
-        return replace(self, **changes)  # type: ignore[arg-type]
 
     @property
     def tp(self) -> Touchpoint:
