@@ -62,18 +62,22 @@ log = logging.getLogger(__name__)
 
 
 def raw_record(msg: Message) -> RawRecord:
+    """Once per consumed record: the headers' comprehension only when there are headers, the
+    fields positional (value, key, topic, partition, offset, timestamp_ms, headers)."""
     _kind, ts = msg.timestamp()
-    raw_headers = msg.headers() or []  # consumed records carry a list of (name, bytes)
-    pairs = raw_headers.items() if isinstance(raw_headers, dict) else raw_headers
-    headers = {k: v.encode() if isinstance(v, str) else (v or b"") for k, v in pairs}
+    raw_headers = msg.headers()  # consumed records carry a list of (name, bytes), or None
+    headers: dict[str, bytes] = {}
+    if raw_headers:
+        pairs = raw_headers.items() if isinstance(raw_headers, dict) else raw_headers
+        headers = {k: v.encode() if isinstance(v, str) else (v or b"") for k, v in pairs}
     return RawRecord(
-        value=msg.value(),
-        key=msg.key(),
-        topic=msg.topic() or "",
-        partition=msg.partition() or 0,
-        offset=msg.offset() or 0,
-        timestamp_ms=ts if ts > 0 else None,
-        headers=headers,
+        msg.value(),
+        msg.key(),
+        msg.topic() or "",
+        msg.partition() or 0,
+        msg.offset() or 0,
+        ts if ts > 0 else None,
+        headers,
     )
 
 
@@ -300,7 +304,8 @@ class LaneRunner:
                 self.consumer.consume, s.batch_size, self.batch_timeout_s
             )
             self.status.turned()
-            records = [raw_record(m) for m in messages if not self._failed(m)]
+            # error events are rare: msg.error() first, the check's calls only for them
+            records = [raw_record(m) for m in messages if m.error() is None or not self._failed(m)]
             if not records:
                 self._commit_due()
                 continue

@@ -86,8 +86,6 @@ from resolvers.store import (
     Loaded,
     LoadRequest,
     Ref,
-    identifier_ref,
-    profile_ref,
     stock_ref,
 )
 from streams import outbox
@@ -122,17 +120,27 @@ def _script(name: str) -> str:
 MARKER_BUCKETS: Final = 4
 
 
+_BUCKET_NAMES: Final = tuple(str(b) for b in range(MARKER_BUCKETS))
+
+
 def marker_bucket(event_id: str) -> str:
     """The bucket of ``event_id``'s processed marker (ADR 0016): CRC-32 of its UTF-8 bytes
     modulo :data:`MARKER_BUCKETS`, in decimal."""
-    return str(zlib.crc32(event_id.encode()) % MARKER_BUCKETS)
+    return _BUCKET_NAMES[zlib.crc32(event_id.encode()) % MARKER_BUCKETS]
 
 
 def marker_groups(event_ids: Iterable[str]) -> dict[str, list[str]]:
-    """``event_ids`` by marker bucket (each bucket's ids in their given order)."""
+    """``event_ids`` by marker bucket (each bucket's ids in their given order); the bucket
+    computed inline (:func:`marker_bucket`): twice per event, once per script."""
     groups: dict[str, list[str]] = {}
+    names, crc32 = _BUCKET_NAMES, zlib.crc32
     for event_id in event_ids:
-        groups.setdefault(marker_bucket(event_id), []).append(event_id)
+        bucket = names[crc32(event_id.encode()) % MARKER_BUCKETS]
+        ids = groups.get(bucket)
+        if ids is None:
+            groups[bucket] = [event_id]
+        else:
+            ids.append(event_id)
     return groups
 
 
@@ -160,9 +168,11 @@ class Keys:
 
     def __init__(self, prefix: str) -> None:
         self.root = f"{prefix}:v1"
+        #: ``P:v1:{kind}:`` per kind (an entity's key is this and its name)
+        self.kinds: Mapping[Kind, str] = {kind: f"{self.root}:{kind.value}:" for kind in Kind}
 
     def entity(self, ref: Ref) -> str:
-        return f"{self.root}:{ref.kind.value}:{ref.name}"
+        return self.kinds[ref.kind] + ref.name
 
     def profile(self, profile_id: str) -> str:
         return f"{self.root}:profile:{profile_id}"
@@ -217,19 +227,10 @@ class Keys:
         return f"{self.root}:changes:{name}"
 
 
-def _fields(names: Sequence[str], values: Sequence[bytes | None]) -> dict[str, bytes]:
-    return {n: v for n, v in zip(names, values, strict=True) if v is not None}
-
-
-def _rows(flat: Sequence[Any], width: int) -> Iterator[Sequence[Any]]:
+def _columns(flat: Sequence[Any], width: int) -> Iterator[tuple[Any, ...]]:
     """A flat script reply as rows of ``width`` values (missing fields are false in Lua,
-    nil in the reply: never cut off)."""
-    return (flat[j : j + width] for j in range(0, len(flat), width))
-
-
-def _version(raw: bytes) -> int:
-    """Field ``v`` of an entity the load found (callers map a missing ``v`` to ABSENT)."""
-    return int(raw)
+    nil in the reply: never cut off), through ``width`` strided slices: no slice per row."""
+    return zip(*(flat[j::width] for j in range(width)), strict=True)
 
 
 class RedisStore:
@@ -304,16 +305,29 @@ class RedisStore:
         ids, profiles, stocks, seen, suppressed, truncated = self._load(keys=[], args=args)
         self._timed("load", started)
         entities: dict[Ref, Entity] = {}
-        for key, v, p, h, s in _rows(ids, 5):
-            entities[identifier_ref(key.decode())] = (
-                Entity(_version(v), _fields(("p", HOLDERS_FIELD, "s"), (p, h, s))) if v else ABSENT
+        # ids as key, v, p, h, s and profiles as pid, v, s, r, i: a found entity's fields are
+        # those present, in that order; without field v the entity is absent
+        kinds = (
+            (Kind.IDENTIFIER, ids, ("p", HOLDERS_FIELD, "s")),
+            (Kind.PROFILE, profiles, ("s", "r", HELD_FIELD)),
+        )
+        for kind, rows, (a_name, b_name, c_name) in kinds:
+            for name, v, a, b, c in _columns(rows, 5):
+                if not v:
+                    entities[Ref(kind, name.decode())] = ABSENT
+                    continue
+                fields: dict[str, bytes] = {}
+                if a is not None:
+                    fields[a_name] = a
+                if b is not None:
+                    fields[b_name] = b
+                if c is not None:
+                    fields[c_name] = c
+                entities[Ref(kind, name.decode())] = Entity(int(v), fields)
+        for sku, (v, s) in zip(request.stocks, _columns(stocks, 2), strict=True):
+            entities[stock_ref(sku)] = (
+                Entity(int(v), {} if s is None else {"s": s}) if v else ABSENT
             )
-        for pid, v, s, r, i in _rows(profiles, 5):
-            entities[profile_ref(pid.decode())] = (
-                Entity(_version(v), _fields(("s", "r", HELD_FIELD), (s, r, i))) if v else ABSENT
-            )
-        for sku, (v, s) in zip(request.stocks, _rows(stocks, 2), strict=True):
-            entities[stock_ref(sku)] = Entity(_version(v), _fields(("s",), (s,))) if v else ABSENT
         seen_ids = frozenset(e for e, hit in zip(event_ids, seen, strict=True) if hit)
         if seen_ids and self.wait_replicas:
             self._confirm_replicated()  # the batch will skip these: they must be durable
@@ -334,17 +348,14 @@ class RedisStore:
     def commit_parts(self, parts: Sequence[Commit]) -> list[CommitResult]:
         for scope in {part.scope for part in parts if part.event_ids}:
             self._settle_hand_over(scope)
-        values: list[bytes] = []
-
-        def arg(value: bytes | str) -> int:
-            values.append(value.encode() if isinstance(value, str) else value)
-            return len(values) + 1  # ARGV[1] is the plan
-
+        # the values the plans refer to by index (ARGV[1] is the plan): str ones go out UTF-8
+        # encoded by the client
+        values: list[bytes | str] = []
         plan = {
             "r": self.prefix,
             "b": MARKER_BUCKETS,
             "g": [self.keys.generation, self.generation] if self.generation else [],
-            "p": [self._part_plan(part, arg) for part in parts],
+            "p": [self._part_plan(part, values) for part in parts],
             # the committed parts' outbox records go into one entry (streams.outbox), never
             # trimmed: the relay deletes it once Kafka acknowledged all of them
             "o": [self.keys.outbox, outbox.FIELD],
@@ -372,42 +383,63 @@ class RedisStore:
         names = {self.keys.entity(ref): str(ref) for ref in commit.expect}
         return CommitResult(status, names.get(key, key))
 
-    def _part_plan(self, commit: Commit, arg: Callable[[bytes | str], int]) -> dict[str, Any]:
-        """One part's plan for ``commit.lua`` (its values appended through ``arg``): flat
-        lists, numbers Redis stores as strings (see the script's header)."""
-
-        def flat(out: list[Any], fields: Mapping[str, bytes]) -> None:
-            out.append(len(fields))
-            for name, value in fields.items():
-                out += [name, arg(value)]
-
+    def _part_plan(self, commit: Commit, values: list[bytes | str]) -> dict[str, Any]:
+        """One part's plan for ``commit.lua`` (the values it refers to appended to ``values``,
+        ARGV[k + 1] for ``values[k - 1]``): flat lists, numbers Redis stores as strings (see
+        the script's header). The hot path of every commit: key names from per-kind roots,
+        each value's index taken from ``len(values)`` after its append."""
+        add = values.append
+        kinds = self.keys.kinds
+        expected = commit.expect
         writes: list[Any] = []
         index_ops: list[Any] = []
         all_writes = [*commit.writes, *commit.blind_writes]
-        written = Counter(w.ref for w in all_writes)
+        refs = [w.ref for w in all_writes]
+        written = Counter(refs) if len(set(refs)) < len(refs) else None  # a ref written twice
+        n_checked = len(commit.writes)
         index = {Kind.PROFILE: self.keys.profile_index, Kind.STOCK: self.keys.stock_index}
         for n, w in enumerate(all_writes):
+            ref, fields = w.ref, w.fields
             # checked absent by the same call (expected version 0) and written once: no DEL
             absent = (
-                n < len(commit.writes) and commit.expect.get(w.ref) == 0 and written[w.ref] == 1
+                n < n_checked and expected.get(ref) == 0 and (written is None or written[ref] == 1)
             )
-            writes += [self.keys.entity(w.ref), str(w.version), int(absent)]
-            flat(writes, w.fields)
-            if w.ref.kind in index:
-                index_ops += [index[w.ref.kind], 1 if "d" in w.fields else 0, arg(w.ref.name)]
+            writes += [kinds[ref.kind] + ref.name, str(w.version), 1 if absent else 0, len(fields)]
+            for name, value in fields.items():
+                add(value)
+                writes += [name, len(values) + 1]
+            set_key = index.get(ref.kind)
+            if set_key is not None:
+                add(ref.name)
+                index_ops += [set_key, 1 if "d" in fields else 0, len(values) + 1]
         for change in commit.memberships:
-            key = self.keys.audience(change.audience)
-            index_ops += [key, 1 if change.member else 0, arg(change.profile_id)]
+            add(change.profile_id)
+            index_ops += [self.keys.audience(change.audience), int(change.member), len(values) + 1]
         expect: list[str] = []
-        for ref, v in commit.expect.items():
-            expect += [self.keys.entity(ref), str(v)]
+        for ref, v in expected.items():
+            expect += [kinds[ref.kind] + ref.name, str(v)]
         streams: list[Any] = []
         for e in commit.streams:
-            streams += [self.keys.stream(e.stream), str(STREAM_MAXLEN)]
-            flat(streams, e.fields)
+            streams += [self.keys.stream(e.stream), str(STREAM_MAXLEN), len(e.fields)]
+            for name, value in e.fields.items():
+                add(value)
+                streams += [name, len(values) + 1]
         counters: list[str] = []
         for name, n in commit.counters.items():
             counters += [self.keys.stats, name, str(n)]
+        suppress: list[int] = []
+        for h, tomb in commit.suppress.items():
+            add(h)
+            add(tomb)
+            suppress += [len(values), len(values) + 1]
+        unsuppressed: list[int] = []
+        for h in commit.unsuppressed:
+            add(h)
+            unsuppressed.append(len(values) + 1)
+        packed = 0
+        if commit.outbox:
+            add(outbox.pack(commit.outbox))
+            packed = len(values) + 1
         return {
             "e": expect,
             "m": seen_segment(commit.scope),
@@ -415,17 +447,14 @@ class RedisStore:
             "t": self.seen_ttl_s,
             "w": writes,
             "ix": index_ops,
-            "sa": [
-                self.keys.suppressed,
-                [a for h, tomb in commit.suppress.items() for a in (arg(h), arg(tomb))],
-            ],
-            "u": [arg(h) for h in commit.unsuppressed],
+            "sa": [self.keys.suppressed, suppress],
+            "u": unsuppressed,
             "x": streams,
-            "o": arg(outbox.pack(commit.outbox)) if commit.outbox else 0,  # packed records
+            "o": packed,  # the argi of its packed records
             "c": counters,
         }
 
-    def _call_commit(self, args: list[bytes]) -> Any:
+    def _call_commit(self, args: list[bytes | str]) -> Any:
         if not self.wait_replicas:
             return self._commit(keys=[], args=args)
         pipe = self.client.pipeline(transaction=False)  # one connection: WAIT covers the commit

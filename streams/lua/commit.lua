@@ -18,7 +18,7 @@
 --     w  = {key, version, absent, n, field, argi, ... (n pairs), key, ...}  replace the hash
 --                                    whole (n = 0: DEL); absent = 1: its expected version is
 --                                    '0' (nothing to delete first)
---     ix = {set_key, add(1)|rem(0), member_argi, ...}
+--     ix = {set_key, add(1)|rem(0), member_argi, ...}  (applied in order)
 --     sa = {hash_key, {argi, argi, ...}}  HSET hash -> tombstone pairs (suppression)
 --     x  = {stream, maxlen, n, field, argi, ... (n pairs), stream, ...}  XADD MAXLEN ~
 --                                    (maxlen '0': never trimmed)
@@ -72,7 +72,12 @@ local function apply(part)
   while j <= #w do
     local key, n = w[j], w[j + 3]
     if w[j + 2] ~= 1 then redis.call('DEL', key) end  -- absent = 1: checked absent above
-    if n > 0 then
+    if n == 3 then  -- the usual shapes without a table: fewer Lua operations (issue 17)
+      redis.call('HSET', key, 'v', w[j + 1], w[j + 4], ARGV[w[j + 5]], w[j + 6], ARGV[w[j + 7]],
+        w[j + 8], ARGV[w[j + 9]])
+    elseif n == 2 then
+      redis.call('HSET', key, 'v', w[j + 1], w[j + 4], ARGV[w[j + 5]], w[j + 6], ARGV[w[j + 7]])
+    elseif n > 0 then
       local args = {key, 'v', w[j + 1]}
       for k = j + 4, j + 3 + 2 * n, 2 do
         args[#args + 1] = w[k]
@@ -82,11 +87,19 @@ local function apply(part)
     end
     j = j + 4 + 2 * n
   end
-  local ix = part.ix
-  for k = 1, #ix, 3 do
-    if ix[k + 1] == 1 then redis.call('SADD', ix[k], ARGV[ix[k + 2]])
-    else redis.call('SREM', ix[k], ARGV[ix[k + 2]]) end
+  -- a run of the same set and operation is one SADD/SREM (up to 500 members): the same
+  -- effect in the same order, a command per run instead of per member (issue 17)
+  local ix, run, add = part.ix, {}, nil
+  local function flush()  -- run = {set_key, member, ...}
+    if add == 1 then redis.call('SADD', unpack(run)) else redis.call('SREM', unpack(run)) end
+    run = {}
   end
+  for k = 1, #ix, 3 do
+    if #run > 0 and (ix[k] ~= run[1] or ix[k + 1] ~= add or #run > 500) then flush() end
+    if #run == 0 then run[1], add = ix[k], ix[k + 1] end
+    run[#run + 1] = ARGV[ix[k + 2]]
+  end
+  if #run > 0 then flush() end
   markers(part).mark(part.s, plan.b)
   if #part.sa[2] > 0 then
     local pairs_ = {}
@@ -96,16 +109,22 @@ local function apply(part)
   local x
   x, j = part.x, 1
   while j <= #x do
-    local args, n = {x[j]}, x[j + 2]
-    if x[j + 1] ~= '0' then
-      args[2] = 'MAXLEN'; args[3] = '~'; args[4] = x[j + 1]
+    local n = x[j + 2]
+    if n == 3 and x[j + 1] ~= '0' then  -- a change stream's entry (id, op, version|into)
+      redis.call('XADD', x[j], 'MAXLEN', '~', x[j + 1], '*', x[j + 3], ARGV[x[j + 4]],
+        x[j + 5], ARGV[x[j + 6]], x[j + 7], ARGV[x[j + 8]])
+    else
+      local args = {x[j]}
+      if x[j + 1] ~= '0' then
+        args[2] = 'MAXLEN'; args[3] = '~'; args[4] = x[j + 1]
+      end
+      args[#args + 1] = '*'
+      for k = j + 3, j + 2 + 2 * n, 2 do
+        args[#args + 1] = x[k]
+        args[#args + 1] = ARGV[x[k + 1]]
+      end
+      redis.call('XADD', unpack(args))
     end
-    args[#args + 1] = '*'
-    for k = j + 3, j + 2 + 2 * n, 2 do
-      args[#args + 1] = x[k]
-      args[#args + 1] = ARGV[x[k + 1]]
-    end
-    redis.call('XADD', unpack(args))
     j = j + 3 + 2 * n
   end
   local c = part.c

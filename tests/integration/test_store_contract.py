@@ -470,6 +470,28 @@ def test_memberships_move_with_the_commit_and_never_without_it(store: Harness) -
     assert (store.members("vip"), store.members("new")) == ({"p_2"}, {"p_1"})
 
 
+def test_memberships_apply_in_their_order_however_many(store: Harness) -> None:
+    """commit.lua sends a run of changes to one set in one SADD/SREM (up to 500 members a
+    call): the same result as one change after the other, runs broken where the set or the
+    operation changes."""
+    many = tuple(MembershipChange("big", f"p_{n}", True) for n in range(1_203))
+    flips = (
+        MembershipChange("vip", "p_1", True),
+        MembershipChange("vip", "p_1", False),  # joins and leaves: out
+        MembershipChange("vip", "p_3", False),
+        MembershipChange("vip", "p_3", True),  # leaves and joins: in
+        MembershipChange("new", "p_1", True),
+        MembershipChange("vip", "p_2", True),
+        MembershipChange("big", "p_7", False),
+        MembershipChange("big", "p_1200", False),
+        MembershipChange("big", "p_7", True),
+    )
+    assert store.store.commit(Commit({}, ("e1",), memberships=many + flips)).ok
+    assert store.members("vip") == {"p_2", "p_3"}
+    assert store.members("new") == {"p_1"}
+    assert store.members("big") == {f"p_{n}" for n in range(1_203)} - {"p_1200"}
+
+
 def test_counters_accumulate(store: Harness) -> None:
     assert store.store.commit(Commit({}, ("e1",), counters={"events": 3, "dlq": 1})).ok
     assert store.store.commit(Commit({}, ("e2",), counters={"events": 2, "merges": 1})).ok
@@ -517,6 +539,9 @@ def json_list(draw: Callable[..., Any], names: list[str], key: str | None = None
     """A JSON list of some of ``names`` (as ``{key: [...]}`` when ``key`` is given)."""
     chosen = draw(st.lists(st.sampled_from(names), max_size=3, unique=True))
     return orjson.dumps({key: chosen} if key else chosen)
+
+
+AUDIENCES = ("a1", "a2")
 
 
 @st.composite
@@ -581,8 +606,25 @@ def a_commit(draw: Callable[..., Any], i: str) -> Commit:
             for h in draw(st.lists(st.sampled_from(["h0", "h1"]), max_size=2))
         },
         outbox=(OutboxRecord("t", draw(st.sampled_from([None, b"k"])), b"v"),),
-        streams=(StreamEntry("profiles", {"id": b"x", "n": str(i).encode()}),),
+        streams=(
+            StreamEntry(
+                "profiles",
+                {"id": b"x", "n": str(i).encode()}
+                | ({"op": b"upsert"} if draw(st.booleans()) else {}),  # 2 or 3 fields
+            ),
+        ),
         counters={"events": len(events)},
+        memberships=tuple(
+            MembershipChange(audience, pid, member)
+            for audience, pid, member in draw(
+                st.lists(
+                    st.tuples(
+                        st.sampled_from(AUDIENCES), st.sampled_from(["p_a", "p_b"]), st.booleans()
+                    ),
+                    max_size=4,
+                )
+            )
+        ),
     )
 
 
@@ -606,6 +648,8 @@ def test_both_implementations_agree_step_by_step(
             else:
                 assert memory.store.commit(arg) == red.store.commit(arg), f"commit at step {step}"
             assert memory.observe() == red.observe(), f"state after step {step}"
+            for audience in AUDIENCES:
+                assert memory.members(audience) == red.members(audience), f"{audience}, {step}"
         live = {r.name for r, (_v, f) in memory.observe().entities.items() if "d" in f}
         assert red.index(Kind.PROFILE) | red.index(Kind.STOCK) == live
     finally:

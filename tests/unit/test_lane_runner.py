@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, Message, TopicPartition
 
 from resolvers.pipeline import INVENTORY
 from resolvers.steps import RawRecord
@@ -27,6 +27,37 @@ def test_next_offsets_are_one_past_the_last_record_of_each_partition() -> None:
     batch = [rec(1, 7), rec(0, 41), rec(1, 8), rec(0, 42), rec(3, 0)]
     got = [(tp.topic, tp.partition, tp.offset, tp.metadata) for tp in next_offsets(batch, "g1")]
     assert got == [("raw", 0, 43, "g1"), ("raw", 1, 9, "g1"), ("raw", 3, 1, "g1")]
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        (None, {}),
+        ([], {}),
+        ([("a", b"1"), ("b", None), ("c", "x")], {"a": b"1", "b": b"", "c": b"x"}),
+        ({"a": b"1", "b": None}, {"a": b"1", "b": b""}),
+    ],
+)
+def test_a_consumed_record_becomes_a_raw_record_with_its_headers_as_bytes(
+    headers: Any, expected: dict[str, bytes]
+) -> None:
+    msg = Message(
+        topic="raw",
+        partition=4,
+        offset=17,
+        key=b"k",
+        value=b"{}",
+        timestamp=(1, 1_700_000_000_123),
+        headers=headers,
+    )
+    got = lane_runner.raw_record(msg)
+    assert got == RawRecord(b"{}", b"k", "raw", 4, 17, 1_700_000_000_123, expected)
+    assert isinstance(got.headers, dict)
+
+
+def test_a_record_without_a_timestamp_has_none() -> None:
+    msg = Message(topic="raw", partition=0, offset=0, value=b"{}", timestamp=(0, -1))
+    assert lane_runner.raw_record(msg).timestamp_ms is None
 
 
 def test_nothing_processed_commits_nothing() -> None:
