@@ -203,29 +203,27 @@ def load_request(
     identifiers: dict[str, None] = {}
     hashes: dict[str, None] = {}
     candidates: dict[str, None] = dict.fromkeys(profiles)
-    event_ids: dict[str, None] = {}
-    if lane.identity:  # in first-seen order over the events (one pass, no generators)
-        for e in events:
-            event_id = e.tp.event_id
-            event_ids[event_id] = None
-            if e.identifiers:
-                identifiers.update(dict.fromkeys([f"{i.type}:{i.value}" for i in e.identifiers]))
-                # the id a new person of this batch would get: load its version
-                candidates[profile_id_for(event_id)] = None
-            if e.suppression_hashes:
-                hashes.update(dict.fromkeys(e.suppression_hashes))
+    if lane.identity:  # in first-seen order over the events
+        # each ``Identifier.key``, unpacked (an identifier is its ``(type, value)``)
+        identifiers = dict.fromkeys(f"{t}:{v}" for e in events for t, v in e.identifiers)
+        hashes = dict.fromkeys(h for e in events for h in e.suppression_hashes)
+        # the ids a new person of this batch would get: load their versions
+        candidates.update(
+            dict.fromkeys(profile_id_for(e.tp.event_id) for e in events if e.identifiers)
+        )
     skus: set[str] = set()
     if lane.stock:
         for event in events:
             skus.update(inventory.event_skus(event))
-        event_ids = dict.fromkeys(m for e in events for m in inventory.markers(e))
-    elif not lane.identity:
-        event_ids = dict.fromkeys(e.tp.event_id for e in events)
     return LoadRequest(
         identifiers=tuple(identifiers),
         versions=tuple(candidates),
         stocks=tuple(sorted(skus)),
-        event_ids=tuple(event_ids),
+        event_ids=tuple(
+            dict.fromkeys(m for e in events for m in inventory.markers(e))
+            if lane.stock
+            else dict.fromkeys(e.tp.event_id for e in events)
+        ),
         suppression_hashes=tuple(hashes),
         scope=lane.name,
     )

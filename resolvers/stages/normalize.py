@@ -7,9 +7,6 @@ suppression set of erased people in the same round trip as the rest of the batch
 from __future__ import annotations
 
 from functools import lru_cache
-from itertools import compress
-from operator import itemgetter
-from typing import Final
 
 from resolvers.context import suppression_hash
 from schemas.identifiers import BUILTIN_TYPES, PHONE, Identifier
@@ -23,9 +20,6 @@ from schemas.normalize import (
 from schemas.touchpoint import Touchpoint
 
 NAME = "normalize"
-
-#: An event's raw built-in identifiers (``Identifiers.builtin``), in ``BUILTIN_TYPES`` order.
-_BUILTIN_RAWS: Final = itemgetter(*BUILTIN_TYPES)
 
 
 @lru_cache(maxsize=8_192)
@@ -53,17 +47,15 @@ def identifiers(
         ).accepted
         return ids, tuple(suppression_hash(i, salt) for i in ids)
     # The workers' configuration: there only the built-in types can be accepted (custom ones
-    # are unknown), in ``BUILTIN_TYPES`` order, as ``normalize_identifiers`` orders them. Only
-    # the values present are visited (``compress``, in C): None is absent, and a blank ""
-    # would be rejected (``empty``) like any value that does not normalize.
-    raws = _BUILTIN_RAWS(tp.identifiers.builtin())
+    # are unknown), in ``BUILTIN_TYPES`` order, as ``normalize_identifiers`` orders them.
+    raw_of = tp.identifiers.builtin()
     accepted: list[Identifier] = []
     hashes: list[str] = []
-    for id_type, raw in compress(zip(BUILTIN_TYPES, raws, strict=True), raws):
-        done = _accepted(
-            id_type, raw, (tp.region or default_region) if id_type == PHONE else None, salt
-        )
-        if done is not None:
-            accepted.append(done[0])
-            hashes.append(done[1])
+    for id_type in BUILTIN_TYPES:
+        raw = raw_of[id_type]
+        if raw is not None:
+            done = _accepted(id_type, raw, region if id_type == PHONE else None, salt)
+            if done is not None:
+                accepted.append(done[0])
+                hashes.append(done[1])
     return tuple(accepted), tuple(hashes)
