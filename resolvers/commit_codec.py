@@ -76,7 +76,7 @@ class _Encoder:
         self.outbox: list[OutboxRecord] = []
         self.streams: list[StreamEntry] = []
         self.memberships: list[MembershipChange] = []
-        self.states: list[tuple[Ref, bytes, StoredProfile]] = []
+        self.states: list[tuple[Ref, bytes, StoredProfile | inventory.SkuStock]] = []
 
     def next_version(self, ref: Ref) -> int:
         return self.versions.get(ref, 0) + 1
@@ -149,11 +149,9 @@ class _Encoder:
     def stock_written(self, effect: StockWritten) -> None:
         ref = stock_ref(effect.sku)
         version = self.next_version(ref)
-        snap = inventory.snapshot(effect.stock)
-        snap["version"] = version
-        self.writes.append(
-            Write(ref, version, {"d": _json(snap), "s": _json(effect.stock.to_dict())})
-        )
+        state, doc = inventory.encode(effect.stock, version)
+        self.writes.append(Write(ref, version, {"d": doc, "s": state}))
+        self.states.append((ref, state, effect.stock))
 
     def published(self, effect: Published) -> None:
         value = effect.value
@@ -202,11 +200,11 @@ def encode(
     profile_topic: str,
     scope: str = DEFAULT_SCOPE,
     unsuppressed: Iterable[str] = (),
-    written: list[tuple[Ref, bytes, StoredProfile]] | None = None,
+    written: list[tuple[Ref, bytes, StoredProfile | inventory.SkuStock]] | None = None,
 ) -> Commit:
     """The batch's commit: expects every loaded version, marks ``event_ids`` processed.
-    ``written``, when given, receives (ref, stored state, profile) of every profile the commit
-    writes (what a worker remembers decoded: ``DecodeCache.put``)."""
+    ``written``, when given, receives (ref, stored state, value) of every profile and SKU
+    ledger the commit writes (what a worker remembers decoded: ``DecodeCache.put``)."""
     encoder = _Encoder(versions, profile_topic)
     add = encoder.add
     for effect in effects:

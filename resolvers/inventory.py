@@ -3,7 +3,7 @@
 The worker maps touchpoint events to :class:`Movement` values, folds them into a :class:`SkuStock`
 with :func:`apply` (pure: it returns the new state and the effects, it never mutates or does IO),
 and writes both :meth:`SkuStock.to_dict` (internal state) and :func:`snapshot` (the public
-document) to Redis in one atomic compare-and-set call per batch.
+document), encoded by :func:`encode`, to Redis in one atomic compare-and-set call per batch.
 
 Movements
 ---------
@@ -105,12 +105,15 @@ module never sets it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final, TypeAlias
 
+import orjson
+
 from resolvers import timefmt
+from resolvers.decode_cache import right_sized
 
 #: Version of the :meth:`SkuStock.to_dict` format; :meth:`SkuStock.from_dict` rejects others.
 STATE_FORMAT: Final = 1
@@ -183,15 +186,18 @@ class Movement:
     def __post_init__(self) -> None:
         if not self.event_id or not self.sku or not self.location_id:
             raise InvalidMovementError("event_id, sku and location_id must be non-empty")
-        kind = MovementKind(self.kind)
-        object.__setattr__(self, "kind", kind)
-        if isinstance(self.quantity, bool) or not isinstance(self.quantity, int):
-            raise InvalidMovementError(
-                f"quantity must be an int, got {type(self.quantity).__name__}"
-            )
-        if kind is not MovementKind.ADJUSTMENT and self.quantity < 0:
-            raise InvalidMovementError(f"{kind} quantity must be >= 0, got {self.quantity}")
-        object.__setattr__(self, "occurred_at", _utc(self.occurred_at, "occurred_at"))
+        kind, quantity = self.kind, self.quantity
+        if type(kind) is not MovementKind:  # the usual case (a member) needs no lookup
+            kind = MovementKind(kind)
+            object.__setattr__(self, "kind", kind)
+        if type(quantity) is not int and (
+            isinstance(quantity, bool) or not isinstance(quantity, int)
+        ):
+            raise InvalidMovementError(f"quantity must be an int, got {type(quantity).__name__}")
+        if kind is not MovementKind.ADJUSTMENT and quantity < 0:
+            raise InvalidMovementError(f"{kind} quantity must be >= 0, got {quantity}")
+        if self.occurred_at.tzinfo is not UTC:  # in UTC already: astimezone would return it
+            object.__setattr__(self, "occurred_at", _utc(self.occurred_at, "occurred_at"))
 
     @property
     def on_hand_delta(self) -> int:
@@ -250,17 +256,26 @@ class LocationStock:
     base_committed: int = 0
     horizon: datetime | None = None
     updated_at: datetime | None = None
-    _ledger_on_hand: int = field(init=False, repr=False, compare=False, default=0)
-    _ledger_committed: int = field(init=False, repr=False, compare=False, default=0)
+    #: Derived once (the ledger never changes after construction): read on every apply and
+    #: every write of the SKU.
+    on_hand: int = field(init=False, repr=False, compare=False, default=0)
+    committed: int = field(init=False, repr=False, compare=False, default=0)
+    #: Its parts of the stored state and snapshot (:func:`encode`), once encoded: the object
+    #: never changes, and the locations a batch did not move are the same objects in the SKU's
+    #: next state (and in the worker's decode cache, which keeps what it wrote).
+    _state_json: orjson.Fragment | None = field(init=False, repr=False, compare=False, default=None)
+    _view_json: orjson.Fragment | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
-        # the ledger never changes after construction: sum it once
-        object.__setattr__(
-            self, "_ledger_on_hand", sum(e.on_hand_delta for e in self.ledger.values())
+        on_hand = (
+            self.base_on_hand if self.count is None else self.count.on_hand + self.base_on_hand
         )
-        object.__setattr__(
-            self, "_ledger_committed", sum(e.committed_delta for e in self.ledger.values())
-        )
+        committed = self.base_committed
+        for entry in self.ledger.values():
+            on_hand += entry.on_hand_delta
+            committed += entry.committed_delta
+        object.__setattr__(self, "on_hand", on_hand)
+        object.__setattr__(self, "committed", committed)
 
     @property
     def count_at(self) -> datetime | None:
@@ -269,15 +284,6 @@ class LocationStock:
     @property
     def count_event_id(self) -> str | None:
         return None if self.count is None else self.count.event_id
-
-    @property
-    def on_hand(self) -> int:
-        start = 0 if self.count is None else self.count.on_hand
-        return start + self.base_on_hand + self._ledger_on_hand
-
-    @property
-    def committed(self) -> int:
-        return self.base_committed + self._ledger_committed
 
     @property
     def available(self) -> int:
@@ -349,19 +355,19 @@ class SkuStock:
 _EMPTY_LOCATION: Final = LocationStock()
 
 
+def _ledger_order(item: tuple[str, LedgerEntry]) -> tuple[datetime, str]:
+    return item[1].occurred_at, item[0]
+
+
 def _location_to_dict(loc: LocationStock) -> dict[str, Any]:
-    ordered = sorted(loc.ledger.items(), key=lambda item: (item[1].occurred_at, item[0]))
+    count, fmt = loc.count, timefmt.format_time
     return {
         "count": None
-        if loc.count is None
-        else {
-            "on_hand": loc.count.on_hand,
-            "at": format_time(loc.count.at),
-            "event_id": loc.count.event_id,
-        },
+        if count is None
+        else {"on_hand": count.on_hand, "at": fmt(count.at), "event_id": count.event_id},
         "ledger": {
-            event_id: [format_time(e.occurred_at), e.on_hand_delta, e.committed_delta]
-            for event_id, e in ordered
+            event_id: [fmt(e.occurred_at), e.on_hand_delta, e.committed_delta]
+            for event_id, e in sorted(loc.ledger.items(), key=_ledger_order)
         },
         "base": {
             "on_hand": loc.base_on_hand,
@@ -385,6 +391,9 @@ def _required_time(value: Any) -> datetime:
     return parsed
 
 
+_fromisoformat: Final = datetime.fromisoformat
+
+
 def _location_from_dict(data: Mapping[str, Any]) -> LocationStock:
     raw_count = data["count"]
     count = (
@@ -396,10 +405,16 @@ def _location_from_dict(data: Mapping[str, Any]) -> LocationStock:
             event_id=str(raw_count["event_id"]),
         )
     )
-    ledger = {
-        str(event_id): LedgerEntry(_required_time(at), _int(on_hand), _int(committed))
-        for event_id, (at, on_hand, committed) in data["ledger"].items()
-    }
+    ledger: dict[str, LedgerEntry] = {}
+    for event_id, (at, raw_on_hand, raw_committed) in data["ledger"].items():
+        # what _required_time and _int check, asked only of values that are not the usual
+        # ones (a time in UTC as its text, an int): one call per entry instead of five
+        when = _fromisoformat(at) if type(at) is str else None
+        if when is None or when.tzinfo is not UTC:
+            when = _required_time(at)
+        on_hand = raw_on_hand if type(raw_on_hand) is int else _int(raw_on_hand)
+        committed = raw_committed if type(raw_committed) is int else _int(raw_committed)
+        ledger[str(event_id)] = LedgerEntry(when, on_hand, committed)
     base = data["base"]
     return LocationStock(
         count=count,
@@ -459,18 +474,21 @@ def apply(
     """
     if movement.sku != stock.sku:
         raise InvalidMovementError(f"movement for sku {movement.sku!r} applied to {stock.sku!r}")
-    before = stock.location(movement.location_id)
-    if before.seen(movement.event_id):
-        return stock, ()
+    location_id, event_id = movement.location_id, movement.event_id
+    before = stock.locations.get(location_id, _EMPTY_LOCATION)
+    if event_id in before.ledger or (
+        before.count is not None and before.count.event_id == event_id
+    ):
+        return stock, ()  # seen
     if movement.kind is MovementKind.COUNT:
         after = _apply_count(before, movement)
     else:
         after = _apply_delta(before, movement)
     after = _compact(after, policy)
-    if after == before and movement.location_id in stock.locations:
+    if after == before and location_id in stock.locations:
         return stock, ()  # superseded (stamped at or before the latest count): nothing to write
     locations = dict(stock.locations)
-    locations[movement.location_id] = after
+    locations[location_id] = after
     new_stock = SkuStock(sku=stock.sku, locations=locations)
     return new_stock, _effects(stock.sku, movement, before, after)
 
@@ -490,30 +508,43 @@ def _later(a: datetime | None, b: datetime) -> datetime:
     return b if a is None or b > a else a
 
 
+def _updated(loc: LocationStock, updated_at: datetime) -> LocationStock:
+    """``loc`` itself when ``updated_at`` is its own, else ``loc`` with ``updated_at``."""
+    if updated_at is loc.updated_at:
+        return loc
+    return LocationStock(
+        loc.count, loc.ledger, loc.base_on_hand, loc.base_committed, loc.horizon, updated_at
+    )
+
+
 def _apply_count(loc: LocationStock, movement: Movement) -> LocationStock:
     count = PhysicalCount(movement.quantity, movement.occurred_at, movement.event_id)
     updated_at = _later(loc.updated_at, movement.occurred_at)
     if not count.supersedes(loc.count):
-        return replace(loc, updated_at=updated_at)
+        return _updated(loc, updated_at)
     ledger: dict[str, LedgerEntry] = {}
     for event_id, entry in loc.ledger.items():
         if entry.occurred_at > count.at:
             ledger[event_id] = entry
         elif entry.committed_delta != 0:
-            ledger[event_id] = replace(entry, on_hand_delta=0)
-    return replace(loc, count=count, ledger=ledger, base_on_hand=0, updated_at=updated_at)
+            ledger[event_id] = LedgerEntry(entry.occurred_at, 0, entry.committed_delta)
+    return LocationStock(count, ledger, 0, loc.base_committed, loc.horizon, updated_at)
 
 
 def _apply_delta(loc: LocationStock, movement: Movement) -> LocationStock:
-    updated_at = _later(loc.updated_at, movement.occurred_at)
-    covered = loc.count is not None and movement.occurred_at <= loc.count.at
-    on_hand_delta = 0 if covered else movement.on_hand_delta
-    committed_delta = movement.committed_delta
+    occurred_at = movement.occurred_at
+    updated_at = _later(loc.updated_at, occurred_at)
+    covered = loc.count is not None and occurred_at <= loc.count.at
+    on_hand_sign, committed_sign = _DELTA_SIGNS[movement.kind]
+    committed_delta = committed_sign * movement.quantity
     if covered and committed_delta == 0:
-        return replace(loc, updated_at=updated_at)
+        return _updated(loc, updated_at)
+    on_hand_delta = 0 if covered else on_hand_sign * movement.quantity
     ledger = dict(loc.ledger)
-    ledger[movement.event_id] = LedgerEntry(movement.occurred_at, on_hand_delta, committed_delta)
-    return replace(loc, ledger=ledger, updated_at=updated_at)
+    ledger[movement.event_id] = LedgerEntry(occurred_at, on_hand_delta, committed_delta)
+    return LocationStock(
+        loc.count, ledger, loc.base_on_hand, loc.base_committed, loc.horizon, updated_at
+    )
 
 
 def _compact(loc: LocationStock, policy: LedgerPolicy) -> LocationStock:
@@ -523,7 +554,7 @@ def _compact(loc: LocationStock, policy: LedgerPolicy) -> LocationStock:
     excess = len(loc.ledger) - policy.max_entries
     if excess <= 0 and min(e.occurred_at for e in loc.ledger.values()) >= cutoff:
         return loc
-    ordered = sorted(loc.ledger.items(), key=lambda item: (item[1].occurred_at, item[0]))
+    ordered = sorted(loc.ledger.items(), key=_ledger_order)
     # over the cap: fold down to 3/4 of it, so the sort below runs once per max_entries/4 inserts
     fold_count = excess + policy.max_entries // 4 if excess > 0 else 0
     while fold_count < len(ordered) and ordered[fold_count][1].occurred_at < cutoff:
@@ -534,12 +565,13 @@ def _compact(loc: LocationStock, policy: LedgerPolicy) -> LocationStock:
     horizon = loc.horizon
     for _, entry in folded:
         horizon = _later(horizon, entry.occurred_at)
-    return replace(
-        loc,
-        ledger=dict(ordered[fold_count:]),
-        base_on_hand=base_on_hand,
-        base_committed=base_committed,
-        horizon=horizon,
+    return LocationStock(
+        loc.count,
+        dict(ordered[fold_count:]),
+        base_on_hand,
+        base_committed,
+        horizon,
+        loc.updated_at,
     )
 
 
@@ -573,13 +605,14 @@ def _effects(
 
 
 def _location_snapshot(loc: LocationStock) -> dict[str, Any]:
+    available = loc.on_hand - loc.committed
     return {
         "on_hand": loc.on_hand,
         "committed": loc.committed,
-        "available": loc.available,
-        "available_to_sell": loc.available_to_sell,
-        "oversold": loc.oversold,
-        "last_count_at": format_time(loc.count_at),
+        "available": available,
+        "available_to_sell": max(0, available),
+        "oversold": available < 0,
+        "last_count_at": None if loc.count is None else timefmt.format_time(loc.count.at),
         "updated_at": format_time(loc.updated_at),
     }
 
@@ -601,3 +634,57 @@ def snapshot(stock: SkuStock) -> dict[str, Any]:
             "updated_at": format_time(max(updated)) if updated else None,
         },
     }
+
+
+# --- the stored bytes ------------------------------------------------------------------------
+
+
+def _fragment(value: dict[str, Any]) -> orjson.Fragment:
+    """``value`` encoded (right-sized: it is kept with its location, maybe for long)."""
+    return orjson.Fragment(right_sized(orjson.dumps(value)))
+
+
+def encode(stock: SkuStock, version: int) -> tuple[bytes, bytes]:
+    """What the writer stores of ``stock``: its state, ``orjson.dumps(stock.to_dict())``, and
+    its public document at ``version``, ``orjson.dumps(snapshot(stock) | {"version":
+    version})``. Each location's parts are encoded once per location value, so a write of a
+    SKU re-encodes only the locations its batch moved."""
+    states: dict[str, orjson.Fragment] = {}
+    views: dict[str, orjson.Fragment] = {}
+    on_hand = committed = 0
+    oversold = False
+    updated: datetime | None = None
+    for loc_id, loc in sorted(stock.locations.items()):
+        loc_on_hand, loc_committed = loc.on_hand, loc.committed
+        on_hand += loc_on_hand
+        committed += loc_committed
+        if loc_on_hand < loc_committed:
+            oversold = True
+        at = loc.updated_at
+        if at is not None and (updated is None or at > updated):
+            updated = at
+        state, view = loc._state_json, loc._view_json
+        if state is None:
+            state = _fragment(_location_to_dict(loc))
+            object.__setattr__(loc, "_state_json", state)
+        if view is None:
+            view = _fragment(_location_snapshot(loc))
+            object.__setattr__(loc, "_view_json", view)
+        states[loc_id] = state
+        views[loc_id] = view
+    available = on_hand - committed
+    document = {
+        "sku": stock.sku,
+        "locations": views,
+        "totals": {
+            "on_hand": on_hand,
+            "committed": committed,
+            "available": available,
+            "available_to_sell": max(0, available),
+            "oversold": oversold,
+            "updated_at": format_time(updated),
+        },
+        "version": version,
+    }
+    state_doc = {"format": STATE_FORMAT, "sku": stock.sku, "locations": states}
+    return orjson.dumps(state_doc), orjson.dumps(document)

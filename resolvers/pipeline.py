@@ -36,6 +36,7 @@ from resolvers.context import Context
 from resolvers.decode_cache import DecodeCache
 from resolvers.effects import Count, Measure, ProfileWritten
 from resolvers.identity.evidence import profile_id_for
+from resolvers.inventory import SkuStock
 from resolvers.lanes.inventory import InventoryBatch, LaneOutcome
 from resolvers.lanes.profiles import ProfilesBatch
 from resolvers.lanes.stored_profile import StoredProfile
@@ -329,7 +330,7 @@ class _Ready:
     outcome: LaneOutcome
     commit: Commit
     dlq: int  # dead letters its counters count
-    written: list[tuple[Ref, bytes, StoredProfile]]  # each profile's ref, stored state, value
+    written: list[tuple[Ref, bytes, StoredProfile | SkuStock]]  # ref, stored state, value
 
 
 def _compute(
@@ -362,7 +363,7 @@ def _compute(
         if not outcome.processed and not outcome.effects and not outcome.counts:
             _add(result, outcome, 0)  # all duplicates: nothing to write
             continue
-        written: list[tuple[Ref, bytes, StoredProfile]] = []
+        written: list[tuple[Ref, bytes, StoredProfile | SkuStock]] = []
         commit = commit_codec.encode(
             versions={ref: e.version for ref, e in part.loaded.entities.items()},
             effects=outcome.effects,
@@ -384,13 +385,14 @@ def _run_lane(lane: Lane, loaded: Loaded, ctx: Context, events: Sequence[Event])
 
 
 def _remember_written(
-    cache: DecodeCache, written: Iterable[tuple[Ref, bytes, StoredProfile]]
+    cache: DecodeCache, written: Iterable[tuple[Ref, bytes, StoredProfile | SkuStock]]
 ) -> None:
-    """The profiles the batch wrote, decoded, for the next batch's load: the stored state is
-    this batch's encoding of exactly these values (``lanes.stored_profile`` round-trips), so
-    a profile touched again is not parsed again while nobody else wrote it."""
-    for ref, state, profile in written:
-        cache.put(ref, state, profile)
+    """The profiles and SKU ledgers the batch wrote, decoded, for the next batch's load: the
+    stored state is this batch's encoding of exactly these values (``lanes.stored_profile``
+    and ``SkuStock.to_dict`` round-trip), so an entity touched again is not parsed again
+    while nobody else wrote it."""
+    for ref, state, value in written:
+        cache.put(ref, state, value)
 
 
 def _unloaded_profiles(outcome: LaneOutcome, loaded: Mapping[Ref, object]) -> list[str]:

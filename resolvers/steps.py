@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from schemas.identifiers import Identifier
 
@@ -52,20 +52,16 @@ class Event(NamedTuple):
     #: (direct inventory lane) the touchpoint's movements per SKU, computed once by ``prepare``
     stock: Mapping[str, list[Movement]] | None = None
 
-    def evolve(self, **changes: Any) -> Event:
-        return self._replace(**changes)
-
-    if TYPE_CHECKING:
-
-        @property
-        def tp(self) -> Touchpoint:
-            """The parsed touchpoint (stages after ``parse`` may rely on it)."""
-            ...
+    @property
+    def tp(self) -> Touchpoint:
+        """The parsed touchpoint (stages after ``parse`` may rely on it). Replaced below."""
+        assert self.touchpoint is not None, "stage ran before parse"
+        return self.touchpoint
 
 
-#: ``Event.tp`` is the ``touchpoint`` field's own accessor, read in C (a property was a Python
-#: call, ~9 per event): typed as a touchpoint for the stages after ``parse``, which only see
-#: events that have one (an event without, a routed movement, reads None).
+#: ``Event.tp`` is the ``touchpoint`` field's own accessor, read in C (the property above was a
+#: Python call, ~9 per event): typed as a touchpoint for the stages after ``parse``, which only
+#: see events that have one (an event without, a routed movement, reads None).
 type.__setattr__(Event, "tp", Event.__dict__["touchpoint"])
 
 

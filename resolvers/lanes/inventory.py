@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 import orjson
 
@@ -22,6 +23,9 @@ from resolvers.stages import inventory as stage
 from resolvers.steps import DUPLICATE, OK, Event
 from resolvers.store import Kind, Loaded, Ref
 from resolvers.timefmt import format_time
+
+#: Each movement kind's value (an enum's ``.value`` is a Python-level descriptor call).
+_KIND_VALUES: Final = {kind: kind.value for kind in inventory.MovementKind}
 
 
 def _decode_stock(raw: bytes) -> inventory.SkuStock:
@@ -98,11 +102,12 @@ class InventoryBatch:
         return True
 
     def _announce(self, effects: Sequence[inventory.InventoryEffect], out: LaneOutcome) -> None:
-        topics = self.ctx.topics
+        topics, append = self.ctx.topics, out.effects.append
         for effect in effects:
             where = f"{effect.sku}@{effect.location_id}"
-            if isinstance(effect, inventory.StockChanged):
-                out.effects.append(
+            if type(effect) is inventory.StockChanged:
+                to_sell = max(0, effect.available)  # effect.available_to_sell
+                append(
                     Published(
                         topics.inventory_changes,
                         where,
@@ -112,26 +117,26 @@ class InventoryBatch:
                             "on_hand": effect.on_hand,
                             "committed": effect.committed,
                             "available": effect.available,
-                            "available_to_sell": effect.available_to_sell,
+                            "available_to_sell": to_sell,
                             "event_id": effect.event_id,
-                            "kind": effect.kind.value,
+                            "kind": _KIND_VALUES[effect.kind],
                             "occurred_at": format_time(effect.occurred_at),
                         },
                     )
                 )
-                out.effects.append(
+                append(
                     Streamed(
                         "inventory",
                         {
                             "sku": effect.sku,
                             "location": effect.location_id,
-                            "available": str(effect.available_to_sell),
+                            "available": str(to_sell),
                         },
                     )
                 )
             else:
                 out.counts[Count(Measure.OVERSOLD)] += 1
-                out.effects.append(
+                append(
                     Published(
                         topics.inventory_alerts,
                         where,

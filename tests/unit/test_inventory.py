@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
 from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
@@ -18,6 +20,7 @@ from resolvers.inventory import (
     StockChanged,
     apply,
     apply_all,
+    encode,
     snapshot,
 )
 
@@ -334,6 +337,33 @@ def test_state_round_trips_through_json() -> None:
     assert SkuStock.from_dict(data).location(LOC).ledger["a1"].occurred_at == at(3)
 
 
+def test_a_write_encodes_only_the_locations_it_moved() -> None:
+    stock = fold(mv("c1", "count", 10, 0), mv("s1", "pos_sale", 1, 1, location="bergen-1"))
+    encode(stock, 1)
+    kept = stock.location("bergen-1")
+    moved, _ = apply(stock, mv("s2", "pos_sale", 2, 2))
+    assert moved.location("bergen-1") is kept  # the same object: its encoding is reused
+    state, document = encode(moved, 2)
+    assert state == orjson.dumps(moved.to_dict())
+    assert orjson.loads(document) == snapshot(moved) | {"version": 2}
+    assert orjson.loads(document)["locations"][LOC]["on_hand"] == 8
+
+
+def test_a_location_keeps_its_encoding_right_sized() -> None:
+    # orjson.dumps returns bytes that keep its whole buffer (>= 4 KiB since orjson 3.12), and
+    # a worker's decode cache keeps the ledgers it wrote, encodings included
+    stocks = [fold(mv(f"s{i}", "pos_sale", 1, i)) for i in range(2_000)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for stock in stocks:
+            encode(stock, 1)
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held / len(stocks) < 1024  # two small fragments per location, not 2 x 4 KiB
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -359,11 +389,54 @@ def test_unreadable_state_is_rejected(data: dict[str, object]) -> None:
         SkuStock.from_dict(data)
 
 
+def _one_entry_state(entry: list[object]) -> dict[str, object]:
+    location = {
+        "count": None,
+        "ledger": {"e": entry},
+        "base": {"on_hand": 0, "committed": 0, "horizon": None},
+        "updated_at": None,
+    }
+    return {"format": 1, "sku": SKU, "locations": {LOC: location}}
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (["2026-11-22T08:00:00", 1, 0], "without offset"),
+        ([None, 1, 0], "missing timestamp"),
+        ([1, 1, 0], "cannot read"),
+        (["yesterday", 1, 0], "cannot read"),
+        (["2026-11-22T08:00:00Z", True, 0], "expected an integer"),
+        (["2026-11-22T08:00:00Z", 1, "0"], "expected an integer"),
+        (["2026-11-22T08:00:00Z", 1], "cannot read"),
+    ],
+)
+def test_an_unreadable_ledger_entry_says_why(entry: list[object], message: str) -> None:
+    with pytest.raises(InvalidStateError, match=message):
+        SkuStock.from_dict(_one_entry_state(entry))
+
+
+def test_a_ledger_time_with_another_offset_is_read_in_utc() -> None:
+    stock = SkuStock.from_dict(_one_entry_state(["2026-11-22T09:00:00+01:00", -1, 0]))
+    entry = stock.location(LOC).ledger["e"]
+    assert (entry.occurred_at, entry.occurred_at.tzinfo, entry.on_hand_delta) == (T0, UTC, -1)
+    assert stock.location(LOC).on_hand == -1
+
+
 def test_timestamps_are_normalised_to_utc() -> None:
     oslo = timezone(timedelta(hours=1))
     m = Movement("e", SKU, LOC, MovementKind.POS_SALE, 1, datetime(2026, 11, 22, 9, tzinfo=oslo))
     assert m.occurred_at == T0
     assert m.occurred_at.tzinfo is UTC
+    zulu = timezone(timedelta(0), "Z")  # another UTC object (e.g. pydantic's): made UTC too
+    m = Movement("e", SKU, LOC, MovementKind.POS_SALE, 1, datetime(2026, 11, 22, 8, tzinfo=zulu))
+    assert (m.occurred_at, m.occurred_at.tzinfo) == (T0, UTC)
+
+
+def test_a_kind_given_as_text_becomes_the_member() -> None:
+    m = Movement("e", SKU, LOC, "pos_sale", 1, T0)  # type: ignore[arg-type]
+    assert m.kind is MovementKind.POS_SALE
+    assert m.on_hand_delta == -1
 
 
 @pytest.mark.parametrize(
@@ -374,6 +447,7 @@ def test_timestamps_are_normalised_to_utc() -> None:
         {"event_id": ""},
         {"kind": "teleport"},
         {"quantity": 1.5},
+        {"quantity": True},
     ],
 )
 def test_invalid_movements_are_rejected(kwargs: dict[str, object]) -> None:

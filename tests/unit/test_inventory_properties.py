@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,17 +15,22 @@ from resolvers.inventory import (
     SkuStock,
     apply,
     apply_all,
+    encode,
     snapshot,
 )
 
 SKU = "SKU-P"
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 LOCATIONS = ("oslo-1", "online")
+#: Enough locations that a write usually keeps most of them as they were.
+MANY_LOCATIONS = ("bergen-1", "online", "oslo-1", "oslo-2", "trondheim-1")
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None)
 
 
 @st.composite
-def movement_sets(draw: st.DrawFn, *, max_size: int = 25) -> list[Movement]:
+def movement_sets(
+    draw: st.DrawFn, *, max_size: int = 25, locations: tuple[str, ...] = LOCATIONS
+) -> list[Movement]:
     """Distinct event ids; times from a small grid so counts and deltas often tie."""
     size = draw(st.integers(min_value=0, max_value=max_size))
     movements = []
@@ -39,7 +45,7 @@ def movement_sets(draw: st.DrawFn, *, max_size: int = 25) -> list[Movement]:
             Movement(
                 event_id=f"e{i:03d}",
                 sku=SKU,
-                location_id=draw(st.sampled_from(LOCATIONS)),
+                location_id=draw(st.sampled_from(locations)),
                 kind=kind,
                 quantity=quantity,
                 occurred_at=T0 + timedelta(minutes=minute),
@@ -151,3 +157,36 @@ def test_compaction_is_exact_while_counts_arrive_in_time_order(data: st.DataObje
     for location in LOCATIONS:
         loc = stock.location(location)
         assert (loc.on_hand, loc.committed) == reference(movements, location)
+
+
+# --- the stored bytes ------------------------------------------------------------------------
+
+
+@PROPERTY_SETTINGS
+@given(st.data())
+def test_the_stored_bytes_are_state_and_snapshot_encoded_whatever_was_written_before(
+    data: st.DataObject,
+) -> None:
+    """``encode`` reuses each location's encoding while the location is the same object (a
+    later write of the SKU, a ledger remembered decoded): the bytes are still exactly
+    ``to_dict`` and ``snapshot`` encoded, and what they decode to is the ledger written,
+    which encodes to the same bytes (what a worker's decode cache may hold instead of it)."""
+    movements = data.draw(movement_sets(max_size=30, locations=MANY_LOCATIONS))
+    policy = LedgerPolicy(max_entries=data.draw(st.integers(min_value=1, max_value=8)))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(movements)), max_size=4)))
+    stock, done = SkuStock.empty(SKU), 0
+    for version, cut in enumerate([*cuts, len(movements)], start=1):
+        stock, _ = apply_all(stock, movements[done:cut], policy)
+        done = cut
+        state, document = encode(stock, version)
+        assert state == orjson.dumps(stock.to_dict())
+        assert document == orjson.dumps({**snapshot(stock), "version": version})
+        decoded = SkuStock.from_dict(orjson.loads(state))
+        assert decoded == stock
+        assert [(loc.on_hand, loc.committed) for loc in decoded.locations.values()] == [
+            (stock.locations[loc_id].on_hand, stock.locations[loc_id].committed)
+            for loc_id in decoded.locations
+        ]
+        assert encode(decoded, version) == (state, document)
+        if data.draw(st.booleans()):  # the next batch loads it from the store, not the cache
+            stock = decoded

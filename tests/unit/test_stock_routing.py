@@ -14,8 +14,10 @@ from resolvers import stock_routing
 from resolvers.inventory import Movement, MovementKind
 from resolvers.pipeline import ROUTED_INVENTORY, prepare
 from resolvers.stages import inventory as stage
-from resolvers.steps import DeadLetter, RawRecord
+from resolvers.steps import DeadLetter, Event, RawRecord
+from schemas.identifiers import Identifier
 from schemas.normalize import DEFAULT
+from schemas.touchpoint import validate_touchpoint
 from streams.settings import LoomSettings
 from streams.topics import topic_specs
 
@@ -142,3 +144,44 @@ def test_loom_lag_and_the_exporter_watch_the_router_group_when_routing_by_sku() 
     assert lane_groups(LoomSettings()) == ["loom-profiles", "loom-inventory"]
     routed_groups = lane_groups(LoomSettings(inventory_routing="by-sku"))
     assert routed_groups == ["loom-profiles", "loom-inventory", "loom-inventory-router"]
+
+
+def test_the_direct_lane_keeps_every_field_of_an_event_and_adds_its_movements() -> None:
+    tp = validate_touchpoint(
+        {
+            "event_id": "e-9",
+            "type": "pos_sale",
+            "channel": "pos",
+            "occurred_at": "2026-11-22T10:00:00+01:00",
+            "order": {
+                "order_id": "o-9",
+                "total": "30.00",
+                "currency": "NOK",
+                "location_id": "oslo-1",
+                "lines": [{"sku": "B", "quantity": 2}, {"sku": "A", "quantity": 1}],
+            },
+        }
+    )
+    event = Event(
+        record=RawRecord(value=b"{}", topic="raw", offset=9),
+        touchpoint=tp,
+        identifiers=(Identifier("email", "a@example.com"),),
+        suppression_hashes=("h",),
+    )
+    # a field added to Event must be carried by with_movements too: this list names them all
+    assert list(Event._fields) == [
+        "record",
+        "touchpoint",
+        "identifiers",
+        "suppression_hashes",
+        "routed",
+        "stock",
+    ]
+    taken = stage.with_movements(event)
+    assert taken == event._replace(stock=stock_routing.by_sku(stage.movements(tp)))
+    assert taken is not None
+    assert taken.stock is not None
+    assert [(sku, [m.quantity for m in moves]) for sku, moves in taken.stock.items()] == [
+        ("A", [1]),
+        ("B", [2]),
+    ]
