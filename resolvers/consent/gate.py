@@ -63,6 +63,10 @@ _DEFAULT: Final[str] = Source.DEFAULT
 _NECESSARY: Final = Verdict(Purpose.NECESSARY, True, Reason.ALWAYS, _DEFAULT)
 
 
+#: What ``ConsentHistory.of`` answers for a purpose without history.
+_NO_HISTORY: Final = PurposeHistory()
+
+
 def _denial_reason(source: str) -> Reason:
     return Reason.GPC if source == Source.GPC else Reason.NO_CONSENT
 
@@ -83,13 +87,13 @@ class Gate:
         policy, region = self.policy, self.region
         now: _Now
         if self.history.purposes:
-            currents = {p: self._compute_current(p) for p in CONSENT_PURPOSES}
-            now = (currents, frozenset(p for p, c in currents.items() if c.granted))
+            currents = self._compute_currents()
+            now = (currents, frozenset([p for p, c in currents.items() if c.granted]))
         else:
             key = (id(policy), region)
             found = _DEFAULT_NOW.get(key)
             if found is None or found[0] is not policy:
-                currents = {p: self._compute_current(p) for p in CONSENT_PURPOSES}
+                currents = self._compute_currents()
                 granted = frozenset(p for p, c in currents.items() if c.granted)
                 found = (policy, MappingProxyType(currents), granted)
                 if len(_DEFAULT_NOW) >= _DEFAULT_NOW_SIZE:
@@ -99,11 +103,20 @@ class Gate:
         self._now = now
         return now
 
-    def _compute_current(self, purpose: Purpose) -> Current:
-        latest = self.history.of(purpose).latest
-        if latest is not None:
-            return Current(latest.granted, latest.at, latest.source)
-        return _DEFAULT_CURRENT[purpose in self.policy.default_for(self.region)]
+    def _compute_currents(self) -> dict[Purpose, Current]:
+        """Each purpose's current choice: the latest statement, else the region's default."""
+        purposes = self.history.purposes
+        defaults = self.policy.default_for(self.region)
+        currents: dict[Purpose, Current] = {}
+        for purpose in CONSENT_PURPOSES:
+            h = purposes.get(purpose)
+            latest = h.latest if h is not None else None
+            currents[purpose] = (
+                _DEFAULT_CURRENT[purpose in defaults]
+                if latest is None
+                else Current(latest.granted, latest.at, latest.source)
+            )
+        return currents
 
     def current(self, purpose: Purpose) -> Current:
         return (self._now or self._choices())[0][purpose]
@@ -129,8 +142,9 @@ class Gate:
             return _NECESSARY
         if consent.invalid:
             return Verdict(purpose, False, Reason.INVALID_SIGNAL, Source.INVALID)
-        h = self.history.of(purpose)
-        own = consent.stated(purpose)
+        # ``history.of`` and ``consent.stated``, inline (asked per fact and purpose)
+        h = self.history.purposes.get(purpose, _NO_HISTORY)
+        own = consent.own.get(purpose)
         if own is not None and not own.granted:
             return Verdict(purpose, False, _denial_reason(own.source), own.source)
         denial = h.last_denial
@@ -143,7 +157,7 @@ class Gate:
             at_time = self._at_time(purpose, h, own, at, region)
         if not at_time.allowed:
             return at_time
-        now = self.current(purpose)
+        now = (self._now or self._choices())[0][purpose]  # ``current``
         if not now.granted:  # e.g. the person's region moved to an opt-in jurisdiction
             return Verdict(purpose, False, Reason.REGION_DEFAULT, now.source)
         return at_time
@@ -154,7 +168,7 @@ class Gate:
         """A behavioural fact that stated nothing: its region's default, unless a denial of
         the person is in force at its time (their latest one, not lifted by an explicit
         grant since)."""
-        default = _by_default(self.policy, purpose, region)
+        default = _DEFAULT_VERDICTS[purpose, purpose in self.policy.default_for(region)]
         if not default.allowed or h.last_denial is None:
             return default
         lifted = h.explicit_grant_between(h.last_denial.at, at)
@@ -205,12 +219,15 @@ class Gate:
         if not self.history.purposes:
             allowed = self._timeless(at, consent, region, behavioural)[3]
             return allowed if purposes is None else allowed & purposes
+        verdict = self.verdict
         return frozenset(
-            p
-            for p in (CONSENT_PURPOSES if purposes is None else purposes)
-            if self.verdict(
-                p, at=at, consent=consent, region=region, behavioural=behavioural
-            ).allowed
+            [
+                p
+                for p in (CONSENT_PURPOSES if purposes is None else purposes)
+                if verdict(
+                    p, at=at, consent=consent, region=region, behavioural=behavioural
+                ).allowed
+            ]
         )
 
     def verdicts(
@@ -232,9 +249,12 @@ class Gate:
     def _verdicts(
         self, at: datetime, consent: EventConsent, region: str | None, behavioural: bool
     ) -> tuple[Verdict, ...]:
+        verdict = self.verdict
         return tuple(
-            self.verdict(p, at=at, consent=consent, region=region, behavioural=behavioural)
-            for p in CONSENT_PURPOSES
+            [
+                verdict(p, at=at, consent=consent, region=region, behavioural=behavioural)
+                for p in CONSENT_PURPOSES
+            ]
         )
 
     def _timeless(
@@ -280,10 +300,6 @@ _DEFAULT_NOW: Final[dict[tuple[int, str | None], tuple[ConsentPolicy, *_Now]]] =
 _DEFAULT_NOW_SIZE: Final = 4096
 
 
-def _by_default(policy: ConsentPolicy, purpose: Purpose, region: str | None) -> Verdict:
-    return _DEFAULT_VERDICTS[purpose, purpose in policy.default_for(region)]
-
-
 def never_serves(
     history: ConsentHistory,
     purpose: Purpose,
@@ -327,10 +343,12 @@ class BehaviourPruning:
 
     def __init__(self, history: ConsentHistory, policy: ConsentPolicy):
         self.policy = policy
-        analytics = history.of(Purpose.ANALYTICS).last_denial
-        personalization = history.of(Purpose.PERSONALIZATION).last_denial
-        self._analytics = analytics.at if analytics is not None else None
-        self._personalization = personalization.at if personalization is not None else None
+        self._analytics = self._personalization = None
+        if history.purposes:  # most groups have none: nothing to read
+            analytics = history.of(Purpose.ANALYTICS).last_denial
+            personalization = history.of(Purpose.PERSONALIZATION).last_denial
+            self._analytics = analytics.at if analytics is not None else None
+            self._personalization = personalization.at if personalization is not None else None
 
     def never(self, at: datetime, code: str, region: str) -> tuple[bool, bool]:
         """(analytics, personalization): :func:`never_serves` of a behavioural fact at ``at``

@@ -33,6 +33,10 @@ from resolvers.consent.vocabulary import CONSENT_PURPOSES, Purpose, Source
 from resolvers.timefmt import format_time, parse_time, utc
 
 _FORMAT: Final = 2
+#: The vocabularies' values by member (``.value`` is a Python-level property: a history is
+#: written at every touch of its profile).
+_PURPOSE_VALUES: Final = {p: p.value for p in Purpose}
+_SOURCE_VALUES: Final = {s: s.value for s in Source}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +56,7 @@ class ConsentRecord:
         return (self.at, 0 if self.granted else 1, self.source)  # a StrEnum: orders as its value
 
     def to_json(self) -> list[Any]:
-        return [self.granted, format_time(self.at), self.source.value]
+        return [self.granted, format_time(self.at), _SOURCE_VALUES[self.source]]
 
     @classmethod
     def from_json(cls, raw: Any) -> ConsentRecord:
@@ -169,7 +173,15 @@ class ConsentHistory:
     purposes: Mapping[Purpose, PurposeHistory] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        kept = {p: h for p, h in sorted(self.purposes.items()) if h != _EMPTY}
+        # ``h != _EMPTY``, field by field (no records compared)
+        kept = {
+            p: h
+            for p, h in sorted(self.purposes.items())
+            if h.latest is not None
+            or h.last_denial is not None
+            or h.grants
+            or h.dropped is not None
+        }
         object.__setattr__(self, "purposes", MappingProxyType(kept))
 
     def of(self, purpose: Purpose) -> PurposeHistory:
@@ -184,7 +196,7 @@ class ConsentHistory:
         return ConsentHistory({p: self.of(p).merged(other.of(p), bound) for p in names})
 
     def to_json(self) -> dict[str, Any]:
-        return {"f": _FORMAT, **{p.value: h.to_json() for p, h in self.purposes.items()}}
+        return {"f": _FORMAT, **{_PURPOSE_VALUES[p]: h.to_json() for p, h in self.purposes.items()}}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ConsentHistory:
@@ -220,9 +232,11 @@ def from_event(
         if stated is None:
             continue
         record = ConsentRecord(stated.granted, at, stated.source)
-        out[purpose] = PurposeHistory(
+        one = PurposeHistory(
             latest=record,
             last_denial=None if record.granted else record,
             grants=(record,) if record.granted and explicit else (),
-        ).merged(_EMPTY, bound)
+        )
+        # merged with nothing it is itself unless the bound keeps no grant
+        out[purpose] = one if bound >= 1 else one.merged(_EMPTY, bound)
     return ConsentHistory(out)

@@ -43,10 +43,13 @@ class EventConsent:
     #: facts keep it, and events with equal codes fold into one day digest. Computed once
     #: (the fold asks per event; events' consents are memoized).
     code: str = field(init=False, repr=False, compare=False)
+    #: Whether it denies any purpose (the audit looks for revocations only then).
+    denies: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         parts = [f"{p}{'+' if s.granted else '-'}{s.source}" for p, s in sorted(self.own.items())]
         object.__setattr__(self, "code", ("!" if self.invalid else "") + ";".join(parts))
+        object.__setattr__(self, "denies", not all(s.granted for s in self.own.values()))
 
     def stated(self, purpose: Purpose) -> Statement | None:
         return self.own.get(purpose)

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 import orjson
 
 from resolvers.audiences.definitions import changes
-from resolvers.consent import EMPTY_HISTORY, ConsentHistory, Gate, Purpose
+from resolvers.consent import EMPTY_HISTORY, ConsentHistory, EventConsent, Gate, Purpose
 from resolvers.context import Context, suppression_hash
 from resolvers.decode_cache import DecodeCache
 from resolvers.effects import (
@@ -48,7 +49,7 @@ from resolvers.steps import DUPLICATE, OK, Event
 from resolvers.store import HELD_FIELD, HOLDERS_FIELD, Kind, Loaded, Ref, profile_ref
 from resolvers.timefmt import utc
 from schemas.identifiers import Identifier
-from schemas.touchpoint import EventType
+from schemas.touchpoint import EventType, Touchpoint
 
 
 def _profile_decoder(ref: Ref, rules: IdentityRules) -> Callable[[bytes], StoredProfile]:
@@ -109,27 +110,42 @@ class ProfilesBatch:
         fresh, duplicates = dedupe.fresh(events, self.seen)
         for event in duplicates:
             out.outcomes[(observe.TYPE_VALUES[event.tp.type], DUPLICATE)] += 1
-        out.processed = [e.tp.event_id for e in fresh]
-        resolution = identity.resolve(self._evidence(), (self._sighting(e) for e in fresh))
+        # each event's touchpoint, time in UTC and consent, read once (several stages ask)
+        tps = [e.tp for e in fresh]
+        times = [utc(tp.occurred_at) for tp in tps]
+        consents = [observe.event_consent(tp) for tp in tps]
+        out.processed = [tp.event_id for tp in tps]
+        rules = self.ctx.rules
+        resolution = identity.resolve(
+            self._evidence(),
+            [
+                identity.Sighting(
+                    tp.event_id,
+                    Stamp(at, tp.event_id),
+                    ranked(e.identifiers, rules),
+                    tp.type is EventType.ERASURE_REQUESTED,
+                )
+                for e, tp, at in zip(fresh, tps, times, strict=True)
+            ],
+        )
         out.counts.update(resolution.counts)
         before = self._gates_before(resolution)
-        touched = self._fold_facts(fresh, resolution)
+        touched = self._fold_facts(tps, times, consents, resolution)
         touched |= self._prune_by_accounts(resolution)
         gates = self._render(resolution, touched, out)
         self._leave_audiences(resolution, out)
-        self._audit(fresh, resolution, before, gates, out)
-        out.effects.extend(
-            IdentifierWritten(ident, record) for ident, record in sorted(resolution.records.items())
-        )
+        self._audit(tps, consents, resolution, before=before, gates=gates, out=out)
+        # in the identifiers' order (type, then value: unique keys, so the identifiers and
+        # records are never compared), without calling ``Identifier``'s hash or ordering
+        ordered = sorted([((i.type, i.value), i, r) for i, r in resolution.records.items()])
+        out.effects += [IdentifierWritten(ident, record) for _, ident, record in ordered]
         out.effects.extend(resolution.suppressed)
         out.effects.extend(resolution.redirected)
         out.effects.extend(resolution.erased)
         out.effects.extend(resolution.published)
-        for event in fresh:
-            tp = event.tp
-            out.outcomes[
-                (observe.TYPE_VALUES[tp.type], resolution.outcomes.get(tp.event_id, OK))
-            ] += 1
+        outcomes, placed = out.outcomes, resolution.outcomes
+        for tp in tps:
+            outcomes[(observe.TYPE_VALUES[tp.type], placed.get(tp.event_id, OK))] += 1
         return out
 
     def _evidence(self) -> identity.Evidence:
@@ -154,15 +170,6 @@ class ProfilesBatch:
             topics={"merges": ctx.topics.merges, "erasures": ctx.topics.erasures},
         )
 
-    def _sighting(self, event: Event) -> identity.Sighting:
-        tp = event.tp
-        return identity.Sighting(
-            event_id=tp.event_id,
-            stamp=Stamp(utc(tp.occurred_at), tp.event_id),
-            ids=ranked(event.identifiers, self.ctx.rules),
-            erase=tp.type is EventType.ERASURE_REQUESTED,
-        )
-
     def _gates_before(self, res: identity.Resolution) -> Callable[[str], Gate | None]:
         """Each person's consent as it stood before this batch's events (revocations): their
         facts are taken now (the fold replaces them), the gate built when first asked (only
@@ -180,25 +187,32 @@ class ProfilesBatch:
 
         return before
 
-    def _fold_facts(self, fresh: Sequence[Event], res: identity.Resolution) -> set[str]:
-        """Each event's observation into its group, each group pruned once; returns the people
-        touched."""
+    def _fold_facts(
+        self,
+        tps: Sequence[Touchpoint],
+        times: Sequence[datetime],
+        consents: Sequence[EventConsent],
+        res: identity.Resolution,
+    ) -> set[str]:
+        """Each event's observation (with its time in UTC and its consent) into its group,
+        each group pruned once; returns the people touched."""
         policy = self.ctx.policy
+        event_group = res.event_group
         folded: dict[str, tuple[str, Facts]] = {}  # group key -> (owner, facts so far)
-        for event in fresh:
-            tp = event.tp
-            gkey = res.event_group.get(tp.event_id)
+        for tp, at, consent in zip(tps, times, consents, strict=True):
+            gkey = event_group.get(tp.event_id)
             if gkey is None:
                 continue
             owner, facts = folded.get(gkey) or (
                 res.owner_of_group[gkey],
                 res.people[res.owner_of_group[gkey]].groups[gkey].facts,
             )
-            obs = observe.observation(tp)
+            obs = observe.observation(tp, at, consent)
             folded[gkey] = (owner, profile_facts.fold(facts, obs, policy))
         for gkey, (owner, facts) in folded.items():
             groups = res.people[owner].groups
-            groups[gkey] = replace(groups[gkey], facts=profile_facts.prune(facts, policy))
+            # ``replace(group, facts=...)`` without its generic machinery (a group is both)
+            groups[gkey] = Group(groups[gkey].atoms, profile_facts.prune(facts, policy))
         return {owner for owner, _ in folded.values()}
 
     def _prune_by_accounts(self, res: identity.Resolution) -> set[str]:
@@ -245,11 +259,11 @@ class ProfilesBatch:
         """The accounts (``type:value`` of unique identifiers) a group is linked to for good:
         an account group, those its atoms carry; any other, those its identifiers were seen
         with (the records keep them, capped: the same whatever the order)."""
-        rules = self.ctx.rules
+        unique = self.ctx.rules.unique_types  # ``rules.is_unique``, inline
         out: set[str] = set()
         for atom in group.atoms.values():
             for ident in atom.ids:
-                if rules.is_unique(ident.type):
+                if ident.type in unique:
                     out.add(ident.key)
                 elif not gkey.startswith("u:"):
                     record = self._record(res, ident)
@@ -264,6 +278,10 @@ class ProfilesBatch:
         return self.records.get(ident, IdentifierRecord())
 
     def _gate(self, groups: Sequence[Facts]) -> Gate:
+        if len(groups) == 1:  # most people: their one group's history and region
+            only = groups[0]
+            stamped = only.region
+            return Gate(self.ctx.policy, only.consent, None if stamped is None else stamped.value)
         consent: ConsentHistory = EMPTY_HISTORY
         region: Stamped | None = None
         bound = self.ctx.policy.max_explicit_grants
@@ -364,22 +382,26 @@ class ProfilesBatch:
 
     def _audit(
         self,
-        fresh: Sequence[Event],
+        tps: Sequence[Touchpoint],
+        consents: Sequence[EventConsent],
         res: identity.Resolution,
+        *,
         before: Callable[[str], Gate | None],
         gates: Mapping[str, Gate],
         out: LaneOutcome,
     ) -> None:
         """The consent audit of the batch (``resolvers.stages.audit``)."""
+        event_group, owner_of_group = res.event_group, res.owner_of_group
         owner_of_event: dict[str, str | None] = {}
-        for event in fresh:
-            event_id = event.tp.event_id
-            gkey = res.event_group.get(event_id)
-            owner_of_event[event_id] = res.owner_of_group.get(gkey) if gkey is not None else None
+        for tp in tps:
+            event_id = tp.event_id
+            gkey = event_group.get(event_id)
+            owner_of_event[event_id] = owner_of_group.get(gkey) if gkey is not None else None
         ctx = self.ctx
         out.effects.extend(
             audit.audit(
-                fresh,
+                tps,
+                consents,
                 owner_of_event,
                 before,
                 gates,

@@ -201,8 +201,10 @@ def _recent_in(raw: list[Any]) -> Recent:
 
 def facts_to_json(facts: Facts) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    if facts.traits:
-        out["t"] = {k: _stamped_out(s) for k, s in sorted(facts.traits.items())}
+    if facts.traits:  # ``_stamped_out`` of each, inline
+        out["t"] = {
+            k: (s.value, format_time(s.at), s.event_id) for k, s in sorted(facts.traits.items())
+        }
     if facts.region is not None:
         out["r"] = _stamped_out(facts.region)
     if facts.consent.purposes:

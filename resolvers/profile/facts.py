@@ -167,7 +167,8 @@ class Observation:
     def __post_init__(self) -> None:
         if not self.event_id:
             raise ValueError("event_id must not be empty")
-        object.__setattr__(self, "at", utc(self.at))
+        if self.at.tzinfo is not UTC:  # the lane passes UTC times already
+            object.__setattr__(self, "at", utc(self.at))
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +273,16 @@ class Facts:
 
     @property
     def is_empty(self) -> bool:
-        return self == EMPTY_FACTS
+        """Equal to :data:`EMPTY_FACTS` (read field by field: no mapping or stamp compared)."""
+        return self is EMPTY_FACTS or (
+            not self.traits
+            and self.region is None
+            and not self.consent.purposes
+            and not self.transactions
+            and not self.recent
+            and not self.digests
+            and self.latest is None
+        )
 
 
 EMPTY_FACTS: Final = Facts()
@@ -348,8 +358,11 @@ def fold(facts: Facts, obs: Observation, policy: ConsentPolicy) -> Facts:
     if obs.traits:
         traits = lww(traits, {k: Stamped(v, obs.at, obs.event_id) for k, v in obs.traits.items()})
     region = facts.region
-    if obs.region:
-        region = later(region, Stamped(obs.region, obs.at, obs.event_id))
+    if obs.region and (  # ``later``, the new stamp built only when it wins
+        region is None
+        or (obs.at, obs.event_id, obs.region) > (region.at, region.event_id, region.value)
+    ):
+        region = Stamped(obs.region, obs.at, obs.event_id)
     consent = facts.consent
     if obs.consent.own:  # an event that states nothing adds no history
         consent = consent.merged(from_event(obs.consent, obs.at, explicit=obs.explicit), bound)
@@ -362,7 +375,8 @@ def fold(facts: Facts, obs: Observation, policy: ConsentPolicy) -> Facts:
     elif obs.event_id not in recent:
         code, region_code = obs.consent.code, obs.region or ""
         seen_by = fingerprint(obs.event_id)
-        rolled = facts.digests.get((day_of(obs.at), code, region_code))
+        # ``day_of``: an observation's time is in UTC already
+        rolled = facts.digests.get((obs.at.toordinal() - _EPOCH_ORDINAL, code, region_code))
         if rolled is not None and seen_by in rolled.ids:
             return facts  # a redelivery of an event already rolled into its day
         item = Recent(obs.event_id, code, region_code, _digest(obs, policy, seen_by))
@@ -390,7 +404,7 @@ def _transaction(obs: Observation) -> Transaction | None:
         amount=abs(o.total),
         payment_method=o.payment_method,
         location_id=o.location_id,
-        categories=tuple(dict.fromkeys(c for c in o.categories if c)),
+        categories=tuple(dict.fromkeys([c for c in o.categories if c])),
         sku=o.skus[0] if o.skus else None,
     )
 
@@ -450,7 +464,10 @@ def prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory = EMPTY_HIST
 def _prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory) -> Facts:
     if facts.latest is None:
         return facts
-    pruning = BehaviourPruning(facts.consent.merged(also, policy.max_explicit_grants), policy)
+    history = facts.consent
+    if also.purposes:
+        history = history.merged(also, policy.max_explicit_grants)
+    pruning = BehaviourPruning(history, policy)
     latest_day = day_of(facts.latest)
     recent, digests = dict(facts.recent), dict(facts.digests)
     changed = _roll_up(recent, digests, latest_day - RECENT_DAYS)

@@ -19,6 +19,8 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOp
 from types import MappingProxyType
 from typing import Any, Final
 
+import orjson
+
 from resolvers.consent import CONSENT_PURPOSES, PURPOSE_GATES, Gate, Purpose
 from resolvers.consent.signals import from_code
 from resolvers.profile.facts import (
@@ -219,9 +221,7 @@ def render(person: Person, gate: Gate) -> dict[str, Any]:
     }
     fields["audiences"] = sorted(person.audiences)
     fields["ad_identifiers"] = sorted(person.ad_identifiers)
-    empty = _empty_fields()
-    for name in _not_granted_fields(granted):
-        fields[name] = empty[name]
+    fields.update(orjson.loads(_HIDDEN.get(granted) or _hidden(granted)))
     groups = person.groups
     traits: Mapping[str, Stamped] = groups[0].traits if len(groups) == 1 else {}
     if len(groups) != 1:
@@ -237,7 +237,11 @@ def render(person: Person, gate: Gate) -> dict[str, Any]:
         "merged_from": sorted(set(person.merged_from)),
         "identifiers": {t: sorted(set(v)) for t, v in sorted(identifiers.items()) if v},
         "consent": {
-            name: {"granted": c.granted, "at": format_optional(c.at), "source": c.source}
+            name: {
+                "granted": c.granted,
+                "at": None if (at := c.at) is None else format_time(at),
+                "source": c.source,
+            }
             for p, name in _SORTED_PURPOSES
             if (c := currents[p])
         },
@@ -261,6 +265,19 @@ def _not_granted_fields(granted: frozenset[Purpose]) -> tuple[str, ...]:
 
 
 _NOT_GRANTED: dict[frozenset[Purpose], tuple[str, ...]] = {}
+
+
+def _hidden(granted: frozenset[Purpose]) -> bytes:
+    """The fields gated by a purpose not in ``granted``, with their empty values, as JSON:
+    loaded, a fresh copy for each render in one C call (memoized: 16 sets at most)."""
+    empty = _empty_fields()
+    found = _HIDDEN[granted] = orjson.dumps(
+        {name: empty[name] for name in _not_granted_fields(granted)}
+    )
+    return found
+
+
+_HIDDEN: dict[frozenset[Purpose], bytes] = {}
 
 
 def _totals_fields(totals: _Totals) -> dict[str, Any]:
@@ -341,13 +358,20 @@ def _argmax(counter: Mapping[str, int]) -> str | None:
 
 
 def _minor_quantum(currency: str) -> Decimal:
-    return Decimal(1).scaleb(-CURRENCY_MINOR_UNITS.get(currency, 2))
+    """The currency's minor unit, remembered in :data:`_QUANTA` (read there first)."""
+    found = Decimal(1).scaleb(-CURRENCY_MINOR_UNITS.get(currency, 2))
+    if len(_QUANTA) < 4096:  # currencies come from events: bounded
+        _QUANTA[currency] = found
+    return found
+
+
+_QUANTA: dict[str, Decimal] = {}
 
 
 def _money(value: Decimal, currency: str, *, exact: bool = True) -> str:
     """Canonical text in the currency's minor unit; ``exact`` keeps more digits if the value
     has them (an average is rounded half-even instead)."""
-    quantized = value.quantize(_minor_quantum(currency), context=_CTX)
+    quantized = value.quantize(_QUANTA.get(currency) or _minor_quantum(currency), context=_CTX)
     if quantized == value or not exact:
         return format(quantized, "f")
     return format(value.normalize(_CTX), "f")

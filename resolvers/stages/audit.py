@@ -37,8 +37,6 @@ from resolvers.consent import (
 )
 from resolvers.effects import Count, Measure, Published
 from resolvers.profile.facts import TRANSACTION_TYPES
-from resolvers.stages import observe
-from resolvers.steps import Event
 from resolvers.timefmt import format_time
 from schemas.touchpoint import EventType, Touchpoint
 
@@ -52,14 +50,12 @@ EVENTS_PER_RECORD: Final = 500
 # The vocabulary's members are ``str``s (StrEnum: they hash, compare and serialize as their
 # values), so rows hold them as they are: ``.value`` is a Python-level property, ~20 per event.
 _DEFAULT_SOURCE: Final = Source.DEFAULT.value
+_DENY: Final = Decision.DENY
+_REGION_DEFAULT: Final = Reason.REGION_DEFAULT
 _ERASURE: Final = EventType.ERASURE_REQUESTED
 
 #: (purpose, decision, reason, source) of one decision, as the record spells them.
 Row = tuple[str, str, str, str]
-
-
-def _is_default(row: Row) -> bool:
-    return row[2] == Reason.REGION_DEFAULT and row[3] == _DEFAULT_SOURCE
 
 
 def _decisions(rows: Sequence[Row]) -> list[dict[str, str]]:
@@ -75,8 +71,16 @@ _Denials = tuple[tuple[Row, ...], tuple[tuple[str, str], ...], bool]
 
 
 def _denials(verdicts: tuple[Verdict, ...]) -> _Denials:
-    rows = tuple((v.purpose, Decision.DENY, v.reason, v.source) for v in verdicts if not v.allowed)
-    return rows, tuple((row[0], row[2]) for row in rows), all(_is_default(r) for r in rows)
+    rows: list[Row] = []
+    keys: list[tuple[str, str]] = []
+    default_only = True
+    for v in verdicts:
+        if not v.allowed:
+            purpose, reason, source = v.purpose, v.reason, v.source
+            rows.append((purpose, _DENY, reason, source))
+            keys.append((purpose, reason))
+            default_only = default_only and reason == _REGION_DEFAULT and source == _DEFAULT_SOURCE
+    return tuple(rows), tuple(keys), default_only
 
 
 def _purges(consent: EventConsent, prior: Callable[[], Gate | None]) -> list[Row]:
@@ -99,24 +103,12 @@ _Remembered = dict[tuple[str | None, int, str | None, bool], tuple[EventConsent,
 
 
 def _event_denials(
-    tp: Touchpoint, consent: EventConsent, gate: Gate, remembered: _Remembered
+    tp: Touchpoint, consent: EventConsent, gate: Gate, behavioural: bool
 ) -> _Denials:
     """What ``gate`` denies the event (whose consent is ``consent``)."""
-    behavioural = tp.type not in TRANSACTION_TYPES
-    if gate.history.purposes:  # verdicts at this fact's time: asked once
-        return _denials(
-            gate.verdicts(
-                at=tp.occurred_at, consent=consent, region=tp.region, behavioural=behavioural
-            )
-        )
-    key = (gate.region, id(consent), tp.region, behavioural)
-    found = remembered.get(key)
-    if found is None or found[0] is not consent:
-        verdicts = gate.verdicts(
-            at=tp.occurred_at, consent=consent, region=tp.region, behavioural=behavioural
-        )
-        found = remembered[key] = (consent, _denials(verdicts))
-    return found[1]
+    return _denials(
+        gate.verdicts(at=tp.occurred_at, consent=consent, region=tp.region, behavioural=behavioural)
+    )
 
 
 def _none() -> None:
@@ -124,7 +116,8 @@ def _none() -> None:
 
 
 def audit(
-    fresh: Sequence[Event],
+    fresh: Sequence[Touchpoint],
+    consents: Sequence[EventConsent],
     owner_of_event: Mapping[str, str | None],
     before: Callable[[str], Gate | None],
     gates: Mapping[str, Gate],
@@ -134,7 +127,8 @@ def audit(
     now: datetime,
     counts: Counter[Count],
 ) -> list[Published]:
-    """The batch's audit records; denials and purges counted into ``counts``.
+    """The batch's audit records of the touchpoints ``fresh`` (``consents``: each one's
+    ``resolvers.stages.observe.event_consent``); denials and purges counted into ``counts``.
     ``owner_of_event``: each event's profile id (None: not placed); ``before(pid)`` /
     ``gates``: a person's gate before / after the batch."""
     decided_at = format_time(now)
@@ -143,8 +137,7 @@ def audit(
     denied: Counter[tuple[str, str]] = Counter()  # (purpose, reason)
     purged: Counter[str] = Counter()
     remembered: _Remembered = {}
-    for event in fresh:
-        tp = event.tp
+    for tp, consent in zip(fresh, consents, strict=True):
         if tp.type is _ERASURE:
             continue
         event_id = tp.event_id
@@ -152,9 +145,17 @@ def audit(
         gate = gates.get(owner) if owner is not None else None
         if gate is None:
             gate = Gate(policy, EMPTY_HISTORY, tp.region)
-        consent = observe.event_consent(tp)
-        rows, keys, default_only = _event_denials(tp, consent, gate, remembered)
-        if consent.own:
+        behavioural = tp.type not in TRANSACTION_TYPES
+        if gate.history.purposes:  # verdicts at this fact's time: asked once
+            rows, keys, default_only = _event_denials(tp, consent, gate, behavioural)
+        else:
+            asked = (gate.region, id(consent), tp.region, behavioural)
+            found = remembered.get(asked)
+            if found is None or found[0] is not consent:
+                denials = _event_denials(tp, consent, gate, behavioural)
+                found = remembered[asked] = (consent, denials)
+            rows, keys, default_only = found[1]
+        if consent.denies:  # only a denial can revoke
             purges = _purges(consent, partial(before, owner) if owner is not None else _none)
             if purges:
                 rows, default_only = (*rows, *purges), False
@@ -184,23 +185,32 @@ def audit(
         counts[Count(Measure.CONSENT_DENIED, purpose, reason)] += n
     for purpose, n in purged.items():
         counts[Count(Measure.CONSENT_PURGED, purpose)] += n
+    out.extend(_region_defaults(defaults, topic, policy.version, decided_at))
+    return out
+
+
+def _region_defaults(
+    defaults: Mapping[tuple[Row, ...], list[list[str | None]]],
+    topic: str,
+    policy_version: str,
+    decided_at: str,
+) -> Iterator[Published]:
+    """The per-batch records of the events whose every decision is the default (by their
+    list of decisions), ``EVENTS_PER_RECORD`` events at most each."""
     for rows_key, events in defaults.items():
         decisions = _decisions(rows_key)
         for start in range(0, len(events), EVENTS_PER_RECORD):
-            out.append(
-                Published(
-                    topic,
-                    None,
-                    {
-                        "kind": REGION_DEFAULT_KIND,
-                        "policy_version": policy.version,
-                        "decided_at": decided_at,
-                        "decisions": decisions,
-                        "events": events[start : start + EVENTS_PER_RECORD],
-                    },
-                )
+            yield Published(
+                topic,
+                None,
+                {
+                    "kind": REGION_DEFAULT_KIND,
+                    "policy_version": policy_version,
+                    "decided_at": decided_at,
+                    "decisions": decisions,
+                    "events": events[start : start + EVENTS_PER_RECORD],
+                },
             )
-    return out
 
 
 def rows(record: Mapping[str, Any]) -> Iterator[dict[str, Any]]:

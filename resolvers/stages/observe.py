@@ -9,7 +9,7 @@ in-store. Preferences are kept as canonical JSON so equal values compare equal.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Final
 
@@ -56,11 +56,6 @@ def _canonical_json(value: object) -> str:
     )
 
 
-def _str_prop(props: Mapping[str, object], name: str) -> str | None:
-    value = props.get(name)
-    return value if isinstance(value, str) and value else None
-
-
 def _order(tp: Touchpoint) -> OrderFacts | None:
     if tp.order is None or (tp.type not in ORDER_TYPES and tp.type != RETURN_TYPE):
         return None
@@ -74,13 +69,17 @@ def _order(tp: Touchpoint) -> OrderFacts | None:
         currency=o.currency or "XXX",
         payment_method=o.payment_method,
         location_id=o.location_id,
-        categories=tuple(ln.category for ln in o.lines if ln.category),
-        skus=tuple(ln.sku for ln in o.lines),
+        categories=tuple([ln.category for ln in o.lines if ln.category]),
+        skus=tuple([ln.sku for ln in o.lines]),
         in_store=tp.type is EventType.POS_SALE or tp.channel is Channel.POS,
     )
 
 
-def observation(tp: Touchpoint) -> Observation:
+def observation(
+    tp: Touchpoint, at: datetime | None = None, consent: EventConsent | None = None
+) -> Observation:
+    """``at`` (the event's time in UTC) and ``consent`` (its ``event_consent``): when the
+    caller has them already (else computed)."""
     traits: dict[str, str] = {}
     preferences: dict[str, str] = {}
     if tp.traits is not None:
@@ -91,18 +90,20 @@ def observation(tp: Touchpoint) -> Observation:
                 traits[name] = str(value)
     props = tp.properties
     kind = TYPE_VALUES[tp.type]
+    # a property counts only as a non-empty string
+    sku, category = props.get("sku"), props.get("category")
     return Observation(
         event_id=tp.event_id,
         type=kind,
         channel=_CHANNELS[tp.channel],
-        at=tp.occurred_at,
-        consent=event_consent(tp),
+        at=tp.occurred_at if at is None else at,
+        consent=event_consent(tp) if consent is None else consent,
         explicit=kind in EXPLICIT_TYPES,
         region=tp.region,
         traits=traits,
         preferences=preferences,
-        sku=_str_prop(props, "sku"),
-        category=_str_prop(props, "category"),
+        sku=sku if isinstance(sku, str) and sku else None,
+        category=category if isinstance(category, str) and category else None,
         name=tp.name if tp.type is EventType.CUSTOM else None,
         order=_order(tp) if tp.order is not None else None,
     )

@@ -185,3 +185,11 @@ def test_folded_statements_survive_the_code(consent: EventConsent) -> None:
 def test_from_code_rejects_what_code_never_writes(code: str) -> None:
     with pytest.raises(ValueError, match=r"consent code|Source"):
         from_code(code)
+
+
+@given(st.booleans().flatmap(lambda explicit: EVENT_CONSENTS[explicit]))
+def test_an_event_denies_exactly_when_one_of_its_statements_is_a_denial(
+    consent: EventConsent,
+) -> None:
+    assert consent.denies == any(not s.granted for s in consent.own.values())
+    assert from_code(consent.code).denies == consent.denies

@@ -499,3 +499,21 @@ def test_behaviour_keeps_exactly_the_parts_that_may_still_serve(
 
 def _renamed(events: list[Observation], tag: str) -> list[Observation]:
     return [replace(e, event_id=f"{tag}-{e.event_id}") for e in events]
+
+
+def test_facts_are_empty_exactly_when_they_equal_no_facts() -> None:
+    full = observe_all([obs("e1", consent={"analytics": True}), order("e2", 5, "o1", "10")])
+    assert full.consent.purposes
+    assert full.transactions
+    assert full.recent
+    one_part = [
+        replace(EMPTY_FACTS, **{name: getattr(full, name)})
+        for name in ("consent", "transactions", "recent", "latest")
+    ] + [
+        replace(EMPTY_FACTS, traits={"city": Stamped("Oslo", T0, "e1")}),
+        replace(EMPTY_FACTS, region=Stamped("NO", T0, "e1")),
+        replace(EMPTY_FACTS, digests={(0, "", ""): next(iter(full.recent.values())).digest}),
+    ]
+    for facts in [EMPTY_FACTS, Facts(), Facts(traits={}, recent={}), full, *one_part]:
+        assert facts.is_empty == (facts == EMPTY_FACTS), facts
+    assert all(not facts.is_empty for facts in one_part)

@@ -377,6 +377,19 @@ def test_nothing_granted_shows_no_gated_field_but_identity_and_traits() -> None:
     assert doc["consent"]["analytics"] == {"granted": False, "at": None, "source": "default"}
 
 
+def test_the_empty_fields_of_one_snapshot_are_not_shared_with_the_next() -> None:
+    groups = full_person()
+    nothing = Gate(POLICY, ConsentHistory(), None)
+    first = full_snapshot(groups, nothing)
+    first["channels"].append("web")
+    first["returns"]["value"]["EUR"] = "1.00"
+    first["reachable"]["email"] = True
+    first["category_purchases"]["shoes"] = {}
+    second = full_snapshot(groups, nothing)
+    for name, empty in EMPTY_GATED_FIELDS.items():
+        assert second[name] == empty, name
+
+
 @pytest.mark.parametrize(
     ("region", "consent", "shown"),
     [
