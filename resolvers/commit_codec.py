@@ -28,6 +28,7 @@ from resolvers.effects import (
     Streamed,
     Suppressed,
 )
+from resolvers.identity.evidence import IdentifierRecord
 from resolvers.lanes import stored_profile
 from resolvers.lanes.stored_profile import StoredProfile
 from resolvers.store import (
@@ -61,6 +62,8 @@ def _json(value: Any) -> bytes:
 
 #: The change-stream entry's op of a profile written (encoded once).
 _UPSERT: Final = b"upsert"
+#: The state of an identifier record without co-occurrences or quarantine (encoded once).
+_PLAIN_RECORD: Final = orjson.dumps(IdentifierRecord().to_json())
 
 
 class _Encoder:
@@ -107,10 +110,13 @@ class _Encoder:
 
     def identifier_written(self, effect: IdentifierWritten) -> None:
         record = effect.record
-        ref = identifier_ref(effect.identifier.key)
+        id_type, value = effect.identifier
+        ref = identifier_ref(f"{id_type}:{value}")  # ``Identifier.key``
         fields: dict[str, bytes] = {}
         if record is not None:
-            fields["s"] = _json(record.to_json())
+            # most records learned no co-occurrence: their state is the format alone
+            plain = not record.seen_with and not record.quarantined
+            fields["s"] = _PLAIN_RECORD if plain else _json(record.to_json())
             if record.profile_id is not None:
                 fields["p"] = record.profile_id.encode()
             if record.holders:

@@ -637,9 +637,13 @@ def validate_touchpoint(data: Mapping[str, Any]) -> Touchpoint:
     return _validated(data)
 
 
+#: ``Touchpoint.model_validate`` without its wrapper (a call per event).
+_VALIDATE: Final = Touchpoint.__pydantic_validator__.validate_python
+
+
 def _validated(data: Mapping[str, Any]) -> Touchpoint:
-    try:  # ``Touchpoint.model_validate(data)`` without its wrapper (a call per event)
-        tp: Touchpoint = Touchpoint.__pydantic_validator__.validate_python(data)
+    try:
+        tp: Touchpoint = _VALIDATE(data)
     except ValidationError as exc:
         raise invalid_event_from(exc) from None
     return tp
@@ -664,7 +668,11 @@ def parse_touchpoint(raw: bytes, *, max_bytes: int = MAX_EVENT_BYTES) -> Touchpo
         raise InvalidEvent(MALFORMED_JSON, f"not valid JSON{where}") from None
     if not isinstance(data, dict):
         raise InvalidEvent(SCHEMA_VIOLATION, "event must be a JSON object")
-    return _validated(data)
+    try:  # ``_validated(data)``, inline (once per record)
+        tp: Touchpoint = _VALIDATE(data)
+    except ValidationError as exc:
+        raise invalid_event_from(exc) from None
+    return tp
 
 
 def touchpoint_to_json(tp: Touchpoint) -> dict[str, Any]:

@@ -124,8 +124,11 @@ class Closure:
         if not queue:  # most batches: nothing to relay, no need to hash every atom
             return
         index: dict[str, list[Atom]] = {}
+        hash_of = self.hash_of
         for atom in atoms:
-            for digest in (*(self.hash_of(i) for i in atom.ids), *atom.ghosts):
+            for ident in atom.ids:
+                index.setdefault(hash_of(ident), []).append(atom)
+            for digest in atom.ghosts:
                 index.setdefault(digest, []).append(atom)
         while queue:
             digest = queue.pop()
@@ -146,9 +149,11 @@ class Closure:
         """``atom`` with its absorbed members turned into ghosts; None when it is an erased
         person's event: its account id is absorbed (``anchored``), or it carries a relaying
         absorbed identifier (any other atom)."""
-        if not self.absorbed:
+        absorbed = self.absorbed
+        if not absorbed:
             return atom
-        gone = [i for i in atom.ids if self.is_absorbed(i)]
+        hash_of = self.hash_of
+        gone = [i for i in atom.ids if hash_of(i) in absorbed]  # each ``is_absorbed``
         if not gone:
             return atom
         if anchored:

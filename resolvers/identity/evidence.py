@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 
 from resolvers.identity.rules import IdentityRules
@@ -45,6 +45,16 @@ def ranked(identifiers: Iterable[Identifier], rules: IdentityRules) -> tuple[Ide
     ones, the first."""
     index = rules.rank_index
     unlisted = len(index)
+    if type(identifiers) is tuple and len(identifiers) < 3:  # most events: no dict, no sort
+        if len(identifiers) < 2:
+            return identifiers
+        first, second = identifiers
+        t1, v1 = first
+        t2, v2 = second
+        k1, k2 = (index.get(t1, unlisted), t1, v1), (index.get(t2, unlisted), t2, v2)
+        if k1 < k2:
+            return identifiers
+        return (first,) if k1 == k2 else (second, first)
     keyed: dict[tuple[int, str, str], Identifier] = {}
     for ident in identifiers:
         id_type = ident.type
@@ -54,10 +64,10 @@ def ranked(identifiers: Iterable[Identifier], rules: IdentityRules) -> tuple[Ide
     return tuple([keyed[k] for k in sorted(keyed)])
 
 
-@dataclass(frozen=True, slots=True)
-class Atom:
+class Atom(NamedTuple):
     """A distinct identifier set and the earliest event that carried it. ``ghosts``: salted
-    hashes of members an erasure absorbed (``resolvers.identity.erasure``)."""
+    hashes of members an erasure absorbed (``resolvers.identity.erasure``). A named tuple
+    (built for each new set and each decoded one; compared field by field in C)."""
 
     ids: tuple[Identifier, ...]  # ranked (see :func:`ranked`)
     first: Stamp
@@ -137,12 +147,16 @@ def keys(ids: tuple[Identifier, ...], rules: IdentityRules) -> tuple[str, str]:
     return _anonymous_group_key(key), key
 
 
-@dataclass(frozen=True, slots=True)
-class IdentifierRecord:
-    """What the store keeps per identifier (see the module docstring)."""
+#: A record's ``seen_with`` when it has learned none (shared, read only).
+_NOTHING_SEEN: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType({})
+
+
+class IdentifierRecord(NamedTuple):
+    """What the store keeps per identifier (see the module docstring). A named tuple: built
+    for each record loaded and each one the batch changes, compared when written back."""
 
     profile_id: str | None = None
-    seen_with: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    seen_with: Mapping[str, tuple[str, ...]] = _NOTHING_SEEN
     quarantined: bool = False
     holders: tuple[str, ...] = ()
 

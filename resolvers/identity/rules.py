@@ -98,7 +98,9 @@ class IdentityRules:
     )
     device_types: frozenset[str] = DEFAULT_DEVICE_TYPES
     is_blocked: Callable[[str, str], bool] = never_blocked
-    _rank: Mapping[str, int] = field(init=False, repr=False, compare=False)
+    #: Each listed type's place in ``priority`` (unlisted types rank after all, by name:
+    #: :meth:`rank`). A field, not a property: read once per identifier set.
+    rank_index: Mapping[str, int] = field(init=False, repr=False, compare=False)
     _blocked: dict[tuple[str, str], bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -122,7 +124,7 @@ class IdentityRules:
         object.__setattr__(
             self, "quarantine_thresholds", MappingProxyType(dict(self.quarantine_thresholds))
         )
-        object.__setattr__(self, "_rank", {t: i for i, t in enumerate(self.priority)})
+        object.__setattr__(self, "rank_index", {t: i for i, t in enumerate(self.priority)})
         object.__setattr__(self, "_blocked", {})
 
     @property
@@ -149,15 +151,9 @@ class IdentityRules:
     def is_unique(self, id_type: str) -> bool:
         return id_type in self.unique_types
 
-    @property
-    def rank_index(self) -> Mapping[str, int]:
-        """Each listed type's place in ``priority`` (unlisted types rank after all, by name:
-        :meth:`rank`)."""
-        return self._rank
-
     def rank(self, id_type: str) -> tuple[int, str]:
         """Sort key of a type: lower is more trustworthy."""
-        return (self._rank.get(id_type, len(self._rank)), id_type)
+        return (self.rank_index.get(id_type, len(self.rank_index)), id_type)
 
     def threshold(self, id_type: str) -> int:
         """More than this many distinct values of one unique type seen with an identifier of

@@ -151,13 +151,12 @@ class ProfilesBatch:
     def _evidence(self) -> identity.Evidence:
         ctx = self.ctx
         salt = ctx.salt
-        digests: dict[str, str] = {}  # by ``type:value``: the batch asks again and again
+        digests: dict[Identifier, str] = {}  # the batch asks again and again
 
         def hash_of(ident: Identifier) -> str:
-            key = ident.key
-            digest = digests.get(key)
+            digest = digests.get(ident)  # (by ``(type, value)``, hashed in C)
             if digest is None:
-                digest = digests[key] = suppression_hash(ident, salt)
+                digest = digests[ident] = suppression_hash(ident, salt)
             return digest
 
         return identity.Evidence(

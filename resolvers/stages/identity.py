@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
 import orjson
 
@@ -65,9 +65,9 @@ SUPPRESSED: Final = "suppressed"  # carried an erased person's identifier
 UNATTRIBUTED: Final = "unattributed"  # carried only shared identifiers: nobody's event
 
 
-@dataclass(frozen=True, slots=True)
-class Sighting:
-    """One new event's identity input: identifiers normalized, blocked values removed."""
+class Sighting(NamedTuple):
+    """One new event's identity input: identifiers normalized, blocked values removed. A
+    named tuple: one is built per event (cheaper than a frozen dataclass)."""
 
     event_id: str
     stamp: Stamp
@@ -293,6 +293,8 @@ class _Run:
         rules, records, relearned = self.rules, self.records, self.relearned
         unique = rules.unique_types
         for s in self.pending:
+            if len(s.ids) < 2:
+                continue  # a lone identifier co-occurs with nothing (the test below)
             uniques = [i for i in s.ids if i.type in unique]
             if not uniques or len(uniques) == len(s.ids):
                 continue

@@ -187,6 +187,33 @@ def test_ranked_keeps_the_first_of_equal_identifiers() -> None:
 
 _KEY_POOL = st.lists(st.sampled_from(POOL), min_size=1, max_size=4)
 NO_ACCOUNTS = IdentityRules(unique_types=frozenset(), limits={})
+_ANY_RULES = st.sampled_from(
+    [RULES, SMALL_RULES, IdentityRules(priority=("email", "anonymous_id", "customer_id"))]
+)
+
+
+@PROPS
+@given(
+    keys=st.lists(st.sampled_from([*POOL, "store_member:m", "email:a@x"]), max_size=2),
+    rules=_ANY_RULES,
+)
+def test_ranked_one_or_two_in_a_tuple_is_the_general_answer(
+    keys: list[str], rules: IdentityRules
+) -> None:
+    """The short path (a tuple of at most two: no dict, no sort) answers as the general one,
+    down to which of two equal identifiers is kept (the first)."""
+    ids = tuple(Identifier(*k.split(":", 1), raw=f"{n}") for n, k in enumerate(keys))
+    short, general = ranked(ids, rules), ranked(list(ids), rules)
+    assert short == general
+    assert [x.raw for x in short] == [x.raw for x in general]
+    assert type(short) is tuple
+
+
+def test_a_record_that_has_seen_nothing_equals_one_decoded_without_w() -> None:
+    decoded = IdentifierRecord.from_json({"v": RECORD_FORMAT}, None)
+    assert IdentifierRecord() == decoded == EMPTY_RECORD
+    assert IdentifierRecord("p_1") != IdentifierRecord("p_2")
+    assert IdentifierRecord().to_json() == decoded.to_json() == {"v": RECORD_FORMAT}
 
 
 @PROPS
