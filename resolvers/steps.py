@@ -54,15 +54,9 @@ class Event(NamedTuple):
 
     @property
     def tp(self) -> Touchpoint:
-        """The parsed touchpoint (stages after ``parse`` may rely on it). Replaced below."""
+        """The parsed touchpoint (stages after ``parse`` may rely on it)."""
         assert self.touchpoint is not None, "stage ran before parse"
         return self.touchpoint
-
-
-#: ``Event.tp`` is the ``touchpoint`` field's own accessor, read in C (the property above was a
-#: Python call, ~9 per event): typed as a touchpoint for the stages after ``parse``, which only
-#: see events that have one (an event without, a routed movement, reads None).
-type.__setattr__(Event, "tp", Event.__dict__["touchpoint"])
 
 
 @dataclass(frozen=True, slots=True)
