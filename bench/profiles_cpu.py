@@ -2,7 +2,7 @@
 
     python -m bench.profiles_cpu [--events 20000] [--workers 1] [--customers 5000]
                                  [--prior-markers N] [--py-spy FILE] [--json FILE]
-                                 [--in-process-only]
+                                 [--in-process-only [--lane profiles|inventory]]
 
 Two measurements of the same simulator mix (``streams.simulate``, 10 stores, 500 SKUs):
 
@@ -34,7 +34,8 @@ its events, ADR 0005; ``version`` and ``merged_from`` record processing and are 
 **Build**: the figures name the build of ``resolvers`` this process imported, ``"pure"``
 (Python source) or ``"compiled"`` (extension modules, e.g. a mypyc build measured for ADR
 0015), so that results of the two are never confused. ``--in-process-only`` measures
-``run_batch`` alone (no Kafka, no Redis, no workers).
+``run_batch`` alone (no Kafka, no Redis, no workers); with ``--lane inventory`` the inventory
+lane's (over every event of the mix, as its worker consumes them all).
 
 ``--py-spy FILE`` runs the (first) worker under ``py-spy record --format raw`` and writes
 FILE (collapsed stacks) and FILE.top.txt (the top frames by inclusive and self share).
@@ -73,7 +74,7 @@ from bench.soak_bench import serialized_from
 from bench.store_bench import make_context
 from resolvers.context import Context
 from resolvers.decode_cache import DecodeCache
-from resolvers.pipeline import PROFILES, run_batch
+from resolvers.pipeline import INVENTORY, PROFILES, Lane, run_batch
 from resolvers.steps import RawRecord
 from resolvers.store import Commit, InMemoryStore, Kind
 from schemas.normalize import DEFAULT
@@ -165,8 +166,11 @@ def comparable(snapshot: bytes) -> dict[str, Any]:
     return doc
 
 
-def in_process(values: list[bytes], batch: int) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The pure pipeline on the in-memory store; (figures, snapshot per profile id)."""
+def in_process(
+    values: list[bytes], batch: int, lane: Lane = PROFILES
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The pure pipeline of ``lane`` on the in-memory store; (figures, snapshot per profile
+    id: none for the inventory lane)."""
     records = [RawRecord(value=v, topic="raw", partition=0, offset=i) for i, v in enumerate(values)]
     batches = [records[i : i + batch] for i in range(0, len(records), batch)]
     store = InMemoryStore()
@@ -178,7 +182,7 @@ def in_process(values: list[bytes], batch: int) -> tuple[dict[str, Any], dict[st
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     for part in batches:
-        run_batch(part, store, context, max_bytes=64 * 1024, config=DEFAULT, lane=PROFILES)
+        run_batch(part, store, context, max_bytes=64 * 1024, config=DEFAULT, lane=lane)
     seconds = time.perf_counter() - started
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
@@ -366,7 +370,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--in-process-only", action="store_true", help="run_batch alone: no Kafka, Redis, workers"
     )
+    parser.add_argument(
+        "--lane",
+        choices=("profiles", "inventory"),
+        default="profiles",
+        help="the lane run in process (inventory: only with --in-process-only)",
+    )
     args = parser.parse_args(argv)
+    if args.lane != "profiles" and not args.in_process_only:
+        parser.error("--lane inventory runs in process only: add --in-process-only")
     kafka = os.environ.get("LOOM_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
     url = os.environ.get("LOOM_REDIS_URL", "redis://127.0.0.1:16379/0")
     sim = Simulator(seed=1, customers=args.customers, stores=10, skus=500)
@@ -375,7 +387,9 @@ def main(argv: list[str] | None = None) -> int:
     backlog = serialized_from(stream, args.events)
     load_start = os.getloadavg()
     tune_gc()  # as a worker runs its batches (streams.lane_runner)
-    memory, reference = in_process([v for v, _ in warmup + backlog], args.batch)
+    lane = INVENTORY if args.lane == "inventory" else PROFILES
+    memory, reference = in_process([v for v, _ in warmup + backlog], args.batch, lane)
+    memory["lane"] = args.lane
     machine: dict[str, Any] = {
         "nproc": os.cpu_count(),
         "python": platform.python_version(),

@@ -1,0 +1,112 @@
+"""Digests of everything ``run_batch`` decides over the simulator's events: the check that a
+change to the pipeline's code changed nothing it computes (issue 17's passes, ADR 0018, 0019).
+
+    python -m bench.commit_digest [--events 20000] [--lane profiles|inventory]
+
+runs the lane's ``run_batch`` on the in-memory store over the same events as
+``bench.profiles_cpu`` (seed 1, 5,000 customers, 200 warm-up events first, batches of 500) and
+prints three digests (the first 16 hex digits of SHA-256):
+
+* ``strict``: every commit in order, every field (writes, blind writes, outbox records, change
+  stream entries, counters, memberships, suppressions, expected versions, event ids);
+* ``results``: every batch's result (outcomes, counts, dead letters);
+* ``final``: the store's entities at the end.
+
+Two trees print the same digests when their pipelines made byte-identical commits. Values are
+rendered canonically (dataclasses and named tuples field by field, mappings and sets sorted),
+so a change of a value's Python type alone (a dataclass that became a named tuple) does not
+count as a difference; a change of any stored byte, order of writes or counted outcome does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import enum
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from bench.soak_bench import serialized_from
+from bench.store_bench import make_context
+from resolvers.decode_cache import DecodeCache
+from resolvers.pipeline import INVENTORY, PROFILES, run_batch
+from resolvers.steps import RawRecord
+from resolvers.store import Commit, CommitResult, InMemoryStore, Ref
+from schemas.normalize import DEFAULT
+from streams.settings import DEV_SALT
+from streams.simulate import Simulator
+
+LANES = {"profiles": PROFILES, "inventory": INVENTORY}
+
+
+def canonical(value: Any) -> Any:
+    """``value`` as plain, ordered Python values (see the module docstring)."""
+    if isinstance(value, Ref):
+        return f"Ref:{value}"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {"@": type(value).__name__, **fields}
+    if isinstance(value, enum.Enum):
+        return f"{type(value).__name__}.{value.name}"
+    if isinstance(value, Mapping):
+        return sorted(((canonical(k), canonical(v)) for k, v in value.items()), key=repr)
+    if isinstance(value, list | tuple):
+        return [canonical(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted((canonical(v) for v in value), key=repr)
+    return value
+
+
+class _RecordingStore(InMemoryStore):
+    """The in-memory store, hashing every commit part it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.commits = hashlib.sha256()
+
+    def commit_parts(self, parts: Sequence[Commit]) -> list[CommitResult]:
+        for part in parts:
+            self.commits.update(repr(canonical(part)).encode())
+        return super().commit_parts(parts)
+
+
+def digests(events: int, lane: str) -> dict[str, str]:
+    sim = Simulator(seed=1, customers=5000, stores=10, skus=500)
+    stream = sim.events()
+    values = [v for v, _ in serialized_from(stream, 200) + serialized_from(stream, events)]
+    records = [RawRecord(value=v, topic="raw", partition=0, offset=i) for i, v in enumerate(values)]
+    store = _RecordingStore()
+    base = replace(make_context(DecodeCache()), salt=DEV_SALT.encode())
+    results = hashlib.sha256()
+    for i in range(0, len(records), 500):
+        result = run_batch(
+            records[i : i + 500],
+            store,
+            lambda: base,
+            max_bytes=64 * 1024,
+            config=DEFAULT,
+            lane=LANES[lane],
+        )
+        results.update(repr(canonical(result)).encode())
+    final = {str(ref): entity for ref, entity in store.entities.items()}
+    return {
+        "strict": store.commits.hexdigest()[:16],
+        "results": results.hexdigest()[:16],
+        "final": hashlib.sha256(repr(canonical(final)).encode()).hexdigest()[:16],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=20000, help="events after the warm-up")
+    parser.add_argument("--lane", choices=sorted(LANES), default="profiles")
+    args = parser.parse_args(argv)
+    found = digests(args.events, args.lane)
+    print(" ".join(f"{name} {digest}" for name, digest in found.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
