@@ -110,8 +110,7 @@ class _Encoder:
 
     def identifier_written(self, effect: IdentifierWritten) -> None:
         record = effect.record
-        id_type, value = effect.identifier
-        ref = identifier_ref(f"{id_type}:{value}")  # ``Identifier.key``
+        ref = identifier_ref(effect.identifier.key)
         fields: dict[str, bytes] = {}
         if record is not None:
             # most records learned no co-occurrence: their state is the format alone

@@ -205,8 +205,7 @@ def load_request(
     hashes: dict[str, None] = {}
     candidates: dict[str, None] = dict.fromkeys(profiles)
     if lane.identity:  # in first-seen order over the events
-        # each ``Identifier.key``, unpacked (an identifier is its ``(type, value)``)
-        identifiers = dict.fromkeys(f"{t}:{v}" for e in events for t, v in e.identifiers)
+        identifiers = dict.fromkeys(i.key for e in events for i in e.identifiers)
         hashes = dict.fromkeys(h for e in events for h in e.suppression_hashes)
         # the ids a new person of this batch would get: load their versions
         candidates.update(

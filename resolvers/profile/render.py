@@ -11,6 +11,7 @@ hence of the set of the person's events.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -221,7 +222,7 @@ def render(person: Person, gate: Gate) -> dict[str, Any]:
     }
     fields["audiences"] = sorted(person.audiences)
     fields["ad_identifiers"] = sorted(person.ad_identifiers)
-    fields.update(orjson.loads(_HIDDEN.get(granted) or _hidden(granted)))
+    fields.update(orjson.loads(_hidden(granted)))
     groups = person.groups
     traits: Mapping[str, Stamped] = groups[0].traits if len(groups) == 1 else {}
     if len(groups) != 1:
@@ -251,33 +252,19 @@ def render(person: Person, gate: Gate) -> dict[str, Any]:
     }
 
 
-def _not_granted_fields(granted: frozenset[Purpose]) -> tuple[str, ...]:
-    """The fields gated by a purpose not in ``granted`` (memoized: 16 sets at most)."""
-    found = _NOT_GRANTED.get(granted)
-    if found is None:
-        found = _NOT_GRANTED[granted] = tuple(
-            name
+@functools.cache  # one per set of granted purposes: 16 at most
+def _hidden(granted: frozenset[Purpose]) -> bytes:
+    """The fields gated by a purpose not in ``granted``, with their empty values, as JSON:
+    loaded, a fresh copy for each render in one C call."""
+    empty = _empty_fields()
+    return orjson.dumps(
+        {
+            name: empty[name]
             for purpose, gated in PURPOSE_GATES.items()
             if purpose not in granted
             for name in sorted(gated)
-        )
-    return found
-
-
-_NOT_GRANTED: dict[frozenset[Purpose], tuple[str, ...]] = {}
-
-
-def _hidden(granted: frozenset[Purpose]) -> bytes:
-    """The fields gated by a purpose not in ``granted``, with their empty values, as JSON:
-    loaded, a fresh copy for each render in one C call (memoized: 16 sets at most)."""
-    empty = _empty_fields()
-    found = _HIDDEN[granted] = orjson.dumps(
-        {name: empty[name] for name in _not_granted_fields(granted)}
+        }
     )
-    return found
-
-
-_HIDDEN: dict[frozenset[Purpose], bytes] = {}
 
 
 def _totals_fields(totals: _Totals) -> dict[str, Any]:
@@ -357,21 +344,16 @@ def _argmax(counter: Mapping[str, int]) -> str | None:
     return ranked[0][0] if ranked else None
 
 
+@functools.lru_cache(maxsize=4096)  # currencies come from events: bounded
 def _minor_quantum(currency: str) -> Decimal:
-    """The currency's minor unit, remembered in :data:`_QUANTA` (read there first)."""
-    found = Decimal(1).scaleb(-CURRENCY_MINOR_UNITS.get(currency, 2))
-    if len(_QUANTA) < 4096:  # currencies come from events: bounded
-        _QUANTA[currency] = found
-    return found
-
-
-_QUANTA: dict[str, Decimal] = {}
+    """The currency's minor unit."""
+    return Decimal(1).scaleb(-CURRENCY_MINOR_UNITS.get(currency, 2))
 
 
 def _money(value: Decimal, currency: str, *, exact: bool = True) -> str:
     """Canonical text in the currency's minor unit; ``exact`` keeps more digits if the value
     has them (an average is rounded half-even instead)."""
-    quantized = value.quantize(_QUANTA.get(currency) or _minor_quantum(currency), context=_CTX)
+    quantized = value.quantize(_minor_quantum(currency), context=_CTX)
     if quantized == value or not exact:
         return format(quantized, "f")
     return format(value.normalize(_CTX), "f")
