@@ -22,7 +22,11 @@ pytestmark = pytest.mark.skipif(allocator._LIBC is None, reason="glibc's malloc 
 
 
 def child(code: str, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"  # glibc's defaults
+    }
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code), *args],
         cwd=ROOT,
@@ -72,6 +76,7 @@ def test_cap_arenas_keeps_six_threads_in_one_arena_besides_the_main_one() -> Non
 
 def test_an_operators_malloc_arena_max_wins() -> None:
     assert allocator.cap_arenas({"MALLOC_ARENA_MAX": "4"}) == 4
+    assert allocator.cap_arenas({"GLIBC_TUNABLES": "glibc.malloc.arena_max=3"}) == 3
     assert allocator.cap_arenas({"MALLOC_ARENA_MAX": ""}) == allocator.ARENA_MAX
 
 
