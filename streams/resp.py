@@ -31,7 +31,6 @@ class RespPacker:
         elif isinstance(name, bytes) and b" " in name:
             args = (*name.split(), *args[1:])
         parts = [b"*%d\r\n" % len(args)]
-        add = parts.append
         for arg in args:
             kind = type(arg)
             if kind is bytes:
@@ -43,7 +42,5 @@ class RespPacker:
             else:
                 packed: list[bytes] = self._fallback.pack(*args)
                 return packed
-            add(b"$%d\r\n" % len(value))
-            add(value)
-            add(b"\r\n")
+            parts += (b"$%d\r\n" % len(value), value, b"\r\n")  # no method call per piece
         return [b"".join(parts)]
