@@ -30,7 +30,6 @@ from dataclasses import replace
 from typing import Any
 
 import orjson
-import redis
 
 from bench.soak_bench import memory_map
 from bench.store_bench import make_context
@@ -39,9 +38,10 @@ from resolvers.pipeline import PROFILES, run_batch
 from resolvers.steps import RawRecord
 from schemas.normalize import DEFAULT
 from schemas.touchpoint import dump_touchpoint
+from streams import redis_clients
 from streams.lane_runner import tune_gc
 from streams.redis_store import RedisStore
-from streams.settings import DEV_SALT
+from streams.settings import DEV_SALT, LoomSettings
 from streams.simulate import Simulator
 
 MIB = 2**20
@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     libc = _libc()
     url = os.environ.get("LOOM_REDIS_URL", "redis://127.0.0.1:16379/0")
-    store = RedisStore(redis.Redis.from_url(url), prefix=f"probe{uuid.uuid4().hex[:6]}")
+    client = redis_clients.client(LoomSettings(redis_url=url))
+    store = RedisStore(client, prefix=f"probe{uuid.uuid4().hex[:6]}")
     stream = Simulator(seed=1, customers=5000, stores=10, skus=500).events()
     context = replace(make_context(DecodeCache()), salt=DEV_SALT.encode())
     cache = context.cache
