@@ -44,7 +44,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from hashlib import blake2b
 from types import MappingProxyType
-from typing import Final
+from typing import Final, NamedTuple
 
 import orjson
 
@@ -146,10 +146,16 @@ class OrderFacts:
             raise ValueError("currency must not be empty")
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """One touchpoint as the profile sees it (built by ``resolvers.lanes.profiles``)."""
+#: ``tuple.__new__``: a named tuple of its fields in order, in one C call.
+_NEW: Final = tuple.__new__
+_NO_CHANNELS: Final[frozenset[str]] = frozenset()
+#: Defaults of named tuples' mappings (read only, shared).
+_NO_STRINGS: Final[Mapping[str, str]] = MappingProxyType({})
+_NO_COUNTS: Final[Mapping[str, int]] = MappingProxyType({})
+_NO_STAMPS: Final[Mapping[str, Stamped]] = MappingProxyType({})
 
+
+class _ObservationFields(NamedTuple):
     event_id: str
     type: str
     channel: str
@@ -157,18 +163,65 @@ class Observation:
     consent: EventConsent
     explicit: bool = False  # an explicit consent moment (``consent.EXPLICIT_TYPES``)
     region: str | None = None
-    traits: Mapping[str, str] = field(default_factory=dict)
-    preferences: Mapping[str, str] = field(default_factory=dict)  # key -> canonical JSON
+    traits: Mapping[str, str] = _NO_STRINGS
+    preferences: Mapping[str, str] = _NO_STRINGS  # key -> canonical JSON
     sku: str | None = None
     category: str | None = None
     name: str | None = None  # the event's name, kept for ``custom`` events
     order: OrderFacts | None = None
 
-    def __post_init__(self) -> None:
-        if not self.event_id:
+
+class Observation(_ObservationFields):
+    """One touchpoint as the profile sees it (built by ``resolvers.stages.observe``).
+
+    A named tuple (immutable; one is built per event, and a frozen dataclass's ``__init__``
+    sets each of its 13 fields through ``object.__setattr__``: ~10 times the cost). Built by
+    its constructor, the event id is checked and the time put in UTC; the lane
+    (``resolvers.stages.observe``) builds it with ``tuple.__new__`` from values it has checked
+    already (a non-empty event id, a time in UTC): one C call.
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        event_id: str,
+        type: str,
+        channel: str,
+        at: datetime,
+        consent: EventConsent,
+        *,
+        explicit: bool = False,
+        region: str | None = None,
+        traits: Mapping[str, str] = _NO_STRINGS,
+        preferences: Mapping[str, str] = _NO_STRINGS,
+        sku: str | None = None,
+        category: str | None = None,
+        name: str | None = None,
+        order: OrderFacts | None = None,
+    ) -> Observation:
+        if not event_id:
             raise ValueError("event_id must not be empty")
-        if self.at.tzinfo is not UTC:  # the lane passes UTC times already
-            object.__setattr__(self, "at", utc(self.at))
+        if at.tzinfo is not UTC:  # the lane passes UTC times already
+            at = utc(at)
+        return tuple.__new__(
+            cls,
+            (
+                event_id,
+                type,
+                channel,
+                at,
+                consent,
+                explicit,
+                region,
+                traits,
+                preferences,
+                sku,
+                category,
+                name,
+                order,
+            ),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,9 +262,9 @@ class Transaction:
 DigestKey = tuple[int, str, str]
 
 
-@dataclass(frozen=True, slots=True)
-class Recent:
-    """One behavioural event kept as it was (a one-event digest with its key)."""
+class Recent(NamedTuple):
+    """One behavioural event kept as it was (a one-event digest with its key). A named tuple
+    (one per behavioural event: see :class:`Observation`)."""
 
     event_id: str
     code: str  # EventConsent.code of the event
@@ -226,12 +279,13 @@ class Recent:
         return (self.digest.first_at, self.event_id)
 
 
-@dataclass(frozen=True, slots=True)
-class Digest:
+class Digest(NamedTuple):
     """One day of behaviour with one consent statement in one region.
 
     ``seen`` (analytics: ``events``, ``channels``) and ``interest`` (personalization:
     ``categories``, ``activities``, ``preferences``) are kept while they may still serve.
+    A named tuple (one per behavioural event: see :class:`Observation`; immutable, equal
+    field by field), its mappings never changed once built.
     """
 
     first_at: datetime
@@ -240,9 +294,9 @@ class Digest:
     events: int = 0
     channels: frozenset[str] = frozenset()
     interest: bool = True
-    categories: Mapping[str, int] = field(default_factory=dict)
+    categories: Mapping[str, int] = _NO_COUNTS
     activities: tuple[Activity, ...] = ()
-    preferences: Mapping[str, Stamped] = field(default_factory=dict)
+    preferences: Mapping[str, Stamped] = _NO_STAMPS
     #: :func:`fingerprint` of every event in the digest (husks too): a redelivered event
     #: that has already rolled up is recognised, so it never counts twice.
     ids: frozenset[int] = frozenset()
@@ -379,7 +433,7 @@ def fold(facts: Facts, obs: Observation, policy: ConsentPolicy) -> Facts:
         rolled = facts.digests.get((obs.at.toordinal() - _EPOCH_ORDINAL, code, region_code))
         if rolled is not None and seen_by in rolled.ids:
             return facts  # a redelivery of an event already rolled into its day
-        item = Recent(obs.event_id, code, region_code, _digest(obs, policy, seen_by))
+        item = _NEW(Recent, (obs.event_id, code, region_code, _digest(obs, policy, seen_by)))
         recent = {**recent, obs.event_id: item}
     latest = obs.at if facts.latest is None else max(facts.latest, obs.at)
     return Facts(traits, region, consent, transactions, recent, facts.digests, latest)
@@ -419,7 +473,7 @@ def _digest(obs: Observation, policy: ConsentPolicy, seen_by: int) -> Digest:
     )
     ids = frozenset((seen_by,))
     if never_analytics and never_personalization:
-        return Digest(obs.at, obs.at, False, 0, frozenset(), False, {}, (), {}, ids)
+        return _NEW(Digest, (obs.at, obs.at, False, 0, _NO_CHANNELS, False, {}, (), {}, ids))
     activities: tuple[Activity, ...] = ()
     categories: dict[str, int] = {}
     preferences: dict[str, Stamped] = {}
@@ -433,17 +487,21 @@ def _digest(obs: Observation, policy: ConsentPolicy, seen_by: int) -> Digest:
         if obs.category:
             categories[obs.category] = AFFINITY_WEIGHTS.get(obs.type, DEFAULT_AFFINITY_WEIGHT)
         preferences = {k: Stamped(v, obs.at, obs.event_id) for k, v in obs.preferences.items()}
-    return Digest(
-        first_at=obs.at,
-        last_at=obs.at,
-        seen=not never_analytics,
-        events=0 if never_analytics else 1,
-        channels=frozenset() if never_analytics else frozenset({obs.channel}),
-        interest=not never_personalization,
-        categories=categories,
-        activities=activities,
-        preferences=preferences,
-        ids=ids,
+    # ``Digest(...)`` in one C call (its generated ``__new__`` is a Python function)
+    return _NEW(
+        Digest,
+        (
+            obs.at,
+            obs.at,
+            not never_analytics,
+            0 if never_analytics else 1,
+            _NO_CHANNELS if never_analytics else frozenset({obs.channel}),
+            not never_personalization,
+            categories,
+            activities,
+            preferences,
+            ids,
+        ),
     )
 
 
