@@ -151,8 +151,6 @@ _NEW: Final = tuple.__new__
 _NO_CHANNELS: Final[frozenset[str]] = frozenset()
 #: Defaults of named tuples' mappings (read only, shared).
 _NO_STRINGS: Final[Mapping[str, str]] = MappingProxyType({})
-_NO_COUNTS: Final[Mapping[str, int]] = MappingProxyType({})
-_NO_STAMPS: Final[Mapping[str, Stamped]] = MappingProxyType({})
 
 
 class _ObservationFields(NamedTuple):
@@ -262,9 +260,9 @@ class Transaction:
 DigestKey = tuple[int, str, str]
 
 
-class Recent(NamedTuple):
-    """One behavioural event kept as it was (a one-event digest with its key). A named tuple
-    (one per behavioural event: see :class:`Observation`)."""
+@dataclass(frozen=True, slots=True)
+class Recent:
+    """One behavioural event kept as it was (a one-event digest with its key)."""
 
     event_id: str
     code: str  # EventConsent.code of the event
@@ -279,13 +277,12 @@ class Recent(NamedTuple):
         return (self.digest.first_at, self.event_id)
 
 
-class Digest(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Digest:
     """One day of behaviour with one consent statement in one region.
 
     ``seen`` (analytics: ``events``, ``channels``) and ``interest`` (personalization:
     ``categories``, ``activities``, ``preferences``) are kept while they may still serve.
-    A named tuple (one per behavioural event: see :class:`Observation`; immutable, equal
-    field by field), its mappings never changed once built.
     """
 
     first_at: datetime
@@ -294,9 +291,9 @@ class Digest(NamedTuple):
     events: int = 0
     channels: frozenset[str] = frozenset()
     interest: bool = True
-    categories: Mapping[str, int] = _NO_COUNTS
+    categories: Mapping[str, int] = field(default_factory=dict)
     activities: tuple[Activity, ...] = ()
-    preferences: Mapping[str, Stamped] = _NO_STAMPS
+    preferences: Mapping[str, Stamped] = field(default_factory=dict)
     #: :func:`fingerprint` of every event in the digest (husks too): a redelivered event
     #: that has already rolled up is recognised, so it never counts twice.
     ids: frozenset[int] = frozenset()
@@ -410,7 +407,8 @@ def fold(facts: Facts, obs: Observation, policy: ConsentPolicy) -> Facts:
     bound = policy.max_explicit_grants
     traits = facts.traits
     if obs.traits:
-        traits = lww(traits, {k: Stamped(v, obs.at, obs.event_id) for k, v in obs.traits.items()})
+        at, event_id = obs.at, obs.event_id
+        traits = lww(traits, {k: Stamped(v, at, event_id) for k, v in obs.traits.items()})
     region = facts.region
     if obs.region and (  # ``later``, the new stamp built only when it wins
         region is None
@@ -433,7 +431,7 @@ def fold(facts: Facts, obs: Observation, policy: ConsentPolicy) -> Facts:
         rolled = facts.digests.get((obs.at.toordinal() - _EPOCH_ORDINAL, code, region_code))
         if rolled is not None and seen_by in rolled.ids:
             return facts  # a redelivery of an event already rolled into its day
-        item = _NEW(Recent, (obs.event_id, code, region_code, _digest(obs, policy, seen_by)))
+        item = Recent(obs.event_id, code, region_code, _digest(obs, policy, seen_by))
         recent = {**recent, obs.event_id: item}
     latest = obs.at if facts.latest is None else max(facts.latest, obs.at)
     return Facts(traits, region, consent, transactions, recent, facts.digests, latest)
@@ -473,7 +471,7 @@ def _digest(obs: Observation, policy: ConsentPolicy, seen_by: int) -> Digest:
     )
     ids = frozenset((seen_by,))
     if never_analytics and never_personalization:
-        return _NEW(Digest, (obs.at, obs.at, False, 0, _NO_CHANNELS, False, {}, (), {}, ids))
+        return Digest(obs.at, obs.at, False, 0, _NO_CHANNELS, False, {}, (), {}, ids)
     activities: tuple[Activity, ...] = ()
     categories: dict[str, int] = {}
     preferences: dict[str, Stamped] = {}
@@ -486,22 +484,19 @@ def _digest(obs: Observation, policy: ConsentPolicy, seen_by: int) -> Digest:
             )
         if obs.category:
             categories[obs.category] = AFFINITY_WEIGHTS.get(obs.type, DEFAULT_AFFINITY_WEIGHT)
-        preferences = {k: Stamped(v, obs.at, obs.event_id) for k, v in obs.preferences.items()}
-    # ``Digest(...)`` in one C call (its generated ``__new__`` is a Python function)
-    return _NEW(
-        Digest,
-        (
-            obs.at,
-            obs.at,
-            not never_analytics,
-            0 if never_analytics else 1,
-            _NO_CHANNELS if never_analytics else frozenset({obs.channel}),
-            not never_personalization,
-            categories,
-            activities,
-            preferences,
-            ids,
-        ),
+        at, event_id = obs.at, obs.event_id
+        preferences = {k: Stamped(v, at, event_id) for k, v in obs.preferences.items()}
+    return Digest(
+        obs.at,
+        obs.at,
+        not never_analytics,
+        0 if never_analytics else 1,
+        _NO_CHANNELS if never_analytics else frozenset({obs.channel}),
+        not never_personalization,
+        categories,
+        activities,
+        preferences,
+        ids,
     )
 
 
