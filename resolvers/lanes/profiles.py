@@ -36,7 +36,7 @@ from resolvers.effects import (
     ProfileWritten,
 )
 from resolvers.identity.erasure import Tombstone
-from resolvers.identity.evidence import IdentifierRecord, Stamp, parse_key, ranked
+from resolvers.identity.evidence import EMPTY_RECORD, IdentifierRecord, Stamp, parse_key, ranked
 from resolvers.identity.rules import IdentityRules
 from resolvers.lanes.inventory import LaneOutcome
 from resolvers.lanes.stored_profile import Group, StoredProfile, decode
@@ -289,7 +289,7 @@ class ProfilesBatch:
         written = res.records.get(ident)
         if written is not None:
             return written
-        return self.records.get(ident, IdentifierRecord())
+        return self.records.get(ident, EMPTY_RECORD)
 
     def _gate(self, groups: Sequence[Facts]) -> Gate:
         if len(groups) == 1:  # most people: their one group's history and region
