@@ -45,8 +45,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     ValidationError,
-    ValidatorFunctionWrapHandler,
-    WrapValidator,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -212,21 +211,15 @@ Region = Annotated[
 ]
 
 
-def _rfc3339(value: object, parse: ValidatorFunctionWrapHandler) -> datetime:
-    """A string (an RFC 3339 time with an offset, pydantic's ``AwareDatetime`` parses it) of
-    a sane year: one Python call around pydantic-core's parse, not one before and one after
-    (the parse's own errors pass through unchanged)."""
+def _rfc3339(value: object) -> object:
     if not isinstance(value, str):
         raise PydanticCustomError("rfc3339", "must be an RFC 3339 timestamp string with offset")
     if len(value) > 40:
         raise PydanticCustomError("rfc3339", "timestamp too long")
-    parsed: datetime = parse(value)
-    if not 2000 <= parsed.year <= 2100:
-        raise PydanticCustomError("rfc3339", "year must be between 2000 and 2100")
-    return parsed
+    return value
 
 
-Timestamp = Annotated[AwareDatetime, WrapValidator(_rfc3339)]
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 
 
 def _check_freeform(value: object, depth: int) -> None:
@@ -505,6 +498,13 @@ class Touchpoint(BaseModel):
     properties: FreeForm = Field(default_factory=dict)
     order: Order | None = None
     inventory: InventoryChange | None = None
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _sane_year(cls, value: datetime) -> datetime:
+        if not 2000 <= value.year <= 2100:
+            raise PydanticCustomError("rfc3339", "year must be between 2000 and 2100")
+        return value
 
     @model_validator(mode="after")
     def _type_requirements(self) -> Self:
