@@ -18,10 +18,11 @@
 --     w  = {key, version, absent, n, field, argi, ... (n pairs), key, ...}  replace the hash
 --                                    whole (n = 0: DEL); absent = 1: its expected version is
 --                                    '0' (nothing to delete first)
---     ix = {set_key, add(1)|rem(0), member_argi, ...}  (applied in order)
+--     ix = {set_key, add(1)|rem(0), member, ...}  (applied in order)
 --     sa = {hash_key, {argi, argi, ...}}  HSET hash -> tombstone pairs (suppression)
---     x  = {stream, maxlen, n, field, argi, ... (n pairs), stream, ...}  XADD MAXLEN ~
---                                    (maxlen '0': never trimmed)
+--     x  = {stream, maxlen, n, field, value, ... (n pairs), stream, ...}  XADD MAXLEN ~
+--                                    (maxlen '0': never trimmed); value: the text, or a
+--                                    number: its argi (text that is not UTF-8)
 --     c  = {hash, field, n, ...}     HINCRBY
 --     o  = argi of its packed outbox records, or 0
 -- Each part whose checks pass is written; a part that fails writes nothing, the others are
@@ -43,6 +44,11 @@ end
 
 if #plan.g == 2 and redis.call('GET', plan.g[1]) ~= plan.g[2] then
   return {0, 'generation', plan.g[1]}
+end
+
+local function inline(v)  -- a value in the plan itself, or (a number) its argi
+  if type(v) == 'number' then return ARGV[v] end
+  return v
 end
 
 local function check(part)
@@ -97,7 +103,7 @@ local function apply(part)
   for k = 1, #ix, 3 do
     if #run > 0 and (ix[k] ~= run[1] or ix[k + 1] ~= add or #run > 500) then flush() end
     if #run == 0 then run[1], add = ix[k], ix[k + 1] end
-    run[#run + 1] = ARGV[ix[k + 2]]
+    run[#run + 1] = ix[k + 2]
   end
   if #run > 0 then flush() end
   markers(part).mark(part.s, plan.b)
@@ -111,8 +117,8 @@ local function apply(part)
   while j <= #x do
     local n = x[j + 2]
     if n == 3 and x[j + 1] ~= '0' then  -- a change stream's entry (id, op, version|into)
-      redis.call('XADD', x[j], 'MAXLEN', '~', x[j + 1], '*', x[j + 3], ARGV[x[j + 4]],
-        x[j + 5], ARGV[x[j + 6]], x[j + 7], ARGV[x[j + 8]])
+      redis.call('XADD', x[j], 'MAXLEN', '~', x[j + 1], '*', x[j + 3], inline(x[j + 4]),
+        x[j + 5], inline(x[j + 6]), x[j + 7], inline(x[j + 8]))
     else
       local args = {x[j]}
       if x[j + 1] ~= '0' then
@@ -121,7 +127,7 @@ local function apply(part)
       args[#args + 1] = '*'
       for k = j + 3, j + 2 + 2 * n, 2 do
         args[#args + 1] = x[k]
-        args[#args + 1] = ARGV[x[k + 1]]
+        args[#args + 1] = inline(x[k + 1])
       end
       redis.call('XADD', unpack(args))
     end

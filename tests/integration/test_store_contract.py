@@ -457,6 +457,52 @@ def test_suppression_tombstones(store: Harness) -> None:
     assert late.status is CommitStatus.CONFLICT
 
 
+def test_load_finds_tombstones_among_more_than_500_hashes(store: Harness) -> None:
+    """The load asks for suppression hashes 500 at a time (one ``HMGET`` each in Redis): a
+    tombstone in any chunk, at either edge of one, is found, and its holders join the walk."""
+    positions = (0, 499, 500, 1001, 1202)
+    tombs = {f"h{n}": b'{"n":%d}' % n for n in positions}
+    tombs["h1001"] = orjson.dumps({"h": ["P-late"]})  # a holder to walk to, in the third chunk
+    writes = (w(profile_ref("P-late"), 1, s="{}", i=b"[]"),)
+    assert store.store.commit(Commit({}, ("e1",), writes=writes, suppress=tombs)).ok
+    hashes = tuple(f"h{n}" for n in range(1203))
+    loaded = store.store.load(LoadRequest(suppression_hashes=hashes))
+    assert loaded.suppressed == tombs
+    assert loaded.get(profile_ref("P-late")).version == 1
+
+
+def test_values_and_members_are_stored_byte_exact(store: Harness) -> None:
+    """Change-stream values and set members travel inside the commit's plan (Redis) unless
+    they are not UTF-8, field values as arguments; all are stored as given, byte for byte
+    (JSON escapes, NUL, non-ASCII and invalid UTF-8 alike)."""
+    ref = profile_ref('p-é\\"x')  # non-ASCII, a backslash and a quote: JSON escapes them
+    fields = {
+        "id": 'p-é\\"x'.encode(),
+        "op": b"upsert",
+        "raw": b"\xff\xfe\x00not utf-8",
+        "empty": b"",
+        "nul": b"a\x00b",
+    }
+    written = {
+        "d": b'{"q":"\\"\\\\","e":"\xc3\xa9"}',
+        "s": b"\xff" * 65,
+        "i": b"\xff",
+        "x": b"nul\x00" + b"\xc3\xa9" * 40,
+    }
+    commit = Commit(
+        {ref: 0},
+        ("e1",),
+        writes=(Write(ref, 1, written),),
+        streams=(StreamEntry("profiles", fields), StreamEntry("other", {"v": b"\x80"})),
+        memberships=(MembershipChange("vip", 'p-é\\"x', True),),
+    )
+    assert store.store.commit(commit).ok
+    observed = store.observe()
+    assert observed.streams == {"profiles": [fields], "other": [{"v": b"\x80"}]}
+    assert observed.entities[ref] == (1, written)
+    assert store.members("vip") == {'p-é\\"x'}
+
+
 def test_memberships_move_with_the_commit_and_never_without_it(store: Harness) -> None:
     joins = (MembershipChange("vip", "p_1", True), MembershipChange("vip", "p_2", True))
     first = Commit({P1: 0}, ("e1",), writes=(w(P1, 1, d="{}", s="{}"),), memberships=joins)
