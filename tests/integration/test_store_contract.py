@@ -283,6 +283,23 @@ def test_stale_version_conflicts_and_writes_nothing(
     assert "e9" not in store.store.load(LoadRequest(event_ids=("e9",))).seen
 
 
+@pytest.mark.parametrize("existing_first", [True, False])
+def test_a_conflict_names_the_first_stale_entity_in_order(
+    store: Harness, existing_first: bool
+) -> None:
+    """Redis checks the entities expected absent together (one EXISTS per 500) and the others
+    one by one; whichever finds a stale one, the reply names the first in the commit's order,
+    as the in-memory store does, also among more than 500 expected absent."""
+    assert store.store.commit(everything()).ok  # EMAIL and P1 at version 1
+    absent = {identifier_ref(f"email:none{n}@x"): 0 for n in range(700)}
+    stale: dict[Ref, int] = {EMAIL: 0, P1: 5} if existing_first else {P1: 5, EMAIL: 0}
+    result = store.store.commit(Commit({**absent, **stale}, ("e9",)))
+    assert result.status is CommitStatus.CONFLICT
+    assert result.detail == str(next(iter(stale)))
+    late = {**dict(itertools.islice(absent.items(), 600)), EMAIL: 0, **absent}
+    assert store.store.commit(Commit(late, ("e9",))).detail == str(EMAIL)
+
+
 def test_already_seen_event_is_duplicate_and_writes_nothing(store: Harness) -> None:
     assert store.store.commit(everything("e1")).ok
     before = store.observe()
