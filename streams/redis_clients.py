@@ -20,6 +20,7 @@ import redis
 from redis.connection import parse_url
 from redis.sentinel import Sentinel
 
+from streams.resp import RespPacker
 from streams.settings import LoomSettings
 
 #: Commands Loom runs (directly, in its Lua scripts, and when connecting), for the ACL user.
@@ -60,6 +61,7 @@ def client(
         "decode_responses": decode_responses,
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": 10.0,
+        "command_packer": RespPacker(),  # large commands packed in one join (streams.resp)
         **_auth(s),
         **_tls(s),
     }
