@@ -37,9 +37,9 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -62,23 +62,61 @@ log = logging.getLogger(__name__)
 
 
 def raw_record(msg: Message) -> RawRecord:
-    """Once per consumed record: the headers' comprehension only when there are headers, the
-    fields positional (value, key, topic, partition, offset, timestamp_ms, headers)."""
-    _kind, ts = msg.timestamp()
-    raw_headers = msg.headers()  # consumed records carry a list of (name, bytes), or None
-    headers: dict[str, bytes] = {}
-    if raw_headers:
-        pairs = raw_headers.items() if isinstance(raw_headers, dict) else raw_headers
-        headers = {k: v.encode() if isinstance(v, str) else (v or b"") for k, v in pairs}
-    return RawRecord(
-        msg.value(),
-        msg.key(),
-        msg.topic() or "",
-        msg.partition() or 0,
-        msg.offset() or 0,
-        ts if ts > 0 else None,
-        headers,
-    )
+    """Once per consumed record (:func:`raw_records` of one)."""
+    return raw_records((msg,))[0]
+
+
+def raw_records(messages: Iterable[Message]) -> list[RawRecord]:
+    """Once per batch: each consumed record (not an error event) as a :class:`RawRecord`,
+    its fields positional (value, key, topic, partition, offset, timestamp_ms, headers), its
+    headers a dict of bytes (issue 17: a loop without a call per record, and the headers'
+    conversion remembered per distinct list: every touchpoint carries the same schema header)."""
+    out: list[RawRecord] = []
+    add = out.append
+    memo = _HEADERS
+    for msg in messages:
+        _kind, ts = msg.timestamp()
+        raw_headers = msg.headers()  # consumed records carry a list of (name, bytes), or None
+        headers: dict[str, bytes] = {}
+        if raw_headers:
+            if type(raw_headers) is list:
+                seen = tuple(raw_headers)
+                known = memo.get(seen)
+                if known is None:
+                    known = _remember_headers(seen)
+                headers = known.copy()  # a dict of its own per record, as before
+            else:
+                headers = _header_bytes(raw_headers)
+        add(
+            RawRecord(
+                msg.value(),
+                msg.key(),
+                msg.topic() or "",
+                msg.partition() or 0,
+                msg.offset() or 0,
+                ts if ts > 0 else None,
+                headers,
+            )
+        )
+    return out
+
+
+#: Headers as consumed (a tuple of the list's pairs) -> as a RawRecord holds them; bounded.
+_HEADERS: dict[tuple[tuple[str, Any], ...], dict[str, bytes]] = {}
+_HEADERS_MAX: Final = 256
+
+
+def _remember_headers(pairs: tuple[tuple[str, Any], ...]) -> dict[str, bytes]:
+    if len(_HEADERS) >= _HEADERS_MAX:
+        _HEADERS.clear()
+    headers = _HEADERS[pairs] = _header_bytes(pairs)
+    return headers
+
+
+def _header_bytes(raw: Iterable[tuple[str, Any]] | dict[str, Any]) -> dict[str, bytes]:
+    """Header values as bytes (a ``str`` encoded, ``None`` empty)."""
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return {k: v.encode() if isinstance(v, str) else (v or b"") for k, v in pairs}
 
 
 #: How a lane (and the stock router, ADR 0014) consumes: commits by itself, from the earliest.
@@ -305,7 +343,7 @@ class LaneRunner:
             )
             self.status.turned()
             # error events are rare: msg.error() first, the check's calls only for them
-            records = [raw_record(m) for m in messages if m.error() is None or not self._failed(m)]
+            records = raw_records([m for m in messages if m.error() is None or not self._failed(m)])
             if not records:
                 self._commit_due()
                 continue

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import time
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from threading import Lock
@@ -47,6 +48,7 @@ __all__ = [
     "LagCollector",
     "WorkerMetrics",
     "checked",
+    "observe_each",
 ]
 
 #: Outcomes of one event through the pipeline (``resolvers.pipeline``): ``ok`` (through every
@@ -109,6 +111,26 @@ def checked(value: str) -> str:
     if not _ENUM_VALUE.match(value):
         raise ValueError("metric label values must be enum-like names, not free text")
     return value
+
+
+def observe_each(histogram: Histogram, amounts: Iterable[float]) -> None:
+    """``histogram.observe(a)`` for each of ``amounts`` in order, in one pass: the same bucket
+    counts and the same sum (added one amount at a time, in order, so the float is the same),
+    without ``observe``'s Python calls and lock per amount (issue 17: ~0.9 µs per record for
+    the event-to-snapshot latency). Only for a histogram (or labelled child) that one thread
+    observes; reads prometheus_client's fields, pinned by tests/unit/test_metrics.py against
+    ``observe``."""
+    bounds: list[float] = histogram._upper_bounds
+    counts = [0] * len(bounds)
+    total: float = histogram._sum.get()
+    for amount in amounts:
+        total += amount
+        counts[bisect_left(bounds, amount)] += 1  # the first bound >= amount, as observe's
+    histogram._sum.set(total)
+    buckets = histogram._buckets
+    for i, n in enumerate(counts):
+        if n:
+            buckets[i].inc(n)
 
 
 @dataclass(frozen=True, slots=True)

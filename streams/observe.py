@@ -15,7 +15,7 @@ from typing import Any
 from resolvers.effects import Measure
 from resolvers.pipeline import BatchResult
 from resolvers.steps import RawRecord
-from streams.metrics import WorkerMetrics
+from streams.metrics import WorkerMetrics, observe_each
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,14 @@ def observe_batch(m: WorkerMetrics, records: Sequence[RawRecord], result: BatchR
         elif count.measure is Measure.CONSENT_DENIED:
             _count(m.count_consent, count.purpose, "denied", count.reason, n)
     now_ms = time.time() * 1000
-    latency = m.event_to_snapshot.labels(lane=m.lane)
-    for r in records:
-        if r.timestamp_ms:
-            latency.observe(max(0.0, (now_ms - r.timestamp_ms) / 1000))
+    observe_each(
+        m.event_to_snapshot.labels(lane=m.lane),
+        [
+            seconds if (seconds := (now_ms - ts) / 1000) > 0.0 else 0.0  # max(0.0, ...)
+            for r in records
+            if (ts := r.timestamp_ms)
+        ],
+    )
 
 
 def _count(count: Callable[..., None], *labels: Any) -> None:

@@ -21,6 +21,7 @@ from resolvers.store import OutboxRecord
 
 #: The field of a packed entry.
 FIELD: Final = "records"
+_FIELD: Final = FIELD.encode()
 _HEADER: Final = struct.Struct(">HII")
 #: Length that marks an absent key or value.
 NONE: Final = 0xFFFFFFFF
@@ -50,34 +51,56 @@ def pack(items: Iterable[OutboxRecord]) -> bytes:
 
 def unpack(data: bytes) -> list[OutboxRecord]:
     """Inverse of :func:`pack`; raises ValueError on a truncated field."""
-    out: list[OutboxRecord] = []
-    view, pos, end = memoryview(data), 0, len(data)
-    size = _HEADER.size
+    return [OutboxRecord(topic, key, value) for topic, key, value in triples(data)]
+
+
+#: A record as the relay produces it: (topic, key, value).
+Triple = tuple[str, bytes | None, bytes | None]
+
+
+def triples(data: bytes) -> list[Triple]:
+    """:func:`unpack` as plain tuples, for the relay (issue 17: a frozen dataclass per record
+    and a copy through a memoryview cost ~2 µs per record; bytes are sliced directly and each
+    distinct topic decoded once)."""
+    out: list[Triple] = []
+    add = out.append
+    header = _HEADER.unpack_from
+    size, end, pos = _HEADER.size, len(data), 0
+    topics: dict[bytes, str] = {}
     while pos < end:
         if pos + size > end:
             raise ValueError("truncated outbox entry")
-        t_len, k_len, v_len = _HEADER.unpack_from(view, pos)
+        t_len, k_len, v_len = header(data, pos)
         pos += size
-        topic = bytes(view[pos : pos + t_len]).decode()
+        raw = data[pos : pos + t_len]
+        topic = topics.get(raw)
+        if topic is None:
+            topic = topics[raw] = raw.decode()
         pos += t_len
         key = value = None
         if k_len != NONE:
-            key, pos = bytes(view[pos : pos + k_len]), pos + k_len
+            key, pos = data[pos : pos + k_len], pos + k_len
         if v_len != NONE:
-            value, pos = bytes(view[pos : pos + v_len]), pos + v_len
+            value, pos = data[pos : pos + v_len], pos + v_len
         if pos > end:
             raise ValueError("truncated outbox entry")
-        out.append(OutboxRecord(topic, key, value))
+        add((topic, key, value))
     return out
+
+
+def entry_triples(fields: Mapping[bytes, bytes]) -> list[Triple]:
+    """The Kafka records of one outbox entry (packed, or one record in the older format) as
+    :data:`Triple`; none for an entry deleted while pending (no fields)."""
+    packed = fields.get(_FIELD)
+    if packed is not None:
+        return triples(packed)
+    topic = fields.get(b"topic")
+    if topic is None:
+        return []
+    return [(topic.decode(), fields.get(b"key"), fields.get(b"value"))]
 
 
 def records(fields: Mapping[bytes, bytes]) -> list[OutboxRecord]:
     """The Kafka records of one outbox entry (packed, or one record in the older format);
     none for an entry deleted while pending (no fields)."""
-    packed = fields.get(FIELD.encode())
-    if packed is not None:
-        return unpack(packed)
-    topic = fields.get(b"topic")
-    if topic is None:
-        return []
-    return [OutboxRecord(topic.decode(), fields.get(b"key"), fields.get(b"value"))]
+    return [OutboxRecord(topic, key, value) for topic, key, value in entry_triples(fields)]

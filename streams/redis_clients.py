@@ -20,6 +20,7 @@ import redis
 from redis.connection import parse_url
 from redis.sentinel import Sentinel
 
+from streams.resp import RespPacker
 from streams.settings import LoomSettings
 
 #: Commands Loom runs (directly, in its Lua scripts, and when connecting), for the ACL user.
@@ -29,8 +30,8 @@ COMMANDS: Final = (
     # Lua: the batch load/commit and the reader's lookup (loaded on first use)
     "evalsha", "eval", "script|load", "script|exists",
     # inside the scripts and in the readers
-    "hget", "hmget", "hgetall", "hset", "hsetnx", "hexists", "hincrby", "exists", "get", "set",
-    "del", "expireat",
+    "hget", "hmget", "hgetall", "hset", "hsetnx", "hexists", "hincrby", "hdel", "exists", "get",
+    "set", "del", "expireat",
     "sadd", "srem", "sismember", "scard", "sscan", "xadd", "xlen",
     # the outbox relay (its Redis consumer group), transactions, replication acknowledgement
     "xgroup|create", "xreadgroup", "xautoclaim", "xack", "xdel", "multi", "exec", "discard",
@@ -60,6 +61,7 @@ def client(
         "decode_responses": decode_responses,
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": 10.0,
+        "command_packer": RespPacker(),  # large commands packed in one join (streams.resp)
         **_auth(s),
         **_tls(s),
     }

@@ -63,7 +63,7 @@ class _Flight:
     """An outbox entry produced and not yet settled: its records, how many of them librdkafka
     has not reported yet, and the first failure it reported."""
 
-    records: list[OutboxRecord]
+    records: list[outbox.Triple]
     left: int
     error: KafkaError | None = None
 
@@ -110,7 +110,7 @@ class OutboxRelay:
         self._group_ready = False
         self._inflight: dict[bytes, _Flight] = {}
         self._delivered: dict[bytes, int] = {}  # entry -> its records, to acknowledge
-        self._failed: list[tuple[bytes, list[OutboxRecord], KafkaError]] = []
+        self._failed: list[tuple[bytes, list[outbox.Triple], KafkaError]] = []
         self._refused: set[bytes] = set()
         self._refused_error: RecordRefusedError | None = None
 
@@ -179,28 +179,35 @@ class OutboxRelay:
 
     def _produce(self, entries: Sequence[Entry]) -> int:
         for entry_id, fields in entries:
-            records = outbox.records(fields)
+            records = outbox.entry_triples(fields)
             if not records:  # deleted while pending: nothing to send, only to acknowledge
                 self._delivered[entry_id] = 0
                 continue
             self._inflight[entry_id] = _Flight(records, len(records))
             report = self._reporter(entry_id)
-            for r in records:
-                self._produce_one(r, report)
+            produce = self.producer.produce
+            for topic, key, value in records:
+                try:
+                    produce(topic, key=key, value=value, on_delivery=report)
+                except BufferError:
+                    self._produce_full(topic, key, value, report)
         return self._settle()
 
-    def _produce_one(
-        self, record: OutboxRecord, report: Callable[[KafkaError | None, Any], None]
+    def _produce_full(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        report: Callable[[KafkaError | None, Any], None],
     ) -> None:
-        """Produce, serving delivery reports while librdkafka's queue is full."""
+        """Produce while librdkafka's queue is full: serve delivery reports until it takes it."""
         while True:
+            self.producer.poll(0.05)
             try:
-                self.producer.produce(
-                    record.topic, key=record.key, value=record.value, on_delivery=report
-                )
+                self.producer.produce(topic, key=key, value=value, on_delivery=report)
                 return
             except BufferError:
-                self.producer.poll(0.05)
+                continue
 
     def _reporter(self, entry_id: bytes) -> Callable[[KafkaError | None, Any], None]:
         """An entry is delivered when all its records are; failed if one of them failed."""
@@ -252,13 +259,13 @@ class OutboxRelay:
             )
         return done
 
-    def _split(self, entry_id: bytes, records: Sequence[OutboxRecord]) -> None:
+    def _split(self, entry_id: bytes, records: Sequence[outbox.Triple]) -> None:
         """Replace a packed entry holding a record Kafka refused by one entry per record, in
         one transaction (nothing lost); the next passes send them one at a time around the
         refused one. Its records that were delivered are sent again (at least once)."""
         pipe = self.client.pipeline(transaction=True)
-        for r in records:
-            pipe.xadd(self.key, {outbox.FIELD: outbox.pack([r])})
+        for topic, key, value in records:
+            pipe.xadd(self.key, {outbox.FIELD: outbox.pack([OutboxRecord(topic, key, value)])})
         pipe.xack(self.key, self.GROUP, entry_id)
         pipe.xdel(self.key, entry_id)
         pipe.execute()

@@ -22,6 +22,7 @@ from streams.exporter import ExporterConfig, LagExporter
 from streams.lag import CommitLogTail, LagReader
 from streams.lane_runner import LaneRunner
 from streams.producer import TouchpointProducer
+from streams.resp import RespPacker
 from streams.runtime import build_runtime
 from streams.settings import LoomSettings
 from streams.startup import InfraError, check_kafka
@@ -153,6 +154,7 @@ def test_the_worker_runtime_and_its_lane(
     assert_secured(built, settings)
     redis_options = runtime.redis.connection_pool.connection_kwargs
     assert (redis_options["username"], redis_options["password"]) == ("loom", "redis-secret")
+    assert isinstance(redis_options["command_packer"], RespPacker)
     assert redis_options["ssl_ca_certs"] == str(settings.redis_ssl_ca_file)
 
 
@@ -267,6 +269,7 @@ def test_redis_client_through_sentinel_carries_tls_and_credentials(tmp_path: Pat
     kwargs = pool.connection_kwargs
     assert (kwargs["username"], kwargs["password"], kwargs["db"]) == ("loom", "rp", 2)
     assert kwargs["ssl_ca_certs"] == str(tmp_path / "ca.pem")
+    assert isinstance(kwargs["command_packer"], RespPacker)
     assert "SSL" in pool.connection_class.__name__
     sentinels = pool.sentinel_manager.sentinels  # type: ignore[attr-defined]
     assert [s.connection_pool.connection_kwargs["port"] for s in sentinels] == [26379, 26380]

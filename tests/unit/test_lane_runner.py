@@ -55,6 +55,29 @@ def test_a_consumed_record_becomes_a_raw_record_with_its_headers_as_bytes(
     assert isinstance(got.headers, dict)
 
 
+def test_a_batch_of_records_with_the_same_headers_each_get_a_dict_of_their_own() -> None:
+    """``raw_records`` remembers a header list's conversion (bounded): each record still gets
+    its own dict, equal to what ``raw_record`` gives, past the memo's bound too."""
+    schema = ("loom-schema", b"touchpoint-v1")
+    messages = [
+        Message(
+            topic="raw",
+            partition=i % 3,
+            offset=i,
+            value=b"{}",
+            timestamp=(1, 1_700_000_000_000 + i),
+            headers=[schema] if i % 2 else [schema, ("n", str(i))],
+        )
+        for i in range(2 * lane_runner._HEADERS_MAX + 10)
+    ]
+    records = lane_runner.raw_records(messages)
+    assert records == [lane_runner.raw_record(m) for m in messages]
+    assert records[1].headers == {"loom-schema": b"touchpoint-v1"}
+    assert records[4].headers == {"loom-schema": b"touchpoint-v1", "n": b"4"}
+    assert len({id(r.headers) for r in records}) == len(records)
+    assert len(lane_runner._HEADERS) <= lane_runner._HEADERS_MAX
+
+
 def test_a_record_without_a_timestamp_has_none() -> None:
     msg = Message(topic="raw", partition=0, offset=0, value=b"{}", timestamp=(0, -1))
     assert lane_runner.raw_record(msg).timestamp_ms is None

@@ -9,7 +9,9 @@ from collections import Counter
 import orjson
 import pytest
 from builders import make_context
-from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from resolvers import pipeline
@@ -27,6 +29,7 @@ from streams.metrics import (
     WorkerMetrics,
     checked,
     label_sets,
+    observe_each,
 )
 from streams.observe import observe_batch
 
@@ -84,6 +87,43 @@ def test_latency_buckets_cover_1ms_to_10s() -> None:
     assert LATENCY_BUCKETS[0] == 0.001
     assert LATENCY_BUCKETS[-1] == 10.0
     assert list(LATENCY_BUCKETS) == sorted(LATENCY_BUCKETS)
+
+
+#: latencies as observe_batch makes them: >= 0, some exactly on a bucket's bound, some past 10 s
+_LATENCIES = st.lists(
+    st.one_of(
+        st.floats(min_value=0.0, max_value=50.0, allow_nan=False),
+        st.sampled_from(LATENCY_BUCKETS),
+    ),
+    max_size=60,
+)
+
+
+@given(batches=st.lists(_LATENCIES, max_size=4))
+def test_observing_a_batch_at_once_exports_what_observing_each_does(
+    batches: list[list[float]],
+) -> None:
+    """``observe_each`` (one pass per batch) against ``observe`` per amount: the same text
+    exported, bucket counts, count and the sum's float exactly (a prometheus_client whose
+    fields changed fails here)."""
+
+    def exported(observe: object) -> str:
+        registry = CollectorRegistry()
+        h = Histogram("h_seconds", "h", ["lane"], buckets=LATENCY_BUCKETS, registry=registry)
+        child = h.labels(lane="profiles")
+        for amounts in batches:
+            if observe is observe_each:
+                observe_each(child, amounts)
+            else:
+                for a in amounts:
+                    child.observe(a)
+        return "\n".join(
+            line
+            for line in generate_latest(registry).decode().splitlines()
+            if "_created" not in line
+        )
+
+    assert exported(observe_each) == exported(Histogram.observe)
 
 
 def test_registries_are_isolated_and_nothing_is_global() -> None:
