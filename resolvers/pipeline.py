@@ -146,6 +146,10 @@ def _add(result: BatchResult, outcome: LaneOutcome, processed: int) -> None:
     result.processed += processed
 
 
+#: ``tuple.__new__``: a named tuple of all its fields in order, without its Python ``__new__``.
+_NEW: Final = tuple.__new__
+
+
 def prepare(
     records: Sequence[RawRecord],
     *,
@@ -187,7 +191,7 @@ def prepare(
                 ids, hashes = normalize.identifiers(
                     tp, config=config, salt=salt, default_region=default_region
                 )
-                event = Event(record, tp, ids, hashes)
+                event = _NEW(Event, (record, tp, ids, hashes, None, None))  # in one C call
             else:
                 event = Event(record, tp)
         if takes is not None:
@@ -204,12 +208,13 @@ def load_request(
     identifiers: dict[str, None] = {}
     hashes: dict[str, None] = {}
     candidates: dict[str, None] = dict.fromkeys(profiles)
-    if lane.identity:  # in first-seen order over the events
-        identifiers = dict.fromkeys(i.key for e in events for i in e.identifiers)
-        hashes = dict.fromkeys(h for e in events for h in e.suppression_hashes)
+    if lane.identity:  # in first-seen order over the events (lists: no generator resumed per item)
+        # each ``Identifier.key``, inline (an identifier unpacks as its type and value)
+        identifiers = dict.fromkeys([f"{t}:{v}" for e in events for t, v in e.identifiers])
+        hashes = dict.fromkeys([h for e in events for h in e.suppression_hashes])
         # the ids a new person of this batch would get: load their versions
         candidates.update(
-            dict.fromkeys(profile_id_for(e.tp.event_id) for e in events if e.identifiers)
+            dict.fromkeys([profile_id_for(e.tp.event_id) for e in events if e.identifiers])
         )
     skus: set[str] = set()
     if lane.stock:
@@ -222,7 +227,7 @@ def load_request(
         event_ids=tuple(
             dict.fromkeys(m for e in events for m in inventory.markers(e))
             if lane.stock
-            else dict.fromkeys(e.tp.event_id for e in events)
+            else dict.fromkeys([e.tp.event_id for e in events])
         ),
         suppression_hashes=tuple(hashes),
         scope=lane.name,

@@ -30,8 +30,8 @@ COMMANDS: Final = (
     # Lua: the batch load/commit and the reader's lookup (loaded on first use)
     "evalsha", "eval", "script|load", "script|exists",
     # inside the scripts and in the readers
-    "hget", "hmget", "hgetall", "hset", "hsetnx", "hexists", "hincrby", "exists", "get", "set",
-    "del", "expireat",
+    "hget", "hmget", "hgetall", "hset", "hsetnx", "hexists", "hincrby", "hdel", "exists", "get",
+    "set", "del", "expireat",
     "sadd", "srem", "sismember", "scard", "sscan", "xadd", "xlen",
     # the outbox relay (its Redis consumer group), transactions, replication acknowledgement
     "xgroup|create", "xreadgroup", "xautoclaim", "xack", "xdel", "multi", "exec", "discard",

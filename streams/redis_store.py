@@ -409,12 +409,11 @@ class RedisStore:
                 add(value)
                 writes += [name, len(values) + 1]
             set_key = index.get(ref.kind)
-            if set_key is not None:
-                add(ref.name)
-                index_ops += [set_key, 1 if "d" in fields else 0, len(values) + 1]
+            if set_key is not None:  # members go in the plan: short, and one argument less each
+                index_ops += [set_key, 1 if "d" in fields else 0, ref.name]
         for change in commit.memberships:
-            add(change.profile_id)
-            index_ops += [self.keys.audience(change.audience), int(change.member), len(values) + 1]
+            audience = self.keys.audience(change.audience)
+            index_ops += [audience, int(change.member), change.profile_id]
         expect: list[str] = []
         for ref, v in expected.items():
             expect += [kinds[ref.kind] + ref.name, str(v)]
@@ -422,8 +421,14 @@ class RedisStore:
         for e in commit.streams:
             streams += [self.keys.stream(e.stream), str(STREAM_MAXLEN), len(e.fields)]
             for name, value in e.fields.items():
-                add(value)
-                streams += [name, len(values) + 1]
+                # short values (id, op, version): their text in the plan, unless not UTF-8;
+                # an argument costs Redis more (parsed, made an object, then a Lua string:
+                # ~0.3 µs each, issue 17.2)
+                try:
+                    streams += [name, value.decode()]
+                except UnicodeDecodeError:
+                    add(value)
+                    streams += [name, len(values) + 1]
         counters: list[str] = []
         for name, n in commit.counters.items():
             counters += [self.keys.stats, name, str(n)]

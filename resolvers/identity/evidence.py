@@ -64,6 +64,11 @@ def ranked(identifiers: Iterable[Identifier], rules: IdentityRules) -> tuple[Ide
     return tuple([keyed[k] for k in sorted(keyed)])
 
 
+#: ``tuple.__new__``: a named tuple of all its fields in order, in one C call (its generated
+#: ``__new__`` is a Python function).
+_NEW: Final = tuple.__new__
+
+
 class Atom(NamedTuple):
     """A distinct identifier set and the earliest event that carried it. ``ghosts``: salted
     hashes of members an erasure absorbed (``resolvers.identity.erasure``). A named tuple
@@ -179,7 +184,7 @@ class IdentifierRecord(NamedTuple):
         if kept == dict(self.seen_with):
             return self
         shared = any(len(vs) > rules.threshold(ident.type) for vs in kept.values())
-        return IdentifierRecord(self.profile_id, kept, shared, self.holders)
+        return _NEW(IdentifierRecord, (self.profile_id, kept, shared, self.holders))
 
     def _knows(self, uniques: Sequence[Identifier]) -> bool:
         """Would :meth:`with_cooccurrence` learn nothing? Yes when every value is already
@@ -196,12 +201,12 @@ class IdentifierRecord(NamedTuple):
         kept = tuple(sorted(set(holders)))[:MAX_HOLDERS]
         if kept == self.holders:
             return self
-        return IdentifierRecord(self.profile_id, self.seen_with, self.quarantined, kept)
+        return _NEW(IdentifierRecord, (self.profile_id, self.seen_with, self.quarantined, kept))
 
     def linked_to(self, profile_id: str | None) -> IdentifierRecord:
         if profile_id == self.profile_id:
             return self
-        return IdentifierRecord(profile_id, self.seen_with, self.quarantined, self.holders)
+        return _NEW(IdentifierRecord, (profile_id, self.seen_with, self.quarantined, self.holders))
 
     def to_json(self) -> dict[str, Any]:
         """The record's state (``profile_id`` and ``holders`` are stored in fields of their
@@ -219,11 +224,14 @@ class IdentifierRecord(NamedTuple):
     ) -> IdentifierRecord:
         if data.get("v") != RECORD_FORMAT:
             raise ValueError(f"unsupported identifier record format {data.get('v')!r}")
-        return cls(
-            profile_id=profile_id,
-            seen_with={t: tuple(vs) for t, vs in data.get("w", {}).items()},
-            quarantined=bool(data.get("q", False)),
-            holders=tuple(holders),
+        return _NEW(  # ``cls(profile_id, seen_with, quarantined, holders)``
+            cls,
+            (
+                profile_id,
+                {t: tuple(vs) for t, vs in data.get("w", {}).items()},
+                bool(data.get("q", False)),
+                tuple(holders),
+            ),
         )
 
 

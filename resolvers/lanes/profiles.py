@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Final
 
 import orjson
 
@@ -36,7 +36,7 @@ from resolvers.effects import (
     ProfileWritten,
 )
 from resolvers.identity.erasure import Tombstone
-from resolvers.identity.evidence import IdentifierRecord, Stamp, parse_key, ranked
+from resolvers.identity.evidence import EMPTY_RECORD, IdentifierRecord, Stamp, parse_key, ranked
 from resolvers.identity.rules import IdentityRules
 from resolvers.lanes.inventory import LaneOutcome
 from resolvers.lanes.stored_profile import Group, StoredProfile, decode
@@ -47,7 +47,6 @@ from resolvers.profile.render import Person, render
 from resolvers.stages import audit, dedupe, identity, observe
 from resolvers.steps import DUPLICATE, OK, Event
 from resolvers.store import HELD_FIELD, HOLDERS_FIELD, Kind, Loaded, Ref, profile_ref
-from resolvers.timefmt import utc
 from schemas.identifiers import Identifier
 from schemas.touchpoint import EventType, Touchpoint
 
@@ -59,6 +58,25 @@ def _profile_decoder(ref: Ref, rules: IdentityRules) -> Callable[[bytes], Stored
 def _decode_record(raw: bytes) -> Mapping[str, object]:
     data: Mapping[str, object] = orjson.loads(raw)
     return data
+
+
+class _Digests(dict[Identifier, str]):
+    """Suppression hashes by identifier (by ``(type, value)``, hashed in C), computed when
+    first asked (``__missing__``)."""
+
+    __slots__ = ("salt",)
+
+    def __init__(self, salt: bytes) -> None:
+        super().__init__()
+        self.salt = salt
+
+    def __missing__(self, ident: Identifier) -> str:
+        digest = self[ident] = suppression_hash(ident, self.salt)
+        return digest
+
+
+#: ``tuple.__new__``: a named tuple of its fields in order, without its Python ``__new__``.
+_NEW: Final = tuple.__new__
 
 
 @dataclass
@@ -112,18 +130,22 @@ class ProfilesBatch:
             out.outcomes[(observe.TYPE_VALUES[event.tp.type], DUPLICATE)] += 1
         # each event's touchpoint, time in UTC and consent, read once (several stages ask)
         tps = [e.tp for e in fresh]
-        times = [utc(tp.occurred_at) for tp in tps]
+        # ``utc``, inline: a touchpoint's time is aware (``AwareDatetime``)
+        times = [tp.occurred_at.astimezone(UTC) for tp in tps]
         consents = [observe.event_consent(tp) for tp in tps]
         out.processed = [tp.event_id for tp in tps]
         rules = self.ctx.rules
         resolution = identity.resolve(
             self._evidence(),
-            [
-                identity.Sighting(
-                    tp.event_id,
-                    Stamp(at, tp.event_id),
-                    ranked(e.identifiers, rules),
-                    tp.type is EventType.ERASURE_REQUESTED,
+            [  # ``Sighting(...)`` and ``Stamp(...)``, each in one C call
+                _NEW(
+                    identity.Sighting,
+                    (
+                        tp.event_id,
+                        _NEW(Stamp, (at, tp.event_id)),
+                        ranked(e.identifiers, rules),
+                        tp.type is EventType.ERASURE_REQUESTED,
+                    ),
                 )
                 for e, tp, at in zip(fresh, tps, times, strict=True)
             ],
@@ -150,18 +172,10 @@ class ProfilesBatch:
 
     def _evidence(self) -> identity.Evidence:
         ctx = self.ctx
-        salt = ctx.salt
-        digests: dict[Identifier, str] = {}  # the batch asks again and again
-
-        def hash_of(ident: Identifier) -> str:
-            digest = digests.get(ident)  # (by ``(type, value)``, hashed in C)
-            if digest is None:
-                digest = digests[ident] = suppression_hash(ident, salt)
-            return digest
-
         return identity.Evidence(
             rules=ctx.rules,
-            hash_of=hash_of,
+            # the batch asks again and again: a known one answered in C, without a Python call
+            hash_of=_Digests(ctx.salt).__getitem__,
             records=self.records,
             tombstones=self.tombstones,
             profiles=self.profiles,
@@ -275,7 +289,7 @@ class ProfilesBatch:
         written = res.records.get(ident)
         if written is not None:
             return written
-        return self.records.get(ident, IdentifierRecord())
+        return self.records.get(ident, EMPTY_RECORD)
 
     def _gate(self, groups: Sequence[Facts]) -> Gate:
         if len(groups) == 1:  # most people: their one group's history and region

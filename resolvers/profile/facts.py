@@ -44,7 +44,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from hashlib import blake2b
 from types import MappingProxyType
-from typing import Final
+from typing import Final, NamedTuple
 
 import orjson
 
@@ -146,10 +146,14 @@ class OrderFacts:
             raise ValueError("currency must not be empty")
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """One touchpoint as the profile sees it (built by ``resolvers.lanes.profiles``)."""
+#: ``tuple.__new__``: a named tuple of its fields in order, in one C call.
+_NEW: Final = tuple.__new__
+_NO_CHANNELS: Final[frozenset[str]] = frozenset()
+#: Defaults of named tuples' mappings (read only, shared).
+_NO_STRINGS: Final[Mapping[str, str]] = MappingProxyType({})
 
+
+class _ObservationFields(NamedTuple):
     event_id: str
     type: str
     channel: str
@@ -157,18 +161,65 @@ class Observation:
     consent: EventConsent
     explicit: bool = False  # an explicit consent moment (``consent.EXPLICIT_TYPES``)
     region: str | None = None
-    traits: Mapping[str, str] = field(default_factory=dict)
-    preferences: Mapping[str, str] = field(default_factory=dict)  # key -> canonical JSON
+    traits: Mapping[str, str] = _NO_STRINGS
+    preferences: Mapping[str, str] = _NO_STRINGS  # key -> canonical JSON
     sku: str | None = None
     category: str | None = None
     name: str | None = None  # the event's name, kept for ``custom`` events
     order: OrderFacts | None = None
 
-    def __post_init__(self) -> None:
-        if not self.event_id:
+
+class Observation(_ObservationFields):
+    """One touchpoint as the profile sees it (built by ``resolvers.stages.observe``).
+
+    A named tuple (immutable; one is built per event, and a frozen dataclass's ``__init__``
+    sets each of its 13 fields through ``object.__setattr__``: ~10 times the cost). Built by
+    its constructor, the event id is checked and the time put in UTC; the lane
+    (``resolvers.stages.observe``) builds it with ``tuple.__new__`` from values it has checked
+    already (a non-empty event id, a time in UTC): one C call.
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        event_id: str,
+        type: str,
+        channel: str,
+        at: datetime,
+        consent: EventConsent,
+        *,
+        explicit: bool = False,
+        region: str | None = None,
+        traits: Mapping[str, str] = _NO_STRINGS,
+        preferences: Mapping[str, str] = _NO_STRINGS,
+        sku: str | None = None,
+        category: str | None = None,
+        name: str | None = None,
+        order: OrderFacts | None = None,
+    ) -> Observation:
+        if not event_id:
             raise ValueError("event_id must not be empty")
-        if self.at.tzinfo is not UTC:  # the lane passes UTC times already
-            object.__setattr__(self, "at", utc(self.at))
+        if at.tzinfo is not UTC:  # the lane passes UTC times already
+            at = utc(at)
+        return tuple.__new__(
+            cls,
+            (
+                event_id,
+                type,
+                channel,
+                at,
+                consent,
+                explicit,
+                region,
+                traits,
+                preferences,
+                sku,
+                category,
+                name,
+                order,
+            ),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,7 +407,8 @@ def fold(facts: Facts, obs: Observation, policy: ConsentPolicy) -> Facts:
     bound = policy.max_explicit_grants
     traits = facts.traits
     if obs.traits:
-        traits = lww(traits, {k: Stamped(v, obs.at, obs.event_id) for k, v in obs.traits.items()})
+        at, event_id = obs.at, obs.event_id
+        traits = lww(traits, {k: Stamped(v, at, event_id) for k, v in obs.traits.items()})
     region = facts.region
     if obs.region and (  # ``later``, the new stamp built only when it wins
         region is None
@@ -419,7 +471,7 @@ def _digest(obs: Observation, policy: ConsentPolicy, seen_by: int) -> Digest:
     )
     ids = frozenset((seen_by,))
     if never_analytics and never_personalization:
-        return Digest(obs.at, obs.at, False, 0, frozenset(), False, {}, (), {}, ids)
+        return Digest(obs.at, obs.at, False, 0, _NO_CHANNELS, False, {}, (), {}, ids)
     activities: tuple[Activity, ...] = ()
     categories: dict[str, int] = {}
     preferences: dict[str, Stamped] = {}
@@ -432,18 +484,19 @@ def _digest(obs: Observation, policy: ConsentPolicy, seen_by: int) -> Digest:
             )
         if obs.category:
             categories[obs.category] = AFFINITY_WEIGHTS.get(obs.type, DEFAULT_AFFINITY_WEIGHT)
-        preferences = {k: Stamped(v, obs.at, obs.event_id) for k, v in obs.preferences.items()}
+        at, event_id = obs.at, obs.event_id
+        preferences = {k: Stamped(v, at, event_id) for k, v in obs.preferences.items()}
     return Digest(
-        first_at=obs.at,
-        last_at=obs.at,
-        seen=not never_analytics,
-        events=0 if never_analytics else 1,
-        channels=frozenset() if never_analytics else frozenset({obs.channel}),
-        interest=not never_personalization,
-        categories=categories,
-        activities=activities,
-        preferences=preferences,
-        ids=ids,
+        obs.at,
+        obs.at,
+        not never_analytics,
+        0 if never_analytics else 1,
+        _NO_CHANNELS if never_analytics else frozenset({obs.channel}),
+        not never_personalization,
+        categories,
+        activities,
+        preferences,
+        ids,
     )
 
 

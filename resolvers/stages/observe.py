@@ -9,12 +9,15 @@ in-store. Preferences are kept as canonical JSON so equal values compare equal.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Final
 
 from resolvers.consent import EXPLICIT_TYPES, EventConsent, statements
 from resolvers.profile.facts import ORDER_TYPES, RETURN_TYPE, Observation, OrderFacts
+from resolvers.timefmt import utc
 from schemas.touchpoint import Channel, Consent, EventType, Touchpoint
 
 NAME = "observe"
@@ -80,30 +83,43 @@ def observation(
 ) -> Observation:
     """``at`` (the event's time in UTC) and ``consent`` (its ``event_consent``): when the
     caller has them already (else computed)."""
-    traits: dict[str, str] = {}
-    preferences: dict[str, str] = {}
+    traits: Mapping[str, str] = _NO_STRINGS
+    preferences: Mapping[str, str] = _NO_STRINGS
     if tp.traits is not None:
+        traits = {}
         for name, value in tp.traits.model_dump(exclude_none=True).items():
             if name == "preferences":
                 preferences = {k: _canonical_json(v) for k, v in dict(value).items() if k}
             elif isinstance(value, str | int | float | bool) and str(value):
                 traits[name] = str(value)
     props = tp.properties
-    kind = TYPE_VALUES[tp.type]
+    t = tp.type
+    kind = TYPE_VALUES[t]
+    if at is None or at.tzinfo is not UTC:
+        at = utc(tp.occurred_at if at is None else at)
     # a property counts only as a non-empty string
     sku, category = props.get("sku"), props.get("category")
-    return Observation(
-        event_id=tp.event_id,
-        type=kind,
-        channel=_CHANNELS[tp.channel],
-        at=tp.occurred_at if at is None else at,
-        consent=event_consent(tp) if consent is None else consent,
-        explicit=kind in EXPLICIT_TYPES,
-        region=tp.region,
-        traits=traits,
-        preferences=preferences,
-        sku=sku if isinstance(sku, str) and sku else None,
-        category=category if isinstance(category, str) and category else None,
-        name=tp.name if tp.type is EventType.CUSTOM else None,
-        order=_order(tp) if tp.order is not None else None,
+    # ``Observation(...)`` in one C call: the event id is a validated ``Code`` (never empty)
+    # and ``at`` is in UTC, what its constructor checks
+    return _NEW(
+        Observation,
+        (
+            tp.event_id,
+            kind,
+            _CHANNELS[tp.channel],
+            at,
+            event_consent(tp) if consent is None else consent,
+            kind in EXPLICIT_TYPES,
+            tp.region,
+            traits,
+            preferences,
+            sku if isinstance(sku, str) and sku else None,
+            category if isinstance(category, str) and category else None,
+            tp.name if t is EventType.CUSTOM else None,
+            _order(tp) if tp.order is not None else None,
+        ),
     )
+
+
+_NEW: Final = tuple.__new__
+_NO_STRINGS: Final[Mapping[str, str]] = MappingProxyType({})

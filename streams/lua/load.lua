@@ -45,17 +45,20 @@ local events_at = i
 i = i + n_ev
 -- tombstones first: the profiles holding atoms with an erased identifier's ghost join the walk
 local skey = prefix .. ':v1:suppressed'
-for _ = 1, n_hash do
-  local tomb = redis.call('HGET', skey, ARGV[i])
-  suppressed[#suppressed + 1] = tomb
-  if tomb then
-    local holders = cjson.decode(tomb)['h']
-    if holders then
-      for _, pid in ipairs(holders) do pid_queue[#pid_queue + 1] = pid end
+for j = i, i + n_hash - 1, 500 do  -- one HMGET per 500 hashes (issue 17.2)
+  local tombs = redis.call('HMGET', skey, unpack(ARGV, j, math.min(j + 499, i + n_hash - 1)))
+  for k = 1, #tombs do
+    local tomb = tombs[k]
+    suppressed[#suppressed + 1] = tomb
+    if tomb then
+      local holders = cjson.decode(tomb)['h']
+      if holders then
+        for _, pid in ipairs(holders) do pid_queue[#pid_queue + 1] = pid end
+      end
     end
   end
-  i = i + 1
 end
+i = i + n_hash
 
 while id_head <= #id_queue or pid_head <= #pid_queue do
   while id_head <= #id_queue do

@@ -21,6 +21,12 @@
 -- streams.redis_store): past that, every key an older worker wrote has expired.
 local HANDOVER_S = 3600
 local GENERATIONS_PER_TTL = 4
+-- A generation's hash is created in Redis's hashtable encoding: a first HSET with the field ''
+-- (never an event id) holding a value longer than hash-max-listpack-value (64 by default)
+-- converts it before its ids go in, then HDEL '' (a hash never converts back). Created as a
+-- listpack, every lookup and insert scans it until 512 fields: on a fresh prefix ~8 % of
+-- Redis's instructions for the profiles lane (issue 17.2), once per generation in production.
+local HASHTABLE = string.rep('-', 65)
 local function MARKERS(prefix, segment, ttl)
   local now = tonumber(redis.call('TIME')[1])
   local layout_key = prefix .. ':v1:markers-layout:' .. segment
@@ -92,14 +98,17 @@ local function MARKERS(prefix, segment, ttl)
     local expire_at = (gen + k + 2) * width  -- a backstop for a lane that stops committing
     for b = 1, #groups, 2 do
       local key, ids = root .. gen .. ':' .. groups[b], groups[b + 1]
+      local new = #ids > 0 and not exists(key)
       for j = 1, #ids, 500 do
         local args = {key}
+        if new and j == 1 then args[2], args[3] = '', HASHTABLE end
         for x = j, math.min(j + 499, #ids) do
           args[#args + 1] = ids[x]
           args[#args + 1] = '1'
         end
         redis.call('HSET', unpack(args))
       end
+      if new then redis.call('HDEL', key, '') end
       if #ids > 0 then
         present[key] = true
         if not expiring[key] then

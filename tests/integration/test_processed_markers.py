@@ -111,3 +111,24 @@ def test_a_duplicate_is_named_by_the_first_processed_id_in_the_commits_order(
         result = store.commit(Commit({}, order))
         assert (result.status, result.detail) == (CommitStatus.DUPLICATE, first)
     assert processed_ids(redis_client, redis_prefix) == {"e1", "e3", "evt-0001"}
+
+
+def test_a_generation_is_created_as_a_hashtable_holding_only_event_ids(
+    redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    """A generation's hash is created in Redis's hashtable encoding (a listpack would be
+    scanned by every lookup and insert until it holds 512 fields), and the field that made
+    it one is gone: the hash holds the event ids only, in every bucket, with later commits
+    adding to it."""
+    root = f"{redis_prefix}:v1"
+    store = RedisStore(redis_client, prefix=redis_prefix, seen_ttl_s=3600)
+    first = tuple(f"e{n}" for n in range(40))
+    assert store.commit(Commit({}, first)).ok
+    assert store.commit(Commit({}, ("late-1", "late-2"))).ok
+    keys = list(redis_client.scan_iter(match=f"{root}:markers:seen:*"))
+    assert len(keys) == 4  # every bucket of the generation
+    for key in keys:
+        assert redis_client.object("encoding", key) == b"hashtable"
+        assert not redis_client.hexists(key, "")
+    assert processed_ids(redis_client, redis_prefix) == {*first, "late-1", "late-2"}
+    assert seen(store, "e0", "late-2", "never") == {"e0", "late-2"}

@@ -283,6 +283,23 @@ def test_stale_version_conflicts_and_writes_nothing(
     assert "e9" not in store.store.load(LoadRequest(event_ids=("e9",))).seen
 
 
+@pytest.mark.parametrize("existing_first", [True, False])
+def test_a_conflict_names_the_first_stale_entity_in_order(
+    store: Harness, existing_first: bool
+) -> None:
+    """Redis checks the entities expected absent together (one EXISTS per 500) and the others
+    one by one; whichever finds a stale one, the reply names the first in the commit's order,
+    as the in-memory store does, also among more than 500 expected absent."""
+    assert store.store.commit(everything()).ok  # EMAIL and P1 at version 1
+    absent = {identifier_ref(f"email:none{n}@x"): 0 for n in range(700)}
+    stale: dict[Ref, int] = {EMAIL: 0, P1: 5} if existing_first else {P1: 5, EMAIL: 0}
+    result = store.store.commit(Commit({**absent, **stale}, ("e9",)))
+    assert result.status is CommitStatus.CONFLICT
+    assert result.detail == str(next(iter(stale)))
+    late = {**dict(itertools.islice(absent.items(), 600)), EMAIL: 0, **absent}
+    assert store.store.commit(Commit(late, ("e9",))).detail == str(EMAIL)
+
+
 def test_already_seen_event_is_duplicate_and_writes_nothing(store: Harness) -> None:
     assert store.store.commit(everything("e1")).ok
     before = store.observe()
@@ -455,6 +472,52 @@ def test_suppression_tombstones(store: Harness) -> None:
     assert store.store.commit(Commit({}, ("e3",), suppress={"h4": b"{}"})).ok
     late = store.store.commit(Commit({}, ("e4",), unsuppressed=("h4",)))
     assert late.status is CommitStatus.CONFLICT
+
+
+def test_load_finds_tombstones_among_more_than_500_hashes(store: Harness) -> None:
+    """The load asks for suppression hashes 500 at a time (one ``HMGET`` each in Redis): a
+    tombstone in any chunk, at either edge of one, is found, and its holders join the walk."""
+    positions = (0, 499, 500, 1001, 1202)
+    tombs = {f"h{n}": b'{"n":%d}' % n for n in positions}
+    tombs["h1001"] = orjson.dumps({"h": ["P-late"]})  # a holder to walk to, in the third chunk
+    writes = (w(profile_ref("P-late"), 1, s="{}", i=b"[]"),)
+    assert store.store.commit(Commit({}, ("e1",), writes=writes, suppress=tombs)).ok
+    hashes = tuple(f"h{n}" for n in range(1203))
+    loaded = store.store.load(LoadRequest(suppression_hashes=hashes))
+    assert loaded.suppressed == tombs
+    assert loaded.get(profile_ref("P-late")).version == 1
+
+
+def test_values_and_members_are_stored_byte_exact(store: Harness) -> None:
+    """Change-stream values and set members travel inside the commit's plan (Redis) unless
+    they are not UTF-8, field values as arguments; all are stored as given, byte for byte
+    (JSON escapes, NUL, non-ASCII and invalid UTF-8 alike)."""
+    ref = profile_ref('p-é\\"x')  # non-ASCII, a backslash and a quote: JSON escapes them
+    fields = {
+        "id": 'p-é\\"x'.encode(),
+        "op": b"upsert",
+        "raw": b"\xff\xfe\x00not utf-8",
+        "empty": b"",
+        "nul": b"a\x00b",
+    }
+    written = {
+        "d": b'{"q":"\\"\\\\","e":"\xc3\xa9"}',
+        "s": b"\xff" * 65,
+        "i": b"\xff",
+        "x": b"nul\x00" + b"\xc3\xa9" * 40,
+    }
+    commit = Commit(
+        {ref: 0},
+        ("e1",),
+        writes=(Write(ref, 1, written),),
+        streams=(StreamEntry("profiles", fields), StreamEntry("other", {"v": b"\x80"})),
+        memberships=(MembershipChange("vip", 'p-é\\"x', True),),
+    )
+    assert store.store.commit(commit).ok
+    observed = store.observe()
+    assert observed.streams == {"profiles": [fields], "other": [{"v": b"\x80"}]}
+    assert observed.entities[ref] == (1, written)
+    assert store.members("vip") == {'p-é\\"x'}
 
 
 def test_memberships_move_with_the_commit_and_never_without_it(store: Harness) -> None:

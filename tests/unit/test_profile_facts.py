@@ -498,7 +498,7 @@ def test_behaviour_keeps_exactly_the_parts_that_may_still_serve(
 
 
 def _renamed(events: list[Observation], tag: str) -> list[Observation]:
-    return [replace(e, event_id=f"{tag}-{e.event_id}") for e in events]
+    return [e._replace(event_id=f"{tag}-{e.event_id}") for e in events]
 
 
 def test_facts_are_empty_exactly_when_they_equal_no_facts() -> None:
