@@ -7,13 +7,19 @@ One isolated deployment (``bench.e2e_bench.Deployment``: its own topics, groups 
 prefix, deleted afterwards), one ``loom worker`` per role. Simulator events (``--customers``
 distinct people, so the number of entities keeps growing like a real shop's) are produced in
 chunks of ``--chunk`` at about ``--rate`` events/s; after each chunk, once both lanes caught up
-(lag 0), the RSS of each worker (``VmRSS`` of ``/proc/<pid>/status``) and the memory charged
-to its decode cache (``loom_decode_cache_bytes``) are sampled. Flat means: the RSS after the
-last chunk is within ``--tolerance`` (default 10 %) of the RSS after the first third of the
-run, once the working set has been loaded, not counting the decode cache, which fills up to its
-budget (``LOOM_DECODE_CACHE_BYTES``) by design. The simulator's stock ledgers keep growing over
-such a run (up to ``LedgerPolicy``'s cap of 256 entries per location), so the inventory
-worker's cache fills towards its budget slowly; both growths are reported.
+(lag 0), the RSS of each worker (``VmRSS`` of ``/proc/<pid>/status``), where it is
+(:func:`memory_map`: malloc's arenas, other anonymous memory such as pymalloc's arenas, files)
+and the memory charged to its decode cache (``loom_decode_cache_bytes``) are sampled.
+
+Flat means: the RSS after the last chunk is within ``--tolerance`` (default 10 %) of the RSS
+after the first third of the run, once the working set has been loaded, not counting the
+decode cache's *charge*, which fills up to its budget (``LOOM_DECODE_CACHE_BYTES``) by design.
+What that leaves is not only leaks: the simulator's people keep buying, so their profiles grow
+over the run towards their caps (``resolvers.profile.facts``) and a cached profile holds more
+memory per charged byte as it grows (bench/README.md, "Seventh pass: memory"); the stock
+ledgers grow too (up to ``LedgerPolicy``'s cap of 256 entries per location), so the inventory
+worker's cache fills towards its budget slowly. Hence the growth rate of each third after the
+first (:func:`growth_rates`): a leak keeps its rate, growth that follows the data slows down.
 """
 
 from __future__ import annotations
@@ -46,6 +52,37 @@ def gauge(text: str, name: str) -> float:
         if family.name == name
         for s in family.samples
     )
+
+
+#: glibc maps each heap of a thread's malloc arena (not the main one) at a multiple of this
+#: (``HEAP_MAX_SIZE`` on 64-bit), so its start address tells it from other anonymous memory.
+ARENA_HEAP_ALIGN = 64 * 2**20
+
+
+def memory_map(pid: int) -> dict[str, float]:
+    """RSS of ``pid`` by kind of mapping (``/proc/<pid>/smaps``), MiB: ``heap`` (the main
+    thread's malloc arena, ``[heap]``), ``thread_arenas`` (the other threads' malloc arenas:
+    anonymous mappings at a multiple of :data:`ARENA_HEAP_ALIGN`), ``anon`` (every other
+    anonymous mapping: pymalloc's 1 MiB arenas, large blocks malloc maps on their own, thread
+    stacks) and ``file`` (code and data of the interpreter and its libraries)."""
+    kinds = dict.fromkeys(("heap", "thread_arenas", "anon", "file"), 0)
+    kind = "file"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split(maxsplit=5)
+        if "-" in head[0] and not head[0].endswith(":"):
+            name = head[5] if len(head) > 5 else ""
+            start = int(head[0].split("-", 1)[0], 16)
+            if name == "[heap]":
+                kind = "heap"
+            elif name.startswith("/") or name in {"[vdso]", "[vvar]"}:
+                kind = "file"
+            elif not name and start % ARENA_HEAP_ALIGN == 0:
+                kind = "thread_arenas"
+            else:
+                kind = "anon"
+        elif head[0] == "Rss:":
+            kinds[kind] += int(head[1])
+    return {k: round(v / 1024, 1) for k, v in kinds.items()}
 
 
 def rss_mib(pid: int) -> float:
@@ -89,10 +126,14 @@ def soak(
                 assert producer.flush(60) == 0
                 sent += len(batch)
                 dep.wait_lag_zero(timeout=600)
-                sample = {"events": sent, **{r: round(rss_mib(p), 1) for r, p in pids.items()}}
+                sample: dict[str, Any] = {
+                    "events": sent,
+                    **{r: round(rss_mib(p), 1) for r, p in pids.items()},
+                }
                 texts = dep.metrics()
-                for role in pids:
+                for role, pid in pids.items():
                     sample[f"{role}_cache"] = round(gauge(texts[role], CACHE) / 2**20, 1)
+                    sample[f"{role}_map"] = memory_map(pid)
                 samples.append(sample)
                 rss = ", ".join(
                     f"{r} {sample[r]} MiB (cache {sample[f'{r}_cache']} MiB)" for r in pids
@@ -113,6 +154,7 @@ def soak(
         for r in LANES
     }
     return {
+        **growth_rates(samples, events),
         "events": events,
         "chunk": chunk,
         "customers": customers,
@@ -126,6 +168,33 @@ def soak(
         "flat": all(abs(g) <= tolerance for g in without_cache.values()),
         "tolerance": tolerance,
     }
+
+
+def growth_rates(samples: list[dict[str, Any]], events: int) -> dict[str, Any]:
+    """How fast each worker's RSS without its cache's charge grows in the middle and the last
+    third of the run (least-squares slope, MiB per 100,000 events), and whether it slows down
+    (``levelling``: the last third's rate is below the middle third's). A leak grows at a
+    steady rate; memory that follows the shop's data (cached profiles grow towards their caps
+    and take more memory per charged byte) or fragmentation slows down."""
+    rates: dict[str, dict[str, float]] = {"middle": {}, "last": {}}
+    for name, lo, hi in (("middle", events / 3, 2 * events / 3), ("last", 2 * events / 3, events)):
+        part = [s for s in samples if lo <= s["events"] <= hi]
+        for role in LANES:
+            points = [(s["events"] / 100_000, s[role] - s[f"{role}_cache"]) for s in part]
+            rates[name][role] = round(slope(points), 2)
+    return {
+        "growth_mib_per_100k_events": rates,
+        "levelling": {r: rates["last"][r] < rates["middle"][r] for r in LANES},
+    }
+
+
+def slope(points: list[tuple[float, float]]) -> float:
+    """The least-squares slope of ``points`` (0 for fewer than two distinct x)."""
+    n = len(points)
+    mx = sum(x for x, _ in points) / n if n else 0.0
+    my = sum(y for _, y in points) / n if n else 0.0
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
 
 
 def serialized_from(stream: Any, n: int) -> list[tuple[bytes, bytes | None]]:

@@ -46,10 +46,13 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from streams import allocator
     from streams.lane_runner import run_lane
     from streams.runtime import build_runtime
     from streams.topics import ensure_topics
 
+    allocator.cap_arenas()  # before the first thread (librdkafka's, the lane's)
+    allocator.Trimmer().start()
     logging.getLogger().setLevel(args.loglevel.upper())
     settings = lane_settings(args, args.role)  # the lane's own Redis (ADR 0008)
     refuse_unsafe_defaults(settings)
