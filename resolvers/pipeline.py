@@ -43,6 +43,7 @@ from resolvers.lanes.stored_profile import StoredProfile
 from resolvers.stages import dedupe, identity, inventory, normalize, parse
 from resolvers.steps import DUPLICATE, OK, DeadLetter, Event, Ok, RawRecord
 from resolvers.store import Commit, Loaded, LoadRequest, Ref, StateStore, profile_ref
+from resolvers.tuples import new_tuple
 from schemas.bounds import DEFAULT_BOUNDS, InputBounds
 from schemas.normalize import NormalizeConfig
 
@@ -146,10 +147,6 @@ def _add(result: BatchResult, outcome: LaneOutcome, processed: int) -> None:
     result.processed += processed
 
 
-#: ``tuple.__new__``: a named tuple of all its fields in order, without its Python ``__new__``.
-_NEW: Final = tuple.__new__
-
-
 def prepare(
     records: Sequence[RawRecord],
     *,
@@ -191,7 +188,7 @@ def prepare(
                 ids, hashes = normalize.identifiers(
                     tp, config=config, salt=salt, default_region=default_region
                 )
-                event = _NEW(Event, (record, tp, ids, hashes, None, None))  # in one C call
+                event = new_tuple(Event, (record, tp, ids, hashes, None, None))  # in one C call
             else:
                 event = Event(record, tp)
         if takes is not None:

@@ -32,6 +32,7 @@ leaves the group and the process exits 0.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
@@ -73,18 +74,14 @@ def raw_records(messages: Iterable[Message]) -> list[RawRecord]:
     conversion remembered per distinct list: every touchpoint carries the same schema header)."""
     out: list[RawRecord] = []
     add = out.append
-    memo = _HEADERS
+    known = _known_headers
     for msg in messages:
         _kind, ts = msg.timestamp()
         raw_headers = msg.headers()  # consumed records carry a list of (name, bytes), or None
         headers: dict[str, bytes] = {}
         if raw_headers:
-            if type(raw_headers) is list:
-                seen = tuple(raw_headers)
-                known = memo.get(seen)
-                if known is None:
-                    known = _remember_headers(seen)
-                headers = known.copy()  # a dict of its own per record, as before
+            if type(raw_headers) is list:  # a dict of its own per record, as before
+                headers = known(tuple(raw_headers)).copy()
             else:
                 headers = _header_bytes(raw_headers)
         add(
@@ -101,16 +98,15 @@ def raw_records(messages: Iterable[Message]) -> list[RawRecord]:
     return out
 
 
-#: Headers as consumed (a tuple of the list's pairs) -> as a RawRecord holds them; bounded.
-_HEADERS: dict[tuple[tuple[str, Any], ...], dict[str, bytes]] = {}
+#: How many distinct header lists :func:`raw_records` remembers.
 _HEADERS_MAX: Final = 256
 
 
-def _remember_headers(pairs: tuple[tuple[str, Any], ...]) -> dict[str, bytes]:
-    if len(_HEADERS) >= _HEADERS_MAX:
-        _HEADERS.clear()
-    headers = _HEADERS[pairs] = _header_bytes(pairs)
-    return headers
+@functools.lru_cache(maxsize=_HEADERS_MAX)
+def _known_headers(pairs: tuple[tuple[str, Any], ...]) -> dict[str, bytes]:
+    """Headers as consumed (a tuple of the list's pairs) -> as a RawRecord holds them (shared:
+    callers copy it)."""
+    return _header_bytes(pairs)
 
 
 def _header_bytes(raw: Iterable[tuple[str, Any]] | dict[str, Any]) -> dict[str, bytes]:

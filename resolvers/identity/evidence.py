@@ -25,6 +25,7 @@ from typing import Any, Final, NamedTuple
 
 from resolvers.identity.rules import IdentityRules
 from resolvers.timefmt import format_time, parse_time
+from resolvers.tuples import new_tuple
 from schemas.identifiers import Identifier
 
 RECORD_FORMAT: Final = 2
@@ -62,11 +63,6 @@ def ranked(identifiers: Iterable[Identifier], rules: IdentityRules) -> tuple[Ide
     if len(keyed) < 2:
         return tuple(keyed.values())
     return tuple([keyed[k] for k in sorted(keyed)])
-
-
-#: ``tuple.__new__``: a named tuple of all its fields in order, in one C call (its generated
-#: ``__new__`` is a Python function).
-_NEW: Final = tuple.__new__
 
 
 class Atom(NamedTuple):
@@ -184,7 +180,7 @@ class IdentifierRecord(NamedTuple):
         if kept == dict(self.seen_with):
             return self
         shared = any(len(vs) > rules.threshold(ident.type) for vs in kept.values())
-        return _NEW(IdentifierRecord, (self.profile_id, kept, shared, self.holders))
+        return new_tuple(IdentifierRecord, (self.profile_id, kept, shared, self.holders))
 
     def _knows(self, uniques: Sequence[Identifier]) -> bool:
         """Would :meth:`with_cooccurrence` learn nothing? Yes when every value is already
@@ -201,12 +197,16 @@ class IdentifierRecord(NamedTuple):
         kept = tuple(sorted(set(holders)))[:MAX_HOLDERS]
         if kept == self.holders:
             return self
-        return _NEW(IdentifierRecord, (self.profile_id, self.seen_with, self.quarantined, kept))
+        return new_tuple(
+            IdentifierRecord, (self.profile_id, self.seen_with, self.quarantined, kept)
+        )
 
     def linked_to(self, profile_id: str | None) -> IdentifierRecord:
         if profile_id == self.profile_id:
             return self
-        return _NEW(IdentifierRecord, (profile_id, self.seen_with, self.quarantined, self.holders))
+        return new_tuple(
+            IdentifierRecord, (profile_id, self.seen_with, self.quarantined, self.holders)
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The record's state (``profile_id`` and ``holders`` are stored in fields of their
@@ -224,7 +224,7 @@ class IdentifierRecord(NamedTuple):
     ) -> IdentifierRecord:
         if data.get("v") != RECORD_FORMAT:
             raise ValueError(f"unsupported identifier record format {data.get('v')!r}")
-        return _NEW(  # ``cls(profile_id, seen_with, quarantined, holders)``
+        return new_tuple(  # ``cls(profile_id, seen_with, quarantined, holders)``
             cls,
             (
                 profile_id,

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
 import orjson
 
@@ -47,6 +47,7 @@ from resolvers.profile.render import Person, render
 from resolvers.stages import audit, dedupe, identity, observe
 from resolvers.steps import DUPLICATE, OK, Event
 from resolvers.store import HELD_FIELD, HOLDERS_FIELD, Kind, Loaded, Ref, profile_ref
+from resolvers.tuples import new_tuple
 from schemas.identifiers import Identifier
 from schemas.touchpoint import EventType, Touchpoint
 
@@ -73,10 +74,6 @@ class _Digests(dict[Identifier, str]):
     def __missing__(self, ident: Identifier) -> str:
         digest = self[ident] = suppression_hash(ident, self.salt)
         return digest
-
-
-#: ``tuple.__new__``: a named tuple of its fields in order, without its Python ``__new__``.
-_NEW: Final = tuple.__new__
 
 
 @dataclass
@@ -138,11 +135,11 @@ class ProfilesBatch:
         resolution = identity.resolve(
             self._evidence(),
             [  # ``Sighting(...)`` and ``Stamp(...)``, each in one C call
-                _NEW(
+                new_tuple(
                     identity.Sighting,
                     (
                         tp.event_id,
-                        _NEW(Stamp, (at, tp.event_id)),
+                        new_tuple(Stamp, (at, tp.event_id)),
                         ranked(e.identifiers, rules),
                         tp.type is EventType.ERASURE_REQUESTED,
                     ),

@@ -146,11 +146,9 @@ class OrderFacts:
             raise ValueError("currency must not be empty")
 
 
-#: ``tuple.__new__``: a named tuple of its fields in order, in one C call.
-_NEW: Final = tuple.__new__
 _NO_CHANNELS: Final[frozenset[str]] = frozenset()
 #: Defaults of named tuples' mappings (read only, shared).
-_NO_STRINGS: Final[Mapping[str, str]] = MappingProxyType({})
+NO_STRINGS: Final[Mapping[str, str]] = MappingProxyType({})
 
 
 class _ObservationFields(NamedTuple):
@@ -161,8 +159,8 @@ class _ObservationFields(NamedTuple):
     consent: EventConsent
     explicit: bool = False  # an explicit consent moment (``consent.EXPLICIT_TYPES``)
     region: str | None = None
-    traits: Mapping[str, str] = _NO_STRINGS
-    preferences: Mapping[str, str] = _NO_STRINGS  # key -> canonical JSON
+    traits: Mapping[str, str] = NO_STRINGS
+    preferences: Mapping[str, str] = NO_STRINGS  # key -> canonical JSON
     sku: str | None = None
     category: str | None = None
     name: str | None = None  # the event's name, kept for ``custom`` events
@@ -191,8 +189,8 @@ class Observation(_ObservationFields):
         *,
         explicit: bool = False,
         region: str | None = None,
-        traits: Mapping[str, str] = _NO_STRINGS,
-        preferences: Mapping[str, str] = _NO_STRINGS,
+        traits: Mapping[str, str] = NO_STRINGS,
+        preferences: Mapping[str, str] = NO_STRINGS,
         sku: str | None = None,
         category: str | None = None,
         name: str | None = None,

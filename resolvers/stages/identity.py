@@ -54,6 +54,7 @@ from resolvers.lanes.stored_profile import Group, StoredProfile
 from resolvers.profile import facts as profile_facts
 from resolvers.profile.facts import EMPTY_FACTS, Facts
 from resolvers.timefmt import format_time
+from resolvers.tuples import new_tuple
 from schemas.identifiers import Identifier
 
 NAME = "identity"
@@ -63,8 +64,6 @@ ERASED: Final = "erased"
 NOTHING_TO_ERASE: Final = "erasure_nothing_to_erase"
 SUPPRESSED: Final = "suppressed"  # carried an erased person's identifier
 UNATTRIBUTED: Final = "unattributed"  # carried only shared identifiers: nobody's event
-#: ``tuple.__new__``: a named tuple of all its fields in order, in one C call.
-_NEW: Final = tuple.__new__
 
 
 class Sighting(NamedTuple):
@@ -280,11 +279,13 @@ class _Run:
                     atoms = groups[gkey] = {}
                     facts.setdefault(gkey, EMPTY_FACTS)
                 # ``Atom(ids, s.stamp)`` in one C call
-                atoms[akey] = atom if atom is not None else _NEW(Atom, (ids, s.stamp, ()))
+                atoms[akey] = atom if atom is not None else new_tuple(Atom, (ids, s.stamp, ()))
                 self.changed = True
             elif atom is not None or old.ghosts or s.stamp < old.first:
                 # (else ``old.joined`` is ``old``: the set seen again, no earlier, no ghosts)
-                joined = old.joined(atom if atom is not None else _NEW(Atom, (ids, s.stamp, ())))
+                joined = old.joined(
+                    atom if atom is not None else new_tuple(Atom, (ids, s.stamp, ()))
+                )
                 if joined is not old:  # an earlier stamp, or ghosts
                     groups[gkey][akey] = joined
                     self.changed = True

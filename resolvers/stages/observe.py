@@ -12,12 +12,18 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from types import MappingProxyType
 from typing import Final
 
 from resolvers.consent import EXPLICIT_TYPES, EventConsent, statements
-from resolvers.profile.facts import ORDER_TYPES, RETURN_TYPE, Observation, OrderFacts
+from resolvers.profile.facts import (
+    NO_STRINGS,
+    ORDER_TYPES,
+    RETURN_TYPE,
+    Observation,
+    OrderFacts,
+)
 from resolvers.timefmt import utc
+from resolvers.tuples import new_tuple
 from schemas.touchpoint import Channel, Consent, EventType, Touchpoint
 
 NAME = "observe"
@@ -83,8 +89,8 @@ def observation(
 ) -> Observation:
     """``at`` (the event's time in UTC) and ``consent`` (its ``event_consent``): when the
     caller has them already (else computed)."""
-    traits: Mapping[str, str] = _NO_STRINGS
-    preferences: Mapping[str, str] = _NO_STRINGS
+    traits: Mapping[str, str] = NO_STRINGS
+    preferences: Mapping[str, str] = NO_STRINGS
     if tp.traits is not None:
         traits = {}
         for name, value in tp.traits.model_dump(exclude_none=True).items():
@@ -101,7 +107,7 @@ def observation(
     sku, category = props.get("sku"), props.get("category")
     # ``Observation(...)`` in one C call: the event id is a validated ``Code`` (never empty)
     # and ``at`` is in UTC, what its constructor checks
-    return _NEW(
+    return new_tuple(
         Observation,
         (
             tp.event_id,
@@ -119,7 +125,3 @@ def observation(
             _order(tp) if tp.order is not None else None,
         ),
     )
-
-
-_NEW: Final = tuple.__new__
-_NO_STRINGS: Final[Mapping[str, str]] = MappingProxyType({})
