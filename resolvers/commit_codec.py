@@ -36,16 +36,17 @@ from resolvers.store import (
     HELD_FIELD,
     HOLDERS_FIELD,
     Commit,
+    Kind,
     MembershipChange,
     OutboxRecord,
     Ref,
     StreamEntry,
     Write,
-    identifier_ref,
     profile_ref,
     stock_ref,
 )
 from resolvers.timefmt import format_time
+from resolvers.tuples import new_tuple
 
 
 def _json(value: Any) -> bytes:
@@ -87,11 +88,6 @@ class _Encoder:
     def stream(self, name: str, fields: Mapping[str, str]) -> None:
         self.streams.append(StreamEntry(name, {k: v.encode() for k, v in fields.items()}))
 
-    def add(self, effect: Effect) -> None:
-        handler = _HANDLERS.get(type(effect))
-        if handler is not None:
-            handler(self, effect)
-
     def profile_written(self, effect: ProfileWritten) -> None:
         """The hot one (a write per touched profile): its snapshot encoded once, for the
         outbox and the stored ``d``; its state remembered for ``written``."""
@@ -110,7 +106,8 @@ class _Encoder:
 
     def identifier_written(self, effect: IdentifierWritten) -> None:
         record = effect.record
-        ref = identifier_ref(effect.identifier.key)
+        id_type, value = effect.identifier  # ``identifier_ref(identifier.key)``, inline
+        ref = new_tuple(Ref, (Kind.IDENTIFIER, f"{id_type}:{value}"))
         fields: dict[str, bytes] = {}
         if record is not None:
             # most records learned no co-occurrence: their state is the format alone
@@ -120,7 +117,7 @@ class _Encoder:
                 fields["p"] = record.profile_id.encode()
             if record.holders:
                 fields[HOLDERS_FIELD] = orjson.dumps(record.holders)
-        self.writes.append(Write(ref, self.next_version(ref), fields))
+        self.writes.append(Write(ref, self.versions.get(ref, 0) + 1, fields))
 
     def suppressed(self, effect: Suppressed) -> None:
         self.suppress[effect.digest] = effect.tombstone
@@ -205,9 +202,11 @@ def encode(
     ``written``, when given, receives (ref, stored state, value) of every profile and SKU
     ledger the commit writes (what a worker remembers decoded: ``DecodeCache.put``)."""
     encoder = _Encoder(versions, profile_topic)
-    add = encoder.add
-    for effect in effects:
-        add(effect)
+    handlers = _HANDLERS
+    for effect in effects:  # by exact type, without a call per effect to find the handler
+        handler = handlers.get(type(effect))
+        if handler is not None:
+            handler(encoder, effect)
     if written is not None:
         written.extend(encoder.states)
     return Commit(

@@ -45,7 +45,8 @@ class Context:
 
 def suppression_hash(identifier: Identifier, salt: bytes) -> str:
     """Salted SHA-256 of ``type:value``: what erasure keeps instead of the identifier."""
-    return hashlib.sha256(salt + identifier.key.encode()).hexdigest()
+    id_type, value = identifier  # ``identifier.key``, inline
+    return hashlib.sha256(salt + f"{id_type}:{value}".encode()).hexdigest()
 
 
 def hashed(identifiers: Iterable[Identifier], salt: bytes) -> list[str]:

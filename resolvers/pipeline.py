@@ -41,7 +41,7 @@ from resolvers.lanes.inventory import InventoryBatch, LaneOutcome
 from resolvers.lanes.profiles import ProfilesBatch
 from resolvers.lanes.stored_profile import StoredProfile
 from resolvers.stages import dedupe, identity, inventory, normalize, parse
-from resolvers.steps import DUPLICATE, OK, DeadLetter, Event, Ok, RawRecord
+from resolvers.steps import DUPLICATE, OK, DeadLetter, Event, Ok, RawRecord, event_id_of
 from resolvers.store import Commit, Loaded, LoadRequest, Ref, StateStore, profile_ref
 from resolvers.tuples import new_tuple
 from schemas.bounds import DEFAULT_BOUNDS, InputBounds
@@ -211,7 +211,7 @@ def load_request(
         hashes = dict.fromkeys([h for e in events for h in e.suppression_hashes])
         # the ids a new person of this batch would get: load their versions
         candidates.update(
-            dict.fromkeys([profile_id_for(e.tp.event_id) for e in events if e.identifiers])
+            dict.fromkeys([profile_id_for(event_id_of(e)) for e in events if e.identifiers])
         )
     skus: set[str] = set()
     if lane.stock:
@@ -224,7 +224,7 @@ def load_request(
         event_ids=tuple(
             dict.fromkeys(m for e in events for m in inventory.markers(e))
             if lane.stock
-            else dict.fromkeys([e.tp.event_id for e in events])
+            else dict.fromkeys(map(event_id_of, events))
         ),
         suppression_hashes=tuple(hashes),
         scope=lane.name,

@@ -39,6 +39,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
+from resolvers.tuples import new_tuple
+
 
 class Kind(enum.StrEnum):
     """What an entity is. The Redis layout gives each kind its own key namespace."""
@@ -197,16 +199,20 @@ class StateStore(Protocol):
         ...
 
 
+# ``Ref(kind, name)`` each, in one C call (``resolvers.tuples``): a named tuple's ``__new__`` is
+# a Python function, and refs are built several times per event
+
+
 def identifier_ref(key: str) -> Ref:
-    return Ref(Kind.IDENTIFIER, key)
+    return new_tuple(Ref, (Kind.IDENTIFIER, key))
 
 
 def profile_ref(profile_id: str) -> Ref:
-    return Ref(Kind.PROFILE, profile_id)
+    return new_tuple(Ref, (Kind.PROFILE, profile_id))
 
 
 def stock_ref(sku: str) -> Ref:
-    return Ref(Kind.STOCK, sku)
+    return new_tuple(Ref, (Kind.STOCK, sku))
 
 
 MAX_REDIRECT_HOPS = 8  # readers follow at most this many redirects

@@ -71,7 +71,13 @@ def show_librdkafka_lines(verbose: bool) -> None:
     )
 
 
-_VARYING = re.compile(r" \(after \d+ms in state \w+\)|\d+/\d+ (?=brokers)")
+#: the parts of librdkafka's error texts that vary between repeats of one error: how long the
+#: connection was in its state, how many repeats its log suppressed, how many brokers are down
+_VARYING = re.compile(
+    r" \(after \d+ms in state \w+(?:, \d+ identical error\(s\) suppressed)?\)"
+    r"| \(\d+ identical error\(s\) suppressed\)"
+    r"|\d+/\d+ (?=brokers)"
+)
 
 
 def error_text(err: KafkaError | str) -> str:

@@ -88,10 +88,11 @@ class Atom(NamedTuple):
         return Atom(self.ids, first, ghosts)
 
     def to_json(self) -> list[Any]:
+        at, event_id = self.first
         out: list[Any] = [
-            [f"{i.type}:{i.value}" for i in self.ids],  # each ``Identifier.key``
-            format_time(self.first.at),
-            self.first.event_id,
+            [f"{t}:{v}" for t, v in self.ids],  # each ``Identifier.key`` (unpacked in C)
+            format_time(at),
+            event_id,
         ]
         if self.ghosts:
             out.append(list(self.ghosts))

@@ -42,7 +42,7 @@ from resolvers.lanes.inventory import LaneOutcome
 from resolvers.lanes.stored_profile import Group, StoredProfile, decode
 from resolvers.profile import facts as profile_facts
 from resolvers.profile.ad_identifiers import ad_identifiers
-from resolvers.profile.facts import Facts, Stamped
+from resolvers.profile.facts import Facts, Observation, Stamped
 from resolvers.profile.render import Person, render
 from resolvers.stages import audit, dedupe, identity, observe
 from resolvers.steps import DUPLICATE, OK, Event
@@ -98,7 +98,7 @@ class ProfilesBatch:
         rules = ctx.rules
         for ref, entity in loaded.entities.items():
             versions[ref] = entity.version
-            if not entity.exists:
+            if entity.version <= 0:  # ``not entity.exists``, inline
                 continue
             fields = entity.fields
             if ref.kind is Kind.IDENTIFIER:
@@ -209,22 +209,28 @@ class ProfilesBatch:
         each group pruned once; returns the people touched."""
         policy = self.ctx.policy
         event_group = res.event_group
-        folded: dict[str, tuple[str, Facts]] = {}  # group key -> (owner, facts so far)
+        by_group: dict[str, list[Observation]] = {}  # group key -> its events, in batch order
         for tp, at, consent in zip(tps, times, consents, strict=True):
             gkey = event_group.get(tp.event_id)
             if gkey is None:
                 continue
-            owner, facts = folded.get(gkey) or (
-                res.owner_of_group[gkey],
-                res.people[res.owner_of_group[gkey]].groups[gkey].facts,
-            )
             obs = observe.observation(tp, at, consent)
-            folded[gkey] = (owner, profile_facts.fold(facts, obs, policy))
-        for gkey, (owner, facts) in folded.items():
-            groups = res.people[owner].groups
+            found = by_group.get(gkey)
+            if found is None:
+                by_group[gkey] = [obs]
+            else:
+                found.append(obs)
+        owner_of_group, people = res.owner_of_group, res.people
+        touched: set[str] = set()
+        for gkey, observations in by_group.items():
+            owner = owner_of_group[gkey]
+            groups = people[owner].groups
+            group = groups[gkey]
+            facts = profile_facts.fold_all(group.facts, observations, policy)
             # ``replace(group, facts=...)`` without its generic machinery (a group is both)
-            groups[gkey] = Group(groups[gkey].atoms, profile_facts.prune(facts, policy))
-        return {owner for owner, _ in folded.values()}
+            groups[gkey] = Group(group.atoms, profile_facts.prune(facts, policy))
+            touched.add(owner)
+        return touched
 
     def _prune_by_accounts(self, res: identity.Resolution) -> set[str]:
         """Denials of an account revoke, in storage too, across the groups linked to it.

@@ -402,37 +402,78 @@ def fold(facts: Facts, obs: Observation, policy: ConsentPolicy) -> Facts:
     events, so ``prune(fold(fold(f, a), b))`` is ``observe(observe(f, a), b)``). Only what
     the event's own statement or region excludes for good is left out at once (see
     ``_digest``: pruning drops it whatever the history). Pure."""
+    return fold_all(facts, (obs,), policy)
+
+
+def fold_all(facts: Facts, observations: Iterable[Observation], policy: ConsentPolicy) -> Facts:
+    """:func:`fold` of each observation in turn (``fold(fold(facts, a), b)``), with one copy
+    of each mapping that changes and one :class:`Facts` at the end instead of one per event
+    (a batch folds each group's events at once). ``facts`` itself when none changes them
+    (each a redelivery of an event already rolled into its day). Pure."""
     bound = policy.max_explicit_grants
-    traits = facts.traits
-    if obs.traits:
+    traits, region, consent = facts.traits, facts.region, facts.consent
+    transactions, recent, digests, latest = (
+        facts.transactions,
+        facts.recent,
+        facts.digests,
+        facts.latest,
+    )
+    # this call's own copies of the mappings it changes, made at their first change and
+    # written in place from then on (an existing key keeps its place, a new one goes last, as
+    # ``lww`` and ``{**old, key: new}`` do)
+    own_traits: dict[str, Stamped] | None = None
+    own_transactions: dict[str, Transaction] | None = None
+    own_recent: dict[str, Recent] | None = None
+    changed = False
+    for obs in observations:
         at, event_id = obs.at, obs.event_id
-        traits = lww(traits, {k: Stamped(v, at, event_id) for k, v in obs.traits.items()})
-    region = facts.region
-    if obs.region and (  # ``later``, the new stamp built only when it wins
-        region is None
-        or (obs.at, obs.event_id, obs.region) > (region.at, region.event_id, region.value)
-    ):
-        region = Stamped(obs.region, obs.at, obs.event_id)
-    consent = facts.consent
-    if obs.consent.own:  # an event that states nothing adds no history
-        consent = consent.merged(from_event(obs.consent, obs.at, explicit=obs.explicit), bound)
-    transactions, recent = facts.transactions, facts.recent
-    transaction = _transaction(obs) if obs.order is not None else None
-    if transaction is not None:
-        old = transactions.get(transaction.key)
-        if old is None or transaction.rank() > old.rank():
-            transactions = {**transactions, transaction.key: transaction}
-    elif obs.event_id not in recent:
-        code, region_code = obs.consent.code, obs.region or ""
-        seen_by = fingerprint(obs.event_id)
-        # ``day_of``: an observation's time is in UTC already
-        rolled = facts.digests.get((obs.at.toordinal() - _EPOCH_ORDINAL, code, region_code))
-        if rolled is not None and seen_by in rolled.ids:
-            return facts  # a redelivery of an event already rolled into its day
-        item = Recent(obs.event_id, code, region_code, _digest(obs, policy, seen_by))
-        recent = {**recent, obs.event_id: item}
-    latest = obs.at if facts.latest is None else max(facts.latest, obs.at)
-    return Facts(traits, region, consent, transactions, recent, facts.digests, latest)
+        transaction = _transaction(obs) if obs.order is not None else None
+        item: Recent | None = None
+        if transaction is None and event_id not in recent:
+            code, region_code = obs.consent.code, obs.region or ""
+            seen_by = fingerprint(event_id)
+            # ``day_of``: an observation's time is in UTC already
+            rolled = digests.get((at.toordinal() - _EPOCH_ORDINAL, code, region_code))
+            if rolled is not None and seen_by in rolled.ids:
+                continue  # a redelivery of an event already rolled into its day: no change
+            item = Recent(event_id, code, region_code, _digest(obs, policy, seen_by))
+        changed = True
+        if obs.traits:  # ``lww``, in place on this call's copy
+            if own_traits is None:
+                traits = own_traits = dict(traits)
+            _stamp_into(own_traits, obs.traits, at, event_id)
+        if obs.region and (  # ``later``, the new stamp built only when it wins
+            region is None
+            or (at, event_id, obs.region) > (region.at, region.event_id, region.value)
+        ):
+            region = Stamped(obs.region, at, event_id)
+        if obs.consent.own:  # an event that states nothing adds no history
+            consent = consent.merged(from_event(obs.consent, at, explicit=obs.explicit), bound)
+        if transaction is not None:
+            old_t = transactions.get(transaction.key)
+            if old_t is None or transaction.rank() > old_t.rank():
+                if own_transactions is None:
+                    transactions = own_transactions = dict(transactions)
+                own_transactions[transaction.key] = transaction
+        elif item is not None:
+            if own_recent is None:
+                recent = own_recent = dict(recent)
+            own_recent[event_id] = item
+        latest = at if latest is None else max(latest, at)
+    if not changed:
+        return facts
+    return Facts(traits, region, consent, transactions, recent, digests, latest)
+
+
+def _stamp_into(
+    into: dict[str, Stamped], values: Mapping[str, str], at: datetime, event_id: str
+) -> None:
+    """``lww(into, {k: Stamped(v, at, event_id) ...})`` written into ``into`` itself."""
+    for key, value in values.items():
+        stamped = Stamped(value, at, event_id)
+        old = into.get(key)
+        if old is None or stamped.rank() > old.rank():
+            into[key] = stamped
 
 
 def _transaction(obs: Observation) -> Transaction | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 
-from resolvers.steps import Event
+from resolvers.steps import Event, event_id_of
 
 NAME = "dedupe"
 
@@ -19,7 +19,7 @@ def fresh(events: Iterable[Event], seen: Collection[str]) -> tuple[list[Event], 
     duplicates: list[Event] = []
     taken: set[str] = set()
     for event in events:
-        event_id = event.tp.event_id
+        event_id = event_id_of(event)
         if event_id in seen or event_id in taken:
             duplicates.append(event)
         else:

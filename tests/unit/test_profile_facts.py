@@ -370,6 +370,36 @@ def test_facts_do_not_depend_on_arrival_order_where_nothing_is_deleted(
         assert observe_all(permuted(events, keys)) == observe_all(events)
 
 
+@PROPS
+@given(events=worlds(), cut=st.integers(0, 30), again=st.integers(0, 30))
+@example(events=_husk_world(), cut=2, again=1)
+def test_a_group_s_batch_folds_as_its_events_one_after_another(
+    events: list[Observation], cut: int, again: int
+) -> None:
+    """``fold_all`` (a batch's events of one group at once) is ``fold`` of each in turn, from
+    any facts so far; redeliveries of events folded (or rolled up) before change nothing."""
+    with small_windows():
+        before = observe_all(events[:cut])
+        batch = events[cut:] + events[:again]
+        one_by_one = before
+        for o in batch:
+            one_by_one = facts_module.fold(one_by_one, o, POLICY)
+        at_once = facts_module.fold_all(before, batch, POLICY)
+        assert at_once == one_by_one
+        assert prune(at_once) == prune(one_by_one)
+        assert (at_once is before) == (one_by_one is before)
+
+
+def test_a_batch_of_redeliveries_rolled_into_their_day_returns_the_facts_themselves() -> None:
+    with small_windows():
+        events = [tracked(f"e{i}", days=i) for i in range(12)]
+        facts = observe_all(events)
+        rolled = [o for o in events if o.event_id not in facts.recent]
+        assert rolled  # the oldest rolled up into their day digests
+        assert facts_module.fold_all(facts, rolled, POLICY) is facts
+        assert facts_module.fold_all(facts, [*rolled, events[-1]], POLICY) is not facts
+
+
 def _observe_in_parts(events: list[Observation], keys: list[int], cuts: list[int]) -> Facts:
     """The events in some order, cut into groups observed apart, then merged."""
     merged = EMPTY_FACTS

@@ -118,6 +118,28 @@ def test_librdkafka_errors_become_one_reason(
     assert startup._kafka_fatal(errors, failures) is fatal
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Connect to ipv4#h:9 failed: Connection refused (after 0ms in state CONNECT)",
+        # librdkafka's log counts repeats inside the same parentheses once one was suppressed
+        "Connect to ipv4#h:9 failed: Connection refused "
+        "(after 1ms in state CONNECT, 1 identical error(s) suppressed)",
+        "Connect to ipv4#h:9 failed: Connection refused (558 identical error(s) suppressed)",
+    ],
+    ids=["after", "after-and-suppressed", "suppressed"],
+)
+def test_error_text_drops_what_varies_between_repeats(text: str) -> None:
+    assert kafka_clients.error_text(text) == "Connect to ipv4#h:9 failed: Connection refused"
+
+
+def test_error_text_keeps_the_rest_of_the_text() -> None:
+    assert kafka_clients.error_text("1/1 brokers are down") == "brokers are down"
+    assert kafka_clients.error_text("SSL handshake failed (see the broker log)") == (
+        "SSL handshake failed (see the broker log)"
+    )
+
+
 def test_the_error_report_logs_each_distinct_error_once_a_minute(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
