@@ -4,7 +4,9 @@ metadata; its consumer's fetch settings."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -227,3 +229,55 @@ def test_a_worker_collects_cycles_less_often_and_leaves_start_up_objects_alone()
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_a_batch_waits_to_fill_unless_the_last_took_the_batch_timeout_to_apply() -> None:
+    assert lane_runner.fill_wait(0.05, 0.0) == 0.05  # just returned: the whole timeout
+    assert lane_runner.fill_wait(0.05, 0.02) == 0.05  # kept up: as many batches as ever
+    assert lane_runner.fill_wait(0.05, 0.05) == 0.0  # behind: what is there, at once
+    assert lane_runner.fill_wait(0.05, 0.3) == 0.0
+
+
+@dataclass
+class ScriptedConsumer(FakeConsumer):
+    """Returns ``batches`` in turn (then stops the runner) and notes each ``consume``'s
+    timeout."""
+
+    batches: list[list[Message]] = field(default_factory=list)
+    timeouts: list[float] = field(default_factory=list)
+    runner: Any = None
+
+    def consume(self, num_messages: int, timeout: float) -> list[Message]:
+        self.timeouts.append(timeout)
+        if not self.batches:
+            self.runner.stop()
+            return []
+        return self.batches.pop(0)
+
+
+def test_records_that_waited_while_a_batch_was_applied_are_consumed_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The lane loop's ``consume`` calls: after a batch applied for longer than the batch
+    timeout the next waits for nothing (its records waited during the batch); after a turn
+    that found nothing, a whole timeout."""
+    monkeypatch.setattr(kafka_clients, "Consumer", ScriptedConsumer)
+    rt = fake_runtime(lane=INVENTORY, settings=LoomSettings(inventory_batch_timeout_s=0.05))
+    runner = lane_runner.LaneRunner(rt)
+    fake: ScriptedConsumer = runner.consumer  # type: ignore[assignment]
+    msg = Message(topic="raw", partition=0, offset=0, value=b"{}", timestamp=(1, 1))
+    fake.runner, fake.batches = runner, [[msg], [msg], [], [msg]]
+    applied: list[int] = []
+
+    async def slow_apply(records: list[RawRecord]) -> None:
+        applied.append(len(records))
+        await asyncio.sleep(0.06)  # an apply that takes longer than the batch timeout
+
+    monkeypatch.setattr(runner.batches, "run", slow_apply)
+    asyncio.run(runner._loop())
+    first, after_batch, after_second, after_idle, after_last = fake.timeouts
+    assert first == 0.05
+    assert after_batch == after_second == 0.0  # the records arrived during the last batch
+    assert after_idle == 0.05  # nothing was there: wait to fill
+    assert after_last == 0.0
+    assert applied == [1, 1, 1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from collections import Counter
@@ -87,6 +88,14 @@ def test_latency_buckets_cover_1ms_to_10s() -> None:
     assert LATENCY_BUCKETS[0] == 0.001
     assert LATENCY_BUCKETS[-1] == 10.0
     assert list(LATENCY_BUCKETS) == sorted(LATENCY_BUCKETS)
+
+
+def test_latency_buckets_are_25ms_apart_where_a_steady_lanes_p50_and_p99_fall() -> None:
+    """Issue 17.4: a p99 is read to 25 ms between 50 and 250 ms, and 0.1 / 0.25 s (the
+    targets) stay bounds, so the share of events within them is exact."""
+    fine = [b for b in LATENCY_BUCKETS if 0.05 <= b <= 0.25]
+    assert [round(b2 - b1, 6) for b1, b2 in itertools.pairwise(fine)] == [0.025] * 8
+    assert {0.1, 0.25, 0.5} <= set(LATENCY_BUCKETS)
 
 
 #: latencies as observe_batch makes them: >= 0, some exactly on a bucket's bound, some past 10 s
