@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Final
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from resolvers.steps import RawRecord
+from resolvers.tuples import new_tuple
 from streams import audience_schedule, kafka_clients
 from streams.batch_runner import BatchAbandoned, BatchRunner, LaneStopped
 from streams.errors import FatalError, classify, kafka_error
@@ -87,15 +88,20 @@ def raw_records(messages: Iterable[Message]) -> list[RawRecord]:
                 headers = known(tuple(raw_headers)).copy()
             else:
                 headers = _header_bytes(raw_headers)
+        # ``RawRecord(value, key, topic, partition, offset, timestamp_ms, headers)``: every
+        # field, in order, in one C call (``resolvers.tuples``)
         add(
-            RawRecord(
-                msg.value(),
-                msg.key(),
-                msg.topic() or "",
-                msg.partition() or 0,
-                msg.offset() or 0,
-                ts if ts > 0 else None,
-                headers,
+            new_tuple(
+                RawRecord,
+                (
+                    msg.value(),
+                    msg.key(),
+                    msg.topic() or "",
+                    msg.partition() or 0,
+                    msg.offset() or 0,
+                    ts if ts > 0 else None,
+                    headers,
+                ),
             )
         )
     return out

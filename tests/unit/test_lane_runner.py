@@ -74,6 +74,7 @@ def test_a_batch_of_records_with_the_same_headers_each_get_a_dict_of_their_own()
     ]
     records = lane_runner.raw_records(messages)
     assert records == [lane_runner.raw_record(m) for m in messages]
+    assert all(type(r) is RawRecord for r in records)  # built in C: the class, not a tuple
     assert records[1].headers == {"loom-schema": b"touchpoint-v1"}
     assert records[4].headers == {"loom-schema": b"touchpoint-v1", "n": b"4"}
     assert len({id(r.headers) for r in records}) == len(records)
