@@ -117,6 +117,7 @@ class _Encoder:
                 fields["p"] = record.profile_id.encode()
             if record.holders:
                 fields[HOLDERS_FIELD] = orjson.dumps(record.holders)
+        # ``self.next_version(ref)``, inline: a write per changed identifier record
         self.writes.append(Write(ref, self.versions.get(ref, 0) + 1, fields))
 
     def suppressed(self, effect: Suppressed) -> None:
