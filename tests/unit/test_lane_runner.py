@@ -269,10 +269,12 @@ def test_records_that_waited_while_a_batch_was_applied_are_consumed_at_once(
     msg = Message(topic="raw", partition=0, offset=0, value=b"{}", timestamp=(1, 1))
     fake.runner, fake.batches = runner, [[msg], [msg], [], [msg]]
     applied: list[int] = []
+    now = [0.0]  # the loop's clock: only an apply moves it, so no real time is waited on
+    monkeypatch.setattr(lane_runner, "time", SimpleNamespace(monotonic=lambda: now[0]))
 
     async def slow_apply(records: list[RawRecord]) -> None:
         applied.append(len(records))
-        await asyncio.sleep(0.06)  # an apply that takes longer than the batch timeout
+        now[0] += 0.06  # an apply that takes longer than the batch timeout
 
     monkeypatch.setattr(runner.batches, "run", slow_apply)
     asyncio.run(runner._loop())
