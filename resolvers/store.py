@@ -39,6 +39,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
+from resolvers.frozen import fast_init
 from resolvers.tuples import new_tuple
 
 
@@ -66,6 +67,7 @@ class Ref(NamedTuple):
         return f"{self.kind}:{self.name}"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Entity:
     """A stored entity: a version (0 = absent) and its fields (bytes)."""
@@ -117,6 +119,7 @@ class Loaded:
         return self.entities.get(ref, ABSENT)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Write:
     """Replace an entity whole with ``fields`` at ``version``; empty fields delete it."""
@@ -126,6 +129,7 @@ class Write:
     fields: Mapping[str, bytes]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class OutboxRecord:
     """A record to publish on Kafka after the commit (relayed from the outbox)."""
@@ -135,6 +139,7 @@ class OutboxRecord:
     value: bytes | None  # None = tombstone
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StreamEntry:
     """An entry for a Redis change stream that downstream services follow."""

@@ -38,8 +38,10 @@ from resolvers.consent.history import ConsentHistory, PurposeHistory
 from resolvers.consent.policy import ConsentPolicy
 from resolvers.consent.signals import EventConsent, Statement, from_code
 from resolvers.consent.vocabulary import CONSENT_PURPOSES, Purpose, Reason, Source
+from resolvers.frozen import fast_init
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Verdict:
     purpose: Purpose
@@ -48,6 +50,7 @@ class Verdict:
     source: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Current:
     """The person's current choice for a purpose (what the snapshot's ``consent`` shows)."""

@@ -24,6 +24,7 @@ import orjson
 
 from resolvers.consent import CONSENT_PURPOSES, PURPOSE_GATES, Gate, Purpose
 from resolvers.consent.signals import from_code
+from resolvers.frozen import fast_init
 from resolvers.profile.facts import (
     PURCHASE_AFFINITY_WEIGHT,
     Activity,
@@ -84,6 +85,7 @@ def _empty_fields() -> dict[str, Any]:
 EMPTY_GATED_FIELDS: Final[Mapping[str, object]] = MappingProxyType(_empty_fields())
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Person:
     """Everything :func:`render` needs besides the gate."""
