@@ -34,10 +34,11 @@ pure: :class:`InMemoryStore` is the reference implementation the contract tests 
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
+
+import orjson
 
 from resolvers.frozen import fast_init
 from resolvers.tuples import new_tuple
@@ -260,6 +261,9 @@ class InMemoryStore:
         self.audiences: dict[str, set[str]] = {}  # audience name -> member profile ids
 
     def load(self, request: LoadRequest) -> Loaded:
+        # the JSON fields read here were written by ``orjson.dumps``: read back with orjson
+        # (the standard library's ``json.loads`` was ~2 % of a ``run_batch`` in process on
+        # this store, a cost a worker on Redis never has: bench/README.md, ninth pass)
         out: dict[Ref, Entity] = {}
         ids: list[str] = list(request.identifiers)
         pids: list[str] = list(request.profiles)
@@ -267,7 +271,7 @@ class InMemoryStore:
             h: self.suppressed[h] for h in request.suppression_hashes if h in self.suppressed
         }
         for tombstone in suppressed.values():  # profiles holding atoms with its ghost
-            pids.extend(json.loads(tombstone).get("h", ()))
+            pids.extend(orjson.loads(tombstone).get("h", ()))
         seen_ids: set[str] = set()
         seen_pids: set[str] = set()
         truncated = False
@@ -282,7 +286,7 @@ class InMemoryStore:
                 out[ref] = _loaded(ref, entity)
                 if "p" in entity.fields:
                     pids.append(entity.fields["p"].decode())
-                pids.extend(json.loads(entity.fields.get(HOLDERS_FIELD, b"[]")))
+                pids.extend(orjson.loads(entity.fields.get(HOLDERS_FIELD, b"[]")))
             while pids:
                 pid = pids.pop(0)
                 if pid in seen_pids:
@@ -298,7 +302,7 @@ class InMemoryStore:
                 if "r" in entity.fields:
                     pids.append(entity.fields["r"].decode())
                 else:
-                    ids.extend(json.loads(entity.fields.get(HELD_FIELD, b"[]")))
+                    ids.extend(orjson.loads(entity.fields.get(HELD_FIELD, b"[]")))
         for pid in request.versions:
             ref = profile_ref(pid)
             if ref not in out:
