@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -50,6 +50,15 @@ from resolvers.store import HELD_FIELD, HOLDERS_FIELD, Kind, Loaded, Ref, profil
 from resolvers.tuples import new_tuple
 from schemas.identifiers import Identifier
 from schemas.touchpoint import EventType, Touchpoint
+
+# Enum members read per event, bound once (prefix: K_ kind, P_ purpose, T_ event type):
+# on CPython 3.11 a member read off its class (``Purpose.ADS``) goes through
+# ``EnumType.__getattr__``'s slow attribute hook: ~0.3 µs, a module constant ~0.02 µs
+# (3.12 dropped the hook).
+_K_IDENTIFIER: Final = Kind.IDENTIFIER
+_K_PROFILE: Final = Kind.PROFILE
+_P_ADS: Final = Purpose.ADS
+_T_ERASURE_REQUESTED: Final = EventType.ERASURE_REQUESTED
 
 
 def _profile_decoder(ref: Ref, rules: IdentityRules) -> Callable[[bytes], StoredProfile]:
@@ -101,14 +110,14 @@ class ProfilesBatch:
             if entity.version <= 0:  # ``not entity.exists``, inline
                 continue
             fields = entity.fields
-            if ref.kind is Kind.IDENTIFIER:
+            if ref.kind is _K_IDENTIFIER:
                 pid = fields.get("p")
                 state = cache.get(ref, fields.get("s", b"{}"), _decode_record)
                 holders = orjson.loads(fields.get(HOLDERS_FIELD, b"[]"))
                 records[parse_key(ref.name)] = IdentifierRecord.from_json(
                     state, pid.decode() if pid is not None else None, holders
                 )
-            elif ref.kind is Kind.PROFILE:
+            elif ref.kind is _K_PROFILE:
                 if "r" in fields:
                     redirects[ref.name] = fields["r"].decode()
                 elif "s" in fields:
@@ -141,7 +150,7 @@ class ProfilesBatch:
                         tp.event_id,
                         new_tuple(Stamp, (at, tp.event_id)),
                         ranked(e.identifiers, rules),
-                        tp.type is EventType.ERASURE_REQUESTED,
+                        tp.type is _T_ERASURE_REQUESTED,
                     ),
                 )
                 for e, tp, at in zip(fresh, tps, times, strict=True)
@@ -336,7 +345,7 @@ class ProfilesBatch:
                 merged_from=stored.merged_from,
                 # shown only while ads is granted now (render empties the field otherwise)
                 ad_identifiers=ad_identifiers(stored.identifiers)
-                if Purpose.ADS in gate.granted_now()
+                if _P_ADS in gate.granted_now()
                 else (),
             ),
             gate,

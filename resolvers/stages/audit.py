@@ -54,6 +54,16 @@ _DENY: Final = Decision.DENY
 _REGION_DEFAULT: Final = Reason.REGION_DEFAULT
 _ERASURE: Final = EventType.ERASURE_REQUESTED
 
+# Enum members read per event, bound once (prefix: D_ decision, R_ reason, S_ source):
+# on CPython 3.11 a member read off its class (``Purpose.ADS``) goes through
+# ``EnumType.__getattr__``'s slow attribute hook: ~0.3 µs, a module constant ~0.02 µs
+# (3.12 dropped the hook).
+_D_PURGE: Final = Decision.PURGE
+_R_GPC: Final = Reason.GPC
+_R_REVOKED: Final = Reason.REVOKED
+_S_GPC: Final = Source.GPC
+
+
 #: (purpose, decision, reason, source) of one decision, as the record spells them.
 Row = tuple[str, str, str, str]
 
@@ -90,8 +100,8 @@ def _purges(consent: EventConsent, prior: Callable[[], Gate | None]) -> list[Row
     for purpose, stated in sorted(consent.own.items()):
         before = prior() if not stated.granted else None
         if before is not None and before.current(purpose).granted:
-            reason = Reason.GPC if stated.source is Source.GPC else Reason.REVOKED
-            out.append((purpose, Decision.PURGE, reason, stated.source))
+            reason = _R_GPC if stated.source is _S_GPC else _R_REVOKED
+            out.append((purpose, _D_PURGE, reason, stated.source))
     return out
 
 

@@ -26,6 +26,15 @@ from resolvers.timefmt import utc
 from resolvers.tuples import new_tuple
 from schemas.touchpoint import Channel, Consent, EventType, Touchpoint
 
+# Enum members read per event, bound once (prefix: C_ channel, T_ event type):
+# on CPython 3.11 a member read off its class (``Purpose.ADS``) goes through
+# ``EnumType.__getattr__``'s slow attribute hook: ~0.3 µs, a module constant ~0.02 µs
+# (3.12 dropped the hook).
+_C_POS: Final = Channel.POS
+_T_CUSTOM: Final = EventType.CUSTOM
+_T_POS_SALE: Final = EventType.POS_SALE
+
+
 NAME = "observe"
 
 
@@ -80,7 +89,7 @@ def _order(tp: Touchpoint) -> OrderFacts | None:
         location_id=o.location_id,
         categories=tuple([ln.category for ln in o.lines if ln.category]),
         skus=tuple([ln.sku for ln in o.lines]),
-        in_store=tp.type is EventType.POS_SALE or tp.channel is Channel.POS,
+        in_store=tp.type is _T_POS_SALE or tp.channel is _C_POS,
     )
 
 
@@ -121,7 +130,7 @@ def observation(
             preferences,
             sku if isinstance(sku, str) and sku else None,
             category if isinstance(category, str) and category else None,
-            tp.name if t is EventType.CUSTOM else None,
+            tp.name if t is _T_CUSTOM else None,
             _order(tp) if tp.order is not None else None,
         ),
     )
