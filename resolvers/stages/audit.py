@@ -148,18 +148,21 @@ def audit(
     purged: Counter[str] = Counter()
     remembered: _Remembered = {}
     for tp, consent in zip(fresh, consents, strict=True):
-        if tp.type is _ERASURE:
+        # its fields from the model's instance dict (``observe.observation`` says why)
+        fields = tp.__dict__
+        event_type = fields["type"]
+        if event_type is _ERASURE:
             continue
-        event_id = tp.event_id
+        event_id, region = fields["event_id"], fields["region"]
         owner = owner_of_event.get(event_id)
         gate = gates.get(owner) if owner is not None else None
         if gate is None:
-            gate = Gate(policy, EMPTY_HISTORY, tp.region)
-        behavioural = tp.type not in TRANSACTION_TYPES
+            gate = Gate(policy, EMPTY_HISTORY, region)
+        behavioural = event_type not in TRANSACTION_TYPES
         if gate.history.purposes:  # verdicts at this fact's time: asked once
             rows, keys, default_only = _event_denials(tp, consent, gate, behavioural)
         else:
-            asked = (gate.region, id(consent), tp.region, behavioural)
+            asked = (gate.region, id(consent), region, behavioural)
             found = remembered.get(asked)
             if found is None or found[0] is not consent:
                 denials = _event_denials(tp, consent, gate, behavioural)
