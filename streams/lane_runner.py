@@ -52,6 +52,7 @@ from resolvers.tuples import new_tuple
 from streams import audience_schedule, kafka_clients
 from streams.batch_runner import BatchAbandoned, BatchRunner, LaneStopped
 from streams.errors import FatalError, classify, kafka_error
+from streams.gc_policy import GcPolicy
 from streams.generation import Committed, establish, recovery_hint
 from streams.health import HealthServer
 from streams.lane_status import LaneState, LaneStatus, StopReason
@@ -240,6 +241,10 @@ class LaneRunner:
         self._relay_wakeup = asyncio.Event()
         #: offsets processed but not committed yet
         self._due = DueOffsets(self.settings.commit_interval_s)
+        self.gc = GcPolicy(
+            self.settings.gc_full_interval_s,
+            on_full=lambda _collected, seconds: rt.metrics.gc_full_collection.observe(seconds),
+        )
 
     def _fetch_config(self) -> dict[str, int]:
         """With ``LOOM_FETCH_MIN_BYTES`` > 1 the broker holds a fetch until it has that many
@@ -376,6 +381,7 @@ class LaneRunner:
             self._batch_done(records)
             self._relay_wakeup.set()
             self.rt.metrics.decode_cache_bytes.set(self.rt.decode_cache.bytes)
+            self.gc.after_batch()  # what survived the batch frozen (streams.gc_policy)
 
     def _failed(self, msg: Message) -> bool:
         """Whether ``msg`` is an error event rather than a record; fatal ones stop the lane."""
@@ -401,8 +407,9 @@ EXIT_LANE_STOPPED: Final = 3  # the lane had stopped on an error before it was a
 #: ``LOOM_DECODE_CACHE_BYTES`` of decoded profiles and ledgers) and allocates hundreds of
 #: short-lived objects per event, nearly all freed by reference counting; with the defaults the
 #: full collections that walk the whole heap took a third of the profiles lane's CPU (issue 17:
-#: ``run_batch`` 316 -> 209 µs per event in process). Young cycles are still collected every
-#: 50,000 net allocations.
+#: ``run_batch`` 316 -> 209 µs per event in process). Between batches what survived is frozen
+#: (:mod:`streams.gc_policy`); inside a batch, young cycles are still collected every 50,000 net
+#: allocations.
 GC_THRESHOLDS: Final = (50_000, 20, 100)
 
 

@@ -41,6 +41,7 @@ from streams.lag_status import GroupStatus, Status
 __all__ = [
     "BATCH_SIZE_BUCKETS",
     "EVENT_OUTCOMES",
+    "GC_BUCKETS",
     "LATENCY_BUCKETS",
     "REDIS_BUCKETS",
     "STATUS_VALUES",
@@ -69,6 +70,8 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 REDIS_BUCKETS: tuple[float, ...] = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 )  # fmt: skip
+#: Buckets for a worker's full garbage collection (streams.gc_policy): 10 ms to 5 s.
+GC_BUCKETS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 #: Buckets for batch sizes (events per atomic batch, max 10 000).
 BATCH_SIZE_BUCKETS: tuple[float, ...] = (
     1,
@@ -169,6 +172,7 @@ class WorkerMetrics:
     outbox_length: Gauge  # loom_outbox_length
     outbox_oldest_age: Gauge  # loom_outbox_oldest_age_seconds
     decode_cache_bytes: Gauge  # loom_decode_cache_bytes
+    gc_full_collection: Histogram  # loom_gc_full_collection_seconds (streams.gc_policy)
 
     @classmethod
     def create(
@@ -313,6 +317,13 @@ class WorkerMetrics:
                 "loom_decode_cache_bytes",
                 "Memory charged to the worker's decoded-entity cache (at most "
                 "LOOM_DECODE_CACHE_BYTES).",
+                registry=reg,
+            ),
+            gc_full_collection=Histogram(
+                "loom_gc_full_collection_seconds",
+                "Full garbage collections of the worker, between batches, every "
+                "LOOM_GC_FULL_INTERVAL_S (the process pauses meanwhile).",
+                buckets=GC_BUCKETS,
                 registry=reg,
             ),
         )

@@ -316,6 +316,13 @@ class LoomSettings(BaseSettings):
         ge=0,
         description="memory budget of a worker's cache of decoded entities (0: no cache)",
     )
+    gc_full_interval_s: float = Field(
+        600.0,
+        ge=0,
+        description="a worker freezes what survives each batch (no young garbage collection "
+        "walks it) and collects cyclic garbage in full this often, between batches; 0: "
+        "Python's collector as its thresholds say (streams.gc_policy)",
+    )
     dedupe_ttl_s: int = Field(
         7 * 24 * 3600, ge=60, description="how long processed event ids are remembered"
     )

@@ -284,3 +284,24 @@ def test_records_that_waited_while_a_batch_was_applied_are_consumed_at_once(
     assert after_idle == 0.05  # nothing was there: wait to fill
     assert after_last == 0.0
     assert applied == [1, 1, 1]
+
+
+def test_what_survives_each_applied_batch_is_frozen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lane loop hands every applied batch (not an empty turn) to its GC policy
+    (streams.gc_policy), between batches."""
+    monkeypatch.setattr(kafka_clients, "Consumer", ScriptedConsumer)
+    rt = fake_runtime(lane=INVENTORY, settings=LoomSettings(inventory_batch_timeout_s=0.05))
+    runner = lane_runner.LaneRunner(rt)
+    fake: ScriptedConsumer = runner.consumer  # type: ignore[assignment]
+    msg = Message(topic="raw", partition=0, offset=0, value=b"{}", timestamp=(1, 1))
+    fake.runner, fake.batches = runner, [[msg], [], [msg]]
+    events: list[str] = []
+
+    async def apply(records: list[RawRecord]) -> None:
+        events.append("apply")
+
+    monkeypatch.setattr(runner.batches, "run", apply)
+    monkeypatch.setattr(runner.gc, "after_batch", lambda: events.append("gc"))
+    asyncio.run(runner._loop())
+    assert events == ["apply", "gc", "apply", "gc"]
+    assert runner.gc.full_interval_s == LoomSettings().gc_full_interval_s == 600
