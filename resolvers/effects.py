@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from resolvers.frozen import fast_init
 from resolvers.identity.evidence import IdentifierRecord
 from resolvers.inventory import SkuStock
 from resolvers.lanes.stored_profile import StoredProfile
@@ -48,6 +49,7 @@ class Count(NamedTuple):
         return ":".join(parts)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ProfileWritten:
     """A live profile's new state and snapshot (``version`` is the one it will have)."""
@@ -77,6 +79,7 @@ class ProfileErased:
     reason: str = "erased"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class IdentifierWritten:
     """An identifier record's new content; ``record`` None deletes it (erased)."""
@@ -112,6 +115,7 @@ class StockWritten:
     stock: SkuStock
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Published:
     """A record for a Kafka topic (through the outbox); ``value`` None is a tombstone."""

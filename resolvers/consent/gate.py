@@ -38,8 +38,29 @@ from resolvers.consent.history import ConsentHistory, PurposeHistory
 from resolvers.consent.policy import ConsentPolicy
 from resolvers.consent.signals import EventConsent, Statement, from_code
 from resolvers.consent.vocabulary import CONSENT_PURPOSES, Purpose, Reason, Source
+from resolvers.frozen import fast_init
+
+# Enum members read per event, bound once (prefix: P_ purpose, R_ reason, S_ source):
+# on CPython 3.11 a member read off its class (``Purpose.ADS``) goes through
+# ``EnumType.__getattr__``'s slow attribute hook: ~0.3 µs, a module constant ~0.02 µs
+# (3.12 dropped the hook).
+_P_ANALYTICS: Final = Purpose.ANALYTICS
+_P_NECESSARY: Final = Purpose.NECESSARY
+_P_PERSONALIZATION: Final = Purpose.PERSONALIZATION
+_R_GPC: Final = Reason.GPC
+_R_GRANTED: Final = Reason.GRANTED
+_R_HISTORY_TRUNCATED: Final = Reason.HISTORY_TRUNCATED
+_R_INVALID_SIGNAL: Final = Reason.INVALID_SIGNAL
+_R_LATE_GRANT: Final = Reason.LATE_GRANT
+_R_NO_CONSENT: Final = Reason.NO_CONSENT
+_R_REGION_DEFAULT: Final = Reason.REGION_DEFAULT
+_R_REVOKED: Final = Reason.REVOKED
+_S_CONSENT_UPDATED: Final = Source.CONSENT_UPDATED
+_S_GPC: Final = Source.GPC
+_S_INVALID: Final = Source.INVALID
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Verdict:
     purpose: Purpose
@@ -48,6 +69,7 @@ class Verdict:
     source: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Current:
     """The person's current choice for a purpose (what the snapshot's ``consent`` shows)."""
@@ -68,7 +90,7 @@ _NO_HISTORY: Final = PurposeHistory()
 
 
 def _denial_reason(source: str) -> Reason:
-    return Reason.GPC if source == Source.GPC else Reason.NO_CONSENT
+    return _R_GPC if source == _S_GPC else _R_NO_CONSENT
 
 
 class Gate:
@@ -138,10 +160,10 @@ class Gate:
         behavioural: bool = False,
     ) -> Verdict:
         """May a fact at ``at`` (with its event's ``consent``, in ``region``) serve ``purpose``?"""
-        if purpose is Purpose.NECESSARY:
+        if purpose is _P_NECESSARY:
             return _NECESSARY
         if consent.invalid:
-            return Verdict(purpose, False, Reason.INVALID_SIGNAL, Source.INVALID)
+            return Verdict(purpose, False, _R_INVALID_SIGNAL, _S_INVALID)
         # ``history.of`` and ``consent.stated``, inline (asked per fact and purpose)
         h = self.history.purposes.get(purpose, _NO_HISTORY)
         own = consent.own.get(purpose)
@@ -149,7 +171,7 @@ class Gate:
             return Verdict(purpose, False, _denial_reason(own.source), own.source)
         denial = h.last_denial
         if denial is not None and denial.at >= at:
-            reason = Reason.GPC if denial.source is Source.GPC else Reason.REVOKED
+            reason = _R_GPC if denial.source is _S_GPC else _R_REVOKED
             return Verdict(purpose, False, reason, denial.source)
         if own is None and behavioural:
             at_time = self._behaviour_default(purpose, h, at, region)
@@ -159,7 +181,7 @@ class Gate:
             return at_time
         now = (self._now or self._choices())[0][purpose]  # ``current``
         if not now.granted:  # e.g. the person's region moved to an opt-in jurisdiction
-            return Verdict(purpose, False, Reason.REGION_DEFAULT, now.source)
+            return Verdict(purpose, False, _R_REGION_DEFAULT, now.source)
         return at_time
 
     def _behaviour_default(
@@ -173,7 +195,7 @@ class Gate:
             return default
         lifted = h.explicit_grant_between(h.last_denial.at, at)
         if lifted is None:
-            return Verdict(purpose, False, Reason.HISTORY_TRUNCATED, "history")
+            return Verdict(purpose, False, _R_HISTORY_TRUNCATED, "history")
         if not lifted:
             source = h.last_denial.source
             return Verdict(purpose, False, _denial_reason(source), source)
@@ -188,21 +210,21 @@ class Gate:
         region: str | None,
     ) -> Verdict:
         if own is not None:  # a grant (denials were handled by the caller)
-            return Verdict(purpose, True, Reason.GRANTED, own.source)
+            return Verdict(purpose, True, _R_GRANTED, own.source)
         after = h.last_denial.at if h.last_denial is not None else None
         found = h.explicit_grant_between(after, at)
         if found is None:
-            return Verdict(purpose, False, Reason.HISTORY_TRUNCATED, "history")
+            return Verdict(purpose, False, _R_HISTORY_TRUNCATED, "history")
         if found:
-            return Verdict(purpose, True, Reason.GRANTED, Source.CONSENT_UPDATED)
+            return Verdict(purpose, True, _R_GRANTED, _S_CONSENT_UPDATED)
         if h.last_denial is not None:  # a denial was in force at the fact's time
             source = h.last_denial.source
             return Verdict(purpose, False, _denial_reason(source), source)
         if purpose in self.policy.default_for(region or self.region):
-            return Verdict(purpose, True, Reason.REGION_DEFAULT, _DEFAULT)
+            return Verdict(purpose, True, _R_REGION_DEFAULT, _DEFAULT)
         latest = h.latest
         late = latest is not None and latest.granted and latest.at > at
-        reason = Reason.LATE_GRANT if late else Reason.REGION_DEFAULT
+        reason = _R_LATE_GRANT if late else _R_REGION_DEFAULT
         return Verdict(purpose, False, reason, _DEFAULT)
 
     def serves(
@@ -345,8 +367,8 @@ class BehaviourPruning:
         self.policy = policy
         self._analytics = self._personalization = None
         if history.purposes:  # most groups have none: nothing to read
-            analytics = history.of(Purpose.ANALYTICS).last_denial
-            personalization = history.of(Purpose.PERSONALIZATION).last_denial
+            analytics = history.of(_P_ANALYTICS).last_denial
+            personalization = history.of(_P_PERSONALIZATION).last_denial
             self._analytics = analytics.at if analytics is not None else None
             self._personalization = personalization.at if personalization is not None else None
 

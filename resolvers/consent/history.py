@@ -30,6 +30,7 @@ from resolvers.consent.errors import ConsentStateError
 from resolvers.consent.policy import MAX_EXPLICIT_GRANTS
 from resolvers.consent.signals import EventConsent
 from resolvers.consent.vocabulary import CONSENT_PURPOSES, Purpose, Source
+from resolvers.frozen import fast_init
 from resolvers.timefmt import format_time, parse_time, utc
 
 _FORMAT: Final = 2
@@ -39,6 +40,7 @@ _PURPOSE_VALUES: Final = {p: p.value for p in Purpose}
 _SOURCE_VALUES: Final = {s: s.value for s in Source}
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ConsentRecord:
     """One statement for one purpose, at the time of the event that made it."""
@@ -78,6 +80,7 @@ def _newest(a: datetime | None, b: datetime | None) -> datetime | None:
     return max(a, b)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PurposeHistory:
     latest: ConsentRecord | None = None
@@ -166,6 +169,7 @@ class PurposeHistory:
 _EMPTY: Final = PurposeHistory()
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ConsentHistory:
     """Per purpose, a :class:`PurposeHistory`. Immutable; combine with :meth:`merged`."""

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Final
 
+from resolvers.frozen import fast_init
 from resolvers.identity.evidence import Atom, Stamp, profile_id_for
 from resolvers.identity.rules import IdentityRules
 from schemas.identifiers import Identifier
@@ -43,6 +44,7 @@ class Blocked:
     dropped: tuple[Identifier, ...]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Person:
     profile_id: str

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import orjson
 
+from resolvers.frozen import fast_init
 from resolvers.identity.evidence import Atom, Stamp
 from resolvers.identity.rules import IdentityRules
 from resolvers.profile.codec import facts_fragment, facts_from_json
@@ -28,6 +29,7 @@ class StateFormatError(ValueError):
     """Stored profile state in a format this version cannot read (rebuild from Kafka)."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Group:
     atoms: Mapping[str, Atom]  # atom key -> atom
@@ -37,6 +39,7 @@ class Group:
         return min(a.first for a in self.atoms.values())
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StoredProfile:
     profile_id: str

@@ -58,6 +58,7 @@ from resolvers.consent import (
     denies_behaviour_later,
     from_event,
 )
+from resolvers.frozen import fast_init
 from resolvers.timefmt import utc
 
 #: Event types that are a purchase (an order version) or a return.
@@ -98,6 +99,7 @@ def day_of(at: datetime) -> int:
 # --------------------------------------------------------------------------- values
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Stamped:
     """A value with the time and event that set it (latest wins)."""
@@ -110,6 +112,7 @@ class Stamped:
         return (self.at, self.event_id, self.value)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Activity:
     at: datetime
@@ -124,6 +127,7 @@ class Activity:
         return (self.at, self.event_id)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class OrderFacts:
     """What a purchase or return says (``in_store``: a store sale, not an online order)."""
@@ -220,6 +224,7 @@ class Observation(_ObservationFields):
         )
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Transaction:
     """One order version or one return, with what the gate needs (time, consent, region)."""
@@ -258,6 +263,7 @@ class Transaction:
 DigestKey = tuple[int, str, str]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Recent:
     """One behavioural event kept as it was (a one-event digest with its key)."""
@@ -275,6 +281,7 @@ class Recent:
         return (self.digest.first_at, self.event_id)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Digest:
     """One day of behaviour with one consent statement in one region.
@@ -302,6 +309,7 @@ def fingerprint(event_id: str) -> int:
     return int.from_bytes(blake2b(event_id.encode(), digest_size=4).digest(), "little")
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Facts:
     traits: Mapping[str, Stamped] = field(default_factory=dict)

@@ -24,6 +24,7 @@ import orjson
 
 from resolvers.consent import CONSENT_PURPOSES, PURPOSE_GATES, Gate, Purpose
 from resolvers.consent.signals import from_code
+from resolvers.frozen import fast_init
 from resolvers.profile.facts import (
     PURCHASE_AFFINITY_WEIGHT,
     Activity,
@@ -35,6 +36,15 @@ from resolvers.profile.facts import (
 )
 from resolvers.profile.traits import PurchaseTraits, empty_trait_fields
 from resolvers.timefmt import format_optional, format_time
+
+# Enum members read per event, bound once (prefix: P_ purpose):
+# on CPython 3.11 a member read off its class (``Purpose.ADS``) goes through
+# ``EnumType.__getattr__``'s slow attribute hook: ~0.3 µs, a module constant ~0.02 µs
+# (3.12 dropped the hook).
+_P_ANALYTICS: Final = Purpose.ANALYTICS
+_P_MARKETING: Final = Purpose.MARKETING
+_P_PERSONALIZATION: Final = Purpose.PERSONALIZATION
+
 
 SNAPSHOT_SCHEMA: Final = "loom.profile.v1"
 TOP_AFFINITIES: Final = 10
@@ -84,6 +94,7 @@ def _empty_fields() -> dict[str, Any]:
 EMPTY_GATED_FIELDS: Final[Mapping[str, object]] = MappingProxyType(_empty_fields())
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Person:
     """Everything :func:`render` needs besides the gate."""
@@ -138,7 +149,7 @@ def _latest_transactions(groups: Iterable[Facts]) -> dict[str, Transaction]:
 
 
 def _count_transaction(totals: _Totals, t: Transaction, purposes: frozenset[Purpose]) -> None:
-    if Purpose.ANALYTICS in purposes:
+    if _P_ANALYTICS in purposes:
         totals.saw(t.at, t.at, (t.channel,))
         totals.traits.add(t, _CTX.add)
         _add(totals.revenue if not t.is_return else totals.returns_value, t.currency, t.amount)
@@ -156,7 +167,7 @@ def _count_transaction(totals: _Totals, t: Transaction, purposes: frozenset[Purp
                 _bump(totals.payments, t.payment_method)
             if totals.last_order is None or t.rank() > totals.last_order.rank():
                 totals.last_order = t
-    if Purpose.PERSONALIZATION in purposes:
+    if _P_PERSONALIZATION in purposes:
         totals.activities.append(t.activity())
         if not t.is_return:
             for category in t.categories:
@@ -195,9 +206,9 @@ def _totals(
                 behavioural=True,
                 purposes=asked,
             )
-            if d.seen and Purpose.ANALYTICS in purposes:
+            if d.seen and _P_ANALYTICS in purposes:
                 totals.saw(d.first_at, d.last_at, d.channels)
-            if d.interest and Purpose.PERSONALIZATION in purposes:
+            if d.interest and _P_PERSONALIZATION in purposes:
                 for category, weight in d.categories.items():
                     _bump(totals.categories, category, weight)
                 totals.activities.extend(d.activities)
@@ -215,7 +226,7 @@ def render(person: Person, gate: Gate) -> dict[str, Any]:
     else:  # every field the totals fill is emptied below: none is computed
         fields = dict.fromkeys(_FIELD_ORDER)
     identifiers = person.identifiers
-    marketing = Purpose.MARKETING in granted
+    marketing = _P_MARKETING in granted
     fields["reachable"] = {
         "email": marketing and bool(identifiers.get("email")),
         "phone": marketing and bool(identifiers.get("phone")),

@@ -54,6 +54,16 @@ _DENY: Final = Decision.DENY
 _REGION_DEFAULT: Final = Reason.REGION_DEFAULT
 _ERASURE: Final = EventType.ERASURE_REQUESTED
 
+# Enum members read per event, bound once (prefix: D_ decision, R_ reason, S_ source):
+# on CPython 3.11 a member read off its class (``Purpose.ADS``) goes through
+# ``EnumType.__getattr__``'s slow attribute hook: ~0.3 µs, a module constant ~0.02 µs
+# (3.12 dropped the hook).
+_D_PURGE: Final = Decision.PURGE
+_R_GPC: Final = Reason.GPC
+_R_REVOKED: Final = Reason.REVOKED
+_S_GPC: Final = Source.GPC
+
+
 #: (purpose, decision, reason, source) of one decision, as the record spells them.
 Row = tuple[str, str, str, str]
 
@@ -90,8 +100,8 @@ def _purges(consent: EventConsent, prior: Callable[[], Gate | None]) -> list[Row
     for purpose, stated in sorted(consent.own.items()):
         before = prior() if not stated.granted else None
         if before is not None and before.current(purpose).granted:
-            reason = Reason.GPC if stated.source is Source.GPC else Reason.REVOKED
-            out.append((purpose, Decision.PURGE, reason, stated.source))
+            reason = _R_GPC if stated.source is _S_GPC else _R_REVOKED
+            out.append((purpose, _D_PURGE, reason, stated.source))
     return out
 
 
@@ -138,18 +148,21 @@ def audit(
     purged: Counter[str] = Counter()
     remembered: _Remembered = {}
     for tp, consent in zip(fresh, consents, strict=True):
-        if tp.type is _ERASURE:
+        # its fields from the model's instance dict (``observe.observation`` says why)
+        fields = tp.__dict__
+        event_type = fields["type"]
+        if event_type is _ERASURE:
             continue
-        event_id = tp.event_id
+        event_id, region = fields["event_id"], fields["region"]
         owner = owner_of_event.get(event_id)
         gate = gates.get(owner) if owner is not None else None
         if gate is None:
-            gate = Gate(policy, EMPTY_HISTORY, tp.region)
-        behavioural = tp.type not in TRANSACTION_TYPES
+            gate = Gate(policy, EMPTY_HISTORY, region)
+        behavioural = event_type not in TRANSACTION_TYPES
         if gate.history.purposes:  # verdicts at this fact's time: asked once
             rows, keys, default_only = _event_denials(tp, consent, gate, behavioural)
         else:
-            asked = (gate.region, id(consent), tp.region, behavioural)
+            asked = (gate.region, id(consent), region, behavioural)
             found = remembered.get(asked)
             if found is None or found[0] is not consent:
                 denials = _event_denials(tp, consent, gate, behavioural)

@@ -40,7 +40,8 @@ def identifiers(
     tp: Touchpoint, *, config: NormalizeConfig, salt: bytes, default_region: str | None = None
 ) -> tuple[tuple[Identifier, ...], tuple[str, ...]]:
     """The accepted identifiers of ``tp`` and their suppression hashes (:func:`run`'s)."""
-    region = tp.region or default_region
+    fields = tp.__dict__  # its fields (``resolvers.stages.observe.observation`` says why)
+    region = fields["region"] or default_region
     if config is not DEFAULT:
         ids = normalize_identifiers(
             tp.identifiers.as_mapping(), region=region, config=config
@@ -48,7 +49,7 @@ def identifiers(
         return ids, tuple(suppression_hash(i, salt) for i in ids)
     # The workers' configuration: there only the built-in types can be accepted (custom ones
     # are unknown), in ``BUILTIN_TYPES`` order, as ``normalize_identifiers`` orders them.
-    raw_of = tp.identifiers.builtin()
+    raw_of = fields["identifiers"].builtin()
     accepted: list[Identifier] = []
     hashes: list[str] = []
     for id_type in BUILTIN_TYPES:
