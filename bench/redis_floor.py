@@ -43,15 +43,12 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -61,6 +58,7 @@ import redis
 
 from bench.commit_digest import LANES
 from bench.floor_commit import Cas, Conn, Floor, checked, state_digest
+from bench.private_redis import Server, main_thread_cpu_s, redis_version, running
 from bench.soak_bench import serialized_from
 from bench.store_bench import make_context
 from resolvers.decode_cache import DecodeCache
@@ -75,89 +73,15 @@ from resolvers.store import (
     LoadRequest,
 )
 from schemas.normalize import DEFAULT
-from streams import redis_clients
 from streams.procinfo import process_cpu_s
 from streams.redis_store import RedisStore
-from streams.settings import DEV_SALT, LoomSettings
+from streams.settings import DEV_SALT
 from streams.simulate import Simulator
 
 PREFIX = "loom"
 TTL_S = 7 * 24 * 3600  # LOOM_DEDUPE_TTL_S's default
 GENERATION = "floor9-generation"
 VARIANTS = ("main", "a", "b", "c", "cs")
-
-
-# --- servers ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    """A private ``redis-server`` as ``deploy/infra.sh`` runs it (AOF, fsync every second),
-    without forks (no RDB save points, no automatic AOF rewrite); optionally under callgrind."""
-
-    port: int
-    data_dir: Path
-    callgrind_out: Path | None = None
-    keep: bool = False  # keep callgrind's output file (for callgrind_annotate)
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-        self.data_dir.mkdir(parents=True)
-        cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-               "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "everysec",
-               "--save", "", "--auto-aof-rewrite-percentage", "0", "--daemonize", "no",
-               "--logfile", str(self.data_dir / "redis.log")]  # fmt: skip
-        if self.callgrind_out is not None:
-            cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-                   f"--callgrind-out-file={self.callgrind_out}", *cmd]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        client = self.client()
-        while True:  # until it answers PING
-            try:
-                if client.ping():
-                    break
-            except redis.ConnectionError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server on {self.port} did not start") from None
-                time.sleep(0.1)
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def client(self) -> redis.Redis:
-        return redis_clients.client(LoomSettings(redis_url=f"redis://127.0.0.1:{self.port}/0"))
-
-    def instrument(self, on: bool) -> None:
-        if self.callgrind_out is not None:
-            switch = ["callgrind_control", "-i", "on" if on else "off", str(self.pid)]
-            subprocess.run(switch, check=True, capture_output=True)
-
-    def stop(self) -> int | None:
-        """Stop it; the instructions counted (callgrind), if under callgrind."""
-        if self.proc is None:
-            return None
-        self.proc.terminate()
-        self.proc.wait(300)
-        self.proc = None
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-        if self.callgrind_out is None:
-            return None
-        total = None
-        for line in self.callgrind_out.read_text().splitlines():
-            if line.startswith(("summary:", "totals:")):
-                total = int(line.split()[1])
-        if not self.keep:
-            self.callgrind_out.unlink()
-        return total
-
-
-def main_thread_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def prepare(client: redis.Redis, store: RedisStore) -> None:
@@ -377,27 +301,10 @@ def summary(runs: dict[str, list[dict[str, Any]]], base: str = "a") -> dict[str,
     return out
 
 
-def redis_version() -> str:
-    found = subprocess.run(
-        ["redis-server", "--version"], capture_output=True, text=True, check=True
-    )
-    return found.stdout.split()[2]
-
-
 def simulator_values(events: int) -> list[bytes]:
     sim = Simulator(seed=1, customers=5000, stores=10, skus=500)
     stream = sim.events()
     return [v for v, _ in serialized_from(stream, 200) + serialized_from(stream, events)]
-
-
-@contextlib.contextmanager
-def running(server: Server) -> Iterator[Server]:
-    server.start()
-    try:
-        yield server
-    finally:
-        server.instrument(False)
-        server.stop()
 
 
 def _brief(figures: dict[str, Any]) -> dict[str, Any]:
