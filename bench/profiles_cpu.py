@@ -8,7 +8,8 @@ Two measurements of the same simulator mix (``streams.simulate``, 10 stores, 500
 
 * **in process**: ``run_batch`` of the profiles lane on the in-memory store in batches of 500
   (the pure pipeline: parse, normalize, identity, facts, render, commit encoding) with a
-  decode cache and the garbage collector tuned as in a worker, CPU from
+  decode cache and the garbage collector run as in a worker (``tune_gc``, and what survives
+  each batch frozen: ``streams.gc_policy``; before the ninth pass, young collections too), CPU from
   ``resource.getrusage`` of this process;
 * **end to end**: ``--workers`` ``loom worker --role profiles`` processes only (no inventory
   lane, so Redis's work is the profiles lane's) on a fresh 6-partition topic and Redis prefix;
@@ -78,11 +79,12 @@ from resolvers.pipeline import INVENTORY, PROFILES, Lane, run_batch
 from resolvers.steps import RawRecord
 from resolvers.store import Commit, InMemoryStore, Kind
 from schemas.normalize import DEFAULT
+from streams.gc_policy import GcPolicy
 from streams.lane_runner import tune_gc
 from streams.procinfo import process_cpu_s
 from streams.producer import TouchpointProducer
 from streams.redis_store import RedisStore
-from streams.settings import DEV_SALT
+from streams.settings import DEV_SALT, LoomSettings
 from streams.simulate import Simulator
 
 LANE = PROFILES.name
@@ -179,10 +181,12 @@ def in_process(
     def context() -> Context:
         return base
 
+    gc_policy = GcPolicy(LoomSettings().gc_full_interval_s)  # as the lane loop runs it
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     for part in batches:
         run_batch(part, store, context, max_bytes=64 * 1024, config=DEFAULT, lane=lane)
+        gc_policy.after_batch()
     seconds = time.perf_counter() - started
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
