@@ -28,10 +28,11 @@ OWN_CHUNK: Final = 16 * 1024
 
 class RespPacker:
     """A redis-py ``command_packer``: ``pack(*args)`` -> the command's bytes as chunks, in order
-    (one chunk unless an argument has :data:`OWN_CHUNK` bytes or more)."""
+    (one chunk unless an argument has ``own_chunk`` bytes or more)."""
 
-    def __init__(self) -> None:
+    def __init__(self, own_chunk: int = OWN_CHUNK) -> None:
         self._fallback = HiredisRespSerializer()
+        self._own_chunk = own_chunk
 
     def pack(self, *args: Any) -> list[bytes]:
         name = args[0]
@@ -42,6 +43,7 @@ class RespPacker:
             args = (*name.split(), *args[1:])
         parts = [b"*%d\r\n" % len(args)]
         chunks: list[bytes] = []
+        own_chunk = self._own_chunk
         for arg in args:
             kind = type(arg)
             if kind is bytes:
@@ -54,7 +56,7 @@ class RespPacker:
                 packed: list[bytes] = self._fallback.pack(*args)
                 return packed
             size = len(value)
-            if size >= OWN_CHUNK:  # sent as it is, between what comes before and after
+            if size >= own_chunk:  # sent as it is, between what comes before and after
                 parts.append(b"$%d\r\n" % size)
                 chunks += (b"".join(parts), value)
                 parts = [b"\r\n"]
