@@ -41,8 +41,7 @@ def decode(
         # from the model's instance dict (``resolvers.stages.observe.observation`` says why)
         fields = tp.__dict__
         if now is not None and (
-            fields["inventory"] is not None
-            or fields["occurred_at"] - now > bounds.max_future_skew
+            fields["inventory"] is not None or fields["occurred_at"] - now > bounds.max_future_skew
         ):
             check_bounds(tp, now, bounds)
     except InvalidEvent as exc:
