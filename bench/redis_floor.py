@@ -159,6 +159,33 @@ class CasStore(RedisStore):
         return self.cas.commit(parts)
 
 
+def cpu_now(server: Server) -> tuple[float, float, float]:
+    """Redis's CPU seconds, its main thread's, this process's."""
+    return process_cpu_s(server.pid), main_thread_cpu_s(server.pid), time.process_time()
+
+
+def spent(
+    client: redis.Redis,
+    n: int,
+    start: tuple[float, float, float],
+    end: tuple[float, float, float],
+    skip: list[str],
+) -> dict[str, Any]:
+    """Per event from ``start`` to ``end`` (:func:`cpu_now`), then the commands Redis ran and
+    the state it holds (a digest of every key but ``skip``), read in that order."""
+    (cpu0, main0, w0), (cpu1, main1, w1) = start, end
+    commands = command_stats(client, n)
+    digest, keys = state_digest(client, PREFIX, skip=skip)
+    return {
+        "redis_cpu_us_per_event": round((cpu1 - cpu0) / n * 1e6, 2),
+        "redis_main_thread_us_per_event": round((main1 - main0) / n * 1e6, 2),
+        "process_cpu_us_per_event": round((w1 - w0) / n * 1e6, 2),
+        "commands": commands,
+        "state": digest,
+        "keys": keys,
+    }
+
+
 def live_run(
     server: Server, values: list[bytes], variant: str = "main"
 ) -> tuple[Recorded, dict[str, Any]]:
@@ -178,25 +205,15 @@ def live_run(
     prepare(client, store)
     records = [RawRecord(value=v, topic="raw", partition=0, offset=i) for i, v in enumerate(values)]
     base = replace(make_context(DecodeCache()), salt=DEV_SALT.encode())
-    cpu0, main0, w0 = process_cpu_s(server.pid), main_thread_cpu_s(server.pid), time.process_time()
+    start = cpu_now(server)
     for i in range(0, len(records), 500):
         result = run_batch(records[i : i + 500], store, lambda: base, max_bytes=64 * 1024,
                            config=DEFAULT, lane=LANES["profiles"])  # fmt: skip
         recorded.outcomes.append(repr(result))
-    cpu1, main1, w1 = process_cpu_s(server.pid), main_thread_cpu_s(server.pid), time.process_time()
-    n = len(values)
-    commands = command_stats(client, n)
+    end = cpu_now(server)
     skip = [store.cas.sequence] if isinstance(store, CasStore) else []
-    digest, keys = state_digest(client, PREFIX, skip=skip)
-    figures = {
-        "redis_cpu_us_per_event": round((cpu1 - cpu0) / n * 1e6, 2),
-        "redis_main_thread_us_per_event": round((main1 - main0) / n * 1e6, 2),
-        "process_cpu_us_per_event": round((w1 - w0) / n * 1e6, 1),
-        "commands": commands,
-        "state": digest,
-        "keys": keys,
-        "batches": hashlib.sha256("".join(recorded.outcomes).encode()).hexdigest()[:16],
-    }
+    figures = spent(client, len(values), start, end, skip)
+    figures["batches"] = hashlib.sha256("".join(recorded.outcomes).encode()).hexdigest()[:16]
     conn.close()
     client.close()
     return recorded, figures
@@ -231,7 +248,7 @@ def replay(variant: str, recorded: Recorded, server: Server) -> dict[str, Any]:
     mismatched = 0
     commit_s: list[float] = []  # wall time of each commit call (round trips included)
     server.instrument(True)
-    cpu0, main0, w0 = process_cpu_s(server.pid), main_thread_cpu_s(server.pid), time.process_time()
+    start = cpu_now(server)
     for call in recorded.calls:
         if call[0] == "load":
             if variant == "main":  # through redis-py, as the live run: the same bytes
@@ -246,21 +263,11 @@ def replay(variant: str, recorded: Recorded, server: Server) -> dict[str, Any]:
         else:
             mismatched += cas.commit(parts) != results
         commit_s.append(time.perf_counter() - started)
-    cpu1, main1, w1 = process_cpu_s(server.pid), main_thread_cpu_s(server.pid), time.process_time()
+    end = cpu_now(server)
     server.instrument(False)
-    n = recorded.events
-    commands = command_stats(client, n)
-    digest, keys = state_digest(client, PREFIX, skip=[cas.sequence])
-    figures: dict[str, Any] = {
-        "redis_cpu_us_per_event": round((cpu1 - cpu0) / n * 1e6, 2),
-        "redis_main_thread_us_per_event": round((main1 - main0) / n * 1e6, 2),
-        "process_cpu_us_per_event": round((w1 - w0) / n * 1e6, 2),
-        "commands": commands,
-        "state": digest,
-        "keys": keys,
-        "results_differing": mismatched,
-        "commit_call_ms_median": round(statistics.median(commit_s) * 1e3, 2),
-    }
+    figures = spent(client, recorded.events, start, end, [cas.sequence])
+    figures["results_differing"] = mismatched
+    figures["commit_call_ms_median"] = round(statistics.median(commit_s) * 1e3, 2)
     if variant in ("c", "cs"):
         figures["cas_aborts"] = cas.aborts
         figures["cas_round_trips"] = cas.round_trips

@@ -181,7 +181,9 @@ def prepare(
             )
             if tp is None:
                 continue
-            if isinstance(tp, DeadLetter):
+            # ``type(tp) is``: ``isinstance`` of a touchpoint (a pydantic model) reads its
+            # ``__class__`` through ``BaseModel``'s attribute hook (~0.05 µs, CPython 3.11)
+            if type(tp) is DeadLetter:
                 dead.append(tp)
                 continue
             if normalizes:  # each event built once, with its identifiers
@@ -205,13 +207,22 @@ def load_request(
     identifiers: dict[str, None] = {}
     hashes: dict[str, None] = {}
     candidates: dict[str, None] = dict.fromkeys(profiles)
+    # each event's id read once (through the touchpoint model's attribute hook); a stock lane
+    # asks for its movements' markers instead
+    event_ids = list(map(event_id_of, events)) if lane.identity or not lane.stock else []
     if lane.identity:  # in first-seen order over the events (lists: no generator resumed per item)
         # each ``Identifier.key``, inline (an identifier unpacks as its type and value)
         identifiers = dict.fromkeys([f"{t}:{v}" for e in events for t, v in e.identifiers])
         hashes = dict.fromkeys([h for e in events for h in e.suppression_hashes])
         # the ids a new person of this batch would get: load their versions
         candidates.update(
-            dict.fromkeys([profile_id_for(event_id_of(e)) for e in events if e.identifiers])
+            dict.fromkeys(
+                [
+                    profile_id_for(event_id)
+                    for e, event_id in zip(events, event_ids, strict=True)
+                    if e.identifiers
+                ]
+            )
         )
     skus: set[str] = set()
     if lane.stock:
@@ -224,7 +235,7 @@ def load_request(
         event_ids=tuple(
             dict.fromkeys(m for e in events for m in inventory.markers(e))
             if lane.stock
-            else dict.fromkeys(map(event_id_of, events))
+            else dict.fromkeys(event_ids)
         ),
         suppression_hashes=tuple(hashes),
         scope=lane.name,

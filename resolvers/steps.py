@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from operator import attrgetter
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple, final
 
 from schemas.identifiers import Identifier
 
@@ -81,6 +81,7 @@ class Ok:
     event: Event
 
 
+@final  # never subclassed: ``type(x) is DeadLetter`` tells it apart (``resolvers.pipeline``)
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """Cannot be processed: goes to the DLQ with the original bytes and the reason."""

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Final
 
+import orjson
+
 
 class TimeFormatError(ValueError):
     """A timestamp without an offset (Loom never guesses a time zone)."""
@@ -36,11 +38,29 @@ class _Formatted(dict[datetime, str]):
     __slots__ = ()
 
     def __missing__(self, value: datetime) -> str:
-        text = utc(value).isoformat()[:-6] + "Z"  # a UTC isoformat ends with "+00:00"
+        # ``utc(value)``, inline for the common case (a time Loom parsed or built is in UTC)
+        text = utc_text(value if value.tzinfo is UTC else utc(value))
         if len(self) >= _FORMATTED_MAX:
             self.clear()
         self[value] = text
         return text
+
+
+_DUMPS: Final = orjson.dumps
+_UTC_Z: Final = orjson.OPT_UTC_Z
+
+
+def utc_text(value: datetime) -> str:
+    """``value`` (in UTC) as ``2026-11-22T10:15:00Z``: ``value.isoformat()`` with ``Z`` for
+    ``+00:00``, written by orjson (the same text, tested): ~0.46 µs against isoformat's ~2.2
+    (CPython 3.11.7 on this machine, timeit), whose ``%02d`` fields each go through the C
+    library's ``vsnprintf``. Nearly every event's time is formatted once (~1.1 per event on
+    the bench's mix: a new time misses the memo above). A ``datetime`` subclass orjson does
+    not take is written by ``isoformat``."""
+    try:
+        return _DUMPS(value, option=_UTC_Z)[1:-1].decode()  # a JSON string: its quotes cut
+    except orjson.JSONEncodeError:
+        return value.isoformat()[:-6] + "Z"  # a UTC isoformat ends with "+00:00"
 
 
 _FORMATTED: Final = _Formatted()

@@ -137,10 +137,11 @@ class ProfilesBatch:
         # stages ask; an attribute of a pydantic model is read through ``BaseModel``'s
         # ``__getattr__`` hook, ~0.1 µs more each on CPython 3.11)
         tps = [e.tp for e in fresh]
-        event_ids = out.processed = [tp.event_id for tp in tps]
-        types = [tp.type for tp in tps]
+        fields = [tp.__dict__ for tp in tps]  # the model's fields: one hook call, not three
+        event_ids = out.processed = [f["event_id"] for f in fields]
+        types = [f["type"] for f in fields]
         # ``utc``, inline: a touchpoint's time is aware (``AwareDatetime``)
-        times = [tp.occurred_at.astimezone(UTC) for tp in tps]
+        times = [f["occurred_at"].astimezone(UTC) for f in fields]
         consents = [observe.event_consent(tp) for tp in tps]
         rules = self.ctx.rules
         resolution = identity.resolve(

@@ -6,6 +6,7 @@ suppression set of erased people in the same round trip as the rest of the batch
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 
 from resolvers.context import suppression_hash
@@ -49,7 +50,9 @@ def identifiers(
         return ids, tuple(suppression_hash(i, salt) for i in ids)
     # The workers' configuration: there only the built-in types can be accepted (custom ones
     # are unknown), in ``BUILTIN_TYPES`` order, as ``normalize_identifiers`` orders them.
-    raw_of = fields["identifiers"].builtin()
+    # ``Identifiers.builtin()``, inline: its instance dict (a method read off a model goes
+    # through the attribute hook too)
+    raw_of: Mapping[str, str | None] = fields["identifiers"].__dict__
     accepted: list[Identifier] = []
     hashes: list[str] = []
     for id_type in BUILTIN_TYPES:

@@ -75,21 +75,25 @@ def _canonical_json(value: object) -> str:
 
 
 def _order(tp: Touchpoint) -> OrderFacts | None:
-    if tp.order is None or (tp.type not in ORDER_TYPES and tp.type != RETURN_TYPE):
+    # the models' fields from their instance dicts (``observation`` says why)
+    fields = tp.__dict__
+    t = fields["type"]
+    if fields["order"] is None or (t not in ORDER_TYPES and t != RETURN_TYPE):
         return None
-    o = tp.order
-    total = o.total
+    o = fields["order"].__dict__
+    lines = [ln.__dict__ for ln in o["lines"]]
+    total = o["total"]
     if total is None:
-        total = sum(((ln.unit_price or Decimal(0)) * ln.quantity for ln in o.lines), Decimal(0))
+        total = sum(((ln["unit_price"] or Decimal(0)) * ln["quantity"] for ln in lines), Decimal(0))
     return OrderFacts(
-        order_id=o.order_id,
+        order_id=o["order_id"],
         total=total,
-        currency=o.currency or "XXX",
-        payment_method=o.payment_method,
-        location_id=o.location_id,
-        categories=tuple([ln.category for ln in o.lines if ln.category]),
-        skus=tuple([ln.sku for ln in o.lines]),
-        in_store=tp.type is _T_POS_SALE or tp.channel is _C_POS,
+        currency=o["currency"] or "XXX",
+        payment_method=o["payment_method"],
+        location_id=o["location_id"],
+        categories=tuple([ln["category"] for ln in lines if ln["category"]]),
+        skus=tuple([ln["sku"] for ln in lines]),
+        in_store=t is _T_POS_SALE or fields["channel"] is _C_POS,
     )
 
 

@@ -29,6 +29,7 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, KafkaException
 from loom_servers import Servers
+from prometheus_client.parser import text_string_to_metric_families
 from topic_reader import read_topic
 
 from resolvers.pipeline import LANES
@@ -253,6 +254,18 @@ class Loom:
         read to its end within ``timeout`` fails the test (never a silent partial read)."""
         self.wait_drained()
         return read_topic(self.settings, topic, timeout=timeout)
+
+
+def metric(port: int, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples with ``labels`` on a worker's ``/metrics``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 @pytest.fixture

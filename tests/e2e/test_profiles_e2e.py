@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import pytest
 from confluent_kafka import KafkaException
-from e2e_harness import Loom
+from e2e_harness import Loom, metric
 
 from resolvers.pipeline import LANES
 
@@ -130,6 +131,23 @@ def test_journey_ends_in_exactly_one_profile(loom: Loom) -> None:
     # no secret of the deployment (passwords, the salt) in what the workers logged
     logs = loom.logs()
     assert [secret for secret in loom.settings.secrets() if secret in logs] == []
+
+
+def test_a_worker_collects_its_cyclic_garbage_between_batches(
+    loom: Loom, free_ports: Callable[[int], list[int]]
+) -> None:
+    """``LOOM_GC_FULL_INTERVAL_S`` (streams.gc_policy) reaches the lane loop: with a tiny
+    interval a full collection follows the worker's batches (``/metrics`` counts them), and
+    the profile is what it always is."""
+    [port] = free_ports(1)
+    env = {"LOOM_GC_FULL_INTERVAL_S": "0.001", "LOOM_WEB_PORT": str(port)}
+    loom.start_worker("profiles", env=env)
+    loom.produce(journey("g"))
+    loom.wait_idle("profiles")
+    [p] = loom.profiles().values()
+    assert p["orders_in_store"] == 1
+    assert p["revenue"] == {"NOK": "500.00"}
+    assert metric(port, "loom_gc_full_collection_seconds_count") >= 1
 
 
 def test_duplicated_deliveries_change_nothing(loom: Loom) -> None:

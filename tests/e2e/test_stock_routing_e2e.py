@@ -7,14 +7,12 @@ counts, and bad input is dead-lettered with its reason, never stalls the lane.
 from __future__ import annotations
 
 import time
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 import pytest
-from e2e_harness import Loom
-from prometheus_client.parser import text_string_to_metric_families
+from e2e_harness import Loom, metric
 from test_inventory_e2e import SKUS, expected_levels, mixed_movements, order, pure_fold
 
 from streams import kafka_clients
@@ -61,18 +59,6 @@ def routed_lag(loom: Loom) -> int:
 def wait_routed(loom: Loom) -> None:
     loom.wait_for(lambda: routed_lag(loom) == 0, "everything routed and applied", timeout=120)
     loom.wait_drained()
-
-
-def metric(port: int, name: str, **labels: str) -> float:
-    """The sum of ``name``'s samples with ``labels`` on a worker's ``/metrics``."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-    )
 
 
 def start_routed(loom: Loom, ports: list[int]) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from resolvers import timefmt
 from resolvers.timefmt import TimeFormatError, format_time, parse_time
@@ -32,3 +34,26 @@ def test_the_remembered_texts_stay_bounded_and_right(monkeypatch: pytest.MonkeyP
     for _ in range(2):
         assert [parse_time(format_time(t)) for t in times] == times
     assert len(timefmt._FORMATTED) <= 4
+
+
+@given(
+    moment=st.datetimes(
+        min_value=datetime(2, 1, 1),
+        max_value=datetime(9998, 12, 31),
+        timezones=st.timezones() | st.just(UTC),
+    )
+)
+def test_a_time_is_written_as_its_utc_isoformat_with_z(moment: datetime) -> None:
+    in_utc = moment.astimezone(UTC)
+    expected = in_utc.isoformat()[:-6] + "Z"
+    assert timefmt.utc_text(in_utc) == expected
+    assert format_time(moment) == expected
+
+
+class _Moment(datetime):
+    """A datetime subclass (orjson writes exact datetimes only)."""
+
+
+def test_a_datetime_subclass_is_written_too() -> None:
+    moment = _Moment(2026, 11, 22, 10, 15, 0, 7, tzinfo=UTC)
+    assert timefmt.utc_text(moment) == "2026-11-22T10:15:00.000007Z"
