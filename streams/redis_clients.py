@@ -61,7 +61,7 @@ def client(
         "decode_responses": decode_responses,
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": 10.0,
-        "command_packer": RespPacker(),  # large commands packed in one join (streams.resp)
+        "command_packer": RespPacker(),  # joined, large arguments uncopied (streams.resp)
         **_auth(s),
         **_tls(s),
     }

@@ -88,10 +88,12 @@ from resolvers.store import (
     Ref,
     stock_ref,
 )
+from resolvers.tuples import new_tuple
 from streams import outbox
 from streams.errors import StateLostError
 
 STREAM_MAXLEN: Final = 100_000
+_STREAM_MAXLEN: Final = str(STREAM_MAXLEN)
 
 #: How long a commit waits for its replicas (``wait_replicas``) before it counts as failed.
 WAIT_TIMEOUT_MS: Final = 2_000
@@ -170,6 +172,8 @@ class Keys:
         self.root = f"{prefix}:v1"
         #: ``P:v1:{kind}:`` per kind (an entity's key is this and its name)
         self.kinds: Mapping[Kind, str] = {kind: f"{self.root}:{kind.value}:" for kind in Kind}
+        #: :meth:`stream`'s key per stream name, remembered
+        self.streams: Mapping[str, str] = _StreamKeys(self.root)
 
     def entity(self, ref: Ref) -> str:
         return self.kinds[ref.kind] + ref.name
@@ -227,6 +231,18 @@ class Keys:
         return f"{self.root}:changes:{name}"
 
 
+class _StreamKeys(dict[str, str]):
+    """:meth:`Keys.stream` per stream name, each built once (a lane writes one or two)."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__()
+        self.root = root
+
+    def __missing__(self, name: str) -> str:
+        key = self[name] = f"{self.root}:changes:{name}"
+        return key
+
+
 def _columns(flat: Sequence[Any], width: int) -> Iterator[tuple[Any, ...]]:
     """A flat script reply as rows of ``width`` values (missing fields are false in Lua,
     nil in the reply: never cut off), through ``width`` strided slices: no slice per row."""
@@ -256,6 +272,9 @@ class RedisStore:
         #: (streams.generation) in the same atomic call, and raises StateLostError if not
         self.generation: str | None = None
         self._hand_over_settled: set[str] = set()
+        #: the last event ids grouped by marker bucket, and their groups: a batch's commit
+        #: marks the ids its load looked up, grouped once (not to be mutated)
+        self._grouped: tuple[tuple[str, ...], dict[str, list[str]]] = ((), {})
         self._load = client.register_script(_script("load.lua"))
         self._commit = client.register_script(_script("commit.lua"))
 
@@ -276,9 +295,19 @@ class RedisStore:
                 self.client.hsetnx(layout, "since", 0)
         self._hand_over_settled.add(scope)
 
+    def _marker_groups(self, event_ids: Sequence[str]) -> dict[str, list[str]]:
+        """:func:`marker_groups` of ``event_ids``, the last result reused when they are the
+        same ids in the same order (a one-part commit after its load)."""
+        ids = event_ids if type(event_ids) is tuple else tuple(event_ids)  # kept: immutable
+        last, groups = self._grouped
+        if ids != last:
+            groups = marker_groups(ids)
+            self._grouped = (ids, groups)
+        return groups
+
     def load(self, request: LoadRequest) -> Loaded:
         self._settle_hand_over(request.scope)
-        groups = marker_groups(request.event_ids)
+        groups = self._marker_groups(request.event_ids)
         event_ids = [e for ids in groups.values() for e in ids]  # grouped by bucket
         args: list[str | int] = [
             self.prefix,
@@ -311,10 +340,12 @@ class RedisStore:
             (Kind.IDENTIFIER, ids, ("p", HOLDERS_FIELD, "s")),
             (Kind.PROFILE, profiles, ("s", "r", HELD_FIELD)),
         )
+        new = new_tuple
         for kind, rows, (a_name, b_name, c_name) in kinds:
             for name, v, a, b, c in _columns(rows, 5):
+                ref = new(Ref, (kind, name.decode()))  # Ref(kind, name) in one C call
                 if not v:
-                    entities[Ref(kind, name.decode())] = ABSENT
+                    entities[ref] = ABSENT
                     continue
                 fields: dict[str, bytes] = {}
                 if a is not None:
@@ -323,7 +354,7 @@ class RedisStore:
                     fields[b_name] = b
                 if c is not None:
                     fields[c_name] = c
-                entities[Ref(kind, name.decode())] = Entity(int(v), fields)
+                entities[ref] = Entity(int(v), fields)
         for sku, (v, s) in zip(request.stocks, _columns(stocks, 2), strict=True):
             entities[stock_ref(sku)] = (
                 Entity(int(v), {} if s is None else {"s": s}) if v else ABSENT
@@ -400,26 +431,28 @@ class RedisStore:
         index = {Kind.PROFILE: self.keys.profile_index, Kind.STOCK: self.keys.stock_index}
         for n, w in enumerate(all_writes):
             ref, fields = w.ref, w.fields
+            kind, name = ref
             # checked absent by the same call (expected version 0) and written once: no DEL
             absent = (
                 n < n_checked and expected.get(ref) == 0 and (written is None or written[ref] == 1)
             )
-            writes += [kinds[ref.kind] + ref.name, str(w.version), 1 if absent else 0, len(fields)]
-            for name, value in fields.items():
+            writes += [kinds[kind] + name, str(w.version), 1 if absent else 0, len(fields)]
+            for field, value in fields.items():
                 add(value)
-                writes += [name, len(values) + 1]
-            set_key = index.get(ref.kind)
+                writes += [field, len(values) + 1]
+            set_key = index.get(kind)
             if set_key is not None:  # members go in the plan: short, and one argument less each
-                index_ops += [set_key, 1 if "d" in fields else 0, ref.name]
+                index_ops += [set_key, 1 if "d" in fields else 0, name]
         for change in commit.memberships:
             audience = self.keys.audience(change.audience)
             index_ops += [audience, int(change.member), change.profile_id]
         expect: list[str] = []
-        for ref, v in expected.items():
-            expect += [kinds[ref.kind] + ref.name, str(v)]
+        for (kind, name), v in expected.items():
+            expect += [kinds[kind] + name, str(v)]
         streams: list[Any] = []
+        stream_keys = self.keys.streams
         for e in commit.streams:
-            streams += [self.keys.stream(e.stream), str(STREAM_MAXLEN), len(e.fields)]
+            streams += [stream_keys[e.stream], _STREAM_MAXLEN, len(e.fields)]
             for name, value in e.fields.items():
                 # short values (id, op, version): their text in the plan, unless not UTF-8;
                 # an argument costs Redis more (parsed, made an object, then a Lua string:
@@ -448,7 +481,7 @@ class RedisStore:
         return {
             "e": expect,
             "m": seen_segment(commit.scope),
-            "s": [x for group in marker_groups(commit.event_ids).items() for x in group],
+            "s": [x for group in self._marker_groups(commit.event_ids).items() for x in group],
             "t": self.seen_ttl_s,
             "w": writes,
             "ix": index_ops,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import zlib
 
+import redis
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.redis_store import MARKER_BUCKETS, marker_bucket, marker_groups
+from streams.redis_store import MARKER_BUCKETS, RedisStore, marker_bucket, marker_groups
 
 
 def test_the_bucket_of_an_id_is_fixed() -> None:
@@ -26,3 +27,21 @@ def test_groups_keep_every_id_once_in_its_bucket_and_order(ids: list[str]) -> No
     for bucket, members in groups.items():
         assert all(marker_bucket(e) == bucket for e in members)
         assert members == [e for e in ids if marker_bucket(e) == bucket]
+
+
+IDS = st.lists(st.sampled_from(["e1", "e2", "evt-0001", "ü-ß 12", "x"]), max_size=6)
+
+
+@given(st.lists(st.tuples(IDS, st.booleans()), max_size=8))
+def test_a_store_reuses_groups_only_for_the_same_ids(calls: list[tuple[list[str], bool]]) -> None:
+    # RedisStore remembers the last grouping (a commit marks the ids its load looked up);
+    # whatever comes next, tuples or lists changed in place, it groups as marker_groups does
+    store = RedisStore(redis.Redis(port=1), prefix="t")  # never connects
+    reused: list[str] = []
+    for ids, in_place in calls:
+        if in_place:
+            reused[:] = ids
+            given_ids: list[str] | tuple[str, ...] = reused
+        else:
+            given_ids = tuple(ids)
+        assert store._marker_groups(given_ids) == marker_groups(ids)
