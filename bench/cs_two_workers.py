@@ -67,7 +67,7 @@ from schemas.touchpoint import dump_touchpoint, record_key
 from streams.contention import Contention
 from streams.errors import RetryableError, classify
 from streams.procinfo import process_cpu_s
-from streams.redis_store import RedisStore
+from streams.redis_store import Keys, RedisStore
 from streams.settings import DEV_SALT, LoomSettings
 from streams.simulate import Simulator
 
@@ -188,7 +188,7 @@ def worker(job: Job, pipe: Connection) -> None:
 def profile_snapshots(client: redis.Redis) -> dict[str, bytes]:
     """Every profile's snapshot (``d``) by profile id."""
     out: dict[str, bytes] = {}
-    for key in client.scan_iter(match=f"{PREFIX}:profile:*", count=1000):
+    for key in client.scan_iter(match=Keys(PREFIX).profile("*"), count=1000):
         snapshot: Any = client.hget(key, "d")
         if snapshot is not None:
             out[key.decode().rsplit(":", 1)[1]] = snapshot
@@ -210,6 +210,8 @@ def single_writer(server: Server, values: list[bytes]) -> tuple[dict[str, bytes]
                                config=DEFAULT, lane=LANES["profiles"]).processed  # fmt: skip
     snapshots = profile_snapshots(client)
     client.close()
+    if not snapshots:  # a comparison with nothing would pass
+        raise RuntimeError("the single writer left no profile: wrong key pattern?")
     return snapshots, processed
 
 
