@@ -64,6 +64,7 @@ from resolvers.pipeline import BatchResult, run_batch
 from resolvers.steps import RawRecord
 from schemas.normalize import DEFAULT
 from schemas.touchpoint import dump_touchpoint, record_key
+from streams import redis_clients
 from streams.contention import Contention
 from streams.errors import RetryableError, classify
 from streams.procinfo import process_cpu_s
@@ -140,7 +141,7 @@ def worker(job: Job, pipe: Connection) -> None:
     """Worker ``job.w``: its half of the backlog through ``run_batch`` once the parent says go."""
     values, keys = backlog(job.events)
     batches = records_of(values, keys, assign(keys, batch=BATCH, fetch=job.fetch)[job.w])
-    client = redis.Redis(host="127.0.0.1", port=job.port)
+    client = redis_clients.client(LoomSettings(redis_url=f"redis://127.0.0.1:{job.port}/0"))
     store: RedisStore
     cas: CasStore | None = None
     if job.variant == "main":
