@@ -56,6 +56,7 @@ from typing import Any, Final
 
 import orjson
 
+from bench.partitioner import assign, partition_for, worker_of
 from resolvers.consent import ConsentPolicy
 from resolvers.context import Context, TopicNames
 from resolvers.identity.evidence import profile_id_for
@@ -68,39 +69,10 @@ from schemas.normalize import DEFAULT, is_blocked, normalize_one
 from schemas.touchpoint import Touchpoint, dump_touchpoint, record_key
 from streams.simulate import Simulator
 
-PARTITIONS: Final = 6
 #: Events of one visit are this close in the stream (a web journey is at most ~12 events).
 SESSION_GAP: Final = 20
 KEYINGS: Final = ("record-key", "session", "session-router", "person")
 NOW: Final = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 (``org.apache.kafka.common.utils.Utils.murmur2``), unsigned."""
-    m, length = 0x5BD1E995, len(data)
-    h = (0x9747B28C ^ length) & 0xFFFFFFFF
-    for i in range(0, length - length % 4, 4):
-        k = data[i] | (data[i + 1] << 8) | (data[i + 2] << 16) | (data[i + 3] << 24)
-        k = (k * m) & 0xFFFFFFFF
-        k ^= k >> 24
-        k = (k * m) & 0xFFFFFFFF
-        h = ((h * m) & 0xFFFFFFFF) ^ k
-    tail, rest = length - length % 4, length % 4
-    if rest >= 3:
-        h ^= data[tail + 2] << 16
-    if rest >= 2:
-        h ^= data[tail + 1] << 8
-    if rest >= 1:
-        h ^= data[tail]
-        h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * m) & 0xFFFFFFFF
-    return h ^ (h >> 15)
-
-
-def partition_for(key: bytes, partitions: int = PARTITIONS) -> int:
-    """The partition Kafka's default (murmur2) partitioner gives ``key``."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def _key(id_type: str, raw: str, region: str | None) -> str | None:
@@ -183,7 +155,7 @@ def _routed(tps: Sequence[Touchpoint], truth: Truth) -> list[bytes | None]:
     out: list[bytes | None] = []
     for tp in tps:
         raw = record_key(tp)
-        seen = memory[_worker(partition_for(raw)) if raw is not None else 0]
+        seen = memory[worker_of(partition_for(raw)) if raw is not None else 0]
         keys = truth.keys[tp.event_id]
         anon = next((k for k in keys if _anon(k)), None)
         if anon is not None:
@@ -193,10 +165,6 @@ def _routed(tps: Sequence[Touchpoint], truth: Truth) -> list[bytes | None]:
         hit = next((seen[k] for k in keys if k in seen), None)
         out.append(hit.encode() if hit is not None else raw)
     return out
-
-
-def _worker(partition: int) -> int:
-    return 0 if partition < PARTITIONS // 2 else 1
 
 
 # --- two workers in lockstep -----------------------------------------------------------------
@@ -212,24 +180,14 @@ def _context() -> Context:
 def batches_of(
     tps: Sequence[Touchpoint], keys: Sequence[bytes | None], *, batch: int, fetch: str
 ) -> list[list[list[RawRecord]]]:
-    """Each worker's batches of raw records (module docstring)."""
-    per_partition: dict[int, list[RawRecord]] = collections.defaultdict(list)
-    ordered: list[list[RawRecord]] = [[], []]
-    for offset, (tp, key) in enumerate(zip(tps, keys, strict=True)):
-        p = partition_for(key if key is not None else tp.event_id.encode())
-        record = RawRecord(dump_touchpoint(tp), key=key, partition=p, offset=offset)
-        per_partition[p].append(record)
-        ordered[_worker(p)].append(record)
-    if fetch == "chunked":
-        for w in (0, 1):
-            mine = [per_partition[p] for p in range(PARTITIONS) if _worker(p) == w]
-            ordered[w] = [
-                r
-                for start in range(0, max(map(len, mine), default=0), batch)
-                for records in mine
-                for r in records[start : start + batch]
-            ]
-    return [[records[i : i + batch] for i in range(0, len(records), batch)] for records in ordered]
+    """Each worker's batches of raw records (module docstring; ``bench.partitioner``)."""
+    by = [k if k is not None else tp.event_id.encode() for tp, k in zip(tps, keys, strict=True)]
+    records = [
+        RawRecord(dump_touchpoint(tp), key=key, partition=partition_for(p), offset=offset)
+        for offset, (tp, key, p) in enumerate(zip(tps, keys, by, strict=True))
+    ]
+    plan = assign(by, batch=batch, fetch="chunked" if fetch == "chunked" else "interleaved")
+    return [[[records[i] for i in b] for b in batches] for batches in plan]
 
 
 @dataclass

@@ -33,6 +33,7 @@ from bench.floor_commands import (
     outbox_command,
     part_commands,
 )
+from resolvers.pipeline import CommitConflictError
 from resolvers.store import DEFAULT_SCOPE, Commit, CommitResult, CommitStatus
 from streams.errors import StateLostError
 from streams.redis_store import Keys, marker_groups
@@ -150,29 +151,47 @@ class Floor:
 class Cas:
     """Variant c: ``WATCH``, read, check in Python, ``MULTI`` + writes + ``EXEC``; an aborted
     ``EXEC`` (a watched key moved) repeats the whole call (reads and checks, not the batch's
-    computation). ``per_key`` False (variant cs): instead of every checked key, ``WATCH`` only
-    the lane's commit sequence key, which every commit ``INCR``s in its transaction (any
-    commit between this one's ``WATCH`` and ``EXEC`` aborts it; per-key watching reaches that
-    in practice anyway, every commit writing the current generation's marker hashes)."""
+    computation), up to ``max_attempts`` times. ``per_key`` False (variant cs): instead of
+    every checked key, ``WATCH`` only the lane's commit sequence key, which every commit
+    ``INCR``s in its transaction (any commit between this one's ``WATCH`` and ``EXEC`` aborts
+    it; per-key watching reaches that in practice anyway, every commit writing the current
+    generation's marker hashes)."""
 
     conn: Conn
     keys: Keys
     ttl: int
     generation: str | None = None  # as RedisStore.generation: checked when set
     per_key: bool = True
-    aborts: int = 0
+    #: attempts of one call before it gives up with ``CommitConflictError`` (retryable: the
+    #: worker's caller runs the batch again); None: until one is not aborted
+    max_attempts: int | None = None
+    aborts: int = 0  # EXECs aborted (a watched key moved)
     round_trips: int = 0
+    calls: int = 0  # commit calls
+    calls_retried: int = 0  # calls that needed more than one attempt
+    gave_up: int = 0  # calls that ended with CommitConflictError
+    most_attempts: int = 0  # of one call
 
     @property
     def sequence(self) -> str:
         return f"{self.keys.root}:commit-seq:{DEFAULT_SCOPE}"
 
     def commit(self, parts: Sequence[Commit]) -> list[CommitResult]:
-        while True:
-            results = self._attempt(parts)
-            if results is not None:
-                return results
+        self.calls += 1
+        attempt = 1
+        while (results := self._attempt(parts)) is None:
             self.aborts += 1
+            if self.max_attempts is not None and attempt >= self.max_attempts:
+                self._counted(attempt)
+                self.gave_up += 1
+                raise CommitConflictError(f"EXEC aborted {attempt} times in a row")
+            attempt += 1
+        self._counted(attempt)
+        return results
+
+    def _counted(self, attempts: int) -> None:
+        self.calls_retried += attempts > 1
+        self.most_attempts = max(self.most_attempts, attempts)
 
     def _call(self, cmds: Sequence[Command]) -> list[Any]:
         self.round_trips += 1

@@ -155,3 +155,40 @@ def test_a_write_between_the_reads_and_exec_aborts_and_the_call_is_checked_again
     assert cas.commit([mine]) == [CommitResult(CommitStatus.CONFLICT, str(ref))]
     assert cas.aborts == 1
     assert redis_client.hget(keys.entity(ref), "s") == b"x"
+
+
+@pytest.mark.parametrize("races", [2, 3])
+def test_the_one_key_commit_gives_up_after_its_bound_and_counts_its_attempts(
+    bench: dict[str, ModuleType], redis_client: redis.Redis, redis_prefix: str, conn: Any,
+    races: int,
+) -> None:  # fmt: skip
+    """``cs`` with ``max_attempts`` 3: another commit of the lane (an ``INCR`` of the sequence)
+    between each read and ``EXEC`` aborts it; after 3 aborts the call raises
+    ``CommitConflictError`` (retryable: the caller runs the batch again), nothing written."""
+    fcm = bench["floor_commit"]
+    from resolvers.pipeline import CommitConflictError
+    from resolvers.store import Kind, Ref, Write
+
+    ref = Ref(Kind.PROFILE, "p1")
+
+    class Raced(fcm.Cas):  # type: ignore[name-defined,misc]
+        def _read(self, parts: Sequence[Commit], clock: Any) -> Any:
+            reads = super()._read(parts, clock)
+            if self.aborts < races:
+                redis_client.incr(self.sequence)  # another worker's commit
+            return reads
+
+    keys = _settled(redis_client, redis_prefix)
+    cas = Raced(conn, keys, TTL, per_key=False, max_attempts=3)
+    mine = Commit({ref: 0}, ("mine",), [Write(ref, 1, {"s": b"mine"})])
+    if races < 3:
+        assert cas.commit([mine]) == [CommitResult(CommitStatus.OK)]
+        assert redis_client.hget(keys.entity(ref), "s") == b"mine"
+    else:
+        with pytest.raises(CommitConflictError):
+            cas.commit([mine])
+        assert not redis_client.exists(keys.entity(ref))
+        assert cas.gave_up == 1
+    assert (cas.calls, cas.aborts, cas.calls_retried, cas.most_attempts) == (
+        1, races, 1, races + (races < 3)
+    )  # fmt: skip

@@ -1,6 +1,5 @@
-"""The conflict bench's model (``bench.conflict_bench``, ADR 0017): its partitions are the ones
-the producer's ``murmur2_random`` partitioner picks, and its session router keys an order's
-follow-up where the order's visit went."""
+"""The conflict bench's model (``bench.conflict_bench``, ADR 0017): its session router keys an
+order's follow-up where the order's visit went (its partitions: ``test_partitioner``)."""
 
 from __future__ import annotations
 
@@ -20,21 +19,6 @@ def bench(monkeypatch: pytest.MonkeyPatch) -> Any:
     import bench.conflict_bench as module
 
     return module
-
-
-@pytest.mark.parametrize(
-    ("data", "signed"),
-    [  # Kafka's own vectors (clients/src/test/.../common/utils/UtilsTest.java, testMurmur2)
-        (b"21", -973932308),
-        (b"foobar", -790332482),
-        (b"a-little-bit-long-string", -985981536),
-        (b"a-little-bit-longer-string", -1486304829),
-        (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
-        (b"abc", 479470107),
-    ],
-)
-def test_murmur2_is_kafkas(bench: Any, data: bytes, signed: int) -> None:
-    assert bench.murmur2(data) == signed & 0xFFFFFFFF
 
 
 def event(n: int, ids: dict[str, str], type_: str = "page_view") -> Touchpoint:
