@@ -511,5 +511,10 @@ def test_type_requirement_kinds_are_disjoint() -> None:
     one of its checks."""
     from schemas import touchpoint
 
-    sets = (touchpoint.ORDER_TYPES, touchpoint.INVENTORY_TYPES, touchpoint.IDENTIFIED_TYPES)
+    sets = (
+        touchpoint.ORDER_TYPES,
+        touchpoint.INVENTORY_TYPES,
+        touchpoint.IDENTIFIED_TYPES,
+        {touchpoint.EventType.CUSTOM},
+    )
     assert len(touchpoint._REQUIREMENTS) == sum(len(set(s)) for s in sets)
