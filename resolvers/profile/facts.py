@@ -562,68 +562,135 @@ def prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory = EMPTY_HIST
 
 
 def _prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory) -> Facts:
-    if facts.latest is None:
+    """:func:`prune`'s work, on :class:`_Pruning`'s lazy copies: most groups a batch prunes
+    change nothing (their new events are recent, and what their own statements deny was
+    left out when they were folded), many hold husks only."""
+    latest = facts.latest
+    if latest is None:
         return facts
-    history = facts.consent
-    if also.purposes:
-        history = history.merged(also, policy.max_explicit_grants)
-    pruning = BehaviourPruning(history, policy)
-    latest_day = day_of(facts.latest)
-    recent, digests = dict(facts.recent), dict(facts.digests)
-    changed = _roll_up(recent, digests, latest_day - RECENT_DAYS)
-    for event_id, item in list(recent.items()):
-        if not item.digest.seen and not item.digest.interest:
-            continue  # a husk: nothing left to drop
-        kept = _prune_digest(item.digest, item.code, item.region, pruning)
-        if kept is not item.digest:
-            changed = True
-            # a husk too: it rolls up as one (the constructor: ``replace`` costs ~3x as much)
-            recent[event_id] = Recent(item.event_id, item.code, item.region, kept)
-    horizon = latest_day - BEHAVIOUR_DAYS
-    for key, digest in list(digests.items()):
-        if key[0] < horizon:
-            del digests[key]
-            changed = True
-            continue
-        if not digest.seen and not digest.interest:
-            continue  # a husk
-        kept = _prune_digest(digest, key[1], key[2], pruning)
-        if kept is not digest:
-            digests[key] = kept  # a husk when both parts are gone (see the docstring)
-            changed = True
+    latest_day = day_of(latest)
+    work = _Pruning(facts, policy, also)
+    if facts.recent:
+        old = _to_roll_up(facts.recent, latest_day - RECENT_DAYS)
+        if old:
+            _roll_up(*work.copies(), old)
+    work.prune_recent()
+    work.prune_digests(latest_day - BEHAVIOUR_DAYS)
     transactions = facts.transactions
     if len(transactions) > MAX_TRANSACTIONS:
         newest = sorted(transactions.values(), key=lambda t: (t.rank(), t.key), reverse=True)
         transactions = {t.key: t for t in newest[:MAX_TRANSACTIONS]}
-        changed = True
-    if not changed:
+    elif not work.copied:
         return facts
     return Facts(
         traits=facts.traits,
         region=facts.region,
         consent=facts.consent,
         transactions=transactions,
-        recent=recent,
-        digests=digests,
+        recent=work.recent,
+        digests=work.digests,
         latest=facts.latest,
     )
 
 
-def _roll_up(recent: dict[str, Recent], digests: dict[DigestKey, Digest], cutoff: int) -> bool:
-    """Move events older than ``cutoff`` (a day) or beyond the newest RECENT_EVENTS into
-    their day digests. Returns whether anything moved."""
-    before = _EPOCH + timedelta(days=cutoff)  # day_of(at) < cutoff: at < that day's 00:00
+class _Pruning:
+    """One :func:`_prune`: the facts' ``recent`` and ``digests``, copied at the first change
+    (``copied``), and what the group's history (with ``also``'s) never lets behaviour serve,
+    read at the first item that is not a husk."""
+
+    __slots__ = ("_never", "_own", "also", "digests", "facts", "policy", "recent")
+
+    def __init__(self, facts: Facts, policy: ConsentPolicy, also: ConsentHistory) -> None:
+        self.facts, self.policy, self.also = facts, policy, also
+        self.recent: Mapping[str, Recent] = facts.recent
+        self.digests: Mapping[DigestKey, Digest] = facts.digests
+        self._own: tuple[dict[str, Recent], dict[DigestKey, Digest]] | None = None
+        self._never: BehaviourPruning | None = None
+
+    @property
+    def copied(self) -> bool:
+        return self._own is not None
+
+    def copies(self) -> tuple[dict[str, Recent], dict[DigestKey, Digest]]:
+        """This call's own ``recent`` and ``digests`` (copied the first time)."""
+        own = self._own
+        if own is None:
+            own = self._own = (dict(self.recent), dict(self.digests))
+            self.recent, self.digests = own
+        return own
+
+    def never(self) -> BehaviourPruning:
+        found = self._never
+        if found is None:
+            history, also = self.facts.consent, self.also
+            if also.purposes:
+                history = history.merged(also, self.policy.max_explicit_grants)
+            found = self._never = BehaviourPruning(history, self.policy)
+        return found
+
+    def prune_recent(self) -> None:
+        # iterated: the facts' own mapping (a change goes to the copy) or the copy (a value
+        # replaced in place keeps its size)
+        for event_id, item in self.recent.items():
+            d = item.digest
+            if not d.seen and not d.interest:
+                continue  # a husk: nothing left to drop
+            kept = _prune_digest(d, item.code, item.region, self.never())
+            if kept is not d:
+                # a husk too: it rolls up as one (the constructor: ``replace`` costs ~3x)
+                self.copies()[0][event_id] = Recent(item.event_id, item.code, item.region, kept)
+
+    def prune_digests(self, horizon: int) -> None:
+        """Drops the digests of days before ``horizon``, prunes the others."""
+        digests = self.digests
+        for key, digest in list(digests.items()) if self.copied else digests.items():
+            if key[0] < horizon:
+                del self.copies()[1][key]
+                continue
+            if not digest.seen and not digest.interest:
+                continue  # a husk
+            kept = _prune_digest(digest, key[1], key[2], self.never())
+            if kept is not digest:
+                self.copies()[1][key] = kept  # a husk when both parts are gone (docstring)
+
+
+#: The first instant of each day (days since 1970-01-01, UTC) :func:`_to_roll_up` compared
+#: with (a day's cutoff is asked for every group a batch prunes: remembered).
+class _DayStarts(dict[int, datetime]):
+    __slots__ = ()
+
+    def __missing__(self, day: int) -> datetime:
+        if len(self) >= 4096:
+            self.clear()
+        start = self[day] = _EPOCH + timedelta(days=day)
+        return start
+
+
+_DAY_STARTS: Final = _DayStarts()
+
+
+def _to_roll_up(recent: Mapping[str, Recent], cutoff: int) -> list[str]:
+    """The events to roll up into their day digests: older than ``cutoff`` (a day), or
+    beyond the newest RECENT_EVENTS."""
+    before = _DAY_STARTS[cutoff]  # day_of(at) < cutoff: at < that day's 00:00
     old = [e for e, item in recent.items() if item.digest.first_at < before]
     if len(recent) - len(old) > RECENT_EVENTS:
+        gone = set(old)
         ranked = sorted(
-            (e for e in recent if e not in set(old)), key=lambda e: recent[e].rank(), reverse=True
+            (e for e in recent if e not in gone), key=lambda e: recent[e].rank(), reverse=True
         )
         old += ranked[RECENT_EVENTS:]
+    return old
+
+
+def _roll_up(
+    recent: dict[str, Recent], digests: dict[DigestKey, Digest], old: Iterable[str]
+) -> None:
+    """Move the events ``old`` (:func:`_to_roll_up`) into their day digests."""
     for event_id in old:
         item = recent.pop(event_id)
         have = digests.get(item.key)
         digests[item.key] = item.digest if have is None else merge_digests(have, item.digest)
-    return bool(old)
 
 
 def _prune_digest(digest: Digest, code: str, region: str, pruning: BehaviourPruning) -> Digest:
