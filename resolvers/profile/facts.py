@@ -562,96 +562,107 @@ def prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory = EMPTY_HIST
 
 
 def _prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory) -> Facts:
-    """:func:`prune`'s work, on :class:`_Pruning`'s lazy copies: most groups a batch prunes
-    change nothing (their new events are recent, and what their own statements deny was
-    left out when they were folded), many hold husks only."""
+    """:func:`prune`'s work. ``recent`` and ``digests`` are copied only when something
+    changes: most groups a batch prunes change nothing (their new events are recent, and
+    what their own statements deny was left out when they were folded)."""
     latest = facts.latest
     if latest is None:
         return facts
     latest_day = day_of(latest)
-    work = _Pruning(facts, policy, also)
-    if facts.recent:
-        old = _to_roll_up(facts.recent, latest_day - RECENT_DAYS)
+    recent, digests = facts.recent, facts.digests
+    own = False  # ``recent`` and ``digests`` are this call's copies
+    if recent:
+        old = _to_roll_up(recent, latest_day - RECENT_DAYS)
         if old:
-            _roll_up(*work.copies(), old)
-    work.prune_recent()
-    work.prune_digests(latest_day - BEHAVIOUR_DAYS)
+            recent, digests, own = dict(recent), dict(digests), True
+            _roll_up(recent, digests, old)
+    pruning = _pruning(facts.consent, policy, also)
+    pruned = _pruned_recent(recent, pruning)
+    dropped = _pruned_digests(digests, latest_day - BEHAVIOUR_DAYS, pruning)
+    if pruned is not None or dropped is not None:
+        recent, digests, own = *_applied(recent, digests, pruned, dropped), True
     transactions = facts.transactions
     if len(transactions) > MAX_TRANSACTIONS:
         newest = sorted(transactions.values(), key=lambda t: (t.rank(), t.key), reverse=True)
         transactions = {t.key: t for t in newest[:MAX_TRANSACTIONS]}
-    elif not work.copied:
+    elif not own:
         return facts
     return Facts(
         traits=facts.traits,
         region=facts.region,
         consent=facts.consent,
         transactions=transactions,
-        recent=work.recent,
-        digests=work.digests,
+        recent=recent,
+        digests=digests,
         latest=facts.latest,
     )
 
 
-class _Pruning:
-    """One :func:`_prune`: the facts' ``recent`` and ``digests``, copied at the first change
-    (``copied``), and what the group's history (with ``also``'s) never lets behaviour serve,
-    read at the first item that is not a husk."""
+def _pruning(
+    history: ConsentHistory, policy: ConsentPolicy, also: ConsentHistory
+) -> BehaviourPruning:
+    """What the group's history, with ``also``'s, never lets behaviour serve."""
+    if also.purposes:
+        history = history.merged(also, policy.max_explicit_grants)
+    return BehaviourPruning(history, policy)
 
-    __slots__ = ("_never", "_own", "also", "digests", "facts", "policy", "recent")
 
-    def __init__(self, facts: Facts, policy: ConsentPolicy, also: ConsentHistory) -> None:
-        self.facts, self.policy, self.also = facts, policy, also
-        self.recent: Mapping[str, Recent] = facts.recent
-        self.digests: Mapping[DigestKey, Digest] = facts.digests
-        self._own: tuple[dict[str, Recent], dict[DigestKey, Digest]] | None = None
-        self._never: BehaviourPruning | None = None
+def _applied(
+    recent: Mapping[str, Recent],
+    digests: Mapping[DigestKey, Digest],
+    pruned: Mapping[str, Recent] | None,
+    dropped: Mapping[DigestKey, Digest | None] | None,
+) -> tuple[dict[str, Recent], dict[DigestKey, Digest]]:
+    """Copies of ``recent`` and ``digests`` with the changes of :func:`_pruned_recent` and
+    :func:`_pruned_digests` (a value replaced keeps its place, as the loops that wrote them
+    in place did)."""
+    own_recent, own_digests = dict(recent), dict(digests)
+    own_recent.update(pruned or {})
+    for key, kept in (dropped or {}).items():
+        if kept is None:
+            del own_digests[key]
+        else:
+            own_digests[key] = kept
+    return own_recent, own_digests
 
-    @property
-    def copied(self) -> bool:
-        return self._own is not None
 
-    def copies(self) -> tuple[dict[str, Recent], dict[DigestKey, Digest]]:
-        """This call's own ``recent`` and ``digests`` (copied the first time)."""
-        own = self._own
-        if own is None:
-            own = self._own = (dict(self.recent), dict(self.digests))
-            self.recent, self.digests = own
-        return own
+def _pruned_recent(
+    recent: Mapping[str, Recent], pruning: BehaviourPruning
+) -> dict[str, Recent] | None:
+    """The recent events that lose a part (None: none does)."""
+    out: dict[str, Recent] | None = None
+    for event_id, item in recent.items():
+        d = item.digest
+        if not d.seen and not d.interest:
+            continue  # a husk: nothing left to drop
+        kept = _prune_digest(d, item.code, item.region, pruning)
+        if kept is not d:
+            if out is None:
+                out = {}
+            # a husk too: it rolls up as one (the constructor: ``replace`` costs ~3x as much)
+            out[event_id] = Recent(item.event_id, item.code, item.region, kept)
+    return out
 
-    def never(self) -> BehaviourPruning:
-        found = self._never
-        if found is None:
-            history, also = self.facts.consent, self.also
-            if also.purposes:
-                history = history.merged(also, self.policy.max_explicit_grants)
-            found = self._never = BehaviourPruning(history, self.policy)
-        return found
 
-    def prune_recent(self) -> None:
-        # iterated: the facts' own mapping (a change goes to the copy) or the copy (a value
-        # replaced in place keeps its size)
-        for event_id, item in self.recent.items():
-            d = item.digest
-            if not d.seen and not d.interest:
-                continue  # a husk: nothing left to drop
-            kept = _prune_digest(d, item.code, item.region, self.never())
-            if kept is not d:
-                # a husk too: it rolls up as one (the constructor: ``replace`` costs ~3x)
-                self.copies()[0][event_id] = Recent(item.event_id, item.code, item.region, kept)
-
-    def prune_digests(self, horizon: int) -> None:
-        """Drops the digests of days before ``horizon``, prunes the others."""
-        digests = self.digests
-        for key, digest in list(digests.items()) if self.copied else digests.items():
-            if key[0] < horizon:
-                del self.copies()[1][key]
+def _pruned_digests(
+    digests: Mapping[DigestKey, Digest], horizon: int, pruning: BehaviourPruning
+) -> dict[DigestKey, Digest | None] | None:
+    """The digests that change: None for a day before ``horizon`` (dropped), else the digest
+    without a part (a husk when both parts are gone, see the module docstring). None: none."""
+    out: dict[DigestKey, Digest | None] | None = None
+    for key, digest in digests.items():
+        if key[0] < horizon:
+            kept: Digest | None = None
+        elif not digest.seen and not digest.interest:
+            continue  # a husk
+        else:
+            kept = _prune_digest(digest, key[1], key[2], pruning)
+            if kept is digest:
                 continue
-            if not digest.seen and not digest.interest:
-                continue  # a husk
-            kept = _prune_digest(digest, key[1], key[2], self.never())
-            if kept is not digest:
-                self.copies()[1][key] = kept  # a husk when both parts are gone (docstring)
+        if out is None:
+            out = {}
+        out[key] = kept
+    return out
 
 
 #: The first instant of each day (days since 1970-01-01, UTC) :func:`_to_roll_up` compared
