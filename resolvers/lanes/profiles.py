@@ -354,9 +354,8 @@ class ProfilesBatch:
             ),
             gate,
         )
-        moved = self._join_audiences(stored, snapshot, version, out)
+        members, moved = self._join_audiences(stored, snapshot, version, out)
         if moved is not None or not only_if_moved:
-            members = tuple(snapshot["audiences"])
             if members != stored.audiences:
                 stored = replace(stored, audiences=members)
             out.effects.append(ProfileWritten(stored, version, snapshot))
@@ -376,16 +375,25 @@ class ProfilesBatch:
 
     def _join_audiences(
         self, stored: StoredProfile, snapshot: dict[str, Any], version: int, out: LaneOutcome
-    ) -> AudiencesChanged | None:
-        """The audiences ``snapshot`` belongs to at the batch's clock, into the snapshot; what
-        changed since the profile's last snapshot as an effect (returned too)."""
+    ) -> tuple[tuple[str, ...], AudiencesChanged | None]:
+        """The audiences ``snapshot`` belongs to at the batch's clock (sorted), into the
+        snapshot; what changed since the profile's last snapshot as an effect (returned too)."""
         ctx = self.ctx
-        members = tuple(sorted(ctx.audiences.members(snapshot, ctx.now, ctx.medians)))
+        audiences = ctx.audiences
+        # none defined (a worker without an audiences file): a member of none, asked of none
+        members: tuple[str, ...] = (
+            tuple(sorted(audiences.members(snapshot, ctx.now, ctx.medians)))
+            if audiences.by_name
+            else ()
+        )
         snapshot["audiences"] = list(members)
         loaded = self.profiles.get(stored.profile_id)
-        entered, exited = changes(loaded.audiences if loaded is not None else (), members)
+        before = loaded.audiences if loaded is not None else ()
+        if before == members:  # the same audiences (both sorted): none entered or left
+            return members, None
+        entered, exited = changes(before, members)
         if not entered and not exited:
-            return None
+            return members, None
         change = AudiencesChanged(
             stored.profile_id,
             tuple(entered),
@@ -395,7 +403,7 @@ class ProfilesBatch:
             version,
         )
         out.effects.append(change)
-        return change
+        return members, change
 
     def _leave_audiences(self, res: identity.Resolution, out: LaneOutcome) -> None:
         """A profile merged away or erased leaves every audience it was in."""

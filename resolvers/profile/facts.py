@@ -562,41 +562,30 @@ def prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory = EMPTY_HIST
 
 
 def _prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory) -> Facts:
-    if facts.latest is None:
+    """:func:`prune`'s work. ``recent`` and ``digests`` are copied only when something
+    changes: most groups a batch prunes change nothing (their new events are recent, and
+    what their own statements deny was left out when they were folded)."""
+    latest = facts.latest
+    if latest is None:
         return facts
-    history = facts.consent
-    if also.purposes:
-        history = history.merged(also, policy.max_explicit_grants)
-    pruning = BehaviourPruning(history, policy)
-    latest_day = day_of(facts.latest)
-    recent, digests = dict(facts.recent), dict(facts.digests)
-    changed = _roll_up(recent, digests, latest_day - RECENT_DAYS)
-    for event_id, item in list(recent.items()):
-        if not item.digest.seen and not item.digest.interest:
-            continue  # a husk: nothing left to drop
-        kept = _prune_digest(item.digest, item.code, item.region, pruning)
-        if kept is not item.digest:
-            changed = True
-            # a husk too: it rolls up as one (the constructor: ``replace`` costs ~3x as much)
-            recent[event_id] = Recent(item.event_id, item.code, item.region, kept)
-    horizon = latest_day - BEHAVIOUR_DAYS
-    for key, digest in list(digests.items()):
-        if key[0] < horizon:
-            del digests[key]
-            changed = True
-            continue
-        if not digest.seen and not digest.interest:
-            continue  # a husk
-        kept = _prune_digest(digest, key[1], key[2], pruning)
-        if kept is not digest:
-            digests[key] = kept  # a husk when both parts are gone (see the docstring)
-            changed = True
+    latest_day = day_of(latest)
+    recent, digests = facts.recent, facts.digests
+    own = False  # ``recent`` and ``digests`` are this call's copies
+    if recent:
+        old = _to_roll_up(recent, latest_day - RECENT_DAYS)
+        if old:
+            recent, digests, own = dict(recent), dict(digests), True
+            _roll_up(recent, digests, old)
+    pruning = _pruning(facts.consent, policy, also)
+    pruned = _pruned_recent(recent, pruning)
+    dropped = _pruned_digests(digests, latest_day - BEHAVIOUR_DAYS, pruning)
+    if pruned is not None or dropped is not None:
+        recent, digests, own = *_applied(recent, digests, pruned, dropped), True
     transactions = facts.transactions
     if len(transactions) > MAX_TRANSACTIONS:
         newest = sorted(transactions.values(), key=lambda t: (t.rank(), t.key), reverse=True)
         transactions = {t.key: t for t in newest[:MAX_TRANSACTIONS]}
-        changed = True
-    if not changed:
+    elif not own:
         return facts
     return Facts(
         traits=facts.traits,
@@ -609,21 +598,110 @@ def _prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory) -> Facts:
     )
 
 
-def _roll_up(recent: dict[str, Recent], digests: dict[DigestKey, Digest], cutoff: int) -> bool:
-    """Move events older than ``cutoff`` (a day) or beyond the newest RECENT_EVENTS into
-    their day digests. Returns whether anything moved."""
-    before = _EPOCH + timedelta(days=cutoff)  # day_of(at) < cutoff: at < that day's 00:00
+def _pruning(
+    history: ConsentHistory, policy: ConsentPolicy, also: ConsentHistory
+) -> BehaviourPruning:
+    """What the group's history, with ``also``'s, never lets behaviour serve."""
+    if also.purposes:
+        history = history.merged(also, policy.max_explicit_grants)
+    return BehaviourPruning(history, policy)
+
+
+def _applied(
+    recent: Mapping[str, Recent],
+    digests: Mapping[DigestKey, Digest],
+    pruned: Mapping[str, Recent] | None,
+    dropped: Mapping[DigestKey, Digest | None] | None,
+) -> tuple[dict[str, Recent], dict[DigestKey, Digest]]:
+    """Copies of ``recent`` and ``digests`` with the changes of :func:`_pruned_recent` and
+    :func:`_pruned_digests` (a value replaced keeps its place, as the loops that wrote them
+    in place did)."""
+    own_recent, own_digests = dict(recent), dict(digests)
+    own_recent.update(pruned or {})
+    for key, kept in (dropped or {}).items():
+        if kept is None:
+            del own_digests[key]
+        else:
+            own_digests[key] = kept
+    return own_recent, own_digests
+
+
+def _pruned_recent(
+    recent: Mapping[str, Recent], pruning: BehaviourPruning
+) -> dict[str, Recent] | None:
+    """The recent events that lose a part (None: none does)."""
+    out: dict[str, Recent] | None = None
+    for event_id, item in recent.items():
+        d = item.digest
+        if not d.seen and not d.interest:
+            continue  # a husk: nothing left to drop
+        kept = _prune_digest(d, item.code, item.region, pruning)
+        if kept is not d:
+            if out is None:
+                out = {}
+            # a husk too: it rolls up as one (the constructor: ``replace`` costs ~3x as much)
+            out[event_id] = Recent(item.event_id, item.code, item.region, kept)
+    return out
+
+
+def _pruned_digests(
+    digests: Mapping[DigestKey, Digest], horizon: int, pruning: BehaviourPruning
+) -> dict[DigestKey, Digest | None] | None:
+    """The digests that change: None for a day before ``horizon`` (dropped), else the digest
+    without a part (a husk when both parts are gone, see the module docstring). None: none."""
+    out: dict[DigestKey, Digest | None] | None = None
+    for key, digest in digests.items():
+        if key[0] < horizon:
+            kept: Digest | None = None
+        elif not digest.seen and not digest.interest:
+            continue  # a husk
+        else:
+            kept = _prune_digest(digest, key[1], key[2], pruning)
+            if kept is digest:
+                continue
+        if out is None:
+            out = {}
+        out[key] = kept
+    return out
+
+
+#: The first instant of each day (days since 1970-01-01, UTC) :func:`_to_roll_up` compared
+#: with (a day's cutoff is asked for every group a batch prunes: remembered).
+class _DayStarts(dict[int, datetime]):
+    __slots__ = ()
+
+    def __missing__(self, day: int) -> datetime:
+        if len(self) >= 4096:
+            self.clear()
+        start = self[day] = _EPOCH + timedelta(days=day)
+        return start
+
+
+_DAY_STARTS: Final = _DayStarts()
+
+
+def _to_roll_up(recent: Mapping[str, Recent], cutoff: int) -> list[str]:
+    """The events to roll up into their day digests: older than ``cutoff`` (a day), or
+    beyond the newest RECENT_EVENTS."""
+    before = _DAY_STARTS[cutoff]  # day_of(at) < cutoff: at < that day's 00:00
     old = [e for e, item in recent.items() if item.digest.first_at < before]
     if len(recent) - len(old) > RECENT_EVENTS:
+        gone = set(old)
         ranked = sorted(
-            (e for e in recent if e not in set(old)), key=lambda e: recent[e].rank(), reverse=True
+            (e for e in recent if e not in gone), key=lambda e: recent[e].rank(), reverse=True
         )
         old += ranked[RECENT_EVENTS:]
+    return old
+
+
+def _roll_up(
+    recent: dict[str, Recent], digests: dict[DigestKey, Digest], old: Iterable[str]
+) -> None:
+    """Move the events ``old`` (:func:`_to_roll_up`) into their day digests."""
     for event_id in old:
         item = recent.pop(event_id)
         have = digests.get(item.key)
         digests[item.key] = item.digest if have is None else merge_digests(have, item.digest)
-    return bool(old)
 
 
 def _prune_digest(digest: Digest, code: str, region: str, pruning: BehaviourPruning) -> Digest:

@@ -220,19 +220,27 @@ def render(person: Person, gate: Gate) -> dict[str, Any]:
     region = gate.region
     granted = gate.granted_now()
     asked = granted & _TOTALS_PURPOSES
-    if asked:
-        fields = _totals_fields(_totals(gate, person.groups, region, asked))
-    else:  # every field the totals fill is emptied below: none is computed
-        fields = dict.fromkeys(_FIELD_ORDER)
     identifiers = person.identifiers
     marketing = _P_MARKETING in granted
-    fields["reachable"] = {
+    reachable = {
         "email": marketing and bool(identifiers.get("email")),
         "phone": marketing and bool(identifiers.get("phone")),
     }
-    fields["audiences"] = sorted(person.audiences)
-    fields["ad_identifiers"] = sorted(person.ad_identifiers)
-    fields.update(orjson.loads(_hidden(granted)))
+    if asked:
+        fields = _totals_fields(_totals(gate, person.groups, region, asked))
+        fields["reachable"] = reachable
+        fields["audiences"] = sorted(person.audiences)
+        fields["ad_identifiers"] = sorted(person.ad_identifiers)
+        fields.update(orjson.loads(_hidden(granted)))
+    else:  # no totals asked: every field they fill is hidden, none is computed
+        template, shown = _untotalled(granted)
+        fields = orjson.loads(template)
+        if "reachable" in shown:
+            fields["reachable"] = reachable
+        if "audiences" in shown:
+            fields["audiences"] = sorted(person.audiences)
+        if "ad_identifiers" in shown:
+            fields["ad_identifiers"] = sorted(person.ad_identifiers)
     groups = person.groups
     traits: Mapping[str, Stamped] = groups[0].traits if len(groups) == 1 else {}
     if len(groups) != 1:
@@ -275,6 +283,21 @@ def _hidden(granted: frozenset[Purpose]) -> bytes:
             for name in sorted(gated)
         }
     )
+
+
+@functools.cache  # one per set of granted purposes: 16 at most
+def _untotalled(granted: frozenset[Purpose]) -> tuple[bytes, frozenset[str]]:
+    """What :func:`render` makes of the fields after ``traits`` when it asks no totals, as
+    JSON (those fields in their order, each with its empty value if ``granted`` hides it,
+    else None; the other hidden fields after them), and which of the person's fields
+    (``reachable``, ``audiences``, ``ad_identifiers``) are shown: their values replace the
+    Nones. The same as ``dict.fromkeys(_FIELD_ORDER)``, the person's fields set, then
+    ``_hidden``'s fields over them; loaded, a fresh copy for each render in one C call."""
+    hidden = orjson.loads(_hidden(granted))
+    fields: dict[str, Any] = dict.fromkeys(_FIELD_ORDER)
+    fields.update(hidden)
+    shown = frozenset(name for name in _PERSON_FIELDS if name not in hidden)
+    return orjson.dumps(fields), shown
 
 
 def _totals_fields(totals: _Totals) -> dict[str, Any]:
@@ -387,5 +410,7 @@ def _activity_public(act: Activity) -> dict[str, Any]:
 
 #: The snapshot's fields after ``traits``, in order (a render that asks no totals fills them).
 _FIELD_ORDER: Final = tuple(_totals_fields(_Totals()))
+#: Those of them :func:`render` fills from the person, not from the totals.
+_PERSON_FIELDS: Final = ("reachable", "audiences", "ad_identifiers")
 #: (purpose, its name) in the snapshot's ``consent`` order.
 _SORTED_PURPOSES: Final = tuple((p, p.value) for p in sorted(CONSENT_PURPOSES))

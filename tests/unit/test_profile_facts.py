@@ -31,7 +31,13 @@ from profile_worlds import (
     worlds,
 )
 
-from resolvers.consent import Purpose, never_serves
+from resolvers.consent import (
+    EMPTY_HISTORY,
+    BehaviourPruning,
+    ConsentHistory,
+    Purpose,
+    never_serves,
+)
 from resolvers.consent.signals import from_code
 from resolvers.profile import facts as facts_module
 from resolvers.profile.facts import (
@@ -547,3 +553,72 @@ def test_facts_are_empty_exactly_when_they_equal_no_facts() -> None:
     for facts in [EMPTY_FACTS, Facts(), Facts(traits={}, recent={}), full, *one_part]:
         assert facts.is_empty == (facts == EMPTY_FACTS), facts
     assert all(not facts.is_empty for facts in one_part)
+
+
+# --------------------------------------------------------------------------- _prune, as it was
+
+
+def _prune_as_it_was(facts: Facts, also: ConsentHistory) -> Facts:
+    """``facts._prune`` before it copied lazily (main e95256f): both mappings copied, the
+    consent read, every item visited. The reference its lazy version must equal."""
+    if facts.latest is None:
+        return facts
+    history = facts.consent
+    if also.purposes:
+        history = history.merged(also, POLICY.max_explicit_grants)
+    pruning = BehaviourPruning(history, POLICY)
+    latest_day = day_of(facts.latest)
+    recent, digests = dict(facts.recent), dict(facts.digests)
+    old = facts_module._to_roll_up(recent, latest_day - facts_module.RECENT_DAYS)
+    facts_module._roll_up(recent, digests, old)
+    changed = bool(old)
+    for event_id, item in list(recent.items()):
+        if not item.digest.seen and not item.digest.interest:
+            continue
+        kept = facts_module._prune_digest(item.digest, item.code, item.region, pruning)
+        if kept is not item.digest:
+            changed = True
+            recent[event_id] = replace(item, digest=kept)
+    horizon = latest_day - facts_module.BEHAVIOUR_DAYS
+    for key, digest in list(digests.items()):
+        if key[0] < horizon:
+            del digests[key]
+            changed = True
+            continue
+        if not digest.seen and not digest.interest:
+            continue
+        kept = facts_module._prune_digest(digest, key[1], key[2], pruning)
+        if kept is not digest:
+            digests[key] = kept
+            changed = True
+    transactions = facts.transactions
+    if len(transactions) > facts_module.MAX_TRANSACTIONS:
+        newest = sorted(transactions.values(), key=lambda t: (t.rank(), t.key), reverse=True)
+        transactions = {t.key: t for t in newest[: facts_module.MAX_TRANSACTIONS]}
+        changed = True
+    if not changed:
+        return facts
+    return replace(facts, transactions=transactions, recent=recent, digests=digests)
+
+
+@PROPS
+@given(events=worlds(), more=worlds(max_size=12), cut=st.integers(0, 30), other=worlds(10))
+def test_prune_copies_lazily_and_returns_what_it_did(
+    events: list[Observation], more: list[Observation], cut: int, other: list[Observation]
+) -> None:
+    """``_prune`` equals the version that copied both mappings up front (equal facts, the
+    same order of ``recent`` and ``digests``, the facts themselves when nothing changed),
+    on facts folded without pruning, on pruned facts with more events folded in, and with
+    another group's history (``also``) or none."""
+    with small_windows():
+        folded = facts_module.fold_all(EMPTY_FACTS, events, POLICY)
+        pruned_then_more = facts_module.fold_all(observe_all(events[:cut]), more, POLICY)
+        also = observe_all(other).consent
+        for facts in (folded, pruned_then_more, observe_all(events)):
+            for extra in (EMPTY_HISTORY, also):
+                expected = _prune_as_it_was(facts, extra)
+                got = facts_module._prune(facts, POLICY, extra)
+                assert got == expected
+                assert list(got.recent) == list(expected.recent)
+                assert list(got.digests) == list(expected.digests)
+                assert (got is facts) == (expected is facts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import pytest
 from builders import permuted, split
 from hypothesis import given, settings
@@ -37,6 +38,7 @@ from resolvers.consent import (
     Purpose,
 )
 from resolvers.consent.signals import from_code
+from resolvers.profile import render as render_module
 from resolvers.profile.facts import (
     RECENT_ACTIVITY_LIMIT,
     Facts,
@@ -574,3 +576,32 @@ def test_orders_and_activity_hold_only_what_the_gate_lets_serve(person: Person) 
         own = event.consent.stated(Purpose.PERSONALIZATION)
         assert own is None or own.granted, shown
         assert last_denial is None or last_denial.at < event.at, shown
+
+
+@pytest.mark.parametrize(
+    "granted",
+    [
+        frozenset(p for i, p in enumerate(sorted(CONSENT_PURPOSES)) if mask >> i & 1)
+        for mask in range(1 << len(CONSENT_PURPOSES))
+    ],
+)
+def test_a_render_without_totals_fills_the_fields_as_the_totals_path_would_empty_them(
+    granted: frozenset[Purpose],
+) -> None:
+    """``_untotalled``: the fields after ``traits`` of a render that asks no totals, as the
+    render built them before (main e95256f): ``dict.fromkeys`` of the fields, the person's
+    fields set, then every hidden field's empty value over them. Equal, in the same order,
+    for every set of purposes granted (16), with the person's fields shown or not."""
+    person = {"reachable": {"email": True, "phone": False}, "audiences": ["a"]}
+    person["ad_identifiers"] = ["x"]
+    before: dict[str, Any] = dict.fromkeys(render_module._FIELD_ORDER)
+    before.update(person)
+    before.update(orjson.loads(render_module._hidden(granted)))
+    template, shown = render_module._untotalled(granted)
+    after = orjson.loads(template)
+    for name in shown:
+        after[name] = person[name]
+    assert after == before
+    assert list(after) == list(before)
+    again = orjson.loads(template)  # each render its own copies of the empty values
+    assert all(again[n] is not after[n] for n in after if isinstance(after[n], dict | list))
