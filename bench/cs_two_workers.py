@@ -57,7 +57,7 @@ from bench.floor_commit import Conn
 from bench.partitioner import Fetch, assign, partition_for
 from bench.private_redis import Server, main_thread_cpu_s, redis_version, running
 from bench.profiles_cpu import differences
-from bench.redis_floor import GENERATION, PREFIX, TTL_S, CasStore, prepare
+from bench.redis_floor import GENERATION, PREFIX, TTL_S, CasStore, add_paired_ratios, prepare
 from bench.store_bench import make_context
 from resolvers.decode_cache import DecodeCache
 from resolvers.pipeline import BatchResult, run_batch
@@ -294,10 +294,7 @@ def medians(runs: dict[str, list[dict[str, Any]]], base: str = "main") -> dict[s
         row: dict[str, Any] = {v: round(statistics.median(xs), 3) for v, xs in series.items() if xs}
         for v, xs in series.items():
             if v != base and xs and len(xs) == len(series.get(base, [])):
-                ratios = [x / y for x, y in zip(xs, series[base], strict=True) if y]
-                if ratios:
-                    row[f"{v}/{base}"] = [round(r, 3) for r in ratios]
-                    row[f"{v}/{base} median"] = round(statistics.median(ratios), 3)
+                add_paired_ratios(row, v, xs, base, series[base])
         if row:
             out[name] = row
     return out

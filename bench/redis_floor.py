@@ -287,6 +287,18 @@ FIGURES = (
 )
 
 
+def add_paired_ratios(
+    row: dict[str, Any], variant: str, xs: Sequence[float], base: str, base_xs: Sequence[float]
+) -> None:
+    """Into ``row``: ``variant``'s ratio to ``base`` round by round (alternating pairs, the
+    same length; a round whose base figure is 0 is left out) and the ratios' median, as
+    ``"{variant}/{base}"`` and ``"{variant}/{base} median"``; nothing when no round has one."""
+    ratios = [x / y for x, y in zip(xs, base_xs, strict=True) if y]
+    if ratios:
+        row[f"{variant}/{base}"] = [round(r, 3) for r in ratios]
+        row[f"{variant}/{base} median"] = round(statistics.median(ratios), 3)
+
+
 def summary(runs: dict[str, list[dict[str, Any]]], base: str = "a") -> dict[str, Any]:
     """Per figure: each variant's median, ``load`` (= main - a, round by round) and each
     variant's ratio to ``base`` round by round (alternating pairs) with their median."""
@@ -301,9 +313,7 @@ def summary(runs: dict[str, list[dict[str, Any]]], base: str = "a") -> dict[str,
         if base in series:
             for v in ("b", "c", "cs"):
                 if v in series:
-                    ratios = [x / y for x, y in zip(series[v], series[base], strict=True)]
-                    row[f"{v}/{base}"] = [round(r, 3) for r in ratios]
-                    row[f"{v}/{base} median"] = round(statistics.median(ratios), 3)
+                    add_paired_ratios(row, v, series[v], base, series[base])
         out[name] = row
     return out
 

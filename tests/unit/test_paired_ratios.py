@@ -1,0 +1,29 @@
+"""``bench.redis_floor.add_paired_ratios``: the per-round ratios both Redis-floor benches report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench.redis_floor import add_paired_ratios
+
+
+def test_ratios_round_by_round_and_their_median() -> None:
+    row: dict[str, Any] = {}
+    add_paired_ratios(row, "cs", [10.0, 30.0, 8.0], "main", [20.0, 20.0, 10.0])
+    assert row == {"cs/main": [0.5, 1.5, 0.8], "cs/main median": 0.8}
+
+
+def test_a_zero_base_round_is_left_out_and_none_left_adds_nothing() -> None:
+    row: dict[str, Any] = {}
+    add_paired_ratios(row, "cs", [3.0, 4.0], "main", [0.0, 2.0])
+    assert row == {"cs/main": [2.0], "cs/main median": 2.0}
+    empty: dict[str, Any] = {}
+    add_paired_ratios(empty, "cs", [3.0], "main", [0.0])
+    assert empty == {}
+
+
+def test_rounds_must_pair() -> None:
+    with pytest.raises(ValueError, match="shorter"):
+        add_paired_ratios({}, "cs", [1.0, 2.0], "main", [1.0])
