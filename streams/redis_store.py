@@ -68,7 +68,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from importlib import resources
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import orjson
 import redis
@@ -91,6 +91,7 @@ from resolvers.store import (
 from resolvers.tuples import new_tuple
 from streams import outbox
 from streams.errors import StateLostError
+from streams.wave_load import WaveLoad
 
 STREAM_MAXLEN: Final = 100_000
 _STREAM_MAXLEN: Final = str(STREAM_MAXLEN)
@@ -260,8 +261,11 @@ class RedisStore:
         seen_ttl_s: int = 7 * 24 * 3600,
         wait_replicas: int = 0,
         on_call: Callable[[str, float], None] | None = None,
+        load: Literal["script", "waves"] = "script",
     ) -> None:
-        """``on_call(op, seconds)`` is told how long each load and commit call took."""
+        """``on_call(op, seconds)`` is told how long each load and commit call took.
+        ``load``: ``script`` (``lua/load.lua``, one atomic call) or ``waves``
+        (:mod:`streams.wave_load`: no Lua, a round trip per step of the walk; ADR 0022)."""
         self.client = client
         self.wait_replicas = wait_replicas
         self.on_call = on_call
@@ -276,6 +280,7 @@ class RedisStore:
         #: marks the ids its load looked up, grouped once (not to be mutated)
         self._grouped: tuple[tuple[str, ...], dict[str, list[str]]] = ((), {})
         self._load = client.register_script(_script("load.lua"))
+        self._waves = WaveLoad(client, self.keys.root, seen_ttl_s) if load == "waves" else None
         self._commit = client.register_script(_script("commit.lua"))
 
     def _timed(self, op: str, started: float) -> None:
@@ -308,6 +313,18 @@ class RedisStore:
     def load(self, request: LoadRequest) -> Loaded:
         self._settle_hand_over(request.scope)
         groups = self._marker_groups(request.event_ids)
+        loaded = None
+        if self._waves is not None:  # None during the marker hand-over: load.lua
+            started = time.perf_counter()
+            loaded = self._waves.load(request, seen_segment(request.scope), groups)
+            self._timed("load", started)
+        if loaded is None:
+            loaded = self._load_script(request, groups)
+        if loaded.seen and self.wait_replicas:
+            self._confirm_replicated()  # the batch will skip these: they must be durable
+        return loaded
+
+    def _load_script(self, request: LoadRequest, groups: dict[str, list[str]]) -> Loaded:
         event_ids = [e for ids in groups.values() for e in ids]  # grouped by bucket
         args: list[str | int] = [
             self.prefix,
@@ -359,12 +376,9 @@ class RedisStore:
             entities[stock_ref(sku)] = (
                 Entity(int(v), {} if s is None else {"s": s}) if v else ABSENT
             )
-        seen_ids = frozenset(e for e, hit in zip(event_ids, seen, strict=True) if hit)
-        if seen_ids and self.wait_replicas:
-            self._confirm_replicated()  # the batch will skip these: they must be durable
         return Loaded(
             entities=entities,
-            seen=seen_ids,
+            seen=frozenset(e for e, hit in zip(event_ids, seen, strict=True) if hit),
             suppressed={
                 h: tomb
                 for h, tomb in zip(request.suppression_hashes, suppressed, strict=True)

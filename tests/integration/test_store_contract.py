@@ -14,7 +14,7 @@ import itertools
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import orjson
 import pytest
@@ -97,9 +97,11 @@ class MemoryHarness:
 
 
 class RedisHarness:
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
+    def __init__(
+        self, client: redis.Redis, prefix: str, load: Literal["script", "waves"] = "script"
+    ) -> None:
         self.client: Any = client  # redis-py's reply types are too loose to be useful here
-        self.redis = RedisStore(client, prefix=prefix, seen_ttl_s=3600)
+        self.redis = RedisStore(client, prefix=prefix, seen_ttl_s=3600, load=load)
         self.root = self.redis.keys.root
 
     @property
@@ -157,13 +159,15 @@ def _clean(client: redis.Redis, prefix: str) -> None:
         client.delete(*keys)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-waves"])
 def store(request: pytest.FixtureRequest) -> Harness:
+    """``redis-waves``: the Redis store loading without Lua (``streams.wave_load``, ADR 0022)."""
     if request.param == "memory":
         return MemoryHarness()
     client: redis.Redis = request.getfixturevalue("redis_client")
     prefix: str = request.getfixturevalue("redis_prefix")
-    return RedisHarness(client, prefix)
+    load: Literal["script", "waves"] = "waves" if request.param == "redis-waves" else "script"
+    return RedisHarness(client, prefix, load)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -691,16 +695,17 @@ def a_commit(draw: Callable[..., Any], i: str) -> Commit:
     )
 
 
+@pytest.mark.parametrize("load", ["script", "waves"])
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(ops=operations())
 def test_both_implementations_agree_step_by_step(
-    redis_client: redis.Redis, ops: list[tuple[str, Any]]
+    redis_client: redis.Redis, load: Literal["script", "waves"], ops: list[tuple[str, Any]]
 ) -> None:
     memory = MemoryHarness()
     prefix = f"loomtest-sbs-{uuid.uuid4().hex[:12]}"
-    red = RedisHarness(redis_client, prefix)
+    red = RedisHarness(redis_client, prefix, load)
     try:
         for step, (op, arg) in enumerate(ops):
             if op == "load":
