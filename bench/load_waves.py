@@ -19,7 +19,12 @@
    schedstat``, nanoseconds, read around each load call), the replaying thread's CPU per event
    in the load calls (``time.thread_time``: the worker's side, walk and parsing), round trips
    per load call, the median wall time of a load call.
-3. ``--callgrind``: each replay's ``redis-server`` under callgrind, instrumentation switched
+3. ``--live-rounds N``: N alternating rounds of ``run_batch`` itself on ``RedisStore`` with
+   each variant's load (``commit.lua`` as the commit), each on a fresh server: Redis's CPU
+   per event (all threads, ``/proc``), the whole worker's CPU per event (this process: the
+   pipeline, the load, the commit), each batch's result and the final state (must equal the
+   recording run's).
+4. ``--callgrind``: each replay's ``redis-server`` under callgrind, instrumentation switched
    on only around each load call: Redis instructions per event of the loads.
 """
 
@@ -30,6 +35,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,6 +62,11 @@ FIGURES = (
     "client_cpu_us_per_event",
     "load_call_ms_median",
     "round_trips_per_load",
+)
+LIVE_FIGURES = (
+    "redis_cpu_us_per_event",
+    "redis_main_thread_us_per_event",
+    "process_cpu_us_per_event",
 )
 
 
@@ -106,10 +117,12 @@ def replay(variant: str, recorded: Recorded, server: Server) -> dict[str, Any]:
     }
 
 
-def summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def summary(
+    runs: dict[str, list[dict[str, Any]]], figures: Sequence[str] = FIGURES
+) -> dict[str, Any]:
     """Per figure: each variant's median and, against ``lua``, the per-round ratios."""
     out: dict[str, Any] = {}
-    for name in FIGURES:
+    for name in figures:
         if not all(name in f for fs in runs.values() for f in fs):
             continue
         series = {v: [f[name] for f in fs] for v, fs in runs.items()}
@@ -126,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=20_000, help="events after the warm-up")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of replays")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="replayed variants")
+    parser.add_argument("--live-rounds", type=int, default=0, help="alternating live rounds")
     server_options(parser, 26381, Path("/tmp/load-waves-redis"))
     args = parser.parse_args(argv)
     values = simulator_values(args.events)
@@ -138,6 +152,20 @@ def main(argv: list[str] | None = None) -> int:
     with running(Server(args.port, args.data_dir / "live")) as server:
         recorded, live = live_run(server, values)
     out["live_state"] = live["state"]
+    variants = args.variants.split(",")
+    live_runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    for r in range(args.live_rounds):
+        for variant in variants[r % len(variants) :] + variants[: r % len(variants)]:
+            with running(Server(args.port, args.data_dir / "live")) as server:
+                _, figures = live_run(server, values, load=VARIANTS[variant])
+            figures.pop("commands")
+            figures["loadavg"] = round(os.getloadavg()[0], 2)
+            live_runs[variant].append(figures)
+            print(f"live round {r} {variant}: {figures}", flush=True)
+    if args.live_rounds:
+        out["live_runs"] = live_runs
+        out["live_summary"] = summary(live_runs, LIVE_FIGURES)
+        print(f"live summary: {out['live_summary']}", flush=True)
     runs = replay_rounds(args, recorded, replay)
     out["runs"] = runs
     out["summary"] = summary(runs)
@@ -146,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     exact = all(
         not f["loads_differing"] and not f["results_differing"] and f["state"] == live["state"]
         for f in everything
+    ) and all(
+        f["state"] == live["state"] and f["batches"] == live["batches"]
+        for fs in live_runs.values()
+        for f in fs
     )
     out["exact"] = exact
     print(f"summary: {out['summary']}")

@@ -121,8 +121,10 @@ class Recorded:
 class RecordingStore(RedisStore):
     """``RedisStore`` that records every load's request and every commit's parts."""
 
-    def __init__(self, client: redis.Redis, recorded: Recorded) -> None:
-        super().__init__(client, prefix=PREFIX, seen_ttl_s=TTL_S)
+    def __init__(
+        self, client: redis.Redis, recorded: Recorded, load: Literal["script", "waves"] = "script"
+    ) -> None:
+        super().__init__(client, prefix=PREFIX, seen_ttl_s=TTL_S, load=load)
         self.recorded = recorded
 
     def load(self, request: LoadRequest) -> Loaded:
@@ -188,16 +190,19 @@ def spent(
 
 
 def live_run(
-    server: Server, values: list[bytes], variant: str = "main"
+    server: Server,
+    values: list[bytes],
+    variant: str = "main",
+    load: Literal["script", "waves"] = "script",
 ) -> tuple[Recorded, dict[str, Any]]:
     """``run_batch`` of the profiles lane over ``values`` on ``RedisStore`` (``main``: its calls
-    recorded) or on a store whose commit is variant ``b``, ``c`` or ``cs``."""
+    recorded; its load ``load``) or on a store whose commit is variant ``b``, ``c`` or ``cs``."""
     recorded = Recorded(events=len(values))
     client = server.client()
     conn = Conn("127.0.0.1", server.port)
     store: RedisStore
     if variant == "main":
-        store = RecordingStore(client, recorded)
+        store = RecordingStore(client, recorded, load)
     elif variant == "b":
         store = FloorStore(client, conn)
     else:
