@@ -47,8 +47,9 @@ like the snapshots themselves, and erasure deletes those keys.
 All of one batch's reads are one Lua call (``lua/load.lua``) and all its writes another
 (``lua/commit.lua``); with ``load="waves"`` the reads are the same walk as plain commands
 instead, one pipelined round trip per step (``streams.wave_load``, ADR 0022: no Lua, for a
-lane whose every commit ``INCR``s its commit sequence). ``load.lua`` builds key names inside the script (it walks the identity
-evidence breadth first, which it cannot know in advance), which standalone Redis allows;
+lane whose every commit ``INCR``s its commit sequence). ``load.lua`` builds key names inside
+the script (it walks the identity evidence breadth first, which it cannot know in advance),
+which standalone Redis allows;
 ``commit.lua`` takes every key name from Python, inside its ARGV plan rather than as KEYS.
 Redis Cluster is not supported by layout v1.
 
