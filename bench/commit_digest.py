@@ -83,8 +83,10 @@ class _RecordingStore(InMemoryStore):
 class _RecordingRedisStore(RedisStore):
     """``RedisStore``, hashing every commit part it is given."""
 
-    def __init__(self, client: redis.Redis, load: Literal["script", "waves"]) -> None:
-        super().__init__(client, load=load)
+    def __init__(
+        self, client: redis.Redis, load: Literal["script", "waves"], prefix: str = "loom"
+    ) -> None:
+        super().__init__(client, prefix=prefix, load=load)
         self.commits = hashlib.sha256()
 
     def commit_parts(self, parts: Sequence[Commit]) -> list[CommitResult]:
@@ -112,7 +114,15 @@ def digests(
     if load is None:
         return _digests(events, lane, _RecordingStore())
     with running(Server(port, Path(f"/tmp/commit-digest-{port}"))) as server:
-        return _digests(events, lane, _RecordingRedisStore(server.client(), load))
+        return redis_digests(server.client(), "loom", events, lane, load)
+
+
+def redis_digests(
+    client: redis.Redis, prefix: str, events: int, lane: str, load: Literal["script", "waves"]
+) -> dict[str, str]:
+    """:func:`digests` on ``RedisStore`` (``load``) over ``client``, keys under ``prefix``
+    (empty before)."""
+    return _digests(events, lane, _RecordingRedisStore(client, load, prefix))
 
 
 def _digests(

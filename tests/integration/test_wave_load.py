@@ -5,8 +5,10 @@ over it too: ``test_store_contract``'s ``redis-waves``.)"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import orjson
 import pytest
@@ -27,6 +29,8 @@ from streams.redis_store import Keys, RedisStore, marker_groups, seen_segment
 from streams.wave_load import LoadContendedError, WaveLoad, commit_sequence_key
 
 pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
 
 KEYS = [f"email:u{i}@x" for i in range(8)]
 PIDS = [f"p_{i}" for i in range(8)]
@@ -193,3 +197,18 @@ def test_during_the_marker_hand_over_the_script_loads(
     segment, groups = seen_segment(request.scope), marker_groups(request.event_ids)
     assert store._waves.load(request, segment, groups) is None
     assert store.load(request).seen == {"e-old"}
+
+
+@pytest.mark.parametrize("load", ["script", "waves"])
+def test_the_profiles_lane_commits_the_same_bytes_on_either_load(
+    redis_client: redis.Redis,
+    redis_prefix: str,
+    load: Literal["script", "waves"],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``bench.commit_digest --load``: ``run_batch`` over simulator events on ``RedisStore``
+    makes the in-memory store's commits, results and final entities, with either load."""
+    monkeypatch.syspath_prepend(str(ROOT))  # `python -m bench...` runs from the checkout
+    digest = importlib.import_module("bench.commit_digest")
+    on_redis = digest.redis_digests(redis_client, redis_prefix, 1300, "profiles", load)
+    assert on_redis == digest.digests(1300, "profiles")
