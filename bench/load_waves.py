@@ -36,10 +36,12 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
+import redis
 
 from bench.floor_commit import Conn, state_digest
 from bench.private_redis import Server, redis_version, running
@@ -54,8 +56,47 @@ from bench.redis_floor import (
     server_options,
     simulator_values,
 )
+from resolvers.store import Entity, Loaded, LoadRequest
+from streams.redis_store import _script
 
-VARIANTS: dict[str, Literal["script", "waves"]] = {"lua": "script", "waves": "waves"}
+VARIANTS: dict[str, Literal["script", "waves"]] = {
+    "lua": "script",
+    "waves": "waves",
+    "hybrid": "script",  # HybridStore
+}
+
+
+class HybridStore(RawStore):
+    """Variant ``hybrid``: ``load.lua`` with every ``s`` field left out of its walk, then
+    one pipelined round trip (on the bench's raw hiredis connection) of ``HGET s`` for each
+    record and profile it visited. The script asks for ``v`` where it asked for ``s``: a
+    visited entity that exists comes back with its version there (a "versions"-only profile
+    with none), which marks what to fetch. Measurement only: no seqlock (two round trips)."""
+
+    def __init__(self, client: redis.Redis, conn: Conn) -> None:
+        super().__init__(client, conn)
+        script = _script("load.lua")
+        for walk_fields in ("'v', 'p', 'h', 's'", "'v', 's', 'r', 'i'"):
+            assert walk_fields in script
+            script = script.replace(walk_fields, walk_fields.replace("'s'", "'v'"))
+        self._load = client.register_script(script)
+        self.round_trips = 0
+
+    def load(self, request: LoadRequest) -> Loaded:
+        loaded = super().load(request)
+        marked = [(ref, e) for ref, e in loaded.entities.items() if "s" in e.fields]
+        keys = self.keys
+        replies = self.conn.call([("HGET", keys.entity(ref), "s") for ref, _ in marked])
+        self.round_trips = 2 if marked else 1
+        entities = dict(loaded.entities)
+        for (ref, e), blob in zip(marked, replies, strict=True):
+            fields = {k: v for k, v in e.fields.items() if k != "s"}
+            if blob is not None:
+                fields["s"] = blob
+            entities[ref] = Entity(e.version, fields)
+        return replace(loaded, entities=entities)
+
+
 FIGURES = (
     "instructions_per_event",
     "redis_main_thread_us_per_event",
@@ -80,7 +121,11 @@ def replay(variant: str, recorded: Recorded, server: Server) -> dict[str, Any]:
     """One variant's replay on ``server`` (fresh); the loads' figures."""
     client = server.client()
     conn = Conn("127.0.0.1", server.port)
-    store = RawStore(client, conn, load=VARIANTS[variant])
+    store = (
+        HybridStore(client, conn)
+        if variant == "hybrid"
+        else RawStore(client, conn, load=VARIANTS[variant])
+    )
     prepare(client, store)
     differing = results_differing = loads = round_trips = 0
     redis_ns = client_s = 0.0
@@ -99,7 +144,10 @@ def replay(variant: str, recorded: Recorded, server: Server) -> dict[str, Any]:
         client_s += c1 - c0
         load_s.append(w1 - w0)
         loads += 1
-        round_trips += store._waves.round_trips if store._waves is not None else 1
+        if isinstance(store, HybridStore):
+            round_trips += store.round_trips
+        else:
+            round_trips += store._waves.round_trips if store._waves is not None else 1
         differing += loaded != expected
     n = recorded.events
     digest, _ = state_digest(client, PREFIX)
