@@ -25,11 +25,11 @@ from dataclasses import dataclass, field, replace
 from resolvers.store import Commit, CommitResult, CommitStatus, Kind
 from streams import outbox
 from streams.redis_store import MARKER_BUCKETS, STREAM_MAXLEN, Keys, marker_groups, seen_segment
+from streams.wave_load import GENERATIONS_PER_TTL
 
 Command = tuple[bytes | str | int, ...]
 
-#: markers.lua: generations per TTL, and the value that makes a new hash a hashtable
-GENERATIONS_PER_TTL = 4
+#: markers.lua: the value that makes a new hash a hashtable (generations per TTL: wave_load's)
 HASHTABLE = "-" * 65
 #: commit.lua's chunk for SADD/SREM runs and marker HSETs
 CHUNK = 500

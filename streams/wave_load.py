@@ -71,8 +71,6 @@ ATTEMPTS: Final = 5
 _ID_FIELDS: Final = ("v", "p", HOLDERS_FIELD, "s")
 _PROFILE_FIELDS: Final = ("v", "s", "r", HELD_FIELD)
 
-Command = tuple[str | int, ...]
-
 
 class LoadContendedError(CommitConflictError):
     """Commits of the lane kept landing between a load's first and last wave (retryable)."""
