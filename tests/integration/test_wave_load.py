@@ -25,7 +25,7 @@ from resolvers.store import (
     profile_ref,
     stock_ref,
 )
-from streams.redis_store import Keys, RedisStore, marker_groups, seen_segment
+from streams.redis_store import Keys, NotReplicatedError, RedisStore, marker_groups, seen_segment
 from streams.wave_load import LoadContendedError, WaveLoad, commit_sequence_key
 
 pytestmark = pytest.mark.integration
@@ -212,3 +212,16 @@ def test_the_profiles_lane_commits_the_same_bytes_on_either_load(
     digest = importlib.import_module("bench.commit_digest")
     on_redis = digest.redis_digests(redis_client, redis_prefix, 1300, "profiles", load)
     assert on_redis == digest.digests(1300, "profiles")
+
+
+@pytest.mark.parametrize("load", ["script", "waves"])
+def test_a_load_that_finds_processed_events_confirms_replication_with_either_load(
+    redis_client: redis.Redis, redis_prefix: str, load: Literal["script", "waves"]
+) -> None:
+    """``wait_replicas``: skipping events on the strength of unreplicated state is refused
+    (this server has no replica: the confirmation fails), a load finding none needs none."""
+    RedisStore(redis_client, prefix=redis_prefix).commit(Commit({}, ("e-done",)))
+    store = RedisStore(redis_client, prefix=redis_prefix, wait_replicas=1, load=load)
+    assert store.load(LoadRequest(event_ids=("e-new",))).seen == frozenset()
+    with pytest.raises(NotReplicatedError):
+        store.load(LoadRequest(event_ids=("e-done", "e-new")))
