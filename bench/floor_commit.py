@@ -36,8 +36,9 @@ from bench.floor_commands import (
 from resolvers.pipeline import CommitConflictError
 from resolvers.store import DEFAULT_SCOPE, Commit, CommitResult, CommitStatus
 from streams.errors import StateLostError
-from streams.redis_store import Keys, marker_groups
+from streams.redis_store import Keys, marker_groups, seen_segment
 from streams.resp import RespPacker
+from streams.wave_load import commit_sequence_key
 
 
 class Conn:
@@ -174,7 +175,8 @@ class Cas:
 
     @property
     def sequence(self) -> str:
-        return f"{self.keys.root}:commit-seq:{DEFAULT_SCOPE}"
+        """The lane's commit sequence, as ``streams.wave_load`` reads it (ADR 0021, 0022)."""
+        return commit_sequence_key(self.keys.root, seen_segment(DEFAULT_SCOPE))
 
     def commit(self, parts: Sequence[Commit]) -> list[CommitResult]:
         self.calls += 1

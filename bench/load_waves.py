@@ -20,7 +20,8 @@
    in the load calls (``time.thread_time``: the worker's side, walk and parsing), round trips
    per load call, the median wall time of a load call.
 3. ``--live-rounds N``: N alternating rounds of ``run_batch`` itself on ``RedisStore`` with
-   each variant's load (``commit.lua`` as the commit), each on a fresh server: Redis's CPU
+   each of ``--live-variants``' load (``lua``, ``waves``: ``commit.lua`` as the commit;
+   ``cs-lua``, ``cs-waves``: ADR 0021's commit), each on a fresh server: Redis's CPU
    per event (all threads, ``/proc``), the whole worker's CPU per event (this process: the
    pipeline, the load, the commit), each batch's result and the final state (must equal the
    recording run's).
@@ -104,6 +105,15 @@ FIGURES = (
     "load_call_ms_median",
     "round_trips_per_load",
 )
+#: live variants: (``bench.redis_floor.live_run``'s commit variant, the load); ``cs``: ADR
+#: 0021's one-key WATCH commit (``bench.floor_commit.Cas``), which INCRs the sequence the
+#: waves' seqlock reads
+LIVE_VARIANTS: dict[str, tuple[str, Literal["script", "waves"]]] = {
+    "lua": ("main", "script"),
+    "waves": ("main", "waves"),
+    "cs-lua": ("cs", "script"),
+    "cs-waves": ("cs", "waves"),
+}
 LIVE_FIGURES = (
     "redis_cpu_us_per_event",
     "redis_main_thread_us_per_event",
@@ -173,11 +183,13 @@ def summary(
     for name in figures:
         if not all(name in f for fs in runs.values() for f in fs):
             continue
-        series = {v: [f[name] for f in fs] for v, fs in runs.items()}
+        series = {v: [f[name] for f in fs] for v, fs in runs.items() if fs}
         row: dict[str, Any] = {v: round(statistics.median(xs), 2) for v, xs in series.items()}
         for v, xs in series.items():
             if v != "lua" and "lua" in series:
                 add_paired_ratios(row, v, xs, "lua", series["lua"])
+        if "cs-lua" in series and "cs-waves" in series:
+            add_paired_ratios(row, "cs-waves", series["cs-waves"], "cs-lua", series["cs-lua"])
         out[name] = row
     return out
 
@@ -188,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of replays")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="replayed variants")
     parser.add_argument("--live-rounds", type=int, default=0, help="alternating live rounds")
+    parser.add_argument(
+        "--live-variants", default="lua,waves", help=f"of {','.join(LIVE_VARIANTS)}"
+    )
     server_options(parser, 26381, Path("/tmp/load-waves-redis"))
     args = parser.parse_args(argv)
     values = simulator_values(args.events)
@@ -200,12 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     with running(Server(args.port, args.data_dir / "live")) as server:
         recorded, live = live_run(server, values)
     out["live_state"] = live["state"]
-    variants = args.variants.split(",")
+    variants = args.live_variants.split(",")
     live_runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     for r in range(args.live_rounds):
         for variant in variants[r % len(variants) :] + variants[: r % len(variants)]:
+            commit, load = LIVE_VARIANTS[variant]
             with running(Server(args.port, args.data_dir / "live")) as server:
-                _, figures = live_run(server, values, load=VARIANTS[variant])
+                _, figures = live_run(server, values, commit, load)
             figures.pop("commands")
             figures["loadavg"] = round(os.getloadavg()[0], 2)
             live_runs[variant].append(figures)

@@ -152,10 +152,18 @@ class FloorStore(RedisStore):
 
 
 class CasStore(RedisStore):
-    """Live variants c and cs: ``load.lua`` as today, the commit by ``WATCH`` and ``MULTI``."""
+    """Live variants c and cs: ``load.lua`` as today (or ``load``), the commit by ``WATCH``
+    and ``MULTI``."""
 
-    def __init__(self, client: redis.Redis, conn: Conn, *, per_key: bool) -> None:
-        super().__init__(client, prefix=PREFIX, seen_ttl_s=TTL_S)
+    def __init__(
+        self,
+        client: redis.Redis,
+        conn: Conn,
+        *,
+        per_key: bool,
+        load: Literal["script", "waves"] = "script",
+    ) -> None:
+        super().__init__(client, prefix=PREFIX, seen_ttl_s=TTL_S, load=load)
         self.cas = Cas(conn, self.keys, TTL_S, GENERATION, per_key=per_key)
 
     def commit_parts(self, parts: Sequence[Commit]) -> list[CommitResult]:
@@ -196,7 +204,8 @@ def live_run(
     load: Literal["script", "waves"] = "script",
 ) -> tuple[Recorded, dict[str, Any]]:
     """``run_batch`` of the profiles lane over ``values`` on ``RedisStore`` (``main``: its calls
-    recorded; its load ``load``) or on a store whose commit is variant ``b``, ``c`` or ``cs``."""
+    recorded) or on a store whose commit is variant ``b``, ``c`` or ``cs``; ``load``: the
+    load of ``main``, ``c`` and ``cs``."""
     recorded = Recorded(events=len(values))
     client = server.client()
     conn = Conn("127.0.0.1", server.port)
@@ -206,7 +215,7 @@ def live_run(
     elif variant == "b":
         store = FloorStore(client, conn)
     else:
-        store = CasStore(client, conn, per_key=variant == "c")
+        store = CasStore(client, conn, per_key=variant == "c", load=load)
     store.generation = GENERATION
     prepare(client, store)
     records = [RawRecord(value=v, topic="raw", partition=0, offset=i) for i, v in enumerate(values)]
