@@ -20,7 +20,7 @@ commit without Lua (``streams.watch_commit``, ADR 0021). No IO.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 
@@ -37,7 +37,9 @@ HANDOVER_S: Final = 3600
 #: commit.lua's chunk for SADD/SREM runs, marker HSETs, EXISTS and HMGET
 CHUNK: Final = 500
 
-_ONE: Final = b"$1\r\n1\r\n"
+#: RESP of the field names seen (a handful: a hash's fields, a stream's), up to _MAX_NAMES
+_NAMES: dict[str, bytes] = {}
+_MAX_NAMES: Final = 256
 _STREAM_HEAD: Final = b"$6\r\nMAXLEN\r\n$1\r\n~\r\n$%d\r\n%d\r\n$1\r\n*\r\n" % (
     len(str(STREAM_MAXLEN)),
     STREAM_MAXLEN,
@@ -91,6 +93,29 @@ class Resp:
             self._own_chunk(value)
         else:
             self._pieces.append(b"$%d\r\n%b\r\n" % (len(value), value))
+
+    def pairs(self, items: Iterable[tuple[str, bytes]], *, names: bool = True) -> None:
+        """Field names (or any short text: ``names`` False, not remembered) and their values,
+        in turn."""
+        pieces, known = self._pieces, _NAMES
+        for name, value in items:
+            head = known.get(name) if names else None
+            if head is None:
+                head = _bulk(name)
+                if names and len(known) < _MAX_NAMES:
+                    known[name] = head
+            if len(value) >= OWN_CHUNK:
+                pieces.append(head)
+                self._own_chunk(value)
+                pieces = self._pieces
+            else:
+                pieces.append(b"%b$%d\r\n%b\r\n" % (head, len(value), value))
+
+    def ids_marked(self, ids: Sequence[str]) -> None:
+        """``id 1`` per event id: a marker hash's fields."""
+        self._pieces.append(
+            b"".join([b"$%d\r\n%b\r\n$1\r\n1\r\n" % (len(e), e) for e in map(str.encode, ids)])
+        )
 
     def raw(self, encoded: bytes) -> None:
         """Arguments already in RESP."""
@@ -180,7 +205,7 @@ class MarkerWriter:
                 out.head(2 + 2 * len(chunk) + (2 if first else 0), b"HSET", key)
                 if first:
                     out.raw(b"$0\r\n\r\n" + _bulk(HASHTABLE))
-                out.raw(b"".join([_bulk(e) + _ONE for e in chunk]))
+                out.ids_marked(chunk)
             if new:
                 out.add("HDEL", key, "")
             self.present.add(key)
@@ -208,10 +233,9 @@ def part_commands(part: Commit, keys: Keys, markers: Mapping[str, MarkerWriter],
             out.add("DEL", key)
         if fields:
             out.head(4 + 2 * len(fields), b"HSET", key)
-            out.raw(b"$1\r\nv\r\n" + _bulk(str(w.version)))
-            for name, value in fields.items():
-                out.raw(_bulk(name))
-                out.bulk(value)
+            version = b"%d" % w.version
+            out.raw(b"$1\r\nv\r\n$%d\r\n%b\r\n" % (len(version), version))
+            out.pairs(fields.items())
         set_key = index.get(ref.kind)
         if set_key is not None:
             ops.append((set_key, "d" in fields, ref.name))
@@ -222,16 +246,12 @@ def part_commands(part: Commit, keys: Keys, markers: Mapping[str, MarkerWriter],
     markers[part.scope].mark(part.event_ids, out)
     if part.suppress:
         out.head(2 + 2 * len(part.suppress), b"HSET", keys.suppressed)
-        for digest, tomb in part.suppress.items():
-            out.raw(_bulk(digest))
-            out.bulk(tomb)
+        out.pairs(part.suppress.items(), names=False)  # digests: one each
     stream_keys = keys.streams
     for entry in part.streams:
         out.head(6 + 2 * len(entry.fields), b"XADD", stream_keys[entry.stream])
         out.raw(_STREAM_HEAD)
-        for name, value in entry.fields.items():
-            out.raw(_bulk(name))
-            out.bulk(value)
+        out.pairs(entry.fields.items())
     for name, n in part.counters.items():
         out.add("HINCRBY", keys.stats, name, str(n))
 

@@ -188,3 +188,28 @@ def test_a_part_replaces_hashes_whole_unless_checked_absent() -> None:
     ]
     assert b("SADD", KEYS.profile_index, "n") in commands
     assert b("SREM", KEYS.profile_index, "o", "r") in commands
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["d", "s", "i", "r"]),
+        st.one_of(st.binary(max_size=30), st.binary(min_size=fc.OWN_CHUNK, max_size=fc.OWN_CHUNK)),
+        min_size=1,
+    )
+)
+def test_an_entity_is_written_with_its_values_byte_exact_however_large(
+    fields: dict[str, bytes],
+) -> None:
+    """The one-pass writes (field names remembered, large values as chunks of their own)
+    give each field's bytes back as Redis will parse them."""
+    ref = Ref(Kind.PROFILE, "p")
+    part = Commit({ref: 1}, (), writes=[Write(ref, 2, fields)], suppress={"h": b"t" * 20000})
+    clock = fc.MarkerClock.at(KEYS, "profiles", TTL, now=1_000_000, width=TTL // 4, since=0)
+    out = fc.Resp()
+    fc.part_commands(part, KEYS, {part.scope: fc.MarkerWriter(clock)}, out)
+    commands = decoded(out)
+    flat: list[bytes | str] = ["HSET", KEYS.entity(ref), "v", "2"]
+    for name, value in fields.items():
+        flat += [name, value]
+    assert commands[:2] == [b("DEL", KEYS.entity(ref)), b(*flat)]
+    assert b("HSET", KEYS.suppressed, "h", b"t" * 20000) in commands
