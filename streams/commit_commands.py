@@ -37,6 +37,10 @@ HANDOVER_S: Final = 3600
 #: commit.lua's chunk for SADD/SREM runs, marker HSETs, EXISTS and HMGET
 CHUNK: Final = 500
 
+#: heads of :meth:`Resp.keyed` commands
+DEL: Final = b"*2\r\n$3\r\nDEL\r\n"
+EXISTS: Final = b"*2\r\n$6\r\nEXISTS\r\n"
+HGET_V: Final = (b"*3\r\n$4\r\nHGET\r\n", b"$1\r\nv\r\n")
 #: RESP of the field names seen (a handful: a hash's fields, a stream's), up to _MAX_NAMES
 _NAMES: dict[str, bytes] = {}
 _MAX_NAMES: Final = 256
@@ -73,10 +77,24 @@ class Resp:
         pieces = self._pieces
         pieces.append(b"*%d\r\n" % len(args))
         for arg in args:
-            if type(arg) is bytes and len(arg) >= OWN_CHUNK:
-                self._own_chunk(arg)
+            if isinstance(arg, str):
+                value = arg.encode()
+            elif isinstance(arg, bytes):
+                value = arg
+                if len(value) >= OWN_CHUNK:
+                    self._own_chunk(value)
+                    pieces = self._pieces
+                    continue
             else:
-                pieces.append(_bulk(arg))
+                value = b"%d" % arg
+            pieces.append(b"$%d\r\n%b\r\n" % (len(value), value))
+        self.count += 1
+
+    def keyed(self, head: bytes, key: str, tail: bytes = b"") -> None:
+        """A command of a key: ``head`` (its count and name in RESP), the key, ``tail`` (the
+        rest in RESP): :data:`DEL`, :data:`HGET_V`, :data:`EXISTS`."""
+        k = key.encode()
+        self._pieces.append(b"%b$%d\r\n%b\r\n%b" % (head, len(k), k, tail))
         self.count += 1
 
     def head(self, n_args: int, name: bytes, key: str) -> None:
@@ -230,7 +248,7 @@ def part_commands(part: Commit, keys: Keys, markers: Mapping[str, MarkerWriter],
         key = kinds[ref.kind] + ref.name
         absent = n < n_checked and expect.get(ref) == 0 and (once or refs.count(ref) == 1)
         if not absent:
-            out.add("DEL", key)
+            out.keyed(DEL, key)
         if fields:
             out.head(4 + 2 * len(fields), b"HSET", key)
             version = b"%d" % w.version

@@ -45,6 +45,8 @@ from resolvers.pipeline import CommitConflictError
 from resolvers.store import Commit, CommitResult, CommitStatus
 from streams.commit_commands import (
     CHUNK,
+    EXISTS,
+    HGET_V,
     MarkerClock,
     MarkerWriter,
     Resp,
@@ -210,7 +212,7 @@ class WatchCommit:
         if absent_found:  # an expected-absent key exists: its version decides, as in Lua
             for chunk in ask.absent_chunks:
                 for k in chunk:
-                    second.add("HGET", k, "v")
+                    second.keyed(HGET_V[0], k, HGET_V[1])
         batches = [
             (scope, key, chunk)
             for scope, key, b in existing
@@ -276,13 +278,13 @@ class _Asked:
         if generation is not None:
             cmds.add("GET", keys.generation)
         for k in self.present:
-            cmds.add("HGET", k, "v")
+            cmds.keyed(HGET_V[0], k, HGET_V[1])
         for chunk in self.absent_chunks:
             cmds.add("EXISTS", *chunk)
         for chunk in self.digest_chunks:
             cmds.add("HMGET", keys.suppressed, *chunk)
         for _, k, _ in self.lookup:
-            cmds.add("EXISTS", k)
+            cmds.keyed(EXISTS, k)
         return cmds
 
 

@@ -13,8 +13,10 @@ events: ``python -m bench.commit_digest --commit script|watch``.)
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -289,3 +291,18 @@ def test_script_and_watch_writers_never_lose_an_update(
     assert all(any(r) for r in results.values())
     stored = redis_client.hgetall(RedisStore(redis_client, prefix=redis_prefix).keys.entity(REF))
     assert stored == {b"v": str(ok).encode(), b"s": str(ok).encode()}
+
+
+@pytest.mark.parametrize("lane", ["profiles", "inventory"])
+def test_both_commits_digest_as_the_in_memory_store_over_simulator_batches(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, lane: str
+) -> None:
+    """``bench.commit_digest`` over 1,000 simulator events: the same commits, results and
+    entities as the in-memory store with either commit, and the same keys left by both."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
+    digest = importlib.import_module("bench.commit_digest")
+    memory = digest.digests(1000, lane)
+    script = digest.digests(1000, lane, "script", redis_url)
+    watch = digest.digests(1000, lane, "watch", redis_url)
+    assert {k: script[k] for k in memory} == memory
+    assert watch == script
