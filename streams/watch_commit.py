@@ -30,7 +30,9 @@ connection; TLS, AUTH/ACL, Sentinel as the client has them):
 
 Each round trip is one packed buffer (``connection.send_packed_command``); replies are read
 with ``connection.read_response``. On any error during the call the connection is
-disconnected before it goes back to the pool, so no ``WATCH`` or ``MULTI`` state leaks.
+disconnected before it goes back to the pool, so no ``WATCH`` or ``MULTI`` state leaks; after
+the ``WATCH`` no round trip runs redis-py's health check (which may reconnect: the new
+connection would ``EXEC`` unguarded), so a connection lost in the window raises.
 """
 
 from __future__ import annotations
@@ -121,9 +123,12 @@ class WatchCommit:
                 conn.disconnect()  # type: ignore[no-untyped-call]
             pool.release(conn)
 
-    def _round_trip(self, conn: Any, resp: Resp) -> list[Any]:
+    def _round_trip(self, conn: Any, resp: Resp, *, watching: bool = True) -> list[Any]:
+        """``resp``'s commands and their replies. ``watching``: a ``WATCH`` is open, so no
+        health check first (a failed one reconnects: a new connection without the ``WATCH``
+        would ``EXEC`` unguarded); a dropped connection raises instead."""
         self.round_trips += 1
-        conn.send_packed_command(resp.packed())
+        conn.send_packed_command(resp.packed(), check_health=not watching)
         read = conn.read_response
         return [read(disable_decoding=True) for _ in range(resp.count)]
 
@@ -141,7 +146,7 @@ class WatchCommit:
         first.add("TIME")
         for scope in scopes:
             first.add("HMGET", keys.markers_layout(scope), "width", "since")
-        now, *layouts = self._round_trip(conn, first)
+        now, *layouts = self._round_trip(conn, first, watching=False)
         clocks: dict[str, MarkerClock] = {}
         for scope, (width, since) in zip(scopes, layouts, strict=True):
             clocks[scope] = MarkerClock.at(
@@ -194,7 +199,8 @@ class WatchCommit:
         """Round trips 2 and (if needed) 3."""
         keys = self.keys
         ask = _Asked.of(parts, keys, clocks)
-        replies = iter(self._round_trip(conn, ask.commands(keys, clocks, generation))[1:])
+        asked = ask.commands(keys, clocks, generation)
+        replies = iter(self._round_trip(conn, asked, watching=False)[1:])  # WATCH first
         if generation is not None and next(replies) != generation.encode():
             raise StateLostError(
                 f"Redis prefix {keys.root.removesuffix(':v1')!r} no longer holds generation "

@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from resolvers.pipeline import CommitConflictError
 from resolvers.store import (
@@ -173,11 +175,11 @@ def test_an_error_mid_transaction_leaves_no_state_on_the_pooled_connection(
     assert _clean_connection(redis_client, seq)
 
     class Unread(WatchCommit):
-        def _round_trip(self, conn: Any, resp: Any) -> list[Any]:
+        def _round_trip(self, conn: Any, resp: Any, *, watching: bool = True) -> list[Any]:
             if self.round_trips == 2:  # the third: MULTI ... EXEC
                 conn.send_packed_command(resp.packed())
                 raise RuntimeError("boom before the replies")
-            return super()._round_trip(conn, resp)
+            return super()._round_trip(conn, resp, watching=watching)
 
     store.watch = Unread(redis_client, store.keys, TTL)
     with pytest.raises(RuntimeError, match="before the replies"):
@@ -197,6 +199,36 @@ def test_an_abort_and_a_conflict_leave_no_state_either(
     failed = store.commit(mine(b"again"))  # checks fail: UNWATCH, nothing written
     assert failed.status is CommitStatus.CONFLICT
     assert _clean_connection(redis_client, seq)
+
+
+def test_a_connection_lost_inside_the_window_raises_and_never_commits_unguarded(
+    redis_url: str, redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    """The connection holding the ``WATCH`` is killed and the entity written by another
+    writer: the commit must fail as a connection error (the batch is retried), not reconnect
+    and ``EXEC`` without its ``WATCH`` (a health check before a command, with
+    ``health_check_interval`` and retries set, reconnects)."""
+    client = redis.Redis.from_url(
+        redis_url, health_check_interval=1e-6, retry=Retry(NoBackoff(), 2)
+    )
+    store = _store(client, redis_prefix)
+    other = RedisStore(redis_client, prefix=redis_prefix, seen_ttl_s=TTL)
+
+    class Killed(WatchCommit):
+        def _read(self, conn: Any, parts: Sequence[Commit], *args: Any) -> Any:
+            reads = super()._read(conn, parts, *args)
+            conn.send_command("CLIENT", "ID")
+            redis_client.client_kill_filter(_id=conn.read_response())
+            assert other.commit(Commit({REF: 0}, ("other",), [Write(REF, 1, {"s": b"x"})])).ok
+            return reads
+
+    store.watch = Killed(client, store.keys, TTL)
+    try:
+        with pytest.raises(redis.ConnectionError):
+            store.commit(mine())
+    finally:
+        client.close()
+    assert redis_client.hget(store.keys.entity(REF), "s") == b"x"
 
 
 def test_a_lane_still_handing_over_from_layout_1_commits_through_commit_lua(
