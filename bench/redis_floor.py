@@ -169,13 +169,13 @@ def spent(
     n: int,
     start: tuple[float, float, float],
     end: tuple[float, float, float],
-    skip: list[str],
 ) -> dict[str, Any]:
     """Per event from ``start`` to ``end`` (:func:`cpu_now`), then the commands Redis ran and
-    the state it holds (a digest of every key but ``skip``), read in that order."""
+    the state it holds (a digest of every key: every variant ``INCR``s the lane's commit
+    sequence as ``commit.lua`` does, ADR 0021), read in that order."""
     (cpu0, main0, w0), (cpu1, main1, w1) = start, end
     commands = command_stats(client, n)
-    digest, keys = state_digest(client, PREFIX, skip=skip)
+    digest, keys = state_digest(client, PREFIX)
     return {
         "redis_cpu_us_per_event": round((cpu1 - cpu0) / n * 1e6, 2),
         "redis_main_thread_us_per_event": round((main1 - main0) / n * 1e6, 2),
@@ -211,8 +211,7 @@ def live_run(
                            config=DEFAULT, lane=LANES["profiles"])  # fmt: skip
         recorded.outcomes.append(repr(result))
     end = cpu_now(server)
-    skip = [store.cas.sequence] if isinstance(store, CasStore) else []
-    figures = spent(client, len(values), start, end, skip)
+    figures = spent(client, len(values), start, end)
     figures["batches"] = hashlib.sha256("".join(recorded.outcomes).encode()).hexdigest()[:16]
     conn.close()
     client.close()
@@ -265,7 +264,7 @@ def replay(variant: str, recorded: Recorded, server: Server) -> dict[str, Any]:
         commit_s.append(time.perf_counter() - started)
     end = cpu_now(server)
     server.instrument(False)
-    figures = spent(client, recorded.events, start, end, [cas.sequence])
+    figures = spent(client, recorded.events, start, end)
     figures["results_differing"] = mismatched
     figures["commit_call_ms_median"] = round(statistics.median(commit_s) * 1e3, 2)
     if variant in ("c", "cs"):

@@ -29,7 +29,7 @@ import redis
 from confluent_kafka import Consumer, TopicPartition
 
 from streams.errors import StateLostError
-from streams.redis_store import Keys
+from streams.redis_keys import Keys
 
 log = logging.getLogger(__name__)
 

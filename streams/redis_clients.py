@@ -31,7 +31,7 @@ COMMANDS: Final = (
     "evalsha", "eval", "script|load", "script|exists",
     # inside the scripts and in the readers
     "hget", "hmget", "hgetall", "hset", "hsetnx", "hexists", "hincrby", "hdel", "exists", "get",
-    "set", "del", "expireat",
+    "set", "del", "expireat", "incr",  # incr: commit.lua's commit sequence (ADR 0021)
     "sadd", "srem", "sismember", "scard", "sscan", "xadd", "xlen",
     # the outbox relay (its Redis consumer group), transactions, replication acknowledgement
     "xgroup|create", "xreadgroup", "xautoclaim", "xack", "xdel", "multi", "exec", "discard",

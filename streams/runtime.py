@@ -36,7 +36,8 @@ from streams import kafka_clients, redis_clients
 from streams.audience_refresh import read_medians
 from streams.health import Check
 from streams.metrics import WorkerMetrics
-from streams.redis_store import Keys, RedisStore
+from streams.redis_keys import Keys
+from streams.redis_store import RedisStore
 from streams.relay import OutboxRelay
 from streams.settings import ConfigError, LoomSettings
 
