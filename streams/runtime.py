@@ -165,6 +165,7 @@ def build_runtime(settings: LoomSettings, lane: Lane = PROFILES) -> Runtime:
         prefix=settings.redis_prefix,
         seen_ttl_s=settings.dedupe_ttl_s,
         wait_replicas=settings.redis_wait_replicas,
+        commit=settings.redis_commit,
         on_call=lambda op, seconds: metrics.redis_call_seconds.labels(op=op).observe(seconds),
     )
     consumer_name = f"{socket.gethostname()}-{os.getpid()}"
