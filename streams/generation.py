@@ -41,6 +41,7 @@ LANE_KEYS: dict[str, tuple[str, ...]] = {
         "profile:*",
         "seen:*",
         "markers:seen:*",
+        "commit-seq:seen",
         "suppressed",
         "changes:profiles",
         "audience:*",
@@ -51,6 +52,7 @@ LANE_KEYS: dict[str, tuple[str, ...]] = {
         "stock:*",
         "seen-inventory:*",
         "markers:seen-inventory:*",
+        "commit-seq:seen-inventory",
         "changes:inventory",
     ),
 }

@@ -31,11 +31,13 @@ COMMANDS: Final = (
     "evalsha", "eval", "script|load", "script|exists",
     # inside the scripts and in the readers
     "hget", "hmget", "hgetall", "hset", "hsetnx", "hexists", "hincrby", "hdel", "exists", "get",
-    "set", "del", "expireat", "incr",  # incr: commit.lua's commit sequence (ADR 0021)
+    "set", "del", "expireat",
     "sadd", "srem", "sismember", "scard", "sscan", "xadd", "xlen",
     # the outbox relay (its Redis consumer group), transactions, replication acknowledgement
     "xgroup|create", "xreadgroup", "xautoclaim", "xack", "xdel", "multi", "exec", "discard",
     "wait",
+    # a lane's commit sequence (both commits INCR it, LOOM_REDIS_COMMIT=watch WATCHes it: ADR 0021)
+    "incr", "watch", "unwatch",
     # the outbox's length and oldest record (metrics); looking for a lane's state (the
     # generation check, `loom rebuild`) and deleting it (`loom rebuild --wipe`); SCAN also finds a
     # redacted Shopify shop's keys in the gateway's memory

@@ -37,7 +37,7 @@ connection would ``EXEC`` unguarded), so a connection lost in the window raises.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -92,6 +92,8 @@ class WatchCommit:
     calls: int = 0
     fallbacks: int = 0  # calls left to commit.lua (layout-1 hand-over)
     round_trips: int = field(default=0)
+    #: told of each aborted EXEC (the worker's ``loom_commit_aborts_total``)
+    on_abort: Callable[[], None] | None = None
 
     def commit(
         self,
@@ -116,6 +118,8 @@ class WatchCommit:
                     clean = True
                     return outcome
                 self.aborts += 1
+                if self.on_abort is not None:
+                    self.on_abort()
             clean = True  # an aborted EXEC leaves no WATCH/MULTI state
             raise CommitConflictError(f"EXEC aborted {self.max_attempts} times in a row")
         finally:

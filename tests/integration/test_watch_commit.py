@@ -59,7 +59,7 @@ def _raced(store: RedisStore, race: Any) -> WatchCommit:
             race(self.aborts)
             return reads
 
-    raced = Raced(store.client, store.keys, TTL)
+    raced = Raced(store.client, store.keys, TTL, on_abort=store.watch.on_abort)
     store.watch = raced
     return raced
 
@@ -82,9 +82,13 @@ def test_a_commit_between_the_reads_and_exec_aborts_and_the_retry_sees_it(
         if not aborts:
             assert other.commit(Commit({REF: 0}, ("other",), [Write(REF, 1, {"s": b"x"})])).ok
 
+    told: list[None] = []
+    assert store.watch is not None
+    store.watch.on_abort = lambda: told.append(None)  # as the worker's loom_commit_aborts_total
     raced = _raced(store, race)
     assert store.commit_parts([mine()]) == [CommitResult(CommitStatus.CONFLICT, str(REF))]
     assert raced.aborts == 1
+    assert len(told) == 1
     assert redis_client.hget(store.keys.entity(REF), "s") == b"x"
     assert redis_client.get(store.keys.commit_seq("profiles")) == b"1"  # the other's commit
 
