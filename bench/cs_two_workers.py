@@ -68,7 +68,8 @@ from streams import redis_clients
 from streams.contention import Contention
 from streams.errors import RetryableError, classify
 from streams.procinfo import process_cpu_s
-from streams.redis_store import Keys, RedisStore
+from streams.redis_keys import Keys
+from streams.redis_store import RedisStore
 from streams.settings import DEV_SALT, LoomSettings
 from streams.simulate import Simulator
 

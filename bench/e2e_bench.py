@@ -520,11 +520,15 @@ def throughput(
         recomputed = {lane: delta(lane, "loom_recomputed_events") for lane in LANES}
         # issue 17.3's measure: batches with at least one CAS retry, of the lane's batches
         conflicted_batches = {lane: delta(lane, "loom_conflicted_batches") for lane in LANES}
+        # LOOM_REDIS_COMMIT=watch: EXECs aborted by another commit of the lane (ADR 0021)
+        aborts = {lane: delta(lane, "loom_commit_aborts") for lane in LANES}
         result: dict[str, Any] = {
             "workers": workers,
             "inventory_redis": "own" if inventory_redis_url else "shared",
             "inventory_routing": routing,
             "record_keys": record_keys,
+            # the workers' commit (LOOM_REDIS_COMMIT, inherited by their processes)
+            "redis_commit": os.environ.get("LOOM_REDIS_COMMIT", "script"),
             "loadavg_start": loadavg,
             "events": events,
             "bytes": size,
@@ -552,6 +556,7 @@ def throughput(
                     "commit_parts": commit_parts[lane],
                     "commit_conflicts": conflicts[lane],
                     "conflicted_pct_of_parts": _pct(conflicts[lane], commit_parts[lane]),
+                    "commit_aborts": aborts[lane],
                     "conflicted_batches": conflicted_batches[lane],
                     "conflicted_pct_of_batches": _pct(
                         conflicted_batches[lane], int(batches[lane]["count"])

@@ -1,5 +1,7 @@
 """Two commits without Lua over one raw connection, for ``bench.redis_floor`` (issue 17.2,
-ADR 0021). Measurement code: the production commit stays ``streams/lua/commit.lua``.
+ADR 0021). Measurement code: the production commit without Lua is ``streams.watch_commit``
+(``RedisStore(..., commit="watch")``), built on the same pure half
+(``streams.commit_commands``).
 
 * :class:`Conn`: one socket, commands packed with ``streams.resp.RespPacker`` (one join and one
   ``sendall`` per round trip), replies parsed by ``hiredis.Reader``: what a lean worker would
@@ -24,21 +26,22 @@ from typing import Any
 import hiredis
 import redis
 
-from bench.floor_commands import (
+from resolvers.pipeline import CommitConflictError
+from resolvers.store import DEFAULT_SCOPE, Commit, CommitResult, CommitStatus
+from streams.commit_commands import (
     CHUNK,
-    Command,
     MarkerClock,
     MarkerWriter,
+    Resp,
     first_failure,
     outbox_command,
     part_commands,
 )
-from resolvers.pipeline import CommitConflictError
-from resolvers.store import DEFAULT_SCOPE, Commit, CommitResult, CommitStatus
 from streams.errors import StateLostError
-from streams.redis_store import Keys, marker_groups, seen_segment
+from streams.redis_keys import Keys, marker_groups
 from streams.resp import RespPacker
-from streams.wave_load import commit_sequence_key
+
+Command = tuple[bytes | str | int, ...]
 
 
 class Conn:
@@ -62,8 +65,16 @@ class Conn:
     def call(self, commands: Sequence[Command]) -> list[Any]:
         pack = self.packer.pack
         self.sock.sendall(b"".join(b"".join(pack(*c)) for c in commands))
+        return self._replies(len(commands))
+
+    def send(self, resp: Resp) -> list[Any]:
+        """``resp``'s commands, already in RESP, and their replies."""
+        self.sock.sendall(b"".join(resp.packed()))
+        return self._replies(resp.count)
+
+    def _replies(self, n: int) -> list[Any]:
         out: list[Any] = []
-        while len(out) < len(commands):
+        while len(out) < n:
             reply = self.reader.gets()
             if reply is False:
                 chunk = self.sock.recv(1 << 20)
@@ -134,17 +145,17 @@ class Floor:
         clock = MarkerClock.at(
             self.keys, DEFAULT_SCOPE, self.ttl, now=int(time.time()), width=self.width, since=0
         )
-        writer = MarkerWriter(clock, present=self.present)
-        cmds: list[Command] = [("MULTI",)]
+        writers = {DEFAULT_SCOPE: MarkerWriter(clock, present=self.present)}
+        cmds = Resp()
+        cmds.add("MULTI")
         written = [p for p, r in zip(parts, results, strict=True) if r.ok]
         for part in written:
-            cmds += part_commands(part, self.keys, writer)
-        box = outbox_command(self.keys, written)
-        if box is not None:
-            cmds.append(box)
-        cmds.append(("EXEC",))
+            part_commands(part, self.keys, writers, cmds)
+        outbox_command(self.keys, written, cmds)
+        cmds.add("INCR", self.keys.commit_seq(DEFAULT_SCOPE))  # as commit.lua does
+        cmds.add("EXEC")
         if written:
-            checked(self.conn.call(cmds))
+            checked(self.conn.send(cmds))
         self.width = clock.width
 
 
@@ -175,8 +186,7 @@ class Cas:
 
     @property
     def sequence(self) -> str:
-        """The lane's commit sequence, as ``streams.wave_load`` reads it (ADR 0021, 0022)."""
-        return commit_sequence_key(self.keys.root, seen_segment(DEFAULT_SCOPE))
+        return self.keys.commit_seq(DEFAULT_SCOPE)
 
     def commit(self, parts: Sequence[Commit]) -> list[CommitResult]:
         self.calls += 1
@@ -213,17 +223,16 @@ class Cas:
         if not written:
             self._call([("UNWATCH",)])
             return results
-        writer = MarkerWriter(clock, present=reads.existing)
-        writes: list[Command] = [("MULTI",)]
+        writers = {DEFAULT_SCOPE: MarkerWriter(clock, present=reads.existing)}
+        writes = Resp()
+        writes.add("MULTI")
         for part in written:
-            writes += part_commands(part, self.keys, writer)
-        box = outbox_command(self.keys, written)
-        if box is not None:
-            writes.append(box)
-        if not self.per_key:
-            writes.append(("INCR", self.sequence))
-        writes.append(("EXEC",))
-        exec_reply = self._call(writes)[-1]
+            part_commands(part, self.keys, writers, writes)
+        outbox_command(self.keys, written, writes)
+        writes.add("INCR", self.sequence)  # as commit.lua does (per-key: not watched)
+        writes.add("EXEC")
+        self.round_trips += 1
+        exec_reply = checked(self.conn.send(writes))[-1]
         return None if exec_reply is None else results
 
     def _clock(self) -> MarkerClock:

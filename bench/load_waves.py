@@ -21,7 +21,8 @@
    per load call, the median wall time of a load call.
 3. ``--live-rounds N``: N alternating rounds of ``run_batch`` itself on ``RedisStore`` with
    each of ``--live-variants``' load (``lua``, ``waves``: ``commit.lua`` as the commit;
-   ``cs-lua``, ``cs-waves``: ADR 0021's commit), each on a fresh server: Redis's CPU
+   ``cs-*``, ``watch-*``: ADR 0021's commit, the ninth pass's and the built one), each on a
+   fresh server: Redis's CPU
    per event (all threads, ``/proc``), the whole worker's CPU per event (this process: the
    pipeline, the load, the commit), each batch's result and the final state (must equal the
    recording run's).
@@ -106,13 +107,16 @@ FIGURES = (
     "round_trips_per_load",
 )
 #: live variants: (``bench.redis_floor.live_run``'s commit variant, the load); ``cs``: ADR
-#: 0021's one-key WATCH commit (``bench.floor_commit.Cas``), which INCRs the sequence the
-#: waves' seqlock reads
+#: 0021's one-key WATCH commit as the ninth pass measured it (``bench.floor_commit.Cas``),
+#: ``watch``: as built (``RedisStore(commit="watch")``); both INCR the sequence the waves'
+#: seqlock reads
 LIVE_VARIANTS: dict[str, tuple[str, Literal["script", "waves"]]] = {
     "lua": ("main", "script"),
     "waves": ("main", "waves"),
     "cs-lua": ("cs", "script"),
     "cs-waves": ("cs", "waves"),
+    "watch-lua": ("watch", "script"),
+    "watch-waves": ("watch", "waves"),
 }
 LIVE_FIGURES = (
     "redis_cpu_us_per_event",
@@ -188,8 +192,10 @@ def summary(
         for v, xs in series.items():
             if v != "lua" and "lua" in series:
                 add_paired_ratios(row, v, xs, "lua", series["lua"])
-        if "cs-lua" in series and "cs-waves" in series:
-            add_paired_ratios(row, "cs-waves", series["cs-waves"], "cs-lua", series["cs-lua"])
+        for commit in ("cs", "watch"):
+            if f"{commit}-lua" in series and f"{commit}-waves" in series:
+                lua, waves = f"{commit}-lua", f"{commit}-waves"
+                add_paired_ratios(row, waves, series[waves], lua, series[lua])
         out[name] = row
     return out
 

@@ -122,9 +122,13 @@ class RecordingStore(RedisStore):
     """``RedisStore`` that records every load's request and every commit's parts."""
 
     def __init__(
-        self, client: redis.Redis, recorded: Recorded, load: Literal["script", "waves"] = "script"
+        self,
+        client: redis.Redis,
+        recorded: Recorded,
+        load: Literal["script", "waves"] = "script",
+        commit: Literal["script", "watch"] = "script",
     ) -> None:
-        super().__init__(client, prefix=PREFIX, seen_ttl_s=TTL_S, load=load)
+        super().__init__(client, prefix=PREFIX, seen_ttl_s=TTL_S, load=load, commit=commit)
         self.recorded = recorded
 
     def load(self, request: LoadRequest) -> Loaded:
@@ -180,13 +184,13 @@ def spent(
     n: int,
     start: tuple[float, float, float],
     end: tuple[float, float, float],
-    skip: list[str],
 ) -> dict[str, Any]:
     """Per event from ``start`` to ``end`` (:func:`cpu_now`), then the commands Redis ran and
-    the state it holds (a digest of every key but ``skip``), read in that order."""
+    the state it holds (a digest of every key: every variant ``INCR``s the lane's commit
+    sequence as ``commit.lua`` does, ADR 0021), read in that order."""
     (cpu0, main0, w0), (cpu1, main1, w1) = start, end
     commands = command_stats(client, n)
-    digest, keys = state_digest(client, PREFIX, skip=skip)
+    digest, keys = state_digest(client, PREFIX)
     return {
         "redis_cpu_us_per_event": round((cpu1 - cpu0) / n * 1e6, 2),
         "redis_main_thread_us_per_event": round((main1 - main0) / n * 1e6, 2),
@@ -210,8 +214,8 @@ def live_run(
     client = server.client()
     conn = Conn("127.0.0.1", server.port)
     store: RedisStore
-    if variant == "main":
-        store = RecordingStore(client, recorded, load)
+    if variant in ("main", "watch"):  # watch: RedisStore's own commit without Lua (ADR 0021)
+        store = RecordingStore(client, recorded, load, "watch" if variant == "watch" else "script")
     elif variant == "b":
         store = FloorStore(client, conn)
     else:
@@ -226,8 +230,7 @@ def live_run(
                            config=DEFAULT, lane=LANES["profiles"])  # fmt: skip
         recorded.outcomes.append(repr(result))
     end = cpu_now(server)
-    skip = [store.cas.sequence] if isinstance(store, CasStore) else []
-    figures = spent(client, len(values), start, end, skip)
+    figures = spent(client, len(values), start, end)
     figures["batches"] = hashlib.sha256("".join(recorded.outcomes).encode()).hexdigest()[:16]
     conn.close()
     client.close()
@@ -282,7 +285,7 @@ def replay(variant: str, recorded: Recorded, server: Server) -> dict[str, Any]:
         commit_s.append(time.perf_counter() - started)
     end = cpu_now(server)
     server.instrument(False)
-    figures = spent(client, recorded.events, start, end, [cas.sequence])
+    figures = spent(client, recorded.events, start, end)
     figures["results_differing"] = mismatched
     figures["commit_call_ms_median"] = round(statistics.median(commit_s) * 1e3, 2)
     if variant in ("c", "cs"):

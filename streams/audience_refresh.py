@@ -37,7 +37,8 @@ from resolvers.effects import AudiencesChanged, ProfileWritten
 from resolvers.lanes.profiles import ProfilesBatch
 from resolvers.lanes.stored_profile import StateFormatError, StoredProfile, decode
 from resolvers.store import Ref, profile_ref
-from streams.redis_store import Keys, RedisStore
+from streams.redis_keys import Keys
+from streams.redis_store import RedisStore
 
 log = logging.getLogger(__name__)
 

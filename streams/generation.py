@@ -29,7 +29,7 @@ import redis
 from confluent_kafka import Consumer, TopicPartition
 
 from streams.errors import StateLostError
-from streams.redis_store import Keys
+from streams.redis_keys import Keys
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ LANE_KEYS: dict[str, tuple[str, ...]] = {
         "profile:*",
         "seen:*",
         "markers:seen:*",
+        "commit-seq:seen",
         "suppressed",
         "changes:profiles",
         "audience:*",
@@ -51,6 +52,7 @@ LANE_KEYS: dict[str, tuple[str, ...]] = {
         "stock:*",
         "seen-inventory:*",
         "markers:seen-inventory:*",
+        "commit-seq:seen-inventory",
         "changes:inventory",
     ),
 }

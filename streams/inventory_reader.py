@@ -21,7 +21,7 @@ from typing import Any, Final
 import orjson
 import redis
 
-from streams.redis_store import Keys
+from streams.redis_keys import Keys
 
 DEFAULT_BATCH: Final = 500
 

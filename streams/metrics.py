@@ -160,6 +160,7 @@ class WorkerMetrics:
     commit_conflicts: Counter  # loom_commit_conflicts_total (parts retried after a conflict)
     commit_parts: Counter  # loom_commit_parts_total (parts committed or conflicted)
     conflicted_batches: Counter  # loom_conflicted_batches_total (batches with >= 1 conflict)
+    commit_aborts: Counter  # loom_commit_aborts_total (LOOM_REDIS_COMMIT=watch: EXECs aborted)
     recomputed_events: Counter  # loom_recomputed_events_total (events of conflicted parts)
     oversold: Counter  # loom_inventory_oversold_total
     lane_state: Gauge  # loom_lane_state{lane,state}: 1 for the current state
@@ -247,6 +248,13 @@ class WorkerMetrics:
                 "loom_conflicted_batches_total",
                 "Batches of which at least one part conflicted with another writer (issue "
                 "17.3's CAS retries per batch; loom_batch_size_count counts the batches).",
+                registry=reg,
+            ),
+            commit_aborts=Counter(
+                "loom_commit_aborts_total",
+                "Commit calls of LOOM_REDIS_COMMIT=watch whose EXEC was aborted because another "
+                "commit of the lane came in between (the call reads and checks again; nothing "
+                "is computed again).",
                 registry=reg,
             ),
             recomputed_events=Counter(

@@ -24,7 +24,7 @@ import redis
 from resolvers.store import MAX_REDIRECT_HOPS
 from schemas.identifiers import Identifier
 from schemas.normalize import DEFAULT, NormalizeConfig, Rejected, normalize_one
-from streams.redis_store import Keys
+from streams.redis_keys import Keys
 
 MAX_HOPS: Final = MAX_REDIRECT_HOPS
 

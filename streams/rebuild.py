@@ -38,7 +38,8 @@ from streams.generation import LANE_KEYS, Committed, establish, lane_has_state
 from streams.lane_runner import raw_record
 from streams.lane_status import LaneStatus
 from streams.offsets import next_offsets
-from streams.redis_store import Keys, RedisStore
+from streams.redis_keys import Keys
+from streams.redis_store import RedisStore
 from streams.relay import RelaySupervisor
 from streams.runtime import Runtime
 from streams.stock_router import hand_over

@@ -36,6 +36,8 @@ COMMANDS: Final = (
     # the outbox relay (its Redis consumer group), transactions, replication acknowledgement
     "xgroup|create", "xreadgroup", "xautoclaim", "xack", "xdel", "multi", "exec", "discard",
     "wait",
+    # a lane's commit sequence (both commits INCR it, LOOM_REDIS_COMMIT=watch WATCHes it: ADR 0021)
+    "incr", "watch", "unwatch",
     # the outbox's length and oldest record (metrics); looking for a lane's state (the
     # generation check, `loom rebuild`) and deleting it (`loom rebuild --wipe`); SCAN also finds a
     # redacted Shopify shop's keys in the gateway's memory

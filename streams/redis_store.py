@@ -38,6 +38,8 @@ key                                type    contents
                                            across customers (the scheduled pass)
 ``P:v1:stats``                     hash    counters: events, merges, dlq, ...
 ``P:v1:generation``                string  random id of this Redis state (streams.generation)
+``P:v1:commit-seq:{seg}``          string  a lane's commit sequence: ``INCR``'d by every commit
+                                           that writes a part of the scope (ADR 0021)
 =================================  ======  ==================================================
 
 Identifier values appear in key names in their canonical form (``id:email:jane@example.com``)
@@ -45,12 +47,10 @@ so that any service can look a person up with one ``HGET``; that is personal dat
 like the snapshots themselves, and erasure deletes those keys.
 
 All of one batch's reads are one Lua call (``lua/load.lua``) and all its writes another
-(``lua/commit.lua``); with ``load="waves"`` the reads are the same walk as plain commands
-instead, one pipelined round trip per step (``streams.wave_load``, ADR 0022: no Lua, for a
-lane whose every commit ``INCR``s its commit sequence). ``load.lua`` builds key names inside
-the script (it walks the identity evidence breadth first, which it cannot know in advance),
-which standalone Redis allows;
-``commit.lua`` takes every key name from Python, inside its ARGV plan rather than as KEYS.
+(``lua/commit.lua``), unless the store is told otherwise (:class:`RedisStore`). ``load.lua``
+builds key names inside the script (it walks the identity evidence breadth first, which it
+cannot know in advance), which standalone Redis allows; ``commit.lua`` takes every key name
+from Python, inside its ARGV plan rather than as KEYS.
 Redis Cluster is not supported by layout v1.
 
 With ``wait_replicas`` (``LOOM_REDIS_WAIT_REPLICAS``, for a primary with replicas behind
@@ -67,9 +67,8 @@ never skips an event on the strength of state a failover could still take back.
 from __future__ import annotations
 
 import time
-import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from typing import Any, Final, Literal
 
@@ -94,9 +93,10 @@ from resolvers.store import (
 from resolvers.tuples import new_tuple
 from streams import outbox
 from streams.errors import StateLostError
+from streams.redis_keys import MARKER_BUCKETS, STREAM_MAXLEN, Keys, marker_groups, seen_segment
+from streams.watch_commit import Fallback, WatchCommit
 from streams.wave_load import WaveLoad
 
-STREAM_MAXLEN: Final = 100_000
 _STREAM_MAXLEN: Final = str(STREAM_MAXLEN)
 
 #: How long a commit waits for its replicas (``wait_replicas``) before it counts as failed.
@@ -121,35 +121,6 @@ def _script(name: str) -> str:
     return text.replace("--MARKERS--", lua.joinpath("markers.lua").read_text(encoding="utf-8"))
 
 
-#: Processed-marker hashes per generation (ADR 0016): part of the layout (an event id's bucket
-#: must not change), so never changed without a new marker layout.
-MARKER_BUCKETS: Final = 4
-
-
-_BUCKET_NAMES: Final = tuple(str(b) for b in range(MARKER_BUCKETS))
-
-
-def marker_bucket(event_id: str) -> str:
-    """The bucket of ``event_id``'s processed marker (ADR 0016): CRC-32 of its UTF-8 bytes
-    modulo :data:`MARKER_BUCKETS`, in decimal."""
-    return _BUCKET_NAMES[zlib.crc32(event_id.encode()) % MARKER_BUCKETS]
-
-
-def marker_groups(event_ids: Iterable[str]) -> dict[str, list[str]]:
-    """``event_ids`` by marker bucket (each bucket's ids in their given order); the bucket
-    computed inline (:func:`marker_bucket`): twice per event, once per script."""
-    groups: dict[str, list[str]] = {}
-    names, crc32 = _BUCKET_NAMES, zlib.crc32
-    for event_id in event_ids:
-        bucket = names[crc32(event_id.encode()) % MARKER_BUCKETS]
-        ids = groups.get(bucket)
-        if ids is None:
-            groups[bucket] = [event_id]
-        else:
-            ids.append(event_id)
-    return groups
-
-
 def processed_ids(client: redis.Redis, prefix: str, scope: str = DEFAULT_SCOPE) -> set[str]:
     """Every event id ``scope`` has marked processed under ``prefix`` (both marker layouts;
     a scan of the keyspace: for tests, benches and tools, not the lanes)."""
@@ -164,89 +135,6 @@ def processed_ids(client: redis.Redis, prefix: str, scope: str = DEFAULT_SCOPE) 
     return out
 
 
-def seen_segment(scope: str) -> str:
-    """Key segment of a scope's processed markers: ``seen`` (profiles), ``seen-{scope}``."""
-    return "seen" if scope == DEFAULT_SCOPE else f"seen-{scope}"
-
-
-class Keys:
-    """Key names of layout v1 under one prefix."""
-
-    def __init__(self, prefix: str) -> None:
-        self.root = f"{prefix}:v1"
-        #: ``P:v1:{kind}:`` per kind (an entity's key is this and its name)
-        self.kinds: Mapping[Kind, str] = {kind: f"{self.root}:{kind.value}:" for kind in Kind}
-        #: :meth:`stream`'s key per stream name, remembered
-        self.streams: Mapping[str, str] = _StreamKeys(self.root)
-
-    def entity(self, ref: Ref) -> str:
-        return self.kinds[ref.kind] + ref.name
-
-    def profile(self, profile_id: str) -> str:
-        return f"{self.root}:profile:{profile_id}"
-
-    def stock(self, sku: str) -> str:
-        return f"{self.root}:stock:{sku}"
-
-    def seen(self, event_id: str, scope: str = DEFAULT_SCOPE) -> str:
-        """Layout 1's processed marker of ``event_id`` (still honoured during the hand-over,
-        ADR 0016)."""
-        return f"{self.root}:{seen_segment(scope)}:{event_id}"
-
-    def markers_layout(self, scope: str) -> str:
-        return f"{self.root}:markers-layout:{seen_segment(scope)}"
-
-    @property
-    def suppressed(self) -> str:
-        return f"{self.root}:suppressed"
-
-    @property
-    def profile_index(self) -> str:
-        return f"{self.root}:profile-index"
-
-    @property
-    def stock_index(self) -> str:
-        return f"{self.root}:stock-index"
-
-    @property
-    def outbox(self) -> str:
-        return f"{self.root}:outbox"
-
-    @property
-    def stats(self) -> str:
-        return f"{self.root}:stats"
-
-    @property
-    def generation(self) -> str:
-        return f"{self.root}:generation"
-
-    @property
-    def replication_check(self) -> str:
-        return f"{self.root}:replication-check"
-
-    def audience(self, name: str) -> str:
-        return f"{self.root}:audience:{name}"
-
-    @property
-    def audience_medians(self) -> str:
-        return f"{self.root}:audience-medians"
-
-    def stream(self, name: str) -> str:
-        return f"{self.root}:changes:{name}"
-
-
-class _StreamKeys(dict[str, str]):
-    """:meth:`Keys.stream` per stream name, each built once (a lane writes one or two)."""
-
-    def __init__(self, root: str) -> None:
-        super().__init__()
-        self.root = root
-
-    def __missing__(self, name: str) -> str:
-        key = self[name] = f"{self.root}:changes:{name}"
-        return key
-
-
 def _columns(flat: Sequence[Any], width: int) -> Iterator[tuple[Any, ...]]:
     """A flat script reply as rows of ``width`` values (missing fields are false in Lua,
     nil in the reply: never cut off), through ``width`` strided slices: no slice per row."""
@@ -254,7 +142,17 @@ def _columns(flat: Sequence[Any], width: int) -> Iterator[tuple[Any, ...]]:
 
 
 class RedisStore:
-    """:class:`~resolvers.store.StateStore` on one Redis primary: one Lua call per step."""
+    """:class:`~resolvers.store.StateStore` on one Redis primary: per load one Lua call
+    (``load="script"``, ``lua/load.lua``, the default) or ``load.lua``'s walk as pipelined
+    reads with a seqlock on the lane's commit sequence (``load="waves"``,
+    ``streams.wave_load``, ADR 0022: no Lua, ~0.32 of the script's Redis instructions, ~4.6
+    round trips per batch; during a marker hand-over it loads with the script), and per
+    commit either one Lua call (``commit="script"``, ``lua/commit.lua``, the default) or
+    the optimistic transaction on the lane's commit sequence (``commit="watch"``,
+    ``streams.watch_commit``, ADR 0021: no Lua, ~0.64 of the script's Redis instructions, a
+    few round trips). Both give the same results, errors and keys, and ``INCR`` the same
+    sequences, so writers of one lane may use either side by side. A watch commit of a scope
+    whose layout-1 hand-over is not over (ADR 0016) goes through ``commit.lua``."""
 
     def __init__(
         self,
@@ -264,11 +162,13 @@ class RedisStore:
         seen_ttl_s: int = 7 * 24 * 3600,
         wait_replicas: int = 0,
         on_call: Callable[[str, float], None] | None = None,
+        commit: Literal["script", "watch"] = "script",
         load: Literal["script", "waves"] = "script",
     ) -> None:
-        """``on_call(op, seconds)`` is told how long each load and commit call took.
-        ``load``: ``script`` (``lua/load.lua``, one atomic call) or ``waves``
-        (:mod:`streams.wave_load`: no Lua, a round trip per step of the walk; ADR 0022)."""
+        """``on_call(op, seconds)`` is told how long each load and commit call took;
+        ``commit``: see the class docstring; ``load``: ``script`` (``lua/load.lua``, one
+        atomic call) or ``waves`` (:mod:`streams.wave_load`: no Lua, a round trip per step
+        of the walk; ADR 0022)."""
         self.client = client
         self.wait_replicas = wait_replicas
         self.on_call = on_call
@@ -283,8 +183,10 @@ class RedisStore:
         #: marks the ids its load looked up, grouped once (not to be mutated)
         self._grouped: tuple[tuple[str, ...], dict[str, list[str]]] = ((), {})
         self._load = client.register_script(_script("load.lua"))
-        self._waves = WaveLoad(client, self.keys.root, seen_ttl_s) if load == "waves" else None
+        self._waves = WaveLoad(client, self.keys, seen_ttl_s) if load == "waves" else None
         self._commit = client.register_script(_script("commit.lua"))
+        #: the commit without Lua, when chosen
+        self.watch = WatchCommit(client, self.keys, seen_ttl_s) if commit == "watch" else None
 
     def _timed(self, op: str, started: float) -> None:
         if self.on_call is not None:
@@ -319,7 +221,7 @@ class RedisStore:
         loaded = None
         if self._waves is not None:  # None during the marker hand-over: load.lua
             started = time.perf_counter()
-            loaded = self._waves.load(request, seen_segment(request.scope), groups)
+            loaded = self._waves.load(request, groups)
             self._timed("load", started)
         if loaded is None:
             loaded = self._load_script(request, groups)
@@ -396,6 +298,12 @@ class RedisStore:
     def commit_parts(self, parts: Sequence[Commit]) -> list[CommitResult]:
         for scope in {part.scope for part in parts if part.event_ids}:
             self._settle_hand_over(scope)
+        if self.watch is not None:
+            started = time.perf_counter()
+            committed = self._watch_commit(self.watch, parts)
+            if not isinstance(committed, Fallback):
+                self._timed("commit", started)
+                return committed
         # the values the plans refer to by index (ARGV[1] is the plan): str ones go out UTF-8
         # encoded by the client
         values: list[bytes | str] = []
@@ -509,6 +417,26 @@ class RedisStore:
             "c": counters,
         }
 
+    def _watch_commit(
+        self, watch: WatchCommit, parts: Sequence[Commit]
+    ) -> list[CommitResult] | Fallback:
+        try:
+            outcome = watch.commit(
+                parts,
+                generation=self.generation,
+                wait_replicas=self.wait_replicas,
+                wait_timeout_ms=WAIT_TIMEOUT_MS,
+            )
+        except redis.ResponseError as exc:
+            if _unblocked(exc):
+                raise NotReplicatedError(f"commit: {exc}") from None
+            raise
+        if isinstance(outcome, Fallback):
+            return outcome
+        if outcome.acknowledged is not None:
+            self._acknowledged(outcome.acknowledged, "commit")
+        return outcome.results
+
     def _call_commit(self, args: list[bytes | str]) -> Any:
         if not self.wait_replicas:
             return self._commit(keys=[], args=args)
@@ -532,9 +460,13 @@ class RedisStore:
             if _unblocked(exc):
                 raise NotReplicatedError(f"{what}: {exc}") from None
             raise
+        self._acknowledged(acknowledged, what)
+        return first
+
+    def _acknowledged(self, acknowledged: int, what: str) -> None:
+        """:class:`NotReplicatedError` if fewer than ``wait_replicas`` acknowledged."""
         if acknowledged < self.wait_replicas:
             raise NotReplicatedError(
                 f"{what} acknowledged by {acknowledged} of {self.wait_replicas} replicas "
                 f"within {WAIT_TIMEOUT_MS} ms"
             )
-        return first

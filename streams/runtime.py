@@ -36,7 +36,8 @@ from streams import kafka_clients, redis_clients
 from streams.audience_refresh import read_medians
 from streams.health import Check
 from streams.metrics import WorkerMetrics
-from streams.redis_store import Keys, RedisStore
+from streams.redis_keys import Keys
+from streams.redis_store import RedisStore
 from streams.relay import OutboxRelay
 from streams.settings import ConfigError, LoomSettings
 
@@ -165,8 +166,11 @@ def build_runtime(settings: LoomSettings, lane: Lane = PROFILES) -> Runtime:
         prefix=settings.redis_prefix,
         seen_ttl_s=settings.dedupe_ttl_s,
         wait_replicas=settings.redis_wait_replicas,
+        commit=settings.redis_commit,
         on_call=lambda op, seconds: metrics.redis_call_seconds.labels(op=op).observe(seconds),
     )
+    if store.watch is not None:
+        store.watch.on_abort = metrics.commit_aborts.inc
     consumer_name = f"{socket.gethostname()}-{os.getpid()}"
 
     def new_relay() -> OutboxRelay:

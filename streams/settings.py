@@ -39,6 +39,7 @@ DEVELOPMENT_REPLICATION: Final = (1, 1)
 
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 InventoryRouting = Literal["direct", "by-sku"]
+RedisCommit = Literal["script", "watch"]
 KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
 
 
@@ -215,6 +216,13 @@ class LoomSettings(BaseSettings):
         ge=0,
         description="replicas that must acknowledge a batch's commit before its offsets are "
         "committed (Redis WAIT); 1 with one replica makes a failover lose nothing",
+    )
+    redis_commit: RedisCommit = Field(
+        "script",
+        description="how a batch commits to Redis: `script` (`commit.lua`, one round trip) or "
+        "`watch` (ADR 0021: one `WATCH`ed sequence key per lane, the checks in the worker, "
+        "`MULTI`/`EXEC`; no Lua, so less Redis CPU per event for a little more worker CPU). "
+        "Both write the same keys and may run side by side",
     )
 
     # --- topics ---------------------------------------------------------------------------

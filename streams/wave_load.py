@@ -30,14 +30,14 @@ commit compare-and-sets what the batch loaded); the seqlock keeps the pipeline f
 on a state that never existed.
 
 The commands go out on one connection of the client's pool (redis-py's, so TLS, AUTH and
-Sentinel work as for every other call), packed with :class:`streams.resp.RespPacker` into one
-buffer per wave, one ``read_response`` per reply. During layout 1's marker hand-over (ADR
-0016) the caller uses ``load.lua`` (:meth:`WaveLoad.load` returns None).
+Sentinel work as for every other call), written into one buffer per wave
+(``streams.commit_commands.Resp``, as the watch commit's), one ``read_response`` per reply.
+During layout 1's marker hand-over (ADR 0016) the caller uses ``load.lua``
+(:meth:`WaveLoad.load` returns None).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -58,13 +58,9 @@ from resolvers.store import (
     stock_ref,
 )
 from resolvers.tuples import new_tuple
-from streams.resp import RespPacker
+from streams.commit_commands import CHUNK, MarkerClock, Resp
+from streams.redis_keys import Keys
 
-#: ``markers.lua``'s constants (ADR 0016): generations per TTL, the hand-over's margin.
-GENERATIONS_PER_TTL: Final = 4
-HANDOVER_S: Final = 3600
-#: Arguments per ``HMGET`` of many fields (as the scripts: issue 17.2).
-CHUNK: Final = 500
 #: Loads of one call before :class:`LoadContendedError`.
 ATTEMPTS: Final = 5
 
@@ -74,12 +70,6 @@ _PROFILE_FIELDS: Final = ("v", "s", "r", HELD_FIELD)
 
 class LoadContendedError(CommitConflictError):
     """Commits of the lane kept landing between a load's first and last wave (retryable)."""
-
-
-def commit_sequence_key(root: str, segment: str) -> str:
-    """``P:v1:commit-seq:{segment}``: the lane's commit sequence, which every commit of the
-    lane ``INCR``s with its writes (ADR 0021, 0022)."""
-    return f"{root}:commit-seq:{segment}"
 
 
 @dataclass
@@ -160,24 +150,20 @@ class _Markers:
     """The processed-marker lookup of one load (``markers.lua``'s ``found``)."""
 
     groups: dict[str, list[str]]
-    root: str  # P:v1:markers:{segment}:
     keys: list[tuple[str, str]] = field(default_factory=list)  # (hash, bucket) looked up
     existing: list[tuple[str, str]] = field(default_factory=list)
     chunks: list[list[str]] = field(default_factory=list)  # one per HMGET, in order
     seen: frozenset[str] = frozenset()  # the ids found processed
 
-    def at(self, now: int, width: int, ttl: int) -> None:
-        k = math.ceil(ttl / width)
-        gen = now // width
+    def at(self, clock: MarkerClock) -> None:
         # markers.lua's order: per bucket, per chunk of 500 ids, generations newest first
-        self.keys = [(f"{self.root}{g}:{b}", b) for b in self.groups
-                     for g in range(gen, gen - k - 1, -1)]  # fmt: skip
+        self.keys = [(key, b) for b in self.groups for key in clock.lookup_keys(b)]
 
-    def add_to(self, wave: _Wave, n: int) -> int:
+    def add_to(self, wave: Resp, n: int) -> int:
         """Into round trip ``n`` + 1 (1: the first after wave 1), the lookup's commands: the
         ``EXISTS`` of each hash, then the ``HMGET`` per 500 ids in each existing one; how
         many."""
-        before = wave.n
+        before = wave.count
         if n == 1:
             for key, _bucket in self.keys:
                 wave.add("EXISTS", key)
@@ -190,7 +176,7 @@ class _Markers:
                         if b == bucket:
                             wave.add("HMGET", key, *chunk)
                             self.chunks.append(chunk)
-        return wave.n - before
+        return wave.count - before
 
     def take(self, n: int, replies: list[Any]) -> None:
         """The replies to :meth:`add_to`'s commands of round trip ``n`` + 1."""
@@ -202,31 +188,17 @@ class _Markers:
             self.seen = frozenset(e for ids in self.groups.values() for e in ids if e in hits)
 
 
-class _Wave:
-    """One round trip's commands, packed as they are added (one buffer when sent)."""
-
-    def __init__(self, packer: RespPacker) -> None:
-        self.pack = packer.pack
-        self.parts: list[bytes] = []
-        self.n = 0  # commands (replies to read)
-
-    def add(self, *args: str | int) -> None:
-        self.parts += self.pack(*args)
-        self.n += 1
-
-    def hmgets(self, root: str, names: Sequence[str], fields: bytes, n_fields: int) -> None:
-        """``HMGET root+name *fields`` per name (``fields`` packed already): the bulk of a
-        load's commands (~2 per event), packed with one format each, not an argument list."""
-        head = b"*%d\r\n$5\r\nHMGET\r\n" % (2 + n_fields)
-        prefix = root.encode()
-        for name in names:
-            key = prefix + name.encode()
-            self.parts.append(b"%b$%d\r\n%b\r\n%b" % (head, len(key), key, fields))
-        self.n += len(names)
+def _hmgets(wave: Resp, root: str, names: Sequence[str], fields: tuple[bytes, bytes]) -> None:
+    """``HMGET root+name *fields`` per name (``fields``: the command's head and its fields,
+    in RESP): the bulk of a load's commands (~2 per event), one format each."""
+    head, tail = fields
+    for name in names:
+        wave.keyed(head, root + name, tail)
 
 
-def _fields(*names: str) -> bytes:
-    return b"".join(b"$%d\r\n%b\r\n" % (len(f), f.encode()) for f in names)
+def _fields(*names: str) -> tuple[bytes, bytes]:
+    head = b"*%d\r\n$5\r\nHMGET\r\n" % (2 + len(names))
+    return head, b"".join(b"$%d\r\n%b\r\n" % (len(f), f.encode()) for f in names)
 
 
 _ID_PACKED: Final = _fields(*_ID_FIELDS)
@@ -238,19 +210,16 @@ _STOCK_PACKED: Final = _fields("v", "s")
 class WaveLoad:
     """``load.lua`` as waves of pipelined reads (module docstring), on ``client``'s pool."""
 
-    def __init__(self, client: redis.Redis, root: str, ttl_s: int, *, attempts: int = ATTEMPTS):
+    def __init__(self, client: redis.Redis, keys: Keys, ttl_s: int, *, attempts: int = ATTEMPTS):
         self.client = client
-        self.root = root
+        self.keys = keys
         self.ttl_s = ttl_s
         self.attempts = attempts
-        self.packer = RespPacker()
         #: figures of the last call: round trips, loads (> 1: the sequence moved)
         self.round_trips = 0
         self.loads = 0
 
-    def load(
-        self, request: LoadRequest, segment: str, groups: dict[str, list[str]]
-    ) -> Loaded | None:
+    def load(self, request: LoadRequest, groups: dict[str, list[str]]) -> Loaded | None:
         """``request``'s :class:`Loaded`, its event ids grouped by marker bucket as
         ``groups``; None while layout 1's markers are handed over (use ``load.lua``)."""
         self.round_trips = self.loads = 0
@@ -259,7 +228,7 @@ class WaveLoad:
         try:
             for _ in range(self.attempts):
                 self.loads += 1
-                found = self._attempt(conn, request, segment, groups)
+                found = self._attempt(conn, request, groups)
                 if found is not False:
                     return found
         except BaseException:
@@ -274,17 +243,17 @@ class WaveLoad:
     def between_waves(self) -> None:
         """Called before each round trip after the first (a test's hook: does nothing)."""
 
-    def _call(self, conn: Any, wave: _Wave) -> list[Any]:
+    def _call(self, conn: Any, wave: Resp) -> list[Any]:
         """One round trip: ``wave`` in one buffer, its replies (a reply that is an error
         raises once all are read)."""
         if self.round_trips:
             self.between_waves()
         self.round_trips += 1
-        conn.send_packed_command([b"".join(wave.parts)])
+        conn.send_packed_command(wave.packed())
         replies: list[Any] = []
         error: redis.ResponseError | None = None
         read = conn.read_response
-        for _ in range(wave.n):
+        for _ in range(wave.count):
             try:
                 replies.append(read())
             except redis.ResponseError as exc:
@@ -295,21 +264,20 @@ class WaveLoad:
         return replies
 
     def _attempt(
-        self, conn: Any, request: LoadRequest, segment: str, groups: dict[str, list[str]]
+        self, conn: Any, request: LoadRequest, groups: dict[str, list[str]]
     ) -> Loaded | Literal[False] | None:
         """One load; False if the commit sequence moved during it."""
-        root = self.root
-        seq_key = commit_sequence_key(root, segment)
+        seq_key = self.keys.commit_seq(request.scope)
         walk = Walk(request.max_profiles, list(request.identifiers), list(request.profiles))
-        markers = _Markers(groups, f"{root}:markers:{segment}:")
-        first = self._first_wave(conn, request, segment, walk, markers)
+        markers = _Markers(groups)
+        first = self._first_wave(conn, request, walk, markers)
         if first is None:
             return None
         last = first.last
         n = 1
         while True:
             done = walk.advance()
-            wave = _Wave(self.packer)
+            wave = Resp()
             n_marker = markers.add_to(wave, n)
             if done and not n_marker:
                 break
@@ -325,29 +293,30 @@ class WaveLoad:
             return False
         return _loaded(request, walk, first, markers.seen)
 
-    def _walk_reads(self, wave: _Wave, walk: Walk) -> tuple[list[str], list[str]]:
+    def _walk_reads(self, wave: Resp, walk: Walk) -> tuple[list[str], list[str]]:
         """Into ``wave``, the ``HMGET`` of what the walk waits for; the keys and ids."""
         ids, pids = walk.unread()
-        wave.hmgets(f"{self.root}:id:", ids, _ID_PACKED, 4)
-        wave.hmgets(f"{self.root}:profile:", pids, _PROFILE_PACKED, 4)
+        kinds = self.keys.kinds
+        _hmgets(wave, kinds[Kind.IDENTIFIER], ids, _ID_PACKED)
+        _hmgets(wave, kinds[Kind.PROFILE], pids, _PROFILE_PACKED)
         return ids, pids
 
     def _first_wave(
-        self, conn: Any, request: LoadRequest, segment: str, walk: Walk, markers: _Markers
+        self, conn: Any, request: LoadRequest, walk: Walk, markers: _Markers
     ) -> _First | None:
         """Round trip 1 (module docstring); None during the marker hand-over."""
-        root = self.root
-        seq_key = commit_sequence_key(root, segment)
+        keys, scope = self.keys, request.scope
+        seq_key = keys.commit_seq(scope)
         hashes = list(request.suppression_hashes)
         hash_chunks = [hashes[j : j + CHUNK] for j in range(0, len(hashes), CHUNK)]
-        wave = _Wave(self.packer)
+        wave = Resp()
         wave.add("GET", seq_key)
         wave.add("TIME")
-        wave.add("HMGET", f"{root}:markers-layout:{segment}", "width", "since")
+        wave.add("HMGET", keys.markers_layout(scope), "width", "since")
         for chunk in hash_chunks:
-            wave.add("HMGET", f"{root}:suppressed", *chunk)
-        wave.hmgets(f"{root}:profile:", request.versions, _VERSION_PACKED, 2)
-        wave.hmgets(f"{root}:stock:", request.stocks, _STOCK_PACKED, 2)
+            wave.add("HMGET", keys.suppressed, *chunk)
+        _hmgets(wave, keys.kinds[Kind.PROFILE], request.versions, _VERSION_PACKED)
+        _hmgets(wave, keys.kinds[Kind.STOCK], request.stocks, _STOCK_PACKED)
         ids, pids = self._walk_reads(wave, walk)
         wave.add("GET", seq_key)
         replies = self._call(conn, wave)
@@ -363,10 +332,12 @@ class WaveLoad:
         )
         at += n_vers + n_stocks
         walk.read(ids, replies[at : at + len(ids)], pids, replies[at + len(ids) : -1])
-        ttl, now_s = self.ttl_s, int(now)
-        if since is None or now_s < int(since) + ttl + HANDOVER_S:
+        clock = MarkerClock.at(keys, scope, self.ttl_s, now=int(now),
+                               width=None if width is None else int(width),
+                               since=None if since is None else int(since))  # fmt: skip
+        if clock.legacy:
             return None  # layout 1's keys are still looked up: load.lua does that
-        markers.at(now_s, int(width) if width is not None else _width(ttl), ttl)
+        markers.at(clock)
         for tomb in first.tombs:  # the tombstones' holders join the walk (after the profiles)
             if tomb is not None:
                 walk.pid_queue.extend(orjson.loads(tomb).get("h") or ())
@@ -382,10 +353,6 @@ class _First:
     tombs: list[bytes | None]  # per suppression hash
     versions: list[list[Any]]  # v, r per "versions" id
     stocks: list[list[Any]]  # v, s per sku
-
-
-def _width(ttl: int) -> int:
-    return max(1, math.ceil(ttl / GENERATIONS_PER_TTL))
 
 
 def _loaded(request: LoadRequest, walk: Walk, first: _First, seen: frozenset[str]) -> Loaded:

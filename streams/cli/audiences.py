@@ -25,7 +25,8 @@ from streams.audience_refresh import AudienceRefresh, read_medians
 from streams.cli.options import add_redis_options
 from streams.cli.reading import PROGRESS_EVERY, redis_target
 from streams.reader import ProfileReader
-from streams.redis_store import Keys, RedisStore
+from streams.redis_keys import Keys
+from streams.redis_store import RedisStore
 from streams.runtime import base_context, configured_audiences, configured_rules
 from streams.settings import ConfigError, LoomSettings
 

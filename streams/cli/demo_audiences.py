@@ -20,7 +20,8 @@ import redis
 from resolvers.audiences import Audiences, Env
 from streams.audience_refresh import AudienceRefresh, read_medians
 from streams.reader import ProfileReader
-from streams.redis_store import Keys, RedisStore
+from streams.redis_keys import Keys
+from streams.redis_store import RedisStore
 from streams.runtime import base_context, configured_audiences, configured_rules
 from streams.settings import LoomSettings
 

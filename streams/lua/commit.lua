@@ -27,6 +27,7 @@
 --     o  = argi of its packed outbox records, or 0
 -- Each part whose checks pass is written; a part that fails writes nothing, the others are
 -- unaffected (the script runs atomically, so no other client sees a part half written).
+-- Each scope with a part written: INCR of P:v1:commit-seq:{segment} (ADR 0021).
 -- Returns {0, 'generation', key} with nothing written, else {1, {reply, ...}}: one reply per
 -- part, {1} (written), {0, 'conflict', key} or {0, 'duplicate', event_id, ...} (every
 -- processed one: the store names the first in the part's order).
@@ -158,7 +159,7 @@ local function apply(part)
   for k = 1, #c, 3 do redis.call('HINCRBY', c[k], c[k + 1], c[k + 2]) end
 end
 
-local replies, records = {}, {}
+local replies, records, written = {}, {}, {}
 for n, part in ipairs(plan.p) do
   local failed = check(part)
   if failed then
@@ -166,10 +167,16 @@ for n, part in ipairs(plan.p) do
   else
     apply(part)
     if part.o > 0 then records[#records + 1] = ARGV[part.o] end
+    if not written[part.m] then written[#written + 1] = part.m; written[part.m] = true end
     replies[n] = {1}
   end
 end
 if #records > 0 then
   redis.call('XADD', plan.o[1], '*', plan.o[2], table.concat(records))
+end
+-- every commit that writes a scope's part INCRs the scope's commit sequence, which the commit
+-- without Lua (streams.watch_commit, ADR 0021) WATCHes: both commits can run side by side
+for _, segment in ipairs(written) do
+  redis.call('INCR', plan.r .. ':v1:commit-seq:' .. segment)
 end
 return {1, replies}

@@ -10,7 +10,8 @@ from confluent_kafka import Consumer, TopicPartition
 from resolvers.store import Commit, Write, stock_ref
 from streams.errors import StateLostError
 from streams.generation import Committed, establish, lane_has_state
-from streams.redis_store import Keys, RedisStore
+from streams.redis_keys import Keys
+from streams.redis_store import RedisStore
 
 NONE = Committed(0, frozenset())
 

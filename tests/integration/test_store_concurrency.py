@@ -1,5 +1,9 @@
 """Concurrent writers on one Redis prefix end where one serial writer ends.
 
+With either commit of ``RedisStore`` (``commit.lua``, or the commit without Lua of ADR 0021),
+and with both mixed on one lane (``mixed``: writers alternate), which ADR 0021's migration
+relies on (both ``INCR`` the lane's commit sequence).
+
 Several threads, each with its own Redis connection and :class:`RedisStore`, run
 ``run_batch`` of both lanes (profiles, inventory) over interleaved slices of one simulated
 event set (the same customers'
@@ -17,7 +21,7 @@ import itertools
 import threading
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import pytest
@@ -35,6 +39,8 @@ from streams.simulate import Simulator
 pytestmark = pytest.mark.integration
 
 BATCH = 40
+#: the commits of the writers: every writer the same one, or (``mixed``) alternating
+COMMITS = ["script", "watch", "mixed"]
 WRITERS = 3
 ROUNDS = 10
 
@@ -141,15 +147,23 @@ def prefixes(redis_client: redis.Redis) -> Iterator[tuple[str, str]]:
 # --------------------------------------------------------------------------- the tests
 
 
-def run_concurrently(redis_url: str, prefix: str, slices: list[list[list[bytes]]]) -> int:
+def _commit(commits: str, writer: int) -> Literal["script", "watch"]:
+    if commits == "mixed":
+        return "watch" if writer % 2 else "script"
+    return "watch" if commits == "watch" else "script"
+
+
+def run_concurrently(
+    redis_url: str, prefix: str, slices: list[list[list[bytes]]], commits: str = "script"
+) -> int:
     """Writer ``w`` applies ``slices[w]`` batch by batch; all start each round together."""
     barrier = threading.Barrier(len(slices), timeout=60)
     errors: list[BaseException] = []
     retried: list[int] = []
 
-    def writer(batches: list[list[bytes]]) -> None:
+    def writer(w: int, batches: list[list[bytes]]) -> None:
         client = redis.Redis.from_url(redis_url)
-        store = RedisStore(client, prefix=prefix)
+        store = RedisStore(client, prefix=prefix, commit=_commit(commits, w))
         try:
             for values in batches:
                 barrier.wait()
@@ -160,7 +174,7 @@ def run_concurrently(redis_url: str, prefix: str, slices: list[list[list[bytes]]
         finally:
             client.close()
 
-    threads = [threading.Thread(target=writer, args=(s,)) for s in slices]
+    threads = [threading.Thread(target=writer, args=(w, s)) for w, s in enumerate(slices)]
     for t in threads:
         t.start()
     for t in threads:
@@ -170,8 +184,9 @@ def run_concurrently(redis_url: str, prefix: str, slices: list[list[list[bytes]]
     return sum(retried)
 
 
+@pytest.mark.parametrize("commits", COMMITS)
 def test_concurrent_writers_end_like_one_serial_writer(
-    redis_url: str, redis_client: redis.Redis, prefixes: tuple[str, str]
+    redis_url: str, redis_client: redis.Redis, prefixes: tuple[str, str], commits: str
 ) -> None:
     serial_prefix, conc_prefix = prefixes
     events = simulated(WRITERS * ROUNDS * BATCH)
@@ -185,7 +200,7 @@ def test_concurrent_writers_end_like_one_serial_writer(
         [events[w::WRITERS][r * BATCH : (r + 1) * BATCH] for r in range(ROUNDS)]
         for w in range(WRITERS)
     ]
-    retries = run_concurrently(redis_url, conc_prefix, slices)
+    retries = run_concurrently(redis_url, conc_prefix, slices, commits)
     assert retries > 0, "the writers never conflicted: the test proves nothing"
 
     expected = partition(redis_client, serial_prefix)
@@ -205,15 +220,16 @@ def test_concurrent_writers_end_like_one_serial_writer(
         assert seen == processed_ids(redis_client, serial_prefix, scope)
 
 
+@pytest.mark.parametrize("commits", ["script", "mixed"])
 def test_replaying_every_event_changes_nothing(
-    redis_url: str, redis_client: redis.Redis, prefixes: tuple[str, str]
+    redis_url: str, redis_client: redis.Redis, prefixes: tuple[str, str], commits: str
 ) -> None:
     _, prefix = prefixes
     events = simulated(WRITERS * 4 * BATCH, seed=5)
     slices = [
         [events[w::WRITERS][r * BATCH : (r + 1) * BATCH] for r in range(4)] for w in range(WRITERS)
     ]
-    run_concurrently(redis_url, prefix, slices)
+    run_concurrently(redis_url, prefix, slices, commits)
     before = entities(redis_client, prefix)
     outbox = redis_client.xlen(f"{prefix}:v1:outbox")
     stats = redis_client.hgetall(f"{prefix}:v1:stats")
@@ -223,8 +239,8 @@ def test_replaying_every_event_changes_nothing(
         [events[::-1][w::2][r * 2 * BATCH : (r + 1) * 2 * BATCH] for r in range(3)]
         for w in range(2)
     ]
-    run_concurrently(redis_url, prefix, resplit)
-    store = RedisStore(redis_client, prefix=prefix)
+    run_concurrently(redis_url, prefix, resplit, commits)
+    store = RedisStore(redis_client, prefix=prefix, commit=_commit(commits, 1))
     for start in range(0, len(events), BATCH):
         for lane in LANES.values():
             result = run_batch(
@@ -257,15 +273,16 @@ def _signup(event_id: str, email: str, at: str) -> bytes:
     )
 
 
+@pytest.mark.parametrize("commits", ["script", "watch"])
 def test_batch_loaded_before_create_and_erase_cannot_rebuild_the_person(
-    redis_client: redis.Redis, prefixes: tuple[str, str]
+    redis_client: redis.Redis, prefixes: tuple[str, str], commits: str
 ) -> None:
     from resolvers import commit_codec
     from resolvers.lanes.profiles import ProfilesBatch
     from resolvers.pipeline import load_request, prepare
 
     _, prefix = prefixes
-    store = RedisStore(redis_client, prefix=prefix)
+    store = RedisStore(redis_client, prefix=prefix, commit=_commit(commits, 0))
     ctx = make_context()
     late = batch([_signup("late", "x@example.com", "2026-11-20T12:00:00+00:00")])
     events, _ = prepare(late, max_bytes=65536, config=DEFAULT, salt=ctx.salt)

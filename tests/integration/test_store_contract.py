@@ -44,7 +44,8 @@ from resolvers.store import (
     stock_ref,
 )
 from streams import outbox as outbox_entry
-from streams.redis_store import RedisStore, marker_bucket, processed_ids
+from streams.redis_keys import marker_bucket
+from streams.redis_store import RedisStore, processed_ids
 
 pytestmark = pytest.mark.integration
 
@@ -98,10 +99,14 @@ class MemoryHarness:
 
 class RedisHarness:
     def __init__(
-        self, client: redis.Redis, prefix: str, load: Literal["script", "waves"] = "script"
+        self,
+        client: redis.Redis,
+        prefix: str,
+        commit: Literal["script", "watch"] = "script",
+        load: Literal["script", "waves"] = "script",
     ) -> None:
         self.client: Any = client  # redis-py's reply types are too loose to be useful here
-        self.redis = RedisStore(client, prefix=prefix, seen_ttl_s=3600, load=load)
+        self.redis = RedisStore(client, prefix=prefix, seen_ttl_s=3600, commit=commit, load=load)
         self.root = self.redis.keys.root
 
     @property
@@ -159,15 +164,20 @@ def _clean(client: redis.Redis, prefix: str) -> None:
         client.delete(*keys)
 
 
-@pytest.fixture(params=["memory", "redis", "redis-waves"])
+@pytest.fixture(
+    params=["memory", "redis-script", "redis-watch", "redis-waves", "redis-watch-waves"]
+)
 def store(request: pytest.FixtureRequest) -> Harness:
-    """``redis-waves``: the Redis store loading without Lua (``streams.wave_load``, ADR 0022)."""
+    """The reference store, and ``RedisStore`` with each commit (``commit.lua``, and the
+    commit without Lua of ADR 0021) and each load (``load.lua``; ``-waves``: the load without
+    Lua of ADR 0022)."""
     if request.param == "memory":
         return MemoryHarness()
     client: redis.Redis = request.getfixturevalue("redis_client")
     prefix: str = request.getfixturevalue("redis_prefix")
-    load: Literal["script", "waves"] = "waves" if request.param == "redis-waves" else "script"
-    return RedisHarness(client, prefix, load)
+    commit: Literal["script", "watch"] = "watch" if "watch" in request.param else "script"
+    load: Literal["script", "waves"] = "waves" if request.param.endswith("waves") else "script"
+    return RedisHarness(client, prefix, commit, load)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -566,8 +576,11 @@ def test_counters_accumulate(store: Harness) -> None:
     assert store.observe().counters == {"events": 5, "dlq": 0, "merges": 1}
 
 
-def test_redis_keeps_the_documented_layout(redis_client: redis.Redis, redis_prefix: str) -> None:
-    harness = RedisHarness(redis_client, redis_prefix)
+@pytest.mark.parametrize("commit", ["script", "watch"])
+def test_redis_keeps_the_documented_layout(
+    redis_client: redis.Redis, redis_prefix: str, commit: Literal["script", "watch"]
+) -> None:
+    harness = RedisHarness(redis_client, redis_prefix, commit)
     assert harness.store.commit(everything()).ok
     root = f"{redis_prefix}:v1"
     assert redis_client.hget(f"{root}:id:email:jane@example.com", "p") == b"p_1"
@@ -588,6 +601,9 @@ def test_redis_keeps_the_documented_layout(redis_client: redis.Redis, redis_pref
     assert set(fields) == {b"records"}
     assert redis_client.xlen(f"{root}:changes:profiles") == 1
     assert redis_client.hget(f"{root}:stats", "events") == b"1"
+    assert redis_client.get(f"{root}:commit-seq:seen") == b"1"  # ADR 0021, either commit
+    assert not harness.store.commit(everything()).ok  # nothing written: no INCR
+    assert redis_client.get(f"{root}:commit-seq:seen") == b"1"
 
 
 # --------------------------------------------------------------------------- side by side
@@ -695,17 +711,23 @@ def a_commit(draw: Callable[..., Any], i: str) -> Commit:
     )
 
 
-@pytest.mark.parametrize("load", ["script", "waves"])
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(ops=operations())
+@pytest.mark.parametrize(
+    ("commit", "load"),
+    [("script", "script"), ("watch", "script"), ("script", "waves"), ("watch", "waves")],
+)
 def test_both_implementations_agree_step_by_step(
-    redis_client: redis.Redis, load: Literal["script", "waves"], ops: list[tuple[str, Any]]
+    redis_client: redis.Redis,
+    commit: Literal["script", "watch"],
+    load: Literal["script", "waves"],
+    ops: list[tuple[str, Any]],
 ) -> None:
     memory = MemoryHarness()
     prefix = f"loomtest-sbs-{uuid.uuid4().hex[:12]}"
-    red = RedisHarness(redis_client, prefix, load)
+    red = RedisHarness(redis_client, prefix, commit, load)
     try:
         for step, (op, arg) in enumerate(ops):
             if op == "load":
@@ -724,12 +746,16 @@ def test_both_implementations_agree_step_by_step(
         _clean(redis_client, prefix)
 
 
+@pytest.mark.parametrize("commit", ["script", "watch"])
 def test_redis_store_reports_the_time_of_each_call(
-    redis_client: redis.Redis, redis_prefix: str
+    redis_client: redis.Redis, redis_prefix: str, commit: Literal["script", "watch"]
 ) -> None:
     calls: list[tuple[str, float]] = []
     store = RedisStore(
-        redis_client, prefix=redis_prefix, on_call=lambda op, s: calls.append((op, s))
+        redis_client,
+        prefix=redis_prefix,
+        on_call=lambda op, s: calls.append((op, s)),
+        commit=commit,
     )
     store.load(LoadRequest(identifiers=("email:t@x.no",)))
     assert store.commit(Commit({}, ("e-timed",))).ok
@@ -737,11 +763,12 @@ def test_redis_store_reports_the_time_of_each_call(
     assert all(0 <= seconds < 5 for _, seconds in calls)
 
 
+@pytest.mark.parametrize("commit", ["script", "watch"])
 def test_the_written_parts_share_one_outbox_entry(
-    redis_client: redis.Redis, redis_prefix: str
+    redis_client: redis.Redis, redis_prefix: str, commit: Literal["script", "watch"]
 ) -> None:
     """ADR 0013: a conflicting part writes nothing, the others' records go out in one entry."""
-    store = RedisStore(redis_client, prefix=redis_prefix)
+    store = RedisStore(redis_client, prefix=redis_prefix, commit=commit)
     taken = stock_ref("SKU-taken")
     assert store.commit(Commit({taken: 0}, ("e0",), writes=(w(taken, 1, s="{}"),))).ok
 

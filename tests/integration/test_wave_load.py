@@ -25,8 +25,9 @@ from resolvers.store import (
     profile_ref,
     stock_ref,
 )
-from streams.redis_store import Keys, NotReplicatedError, RedisStore, marker_groups, seen_segment
-from streams.wave_load import LoadContendedError, WaveLoad, commit_sequence_key
+from streams.redis_keys import Keys, marker_groups
+from streams.redis_store import NotReplicatedError, RedisStore
+from streams.wave_load import LoadContendedError, WaveLoad
 
 pytestmark = pytest.mark.integration
 
@@ -114,8 +115,8 @@ def test_waves_load_what_load_lua_and_the_memory_store_load(
 class _CommitsBetweenWaves(WaveLoad):
     """Runs ``commit`` before the first ``moves`` round trips after a load's first one."""
 
-    def __init__(self, client: redis.Redis, root: str, commit: Callable[[], None], moves: int):
-        super().__init__(client, root, 3600)
+    def __init__(self, client: redis.Redis, keys: Keys, commit: Callable[[], None], moves: int):
+        super().__init__(client, keys, 3600)
         self.commit, self.moves = commit, moves
 
     def between_waves(self) -> None:
@@ -144,7 +145,7 @@ def test_a_commit_between_waves_forces_a_reload(
         )
     ).ok
     keys = Keys(redis_prefix)
-    sequence = commit_sequence_key(keys.root, seen_segment("profiles"))
+    sequence = keys.commit_seq("profiles")
 
     def merge() -> None:  # a commit of the lane: its writes and the sequence's INCR, atomic
         pipe = redis_client.pipeline(transaction=True)
@@ -155,11 +156,11 @@ def test_a_commit_between_waves_forces_a_reload(
         pipe.incr(sequence)
         pipe.execute()
 
-    waves = _CommitsBetweenWaves(redis_client, keys.root, merge, moves=1)
+    waves = _CommitsBetweenWaves(redis_client, keys, merge, moves=1)
     request = LoadRequest(identifiers=("email:a@x",), event_ids=("e1",))
     before = store.load(request)
     assert before.get(p1).fields["s"] == b"one"
-    loaded = waves.load(request, "seen", marker_groups(request.event_ids))
+    loaded = waves.load(request, marker_groups(request.event_ids))
     assert waves.loads == 2
     assert loaded == store.load(request)  # load.lua's snapshot after the merge
     assert loaded is not None
@@ -172,18 +173,16 @@ def test_a_load_that_keeps_being_torn_gives_up_retryably(
     redis_client: redis.Redis, redis_prefix: str
 ) -> None:
     keys = Keys(redis_prefix)
-    sequence = commit_sequence_key(keys.root, "seen")
-    waves = _CommitsBetweenWaves(
-        redis_client, keys.root, lambda: redis_client.incr(sequence), moves=100
-    )
+    sequence = keys.commit_seq("profiles")
+    waves = _CommitsBetweenWaves(redis_client, keys, lambda: redis_client.incr(sequence), moves=100)
     waves.attempts = 3
     request = LoadRequest(identifiers=("email:a@x",), event_ids=("e1",))
     RedisStore(redis_client, prefix=redis_prefix).load(request)  # settles the hand-over
     with pytest.raises(LoadContendedError):
-        waves.load(request, "seen", marker_groups(request.event_ids))
+        waves.load(request, marker_groups(request.event_ids))
     assert waves.loads == 3
     waves.moves = 0  # the connection went back to the pool clean: the next load works
-    assert waves.load(request, "seen", marker_groups(request.event_ids)) is not None
+    assert waves.load(request, marker_groups(request.event_ids)) is not None
 
 
 def test_during_the_marker_hand_over_the_script_loads(
@@ -194,15 +193,16 @@ def test_during_the_marker_hand_over_the_script_loads(
     redis_client.set(store.keys.seen("e-old"), 1)
     request = LoadRequest(event_ids=("e-old", "e-new"))
     assert store._waves is not None
-    segment, groups = seen_segment(request.scope), marker_groups(request.event_ids)
-    assert store._waves.load(request, segment, groups) is None
+    assert store._waves.load(request, marker_groups(request.event_ids)) is None
     assert store.load(request).seen == {"e-old"}
 
 
-@pytest.mark.parametrize("load", ["script", "waves"])
+@pytest.mark.parametrize(
+    ("commit", "load"), [("script", "script"), ("script", "waves"), ("watch", "waves")]
+)
 def test_the_profiles_lane_commits_the_same_bytes_on_either_load(
-    redis_client: redis.Redis,
-    redis_prefix: str,
+    redis_url: str,
+    commit: Literal["script", "watch"],
     load: Literal["script", "waves"],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -210,8 +210,9 @@ def test_the_profiles_lane_commits_the_same_bytes_on_either_load(
     makes the in-memory store's commits, results and final entities, with either load."""
     monkeypatch.syspath_prepend(str(ROOT))  # `python -m bench...` runs from the checkout
     digest = importlib.import_module("bench.commit_digest")
-    on_redis = digest.redis_digests(redis_client, redis_prefix, 1300, "profiles", load)
-    assert on_redis == digest.digests(1300, "profiles")
+    on_redis = digest.digests(1300, "profiles", commit, redis_url, load)
+    in_memory = digest.digests(1300, "profiles")
+    assert {k: on_redis[k] for k in in_memory} == in_memory
 
 
 @pytest.mark.parametrize("load", ["script", "waves"])

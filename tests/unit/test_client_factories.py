@@ -156,6 +156,21 @@ def test_the_worker_runtime_and_its_lane(
     assert (redis_options["username"], redis_options["password"]) == ("loom", "redis-secret")
     assert isinstance(redis_options["command_packer"], RespPacker)
     assert redis_options["ssl_ca_certs"] == str(settings.redis_ssl_ca_file)
+    assert runtime.store.watch is None  # LOOM_REDIS_COMMIT=script, the default
+
+
+def test_the_watch_commit_is_the_settings_choice_and_counts_its_aborts(
+    settings: LoomSettings, built: list[tuple[str, dict[str, Any]]]
+) -> None:
+    runtime = build_runtime(settings.model_copy(update={"redis_commit": "watch"}))
+    watch = runtime.store.watch
+    assert watch is not None
+    assert watch.client is runtime.redis
+    assert watch.on_abort is not None
+    registry = runtime.metrics.registry
+    before = registry.get_sample_value("loom_commit_aborts_total") or 0.0
+    watch.on_abort()
+    assert registry.get_sample_value("loom_commit_aborts_total") == before + 1
 
 
 def test_producer_sdk_lag_reader_commit_tail_exporter_topics_and_probe(

@@ -132,6 +132,7 @@ def test_a_secret_set_twice_or_unreadable_is_one_line(
             "LOOM_MIN_INSYNC_REPLICAS (3) exceeds LOOM_REPLICATION_FACTOR (2)",
         ),
         ({"kafka_security_protocol": "TLS"}, "LOOM_KAFKA_SECURITY_PROTOCOL: Input should be"),
+        ({"redis_commit": "lua"}, "LOOM_REDIS_COMMIT: Input should be 'script' or 'watch'"),
     ],
 )
 def test_a_configuration_that_cannot_work_is_one_line_naming_it(

@@ -8,7 +8,8 @@ import redis
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.redis_store import MARKER_BUCKETS, RedisStore, marker_bucket, marker_groups
+from streams.redis_keys import MARKER_BUCKETS, marker_bucket, marker_groups
+from streams.redis_store import RedisStore
 
 
 def test_the_bucket_of_an_id_is_fixed() -> None:
