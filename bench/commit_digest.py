@@ -3,6 +3,7 @@ change to the pipeline's code changed nothing it computes (issue 17's passes, AD
 
     python -m bench.commit_digest [--events 20000] [--lane profiles|inventory]
                                   [--commit memory|script|watch] [--redis-url URL]
+                                  [--load script|waves]
 
 runs the lane's ``run_batch`` on the in-memory store over the same events as
 ``bench.profiles_cpu`` (seed 1, 5,000 customers, 200 warm-up events first, batches of 500) and
@@ -19,7 +20,8 @@ prints three digests (the first 16 hex digits of SHA-256):
 ``final`` is then the entities read back from Redis (equal to the in-memory store's when the
 stores agree), and a fourth digest ``keys`` covers every key the run left (``state_digest``:
 markers, streams, outbox, counters, commit sequences...), which the two commits must leave
-alike.
+alike. ``--load waves`` loads without Lua there (``streams.wave_load``, ADR 0022; default
+``script``, ``load.lua``).
 
 Two trees print the same digests when their pipelines made byte-identical commits. Values are
 rendered canonically (dataclasses and named tuples field by field, mappings and sets sorted),
@@ -147,11 +149,12 @@ def digests(
     lane: str,
     commit: Literal["memory", "script", "watch"] = "memory",
     redis_url: str | None = None,
+    load: Literal["script", "waves"] = "script",
 ) -> dict[str, str]:
     if commit == "memory":
-        return _digests(events, lane, None, commit)
+        return _digests(events, lane, None, commit, load)
     with _redis(redis_url) as client:
-        return _digests(events, lane, client, commit)
+        return _digests(events, lane, client, commit, load)
 
 
 def _digests(
@@ -159,6 +162,7 @@ def _digests(
     lane: str,
     client: redis.Redis | None,
     commit: Literal["memory", "script", "watch"],
+    load: Literal["script", "waves"],
 ) -> dict[str, str]:
     sim = Simulator(seed=1, customers=5000, stores=10, skus=500)
     stream = sim.events()
@@ -169,7 +173,7 @@ def _digests(
     if client is None or commit == "memory":
         store = _RecordingStore()
     else:
-        store = _RecordingRedisStore(client, prefix=prefix, commit=commit)
+        store = _RecordingRedisStore(client, prefix=prefix, commit=commit, load=load)
     base = replace(make_context(DecodeCache()), salt=DEV_SALT.encode())
     results = hashlib.sha256()
     for i in range(0, len(records), 500):
@@ -224,8 +228,14 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("LOOM_REDIS_URL"),
         help="with --commit script|watch (default LOOM_REDIS_URL; none: a private server)",
     )
+    parser.add_argument(
+        "--load",
+        choices=["script", "waves"],
+        default="script",
+        help="with --commit script|watch: load.lua or the load without Lua (ADR 0022)",
+    )
     args = parser.parse_args(argv)
-    found = digests(args.events, args.lane, args.commit, args.redis_url)
+    found = digests(args.events, args.lane, args.commit, args.redis_url, args.load)
     print(" ".join(f"{name} {digest}" for name, digest in found.items()))
     return 0
 

@@ -48,10 +48,10 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import redis
@@ -110,7 +110,8 @@ def command_stats(client: redis.Redis, events: int) -> dict[str, dict[str, float
 
 @dataclass
 class Recorded:
-    """The live run's calls in order: ``("load", request)`` or ``("commit", parts, results)``."""
+    """The live run's calls in order: ``("load", request, loaded)`` or ``("commit", parts,
+    results)``."""
 
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     events: int = 0
@@ -120,13 +121,19 @@ class Recorded:
 class RecordingStore(RedisStore):
     """``RedisStore`` that records every load's request and every commit's parts."""
 
-    def __init__(self, client: redis.Redis, recorded: Recorded) -> None:
-        super().__init__(client, prefix=PREFIX, seen_ttl_s=TTL_S)
+    def __init__(
+        self,
+        client: redis.Redis,
+        recorded: Recorded,
+        load: Literal["script", "waves"] = "script",
+        commit: Literal["script", "watch"] = "script",
+    ) -> None:
+        super().__init__(client, prefix=PREFIX, seen_ttl_s=TTL_S, load=load, commit=commit)
         self.recorded = recorded
 
     def load(self, request: LoadRequest) -> Loaded:
         loaded = super().load(request)
-        self.recorded.calls.append(("load", request))
+        self.recorded.calls.append(("load", request, loaded))
         return loaded
 
     def commit_parts(self, parts: Sequence[Commit]) -> list[CommitResult]:
@@ -149,10 +156,18 @@ class FloorStore(RedisStore):
 
 
 class CasStore(RedisStore):
-    """Live variants c and cs: ``load.lua`` as today, the commit by ``WATCH`` and ``MULTI``."""
+    """Live variants c and cs: ``load.lua`` as today (or ``load``), the commit by ``WATCH``
+    and ``MULTI``."""
 
-    def __init__(self, client: redis.Redis, conn: Conn, *, per_key: bool) -> None:
-        super().__init__(client, prefix=PREFIX, seen_ttl_s=TTL_S)
+    def __init__(
+        self,
+        client: redis.Redis,
+        conn: Conn,
+        *,
+        per_key: bool,
+        load: Literal["script", "waves"] = "script",
+    ) -> None:
+        super().__init__(client, prefix=PREFIX, seen_ttl_s=TTL_S, load=load)
         self.cas = Cas(conn, self.keys, TTL_S, GENERATION, per_key=per_key)
 
     def commit_parts(self, parts: Sequence[Commit]) -> list[CommitResult]:
@@ -187,20 +202,24 @@ def spent(
 
 
 def live_run(
-    server: Server, values: list[bytes], variant: str = "main"
+    server: Server,
+    values: list[bytes],
+    variant: str = "main",
+    load: Literal["script", "waves"] = "script",
 ) -> tuple[Recorded, dict[str, Any]]:
     """``run_batch`` of the profiles lane over ``values`` on ``RedisStore`` (``main``: its calls
-    recorded) or on a store whose commit is variant ``b``, ``c`` or ``cs``."""
+    recorded) or on a store whose commit is variant ``b``, ``c`` or ``cs``; ``load``: the
+    load of ``main``, ``c`` and ``cs``."""
     recorded = Recorded(events=len(values))
     client = server.client()
     conn = Conn("127.0.0.1", server.port)
     store: RedisStore
-    if variant == "main":
-        store = RecordingStore(client, recorded)
+    if variant in ("main", "watch"):  # watch: RedisStore's own commit without Lua (ADR 0021)
+        store = RecordingStore(client, recorded, load, "watch" if variant == "watch" else "script")
     elif variant == "b":
         store = FloorStore(client, conn)
     else:
-        store = CasStore(client, conn, per_key=variant == "c")
+        store = CasStore(client, conn, per_key=variant == "c", load=load)
     store.generation = GENERATION
     prepare(client, store)
     records = [RawRecord(value=v, topic="raw", partition=0, offset=i) for i, v in enumerate(values)]
@@ -225,8 +244,10 @@ class RawStore(RedisStore):
     """``RedisStore`` whose commit goes out on a :class:`Conn` (variant a: commit.lua as today,
     its arguments built by the store's own code)."""
 
-    def __init__(self, client: redis.Redis, conn: Conn) -> None:
-        super().__init__(client, prefix=PREFIX, seen_ttl_s=TTL_S)
+    def __init__(
+        self, client: redis.Redis, conn: Conn, load: Literal["script", "waves"] = "script"
+    ) -> None:
+        super().__init__(client, prefix=PREFIX, seen_ttl_s=TTL_S, load=load)
         self.conn = conn
         self.generation = GENERATION
         self._hand_over_settled.add(DEFAULT_SCOPE)  # prepare() settled it
@@ -341,8 +362,13 @@ def live_rounds(args: argparse.Namespace, values: list[bytes]) -> dict[str, list
     return live
 
 
-def replay_rounds(args: argparse.Namespace, recorded: Recorded) -> dict[str, list[dict[str, Any]]]:
-    """``--rounds`` alternating rounds of each replayed variant on a fresh server."""
+def replay_rounds(
+    args: argparse.Namespace,
+    recorded: Recorded,
+    replay: Callable[[str, Recorded, Server], dict[str, Any]] = replay,
+) -> dict[str, list[dict[str, Any]]]:
+    """``--rounds`` alternating rounds of each replayed variant on a fresh server (each
+    ``replay(variant, recorded, server)``'s figures; ``bench.load_waves`` replays its own)."""
     variants = args.variants.split(",")
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     for r in range(args.rounds):
@@ -363,6 +389,17 @@ def replay_rounds(args: argparse.Namespace, recorded: Recorded) -> dict[str, lis
     return runs
 
 
+def server_options(parser: argparse.ArgumentParser, port: int, data_dir: Path) -> None:
+    """The private servers' options (port, data, callgrind) and ``--json``."""
+    parser.add_argument("--port", type=int, default=port, help="the private servers' port")
+    parser.add_argument("--data-dir", type=Path, default=data_dir)
+    parser.add_argument("--callgrind", action="store_true", help="count Redis's instructions")
+    parser.add_argument(
+        "--keep-callgrind", action="store_true", help="keep callgrind's files in --data-dir"
+    )
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.redis_floor", description=__doc__)
     parser.add_argument("--events", type=int, default=20_000, help="events after the warm-up")
@@ -372,13 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         "--live-variants", default="main,b,cs", help="run_batch on each variant's store"
     )
     parser.add_argument("--live-rounds", type=int, default=0, help="alternating live rounds")
-    parser.add_argument("--port", type=int, default=26380, help="the private servers' port")
-    parser.add_argument("--data-dir", type=Path, default=Path("/tmp/floor9-redis"))
-    parser.add_argument("--callgrind", action="store_true", help="count Redis's instructions")
-    parser.add_argument(
-        "--keep-callgrind", action="store_true", help="keep callgrind's files in --data-dir"
-    )
-    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    server_options(parser, 26380, Path("/tmp/floor9-redis"))
     args = parser.parse_args(argv)
     values = simulator_values(args.events)
     n = len(values)

@@ -99,10 +99,14 @@ class MemoryHarness:
 
 class RedisHarness:
     def __init__(
-        self, client: redis.Redis, prefix: str, commit: Literal["script", "watch"] = "script"
+        self,
+        client: redis.Redis,
+        prefix: str,
+        commit: Literal["script", "watch"] = "script",
+        load: Literal["script", "waves"] = "script",
     ) -> None:
         self.client: Any = client  # redis-py's reply types are too loose to be useful here
-        self.redis = RedisStore(client, prefix=prefix, seen_ttl_s=3600, commit=commit)
+        self.redis = RedisStore(client, prefix=prefix, seen_ttl_s=3600, commit=commit, load=load)
         self.root = self.redis.keys.root
 
     @property
@@ -160,15 +164,20 @@ def _clean(client: redis.Redis, prefix: str) -> None:
         client.delete(*keys)
 
 
-@pytest.fixture(params=["memory", "redis-script", "redis-watch"])
+@pytest.fixture(
+    params=["memory", "redis-script", "redis-watch", "redis-waves", "redis-watch-waves"]
+)
 def store(request: pytest.FixtureRequest) -> Harness:
     """The reference store, and ``RedisStore`` with each commit (``commit.lua``, and the
-    commit without Lua of ADR 0021)."""
+    commit without Lua of ADR 0021) and each load (``load.lua``; ``-waves``: the load without
+    Lua of ADR 0022)."""
     if request.param == "memory":
         return MemoryHarness()
     client: redis.Redis = request.getfixturevalue("redis_client")
     prefix: str = request.getfixturevalue("redis_prefix")
-    return RedisHarness(client, prefix, "watch" if request.param == "redis-watch" else "script")
+    commit: Literal["script", "watch"] = "watch" if "watch" in request.param else "script"
+    load: Literal["script", "waves"] = "waves" if request.param.endswith("waves") else "script"
+    return RedisHarness(client, prefix, commit, load)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -706,13 +715,19 @@ def a_commit(draw: Callable[..., Any], i: str) -> Commit:
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(ops=operations())
-@pytest.mark.parametrize("commit", ["script", "watch"])
+@pytest.mark.parametrize(
+    ("commit", "load"),
+    [("script", "script"), ("watch", "script"), ("script", "waves"), ("watch", "waves")],
+)
 def test_both_implementations_agree_step_by_step(
-    redis_client: redis.Redis, commit: Literal["script", "watch"], ops: list[tuple[str, Any]]
+    redis_client: redis.Redis,
+    commit: Literal["script", "watch"],
+    load: Literal["script", "waves"],
+    ops: list[tuple[str, Any]],
 ) -> None:
     memory = MemoryHarness()
     prefix = f"loomtest-sbs-{uuid.uuid4().hex[:12]}"
-    red = RedisHarness(redis_client, prefix, commit)
+    red = RedisHarness(redis_client, prefix, commit, load)
     try:
         for step, (op, arg) in enumerate(ops):
             if op == "load":
