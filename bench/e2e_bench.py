@@ -522,6 +522,8 @@ def throughput(
         conflicted_batches = {lane: delta(lane, "loom_conflicted_batches") for lane in LANES}
         # LOOM_REDIS_COMMIT=watch: EXECs aborted by another commit of the lane (ADR 0021)
         aborts = {lane: delta(lane, "loom_commit_aborts") for lane in LANES}
+        # LOOM_REDIS_LOAD=waves: loads read again, a commit of the lane landed during them
+        torn = {lane: delta(lane, "loom_loads_torn") for lane in LANES}
         result: dict[str, Any] = {
             "workers": workers,
             "inventory_redis": "own" if inventory_redis_url else "shared",
@@ -529,6 +531,7 @@ def throughput(
             "record_keys": record_keys,
             # the workers' commit (LOOM_REDIS_COMMIT, inherited by their processes)
             "redis_commit": os.environ.get("LOOM_REDIS_COMMIT", "script"),
+            "redis_load": os.environ.get("LOOM_REDIS_LOAD", "script"),
             "loadavg_start": loadavg,
             "events": events,
             "bytes": size,
@@ -557,6 +560,7 @@ def throughput(
                     "commit_conflicts": conflicts[lane],
                     "conflicted_pct_of_parts": _pct(conflicts[lane], commit_parts[lane]),
                     "commit_aborts": aborts[lane],
+                    "loads_torn": torn[lane],
                     "conflicted_batches": conflicted_batches[lane],
                     "conflicted_pct_of_batches": _pct(
                         conflicted_batches[lane], int(batches[lane]["count"])

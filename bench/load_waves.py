@@ -161,7 +161,7 @@ def replay(variant: str, recorded: Recorded, server: Server) -> dict[str, Any]:
         if isinstance(store, HybridStore):
             round_trips += store.round_trips
         else:
-            round_trips += store._waves.round_trips if store._waves is not None else 1
+            round_trips += store.waves.round_trips if store.waves is not None else 1
         differing += loaded != expected
     n = recorded.events
     digest, _ = state_digest(client, PREFIX)

@@ -161,6 +161,7 @@ class WorkerMetrics:
     commit_parts: Counter  # loom_commit_parts_total (parts committed or conflicted)
     conflicted_batches: Counter  # loom_conflicted_batches_total (batches with >= 1 conflict)
     commit_aborts: Counter  # loom_commit_aborts_total (LOOM_REDIS_COMMIT=watch: EXECs aborted)
+    loads_torn: Counter  # loom_loads_torn_total (LOOM_REDIS_LOAD=waves: loads read again)
     recomputed_events: Counter  # loom_recomputed_events_total (events of conflicted parts)
     oversold: Counter  # loom_inventory_oversold_total
     lane_state: Gauge  # loom_lane_state{lane,state}: 1 for the current state
@@ -255,6 +256,12 @@ class WorkerMetrics:
                 "Commit calls of LOOM_REDIS_COMMIT=watch whose EXEC was aborted because another "
                 "commit of the lane came in between (the call reads and checks again; nothing "
                 "is computed again).",
+                registry=reg,
+            ),
+            loads_torn=Counter(
+                "loom_loads_torn_total",
+                "Batch loads of LOOM_REDIS_LOAD=waves during which a commit of the lane landed "
+                "(the load is read again, at most 5 times, then the batch is retried).",
                 registry=reg,
             ),
             recomputed_events=Counter(

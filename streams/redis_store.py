@@ -183,7 +183,7 @@ class RedisStore:
         #: marks the ids its load looked up, grouped once (not to be mutated)
         self._grouped: tuple[tuple[str, ...], dict[str, list[str]]] = ((), {})
         self._load = client.register_script(_script("load.lua"))
-        self._waves = WaveLoad(client, self.keys, seen_ttl_s) if load == "waves" else None
+        self.waves = WaveLoad(client, self.keys, seen_ttl_s) if load == "waves" else None
         self._commit = client.register_script(_script("commit.lua"))
         #: the commit without Lua, when chosen
         self.watch = WatchCommit(client, self.keys, seen_ttl_s) if commit == "watch" else None
@@ -219,9 +219,9 @@ class RedisStore:
         self._settle_hand_over(request.scope)
         groups = self._marker_groups(request.event_ids)
         loaded = None
-        if self._waves is not None:  # None during the marker hand-over: load.lua
+        if self.waves is not None:  # None during the marker hand-over: load.lua
             started = time.perf_counter()
-            loaded = self._waves.load(request, groups)
+            loaded = self.waves.load(request, groups)
             self._timed("load", started)
         if loaded is None:
             loaded = self._load_script(request, groups)

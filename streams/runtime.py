@@ -167,10 +167,13 @@ def build_runtime(settings: LoomSettings, lane: Lane = PROFILES) -> Runtime:
         seen_ttl_s=settings.dedupe_ttl_s,
         wait_replicas=settings.redis_wait_replicas,
         commit=settings.redis_commit,
+        load=settings.redis_load,
         on_call=lambda op, seconds: metrics.redis_call_seconds.labels(op=op).observe(seconds),
     )
     if store.watch is not None:
         store.watch.on_abort = metrics.commit_aborts.inc
+    if store.waves is not None:
+        store.waves.on_torn = metrics.loads_torn.inc
     consumer_name = f"{socket.gethostname()}-{os.getpid()}"
 
     def new_relay() -> OutboxRelay:

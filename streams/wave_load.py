@@ -38,7 +38,7 @@ During layout 1's marker hand-over (ADR 0016) the caller uses ``load.lua``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -218,6 +218,8 @@ class WaveLoad:
         #: figures of the last call: round trips, loads (> 1: the sequence moved)
         self.round_trips = 0
         self.loads = 0
+        #: told of each load torn by a commit (the sequence moved; ``loom_loads_torn_total``)
+        self.on_torn: Callable[[], None] | None = None
 
     def load(self, request: LoadRequest, groups: dict[str, list[str]]) -> Loaded | None:
         """``request``'s :class:`Loaded`, its event ids grouped by marker bucket as
@@ -231,6 +233,8 @@ class WaveLoad:
                 found = self._attempt(conn, request, groups)
                 if found is not False:
                     return found
+                if self.on_torn is not None:
+                    self.on_torn()
         except BaseException:
             conn.disconnect()  # replies may be left unread: never reuse it
             raise

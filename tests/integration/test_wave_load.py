@@ -157,11 +157,14 @@ def test_a_commit_between_waves_forces_a_reload(
         pipe.execute()
 
     waves = _CommitsBetweenWaves(redis_client, keys, merge, moves=1)
+    torn: list[None] = []
+    waves.on_torn = lambda: torn.append(None)  # as the worker's loom_loads_torn_total
     request = LoadRequest(identifiers=("email:a@x",), event_ids=("e1",))
     before = store.load(request)
     assert before.get(p1).fields["s"] == b"one"
     loaded = waves.load(request, marker_groups(request.event_ids))
     assert waves.loads == 2
+    assert len(torn) == 1
     assert loaded == store.load(request)  # load.lua's snapshot after the merge
     assert loaded is not None
     assert loaded.get(email).fields["p"] == b"p_2"
@@ -192,8 +195,8 @@ def test_during_the_marker_hand_over_the_script_loads(
     store = RedisStore(redis_client, prefix=redis_prefix, load="waves")
     redis_client.set(store.keys.seen("e-old"), 1)
     request = LoadRequest(event_ids=("e-old", "e-new"))
-    assert store._waves is not None
-    assert store._waves.load(request, marker_groups(request.event_ids)) is None
+    assert store.waves is not None
+    assert store.waves.load(request, marker_groups(request.event_ids)) is None
     assert store.load(request).seen == {"e-old"}
 
 

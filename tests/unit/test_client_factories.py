@@ -157,6 +157,7 @@ def test_the_worker_runtime_and_its_lane(
     assert isinstance(redis_options["command_packer"], RespPacker)
     assert redis_options["ssl_ca_certs"] == str(settings.redis_ssl_ca_file)
     assert runtime.store.watch is None  # LOOM_REDIS_COMMIT=script, the default
+    assert runtime.store.waves is None  # LOOM_REDIS_LOAD=script, the default
 
 
 def test_the_watch_commit_is_the_settings_choice_and_counts_its_aborts(
@@ -171,6 +172,21 @@ def test_the_watch_commit_is_the_settings_choice_and_counts_its_aborts(
     before = registry.get_sample_value("loom_commit_aborts_total") or 0.0
     watch.on_abort()
     assert registry.get_sample_value("loom_commit_aborts_total") == before + 1
+
+
+def test_the_waves_load_is_the_settings_choice_and_counts_torn_loads(
+    settings: LoomSettings, built: list[tuple[str, dict[str, Any]]]
+) -> None:
+    runtime = build_runtime(settings.model_copy(update={"redis_load": "waves"}))
+    waves = runtime.store.waves
+    assert waves is not None
+    assert waves.client is runtime.redis
+    assert runtime.store.watch is None  # each setting chooses its own half
+    assert waves.on_torn is not None
+    registry = runtime.metrics.registry
+    before = registry.get_sample_value("loom_loads_torn_total") or 0.0
+    waves.on_torn()
+    assert registry.get_sample_value("loom_loads_torn_total") == before + 1
 
 
 def test_producer_sdk_lag_reader_commit_tail_exporter_topics_and_probe(

@@ -133,6 +133,7 @@ def test_a_secret_set_twice_or_unreadable_is_one_line(
         ),
         ({"kafka_security_protocol": "TLS"}, "LOOM_KAFKA_SECURITY_PROTOCOL: Input should be"),
         ({"redis_commit": "lua"}, "LOOM_REDIS_COMMIT: Input should be 'script' or 'watch'"),
+        ({"redis_load": "lua"}, "LOOM_REDIS_LOAD: Input should be 'script' or 'waves'"),
     ],
 )
 def test_a_configuration_that_cannot_work_is_one_line_naming_it(
