@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
 import orjson
 import pytest
@@ -218,6 +218,32 @@ def test_killed_and_restarted_worker_loses_nothing_and_counts_nothing_twice(loom
 
 
 def test_two_workers_in_one_group_build_the_same_profiles_as_one(loom: Loom) -> None:
+    _two_workers_build_the_same_profiles_as_one(loom)
+
+
+#: A batch without Lua: ADR 0021's commit and ADR 0022's load.
+WITHOUT_LUA: Final = {"LOOM_REDIS_COMMIT": "watch", "LOOM_REDIS_LOAD": "waves"}
+
+
+@pytest.mark.parametrize(
+    "loom", ["plain", pytest.param("secured", marks=pytest.mark.secured)], indirect=True
+)
+def test_two_workers_without_lua_build_the_same_profiles_as_one(loom: Loom) -> None:
+    """Both settings on real workers (secured: Redis over TLS as the README's ACL user, so
+    its command list covers them): the same people, and the commits went through WATCH."""
+    before = _command_calls(loom, "watch")
+    _two_workers_build_the_same_profiles_as_one(loom, env=WITHOUT_LUA)
+    assert _command_calls(loom, "watch") > before
+
+
+def _command_calls(loom: Loom, command: str) -> int:
+    stats: dict[str, Any] = loom.redis.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def _two_workers_build_the_same_profiles_as_one(
+    loom: Loom, env: Mapping[str, str] | None = None
+) -> None:
     # conflict-free identity graph: person i is seen through 3 identifiers over 4 events,
     # and each event carries a different pair, so records of one person hit many partitions
     events: list[dict[str, Any]] = []
@@ -229,8 +255,8 @@ def test_two_workers_in_one_group_build_the_same_profiles_as_one(loom: Loom) -> 
             ev(f"t{i}-3", "login", "2026-11-01T09:02:00+01:00", e | c),
             ev(f"t{i}-4", "login", "2026-11-01T09:03:00+01:00", c | a),
         ]
-    loom.start_worker()
-    loom.start_worker()
+    loom.start_worker(env=env)
+    loom.start_worker(env=env)
     loom.produce(events)
     loom.wait_idle()
     expected = {

@@ -166,13 +166,19 @@ def events(tag: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize(
     "fault",
-    ["kill -9 of the primary", pytest.param("SENTINEL FAILOVER", marks=pytest.mark.secured_full)],
+    [
+        "kill -9 of the primary",
+        # ADR 0021's commit (WATCH, then WAIT on the same connection) and ADR 0022's load
+        "kill -9 of the primary, without Lua",
+        pytest.param("SENTINEL FAILOVER", marks=pytest.mark.secured_full),
+    ],
 )
 def test_workers_follow_the_new_primary_and_nothing_is_lost_or_doubled(
     fault: str, loom_on_sentinel: Loom, sentinel_setup: SentinelSetup
 ) -> None:
     loom = loom_on_sentinel
-    loom.start_worker()
+    without_lua = {"LOOM_REDIS_COMMIT": "watch", "LOOM_REDIS_LOAD": "waves"}
+    loom.start_worker(env=without_lua if fault.endswith("without Lua") else None)
     stream = events(f"fo{int(time.time())}")
     third = len(stream) // 3
 
