@@ -22,6 +22,7 @@ from streams.exporter import ExporterConfig, LagExporter
 from streams.lag import CommitLogTail, LagReader
 from streams.lane_runner import LaneRunner
 from streams.producer import TouchpointProducer
+from streams.redis_store import RedisStore
 from streams.resp import RespPacker
 from streams.runtime import build_runtime
 from streams.settings import LoomSettings
@@ -156,37 +157,39 @@ def test_the_worker_runtime_and_its_lane(
     assert (redis_options["username"], redis_options["password"]) == ("loom", "redis-secret")
     assert isinstance(redis_options["command_packer"], RespPacker)
     assert redis_options["ssl_ca_certs"] == str(settings.redis_ssl_ca_file)
+    assert isinstance(runtime.store, RedisStore)
     assert runtime.store.watch is None  # LOOM_REDIS_COMMIT=script, the default
     assert runtime.store.waves is None  # LOOM_REDIS_LOAD=script, the default
 
 
-def test_the_watch_commit_is_the_settings_choice_and_counts_its_aborts(
-    settings: LoomSettings, built: list[tuple[str, dict[str, Any]]]
+@pytest.mark.parametrize(
+    ("setting", "part", "other", "hook", "metric"),
+    [
+        (("redis_commit", "watch"), "watch", "waves", "on_abort", "loom_commit_aborts_total"),
+        (("redis_load", "waves"), "waves", "watch", "on_torn", "loom_loads_torn_total"),
+    ],
+)
+def test_a_batch_without_lua_is_the_settings_choice_and_counted(
+    settings: LoomSettings,
+    built: list[tuple[str, dict[str, Any]]],
+    setting: tuple[str, str],
+    part: str,
+    other: str,
+    hook: str,
+    metric: str,
 ) -> None:
-    runtime = build_runtime(settings.model_copy(update={"redis_commit": "watch"}))
-    watch = runtime.store.watch
-    assert watch is not None
-    assert watch.client is runtime.redis
-    assert watch.on_abort is not None
+    """``LOOM_REDIS_COMMIT=watch`` / ``LOOM_REDIS_LOAD=waves`` give the worker's store that half
+    on the worker's client, each on its own, its retries counted in the worker's metrics."""
+    name, value = setting
+    runtime = build_runtime(settings.model_copy(update={name: value}))
+    chosen = getattr(runtime.store, part)
+    assert chosen is not None
+    assert chosen.client is runtime.redis
+    assert getattr(runtime.store, other) is None  # each setting chooses its own half
     registry = runtime.metrics.registry
-    before = registry.get_sample_value("loom_commit_aborts_total") or 0.0
-    watch.on_abort()
-    assert registry.get_sample_value("loom_commit_aborts_total") == before + 1
-
-
-def test_the_waves_load_is_the_settings_choice_and_counts_torn_loads(
-    settings: LoomSettings, built: list[tuple[str, dict[str, Any]]]
-) -> None:
-    runtime = build_runtime(settings.model_copy(update={"redis_load": "waves"}))
-    waves = runtime.store.waves
-    assert waves is not None
-    assert waves.client is runtime.redis
-    assert runtime.store.watch is None  # each setting chooses its own half
-    assert waves.on_torn is not None
-    registry = runtime.metrics.registry
-    before = registry.get_sample_value("loom_loads_torn_total") or 0.0
-    waves.on_torn()
-    assert registry.get_sample_value("loom_loads_torn_total") == before + 1
+    before = registry.get_sample_value(metric) or 0.0
+    getattr(chosen, hook)()
+    assert registry.get_sample_value(metric) == before + 1
 
 
 def test_producer_sdk_lag_reader_commit_tail_exporter_topics_and_probe(
