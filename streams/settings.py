@@ -222,7 +222,7 @@ class LoomSettings(BaseSettings):
         "script",
         description="how a batch commits to Redis: `script` (`commit.lua`, one round trip) or "
         "`watch` (ADR 0021: one `WATCH`ed sequence key per lane, the checks in the worker, "
-        "`MULTI`/`EXEC`; no Lua, so less Redis CPU per event for a little more worker CPU). "
+        "`MULTI`/`EXEC`; no Lua: less Redis CPU per event, more worker CPU, ADR 0021). "
         "Both write the same keys and may run side by side",
     )
     redis_load: RedisLoad = Field(
@@ -230,7 +230,7 @@ class LoomSettings(BaseSettings):
         description="how a batch loads from Redis: `script` (`load.lua`, one atomic round "
         "trip) or `waves` (ADR 0022: the same walk in the worker, one pipelined round trip "
         "per step, read again when a commit of the lane lands in between; no Lua, so about a "
-        "third of the Redis work of a load for a few µs more worker CPU per event)",
+        "third of the Redis work of a load, more worker CPU per event, ADR 0022)",
     )
 
     # --- topics ---------------------------------------------------------------------------
