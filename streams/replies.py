@@ -18,14 +18,17 @@ instead, with ``read_response``'s semantics:
   disconnecting, the next reply still readable): the caller gets the first one beside the
   replies and decides (both callers raise it once all are read);
 * after the replies, the connection's next health check is pushed back as by each
-  ``read_response``.
-
+  ``read_response``;
 * on RESP3 (redis-py 8's default) a push message among the replies (hiredis'
   ``PushNotification``) goes to the parser's handlers and is not a reply, as in
   ``read_response``.
 
 Any other connection (no hiredis parser: redis-py's own RESP parsers, a caching proxy; or
 not connected) reads through ``read_response`` per reply, with the same answer.
+
+The reader and ``read_from_socket`` are redis-py's private attributes (redis-py 8.1, hiredis
+3.5, pinned by the lock): ``tests/unit/test_replies.py`` pins this module's answers to
+``read_response``'s on a socket pair, so an upgrade that changes them fails there.
 """
 
 from __future__ import annotations
