@@ -28,8 +28,9 @@ connection; TLS, AUTH/ACL, Sentinel as the client has them):
 6. ``EXEC`` aborted (nil): again from 1, up to ``max_attempts`` times, then
    ``CommitConflictError`` (retryable: the worker's ``BatchRunner`` runs the batch again).
 
-Each round trip is one packed buffer (``connection.send_packed_command``); replies are read
-with ``connection.read_response``. On any error during the call the connection is
+Each round trip is one packed buffer (``connection.send_packed_command``); its replies are
+read in one loop (``streams.replies.read_replies``), a reply that is an error raising once all
+are read. On any error during the call the connection is
 disconnected before it goes back to the pool, so no ``WATCH`` or ``MULTI`` state leaks; after
 the ``WATCH`` no round trip runs redis-py's health check (which may reconnect: the new
 connection would ``EXEC`` unguarded), so a connection lost in the window raises.
@@ -58,6 +59,7 @@ from streams.commit_commands import (
 )
 from streams.errors import StateLostError
 from streams.redis_keys import Keys, marker_groups
+from streams.replies import read_replies
 
 #: Attempts of one call before it raises ``CommitConflictError`` (ADR 0021: 10, never reached
 #: in the two-worker measurement, at most 3 with Redis slowed 30x).
@@ -133,8 +135,10 @@ class WatchCommit:
         would ``EXEC`` unguarded); a dropped connection raises instead."""
         self.round_trips += 1
         conn.send_packed_command(resp.packed(), check_health=not watching)
-        read = conn.read_response
-        return [read(disable_decoding=True) for _ in range(resp.count)]
+        replies, error = read_replies(conn, resp.count, decode=False)
+        if error is not None:  # e.g. a command refused inside MULTI: the call disconnects
+            raise error
+        return replies
 
     def _attempt(
         self,

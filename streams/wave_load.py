@@ -31,7 +31,8 @@ on a state that never existed.
 
 The commands go out on one connection of the client's pool (redis-py's, so TLS, AUTH and
 Sentinel work as for every other call), written into one buffer per wave
-(``streams.commit_commands.Resp``, as the watch commit's), one ``read_response`` per reply.
+(``streams.commit_commands.Resp``, as the watch commit's), its replies read in one loop
+(``streams.replies.read_replies``).
 During layout 1's marker hand-over (ADR 0016) the caller uses ``load.lua``
 (:meth:`WaveLoad.load` returns None).
 """
@@ -60,6 +61,7 @@ from resolvers.store import (
 from resolvers.tuples import new_tuple
 from streams.commit_commands import CHUNK, MarkerClock, Resp
 from streams.redis_keys import Keys
+from streams.replies import read_replies
 
 #: Loads of one call before :class:`LoadContendedError`.
 ATTEMPTS: Final = 5
@@ -254,15 +256,7 @@ class WaveLoad:
             self.between_waves()
         self.round_trips += 1
         conn.send_packed_command(wave.packed())
-        replies: list[Any] = []
-        error: redis.ResponseError | None = None
-        read = conn.read_response
-        for _ in range(wave.count):
-            try:
-                replies.append(read())
-            except redis.ResponseError as exc:
-                error = error or exc
-                replies.append(None)
+        replies, error = read_replies(conn, wave.count, decode=True)
         if error is not None:
             raise error
         return replies
