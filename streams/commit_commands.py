@@ -4,7 +4,10 @@ commit without Lua (``streams.watch_commit``, ADR 0021). No IO.
 * :class:`Resp`: commands written straight into the protocol (RESP), one pass: no tuple per
   command, no join per command; :meth:`Resp.packed` gives the round trip's bytes as chunks
   (an argument of ``streams.resp.OWN_CHUNK`` bytes or more, the outbox entry, is a chunk of its
-  own, as ``RespPacker`` sends it);
+  own, as ``RespPacker`` sends it). What runs once or more per event is written with few
+  Python operations (issue 17.2, twelfth pass): field names, short sizes and small versions
+  looked up, not formatted; a value referenced, copied once by the final join; a run of
+  single-key commands as one format each (:meth:`Resp.keyed_all`);
 * :func:`part_commands` and :class:`MarkerWriter`: what ``commit.lua``'s ``apply(part)`` does
   for a part whose checks passed, command for command (``DEL``/``HSET`` per written entity, the
   index and audience sets' ``SADD``/``SREM`` runs, the processed markers' ``HSET`` into their
@@ -37,7 +40,7 @@ HANDOVER_S: Final = 3600
 #: commit.lua's chunk for SADD/SREM runs, marker HSETs, EXISTS and HMGET
 CHUNK: Final = 500
 
-#: heads of :meth:`Resp.keyed` commands
+#: heads of :meth:`Resp.keyed_all` commands
 DEL: Final = b"*2\r\n$3\r\nDEL\r\n"
 EXISTS: Final = b"*2\r\n$6\r\nEXISTS\r\n"
 HGET_V: Final = (b"*3\r\n$4\r\nHGET\r\n", b"$1\r\nv\r\n")
@@ -115,27 +118,14 @@ class Resp:
             pieces.append(b"$%d\r\n%b\r\n" % (len(value), value))
         self.count += 1
 
-    def keyed(self, head: bytes, key: str, tail: bytes = b"") -> None:
-        """A command of a key: ``head`` (its count and name in RESP), the key, ``tail`` (the
-        rest in RESP): :data:`DEL`, :data:`HGET_V`, :data:`EXISTS`."""
-        k = key.encode()
-        self._pieces.append(b"%b$%d\r\n%b\r\n%b" % (head, len(k), k, tail))
-        self.count += 1
-
     def head(self, n_args: int, name: bytes, key: str) -> None:
         """The start of a command of ``n_args`` arguments (name and key included): the rest
-        follows with :meth:`bulk` / :meth:`raw`."""
+        follows with :meth:`pairs` / :meth:`raw`."""
         k = key.encode()
         self._pieces.append(
             b"*%d\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (n_args, len(name), name, len(k), k)
         )
         self.count += 1
-
-    def bulk(self, value: bytes) -> None:
-        if len(value) >= OWN_CHUNK:
-            self._own_chunk(value)
-        else:
-            self._pieces.append(b"$%d\r\n%b\r\n" % (len(value), value))
 
     def pairs(self, items: Iterable[tuple[str, bytes]], *, names: bool = True) -> None:
         """Field names (or any short text: ``names`` False, not remembered) and their values,
@@ -155,8 +145,9 @@ class Resp:
                 pieces = self._pieces
 
     def keyed_all(self, head: bytes, prefix: str, names: Iterable[str], tail: bytes = b"") -> None:
-        """:meth:`keyed` of the key ``prefix`` + name per name, in one pass: a load's
-        ``HMGET`` commands, a commit's ``HGET v`` and ``EXISTS`` of single keys."""
+        """A command of one key per name, in one pass: ``head`` (its count and name in RESP:
+        :data:`EXISTS`, :data:`HGET_V`...), the key ``prefix`` + name, ``tail`` (the rest in
+        RESP): a load's ``HMGET`` commands, a commit's ``HGET v`` and ``EXISTS``."""
         p = prefix.encode()
         head, p_, tail = (x.replace(b"%", b"%%") for x in (head, p, tail))  # literal in a format
         template = head + b"$%d\r\n" + p_ + b"%b\r\n" + tail
