@@ -27,7 +27,7 @@ import hiredis
 import redis
 
 from resolvers.pipeline import CommitConflictError
-from resolvers.store import DEFAULT_SCOPE, Commit, CommitResult, CommitStatus
+from resolvers.store import DEFAULT_SCOPE, Commit, CommitResult, CommitStatus, Ref
 from streams.commit_commands import (
     CHUNK,
     MarkerClock,
@@ -215,7 +215,7 @@ class Cas:
         clock = self._clock()
         reads = self._read(parts, clock)
         results = [
-            first_failure(p, self.keys, reads.versions, reads.suppressed, reads.processed)
+            first_failure(p, reads.versions, reads.suppressed, reads.processed)
             or CommitResult(CommitStatus.OK)
             for p in parts
         ]
@@ -250,9 +250,12 @@ class Cas:
         keys = self.keys
         present: list[str] = []
         absent: list[str] = []
+        refs: dict[str, Ref] = {}  # the checks read versions by entity
         for part in parts:
             for ref, v in part.expect.items():
-                (present if v else absent).append(keys.entity(ref))
+                key = keys.entity(ref)
+                refs[key] = ref
+                (present if v else absent).append(key)
         digests = [d for p in parts for d in p.unsuppressed]
         groups = marker_groups(e for p in parts for e in p.event_ids)
         lookup = [(k, b) for b in groups for k in clock.lookup_keys(b)]
@@ -272,7 +275,7 @@ class Cas:
         if self.generation is not None and found_generation != self.generation.encode():
             self._call([("UNWATCH",)])
             raise StateLostError("the generation marker moved: nothing was written")
-        reads = _Reads(versions={k: next(replies) for k in present})
+        reads = _Reads(versions={refs[k]: next(replies) for k in present})
         absent_found = sum(next(replies) for _ in absent_chunks)
         for chunk in digest_chunks:
             reads.suppressed.update(zip(chunk, next(replies), strict=True))
@@ -286,7 +289,7 @@ class Cas:
         if second:
             got = iter(self._call(second))
             if absent_found:
-                reads.versions.update((k, next(got)) for k in absent)
+                reads.versions.update((refs[k], next(got)) for k in absent)
             for _, chunk in batches:
                 reads.processed.update(e for e, hit in zip(chunk, next(got), strict=True) if hit)
         return reads
@@ -294,11 +297,11 @@ class Cas:
 
 @dataclass
 class _Reads:
-    """What a compare-and-set read: versions by key (a key not in it counts as absent), the
+    """What a compare-and-set read: versions by entity (one not in it counts as absent), the
     suppression hash's values by digest, the event ids found processed, the marker hashes
     that exist."""
 
-    versions: dict[str, bytes | None]
+    versions: dict[Ref, bytes | None]
     suppressed: dict[str, bytes | None] = field(default_factory=dict)
     processed: set[str] = field(default_factory=set)
     existing: set[str] = field(default_factory=set)

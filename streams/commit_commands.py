@@ -4,7 +4,10 @@ commit without Lua (``streams.watch_commit``, ADR 0021). No IO.
 * :class:`Resp`: commands written straight into the protocol (RESP), one pass: no tuple per
   command, no join per command; :meth:`Resp.packed` gives the round trip's bytes as chunks
   (an argument of ``streams.resp.OWN_CHUNK`` bytes or more, the outbox entry, is a chunk of its
-  own, as ``RespPacker`` sends it);
+  own, as ``RespPacker`` sends it). What runs once or more per event is written with few
+  Python operations (issue 17.2, twelfth pass): field names, short sizes and small versions
+  looked up, not formatted; a value referenced, copied once by the final join; a run of
+  single-key commands as one format each (:meth:`Resp.keyed_all`);
 * :func:`part_commands` and :class:`MarkerWriter`: what ``commit.lua``'s ``apply(part)`` does
   for a part whose checks passed, command for command (``DEL``/``HSET`` per written entity, the
   index and audience sets' ``SADD``/``SREM`` runs, the processed markers' ``HSET`` into their
@@ -22,9 +25,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Final
+from typing import Final, TypeVar
 
-from resolvers.store import Commit, CommitResult, CommitStatus, Kind
+from resolvers.store import Commit, CommitResult, CommitStatus, Kind, Ref
 from streams import outbox
 from streams.redis_keys import MARKER_BUCKETS, STREAM_MAXLEN, Keys, marker_groups, seen_segment
 from streams.resp import OWN_CHUNK
@@ -37,17 +40,37 @@ HANDOVER_S: Final = 3600
 #: commit.lua's chunk for SADD/SREM runs, marker HSETs, EXISTS and HMGET
 CHUNK: Final = 500
 
-#: heads of :meth:`Resp.keyed` commands
+#: heads of :meth:`Resp.keyed_all` commands
 DEL: Final = b"*2\r\n$3\r\nDEL\r\n"
 EXISTS: Final = b"*2\r\n$6\r\nEXISTS\r\n"
 HGET_V: Final = (b"*3\r\n$4\r\nHGET\r\n", b"$1\r\nv\r\n")
-#: RESP of the field names seen (a handful: a hash's fields, a stream's), up to _MAX_NAMES
-_NAMES: dict[str, bytes] = {}
 _MAX_NAMES: Final = 256
+
+
+class _Names(dict[str, bytes]):
+    """RESP of the field names seen (a handful: a hash's fields, a stream's), up to
+    :data:`_MAX_NAMES` remembered: ``names[name]``."""
+
+    def __missing__(self, name: str) -> bytes:
+        head = _bulk(name)
+        if len(self) < _MAX_NAMES:
+            self[name] = head
+        return head
+
+
+_NAMES: Final = _Names()
 _STREAM_HEAD: Final = b"$6\r\nMAXLEN\r\n$1\r\n~\r\n$%d\r\n%d\r\n$1\r\n*\r\n" % (
     len(str(STREAM_MAXLEN)),
     STREAM_MAXLEN,
 )
+
+
+#: RESP length heads ``$n\r\n`` of the short sizes, and bulk strings of the small integers
+#: (an entity's version), built once: an index instead of a format per value
+_SIZES: Final = tuple(b"$%d\r\n" % n for n in range(4096))
+_INTS: Final = tuple(b"$%d\r\n%d\r\n" % (len(b"%d" % n), n) for n in range(4096))
+_SADD: Final = b"$4\r\nSADD\r\n"
+_SREM: Final = b"$4\r\nSREM\r\n"
 
 
 def _bulk(value: bytes | str | int) -> bytes:
@@ -59,6 +82,11 @@ def _bulk(value: bytes | str | int) -> bytes:
     else:
         data = value  # type: ignore[assignment]
     return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+def bulks(values: Iterable[bytes]) -> bytes:
+    """``values`` as RESP bulk strings, one after the other (short values: no own chunk)."""
+    return b"".join([b"$%d\r\n%b\r\n" % (len(v), v) for v in values])
 
 
 class Resp:
@@ -90,44 +118,52 @@ class Resp:
             pieces.append(b"$%d\r\n%b\r\n" % (len(value), value))
         self.count += 1
 
-    def keyed(self, head: bytes, key: str, tail: bytes = b"") -> None:
-        """A command of a key: ``head`` (its count and name in RESP), the key, ``tail`` (the
-        rest in RESP): :data:`DEL`, :data:`HGET_V`, :data:`EXISTS`."""
-        k = key.encode()
-        self._pieces.append(b"%b$%d\r\n%b\r\n%b" % (head, len(k), k, tail))
-        self.count += 1
-
     def head(self, n_args: int, name: bytes, key: str) -> None:
         """The start of a command of ``n_args`` arguments (name and key included): the rest
-        follows with :meth:`bulk` / :meth:`raw`."""
+        follows with :meth:`pairs` / :meth:`raw`."""
         k = key.encode()
         self._pieces.append(
             b"*%d\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (n_args, len(name), name, len(k), k)
         )
         self.count += 1
 
-    def bulk(self, value: bytes) -> None:
-        if len(value) >= OWN_CHUNK:
-            self._own_chunk(value)
-        else:
-            self._pieces.append(b"$%d\r\n%b\r\n" % (len(value), value))
-
     def pairs(self, items: Iterable[tuple[str, bytes]], *, names: bool = True) -> None:
         """Field names (or any short text: ``names`` False, not remembered) and their values,
         in turn."""
-        pieces, known = self._pieces, _NAMES
+        pieces, known, sizes = self._pieces, _NAMES, _SIZES
+        short = len(sizes)
         for name, value in items:
-            head = known.get(name) if names else None
-            if head is None:
-                head = _bulk(name)
-                if names and len(known) < _MAX_NAMES:
-                    known[name] = head
-            if len(value) >= OWN_CHUNK:
+            head = known[name] if names else _bulk(name)
+            size = len(value)
+            if size < short:  # no format: the value is not copied before the final join
+                pieces += (head, sizes[size], value, b"\r\n")
+            elif size < OWN_CHUNK:
+                pieces += (head, b"$%d\r\n" % size, value, b"\r\n")
+            else:
                 pieces.append(head)
                 self._own_chunk(value)
                 pieces = self._pieces
-            else:
-                pieces.append(b"%b$%d\r\n%b\r\n" % (head, len(value), value))
+
+    def keyed_all(self, head: bytes, prefix: str, names: Iterable[str], tail: bytes = b"") -> None:
+        """A command of one key per name, in one pass: ``head`` (its count and name in RESP:
+        :data:`EXISTS`, :data:`HGET_V`...), the key ``prefix`` + name, ``tail`` (the rest in
+        RESP): a load's ``HMGET`` commands, a commit's ``HGET v`` and ``EXISTS``."""
+        p = prefix.encode()
+        head, p_, tail = (x.replace(b"%", b"%%") for x in (head, p, tail))  # literal in a format
+        template = head + b"$%d\r\n" + p_ + b"%b\r\n" + tail
+        n = len(p)
+        encoded = [template % (n + len(k), k) for k in map(str.encode, names)]
+        self._pieces.append(b"".join(encoded))
+        self.count += len(encoded)
+
+    def command(self, name: bytes, args: Sequence[str], members: Sequence[bytes] = ()) -> None:
+        """One command: ``name`` (in RESP: ``$6\\r\\nEXISTS\\r\\n``), ``args`` then ``members``
+        (short, already encoded): the checks' ``EXISTS``/``HMGET`` runs, ``SADD``/``SREM``."""
+        self._pieces.append(
+            b"*%d\r\n%b%b%b"
+            % (1 + len(args) + len(members), name, bulks(map(str.encode, args)), bulks(members))
+        )
+        self.count += 1
 
     def ids_marked(self, ids: Sequence[str]) -> None:
         """``id 1`` per event id: a marker hash's fields."""
@@ -202,7 +238,10 @@ class MarkerWriter:
     expiring: set[str] = field(default_factory=set)
     unlinked: bool = False
 
-    def mark(self, event_ids: Sequence[str], out: Resp) -> None:
+    def mark(
+        self, event_ids: Sequence[str], out: Resp, groups: Mapping[str, list[str]] | None = None
+    ) -> None:
+        """``event_ids`` marked (``groups``: them by bucket, if the caller has that already)."""
         c = self.clock
         if not c.width_stored:
             out.add("HSET", c.layout_key, "width", c.width)
@@ -214,7 +253,7 @@ class MarkerWriter:
             out.add("UNLINK", *(c.key(stale, str(b)) for b in range(MARKER_BUCKETS)))
             self.unlinked = True
         expire_at = (c.gen + c.k + 2) * c.width
-        for bucket, ids in marker_groups(event_ids).items():
+        for bucket, ids in (marker_groups(event_ids) if groups is None else groups).items():
             key = c.key(c.gen, bucket)
             new = key not in self.present
             for j in range(0, len(ids), CHUNK):
@@ -232,63 +271,120 @@ class MarkerWriter:
                 self.expiring.add(key)
 
 
-def part_commands(part: Commit, keys: Keys, markers: Mapping[str, MarkerWriter], out: Resp) -> None:
+def part_commands(
+    part: Commit,
+    keys: Keys,
+    markers: Mapping[str, MarkerWriter],
+    out: Resp,
+    groups: Mapping[str, list[str]] | None = None,
+) -> None:
     """The commands ``commit.lua``'s ``apply(part)`` runs, in its order, added to ``out``
-    (``markers``: the call's writer per scope)."""
-    all_writes = [*part.writes, *part.blind_writes]
-    refs = [w.ref for w in all_writes]
-    once = len(set(refs)) == len(refs)
-    n_checked = len(part.writes)
-    expect = part.expect
-    kinds = keys.kinds
-    index = {Kind.PROFILE: keys.profile_index, Kind.STOCK: keys.stock_index}
-    ops: list[tuple[str, bool, str]] = []
-    for n, w in enumerate(all_writes):
-        ref, fields = w.ref, w.fields
-        key = kinds[ref.kind] + ref.name
-        absent = n < n_checked and expect.get(ref) == 0 and (once or refs.count(ref) == 1)
-        if not absent:
-            out.keyed(DEL, key)
-        if fields:
-            out.head(4 + 2 * len(fields), b"HSET", key)
-            version = b"%d" % w.version
-            out.raw(b"$1\r\nv\r\n$%d\r\n%b\r\n" % (len(version), version))
-            out.pairs(fields.items())
-        set_key = index.get(ref.kind)
-        if set_key is not None:
-            ops.append((set_key, "d" in fields, ref.name))
+    (``markers``: the call's writer per scope; ``groups``: the part's event ids by marker
+    bucket, if known)."""
+    ops = _entity_writes(part, keys, out)
     for change in part.memberships:
-        ops.append((keys.audience(change.audience), change.member, change.profile_id))
-    for run in set_runs(ops):
-        out.add(*run)
-    markers[part.scope].mark(part.event_ids, out)
+        ops.append((keys.audience(change.audience), change.member, change.profile_id.encode()))
+    for command, set_key, members in set_runs(ops):
+        out.command(_SADD if command == "SADD" else _SREM, (set_key,), members)
+    markers[part.scope].mark(part.event_ids, out, groups)
     if part.suppress:
         out.head(2 + 2 * len(part.suppress), b"HSET", keys.suppressed)
         out.pairs(part.suppress.items(), names=False)  # digests: one each
-    stream_keys = keys.streams
-    for entry in part.streams:
-        out.head(6 + 2 * len(entry.fields), b"XADD", stream_keys[entry.stream])
-        out.raw(_STREAM_HEAD)
-        out.pairs(entry.fields.items())
-    for name, n in part.counters.items():
-        out.add("HINCRBY", keys.stats, name, str(n))
+    if part.streams:
+        heads: dict[str, bytes] = {}  # per stream: XADD's count-free head, its key, MAXLEN ~ *
+        for entry in part.streams:
+            fields = entry.fields
+            head = heads.get(entry.stream)
+            if head is None:
+                head = heads[entry.stream] = _bulk(keys.streams[entry.stream]) + _STREAM_HEAD
+            out.raw(b"*%d\r\n$4\r\nXADD\r\n%b" % (6 + 2 * len(fields), head))
+            out.pairs(fields.items())
+        out.count += len(part.streams)
+    if part.counters:
+        stats = _bulk(keys.stats)
+        out.raw(
+            b"".join(
+                [
+                    b"*4\r\n$7\r\nHINCRBY\r\n%b%b%b" % (stats, _bulk(name), _bulk(str(n)))
+                    for name, n in part.counters.items()
+                ]
+            )
+        )
+        out.count += len(part.counters)
 
 
-def set_runs(ops: Sequence[tuple[str, bool, str]]) -> list[tuple[str, ...]]:
+def _entity_writes(part: Commit, keys: Keys, out: Resp) -> list[tuple[str, bool, bytes]]:
+    """``apply(part)``'s first loop into ``out``: per written entity ``DEL`` (unless checked
+    absent, so it cannot exist) and ``HSET`` of ``v`` and its fields; the index sets'
+    operations, in order, for :func:`set_runs` (set key, add, member). About one entity per
+    event: :meth:`Resp.pairs` is inlined, the key encoded once, versions and sizes looked up."""
+    writes = [*part.writes, *part.blind_writes] if part.blind_writes else part.writes
+    refs = [w.ref for w in writes]
+    once = len(set(refs)) == len(refs)
+    n_checked = len(part.writes)
+    expect = part.expect
+    prefixes = {kind: prefix.encode() for kind, prefix in keys.kinds.items()}
+    index = {Kind.PROFILE: keys.profile_index, Kind.STOCK: keys.stock_index}
+    versions, sizes, names = _INTS, _SIZES, _NAMES
+    small, short = len(versions), len(sizes)
+    ops: list[tuple[str, bool, bytes]] = []
+    commands = 0
+    pieces = out._pieces
+    for n, w in enumerate(writes):
+        ref, fields = w.ref, w.fields
+        name = ref.name.encode()
+        key = prefixes[ref.kind] + name
+        key = b"$%d\r\n%b\r\n" % (len(key), key)
+        absent = n < n_checked and expect.get(ref) == 0 and (once or refs.count(ref) == 1)
+        if fields:
+            v = w.version
+            version = versions[v] if 0 <= v < small else _bulk(v)
+            size = 4 + 2 * len(fields)
+            if absent:
+                pieces.append(b"*%d\r\n$4\r\nHSET\r\n%b$1\r\nv\r\n%b" % (size, key, version))
+                commands += 1
+            else:
+                pieces.append(
+                    b"%b%b*%d\r\n$4\r\nHSET\r\n%b$1\r\nv\r\n%b" % (DEL, key, size, key, version)
+                )
+                commands += 2
+            for field_name, value in fields.items():
+                size = len(value)
+                if size < short:  # the value is copied once, by the final join
+                    pieces += (names[field_name], sizes[size], value, b"\r\n")
+                else:
+                    out.pairs(((field_name, value),))
+                    pieces = out._pieces  # a new list after a chunk of its own
+        elif not absent:
+            pieces.append(DEL + key)
+            commands += 1
+        set_key = index.get(ref.kind)
+        if set_key is not None:
+            ops.append((set_key, "d" in fields, name))
+    out.count += commands
+    return ops
+
+
+T = TypeVar("T")
+
+
+def set_runs(ops: Sequence[tuple[str, bool, T]]) -> list[tuple[str, str, list[T]]]:
     """A run of the same set and operation as one SADD/SREM of up to 500 members, as
-    ``commit.lua`` sends them (the same effect as one command per member, in order)."""
-    out: list[tuple[str, ...]] = []
-    run: list[str] = []
+    ``commit.lua`` sends them (the same effect as one command per member, in order):
+    (``SADD``/``SREM``, set key, members)."""
+    out: list[tuple[str, str, list[T]]] = []
+    run: list[T] = []
+    key = ""
     add = False
     for set_key, op, member in ops:
-        if run and (set_key != run[0] or op != add or len(run) > CHUNK):
-            out.append(("SADD" if add else "SREM", *run))
+        if run and (set_key != key or op != add or len(run) >= CHUNK):
+            out.append(("SADD" if add else "SREM", key, run))
             run = []
         if not run:
-            run, add = [set_key], op
+            key, add = set_key, op
         run.append(member)
     if run:
-        out.append(("SADD" if add else "SREM", *run))
+        out.append(("SADD" if add else "SREM", key, run))
     return out
 
 
@@ -302,17 +398,16 @@ def outbox_command(keys: Keys, written: Sequence[Commit], out: Resp) -> None:
 
 def first_failure(
     part: Commit,
-    keys: Keys,
-    versions: Mapping[str, bytes | None],
+    versions: Mapping[Ref, bytes | None],
     suppressed: Mapping[str, bytes | None],
     processed: set[str] | frozenset[str],
 ) -> CommitResult | None:
     """``commit.lua``'s ``check(part)`` on values read before: ``versions`` = field ``v`` per
-    entity key read (a key not in it counts as absent), ``suppressed`` = the suppression hash's
+    entity read (one not in it counts as absent), ``suppressed`` = the suppression hash's
     value per digest read, ``processed`` = the event ids found marked in the part's scope. None
     if it passes."""
     for ref, expected in part.expect.items():
-        found = versions.get(keys.entity(ref))
+        found = versions.get(ref)
         if (found or b"0") != str(expected).encode():
             return CommitResult(CommitStatus.CONFLICT, str(ref))
     for digest in part.unsuppressed:

@@ -40,12 +40,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Final
 
 import redis
 
 from resolvers.pipeline import CommitConflictError
-from resolvers.store import Commit, CommitResult, CommitStatus
+from resolvers.store import Commit, CommitResult, CommitStatus, Ref
 from streams.commit_commands import (
     CHUNK,
     EXISTS,
@@ -60,6 +61,10 @@ from streams.commit_commands import (
 from streams.errors import StateLostError
 from streams.redis_keys import Keys, marker_groups
 from streams.replies import read_replies
+
+#: heads of the checks' multi-key commands, in RESP
+_EXISTS: Final = b"$6\r\nEXISTS\r\n"
+_HMGET: Final = b"$5\r\nHMGET\r\n"
 
 #: Attempts of one call before it raises ``CommitConflictError`` (ADR 0021: 10, never reached
 #: in the two-worker measurement, at most 3 with Redis slowed 30x).
@@ -169,14 +174,14 @@ class WatchCommit:
             self.fallbacks += 1
             return FALLBACK
         reads = self._read(conn, parts, clocks, generation)
-        results = _check(parts, keys, reads)
+        results = _check(parts, reads)
         written = [p for p, r in zip(parts, results, strict=True) if r is None]
         out = Resp()
         if written:
             out.add("MULTI")
             writers = {s: MarkerWriter(c, present=reads.existing) for s, c in clocks.items()}
             for part in written:
-                part_commands(part, keys, writers, out)
+                part_commands(part, keys, writers, out, reads.groups_of(part, len(parts)))
             outbox_command(keys, written, out)
             for scope in dict.fromkeys(p.scope for p in written):
                 out.add("INCR", keys.commit_seq(scope))
@@ -215,7 +220,7 @@ class WatchCommit:
                 f"{generation} (restarted without its data, flushed or replaced); nothing of "
                 f"this batch was written"
             )
-        reads = _Reads(versions={k: next(replies) for k in ask.present})
+        reads = _Reads(versions={ref: next(replies) for ref in ask.present}, groups=ask.groups)
         absent_found = sum(next(replies) for _ in ask.absent_chunks)
         for chunk in ask.digest_chunks:
             reads.suppressed.update(zip(chunk, next(replies), strict=True))
@@ -225,20 +230,19 @@ class WatchCommit:
         second = Resp()
         if absent_found:  # an expected-absent key exists: its version decides, as in Lua
             for chunk in ask.absent_chunks:
-                for k in chunk:
-                    second.keyed(HGET_V[0], k, HGET_V[1])
+                second.keyed_all(HGET_V[0], "", chunk, HGET_V[1])
         batches = [
             (scope, key, chunk)
             for scope, key, b in existing
             for chunk in _chunks(ask.groups[scope][b])
         ]
         for _, key, chunk in batches:
-            second.add("HMGET", key, *chunk)
+            second.command(_HMGET, (key, *chunk))
         if not second.count:
             return reads
         got = iter(self._round_trip(conn, second))
         if absent_found:
-            reads.versions.update((k, next(got)) for c in ask.absent_chunks for k in c)
+            reads.versions.update((ref, next(got)) for ref in ask.absent)
         for scope, _, chunk in batches:
             found = reads.processed[scope]
             found.update(e for e, hit in zip(chunk, next(got), strict=True) if hit)
@@ -247,11 +251,12 @@ class WatchCommit:
 
 @dataclass(frozen=True, slots=True)
 class _Asked:
-    """What a call's checks read: the entity keys expected to exist, the expected-absent ones
-    and the unsuppressed digests per 500, the event ids per scope and bucket, and the marker
-    hashes a lookup reads (scope, key, bucket)."""
+    """What a call's checks read: the entities expected to exist, the expected-absent ones
+    (their keys per 500), the unsuppressed digests per 500, the event ids per scope and bucket,
+    and the marker hashes a lookup reads (scope, key, bucket)."""
 
-    present: list[str]
+    present: list[Ref]
+    absent: list[Ref]
     absent_chunks: list[list[str]]
     digest_chunks: list[list[str]]
     groups: dict[str, dict[str, list[str]]]
@@ -259,20 +264,26 @@ class _Asked:
 
     @classmethod
     def of(cls, parts: Sequence[Commit], keys: Keys, clocks: dict[str, MarkerClock]) -> _Asked:
-        present: dict[str, None] = {}
-        absent: dict[str, None] = {}
+        present: dict[Ref, None] = {}
+        absent: dict[Ref, None] = {}
         for part in parts:
             for ref, v in part.expect.items():
-                (present if v else absent)[keys.entity(ref)] = None
-        groups = {
-            scope: marker_groups(
-                dict.fromkeys(e for p in parts if p.scope == scope for e in p.event_ids)
-            )
-            for scope in clocks
-        }
+                (present if v else absent)[ref] = None
+        kinds = keys.kinds
+        if len(clocks) == 1:  # a lane's call: one scope, no id filtered out
+            ids = chain.from_iterable(p.event_ids for p in parts)
+            groups = {scope: marker_groups(dict.fromkeys(ids)) for scope in clocks}
+        else:
+            groups = {
+                scope: marker_groups(
+                    dict.fromkeys(e for p in parts if p.scope == scope for e in p.event_ids)
+                )
+                for scope in clocks
+            }
         return cls(
             present=list(present),
-            absent_chunks=_chunks(list(absent)),
+            absent=list(absent),
+            absent_chunks=_chunks([kinds[ref.kind] + ref.name for ref in absent]),
             digest_chunks=_chunks(list(dict.fromkeys(d for p in parts for d in p.unsuppressed))),
             groups=groups,
             lookup=[
@@ -291,41 +302,52 @@ class _Asked:
         cmds.add("WATCH", *watched, *([keys.generation] if generation is not None else []))
         if generation is not None:
             cmds.add("GET", keys.generation)
-        for k in self.present:
-            cmds.keyed(HGET_V[0], k, HGET_V[1])
+        head, tail = HGET_V
+        kinds = keys.kinds
+        cmds.keyed_all(head, "", [kinds[ref.kind] + ref.name for ref in self.present], tail)
         for chunk in self.absent_chunks:
-            cmds.add("EXISTS", *chunk)
+            cmds.command(_EXISTS, chunk)
+        suppressed = (keys.suppressed,)
         for chunk in self.digest_chunks:
-            cmds.add("HMGET", keys.suppressed, *chunk)
-        for _, k, _ in self.lookup:
-            cmds.keyed(EXISTS, k)
+            cmds.command(_HMGET, (*suppressed, *chunk))
+        cmds.keyed_all(EXISTS, "", [k for _, k, _ in self.lookup])
         return cmds
 
 
 @dataclass
 class _Reads:
-    """What round trips 2 and 3 read: versions by entity key (a key not in it counts as
+    """What round trips 2 and 3 read: versions by entity (one not in it counts as
     absent), the suppression hash's values by digest, the event ids found processed per
     scope, the marker hashes that exist."""
 
-    versions: dict[str, bytes | None]
+    versions: dict[Ref, bytes | None]
     suppressed: dict[str, bytes | None] = field(default_factory=dict)
     processed: dict[str, set[str]] = field(default_factory=dict)
     existing: set[str] = field(default_factory=set)
+    #: the call's event ids per scope by marker bucket (``_Asked.groups``)
+    groups: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+
+    def groups_of(self, part: Commit, n_parts: int) -> dict[str, list[str]] | None:
+        """``part``'s event ids by bucket when the call's are exactly its own (one part, no
+        id twice): then the commit does not bucket them again."""
+        groups = self.groups.get(part.scope)
+        if n_parts != 1 or groups is None:
+            return None
+        return groups if sum(map(len, groups.values())) == len(part.event_ids) else None
 
 
-def _check(parts: Sequence[Commit], keys: Keys, reads: _Reads) -> list[CommitResult | None]:
+def _check(parts: Sequence[Commit], reads: _Reads) -> list[CommitResult | None]:
     """Each part's first failure (None: it passes), in order; a passed part's writes are what
     the next parts see, as in ``commit.lua`` (parts are meant to be disjoint: this keeps the
     answers equal when they are not)."""
     out: list[CommitResult | None] = []
     versions, suppressed, processed = reads.versions, reads.suppressed, reads.processed
     for part in parts:
-        failed = first_failure(part, keys, versions, suppressed, processed[part.scope])
+        failed = first_failure(part, versions, suppressed, processed[part.scope])
         out.append(failed)
         if failed is None and len(parts) > 1:
             for w in (*part.writes, *part.blind_writes):
-                versions[keys.entity(w.ref)] = str(w.version).encode() if w.fields else None
+                versions[w.ref] = str(w.version).encode() if w.fields else None
             suppressed.update(part.suppress)
             processed[part.scope].update(part.event_ids)
     return out

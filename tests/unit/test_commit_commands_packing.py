@@ -1,0 +1,149 @@
+"""The watch commit's commands written straight into RESP (issue 17.2, twelfth pass) are byte
+for byte what redis-py's own packer makes of the same commands as tuples: a part's writes as
+``commit.lua``'s ``apply(part)`` does them, and :class:`Resp`'s runs of single-key commands and
+multi-argument commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from redis.connection import HiredisRespSerializer
+
+from resolvers.store import Commit, Kind, MembershipChange, Ref, StreamEntry, Write
+from streams import commit_commands as fc
+from streams.redis_keys import STREAM_MAXLEN, Keys
+from streams.watch_commit import _Reads
+
+KEYS = Keys("lo%om")  # a '%' in the prefix: the formats must take it literally
+TTL = 7 * 24 * 3600
+
+
+def packed(*commands: tuple[Any, ...]) -> bytes:
+    packer = HiredisRespSerializer()
+    return b"".join(b"".join(packer.pack(*c)) for c in commands)
+
+
+def sized(sizes: st.SearchStrategy[int]) -> st.SearchStrategy[bytes]:
+    return sizes.map(lambda n: b"%" * (n % 3) + b"x" * (n - n % 3))
+
+
+#: around the looked-up sizes' end (4096) and the own-chunk threshold
+VALUES = sized(
+    st.one_of(
+        st.integers(0, 40), st.integers(4090, 4100), st.integers(fc.OWN_CHUNK - 2, fc.OWN_CHUNK + 2)
+    )
+)
+NAMES = st.one_of(st.sampled_from(["d", "s", "i", "r", "p", "h"]), st.text(min_size=1, max_size=6))
+REFS = st.builds(
+    Ref, st.sampled_from(list(Kind)), st.one_of(st.sampled_from(["a", "b"]), st.text(max_size=8))
+)
+VERSIONS = st.one_of(st.integers(0, 5000), st.integers(0, 2**40))
+writes = st.builds(Write, REFS, VERSIONS, st.dictionaries(NAMES, VALUES, max_size=4))
+parts = st.builds(
+    Commit,
+    expect=st.dictionaries(REFS, st.integers(0, 3), max_size=6),
+    event_ids=st.lists(st.text(max_size=6), unique=True, max_size=6).map(tuple),
+    writes=st.lists(writes, max_size=6),
+    blind_writes=st.lists(writes, max_size=2),
+    suppress=st.dictionaries(st.text(max_size=6), VALUES, max_size=2),
+    streams=st.lists(
+        st.builds(
+            StreamEntry,
+            st.sampled_from(["profiles", "inventory"]),
+            st.dictionaries(NAMES, VALUES, max_size=3),
+        ),
+        max_size=3,
+    ),
+    counters=st.dictionaries(st.text(max_size=8), st.integers(-(2**40), 2**40), max_size=3),
+    memberships=st.lists(
+        st.builds(MembershipChange, st.text(max_size=5), st.text(max_size=5), st.booleans()),
+        max_size=4,
+    ),
+)
+
+
+def reference(part: Commit, clock: fc.MarkerClock) -> tuple[bytes, int]:
+    """``apply(part)``'s commands as tuples through redis-py's packer (the markers' from a
+    :class:`fc.MarkerWriter` of its own), and how many."""
+    cmds: list[tuple[Any, ...]] = []
+    writes = [*part.writes, *part.blind_writes]
+    refs = [w.ref for w in writes]
+    index = {Kind.PROFILE: KEYS.profile_index, Kind.STOCK: KEYS.stock_index}
+    ops: list[tuple[str, bool, str]] = []
+    for n, w in enumerate(writes):
+        key = KEYS.entity(w.ref)
+        if not (n < len(part.writes) and part.expect.get(w.ref) == 0 and refs.count(w.ref) == 1):
+            cmds.append(("DEL", key))
+        if w.fields:
+            cmds.append(("HSET", key, "v", w.version, *(x for f in w.fields.items() for x in f)))
+        if w.ref.kind in index:
+            ops.append((index[w.ref.kind], "d" in w.fields, w.ref.name))
+    ops += [(KEYS.audience(c.audience), c.member, c.profile_id) for c in part.memberships]
+    cmds += [(name, key, *members) for name, key, members in fc.set_runs(ops)]
+    before = packed(*cmds)
+    markers = fc.Resp()
+    fc.MarkerWriter(clock).mark(part.event_ids, markers)
+    after: list[tuple[Any, ...]] = []
+    if part.suppress:
+        after.append(("HSET", KEYS.suppressed, *(x for f in part.suppress.items() for x in f)))
+    for entry in part.streams:
+        flat = (x for f in entry.fields.items() for x in f)
+        after.append(("XADD", KEYS.stream(entry.stream), "MAXLEN", "~", STREAM_MAXLEN, "*", *flat))
+    after += [("HINCRBY", KEYS.stats, name, str(n)) for name, n in part.counters.items()]
+    data = before + b"".join(markers.packed()) + packed(*after)
+    return data, len(cmds) + markers.count + len(after)
+
+
+@settings(max_examples=300, deadline=None)
+@given(parts, st.booleans())
+def test_a_part_is_written_as_redis_py_packs_its_commands(part: Commit, bucketed: bool) -> None:
+    """Entities (checked absent or not, a ref written twice), index and audience runs, markers
+    (bucketed by the caller or not), suppressions, stream entries and counters."""
+    clock = fc.MarkerClock.at(KEYS, part.scope, TTL, now=1_000_000, width=TTL // 4, since=0)
+    out = fc.Resp()
+    groups = fc.marker_groups(part.event_ids) if bucketed else None
+    fc.part_commands(part, KEYS, {part.scope: fc.MarkerWriter(clock)}, out, groups)
+    data, count = reference(part, clock)
+    assert b"".join(out.packed()) == data
+    assert out.count == count
+    assert all(len(c) >= fc.OWN_CHUNK for c in out.packed()[1::2])  # large values: alone
+
+
+TEXT = st.text(max_size=12)
+
+
+@given(
+    st.sampled_from([fc.EXISTS, fc.DEL, fc.HGET_V[0], b"*2\r\n$3\r\n%d%\r\n"]),
+    TEXT,
+    st.lists(TEXT, max_size=5),
+)
+def test_keyed_all_is_one_command_per_key(head: bytes, prefix: str, names: list[str]) -> None:
+    tails = {fc.HGET_V[0]: fc.HGET_V[1]}
+    tail = tails.get(head, b"")
+    extra = (b"v",) if tail else ()
+    name = head.split(b"\r\n")[2]
+    out = fc.Resp()
+    out.keyed_all(head, prefix, names, tail)
+    assert b"".join(out.packed()) == packed(*((name, prefix + n, *extra) for n in names))
+    assert out.count == len(names)
+
+
+@given(st.sampled_from([b"EXISTS", b"HMGET", b"S%ADD"]), st.lists(TEXT), st.lists(st.binary()))
+def test_command_packs_its_arguments_then_its_members(
+    name: bytes, args: list[str], members: list[bytes]
+) -> None:
+    out = fc.Resp()
+    out.command(b"$%d\r\n%b\r\n" % (len(name), name), args, members)
+    assert b"".join(out.packed()) == packed((name, *args, *members))
+    assert out.count == 1
+
+
+def test_the_read_buckets_are_reused_only_for_a_single_part_without_repeated_ids() -> None:
+    ids = ["e1", "e2", "e3"]
+    reads = _Reads(versions={}, groups={"profiles": fc.marker_groups(ids)})
+    assert reads.groups_of(Commit({}, tuple(ids)), 1) == fc.marker_groups(ids)
+    assert reads.groups_of(Commit({}, tuple(ids)), 2) is None  # the call's ids, not the part's
+    assert reads.groups_of(Commit({}, ("e1", "e1", "e2", "e3")), 1) is None  # deduplicated
+    assert reads.groups_of(Commit({}, tuple(ids), scope="inventory"), 1) is None
