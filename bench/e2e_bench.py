@@ -89,6 +89,11 @@ WARMUP_S: Final = 5.0
 BATCH = "loom_batch_size"
 REDIS_CALL = "loom_redis_call_seconds"
 
+#: the settings' defaults of what the bench reports (the workers' own, unless set)
+_DEFAULTS: Final = {
+    name: str(LoomSettings.model_fields[name].default) for name in ("redis_commit", "redis_load")
+}
+
 
 def say(msg: str) -> None:
     print(f"  [e2e] {msg}", file=sys.stderr, flush=True)
@@ -529,9 +534,9 @@ def throughput(
             "inventory_redis": "own" if inventory_redis_url else "shared",
             "inventory_routing": routing,
             "record_keys": record_keys,
-            # the workers' commit (LOOM_REDIS_COMMIT, inherited by their processes)
-            "redis_commit": os.environ.get("LOOM_REDIS_COMMIT", "script"),
-            "redis_load": os.environ.get("LOOM_REDIS_LOAD", "script"),
+            # the workers' commit and load (LOOM_REDIS_COMMIT/LOAD, inherited by their processes)
+            "redis_commit": os.environ.get("LOOM_REDIS_COMMIT", _DEFAULTS["redis_commit"]),
+            "redis_load": os.environ.get("LOOM_REDIS_LOAD", _DEFAULTS["redis_load"]),
             "loadavg_start": loadavg,
             "events": events,
             "bytes": size,

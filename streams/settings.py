@@ -219,18 +219,18 @@ class LoomSettings(BaseSettings):
         "committed (Redis WAIT); 1 with one replica makes a failover lose nothing",
     )
     redis_commit: RedisCommit = Field(
-        "script",
-        description="how a batch commits to Redis: `script` (`commit.lua`, one round trip) or "
-        "`watch` (ADR 0021: one `WATCH`ed sequence key per lane, the checks in the worker, "
-        "`MULTI`/`EXEC`; no Lua: less Redis CPU per event, more worker CPU, ADR 0021). "
-        "Both write the same keys and may run side by side",
+        "watch",
+        description="how a batch commits to Redis: `watch` (ADR 0021: one `WATCH`ed sequence "
+        "key per lane, the checks in the worker, `MULTI`/`EXEC`; no Lua, about half of a "
+        "commit's Redis work; the default, ADR 0023) or `script` (`commit.lua`, one round "
+        "trip). Both write the same keys and may run side by side",
     )
     redis_load: RedisLoad = Field(
-        "script",
-        description="how a batch loads from Redis: `script` (`load.lua`, one atomic round "
-        "trip) or `waves` (ADR 0022: the same walk in the worker, one pipelined round trip "
-        "per step, read again when a commit of the lane lands in between; no Lua, so about a "
-        "third of the Redis work of a load, more worker CPU per event, ADR 0022)",
+        "waves",
+        description="how a batch loads from Redis: `waves` (ADR 0022: `load.lua`'s walk in "
+        "the worker, one pipelined round trip per step, read again when a commit of the lane "
+        "lands in between; no Lua, about a third of a load's Redis work; the default, ADR "
+        "0023) or `script` (`load.lua`, one atomic round trip)",
     )
 
     # --- topics ---------------------------------------------------------------------------

@@ -217,23 +217,26 @@ def test_killed_and_restarted_worker_loses_nothing_and_counts_nothing_twice(loom
     assert stock["locations"]["oslo-1"]["on_hand"] == -customers
 
 
-def test_two_workers_in_one_group_build_the_same_profiles_as_one(loom: Loom) -> None:
-    _two_workers_build_the_same_profiles_as_one(loom)
-
-
-#: A batch without Lua: ADR 0021's commit and ADR 0022's load.
-WITHOUT_LUA: Final = {"LOOM_REDIS_COMMIT": "watch", "LOOM_REDIS_LOAD": "waves"}
+#: A batch through the scripts, ``commit.lua`` and ``load.lua`` (the default: without Lua,
+#: ADRs 0021, 0022, 0023).
+WITH_LUA: Final = {"LOOM_REDIS_COMMIT": "script", "LOOM_REDIS_LOAD": "script"}
 
 
 @pytest.mark.parametrize(
     "loom", ["plain", pytest.param("secured", marks=pytest.mark.secured)], indirect=True
 )
-def test_two_workers_without_lua_build_the_same_profiles_as_one(loom: Loom) -> None:
-    """Both settings on real workers (secured: Redis over TLS as the README's ACL user, so
-    its command list covers them): the same people, and the commits went through WATCH."""
-    before = _command_calls(loom, "watch")
-    _two_workers_build_the_same_profiles_as_one(loom, env=WITHOUT_LUA)
-    assert _command_calls(loom, "watch") > before
+@pytest.mark.parametrize(
+    ("env", "command"), [(None, "watch"), (WITH_LUA, "evalsha")], ids=["default", "with Lua"]
+)
+def test_two_workers_in_one_group_build_the_same_profiles_as_one(
+    loom: Loom, env: Mapping[str, str] | None, command: str
+) -> None:
+    """Two real workers of one group, by default (a batch without Lua) and with the scripts
+    (secured: Redis over TLS as the README's ACL user, so its command list covers both): the
+    same people, and the commits went the chosen way (``WATCH``, or ``EVALSHA``)."""
+    before = _command_calls(loom, command)
+    _two_workers_build_the_same_profiles_as_one(loom, env=env)
+    assert _command_calls(loom, command) > before
 
 
 def _command_calls(loom: Loom, command: str) -> int:

@@ -167,9 +167,9 @@ def events(tag: str) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(
     "fault",
     [
+        # the default: ADR 0021's commit (WATCH, then WAIT on the same connection), ADR 0022's load
         "kill -9 of the primary",
-        # ADR 0021's commit (WATCH, then WAIT on the same connection) and ADR 0022's load
-        "kill -9 of the primary, without Lua",
+        "kill -9 of the primary, with Lua",  # commit.lua, load.lua
         pytest.param("SENTINEL FAILOVER", marks=pytest.mark.secured_full),
     ],
 )
@@ -177,8 +177,8 @@ def test_workers_follow_the_new_primary_and_nothing_is_lost_or_doubled(
     fault: str, loom_on_sentinel: Loom, sentinel_setup: SentinelSetup
 ) -> None:
     loom = loom_on_sentinel
-    without_lua = {"LOOM_REDIS_COMMIT": "watch", "LOOM_REDIS_LOAD": "waves"}
-    loom.start_worker(env=without_lua if fault.endswith("without Lua") else None)
+    with_lua = {"LOOM_REDIS_COMMIT": "script", "LOOM_REDIS_LOAD": "script"}
+    loom.start_worker(env=with_lua if fault.endswith("with Lua") else None)
     stream = events(f"fo{int(time.time())}")
     third = len(stream) // 3
 

@@ -158,34 +158,34 @@ def test_the_worker_runtime_and_its_lane(
     assert isinstance(redis_options["command_packer"], RespPacker)
     assert redis_options["ssl_ca_certs"] == str(settings.redis_ssl_ca_file)
     assert isinstance(runtime.store, RedisStore)
-    assert runtime.store.watch is None  # LOOM_REDIS_COMMIT=script, the default
-    assert runtime.store.waves is None  # LOOM_REDIS_LOAD=script, the default
+    assert runtime.store.watch is not None  # LOOM_REDIS_COMMIT=watch, the default
+    assert runtime.store.waves is not None  # LOOM_REDIS_LOAD=waves, the default
 
 
 @pytest.mark.parametrize(
-    ("setting", "part", "other", "hook", "metric"),
+    ("scripted", "part", "other", "hook", "metric"),
     [
-        (("redis_commit", "watch"), "watch", "waves", "on_abort", "loom_commit_aborts_total"),
-        (("redis_load", "waves"), "waves", "watch", "on_torn", "loom_loads_torn_total"),
+        ("redis_load", "watch", "waves", "on_abort", "loom_commit_aborts_total"),
+        ("redis_commit", "waves", "watch", "on_torn", "loom_loads_torn_total"),
     ],
 )
-def test_a_batch_without_lua_is_the_settings_choice_and_counted(
+def test_each_half_of_a_batch_without_lua_is_its_settings_choice_and_counted(
     settings: LoomSettings,
     built: list[tuple[str, dict[str, Any]]],
-    setting: tuple[str, str],
+    scripted: str,
     part: str,
     other: str,
     hook: str,
     metric: str,
 ) -> None:
-    """``LOOM_REDIS_COMMIT=watch`` / ``LOOM_REDIS_LOAD=waves`` give the worker's store that half
-    on the worker's client, each on its own, its retries counted in the worker's metrics."""
-    name, value = setting
-    runtime = build_runtime(settings.model_copy(update={name: value}))
+    """``LOOM_REDIS_COMMIT=watch`` / ``LOOM_REDIS_LOAD=waves`` (the defaults) give the worker's
+    store that half on the worker's client, each on its own (the other one set to
+    ``script``), its retries counted in the worker's metrics."""
+    runtime = build_runtime(settings.model_copy(update={scripted: "script"}))
     chosen = getattr(runtime.store, part)
     assert chosen is not None
     assert chosen.client is runtime.redis
-    assert getattr(runtime.store, other) is None  # each setting chooses its own half
+    assert getattr(runtime.store, other) is None  # `script`: that half runs its Lua
     registry = runtime.metrics.registry
     before = registry.get_sample_value(metric) or 0.0
     getattr(chosen, hook)()
