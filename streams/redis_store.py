@@ -143,16 +143,19 @@ def _columns(flat: Sequence[Any], width: int) -> Iterator[tuple[Any, ...]]:
 
 class RedisStore:
     """:class:`~resolvers.store.StateStore` on one Redis primary: per load one Lua call
-    (``load="script"``, ``lua/load.lua``, the default) or ``load.lua``'s walk as pipelined
+    (``load="script"``, ``lua/load.lua``) or ``load.lua``'s walk as pipelined
     reads with a seqlock on the lane's commit sequence (``load="waves"``,
     ``streams.wave_load``, ADR 0022: no Lua, ~0.32 of the script's Redis instructions, ~4.6
     round trips per batch; during a marker hand-over it loads with the script), and per
-    commit either one Lua call (``commit="script"``, ``lua/commit.lua``, the default) or
+    commit either one Lua call (``commit="script"``, ``lua/commit.lua``) or
     the optimistic transaction on the lane's commit sequence (``commit="watch"``,
     ``streams.watch_commit``, ADR 0021: no Lua, ~0.64 of the script's Redis instructions, a
     few round trips). Both give the same results, errors and keys, and ``INCR`` the same
     sequences, so writers of one lane may use either side by side. A watch commit of a scope
-    whose layout-1 hand-over is not over (ADR 0016) goes through ``commit.lua``."""
+    whose layout-1 hand-over is not over (ADR 0016) goes through ``commit.lua``. This class
+    defaults to the scripts (for the tools that build a store themselves and commit rarely);
+    the worker's settings default to ``watch`` and ``waves`` (``LOOM_REDIS_COMMIT``,
+    ``LOOM_REDIS_LOAD``; ADR 0023)."""
 
     def __init__(
         self,
