@@ -4,7 +4,7 @@ Steps: ``deploy/infra.sh up`` (unless ``--no-infra``) -> topics -> one ``loom wo
 (profiles, inventory) as child processes -> the channel simulator at ``--rate`` events/s for
 ``--seconds`` (progress on stderr), plus a few deliberately bad records -> wait until both
 groups' lag is zero -> print what Loom built -> stop the workers -> ``deploy/infra.sh down``
-(unless ``--keep``).
+(unless ``--keep``, or the servers were running before the demo: they are left running).
 
 The demo is a development setup: it runs with ``LOOM_DEVELOPMENT=true`` (single-replica
 topics, the development salt), and so do the workers it starts.
@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,14 @@ def infra(cmd: str) -> None:
     subprocess.run(["bash", str(ROOT / "deploy" / "infra.sh"), cmd], check=True)
 
 
+def infra_running(env: Mapping[str, str] | None = None) -> bool:
+    """Whether the local Kafka and Redis (``deploy/infra.sh``'s, on the ports and data dir
+    ``env`` names; this process's environment by default) both run already: the demo then
+    leaves them running when it ends."""
+    status = ["bash", str(ROOT / "deploy" / "infra.sh"), "status"]
+    return subprocess.run(status, env=env, capture_output=True, check=False).returncode == 0
+
+
 def lane_consumers(settings: LoomSettings) -> dict[str, Consumer]:
     """Per lane, a consumer of its group that only reads offsets (it never subscribes)."""
     return {lane: kafka_clients.consumer(settings, settings.group_id(lane)) for lane in LANES}
@@ -81,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args, development=True)
     if settings.audiences_file is None:  # the demo's own audiences (streams/cli/demo_audiences)
         settings = settings.model_copy(update={"audiences_file": DEMO_AUDIENCES})
+    already_up = not args.no_infra and infra_running()
     if not args.no_infra:
         say("starting Kafka and Redis (deploy/infra.sh up)")
         try:
@@ -115,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
             profiles=reader,
             stock=InventoryReader(stock_client, settings.redis_prefix),
             sent=sent,
-            kept=args.keep,
+            kept=args.keep or already_up,
         )
         demo_story.tell(story, sys.stdout)
     finally:
@@ -130,7 +140,9 @@ def run(args: argparse.Namespace) -> int:
                 worker.wait(30)
             except subprocess.TimeoutExpired:
                 worker.kill()
-        if not args.no_infra and not args.keep:
+        if already_up and not args.keep:
+            say("leaving Kafka and Redis running: they were up before the demo")
+        elif not args.no_infra and not args.keep:
             say("stopping Kafka and Redis")
             infra("down")
     return 0

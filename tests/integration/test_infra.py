@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from streams.cli import demo
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INFRA_SCRIPT = REPO_ROOT / "deploy" / "infra.sh"
 
@@ -100,6 +102,7 @@ def test_up_is_idempotent_status_tracks_state_and_down_stops_both(infra: Infra) 
     assert rc == 1
     assert _kafka(before)["state"] == "stopped"
     assert _redis(before)["state"] == "stopped"
+    assert not demo.infra_running(infra.env)  # `loom demo` would start, and stop, its own
 
     first = infra.run("up")
     assert first.returncode == 0, first.stderr
@@ -107,6 +110,7 @@ def test_up_is_idempotent_status_tracks_state_and_down_stops_both(infra: Infra) 
     assert str(infra.data_dir / "kafka" / "logs" / "server.log") in first.stderr
     rc, running = infra.status()
     assert rc == 0
+    assert demo.infra_running(infra.env)  # `loom demo` would leave these running
     kafka_pid, redis_pid = _kafka(running)["pid"], _redis(running)["pid"]
     assert isinstance(kafka_pid, int)
     assert isinstance(redis_pid, int)
