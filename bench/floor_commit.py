@@ -32,14 +32,13 @@ from streams.commit_commands import (
     CHUNK,
     MarkerClock,
     MarkerWriter,
-    Resp,
     first_failure,
     outbox_command,
     part_commands,
 )
 from streams.errors import StateLostError
 from streams.redis_keys import Keys, marker_groups
-from streams.resp import RespPacker
+from streams.resp import Resp, RespPacker
 
 Command = tuple[bytes | str | int, ...]
 

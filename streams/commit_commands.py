@@ -1,13 +1,7 @@
 """A commit's writes as plain Redis commands, and its checks in Python: the pure halves of the
-commit without Lua (``streams.watch_commit``, ADR 0021). No IO.
+commit without Lua (``streams.watch_commit``, ADR 0021), written with ``streams.resp.Resp``.
+No IO.
 
-* :class:`Resp`: commands written straight into the protocol (RESP), one pass: no tuple per
-  command, no join per command; :meth:`Resp.packed` gives the round trip's bytes as chunks
-  (an argument of ``streams.resp.OWN_CHUNK`` bytes or more, the outbox entry, is a chunk of its
-  own, as ``RespPacker`` sends it). What runs once or more per event is written with few
-  Python operations (issue 17.2, twelfth pass): field names, short sizes and small versions
-  looked up, not formatted; a value referenced, copied once by the final join; a run of
-  single-key commands as one format each (:meth:`Resp.keyed_all`);
 * :func:`part_commands` and :class:`MarkerWriter`: what ``commit.lua``'s ``apply(part)`` does
   for a part whose checks passed, command for command (``DEL``/``HSET`` per written entity, the
   index and audience sets' ``SADD``/``SREM`` runs, the processed markers' ``HSET`` into their
@@ -23,14 +17,14 @@ commit without Lua (``streams.watch_commit``, ADR 0021). No IO.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final, TypeVar
 
 from resolvers.store import Commit, CommitResult, CommitStatus, Kind, Ref
 from streams import outbox
 from streams.redis_keys import MARKER_BUCKETS, STREAM_MAXLEN, Keys, marker_groups, seen_segment
-from streams.resp import OWN_CHUNK
+from streams.resp import INTS, NAMES, SIZES, Resp, bulk
 
 #: markers.lua: generations per TTL, the value that makes a new hash a hashtable, and how long
 #: after ``since`` + the TTL layout 1's keys are still looked up
@@ -44,145 +38,14 @@ CHUNK: Final = 500
 DEL: Final = b"*2\r\n$3\r\nDEL\r\n"
 EXISTS: Final = b"*2\r\n$6\r\nEXISTS\r\n"
 HGET_V: Final = (b"*3\r\n$4\r\nHGET\r\n", b"$1\r\nv\r\n")
-_MAX_NAMES: Final = 256
-
-
-class _Names(dict[str, bytes]):
-    """RESP of the field names seen (a handful: a hash's fields, a stream's), up to
-    :data:`_MAX_NAMES` remembered: ``names[name]``."""
-
-    def __missing__(self, name: str) -> bytes:
-        head = _bulk(name)
-        if len(self) < _MAX_NAMES:
-            self[name] = head
-        return head
-
-
-_NAMES: Final = _Names()
 _STREAM_HEAD: Final = b"$6\r\nMAXLEN\r\n$1\r\n~\r\n$%d\r\n%d\r\n$1\r\n*\r\n" % (
     len(str(STREAM_MAXLEN)),
     STREAM_MAXLEN,
 )
 
 
-#: RESP length heads ``$n\r\n`` of the short sizes, and bulk strings of the small integers
-#: (an entity's version), built once: an index instead of a format per value
-_SIZES: Final = tuple(b"$%d\r\n" % n for n in range(4096))
-_INTS: Final = tuple(b"$%d\r\n%d\r\n" % (len(b"%d" % n), n) for n in range(4096))
 _SADD: Final = b"$4\r\nSADD\r\n"
 _SREM: Final = b"$4\r\nSREM\r\n"
-
-
-def _bulk(value: bytes | str | int) -> bytes:
-    """One argument as a RESP bulk string."""
-    if type(value) is str:
-        data = value.encode()
-    elif type(value) is int:
-        data = b"%d" % value
-    else:
-        data = value  # type: ignore[assignment]
-    return b"$%d\r\n%b\r\n" % (len(data), data)
-
-
-def bulks(values: Iterable[bytes]) -> bytes:
-    """``values`` as RESP bulk strings, one after the other (short values: no own chunk)."""
-    return b"".join([b"$%d\r\n%b\r\n" % (len(v), v) for v in values])
-
-
-class Resp:
-    """One round trip's commands, written into RESP as they are added; ``count`` of them (one
-    reply each)."""
-
-    __slots__ = ("_chunks", "_pieces", "count")
-
-    def __init__(self) -> None:
-        self._chunks: list[bytes] = []
-        self._pieces: list[bytes] = []
-        self.count = 0
-
-    def add(self, *args: bytes | str | int) -> None:
-        """A command (its name first)."""
-        pieces = self._pieces
-        pieces.append(b"*%d\r\n" % len(args))
-        for arg in args:
-            if isinstance(arg, str):
-                value = arg.encode()
-            elif isinstance(arg, bytes):
-                value = arg
-                if len(value) >= OWN_CHUNK:
-                    self._own_chunk(value)
-                    pieces = self._pieces
-                    continue
-            else:
-                value = b"%d" % arg
-            pieces.append(b"$%d\r\n%b\r\n" % (len(value), value))
-        self.count += 1
-
-    def head(self, n_args: int, name: bytes, key: str) -> None:
-        """The start of a command of ``n_args`` arguments (name and key included): the rest
-        follows with :meth:`pairs` / :meth:`raw`."""
-        k = key.encode()
-        self._pieces.append(
-            b"*%d\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (n_args, len(name), name, len(k), k)
-        )
-        self.count += 1
-
-    def pairs(self, items: Iterable[tuple[str, bytes]], *, names: bool = True) -> None:
-        """Field names (or any short text: ``names`` False, not remembered) and their values,
-        in turn."""
-        pieces, known, sizes = self._pieces, _NAMES, _SIZES
-        short = len(sizes)
-        for name, value in items:
-            head = known[name] if names else _bulk(name)
-            size = len(value)
-            if size < short:  # no format: the value is not copied before the final join
-                pieces += (head, sizes[size], value, b"\r\n")
-            elif size < OWN_CHUNK:
-                pieces += (head, b"$%d\r\n" % size, value, b"\r\n")
-            else:
-                pieces.append(head)
-                self._own_chunk(value)
-                pieces = self._pieces
-
-    def keyed_all(self, head: bytes, prefix: str, names: Iterable[str], tail: bytes = b"") -> None:
-        """A command of one key per name, in one pass: ``head`` (its count and name in RESP:
-        :data:`EXISTS`, :data:`HGET_V`...), the key ``prefix`` + name, ``tail`` (the rest in
-        RESP): a load's ``HMGET`` commands, a commit's ``HGET v`` and ``EXISTS``."""
-        p = prefix.encode()
-        head, p_, tail = (x.replace(b"%", b"%%") for x in (head, p, tail))  # literal in a format
-        template = head + b"$%d\r\n" + p_ + b"%b\r\n" + tail
-        n = len(p)
-        encoded = [template % (n + len(k), k) for k in map(str.encode, names)]
-        self._pieces.append(b"".join(encoded))
-        self.count += len(encoded)
-
-    def command(self, name: bytes, args: Sequence[str], members: Sequence[bytes] = ()) -> None:
-        """One command: ``name`` (in RESP: ``$6\\r\\nEXISTS\\r\\n``), ``args`` then ``members``
-        (short, already encoded): the checks' ``EXISTS``/``HMGET`` runs, ``SADD``/``SREM``."""
-        self._pieces.append(
-            b"*%d\r\n%b%b%b"
-            % (1 + len(args) + len(members), name, bulks(map(str.encode, args)), bulks(members))
-        )
-        self.count += 1
-
-    def ids_marked(self, ids: Sequence[str]) -> None:
-        """``id 1`` per event id: a marker hash's fields."""
-        self._pieces.append(
-            b"".join([b"$%d\r\n%b\r\n$1\r\n1\r\n" % (len(e), e) for e in map(str.encode, ids)])
-        )
-
-    def raw(self, encoded: bytes) -> None:
-        """Arguments already in RESP."""
-        self._pieces.append(encoded)
-
-    def _own_chunk(self, value: bytes) -> None:
-        self._pieces.append(b"$%d\r\n" % len(value))
-        self._chunks += (b"".join(self._pieces), value)
-        self._pieces = [b"\r\n"]
-
-    def packed(self) -> list[bytes]:
-        """The commands' bytes, in order, as chunks to send one after the other."""
-        return [*self._chunks, b"".join(self._pieces)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +124,7 @@ class MarkerWriter:
                 first = new and j == 0
                 out.head(2 + 2 * len(chunk) + (2 if first else 0), b"HSET", key)
                 if first:
-                    out.raw(b"$0\r\n\r\n" + _bulk(HASHTABLE))
+                    out.raw(b"$0\r\n\r\n" + bulk(HASHTABLE))
                 out.ids_marked(chunk)
             if new:
                 out.add("HDEL", key, "")
@@ -296,16 +159,16 @@ def part_commands(
             fields = entry.fields
             head = heads.get(entry.stream)
             if head is None:
-                head = heads[entry.stream] = _bulk(keys.streams[entry.stream]) + _STREAM_HEAD
+                head = heads[entry.stream] = bulk(keys.streams[entry.stream]) + _STREAM_HEAD
             out.raw(b"*%d\r\n$4\r\nXADD\r\n%b" % (6 + 2 * len(fields), head))
             out.pairs(fields.items())
         out.count += len(part.streams)
     if part.counters:
-        stats = _bulk(keys.stats)
+        stats = bulk(keys.stats)
         out.raw(
             b"".join(
                 [
-                    b"*4\r\n$7\r\nHINCRBY\r\n%b%b%b" % (stats, _bulk(name), _bulk(str(n)))
+                    b"*4\r\n$7\r\nHINCRBY\r\n%b%b%b" % (stats, bulk(name), bulk(str(n)))
                     for name, n in part.counters.items()
                 ]
             )
@@ -325,11 +188,11 @@ def _entity_writes(part: Commit, keys: Keys, out: Resp) -> list[tuple[str, bool,
     expect = part.expect
     prefixes = {kind: prefix.encode() for kind, prefix in keys.kinds.items()}
     index = {Kind.PROFILE: keys.profile_index, Kind.STOCK: keys.stock_index}
-    versions, sizes, names = _INTS, _SIZES, _NAMES
+    versions, sizes, names = INTS, SIZES, NAMES
     small, short = len(versions), len(sizes)
     ops: list[tuple[str, bool, bytes]] = []
     commands = 0
-    pieces = out._pieces
+    pieces = out.pieces
     for n, w in enumerate(writes):
         ref, fields = w.ref, w.fields
         name = ref.name.encode()
@@ -338,7 +201,7 @@ def _entity_writes(part: Commit, keys: Keys, out: Resp) -> list[tuple[str, bool,
         absent = n < n_checked and expect.get(ref) == 0 and (once or refs.count(ref) == 1)
         if fields:
             v = w.version
-            version = versions[v] if 0 <= v < small else _bulk(v)
+            version = versions[v] if 0 <= v < small else bulk(v)
             size = 4 + 2 * len(fields)
             if absent:
                 pieces.append(b"*%d\r\n$4\r\nHSET\r\n%b$1\r\nv\r\n%b" % (size, key, version))
@@ -354,7 +217,7 @@ def _entity_writes(part: Commit, keys: Keys, out: Resp) -> list[tuple[str, bool,
                     pieces += (names[field_name], sizes[size], value, b"\r\n")
                 else:
                     out.pairs(((field_name, value),))
-                    pieces = out._pieces  # a new list after a chunk of its own
+                    pieces = out.pieces  # a new list after a chunk of its own
         elif not absent:
             pieces.append(DEL + key)
             commands += 1

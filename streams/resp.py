@@ -1,4 +1,6 @@
-"""How Loom's Redis clients pack a command into the protocol (RESP): :class:`RespPacker`.
+"""Loom's Redis protocol (RESP) writers: :class:`RespPacker`, how its redis-py clients pack a
+command, and :class:`Resp`, a whole round trip written in one pass (the commit and load
+without Lua: ``streams.watch_commit``, ``streams.wave_load``).
 
 redis-py packs with hiredis's ``pack_command`` when hiredis is installed. That costs far more
 than copying the bytes once a command is large: a profiles batch's commit (``commit.lua``,
@@ -14,10 +16,19 @@ copied into the join: it is a chunk of its own, between the joined pieces before
 it, and redis-py sends the chunks in order (one ``sendall`` each, as it does with its own
 packer's large values). The bytes on the wire are the same; the ~0.6 MB a profiles commit
 copied for nothing are not (issue 17.2, ninth pass: ~0.5 µs per event less).
+
+:class:`Resp` writes commands straight into RESP as they are added: no tuple per command, no
+join per command; :meth:`Resp.packed` gives the round trip's bytes as chunks, a value of
+:data:`OWN_CHUNK` bytes or more a chunk of its own as above. What runs once or more per
+event is written with few Python operations (issue 17.2, twelfth pass): field names
+(:data:`NAMES`), short sizes (:data:`SIZES`) and small integers (:data:`INTS`) looked up, not
+formatted; a value referenced, copied once by the final join; a run of single-key commands
+as one format each (:meth:`Resp.keyed_all`). Tested byte for byte against redis-py's packer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from redis.connection import HiredisRespSerializer
@@ -64,3 +75,141 @@ class RespPacker:
                 parts += (b"$%d\r\n" % size, value, b"\r\n")  # no method call per piece
         chunks.append(b"".join(parts))
         return chunks
+
+
+#: field names whose RESP :data:`NAMES` remembers, at most
+MAX_NAMES: Final = 256
+
+
+class Names(dict[str, bytes]):
+    """RESP of the field names seen (a handful: a hash's fields, a stream's), up to
+    :data:`MAX_NAMES` remembered: ``names[name]``."""
+
+    def __missing__(self, name: str) -> bytes:
+        head = bulk(name)
+        if len(self) < MAX_NAMES:
+            self[name] = head
+        return head
+
+
+NAMES: Final = Names()
+
+#: RESP length heads ``$n\r\n`` of the short sizes, and bulk strings of the small integers
+#: (an entity's version), built once: an index instead of a format per value
+SIZES: Final = tuple(b"$%d\r\n" % n for n in range(4096))
+INTS: Final = tuple(b"$%d\r\n%d\r\n" % (len(b"%d" % n), n) for n in range(4096))
+
+
+def bulk(value: bytes | str | int) -> bytes:
+    """One argument as a RESP bulk string."""
+    if type(value) is str:
+        data = value.encode()
+    elif type(value) is int:
+        data = b"%d" % value
+    else:
+        data = value  # type: ignore[assignment]
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+def bulks(values: Iterable[bytes]) -> bytes:
+    """``values`` as RESP bulk strings, one after the other (short values: no own chunk)."""
+    return b"".join([b"$%d\r\n%b\r\n" % (len(v), v) for v in values])
+
+
+class Resp:
+    """One round trip's commands, written into RESP as they are added; ``count`` of them (one
+    reply each)."""
+
+    __slots__ = ("_chunks", "count", "pieces")
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        #: what is written and not yet joined: a writer may append RESP to it directly (one
+        #: call per value saved), taking it again after anything that may start a new list
+        #: (a value of ``OWN_CHUNK`` bytes or more, through :meth:`pairs` or :meth:`add`)
+        self.pieces: list[bytes] = []
+        self.count = 0
+
+    def add(self, *args: bytes | str | int) -> None:
+        """A command (its name first)."""
+        pieces = self.pieces
+        pieces.append(b"*%d\r\n" % len(args))
+        for arg in args:
+            if isinstance(arg, str):
+                value = arg.encode()
+            elif isinstance(arg, bytes):
+                value = arg
+                if len(value) >= OWN_CHUNK:
+                    self._own_chunk(value)
+                    pieces = self.pieces
+                    continue
+            else:
+                value = b"%d" % arg
+            pieces.append(b"$%d\r\n%b\r\n" % (len(value), value))
+        self.count += 1
+
+    def head(self, n_args: int, name: bytes, key: str) -> None:
+        """The start of a command of ``n_args`` arguments (name and key included): the rest
+        follows with :meth:`pairs` / :meth:`raw`."""
+        k = key.encode()
+        self.pieces.append(
+            b"*%d\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (n_args, len(name), name, len(k), k)
+        )
+        self.count += 1
+
+    def pairs(self, items: Iterable[tuple[str, bytes]], *, names: bool = True) -> None:
+        """Field names (or any short text: ``names`` False, not remembered) and their values,
+        in turn."""
+        pieces, known, sizes = self.pieces, NAMES, SIZES
+        short = len(sizes)
+        for name, value in items:
+            head = known[name] if names else bulk(name)
+            size = len(value)
+            if size < short:  # no format: the value is not copied before the final join
+                pieces += (head, sizes[size], value, b"\r\n")
+            elif size < OWN_CHUNK:
+                pieces += (head, b"$%d\r\n" % size, value, b"\r\n")
+            else:
+                pieces.append(head)
+                self._own_chunk(value)
+                pieces = self.pieces
+
+    def keyed_all(self, head: bytes, prefix: str, names: Iterable[str], tail: bytes = b"") -> None:
+        """A command of one key per name, in one pass: ``head`` (its count and name in RESP:
+        ``commit_commands.EXISTS``, ``HGET_V``...), the key ``prefix`` + name, ``tail`` (the rest in
+        RESP): a load's ``HMGET`` commands, a commit's ``HGET v`` and ``EXISTS``."""
+        p = prefix.encode()
+        head, p_, tail = (x.replace(b"%", b"%%") for x in (head, p, tail))  # literal in a format
+        template = head + b"$%d\r\n" + p_ + b"%b\r\n" + tail
+        n = len(p)
+        encoded = [template % (n + len(k), k) for k in map(str.encode, names)]
+        self.pieces.append(b"".join(encoded))
+        self.count += len(encoded)
+
+    def command(self, name: bytes, args: Sequence[str], members: Sequence[bytes] = ()) -> None:
+        """One command: ``name`` (in RESP: ``$6\\r\\nEXISTS\\r\\n``), ``args`` then ``members``
+        (short, already encoded): the checks' ``EXISTS``/``HMGET`` runs, ``SADD``/``SREM``."""
+        self.pieces.append(
+            b"*%d\r\n%b%b%b"
+            % (1 + len(args) + len(members), name, bulks(map(str.encode, args)), bulks(members))
+        )
+        self.count += 1
+
+    def ids_marked(self, ids: Sequence[str]) -> None:
+        """``id 1`` per event id: a marker hash's fields."""
+        self.pieces.append(
+            b"".join([b"$%d\r\n%b\r\n$1\r\n1\r\n" % (len(e), e) for e in map(str.encode, ids)])
+        )
+
+    def raw(self, encoded: bytes) -> None:
+        """Arguments already in RESP."""
+        self.pieces.append(encoded)
+
+    def _own_chunk(self, value: bytes) -> None:
+        self.pieces.append(b"$%d\r\n" % len(value))
+        self._chunks += (b"".join(self.pieces), value)
+        self.pieces = [b"\r\n"]
+
+    def packed(self) -> list[bytes]:
+        """The commands' bytes, in order, as chunks to send one after the other."""
+        return [*self._chunks, b"".join(self.pieces)]

@@ -53,7 +53,6 @@ from streams.commit_commands import (
     HGET_V,
     MarkerClock,
     MarkerWriter,
-    Resp,
     first_failure,
     outbox_command,
     part_commands,
@@ -61,6 +60,7 @@ from streams.commit_commands import (
 from streams.errors import StateLostError
 from streams.redis_keys import Keys, marker_groups
 from streams.replies import read_replies
+from streams.resp import Resp
 
 #: heads of the checks' multi-key commands, in RESP
 _EXISTS: Final = b"$6\r\nEXISTS\r\n"

@@ -31,7 +31,7 @@ on a state that never existed.
 
 The commands go out on one connection of the client's pool (redis-py's, so TLS, AUTH and
 Sentinel work as for every other call), written into one buffer per wave
-(``streams.commit_commands.Resp``, as the watch commit's), its replies read in one loop
+(``streams.resp.Resp``, as the watch commit's), its replies read in one loop
 (``streams.replies.read_replies``).
 During layout 1's marker hand-over (ADR 0016) the caller uses ``load.lua``
 (:meth:`WaveLoad.load` returns None).
@@ -59,9 +59,10 @@ from resolvers.store import (
     stock_ref,
 )
 from resolvers.tuples import new_tuple
-from streams.commit_commands import CHUNK, EXISTS, MarkerClock, Resp
+from streams.commit_commands import CHUNK, EXISTS, MarkerClock
 from streams.redis_keys import Keys
 from streams.replies import read_replies
+from streams.resp import Resp
 
 #: Loads of one call before :class:`LoadContendedError`.
 ATTEMPTS: Final = 5

@@ -15,10 +15,10 @@ import redis
 from redis._parsers import _RESP2Parser, _RESP3Parser
 
 from resolvers.store import Commit, LoadRequest, Write, identifier_ref, profile_ref
-from streams.commit_commands import Resp
 from streams.redis_keys import Keys, marker_groups
 from streams.redis_store import RedisStore
 from streams.replies import read_replies
+from streams.resp import Resp
 from streams.wave_load import WaveLoad
 
 pytestmark = pytest.mark.integration

@@ -16,12 +16,13 @@ from redis.connection import HiredisRespSerializer
 from resolvers.store import Commit, Entity, InMemoryStore, Kind, Ref, Write
 from streams import commit_commands as fc
 from streams.redis_keys import Keys, marker_bucket
+from streams.resp import OWN_CHUNK, Resp
 
 KEYS = Keys("loom")
 TTL = 7 * 24 * 3600
 
 
-def decoded(resp: fc.Resp) -> list[tuple[Any, ...]]:
+def decoded(resp: Resp) -> list[tuple[Any, ...]]:
     """``resp``'s commands as tuples of bytes (parsed back by hiredis)."""
     reader = hiredis.Reader()
     for chunk in resp.packed():
@@ -42,7 +43,7 @@ def large(extra: int) -> st.SearchStrategy[bytes]:
     """Values of ``OWN_CHUNK`` to ``OWN_CHUNK + extra`` bytes (sent as chunks of their own): a
     short drawn pattern repeated, since 16 KiB of drawn bytes trips Hypothesis' data_too_large
     health check now and then."""
-    size = fc.OWN_CHUNK
+    size = OWN_CHUNK
     return st.tuples(st.binary(min_size=1, max_size=8), st.integers(0, extra)).map(
         lambda drawn: (drawn[0] * (size + drawn[1]))[: size + drawn[1]]
     )
@@ -59,14 +60,14 @@ ARGS = st.one_of(
 @given(st.lists(st.lists(ARGS, min_size=1, max_size=6), max_size=6))
 def test_resp_writes_what_redis_py_packs(commands: list[list[bytes | str | int]]) -> None:
     """``Resp.add`` gives redis-py's own packer's bytes; a large value goes as its own chunk."""
-    resp = fc.Resp()
+    resp = Resp()
     for command in commands:
         resp.add("SET", *command)
     packer = HiredisRespSerializer()
     expected = b"".join(b"".join(packer.pack("SET", *c)) for c in commands)
     assert b"".join(resp.packed()) == expected
     assert resp.count == len(commands)
-    big = [a for c in commands for a in c if isinstance(a, bytes) and len(a) >= fc.OWN_CHUNK]
+    big = [a for c in commands for a in c if isinstance(a, bytes) and len(a) >= OWN_CHUNK]
     assert resp.packed()[1::2] == big  # each large value a chunk of its own, between the rest
 
 
@@ -145,13 +146,13 @@ def test_markers_layout_unlink_and_expiry_once_per_call_new_hashes_as_hashtables
     assert (clock.width, clock.k, clock.gen) == (TTL // 4, 4, 1_000_000 // (TTL // 4))
     assert not clock.legacy  # since 0: the hand-over is over
     writer = fc.MarkerWriter(clock)
-    out = fc.Resp()
+    out = Resp()
     writer.mark(["e1"], out)
     first = decoded(out)
     same_bucket = next(
         f"e{i}" for i in range(2, 100) if marker_bucket(f"e{i}") == marker_bucket("e1")
     )
-    out = fc.Resp()
+    out = Resp()
     writer.mark([same_bucket], out)
     second = decoded(out)
     key = clock.key(clock.gen, marker_bucket("e1"))
@@ -185,7 +186,7 @@ def test_a_part_replaces_hashes_whole_unless_checked_absent() -> None:
         blind_writes=[Write(redirect, 1, {"r": b"n"})],
     )
     clock = fc.MarkerClock.at(KEYS, "profiles", TTL, now=1_000_000, width=TTL // 4, since=0)
-    out = fc.Resp()
+    out = Resp()
     fc.part_commands(part, KEYS, {part.scope: fc.MarkerWriter(clock)}, out)
     commands = decoded(out)
     entity = [c for c in commands if c[0] in (b"DEL", b"HSET") and b"markers" not in c[1]]
@@ -215,7 +216,7 @@ def test_an_entity_is_written_with_its_values_byte_exact_however_large(
     ref = Ref(Kind.PROFILE, "p")
     part = Commit({ref: 1}, (), writes=[Write(ref, 2, fields)], suppress={"h": b"t" * 20000})
     clock = fc.MarkerClock.at(KEYS, "profiles", TTL, now=1_000_000, width=TTL // 4, since=0)
-    out = fc.Resp()
+    out = Resp()
     fc.part_commands(part, KEYS, {part.scope: fc.MarkerWriter(clock)}, out)
     commands = decoded(out)
     flat: list[bytes | str] = ["HSET", KEYS.entity(ref), "v", "2"]

@@ -14,6 +14,7 @@ from redis.connection import HiredisRespSerializer
 from resolvers.store import Commit, Kind, MembershipChange, Ref, StreamEntry, Write
 from streams import commit_commands as fc
 from streams.redis_keys import STREAM_MAXLEN, Keys
+from streams.resp import OWN_CHUNK, Resp
 from streams.watch_commit import _Reads
 
 KEYS = Keys("lo%om")  # a '%' in the prefix: the formats must take it literally
@@ -32,7 +33,7 @@ def sized(sizes: st.SearchStrategy[int]) -> st.SearchStrategy[bytes]:
 #: around the looked-up sizes' end (4096) and the own-chunk threshold
 VALUES = sized(
     st.one_of(
-        st.integers(0, 40), st.integers(4090, 4100), st.integers(fc.OWN_CHUNK - 2, fc.OWN_CHUNK + 2)
+        st.integers(0, 40), st.integers(4090, 4100), st.integers(OWN_CHUNK - 2, OWN_CHUNK + 2)
     )
 )
 NAMES = st.one_of(st.sampled_from(["d", "s", "i", "r", "p", "h"]), st.text(min_size=1, max_size=6))
@@ -83,7 +84,7 @@ def reference(part: Commit, clock: fc.MarkerClock) -> tuple[bytes, int]:
     ops += [(KEYS.audience(c.audience), c.member, c.profile_id) for c in part.memberships]
     cmds += [(name, key, *members) for name, key, members in fc.set_runs(ops)]
     before = packed(*cmds)
-    markers = fc.Resp()
+    markers = Resp()
     fc.MarkerWriter(clock).mark(part.event_ids, markers)
     after: list[tuple[Any, ...]] = []
     if part.suppress:
@@ -102,13 +103,13 @@ def test_a_part_is_written_as_redis_py_packs_its_commands(part: Commit, bucketed
     """Entities (checked absent or not, a ref written twice), index and audience runs, markers
     (bucketed by the caller or not), suppressions, stream entries and counters."""
     clock = fc.MarkerClock.at(KEYS, part.scope, TTL, now=1_000_000, width=TTL // 4, since=0)
-    out = fc.Resp()
+    out = Resp()
     groups = fc.marker_groups(part.event_ids) if bucketed else None
     fc.part_commands(part, KEYS, {part.scope: fc.MarkerWriter(clock)}, out, groups)
     data, count = reference(part, clock)
     assert b"".join(out.packed()) == data
     assert out.count == count
-    assert all(len(c) >= fc.OWN_CHUNK for c in out.packed()[1::2])  # large values: alone
+    assert all(len(c) >= OWN_CHUNK for c in out.packed()[1::2])  # large values: alone
 
 
 TEXT = st.text(max_size=12)
@@ -124,7 +125,7 @@ def test_keyed_all_is_one_command_per_key(head: bytes, prefix: str, names: list[
     tail = tails.get(head, b"")
     extra = (b"v",) if tail else ()
     name = head.split(b"\r\n")[2]
-    out = fc.Resp()
+    out = Resp()
     out.keyed_all(head, prefix, names, tail)
     assert b"".join(out.packed()) == packed(*((name, prefix + n, *extra) for n in names))
     assert out.count == len(names)
@@ -134,7 +135,7 @@ def test_keyed_all_is_one_command_per_key(head: bytes, prefix: str, names: list[
 def test_command_packs_its_arguments_then_its_members(
     name: bytes, args: list[str], members: list[bytes]
 ) -> None:
-    out = fc.Resp()
+    out = Resp()
     out.command(b"$%d\r\n%b\r\n" % (len(name), name), args, members)
     assert b"".join(out.packed()) == packed((name, *args, *members))
     assert out.count == 1
