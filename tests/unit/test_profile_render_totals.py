@@ -10,6 +10,7 @@ empty fields at once."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -32,7 +33,7 @@ from profile_worlds import (
 
 from resolvers.consent import CONSENT_PURPOSES, ConsentHistory, Gate, Purpose
 from resolvers.consent.signals import from_code
-from resolvers.profile import render as R
+from resolvers.profile import render as render_module
 from resolvers.profile.facts import (
     PURCHASE_AFFINITY_WEIGHT,
     Facts,
@@ -62,33 +63,35 @@ def _old_latest_transactions(groups: Iterable[Facts]) -> dict[str, Transaction]:
 def _old_count_transaction(totals: Any, t: Transaction, purposes: frozenset[Purpose]) -> None:
     if Purpose.ANALYTICS in purposes:
         totals.saw(t.at, t.at, (t.channel,))
-        totals.traits.add(t, R._CTX.add)
-        R._add(totals.revenue if not t.is_return else totals.returns_value, t.currency, t.amount)
+        totals.traits.add(t, render_module._CTX.add)
+        render_module._add(
+            totals.revenue if not t.is_return else totals.returns_value, t.currency, t.amount
+        )
         if t.is_return:
             totals.returns += 1
         else:
             if t.in_store:
                 totals.in_store += 1
-                if t.location_id not in R._ONLINE_LOCATIONS:
-                    R._bump(totals.stores, str(t.location_id))
+                if t.location_id not in render_module._ONLINE_LOCATIONS:
+                    render_module._bump(totals.stores, str(t.location_id))
             else:
                 totals.online += 1
-            R._bump(totals.orders_by_currency, t.currency)
+            render_module._bump(totals.orders_by_currency, t.currency)
             if t.payment_method:
-                R._bump(totals.payments, t.payment_method)
+                render_module._bump(totals.payments, t.payment_method)
             if totals.last_order is None or t.rank() > totals.last_order.rank():
                 totals.last_order = t
     if Purpose.PERSONALIZATION in purposes:
         totals.activities.append(t.activity())
         if not t.is_return:
             for category in t.categories:
-                R._bump(totals.categories, category, PURCHASE_AFFINITY_WEIGHT)
+                render_module._bump(totals.categories, category, PURCHASE_AFFINITY_WEIGHT)
 
 
 def _old_totals(
     gate: Gate, groups: Sequence[Facts], region: str | None, asked: frozenset[Purpose]
 ) -> Any:
-    totals = R._Totals()
+    totals = render_module._Totals()
     for t in _old_latest_transactions(groups).values():
         purposes = gate.serves(
             at=t.at, consent=from_code(t.consent), region=t.region or region, purposes=asked
@@ -111,7 +114,7 @@ def _old_totals(
                 totals.saw(d.first_at, d.last_at, d.channels)
             if d.interest and Purpose.PERSONALIZATION in purposes:
                 for category, weight in d.categories.items():
-                    R._bump(totals.categories, category, weight)
+                    render_module._bump(totals.categories, category, weight)
                 totals.activities.extend(d.activities)
                 totals.preferences = lww(totals.preferences, d.preferences)
     return totals
@@ -136,8 +139,10 @@ def _old_trait_fields(traits: PurchaseTraits, money: Callable[[Decimal, str], st
 
 def _old_totals_fields(totals: Any) -> dict[str, Any]:
     aov = {
-        cur: R._money(
-            R._CTX.divide(rev, Decimal(totals.orders_by_currency[cur])), cur, exact=False
+        cur: render_module._money(
+            render_module._CTX.divide(rev, Decimal(totals.orders_by_currency[cur])),
+            cur,
+            exact=False,
         )
         for cur, rev in totals.revenue.items()
         if totals.orders_by_currency.get(cur)
@@ -147,36 +152,43 @@ def _old_totals_fields(totals: Any) -> dict[str, Any]:
         "first_seen": format_optional(totals.first),
         "last_seen": format_optional(totals.last),
         "channels": sorted(totals.channels),
-        "shopping_mode": R._shopping_mode(totals.online, totals.in_store),
+        "shopping_mode": render_module._shopping_mode(totals.online, totals.in_store),
         "orders_online": totals.online,
         "orders_in_store": totals.in_store,
-        "revenue": {cur: R._money(v, cur) for cur, v in sorted(totals.revenue.items())},
+        "revenue": {cur: render_module._money(v, cur) for cur, v in sorted(totals.revenue.items())},
         "average_order_value": dict(sorted(aov.items())),
         "last_order": None
         if lo is None
         else {
             "order_id": lo.key.partition(":")[2],
             "at": format_time(lo.at),
-            "total": R._money(lo.amount, lo.currency),
+            "total": render_module._money(lo.amount, lo.currency),
             "currency": lo.currency,
             "location_id": lo.location_id,
         },
-        "preferred_payment_method": R._argmax(totals.payments),
-        "preferred_store": R._argmax(totals.stores),
+        "preferred_payment_method": render_module._argmax(totals.payments),
+        "preferred_store": render_module._argmax(totals.stores),
         "returns": {
             "count": totals.returns,
-            "value": {cur: R._money(v, cur) for cur, v in sorted(totals.returns_value.items())},
+            "value": {
+                cur: render_module._money(v, cur) for cur, v in sorted(totals.returns_value.items())
+            },
         },
-        "category_affinities": dict(R._ranked(totals.categories)[: R.TOP_AFFINITIES]),
-        "recent_activity": [R._activity_public(a) for a in top_activities(totals.activities)],
+        "category_affinities": dict(
+            render_module._ranked(totals.categories)[: render_module.TOP_AFFINITIES]
+        ),
+        "recent_activity": [
+            render_module._activity_public(a) for a in top_activities(totals.activities)
+        ],
         "preferences": {k: json.loads(s.value) for k, s in sorted(totals.preferences.items())},
         "reachable": None,
         "audiences": None,
         "ad_identifiers": None,
         "lifetime_value": {
-            cur: R._money(v, cur) for cur, v in R._net(totals.revenue, totals.returns_value)
+            cur: render_module._money(v, cur)
+            for cur, v in render_module._net(totals.revenue, totals.returns_value)
         },
-        **_old_trait_fields(totals.traits, R._money),
+        **_old_trait_fields(totals.traits, render_module._money),
     }
 
 
@@ -206,11 +218,14 @@ def people(draw: st.DrawFn) -> tuple[list[Facts], Gate]:
 
 def _parts(n: int, cuts: list[int]) -> list[tuple[int, int]]:
     bounds = [0, *sorted(min(c, n) for c in cuts), n]
-    return list(zip(bounds, bounds[1:], strict=False))
+    return list(itertools.pairwise(bounds))
 
 
 _ASKED = st.sampled_from(
-    [frozenset(s) for s in ({Purpose.ANALYTICS}, {Purpose.PERSONALIZATION}, R._TOTALS_PURPOSES)]
+    [
+        frozenset(s)
+        for s in ({Purpose.ANALYTICS}, {Purpose.PERSONALIZATION}, render_module._TOTALS_PURPOSES)
+    ]
 )
 
 
@@ -220,7 +235,7 @@ def test_the_totals_fields_are_those_main_rendered(
     person: tuple[list[Facts], Gate], asked: frozenset[Purpose]
 ) -> None:
     groups, gate = person
-    new = R._totals_fields(R._totals(gate, groups, gate.region, asked))
+    new = render_module._totals_fields(render_module._totals(gate, groups, gate.region, asked))
     old = _old_totals_fields(_old_totals(gate, groups, gate.region, asked))
     _same(new, old)
 
@@ -235,8 +250,10 @@ def test_a_long_history_shows_the_latest_activities_of_purchases_and_browsing() 
     ]
     groups = [observe_all(events[::2]), observe_all(events[1::2])]
     gate = person_gate(groups, ConsentHistory())
-    new = R._totals_fields(R._totals(gate, groups, gate.region, R._TOTALS_PURPOSES))
-    old = _old_totals_fields(_old_totals(gate, groups, gate.region, R._TOTALS_PURPOSES))
+    new = render_module._totals_fields(
+        render_module._totals(gate, groups, gate.region, render_module._TOTALS_PURPOSES)
+    )
+    old = _old_totals_fields(_old_totals(gate, groups, gate.region, render_module._TOTALS_PURPOSES))
     assert len(new["recent_activity"]) == 20
     assert {a["type"] for a in new["recent_activity"]} == {"order_completed", "page_view"}
     _same(new, old)
