@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from profile_worlds import (
     EVERYTHING,
+    GRANT_ALL,
     POLICY,
     observe_all,
     order,
@@ -202,13 +203,15 @@ def _same(new: Mapping[str, Any], old: Mapping[str, Any]) -> None:
 
 @st.composite
 def people(draw: st.DrawFn) -> tuple[list[Facts], Gate]:
-    """A person of 1 to 3 groups (disjoint events), and their gate with a later statement of
-    some purposes (denials and grants after some of the facts)."""
-    events = draw(worlds(60))
+    """A person of 1 to 3 groups (disjoint events), and their gate: with or without an
+    explicit grant of everything before the events, and a later statement of some purposes
+    (denials and grants after some of the facts). Half of the worlds delete nothing (every
+    event grants personalization itself): more of their facts serve."""
+    events = draw(worlds(60, deletions=draw(st.booleans())))
     cuts = draw(st.lists(st.integers(0, 60), max_size=2))
     with small_windows(recent_events=30, transactions=40):
         groups = [observe_all(events[a:b]) for a, b in _parts(len(events), cuts)]
-    later = ConsentHistory()
+    later = draw(st.sampled_from([ConsentHistory(), GRANT_ALL]))
     for purpose, granted in draw(
         st.dictionaries(st.sampled_from(sorted(CONSENT_PURPOSES)), st.booleans(), max_size=2)
     ).items():
