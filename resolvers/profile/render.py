@@ -386,18 +386,26 @@ def _top_activities(
     """``top_activities`` of the purchases' activities followed by ``activities``: the first
     of each event id, the :data:`RECENT_ACTIVITY_LIMIT` latest by (time, event id), latest
     first. A purchase's :class:`Activity` is built only if it is kept (a long history has
-    up to 1,000 of them), the latest found without sorting them all (``heapq.nlargest`` is
-    ``sorted(..., reverse=True)[:n]``, ties too)."""
+    up to 1,000 of them), the latest of many found without sorting them all
+    (``heapq.nlargest`` is ``sorted(..., reverse=True)[:n]``, ties too)."""
     best: dict[str, Activity | Transaction] = {}
     setdefault = best.setdefault
     for t in purchases:
         setdefault(t.event_id, t)
     for a in activities:
         setdefault(a.event_id, a)
-    return [
-        item.activity() if isinstance(item, Transaction) else item
-        for item in heapq.nlargest(RECENT_ACTIVITY_LIMIT, best.values(), key=_activity_rank)
-    ]
+    items = best.values()
+    top = (
+        heapq.nlargest(RECENT_ACTIVITY_LIMIT, items, key=_activity_rank)
+        if len(best) > _NLARGEST_FROM
+        else sorted(items, key=_activity_rank, reverse=True)[:RECENT_ACTIVITY_LIMIT]
+    )
+    return [item.activity() if isinstance(item, Transaction) else item for item in top]
+
+
+#: From how many activities ``heapq.nlargest`` finds the latest 20 faster than a sort (timeit
+#: on CPython 3.11: 2.5 times slower at 25, even at ~150, 4 times faster at 3,400).
+_NLARGEST_FROM: Final = 150
 
 
 def _net(

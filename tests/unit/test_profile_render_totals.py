@@ -245,17 +245,18 @@ def test_the_totals_fields_are_those_main_rendered(
 
 def test_a_long_history_shows_the_latest_activities_of_purchases_and_browsing() -> None:
     """More purchases and browsing than ``recent_activity`` shows, some at equal times (ties
-    broken by event id): the same 20, in the same order, as main's full sort."""
-    events = [tracked(f"b{i:03d}", i // 3, category="shoes", sku="s1") for i in range(90)]
+    broken by event id), enough for ``heapq.nlargest``: the same 20, in the same order, as
+    main's full sort."""
+    events = [tracked(f"b{i:03d}", i // 3, category="shoes", sku="s1") for i in range(120)]
     events += [
         order(f"o{i:03d}", i // 2, f"ord{i}", "10.00", consent=EVERYTHING, categories=("hats",))
         for i in range(70)
     ]
     groups = [observe_all(events[::2]), observe_all(events[1::2])]
     gate = person_gate(groups, ConsentHistory())
-    new = render_module._totals_fields(
-        render_module._totals(gate, groups, gate.region, render_module._TOTALS_PURPOSES)
-    )
+    totals = render_module._totals(gate, groups, gate.region, render_module._TOTALS_PURPOSES)
+    assert len(totals.purchases) + len(totals.activities) > render_module._NLARGEST_FROM
+    new = render_module._totals_fields(totals)
     old = _old_totals_fields(_old_totals(gate, groups, gate.region, render_module._TOTALS_PURPOSES))
     assert len(new["recent_activity"]) == 20
     assert {a["type"] for a in new["recent_activity"]} == {"order_completed", "page_view"}
