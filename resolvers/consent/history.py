@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -30,14 +30,19 @@ from resolvers.consent.errors import ConsentStateError
 from resolvers.consent.policy import MAX_EXPLICIT_GRANTS
 from resolvers.consent.signals import EventConsent
 from resolvers.consent.vocabulary import CONSENT_PURPOSES, Purpose, Source
-from resolvers.frozen import fast_init
-from resolvers.timefmt import format_time, parse_time, utc
+from resolvers.frozen import fast_init, fast_new
+from resolvers.timefmt import format_time, parse_stored, utc
 
 _FORMAT: Final = 2
 #: The vocabularies' values by member (``.value`` is a Python-level property: a history is
 #: written at every touch of its profile).
 _PURPOSE_VALUES: Final = {p: p.value for p in Purpose}
 _SOURCE_VALUES: Final = {s: s.value for s in Source}
+#: The members by value (a dict lookup: ``Source(value)`` is two Python calls).
+_SOURCES: Final = {s.value: s for s in Source}
+_PURPOSES: Final = {p.value: p for p in Purpose}
+#: What ``raw.get`` answers for a part a history's JSON leaves out.
+_ABSENT: Final = object()
 
 
 @fast_init
@@ -50,7 +55,8 @@ class ConsentRecord:
     source: Source
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "at", utc(self.at))
+        if self.at.tzinfo is not UTC:  # ``utc(at)``: a time Loom parsed or built is in UTC
+            object.__setattr__(self, "at", utc(self.at))
 
     @property
     def key(self) -> tuple[datetime, int, str]:
@@ -65,7 +71,14 @@ class ConsentRecord:
         granted, at, source = raw
         if not isinstance(granted, bool):
             raise ConsentStateError("consent record: granted must be a boolean")
-        return cls(granted, parse_time(at), Source(source))
+        at = parse_stored(at)
+        # ``Source(source)``: the member by value (or the enum's own error)
+        found = _SOURCES.get(source) if type(source) is str else None
+        return _new_record(granted, at, Source(source) if found is None else found)
+
+
+#: ``ConsentRecord(granted, at, source)``, cheaper (``resolvers.frozen.fast_new``).
+_new_record: Final = fast_new(ConsentRecord)
 
 
 def _later(a: ConsentRecord | None, b: ConsentRecord | None) -> ConsentRecord | None:
@@ -137,36 +150,50 @@ class PurposeHistory:
         :class:`ConsentStateError`: a corrupt history must never serve a purpose."""
         latest, denial = raw.get("l"), raw.get("d")
         dropped = raw.get("x")
-        out = cls(
-            latest=ConsentRecord.from_json(latest) if latest is not None else None,
-            last_denial=ConsentRecord.from_json(denial) if denial is not None else None,
-            grants=tuple(ConsentRecord.from_json(g) for g in raw.get("g", ())),
-            dropped=parse_time(dropped) if dropped is not None else None,
+        grants = raw.get("g", _ABSENT)
+        record = ConsentRecord.from_json
+        out = _new_purpose_history(  # ``cls(...)``: latest, last_denial, grants, dropped
+            record(latest) if latest is not None else None,
+            record(denial) if denial is not None else None,
+            () if grants is _ABSENT else tuple([record(g) for g in grants]),
+            parse_stored(dropped) if dropped is not None else None,
         )
         out._check_roles()
         return out
 
     def _check_roles(self) -> None:
-        statements = [*self.grants, *([self.last_denial] if self.last_denial else [])]
-        if (self.grants or self.dropped) and self.latest is None:
+        """Raise :class:`ConsentStateError` on a record in the wrong role (the checks in a
+        fixed order: the first that fails names the error). Plain loops: most histories hold
+        one or two records, and a generator per check costs more than the check."""
+        latest, denial, grants, dropped = self.latest, self.last_denial, self.grants, self.dropped
+        if (grants or dropped is not None) and latest is None:
             raise ConsentStateError("consent history: grants without a latest statement")
-        if self.last_denial is not None and self.last_denial.granted:
+        if denial is not None and denial.granted:
             raise ConsentStateError("consent history: the last denial is a grant")
-        if any(not g.granted for g in self.grants):
-            raise ConsentStateError("consent history: a denial among the explicit grants")
-        keys = [g.key for g in self.grants]
-        if keys != sorted(set(keys)):
+        keys: list[tuple[datetime, int, str]] = []
+        for grant in grants:
+            if not grant.granted:
+                raise ConsentStateError("consent history: a denial among the explicit grants")
+            keys.append((grant.at, 0, grant.source))  # ``grant.key`` of a grant
+        if len(keys) > 1 and keys != sorted(set(keys)):
             raise ConsentStateError("consent history: grants out of order")
-        floor = self.last_denial.key if self.last_denial is not None else None
+        # ``denial.key`` of a denial
+        floor = (denial.at, 1, denial.source) if denial is not None else None
         if floor is not None and (keys and keys[0] <= floor):
             raise ConsentStateError("consent history: a grant kept below the last denial")
-        if floor is not None and self.dropped is not None and self.dropped <= floor[0]:
+        if floor is not None and dropped is not None and dropped <= floor[0]:
             raise ConsentStateError("consent history: a dropped grant below the last denial")
-        if self.latest is not None and any(r.key > self.latest.key for r in statements):
-            raise ConsentStateError("consent history: a statement later than the latest")
+        # of every statement, the grants and the last denial (the grants are in order: the
+        # last is the greatest)
+        if latest is not None:
+            top = latest.key
+            if (floor is not None and floor > top) or (keys and keys[-1] > top):
+                raise ConsentStateError("consent history: a statement later than the latest")
 
 
 _EMPTY: Final = PurposeHistory()
+#: ``PurposeHistory(*every field)``, cheaper (``resolvers.frozen.fast_new``).
+_new_purpose_history: Final = fast_new(PurposeHistory)
 
 
 @fast_init
@@ -208,9 +235,11 @@ class ConsentHistory:
         try:
             if raw.get("f") != _FORMAT:
                 raise ConsentStateError(f"unsupported consent history format {raw.get('f')!r}")
+            purpose = PurposeHistory.from_json
+            # ``Purpose(name)``: by value (a JSON object's keys are strings), or its error
             return cls(
                 {
-                    Purpose(name): PurposeHistory.from_json(h)
+                    _PURPOSES.get(name) or Purpose(name): purpose(h)
                     for name, h in raw.items()
                     if name != "f"
                 }

@@ -24,7 +24,7 @@ from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 
 from resolvers.identity.rules import IdentityRules
-from resolvers.timefmt import format_time, parse_time
+from resolvers.timefmt import format_time, parse_stored
 from resolvers.tuples import new_tuple
 from schemas.identifiers import Identifier
 
@@ -100,16 +100,26 @@ class Atom(NamedTuple):
 
     @classmethod
     def from_json(cls, raw: list[Any], rules: IdentityRules) -> Atom:
+        """Decode :meth:`to_json` (its identifiers ranked again: the rules may have changed).
+        Built with ``new_tuple`` (``cls(ids, Stamp(at, event_id), ghosts)``); a list of one
+        or two keys is ranked without a generator (:func:`ranked`'s tuple path, the same
+        answer as its general one)."""
         keys, at, event_id = raw[:3]
         ghosts = tuple(raw[3]) if len(raw) > 3 else ()
-        return cls(
-            ranked((parse_key(k) for k in keys), rules), Stamp(parse_time(at), event_id), ghosts
-        )
+        n = len(keys) if type(keys) is list else 0
+        if n == 1:  # ``(parse_key(keys[0]),)``, inline
+            id_type, _, value = keys[0].partition(":")
+            ids: tuple[Identifier, ...] = (new_tuple(Identifier, (id_type, value)),)
+        elif n == 2:
+            ids = ranked((parse_key(keys[0]), parse_key(keys[1])), rules)
+        else:
+            ids = ranked((parse_key(k) for k in keys), rules)
+        return new_tuple(cls, (ids, new_tuple(Stamp, (parse_stored(at), event_id)), ghosts))
 
 
 def parse_key(key: str) -> Identifier:
     id_type, _, value = key.partition(":")
-    return Identifier(id_type, value)
+    return new_tuple(Identifier, (id_type, value))  # ``Identifier(id_type, value)``
 
 
 def atom_key(ids: Iterable[Identifier]) -> str:

@@ -14,12 +14,13 @@ from typing import Any, Final
 
 import orjson
 
-from resolvers.frozen import fast_init
-from resolvers.identity.evidence import Atom, Stamp
+from resolvers.frozen import fast_init, fast_new
+from resolvers.identity.evidence import Atom, Stamp, atom_key
 from resolvers.identity.rules import IdentityRules
 from resolvers.profile.codec import facts_fragment, facts_from_json
 from resolvers.profile.facts import EMPTY_FACTS, Facts
-from resolvers.timefmt import format_time, parse_time
+from resolvers.timefmt import format_time, parse_stored
+from resolvers.tuples import new_tuple
 from schemas.identifiers import Identifier
 
 STATE_FORMAT: Final = 2
@@ -70,6 +71,11 @@ class StoredProfile:
         return self if merged == self.merged_from else replace(self, merged_from=merged)
 
 
+#: ``Cls(*every field)``, cheaper (``resolvers.frozen.fast_new``): decode builds them.
+_new_group: Final = fast_new(Group)
+_new_profile: Final = fast_new(StoredProfile)
+
+
 def encode(profile: StoredProfile) -> bytes:
     """The state ``s``."""
     return encode_with_held(profile)[0]
@@ -109,15 +115,21 @@ def decode(profile_id: str, raw: bytes, rules: IdentityRules) -> StoredProfile:
             "rebuild the profiles lane from Kafka"
         )
     groups = {}
+    from_json = Atom.from_json
     for key, body in data["g"].items():
-        atoms = (Atom.from_json(a, rules) for a in body["a"])
-        groups[key] = Group({a.key: a for a in atoms}, facts_from_json(body["x"]))
+        atoms = {}
+        for raw_atom in body["a"]:
+            atom = from_json(raw_atom, rules)
+            ids = atom.ids
+            # ``atom.key``: of one identifier, its key (most atoms)
+            atoms[f"{ids[0][0]}:{ids[0][1]}" if len(ids) == 1 else atom_key(ids)] = atom
+        groups[key] = _new_group(atoms, facts_from_json(body["x"]))
     at, event_id = data["f"]
-    return StoredProfile(
-        profile_id=profile_id,
-        first=Stamp(parse_time(at), event_id),
-        identifiers={t: tuple(vs) for t, vs in data["ids"].items()},
-        groups=groups,
-        merged_from=tuple(data.get("mf", ())),
-        audiences=tuple(data.get("au", ())),
+    return _new_profile(
+        profile_id,
+        new_tuple(Stamp, (parse_stored(at), event_id)),  # ``Stamp(at, event_id)``
+        {t: tuple(vs) for t, vs in data["ids"].items()},
+        groups,
+        tuple(data.get("mf", ())),
+        tuple(data.get("au", ())),
     )

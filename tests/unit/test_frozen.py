@@ -1,4 +1,5 @@
-"""``resolvers.frozen.fast_init``: the same instances as the dataclass's own ``__init__``."""
+"""``resolvers.frozen.fast_init`` and ``fast_new``: the same instances as the dataclass's own
+``__init__``."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import resolvers.lanes.stored_profile
 import resolvers.pipeline
 import resolvers.profile.render  # noqa: F401
-from resolvers.frozen import STOCK_INITS, fast_init
+from resolvers.frozen import BUILDERS, STOCK_INITS, fast_init, fast_new
 
 _UNSET = object()
 
@@ -132,3 +134,67 @@ def test_refuses_what_it_does_not_reproduce() -> None:
     for cls in (NoSlots, NotFrozen, KeywordOnly, WithInitVar):
         with pytest.raises(TypeError):
             fast_init(cls)
+
+
+@dataclass(frozen=True, slots=True)
+class _Built:
+    """Every kind of field ``fast_new`` sets."""
+
+    a: int
+    b: list[int] = field(default_factory=list)
+    c: int | None = None
+    f: int = field(default=7, init=False)
+    g: list[int] = field(default_factory=lambda: [1], init=False)
+    h: int = field(init=False, compare=False, repr=False)  # never set by ``__init__``
+    posted: list[str] = field(default_factory=list, init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.posted.append(f"{self.a}:{self.c}")
+
+
+_new_built = fast_new(_Built)
+
+
+@given(a=st.integers(), b=st.lists(st.integers(), max_size=2), c=st.none() | st.integers())
+def test_a_built_instance_is_the_one_the_class_builds(a: int, b: list[int], c: int | None) -> None:
+    built, stock = _new_built(a, b, c), _Built(a, b, c)
+    assert type(built) is _Built
+    assert _slots(built) == _slots(stock)
+    assert built.posted == [f"{a}:{c}"]  # ``__post_init__`` ran once, on a ``_Built``
+    assert built.g is not _new_built(a, b, c).g  # each instance its own factory default
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.a = 2  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("cls", sorted(BUILDERS, key=lambda c: c.__qualname__), ids=str)
+def test_every_builder_builds_what_its_class_builds(cls: type) -> None:
+    """The decoders' builders: with every field given, the same slots as ``cls(...)``."""
+    every = [object() for f in dataclasses.fields(cls) if f.init]
+    if hasattr(cls, "__post_init__"):  # its checks need real values: compared by the decode tests
+        return
+    built = BUILDERS[cls](*every)
+    assert type(built) is cls
+    assert _slots(built) == _slots(cls(*every))
+
+
+def test_builders_refuse_what_they_do_not_reproduce() -> None:
+    @dataclass(frozen=True, slots=True)
+    class Base:
+        a: int
+
+    @dataclass(frozen=True, slots=True)
+    class Derived(Base):
+        b: int
+
+    @dataclass(frozen=True, slots=True, kw_only=True)
+    class KeywordOnly:
+        a: int
+
+    @dataclass(frozen=True)
+    class NoSlots:
+        a: int
+
+    for cls in (Derived, KeywordOnly, NoSlots):
+        with pytest.raises(TypeError):
+            fast_new(cls)
+    assert type(fast_new(Base)(1)) is Base
