@@ -84,25 +84,6 @@ def _activity_in(raw: list[Any]) -> Activity:
     return _new_activity(parse_stored(raw[0]), raw[1], raw[2], raw[3], raw[4], raw[5], name)
 
 
-def _transaction_out(t: Transaction) -> list[Any]:
-    return [
-        format_time(t.at),
-        t.event_id,
-        t.type,
-        t.channel,
-        t.consent,
-        t.region,
-        t.is_return,
-        t.in_store,
-        t.currency,
-        str(t.amount),
-        t.payment_method,
-        t.location_id,
-        list(t.categories),
-        t.sku,
-    ]
-
-
 def _transaction_in(key: str, raw: list[Any]) -> Transaction:
     return _new_transaction(  # positional: key, at, event_id, type, channel, consent, region, ...
         key,
@@ -124,6 +105,8 @@ def _transaction_in(key: str, raw: list[Any]) -> Transaction:
 
 
 def _digest_out(key: DigestKey, d: Digest) -> list[Any]:
+    """A day digest: ``_activity_out`` and ``_stamped_out`` of its parts inline (a long
+    history writes ~400 digests of up to 20 activities each at every write)."""
     return [
         key[0],
         key[1],
@@ -135,8 +118,13 @@ def _digest_out(key: DigestKey, d: Digest) -> list[Any]:
         sorted(d.channels),
         d.interest,
         dict(sorted(d.categories.items())),
-        [_activity_out(a) for a in d.activities],
-        {k: _stamped_out(s) for k, s in sorted(d.preferences.items())},
+        [
+            (format_time(a.at), a.event_id, a.type, a.channel, a.sku, a.category)
+            if a.name is None
+            else (format_time(a.at), a.event_id, a.type, a.channel, a.sku, a.category, a.name)
+            for a in d.activities
+        ],
+        {k: (s.value, format_time(s.at), s.event_id) for k, s in sorted(d.preferences.items())},
         _ids_out(d.ids),
     ]
 
@@ -235,8 +223,26 @@ def facts_to_json(facts: Facts) -> dict[str, Any]:
         out["r"] = _stamped_out(facts.region)
     if facts.consent.purposes:
         out["c"] = facts.consent.to_json()
-    if facts.transactions:
-        out["o"] = {k: _transaction_out(t) for k, t in sorted(facts.transactions.items())}
+    if facts.transactions:  # ``_transaction_out`` of each, inline (up to 1,000 of them)
+        out["o"] = {
+            k: [
+                format_time(t.at),
+                t.event_id,
+                t.type,
+                t.channel,
+                t.consent,
+                t.region,
+                t.is_return,
+                t.in_store,
+                t.currency,
+                str(t.amount),
+                t.payment_method,
+                t.location_id,
+                list(t.categories),
+                t.sku,
+            ]
+            for k, t in sorted(facts.transactions.items())
+        }
     if facts.recent:
         out["e"] = [_recent_out(item) for _, item in sorted(facts.recent.items())]
     if facts.digests:

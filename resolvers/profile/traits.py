@@ -78,6 +78,8 @@ class PurchaseTraits:
 
     def fields(self, money: Callable[[Decimal, str], str]) -> dict[str, Any]:
         """The snapshot fields; ``money`` formats an amount in its currency."""
+        if not self.channels:  # no purchase counted (most renders): nothing to sort
+            return {"category_purchases": {}, "preferred_channel": None}
         ranked = sorted(self.channels.items(), key=lambda kv: (-kv[1], kv[0]))
         return {
             "category_purchases": {
