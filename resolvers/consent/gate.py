@@ -270,13 +270,47 @@ class Gate:
     def _verdicts(
         self, at: datetime, consent: EventConsent, region: str | None, behavioural: bool
     ) -> tuple[Verdict, ...]:
-        verdict = self.verdict
-        return tuple(
-            [
-                verdict(p, at=at, consent=consent, region=region, behavioural=behavioural)
-                for p in CONSENT_PURPOSES
-            ]
-        )
+        """:meth:`verdict` of each of ``CONSENT_PURPOSES``, in order, with what every purpose
+        reads (the history's purposes, the event's statements, the current choices) read
+        once: the audit asks this of every event of a person with a consent history."""
+        if consent.invalid:
+            return tuple(
+                [
+                    _NECESSARY
+                    if p is _P_NECESSARY
+                    else Verdict(p, False, _R_INVALID_SIGNAL, _S_INVALID)
+                    for p in CONSENT_PURPOSES
+                ]
+            )
+        histories, stated = self.history.purposes, consent.own
+        currents: Mapping[Purpose, Current] | None = None
+        out: list[Verdict] = []
+        for purpose in CONSENT_PURPOSES:
+            if purpose is _P_NECESSARY:
+                out.append(_NECESSARY)
+                continue
+            h = histories.get(purpose, _NO_HISTORY)
+            own = stated.get(purpose)
+            if own is not None and not own.granted:
+                out.append(Verdict(purpose, False, _denial_reason(own.source), own.source))
+                continue
+            denial = h.last_denial
+            if denial is not None and denial.at >= at:
+                reason = _R_GPC if denial.source is _S_GPC else _R_REVOKED
+                out.append(Verdict(purpose, False, reason, denial.source))
+                continue
+            if own is None and behavioural:
+                at_time = self._behaviour_default(purpose, h, at, region)
+            else:
+                at_time = self._at_time(purpose, h, own, at, region)
+            if at_time.allowed:
+                if currents is None:
+                    currents = (self._now or self._choices())[0]
+                now = currents[purpose]
+                if not now.granted:  # as ``verdict``: the current choice withdraws it
+                    at_time = Verdict(purpose, False, _R_REGION_DEFAULT, now.source)
+            out.append(at_time)
+        return tuple(out)
 
     def _timeless(
         self, at: datetime, consent: EventConsent, region: str | None, behavioural: bool

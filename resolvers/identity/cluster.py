@@ -124,6 +124,9 @@ class _Replay:
 
     def place(self, atom: Atom, ids: tuple[Identifier, ...]) -> None:
         owner, limits, people = self.owner, self.limits, self.people
+        if len(ids) == 1:  # most atoms (a device or an email alone): no conflict possible
+            self._place_alone(atom, ids[0])
+            return
         joined: list[int] = []
         combined: dict[str, set[str]] = {}
         to_link: list[Identifier] = []
@@ -168,6 +171,21 @@ class _Replay:
                 Blocked(atom, rule, reason, tuple(idents))
                 for (rule, reason), idents in sorted(blocked.items())
             )
+
+    def _place_alone(self, atom: Atom, ident: Identifier) -> None:
+        """:meth:`place` of an atom of one identifier: placed already, it joins that person
+        and links nothing; else it makes a new person (every limit is at least 1)."""
+        id_type, value = ident
+        key = (id_type, value)
+        owner = self.owner
+        if key in owner:
+            return
+        if id_type not in self.limits:
+            self._limit(id_type)  # (and its rank, which ``_conflict`` reads later)
+        target = len(self.parent)
+        self.parent.append(target)
+        self.people[target] = _Building(atom.first, {id_type: {value}})
+        owner[key] = target
 
     def _settle(self, atom: Atom, joined: list[int], to_link: list[Identifier]) -> None:
         """The people ``atom`` joined become one (the earliest's), or it makes a new person;

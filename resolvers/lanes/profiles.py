@@ -174,9 +174,14 @@ class ProfilesBatch:
         out.effects.extend(resolution.redirected)
         out.effects.extend(resolution.erased)
         out.effects.extend(resolution.published)
-        outcomes, placed = out.outcomes, resolution.outcomes
-        for event_type, event_id in zip(types, event_ids, strict=True):
-            outcomes[(observe.TYPE_VALUES[event_type], placed.get(event_id, OK))] += 1
+        # counted in C (``Counter.update`` of an iterable), in the events' order as the loop did
+        type_values, placed = observe.TYPE_VALUES, resolution.outcomes
+        out.outcomes.update(
+            [
+                (type_values[event_type], placed.get(event_id, OK))
+                for event_type, event_id in zip(types, event_ids, strict=True)
+            ]
+        )
         return out
 
     def _evidence(self) -> identity.Evidence:
@@ -261,29 +266,52 @@ class ProfilesBatch:
         policy = self.ctx.policy
         bound = policy.max_explicit_grants
         linked: dict[tuple[str, str], set[str]] = {}
-        history: dict[str, ConsentHistory] = {}
-        for pid, person in res.people.items():
-            for gkey, group in person.groups.items():
-                accounts = linked[(pid, gkey)] = self._accounts(res, gkey, group)
-                if gkey.startswith("u:"):
-                    for account in accounts:
-                        history[account] = history.get(account, EMPTY_HISTORY).merged(
-                            group.facts.consent, bound
-                        )
+        history = self._account_histories(res, linked)
         changed: set[str] = set()
+        if not history:
+            return changed
         for pid, person in res.people.items():
             for gkey, group in list(person.groups.items()):
-                also = EMPTY_HISTORY
-                for account in sorted(linked[(pid, gkey)]):
-                    if account in history:
-                        also = also.merged(history[account], bound)
-                if group.facts.is_empty or also is EMPTY_HISTORY:
+                facts = group.facts
+                if facts.is_empty:
                     continue
-                pruned = profile_facts.prune(group.facts, policy, also)
-                if pruned is not group.facts:
+                accounts = linked.get((pid, gkey))
+                if accounts is None:
+                    accounts = self._accounts(res, gkey, group)
+                also = EMPTY_HISTORY
+                for account in sorted(accounts) if len(accounts) > 1 else accounts:
+                    found = history.get(account)
+                    if found is not None:
+                        also = also.merged(found, bound)
+                if also is EMPTY_HISTORY or (also is facts.consent and facts.pruned is policy):
+                    # (the latter: ``prune``'s fixpoint, nothing denied later than its own)
+                    continue
+                pruned = profile_facts.prune(facts, policy, also)
+                if pruned is not facts:
                     person.groups[gkey] = replace(group, facts=pruned)
                     changed.add(pid)
         return changed
+
+    def _account_histories(
+        self, res: identity.Resolution, linked: dict[tuple[str, str], set[str]]
+    ) -> dict[str, ConsentHistory]:
+        """Each account's history: the merge of the account groups' that carry it. Fills
+        ``linked`` with the account groups' accounts (by person and group). An empty history
+        merges to nothing (``merged`` returns the other side): an account whose groups stated
+        nothing has no entry, and a batch in which none stated anything prunes nothing."""
+        bound = self.ctx.policy.max_explicit_grants
+        history: dict[str, ConsentHistory] = {}
+        for pid, person in res.people.items():
+            for gkey, group in person.groups.items():
+                if gkey.startswith("u:"):
+                    accounts = linked[(pid, gkey)] = self._accounts(res, gkey, group)
+                    consent = group.facts.consent
+                    if consent.purposes:
+                        for account in accounts:
+                            history[account] = history.get(account, EMPTY_HISTORY).merged(
+                                consent, bound
+                            )
+        return history
 
     def _accounts(self, res: identity.Resolution, gkey: str, group: Group) -> set[str]:
         """The accounts (``type:value`` of unique identifiers) a group is linked to for good:
@@ -431,16 +459,16 @@ class ProfilesBatch:
     ) -> None:
         """The consent audit of the batch (``resolvers.stages.audit``)."""
         event_group, owner_of_group = res.event_group, res.owner_of_group
-        owner_of_event: dict[str, str | None] = {}
-        for event_id in event_ids:
-            gkey = event_group.get(event_id)
-            owner_of_event[event_id] = owner_of_group.get(gkey) if gkey is not None else None
+        owners = [
+            owner_of_group.get(gkey) if (gkey := event_group.get(event_id)) is not None else None
+            for event_id in event_ids
+        ]
         ctx = self.ctx
         out.effects.extend(
             audit.audit(
                 tps,
                 consents,
-                owner_of_event,
+                owners,
                 before,
                 gates,
                 policy=ctx.policy,

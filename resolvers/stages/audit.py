@@ -127,7 +127,7 @@ def _none() -> None:
 def audit(
     fresh: Sequence[Touchpoint],
     consents: Sequence[EventConsent],
-    owner_of_event: Mapping[str, str | None],
+    owners: Sequence[str | None],
     before: Callable[[str], Gate | None],
     gates: Mapping[str, Gate],
     *,
@@ -138,7 +138,7 @@ def audit(
 ) -> list[Published]:
     """The batch's audit records of the touchpoints ``fresh`` (``consents``: each one's
     ``resolvers.stages.observe.event_consent``); denials and purges counted into ``counts``.
-    ``owner_of_event``: each event's profile id (None: not placed); ``before(pid)`` /
+    ``owners``: each event's profile id (None: not placed), in ``fresh``'s order; ``before(pid)`` /
     ``gates``: a person's gate before / after the batch."""
     decided_at = format_time(now)
     out: list[Published] = []
@@ -146,14 +146,13 @@ def audit(
     denied: Counter[tuple[str, str]] = Counter()  # (purpose, reason)
     purged: Counter[str] = Counter()
     remembered: _Remembered = {}
-    for tp, consent in zip(fresh, consents, strict=True):
+    for tp, consent, owner in zip(fresh, consents, owners, strict=True):
         # its fields from the model's instance dict (``observe.observation`` says why)
         fields = tp.__dict__
         event_type = fields["type"]
         if event_type is _ERASURE:
             continue
         event_id, region = fields["event_id"], fields["region"]
-        owner = owner_of_event.get(event_id)
         gate = gates.get(owner) if owner is not None else None
         if gate is None:
             gate = Gate(policy, EMPTY_HISTORY, region)

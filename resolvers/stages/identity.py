@@ -599,12 +599,13 @@ def _best(
     best: tuple[int, str, str] | None = None
     for atom in atoms.values():
         for ident in atom.ids:
-            id_type, value = ident.type, ident.value
+            id_type, value = ident
             if (id_type, value) in left_out:
                 continue
             rank = (index.get(id_type, unlisted), id_type, value)  # as ``ranked`` orders
             if best is None or rank < best:
                 best = rank
+            break  # an atom's identifiers are ranked: its first one still linking is its best
     return (best[1], best[2]) if best is not None else None
 
 

@@ -8,10 +8,12 @@ gate never fails open, it equals the docstring's rules read off the raw statemen
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 import pytest
 from consent_worlds import (
     POLICY,
+    REGIONS,
     A,
     D,
     M,
@@ -714,3 +716,52 @@ def test_verdicts_without_history_are_remembered_and_the_same_at_any_time(
         assert got == expected
         served = gate.serves(at=s.at, consent=s.consent, region=s.region, behavioural=behavioural)
         assert served == frozenset(v.purpose for v in expected if v.allowed)
+
+
+# --------------------------------------------------------------------------- every verdict at once
+
+
+def _old_verdicts(
+    gate: Gate, at: datetime, consent: EventConsent, region: str | None, behavioural: bool
+) -> tuple[Verdict, ...]:
+    """``Gate._verdicts`` before its reads were hoisted, verbatim (``self`` is ``gate``)."""
+    verdict = gate.verdict
+    return tuple(
+        [
+            verdict(p, at=at, consent=consent, region=region, behavioural=behavioural)
+            for p in CONSENT_PURPOSES
+        ]
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    history=worlds(regions=True),
+    fact=said_events(regions=True),
+    person_region=st.sampled_from(REGIONS),
+    behavioural=st.booleans(),
+    bound=st.sampled_from([1, 2, 16]),
+    asked_first=st.booleans(),
+)
+def test_every_verdict_at_once_is_each_verdict_in_turn(
+    history: list[Said],
+    fact: Said,
+    person_region: str | None,
+    behavioural: bool,
+    bound: int,
+    asked_first: bool,
+) -> None:
+    """``Gate.verdicts`` of a person with a history (the audit asks it of their every event):
+    the same verdicts, in the same order, as :meth:`Gate.verdict` asked purpose by purpose."""
+    merged = history_of(history, bound)
+    gate, old_gate = (Gate(POLICY, merged, person_region) for _ in range(2))
+    if asked_first:  # the current choices already computed (a render asked first)
+        gate.granted_now()
+        old_gate.granted_now()
+    new = gate._verdicts(fact.at, fact.consent, fact.region, behavioural)
+    old = _old_verdicts(old_gate, fact.at, fact.consent, fact.region, behavioural)
+    assert new == old
+    assert [v.reason for v in new] == [v.reason for v in old]
+    assert gate.verdicts(
+        at=fact.at, consent=fact.consent, region=fact.region, behavioural=behavioural
+    ) == _old_verdicts(gate, fact.at, fact.consent, fact.region, behavioural)

@@ -9,6 +9,7 @@ connected components of the co-occurrence graph."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from unittest import mock
 
 import pytest
 from builders import permuted
@@ -21,6 +22,8 @@ from resolvers.identity.cluster import (
     DROP_UNIQUE_CONFLICT,
     Blocked,
     Clustering,
+    _Replay,
+    _rule,
     cluster,
 )
 from resolvers.identity.evidence import Atom, profile_id_for, ranked
@@ -331,3 +334,80 @@ def test_without_conflicts_the_people_are_the_connected_components(
     c = cluster(atoms, excluded, OPEN_RULES)
     assert people(c) == components(atoms, excluded)
     assert c.blocked == ()
+
+
+# --------------------------------------------------------------------------- the replay's fast path
+
+
+def _old_place(self: _Replay, atom: Atom, ids: tuple[Identifier, ...]) -> None:
+    """``_Replay.place`` before its lone-identifier fast path, verbatim."""
+    owner, limits, people = self.owner, self.limits, self.people
+    joined: list[int] = []
+    combined: dict[str, set[str]] = {}
+    to_link: list[Identifier] = []
+    blocked: dict[tuple[str, str], list[Identifier]] = {}
+    for ident in ids:
+        id_type = ident.type
+        node = owner.get((id_type, ident.value))
+        if node is None:
+            have = combined.get(id_type)
+            if have is None:
+                have = combined[id_type] = set()
+            limit = limits.get(id_type)
+            if limit is None:
+                limit = self._limit(id_type)
+            if ident.value in have:
+                to_link.append(ident)
+            elif len(have) >= limit:
+                blocked.setdefault(_rule(id_type, self.rules), []).append(ident)
+            else:
+                have.add(ident.value)
+                to_link.append(ident)
+            continue
+        root = self.find(node)
+        if root in joined:
+            continue
+        theirs = people[root].ids
+        if combined:
+            conflict = self._conflict(combined, theirs)
+            if conflict is not None:
+                blocked.setdefault(conflict, []).append(ident)
+                continue
+        joined.append(root)
+        for id_type, values in theirs.items():
+            have = combined.get(id_type)
+            if have is None:
+                combined[id_type] = set(values)
+            else:
+                have.update(values)
+    self._settle(atom, joined, to_link)
+    if blocked:
+        self.blocked.extend(
+            Blocked(atom, rule, reason, tuple(idents))
+            for (rule, reason), idents in sorted(blocked.items())
+        )
+
+
+@PROPS
+@given(
+    atoms=atom_worlds(20),
+    excluded=EXCLUDED,
+    rules=st.sampled_from([SMALL_RULES, RULES]),
+    keys=st.lists(st.integers(0, 100), max_size=20),
+)
+def test_the_replay_places_as_before_its_lone_identifier_fast_path(
+    atoms: list[Atom],
+    excluded: frozenset[Identifier],
+    rules: IdentityRules,
+    keys: list[int],
+) -> None:
+    atoms = permuted(atoms, keys)
+    new = cluster(atoms, excluded, rules)
+    with mock.patch.object(_Replay, "place", _old_place):
+        old = cluster(atoms, excluded, rules)
+    assert new == old
+    assert list(new.people) == list(old.people)
+    assert [list(p.identifiers) for p in new.people.values()] == [
+        list(p.identifiers) for p in old.people.values()
+    ]
+    assert list(new.owners.items()) == list(old.owners.items())
