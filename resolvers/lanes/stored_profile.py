@@ -15,7 +15,7 @@ from typing import Any, Final
 import orjson
 
 from resolvers.frozen import fast_init, fast_new
-from resolvers.identity.evidence import Atom, Stamp, atom_key
+from resolvers.identity.evidence import Atom, Stamp
 from resolvers.identity.rules import IdentityRules
 from resolvers.profile.codec import facts_fragment, facts_from_json
 from resolvers.profile.facts import EMPTY_FACTS, Facts
@@ -120,9 +120,7 @@ def decode(profile_id: str, raw: bytes, rules: IdentityRules) -> StoredProfile:
         atoms = {}
         for raw_atom in body["a"]:
             atom = from_json(raw_atom, rules)
-            ids = atom.ids
-            # ``atom.key``: of one identifier, its key (most atoms)
-            atoms[f"{ids[0][0]}:{ids[0][1]}" if len(ids) == 1 else atom_key(ids)] = atom
+            atoms[atom.key] = atom
         groups[key] = _new_group(atoms, facts_from_json(body["x"]))
     at, event_id = data["f"]
     return _new_profile(

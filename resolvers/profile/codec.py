@@ -9,7 +9,6 @@ import struct
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from hashlib import blake2b
 from typing import Any, Final
 
 import orjson
@@ -33,6 +32,7 @@ from resolvers.profile.facts import (
     Recent,
     Stamped,
     Transaction,
+    fingerprint,
 )
 from resolvers.timefmt import format_time, parse_stored
 
@@ -44,8 +44,6 @@ UNREADABLE_CONSENT: Final = ConsentHistory(
 )
 #: A husk's channels (immutable, shared).
 _NO_CHANNELS: Final[frozenset[str]] = frozenset()
-_BLAKE2B: Final = blake2b
-_FROM_BYTES: Final = int.from_bytes
 #: ``Cls(*every field)`` for the classes a stored profile is decoded into, cheaper
 #: (``resolvers.frozen.fast_new``).
 _new_stamped: Final = fast_new(Stamped)
@@ -105,8 +103,6 @@ def _transaction_in(key: str, raw: list[Any]) -> Transaction:
 
 
 def _digest_out(key: DigestKey, d: Digest) -> list[Any]:
-    """A day digest: ``_activity_out`` and ``_stamped_out`` of its parts inline (a long
-    history writes ~400 digests of up to 20 activities each at every write)."""
     return [
         key[0],
         key[1],
@@ -118,13 +114,8 @@ def _digest_out(key: DigestKey, d: Digest) -> list[Any]:
         sorted(d.channels),
         d.interest,
         dict(sorted(d.categories.items())),
-        [
-            (format_time(a.at), a.event_id, a.type, a.channel, a.sku, a.category)
-            if a.name is None
-            else (format_time(a.at), a.event_id, a.type, a.channel, a.sku, a.category, a.name)
-            for a in d.activities
-        ],
-        {k: (s.value, format_time(s.at), s.event_id) for k, s in sorted(d.preferences.items())},
+        [_activity_out(a) for a in d.activities],
+        {k: _stamped_out(s) for k, s in sorted(d.preferences.items())},
         _ids_out(d.ids),
     ]
 
@@ -204,10 +195,7 @@ def _recent_in(items: list[Any]) -> dict[str, Recent]:
                 {} if (cats := raw[7]) == {} else {k: int(v) for k, v in cats.items()},
                 () if (acts := raw[8]) == [] else tuple([_activity_in(a) for a in acts]),
                 {} if (prefs := raw[9]) == {} else {k: _stamped_in(v) for k, v in prefs.items()},
-                # ids: ``fingerprint(event_id)``, inline
-                frozenset(
-                    (_FROM_BYTES(_BLAKE2B(event_id.encode(), digest_size=4).digest(), "little"),)
-                ),
+                frozenset((fingerprint(event_id),)),  # ids
             ),
         )
     return out
