@@ -429,6 +429,7 @@ class RedisStore:
                 generation=self.generation,
                 wait_replicas=self.wait_replicas,
                 wait_timeout_ms=WAIT_TIMEOUT_MS,
+                snapshot=None if self.waves is None else self.waves.snapshot,
             )
         except redis.ResponseError as exc:
             if _unblocked(exc):

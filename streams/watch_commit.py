@@ -15,7 +15,10 @@ connection; TLS, AUTH/ACL, Sentinel as the client has them):
 2. ``WATCH`` the sequences (and the generation's key); ``GET`` the generation; ``HGET v`` of
    each entity expected to exist, ``EXISTS`` of the expected-absent ones per 500, ``HMGET`` of
    the suppression hash for the unsuppressed digests per 500, ``EXISTS`` of each marker hash a
-   lookup reads.
+   lookup reads. **Or, with the batch's wave load as a snapshot that covers the call (ADR
+   0027, ``streams.load_snapshot``):** ``WATCH``, ``GET`` of the generation and of the
+   sequence only; if the sequence still holds the value the load read, the checks use what
+   the load read (nothing was committed to the lane since), else the reads above follow.
 3. If needed: ``HGET v`` of the expected-absent keys (one of them exists) and ``HMGET`` of each
    existing marker hash with its bucket's ids.
 4. In Python: a generation mismatch raises ``StateLostError`` (nothing written); else each part
@@ -58,6 +61,7 @@ from streams.commit_commands import (
     part_commands,
 )
 from streams.errors import StateLostError
+from streams.load_snapshot import LoadSnapshot
 from streams.redis_keys import Keys, marker_groups
 from streams.replies import read_replies
 from streams.resp import Resp
@@ -98,6 +102,7 @@ class WatchCommit:
     aborts: int = 0  # EXECs aborted (a watched key moved)
     calls: int = 0
     fallbacks: int = 0  # calls left to commit.lua (layout-1 hand-over)
+    from_snapshot: int = 0  # attempts checked against the batch's load (ADR 0027)
     round_trips: int = field(default=0)
     #: told of each aborted EXEC (the worker's ``loom_commit_aborts_total``)
     on_abort: Callable[[], None] | None = None
@@ -109,18 +114,23 @@ class WatchCommit:
         generation: str | None,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 0,
+        snapshot: LoadSnapshot | None = None,
     ) -> Committed | Fallback:
         """Check and write ``parts`` (raises ``StateLostError`` if ``generation`` is set and
         Redis holds another, ``CommitConflictError`` after ``max_attempts`` aborts); with
-        ``wait_replicas``, ``WAIT wait_replicas wait_timeout_ms`` follows on the connection."""
+        ``wait_replicas``, ``WAIT wait_replicas wait_timeout_ms`` follows on the connection.
+        ``snapshot``: the batch's load, if consistent (ADR 0027): while the lane's sequence
+        still holds its value, the checks use it instead of reading again."""
         wait = (wait_replicas, wait_timeout_ms) if wait_replicas else None
+        if snapshot is not None and not snapshot.covers(parts):
+            snapshot = None
         self.calls += 1
         pool = self.client.connection_pool
         conn = pool.get_connection()
         clean = False
         try:
             for _ in range(self.max_attempts):
-                outcome = self._attempt(conn, parts, generation, wait)
+                outcome = self._attempt(conn, parts, generation, wait, snapshot)
                 if outcome is not None:
                     clean = True
                     return outcome
@@ -151,6 +161,7 @@ class WatchCommit:
         parts: Sequence[Commit],
         generation: str | None,
         wait: tuple[int, int] | None,
+        snapshot: LoadSnapshot | None = None,
     ) -> Committed | Fallback | None:
         """One try: the outcome, or None if ``EXEC`` was aborted."""
         keys = self.keys
@@ -173,7 +184,11 @@ class WatchCommit:
         if any(p.event_ids and clocks[p.scope].legacy for p in parts):
             self.fallbacks += 1
             return FALLBACK
-        reads = self._read(conn, parts, clocks, generation)
+        reads = None
+        if snapshot is not None:
+            reads = self._unchanged(conn, parts, clocks, generation, snapshot)
+        if reads is None:
+            reads = self._read(conn, parts, clocks, generation)
         results = _check(parts, reads)
         written = [p for p, r in zip(parts, results, strict=True) if r is None]
         out = Resp()
@@ -202,6 +217,44 @@ class WatchCommit:
         ok = CommitResult(CommitStatus.OK)
         return Committed([r or ok for r in results], acknowledged)
 
+    def _unchanged(
+        self,
+        conn: Any,
+        parts: Sequence[Commit],
+        clocks: dict[str, MarkerClock],
+        generation: str | None,
+        snapshot: LoadSnapshot,
+    ) -> _Reads | None:
+        """Round trip 2 when ``snapshot`` covers the call (ADR 0027): ``WATCH``, the
+        generation and the sequence; the reads from ``snapshot`` if the sequence still holds
+        its value, else None (the call reads as without it; the ``WATCH`` stays)."""
+        keys = self.keys
+        cmds = Resp()
+        seq_key = keys.commit_seq(snapshot.scope)
+        cmds.add("WATCH", seq_key, *([keys.generation] if generation is not None else []))
+        if generation is not None:
+            cmds.add("GET", keys.generation)
+        cmds.add("GET", seq_key)
+        replies = self._round_trip(conn, cmds, watching=False)
+        if generation is not None:
+            _check_generation(keys, generation, replies[1])
+        if replies[-1] != snapshot.sequence:
+            return None
+        self.from_snapshot += 1
+        groups = _groups(parts, clocks)
+        reads = _Reads(
+            versions=snapshot.versions_of(dict.fromkeys(r for p in parts for r in p.expect)),
+            groups=groups,
+        )
+        reads.suppressed = snapshot.suppressed_of(d for p in parts for d in p.unsuppressed)
+        seen = snapshot.seen
+        reads.processed = {
+            scope: {e for ids in by_bucket.values() for e in ids if e in seen}
+            for scope, by_bucket in groups.items()
+        }
+        reads.existing = set(snapshot.existing)
+        return reads
+
     def _read(
         self,
         conn: Any,
@@ -214,12 +267,8 @@ class WatchCommit:
         ask = _Asked.of(parts, keys, clocks)
         asked = ask.commands(keys, clocks, generation)
         replies = iter(self._round_trip(conn, asked, watching=False)[1:])  # WATCH first
-        if generation is not None and next(replies) != generation.encode():
-            raise StateLostError(
-                f"Redis prefix {keys.root.removesuffix(':v1')!r} no longer holds generation "
-                f"{generation} (restarted without its data, flushed or replaced); nothing of "
-                f"this batch was written"
-            )
+        if generation is not None:
+            _check_generation(keys, generation, next(replies))
         reads = _Reads(versions={ref: next(replies) for ref in ask.present}, groups=ask.groups)
         absent_found = sum(next(replies) for _ in ask.absent_chunks)
         for chunk in ask.digest_chunks:
@@ -270,16 +319,7 @@ class _Asked:
             for ref, v in part.expect.items():
                 (present if v else absent)[ref] = None
         kinds = keys.kinds
-        if len(clocks) == 1:  # a lane's call: one scope, no id filtered out
-            ids = chain.from_iterable(p.event_ids for p in parts)
-            groups = {scope: marker_groups(dict.fromkeys(ids)) for scope in clocks}
-        else:
-            groups = {
-                scope: marker_groups(
-                    dict.fromkeys(e for p in parts if p.scope == scope for e in p.event_ids)
-                )
-                for scope in clocks
-            }
+        groups = _groups(parts, clocks)
         return cls(
             present=list(present),
             absent=list(absent),
@@ -351,6 +391,31 @@ def _check(parts: Sequence[Commit], reads: _Reads) -> list[CommitResult | None]:
             suppressed.update(part.suppress)
             processed[part.scope].update(part.event_ids)
     return out
+
+
+def _groups(
+    parts: Sequence[Commit], clocks: dict[str, MarkerClock]
+) -> dict[str, dict[str, list[str]]]:
+    """The call's event ids per scope by marker bucket, each once."""
+    if len(clocks) == 1:  # a lane's call: one scope, no id filtered out
+        ids = chain.from_iterable(p.event_ids for p in parts)
+        return {scope: marker_groups(dict.fromkeys(ids)) for scope in clocks}
+    return {
+        scope: marker_groups(
+            dict.fromkeys(e for p in parts if p.scope == scope for e in p.event_ids)
+        )
+        for scope in clocks
+    }
+
+
+def _check_generation(keys: Keys, generation: str, found: bytes | None) -> None:
+    """``StateLostError`` unless Redis holds ``generation``."""
+    if found != generation.encode():
+        raise StateLostError(
+            f"Redis prefix {keys.root.removesuffix(':v1')!r} no longer holds generation "
+            f"{generation} (restarted without its data, flushed or replaced); nothing of "
+            f"this batch was written"
+        )
 
 
 def _chunks(items: list[str]) -> list[list[str]]:

@@ -7,8 +7,9 @@ through Lua. :class:`WaveLoad` sends the same reads as plain commands instead:
 
 * wave 1: ``GET`` of the commit sequence (first), ``TIME`` and the marker layout, the
   suppression ``HMGET`` per 500 hashes, ``HMGET v p h s`` of the requested identifier records,
-  ``HMGET v s r i`` of the requested profiles, ``HMGET v r`` of the "versions" ids, ``HMGET v
-  s`` of the stocks;
+  ``HMGET v s r i`` of the requested profiles, one ``EXISTS`` per 500 of the "versions" ids
+  (ids a batch may give a new person: nearly always absent; if any exists, a round trip of
+  ``HMGET v r`` of each follows, ADR 0027), ``HMGET v s`` of the stocks;
 * each next wave: ``HMGET`` of every identifier record and profile the walk has queued and not
   read yet (redirects, holders, held keys, the tombstones' holders); wave 2 also ``EXISTS`` of
   each marker hash a lookup reads (generations ``gen - k .. gen``, ``markers.lua``'s
@@ -40,7 +41,7 @@ During layout 1's marker hand-over (ADR 0016) the caller uses ``load.lua``
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 import orjson
@@ -60,6 +61,7 @@ from resolvers.store import (
 )
 from resolvers.tuples import new_tuple
 from streams.commit_commands import CHUNK, EXISTS, MarkerClock
+from streams.load_snapshot import LoadSnapshot
 from streams.redis_keys import Keys
 from streams.replies import read_replies
 from streams.resp import Resp
@@ -221,11 +223,15 @@ class WaveLoad:
         self.loads = 0
         #: told of each load torn by a commit (the sequence moved; ``loom_loads_torn_total``)
         self.on_torn: Callable[[], None] | None = None
+        #: what the last call read, consistent at one commit sequence (ADR 0027; None: the
+        #: last call returned nothing or raised)
+        self.snapshot: LoadSnapshot | None = None
 
     def load(self, request: LoadRequest, groups: dict[str, list[str]]) -> Loaded | None:
         """``request``'s :class:`Loaded`, its event ids grouped by marker bucket as
         ``groups``; None while layout 1's markers are handed over (use ``load.lua``)."""
         self.round_trips = self.loads = 0
+        self.snapshot = None
         pool = self.client.connection_pool
         conn: Any = pool.get_connection()  # redis-py's Connection (TLS, AUTH: as configured)
         try:
@@ -271,6 +277,13 @@ class WaveLoad:
         if first is None:
             return None
         last = first.last
+        if first.versions is None:  # a "versions" id exists: their HMGETs, in the seqlock
+            wave = Resp()
+            _hmgets(wave, self.keys.kinds[Kind.PROFILE], request.versions, _VERSION_PACKED)
+            wave.add("GET", seq_key)
+            replies = self._call(conn, wave)
+            last = replies[-1]
+            first = replace(first, versions=replies[:-1])
         n = 1
         while True:
             done = walk.advance()
@@ -288,7 +301,18 @@ class WaveLoad:
             n += 1
         if last != first.sequence:
             return False
-        return _loaded(request, walk, first, markers.seen)
+        loaded = _loaded(request, walk, first, markers.seen)
+        self.snapshot = LoadSnapshot(
+            scope=request.scope,
+            sequence=last if last is None or isinstance(last, bytes) else str(last).encode(),
+            versions={ref: e.version for ref, e in loaded.entities.items()},
+            hashes=frozenset(request.suppression_hashes),
+            suppressed=dict(loaded.suppressed),
+            looked_up=frozenset(e for ids in markers.groups.values() for e in ids),
+            seen=markers.seen,
+            existing=frozenset(key for key, _bucket in markers.existing),
+        )
+        return loaded
 
     def _walk_reads(self, wave: Resp, walk: Walk) -> tuple[list[str], list[str]]:
         """Into ``wave``, the ``HMGET`` of what the walk waits for; the keys and ids."""
@@ -306,28 +330,33 @@ class WaveLoad:
         seq_key = keys.commit_seq(scope)
         hashes = list(request.suppression_hashes)
         hash_chunks = [hashes[j : j + CHUNK] for j in range(0, len(hashes), CHUNK)]
+        profile_root = keys.kinds[Kind.PROFILE]
+        versions = list(request.versions)
+        version_chunks = [versions[j : j + CHUNK] for j in range(0, len(versions), CHUNK)]
         wave = Resp()
         wave.add("GET", seq_key)
         wave.add("TIME")
         wave.add("HMGET", keys.markers_layout(scope), "width", "since")
         for chunk in hash_chunks:
             wave.add("HMGET", keys.suppressed, *chunk)
-        _hmgets(wave, keys.kinds[Kind.PROFILE], request.versions, _VERSION_PACKED)
+        for chunk in version_chunks:  # ids a batch may give a new person: nearly all absent
+            wave.command(_EXISTS, [profile_root + pid for pid in chunk])
         _hmgets(wave, keys.kinds[Kind.STOCK], request.stocks, _STOCK_PACKED)
         ids, pids = self._walk_reads(wave, walk)
         wave.add("GET", seq_key)
         replies = self._call(conn, wave)
         (now, _), (width, since) = replies[1], replies[2]
         at = 3 + len(hash_chunks)
-        n_vers, n_stocks = len(request.versions), len(request.stocks)
+        n_chunks, n_stocks = len(version_chunks), len(request.stocks)
+        found = any(replies[at : at + n_chunks])
         first = _First(
             sequence=replies[0],
             last=replies[-1],
             tombs=[t for row in replies[3:at] for t in row],
-            versions=replies[at : at + n_vers],
-            stocks=replies[at + n_vers : at + n_vers + n_stocks],
+            versions=None if found else [_NO_VERSION] * len(versions),
+            stocks=replies[at + n_chunks : at + n_chunks + n_stocks],
         )
-        at += n_vers + n_stocks
+        at += n_chunks + n_stocks
         walk.read(ids, replies[at : at + len(ids)], pids, replies[at + len(ids) : -1])
         clock = MarkerClock.at(keys, scope, self.ttl_s, now=int(now),
                                width=None if width is None else int(width),
@@ -341,6 +370,11 @@ class WaveLoad:
         return first
 
 
+#: a "versions" id's row when none of them exists (no key: no ``v``, no ``r``)
+_NO_VERSION: Final[list[Any]] = [None, None]
+_EXISTS: Final = b"$6\r\nEXISTS\r\n"
+
+
 @dataclass(frozen=True, slots=True)
 class _First:
     """What round trip 1 read besides the walk's records."""
@@ -348,7 +382,8 @@ class _First:
     sequence: bytes | None  # the commit sequence before every read
     last: bytes | None  # and after them
     tombs: list[bytes | None]  # per suppression hash
-    versions: list[list[Any]]  # v, r per "versions" id
+    #: v, r per "versions" id (None: one of them exists, :meth:`WaveLoad._versions` reads them)
+    versions: list[list[Any]] | None
     stocks: list[list[Any]]  # v, s per sku
 
 
@@ -387,6 +422,7 @@ def _loaded(request: LoadRequest, walk: Walk, first: _First, seen: frozenset[str
             fields[HELD_FIELD] = i
         entities[ref] = Entity(int(v), fields)
     visited = walk.seen_pids
+    assert first.versions is not None
     for pid, (v, r) in zip(request.versions, first.versions, strict=True):
         if pid not in visited:
             visited.add(pid)

@@ -1,0 +1,74 @@
+"""What a consistent wave load read, kept for the batch's commit (ADR 0027). No IO.
+
+A wave load (``streams.wave_load``, ADR 0022) returns only when the lane's commit sequence
+``P:v1:commit-seq:{segment}`` was the same before its first read and after its last, so what it
+read is the lane's state at that sequence. Every writer of the lane ``INCR``s the sequence in
+the same atomic unit as its writes (ADR 0021), so while the sequence still holds that value
+the keys read still hold what was read. The watch commit (``streams.watch_commit``) therefore
+``WATCH``es the sequence, ``GET``s it, and when it is unchanged checks the parts against this
+snapshot instead of reading every checked version, suppression hash and processed marker again;
+the ``EXEC`` is guarded by the same ``WATCH`` as before.
+
+A snapshot covers a call only if every part is of its scope and everything a part checks was
+read by the load: each entity the part expects (visited by the walk, or a "versions" id, or a
+stock), each digest it expects unsuppressed, each event id it marks. Anything else: the commit
+reads as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from resolvers.store import Commit, Ref
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSnapshot:
+    """A consistent load's reads at commit sequence ``sequence`` (None: the sequence key did
+    not exist)."""
+
+    scope: str
+    sequence: bytes | None
+    #: the version of every entity the load returned (0: absent)
+    versions: Mapping[Ref, int]
+    #: every suppression hash the load read, and the tombstones of those suppressed
+    hashes: frozenset[str]
+    suppressed: Mapping[str, object]
+    #: the event ids the load looked up, and those found processed
+    looked_up: frozenset[str]
+    seen: frozenset[str]
+    #: the marker hashes (keys) found to exist
+    existing: frozenset[str]
+
+    def covers(self, parts: Sequence[Commit]) -> bool:
+        """Whether every check of ``parts`` is on something this load read."""
+        versions, hashes, looked_up = self.versions, self.hashes, self.looked_up
+        for part in parts:
+            if part.scope != self.scope:
+                return False
+            for ref in part.expect:
+                if ref not in versions:
+                    return False
+            for digest in part.unsuppressed:
+                if digest not in hashes:
+                    return False
+            for event_id in part.event_ids:
+                if event_id not in looked_up:
+                    return False
+        return True
+
+    def versions_of(self, refs: Iterable[Ref]) -> dict[Ref, bytes | None]:
+        """Field ``v`` of each of ``refs`` as the commit reads it (None: absent)."""
+        versions = self.versions
+        out: dict[Ref, bytes | None] = {}
+        for ref in refs:
+            v = versions[ref]
+            out[ref] = str(v).encode() if v else None
+        return out
+
+    def suppressed_of(self, digests: Iterable[str]) -> dict[str, bytes | None]:
+        """The suppression hash's value of each of ``digests`` as the commit reads it (only
+        whether it is None matters to the checks)."""
+        suppressed = self.suppressed
+        return {d: b"" if d in suppressed else None for d in digests}
