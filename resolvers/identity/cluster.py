@@ -83,8 +83,10 @@ def _rule(id_type: str, rules: IdentityRules) -> tuple[str, str]:
 
 
 class _Replay:
-    """The replay's state. Identifiers are keyed by ``(type, value)`` here (hashed in C; an
-    :class:`Identifier`'s dataclass ``__hash__`` is a Python call)."""
+    """The replay's state. Identifiers are keyed by ``(type, value)`` here: an
+    :class:`Identifier` is that tuple (equal to it, hashed as it, in C), so an identifier is
+    its own key, without building the pair (two attribute reads through the instance's
+    ``__dict__`` hook and a tuple)."""
 
     def __init__(self, rules: IdentityRules) -> None:
         self.rules = rules
@@ -133,7 +135,7 @@ class _Replay:
         blocked: dict[tuple[str, str], list[Identifier]] = {}
         for ident in ids:
             id_type = ident.type
-            node = owner.get((id_type, ident.value))
+            node = owner.get(ident)
             if node is None:
                 have = combined.get(id_type)
                 if have is None:
@@ -175,17 +177,16 @@ class _Replay:
     def _place_alone(self, atom: Atom, ident: Identifier) -> None:
         """:meth:`place` of an atom of one identifier: placed already, it joins that person
         and links nothing; else it makes a new person (every limit is at least 1)."""
-        id_type, value = ident
-        key = (id_type, value)
         owner = self.owner
-        if key in owner:
+        if ident in owner:
             return
+        id_type, value = ident
         if id_type not in self.limits:
             self._limit(id_type)  # (and its rank, which ``_conflict`` reads later)
         target = len(self.parent)
         self.parent.append(target)
         self.people[target] = _Building(atom.first, {id_type: {value}})
-        owner[key] = target
+        owner[ident] = target
 
     def _settle(self, atom: Atom, joined: list[int], to_link: list[Identifier]) -> None:
         """The people ``atom`` joined become one (the earliest's), or it makes a new person;
@@ -206,7 +207,7 @@ class _Replay:
             return
         owner, building = self.owner, people[target].ids
         for ident in to_link:
-            owner[(ident.type, ident.value)] = target
+            owner[ident] = target
             placed = building.get(ident.type)
             if placed is None:
                 building[ident.type] = {ident.value}
@@ -219,6 +220,15 @@ class _Replay:
         into = self.people[target]
         for id_type, values in gone.ids.items():
             into.ids.setdefault(id_type, set()).update(values)
+
+
+def _sorted_ids(ids: dict[str, set[str]]) -> dict[str, tuple[str, ...]]:
+    """A person's identifiers, type -> sorted values, types in order (most people: one type
+    of one value, without a sort)."""
+    if len(ids) == 1:
+        ((id_type, values),) = ids.items()
+        return {id_type: tuple(values) if len(values) == 1 else tuple(sorted(values))}
+    return {t: tuple(sorted(vs)) for t, vs in sorted(ids.items())}
 
 
 #: An atom's stamp (the replay's order), read in C.
@@ -235,12 +245,11 @@ def cluster(
     memo, blocks = rules.blocked_memo, rules.blocks
     for atom in sorted(atoms, key=_first):
         ids = atom.ids
-        for ident in ids:
-            key = (ident.type, ident.value)
-            if key in left_out:
+        for ident in ids:  # each identifier its own ``(type, value)`` key (see ``_Replay``)
+            if ident in left_out:
                 break
-            blocked = memo.get(key)
-            if blocked or (blocked is None and blocks(key)):
+            blocked = memo.get(ident)
+            if blocked or (blocked is None and blocks((ident.type, ident.value))):
                 break
         else:  # most atoms: nothing to leave out
             if ids:
@@ -254,11 +263,7 @@ def cluster(
     for root, building in replay.people.items():
         pid = profile_id_for(building.first.event_id)
         ids_of[root] = pid
-        people[pid] = Person(
-            pid,
-            building.first,
-            {t: tuple(sorted(vs)) for t, vs in sorted(building.ids.items())},
-        )
+        people[pid] = Person(pid, building.first, _sorted_ids(building.ids))
     find = replay.find
     profile_of = [ids_of[find(node)] for node in range(len(replay.parent))]
     owners = {key: profile_of[node] for key, node in replay.owner.items()}

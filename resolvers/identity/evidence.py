@@ -190,7 +190,8 @@ class IdentifierRecord(NamedTuple):
         kept = {t: tuple(sorted(vs)[:cap]) for t, vs in sorted(seen.items())}
         if kept == dict(self.seen_with):
             return self
-        shared = any(len(vs) > rules.threshold(ident.type) for vs in kept.values())
+        # shared: more values of a type than the threshold (the threshold asked once)
+        shared = max(map(len, kept.values()), default=0) > rules.threshold(ident.type)
         return new_tuple(IdentifierRecord, (self.profile_id, kept, shared, self.holders))
 
     def _knows(self, uniques: Sequence[Identifier]) -> bool:

@@ -267,19 +267,27 @@ class _Run:
         rules, closure, groups, facts = self.rules, self.closure, self.groups, self.facts
         res = self.resolution
         event_group, pending = res.event_group, self.pending
+        absorbed, hash_of = closure.absorbed, closure.hash_of
+        # each distinct set's keys once (half the batch's events repeat a set of the batch)
+        keyed: dict[tuple[Identifier, ...], tuple[str, str]] = {}
         for s in sightings:
             ids = s.ids
             if not ids:
                 continue
             atom: Atom | None = None  # built when needed: most events repeat a known set
-            if closure.absorbed:  # else nothing to reduce
+            # reduced only when it carries an absorbed identifier (else ``reduce`` returns
+            # the atom as it is, which the code below treats as it treats ``None``)
+            if absorbed and not absorbed.keys().isdisjoint(map(hash_of, ids)):
                 atom = closure.reduce(Atom(ids, s.stamp), anchored=is_account(ids, rules))
                 if atom is None:
                     res.outcomes[s.event_id] = SUPPRESSED
                     res.counts[Count(_M_SUPPRESSED_EVENTS)] += 1
                     continue
                 ids = atom.ids
-            gkey, akey = atom_keys(ids, rules)
+            found = keyed.get(ids)
+            if found is None:
+                found = keyed[ids] = atom_keys(ids, rules)
+            gkey, akey = found
             atoms = groups.get(gkey)
             old = atoms.get(akey) if atoms is not None else None
             if old is None:
@@ -308,9 +316,15 @@ class _Run:
     def cooccur(self) -> None:
         rules, records, relearned = self.rules, self.records, self.relearned
         unique = rules.unique_types
+        # A set seen again in the batch teaches nothing: a record keeps the smallest values
+        # of the union of what it was taught, so teaching it the same values again (after
+        # anything else) leaves it as it is, and a record that did not change quarantines
+        # nothing. Each distinct set is taught once, where it first comes.
+        done: set[tuple[Identifier, ...]] = set()
         for s in self.pending:
-            if len(s.ids) < 2:
+            if len(s.ids) < 2 or s.ids in done:
                 continue  # a lone identifier co-occurs with nothing (the test below)
+            done.add(s.ids)
             uniques = [i for i in s.ids if i.type in unique]
             if not uniques or len(uniques) == len(s.ids):
                 continue
@@ -514,19 +528,19 @@ class _Run:
         holders = self._holders()
         relearned = self.relearned
         owners = self.clustering.owners if self.clustering is not None else None
-        absorbed = self.closure.absorbed
+        absorbed, hash_of = self.closure.absorbed, self.ev.hash_of
         for ident, loaded in self.ev.records.items():
-            key = (ident.type, ident.value)
+            key: tuple[str, str] = ident  # its own key (see ``cluster._Replay``)
             learned = relearned.pop(key, None)
             held = holders.pop(key, None)
             if (
                 learned is None
-                and not absorbed
                 and held is not None
                 and len(held[1]) == 1
                 and len(loaded.holders) == 1
                 and loaded.holders[0] in held[1]
                 and (owners is None or owners.get(key) == loaded.profile_id)
+                and (not absorbed or hash_of(ident) not in absorbed)
             ):
                 continue  # most: still linked and held as loaded (``_write_record``'s answer)
             self._write_record(
@@ -539,8 +553,17 @@ class _Run:
         for key, (ident, record) in relearned.items():  # first records, learned this batch
             held = holders.pop(key, None)
             self._write_record(ident, key, record, None, held[1] if held is not None else None)
-        for key, (ident, held_by) in holders.items():  # no record yet
-            self._write_record(ident, key, EMPTY_RECORD, None, held_by)
+        # No record yet: most are held by one profile, with nothing absorbed; then
+        # ``_write_record(ident, key, EMPTY_RECORD, None, held_by)`` is the empty record
+        # linked to its owner (``None`` when nothing was replayed) and held by that profile,
+        # new, so written: built at once
+        out, nothing_seen = self.resolution.records, EMPTY_RECORD.seen_with
+        for key, (ident, held_by) in holders.items():
+            if absorbed or len(held_by) > 1:
+                self._write_record(ident, key, EMPTY_RECORD, None, held_by)
+            else:
+                owner = owners.get(key) if owners is not None else None
+                out[ident] = new_tuple(IdentifierRecord, (owner, nothing_seen, False, (*held_by,)))
 
     def _holders(self) -> dict[tuple[str, str], tuple[Identifier, set[str]]]:
         """The profiles holding atoms that carry each identifier, by ``(type, value)``."""
@@ -551,11 +574,10 @@ class _Run:
             if owner is None:
                 continue
             for atom in atoms.values():
-                for ident in atom.ids:
-                    key = (ident.type, ident.value)
-                    held = holders.get(key)
+                for ident in atom.ids:  # its own ``(type, value)`` key (see ``cluster._Replay``)
+                    held = holders.get(ident)
                     if held is None:
-                        holders[key] = (ident, {owner})
+                        holders[ident] = (ident, {owner})
                     else:
                         held[1].add(owner)
         return holders
@@ -599,9 +621,9 @@ def _best(
     best: tuple[int, str, str] | None = None
     for atom in atoms.values():
         for ident in atom.ids:
-            id_type, value = ident
-            if (id_type, value) in left_out:
+            if ident in left_out:  # its own ``(type, value)`` key (see ``cluster._Replay``)
                 continue
+            id_type, value = ident
             rank = (index.get(id_type, unlisted), id_type, value)  # as ``ranked`` orders
             if best is None or rank < best:
                 best = rank
