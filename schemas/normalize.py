@@ -275,7 +275,7 @@ def _default_builtin(id_type: str, raw: str) -> Identifier | Rejected:
         value = stripped.lstrip("@").lower()
         if not value:
             return Rejected(id_type, "empty")
-    elif id_type == CUSTOMER_ID or id_type == LOYALTY_ID:
+    elif id_type in (CUSTOMER_ID, LOYALTY_ID):
         return Identifier(id_type, stripped, raw)
     else:  # card_token, anonymous_id
         value = raw
@@ -290,6 +290,13 @@ def normalize_one(
     """Normalize one raw identifier; see the module docstring for the rules."""
     if config is DEFAULT and id_type in _DEFAULT_FAST:
         return _default_builtin(id_type, raw)
+    return _normalize_general(id_type, raw, region, config)
+
+
+def _normalize_general(
+    id_type: str, raw: str, region: str | None, config: NormalizeConfig
+) -> Identifier | Rejected:
+    """:func:`normalize_one` of any type under any configuration."""
     if id_type not in config.known_types:
         return Rejected(id_type, "unknown_type")
     stripped = raw.strip()

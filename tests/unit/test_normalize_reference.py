@@ -4,6 +4,7 @@ issue 17's fourteenth pass) gives exactly what ``normalize_one`` gave before it
 
 from __future__ import annotations
 
+import normalize_reference
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -17,7 +18,6 @@ from schemas.normalize import (
     Rejected,
     normalize_one,
 )
-import normalize_reference
 
 #: Pieces a raw identifier is made of: placeholders, separators, case and Unicode that folds,
 #: whitespace Python strips (``\x1c``, NBSP, U+3000), characters an e-mail must not hold.
@@ -34,8 +34,12 @@ _PIECES = st.sampled_from(
 _RAW = st.one_of(
     st.text(max_size=30),
     st.lists(_PIECES, max_size=6).map("".join),
-    st.builds(lambda n, c, pad: pad + c * n + pad, st.integers(250, 260), st.sampled_from("a@"),
-              st.sampled_from(["", " "])),  # fmt: skip
+    st.builds(
+        lambda n, c, pad: pad + c * n + pad,
+        st.integers(250, 260),
+        st.sampled_from("a@"),
+        st.sampled_from(["", " "]),
+    ),
 )
 _TYPES = st.sampled_from([*BUILTIN_TYPES, "member_no"])
 
@@ -58,9 +62,7 @@ def _same(new: Identifier | Rejected, old: Identifier | Rejected) -> None:
 @example(id_type="anonymous_id", raw="-1", region=None)
 @example(id_type="customer_id", raw="a" * 257, region=None)
 @example(id_type="email", raw="a" * 250 + "@b.no", region=None)
-def test_default_configuration_is_the_reference(
-    id_type: str, raw: str, region: str | None
-) -> None:
+def test_default_configuration_is_the_reference(id_type: str, raw: str, region: str | None) -> None:
     _same(
         normalize_one(id_type, raw, region=region),
         normalize_reference.normalize_one(id_type, raw, region=region),
@@ -78,4 +80,4 @@ def test_another_configuration_takes_the_general_path(id_type: str, raw: str) ->
             normalize_one(id_type, raw, region=None, config=config),
             normalize_reference.normalize_one(id_type, raw, region=None, config=config),
         )
-    assert DEFAULT == NormalizeConfig()
+    assert NormalizeConfig() == DEFAULT
