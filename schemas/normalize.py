@@ -199,6 +199,44 @@ def _national_digits(value: str) -> str:
         return _NON_DIGITS.sub("", value)
 
 
+@lru_cache(maxsize=1_024)
+def _may_rewrite(country_code: int) -> bool:
+    """Whether ``phonenumbers.parse`` of ``+<country_code>...`` may rewrite the national
+    number's digits (its region's metadata, the one ``parse`` reads, has a national-prefix
+    transform rule: AR, BR, JP ...; or there is none to tell) rather than only cut a national
+    prefix or carrier code off its front. False for numbers that are not a country code."""
+    if country_code not in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+        return False
+    region = phonenumbers.region_code_for_country_code(country_code)
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(
+        country_code, region
+    )
+    return metadata is None or bool(metadata.national_prefix_transform_rule)
+
+
+def _placeholder_phone(value: str) -> bool:
+    """``_same_digit_or_sequence(_national_digits(value))``, without the parse when its answer
+    is known to be False: ``value`` is ``+`` and ASCII digits ``A`` whose last five are
+    neither one digit nor a run, and no country code ``A`` may start with has a transform rule.
+    Then the parse's national number is ``A`` (a failed parse) or what follows the country
+    code with at most a prefix cut off (``national_significant_number`` gives those digits
+    back, leading zeros included): a suffix of ``A``, and a suffix of five or more digits
+    that is one digit or a run ends in five that are. Canonical (E.164) phone values take
+    this path; a parse costs ~100k instructions."""
+    digits = value[1:]
+    if (
+        value[:1] == "+"
+        and digits.isascii()
+        and digits.isdigit()
+        and not _same_digit_or_sequence(digits[-5:])
+        and not _may_rewrite(int(digits[:1]))
+        and not _may_rewrite(int(digits[:2]))
+        and not _may_rewrite(int(digits[:3]))
+    ):
+        return False
+    return _same_digit_or_sequence(_national_digits(value))
+
+
 def is_blocked(id_type: str, value: str, config: NormalizeConfig = DEFAULT) -> bool:
     """Whether a canonical ``value`` of ``id_type`` is a known junk value that must not link."""
     folded = value.casefold()
@@ -210,7 +248,7 @@ def is_blocked(id_type: str, value: str, config: NormalizeConfig = DEFAULT) -> b
         local, _, _domain = folded.partition("@")
         if local in config.blocked_email_locals:
             return True
-    elif id_type == PHONE and _same_digit_or_sequence(_national_digits(value)):
+    elif id_type == PHONE and _placeholder_phone(value):
         return True
     patterns = config.blocked_patterns
     return bool(patterns) and any(

@@ -1,7 +1,8 @@
-"""``schemas.normalize.normalize_one`` as it was before issue 17's fourteenth pass (main 0ce3b22),
-kept verbatim as the reference the default configuration's inline path is compared with
-(``test_normalize_reference``). It calls the module's helpers, which that pass did not change.
-Not used by Loom."""
+"""``schemas.normalize.normalize_one`` and ``is_blocked`` as they were before issue 17's
+fourteenth pass (main 0ce3b22), kept verbatim as the reference the default configuration's
+inline path and the phone check without a parse are compared with
+(``test_normalize_reference``). They call the module's other helpers, which that pass did not
+change. Not used by Loom."""
 
 from __future__ import annotations
 
@@ -10,15 +11,36 @@ from typing import cast
 from schemas.identifiers import ANONYMOUS_ID, CARD_TOKEN, EMAIL, PHONE, SOCIAL_HANDLE, Identifier
 from schemas.normalize import (
     _NON_DIGITS,
+    _ZEROS_DASHES,
     DEFAULT,
     NormalizeConfig,
     Rejected,
     RejectReason,
+    _compiled,
+    _national_digits,
     _normalize_email,
     _normalize_phone,
     _same_digit_or_sequence,
-    is_blocked,
 )
+
+
+def is_blocked(id_type: str, value: str, config: NormalizeConfig = DEFAULT) -> bool:
+    """Whether a canonical ``value`` of ``id_type`` is a known junk value that must not link."""
+    folded = value.casefold()
+    if folded in config.blocked_values or _ZEROS_DASHES.fullmatch(value):
+        return True
+    if id_type == EMAIL:
+        if folded in config.blocked_emails:
+            return True
+        local, _, _domain = folded.partition("@")
+        if local in config.blocked_email_locals:
+            return True
+    elif id_type == PHONE and _same_digit_or_sequence(_national_digits(value)):
+        return True
+    patterns = config.blocked_patterns
+    return bool(patterns) and any(
+        _compiled(p).fullmatch(value) for key in (id_type, "*") for p in patterns.get(key, ())
+    )
 
 
 def normalize_one(
