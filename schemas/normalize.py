@@ -208,9 +208,7 @@ def _may_rewrite(country_code: int) -> bool:
     if country_code not in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
         return False
     region = phonenumbers.region_code_for_country_code(country_code)
-    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(
-        country_code, region
-    )
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
     return metadata is None or bool(metadata.national_prefix_transform_rule)
 
 
