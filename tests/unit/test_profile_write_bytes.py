@@ -4,13 +4,14 @@ verbatim below: the stored state and its held-identifier keys
 the same bytes for any profile.
 
 What changed: a profile of one group and a group of one atom are encoded without a sort; a
-type with one identifier is rendered without a set and a sort. (The facts' own encoding,
-``facts_to_json``, is compared in ``test_profile_codec_out``; the totals in
-``test_profile_render_totals``; the reference calls
-``facts_fragment`` as main did.)"""
+type with one identifier is rendered without a set and a sort; the objects of a write are
+built with ``fast_new`` (positional: their fields' order is pinned below). The facts' own
+encoding (``facts_to_json``) is compared in ``test_profile_codec_out``, the totals in
+``test_profile_render_totals``; the reference here calls ``facts_fragment`` as main did."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from identity_worlds import atom_worlds
 from profile_worlds import GRANT_ALL, T0, observe_all, person_gate, small_windows, worlds
 
 from resolvers.consent import Gate
+from resolvers.effects import IdentifierWritten, ProfileWritten
 from resolvers.identity.evidence import Atom, Stamp
 from resolvers.lanes import stored_profile
 from resolvers.lanes.stored_profile import STATE_FORMAT, Group, StoredProfile
@@ -29,6 +31,7 @@ from resolvers.profile import render as render_module
 from resolvers.profile.codec import facts_fragment
 from resolvers.profile.facts import Facts, Stamped, lww
 from resolvers.profile.render import SNAPSHOT_SCHEMA, Person
+from resolvers.store import OutboxRecord, StreamEntry, Write
 from resolvers.timefmt import format_time
 
 # --------------------------------------------------------------------------- main 0ce3b22
@@ -180,3 +183,28 @@ def test_a_snapshot_is_rendered_as_main_rendered_it(
     new, old = render_module.render(person, gate), _old_render(person, gate)
     assert new == old
     assert orjson.dumps(new) == orjson.dumps(old)  # the same key order, all the way down
+
+
+def test_the_objects_a_write_builds_positionally_have_the_fields_in_that_order() -> None:
+    """``ProfilesBatch._write`` and the commit codec build these with ``fast_new`` (every
+    field, positional): a field added or moved must change those calls too."""
+    expected = {
+        Person: [
+            "profile_id",
+            "version",
+            "identifiers",
+            "groups",
+            "created_at",
+            "merged_from",
+            "audiences",
+            "ad_identifiers",
+            "extra",
+        ],
+        ProfileWritten: ["profile", "version", "snapshot"],
+        IdentifierWritten: ["identifier", "record"],
+        Write: ["ref", "version", "fields"],
+        OutboxRecord: ["topic", "key", "value"],
+        StreamEntry: ["stream", "fields"],
+    }
+    for cls, names in expected.items():
+        assert [f.name for f in dataclasses.fields(cls) if f.init] == names, cls
