@@ -62,10 +62,9 @@ _T_ERASURE_REQUESTED: Final = EventType.ERASURE_REQUESTED
 
 
 #: ``Cls(*every field)``, cheaper (``resolvers.frozen.fast_new``): one of each per profile
-#: written, and one effect per identifier record written.
+#: written.
 _new_person: Final = fast_new(Person)
 _new_profile_written: Final = fast_new(ProfileWritten)
-_new_identifier_written: Final = fast_new(IdentifierWritten)
 
 
 def _profile_decoder(ref: Ref, rules: IdentityRules) -> Callable[[bytes], StoredProfile]:
@@ -177,7 +176,7 @@ class ProfilesBatch:
         # in the identifiers' order (type, then value: unique keys, so the identifiers and
         # records are never compared), without calling ``Identifier``'s hash or ordering
         ordered = sorted([((i.type, i.value), i, r) for i, r in resolution.records.items()])
-        out.effects += [_new_identifier_written(ident, record) for _, ident, record in ordered]
+        out.effects += [IdentifierWritten(ident, record) for _, ident, record in ordered]
         out.effects.extend(resolution.suppressed)
         out.effects.extend(resolution.redirected)
         out.effects.extend(resolution.erased)

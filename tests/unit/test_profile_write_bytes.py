@@ -23,7 +23,7 @@ from identity_worlds import atom_worlds
 from profile_worlds import GRANT_ALL, T0, observe_all, person_gate, small_windows, worlds
 
 from resolvers.consent import Gate
-from resolvers.effects import IdentifierWritten, ProfileWritten
+from resolvers.effects import ProfileWritten
 from resolvers.identity.evidence import Atom, Stamp
 from resolvers.lanes import stored_profile
 from resolvers.lanes.stored_profile import STATE_FORMAT, Group, StoredProfile
@@ -201,7 +201,6 @@ def test_the_objects_a_write_builds_positionally_have_the_fields_in_that_order()
             "extra",
         ],
         ProfileWritten: ["profile", "version", "snapshot"],
-        IdentifierWritten: ["identifier", "record"],
         Write: ["ref", "version", "fields"],
         OutboxRecord: ["topic", "key", "value"],
         StreamEntry: ["stream", "fields"],
