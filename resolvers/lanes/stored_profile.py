@@ -87,14 +87,21 @@ def encode_with_held(profile: StoredProfile) -> tuple[bytes, bytes]:
     orjson writes tuples as arrays: the profile's tuples go in as they are."""
     held: set[str] = set()
     groups: dict[str, Any] = {}
-    for key in sorted(profile.groups):
-        group = profile.groups[key]
+    profile_groups = profile.groups
+    for key in sorted(profile_groups) if len(profile_groups) > 1 else profile_groups:
+        group = profile_groups[key]
         atoms = group.atoms
-        encoded = []
-        for akey in sorted(atoms):
-            atom = atoms[akey].to_json()
+        if len(atoms) == 1:  # most groups: one atom, nothing to sort
+            (only,) = atoms.values()
+            atom = only.to_json()
             held.update(atom[0])
-            encoded.append(atom)
+            encoded = [atom]
+        else:
+            encoded = []
+            for akey in sorted(atoms):
+                atom = atoms[akey].to_json()
+                held.update(atom[0])
+                encoded.append(atom)
         groups[key] = {"a": encoded, "x": facts_fragment(group.facts)}
     doc: dict[str, Any] = {"v": STATE_FORMAT}
     if profile.audiences:

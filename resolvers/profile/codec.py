@@ -232,7 +232,26 @@ def facts_to_json(facts: Facts) -> dict[str, Any]:
             for k, t in sorted(facts.transactions.items())
         }
     if facts.recent:
-        out["e"] = [_recent_out(item) for _, item in sorted(facts.recent.items())]
+        # a recent event without channels, categories, activities or preferences (most: the
+        # husks) written inline, as ``_recent_out`` writes it; the condition binds ``d``
+        # before the row reads it
+        out["e"] = [
+            (
+                item.event_id,
+                item.code,
+                item.region,
+                format_time(d.first_at),
+                d.seen,
+                (),
+                d.interest,
+                {},
+                (),
+                {},
+            )
+            if not ((d := item.digest).channels or d.categories or d.activities or d.preferences)
+            else _recent_out(item)
+            for _, item in sorted(facts.recent.items())
+        ]
     if facts.digests:
         out["d"] = [_digest_out(k, d) for k, d in sorted(facts.digests.items())]
     if facts.latest is not None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import functools
 import heapq
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import operator
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
@@ -202,12 +203,19 @@ def _totals(
         )
         _count_transaction(totals, t, purposes)
     for facts in groups:
-        behaviour = [(item.code, item.region, item.digest) for item in facts.recent.values()]
+        # a husk (neither seen nor interest: most recent events) serves nothing here: left out
+        behaviour = [
+            (item.code, item.region, d)
+            for item in facts.recent.values()
+            if (d := item.digest).seen or d.interest
+        ]
         if facts.digests:
-            behaviour += [(code, reg, d) for (_day, code, reg), d in facts.digests.items()]
+            behaviour += [
+                (code, reg, d)
+                for (_day, code, reg), d in facts.digests.items()
+                if d.seen or d.interest
+            ]
         for code, digest_region, d in behaviour:
-            if not d.seen and not d.interest:
-                continue  # a husk
             purposes = serves(
                 at=d.first_at,
                 consent=from_code(code),
@@ -265,7 +273,12 @@ def render(person: Person, gate: Gate) -> dict[str, Any]:
         "created_at": format_time(person.created_at),
         "region": region,
         "merged_from": sorted(set(merged_from)) if (merged_from := person.merged_from) else [],
-        "identifiers": {t: sorted(set(v)) for t, v in sorted(identifiers.items()) if v},
+        # one value (most types): ``sorted(set(v))`` is its list
+        "identifiers": {
+            t: list(v) if len(v) == 1 else sorted(set(v))
+            for t, v in sorted(identifiers.items())
+            if v
+        },
         "consent": {
             name: {
                 "granted": c.granted,
@@ -376,8 +389,11 @@ def _average_order_values(
     }
 
 
-def _activity_rank(item: Activity | Transaction) -> tuple[datetime, str]:
-    return (item.at, item.event_id)  # ``Activity.rank`` and ``Transaction.rank``, alike
+#: An activity's or a transaction's (time, event id): ``Activity.rank`` and
+#: ``Transaction.rank``, alike, read in C (a sort key called per item).
+_activity_rank: Final[Callable[[Activity | Transaction], tuple[datetime, str]]] = (
+    operator.attrgetter("at", "event_id")
+)
 
 
 def _top_activities(
