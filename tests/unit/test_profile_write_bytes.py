@@ -19,17 +19,17 @@ from typing import Any
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from identity_worlds import atom_worlds
 from profile_worlds import GRANT_ALL, T0, observe_all, person_gate, small_windows, worlds
+from stored_profile_worlds import EXTRA, GROUPS
+from stored_profile_worlds import stored_profile as stored_profile_of
 
 from resolvers.consent import Gate
 from resolvers.effects import ProfileWritten
-from resolvers.identity.evidence import Atom, Stamp
 from resolvers.lanes import stored_profile
-from resolvers.lanes.stored_profile import STATE_FORMAT, Group, StoredProfile
+from resolvers.lanes.stored_profile import STATE_FORMAT, StoredProfile
 from resolvers.profile import render as render_module
 from resolvers.profile.codec import facts_fragment
-from resolvers.profile.facts import Facts, Stamped, lww
+from resolvers.profile.facts import Stamped, lww
 from resolvers.profile.render import SNAPSHOT_SCHEMA, Person
 from resolvers.store import OutboxRecord, StreamEntry, Write
 from resolvers.timefmt import format_time
@@ -119,32 +119,12 @@ def _old_render(person: Person, gate: Gate) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the properties
 
 
-def _profile(groups: list[tuple[list[Atom], Facts]], extra: list[str]) -> StoredProfile:
-    return StoredProfile(
-        "p_1",
-        Stamp(T0, "e000"),
-        {"email": tuple(extra), "customer_id": ("c1",)} if extra else {},
-        {
-            f"a:{n}": Group({a.key: a for a in atoms}, facts)
-            for n, (atoms, facts) in enumerate(groups)
-        },
-        tuple(extra),
-        tuple(extra[:1]),
-    )
-
-
-_GROUPS = st.lists(st.tuples(atom_worlds(4), worlds(12)), min_size=1, max_size=3)
-_EXTRA = st.lists(st.sampled_from(["p_2", "p_3", "x@y.z"]), max_size=2, unique=True)
-
-
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
-@given(groups=_GROUPS, extra=_EXTRA)
+@given(groups=GROUPS, extra=EXTRA)
 def test_a_stored_profile_is_written_as_main_wrote_it(groups: list[Any], extra: list[str]) -> None:
     """Profiles of one to three groups of zero to four atoms (one of each, most often in
     Loom): the same state and held keys, byte for byte."""
-    with small_windows():  # roll-ups into digests, husks, the horizon
-        built = [(atoms, observe_all(world)) for atoms, world in groups]
-    profile = _profile(built, extra)
+    profile = stored_profile_of(groups, extra)
     assert stored_profile.encode_with_held(profile) == _old_encode_with_held(profile)
 
 

@@ -15,13 +15,12 @@ import orjson
 import stored_profile_reference as reference
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from identity_worlds import SMALL_RULES, atom_worlds
-from profile_worlds import T0, observe_all, small_windows, worlds
+from identity_worlds import SMALL_RULES
+from stored_profile_worlds import EXTRA, GROUPS
+from stored_profile_worlds import stored_profile as stored_profile_of
 
-from resolvers.identity.evidence import Atom, Stamp
 from resolvers.lanes import stored_profile
-from resolvers.lanes.stored_profile import Group, StoredProfile
-from resolvers.profile.facts import Facts
+from resolvers.lanes.stored_profile import StoredProfile
 from resolvers.timefmt import format_time, parse_stored
 
 
@@ -70,30 +69,10 @@ def assert_decodes_the_same(state: bytes) -> None:
         assert_same(new, old)
 
 
-def _profile(groups: list[tuple[list[Atom], Facts]], extra: list[str]) -> StoredProfile:
-    return StoredProfile(
-        "p_1",
-        Stamp(T0, "e000"),
-        {"email": tuple(extra), "customer_id": ("c1",)} if extra else {},
-        {
-            f"a:{n}": Group({a.key: a for a in atoms}, facts)
-            for n, (atoms, facts) in enumerate(groups)
-        },
-        tuple(extra),
-        tuple(extra[:1]),
-    )
-
-
-_GROUPS = st.lists(st.tuples(atom_worlds(4), worlds(12)), min_size=1, max_size=3)
-_EXTRA = st.lists(st.sampled_from(["p_2", "p_3", "x@y.z"]), max_size=2, unique=True)
-
-
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
-@given(groups=_GROUPS, extra=_EXTRA)
+@given(groups=GROUPS, extra=EXTRA)
 def test_a_stored_profile_decodes_to_what_it_did(groups: list[Any], extra: list[str]) -> None:
-    with small_windows():  # roll-ups into digests, husks, the horizon
-        built = [(atoms, observe_all(world)) for atoms, world in groups]
-    state = stored_profile.encode(_profile(built, extra))
+    state = stored_profile.encode(stored_profile_of(groups, extra))
     assert_decodes_the_same(state)
 
 
@@ -143,13 +122,11 @@ def _places(doc: Any, out: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    groups=_GROUPS,
+    groups=GROUPS,
     edits=st.lists(st.tuples(st.integers(0, 10_000), st.booleans(), _JUNK), min_size=1, max_size=3),
 )
 def test_a_malformed_state_fails_as_it_did(groups: list[Any], edits: list[Any]) -> None:
-    with small_windows():
-        built = [(atoms, observe_all(world)) for atoms, world in groups]
-    doc = orjson.loads(stored_profile.encode(_profile(built, ["p_2"])))
+    doc = orjson.loads(stored_profile.encode(stored_profile_of(groups, ["p_2"])))
     for where, delete, junk in edits:
         places = _places(doc, [])
         container, key = places[where % len(places)]
