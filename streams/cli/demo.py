@@ -13,7 +13,6 @@ topics, the development salt), and so do the workers it starts.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import logging
 import os
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaError, KafkaException
 
 from resolvers.pipeline import LANES, PROFILES
 from streams import kafka_clients, redis_clients
@@ -39,6 +38,21 @@ from streams.reader import ProfileReader
 from streams.settings import LoomSettings
 
 ROOT = Path(__file__).resolve().parents[2]
+
+#: What a broker's group coordinator answers until it has loaded the offsets (a broker just
+#: started): a group deletion is tried again.
+_COORDINATOR_NOT_READY = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    }
+)
+
+
+class DemoResetError(RuntimeError):
+    """The demo could not clear an earlier run's consumer groups (their offsets would stop
+    the new run's workers: ``state_lost``)."""
 
 
 def register(sub: Any) -> None:
@@ -100,8 +114,9 @@ def run(args: argparse.Namespace) -> int:
             return 1
     from streams.topics import ensure_topics
 
-    if not args.no_infra:  # our own local servers: start the story from a clean slate
-        _reset(settings)
+    # our own local servers: start the story from a clean slate
+    if not args.no_infra and not _clean_slate(settings, stop=not already_up and not args.keep):
+        return 1
     ensure_topics(settings)
     reader = ProfileReader(
         redis_clients.client(settings),
@@ -180,6 +195,7 @@ def _wait_caught_up(
     partitions = sorted(
         consumers[PROFILES.name].list_topics(raw, timeout=10).topics[raw].partitions
     )
+    shown = "not read"
     while time.monotonic() < deadline:
         lags = {role: uncommitted(c, raw, partitions) for role, c in consumers.items()}
         if not any(lags.values()):
@@ -191,7 +207,23 @@ def _wait_caught_up(
         shown = ", ".join(f"{role} {n}" for role, n in lags.items())
         print(f"    lag (records): {shown}", file=sys.stderr, flush=True)
         time.sleep(2)
-    return False
+    where = ", ".join(str(path) for path in logs.values())
+    say(f"the workers did not catch up in time (lag: {shown}); see {where}")
+    return True
+
+
+def _clean_slate(settings: LoomSettings, *, stop: bool) -> bool:
+    """:func:`_reset`; if it fails, says why, stops Kafka and Redis if ``stop`` (the demo
+    started them) and returns False."""
+    try:
+        _reset(settings)
+    except DemoResetError as exc:
+        say(str(exc))
+        if stop:
+            say("stopping Kafka and Redis")
+            infra("down")
+        return False
+    return True
 
 
 def _reset(settings: LoomSettings) -> None:
@@ -213,16 +245,40 @@ def _reset(settings: LoomSettings) -> None:
             if time.monotonic() > deadline:
                 break
             time.sleep(0.2)
-    groups = [settings.group_id(lane) for lane in LANES]
-    for future in admin.delete_consumer_groups(groups, request_timeout=10).values():
-        with contextlib.suppress(Exception):  # a group that never existed is fine
-            future.result()
+    delete_groups(admin, [settings.group_id(lane) for lane in LANES], time.monotonic() + 60)
     for lane in LANES:  # each lane's Redis (one server unless LOOM_INVENTORY_REDIS_URL is set)
         client = redis_clients.client(settings.for_lane(lane))
         keys = list(client.scan_iter(match=f"{settings.redis_prefix}:*", count=1000))
         for start in range(0, len(keys), 500):
             client.delete(*keys[start : start + 500])
         client.close()
+
+
+def delete_groups(admin: Any, groups: list[str], deadline: float) -> None:
+    """Delete ``groups`` and their committed offsets (a group that does not exist is fine).
+    A broker just started answers "not coordinator" for a while: those groups are tried
+    again until ``deadline`` (``time.monotonic()``). Any other failure raises
+    :class:`DemoResetError`: the offsets left would stop the new run's workers."""
+    left = list(groups)
+    while left:
+        retry: list[str] = []
+        for group, future in admin.delete_consumer_groups(left, request_timeout=10).items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                code = exc.args[0].code()
+                if code == KafkaError.GROUP_ID_NOT_FOUND:
+                    continue
+                if code in _COORDINATOR_NOT_READY and time.monotonic() < deadline:
+                    retry.append(group)
+                    continue
+                raise DemoResetError(
+                    f"could not delete consumer group {group!r} of an earlier demo: "
+                    f"{exc.args[0].str()}"
+                ) from exc
+        left = retry
+        if left:
+            time.sleep(0.5)  # the coordinator loads the offsets topic
 
 
 def worker_env(settings: LoomSettings) -> dict[str, str]:
