@@ -238,13 +238,7 @@ def _reset(settings: LoomSettings) -> None:
         if (name := getattr(settings.topics, field)) in existing
     ]
     if names:
-        for future in admin.delete_topics(names, operation_timeout=30).values():
-            future.result()
-        deadline = time.monotonic() + 30
-        while set(names) & set(admin.list_topics(timeout=10).topics):
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        delete_topics(admin, names, time.monotonic() + 30)
     delete_groups(admin, [settings.group_id(lane) for lane in LANES], time.monotonic() + 60)
     for lane in LANES:  # each lane's Redis (one server unless LOOM_INVENTORY_REDIS_URL is set)
         client = redis_clients.client(settings.for_lane(lane))
@@ -252,6 +246,23 @@ def _reset(settings: LoomSettings) -> None:
         for start in range(0, len(keys), 500):
             client.delete(*keys[start : start + 500])
         client.close()
+
+
+def delete_topics(admin: Any, names: list[str], deadline: float) -> None:
+    """Delete the topics ``names`` and wait until the broker no longer lists them; if that
+    fails or they are still listed at ``deadline`` (``time.monotonic()``), raise
+    :class:`DemoResetError` (the new run would read the earlier run's records)."""
+    for name, future in admin.delete_topics(names, operation_timeout=30).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            raise DemoResetError(
+                f"could not delete topic {name!r} of an earlier demo: {exc.args[0].str()}"
+            ) from exc
+    while left := sorted(set(names) & set(admin.list_topics(timeout=10).topics)):
+        if time.monotonic() > deadline:
+            raise DemoResetError(f"topics of an earlier demo still listed after deletion: {left}")
+        time.sleep(0.2)  # the controller propagates the deletion
 
 
 def delete_groups(admin: Any, groups: list[str], deadline: float) -> None:

@@ -70,6 +70,43 @@ def test_a_coordinator_still_not_ready_at_the_deadline_fails() -> None:
         demo.delete_groups(admin, ["p"], time.monotonic() - 1)
 
 
+class TopicAdmin:
+    """``delete_topics`` that succeeds (or fails with ``code``) and a ``list_topics`` that
+    keeps listing ``stuck``."""
+
+    def __init__(self, stuck: set[str], code: int | None = None) -> None:
+        self.stuck, self.code = stuck, code
+
+    def delete_topics(self, names: list[str], operation_timeout: float) -> dict[str, Any]:
+        out: dict[str, Future[None]] = {}
+        for name in names:
+            future: Future[None] = Future()
+            if self.code is None:
+                future.set_result(None)
+            else:
+                future.set_exception(KafkaException(KafkaError(self.code)))
+            out[name] = future
+        return out
+
+    def list_topics(self, timeout: float) -> Any:
+        return type("Meta", (), {"topics": dict.fromkeys(self.stuck)})()
+
+
+def test_topics_gone_from_the_listing_are_deleted() -> None:
+    demo.delete_topics(TopicAdmin(stuck={"other"}), ["raw", "dlq"], time.monotonic() - 1)
+
+
+def test_topics_still_listed_at_the_deadline_fail() -> None:
+    with pytest.raises(demo.DemoResetError, match=r"still listed after deletion: \['raw'\]"):
+        demo.delete_topics(TopicAdmin(stuck={"raw"}), ["raw", "dlq"], time.monotonic() - 1)
+
+
+def test_a_refused_topic_deletion_names_the_topic() -> None:
+    admin = TopicAdmin(stuck=set(), code=KafkaError.TOPIC_AUTHORIZATION_FAILED)
+    with pytest.raises(demo.DemoResetError, match="could not delete topic 'raw'"):
+        demo.delete_topics(admin, ["raw"], time.monotonic() + 30)
+
+
 class Consumer:
     def list_topics(self, topic: str, timeout: float) -> Any:
         class Meta:
