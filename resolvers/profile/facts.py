@@ -50,11 +50,11 @@ import orjson
 
 from resolvers.consent import (
     EMPTY_HISTORY,
-    Purpose,
     BehaviourPruning,
     ConsentHistory,
     ConsentPolicy,
     EventConsent,
+    Purpose,
     behaviour_never_by_itself,
     denies_behaviour_later,
     from_event,
@@ -455,11 +455,14 @@ def fold_all(facts: Facts, observations: Iterable[Observation], policy: ConsentP
         if transaction is None and event_id not in recent:
             code, region_code = obs.consent.code, obs.region or ""
             seen_by = fingerprint(event_id)
-            if digests:  # (most groups have none: no key built)
-                # ``day_of``: an observation's time is in UTC already
-                rolled = digests.get((at.toordinal() - _EPOCH_ORDINAL, code, region_code))
-                if rolled is not None and seen_by in rolled.ids:
-                    continue  # a redelivery of an event already rolled into its day
+            # ``day_of``: an observation's time is in UTC already (no digests: no key built)
+            rolled = (
+                digests.get((at.toordinal() - _EPOCH_ORDINAL, code, region_code))
+                if digests
+                else None
+            )
+            if rolled is not None and seen_by in rolled.ids:
+                continue  # a redelivery of an event already rolled into its day: no change
             item = _new_recent(event_id, code, region_code, _digest(obs, policy, seen_by))
         changed = True
         if obs.traits:  # ``lww``, in place on this call's copy

@@ -185,8 +185,7 @@ def audit(
                     purged[row[0]] += 1
         if not rows:
             continue
-        if keys:
-            denied_lists[keys] += 1
+        denied_lists[keys] += 1  # (none: a purge only)
         if default_only:
             defaults.setdefault(rows, []).append([event_id, owner])
             continue
