@@ -38,7 +38,7 @@ from resolvers.consent.history import ConsentHistory, PurposeHistory
 from resolvers.consent.policy import ConsentPolicy
 from resolvers.consent.signals import EventConsent, Statement, from_code
 from resolvers.consent.vocabulary import CONSENT_PURPOSES, Purpose, Reason, Source
-from resolvers.frozen import fast_init
+from resolvers.frozen import fast_init, fast_new
 
 # Enum members read per event, bound once (prefix: P_ purpose, R_ reason, S_ source): on CPython
 # 3.11 a member read off its class costs ~0.1 µs (its metaclass's attribute hook), a
@@ -78,6 +78,11 @@ class Current:
     source: str
 
 
+#: ``Verdict(*every field)``, cheaper (``resolvers.frozen.fast_new``): the audit asks every
+#: purpose's verdict of each event of a person with a consent history.
+_new_verdict: Final = fast_new(Verdict)
+
+
 #: Sources as they are: the vocabulary's members are ``str``s (StrEnum) and ``.value`` is a
 #: Python-level property, asked several times per event here.
 _DEFAULT: Final[str] = Source.DEFAULT
@@ -95,11 +100,12 @@ def _denial_reason(source: str) -> Reason:
 class Gate:
     """Consent decisions for one person: ``history`` is the merge of all their events'."""
 
-    __slots__ = ("_now", "history", "policy", "region")
+    __slots__ = ("_after", "_now", "history", "policy", "region")
 
     def __init__(self, policy: ConsentPolicy, history: ConsentHistory, region: str | None):
         self.policy, self.history, self.region = policy, history, region
         self._now: _Now | None = None  # the current choices, when first asked
+        self._after: _After | None = None  # ``verdicts`` after the history, when first asked
 
     def _choices(self) -> _Now:
         """Every purpose's current choice and the purposes granted now, computed once (for a
@@ -162,16 +168,16 @@ class Gate:
         if purpose is _P_NECESSARY:
             return _NECESSARY
         if consent.invalid:
-            return Verdict(purpose, False, _R_INVALID_SIGNAL, _S_INVALID)
+            return _new_verdict(purpose, False, _R_INVALID_SIGNAL, _S_INVALID)
         # ``history.of`` and ``consent.stated``, inline (asked per fact and purpose)
         h = self.history.purposes.get(purpose, _NO_HISTORY)
         own = consent.own.get(purpose)
         if own is not None and not own.granted:
-            return Verdict(purpose, False, _denial_reason(own.source), own.source)
+            return _new_verdict(purpose, False, _denial_reason(own.source), own.source)
         denial = h.last_denial
         if denial is not None and denial.at >= at:
             reason = _R_GPC if denial.source is _S_GPC else _R_REVOKED
-            return Verdict(purpose, False, reason, denial.source)
+            return _new_verdict(purpose, False, reason, denial.source)
         if own is None and behavioural:
             at_time = self._behaviour_default(purpose, h, at, region)
         else:
@@ -180,7 +186,7 @@ class Gate:
             return at_time
         now = (self._now or self._choices())[0][purpose]  # ``current``
         if not now.granted:  # e.g. the person's region moved to an opt-in jurisdiction
-            return Verdict(purpose, False, _R_REGION_DEFAULT, now.source)
+            return _new_verdict(purpose, False, _R_REGION_DEFAULT, now.source)
         return at_time
 
     def _behaviour_default(
@@ -194,10 +200,10 @@ class Gate:
             return default
         lifted = h.explicit_grant_between(h.last_denial.at, at)
         if lifted is None:
-            return Verdict(purpose, False, _R_HISTORY_TRUNCATED, "history")
+            return _new_verdict(purpose, False, _R_HISTORY_TRUNCATED, "history")
         if not lifted:
             source = h.last_denial.source
-            return Verdict(purpose, False, _denial_reason(source), source)
+            return _new_verdict(purpose, False, _denial_reason(source), source)
         return default
 
     def _at_time(
@@ -209,22 +215,22 @@ class Gate:
         region: str | None,
     ) -> Verdict:
         if own is not None:  # a grant (denials were handled by the caller)
-            return Verdict(purpose, True, _R_GRANTED, own.source)
+            return _new_verdict(purpose, True, _R_GRANTED, own.source)
         after = h.last_denial.at if h.last_denial is not None else None
         found = h.explicit_grant_between(after, at)
         if found is None:
-            return Verdict(purpose, False, _R_HISTORY_TRUNCATED, "history")
+            return _new_verdict(purpose, False, _R_HISTORY_TRUNCATED, "history")
         if found:
-            return Verdict(purpose, True, _R_GRANTED, _S_CONSENT_UPDATED)
+            return _new_verdict(purpose, True, _R_GRANTED, _S_CONSENT_UPDATED)
         if h.last_denial is not None:  # a denial was in force at the fact's time
             source = h.last_denial.source
-            return Verdict(purpose, False, _denial_reason(source), source)
+            return _new_verdict(purpose, False, _denial_reason(source), source)
         if purpose in self.policy.default_for(region or self.region):
-            return Verdict(purpose, True, _R_REGION_DEFAULT, _DEFAULT)
+            return _new_verdict(purpose, True, _R_REGION_DEFAULT, _DEFAULT)
         latest = h.latest
         late = latest is not None and latest.granted and latest.at > at
         reason = _R_LATE_GRANT if late else _R_REGION_DEFAULT
-        return Verdict(purpose, False, reason, _DEFAULT)
+        return _new_verdict(purpose, False, reason, _DEFAULT)
 
     def serves(
         self,
@@ -264,8 +270,45 @@ class Gate:
         asked once per policy, person's region and distinct consent, region and kind of fact
         (every render and every event's audit asks), whoever the person is."""
         if self.history.purposes:
+            after = self._after or self._start_after()
+            if at > after[0]:
+                return self._later_than_history(after[1], at, consent, region, behavioural)
             return self._verdicts(at, consent, region, behavioural)
         return self._timeless(at, consent, region, behavioural)[2]
+
+    def _start_after(self) -> _After:
+        """The latest time the history holds (every purpose's statements, its last denial,
+        its kept and dropped grants), with an empty memo of :meth:`_later_than_history`."""
+        times: list[datetime] = []
+        for h in self.history.purposes.values():
+            if h.latest is not None:
+                times.append(h.latest.at)
+            if h.last_denial is not None:
+                times.append(h.last_denial.at)
+            times.extend([g.at for g in h.grants])
+            if h.dropped is not None:
+                times.append(h.dropped)
+        after = self._after = (max(times), {})
+        return after
+
+    def _later_than_history(
+        self,
+        memo: dict[tuple[int, str | None, bool], tuple[EventConsent, tuple[Verdict, ...]]],
+        at: datetime,
+        consent: EventConsent,
+        region: str | None,
+        behavioural: bool,
+    ) -> tuple[Verdict, ...]:
+        """:meth:`_verdicts` of a fact later than every time of the history: the verdicts
+        compare ``at`` only with those times (a denial at or after it, an explicit grant up
+        to it, a grant later than it), so every such ``at`` gets the same answers: asked once
+        per distinct consent (by id: the entry holds it, so its id stays its own), region and
+        kind of fact (the audit asks of every event of the person)."""
+        key = (id(consent), region, behavioural)
+        found = memo.get(key)
+        if found is None or found[0] is not consent:
+            found = memo[key] = (consent, self._verdicts(at, consent, region, behavioural))
+        return found[1]
 
     def _verdicts(
         self, at: datetime, consent: EventConsent, region: str | None, behavioural: bool
@@ -278,7 +321,7 @@ class Gate:
                 [
                     _NECESSARY
                     if p is _P_NECESSARY
-                    else Verdict(p, False, _R_INVALID_SIGNAL, _S_INVALID)
+                    else _new_verdict(p, False, _R_INVALID_SIGNAL, _S_INVALID)
                     for p in CONSENT_PURPOSES
                 ]
             )
@@ -292,12 +335,12 @@ class Gate:
             h = histories.get(purpose, _NO_HISTORY)
             own = stated.get(purpose)
             if own is not None and not own.granted:
-                out.append(Verdict(purpose, False, _denial_reason(own.source), own.source))
+                out.append(_new_verdict(purpose, False, _denial_reason(own.source), own.source))
                 continue
             denial = h.last_denial
             if denial is not None and denial.at >= at:
                 reason = _R_GPC if denial.source is _S_GPC else _R_REVOKED
-                out.append(Verdict(purpose, False, reason, denial.source))
+                out.append(_new_verdict(purpose, False, reason, denial.source))
                 continue
             if own is None and behavioural:
                 at_time = self._behaviour_default(purpose, h, at, region)
@@ -308,7 +351,7 @@ class Gate:
                     currents = (self._now or self._choices())[0]
                 now = currents[purpose]
                 if not now.granted:  # as ``verdict``: the current choice withdraws it
-                    at_time = Verdict(purpose, False, _R_REGION_DEFAULT, now.source)
+                    at_time = _new_verdict(purpose, False, _R_REGION_DEFAULT, now.source)
             out.append(at_time)
         return tuple(out)
 
@@ -328,6 +371,10 @@ class Gate:
         return found
 
 
+#: The latest time of a gate's history, and the memo of its verdicts of facts later than it.
+_After = tuple[
+    datetime, dict[tuple[int, str | None, bool], tuple[EventConsent, tuple[Verdict, ...]]]
+]
 #: (policy, consent, every purpose's verdict, the purposes allowed) of a gate without history.
 _Timeless = tuple[ConsentPolicy, EventConsent, tuple[Verdict, ...], frozenset[Purpose]]
 #: The answers of gates without consent history, shared by all of them: they depend on the

@@ -65,6 +65,8 @@ _T_ERASURE_REQUESTED: Final = EventType.ERASURE_REQUESTED
 #: written.
 _new_person: Final = fast_new(Person)
 _new_profile_written: Final = fast_new(ProfileWritten)
+#: ``Group(atoms, facts)``, cheaper: one per group a batch folds.
+_new_group: Final = fast_new(Group)
 
 
 def _profile_decoder(ref: Ref, rules: IdentityRules) -> Callable[[bytes], StoredProfile]:
@@ -233,7 +235,7 @@ class ProfilesBatch:
         """Each event's observation (with its time in UTC and its consent) into its group,
         each group pruned once; returns the people touched."""
         policy = self.ctx.policy
-        event_group = res.event_group
+        event_group, fold_pruned = res.event_group, profile_facts.fold_pruned
         by_group: dict[str, list[Observation]] = {}  # group key -> its events, in batch order
         for tp, event_id, at, consent in zip(tps, event_ids, times, consents, strict=True):
             gkey = event_group.get(event_id)
@@ -251,9 +253,9 @@ class ProfilesBatch:
             owner = owner_of_group[gkey]
             groups = people[owner].groups
             group = groups[gkey]
-            facts = profile_facts.fold_all(group.facts, observations, policy)
-            # ``replace(group, facts=...)`` without its generic machinery (a group is both)
-            groups[gkey] = Group(group.atoms, profile_facts.prune(facts, policy))
+            # ``prune(fold_all(...))``; ``replace(group, facts=...)`` without its generic
+            # machinery (a group is both of its fields)
+            groups[gkey] = _new_group(group.atoms, fold_pruned(group.facts, observations, policy))
             touched.add(owner)
         return touched
 
@@ -277,6 +279,12 @@ class ProfilesBatch:
         changed: set[str] = set()
         if not history:
             return changed
+        # the accounts with a history, by type: another group's linked accounts are asked
+        # only for those (an account without one merges nothing)
+        with_history: dict[str, set[str]] = {}
+        for account in history:
+            unique_type, _, value = account.partition(":")
+            with_history.setdefault(unique_type, set()).add(value)
         for pid, person in res.people.items():
             for gkey, group in list(person.groups.items()):
                 facts = group.facts
@@ -284,7 +292,7 @@ class ProfilesBatch:
                     continue
                 accounts = linked.get((pid, gkey))
                 if accounts is None:
-                    accounts = self._accounts(res, gkey, group)
+                    accounts = self._linked_accounts(res, group, with_history)
                 also = EMPTY_HISTORY
                 for account in sorted(accounts) if len(accounts) > 1 else accounts:
                     found = history.get(account)
@@ -307,11 +315,18 @@ class ProfilesBatch:
         merges to nothing (``merged`` returns the other side): an account whose groups stated
         nothing has no entry, and a batch in which none stated anything prunes nothing."""
         bound = self.ctx.policy.max_explicit_grants
+        unique = self.ctx.rules.unique_types  # ``rules.is_unique``, inline
         history: dict[str, ConsentHistory] = {}
         for pid, person in res.people.items():
             for gkey, group in person.groups.items():
                 if gkey.startswith("u:"):
-                    accounts = linked[(pid, gkey)] = self._accounts(res, gkey, group)
+                    # the accounts its atoms carry (``Identifier.key``, inline)
+                    accounts = linked[(pid, gkey)] = {
+                        f"{ident.type}:{ident.value}"
+                        for atom in group.atoms.values()
+                        for ident in atom.ids
+                        if ident.type in unique
+                    }
                     consent = group.facts.consent
                     if consent.purposes:
                         for account in accounts:
@@ -320,27 +335,31 @@ class ProfilesBatch:
                             )
         return history
 
-    def _accounts(self, res: identity.Resolution, gkey: str, group: Group) -> set[str]:
-        """The accounts (``type:value`` of unique identifiers) a group is linked to for good:
-        an account group, those its atoms carry; any other, those its identifiers were seen
-        with (the records keep them, capped: the same whatever the order)."""
+    def _linked_accounts(
+        self, res: identity.Resolution, group: Group, with_history: Mapping[str, set[str]]
+    ) -> set[str]:
+        """The accounts (``type:value`` of unique identifiers) with a history that a group
+        other than an account group is linked to for good: those its atoms carry, and those
+        its identifiers were seen with (the records keep them, capped: the same whatever the
+        order). ``with_history``: the values of the accounts with a history, by type."""
         unique = self.ctx.rules.unique_types  # ``rules.is_unique``, inline
+        written, loaded = res.records, self.records
         out: set[str] = set()
         for atom in group.atoms.values():
             for ident in atom.ids:
-                if ident.type in unique:
-                    out.add(ident.key)
-                elif not gkey.startswith("u:"):
-                    record = self._record(res, ident)
-                    for unique_type, values in record.seen_with.items():
-                        out.update(f"{unique_type}:{value}" for value in values)
+                ident_type = ident.type
+                if ident_type in unique:
+                    if ident.value in with_history.get(ident_type, ()):
+                        out.add(f"{ident_type}:{ident.value}")
+                    continue
+                record = written.get(ident)  # ``_record``, inline
+                if record is None:
+                    record = loaded.get(ident, EMPTY_RECORD)
+                for unique_type, values in record.seen_with.items():
+                    wanted = with_history.get(unique_type)
+                    if wanted:
+                        out.update([f"{unique_type}:{v}" for v in values if v in wanted])
         return out
-
-    def _record(self, res: identity.Resolution, ident: Identifier) -> IdentifierRecord:
-        written = res.records.get(ident)
-        if written is not None:
-            return written
-        return self.records.get(ident, EMPTY_RECORD)
 
     def _gate(self, groups: Sequence[Facts]) -> Gate:
         if len(groups) == 1:  # most people: their one group's history and region

@@ -54,11 +54,12 @@ from resolvers.consent import (
     ConsentHistory,
     ConsentPolicy,
     EventConsent,
+    Purpose,
     behaviour_never_by_itself,
     denies_behaviour_later,
     from_event,
 )
-from resolvers.frozen import fast_init
+from resolvers.frozen import fast_init, fast_new
 from resolvers.timefmt import utc
 
 #: Event types that are a purchase (an order version) or a return.
@@ -86,6 +87,11 @@ RECENT_DAYS: Final = 30
 BEHAVIOUR_DAYS: Final = 400
 #: Transactions kept per group: the newest ones.
 MAX_TRANSACTIONS: Final = 1000
+
+# Enum members read per group, bound once (prefix: P_ purpose): on CPython 3.11 a member read
+# off its class costs ~0.1 µs (its metaclass's attribute hook), a constant ~0.01 (ADR 0019).
+_P_ANALYTICS: Final = Purpose.ANALYTICS
+_P_PERSONALIZATION: Final = Purpose.PERSONALIZATION
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_ORDINAL: Final = _EPOCH.toordinal()
@@ -344,6 +350,15 @@ class Facts:
 
 EMPTY_FACTS: Final = Facts()
 
+#: ``Cls(*every field)``, cheaper (``resolvers.frozen.fast_new``): the fold builds one or more
+#: of each per event (a recent event and its digest, an activity, stamps), prune per group.
+_new_stamped: Final = fast_new(Stamped)
+_new_activity: Final = fast_new(Activity)
+_new_transaction: Final = fast_new(Transaction)
+_new_recent: Final = fast_new(Recent)
+_new_digest: Final = fast_new(Digest)
+_new_facts: Final = fast_new(Facts)
+
 
 # --------------------------------------------------------------------------- joins
 
@@ -382,17 +397,17 @@ def _add_counts(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
 def merge_digests(a: Digest, b: Digest) -> Digest:
     """Both digests' events (disjoint sets of events of one group)."""
     seen, interest = a.seen and b.seen, a.interest and b.interest
-    return Digest(
-        first_at=min(a.first_at, b.first_at),
-        last_at=max(a.last_at, b.last_at),
-        seen=seen,
-        events=a.events + b.events if seen else 0,
-        channels=a.channels | b.channels if seen else frozenset(),
-        interest=interest,
-        categories=_add_counts(a.categories, b.categories) if interest else {},
-        activities=top_activities((*a.activities, *b.activities)) if interest else (),
-        preferences=lww(a.preferences, b.preferences) if interest else {},
-        ids=a.ids | b.ids,
+    return _new_digest(  # positional: every field of ``Digest``, in order
+        min(a.first_at, b.first_at),  # first_at
+        max(a.last_at, b.last_at),  # last_at
+        seen,
+        a.events + b.events if seen else 0,  # events
+        a.channels | b.channels if seen else frozenset(),  # channels
+        interest,
+        _add_counts(a.categories, b.categories) if interest else {},  # categories
+        top_activities((*a.activities, *b.activities)) if interest else (),  # activities
+        lww(a.preferences, b.preferences) if interest else {},  # preferences
+        a.ids | b.ids,  # ids
     )
 
 
@@ -440,11 +455,15 @@ def fold_all(facts: Facts, observations: Iterable[Observation], policy: ConsentP
         if transaction is None and event_id not in recent:
             code, region_code = obs.consent.code, obs.region or ""
             seen_by = fingerprint(event_id)
-            # ``day_of``: an observation's time is in UTC already
-            rolled = digests.get((at.toordinal() - _EPOCH_ORDINAL, code, region_code))
+            # ``day_of``: an observation's time is in UTC already (no digests: no key built)
+            rolled = (
+                digests.get((at.toordinal() - _EPOCH_ORDINAL, code, region_code))
+                if digests
+                else None
+            )
             if rolled is not None and seen_by in rolled.ids:
                 continue  # a redelivery of an event already rolled into its day: no change
-            item = Recent(event_id, code, region_code, _digest(obs, policy, seen_by))
+            item = _new_recent(event_id, code, region_code, _digest(obs, policy, seen_by))
         changed = True
         if obs.traits:  # ``lww``, in place on this call's copy
             if own_traits is None:
@@ -454,7 +473,7 @@ def fold_all(facts: Facts, observations: Iterable[Observation], policy: ConsentP
             region is None
             or (at, event_id, obs.region) > (region.at, region.event_id, region.value)
         ):
-            region = Stamped(obs.region, at, event_id)
+            region = _new_stamped(obs.region, at, event_id)
         if obs.consent.own:  # an event that states nothing adds no history
             consent = consent.merged(from_event(obs.consent, at, explicit=obs.explicit), bound)
         if transaction is not None:
@@ -470,7 +489,63 @@ def fold_all(facts: Facts, observations: Iterable[Observation], policy: ConsentP
         latest = at if latest is None else max(latest, at)
     if not changed:
         return facts
-    return Facts(traits, region, consent, transactions, recent, digests, latest)
+    return _new_facts(traits, region, consent, transactions, recent, digests, latest)
+
+
+def fold_pruned(facts: Facts, observations: Iterable[Observation], policy: ConsentPolicy) -> Facts:
+    """``prune(fold_all(facts, observations, policy), policy)``: a batch folds each group's
+    events, then prunes once. Where ``facts`` is ``prune``'s fixpoint under ``policy`` (or holds
+    no behaviour), what the fold adds is checked instead of calling ``prune`` (see
+    :func:`_kept_as_folded`): most groups a batch folds change nothing when pruned. Pure."""
+    folded = fold_all(facts, observations, policy)
+    if (
+        folded is not facts
+        and (facts.pruned is policy or (not facts.recent and not facts.digests))
+        and _kept_as_folded(folded)
+    ):
+        object.__setattr__(folded, "pruned", policy)  # as ``prune`` marks what it returns
+        return folded
+    return prune(folded, policy)
+
+
+def _kept_as_folded(folded: Facts) -> bool:
+    """Whether :func:`_prune` (without ``also``) returns ``folded`` itself, for facts folded
+    (:func:`fold_all`) from a fixpoint of :func:`prune` under the policy or from facts without
+    behaviour (``fold_pruned``). Then each recent event's digest holds what its own statement
+    and region leave (``_digest`` left the rest out, the fixpoint dropped it), so pruning can
+    drop only what a denial of the group's history at or after it revokes; and nothing rolls
+    up while every recent event is within ``RECENT_DAYS`` of the latest day and they are
+    at most ``RECENT_EVENTS``. Facts with digests or too many transactions: not decided here
+    (False: ``prune`` decides)."""
+    recent = folded.recent
+    latest = folded.latest
+    if (
+        latest is None
+        or folded.digests
+        or len(recent) > RECENT_EVENTS
+        or len(folded.transactions) > MAX_TRANSACTIONS
+    ):
+        return False
+    histories = folded.consent.purposes
+    analytics = personalization = None
+    if histories:  # ``BehaviourPruning``'s two latest denials
+        denial = histories.get(_P_ANALYTICS)
+        if denial is not None and denial.last_denial is not None:
+            analytics = denial.last_denial.at
+        denial = histories.get(_P_PERSONALIZATION)
+        if denial is not None and denial.last_denial is not None:
+            personalization = denial.last_denial.at
+    before = _DAY_STARTS[day_of(latest) - RECENT_DAYS]  # ``_to_roll_up``'s cutoff
+    for item in recent.values():
+        d = item.digest
+        at = d.first_at
+        if at < before:
+            return False  # it rolls up
+        if (d.seen and analytics is not None and analytics >= at) or (
+            d.interest and personalization is not None and personalization >= at
+        ):
+            return False  # a denial of the group revokes a part of it
+    return True
 
 
 def _stamp_into(
@@ -478,7 +553,7 @@ def _stamp_into(
 ) -> None:
     """``lww(into, {k: Stamped(v, at, event_id) ...})`` written into ``into`` itself."""
     for key, value in values.items():
-        stamped = Stamped(value, at, event_id)
+        stamped = _new_stamped(value, at, event_id)
         old = into.get(key)
         if old is None or stamped.rank() > old.rank():
             into[key] = stamped
@@ -489,23 +564,39 @@ def _transaction(obs: Observation) -> Transaction | None:
     if o is None or (obs.type not in ORDER_TYPES and obs.type != RETURN_TYPE):
         return None
     is_return = obs.type == RETURN_TYPE
-    return Transaction(
-        key=f"return:{obs.event_id}" if is_return else f"order:{o.order_id}",
-        at=obs.at,
-        event_id=obs.event_id,
-        type=obs.type,
-        channel=obs.channel,
-        consent=obs.consent.code,
-        region=obs.region,
-        is_return=is_return,
-        in_store=o.in_store,
-        currency=o.currency.strip().upper(),
-        amount=abs(o.total),
-        payment_method=o.payment_method,
-        location_id=o.location_id,
-        categories=tuple(dict.fromkeys([c for c in o.categories if c])),
-        sku=o.skus[0] if o.skus else None,
+    return _new_transaction(  # positional: every field of ``Transaction``, in order
+        f"return:{obs.event_id}" if is_return else f"order:{o.order_id}",  # key
+        obs.at,
+        obs.event_id,
+        obs.type,
+        obs.channel,
+        obs.consent.code,  # consent
+        obs.region,
+        is_return,
+        o.in_store,
+        o.currency.strip().upper(),  # currency
+        abs(o.total),  # amount
+        o.payment_method,
+        o.location_id,
+        tuple(dict.fromkeys([c for c in o.categories if c])),  # categories
+        o.skus[0] if o.skus else None,  # sku
     )
+
+
+class _ChannelSets(dict[str, frozenset[str]]):
+    """``frozenset({channel})`` by channel (a digest's channels: immutable, so shared; the
+    channels are a small vocabulary, the memo is emptied if it ever grows)."""
+
+    __slots__ = ()
+
+    def __missing__(self, channel: str) -> frozenset[str]:
+        if len(self) >= 256:
+            self.clear()
+        found = self[channel] = frozenset((channel,))
+        return found
+
+
+_channel_set: Final = _ChannelSets().__getitem__
 
 
 def _digest(obs: Observation, policy: ConsentPolicy, seen_by: int) -> Digest:
@@ -518,27 +609,27 @@ def _digest(obs: Observation, policy: ConsentPolicy, seen_by: int) -> Digest:
     )
     ids = frozenset((seen_by,))
     if never_analytics and never_personalization:
-        return Digest(obs.at, obs.at, False, 0, _NO_CHANNELS, False, {}, (), {}, ids)
+        return _new_digest(obs.at, obs.at, False, 0, _NO_CHANNELS, False, {}, (), {}, ids)
     activities: tuple[Activity, ...] = ()
     categories: dict[str, int] = {}
     preferences: dict[str, Stamped] = {}
     if not never_personalization:
         if obs.type not in NON_ACTIVITY_TYPES:
             activities = (
-                Activity(
+                _new_activity(
                     obs.at, obs.event_id, obs.type, obs.channel, obs.sku, obs.category, obs.name
                 ),
             )
         if obs.category:
             categories[obs.category] = AFFINITY_WEIGHTS.get(obs.type, DEFAULT_AFFINITY_WEIGHT)
         at, event_id = obs.at, obs.event_id
-        preferences = {k: Stamped(v, at, event_id) for k, v in obs.preferences.items()}
-    return Digest(
+        preferences = {k: _new_stamped(v, at, event_id) for k, v in obs.preferences.items()}
+    return _new_digest(
         obs.at,
         obs.at,
         not never_analytics,
         0 if never_analytics else 1,
-        _NO_CHANNELS if never_analytics else frozenset({obs.channel}),
+        _NO_CHANNELS if never_analytics else _channel_set(obs.channel),
         not never_personalization,
         categories,
         activities,
@@ -587,14 +678,8 @@ def _prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory) -> Facts:
         transactions = {t.key: t for t in newest[:MAX_TRANSACTIONS]}
     elif not own:
         return facts
-    return Facts(
-        traits=facts.traits,
-        region=facts.region,
-        consent=facts.consent,
-        transactions=transactions,
-        recent=recent,
-        digests=digests,
-        latest=facts.latest,
+    return _new_facts(  # positional: every field of ``Facts``, in order
+        facts.traits, facts.region, facts.consent, transactions, recent, digests, facts.latest
     )
 
 
@@ -640,7 +725,7 @@ def _pruned_recent(
             if out is None:
                 out = {}
             # a husk too: it rolls up as one (the constructor: ``replace`` costs ~3x as much)
-            out[event_id] = Recent(item.event_id, item.code, item.region, kept)
+            out[event_id] = _new_recent(item.event_id, item.code, item.region, kept)
     return out
 
 
@@ -711,17 +796,17 @@ def _prune_digest(digest: Digest, code: str, region: str, pruning: BehaviourPrun
     interest = digest.interest and not never_personalization
     if seen == digest.seen and interest == digest.interest:
         return digest
-    return Digest(
-        first_at=digest.first_at,
-        last_at=digest.last_at,
-        seen=seen,
-        events=digest.events if seen else 0,
-        channels=digest.channels if seen else frozenset(),
-        interest=interest,
-        categories=digest.categories if interest else {},
-        activities=digest.activities if interest else (),
-        preferences=digest.preferences if interest else {},
-        ids=digest.ids,
+    return _new_digest(  # positional: every field of ``Digest``, in order
+        digest.first_at,
+        digest.last_at,
+        seen,
+        digest.events if seen else 0,  # events
+        digest.channels if seen else frozenset(),  # channels
+        interest,
+        digest.categories if interest else {},  # categories
+        digest.activities if interest else (),  # activities
+        digest.preferences if interest else {},  # preferences
+        digest.ids,
     )
 
 

@@ -143,9 +143,14 @@ def audit(
     decided_at = format_time(now)
     out: list[Published] = []
     defaults: dict[tuple[Row, ...], list[list[str | None]]] = {}
-    denied: Counter[tuple[str, str]] = Counter()  # (purpose, reason)
+    # (purpose, reason) of each denial, counted per event's list of them (few distinct ones;
+    # spread per pair at the end: the pairs come first in the same order, see ``_spread``)
+    denied_lists: Counter[tuple[tuple[str, str], ...]] = Counter()
     purged: Counter[str] = Counter()
     remembered: _Remembered = {}
+    # the denials of verdicts asked already, by their id (a gate answers the same tuple for
+    # the same question): (the verdicts, their denials); the entry holds them
+    seen: dict[int, tuple[tuple[Verdict, ...], _Denials]] = {}
     for tp, consent, owner in zip(fresh, consents, owners, strict=True):
         # its fields from the model's instance dict (``observe.observation`` says why)
         fields = tp.__dict__
@@ -158,7 +163,13 @@ def audit(
             gate = Gate(policy, EMPTY_HISTORY, region)
         behavioural = event_type not in TRANSACTION_TYPES
         if gate.history.purposes:  # verdicts at this fact's time: asked once
-            rows, keys, default_only = _event_denials(tp, consent, gate, behavioural)
+            verdicts = gate.verdicts(
+                at=fields["occurred_at"], consent=consent, region=region, behavioural=behavioural
+            )
+            known = seen.get(id(verdicts))
+            if known is None or known[0] is not verdicts:
+                known = seen[id(verdicts)] = (verdicts, _denials(verdicts))
+            rows, keys, default_only = known[1]
         else:
             asked = (gate.region, id(consent), region, behavioural)
             found = remembered.get(asked)
@@ -174,8 +185,7 @@ def audit(
                     purged[row[0]] += 1
         if not rows:
             continue
-        for key in keys:
-            denied[key] += 1
+        denied_lists[keys] += 1  # (none: a purge only)
         if default_only:
             defaults.setdefault(rows, []).append([event_id, owner])
             continue
@@ -192,11 +202,22 @@ def audit(
                 },
             )
         )
-    for (purpose, reason), n in denied.items():
+    for (purpose, reason), n in _spread(denied_lists).items():
         counts[Count(Measure.CONSENT_DENIED, purpose, reason)] += n
     for purpose, n in purged.items():
         counts[Count(Measure.CONSENT_PURGED, purpose)] += n
     out.extend(_region_defaults(defaults, topic, policy.version, decided_at))
+    return out
+
+
+def _spread(lists: Counter[tuple[tuple[str, str], ...]]) -> Counter[tuple[str, str]]:
+    """Each pair's count from the counts of the lists of pairs, in the order a ``+= 1`` per
+    pair of each event would have met them first: a pair is first met in the first event of
+    some list that holds it, and the lists are in the order of their first events."""
+    out: Counter[tuple[str, str]] = Counter()
+    for pairs, n in lists.items():
+        for pair in pairs:
+            out[pair] += n
     return out
 
 

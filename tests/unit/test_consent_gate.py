@@ -765,3 +765,42 @@ def test_every_verdict_at_once_is_each_verdict_in_turn(
     assert gate.verdicts(
         at=fact.at, consent=fact.consent, region=fact.region, behavioural=behavioural
     ) == _old_verdicts(gate, fact.at, fact.consent, fact.region, behavioural)
+
+
+# --------------------------------------------------------------------------- later than the history
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    history=worlds(regions=True),
+    facts=st.lists(said_events(minutes=24, regions=True), min_size=1, max_size=5),
+    asked=st.lists(
+        st.tuples(st.integers(0, 4), st.integers(0, 1), st.sampled_from(REGIONS), st.booleans()),
+        min_size=2,
+        max_size=10,
+    ),
+    person_region=st.sampled_from(REGIONS),
+    bound=st.sampled_from([1, 2, 16]),
+)
+def test_verdicts_later_than_the_history_are_remembered_as_asked(
+    history: list[Said],
+    facts: list[Said],
+    asked: list[tuple[int, int, str | None, bool]],
+    person_region: str | None,
+    bound: int,
+) -> None:
+    """``Gate.verdicts`` of a person with a history, asked again and again (the audit asks it
+    of each of the person's events): the answers remembered for facts later than the history
+    are those a fresh gate computes (``Gate._verdicts``, what ``verdicts`` answered before),
+    whatever was asked before. The facts' times run past the history's (minutes 0-24 against
+    0-12, ties included), and one or two consents are asked at every fact's time (one consent
+    object, several questions)."""
+    merged = history_of(history, bound)
+    gate = Gate(POLICY, merged, person_region)
+    for when, which, region, behavioural in asked:
+        at, consent = facts[when % len(facts)].at, facts[which % len(facts)].consent
+        got = gate.verdicts(at=at, consent=consent, region=region, behavioural=behavioural)
+        expected = Gate(POLICY, merged, person_region)._verdicts(at, consent, region, behavioural)
+        assert got == expected
+        assert [v.reason for v in got] == [v.reason for v in expected]
+        assert [v.source for v in got] == [v.source for v in expected]

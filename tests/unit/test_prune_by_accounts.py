@@ -4,7 +4,9 @@ verbatim below): the same people changed, every group's facts the same.
 
 The lane's version skips what cannot change anything (an account group that stated nothing
 adds no history; a batch without any history prunes nothing; a group whose only linked
-history is its own, pruned under the policy already, is ``prune``'s fixpoint): the property
+history is its own, pruned under the policy already, is ``prune``'s fixpoint; since the
+fifteenth pass, a group other than an account group is asked only for the accounts with a
+history, and its identifiers' records are read inline): the property
 draws people whose groups share accounts, devices seen with accounts, folded facts with
 denials, pruned (as the fold leaves them) or not (as a load leaves them).
 """
@@ -22,7 +24,7 @@ from profile_worlds import POLICY, obs, worlds
 
 from resolvers.consent import EMPTY_HISTORY, ConsentHistory
 from resolvers.context import Context, TopicNames
-from resolvers.identity.evidence import Atom, IdentifierRecord
+from resolvers.identity.evidence import EMPTY_RECORD, Atom, IdentifierRecord
 from resolvers.lanes.profiles import ProfilesBatch
 from resolvers.lanes.stored_profile import Group
 from resolvers.profile import facts as profile_facts
@@ -36,14 +38,15 @@ DEVICES = ("email:a@x", "anonymous_id:d1", "anonymous_id:d2")
 
 # --------------------------------------------------------------------------- the old version
 def old_prune_by_accounts(self: ProfilesBatch, res: identity.Resolution) -> set[str]:
-    """``ProfilesBatch._prune_by_accounts`` before this pass, verbatim."""
+    """``ProfilesBatch._prune_by_accounts`` before the thirteenth pass, verbatim (its
+    ``_accounts`` call names the function below)."""
     policy = self.ctx.policy
     bound = policy.max_explicit_grants
     linked: dict[tuple[str, str], set[str]] = {}
     history: dict[str, ConsentHistory] = {}
     for pid, person in res.people.items():
         for gkey, group in person.groups.items():
-            accounts = linked[(pid, gkey)] = self._accounts(res, gkey, group)
+            accounts = linked[(pid, gkey)] = old_accounts(self, res, gkey, group)
             if gkey.startswith("u:"):
                 for account in accounts:
                     history[account] = history.get(account, EMPTY_HISTORY).merged(
@@ -65,15 +68,46 @@ def old_prune_by_accounts(self: ProfilesBatch, res: identity.Resolution) -> set[
     return changed
 
 
+def old_accounts(
+    self: ProfilesBatch, res: identity.Resolution, gkey: str, group: Group
+) -> set[str]:
+    """``ProfilesBatch._accounts`` before the fifteenth pass, verbatim (its ``_record``
+    call names the function below)."""
+    unique = self.ctx.rules.unique_types  # ``rules.is_unique``, inline
+    out: set[str] = set()
+    for atom in group.atoms.values():
+        for ident in atom.ids:
+            if ident.type in unique:
+                out.add(ident.key)
+            elif not gkey.startswith("u:"):
+                record = old_record(self, res, ident)
+                for unique_type, values in record.seen_with.items():
+                    out.update(f"{unique_type}:{value}" for value in values)
+    return out
+
+
+def old_record(
+    self: ProfilesBatch, res: identity.Resolution, ident: Identifier
+) -> IdentifierRecord:
+    """``ProfilesBatch._record`` before the fifteenth pass, verbatim."""
+    written = res.records.get(ident)
+    if written is not None:
+        return written
+    return self.records.get(ident, EMPTY_RECORD)
+
+
 # --------------------------------------------------------------------------- worlds
-#: One group as drawn: its identifier keys, its events, whether they were pruned (a fold).
-GroupSpec = tuple[tuple[str, ...], list[Observation], bool]
+#: One group as drawn: its identifier keys, its events, whether they were pruned (a fold),
+#: whether it is keyed as a group without an account even if it carries one (the lane's
+#: identity never makes one; the pruning handles it, so the property draws it).
+GroupSpec = tuple[tuple[str, ...], list[Observation], bool, bool]
 
 
 @st.composite
 def _group(draw: st.DrawFn) -> GroupSpec:
     keys = draw(st.lists(st.sampled_from(ACCOUNTS + DEVICES), min_size=1, max_size=3, unique=True))
-    return tuple(keys), draw(worlds(12)), draw(st.booleans())
+    plain = draw(st.sampled_from([False, False, False, True]))
+    return tuple(keys), draw(worlds(12)), draw(st.booleans()), plain
 
 
 @st.composite
@@ -111,11 +145,11 @@ def _build(
     for p, specs in enumerate(people_specs):
         pid = f"p{p}"
         groups: dict[str, Group] = {}
-        for g, (keys, events, pruned) in enumerate(specs):
+        for g, (keys, events, pruned, plain) in enumerate(specs):
             ids = tuple(sorted(i(k) for k in keys))
             accounts = sorted(k for k in keys if k in ACCOUNTS)
             # an account group by its (first) account: two people may hold one (a conflict)
-            gkey = f"u:{accounts[0]}#{p}.{g}" if accounts else f"a:{p}.{g}"
+            gkey = f"u:{accounts[0]}#{p}.{g}" if accounts and not plain else f"a:{p}.{g}"
             atom = Atom(ids, stamp(f"{pid}.{g}"), ())
             groups[gkey] = Group({f"k{g}": atom}, _facts(events, pruned))
         people[pid] = identity.PersonDraft(pid, stamp(pid), {}, groups)
@@ -162,7 +196,12 @@ def test_a_device_seen_with_an_account_loses_what_the_account_denied() -> None:
     denied = {"analytics": False, "personalization": False}
     account = [obs("e2", 5, type="consent_updated", consent=denied)]
     world = (
-        [[(("anonymous_id:d1",), device, True), (("customer_id:C1",), account, True)]],
+        [
+            [
+                (("anonymous_id:d1",), device, True, False),
+                (("customer_id:C1",), account, True, False),
+            ]
+        ],
         {"anonymous_id:d1": {"customer_id": ("C1",)}},
         set(),
     )

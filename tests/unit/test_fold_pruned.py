@@ -1,0 +1,136 @@
+"""A batch's fold of a group (``resolvers.profile.facts.fold_pruned``) is ``prune(fold_all(...))``
+as it was before issue 17's fifteenth pass (kept verbatim in ``fold_reference``): the same
+facts, their mappings in the same order, marked as ``prune``'s fixpoint the same way.
+
+``fold_pruned`` skips ``prune`` where it can see that nothing would change (facts that were
+its fixpoint under the policy, or held no behaviour, plus events that roll nothing up and
+that no denial of the group revokes); the property draws groups as a batch meets them: new,
+pruned by an earlier batch (with or without an account's history), folded but not pruned,
+decoded (the fixpoint's mark lost), or folded under another policy (a worker whose consent
+policy changed), then a batch's events (redeliveries too), with the fold's windows as they
+are and shrunk (roll-ups, digests, horizons, too many transactions).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import replace
+from unittest import mock
+
+import fold_reference as ref
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from profile_worlds import POLICY, obs, small_windows, statement, tracked, worlds
+
+from resolvers.consent import ConsentHistory, ConsentPolicy, Purpose
+from resolvers.profile import facts as facts_module
+from resolvers.profile.facts import EMPTY_FACTS, Facts, Observation
+
+#: A policy that lets behaviour serve where ``POLICY`` does not (no opt-in region, analytics
+#: and personalization by default where the region is unknown): facts folded under it keep
+#: what ``POLICY`` drops by itself.
+LENIENT = ConsentPolicy(
+    version="lenient",
+    opt_in_regions=frozenset(),
+    opt_out_regions=frozenset({"US", "DE"}),
+    unknown_default=frozenset({Purpose.ANALYTICS, Purpose.PERSONALIZATION}),
+)
+
+#: How the group's facts were when the batch met them.
+STARTS = ("empty", "pruned", "pruned_with_account", "folded", "decoded", "other_policy")
+
+#: An account's denial of analytics and personalization, late in the worlds' days.
+ACCOUNT_DENIES: ConsentHistory = statement(Purpose.ANALYTICS, False, 60 * 24 * 9).merged(
+    statement(Purpose.PERSONALIZATION, False, 60 * 24 * 9)
+)
+
+
+@contextlib.contextmanager
+def _windows(small: bool) -> Iterator[None]:
+    """The fold's windows, shrunk (``small_windows``) in both the fold and its reference."""
+    if not small:
+        yield
+        return
+    # the reference's own windows: ``small_windows``' defaults
+    ref_windows = {"RECENT_DAYS": 3, "BEHAVIOUR_DAYS": 12, "MAX_TRANSACTIONS": 6}
+    with small_windows(), mock.patch.multiple(ref, **ref_windows):
+        assert facts_module.RECENT_DAYS == ref.RECENT_DAYS
+        yield
+
+
+def _start(kind: str, events: list[Observation], *, reference: bool) -> Facts:
+    """The group's facts as the batch meets them (built by the old or the new code: ``prune``
+    marks what it returns, so each run gets its own)."""
+    fold_all = ref.fold_all if reference else facts_module.fold_all
+    prune = ref.prune if reference else facts_module.prune
+    if kind == "empty":
+        return EMPTY_FACTS
+    if kind == "other_policy":
+        return prune(fold_all(EMPTY_FACTS, events, LENIENT), LENIENT)
+    folded = fold_all(EMPTY_FACTS, events, POLICY)
+    if kind == "folded":
+        return folded
+    if kind == "pruned_with_account":
+        return prune(folded, POLICY, ACCOUNT_DENIES)
+    pruned = prune(folded, POLICY)
+    return replace(pruned) if kind == "decoded" else pruned  # a copy has no mark
+
+
+def _renamed(events: list[Observation], prefix: str) -> list[Observation]:
+    return [e._replace(event_id=prefix + e.event_id) for e in events]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(STARTS),
+    worlds(12),
+    worlds(12),
+    st.booleans(),
+    st.booleans(),
+)
+def test_fold_pruned_is_prune_of_fold_all_as_before(
+    start: str, before: list[Observation], batch: list[Observation], redelivered: bool, small: bool
+) -> None:
+    before = _renamed(before, "b")
+    # the batch's events; with ``redelivered``, the earlier events come again among them
+    events = _renamed(batch, "n") + (before if redelivered else [])
+    with _windows(small):
+        old_start = _start(start, before, reference=True)
+        old = ref.prune(ref.fold_all(old_start, events, POLICY), POLICY)
+        new_start = _start(start, before, reference=False)
+        new = facts_module.fold_pruned(new_start, events, POLICY)
+    assert new == old
+    for part in ("traits", "transactions", "recent", "digests"):
+        assert list(getattr(new, part).items()) == list(getattr(old, part).items()), part
+    assert new.pruned is old.pruned
+    assert (new is new_start) == (old is old_start)
+    # and pruned again with an account's denials (the lane's pruning by accounts)
+    with _windows(small):
+        again = facts_module.prune(new, POLICY, ACCOUNT_DENIES)
+        old_again = ref.prune(old, POLICY, ACCOUNT_DENIES)
+    assert again == old_again
+    assert list(again.recent.items()) == list(old_again.recent.items())
+    assert list(again.digests.items()) == list(old_again.digests.items())
+    assert (again is new) == (old_again is old)
+
+
+def test_a_fold_that_changes_nothing_when_pruned_does_not_prune() -> None:
+    """The worlds above reach the shortcut: a new group's tracked events, within the recent
+    window and not denied, are the fixpoint as folded (``_prune`` is not called)."""
+    events = [tracked("e1", 0), tracked("e2", 5)]
+    with mock.patch.object(facts_module, "_prune", side_effect=AssertionError("pruned")):
+        folded = facts_module.fold_pruned(EMPTY_FACTS, events, POLICY)
+    assert folded.pruned is POLICY
+    assert list(folded.recent) == ["e1", "e2"]
+    assert folded == facts_module.prune(facts_module.fold_all(EMPTY_FACTS, events, POLICY), POLICY)
+
+
+def test_a_later_denial_of_the_group_prunes_what_it_folded() -> None:
+    """A denial of analytics after a tracked event revokes that part: not the shortcut."""
+    denial = obs("e2", 5, type="consent_updated", consent={"analytics": False})
+    folded = facts_module.fold_pruned(EMPTY_FACTS, [tracked("e1", 0), denial], POLICY)
+    digest = folded.recent["e1"].digest
+    assert not digest.seen
+    assert digest.interest
+    assert folded.pruned is POLICY
