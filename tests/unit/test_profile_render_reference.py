@@ -11,6 +11,7 @@ before the totals' in place; no traits, no sort."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -169,7 +170,9 @@ def test_totals_count_a_transaction_as_main_did() -> None:
     groups: Sequence[Facts] = [observe_all(events[:20]), observe_all(events[20:])]
     gate = Gate(POLICY, GRANT_ALL, None)
     asked = render_module._TOTALS_PURPOSES
-    for chosen in (groups, groups[:1]):
+    # and the transactions alone (no behaviour to see the same times again)
+    alone = [dataclasses.replace(g, recent={}, digests={}) for g in groups]
+    for chosen in (groups, groups[:1], alone, alone[1:]):
         new = render_module._totals_fields(render_module._totals(gate, chosen, None, asked))
         old = reference._totals_fields(reference._totals(gate, chosen, None, asked))
         _same(new, old)
