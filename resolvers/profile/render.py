@@ -175,7 +175,7 @@ def _latest_transactions(groups: Iterable[Facts]) -> dict[str, Transaction]:
 
 
 def _count_transaction(totals: _Totals, t: Transaction, purposes: frozenset[Purpose]) -> None:
-    """Count ``t`` toward what ``purposes`` allow (``_Totals.saw``, ``_add``, ``_bump`` and
+    """Count ``t`` toward what ``purposes`` allow (``_Totals.saw``, the sums, the counts and
     ``Transaction.rank``, inline: a long history counts up to 1,000 at each render)."""
     if _P_ANALYTICS in purposes:
         at = t.at
@@ -218,10 +218,6 @@ def _count_transaction(totals: _Totals, t: Transaction, purposes: frozenset[Purp
 
 #: The sums' start (``Decimal(0)``, built once).
 _ZERO: Final = Decimal(0)
-
-
-def _add(into: dict[str, Decimal], currency: str, amount: Decimal) -> None:
-    into[currency] = _CTX.add(into.get(currency, Decimal(0)), amount)
 
 
 def _bump(into: dict[str, int], key: str, n: int = 1) -> None:
@@ -518,26 +514,15 @@ def _top_activities(
 _NLARGEST_FROM: Final = 150
 
 
-def _net(
-    revenue: Mapping[str, Decimal], returned: Mapping[str, Decimal]
-) -> list[tuple[str, Decimal]]:
-    """Per currency (sorted), purchases minus returns: the lifetime value."""
-    zero = Decimal(0)
-    return [
-        (cur, _CTX.subtract(revenue.get(cur, zero), returned.get(cur, zero)))
-        for cur in sorted(revenue.keys() | returned.keys())
-    ]
-
-
 def _lifetime_value(
     shown_revenue: Mapping[str, str],
     revenue: Mapping[str, Decimal],
     returned: Mapping[str, Decimal],
 ) -> dict[str, str]:
-    """``{cur: _money(v, cur) for cur, v in _net(revenue, returned)}``, with the revenue's
-    own text (``shown_revenue``) where a currency has no returns: ``v - 0`` is ``v`` (the
-    same number: only its exponent may differ, which ``_money`` never shows), so its text is
-    the revenue's. Most people have no returns: then it is a copy of the revenue field."""
+    """Per currency (sorted), purchases minus returns as money text: the revenue's own text
+    (``shown_revenue``) where a currency has no returns (``v - 0`` is ``v``: the same number,
+    only its exponent may differ, which ``_money`` never shows). Most people have no returns:
+    then :func:`_totals_fields` copies the revenue field instead."""
     zero = _ZERO
     return {
         cur: shown_revenue[cur]

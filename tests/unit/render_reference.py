@@ -13,7 +13,7 @@ docstring left as a comment): what the fifteenth pass's render is compared with
 # personalization may. Every gated field not allowed now is emitted with its empty value, so the
 # document never shows what a purpose does not allow. The result is a function of the facts,
 # hence of the set of the person's events.
-# 
+#
 
 from __future__ import annotations
 
