@@ -1,6 +1,7 @@
 """main 2b8581a's ``resolvers/profile/render.py``, verbatim below this docstring (its own
 docstring left as a comment): what the fifteenth pass's render is compared with
-(``test_profile_render_reference``). Not imported by Loom."""
+(``test_profile_render_reference``), with main's ``traits`` (``traits_reference``): the one line
+changed, its import. Not imported by Loom."""
 
 # ruff: noqa
 # mypy: ignore-errors
@@ -42,7 +43,7 @@ from resolvers.profile.facts import (
     Transaction,
     lww,
 )
-from resolvers.profile.traits import PurchaseTraits, empty_trait_fields
+from traits_reference import PurchaseTraits, empty_trait_fields  # (main's traits.py, kept too)
 from resolvers.timefmt import format_time
 
 # Enum members read per event, bound once (prefix: P_ purpose): on CPython
