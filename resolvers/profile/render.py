@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import orjson
 
-from resolvers.consent import CONSENT_PURPOSES, PURPOSE_GATES, Gate, Purpose
+from resolvers.consent import CONSENT_PURPOSES, PURPOSE_GATES, Current, Gate, Purpose
 from resolvers.consent.signals import from_code
 from resolvers.frozen import fast_init
 from resolvers.profile.facts import (
@@ -111,29 +111,51 @@ class Person:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass
 class _Totals:
-    """What the allowed facts add up to (mutable scratch of one render)."""
+    """What the allowed facts add up to (mutable scratch of one render). A plain class with
+    slots: one is made per render that asks totals, its fields set by plain stores (a
+    dataclass's ``__init__`` called ten default factories through its keyword defaults)."""
 
-    first: datetime | None = None
-    last: datetime | None = None
-    channels: set[str] = field(default_factory=set)
-    online: int = 0
-    in_store: int = 0
-    revenue: dict[str, Decimal] = field(default_factory=dict)
-    orders_by_currency: dict[str, int] = field(default_factory=dict)
-    payments: dict[str, int] = field(default_factory=dict)
-    stores: dict[str, int] = field(default_factory=dict)
-    last_order: Transaction | None = None
-    returns: int = 0
-    returns_value: dict[str, Decimal] = field(default_factory=dict)
-    categories: dict[str, int] = field(default_factory=dict)
-    #: the transactions personalization may use: their activities come before ``activities``
-    #: (built only for the ones :func:`_top_activities` keeps)
-    purchases: list[Transaction] = field(default_factory=list)
-    activities: list[Activity] = field(default_factory=list)
-    preferences: dict[str, Stamped] = field(default_factory=dict)
-    traits: PurchaseTraits = field(default_factory=PurchaseTraits)
+    __slots__ = (
+        "activities",
+        "categories",
+        "channels",
+        "first",
+        "in_store",
+        "last",
+        "last_order",
+        "online",
+        "orders_by_currency",
+        "payments",
+        "preferences",
+        "purchases",
+        "returns",
+        "returns_value",
+        "revenue",
+        "stores",
+        "traits",
+    )
+
+    def __init__(self) -> None:
+        self.first: datetime | None = None
+        self.last: datetime | None = None
+        self.channels: set[str] = set()
+        self.online = 0
+        self.in_store = 0
+        self.revenue: dict[str, Decimal] = {}
+        self.orders_by_currency: dict[str, int] = {}
+        self.payments: dict[str, int] = {}
+        self.stores: dict[str, int] = {}
+        self.last_order: Transaction | None = None
+        self.returns = 0
+        self.returns_value: dict[str, Decimal] = {}
+        self.categories: dict[str, int] = {}
+        #: the transactions personalization may use: their activities come before
+        #: ``activities`` (built only for the ones :func:`_top_activities` keeps)
+        self.purchases: list[Transaction] = []
+        self.activities: list[Activity] = []
+        self.preferences: dict[str, Stamped] = {}
+        self.traits = PurchaseTraits()
 
     def saw(self, first: datetime, last: datetime, channels: Iterable[str]) -> None:
         self.first = first if self.first is None else min(self.first, first)
@@ -153,33 +175,49 @@ def _latest_transactions(groups: Iterable[Facts]) -> dict[str, Transaction]:
 
 
 def _count_transaction(totals: _Totals, t: Transaction, purposes: frozenset[Purpose]) -> None:
+    """Count ``t`` toward what ``purposes`` allow (``_Totals.saw``, the sums, the counts and
+    ``Transaction.rank``, inline: a long history counts up to 1,000 at each render)."""
     if _P_ANALYTICS in purposes:
-        totals.saw(t.at, t.at, (t.channel,))
+        at = t.at
+        first, last = totals.first, totals.last
+        totals.first = at if first is None else min(first, at)
+        totals.last = at if last is None else max(last, at)
+        totals.channels.add(t.channel)
         totals.traits.add(t, _CTX.add)
-        _add(totals.revenue if not t.is_return else totals.returns_value, t.currency, t.amount)
+        currency = t.currency
         if t.is_return:
+            returned = totals.returns_value
+            returned[currency] = _CTX.add(returned.get(currency, _ZERO), t.amount)
             totals.returns += 1
         else:
+            revenue = totals.revenue
+            revenue[currency] = _CTX.add(revenue.get(currency, _ZERO), t.amount)
             if t.in_store:
                 totals.in_store += 1
                 if t.location_id not in _ONLINE_LOCATIONS:
-                    _bump(totals.stores, str(t.location_id))
+                    stores = totals.stores
+                    store = str(t.location_id)
+                    stores[store] = stores.get(store, 0) + 1
             else:
                 totals.online += 1
-            _bump(totals.orders_by_currency, t.currency)
-            if t.payment_method:
-                _bump(totals.payments, t.payment_method)
-            if totals.last_order is None or t.rank() > totals.last_order.rank():
+            orders = totals.orders_by_currency
+            orders[currency] = orders.get(currency, 0) + 1
+            if method := t.payment_method:
+                payments = totals.payments
+                payments[method] = payments.get(method, 0) + 1
+            lo = totals.last_order
+            if lo is None or (at, t.event_id) > (lo.at, lo.event_id):
                 totals.last_order = t
     if _P_PERSONALIZATION in purposes:
         totals.purchases.append(t)
-        if not t.is_return:
+        if not t.is_return and t.categories:
+            categories = totals.categories
             for category in t.categories:
-                _bump(totals.categories, category, PURCHASE_AFFINITY_WEIGHT)
+                categories[category] = categories.get(category, 0) + PURCHASE_AFFINITY_WEIGHT
 
 
-def _add(into: dict[str, Decimal], currency: str, amount: Decimal) -> None:
-    into[currency] = _CTX.add(into.get(currency, Decimal(0)), amount)
+#: The sums' start (``Decimal(0)``, built once).
+_ZERO: Final = Decimal(0)
 
 
 def _bump(into: dict[str, int], key: str, n: int = 1) -> None:
@@ -240,33 +278,16 @@ def render(person: Person, gate: Gate) -> dict[str, Any]:
     granted = gate.granted_now()
     asked = granted & _TOTALS_PURPOSES
     identifiers = person.identifiers
-    marketing = _P_MARKETING in granted
-    reachable = {
-        "email": marketing and bool(identifiers.get("email")),
-        "phone": marketing and bool(identifiers.get("phone")),
-    }
-    if asked:
-        fields = _totals_fields(_totals(gate, person.groups, region, asked))
-        fields["reachable"] = reachable
-        fields["audiences"] = sorted(person.audiences)
-        fields["ad_identifiers"] = sorted(person.ad_identifiers)
-        fields.update(orjson.loads(_hidden(granted)))
-    else:  # no totals asked: every field they fill is hidden, none is computed
-        template, shown = _untotalled(granted)
-        fields = orjson.loads(template)
-        if "reachable" in shown:
-            fields["reachable"] = reachable
-        if "audiences" in shown:
-            fields["audiences"] = sorted(person.audiences)
-        if "ad_identifiers" in shown:
-            fields["ad_identifiers"] = sorted(person.ad_identifiers)
     groups = person.groups
-    traits: Mapping[str, Stamped] = groups[0].traits if len(groups) == 1 else {}
-    if len(groups) != 1:
+    if len(groups) == 1:
+        traits: Mapping[str, Stamped] = groups[0].traits
+    else:
+        traits = {}
         for facts in groups:
             traits = lww(traits, facts.traits)
-    currents = gate.currents()
-    return {
+    # the fields before the totals' (``schema`` first): a render that asks no totals has
+    # them, with the fields after them, in its template already (set in place, in order)
+    head = {
         "schema": SNAPSHOT_SCHEMA,
         "profile_id": person.profile_id,
         "version": person.version,
@@ -279,19 +300,75 @@ def render(person: Person, gate: Gate) -> dict[str, Any]:
             for t, v in sorted(identifiers.items())
             if v
         },
-        "consent": {
-            name: {
-                "granted": c.granted,
-                "at": None if (at := c.at) is None else format_time(at),
-                "source": c.source,
-            }
-            for p, name in _SORTED_PURPOSES
-            if (c := currents[p])
-        },
-        "traits": {k: s.value for k, s in sorted(traits.items())},
-        **fields,
-        **person.extra,
+        "consent": _consent(gate),
+        "traits": {k: s.value for k, s in sorted(traits.items())} if traits else {},
     }
+    if asked:
+        doc = {**head, **_totals_fields(_totals(gate, groups, region, asked))}
+        doc["reachable"] = _reachable(granted, identifiers)
+        doc["audiences"] = sorted(person.audiences)
+        doc["ad_identifiers"] = sorted(person.ad_identifiers)
+        doc.update(orjson.loads(_hidden(granted)))
+    else:  # no totals asked: every field they fill is hidden, none is computed
+        template, shown = _untotalled_doc(granted)
+        doc = orjson.loads(template)
+        doc.update(head)
+        if "reachable" in shown:
+            doc["reachable"] = _reachable(granted, identifiers)
+        if "audiences" in shown:
+            doc["audiences"] = sorted(person.audiences)
+        if "ad_identifiers" in shown:
+            doc["ad_identifiers"] = sorted(person.ad_identifiers)
+    if extra := person.extra:
+        doc.update(extra)
+    return doc
+
+
+def _reachable(
+    granted: frozenset[Purpose], identifiers: Mapping[str, Sequence[str]]
+) -> dict[str, bool]:
+    marketing = _P_MARKETING in granted
+    return {
+        "email": marketing and bool(identifiers.get("email")),
+        "phone": marketing and bool(identifiers.get("phone")),
+    }
+
+
+def _consent(gate: Gate) -> dict[str, dict[str, Any]]:
+    """The snapshot's ``consent``: each purpose's current choice. A person without consent
+    history (most) has their region's defaults, one ``currents`` mapping shared by all such
+    gates of the policy (``Gate.currents``): its fields are built once per mapping and copied
+    for each snapshot (a snapshot owns its dicts; the values are the same objects)."""
+    currents = gate.currents()
+    if gate.history.purposes:
+        return _consent_of(currents)
+    found = _CONSENT_SHOWN.get(id(currents))
+    if found is None or found[0] is not currents:
+        found = (currents, tuple(_consent_of(currents).items()))
+        if len(_CONSENT_SHOWN) >= _CONSENT_SHOWN_SIZE:
+            _CONSENT_SHOWN.clear()
+        _CONSENT_SHOWN[id(currents)] = found  # the mapping is kept: its id stays its own
+    return {name: shown.copy() for name, shown in found[1]}
+
+
+def _consent_of(currents: Mapping[Purpose, Current]) -> dict[str, dict[str, Any]]:
+    return {
+        name: {
+            "granted": c.granted,
+            "at": None if (at := c.at) is None else format_time(at),
+            "source": c.source,
+        }
+        for p, name in _SORTED_PURPOSES
+        if (c := currents[p])
+    }
+
+
+#: ``_consent``'s fields per shared ``currents`` mapping (by id, the mapping kept with them):
+#: one per policy and region, emptied when full.
+_CONSENT_SHOWN: Final[
+    dict[int, tuple[Mapping[Purpose, Current], tuple[tuple[str, dict[str, Any]], ...]]]
+] = {}
+_CONSENT_SHOWN_SIZE: Final = 256
 
 
 @functools.cache  # one per set of granted purposes: 16 at most
@@ -324,6 +401,18 @@ def _untotalled(granted: frozenset[Purpose]) -> tuple[bytes, frozenset[str]]:
     return orjson.dumps(fields), shown
 
 
+@functools.cache  # one per set of granted purposes: 16 at most
+def _untotalled_doc(granted: frozenset[Purpose]) -> tuple[bytes, frozenset[str]]:
+    """``_untotalled``'s fields after the fields before them (``_HEAD``, None but
+    ``schema``), as JSON: the whole snapshot of a render that asks no totals, in order, for
+    :func:`render` to set the head's values in place (loaded, a fresh copy in one C call)."""
+    template, shown = _untotalled(granted)
+    doc: dict[str, Any] = dict.fromkeys(_HEAD)
+    doc["schema"] = SNAPSHOT_SCHEMA
+    doc.update(orjson.loads(template))
+    return orjson.dumps(doc), shown
+
+
 def _totals_fields(totals: _Totals) -> dict[str, Any]:
     """The snapshot's fields in their order: those the totals fill, and the person's
     ``reachable``, ``audiences`` and ``ad_identifiers`` (None here: :func:`render` sets them).
@@ -331,6 +420,7 @@ def _totals_fields(totals: _Totals) -> dict[str, Any]:
     revenue, returned = totals.revenue, totals.returns_value
     first, last, lo = totals.first, totals.last, totals.last_order
     purchases, activities = totals.purchases, totals.activities
+    shown_revenue = {cur: _money(v, cur) for cur, v in sorted(revenue.items())} if revenue else {}
     return {
         "first_seen": None if first is None else format_time(first),
         "last_seen": None if last is None else format_time(last),
@@ -338,7 +428,7 @@ def _totals_fields(totals: _Totals) -> dict[str, Any]:
         "shopping_mode": _shopping_mode(totals.online, totals.in_store),
         "orders_online": totals.online,
         "orders_in_store": totals.in_store,
-        "revenue": {cur: _money(v, cur) for cur, v in sorted(revenue.items())} if revenue else {},
+        "revenue": shown_revenue,
         "average_order_value": _average_order_values(revenue, totals.orders_by_currency)
         if revenue
         else {},
@@ -371,9 +461,9 @@ def _totals_fields(totals: _Totals) -> dict[str, Any]:
         "reachable": None,
         "audiences": None,
         "ad_identifiers": None,
-        "lifetime_value": {cur: _money(v, cur) for cur, v in _net(revenue, returned)}
-        if revenue or returned
-        else {},
+        "lifetime_value": _lifetime_value(shown_revenue, revenue, returned)
+        if returned
+        else dict(shown_revenue),
         **totals.traits.fields(_money),
     }
 
@@ -424,15 +514,22 @@ def _top_activities(
 _NLARGEST_FROM: Final = 150
 
 
-def _net(
-    revenue: Mapping[str, Decimal], returned: Mapping[str, Decimal]
-) -> list[tuple[str, Decimal]]:
-    """Per currency (sorted), purchases minus returns: the lifetime value."""
-    zero = Decimal(0)
-    return [
-        (cur, _CTX.subtract(revenue.get(cur, zero), returned.get(cur, zero)))
+def _lifetime_value(
+    shown_revenue: Mapping[str, str],
+    revenue: Mapping[str, Decimal],
+    returned: Mapping[str, Decimal],
+) -> dict[str, str]:
+    """Per currency (sorted), purchases minus returns as money text: the revenue's own text
+    (``shown_revenue``) where a currency has no returns (``v - 0`` is ``v``: the same number,
+    only its exponent may differ, which ``_money`` never shows). Most people have no returns:
+    then :func:`_totals_fields` copies the revenue field instead."""
+    zero = _ZERO
+    return {
+        cur: shown_revenue[cur]
+        if cur not in returned
+        else _money(_CTX.subtract(revenue.get(cur, zero), returned[cur]), cur)
         for cur in sorted(revenue.keys() | returned.keys())
-    ]
+    }
 
 
 def _shopping_mode(online: int, in_store: int) -> str:
@@ -488,6 +585,18 @@ def _activity_public(act: Activity) -> dict[str, Any]:
 
 #: The snapshot's fields after ``traits``, in order (a render that asks no totals fills them).
 _FIELD_ORDER: Final = tuple(_totals_fields(_Totals()))
+#: The snapshot's fields before them, in order.
+_HEAD: Final = (
+    "schema",
+    "profile_id",
+    "version",
+    "created_at",
+    "region",
+    "merged_from",
+    "identifiers",
+    "consent",
+    "traits",
+)
 #: Those of them :func:`render` fills from the person, not from the totals.
 _PERSON_FIELDS: Final = ("reachable", "audiences", "ad_identifiers")
 #: (purpose, its name) in the snapshot's ``consent`` order.

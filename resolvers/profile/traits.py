@@ -68,8 +68,11 @@ class PurchaseTraits:
         if t.is_return:
             return
         self.channels[t.channel] = self.channels.get(t.channel, 0) + 1
+        categories = self.categories
         for name in t.categories:
-            cat = self.categories.setdefault(name, _Category())
+            cat = categories.get(name)
+            if cat is None:  # (``setdefault`` would build a scratch per line of every order)
+                cat = categories[name] = _Category()
             cat.orders += 1
             cat.spend[t.currency] = adder(cat.spend.get(t.currency, Decimal(0)), t.amount)
             cat.first = t.at if cat.first is None else min(cat.first, t.at)

@@ -61,13 +61,25 @@ def _old_latest_transactions(groups: Iterable[Facts]) -> dict[str, Transaction]:
     return out
 
 
+def _old_add(into: dict[str, Decimal], currency: str, amount: Decimal) -> None:
+    into[currency] = render_module._CTX.add(into.get(currency, Decimal(0)), amount)
+
+
+def _old_net(
+    revenue: Mapping[str, Decimal], returned: Mapping[str, Decimal]
+) -> list[tuple[str, Decimal]]:
+    zero = Decimal(0)
+    return [
+        (cur, render_module._CTX.subtract(revenue.get(cur, zero), returned.get(cur, zero)))
+        for cur in sorted(revenue.keys() | returned.keys())
+    ]
+
+
 def _old_count_transaction(totals: Any, t: Transaction, purposes: frozenset[Purpose]) -> None:
     if Purpose.ANALYTICS in purposes:
         totals.saw(t.at, t.at, (t.channel,))
         totals.traits.add(t, render_module._CTX.add)
-        render_module._add(
-            totals.revenue if not t.is_return else totals.returns_value, t.currency, t.amount
-        )
+        _old_add(totals.revenue if not t.is_return else totals.returns_value, t.currency, t.amount)
         if t.is_return:
             totals.returns += 1
         else:
@@ -187,7 +199,7 @@ def _old_totals_fields(totals: Any) -> dict[str, Any]:
         "ad_identifiers": None,
         "lifetime_value": {
             cur: render_module._money(v, cur)
-            for cur, v in render_module._net(totals.revenue, totals.returns_value)
+            for cur, v in _old_net(totals.revenue, totals.returns_value)
         },
         **_old_trait_fields(totals.traits, render_module._money),
     }

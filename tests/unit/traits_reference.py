@@ -1,0 +1,80 @@
+"""main 2b8581a's ``resolvers/profile/traits.py``, verbatim below this docstring (its own
+docstring dropped): what ``render_reference`` counts purchase traits with. Not imported by
+Loom."""
+
+# ruff: noqa
+# mypy: ignore-errors
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from statistics import median
+from typing import Any
+
+from resolvers.profile.facts import Transaction, day_of
+from resolvers.timefmt import format_time
+
+
+def empty_trait_fields() -> dict[str, Any]:
+    """The analytics-gated snapshot fields this module fills, with their empty values."""
+    return {"category_purchases": {}, "preferred_channel": None}
+
+
+def median_gap(days: Iterable[int]) -> float | None:
+    """Median gap between consecutive distinct days (None with fewer than two days)."""
+    ordered = sorted(set(days))
+    if len(ordered) < 2:
+        return None
+    return float(median(b - a for a, b in itertools.pairwise(ordered)))
+
+
+@dataclass
+class _Category:
+    orders: int = 0
+    spend: dict[str, Decimal] = field(default_factory=dict)
+    first: datetime | None = None
+    last: datetime | None = None
+    days: set[int] = field(default_factory=set)
+
+
+@dataclass
+class PurchaseTraits:
+    """Accumulates allowed transactions (mutable scratch of one render)."""
+
+    categories: dict[str, _Category] = field(default_factory=dict)
+    channels: dict[str, int] = field(default_factory=dict)
+
+    def add(self, t: Transaction, adder: Callable[[Decimal, Decimal], Decimal]) -> None:
+        """Count ``t`` (a purchase or a return); ``adder`` is the render's exact decimal add."""
+        if t.is_return:
+            return
+        self.channels[t.channel] = self.channels.get(t.channel, 0) + 1
+        for name in t.categories:
+            cat = self.categories.setdefault(name, _Category())
+            cat.orders += 1
+            cat.spend[t.currency] = adder(cat.spend.get(t.currency, Decimal(0)), t.amount)
+            cat.first = t.at if cat.first is None else min(cat.first, t.at)
+            cat.last = t.at if cat.last is None else max(cat.last, t.at)
+            cat.days.add(day_of(t.at))
+
+    def fields(self, money: Callable[[Decimal, str], str]) -> dict[str, Any]:
+        """The snapshot fields; ``money`` formats an amount in its currency."""
+        if not self.channels:  # no purchase counted (most renders): nothing to sort
+            return {"category_purchases": {}, "preferred_channel": None}
+        ranked = sorted(self.channels.items(), key=lambda kv: (-kv[1], kv[0]))
+        return {
+            "category_purchases": {
+                name: {
+                    "orders": cat.orders,
+                    "spend": {cur: money(v, cur) for cur, v in sorted(cat.spend.items())},
+                    "first_purchase": format_time(cat.first) if cat.first else None,
+                    "last_purchase": format_time(cat.last) if cat.last else None,
+                    "repurchase_interval_days": median_gap(cat.days),
+                }
+                for name, cat in sorted(self.categories.items())
+            },
+            "preferred_channel": ranked[0][0] if ranked else None,
+        }
