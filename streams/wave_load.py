@@ -108,7 +108,7 @@ class Walk:
     def read(self, ids: Sequence[str], id_rows: Sequence[Any],
              pids: Sequence[str], pid_rows: Sequence[list[Any]]) -> None:  # fmt: skip
         """``id_rows``: ``HGETALL``'s replies (ADR 0028), ``pid_rows``: ``HMGET``'s."""
-        self.ids_read.update(zip(ids, map(_id_row, id_rows), strict=True))
+        self.ids_read.update(zip(ids, _id_rows(id_rows), strict=True))
         self.pids_read.update(zip(pids, pid_rows, strict=True))
 
     def advance(self) -> bool:
@@ -195,16 +195,23 @@ class _Markers:
 
 
 _NO_RECORD: Final[list[Any]] = [None, None, None, None]
-_ID_NAMES: Final = tuple(f.encode() for f in _ID_FIELDS)
+_V, _P, _H, _S = (f.encode() for f in _ID_FIELDS)  # a row's order
 
 
-def _id_row(reply: Any) -> list[Any]:
-    """An identifier record's ``HGETALL`` reply (RESP2: field, value, ...; RESP3: a map) as
-    ``HMGET v p h s`` answers: its values of those fields, None where absent."""
-    if not reply:
-        return _NO_RECORD  # no key (every record has ``v``)
-    got = reply if reply.__class__ is dict else dict(zip(reply[::2], reply[1::2], strict=True))
-    return [got.get(f) for f in _ID_NAMES]
+def _id_rows(replies: Sequence[Any]) -> list[list[Any]]:
+    """Identifier records' ``HGETALL`` replies (RESP2: field, value, ...; RESP3: a map) as
+    ``HMGET v p h s`` answers them: each of those fields' value, None where absent. (One
+    call per wave: ~0.8 records per event, two thirds of them absent.)"""
+    rows: list[list[Any]] = []
+    append = rows.append
+    for reply in replies:
+        if not reply:
+            append(_NO_RECORD)  # no key (every record has ``v``)
+            continue
+        got = reply if reply.__class__ is dict else dict(zip(reply[::2], reply[1::2], strict=True))
+        get = got.get
+        append([get(_V), get(_P), get(_H), get(_S)])
+    return rows
 
 
 def _hmgets(wave: Resp, root: str, names: Sequence[str], fields: tuple[bytes, bytes]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.wave_load import _id_row
+from streams.wave_load import _id_rows
 
 FIELDS = ("v", "p", "h", "s")
 RECORDS = st.dictionaries(
@@ -29,5 +29,4 @@ def test_a_record_read_whole_is_the_row_hmget_gave(record: list[tuple[bytes, byt
         record = []  # every stored record has ``v``: a hash without it is no key at all
     resp2 = [x for pair in record for x in pair]
     resp3 = dict(record)
-    assert _id_row(resp2) == hmget(record)
-    assert _id_row(resp3) == hmget(record)
+    assert _id_rows([resp2, resp3, [], {}]) == [hmget(record), hmget(record), *[hmget([])] * 2]
