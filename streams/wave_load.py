@@ -6,12 +6,11 @@ hashes every byte of every Lua string, and the walk pulls each profile's large s
 through Lua. :class:`WaveLoad` sends the same reads as plain commands instead:
 
 * wave 1: ``GET`` of the commit sequence (first), ``TIME`` and the marker layout, the
-  suppression ``HMGET`` per 500 hashes, ``HGETALL`` of the requested identifier records (their
-  fields are ``v p h s``: what ``HMGET v p h s`` gave, in 2 arguments instead of 6, ADR 0028),
+  suppression ``HMGET`` per 500 hashes, ``HMGET v p h s`` of the requested identifier records,
   ``HMGET v s r i`` of the requested profiles, one ``EXISTS`` per 500 of the "versions" ids
   (ids a batch may give a new person: nearly always absent; if any exists, a round trip of
   ``HMGET v r`` of each follows, ADR 0027), ``HMGET v s`` of the stocks;
-* each next wave: ``HGETALL``/``HMGET`` of every record and profile the walk has queued and not
+* each next wave: ``HMGET`` of every identifier record and profile the walk has queued and not
   read yet (redirects, holders, held keys, the tombstones' holders); wave 2 also ``EXISTS`` of
   each marker hash a lookup reads (generations ``gen - k .. gen``, ``markers.lua``'s
   arithmetic), wave 3 the ``HMGET`` of the batch's ids in each existing one (per 500); each
@@ -105,10 +104,9 @@ class Walk:
         pids = [p for p in self.pid_queue[self._pid_head :] if p not in pids_read]
         return list(dict.fromkeys(ids)), list(dict.fromkeys(pids))
 
-    def read(self, ids: Sequence[str], id_rows: Sequence[Any],
+    def read(self, ids: Sequence[str], id_rows: Sequence[list[Any]],
              pids: Sequence[str], pid_rows: Sequence[list[Any]]) -> None:  # fmt: skip
-        """``id_rows``: ``HGETALL``'s replies (ADR 0028), ``pid_rows``: ``HMGET``'s."""
-        self.ids_read.update(zip(ids, _id_rows(id_rows), strict=True))
+        self.ids_read.update(zip(ids, id_rows, strict=True))
         self.pids_read.update(zip(pids, pid_rows, strict=True))
 
     def advance(self) -> bool:
@@ -194,26 +192,6 @@ class _Markers:
             self.seen = frozenset(e for ids in self.groups.values() for e in ids if e in hits)
 
 
-_NO_RECORD: Final[list[Any]] = [None, None, None, None]
-_V, _P, _H, _S = (f.encode() for f in _ID_FIELDS)  # a row's order
-
-
-def _id_rows(replies: Sequence[Any]) -> list[list[Any]]:
-    """Identifier records' ``HGETALL`` replies (RESP2: field, value, ...; RESP3: a map) as
-    ``HMGET v p h s`` answers them: each of those fields' value, None where absent. (One
-    call per wave: ~0.8 records per event, two thirds of them absent.)"""
-    rows: list[list[Any]] = []
-    append = rows.append
-    for reply in replies:
-        if not reply:
-            append(_NO_RECORD)  # no key (every record has ``v``)
-            continue
-        got = reply if reply.__class__ is dict else dict(zip(reply[::2], reply[1::2], strict=True))
-        get = got.get
-        append([get(_V), get(_P), get(_H), get(_S)])
-    return rows
-
-
 def _hmgets(wave: Resp, root: str, names: Sequence[str], fields: tuple[bytes, bytes]) -> None:
     """``HMGET root+name *fields`` per name (``fields``: the command's head and its fields,
     in RESP): the bulk of a load's commands (~2 per event), one format each."""
@@ -226,7 +204,7 @@ def _fields(*names: str) -> tuple[bytes, bytes]:
     return head, b"".join(b"$%d\r\n%b\r\n" % (len(f), f.encode()) for f in names)
 
 
-_HGETALL: Final = b"*2\r\n$7\r\nHGETALL\r\n"
+_ID_PACKED: Final = _fields(*_ID_FIELDS)
 _PROFILE_PACKED: Final = _fields(*_PROFILE_FIELDS)
 _VERSION_PACKED: Final = _fields("v", "r")
 _STOCK_PACKED: Final = _fields("v", "s")
@@ -337,12 +315,10 @@ class WaveLoad:
         return loaded
 
     def _walk_reads(self, wave: Resp, walk: Walk) -> tuple[list[str], list[str]]:
-        """Into ``wave``, the reads of what the walk waits for (``HGETALL`` of each record,
-        ``HMGET`` of each profile); the keys and ids."""
+        """Into ``wave``, the ``HMGET`` of what the walk waits for; the keys and ids."""
         ids, pids = walk.unread()
         kinds = self.keys.kinds
-        if ids:  # a record's every field is one of these (ADR 0028): 4 arguments fewer
-            wave.keyed_all(_HGETALL, kinds[Kind.IDENTIFIER], ids)
+        _hmgets(wave, kinds[Kind.IDENTIFIER], ids, _ID_PACKED)
         _hmgets(wave, kinds[Kind.PROFILE], pids, _PROFILE_PACKED)
         return ids, pids
 
