@@ -17,6 +17,7 @@ No IO.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final, TypeVar
@@ -38,10 +39,16 @@ CHUNK: Final = 500
 DEL: Final = b"*2\r\n$3\r\nDEL\r\n"
 EXISTS: Final = b"*2\r\n$6\r\nEXISTS\r\n"
 HGET_V: Final = (b"*3\r\n$4\r\nHGET\r\n", b"$1\r\nv\r\n")
-_STREAM_HEAD: Final = b"$6\r\nMAXLEN\r\n$1\r\n~\r\n$%d\r\n%d\r\n$1\r\n*\r\n" % (
-    len(str(STREAM_MAXLEN)),
-    STREAM_MAXLEN,
-)
+#: a part's change-stream entries are appended without ``MAXLEN``, and each stream is trimmed
+#: once after them (``XTRIM ... MAXLEN ~``, ADR 0028), when the part appends at most this many
+#: entries to it; more, and each entry trims as ``commit.lua``'s do (``MAXLEN ~`` per ``XADD``).
+#: The same stream results while the limit ``XTRIM ~`` sets itself (100 x
+#: ``stream-node-max-entries``) cannot bind: true for any count up to 98 x that setting, i.e.
+#: up to this bound with the setting at 10 or more (Redis's default: 100) or 0 (no limit).
+TRIM_ONCE_MAX: Final = 980
+_MAXLEN: Final = b"$%d\r\n%d\r\n" % (len(str(STREAM_MAXLEN)), STREAM_MAXLEN)
+_STREAM_HEAD: Final = b"$6\r\nMAXLEN\r\n$1\r\n~\r\n" + _MAXLEN + b"$1\r\n*\r\n"
+_XTRIM_TAIL: Final = b"$6\r\nMAXLEN\r\n$1\r\n~\r\n" + _MAXLEN
 
 
 _SADD: Final = b"$4\r\nSADD\r\n"
@@ -154,15 +161,7 @@ def part_commands(
         out.head(2 + 2 * len(part.suppress), b"HSET", keys.suppressed)
         out.pairs(part.suppress.items(), names=False)  # digests: one each
     if part.streams:
-        heads: dict[str, bytes] = {}  # per stream: XADD's count-free head, its key, MAXLEN ~ *
-        for entry in part.streams:
-            fields = entry.fields
-            head = heads.get(entry.stream)
-            if head is None:
-                head = heads[entry.stream] = bulk(keys.streams[entry.stream]) + _STREAM_HEAD
-            out.raw(b"*%d\r\n$4\r\nXADD\r\n%b" % (6 + 2 * len(fields), head))
-            out.pairs(fields.items())
-        out.count += len(part.streams)
+        _stream_commands(part, keys, out)
     if part.counters:
         stats = bulk(keys.stats)
         out.raw(
@@ -174,6 +173,30 @@ def part_commands(
             )
         )
         out.count += len(part.counters)
+
+
+def _stream_commands(part: Commit, keys: Keys, out: Resp) -> None:
+    """The part's change-stream entries, in order: ``XADD key * fields`` and one ``XTRIM key
+    MAXLEN ~ n`` per stream after them, or ``XADD key MAXLEN ~ n * fields`` each for a stream
+    given more than :data:`TRIM_ONCE_MAX` entries (ADR 0028)."""
+    counts = Counter(entry.stream for entry in part.streams)
+    heads: dict[str, tuple[bytes, int]] = {}  # per stream: XADD's head after its name, args
+    for entry in part.streams:
+        fields = entry.fields
+        head = heads.get(entry.stream)
+        if head is None:
+            key = bulk(keys.streams[entry.stream])
+            if counts[entry.stream] <= TRIM_ONCE_MAX:
+                head = heads[entry.stream] = (key + b"$1\r\n*\r\n", 3)
+            else:
+                head = heads[entry.stream] = (key + _STREAM_HEAD, 6)
+        out.raw(b"*%d\r\n$4\r\nXADD\r\n%b" % (head[1] + 2 * len(fields), head[0]))
+        out.pairs(fields.items())
+    out.count += len(part.streams)
+    for stream, n in counts.items():
+        if n <= TRIM_ONCE_MAX:
+            out.raw(b"*5\r\n$5\r\nXTRIM\r\n%b%b" % (bulk(keys.streams[stream]), _XTRIM_TAIL))
+            out.count += 1
 
 
 def _entity_writes(part: Commit, keys: Keys, out: Resp) -> list[tuple[str, bool, bytes]]:

@@ -42,6 +42,8 @@ COMMANDS: Final = (
     # generation check, `loom rebuild`) and deleting it (`loom rebuild --wipe`); SCAN also finds a
     # redacted Shopify shop's keys in the gateway's memory
     "xrange", "time", "scan", "unlink",
+    # the watch commit trims each change stream once per part (ADR 0028)
+    "xtrim",
 )  # fmt: skip
 
 

@@ -5,6 +5,7 @@ multi-argument commands."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from hypothesis import given, settings
@@ -89,9 +90,18 @@ def reference(part: Commit, clock: fc.MarkerClock) -> tuple[bytes, int]:
     after: list[tuple[Any, ...]] = []
     if part.suppress:
         after.append(("HSET", KEYS.suppressed, *(x for f in part.suppress.items() for x in f)))
+    counts = Counter(entry.stream for entry in part.streams)
     for entry in part.streams:
         flat = (x for f in entry.fields.items() for x in f)
-        after.append(("XADD", KEYS.stream(entry.stream), "MAXLEN", "~", STREAM_MAXLEN, "*", *flat))
+        trim: tuple[Any, ...] = ()
+        if counts[entry.stream] > fc.TRIM_ONCE_MAX:
+            trim = ("MAXLEN", "~", STREAM_MAXLEN)
+        after.append(("XADD", KEYS.stream(entry.stream), *trim, "*", *flat))
+    after += [
+        ("XTRIM", KEYS.stream(s), "MAXLEN", "~", STREAM_MAXLEN)
+        for s, n in counts.items()
+        if n <= fc.TRIM_ONCE_MAX
+    ]
     after += [("HINCRBY", KEYS.stats, name, str(n)) for name, n in part.counters.items()]
     data = before + b"".join(markers.packed()) + packed(*after)
     return data, len(cmds) + markers.count + len(after)
@@ -110,6 +120,21 @@ def test_a_part_is_written_as_redis_py_packs_its_commands(part: Commit, bucketed
     assert b"".join(out.packed()) == data
     assert out.count == count
     assert all(len(c) >= OWN_CHUNK for c in out.packed()[1::2])  # large values: alone
+
+
+def test_a_stream_given_more_than_the_bound_trims_per_entry() -> None:
+    """Past :data:`fc.TRIM_ONCE_MAX` entries of one stream in a part, each ``XADD`` trims
+    itself (``commit.lua``'s form) and that stream gets no ``XTRIM``; the other stream's
+    entries are trimmed once."""
+    many = [StreamEntry("profiles", {"id": b"%d" % n}) for n in range(fc.TRIM_ONCE_MAX + 1)]
+    part = Commit({}, (), streams=(*many, StreamEntry("inventory", {"sku": b"k"})))
+    clock = fc.MarkerClock.at(KEYS, part.scope, TTL, now=1_000_000, width=TTL // 4, since=0)
+    out = Resp()
+    fc.part_commands(part, KEYS, {part.scope: fc.MarkerWriter(clock)}, out)
+    assert b"".join(out.packed()) == reference(part, clock)[0]
+    data = b"".join(out.packed())
+    assert data.count(b"XTRIM") == 1
+    assert data.count(b"MAXLEN") == fc.TRIM_ONCE_MAX + 2
 
 
 TEXT = st.text(max_size=12)
