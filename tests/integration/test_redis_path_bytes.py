@@ -151,7 +151,6 @@ def test_the_client_path_sends_mains_bytes_and_gets_its_results(
         assert len(sent[False]) == len(old_bytes)
         for new, was in zip(sent[False], old_bytes, strict=True):
             assert new == was
-        assert sent[False]  # the path ran
     finally:
         for prefix in prefixes.values():
             keys = list(cleanup.scan_iter(match=f"{prefix}:*", count=1000))
