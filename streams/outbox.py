@@ -28,20 +28,27 @@ NONE: Final = 0xFFFFFFFF
 
 
 def pack(items: Iterable[OutboxRecord]) -> bytes:
-    """The ``records`` field of an entry holding ``items`` in order."""
+    """The ``records`` field of an entry holding ``items`` in order. (~1.4 records per
+    profiles event: each distinct topic encoded once, a keyed record's pieces added at once.)"""
     parts: list[bytes] = []
     header = _HEADER.pack
+    topics: dict[str, bytes] = {}
     for r in items:
-        topic = r.topic.encode()
-        key, value = r.key, r.value
-        parts.append(
+        name, key, value = r.topic, r.key, r.value
+        topic = topics.get(name)
+        if topic is None:
+            topic = topics[name] = name.encode()
+        if key is not None and value is not None:
+            parts += (header(len(topic), len(key), len(value)), topic, key, value)
+            continue
+        parts += (
             header(
                 len(topic),
                 NONE if key is None else len(key),
                 NONE if value is None else len(value),
-            )
+            ),
+            topic,
         )
-        parts.append(topic)
         if key is not None:
             parts.append(key)
         if value is not None:

@@ -189,7 +189,11 @@ class RedisStore:
         self.waves = WaveLoad(client, self.keys, seen_ttl_s) if load == "waves" else None
         self._commit = client.register_script(_script("commit.lua"))
         #: the commit without Lua, when chosen
-        self.watch = WatchCommit(client, self.keys, seen_ttl_s) if commit == "watch" else None
+        self.watch = (
+            WatchCommit(client, self.keys, seen_ttl_s, grouped=self._marker_groups)
+            if commit == "watch"
+            else None
+        )
 
     def _timed(self, op: str, started: float) -> None:
         if self.on_call is not None:

@@ -34,7 +34,8 @@ The reader and ``read_from_socket`` are redis-py's private attributes (redis-py 
 from __future__ import annotations
 
 import time
-from typing import Any
+from functools import partial
+from typing import Any, Final
 
 import redis
 from redis._parsers.hiredis import NOT_ENOUGH_DATA, _HiredisParser
@@ -53,28 +54,29 @@ def read_replies(conn: Any, count: int, *, decode: bool) -> tuple[list[Any], Res
         return _one_by_one(conn, count, decode=decode)
     replies: list[Any] = []
     first: ResponseError | None = None
-    gets = reader.gets
+    gets = reader.gets if decode else partial(reader.gets, False)  # one call per reply
     fill = parser.read_from_socket  # feeds the reader from the socket
     push = parser._hiredis_PushNotificationType  # RESP3's push messages (None: hiredis < 3.2)
     append = replies.append
+    lost = redis.ConnectionError
     try:
         while count:
-            reply = gets() if decode else gets(False)
-            if reply is NOT_ENOUGH_DATA:
-                fill()
-                continue
+            reply = gets()
             kind = reply.__class__
-            if kind is list:
-                if reply and isinstance(reply[0], redis.ConnectionError):
+            if kind is list:  # most replies (HMGET): checked first
+                if reply and isinstance(reply[0], lost):
                     raise reply[0]
-            elif kind is push:  # not a reply: to the parser's handlers, as read_response does
-                parser.handle_push_response(reply)
-                continue
-            elif isinstance(reply, RedisError):
-                if isinstance(reply, redis.ConnectionError):
+            elif kind not in _PLAIN:
+                if reply is NOT_ENOUGH_DATA:
+                    fill()
+                    continue
+                if kind is push:  # not a reply: to the parser's handlers, as read_response does
+                    parser.handle_push_response(reply)
+                    continue
+                if first is None:
+                    first = _error(reply)
+                elif isinstance(reply, lost):
                     raise reply
-                if first is None and isinstance(reply, ResponseError):
-                    first = reply
             count -= 1
             append(reply)
     except TimeoutError as e:  # socket.timeout
@@ -91,6 +93,20 @@ def read_replies(conn: Any, count: int, *, decode: bool) -> tuple[list[Any], Res
     if conn.health_check_interval:
         conn.next_health_check = time.monotonic() + conn.health_check_interval
     return replies, first
+
+
+def _error(reply: Any) -> ResponseError | None:
+    """``reply`` if it is a ``ResponseError``; raises it if it is a ``ConnectionError``."""
+    if isinstance(reply, RedisError):
+        if isinstance(reply, redis.ConnectionError):
+            raise reply
+        if isinstance(reply, ResponseError):
+            return reply
+    return None
+
+
+#: reply classes that are no error, push message or ``NOT_ENOUGH_DATA``: appended as they are
+_PLAIN: Final = frozenset({bytes, str, int, float, type(None)})
 
 
 def _one_by_one(conn: Any, count: int, *, decode: bool) -> tuple[list[Any], ResponseError | None]:

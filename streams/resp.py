@@ -195,6 +195,22 @@ class Resp:
         )
         self.count += 1
 
+    def keyed_command(self, name: bytes, prefix: str, names: Sequence[str]) -> None:
+        """One command: ``name`` (in RESP, as :meth:`command`'s) and the key ``prefix`` + name
+        per name, each in one format (the load's ``EXISTS`` of the "versions" ids)."""
+        p = prefix.encode()
+        template = b"$%d\r\n" + p.replace(b"%", b"%%") + b"%b\r\n"  # the prefix taken literally
+        n = len(p)
+        self.pieces.append(
+            b"*%d\r\n%b%b"
+            % (
+                1 + len(names),
+                name,
+                b"".join([template % (n + len(k), k) for k in map(str.encode, names)]),
+            )
+        )
+        self.count += 1
+
     def ids_marked(self, ids: Sequence[str]) -> None:
         """``id 1`` per event id: a marker hash's fields."""
         self.pieces.append(

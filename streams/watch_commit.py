@@ -106,6 +106,9 @@ class WatchCommit:
     round_trips: int = field(default=0)
     #: told of each aborted EXEC (the worker's ``loom_commit_aborts_total``)
     on_abort: Callable[[], None] | None = None
+    #: ``marker_groups`` of a lane's ids, each once (``RedisStore`` passes its own, which
+    #: reuses the batch load's grouping of the same ids)
+    grouped: Callable[[tuple[str, ...]], dict[str, list[str]]] = marker_groups
 
     def commit(
         self,
@@ -241,15 +244,19 @@ class WatchCommit:
         if replies[-1] != snapshot.sequence:
             return None
         self.from_snapshot += 1
-        groups = _groups(parts, clocks)
+        groups = _groups(parts, clocks, self.grouped)
         reads = _Reads(
-            versions=snapshot.versions_of(dict.fromkeys(r for p in parts for r in p.expect)),
+            versions=snapshot.versions_of(
+                dict.fromkeys(chain.from_iterable(p.expect for p in parts))
+            ),
             groups=groups,
         )
-        reads.suppressed = snapshot.suppressed_of(d for p in parts for d in p.unsuppressed)
+        reads.suppressed = snapshot.suppressed_of(
+            chain.from_iterable(p.unsuppressed for p in parts)
+        )
         seen = snapshot.seen
         reads.processed = {
-            scope: {e for ids in by_bucket.values() for e in ids if e in seen}
+            scope: {e for ids in by_bucket.values() for e in ids if e in seen} if seen else set()
             for scope, by_bucket in groups.items()
         }
         reads.existing = set(snapshot.existing)
@@ -264,7 +271,7 @@ class WatchCommit:
     ) -> _Reads:
         """Round trips 2 and (if needed) 3."""
         keys = self.keys
-        ask = _Asked.of(parts, keys, clocks)
+        ask = _Asked.of(parts, keys, clocks, self.grouped)
         asked = ask.commands(keys, clocks, generation)
         replies = iter(self._round_trip(conn, asked, watching=False)[1:])  # WATCH first
         if generation is not None:
@@ -312,14 +319,20 @@ class _Asked:
     lookup: list[tuple[str, str, str]]
 
     @classmethod
-    def of(cls, parts: Sequence[Commit], keys: Keys, clocks: dict[str, MarkerClock]) -> _Asked:
+    def of(
+        cls,
+        parts: Sequence[Commit],
+        keys: Keys,
+        clocks: dict[str, MarkerClock],
+        grouped: Callable[[tuple[str, ...]], dict[str, list[str]]] = marker_groups,
+    ) -> _Asked:
         present: dict[Ref, None] = {}
         absent: dict[Ref, None] = {}
         for part in parts:
             for ref, v in part.expect.items():
                 (present if v else absent)[ref] = None
         kinds = keys.kinds
-        groups = _groups(parts, clocks)
+        groups = _groups(parts, clocks, grouped)
         return cls(
             present=list(present),
             absent=list(absent),
@@ -394,12 +407,19 @@ def _check(parts: Sequence[Commit], reads: _Reads) -> list[CommitResult | None]:
 
 
 def _groups(
-    parts: Sequence[Commit], clocks: dict[str, MarkerClock]
+    parts: Sequence[Commit],
+    clocks: dict[str, MarkerClock],
+    grouped: Callable[[tuple[str, ...]], dict[str, list[str]]] = marker_groups,
 ) -> dict[str, dict[str, list[str]]]:
-    """The call's event ids per scope by marker bucket, each once."""
+    """The call's event ids per scope by marker bucket, each once (``grouped``: how
+    ``marker_groups`` of ids without repeats is had)."""
     if len(clocks) == 1:  # a lane's call: one scope, no id filtered out
-        ids = chain.from_iterable(p.event_ids for p in parts)
-        return {scope: marker_groups(dict.fromkeys(ids)) for scope in clocks}
+        ids = tuple(chain.from_iterable(p.event_ids for p in parts))
+        once = dict.fromkeys(ids)
+        return {
+            scope: grouped(ids) if len(once) == len(ids) else marker_groups(once)
+            for scope in clocks
+        }
     return {
         scope: marker_groups(
             dict.fromkeys(e for p in parts if p.scope == scope for e in p.event_ids)

@@ -42,6 +42,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import chain
+from operator import attrgetter
 from typing import Any, Final, Literal
 
 import orjson
@@ -110,44 +112,53 @@ class Walk:
         self.pids_read.update(zip(pids, pid_rows, strict=True))
 
     def advance(self) -> bool:
-        """Walk on; True when the walk is done, False when it waits for :meth:`unread`."""
+        """Walk on; True when the walk is done, False when it waits for :meth:`unread`.
+        (The heads and collections in locals: ~1 record and profile per event.)"""
         id_queue, pid_queue = self.id_queue, self.pid_queue
-        while self._id_head < len(id_queue) or self._pid_head < len(pid_queue):
-            while self._id_head < len(id_queue):
-                key = id_queue[self._id_head]
-                if key in self._seen_ids:
-                    self._id_head += 1
-                    continue
-                row = self.ids_read.get(key)
-                if row is None:
-                    return False
-                self._id_head += 1
-                self._seen_ids.add(key)
-                self.ids.append((key, row))
-                if row[1] is not None:
-                    pid_queue.append(row[1].decode())
-                if row[2] is not None:
-                    pid_queue.extend(orjson.loads(row[2]))
-            while self._pid_head < len(pid_queue):
-                pid = pid_queue[self._pid_head]
-                if pid in self.seen_pids:
-                    self._pid_head += 1
-                    continue
-                if len(self.seen_pids) >= self.max_profiles:
-                    self.truncated = True
-                    self._pid_head = len(pid_queue)
-                    break
-                row = self.pids_read.get(pid)
-                if row is None:
-                    return False
-                self._pid_head += 1
-                self.seen_pids.add(pid)
-                self.profiles.append((pid, row))
-                if row[2] is not None:
-                    pid_queue.append(row[2].decode())
-                elif row[3] is not None:
-                    id_queue.extend(orjson.loads(row[3]))
-        return True
+        ids_read, pids_read = self.ids_read, self.pids_read
+        seen_ids, seen_pids = self._seen_ids, self.seen_pids
+        visit_id, visit_pid = self.ids.append, self.profiles.append
+        max_profiles, loads = self.max_profiles, orjson.loads
+        id_head, pid_head = self._id_head, self._pid_head
+        try:
+            while id_head < len(id_queue) or pid_head < len(pid_queue):
+                while id_head < len(id_queue):
+                    key = id_queue[id_head]
+                    if key in seen_ids:
+                        id_head += 1
+                        continue
+                    row = ids_read.get(key)
+                    if row is None:
+                        return False
+                    id_head += 1
+                    seen_ids.add(key)
+                    visit_id((key, row))
+                    if row[1] is not None:
+                        pid_queue.append(row[1].decode())
+                    if row[2] is not None:
+                        pid_queue.extend(loads(row[2]))
+                while pid_head < len(pid_queue):
+                    pid = pid_queue[pid_head]
+                    if pid in seen_pids:
+                        pid_head += 1
+                        continue
+                    if len(seen_pids) >= max_profiles:
+                        self.truncated = True
+                        pid_head = len(pid_queue)
+                        break
+                    row = pids_read.get(pid)
+                    if row is None:
+                        return False
+                    pid_head += 1
+                    seen_pids.add(pid)
+                    visit_pid((pid, row))
+                    if row[2] is not None:
+                        pid_queue.append(row[2].decode())
+                    elif row[3] is not None:
+                        id_queue.extend(loads(row[3]))
+            return True
+        finally:
+            self._id_head, self._pid_head = id_head, pid_head
 
 
 @dataclass
@@ -178,7 +189,7 @@ class _Markers:
                     chunk = ids[j : j + CHUNK]
                     for key, b in self.existing:
                         if b == bucket:
-                            wave.add("HMGET", key, *chunk)
+                            wave.command(_HMGET, (key, *chunk))
                             self.chunks.append(chunk)
         return wave.count - before
 
@@ -189,7 +200,8 @@ class _Markers:
         elif n == 2:
             hits = {e for chunk, row in zip(self.chunks, replies, strict=True)
                     for e, hit in zip(chunk, row, strict=True) if hit is not None}  # fmt: skip
-            self.seen = frozenset(e for ids in self.groups.values() for e in ids if e in hits)
+            if hits:  # else none was processed (nearly always): no pass over the ids
+                self.seen = frozenset(e for ids in self.groups.values() for e in ids if e in hits)
 
 
 def _hmgets(wave: Resp, root: str, names: Sequence[str], fields: tuple[bytes, bytes]) -> None:
@@ -302,13 +314,14 @@ class WaveLoad:
         if last != first.sequence:
             return False
         loaded = _loaded(request, walk, first, markers.seen)
+        entities = loaded.entities
         self.snapshot = LoadSnapshot(
             scope=request.scope,
             sequence=last if last is None or isinstance(last, bytes) else str(last).encode(),
-            versions={ref: e.version for ref, e in loaded.entities.items()},
+            versions=dict(zip(entities, map(_VERSION, entities.values()), strict=True)),
             hashes=frozenset(request.suppression_hashes),
             suppressed=dict(loaded.suppressed),
-            looked_up=frozenset(e for ids in markers.groups.values() for e in ids),
+            looked_up=frozenset(chain.from_iterable(markers.groups.values())),
             seen=markers.seen,
             existing=frozenset(key for key, _bucket in markers.existing),
         )
@@ -338,9 +351,9 @@ class WaveLoad:
         wave.add("TIME")
         wave.add("HMGET", keys.markers_layout(scope), "width", "since")
         for chunk in hash_chunks:
-            wave.add("HMGET", keys.suppressed, *chunk)
+            wave.command(_HMGET, (keys.suppressed, *chunk))
         for chunk in version_chunks:  # ids a batch may give a new person: nearly all absent
-            wave.command(_EXISTS, [profile_root + pid for pid in chunk])
+            wave.keyed_command(_EXISTS, profile_root, chunk)
         _hmgets(wave, keys.kinds[Kind.STOCK], request.stocks, _STOCK_PACKED)
         ids, pids = self._walk_reads(wave, walk)
         wave.add("GET", seq_key)
@@ -373,6 +386,8 @@ class WaveLoad:
 #: a "versions" id's row when none of them exists (no key: no ``v``, no ``r``)
 _NO_VERSION: Final[list[Any]] = [None, None]
 _EXISTS: Final = b"$6\r\nEXISTS\r\n"
+_HMGET: Final = b"$5\r\nHMGET\r\n"
+_VERSION: Final = attrgetter("version")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,158 @@
+"""The RedisStore client path written, read and decoded for less (issue 17.2, fifteenth pass)
+sends the SAME bytes as main's (``redis_path_reference``: 2b8581a's ``wave_load``,
+``watch_commit`` and ``replies`` verbatim) and gets the same results: both run a lane's
+``run_batch`` over the same simulator batches on a real Redis, under prefixes of one length,
+and every buffer each sends is recorded."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any, Literal
+
+import pytest
+import redis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from redis_path_reference import watch_commit as old_watch
+from redis_path_reference import wave_load as old_wave
+
+from bench.soak_bench import serialized_from
+from bench.store_bench import make_context
+from resolvers.decode_cache import DecodeCache
+from resolvers.pipeline import INVENTORY, PROFILES, run_batch
+from resolvers.steps import RawRecord
+from schemas.normalize import DEFAULT
+from streams.redis_store import RedisStore
+from streams.resp import RespPacker
+from streams.settings import DEV_SALT
+from streams.simulate import Simulator
+
+pytestmark = pytest.mark.integration
+
+
+def _recorded(client: redis.Redis) -> list[bytes]:
+    """Every buffer ``client``'s connections send from now on, in order."""
+    sent: list[bytes] = []
+    pool: Any = client.connection_pool
+    get = pool.get_connection
+
+    def get_connection(*args: Any, **kwargs: Any) -> Any:
+        conn = get(*args, **kwargs)
+        if not getattr(conn, "_wrcli_recorded", False):
+            send = conn.send_packed_command
+
+            def record(command: Any, check_health: bool = True) -> None:
+                chunks = [command] if isinstance(command, (bytes, str)) else command
+                data = b"".join(c.encode() if isinstance(c, str) else c for c in chunks)
+                if not data.startswith(b"*6\r\n$4\r\nSCAN\r\n"):  # a cursor: the server's
+                    sent.append(data)
+                send(command, check_health=check_health)
+
+            conn.send_packed_command = record
+            conn._wrcli_recorded = True
+        return conn
+
+    pool.get_connection = get_connection
+    return sent
+
+
+@pytest.fixture
+def clients(redis_url: str) -> Iterator[Callable[[], redis.Redis]]:
+    """Clients of their own (each its own pool: one recording each), as the worker's."""
+    made: list[redis.Redis] = []
+
+    def make() -> redis.Redis:
+        client = redis.Redis.from_url(redis_url, command_packer=RespPacker())
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+def _store(
+    client: redis.Redis, prefix: str, *, old: bool, load: Literal["script", "waves"]
+) -> RedisStore:
+    store = RedisStore(client, prefix=prefix, commit="watch", load=load)
+    if old:  # main's classes in the store's seats, as its constructor puts them
+        if load == "waves":
+            store.waves = old_wave.WaveLoad(client, store.keys, store.seen_ttl_s)  # type: ignore[assignment]
+        store.watch = old_watch.WatchCommit(client, store.keys, store.seen_ttl_s)  # type: ignore[assignment]
+    return store
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],  # no shrinking: ~1 s per example
+)
+@given(
+    seed=st.integers(0, 2**16),
+    customers=st.integers(3, 60),
+    sizes=st.lists(st.integers(1, 160), min_size=1, max_size=4),
+    replayed=st.integers(0, 40),
+    lane=st.sampled_from(["profiles", "inventory"]),
+    load=st.sampled_from(["waves", "script"]),
+)
+def test_the_client_path_sends_mains_bytes_and_gets_its_results(
+    clients: Callable[[], redis.Redis],
+    seed: int,
+    customers: int,
+    sizes: list[int],
+    replayed: int,
+    lane: str,
+    load: Literal["script", "waves"],
+) -> None:
+    """Batches of few customers (merges, redirects, shared identifiers), the first
+    ``replayed`` records again at the end (duplicates: processed markers found); with the
+    wave load (the commit checks against its snapshot) or ``load.lua`` (the commit reads)."""
+    sim = Simulator(seed=seed, customers=customers, stores=3, skus=12)
+    values = [v for v, _ in serialized_from(sim.events(), sum(sizes))]
+    records = [RawRecord(value=v, topic="raw", partition=0, offset=i) for i, v in enumerate(values)]
+    batches, at = [], 0
+    for n in sizes:
+        batches.append(records[at : at + n])
+        at += n
+    batches.append(records[:replayed])
+    tag = uuid.uuid4().hex[:12]
+    prefixes = {True: f"loomtest-bytes-old-{tag}", False: f"loomtest-bytes-new-{tag}"}
+    sent: dict[bool, list[bytes]] = {}
+    results: dict[bool, list[Any]] = {True: [], False: []}
+    cleanup = clients()
+    try:
+        stores = {}
+        for old in (True, False):
+            client = clients()
+            sent[old] = _recorded(client)
+            stores[old] = _store(client, prefixes[old], old=old, load=load)
+        contexts = {old: replace(make_context(DecodeCache()), salt=DEV_SALT.encode())
+                    for old in (True, False)}  # fmt: skip
+        for batch in batches:
+            for old in (True, False):  # alternating: the same Redis TIME for both
+                context = contexts[old]
+                results[old].append(
+                    run_batch(
+                        batch,
+                        stores[old],
+                        lambda c=context: c,  # type: ignore[misc]
+                        max_bytes=64 * 1024,
+                        config=DEFAULT,
+                        lane=PROFILES if lane == "profiles" else INVENTORY,
+                    )
+                )
+        assert repr(results[False]) == repr(results[True])
+        old_bytes = [
+            b.replace(prefixes[True].encode(), prefixes[False].encode()) for b in sent[True]
+        ]
+        assert len(sent[False]) == len(old_bytes)
+        for new, was in zip(sent[False], old_bytes, strict=True):
+            assert new == was
+    finally:
+        for prefix in prefixes.values():
+            keys = list(cleanup.scan_iter(match=f"{prefix}:*", count=1000))
+            for j in range(0, len(keys), 500):
+                cleanup.unlink(*keys[j : j + 500])

@@ -1,0 +1,106 @@
+"""The replies of one packed round trip, read in one loop (for ``streams.watch_commit`` and
+``streams.wave_load``).
+
+``Connection.read_response`` costs two Python frames per reply (the connection's, then its
+parser's), an f-string of the host for the error it might raise and a few ``isinstance``
+checks; a packed round trip of the watch commit or the wave load has dozens of replies (~3.9
+per event). :func:`read_replies` reads them from the connection's hiredis reader in one loop
+instead, with ``read_response``'s semantics:
+
+* the reader is fed through the parser's own ``read_from_socket`` when it has no whole reply
+  (so a socket timeout is redis' ``TimeoutError``, a closed socket its ``ConnectionError``);
+  a timeout or ``OSError`` from the socket becomes ``TimeoutError``/``ConnectionError`` as
+  ``read_response`` raises them, and any error while reading disconnects the connection
+  first, as ``read_response`` does (``disconnect_on_error``);
+* a reply that is a ``ConnectionError`` (``LOADING``, an authentication error; or an array
+  whose first element is one) raises at once, as the parser raises it;
+* a reply that is a ``ResponseError`` stays in place (``read_response`` raises it without
+  disconnecting, the next reply still readable): the caller gets the first one beside the
+  replies and decides (both callers raise it once all are read);
+* after the replies, the connection's next health check is pushed back as by each
+  ``read_response``;
+* on RESP3 (redis-py 8's default) a push message among the replies (hiredis'
+  ``PushNotification``) goes to the parser's handlers and is not a reply, as in
+  ``read_response``.
+
+Any other connection (no hiredis parser: redis-py's own RESP parsers, a caching proxy; or
+not connected) reads through ``read_response`` per reply, with the same answer.
+
+The reader and ``read_from_socket`` are redis-py's private attributes (redis-py 8.1, hiredis
+3.5, pinned by the lock): ``tests/unit/test_replies.py`` pins this module's answers to
+``read_response``'s on a socket pair, so an upgrade that changes them fails there.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+from redis._parsers.hiredis import NOT_ENOUGH_DATA, _HiredisParser
+from redis.exceptions import RedisError, ResponseError
+
+
+def read_replies(conn: Any, count: int, *, decode: bool) -> tuple[list[Any], ResponseError | None]:
+    """The next ``count`` replies of ``conn`` (a redis-py ``Connection``), decoded as the
+    client's ``decode_responses`` asks if ``decode`` (``read_response()``), else as bytes
+    (``read_response(disable_decoding=True)``); and the first reply that is a
+    ``ResponseError`` (None: none is), left in place among the replies."""
+    parser: Any = getattr(conn, "_parser", None)
+    reader = getattr(parser, "_reader", None)
+    hiredis = type(parser) is _HiredisParser  # not a subclass: its read_response may differ
+    if not hiredis or reader is None:
+        return _one_by_one(conn, count, decode=decode)
+    replies: list[Any] = []
+    first: ResponseError | None = None
+    gets = reader.gets
+    fill = parser.read_from_socket  # feeds the reader from the socket
+    push = parser._hiredis_PushNotificationType  # RESP3's push messages (None: hiredis < 3.2)
+    append = replies.append
+    try:
+        while count:
+            reply = gets() if decode else gets(False)
+            if reply is NOT_ENOUGH_DATA:
+                fill()
+                continue
+            kind = reply.__class__
+            if kind is list:
+                if reply and isinstance(reply[0], redis.ConnectionError):
+                    raise reply[0]
+            elif kind is push:  # not a reply: to the parser's handlers, as read_response does
+                parser.handle_push_response(reply)
+                continue
+            elif isinstance(reply, RedisError):
+                if isinstance(reply, redis.ConnectionError):
+                    raise reply
+                if first is None and isinstance(reply, ResponseError):
+                    first = reply
+            count -= 1
+            append(reply)
+    except TimeoutError as e:  # socket.timeout
+        conn.disconnect()
+        raise redis.TimeoutError(f"Timeout reading from {conn._host_error()}") from e
+    except OSError as e:
+        conn.disconnect()
+        raise redis.ConnectionError(
+            f"Error while reading from {conn._host_error()} : {e.args}"
+        ) from e
+    except BaseException:
+        conn.disconnect()
+        raise
+    if conn.health_check_interval:
+        conn.next_health_check = time.monotonic() + conn.health_check_interval
+    return replies, first
+
+
+def _one_by_one(conn: Any, count: int, *, decode: bool) -> tuple[list[Any], ResponseError | None]:
+    """:func:`read_replies` through ``read_response``."""
+    replies: list[Any] = []
+    first: ResponseError | None = None
+    for _ in range(count):
+        try:
+            replies.append(conn.read_response(disable_decoding=not decode))
+        except ResponseError as exc:
+            replies.append(exc)
+            first = first or exc
+    return replies, first

@@ -1,0 +1,422 @@
+"""The commit without Lua (ADR 0021): an optimistic transaction on one key per lane, for
+``RedisStore(..., commit="watch")``.
+
+Every commit that writes a part of a scope ``INCR``s the scope's commit sequence
+``P:v1:commit-seq:{segment}`` (this one in its transaction, ``commit.lua`` in its script), so a
+``WATCH`` of the sequences of a call's scopes (and of ``P:v1:generation`` when the store
+checks it) sees any commit of those lanes that lands between its reads and its ``EXEC``. One
+call, on ONE connection taken from the client's pool for the whole call (``WATCH`` is per
+connection; TLS, AUTH/ACL, Sentinel as the client has them):
+
+1. ``TIME`` and each scope's marker layout (``HMGET width since``). A scope whose layout-1
+   hand-over is not over (ADR 0016: ``since`` absent, or less than the TTL + 1 h ago) with
+   event ids in the call: the call is left to ``commit.lua`` (:data:`FALLBACK`), which looks
+   the layout-1 keys up; this commit does not.
+2. ``WATCH`` the sequences (and the generation's key); ``GET`` the generation; ``HGET v`` of
+   each entity expected to exist, ``EXISTS`` of the expected-absent ones per 500, ``HMGET`` of
+   the suppression hash for the unsuppressed digests per 500, ``EXISTS`` of each marker hash a
+   lookup reads. **Or, with the batch's wave load as a snapshot that covers the call (ADR
+   0027, ``streams.load_snapshot``):** ``WATCH``, ``GET`` of the generation and of the
+   sequence only; if the sequence still holds the value the load read, the checks use what
+   the load read (nothing was committed to the lane since), else the reads above follow.
+3. If needed: ``HGET v`` of the expected-absent keys (one of them exists) and ``HMGET`` of each
+   existing marker hash with its bucket's ids.
+4. In Python: a generation mismatch raises ``StateLostError`` (nothing written); else each part
+   is checked in ``commit.lua``'s order (``commit_commands.first_failure``), the parts before it
+   in the call counted as written, as the script sees them.
+5. ``MULTI``, the passed parts' writes as ``commit.lua`` applies them
+   (``commit_commands.part_commands``, written into RESP in one pass), the one outbox entry,
+   ``INCR`` of each written scope's sequence, ``EXEC`` (and ``WAIT n`` with ``wait_replicas``,
+   whose reply the caller checks). With nothing to write: ``UNWATCH`` (and ``WAIT``).
+6. ``EXEC`` aborted (nil): again from 1, up to ``max_attempts`` times, then
+   ``CommitConflictError`` (retryable: the worker's ``BatchRunner`` runs the batch again).
+
+Each round trip is one packed buffer (``connection.send_packed_command``); its replies are
+read in one loop (``streams.replies.read_replies``), a reply that is an error raising once all
+are read. On any error during the call the connection is
+disconnected before it goes back to the pool, so no ``WATCH`` or ``MULTI`` state leaks; after
+the ``WATCH`` no round trip runs redis-py's health check (which may reconnect: the new
+connection would ``EXEC`` unguarded), so a connection lost in the window raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import Any, Final
+
+import redis
+
+from redis_path_reference.replies import read_replies
+from resolvers.pipeline import CommitConflictError
+from resolvers.store import Commit, CommitResult, CommitStatus, Ref
+from streams.commit_commands import (
+    CHUNK,
+    EXISTS,
+    HGET_V,
+    MarkerClock,
+    MarkerWriter,
+    first_failure,
+    outbox_command,
+    part_commands,
+)
+from streams.errors import StateLostError
+from streams.load_snapshot import LoadSnapshot
+from streams.redis_keys import Keys, marker_groups
+from streams.resp import Resp
+
+#: heads of the checks' multi-key commands, in RESP
+_EXISTS: Final = b"$6\r\nEXISTS\r\n"
+_HMGET: Final = b"$5\r\nHMGET\r\n"
+
+#: Attempts of one call before it raises ``CommitConflictError`` (ADR 0021: 10, never reached
+#: in the two-worker measurement, at most 3 with Redis slowed 30x).
+MAX_ATTEMPTS: Final = 10
+
+
+class Fallback:
+    """:meth:`WatchCommit.commit`'s answer when the call must go through ``commit.lua``."""
+
+
+FALLBACK: Final = Fallback()
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """A call's results, and ``WAIT``'s reply (None without ``wait_replicas``)."""
+
+    results: list[CommitResult]
+    acknowledged: int | None
+
+
+@dataclass
+class WatchCommit:
+    """The transaction of the module docstring over ``client``'s pool; counters for benches
+    and tests."""
+
+    client: redis.Redis
+    keys: Keys
+    ttl: int
+    max_attempts: int = MAX_ATTEMPTS
+    aborts: int = 0  # EXECs aborted (a watched key moved)
+    calls: int = 0
+    fallbacks: int = 0  # calls left to commit.lua (layout-1 hand-over)
+    from_snapshot: int = 0  # attempts checked against the batch's load (ADR 0027)
+    round_trips: int = field(default=0)
+    #: told of each aborted EXEC (the worker's ``loom_commit_aborts_total``)
+    on_abort: Callable[[], None] | None = None
+
+    def commit(
+        self,
+        parts: Sequence[Commit],
+        *,
+        generation: str | None,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 0,
+        snapshot: LoadSnapshot | None = None,
+    ) -> Committed | Fallback:
+        """Check and write ``parts`` (raises ``StateLostError`` if ``generation`` is set and
+        Redis holds another, ``CommitConflictError`` after ``max_attempts`` aborts); with
+        ``wait_replicas``, ``WAIT wait_replicas wait_timeout_ms`` follows on the connection.
+        ``snapshot``: the batch's load, if consistent (ADR 0027): while the lane's sequence
+        still holds its value, the checks use it instead of reading again."""
+        wait = (wait_replicas, wait_timeout_ms) if wait_replicas else None
+        if snapshot is not None and not snapshot.covers(parts):
+            snapshot = None
+        self.calls += 1
+        pool = self.client.connection_pool
+        conn = pool.get_connection()
+        clean = False
+        try:
+            for _ in range(self.max_attempts):
+                outcome = self._attempt(conn, parts, generation, wait, snapshot)
+                if outcome is not None:
+                    clean = True
+                    return outcome
+                self.aborts += 1
+                if self.on_abort is not None:
+                    self.on_abort()
+            clean = True  # an aborted EXEC leaves no WATCH/MULTI state
+            raise CommitConflictError(f"EXEC aborted {self.max_attempts} times in a row")
+        finally:
+            if not clean:  # a reply unread, a WATCH or MULTI open: never reused
+                conn.disconnect()  # type: ignore[no-untyped-call]
+            pool.release(conn)
+
+    def _round_trip(self, conn: Any, resp: Resp, *, watching: bool = True) -> list[Any]:
+        """``resp``'s commands and their replies. ``watching``: a ``WATCH`` is open, so no
+        health check first (a failed one reconnects: a new connection without the ``WATCH``
+        would ``EXEC`` unguarded); a dropped connection raises instead."""
+        self.round_trips += 1
+        conn.send_packed_command(resp.packed(), check_health=not watching)
+        replies, error = read_replies(conn, resp.count, decode=False)
+        if error is not None:  # e.g. a command refused inside MULTI: the call disconnects
+            raise error
+        return replies
+
+    def _attempt(
+        self,
+        conn: Any,
+        parts: Sequence[Commit],
+        generation: str | None,
+        wait: tuple[int, int] | None,
+        snapshot: LoadSnapshot | None = None,
+    ) -> Committed | Fallback | None:
+        """One try: the outcome, or None if ``EXEC`` was aborted."""
+        keys = self.keys
+        scopes = list(dict.fromkeys(p.scope for p in parts))
+        first = Resp()
+        first.add("TIME")
+        for scope in scopes:
+            first.add("HMGET", keys.markers_layout(scope), "width", "since")
+        now, *layouts = self._round_trip(conn, first, watching=False)
+        clocks: dict[str, MarkerClock] = {}
+        for scope, (width, since) in zip(scopes, layouts, strict=True):
+            clocks[scope] = MarkerClock.at(
+                keys,
+                scope,
+                self.ttl,
+                now=int(now[0]),
+                width=None if width is None else int(width),
+                since=None if since is None else int(since),
+            )
+        if any(p.event_ids and clocks[p.scope].legacy for p in parts):
+            self.fallbacks += 1
+            return FALLBACK
+        reads = None
+        if snapshot is not None:
+            reads = self._unchanged(conn, parts, clocks, generation, snapshot)
+        if reads is None:
+            reads = self._read(conn, parts, clocks, generation)
+        results = _check(parts, reads)
+        written = [p for p, r in zip(parts, results, strict=True) if r is None]
+        out = Resp()
+        if written:
+            out.add("MULTI")
+            writers = {s: MarkerWriter(c, present=reads.existing) for s, c in clocks.items()}
+            for part in written:
+                part_commands(part, keys, writers, out, reads.groups_of(part, len(parts)))
+            outbox_command(keys, written, out)
+            for scope in dict.fromkeys(p.scope for p in written):
+                out.add("INCR", keys.commit_seq(scope))
+            out.add("EXEC")
+        else:
+            out.add("UNWATCH")
+        if wait is not None:
+            out.add("WAIT", *wait)
+        replies = self._round_trip(conn, out)
+        acknowledged = replies[-1] if wait is not None else None
+        if written:
+            done = replies[-2] if wait is not None else replies[-1]
+            if done is None:
+                return None
+            for reply in done:
+                if isinstance(reply, redis.ResponseError):
+                    raise reply
+        ok = CommitResult(CommitStatus.OK)
+        return Committed([r or ok for r in results], acknowledged)
+
+    def _unchanged(
+        self,
+        conn: Any,
+        parts: Sequence[Commit],
+        clocks: dict[str, MarkerClock],
+        generation: str | None,
+        snapshot: LoadSnapshot,
+    ) -> _Reads | None:
+        """Round trip 2 when ``snapshot`` covers the call (ADR 0027): ``WATCH``, the
+        generation and the sequence; the reads from ``snapshot`` if the sequence still holds
+        its value, else None (the call reads as without it; the ``WATCH`` stays)."""
+        keys = self.keys
+        cmds = Resp()
+        seq_key = keys.commit_seq(snapshot.scope)
+        cmds.add("WATCH", seq_key, *([keys.generation] if generation is not None else []))
+        if generation is not None:
+            cmds.add("GET", keys.generation)
+        cmds.add("GET", seq_key)
+        replies = self._round_trip(conn, cmds, watching=False)
+        if generation is not None:
+            _check_generation(keys, generation, replies[1])
+        if replies[-1] != snapshot.sequence:
+            return None
+        self.from_snapshot += 1
+        groups = _groups(parts, clocks)
+        reads = _Reads(
+            versions=snapshot.versions_of(dict.fromkeys(r for p in parts for r in p.expect)),
+            groups=groups,
+        )
+        reads.suppressed = snapshot.suppressed_of(d for p in parts for d in p.unsuppressed)
+        seen = snapshot.seen
+        reads.processed = {
+            scope: {e for ids in by_bucket.values() for e in ids if e in seen}
+            for scope, by_bucket in groups.items()
+        }
+        reads.existing = set(snapshot.existing)
+        return reads
+
+    def _read(
+        self,
+        conn: Any,
+        parts: Sequence[Commit],
+        clocks: dict[str, MarkerClock],
+        generation: str | None,
+    ) -> _Reads:
+        """Round trips 2 and (if needed) 3."""
+        keys = self.keys
+        ask = _Asked.of(parts, keys, clocks)
+        asked = ask.commands(keys, clocks, generation)
+        replies = iter(self._round_trip(conn, asked, watching=False)[1:])  # WATCH first
+        if generation is not None:
+            _check_generation(keys, generation, next(replies))
+        reads = _Reads(versions={ref: next(replies) for ref in ask.present}, groups=ask.groups)
+        absent_found = sum(next(replies) for _ in ask.absent_chunks)
+        for chunk in ask.digest_chunks:
+            reads.suppressed.update(zip(chunk, next(replies), strict=True))
+        existing = [(scope, k, b) for scope, k, b in ask.lookup if next(replies)]
+        reads.existing = {k for _, k, _ in existing}
+        reads.processed = {scope: set() for scope in clocks}
+        second = Resp()
+        if absent_found:  # an expected-absent key exists: its version decides, as in Lua
+            for chunk in ask.absent_chunks:
+                second.keyed_all(HGET_V[0], "", chunk, HGET_V[1])
+        batches = [
+            (scope, key, chunk)
+            for scope, key, b in existing
+            for chunk in _chunks(ask.groups[scope][b])
+        ]
+        for _, key, chunk in batches:
+            second.command(_HMGET, (key, *chunk))
+        if not second.count:
+            return reads
+        got = iter(self._round_trip(conn, second))
+        if absent_found:
+            reads.versions.update((ref, next(got)) for ref in ask.absent)
+        for scope, _, chunk in batches:
+            found = reads.processed[scope]
+            found.update(e for e, hit in zip(chunk, next(got), strict=True) if hit)
+        return reads
+
+
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """What a call's checks read: the entities expected to exist, the expected-absent ones
+    (their keys per 500), the unsuppressed digests per 500, the event ids per scope and bucket,
+    and the marker hashes a lookup reads (scope, key, bucket)."""
+
+    present: list[Ref]
+    absent: list[Ref]
+    absent_chunks: list[list[str]]
+    digest_chunks: list[list[str]]
+    groups: dict[str, dict[str, list[str]]]
+    lookup: list[tuple[str, str, str]]
+
+    @classmethod
+    def of(cls, parts: Sequence[Commit], keys: Keys, clocks: dict[str, MarkerClock]) -> _Asked:
+        present: dict[Ref, None] = {}
+        absent: dict[Ref, None] = {}
+        for part in parts:
+            for ref, v in part.expect.items():
+                (present if v else absent)[ref] = None
+        kinds = keys.kinds
+        groups = _groups(parts, clocks)
+        return cls(
+            present=list(present),
+            absent=list(absent),
+            absent_chunks=_chunks([kinds[ref.kind] + ref.name for ref in absent]),
+            digest_chunks=_chunks(list(dict.fromkeys(d for p in parts for d in p.unsuppressed))),
+            groups=groups,
+            lookup=[
+                (scope, key, bucket)
+                for scope, by_bucket in groups.items()
+                for bucket in by_bucket
+                for key in clocks[scope].lookup_keys(bucket)
+            ],
+        )
+
+    def commands(self, keys: Keys, clocks: dict[str, MarkerClock], generation: str | None) -> Resp:
+        """Round trip 2: ``WATCH`` of the scopes' sequences (and the generation's key), then
+        the reads."""
+        cmds = Resp()
+        watched = [keys.commit_seq(s) for s in clocks]
+        cmds.add("WATCH", *watched, *([keys.generation] if generation is not None else []))
+        if generation is not None:
+            cmds.add("GET", keys.generation)
+        head, tail = HGET_V
+        kinds = keys.kinds
+        cmds.keyed_all(head, "", [kinds[ref.kind] + ref.name for ref in self.present], tail)
+        for chunk in self.absent_chunks:
+            cmds.command(_EXISTS, chunk)
+        suppressed = (keys.suppressed,)
+        for chunk in self.digest_chunks:
+            cmds.command(_HMGET, (*suppressed, *chunk))
+        cmds.keyed_all(EXISTS, "", [k for _, k, _ in self.lookup])
+        return cmds
+
+
+@dataclass
+class _Reads:
+    """What round trips 2 and 3 read: versions by entity (one not in it counts as
+    absent), the suppression hash's values by digest, the event ids found processed per
+    scope, the marker hashes that exist."""
+
+    versions: dict[Ref, bytes | None]
+    suppressed: dict[str, bytes | None] = field(default_factory=dict)
+    processed: dict[str, set[str]] = field(default_factory=dict)
+    existing: set[str] = field(default_factory=set)
+    #: the call's event ids per scope by marker bucket (``_Asked.groups``)
+    groups: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+
+    def groups_of(self, part: Commit, n_parts: int) -> dict[str, list[str]] | None:
+        """``part``'s event ids by bucket when the call's are exactly its own (one part, no
+        id twice): then the commit does not bucket them again."""
+        groups = self.groups.get(part.scope)
+        if n_parts != 1 or groups is None:
+            return None
+        return groups if sum(map(len, groups.values())) == len(part.event_ids) else None
+
+
+def _check(parts: Sequence[Commit], reads: _Reads) -> list[CommitResult | None]:
+    """Each part's first failure (None: it passes), in order; a passed part's writes are what
+    the next parts see, as in ``commit.lua`` (parts are meant to be disjoint: this keeps the
+    answers equal when they are not)."""
+    out: list[CommitResult | None] = []
+    versions, suppressed, processed = reads.versions, reads.suppressed, reads.processed
+    for part in parts:
+        failed = first_failure(part, versions, suppressed, processed[part.scope])
+        out.append(failed)
+        if failed is None and len(parts) > 1:
+            for w in (*part.writes, *part.blind_writes):
+                versions[w.ref] = str(w.version).encode() if w.fields else None
+            suppressed.update(part.suppress)
+            processed[part.scope].update(part.event_ids)
+    return out
+
+
+def _groups(
+    parts: Sequence[Commit], clocks: dict[str, MarkerClock]
+) -> dict[str, dict[str, list[str]]]:
+    """The call's event ids per scope by marker bucket, each once."""
+    if len(clocks) == 1:  # a lane's call: one scope, no id filtered out
+        ids = chain.from_iterable(p.event_ids for p in parts)
+        return {scope: marker_groups(dict.fromkeys(ids)) for scope in clocks}
+    return {
+        scope: marker_groups(
+            dict.fromkeys(e for p in parts if p.scope == scope for e in p.event_ids)
+        )
+        for scope in clocks
+    }
+
+
+def _check_generation(keys: Keys, generation: str, found: bytes | None) -> None:
+    """``StateLostError`` unless Redis holds ``generation``."""
+    if found != generation.encode():
+        raise StateLostError(
+            f"Redis prefix {keys.root.removesuffix(':v1')!r} no longer holds generation "
+            f"{generation} (restarted without its data, flushed or replaced); nothing of "
+            f"this batch was written"
+        )
+
+
+def _chunks(items: list[str]) -> list[list[str]]:
+    return [items[j : j + CHUNK] for j in range(0, len(items), CHUNK)]
