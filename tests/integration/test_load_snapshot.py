@@ -109,13 +109,17 @@ CASES: dict[str, tuple[Commit, CommitResult]] = {
 
 def _dump(client: redis.Redis, prefix: str) -> dict[str, Any]:
     """Every key under ``prefix`` (its name without it) and its contents (streams without
-    their entry ids)."""
+    their entry ids; a markers layout's ``since``, the second its first commit ran, only as
+    being there: two prefixes' first commits may fall in different seconds)."""
     out: dict[str, Any] = {}
     for key in client.scan_iter(match=f"{prefix}:*", count=1000):
         kind = client.type(key)
         name = key.decode()[len(prefix) :]
         if kind == b"hash":
-            out[name] = client.hgetall(key)
+            fields = client.hgetall(key)
+            if ":markers-layout:" in name:
+                fields[b"since"] = fields.get(b"since", b"").isdigit()
+            out[name] = fields
         elif kind == b"set":
             out[name] = sorted(client.smembers(key))  # type: ignore[type-var]
         elif kind == b"stream":
