@@ -6,6 +6,7 @@ and every buffer each sends is recorded."""
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,17 +15,17 @@ from typing import Any, Literal
 
 import pytest
 import redis
+from builders import make_context
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from redis_path_reference import watch_commit as old_watch
 from redis_path_reference import wave_load as old_wave
 
-from bench.soak_bench import serialized_from
-from bench.store_bench import make_context
 from resolvers.decode_cache import DecodeCache
 from resolvers.pipeline import INVENTORY, PROFILES, run_batch
 from resolvers.steps import RawRecord
 from schemas.normalize import DEFAULT
+from schemas.touchpoint import dump_touchpoint
 from streams.redis_store import RedisStore
 from streams.resp import RespPacker
 from streams.settings import DEV_SALT
@@ -121,7 +122,7 @@ def test_the_client_path_sends_mains_bytes_and_gets_its_results(
     ``replayed`` records again at the end (duplicates: processed markers found); with the
     wave load (the commit checks against its snapshot) or ``load.lua`` (the commit reads)."""
     sim = Simulator(seed=seed, customers=customers, stores=3, skus=12)
-    values = [v for v, _ in serialized_from(sim.events(), sum(sizes))]
+    values = [dump_touchpoint(tp) for tp in itertools.islice(sim.events(), sum(sizes))]
     records = [RawRecord(value=v, topic="raw", partition=0, offset=i) for i, v in enumerate(values)]
     batches, at = [], 0
     for n in sizes:
@@ -139,7 +140,7 @@ def test_the_client_path_sends_mains_bytes_and_gets_its_results(
             client = clients()
             sent[old] = _recorded(client)
             stores[old] = _store(client, prefixes[old], old=old, load=load)
-        contexts = {old: replace(make_context(DecodeCache()), salt=DEV_SALT.encode())
+        contexts = {old: replace(make_context(), salt=DEV_SALT.encode(), cache=DecodeCache())
                     for old in (True, False)}  # fmt: skip
         # each store's first commit writes its markers layout's ``since`` (Redis TIME, in
         # seconds): both first batches run early in one second
