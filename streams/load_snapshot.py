@@ -13,14 +13,19 @@ A snapshot covers a call only if every part is of its scope and everything a par
 read by the load: each entity the part expects (visited by the walk, or a "versions" id, or a
 stock), each digest it expects unsuppressed, each event id it marks. Anything else: the commit
 reads as before.
+
+The snapshot also keeps the load's entities (field by field, as read): while the sequence holds,
+a rewritten entity whose stored hash the load proves to hold no field the rewrite leaves out is
+written without its ``DEL``, and a field holding the value it would be given is not sent
+(ADR 0029, ``streams.commit_commands``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from resolvers.store import Commit, Ref
+from resolvers.store import Commit, Entity, Ref
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +45,8 @@ class LoadSnapshot:
     seen: frozenset[str]
     #: the marker hashes (keys) found to exist
     existing: frozenset[str]
+    #: the entities the load returned, their fields as read (``Loaded.entities``)
+    entities: Mapping[Ref, Entity] = field(default_factory=dict)
 
     def covers(self, parts: Sequence[Commit]) -> bool:
         """Whether every check of ``parts`` is on something this load read."""

@@ -25,7 +25,9 @@ connection; TLS, AUTH/ACL, Sentinel as the client has them):
    is checked in ``commit.lua``'s order (``commit_commands.first_failure``), the parts before it
    in the call counted as written, as the script sees them.
 5. ``MULTI``, the passed parts' writes as ``commit.lua`` applies them
-   (``commit_commands.part_commands``, written into RESP in one pass), the one outbox entry,
+   (``commit_commands.part_commands``, written into RESP in one pass; when the checks used the
+   snapshot, a rewritten hash the load proves holds no other field gets no ``DEL`` and its
+   fields already holding their value are not sent, ADR 0029), the one outbox entry,
    ``INCR`` of each written scope's sequence, ``EXEC`` (and ``WAIT n`` with ``wait_replicas``,
    whose reply the caller checks). With nothing to write: ``UNWATCH`` (and ``WAIT``).
 6. ``EXEC`` aborted (nil): again from 1, up to ``max_attempts`` times, then
@@ -41,7 +43,7 @@ connection would ``EXEC`` unguarded), so a connection lost in the window raises.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Final
@@ -49,7 +51,7 @@ from typing import Any, Final
 import redis
 
 from resolvers.pipeline import CommitConflictError
-from resolvers.store import Commit, CommitResult, CommitStatus, Ref
+from resolvers.store import ABSENT, Commit, CommitResult, CommitStatus, Entity, Ref
 from streams.commit_commands import (
     CHUNK,
     EXISTS,
@@ -188,24 +190,16 @@ class WatchCommit:
             self.fallbacks += 1
             return FALLBACK
         reads = None
+        stored: Mapping[Ref, Entity] | None = None  # the entities as EXEC finds them
         if snapshot is not None:
             reads = self._unchanged(conn, parts, clocks, generation, snapshot)
+            if reads is not None:  # the sequence holds: the load's hashes are Redis's
+                stored = snapshot.entities
         if reads is None:
             reads = self._read(conn, parts, clocks, generation)
         results = _check(parts, reads)
         written = [p for p, r in zip(parts, results, strict=True) if r is None]
-        out = Resp()
-        if written:
-            out.add("MULTI")
-            writers = {s: MarkerWriter(c, present=reads.existing) for s, c in clocks.items()}
-            for part in written:
-                part_commands(part, keys, writers, out, reads.groups_of(part, len(parts)))
-            outbox_command(keys, written, out)
-            for scope in dict.fromkeys(p.scope for p in written):
-                out.add("INCR", keys.commit_seq(scope))
-            out.add("EXEC")
-        else:
-            out.add("UNWATCH")
+        out = self._writes(parts, written, clocks, reads, stored)
         if wait is not None:
             out.add("WAIT", *wait)
         replies = self._round_trip(conn, out)
@@ -219,6 +213,34 @@ class WatchCommit:
                     raise reply
         ok = CommitResult(CommitStatus.OK)
         return Committed([r or ok for r in results], acknowledged)
+
+    def _writes(
+        self,
+        parts: Sequence[Commit],
+        written: list[Commit],
+        clocks: dict[str, MarkerClock],
+        reads: _Reads,
+        stored: Mapping[Ref, Entity] | None,
+    ) -> Resp:
+        """Round trip 4's commands but ``WAIT``: the ``MULTI`` ... ``EXEC`` of ``written`` (the
+        parts that passed), else ``UNWATCH``."""
+        keys = self.keys
+        out = Resp()
+        if not written:
+            out.add("UNWATCH")
+            return out
+        out.add("MULTI")
+        writers = {s: MarkerWriter(c, present=reads.existing) for s, c in clocks.items()}
+        for part in written:
+            groups = reads.groups_of(part, len(parts))
+            part_commands(part, keys, writers, out, groups, stored=stored)
+            if stored is not None and len(written) > 1:  # what the next part finds
+                stored = {**stored, **_rewritten(part)}
+        outbox_command(keys, written, out)
+        for scope in dict.fromkeys(p.scope for p in written):
+            out.add("INCR", keys.commit_seq(scope))
+        out.add("EXEC")
+        return out
 
     def _unchanged(
         self,
@@ -404,6 +426,14 @@ def _check(parts: Sequence[Commit], reads: _Reads) -> list[CommitResult | None]:
             suppressed.update(part.suppress)
             processed[part.scope].update(part.event_ids)
     return out
+
+
+def _rewritten(part: Commit) -> dict[Ref, Entity]:
+    """The entities ``part`` writes, as Redis holds them after it (an empty write deletes)."""
+    return {
+        w.ref: Entity(w.version, w.fields) if w.fields else ABSENT
+        for w in (*part.writes, *part.blind_writes)
+    }
 
 
 def _groups(
