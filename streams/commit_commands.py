@@ -239,7 +239,7 @@ def _entity_writes(
     once = len(set(refs)) == len(refs)
     n_checked = len(part.writes)
     expect = part.expect
-    prefixes = {kind: prefix.encode() for kind, prefix in keys.kinds.items()}
+    prefixes = {kind: (p := prefix.encode(), len(p)) for kind, prefix in keys.kinds.items()}
     index = {Kind.PROFILE: keys.profile_index, Kind.STOCK: keys.stock_index}
     versions, sizes, names = INTS, SIZES, NAMES
     small, short = len(versions), len(sizes)
@@ -249,8 +249,8 @@ def _entity_writes(
     for n, w in enumerate(writes):
         ref, fields = w.ref, w.fields
         name = ref.name.encode()
-        key = prefixes[ref.kind] + name
-        key = b"$%d\r\n%b\r\n" % (len(key), key)
+        prefix, length = prefixes[ref.kind]
+        length += len(name)
         checked = n < n_checked and (once or refs.count(ref) == 1)
         absent = checked and expect.get(ref) == 0
         over = False  # an HSET over the stored hash, of the fields not holding their value
@@ -269,10 +269,14 @@ def _entity_writes(
             v = w.version
             version = versions[v] if 0 <= v < small else bulk(v)
             size = 4 + 2 * len(fields)
-            if absent:
-                pieces.append(b"*%d\r\n$4\r\nHSET\r\n%b$1\r\nv\r\n%b" % (size, key, version))
+            if absent:  # the key's format in the head's
+                pieces.append(
+                    b"*%d\r\n$4\r\nHSET\r\n$%d\r\n%b%b\r\n$1\r\nv\r\n%b"
+                    % (size, length, prefix, name, version)
+                )
                 commands += 1
             else:
+                key = b"$%d\r\n%b%b\r\n" % (length, prefix, name)
                 pieces.append(
                     b"%b%b*%d\r\n$4\r\nHSET\r\n%b$1\r\nv\r\n%b" % (DEL, key, size, key, version)
                 )
@@ -285,7 +289,7 @@ def _entity_writes(
                     out.pairs(((field_name, value),))
                     pieces = out.pieces  # a new list after a chunk of its own
         elif not absent:
-            pieces.append(DEL + key)
+            pieces.append(b"%b$%d\r\n%b%b\r\n" % (DEL, length, prefix, name))
             commands += 1
         set_key = index.get(ref.kind)
         if set_key is not None:

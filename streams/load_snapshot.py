@@ -24,8 +24,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import ne
+from typing import Final, Literal
 
-from resolvers.store import Commit, Entity, Ref
+from resolvers.store import Commit, CommitResult, CommitStatus, Entity, Ref
+
+#: :meth:`LoadSnapshot.verdict` of a part the snapshot does not cover
+UNCOVERED: Final = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +69,36 @@ class LoadSnapshot:
                 if event_id not in looked_up:
                     return False
         return True
+
+    def verdict(self, part: Commit) -> CommitResult | Literal[False] | None:
+        """One part's ``covers`` and ``commit_commands.first_failure`` on this snapshot's reads
+        in one pass: :data:`UNCOVERED` if the snapshot does not cover it, else its first
+        failure in ``commit.lua``'s order (None: it passes)."""
+        if part.scope != self.scope:
+            return UNCOVERED
+        versions, expect = self.versions, part.expect
+        if not versions.keys() >= expect.keys():
+            return UNCOVERED
+        unsuppressed, event_ids = part.unsuppressed, part.event_ids
+        if unsuppressed and not self.hashes.issuperset(unsuppressed):
+            return UNCOVERED
+        if not self.looked_up.issuperset(event_ids):
+            return UNCOVERED
+        if any(map(ne, map(versions.__getitem__, expect), expect.values())):
+            for ref, expected in expect.items():  # which one, in order
+                if versions[ref] != expected:
+                    return CommitResult(CommitStatus.CONFLICT, str(ref))
+        suppressed = self.suppressed
+        if suppressed:
+            for digest in unsuppressed:
+                if digest in suppressed:
+                    return CommitResult(CommitStatus.CONFLICT, f"suppressed:{digest}")
+        seen = self.seen
+        if seen:
+            for event_id in event_ids:
+                if event_id in seen:
+                    return CommitResult(CommitStatus.DUPLICATE, event_id)
+        return None
 
     def versions_of(self, refs: Iterable[Ref]) -> dict[Ref, bytes | None]:
         """Field ``v`` of each of ``refs`` as the commit reads it (None: absent)."""
