@@ -41,7 +41,7 @@ from typing import Any
 
 import orjson
 
-from bench import e2e_bench, soak_bench
+from bench import e2e_bench, run_child, run_main, soak_bench
 from streams import redis_clients
 from streams.settings import LoomSettings
 
@@ -250,10 +250,9 @@ def run_others(kafka: str, url: str) -> tuple[list[dict[str, Any]], list[dict[st
     for module, argv, patterns in OTHERS:
         say(f"bench.{module} {' '.join(argv)}")
         started = time.monotonic()
-        proc = subprocess.run(
-            [sys.executable, "-m", f"bench.{module}", *argv],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
+        proc = run_child(
+            [sys.executable, "-m", f"bench.{module}", *argv], timeout=300, cwd=ROOT, env=env
+        )
         out = proc.stdout + proc.stderr
         print("\n".join(f"    {line}" for line in proc.stdout.splitlines()), file=sys.stderr)
         raw.append(
@@ -428,4 +427,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -24,7 +24,6 @@ import itertools
 import os
 import platform
 import resource
-import sys
 import time
 import uuid
 from dataclasses import replace
@@ -34,6 +33,7 @@ from typing import Any
 import orjson
 from redis.typing import EncodableT, FieldT
 
+from bench import run_main
 from bench.raw_limit import delete_prefix
 from bench.store_bench import make_context
 from resolvers.audiences import Audiences, audience
@@ -205,4 +205,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -47,6 +47,7 @@ from typing import Any, Literal
 
 import redis
 
+from bench import run_main
 from bench.floor_commit import state_digest
 from bench.private_redis import Server, running
 from bench.soak_bench import serialized_from
@@ -241,4 +242,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_main(main)

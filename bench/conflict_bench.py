@@ -56,6 +56,7 @@ from typing import Any, Final
 
 import orjson
 
+from bench import run_main
 from bench.partitioner import assign, partition_for, worker_of
 from resolvers.consent import ConsentPolicy
 from resolvers.context import Context, TopicNames
@@ -365,4 +366,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -41,7 +41,6 @@ import itertools
 import multiprocessing
 import os
 import statistics
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -52,6 +51,7 @@ from typing import Any
 import orjson
 import redis
 
+from bench import run_main
 from bench.commit_digest import LANES
 from bench.floor_commit import Conn
 from bench.partitioner import Fetch, assign, partition_for
@@ -358,4 +358,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -60,10 +60,10 @@ from typing import Any, Final
 
 import orjson
 import redis
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaError, KafkaException
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench import conflict_bench
+from bench import conflict_bench, run_main
 from bench.proc_cpu import CpuMeter, kafka_pid, per_event_us, redis_pid
 from bench.raw_limit import delete_prefix, raw_limit
 from resolvers import stock_routing
@@ -318,7 +318,11 @@ class Deployment:
             if self.settings.inventory_routing == "by-sku":
                 groups.append(self.settings.router_group_id())
             for fut in admin.delete_consumer_groups(groups).values():
-                fut.result(timeout=30)
+                try:
+                    fut.result(timeout=30)
+                except KafkaException as exc:  # a run stopped before its workers joined
+                    if exc.args[0].code() != KafkaError.GROUP_ID_NOT_FOUND:
+                        raise
         except Exception as exc:  # cleanup is best effort; say what is left
             say(f"cleanup of bench{self.tag} topics/groups incomplete: {exc}")
         for client in {id(c): c for c in self.lane_redis.values()}.values():
@@ -1040,4 +1044,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -39,6 +39,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from bench import run_main
 from bench.e2e_bench import histogram_delta, histogram_summary, quantile
 from streams import kafka_clients
 from streams.procinfo import process_cpu_s as cpu_seconds
@@ -345,4 +346,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from bench import run_main
 from resolvers.identity.cluster import cluster
 from resolvers.identity.evidence import EMPTY_RECORD, Atom, IdentifierRecord, Stamp, ranked
 from resolvers.identity.rules import IdentityRules
@@ -147,4 +148,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_main(main)

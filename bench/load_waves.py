@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -45,6 +44,7 @@ from typing import Any, Literal
 import orjson
 import redis
 
+from bench import run_main
 from bench.floor_commit import Conn, state_digest
 from bench.private_redis import Server, redis_version, running
 from bench.redis_floor import (
@@ -258,4 +258,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

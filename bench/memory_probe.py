@@ -31,6 +31,7 @@ from typing import Any
 
 import orjson
 
+from bench import run_main
 from bench.soak_bench import memory_map
 from bench.store_bench import make_context
 from resolvers.decode_cache import DecodeCache
@@ -185,4 +186,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

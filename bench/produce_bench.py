@@ -25,6 +25,7 @@ from pathlib import Path
 
 import orjson
 
+from bench import run_main
 from schemas.touchpoint import parse_touchpoint, record_key
 from streams.simulate import Simulator
 
@@ -110,4 +111,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

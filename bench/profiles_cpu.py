@@ -62,6 +62,7 @@ from typing import Any
 import orjson
 import redis
 
+from bench import run_main
 from bench.e2e_bench import (
     LOG_DIR,
     ROOT,
@@ -436,4 +437,4 @@ def emit(out: dict[str, Any], path: Path | None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

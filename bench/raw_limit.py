@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 import redis
 
+from bench import run_main
 from bench.proc_cpu import CpuMeter, per_event_us
 from streams import kafka_clients, redis_clients
 from streams.settings import LoomSettings
@@ -123,4 +124,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

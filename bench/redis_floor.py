@@ -46,7 +46,6 @@ import argparse
 import hashlib
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -56,6 +55,7 @@ from typing import Any, Literal
 import orjson
 import redis
 
+from bench import run_main
 from bench.commit_digest import LANES
 from bench.floor_commit import Cas, Conn, Floor, checked, state_digest
 from bench.private_redis import Server, main_thread_cpu_s, redis_version, running
@@ -447,4 +447,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -28,7 +28,6 @@ import base64
 import hashlib
 import hmac
 import os
-import sys
 import tempfile
 import time
 import uuid
@@ -38,6 +37,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from bench import run_main
 from bench.e2e_bench import quantile
 from bench.gateway_bench import ROOT, Gateway
 from streams import redis_clients
@@ -223,4 +223,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from typing import Any
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench import run_main
 from bench.e2e_bench import Deployment, say
 from resolvers.pipeline import LANES
 from schemas.touchpoint import dump_touchpoint, record_key
@@ -228,4 +228,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

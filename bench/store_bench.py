@@ -19,7 +19,6 @@ import itertools
 import os
 import platform
 import statistics
-import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
+from bench import run_main
 from bench.raw_limit import delete_prefix
 from resolvers.consent import ConsentPolicy
 from resolvers.context import Context, TopicNames
@@ -174,4 +174,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)
