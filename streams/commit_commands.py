@@ -10,6 +10,8 @@ No IO.
   the counters' ``HINCRBY``), and :func:`outbox_command` the one outbox entry per call;
 * :class:`MarkerClock`: ``markers.lua``'s generation arithmetic from Redis ``TIME`` and the
   layout hash (``width``, ``since``), and whether layout 1's keys must still be looked up;
+* :func:`overwrites`: whether a rewrite's ``HSET`` alone leaves the hash a ``DEL`` first would,
+  given the hash as the batch's load read it (ADR 0029);
 * :func:`first_failure`: ``commit.lua``'s ``check(part)`` on values read beforehand (versions,
   the suppression hash, the markers found), naming what failed as ``RedisStore`` does.
 """
@@ -22,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final, TypeVar
 
-from resolvers.store import Commit, CommitResult, CommitStatus, Kind, Ref
+from resolvers.store import HELD_FIELD, Commit, CommitResult, CommitStatus, Entity, Kind, Ref
 from streams import outbox
 from streams.redis_keys import MARKER_BUCKETS, STREAM_MAXLEN, Keys, marker_groups, seen_segment
 from streams.resp import INTS, NAMES, SIZES, Resp, bulk
@@ -147,11 +149,14 @@ def part_commands(
     markers: Mapping[str, MarkerWriter],
     out: Resp,
     groups: Mapping[str, list[str]] | None = None,
+    *,
+    stored: Mapping[Ref, Entity] | None = None,
 ) -> None:
     """The commands ``commit.lua``'s ``apply(part)`` runs, in its order, added to ``out``
     (``markers``: the call's writer per scope; ``groups``: the part's event ids by marker
-    bucket, if known)."""
-    ops = _entity_writes(part, keys, out)
+    bucket, if known; ``stored``: the entities as Redis holds them at ``EXEC``, proven by the
+    batch's load (ADR 0029): a write over one of them leaves the same hash with less)."""
+    ops = _entity_writes(part, keys, out, stored)
     for change in part.memberships:
         ops.append((keys.audience(change.audience), change.member, change.profile_id.encode()))
     for command, set_key, members in set_runs(ops):
@@ -199,17 +204,42 @@ def _stream_commands(part: Commit, keys: Keys, out: Resp) -> None:
             out.count += 1
 
 
-def _entity_writes(part: Commit, keys: Keys, out: Resp) -> list[tuple[str, bool, bytes]]:
+#: A profile hash holds ``v`` and either ``d s i`` (or ``d s`` before ADR 0013) or ``r`` (the
+#: key layout, ``streams.redis_store``; every writer replaces it whole). The load reads ``s r
+#: i`` of a profile it visits (``v r`` of a "versions" id): read as exactly ``s i``, the hash is
+#: ``v d s i``, which a write of ``d s i`` overwrites field for field.
+_PROFILE_READ: Final = frozenset({"s", HELD_FIELD})
+_PROFILE_WRITTEN: Final = frozenset({"d", "s", HELD_FIELD})
+
+
+def overwrites(kind: Kind, fields: Mapping[str, bytes], old: Entity) -> bool:
+    """Whether ``HSET v ... fields`` over the existing hash ``old`` (as the load read it)
+    leaves what ``DEL`` + ``HSET`` would: no field the hash may hold is left out of
+    ``fields``. An identifier record's hash is ``v`` and ``p h s`` as present, all read by the
+    load; a profile's, see :data:`_PROFILE_READ`. Stocks and anything else: no."""
+    if kind == Kind.IDENTIFIER:
+        return old.fields.keys() <= fields.keys()
+    if kind == Kind.PROFILE:
+        return old.fields.keys() == _PROFILE_READ and fields.keys() >= _PROFILE_WRITTEN
+    return False
+
+
+def _entity_writes(
+    part: Commit, keys: Keys, out: Resp, stored: Mapping[Ref, Entity] | None = None
+) -> list[tuple[str, bool, bytes]]:
     """``apply(part)``'s first loop into ``out``: per written entity ``DEL`` (unless checked
     absent, so it cannot exist) and ``HSET`` of ``v`` and its fields; the index sets'
     operations, in order, for :func:`set_runs` (set key, add, member). About one entity per
-    event: :meth:`Resp.pairs` is inlined, the key encoded once, versions and sizes looked up."""
+    event: :meth:`Resp.pairs` is inlined, the key encoded once, versions and sizes looked up.
+    ``stored`` (ADR 0029): an entity checked at the version it holds there, written once, that
+    the write :func:`overwrites`, gets no ``DEL``, and its fields holding the value written are
+    left out of the ``HSET``."""
     writes = [*part.writes, *part.blind_writes] if part.blind_writes else part.writes
     refs = [w.ref for w in writes]
     once = len(set(refs)) == len(refs)
     n_checked = len(part.writes)
     expect = part.expect
-    prefixes = {kind: prefix.encode() for kind, prefix in keys.kinds.items()}
+    prefixes = {kind: (p := prefix.encode(), len(p)) for kind, prefix in keys.kinds.items()}
     index = {Kind.PROFILE: keys.profile_index, Kind.STOCK: keys.stock_index}
     versions, sizes, names = INTS, SIZES, NAMES
     small, short = len(versions), len(sizes)
@@ -219,17 +249,34 @@ def _entity_writes(part: Commit, keys: Keys, out: Resp) -> list[tuple[str, bool,
     for n, w in enumerate(writes):
         ref, fields = w.ref, w.fields
         name = ref.name.encode()
-        key = prefixes[ref.kind] + name
-        key = b"$%d\r\n%b\r\n" % (len(key), key)
-        absent = n < n_checked and expect.get(ref) == 0 and (once or refs.count(ref) == 1)
-        if fields:
+        prefix, length = prefixes[ref.kind]
+        length += len(name)
+        checked = n < n_checked and (once or refs.count(ref) == 1)
+        absent = checked and expect.get(ref) == 0
+        over = False  # an HSET over the stored hash, of the fields not holding their value
+        if stored is not None and checked and fields and not absent:
+            old = stored.get(ref)
+            if (
+                old is not None
+                and old.version
+                and old.version == expect.get(ref)
+                and overwrites(ref.kind, fields, old)
+            ):
+                held = old.fields
+                fields = {f: value for f, value in fields.items() if held.get(f) != value}
+                absent = over = True  # the HSET alone
+        if fields or over:
             v = w.version
             version = versions[v] if 0 <= v < small else bulk(v)
             size = 4 + 2 * len(fields)
-            if absent:
-                pieces.append(b"*%d\r\n$4\r\nHSET\r\n%b$1\r\nv\r\n%b" % (size, key, version))
+            if absent:  # the key's format in the head's
+                pieces.append(
+                    b"*%d\r\n$4\r\nHSET\r\n$%d\r\n%b%b\r\n$1\r\nv\r\n%b"
+                    % (size, length, prefix, name, version)
+                )
                 commands += 1
             else:
+                key = b"$%d\r\n%b%b\r\n" % (length, prefix, name)
                 pieces.append(
                     b"%b%b*%d\r\n$4\r\nHSET\r\n%b$1\r\nv\r\n%b" % (DEL, key, size, key, version)
                 )
@@ -242,11 +289,11 @@ def _entity_writes(part: Commit, keys: Keys, out: Resp) -> list[tuple[str, bool,
                     out.pairs(((field_name, value),))
                     pieces = out.pieces  # a new list after a chunk of its own
         elif not absent:
-            pieces.append(DEL + key)
+            pieces.append(b"%b$%d\r\n%b%b\r\n" % (DEL, length, prefix, name))
             commands += 1
         set_key = index.get(ref.kind)
         if set_key is not None:
-            ops.append((set_key, "d" in fields, name))
+            ops.append((set_key, "d" in w.fields, name))
     out.count += commands
     return ops
 

@@ -13,14 +13,24 @@ A snapshot covers a call only if every part is of its scope and everything a par
 read by the load: each entity the part expects (visited by the walk, or a "versions" id, or a
 stock), each digest it expects unsuppressed, each event id it marks. Anything else: the commit
 reads as before.
+
+The snapshot also keeps the load's entities (field by field, as read): while the sequence holds,
+a rewritten entity whose stored hash the load proves to hold no field the rewrite leaves out is
+written without its ``DEL``, and a field holding the value it would be given is not sent
+(ADR 0029, ``streams.commit_commands``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from operator import ne
+from typing import Final, Literal
 
-from resolvers.store import Commit, Ref
+from resolvers.store import Commit, CommitResult, CommitStatus, Entity, Ref
+
+#: :meth:`LoadSnapshot.verdict` of a part the snapshot does not cover
+UNCOVERED: Final = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +50,8 @@ class LoadSnapshot:
     seen: frozenset[str]
     #: the marker hashes (keys) found to exist
     existing: frozenset[str]
+    #: the entities the load returned, their fields as read (``Loaded.entities``)
+    entities: Mapping[Ref, Entity] = field(default_factory=dict)
 
     def covers(self, parts: Sequence[Commit]) -> bool:
         """Whether every check of ``parts`` is on something this load read."""
@@ -57,6 +69,36 @@ class LoadSnapshot:
                 if event_id not in looked_up:
                     return False
         return True
+
+    def verdict(self, part: Commit) -> CommitResult | Literal[False] | None:
+        """One part's ``covers`` and ``commit_commands.first_failure`` on this snapshot's reads
+        in one pass: :data:`UNCOVERED` if the snapshot does not cover it, else its first
+        failure in ``commit.lua``'s order (None: it passes)."""
+        if part.scope != self.scope:
+            return UNCOVERED
+        versions, expect = self.versions, part.expect
+        if not versions.keys() >= expect.keys():
+            return UNCOVERED
+        unsuppressed, event_ids = part.unsuppressed, part.event_ids
+        if unsuppressed and not self.hashes.issuperset(unsuppressed):
+            return UNCOVERED
+        if not self.looked_up.issuperset(event_ids):
+            return UNCOVERED
+        if any(map(ne, map(versions.__getitem__, expect), expect.values())):
+            for ref, expected in expect.items():  # which one, in order
+                if versions[ref] != expected:
+                    return CommitResult(CommitStatus.CONFLICT, str(ref))
+        suppressed = self.suppressed
+        if suppressed:
+            for digest in unsuppressed:
+                if digest in suppressed:
+                    return CommitResult(CommitStatus.CONFLICT, f"suppressed:{digest}")
+        seen = self.seen
+        if seen:
+            for event_id in event_ids:
+                if event_id in seen:
+                    return CommitResult(CommitStatus.DUPLICATE, event_id)
+        return None
 
     def versions_of(self, refs: Iterable[Ref]) -> dict[Ref, bytes | None]:
         """Field ``v`` of each of ``refs`` as the commit reads it (None: absent)."""

@@ -25,7 +25,9 @@ connection; TLS, AUTH/ACL, Sentinel as the client has them):
    is checked in ``commit.lua``'s order (``commit_commands.first_failure``), the parts before it
    in the call counted as written, as the script sees them.
 5. ``MULTI``, the passed parts' writes as ``commit.lua`` applies them
-   (``commit_commands.part_commands``, written into RESP in one pass), the one outbox entry,
+   (``commit_commands.part_commands``, written into RESP in one pass; when the checks used the
+   snapshot, a rewritten hash the load proves holds no other field gets no ``DEL`` and its
+   fields already holding their value are not sent, ADR 0029), the one outbox entry,
    ``INCR`` of each written scope's sequence, ``EXEC`` (and ``WAIT n`` with ``wait_replicas``,
    whose reply the caller checks). With nothing to write: ``UNWATCH`` (and ``WAIT``).
 6. ``EXEC`` aborted (nil): again from 1, up to ``max_attempts`` times, then
@@ -41,15 +43,15 @@ connection would ``EXEC`` unguarded), so a connection lost in the window raises.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import redis
 
 from resolvers.pipeline import CommitConflictError
-from resolvers.store import Commit, CommitResult, CommitStatus, Ref
+from resolvers.store import ABSENT, Commit, CommitResult, CommitStatus, Entity, Ref
 from streams.commit_commands import (
     CHUNK,
     EXISTS,
@@ -61,7 +63,7 @@ from streams.commit_commands import (
     part_commands,
 )
 from streams.errors import StateLostError
-from streams.load_snapshot import LoadSnapshot
+from streams.load_snapshot import UNCOVERED, LoadSnapshot
 from streams.redis_keys import Keys, marker_groups
 from streams.replies import read_replies
 from streams.resp import Resp
@@ -125,15 +127,21 @@ class WatchCommit:
         ``snapshot``: the batch's load, if consistent (ADR 0027): while the lane's sequence
         still holds its value, the checks use it instead of reading again."""
         wait = (wait_replicas, wait_timeout_ms) if wait_replicas else None
-        if snapshot is not None and not snapshot.covers(parts):
-            snapshot = None
+        verdict: CommitResult | Literal[False] | None = UNCOVERED
+        if snapshot is not None:
+            if len(parts) == 1:  # the check too, in the same pass (used if the sequence holds)
+                verdict = snapshot.verdict(parts[0])
+                if verdict is False:
+                    snapshot = None
+            elif not snapshot.covers(parts):
+                snapshot = None
         self.calls += 1
         pool = self.client.connection_pool
         conn = pool.get_connection()
         clean = False
         try:
             for _ in range(self.max_attempts):
-                outcome = self._attempt(conn, parts, generation, wait, snapshot)
+                outcome = self._attempt(conn, parts, generation, wait, snapshot, verdict=verdict)
                 if outcome is not None:
                     clean = True
                     return outcome
@@ -165,8 +173,11 @@ class WatchCommit:
         generation: str | None,
         wait: tuple[int, int] | None,
         snapshot: LoadSnapshot | None = None,
+        *,
+        verdict: CommitResult | Literal[False] | None = UNCOVERED,
     ) -> Committed | Fallback | None:
-        """One try: the outcome, or None if ``EXEC`` was aborted."""
+        """One try: the outcome, or None if ``EXEC`` was aborted (``verdict``: the one
+        part's check on ``snapshot``, if made)."""
         keys = self.keys
         scopes = list(dict.fromkeys(p.scope for p in parts))
         first = Resp()
@@ -188,24 +199,16 @@ class WatchCommit:
             self.fallbacks += 1
             return FALLBACK
         reads = None
+        stored: Mapping[Ref, Entity] | None = None  # the entities as EXEC finds them
         if snapshot is not None:
-            reads = self._unchanged(conn, parts, clocks, generation, snapshot)
+            reads = self._unchanged(conn, parts, clocks, generation, snapshot, verdict=verdict)
+            if reads is not None:  # the sequence holds: the load's hashes are Redis's
+                stored = snapshot.entities
         if reads is None:
             reads = self._read(conn, parts, clocks, generation)
-        results = _check(parts, reads)
+        results = _check(parts, reads) if reads.verdicts is None else reads.verdicts
         written = [p for p, r in zip(parts, results, strict=True) if r is None]
-        out = Resp()
-        if written:
-            out.add("MULTI")
-            writers = {s: MarkerWriter(c, present=reads.existing) for s, c in clocks.items()}
-            for part in written:
-                part_commands(part, keys, writers, out, reads.groups_of(part, len(parts)))
-            outbox_command(keys, written, out)
-            for scope in dict.fromkeys(p.scope for p in written):
-                out.add("INCR", keys.commit_seq(scope))
-            out.add("EXEC")
-        else:
-            out.add("UNWATCH")
+        out = self._writes(parts, written, clocks, reads, stored)
         if wait is not None:
             out.add("WAIT", *wait)
         replies = self._round_trip(conn, out)
@@ -220,6 +223,34 @@ class WatchCommit:
         ok = CommitResult(CommitStatus.OK)
         return Committed([r or ok for r in results], acknowledged)
 
+    def _writes(
+        self,
+        parts: Sequence[Commit],
+        written: list[Commit],
+        clocks: dict[str, MarkerClock],
+        reads: _Reads,
+        stored: Mapping[Ref, Entity] | None,
+    ) -> Resp:
+        """Round trip 4's commands but ``WAIT``: the ``MULTI`` ... ``EXEC`` of ``written`` (the
+        parts that passed), else ``UNWATCH``."""
+        keys = self.keys
+        out = Resp()
+        if not written:
+            out.add("UNWATCH")
+            return out
+        out.add("MULTI")
+        writers = {s: MarkerWriter(c, present=reads.existing) for s, c in clocks.items()}
+        for part in written:
+            groups = reads.groups_of(part, len(parts))
+            part_commands(part, keys, writers, out, groups, stored=stored)
+            if stored is not None and len(written) > 1:  # what the next part finds
+                stored = {**stored, **_rewritten(part)}
+        outbox_command(keys, written, out)
+        for scope in dict.fromkeys(p.scope for p in written):
+            out.add("INCR", keys.commit_seq(scope))
+        out.add("EXEC")
+        return out
+
     def _unchanged(
         self,
         conn: Any,
@@ -227,10 +258,13 @@ class WatchCommit:
         clocks: dict[str, MarkerClock],
         generation: str | None,
         snapshot: LoadSnapshot,
+        *,
+        verdict: CommitResult | Literal[False] | None = UNCOVERED,
     ) -> _Reads | None:
         """Round trip 2 when ``snapshot`` covers the call (ADR 0027): ``WATCH``, the
         generation and the sequence; the reads from ``snapshot`` if the sequence still holds
-        its value, else None (the call reads as without it; the ``WATCH`` stays)."""
+        its value, else None (the call reads as without it; the ``WATCH`` stays). With
+        ``verdict`` (a one-part call checked on ``snapshot``): only what the writes need."""
         keys = self.keys
         cmds = Resp()
         seq_key = keys.commit_seq(snapshot.scope)
@@ -245,6 +279,10 @@ class WatchCommit:
             return None
         self.from_snapshot += 1
         groups = _groups(parts, clocks, self.grouped)
+        if verdict is not False:
+            reads = _Reads(versions={}, groups=groups, verdicts=[verdict])
+            reads.existing = set(snapshot.existing)
+            return reads
         reads = _Reads(
             versions=snapshot.versions_of(
                 dict.fromkeys(chain.from_iterable(p.expect for p in parts))
@@ -379,6 +417,8 @@ class _Reads:
     existing: set[str] = field(default_factory=set)
     #: the call's event ids per scope by marker bucket (``_Asked.groups``)
     groups: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    #: each part's first failure, when already known (``LoadSnapshot.verdict``)
+    verdicts: list[CommitResult | None] | None = None
 
     def groups_of(self, part: Commit, n_parts: int) -> dict[str, list[str]] | None:
         """``part``'s event ids by bucket when the call's are exactly its own (one part, no
@@ -404,6 +444,14 @@ def _check(parts: Sequence[Commit], reads: _Reads) -> list[CommitResult | None]:
             suppressed.update(part.suppress)
             processed[part.scope].update(part.event_ids)
     return out
+
+
+def _rewritten(part: Commit) -> dict[Ref, Entity]:
+    """The entities ``part`` writes, as Redis holds them after it (an empty write deletes)."""
+    return {
+        w.ref: Entity(w.version, w.fields) if w.fields else ABSENT
+        for w in (*part.writes, *part.blind_writes)
+    }
 
 
 def _groups(

@@ -324,6 +324,7 @@ class WaveLoad:
             looked_up=frozenset(chain.from_iterable(markers.groups.values())),
             seen=markers.seen,
             existing=frozenset(key for key, _bucket in markers.existing),
+            entities=entities,
         )
         return loaded
 

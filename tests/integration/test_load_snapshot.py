@@ -8,9 +8,13 @@
   seen: the call reads again and reports the conflict; so is a bare ``INCR``.
 * A check on something the load did not read: the call reads as before.
 * Property: for random stores, loads, commits built from them (right, stale and absent
-  versions, processed and new ids, suppressed hashes) and an optional commit of another writer
-  in between, the results and every key equal those of the same steps on a twin prefix whose
+  versions, processed and new ids, suppressed hashes; writes of a field, or whole as a
+  profile's and a record's are, ADR 0029) and an optional commit of another writer in
+  between, the results and every key equal those of the same steps on a twin prefix whose
   commit does not use the snapshot.
+* Property (ADR 0029): entities rewritten whole over the hashes the load read (a profile's
+  ``d s i``, a record's ``p s``; some values as stored; a race or not) leave every key as on
+  the twin prefix, whose commit sends each ``DEL`` and every field.
 * The "versions" ids' ``EXISTS``: a commit between the first wave and the ``HMGET`` that
   follows when one exists is inside the seqlock (the load is read again).
 """
@@ -31,6 +35,7 @@ from resolvers.store import (
     Commit,
     CommitResult,
     CommitStatus,
+    Kind,
     Loaded,
     LoadRequest,
     Ref,
@@ -218,6 +223,13 @@ def steps(draw: Callable[..., Any]) -> tuple[Commit, LoadRequest, Any, Any]:
     extra_ref = draw(st.sampled_from([None, profile_ref("p_unread"), profile_ref("p0")]))
     ids_from = draw(st.sampled_from(["new", "all", "unread"]))
     race = draw(st.sampled_from([None, "p0", "p1", "p_new", "incr"]))
+    # the writes replace the hashes as a profile's and a record's are written (ADR 0029: over
+    # the hash the load read, without DEL and unchanged fields), or with one field
+    whole = draw(st.booleans())
+    fields = {
+        Kind.PROFILE: {"d": b"d", "s": b"w", "i": orjson.dumps([])},
+        Kind.IDENTIFIER: {"p": b"p1", "s": b"w"},
+    }
 
     def build(loaded: Loaded) -> Commit:
         expect: dict[Ref, int] = {}
@@ -233,7 +245,10 @@ def steps(draw: Callable[..., Any]) -> tuple[Commit, LoadRequest, Any, Any]:
         return Commit(
             expect,
             tuple(ids),
-            [Write(ref, v + 1, {"s": b"w"}) for ref, v in expect.items()],
+            [
+                Write(ref, v + 1, fields.get(ref.kind, {"s": b"w"}) if whole else {"s": b"w"})
+                for ref, v in expect.items()
+            ],
             unsuppressed=tuple(request.suppression_hashes),
         )
 
@@ -285,6 +300,79 @@ class _CommitsAfterTheFirstWave(WaveLoad):
         if self.moves:
             self.moves -= 1
             self.commit()
+
+
+@st.composite
+def rewrites(draw: Callable[..., Any]) -> tuple[Commit, LoadRequest, Any, str | None]:
+    """ADR 0029: a store of profiles (``s i``, ``d s`` or a redirect ``r``) and records (``p``,
+    ``p s``), a load of them, a commit rewriting each whole as a profile's and a record's are
+    written (some values as stored) at the loaded versions, and maybe a race."""
+    profiles = {
+        p: draw(st.sampled_from([{"s": b"s", "i": b"[]"}, {"d": b"d", "s": b"s"}, {"r": b"p0"}]))
+        for p in draw(st.lists(st.sampled_from(PIDS), unique=True, min_size=1, max_size=4))
+    }
+    records = {
+        k: draw(st.sampled_from([{"p": b"p0"}, {"p": b"p1", "s": b"s"}]))
+        for k in draw(st.lists(st.sampled_from(KEYS), unique=True, max_size=3))
+    }
+    world = Commit(
+        {},
+        ("e0",),
+        blind_writes=[Write(profile_ref(p), 2, f) for p, f in profiles.items()]
+        + [Write(identifier_ref(k), 3, f) for k, f in records.items()],
+    )
+    request = LoadRequest(
+        identifiers=tuple(records),
+        profiles=tuple(profiles),
+        versions=tuple(draw(st.lists(st.sampled_from(PIDS), unique=True, max_size=2))),
+        event_ids=("e1", "e2"),
+    )
+    values = draw(st.lists(st.sampled_from([b"s", b"w", b"[]", b"p0", b"p1"]), min_size=9))
+
+    def build(loaded: Loaded) -> Commit:
+        expect = {ref: entity.version for ref, entity in loaded.entities.items()}
+        writes = []
+        for n, ref in enumerate(expect):
+            pick = values[n % 9 :] + values
+            if ref.kind == Kind.PROFILE:
+                fields = {"d": b"d2", "s": pick[0], "i": pick[1]}
+            else:
+                fields = {"p": pick[0], "s": pick[1]}
+            writes.append(Write(ref, expect[ref] + 1, fields))
+        return Commit(expect, ("e1", "e2"), writes)
+
+    return world, request, build, draw(st.sampled_from([None, None, "p0", "incr"]))
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(step=rewrites())
+def test_rewrites_over_the_loaded_hashes_store_what_the_commit_that_reads_stores(
+    redis_client: redis.Redis, step: tuple[Commit, LoadRequest, Any, str | None]
+) -> None:
+    world, request, build, race = step
+    base = f"loomtest-over-{uuid.uuid4().hex[:12]}"
+    prefixes = (f"{base}a", f"{base}b")
+    stores = (_store(redis_client, prefixes[0]), _store(redis_client, prefixes[1], snapshot=False))
+    try:
+        answers = []
+        for prefix, store in zip(prefixes, stores, strict=True):
+            assert store.commit(world).ok
+            loaded = store.load(request)
+            _race(redis_client, prefix, race)
+            answers.append((loaded, store.commit_parts([build(loaded)])))
+        assert answers[0] == answers[1]
+        assert stores[0].watch is not None
+        if race is None:
+            assert answers[0][1] == [CommitResult(CommitStatus.OK)]
+            assert stores[0].watch.from_snapshot == 1
+        assert _dump(redis_client, prefixes[0]) == _dump(redis_client, prefixes[1])
+    finally:
+        for prefix in prefixes:
+            keys = list(redis_client.scan_iter(match=f"{prefix}:*", count=1000))
+            if keys:
+                redis_client.delete(*keys)
 
 
 def test_a_commit_before_the_versions_hmget_is_inside_the_seqlock(
