@@ -278,8 +278,7 @@ def cluster(
     parent, find = replay.parent, replay.find
     # a root is its own profile (most nodes: no ``find`` call)
     profile_of = [
-        ids_of[node] if parent[node] == node else ids_of[find(node)]
-        for node in range(len(parent))
+        ids_of[node] if parent[node] == node else ids_of[find(node)] for node in range(len(parent))
     ]
     owners = {key: profile_of[node] for key, node in replay.owner.items()}
     return Clustering(people, owners, tuple(replay.blocked))

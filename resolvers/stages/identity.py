@@ -38,6 +38,7 @@ from resolvers.effects import (
     Published,
     Suppressed,
 )
+from resolvers.frozen import fast_new
 from resolvers.identity.cluster import Clustering, cluster
 from resolvers.identity.erasure import Closure, Tombstone
 from resolvers.identity.evidence import (
@@ -68,6 +69,10 @@ _M_QUARANTINED: Final = Measure.QUARANTINED
 _M_SUPPRESSED_EVENTS: Final = Measure.SUPPRESSED_EVENTS
 _M_UNATTRIBUTED: Final = Measure.UNATTRIBUTED
 
+
+#: ``Group(atoms, facts)``, built for every group of every person a batch resolves: each
+#: slot set by plain assignment (``resolvers.frozen.fast_new``), not through ``__set__``.
+_new_group: Final = fast_new(Group)
 
 NAME = "identity"
 
@@ -382,7 +387,7 @@ class _Run:
                     pid,
                     profile.first,
                     profile.identifiers,
-                    {g: Group(self.groups[g], self.facts[g]) for g in profile.groups},
+                    {g: _new_group(self.groups[g], self.facts[g]) for g in profile.groups},
                     set(profile.merged_from),
                 )
                 for gkey in profile.groups:
@@ -412,7 +417,7 @@ class _Run:
             if owner is None:
                 continue  # only shared identifiers: its events are nobody's
             owner_of_group[gkey] = owner
-            people[owner].groups[gkey] = Group(group_atoms, facts[gkey])
+            people[owner].groups[gkey] = _new_group(group_atoms, facts[gkey])
         self._unattributed()
         self._blocked(clustering)
 
