@@ -266,14 +266,14 @@ def cluster(
     people: dict[str, Person] = {}
     ids_of: dict[int, str] = {}
     for root, building in replay.people.items():
-        first, ids = building.first, building.ids
+        first, held = building.first, building.ids
         pid = profile_id_for(first.event_id)
         ids_of[root] = pid
-        if len(ids) == 1:  # most people: one type (``_sorted_ids``' first case, inline)
-            ((id_type, values),) = ids.items()
+        if len(held) == 1:  # most people: one type (``_sorted_ids``' first case, inline)
+            ((id_type, values),) = held.items()
             sorted_ids = {id_type: (*values,) if len(values) == 1 else tuple(sorted(values))}
         else:
-            sorted_ids = _sorted_ids(ids)
+            sorted_ids = _sorted_ids(held)
         people[pid] = Person(pid, first, sorted_ids)
     parent, find = replay.parent, replay.find
     # a root is its own profile (most nodes: no ``find`` call)
