@@ -146,17 +146,16 @@ def _anonymous_group_key(key: str) -> str:
 
 def keys(ids: tuple[Identifier, ...], rules: IdentityRules) -> tuple[str, str]:
     """(:func:`group_key`, :func:`atom_key`) of a ranked identifier set, computed together."""
-    # ``f"{i.type}:{i.value}"`` of an identifier is ``":".join(i)`` (it is that pair), in C;
-    # a set's keys without a comprehension's frame
     if len(ids) == 1:
         first = ids[0]
-        key = ":".join(first)
+        key = f"{first.type}:{first.value}"
         if first.type in rules.unique_types:
             return f"u:{key}", key
     else:
-        key = "|".join(sorted(map(":".join, ids)))
+        key = "|".join(sorted([f"{i.type}:{i.value}" for i in ids]))
         if ids and ids[0].type in rules.unique_types:
-            return f"u:{':'.join(ids[0])}", key
+            first = ids[0]
+            return f"u:{first.type}:{first.value}", key
     return _anonymous_group_key(key), key
 
 
