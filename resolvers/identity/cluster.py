@@ -70,7 +70,7 @@ class Clustering:
         return self.owners.get((ident.type, ident.value))
 
 
-@dataclass
+@dataclass(slots=True)
 class _Building:
     first: Stamp
     ids: dict[str, set[str]] = field(default_factory=dict)
@@ -241,8 +241,10 @@ def cluster(
     """The people the atoms make, leaving out ``excluded`` identifiers (shared or erased) and
     values ``rules.is_blocked`` refuses (placeholders normalization should have dropped)."""
     replay = _Replay(rules)
-    left_out = {(i.type, i.value) for i in excluded}
+    # each identifier is its own ``(type, value)`` key (see ``_Replay``): ``excluded`` as it is
+    left_out: frozenset[tuple[str, str]] = excluded
     memo, blocks = rules.blocked_memo, rules.blocks
+    owner, place, place_alone = replay.owner, replay.place, replay._place_alone
     for atom in sorted(atoms, key=_first):
         ids = atom.ids
         for ident in ids:  # each identifier its own ``(type, value)`` key (see ``_Replay``)
@@ -252,8 +254,11 @@ def cluster(
             if blocked or (blocked is None and blocks((ident.type, ident.value))):
                 break
         else:  # most atoms: nothing to leave out
-            if ids:
-                replay.place(atom, ids)
+            if len(ids) == 1:  # ``place``'s lone identifier: placed already, nothing to do
+                if ids[0] not in owner:
+                    place_alone(atom, ids[0])
+            elif ids:
+                place(atom, ids)
             continue
         ids = tuple(i for i in ids if (k := (i.type, i.value)) not in left_out and not blocks(k))
         if ids:
@@ -261,10 +266,19 @@ def cluster(
     people: dict[str, Person] = {}
     ids_of: dict[int, str] = {}
     for root, building in replay.people.items():
-        pid = profile_id_for(building.first.event_id)
+        first, held = building.first, building.ids
+        pid = profile_id_for(first.event_id)
         ids_of[root] = pid
-        people[pid] = Person(pid, building.first, _sorted_ids(building.ids))
-    find = replay.find
-    profile_of = [ids_of[find(node)] for node in range(len(replay.parent))]
+        if len(held) == 1:  # most people: one type (``_sorted_ids``' first case, inline)
+            ((id_type, values),) = held.items()
+            sorted_ids = {id_type: (*values,) if len(values) == 1 else tuple(sorted(values))}
+        else:
+            sorted_ids = _sorted_ids(held)
+        people[pid] = Person(pid, first, sorted_ids)
+    parent, find = replay.parent, replay.find
+    # a root is its own profile (most nodes: no ``find`` call)
+    profile_of = [
+        ids_of[node] if parent[node] == node else ids_of[find(node)] for node in range(len(parent))
+    ]
     owners = {key: profile_of[node] for key, node in replay.owner.items()}
     return Clustering(people, owners, tuple(replay.blocked))

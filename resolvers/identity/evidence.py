@@ -181,7 +181,13 @@ class IdentifierRecord(NamedTuple):
     ) -> IdentifierRecord:
         """``uniques`` seen with ``ident`` in one event; a new record only if it learned
         something. The kept values are the smallest ``cap`` of the union: order-free."""
-        if self._knows(uniques):
+        if not self.seen_with:
+            if len(uniques) == 1:  # its first value (most): kept as it is, under every cap
+                u = uniques[0]  # and one value is never more than a threshold (>= 1)
+                return new_tuple(
+                    IdentifierRecord, (self.profile_id, {u.type: (u.value,)}, False, self.holders)
+                )
+        elif self._knows(uniques):
             return self
         cap = rules.cooccurrence_cap(ident.type)
         seen = {t: set(vs) for t, vs in self.seen_with.items()}

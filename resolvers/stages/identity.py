@@ -23,7 +23,7 @@ renders the people it touched.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
@@ -38,6 +38,7 @@ from resolvers.effects import (
     Published,
     Suppressed,
 )
+from resolvers.frozen import fast_new
 from resolvers.identity.cluster import Clustering, cluster
 from resolvers.identity.erasure import Closure, Tombstone
 from resolvers.identity.evidence import (
@@ -68,6 +69,10 @@ _M_QUARANTINED: Final = Measure.QUARANTINED
 _M_SUPPRESSED_EVENTS: Final = Measure.SUPPRESSED_EVENTS
 _M_UNATTRIBUTED: Final = Measure.UNATTRIBUTED
 
+
+#: ``Group(atoms, facts)``, built for every group of every person a batch resolves: each
+#: slot set by plain assignment (``resolvers.frozen.fast_new``), not through ``__set__``.
+_new_group: Final = fast_new(Group)
 
 NAME = "identity"
 
@@ -100,7 +105,7 @@ class Evidence:
     topics: Mapping[str, str] = field(default_factory=dict)  # merges, erasures
 
 
-@dataclass
+@dataclass(slots=True)
 class PersonDraft:
     """A person after this batch, before their facts fold and render."""
 
@@ -206,7 +211,9 @@ class _Run:
             return
         stored = [a for atoms in self.groups.values() for a in atoms.values()]
         before = dict(self.closure.absorbed)
-        self.closure.expand([*stored, *(Atom(s.ids, s.stamp) for s in events if s.ids)])
+        # ``Atom(s.ids, s.stamp)`` of each event, in one C call
+        stored += [new_tuple(Atom, (s.ids, s.stamp, ())) for s in events if s.ids]
+        self.closure.expand(stored)
         if any(before.get(d) != t for d, t in self.closure.absorbed.items()):
             self.erasing = True
 
@@ -380,7 +387,7 @@ class _Run:
                     pid,
                     profile.first,
                     profile.identifiers,
-                    {g: Group(self.groups[g], self.facts[g]) for g in profile.groups},
+                    {g: _new_group(self.groups[g], self.facts[g]) for g in profile.groups},
                     set(profile.merged_from),
                 )
                 for gkey in profile.groups:
@@ -393,25 +400,36 @@ class _Run:
         owners = clustering.owners
         for pid, person in clustering.people.items():
             people[pid] = PersonDraft(pid, person.first, person.identifiers, {})
-        left_out = {(i.type, i.value) for i in shared}
+        rules = self.rules
         for gkey, group_atoms in self.groups.items():
-            best = _best(group_atoms, left_out, self.rules)
+            if len(group_atoms) == 1:
+                # ``_best`` of one atom: its first identifier not shared (an identifier is its
+                # own ``(type, value)`` key, so ``shared`` is the left-out set as it is)
+                best: tuple[str, str] | None = None
+                for atom in group_atoms.values():
+                    for ident in atom.ids:
+                        if ident not in shared:
+                            best = ident
+                            break
+            else:
+                best = _best(group_atoms, shared, rules)
             owner = owners.get(best) if best is not None else None
             if owner is None:
                 continue  # only shared identifiers: its events are nobody's
             owner_of_group[gkey] = owner
-            people[owner].groups[gkey] = Group(group_atoms, facts[gkey])
+            people[owner].groups[gkey] = _new_group(group_atoms, facts[gkey])
         self._unattributed()
         self._blocked(clustering)
 
     def _unattributed(self) -> None:
         """Events whose group has no owner carried only shared identifiers: nobody's."""
         res = self.resolution
-        for event_id, gkey in list(res.event_group.items()):
-            if gkey not in res.owner_of_group:
-                del res.event_group[event_id]
-                res.outcomes[event_id] = UNATTRIBUTED
-                res.counts[Count(_M_UNATTRIBUTED)] += 1
+        event_group, owner_of_group = res.event_group, res.owner_of_group
+        # (collected first, in the events' order, then taken out: most events have an owner)
+        for event_id in [e for e, gkey in event_group.items() if gkey not in owner_of_group]:
+            del event_group[event_id]
+            res.outcomes[event_id] = UNATTRIBUTED
+            res.counts[Count(_M_UNATTRIBUTED)] += 1
 
     def _blocked(self, clustering: Clustering) -> None:
         new = {s.event_id for s in self.pending}
@@ -612,7 +630,7 @@ class _Run:
 
 
 def _best(
-    atoms: Mapping[str, Atom], left_out: set[tuple[str, str]], rules: IdentityRules
+    atoms: Mapping[str, Atom], left_out: Container[tuple[str, str]], rules: IdentityRules
 ) -> tuple[str, str] | None:
     """A group's best identifier still linking (its account id, or its atom's best one), as
     ``(type, value)``; ``left_out``: the shared ones, likewise."""
