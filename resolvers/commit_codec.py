@@ -29,7 +29,7 @@ from resolvers.effects import (
     Suppressed,
 )
 from resolvers.frozen import fast_new
-from resolvers.identity.evidence import IdentifierRecord
+from resolvers.identity.evidence import RECORD_FORMAT, IdentifierRecord
 from resolvers.lanes import stored_profile
 from resolvers.lanes.stored_profile import StoredProfile
 from resolvers.store import (
@@ -53,6 +53,11 @@ from resolvers.tuples import new_tuple
 # 3.11 a member read off its class costs ~0.1 µs (its metaclass's attribute hook), a
 # constant ~0.01 (ADR 0019).
 _K_IDENTIFIER: Final = Kind.IDENTIFIER
+_K_PROFILE: Final = Kind.PROFILE
+
+_dumps: Final = orjson.dumps
+_NON_STR_KEYS: Final = orjson.OPT_NON_STR_KEYS
+_encode_with_held: Final = stored_profile.encode_with_held
 
 
 def _json(value: Any) -> bytes:
@@ -106,9 +111,13 @@ class _Encoder:
         profile, version = effect.profile, effect.version
         pid = profile.profile_id
         key = pid.encode()
-        ref = profile_ref(pid)
-        doc = _json(effect.snapshot)
-        state, held = stored_profile.encode_with_held(profile)
+        ref = new_tuple(Ref, (_K_PROFILE, pid))  # ``profile_ref(pid)``, inline
+        snapshot = effect.snapshot
+        try:  # ``_json(snapshot)``, inline
+            doc = _dumps(snapshot)
+        except TypeError:
+            doc = _dumps(snapshot, option=_NON_STR_KEYS)
+        state, held = _encode_with_held(profile)
         self.writes.append(_new_write(ref, version, {"d": doc, "s": state, HELD_FIELD: held}))
         self.states.append((ref, state, profile))
         self.outbox.append(_new_outbox(self.profile_topic, key, doc))
@@ -122,13 +131,19 @@ class _Encoder:
         ref = new_tuple(Ref, (_K_IDENTIFIER, f"{id_type}:{value}"))
         fields: dict[str, bytes] = {}
         if record is not None:
-            # most records learned no co-occurrence: their state is the format alone
-            plain = not record.seen_with and not record.quarantined
-            fields["s"] = _PLAIN_RECORD if plain else _json(record.to_json())
-            if record.profile_id is not None:
-                fields["p"] = record.profile_id.encode()
-            if record.holders:
-                fields[HOLDERS_FIELD] = orjson.dumps(record.holders)
+            profile_id, seen_with, quarantined, holders = record  # a named tuple, in C
+            if not seen_with and not quarantined:
+                # most records learned no co-occurrence: their state is the format alone
+                fields["s"] = _PLAIN_RECORD
+            elif not quarantined and type(seen_with) is dict:
+                # ``record.to_json()`` without its copies: orjson writes tuples as arrays
+                fields["s"] = _json({"v": RECORD_FORMAT, "w": seen_with})
+            else:
+                fields["s"] = _json(record.to_json())
+            if profile_id is not None:
+                fields["p"] = profile_id.encode()
+            if holders:
+                fields[HOLDERS_FIELD] = _dumps(holders)
         # ``self.next_version(ref)``, inline: a write per changed identifier record
         self.writes.append(_new_write(ref, self.versions.get(ref, 0) + 1, fields))
 

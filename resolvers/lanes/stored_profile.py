@@ -84,34 +84,68 @@ def encode(profile: StoredProfile) -> bytes:
 def encode_with_held(profile: StoredProfile) -> tuple[bytes, bytes]:
     """The state ``s`` and the held-identifier keys field (``StoredProfile.held_keys`` as
     JSON), from one pass over the atoms: an atom's JSON starts with its identifier keys.
-    orjson writes tuples as arrays: the profile's tuples go in as they are."""
-    held: set[str] = set()
-    groups: dict[str, Any] = {}
+    orjson writes tuples as arrays: the profile's tuples go in as they are. A profile of one
+    group of one atom (most writes) takes a path without a set, a loop or a sort of its
+    own: an atom's identifiers are distinct, so its keys sorted are its held keys."""
     profile_groups = profile.groups
+    if len(profile_groups) == 1:
+        ((gkey, group),) = profile_groups.items()
+        atoms = group.atoms
+        if len(atoms) == 1:
+            # ``Atom.to_json``, inline (unpacked in C: ids, first stamp, ghosts)
+            ((ids, (at, event_id), ghosts),) = atoms.values()
+            keys = [f"{t}:{v}" for t, v in ids]
+            atom: list[Any] = [keys, format_time(at), event_id]
+            if ghosts:
+                atom.append(list(ghosts))
+            held = orjson.dumps(sorted(keys) if len(keys) > 1 else keys)
+            groups: dict[str, Any] = {gkey: {"a": [atom], "x": facts_fragment(group.facts)}}
+            return _state(profile, groups), held
+    held_keys: set[str] = set()
+    groups = {}
     for key in sorted(profile_groups) if len(profile_groups) > 1 else profile_groups:
         group = profile_groups[key]
         atoms = group.atoms
-        if len(atoms) == 1:  # most groups: one atom, nothing to sort
+        if len(atoms) == 1:  # one atom, nothing to sort
             (only,) = atoms.values()
             atom = only.to_json()
-            held.update(atom[0])
+            held_keys.update(atom[0])
             encoded = [atom]
         else:
             encoded = []
             for akey in sorted(atoms):
                 atom = atoms[akey].to_json()
-                held.update(atom[0])
+                held_keys.update(atom[0])
                 encoded.append(atom)
         groups[key] = {"a": encoded, "x": facts_fragment(group.facts)}
-    doc: dict[str, Any] = {"v": STATE_FORMAT}
-    if profile.audiences:
-        doc["au"] = profile.audiences
-    doc["ids"] = dict(sorted(profile.identifiers.items()))
-    first = profile.first
-    doc["f"] = (format_time(first.at), first.event_id)
-    doc["mf"] = profile.merged_from
-    doc["g"] = groups
-    return orjson.dumps(doc), orjson.dumps(sorted(held))
+    return _state(profile, groups), orjson.dumps(sorted(held_keys))
+
+
+def _state(profile: StoredProfile, groups: dict[str, Any]) -> bytes:
+    """The state's document around its encoded ``groups``, in its one key order (``au``
+    only when the profile is in an audience); a profile's identifiers of one type need no
+    sort (a ``dict`` goes in as it is, anything else as a ``dict`` of it)."""
+    identifiers = profile.identifiers
+    ids = (
+        dict(sorted(identifiers.items()))
+        if len(identifiers) > 1 or type(identifiers) is not dict
+        else identifiers
+    )
+    at, event_id = profile.first
+    first = (format_time(at), event_id)
+    audiences = profile.audiences
+    if audiences:
+        doc: dict[str, Any] = {
+            "v": STATE_FORMAT,
+            "au": audiences,
+            "ids": ids,
+            "f": first,
+            "mf": profile.merged_from,
+            "g": groups,
+        }
+    else:
+        doc = {"v": STATE_FORMAT, "ids": ids, "f": first, "mf": profile.merged_from, "g": groups}
+    return orjson.dumps(doc)
 
 
 def decode(profile_id: str, raw: bytes, rules: IdentityRules) -> StoredProfile:
