@@ -220,15 +220,12 @@ def overwrites(kind: Kind, fields: Mapping[str, bytes], old: Entity) -> bool:
     """Whether ``HSET v ... fields`` over the existing hash ``old`` (as the load read it)
     leaves what ``DEL`` + ``HSET`` would: no field the hash may hold is left out of
     ``fields``. An identifier record's hash is ``v`` and ``p h s`` as present, all read by the
-    load; a profile's, see :data:`_PROFILE_READ`; a stock's, :data:`_STOCK_READ`. Anything
-    else: no."""
+    load; a profile's, see :data:`_PROFILE_READ`; a stock's, :data:`_STOCK_READ`."""
     if kind == Kind.IDENTIFIER:
         return old.fields.keys() <= fields.keys()
     if kind == Kind.PROFILE:
         return old.fields.keys() == _PROFILE_READ and fields.keys() >= _PROFILE_WRITTEN
-    if kind == Kind.STOCK:
-        return old.fields.keys() == _STOCK_READ and fields.keys() >= _STOCK_WRITTEN
-    return False
+    return old.fields.keys() == _STOCK_READ and fields.keys() >= _STOCK_WRITTEN  # a stock
 
 
 def _entity_writes(
