@@ -210,8 +210,8 @@ def _stream_commands(part: Commit, keys: Keys, out: Resp) -> None:
 #: ``v d s i``, which a write of ``d s i`` overwrites field for field.
 _PROFILE_READ: Final = frozenset({"s", HELD_FIELD})
 _PROFILE_WRITTEN: Final = frozenset({"d", "s", HELD_FIELD})
-#: A stock hash holds ``v d s`` (every writer writes both or deletes it); the load reads ``v s``:
-#: read with ``s``, the hash is ``v d s``, which a write of ``d s`` overwrites.
+#: A stock hash holds ``v d s`` (its one writer writes both, none deletes it); the load reads
+#: ``v s``: read with ``s``, the hash is ``v d s``, which a write of ``d s`` overwrites.
 _STOCK_READ: Final = frozenset({"s"})
 _STOCK_WRITTEN: Final = frozenset({"d", "s"})
 
