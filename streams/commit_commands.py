@@ -210,18 +210,22 @@ def _stream_commands(part: Commit, keys: Keys, out: Resp) -> None:
 #: ``v d s i``, which a write of ``d s i`` overwrites field for field.
 _PROFILE_READ: Final = frozenset({"s", HELD_FIELD})
 _PROFILE_WRITTEN: Final = frozenset({"d", "s", HELD_FIELD})
+#: A stock hash holds ``v d s`` (its one writer writes both, none deletes it); the load reads
+#: ``v s``: read with ``s``, the hash is ``v d s``, which a write of ``d s`` overwrites.
+_STOCK_READ: Final = frozenset({"s"})
+_STOCK_WRITTEN: Final = frozenset({"d", "s"})
 
 
 def overwrites(kind: Kind, fields: Mapping[str, bytes], old: Entity) -> bool:
     """Whether ``HSET v ... fields`` over the existing hash ``old`` (as the load read it)
     leaves what ``DEL`` + ``HSET`` would: no field the hash may hold is left out of
     ``fields``. An identifier record's hash is ``v`` and ``p h s`` as present, all read by the
-    load; a profile's, see :data:`_PROFILE_READ`. Stocks and anything else: no."""
+    load; a profile's, see :data:`_PROFILE_READ`; a stock's, :data:`_STOCK_READ`."""
     if kind == Kind.IDENTIFIER:
         return old.fields.keys() <= fields.keys()
     if kind == Kind.PROFILE:
         return old.fields.keys() == _PROFILE_READ and fields.keys() >= _PROFILE_WRITTEN
-    return False
+    return old.fields.keys() == _STOCK_READ and fields.keys() >= _STOCK_WRITTEN  # a stock
 
 
 def _entity_writes(

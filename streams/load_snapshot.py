@@ -22,14 +22,14 @@ written without its ``DEL``, and a field holding the value it would be given is 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import ne
 from typing import Final, Literal
 
 from resolvers.store import Commit, CommitResult, CommitStatus, Entity, Ref
 
-#: :meth:`LoadSnapshot.verdict` of a part the snapshot does not cover
+#: :meth:`LoadSnapshot.verdicts` of a call the snapshot does not cover
 UNCOVERED: Final = False
 
 
@@ -53,64 +53,62 @@ class LoadSnapshot:
     #: the entities the load returned, their fields as read (``Loaded.entities``)
     entities: Mapping[Ref, Entity] = field(default_factory=dict)
 
-    def covers(self, parts: Sequence[Commit]) -> bool:
-        """Whether every check of ``parts`` is on something this load read."""
-        versions, hashes, looked_up = self.versions, self.hashes, self.looked_up
+    def verdicts(self, parts: Sequence[Commit]) -> list[CommitResult | None] | Literal[False]:
+        """The call's checks on this snapshot's reads, in one pass: :data:`UNCOVERED` unless
+        every check of ``parts`` is on something the load read (each part of this scope, each
+        entity it expects, digest it expects unsuppressed and event id it marks read by it),
+        else each part's first failure in ``commit.lua``'s order (None: it passes), the parts
+        before it that passed counted as written, as the script sees them (their versions,
+        suppressions and event ids)."""
+        scope, versions = self.scope, self.versions
+        have, hashes, looked_up = versions.keys(), self.hashes, self.looked_up
         for part in parts:
-            if part.scope != self.scope:
-                return False
-            for ref in part.expect:
-                if ref not in versions:
-                    return False
-            for digest in part.unsuppressed:
-                if digest not in hashes:
-                    return False
-            for event_id in part.event_ids:
-                if event_id not in looked_up:
-                    return False
-        return True
-
-    def verdict(self, part: Commit) -> CommitResult | Literal[False] | None:
-        """One part's ``covers`` and ``commit_commands.first_failure`` on this snapshot's reads
-        in one pass: :data:`UNCOVERED` if the snapshot does not cover it, else its first
-        failure in ``commit.lua``'s order (None: it passes)."""
-        if part.scope != self.scope:
-            return UNCOVERED
-        versions, expect = self.versions, part.expect
-        if not versions.keys() >= expect.keys():
-            return UNCOVERED
-        unsuppressed, event_ids = part.unsuppressed, part.event_ids
-        if unsuppressed and not self.hashes.issuperset(unsuppressed):
-            return UNCOVERED
-        if not self.looked_up.issuperset(event_ids):
-            return UNCOVERED
-        if any(map(ne, map(versions.__getitem__, expect), expect.values())):
-            for ref, expected in expect.items():  # which one, in order
-                if versions[ref] != expected:
-                    return CommitResult(CommitStatus.CONFLICT, str(ref))
-        suppressed = self.suppressed
-        if suppressed:
-            for digest in unsuppressed:
-                if digest in suppressed:
-                    return CommitResult(CommitStatus.CONFLICT, f"suppressed:{digest}")
-        seen = self.seen
-        if seen:
-            for event_id in event_ids:
-                if event_id in seen:
-                    return CommitResult(CommitStatus.DUPLICATE, event_id)
-        return None
-
-    def versions_of(self, refs: Iterable[Ref]) -> dict[Ref, bytes | None]:
-        """Field ``v`` of each of ``refs`` as the commit reads it (None: absent)."""
-        versions = self.versions
-        out: dict[Ref, bytes | None] = {}
-        for ref in refs:
-            v = versions[ref]
-            out[ref] = str(v).encode() if v else None
+            if part.scope != scope or not have >= part.expect.keys():
+                return UNCOVERED
+            unsuppressed = part.unsuppressed
+            if unsuppressed and not hashes.issuperset(unsuppressed):
+                return UNCOVERED
+            if not looked_up.issuperset(part.event_ids):
+                return UNCOVERED
+        suppressed, seen = self.suppressed, self.seen
+        if len(parts) == 1:
+            return [_first_failure(parts[0], versions, suppressed, seen)]
+        out: list[CommitResult | None] = []
+        last = len(parts) - 1
+        for n, part in enumerate(parts):
+            failed = _first_failure(part, versions, suppressed, seen)
+            out.append(failed)
+            if failed is None and n < last:  # what the next parts find
+                writes = (*part.writes, *part.blind_writes)
+                if writes:
+                    versions = {**versions, **{w.ref: w.version if w.fields else 0 for w in writes}}
+                if part.suppress:
+                    suppressed = {**suppressed, **part.suppress}
+                if part.event_ids:
+                    seen = seen.union(part.event_ids)
         return out
 
-    def suppressed_of(self, digests: Iterable[str]) -> dict[str, bytes | None]:
-        """The suppression hash's value of each of ``digests`` as the commit reads it (only
-        whether it is None matters to the checks)."""
-        suppressed = self.suppressed
-        return {d: b"" if d in suppressed else None for d in digests}
+
+def _first_failure(
+    part: Commit,
+    versions: Mapping[Ref, int],
+    suppressed: Mapping[str, object],
+    seen: frozenset[str],
+) -> CommitResult | None:
+    """``commit.lua``'s ``check(part)`` on the versions, suppressed digests and processed
+    event ids the load read (every one ``part`` checks among them): the versions compared as
+    ints, the ordered loops only when something fails."""
+    expect = part.expect
+    if any(map(ne, map(versions.__getitem__, expect), expect.values())):
+        for ref, expected in expect.items():  # which one, in order
+            if versions[ref] != expected:
+                return CommitResult(CommitStatus.CONFLICT, str(ref))
+    if suppressed:
+        for digest in part.unsuppressed:
+            if digest in suppressed:
+                return CommitResult(CommitStatus.CONFLICT, f"suppressed:{digest}")
+    if seen:
+        for event_id in part.event_ids:
+            if event_id in seen:
+                return CommitResult(CommitStatus.DUPLICATE, event_id)
+    return None

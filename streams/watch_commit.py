@@ -22,8 +22,9 @@ connection; TLS, AUTH/ACL, Sentinel as the client has them):
 3. If needed: ``HGET v`` of the expected-absent keys (one of them exists) and ``HMGET`` of each
    existing marker hash with its bucket's ids.
 4. In Python: a generation mismatch raises ``StateLostError`` (nothing written); else each part
-   is checked in ``commit.lua``'s order (``commit_commands.first_failure``), the parts before it
-   in the call counted as written, as the script sees them.
+   is checked in ``commit.lua``'s order (``commit_commands.first_failure`` on what was read, or
+   ``LoadSnapshot.verdicts`` on the snapshot, made once per call in one pass), the parts before
+   it in the call counted as written, as the script sees them.
 5. ``MULTI``, the passed parts' writes as ``commit.lua`` applies them
    (``commit_commands.part_commands``, written into RESP in one pass; when the checks used the
    snapshot, a rewritten hash the load proves holds no other field gets no ``DEL`` and its
@@ -127,13 +128,10 @@ class WatchCommit:
         ``snapshot``: the batch's load, if consistent (ADR 0027): while the lane's sequence
         still holds its value, the checks use it instead of reading again."""
         wait = (wait_replicas, wait_timeout_ms) if wait_replicas else None
-        verdict: CommitResult | Literal[False] | None = UNCOVERED
-        if snapshot is not None:
-            if len(parts) == 1:  # the check too, in the same pass (used if the sequence holds)
-                verdict = snapshot.verdict(parts[0])
-                if verdict is False:
-                    snapshot = None
-            elif not snapshot.covers(parts):
+        verdicts: list[CommitResult | None] | Literal[False] = UNCOVERED
+        if snapshot is not None:  # the checks too, in the same pass (used if the sequence holds)
+            verdicts = snapshot.verdicts(parts)
+            if verdicts is False:
                 snapshot = None
         self.calls += 1
         pool = self.client.connection_pool
@@ -141,7 +139,7 @@ class WatchCommit:
         clean = False
         try:
             for _ in range(self.max_attempts):
-                outcome = self._attempt(conn, parts, generation, wait, snapshot, verdict=verdict)
+                outcome = self._attempt(conn, parts, generation, wait, snapshot, verdicts=verdicts)
                 if outcome is not None:
                     clean = True
                     return outcome
@@ -174,10 +172,10 @@ class WatchCommit:
         wait: tuple[int, int] | None,
         snapshot: LoadSnapshot | None = None,
         *,
-        verdict: CommitResult | Literal[False] | None = UNCOVERED,
+        verdicts: list[CommitResult | None] | Literal[False] = UNCOVERED,
     ) -> Committed | Fallback | None:
-        """One try: the outcome, or None if ``EXEC`` was aborted (``verdict``: the one
-        part's check on ``snapshot``, if made)."""
+        """One try: the outcome, or None if ``EXEC`` was aborted (``verdicts``: the parts'
+        checks on ``snapshot``, made if it covers the call)."""
         keys = self.keys
         scopes = list(dict.fromkeys(p.scope for p in parts))
         first = Resp()
@@ -201,7 +199,7 @@ class WatchCommit:
         reads = None
         stored: Mapping[Ref, Entity] | None = None  # the entities as EXEC finds them
         if snapshot is not None:
-            reads = self._unchanged(conn, parts, clocks, generation, snapshot, verdict=verdict)
+            reads = self._unchanged(conn, parts, clocks, generation, snapshot, verdicts=verdicts)
             if reads is not None:  # the sequence holds: the load's hashes are Redis's
                 stored = snapshot.entities
         if reads is None:
@@ -259,12 +257,12 @@ class WatchCommit:
         generation: str | None,
         snapshot: LoadSnapshot,
         *,
-        verdict: CommitResult | Literal[False] | None = UNCOVERED,
+        verdicts: list[CommitResult | None] | Literal[False],
     ) -> _Reads | None:
         """Round trip 2 when ``snapshot`` covers the call (ADR 0027): ``WATCH``, the
-        generation and the sequence; the reads from ``snapshot`` if the sequence still holds
-        its value, else None (the call reads as without it; the ``WATCH`` stays). With
-        ``verdict`` (a one-part call checked on ``snapshot``): only what the writes need."""
+        generation and the sequence; if the sequence still holds its value, the reads the
+        writes need with ``verdicts`` (the parts' checks on ``snapshot``), else None (the call
+        reads as without it; the ``WATCH`` stays)."""
         keys = self.keys
         cmds = Resp()
         seq_key = keys.commit_seq(snapshot.scope)
@@ -275,28 +273,10 @@ class WatchCommit:
         replies = self._round_trip(conn, cmds, watching=False)
         if generation is not None:
             _check_generation(keys, generation, replies[1])
-        if replies[-1] != snapshot.sequence:
+        if replies[-1] != snapshot.sequence or verdicts is False:
             return None
         self.from_snapshot += 1
-        groups = _groups(parts, clocks, self.grouped)
-        if verdict is not False:
-            reads = _Reads(versions={}, groups=groups, verdicts=[verdict])
-            reads.existing = set(snapshot.existing)
-            return reads
-        reads = _Reads(
-            versions=snapshot.versions_of(
-                dict.fromkeys(chain.from_iterable(p.expect for p in parts))
-            ),
-            groups=groups,
-        )
-        reads.suppressed = snapshot.suppressed_of(
-            chain.from_iterable(p.unsuppressed for p in parts)
-        )
-        seen = snapshot.seen
-        reads.processed = {
-            scope: {e for ids in by_bucket.values() for e in ids if e in seen} if seen else set()
-            for scope, by_bucket in groups.items()
-        }
+        reads = _Reads(versions={}, groups=_groups(parts, clocks, self.grouped), verdicts=verdicts)
         reads.existing = set(snapshot.existing)
         return reads
 
@@ -417,7 +397,7 @@ class _Reads:
     existing: set[str] = field(default_factory=set)
     #: the call's event ids per scope by marker bucket (``_Asked.groups``)
     groups: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    #: each part's first failure, when already known (``LoadSnapshot.verdict``)
+    #: each part's first failure, when already known (``LoadSnapshot.verdicts``)
     verdicts: list[CommitResult | None] | None = None
 
     def groups_of(self, part: Commit, n_parts: int) -> dict[str, list[str]] | None:

@@ -38,7 +38,8 @@ LAYOUTS: dict[Kind, tuple[list[tuple[str, ...]], list[tuple[str, ...]], list[tup
         [("p", "h", "s")],
         [("s",), ("p", "s"), ("h", "s"), ("p", "h", "s"), ()],
     ),
-    Kind.STOCK: ([("d", "s")], [("s",)], [("d", "s"), ()]),
+    # a write of ``s`` alone (no writer makes one) holds the rule to its guard
+    Kind.STOCK: ([("d", "s")], [("s",)], [("d", "s"), ("s",), ()]),
 }
 
 
@@ -148,3 +149,24 @@ def test_a_profile_rewritten_over_its_loaded_hash_sends_no_del_and_no_unchanged_
         ]
     # loaded at another version than the part expects: as without the load
     assert commands_of(part, {ref: Entity(1, {"s": b"s2", HELD_FIELD: held})})[0] == (b"DEL", key)
+
+
+def test_a_stock_rewritten_over_its_loaded_hash_sends_no_del_and_no_unchanged_field() -> None:
+    """Seventeenth pass: a stock (``v d s``, read as ``v s``) follows the same rule."""
+    ref = Ref(Kind.STOCK, "sku-1")
+    part = Commit({ref: 4}, (), writes=[Write(ref, 5, {"d": b"{}", "s": b"s4"})])
+    key = KEYS.entity(ref).encode()
+    assert commands_of(part, {ref: Entity(4, {"s": b"s4"})})[0] == (
+        b"HSET",
+        key,
+        b"v",
+        b"5",
+        b"d",
+        b"{}",
+    )
+    assert commands_of(part, {ref: Entity(4, {"s": b"s3"})})[0] == (
+        b"HSET", key, b"v", b"5", b"d", b"{}", b"s", b"s4",
+    )  # fmt: skip
+    # read without ``s``, or at another version than the part expects: as without the load
+    for loaded in (Entity(4, {}), Entity(3, {"s": b"s4"})):
+        assert commands_of(part, {ref: loaded})[0] == (b"DEL", key)
