@@ -226,7 +226,8 @@ class Resp:
 
     def keyed_command(self, name: bytes, prefix: str, names: Sequence[str]) -> None:
         """One command: ``name`` (in RESP, as :meth:`command`'s) and the key ``prefix`` + name
-        per name, each in one format (the load's ``EXISTS`` of the "versions" ids)."""
+        per name, each as pieces joined with the round trip (the load's ``EXISTS`` of the
+        "versions" ids)."""
         p = prefix.encode()
         n, lengths = len(p), LENGTHS
         pieces = self.pieces
