@@ -72,14 +72,17 @@ class DecodeCache:
     def put(self, key: Hashable, raw: bytes, value: Any) -> None:
         """Remember ``value`` as the decoding of ``raw`` (the caller vouches that it is: e.g.
         the value a worker just encoded and stored as ``raw``)."""
-        cached = self._entries.pop(key, None)
+        # ``charge`` and ``right_sized``, inline: ~1.2 calls per profiles event (issue 17.2)
+        entries = self._entries
+        cached = entries.pop(key, None)
         if cached is not None:  # stale: its entity changed
             self.bytes -= cached[2]
-        cost = charge(raw)
-        if cost * 8 > self.max_bytes:
+        cost = ENTRY_OVERHEAD + BYTES_PER_STORED_BYTE * len(raw)
+        max_bytes = self.max_bytes
+        if cost * 8 > max_bytes:
             return
-        self._entries[key] = (right_sized(raw), value, cost)
+        entries[key] = (bytes(memoryview(raw)), value, cost)
         self.bytes += cost
-        while self.bytes > self.max_bytes:
-            _, (_, _, evicted) = self._entries.popitem(last=False)
+        while self.bytes > max_bytes:
+            _, (_, _, evicted) = entries.popitem(last=False)
             self.bytes -= evicted

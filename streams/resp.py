@@ -21,9 +21,10 @@ copied for nothing are not (issue 17.2, ninth pass: ~0.5 µs per event less).
 join per command; :meth:`Resp.packed` gives the round trip's bytes as chunks, a value of
 :data:`OWN_CHUNK` bytes or more a chunk of its own as above. What runs once or more per
 event is written with few Python operations (issue 17.2, twelfth pass): field names
-(:data:`NAMES`), short sizes (:data:`SIZES`) and small integers (:data:`INTS`) looked up, not
-formatted; a value referenced, copied once by the final join; a run of single-key commands
-as one format each (:meth:`Resp.keyed_all`). Tested byte for byte against redis-py's packer.
+(:data:`NAMES`), sizes and counts (:data:`SIZES`, :data:`LENGTHS`, :data:`COUNTS`) and small
+integers (:data:`INTS`) looked up, not formatted; a value or key referenced, copied once by
+the final join (seventeenth pass: no ``%`` format per key, id or member either). Tested byte
+for byte against redis-py's packer.
 """
 
 from __future__ import annotations
@@ -100,6 +101,28 @@ SIZES: Final = tuple(b"$%d\r\n" % n for n in range(4096))
 INTS: Final = tuple(b"$%d\r\n%d\r\n" % (len(b"%d" % n), n) for n in range(4096))
 
 
+class Heads(dict[int, bytes]):
+    """A RESP head of one number (``$n\r\n``, ``*n\r\n``) per ``n``, looked up, not formatted
+    (issue 17.2, seventeenth pass: a ``%`` format of bytes costs more than its pieces' joined
+    copy): ``heads[n]``; those of ``n`` < :data:`MAX_HEADS` are kept once made."""
+
+    __slots__ = ("_format",)
+
+    def __init__(self, format_: bytes) -> None:
+        super().__init__((n, format_ % n) for n in range(MAX_HEADS))
+        self._format = format_
+
+    def __missing__(self, n: int) -> bytes:
+        return self._format % n  # a large size: formatted, not kept
+
+
+#: heads kept per :class:`Heads`, made up front (sizes below this are nearly all of a round trip's)
+MAX_HEADS: Final = 4096
+#: ``$n\r\n`` (a bulk string's length) and ``*n\r\n`` (a command's count of arguments)
+LENGTHS: Final = Heads(b"$%d\r\n")
+COUNTS: Final = Heads(b"*%d\r\n")
+
+
 def bulk(value: bytes | str | int) -> bytes:
     """One argument as a RESP bulk string."""
     if type(value) is str:
@@ -113,7 +136,11 @@ def bulk(value: bytes | str | int) -> bytes:
 
 def bulks(values: Iterable[bytes]) -> bytes:
     """``values`` as RESP bulk strings, one after the other (short values: no own chunk)."""
-    return b"".join([b"$%d\r\n%b\r\n" % (len(v), v) for v in values])
+    pieces: list[bytes] = []
+    lengths = LENGTHS
+    for v in values:
+        pieces += (lengths[len(v)], v, b"\r\n")
+    return b"".join(pieces)
 
 
 class Resp:
@@ -132,8 +159,8 @@ class Resp:
 
     def add(self, *args: bytes | str | int) -> None:
         """A command (its name first)."""
-        pieces = self.pieces
-        pieces.append(b"*%d\r\n" % len(args))
+        pieces, lengths = self.pieces, LENGTHS
+        pieces.append(COUNTS[len(args)])
         for arg in args:
             if isinstance(arg, str):
                 value = arg.encode()
@@ -145,7 +172,7 @@ class Resp:
                     continue
             else:
                 value = b"%d" % arg
-            pieces.append(b"$%d\r\n%b\r\n" % (len(value), value))
+            pieces += (lengths[len(value)], value, b"\r\n")
         self.count += 1
 
     def head(self, n_args: int, name: bytes, key: str) -> None:
@@ -179,43 +206,41 @@ class Resp:
         ``commit_commands.EXISTS``, ``HGET_V``...), the key ``prefix`` + name, ``tail`` (the rest in
         RESP): a load's ``HMGET`` commands, a commit's ``HGET v`` and ``EXISTS``."""
         p = prefix.encode()
-        head, p_, tail = (x.replace(b"%", b"%%") for x in (head, p, tail))  # literal in a format
-        template = head + b"$%d\r\n" + p_ + b"%b\r\n" + tail
-        n = len(p)
-        encoded = [template % (n + len(k), k) for k in map(str.encode, names)]
-        self.pieces.append(b"".join(encoded))
-        self.count += len(encoded)
+        n, rest, lengths = len(p), b"\r\n" + tail, LENGTHS
+        pieces = self.pieces
+        before = len(pieces)
+        for k in map(str.encode, names):  # pieces joined once, with the round trip's
+            pieces += (head, lengths[n + len(k)], p, k, rest)
+        self.count += (len(pieces) - before) // 5
 
     def command(self, name: bytes, args: Sequence[str], members: Sequence[bytes] = ()) -> None:
         """One command: ``name`` (in RESP: ``$6\\r\\nEXISTS\\r\\n``), ``args`` then ``members``
         (short, already encoded): the checks' ``EXISTS``/``HMGET`` runs, ``SADD``/``SREM``."""
-        self.pieces.append(
-            b"*%d\r\n%b%b%b"
-            % (1 + len(args) + len(members), name, bulks(map(str.encode, args)), bulks(members))
-        )
+        pieces, lengths = self.pieces, LENGTHS
+        pieces += (COUNTS[1 + len(args) + len(members)], name)
+        for a in map(str.encode, args):
+            pieces += (lengths[len(a)], a, b"\r\n")
+        for m in members:
+            pieces += (lengths[len(m)], m, b"\r\n")
         self.count += 1
 
     def keyed_command(self, name: bytes, prefix: str, names: Sequence[str]) -> None:
         """One command: ``name`` (in RESP, as :meth:`command`'s) and the key ``prefix`` + name
-        per name, each in one format (the load's ``EXISTS`` of the "versions" ids)."""
+        per name, each as pieces joined with the round trip (the load's ``EXISTS`` of the
+        "versions" ids)."""
         p = prefix.encode()
-        template = b"$%d\r\n" + p.replace(b"%", b"%%") + b"%b\r\n"  # the prefix taken literally
-        n = len(p)
-        self.pieces.append(
-            b"*%d\r\n%b%b"
-            % (
-                1 + len(names),
-                name,
-                b"".join([template % (n + len(k), k) for k in map(str.encode, names)]),
-            )
-        )
+        n, lengths = len(p), LENGTHS
+        pieces = self.pieces
+        pieces += (COUNTS[1 + len(names)], name)
+        for k in map(str.encode, names):
+            pieces += (lengths[n + len(k)], p, k, b"\r\n")
         self.count += 1
 
     def ids_marked(self, ids: Sequence[str]) -> None:
         """``id 1`` per event id: a marker hash's fields."""
-        self.pieces.append(
-            b"".join([b"$%d\r\n%b\r\n$1\r\n1\r\n" % (len(e), e) for e in map(str.encode, ids)])
-        )
+        pieces, lengths = self.pieces, LENGTHS
+        for e in map(str.encode, ids):
+            pieces += (lengths[len(e)], e, b"\r\n$1\r\n1\r\n")
 
     def raw(self, encoded: bytes) -> None:
         """Arguments already in RESP."""

@@ -49,6 +49,7 @@ from typing import Any, Final, Literal
 import orjson
 import redis
 
+from resolvers.frozen import fast_new
 from resolvers.pipeline import CommitConflictError
 from resolvers.store import (
     ABSENT,
@@ -389,6 +390,8 @@ _NO_VERSION: Final[list[Any]] = [None, None]
 _EXISTS: Final = b"$6\r\nEXISTS\r\n"
 _HMGET: Final = b"$5\r\nHMGET\r\n"
 _VERSION: Final = attrgetter("version")
+#: ``Entity(version, fields)``, cheaper (``resolvers.frozen.fast_new``): ~1.5 per event
+_new_entity: Final = fast_new(Entity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,7 +426,7 @@ def _loaded(request: LoadRequest, walk: Walk, first: _First, seen: frozenset[str
             fields[HOLDERS_FIELD] = h
         if s is not None:
             fields["s"] = s
-        entities[ref] = Entity(int(v), fields)
+        entities[ref] = _new_entity(int(v), fields)
     for name, (v, s, r, i) in walk.profiles:
         ref = new(Ref, (profile, name))
         if not v:
@@ -436,17 +439,19 @@ def _loaded(request: LoadRequest, walk: Walk, first: _First, seen: frozenset[str
             fields["r"] = r
         if i is not None:
             fields[HELD_FIELD] = i
-        entities[ref] = Entity(int(v), fields)
+        entities[ref] = _new_entity(int(v), fields)
     visited = walk.seen_pids
     assert first.versions is not None
     for pid, (v, r) in zip(request.versions, first.versions, strict=True):
         if pid not in visited:
             visited.add(pid)
             entities[new(Ref, (profile, pid))] = (
-                Entity(int(v), {} if r is None else {"r": r}) if v else ABSENT
+                _new_entity(int(v), {} if r is None else {"r": r}) if v else ABSENT
             )
     for sku, (v, s) in zip(request.stocks, first.stocks, strict=True):
-        entities[stock_ref(sku)] = Entity(int(v), {} if s is None else {"s": s}) if v else ABSENT
+        entities[stock_ref(sku)] = (
+            _new_entity(int(v), {} if s is None else {"s": s}) if v else ABSENT
+        )
     return Loaded(
         entities=entities,
         seen=seen,

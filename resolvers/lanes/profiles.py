@@ -114,22 +114,23 @@ class ProfilesBatch:
         redirects: dict[str, str] = {}
         rules = ctx.rules
         for ref, entity in loaded.entities.items():
-            versions[ref] = entity.version
-            if entity.version <= 0:  # ``not entity.exists``, inline
+            versions[ref] = version = entity.version
+            if version <= 0:  # ``not entity.exists``, inline
                 continue
             fields = entity.fields
-            if ref.kind is _K_IDENTIFIER:
+            kind, name = ref  # a named tuple: unpacked in C
+            if kind is _K_IDENTIFIER:
                 pid = fields.get("p")
                 state = cache.get(ref, fields.get("s", b"{}"), _decode_record)
                 holders = orjson.loads(fields.get(HOLDERS_FIELD, b"[]"))
-                records[parse_key(ref.name)] = IdentifierRecord.from_json(
+                records[parse_key(name)] = IdentifierRecord.from_json(
                     state, pid.decode() if pid is not None else None, holders
                 )
-            elif ref.kind is _K_PROFILE:
+            elif kind is _K_PROFILE:
                 if "r" in fields:
-                    redirects[ref.name] = fields["r"].decode()
+                    redirects[name] = fields["r"].decode()
                 elif "s" in fields:
-                    profiles[ref.name] = cache.get(ref, fields["s"], _profile_decoder(ref, rules))
+                    profiles[name] = cache.get(ref, fields["s"], _profile_decoder(ref, rules))
         tombstones = {
             digest: Tombstone.from_json(orjson.loads(raw))
             for digest, raw in loaded.suppressed.items()

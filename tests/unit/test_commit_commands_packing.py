@@ -173,3 +173,47 @@ def test_the_read_buckets_are_reused_only_for_a_single_part_without_repeated_ids
     assert reads.groups_of(Commit({}, tuple(ids)), 2) is None  # the call's ids, not the part's
     assert reads.groups_of(Commit({}, ("e1", "e1", "e2", "e3")), 1) is None  # deduplicated
     assert reads.groups_of(Commit({}, tuple(ids), scope="inventory"), 1) is None
+
+
+#: sizes around the looked-up heads' bound (``resp.MAX_HEADS``): 4095 looked up, 4096 made
+AROUND_HEADS = st.sampled_from([0, 1, 9, 10, 4094, 4095, 4096, 4097, 10_000])
+
+
+@settings(deadline=None)
+@given(
+    st.lists(AROUND_HEADS, max_size=4),
+    st.lists(AROUND_HEADS, max_size=4),
+    st.sampled_from(["", "lo%om:v1:id:"]),
+    st.integers(0, 4100),
+)
+def test_every_writer_packs_long_arguments_as_redis_py(
+    arg_sizes: list[int], member_sizes: list[int], prefix: str, n_args: int
+) -> None:
+    """Lengths and counts are looked up below 4096 and formatted from there (seventeenth
+    pass): either way each writer's bytes are redis-py's."""
+    args = ["a" * n for n in arg_sizes]
+    members = [b"m" * n for n in member_sizes]
+    out = Resp()
+    out.command(b"$4\r\nSADD\r\n", args, members)
+    out.keyed_all(fc.HGET_V[0], prefix, args, fc.HGET_V[1])
+    out.keyed_command(b"$6\r\nEXISTS\r\n", prefix, args)
+    out.head(2 + 2 * len(args), b"HSET", "k")
+    out.ids_marked(args)
+    out.add("HMGET", "k", *args, *members, n_args)
+    out.pairs(zip(args, members, strict=False))
+    out.pairs(zip(args, members, strict=False), names=False)
+    pairs = [x for a, m in zip(args, members, strict=False) for x in (a, m)]
+    assert b"".join(out.packed()) == packed(
+        ("SADD", *args, *members),
+        *(("HGET", prefix + a, "v") for a in args),
+        ("EXISTS", *(prefix + a for a in args)),
+        ("HSET", "k", *(x for a in args for x in (a, "1"))),
+        ("HMGET", "k", *args, *members, n_args),
+    ) + 2 * _pairs_tail(pairs)
+    assert out.count == 4 + len(args)
+
+
+def _pairs_tail(pairs: list[Any]) -> bytes:
+    """The arguments ``pairs`` in RESP (a command's without its head and name)."""
+    whole = packed(("X", *pairs))
+    return whole[len(b"*%d\r\n$1\r\nX\r\n" % (1 + len(pairs))) :]

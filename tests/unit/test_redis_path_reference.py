@@ -7,6 +7,7 @@ byte for byte as before.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import orjson
@@ -16,7 +17,7 @@ from redis_path_reference import outbox as old_outbox
 from redis_path_reference import watch_commit as old_watch
 from redis_path_reference import wave_load as old_wave
 
-from resolvers.store import Commit, OutboxRecord
+from resolvers.store import ABSENT, Commit, Entity, LoadRequest, OutboxRecord
 from streams import outbox, watch_commit, wave_load
 from streams.commit_commands import MarkerClock
 from streams.redis_keys import Keys, marker_groups
@@ -168,3 +169,59 @@ RECORDS = st.builds(
 def test_the_outbox_entry_is_packed_as_mains(records: list[OutboxRecord]) -> None:
     assert outbox.pack(records) == old_outbox.pack(records)
     assert outbox.pack(iter(records)) == old_outbox.pack(records)  # any iterable, once
+
+
+VERSIONS = [f"v{i}" for i in range(4)]
+SKUS = ["s1", "s2"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    graph=graphs(),
+    ids=st.lists(st.sampled_from(KEYS), max_size=4),
+    pids=st.lists(st.sampled_from(PIDS), max_size=3),
+    versions=st.lists(st.sampled_from(VERSIONS + PIDS), unique=True, max_size=4),
+    version_rows=st.lists(
+        st.tuples(st.sampled_from([None, b"1", b"4"]), OPT), min_size=10, max_size=10
+    ),
+    stock_rows=st.lists(
+        st.tuples(st.sampled_from([None, b"0", b"5"]), OPT), min_size=2, max_size=2
+    ),
+    tombs=st.lists(st.one_of(st.none(), st.binary(max_size=4)), max_size=3),
+    max_profiles=st.integers(0, 7),
+)
+def test_a_walks_entities_are_made_as_mains(
+    graph: tuple[dict[str, list[Any]], dict[str, list[Any]]],
+    ids: list[str],
+    pids: list[str],
+    versions: list[str],
+    version_rows: list[tuple[Any, Any]],
+    stock_rows: list[tuple[Any, Any]],
+    tombs: list[Any],
+    max_profiles: int,
+) -> None:
+    """``_loaded`` (its entities built by ``fast_new``, seventeenth pass) gives main's
+    ``Loaded``: the same refs in the same order, equal entities of the very class
+    ``Entity`` (ABSENT itself where main's is), the same suppressions and truncation."""
+    id_rows, pid_rows = graph
+    walk = wave_load.Walk(max_profiles, list(ids), list(pids))
+    while not walk.advance():
+        want_ids, want_pids = walk.unread()
+        walk.read(want_ids, [id_rows[k] for k in want_ids],
+                  want_pids, [pid_rows[p] for p in want_pids])  # fmt: skip
+    hashes = [f"h{i}" for i in range(len(tombs))]
+    request = LoadRequest(ids, pids, versions, SKUS, (), hashes, max_profiles=max_profiles)
+    rows = [list(r) for r in version_rows[: len(versions)]]
+    stocks = [list(r) for r in stock_rows]
+    seen = frozenset({"e1"})
+    old_walk = copy.deepcopy(walk)  # ``_loaded`` adds the "versions" ids to its seen_pids
+    new = wave_load._loaded(request, walk, wave_load._First(b"1", b"1", tombs, rows, stocks), seen)
+    old = old_wave._loaded(
+        request, old_walk, old_wave._First(b"1", b"1", tombs, rows, stocks), seen
+    )
+    assert list(new.entities.items()) == list(old.entities.items())
+    for ref, entity in new.entities.items():
+        assert type(entity) is Entity
+        assert (entity is ABSENT) == (old.entities[ref] is ABSENT)
+    assert (new.seen, new.suppressed, new.truncated) == (old.seen, old.suppressed, old.truncated)
+    assert walk.seen_pids == old_walk.seen_pids
