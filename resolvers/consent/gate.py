@@ -28,6 +28,7 @@ audit and the fold's pruning all ask this module; nothing else decides.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -105,7 +106,7 @@ class Gate:
     def __init__(self, policy: ConsentPolicy, history: ConsentHistory, region: str | None):
         self.policy, self.history, self.region = policy, history, region
         self._now: _Now | None = None  # the current choices, when first asked
-        self._after: _After | None = None  # ``verdicts`` after the history, when first asked
+        self._after: _After | None = None  # its times and the verdicts remembered, when asked
 
     def _choices(self) -> _Now:
         """Every purpose's current choice and the purposes granted now, computed once (for a
@@ -268,47 +269,47 @@ class Gate:
         """Every purpose's :meth:`verdict`. Without a consent history (no statement of the
         person, so no denial or grant to compare ``at`` with) they do not depend on ``at``:
         asked once per policy, person's region and distinct consent, region and kind of fact
-        (every render and every event's audit asks), whoever the person is."""
+        (every render and every event's audit asks), whoever the person is. With one, they
+        depend on ``at`` only through its place among the history's times (see
+        :meth:`_start_after`): asked once per place, consent, region and kind of fact."""
         if self.history.purposes:
-            after = self._after or self._start_after()
-            if at > after[0]:
-                return self._later_than_history(after[1], at, consent, region, behavioural)
-            return self._verdicts(at, consent, region, behavioural)
+            times, memo = self._after or self._start_after()
+            # ``at``'s place: how many of the history's times are before it, and how many
+            # are at or before it (the two differ when ``at`` is one of them)
+            key = (
+                bisect_left(times, at),
+                bisect_right(times, at),
+                id(consent),
+                region,
+                behavioural,
+            )
+            found = memo.get(key)
+            if found is None or found[0] is not consent:
+                found = memo[key] = (consent, self._verdicts(at, consent, region, behavioural))
+            return found[1]
         return self._timeless(at, consent, region, behavioural)[2]
 
     def _start_after(self) -> _After:
-        """The latest time the history holds (every purpose's statements, its last denial,
-        its kept and dropped grants), with an empty memo of :meth:`_later_than_history`."""
-        times: list[datetime] = []
+        """Every time the history holds (every purpose's latest statement, its last denial,
+        its kept and dropped grants), distinct and sorted, with an empty memo of
+        :meth:`verdicts`. The verdicts compare a fact's time ``at`` only with these times (a
+        denial at or after it, an explicit grant up to it, a dropped grant up to it, a
+        latest statement later than it), so two times with the same number of them before
+        and the same number at or before get the same answers: they are remembered by that
+        place (the audit asks of every event of the person, a render of each fact). The
+        memo is the gate's: per distinct consent (by id: the entry holds it, so its id stays
+        its own), region and kind of fact."""
+        times: set[datetime] = set()
         for h in self.history.purposes.values():
             if h.latest is not None:
-                times.append(h.latest.at)
+                times.add(h.latest.at)
             if h.last_denial is not None:
-                times.append(h.last_denial.at)
-            times.extend([g.at for g in h.grants])
+                times.add(h.last_denial.at)
+            times.update([g.at for g in h.grants])
             if h.dropped is not None:
-                times.append(h.dropped)
-        after = self._after = (max(times), {})
+                times.add(h.dropped)
+        after = self._after = (sorted(times), {})
         return after
-
-    def _later_than_history(
-        self,
-        memo: dict[tuple[int, str | None, bool], tuple[EventConsent, tuple[Verdict, ...]]],
-        at: datetime,
-        consent: EventConsent,
-        region: str | None,
-        behavioural: bool,
-    ) -> tuple[Verdict, ...]:
-        """:meth:`_verdicts` of a fact later than every time of the history: the verdicts
-        compare ``at`` only with those times (a denial at or after it, an explicit grant up
-        to it, a grant later than it), so every such ``at`` gets the same answers: asked once
-        per distinct consent (by id: the entry holds it, so its id stays its own), region and
-        kind of fact (the audit asks of every event of the person)."""
-        key = (id(consent), region, behavioural)
-        found = memo.get(key)
-        if found is None or found[0] is not consent:
-            found = memo[key] = (consent, self._verdicts(at, consent, region, behavioural))
-        return found[1]
 
     def _verdicts(
         self, at: datetime, consent: EventConsent, region: str | None, behavioural: bool
@@ -371,9 +372,12 @@ class Gate:
         return found
 
 
-#: The latest time of a gate's history, and the memo of its verdicts of facts later than it.
+#: A gate's history's times (distinct, sorted) and the memo of its verdicts by the place of a
+#: fact's time among them: (times before, times at or before, id of the consent, the fact's
+#: region, behavioural) -> (the consent, the verdicts).
 _After = tuple[
-    datetime, dict[tuple[int, str | None, bool], tuple[EventConsent, tuple[Verdict, ...]]]
+    list[datetime],
+    dict[tuple[int, int, int, str | None, bool], tuple[EventConsent, tuple[Verdict, ...]]],
 ]
 #: (policy, consent, every purpose's verdict, the purposes allowed) of a gate without history.
 _Timeless = tuple[ConsentPolicy, EventConsent, tuple[Verdict, ...], frozenset[Purpose]]
