@@ -106,7 +106,7 @@ class Gate:
     def __init__(self, policy: ConsentPolicy, history: ConsentHistory, region: str | None):
         self.policy, self.history, self.region = policy, history, region
         self._now: _Now | None = None  # the current choices, when first asked
-        self._after: _After | None = None  # its times and the verdicts remembered, when asked
+        self._after: _After | None = None  # its history's times and verdicts (``_PLACES``)
 
     def _choices(self) -> _Now:
         """Every purpose's current choice and the purposes granted now, computed once (for a
@@ -244,19 +244,11 @@ class Gate:
     ) -> frozenset[Purpose]:
         """The purposes (besides ``necessary``) a fact may serve; with ``purposes``, only
         which of those (the others are not asked: a render asks only what it shows)."""
-        if not self.history.purposes:
+        if self.history.purposes:  # the purposes of every :meth:`verdict` that allows
+            allowed = self._placed(at, consent, region, behavioural)[2]
+        else:
             allowed = self._timeless(at, consent, region, behavioural)[3]
-            return allowed if purposes is None else allowed & purposes
-        verdict = self.verdict
-        return frozenset(
-            [
-                p
-                for p in (CONSENT_PURPOSES if purposes is None else purposes)
-                if verdict(
-                    p, at=at, consent=consent, region=region, behavioural=behavioural
-                ).allowed
-            ]
-        )
+        return allowed if purposes is None else allowed & purposes
 
     def verdicts(
         self,
@@ -270,45 +262,58 @@ class Gate:
         person, so no denial or grant to compare ``at`` with) they do not depend on ``at``:
         asked once per policy, person's region and distinct consent, region and kind of fact
         (every render and every event's audit asks), whoever the person is. With one, they
-        depend on ``at`` only through its place among the history's times (see
-        :meth:`_start_after`): asked once per place, consent, region and kind of fact."""
+        depend on ``at`` only through its place among the history's times: asked once per
+        history, policy, place, consent, region and kind of fact and person's region
+        (:data:`_PLACES`)."""
         if self.history.purposes:
-            times, memo = self._after or self._start_after()
-            # ``at``'s place: how many of the history's times are before it, and how many
-            # are at or before it (the two differ when ``at`` is one of them)
-            key = (
-                bisect_left(times, at),
-                bisect_right(times, at),
-                id(consent),
-                region,
-                behavioural,
-            )
-            found = memo.get(key)
-            if found is None or found[0] is not consent:
-                found = memo[key] = (consent, self._verdicts(at, consent, region, behavioural))
-            return found[1]
+            return self._placed(at, consent, region, behavioural)[1]
         return self._timeless(at, consent, region, behavioural)[2]
 
+    def _placed(
+        self, at: datetime, consent: EventConsent, region: str | None, behavioural: bool
+    ) -> _Placed:
+        """(the consent, :meth:`_verdicts`, the purposes they allow) of a gate with a
+        history, remembered by the place of ``at`` among the history's times (see
+        :data:`_PLACES`)."""
+        times, memo = self._after or self._start_after()
+        # ``at``'s place: how many of the history's times are before it, and how many are
+        # at or before it (the two differ when ``at`` is one of them)
+        key = (
+            bisect_left(times, at),
+            bisect_right(times, at),
+            id(consent),
+            region,
+            behavioural,
+            self.region,
+        )
+        found = memo.get(key)
+        if found is None or found[0] is not consent:
+            verdicts = self._verdicts(at, consent, region, behavioural)
+            allowed = frozenset([v.purpose for v in verdicts if v.allowed])
+            found = memo[key] = (consent, verdicts, allowed)
+        return found
+
     def _start_after(self) -> _After:
-        """Every time the history holds (every purpose's latest statement, its last denial,
-        its kept and dropped grants), distinct and sorted, with an empty memo of
-        :meth:`verdicts`. The verdicts compare a fact's time ``at`` only with these times (a
-        denial at or after it, an explicit grant up to it, a dropped grant up to it, a
-        latest statement later than it), so two times with the same number of them before
-        and the same number at or before get the same answers: they are remembered by that
-        place (the audit asks of every event of the person, a render of each fact). The
-        memo is the gate's: per distinct consent (by id: the entry holds it, so its id stays
-        its own), region and kind of fact."""
-        times: set[datetime] = set()
-        for h in self.history.purposes.values():
-            if h.latest is not None:
-                times.add(h.latest.at)
-            if h.last_denial is not None:
-                times.add(h.last_denial.at)
-            times.update([g.at for g in h.grants])
-            if h.dropped is not None:
-                times.add(h.dropped)
-        after = self._after = (sorted(times), {})
+        """The history's times and the memo of its verdicts (:data:`_PLACES`), found or made:
+        every time the history holds (every purpose's latest statement, its last denial, its
+        kept and dropped grants), distinct and sorted."""
+        history, policy = self.history, self.policy
+        key = (id(history), id(policy))
+        found = _PLACES.get(key)
+        if found is None or found[0] is not history or found[1] is not policy:
+            times: set[datetime] = set()
+            for h in history.purposes.values():
+                if h.latest is not None:
+                    times.add(h.latest.at)
+                if h.last_denial is not None:
+                    times.add(h.last_denial.at)
+                times.update([g.at for g in h.grants])
+                if h.dropped is not None:
+                    times.add(h.dropped)
+            if len(_PLACES) >= _PLACES_SIZE:
+                _PLACES.clear()
+            found = _PLACES[key] = (history, policy, (sorted(times), {}))
+        after = self._after = found[2]
         return after
 
     def _verdicts(
@@ -372,13 +377,26 @@ class Gate:
         return found
 
 
-#: A gate's history's times (distinct, sorted) and the memo of its verdicts by the place of a
-#: fact's time among them: (times before, times at or before, id of the consent, the fact's
-#: region, behavioural) -> (the consent, the verdicts).
-_After = tuple[
-    list[datetime],
-    dict[tuple[int, int, int, str | None, bool], tuple[EventConsent, tuple[Verdict, ...]]],
-]
+#: What a gate with a history remembers of a fact: (its consent, every purpose's verdict, the
+#: purposes they allow).
+_Placed = tuple[EventConsent, tuple[Verdict, ...], frozenset[Purpose]]
+#: A history's times (distinct, sorted) and the memo of its verdicts by the place of a fact's
+#: time among them: (times before, times at or before, id of the consent, the fact's region,
+#: behavioural, the person's region) -> :data:`_Placed`.
+_After = tuple[list[datetime], dict[tuple[int, int, int, str | None, bool, str | None], _Placed]]
+#: The verdicts of gates with a consent history, shared by every gate of the same history
+#: object and policy (a person's gate is built anew for each batch; their history is the same
+#: object while no event changed it: the decode cache keeps it). The verdicts compare a fact's
+#: time ``at`` only with the history's times (a denial at or after it, an explicit grant up to
+#: it, a dropped grant up to it, a latest statement later than it), so two times with the same
+#: number of them before and the same number at or before get the same answers: remembered
+#: by that place, the consent (by id), the fact's region and kind, and the person's region
+#: (the current choices and the default of a fact without region depend on it; on the history
+#: and the policy besides). By (id of the history, id of the policy): (the history, the
+#: policy, :data:`_After`); an entry holds what its key's ids are of (its memo's entries their
+#: consents), so they stay theirs while it lives. Bounded: emptied when full.
+_PLACES: Final[dict[tuple[int, int], tuple[ConsentHistory, ConsentPolicy, _After]]] = {}
+_PLACES_SIZE: Final = 4096
 #: (policy, consent, every purpose's verdict, the purposes allowed) of a gate without history.
 _Timeless = tuple[ConsentPolicy, EventConsent, tuple[Verdict, ...], frozenset[Purpose]]
 #: The answers of gates without consent history, shared by all of them: they depend on the
