@@ -907,3 +907,47 @@ def test_what_a_fact_serves_is_each_verdict_in_turn_whatever_was_asked_before(
             ]
         )
         assert got == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    history=worlds(regions=True),
+    facts=st.lists(said_events(regions=True), min_size=1, max_size=4),
+    asked=st.lists(
+        st.tuples(
+            st.sampled_from(REGIONS),
+            st.integers(0, 3),
+            st.sampled_from([-0.5, 0.0, 0.5]),
+            st.sampled_from(REGIONS),
+            st.booleans(),
+        ),
+        min_size=2,
+        max_size=12,
+    ),
+    bound=st.sampled_from([1, 2, 16]),
+)
+def test_gates_of_one_history_share_what_they_remember_rightly(
+    history: list[Said],
+    facts: list[Said],
+    asked: list[tuple[str | None, int, float, str | None, bool]],
+    bound: int,
+) -> None:
+    """The verdicts a history's gates remember are shared by every gate of that history
+    object and policy (a person's gate is built anew each batch, their history kept): gates
+    of one history in any person's region, new or asked before, asked in turn, answer what a
+    fresh gate computes."""
+    merged = history_of(history, bound)
+    gates: dict[str | None, Gate] = {}
+    for person_region, which, shift, region, behavioural in asked:
+        fact = facts[which % len(facts)]
+        at = fact.at + timedelta(minutes=shift)
+        gate = gates.setdefault(person_region, Gate(POLICY, merged, person_region))
+        for asking in (gate, Gate(POLICY, merged, person_region)):
+            got = asking.verdicts(
+                at=at, consent=fact.consent, region=region, behavioural=behavioural
+            )
+            fresh = Gate(POLICY, merged, person_region)
+            assert got == fresh._verdicts(at, fact.consent, region, behavioural)
+            assert [v.reason for v in got] == [
+                v.reason for v in fresh._verdicts(at, fact.consent, region, behavioural)
+            ]
