@@ -244,11 +244,19 @@ class Gate:
     ) -> frozenset[Purpose]:
         """The purposes (besides ``necessary``) a fact may serve; with ``purposes``, only
         which of those (the others are not asked: a render asks only what it shows)."""
-        if self.history.purposes:  # the purposes of every :meth:`verdict` that allows
-            allowed = self._placed(at, consent, region, behavioural)[2]
-        else:
+        if not self.history.purposes:
             allowed = self._timeless(at, consent, region, behavioural)[3]
-        return allowed if purposes is None else allowed & purposes
+            return allowed if purposes is None else allowed & purposes
+        verdict = self.verdict
+        return frozenset(
+            [
+                p
+                for p in (CONSENT_PURPOSES if purposes is None else purposes)
+                if verdict(
+                    p, at=at, consent=consent, region=region, behavioural=behavioural
+                ).allowed
+            ]
+        )
 
     def verdicts(
         self,
@@ -272,9 +280,8 @@ class Gate:
     def _placed(
         self, at: datetime, consent: EventConsent, region: str | None, behavioural: bool
     ) -> _Placed:
-        """(the consent, :meth:`_verdicts`, the purposes they allow) of a gate with a
-        history, remembered by the place of ``at`` among the history's times (see
-        :data:`_PLACES`)."""
+        """(the consent, :meth:`_verdicts`) of a gate with a history, remembered by the
+        place of ``at`` among the history's times (see :data:`_PLACES`)."""
         times, memo = self._after or self._start_after()
         # ``at``'s place: how many of the history's times are before it, and how many are
         # at or before it (the two differ when ``at`` is one of them)
@@ -288,9 +295,7 @@ class Gate:
         )
         found = memo.get(key)
         if found is None or found[0] is not consent:
-            verdicts = self._verdicts(at, consent, region, behavioural)
-            allowed = frozenset([v.purpose for v in verdicts if v.allowed])
-            found = memo[key] = (consent, verdicts, allowed)
+            found = memo[key] = (consent, self._verdicts(at, consent, region, behavioural))
         return found
 
     def _start_after(self) -> _After:
@@ -377,9 +382,8 @@ class Gate:
         return found
 
 
-#: What a gate with a history remembers of a fact: (its consent, every purpose's verdict, the
-#: purposes they allow).
-_Placed = tuple[EventConsent, tuple[Verdict, ...], frozenset[Purpose]]
+#: What a gate with a history remembers of a fact: (its consent, every purpose's verdict).
+_Placed = tuple[EventConsent, tuple[Verdict, ...]]
 #: A history's times (distinct, sorted) and the memo of its verdicts by the place of a fact's
 #: time among them: (times before, times at or before, id of the consent, the fact's region,
 #: behavioural, the person's region) -> :data:`_Placed`.
