@@ -28,6 +28,7 @@ audit and the fold's pruning all ask this module; nothing else decides.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -105,7 +106,7 @@ class Gate:
     def __init__(self, policy: ConsentPolicy, history: ConsentHistory, region: str | None):
         self.policy, self.history, self.region = policy, history, region
         self._now: _Now | None = None  # the current choices, when first asked
-        self._after: _After | None = None  # ``verdicts`` after the history, when first asked
+        self._after: _After | None = None  # its history's times and verdicts (``_PLACES``)
 
     def _choices(self) -> _Now:
         """Every purpose's current choice and the purposes granted now, computed once (for a
@@ -268,47 +269,57 @@ class Gate:
         """Every purpose's :meth:`verdict`. Without a consent history (no statement of the
         person, so no denial or grant to compare ``at`` with) they do not depend on ``at``:
         asked once per policy, person's region and distinct consent, region and kind of fact
-        (every render and every event's audit asks), whoever the person is."""
+        (every render and every event's audit asks), whoever the person is. With one, they
+        depend on ``at`` only through its place among the history's times: asked once per
+        history, policy, place, consent, region and kind of fact and person's region
+        (:data:`_PLACES`)."""
         if self.history.purposes:
-            after = self._after or self._start_after()
-            if at > after[0]:
-                return self._later_than_history(after[1], at, consent, region, behavioural)
-            return self._verdicts(at, consent, region, behavioural)
+            return self._placed(at, consent, region, behavioural)[1]
         return self._timeless(at, consent, region, behavioural)[2]
 
-    def _start_after(self) -> _After:
-        """The latest time the history holds (every purpose's statements, its last denial,
-        its kept and dropped grants), with an empty memo of :meth:`_later_than_history`."""
-        times: list[datetime] = []
-        for h in self.history.purposes.values():
-            if h.latest is not None:
-                times.append(h.latest.at)
-            if h.last_denial is not None:
-                times.append(h.last_denial.at)
-            times.extend([g.at for g in h.grants])
-            if h.dropped is not None:
-                times.append(h.dropped)
-        after = self._after = (max(times), {})
-        return after
-
-    def _later_than_history(
-        self,
-        memo: dict[tuple[int, str | None, bool], tuple[EventConsent, tuple[Verdict, ...]]],
-        at: datetime,
-        consent: EventConsent,
-        region: str | None,
-        behavioural: bool,
-    ) -> tuple[Verdict, ...]:
-        """:meth:`_verdicts` of a fact later than every time of the history: the verdicts
-        compare ``at`` only with those times (a denial at or after it, an explicit grant up
-        to it, a grant later than it), so every such ``at`` gets the same answers: asked once
-        per distinct consent (by id: the entry holds it, so its id stays its own), region and
-        kind of fact (the audit asks of every event of the person)."""
-        key = (id(consent), region, behavioural)
+    def _placed(
+        self, at: datetime, consent: EventConsent, region: str | None, behavioural: bool
+    ) -> _Placed:
+        """(the consent, :meth:`_verdicts`) of a gate with a history, remembered by the
+        place of ``at`` among the history's times (see :data:`_PLACES`)."""
+        times, memo = self._after or self._start_after()
+        # ``at``'s place: how many of the history's times are before it, and how many are
+        # at or before it (the two differ when ``at`` is one of them)
+        key = (
+            bisect_left(times, at),
+            bisect_right(times, at),
+            id(consent),
+            region,
+            behavioural,
+            self.region,
+        )
         found = memo.get(key)
         if found is None or found[0] is not consent:
             found = memo[key] = (consent, self._verdicts(at, consent, region, behavioural))
-        return found[1]
+        return found
+
+    def _start_after(self) -> _After:
+        """The history's times and the memo of its verdicts (:data:`_PLACES`), found or made:
+        every time the history holds (every purpose's latest statement, its last denial, its
+        kept and dropped grants), distinct and sorted."""
+        history, policy = self.history, self.policy
+        key = (id(history), id(policy))
+        found = _PLACES.get(key)
+        if found is None or found[0] is not history or found[1] is not policy:
+            times: set[datetime] = set()
+            for h in history.purposes.values():
+                if h.latest is not None:
+                    times.add(h.latest.at)
+                if h.last_denial is not None:
+                    times.add(h.last_denial.at)
+                times.update([g.at for g in h.grants])
+                if h.dropped is not None:
+                    times.add(h.dropped)
+            if len(_PLACES) >= _PLACES_SIZE:
+                _PLACES.clear()
+            found = _PLACES[key] = (history, policy, (sorted(times), {}))
+        after = self._after = found[2]
+        return after
 
     def _verdicts(
         self, at: datetime, consent: EventConsent, region: str | None, behavioural: bool
@@ -371,10 +382,25 @@ class Gate:
         return found
 
 
-#: The latest time of a gate's history, and the memo of its verdicts of facts later than it.
-_After = tuple[
-    datetime, dict[tuple[int, str | None, bool], tuple[EventConsent, tuple[Verdict, ...]]]
-]
+#: What a gate with a history remembers of a fact: (its consent, every purpose's verdict).
+_Placed = tuple[EventConsent, tuple[Verdict, ...]]
+#: A history's times (distinct, sorted) and the memo of its verdicts by the place of a fact's
+#: time among them: (times before, times at or before, id of the consent, the fact's region,
+#: behavioural, the person's region) -> :data:`_Placed`.
+_After = tuple[list[datetime], dict[tuple[int, int, int, str | None, bool, str | None], _Placed]]
+#: The verdicts of gates with a consent history, shared by every gate of the same history
+#: object and policy (a person's gate is built anew for each batch; their history is the same
+#: object while no event changed it: the decode cache keeps it). The verdicts compare a fact's
+#: time ``at`` only with the history's times (a denial at or after it, an explicit grant up to
+#: it, a dropped grant up to it, a latest statement later than it), so two times with the same
+#: number of them before and the same number at or before get the same answers: remembered
+#: by that place, the consent (by id), the fact's region and kind, and the person's region
+#: (the current choices and the default of a fact without region depend on it; on the history
+#: and the policy besides). By (id of the history, id of the policy): (the history, the
+#: policy, :data:`_After`); an entry holds what its key's ids are of (its memo's entries their
+#: consents), so they stay theirs while it lives. Bounded: emptied when full.
+_PLACES: Final[dict[tuple[int, int], tuple[ConsentHistory, ConsentPolicy, _After]]] = {}
+_PLACES_SIZE: Final = 4096
 #: (policy, consent, every purpose's verdict, the purposes allowed) of a gate without history.
 _Timeless = tuple[ConsentPolicy, EventConsent, tuple[Verdict, ...], frozenset[Purpose]]
 #: The answers of gates without consent history, shared by all of them: they depend on the

@@ -8,7 +8,7 @@ gate never fails open, it equals the docstring's rules read off the raw statemen
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from consent_worlds import (
@@ -804,3 +804,150 @@ def test_verdicts_later_than_the_history_are_remembered_as_asked(
         assert got == expected
         assert [v.reason for v in got] == [v.reason for v in expected]
         assert [v.source for v in got] == [v.source for v in expected]
+
+
+# --------------------------------------------------------------------------- by the place of a time
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    history=worlds(regions=True),
+    facts=st.lists(said_events(regions=True), min_size=1, max_size=5),
+    asked=st.lists(
+        st.tuples(
+            st.integers(0, 4),
+            st.sampled_from([-0.5, 0.0, 0.0, 0.5]),
+            st.integers(0, 4),
+            st.sampled_from(REGIONS),
+            st.booleans(),
+        ),
+        min_size=2,
+        max_size=12,
+    ),
+    person_region=st.sampled_from(REGIONS),
+    bound=st.sampled_from([1, 2, 16]),
+    asked_first=st.booleans(),
+)
+def test_verdicts_are_remembered_by_the_place_of_the_fact_s_time_among_the_history_s(
+    history: list[Said],
+    facts: list[Said],
+    asked: list[tuple[int, float, int, str | None, bool]],
+    person_region: str | None,
+    bound: int,
+    asked_first: bool,
+) -> None:
+    """``Gate.verdicts`` of a person with a history, asked again and again in any order (the
+    audit asks it of each of the person's events, seventeenth pass): what it remembers by the
+    place of a fact's time among the history's times is what a fresh gate computes
+    (``Gate._verdicts``, what ``verdicts`` answered before), at the history's own times
+    (facts and history share minutes 0-12: ties), half a minute before and after them (the
+    same place but for a tie), and past them; one or two consents asked at each time."""
+    merged = history_of(history, bound)
+    gate = Gate(POLICY, merged, person_region)
+    if asked_first:  # the current choices already computed (a render asked first)
+        gate.granted_now()
+    for when, shift, which, region, behavioural in asked:
+        at = facts[when % len(facts)].at + timedelta(minutes=shift)
+        consent = facts[which % len(facts)].consent
+        got = gate.verdicts(at=at, consent=consent, region=region, behavioural=behavioural)
+        expected = Gate(POLICY, merged, person_region)._verdicts(at, consent, region, behavioural)
+        assert got == expected
+        assert [v.reason for v in got] == [v.reason for v in expected]
+        assert [v.source for v in got] == [v.source for v in expected]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    history=worlds(regions=True),
+    facts=st.lists(said_events(regions=True), min_size=1, max_size=5),
+    asked=st.lists(
+        st.tuples(
+            st.integers(0, 4),
+            st.sampled_from([-0.5, 0.0, 0.0, 0.5]),
+            st.integers(0, 4),
+            st.sampled_from(REGIONS),
+            st.booleans(),
+            st.sampled_from([None, frozenset(CONSENT_PURPOSES), frozenset({A, P}), frozenset({M})]),
+        ),
+        min_size=2,
+        max_size=12,
+    ),
+    person_region=st.sampled_from(REGIONS),
+    bound=st.sampled_from([1, 2, 16]),
+)
+def test_what_a_fact_serves_is_each_verdict_in_turn_whatever_was_asked_before(
+    history: list[Said],
+    facts: list[Said],
+    asked: list[tuple[int, float, int, str | None, bool, frozenset[Purpose] | None]],
+    person_region: str | None,
+    bound: int,
+) -> None:
+    """``Gate.serves`` of a person with a history (a render asks it of each fact with the
+    purposes it shows; remembered with the verdicts since the seventeenth pass): the purposes
+    whose :meth:`Gate.verdict` allows, asked purpose by purpose of a fresh gate (what it
+    answered before), whatever the gate was asked before (verdicts or serves)."""
+    merged = history_of(history, bound)
+    gate = Gate(POLICY, merged, person_region)
+    for i, (when, shift, which, region, behavioural, purposes) in enumerate(asked):
+        at = facts[when % len(facts)].at + timedelta(minutes=shift)
+        consent = facts[which % len(facts)].consent
+        if i % 3 == 2:  # the audit's question in between
+            gate.verdicts(at=at, consent=consent, region=region, behavioural=behavioural)
+        got = gate.serves(
+            at=at, consent=consent, region=region, behavioural=behavioural, purposes=purposes
+        )
+        fresh = Gate(POLICY, merged, person_region)
+        expected = frozenset(
+            [
+                p
+                for p in (CONSENT_PURPOSES if purposes is None else purposes)
+                if fresh.verdict(
+                    p, at=at, consent=consent, region=region, behavioural=behavioural
+                ).allowed
+            ]
+        )
+        assert got == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    history=worlds(regions=True),
+    facts=st.lists(said_events(regions=True), min_size=1, max_size=4),
+    asked=st.lists(
+        st.tuples(
+            st.sampled_from(REGIONS),
+            st.integers(0, 3),
+            st.sampled_from([-0.5, 0.0, 0.5]),
+            st.sampled_from(REGIONS),
+            st.booleans(),
+        ),
+        min_size=2,
+        max_size=12,
+    ),
+    bound=st.sampled_from([1, 2, 16]),
+)
+def test_gates_of_one_history_share_what_they_remember_rightly(
+    history: list[Said],
+    facts: list[Said],
+    asked: list[tuple[str | None, int, float, str | None, bool]],
+    bound: int,
+) -> None:
+    """The verdicts a history's gates remember are shared by every gate of that history
+    object and policy (a person's gate is built anew each batch, their history kept): gates
+    of one history in any person's region, new or asked before, asked in turn, answer what a
+    fresh gate computes."""
+    merged = history_of(history, bound)
+    gates: dict[str | None, Gate] = {}
+    for person_region, which, shift, region, behavioural in asked:
+        fact = facts[which % len(facts)]
+        at = fact.at + timedelta(minutes=shift)
+        gate = gates.setdefault(person_region, Gate(POLICY, merged, person_region))
+        for asking in (gate, Gate(POLICY, merged, person_region)):
+            got = asking.verdicts(
+                at=at, consent=fact.consent, region=region, behavioural=behavioural
+            )
+            fresh = Gate(POLICY, merged, person_region)
+            assert got == fresh._verdicts(at, fact.consent, region, behavioural)
+            assert [v.reason for v in got] == [
+                v.reason for v in fresh._verdicts(at, fact.consent, region, behavioural)
+            ]
