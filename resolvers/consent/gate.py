@@ -295,6 +295,8 @@ class Gate:
         )
         found = memo.get(key)
         if found is None or found[0] is not consent:
+            if len(memo) >= _PLACED_SIZE:  # a new event's consent is an object of its own
+                memo.clear()
             found = memo[key] = (consent, self._verdicts(at, consent, region, behavioural))
         return found
 
@@ -401,6 +403,10 @@ _After = tuple[list[datetime], dict[tuple[int, int, int, str | None, bool, str |
 #: consents), so they stay theirs while it lives. Bounded: emptied when full.
 _PLACES: Final[dict[tuple[int, int], tuple[ConsentHistory, ConsentPolicy, _After]]] = {}
 _PLACES_SIZE: Final = 4096
+#: At most this many verdicts remembered per history (:data:`_After`'s memo): a stored fact's
+#: consent is shared (``signals.from_code``), but each new event brings an object of its own,
+#: which a history kept unchanged for a long time would otherwise gather without end.
+_PLACED_SIZE: Final = 256
 #: (policy, consent, every purpose's verdict, the purposes allowed) of a gate without history.
 _Timeless = tuple[ConsentPolicy, EventConsent, tuple[Verdict, ...], frozenset[Purpose]]
 #: The answers of gates without consent history, shared by all of them: they depend on the
