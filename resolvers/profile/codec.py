@@ -178,7 +178,7 @@ def _recent_in(items: list[Any]) -> dict[str, Recent]:
         at = parse_stored(raw[3])
         seen = bool(raw[4])
         event_id = raw[0]
-        out[event_id] = new_recent(
+        item = new_recent(
             event_id,
             raw[1],  # code
             raw[2],  # region
@@ -195,6 +195,9 @@ def _recent_in(items: list[Any]) -> dict[str, Recent]:
                 IMPLIED_IDS,  # ids: its event's fingerprint, implied (ADR 0032)
             ),
         )
+        if type(event_id) is not str:  # fails as the fingerprint's ``encode`` made it fail
+            raise AttributeError(f"a recent event's id is a {type(event_id).__name__}")
+        out[event_id] = item
     return out
 
 
