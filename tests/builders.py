@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
 from resolvers.consent import ConsentPolicy
 from resolvers.context import Context, TopicNames
 from resolvers.identity.rules import IdentityRules
+from resolvers.profile.facts import Facts, fingerprint
 from schemas.normalize import DEFAULT, is_blocked
 
 #: The fixed "now" of batches built by the tests.
@@ -43,3 +45,16 @@ def split(items: Sequence[T], cuts: Sequence[int]) -> list[list[T]]:
     """``items`` cut into consecutive parts at ``cuts`` (taken modulo ``len(items) + 1``)."""
     bounds = sorted({0, len(items), *(c % (len(items) + 1) for c in cuts)})
     return [list(items[lo:hi]) for lo, hi in itertools.pairwise(bounds)]
+
+
+def with_fingerprints(facts: Facts) -> Facts:
+    """``facts`` with each recent event's fingerprint written into its digest's ``ids``, as the
+    fold and the decoder built them before ADR 0032 (now implied by the event id: empty until
+    the event rolls up): what a reference kept from before it compares equal to."""
+    recent = {
+        event_id: item
+        if item.digest.ids
+        else replace(item, digest=replace(item.digest, ids=frozenset((fingerprint(event_id),))))
+        for event_id, item in facts.recent.items()
+    }
+    return replace(facts, recent=recent)

@@ -23,8 +23,8 @@ from resolvers.consent import (
     Source,
 )
 from resolvers.decode_cache import right_sized
-from resolvers.frozen import fast_new
 from resolvers.profile.facts import (
+    IMPLIED_IDS,
     Activity,
     Digest,
     DigestKey,
@@ -32,7 +32,12 @@ from resolvers.profile.facts import (
     Recent,
     Stamped,
     Transaction,
-    fingerprint,
+    new_activity,
+    new_digest,
+    new_facts,
+    new_recent,
+    new_stamped,
+    new_transaction,
 )
 from resolvers.timefmt import format_time, parse_stored
 
@@ -44,14 +49,6 @@ UNREADABLE_CONSENT: Final = ConsentHistory(
 )
 #: A husk's channels (immutable, shared).
 _NO_CHANNELS: Final[frozenset[str]] = frozenset()
-#: ``Cls(*every field)`` for the classes a stored profile is decoded into, cheaper
-#: (``resolvers.frozen.fast_new``).
-_new_stamped: Final = fast_new(Stamped)
-_new_activity: Final = fast_new(Activity)
-_new_transaction: Final = fast_new(Transaction)
-_new_recent: Final = fast_new(Recent)
-_new_digest: Final = fast_new(Digest)
-_new_facts: Final = fast_new(Facts)
 
 
 def _consent_in(raw: Mapping[str, Any] | None) -> ConsentHistory:
@@ -68,7 +65,7 @@ def _stamped_out(s: Stamped) -> tuple[Any, ...]:
 
 
 def _stamped_in(raw: list[Any]) -> Stamped:
-    return _new_stamped(raw[0], parse_stored(raw[1]), raw[2])
+    return new_stamped(raw[0], parse_stored(raw[1]), raw[2])
 
 
 def _activity_out(a: Activity) -> tuple[Any, ...]:
@@ -79,11 +76,11 @@ def _activity_out(a: Activity) -> tuple[Any, ...]:
 
 def _activity_in(raw: list[Any]) -> Activity:
     name = raw[6] if len(raw) > 6 else None
-    return _new_activity(parse_stored(raw[0]), raw[1], raw[2], raw[3], raw[4], raw[5], name)
+    return new_activity(parse_stored(raw[0]), raw[1], raw[2], raw[3], raw[4], raw[5], name)
 
 
 def _transaction_in(key: str, raw: list[Any]) -> Transaction:
-    return _new_transaction(  # positional: key, at, event_id, type, channel, consent, region, ...
+    return new_transaction(  # positional: key, at, event_id, type, channel, consent, region, ...
         key,
         parse_stored(raw[0]),
         raw[1],
@@ -181,11 +178,11 @@ def _recent_in(items: list[Any]) -> dict[str, Recent]:
         at = parse_stored(raw[3])
         seen = bool(raw[4])
         event_id = raw[0]
-        out[event_id] = _new_recent(
+        item = new_recent(
             event_id,
             raw[1],  # code
             raw[2],  # region
-            _new_digest(  # positional: first_at, last_at, seen, events, channels, interest, ...
+            new_digest(  # positional: first_at, last_at, seen, events, channels, interest, ...
                 at,
                 at,
                 seen,
@@ -195,9 +192,12 @@ def _recent_in(items: list[Any]) -> dict[str, Recent]:
                 {} if (cats := raw[7]) == {} else {k: int(v) for k, v in cats.items()},
                 () if (acts := raw[8]) == [] else tuple([_activity_in(a) for a in acts]),
                 {} if (prefs := raw[9]) == {} else {k: _stamped_in(v) for k, v in prefs.items()},
-                frozenset((fingerprint(event_id),)),  # ids
+                IMPLIED_IDS,  # ids: its event's fingerprint, implied (ADR 0032)
             ),
         )
+        if type(event_id) is not str:  # fails as the fingerprint's ``encode`` made it fail
+            raise AttributeError(f"a recent event's id is a {type(event_id).__name__}")
+        out[event_id] = item
     return out
 
 
@@ -283,10 +283,10 @@ def facts_from_json(raw: Mapping[str, Any]) -> Facts:
     recent = raw.get("e", _ABSENT)
     digests = raw.get("d", _ABSENT)
     latest = raw.get("l")
-    return _new_facts(  # positional: traits, region, consent, transactions, recent, digests, latest
+    return new_facts(  # positional: traits, region, consent, transactions, recent, digests, latest
         {} if traits is _ABSENT else {k: _stamped_in(v) for k, v in traits.items()},
         # ``_stamped_in(region)``, inline
-        _new_stamped(region[0], parse_stored(region[1]), region[2]) if region is not None else None,
+        new_stamped(region[0], parse_stored(region[1]), region[2]) if region is not None else None,
         EMPTY_HISTORY if consent is None else _consent_in(consent),
         {}
         if transactions is _ABSENT

@@ -29,9 +29,10 @@ a husk when both parts are gone (a recent husk rolls up like any event), so even
 later are judged with the ones before them: which events can serve never depends on the
 order they came in. Rolling up is where the fold trades detail for size: a day whose digest
 straddles a denial loses the events after it. A digest remembers a 32-bit fingerprint of
-each of its events, so an event redelivered after it rolled up (its dedupe marker expired)
-is recognised and counts once (two events of one digest whose fingerprints collide, about
-n²/2³³ for n events that day, count as one).
+each of its events (computed when the event rolls up: a recent event's is implied by its
+id), so an event redelivered after it rolled up (its dedupe marker expired) is recognised
+and counts once (two events of one digest whose fingerprints collide, about n²/2³³ for n
+events that day, count as one).
 
 Money is :class:`~decimal.Decimal`; sums are exact.
 """
@@ -306,13 +307,20 @@ class Digest:
     activities: tuple[Activity, ...] = ()
     preferences: Mapping[str, Stamped] = field(default_factory=dict)
     #: :func:`fingerprint` of every event in the digest (husks too): a redelivered event
-    #: that has already rolled up is recognised, so it never counts twice.
+    #: that has already rolled up is recognised, so it never counts twice. A recent event's
+    #: digest leaves it empty (:data:`IMPLIED_IDS`): its one event's fingerprint is implied
+    #: by its event id, and computed when it rolls up (:func:`_roll_up`, ADR 0032).
     ids: frozenset[int] = frozenset()
 
 
 def fingerprint(event_id: str) -> int:
-    """32 bits of BLAKE2b of an event id: what a digest remembers of each of its events."""
+    """32 bits of BLAKE2b of an event id: what a digest remembers of each of its events
+    (~5,800 instructions a call on CPython 3.11: computed only when needed, ADR 0032)."""
     return int.from_bytes(blake2b(event_id.encode(), digest_size=4).digest(), "little")
+
+
+#: A recent event's digest's ``ids``: its own event's fingerprint, implied (ADR 0032).
+IMPLIED_IDS: Final[frozenset[int]] = frozenset()
 
 
 @fast_init
@@ -351,13 +359,14 @@ class Facts:
 EMPTY_FACTS: Final = Facts()
 
 #: ``Cls(*every field)``, cheaper (``resolvers.frozen.fast_new``): the fold builds one or more
-#: of each per event (a recent event and its digest, an activity, stamps), prune per group.
-_new_stamped: Final = fast_new(Stamped)
-_new_activity: Final = fast_new(Activity)
-_new_transaction: Final = fast_new(Transaction)
-_new_recent: Final = fast_new(Recent)
-_new_digest: Final = fast_new(Digest)
-_new_facts: Final = fast_new(Facts)
+#: of each per event (a recent event and its digest, an activity, stamps), prune per group,
+#: and ``resolvers.profile.codec`` one per part of a stored profile it decodes.
+new_stamped: Final = fast_new(Stamped)
+new_activity: Final = fast_new(Activity)
+new_transaction: Final = fast_new(Transaction)
+new_recent: Final = fast_new(Recent)
+new_digest: Final = fast_new(Digest)
+new_facts: Final = fast_new(Facts)
 
 
 # --------------------------------------------------------------------------- joins
@@ -397,7 +406,7 @@ def _add_counts(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
 def merge_digests(a: Digest, b: Digest) -> Digest:
     """Both digests' events (disjoint sets of events of one group)."""
     seen, interest = a.seen and b.seen, a.interest and b.interest
-    return _new_digest(  # positional: every field of ``Digest``, in order
+    return new_digest(  # positional: every field of ``Digest``, in order
         min(a.first_at, b.first_at),  # first_at
         max(a.last_at, b.last_at),  # last_at
         seen,
@@ -454,16 +463,9 @@ def fold_all(facts: Facts, observations: Iterable[Observation], policy: ConsentP
         item: Recent | None = None
         if transaction is None and event_id not in recent:
             code, region_code = obs.consent.code, obs.region or ""
-            seen_by = fingerprint(event_id)
-            # ``day_of``: an observation's time is in UTC already (no digests: no key built)
-            rolled = (
-                digests.get((at.toordinal() - _EPOCH_ORDINAL, code, region_code))
-                if digests
-                else None
-            )
-            if rolled is not None and seen_by in rolled.ids:
+            if digests and _rolled_up(digests, obs, code, region_code):
                 continue  # a redelivery of an event already rolled into its day: no change
-            item = _new_recent(event_id, code, region_code, _digest(obs, policy, seen_by))
+            item = new_recent(event_id, code, region_code, _digest(obs, policy, code, region_code))
         changed = True
         if obs.traits:  # ``lww``, in place on this call's copy
             if own_traits is None:
@@ -473,7 +475,7 @@ def fold_all(facts: Facts, observations: Iterable[Observation], policy: ConsentP
             region is None
             or (at, event_id, obs.region) > (region.at, region.event_id, region.value)
         ):
-            region = _new_stamped(obs.region, at, event_id)
+            region = new_stamped(obs.region, at, event_id)
         if obs.consent.own:  # an event that states nothing adds no history
             consent = consent.merged(from_event(obs.consent, at, explicit=obs.explicit), bound)
         if transaction is not None:
@@ -486,10 +488,21 @@ def fold_all(facts: Facts, observations: Iterable[Observation], policy: ConsentP
             if own_recent is None:
                 recent = own_recent = dict(recent)
             own_recent[event_id] = item
-        latest = at if latest is None else max(latest, at)
+        # ``max(latest, at)`` without its call (of equal times, the first is kept)
+        latest = at if latest is None or at > latest else latest
     if not changed:
         return facts
-    return _new_facts(traits, region, consent, transactions, recent, digests, latest)
+    return new_facts(traits, region, consent, transactions, recent, digests, latest)
+
+
+def _rolled_up(
+    digests: Mapping[DigestKey, Digest], obs: Observation, code: str, region: str
+) -> bool:
+    """Whether ``obs`` is an event already rolled into its day's digest (the fold of a group
+    without digests builds no key and computes no fingerprint)."""
+    # ``day_of``: an observation's time is in UTC already
+    rolled = digests.get((obs.at.toordinal() - _EPOCH_ORDINAL, code, region))
+    return rolled is not None and fingerprint(obs.event_id) in rolled.ids
 
 
 def fold_pruned(facts: Facts, observations: Iterable[Observation], policy: ConsentPolicy) -> Facts:
@@ -535,7 +548,9 @@ def _kept_as_folded(folded: Facts) -> bool:
         denial = histories.get(_P_PERSONALIZATION)
         if denial is not None and denial.last_denial is not None:
             personalization = denial.last_denial.at
-    before = _DAY_STARTS[day_of(latest) - RECENT_DAYS]  # ``_to_roll_up``'s cutoff
+    # ``_to_roll_up``'s cutoff (``day_of(latest)``, inline for a time in UTC)
+    day = latest.toordinal() - _EPOCH_ORDINAL if latest.tzinfo is UTC else day_of(latest)
+    before = _DAY_STARTS[day - RECENT_DAYS]
     for item in recent.values():
         d = item.digest
         at = d.first_at
@@ -553,7 +568,7 @@ def _stamp_into(
 ) -> None:
     """``lww(into, {k: Stamped(v, at, event_id) ...})`` written into ``into`` itself."""
     for key, value in values.items():
-        stamped = _new_stamped(value, at, event_id)
+        stamped = new_stamped(value, at, event_id)
         old = into.get(key)
         if old is None or stamped.rank() > old.rank():
             into[key] = stamped
@@ -564,7 +579,7 @@ def _transaction(obs: Observation) -> Transaction | None:
     if o is None or (obs.type not in ORDER_TYPES and obs.type != RETURN_TYPE):
         return None
     is_return = obs.type == RETURN_TYPE
-    return _new_transaction(  # positional: every field of ``Transaction``, in order
+    return new_transaction(  # positional: every field of ``Transaction``, in order
         f"return:{obs.event_id}" if is_return else f"order:{o.order_id}",  # key
         obs.at,
         obs.event_id,
@@ -599,32 +614,32 @@ class _ChannelSets(dict[str, frozenset[str]]):
 _channel_set: Final = _ChannelSets().__getitem__
 
 
-def _digest(obs: Observation, policy: ConsentPolicy, seen_by: int) -> Digest:
-    """The event as a one-event digest (``seen_by``: its :func:`fingerprint`), without the
-    parts its own consent statement or its region's default exclude for good: :func:`prune`
-    would drop them whatever else is known (``behaviour_never_by_itself``), so they are not
-    built (an opt-in region's event that states nothing is a husk from the start)."""
-    never_analytics, never_personalization = behaviour_never_by_itself(
-        policy, obs.consent.code, obs.region or ""
-    )
-    ids = frozenset((seen_by,))
+def _digest(obs: Observation, policy: ConsentPolicy, code: str, region: str) -> Digest:
+    """The event as a recent event's one-event digest (its fingerprint implied:
+    :data:`IMPLIED_IDS`; ``code`` and ``region``: its consent's code and its region or ""),
+    without the parts its own consent statement or its region's default exclude for good:
+    :func:`prune` would drop them whatever else is known (``behaviour_never_by_itself``), so
+    they are not built (an opt-in region's event that states nothing is a husk from the
+    start)."""
+    never_analytics, never_personalization = behaviour_never_by_itself(policy, code, region)
     if never_analytics and never_personalization:
-        return _new_digest(obs.at, obs.at, False, 0, _NO_CHANNELS, False, {}, (), {}, ids)
+        return new_digest(obs.at, obs.at, False, 0, _NO_CHANNELS, False, {}, (), {}, IMPLIED_IDS)
     activities: tuple[Activity, ...] = ()
     categories: dict[str, int] = {}
     preferences: dict[str, Stamped] = {}
     if not never_personalization:
         if obs.type not in NON_ACTIVITY_TYPES:
             activities = (
-                _new_activity(
+                new_activity(
                     obs.at, obs.event_id, obs.type, obs.channel, obs.sku, obs.category, obs.name
                 ),
             )
         if obs.category:
             categories[obs.category] = AFFINITY_WEIGHTS.get(obs.type, DEFAULT_AFFINITY_WEIGHT)
-        at, event_id = obs.at, obs.event_id
-        preferences = {k: _new_stamped(v, at, event_id) for k, v in obs.preferences.items()}
-    return _new_digest(
+        if obs.preferences:  # (most events state none: no comprehension run)
+            at, event_id = obs.at, obs.event_id
+            preferences = {k: new_stamped(v, at, event_id) for k, v in obs.preferences.items()}
+    return new_digest(
         obs.at,
         obs.at,
         not never_analytics,
@@ -634,7 +649,7 @@ def _digest(obs: Observation, policy: ConsentPolicy, seen_by: int) -> Digest:
         categories,
         activities,
         preferences,
-        ids,
+        IMPLIED_IDS,
     )
 
 
@@ -678,7 +693,7 @@ def _prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory) -> Facts:
         transactions = {t.key: t for t in newest[:MAX_TRANSACTIONS]}
     elif not own:
         return facts
-    return _new_facts(  # positional: every field of ``Facts``, in order
+    return new_facts(  # positional: every field of ``Facts``, in order
         facts.traits, facts.region, facts.consent, transactions, recent, digests, facts.latest
     )
 
@@ -725,7 +740,7 @@ def _pruned_recent(
             if out is None:
                 out = {}
             # a husk too: it rolls up as one (the constructor: ``replace`` costs ~3x as much)
-            out[event_id] = _new_recent(item.event_id, item.code, item.region, kept)
+            out[event_id] = new_recent(item.event_id, item.code, item.region, kept)
     return out
 
 
@@ -782,11 +797,26 @@ def _to_roll_up(recent: Mapping[str, Recent], cutoff: int) -> list[str]:
 def _roll_up(
     recent: dict[str, Recent], digests: dict[DigestKey, Digest], old: Iterable[str]
 ) -> None:
-    """Move the events ``old`` (:func:`_to_roll_up`) into their day digests."""
+    """Move the events ``old`` (:func:`_to_roll_up`) into their day digests, each with its
+    fingerprint (implied while it was recent: :data:`IMPLIED_IDS`)."""
     for event_id in old:
         item = recent.pop(event_id)
+        d = item.digest
+        if not d.ids:
+            d = new_digest(  # positional: every field of ``Digest``, in order
+                d.first_at,
+                d.last_at,
+                d.seen,
+                d.events,
+                d.channels,
+                d.interest,
+                d.categories,
+                d.activities,
+                d.preferences,
+                frozenset((fingerprint(item.event_id),)),  # ids
+            )
         have = digests.get(item.key)
-        digests[item.key] = item.digest if have is None else merge_digests(have, item.digest)
+        digests[item.key] = d if have is None else merge_digests(have, d)
 
 
 def _prune_digest(digest: Digest, code: str, region: str, pruning: BehaviourPruning) -> Digest:
@@ -796,7 +826,7 @@ def _prune_digest(digest: Digest, code: str, region: str, pruning: BehaviourPrun
     interest = digest.interest and not never_personalization
     if seen == digest.seen and interest == digest.interest:
         return digest
-    return _new_digest(  # positional: every field of ``Digest``, in order
+    return new_digest(  # positional: every field of ``Digest``, in order
         digest.first_at,
         digest.last_at,
         seen,
