@@ -1,56 +1,23 @@
 """``LoadSnapshot.verdicts`` (seventeenth pass: one pass for any number of parts) decides a call
 as main's checks did: ``covers``, then ``_check`` (``first_failure`` per part, a passed part's
 writes, suppressions and event ids seen by the next parts) on ``versions_of``,
-``suppressed_of`` and the ids found processed (main 5b0190a's code, verbatim below; its
-one-part ``verdict`` was checked against the same code at the sixteenth pass)."""
+``suppressed_of`` and the ids found processed (main 5b0190a's code, verbatim: below and in
+``redis_path_reference.watch_commit``; its one-part ``verdict`` was checked against the same
+code at the sixteenth pass)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from redis_path_reference.watch_commit import covers, suppressed_of, versions_of
 
 from resolvers.store import Commit, CommitResult, CommitStatus, Kind, Ref, Write
 from streams.load_snapshot import UNCOVERED, LoadSnapshot
 
-# --- main 5b0190a (streams/load_snapshot.py, streams/commit_commands.py), verbatim ---------
-
-
-def covers(self: Any, parts: Sequence[Commit]) -> bool:
-    """Whether every check of ``parts`` is on something this load read."""
-    versions, hashes, looked_up = self.versions, self.hashes, self.looked_up
-    for part in parts:
-        if part.scope != self.scope:
-            return False
-        for ref in part.expect:
-            if ref not in versions:
-                return False
-        for digest in part.unsuppressed:
-            if digest not in hashes:
-                return False
-        for event_id in part.event_ids:
-            if event_id not in looked_up:
-                return False
-    return True
-
-
-def versions_of(self: Any, refs: Iterable[Ref]) -> dict[Ref, bytes | None]:
-    """Field ``v`` of each of ``refs`` as the commit reads it (None: absent)."""
-    versions = self.versions
-    out: dict[Ref, bytes | None] = {}
-    for ref in refs:
-        v = versions[ref]
-        out[ref] = str(v).encode() if v else None
-    return out
-
-
-def suppressed_of(self: Any, digests: Iterable[str]) -> dict[str, bytes | None]:
-    """The suppression hash's value of each of ``digests`` as the commit reads it (only
-    whether it is None matters to the checks)."""
-    suppressed = self.suppressed
-    return {d: b"" if d in suppressed else None for d in digests}
+# --- main 5b0190a: ``LoadSnapshot.covers`` / ``versions_of`` / ``suppressed_of`` are kept
+# verbatim in ``redis_path_reference.watch_commit``; ``commit_commands.first_failure``, verbatim:
 
 
 def first_failure(
