@@ -24,7 +24,9 @@ alike. ``--load waves`` loads without Lua there (``streams.wave_load``, ADR 0022
 ``script``, ``load.lua``).
 
 Two trees print the same digests when their pipelines made byte-identical commits. Values are
-rendered canonically (dataclasses and named tuples field by field, mappings and sets sorted),
+rendered canonically (dataclasses and named tuples field by field, leaving out a field the
+dataclass does not compare, such as how an outbox record is carried, ADR 0033; mappings and
+sets sorted),
 so a change of a value's Python type alone (a dataclass that became a named tuple) does not
 count as a difference; a change of any stored byte, order of writes or counted outcome does.
 """
@@ -70,7 +72,11 @@ def canonical(value: Any) -> Any:
     if isinstance(value, Ref):
         return f"Ref:{value}"
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = {f.name: canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        fields = {
+            f.name: canonical(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if f.compare  # a field records compare without is not the value (ADR 0033)
+        }
         return {"@": type(value).__name__, **fields}
     if isinstance(value, enum.Enum):
         return f"{type(value).__name__}.{value.name}"

@@ -28,7 +28,9 @@ Two measurements of the same simulator mix (``streams.simulate``, 10 stores, 500
 a fresh prefix is the best case for Redis's keyspace and the processed markers' hashes
 (ADR 0016: a generation's hashes start small, in Redis's compact encoding).
 
-**Exactness**: the worker's ``loom_events_total`` must grow by exactly the backlog, and every
+**Exactness**: the worker's ``loom_events_total`` must grow by exactly the backlog, the run's
+``profiles.changes`` read back must end every live profile on its stored snapshot and every
+merged or erased one on its merge record or tombstone (ADR 0033), and every
 profile in Redis must equal the in-process reference's (a profile is a function of the set of
 its events, ADR 0005; ``version`` and ``merged_from`` record processing and are left out).
 
@@ -61,6 +63,7 @@ from typing import Any
 
 import orjson
 import redis
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from bench import run_main
 from bench.e2e_bench import (
@@ -80,6 +83,7 @@ from resolvers.pipeline import INVENTORY, PROFILES, Lane, run_batch
 from resolvers.steps import RawRecord
 from resolvers.store import Commit, InMemoryStore, Kind
 from schemas.normalize import DEFAULT
+from streams import kafka_clients
 from streams.gc_policy import GcPolicy
 from streams.lane_runner import tune_gc
 from streams.procinfo import process_cpu_s
@@ -290,6 +294,9 @@ def end_to_end(
         conflicts = counter(after, "loom_commit_conflicts") - counter(
             before, "loom_commit_conflicts"
         )
+        superseded = counter(after, "loom_relay_superseded") - counter(
+            before, "loom_relay_superseded"
+        )
         n = len(backlog)
         figures = {
             "workers": workers,
@@ -306,16 +313,58 @@ def end_to_end(
             "redis_bytes_out_per_event": round(net_out / n),
             "events_counted": int(counted),
             "commit_conflicts": int(conflicts),
+            "relay_superseded": int(superseded),
             "redis_commands": commands,
         }
         say(f"end to end: { {k: v for k, v in figures.items() if k != 'redis_commands'} }")
         snapshots = _snapshots(dep)
+        figures["profile_changes"] = changes_read_back(dep, snapshots)
         if py_spy is not None:  # py-spy writes its file when the worker it runs exits
             os.kill(pids[0], signal.SIGTERM)
             dep.workers[0][0].wait(60)
         return figures, snapshots
     finally:
         dep.close()
+
+
+def changes_read_back(dep: Deployment, stored: dict[str, bytes]) -> dict[str, int]:
+    """The run's ``profiles.changes`` read back whole (warm-up included): how many records,
+    how many live profiles' last record is not their stored snapshot (ADR 0033: each profile
+    ends on its stored state), and how many profiles that are gone (merged, erased) end on a
+    snapshot instead of their merge record or tombstone; both must be 0."""
+    topic = dep.settings.topics.profile_changes
+    reader = kafka_clients.consumer(
+        dep.settings, f"bench{dep.tag}-changes", **{"enable.auto.commit": False}
+    )
+    try:
+        partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in partitions}  # fmt: skip
+        reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        left = {p for p, end in ends.items() if end > 0}
+        last: dict[str, bytes | None] = {}
+        records = 0
+        deadline = time.monotonic() + 120
+        while left and time.monotonic() < deadline:
+            for msg in reader.consume(1000, timeout=1.0):
+                key, offset, partition = msg.key(), msg.offset(), msg.partition()
+                if msg.error() or key is None or offset is None or partition is None:
+                    continue
+                records += 1
+                last[key.decode()] = msg.value()
+                if offset + 1 >= ends[partition]:
+                    left.discard(partition)
+    finally:
+        reader.close()
+    return {
+        "records": records,
+        "live_not_ending_on_stored": sum(last.get(pid) != d for pid, d in stored.items()),
+        "gone_ending_on_a_snapshot": sum(
+            1
+            for pid, value in last.items()
+            if pid not in stored and value is not None and b'"merged_into"' not in value
+        ),
+    }
 
 
 def _snapshots(dep: Deployment) -> dict[str, bytes]:
@@ -420,12 +469,15 @@ def main(argv: list[str] | None = None) -> int:
         "profiles_reference": len(reference),
         "profiles_in_redis": len(found),
         "profiles_differing": differences(reference, found),
+        "profile_changes_end_on_stored": e2e["profile_changes"]["live_not_ending_on_stored"] == 0
+        and e2e["profile_changes"]["gone_ending_on_a_snapshot"] == 0,
     }
     if args.py_spy is not None and args.py_spy.exists():
         summary = top_frames(args.py_spy)
         args.py_spy.with_suffix(".top.txt").write_text(summary)
     emit({"machine": machine, "in_process": memory, "end_to_end": e2e, "exact": exact}, args.json)
-    return 0 if exact["events_counted_equal_produced"] and not exact["profiles_differing"] else 1
+    ok = exact["events_counted_equal_produced"] and exact["profile_changes_end_on_stored"]
+    return 0 if ok and not exact["profiles_differing"] else 1
 
 
 def emit(out: dict[str, Any], path: Path | None) -> None:

@@ -120,7 +120,7 @@ class _Encoder:
         state, held = _encode_with_held(profile)
         self.writes.append(_new_write(ref, version, {"d": doc, "s": state, HELD_FIELD: held}))
         self.states.append((ref, state, profile))
-        self.outbox.append(_new_outbox(self.profile_topic, key, doc))
+        self.outbox.append(_new_outbox(self.profile_topic, key, doc, version))
         self.streams.append(
             _new_stream("profiles", {"id": key, "op": _UPSERT, "version": str(version).encode()})
         )

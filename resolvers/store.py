@@ -133,11 +133,17 @@ class Write:
 @fast_init
 @dataclass(frozen=True, slots=True)
 class OutboxRecord:
-    """A record to publish on Kafka after the commit (relayed from the outbox)."""
+    """A record to publish on Kafka after the commit (relayed from the outbox).
+
+    ``snapshot_version``: set on a profile's snapshot record, whose value is also what the same
+    commit stores as the profile's ``d`` at that version. A Redis outbox then holds a reference
+    to the stored snapshot instead of a second copy of it (ADR 0033; ``streams.outbox``). It is
+    how the record is carried, not part of its value: records compare without it."""
 
     topic: str
     key: bytes | None
     value: bytes | None  # None = tombstone
+    snapshot_version: int | None = field(default=None, compare=False)
 
 
 @fast_init

@@ -169,6 +169,7 @@ class WorkerMetrics:
     batch_retries: Counter  # loom_batch_retries_total{lane,step,error}
     poison_records: Counter  # loom_poison_records_total{lane,stage}
     relay_records: Counter  # loom_relay_records_total
+    relay_superseded: Counter  # loom_relay_superseded_total
     relay_errors: Counter  # loom_relay_errors_total{error}
     relay_failing: Gauge  # loom_relay_failing: 1 while the relay's passes fail
     outbox_length: Gauge  # loom_outbox_length
@@ -304,6 +305,13 @@ class WorkerMetrics:
             relay_records=Counter(
                 "loom_relay_records_total",
                 "Outbox records the relay delivered to Kafka.",
+                registry=reg,
+            ),
+            relay_superseded=Counter(
+                "loom_relay_superseded_total",
+                "Profile snapshot records the relay did not send because the profile had moved "
+                "on (a later version, a merge, an erasure) before their entry was sent: a later "
+                "outbox entry carries what it became (ADR 0033).",
                 registry=reg,
             ),
             relay_errors=Counter(

@@ -9,6 +9,13 @@ bytes. One entry instead of one per record (on the simulator mix a batch of 500 
 
 :func:`records` also reads the older single-record entries (fields ``topic``, ``key``,
 ``value``), which an outbox may still hold after an upgrade.
+
+A profile's snapshot record is packed as a reference (ADR 0033): its value length is
+:data:`SNAPSHOT` and the 8 bytes after its key (the profile id) are the version (``>Q``) whose
+snapshot the same commit stored as the profile's ``d``. The snapshot was written into Redis
+twice per touched profile before (a third of the bytes a profiles batch wrote to Redis and to
+its AOF were outbox records, most of them snapshots); the relay now reads it from the profile's
+hash (:func:`resolve`) when it sends the entry.
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ _FIELD: Final = FIELD.encode()
 _HEADER: Final = struct.Struct(">HII")
 #: Length that marks an absent key or value.
 NONE: Final = 0xFFFFFFFF
+#: Value length that marks a reference to the profile snapshot stored at a version (ADR 0033).
+SNAPSHOT: Final = 0xFFFFFFFE
+_VERSION: Final = struct.Struct(">Q")
 
 
 def pack(items: Iterable[OutboxRecord]) -> bytes:
@@ -33,11 +43,16 @@ def pack(items: Iterable[OutboxRecord]) -> bytes:
     parts: list[bytes] = []
     header = _HEADER.pack
     topics: dict[str, bytes] = {}
+    version = _VERSION.pack
     for r in items:
         name, key, value = r.topic, r.key, r.value
         topic = topics.get(name)
         if topic is None:
             topic = topics[name] = name.encode()
+        stored = r.snapshot_version
+        if stored is not None and key is not None:  # the snapshot stored as the profile's d
+            parts += (header(len(topic), len(key), SNAPSHOT), topic, key, version(stored))
+            continue
         if key is not None and value is not None:
             parts += (header(len(topic), len(key), len(value)), topic, key, value)
             continue
@@ -57,21 +72,34 @@ def pack(items: Iterable[OutboxRecord]) -> bytes:
 
 
 def unpack(data: bytes) -> list[OutboxRecord]:
-    """Inverse of :func:`pack`; raises ValueError on a truncated field."""
-    return [OutboxRecord(topic, key, value) for topic, key, value in triples(data)]
+    """Inverse of :func:`pack` (a snapshot's reference comes back as a record with no value and
+    its ``snapshot_version``); raises ValueError on a truncated field."""
+    return [_record(*item) for item in triples(data)]
 
 
+def _record(topic: str, key: bytes | None, value: bytes | int | None) -> OutboxRecord:
+    if type(value) is int:
+        return OutboxRecord(topic, key, None, value)
+    return OutboxRecord(topic, key, value)  # type: ignore[arg-type]  # bytes or None
+
+
+#: A record as packed: (topic, key, value); the value of a stored snapshot's reference is its
+#: version (an ``int``: :func:`resolve` replaces it).
+Item = tuple[str, bytes | None, bytes | int | None]
 #: A record as the relay produces it: (topic, key, value).
 Triple = tuple[str, bytes | None, bytes | None]
+#: What the relay read of a referenced profile's hash: its ``v`` and ``d`` (None: absent).
+Stored = tuple[bytes | None, bytes | None]
 
 
-def triples(data: bytes) -> list[Triple]:
+def triples(data: bytes) -> list[Item]:
     """:func:`unpack` as plain tuples, for the relay (issue 17: a frozen dataclass per record
     and a copy through a memoryview cost ~2 µs per record; bytes are sliced directly and each
     distinct topic decoded once)."""
-    out: list[Triple] = []
+    out: list[Item] = []
     add = out.append
     header = _HEADER.unpack_from
+    version = _VERSION.unpack_from
     size, end, pos = _HEADER.size, len(data), 0
     topics: dict[bytes, str] = {}
     while pos < end:
@@ -87,6 +115,12 @@ def triples(data: bytes) -> list[Triple]:
         key = value = None
         if k_len != NONE:
             key, pos = data[pos : pos + k_len], pos + k_len
+        if v_len == SNAPSHOT:
+            if pos + 8 > end:
+                raise ValueError("truncated outbox entry")
+            add((topic, key, version(data, pos)[0]))
+            pos += 8
+            continue
         if v_len != NONE:
             value, pos = data[pos : pos + v_len], pos + v_len
         if pos > end:
@@ -95,9 +129,9 @@ def triples(data: bytes) -> list[Triple]:
     return out
 
 
-def entry_triples(fields: Mapping[bytes, bytes]) -> list[Triple]:
+def entry_triples(fields: Mapping[bytes, bytes]) -> list[Item]:
     """The Kafka records of one outbox entry (packed, or one record in the older format) as
-    :data:`Triple`; none for an entry deleted while pending (no fields)."""
+    :data:`Item`; none for an entry deleted while pending (no fields)."""
     packed = fields.get(_FIELD)
     if packed is not None:
         return triples(packed)
@@ -110,4 +144,33 @@ def entry_triples(fields: Mapping[bytes, bytes]) -> list[Triple]:
 def records(fields: Mapping[bytes, bytes]) -> list[OutboxRecord]:
     """The Kafka records of one outbox entry (packed, or one record in the older format);
     none for an entry deleted while pending (no fields)."""
-    return [OutboxRecord(topic, key, value) for topic, key, value in entry_triples(fields)]
+    return [_record(*item) for item in entry_triples(fields)]
+
+
+def references(items: Iterable[Item]) -> set[bytes]:
+    """The profile ids whose stored snapshot ``items`` reference."""
+    return {key for _, key, value in items if type(value) is int and key is not None}
+
+
+def resolve(items: Iterable[Item], stored: Mapping[bytes, Stored]) -> tuple[list[Triple], int]:
+    """``items`` as the records to send, and how many were left out: a snapshot's reference
+    becomes the snapshot its profile holds (``stored``: what was read of the profiles'
+    hashes, by id) if the profile still holds the version referenced; else it is left out,
+    because the profile moved on after the commit (a later version, a merge, an erasure) and
+    a later entry of the outbox carries that (ADR 0033)."""
+    out: list[Triple] = []
+    add = out.append
+    left_out = 0
+    for topic, key, value in items:
+        if type(value) is int:
+            version, snapshot = stored.get(key, _ABSENT) if key is not None else _ABSENT
+            if snapshot is None or version is None or int(version) != value:
+                left_out += 1
+                continue
+            add((topic, key, snapshot))
+        else:
+            add((topic, key, value))  # type: ignore[arg-type]  # bytes or None
+    return out, left_out
+
+
+_ABSENT: Final[Stored] = (None, None)

@@ -23,6 +23,14 @@ While passes fail, ``loom_relay_failing`` is 1, ``loom_relay_errors_total{error}
 and the worker's ``/readyz`` says ``relay`` once they have failed for ``LOOM_STUCK_AFTER_S``.
 Every second the supervisor exports the outbox's length and the age of its oldest record
 (``loom_outbox_length``, ``loom_outbox_oldest_age_seconds``), whoever's relay is behind.
+
+A profile's snapshot record is held in the outbox as a reference to the snapshot its commit
+stored (ADR 0033, ``streams.outbox``): a pass reads the referenced profiles' ``v`` and ``d`` in
+one round trip and sends the snapshot if the profile still holds that version. If it moved on
+(a later version, a merge, an erasure) the record is not sent (``loom_relay_superseded_total``):
+a later outbox entry carries what the profile became, so ``profiles.changes`` still ends with
+each profile's stored state, and a version superseded before its entry was sent is left out,
+as compaction would leave it out.
 """
 
 from __future__ import annotations
@@ -51,11 +59,15 @@ from streams.errors import (
     kafka_error,
 )
 from streams.metrics import WorkerMetrics
+from streams.replies import read_replies
+from streams.resp import Resp
 
 log = logging.getLogger(__name__)
 
 Entry = tuple[bytes, dict[bytes, bytes]]
 T = TypeVar("T")
+#: ``HMGET <profile> v d`` in RESP: its head, and its fields after the key
+_V_D = (b"*4\r\n$5\r\nHMGET\r\n", b"$1\r\nv\r\n$1\r\nd\r\n")
 
 
 @dataclass(slots=True)
@@ -100,8 +112,17 @@ class OutboxRelay:
         claim_every_s: float = 5.0,
         flush_timeout_s: float = 5.0,
         isolate_s: float = 60.0,
+        profiles: str | None = None,
     ) -> None:
         self.client, self.producer, self.key = client, producer, key
+        #: the key prefix of profile hashes (``P:v1:profile:``), where the snapshots the
+        #: outbox references are read (default: beside ``key``, ``P:v1:outbox``)
+        self.profiles = (
+            profiles if profiles is not None else key.removesuffix("outbox") + "profile:"
+        )
+        #: snapshot records left out because their profile had moved on (ADR 0033), since
+        #: the last :meth:`take_superseded`
+        self.superseded = 0
         self.consumer, self.min_idle_ms = consumer, min_idle_ms
         self.claim_every_s, self.flush_timeout_s = claim_every_s, flush_timeout_s
         self.isolate_s = isolate_s
@@ -178,10 +199,14 @@ class OutboxRelay:
         return sum(self._produce([entry]) for entry in todo)
 
     def _produce(self, entries: Sequence[Entry]) -> int:
-        for entry_id, fields in entries:
-            records = outbox.entry_triples(fields)
-            if not records:  # deleted while pending: nothing to send, only to acknowledge
-                self._delivered[entry_id] = 0
+        read = [(entry_id, outbox.entry_triples(fields)) for entry_id, fields in entries]
+        wanted = outbox.references(item for _, items in read for item in items)
+        stored = self._stored(wanted) if wanted else {}
+        for entry_id, items in read:
+            records, left_out = outbox.resolve(items, stored)
+            self.superseded += left_out
+            if not records:  # deleted while pending, or every record superseded: nothing to
+                self._delivered[entry_id] = 0  # send, only to acknowledge
                 continue
             self._inflight[entry_id] = _Flight(records, len(records))
             report = self._reporter(entry_id)
@@ -192,6 +217,30 @@ class OutboxRelay:
                 except BufferError:
                     self._produce_full(topic, key, value, report)
         return self._settle()
+
+    def _stored(self, ids: set[bytes]) -> dict[bytes, outbox.Stored]:
+        """The ``v`` and ``d`` of the profiles ``ids``, by id, in one round trip."""
+        order = list(ids)
+        reads = Resp()
+        reads.keyed_all(_V_D[0], self.profiles, [i.decode() for i in order], _V_D[1])
+        pool = self.client.connection_pool
+        conn: Any = pool.get_connection()  # redis-py's Connection (TLS, AUTH: as configured)
+        try:
+            conn.send_packed_command(reads.packed())
+            replies, error = read_replies(conn, reads.count, decode=False)
+        except BaseException:
+            conn.disconnect()  # replies may be left unread: never reuse it
+            raise
+        finally:
+            pool.release(conn)
+        if error is not None:
+            raise error
+        return {i: (v, d) for i, (v, d) in zip(order, replies, strict=True)}
+
+    def take_superseded(self) -> int:
+        """The snapshot records left out since the last call (ADR 0033)."""
+        n, self.superseded = self.superseded, 0
+        return n
 
     def _produce_full(
         self,
@@ -352,10 +401,12 @@ class RelaySupervisor:
             try:
                 sent = await self._in_thread(self.relay.relay)
             except Exception as exc:
+                self.metrics.relay_superseded.inc(self.relay.take_superseded())
                 if await self._recover(exc, backoff):
                     continue
             else:
                 self.metrics.relay_records.inc(sent)
+                self.metrics.relay_superseded.inc(self.relay.take_superseded())
                 self._recovered()
                 backoff.reset()
                 await asyncio.sleep(max(0.0, self.min_interval_s - (self._clock() - started)))

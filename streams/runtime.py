@@ -28,7 +28,7 @@ from resolvers.context import Context, TopicNames
 from resolvers.decode_cache import DecodeCache
 from resolvers.identity.rules import IdentityRules, load_rules
 from resolvers.pipeline import PROFILES, Lane
-from resolvers.store import StateStore
+from resolvers.store import Kind, StateStore
 from schemas.bounds import InputBounds
 from schemas.normalize import DEFAULT as NORMALIZE_DEFAULT
 from schemas.normalize import is_blocked
@@ -178,7 +178,11 @@ def build_runtime(settings: LoomSettings, lane: Lane = PROFILES) -> Runtime:
 
     def new_relay() -> OutboxRelay:
         return OutboxRelay(
-            client, kafka_clients.producer(settings), store.keys.outbox, consumer_name
+            client,
+            kafka_clients.producer(settings),
+            store.keys.outbox,
+            consumer_name,
+            profiles=store.keys.kinds[Kind.PROFILE],
         )
 
     return Runtime(

@@ -12,29 +12,38 @@ import redis
 from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry
 
-from resolvers.store import OutboxRecord
+from resolvers.store import Commit, Kind, OutboxRecord, Write, profile_ref
 from streams import outbox
 from streams.metrics import WorkerMetrics
+from streams.redis_store import RedisStore
 from streams.relay import OutboxRelay, RelaySupervisor
 
 
 def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 30) -> list[bytes]:
+    return [value for _, value in read_keyed(bootstrap, topic, expect, timeout)]  # type: ignore[misc]
+
+
+def read_keyed(
+    bootstrap: str, topic: str, expect: int, timeout: float = 30
+) -> list[tuple[bytes | None, bytes | None]]:
+    """The first ``expect`` records of ``topic`` as (key, value), and any more (a duplicate)
+    arriving within a second after them."""
     c = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": f"r-{topic}", "auto.offset.reset": "earliest"}
     )
     c.subscribe([topic])
-    out: list[bytes] = []
+    out: list[tuple[bytes | None, bytes | None]] = []
     deadline = time.monotonic() + timeout
     while len(out) < expect and time.monotonic() < deadline:
         msg = c.poll(0.5)
         if msg is not None and not msg.error():
-            out.append(msg.value())
+            out.append((msg.key(), msg.value()))
     # anything beyond `expect` (a duplicate) shows up within a short extra wait
     extra_deadline = time.monotonic() + 1.0
     while time.monotonic() < extra_deadline:
         msg = c.poll(0.2)
         if msg is not None and not msg.error():
-            out.append(msg.value())
+            out.append((msg.key(), msg.value()))
     c.close()
     return out
 
@@ -194,3 +203,73 @@ def test_a_batch_entry_is_delivered_whole_and_a_refused_record_in_it_is_held_alo
     ((_id, fields),) = redis_client.xrange(key)
     assert outbox.records(fields) == [OutboxRecord(topic, None, b"x" * 5000)]
     assert sup.failing_since is not None
+
+
+@pytest.mark.parametrize("commit", ["script", "watch"])
+def test_a_snapshot_is_sent_from_the_profile_and_left_out_once_the_profile_moved_on(
+    redis_client: redis.Redis, redis_prefix: str, kafka_bootstrap: str, unique_topic, commit: str
+) -> None:
+    """ADR 0033 with both commits: the outbox holds a reference to the snapshot the commit
+    stored; the relay sends the profile's d while it holds that version, and leaves out a
+    snapshot superseded (a later version, an erasure) before its entry was sent, so each
+    profile's records still end on its stored state."""
+    topic = unique_topic()
+    store = RedisStore(
+        redis_client,
+        prefix=redis_prefix,
+        seen_ttl_s=3600,
+        commit=commit,  # type: ignore[arg-type]
+    )
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
+    relay = OutboxRelay(
+        redis_client, producer, store.keys.outbox, "c1", profiles=store.keys.kinds[Kind.PROFILE]
+    )
+
+    def write(pid: str, version: int, event: str, doc: bytes | None) -> None:
+        ref = profile_ref(pid)
+        fields = {"d": doc, "s": b"{}"} if doc is not None else {}  # none: erased
+        record = OutboxRecord(topic, pid.encode(), doc, version if doc is not None else None)
+        written = Commit(
+            {ref: version - 1}, (event,), (Write(ref, version, fields),), outbox=(record,)
+        )
+        assert store.commit(written).ok
+
+    def drain() -> None:
+        while redis_client.xlen(store.keys.outbox):
+            relay.relay()
+
+    write("p_1", 1, "e1", b'{"p_1":1}')
+    write("p_1", 2, "e2", b'{"p_1":2}')  # before the relay's pass: version 1 is superseded
+    write("p_2", 1, "e3", b'{"p_2":1}')
+    (entry,) = redis_client.xrange(store.keys.outbox, count=1)
+    assert b'{"p_1":1}' not in entry[1][outbox.FIELD.encode()]  # a reference, not a copy
+    drain()
+    assert relay.take_superseded() == 1
+    write("p_1", 3, "e4", b'{"p_1":3}')
+    write("p_1", 4, "e5", None)  # erased before the relay's pass
+    write("p_2", 2, "e6", b'{"p_2":2}')
+    drain()
+    assert relay.take_superseded() == 1
+    assert read_keyed(kafka_bootstrap, topic, 4) == [
+        (b"p_1", b'{"p_1":2}'),
+        (b"p_2", b'{"p_2":1}'),
+        (b"p_1", None),
+        (b"p_2", b'{"p_2":2}'),
+    ]
+    assert redis_client.hget(store.keys.profile("p_2"), "d") == b'{"p_2":2}'
+
+
+def test_the_supervisor_counts_superseded_snapshots(
+    redis_client: redis.Redis, redis_prefix: str, kafka_bootstrap: str, unique_topic, supervisor
+) -> None:
+    topic = unique_topic()
+    key = f"{redis_prefix}:v1:outbox"
+    profile = f"{redis_prefix}:v1:profile:p_1"
+    redis_client.hset(profile, mapping={"v": 2, "d": b"two"})
+    old, new = OutboxRecord(topic, b"p_1", b"one", 1), OutboxRecord(topic, b"p_1", b"two", 2)
+    redis_client.xadd(key, {outbox.FIELD: outbox.pack([old, new])})
+    sup = supervisor()
+    run_relay(sup, lambda: until(lambda: redis_client.xlen(key) == 0))
+    assert read_keyed(kafka_bootstrap, topic, 1) == [(b"p_1", b"two")]
+    counted = sup.metrics.registry.get_sample_value("loom_relay_superseded_total")
+    assert counted == 1

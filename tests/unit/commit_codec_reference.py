@@ -210,7 +210,8 @@ class Encoder(_Encoder):
         state, held = encode_with_held(profile)
         self.writes.append(_new_write(ref, version, {"d": doc, "s": state, HELD_FIELD: held}))
         self.states.append((ref, state, profile))
-        self.outbox.append(_new_outbox(self.profile_topic, key, doc))
+        # (ADR 0033 added ``snapshot_version``, which records do not compare: None here)
+        self.outbox.append(_new_outbox(self.profile_topic, key, doc, None))
         self.streams.append(
             _new_stream("profiles", {"id": key, "op": _UPSERT, "version": str(version).encode()})
         )

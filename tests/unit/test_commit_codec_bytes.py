@@ -102,6 +102,11 @@ def test_a_profile_is_written_as_main_wrote_it(
     new = commit_codec._Encoder({}, "profiles")
     new.profile_written(effect)  # the facts encoded (and remembered on them)
     assert _written(new) == _written(old)
+    # the snapshot record is the stored d at the written version (ADR 0033: packed as a
+    # reference, which records do not compare)
+    (record,) = new.outbox
+    assert record.snapshot_version == version
+    assert record.value is new.writes[0].fields["d"]
     again = commit_codec._Encoder({}, "profiles")
     again.profile_written(effect)  # the facts' remembered encoding
     assert _written(again) == _written(old)

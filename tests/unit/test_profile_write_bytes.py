@@ -182,7 +182,7 @@ def test_the_objects_a_write_builds_positionally_have_the_fields_in_that_order()
         ],
         ProfileWritten: ["profile", "version", "snapshot"],
         Write: ["ref", "version", "fields"],
-        OutboxRecord: ["topic", "key", "value"],
+        OutboxRecord: ["topic", "key", "value", "snapshot_version"],
         StreamEntry: ["stream", "fields"],
     }
     for cls, names in expected.items():
