@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import orjson
 import parse_reference
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -339,3 +340,21 @@ def test_simulator_records_take_the_json_path_and_match() -> None:
         raw = dump_touchpoint(next(stream))  # as the producer SDK sends it
         assert _shape(_VALIDATE_JSON(raw)) == _shape(parse_reference.parse_touchpoint(raw))
         assert _outcome(parse_touchpoint, raw) == _outcome(parse_reference.parse_touchpoint, raw)
+
+
+@pytest.mark.parametrize("value", ["a\x7f", "\x7f", "a\x1f", "\x85", "\u202e", "\u2028", "ok"])
+@pytest.mark.parametrize("dumps", [orjson.dumps, lambda e: json.dumps(e).encode()])
+def test_identifier_characters_refused_alike(value: str, dumps: Callable[[Any], bytes]) -> None:
+    """DEL is printable ASCII's one neighbour a JSON string holds raw; the others come escaped
+    (or not ASCII): each is refused alike (``control_characters``), ``ok`` accepted alike."""
+    event = {
+        "event_id": "evt-1",
+        "type": "signup",
+        "channel": "web",
+        "occurred_at": "2024-05-01T10:00:00Z",
+        "identifiers": {"email": "a@b.no", "customer_id": value},
+    }
+    raw = dumps(event)
+    expected = _outcome(parse_reference.parse_touchpoint, raw)
+    assert expected[0] == ("accepted" if value == "ok" else "refused")
+    assert _outcome(parse_touchpoint, raw) == expected
