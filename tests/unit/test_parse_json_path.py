@@ -1,0 +1,360 @@
+"""``parse_touchpoint`` through pydantic-core's ``validate_json`` against the old path
+(``orjson.loads`` + ``validate_python``, kept verbatim in ``parse_reference``): every record is
+accepted alike, with the same values (types and reprs included: ``Decimal('1.10')``, ``-0.0``,
+an integer against a float), or refused alike, with the same reason, message, field and details.
+
+The records are generated touchpoints of every type, valid and not, with raw number tokens put
+where any value goes (``NaN``, ``Infinity``, numbers that overflow a double, integers beyond 64
+bits, random decimal texts), unknown top-level keys, other whitespace and escapes, and now and
+then one byte changed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, Final
+
+import orjson
+import parse_reference
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+from schemas.errors import InvalidEvent
+from schemas.touchpoint import (
+    _VALIDATE_JSON,
+    INVENTORY_TYPES,
+    ORDER_TYPES,
+    Channel,
+    EventType,
+    InventoryReason,
+    dump_touchpoint,
+    parse_touchpoint,
+)
+from streams.simulate import Simulator
+
+#: Number (and a few string) tokens the two parsers may read differently, put in raw.
+_TOKENS: Final = (
+    b"NaN",
+    b"Infinity",
+    b"-Infinity",
+    b"1e400",
+    b"-1e400",
+    b"1E+309",
+    b"1e0309",
+    b"9" * 400,
+    b"-" + b"9" * 310,
+    b"18446744073709551616",
+    b"18446744073709551615",
+    b"9223372036854775808",
+    b"-9223372036854775809",
+    b"-9223372036854775808",
+    b"1234567890123456789",
+    b"123456789012345678",
+    b"0.1234567890123456789",
+    b"1.5e-400",
+    b"4.9e-324",
+    b"1.7976931348623157e308",
+    b"1.7976931348623159e308",
+    b"0.1",
+    b"1.10",
+    b"1.0",
+    b"1e2",
+    b"1E1",
+    b"-0",
+    b"-0.0",
+    b"12.3456",
+    b"1.23456",
+    b"100000000000000.0",
+    b"99999999999999.9999",
+    b"5",
+    b"0",
+    b'"\\ud800"',
+    b'"\\ud83d\\ude00"',
+    b'"\\u0000"',
+    b'"\\u202e"',
+    b"true",
+    b"null",
+    b"[NaN]",
+    b'{"a": Infinity}',
+)
+
+_DIGITS: Final = "0123456789"
+
+
+@st.composite
+def _number_text(draw: st.DrawFn) -> bytes:
+    """A JSON number of any size: sign, integer part, fraction, exponent."""
+    sign = draw(st.sampled_from(["", "", "-"]))
+    head = str(draw(st.integers(0, 10**25) | st.integers(0, 999) | st.integers(9 * 10**18, 10**20)))
+    frac = draw(st.text(_DIGITS, max_size=22))
+    exp = ""
+    if draw(st.booleans()):
+        exp = draw(st.sampled_from("eE")) + draw(st.sampled_from(["", "+", "-"]))
+        exp += str(draw(st.integers(0, 420) | st.integers(0, 30)))
+    return (sign + head + ("." + frac if frac else "") + exp).encode()
+
+
+class _Raw:
+    """Raw tokens to put in place of marker strings once the event is serialized."""
+
+    def __init__(self) -> None:
+        self.tokens: list[bytes] = []
+
+    def marker(self, token: bytes) -> str:
+        self.tokens.append(token)
+        return f"@@{len(self.tokens) - 1}@@"
+
+    def fill(self, raw: bytes) -> bytes:
+        for i, token in enumerate(self.tokens):
+            raw = raw.replace(f'"@@{i}@@"'.encode(), token)
+        return raw
+
+
+_text = st.text(st.characters(codec="utf-8"), max_size=12)
+
+
+def _leaf(draw: st.DrawFn, raw: _Raw) -> Any:
+    kind = draw(st.integers(0, 11))
+    if kind == 0:
+        return None
+    if kind == 1:
+        return draw(st.booleans())
+    if kind == 2:
+        return draw(st.integers(-(2**63), 2**63 - 1))
+    if kind == 3:
+        return draw(st.floats(allow_nan=False, allow_infinity=False))
+    if kind in (4, 5):
+        return draw(_text)
+    if kind == 6:
+        return raw.marker(draw(st.sampled_from(_TOKENS)))
+    return raw.marker(draw(_number_text()))
+
+
+def _value(draw: st.DrawFn, raw: _Raw, depth: int = 0) -> Any:
+    kind = draw(st.integers(0, 5)) if depth < 3 else 0
+    if kind == 4:
+        return [_value(draw, raw, depth + 1) for _ in range(draw(st.integers(0, 3)))]
+    if kind == 5:
+        return _object(draw, raw, depth + 1)
+    return _leaf(draw, raw)
+
+
+def _object(draw: st.DrawFn, raw: _Raw, depth: int = 0) -> dict[str, Any]:
+    keys = draw(st.lists(st.sampled_from(["a", "b", "url", "x" * 129, ""]) | _text, max_size=4))
+    return {k: _value(draw, raw, depth) for k in keys}
+
+
+def _maybe(draw: st.DrawFn, raw: _Raw, good: st.SearchStrategy[Any]) -> Any:
+    """Mostly a good value; now and then a number token or any value."""
+    kind = draw(st.integers(0, 39))
+    if kind == 0:
+        return raw.marker(draw(st.sampled_from(_TOKENS) | _number_text()))
+    if kind == 1:
+        return _value(draw, raw)
+    return draw(good)
+
+
+def _money(draw: st.DrawFn, raw: _Raw) -> Any:
+    if draw(st.integers(0, 2)) == 0:  # a number as written: the parsers' floats
+        return raw.marker(draw(_number_text()))
+    return _maybe(
+        draw,
+        raw,
+        st.decimals(min_value=0, max_value=10**6, places=2).map(str)
+        | st.sampled_from(["1.10", "0", "-1", "1.12345", "1e3", "NaN"])
+        | st.floats(0, 10**6)
+        | st.integers(0, 10**6),
+    )
+
+
+def _order(draw: st.DrawFn, raw: _Raw) -> dict[str, Any]:
+    order: dict[str, Any] = {
+        "order_id": _maybe(draw, raw, st.just("O-1")),
+        "total": _money(draw, raw),
+        "currency": _maybe(draw, raw, st.sampled_from(["NOK", "EUR"])),
+        "location_id": _maybe(draw, raw, st.just("oslo-1")),
+    }
+    lines = []
+    for _ in range(draw(st.integers(1, 3))):
+        line: dict[str, Any] = {
+            "sku": _maybe(draw, raw, st.just("SKU-1")),
+            "quantity": _maybe(draw, raw, st.integers(1, 100_000)),
+        }
+        if draw(st.booleans()):
+            line["unit_price"] = _money(draw, raw)
+        if draw(st.booleans()):
+            line["restock"] = _maybe(draw, raw, st.booleans())
+        if draw(st.integers(0, 19)) == 0:
+            line["quantiy"] = 1
+        lines.append(line)
+    order["lines"] = lines
+    for key in draw(st.lists(st.sampled_from(["total", "currency", "location_id"]), max_size=1)):
+        del order[key]
+    return order
+
+
+#: Identifier values: text, or now and then what ``Identifiers``' check refuses (a control,
+#: DEL, a C1 control, a format character: escaped by the dumps, or raw).
+_id_text: Final = st.text(st.characters(categories=("L", "N", "P", "Zs")), max_size=8) | st.text(
+    st.sampled_from("ab\x00\x07\x1f\x7f\x85\u200b\u202e\u2028"), max_size=3
+)
+
+
+def _identifiers(draw: st.DrawFn, raw: _Raw) -> Any:
+    names = ["customer_id", "email", "phone", "loyalty_id", "card_token", "anonymous_id"]
+    ids: dict[str, Any] = {}
+    for name in draw(st.lists(st.sampled_from(names), min_size=1, max_size=3, unique=True)):
+        ids[name] = _maybe(draw, raw, _id_text)
+    for name in draw(
+        st.lists(st.sampled_from(["member_no"] * 8 + ["Bad-Name", "x" * 40]), max_size=1)
+    ):
+        ids[name] = _maybe(draw, raw, st.just("m-1") | st.none())
+    return ids
+
+
+def _free(draw: st.DrawFn, raw: _Raw) -> dict[str, Any]:
+    """A free-form part: mostly flat, its leaves often number tokens."""
+    return {k: _value(draw, raw, 2) for k in draw(st.lists(_text, max_size=4))}
+
+
+@st.composite
+def _records(draw: st.DrawFn) -> bytes:
+    raw = _Raw()
+    t = draw(st.sampled_from(list(EventType)))
+    event: dict[str, Any] = {
+        "event_id": _maybe(draw, raw, st.sampled_from(["evt-1", "sim-1-0000000001"])),
+        "type": _maybe(draw, raw, st.sampled_from([t.value] * 19 + ["bogus"])),
+        "channel": _maybe(draw, raw, st.sampled_from([c.value for c in Channel])),
+        "occurred_at": _maybe(
+            draw,
+            raw,
+            st.sampled_from(
+                ["2024-05-01T10:00:00+02:00", "2024-05-01T10:00:00.123456Z"] * 4
+                + ["2024-05-01T10:00:00", "1999-12-31T23:00:00+00:00"]
+            ),
+        ),
+        "identifiers": _identifiers(draw, raw),
+        "properties": _free(draw, raw),
+    }
+    if t in ORDER_TYPES:
+        event["order"] = _order(draw, raw)
+    if t in INVENTORY_TYPES:
+        event["inventory"] = {
+            "sku": "SKU-1",
+            "location_id": "oslo-1",
+            "delta": _maybe(draw, raw, st.integers(-5, 5)),
+            "on_hand": _maybe(draw, raw, st.integers(0, 5)),
+            "reason": _maybe(draw, raw, st.sampled_from([r.value for r in InventoryReason])),
+        }
+    if t is EventType.CUSTOM:
+        event["name"] = _maybe(draw, raw, st.just("Wishlist Viewed"))
+    optional: dict[str, Callable[[], Any]] = {
+        "name": lambda: _maybe(draw, raw, st.sampled_from(["Wishlist Viewed", ""])),
+        "source": lambda: _maybe(draw, raw, st.just("pos-1")),
+        "region": lambda: _maybe(draw, raw, st.sampled_from(["NO", "uk", " se ", "ZZZ"])),
+        "consent": lambda: {
+            k: _maybe(draw, raw, st.booleans())
+            for k in draw(st.lists(st.sampled_from(["analytics", "ads", "adz"]), max_size=2))
+        },
+        "consent_signals": lambda: {
+            k: _free(draw, raw)
+            for k in draw(st.lists(st.sampled_from(["gcm", "segment", "usp"]), max_size=2))
+        },
+        "gpc": lambda: _maybe(draw, raw, st.booleans()),
+        "traits": lambda: {
+            k: _value(draw, raw, 2)
+            for k in draw(st.lists(st.sampled_from(["first_name", "vip", "score"]), max_size=2))
+        },
+        "zz_unknown": lambda: _value(draw, raw),
+        "zz_other": lambda: raw.marker(draw(st.sampled_from(_TOKENS) | _number_text())),
+    }
+    for key in draw(st.lists(st.sampled_from(sorted(optional)), max_size=4, unique=True)):
+        event[key] = optional[key]()
+    dump = draw(st.integers(0, 3))
+    if dump == 0:
+        out = json.dumps(event, ensure_ascii=True).encode()  # \\u escapes, ", " separators
+    elif dump == 1:
+        out = orjson.dumps(event, option=orjson.OPT_INDENT_2)
+    else:
+        out = orjson.dumps(event)
+    out = raw.fill(out)
+    if draw(st.integers(0, 19)) == 0:  # one byte changed or inserted
+        at = draw(st.integers(0, len(out)))
+        byte = bytes([draw(st.sampled_from(b'\x00\x0b\x0c\x7f\x80\xed",:{}[]0e-N '))])
+        out = draw(st.sampled_from([out[:at] + byte + out[at + 1 :], out[:at] + byte + out[at:]]))
+    return out
+
+
+def _shape(value: Any) -> Any:
+    """Everything a touchpoint holds, its types and reprs included."""
+    if isinstance(value, BaseModel):
+        extra = value.__pydantic_extra__
+        return (
+            type(value).__name__,
+            tuple((k, _shape(v)) for k, v in value.__dict__.items()),
+            tuple(sorted(value.__pydantic_fields_set__)),
+            None if extra is None else _shape(extra),
+        )
+    if isinstance(value, dict):
+        return ("dict", tuple((k, _shape(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(map(_shape, value)))
+    return (type(value).__name__, repr(value))
+
+
+def _outcome(parse: Any, raw: bytes) -> tuple[Any, ...]:
+    try:
+        tp = parse(raw)
+    except InvalidEvent as err:
+        return ("refused", err.reason, err.message, err.field, err.details)
+    return ("accepted", _shape(tp))
+
+
+@settings(max_examples=2500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=_records())
+def test_json_path_matches_reference(raw: bytes) -> None:
+    assert _outcome(parse_touchpoint, raw) == _outcome(parse_reference.parse_touchpoint, raw)
+
+
+def _in_properties(number: bytes) -> bytes:
+    return (
+        b'{"event_id":"e-1","type":"page_view","channel":"web",'
+        b'"occurred_at":"2024-05-01T10:00:00Z","properties":{"n":%s}}' % number
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@example(raw=_in_properties(b"-9223372036854775809"))  # orjson: a float; 19 digits
+@example(raw=_in_properties(b"18446744073709551616"))  # orjson: a float; 20 digits
+@example(raw=_in_properties(b"1e400"))  # orjson: not JSON; pydantic-core: inf
+@given(raw=st.binary(max_size=120) | _number_text().map(_in_properties))
+def test_json_path_matches_reference_on_any_bytes(raw: bytes) -> None:
+    assert _outcome(parse_touchpoint, raw) == _outcome(parse_reference.parse_touchpoint, raw)
+
+
+def test_simulator_records_take_the_json_path_and_match() -> None:
+    stream = Simulator(seed=3, customers=200, stores=3, skus=50).events()
+    for _ in range(1500):
+        raw = dump_touchpoint(next(stream))  # as the producer SDK sends it
+        assert _shape(_VALIDATE_JSON(raw)) == _shape(parse_reference.parse_touchpoint(raw))
+        assert _outcome(parse_touchpoint, raw) == _outcome(parse_reference.parse_touchpoint, raw)
+
+
+@pytest.mark.parametrize("value", ["a\x7f", "\x7f", "a\x1f", "\x85", "\u202e", "\u2028", "ok"])
+@pytest.mark.parametrize("dumps", [orjson.dumps, lambda e: json.dumps(e).encode()])
+def test_identifier_characters_refused_alike(value: str, dumps: Callable[[Any], bytes]) -> None:
+    """DEL is printable ASCII's one neighbour a JSON string holds raw; the others come escaped
+    (or not ASCII): each is refused alike (``control_characters``), ``ok`` accepted alike."""
+    event = {
+        "event_id": "evt-1",
+        "type": "signup",
+        "channel": "web",
+        "occurred_at": "2024-05-01T10:00:00Z",
+        "identifiers": {"email": "a@b.no", "customer_id": value},
+    }
+    raw = dumps(event)
+    expected = _outcome(parse_reference.parse_touchpoint, raw)
+    assert expected[0] == ("accepted" if value == "ok" else "refused")
+    assert _outcome(parse_touchpoint, raw) == expected
