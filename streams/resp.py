@@ -134,6 +134,30 @@ def bulk(value: bytes | str | int) -> bytes:
     return b"$%d\r\n%b\r\n" % (len(data), data)
 
 
+#: a run of at least this many arguments of one size is written by :func:`run_of`
+RUN: Final = 8
+
+
+def run_of(
+    names: Sequence[str], before: bytes = b"", prefix: str = "", after: bytes = b""
+) -> bytes | None:
+    """Per name ``before``, the bulk string ``prefix`` + name, ``after``: one join and one
+    encode for all (no opcode, tuple or bytes object per name), if there are :data:`RUN` names
+    or more, all ASCII (``before``, ``prefix`` and ``after`` too) and of one length, as a
+    batch's event ids and profile ids are; else None (the caller writes them one by one).
+    Eighteenth pass: 500 profile ids' ``EXISTS`` ~147 -> ~15 µs (timeit), ~5k instructions per
+    profiles event less in the worker's client (cachegrind)."""
+    if len(names) < RUN or len(set(map(len, names))) != 1:
+        return None
+    if not (before.isascii() and after.isascii()):
+        return None
+    head = f"{before.decode()}${len(prefix) + len(names[0])}\r\n{prefix}"
+    tail = "\r\n" + after.decode()
+    text = head + (tail + head).join(names) + tail
+    data = text.encode()
+    return data if len(data) == len(text) else None  # else a name or the prefix is not ASCII
+
+
 def bulks(values: Iterable[bytes]) -> bytes:
     """``values`` as RESP bulk strings, one after the other (short values: no own chunk)."""
     pieces: list[bytes] = []
@@ -201,10 +225,15 @@ class Resp:
                 self._own_chunk(value)
                 pieces = self.pieces
 
-    def keyed_all(self, head: bytes, prefix: str, names: Iterable[str], tail: bytes = b"") -> None:
+    def keyed_all(self, head: bytes, prefix: str, names: Sequence[str], tail: bytes = b"") -> None:
         """A command of one key per name, in one pass: ``head`` (its count and name in RESP:
         ``commit_commands.EXISTS``, ``HGET_V``...), the key ``prefix`` + name, ``tail`` (the rest in
         RESP): a load's ``HMGET`` commands, a commit's ``HGET v`` and ``EXISTS``."""
+        run = run_of(names, head, prefix, tail)
+        if run is not None:
+            self.pieces.append(run)
+            self.count += len(names)
+            return
         p = prefix.encode()
         n, rest, lengths = len(p), b"\r\n" + tail, LENGTHS
         pieces = self.pieces
@@ -218,8 +247,14 @@ class Resp:
         (short, already encoded): the checks' ``EXISTS``/``HMGET`` runs, ``SADD``/``SREM``."""
         pieces, lengths = self.pieces, LENGTHS
         pieces += (COUNTS[1 + len(args) + len(members)], name)
-        for a in map(str.encode, args):
-            pieces += (lengths[len(a)], a, b"\r\n")
+        # the first argument apart (a key: HMGET's), the rest (ids) as a run if they are one
+        run = run_of(args[1:]) if len(args) > RUN else None
+        if run is not None:
+            a = args[0].encode()
+            pieces += (lengths[len(a)], a, b"\r\n", run)
+        else:
+            for a in map(str.encode, args):
+                pieces += (lengths[len(a)], a, b"\r\n")
         for m in members:
             pieces += (lengths[len(m)], m, b"\r\n")
         self.count += 1
@@ -232,6 +267,11 @@ class Resp:
         n, lengths = len(p), LENGTHS
         pieces = self.pieces
         pieces += (COUNTS[1 + len(names)], name)
+        run = run_of(names, b"", prefix)
+        if run is not None:
+            pieces.append(run)
+            self.count += 1
+            return
         for k in map(str.encode, names):
             pieces += (lengths[n + len(k)], p, k, b"\r\n")
         self.count += 1
@@ -239,6 +279,10 @@ class Resp:
     def ids_marked(self, ids: Sequence[str]) -> None:
         """``id 1`` per event id: a marker hash's fields."""
         pieces, lengths = self.pieces, LENGTHS
+        run = run_of(ids, after=b"$1\r\n1\r\n")
+        if run is not None:
+            pieces.append(run)
+            return
         for e in map(str.encode, ids):
             pieces += (lengths[len(e)], e, b"\r\n$1\r\n1\r\n")
 
