@@ -147,6 +147,18 @@ def records(fields: Mapping[bytes, bytes]) -> list[OutboxRecord]:
     return [_record(*item) for item in entry_triples(fields)]
 
 
+#: A reference's value length as packed: an entry whose field does not hold these 4 bytes holds
+#: no reference (one that does may not: then :func:`references` finds none).
+_SNAPSHOT_LENGTH: Final = struct.pack(">I", SNAPSHOT)
+
+
+def may_reference(fields: Mapping[bytes, bytes]) -> bool:
+    """False if the entry surely holds no snapshot reference (the inventory lane's, any
+    entry without a profile written): its records need no :func:`resolve`, one substring
+    search in C instead of two passes over them in Python."""
+    return _SNAPSHOT_LENGTH in fields.get(_FIELD, b"")
+
+
 def references(items: Iterable[Item]) -> set[bytes]:
     """The profile ids whose stored snapshot ``items`` reference."""
     return {key for _, key, value in items if type(value) is int and key is not None}

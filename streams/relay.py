@@ -199,12 +199,18 @@ class OutboxRelay:
         return sum(self._produce([entry]) for entry in todo)
 
     def _produce(self, entries: Sequence[Entry]) -> int:
-        read = [(entry_id, outbox.entry_triples(fields)) for entry_id, fields in entries]
-        wanted = outbox.references(item for _, items in read for item in items)
+        read = [
+            (entry_id, outbox.entry_triples(fields), outbox.may_reference(fields))
+            for entry_id, fields in entries
+        ]
+        wanted = outbox.references(item for _, items, refs in read if refs for item in items)
         stored = self._stored(wanted) if wanted else {}
-        for entry_id, items in read:
-            records, left_out = outbox.resolve(items, stored)
-            self.superseded += left_out
+        for entry_id, items, refs in read:
+            if refs:
+                records, left_out = outbox.resolve(items, stored)
+                self.superseded += left_out
+            else:  # no reference: the records as packed
+                records = items  # type: ignore[assignment]  # no int value among them
             if not records:  # deleted while pending, or every record superseded: nothing to
                 self._delivered[entry_id] = 0  # send, only to acknowledge
                 continue
