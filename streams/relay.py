@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import redis
 from confluent_kafka import KafkaError, Producer
@@ -59,15 +59,14 @@ from streams.errors import (
     kafka_error,
 )
 from streams.metrics import WorkerMetrics
-from streams.replies import read_replies
-from streams.resp import Resp
+from streams.replies import Borrowed, round_trip
+from streams.resp import Resp, hmget_head
 
 log = logging.getLogger(__name__)
 
 Entry = tuple[bytes, dict[bytes, bytes]]
 T = TypeVar("T")
-#: ``HMGET <profile> v d`` in RESP: its head, and its fields after the key
-_V_D = (b"*4\r\n$5\r\nHMGET\r\n", b"$1\r\nv\r\n$1\r\nd\r\n")
+_V_D: Final = hmget_head("v", "d")
 
 
 @dataclass(slots=True)
@@ -229,18 +228,8 @@ class OutboxRelay:
         order = list(ids)
         reads = Resp()
         reads.keyed_all(_V_D[0], self.profiles, [i.decode() for i in order], _V_D[1])
-        pool = self.client.connection_pool
-        conn: Any = pool.get_connection()  # redis-py's Connection (TLS, AUTH: as configured)
-        try:
-            conn.send_packed_command(reads.packed())
-            replies, error = read_replies(conn, reads.count, decode=False)
-        except BaseException:
-            conn.disconnect()  # replies may be left unread: never reuse it
-            raise
-        finally:
-            pool.release(conn)
-        if error is not None:
-            raise error
+        with Borrowed(self.client) as borrowed:
+            replies = round_trip(borrowed.conn, reads.packed(), reads.count, decode=False)
         return {i: (v, d) for i, (v, d) in zip(order, replies, strict=True)}
 
     def take_superseded(self) -> int:

@@ -1,5 +1,11 @@
-"""The replies of one packed round trip, read in one loop (for ``streams.watch_commit`` and
-``streams.wave_load``).
+"""Packed round trips on a borrowed connection (``streams.watch_commit``, ``streams.wave_load``,
+the outbox relay): :class:`Borrowed`, :func:`round_trip`, and :func:`read_replies`, the replies
+of one round trip read in one loop.
+
+A packed round trip writes its commands in one buffer (``Connection.send_packed_command``) on a
+connection taken from the client's pool, and reads their replies itself: if anything raises in
+between, a reply may be left unread on that connection, and a ``WATCH`` or ``MULTI`` may be
+open, so it is disconnected before it goes back to the pool (:class:`Borrowed`).
 
 ``Connection.read_response`` costs two Python frames per reply (the connection's, then its
 parser's), an f-string of the host for the error it might raise and a few ``isinstance``
@@ -40,6 +46,44 @@ from typing import Any, Final
 import redis
 from redis._parsers.hiredis import NOT_ENOUGH_DATA, _HiredisParser
 from redis.exceptions import RedisError, ResponseError
+
+
+class Borrowed:
+    """``with Borrowed(client) as b``: ``b.conn``, a connection of ``client``'s pool (TLS and
+    AUTH as the client is configured), released at the end of the block; disconnected first
+    if the block raised, unless it set ``b.clean`` (it knows the connection holds no unread
+    reply and no open ``WATCH`` or ``MULTI``, e.g. after an aborted ``EXEC``)."""
+
+    __slots__ = ("clean", "conn", "pool")
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.pool: Any = client.connection_pool
+        self.clean = False
+
+    def __enter__(self) -> Borrowed:
+        self.conn: Any = self.pool.get_connection()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        try:
+            if kind is not None and not self.clean:
+                self.conn.disconnect()
+        finally:
+            self.pool.release(self.conn)
+
+
+def round_trip(
+    conn: Any, packed: list[bytes], count: int, *, decode: bool, check_health: bool = True
+) -> list[Any]:
+    """Send ``packed`` (``count`` commands) on ``conn`` and read their replies
+    (:func:`read_replies`); a reply that is an error raises once all are read.
+    ``check_health=False``: no health check first (inside a ``WATCH``, a check that fails
+    reconnects, and a new connection would ``EXEC`` unguarded: a dropped one raises)."""
+    conn.send_packed_command(packed, check_health=check_health)
+    replies, error = read_replies(conn, count, decode=decode)
+    if error is not None:
+        raise error
+    return replies
 
 
 def read_replies(conn: Any, count: int, *, decode: bool) -> tuple[list[Any], ResponseError | None]:

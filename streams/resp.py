@@ -123,6 +123,13 @@ LENGTHS: Final = Heads(b"$%d\r\n")
 COUNTS: Final = Heads(b"*%d\r\n")
 
 
+def hmget_head(*fields: str) -> tuple[bytes, bytes]:
+    """``HMGET <key> *fields`` in RESP, around its key: the command's head, and its fields
+    (for :meth:`Resp.keyed_all`, one such command per key)."""
+    head = b"*%d\r\n$5\r\nHMGET\r\n" % (2 + len(fields))
+    return head, b"".join(b"$%d\r\n%b\r\n" % (len(f), f.encode()) for f in fields)
+
+
 def bulk(value: bytes | str | int) -> bytes:
     """One argument as a RESP bulk string."""
     if type(value) is str:

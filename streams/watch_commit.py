@@ -66,7 +66,7 @@ from streams.commit_commands import (
 from streams.errors import StateLostError
 from streams.load_snapshot import UNCOVERED, LoadSnapshot
 from streams.redis_keys import Keys, marker_groups
-from streams.replies import read_replies
+from streams.replies import Borrowed, round_trip
 from streams.resp import Resp
 
 #: heads of the checks' multi-key commands, in RESP
@@ -134,35 +134,26 @@ class WatchCommit:
             if verdicts is False:
                 snapshot = None
         self.calls += 1
-        pool = self.client.connection_pool
-        conn = pool.get_connection()
-        clean = False
-        try:
+        with Borrowed(self.client) as borrowed:
             for _ in range(self.max_attempts):
-                outcome = self._attempt(conn, parts, generation, wait, snapshot, verdicts=verdicts)
+                outcome = self._attempt(
+                    borrowed.conn, parts, generation, wait, snapshot, verdicts=verdicts
+                )
                 if outcome is not None:
-                    clean = True
                     return outcome
                 self.aborts += 1
                 if self.on_abort is not None:
                     self.on_abort()
-            clean = True  # an aborted EXEC leaves no WATCH/MULTI state
+            borrowed.clean = True  # an aborted EXEC leaves no WATCH/MULTI state
             raise CommitConflictError(f"EXEC aborted {self.max_attempts} times in a row")
-        finally:
-            if not clean:  # a reply unread, a WATCH or MULTI open: never reused
-                conn.disconnect()  # type: ignore[no-untyped-call]
-            pool.release(conn)
 
     def _round_trip(self, conn: Any, resp: Resp, *, watching: bool = True) -> list[Any]:
         """``resp``'s commands and their replies. ``watching``: a ``WATCH`` is open, so no
         health check first (a failed one reconnects: a new connection without the ``WATCH``
         would ``EXEC`` unguarded); a dropped connection raises instead."""
         self.round_trips += 1
-        conn.send_packed_command(resp.packed(), check_health=not watching)
-        replies, error = read_replies(conn, resp.count, decode=False)
-        if error is not None:  # e.g. a command refused inside MULTI: the call disconnects
-            raise error
-        return replies
+        # an error reply (e.g. a command refused inside MULTI) raises: the call disconnects
+        return round_trip(conn, resp.packed(), resp.count, decode=False, check_health=not watching)
 
     def _attempt(
         self,

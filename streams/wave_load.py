@@ -66,8 +66,8 @@ from resolvers.tuples import new_tuple
 from streams.commit_commands import CHUNK, EXISTS, MarkerClock
 from streams.load_snapshot import LoadSnapshot
 from streams.redis_keys import Keys
-from streams.replies import read_replies
-from streams.resp import Resp
+from streams.replies import Borrowed, round_trip
+from streams.resp import Resp, hmget_head
 
 #: Loads of one call before :class:`LoadContendedError`.
 ATTEMPTS: Final = 5
@@ -212,15 +212,10 @@ def _hmgets(wave: Resp, root: str, names: Sequence[str], fields: tuple[bytes, by
         wave.keyed_all(fields[0], root, names, fields[1])
 
 
-def _fields(*names: str) -> tuple[bytes, bytes]:
-    head = b"*%d\r\n$5\r\nHMGET\r\n" % (2 + len(names))
-    return head, b"".join(b"$%d\r\n%b\r\n" % (len(f), f.encode()) for f in names)
-
-
-_ID_PACKED: Final = _fields(*_ID_FIELDS)
-_PROFILE_PACKED: Final = _fields(*_PROFILE_FIELDS)
-_VERSION_PACKED: Final = _fields("v", "r")
-_STOCK_PACKED: Final = _fields("v", "s")
+_ID_PACKED: Final = hmget_head(*_ID_FIELDS)
+_PROFILE_PACKED: Final = hmget_head(*_PROFILE_FIELDS)
+_VERSION_PACKED: Final = hmget_head("v", "r")
+_STOCK_PACKED: Final = hmget_head("v", "s")
 
 
 class WaveLoad:
@@ -245,21 +240,14 @@ class WaveLoad:
         ``groups``; None while layout 1's markers are handed over (use ``load.lua``)."""
         self.round_trips = self.loads = 0
         self.snapshot = None
-        pool = self.client.connection_pool
-        conn: Any = pool.get_connection()  # redis-py's Connection (TLS, AUTH: as configured)
-        try:
+        with Borrowed(self.client) as borrowed:
             for _ in range(self.attempts):
                 self.loads += 1
-                found = self._attempt(conn, request, groups)
+                found = self._attempt(borrowed.conn, request, groups)
                 if found is not False:
                     return found
                 if self.on_torn is not None:
                     self.on_torn()
-        except BaseException:
-            conn.disconnect()  # replies may be left unread: never reuse it
-            raise
-        finally:
-            pool.release(conn)
         raise LoadContendedError(
             f"the commit sequence moved during each of {self.attempts} loads in a row"
         )
@@ -273,11 +261,7 @@ class WaveLoad:
         if self.round_trips:
             self.between_waves()
         self.round_trips += 1
-        conn.send_packed_command(wave.packed())
-        replies, error = read_replies(conn, wave.count, decode=True)
-        if error is not None:
-            raise error
-        return replies
+        return round_trip(conn, wave.packed(), wave.count, decode=True)
 
     def _attempt(
         self, conn: Any, request: LoadRequest, groups: dict[str, list[str]]

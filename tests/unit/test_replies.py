@@ -1,6 +1,7 @@
 """``streams.replies.read_replies`` on a redis-py ``Connection`` wired to one end of a socket
 pair (no server: the test writes the RESP bytes): it answers as ``read_response`` one reply at
-a time does, however the bytes arrive, and raises and disconnects as it does."""
+a time does, however the bytes arrive, and raises and disconnects as it does. Then
+``round_trip`` on the same wiring, and ``Borrowed``'s release and disconnect rules."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis._parsers import _HiredisParser, _RESP2Parser, _RESP3Parser
 
-from streams.replies import read_replies
+from streams.replies import Borrowed, read_replies, round_trip
 
 Wired = tuple[Any, socket.socket]  # (redis-py is partly untyped: a Connection as Any)
 
@@ -288,3 +289,113 @@ def test_a_connection_not_connected_reads_through_read_response() -> None:
         conn._parser.on_disconnect()
         with pytest.raises(redis.ConnectionError):
             read_replies(conn, 1, decode=False)
+
+
+# --- round_trip and Borrowed -------------------------------------------------------------------
+
+
+def received(theirs: socket.socket, n: int) -> bytes:
+    """The ``n`` bytes the connection sent (what the server side reads)."""
+    got = b""
+    while len(got) < n:
+        got += theirs.recv(n - len(got))
+    return got
+
+
+def test_a_round_trip_sends_the_buffer_and_returns_its_replies() -> None:
+    packed = [b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n", b"*1\r\n$4\r\nPING\r\n"]
+    with wired() as (conn, theirs):
+        theirs.sendall(b"$1\r\nx\r\n+PONG\r\n")
+        assert round_trip(conn, packed, 2, decode=False) == [b"x", b"PONG"]
+        assert received(theirs, sum(map(len, packed))) == b"".join(packed)
+
+
+def test_a_round_trip_with_an_error_reply_reads_them_all_then_raises_the_first() -> None:
+    with wired() as (conn, theirs):
+        theirs.sendall(b":1\r\n-ERR first\r\n-ERR second\r\n:4\r\n+OK\r\n")
+        with pytest.raises(redis.ResponseError, match="^first$"):
+            round_trip(conn, [b"*1\r\n$4\r\nPING\r\n"], 4, decode=False)
+        # all four were read: the next reply on the connection is the fifth
+        assert read_replies(conn, 1, decode=False) == ([b"OK"], None)
+
+
+@pytest.mark.parametrize("check_health", [True, False])
+def test_a_round_trip_asks_for_a_health_check_only_if_told(check_health: bool) -> None:
+    with wired(health_check_interval=1) as (conn, theirs):
+        conn.next_health_check = 0.0  # due: a check would PING first
+        theirs.sendall(b"+PONG\r\n:7\r\n")
+        got = round_trip(conn, [b"*1\r\n$4\r\nECHO\r\n"], 1, decode=False,
+                         check_health=check_health)  # fmt: skip
+        # with a check, its PING's reply is read first; without, the first reply is ours
+        assert got == ([7] if check_health else [b"PONG"])
+        sent = theirs.recv(1024)
+        assert sent.startswith(b"*1\r\n$4\r\nPING\r\n") is check_health
+
+
+class Pool:
+    """A connection pool's bookkeeping (what ``Borrowed`` calls), and what it saw."""
+
+    def __init__(self) -> None:
+        self.conn = Conn()
+        self.taken = self.released = 0
+
+    def get_connection(self) -> Conn:
+        self.taken += 1
+        return self.conn
+
+    def release(self, conn: Conn) -> None:
+        assert conn is self.conn
+        self.released += 1
+
+
+class Conn:
+    def __init__(self) -> None:
+        self.disconnected = 0
+
+    def disconnect(self) -> None:
+        self.disconnected += 1
+
+
+class Client:
+    def __init__(self) -> None:
+        self.connection_pool = Pool()
+
+
+def test_a_borrowed_connection_goes_back_as_it_is_after_a_clean_block() -> None:
+    client = Client()
+    with Borrowed(client) as borrowed:  # type: ignore[arg-type]
+        assert borrowed.conn is client.connection_pool.conn
+        assert client.connection_pool.released == 0
+    assert (client.connection_pool.taken, client.connection_pool.released) == (1, 1)
+    assert client.connection_pool.conn.disconnected == 0
+
+
+@pytest.mark.parametrize("error", [ValueError, redis.ConnectionError, KeyboardInterrupt])
+def test_a_block_that_raises_disconnects_then_releases(error: type[BaseException]) -> None:
+    client = Client()
+    with pytest.raises(error), Borrowed(client):  # type: ignore[arg-type]
+        raise error("mid round trip")
+    assert client.connection_pool.conn.disconnected == 1
+    assert client.connection_pool.released == 1
+
+
+def test_a_block_that_marks_itself_clean_raises_without_disconnecting() -> None:
+    """An aborted EXEC leaves no reply unread and no WATCH open: the connection is reused."""
+    client = Client()
+    with pytest.raises(RuntimeError), Borrowed(client) as borrowed:  # type: ignore[arg-type]
+        borrowed.clean = True
+        raise RuntimeError("EXEC aborted")
+    assert client.connection_pool.conn.disconnected == 0
+    assert client.connection_pool.released == 1
+
+
+def test_a_release_that_follows_a_failed_disconnect_still_happens() -> None:
+    client = Client()
+
+    def broken() -> None:
+        raise OSError("already closed")
+
+    client.connection_pool.conn.disconnect = broken  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="already closed"), Borrowed(client):  # type: ignore[arg-type]
+        raise ValueError("mid round trip")
+    assert client.connection_pool.released == 1
