@@ -19,7 +19,12 @@ per partition (a stock count for the inventory lane, a signup for the profiles l
 * produced-to-committed: until both groups' committed offsets equal the end offsets (lag 0);
 * CPU per event, per lane: user + system CPU time of the lane's worker processes
   (``/proc/<pid>/stat``) from the first send until both lanes are visible and the outbox is
-  drained, divided by the backlog's events: consumption, pipeline, Redis client, relay, all.
+  drained, divided by the backlog's events: consumption, pipeline, Redis client, relay, all;
+* the lane's saturation (the workers' ``loom_lane_busy_seconds_total`` and
+  ``loom_lane_cpu_seconds_total``): the share of the time to visible its thread spent on
+  batches (near 100 %: the lane, not the feed, sets the rate), that thread's own CPU per
+  event, and the rest of its batches' time, spent waiting (Redis round trips, the relay's
+  thread holding the interpreter lock, the other processes on the CPUs).
 
 Latency (``latency``): one worker of each role, a steady rate (each of ``--rates``) for
 ``--warmup`` seconds (not measured: fresh workers, a broker's JIT), then for ``--seconds``.
@@ -523,6 +528,13 @@ def throughput(
         def delta(lane: str, name: str) -> int:
             return int(counter(after[lane], name) - counter(before[lane], name))
 
+        def seconds(lane: str, name: str) -> float:
+            return counter(after[lane], name) - counter(before[lane], name)
+
+        # the lane's saturation (17.3): wall time on its batches, its own thread's CPU in them
+        busy = {lane: seconds(lane, "loom_lane_busy_seconds") for lane in LANES}
+        lane_cpu = {lane: seconds(lane, "loom_lane_cpu_seconds") for lane in LANES}
+
         # ADR 0013: a batch commits as parts; a conflict recomputes its part
         conflicts = {lane: delta(lane, "loom_commit_conflicts") for lane in LANES}
         commit_parts = {lane: delta(lane, "loom_commit_parts") for lane in LANES}
@@ -563,6 +575,14 @@ def throughput(
                     "mean_batch_size": _mean(batches[lane]),
                     "cpu_s": cpu[lane],
                     "cpu_us_per_event": per_event_us(cpu, events)[lane],
+                    # the lane's thread: on batches this share of the time to visible (near
+                    # 100: the lane is the bottleneck), this CPU per event of its own, and
+                    # the rest of its batches' time spent waiting (Redis, the GIL, the CPUs)
+                    "busy_pct_of_visible": _pct(busy[lane], t - started),
+                    "lane_thread_cpu_us_per_event": round(1e6 * lane_cpu[lane] / events, 1),
+                    "waiting_in_batches_us_per_event": round(
+                        1e6 * (busy[lane] - lane_cpu[lane]) / events, 1
+                    ),
                     # CAS conflicts (loom_commit_conflicts_total): parts of batches that
                     # conflicted, each loaded and computed again (ADR 0013)
                     "commit_parts": commit_parts[lane],
@@ -587,7 +607,9 @@ def throughput(
             f"{name} {us:,.0f}" for name, us in result["cpu_us_per_event"].items() if us is not None
         )
         per_lane = ", ".join(
-            f"{lane} {v['events_per_s_visible']:,.0f}" for lane, v in result["lanes"].items()
+            f"{lane} {v['events_per_s_visible']:,.0f}, busy {v['busy_pct_of_visible']} %, "
+            f"own thread {v['lane_thread_cpu_us_per_event']} µs/event"
+            for lane, v in result["lanes"].items()
         )
         conflict_text = ", ".join(
             f"{lane} {v['commit_conflicts']}/{v['commit_parts']} parts, "

@@ -124,6 +124,7 @@ class BatchRunner:
         s = rt.settings
         self.breaker = CircuitBreaker(s.poison_limit, s.poison_window_s)
         self.contention = Contention(s.commit_parts_for(rt.lane.name))
+        self._cpu = rt.metrics.lane_cpu.labels(lane=rt.lane.name)
 
     async def run(self, records: Sequence[RawRecord]) -> Applied:
         """Apply ``records`` and deliver their dead letters; raises LaneStopped/Abandoned."""
@@ -195,6 +196,13 @@ class BatchRunner:
         return result
 
     def _apply_once(self, records: Sequence[RawRecord]) -> BatchResult:
+        started = time.thread_time()  # this thread's CPU: loom_lane_cpu_seconds_total
+        try:
+            return self._run_batch(records)
+        finally:
+            self._cpu.inc(time.thread_time() - started)
+
+    def _run_batch(self, records: Sequence[RawRecord]) -> BatchResult:
         rt = self.rt
         result = run_batch(
             records,

@@ -231,6 +231,7 @@ class LaneRunner:
         self.assigned: set[tuple[str, int]] = set()
         self.processed = ProcessedOffsets()
         self.batches = BatchRunner(rt, self.status, self.stopping)
+        self._busy = rt.metrics.lane_busy.labels(lane=self.lane)
         self.relay = RelaySupervisor(
             rt.new_relay,
             rt.metrics,
@@ -373,11 +374,14 @@ class LaneRunner:
             if not records:
                 self._commit_due()
                 continue
+            started = time.monotonic()
             try:
                 await self.batches.run(records)
             except BatchAbandoned as abandoned:
                 log.warning("%s: %s", self.group, abandoned)
                 return
+            finally:
+                self._busy.inc(time.monotonic() - started)
             self._batch_done(records)
             self._relay_wakeup.set()
             self.rt.metrics.decode_cache_bytes.set(self.rt.decode_cache.bytes)

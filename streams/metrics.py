@@ -167,6 +167,8 @@ class WorkerMetrics:
     lane_state: Gauge  # loom_lane_state{lane,state}: 1 for the current state
     lane_stops: Counter  # loom_lane_stops_total{lane,reason}
     batch_retries: Counter  # loom_batch_retries_total{lane,step,error}
+    lane_busy: Counter  # loom_lane_busy_seconds_total{lane}
+    lane_cpu: Counter  # loom_lane_cpu_seconds_total{lane}
     poison_records: Counter  # loom_poison_records_total{lane,stage}
     relay_records: Counter  # loom_relay_records_total
     relay_superseded: Counter  # loom_relay_superseded_total
@@ -293,6 +295,22 @@ class WorkerMetrics:
                 "Batch steps retried after an infrastructure error, by step (batch, dlq) and "
                 "error class.",
                 ["lane", "step", "error"],
+                registry=reg,
+            ),
+            lane_busy=Counter(
+                "loom_lane_busy_seconds_total",
+                "Wall time the lane spent on its batches, from records in hand until they are "
+                "committed and their dead letters delivered: its rate is the lane's "
+                "saturation (near 1: records wait for the lane, not the lane for records).",
+                ["lane"],
+                registry=reg,
+            ),
+            lane_cpu=Counter(
+                "loom_lane_cpu_seconds_total",
+                "CPU time of the lane's own thread in its batches (parse to commit, retries "
+                "included). Busy time minus this is time the lane waited: on Redis, on the "
+                "interpreter lock (the relay's thread), on the machine's CPUs.",
+                ["lane"],
                 registry=reg,
             ),
             poison_records=Counter(

@@ -148,6 +148,10 @@ def test_a_worker_collects_its_cyclic_garbage_between_batches(
     assert p["orders_in_store"] == 1
     assert p["revenue"] == {"NOK": "500.00"}
     assert metric(port, "loom_gc_full_collection_seconds_count") >= 1
+    # the lane's saturation: its batches' wall time, of which its own thread's CPU a part
+    busy = metric(port, "loom_lane_busy_seconds_total", lane="profiles")
+    cpu = metric(port, "loom_lane_cpu_seconds_total", lane="profiles")
+    assert 0 < cpu <= busy
 
 
 def test_duplicated_deliveries_change_nothing(loom: Loom) -> None:

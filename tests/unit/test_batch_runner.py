@@ -204,3 +204,29 @@ def scrape_value(runner: BatchRunner, name: str) -> dict[tuple[str, ...], float]
             if sample.name == name:
                 out[tuple(sample.labels.values())] = sample.value
     return out
+
+
+def test_the_lanes_cpu_is_its_batch_threads_attempts_retries_included(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``loom_lane_cpu_seconds_total`` adds the CPU time of the thread each attempt ran on
+    (``time.thread_time``), a failed attempt's too."""
+    monkeypatch.setattr(batch_runner.asyncio, "wait_for", _no_wait)
+    readings = iter(range(0, 1000, 3))  # each attempt reads twice: 3 s of CPU apart
+    monkeypatch.setattr(batch_runner.time, "thread_time", lambda: next(readings))
+    store = FlakyStore([redis.ConnectionError("down"), redis.TimeoutError("slow")])
+    runner, _ = runner_on(store, settings=LoomSettings(retry_backoff_max_s=0.1))
+    assert run(runner).processed == 3
+    assert store.loads == 3
+    cpu = runner.rt.metrics.registry.get_sample_value(
+        "loom_lane_cpu_seconds_total", {"lane": "profiles"}
+    )
+    assert cpu == 3 * 3
+
+
+async def _no_wait(aw: Any, timeout: float) -> Any:  # noqa: ASYNC109 - wait_for's signature
+    """``asyncio.wait_for`` without its backoff wait (the stop event never fires)."""
+    return await _WAIT_FOR(aw, 0)
+
+
+_WAIT_FOR = asyncio.wait_for

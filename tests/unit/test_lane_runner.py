@@ -305,3 +305,39 @@ def test_what_survives_each_applied_batch_is_frozen(monkeypatch: pytest.MonkeyPa
     asyncio.run(runner._loop())
     assert events == ["apply", "gc", "apply", "gc"]
     assert runner.gc.full_interval_s == LoomSettings().gc_full_interval_s == 600
+
+
+def test_the_lanes_busy_time_is_its_batches_not_its_waits_for_records(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``loom_lane_busy_seconds_total`` grows by each batch's time, an abandoned one's too,
+    and not by the time ``consume`` waited (its rate is the lane's saturation)."""
+    monkeypatch.setattr(kafka_clients, "Consumer", ScriptedConsumer)
+    rt = fake_runtime(lane=INVENTORY, settings=LoomSettings(inventory_batch_timeout_s=0.05))
+    runner = lane_runner.LaneRunner(rt)
+    fake: ScriptedConsumer = runner.consumer  # type: ignore[assignment]
+    msg = Message(topic="raw", partition=0, offset=0, value=b"{}", timestamp=(1, 1))
+    fake.runner, fake.batches = runner, [[msg], [], [msg], [msg]]
+    now = [0.0]
+    monkeypatch.setattr(lane_runner, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    consume = fake.consume
+
+    def slow_consume(num_messages: int, timeout: float) -> list[Message]:
+        now[0] += 10.0  # waiting for records: never busy
+        return consume(num_messages, timeout)
+
+    monkeypatch.setattr(fake, "consume", slow_consume)
+    took = iter([0.25, 0.5, 2.0])
+
+    async def apply(records: list[RawRecord]) -> None:
+        seconds = next(took)
+        now[0] += seconds
+        if seconds == 2.0:  # the third batch: abandoned (a stop during its retries)
+            raise lane_runner.BatchAbandoned("stopping")
+
+    monkeypatch.setattr(runner.batches, "run", apply)
+    asyncio.run(runner._loop())
+    busy = rt.metrics.registry.get_sample_value(
+        "loom_lane_busy_seconds_total", {"lane": "inventory"}
+    )
+    assert busy == 0.25 + 0.5 + 2.0

@@ -313,7 +313,7 @@ def test_a_round_trip_sends_the_buffer_and_returns_its_replies() -> None:
 def test_a_round_trip_with_an_error_reply_reads_them_all_then_raises_the_first() -> None:
     with wired() as (conn, theirs):
         theirs.sendall(b":1\r\n-ERR first\r\n-ERR second\r\n:4\r\n+OK\r\n")
-        with pytest.raises(redis.ResponseError, match="^first$"):
+        with pytest.raises(redis.ResponseError, match=r"^first$"):
             round_trip(conn, [b"*1\r\n$4\r\nPING\r\n"], 4, decode=False)
         # all four were read: the next reply on the connection is the fifth
         assert read_replies(conn, 1, decode=False) == ([b"OK"], None)
@@ -382,9 +382,14 @@ def test_a_block_that_raises_disconnects_then_releases(error: type[BaseException
 def test_a_block_that_marks_itself_clean_raises_without_disconnecting() -> None:
     """An aborted EXEC leaves no reply unread and no WATCH open: the connection is reused."""
     client = Client()
-    with pytest.raises(RuntimeError), Borrowed(client) as borrowed:  # type: ignore[arg-type]
-        borrowed.clean = True
-        raise RuntimeError("EXEC aborted")
+
+    def aborted() -> None:
+        with Borrowed(client) as borrowed:  # type: ignore[arg-type]
+            borrowed.clean = True
+            raise RuntimeError("EXEC aborted")
+
+    with pytest.raises(RuntimeError):
+        aborted()
     assert client.connection_pool.conn.disconnected == 0
     assert client.connection_pool.released == 1
 
