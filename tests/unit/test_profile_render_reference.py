@@ -7,7 +7,11 @@ transaction is counted without a call per sum, count and rank; the lifetime valu
 currency without returns is the revenue's own text (``v - 0`` is ``v``); the ``consent`` of a
 person without consent history is built once per shared ``currents`` mapping and copied; a
 render that asks no totals loads its whole snapshot from one template and sets the fields
-before the totals' in place; no traits, no sort."""
+before the totals' in place; no traits, no sort.
+
+Nineteenth pass: every render copies a template of the snapshot's keys (``dict.copy``) and sets
+its values in place, the totals' fields too (``_totals_fields`` into the copy); a render that
+asks no totals makes each list and dict of its template anew."""
 
 from __future__ import annotations
 
@@ -179,3 +183,45 @@ def test_totals_count_a_transaction_as_main_did() -> None:
     person = Person("p_1", 1, {"email": ("a",)}, groups, T0)
     _same(render_module.render(person, gate), reference.render(person, gate))
     assert {Purpose.ANALYTICS, Purpose.PERSONALIZATION} <= gate.granted_now()
+
+
+def _containers(value: Any) -> list[Any]:
+    """Every list and dict in ``value``, itself included, depth first."""
+    if isinstance(value, dict):
+        return [value, *(c for v in value.values() for c in _containers(v))]
+    if isinstance(value, list):
+        return [value, *(c for v in value for c in _containers(v))]
+    return []
+
+
+def _spoil(value: Any) -> None:
+    """Change every list and dict in ``value`` in place."""
+    for container in _containers(value):
+        if isinstance(container, dict):
+            container["spoiled"] = True
+        else:
+            container.append("spoiled")
+
+
+@PROPS
+@given(person=people(), other=people())
+def test_a_snapshot_shares_no_list_or_dict_with_another(
+    person: tuple[Person, Gate], other: tuple[Person, Gate]
+) -> None:
+    """Nineteenth pass: a snapshot is a copy of a template (``dict.copy``) whose lists and
+    dicts are made anew for each render. Two renders (of one person, of two) share none, and
+    every list and dict of earlier snapshots changed in place is not seen in the next one."""
+    who, gate = person
+    first, second = render_module.render(who, gate), render_module.render(*other)
+    third = render_module.render(who, gate)
+    # (``extra``'s values are the person's own, put in as they are, as main did)
+    ids = [
+        id(c)
+        for doc, extra in ((first, who.extra), (second, other[0].extra), (third, who.extra))
+        for c in [doc, *(c for k, v in doc.items() if k not in extra for c in _containers(v))]
+    ]
+    assert len(ids) == len(set(ids))
+    _spoil(first)
+    _spoil(second)
+    _same(render_module.render(who, gate), reference.render(who, gate))
+    _same(render_module.render(*other), reference.render(*other))
