@@ -116,11 +116,11 @@ def event_id(event: Event) -> str:
 
 
 #: Each event type's value (an enum's ``.value`` is a Python-level descriptor call).
-_TYPE_VALUES: Final = {t: t.value for t in EventType}
+TYPE_VALUES: Final = {t: t.value for t in EventType}
 
 
 def event_type(event: Event) -> str:
-    return event.routed.event_type if event.routed is not None else _TYPE_VALUES[event.tp.type]
+    return event.routed.event_type if event.routed is not None else TYPE_VALUES[event.tp.type]
 
 
 def sku_movements(event: Event) -> Mapping[str, list[Movement]]:
