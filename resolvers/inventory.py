@@ -108,6 +108,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any, Final, TypeAlias
 
 import orjson
@@ -359,22 +360,29 @@ def _ledger_order(item: tuple[str, LedgerEntry]) -> tuple[datetime, str]:
     return item[1].occurred_at, item[0]
 
 
+_occurred_at: Final = attrgetter("occurred_at")
+
+
 def _location_to_dict(loc: LocationStock) -> dict[str, Any]:
-    count, fmt = loc.count, timefmt.format_time
+    count, fmt, ledger = loc.count, timefmt.format_time, loc.ledger
+    horizon, updated_at = loc.horizon, loc.updated_at
+    # ``sorted(ledger.items(), key=_ledger_order)`` without a Python call per entry: sorted as
+    # (occurred_at, event_id, entry), event ids unique, so no two entries are ever compared
+    ordered = sorted(zip(map(_occurred_at, ledger.values()), ledger, ledger.values(), strict=True))
     return {
         "count": None
         if count is None
         else {"on_hand": count.on_hand, "at": fmt(count.at), "event_id": count.event_id},
         "ledger": {
-            event_id: [fmt(e.occurred_at), e.on_hand_delta, e.committed_delta]
-            for event_id, e in sorted(loc.ledger.items(), key=_ledger_order)
+            event_id: [fmt(at), e.on_hand_delta, e.committed_delta] for at, event_id, e in ordered
         },
         "base": {
             "on_hand": loc.base_on_hand,
             "committed": loc.base_committed,
-            "horizon": format_time(loc.horizon),
+            # ``format_time``, inline here and below: two Python calls fewer per time
+            "horizon": None if horizon is None else fmt(horizon),
         },
-        "updated_at": format_time(loc.updated_at),
+        "updated_at": None if updated_at is None else fmt(updated_at),
     }
 
 
@@ -472,6 +480,20 @@ def apply(
 
     A no-op returns ``stock`` itself (``new is stock``), so callers can skip the write.
     """
+    new_stock, before, after = fold(stock, movement, policy)
+    if new_stock is stock:
+        return stock, ()
+    return new_stock, _effects(stock.sku, movement, before, after)
+
+
+def fold(
+    stock: SkuStock, movement: Movement, policy: LedgerPolicy = DEFAULT_POLICY
+) -> tuple[SkuStock, LocationStock, LocationStock]:
+    """:func:`apply` without its effects: the new state (``stock`` itself on a no-op) and the
+    moved location before and after. The inventory lane announces from these directly
+    (``resolvers.lanes.inventory``): an effect object is ~10 ``object.__setattr__`` calls
+    built to be read once (with ``run``'s helpers inline, the lane's ``run_batch`` measured
+    177.3k -> 160.6k instructions per raw event, nineteenth pass)."""
     if movement.sku != stock.sku:
         raise InvalidMovementError(f"movement for sku {movement.sku!r} applied to {stock.sku!r}")
     location_id, event_id = movement.location_id, movement.event_id
@@ -479,18 +501,17 @@ def apply(
     if event_id in before.ledger or (
         before.count is not None and before.count.event_id == event_id
     ):
-        return stock, ()  # seen
+        return stock, before, before  # seen
     if movement.kind is MovementKind.COUNT:
         after = _apply_count(before, movement)
     else:
         after = _apply_delta(before, movement)
     after = _compact(after, policy)
     if after == before and location_id in stock.locations:
-        return stock, ()  # superseded (stamped at or before the latest count): nothing to write
+        return stock, before, after  # superseded (at or before the latest count): no write
     locations = dict(stock.locations)
     locations[location_id] = after
-    new_stock = SkuStock(sku=stock.sku, locations=locations)
-    return new_stock, _effects(stock.sku, movement, before, after)
+    return SkuStock(sku=stock.sku, locations=locations), before, after
 
 
 def apply_all(
@@ -605,7 +626,7 @@ def _effects(
 
 
 def _location_snapshot(loc: LocationStock) -> dict[str, Any]:
-    available = loc.on_hand - loc.committed
+    available, updated_at = loc.on_hand - loc.committed, loc.updated_at
     return {
         "on_hand": loc.on_hand,
         "committed": loc.committed,
@@ -613,7 +634,7 @@ def _location_snapshot(loc: LocationStock) -> dict[str, Any]:
         "available_to_sell": max(0, available),
         "oversold": available < 0,
         "last_count_at": None if loc.count is None else timefmt.format_time(loc.count.at),
-        "updated_at": format_time(loc.updated_at),
+        "updated_at": None if updated_at is None else timefmt.format_time(updated_at),
     }
 
 
@@ -639,9 +660,10 @@ def snapshot(stock: SkuStock) -> dict[str, Any]:
 # --- the stored bytes ------------------------------------------------------------------------
 
 
-def _fragment(value: dict[str, Any]) -> orjson.Fragment:
-    """``value`` encoded (right-sized: it is kept with its location, maybe for long)."""
-    return orjson.Fragment(right_sized(orjson.dumps(value)))
+#: A location's parts are kept encoded as ``_Fragment(right_sized(_dumps(part)))``: right-sized,
+#: as they are kept with their location, maybe for long.
+_Fragment: Final = orjson.Fragment
+_dumps: Final = orjson.dumps
 
 
 def encode(stock: SkuStock, version: int) -> tuple[bytes, bytes]:
@@ -665,10 +687,10 @@ def encode(stock: SkuStock, version: int) -> tuple[bytes, bytes]:
             updated = at
         state, view = loc._state_json, loc._view_json
         if state is None:
-            state = _fragment(_location_to_dict(loc))
+            state = _Fragment(right_sized(_dumps(_location_to_dict(loc))))
             object.__setattr__(loc, "_state_json", state)
         if view is None:
-            view = _fragment(_location_snapshot(loc))
+            view = _Fragment(right_sized(_dumps(_location_snapshot(loc))))
             object.__setattr__(loc, "_view_json", view)
         states[loc_id] = state
         views[loc_id] = view
@@ -682,7 +704,7 @@ def encode(stock: SkuStock, version: int) -> tuple[bytes, bytes]:
             "available": available,
             "available_to_sell": max(0, available),
             "oversold": oversold,
-            "updated_at": format_time(updated),
+            "updated_at": None if updated is None else timefmt.format_time(updated),
         },
         "version": version,
     }

@@ -26,6 +26,9 @@ from resolvers.timefmt import format_time
 
 #: Each movement kind's value (an enum's ``.value`` is a Python-level descriptor call).
 _KIND_VALUES: Final = {kind: kind.value for kind in inventory.MovementKind}
+_TYPE_VALUES: Final = stage.TYPE_VALUES
+#: The oversell counter (a named tuple's ``__new__`` is a Python call: built once).
+_OVERSOLD: Final = Count(Measure.OVERSOLD)
 
 
 def _decode_stock(raw: bytes) -> inventory.SkuStock:
@@ -69,84 +72,91 @@ class InventoryBatch:
         out = LaneOutcome()
         taken: set[str] = set()
         changed: dict[str, inventory.SkuStock] = {}
+        seen, stocks, policy, outcomes = self.seen, self.stocks, self.ctx.ledger, out.outcomes
         for event in events:
-            eid = stage.event_id(event)
-            fresh = [
-                moves
-                for sku, moves in stage.sku_movements(event).items()
-                if self._fresh(eid, sku, taken)
-            ]
-            if not fresh:
-                out.outcomes[(stage.event_type(event), DUPLICATE)] += 1
-                continue
+            # ``stage.event_id`` and ``stage.event_type``, inline (two calls per event each)
             routed = event.routed
+            if routed is None:
+                tp = event.touchpoint
+                assert tp is not None, "stage ran before parse"
+                eid, event_type = tp.event_id, _TYPE_VALUES[tp.type]
+            else:
+                eid, event_type = routed.event_id, routed.event_type
+            fresh: list[list[inventory.Movement]] = []
+            if eid not in seen:  # the event id seen: none of its SKUs is fresh
+                for sku, moves in stage.sku_movements(event).items():
+                    key = stock_routing.marker(eid, sku)
+                    if key not in seen and key not in taken:
+                        taken.add(key)
+                        fresh.append(moves)
+            if not fresh:
+                outcomes[(event_type, DUPLICATE)] += 1
+                continue
             out.processed.append(routed.marker if routed is not None else eid)
-            out.outcomes[(stage.event_type(event), OK)] += 1
-            for movement in (m for moves in fresh for m in moves):
-                stock = changed.get(movement.sku) or self.stocks.get(movement.sku)
-                stock = stock or inventory.SkuStock.empty(movement.sku)
-                new_stock, effects = inventory.apply(stock, movement, self.ctx.ledger)
-                if new_stock is stock:
-                    continue
-                changed[movement.sku] = new_stock
-                self._announce(effects, out)
+            outcomes[(event_type, OK)] += 1
+            for moves in fresh:
+                for movement in moves:
+                    sku = movement.sku
+                    stock = changed.get(sku) or stocks.get(sku) or inventory.SkuStock.empty(sku)
+                    new_stock, before, after = inventory.fold(stock, movement, policy)
+                    if new_stock is stock:
+                        continue
+                    changed[sku] = new_stock
+                    self._announce(movement, before, after, out)
         out.effects.extend(StockWritten(sku, stock) for sku, stock in sorted(changed.items()))
         return out
 
-    def _fresh(self, event_id: str, sku: str, taken: set[str]) -> bool:
-        """Whether the event's movements of ``sku`` are to be applied (and note them)."""
-        key = stock_routing.marker(event_id, sku)
-        if event_id in self.seen or key in self.seen or key in taken:
-            return False
-        taken.add(key)
-        return True
-
-    def _announce(self, effects: Sequence[inventory.InventoryEffect], out: LaneOutcome) -> None:
+    def _announce(
+        self,
+        movement: inventory.Movement,
+        before: inventory.LocationStock,
+        after: inventory.LocationStock,
+        out: LaneOutcome,
+    ) -> None:
+        """The records of ``inventory.apply``'s effects of ``movement`` (``StockChanged``,
+        then ``Oversold``), from the location before and after it, without building them."""
+        on_hand, committed = after.on_hand, after.committed
+        if on_hand == before.on_hand and committed == before.committed:
+            return  # no StockChanged, hence no Oversold
+        available = on_hand - committed
+        sku, location_id, event_id = movement.sku, movement.location_id, movement.event_id
         topics, append = self.ctx.topics, out.effects.append
-        for effect in effects:
-            where = f"{effect.sku}@{effect.location_id}"
-            if type(effect) is inventory.StockChanged:
-                to_sell = max(0, effect.available)  # effect.available_to_sell
-                append(
-                    Published(
-                        topics.inventory_changes,
-                        where,
-                        {
-                            "sku": effect.sku,
-                            "location_id": effect.location_id,
-                            "on_hand": effect.on_hand,
-                            "committed": effect.committed,
-                            "available": effect.available,
-                            "available_to_sell": to_sell,
-                            "event_id": effect.event_id,
-                            "kind": _KIND_VALUES[effect.kind],
-                            "occurred_at": format_time(effect.occurred_at),
-                        },
-                    )
+        where = f"{sku}@{location_id}"
+        occurred_at = format_time(movement.occurred_at)
+        to_sell = available if available > 0 else 0  # StockChanged.available_to_sell
+        append(
+            Published(
+                topics.inventory_changes,
+                where,
+                {
+                    "sku": sku,
+                    "location_id": location_id,
+                    "on_hand": on_hand,
+                    "committed": committed,
+                    "available": available,
+                    "available_to_sell": to_sell,
+                    "event_id": event_id,
+                    "kind": _KIND_VALUES[movement.kind],
+                    "occurred_at": occurred_at,
+                },
+            )
+        )
+        append(
+            Streamed("inventory", {"sku": sku, "location": location_id, "available": str(to_sell)})
+        )
+        if available < 0 and available < before.on_hand - before.committed:  # Oversold
+            out.counts[_OVERSOLD] += 1
+            append(
+                Published(
+                    topics.inventory_alerts,
+                    where,
+                    {
+                        "alert": "oversold",
+                        "sku": sku,
+                        "location_id": location_id,
+                        "available": available,
+                        "event_id": event_id,
+                        "occurred_at": occurred_at,
+                    },
                 )
-                append(
-                    Streamed(
-                        "inventory",
-                        {
-                            "sku": effect.sku,
-                            "location": effect.location_id,
-                            "available": str(to_sell),
-                        },
-                    )
-                )
-            else:
-                out.counts[Count(Measure.OVERSOLD)] += 1
-                append(
-                    Published(
-                        topics.inventory_alerts,
-                        where,
-                        {
-                            "alert": "oversold",
-                            "sku": effect.sku,
-                            "location_id": effect.location_id,
-                            "available": effect.available,
-                            "event_id": effect.event_id,
-                            "occurred_at": format_time(effect.occurred_at),
-                        },
-                    )
-                )
+            )

@@ -26,6 +26,7 @@ from typing import Final
 from resolvers import stock_routing
 from resolvers.inventory import Movement, MovementKind
 from resolvers.steps import DeadLetter, Event, Ok, RawRecord
+from resolvers.tuples import new_tuple
 from schemas.touchpoint import EventType, Touchpoint
 
 NAME = "inventory"
@@ -101,10 +102,15 @@ def skus(tp: Touchpoint) -> set[str]:
 def with_movements(event: Event) -> Event | None:
     """The event with its movements per SKU computed once (the direct lane's ``takes``), or
     None when it moves no stock."""
-    per_sku = stock_routing.by_sku(movements(event.tp))
+    # ``stock_routing.by_sku(movements(tp))``: ``movements`` gives at most one movement per
+    # SKU, in SKU order (an order's lines are summed per SKU and sorted; any other event
+    # moves one SKU), so each SKU's group is its one movement
+    per_sku = {m.sku: [m] for m in movements(event.tp)}
     if not per_sku:
         return None
-    return event._replace(stock=per_sku)
+    # ``event._replace(stock=per_sku)`` in one C call (``_replace`` is two Python calls)
+    record, touchpoint, identifiers, hashes, routed, _ = event
+    return new_tuple(Event, (record, touchpoint, identifiers, hashes, routed, per_sku))
 
 
 # --- an event of the lane: a touchpoint (direct) or one routed record (by SKU, ADR 0014) ------
@@ -116,11 +122,11 @@ def event_id(event: Event) -> str:
 
 
 #: Each event type's value (an enum's ``.value`` is a Python-level descriptor call).
-_TYPE_VALUES: Final = {t: t.value for t in EventType}
+TYPE_VALUES: Final = {t: t.value for t in EventType}
 
 
 def event_type(event: Event) -> str:
-    return event.routed.event_type if event.routed is not None else _TYPE_VALUES[event.tp.type]
+    return event.routed.event_type if event.routed is not None else TYPE_VALUES[event.tp.type]
 
 
 def sku_movements(event: Event) -> Mapping[str, list[Movement]]:
