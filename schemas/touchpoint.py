@@ -689,28 +689,68 @@ def _json_validator() -> SchemaValidator:
 #: event, eighteenth pass, ``bench/README.md``). It differs
 #: from ``orjson.loads`` on numbers only: it reads ``NaN``/``Infinity`` literals and numbers
 #: that overflow a double (orjson: not JSON) and keeps integers outside [-2**63, 2**64) exact
-#: (orjson: a float). A non-finite float is refused wherever the model keeps a value (money,
-#: integers, free-form parts and traits check it), so only an ignored key could carry one:
-#: this validator refuses unknown top-level keys; such a record, and anything refused, takes
-#: the old path for its verdict and texts. Such integers have 19 digits or more: a record
-#: with 19 digits in a row takes the old path too (:data:`_DIGITS`).
+#: (orjson: a float, or not JSON past a double's range). A non-finite float is refused
+#: wherever the model keeps a value (money, integers, free-form parts and traits check it), so
+#: only an ignored key could carry one: this validator refuses unknown top-level keys; such a
+#: record, and anything refused, takes the old path for its verdict and texts. An integer out
+#: of that range is refused by every typed field (bounds, digits), so only the free-form parts
+#: can keep one: :func:`_ints_read_alike` looks there, and if one is found the old path decides.
 _VALIDATE_JSON: Final = _json_validator().validate_json
-#: Every ASCII digit to ``0``: ``_LONG_NUMBER in raw.translate(_DIGITS)`` = 19 digits in a row.
-_DIGITS: Final = bytes.maketrans(b"123456789", b"000000000")
-_LONG_NUMBER: Final = b"0" * 19
+#: The integers ``orjson.loads`` reads as integers: [-2**63, 2**64).
+_INT_MIN: Final = -(2**63)
+_INT_END: Final = 2**64
+
+
+def _orjson_ints(value: Any) -> bool:
+    """Whether every integer in a decoded JSON value is in [-2**63, 2**64)."""
+    kind = type(value)
+    if kind is int:
+        number: int = value
+        return _INT_MIN <= number < _INT_END
+    if kind is dict:
+        return all(map(_orjson_ints, value.values()))
+    if kind is list:
+        return all(map(_orjson_ints, value))
+    return True
+
+
+def _ints_read_alike(tp: Touchpoint) -> bool:
+    """Whether the free-form parts of ``tp`` (the only ones that keep any integer) hold no
+    integer ``orjson.loads`` would have read otherwise. Most events: a dict of strings.
+    It replaces a byte scan for 19 digits in a row (``raw.translate`` and a substring search,
+    ~4.4k instructions per event; this look ~2k: parse alone -2.5k, nineteenth pass)."""
+    fields = tp.__dict__
+    properties = fields["properties"]
+    if properties and not _orjson_ints(properties):
+        return False
+    traits = fields["traits"]
+    if traits is not None and not (
+        _orjson_ints(traits.__pydantic_extra__) and _orjson_ints(traits.__dict__["preferences"])
+    ):
+        return False
+    signals = fields["consent_signals"]
+    if signals is not None:
+        parts = signals.__dict__
+        return (
+            _orjson_ints(signals.__pydantic_extra__)
+            and _orjson_ints(parts["segment"])
+            and _orjson_ints(parts["gcm"])
+        )
+    return True
 
 
 def parse_touchpoint(raw: bytes, *, max_bytes: int = MAX_EVENT_BYTES) -> Touchpoint:
     """Decode and validate one raw record. Raises :class:`InvalidEvent` (never anything else)."""
     if len(raw) > max_bytes:
         raise InvalidEvent(OVERSIZE, f"record is {len(raw)} bytes, limit {max_bytes}")
-    if type(raw) is bytes and _LONG_NUMBER not in raw.translate(_DIGITS):
+    if type(raw) is bytes:
         try:
             tp: Touchpoint = _VALIDATE_JSON(raw)
         except ValidationError:
             pass  # refused (or an unknown key): the old path says why, in its words
         else:
-            return tp
+            if _ints_read_alike(tp):
+                return tp
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

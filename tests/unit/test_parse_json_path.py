@@ -358,3 +358,39 @@ def test_identifier_characters_refused_alike(value: str, dumps: Callable[[Any], 
     expected = _outcome(parse_reference.parse_touchpoint, raw)
     assert expected[0] == ("accepted" if value == "ok" else "refused")
     assert _outcome(parse_touchpoint, raw) == expected
+
+
+#: Every place a free-form value is kept (``_ints_read_alike`` looks at each), nested or not.
+_FREE_PLACES: Final = (
+    b'"properties":{"n":%s}',
+    b'"properties":{"a":"x","l":[1,[2,%s]]}',
+    b'"properties":{"d":{"e":{"n":%s}}}',
+    b'"traits":{"vip":%s}',
+    b'"traits":{"preferences":{"l":[%s]}}',
+    b'"consent_signals":{"usp":{"n":%s}}',
+    b'"consent_signals":{"segment":{"n":%s}}',
+    b'"consent_signals":{"gcm":{"l":[%s]}}',
+)
+
+
+@pytest.mark.parametrize("place", _FREE_PLACES)
+@pytest.mark.parametrize(
+    "number",
+    [
+        b"-9223372036854775809",  # orjson: a float
+        b"-9223372036854775808",  # orjson: an integer
+        b"18446744073709551615",  # orjson: an integer
+        b"18446744073709551616",  # orjson: a float
+        b"9" * 400,  # orjson: not JSON
+    ],
+)
+def test_integers_beyond_64_bits_read_alike_in_every_free_form_place(
+    place: bytes, number: bytes
+) -> None:
+    """pydantic-core keeps an integer outside [-2**63, 2**64) exact; ``orjson.loads`` does not:
+    wherever a free-form part keeps one, the record is decided as the old path decides it."""
+    raw = (
+        b'{"event_id":"e-1","type":"page_view","channel":"web",'
+        b'"occurred_at":"2024-05-01T10:00:00Z",%s}' % (place % number)
+    )
+    assert _outcome(parse_touchpoint, raw) == _outcome(parse_reference.parse_touchpoint, raw)
