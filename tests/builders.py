@@ -12,9 +12,12 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from hypothesis import strategies as st
+
 from resolvers.consent import ConsentPolicy
 from resolvers.context import Context, TopicNames
 from resolvers.identity.rules import IdentityRules
+from resolvers.inventory import Movement, MovementKind
 from resolvers.profile.facts import Facts, fingerprint
 from schemas.normalize import DEFAULT, is_blocked
 
@@ -58,3 +61,27 @@ def with_fingerprints(facts: Facts) -> Facts:
         for event_id, item in facts.recent.items()
     }
     return replace(facts, recent=recent)
+
+
+@st.composite
+def stock_movements(
+    draw: st.DrawFn,
+    event_ids: st.SearchStrategy[str],
+    locations: Sequence[str],
+    times: st.SearchStrategy[datetime],
+    sku: str = "SKU-1",
+) -> Movement:
+    """One movement of ``sku``'s stock for the inventory properties: any kind, a quantity
+    (below 0 only for an adjustment), an optional reason; its id, location and time drawn as
+    the caller's property needs them (ids that repeat, times that tie...)."""
+    kind = draw(st.sampled_from(list(MovementKind)))
+    low = -4 if kind is MovementKind.ADJUSTMENT else 0
+    return Movement(
+        event_id=draw(event_ids),
+        sku=sku,
+        location_id=draw(st.sampled_from(locations)),
+        kind=kind,
+        quantity=draw(st.integers(low, 5)),
+        occurred_at=draw(times),
+        reason=draw(st.sampled_from([None, "damaged"])),
+    )

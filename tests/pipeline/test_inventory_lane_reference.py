@@ -15,14 +15,14 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import inventory_lane_reference as reference
-from builders import NOW, make_context
+from builders import NOW, make_context, stock_movements
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pipeline_helpers import record
 from test_commit_parts import simulated
 
 from resolvers import inventory
-from resolvers.inventory import LedgerPolicy, Movement, MovementKind, SkuStock
+from resolvers.inventory import LedgerPolicy, Movement, SkuStock
 from resolvers.pipeline import INVENTORY, ROUTED_INVENTORY, BatchResult, Lane, run_batch
 from resolvers.steps import RawRecord
 from resolvers.store import InMemoryStore, Kind
@@ -34,18 +34,12 @@ SKU = "SKU-1"
 T0 = datetime(2026, 11, 22, 8, tzinfo=UTC)
 
 
-@st.composite
-def movements(draw: st.DrawFn) -> Movement:
-    kind = draw(st.sampled_from(list(MovementKind)))
-    low = -4 if kind is MovementKind.ADJUSTMENT else 0
-    return Movement(
-        event_id=f"e{draw(st.integers(0, 12))}",  # ids repeat: redeliveries and clashes
+def movements() -> st.SearchStrategy[Movement]:
+    return stock_movements(
+        st.integers(0, 12).map(lambda n: f"e{n}"),  # ids repeat: redeliveries and clashes
+        ["oslo", "online"],
+        st.integers(0, 6).map(lambda n: T0 + timedelta(hours=12 * n)),  # ties, old entries
         sku=SKU,
-        location_id=draw(st.sampled_from(["oslo", "online"])),
-        kind=kind,
-        quantity=draw(st.integers(low, 5)),
-        occurred_at=T0 + timedelta(hours=draw(st.integers(0, 6)) * 12),  # ties, old entries
-        reason=draw(st.sampled_from([None, "damaged"])),
     )
 
 

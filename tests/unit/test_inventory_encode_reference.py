@@ -13,30 +13,28 @@ from datetime import UTC, datetime, timedelta
 
 import inventory_encode_reference as reference
 import orjson
+from builders import stock_movements
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resolvers import inventory
-from resolvers.inventory import LedgerPolicy, Movement, MovementKind, SkuStock
+from resolvers.inventory import LedgerPolicy, Movement, SkuStock
 
 SKU = "SKU-1"
 T0 = datetime(2026, 11, 22, 8, tzinfo=UTC)
 
 
-@st.composite
-def movements(draw: st.DrawFn) -> Movement:
-    kind = draw(st.sampled_from(list(MovementKind)))
-    low = -4 if kind is MovementKind.ADJUSTMENT else 0
-    return Movement(
-        event_id=draw(st.sampled_from(["a", "b", "c", "d", "e1", "e2", "e10", "z"])),
-        sku=SKU,
-        location_id=draw(st.sampled_from(["oslo", "online", "bergen"])),
-        kind=kind,
-        quantity=draw(st.integers(low, 5)),
+def movements() -> st.SearchStrategy[Movement]:
+    return stock_movements(
+        st.sampled_from(["a", "b", "c", "d", "e1", "e2", "e10", "z"]),
+        ["oslo", "online", "bergen"],
         # ties (the event id orders them), old entries (compaction), microseconds
-        occurred_at=T0
-        + timedelta(hours=draw(st.integers(0, 8)) * 9, microseconds=draw(st.sampled_from([0, 5]))),
-        reason=draw(st.sampled_from([None, "damaged"])),
+        st.builds(
+            lambda h, us: T0 + timedelta(hours=9 * h, microseconds=us),
+            st.integers(0, 8),
+            st.sampled_from([0, 5]),
+        ),
+        sku=SKU,
     )
 
 
