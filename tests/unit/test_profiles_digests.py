@@ -9,6 +9,8 @@ from __future__ import annotations
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
+from identity_worlds import POOL, i
+from profiles_digests_reference import _Digests as _ReferenceDigests
 
 from resolvers.context import suppression_hash
 from resolvers.lanes.profiles import _Digests
@@ -16,8 +18,6 @@ from resolvers.stages import normalize
 from resolvers.steps import Event, RawRecord
 from schemas.normalize import DEFAULT
 from schemas.touchpoint import parse_touchpoint
-from tests.unit.identity_worlds import POOL, i
-from tests.unit.profiles_digests_reference import _Digests as _ReferenceDigests
 
 SALTS = st.sampled_from([b"", b"bench", b"another salt"])
 IDENTS = st.sampled_from([i(k) for k in POOL])
