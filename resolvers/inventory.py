@@ -596,12 +596,24 @@ def _compact(loc: LocationStock, policy: LedgerPolicy) -> LocationStock:
     )
 
 
+def stock_changed(before: LocationStock, after: LocationStock) -> bool:
+    """Whether a movement changed what its location holds (on hand or committed): it is
+    announced (``StockChanged``; :func:`_effects`, and the inventory lane from :func:`fold`)."""
+    return after.on_hand != before.on_hand or after.committed != before.committed
+
+
+def oversold(before: LocationStock, available: int) -> bool:
+    """Whether a movement that changed its location, leaving ``available``, oversold it:
+    below zero and lower than before (an ``Oversold`` alert)."""
+    return available < 0 and available < before.on_hand - before.committed
+
+
 def _effects(
     sku: str, movement: Movement, before: LocationStock, after: LocationStock
 ) -> tuple[InventoryEffect, ...]:
-    on_hand, committed = after.on_hand, after.committed
-    if (on_hand, committed) == (before.on_hand, before.committed):
+    if not stock_changed(before, after):
         return ()
+    on_hand, committed = after.on_hand, after.committed
     available = on_hand - committed
     changed = StockChanged(
         sku=sku,
@@ -614,7 +626,7 @@ def _effects(
         occurred_at=movement.occurred_at,
         reason=movement.reason,
     )
-    if available < 0 and available < before.available:
+    if oversold(before, available):
         alert = Oversold(
             sku, movement.location_id, available, movement.event_id, movement.occurred_at
         )

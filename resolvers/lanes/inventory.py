@@ -114,10 +114,11 @@ class InventoryBatch:
         out: LaneOutcome,
     ) -> None:
         """The records of ``inventory.apply``'s effects of ``movement`` (``StockChanged``,
-        then ``Oversold``), from the location before and after it, without building them."""
-        on_hand, committed = after.on_hand, after.committed
-        if on_hand == before.on_hand and committed == before.committed:
+        then ``Oversold``: the same rules), from the location before and after it, without
+        building the effects."""
+        if not inventory.stock_changed(before, after):
             return  # no StockChanged, hence no Oversold
+        on_hand, committed = after.on_hand, after.committed
         available = on_hand - committed
         sku, location_id, event_id = movement.sku, movement.location_id, movement.event_id
         topics, append = self.ctx.topics, out.effects.append
@@ -144,7 +145,7 @@ class InventoryBatch:
         append(
             Streamed("inventory", {"sku": sku, "location": location_id, "available": str(to_sell)})
         )
-        if available < 0 and available < before.on_hand - before.committed:  # Oversold
+        if inventory.oversold(before, available):
             out.counts[_OVERSOLD] += 1
             append(
                 Published(

@@ -224,6 +224,11 @@ def test_oversell_raises_an_alert_and_the_storefront_never_sees_negative_stock()
     assert better == ()
     stock, worse = apply(stock, mv("s2", "pos_sale", 1, 4))
     assert [type(e) for e in worse] == [StockChanged, Oversold]
+    # the same shortfall after a fulfilment (on hand and committed down together): a change
+    # of the stock, not a new alert
+    stock, same = apply(stock, mv("f1", "order_fulfilled", 1, 4.5))
+    assert [type(e) for e in same] == [StockChanged]
+    assert levels(stock)[2] == -2
     stock, recovered = apply(stock, mv("a1", "adjustment", 5, 5, reason="restock"))
     assert not [e for e in recovered if isinstance(e, Oversold)]
     assert snapshot(stock)["locations"][LOC]["oversold"] is False
