@@ -158,7 +158,12 @@ def test_the_direct_lane_keeps_every_field_of_an_event_and_adds_its_movements() 
                 "total": "30.00",
                 "currency": "NOK",
                 "location_id": "oslo-1",
-                "lines": [{"sku": "B", "quantity": 2}, {"sku": "A", "quantity": 1}],
+                # two lines of one SKU: one movement of their sum (with_movements relies on it)
+                "lines": [
+                    {"sku": "B", "quantity": 2},
+                    {"sku": "A", "quantity": 1},
+                    {"sku": "B", "quantity": 3},
+                ],
             },
         }
     )
@@ -183,5 +188,5 @@ def test_the_direct_lane_keeps_every_field_of_an_event_and_adds_its_movements() 
     assert taken.stock is not None
     assert [(sku, [m.quantity for m in moves]) for sku, moves in taken.stock.items()] == [
         ("A", [1]),
-        ("B", [2]),
+        ("B", [5]),
     ]
