@@ -531,15 +531,15 @@ def throughput(
         after = dep.metrics()
         batches = {lane: histogram_delta(before[lane], after[lane], BATCH) for lane in LANES}
 
-        def delta(lane: str, name: str) -> int:
-            return int(counter(after[lane], name) - counter(before[lane], name))
-
-        def seconds(lane: str, name: str) -> float:
+        def grown(lane: str, name: str) -> float:  # a counter's growth over the backlog
             return counter(after[lane], name) - counter(before[lane], name)
 
+        def delta(lane: str, name: str) -> int:
+            return int(grown(lane, name))
+
         # the lane's saturation (17.3): wall time on its batches, its own thread's CPU in them
-        busy = {lane: seconds(lane, "loom_lane_busy_seconds") for lane in LANES}
-        lane_cpu = {lane: seconds(lane, "loom_lane_cpu_seconds") for lane in LANES}
+        busy = {lane: grown(lane, "loom_lane_busy_seconds") for lane in LANES}
+        lane_cpu = {lane: grown(lane, "loom_lane_cpu_seconds") for lane in LANES}
 
         # ADR 0013: a batch commits as parts; a conflict recomputes its part
         conflicts = {lane: delta(lane, "loom_commit_conflicts") for lane in LANES}
