@@ -201,6 +201,35 @@ def prepare(
     return events, dead
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """PREPARE of the first ``count`` of a batch's ``records``, done before its ``run_batch``
+    (``run_batch(prepared=...)``, which prepares the rest): a lane's worker prepares its next
+    batch while the store waits for Redis on this one (``streams.ahead``, ADR 0038).
+    ``prepare`` is a loop over the records, so its results over consecutive slices of a batch
+    (:meth:`of` their chunks), concatenated, are its result over the batch."""
+
+    records: Sequence[RawRecord]
+    count: int
+    events: list[Event]
+    dead: list[DeadLetter]
+
+    @classmethod
+    def of(
+        cls,
+        records: Sequence[RawRecord],
+        count: int,
+        chunks: Iterable[tuple[list[Event], list[DeadLetter]]],
+    ) -> Prepared:
+        """The chunks' results of ``records[:count]``, in order."""
+        events: list[Event] = []
+        dead: list[DeadLetter] = []
+        for chunk_events, chunk_dead in chunks:
+            events += chunk_events
+            dead += chunk_dead
+        return cls(records, count, events, dead)
+
+
 def load_request(
     events: Sequence[Event], lane: Lane = PROFILES, profiles: Sequence[str] = ()
 ) -> LoadRequest:
@@ -255,8 +284,12 @@ def run_batch(
     max_parts: int = 1,
     retry_parts: int | None = None,
     hot: Collection[str] = (),
+    prepared: Prepared | None = None,
 ) -> BatchResult:
     """Process one batch of ``lane`` end to end against ``store``. Raises on infra errors.
+
+    ``prepared``: PREPARE of the first of these ``records`` done already (:class:`Prepared`,
+    its time bound checked at the clock of that moment); the rest is done here.
 
     The batch is split into up to ``max_parts`` independent parts (``resolvers.parts``; 1 = the
     whole batch, as a worker alone runs) committed in one atomic store call; a part that
@@ -266,16 +299,28 @@ def run_batch(
     what recent conflicts named (the caller keeps them from ``BatchResult.contested``): their
     parts are kept small."""
     ctx = make_context()
-    events, dead = prepare(
-        records,
-        max_bytes=max_bytes,
-        config=config,
-        salt=ctx.salt,
-        default_region=ctx.default_region,
-        lane=lane,
-        now=ctx.now,
-        bounds=bounds,
-    )
+    done = 0
+    events: list[Event] = []
+    dead: list[DeadLetter] = []
+    if prepared is not None:
+        if prepared.records is not records:
+            raise ValueError("run_batch: prepared is of other records")
+        done = prepared.count
+        events += prepared.events  # copies: a retry of this call finds them as they were
+        dead += prepared.dead
+    if done < len(records):
+        rest_events, rest_dead = prepare(
+            records[done:] if done else records,
+            max_bytes=max_bytes,
+            config=config,
+            salt=ctx.salt,
+            default_region=ctx.default_region,
+            lane=lane,
+            now=ctx.now,
+            bounds=bounds,
+        )
+        events += rest_events
+        dead += rest_dead
     unparsed: Counter[tuple[str, str]] = Counter()
     if dead and lane.dead_letters:
         unparsed[("unknown", DLQ)] = len(dead)
