@@ -94,6 +94,7 @@ from resolvers.tuples import new_tuple
 from streams import outbox
 from streams.errors import StateLostError
 from streams.redis_keys import MARKER_BUCKETS, STREAM_MAXLEN, Keys, marker_groups, seen_segment
+from streams.replies import Meanwhile
 from streams.watch_commit import Fallback, WatchCommit
 from streams.wave_load import WaveLoad
 
@@ -194,6 +195,15 @@ class RedisStore:
             if commit == "watch"
             else None
         )
+
+    def work_meanwhile(self, meanwhile: Meanwhile | None) -> None:
+        """``meanwhile`` runs while each wave of a load and the watch commit's first and last
+        round trips are answered (:data:`~streams.replies.Meanwhile`; ADR 0038); the Lua calls
+        run none. None: nothing runs."""
+        if self.waves is not None:
+            self.waves.meanwhile = meanwhile
+        if self.watch is not None:
+            self.watch.meanwhile = meanwhile
 
     def _timed(self, op: str, started: float) -> None:
         if self.on_call is not None:

@@ -40,6 +40,7 @@ The reader and ``read_from_socket`` are redis-py's private attributes (redis-py 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any, Final
 
@@ -72,14 +73,32 @@ class Borrowed:
             self.pool.release(self.conn)
 
 
+#: Work done while a round trip's replies are on their way (``round_trip(meanwhile=...)``):
+#: called once the commands are sent, with a function that tells whether a reply has arrived
+#: (``Connection.can_read(0)``: a poll of the socket); it returns when that says so, or when it
+#: has nothing more to do. It never raises (the round trip's connection would be dropped for
+#: nothing) and never uses that connection. The lane's worker consumes and prepares its next
+#: batch there (``streams.ahead``, ADR 0038).
+Meanwhile = Callable[[Callable[[], bool]], None]
+
+
 def round_trip(
-    conn: Any, packed: list[bytes], count: int, *, decode: bool, check_health: bool = True
+    conn: Any,
+    packed: list[bytes],
+    count: int,
+    *,
+    decode: bool,
+    check_health: bool = True,
+    meanwhile: Meanwhile | None = None,
 ) -> list[Any]:
     """Send ``packed`` (``count`` commands) on ``conn`` and read their replies
     (:func:`read_replies`); a reply that is an error raises once all are read.
     ``check_health=False``: no health check first (inside a ``WATCH``, a check that fails
-    reconnects, and a new connection would ``EXEC`` unguarded: a dropped one raises)."""
+    reconnects, and a new connection would ``EXEC`` unguarded: a dropped one raises).
+    ``meanwhile``: run between the send and the read (:data:`Meanwhile`)."""
     conn.send_packed_command(packed, check_health=check_health)
+    if meanwhile is not None:
+        meanwhile(partial(conn.can_read, 0))
     replies, error = read_replies(conn, count, decode=decode)
     if error is not None:
         raise error

@@ -66,7 +66,7 @@ from streams.commit_commands import (
 from streams.errors import StateLostError
 from streams.load_snapshot import UNCOVERED, LoadSnapshot
 from streams.redis_keys import Keys, marker_groups
-from streams.replies import Borrowed, round_trip
+from streams.replies import Borrowed, Meanwhile, round_trip
 from streams.resp import Resp
 
 #: heads of the checks' multi-key commands, in RESP
@@ -112,6 +112,9 @@ class WatchCommit:
     #: ``marker_groups`` of a lane's ids, each once (``RedisStore`` passes its own, which
     #: reuses the batch load's grouping of the same ids)
     grouped: Callable[[tuple[str, ...]], dict[str, list[str]]] = marker_groups
+    #: work done while round trip 1 and the last one (``EXEC``) are answered (ADR 0038), never
+    #: while a ``WATCH`` is open: it would widen the window another writer's commit aborts
+    meanwhile: Meanwhile | None = None
 
     def commit(
         self,
@@ -147,13 +150,23 @@ class WatchCommit:
             borrowed.clean = True  # an aborted EXEC leaves no WATCH/MULTI state
             raise CommitConflictError(f"EXEC aborted {self.max_attempts} times in a row")
 
-    def _round_trip(self, conn: Any, resp: Resp, *, watching: bool = True) -> list[Any]:
+    def _round_trip(
+        self, conn: Any, resp: Resp, *, watching: bool = True, meanwhile: bool = False
+    ) -> list[Any]:
         """``resp``'s commands and their replies. ``watching``: a ``WATCH`` is open, so no
         health check first (a failed one reconnects: a new connection without the ``WATCH``
-        would ``EXEC`` unguarded); a dropped connection raises instead."""
+        would ``EXEC`` unguarded); a dropped connection raises instead. ``meanwhile``: no
+        ``WATCH`` is open once these are sent, so :attr:`meanwhile` may run."""
         self.round_trips += 1
         # an error reply (e.g. a command refused inside MULTI) raises: the call disconnects
-        return round_trip(conn, resp.packed(), resp.count, decode=False, check_health=not watching)
+        return round_trip(
+            conn,
+            resp.packed(),
+            resp.count,
+            decode=False,
+            check_health=not watching,
+            meanwhile=self.meanwhile if meanwhile else None,
+        )
 
     def _attempt(
         self,
@@ -173,7 +186,7 @@ class WatchCommit:
         first.add("TIME")
         for scope in scopes:
             first.add("HMGET", keys.markers_layout(scope), "width", "since")
-        now, *layouts = self._round_trip(conn, first, watching=False)
+        now, *layouts = self._round_trip(conn, first, watching=False, meanwhile=True)
         clocks: dict[str, MarkerClock] = {}
         for scope, (width, since) in zip(scopes, layouts, strict=True):
             clocks[scope] = MarkerClock.at(
@@ -200,7 +213,7 @@ class WatchCommit:
         out = self._writes(parts, written, clocks, reads, stored)
         if wait is not None:
             out.add("WAIT", *wait)
-        replies = self._round_trip(conn, out)
+        replies = self._round_trip(conn, out, meanwhile=True)  # EXEC (or UNWATCH) closes it
         acknowledged = replies[-1] if wait is not None else None
         if written:
             done = replies[-2] if wait is not None else replies[-1]

@@ -66,7 +66,7 @@ from resolvers.tuples import new_tuple
 from streams.commit_commands import CHUNK, EXISTS, MarkerClock
 from streams.load_snapshot import LoadSnapshot
 from streams.redis_keys import Keys
-from streams.replies import Borrowed, round_trip
+from streams.replies import Borrowed, Meanwhile, round_trip
 from streams.resp import Resp, hmget_head
 
 #: Loads of one call before :class:`LoadContendedError`.
@@ -234,6 +234,8 @@ class WaveLoad:
         #: what the last call read, consistent at one commit sequence (ADR 0027; None: the
         #: last call returned nothing or raised)
         self.snapshot: LoadSnapshot | None = None
+        #: work done while each wave is answered (ADR 0038)
+        self.meanwhile: Meanwhile | None = None
 
     def load(self, request: LoadRequest, groups: dict[str, list[str]]) -> Loaded | None:
         """``request``'s :class:`Loaded`, its event ids grouped by marker bucket as
@@ -261,7 +263,7 @@ class WaveLoad:
         if self.round_trips:
             self.between_waves()
         self.round_trips += 1
-        return round_trip(conn, wave.packed(), wave.count, decode=True)
+        return round_trip(conn, wave.packed(), wave.count, decode=True, meanwhile=self.meanwhile)
 
     def _attempt(
         self, conn: Any, request: LoadRequest, groups: dict[str, list[str]]

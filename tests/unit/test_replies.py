@@ -319,6 +319,26 @@ def test_a_round_trip_with_an_error_reply_reads_them_all_then_raises_the_first()
         assert read_replies(conn, 1, decode=False) == ([b"OK"], None)
 
 
+def test_meanwhile_runs_after_the_send_until_a_reply_arrives_then_the_replies_are_read() -> None:
+    """``round_trip(meanwhile=...)`` (ADR 0038): the commands are on the wire before the work
+    starts, ``ready`` says False until the server answers and True after, and the replies
+    are read as without it."""
+    packed = [b"*1\r\n$4\r\nPING\r\n"]
+    seen: list[tuple[bytes, bool]] = []
+    with wired() as (conn, theirs):
+
+        def meanwhile(ready: Callable[[], bool]) -> None:
+            sent = received(theirs, len(packed[0]))  # already sent: the server can start
+            seen.append((sent, ready()))
+            theirs.sendall(b"+PONG\r\n")  # the server answers while the work goes on
+            while not ready():  # a socket poll, no wait
+                pass
+            seen.append((b"", ready()))
+
+        assert round_trip(conn, packed, 1, decode=False, meanwhile=meanwhile) == [b"PONG"]
+    assert seen == [(packed[0], False), (b"", True)]
+
+
 @pytest.mark.parametrize("check_health", [True, False])
 def test_a_round_trip_asks_for_a_health_check_only_if_told(check_health: bool) -> None:
     with wired(health_check_interval=1) as (conn, theirs):
