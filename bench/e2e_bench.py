@@ -79,6 +79,7 @@ from resolvers.stages.inventory import skus
 from resolvers.steps import Event, RawRecord
 from schemas.touchpoint import Touchpoint, dump_touchpoint, record_key
 from streams import kafka_clients, redis_clients
+from streams.ahead import STEPS
 from streams.lag import uncommitted
 from streams.producer import TouchpointProducer
 from streams.redis_store import processed_ids
@@ -531,8 +532,8 @@ def throughput(
         after = dep.metrics()
         batches = {lane: histogram_delta(before[lane], after[lane], BATCH) for lane in LANES}
 
-        def grown(lane: str, name: str) -> float:  # a counter's growth over the backlog
-            return counter(after[lane], name) - counter(before[lane], name)
+        def grown(lane: str, name: str, **labels: str) -> float:  # growth over the backlog
+            return counter(after[lane], name, **labels) - counter(before[lane], name, **labels)
 
         def delta(lane: str, name: str) -> int:
             return int(grown(lane, name))
@@ -540,6 +541,11 @@ def throughput(
         # the lane's saturation (17.3): wall time on its batches, its own thread's CPU in them
         busy = {lane: grown(lane, "loom_lane_busy_seconds") for lane in LANES}
         lane_cpu = {lane: grown(lane, "loom_lane_cpu_seconds") for lane in LANES}
+        # ADR 0038: the next batch's records consumed and prepared while Redis answered
+        ahead = {
+            lane: {step: grown(lane, "loom_lane_ahead_records", step=step) for step in STEPS}
+            for lane in LANES
+        }
 
         # ADR 0013: a batch commits as parts; a conflict recomputes its part
         conflicts = {lane: delta(lane, "loom_commit_conflicts") for lane in LANES}
@@ -589,6 +595,9 @@ def throughput(
                     "waiting_in_batches_us_per_event": round(
                         1e6 * (busy[lane] - lane_cpu[lane]) / events, 1
                     ),
+                    # of the records the lane read, the share consumed and prepared ahead
+                    "ahead_consumed_pct": _pct(ahead[lane]["consumed"], events),
+                    "ahead_prepared_pct": _pct(ahead[lane]["prepared"], events),
                     # CAS conflicts (loom_commit_conflicts_total): parts of batches that
                     # conflicted, each loaded and computed again (ADR 0013)
                     "commit_parts": commit_parts[lane],
@@ -956,14 +965,15 @@ def histogram(text: str, name: str, **labels: str) -> dict[str, Any]:
     return {"buckets": buckets, "sum": total, "count": count}
 
 
-def counter(text: str, name: str) -> float:
-    """Sum of a counter (family name without ``_total``) over every exposition in ``text``."""
+def counter(text: str, name: str, **labels: str) -> float:
+    """Sum of a counter (family name without ``_total``) over every exposition in ``text``
+    (of its samples with ``labels``)."""
     return sum(
         s.value
         for family in text_string_to_metric_families(text)
         if family.name == name
         for s in family.samples
-        if s.name == f"{name}_total"
+        if s.name == f"{name}_total" and all(s.labels.get(k) == v for k, v in labels.items())
     )
 
 

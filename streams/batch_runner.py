@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Final, TypeVar
 
-from resolvers.pipeline import BatchResult, run_batch
-from resolvers.steps import DeadLetter, RawRecord
+from resolvers.pipeline import BatchResult, Prepared, prepare, run_batch
+from resolvers.steps import DeadLetter, Event, RawRecord
 from schemas.normalize import DEFAULT as NORMALIZE_DEFAULT
 from streams.backoff import Backoff
 from streams.contention import Contention
@@ -125,11 +125,14 @@ class BatchRunner:
         self.breaker = CircuitBreaker(s.poison_limit, s.poison_window_s)
         self.contention = Contention(s.commit_parts_for(rt.lane.name))
         self._cpu = rt.metrics.lane_cpu.labels(lane=rt.lane.name)
+        self._fixed: tuple[bytes, str | None] | None = None  # ``prepare``'s salt and region
 
-    async def run(self, records: Sequence[RawRecord]) -> Applied:
-        """Apply ``records`` and deliver their dead letters; raises LaneStopped/Abandoned."""
+    async def run(self, records: Sequence[RawRecord], prepared: Prepared | None = None) -> Applied:
+        """Apply ``records`` and deliver their dead letters; raises LaneStopped/Abandoned.
+        ``prepared``: their PREPARE, done ahead (``streams.ahead``); a bisected part prepares
+        its own."""
         rt = self.rt
-        applied = Applied(tuple(await self._apply(records)))
+        applied = Applied(tuple(await self._apply(records, prepared)))
         dead = applied.dead_letters
         if dead:
             delivery = DlqDelivery(
@@ -155,7 +158,7 @@ class BatchRunner:
         return applied
 
     async def _apply(
-        self, records: Sequence[RawRecord]
+        self, records: Sequence[RawRecord], prepared: Prepared | None = None
     ) -> list[tuple[Sequence[RawRecord], BatchResult]]:
         """``run_batch`` over ``records``, bisecting around poison (in order); the results of
         every ``run_batch`` call that committed, and one dead-letter result per poison record."""
@@ -166,7 +169,10 @@ class BatchRunner:
             if self.stopping.is_set() and part is not records:
                 raise BatchAbandoned(f"bisecting {span(records)} abandoned: stopping")
             try:
-                result = await self.until_done("batch", part, partial(self._apply_once, part))
+                whole = prepared if part is records else None
+                result = await self.until_done(
+                    "batch", part, partial(self._apply_once, part, whole)
+                )
             except DeterministicError as error:
                 if len(part) > 1:
                     if part is records:
@@ -195,14 +201,37 @@ class BatchRunner:
         result.outcomes[("unknown", "dlq")] = 1
         return result
 
-    def _apply_once(self, records: Sequence[RawRecord]) -> BatchResult:
+    def prepare(self, records: Sequence[RawRecord]) -> tuple[list[Event], list[DeadLetter]]:
+        """PREPARE of ``records`` as ``run_batch`` does it, at this moment's clock (the work
+        ahead: ``streams.ahead``)."""
+        rt = self.rt
+        if self._fixed is None:  # the context's salt and region: the runtime's constants
+            ctx = rt.context()
+            self._fixed = (ctx.salt, ctx.default_region)
+        salt, region = self._fixed
+        return prepare(
+            records,
+            max_bytes=rt.settings.max_event_bytes,
+            config=NORMALIZE_DEFAULT,
+            salt=salt,
+            default_region=region,
+            lane=rt.lane,
+            now=rt.clock(),
+            bounds=rt.bounds,
+        )
+
+    def _apply_once(
+        self, records: Sequence[RawRecord], prepared: Prepared | None = None
+    ) -> BatchResult:
         started = time.thread_time()  # this thread's CPU: loom_lane_cpu_seconds_total
         try:
-            return self._run_batch(records)
+            return self._run_batch(records, prepared)
         finally:
             self._cpu.inc(time.thread_time() - started)
 
-    def _run_batch(self, records: Sequence[RawRecord]) -> BatchResult:
+    def _run_batch(
+        self, records: Sequence[RawRecord], prepared: Prepared | None = None
+    ) -> BatchResult:
         rt = self.rt
         result = run_batch(
             records,
@@ -215,6 +244,7 @@ class BatchRunner:
             max_parts=self.contention.max_parts(),
             retry_parts=self.contention.parts,
             hot=self.contention.hot(),
+            prepared=prepared,
         )
         self.contention.observe(result)
         return result

@@ -8,7 +8,10 @@ protocol, per batch:
                   (``LOOM_BATCH_TIMEOUT_S`` profiles, ``LOOM_INVENTORY_BATCH_TIMEOUT_S``
                   inventory), or not at all when the previous batch took longer than that
                   to apply (:func:`fill_wait`); librdkafka returns as soon as the batch is
-                  full.
+                  full. With ``LOOM_WORK_AHEAD`` (the default) the next batch's records are
+                  consumed, and prepared, while Redis answers this batch's round trips
+                  (:mod:`streams.ahead`, ADR 0038): the loop takes them, topped up to a
+                  batch by a ``consume`` that waits as above.
 2. apply          ``run_batch``: the lane's pure pipeline and ONE atomic Redis commit (every
                   effect, the event-id markers and the outbox records; idempotent by event id,
                   so a redelivered batch changes nothing).
@@ -47,9 +50,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from resolvers.pipeline import Prepared
 from resolvers.steps import RawRecord
 from resolvers.tuples import new_tuple
 from streams import audience_schedule, kafka_clients
+from streams.ahead import STEPS, WorkAhead
 from streams.batch_runner import BatchAbandoned, BatchRunner, LaneStopped
 from streams.errors import FatalError, classify, kafka_error
 from streams.gc_policy import GcPolicy
@@ -231,6 +236,20 @@ class LaneRunner:
         self.assigned: set[tuple[str, int]] = set()
         self.processed = ProcessedOffsets()
         self.batches = BatchRunner(rt, self.status, self.stopping)
+        #: the next batch, consumed and prepared while the store waits for Redis (ADR 0038);
+        #: the store runs it in the waits of its round trips (``streams.ahead``)
+        self.ahead: WorkAhead | None = None
+        if self.settings.work_ahead:
+            self.ahead = WorkAhead(self._consume_ahead, self.batches.prepare)
+            work_meanwhile = getattr(rt.store, "work_meanwhile", None)  # RedisStore's
+            if work_meanwhile is not None:
+                work_meanwhile(self.ahead)
+        #: partitions revoked or lost while the batch was in flight (a rebalance in a
+        #: ``consume`` ahead): its offsets of them are not committed (``streams.ahead``)
+        self._gone: set[tuple[str, int]] = set()
+        consumed, prepared = (rt.metrics.lane_ahead.labels(lane=self.lane, step=s) for s in STEPS)
+        self._ahead_consumed, self._ahead_prepared = consumed, prepared
+        self._returned = time.monotonic()  # when the loop's last consume returned
         self._busy = rt.metrics.lane_busy.labels(lane=self.lane)
         self.relay = RelaySupervisor(
             rt.new_relay,
@@ -272,6 +291,7 @@ class LaneRunner:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {(p.topic, p.partition) for p in partitions}
+        self._taken_away(revoked)
         self._due.forget(revoked)
         self._commit(self.processed.take(revoked), asynchronous=False)
         self.assigned -= revoked
@@ -279,10 +299,19 @@ class LaneRunner:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         lost = {(p.topic, p.partition) for p in partitions}
+        self._taken_away(lost)
         self._due.forget(lost)
         self.processed.take(lost)  # another member owns them: committing would fail
         self.assigned -= lost
         log.warning("%s: lost %s (session expired)", self.group, sorted(p for _, p in lost))
+
+    def _taken_away(self, partitions: set[tuple[str, int]]) -> None:
+        """A rebalance took ``partitions`` away: no record of theirs ahead is run, and the batch
+        in flight commits none of their offsets (their records are read again from the
+        committed offset: a no-op for those already applied)."""
+        self._gone |= partitions
+        if self.ahead is not None:
+            self.ahead.forget(partitions)
 
     def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
         """librdkafka's report of a commit (asynchronous ones fail only here, not by raising)."""
@@ -292,6 +321,8 @@ class LaneRunner:
         """After ``records`` were applied and dead-lettered: their next offsets are due for
         the next commit (:meth:`_commit_due`)."""
         offsets = next_offsets(records, self.generation)
+        if self._gone:  # taken away while the batch was in flight: read again from the last commit
+            offsets = [tp for tp in offsets if (tp.topic, tp.partition) not in self._gone]
         self.processed.add(offsets)
         self._due.add(offsets)
         self._commit_due()
@@ -319,6 +350,8 @@ class LaneRunner:
             on_lost=self._on_lost,
         )
         self.relay.start(self._relay_wakeup)
+        if self.ahead is not None:  # the lane's thread: the executor's one (``_main``)
+            self.ahead.thread = await asyncio.to_thread(threading.get_ident)
         try:
             await self._establish_generation()
             self.status.running()
@@ -361,31 +394,67 @@ class LaneRunner:
             rt.store.generation = self.generation
 
     async def _loop(self) -> None:
-        size, timeout = self.settings.batch_size, self.batch_timeout_s
-        returned = time.monotonic()  # when the last consume returned
+        self._returned = time.monotonic()
         while not self.stopping.is_set():
-            messages = await asyncio.to_thread(
-                self.consumer.consume, size, fill_wait(timeout, time.monotonic() - returned)
-            )
-            returned = time.monotonic()
-            self.status.turned()
-            # error events are rare: msg.error() first, the check's calls only for them
-            records = raw_records([m for m in messages if m.error() is None or not self._failed(m)])
+            records, prepared = await self._next_batch()
             if not records:
                 self._commit_due()
                 continue
             started = time.monotonic()
+            if self.ahead is not None:
+                self.ahead.armed = True
             try:
-                await self.batches.run(records)
+                await self.batches.run(records, prepared)
             except BatchAbandoned as abandoned:
                 log.warning("%s: %s", self.group, abandoned)
                 return
             finally:
+                if self.ahead is not None:
+                    self.ahead.armed = False
                 self._busy.inc(time.monotonic() - started)
             self._batch_done(records)
             self._relay_wakeup.set()
             self.rt.metrics.decode_cache_bytes.set(self.rt.decode_cache.bytes)
             self.gc.after_batch()  # what survived the batch frozen (streams.gc_policy)
+
+    async def _next_batch(self) -> tuple[list[RawRecord], Prepared | None]:
+        """The next batch: the records consumed ahead (topped up to a batch by a ``consume``
+        that waits as the loop's does) with what of them was prepared, else a ``consume``'s."""
+        size = self.settings.batch_size
+        self._gone.clear()
+        ahead = self.ahead.take() if self.ahead is not None else None  # raises consume's error
+        if ahead is None:
+            return await self._consume(size), None
+        records = ahead.records
+        self._ahead_consumed.inc(len(records))
+        self._ahead_prepared.inc(ahead.count)
+        if len(records) >= size:
+            return records, ahead.prepared(records)
+        more = await self._consume(size - len(records))
+        if self._gone:  # a rebalance in that consume: its partitions' records are read again
+            records = [r for r in records if (r.topic, r.partition) not in self._gone]
+            self._gone.clear()
+            return records + more, None
+        records = records + more
+        return records, ahead.prepared(records)
+
+    async def _consume(self, n: int) -> list[RawRecord]:
+        """Up to ``n`` records, waiting as :func:`fill_wait` says."""
+        wait = fill_wait(self.batch_timeout_s, time.monotonic() - self._returned)
+        messages = await asyncio.to_thread(self.consumer.consume, n, wait)
+        self._returned = time.monotonic()
+        self.status.turned()
+        return self._records(messages)
+
+    def _consume_ahead(self) -> list[RawRecord]:
+        """The records queued now, up to a batch (:class:`~streams.ahead.WorkAhead`'s)."""
+        messages = self.consumer.consume(self.settings.batch_size, 0)
+        self.status.turned()
+        return self._records(messages)
+
+    def _records(self, messages: list[Message]) -> list[RawRecord]:
+        # error events are rare: msg.error() first, the check's calls only for them
+        return raw_records([m for m in messages if m.error() is None or not self._failed(m)])
 
     def _failed(self, msg: Message) -> bool:
         """Whether ``msg`` is an error event rather than a record; fatal ones stop the lane."""

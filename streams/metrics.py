@@ -169,6 +169,7 @@ class WorkerMetrics:
     batch_retries: Counter  # loom_batch_retries_total{lane,step,error}
     lane_busy: Counter  # loom_lane_busy_seconds_total{lane}
     lane_cpu: Counter  # loom_lane_cpu_seconds_total{lane}
+    lane_ahead: Counter  # loom_lane_ahead_records_total{lane,step}
     poison_records: Counter  # loom_poison_records_total{lane,stage}
     relay_records: Counter  # loom_relay_records_total
     relay_superseded: Counter  # loom_relay_superseded_total
@@ -308,9 +309,19 @@ class WorkerMetrics:
             lane_cpu=Counter(
                 "loom_lane_cpu_seconds_total",
                 "CPU time of the lane's own thread in its batches (parse to commit, retries "
-                "included). Busy time minus this is time the lane waited: on Redis, on the "
-                "interpreter lock (the relay's thread), on the machine's CPUs.",
+                "included, and the next batch's work done while Redis answered). Busy time "
+                "minus this is time the lane waited: on Redis, on the interpreter lock (the "
+                "relay's thread), on the machine's CPUs.",
                 ["lane"],
+                registry=reg,
+            ),
+            lane_ahead=Counter(
+                "loom_lane_ahead_records_total",
+                "Records of a lane's next batch consumed (step=consumed) and prepared "
+                "(step=prepared: decoded, validated, normalized) while Redis answered the "
+                "batch in flight (LOOM_WORK_AHEAD, ADR 0038); the rest of each batch is "
+                "consumed and prepared in turn.",
+                ["lane", "step"],
                 registry=reg,
             ),
             poison_records=Counter(

@@ -285,6 +285,12 @@ class LoomSettings(BaseSettings):
     inventory_batch_timeout_s: float = Field(
         0.01, gt=0, description="inventory lane: max wait to fill a batch (latency-bound)"
     )
+    work_ahead: bool = Field(
+        True,
+        description="a lane consumes and prepares (decodes, validates, normalizes) its next "
+        "batch while Redis answers the load and commit of the batch in flight (ADR 0038); "
+        "false: one batch at a time",
+    )
     commit_interval_s: float = Field(
         0.5,
         ge=0,

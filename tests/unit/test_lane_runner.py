@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
-from resolvers.pipeline import INVENTORY
+from resolvers.pipeline import INVENTORY, Prepared
 from resolvers.steps import RawRecord
 from streams import kafka_clients, lane_runner
+from streams.lane_runner import raw_records
 from streams.offsets import ProcessedOffsets, next_offsets
 from streams.settings import LoomSettings
 from streams.testing import FakeConsumer, fake_runtime
@@ -272,7 +275,7 @@ def test_records_that_waited_while_a_batch_was_applied_are_consumed_at_once(
     now = [0.0]  # the loop's clock: only an apply moves it, so no real time is waited on
     monkeypatch.setattr(lane_runner, "time", SimpleNamespace(monotonic=lambda: now[0]))
 
-    async def slow_apply(records: list[RawRecord]) -> None:
+    async def slow_apply(records: list[RawRecord], prepared: Prepared | None = None) -> None:
         applied.append(len(records))
         now[0] += 0.06  # an apply that takes longer than the batch timeout
 
@@ -297,7 +300,7 @@ def test_what_survives_each_applied_batch_is_frozen(monkeypatch: pytest.MonkeyPa
     fake.runner, fake.batches = runner, [[msg], [], [msg]]
     events: list[str] = []
 
-    async def apply(records: list[RawRecord]) -> None:
+    async def apply(records: list[RawRecord], prepared: Prepared | None = None) -> None:
         events.append("apply")
 
     monkeypatch.setattr(runner.batches, "run", apply)
@@ -329,7 +332,7 @@ def test_the_lanes_busy_time_is_its_batches_not_its_waits_for_records(
     monkeypatch.setattr(fake, "consume", slow_consume)
     took = iter([0.25, 0.5, 2.0])
 
-    async def apply(records: list[RawRecord]) -> None:
+    async def apply(records: list[RawRecord], prepared: Prepared | None = None) -> None:
         seconds = next(took)
         now[0] += seconds
         if seconds == 2.0:  # the third batch: abandoned (a stop during its retries)
@@ -341,3 +344,240 @@ def test_the_lanes_busy_time_is_its_batches_not_its_waits_for_records(
         "loom_lane_busy_seconds_total", {"lane": "inventory"}
     )
     assert busy == 0.25 + 0.5 + 2.0
+
+
+# --- the work ahead (streams.ahead, ADR 0038) -------------------------------------------------
+
+
+def msgs(partition: int, offsets: range) -> list[Message]:
+    return [
+        Message(topic="raw", partition=partition, offset=o, value=b"{}", timestamp=(1, 1))
+        for o in offsets
+    ]
+
+
+def where(records: list[RawRecord]) -> list[tuple[int, int]]:
+    return [(r.partition, r.offset) for r in records]
+
+
+def ahead_runner(
+    monkeypatch: pytest.MonkeyPatch, batches: list[list[Message]], **settings: Any
+) -> tuple[lane_runner.LaneRunner, ScriptedConsumer]:
+    """A runner whose consumer returns ``batches`` in turn; the test's ``apply`` plays the
+    store, calling ``runner.ahead`` as a round trip would."""
+    monkeypatch.setattr(kafka_clients, "Consumer", ScriptedConsumer)
+    rt = fake_runtime(settings=LoomSettings(batch_size=4, commit_interval_s=0, **settings))
+    runner = lane_runner.LaneRunner(rt)
+    fake: ScriptedConsumer = runner.consumer  # type: ignore[assignment]
+    fake.runner, fake.batches = runner, batches
+    assert runner.ahead is not None
+    runner.ahead.thread = threading.get_ident()  # the test's apply runs in this thread
+    return runner, fake
+
+
+def test_records_consumed_ahead_run_next_in_order_with_what_was_prepared(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each batch's round trip consumes and prepares the next: every record runs once, in the
+    consumer's order, each batch with the PREPARE of its records done ahead; every batch's
+    offsets are committed."""
+    runner, fake = ahead_runner(
+        monkeypatch, [msgs(0, range(0, 4)), msgs(0, range(4, 8)), msgs(0, range(8, 12))]
+    )
+    ran: list[tuple[list[tuple[int, int]], int | None]] = []
+
+    async def apply(records: list[RawRecord], prepared: Prepared | None = None) -> None:
+        ran.append((where(records), None if prepared is None else prepared.count))
+        if prepared is not None:
+            assert prepared.records is records
+            # ``{}`` is no touchpoint: each prepared record is a dead letter of the profiles lane
+            assert [d.record for d in prepared.dead] == records[: prepared.count]
+        assert runner.ahead is not None
+        runner.ahead(lambda: False)  # a long wait for Redis: the whole next batch
+
+    monkeypatch.setattr(runner.batches, "run", apply)
+    asyncio.run(runner._loop())
+    assert ran == [
+        ([(0, o) for o in range(0, 4)], None),
+        ([(0, o) for o in range(4, 8)], 4),
+        ([(0, o) for o in range(8, 12)], 4),
+    ]
+    assert [c[1] for c in fake.commits] == [
+        [("raw", 0, 4, "")],
+        [("raw", 0, 8, "")],
+        [("raw", 0, 12, "")],
+    ]
+    assert fake.timeouts[1:3] == [0, 0]  # the consumes ahead: what is queued, no wait
+    consumed, prepared = (
+        runner.rt.metrics.registry.get_sample_value(
+            "loom_lane_ahead_records_total", {"lane": "profiles", "step": step}
+        )
+        for step in ("consumed", "prepared")
+    )
+    assert (consumed, prepared) == (8, 8)
+
+
+def test_fewer_records_ahead_than_a_batch_are_topped_up_as_the_loop_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runner, fake = ahead_runner(
+        monkeypatch,
+        [msgs(0, range(0, 4)), msgs(0, range(4, 5)), msgs(0, range(5, 8))],
+        inventory_batch_timeout_s=0.05,
+    )
+    ran: list[tuple[list[tuple[int, int]], int | None]] = []
+
+    async def apply(records: list[RawRecord], prepared: Prepared | None = None) -> None:
+        ran.append((where(records), None if prepared is None else prepared.count))
+        if len(ran) == 1:
+            assert runner.ahead is not None
+            runner.ahead(lambda: False)  # one record was queued
+
+    monkeypatch.setattr(runner.batches, "run", apply)
+    asyncio.run(runner._loop())
+    # the one record ahead, prepared, then three more: one batch
+    assert ran[:2] == [([(0, o) for o in range(0, 4)], None), ([(0, o) for o in range(4, 8)], 1)]
+    _first, ahead, top_up = fake.timeouts[:3]
+    assert ahead == 0
+    assert top_up == 0.05  # the first batch took no time: the loop waits to fill, as ever
+
+
+def test_a_partition_taken_away_during_a_batch_commits_none_of_its_offsets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A rebalance inside the consume ahead revokes partition 1 (its callback runs before
+    the consume returns, which returns partition 0's next records only): the batch in flight
+    commits only partition 0's offsets; its records of partition 1 are read again from the
+    committed offset, by whoever owns it now."""
+    first = [*msgs(0, range(0, 2)), *msgs(1, range(0, 2))]
+    runner, fake = ahead_runner(monkeypatch, [first, msgs(0, range(2, 6))])
+    ran: list[list[tuple[int, int]]] = []
+    consume = fake.consume
+
+    def consume_with_rebalance(num_messages: int, timeout: float) -> list[Message]:
+        if len(ran) == 1 and timeout == 0:  # the consume ahead, during the first batch
+            runner._on_revoke(fake, [TopicPartition("raw", 1)])  # type: ignore[arg-type]
+        return consume(num_messages, timeout)
+
+    monkeypatch.setattr(fake, "consume", consume_with_rebalance)
+
+    async def apply(records: list[RawRecord], prepared: Prepared | None = None) -> None:
+        ran.append(where(records))
+        assert runner.ahead is not None
+        runner.ahead(lambda: False)
+
+    monkeypatch.setattr(runner.batches, "run", apply)
+    asyncio.run(runner._loop())
+    assert ran[:2] == [where(raw_records(first)), [(0, o) for o in range(2, 6)]]
+    assert [c[1] for c in fake.commits if c[0]][:2] == [
+        [("raw", 0, 2, "")],  # the first batch: partition 1 was taken away meanwhile
+        [("raw", 0, 6, "")],
+    ]
+
+
+def test_records_ahead_of_a_partition_taken_away_before_they_run_are_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fewer records ahead than a batch: the loop tops them up, and a rebalance in that
+    consume revokes partition 1. Its records ahead are not run (they are read again from
+    the committed offset); partition 0's run, in order, before the new ones."""
+    ahead = [*msgs(0, range(2, 3)), *msgs(1, range(0, 2))]
+    runner, fake = ahead_runner(monkeypatch, [msgs(0, range(0, 2)), ahead, msgs(0, range(3, 6))])
+    ran: list[tuple[list[tuple[int, int]], int | None]] = []
+    consume = fake.consume
+
+    def consume_with_rebalance(num_messages: int, timeout: float) -> list[Message]:
+        if len(ran) == 1 and timeout != 0:  # the top-up, between the batches
+            runner._on_revoke(fake, [TopicPartition("raw", 1)])  # type: ignore[arg-type]
+        return consume(num_messages, timeout)
+
+    monkeypatch.setattr(fake, "consume", consume_with_rebalance)
+
+    async def apply(records: list[RawRecord], prepared: Prepared | None = None) -> None:
+        ran.append((where(records), None if prepared is None else prepared.count))
+        if len(ran) == 1:
+            assert runner.ahead is not None
+            runner.ahead(lambda: False)
+
+    monkeypatch.setattr(runner.batches, "run", apply)
+    asyncio.run(runner._loop())
+    assert ran[1] == ([(0, o) for o in range(2, 6)], None)  # prepared again, in run_batch
+    assert [c[1] for c in fake.commits if c[0]][:2] == [[("raw", 0, 2, "")], [("raw", 0, 6, "")]]
+
+
+def test_records_ahead_of_a_stop_are_neither_run_nor_committed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runner, fake = ahead_runner(monkeypatch, [msgs(0, range(0, 4)), msgs(0, range(4, 8))])
+    ran: list[list[tuple[int, int]]] = []
+
+    async def apply(records: list[RawRecord], prepared: Prepared | None = None) -> None:
+        ran.append(where(records))
+        assert runner.ahead is not None
+        runner.ahead(lambda: False)
+        runner.stop()  # SIGTERM while the batch is in flight
+
+    monkeypatch.setattr(runner.batches, "run", apply)
+    asyncio.run(runner._loop())
+    assert ran == [[(0, o) for o in range(0, 4)]]
+    assert [c[1] for c in fake.commits] == [[("raw", 0, 4, "")]]
+
+
+def test_a_consume_error_ahead_stops_the_loop_after_the_batch_in_flight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runner, fake = ahead_runner(monkeypatch, [msgs(0, range(0, 4))])
+    consume = fake.consume
+
+    def failing(num_messages: int, timeout: float) -> list[Message]:
+        if timeout == 0:  # the consume ahead
+            raise KafkaException(KafkaError(KafkaError._FATAL, "fenced", fatal=True))
+        return consume(num_messages, timeout)
+
+    monkeypatch.setattr(fake, "consume", failing)
+    ran: list[list[tuple[int, int]]] = []
+
+    async def apply(records: list[RawRecord], prepared: Prepared | None = None) -> None:
+        ran.append(where(records))
+        assert runner.ahead is not None
+        runner.ahead(lambda: False)  # the round trip is not at fault: it completes
+
+    monkeypatch.setattr(runner.batches, "run", apply)
+    with pytest.raises(KafkaException, match="fenced"):
+        asyncio.run(runner._loop())
+    assert ran == [[(0, o) for o in range(0, 4)]]
+    assert [c[1] for c in fake.commits] == [[("raw", 0, 4, "")]]  # the batch's, then raised
+
+
+def test_nothing_is_consumed_ahead_between_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between batches the loop consumes itself: a round trip of the lane's thread then (a
+    store call outside a batch) must not take records ahead of the loop's own consume."""
+    runner, fake = ahead_runner(monkeypatch, [msgs(0, range(0, 4)), msgs(0, range(4, 8))])
+    consume = fake.consume
+    ahead_calls: list[float] = []
+
+    def consume_after_a_round_trip(num_messages: int, timeout: float) -> list[Message]:
+        if timeout != 0:
+            assert runner.ahead is not None
+            runner.ahead(lambda: False)
+        else:
+            ahead_calls.append(timeout)
+        return consume(num_messages, timeout)
+
+    monkeypatch.setattr(fake, "consume", consume_after_a_round_trip)
+    ran: list[list[tuple[int, int]]] = []
+
+    async def apply(records: list[RawRecord], prepared: Prepared | None = None) -> None:
+        ran.append(where(records))
+
+    monkeypatch.setattr(runner.batches, "run", apply)
+
+    async def main() -> None:  # as the worker runs it: the lane's blocking calls in one thread
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=1))
+        assert runner.ahead is not None
+        runner.ahead.thread = await asyncio.to_thread(threading.get_ident)
+        await runner._loop()
+
+    asyncio.run(main())
+    assert ahead_calls == []
+    assert ran == [[(0, o) for o in range(0, 4)], [(0, o) for o in range(4, 8)]]
