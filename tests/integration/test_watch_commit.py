@@ -179,11 +179,11 @@ def test_an_error_mid_transaction_leaves_no_state_on_the_pooled_connection(
     assert _clean_connection(redis_client, seq)
 
     class Unread(WatchCommit):
-        def _round_trip(self, conn: Any, resp: Any, *, watching: bool = True) -> list[Any]:
+        def _round_trip(self, conn: Any, resp: Any, **kwargs: Any) -> list[Any]:
             if self.round_trips == 2:  # the third: MULTI ... EXEC
                 conn.send_packed_command(resp.packed())
                 raise RuntimeError("boom before the replies")
-            return super()._round_trip(conn, resp, watching=watching)
+            return super()._round_trip(conn, resp, **kwargs)
 
     store.watch = Unread(redis_client, store.keys, TTL)
     with pytest.raises(RuntimeError, match="before the replies"):
