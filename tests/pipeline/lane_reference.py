@@ -42,11 +42,14 @@ from resolvers.stages.audit import (
     _none,
     _purges,
     _region_defaults,
-    _Remembered,
 )
 from resolvers.timefmt import format_time
 from schemas.identifiers import Identifier
 from schemas.touchpoint import Touchpoint
+
+#: ``resolvers.stages.audit._Remembered`` as it was (the audit's memo of the denials of gates
+#: without consent history; its twentieth pass remembers per answer instead).
+_Remembered = dict[tuple[str | None, int, str | None, bool], tuple[EventConsent, _Denials]]
 
 # --------------------------------------------------------------------------- ProfilesBatch
 
