@@ -23,6 +23,7 @@ import redis
 from builders import make_context
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from redis_dump import stored
 from redis_path_reference import watch_commit as old_watch
 from redis_path_reference import wave_load as old_wave
 
@@ -135,25 +136,6 @@ def _assert_thinned(new: list[list[bytes]], old: list[list[bytes]]) -> None:
     assert j == len(new)
 
 
-def _stored(client: redis.Redis, prefix: str) -> list[Any]:
-    """Every key under ``prefix:``, its type, contents (hash fields and set members sorted,
-    stream entries without their ids) and expiry time."""
-    out = []
-    for key in sorted(client.scan_iter(match=f"{prefix}:*", count=1000)):
-        kind = client.type(key)
-        if kind == b"hash":
-            content: Any = sorted(client.hgetall(key).items())
-        elif kind == b"set":
-            content = sorted(client.smembers(key))
-        elif kind == b"stream":
-            content = [fields for _, fields in client.xrange(key)]
-        else:
-            content = client.get(key)
-        expiry = client.execute_command("EXPIRETIME", key)  # type: ignore[no-untyped-call]
-        out.append((key[len(prefix) :], kind, content, expiry))
-    return out
-
-
 @settings(
     max_examples=12,
     deadline=None,
@@ -221,7 +203,7 @@ def test_the_client_path_sends_mains_bytes_and_gets_its_results(
                         lane=PROFILES if lane == "profiles" else INVENTORY,
                     )
                 )
-            assert _stored(cleanup, prefixes[False]) == _stored(cleanup, prefixes[True])
+            assert stored(cleanup, prefixes[False]) == stored(cleanup, prefixes[True])
         assert repr(results[False]) == repr(results[True])
         old_bytes = [
             b.replace(prefixes[True].encode(), prefixes[False].encode()) for b in sent[True]

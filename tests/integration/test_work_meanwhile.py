@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import redis
 from builders import make_context
+from redis_dump import stored
 
 from resolvers.decode_cache import DecodeCache
 from resolvers.pipeline import PROFILES, run_batch
@@ -25,23 +26,6 @@ from streams.settings import DEV_SALT
 from streams.simulate import Simulator
 
 pytestmark = pytest.mark.integration
-
-
-def _stored(client: redis.Redis, prefix: str) -> list[Any]:
-    """Every key under ``prefix:`` with its contents (stream entries without their ids)."""
-    out = []
-    for key in sorted(client.scan_iter(match=f"{prefix}:*", count=1000)):
-        kind = client.type(key)
-        if kind == b"hash":
-            content: Any = sorted(client.hgetall(key).items())
-        elif kind == b"set":
-            content = sorted(client.smembers(key))
-        elif kind == b"stream":
-            content = [fields for _, fields in client.xrange(key)]
-        else:
-            content = client.get(key)
-        out.append((key[len(prefix) :], kind, content))
-    return out
 
 
 class Recorder:
@@ -112,7 +96,9 @@ def test_work_meanwhile_runs_in_the_waits_that_hold_no_watch_and_changes_nothing
                         range(1, waves.round_trips + 1)
                     )
         assert results[True] == results[False]
-        assert _stored(redis_client, prefixes[True]) == _stored(redis_client, prefixes[False])
+        assert stored(redis_client, prefixes[True], expiry=False) == stored(
+            redis_client, prefixes[False], expiry=False
+        )
     finally:
         keys = list(redis_client.scan_iter(match=f"{prefixes[False]}:*", count=1000))
         for j in range(0, len(keys), 500):
