@@ -394,3 +394,113 @@ def test_integers_beyond_64_bits_read_alike_in_every_free_form_place(
         b'"occurred_at":"2024-05-01T10:00:00Z",%s}' % (place % number)
     )
     assert _outcome(parse_touchpoint, raw) == _outcome(parse_reference.parse_touchpoint, raw)
+
+
+# --- region as a core constraint, occurred_at around its bounds (twentieth pass) ----------------
+
+
+@st.composite
+def _timestamps(draw: st.DrawFn) -> Any:
+    """RFC 3339-ish texts around every bound ``_rfc3339``, the datetime and ``_sane_year`` draw:
+    years 0001..9999 (2000 and 2100 in local time but not in UTC), offsets, 40 characters and
+    more, other separators; now and then not a string at all."""
+    kind = draw(st.integers(0, 9))
+    if kind == 0:
+        return draw(st.sampled_from([1714550400, 1714550400.5, True, None, [], {}, "", " "]))
+    if kind < 6:  # accepted: the region and the rest decide
+        return draw(
+            st.sampled_from(
+                [
+                    "2024-05-01T10:00:00+02:00",
+                    "2000-01-01T00:30:00+01:00",  # 1999 in UTC
+                    "2100-12-31T23:59:59-01:00",  # 2101 in UTC
+                    "2024-05-01T10:00:00.12345678901234+02:00",  # 40 characters
+                ]
+            )
+        )
+    year = draw(st.sampled_from([1, 999, 1999, 2000, 2024, 2100, 2101, 9999]))
+    date = draw(st.sampled_from(["01-01", "12-31", "05-01", "02-30"]))
+    sep = draw(st.sampled_from("TTt _"))
+    clock = draw(st.sampled_from(["00:00:00", "00:30:00", "23:59:59", "10:00", "24:00:00"]))
+    fraction = draw(st.sampled_from(["", "", ".", ",5"]) | st.text("0123456789", max_size=24))
+    if fraction and fraction[0] in "0123456789":
+        fraction = "." + fraction
+    offset = draw(
+        st.sampled_from(["Z", "z", "+00:00", "-00:00", "+01:00", "-01:00", "+02:00", "+0200"])
+        | st.sampled_from(["+23:59", "-23:59", "+24:00", "", "+1", " Z", "Z "])
+    )
+    text = f"{year:04d}-{date}{sep}{clock}{fraction}{offset}"
+    if draw(st.integers(0, 9)) == 0:  # other digits, other characters
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(st.sampled_from(["\u0661", "\uff10", "\x00", "é", "0"])) + text[at:]
+    return text
+
+
+#: Region texts around ``_region``'s ``strip().upper()``, ``UK`` -> ``GB`` and ``^[A-Z]{2}$``:
+#: ASCII letters in any case, the ``UK`` forms, spaces, and letters whose upper case is ASCII.
+_regions: Final = st.sampled_from(
+    ["UK", "uk", "Uk", "uK", "GB", "NO", "no", "Se", " NO", "NO ", "\tgb\n", "ZZZ", "", "N"]
+) | st.text(st.sampled_from("AaKkUuZzGgTtVvJjLl ß\u0131\u017f\uff21\u1e9e\x1c"), max_size=3)
+
+
+@st.composite
+def _dated_records(draw: st.DrawFn) -> bytes:
+    kinds = ["page_view"] * 4 + ["signup", "custom", "consent_updated", "pos_sale"]
+    event: dict[str, Any] = {
+        "event_id": "evt-1",
+        "type": draw(st.sampled_from(kinds)),
+        "channel": "web",
+        "occurred_at": draw(_timestamps()),
+        "identifiers": draw(st.sampled_from([{"email": "a@b.no"}] * 4 + [{}, {"email": " "}])),
+    }
+    if draw(st.integers(0, 3)):
+        event["name"] = "Wishlist Viewed"
+    if draw(st.integers(0, 3)):
+        event["gpc"] = True
+    if draw(st.integers(0, 4)):
+        event["region"] = draw(_regions | st.sampled_from([None, 1, True, ["NO"]]))
+    if draw(st.booleans()):
+        return json.dumps(event, ensure_ascii=True).encode()
+    return orjson.dumps(event)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(raw=b'{"event_id":"e","type":"page_view","channel":"web","occurred_at":"x","region":"uk"}')
+@given(raw=_dated_records())
+def test_regions_and_timestamps_read_alike(raw: bytes) -> None:
+    """``region`` is a core constraint in the JSON path's schema, and the JSON path has its own
+    after-validator: every record is still decided as the old path decides it, with the same
+    region and the same datetime (offset included), types required alike."""
+    assert _outcome(parse_touchpoint, raw) == _outcome(parse_reference.parse_touchpoint, raw)
+
+
+@pytest.mark.parametrize(
+    ("occurred_at", "region"),
+    [
+        ("2024-05-01T10:00:00+02:00", "NO"),
+        ("2000-01-01T00:30:00+01:00", "no"),  # 1999 in UTC: the local year is checked
+        ("2100-12-31T23:59:59.12345678901234-01:00", "Gb"),  # 2101 in UTC; 40 characters
+        ("2024-05-01 10:00Z", "US"),
+    ],
+)
+def test_plain_timestamps_and_regions_take_the_json_path(occurred_at: str, region: str) -> None:
+    """What producers send (an offset, a year in range, two letters in any case but ``UK``)
+    is decided by the JSON path's schema itself, not handed to the old path (the old path's
+    ``_region`` builds two strings: what the core constraint saves)."""
+    raw = orjson.dumps(
+        {
+            "event_id": "evt-1",
+            "type": "page_view",
+            "channel": "web",
+            "occurred_at": occurred_at,
+            "region": region,
+        }
+    )
+    assert _shape(_VALIDATE_JSON(raw)) == _shape(parse_reference.parse_touchpoint(raw))
+
+
+def test_a_record_without_its_optional_parts_takes_the_json_path() -> None:
+    """No ``region``, ``properties`` or ``identifiers``: their defaults, from the JSON path
+    (a field's schema replaced there keeps its default)."""
+    raw = b'{"event_id":"e-1","type":"page_view","channel":"web","occurred_at":"2024-05-01T10:00Z"}'
+    assert _shape(_VALIDATE_JSON(raw)) == _shape(parse_reference.parse_touchpoint(raw))
