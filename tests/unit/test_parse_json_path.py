@@ -504,3 +504,86 @@ def test_a_record_without_its_optional_parts_takes_the_json_path() -> None:
     (a field's schema replaced there keeps its default)."""
     raw = b'{"event_id":"e-1","type":"page_view","channel":"web","occurred_at":"2024-05-01T10:00Z"}'
     assert _shape(_VALIDATE_JSON(raw)) == _shape(parse_reference.parse_touchpoint(raw))
+
+
+# --- properties as core constraints (twentieth pass) ------------------------------------------
+
+_PROPERTY_VALUES: Final = (
+    b"null",
+    b"true",
+    b"false",
+    b"0",
+    b"-0",
+    b"1.0",
+    b"1.5",
+    b"1e2",
+    b"-9223372036854775808",
+    b"-9223372036854775809",
+    b"18446744073709551615",
+    b"18446744073709551616",
+    b'"1"',
+    b'"true"',
+    b"[]",
+    b'[1, "a"]',
+    b"{}",
+    b'{"a": 18446744073709551616}',
+    b"NaN",
+)
+
+
+@st.composite
+def _flat_properties(draw: st.DrawFn) -> bytes:
+    """A ``properties`` object around every bound ``_freeform``'s flat look and its JSON
+    schema draw: 63..65 keys, and at most a few edits, each at a drawn place: a key of 127..129
+    characters, a repeated key, a string of 2047..2049 (ASCII or two bytes a character), an
+    integer at either end of orjson's range, a float, a string that reads as a number, a list,
+    an object, a ``NaN``."""
+    count = draw(st.sampled_from([0, 1, 2, 3, 63, 64, 65]))
+    keys: list[str] = [f"k{i}" for i in range(count)]
+    values: list[bytes] = [
+        orjson.dumps(draw(st.sampled_from(["v", "", 7, True, None]) | _text)) for _ in keys
+    ]
+    for _ in range(draw(st.integers(0, 2)) if count else 0):
+        at = draw(st.integers(0, count - 1))
+        edit = draw(st.integers(0, 3))
+        if edit == 0:
+            keys[at] = draw(st.sampled_from(["x", "é"])) * draw(st.integers(127, 129))
+        elif edit == 1:
+            keys[at] = draw(st.sampled_from(["k0", "k1"]))  # repeated
+        elif edit == 2:
+            text = draw(st.sampled_from(["y", "é"])) * draw(st.integers(2047, 2049))
+            values[at] = orjson.dumps(text)
+        else:
+            values[at] = draw(st.sampled_from(_PROPERTY_VALUES))
+    pairs = b",".join(orjson.dumps(k) + b":" + v for k, v in zip(keys, values, strict=True))
+    return (
+        b'{"event_id":"e-1","type":"page_view","channel":"web",'
+        b'"occurred_at":"2024-05-01T10:00:00Z","properties":{%s}}' % pairs
+    )
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=_flat_properties())
+def test_properties_read_alike(raw: bytes) -> None:
+    """``properties`` is a core schema in the JSON path (flat, bounded, integers in orjson's
+    range; anything else through ``_freeform`` and a look at its integers): every record is
+    still decided as the old path decides it, with the same values, types and key order."""
+    assert _outcome(parse_touchpoint, raw) == _outcome(parse_reference.parse_touchpoint, raw)
+
+
+def test_flat_properties_take_the_json_path() -> None:
+    """A flat ``properties`` of the largest size ``_freeform`` takes without a look further is
+    decided by the JSON path's core schema, not handed to the old path."""
+    properties: dict[str, Any] = {f"k{i}": "v" for i in range(58)}
+    properties |= {"é" * 128: "é" * 2048, "x" * 128: "x" * 2048}  # 128 and 2048 code points
+    properties |= {"a": 18446744073709551615, "b": -9223372036854775808, "c": None, "d": True}
+    raw = orjson.dumps(
+        {
+            "event_id": "e-1",
+            "type": "page_view",
+            "channel": "web",
+            "occurred_at": "2024-05-01T10:00:00Z",
+            "properties": properties,
+        }
+    )
+    assert _shape(_VALIDATE_JSON(raw)) == _shape(parse_reference.parse_touchpoint(raw))
