@@ -715,10 +715,13 @@ def _ints_read_alike(tp: Touchpoint) -> bool:
 
 
 def _json_checks(tp: Touchpoint) -> Touchpoint:
-    """The JSON validator's after-validator (:func:`_json_validator`): :func:`_ints_read_alike`
-    (where it has anything to look at) and ``_type_requirements`` in one call. Its refusals,
-    like all that validator's, are the old path's to explain, in the model's words."""
+    """The JSON validator's after-validator (:func:`_json_validator`): the custom identifier
+    types' count (``_check_custom_types``' first check), :func:`_ints_read_alike` (where it has
+    anything to look at) and ``_type_requirements``, in one call. Its refusals, like all that
+    validator's, are the old path's to explain, in the model's words."""
     fields = tp.__dict__
+    if len(fields["identifiers"].__pydantic_extra__) > MAX_CUSTOM_IDENTIFIERS:
+        raise PydanticCustomError("identifiers", "too many custom identifier types")
     if (
         fields["traits"] is not None or fields["consent_signals"] is not None
     ) and not _ints_read_alike(tp):
@@ -778,6 +781,33 @@ _JSON_PROPERTIES: Final[CoreSchema] = core_schema.union_schema(
 )
 
 
+#: An identifier value ``Identifiers``' check lets through: no character of the categories it
+#: refuses (:data:`_FORBIDDEN_CATEGORIES`; no ``Cs`` in the pattern: a string the JSON parser
+#: hands over has no lone surrogate). Rust's Unicode tables can be newer than Python's: a test
+#: checks every character Python's refuse is refused here too.
+_SAFE_IDENTIFIER: Final = r"^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}]*$"
+
+
+def _json_identifiers(identifiers: CoreSchema) -> CoreSchema:
+    """``Identifiers`` as the JSON validator reads it: its after-validator (``_custom_types``)
+    as core constraints, a pattern on each value (:data:`_SAFE_IDENTIFIER`), on the custom
+    types' names (``_CUSTOM_ID_NAME``) and their values (strings of at most 1024 characters, or
+    null); the custom types' count is :func:`_json_checks`' to check. ``_custom_types`` was
+    a call into Python per event, a join of the values and two more calls: ``run_batch`` -3.2k
+    instructions per event (twentieth pass, ``bench/README.md``)."""
+    model = dict(identifiers["schema"])  # function-after(_custom_types, model) -> model
+    fields_schema = dict(model["schema"])
+    safe = core_schema.str_schema(max_length=1024, pattern=_SAFE_IDENTIFIER)
+    fields_schema["fields"] = {
+        name: {**field, "schema": {**field["schema"], "schema": core_schema.nullable_schema(safe)}}
+        for name, field in fields_schema["fields"].items()  # model-field(default(nullable(str)))
+    }
+    fields_schema["extras_schema"] = core_schema.nullable_schema(safe)
+    fields_schema["extras_keys_schema"] = core_schema.str_schema(pattern=_CUSTOM_ID_NAME.pattern)
+    model["schema"] = fields_schema
+    return model
+
+
 #: ``region`` as ``_region`` reads it, for the inputs it keeps as they are but upper-cased: two
 #: ASCII letters but ``UK`` in any case (``_region`` makes that ``GB``). The pattern is checked
 #: before ``to_upper``. Anything else (spaces, ``uk``, other letters) is refused here and read by
@@ -794,10 +824,11 @@ def _json_validator() -> SchemaValidator:
 
     Where the model's Python validators can be core constraints exactly, they are here, for
     the inputs producers send (twentieth pass, ``bench/README.md``): ``region``
-    (:data:`_JSON_REGION`) and ``properties`` (:data:`_JSON_PROPERTIES`). Each accepts a
-    subset of what the model accepts, with the same values; a record it refuses goes to the
-    old path, which gives the verdict in the model's words. The model's after-validator is
-    :func:`_json_checks` (``_type_requirements`` and the look at integers in one call)."""
+    (:data:`_JSON_REGION`), ``properties`` (:data:`_JSON_PROPERTIES`) and ``identifiers``'
+    check (:func:`_json_identifiers`). Each accepts a subset of what the model accepts, with
+    the same values; a record it refuses goes to the old path, which gives the verdict in the
+    model's words. The model's after-validator is :func:`_json_checks` (``_type_requirements``
+    and the rest of the checks, in one call)."""
     schema = dict(Touchpoint.__pydantic_core_schema__)  # function-after(model)
     schema["function"] = {"type": "no-info", "function": _json_checks}
     model = dict(schema["schema"])
@@ -809,6 +840,14 @@ def _json_validator() -> SchemaValidator:
     fields["region"] = {
         **region,
         "schema": {**region["schema"], "schema": core_schema.nullable_schema(_JSON_REGION)},
+    }
+    identifiers = fields["identifiers"]  # default(function-after(_custom_types, model))
+    fields["identifiers"] = {
+        **identifiers,
+        "schema": {
+            **identifiers["schema"],
+            "schema": _json_identifiers(identifiers["schema"]["schema"]),
+        },
     }
     properties = fields["properties"]  # default(function-after(_freeform, dict))
     fields["properties"] = {

@@ -11,6 +11,7 @@ then one byte changed."""
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -19,10 +20,13 @@ import parse_reference
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+from pydantic_core import SchemaValidator, core_schema
 
 from schemas.errors import InvalidEvent
 from schemas.touchpoint import (
+    _FORBIDDEN_CATEGORIES,
+    _SAFE_IDENTIFIER,
     _VALIDATE_JSON,
     INVENTORY_TYPES,
     ORDER_TYPES,
@@ -584,6 +588,92 @@ def test_flat_properties_take_the_json_path() -> None:
             "channel": "web",
             "occurred_at": "2024-05-01T10:00:00Z",
             "properties": properties,
+        }
+    )
+    assert _shape(_VALIDATE_JSON(raw)) == _shape(parse_reference.parse_touchpoint(raw))
+
+
+# --- identifiers' check as core constraints (twentieth pass) ----------------------------------
+
+#: Identifier values: any character, those ``Identifiers``' check refuses among them (controls,
+#: format and bidi characters, separators), unassigned and private-use ones, long values.
+_any_id_text: Final = st.one_of(
+    *[st.text(st.characters(exclude_categories=("Cs", "Cc", "Cf", "Zl", "Zp")), max_size=6)] * 6,
+    st.text(st.characters(exclude_categories=("Cs",)), max_size=6),
+    st.text(st.sampled_from("a\x00\x1f\x7f\x85\xad\u061c\u200b\u202e\u2028\u2029\ue000\u0378")),
+    st.sampled_from(["é" * 1024, "x" * 1025, "ok"]),
+)
+_id_names: Final = st.sampled_from(
+    [
+        *("member_no", "member_no2", "a", "a" * 32, "a" * 33, "Member", "1a", "member-no"),
+        *("é", "", "member_no\n", "email", "phone"),
+    ]
+)
+
+
+@st.composite
+def _identified_records(draw: st.DrawFn) -> bytes:
+    ids: dict[str, Any] = {}
+    for name in draw(st.lists(st.sampled_from(["email", "customer_id", "anonymous_id"]))):
+        ids[name] = draw(_any_id_text | st.sampled_from([None, None, None, 1, True, ["a"]]))
+    for i in range(draw(st.sampled_from([0, 1, 2, 8, 9]))):
+        ids[f"type_{i}"] = draw(st.sampled_from(["m-1", "wert-ü-漢", "", None]))
+    for _ in range(draw(st.sampled_from([0, 0, 1, 2]))):
+        ids[draw(_id_names)] = draw(_any_id_text | st.sampled_from([None, 1, ["a"], {}]))
+    event = {
+        "event_id": "evt-1",
+        "type": draw(st.sampled_from(["signup", "page_view"])),
+        "channel": "web",
+        "occurred_at": "2024-05-01T10:00:00Z",
+        "identifiers": ids,
+    }
+    if draw(st.booleans()):
+        return json.dumps(event, ensure_ascii=draw(st.booleans())).encode()
+    return orjson.dumps(event)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=_identified_records())
+def test_identifiers_read_alike(raw: bytes) -> None:
+    """``Identifiers``' check is core constraints in the JSON path (a pattern on every value,
+    on the custom types' names, their count in the after-validator): every record is still
+    decided as the old path decides it, refused for the same character, name or count."""
+    assert _outcome(parse_touchpoint, raw) == _outcome(parse_reference.parse_touchpoint, raw)
+
+
+def test_every_character_the_identifier_check_refuses_is_refused_by_the_pattern() -> None:
+    """The pattern's Unicode tables are Rust's, the check's are Python's, and the two can be of
+    different versions: every character Python's put in a refused category (a surrogate aside:
+    no JSON string reaches the pattern with one) is refused by the pattern too, so the JSON path
+    never lets one through. The pattern takes printable text of every script."""
+    check = SchemaValidator(core_schema.str_schema(pattern=_SAFE_IDENTIFIER))
+    refused = [
+        chr(c)
+        for c in range(0x110000)
+        if unicodedata.category(chr(c)) in _FORBIDDEN_CATEGORIES - {"Cs"}
+    ]
+    assert len(refused) > 200  # Cc, Cf, Zl, Zp
+    for char in refused:
+        with pytest.raises(ValidationError):
+            check.validate_python(f"a{char}b")
+    assert (
+        check.validate_python("noah.berg+1@example.no ÅØ 漢字 😀")
+        == "noah.berg+1@example.no ÅØ 漢字 😀"
+    )
+
+
+def test_custom_identifiers_take_the_json_path() -> None:
+    """Eight custom types (the most there may be), values of any script and a null: decided by
+    the JSON path's schema, not handed to the old path."""
+    ids: dict[str, Any] = {f"type_{i}": "wert-ü-漢" for i in range(7)}
+    ids |= {"a" * 32: None, "email": "Ålesund@example.no", "customer_id": "x" * 1024}
+    raw = orjson.dumps(
+        {
+            "event_id": "evt-1",
+            "type": "signup",
+            "channel": "web",
+            "occurred_at": "2024-05-01T10:00:00Z",
+            "identifiers": ids,
         }
     )
     assert _shape(_VALIDATE_JSON(raw)) == _shape(parse_reference.parse_touchpoint(raw))
