@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -49,7 +49,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError, SchemaValidator
+from pydantic_core import CoreSchema, PydanticCustomError, SchemaValidator, core_schema
 
 from schemas.errors import (
     CONTROL_CHARACTERS,
@@ -674,28 +674,6 @@ def _validated(data: Mapping[str, Any]) -> Touchpoint:
     return tp
 
 
-def _json_validator() -> SchemaValidator:
-    """``Touchpoint``'s own validator, but unknown top-level keys refused instead of dropped
-    (the nested models are the same prebuilt validators): see :func:`parse_touchpoint`."""
-    schema = dict(Touchpoint.__pydantic_core_schema__)  # function-after(model)
-    model = dict(schema["schema"])
-    model["config"] = {**model["config"], "extra_fields_behavior": "forbid"}
-    schema["schema"] = model
-    return SchemaValidator(schema)
-
-
-#: ``validate_json`` of the bytes: pydantic-core's parser builds the touchpoint without the
-#: intermediate dicts and strings of ``orjson.loads`` (``run_batch``: -3.8k instructions per
-#: event, eighteenth pass, ``bench/README.md``). It differs
-#: from ``orjson.loads`` on numbers only: it reads ``NaN``/``Infinity`` literals and numbers
-#: that overflow a double (orjson: not JSON) and keeps integers outside [-2**63, 2**64) exact
-#: (orjson: a float, or not JSON past a double's range). A non-finite float is refused
-#: wherever the model keeps a value (money, integers, free-form parts and traits check it), so
-#: only an ignored key could carry one: this validator refuses unknown top-level keys; such a
-#: record, and anything refused, takes the old path for its verdict and texts. An integer out
-#: of that range is refused by every typed field (bounds, digits), so only the free-form parts
-#: can keep one: :func:`_ints_read_alike` looks there, and if one is found the old path decides.
-_VALIDATE_JSON: Final = _json_validator().validate_json
 #: The integers ``orjson.loads`` reads as integers: [-2**63, 2**64).
 _INT_MIN: Final = -(2**63)
 _INT_END: Final = 2**64
@@ -716,13 +694,10 @@ def _orjson_ints(value: Any) -> bool:
 
 def _ints_read_alike(tp: Touchpoint) -> bool:
     """Whether the free-form parts of ``tp`` (the only ones that keep any integer) hold no
-    integer ``orjson.loads`` would have read otherwise. Most events: a dict of strings.
-    It replaces a byte scan for 19 digits in a row (``raw.translate`` and a substring search,
-    ~4.4k instructions per event; this look ~2k: parse alone -2.5k, nineteenth pass)."""
+    integer ``orjson.loads`` would have read otherwise, ``properties`` aside (its JSON schema
+    sees to it: :data:`_JSON_PROPERTIES`). It replaced a byte scan for 19 digits in a row
+    (``raw.translate`` and a substring search; parse alone -2.5k, nineteenth pass)."""
     fields = tp.__dict__
-    properties = fields["properties"]
-    if properties and not _orjson_ints(properties):
-        return False
     traits = fields["traits"]
     if traits is not None and not (
         _orjson_ints(traits.__pydantic_extra__) and _orjson_ints(traits.__dict__["preferences"])
@@ -739,6 +714,167 @@ def _ints_read_alike(tp: Touchpoint) -> bool:
     return True
 
 
+def _json_checks(tp: Touchpoint) -> Touchpoint:
+    """The JSON validator's after-validator (:func:`_json_validator`): the custom identifier
+    types' count (``_check_custom_types``' first check), :func:`_ints_read_alike` (where it has
+    anything to look at) and ``_type_requirements``, in one call. Its refusals, like all that
+    validator's, are the old path's to explain, in the model's words."""
+    fields = tp.__dict__
+    if len(fields["identifiers"].__pydantic_extra__) > MAX_CUSTOM_IDENTIFIERS:
+        raise PydanticCustomError("identifiers", "too many custom identifier types")
+    if (
+        fields["traits"] is not None or fields["consent_signals"] is not None
+    ) and not _ints_read_alike(tp):
+        raise PydanticCustomError("freeform", "an integer orjson.loads reads otherwise")
+    if fields["type"] in _REQUIREMENTS:  # 30 % of the simulator's events
+        return _TYPE_REQUIREMENTS(tp)
+    return tp
+
+
+#: ``Touchpoint._type_requirements`` as the plain function pydantic leaves on the class (to
+#: mypy the attribute is the decorator's proxy, which it does not see as callable).
+_TYPE_REQUIREMENTS: Final[Callable[[Touchpoint], Touchpoint]] = vars(Touchpoint)[
+    "_type_requirements"
+]
+
+
+def _freeform_json(value: dict[str, Any]) -> dict[str, Any]:
+    """``_freeform``, and no integer ``orjson.loads`` reads otherwise: ``properties`` in the
+    JSON validator when :data:`_JSON_FLAT` does not take them (nested, floats, long keys)."""
+    _freeform(value)
+    if not _orjson_ints(value):
+        raise PydanticCustomError("freeform", "an integer orjson.loads reads otherwise")
+    return value
+
+
+#: A flat ``properties`` object as ``_freeform`` accepts it without a look further, in core: at
+#: most 64 keys of at most 128 characters, each value a string of at most 2048, an integer
+#: ``orjson.loads`` reads as one (:data:`_INT_MIN`, :data:`_INT_END`), a boolean or null, all
+#: kept as the JSON parser read them. ``strict``: no string read as a number or a boolean.
+_JSON_FLAT: Final[CoreSchema] = core_schema.dict_schema(
+    core_schema.str_schema(max_length=128),
+    core_schema.nullable_schema(
+        core_schema.union_schema(
+            [
+                core_schema.str_schema(max_length=MAX_FREEFORM_STRING),
+                core_schema.int_schema(strict=True, ge=_INT_MIN, lt=_INT_END),
+                core_schema.bool_schema(strict=True),
+            ],
+            mode="left_to_right",
+        )
+    ),
+    max_length=MAX_FREEFORM_KEYS,
+)
+#: ``properties`` in the JSON validator: flat in core, or else (either refused) as the model
+#: reads it, and its integers looked at, so :func:`_ints_read_alike` need not. ``_freeform``
+#: and the look at the integers were two calls into Python per event, a loop each: ``run_batch``
+#: -5.4k instructions per event (twentieth pass, ``bench/README.md``).
+_JSON_PROPERTIES: Final[CoreSchema] = core_schema.union_schema(
+    [
+        _JSON_FLAT,
+        core_schema.no_info_after_validator_function(
+            _freeform_json,
+            core_schema.dict_schema(core_schema.str_schema(), core_schema.any_schema()),
+        ),
+    ],
+    mode="left_to_right",
+)
+
+
+#: An identifier value ``Identifiers``' check lets through: no character of the categories it
+#: refuses (:data:`_FORBIDDEN_CATEGORIES`; no ``Cs`` in the pattern: a string the JSON parser
+#: hands over has no lone surrogate). Rust's Unicode tables can be newer than Python's: a test
+#: checks every character Python's refuse is refused here too.
+_SAFE_IDENTIFIER: Final = r"^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}]*$"
+
+
+def _json_identifiers(identifiers: CoreSchema) -> CoreSchema:
+    """``Identifiers`` as the JSON validator reads it: its after-validator (``_custom_types``)
+    as core constraints, a pattern on each value (:data:`_SAFE_IDENTIFIER`), on the custom
+    types' names (``_CUSTOM_ID_NAME``) and their values (strings of at most 1024 characters, or
+    null); the custom types' count is :func:`_json_checks`' to check. ``_custom_types`` was
+    a call into Python per event, a join of the values and two more calls: ``run_batch`` -3.2k
+    instructions per event (twentieth pass, ``bench/README.md``)."""
+    model = dict(identifiers["schema"])  # function-after(_custom_types, model) -> model
+    fields_schema = dict(model["schema"])
+    safe = core_schema.str_schema(max_length=1024, pattern=_SAFE_IDENTIFIER)
+    fields_schema["fields"] = {
+        name: {**field, "schema": {**field["schema"], "schema": core_schema.nullable_schema(safe)}}
+        for name, field in fields_schema["fields"].items()  # model-field(default(nullable(str)))
+    }
+    fields_schema["extras_schema"] = core_schema.nullable_schema(safe)
+    fields_schema["extras_keys_schema"] = core_schema.str_schema(pattern=_CUSTOM_ID_NAME.pattern)
+    model["schema"] = fields_schema
+    return model
+
+
+#: ``region`` as ``_region`` reads it, for the inputs it keeps as they are but upper-cased: two
+#: ASCII letters but ``UK`` in any case (``_region`` makes that ``GB``). The pattern is checked
+#: before ``to_upper``. Anything else (spaces, ``uk``, other letters) is refused here and read by
+#: the old path, ``_region`` and all. ``_region``'s ``strip`` and ``upper`` build two strings:
+#: parse alone -1.75k instructions per event (twentieth pass, ``bench/README.md``).
+_JSON_REGION: Final[CoreSchema] = core_schema.str_schema(
+    pattern=r"^(?:[A-TV-Za-tv-z][A-Za-z]|[Uu][A-JL-Za-jl-z])$", to_upper=True
+)
+
+
+def _json_validator() -> SchemaValidator:
+    """``Touchpoint``'s own validator, but unknown top-level keys refused instead of dropped
+    (the nested models are the same prebuilt validators): see :func:`parse_touchpoint`.
+
+    Where the model's Python validators can be core constraints exactly, they are here, for
+    the inputs producers send (twentieth pass, ``bench/README.md``): ``region``
+    (:data:`_JSON_REGION`), ``properties`` (:data:`_JSON_PROPERTIES`) and ``identifiers``'
+    check (:func:`_json_identifiers`). Each accepts a subset of what the model accepts, with
+    the same values; a record it refuses goes to the old path, which gives the verdict in the
+    model's words. The model's after-validator is :func:`_json_checks` (``_type_requirements``
+    and the rest of the checks, in one call)."""
+    schema = dict(Touchpoint.__pydantic_core_schema__)  # function-after(model)
+    schema["function"] = {"type": "no-info", "function": _json_checks}
+    model = dict(schema["schema"])
+    model["config"] = {**model["config"], "extra_fields_behavior": "forbid"}
+    fields_schema = dict(model["schema"])
+    fields = dict(fields_schema["fields"])
+    # each field is model-field(default(...)): its default kept, the schema inside replaced
+    region = fields["region"]  # default(nullable(function-before(_region, str)))
+    fields["region"] = {
+        **region,
+        "schema": {**region["schema"], "schema": core_schema.nullable_schema(_JSON_REGION)},
+    }
+    identifiers = fields["identifiers"]  # default(function-after(_custom_types, model))
+    fields["identifiers"] = {
+        **identifiers,
+        "schema": {
+            **identifiers["schema"],
+            "schema": _json_identifiers(identifiers["schema"]["schema"]),
+        },
+    }
+    properties = fields["properties"]  # default(function-after(_freeform, dict))
+    fields["properties"] = {
+        **properties,
+        "schema": {**properties["schema"], "schema": _JSON_PROPERTIES},
+    }
+    fields_schema["fields"] = fields
+    model["schema"] = fields_schema
+    schema["schema"] = model
+    return SchemaValidator(schema)
+
+
+#: ``validate_json`` of the bytes: pydantic-core's parser builds the touchpoint without the
+#: intermediate dicts and strings of ``orjson.loads`` (``run_batch``: -3.8k instructions per
+#: event, eighteenth pass, ``bench/README.md``). It differs
+#: from ``orjson.loads`` on numbers only: it reads ``NaN``/``Infinity`` literals and numbers
+#: that overflow a double (orjson: not JSON) and keeps integers outside [-2**63, 2**64) exact
+#: (orjson: a float, or not JSON past a double's range). A non-finite float is refused
+#: wherever the model keeps a value (money, integers, free-form parts and traits check it), so
+#: only an ignored key could carry one: this validator refuses unknown top-level keys; such a
+#: record, and anything refused, takes the old path for its verdict and texts. An integer out
+#: of that range is refused by every typed field (bounds, digits), so only the free-form parts
+#: can keep one: ``properties``' schema refuses one (:data:`_JSON_PROPERTIES`), and
+#: :func:`_json_checks` looks at the others (:func:`_ints_read_alike`): the old path decides.
+_VALIDATE_JSON: Final = _json_validator().validate_json
+
+
 def parse_touchpoint(raw: bytes, *, max_bytes: int = MAX_EVENT_BYTES) -> Touchpoint:
     """Decode and validate one raw record. Raises :class:`InvalidEvent` (never anything else)."""
     if len(raw) > max_bytes:
@@ -749,8 +885,7 @@ def parse_touchpoint(raw: bytes, *, max_bytes: int = MAX_EVENT_BYTES) -> Touchpo
         except ValidationError:
             pass  # refused (or an unknown key): the old path says why, in its words
         else:
-            if _ints_read_alike(tp):
-                return tp
+            return tp
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -11,6 +11,7 @@ then one byte changed."""
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -19,10 +20,13 @@ import parse_reference
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+from pydantic_core import SchemaValidator, core_schema
 
 from schemas.errors import InvalidEvent
 from schemas.touchpoint import (
+    _FORBIDDEN_CATEGORIES,
+    _SAFE_IDENTIFIER,
     _VALIDATE_JSON,
     INVENTORY_TYPES,
     ORDER_TYPES,
@@ -394,3 +398,282 @@ def test_integers_beyond_64_bits_read_alike_in_every_free_form_place(
         b'"occurred_at":"2024-05-01T10:00:00Z",%s}' % (place % number)
     )
     assert _outcome(parse_touchpoint, raw) == _outcome(parse_reference.parse_touchpoint, raw)
+
+
+# --- region as a core constraint, occurred_at around its bounds (twentieth pass) ----------------
+
+
+@st.composite
+def _timestamps(draw: st.DrawFn) -> Any:
+    """RFC 3339-ish texts around every bound ``_rfc3339``, the datetime and ``_sane_year`` draw:
+    years 0001..9999 (2000 and 2100 in local time but not in UTC), offsets, 40 characters and
+    more, other separators; now and then not a string at all."""
+    kind = draw(st.integers(0, 9))
+    if kind == 0:
+        return draw(st.sampled_from([1714550400, 1714550400.5, True, None, [], {}, "", " "]))
+    if kind < 6:  # accepted: the region and the rest decide
+        return draw(
+            st.sampled_from(
+                [
+                    "2024-05-01T10:00:00+02:00",
+                    "2000-01-01T00:30:00+01:00",  # 1999 in UTC
+                    "2100-12-31T23:59:59-01:00",  # 2101 in UTC
+                    "2024-05-01T10:00:00.12345678901234+02:00",  # 40 characters
+                ]
+            )
+        )
+    year = draw(st.sampled_from([1, 999, 1999, 2000, 2024, 2100, 2101, 9999]))
+    date = draw(st.sampled_from(["01-01", "12-31", "05-01", "02-30"]))
+    sep = draw(st.sampled_from("TTt _"))
+    clock = draw(st.sampled_from(["00:00:00", "00:30:00", "23:59:59", "10:00", "24:00:00"]))
+    fraction = draw(st.sampled_from(["", "", ".", ",5"]) | st.text("0123456789", max_size=24))
+    if fraction and fraction[0] in "0123456789":
+        fraction = "." + fraction
+    offset = draw(
+        st.sampled_from(["Z", "z", "+00:00", "-00:00", "+01:00", "-01:00", "+02:00", "+0200"])
+        | st.sampled_from(["+23:59", "-23:59", "+24:00", "", "+1", " Z", "Z "])
+    )
+    text = f"{year:04d}-{date}{sep}{clock}{fraction}{offset}"
+    if draw(st.integers(0, 9)) == 0:  # other digits, other characters
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(st.sampled_from(["\u0661", "\uff10", "\x00", "é", "0"])) + text[at:]
+    return text
+
+
+#: Region texts around ``_region``'s ``strip().upper()``, ``UK`` -> ``GB`` and ``^[A-Z]{2}$``:
+#: ASCII letters in any case, the ``UK`` forms, spaces, and letters whose upper case is ASCII.
+_regions: Final = st.sampled_from(
+    ["UK", "uk", "Uk", "uK", "GB", "NO", "no", "Se", " NO", "NO ", "\tgb\n", "ZZZ", "", "N"]
+) | st.text(st.sampled_from("AaKkUuZzGgTtVvJjLl ß\u0131\u017f\uff21\u1e9e\x1c"), max_size=3)
+
+
+@st.composite
+def _dated_records(draw: st.DrawFn) -> bytes:
+    kinds = ["page_view"] * 4 + ["signup", "custom", "consent_updated", "pos_sale"]
+    event: dict[str, Any] = {
+        "event_id": "evt-1",
+        "type": draw(st.sampled_from(kinds)),
+        "channel": "web",
+        "occurred_at": draw(_timestamps()),
+        "identifiers": draw(st.sampled_from([{"email": "a@b.no"}] * 4 + [{}, {"email": " "}])),
+    }
+    if draw(st.integers(0, 3)):
+        event["name"] = "Wishlist Viewed"
+    if draw(st.integers(0, 3)):
+        event["gpc"] = True
+    if draw(st.integers(0, 4)):
+        event["region"] = draw(_regions | st.sampled_from([None, 1, True, ["NO"]]))
+    if draw(st.booleans()):
+        return json.dumps(event, ensure_ascii=True).encode()
+    return orjson.dumps(event)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(raw=b'{"event_id":"e","type":"page_view","channel":"web","occurred_at":"x","region":"uk"}')
+@given(raw=_dated_records())
+def test_regions_and_timestamps_read_alike(raw: bytes) -> None:
+    """``region`` is a core constraint in the JSON path's schema, and the JSON path has its own
+    after-validator: every record is still decided as the old path decides it, with the same
+    region and the same datetime (offset included), types required alike."""
+    assert _outcome(parse_touchpoint, raw) == _outcome(parse_reference.parse_touchpoint, raw)
+
+
+@pytest.mark.parametrize(
+    ("occurred_at", "region"),
+    [
+        ("2024-05-01T10:00:00+02:00", "NO"),
+        ("2000-01-01T00:30:00+01:00", "no"),  # 1999 in UTC: the local year is checked
+        ("2100-12-31T23:59:59.12345678901234-01:00", "Gb"),  # 2101 in UTC; 40 characters
+        ("2024-05-01 10:00Z", "US"),
+    ],
+)
+def test_plain_timestamps_and_regions_take_the_json_path(occurred_at: str, region: str) -> None:
+    """What producers send (an offset, a year in range, two letters in any case but ``UK``)
+    is decided by the JSON path's schema itself, not handed to the old path (the old path's
+    ``_region`` builds two strings: what the core constraint saves)."""
+    raw = orjson.dumps(
+        {
+            "event_id": "evt-1",
+            "type": "page_view",
+            "channel": "web",
+            "occurred_at": occurred_at,
+            "region": region,
+        }
+    )
+    assert _shape(_VALIDATE_JSON(raw)) == _shape(parse_reference.parse_touchpoint(raw))
+
+
+def test_a_record_without_its_optional_parts_takes_the_json_path() -> None:
+    """No ``region``, ``properties`` or ``identifiers``: their defaults, from the JSON path
+    (a field's schema replaced there keeps its default)."""
+    raw = b'{"event_id":"e-1","type":"page_view","channel":"web","occurred_at":"2024-05-01T10:00Z"}'
+    assert _shape(_VALIDATE_JSON(raw)) == _shape(parse_reference.parse_touchpoint(raw))
+
+
+# --- properties as core constraints (twentieth pass) ------------------------------------------
+
+_PROPERTY_VALUES: Final = (
+    b"null",
+    b"true",
+    b"false",
+    b"0",
+    b"-0",
+    b"1.0",
+    b"1.5",
+    b"1e2",
+    b"-9223372036854775808",
+    b"-9223372036854775809",
+    b"18446744073709551615",
+    b"18446744073709551616",
+    b'"1"',
+    b'"true"',
+    b"[]",
+    b'[1, "a"]',
+    b"{}",
+    b'{"a": 18446744073709551616}',
+    b"NaN",
+)
+
+
+@st.composite
+def _flat_properties(draw: st.DrawFn) -> bytes:
+    """A ``properties`` object around every bound ``_freeform``'s flat look and its JSON
+    schema draw: 63..65 keys, and at most a few edits, each at a drawn place: a key of 127..129
+    characters, a repeated key, a string of 2047..2049 (ASCII or two bytes a character), an
+    integer at either end of orjson's range, a float, a string that reads as a number, a list,
+    an object, a ``NaN``."""
+    count = draw(st.sampled_from([0, 1, 2, 3, 63, 64, 65]))
+    keys: list[str] = [f"k{i}" for i in range(count)]
+    values: list[bytes] = [
+        orjson.dumps(draw(st.sampled_from(["v", "", 7, True, None]) | _text)) for _ in keys
+    ]
+    for _ in range(draw(st.integers(0, 2)) if count else 0):
+        at = draw(st.integers(0, count - 1))
+        edit = draw(st.integers(0, 3))
+        if edit == 0:
+            keys[at] = draw(st.sampled_from(["x", "é"])) * draw(st.integers(127, 129))
+        elif edit == 1:
+            keys[at] = draw(st.sampled_from(["k0", "k1"]))  # repeated
+        elif edit == 2:
+            text = draw(st.sampled_from(["y", "é"])) * draw(st.integers(2047, 2049))
+            values[at] = orjson.dumps(text)
+        else:
+            values[at] = draw(st.sampled_from(_PROPERTY_VALUES))
+    pairs = b",".join(orjson.dumps(k) + b":" + v for k, v in zip(keys, values, strict=True))
+    return (
+        b'{"event_id":"e-1","type":"page_view","channel":"web",'
+        b'"occurred_at":"2024-05-01T10:00:00Z","properties":{%s}}' % pairs
+    )
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=_flat_properties())
+def test_properties_read_alike(raw: bytes) -> None:
+    """``properties`` is a core schema in the JSON path (flat, bounded, integers in orjson's
+    range; anything else through ``_freeform`` and a look at its integers): every record is
+    still decided as the old path decides it, with the same values, types and key order."""
+    assert _outcome(parse_touchpoint, raw) == _outcome(parse_reference.parse_touchpoint, raw)
+
+
+def test_flat_properties_take_the_json_path() -> None:
+    """A flat ``properties`` of the largest size ``_freeform`` takes without a look further is
+    decided by the JSON path's core schema, not handed to the old path."""
+    properties: dict[str, Any] = {f"k{i}": "v" for i in range(58)}
+    properties |= {"é" * 128: "é" * 2048, "x" * 128: "x" * 2048}  # 128 and 2048 code points
+    properties |= {"a": 18446744073709551615, "b": -9223372036854775808, "c": None, "d": True}
+    raw = orjson.dumps(
+        {
+            "event_id": "e-1",
+            "type": "page_view",
+            "channel": "web",
+            "occurred_at": "2024-05-01T10:00:00Z",
+            "properties": properties,
+        }
+    )
+    assert _shape(_VALIDATE_JSON(raw)) == _shape(parse_reference.parse_touchpoint(raw))
+
+
+# --- identifiers' check as core constraints (twentieth pass) ----------------------------------
+
+#: Identifier values: any character, those ``Identifiers``' check refuses among them (controls,
+#: format and bidi characters, separators), unassigned and private-use ones, long values.
+_any_id_text: Final = st.one_of(
+    *[st.text(st.characters(exclude_categories=("Cs", "Cc", "Cf", "Zl", "Zp")), max_size=6)] * 6,
+    st.text(st.characters(exclude_categories=("Cs",)), max_size=6),
+    st.text(st.sampled_from("a\x00\x1f\x7f\x85\xad\u061c\u200b\u202e\u2028\u2029\ue000\u0378")),
+    st.sampled_from(["é" * 1024, "x" * 1025, "ok"]),
+)
+_id_names: Final = st.sampled_from(
+    [
+        *("member_no", "member_no2", "a", "a" * 32, "a" * 33, "Member", "1a", "member-no"),
+        *("é", "", "member_no\n", "email", "phone"),
+    ]
+)
+
+
+@st.composite
+def _identified_records(draw: st.DrawFn) -> bytes:
+    ids: dict[str, Any] = {}
+    for name in draw(st.lists(st.sampled_from(["email", "customer_id", "anonymous_id"]))):
+        ids[name] = draw(_any_id_text | st.sampled_from([None, None, None, 1, True, ["a"]]))
+    for i in range(draw(st.sampled_from([0, 1, 2, 8, 9]))):
+        ids[f"type_{i}"] = draw(st.sampled_from(["m-1", "wert-ü-漢", "", None]))
+    for _ in range(draw(st.sampled_from([0, 0, 1, 2]))):
+        ids[draw(_id_names)] = draw(_any_id_text | st.sampled_from([None, 1, ["a"], {}]))
+    event = {
+        "event_id": "evt-1",
+        "type": draw(st.sampled_from(["signup", "page_view"])),
+        "channel": "web",
+        "occurred_at": "2024-05-01T10:00:00Z",
+        "identifiers": ids,
+    }
+    if draw(st.booleans()):
+        return json.dumps(event, ensure_ascii=draw(st.booleans())).encode()
+    return orjson.dumps(event)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=_identified_records())
+def test_identifiers_read_alike(raw: bytes) -> None:
+    """``Identifiers``' check is core constraints in the JSON path (a pattern on every value,
+    on the custom types' names, their count in the after-validator): every record is still
+    decided as the old path decides it, refused for the same character, name or count."""
+    assert _outcome(parse_touchpoint, raw) == _outcome(parse_reference.parse_touchpoint, raw)
+
+
+def test_every_character_the_identifier_check_refuses_is_refused_by_the_pattern() -> None:
+    """The pattern's Unicode tables are Rust's, the check's are Python's, and the two can be of
+    different versions: every character Python's put in a refused category (a surrogate aside:
+    no JSON string reaches the pattern with one) is refused by the pattern too, so the JSON path
+    never lets one through. The pattern takes printable text of every script."""
+    check = SchemaValidator(core_schema.str_schema(pattern=_SAFE_IDENTIFIER))
+    refused = [
+        chr(c)
+        for c in range(0x110000)
+        if unicodedata.category(chr(c)) in _FORBIDDEN_CATEGORIES - {"Cs"}
+    ]
+    assert len(refused) > 200  # Cc, Cf, Zl, Zp
+    for char in refused:
+        with pytest.raises(ValidationError):
+            check.validate_python(f"a{char}b")
+    assert (
+        check.validate_python("noah.berg+1@example.no ÅØ 漢字 😀")
+        == "noah.berg+1@example.no ÅØ 漢字 😀"
+    )
+
+
+def test_custom_identifiers_take_the_json_path() -> None:
+    """Eight custom types (the most there may be), values of any script and a null: decided by
+    the JSON path's schema, not handed to the old path."""
+    ids: dict[str, Any] = {f"type_{i}": "wert-ü-漢" for i in range(7)}
+    ids |= {"a" * 32: None, "email": "Ålesund@example.no", "customer_id": "x" * 1024}
+    raw = orjson.dumps(
+        {
+            "event_id": "evt-1",
+            "type": "signup",
+            "channel": "web",
+            "occurred_at": "2024-05-01T10:00:00Z",
+            "identifiers": ids,
+        }
+    )
+    assert _shape(_VALIDATE_JSON(raw)) == _shape(parse_reference.parse_touchpoint(raw))
