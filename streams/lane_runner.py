@@ -241,9 +241,8 @@ class LaneRunner:
         self.ahead: WorkAhead | None = None
         if self.settings.work_ahead:
             self.ahead = WorkAhead(self._consume_ahead, self.batches.prepare)
-            work_meanwhile = getattr(rt.store, "work_meanwhile", None)  # RedisStore's
-            if work_meanwhile is not None:
-                work_meanwhile(self.ahead)
+            if isinstance(rt.store, RedisStore):  # a store without round trips has no waits
+                rt.store.work_meanwhile(self.ahead)
         #: partitions revoked or lost while the batch was in flight (a rebalance in a
         #: ``consume`` ahead): its offsets of them are not committed (``streams.ahead``)
         self._gone: set[tuple[str, int]] = set()

@@ -8,11 +8,12 @@ import asyncio
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import redis
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from resolvers.pipeline import INVENTORY, Prepared
@@ -20,6 +21,7 @@ from resolvers.steps import RawRecord
 from streams import kafka_clients, lane_runner
 from streams.lane_runner import raw_records
 from streams.offsets import ProcessedOffsets, next_offsets
+from streams.redis_store import RedisStore
 from streams.settings import LoomSettings
 from streams.testing import FakeConsumer, fake_runtime
 
@@ -581,3 +583,21 @@ def test_nothing_is_consumed_ahead_between_batches(monkeypatch: pytest.MonkeyPat
     asyncio.run(main())
     assert ahead_calls == []
     assert ran == [[(0, o) for o in range(0, 4)], [(0, o) for o in range(4, 8)]]
+
+
+def test_a_lane_on_redis_works_ahead_in_its_stores_waits_unless_told_not_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker's store (``RedisStore``: no connection is made here) runs the lane's work
+    ahead in its load waves and commit round trips; ``LOOM_WORK_AHEAD=false`` runs none."""
+    monkeypatch.setattr(kafka_clients, "Consumer", FakeConsumer)
+    for ahead in (True, False):
+        store = RedisStore(redis.Redis(), commit="watch", load="waves")
+        rt = replace(fake_runtime(settings=LoomSettings(work_ahead=ahead)), store=store)
+        runner = lane_runner.LaneRunner(rt)
+        assert store.waves is not None
+        assert store.watch is not None
+        expected = runner.ahead if ahead else None
+        assert (runner.ahead is not None) is ahead
+        assert store.waves.meanwhile is expected
+        assert store.watch.meanwhile is expected
