@@ -59,7 +59,7 @@ from streams.batch_runner import BatchAbandoned, BatchRunner, LaneStopped
 from streams.errors import FatalError, classify, kafka_error
 from streams.gc_policy import GcPolicy
 from streams.generation import Committed, establish, recovery_hint
-from streams.health import HealthServer
+from streams.health import Check, HealthServer
 from streams.lane_status import LaneState, LaneStatus, StopReason
 from streams.offsets import DueOffsets, ProcessedOffsets, next_offsets
 from streams.redis_store import RedisStore
@@ -250,13 +250,17 @@ class LaneRunner:
         self._ahead_consumed, self._ahead_prepared = consumed, prepared
         self._returned = time.monotonic()  # when the loop's last consume returned
         self._busy = rt.metrics.lane_busy.labels(lane=self.lane)
-        self.relay = RelaySupervisor(
-            rt.new_relay,
-            rt.metrics,
-            backoff_max_s=self.settings.retry_backoff_max_s,
-            failing_after_s=self.settings.stuck_after_s,
-            min_interval_s=self.settings.relay_interval_s,
-        )
+        #: the outbox relay, woken after each batch; None with ``LOOM_WORKER_RELAY=false``:
+        #: ``loom relay`` processes deliver the outbox (ADR 0039)
+        self.relay: RelaySupervisor | None = None
+        if self.settings.worker_relay:
+            self.relay = RelaySupervisor(
+                rt.new_relay,
+                rt.metrics.relay,
+                backoff_max_s=self.settings.retry_backoff_max_s,
+                failing_after_s=self.settings.stuck_after_s,
+                min_interval_s=self.settings.relay_interval_s,
+            )
         self._relay_wakeup = asyncio.Event()
         #: offsets processed but not committed yet
         self._due = DueOffsets(self.settings.commit_interval_s)
@@ -348,7 +352,11 @@ class LaneRunner:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        self.relay.start(self._relay_wakeup)
+        if self.relay is not None:
+            self.relay.start(self._relay_wakeup)
+        else:
+            log.info("%s: LOOM_WORKER_RELAY=false: `loom relay --role %s` delivers the outbox",
+                     self.group, self.lane)  # fmt: skip
         if self.ahead is not None:  # the lane's thread: the executor's one (``_main``)
             self.ahead.thread = await asyncio.to_thread(threading.get_ident)
         try:
@@ -373,7 +381,8 @@ class LaneRunner:
         finally:
             await asyncio.to_thread(self._close)
         await self.stopping.wait()
-        await self.relay.stop()
+        if self.relay is not None:
+            await self.relay.stop()
 
     async def _establish_generation(self) -> None:
         """Check Redis holds the state the group's committed offsets imply (and remember the
@@ -522,12 +531,13 @@ async def _main(rt: Runtime) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
-    checks = {
+    checks: dict[str, Check] = {
         **rt.infra_checks(),
         "partitions": lambda: bool(runner.assigned),
         "lane": runner.status.ready,
-        "relay": runner.relay.healthy,
     }
+    if runner.relay is not None:
+        checks["relay"] = runner.relay.healthy
     if router is not None:  # its own thread: its consumer never waits behind the lane's
         checks["router"] = router.ready
         router_thread = threading.Thread(target=router.run, name="loom-router", daemon=True)

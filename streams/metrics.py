@@ -141,6 +141,61 @@ def observe_each(histogram: Histogram, amounts: Iterable[float]) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class RelayMetrics:
+    """What the outbox relay counts (``streams.relay``), in a lane's worker or in a ``loom
+    relay`` process of its own (ADR 0039)."""
+
+    registry: CollectorRegistry
+    records: Counter  # loom_relay_records_total
+    superseded: Counter  # loom_relay_superseded_total
+    errors: Counter  # loom_relay_errors_total{error}
+    failing: Gauge  # loom_relay_failing: 1 while the relay's passes fail
+    outbox_length: Gauge  # loom_outbox_length
+    outbox_oldest_age: Gauge  # loom_outbox_oldest_age_seconds
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> RelayMetrics:
+        reg = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        return cls(
+            registry=reg,
+            records=Counter(
+                "loom_relay_records_total",
+                "Outbox records the relay delivered to Kafka.",
+                registry=reg,
+            ),
+            superseded=Counter(
+                "loom_relay_superseded_total",
+                "Profile snapshot records the relay did not send because the profile had moved "
+                "on (a later version, a merge, an erasure) before their entry was sent: a later "
+                "outbox entry carries what it became (ADR 0033).",
+                registry=reg,
+            ),
+            errors=Counter(
+                "loom_relay_errors_total",
+                "Failed relay passes, by error class (each is retried with backoff).",
+                ["error"],
+                registry=reg,
+            ),
+            failing=Gauge(
+                "loom_relay_failing",
+                "1 while the outbox relay's passes fail (it retries with backoff).",
+                registry=reg,
+            ),
+            outbox_length=Gauge(
+                "loom_outbox_length",
+                "Outbox entries in Redis not yet delivered to Kafka (one per committed batch, "
+                "holding its records; read by the relay).",
+                registry=reg,
+            ),
+            outbox_oldest_age=Gauge(
+                "loom_outbox_oldest_age_seconds",
+                "Age of the oldest outbox entry not yet delivered to Kafka (0 when empty).",
+                registry=reg,
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerMetrics:
     """Everything a worker counts. ``lane`` (``profiles`` or ``inventory``, the worker's role)
     labels the two per-event series, so a dashboard can sum each lane once. The worker counts
@@ -171,12 +226,7 @@ class WorkerMetrics:
     lane_cpu: Counter  # loom_lane_cpu_seconds_total{lane}
     lane_ahead: Counter  # loom_lane_ahead_records_total{lane,step}
     poison_records: Counter  # loom_poison_records_total{lane,stage}
-    relay_records: Counter  # loom_relay_records_total
-    relay_superseded: Counter  # loom_relay_superseded_total
-    relay_errors: Counter  # loom_relay_errors_total{error}
-    relay_failing: Gauge  # loom_relay_failing: 1 while the relay's passes fail
-    outbox_length: Gauge  # loom_outbox_length
-    outbox_oldest_age: Gauge  # loom_outbox_oldest_age_seconds
+    relay: RelayMetrics  # the outbox relay's (a worker runs one unless LOOM_WORKER_RELAY=false)
     decode_cache_bytes: Gauge  # loom_decode_cache_bytes
     gc_full_collection: Histogram  # loom_gc_full_collection_seconds (streams.gc_policy)
 
@@ -331,40 +381,7 @@ class WorkerMetrics:
                 ["lane", "stage"],
                 registry=reg,
             ),
-            relay_records=Counter(
-                "loom_relay_records_total",
-                "Outbox records the relay delivered to Kafka.",
-                registry=reg,
-            ),
-            relay_superseded=Counter(
-                "loom_relay_superseded_total",
-                "Profile snapshot records the relay did not send because the profile had moved "
-                "on (a later version, a merge, an erasure) before their entry was sent: a later "
-                "outbox entry carries what it became (ADR 0033).",
-                registry=reg,
-            ),
-            relay_errors=Counter(
-                "loom_relay_errors_total",
-                "Failed relay passes, by error class (each is retried with backoff).",
-                ["error"],
-                registry=reg,
-            ),
-            relay_failing=Gauge(
-                "loom_relay_failing",
-                "1 while the outbox relay's passes fail (it retries with backoff).",
-                registry=reg,
-            ),
-            outbox_length=Gauge(
-                "loom_outbox_length",
-                "Outbox entries in Redis not yet delivered to Kafka (one per committed batch, "
-                "holding its records; read by the relay).",
-                registry=reg,
-            ),
-            outbox_oldest_age=Gauge(
-                "loom_outbox_oldest_age_seconds",
-                "Age of the oldest outbox entry not yet delivered to Kafka (0 when empty).",
-                registry=reg,
-            ),
+            relay=RelayMetrics.create(reg),
             decode_cache_bytes=Gauge(
                 "loom_decode_cache_bytes",
                 "Memory charged to the worker's decoded-entity cache (at most "

@@ -188,7 +188,7 @@ class Rebuild:
         batches = BatchRunner(self.rt, status, self.stopping)
         relay = RelaySupervisor(
             self.rt.new_relay,
-            self.rt.metrics,
+            self.rt.metrics.relay,
             backoff_max_s=self.settings.retry_backoff_max_s,
             failing_after_s=self.settings.stuck_after_s,
         )

@@ -58,7 +58,7 @@ from streams.errors import (
     classify,
     kafka_error,
 )
-from streams.metrics import WorkerMetrics
+from streams.metrics import RelayMetrics
 from streams.replies import Borrowed, round_trip
 from streams.resp import Resp, hmget_head
 
@@ -169,6 +169,19 @@ class OutboxRelay:
             )
             raise error
         return done
+
+    def wait_new(self, timeout_s: float) -> bool:
+        """Wait (``timeout_s`` at most) until the outbox holds an entry no consumer has read;
+        whether one came. A relay of its own process (``loom relay``, ADR 0039) is woken so,
+        as a worker's is after each batch. The entry read is this consumer's pending one:
+        the next pass sends it first."""
+        if not self._group_ready:
+            self.ensure_group()
+        block_ms = max(1, round(timeout_s * 1000))
+        resp: Any = self.client.xreadgroup(
+            self.GROUP, self.consumer, {self.key: ">"}, count=1, block=block_ms
+        )
+        return bool(resp and resp[0][1])
 
     def _drain(self, start: str, count: int) -> int:
         """Send entries read from ``start`` (``0``: this consumer's pending, ``>``: new) page
@@ -342,7 +355,7 @@ class RelaySupervisor:
     def __init__(
         self,
         make_relay: Callable[[], OutboxRelay],
-        metrics: WorkerMetrics,
+        metrics: RelayMetrics,
         *,
         backoff_max_s: float,
         failing_after_s: float,
@@ -375,7 +388,10 @@ class RelaySupervisor:
             self.failing_after_s
         )
 
-    def start(self, wakeup: asyncio.Event) -> asyncio.Task[None]:
+    def start(self, wakeup: asyncio.Event | None) -> asyncio.Task[None]:
+        """Run passes in a task: after ``wakeup`` is set (a lane's worker sets it after each
+        batch), or, without one, when the outbox holds a new entry (:meth:`OutboxRelay.
+        wait_new`: the relay of a ``loom relay`` process); every ``idle_s`` anyway."""
         self.task = asyncio.create_task(self.run(wakeup))
         return self.task
 
@@ -386,26 +402,36 @@ class RelaySupervisor:
                 await self.task
         self._thread.shutdown(wait=False, cancel_futures=True)
 
-    async def run(self, wakeup: asyncio.Event) -> None:
+    async def run(self, wakeup: asyncio.Event | None) -> None:
         backoff = Backoff(self.backoff_max_s)  # after a failed pass
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), timeout=self.idle_s)
-            wakeup.clear()
+            await self._woken(wakeup)
             started = self._clock()
             try:
                 sent = await self._in_thread(self.relay.relay)
             except Exception as exc:
-                self.metrics.relay_superseded.inc(self.relay.take_superseded())
+                self.metrics.superseded.inc(self.relay.take_superseded())
                 if await self._recover(exc, backoff):
                     continue
             else:
-                self.metrics.relay_records.inc(sent)
-                self.metrics.relay_superseded.inc(self.relay.take_superseded())
+                self.metrics.records.inc(sent)
+                self.metrics.superseded.inc(self.relay.take_superseded())
                 self._recovered()
                 backoff.reset()
                 await asyncio.sleep(max(0.0, self.min_interval_s - (self._clock() - started)))
             await self._export_stats()
+
+    async def _woken(self, wakeup: asyncio.Event | None) -> None:
+        """Until the next pass is due (:meth:`start`)."""
+        if wakeup is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wakeup.wait(), timeout=self.idle_s)
+            wakeup.clear()
+            return
+        try:
+            await self._in_thread(lambda: self.relay.wait_new(self.idle_s))
+        except Exception:  # Redis down, the group gone...: the pass says why, and backs off
+            return
 
     async def _recover(self, exc: Exception, backoff: Backoff) -> bool:
         """Handle a failed pass; True to repeat it at once (the group was recreated)."""
@@ -428,8 +454,8 @@ class RelaySupervisor:
 
     def _failed(self, error: LaneError) -> None:
         self.failures += 1
-        self.metrics.relay_errors.labels(error=type(error).__name__).inc()
-        self.metrics.relay_failing.set(1)
+        self.metrics.errors.labels(error=type(error).__name__).inc()
+        self.metrics.failing.set(1)
         if self.failing_since is None:
             self.failing_since = self._clock()
             log.warning("outbox relay failing (%s); retrying with backoff", error.describe())
@@ -449,7 +475,7 @@ class RelaySupervisor:
                 self._clock() - self.failing_since,
             )
         self.failing_since, self.failures = None, 0
-        self.metrics.relay_failing.set(0)
+        self.metrics.failing.set(0)
 
     async def _export_stats(self) -> None:
         if self._clock() - self._stats_at < self.stats_every_s:

@@ -45,6 +45,11 @@ from streams.settings import ConfigError, LoomSettings
 MEDIANS_TTL_S = 60.0
 
 
+def process_name() -> str:
+    """This process's name among the relay's Redis consumers and in logs: host and pid."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
 @dataclass
 class Runtime:
     """Everything a running worker of one lane holds."""
@@ -64,7 +69,7 @@ class Runtime:
     #: (monotonic time read, medians): the category medians, read again every MEDIANS_TTL_S
     _medians: tuple[float, dict[str, float]] | None = None
     #: this process's name among the relay's Redis consumers and in logs
-    consumer_name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    consumer_name: str = field(default_factory=process_name)
 
     @cached_property
     def _base_context(self) -> Context:
@@ -157,6 +162,26 @@ def configured_rules(settings: LoomSettings) -> tuple[IdentityRules, ConsentPoli
     return with_blocklist(base_rules), policy or ConsentPolicy()
 
 
+def relay_maker(
+    settings: LoomSettings, client: redis.Redis, consumer: str
+) -> Callable[[], OutboxRelay]:
+    """What builds the outbox relay of the lane whose Redis ``client`` is (each with a new
+    producer: :class:`~streams.relay.RelaySupervisor` restarts it so), in a worker or in a
+    ``loom relay`` process (ADR 0039)."""
+    keys = Keys(settings.redis_prefix)
+
+    def new_relay() -> OutboxRelay:
+        return OutboxRelay(
+            client,
+            kafka_clients.producer(settings),
+            keys.outbox,
+            consumer,
+            profiles=keys.kinds[Kind.PROFILE],
+        )
+
+    return new_relay
+
+
 def build_runtime(settings: LoomSettings, lane: Lane = PROFILES) -> Runtime:
     client = redis_clients.client(settings)
     rules, policy = configured_rules(settings)
@@ -174,23 +199,13 @@ def build_runtime(settings: LoomSettings, lane: Lane = PROFILES) -> Runtime:
         store.watch.on_abort = metrics.commit_aborts.inc
     if store.waves is not None:
         store.waves.on_torn = metrics.loads_torn.inc
-    consumer_name = f"{socket.gethostname()}-{os.getpid()}"
-
-    def new_relay() -> OutboxRelay:
-        return OutboxRelay(
-            client,
-            kafka_clients.producer(settings),
-            store.keys.outbox,
-            consumer_name,
-            profiles=store.keys.kinds[Kind.PROFILE],
-        )
-
+    consumer_name = process_name()
     return Runtime(
         settings=settings,
         store=store,
         redis=client,
         producer=kafka_clients.producer(settings),
-        new_relay=new_relay,
+        new_relay=relay_maker(settings, client, consumer_name),
         consumer_name=consumer_name,
         metrics=metrics,
         rules=rules,

@@ -311,6 +311,11 @@ class LoomSettings(BaseSettings):
         description="the outbox relay sends to Kafka at most this often (one produce request "
         "per topic-partition per pass)",
     )
+    worker_relay: bool = Field(
+        True,
+        description="a lane's worker runs the outbox relay beside its batches; false: "
+        "`loom relay --role <lane>` processes deliver the lane's outbox (ADR 0039)",
+    )
     max_event_bytes: int = Field(
         64 * 1024, ge=1024, description="records larger than this go to the DLQ"
     )
@@ -375,6 +380,14 @@ class LoomSettings(BaseSettings):
     )
     inventory_web_port: int = Field(
         6067, ge=0, description="inventory worker HTTP port: /metrics, /livez, /readyz"
+    )
+    relay_web_port: int = Field(
+        6070, ge=0, description="`loom relay --role profiles` HTTP port: /metrics, /livez, /readyz"
+    )
+    inventory_relay_web_port: int = Field(
+        6071,
+        ge=0,
+        description="`loom relay --role inventory` HTTP port: /metrics, /livez, /readyz",
     )
 
     # --- identity, consent, privacy ------------------------------------------------------
@@ -605,6 +618,10 @@ class LoomSettings(BaseSettings):
     def web_port_for(self, lane: str) -> int:
         """The HTTP port (``/metrics``, ``/livez``, ``/readyz``) of a lane's worker."""
         return self.inventory_web_port if lane == "inventory" else self.web_port
+
+    def relay_web_port_for(self, lane: str) -> int:
+        """The HTTP port of a ``loom relay`` process of a lane (ADR 0039)."""
+        return self.inventory_relay_web_port if lane == "inventory" else self.relay_web_port
 
 
 def _set(settings: LoomSettings, name: str) -> bool:

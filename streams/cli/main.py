@@ -31,6 +31,7 @@ COMMANDS: tuple[str, ...] = (
     "lag",
     "exporter",
     "worker",
+    "relay",
     "rebuild",
     "gateway",
     "privacy_worker",

@@ -4,6 +4,7 @@ outbox vanished, OOM under maxmemory, a record Kafka refuses) and never loses a 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 
@@ -14,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from resolvers.store import Commit, Kind, OutboxRecord, Write, profile_ref
 from streams import outbox
-from streams.metrics import WorkerMetrics
+from streams.metrics import RelayMetrics
 from streams.redis_store import RedisStore
 from streams.relay import OutboxRelay, RelaySupervisor
 
@@ -72,10 +73,10 @@ def supervisor(
 
         return RelaySupervisor(
             new_relay,
-            WorkerMetrics.create(CollectorRegistry()),
+            RelayMetrics.create(CollectorRegistry()),
             backoff_max_s=0.2,
             failing_after_s=kw.pop("failing_after_s", 60.0),  # type: ignore[arg-type]
-            idle_s=0.05,
+            idle_s=kw.pop("idle_s", 0.05),  # type: ignore[arg-type]
             min_interval_s=0.0,
             stats_every_s=0.0,
         )
@@ -91,9 +92,12 @@ async def until(predicate: Callable[[], bool], within_s: float = 30) -> None:
         await asyncio.sleep(0.05)
 
 
-def run_relay(sup: RelaySupervisor, scenario: Callable[[], object]) -> None:
+def run_relay(sup: RelaySupervisor, scenario: Callable[[], object], *, woken: bool = True) -> None:
+    """Run ``sup`` (woken by an event, as a worker's; ``woken=False``: by new outbox entries,
+    as a ``loom relay``'s) while ``scenario`` runs."""
+
     async def main() -> None:
-        sup.start(asyncio.Event())
+        sup.start(asyncio.Event() if woken else None)
         try:
             result = scenario()
             if asyncio.iscoroutine(result):
@@ -273,3 +277,43 @@ def test_the_supervisor_counts_superseded_snapshots(
     assert read_keyed(kafka_bootstrap, topic, 1) == [(b"p_1", b"two")]
     counted = sup.metrics.registry.get_sample_value("loom_relay_superseded_total")
     assert counted == 1
+
+
+def test_wait_new_returns_once_an_entry_arrives_and_the_next_pass_sends_it(
+    redis_client: redis.Redis, redis_prefix: str, kafka_bootstrap: str, unique_topic
+) -> None:
+    """ADR 0039: a ``loom relay`` blocks on the outbox until a batch's commit adds an entry;
+    the entry it read is its pending one, sent first by the pass that follows."""
+    topic = unique_topic()
+    key = f"{redis_prefix}:v1:outbox"
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
+    relay = OutboxRelay(redis_client, producer, key, "c1")
+    assert relay.wait_new(0.2) is False  # nothing new: the wait times out
+    later = threading.Timer(0.3, add_packed, (redis_client, key, topic, [b"x1", b"x2"]))
+    later.start()
+    try:
+        assert relay.wait_new(20.0) is True
+    finally:
+        later.join()
+    assert redis_client.xpending(key, OutboxRelay.GROUP)["pending"] == 1  # read, not yet sent
+    assert relay.relay() == 2
+    assert redis_client.xlen(key) == 0
+    assert sorted(read_topic(kafka_bootstrap, topic, 2)) == [b"x1", b"x2"]
+
+
+def test_a_supervisor_without_a_wakeup_passes_as_soon_as_the_outbox_grows(
+    redis_client: redis.Redis, redis_prefix: str, kafka_bootstrap: str, unique_topic, supervisor
+) -> None:
+    """Its idle pass is 8 s away: a delivery within 5 s came from the blocking read."""
+    topic = unique_topic()
+    key = f"{redis_prefix}:v1:outbox"
+    sup = supervisor(idle_s=8.0)
+
+    async def scenario() -> None:
+        for values in ([b"a1"], [b"b1", b"b2"]):
+            add_packed(redis_client, key, topic, values)
+            await until(lambda: redis_client.xlen(key) == 0, within_s=5)
+
+    run_relay(sup, scenario, woken=False)
+    assert sorted(read_topic(kafka_bootstrap, topic, 3)) == [b"a1", b"b1", b"b2"]
+    assert sup.metrics.registry.get_sample_value("loom_relay_records_total") == 3
