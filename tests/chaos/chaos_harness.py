@@ -138,6 +138,19 @@ class Chaos(Loom):
         self.port[proc] = port
         return proc
 
+    def start_lane_relay(self, role: str, **env: str) -> subprocess.Popen[bytes]:
+        """One ``loom relay`` of ``role`` with its own health port (``self.port[proc]``)."""
+        (port,) = self._ports(1)
+        extra = {
+            "LOOM_RELAY_WEB_PORT": str(port),
+            "LOOM_INVENTORY_RELAY_WEB_PORT": str(port),
+            "LOOM_RETRY_BACKOFF_MAX_S": "1",
+            **env,
+        }
+        (proc,) = self.start_relay(role, env=extra)
+        self.port[proc] = port
+        return proc
+
     def wait_ready(self, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
         self.wait_for(lambda: self.health(self.port[proc])[0] == 200, "ready", timeout)
 

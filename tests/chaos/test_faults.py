@@ -250,6 +250,48 @@ def test_the_relay_survives_nogroup_and_oom_and_delivers_every_change(
         c.wait_for(lambda p=proc: c.metric(p, "loom_outbox_length") == {(): 0.0}, "gauge 0")
 
 
+def pending(client: redis.Redis, outbox: str) -> int:
+    """Outbox entries read by a relay and not acknowledged (0 before the group exists)."""
+    try:
+        return int(client.xpending(outbox, "relay")["pending"])
+    except redis.ResponseError:  # NOGROUP: no relay has started yet
+        return 0
+
+
+@pytest.mark.chaos_full
+def test_relay_processes_killed_while_holding_entries_lose_none_of_them(
+    chaos: Any, good_input: list[Any], reference: Picture
+) -> None:
+    """ADR 0039: workers with ``LOOM_WORKER_RELAY=false`` and ``loom relay`` processes. Each
+    relay is killed (SIGKILL) while it holds outbox entries it read and has not acknowledged;
+    the relays started after it claim them (after 30 s idle) and every change arrives."""
+    c = chaos()
+    small = {"LOOM_WORKER_RELAY": "false", "LOOM_BATCH_SIZE": "20"}  # many outbox entries
+    c.start_lane("profiles", **small)
+    c.start_lane("inventory", **small)
+    c.produce(good_input)
+    c.wait_for(lambda: c.lag() == 0, "committed", timeout=180)
+    outbox = f"{c.root}:outbox"
+    assert c.outbox_length() > 0  # the workers relayed none of it
+    relay = c.start_lane_relay("profiles")  # both lanes share one Redis here: one outbox
+    deadline = time.monotonic() + 60
+    while not pending(c.redis, outbox):  # a tight poll: a pass is short
+        assert time.monotonic() < deadline, c.logs()
+    relay.kill()
+    relay.wait(10)
+    c.workers.remove(relay)
+    held = {
+        x["name"]: x["pending"] for x in c.redis.xinfo_consumers(outbox, "relay") if x["pending"]
+    }
+    assert held, "the killed relay held no entry"
+    c.start_lane_relay("profiles")
+    c.start_lane_relay("inventory")
+    c.wait_idle(timeout=180)  # the outbox drained: the dead relay's entries claimed too
+    assert_same(c.picture(), reference)
+    left = {x["name"]: x["pending"] for x in c.redis.xinfo_consumers(outbox, "relay")}
+    assert all(left[name] == 0 for name in held)
+
+
 # --- 4 to 6. bad records --------------------------------------------------------------------------
 
 

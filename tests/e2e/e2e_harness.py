@@ -80,19 +80,27 @@ class Loom:
     ) -> list[subprocess.Popen[bytes]]:
         """One ``loom worker`` per role (default: one of each lane); returns the processes.
         ``env`` overrides settings of these workers (e.g. a fixed ``LOOM_WEB_PORT``)."""
-        started = []
-        for role in roles or LANES:
-            log_path = self.tmp / f"worker-{len(self.workers)}-{role}.log"
-            with log_path.open("wb") as log:
-                proc = subprocess.Popen(  # the child keeps its own copy of the log's fd
-                    [sys.executable, "-m", "streams.cli.main", "worker", "--role", role,
-                     "--loglevel", "warning"],
-                    env={**self.env, **(env or {})}, cwd=ROOT, stdout=log,
-                    stderr=subprocess.STDOUT,
-                )  # fmt: skip
-            self.workers.append(proc)
-            started.append(proc)
-        return started
+        return [self._spawn("worker", role, env) for role in roles or LANES]
+
+    def start_relay(
+        self, *roles: str, env: Mapping[str, str] | None = None
+    ) -> list[subprocess.Popen[bytes]]:
+        """One ``loom relay`` per role (default: one of each lane), as :meth:`start_worker`
+        (ADR 0039: its workers run with ``LOOM_WORKER_RELAY=false``)."""
+        return [self._spawn("relay", role, env) for role in roles or LANES]
+
+    def _spawn(
+        self, command: str, role: str, env: Mapping[str, str] | None
+    ) -> subprocess.Popen[bytes]:
+        log_path = self.tmp / f"{command}-{len(self.workers)}-{role}.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(  # the child keeps its own copy of the log's fd
+                [sys.executable, "-m", "streams.cli.main", command, "--role", role,
+                 "--loglevel", "warning"],
+                env={**self.env, **(env or {})}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        self.workers.append(proc)
+        return proc
 
     def stop(self, procs: Iterable[subprocess.Popen[bytes]], sig: int = signal.SIGTERM) -> None:
         for proc in procs:
