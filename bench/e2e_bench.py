@@ -130,6 +130,8 @@ class Deployment:
     routing: str = "direct"
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     workers: list[tuple[subprocess.Popen[bytes], int, str]] = field(default_factory=list)
+    #: ``loom relay`` processes (ADR 0039), when the workers' LOOM_WORKER_RELAY is false
+    relays: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.topics = {name: f"bench{self.tag}.{name}" for name in Topics.model_fields}
@@ -201,10 +203,11 @@ class Deployment:
                         env=self.env(port), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                     )  # fmt: skip
                 self.workers.append((proc, port, role))
+        relays = [] if self.settings.worker_relay else self._start_relays()
         deadline = time.monotonic() + timeout
-        pending = {port for _, port, _ in self.workers}
+        pending = {port for _, port, _ in [*self.workers, *relays]}
         while pending:
-            for proc, port, _ in self.workers:
+            for proc, port, _ in [*self.workers, *relays]:
                 if proc.poll() is not None:
                     raise RuntimeError(f"worker exited ({proc.returncode}); see {LOG_DIR}")
                 if port in pending and http_status(f"http://127.0.0.1:{port}/readyz") == 200:
@@ -213,12 +216,33 @@ class Deployment:
                 raise TimeoutError(f"workers not ready after {timeout}s; see {LOG_DIR}")
             time.sleep(0.2)
 
+    def _start_relays(self) -> list[tuple[subprocess.Popen[bytes], int, str]]:
+        """One ``loom relay`` per lane Redis (the lanes share one outbox when they share it)."""
+        own = self.lane_redis["inventory"] is not self.redis
+        roles = ["profiles", "inventory"] if own else ["profiles"]
+        started = []
+        for role in roles:
+            port = free_port()
+            env = {**self.env(port), "LOOM_RELAY_WEB_PORT": str(port),
+                   "LOOM_INVENTORY_RELAY_WEB_PORT": str(port)}  # fmt: skip
+            with (LOG_DIR / f"relay-{self.tag}-{role}.log").open("wb") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "streams.cli.main", "relay", "--role", role,
+                     "--loglevel", "warning"],
+                    env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                )  # fmt: skip
+            self.relays.append(proc)
+            started.append((proc, port, f"relay-{role}"))
+        return started
+
     def meter(self) -> CpuMeter:
         """Every process of the deployment: each role's workers (summed), Redis and the Kafka
         broker (when they run on this machine; else their groups report None)."""
         meter = CpuMeter()
         for proc, _, role in self.workers:
             meter.add(role, proc.pid)
+        for proc in self.relays:
+            meter.add("relay", proc.pid)
         meter.add("redis", redis_pid(self.redis))
         if self.lane_redis["inventory"] is not self.redis:  # then "redis" is the profiles lane's
             meter.add("redis_inventory", redis_pid(self.lane_redis["inventory"]))
@@ -298,18 +322,23 @@ class Deployment:
         for proc, _, role in self.workers:
             if proc.poll() is not None:
                 raise RuntimeError(f"{role} worker exited ({proc.returncode}); see {LOG_DIR}")
+        for proc in self.relays:
+            if proc.poll() is not None:
+                raise RuntimeError(f"relay exited ({proc.returncode}); see {LOG_DIR}")
 
     def stop_workers(self) -> None:
-        for proc, _, _ in self.workers:
+        procs = [proc for proc, _, _ in self.workers] + self.relays
+        for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc, _, _ in self.workers:
+        for proc in procs:
             try:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
         self.workers.clear()
+        self.relays.clear()
 
     def close(self) -> None:
         """Stop workers; delete the topics, both lanes' consumer groups and every Redis key."""
@@ -565,6 +594,8 @@ def throughput(
             # the workers' commit and load (LOOM_REDIS_COMMIT/LOAD, inherited by their processes)
             "redis_commit": os.environ.get("LOOM_REDIS_COMMIT", _DEFAULTS["redis_commit"]),
             "redis_load": os.environ.get("LOOM_REDIS_LOAD", _DEFAULTS["redis_load"]),
+            # ADR 0039: the outbox relay in each worker (true) or in `loom relay` processes
+            "worker_relay": dep.settings.worker_relay,
             "loadavg_start": loadavg,
             "events": events,
             "bytes": size,
