@@ -71,7 +71,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import conflict_bench, run_main
-from bench.proc_cpu import CpuMeter, kafka_pid, per_event_us, redis_pid
+from bench.proc_cpu import JIT_THREADS, CpuMeter, kafka_pid, per_event_us, redis_pid
 from bench.raw_limit import delete_prefix, raw_limit
 from resolvers import stock_routing
 from resolvers.pipeline import LANES
@@ -247,6 +247,8 @@ class Deployment:
         if self.lane_redis["inventory"] is not self.redis:  # then "redis" is the profiles lane's
             meter.add("redis_inventory", redis_pid(self.lane_redis["inventory"]))
         meter.add("kafka", kafka_pid(self.kafka))
+        # of the broker's: its JIT compiling (not Loom's work; a bench broker keeps at it)
+        meter.add_threads("kafka_jit", kafka_pid(self.kafka), JIT_THREADS)
         return meter
 
     def exactness(self, produced: dict[str, set[str]]) -> dict[str, Any]:

@@ -12,17 +12,42 @@ that waits for a core accrues no CPU time meanwhile.
   machine (a remote Redis, or one in another PID namespace, gives None);
 * :func:`kafka_pid`: the process listening on the bootstrap port (the Kafka broker's JVM), from
   ``/proc/net/tcp{,6}`` and the processes' open sockets;
-* :class:`CpuMeter`: named groups of pids, sampled before and after a phase.
+* :class:`CpuMeter`: named groups of pids, sampled before and after a phase, and named groups
+  of threads of one process (:meth:`CpuMeter.add_threads`): the broker JVM's JIT compiler
+  threads (:data:`JIT_THREADS`), a large share of a freshly started broker's CPU.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from streams.procinfo import listening_pid, process_cpu_s
+
+#: The names (``/proc/<pid>/task/<tid>/comm``, cut to 15 characters) of a HotSpot JVM's JIT
+#: compiler threads. A broker started minutes before compiled for ~1 s of CPU in a 20,000-event
+#: run (``jstat -compiler``: ~300 methods), as much as all its other work for the run; one
+#: that had served ~100 runs, 0.07 s (twenty-first pass, bench/README.md).
+JIT_THREADS: tuple[str, ...] = ("C1 CompilerThre", "C2 CompilerThre")
+
+
+def threads_cpu_s(pid: int, names: tuple[str, ...]) -> dict[int, float]:
+    """User + system CPU seconds so far of each live thread of ``pid`` whose name starts with
+    one of ``names``, by thread id (fields 14 and 15 of ``/proc/<pid>/task/<tid>/stat``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if not (task / "comm").read_text().startswith(names):
+                continue
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread exited meanwhile
+            continue
+        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 def is_local(pid: int | None) -> bool:
@@ -51,7 +76,10 @@ class CpuMeter:
     """CPU seconds of named groups of processes between :meth:`start` and :meth:`stop`."""
 
     groups: dict[str, list[int]] = field(default_factory=dict)
+    #: name -> (pid, thread name prefixes): :meth:`add_threads`
+    thread_groups: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)
     _before: dict[str, float] = field(default_factory=dict)
+    _threads_before: dict[str, dict[int, float]] = field(default_factory=dict)
 
     def add(self, name: str, pid: int | None) -> None:
         """Measure ``pid`` under ``name`` (several pids of one name are summed); a pid that is
@@ -60,6 +88,26 @@ class CpuMeter:
         if is_local(pid):
             assert pid is not None
             self.groups[name].append(pid)
+
+    def add_threads(self, name: str, pid: int | None, names: tuple[str, ...]) -> None:
+        """Measure the threads of ``pid`` named ``names*`` under ``name`` (None if ``pid`` is
+        not a local process). Threads started during the phase count whole; one that exited
+        during it is missed, so the figure is a lower bound (the JVM stops idle compiler
+        threads)."""
+        if is_local(pid):
+            assert pid is not None
+            self.thread_groups[name] = (pid, names)
+        else:
+            self.groups.setdefault(name, [])  # reported as None
+
+    def _threads(self) -> dict[str, dict[int, float]]:
+        out = {}
+        for name, (pid, names) in self.thread_groups.items():
+            try:
+                out[name] = threads_cpu_s(pid, names)
+            except OSError:  # the process exited
+                continue
+        return out
 
     def sample(self) -> dict[str, float | None]:
         out: dict[str, float | None] = {}
@@ -72,15 +120,25 @@ class CpuMeter:
 
     def start(self) -> None:
         self._before = {k: v for k, v in self.sample().items() if v is not None}
+        self._threads_before = self._threads()
 
     def stop(self) -> dict[str, float | None]:
         """CPU seconds per group since :meth:`start` (None: not measurable)."""
         now = self.sample()
-        return {
+        threads = self._threads()
+        out: dict[str, float | None] = {
             name: (round(v - self._before[name], 3) if v is not None and name in self._before
                    else None)
             for name, v in now.items()
         }  # fmt: skip
+        for name in self.thread_groups:
+            before, after = self._threads_before.get(name), threads.get(name)
+            out[name] = (
+                None
+                if before is None or after is None
+                else round(sum(v - before.get(tid, 0.0) for tid, v in after.items()), 3)
+            )
+        return out
 
 
 def per_event_us(cpu_s: Mapping[str, float | None], events: int) -> dict[str, float | None]:
