@@ -22,6 +22,9 @@ the inventory lane, a signup for the profiles lane). Figures:
 * CPU per event, per lane: user + system CPU time of the lane's worker processes
   (``/proc/<pid>/stat``) from the first send until both lanes are visible and the outbox is
   drained, divided by the backlog's events: consumption, pipeline, Redis client, relay, all;
+  the same for Redis, the broker, and of the broker's its JIT compiler threads (``kafka_jit``)
+  and its garbage collector's (``kafka_gc``), and the ``loom relay`` processes (``relay``)
+  when the workers run none (``LOOM_WORKER_RELAY=false``, ADR 0039);
 * the lane's saturation (the workers' ``loom_lane_busy_seconds_total`` and
   ``loom_lane_cpu_seconds_total``): the share of the time to visible its thread spent on
   batches (near 100 %: the lane, not the feed, sets the rate), that thread's own CPU per
@@ -71,7 +74,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import conflict_bench, run_main
-from bench.proc_cpu import JIT_THREADS, CpuMeter, kafka_pid, per_event_us, redis_pid
+from bench.proc_cpu import GC_THREADS, JIT_THREADS, CpuMeter, kafka_pid, per_event_us, redis_pid
 from bench.raw_limit import delete_prefix, raw_limit
 from resolvers import stock_routing
 from resolvers.pipeline import LANES
@@ -247,8 +250,10 @@ class Deployment:
         if self.lane_redis["inventory"] is not self.redis:  # then "redis" is the profiles lane's
             meter.add("redis_inventory", redis_pid(self.lane_redis["inventory"]))
         meter.add("kafka", kafka_pid(self.kafka))
-        # of the broker's: its JIT compiling (not Loom's work; a bench broker keeps at it)
+        # of the broker's: its JIT compiling and its garbage collection (a part of what Loom
+        # costs it, and the part that varies most from run to run on this machine)
         meter.add_threads("kafka_jit", kafka_pid(self.kafka), JIT_THREADS)
+        meter.add_threads("kafka_gc", kafka_pid(self.kafka), GC_THREADS)
         return meter
 
     def exactness(self, produced: dict[str, set[str]]) -> dict[str, Any]:

@@ -14,7 +14,8 @@ that waits for a core accrues no CPU time meanwhile.
   ``/proc/net/tcp{,6}`` and the processes' open sockets;
 * :class:`CpuMeter`: named groups of pids, sampled before and after a phase, and named groups
   of threads of one process (:meth:`CpuMeter.add_threads`): the broker JVM's JIT compiler
-  threads (:data:`JIT_THREADS`), a large share of a freshly started broker's CPU.
+  threads (:data:`JIT_THREADS`), a large share of a freshly started broker's CPU, and its
+  garbage collector's (:data:`GC_THREADS`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ from streams.procinfo import listening_pid, process_cpu_s
 #: run (``jstat -compiler``: ~300 methods), as much as all its other work for the run; one
 #: that had served ~100 runs, 0.07 s (twenty-first pass, bench/README.md).
 JIT_THREADS: tuple[str, ...] = ("C1 CompilerThre", "C2 CompilerThre")
+
+#: A HotSpot JVM's garbage collector threads (G1's: parallel workers, concurrent marking,
+#: refinement, service).
+GC_THREADS: tuple[str, ...] = ("GC Thread#", "G1 ")
 
 
 def threads_cpu_s(pid: int, names: tuple[str, ...]) -> dict[int, float]:
