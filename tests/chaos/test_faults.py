@@ -275,8 +275,14 @@ def test_relay_processes_killed_while_holding_entries_lose_none_of_them(
     assert c.outbox_length() > 0  # the workers relayed none of it
     relay = c.start_lane_relay("profiles")  # both lanes share one Redis here: one outbox
     deadline = time.monotonic() + 60
-    while not pending(c.redis, outbox):  # a tight poll: a pass is short
+    while True:  # until it is frozen holding entries (a tight poll: a pass is short)
         assert time.monotonic() < deadline, c.logs()
+        if not pending(c.redis, outbox):
+            continue
+        relay.send_signal(signal.SIGSTOP)  # it acknowledges nothing more
+        if pending(c.redis, outbox):
+            break
+        relay.send_signal(signal.SIGCONT)  # it acknowledged them in between: again
     relay.kill()
     relay.wait(10)
     c.workers.remove(relay)
