@@ -248,16 +248,15 @@ class Gate:
         if not self.history.purposes:
             allowed = self._timeless(at, consent, region, behavioural)[3]
             return allowed if purposes is None else allowed & purposes
-        verdict = self.verdict
-        return frozenset(
-            [
-                p
-                for p in (CONSENT_PURPOSES if purposes is None else purposes)
-                if verdict(
-                    p, at=at, consent=consent, region=region, behavioural=behavioural
-                ).allowed
-            ]
-        )
+        # with a history: every purpose's verdict, remembered (``_placed``): asked per purpose
+        # (a render's 4,658 asks of gates with a history, the bench's 20,200 events), they
+        # cost ~2.2k instructions per profiles event more (``ip_cg.sh``, bench/README)
+        allowed = self._placed(at, consent, region, behavioural)[1]
+        if purposes is None:
+            return allowed
+        if _P_NECESSARY in purposes:  # not among ``CONSENT_PURPOSES``: always serves
+            return (allowed & purposes) | _ONLY_NECESSARY
+        return allowed & purposes
 
     def verdicts(
         self,
@@ -275,14 +274,14 @@ class Gate:
         shape of the history (:func:`_shape`), place, consent's code, region and kind of fact
         and person's region (:data:`_SHAPED`)."""
         if self.history.purposes:
-            return self._placed(at, consent, region, behavioural)
+            return self._placed(at, consent, region, behavioural)[0]
         return self._timeless(at, consent, region, behavioural)[2]
 
     def _placed(
         self, at: datetime, consent: EventConsent, region: str | None, behavioural: bool
-    ) -> tuple[Verdict, ...]:
-        """:meth:`_verdicts` of a gate with a history, remembered by the history's shape and
-        the place of ``at`` among its times (see :data:`_SHAPED`)."""
+    ) -> _Shaped:
+        """:meth:`_verdicts` of a gate with a history and the purposes they allow, remembered
+        by the history's shape and the place of ``at`` among its times (see :data:`_SHAPED`)."""
         times, shape = self._after or self._start_after()
         # ``at``'s place: how many of the history's times are before it, and how many are
         # at or before it (the two differ when ``at`` is one of them)
@@ -299,7 +298,9 @@ class Gate:
         if found is None:
             if len(_SHAPED) >= _SHAPED_SIZE:
                 _SHAPED.clear()
-            found = _SHAPED[key] = self._verdicts(at, consent, region, behavioural)
+            verdicts = self._verdicts(at, consent, region, behavioural)
+            allowed = frozenset([v.purpose for v in verdicts if v.allowed])
+            found = _SHAPED[key] = (verdicts, allowed)
         return found
 
     def _start_after(self) -> _After:
@@ -440,6 +441,10 @@ _SHAPES_SIZE: Final = 4096
 #: Where the shapes' ids come from: each one is given once (an emptied :data:`_SHAPES` never
 #: gives an old id to a new shape).
 _SHAPE_IDS: Final = count()
+#: Every purpose's verdict of a fact and the purposes they allow (``serves``).
+_Shaped = tuple[tuple[Verdict, ...], frozenset[Purpose]]
+#: ``serves`` of a gate with a history asked for ``necessary``: it always serves.
+_ONLY_NECESSARY: Final = frozenset([Purpose.NECESSARY])
 #: The verdicts of gates with a consent history, shared by every gate of a history of the same
 #: shape (:func:`_shape`, which holds the policy's): by (the shape's id, the place of the
 #: fact's time among the history's times (how many are before it, how many at or before it),
@@ -447,9 +452,7 @@ _SHAPE_IDS: Final = count()
 #: fact's region and kind, the person's region (the current choices and the default of a fact
 #: without region depend on it)). A key holds values only, no object's id. Bounded: emptied
 #: when full (the bench's run asks 559 distinct questions).
-_SHAPED: Final[
-    dict[tuple[int, int, int, str, str | None, bool, str | None], tuple[Verdict, ...]]
-] = {}
+_SHAPED: Final[dict[tuple[int, int, int, str, str | None, bool, str | None], _Shaped]] = {}
 _SHAPED_SIZE: Final = 4096
 #: (policy, consent, every purpose's verdict, the purposes allowed) of a gate without history.
 _Timeless = tuple[ConsentPolicy, EventConsent, tuple[Verdict, ...], frozenset[Purpose]]

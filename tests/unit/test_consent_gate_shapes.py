@@ -81,6 +81,7 @@ def people(draw: st.DrawFn) -> list[list[Said]]:
         st.tuples(st.sampled_from(REGIONS), st.booleans()), min_size=1, max_size=2, unique=True
     ),
     bound=st.sampled_from([1, 2, 16]),
+    served=st.one_of(st.none(), st.frozensets(st.sampled_from(list(Purpose)))),
 )
 def test_verdicts_remembered_by_shape_are_the_reference_s(
     histories: list[list[Said]],
@@ -90,13 +91,14 @@ def test_verdicts_remembered_by_shape_are_the_reference_s(
     persons: list[str | None],
     kinds: list[tuple[str | None, bool]],
     bound: int,
+    served: frozenset[Purpose] | None,
 ) -> None:
     """Gates of several histories (often of one shape: small worlds, shuffled, twins) and of
     their warped copies (each a new object: one shape, other times), of people in a few
     regions, asked in turn, each about the facts' consents (the fact's object and an equal
     one of its own, a new event's) in a few regions and kinds, at every place among the
     history's and the facts' times: the verdicts are the reference gate's, purpose by
-    purpose."""
+    purpose, and so are the purposes the fact serves (of all, or of some asked)."""
     for events in histories:
         copy = [replace(e, at=warped(e.at, stretch, shift)) for e in events]
         for warp, history in ((False, history_of(events, bound)), (True, history_of(copy, bound))):
@@ -119,6 +121,20 @@ def test_verdicts_remembered_by_shape_are_the_reference_s(
                                     at=at, consent=consent, region=region, behavioural=behavioural
                                 )
                                 assert fields_of(got) == fields_of(expected)
+                                serves = gate.serves(
+                                    at=at,
+                                    consent=consent,
+                                    region=region,
+                                    behavioural=behavioural,
+                                    purposes=served,
+                                )
+                                assert serves == reference.serves(
+                                    at=at,
+                                    consent=consent,
+                                    region=region,
+                                    behavioural=behavioural,
+                                    purposes=served,
+                                )
 
 
 def test_the_remembered_verdicts_stay_bounded_however_many_questions() -> None:
