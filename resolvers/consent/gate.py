@@ -32,6 +32,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import count
 from types import MappingProxyType
 from typing import Final
 
@@ -247,16 +248,15 @@ class Gate:
         if not self.history.purposes:
             allowed = self._timeless(at, consent, region, behavioural)[3]
             return allowed if purposes is None else allowed & purposes
-        verdict = self.verdict
-        return frozenset(
-            [
-                p
-                for p in (CONSENT_PURPOSES if purposes is None else purposes)
-                if verdict(
-                    p, at=at, consent=consent, region=region, behavioural=behavioural
-                ).allowed
-            ]
-        )
+        # with a history: every purpose's verdict, remembered (``_placed``): asked per purpose
+        # (a render's 4,658 asks of gates with a history, the bench's 20,200 events), they
+        # cost ~2.2k instructions per profiles event more (``ip_cg.sh``, bench/README)
+        allowed = self._placed(at, consent, region, behavioural)[1]
+        if purposes is None:
+            return allowed
+        if _P_NECESSARY in purposes:  # not among ``CONSENT_PURPOSES``: always serves
+            return (allowed & purposes) | _ONLY_NECESSARY
+        return allowed & purposes
 
     def verdicts(
         self,
@@ -271,39 +271,42 @@ class Gate:
         asked once per policy, person's region and distinct consent, region and kind of fact
         (every render and every event's audit asks), whoever the person is. With one, they
         depend on ``at`` only through its place among the history's times: asked once per
-        history, policy, place, consent, region and kind of fact and person's region
-        (:data:`_PLACES`)."""
+        shape of the history (:func:`_shape`), place, consent's code, region and kind of fact
+        and person's region (:data:`_SHAPED`)."""
         if self.history.purposes:
-            return self._placed(at, consent, region, behavioural)[1]
+            return self._placed(at, consent, region, behavioural)[0]
         return self._timeless(at, consent, region, behavioural)[2]
 
     def _placed(
         self, at: datetime, consent: EventConsent, region: str | None, behavioural: bool
-    ) -> _Placed:
-        """(the consent, :meth:`_verdicts`) of a gate with a history, remembered by the
-        place of ``at`` among the history's times (see :data:`_PLACES`)."""
-        times, memo = self._after or self._start_after()
+    ) -> _Shaped:
+        """:meth:`_verdicts` of a gate with a history and the purposes they allow, remembered
+        by the history's shape and the place of ``at`` among its times (see :data:`_SHAPED`)."""
+        times, shape = self._after or self._start_after()
         # ``at``'s place: how many of the history's times are before it, and how many are
         # at or before it (the two differ when ``at`` is one of them)
         key = (
+            shape,
             bisect_left(times, at),
             bisect_right(times, at),
-            id(consent),
+            consent.code,
             region,
             behavioural,
             self.region,
         )
-        found = memo.get(key)
-        if found is None or found[0] is not consent:
-            if len(memo) >= _PLACED_SIZE:  # a new event's consent is an object of its own
-                memo.clear()
-            found = memo[key] = (consent, self._verdicts(at, consent, region, behavioural))
+        found = _SHAPED.get(key)
+        if found is None:
+            if len(_SHAPED) >= _SHAPED_SIZE:
+                _SHAPED.clear()
+            verdicts = self._verdicts(at, consent, region, behavioural)
+            allowed = frozenset([v.purpose for v in verdicts if v.allowed])
+            found = _SHAPED[key] = (verdicts, allowed)
         return found
 
     def _start_after(self) -> _After:
-        """The history's times and the memo of its verdicts (:data:`_PLACES`), found or made:
-        every time the history holds (every purpose's latest statement, its last denial, its
-        kept and dropped grants), distinct and sorted."""
+        """The history's times and its shape (:data:`_PLACES`), found or made: every time the
+        history holds (every purpose's latest statement, its last denial, its kept and
+        dropped grants), distinct and sorted."""
         history, policy = self.history, self.policy
         key = (id(history), id(policy))
         found = _PLACES.get(key)
@@ -317,9 +320,10 @@ class Gate:
                 times.update([g.at for g in h.grants])
                 if h.dropped is not None:
                     times.add(h.dropped)
+            ordered = sorted(times)
             if len(_PLACES) >= _PLACES_SIZE:
                 _PLACES.clear()
-            found = _PLACES[key] = (history, policy, (sorted(times), {}))
+            found = _PLACES[key] = (history, policy, (ordered, _shape(history, policy, ordered)))
         after = self._after = found[2]
         return after
 
@@ -384,29 +388,72 @@ class Gate:
         return found
 
 
-#: What a gate with a history remembers of a fact: (its consent, every purpose's verdict).
-_Placed = tuple[EventConsent, tuple[Verdict, ...]]
-#: A history's times (distinct, sorted) and the memo of its verdicts by the place of a fact's
-#: time among them: (times before, times at or before, id of the consent, the fact's region,
-#: behavioural, the person's region) -> :data:`_Placed`.
-_After = tuple[list[datetime], dict[tuple[int, int, int, str | None, bool, str | None], _Placed]]
-#: The verdicts of gates with a consent history, shared by every gate of the same history
+#: A history's times (distinct, sorted) and the id of its shape (:func:`_shape`).
+_After = tuple[list[datetime], int]
+#: The times and shape of the histories of gates, shared by every gate of the same history
 #: object and policy (a person's gate is built anew for each batch; their history is the same
-#: object while no event changed it: the decode cache keeps it). The verdicts compare a fact's
-#: time ``at`` only with the history's times (a denial at or after it, an explicit grant up to
-#: it, a dropped grant up to it, a latest statement later than it), so two times with the same
-#: number of them before and the same number at or before get the same answers: remembered
-#: by that place, the consent (by id), the fact's region and kind, and the person's region
-#: (the current choices and the default of a fact without region depend on it; on the history
-#: and the policy besides). By (id of the history, id of the policy): (the history, the
-#: policy, :data:`_After`); an entry holds what its key's ids are of (its memo's entries their
-#: consents), so they stay theirs while it lives. Bounded: emptied when full.
+#: object while no event changed it: the decode cache keeps it). By (id of the history, id of
+#: the policy): (the history, the policy, :data:`_After`); an entry holds what its key's ids
+#: are of, so they stay theirs while it lives. Bounded: emptied when full.
 _PLACES: Final[dict[tuple[int, int], tuple[ConsentHistory, ConsentPolicy, _After]]] = {}
 _PLACES_SIZE: Final = 4096
-#: At most this many verdicts remembered per history (:data:`_After`'s memo): a stored fact's
-#: consent is shared (``signals.from_code``), but each new event brings an object of its own,
-#: which a history kept unchanged for a long time would otherwise gather without end.
-_PLACED_SIZE: Final = 256
+
+
+def _shape(history: ConsentHistory, policy: ConsentPolicy, times: list[datetime]) -> int:
+    """The id of ``history``'s shape under ``policy``: what its verdicts read of it, each of
+    its times replaced by its rank among ``times`` (all of them, distinct and sorted).
+
+    The verdicts compare a fact's time ``at`` and the history's times only with each other
+    (a denial at or after ``at``, an explicit grant in (last denial, ``at``], a dropped grant
+    likewise, a latest statement later than ``at``) and read, besides, each purpose's latest
+    statement's grant and source and its last denial's source (never a kept grant's source,
+    nor a time's value): two histories of one shape, each asked at a time of the same place
+    among its own times, answer alike. A person's history is a new object whenever an event
+    changes it, but most are of a few shapes (the bench's 20,200 events: 1,806 new histories,
+    92 shapes, 3,103 of 3,662 computed verdicts asked before of an equal shape and question).
+    Interned (:data:`_SHAPES`): a new shape gets an id never given before."""
+    rank = {t: i for i, t in enumerate(times)}
+    parts = []
+    for purpose, h in history.purposes.items():  # in purpose order (``ConsentHistory``)
+        latest, denial, dropped = h.latest, h.last_denial, h.dropped
+        parts.append(
+            (
+                purpose,
+                None if latest is None else (latest.granted, rank[latest.at], latest.source),
+                None if denial is None else (rank[denial.at], denial.source),
+                tuple([rank[g.at] for g in h.grants]),
+                None if dropped is None else rank[dropped],
+            )
+        )
+    key = (id(policy), tuple(parts))
+    found = _SHAPES.get(key)
+    if found is None or found[0] is not policy:
+        if len(_SHAPES) >= _SHAPES_SIZE:
+            _SHAPES.clear()  # the ids already given stay unique: _SHAPED keeps no stale hit
+        found = _SHAPES[key] = (policy, next(_SHAPE_IDS))
+    return found[1]
+
+
+#: Shapes (:func:`_shape`) by (id of the policy, shape): (the policy, the shape's id); an entry
+#: holds the policy, so its id stays its own. Bounded: emptied when full.
+_SHAPES: Final[dict[tuple[int, tuple[object, ...]], tuple[ConsentPolicy, int]]] = {}
+_SHAPES_SIZE: Final = 4096
+#: Where the shapes' ids come from: each one is given once (an emptied :data:`_SHAPES` never
+#: gives an old id to a new shape).
+_SHAPE_IDS: Final = count()
+#: Every purpose's verdict of a fact and the purposes they allow (``serves``).
+_Shaped = tuple[tuple[Verdict, ...], frozenset[Purpose]]
+#: ``serves`` of a gate with a history asked for ``necessary``: it always serves.
+_ONLY_NECESSARY: Final = frozenset([Purpose.NECESSARY])
+#: The verdicts of gates with a consent history, shared by every gate of a history of the same
+#: shape (:func:`_shape`, which holds the policy's): by (the shape's id, the place of the
+#: fact's time among the history's times (how many are before it, how many at or before it),
+#: the fact's consent's code (its statements and validity: what the verdicts read of it), the
+#: fact's region and kind, the person's region (the current choices and the default of a fact
+#: without region depend on it)). A key holds values only, no object's id. Bounded: emptied
+#: when full (the bench's run: 814 distinct questions, the audit's and the render's).
+_SHAPED: Final[dict[tuple[int, int, int, str, str | None, bool, str | None], _Shaped]] = {}
+_SHAPED_SIZE: Final = 4096
 #: (policy, consent, every purpose's verdict, the purposes allowed) of a gate without history.
 _Timeless = tuple[ConsentPolicy, EventConsent, tuple[Verdict, ...], frozenset[Purpose]]
 #: The answers of gates without consent history, shared by all of them: they depend on the
