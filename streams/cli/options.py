@@ -38,6 +38,17 @@ def add_kafka_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_loglevel_option(p: argparse.ArgumentParser) -> None:
+    """``--loglevel`` of a long-running process (``loom worker``, ``loom relay``)."""
+    p.add_argument(
+        "--loglevel",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        type=str.lower,
+        help="log level (default: info)",
+    )
+
+
 def add_redis_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--redis-url", metavar="URL", help="Redis URL (default: LOOM_REDIS_URL)")
     p.add_argument("--prefix", help="Redis key prefix (default: LOOM_REDIS_PREFIX)")

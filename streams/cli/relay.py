@@ -23,7 +23,12 @@ import sys
 from typing import Any
 
 from resolvers.pipeline import LANES
-from streams.cli.options import add_kafka_options, add_redis_options, lane_settings
+from streams.cli.options import (
+    add_kafka_options,
+    add_loglevel_option,
+    add_redis_options,
+    lane_settings,
+)
 from streams.settings import LoomSettings
 
 log = logging.getLogger(__name__)
@@ -50,13 +55,7 @@ def register(sub: Any) -> None:
         help="ops port (default: LOOM_RELAY_WEB_PORT 6070, inventory LOOM_INVENTORY_RELAY_WEB_PORT "
         "6071)",
     )
-    p.add_argument(
-        "--loglevel",
-        default="info",
-        choices=["debug", "info", "warning", "error"],
-        type=str.lower,
-        help="log level (default: info)",
-    )
+    add_loglevel_option(p)
     add_kafka_options(p)
     add_redis_options(p)
     p.set_defaults(func=run)

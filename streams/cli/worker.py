@@ -18,7 +18,12 @@ from typing import Any
 
 from resolvers.pipeline import LANES, ROUTED_INVENTORY, Lane
 from streams import kafka_clients
-from streams.cli.options import add_kafka_options, add_redis_options, lane_settings
+from streams.cli.options import (
+    add_kafka_options,
+    add_loglevel_option,
+    add_redis_options,
+    lane_settings,
+)
 from streams.startup import refuse_unsafe_defaults, wait_for_infra
 
 
@@ -33,13 +38,7 @@ def register(sub: Any) -> None:
         help="the lane this worker runs: profiles (identity, consent, profiles, DLQ) or "
         "inventory (stock); run both",
     )
-    p.add_argument(
-        "--loglevel",
-        default="info",
-        choices=["debug", "info", "warning", "error"],
-        type=str.lower,
-        help="log level (default: info)",
-    )
+    add_loglevel_option(p)
     add_kafka_options(p)
     add_redis_options(p)
     p.set_defaults(func=run)
