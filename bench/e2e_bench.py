@@ -210,9 +210,9 @@ class Deployment:
         deadline = time.monotonic() + timeout
         pending = {port for _, port, _ in [*self.workers, *relays]}
         while pending:
-            for proc, port, _ in [*self.workers, *relays]:
+            for proc, port, role in [*self.workers, *relays]:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"worker exited ({proc.returncode}); see {LOG_DIR}")
+                    raise RuntimeError(f"{role} exited ({proc.returncode}); see {LOG_DIR}")
                 if port in pending and http_status(f"http://127.0.0.1:{port}/readyz") == 200:
                     pending.discard(port)
             if time.monotonic() > deadline:
@@ -239,8 +239,10 @@ class Deployment:
         return started
 
     def meter(self) -> CpuMeter:
-        """Every process of the deployment: each role's workers (summed), Redis and the Kafka
-        broker (when they run on this machine; else their groups report None)."""
+        """Every process of the deployment: each role's workers (summed), the ``loom relay``
+        processes, Redis and the Kafka broker, and of the broker's threads its JIT compiler's
+        and its garbage collector's (when they run on this machine; else their groups report
+        None)."""
         meter = CpuMeter()
         for proc, _, role in self.workers:
             meter.add(role, proc.pid)
