@@ -20,18 +20,17 @@ that waits for a core accrues no CPU time meanwhile.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streams.procinfo import listening_pid, process_cpu_s
+from streams.procinfo import listening_pid, process_cpu_s, stat_cpu_s
 
 #: The names (``/proc/<pid>/task/<tid>/comm``, cut to 15 characters) of a HotSpot JVM's JIT
 #: compiler threads. A broker started minutes before compiled for ~1 s of CPU in a 20,000-event
 #: run (``jstat -compiler``: ~300 methods), as much as all its other work for the run; one
-#: that had served ~100 runs, 0.07 s (twenty-first pass, bench/README.md).
+#: that had served ~50 bench runs, 0.07 s (twenty-first pass, bench/README.md).
 JIT_THREADS: tuple[str, ...] = ("C1 CompilerThre", "C2 CompilerThre")
 
 #: A HotSpot JVM's garbage collector threads (G1's: parallel workers, concurrent marking,
@@ -41,17 +40,14 @@ GC_THREADS: tuple[str, ...] = ("GC Thread#", "G1 ")
 
 def threads_cpu_s(pid: int, names: tuple[str, ...]) -> dict[int, float]:
     """User + system CPU seconds so far of each live thread of ``pid`` whose name starts with
-    one of ``names``, by thread id (fields 14 and 15 of ``/proc/<pid>/task/<tid>/stat``)."""
-    tick = os.sysconf("SC_CLK_TCK")
+    one of ``names``, by thread id (:func:`~streams.procinfo.stat_cpu_s` of its ``stat``)."""
     out: dict[int, float] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            if not (task / "comm").read_text().startswith(names):
-                continue
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            if task.joinpath("comm").read_text().startswith(names):
+                out[int(task.name)] = stat_cpu_s(task / "stat")
         except OSError:  # the thread exited meanwhile
             continue
-        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
     return out
 
 

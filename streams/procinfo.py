@@ -16,9 +16,15 @@ LISTEN: Final = "0A"
 
 
 def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far, every thread (exited ones too):
-    ``/proc/<pid>/stat`` fields 14 and 15 over the clock tick ``os.sysconf("SC_CLK_TCK")``."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """User + system CPU seconds of a process so far, every thread (exited ones too)."""
+    return stat_cpu_s(Path(f"/proc/{pid}/stat"))
+
+
+def stat_cpu_s(stat: Path) -> float:
+    """User + system CPU seconds of a ``/proc`` ``stat`` file (a process's, or a thread's
+    ``/proc/<pid>/task/<tid>/stat``): fields 14 and 15 over the clock tick
+    ``os.sysconf("SC_CLK_TCK")``."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

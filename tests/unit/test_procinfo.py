@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
+from pathlib import Path
 
-from streams.procinfo import listening_pid, process_cpu_s
+from streams.procinfo import listening_pid, process_cpu_s, stat_cpu_s
 
 
 def test_cpu_time_grows_with_work_and_not_with_sleep() -> None:
@@ -30,3 +32,30 @@ def test_listening_pid_finds_this_process_and_nothing_on_a_closed_port() -> None
         with socket.create_connection(("127.0.0.1", port)):
             assert listening_pid(port) == os.getpid()  # a connected socket is no listener
     assert listening_pid(port) is None
+
+
+def test_a_thread_s_cpu_time_is_its_own() -> None:
+    """``stat_cpu_s`` of a thread's ``/proc/<pid>/task/<tid>/stat``: the work of that thread
+    only, not of the process's other threads."""
+    tid: list[int] = []
+    started, done = threading.Event(), threading.Event()
+
+    def idle() -> None:
+        tid.append(threading.get_native_id())
+        started.set()
+        done.wait(5)
+
+    thread = threading.Thread(target=idle)
+    thread.start()
+    try:
+        assert started.wait(5)
+        stat = Path(f"/proc/{os.getpid()}/task/{tid[0]}/stat")
+        before, own = stat_cpu_s(stat), process_cpu_s(os.getpid())
+        deadline = time.process_time() + 0.2
+        while time.process_time() < deadline:  # burn 0.2 s of CPU in this thread
+            pass
+        assert process_cpu_s(os.getpid()) - own >= 0.1
+        assert stat_cpu_s(stat) - before < 0.05  # the idle thread accrued none of it
+    finally:
+        done.set()
+        thread.join()
