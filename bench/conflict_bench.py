@@ -58,6 +58,7 @@ import orjson
 
 from bench import run_main
 from bench.partitioner import assign, partition_for, worker_of
+from resolvers.claims import Board, BoardClaims
 from resolvers.consent import ConsentPolicy
 from resolvers.context import Context, TopicNames
 from resolvers.identity.evidence import profile_id_for
@@ -199,9 +200,11 @@ class _Racing:
     inner: InMemoryStore
     other: Callable[[], object]
     loads: int = 0
+    loaded_at: int = 0  # the store's commit sequence at the last load
 
     def load(self, request: LoadRequest) -> Loaded:
         loaded = self.inner.load(request)
+        self.loaded_at = self.inner.sequence
         self.loads += 1
         if self.loads == 1:
             self.other()
@@ -222,6 +225,8 @@ class Replay:
     parts: int = 0
     conflicted_parts: int = 0
     batches_conflicted: int = 0
+    deferred_parts: int = 0  # held by the other worker's claims (``--claims``)
+    batches_deferred: int = 0
     racing: int = 0  # batches that committed second (only they can conflict here)
     recomputed: int = 0
     causes: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -233,24 +238,35 @@ class Replay:
         self.parts += result.parts
         self.conflicted_parts += result.conflicted_parts
         self.batches_conflicted += bool(result.conflicted_parts)
+        self.deferred_parts += result.deferred_parts
+        self.batches_deferred += bool(result.deferred_parts)
         self.recomputed += result.recomputed_events
 
 
 def replay(
     tps: Sequence[Touchpoint], keys: Sequence[bytes | None], truth: Truth, *,
-    batch: int, parts: int, fetch: str,
+    batch: int, parts: int, fetch: str, claims: bool = False,
 ) -> Replay:  # fmt: skip
-    """Two workers' batches in lockstep (module docstring); conflicts classified."""
+    """Two workers' batches in lockstep (module docstring); conflicts classified.
+    ``claims``: each worker claims its parts (ADR 0040) on one board; a worker that defers
+    parts lets the other finish its batch before it loads them again."""
     store = InMemoryStore()
     out = Replay()
     hot: list[set[str]] = [set(), set()]
     position = {tp.event_id: i for i, tp in enumerate(tps)}
     profile_event = {profile_id_for(tp.event_id): tp.event_id for tp in tps}
+    board = Board()
+
+    def claims_of(w: int, on: Any) -> BoardClaims | None:
+        if not claims:
+            return None
+        loaded_at = (lambda: on.loaded_at) if isinstance(on, _Racing) else (lambda: store.sequence)
+        return BoardClaims(board, f"w{w}", lambda: store.sequence, loaded_at)
 
     def run(records: Sequence[RawRecord], w: int, on: Any) -> BatchResult:
         result = run_batch(
             records, on, _context, max_bytes=64 * 1024, config=DEFAULT, lane=PROFILES,
-            max_parts=parts, hot=hot[w],
+            max_parts=parts, hot=hot[w], claims=claims_of(w, on),
         )  # fmt: skip
         hot[w].update(result.contested)
         out.add(result)
@@ -320,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", type=int, default=16, help="LOOM_COMMIT_PARTS (16)")
     parser.add_argument("--keys", default=",".join(KEYINGS), help="keyings to compare")
     parser.add_argument("--fetch", choices=("chunked", "interleaved"), default="chunked")
+    parser.add_argument(
+        "--claims", action="store_true", help="the workers claim their parts (ADR 0040)"
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     # the e2e bench's throughput backlog: warm-up and backlog of one simulator
@@ -330,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.keys.split(","):
         r = replay(
             tps, keys_for(name, tps, truth), truth,
-            batch=args.batch, parts=args.parts, fetch=args.fetch,
+            batch=args.batch, parts=args.parts, fetch=args.fetch, claims=args.claims,
         )  # fmt: skip
         results[name] = {
             "batches": r.batches,
@@ -341,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
             "conflicted_parts": r.conflicted_parts,
             "conflicted_pct_of_parts": _pct(r.conflicted_parts, r.parts),
             "recomputed_pct_of_events": _pct(r.recomputed, len(tps)),
+            "deferred_parts": r.deferred_parts,
+            "batches_deferred_pct": _pct(r.batches_deferred, r.batches),
             "causes": dict(r.causes.most_common()),
             "entities": dict(r.entities.most_common()),
         }
@@ -349,13 +370,15 @@ def main(argv: list[str] | None = None) -> int:
             f"({_pct(r.conflicted_parts, r.parts)} %), batches with a conflict "
             f"{_pct(r.batches_conflicted, r.batches)} % ({r.batches_conflicted} of the "
             f"{r.racing} that committed second), events computed twice "
-            f"{_pct(r.recomputed, len(tps))} %; causes: {dict(r.causes.most_common())}",
+            f"{_pct(r.recomputed, len(tps))} %, parts deferred {r.deferred_parts} (in "
+            f"{_pct(r.batches_deferred, r.batches)} % of batches); "
+            f"causes: {dict(r.causes.most_common())}",
             file=sys.stderr,
             flush=True,
         )
     out = {
         "events": len(tps), "batch": args.batch, "parts": args.parts, "fetch": args.fetch,
-        "keyings": results,
+        "claims": args.claims, "keyings": results,
     }  # fmt: skip
     text = orjson.dumps(out, option=orjson.OPT_INDENT_2).decode()
     if args.json:

@@ -595,6 +595,10 @@ def throughput(
         aborts = {lane: delta(lane, "loom_commit_aborts") for lane in LANES}
         # LOOM_REDIS_LOAD=waves: loads read again, a commit of the lane landed during them
         torn = {lane: delta(lane, "loom_loads_torn") for lane in LANES}
+        # LOOM_COMMIT_CLAIMS (ADR 0040): parts that waited for another worker's claim
+        deferred = {lane: delta(lane, "loom_deferred_parts") for lane in LANES}
+        deferred_batches = {lane: delta(lane, "loom_deferred_batches") for lane in LANES}
+        deferred_events = {lane: delta(lane, "loom_deferred_events") for lane in LANES}
         result: dict[str, Any] = {
             "workers": workers,
             "inventory_redis": "own" if inventory_redis_url else "shared",
@@ -652,6 +656,13 @@ def throughput(
                     "recomputed_events": recomputed[lane],
                     # of the backlog's events: the share of the lane's work done twice
                     "recomputed_pct_of_events": _pct(recomputed[lane], events),
+                    "deferred_parts": deferred[lane],
+                    "deferred_batches": deferred_batches[lane],
+                    "deferred_pct_of_batches": _pct(
+                        deferred_batches[lane], int(batches[lane]["count"])
+                    ),
+                    # of the backlog's events: the share loaded again after a wait
+                    "deferred_pct_of_events": _pct(deferred_events[lane], events),
                 }
                 for lane, t in seen.items()
             },
@@ -669,6 +680,8 @@ def throughput(
         conflict_text = ", ".join(
             f"{lane} {v['commit_conflicts']}/{v['commit_parts']} parts, "
             f"{v['conflicted_batches']}/{v['batches']} batches, {v['recomputed_pct_of_events']} %"
+            f" (deferred: {v['deferred_parts']} parts in {v['deferred_batches']} batches, "
+            f"{v['deferred_pct_of_events']} % of events loaded again)"
             for lane, v in result["lanes"].items()
         )
         exact = all(v["exact"] for v in result["exactness"].values())

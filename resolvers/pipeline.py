@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Final
 
+from resolvers import claims as claiming
 from resolvers import commit_codec, parts
 from resolvers.context import Context
 from resolvers.decode_cache import DecodeCache
@@ -42,7 +43,15 @@ from resolvers.lanes.profiles import ProfilesBatch
 from resolvers.lanes.stored_profile import StoredProfile
 from resolvers.stages import dedupe, identity, inventory, normalize, parse
 from resolvers.steps import DUPLICATE, OK, DeadLetter, Event, Ok, RawRecord, event_id_of
-from resolvers.store import Commit, Loaded, LoadRequest, Ref, StateStore, profile_ref
+from resolvers.store import (
+    Commit,
+    CommitResult,
+    Loaded,
+    LoadRequest,
+    Ref,
+    StateStore,
+    profile_ref,
+)
 from resolvers.tuples import new_tuple
 from schemas.bounds import DEFAULT_BOUNDS, InputBounds
 from schemas.normalize import NormalizeConfig
@@ -136,6 +145,8 @@ class BatchResult:
     parts: int = 0  # parts sent to the store's commit, over all attempts
     conflicted_parts: int = 0  # parts whose commit conflicted (each computed again)
     recomputed_events: int = 0  # the events of those parts
+    deferred_parts: int = 0  # parts another worker held (claims, ADR 0040), loaded again
+    deferred_events: int = 0  # the events of those parts
     contested: list[str] = field(default_factory=list)  # what each conflict named (no PII
     # beyond the key: a ref, ``suppressed:<hash>`` or an event id); for ``run_batch(hot=...)``
 
@@ -285,6 +296,7 @@ def run_batch(
     retry_parts: int | None = None,
     hot: Collection[str] = (),
     prepared: Prepared | None = None,
+    claims: claiming.Claims | None = None,
 ) -> BatchResult:
     """Process one batch of ``lane`` end to end against ``store``. Raises on infra errors.
 
@@ -297,7 +309,9 @@ def run_batch(
     ``retry_parts``: the parts of the attempts after a conflict (default ``max_parts``: a
     worker that commits whole batches while alone splits the one that conflicted). ``hot``:
     what recent conflicts named (the caller keeps them from ``BatchResult.contested``): their
-    parts are kept small."""
+    parts are kept small. ``claims``: the lane's other workers are told which parts this one
+    computes, and parts they hold wait for them (``resolvers.claims``, ADR 0040); waiting
+    rounds do not count against ``max_attempts``."""
     ctx = make_context()
     done = 0
     events: list[Event] = []
@@ -336,10 +350,14 @@ def run_batch(
     # next load and kept with that part's events
     extra: dict[str, str] = {}  # profile id -> an event id of the part
     contested = set(hot)
-    for attempt in range(1, max_attempts + 1):
-        result.attempts = attempt
+    rounds = 0  # of them, rounds that deferred a part (claims)
+    if claims is not None:
+        claims.begin()
+    while result.attempts - rounds < max_attempts:
+        result.attempts += 1
+        attempt = result.attempts
         loaded = store.load(request)
-        split = parts.split(
+        split: Sequence[parts.Part] = parts.split(
             pending,
             loaded,
             identity=lane.identity,
@@ -347,6 +365,10 @@ def run_batch(
             links=[(eid, profile_ref(pid)) for pid, eid in extra.items()],
             hot=contested,
         )
+        waiting: list[Event] = []
+        claimed: dict[int, frozenset[int]] = {}  # id(part) -> its hashes
+        if claims is not None:
+            split, waiting, claimed = _claim(claims, split, result)
         ready, again = _compute(
             split,
             lane=lane,
@@ -356,27 +378,90 @@ def run_batch(
             result=result,
             dlq_uncounted=dlq_uncounted,
         )
-        replies = store.commit_parts([r.commit for r in ready]) if ready else []
-        result.parts += len(ready)
-        for r, reply in zip(ready, replies, strict=True):
-            if reply.ok:
-                _add(result, r.outcome, len(r.commit.event_ids))
-                dlq_uncounted -= r.dlq
-                if ctx.cache is not None:
-                    _remember_written(ctx.cache, r.written)
-            else:
-                result.conflicted_parts += 1
-                result.recomputed_events += len(r.part.events)
-                result.contested.append(reply.detail)
-                contested.add(reply.detail)
-                again.extend(r.part.events)
-        if not again:
+        replies = _commit(store, ready, claims, claimed)
+        dlq_uncounted -= _settle(
+            ready, replies, result=result, ctx=ctx, contested=contested, again=again
+        )
+        if not again and not waiting:
+            if claims is not None:
+                claims.end()
             return result
+        if waiting:
+            rounds += 1
+            again.extend(waiting)
+            claims.wait(rounds)  # type: ignore[union-attr]  # waiting: claims is set
         pending = again
         request = load_request(again, lane)
         request = replace(request, versions=(*request.versions, *extra))
         ctx = make_context()
+    if claims is not None:
+        claims.end()
     raise CommitConflictError(f"batch still conflicting after {max_attempts} attempts")
+
+
+def _commit(
+    store: StateStore,
+    ready: Sequence[_Ready],
+    claims: claiming.Claims | None,
+    claimed: Mapping[int, frozenset[int]],
+) -> list[CommitResult]:
+    """The store's replies to the commit of ``ready`` (nothing to commit: no round trip); a
+    claim is released by that commit."""
+    if not ready:
+        return []
+    if claims is not None:
+        claims.committing(frozenset().union(*(claimed[id(r.part)] for r in ready)))
+    return store.commit_parts([r.commit for r in ready])
+
+
+def _settle(
+    ready: Sequence[_Ready],
+    replies: Sequence[CommitResult],
+    *,
+    result: BatchResult,
+    ctx: Context,
+    contested: set[str],
+    again: list[Event],
+) -> int:
+    """Each committed part's outcome into ``result``; a conflicted part's events into
+    ``again``, what it named into ``contested``. Returns the dead letters counted."""
+    result.parts += len(ready)
+    counted = 0
+    for r, reply in zip(ready, replies, strict=True):
+        if reply.ok:
+            _add(result, r.outcome, len(r.commit.event_ids))
+            counted += r.dlq
+            if ctx.cache is not None:
+                _remember_written(ctx.cache, r.written)
+        else:
+            result.conflicted_parts += 1
+            result.recomputed_events += len(r.part.events)
+            result.contested.append(reply.detail)
+            contested.add(reply.detail)
+            again.extend(r.part.events)
+    return counted
+
+
+def _claim(
+    claims: claiming.Claims, split: Sequence[parts.Part], result: BatchResult
+) -> tuple[Sequence[parts.Part], list[Event], dict[int, frozenset[int]]]:
+    """The parts to compute now, the events of those another worker holds, and each part's
+    hashes by its ``id``."""
+    hashes = [claiming.part_hashes(p) for p in split]
+    claimed = {id(p): h for p, h in zip(split, hashes, strict=True)}
+    wait = claims.claim(hashes)
+    if not any(wait):
+        return split, [], claimed
+    now: list[parts.Part] = []
+    waiting: list[Event] = []
+    for part, w in zip(split, wait, strict=True):
+        if w:
+            result.deferred_parts += 1
+            result.deferred_events += len(part.events)
+            waiting.extend(part.events)
+        else:
+            now.append(part)
+    return now, waiting, claimed
 
 
 @dataclass(frozen=True, slots=True)

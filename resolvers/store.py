@@ -273,6 +273,7 @@ class InMemoryStore:
         self.streams: dict[str, list[Mapping[str, bytes]]] = {}
         self.counters: dict[str, int] = {}
         self.audiences: dict[str, set[str]] = {}  # audience name -> member profile ids
+        self.sequence = 0  # commits that wrote (Redis: the lane's commit sequence)
 
     def load(self, request: LoadRequest) -> Loaded:
         # the JSON fields read here were written by ``orjson.dumps``: read back with orjson
@@ -353,6 +354,7 @@ class InMemoryStore:
             else:
                 self.entities.pop(write.ref, None)
         seen.update(commit.event_ids)
+        self.sequence += 1
         self.suppressed.update(commit.suppress)
         self.outbox.extend(commit.outbox)
         for entry in commit.streams:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Final, TypeVar
 
-from resolvers.pipeline import BatchResult, Prepared, prepare, run_batch
+from resolvers.pipeline import ROUTED_INVENTORY, BatchResult, Prepared, prepare, run_batch
 from resolvers.steps import DeadLetter, Event, RawRecord
 from schemas.normalize import DEFAULT as NORMALIZE_DEFAULT
 from streams.backoff import Backoff
@@ -48,6 +48,8 @@ from streams.errors import (
 )
 from streams.lane_status import LaneStatus, StopReason
 from streams.observe import observe_batch
+from streams.redis_claims import RedisClaims, owner_name
+from streams.redis_store import RedisStore
 from streams.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -124,6 +126,20 @@ class BatchRunner:
         s = rt.settings
         self.breaker = CircuitBreaker(s.poison_limit, s.poison_window_s)
         self.contention = Contention(s.commit_parts_for(rt.lane.name))
+        #: whether other workers share the lane (set by the lane's runner from its group's
+        #: assignment): ``LOOM_COMMIT_CLAIMS=auto`` claims only then
+        self.shared: Callable[[], bool] = lambda: False
+        self.claims: RedisClaims | None = None
+        # (the routed inventory lane's workers never share a SKU: ADR 0014)
+        if (
+            s.commit_claims != "off"
+            and isinstance(rt.store, RedisStore)
+            and rt.lane is not ROUTED_INVENTORY
+        ):
+            if rt.store.watch is not None:
+                self.claims = RedisClaims(rt.store, rt.lane.name, owner_name(rt.lane.name))
+            else:
+                log.warning("LOOM_COMMIT_CLAIMS needs LOOM_REDIS_COMMIT=watch: no claims")
         self._cpu = rt.metrics.lane_cpu.labels(lane=rt.lane.name)
         self._fixed: tuple[bytes, str | None] | None = None  # ``prepare``'s salt and region
 
@@ -233,6 +249,9 @@ class BatchRunner:
         self, records: Sequence[RawRecord], prepared: Prepared | None = None
     ) -> BatchResult:
         rt = self.rt
+        claims = self.claims
+        if claims is not None and rt.settings.commit_claims == "auto" and not self.shared():
+            claims = None
         result = run_batch(
             records,
             rt.store,
@@ -241,10 +260,12 @@ class BatchRunner:
             config=NORMALIZE_DEFAULT,
             lane=rt.lane,
             bounds=rt.bounds,
-            max_parts=self.contention.max_parts(),
+            # claiming: parts from the start, so that a deferral holds back a part only
+            max_parts=self.contention.parts if claims else self.contention.max_parts(),
             retry_parts=self.contention.parts,
             hot=self.contention.hot(),
             prepared=prepared,
+            claims=claims,
         )
         self.contention.observe(result)
         return result

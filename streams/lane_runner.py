@@ -236,6 +236,9 @@ class LaneRunner:
         self.assigned: set[tuple[str, int]] = set()
         self.processed = ProcessedOffsets()
         self.batches = BatchRunner(rt, self.status, self.stopping)
+        #: the topic's partitions (read at start): fewer assigned = other workers share it
+        self.partitions = 0
+        self.batches.shared = lambda: 0 < len(self.assigned) < self.partitions
         #: the next batch, consumed and prepared while the store waits for Redis (ADR 0038);
         #: the store runs it in the waits of its round trips (``streams.ahead``)
         self.ahead: WorkAhead | None = None
@@ -395,6 +398,7 @@ class LaneRunner:
             if meta.error is not None:
                 raise KafkaException(meta.error)
             committed = Committed.read(self.consumer, raw, sorted(meta.partitions))
+            self.partitions = len(meta.partitions)
             return establish(rt.redis, self.settings.redis_prefix, self.lane, committed)
 
         self.generation = await self.batches.until_done("start", [], check, bisect=False)
@@ -472,9 +476,12 @@ class LaneRunner:
             raise LaneStopped(StopReason.FATAL, error) from None
 
     def _close(self) -> None:
-        """Commit what completed, leave the group (its partitions move at once)."""
+        """Commit what completed, leave the group (its partitions move at once), remove this
+        worker's claims entry (others stop waiting for it)."""
         self._commit(self.processed.take(), asynchronous=False)
         self.consumer.close()
+        if self.batches.claims is not None:
+            self.batches.claims.close()
 
 
 #: Exit codes of ``loom worker``.

@@ -218,6 +218,9 @@ class WorkerMetrics:
     commit_aborts: Counter  # loom_commit_aborts_total (LOOM_REDIS_COMMIT=watch: EXECs aborted)
     loads_torn: Counter  # loom_loads_torn_total (LOOM_REDIS_LOAD=waves: loads read again)
     recomputed_events: Counter  # loom_recomputed_events_total (events of conflicted parts)
+    deferred_parts: Counter  # loom_deferred_parts_total (parts another worker's claim held)
+    deferred_batches: Counter  # loom_deferred_batches_total (batches with >= 1 of them)
+    deferred_events: Counter  # loom_deferred_events_total (events of deferred parts)
     oversold: Counter  # loom_inventory_oversold_total
     lane_state: Gauge  # loom_lane_state{lane,state}: 1 for the current state
     lane_stops: Counter  # loom_lane_stops_total{lane,reason}
@@ -321,6 +324,23 @@ class WorkerMetrics:
             recomputed_events=Counter(
                 "loom_recomputed_events_total",
                 "Events computed again because their part of a batch conflicted.",
+                registry=reg,
+            ),
+            deferred_parts=Counter(
+                "loom_deferred_parts_total",
+                "Batch parts not computed when loaded because another worker's claim held "
+                "one of their entities (LOOM_COMMIT_CLAIMS, ADR 0040): loaded again after a "
+                "short wait, never computed twice.",
+                registry=reg,
+            ),
+            deferred_batches=Counter(
+                "loom_deferred_batches_total",
+                "Batches of which at least one part waited for another worker's claim.",
+                registry=reg,
+            ),
+            deferred_events=Counter(
+                "loom_deferred_events_total",
+                "Events loaded again because their part waited for another worker's claim.",
                 registry=reg,
             ),
             oversold=Counter(

@@ -28,6 +28,10 @@ def observe_batch(m: WorkerMetrics, records: Sequence[RawRecord], result: BatchR
         m.commit_conflicts.inc(result.conflicted_parts)
         m.conflicted_batches.inc()
         m.recomputed_events.inc(result.recomputed_events)
+    if result.deferred_parts:
+        m.deferred_parts.inc(result.deferred_parts)
+        m.deferred_batches.inc()
+        m.deferred_events.inc(result.deferred_events)
     for (event_type, outcome), n in result.outcomes.items():
         _count(m.count_event, event_type, outcome, n)
     for dead in result.dead_letters:

@@ -81,6 +81,11 @@ class Keys:
         ``scope`` (both commits), ``WATCH``ed by the commit without Lua (ADR 0021)."""
         return f"{self.root}:commit-seq:{seen_segment(scope)}"
 
+    def claims(self, scope: str) -> str:
+        """The lane's claims: one field per worker, what it is computing and last committed
+        (``resolvers.claims``, ADR 0040)."""
+        return f"{self.root}:claims:{seen_segment(scope)}"
+
     @property
     def suppressed(self) -> str:
         return f"{self.root}:suppressed"

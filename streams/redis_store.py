@@ -40,6 +40,8 @@ key                                type    contents
 ``P:v1:generation``                string  random id of this Redis state (streams.generation)
 ``P:v1:commit-seq:{seg}``          string  a lane's commit sequence: ``INCR``'d by every commit
                                            that writes a part of the scope (ADR 0021)
+``P:v1:claims:{seg}``              hash    a lane's claims: worker -> what it computes, what
+                                           it last wrote (hashes; streams.redis_claims)
 =================================  ======  ==================================================
 
 Identifier values appear in key names in their canonical form (``id:email:jane@example.com``)

@@ -41,6 +41,7 @@ KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"
 InventoryRouting = Literal["direct", "by-sku"]
 RedisCommit = Literal["script", "watch"]
 RedisLoad = Literal["script", "waves"]
+CommitClaims = Literal["auto", "on", "off"]
 KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
 
 
@@ -264,6 +265,14 @@ class LoomSettings(BaseSettings):
         le=256,
         description="while a worker conflicts with others, a batch commits as at most this "
         "many independent parts; a conflict recomputes its part only (1 = the whole batch)",
+    )
+    commit_claims: CommitClaims = Field(
+        "auto",
+        description="a worker tells the lane's other workers which parts it is computing, and "
+        "defers parts they hold instead of computing them against a state about to change "
+        "(ADR 0040): `auto` while its group holds partitions of the lane's topic it does "
+        "not, `on` always, `off` never (conflicts are then retried). Needs "
+        "`LOOM_REDIS_COMMIT=watch`",
     )
     inventory_commit_parts: int = Field(
         256,

@@ -47,7 +47,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 import redis
 
@@ -93,6 +93,16 @@ class Committed:
     acknowledged: int | None
 
 
+class Rider(Protocol):
+    """Commands added to a commit's transaction (:attr:`WatchCommit.rider`)."""
+
+    def commands(self) -> Sequence[tuple[bytes | str | int, ...]]:
+        """What to add (asked for each transaction built)."""
+
+    def done(self) -> None:
+        """A transaction with them was executed."""
+
+
 @dataclass
 class WatchCommit:
     """The transaction of the module docstring over ``client``'s pool; counters for benches
@@ -115,6 +125,9 @@ class WatchCommit:
     #: work done while round trip 1 and the last one (``EXEC``) are answered (ADR 0038), never
     #: while a ``WATCH`` is open: it would widen the window another writer's commit aborts
     meanwhile: Meanwhile | None = None
+    #: commands that ride in every transaction that writes (a worker's claim released with
+    #: its commit: ``streams.redis_claims``)
+    rider: Rider | None = None
 
     def commit(
         self,
@@ -222,6 +235,8 @@ class WatchCommit:
             for reply in done:
                 if isinstance(reply, redis.ResponseError):
                     raise reply
+            if self.rider is not None:
+                self.rider.done()
         ok = CommitResult(CommitStatus.OK)
         return Committed([r or ok for r in results], acknowledged)
 
@@ -248,6 +263,9 @@ class WatchCommit:
             if stored is not None and len(written) > 1:  # what the next part finds
                 stored = {**stored, **_rewritten(part)}
         outbox_command(keys, written, out)
+        if self.rider is not None:
+            for command in self.rider.commands():
+                out.add(*command)
         for scope in dict.fromkeys(p.scope for p in written):
             out.add("INCR", keys.commit_seq(scope))
         out.add("EXEC")

@@ -13,7 +13,9 @@ import pytest
 from confluent_kafka import KafkaException
 from e2e_harness import Loom, metric
 
+from resolvers.claims import Entry
 from resolvers.pipeline import LANES
+from streams.redis_keys import Keys
 
 pytestmark = pytest.mark.e2e
 
@@ -249,7 +251,7 @@ def _command_calls(loom: Loom, command: str) -> int:
 
 
 def _two_workers_build_the_same_profiles_as_one(
-    loom: Loom, env: Mapping[str, str] | None = None
+    loom: Loom, env: Mapping[str, str] | None = None, *, started: bool = False
 ) -> None:
     # conflict-free identity graph: person i is seen through 3 identifiers over 4 events,
     # and each event carries a different pair, so records of one person hit many partitions
@@ -262,8 +264,9 @@ def _two_workers_build_the_same_profiles_as_one(
             ev(f"t{i}-3", "login", "2026-11-01T09:02:00+01:00", e | c),
             ev(f"t{i}-4", "login", "2026-11-01T09:03:00+01:00", c | a),
         ]
-    loom.start_worker(env=env)
-    loom.start_worker(env=env)
+    if not started:
+        loom.start_worker(env=env)
+        loom.start_worker(env=env)
     loom.produce(events)
     loom.wait_idle()
     expected = {
@@ -271,6 +274,30 @@ def _two_workers_build_the_same_profiles_as_one(
         for i in range(150)
     }
     assert loom.partition() == expected
+
+
+
+def test_two_workers_sharing_the_lane_claim_what_they_compute(
+    loom: Loom, free_ports: Callable[[int], list[int]]
+) -> None:
+    """``LOOM_COMMIT_CLAIMS=auto`` (ADR 0040): once the group split the partitions, each
+    worker claims its parts in the lane's claims hash, releases them with its commits, and
+    counts the parts it deferred; a worker that stops removes its entry."""
+    ports = free_ports(2)
+    workers = [loom.start_worker("profiles", env={"LOOM_WEB_PORT": str(p)})[0] for p in ports]
+    loom.start_worker("inventory")
+    # both hold partitions: the group has split the topic between them
+    loom.wait_for(lambda: all(loom.health(p)[0] == 200 for p in ports), "both workers ready")
+    _two_workers_build_the_same_profiles_as_one(loom, started=True)
+    key = Keys(loom.settings.redis_prefix).claims("profiles")
+    claims = loom.redis.hgetall(key)
+    assert len(claims) == 2
+    entries = [Entry.decode(v) for v in claims.values()]
+    assert all(e is not None and not e.active and e.previous for e in entries)
+    for port in ports:  # reported (whether these small batches met is the scheduler's)
+        assert metric(port, "loom_deferred_parts_total") >= 0
+    loom.stop(workers[:1])
+    loom.wait_for(lambda: loom.redis.hlen(key) == 1, "the stopped worker's entry removed")
 
 
 def test_bad_record_flood_goes_to_the_dlq_while_good_records_flow(loom: Loom) -> None:

@@ -1,0 +1,168 @@
+"""A lane's claims in Redis (``resolvers.claims``, ADR 0040).
+
+``P:v1:claims:{segment}`` is a hash: one field per worker of the lane (its owner name: host,
+process, lane), whose value is that worker's :class:`~resolvers.claims.Entry`. A claim is two
+round trips on one connection: ``WATCH`` of the hash, ``TIME``, ``HGETALL`` and ``GET`` of the
+lane's commit sequence; then ``MULTI``, ``HSET`` of this worker's entry, ``EXEC`` (aborted if
+another worker claimed or committed in between: again, up to :data:`ATTEMPTS` times, then
+the batch goes on without a claim). The claim is released by the ``HSET`` that rides in the
+commit's own transaction (``WatchCommit.rider``), so another worker never sees a commit
+without its release; a batch that commits nothing releases it with one more round trip.
+
+The hash holds 64-bit hashes of refs, never an identifier's value. It has no expiry: an entry
+older than ``resolvers.claims.TTL_MS`` (by the Redis clock) is ignored, and a worker that
+stops deletes its own field.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+from resolvers.claims import MAX_ROUNDS, Entry, backoff_s, deferred
+from streams.redis_keys import Keys
+from streams.redis_store import RedisStore
+from streams.replies import Borrowed, round_trip
+from streams.resp import Resp
+
+log = logging.getLogger(__name__)
+
+#: Claims tried per batch while other workers' claims or commits abort the ``EXEC``.
+ATTEMPTS: Final = 5
+
+
+def owner_name(lane: str) -> str:
+    """This process's name in a lane's claims (no PII: the host's name and the pid)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{lane}"
+
+
+class RedisClaims:
+    """:class:`resolvers.claims.Claims` of ``owner`` on ``store``'s Redis, for ``scope``.
+    It rides in the store's commit transaction (the store must commit with ``watch``)."""
+
+    def __init__(
+        self,
+        store: RedisStore,
+        scope: str,
+        owner: str,
+        *,
+        sleep: Callable[[float], object] = time.sleep,
+    ) -> None:
+        if store.watch is None:
+            raise ValueError("claims need LOOM_REDIS_COMMIT=watch (the release rides in it)")
+        self.store, self.client, self.owner = store, store.client, owner
+        keys: Keys = store.keys
+        self.key, self.seq_key = keys.claims(scope), keys.commit_seq(scope)
+        self.sleep = sleep
+        store.watch.rider = self
+        self._entry: Entry | None = None
+        self._release: Entry | None = None  # what the next commit writes (committing)
+        self._open = False  # Redis holds an active claim of ours
+        self._rounds = 0
+        self._written: frozenset[int] = frozenset()  # what this batch's commits wrote so far
+        #: figures for tests and benches
+        self.deferrals = 0
+        self.round_trips = 0
+        self.unclaimed = 0  # batches that went on without a claim (EXEC aborted each time)
+
+    # --- Claims ------------------------------------------------------------------------------
+    def begin(self) -> None:
+        self._rounds, self._written = 0, frozenset()
+
+    def claim(self, parts: Sequence[frozenset[int]]) -> list[bool]:
+        owner = self.owner.encode()
+        with Borrowed(self.client) as borrowed:
+            conn = borrowed.conn
+            for _ in range(ATTEMPTS):
+                look = Resp()
+                look.add("WATCH", self.key)
+                look.add("TIME")
+                look.add("HGETALL", self.key)
+                look.add("GET", self.seq_key)
+                _, now, found, seq = self._call(conn, look, watching=False)
+                now_ms = int(now[0]) * 1000 + int(now[1]) // 1000
+                others = [
+                    e
+                    for name, value in _pairs(found)
+                    if name != owner and (e := Entry.decode(value)) is not None
+                ]
+                wait = [False] * len(parts)
+                if self._rounds < MAX_ROUNDS:
+                    wait = deferred(parts, others, now_ms=now_ms, moved=seq != self._loaded_at())
+                active = frozenset().union(*(h for h, w in zip(parts, wait, strict=True) if not w))
+                previous = self._entry.previous if self._entry is not None else frozenset()
+                entry = Entry(now_ms, active, previous)
+                write = Resp()
+                write.add("MULTI")
+                write.add("HSET", self.key, owner, entry.encode())
+                write.add("EXEC")
+                if self._call(conn, write)[-1] is not None:
+                    self._entry, self._open = entry, True
+                    self._rounds += any(wait)
+                    self.deferrals += sum(wait)
+                    return wait
+            borrowed.clean = True  # an aborted EXEC leaves no WATCH/MULTI state
+        self.unclaimed += 1
+        return [False] * len(parts)
+
+    def committing(self, written: frozenset[int]) -> None:
+        self._written |= written
+        if self._entry is not None:
+            self._release = self._entry.released(self._written)
+
+    def end(self) -> None:
+        self._release = None
+        if not self._open or self._entry is None:
+            return
+        entry = self._entry.released(self._entry.previous)
+        with Borrowed(self.client) as borrowed:
+            write = Resp()
+            write.add("HSET", self.key, self.owner, entry.encode())
+            self._call(borrowed.conn, write, watching=False)
+        self._entry, self._open = entry, False
+
+    def wait(self, rounds: int) -> None:
+        self.sleep(backoff_s(rounds))
+
+    # --- the rider of the commit's transaction ----------------------------------------------
+    def commands(self) -> Sequence[tuple[bytes | str | int, ...]]:
+        if self._release is None:
+            return ()
+        return (("HSET", self.key, self.owner, self._release.encode()),)
+
+    def done(self) -> None:
+        if self._release is not None:
+            self._entry, self._open, self._release = self._release, False, None
+
+    # --- the rest ------------------------------------------------------------------------------
+    def close(self) -> None:
+        """This worker stops: its entry goes (others stop waiting for it at once)."""
+        try:
+            self.client.hdel(self.key, self.owner)
+        except Exception as exc:  # a stop never fails on it: it goes stale
+            log.warning("claims: could not remove %s's entry (%s)", self.owner, type(exc).__name__)
+
+    def _loaded_at(self) -> bytes | object | None:
+        """The commit sequence the store's last load read (a unique object if unknown: the
+        load was not the seqlocked one, so anything may have moved)."""
+        waves = self.store.waves
+        snapshot = None if waves is None else waves.snapshot
+        return _UNKNOWN if snapshot is None else snapshot.sequence
+
+    def _call(self, conn: Any, resp: Resp, *, watching: bool = True) -> list[Any]:
+        self.round_trips += 1
+        return round_trip(conn, resp.packed(), resp.count, decode=False, check_health=not watching)
+
+
+_UNKNOWN: Final = object()
+
+
+def _pairs(found: Any) -> list[tuple[bytes, bytes]]:
+    """``HGETALL``'s reply as (field, value) pairs (RESP2: a flat list; RESP3: a map)."""
+    if isinstance(found, dict):
+        return list(found.items())
+    return list(zip(found[::2], found[1::2], strict=True))
