@@ -26,7 +26,7 @@ from __future__ import annotations
 import struct
 import zlib
 from array import array
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
@@ -38,6 +38,9 @@ TTL_MS: Final = 10_000
 #: The waits between loads of deferred parts: the first, then doubled up to the last.
 FIRST_WAIT_S: Final = 0.002
 LAST_WAIT_S: Final = 0.064
+#: Claims tried per batch while other workers' claims or commits come in between (then the
+#: batch goes on unclaimed: the compare-and-set decides).
+ATTEMPTS: Final = 5
 #: Deferrals of one batch at most (~1.9 s of waits); then its parts are computed whatever
 #: other workers hold (the compare-and-set decides).
 MAX_ROUNDS: Final = 32
@@ -46,9 +49,9 @@ _HEAD: Final = struct.Struct("<QI")  # claimed at (ms, the Redis clock), active 
 
 
 def ref_hash(ref: Ref) -> int:
-    """A stable 64-bit name of ``ref`` (the same in every process: CRC-32 and Adler-32 of
-    its kind and name)."""
-    data = f"{ref.kind}\0{ref.name}".encode()
+    """A stable 64-bit name of ``ref`` (the same in every process: CRC-32 and Adler-32 of its
+    name; refs of two kinds with one name share it, which only holds a part back)."""
+    data = ref.name.encode()
     return zlib.crc32(data) << 32 | zlib.adler32(data)
 
 
@@ -89,32 +92,33 @@ class Entry:
         return Entry(self.at_ms, frozenset(), written)
 
 
-def deferred(
-    parts: Sequence[frozenset[int]], others: Iterable[Entry], *, now_ms: int, moved: bool
-) -> list[bool]:
-    """For each part (its hashes), whether it must wait (module docstring). ``others``: the
-    other workers' entries; ``moved``: a commit came after this batch's load."""
-    held: set[int] = set()
+def held(others: Iterable[Entry], *, now_ms: int, moved: bool) -> frozenset[int]:
+    """What the other workers' entries hold (module docstring): their active hashes, and if
+    ``moved`` (a commit came after this batch's load) their previous ones; an entry older
+    than :data:`TTL_MS` holds nothing."""
+    out: set[int] = set()
     for entry in others:
         if now_ms - entry.at_ms > TTL_MS:
             continue
-        held |= entry.active
+        out |= entry.active
         if moved:
-            held |= entry.previous
-    if not held:
-        return [False] * len(parts)
-    return [not held.isdisjoint(hashes) for hashes in parts]
+            out |= entry.previous
+    return frozenset(out)
 
 
 class Claims(Protocol):
-    """A worker's side of the claims of one lane (``run_batch(claims=...)``)."""
+    """A worker's side of the claims of one lane (``run_batch(claims=...)``). A claim is
+    :meth:`look` then :meth:`hold`, nothing else of the claims in between."""
 
     def begin(self) -> None:
-        """A batch starts (its wait is counted from here)."""
+        """A batch starts."""
 
-    def claim(self, parts: Sequence[frozenset[int]]) -> list[bool]:
-        """Which of the batch's parts (their hashes) must wait; claims the others. After
-        :data:`MAX_ROUNDS` deferrals in this batch, none must."""
+    def look(self) -> frozenset[int]:
+        """What the lane's other workers hold now (:func:`held`)."""
+
+    def hold(self, active: frozenset[int]) -> bool:
+        """Claim ``active`` (what this batch computes now); False if another worker claimed or
+        committed since :meth:`look` (look again)."""
 
     def committing(self, written: frozenset[int]) -> None:
         """The next commit writes these (its transaction releases the claim, naming all
@@ -152,30 +156,24 @@ class BoardClaims:
     sequence: Callable[[], object]
     loaded_at: Callable[[], object]
     idle: Callable[[], object] = lambda: None
-    deferrals: int = 0
     _entry: Entry | None = None
     _open: bool = False
-    _rounds: int = 0
     _written: frozenset[int] = frozenset()  # what this batch's commits wrote so far
+    _now: int = 0
 
     def begin(self) -> None:
-        self._rounds, self._written = 0, frozenset()
+        self._written = frozenset()
 
-    def claim(self, parts: Sequence[frozenset[int]]) -> list[bool]:
-        board = self.board
-        now = board.now_ms()
-        others = [e for o, e in board.entries.items() if o != self.owner]
-        moved = self.sequence() != self.loaded_at()
-        wait = [False] * len(parts)
-        if self._rounds < MAX_ROUNDS:
-            wait = deferred(parts, others, now_ms=now, moved=moved)
-        self._rounds += any(wait)
-        self.deferrals += sum(wait)
-        active = frozenset().union(*(h for h, w in zip(parts, wait, strict=True) if not w))
+    def look(self) -> frozenset[int]:
+        self._now = self.board.now_ms()
+        others = [e for o, e in self.board.entries.items() if o != self.owner]
+        return held(others, now_ms=self._now, moved=self.sequence() != self.loaded_at())
+
+    def hold(self, active: frozenset[int]) -> bool:
         previous = self._entry.previous if self._entry is not None else frozenset()
-        self._entry = board.entries[self.owner] = Entry(now, active, previous)
+        self._entry = self.board.entries[self.owner] = Entry(self._now, active, previous)
         self._open = True
-        return wait
+        return True
 
     def committing(self, written: frozenset[int]) -> None:
         self._written |= written

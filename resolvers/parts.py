@@ -182,6 +182,25 @@ def split(
     return out
 
 
+def merged(part: Part, subs: Sequence[Part]) -> Part:
+    """``subs`` (parts :func:`split` made of ``part``) as one part, its events in ``part``'s
+    order: what of a part may be computed while the rest waits (``resolvers.claims``)."""
+    if len(subs) == 1:
+        return subs[0]
+    keep = {id(e) for sub in subs for e in sub.events}
+    entities: dict[Ref, Entity] = {}
+    suppressed: dict[str, bytes] = {}
+    for sub in subs:
+        entities.update(sub.loaded.entities)
+        suppressed.update(sub.loaded.suppressed)
+    loaded = part.loaded
+    return Part(
+        tuple(e for e in part.events if id(e) in keep),
+        Loaded(entities, loaded.seen, suppressed, truncated=loaded.truncated),
+        tuple(dict.fromkeys(h for sub in subs for h in sub.hashes)),
+    )
+
+
 def _connect(
     events: Sequence[Event],
     loaded: Loaded,

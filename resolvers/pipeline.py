@@ -357,18 +357,21 @@ def run_batch(
         result.attempts += 1
         attempt = result.attempts
         loaded = store.load(request)
+        links = [(eid, profile_ref(pid)) for pid, eid in extra.items()]
         split: Sequence[parts.Part] = parts.split(
             pending,
             loaded,
             identity=lane.identity,
             max_parts=max_parts if attempt == 1 else (retry_parts or max_parts),
-            links=[(eid, profile_ref(pid)) for pid, eid in extra.items()],
+            links=links,
             hot=contested,
         )
         waiting: list[Event] = []
         claimed: dict[int, frozenset[int]] = {}  # id(part) -> its hashes
         if claims is not None:
-            split, waiting, claimed = _claim(claims, split, result)
+            split, waiting, claimed = _claim(
+                claims, split, result, identity=lane.identity, links=links, rounds=rounds
+            )
         ready, again = _compute(
             split,
             lane=lane,
@@ -443,25 +446,70 @@ def _settle(
 
 
 def _claim(
-    claims: claiming.Claims, split: Sequence[parts.Part], result: BatchResult
+    claims: claiming.Claims,
+    split: Sequence[parts.Part],
+    result: BatchResult,
+    *,
+    identity: bool,
+    links: Sequence[tuple[str, Ref]],
+    rounds: int,
 ) -> tuple[Sequence[parts.Part], list[Event], dict[int, frozenset[int]]]:
-    """The parts to compute now, the events of those another worker holds, and each part's
-    hashes by its ``id``."""
-    hashes = [claiming.part_hashes(p) for p in split]
-    claimed = {id(p): h for p, h in zip(split, hashes, strict=True)}
-    wait = claims.claim(hashes)
-    if not any(wait):
-        return split, [], claimed
+    """Claim what of ``split`` this worker computes now (``resolvers.claims``): the parts to
+    compute, the events that wait for other workers, and each part's hashes by its ``id``. A
+    part another worker holds is cut into its components, and those it does not hold are
+    computed now (as one part); after ``MAX_ROUNDS`` deferrals nothing waits."""
+    hashes = {id(p): claiming.part_hashes(p) for p in split}
+    for _ in range(claiming.ATTEMPTS):
+        holding = claims.look()
+        if rounds >= claiming.MAX_ROUNDS:
+            holding = frozenset()
+        now, waiting, claimed, deferred = _sort_out(
+            split, hashes, holding, identity=identity, links=links
+        )
+        if claims.hold(frozenset().union(*claimed.values())):
+            result.deferred_parts += deferred
+            result.deferred_events += len(waiting)
+            return now, waiting, claimed
+    return split, [], hashes  # unclaimed: the compare-and-set decides
+
+
+def _sort_out(
+    split: Sequence[parts.Part],
+    hashes: Mapping[int, frozenset[int]],
+    holding: frozenset[int],
+    *,
+    identity: bool,
+    links: Sequence[tuple[str, Ref]],
+) -> tuple[list[parts.Part], list[Event], dict[int, frozenset[int]], int]:
+    """``split`` against what others hold: the parts to compute now, the events that wait,
+    the hashes of each part computed by its ``id``, and how many components wait."""
     now: list[parts.Part] = []
     waiting: list[Event] = []
-    for part, w in zip(split, wait, strict=True):
-        if w:
-            result.deferred_parts += 1
-            result.deferred_events += len(part.events)
-            waiting.extend(part.events)
-        else:
+    claimed: dict[int, frozenset[int]] = {}
+    deferred = 0
+    for part in split:
+        mine = hashes[id(part)]
+        if holding.isdisjoint(mine):
             now.append(part)
-    return now, waiting, claimed
+            claimed[id(part)] = mine
+            continue
+        free: list[parts.Part] = []
+        free_hashes: list[frozenset[int]] = []
+        for sub in parts.split(
+            part.events, part.loaded, identity=identity, max_parts=len(part.events), links=links
+        ):
+            sub_hashes = claiming.part_hashes(sub)
+            if holding.isdisjoint(sub_hashes):
+                free.append(sub)
+                free_hashes.append(sub_hashes)
+            else:
+                deferred += 1
+                waiting.extend(sub.events)
+        if free:
+            whole = parts.merged(part, free)
+            now.append(whole)
+            claimed[id(whole)] = frozenset().union(*free_hashes)
+    return now, waiting, claimed, deferred
 
 
 @dataclass(frozen=True, slots=True)

@@ -260,8 +260,7 @@ class BatchRunner:
             config=NORMALIZE_DEFAULT,
             lane=rt.lane,
             bounds=rt.bounds,
-            # claiming: parts from the start, so that a deferral holds back a part only
-            max_parts=self.contention.parts if claims else self.contention.max_parts(),
+            max_parts=self.contention.max_parts(),
             retry_parts=self.contention.parts,
             hot=self.contention.hot(),
             prepared=prepared,

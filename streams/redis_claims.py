@@ -2,10 +2,11 @@
 
 ``P:v1:claims:{segment}`` is a hash: one field per worker of the lane (its owner name: host,
 process, lane), whose value is that worker's :class:`~resolvers.claims.Entry`. A claim is two
-round trips on one connection: ``WATCH`` of the hash, ``TIME``, ``HGETALL`` and ``GET`` of the
-lane's commit sequence; then ``MULTI``, ``HSET`` of this worker's entry, ``EXEC`` (aborted if
-another worker claimed or committed in between: again, up to :data:`ATTEMPTS` times, then
-the batch goes on without a claim). The claim is released by the ``HSET`` that rides in the
+round trips on one connection: :meth:`RedisClaims.look`, ``WATCH`` of the hash, ``TIME``,
+``HGETALL`` and ``GET`` of the lane's commit sequence; then :meth:`RedisClaims.hold`,
+``MULTI``, ``HSET`` of this worker's entry, ``EXEC`` (aborted if another worker claimed or
+committed in between: the batch looks again, up to ``resolvers.claims.ATTEMPTS`` times, then
+goes on without a claim). The claim is released by the ``HSET`` that rides in the
 commit's own transaction (``WatchCommit.rider``), so another worker never sees a commit
 without its release; a batch that commits nothing releases it with one more round trip.
 
@@ -23,16 +24,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from resolvers.claims import MAX_ROUNDS, Entry, backoff_s, deferred
+from resolvers.claims import Entry, backoff_s, held
 from streams.redis_keys import Keys
 from streams.redis_store import RedisStore
 from streams.replies import Borrowed, round_trip
 from streams.resp import Resp
 
 log = logging.getLogger(__name__)
-
-#: Claims tried per batch while other workers' claims or commits abort the ``EXEC``.
-ATTEMPTS: Final = 5
 
 
 def owner_name(lane: str) -> str:
@@ -62,52 +60,61 @@ class RedisClaims:
         self._entry: Entry | None = None
         self._release: Entry | None = None  # what the next commit writes (committing)
         self._open = False  # Redis holds an active claim of ours
-        self._rounds = 0
         self._written: frozenset[int] = frozenset()  # what this batch's commits wrote so far
+        self._borrowed: Borrowed | None = None  # the connection between look and hold
+        self._now_ms = 0  # the Redis clock at the last look
         #: figures for tests and benches
-        self.deferrals = 0
         self.round_trips = 0
-        self.unclaimed = 0  # batches that went on without a claim (EXEC aborted each time)
+        self.aborted = 0  # holds whose EXEC another claim or commit aborted
 
     # --- Claims ------------------------------------------------------------------------------
     def begin(self) -> None:
-        self._rounds, self._written = 0, frozenset()
+        self._written = frozenset()
 
-    def claim(self, parts: Sequence[frozenset[int]]) -> list[bool]:
+    def look(self) -> frozenset[int]:
+        self._let_go()
+        borrowed = self._borrowed = Borrowed(self.client).__enter__()
+        try:
+            look = Resp()
+            look.add("WATCH", self.key)
+            look.add("TIME")
+            look.add("HGETALL", self.key)
+            look.add("GET", self.seq_key)
+            _, now, found, seq = self._call(borrowed.conn, look, watching=False)
+        except BaseException:
+            self._let_go(failed=True)
+            raise
+        self._now_ms = int(now[0]) * 1000 + int(now[1]) // 1000
         owner = self.owner.encode()
-        with Borrowed(self.client) as borrowed:
-            conn = borrowed.conn
-            for _ in range(ATTEMPTS):
-                look = Resp()
-                look.add("WATCH", self.key)
-                look.add("TIME")
-                look.add("HGETALL", self.key)
-                look.add("GET", self.seq_key)
-                _, now, found, seq = self._call(conn, look, watching=False)
-                now_ms = int(now[0]) * 1000 + int(now[1]) // 1000
-                others = [
-                    e
-                    for name, value in _pairs(found)
-                    if name != owner and (e := Entry.decode(value)) is not None
-                ]
-                wait = [False] * len(parts)
-                if self._rounds < MAX_ROUNDS:
-                    wait = deferred(parts, others, now_ms=now_ms, moved=seq != self._loaded_at())
-                active = frozenset().union(*(h for h, w in zip(parts, wait, strict=True) if not w))
-                previous = self._entry.previous if self._entry is not None else frozenset()
-                entry = Entry(now_ms, active, previous)
-                write = Resp()
-                write.add("MULTI")
-                write.add("HSET", self.key, owner, entry.encode())
-                write.add("EXEC")
-                if self._call(conn, write)[-1] is not None:
-                    self._entry, self._open = entry, True
-                    self._rounds += any(wait)
-                    self.deferrals += sum(wait)
-                    return wait
-            borrowed.clean = True  # an aborted EXEC leaves no WATCH/MULTI state
-        self.unclaimed += 1
-        return [False] * len(parts)
+        others = [
+            e
+            for name, value in _pairs(found)
+            if name != owner and (e := Entry.decode(value)) is not None
+        ]
+        return held(others, now_ms=self._now_ms, moved=seq != self._loaded_at())
+
+    def hold(self, active: frozenset[int]) -> bool:
+        borrowed = self._borrowed
+        if borrowed is None:
+            raise RuntimeError("RedisClaims.hold without look")
+        previous = self._entry.previous if self._entry is not None else frozenset()
+        entry = Entry(self._now_ms, active, previous)
+        write = Resp()
+        write.add("MULTI")
+        write.add("HSET", self.key, self.owner, entry.encode())
+        write.add("EXEC")
+        try:
+            done = self._call(borrowed.conn, write)[-1] is not None
+        except BaseException:
+            self._let_go(failed=True)
+            raise
+        borrowed.clean = True  # EXEC (run or aborted) leaves no WATCH/MULTI state
+        self._let_go()
+        if done:
+            self._entry, self._open = entry, True
+        else:
+            self.aborted += 1
+        return done
 
     def committing(self, written: frozenset[int]) -> None:
         self._written |= written
@@ -116,6 +123,7 @@ class RedisClaims:
 
     def end(self) -> None:
         self._release = None
+        self._let_go()
         if not self._open or self._entry is None:
             return
         entry = self._entry.released(self._entry.previous)
@@ -137,6 +145,13 @@ class RedisClaims:
     def done(self) -> None:
         if self._release is not None:
             self._entry, self._open, self._release = self._release, False, None
+
+    def _let_go(self, *, failed: bool = False) -> None:
+        """Give the claim's connection back (dropped if a round trip on it failed, or if a
+        ``WATCH`` may still be open on it)."""
+        borrowed, self._borrowed = self._borrowed, None
+        if borrowed is not None:
+            borrowed.__exit__(RuntimeError if failed or not borrowed.clean else None)
 
     # --- the rest ------------------------------------------------------------------------------
     def close(self) -> None:

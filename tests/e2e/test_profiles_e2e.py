@@ -276,7 +276,6 @@ def _two_workers_build_the_same_profiles_as_one(
     assert loom.partition() == expected
 
 
-
 def test_two_workers_sharing_the_lane_claim_what_they_compute(
     loom: Loom, free_ports: Callable[[int], list[int]]
 ) -> None:

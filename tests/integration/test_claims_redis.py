@@ -148,7 +148,8 @@ def test_an_active_claim_holds_a_part_until_its_worker_commits(
     events, _ = prepare([shopper(3, 30)], max_bytes=65536, config=DEFAULT, salt=make_context().salt)
     hashes = frozenset(map(ref_hash, a.store.load(load_request(events)).entities))
     a.claims.begin()
-    assert a.claims.claim([hashes]) == [False]
+    assert a.claims.look() == frozenset()
+    assert a.claims.hold(hashes)
     waits: list[float] = []
 
     def a_commits(seconds: float) -> None:  # B's wait: A finishes its batch meanwhile
@@ -179,29 +180,42 @@ def test_the_release_rides_in_the_commits_transaction(
     assert len(entry.previous) > 16
 
 
-def test_a_claim_aborted_by_another_workers_claim_is_tried_again(
+def test_a_hold_fails_if_another_worker_claimed_since_the_look(
     workers: tuple[Worker, Worker], redis_client: redis.Redis, redis_prefix: str
 ) -> None:
+    a, b = workers
+    a.claims.begin()
+    assert a.claims.look() == frozenset()
+    b.claims.begin()  # B claims between A's look and its hold
+    assert b.claims.look() == frozenset()
+    assert b.claims.hold(frozenset({1, 2}))
+    assert not a.claims.hold(frozenset({2, 3}))
+    assert a.claims.aborted == 1
+    assert a.claims.look() == {1, 2}  # looked again: B's claim
+    assert a.claims.hold(frozenset({3}))
+    found = entries(redis_client, redis_prefix)
+    assert found[b"a:1:profiles"] == Entry(found[b"a:1:profiles"].at_ms, frozenset({3}))  # type: ignore[union-attr]
+
+
+def test_a_batch_racing_claims_goes_on_and_ends_as_one_worker(
+    workers: tuple[Worker, Worker], redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    """Every hold of A's batch aborted (B claims each time in between): after ATTEMPTS it
+    goes on unclaimed, and the compare-and-set keeps the result exact."""
     a, _ = workers
     key = Keys(redis_prefix).claims("profiles")
-    original = a.claims._call
-    calls = 0
+    look = a.claims.look
 
-    def meddling(conn: object, resp: object, *, watching: bool = True) -> list[object]:
-        nonlocal calls
-        calls += 1
-        if calls == 2:  # between A's look and its write, B writes its entry
-            redis_client.hset(key, b"b:1:profiles", Entry(1).encode())
-        return original(conn, resp, watching=watching)  # type: ignore[arg-type]
+    def meddled() -> frozenset[int]:
+        found = look()
+        redis_client.hset(key, b"b:1:profiles", Entry(1).encode())
+        return found
 
-    a.claims._call = meddling  # type: ignore[method-assign]
-    a.claims.begin()
-    assert a.claims.claim([frozenset({1, 2})]) == [False]
-    assert calls == 4
-    assert a.claims.unclaimed == 0
-    found = entries(redis_client, redis_prefix)
-    assert found[b"a:1:profiles"] is not None
-    assert found[b"a:1:profiles"].active == {1, 2}
+    a.claims.look = meddled  # type: ignore[method-assign]
+    result = a.run(shoppers())
+    assert a.claims.aborted == 5  # resolvers.claims.ATTEMPTS
+    assert result.processed == 16
+    assert result.deferred_parts == 0
 
 
 def test_a_stopping_worker_removes_its_entry(

@@ -17,7 +17,7 @@ from resolvers.claims import (
     TTL_MS,
     Entry,
     backoff_s,
-    deferred,
+    held,
     ref_hash,
 )
 from resolvers.store import identifier_ref, profile_ref, stock_ref
@@ -63,31 +63,35 @@ def test_a_hash_is_the_same_in_every_process() -> None:
     assert all(0 <= ref_hash(r) < 2**64 for r in refs)
 
 
-def test_the_same_name_of_another_kind_is_another_hash() -> None:
-    assert ref_hash(profile_ref("x")) != ref_hash(stock_ref("x"))
+def test_names_that_differ_hash_apart() -> None:
+    names = [f"email:person{i}@example.com" for i in range(2000)]
+    assert len({ref_hash(identifier_ref(n)) for n in names}) == len(names)
 
 
-def test_a_part_waits_for_an_active_claim_it_shares_an_entity_with() -> None:
+def test_an_active_claim_is_held_and_a_previous_one_once_a_commit_came_after_the_load() -> None:
     other = Entry(1_000, active=frozenset({1, 2}), previous=frozenset({3}))
-    parts = [frozenset({2, 9}), frozenset({3}), frozenset({7})]
-    assert deferred(parts, [other], now_ms=1_000, moved=False) == [True, False, False]
-    # a commit came after the load: what the other worker last wrote waits too
-    assert deferred(parts, [other], now_ms=1_000, moved=True) == [True, True, False]
+    assert held([other], now_ms=1_000, moved=False) == {1, 2}
+    # a commit came after the load: what the other worker last wrote is held too
+    assert held([other], now_ms=1_000, moved=True) == {1, 2, 3}
 
 
 def test_a_stale_entry_holds_nothing() -> None:
     other = Entry(1_000, active=frozenset({1}))
-    assert deferred([frozenset({1})], [other], now_ms=1_000 + TTL_MS, moved=True) == [True]
-    assert deferred([frozenset({1})], [other], now_ms=1_001 + TTL_MS, moved=True) == [False]
+    assert held([other], now_ms=1_000 + TTL_MS, moved=True) == {1}
+    assert held([other], now_ms=1_001 + TTL_MS, moved=True) == frozenset()
 
 
-@given(parts=st.lists(hashes, max_size=8), active=hashes, previous=hashes, moved=st.booleans())
-def test_a_part_waits_exactly_when_it_meets_what_is_held(
-    parts: list[frozenset[int]], active: frozenset[int], previous: frozenset[int], moved: bool
+@given(entries=st.lists(st.tuples(hashes, hashes, st.booleans()), max_size=4), moved=st.booleans())
+def test_what_is_held_is_the_fresh_entries_active_and_if_moved_previous_hashes(
+    entries: list[tuple[frozenset[int], frozenset[int], bool]], moved: bool
 ) -> None:
-    held = active | (previous if moved else frozenset())
-    got = deferred(parts, [Entry(0, active, previous)], now_ms=0, moved=moved)
-    assert got == [bool(p & held) for p in parts]
+    now = 50_000
+    made = [Entry(now - (TTL_MS + 1 if stale else 0), a, p) for a, p, stale in entries]
+    want: set[int] = set()
+    for a, p, stale in entries:
+        if not stale:
+            want |= a | (p if moved else frozenset())
+    assert held(made, now_ms=now, moved=moved) == want
 
 
 def test_released_keeps_the_time_and_names_what_was_written() -> None:
