@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import socket
 import time
 from typing import Any
 
@@ -23,6 +24,7 @@ from chaos_harness import Chaos, Picture, dlq_key
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
+from resolvers.claims import Entry
 from streams.procinfo import listening_pid
 
 pytestmark = pytest.mark.chaos
@@ -296,6 +298,51 @@ def test_relay_processes_killed_while_holding_entries_lose_none_of_them(
     assert_same(c.picture(), reference)
     left = {x["name"]: x["pending"] for x in c.redis.xinfo_consumers(outbox, "relay")}
     assert all(left[name] == 0 for name in held)
+
+
+@pytest.mark.chaos_full
+def test_a_worker_frozen_holding_a_claim_stalls_nobody_and_loses_nothing(
+    chaos: Any, good_input: list[Any], reference: Picture
+) -> None:
+    """ADR 0040: two profiles workers share the lane and claim what they compute. One is
+    frozen (SIGSTOP) while its claim is active, then killed: the other keeps committing (what
+    meets the frozen claim waits at most 32 rounds, then is computed), takes the partitions
+    over when the group drops the frozen member, and the picture equals the clean
+    reference."""
+    c = chaos()
+    small = {"LOOM_BATCH_SIZE": "20"}  # many batches, many claims
+    frozen = c.start_lane("profiles", **small)
+    other = c.start_lane("profiles", **small)
+    c.start_lane("inventory")
+    c.wait_ready(frozen)
+    c.wait_ready(other)
+    key, owner = f"{c.root}:claims:seen", f"{socket.gethostname()}:{frozen.pid}:profiles"
+
+    def active() -> bool:
+        entry = Entry.decode(c.redis.hget(key, owner) or b"")
+        return entry is not None and bool(entry.active)
+
+    c.produce(good_input)
+    deadline = time.monotonic() + 60
+    while True:  # until it is frozen holding a claim (a tight poll: a batch is short)
+        assert time.monotonic() < deadline, c.logs()
+        if not active():
+            continue
+        frozen.send_signal(signal.SIGSTOP)
+        if active():
+            break
+        frozen.send_signal(signal.SIGCONT)  # it committed in between: again
+
+    def batches() -> float:
+        return sum(c.metric(other, "loom_batch_size_count").values())
+
+    before = batches()
+    c.wait_for(lambda: batches() > before + 5, "the other worker commits on", timeout=60)
+    frozen.kill()
+    frozen.wait(10)
+    c.workers.remove(frozen)
+    c.wait_idle(timeout=180)
+    assert_same(c.picture(), reference)
 
 
 # --- 4 to 6. bad records --------------------------------------------------------------------------

@@ -167,6 +167,44 @@ def test_an_active_claim_holds_a_part_until_its_worker_commits(
     assert not found.active
 
 
+@dataclass
+class Peeking:
+    """A worker's store that reads the lane's claims just before each commit."""
+
+    inner: RedisStore
+    client: redis.Redis
+    prefix: str
+    seen: list[dict[bytes, Entry | None]]
+
+    def load(self, request: LoadRequest) -> Loaded:
+        return self.inner.load(request)
+
+    def commit(self, commit: Commit) -> CommitResult:
+        return self.commit_parts([commit])[0]
+
+    def commit_parts(self, parts: Sequence[Commit]) -> list[CommitResult]:
+        self.seen.append(entries(self.client, self.prefix))
+        return self.inner.commit_parts(parts)
+
+
+def test_a_batch_holds_what_it_computes_until_its_commit(
+    workers: tuple[Worker, Worker], redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    a, _ = workers
+    events, _ = prepare(shoppers(), max_bytes=65536, config=DEFAULT, salt=make_context().salt)
+    loads = frozenset(map(ref_hash, a.store.load(load_request(events)).entities))
+    seen: list[dict[bytes, Entry | None]] = []
+    a.run(shoppers(), Peeking(a.store, redis_client, redis_prefix, seen))
+    [before] = seen
+    entry = before[b"a:1:profiles"]
+    assert entry is not None
+    assert entry.active == loads  # every entity the batch's compare-and-set checks
+    after = entries(redis_client, redis_prefix)[b"a:1:profiles"]
+    assert after is not None
+    assert after.active == frozenset()
+    assert after.previous == loads
+
+
 def test_the_release_rides_in_the_commits_transaction(
     workers: tuple[Worker, Worker], redis_client: redis.Redis, redis_prefix: str
 ) -> None:
