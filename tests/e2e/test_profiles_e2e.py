@@ -130,6 +130,9 @@ def test_journey_ends_in_exactly_one_profile(loom: Loom) -> None:
     changes = loom.topic_records(loom.settings.topics.profile_changes)
     assert {m.key().decode() for m in changes} >= {p["profile_id"]}
     assert loom.redis.xlen(f"{loom.root}:changes:profiles") > 0
+    # a worker alone in its lane claims nothing (LOOM_COMMIT_CLAIMS=auto, ADR 0040)
+    keys = Keys(loom.settings.redis_prefix)
+    assert loom.redis.exists(keys.claims("profiles"), keys.claims("inventory")) == 0
     # no secret of the deployment (passwords, the salt) in what the workers logged
     logs = loom.logs()
     assert [secret for secret in loom.settings.secrets() if secret in logs] == []
