@@ -65,7 +65,7 @@ from resolvers.identity.evidence import profile_id_for
 from resolvers.identity.rules import IdentityRules
 from resolvers.pipeline import PROFILES, BatchResult, run_batch
 from resolvers.steps import RawRecord
-from resolvers.store import Commit, CommitResult, InMemoryStore, Loaded, LoadRequest
+from resolvers.store import Commit, CommitResult, InMemoryStore, Loaded, LoadRequest, StateStore
 from schemas.identifiers import Identifier
 from schemas.normalize import DEFAULT, is_blocked, normalize_one
 from schemas.touchpoint import Touchpoint, dump_touchpoint, record_key
@@ -193,18 +193,21 @@ def batches_of(
 
 
 @dataclass
-class _Racing:
+class Racing:
     """The store as the worker that commits second sees it: the other worker's whole batch
-    runs between this one's first load and its commit."""
+    (``other``) runs between this one's first load and its commit. ``inner``: the store both
+    share (also a Redis store, in tests); ``loaded_at``: an in-memory store's commit sequence
+    at the last load."""
 
-    inner: InMemoryStore
+    inner: StateStore
     other: Callable[[], object]
     loads: int = 0
-    loaded_at: int = 0  # the store's commit sequence at the last load
+    loaded_at: int = 0
 
     def load(self, request: LoadRequest) -> Loaded:
         loaded = self.inner.load(request)
-        self.loaded_at = self.inner.sequence
+        if isinstance(self.inner, InMemoryStore):
+            self.loaded_at = self.inner.sequence
         self.loads += 1
         if self.loads == 1:
             self.other()
@@ -260,7 +263,7 @@ def replay(
     def claims_of(w: int, on: Any) -> BoardClaims | None:
         if not claims:
             return None
-        loaded_at = (lambda: on.loaded_at) if isinstance(on, _Racing) else (lambda: store.sequence)
+        loaded_at = (lambda: on.loaded_at) if isinstance(on, Racing) else (lambda: store.sequence)
         return BoardClaims(board, f"w{w}", lambda: store.sequence, loaded_at)
 
     def run(records: Sequence[RawRecord], w: int, on: Any) -> BatchResult:
@@ -282,7 +285,7 @@ def replay(
                 run(theirs, 1 - second, store)
             continue
         other = functools.partial(run, theirs, 1 - second, store) if theirs else _nothing
-        result = run(mine, second, _Racing(store, other))
+        result = run(mine, second, Racing(store, other))
         out.racing += 1
         mine_ids = [orjson.loads(r.value or b"{}")["event_id"] for r in mine]
         theirs_ids = [orjson.loads(r.value or b"{}")["event_id"] for r in theirs]

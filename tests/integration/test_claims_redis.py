@@ -9,7 +9,7 @@ claim is tried again; a stopping worker removes its entry; the hash names no ide
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -17,6 +17,7 @@ import pytest
 import redis
 from builders import make_context
 
+from bench.conflict_bench import Racing
 from resolvers.claims import Entry, ref_hash
 from resolvers.pipeline import PROFILES, BatchResult, load_request, prepare, run_batch
 from resolvers.steps import RawRecord
@@ -83,28 +84,6 @@ def workers(redis_url: str, redis_prefix: str) -> Iterator[tuple[Worker, Worker]
     yield made[0], made[1]
     for client in clients:
         client.close()
-
-
-@dataclass
-class Racing:
-    """Worker B's store: after its first load, ``other`` runs (worker A's whole batch)."""
-
-    inner: RedisStore
-    other: Callable[[], object]
-    loads: int = 0
-
-    def load(self, request: LoadRequest) -> Loaded:
-        loaded = self.inner.load(request)
-        self.loads += 1
-        if self.loads == 1:
-            self.other()
-        return loaded
-
-    def commit(self, commit: Commit) -> CommitResult:
-        return self.inner.commit(commit)
-
-    def commit_parts(self, parts: Sequence[Commit]) -> list[CommitResult]:
-        return self.inner.commit_parts(parts)
 
 
 def entries(client: redis.Redis, prefix: str) -> dict[bytes, Entry | None]:

@@ -9,61 +9,20 @@ claims change no result: the end state is the one of a single worker.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from builders import make_context
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pipeline_helpers import record
-from test_commit_parts import shopper, simulated, snapshots
+from test_commit_parts import run, shopper, simulated, snapshots
 from test_order_independence import _observable as observable
 
+from bench.conflict_bench import Racing
 from resolvers.claims import Board, BoardClaims, Entry, ref_hash
-from resolvers.pipeline import PROFILES, BatchResult, load_request, prepare, run_batch
+from resolvers.pipeline import load_request, prepare
 from resolvers.steps import RawRecord
-from resolvers.store import Commit, CommitResult, InMemoryStore, Loaded, LoadRequest
+from resolvers.store import InMemoryStore
 from schemas.normalize import DEFAULT
-
-
-def run(
-    records: Sequence[RawRecord], store: object, claims: BoardClaims | None, max_parts: int = 16
-) -> BatchResult:
-    return run_batch(
-        records,
-        store,  # type: ignore[arg-type]
-        make_context,
-        max_bytes=64 * 1024,
-        config=DEFAULT,
-        lane=PROFILES,
-        max_parts=max_parts,
-        claims=claims,
-    )
-
-
-@dataclass
-class Racing:
-    """This worker's view of the shared store: after its first load, ``other`` runs (the
-    other worker's whole batch); ``loaded_at`` is the commit sequence at its last load."""
-
-    inner: InMemoryStore
-    other: Callable[[], object]
-    loads: int = 0
-    loaded_at: int = 0
-
-    def load(self, request: LoadRequest) -> Loaded:
-        loaded = self.inner.load(request)
-        self.loaded_at = self.inner.sequence
-        self.loads += 1
-        if self.loads == 1:
-            self.other()
-        return loaded
-
-    def commit(self, commit: Commit) -> CommitResult:
-        return self.inner.commit(commit)
-
-    def commit_parts(self, parts: Sequence[Commit]) -> list[CommitResult]:
-        return self.inner.commit_parts(parts)
 
 
 def claims_on(
@@ -94,12 +53,12 @@ def test_a_part_the_other_worker_is_computing_waits_for_its_commit() -> None:
 
     def other_commits() -> None:
         waits.append(1)
-        run(other_batch, store, claims_on(board, "other", store))
+        run(other_batch, store, claims=claims_on(board, "other", store))
 
     mine = claims_on(board, "me", store)
     mine.idle = other_commits
 
-    result = run(batch_of_shoppers(), store, mine)
+    result = run(batch_of_shoppers(), store, claims=mine)
 
     assert waits == [1]
     assert result.conflicted_parts == 0
@@ -107,8 +66,8 @@ def test_a_part_the_other_worker_is_computing_waits_for_its_commit() -> None:
     assert 2 <= result.deferred_events <= 4  # shopper 3's part (8 persons in 16 parts)
     assert result.processed == 16
     serial = InMemoryStore()
-    run(other_batch, serial, None)
-    run(batch_of_shoppers(), serial, None, max_parts=1)
+    run(other_batch, serial)
+    run(batch_of_shoppers(), serial, max_parts=1)
     assert snapshots(store) == snapshots(serial)
 
 
@@ -119,9 +78,9 @@ def test_a_whole_batch_held_in_part_waits_only_with_the_held_persons_events() ->
     other_batch = [record(shopper(3, 30), 99)]
     board.entries["other"] = Entry(0, active=hashes_of(other_batch, store))
     mine = claims_on(board, "me", store)
-    mine.idle = lambda: run(other_batch, store, claims_on(board, "other", store))
+    mine.idle = lambda: run(other_batch, store, claims=claims_on(board, "other", store))
 
-    result = run(batch_of_shoppers(), store, mine, max_parts=1)
+    result = run(batch_of_shoppers(), store, max_parts=1, claims=mine)
 
     assert result.deferred_parts == 1
     assert result.deferred_events == 2  # shopper 3's two visits, nobody else's
@@ -133,8 +92,8 @@ def test_a_whole_batch_held_in_part_waits_only_with_the_held_persons_events() ->
 def test_without_claims_the_same_race_conflicts() -> None:
     """The scenario above, unclaimed: the other worker commits during this one's batch."""
     store = InMemoryStore()
-    view = Racing(store, lambda: run([record(shopper(3, 30), 99)], store, None))
-    result = run(batch_of_shoppers(), view, None)
+    view = Racing(store, lambda: run([record(shopper(3, 30), 99)], store))
+    result = run(batch_of_shoppers(), view)
     assert result.conflicted_parts == 1
     assert result.deferred_parts == 0
 
@@ -144,10 +103,10 @@ def test_a_commit_after_this_workers_load_defers_what_it_wrote() -> None:
     claim: the commit sequence moved, so what it wrote (its previous claim) waits."""
     store, board = InMemoryStore(), Board()
     other = claims_on(board, "other", store)
-    view = Racing(store, lambda: run([record(shopper(3, 30), 99)], store, other))
+    view = Racing(store, lambda: run([record(shopper(3, 30), 99)], store, claims=other))
     mine = claims_on(board, "me", store, view)
 
-    result = run(batch_of_shoppers(), view, mine)
+    result = run(batch_of_shoppers(), view, claims=mine)
 
     assert result.conflicted_parts == 0
     assert result.deferred_parts == 1
@@ -157,7 +116,7 @@ def test_a_commit_after_this_workers_load_defers_what_it_wrote() -> None:
 def test_a_previous_claim_is_ignored_when_nothing_moved_since_the_load() -> None:
     store, board = InMemoryStore(), Board()
     board.entries["other"] = Entry(0, previous=hashes_of([record(shopper(3, 30), 99)], store))
-    result = run(batch_of_shoppers(), store, claims_on(board, "me", store))
+    result = run(batch_of_shoppers(), store, claims=claims_on(board, "me", store))
     assert result.deferred_parts == 0
 
 
@@ -165,7 +124,7 @@ def test_a_stale_claim_holds_nothing() -> None:
     store = InMemoryStore()
     board = Board(now_ms=lambda: 60_000)  # the other worker claimed a minute ago, then died
     board.entries["other"] = Entry(0, active=hashes_of([record(shopper(3, 30), 99)], store))
-    result = run(batch_of_shoppers(), store, claims_on(board, "me", store))
+    result = run(batch_of_shoppers(), store, claims=claims_on(board, "me", store))
     assert result.deferred_parts == 0
     assert result.processed == 16
 
@@ -175,7 +134,7 @@ def test_a_claim_never_released_stops_holding_after_the_last_round() -> None:
     store, board = InMemoryStore(), Board()
     board.entries["other"] = Entry(0, active=hashes_of([record(shopper(3, 30), 99)], store))
     mine = claims_on(board, "me", store)
-    result = run(batch_of_shoppers(), store, mine)
+    result = run(batch_of_shoppers(), store, claims=mine)
     assert result.deferred_parts == 32  # MAX_ROUNDS, then computed
     assert result.processed == 16
     assert result.conflicted_parts == 0
@@ -183,7 +142,7 @@ def test_a_claim_never_released_stops_holding_after_the_last_round() -> None:
 
 def test_a_batch_releases_its_claim() -> None:
     store, board = InMemoryStore(), Board()
-    run(batch_of_shoppers(), store, claims_on(board, "me", store))
+    run(batch_of_shoppers(), store, claims=claims_on(board, "me", store))
     entry = board.entries["me"]
     assert entry.active == frozenset()
     assert entry.previous == hashes_of(batch_of_shoppers(), InMemoryStore())
@@ -206,15 +165,17 @@ def test_two_claiming_workers_never_conflict_and_end_as_one(
     conflicts = 0
     for a, b in itertools.zip_longest(batches[0::2], batches[1::2]):
         if b is None:
-            run(a, store, claims_on(board, "a", store), max_parts)
+            run(a, store, max_parts=max_parts, claims=claims_on(board, "a", store))
             continue
         first = claims_on(board, "a", store)
-        view = Racing(store, lambda a=a, first=first: run(a, store, first, max_parts))
-        result = run(b, view, claims_on(board, "b", store, view), max_parts)
+        view = Racing(
+            store, lambda a=a, first=first: run(a, store, max_parts=max_parts, claims=first)
+        )
+        result = run(b, view, max_parts=max_parts, claims=claims_on(board, "b", store, view))
         conflicts += result.conflicted_parts
     serial = InMemoryStore()
     for a, b in itertools.zip_longest(batches[0::2], batches[1::2]):
-        run([*a, *(b or [])], serial, None, max_parts=1)
+        run([*a, *(b or [])], serial, max_parts=1)
     assert conflicts == 0
     assert observable(store) == observable(serial)
     assert store.seen == serial.seen

@@ -22,7 +22,17 @@ from pipeline_helpers import record
 from test_pipeline import sale
 
 from resolvers import parts
-from resolvers.pipeline import INVENTORY, LANES, PROFILES, Lane, load_request, prepare, run_batch
+from resolvers.claims import Claims
+from resolvers.pipeline import (
+    INVENTORY,
+    LANES,
+    PROFILES,
+    BatchResult,
+    Lane,
+    load_request,
+    prepare,
+    run_batch,
+)
 from resolvers.stages import audit as consent_audit
 from resolvers.steps import RawRecord
 from resolvers.store import (
@@ -61,7 +71,13 @@ class RacingStore:
         return self.inner.commit_parts(batch_parts)
 
 
-def run(records: list[RawRecord], store: object, lane: Lane, max_parts: int = 16) -> object:
+def run(
+    records: Sequence[RawRecord],
+    store: object,
+    lane: Lane = PROFILES,
+    max_parts: int = 16,
+    claims: Claims | None = None,
+) -> BatchResult:
     return run_batch(
         records,
         store,  # type: ignore[arg-type]
@@ -70,6 +86,7 @@ def run(records: list[RawRecord], store: object, lane: Lane, max_parts: int = 16
         config=DEFAULT,
         lane=lane,
         max_parts=max_parts,
+        claims=claims,
     )
 
 
