@@ -283,10 +283,11 @@ class LoomSettings(BaseSettings):
     )
     inventory_routing: InventoryRouting = Field(
         "direct",
-        description="`direct`: inventory workers read the raw topic (run one per Redis "
-        "primary); `by-sku`: each also routes stock movements by SKU through "
-        "`LOOM_TOPIC_STOCK_MOVEMENTS` (group `<app_id>-inventory-router`), so several "
-        "inventory workers never write the same SKU (ADR 0014)",
+        description="`direct`: inventory workers read the raw topic (several meet on the "
+        "busy SKUs and wait for each other's claims, ADR 0040); `by-sku`: each also routes "
+        "stock movements by SKU through `LOOM_TOPIC_STOCK_MOVEMENTS` (group "
+        "`<app_id>-inventory-router`), so several inventory workers never write the same SKU "
+        "(ADR 0014)",
     )
     batch_timeout_s: float = Field(
         0.05, gt=0, description="profiles lane: max wait to fill a batch"
