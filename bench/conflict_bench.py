@@ -49,7 +49,7 @@ import collections
 import functools
 import itertools
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -65,11 +65,12 @@ from resolvers.identity.evidence import profile_id_for
 from resolvers.identity.rules import IdentityRules
 from resolvers.pipeline import PROFILES, BatchResult, run_batch
 from resolvers.steps import RawRecord
-from resolvers.store import Commit, CommitResult, InMemoryStore, Loaded, LoadRequest, StateStore
+from resolvers.store import InMemoryStore
 from schemas.identifiers import Identifier
 from schemas.normalize import DEFAULT, is_blocked, normalize_one
 from schemas.touchpoint import Touchpoint, dump_touchpoint, record_key
 from streams.simulate import Simulator
+from streams.testing import Racing
 
 #: Events of one visit are this close in the stream (a web journey is at most ~12 events).
 SESSION_GAP: Final = 20
@@ -190,34 +191,6 @@ def batches_of(
     ]
     plan = assign(by, batch=batch, fetch="chunked" if fetch == "chunked" else "interleaved")
     return [[[records[i] for i in b] for b in batches] for batches in plan]
-
-
-@dataclass
-class Racing:
-    """The store as the worker that commits second sees it: the other worker's whole batch
-    (``other``) runs between this one's first load and its commit. ``inner``: the store both
-    share (also a Redis store, in tests); ``loaded_at``: an in-memory store's commit sequence
-    at the last load."""
-
-    inner: StateStore
-    other: Callable[[], object]
-    loads: int = 0
-    loaded_at: int = 0
-
-    def load(self, request: LoadRequest) -> Loaded:
-        loaded = self.inner.load(request)
-        if isinstance(self.inner, InMemoryStore):
-            self.loaded_at = self.inner.sequence
-        self.loads += 1
-        if self.loads == 1:
-            self.other()
-        return loaded
-
-    def commit(self, commit: Commit) -> CommitResult:
-        return self.inner.commit(commit)
-
-    def commit_parts(self, parts: Sequence[Commit]) -> list[CommitResult]:
-        return self.inner.commit_parts(parts)
 
 
 @dataclass

@@ -6,6 +6,8 @@
   commits with their metadata.
 * :class:`FlakyStore`: an :class:`~resolvers.store.InMemoryStore` whose ``load`` raises the
   exceptions it is given first, one per call.
+* :class:`Racing`: a worker's view of a store it shares with another, whose whole batch runs
+  between this worker's first load and its commit (conflicts and claims, ADR 0013, 0040).
 * :func:`fake_runtime`: a :class:`~streams.runtime.Runtime` over those, with a movable clock.
 
 Integration and e2e tests use the real clients and servers; these are for the pure logic of
@@ -14,7 +16,7 @@ the lane (retry, bisect, the commit protocol's bookkeeping).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +27,14 @@ from prometheus_client import CollectorRegistry
 from resolvers.consent import ConsentPolicy
 from resolvers.identity.rules import IdentityRules
 from resolvers.pipeline import PROFILES, Lane
-from resolvers.store import InMemoryStore, Loaded, LoadRequest
+from resolvers.store import (
+    Commit,
+    CommitResult,
+    InMemoryStore,
+    Loaded,
+    LoadRequest,
+    StateStore,
+)
 from streams.metrics import WorkerMetrics
 from streams.relay import OutboxRelay
 from streams.runtime import Runtime, with_blocklist
@@ -142,3 +151,31 @@ def fake_runtime(
         clock=clock or (lambda: datetime(2026, 12, 1, tzinfo=UTC)),
         lane=lane,
     )
+
+
+@dataclass
+class Racing:
+    """The store as the worker that commits second sees it: the other worker's whole batch
+    (``other``) runs between this one's first load and its commit. ``inner``: the store both
+    share (also a Redis store, in tests); ``loaded_at``: an in-memory store's commit sequence
+    at the last load."""
+
+    inner: StateStore
+    other: Callable[[], object]
+    loads: int = 0
+    loaded_at: int = 0
+
+    def load(self, request: LoadRequest) -> Loaded:
+        loaded = self.inner.load(request)
+        if isinstance(self.inner, InMemoryStore):
+            self.loaded_at = self.inner.sequence
+        self.loads += 1
+        if self.loads == 1:
+            self.other()
+        return loaded
+
+    def commit(self, commit: Commit) -> CommitResult:
+        return self.inner.commit(commit)
+
+    def commit_parts(self, parts: Sequence[Commit]) -> list[CommitResult]:
+        return self.inner.commit_parts(parts)

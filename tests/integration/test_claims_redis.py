@@ -17,7 +17,6 @@ import pytest
 import redis
 from builders import make_context
 
-from bench.conflict_bench import Racing
 from resolvers.claims import Entry, ref_hash
 from resolvers.pipeline import PROFILES, BatchResult, load_request, prepare, run_batch
 from resolvers.steps import RawRecord
@@ -26,6 +25,7 @@ from schemas.normalize import DEFAULT
 from streams.redis_claims import RedisClaims, owner_name
 from streams.redis_keys import Keys
 from streams.redis_store import RedisStore
+from streams.testing import Racing
 
 pytestmark = pytest.mark.integration
 

@@ -17,12 +17,12 @@ from pipeline_helpers import record
 from test_commit_parts import run, shopper, simulated, snapshots
 from test_order_independence import _observable as observable
 
-from bench.conflict_bench import Racing
 from resolvers.claims import Board, BoardClaims, Entry, ref_hash
 from resolvers.pipeline import load_request, prepare
 from resolvers.steps import RawRecord
 from resolvers.store import InMemoryStore
 from schemas.normalize import DEFAULT
+from streams.testing import Racing
 
 
 def claims_on(
