@@ -4,8 +4,8 @@ Two workers of a lane commit with a compare-and-set (ADR 0001, 0013): a part who
 entities another worker changed between its load and its commit conflicts and is computed
 again. With a claim a worker announces, before computing, the entities of the parts it is
 about to compute; another worker then waits for them instead of computing against a state
-that is about to change. A worker defers (loads again later, computes nothing) a part that
-shares an entity with
+that is about to change. A worker defers (loads again later, computes nothing) the components
+of its parts (``resolvers.parts``) that share an entity with
 
 * another worker's **active** claim: a batch in flight, between its claim and its commit;
 * another worker's **previous** claim: what its last commit wrote, when some commit came after
@@ -41,7 +41,7 @@ LAST_WAIT_S: Final = 0.064
 #: Claims tried per batch while other workers' claims or commits come in between (then the
 #: batch goes on unclaimed: the compare-and-set decides).
 ATTEMPTS: Final = 5
-#: Deferrals of one batch at most (~1.9 s of waits); then its parts are computed whatever
+#: Deferrals of one batch at most (~1.8 s of waits); then its parts are computed whatever
 #: other workers hold (the compare-and-set decides).
 MAX_ROUNDS: Final = 32
 
