@@ -2,7 +2,7 @@
 
     python -m bench.conflict_bench [--events 20000] [--batch 500] [--parts 16]
                                    [--keys record-key,session,session-router,person]
-                                   [--fetch chunked|interleaved] [--json FILE]
+                                   [--fetch chunked|interleaved] [--claims] [--json FILE]
 
 Issue 17.3, ADR 0017. No servers: the e2e bench's backlog (the same simulator, seed and
 population) goes through the real pipeline (``run_batch``: parts, hot parts, the lane's stages)

@@ -102,7 +102,8 @@ REDIS_CALL = "loom_redis_call_seconds"
 
 #: the settings' defaults of what the bench reports (the workers' own, unless set)
 _DEFAULTS: Final = {
-    name: str(LoomSettings.model_fields[name].default) for name in ("redis_commit", "redis_load")
+    name: str(LoomSettings.model_fields[name].default)
+    for name in ("redis_commit", "redis_load", "commit_claims")
 }
 
 
@@ -606,6 +607,7 @@ def throughput(
             "record_keys": record_keys,
             # the workers' commit and load (LOOM_REDIS_COMMIT/LOAD, inherited by their processes)
             "redis_commit": os.environ.get("LOOM_REDIS_COMMIT", _DEFAULTS["redis_commit"]),
+            "commit_claims": os.environ.get("LOOM_COMMIT_CLAIMS", _DEFAULTS["commit_claims"]),
             "redis_load": os.environ.get("LOOM_REDIS_LOAD", _DEFAULTS["redis_load"]),
             # ADR 0039: the outbox relay in each worker (true) or in `loom relay` processes
             "worker_relay": dep.settings.worker_relay,
