@@ -236,7 +236,8 @@ class LaneRunner:
         self.assigned: set[tuple[str, int]] = set()
         self.processed = ProcessedOffsets()
         self.batches = BatchRunner(rt, self.status, self.stopping)
-        #: the topic's partitions (read at start): fewer assigned = other workers share it
+        #: the topic's partitions (read at start and at each assignment: a topic that grows
+        #: rebalances its groups): fewer assigned = other workers share the lane
         self.partitions = 0
         self.batches.shared = lambda: 0 < len(self.assigned) < self.partitions
         #: the next batch, consumed and prepared while the store waits for Redis (ADR 0038);
@@ -293,7 +294,18 @@ class LaneRunner:
     # --- rebalance callbacks (run inside consume(), in the consuming thread) ---------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assigned |= {(p.topic, p.partition) for p in partitions}
+        self.partitions = self._partition_count()
         log.info("%s: assigned %s", self.group, sorted(p.partition for p in partitions))
+
+    def _partition_count(self) -> int:
+        """The topic's partitions now; without an answer from the broker (2 s), what was known,
+        and at least one more than the highest assigned."""
+        known = max(self.partitions, 1 + max((p for _, p in self.assigned), default=-1))
+        try:
+            meta = self.consumer.list_topics(self.topic, timeout=2).topics.get(self.topic)
+        except KafkaException:
+            return known
+        return known if meta is None or meta.error is not None else len(meta.partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {(p.topic, p.partition) for p in partitions}

@@ -19,9 +19,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from resolvers.consent import ConsentPolicy
@@ -91,6 +92,14 @@ class FakeConsumer:
     config: dict[str, Any] = field(default_factory=dict)
     commits: list[tuple[bool, list[tuple[str, int, int, str]]]] = field(default_factory=list)
     closed: bool = False
+    #: what ``list_topics`` says of any topic: its partitions (None: the broker does not answer)
+    partitions: int | None = 6
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
+        if self.partitions is None:
+            raise KafkaException(KafkaError(KafkaError._TRANSPORT))
+        meta = SimpleNamespace(error=None, partitions=dict.fromkeys(range(self.partitions)))
+        return SimpleNamespace(topics={topic: meta})
 
     def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> Any:
         self.commits.append(

@@ -122,6 +122,28 @@ def make_runner(
     return runner, fake
 
 
+def test_a_worker_shares_its_lane_while_it_holds_fewer_partitions_than_the_topic_has(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``LOOM_COMMIT_CLAIMS=auto`` (ADR 0040) claims only while the lane is shared; the
+    partition count is read again at each assignment (a grown topic rebalances its groups)."""
+    runner, fake = make_runner(monkeypatch)
+    topic = runner.topic
+    assert not runner.batches.shared()  # nothing assigned yet
+    runner._on_assign(fake, [TopicPartition(topic, p) for p in range(3)])  # type: ignore[arg-type]
+    assert runner.batches.shared()
+    runner._on_assign(fake, [TopicPartition(topic, p) for p in range(3, 6)])  # type: ignore[arg-type]
+    assert not runner.batches.shared()  # all 6: alone
+    fake.partitions = 12  # the topic grew; the rebalance gives this worker 3 more
+    runner._on_assign(fake, [TopicPartition(topic, p) for p in range(6, 9)])  # type: ignore[arg-type]
+    assert runner.partitions == 12
+    assert runner.batches.shared()
+    fake.partitions = None  # the broker does not answer: at least one past the highest held
+    runner._on_assign(fake, [TopicPartition(topic, 13)])  # type: ignore[arg-type]
+    assert runner.partitions == 14
+    assert runner.batches.shared()
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0
