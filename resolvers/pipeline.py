@@ -392,7 +392,7 @@ def run_batch(
         if waiting:
             rounds += 1
             again.extend(waiting)
-            claims.wait(rounds)  # type: ignore[union-attr]  # waiting: claims is set
+            _wait(claims, rounds)
         pending = again
         request = load_request(again, lane)
         request = replace(request, versions=(*request.versions, *extra))
@@ -400,6 +400,13 @@ def run_batch(
     if claims is not None:
         claims.end()
     raise CommitConflictError(f"batch still conflicting after {max_attempts} attempts")
+
+
+def _wait(claims: claiming.Claims | None, rounds: int) -> None:
+    """Before events that waited for other workers are loaded again (only claims make them
+    wait)."""
+    if claims is not None:
+        claims.wait(rounds)
 
 
 def _commit(

@@ -48,7 +48,7 @@ from streams.errors import (
 )
 from streams.lane_status import LaneStatus, StopReason
 from streams.observe import observe_batch
-from streams.redis_claims import RedisClaims, owner_name
+from streams.redis_claims import RedisClaims
 from streams.redis_store import RedisStore
 from streams.runtime import Runtime
 
@@ -137,7 +137,8 @@ class BatchRunner:
             and rt.lane is not ROUTED_INVENTORY
         ):
             if rt.store.watch is not None:
-                self.claims = RedisClaims(rt.store, rt.lane.name, owner_name(rt.lane.name))
+                owner = f"{rt.consumer_name}:{rt.lane.name}"  # the process's name (no PII)
+                self.claims = RedisClaims(rt.store, rt.lane.name, owner)
             else:
                 log.warning("LOOM_COMMIT_CLAIMS needs LOOM_REDIS_COMMIT=watch: no claims")
         self._cpu = rt.metrics.lane_cpu.labels(lane=rt.lane.name)

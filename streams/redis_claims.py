@@ -1,14 +1,15 @@
 """A lane's claims in Redis (``resolvers.claims``, ADR 0040).
 
-``P:v1:claims:{segment}`` is a hash: one field per worker of the lane (its owner name: host,
-process, lane), whose value is that worker's :class:`~resolvers.claims.Entry`. A claim is two
-round trips on one connection: :meth:`RedisClaims.look`, ``WATCH`` of the hash, ``TIME``,
-``HGETALL`` and ``GET`` of the lane's commit sequence; then :meth:`RedisClaims.hold`,
-``MULTI``, ``HSET`` of this worker's entry, ``EXEC`` (aborted if another worker claimed or
-committed in between: the batch looks again, up to ``resolvers.claims.ATTEMPTS`` times, then
-goes on without a claim). The claim is released by the ``HSET`` that rides in the
-commit's own transaction (``WatchCommit.rider``), so another worker never sees a commit
-without its release; a batch that commits nothing releases it with one more round trip.
+``P:v1:claims:{segment}`` is a hash: one field per worker of the lane (its owner name:
+``<host>-<pid>:<lane>``, the runtime's process name and the lane), whose value is that
+worker's :class:`~resolvers.claims.Entry`. A claim is two round trips on one connection:
+:meth:`RedisClaims.look`, ``WATCH`` of the hash, ``TIME``, ``HGETALL`` and ``GET`` of the
+lane's commit sequence; then :meth:`RedisClaims.hold`, ``MULTI``, ``HSET`` of this worker's
+entry, ``EXEC`` (aborted if another worker claimed or committed in between: the batch looks
+again, up to ``resolvers.claims.ATTEMPTS`` times, then goes on without a claim). The claim is
+released by the ``HSET`` that rides in the commit's own transaction (``WatchCommit.rider``),
+so another worker never sees a commit without its release; a batch that commits nothing
+releases it with one more round trip.
 
 The hash holds 64-bit hashes of refs, never an identifier's value. It has no expiry: an entry
 older than ``resolvers.claims.TTL_MS`` (by the Redis clock) is ignored, and a worker that
@@ -18,8 +19,6 @@ stops deletes its own field.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -31,11 +30,6 @@ from streams.replies import Borrowed, round_trip
 from streams.resp import Resp
 
 log = logging.getLogger(__name__)
-
-
-def owner_name(lane: str) -> str:
-    """This process's name in a lane's claims (no PII: the host's name and the pid)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{lane}"
 
 
 class RedisClaims:

@@ -316,7 +316,7 @@ def test_a_worker_frozen_holding_a_claim_stalls_nobody_and_loses_nothing(
     c.start_lane("inventory")
     c.wait_ready(frozen)
     c.wait_ready(other)
-    key, owner = f"{c.root}:claims:seen", f"{socket.gethostname()}:{frozen.pid}:profiles"
+    key, owner = f"{c.root}:claims:seen", f"{socket.gethostname()}-{frozen.pid}:profiles"
 
     def active() -> bool:
         entry = Entry.decode(c.redis.hget(key, owner) or b"")

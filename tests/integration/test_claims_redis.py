@@ -22,7 +22,7 @@ from resolvers.pipeline import PROFILES, BatchResult, load_request, prepare, run
 from resolvers.steps import RawRecord
 from resolvers.store import Commit, CommitResult, Loaded, LoadRequest
 from schemas.normalize import DEFAULT
-from streams.redis_claims import RedisClaims, owner_name
+from streams.redis_claims import RedisClaims
 from streams.redis_keys import Keys
 from streams.redis_store import RedisStore
 from streams.testing import Racing
@@ -258,4 +258,4 @@ def test_the_hash_names_no_identifier(
 def test_claims_need_the_watch_commit(redis_client: redis.Redis, redis_prefix: str) -> None:
     store = RedisStore(redis_client, prefix=redis_prefix, seen_ttl_s=TTL, commit="script")
     with pytest.raises(ValueError, match="LOOM_REDIS_COMMIT=watch"):
-        RedisClaims(store, "profiles", owner_name("profiles"))
+        RedisClaims(store, "profiles", "a:1:profiles")
