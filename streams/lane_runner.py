@@ -254,6 +254,8 @@ class LaneRunner:
         self._ahead_consumed, self._ahead_prepared = consumed, prepared
         self._returned = time.monotonic()  # when the loop's last consume returned
         self._busy = rt.metrics.lane_busy.labels(lane=self.lane)
+        #: the decode cache's hits and misses the metrics have counted
+        self._cache_counted = (rt.decode_cache.hits, rt.decode_cache.misses)
         #: the outbox relay, woken after each batch; None with ``LOOM_WORKER_RELAY=false``:
         #: ``loom relay`` processes deliver the outbox (ADR 0039)
         self.relay: RelaySupervisor | None = None
@@ -438,8 +440,18 @@ class LaneRunner:
                 self._busy.inc(time.monotonic() - started)
             self._batch_done(records)
             self._relay_wakeup.set()
-            self.rt.metrics.decode_cache_bytes.set(self.rt.decode_cache.bytes)
+            self._decode_cache_metrics()
             self.gc.after_batch()  # what survived the batch frozen (streams.gc_policy)
+
+    def _decode_cache_metrics(self) -> None:
+        """The decode cache's charge, and its hits and misses since the last batch."""
+        cache, metrics = self.rt.decode_cache, self.rt.metrics
+        metrics.decode_cache_bytes.set(cache.bytes)
+        hits, misses = self._cache_counted
+        lookups = metrics.decode_cache_lookups
+        lookups.labels(result="hit").inc(cache.hits - hits)
+        lookups.labels(result="miss").inc(cache.misses - misses)
+        self._cache_counted = (cache.hits, cache.misses)
 
     async def _next_batch(self) -> tuple[list[RawRecord], Prepared | None]:
         """The next batch: the records consumed ahead (topped up to a batch by a ``consume``

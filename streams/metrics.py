@@ -231,6 +231,7 @@ class WorkerMetrics:
     poison_records: Counter  # loom_poison_records_total{lane,stage}
     relay: RelayMetrics  # the outbox relay's (a worker runs one unless LOOM_WORKER_RELAY=false)
     decode_cache_bytes: Gauge  # loom_decode_cache_bytes
+    decode_cache_lookups: Counter  # loom_decode_cache_lookups_total{result}
     gc_full_collection: Histogram  # loom_gc_full_collection_seconds (streams.gc_policy)
 
     @classmethod
@@ -406,6 +407,14 @@ class WorkerMetrics:
                 "loom_decode_cache_bytes",
                 "Memory charged to the worker's decoded-entity cache (at most "
                 "LOOM_DECODE_CACHE_BYTES).",
+                registry=reg,
+            ),
+            decode_cache_lookups=Counter(
+                "loom_decode_cache_lookups_total",
+                "Stored entities a worker's batches decoded (result=miss) or found decoded in "
+                "its cache (result=hit); a miss ratio that climbs as the shop grows says "
+                "LOOM_DECODE_CACHE_BYTES holds less than the working set.",
+                ["result"],
                 registry=reg,
             ),
             gc_full_collection=Histogram(

@@ -370,6 +370,34 @@ def test_the_lanes_busy_time_is_its_batches_not_its_waits_for_records(
     assert busy == 0.25 + 0.5 + 2.0
 
 
+def test_the_decode_caches_hits_and_misses_are_counted_after_each_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``loom_decode_cache_lookups_total{result}`` counts what the batches found in the cache
+    and what they decoded, from the cache's own counts; ``loom_decode_cache_bytes`` is its
+    charge. Lookups made before the runner started (another lane's) are not counted."""
+    monkeypatch.setattr(kafka_clients, "Consumer", ScriptedConsumer)
+    rt = fake_runtime(lane=INVENTORY, settings=LoomSettings(inventory_batch_timeout_s=0.05))
+    cache = rt.decode_cache
+    cache.get("earlier", b"0", bytes)  # before the runner: a miss it must not count
+    runner = lane_runner.LaneRunner(rt)
+    fake: ScriptedConsumer = runner.consumer  # type: ignore[assignment]
+    msg = Message(topic="raw", partition=0, offset=0, value=b"{}", timestamp=(1, 1))
+    fake.runner, fake.batches = runner, [[msg], [msg]]
+    lookups = iter([[("a", b"1"), ("b", b"2")], [("a", b"1"), ("b", b"3"), ("a", b"1")]])
+
+    async def apply(records: list[RawRecord], prepared: Prepared | None = None) -> None:
+        for key, raw in next(lookups):
+            cache.get(key, raw, bytes)
+
+    monkeypatch.setattr(runner.batches, "run", apply)
+    asyncio.run(runner._loop())
+    sample = rt.metrics.registry.get_sample_value
+    assert sample("loom_decode_cache_lookups_total", {"result": "hit"}) == 2
+    assert sample("loom_decode_cache_lookups_total", {"result": "miss"}) == 3
+    assert sample("loom_decode_cache_bytes", {}) == cache.bytes > 0
+
+
 # --- the work ahead (streams.ahead, ADR 0038) -------------------------------------------------
 
 
