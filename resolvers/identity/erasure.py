@@ -30,7 +30,7 @@ still finds the account ids it sat next to.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -133,13 +133,71 @@ class Closure:
         while queue:
             digest = queue.pop()
             for atom in index.get(digest, ()):
-                pulls = self._pulls_accounts(atom)
-                for ident in atom.ids:
-                    if self.rules.is_unique(ident.type) and not pulls:
-                        continue
-                    other = self.hash_of(ident)
-                    if self._absorb(ident, other) and self.absorbed[other].relays:
-                        queue.append(other)
+                self._relay(atom, queue)
+
+    def learn(self, idents: Iterable[Identifier]) -> None:
+        """Know by value the absorbed hashes among ``idents``' (a loaded tombstone is known
+        only by its hash; the store loaded it because an event of the batch carries its
+        identifier: the events' identifiers, given here, name it). Hashing ``idents`` is
+        cheap when they are the events' (they carry their hashes, see the profiles lane's
+        ``_Digests``)."""
+        unknown = self.absorbed.keys() - self.known.keys()
+        if not unknown:
+            return
+        hash_of, known = self.hash_of, self.known
+        for ident in idents:
+            digest = hash_of(ident)
+            if digest in unknown:
+                known[digest] = ident
+
+    def absorbed_values(self) -> frozenset[Identifier] | None:
+        """The absorbed identifiers by value, when every absorbed hash is known by value
+        (:meth:`learn`), else None. An atom carries an absorbed identifier exactly when it
+        carries one of these (the salted hash of ``type:value`` tells identifiers apart), so
+        an atom that carries none is left as it is by :meth:`reduce`, without hashing it."""
+        known = self.known
+        if not known.keys() >= self.absorbed.keys():
+            return None
+        return frozenset([known[d] for d in self.absorbed])
+
+    def expand_known(self, atoms: Sequence[Atom]) -> bool:
+        """:meth:`expand`, the same steps in the same order, without hashing the atoms that
+        no absorbed identifier reaches: each relaying hash is followed by its identifier's
+        value, to the atoms carrying it or its ghost. False (nothing done) when a relaying
+        absorbed hash is not known by value: the caller runs :meth:`expand`.
+
+        Why: once tombstones build up, most batches load one, and :meth:`expand` hashes every
+        identifier of every loaded atom (a salted SHA-256 each) to index them, although
+        the few absorbed identifiers reach a handful of atoms. Here each hash followed costs
+        a scan of ``atoms`` in C-speed membership tests (a batch follows a few), and only the
+        atoms it reaches are hashed."""
+        queue = [d for d, t in self.absorbed.items() if t.relays]
+        if not queue:
+            return True
+        known = self.known
+        if not known.keys() >= set(queue):
+            return False
+        while queue:
+            digest = queue.pop()
+            ident = known[digest]
+            # ``expand``'s ``index[digest]``: the atoms carrying the identifier or the ghost,
+            # in ``atoms``' order, an atom carrying both twice (each entry relays once)
+            for atom in [a for a in atoms if ident in a.ids or digest in a.ghosts]:
+                self._relay(atom, queue)
+                if ident in atom.ids and digest in atom.ghosts:
+                    self._relay(atom, queue)
+        return True
+
+    def _relay(self, atom: Atom, queue: list[str]) -> None:
+        """Absorb ``atom``'s identifiers (its account ids only when it pulls them); queue
+        the relaying ones newly absorbed or changed."""
+        pulls = self._pulls_accounts(atom)
+        for ident in atom.ids:
+            if self.rules.is_unique(ident.type) and not pulls:
+                continue
+            other = self.hash_of(ident)
+            if self._absorb(ident, other) and self.absorbed[other].relays:
+                queue.append(other)
 
     def _pulls_accounts(self, atom: Atom) -> bool:
         members = (*(self.hash_of(i) for i in atom.ids), *atom.ghosts)

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Final, NamedTuple
 
 import orjson
@@ -206,15 +207,21 @@ class _Run:
             self.erasing = True
 
     def expand(self, events: list[Sighting]) -> None:
-        """Follow the erasures through the stored atoms and the new events' ones."""
-        if not self.closure.absorbed:
+        """Follow the erasures through the stored atoms and the new events' ones: by the
+        absorbed identifiers' values (``Closure.expand_known``: only the atoms they reach are
+        hashed) when the events name every loaded tombstone's identifier, as they do when
+        the store loaded it by their hashes; else by hashing every atom."""
+        closure = self.closure
+        if not closure.absorbed:
             return
         stored = [a for atoms in self.groups.values() for a in atoms.values()]
-        before = dict(self.closure.absorbed)
+        before = dict(closure.absorbed)
         # ``Atom(s.ids, s.stamp)`` of each event, in one C call
         stored += [new_tuple(Atom, (s.ids, s.stamp, ())) for s in events if s.ids]
-        self.closure.expand(stored)
-        if any(before.get(d) != t for d, t in self.closure.absorbed.items()):
+        closure.learn(chain.from_iterable([s.ids for s in events]))
+        if not closure.expand_known(stored):
+            closure.expand(stored)
+        if any(before.get(d) != t for d, t in closure.absorbed.items()):
             self.erasing = True
 
     def tombstones(self) -> None:
@@ -222,24 +229,44 @@ class _Run:
         ghost."""
         if not self.closure.absorbed:
             return  # no tombstone, nothing to hold
+        hold = self.closure.hold
         for gkey, atoms in self.groups.items():
             owner = self.resolution.owner_of_group.get(gkey)
             if owner is not None:
                 for atom in atoms.values():
-                    self.closure.hold(atom.ghosts, owner)
+                    if atom.ghosts:  # (most atoms have none: nothing to hold)
+                        hold(atom.ghosts, owner)
         for digest, tomb in self.closure.absorbed.items():
             if self.ev.tombstones.get(digest) != tomb:
                 self.resolution.suppressed.append(Suppressed(digest, _tomb_json(tomb)))
 
     # 2. regroup: apply the closure to the stored atoms -------------------------------------
     def regroup(self) -> None:
-        if not self.closure.absorbed:
+        """Reduce every atom (``Closure.reduce``) and put it where its identifiers left now
+        say, with its group's facts.
+
+        When the absorbed identifiers are known by value (``Closure.absorbed_values``), an
+        atom carrying none of them is not reduced (``reduce`` would hash its identifiers to
+        return it as it is), and when no atom carries one, nothing moves: every stored atom
+        sits at its own keys (``atom_keys``, where ``_put`` puts it) and each group's facts
+        stay with it, so the groups are left as they are, without a walk of ``_put``s."""
+        closure = self.closure
+        if not closure.absorbed:
+            return
+        gone = closure.absorbed_values()
+        if gone is not None and not any(
+            not atoms or any(not gone.isdisjoint(a.ids) for a in atoms.values())
+            for atoms in self.groups.values()
+        ):
             return
         groups, facts = self.groups, self.facts
         self.groups, self.facts = {}, {}
         for gkey, atoms in groups.items():
             for atom in atoms.values():
-                kept = self.closure.reduce(atom, anchored=gkey.startswith("u:"))
+                if gone is not None and gone.isdisjoint(atom.ids):
+                    kept: Atom | None = atom  # what ``reduce`` returns, unhashed
+                else:
+                    kept = closure.reduce(atom, anchored=gkey.startswith("u:"))
                 if kept is not atom:
                     self.changed = True
                 if kept is None:
