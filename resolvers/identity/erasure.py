@@ -32,6 +32,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import compress, count, repeat
+from operator import contains, itemgetter
 from typing import Any, Final
 
 from resolvers.identity.evidence import Atom
@@ -40,6 +42,10 @@ from schemas.identifiers import Identifier
 
 #: Profiles a tombstone remembers as holding atoms with its ghost.
 MAX_HOLDERS: Final = 32
+
+#: ``Atom.ids`` and ``Atom.ghosts`` (a named tuple's fields), read in C.
+_IDS: Final = itemgetter(0)
+_GHOSTS: Final = itemgetter(2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,15 +146,15 @@ class Closure:
         only by its hash; the store loaded it because an event of the batch carries its
         identifier: the events' identifiers, given here, name it). Hashing ``idents`` is
         cheap when they are the events' (they carry their hashes, see the profiles lane's
-        ``_Digests``)."""
+        ``_Digests``): in C, a memo's lookup each."""
         unknown = self.absorbed.keys() - self.known.keys()
         if not unknown:
             return
-        hash_of, known = self.hash_of, self.known
-        for ident in idents:
-            digest = hash_of(ident)
-            if digest in unknown:
-                known[digest] = ident
+        idents = list(idents)
+        digests = list(map(self.hash_of, idents))
+        known = self.known
+        for digest in unknown.intersection(digests):
+            known[digest] = idents[digests.index(digest)]
 
     def absorbed_values(self) -> frozenset[Identifier] | None:
         """The absorbed identifiers by value, when every absorbed hash is known by value
@@ -156,9 +162,9 @@ class Closure:
         carries one of these (the salted hash of ``type:value`` tells identifiers apart), so
         an atom that carries none is left as it is by :meth:`reduce`, without hashing it."""
         known = self.known
-        if not known.keys() >= self.absorbed.keys():
+        if len(known) != len(self.absorbed):  # (``known``'s hashes are absorbed ones)
             return None
-        return frozenset([known[d] for d in self.absorbed])
+        return frozenset(known.values())
 
     def expand_known(self, atoms: Sequence[Atom]) -> bool:
         """:meth:`expand`, the same steps in the same order, without hashing the atoms that
@@ -167,25 +173,29 @@ class Closure:
         absorbed hash is not known by value: the caller runs :meth:`expand`.
 
         Why: once tombstones build up, most batches load one, and :meth:`expand` hashes every
-        identifier of every loaded atom (a salted SHA-256 each) to index them, although
-        the few absorbed identifiers reach a handful of atoms. Here each hash followed costs
-        a scan of ``atoms`` in C-speed membership tests (a batch follows a few), and only the
-        atoms it reaches are hashed."""
+        identifier of every loaded atom (a salted SHA-256 each) to index them, although the
+        few absorbed identifiers reach a handful of atoms. Here each hash followed costs a
+        scan of ``atoms``' identifier sets in C (a batch follows a few), and only the atoms
+        it reaches are hashed."""
         queue = [d for d, t in self.absorbed.items() if t.relays]
         if not queue:
             return True
         known = self.known
         if not known.keys() >= set(queue):
             return False
+        id_sets = list(map(_IDS, atoms))
+        with_ghosts = list(compress(count(), map(_GHOSTS, atoms)))  # (few have any)
         while queue:
             digest = queue.pop()
             ident = known[digest]
             # ``expand``'s ``index[digest]``: the atoms carrying the identifier or the ghost,
-            # in ``atoms``' order, an atom carrying both twice (each entry relays once)
-            for atom in [a for a in atoms if ident in a.ids or digest in a.ghosts]:
-                self._relay(atom, queue)
-                if ident in atom.ids and digest in atom.ghosts:
-                    self._relay(atom, queue)
+            # in ``atoms``' order, an atom carrying both twice (once per entry)
+            found = list(compress(count(), map(contains, id_sets, repeat(ident))))
+            if with_ghosts:
+                found += [n for n in with_ghosts if digest in atoms[n].ghosts]
+                found.sort()
+            for n in found:
+                self._relay(atoms[n], queue)
         return True
 
     def _relay(self, atom: Atom, queue: list[str]) -> None:

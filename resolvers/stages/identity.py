@@ -185,6 +185,8 @@ class _Run:
         # records cooccur replaced, by (type, value): (identifier, record now)
         self.relearned: dict[tuple[str, str], tuple[Identifier, IdentifierRecord]] = {}
         self.clustering: Clustering | None = None
+        #: ``closure.is_absorbed``, or its answer by value (``write_records`` sets it)
+        self.is_absorbed: Callable[[Identifier], bool] = self.closure.is_absorbed
         self.resolution = Resolution(
             people={},
             owner_of_group={},
@@ -254,12 +256,16 @@ class _Run:
         if not closure.absorbed:
             return
         gone = closure.absorbed_values()
-        if gone is not None and not any(
-            not atoms or any(not gone.isdisjoint(a.ids) for a in atoms.values())
-            for atoms in self.groups.values()
+        groups = self.groups
+        if (
+            gone is not None
+            and all(groups.values())  # (a group without atoms would go)
+            and gone.isdisjoint(
+                chain.from_iterable([a.ids for atoms in groups.values() for a in atoms.values()])
+            )
         ):
             return
-        groups, facts = self.groups, self.facts
+        facts = self.facts
         self.groups, self.facts = {}, {}
         for gkey, atoms in groups.items():
             for atom in atoms.values():
@@ -573,7 +579,13 @@ class _Run:
         holders = self._holders()
         relearned = self.relearned
         owners = self.clustering.owners if self.clustering is not None else None
-        absorbed, hash_of = self.closure.absorbed, self.ev.hash_of
+        absorbed = self.closure.absorbed
+        # every identifier the loaded atoms carry has its record loaded: by value when the
+        # absorbed ones are known by value (a salted SHA-256 of each otherwise)
+        gone = self.closure.absorbed_values() if absorbed else None
+        self.is_absorbed = is_absorbed = (
+            self.closure.is_absorbed if gone is None else gone.__contains__
+        )
         for ident, loaded in self.ev.records.items():
             key: tuple[str, str] = ident  # its own key (see ``cluster._Replay``)
             learned = relearned.pop(key, None)
@@ -585,7 +597,7 @@ class _Run:
                 and len(loaded.holders) == 1
                 and loaded.holders[0] in held[1]
                 and (owners is None or owners.get(key) == loaded.profile_id)
-                and (not absorbed or hash_of(ident) not in absorbed)
+                and (not absorbed or not is_absorbed(ident))
             ):
                 continue  # most: still linked and held as loaded (``_write_record``'s answer)
             self._write_record(
@@ -638,7 +650,7 @@ class _Run:
         """``old`` (the record as this batch left it) linked and held as the people are now;
         written if it differs from what was ``loaded``, deleted if it became empty."""
         out = self.resolution.records
-        if self.closure.absorbed and self.closure.is_absorbed(ident):
+        if self.closure.absorbed and self.is_absorbed(ident):
             if loaded is not None:
                 out[ident] = None
             return
