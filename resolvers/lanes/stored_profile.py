@@ -17,7 +17,7 @@ import orjson
 from resolvers.frozen import fast_init, fast_new
 from resolvers.identity.evidence import Atom, Stamp
 from resolvers.identity.rules import IdentityRules
-from resolvers.profile.codec import facts_fragment, facts_from_json
+from resolvers.profile.codec import facts_fragment, facts_from_stored
 from resolvers.profile.facts import EMPTY_FACTS, Facts
 from resolvers.timefmt import format_time, parse_stored
 from resolvers.tuples import new_tuple
@@ -162,7 +162,8 @@ def decode(profile_id: str, raw: bytes, rules: IdentityRules) -> StoredProfile:
         for raw_atom in body["a"]:
             atom = from_json(raw_atom, rules)
             atoms[atom.key] = atom
-        groups[key] = _new_group(atoms, facts_from_json(body["x"]))
+        # with its stored encoding: written back as it is while the group stays unchanged
+        groups[key] = _new_group(atoms, facts_from_stored(body["x"]))
     at, event_id = data["f"]
     return _new_profile(
         profile_id,

@@ -270,6 +270,27 @@ def facts_fragment(facts: Facts) -> orjson.Fragment:
     return found
 
 
+def facts_from_stored(raw: Mapping[str, Any]) -> Facts:
+    """:func:`facts_from_json` of a group's stored JSON, with ``raw`` itself (encoded again,
+    in C) as the facts' :func:`facts_fragment`: a group the batch leaves unchanged is written
+    back without :func:`facts_to_json`, whose cost grows with the group's history (every
+    transaction, recent event and digest, sorted), whereas a decoded profile usually has one
+    group folded per write. A changed group is new ``Facts`` (they are immutable), encoded
+    afresh.
+
+    ``raw`` is what :func:`facts_to_json` wrote, parsed: orjson writes it back byte for byte
+    (its key order, its shortest round-tripping floats, the same escapes), and this codec's
+    decoding is lossless on it, so the fragment equals a re-encode of the facts. A state that
+    another writer spelled otherwise (a time with an offset, which ``parse_stored`` accepts)
+    keeps its spelling until its group changes; it decodes to the same facts either way. A
+    consent history that cannot be read decodes to :data:`UNREADABLE_CONSENT` (lossy): such
+    facts are encoded afresh, as before (every purpose denied, for good)."""
+    facts = facts_from_json(raw)
+    if facts.consent is not UNREADABLE_CONSENT:
+        object.__setattr__(facts, "encoded", orjson.Fragment(right_sized(orjson.dumps(raw))))
+    return facts
+
+
 #: What ``raw.get`` answers for a part a group's JSON leaves out (facts_to_json writes no
 #: empty part): its empty value is built without a comprehension.
 _ABSENT: Final = object()

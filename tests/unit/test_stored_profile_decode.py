@@ -21,7 +21,7 @@ from stored_profile_worlds import stored_profile as stored_profile_of
 
 from resolvers.lanes import stored_profile
 from resolvers.lanes.stored_profile import StoredProfile
-from resolvers.profile.facts import IMPLIED_IDS, Recent, fingerprint
+from resolvers.profile.facts import IMPLIED_IDS, Facts, Recent, fingerprint
 from resolvers.timefmt import format_time, parse_stored
 
 
@@ -36,6 +36,8 @@ def assert_same(new: Any, old: Any, path: str = "") -> None:
         new = dataclasses.replace(new, digest=dataclasses.replace(new.digest, ids=ids))
     if dataclasses.is_dataclass(new):
         for f in dataclasses.fields(new):
+            if isinstance(new, Facts) and f.name == "encoded":
+                continue  # decode keeps the stored encoding (the reference did not): see below
             assert_same(getattr(new, f.name), getattr(old, f.name), f"{path}.{f.name}")
     elif isinstance(new, Mapping):
         assert list(new) == list(old), f"{path}: keys {list(new)} != {list(old)}"
