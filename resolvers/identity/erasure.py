@@ -46,6 +46,22 @@ MAX_HOLDERS: Final = 32
 #: ``Atom.ids`` and ``Atom.ghosts`` (a named tuple's fields), read in C.
 _IDS: Final = itemgetter(0)
 _GHOSTS: Final = itemgetter(2)
+#: Identifiers ``Closure.expand_known`` follows by a scan of the atoms (each ~0.1 ms over
+#: 1,300 atoms) before it indexes them (~0.4 ms) for the rest.
+_SCANS: Final = 4
+
+
+def _index(id_sets: list[tuple[Identifier, ...]]) -> dict[Identifier, list[int]]:
+    """The positions of the identifier sets carrying each identifier, in order."""
+    index: dict[Identifier, list[int]] = {}
+    for n, ids in enumerate(id_sets):
+        for ident in ids:
+            found = index.get(ident)
+            if found is None:
+                index[ident] = [n]
+            else:
+                found.append(n)
+    return index
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,12 +201,21 @@ class Closure:
             return False
         id_sets = list(map(_IDS, atoms))
         with_ghosts = list(compress(count(), map(_GHOSTS, atoms)))  # (few have any)
+        index: dict[Identifier, list[int]] | None = None
+        scans = 0
         while queue:
             digest = queue.pop()
             ident = known[digest]
             # ``expand``'s ``index[digest]``: the atoms carrying the identifier or the ghost,
-            # in ``atoms``' order, an atom carrying both twice (once per entry)
-            found = list(compress(count(), map(contains, id_sets, repeat(ident))))
+            # in ``atoms``' order, an atom carrying both twice (once per entry). A scan for
+            # the first few; past them (a long erasure), positions by identifier, indexed once
+            if index is None and scans < _SCANS:
+                scans += 1
+                found = list(compress(count(), map(contains, id_sets, repeat(ident))))
+            else:
+                if index is None:
+                    index = _index(id_sets)
+                found = list(index.get(ident, ()))
             if with_ghosts:
                 found += [n for n in with_ghosts if digest in atoms[n].ghosts]
                 found.sort()

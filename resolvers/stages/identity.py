@@ -247,27 +247,38 @@ class _Run:
         """Reduce every atom (``Closure.reduce``) and put it where its identifiers left now
         say, with its group's facts.
 
-        When the absorbed identifiers are known by value (``Closure.absorbed_values``), an
-        atom carrying none of them is not reduced (``reduce`` would hash its identifiers to
-        return it as it is), and when no atom carries one, nothing moves: every stored atom
-        sits at its own keys (``atom_keys``, where ``_put`` puts it) and each group's facts
-        stay with it, so the groups are left as they are, without a walk of ``_put``s."""
+        When the absorbed identifiers are known by value (``Closure.absorbed_values``), only
+        the atoms carrying one can change (``reduce`` leaves any other as it is, after
+        hashing its identifiers), and any other atom sits at its own keys already
+        (``atom_keys``, where ``_put`` put it). So a group none of whose atoms carries one,
+        and that no moved atom reached before it, comes out of the walk of ``_put``s as it
+        went in, with its facts (``merge`` of nothing and them is them): it is taken over
+        whole, in its turn (the new mapping's order is the walk's). When no atom carries one,
+        the groups stay as they are."""
         closure = self.closure
         if not closure.absorbed:
             return
         gone = closure.absorbed_values()
         groups = self.groups
-        if (
-            gone is not None
-            and all(groups.values())  # (a group without atoms would go)
-            and gone.isdisjoint(
-                chain.from_iterable([a.ids for atoms in groups.values() for a in atoms.values()])
-            )
-        ):
-            return
+        touched: Container[str] = groups  # the groups an atom carrying one leaves or enters
+        if gone is not None:
+            carried = [a.ids for atoms in groups.values() for a in atoms.values()]
+            if all(groups.values()) and gone.isdisjoint(chain.from_iterable(carried)):
+                return  # (a group without atoms would go)
+            touched = {
+                gkey
+                for gkey, atoms in groups.items()
+                for a in atoms.values()
+                if not gone.isdisjoint(a.ids)
+            }
         facts = self.facts
         self.groups, self.facts = {}, {}
         for gkey, atoms in groups.items():
+            if gkey not in touched and atoms and gkey not in self.groups:
+                self.groups[gkey] = atoms
+                group_facts = facts[gkey]
+                self.facts[gkey] = EMPTY_FACTS if group_facts.is_empty else group_facts
+                continue
             for atom in atoms.values():
                 if gone is not None and gone.isdisjoint(atom.ids):
                     kept: Atom | None = atom  # what ``reduce`` returns, unhashed

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from identity_worlds import POOL, RULES, SMALL_RULES, T0, atom, hash_of, i, stamp
 
 from resolvers.consent import ConsentPolicy
+from resolvers.identity import erasure
 from resolvers.identity.erasure import Closure, Tombstone
 from resolvers.identity.evidence import Atom, ranked
 from resolvers.identity.evidence import keys as atom_keys
@@ -65,7 +66,8 @@ def worlds(draw: st.DrawFn) -> tuple[Evidence, list[Sighting]]:
     profiles: dict[str, dict[str, Group]] = {}
     for n, (gkey, atoms) in enumerate(groups.items()):
         trait = Stamped(gkey, T0 + timedelta(minutes=n), f"s{n:02d}")  # facts to follow
-        group = Group(atoms, Facts(traits={f"t{n}": trait}))
+        facts = Facts(traits={f"t{n}": trait}) if draw(st.booleans()) else Facts()  # or none
+        group = Group(atoms, facts)
         profiles.setdefault(draw(st.sampled_from(PROFILE_IDS)), {})[gkey] = group
     stored = {
         pid: StoredProfile(pid, min(g.earliest() for g in gs.values()), {}, gs)
@@ -137,12 +139,16 @@ def resolved(evidence: Evidence, sightings: Iterable[Sighting], *, full: bool) -
 
 
 @PROPS
-@given(world=worlds())
+@given(world=worlds(), scans=st.sampled_from([0, 1, erasure._SCANS]))
 def test_following_the_erasures_by_value_resolves_as_the_full_walk(
-    world: tuple[Evidence, list[Sighting]],
+    world: tuple[Evidence, list[Sighting]], scans: int
 ) -> None:
+    """``scans``: how many identifiers ``expand_known`` follows by a scan before it indexes
+    the atoms (0: all by the index)."""
     evidence, sightings = world
-    assert resolved(evidence, sightings, full=False) == resolved(evidence, sightings, full=True)
+    with patch.object(erasure, "_SCANS", scans):
+        fast = resolved(evidence, sightings, full=False)
+    assert fast == resolved(evidence, sightings, full=True)
 
 
 def test_an_erasure_reaches_atoms_through_ghosts_and_relays() -> None:
