@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from contextlib import ExitStack
-from dataclasses import replace
+from dataclasses import fields, is_dataclass, replace
 from datetime import timedelta
 from typing import Any
 from unittest.mock import patch
@@ -37,15 +37,18 @@ PROFILE_IDS = ("p0", "p1", "p2")
 
 
 def canonical(value: Any) -> Any:
-    """``value`` as nested lists that keep every type name, field and mapping order."""
+    """``value`` as nested lists that keep every type name, field and mapping order. Fields
+    out of comparison are left out: they are memos of the value (``Facts.encoded`` and
+    ``pruned``). The full walk puts :data:`EMPTY_FACTS` for a group's empty facts, whereas
+    groups no erasure touches keep theirs (an empty ``Facts`` of their own, equal to it)."""
     if isinstance(value, dict):
         return ["dict", [[canonical(k), canonical(v)] for k, v in value.items()]]
     if isinstance(value, set | frozenset):
         return [type(value).__name__, sorted(repr(canonical(v)) for v in value)]
     if isinstance(value, tuple | list):
         return [type(value).__name__, [canonical(v) for v in value]]
-    if hasattr(value, "__dataclass_fields__") and not isinstance(value, type):
-        names = value.__dataclass_fields__
+    if is_dataclass(value) and not isinstance(value, type):
+        names = [f.name for f in fields(value) if f.compare]
         return [type(value).__name__, [[n, canonical(getattr(value, n))] for n in names]]
     return [type(value).__name__, value]
 
