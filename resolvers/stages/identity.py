@@ -254,17 +254,20 @@ class _Run:
         and that no moved atom reached before it, comes out of the walk of ``_put``s as it
         went in, with its facts (``merge`` of nothing and them is them): it is taken over
         whole, in its turn (the new mapping's order is the walk's). When no atom carries one,
-        the groups stay as they are."""
+        the groups stay as they are (a group's empty facts then stay its own, equal to
+        ``EMPTY_FACTS``, which the walk puts). Atoms keyed under older rules stay where
+        they are, as in any batch without an erasure (the walk would re-key them)."""
         closure = self.closure
         if not closure.absorbed:
             return
         gone = closure.absorbed_values()
         groups = self.groups
-        touched: Container[str] = groups  # the groups an atom carrying one leaves or enters
+        touched: Container[str] = groups  # the groups holding an atom that carries one
         if gone is not None:
             carried = [a.ids for atoms in groups.values() for a in atoms.values()]
+            # (a group without atoms would go: the walk then)
             if all(groups.values()) and gone.isdisjoint(chain.from_iterable(carried)):
-                return  # (a group without atoms would go)
+                return
             touched = {
                 gkey
                 for gkey, atoms in groups.items()
