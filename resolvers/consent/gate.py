@@ -36,7 +36,7 @@ from itertools import count
 from types import MappingProxyType
 from typing import Final
 
-from resolvers.consent.history import ConsentHistory, PurposeHistory
+from resolvers.consent.history import EMPTY_HISTORY, ConsentHistory, PurposeHistory
 from resolvers.consent.policy import ConsentPolicy
 from resolvers.consent.signals import EventConsent, Statement, from_code
 from resolvers.consent.vocabulary import CONSENT_PURPOSES, Purpose, Reason, Source
@@ -522,14 +522,17 @@ class BehaviourPruning:
 
     __slots__ = ("_analytics", "_personalization", "policy")
 
-    def __init__(self, history: ConsentHistory, policy: ConsentPolicy):
+    def __init__(
+        self, history: ConsentHistory, policy: ConsentPolicy, also: ConsentHistory = EMPTY_HISTORY
+    ):
+        """``also``: another history whose denials revoke too, as if merged into ``history``
+        (only the latest denials are read: the later of each pair, no merge built)."""
         self.policy = policy
-        self._analytics = self._personalization = None
-        if history.purposes:  # most groups have none: nothing to read
-            analytics = history.of(_P_ANALYTICS).last_denial
-            personalization = history.of(_P_PERSONALIZATION).last_denial
-            self._analytics = analytics.at if analytics is not None else None
-            self._personalization = personalization.at if personalization is not None else None
+        self._analytics, self._personalization = behaviour_denials(history)
+        if also.purposes:
+            analytics, personalization = behaviour_denials(also)
+            self._analytics = _latest(self._analytics, analytics)
+            self._personalization = _latest(self._personalization, personalization)
 
     def never(self, at: datetime, code: str, region: str) -> tuple[bool, bool]:
         """(analytics, personalization): :func:`never_serves` of a behavioural fact at ``at``
@@ -561,6 +564,27 @@ def behaviour_never_by_itself(policy: ConsentPolicy, code: str, region: str) -> 
             _BY_ITSELF.clear()
         _BY_ITSELF[key] = found
     return found[1], found[2]
+
+
+def behaviour_denials(history: ConsentHistory) -> tuple[datetime | None, datetime | None]:
+    """The times of ``history``'s latest denials of analytics and of personalization (None:
+    none): all that :class:`BehaviourPruning` reads of a history. Merged histories' latest
+    denials are the later of each pair (``PurposeHistory.merged``), so of their times the
+    latest (a denial's key orders by its time first)."""
+    if not history.purposes:  # most groups have none: nothing to read
+        return None, None
+    analytics = history.of(_P_ANALYTICS).last_denial
+    personalization = history.of(_P_PERSONALIZATION).last_denial
+    return (
+        analytics.at if analytics is not None else None,
+        personalization.at if personalization is not None else None,
+    )
+
+
+def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None or b is None:
+        return b if a is None else a
+    return b if b > a else a
 
 
 def denies_behaviour_later(also: ConsentHistory, history: ConsentHistory) -> bool:

@@ -756,10 +756,9 @@ def _prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory) -> Facts:
 def _pruning(
     history: ConsentHistory, policy: ConsentPolicy, also: ConsentHistory
 ) -> BehaviourPruning:
-    """What the group's history, with ``also``'s, never lets behaviour serve."""
-    if also.purposes:
-        history = history.merged(also, policy.max_explicit_grants)
-    return BehaviourPruning(history, policy)
+    """What the group's history, with ``also``'s, never lets behaviour serve (their latest
+    denials: the histories are not merged, ~2 µs a purpose, for the two denials read)."""
+    return BehaviourPruning(history, policy, also)
 
 
 def _applied(
