@@ -56,8 +56,8 @@ from resolvers.consent import (
     ConsentPolicy,
     EventConsent,
     Purpose,
+    behaviour_denials,
     behaviour_never_by_itself,
-    denies_behaviour_later,
     from_event,
 )
 from resolvers.frozen import fast_init, fast_new
@@ -341,6 +341,15 @@ class Facts:
     #: again under it they are themselves unless ``also`` denies more (a batch prunes a group
     #: it folded, then again with its accounts' histories). Not a field of ``__init__``.
     pruned: ConsentPolicy | None = field(default=None, init=False, compare=False, repr=False)
+    #: The times of the latest denials of analytics and of personalization (None: none) that
+    #: ``also`` brought to the pruning under ``pruned``: pruned again with an ``also`` that
+    #: denies nothing later than these or the facts' own history, they are themselves. (A
+    #: batch prunes every group linked to an account with the account's history, unchanged
+    #: ones too: without it, a group whose account denied later than the group itself was
+    #: pruned in full again at every batch that loaded it.) Not a field of ``__init__``.
+    pruned_also: tuple[datetime | None, datetime | None] = field(
+        default=(None, None), init=False, compare=False, repr=False
+    )
 
     @property
     def is_empty(self) -> bool:
@@ -715,11 +724,44 @@ def prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory = EMPTY_HIST
     ``also``: the history of other groups that are the same person's for good (a device's
     account, ``resolvers.lanes.profiles``): their denials revoke this group's behaviour too.
     """
-    if facts.pruned is policy and not denies_behaviour_later(also, facts.consent):
+    marked = facts.pruned is policy
+    if marked and not _denies_more(also, facts):
         return facts  # its fixpoint (idempotent): nothing more to roll up or drop
     pruned = _prune(facts, policy, also)
+    denied = behaviour_denials(also)
+    if pruned is facts and marked:  # still the fixpoint of the denials it was pruned with
+        before = facts.pruned_also
+        denied = (_latest(denied[0], before[0]), _latest(denied[1], before[1]))
     object.__setattr__(pruned, "pruned", policy)
+    object.__setattr__(pruned, "pruned_also", denied)
     return pruned
+
+
+def _denies_more(also: ConsentHistory, facts: Facts) -> bool:
+    """Whether ``also`` denies analytics or personalization later than what pruned ``facts``
+    under their policy: their own history, and ``also``'s before (``Facts.pruned_also``).
+    Pruning reads the denials' times only (``BehaviourPruning``): a fact at or before one of
+    them lost that part then, and pruning again with no later one drops nothing more (nor
+    rolls anything up: that depends on the facts alone)."""
+    if not also.purposes:
+        return False
+    denials = zip(
+        behaviour_denials(also), behaviour_denials(facts.consent), facts.pruned_also, strict=True
+    )
+    for denied, by_own, before in denials:
+        if (
+            denied is not None
+            and (by_own is None or denied > by_own)
+            and (before is None or denied > before)
+        ):
+            return True
+    return False
+
+
+def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None or b is None:
+        return b if a is None else a
+    return b if b > a else a
 
 
 def _prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory) -> Facts:
