@@ -40,7 +40,6 @@ from resolvers.profile.facts import (
     Transaction,
     _add_counts,
     _applied,
-    _pruning,
     _to_roll_up,
     day_of,
     fingerprint,
@@ -251,6 +250,15 @@ def _prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory) -> Facts:
         digests=digests,
         latest=facts.latest,
     )
+
+
+def _pruning(
+    history: ConsentHistory, policy: ConsentPolicy, also: ConsentHistory
+) -> BehaviourPruning:
+    """What the group's history, with ``also``'s, never lets behaviour serve."""
+    if also.purposes:
+        history = history.merged(also, policy.max_explicit_grants)
+    return BehaviourPruning(history, policy)
 
 
 def _pruned_recent(

@@ -22,9 +22,19 @@ import fold_reference as ref
 from builders import with_fingerprints
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from profile_worlds import POLICY, obs, small_windows, statement, tracked, worlds
+from profile_worlds import (
+    POLICY,
+    TRACKED_CODE,
+    WORLD_DAYS,
+    at,
+    obs,
+    small_windows,
+    statement,
+    tracked,
+    worlds,
+)
 
-from resolvers.consent import ConsentHistory, ConsentPolicy, Purpose
+from resolvers.consent import BehaviourPruning, ConsentHistory, ConsentPolicy, Purpose
 from resolvers.profile import facts as facts_module
 from resolvers.profile.facts import EMPTY_FACTS, IMPLIED_IDS, Facts, Observation
 
@@ -138,3 +148,102 @@ def test_a_later_denial_of_the_group_prunes_what_it_folded() -> None:
     assert not digest.seen
     assert digest.interest
     assert folded.pruned is POLICY
+
+
+# ------------------------------------------------- pruned again with the accounts' histories
+
+#: An account's history: a few explicit statements of the behaviour purposes (and one
+#: other), at the worlds' times (``at(minute, day)``: equal to an event's time now and then).
+_ACCOUNT_STATEMENTS = st.lists(
+    st.tuples(
+        st.sampled_from([Purpose.ANALYTICS, Purpose.PERSONALIZATION, Purpose.MARKETING]),
+        st.booleans(),
+        st.integers(0, WORLD_DAYS),
+        st.integers(0, 2),
+    ),
+    max_size=4,
+)
+
+
+def _account(said: list[tuple[Purpose, bool, int, int]]) -> ConsentHistory:
+    history = ConsentHistory()
+    for purpose, granted, day, minute in said:
+        history = history.merged(statement(purpose, granted, day * 24 * 60 + minute))
+    return history
+
+
+ACCOUNTS = _ACCOUNT_STATEMENTS.map(_account)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(STARTS),
+    worlds(12),
+    st.lists(
+        st.tuples(ACCOUNTS, st.sampled_from(["same", "same", "decoded", "other_policy"])),
+        min_size=1,
+        max_size=5,
+    ),
+    st.booleans(),
+)
+def test_pruned_again_and_again_with_accounts_is_prune_as_before(
+    start: str, events: list[Observation], steps: list[tuple[ConsentHistory, str]], small: bool
+) -> None:
+    """The lane prunes each group linked to an account with the account's history at every
+    batch that loads it: ``prune`` then returns facts at once while the account denies
+    nothing later than the facts' own history or the accounts' it was pruned with before
+    (``Facts.pruned_also``), and ``BehaviourPruning`` reads ``also``'s denials without the
+    histories merged. Each step is ``prune`` as it was (``fold_reference``: a full prune
+    unless the account denies nothing later than the group itself): the same facts, in the
+    same orders, the same object exactly when the reference's is. Between steps the facts
+    may be decoded (their marks lost) or pruned under another policy."""
+    with _windows(small):
+        new = _start(start, events, reference=False)
+        old = _start(start, events, reference=True)
+        for also, how in steps:
+            policy = LENIENT if how == "other_policy" else POLICY
+            if how == "decoded":
+                new, old = replace(new), replace(old)  # a copy has no mark
+            again = facts_module.prune(new, policy, also)
+            old_again = ref.prune(old, policy, also)
+            assert with_fingerprints(again) == old_again
+            assert list(with_fingerprints(again).recent.items()) == list(old_again.recent.items())
+            assert list(again.digests.items()) == list(old_again.digests.items())
+            assert (again is new) == (old_again is old)
+            assert again.pruned is old_again.pruned
+            new, old = again, old_again
+
+
+def test_a_group_pruned_with_its_account_is_not_pruned_again_for_the_same_denials() -> None:
+    """The short-cut is taken: pruned with an account that denied analytics after its
+    events, the group returns itself at once when pruned with the same denial (or an
+    earlier one), and is pruned again when the account denies personalization too."""
+    events = [tracked("e1", 0), tracked("e2", 5)]
+    group = facts_module.fold_pruned(EMPTY_FACTS, events, POLICY)
+    denies = statement(Purpose.ANALYTICS, False, 60)
+    pruned = facts_module.prune(group, POLICY, denies)
+    assert not pruned.recent["e1"].digest.seen
+    with mock.patch.object(facts_module, "_prune", side_effect=AssertionError("pruned")):
+        assert facts_module.prune(pruned, POLICY, denies) is pruned
+        assert facts_module.prune(pruned, POLICY, statement(Purpose.ANALYTICS, False, 30)) is (
+            pruned
+        )
+    later = denies.merged(statement(Purpose.PERSONALIZATION, False, 60))
+    again = facts_module.prune(pruned, POLICY, later)
+    assert not again.recent["e1"].digest.interest
+    assert again == ref.prune(ref.prune(group, POLICY, denies), POLICY, later)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ACCOUNTS, ACCOUNTS, st.integers(0, WORLD_DAYS), st.integers(0, 2))
+def test_behaviour_pruning_with_also_is_that_of_the_merged_histories(
+    history: ConsentHistory, also: ConsentHistory, day: int, minute: int
+) -> None:
+    """``BehaviourPruning(history, policy, also)`` decides as that of the merge (which
+    ``prune`` built before): the later of each pair of denials."""
+    when = at(minute, day)
+    with_also = BehaviourPruning(history, POLICY, also)
+    merged = BehaviourPruning(history.merged(also), POLICY)
+    for code in ("", TRACKED_CODE):
+        for region in ("", "DE", "US"):
+            assert with_also.never(when, code, region) == merged.never(when, code, region)
