@@ -202,6 +202,13 @@ class ConsentHistory:
     """Per purpose, a :class:`PurposeHistory`. Immutable; combine with :meth:`merged`."""
 
     purposes: Mapping[Purpose, PurposeHistory] = field(default_factory=dict)
+    #: The last merge with a non-empty history: (the other, the bound, the merge). A person's
+    #: groups' histories are merged at every write (their gate); while the groups' facts stay
+    #: the same objects (decoded once and cached, ``resolvers.decode_cache``), so does the
+    #: merge. Not a field of ``__init__``.
+    _merged: tuple[ConsentHistory, int, ConsentHistory] | None = field(
+        default=None, init=False, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         # ``h != _EMPTY``, field by field (no records compared)
@@ -223,8 +230,13 @@ class ConsentHistory:
             return self
         if not self.purposes:
             return other
+        memo = self._merged
+        if memo is not None and memo[0] is other and memo[1] == bound:
+            return memo[2]
         names = set(self.purposes) | set(other.purposes)
-        return ConsentHistory({p: self.of(p).merged(other.of(p), bound) for p in names})
+        merged = ConsentHistory({p: self.of(p).merged(other.of(p), bound) for p in names})
+        object.__setattr__(self, "_merged", (other, bound, merged))
+        return merged
 
     def to_json(self) -> dict[str, Any]:
         return {"f": _FORMAT, **{_PURPOSE_VALUES[p]: h.to_json() for p, h in self.purposes.items()}}

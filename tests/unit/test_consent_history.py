@@ -292,3 +292,41 @@ def test_malformed_json_raises_consent_state_error(raw: object) -> None:
 def test_json_whose_records_contradict_their_role_is_malformed(raw: dict[str, object]) -> None:
     with pytest.raises(ConsentStateError):
         ConsentHistory.from_json(raw)
+
+
+# --------------------------------------------------------------------------- the merge's memo
+
+
+def _plain(a: ConsentHistory, b: ConsentHistory, bound: int) -> ConsentHistory:
+    """``a.merged(b, bound)`` of copies (no memo: computed)."""
+    return ConsentHistory(dict(a.purposes)).merged(ConsentHistory(dict(b.purposes)), bound)
+
+
+@LAWS
+@given(
+    pool=st.lists(st.tuples(worlds(), BOUNDS), min_size=1, max_size=3),
+    steps=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5), BOUNDS), max_size=12),
+)
+def test_a_remembered_merge_is_the_merge(
+    pool: list[tuple[list[Said], int]], steps: list[tuple[int, int, int]]
+) -> None:
+    """``ConsentHistory.merged`` remembers its last merge with a non-empty history (the
+    other, the bound, the merge): merging the same objects again, under the same bound,
+    returns it. Merges of a few histories (built under one bound, merged under others:
+    a smaller bound drops grants), again and again, in both orders, and merges of merges
+    are each the merge computed afresh."""
+    histories = [history_of(world, bound) for world, bound in pool]
+    for i, j, bound in steps:
+        a, b = histories[i % len(histories)], histories[j % len(histories)]
+        merged = a.merged(b, bound)
+        assert merged == _plain(a, b, bound)
+        assert merged.to_json() == _plain(a, b, bound).to_json()
+        histories.append(merged)
+
+
+def test_the_same_merge_again_is_remembered() -> None:
+    a = history_of([_G1, _G2])
+    b = history_of([_G3, _DENY])
+    merged = a.merged(b, 2)
+    assert a.merged(b, 2) is merged
+    assert a.merged(b, 1) == _plain(a, b, 1)
