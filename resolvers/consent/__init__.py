@@ -19,7 +19,7 @@ from resolvers.consent.gate import (
     Verdict,
     behaviour_denials,
     behaviour_never_by_itself,
-    denies_behaviour_later,
+    later_of,
     never_serves,
 )
 from resolvers.consent.history import (
@@ -80,9 +80,9 @@ __all__ = [
     "Verdict",
     "behaviour_denials",
     "behaviour_never_by_itself",
-    "denies_behaviour_later",
     "from_event",
     "gated_fields",
+    "later_of",
     "load_policy",
     "never_serves",
     "policy_from_mapping",

@@ -531,8 +531,8 @@ class BehaviourPruning:
         self._analytics, self._personalization = behaviour_denials(history)
         if also.purposes:
             analytics, personalization = behaviour_denials(also)
-            self._analytics = _latest(self._analytics, analytics)
-            self._personalization = _latest(self._personalization, personalization)
+            self._analytics = later_of(self._analytics, analytics)
+            self._personalization = later_of(self._personalization, personalization)
 
     def never(self, at: datetime, code: str, region: str) -> tuple[bool, bool]:
         """(analytics, personalization): :func:`never_serves` of a behavioural fact at ``at``
@@ -581,28 +581,13 @@ def behaviour_denials(history: ConsentHistory) -> tuple[datetime | None, datetim
     )
 
 
-def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+def later_of(a: datetime | None, b: datetime | None) -> datetime | None:
+    """The later of two times of which either may be None (none)."""
     if a is None or b is None:
         return b if a is None else a
     return b if b > a else a
 
 
-def denies_behaviour_later(also: ConsentHistory, history: ConsentHistory) -> bool:
-    """Whether ``also`` holds a denial of analytics or personalization later than
-    ``history``'s: if not, :class:`BehaviourPruning` of ``history`` merged with ``also``
-    decides as that of ``history`` alone (it reads the latest denials only)."""
-    if not also.purposes:
-        return False
-    for purpose in _BEHAVIOUR_PURPOSES:
-        denial = also.of(purpose).last_denial
-        if denial is not None:
-            own = history.of(purpose).last_denial
-            if own is None or denial.key > own.key:
-                return True
-    return False
-
-
-_BEHAVIOUR_PURPOSES: Final = (Purpose.ANALYTICS, Purpose.PERSONALIZATION)
 #: What a behavioural fact's own consent code and region say by itself, per policy: (the
 #: policy, never analytics, never personalization), by (id of the policy, code, region); the
 #: entry holds the policy, so its id stays its own.

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final
+from weakref import ReferenceType, ref
 
 from resolvers.consent.errors import ConsentStateError
 from resolvers.consent.policy import MAX_EXPLICIT_GRANTS
@@ -197,16 +198,18 @@ _new_purpose_history: Final = fast_new(PurposeHistory)
 
 
 @fast_init
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class ConsentHistory:
     """Per purpose, a :class:`PurposeHistory`. Immutable; combine with :meth:`merged`."""
 
     purposes: Mapping[Purpose, PurposeHistory] = field(default_factory=dict)
-    #: The last merge with a non-empty history: (the other, the bound, the merge). A person's
-    #: groups' histories are merged at every write (their gate); while the groups' facts stay
-    #: the same objects (decoded once and cached, ``resolvers.decode_cache``), so does the
-    #: merge. Not a field of ``__init__``.
-    _merged: tuple[ConsentHistory, int, ConsentHistory] | None = field(
+    #: The last merge with a non-empty history: (the other, weakly, the bound, the merge). A
+    #: person's groups' histories are merged at every write (their gate); while the groups'
+    #: facts stay the same objects (decoded once and cached, ``resolvers.decode_cache``), so
+    #: does the merge. The other is held weakly: a merge never keeps its inputs alive, so no
+    #: history can hold itself through a chain of merges (a cycle only a full collection
+    #: frees, ``streams.gc_policy``). Not a field of ``__init__``.
+    _merged: tuple[ReferenceType[ConsentHistory], int, ConsentHistory] | None = field(
         default=None, init=False, compare=False, repr=False
     )
 
@@ -231,11 +234,11 @@ class ConsentHistory:
         if not self.purposes:
             return other
         memo = self._merged
-        if memo is not None and memo[0] is other and memo[1] == bound:
+        if memo is not None and memo[0]() is other and memo[1] == bound:
             return memo[2]
         names = set(self.purposes) | set(other.purposes)
         merged = ConsentHistory({p: self.of(p).merged(other.of(p), bound) for p in names})
-        object.__setattr__(self, "_merged", (other, bound, merged))
+        object.__setattr__(self, "_merged", (ref(other), bound, merged))
         return merged
 
     def to_json(self) -> dict[str, Any]:

@@ -59,6 +59,7 @@ from resolvers.consent import (
     behaviour_denials,
     behaviour_never_by_itself,
     from_event,
+    later_of,
 )
 from resolvers.frozen import fast_init, fast_new
 from resolvers.timefmt import utc
@@ -731,7 +732,7 @@ def prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory = EMPTY_HIST
     denied = behaviour_denials(also)
     if pruned is facts and marked:  # still the fixpoint of the denials it was pruned with
         before = facts.pruned_also
-        denied = (_latest(denied[0], before[0]), _latest(denied[1], before[1]))
+        denied = (later_of(denied[0], before[0]), later_of(denied[1], before[1]))
     object.__setattr__(pruned, "pruned", policy)
     object.__setattr__(pruned, "pruned_also", denied)
     return pruned
@@ -756,12 +757,6 @@ def _denies_more(also: ConsentHistory, facts: Facts) -> bool:
         ):
             return True
     return False
-
-
-def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
-    if a is None or b is None:
-        return b if a is None else a
-    return b if b > a else a
 
 
 def _prune(facts: Facts, policy: ConsentPolicy, also: ConsentHistory) -> Facts:

@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
+from gate_reference import denies_behaviour_later
+
 from resolvers.consent import (
     EMPTY_HISTORY,
     ConsentHistory,
     ConsentPolicy,
     behaviour_never_by_itself,
-    denies_behaviour_later,
     from_event,
 )
 from resolvers.profile.facts import (

@@ -8,6 +8,7 @@ that fails closed, and the stored JSON form.
 from __future__ import annotations
 
 import json
+import weakref
 from datetime import timedelta
 from functools import reduce
 
@@ -330,3 +331,21 @@ def test_the_same_merge_again_is_remembered() -> None:
     merged = a.merged(b, 2)
     assert a.merged(b, 2) is merged
     assert a.merged(b, 1) == _plain(a, b, 1)
+
+
+def test_a_remembered_merge_keeps_neither_input_alive() -> None:
+    """The memo holds the other history weakly: dropped, it is freed by reference counting
+    (no cycle waits for a full collection, even for a history merged with itself), and a
+    new history equal to it is merged afresh."""
+    a = history_of([_G1, _G2])
+    b = history_of([_G3, _DENY])
+    gone = weakref.ref(b)
+    a.merged(b, 2)
+    del b
+    assert gone() is None
+    again = history_of([_G3, _DENY])
+    assert a.merged(again, 2) == _plain(a, again, 2)
+    itself = weakref.ref(a)
+    a.merged(a, 2)
+    del a
+    assert itself() is None
