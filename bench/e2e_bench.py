@@ -98,6 +98,8 @@ HISTOGRAM = "loom_event_to_snapshot_seconds"
 #: (its JIT took half its CPU in the first run after a start, issue 17).
 WARMUP_S: Final = 5.0
 BATCH = "loom_batch_size"
+#: ``loom_redis_call_seconds{op}``: the store's calls (``streams.redis_store``)
+REDIS_OPS: Final = ("load", "commit")
 REDIS_CALL = "loom_redis_call_seconds"
 
 #: the settings' defaults of what the bench reports (the workers' own, unless set)
@@ -580,6 +582,15 @@ def throughput(
         # the lane's saturation (17.3): wall time on its batches, its own thread's CPU in them
         busy = {lane: grown(lane, "loom_lane_busy_seconds") for lane in LANES}
         lane_cpu = {lane: grown(lane, "loom_lane_cpu_seconds") for lane in LANES}
+        # of the busy time: in the store's Redis calls (its loads and commits, wall, what is
+        # done meanwhile included: ADR 0038), by operation
+        in_redis = {
+            lane: {
+                op: histogram_delta(before[lane], after[lane], REDIS_CALL, op=op)["sum"]
+                for op in REDIS_OPS
+            }
+            for lane in LANES
+        }
         # ADR 0038: the next batch's records consumed and prepared while Redis answered
         ahead = {
             lane: {step: grown(lane, "loom_lane_ahead_records", step=step) for step in STEPS}
@@ -641,6 +652,12 @@ def throughput(
                     "waiting_in_batches_us_per_event": round(
                         1e6 * (busy[lane] - lane_cpu[lane]) / events, 1
                     ),
+                    # wall time in the store's load and commit calls (Redis answering,
+                    # the client's work, what ran meanwhile): the rest of the wait is the
+                    # interpreter lock and the CPUs
+                    "in_redis_calls_us_per_event": {
+                        op: round(1e6 * in_redis[lane][op] / events, 1) for op in REDIS_OPS
+                    },
                     # of the records the lane read, the share consumed and prepared ahead
                     "ahead_consumed_pct": _pct(ahead[lane]["consumed"], events),
                     "ahead_prepared_pct": _pct(ahead[lane]["prepared"], events),
@@ -875,7 +892,7 @@ def latency(
                     "mean_size": _mean(hist),
                     **{
                         f"redis_{op}_{q}_ms": ms(bucket_quantile(call["buckets"], p))
-                        for op in ("load", "commit")
+                        for op in REDIS_OPS
                         for call in [histogram_delta(before[lane], after[lane], REDIS_CALL, op=op)]
                         for q, p in (("p50", 0.5), ("p99", 0.99))
                     },
