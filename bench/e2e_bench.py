@@ -29,7 +29,9 @@ the inventory lane, a signup for the profiles lane). Figures:
   ``loom_lane_cpu_seconds_total``): the share of the time to visible its thread spent on
   batches (near 100 %: the lane, not the feed, sets the rate), that thread's own CPU per
   event, and the rest of its batches' time, spent waiting (Redis round trips, the relay's
-  thread holding the interpreter lock, the other processes on the CPUs).
+  thread holding the interpreter lock, the other processes on the CPUs); and of that time,
+  the wall time in the store's load and commit calls (``loom_redis_call_seconds{op}``: Redis
+  answering, the client's own work, and what the lane did meanwhile, ADR 0038).
 
 Latency (``latency``): one worker of each role, a steady rate (each of ``--rates``) for
 ``--warmup`` seconds (not measured: fresh workers, a broker's JIT), then for ``--seconds``.
