@@ -1,6 +1,6 @@
 """``make bench``: every Loom benchmark with modest sizes, one summary table, one JSON file.
 
-    python -m bench [--events 20000] [--workers 1,2] [--rates 1000] [--runs 5] [--seconds 30]
+    python -m bench [--events 30000] [--workers 1,2] [--rates 1000] [--runs 5] [--seconds 30]
                     [--sample 20] [--inventory-redis own|shared] [--skip-others]
                     [--soak-events 120000] [--out bench/results/latest.json]
 
@@ -365,7 +365,9 @@ def table(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--events", type=int, default=20_000, help="e2e backlog size (20000)")
+    parser.add_argument(
+        "--events", type=int, default=30_000, help="e2e backlog size (30000: issue 17's)"
+    )
     parser.add_argument("--workers", default="1,2", help="e2e worker counts (1,2)")
     parser.add_argument("--rates", default="1000", help="latency runs, events/s each (1000)")
     parser.add_argument("--runs", type=int, default=5, help="consecutive latency runs per rate")
