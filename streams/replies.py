@@ -11,7 +11,9 @@ open, so it is disconnected before it goes back to the pool (:class:`Borrowed`).
 parser's), an f-string of the host for the error it might raise and a few ``isinstance``
 checks; a packed round trip of the watch commit or the wave load has dozens of replies (~3.9
 per event). :func:`read_replies` reads them from the connection's hiredis reader in one loop
-instead, with ``read_response``'s semantics:
+instead (:class:`Replies`, which can also take them as they come, without waiting: the work
+a round trip does meanwhile goes on until the last one is in), with ``read_response``'s
+semantics:
 
 * the reader is fed through the parser's own ``read_from_socket`` when it has no whole reply
   (so a socket timeout is redis' ``TimeoutError``, a closed socket its ``ConnectionError``);
@@ -74,11 +76,11 @@ class Borrowed:
 
 
 #: Work done while a round trip's replies are on their way (``round_trip(meanwhile=...)``):
-#: called once the commands are sent, with a function that tells whether a reply has arrived
-#: (``Connection.can_read(0)``: a poll of the socket); it returns when that says so, or when it
-#: has nothing more to do. It never raises (the round trip's connection would be dropped for
-#: nothing) and never uses that connection. The lane's worker consumes and prepares its next
-#: batch there (``streams.ahead``, ADR 0038).
+#: called once the commands are sent, with a function that tells whether the replies have
+#: arrived, all of them (:meth:`Replies.arrived`: it takes what the socket holds, never
+#: waiting); it returns when that says so, or when it has nothing more to do. It never raises
+#: (the round trip's connection would be dropped for nothing) and never uses that connection.
+#: The lane's worker consumes and prepares its next batch there (``streams.ahead``, ADR 0038).
 Meanwhile = Callable[[Callable[[], bool]], None]
 
 
@@ -95,11 +97,15 @@ def round_trip(
     (:func:`read_replies`); a reply that is an error raises once all are read.
     ``check_health=False``: no health check first (inside a ``WATCH``, a check that fails
     reconnects, and a new connection would ``EXEC`` unguarded: a dropped one raises).
-    ``meanwhile``: run between the send and the read (:data:`Meanwhile`)."""
+    ``meanwhile``: run between the send and the read (:data:`Meanwhile`), told the replies
+    have arrived once the last one has (:meth:`Replies.arrived`), not at the first: a
+    transaction's ``+QUEUED`` replies come while Redis still reads its commands, its
+    ``EXEC``'s only once it has run them all."""
     conn.send_packed_command(packed, check_health=check_health)
+    reading = Replies(conn, count, decode=decode)
     if meanwhile is not None:
-        meanwhile(partial(conn.can_read, 0))
-    replies, error = read_replies(conn, count, decode=decode)
+        meanwhile(reading.arrived)
+    replies, error = reading.read()
     if error is not None:
         raise error
     return replies
@@ -110,52 +116,103 @@ def read_replies(conn: Any, count: int, *, decode: bool) -> tuple[list[Any], Res
     client's ``decode_responses`` asks if ``decode`` (``read_response()``), else as bytes
     (``read_response(disable_decoding=True)``); and the first reply that is a
     ``ResponseError`` (None: none is), left in place among the replies."""
-    parser: Any = getattr(conn, "_parser", None)
-    reader = getattr(parser, "_reader", None)
-    hiredis = type(parser) is _HiredisParser  # not a subclass: its read_response may differ
-    if not hiredis or reader is None:
-        return _one_by_one(conn, count, decode=decode)
-    replies: list[Any] = []
-    first: ResponseError | None = None
-    gets = reader.gets if decode else partial(reader.gets, False)  # one call per reply
-    fill = parser.read_from_socket  # feeds the reader from the socket
-    push = parser._hiredis_PushNotificationType  # RESP3's push messages (None: hiredis < 3.2)
-    append = replies.append
-    lost = redis.ConnectionError
-    try:
-        while count:
-            reply = gets()
-            kind = reply.__class__
-            if kind is list:  # most replies (HMGET): checked first
-                if reply and isinstance(reply[0], lost):
-                    raise reply[0]
-            elif kind not in _PLAIN:
-                if reply is NOT_ENOUGH_DATA:
-                    fill()
-                    continue
-                if kind is push:  # not a reply: to the parser's handlers, as read_response does
-                    parser.handle_push_response(reply)
-                    continue
-                if first is None:
-                    first = _error(reply)
-                elif isinstance(reply, lost):
-                    raise reply
-            count -= 1
-            append(reply)
-    except TimeoutError as e:  # socket.timeout
-        conn.disconnect()
-        raise redis.TimeoutError(f"Timeout reading from {conn._host_error()}") from e
-    except OSError as e:
-        conn.disconnect()
-        raise redis.ConnectionError(
-            f"Error while reading from {conn._host_error()} : {e.args}"
-        ) from e
-    except BaseException:
-        conn.disconnect()
-        raise
-    if conn.health_check_interval:
-        conn.next_health_check = time.monotonic() + conn.health_check_interval
-    return replies, first
+    return Replies(conn, count, decode=decode).read()
+
+
+class Replies:
+    """The next ``count`` replies of ``conn``, read as they come (:meth:`arrived`, which never
+    waits) and then to the last (:meth:`read`, which waits). What :meth:`arrived` read stays
+    read: the replies are taken from the hiredis reader once, in order."""
+
+    __slots__ = ("_failed", "conn", "count", "decode", "first", "replies")
+
+    def __init__(self, conn: Any, count: int, *, decode: bool) -> None:
+        self.conn = conn
+        self.count = count  # still to read
+        self.decode = decode
+        self.replies: list[Any] = []
+        self.first: ResponseError | None = None  # the first reply that is a ``ResponseError``
+        self._failed: BaseException | None = None  # what :meth:`arrived` met, raised by read
+
+    def arrived(self) -> bool:
+        """Whether every reply is in, reading what the socket holds now (never waiting; no
+        hiredis parser: whether a reply has begun to arrive, ``Connection.can_read``). It
+        never raises: an error is kept for :meth:`read`, and the replies count as arrived."""
+        if not self.count or self._failed is not None:
+            return True
+        parser: Any = getattr(self.conn, "_parser", None)
+        if type(parser) is not _HiredisParser or getattr(parser, "_reader", None) is None:
+            try:
+                return bool(self.conn.can_read(0))
+            except BaseException:  # read() meets it again
+                return True
+        try:
+            self._take(parser, partial(parser.read_from_socket, 0, False))
+        except BaseException as error:
+            self._failed = error
+            return True
+        return not self.count
+
+    def read(self) -> tuple[list[Any], ResponseError | None]:
+        """The replies (waiting for the rest), and the first that is a ``ResponseError``."""
+        conn = self.conn
+        parser: Any = getattr(conn, "_parser", None)
+        hiredis = type(parser) is _HiredisParser  # not a subclass: its read_response may differ
+        if not hiredis or getattr(parser, "_reader", None) is None:
+            replies, first = _one_by_one(conn, self.count, decode=self.decode)
+            return self.replies + replies, self.first or first
+        try:
+            if self._failed is not None:
+                raise self._failed
+            self._take(parser, parser.read_from_socket)
+        except TimeoutError as e:  # socket.timeout
+            conn.disconnect()
+            raise redis.TimeoutError(f"Timeout reading from {conn._host_error()}") from e
+        except OSError as e:
+            conn.disconnect()
+            raise redis.ConnectionError(
+                f"Error while reading from {conn._host_error()} : {e.args}"
+            ) from e
+        except BaseException:
+            conn.disconnect()
+            raise
+        if conn.health_check_interval:
+            conn.next_health_check = time.monotonic() + conn.health_check_interval
+        return self.replies, self.first
+
+    def _take(self, parser: Any, fill: Callable[[], bool]) -> None:
+        """Take replies from the reader while it has whole ones, feeding it with ``fill()``
+        when it has none; stops when all are taken or ``fill()`` fed nothing (False: the
+        non-blocking one, when the socket holds nothing now)."""
+        reader = parser._reader
+        gets = reader.gets if self.decode else partial(reader.gets, False)  # one call per reply
+        push = parser._hiredis_PushNotificationType  # RESP3's push messages (None: hiredis < 3.2)
+        append = self.replies.append
+        lost = redis.ConnectionError
+        count = self.count
+        try:
+            while count:
+                reply = gets()
+                kind = reply.__class__
+                if kind is list:  # most replies (HMGET): checked first
+                    if reply and isinstance(reply[0], lost):
+                        raise reply[0]
+                elif kind not in _PLAIN:
+                    if reply is NOT_ENOUGH_DATA:
+                        if fill() is False:
+                            return
+                        continue
+                    if kind is push:  # not a reply: to the parser's handlers, as read_response
+                        parser.handle_push_response(reply)
+                        continue
+                    if self.first is None:
+                        self.first = _error(reply)
+                    elif isinstance(reply, lost):
+                        raise reply
+                count -= 1
+                append(reply)
+        finally:
+            self.count = count
 
 
 def _error(reply: Any) -> ResponseError | None:

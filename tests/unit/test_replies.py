@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis._parsers import _HiredisParser, _RESP2Parser, _RESP3Parser
 
-from streams.replies import Borrowed, read_replies, round_trip
+from streams.replies import Borrowed, Replies, read_replies, round_trip
 
 Wired = tuple[Any, socket.socket]  # (redis-py is partly untyped: a Connection as Any)
 
@@ -337,6 +337,75 @@ def test_meanwhile_runs_after_the_send_until_a_reply_arrives_then_the_replies_ar
 
         assert round_trip(conn, packed, 1, decode=False, meanwhile=meanwhile) == [b"PONG"]
     assert seen == [(packed[0], False), (b"", True)]
+
+
+def test_meanwhile_goes_on_until_the_last_reply_has_arrived() -> None:
+    """A transaction's ``+OK`` and ``+QUEUED`` replies come while Redis still reads its
+    commands, its ``EXEC``'s once it has run them: ``ready`` says False until that last reply
+    is in (the work goes on meanwhile), and the replies read are all of them, in order."""
+    packed = [b"*1\r\n$5\r\nMULTI\r\n", b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n"]
+    packed.append(b"*1\r\n$4\r\nEXEC\r\n")
+    seen: list[bool] = []
+    with wired() as (conn, theirs):
+
+        def meanwhile(ready: Callable[[], bool]) -> None:
+            received(theirs, sum(map(len, packed)))
+            theirs.sendall(b"+OK\r\n+QUEUED\r\n")  # the first replies, not the EXEC's
+            for _ in range(3):
+                seen.append(ready())
+            theirs.sendall(b"*1\r\n+OK\r\n")
+            while not ready():
+                pass
+            seen.append(ready())
+
+        got = round_trip(conn, packed, 3, decode=False, meanwhile=meanwhile)
+    assert got == [b"OK", b"QUEUED", [b"OK"]]
+    assert seen == [False, False, False, True]
+
+
+@given(
+    st.lists(reply_trees, min_size=1, max_size=20),
+    st.lists(st.integers(1, 40), min_size=1, max_size=12),
+    st.booleans(),
+)
+def test_replies_read_as_they_come_are_the_replies_read_at_once(
+    values: list[Any], cuts: list[int], decode: bool
+) -> None:
+    """The bytes arrive in pieces, ``Replies.arrived`` polled after each: it says True
+    exactly once every reply is in, and ``read`` then returns what ``read_replies`` returns
+    for the same bytes, the next reply untouched."""
+    data = b"".join(resp(v) for v in values)
+    with wired() as (conn, theirs):
+        theirs.sendall(data + b"+NEXT\r\n")
+        want, want_first = read_replies(conn, len(values), decode=decode)
+        assert conn.read_response() == b"NEXT"
+    with wired() as (conn, theirs):
+        reading = Replies(conn, len(values), decode=decode)
+        sent = 0
+        for cut in cuts:
+            piece = data[sent : sent + cut]
+            if piece:
+                theirs.sendall(piece)
+                sent += len(piece)
+            # one poll takes all the socket holds: every reply is in once every byte is
+            assert reading.arrived() is (sent == len(data))
+        theirs.sendall(data[sent:] + b"+NEXT\r\n")
+        got, first = reading.read()
+        assert conn.read_response() == b"NEXT"
+    assert shown(got) == shown(want)
+    assert shown(first) == shown(want_first)
+
+
+def test_a_connection_closed_while_replies_arrive_raises_at_the_read_and_disconnects() -> None:
+    with wired() as (conn, theirs):
+        reading = Replies(conn, 2, decode=False)
+        theirs.sendall(b"+OK\r\n$5\r\nab")
+        assert reading.arrived() is False
+        theirs.close()
+        assert reading.arrived() is True  # the error is kept for the read
+        with pytest.raises(redis.ConnectionError):
+            reading.read()
+        assert conn._sock is None
 
 
 @pytest.mark.parametrize("check_health", [True, False])
