@@ -7,8 +7,8 @@ per event, ~20 % of the lane's CPU) needs no state, so it can be done in those w
 
 The lane's store calls a :class:`WorkAhead` after it sent a round trip that holds no
 ``WATCH`` open (:data:`streams.replies.Meanwhile`: each wave of the load, the commit's first
-round trip and its ``EXEC``), with a poll of the connection's socket. Until the poll says a
-reply is there, it works in steps:
+round trip and its ``EXEC``), with a poll of the connection's socket. Until the poll says the
+last reply is in (``streams.replies.Replies.arrived``), it works in steps:
 
 1. the consumer's next records, once (``consume(batch size, 0)``: what is queued already,
    never a wait; none queued: tried again at the next round trip);
