@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import fields, is_dataclass, replace
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 
@@ -85,3 +85,26 @@ def stock_movements(
         occurred_at=draw(times),
         reason=draw(st.sampled_from([None, "damaged"])),
     )
+
+
+def canonical(value: Any, *, memos: bool = True) -> Any:
+    """``value`` as nested lists that keep every type name, field and mapping order (for
+    comparing results field by field). ``memos=False`` leaves out the dataclass fields out of
+    comparison, memos of the value (``Facts.encoded``, ``pruned``): two paths that build the
+    same value may leave different ones."""
+    if isinstance(value, dict):
+        return [
+            "dict",
+            [[canonical(k, memos=memos), canonical(v, memos=memos)] for k, v in value.items()],
+        ]
+    if isinstance(value, set | frozenset):
+        return [type(value).__name__, sorted(repr(canonical(v, memos=memos)) for v in value)]
+    if isinstance(value, tuple | list):
+        return [type(value).__name__, [canonical(v, memos=memos) for v in value]]
+    if is_dataclass(value) and not isinstance(value, type):
+        names = [f.name for f in fields(value) if memos or f.compare]
+        return [
+            type(value).__name__,
+            [[n, canonical(getattr(value, n), memos=memos)] for n in names],
+        ]
+    return [type(value).__name__, value]

@@ -12,12 +12,13 @@ order."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import fields, is_dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 from unittest.mock import patch
 
 import identity_stage_reference as reference
+from builders import canonical
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pipeline_helpers import make_context
@@ -27,20 +28,6 @@ from resolvers.decode_cache import DecodeCache
 from resolvers.identity.rules import IdentityRules
 from resolvers.stages import identity
 from resolvers.stages.identity import Evidence, Resolution, Sighting
-
-
-def canonical(value: Any) -> Any:
-    """``value`` as nested lists that keep every type name, field and mapping order."""
-    if isinstance(value, dict):
-        return ["dict", [[canonical(k), canonical(v)] for k, v in value.items()]]
-    if isinstance(value, set | frozenset):
-        return [type(value).__name__, sorted(repr(canonical(v)) for v in value)]
-    if isinstance(value, tuple | list):
-        return [type(value).__name__, [canonical(v) for v in value]]
-    if is_dataclass(value) and not isinstance(value, type):
-        fs = [[f.name, canonical(getattr(value, f.name))] for f in fields(value)]
-        return [type(value).__name__, fs]
-    return [type(value).__name__, value]
 
 
 def strict(rules: IdentityRules) -> IdentityRules:

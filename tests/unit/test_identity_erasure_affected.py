@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from contextlib import ExitStack
-from dataclasses import fields, is_dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 from unittest.mock import patch
 
+import builders
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from identity_worlds import POOL, RULES, SMALL_RULES, T0, atom, hash_of, i, stamp
@@ -41,16 +42,7 @@ def canonical(value: Any) -> Any:
     out of comparison are left out: they are memos of the value (``Facts.encoded`` and
     ``pruned``). The full walk puts :data:`EMPTY_FACTS` for a group's empty facts, whereas
     groups no erasure touches keep theirs (an empty ``Facts`` of their own, equal to it)."""
-    if isinstance(value, dict):
-        return ["dict", [[canonical(k), canonical(v)] for k, v in value.items()]]
-    if isinstance(value, set | frozenset):
-        return [type(value).__name__, sorted(repr(canonical(v)) for v in value)]
-    if isinstance(value, tuple | list):
-        return [type(value).__name__, [canonical(v) for v in value]]
-    if is_dataclass(value) and not isinstance(value, type):
-        names = [f.name for f in fields(value) if f.compare]
-        return [type(value).__name__, [[n, canonical(getattr(value, n))] for n in names]]
-    return [type(value).__name__, value]
+    return builders.canonical(value, memos=False)
 
 
 @st.composite
