@@ -132,7 +132,7 @@ class Replies:
         self.decode = decode
         self.replies: list[Any] = []
         self.first: ResponseError | None = None  # the first reply that is a ``ResponseError``
-        self._failed: BaseException | None = None  # what :meth:`arrived` met, raised by read
+        self._failed: Exception | None = None  # what :meth:`arrived` met, raised by read
 
     def arrived(self) -> bool:
         """Whether every reply is in, reading what the socket holds now (never waiting; no
@@ -144,11 +144,11 @@ class Replies:
         if type(parser) is not _HiredisParser or getattr(parser, "_reader", None) is None:
             try:
                 return bool(self.conn.can_read(0))
-            except BaseException:  # read() meets it again
+            except Exception:  # read() meets it again
                 return True
         try:
             self._take(parser, partial(parser.read_from_socket, 0, False))
-        except BaseException as error:
+        except Exception as error:  # (an interrupt is not deferred)
             self._failed = error
             return True
         return not self.count
