@@ -411,8 +411,9 @@ class WorkerMetrics:
             ),
             decode_cache_lookups=Counter(
                 "loom_decode_cache_lookups_total",
-                "Stored entities a worker's batches decoded (result=miss) or found decoded in "
-                "its cache (result=hit); a miss ratio that climbs as the shop grows says "
+                "Stored entities the worker decoded (result=miss) or found decoded in its "
+                "cache (result=hit), counted after each batch; a miss ratio that climbs as "
+                "the shop grows says "
                 "LOOM_DECODE_CACHE_BYTES holds less than the working set.",
                 ["result"],
                 registry=reg,
