@@ -584,6 +584,8 @@ def throughput(
         # the lane's saturation (17.3): wall time on its batches, its own thread's CPU in them
         busy = {lane: grown(lane, "loom_lane_busy_seconds") for lane in LANES}
         lane_cpu = {lane: grown(lane, "loom_lane_cpu_seconds") for lane in LANES}
+        # of the waiting: ready to run with no CPU free (Linux schedstat; 0 where absent)
+        runnable = {lane: grown(lane, "loom_lane_runnable_seconds") for lane in LANES}
         # of the busy time: in the store's Redis calls (its loads and commits, wall, what is
         # done meanwhile included: ADR 0038), by operation
         in_redis = {
@@ -654,6 +656,10 @@ def throughput(
                     "waiting_in_batches_us_per_event": round(
                         1e6 * (busy[lane] - lane_cpu[lane]) / events, 1
                     ),
+                    # of that wait, the thread ready to run while other processes (Redis,
+                    # the broker, the other lane) or threads held both CPUs; the rest it was
+                    # blocked: on Redis's replies, Kafka, the interpreter lock
+                    "waiting_for_a_cpu_us_per_event": round(1e6 * runnable[lane] / events, 1),
                     # wall time in the store's load and commit calls (Redis answering,
                     # the client's work, what ran meanwhile): the rest of the wait is the
                     # interpreter lock and the CPUs

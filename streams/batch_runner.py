@@ -48,6 +48,7 @@ from streams.errors import (
 )
 from streams.lane_status import LaneStatus, StopReason
 from streams.observe import observe_batch
+from streams.procinfo import thread_runnable_s
 from streams.redis_claims import RedisClaims
 from streams.redis_store import RedisStore
 from streams.runtime import Runtime
@@ -142,6 +143,7 @@ class BatchRunner:
             else:
                 log.warning("LOOM_COMMIT_CLAIMS needs LOOM_REDIS_COMMIT=watch: no claims")
         self._cpu = rt.metrics.lane_cpu.labels(lane=rt.lane.name)
+        self._runnable = rt.metrics.lane_runnable.labels(lane=rt.lane.name)
         self._fixed: tuple[bytes, str | None] | None = None  # ``prepare``'s salt and region
 
     async def run(self, records: Sequence[RawRecord], prepared: Prepared | None = None) -> Applied:
@@ -241,10 +243,13 @@ class BatchRunner:
         self, records: Sequence[RawRecord], prepared: Prepared | None = None
     ) -> BatchResult:
         started = time.thread_time()  # this thread's CPU: loom_lane_cpu_seconds_total
+        queued = thread_runnable_s()  # and its wait for a CPU: loom_lane_runnable_seconds_total
         try:
             return self._run_batch(records, prepared)
         finally:
             self._cpu.inc(time.thread_time() - started)
+            if queued is not None and (now := thread_runnable_s()) is not None:
+                self._runnable.inc(now - queued)
 
     def _run_batch(
         self, records: Sequence[RawRecord], prepared: Prepared | None = None

@@ -227,6 +227,7 @@ class WorkerMetrics:
     batch_retries: Counter  # loom_batch_retries_total{lane,step,error}
     lane_busy: Counter  # loom_lane_busy_seconds_total{lane}
     lane_cpu: Counter  # loom_lane_cpu_seconds_total{lane}
+    lane_runnable: Counter  # loom_lane_runnable_seconds_total{lane}
     lane_ahead: Counter  # loom_lane_ahead_records_total{lane,step}
     poison_records: Counter  # loom_poison_records_total{lane,stage}
     relay: RelayMetrics  # the outbox relay's (a worker runs one unless LOOM_WORKER_RELAY=false)
@@ -383,6 +384,16 @@ class WorkerMetrics:
                 "included, and the next batch's work done while Redis answered). Busy time "
                 "minus this is time the lane waited: on Redis, on the interpreter lock (the "
                 "relay's thread), on the machine's CPUs.",
+                ["lane"],
+                registry=reg,
+            ),
+            lane_runnable=Counter(
+                "loom_lane_runnable_seconds_total",
+                "Time the lane's own thread was ready to run in its batches while no CPU was "
+                "free (Linux schedstat: its run-queue wait; absent elsewhere): the part of the "
+                "batches' waiting spent on the machine's CPUs, held by other processes or "
+                "threads. Busy time minus CPU minus this is waiting on Redis, Kafka or the "
+                "interpreter lock.",
                 ["lane"],
                 registry=reg,
             ),

@@ -1,8 +1,8 @@
 """Facts about local processes from ``/proc`` (Linux): CPU time used, who listens on a port.
 
 For measuring and fault-injecting Loom's processes from outside: the bench's CPU per event
-(``bench.proc_cpu``) and the chaos tier's broker pauses (``tests/chaos``). Nothing in a worker
-uses it.
+(``bench.proc_cpu``) and the chaos tier's broker pauses (``tests/chaos``). A worker reads one
+thing of its own here: its lane thread's time waiting for a CPU (:func:`thread_runnable_s`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,23 @@ def stat_cpu_s(stat: Path) -> float:
     ``os.sysconf("SC_CLK_TCK")``."""
     fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+#: The calling thread's scheduler statistics: ns on a CPU, ns waiting on a run queue, slices.
+THREAD_SCHEDSTAT: Final = "/proc/thread-self/schedstat"
+
+
+def thread_runnable_s() -> float | None:
+    """Seconds the calling thread has spent ready to run while no CPU was free (its run-queue
+    wait, the second field of :data:`THREAD_SCHEDSTAT`); None where the kernel does not say
+    (another OS, or Linux without ``CONFIG_SCHEDSTATS``). A thread waiting for a lock, a
+    socket or a sleep is not on a run queue: this is the time other processes, or other
+    threads, held the CPUs it could have used."""
+    try:
+        with open(THREAD_SCHEDSTAT, "rb") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _listening_inodes(port: int) -> set[str]:

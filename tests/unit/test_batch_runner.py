@@ -224,6 +224,29 @@ def test_the_lanes_cpu_is_its_batch_threads_attempts_retries_included(
     assert cpu == 3 * 3
 
 
+def test_the_lanes_wait_for_a_cpu_is_its_batch_threads_run_queue_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``loom_lane_runnable_seconds_total`` adds how much longer the batch thread waited on a
+    run queue across each attempt (``procinfo.thread_runnable_s``); where the kernel does not
+    say, nothing is added."""
+    readings = iter([1.0, 1.25, 7.0, 7.5])  # two batches: 0.25 s and 0.5 s queued
+    monkeypatch.setattr(batch_runner, "thread_runnable_s", lambda: next(readings))
+    runner, _ = runner_on(FlakyStore([]))
+    run(runner)
+    run(runner)
+    labels = {"lane": "profiles"}
+    runnable = runner.rt.metrics.registry.get_sample_value(
+        "loom_lane_runnable_seconds_total", labels
+    )
+    assert runnable == pytest.approx(0.75)
+    monkeypatch.setattr(batch_runner, "thread_runnable_s", lambda: None)
+    run(runner)
+    assert runner.rt.metrics.registry.get_sample_value(
+        "loom_lane_runnable_seconds_total", labels
+    ) == pytest.approx(0.75)
+
+
 async def _no_wait(aw: Any, timeout: float) -> Any:  # noqa: ASYNC109 - wait_for's signature
     """``asyncio.wait_for`` without its backoff wait (the stop event never fires)."""
     return await _WAIT_FOR(aw, 0)

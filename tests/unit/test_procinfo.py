@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
-from streams.procinfo import listening_pid, process_cpu_s, stat_cpu_s
+import pytest
+
+from streams import procinfo
+from streams.procinfo import listening_pid, process_cpu_s, stat_cpu_s, thread_runnable_s
 
 
 def test_cpu_time_grows_with_work_and_not_with_sleep() -> None:
@@ -59,3 +64,41 @@ def test_a_thread_s_cpu_time_is_its_own() -> None:
     finally:
         done.set()
         thread.join()
+
+
+def test_a_threads_run_queue_wait_grows_while_another_process_holds_its_cpu() -> None:
+    """``thread_runnable_s``: this thread, pinned to one CPU beside a process that spins on
+    it, waits on the run queue about as long as it computes; asleep, it does not wait."""
+    if thread_runnable_s() is None:
+        pytest.skip("this kernel reports no schedstat")
+    cpu = min(os.sched_getaffinity(0))
+    before_sleep = thread_runnable_s() or 0.0
+    time.sleep(0.2)
+    assert (thread_runnable_s() or 0.0) - before_sleep < 0.05
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    allowed = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(spinner.pid, {cpu})
+        os.sched_setaffinity(0, {cpu})  # this thread only
+        start = thread_runnable_s() or 0.0
+        deadline = time.thread_time() + 0.2
+        while time.thread_time() < deadline:  # 0.2 s of CPU, sharing the CPU with the spinner
+            pass
+        queued = (thread_runnable_s() or 0.0) - start
+    finally:
+        os.sched_setaffinity(0, allowed)
+        spinner.kill()
+        spinner.wait()
+    assert queued >= 0.05
+
+
+def test_no_run_queue_figure_where_the_kernel_gives_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stat = tmp_path / "schedstat"
+    monkeypatch.setattr(procinfo, "THREAD_SCHEDSTAT", str(stat))
+    assert thread_runnable_s() is None  # no such file
+    stat.write_text("104574 2500000000 2\n")
+    assert thread_runnable_s() == 2.5
+    stat.write_text("garbled\n")
+    assert thread_runnable_s() is None
