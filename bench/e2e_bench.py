@@ -85,7 +85,7 @@ from resolvers.steps import Event, RawRecord
 from schemas.touchpoint import Touchpoint, dump_touchpoint, record_key
 from streams import kafka_clients, redis_clients
 from streams.ahead import STEPS
-from streams.lag import uncommitted
+from streams.lag import uncommitted_or_unknown
 from streams.producer import TouchpointProducer
 from streams.redis_store import processed_ids
 from streams.settings import LoomSettings, Topics
@@ -287,10 +287,11 @@ class Deployment:
                 out[role].append(r.read().decode())
         return {role: "\n".join(texts) for role, texts in out.items()}
 
-    def lag(self, *lanes: str) -> int:
-        """Sum of end offset - committed offset over partitions of the lanes' groups (all).
-        Routed by SKU, the inventory lane's is its router's on the raw topic plus its own on
-        the stock-movement topic."""
+    def lag(self, *lanes: str) -> int | None:
+        """Sum of end offset - committed offset over partitions of the lanes' groups (all);
+        None when the broker could not say this time (a group's coordinator moving: ask
+        again). Routed by SKU, the inventory lane's is its router's on the raw topic plus its
+        own on the stock-movement topic."""
         s = self.settings
         total = 0
         for lane in lanes or LANES:
@@ -305,7 +306,10 @@ class Deployment:
                 c = self._lag_consumers.get(group)
                 if c is None:  # never subscribes: only reads the group's offsets
                     c = self._lag_consumers[group] = kafka_clients.consumer(s, group)
-                total += uncommitted(c, topic, self.partitions)
+                lag = uncommitted_or_unknown(c, topic, self.partitions)
+                if lag is None:
+                    return None
+                total += lag
         return total
 
     def wait_lag_zero(self, *lanes: str, timeout: float = 300.0, poll_s: float = 0.1) -> float:

@@ -46,6 +46,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
+from streams.errors import KafkaUnavailableError, classify
 from streams.kafka_clients import base_config, new_admin, new_consumer
 
 __all__ = [
@@ -424,6 +425,21 @@ def uncommitted(
             _low, end = consumer.get_watermark_offsets(tp, timeout=timeout_s)
         total += max(end - max(committed.get(tp.partition, 0), 0), 0)
     return total
+
+
+def uncommitted_or_unknown(
+    consumer: Consumer, topic: str, partitions: int | Sequence[int], *, timeout_s: float = 10.0
+) -> int | None:
+    """:func:`uncommitted`, for a caller that asks again until the lag is 0: None when Kafka
+    could not say this time for a passing reason (the group's coordinator moving or still
+    loading, a broker away: a :class:`~streams.errors.KafkaUnavailableError`); any other
+    error is raised."""
+    try:
+        return uncommitted(consumer, topic, partitions, timeout_s=timeout_s)
+    except KafkaException as exc:
+        if isinstance(classify(exc), KafkaUnavailableError):
+            return None
+        raise
 
 
 # --- __consumer_offsets ---------------------------------------------------------------------

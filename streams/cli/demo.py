@@ -33,7 +33,7 @@ from streams.cli import demo_story
 from streams.cli.demo_audiences import DEMO_AUDIENCES
 from streams.cli.options import add_kafka_options, add_redis_options, settings_from
 from streams.inventory_reader import InventoryReader
-from streams.lag import uncommitted
+from streams.lag import uncommitted_or_unknown
 from streams.reader import ProfileReader
 from streams.settings import LoomSettings
 
@@ -197,14 +197,14 @@ def _wait_caught_up(
     )
     shown = "not read"
     while time.monotonic() < deadline:
-        lags = {role: uncommitted(c, raw, partitions) for role, c in consumers.items()}
-        if not any(lags.values()):
+        lags = {role: uncommitted_or_unknown(c, raw, partitions) for role, c in consumers.items()}
+        if not any(lag is None or lag for lag in lags.values()):
             return False
         for role, worker in workers.items():
             if worker.poll() is not None:
                 say(f"{role} worker exited with {worker.returncode}; see {logs[role]}")
                 return True
-        shown = ", ".join(f"{role} {n}" for role, n in lags.items())
+        shown = ", ".join(f"{role} {'?' if n is None else n}" for role, n in lags.items())
         print(f"    lag (records): {shown}", file=sys.stderr, flush=True)
         time.sleep(2)
     where = ", ".join(str(path) for path in logs.values())

@@ -120,7 +120,7 @@ def test_workers_that_never_catch_up_fail_the_demo(
 ) -> None:
     """Before: the wait ended at its deadline as if the workers had caught up, and the demo
     told the story of nothing with exit 0 (lanes stopped on ``state_lost``)."""
-    monkeypatch.setattr(demo, "uncommitted", lambda consumer, raw, partitions: 14)
+    monkeypatch.setattr(demo, "uncommitted_or_unknown", lambda consumer, raw, partitions: 14)
     monkeypatch.setattr(demo.time, "sleep", lambda s: None)
     consumers: Any = {"profiles": Consumer(), "inventory": Consumer()}
     workers: Any = {}
@@ -131,3 +131,18 @@ def test_workers_that_never_catch_up_fail_the_demo(
     err = capsys.readouterr().err
     assert "did not catch up in time (lag: profiles 14, inventory 14)" in err
     assert str(tmp_path / "p.log") in err
+
+
+def test_a_lag_kafka_cannot_tell_yet_is_not_caught_up(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A group's coordinator moving answers nothing for a while: the demo keeps waiting (and
+    says the lag is not known) rather than failing on the first such answer."""
+    monkeypatch.setattr(demo, "uncommitted_or_unknown", lambda consumer, raw, partitions: None)
+    monkeypatch.setattr(demo.time, "sleep", lambda s: None)
+    consumers: Any = {"profiles": Consumer(), "inventory": Consumer()}
+    settings: Any = type("S", (), {"topics": type("T", (), {"raw": "raw"})()})()
+    deadline = time.monotonic() + 0.2
+    logs = {"profiles": tmp_path / "p.log"}
+    assert demo._wait_caught_up(settings, consumers, {}, logs, deadline) is True
+    assert "(lag: profiles ?, inventory ?)" in capsys.readouterr().err
