@@ -31,7 +31,9 @@ the inventory lane, a signup for the profiles lane). Figures:
   event, and the rest of its batches' time, spent waiting (Redis round trips, the relay's
   thread holding the interpreter lock, the other processes on the CPUs); and of that time,
   the wall time in the store's load and commit calls (``loom_redis_call_seconds{op}``: Redis
-  answering, the client's own work, and what the lane did meanwhile, ADR 0038).
+  answering, the client's own work, and what the lane did meanwhile, ADR 0038), and the time
+  the thread was ready to run while no CPU was free (``loom_lane_runnable_seconds_total``,
+  Linux's run-queue wait: ``waiting_for_a_cpu_us_per_event``).
 
 Latency (``latency``): one worker of each role, a steady rate (each of ``--rates``) for
 ``--warmup`` seconds (not measured: fresh workers, a broker's JIT), then for ``--seconds``.
@@ -705,7 +707,9 @@ def throughput(
         )
         per_lane = ", ".join(
             f"{lane} {v['events_per_s_visible']:,.0f}, busy {v['busy_pct_of_visible']} %, "
-            f"own thread {v['lane_thread_cpu_us_per_event']} µs/event"
+            f"own thread {v['lane_thread_cpu_us_per_event']} µs/event, waiting "
+            f"{v['waiting_in_batches_us_per_event']} ({v['waiting_for_a_cpu_us_per_event']} "
+            "for a CPU)"
             for lane, v in result["lanes"].items()
         )
         conflict_text = ", ".join(
