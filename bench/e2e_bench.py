@@ -78,7 +78,15 @@ from confluent_kafka import Consumer, KafkaError, KafkaException
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import conflict_bench, run_main
-from bench.proc_cpu import GC_THREADS, JIT_THREADS, CpuMeter, kafka_pid, per_event_us, redis_pid
+from bench.proc_cpu import (
+    GC_THREADS,
+    JIT_THREADS,
+    CpuMeter,
+    HostCpu,
+    kafka_pid,
+    per_event_us,
+    redis_pid,
+)
 from bench.raw_limit import delete_prefix, raw_limit
 from resolvers import stock_routing
 from resolvers.pipeline import LANES
@@ -531,10 +539,12 @@ def throughput(
             dep.wait_lag_zero(timeout=120)
             before = dep.metrics()
             meter = dep.meter()
+            host = HostCpu()
             loadavg = [round(x, 2) for x in os.getloadavg()]
             say(f"throughput: producing {events} events ({size / 1e6:.1f} MB)")
             markers = [f"MARK-{dep.tag}-{p}" for p in range(dep.partitions)]
             meter.start()
+            host.start()
             started = time.monotonic()
             for value, key in backlog:
                 producer.send_raw(value, key=key)
@@ -578,6 +588,7 @@ def throughput(
         ):
             time.sleep(0.05)
         cpu = meter.stop()
+        host_cpu = host.stop()
         after = dep.metrics()
         batches = {lane: histogram_delta(before[lane], after[lane], BATCH) for lane in LANES}
 
@@ -633,6 +644,8 @@ def throughput(
             # ADR 0039: the outbox relay in each worker (true) or in `loom relay` processes
             "worker_relay": dep.settings.worker_relay,
             "loadavg_start": loadavg,
+            # the host's CPUs over the backlog: busy, idle, stolen by the hypervisor
+            "host_cpu_pct": host_cpu,
             "events": events,
             "bytes": size,
             "records_on_topic": len(warmup) + events + 2 * len(markers),

@@ -15,7 +15,9 @@ that waits for a core accrues no CPU time meanwhile.
 * :class:`CpuMeter`: named groups of pids, sampled before and after a phase, and named groups
   of threads of one process (:meth:`CpuMeter.add_threads`): the broker JVM's JIT compiler
   threads (:data:`JIT_THREADS`), a large share of a freshly started broker's CPU, and its
-  garbage collector's (:data:`GC_THREADS`).
+  garbage collector's (:data:`GC_THREADS`);
+* :class:`HostCpu`: how the whole host's CPU time went over a phase (busy, idle, waiting for
+  I/O, stolen by the hypervisor): whether a run had the machine's CPUs to itself.
 """
 
 from __future__ import annotations
@@ -140,6 +142,39 @@ class CpuMeter:
                 else round(sum(v - before.get(tid, 0.0) for tid, v in after.items()), 3)
             )
         return out
+
+
+#: The columns of ``/proc/stat``'s ``cpu`` line (every CPU, in clock ticks), in order.
+HOST_COLUMNS: tuple[str, ...] = (
+    "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"
+)  # fmt: skip
+
+
+def host_ticks(stat: Path = Path("/proc/stat")) -> dict[str, int]:
+    """The host's CPU time so far, by :data:`HOST_COLUMNS`."""
+    first = stat.read_text().split("\n", 1)[0].split()
+    return dict(zip(HOST_COLUMNS, map(int, first[1 : 1 + len(HOST_COLUMNS)]), strict=True))
+
+
+@dataclass
+class HostCpu:
+    """Shares (%) of the host's CPU time between :meth:`start` and :meth:`stop`: ``busy``
+    (user, system, interrupts), ``idle``, ``iowait`` and ``steal`` (the hypervisor ran another
+    guest while this one wanted a CPU: a run that lost a share of its CPUs so)."""
+
+    stat: Path = Path("/proc/stat")
+    _before: dict[str, int] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self._before = host_ticks(self.stat)
+
+    def stop(self) -> dict[str, float]:
+        after = host_ticks(self.stat)
+        d = {k: after[k] - self._before.get(k, 0) for k in HOST_COLUMNS}
+        total = sum(d.values()) or 1
+        busy = d["user"] + d["nice"] + d["system"] + d["irq"] + d["softirq"]
+        shares = {"busy": busy, "idle": d["idle"], "iowait": d["iowait"], "steal": d["steal"]}
+        return {k: round(100 * v / total, 1) for k, v in shares.items()}
 
 
 def per_event_us(cpu_s: Mapping[str, float | None], events: int) -> dict[str, float | None]:
