@@ -75,11 +75,6 @@ def _profile_decoder(ref: Ref, rules: IdentityRules) -> Callable[[bytes], Stored
     return lambda raw: decode(ref.name, raw, rules)
 
 
-def _decode_record(raw: bytes) -> Mapping[str, object]:
-    data: Mapping[str, object] = orjson.loads(raw)
-    return data
-
-
 _identifiers_of: Final = attrgetter("identifiers")
 _hashes_of: Final = attrgetter("suppression_hashes")
 
@@ -152,7 +147,11 @@ class ProfilesBatch:
             kind, name = ref  # a named tuple: unpacked in C
             if kind is _K_IDENTIFIER:
                 pid = fields.get("p")
-                state = cache.get(ref, fields.get("s", b"{}"), _decode_record)
+                # decoded, not looked up in the cache: a record's state is a few dozen bytes
+                # (``{"v":2}``, or the account ids it was seen with), which ``orjson`` parses
+                # in about the time a lookup takes (a miss took 3-5 times that, and its entry
+                # took budget from the profiles, whose misses cost a whole decode each)
+                state = orjson.loads(fields.get("s", b"{}"))
                 holders = orjson.loads(fields.get(HOLDERS_FIELD, b"[]"))
                 records[parse_key(name)] = IdentifierRecord.from_json(
                     state, pid.decode() if pid is not None else None, holders

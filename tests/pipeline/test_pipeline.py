@@ -452,6 +452,33 @@ def test_decode_cache_changes_nothing_but_the_work(run: Runner) -> None:
     assert cache.hits > 0
 
 
+def test_the_decode_cache_is_asked_for_profiles_not_identifier_records(run: Runner) -> None:
+    """A record's state parses in about the time a lookup takes: it is decoded, and the
+    cache's budget left to profiles (``ProfilesBatch.from_loaded``)."""
+    from dataclasses import replace
+
+    from pipeline_helpers import make_context, record, run_lanes
+
+    from resolvers.decode_cache import DecodeCache
+
+    asked: list[Kind] = []
+
+    class Asked(DecodeCache):
+        def get(self, key: Any, raw: bytes, decode: Any) -> Any:
+            asked.append(key.kind)
+            return super().get(key, raw, decode)
+
+    cache, cached, plain = Asked(), InMemoryStore(), InMemoryStore()
+    for event in JOURNEY:  # one event per batch: each reloads the records of the one before
+        run([event], plain)
+        run_lanes([record(event)], cached, lambda: replace(make_context(), cache=cache))
+    assert cached.entities == plain.entities
+    loaded = [ref.kind for ref in cached.entities]
+    assert Kind.IDENTIFIER in loaded  # records were there to be loaded
+    assert Kind.PROFILE in asked
+    assert Kind.IDENTIFIER not in asked
+
+
 def test_data_allowed_by_a_region_default_is_purged_when_the_region_changes(
     run: Runner, store: InMemoryStore
 ) -> None:
