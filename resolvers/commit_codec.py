@@ -15,6 +15,7 @@ from typing import Any, Final
 import orjson
 
 from resolvers import inventory
+from resolvers.decode_cache import right_sized
 from resolvers.effects import (
     AudiencesChanged,
     Count,
@@ -58,6 +59,7 @@ _K_PROFILE: Final = Kind.PROFILE
 _dumps: Final = orjson.dumps
 _NON_STR_KEYS: Final = orjson.OPT_NON_STR_KEYS
 _encode_with_held: Final = stored_profile.encode_with_held
+_right_sized: Final = right_sized
 
 
 def _json(value: Any) -> bytes:
@@ -107,17 +109,26 @@ class _Encoder:
 
     def profile_written(self, effect: ProfileWritten) -> None:
         """The hot one (a write per touched profile): its snapshot encoded once, for the
-        outbox and the stored ``d``; its state remembered for ``written``."""
+        outbox and the stored ``d``; its state remembered for ``written``.
+
+        Its three values are kept right-sized (``right_sized``): ``orjson.dumps`` returns
+        bytes holding its whole buffer (at least 4 KiB), and a commit keeps them until it is
+        done (the in-memory store: for as long as it holds the entity and the outbox record).
+        Kept whole, every write's buffers were fresh pages to fault in; copied, each buffer is
+        freed at once for the next ``dumps`` (in process, 30,000 simulator events: ~1.2
+        fewer minor page faults per event with the in-memory store, ~0.6 fewer when the
+        stored values leave the worker's heap after each batch, as a Redis commit's do)."""
         profile, version = effect.profile, effect.version
         pid = profile.profile_id
         key = pid.encode()
         ref = new_tuple(Ref, (_K_PROFILE, pid))  # ``profile_ref(pid)``, inline
         snapshot = effect.snapshot
         try:  # ``_json(snapshot)``, inline
-            doc = _dumps(snapshot)
+            doc = _right_sized(_dumps(snapshot))
         except TypeError:
-            doc = _dumps(snapshot, option=_NON_STR_KEYS)
+            doc = _right_sized(_dumps(snapshot, option=_NON_STR_KEYS))
         state, held = _encode_with_held(profile)
+        state, held = _right_sized(state), _right_sized(held)
         self.writes.append(_new_write(ref, version, {"d": doc, "s": state, HELD_FIELD: held}))
         self.states.append((ref, state, profile))
         self.outbox.append(_new_outbox(self.profile_topic, key, doc, version))

@@ -12,7 +12,10 @@ co-occurrences written as they are (orjson writes tuples as arrays)."""
 from __future__ import annotations
 
 import dataclasses
+import gc
+import tracemalloc
 from collections import Counter
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -24,7 +27,7 @@ from stored_profile_worlds import stored_profile as stored_profile_of
 
 from resolvers import commit_codec
 from resolvers.effects import IdentifierWritten, ProfileWritten
-from resolvers.identity.evidence import IdentifierRecord
+from resolvers.identity.evidence import IdentifierRecord, Stamp
 from resolvers.lanes.stored_profile import Group, StoredProfile
 from resolvers.store import identifier_ref
 from schemas.identifiers import Identifier
@@ -110,6 +113,34 @@ def test_a_profile_is_written_as_main_wrote_it(
     again = commit_codec._Encoder({}, "profiles")
     again.profile_written(effect)  # the facts' remembered encoding
     assert _written(again) == _written(old)
+
+
+def test_a_profile_write_keeps_its_values_right_sized() -> None:
+    # orjson.dumps returns bytes that keep its whole buffer (>= 4 KiB since orjson 3.12): a
+    # commit keeps a write's d, s and i (and the outbox record its d) until it is done
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    effects = [
+        ProfileWritten(
+            StoredProfile(f"p_{i}", Stamp(at, f"e{i}"), {"email": (f"a{i}@x",)}),
+            1,
+            {"profile_id": f"p_{i}"},
+        )
+        for i in range(2_000)
+    ]
+    encoder = commit_codec._Encoder({}, "profiles")
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for effect in effects:
+            encoder.profile_written(effect)
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    # a write's objects and its three short values, not 3 x 4 KiB
+    assert held / len(effects) < 4096
+    assert [w.fields["d"] for w in encoder.writes] == [
+        commit_codec._json(e.snapshot) for e in effects
+    ]
 
 
 _RECORDS = st.builds(
