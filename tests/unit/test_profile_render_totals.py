@@ -61,6 +61,10 @@ def _old_latest_transactions(groups: Iterable[Facts]) -> dict[str, Transaction]:
     return out
 
 
+def _old_bump(into: dict[str, int], key: str, n: int = 1) -> None:
+    into[key] = into.get(key, 0) + n
+
+
 def _old_add(into: dict[str, Decimal], currency: str, amount: Decimal) -> None:
     into[currency] = render_module._CTX.add(into.get(currency, Decimal(0)), amount)
 
@@ -86,19 +90,19 @@ def _old_count_transaction(totals: Any, t: Transaction, purposes: frozenset[Purp
             if t.in_store:
                 totals.in_store += 1
                 if t.location_id not in render_module._ONLINE_LOCATIONS:
-                    render_module._bump(totals.stores, str(t.location_id))
+                    _old_bump(totals.stores, str(t.location_id))
             else:
                 totals.online += 1
-            render_module._bump(totals.orders_by_currency, t.currency)
+            _old_bump(totals.orders_by_currency, t.currency)
             if t.payment_method:
-                render_module._bump(totals.payments, t.payment_method)
+                _old_bump(totals.payments, t.payment_method)
             if totals.last_order is None or t.rank() > totals.last_order.rank():
                 totals.last_order = t
     if Purpose.PERSONALIZATION in purposes:
         totals.activities.append(t.activity())
         if not t.is_return:
             for category in t.categories:
-                render_module._bump(totals.categories, category, PURCHASE_AFFINITY_WEIGHT)
+                _old_bump(totals.categories, category, PURCHASE_AFFINITY_WEIGHT)
 
 
 def _old_totals(
@@ -127,7 +131,7 @@ def _old_totals(
                 totals.saw(d.first_at, d.last_at, d.channels)
             if d.interest and Purpose.PERSONALIZATION in purposes:
                 for category, weight in d.categories.items():
-                    render_module._bump(totals.categories, category, weight)
+                    _old_bump(totals.categories, category, weight)
                 totals.activities.extend(d.activities)
                 totals.preferences = lww(totals.preferences, d.preferences)
     return totals
