@@ -123,7 +123,8 @@ class PersonDraft:
             self.first,
             self.identifiers,
             dict(self.groups),
-            tuple(sorted(self.merged_from - {self.profile_id})),
+            # (most people merged nobody: no set built and sorted)
+            tuple(sorted(self.merged_from - {self.profile_id})) if self.merged_from else (),
         )
 
 
