@@ -16,7 +16,7 @@ identifier records ~830 bytes each; stock ledgers measured 2.4x plus the stored 
 are charged more than they hold (4.7x plus the copy since a ledger keeps its locations'
 encodings, ``inventory.encode``: 500 simulator SKUs, still charged 1.1x what they hold). The
 least recently used entries are evicted first; a value charged more than an eighth of the
-budget is not cached at all. Identifier records are not cached (since issue 17's profiles pass:
+budget is not cached at all. Identifier records are not cached (issue 17, twenty-fourth pass:
 their state of a few dozen bytes parses in about the time a lookup takes, and their entries took
 ~8 % of the budget from profiles at 20,000 simulator events).
 """

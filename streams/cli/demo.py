@@ -198,7 +198,7 @@ def _wait_caught_up(
     shown = "not read"
     while time.monotonic() < deadline:
         lags = {role: uncommitted_or_unknown(c, raw, partitions) for role, c in consumers.items()}
-        if not any(lag is None or lag for lag in lags.values()):
+        if all(lag == 0 for lag in lags.values()):  # known, and nothing left (None: ask again)
             return False
         for role, worker in workers.items():
             if worker.poll() is not None:
