@@ -42,6 +42,7 @@ from typing import Any
 import orjson
 
 from bench import e2e_bench, run_child, run_main, soak_bench
+from bench.interpreters import facts as interpreter_facts
 from streams import redis_clients
 from streams.settings import LoomSettings
 
@@ -233,6 +234,7 @@ def machine_facts(redis_url: str) -> dict[str, Any]:
         "cpu_model": cpu_model(),
         "os": platform.platform(),
         "python": platform.python_version(),
+        "interpreter": interpreter_facts(),  # which build: ADR 0041
         "kafka": kafka_version(),
         "redis": info.get("redis_version"),
         "confluent_kafka": confluent_kafka.version(),
@@ -286,7 +288,8 @@ def table(results: dict[str, Any]) -> str:
         "",
         f"Loom benchmark, {m['date']}",
         f"machine: {m['nproc']} cores ({m['cpu_model']}), {m['ram_gib']} GiB RAM, "
-        f"Python {m['python']}, Kafka {m['kafka']}, Redis {m['redis']}; "
+        f"Python {m['python']} ({m['interpreter']['executable']}, libpython "
+        f"{m['interpreter']['libpython']}), Kafka {m['kafka']}, Redis {m['redis']}; "
         f"load average at start {m['loadavg_start'][0]} (shared machine)",
         "",
         f"{'measurement':<52} {'result':>24}",

@@ -76,6 +76,7 @@ from bench.e2e_bench import (
     http_status,
     say,
 )
+from bench.interpreters import facts as interpreter_facts
 from bench.soak_bench import serialized_from
 from bench.store_bench import make_context
 from resolvers.context import Context
@@ -455,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     machine: dict[str, Any] = {
         "nproc": os.cpu_count(),
         "python": platform.python_version(),
+        "interpreter": interpreter_facts(),
         "build": pipeline_build(),
         "loadavg_start": [round(x, 2) for x in load_start],
     }
