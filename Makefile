@@ -5,8 +5,8 @@ SHELL := /bin/bash
 
 # The interpreter the venv is made from: the distribution's CPython 3.11 where it has one with
 # venv support (Debian's and Ubuntu's are built with profile-guided optimization and LTO, as the
-# image's python:3.11-slim is; a plain source build such as pyenv's default costs the profiles
-# lane ~15 % more CPU per event: ADR 0041), else the first python3.11 on the PATH.
+# image's python:3.11-slim is; on a plain source build such as pyenv's default the profiles
+# lane costs ~17-22 % more CPU per event: ADR 0041), else the first python3.11 on the PATH.
 # `make venv PYTHON=/path/to/python3.11` chooses another; an existing .venv keeps its own.
 DISTRO_PYTHON := /usr/bin/python3.11
 PYTHON ?= $(shell $(DISTRO_PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 \

@@ -33,8 +33,9 @@ _CPU = re.compile(r"'cpu_us_per_event': ([0-9.]+)")
 
 def facts(maps: Path = Path("/proc/self/maps")) -> dict[str, Any]:
     """This process's interpreter: version, executable, and whether libpython is a shared
-    library it calls into (a build with ``--enable-shared`` and no LTO pays for every call across
-    it) or linked into the executable. Its optimization (PGO, LTO) leaves no reliable trace in
+    library (built without ``--enable-optimizations``, which adds ``-fno-semantic-interposition``,
+    its calls to its own functions go through the PLT) or linked into the executable. Its
+    optimization (PGO, LTO) leaves no reliable trace in
     ``sysconfig`` (Debian's build optimizes in its own rules, not configure's flags): compare
     builds with :func:`main`."""
     try:
