@@ -35,9 +35,8 @@ def facts(maps: Path = Path("/proc/self/maps")) -> dict[str, Any]:
     """This process's interpreter: version, executable, and whether libpython is a shared
     library (built without ``--enable-optimizations``, which adds ``-fno-semantic-interposition``,
     its calls to its own functions go through the PLT) or linked into the executable. Its
-    optimization (PGO, LTO) leaves no reliable trace in
-    ``sysconfig`` (Debian's build optimizes in its own rules, not configure's flags): compare
-    builds with :func:`main`."""
+    optimization (PGO, LTO) leaves no reliable trace in ``sysconfig`` (Debian's build optimizes
+    in its own rules, not configure's flags): compare builds with :func:`main`."""
     try:
         mapped = maps.read_text()
     except OSError:
