@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 # The interpreter the venv is made from: the distribution's CPython 3.11 where it has one with
-# venv support (Debian's and Ubuntu's are built with profile-guided optimization and LTO, as the
+# venv support (Debian's is built with profile-guided optimization and LTO, as the
 # image's python:3.11-slim is; on a plain source build such as pyenv's default the profiles
 # lane costs ~17-22 % more CPU per event: ADR 0041), else the first python3.11 on the PATH.
 # `make venv PYTHON=/path/to/python3.11` chooses another; an existing .venv keeps its own.
