@@ -28,7 +28,6 @@ from typing import Any
 from bench import run_main
 
 ROOT = Path(__file__).resolve().parent.parent
-_CPU = re.compile(r"'cpu_us_per_event': ([0-9.]+)")
 
 
 def facts(maps: Path = Path("/proc/self/maps")) -> dict[str, Any]:
@@ -51,12 +50,13 @@ def facts(maps: Path = Path("/proc/self/maps")) -> dict[str, Any]:
     }
 
 
-def cpu_per_event(output: str) -> float:
-    """The in-process CPU per event from ``bench.profiles_cpu --in-process-only``'s output."""
-    found = _CPU.search(output)
-    if found is None:
-        raise ValueError("no cpu_us_per_event in bench.profiles_cpu's output")
-    return float(found.group(1))
+def cpu_per_event(stdout: str) -> float:
+    """The in-process CPU per event from ``bench.profiles_cpu --in-process-only``'s standard
+    output: the JSON document it emits (its progress goes to standard error)."""
+    try:
+        return float(json.loads(stdout)["in_process"]["cpu_us_per_event"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError("no cpu_us_per_event in bench.profiles_cpu's output") from exc
 
 
 def run_once(python: str, events: int) -> float:
@@ -74,7 +74,7 @@ def run_once(python: str, events: int) -> float:
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"{python}: bench.profiles_cpu exited {proc.returncode}: {tail[0]}")
-    return cpu_per_event(proc.stdout + proc.stderr)
+    return cpu_per_event(proc.stdout)
 
 
 def summary(first: list[float], second: list[float]) -> dict[str, Any]:

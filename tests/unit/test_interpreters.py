@@ -59,11 +59,13 @@ def test_this_process_is_described(interpreters: Any) -> None:
     assert (found["libpython"] != "linked in") is shared
 
 
-def test_cpu_per_event_read_from_the_bench_output(interpreters: Any) -> None:
-    out = "  [e2e] in process: {'events': 30200, 'batch': 500, 'cpu_us_per_event': 88.1, 'x': 1}"
+def test_cpu_per_event_read_from_the_bench_json(interpreters: Any) -> None:
+    out = '{"machine": {"nproc": 2}, "in_process": {"events": 30200, "cpu_us_per_event": 88.1}}'
     assert interpreters.cpu_per_event(out) == 88.1
     with pytest.raises(ValueError, match="no cpu_us_per_event"):
         interpreters.cpu_per_event("Traceback (most recent call last): ...")
+    with pytest.raises(ValueError, match="no cpu_us_per_event"):
+        interpreters.cpu_per_event('{"machine": {"nproc": 2}}')
 
 
 def test_summary_pairs_the_runs(interpreters: Any) -> None:
