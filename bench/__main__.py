@@ -42,6 +42,8 @@ from typing import Any
 import orjson
 
 from bench import e2e_bench, run_child, run_main, soak_bench
+from bench.broker_facts import broker_facts
+from bench.broker_facts import describe as describe_broker
 from bench.interpreters import facts as interpreter_facts
 from streams import redis_clients
 from streams.settings import LoomSettings
@@ -221,7 +223,7 @@ def kafka_version() -> str:
     return "unknown (broker not local)"
 
 
-def machine_facts(redis_url: str) -> dict[str, Any]:
+def machine_facts(kafka: str, redis_url: str) -> dict[str, Any]:
     import confluent_kafka
 
     client = redis_clients.client(LoomSettings(redis_url=redis_url))
@@ -236,6 +238,7 @@ def machine_facts(redis_url: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "interpreter": interpreter_facts(),  # which build: ADR 0041
         "kafka": kafka_version(),
+        "broker": broker_facts(kafka),  # its index files and their disk's read-ahead: ADR 0042
         "redis": info.get("redis_version"),
         "confluent_kafka": confluent_kafka.version(),
         "librdkafka": confluent_kafka.libversion()[0],
@@ -289,7 +292,8 @@ def table(results: dict[str, Any]) -> str:
         f"Loom benchmark, {m['date']}",
         f"machine: {m['nproc']} cores ({m['cpu_model']}), {m['ram_gib']} GiB RAM, "
         f"Python {m['python']} ({m['interpreter']['executable']}, libpython "
-        f"{m['interpreter']['libpython']}), Kafka {m['kafka']}, Redis {m['redis']}; "
+        f"{m['interpreter']['libpython']}), Kafka {m['kafka']} "
+        f"({describe_broker(m.get('broker', {'error': 'not recorded'}))}), Redis {m['redis']}; "
         f"load average at start {m['loadavg_start'][0]} (shared machine)",
         "",
         f"{'measurement':<52} {'result':>24}",
@@ -389,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     kafka, url, started_infra = ensure_infra()
-    results: dict[str, Any] = {"machine": machine_facts(url), "kafka": kafka}
+    results: dict[str, Any] = {"machine": machine_facts(kafka, url), "kafka": kafka}
     results["settings"] = {
         "events": args.events, "workers": args.workers, "rates": args.rates,
         "seconds": args.seconds, "runs": args.runs, "sample": args.sample, "partitions": 6,

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from streams.cli import demo
 
@@ -85,6 +86,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _produce_one(bootstrap: str, topic: str) -> None:
+    """One record to ``topic``, delivered (the producer is gone when this returns)."""
+    producer = Producer({"bootstrap.servers": bootstrap})
+    producer.produce(topic, b"a record")
+    assert producer.flush(10) == 0
+
+
 def _kafka(status: dict[str, object]) -> dict[str, object]:
     value = status["kafka"]
     assert isinstance(value, dict)
@@ -130,6 +138,14 @@ def test_up_is_idempotent_status_tracks_state_and_down_stops_both(infra: Infra) 
     config = (infra.data_dir / "kafka" / "server.properties").read_text()
     assert "listeners=PLAINTEXT://127.0.0.1:" in config
     assert "CONTROLLER://127.0.0.1:" in config
+
+    # A new partition's index files are created at 1 MiB, not Kafka's 10 (ADR 0042).
+    admin.create_topics([NewTopic("index-size", num_partitions=1)])["index-size"].result(10)
+    _produce_one(str(_kafka(again)["bootstrap"]), "index-size")
+    segment = infra.data_dir / "kafka" / "data" / "index-size-0"
+    sizes = {p.suffix: p.stat().st_size for p in segment.glob("*index")}
+    assert sizes.keys() == {".index", ".timeindex"}
+    assert all(0 < size <= 1 << 20 for size in sizes.values()), sizes
 
     # `loom infra status --json` wraps the same script.
     cli = subprocess.run(
