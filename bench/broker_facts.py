@@ -58,13 +58,15 @@ def broker_facts(bootstrap: str, timeout_s: float = 10.0) -> dict[str, Any]:
         broker_id = min(admin.list_topics(timeout=timeout_s).brokers)
         resource = ConfigResource(ResourceType.BROKER, str(broker_id))
         configs = admin.describe_configs([resource])[resource].result(timeout=timeout_s)
-    except (KafkaException, ValueError) as exc:
-        return {"error": f"cannot describe the broker: {exc}"}
-    dirs = [d for d in (configs["log.dirs"].value or configs["log.dir"].value).split(",") if d]
-    local = [d for d in dirs if os.path.isdir(d)]
+        index = int(configs["log.index.size.max.bytes"].value)
+        segment = int(configs["log.segment.bytes"].value)
+        dirs = (configs["log.dirs"].value or configs["log.dir"].value or "").split(",")
+    except (KafkaException, KeyError, TypeError, ValueError) as exc:
+        return {"error": f"cannot describe the broker: {exc!r}"}
+    local = [d for d in dirs if d and os.path.isdir(d)]
     return {
-        "index_bytes": int(configs["log.index.size.max.bytes"].value),
-        "segment_bytes": int(configs["log.segment.bytes"].value),
+        "index_bytes": index,
+        "segment_bytes": segment,
         "log_dir_read_ahead_kb": read_ahead_kb(local[0]) if local else None,
     }
 

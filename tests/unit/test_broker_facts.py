@@ -88,3 +88,79 @@ def test_describe_names_both_figures_or_why_not(facts: Any) -> None:
     remote = {**local, "index_bytes": 10 << 20, "log_dir_read_ahead_kb": None}
     assert facts.describe(remote) == "index files 10,240 KiB, log dir not on this machine"
     assert facts.describe({"error": "cannot describe the broker: timed out"}).startswith("cannot")
+
+
+class _Entry:
+    def __init__(self, value: str | None) -> None:
+        self.value = value
+
+
+class _Done:
+    def __init__(self, value: Any) -> None:
+        self._value = value
+
+    def result(self, timeout: float | None = None) -> Any:
+        if isinstance(self._value, Exception):
+            raise self._value
+        return self._value
+
+
+class _Admin:
+    """What ``broker_facts`` asks of an ``AdminClient``: brokers, then one broker's configs."""
+
+    def __init__(self, brokers: dict[int, object], configs: Any) -> None:
+        self.brokers, self.configs = brokers, configs
+        self.asked: list[str] = []
+
+    def list_topics(self, timeout: float) -> Any:
+        return type("Metadata", (), {"brokers": self.brokers})()
+
+    def describe_configs(self, resources: list[Any]) -> dict[Any, _Done]:
+        self.asked += [r.name for r in resources]
+        return {r: _Done(self.configs) for r in resources}
+
+
+def test_broker_facts_reads_the_lowest_brokers_configs(
+    facts: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configs = {
+        "log.index.size.max.bytes": _Entry("1048576"),
+        "log.segment.bytes": _Entry("104857600"),
+        "log.dirs": _Entry("/no/such/dir"),  # not on this machine
+        "log.dir": _Entry("/tmp/kafka-logs"),
+    }
+    admin = _Admin({3: object(), 1: object()}, configs)
+    monkeypatch.setattr(facts.kafka_clients, "admin", lambda settings: admin)
+    assert facts.broker_facts("127.0.0.1:1") == {
+        "index_bytes": 1 << 20,
+        "segment_bytes": 100 << 20,
+        "log_dir_read_ahead_kb": None,
+    }
+    assert admin.asked == ["1"]
+
+
+@pytest.mark.parametrize(
+    ("brokers", "configs"),
+    [
+        ({}, {}),  # no broker answered
+        ({1: object()}, {"log.segment.bytes": _Entry("1")}),  # a setting not shown
+        ({1: object()}, {"log.index.size.max.bytes": _Entry(None)}),
+    ],
+)
+def test_broker_facts_says_why_it_cannot_tell(
+    facts: Any, monkeypatch: pytest.MonkeyPatch, brokers: dict[int, object], configs: Any
+) -> None:
+    monkeypatch.setattr(facts.kafka_clients, "admin", lambda settings: _Admin(brokers, configs))
+    found = facts.broker_facts("127.0.0.1:1")
+    assert list(found) == ["error"]
+    assert found["error"].startswith("cannot describe the broker: ")
+
+
+def test_broker_facts_says_why_when_the_describe_fails(
+    facts: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    denied = KafkaException(KafkaError(KafkaError.CLUSTER_AUTHORIZATION_FAILED))
+    monkeypatch.setattr(facts.kafka_clients, "admin", lambda settings: _Admin({1: 0}, denied))
+    assert "CLUSTER_AUTHORIZATION_FAILED" in facts.broker_facts("127.0.0.1:1")["error"]
