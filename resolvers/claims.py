@@ -8,8 +8,14 @@ that is about to change. A worker defers (loads again later, computes nothing) t
 of its parts (``resolvers.parts``) that share an entity with
 
 * another worker's **active** claim: a batch in flight, between its claim and its commit;
-* another worker's **previous** claim: what its last commit wrote, when some commit came after
-  this worker's load (the lane's commit sequence moved): the load may predate that commit.
+* another worker's **previous** claim: what its last batch's commits wrote, when one of them
+  came after this worker's load (the lane's commit sequence moved past the load's value): the
+  load may predate that commit.
+
+An entry names the lane's commit sequence after each of the commits its previous claim covers.
+A commit after this worker's load that no entry names (another worker committed twice since,
+and its entry names only the later batch; or a writer that makes no claims) wrote something
+no claim says: the batch computes nothing and loads again (:func:`held` returns None).
 
 Claims never decide what is written: the compare-and-set still does, so a claim that is lost,
 stale or wrong costs a conflict (the part computed again), never a wrong profile. An entity
@@ -18,7 +24,8 @@ identifier's value is stored); a collision only defers a part that did not need 
 
 The entry of a worker, one field of a hash per lane in Redis (``streams.redis_claims``), or of
 a :class:`Board` in memory: the Redis clock when it claimed (an entry older than the time to
-live is ignored: its worker died or hangs), the active hashes, the previous ones.
+live is ignored: its worker died or hangs), the active hashes, the previous ones, and the
+commit sequence after each commit the previous ones come from.
 """
 
 from __future__ import annotations
@@ -45,7 +52,14 @@ ATTEMPTS: Final = 5
 #: other workers hold (the compare-and-set decides).
 MAX_ROUNDS: Final = 32
 
-_HEAD: Final = struct.Struct("<QI")  # claimed at (ms, the Redis clock), active hashes' count
+#: An entry without its commits (the first layout; its length is 4 modulo 8): claimed at (ms,
+#: the Redis clock), the active hashes' count; the active hashes, the previous ones.
+_HEAD: Final = struct.Struct("<QI")
+#: An entry with its commits (length 0 modulo 8, so the first layout's reader ignores it):
+#: claimed at, the layout (2), the active hashes' count, the commits' count; the commits, the
+#: active hashes, the previous ones.
+_HEAD2: Final = struct.Struct("<QIII4x")
+_LAYOUT2: Final = 2
 
 
 def ref_hash(ref: Ref) -> int:
@@ -67,42 +81,68 @@ class Entry:
     at_ms: int
     active: frozenset[int] = frozenset()
     previous: frozenset[int] = frozenset()
+    #: the lane's commit sequence after each commit ``previous`` comes from; None: not known
+    #: (an entry of a worker before the commits were named)
+    commits: tuple[int, ...] | None = None
 
     def encode(self) -> bytes:
-        return (
-            _HEAD.pack(self.at_ms, len(self.active))
-            + array("Q", sorted(self.active)).tobytes()
-            + array("Q", sorted(self.previous)).tobytes()
-        )
+        active = array("Q", sorted(self.active)).tobytes()
+        previous = array("Q", sorted(self.previous)).tobytes()
+        if self.commits is None:
+            return _HEAD.pack(self.at_ms, len(self.active)) + active + previous
+        head = _HEAD2.pack(self.at_ms, _LAYOUT2, len(self.active), len(self.commits))
+        return head + array("Q", self.commits).tobytes() + active + previous
 
     @classmethod
     def decode(cls, data: bytes) -> Entry | None:
         """The entry ``data`` encodes; None if it is not one (ignored, like a stale one)."""
-        if len(data) < _HEAD.size or (len(data) - _HEAD.size) % 8:
+        if len(data) % 8 == 0:
+            if len(data) < _HEAD2.size:
+                return None
+            at_ms, layout, n, c = _HEAD2.unpack_from(data)
+            start = _HEAD2.size
+        elif len(data) >= _HEAD.size and len(data) % 8 == _HEAD.size % 8:
+            (at_ms, n), layout, c, start = _HEAD.unpack_from(data), 1, None, _HEAD.size
+        else:
             return None
-        at_ms, n = _HEAD.unpack_from(data)
-        hashes = array("Q")
-        hashes.frombytes(data[_HEAD.size :])
-        if n > len(hashes):
+        words = array("Q")
+        words.frombytes(data[start:])
+        skip = c or 0
+        if layout not in (1, _LAYOUT2) or skip + n > len(words):
             return None
-        return cls(at_ms, frozenset(hashes[:n]), frozenset(hashes[n:]))
+        commits = None if c is None else tuple(words[:skip])
+        rest = words[skip:]
+        return cls(at_ms, frozenset(rest[:n]), frozenset(rest[n:]), commits)
 
-    def released(self, written: frozenset[int]) -> Entry:
-        """This entry once its worker committed ``written``: nothing active."""
-        return Entry(self.at_ms, frozenset(), written)
+    def released(self, written: frozenset[int], commits: tuple[int, ...] | None) -> Entry:
+        """This entry once its worker committed ``written`` in ``commits``: nothing active."""
+        return Entry(self.at_ms, frozenset(), written, commits)
 
 
-def held(others: Iterable[Entry], *, now_ms: int, moved: bool) -> frozenset[int]:
-    """What the other workers' entries hold (module docstring): their active hashes, and if
-    ``moved`` (a commit came after this batch's load) their previous ones; an entry older
-    than :data:`TTL_MS` holds nothing."""
+def held(
+    others: Iterable[Entry], *, now_ms: int, loaded: int | None, current: int
+) -> frozenset[int] | None:
+    """What the other workers' entries hold (module docstring): their active hashes, and the
+    previous ones of those with a commit after this batch's load (the lane's commit sequence
+    was ``loaded`` then, None: not known; ``current`` now); an entry older than
+    :data:`TTL_MS` holds nothing. None: a commit after the load that no entry names (the
+    batch loads again)."""
+    fresh = [e for e in others if now_ms - e.at_ms <= TTL_MS]
     out: set[int] = set()
-    for entry in others:
-        if now_ms - entry.at_ms > TTL_MS:
-            continue
+    for entry in fresh:
         out |= entry.active
-        if moved:
+    if loaded == current:
+        return frozenset(out)
+    named: set[int] = set()
+    for entry in fresh:
+        commits = entry.commits
+        if commits is None or loaded is None or any(c > loaded for c in commits):
             out |= entry.previous
+        named.update(commits or ())
+    if loaded is not None and (
+        current - loaded > len(named) or not named.issuperset(range(loaded + 1, current + 1))
+    ):
+        return None
     return frozenset(out)
 
 
@@ -113,8 +153,8 @@ class Claims(Protocol):
     def begin(self) -> None:
         """A batch starts."""
 
-    def look(self) -> frozenset[int]:
-        """What the lane's other workers hold now (:func:`held`)."""
+    def look(self) -> frozenset[int] | None:
+        """What the lane's other workers hold now (:func:`held`; None: load again)."""
 
     def hold(self, active: frozenset[int]) -> bool:
         """Claim ``active`` (what this batch computes now); False if another worker claimed or
@@ -148,43 +188,49 @@ class Board:
 @dataclass
 class BoardClaims:
     """:class:`Claims` on a :class:`Board`. ``sequence``: the lane's commit sequence now;
-    ``loaded_at``: its value at this worker's last load. No waiting: ``wait`` calls ``idle``
-    (a model runs the other worker there)."""
+    ``loaded_at``: its value at this worker's last load (None: not known). No waiting:
+    ``wait`` calls ``idle`` (a model runs the other worker there)."""
 
     board: Board
     owner: str
-    sequence: Callable[[], object]
-    loaded_at: Callable[[], object]
+    sequence: Callable[[], int]
+    loaded_at: Callable[[], int | None]
     idle: Callable[[], object] = lambda: None
     _entry: Entry | None = None
     _open: bool = False
     _written: frozenset[int] = frozenset()  # what this batch's commits wrote so far
+    _commits: tuple[int, ...] = ()  # the sequence after each of them
     _now: int = 0
 
     def begin(self) -> None:
-        self._written = frozenset()
+        self._written, self._commits = frozenset(), ()
 
-    def look(self) -> frozenset[int]:
+    def look(self) -> frozenset[int] | None:
         self._now = self.board.now_ms()
         others = [e for o, e in self.board.entries.items() if o != self.owner]
-        return held(others, now_ms=self._now, moved=self.sequence() != self.loaded_at())
+        return held(others, now_ms=self._now, loaded=self.loaded_at(), current=self.sequence())
 
     def hold(self, active: frozenset[int]) -> bool:
-        previous = self._entry.previous if self._entry is not None else frozenset()
-        self._entry = self.board.entries[self.owner] = Entry(self._now, active, previous)
+        last = self._entry
+        previous, commits = (last.previous, last.commits) if last is not None else (frozenset(), ())
+        self._entry = self.board.entries[self.owner] = Entry(self._now, active, previous, commits)
         self._open = True
         return True
 
     def committing(self, written: frozenset[int]) -> None:
+        # in memory the commit comes next, alone: the sequence after it is one more
         self._written |= written
+        self._commits += (self.sequence() + 1,)
         if self._entry is not None:
-            self._entry = self.board.entries[self.owner] = self._entry.released(self._written)
+            self._entry = self.board.entries[self.owner] = self._entry.released(
+                self._written, self._commits
+            )
             self._open = False
 
     def end(self) -> None:
         if self._open and self._entry is not None:
             self._entry = self.board.entries[self.owner] = self._entry.released(
-                self._entry.previous
+                self._entry.previous, self._entry.commits
             )
             self._open = False
 

@@ -464,15 +464,22 @@ def _claim(
     """Claim what of ``split`` this worker computes now (``resolvers.claims``): the parts to
     compute, the events that wait for other workers, and each part's hashes by its ``id``. A
     part another worker holds is cut into its components, and those it does not hold are
-    computed now (as one part); after ``MAX_ROUNDS`` deferrals nothing waits."""
+    computed now (as one part); if a commit came after the load that no claim names, every
+    part waits (loaded again); after ``MAX_ROUNDS`` deferrals nothing waits."""
     hashes = {id(p): claiming.part_hashes(p) for p in split}
     for _ in range(claiming.ATTEMPTS):
         holding = claims.look()
         if rounds >= claiming.MAX_ROUNDS:
             holding = frozenset()
-        now, waiting, claimed, deferred = _sort_out(
-            split, hashes, holding, identity=identity, links=links
-        )
+        if holding is None:  # the load may predate writes no claim names: all of it again
+            now: list[parts.Part] = []
+            waiting = [e for p in split for e in p.events]
+            claimed: dict[int, frozenset[int]] = {}
+            deferred = len(split)
+        else:
+            now, waiting, claimed, deferred = _sort_out(
+                split, hashes, holding, identity=identity, links=links
+            )
         if claims.hold(frozenset().union(*claimed.values())):
             result.deferred_parts += deferred
             result.deferred_events += len(waiting)

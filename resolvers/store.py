@@ -273,7 +273,7 @@ class InMemoryStore:
         self.streams: dict[str, list[Mapping[str, bytes]]] = {}
         self.counters: dict[str, int] = {}
         self.audiences: dict[str, set[str]] = {}  # audience name -> member profile ids
-        self.sequence = 0  # commits that wrote (Redis: the lane's commit sequence)
+        self.sequence = 0  # calls that wrote (Redis: the lane's commit sequence, one INCR each)
 
     def load(self, request: LoadRequest) -> Loaded:
         # the JSON fields read here were written by ``orjson.dumps``: read back with orjson
@@ -335,9 +335,15 @@ class InMemoryStore:
         )
 
     def commit_parts(self, parts: Sequence[Commit]) -> list[CommitResult]:
-        return [self.commit(part) for part in parts]
+        results = [self._apply(part) for part in parts]
+        if any(r.status is CommitStatus.OK for r in results):
+            self.sequence += 1  # once per call that wrote, as Redis's transaction INCRs it
+        return results
 
     def commit(self, commit: Commit) -> CommitResult:
+        return self.commit_parts([commit])[0]
+
+    def _apply(self, commit: Commit) -> CommitResult:
         for ref, version in commit.expect.items():
             if self.entities.get(ref, ABSENT).version != version:
                 return CommitResult(CommitStatus.CONFLICT, str(ref))
@@ -354,7 +360,6 @@ class InMemoryStore:
             else:
                 self.entities.pop(write.ref, None)
         seen.update(commit.event_ids)
-        self.sequence += 1
         self.suppressed.update(commit.suppress)
         self.outbox.extend(commit.outbox)
         for entry in commit.streams:

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from resolvers.claims import Entry, backoff_s, held
 from streams.redis_keys import Keys
@@ -48,13 +48,16 @@ class RedisClaims:
             raise ValueError("claims need LOOM_REDIS_COMMIT=watch (the release rides in it)")
         self.store, self.client, self.owner = store, store.client, owner
         keys: Keys = store.keys
+        self.scope = scope
         self.key, self.seq_key = keys.claims(scope), keys.commit_seq(scope)
         self.sleep = sleep
         store.watch.rider = self
         self._entry: Entry | None = None
         self._release: Entry | None = None  # what the next commit writes (committing)
+        self._riding: Entry | None = None  # the release in the transaction last built
         self._open = False  # Redis holds an active claim of ours
         self._written: frozenset[int] = frozenset()  # what this batch's commits wrote so far
+        self._committed: tuple[int, ...] = ()  # the sequence after each of them
         self._borrowed: Borrowed | None = None  # the connection between look and hold
         self._now_ms = 0  # the Redis clock at the last look
         #: figures for tests and benches
@@ -63,9 +66,9 @@ class RedisClaims:
 
     # --- Claims ------------------------------------------------------------------------------
     def begin(self) -> None:
-        self._written = frozenset()
+        self._written, self._committed = frozenset(), ()
 
-    def look(self) -> frozenset[int]:
+    def look(self) -> frozenset[int] | None:
         self._let_go()
         borrowed = self._borrowed = Borrowed(self.client).__enter__()
         try:
@@ -85,14 +88,15 @@ class RedisClaims:
             for name, value in _pairs(found)
             if name != owner and (e := Entry.decode(value)) is not None
         ]
-        return held(others, now_ms=self._now_ms, moved=seq != self._loaded_at())
+        return held(others, now_ms=self._now_ms, loaded=self._loaded_at(), current=_int(seq))
 
     def hold(self, active: frozenset[int]) -> bool:
         borrowed = self._borrowed
         if borrowed is None:
             raise RuntimeError("RedisClaims.hold without look")
-        previous = self._entry.previous if self._entry is not None else frozenset()
-        entry = Entry(self._now_ms, active, previous)
+        last = self._entry
+        previous, commits = (last.previous, last.commits) if last is not None else (frozenset(), ())
+        entry = Entry(self._now_ms, active, previous, commits)
         write = Resp()
         write.add("MULTI")
         write.add("HSET", self.key, self.owner, entry.encode())
@@ -112,15 +116,15 @@ class RedisClaims:
 
     def committing(self, written: frozenset[int]) -> None:
         self._written |= written
-        if self._entry is not None:
-            self._release = self._entry.released(self._written)
+        if self._entry is not None:  # the commit's own sequence is named when it is built
+            self._release = self._entry.released(self._written, self._committed)
 
     def end(self) -> None:
         self._release = None
         self._let_go()
         if not self._open or self._entry is None:
             return
-        entry = self._entry.released(self._entry.previous)
+        entry = self._entry.released(self._entry.previous, self._entry.commits)
         with Borrowed(self.client) as borrowed:
             write = Resp()
             write.add("HSET", self.key, self.owner, entry.encode())
@@ -131,14 +135,28 @@ class RedisClaims:
         self.sleep(backoff_s(rounds))
 
     # --- the rider of the commit's transaction ----------------------------------------------
-    def commands(self) -> Sequence[tuple[bytes | str | int, ...]]:
-        if self._release is None:
+    def commands(
+        self, sequences: Mapping[str, bytes | None]
+    ) -> Sequence[tuple[bytes | str | int, ...]]:
+        """The release, naming this commit by the sequence it makes (the watched one + 1; not
+        known if the commit did not read it: no commit named, as a worker before ADR 0040's
+        amendment)."""
+        release = self._release
+        if release is None:
             return ()
-        return (("HSET", self.key, self.owner, self._release.encode()),)
+        if self.scope in sequences and release.commits is not None:
+            commits = (*release.commits, _int(sequences[self.scope]) + 1)
+            release = Entry(release.at_ms, release.active, release.previous, commits)
+        else:
+            release = Entry(release.at_ms, release.active, release.previous, None)
+        self._riding = release
+        return (("HSET", self.key, self.owner, release.encode()),)
 
     def done(self) -> None:
-        if self._release is not None:
-            self._entry, self._open, self._release = self._release, False, None
+        if self._release is not None and self._riding is not None:
+            self._entry, self._open = self._riding, False
+            self._committed = self._riding.commits or ()
+            self._release = self._riding = None
 
     def _let_go(self, *, failed: bool = False) -> None:
         """Give the claim's connection back (dropped if a round trip on it failed, or if a
@@ -155,19 +173,21 @@ class RedisClaims:
         except Exception as exc:  # a stop never fails on it: it goes stale
             log.warning("claims: could not remove %s's entry (%s)", self.owner, type(exc).__name__)
 
-    def _loaded_at(self) -> bytes | object | None:
-        """The commit sequence the store's last load read (a unique object if unknown: the
-        load was not the seqlocked one, so anything may have moved)."""
+    def _loaded_at(self) -> int | None:
+        """The commit sequence the store's last load read (None if unknown: the load was not
+        the seqlocked one, so anything may have moved)."""
         waves = self.store.waves
         snapshot = None if waves is None else waves.snapshot
-        return _UNKNOWN if snapshot is None else snapshot.sequence
+        return None if snapshot is None else _int(snapshot.sequence)
 
     def _call(self, conn: Any, resp: Resp, *, watching: bool = True) -> list[Any]:
         self.round_trips += 1
         return round_trip(conn, resp.packed(), resp.count, decode=False, check_health=not watching)
 
 
-_UNKNOWN: Final = object()
+def _int(sequence: bytes | None) -> int:
+    """A commit sequence as read (None: the key does not exist yet, no commit)."""
+    return 0 if sequence is None else int(sequence)
 
 
 def _pairs(found: Any) -> list[tuple[bytes, bytes]]:

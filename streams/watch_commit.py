@@ -15,10 +15,12 @@ connection; TLS, AUTH/ACL, Sentinel as the client has them):
 2. ``WATCH`` the sequences (and the generation's key); ``GET`` the generation; ``HGET v`` of
    each entity expected to exist, ``EXISTS`` of the expected-absent ones per 500, ``HMGET`` of
    the suppression hash for the unsuppressed digests per 500, ``EXISTS`` of each marker hash a
-   lookup reads. **Or, with the batch's wave load as a snapshot that covers the call (ADR
+   lookup reads, ``GET`` of each sequence (a claim's release names the commit by it: ADR
+   0040). **Or, with the batch's wave load as a snapshot that covers the call (ADR
    0027, ``streams.load_snapshot``):** ``WATCH``, ``GET`` of the generation and of the
    sequence only; if the sequence still holds the value the load read, the checks use what
    the load read (nothing was committed to the lane since), else the reads above follow.
+   The transaction's rider (:attr:`WatchCommit.rider`) is told each sequence as watched.
 3. If needed: ``HGET v`` of the expected-absent keys (one of them exists) and ``HMGET`` of each
    existing marker hash with its bucket's ids.
 4. In Python: a generation mismatch raises ``StateLostError`` (nothing written); else each part
@@ -96,8 +98,12 @@ class Committed:
 class Rider(Protocol):
     """Commands added to a commit's transaction (:attr:`WatchCommit.rider`)."""
 
-    def commands(self) -> Sequence[tuple[bytes | str | int, ...]]:
-        """What to add (asked for each transaction built)."""
+    def commands(
+        self, sequences: Mapping[str, bytes | None]
+    ) -> Sequence[tuple[bytes | str | int, ...]]:
+        """What to add (asked for each transaction built); ``sequences``: each written scope's
+        commit sequence as watched (None: the key does not exist), the ``INCR`` to come not
+        counted."""
 
     def done(self) -> None:
         """A transaction with them was executed."""
@@ -264,7 +270,7 @@ class WatchCommit:
                 stored = {**stored, **_rewritten(part)}
         outbox_command(keys, written, out)
         if self.rider is not None:
-            for command in self.rider.commands():
+            for command in self.rider.commands(reads.sequences):
                 out.add(*command)
         for scope in dict.fromkeys(p.scope for p in written):
             out.add("INCR", keys.commit_seq(scope))
@@ -300,6 +306,7 @@ class WatchCommit:
         self.from_snapshot += 1
         reads = _Reads(versions={}, groups=_groups(parts, clocks, self.grouped), verdicts=verdicts)
         reads.existing = set(snapshot.existing)
+        reads.sequences = {snapshot.scope: snapshot.sequence}
         return reads
 
     def _read(
@@ -322,6 +329,7 @@ class WatchCommit:
             reads.suppressed.update(zip(chunk, next(replies), strict=True))
         existing = [(scope, k, b) for scope, k, b in ask.lookup if next(replies)]
         reads.existing = {k for _, k, _ in existing}
+        reads.sequences = {scope: next(replies) for scope in clocks}
         reads.processed = {scope: set() for scope in clocks}
         second = Resp()
         if absent_found:  # an expected-absent key exists: its version decides, as in Lua
@@ -404,6 +412,8 @@ class _Asked:
         for chunk in self.digest_chunks:
             cmds.command(_HMGET, (*suppressed, *chunk))
         cmds.keyed_all(EXISTS, "", [k for _, k, _ in self.lookup])
+        for seq_key in watched:  # as watched: what a claim's release names (ADR 0040)
+            cmds.add("GET", seq_key)
         return cmds
 
 
@@ -421,6 +431,8 @@ class _Reads:
     groups: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     #: each part's first failure, when already known (``LoadSnapshot.verdicts``)
     verdicts: list[CommitResult | None] | None = None
+    #: each scope's commit sequence as watched (what a claim's release names: ADR 0040)
+    sequences: dict[str, bytes | None] = field(default_factory=dict)
 
     def groups_of(self, part: Commit, n_parts: int) -> dict[str, list[str]] | None:
         """``part``'s event ids by bucket when the call's are exactly its own (one part, no

@@ -107,6 +107,27 @@ def test_a_commit_after_the_load_defers_its_part_instead_of_conflicting(
     assert all(e is not None and not e.active and e.previous for e in found.values())
 
 
+def test_two_commits_after_the_load_make_the_batch_load_again_instead_of_conflicting(
+    workers: tuple[Worker, Worker], redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    """The other worker commits two batches between this one's load and its claim: its entry
+    names only the second (shopper 5), so what the first wrote (shopper 3) is held by no
+    claim. The sequence moved by two and the entries name one commit: the batch loads again
+    (ADR 0040, amended) instead of computing shopper 3 on a stale load."""
+    a, b = workers
+    view = Racing(b.store, lambda: (a.run([shopper(3, 30)]), a.run([shopper(5, 30)])))
+    result = b.run(shoppers(), view)
+    assert result.conflicted_parts == 0
+    assert result.deferred_events == 16  # all of it waited once
+    assert result.processed == 16
+    assert view.loads == 2
+    seq = int(redis_client.get(Keys(redis_prefix).commit_seq("profiles")) or 0)
+    found = entries(redis_client, redis_prefix)
+    # each entry names the sequence its last batch's commit made
+    named = {owner: None if e is None else e.commits for owner, e in found.items()}
+    assert named == {b"a:1:profiles": (seq - 1,), b"b:1:profiles": (seq,)}
+
+
 def test_without_claims_the_same_race_conflicts(
     workers: tuple[Worker, Worker],
 ) -> None:
@@ -211,7 +232,8 @@ def test_a_hold_fails_if_another_worker_claimed_since_the_look(
     assert a.claims.look() == {1, 2}  # looked again: B's claim
     assert a.claims.hold(frozenset({3}))
     found = entries(redis_client, redis_prefix)
-    assert found[b"a:1:profiles"] == Entry(found[b"a:1:profiles"].at_ms, frozenset({3}))  # type: ignore[union-attr]
+    mine = found[b"a:1:profiles"]
+    assert mine == Entry(mine.at_ms, frozenset({3}), commits=())  # type: ignore[union-attr]
 
 
 def test_a_batch_racing_claims_goes_on_and_ends_as_one_worker(

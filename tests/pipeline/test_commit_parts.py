@@ -132,6 +132,23 @@ def test_a_conflict_recomputes_only_the_part_of_the_contested_person() -> None:
     assert snapshots(store.inner) == snapshots(serial)
 
 
+def test_the_in_memory_sequence_moves_once_per_call_that_writes_as_redis_does() -> None:
+    """A Redis commit ``INCR``s its lane's sequence once per transaction, whatever its parts
+    (``streams.watch_commit``); claims name commits by it (ADR 0040), so the in-memory store
+    counts the same way."""
+    batch = [
+        record(shopper(n, m), i) for i, (n, m) in enumerate(itertools.product(range(1, 9), (1, 2)))
+    ]
+    store = RacingStore(InMemoryStore(), [record(shopper(3, 30), 99)], PROFILES)
+    run(batch, store, PROFILES)
+    # the interloper's call, this batch's first call (8 parts, 7 written) and its retry
+    assert store.calls == [8, 1]
+    assert store.inner.sequence == 3
+    nothing = InMemoryStore()
+    assert nothing.commit_parts([]) == []
+    assert nothing.sequence == 0
+
+
 def test_a_conflict_on_a_best_seller_recomputes_only_that_sku() -> None:
     skus = [f"SKU-{n}" for n in range(10)]
     batch = [record(shopper(n, 1, sku=sku), n) for n, sku in enumerate(skus)]
