@@ -21,12 +21,14 @@ this lane's state (the marker is created then), refused when it holds none.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import redis
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from streams.errors import StateLostError
 from streams.redis_keys import Keys
@@ -66,10 +68,43 @@ class Committed:
     generations: frozenset[str]  # the metadata they carry ("" = none: committed before markers)
 
     @classmethod
-    def read(cls, consumer: Consumer, topic: str, partitions: Sequence[int]) -> Committed:
-        got = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+    def read(
+        cls,
+        consumer: Consumer,
+        topic: str,
+        partitions: Sequence[int],
+        *,
+        timeout_s: float = 10.0,
+        sleep: Callable[[float], object] = time.sleep,
+    ) -> Committed:
+        """The group's committed offsets of ``partitions``. A group coordinator that is moving
+        or still loading (a fresh cluster creates its offsets topic at the first group's first
+        ask) is asked again until ``timeout_s``; other errors raise at once."""
+        asked = [TopicPartition(topic, p) for p in partitions]
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                got = consumer.committed(asked, timeout=max(0.1, deadline - time.monotonic()))
+                break
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                code = error.code() if isinstance(error, KafkaError) else None
+                if code not in _COORDINATOR_MOVING or time.monotonic() >= deadline:
+                    raise
+                sleep(_COORDINATOR_BACKOFF_S)
         done = [tp for tp in got if tp.offset >= 0]
         return cls(len(done), frozenset(tp.metadata or "" for tp in done))
+
+
+#: What a group coordinator answers while it moves or loads: asked again (``Committed.read``).
+_COORDINATOR_MOVING: Final = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
+_COORDINATOR_BACKOFF_S: Final = 0.1
 
 
 def lane_has_state(client: redis.Redis, prefix: str, lane: str) -> bool:

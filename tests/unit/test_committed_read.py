@@ -1,0 +1,64 @@
+"""``Committed.read``: a group coordinator that moves or loads is asked again, nothing else is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from streams.generation import Committed
+
+
+class _Consumer:
+    """Answers ``committed`` with each of ``answers`` in turn (an exception is raised)."""
+
+    def __init__(self, *answers: Any) -> None:
+        self.answers = list(answers)
+        self.asked = 0
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> Any:
+        self.asked += 1
+        answer = self.answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+
+def _error(code: int) -> KafkaException:
+    return KafkaException(KafkaError(code))
+
+
+OFFSETS = [TopicPartition("raw", 0, 5, "g1"), TopicPartition("raw", 1, -1001)]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    ],
+)
+def test_a_coordinator_that_moves_or_loads_is_asked_again(code: int) -> None:
+    consumer = _Consumer(_error(code), _error(code), OFFSETS)
+    waits: list[float] = []
+    found = Committed.read(consumer, "raw", [0, 1], sleep=waits.append)  # type: ignore[arg-type]
+    assert found == Committed(1, frozenset({"g1"}))
+    assert consumer.asked == 3
+    assert len(waits) == 2
+
+
+def test_other_errors_raise_at_once() -> None:
+    consumer = _Consumer(_error(KafkaError.GROUP_AUTHORIZATION_FAILED), OFFSETS)
+    with pytest.raises(KafkaException) as raised:
+        Committed.read(consumer, "raw", [0, 1], sleep=lambda s: None)  # type: ignore[arg-type]
+    assert raised.value.args[0].code() == KafkaError.GROUP_AUTHORIZATION_FAILED
+    assert consumer.asked == 1
+
+
+def test_a_coordinator_still_moving_at_the_deadline_raises() -> None:
+    consumer = _Consumer(*[_error(KafkaError.NOT_COORDINATOR)] * 3)
+    with pytest.raises(KafkaException):
+        Committed.read(consumer, "raw", [0], timeout_s=0.0, sleep=lambda s: None)  # type: ignore[arg-type]
+    assert consumer.asked == 1
