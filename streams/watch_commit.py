@@ -15,11 +15,12 @@ connection; TLS, AUTH/ACL, Sentinel as the client has them):
 2. ``WATCH`` the sequences (and the generation's key); ``GET`` the generation; ``HGET v`` of
    each entity expected to exist, ``EXISTS`` of the expected-absent ones per 500, ``HMGET`` of
    the suppression hash for the unsuppressed digests per 500, ``EXISTS`` of each marker hash a
-   lookup reads, ``GET`` of each sequence (a claim's release names the commit by it: ADR
-   0040). **Or, with the batch's wave load as a snapshot that covers the call (ADR
-   0027, ``streams.load_snapshot``):** ``WATCH``, ``GET`` of the generation and of the
-   sequence only; if the sequence still holds the value the load read, the checks use what
-   the load read (nothing was committed to the lane since), else the reads above follow.
+   lookup reads, and with a rider (a worker's claims) ``GET`` of each sequence (its release
+   names the commit by it: ADR 0040). **Or, with the batch's wave load as a snapshot that
+   covers the call (ADR 0027, ``streams.load_snapshot``):** ``WATCH``, ``GET`` of the
+   generation and of the sequence only; if the sequence still holds the value the load read,
+   the checks use what the load read (nothing was committed to the lane since), else the reads
+   above follow.
    The transaction's rider (:attr:`WatchCommit.rider`) is told each sequence as watched.
 3. If needed: ``HGET v`` of the expected-absent keys (one of them exists) and ``HMGET`` of each
    existing marker hash with its bucket's ids.
@@ -319,7 +320,8 @@ class WatchCommit:
         """Round trips 2 and (if needed) 3."""
         keys = self.keys
         ask = _Asked.of(parts, keys, clocks, self.grouped)
-        asked = ask.commands(keys, clocks, generation)
+        riding = self.rider is not None  # a claim's release names the commit by its sequence
+        asked = ask.commands(keys, clocks, generation, sequences=riding)
         replies = iter(self._round_trip(conn, asked, watching=False)[1:])  # WATCH first
         if generation is not None:
             _check_generation(keys, generation, next(replies))
@@ -329,7 +331,8 @@ class WatchCommit:
             reads.suppressed.update(zip(chunk, next(replies), strict=True))
         existing = [(scope, k, b) for scope, k, b in ask.lookup if next(replies)]
         reads.existing = {k for _, k, _ in existing}
-        reads.sequences = {scope: next(replies) for scope in clocks}
+        if riding:
+            reads.sequences = {scope: next(replies) for scope in clocks}
         reads.processed = {scope: set() for scope in clocks}
         second = Resp()
         if absent_found:  # an expected-absent key exists: its version decides, as in Lua
@@ -395,9 +398,16 @@ class _Asked:
             ],
         )
 
-    def commands(self, keys: Keys, clocks: dict[str, MarkerClock], generation: str | None) -> Resp:
+    def commands(
+        self,
+        keys: Keys,
+        clocks: dict[str, MarkerClock],
+        generation: str | None,
+        *,
+        sequences: bool = False,
+    ) -> Resp:
         """Round trip 2: ``WATCH`` of the scopes' sequences (and the generation's key), then
-        the reads."""
+        the reads (with ``sequences``, last, a ``GET`` of each watched sequence)."""
         cmds = Resp()
         watched = [keys.commit_seq(s) for s in clocks]
         cmds.add("WATCH", *watched, *([keys.generation] if generation is not None else []))
@@ -412,8 +422,9 @@ class _Asked:
         for chunk in self.digest_chunks:
             cmds.command(_HMGET, (*suppressed, *chunk))
         cmds.keyed_all(EXISTS, "", [k for _, k, _ in self.lookup])
-        for seq_key in watched:  # as watched: what a claim's release names (ADR 0040)
-            cmds.add("GET", seq_key)
+        if sequences:  # as watched: what a claim's release names (ADR 0040)
+            for seq_key in watched:
+                cmds.add("GET", seq_key)
         return cmds
 
 
