@@ -239,6 +239,7 @@ class LaneRunner:
         #: the topic's partitions (read at start and at each assignment: a topic that grows
         #: rebalances its groups): fewer assigned = other workers share the lane
         self.partitions = 0
+        self._recount = False  # an assignment since the count (counted after its consume)
         self.batches.shared = lambda: 0 < len(self.assigned) < self.partitions
         #: the next batch, consumed and prepared while the store waits for Redis (ADR 0038);
         #: the store runs it in the waits of its round trips (``streams.ahead``)
@@ -293,11 +294,24 @@ class LaneRunner:
         gauge.labels(lane=self.lane, state=old.value).set(0)
         gauge.labels(lane=self.lane, state=new.value).set(1)
 
-    # --- rebalance callbacks (run inside consume(), in the consuming thread) ---------------
+    # --- rebalance callbacks (run inside consume() or close(), in the consuming thread) ----
+    # They never call the consumer's blocking methods (list_topics, poll, consume...):
+    # confluent-kafka clears its per-thread call state when such a call returns, and the next
+    # callback librdkafka serves in the same outer call (a log line, an error) then aborts the
+    # process (CallState_get's assert; tests/e2e/test_rebalance_e2e.py). commit() is safe: it
+    # releases the GIL without that state.
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assigned |= {(p.topic, p.partition) for p in partitions}
-        self.partitions = self._partition_count()
+        self._recount = True  # the topic's partitions: asked once consume() returned
         log.info("%s: assigned %s", self.group, sorted(p.partition for p in partitions))
+
+    def _consume_messages(self, n: int, wait: float) -> list[Message]:
+        """``consume``, then what its rebalance callbacks left to do (the consuming thread)."""
+        messages = self.consumer.consume(n, wait)
+        if self._recount:
+            self._recount = False
+            self.partitions = self._partition_count()
+        return messages
 
     def _partition_count(self) -> int:
         """The topic's partitions now; without an answer from the broker (2 s), what was known,
@@ -477,14 +491,14 @@ class LaneRunner:
     async def _consume(self, n: int) -> list[RawRecord]:
         """Up to ``n`` records, waiting as :func:`fill_wait` says."""
         wait = fill_wait(self.batch_timeout_s, time.monotonic() - self._returned)
-        messages = await asyncio.to_thread(self.consumer.consume, n, wait)
+        messages = await asyncio.to_thread(self._consume_messages, n, wait)
         self._returned = time.monotonic()
         self.status.turned()
         return self._records(messages)
 
     def _consume_ahead(self) -> list[RawRecord]:
         """The records queued now, up to a batch (:class:`~streams.ahead.WorkAhead`'s)."""
-        messages = self.consumer.consume(self.settings.batch_size, 0)
+        messages = self._consume_messages(self.settings.batch_size, 0)
         self.status.turned()
         return self._records(messages)
 
@@ -504,6 +518,7 @@ class LaneRunner:
         worker's claims entry (others stop waiting for it)."""
         self._commit(self.processed.take(), asynchronous=False)
         self.consumer.close()
+        self.assigned.clear()  # close may serve an assignment it never revokes
         if self.batches.claims is not None:
             self.batches.claims.close()
 

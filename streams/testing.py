@@ -87,15 +87,38 @@ class FakeProducer:
 
 @dataclass
 class FakeConsumer:
-    """Records commits as ``(asynchronous, [(topic, partition, offset, metadata)])``."""
+    """Records commits as ``(asynchronous, [(topic, partition, offset, metadata)])``; serves
+    the assignments in ``pending`` to ``subscribe``'s ``on_assign`` inside ``consume``, as
+    librdkafka does, and refuses what confluent-kafka cannot do there (a blocking call from
+    inside a rebalance callback: the process aborts at the next callback)."""
 
     config: dict[str, Any] = field(default_factory=dict)
     commits: list[tuple[bool, list[tuple[str, int, int, str]]]] = field(default_factory=list)
     closed: bool = False
     #: what ``list_topics`` says of any topic: its partitions (None: the broker does not answer)
     partitions: int | None = 6
+    #: assignments the next ``consume`` serves
+    pending: list[list[TopicPartition]] = field(default_factory=list)
+    on_assign: Callable[[Any, list[TopicPartition]], object] | None = None
+    _in_callback: bool = False
+
+    def subscribe(
+        self, topics: list[str], on_assign: Callable[[Any, list[TopicPartition]], object], **_: Any
+    ) -> None:
+        self.on_assign = on_assign
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Any]:
+        while self.pending and self.on_assign is not None:
+            self._in_callback = True
+            try:
+                self.on_assign(self, self.pending.pop(0))
+            finally:
+                self._in_callback = False
+        return []
 
     def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
+        if self._in_callback:
+            raise AssertionError("list_topics in a rebalance callback (confluent-kafka aborts)")
         if self.partitions is None:
             raise KafkaException(KafkaError(KafkaError._TRANSPORT))
         meta = SimpleNamespace(error=None, partitions=dict.fromkeys(range(self.partitions)))
@@ -108,6 +131,7 @@ class FakeConsumer:
         return None if asynchronous else offsets
 
     def close(self) -> None:
+        self.consume()  # librdkafka serves what is queued: an assignment it never revokes
         self.closed = True
 
 

@@ -126,20 +126,27 @@ def test_a_worker_shares_its_lane_while_it_holds_fewer_partitions_than_the_topic
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """``LOOM_COMMIT_CLAIMS=auto`` (ADR 0040) claims only while the lane is shared; the
-    partition count is read again at each assignment (a grown topic rebalances its groups)."""
+    partition count is read again after each assignment (a grown topic rebalances its groups),
+    once the ``consume`` that served it returned (never inside the callback: FakeConsumer)."""
     runner, fake = make_runner(monkeypatch)
     topic = runner.topic
+    fake.subscribe([topic], on_assign=runner._on_assign)
+
+    def assigned(*partitions: int) -> None:
+        fake.pending.append([TopicPartition(topic, p) for p in partitions])
+        assert runner._consume_messages(500, 0) == []
+
     assert not runner.batches.shared()  # nothing assigned yet
-    runner._on_assign(fake, [TopicPartition(topic, p) for p in range(3)])  # type: ignore[arg-type]
+    assigned(0, 1, 2)
     assert runner.batches.shared()
-    runner._on_assign(fake, [TopicPartition(topic, p) for p in range(3, 6)])  # type: ignore[arg-type]
+    assigned(3, 4, 5)
     assert not runner.batches.shared()  # all 6: alone
     fake.partitions = 12  # the topic grew; the rebalance gives this worker 3 more
-    runner._on_assign(fake, [TopicPartition(topic, p) for p in range(6, 9)])  # type: ignore[arg-type]
+    assigned(6, 7, 8)
     assert runner.partitions == 12
     assert runner.batches.shared()
     fake.partitions = None  # the broker does not answer: at least one past the highest held
-    runner._on_assign(fake, [TopicPartition(topic, 13)])  # type: ignore[arg-type]
+    assigned(13)
     assert runner.partitions == 14
     assert runner.batches.shared()
 
@@ -179,10 +186,13 @@ def test_offsets_are_committed_async_at_most_every_interval_and_sync_on_revoke_a
     # the asynchronous commit after the batch already sent it (it may have failed)
     runner._on_revoke(fake, [TopicPartition("raw", 1)])  # type: ignore[arg-type]
     assert fake.commits[-1] == (False, [("raw", 1, 21, "gen-1")])
+    fake.subscribe(["raw"], on_assign=runner._on_assign)
+    fake.pending.append([TopicPartition("raw", 3)])  # a join that completed meanwhile
     runner._close()  # everything still owned, synchronously
     assert fake.commits[-1] == (False, [("raw", 0, 13, "gen-1"), ("raw", 2, 6, "gen-1")])
     assert fake.closed
     assert len(runner.processed) == 0
+    assert not runner.assigned  # a closed consumer holds nothing (readiness says so)
 
 
 def test_a_revoked_partition_is_no_longer_due(monkeypatch: pytest.MonkeyPatch) -> None:
