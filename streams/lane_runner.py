@@ -383,15 +383,17 @@ class LaneRunner:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        if self.relay is not None:
-            self.relay.start(self._relay_wakeup)
-        else:
+        if self.relay is None:
             log.info("%s: LOOM_WORKER_RELAY=false: `loom relay --role %s` delivers the outbox",
                      self.group, self.lane)  # fmt: skip
         if self.ahead is not None:  # the lane's thread: the executor's one (``_main``)
             self.ahead.thread = await asyncio.to_thread(threading.get_ident)
         try:
             await self._establish_generation()
+            # The relay delivers what this lane's Redis holds: only once Redis was found to
+            # hold the lane's state (a Redis that lost it gets no outbox stream from us).
+            if self.relay is not None:
+                self.relay.start(self._relay_wakeup)
             self.status.running()
             await self._loop()
         except LaneStopped as stop:
@@ -406,6 +408,8 @@ class LaneRunner:
                 f". To recover, {hint}." if hint and hint not in detail else "",
             )
             self.rt.metrics.lane_stops.labels(lane=self.lane, reason=stop.reason.value).inc()
+            if stop.reason is StopReason.STATE_LOST and self.relay is not None:
+                await self.relay.stop()  # its outbox went with the state: nothing to deliver
             self.status.stopped(stop.reason, detail)
         except BatchAbandoned:  # stopped while waiting for Redis or Kafka at start
             pass

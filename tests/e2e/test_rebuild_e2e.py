@@ -52,9 +52,10 @@ def test_a_worker_refuses_a_redis_that_lost_its_state_and_rebuild_restores_it(
     assert "lane" in body["failing"]
     assert refusing.poll() is None  # alive, saying why
     assert log.count("lane stopped") == 1  # one clear line
-    assert list(loom.redis.scan_iter(f"{loom.root}:*")) == []  # nothing written, not even a marker
     refusing.send_signal(signal.SIGTERM)
     assert refusing.wait(30) == 3  # the lane had stopped on an error
+    # nothing written, not even a marker or the outbox's stream (its relay never started)
+    assert list(loom.redis.scan_iter(f"{loom.root}:*")) == []
     loom.workers.remove(refusing)  # an exit the harness would otherwise report as a crash
 
     refused = loom.cli("rebuild", "--lane", "profiles")  # no --wipe needed: Redis is empty

@@ -19,7 +19,10 @@ from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from resolvers.pipeline import INVENTORY, Prepared
 from resolvers.steps import RawRecord
 from streams import kafka_clients, lane_runner
+from streams.batch_runner import LaneStopped
+from streams.errors import StateLostError
 from streams.lane_runner import raw_records
+from streams.lane_status import LaneState, StopReason
 from streams.offsets import ProcessedOffsets, next_offsets
 from streams.redis_store import RedisStore
 from streams.settings import LoomSettings
@@ -661,3 +664,23 @@ def test_a_lane_on_redis_works_ahead_in_its_stores_waits_unless_told_not_to(
         assert (runner.ahead is not None) is ahead
         assert store.waves.meanwhile is expected
         assert store.watch.meanwhile is expected
+
+
+@pytest.mark.parametrize("reason", [StopReason.STATE_LOST, StopReason.FATAL])
+def test_the_relay_starts_only_once_redis_holds_the_lanes_state(
+    monkeypatch: pytest.MonkeyPatch, reason: StopReason
+) -> None:
+    """A Redis that lost the lane's state gets nothing from the worker, not even the outbox's
+    stream its relay would create; a lane that stops on it never starts the relay."""
+    runner, _ = make_runner(monkeypatch)
+    assert runner.relay is not None
+
+    async def refused() -> None:
+        raise LaneStopped(reason, StateLostError("the generation marker is gone"))
+
+    monkeypatch.setattr(runner, "_establish_generation", refused)
+
+    runner.stop()  # asked already: run() returns once the lane stopped and closed
+    asyncio.run(runner.run())
+    assert runner.status.state is LaneState.STOPPED
+    assert runner.relay.task is None
