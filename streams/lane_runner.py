@@ -236,7 +236,7 @@ class LaneRunner:
         self.assigned: set[tuple[str, int]] = set()
         self.processed = ProcessedOffsets()
         self.batches = BatchRunner(rt, self.status, self.stopping)
-        #: the topic's partitions (read at start and at each assignment: a topic that grows
+        #: the topic's partitions (read at start and after each assignment: a topic that grows
         #: rebalances its groups): fewer assigned = other workers share the lane
         self.partitions = 0
         self._recount = False  # an assignment since the count (counted after its consume)
