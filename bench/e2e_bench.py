@@ -253,6 +253,18 @@ class Deployment:
             started.append((proc, port, f"relay-{role}"))
         return started
 
+    def relay_holders(self) -> dict[str, str | None]:
+        """By lane, the role of the process delivering its Redis's outbox now (the holder of
+        its lease, ADR 0043; ``relay`` for a ``loom relay``): the relay's CPU is in that
+        role's figure. None: no relay holds it."""
+        roles = {proc.pid: role for proc, _, role in self.workers}
+        roles |= {proc.pid: "relay" for proc in self.relays}
+        out: dict[str, str | None] = {}
+        for lane, client in self.lane_redis.items():
+            holder: bytes | None = client.get(f"{self.root}:relay-lease")  # type: ignore[assignment]
+            out[lane] = None if holder is None else roles.get(int(holder.rsplit(b"-", 1)[1]))
+        return out
+
     def meter(self) -> CpuMeter:
         """Every process of the deployment: each role's workers (summed), the ``loom relay``
         processes, Redis and the Kafka broker, and of the broker's threads its JIT compiler's
@@ -589,6 +601,7 @@ def throughput(
             time.sleep(0.05)
         cpu = meter.stop()
         host_cpu = host.stop()
+        relay_holders = dep.relay_holders()
         after = dep.metrics()
         batches = {lane: histogram_delta(before[lane], after[lane], BATCH) for lane in LANES}
 
@@ -643,6 +656,8 @@ def throughput(
             "redis_load": os.environ.get("LOOM_REDIS_LOAD", _DEFAULTS["redis_load"]),
             # ADR 0039: the outbox relay in each worker (true) or in `loom relay` processes
             "worker_relay": dep.settings.worker_relay,
+            # ADR 0043: by lane, the role whose process delivered its outbox (its CPU has it)
+            "relay_holders": relay_holders,
             "loadavg_start": loadavg,
             # the host's CPUs over the backlog: busy, idle, stolen by the hypervisor
             "host_cpu_pct": host_cpu,

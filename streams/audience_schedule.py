@@ -27,6 +27,7 @@ import redis
 
 from resolvers.context import Context
 from streams.audience_refresh import AudienceRefresh, RefreshConflictError, RefreshReport
+from streams.lease import HOLD_SCRIPT
 from streams.redis_store import RedisStore
 from streams.runtime import Runtime
 
@@ -34,16 +35,6 @@ log = logging.getLogger(__name__)
 
 #: How far ahead the running pass keeps its lock after each batch (a batch takes ~1 s).
 LEASE_S: Final = 60.0
-
-#: Set the lock's time to live (ms; <= 0: delete it) only if ``owner`` holds it. With the
-#: commands Loom's Redis user is granted (``streams.redis_clients.COMMANDS``): SET ... PX
-#: rewrites the same value with the new expiry.
-HOLD_SCRIPT: Final = """
-if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
-local ttl = tonumber(ARGV[2])
-if ttl > 0 then redis.call('set', KEYS[1], ARGV[1], 'PX', ttl) else redis.call('del', KEYS[1]) end
-return 1
-"""
 
 
 class PassLockLostError(RefreshConflictError):

@@ -150,6 +150,7 @@ class RelayMetrics:
     superseded: Counter  # loom_relay_superseded_total
     errors: Counter  # loom_relay_errors_total{error}
     failing: Gauge  # loom_relay_failing: 1 while the relay's passes fail
+    active: Gauge  # loom_relay_active: 1 while this relay holds the outbox's lease
     outbox_length: Gauge  # loom_outbox_length
     outbox_oldest_age: Gauge  # loom_outbox_oldest_age_seconds
 
@@ -179,6 +180,12 @@ class RelayMetrics:
             failing=Gauge(
                 "loom_relay_failing",
                 "1 while the outbox relay's passes fail (it retries with backoff).",
+                registry=reg,
+            ),
+            active=Gauge(
+                "loom_relay_active",
+                "1 while this relay holds the outbox's lease and delivers it; 0 while it stands "
+                "by (one relay per outbox delivers at a time, ADR 0043).",
                 registry=reg,
             ),
             outbox_length=Gauge(

@@ -103,6 +103,11 @@ class Keys:
         return f"{self.root}:outbox"
 
     @property
+    def relay_lease(self) -> str:
+        """Who delivers the outbox: the consumer name of the one relay that holds it (ADR 0043)."""
+        return f"{self.root}:relay-lease"
+
+    @property
     def stats(self) -> str:
         return f"{self.root}:stats"
 

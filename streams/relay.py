@@ -7,6 +7,16 @@ batch's path: :class:`OutboxRelay` produces outbox entries, waits for the broker
 acknowledgements, then acknowledges and deletes them in Redis. A crash in between re-sends
 them: at least once, never lost (the outbox is never trimmed).
 
+One relay at a time delivers an outbox (ADR 0043): it holds the lease ``P:v1:relay-lease``
+(``streams.lease``, ``LOOM_RELAY_LEASE_S``), renewed as it works; every other relay of the
+outbox (the other lanes' workers, more workers of a lane, more ``loom relay`` processes) stands
+by, reads nothing and tries to take the lease about once a second. So each key's records reach
+Kafka in the order the commits wrote them, and a compacted change topic ends on what Redis
+holds. A relay that takes the lease first claims every entry the others read and did not
+acknowledge, so they go out before anything newer; one that stops gives the lease up, one
+that dies leaves it to expire. A holder that finds the lease taken by another (it stalled for
+longer than the lease) purges what it still had on its way to Kafka and stands by.
+
 :class:`RelaySupervisor` keeps it running, whatever fails:
 
 * ``NOGROUP`` (the outbox stream or its consumer group vanished, e.g. Redis restarted without
@@ -58,6 +68,7 @@ from streams.errors import (
     classify,
     kafka_error,
 )
+from streams.lease import Held, Lease
 from streams.metrics import RelayMetrics
 from streams.replies import Borrowed, round_trip
 from streams.resp import Resp, hmget_head
@@ -67,6 +78,10 @@ log = logging.getLogger(__name__)
 Entry = tuple[bytes, dict[bytes, bytes]]
 T = TypeVar("T")
 _V_D: Final = hmget_head("v", "d")
+
+#: ``LOOM_RELAY_LEASE_S``'s default: how long the outbox's lease outlives its holder's last
+#: renewal (a relay that died is replaced after at most this long)
+LEASE_S: Final = 10.0
 
 
 @dataclass(slots=True)
@@ -92,10 +107,10 @@ class OutboxRelay:
     pending in Redis and are produced again by a later pass; delivered ones whose XACK failed
     are acknowledged by the next pass.
 
-    Order: every pass re-sends this consumer's own pending entries (oldest first) before new
-    ones, so within one relay records reach Kafka in outbox order unless a delivery fails.
-    Across relays it is not so (each reads its own share; claimed entries come late): downstream
-    orders ``profiles.changes`` by the ``version`` each record carries.
+    Order: one relay at a time holds the outbox's lease and delivers it (module docstring);
+    every pass re-sends its own pending entries (oldest first) before new ones, and a relay
+    that takes the lease over claims the others' pending entries first, so records reach Kafka
+    in outbox order unless a delivery fails or a holder stalled for longer than the lease.
     """
 
     GROUP = "relay"
@@ -112,6 +127,9 @@ class OutboxRelay:
         flush_timeout_s: float = 5.0,
         isolate_s: float = 60.0,
         profiles: str | None = None,
+        lease: str | None = None,
+        lease_s: float = LEASE_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client, self.producer, self.key = client, producer, key
         #: the key prefix of profile hashes (``P:v1:profile:``), where the snapshots the
@@ -122,6 +140,16 @@ class OutboxRelay:
         #: snapshot records left out because their profile had moved on (ADR 0033), since
         #: the last :meth:`take_superseded`
         self.superseded = 0
+        #: one relay at a time delivers the outbox (default: beside ``key``, ``P:v1:relay-lease``)
+        self.lease = Lease(
+            client,
+            lease if lease is not None else key.removesuffix("outbox") + "relay-lease",
+            consumer,
+            lease_s,
+            clock=clock,
+        )
+        self._retry_s = min(1.0, lease_s / 3)  # how often a relay standing by tries the lease
+        self._try_at = float("-inf")
         self.consumer, self.min_idle_ms = consumer, min_idle_ms
         self.claim_every_s, self.flush_timeout_s = claim_every_s, flush_timeout_s
         self.isolate_s = isolate_s
@@ -150,13 +178,11 @@ class OutboxRelay:
         if not self._group_ready:
             self.ensure_group()
         self._refused.clear()
+        if self._holding() is Held.NO:
+            return self._standing_by()
         done = self._settle()
         if time.monotonic() - self._claimed_at >= self.claim_every_s:
-            claimed: Any = self.client.xautoclaim(
-                self.key, self.GROUP, self.consumer, self.min_idle_ms, "0-0", count=count
-            )
-            self._claimed_at = time.monotonic()
-            done += self._send(claimed[1])
+            self._claim(self.min_idle_ms)  # what a relay that died read: sent with our own
         done += self._drain("0", count)  # our own pending entries first (failed sends)
         done += self._drain(">", count)  # then new entries
         if self._refused:
@@ -170,13 +196,73 @@ class OutboxRelay:
             raise error
         return done
 
+    def active(self) -> bool:
+        """Whether this relay holds the outbox's lease (as far as it knows: no round trip)."""
+        return self.lease.held()
+
+    def release(self) -> None:
+        """Give the outbox's lease up (a relay stopping), unless records are still on their
+        way to Kafka: then it expires, ``LOOM_RELAY_LEASE_S`` after its last renewal, and no
+        other relay sends newer records before those."""
+        if not self._inflight:
+            self.lease.release()
+
+    def _holding(self) -> Held:
+        """Whether this relay holds the lease (taking or renewing it; standing by, it tries
+        at most every ``_retry_s``). One that has just taken it claims every entry the others
+        read and did not acknowledge: they are its own pending ones, to be sent first."""
+        if not self.lease.held() and self.lease.clock() < self._try_at:
+            return Held.NO
+        held = self.lease.hold()
+        if held is Held.NO:
+            self._try_at = self.lease.clock() + self._retry_s
+        elif held is Held.TAKEN:
+            log.info("outbox relay %s: delivering the outbox (it holds %s)", self.consumer,
+                     self.lease.key)  # fmt: skip
+            self._claim(0)
+        return held
+
+    def _claim(self, min_idle_ms: int) -> None:
+        """Make entries other relays read and left idle for ``min_idle_ms`` this relay's."""
+        start: Any = "0-0"
+        while True:
+            resp: Any = self.client.xautoclaim(
+                self.key, self.GROUP, self.consumer, min_idle_ms, start, count=100
+            )  # (not JUSTID: redis-py's reply of it leaves the cursor out)
+            start = resp[0]
+            if start in (b"0-0", "0-0"):
+                break
+        self._claimed_at = time.monotonic()
+
+    def _standing_by(self) -> int:
+        """Another relay holds the lease. If this one still had records on their way (it
+        stalled for longer than the lease), they are purged from the producer, not sent after
+        the holder's newer ones: they stay pending in Redis, and the holder claims them.
+        What was delivered is acknowledged; the records acknowledged are returned."""
+        if self._inflight:
+            log.warning(
+                "outbox relay %s: another relay took the outbox over; %d entries it had not "
+                "delivered are left to it",
+                self.consumer,
+                len(self._inflight),
+            )
+            self.producer.purge(in_queue=True, in_flight=True)
+            self.producer.poll(0)  # serve the purged records' reports
+            self._inflight.clear()
+        self._failed.clear()
+        return self._settle()
+
     def wait_new(self, timeout_s: float) -> bool:
         """Wait (``timeout_s`` at most) until the outbox holds an entry no consumer has read;
         whether one came. A relay of its own process (``loom relay``, ADR 0039) is woken so,
         as a worker's is after each batch. The entry read is this consumer's pending one:
-        the next pass sends it first."""
+        the next pass sends it first. A relay that finds another holding the lease reads
+        nothing: it waits until its next try at the lease is due."""
         if not self._group_ready:
             self.ensure_group()
+        if self._holding() is Held.NO:
+            time.sleep(min(timeout_s, max(0.0, self._try_at - self.lease.clock())))
+            return False
         block_ms = max(1, round(timeout_s * 1000))
         resp: Any = self.client.xreadgroup(
             self.GROUP, self.consumer, {self.key: ">"}, count=1, block=block_ms
@@ -188,6 +274,14 @@ class OutboxRelay:
         by page until none is left."""
         done = 0
         while True:
+            held = self._holding()
+            if held is Held.NO:  # another relay took the outbox over
+                return done + self._standing_by()
+            if held is Held.TAKEN:  # it had lapsed: what it claimed goes first
+                if start == ">":
+                    done += self._drain("0", count)
+                else:
+                    start = "0"
             resp: Any = self.client.xreadgroup(
                 self.GROUP, self.consumer, {self.key: start}, count=count
             )
@@ -270,7 +364,9 @@ class OutboxRelay:
         """An entry is delivered when all its records are; failed if one of them failed."""
 
         def report(err: KafkaError | None, _msg: Any) -> None:
-            flight = self._inflight[entry_id]
+            flight = self._inflight.get(entry_id)
+            if flight is None:  # purged when another relay took the outbox over
+                return
             if flight.error is None:
                 flight.error = err
             flight.left -= 1
@@ -396,10 +492,17 @@ class RelaySupervisor:
         return self.task
 
     async def stop(self) -> None:
+        """Stop the passes and give the outbox's lease up (after the pass under way: the
+        relay's thread runs one thing at a time), so another relay takes over at once."""
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+        with contextlib.suppress(Exception):  # not released: it expires
+            await asyncio.wait_for(
+                self._in_thread(self.relay.release), self.relay.flush_timeout_s + 1.0
+            )
+        self.metrics.active.set(0)
         self._thread.shutdown(wait=False, cancel_futures=True)
 
     async def run(self, wakeup: asyncio.Event | None) -> None:
@@ -419,6 +522,7 @@ class RelaySupervisor:
                 self._recovered()
                 backoff.reset()
                 await asyncio.sleep(max(0.0, self.min_interval_s - (self._clock() - started)))
+            self.metrics.active.set(1 if self.relay.active() else 0)
             await self._export_stats()
 
     async def _woken(self, wakeup: asyncio.Event | None) -> None:
@@ -446,11 +550,22 @@ class RelaySupervisor:
         if not isinstance(error, RetryableError | RecordRefusedError):
             self.restarts += 1
             log.error("outbox relay: %s; restarting it in %.1f s", error.describe(), delay)
-            await asyncio.sleep(delay)
+            await self._pause(delay)
             self.relay = await self._in_thread(self.make_relay)
             return False
-        await asyncio.sleep(delay)
+        await self._pause(delay)
         return False
+
+    async def _pause(self, delay: float) -> None:
+        """Wait ``delay`` after a failed pass, keeping the outbox's lease if this relay holds
+        it: what it has on its way to Kafka goes before what another relay would send."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + delay
+        while (left := until - loop.time()) > 0:
+            await asyncio.sleep(min(left, self.relay.lease.lease_s / 3))
+            if self.relay.active():
+                with contextlib.suppress(Exception):  # Redis down: nobody can take it either
+                    await self._in_thread(self.relay.lease.hold)
 
     def _failed(self, error: LaneError) -> None:
         self.failures += 1

@@ -177,6 +177,8 @@ def relay_maker(
             keys.outbox,
             consumer,
             profiles=keys.kinds[Kind.PROFILE],
+            lease=keys.relay_lease,
+            lease_s=settings.relay_lease_s,
         )
 
     return new_relay

@@ -321,6 +321,13 @@ class LoomSettings(BaseSettings):
         description="the outbox relay sends to Kafka at most this often (one produce request "
         "per topic-partition per pass)",
     )
+    relay_lease_s: float = Field(
+        10.0,
+        ge=1,
+        le=300,
+        description="one relay at a time delivers an outbox, holding its lease (ADR 0043): "
+        "renewed every third of it; a relay that died is replaced after at most this long",
+    )
     worker_relay: bool = Field(
         True,
         description="a lane's worker runs the outbox relay beside its batches; false: "
@@ -498,6 +505,12 @@ class LoomSettings(BaseSettings):
         if isr > rf:
             problems.append(
                 f"LOOM_MIN_INSYNC_REPLICAS ({isr}) exceeds LOOM_REPLICATION_FACTOR ({rf})"
+            )
+        if self.relay_lease_s < 3 * self.relay_interval_s:
+            problems.append(
+                f"LOOM_RELAY_LEASE_S ({self.relay_lease_s:g}) must be at least 3 x "
+                f"LOOM_RELAY_INTERVAL_S ({self.relay_interval_s:g}): the relay renews it between "
+                "passes"
             )
         if problems:
             raise ValueError("; ".join(problems))

@@ -4,9 +4,10 @@ its own, until SIGTERM/SIGINT (ADR 0039).
 By default each lane's worker runs the outbox relay beside its batches (``streams.relay``).
 With ``LOOM_WORKER_RELAY=false`` the workers leave it to these processes: the relay's Python
 work and its hold of the interpreter lock leave the lane's process. Run one or more per lane
-(they share the Redis consumer group ``relay``; an entry a dead relay held is claimed by
-another after 30 s). A relay wakes when the outbox holds a new entry (a blocking
-``XREADGROUP``), at most every ``LOOM_RELAY_INTERVAL_S``.
+(they share the Redis consumer group ``relay``): one at a time delivers the outbox, holding
+its lease, and the others stand by (ADR 0043); one that dies is replaced after at most
+``LOOM_RELAY_LEASE_S``, and what it read is sent first. The holder wakes when the outbox
+holds a new entry (a blocking ``XREADGROUP``), at most every ``LOOM_RELAY_INTERVAL_S``.
 
 ``/metrics``, ``/livez`` and ``/readyz`` (Kafka, Redis, and ``relay`` once its passes have failed
 for ``LOOM_STUCK_AFTER_S``) are served on ``LOOM_RELAY_WEB_PORT`` (profiles, 6070) or

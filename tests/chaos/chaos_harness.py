@@ -92,9 +92,10 @@ class Picture:
                 "of": len(other.stock),
                 "example": (example, self.stock.get(example), other.stock.get(example)),
             }
-        # at least once, and in no guaranteed order per position (every worker's relay reads
-        # its share of the one outbox): the final level of every position the reference
-        # published must be among the levels published for it
+        # at least once; in commit order per position without faults (one relay at a time,
+        # ADR 0043), but a relay killed or a broker restarted mid-delivery may send a level
+        # again later: the final level of every position the reference published must be
+        # among the levels published for it
         final = {f"{sku}@{loc}": on_hand for sku, locs in other.stock.items()
                  for loc, (on_hand, _committed) in locs.items()}  # fmt: skip
         missing = {k for k in other.levels if final.get(k) not in self.levels.get(k, ())}

@@ -266,7 +266,8 @@ def test_relay_processes_killed_while_holding_entries_lose_none_of_them(
 ) -> None:
     """ADR 0039: workers with ``LOOM_WORKER_RELAY=false`` and ``loom relay`` processes. Each
     relay is killed (SIGKILL) while it holds outbox entries it read and has not acknowledged;
-    the relays started after it claim them (after 30 s idle) and every change arrives."""
+    the relay started after it that takes the outbox's lease, once the dead one's expired
+    (``LOOM_RELAY_LEASE_S``, ADR 0043), claims them first and every change arrives."""
     c = chaos()
     small = {"LOOM_WORKER_RELAY": "false", "LOOM_BATCH_SIZE": "20"}  # many outbox entries
     c.start_lane("profiles", **small)

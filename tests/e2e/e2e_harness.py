@@ -35,7 +35,7 @@ from topic_reader import read_topic
 
 from resolvers.pipeline import LANES
 from streams import kafka_clients
-from streams.lag import uncommitted
+from streams.lag import uncommitted_or_unknown
 from streams.producer import TouchpointProducer
 from streams.settings import LoomSettings, Topics
 from streams.topics import ensure_topics
@@ -185,8 +185,18 @@ class Loom:
             consumer = self._lag_consumers.get(lane)
             if consumer is None:  # never subscribes: only reads the group's offsets
                 consumer = self._lag_consumers[lane] = kafka_clients.consumer(s, s.group_id(lane))
-            total += uncommitted(consumer, s.topics.raw, s.partitions)
+            total += self._uncommitted(consumer)
         return total
+
+    def _uncommitted(self, consumer: Any, timeout: float = 30.0) -> int:
+        """:func:`uncommitted` of the raw topic, asked again while Kafka cannot say for a
+        passing reason (a fresh broker's group coordinator still loading: NOT_COORDINATOR)."""
+        s, deadline = self.settings, time.monotonic() + timeout
+        while (got := uncommitted_or_unknown(consumer, s.topics.raw, s.partitions)) is None:
+            if time.monotonic() > deadline:
+                pytest.fail(f"Kafka could not say the lanes' lag for {timeout} s")
+            time.sleep(0.2)
+        return got
 
     def wait_idle(self, *lanes: str, timeout: float = 120.0) -> None:
         """Until every produced record is committed by the lanes' groups (default: both) and

@@ -6,8 +6,9 @@ it when it returns, and the next callback librdkafka serves in the same outer ``
 ``close`` (a log line, an error, another rebalance) aborts the process (``CallState_get:
 Assertion `cs != NULL' failed``). With librdkafka's group debug lines on, every ``consume``
 serves log callbacks, so a worker that made such a call in ``on_assign`` died at its first
-assignment. A CI run saw it once without them: a worker whose lane had stopped died in its
-consumer's ``close``, which served the assignment and then a log line.
+assignment. Without them it is rarer: the likely cause of one CI run's worker that stopped
+answering (CI kept no worker logs) is a ``close`` that served the assignment and then a log
+line, inferred from the code, not seen.
 """
 
 from __future__ import annotations

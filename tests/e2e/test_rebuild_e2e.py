@@ -39,8 +39,10 @@ def test_a_worker_refuses_a_redis_that_lost_its_state_and_rebuild_restores_it(
     log = loom.wait_for(stop_logged, "the lane's stop")
     assert "loom rebuild --lane profiles" in log
 
-    # A probe that gets no answer asks again (one CI run's probe got none; 20 runs here, 12 of
-    # them on CPU-hogged cores, did not repeat it); a worker that exited fails with its logs.
+    # A probe that gets no answer asks again (one CI run's probe got none, most likely the
+    # worker aborted by a blocking call inside a rebalance callback, since fixed in
+    # lane_runner: test_rebalance_e2e; 20 runs here did not repeat it); a worker that exited
+    # fails with its exit code and logs.
     def answered() -> tuple[int, dict[str, Any]] | None:
         got = loom.health(port)
         assert got[0] or refusing.poll() is None, f"exited {refusing.poll()}\n{loom.logs()}"

@@ -76,6 +76,10 @@ def test_workers_without_a_relay_leave_the_outbox_to_loom_relay_which_delivers_a
     for port in relay_ports.values():
         loom.wait_for(lambda p=port: loom.health(p)[0] == 200, "relay ready")
         assert loom.health(port)[1]["checks"] == {"kafka": True, "redis": True, "relay": True}
+    # both lanes share one Redis here, so one outbox: one relay delivers it, the other stands
+    # by (ADR 0043; before, each read its share and a position could end on a stale level)
+    active = [lambda p=port: metric(p, "loom_relay_active") for port in relay_ports.values()]
+    loom.wait_for(lambda: sorted(a() for a in active) == [0, 1], "one relay active")
 
     # every record the relays delivered is on the change topics, once (no fault: no resend)
     topics = loom.settings.topics

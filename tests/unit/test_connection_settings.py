@@ -131,6 +131,10 @@ def test_a_secret_set_twice_or_unreadable_is_one_line(
             {"replication_factor": 2, "min_insync_replicas": 3},
             "LOOM_MIN_INSYNC_REPLICAS (3) exceeds LOOM_REPLICATION_FACTOR (2)",
         ),
+        (
+            {"relay_lease_s": 5, "relay_interval_s": 2},
+            "LOOM_RELAY_LEASE_S (5) must be at least 3 x LOOM_RELAY_INTERVAL_S (2)",
+        ),
         ({"kafka_security_protocol": "TLS"}, "LOOM_KAFKA_SECURITY_PROTOCOL: Input should be"),
         ({"redis_commit": "lua"}, "LOOM_REDIS_COMMIT: Input should be 'script' or 'watch'"),
         ({"redis_load": "lua"}, "LOOM_REDIS_LOAD: Input should be 'script' or 'waves'"),

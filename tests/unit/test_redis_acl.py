@@ -9,7 +9,7 @@ from importlib import resources
 
 import pytest
 
-from streams import audience_schedule, reader, shopify_memory
+from streams import lease, reader, shopify_memory
 from streams.redis_clients import COMMANDS
 
 SCRIPTS = sorted(
@@ -20,7 +20,8 @@ CALL = re.compile(r"redis\.p?call\(\s*['\"]([A-Za-z]+)['\"]")
 
 #: The scripts kept inline, by name.
 INLINE = {
-    "audience_schedule.HOLD_SCRIPT": audience_schedule.HOLD_SCRIPT,
+    "lease.HOLD_SCRIPT": lease.HOLD_SCRIPT,
+    "lease.TAKE_SCRIPT": lease.TAKE_SCRIPT,
     "reader.LOOKUP_SCRIPT": reader.LOOKUP_SCRIPT,
     "shopify_memory.APPLY_SCRIPT": shopify_memory.APPLY_SCRIPT,
 }
