@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -82,6 +83,8 @@ _V_D: Final = hmget_head("v", "d")
 #: ``LOOM_RELAY_LEASE_S``'s default: how long the outbox's lease outlives its holder's last
 #: renewal (a relay that died is replaced after at most this long)
 LEASE_S: Final = 10.0
+#: the longest a relay without a wake-up (``loom relay``) blocks in one read for new entries
+WAIT_SLICE_S: Final = 1.0
 
 
 @dataclass(slots=True)
@@ -532,8 +535,18 @@ class RelaySupervisor:
                 await asyncio.wait_for(wakeup.wait(), timeout=self.idle_s)
             wakeup.clear()
             return
+        # In slices of at most a second (and a third of the lease: each renews it): the
+        # relay's one thread is blocked meanwhile, and stop() gives the lease up only after
+        # it; a whole ``idle_s`` in one read made a stopping relay wait out its release and
+        # leave the lease to expire, not hand it over.
+        until = time.monotonic() + self.idle_s
         try:
-            await self._in_thread(lambda: self.relay.wait_new(self.idle_s))
+            while (left := until - time.monotonic()) > 0:
+                wait = functools.partial(
+                    self.relay.wait_new, min(left, WAIT_SLICE_S, self.relay.lease.lease_s / 3)
+                )
+                if await self._in_thread(wait):
+                    return
         except Exception:  # Redis down, the group gone...: the pass says why, and backs off
             return
 

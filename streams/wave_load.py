@@ -98,6 +98,8 @@ class Walk:
     truncated: bool = False
     _id_head: int = 0
     _pid_head: int = 0
+    #: it stopped in the profiles' loop (waiting for a profile): it goes on there
+    _in_pids: bool = False
     _seen_ids: set[str] = field(default_factory=set)
 
     def unread(self) -> tuple[list[str], list[str]]:
@@ -114,16 +116,21 @@ class Walk:
 
     def advance(self) -> bool:
         """Walk on; True when the walk is done, False when it waits for :meth:`unread`.
-        (The heads and collections in locals: ~1 record and profile per event.)"""
+        It goes on in the loop it stopped in: ``load.lua`` drains the profiles' queue,
+        redirects and holders it adds included, before it turns to the records again, so a
+        walk that stopped for a profile must not visit the records queued meanwhile first
+        (what it visits, in which order, and where it truncates do not depend on how its
+        reads came in waves). (The heads and collections in locals: ~1 record and profile
+        per event.)"""
         id_queue, pid_queue = self.id_queue, self.pid_queue
         ids_read, pids_read = self.ids_read, self.pids_read
         seen_ids, seen_pids = self._seen_ids, self.seen_pids
         visit_id, visit_pid = self.ids.append, self.profiles.append
         max_profiles, loads = self.max_profiles, orjson.loads
-        id_head, pid_head = self._id_head, self._pid_head
+        id_head, pid_head, in_pids = self._id_head, self._pid_head, self._in_pids
         try:
             while id_head < len(id_queue) or pid_head < len(pid_queue):
-                while id_head < len(id_queue):
+                while not in_pids and id_head < len(id_queue):
                     key = id_queue[id_head]
                     if key in seen_ids:
                         id_head += 1
@@ -138,6 +145,7 @@ class Walk:
                         pid_queue.append(row[1].decode())
                     if row[2] is not None:
                         pid_queue.extend(loads(row[2]))
+                in_pids = True
                 while pid_head < len(pid_queue):
                     pid = pid_queue[pid_head]
                     if pid in seen_pids:
@@ -157,9 +165,10 @@ class Walk:
                         pid_queue.append(row[2].decode())
                     elif row[3] is not None:
                         id_queue.extend(loads(row[3]))
+                in_pids = False
             return True
         finally:
-            self._id_head, self._pid_head = id_head, pid_head
+            self._id_head, self._pid_head, self._in_pids = id_head, pid_head, in_pids
 
 
 @dataclass

@@ -302,3 +302,34 @@ def test_a_relay_that_stops_gives_the_outbox_up_and_another_delivers_at_once(
     assert second.relay() == 1
     assert second.active()
     assert [v for _k, v in read_keyed(kafka_bootstrap, topic, 2)] == [b"-1", b"-2"]
+
+
+def test_a_relay_waiting_for_new_entries_keeps_a_short_lease(
+    redis_client: redis.Redis, redis_prefix: str, kafka_bootstrap: str
+) -> None:
+    """A ``loom relay`` (no wake-up: it blocks reading for new entries) with a 1 s lease and a
+    30 s idle wait holds the lease all along: it reads in slices of a third of the lease, each
+    renewing it. (In one read of 30 s, cut at the client's 5 s socket timeout, the lease
+    lapsed after 1 s and any other relay could take the outbox.)"""
+    key, topic = f"{redis_prefix}:v1:outbox", f"{redis_prefix}.inventory.changes"
+    lease_key = f"{redis_prefix}:v1:relay-lease"
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "acks": "all"})
+    metrics = RelayMetrics.create(CollectorRegistry())
+    sup = RelaySupervisor(
+        lambda: OutboxRelay(redis_client, producer, key, "idle", lease_s=1.0),
+        metrics, backoff_max_s=0.2, failing_after_s=60.0, idle_s=30.0,
+    )  # fmt: skip
+    holders: list[bytes | None] = []
+
+    async def scenario() -> None:
+        sup.start(None)
+        commit(redis_client, key, [(KEYS[0], b"-1")], topic)
+        await until(lambda: redis_client.xlen(key) == 0)
+        for _ in range(50):  # 2.5 s of waiting for entries: 2.5 leases
+            holders.append(redis_client.get(lease_key))
+            await asyncio.sleep(0.05)
+        await sup.stop()
+
+    asyncio.run(scenario())
+    assert set(holders) == {b"idle"}
+    assert [v for _k, v in read_keyed(kafka_bootstrap, topic, 1)] == [b"-1"]
