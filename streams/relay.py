@@ -535,10 +535,9 @@ class RelaySupervisor:
                 await asyncio.wait_for(wakeup.wait(), timeout=self.idle_s)
             wakeup.clear()
             return
-        # In slices of at most a second (and a third of the lease: each renews it): the
-        # relay's one thread is blocked meanwhile, and stop() gives the lease up only after
-        # it; a whole ``idle_s`` in one read made a stopping relay wait out its release and
-        # leave the lease to expire, not hand it over.
+        # In slices of at most a second and a third of the lease, each renewing it: one read
+        # of the whole ``idle_s`` let a shorter lease lapse, and held up a stop's release (the
+        # relay's one thread is blocked in the read) for as long, up to the socket timeout.
         until = time.monotonic() + self.idle_s
         try:
             while (left := until - time.monotonic()) > 0:
