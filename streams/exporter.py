@@ -101,7 +101,12 @@ class LagExporter:
         return snapshot, statuses
 
     def _observe(self, snapshot: LagSnapshot) -> None:
-        ends = {(p.topic, p.partition): p.end for g in snapshot.groups for p in g.partitions}
+        ends = {
+            (p.topic, p.partition): p.end
+            for g in snapshot.groups
+            for p in g.partitions
+            if p.end is not None
+        }
         if self._tail is not None:
             # only the groups of this reading: poll_once forgets the others' history anyway
             reported = {g.group for g in snapshot.groups}
@@ -120,7 +125,7 @@ class LagExporter:
                 )
         for g in snapshot.groups:
             for p in g.partitions:
-                if p.committed is None:
+                if p.committed is None or p.end is None:  # nothing to judge it by, this poll
                     continue
                 if self._tail is None:
                     # without the commit log only changes are visible (no STALL, only STOP)

@@ -33,7 +33,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from confluent_kafka import (
     OFFSET_END,
@@ -88,8 +88,8 @@ class PartitionLag:
     topic: str
     partition: int
     committed: int | None  # None: the group has no committed offset here
-    end: int
-    lag: int | None  # end - committed; None when nothing is committed
+    end: int | None  # None: Kafka could not say now (the partition has no leader)
+    lag: int | None  # end - committed; None when nothing is committed or the end is unknown
     lag_seconds: float | None  # None when not known
     consumer_id: str | None = None  # owning member, None when unassigned
     host: str | None = None
@@ -245,15 +245,23 @@ class LagReader:
         return out
 
     def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
-        """Log end offsets (read_uncommitted high watermark, like ConsumerGroupCommand)."""
+        """Log end offsets (read_uncommitted high watermark, like ConsumerGroupCommand) of the
+        partitions Kafka can answer for now. One it cannot (no leader: its broker away, its
+        topic being created or deleted) is left out, so one partition does not hide the
+        others' lag; any other error raises."""
         wanted = {TopicPartition(t, p): _latest() for t, p in set(tps)}
         if not wanted:
             return {}
         futures = self._admin.list_offsets(wanted, request_timeout=self._timeout_s)
-        return {
-            (tp.topic, tp.partition): _result(f, self._timeout_s).offset
-            for tp, f in futures.items()
-        }
+        ends: dict[TP, int] = {}
+        for tp, f in futures.items():
+            try:
+                ends[(tp.topic, tp.partition)] = _result(f, self._timeout_s).offset
+            except KafkaException as exc:
+                if not unknown_for_now(exc):
+                    raise
+                log.info("end offset of %s [%d] unknown for now: %s", tp.topic, tp.partition, exc)
+        return ends
 
     def next_record_times(self, positions: Mapping[TP, int]) -> dict[TP, float]:
         """Timestamp (s) of the first record at or after each offset, where one is readable.
@@ -358,8 +366,8 @@ class LagReader:
             owners = assigned.get(g, {})
             for tp in sorted({*committed[g], *owners}):
                 off = committed[g].get(tp)
-                end = ends.get(tp, 0)
-                lag = None if off is None else max(end - off, 0)
+                known_end = ends.get(tp)
+                lag = None if off is None or known_end is None else max(known_end - off, 0)
                 secs: float | None = None
                 if lag == 0:
                     secs = 0.0
@@ -374,7 +382,7 @@ class LagReader:
                         topic=tp[0],
                         partition=tp[1],
                         committed=off,
-                        end=end,
+                        end=known_end,
                         lag=lag,
                         lag_seconds=secs,
                         consumer_id=owner.consumer_id if owner else None,
@@ -425,6 +433,19 @@ def uncommitted(
             _low, end = consumer.get_watermark_offsets(tp, timeout=timeout_s)
         total += max(end - max(committed.get(tp.partition, 0), 0), 0)
     return total
+
+
+#: librdkafka's answer to a list-offsets request for a partition whose leader it cannot find
+_NO_LEADER: Final = KafkaError._NOENT
+
+
+def unknown_for_now(exc: KafkaException) -> bool:
+    """Whether ``exc`` says only that Kafka cannot answer for a partition now (no leader, a
+    broker away, a topic changing), not that the request was wrong or refused."""
+    err = exc.args[0] if exc.args else None
+    if isinstance(err, KafkaError) and err.code() == _NO_LEADER:
+        return True
+    return isinstance(classify(exc), KafkaUnavailableError)
 
 
 def uncommitted_or_unknown(

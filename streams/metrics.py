@@ -550,7 +550,7 @@ class LagCollector(Collector):
                         per_topic[p.topic] = per_topic.get(p.topic, 0) + p.lag
                     if p.lag_seconds is not None:
                         lag_s.add_metric(labels, p.lag_seconds)
-                    if (p.topic, p.partition) not in seen_tp:
+                    if p.end is not None and (p.topic, p.partition) not in seen_tp:
                         seen_tp.add((p.topic, p.partition))
                         latest.add_metric([c, p.topic, str(p.partition)], p.end)
                 simple = str(g.is_simple).lower()
