@@ -458,7 +458,7 @@ def uncommitted_or_unknown(
     try:
         return uncommitted(consumer, topic, partitions, timeout_s=timeout_s)
     except KafkaException as exc:
-        if isinstance(classify(exc), KafkaUnavailableError):
+        if unknown_for_now(exc):
             return None
         raise
 

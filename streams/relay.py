@@ -83,8 +83,6 @@ _V_D: Final = hmget_head("v", "d")
 #: ``LOOM_RELAY_LEASE_S``'s default: how long the outbox's lease outlives its holder's last
 #: renewal (a relay that died is replaced after at most this long)
 LEASE_S: Final = 10.0
-#: the longest a relay without a wake-up (``loom relay``) blocks in one read for new entries
-WAIT_SLICE_S: Final = 1.0
 
 
 @dataclass(slots=True)
@@ -151,7 +149,10 @@ class OutboxRelay:
             lease_s,
             clock=clock,
         )
-        self._retry_s = min(1.0, lease_s / 3)  # how often a relay standing by tries the lease
+        #: the longest this relay goes without looking at the lease: a relay standing by tries
+        #: to take it this often, one holding it blocks at most this long in a read for new
+        #: entries (each read renews it, and a stop's release waits for the read under way)
+        self.turn_s = min(1.0, lease_s / 3)
         self._try_at = float("-inf")
         self.consumer, self.min_idle_ms = consumer, min_idle_ms
         self.claim_every_s, self.flush_timeout_s = claim_every_s, flush_timeout_s
@@ -212,16 +213,18 @@ class OutboxRelay:
 
     def _holding(self) -> Held:
         """Whether this relay holds the lease (taking or renewing it; standing by, it tries
-        at most every ``_retry_s``). One that has just taken it claims every entry the others
+        at most every ``turn_s``). One that has just taken it drops what an earlier hold of
+        its left on its way to Kafka (:meth:`_drop_flights`) and claims every entry the others
         read and did not acknowledge: they are its own pending ones, to be sent first."""
         if not self.lease.held() and self.lease.clock() < self._try_at:
             return Held.NO
         held = self.lease.hold()
         if held is Held.NO:
-            self._try_at = self.lease.clock() + self._retry_s
+            self._try_at = self.lease.clock() + self.turn_s
         elif held is Held.TAKEN:
             log.info("outbox relay %s: delivering the outbox (it holds %s)", self.consumer,
                      self.lease.key)  # fmt: skip
+            self._drop_flights("its lease had lapsed")
             self._claim(0)
         return held
 
@@ -238,35 +241,39 @@ class OutboxRelay:
         self._claimed_at = time.monotonic()
 
     def _standing_by(self) -> int:
-        """Another relay holds the lease. If this one still had records on their way (it
-        stalled for longer than the lease), they are purged from the producer, not sent after
-        the holder's newer ones: they stay pending in Redis, and the holder claims them.
-        What was delivered is acknowledged; the records acknowledged are returned."""
-        if self._inflight:
-            log.warning(
-                "outbox relay %s: another relay took the outbox over; %d entries it had not "
-                "delivered are left to it",
-                self.consumer,
-                len(self._inflight),
-            )
-            self.producer.purge(in_queue=True, in_flight=True)
-            self.producer.poll(0)  # serve the purged records' reports
-            self._inflight.clear()
+        """Another relay holds the lease: what this one still had on its way is dropped
+        (:meth:`_drop_flights`; the holder claims it). What was delivered is acknowledged;
+        the records acknowledged are returned."""
+        self._drop_flights("another relay took the outbox over")
         self._failed.clear()
         return self._settle()
 
+    def _drop_flights(self, why: str) -> None:
+        """Purge the records this relay still had on their way to Kafka from a hold of the
+        lease that lapsed (it stalled for longer than the lease): another relay may have
+        held it since and sent those entries and newer ones, so they are not sent after
+        them. They stay pending in Redis, and whoever holds the lease sends them again first
+        (at least once: a record already on the wire may go twice, never out of order)."""
+        if self._inflight:
+            log.warning("outbox relay %s: %s; %d entries it had not delivered are sent again "
+                        "by the holder", self.consumer, why, len(self._inflight))  # fmt: skip
+            self._inflight.clear()  # first: the purged records' reports find no flight
+            self.producer.purge(in_queue=True, in_flight=True)
+            self.producer.poll(0)  # serve those reports
+
     def wait_new(self, timeout_s: float) -> bool:
-        """Wait (``timeout_s`` at most) until the outbox holds an entry no consumer has read;
-        whether one came. A relay of its own process (``loom relay``, ADR 0039) is woken so,
-        as a worker's is after each batch. The entry read is this consumer's pending one:
-        the next pass sends it first. A relay that finds another holding the lease reads
-        nothing: it waits until its next try at the lease is due."""
+        """Wait (``timeout_s`` at most, and :attr:`turn_s`: call it again to wait longer)
+        until the outbox holds an entry no consumer has read; whether one came. A relay of
+        its own process (``loom relay``, ADR 0039) is woken so, as a worker's is after each
+        batch. The entry read is this consumer's pending one: the next pass sends it first.
+        A relay that finds another holding the lease reads nothing: it waits until its next
+        try at the lease is due."""
         if not self._group_ready:
             self.ensure_group()
         if self._holding() is Held.NO:
             time.sleep(min(timeout_s, max(0.0, self._try_at - self.lease.clock())))
             return False
-        block_ms = max(1, round(timeout_s * 1000))
+        block_ms = max(1, round(min(timeout_s, self.turn_s) * 1000))
         resp: Any = self.client.xreadgroup(
             self.GROUP, self.consumer, {self.key: ">"}, count=1, block=block_ms
         )
@@ -368,7 +375,7 @@ class OutboxRelay:
 
         def report(err: KafkaError | None, _msg: Any) -> None:
             flight = self._inflight.get(entry_id)
-            if flight is None:  # purged when another relay took the outbox over
+            if flight is None:  # purged (_drop_flights): another relay sends it
                 return
             if flight.error is None:
                 flight.error = err
@@ -535,16 +542,12 @@ class RelaySupervisor:
                 await asyncio.wait_for(wakeup.wait(), timeout=self.idle_s)
             wakeup.clear()
             return
-        # In slices of at most a second and a third of the lease, each renewing it: one read
-        # of the whole ``idle_s`` let a shorter lease lapse, and held up a stop's release (the
-        # relay's one thread is blocked in the read) for as long, up to the socket timeout.
+        # wait_new blocks for at most the relay's turn_s a call: one read of the whole
+        # ``idle_s`` let a shorter lease lapse, and held up a stop's release for as long
         until = time.monotonic() + self.idle_s
         try:
             while (left := until - time.monotonic()) > 0:
-                wait = functools.partial(
-                    self.relay.wait_new, min(left, WAIT_SLICE_S, self.relay.lease.lease_s / 3)
-                )
-                if await self._in_thread(wait):
+                if await self._in_thread(functools.partial(self.relay.wait_new, left)):
                     return
         except Exception:  # Redis down, the group gone...: the pass says why, and backs off
             return
