@@ -42,6 +42,10 @@ from resolvers.store import Ref
 
 #: An entry older than this is ignored (its worker stopped without releasing it).
 TTL_MS: Final = 10_000
+#: How far after the reader's clock an entry may be stamped and still hold: a reader reads the
+#: clock, then the entries, and another worker may claim in between (a few ms); an entry
+#: further ahead was stamped before the clock moved back (:func:`held`).
+AHEAD_MS: Final = 1_000
 #: The waits between loads of deferred parts: the first, then doubled up to the last.
 FIRST_WAIT_S: Final = 0.002
 LAST_WAIT_S: Final = 0.064
@@ -125,9 +129,11 @@ def held(
     """What the other workers' entries hold (module docstring): their active hashes, and the
     previous ones of those with a commit after this batch's load (the lane's commit sequence
     was ``loaded`` then, None: not known; ``current`` now); an entry older than
-    :data:`TTL_MS` holds nothing. None: a commit after the load that no entry names (the
-    batch loads again)."""
-    fresh = [e for e in others if now_ms - e.at_ms <= TTL_MS]
+    :data:`TTL_MS` holds nothing, and so does one stamped more than :data:`AHEAD_MS` after
+    ``now_ms`` (a clock that moved back: a failover to a primary whose clock is behind;
+    counted as fresh, a crashed worker's claim held until the clock caught up, then for the
+    time to live). None: a commit after the load that no entry names (the batch loads again)."""
+    fresh = [e for e in others if -AHEAD_MS <= now_ms - e.at_ms <= TTL_MS]
     out: set[int] = set()
     for entry in fresh:
         out |= entry.active

@@ -79,29 +79,37 @@ class Committed:
     ) -> Committed:
         """The group's committed offsets of ``partitions``. A group coordinator that is moving
         or still loading (a fresh cluster creates its offsets topic at the first group's first
-        ask) is asked again until ``timeout_s``; other errors raise at once."""
+        ask), or offsets a transaction has not settled yet, are asked again until ``timeout_s``;
+        other errors raise at once, the whole answer's or one partition's (librdkafka reports a
+        partition whose fetch failed with an error and no offset: read as "never committed",
+        it would let :func:`establish` start a new generation on a Redis that lost its state)."""
         asked = [TopicPartition(topic, p) for p in partitions]
         deadline = time.monotonic() + timeout_s
         while True:
             try:
                 got = consumer.committed(asked, timeout=max(0.1, deadline - time.monotonic()))
+                failed = next((tp.error for tp in got if tp.error is not None), None)
+                if failed is not None:
+                    raise KafkaException(failed)
                 break
             except KafkaException as exc:
                 error = exc.args[0] if exc.args else None
                 code = error.code() if isinstance(error, KafkaError) else None
-                if code not in _COORDINATOR_MOVING or time.monotonic() >= deadline:
+                if code not in _ASK_AGAIN or time.monotonic() >= deadline:
                     raise
                 sleep(_COORDINATOR_BACKOFF_S)
         done = [tp for tp in got if tp.offset >= 0]
         return cls(len(done), frozenset(tp.metadata or "" for tp in done))
 
 
-#: What a group coordinator answers while it moves or loads: asked again (``Committed.read``).
-_COORDINATOR_MOVING: Final = frozenset(
+#: What a group coordinator answers while it moves or loads, and a partition's answer while a
+#: transaction's offsets are pending: asked again (``Committed.read``).
+_ASK_AGAIN: Final = frozenset(
     {
         KafkaError.NOT_COORDINATOR,
         KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
         KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.UNSTABLE_OFFSET_COMMIT,
     }
 )
 _COORDINATOR_BACKOFF_S: Final = 0.1

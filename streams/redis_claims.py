@@ -12,7 +12,8 @@ so another worker never sees a commit without its release; a batch that commits 
 releases it with one more round trip.
 
 The hash holds 64-bit hashes of refs, never an identifier's value. It has no expiry: an entry
-older than ``resolvers.claims.TTL_MS`` (by the Redis clock) is ignored, and a worker that
+older than ``resolvers.claims.TTL_MS`` (by the Redis clock), or stamped more than
+``resolvers.claims.AHEAD_MS`` after it (a clock that moved back), is ignored, and a worker that
 stops deletes its own field.
 """
 

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from resolvers.claims import (
+    AHEAD_MS,
     FIRST_WAIT_S,
     LAST_WAIT_S,
     MAX_ROUNDS,
@@ -127,6 +128,25 @@ def test_a_stale_entry_holds_nothing() -> None:
     assert held([other], now_ms=1_001 + TTL_MS, loaded=3, current=3) == frozenset()
 
 
+def test_an_entry_stamped_ahead_of_the_clock_holds_only_within_the_time_to_live() -> None:
+    """A worker claimed, crashed, and Redis failed over to a primary whose clock is 60 s
+    behind: its entry is stamped in that clock's future. Counted as fresh it held for ~70 s
+    (until the clock caught up, then the time to live), not the time to live (a review of
+    the twenty-ninth pass)."""
+    stamped = 1_000_000_000
+    crashed = Entry(stamped, active=frozenset({42}), commits=())
+    # another worker's claim between the reader's TIME and its read of the entries: held
+    assert held([crashed], now_ms=stamped - AHEAD_MS, loaded=7, current=7) == {42}
+    for since_ms in (
+        0,
+        TTL_MS + 1,
+        30_000,
+        60_000 - AHEAD_MS - 1,
+    ):  # after the crash, the clock 60 s behind
+        now_ms = stamped - 60_000 + since_ms
+        assert held([crashed], now_ms=now_ms, loaded=7, current=7) == frozenset()
+
+
 entries_strategy = st.lists(
     st.tuples(
         hashes, hashes, st.none() | st.frozensets(st.integers(0, 12), max_size=3), st.booleans()
@@ -135,17 +155,26 @@ entries_strategy = st.lists(
 )
 
 
-@given(entries=entries_strategy, loaded=st.none() | st.integers(0, 10), ahead=st.integers(0, 3))
+@given(
+    entries=entries_strategy,
+    loaded=st.none() | st.integers(0, 10),
+    ahead=st.integers(0, 3),
+    signs=st.lists(st.sampled_from([1, -1]), min_size=4, max_size=4),
+)
 def test_what_is_held_is_the_fresh_entries_active_and_the_previous_of_commits_after_the_load(
     entries: list[tuple[frozenset[int], frozenset[int], frozenset[int] | None, bool]],
     loaded: int | None,
     ahead: int,
+    signs: list[int],
 ) -> None:
+    """Stale: stamped more than the time to live before the clock, or after it (-1)."""
     now = 50_000
     current = (loaded or 0) + ahead
     made = [
-        Entry(now - (TTL_MS + 1 if stale else 0), a, p, None if c is None else tuple(sorted(c)))
-        for a, p, c, stale in entries
+        Entry(
+            now - (TTL_MS + 1 if stale else 0) * sign, a, p, None if c is None else tuple(sorted(c))
+        )
+        for (a, p, c, stale), sign in zip(entries, signs, strict=False)
     ]
     fresh = [(a, p, c) for a, p, c, stale in entries if not stale]
     found = held(made, now_ms=now, loaded=loaded, current=current)
