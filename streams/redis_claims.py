@@ -68,6 +68,7 @@ class RedisClaims:
     # --- Claims ------------------------------------------------------------------------------
     def begin(self) -> None:
         self._written, self._committed = frozenset(), ()
+        self._release = self._riding = None  # never an earlier batch's
 
     def look(self) -> frozenset[int] | None:
         self._let_go()
