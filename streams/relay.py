@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import redis
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from resolvers.store import OutboxRecord
 from streams import outbox
@@ -338,6 +338,8 @@ class OutboxRelay:
                     produce(topic, key=key, value=value, on_delivery=report)
                 except BufferError:
                     self._produce_full(topic, key, value, report)
+                except KafkaException as exc:  # refused at once (over message.max.bytes...)
+                    report(_refusal(exc), None)  # as its delivery report would say
         return self._settle()
 
     def _stored(self, ids: set[bytes]) -> dict[bytes, outbox.Stored]:
@@ -369,6 +371,9 @@ class OutboxRelay:
                 return
             except BufferError:
                 continue
+            except KafkaException as exc:
+                report(_refusal(exc), None)
+                return
 
     def _reporter(self, entry_id: bytes) -> Callable[[KafkaError | None, Any], None]:
         """An entry is delivered when all its records are; failed if one of them failed."""
@@ -617,3 +622,11 @@ class RelaySupervisor:
             return
         self.metrics.outbox_length.set(length)
         self.metrics.outbox_oldest_age.set(age)
+
+
+def _refusal(exc: KafkaException) -> KafkaError:
+    """The error of a record ``produce`` refused at once. Left uncounted, its entry's flight
+    never ended and every later pass waited for it: the outbox stalled for good (a review of
+    the twenty-ninth pass)."""
+    error = exc.args[0] if exc.args else None
+    return error if isinstance(error, KafkaError) else KafkaError(KafkaError._FAIL, str(exc))

@@ -209,6 +209,32 @@ def test_a_batch_entry_is_delivered_whole_and_a_refused_record_in_it_is_held_alo
     assert sup.failing_since is not None
 
 
+def test_a_record_the_client_refuses_at_once_is_held_alone_and_the_rest_delivered(
+    redis_client: redis.Redis, redis_prefix: str, kafka_bootstrap: str, unique_topic, supervisor
+) -> None:
+    """A record over the client's own size limit (librdkafka's ``message.max.bytes``, 1,000,000
+    by default; the topic would take it) is refused inside ``produce``, not by a delivery
+    report: its entry's flight never ended and every later pass waited for it, so nothing else
+    of the outbox was ever delivered (a review of the twenty-ninth pass). It is held alone as a
+    record the broker refused is."""
+    topic = unique_topic(config={"max.message.bytes": "5000000"})
+    key = f"{redis_prefix}:v1:outbox"
+    sup = supervisor()
+    big = b"x" * 1_100_000
+
+    async def scenario() -> None:
+        add_packed(redis_client, key, topic, [b"ok-1", big])
+        add_packed(redis_client, key, topic, [b"ok-2"])
+        await until(lambda: sup.failures >= 1)
+        await until(lambda: redis_client.xlen(key) == 1)
+
+    run_relay(sup, scenario)
+    got = read_topic(kafka_bootstrap, topic, 2)
+    assert set(got) == {b"ok-1", b"ok-2"}
+    ((_id, fields),) = redis_client.xrange(key)
+    assert outbox.records(fields) == [OutboxRecord(topic, None, big)]
+
+
 @pytest.mark.parametrize("commit", ["script", "watch"])
 def test_a_snapshot_is_sent_from_the_profile_and_left_out_once_the_profile_moved_on(
     redis_client: redis.Redis, redis_prefix: str, kafka_bootstrap: str, unique_topic, commit: str
