@@ -399,7 +399,7 @@ class OutboxRelay:
         """Wait (``flush_timeout_s`` at most) for what is in flight, acknowledge what was
         delivered; raise if a delivery failed or some are still outstanding."""
         if self._inflight:
-            self.producer.flush(self.flush_timeout_s)
+            self._flush()
         done = 0
         if self._delivered:
             ids = list(self._delivered)
@@ -426,6 +426,20 @@ class OutboxRelay:
                 f"outbox relay: {len(self._inflight)} record(s) still waiting for Kafka"
             )
         return done
+
+    def _flush(self) -> None:
+        """Wait for what is in flight, ``flush_timeout_s`` at most, in slices of a third of
+        the lease, renewing it between them: a holder waiting on a Kafka that does not answer
+        keeps the outbox, so what it has on its way goes before what another relay would send
+        (a 5 s flush, then a backoff, lapsed a 10 s lease: a review of the twenty-ninth pass)."""
+        deadline = time.monotonic() + self.flush_timeout_s
+        while True:  # at least once: a flush serves the delivery reports
+            self.producer.flush(min(max(0.0, deadline - time.monotonic()), self.lease.lease_s / 3))
+            if not self._inflight or time.monotonic() >= deadline:
+                return
+            if self.lease.held():
+                with contextlib.suppress(redis.RedisError):  # down: nobody can take it either
+                    self.lease.hold()
 
     def _split(self, entry_id: bytes, records: Sequence[outbox.Triple]) -> None:
         """Replace a packed entry holding a record Kafka refused by one entry per record, in
@@ -581,11 +595,13 @@ class RelaySupervisor:
         it: what it has on its way to Kafka goes before what another relay would send."""
         loop = asyncio.get_running_loop()
         until = loop.time() + delay
-        while (left := until - loop.time()) > 0:
-            await asyncio.sleep(min(left, self.relay.lease.lease_s / 3))
+        while True:  # renewed first: the failed pass may have used most of the lease
             if self.relay.active():
                 with contextlib.suppress(Exception):  # Redis down: nobody can take it either
                     await self._in_thread(self.relay.lease.hold)
+            if (left := until - loop.time()) <= 0:
+                return
+            await asyncio.sleep(min(left, self.relay.lease.lease_s / 3))
 
     def _failed(self, error: LaneError) -> None:
         self.failures += 1
