@@ -57,7 +57,9 @@ class Worker:
     store: RedisStore
     claims: RedisClaims
 
-    def run(self, records: Sequence[RawRecord], store: object = None) -> BatchResult:
+    def run(
+        self, records: Sequence[RawRecord], store: object = None, *, claiming: bool = True
+    ) -> BatchResult:
         return run_batch(
             records,
             store or self.store,  # type: ignore[arg-type]
@@ -66,7 +68,7 @@ class Worker:
             config=DEFAULT,
             lane=PROFILES,
             max_parts=16,
-            claims=self.claims,
+            claims=self.claims if claiming else None,
         )
 
 
@@ -281,3 +283,54 @@ def test_claims_need_the_watch_commit(redis_client: redis.Redis, redis_prefix: s
     store = RedisStore(redis_client, prefix=redis_prefix, seen_ttl_s=TTL, commit="script")
     with pytest.raises(ValueError, match="LOOM_REDIS_COMMIT=watch"):
         RedisClaims(store, "profiles", "a:1:profiles")
+
+
+@dataclass
+class _CommitLost:
+    """A store whose commit never reaches Redis (the connection dropped)."""
+
+    inner: RedisStore
+
+    def load(self, request: LoadRequest) -> Loaded:
+        return self.inner.load(request)
+
+    def commit(self, commit: Commit) -> CommitResult:
+        return self.commit_parts([commit])[0]
+
+    def commit_parts(self, parts: Sequence[Commit]) -> list[CommitResult]:
+        raise redis.ConnectionError("connection dropped")
+
+
+def _hashes(records: Sequence[RawRecord], store: RedisStore) -> frozenset[int]:
+    events, _ = prepare(records, max_bytes=65536, config=DEFAULT, salt=make_context().salt)
+    return frozenset(map(ref_hash, store.load(load_request(events)).entities))
+
+
+@pytest.mark.parametrize("failed_before", [False, True])
+def test_a_batch_whose_commit_raised_leaves_no_release_for_the_next_commit(
+    workers: tuple[Worker, Worker],
+    redis_client: redis.Redis,
+    redis_prefix: str,
+    failed_before: bool,
+) -> None:
+    """A batch claims, its commit arms the release that rides in the commit's transaction,
+    and the commit raises (the connection dropped). Left armed, that release rode the worker's
+    next commit, even one of a batch without claims, and named that commit with the failed
+    batch's entities: the other worker, whose load predated the commit, took it as named,
+    computed on its stale load and conflicted (a review of the twenty-ninth pass)."""
+    a, b = workers
+    if failed_before:  # A's batch (shopper 9) claims, then its commit raises
+        with pytest.raises(redis.ConnectionError):
+            a.run([shopper(9, 40)], _CommitLost(a.store))
+        left = entries(redis_client, redis_prefix)[b"a:1:profiles"]
+        assert left is not None
+        assert left.active == frozenset()  # released at once, not after the time to live
+    # A's next batch runs without claims (LOOM_COMMIT_CLAIMS=auto while its assignment says it
+    # is alone, e.g. around a rebalance), between B's load and B's claim
+    view = Racing(b.store, lambda: a.run([shopper(3, 30)], claiming=False))
+    result = b.run(shoppers(), view)
+    entry = entries(redis_client, redis_prefix).get(b"a:1:profiles")
+    if entry is not None and entry.commits:  # an entry naming A's commit names what it wrote
+        assert entry.previous & _hashes([shopper(3, 30)], a.store)
+    # B waits for A's commit or loads again: no part computed on a stale load
+    assert result.conflicted_parts == 0
