@@ -71,6 +71,11 @@ def pack(items: Iterable[OutboxRecord]) -> bytes:
     return b"".join(parts)
 
 
+def pack_items(items: Iterable[Item]) -> bytes:
+    """:func:`pack` of records as :func:`triples` reads them (a snapshot's reference stays one)."""
+    return pack(_record(*item) for item in items)
+
+
 def unpack(data: bytes) -> list[OutboxRecord]:
     """Inverse of :func:`pack` (a snapshot's reference comes back as a record with no value and
     its ``snapshot_version``); raises ValueError on a truncated field."""

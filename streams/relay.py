@@ -23,9 +23,11 @@ longer than the lease) purges what it still had on its way to Kafka and stands b
   its data): the group is created again and the pass repeated at once;
 * a retryable error (Redis or Kafka unavailable, OOM, READONLY ...): the next pass waits with
   capped exponential backoff (``LOOM_RETRY_BACKOFF_MAX_S``);
-* a record Kafka refuses for good (too large for the topic...): the relay sends the others
-  one at a time around it, keeps it in the outbox and keeps failing (and alerting) until an
-  operator makes the topic accept it: never dropped;
+* a record Kafka refuses for good (too large for the topic...): the relay sends its entry
+  alone, then record by record, parks the refused record alone at the end of the outbox (as
+  committed: a snapshot stays a reference) and sends everything after it again, so each key's
+  records still reach Kafka in commit order; it keeps failing (and alerting) on the parked
+  record until an operator makes the topic accept it: never dropped;
 * anything else (a producer in a fatal state, a bug): the relay is restarted (a new producer)
   after the backoff.
 
@@ -58,7 +60,6 @@ from typing import Any, Final, TypeVar
 import redis
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from resolvers.store import OutboxRecord
 from streams import outbox
 from streams.backoff import Backoff
 from streams.errors import (
@@ -111,7 +112,11 @@ class OutboxRelay:
     Order: one relay at a time holds the outbox's lease and delivers it (module docstring);
     every pass re-sends its own pending entries (oldest first) before new ones, and a relay
     that takes the lease over claims the others' pending entries first, so records reach Kafka
-    in outbox order unless a delivery fails or a holder stalled for longer than the lease.
+    in outbox order unless a holder stalled for longer than the lease: entries after one
+    still in flight wait for it to be acknowledged, entries after one that failed are sent
+    again after it even if Kafka took them (:meth:`_settle`), and a record refused for good
+    is parked at the end of the outbox while its entry's other records keep their place
+    (:meth:`_one_by_one`).
     """
 
     GROUP = "relay"
@@ -157,6 +162,7 @@ class OutboxRelay:
         self.consumer, self.min_idle_ms = consumer, min_idle_ms
         self.claim_every_s, self.flush_timeout_s = claim_every_s, flush_timeout_s
         self.isolate_s = isolate_s
+        self._clock = clock
         self._claimed_at = float("-inf")
         self._isolate_until = float("-inf")
         self._group_ready = False
@@ -164,6 +170,7 @@ class OutboxRelay:
         self._delivered: dict[bytes, int] = {}  # entry -> its records, to acknowledge
         self._failed: list[tuple[bytes, list[outbox.Triple], KafkaError]] = []
         self._refused: set[bytes] = set()
+        self._piecemeal: set[bytes] = set()  # entries refused alone: sent record by record
         self._refused_error: RecordRefusedError | None = None
 
     def ensure_group(self) -> None:
@@ -246,6 +253,7 @@ class OutboxRelay:
         the records acknowledged are returned."""
         self._drop_flights("another relay took the outbox over")
         self._failed.clear()
+        self._piecemeal.clear()  # the holder finds them again
         return self._settle()
 
     def _drop_flights(self, why: str) -> None:
@@ -257,6 +265,7 @@ class OutboxRelay:
         if self._inflight:
             log.warning("outbox relay %s: %s; %d entries it had not delivered are sent again "
                         "by the holder", self.consumer, why, len(self._inflight))  # fmt: skip
+            self._forget_after(min(map(_position, self._inflight)))  # and those after them
             self._inflight.clear()  # first: the purged records' reports find no flight
             self.producer.purge(in_queue=True, in_flight=True)
             self.producer.poll(0)  # serve those reports
@@ -307,12 +316,20 @@ class OutboxRelay:
 
         After Kafka refused a record (too large...), a whole batch of records sharing its
         produce request fails with it; so for ``isolate_s`` entries go one at a time, and a
-        refused one is skipped for the rest of the pass (it stays pending)."""
+        refused one is skipped for the rest of the pass (it stays pending). An entry of several
+        records refused alone goes record by record (:meth:`_one_by_one`)."""
         busy = self._inflight.keys() | self._refused | self._delivered.keys()
         todo = [e for e in entries if e[0] not in busy]
-        if time.monotonic() >= self._isolate_until:
+        whole = self._piecemeal.isdisjoint(e[0] for e in todo)
+        if whole and self._clock() >= self._isolate_until:
             return self._produce(todo)
-        return sum(self._produce([entry]) for entry in todo)
+        done = 0
+        for entry in todo:
+            if entry[0] not in self._piecemeal:
+                done += self._produce([entry])
+            if entry[0] in self._piecemeal:  # refused alone, now or before
+                done += self._one_by_one(entry)
+        return done
 
     def _produce(self, entries: Sequence[Entry]) -> int:
         read = [
@@ -397,28 +414,38 @@ class OutboxRelay:
 
     def _settle(self) -> int:
         """Wait (``flush_timeout_s`` at most) for what is in flight, acknowledge what was
-        delivered; raise if a delivery failed or some are still outstanding."""
+        delivered; raise if a delivery failed or some are still outstanding.
+
+        Entries after one still in flight are acknowledged once it is delivered; entries after
+        a failed one are not acknowledged even if delivered: they stay pending and go again
+        after it, so each key's last record on the topic is still its newest (at least once;
+        before, a failed entry's records were sent again after newer ones)."""
         if self._inflight:
             self._flush()
+        failed, self._failed = self._failed, []
+        if failed:
+            self._forget_after(min(_position(entry_id) for entry_id, _, _ in failed))
+        ids = list(self._delivered)
+        if self._inflight:  # acknowledged once those before them are
+            first = min(map(_position, self._inflight))
+            ids = [i for i in ids if _position(i) < first]
         done = 0
-        if self._delivered:
-            ids = list(self._delivered)
+        if ids:
             pipe = self.client.pipeline(transaction=True)
             pipe.xack(self.key, self.GROUP, *ids)
             pipe.xdel(self.key, *ids)
             pipe.execute()  # if this fails, the next pass acknowledges them
             done = sum(self._delivered.pop(i) for i in ids)
-        failed, self._failed = self._failed, []
         for entry_id, records, err in failed:
             error = kafka_error(err, "outbox relay")
             if not isinstance(error, RecordRefusedError):
                 raise error
-            if len(records) > 1:  # one record per entry from now on, so it is held alone
-                self._split(entry_id, records)
+            if self._clock() >= self._isolate_until:  # refused among others: isolate
+                self._isolate_until = self._clock() + self.isolate_s
                 raise error
-            if time.monotonic() >= self._isolate_until:  # refused among others: isolate
-                self._isolate_until = time.monotonic() + self.isolate_s
-                raise error
+            if len(records) > 1:  # refused alone: sent record by record (_send)
+                self._piecemeal.add(entry_id)
+                continue
             self._refused.add(entry_id)
             self._refused_error = error
         if self._inflight:
@@ -426,6 +453,12 @@ class OutboxRelay:
                 f"outbox relay: {len(self._inflight)} record(s) still waiting for Kafka"
             )
         return done
+
+    def _forget_after(self, position: tuple[int, int]) -> None:
+        """Entries after ``position`` that Kafka took are not acknowledged: they stay pending,
+        to go again after the entry at ``position``, which failed or was dropped."""
+        for entry_id in [i for i in self._delivered if _position(i) > position]:
+            del self._delivered[entry_id]
 
     def _flush(self) -> None:
         """Wait for what is in flight, ``flush_timeout_s`` at most, in slices of a third of
@@ -441,16 +474,63 @@ class OutboxRelay:
                 with contextlib.suppress(redis.RedisError):  # down: nobody can take it either
                     self.lease.hold()
 
-    def _split(self, entry_id: bytes, records: Sequence[outbox.Triple]) -> None:
-        """Replace a packed entry holding a record Kafka refused by one entry per record, in
-        one transaction (nothing lost); the next passes send them one at a time around the
-        refused one. Its records that were delivered are sent again (at least once)."""
+    def _one_by_one(self, entry: Entry) -> int:
+        """Send an entry Kafka refused a record of (it was sent alone) record by record, each
+        acknowledged by Kafka before the next is produced, in order; then, in one transaction,
+        park each record Kafka refused as an entry of its own at the end of the outbox (packed
+        as committed: a snapshot's reference stays one, so ADR 0033 still leaves it out once
+        its profile moved on) and acknowledge the entry. The records delivered are the
+        entry's, in place: the entries after it go again after them (:meth:`_settle`), so a
+        key they share ends on its newest value. (Before, the entry was split into one entry
+        per record at the end of the outbox, and those records reached Kafka after newer
+        ones: a review of the twenty-ninth pass.)"""
+        entry_id, fields = entry
+        items = outbox.entry_triples(fields)
+        stored = self._stored(outbox.references(items)) if outbox.may_reference(fields) else {}
+        parked: list[outbox.Item] = []
+        for item in items:
+            if self._holding() is not Held.KEPT:  # it lapsed (a stall): the pass starts over
+                raise KafkaUnavailableError("outbox relay: the lease lapsed mid-entry")
+            records, left_out = outbox.resolve((item,), stored)
+            self.superseded += left_out
+            if records and self._deliver(entry_id, records[0]):
+                parked.append(item)
         pipe = self.client.pipeline(transaction=True)
-        for topic, key, value in records:
-            pipe.xadd(self.key, {outbox.FIELD: outbox.pack([OutboxRecord(topic, key, value)])})
+        for item in parked:
+            pipe.xadd(self.key, {outbox.FIELD: outbox.pack_items([item])})
         pipe.xack(self.key, self.GROUP, entry_id)
         pipe.xdel(self.key, entry_id)
         pipe.execute()
+        self._piecemeal.discard(entry_id)
+        return len(items) - len(parked)
+
+    def _deliver(self, entry_id: bytes, record: outbox.Triple) -> bool:
+        """Produce one record of ``entry_id`` and wait for Kafka's answer; True if Kafka
+        refused it for good; raise on any other failure, or if it is still on its way."""
+        flight = self._inflight[entry_id] = _Flight([record], 1)
+
+        def report(err: KafkaError | None, _msg: Any) -> None:
+            if self._inflight.get(entry_id) is flight:  # else purged (_drop_flights)
+                del self._inflight[entry_id]
+                flight.error, flight.left = err, 0
+
+        topic, key, value = record
+        try:
+            self.producer.produce(topic, key=key, value=value, on_delivery=report)
+        except BufferError:
+            self._produce_full(topic, key, value, report)
+        except KafkaException as exc:
+            report(_refusal(exc), None)
+        self._flush()
+        if flight.left:
+            raise KafkaUnavailableError("outbox relay: a record still waiting for Kafka")
+        if flight.error is None:
+            return False
+        error = kafka_error(flight.error, "outbox relay")
+        if not isinstance(error, RecordRefusedError):
+            raise error
+        self._refused_error = error
+        return True
 
     def outbox_stats(self) -> tuple[int, float]:
         """``(length, age in seconds of the oldest entry)`` of the outbox (one round trip)."""
@@ -638,6 +718,12 @@ class RelaySupervisor:
             return
         self.metrics.outbox_length.set(length)
         self.metrics.outbox_oldest_age.set(age)
+
+
+def _position(entry_id: bytes) -> tuple[int, int]:
+    """A stream entry's place in the outbox (its id ``<ms>-<seq>``, as Redis orders them)."""
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms), int(seq)
 
 
 def _refusal(exc: KafkaException) -> KafkaError:

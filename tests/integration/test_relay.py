@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from resolvers.store import Commit, Kind, OutboxRecord, Write, profile_ref
 from streams import outbox
+from streams.errors import RecordRefusedError
 from streams.metrics import RelayMetrics
 from streams.redis_store import RedisStore
 from streams.relay import OutboxRelay, RelaySupervisor
@@ -233,6 +234,43 @@ def test_a_record_the_client_refuses_at_once_is_held_alone_and_the_rest_delivere
     assert set(got) == {b"ok-1", b"ok-2"}
     ((_id, fields),) = redis_client.xrange(key)
     assert outbox.records(fields) == [OutboxRecord(topic, None, big)]
+
+
+def test_a_refused_record_is_parked_and_its_entrys_others_keep_their_place_before_newer_ones(
+    redis_client: redis.Redis, redis_prefix: str, kafka_bootstrap: str, unique_topic
+) -> None:
+    """An entry holds ``SKU-0`` -> 1 and a profile's snapshot too large for the topic; the
+    next entry moves ``SKU-0`` to 2. The compacted topic ends on 2, and the refused snapshot
+    waits in the outbox as the commit wrote it: a reference, still checked against the
+    profile when it is sent (ADR 0033). Before, the entry was split into one entry per record
+    at the end of the outbox: ``SKU-0`` -> 1 reached Kafka after 2 (a review of the
+    twenty-ninth pass), and the snapshot was parked as a copy."""
+    topic = unique_topic(config={"max.message.bytes": "2000"})
+    key = f"{redis_prefix}:v1:outbox"
+    redis_client.hset(f"{redis_prefix}:v1:profile:p_1", mapping={"v": 3, "d": b"x" * 5000})
+    snapshot = OutboxRecord(topic, b"p_1", None, 3)
+    first = [OutboxRecord(topic, b"SKU-0", b"1"), snapshot, OutboxRecord(topic, b"SKU-1", b"1")]
+    redis_client.xadd(key, {outbox.FIELD: outbox.pack(first)})
+    redis_client.xadd(key, {outbox.FIELD: outbox.pack([OutboxRecord(topic, b"SKU-0", b"2")])})
+    producer = Producer(
+        {"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True, "acks": "all"}
+    )
+    relay = OutboxRelay(redis_client, producer, key, "c1")
+    refusals = 0
+    for _ in range(4):  # refused among others; then alone, so sent record by record
+        with pytest.raises(RecordRefusedError):
+            relay.relay()
+        refusals += 1
+        if redis_client.xlen(key) == 1:
+            break
+    assert refusals == 2
+    got = read_keyed(kafka_bootstrap, topic, 3, timeout=15)
+    assert {k: v for k, v in got} == {b"SKU-0": b"2", b"SKU-1": b"1"}  # the last of each key
+    ((_id, fields),) = redis_client.xrange(key)
+    assert outbox.records(fields) == [snapshot]  # parked as committed
+    with pytest.raises(RecordRefusedError):  # still refused: kept, and the pass says so
+        relay.relay()
+    assert redis_client.xlen(key) == 1
 
 
 @pytest.mark.parametrize("commit", ["script", "watch"])
