@@ -14,7 +14,10 @@ releases it with one more round trip.
 The hash holds 64-bit hashes of refs, never an identifier's value. It has no expiry: an entry
 older than ``resolvers.claims.TTL_MS`` (by the Redis clock), or stamped more than
 ``resolvers.claims.AHEAD_MS`` after it (a clock that moved back), is ignored, and a worker that
-stops deletes its own field.
+stops deletes its own field. A worker that dies cannot: the next hold of any worker deletes,
+in its ``MULTI`` and under the look's ``WATCH``, the fields whose entry the look found older
+than the time to live (nothing reads them any more). Until 2026-12-04 nothing did, and the
+hash grew with every crash (a field per ``host-pid``), each look reading it whole.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from resolvers.claims import Entry, backoff_s, held
+from resolvers.claims import TTL_MS, Entry, backoff_s, held
 from streams.redis_keys import Keys
 from streams.redis_store import RedisStore
 from streams.replies import Borrowed, round_trip
@@ -61,6 +64,7 @@ class RedisClaims:
         self._committed: tuple[int, ...] = ()  # the sequence after each of them
         self._borrowed: Borrowed | None = None  # the connection between look and hold
         self._now_ms = 0  # the Redis clock at the last look
+        self._expired: list[bytes] = []  # other workers' fields the last look found expired
         #: figures for tests and benches
         self.round_trips = 0
         self.aborted = 0  # holds whose EXEC another claim or commit aborted
@@ -85,11 +89,14 @@ class RedisClaims:
             raise
         self._now_ms = int(now[0]) * 1000 + int(now[1]) // 1000
         owner = self.owner.encode()
-        others = [
-            e
-            for name, value in _pairs(found)
-            if name != owner and (e := Entry.decode(value)) is not None
-        ]
+        others: list[Entry] = []
+        expired: list[bytes] = []  # fields of workers whose claims expired: the hold drops them
+        for name, value in _pairs(found):
+            if name != owner and (e := Entry.decode(value)) is not None:
+                others.append(e)
+                if self._now_ms - e.at_ms > TTL_MS:
+                    expired.append(name)
+        self._expired = expired
         return held(others, now_ms=self._now_ms, loaded=self._loaded_at(), current=_int(seq))
 
     def hold(self, active: frozenset[int]) -> bool:
@@ -102,6 +109,8 @@ class RedisClaims:
         write = Resp()
         write.add("MULTI")
         write.add("HSET", self.key, self.owner, entry.encode())
+        if self._expired:  # under the look's WATCH: a field rewritten since is not dropped
+            write.add("HDEL", self.key, *self._expired)
         write.add("EXEC")
         try:
             done = self._call(borrowed.conn, write)[-1] is not None
