@@ -26,10 +26,13 @@ longer than the lease) purges what it still had on its way to Kafka and stands b
 * a record Kafka refuses for good (too large for the topic...): the relay sends its entry
   alone, then record by record, parks the refused record alone at the end of the outbox (as
   committed: a snapshot stays a reference) and sends everything after it again, so each key's
-  records still reach Kafka in commit order; it keeps failing (and alerting) on the parked
-  record until an operator makes the topic accept it: never dropped;
+  records still reach Kafka in commit order. The parked record is tried again alone every
+  ``isolate_s`` (60 s) and skipped meanwhile; every pass counts as failed (the alert, the
+  readiness) while one is parked, without backing off, since the pass delivered the rest;
+  never dropped;
 * anything else (a producer in a fatal state, a bug): the relay is restarted (a new producer)
-  after the backoff.
+  after the backoff; the old producer's queue is purged first, so nothing it held reaches
+  Kafka after the new relay sent it again.
 
 While passes fail, ``loom_relay_failing`` is 1, ``loom_relay_errors_total{error}`` counts them
 and the worker's ``/readyz`` says ``relay`` once they have failed for ``LOOM_STUCK_AFTER_S``.
@@ -94,6 +97,8 @@ class _Flight:
     records: list[outbox.Triple]
     left: int
     error: KafkaError | None = None
+    left_out: int = 0  # snapshot references superseded (ADR 0033), counted once acknowledged
+    alone: bool = False  # produced with no other entry: a refusal is its own
 
 
 class OutboxRelay:
@@ -167,11 +172,15 @@ class OutboxRelay:
         self._isolate_until = float("-inf")
         self._group_ready = False
         self._inflight: dict[bytes, _Flight] = {}
-        self._delivered: dict[bytes, int] = {}  # entry -> its records, to acknowledge
-        self._failed: list[tuple[bytes, list[outbox.Triple], KafkaError]] = []
-        self._refused: set[bytes] = set()
+        #: entry -> (its records sent, its snapshots left out), to acknowledge
+        self._delivered: dict[bytes, tuple[int, int]] = {}
+        self._failed: list[tuple[bytes, _Flight, KafkaError]] = []
+        #: entries of one record Kafka refused for good -> when (clock) to try them again
+        self._parked: dict[bytes, float] = {}
         self._piecemeal: set[bytes] = set()  # entries refused alone: sent record by record
-        self._refused_error: RecordRefusedError | None = None
+        self._parked_error: RecordRefusedError | None = None
+        #: records acknowledged since the last :meth:`take_sent` (a failed pass's too)
+        self.sent = 0
 
     def ensure_group(self) -> None:
         """Create the outbox stream's consumer group (and the stream) unless it exists."""
@@ -188,7 +197,6 @@ class OutboxRelay:
         one reply of hundreds of megabytes); returns the records acknowledged."""
         if not self._group_ready:
             self.ensure_group()
-        self._refused.clear()
         if self._holding() is Held.NO:
             return self._standing_by()
         done = self._settle()
@@ -196,16 +204,18 @@ class OutboxRelay:
             self._claim(self.min_idle_ms)  # what a relay that died read: sent with our own
         done += self._drain("0", count)  # our own pending entries first (failed sends)
         done += self._drain(">", count)  # then new entries
-        if self._refused:
-            error = self._refused_error or RecordRefusedError("refused")
-            log.error(
-                "outbox relay: Kafka refuses %d record(s) for good (%s); they stay in the "
-                "outbox until the topic accepts them (docs/operating.md#loomoutboxnotdraining)",
-                len(self._refused),
-                error.describe(),
-            )
-            raise error
         return done
+
+    def refusing(self) -> RecordRefusedError | None:
+        """Why Kafka refuses the records parked in the outbox, if any is: the supervisor
+        counts each pass as failed while one is (the alert and ``/readyz`` say so), without
+        backing off, since the pass delivered everything else."""
+        return (self._parked_error or RecordRefusedError("refused")) if self._parked else None
+
+    def take_sent(self) -> int:
+        """The records acknowledged since the last call, by passes that failed too."""
+        n, self.sent = self.sent, 0
+        return n
 
     def active(self) -> bool:
         """Whether this relay holds the outbox's lease (as far as it knows: no round trip)."""
@@ -217,6 +227,16 @@ class OutboxRelay:
         other relay sends newer records before those."""
         if not self._inflight:
             self.lease.release()
+
+    def close(self) -> None:
+        """Drop what this relay's producer still holds, and serve the purge's reports: a relay
+        the supervisor replaces (a new producer) must not send its queued records after the
+        new relay re-sent them and newer ones (its entries stay pending: the new relay sends
+        them first), and its producer, its threads and the relay its delivery callbacks hold
+        are then freed (a review of the thirtieth pass: neither happened)."""
+        self._inflight.clear()  # first: the purged records' reports find no flight
+        self.producer.purge(in_queue=True, in_flight=True)
+        self.producer.poll(0)
 
     def _holding(self) -> Held:
         """Whether this relay holds the lease (taking or renewing it; standing by, it tries
@@ -254,6 +274,7 @@ class OutboxRelay:
         self._drop_flights("another relay took the outbox over")
         self._failed.clear()
         self._piecemeal.clear()  # the holder finds them again
+        self._parked.clear()
         return self._settle()
 
     def _drop_flights(self, why: str) -> None:
@@ -315,12 +336,18 @@ class OutboxRelay:
         """Produce ``entries`` not in flight (nor refused in this pass), wait, acknowledge.
 
         After Kafka refused a record (too large...), a whole batch of records sharing its
-        produce request fails with it; so for ``isolate_s`` entries go one at a time, and a
-        refused one is skipped for the rest of the pass (it stays pending). An entry of several
-        records refused alone goes record by record (:meth:`_one_by_one`)."""
-        busy = self._inflight.keys() | self._refused | self._delivered.keys()
+        produce request fails with it; so for ``isolate_s`` entries go one at a time. An entry
+        of several records refused alone goes record by record (:meth:`_one_by_one`); one of a
+        single record refused alone is parked: tried again alone every ``isolate_s`` (it stays
+        pending) and skipped meanwhile."""
+        busy = self._inflight.keys() | self._delivered.keys()
+        if self._parked:
+            now = self._clock()
+            busy |= {i for i, at in self._parked.items() if at > now}
         todo = [e for e in entries if e[0] not in busy]
-        whole = self._piecemeal.isdisjoint(e[0] for e in todo)
+        whole = self._piecemeal.isdisjoint(e[0] for e in todo) and (
+            not self._parked or self._parked.keys().isdisjoint(e[0] for e in todo)
+        )
         if whole and self._clock() >= self._isolate_until:
             return self._produce(todo)
         done = 0
@@ -341,13 +368,14 @@ class OutboxRelay:
         for entry_id, items, refs in read:
             if refs:
                 records, left_out = outbox.resolve(items, stored)
-                self.superseded += left_out
             else:  # no reference: the records as packed
-                records = items  # type: ignore[assignment]  # no int value among them
+                records, left_out = items, 0  # type: ignore[assignment]  # no int value there
             if not records:  # deleted while pending, or every record superseded: nothing to
-                self._delivered[entry_id] = 0  # send, only to acknowledge
+                self._delivered[entry_id] = (0, left_out)  # send, only to acknowledge
                 continue
-            self._inflight[entry_id] = _Flight(records, len(records))
+            self._inflight[entry_id] = _Flight(
+                records, len(records), left_out=left_out, alone=len(read) == 1
+            )
             report = self._reporter(entry_id)
             produce = self.producer.produce
             for topic, key, value in records:
@@ -406,9 +434,9 @@ class OutboxRelay:
                 return
             del self._inflight[entry_id]
             if flight.error is None:
-                self._delivered[entry_id] = len(flight.records)
+                self._delivered[entry_id] = (len(flight.records), flight.left_out)
             else:
-                self._failed.append((entry_id, flight.records, flight.error))
+                self._failed.append((entry_id, flight, flight.error))
 
         return report
 
@@ -435,19 +463,34 @@ class OutboxRelay:
             pipe.xack(self.key, self.GROUP, *ids)
             pipe.xdel(self.key, *ids)
             pipe.execute()  # if this fails, the next pass acknowledges them
-            done = sum(self._delivered.pop(i) for i in ids)
-        for entry_id, records, err in failed:
+            for i in ids:  # counted once acknowledged: an entry may be sent more than once
+                sent, left_out = self._delivered.pop(i)
+                done += sent
+                self.superseded += left_out
+            if self._parked:  # the topic takes them now
+                for i in ids:
+                    self._parked.pop(i, None)
+            self.sent += done
+        for entry_id, flight, err in failed:
             error = kafka_error(err, "outbox relay")
             if not isinstance(error, RecordRefusedError):
                 raise error
-            if self._clock() >= self._isolate_until:  # refused among others: isolate
+            if not flight.alone:  # refused among others: each goes alone for a while
                 self._isolate_until = self._clock() + self.isolate_s
                 raise error
-            if len(records) > 1:  # refused alone: sent record by record (_send)
+            if len(flight.records) > 1:  # refused alone: sent record by record (_send)
                 self._piecemeal.add(entry_id)
                 continue
-            self._refused.add(entry_id)
-            self._refused_error = error
+            if entry_id not in self._parked:
+                log.error(
+                    "outbox relay: Kafka refuses a record for good (%s); it stays in the outbox, "
+                    "tried again every %.0f s, until the topic accepts it "
+                    "(docs/operating.md#loomoutboxnotdraining)",
+                    error.describe(),
+                    self.isolate_s,
+                )
+            self._parked[entry_id] = self._clock() + self.isolate_s
+            self._parked_error = error
         if self._inflight:
             raise KafkaUnavailableError(
                 f"outbox relay: {len(self._inflight)} record(s) still waiting for Kafka"
@@ -488,13 +531,18 @@ class OutboxRelay:
         items = outbox.entry_triples(fields)
         stored = self._stored(outbox.references(items)) if outbox.may_reference(fields) else {}
         parked: list[outbox.Item] = []
+        sent = left_out = 0
         for item in items:
             if self._holding() is not Held.KEPT:  # it lapsed (a stall): the pass starts over
                 raise KafkaUnavailableError("outbox relay: the lease lapsed mid-entry")
-            records, left_out = outbox.resolve((item,), stored)
-            self.superseded += left_out
-            if records and self._deliver(entry_id, records[0]):
+            records, superseded = outbox.resolve((item,), stored)
+            left_out += superseded
+            if not records:
+                continue
+            if self._deliver(entry_id, records[0]):
                 parked.append(item)
+            else:
+                sent += 1
         pipe = self.client.pipeline(transaction=True)
         for item in parked:
             pipe.xadd(self.key, {outbox.FIELD: outbox.pack_items([item])})
@@ -502,7 +550,9 @@ class OutboxRelay:
         pipe.xdel(self.key, entry_id)
         pipe.execute()
         self._piecemeal.discard(entry_id)
-        return len(items) - len(parked)
+        self.superseded += left_out
+        self.sent += sent
+        return sent
 
     def _deliver(self, entry_id: bytes, record: outbox.Triple) -> bool:
         """Produce one record of ``entry_id`` and wait for Kafka's answer; True if Kafka
@@ -529,7 +579,6 @@ class OutboxRelay:
         error = kafka_error(flight.error, "outbox relay")
         if not isinstance(error, RecordRefusedError):
             raise error
-        self._refused_error = error
         return True
 
     def outbox_stats(self) -> tuple[int, float]:
@@ -575,6 +624,7 @@ class RelaySupervisor:
         self._clock = clock
         self.relay = make_relay()
         self.failing_since: float | None = None
+        self._warned_at = float("-inf")
         self.failures = 0
         self.restarts = 0
         self._stats_at = float("-inf")
@@ -620,19 +670,26 @@ class RelaySupervisor:
             await self._woken(wakeup)
             started = self._clock()
             try:
-                sent = await self._in_thread(self.relay.relay)
+                await self._in_thread(self.relay.relay)
             except Exception as exc:
-                self.metrics.superseded.inc(self.relay.take_superseded())
+                self._count()
                 if await self._recover(exc, backoff):
                     continue
             else:
-                self.metrics.records.inc(sent)
-                self.metrics.superseded.inc(self.relay.take_superseded())
-                self._recovered()
+                self._count()
+                if (refusing := self.relay.refusing()) is not None:
+                    self._failed(refusing)  # failing (alerts) while a record is parked, but
+                else:  # the pass delivered the rest: no backoff for it
+                    self._recovered()
                 backoff.reset()
                 await asyncio.sleep(max(0.0, self.min_interval_s - (self._clock() - started)))
             self.metrics.active.set(1 if self.relay.active() else 0)
             await self._export_stats()
+
+    def _count(self) -> None:
+        """What the last pass acknowledged and left out, failed or not."""
+        self.metrics.records.inc(self.relay.take_sent())
+        self.metrics.superseded.inc(self.relay.take_superseded())
 
     async def _woken(self, wakeup: asyncio.Event | None) -> None:
         """Until the next pass is due (:meth:`start`)."""
@@ -664,6 +721,8 @@ class RelaySupervisor:
         if not isinstance(error, RetryableError | RecordRefusedError):
             self.restarts += 1
             log.error("outbox relay: %s; restarting it in %.1f s", error.describe(), delay)
+            with contextlib.suppress(Exception):  # a producer in a fatal state: nothing to drop
+                await self._in_thread(self.relay.close)
             await self._pause(delay)
             self.relay = await self._in_thread(self.make_relay)
             return False
@@ -688,9 +747,10 @@ class RelaySupervisor:
         self.metrics.errors.labels(error=type(error).__name__).inc()
         self.metrics.failing.set(1)
         if self.failing_since is None:
-            self.failing_since = self._clock()
-            log.warning("outbox relay failing (%s); retrying with backoff", error.describe())
-        elif self.failures % 20 == 0:
+            self.failing_since = self._warned_at = self._clock()
+            log.warning("outbox relay failing (%s); retrying", error.describe())
+        elif self.failures % 20 == 0 and self._clock() - self._warned_at >= 60.0:
+            self._warned_at = self._clock()
             log.warning(
                 "outbox relay still failing after %d passes, %.0f s (%s)",
                 self.failures,

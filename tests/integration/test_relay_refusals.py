@@ -182,8 +182,37 @@ def test_whatever_kafka_refuses_or_gives_up_on_each_key_reaches_it_in_commit_ord
     run.step("give up", None)  # whatever still waits times out; then passes until delivered
     for _ in range(3):
         run.run_pass()
+    assert (run.relay.refusing() is not None) == bool(run.refused)  # failing while parked
     for k in KEYS:
         sent = [v for rk, v in run.producer.wire if rk == k]
         assert last_order(sent) == run.committed[k]  # type: ignore[arg-type]
     assert sorted(run.left()) == sorted([v] for v in run.refused)
     redis_client.delete(run.key, run.key.removesuffix("outbox") + "relay-lease")
+
+
+def test_a_left_out_snapshot_is_counted_once(redis_client: redis.Redis, redis_prefix: str) -> None:
+    """An entry holding a superseded snapshot's reference (ADR 0033) and a record Kafka
+    refuses is resolved on each of its sends (with others, alone, record by record): the
+    snapshot left out is counted in ``loom_relay_superseded_total`` once, when the entry is
+    acknowledged (it was counted on each send: three times; a review of the thirtieth pass)."""
+    run = Run(redis_client, f"{redis_prefix}:{uuid.uuid4().hex}:v1:outbox")
+    profiles = run.key.removesuffix("outbox") + "profile:"
+    redis_client.hset(profiles + "p_2", mapping={"v": 2, "d": b"{}"})  # moved on from v1
+    records = [
+        OutboxRecord("profiles.changes", b"p_2", None, 1),
+        OutboxRecord(TOPIC, KEYS[0], BIG + b"1"),
+        OutboxRecord(TOPIC, KEYS[1], b"2"),
+    ]
+    redis_client.xadd(run.key, {outbox.FIELD: outbox.pack(records)})
+    run.step("commit", ({KEYS[1]}, None))  # so that the first send is among others
+    run.refused.append(BIG + b"1")
+    superseded = sent = 0
+    for _ in range(3):
+        run.run_pass()
+        superseded += run.relay.take_superseded()
+        sent += run.relay.take_sent()
+    assert [v for _k, v in run.producer.wire][-2:] == [b"2", b"1"]
+    assert run.left() == [[BIG + b"1"]]
+    assert superseded == 1
+    assert sent == 2  # each record acknowledged once counted once (the refused one: never)
+    redis_client.delete(run.key, profiles + "p_2")
