@@ -345,17 +345,19 @@ class OutboxRelay:
             now = self._clock()
             busy |= {i for i, at in self._parked.items() if at > now}
         todo = [e for e in entries if e[0] not in busy]
+        if not todo:
+            return 0
         whole = self._piecemeal.isdisjoint(e[0] for e in todo) and (
             not self._parked or self._parked.keys().isdisjoint(e[0] for e in todo)
         )
-        if whole and self._clock() >= self._isolate_until:
-            return self._produce(todo)
+        together = whole and self._clock() >= self._isolate_until
         done = 0
-        for entry in todo:
-            if entry[0] not in self._piecemeal:
-                done += self._produce([entry])
-            if entry[0] in self._piecemeal:  # refused alone, now or before
-                done += self._one_by_one(entry)
+        for group in [todo] if together else [[e] for e in todo]:
+            if group[0][0] not in self._piecemeal:
+                done += self._produce(group)
+            for entry in group:  # refused alone, now or before: its records, before the next
+                if entry[0] in self._piecemeal:
+                    done += self._one_by_one(entry)
         return done
 
     def _produce(self, entries: Sequence[Entry]) -> int:

@@ -165,6 +165,12 @@ def last_order(values: list[bytes]) -> list[bytes]:
 @example(steps=[("commit", ({KEYS[0]}, "last")), ("commit", ({KEYS[0]}, None))])
 @example(steps=[("collateral", False), ("commit", ({KEYS[0]}, "last")),
                 ("commit", ({KEYS[0]}, None))])  # fmt: skip
+# (found by hypothesis, 2026-12-04: an entry sent again after a time-out, alone in its page and
+# refused, was left for the next pass while the next entry went ahead of its records)
+@example(steps=[("stall", KEYS[0]), ("commit", ({KEYS[0]}, "first")), ("pass", None),
+                ("commit", ({KEYS[0]}, None))])  # fmt: skip
+@example(steps=[("stall", KEYS[0]), ("commit", ({KEYS[0]}, "first")), ("pass", None),
+                ("commit", ({KEYS[0]}, "first"))])  # fmt: skip
 # an entry's record waits on a stalled partition while the next entry, moving a key the first
 # also moved, goes through; the first then times out and is sent again
 @example(steps=[("stall", KEYS[1]), ("commit", ({KEYS[0], KEYS[1]}, None)),
@@ -180,7 +186,7 @@ def test_whatever_kafka_refuses_or_gives_up_on_each_key_reaches_it_in_commit_ord
     for op, arg in steps:
         run.step(op, arg)
     run.step("give up", None)  # whatever still waits times out; then passes until delivered
-    for _ in range(3):
+    for _ in range(4):  # (at most: one fails on the time-outs, one refused among others)
         run.run_pass()
     assert (run.relay.refusing() is not None) == bool(run.refused)  # failing while parked
     for k in KEYS:
