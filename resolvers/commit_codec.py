@@ -97,6 +97,9 @@ class _Encoder:
         self.streams: list[StreamEntry] = []
         self.memberships: list[MembershipChange] = []
         self.states: list[tuple[Ref, bytes, StoredProfile | inventory.SkuStock]] = []
+        #: identifier records written that were not loaded ("type:value"): no compare-and-set
+        #: would guard them (the pipeline loads them and computes again)
+        self.unloaded: list[str] = []
 
     def next_version(self, ref: Ref) -> int:
         return self.versions.get(ref, 0) + 1
@@ -156,7 +159,11 @@ class _Encoder:
             if holders:
                 fields[HOLDERS_FIELD] = _dumps(holders)
         # ``self.next_version(ref)``, inline: a write per changed identifier record
-        self.writes.append(_new_write(ref, self.versions.get(ref, 0) + 1, fields))
+        version = self.versions.get(ref)
+        if version is None:  # not loaded (a profile hash without ``i``: ADR 0029's note)
+            self.unloaded.append(ref.name)
+            version = 0
+        self.writes.append(_new_write(ref, version + 1, fields))
 
     def suppressed(self, effect: Suppressed) -> None:
         self.suppress[effect.digest] = effect.tombstone
@@ -236,10 +243,13 @@ def encode(
     scope: str = DEFAULT_SCOPE,
     unsuppressed: Iterable[str] = (),
     written: list[tuple[Ref, bytes, StoredProfile | inventory.SkuStock]] | None = None,
+    unloaded: list[str] | None = None,
 ) -> Commit:
     """The batch's commit: expects every loaded version, marks ``event_ids`` processed.
     ``written``, when given, receives (ref, stored state, value) of every profile and SKU
-    ledger the commit writes (what a worker remembers decoded: ``DecodeCache.put``)."""
+    ledger the commit writes (what a worker remembers decoded: ``DecodeCache.put``);
+    ``unloaded`` the identifier records (``type:value``) it writes without a loaded version
+    (nothing expects one: such a commit must not be made)."""
     encoder = _Encoder(versions, profile_topic)
     handlers = _HANDLERS
     for effect in effects:  # by exact type, without a call per effect to find the handler
@@ -248,6 +258,8 @@ def encode(
             handler(encoder, effect)
     if written is not None:
         written.extend(encoder.states)
+    if unloaded is not None:
+        unloaded.extend(encoder.unloaded)
     return Commit(
         expect=dict(versions),
         event_ids=tuple(event_ids),

@@ -51,6 +51,7 @@ from resolvers.store import (
     LoadRequest,
     Ref,
     StateStore,
+    identifier_ref,
     profile_ref,
 )
 from resolvers.tuples import new_tuple
@@ -350,6 +351,9 @@ def run_batch(
     # profiles a part wrote without having loaded them (ids a new person may get), read by the
     # next load and kept with that part's events
     extra: dict[str, str] = {}  # profile id -> an event id of the part
+    # identifier records a part would have written without having loaded them (a profile
+    # hash without its field ``i``, written before it existed: ADR 0029's note), likewise
+    extra_ids: dict[str, str] = {}  # "type:value" -> an event id of the part
     contested = set(hot)
     rounds = 0  # of them, rounds that deferred a part (claims)
     with _claiming(claims):
@@ -358,6 +362,7 @@ def run_batch(
             attempt = result.attempts
             loaded = store.load(request)
             links = [(eid, profile_ref(pid)) for pid, eid in extra.items()]
+            links += [(eid, identifier_ref(key)) for key, eid in extra_ids.items()]
             split: Sequence[parts.Part] = parts.split(
                 pending,
                 loaded,
@@ -378,6 +383,7 @@ def run_batch(
                 ctx=ctx,
                 loaded=loaded,
                 extra=extra,
+                extra_ids=extra_ids,
                 result=result,
                 dlq_uncounted=dlq_uncounted,
             )
@@ -393,7 +399,11 @@ def run_batch(
                 _wait(claims, rounds)
             pending = again
             request = load_request(again, lane)
-            request = replace(request, versions=(*request.versions, *extra))
+            request = replace(
+                request,
+                identifiers=(*request.identifiers, *extra_ids),
+                versions=(*request.versions, *extra),
+            )
             ctx = make_context()
         else:
             raise CommitConflictError(f"batch still conflicting after {max_attempts} attempts")
@@ -561,11 +571,13 @@ def _compute(
     ctx: Context,
     loaded: Loaded,
     extra: dict[str, str],
+    extra_ids: dict[str, str],
     result: BatchResult,
     dlq_uncounted: int,
 ) -> tuple[list[_Ready], list[Event]]:
     """Run the lane over each part: the parts to commit, and the events of parts that must be
-    loaded again (they would write a profile the load did not read: noted in ``extra``).
+    loaded again (they would write a profile or an identifier record the load did not read,
+    with nothing to compare-and-set it against: noted in ``extra`` and ``extra_ids``).
     Parts with nothing to write (all duplicates) go straight into ``result``."""
     ready: list[_Ready] = []
     again: list[Event] = []
@@ -585,6 +597,7 @@ def _compute(
             _add(result, outcome, 0)  # all duplicates: nothing to write
             continue
         written: list[tuple[Ref, bytes, StoredProfile | SkuStock]] = []
+        unloaded: list[str] = []
         commit = commit_codec.encode(
             versions={ref: e.version for ref, e in part.loaded.entities.items()},
             effects=outcome.effects,
@@ -594,7 +607,13 @@ def _compute(
             scope=lane.name,
             unsuppressed=[h for h in part.hashes if h not in loaded.suppressed],
             written=written,
+            unloaded=unloaded,
         )
+        if unloaded:  # identifier records the load did not read: read them, compute again
+            again.extend(part.events)
+            extra_ids.update(dict.fromkeys(unloaded, part.events[0].tp.event_id))
+            dlq_counted = dlq_counted and not dlq  # counted with a part that commits
+            continue
         ready.append(_Ready(part, outcome, commit, dlq, written))
     return ready, again
 

@@ -20,7 +20,7 @@ from builders import make_context
 from resolvers.claims import TTL_MS, Entry, ref_hash
 from resolvers.pipeline import PROFILES, BatchResult, load_request, prepare, run_batch
 from resolvers.steps import RawRecord
-from resolvers.store import Commit, CommitResult, Loaded, LoadRequest
+from resolvers.store import Commit, CommitResult, Kind, Loaded, LoadRequest
 from schemas.normalize import DEFAULT
 from streams.redis_claims import RedisClaims
 from streams.redis_keys import Keys
@@ -357,3 +357,41 @@ def test_the_fields_of_workers_that_died_go_once_their_claims_expired(
     b.run([shopper(200, 1)])  # alive: its entry is fresh and stays
     a.run([shopper(201, 1)])
     assert set(entries(redis_client, redis_prefix)) == {b"a:1:profiles", b"b:1:profiles"}
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["profile-with-i", "profile-without-i"])
+def test_a_record_the_batch_did_not_load_is_loaded_before_it_is_written(
+    workers: tuple[Worker, Worker], redis_client: redis.Redis, redis_prefix: str, legacy: bool
+) -> None:
+    """Worker B teaches an email's record something (its own compare-and-set); worker A then
+    reaches the profile through the loyalty id only. With the profile's field ``i`` the load
+    walks to the email's record; without it (a hash written before ``i`` existed, ADR 0029's
+    note; made here with ``HDEL``) it did not, and A rewrote the record from nothing at
+    version 1, with no compare-and-set, undoing B's write (a review of the thirtieth pass).
+    Now such a record is loaded and the part computed again, as an unloaded profile is."""
+    a, b = workers
+    keys = Keys(redis_prefix)
+    a.run([_signup("e-1", 1, {"email": "ann@example.com", "loyalty_id": "L-1"})])
+    b.run([_signup("e-2", 2, {"email": "ann@example.com", "customer_id": "C-7"})])
+    email = keys.kinds[Kind.IDENTIFIER] + "email:ann@example.com"
+    taught = redis_client.hgetall(email)
+    if legacy:
+        (profile,) = redis_client.keys(keys.kinds[Kind.PROFILE] + "*")
+        redis_client.hdel(profile, "i")
+    a.run([_signup("e-3", 3, {"loyalty_id": "L-1"})])
+    after = redis_client.hgetall(email)
+    assert int(after[b"v"]) >= int(taught[b"v"]), "the record's version went backwards"
+    assert after.get(b"s") == taught.get(b"s"), "what B's commit taught the record was lost"
+
+
+def _signup(eid: str, minute: int, identifiers: dict[str, str]) -> RawRecord:
+    event = {
+        "event_id": eid,
+        "type": "signup",
+        "channel": "web",
+        "occurred_at": f"2026-11-20T10:{minute:02d}:00+01:00",
+        "region": "NO",
+        "identifiers": identifiers,
+        "consent": {"analytics": True, "personalization": True},
+    }
+    return RawRecord(orjson.dumps(event), topic="touchpoints.raw", partition=0, offset=minute)
