@@ -234,6 +234,10 @@ class OutboxRelay:
         new relay re-sent them and newer ones (its entries stay pending: the new relay sends
         them first), and its producer, its threads and the relay its delivery callbacks hold
         are then freed (a review of the thirtieth pass: neither happened)."""
+        self._purge()
+
+    def _purge(self) -> None:
+        """Forget the flights, then purge the producer's queue and serve the reports."""
         self._inflight.clear()  # first: the purged records' reports find no flight
         self.producer.purge(in_queue=True, in_flight=True)
         self.producer.poll(0)
@@ -287,9 +291,7 @@ class OutboxRelay:
             log.warning("outbox relay %s: %s; %d entries it had not delivered are sent again "
                         "by the holder", self.consumer, why, len(self._inflight))  # fmt: skip
             self._forget_after(min(map(_position, self._inflight)))  # and those after them
-            self._inflight.clear()  # first: the purged records' reports find no flight
-            self.producer.purge(in_queue=True, in_flight=True)
-            self.producer.poll(0)  # serve those reports
+            self._purge()
 
     def wait_new(self, timeout_s: float) -> bool:
         """Wait (``timeout_s`` at most, and :attr:`turn_s`: call it again to wait longer)
@@ -333,7 +335,8 @@ class OutboxRelay:
                 start = entries[-1][0].decode()  # pending entries stay listed: page on
 
     def _send(self, entries: Sequence[Entry]) -> int:
-        """Produce ``entries`` not in flight (nor refused in this pass), wait, acknowledge.
+        """Produce ``entries`` not in flight, delivered or parked (until their next try), wait,
+        acknowledge.
 
         After Kafka refused a record (too large...), a whole batch of records sharing its
         produce request fails with it; so for ``isolate_s`` entries go one at a time. An entry

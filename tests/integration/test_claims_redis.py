@@ -34,18 +34,25 @@ TTL = 3600
 
 def shopper(n: int, minute: int) -> RawRecord:
     """A web visit of shopper ``n`` (a person of its own: their email and loyalty id)."""
+    return signup(
+        f"e-{n}-{minute}",
+        minute,
+        {"email": f"shopper{n}@example.com", "loyalty_id": f"L-{n}"},
+        offset=n * 100 + minute,
+    )
+
+
+def signup(eid: str, minute: int, identifiers: dict[str, str], *, offset: int) -> RawRecord:
     event = {
-        "event_id": f"e-{n}-{minute}",
+        "event_id": eid,
         "type": "signup",
         "channel": "web",
         "occurred_at": f"2026-11-20T10:{minute:02d}:00+01:00",
         "region": "NO",
-        "identifiers": {"email": f"shopper{n}@example.com", "loyalty_id": f"L-{n}"},
+        "identifiers": identifiers,
         "consent": {"analytics": True, "personalization": True},
     }
-    return RawRecord(
-        orjson.dumps(event), topic="touchpoints.raw", partition=0, offset=n * 100 + minute
-    )
+    return RawRecord(orjson.dumps(event), topic="touchpoints.raw", partition=0, offset=offset)
 
 
 def shoppers() -> list[RawRecord]:
@@ -371,27 +378,14 @@ def test_a_record_the_batch_did_not_load_is_loaded_before_it_is_written(
     Now such a record is loaded and the part computed again, as an unloaded profile is."""
     a, b = workers
     keys = Keys(redis_prefix)
-    a.run([_signup("e-1", 1, {"email": "ann@example.com", "loyalty_id": "L-1"})])
-    b.run([_signup("e-2", 2, {"email": "ann@example.com", "customer_id": "C-7"})])
+    a.run([signup("e-1", 1, {"email": "ann@example.com", "loyalty_id": "L-1"}, offset=1)])
+    b.run([signup("e-2", 2, {"email": "ann@example.com", "customer_id": "C-7"}, offset=2)])
     email = keys.kinds[Kind.IDENTIFIER] + "email:ann@example.com"
     taught = redis_client.hgetall(email)
     if legacy:
         (profile,) = redis_client.keys(keys.kinds[Kind.PROFILE] + "*")
         redis_client.hdel(profile, "i")
-    a.run([_signup("e-3", 3, {"loyalty_id": "L-1"})])
+    a.run([signup("e-3", 3, {"loyalty_id": "L-1"}, offset=3)])
     after = redis_client.hgetall(email)
     assert int(after[b"v"]) >= int(taught[b"v"]), "the record's version went backwards"
     assert after.get(b"s") == taught.get(b"s"), "what B's commit taught the record was lost"
-
-
-def _signup(eid: str, minute: int, identifiers: dict[str, str]) -> RawRecord:
-    event = {
-        "event_id": eid,
-        "type": "signup",
-        "channel": "web",
-        "occurred_at": f"2026-11-20T10:{minute:02d}:00+01:00",
-        "region": "NO",
-        "identifiers": identifiers,
-        "consent": {"analytics": True, "personalization": True},
-    }
-    return RawRecord(orjson.dumps(event), topic="touchpoints.raw", partition=0, offset=minute)
