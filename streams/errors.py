@@ -12,6 +12,8 @@ Hierarchy (``LoomError`` and ``InvalidEvent`` live in :mod:`schemas.errors`)::
         │   │                            NOSCRIPT, CLUSTERDOWN
         │   ├── KafkaUnavailableError    a broker error librdkafka calls retriable, transport,
         │   │                            timeouts, coordinator moves, full queues, rebalances
+        │   ├── KafkaFailedError         any other Kafka error not known to be fatal or to be
+        │   │                            about this record (UNKNOWN_SERVER_ERROR, NOT_CONTROLLER)
         │   └── CommitContendedError     the batch lost its compare-and-set too often
         ├── FatalError               retrying cannot help and moving on would lose data: stop
         │   │                        the lane without committing; an operator has to act
@@ -22,7 +24,8 @@ Hierarchy (``LoomError`` and ``InvalidEvent`` live in :mod:`schemas.errors`)::
         └── DeterministicError       anything else: the same input fails the same way (a bug in
             │                        a stage, a record no stage expected): bisect the batch to
             │                        the record, dead-letter it with the reason, move on
-            └── RecordRefusedError       Kafka refuses this record for good (too large, invalid)
+            └── RecordRefusedError       Kafka refuses this record for good: only the codes
+                                         that say so (too large, invalid, bad timestamp)
 
 :func:`classify` maps any exception (redis-py's, confluent-kafka's, Python's own) to one of the
 leaves, keeping the original as ``__cause__``. Everything that decides between retrying,
@@ -49,6 +52,7 @@ __all__ = [
     "CommitContendedError",
     "DeterministicError",
     "FatalError",
+    "KafkaFailedError",
     "KafkaUnavailableError",
     "LaneError",
     "MisconfiguredError",
@@ -83,6 +87,15 @@ class KafkaUnavailableError(RetryableError):
     pass
 
 
+class KafkaFailedError(RetryableError):
+    """A Kafka error neither librdkafka nor Loom knows to be transient, fatal or about the
+    record itself (``UNKNOWN_SERVER_ERROR``, ``NOT_CONTROLLER``, a client's ``_FAIL``...):
+    retried with backoff, as an outage is. Read as a refusal for good it had the relay park a
+    record at the end of the outbox, where newer records of its key overtook it (ADR 0043's
+    note of 2026-12-04); read as deterministic it had a lane bisect a batch and dead-letter
+    good events, and the stock router stop."""
+
+
 class CommitContendedError(RetryableError):
     pass
 
@@ -113,7 +126,7 @@ class DeterministicError(LaneError):
 
 class RecordRefusedError(DeterministicError):
     """Kafka refuses a record whatever the retries (``MSG_SIZE_TOO_LARGE``, ``INVALID_RECORD``
-    ...): sending it again fails the same way."""
+    ...: :data:`_KAFKA_REFUSED`): sending it again fails the same way."""
 
     def __init__(self, code: str) -> None:
         super().__init__(f"KafkaError {code}", "", None)
@@ -207,17 +220,32 @@ _KAFKA_FATAL: Final = _codes(
     "PRODUCER_FENCED", "FENCED_INSTANCE_ID", "OFFSET_METADATA_TOO_LARGE",
     "UNSUPPORTED_COMPRESSION_TYPE", "INCONSISTENT_GROUP_PROTOCOL", "GROUP_MAX_SIZE_REACHED",
 )  # fmt: skip
+#: The codes that say the broker (or librdkafka, before sending) refuses this record itself,
+#: whenever it is sent: too large for ``message.max.bytes`` or the topic's
+#: ``max.message.bytes``, invalid for the topic (no key on a compacted one), a timestamp
+#: outside ``message.timestamp.*.max.ms``, a format the topic cannot hold.
+_KAFKA_REFUSED: Final = _codes(
+    "MSG_SIZE_TOO_LARGE", "_MSG_SIZE_TOO_LARGE", "INVALID_MSG_SIZE", "RECORD_LIST_TOO_LARGE",
+    "INVALID_RECORD", "INVALID_TIMESTAMP", "UNSUPPORTED_FOR_MESSAGE_FORMAT",
+)  # fmt: skip
 
 
 def kafka_error(err: KafkaError, what: str = "Kafka") -> LaneError:
-    """Classify one librdkafka error (from an exception, a message or a delivery report)."""
+    """Classify one librdkafka error (from an exception, a message or a delivery report).
+
+    A delivery report's error carries no flags (``retriable()`` and ``fatal()`` are false
+    whatever the code), and librdkafka ends a delivery with any broker error it does not retry
+    itself; so the codes decide: a refusal only for :data:`_KAFKA_REFUSED`, and a code no list
+    names is retried (:class:`KafkaFailedError`), never taken for a refusal."""
     text = f"{what}: {err.name()}: {err.str()}"
-    if err.fatal() or err.code() in _KAFKA_FATAL:
+    code = err.code()
+    if err.fatal() or code in _KAFKA_FATAL:
         return MisconfiguredError(text)
-    if err.retriable() or err.code() in _KAFKA_TRANSIENT:
+    if err.retriable() or code in _KAFKA_TRANSIENT:
         return KafkaUnavailableError(text)
-    # e.g. MSG_SIZE_TOO_LARGE, INVALID_RECORD: this record fails whenever it is sent
-    return RecordRefusedError(err.name())
+    if code in _KAFKA_REFUSED:  # this record fails whenever it is sent
+        return RecordRefusedError(err.name())
+    return KafkaFailedError(text)
 
 
 # --- everything else ------------------------------------------------------------------------

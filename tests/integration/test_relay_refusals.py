@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 import redis
 from confluent_kafka import KafkaError
 from hypothesis import HealthCheck, example, given, settings
@@ -23,7 +24,7 @@ from test_relay_lease import Clock
 
 from resolvers.store import OutboxRecord
 from streams import outbox
-from streams.errors import KafkaUnavailableError, RecordRefusedError
+from streams.errors import KafkaUnavailableError, RecordRefusedError, RetryableError
 from streams.relay import OutboxRelay
 from streams.testing import FakeProducer
 
@@ -222,3 +223,47 @@ def test_a_left_out_snapshot_is_counted_once(redis_client: redis.Redis, redis_pr
     assert superseded == 1
     assert sent == 2  # each record acknowledged once counted once (the refused one: never)
     redis_client.delete(run.key, profiles + "p_2")
+
+
+@pytest.mark.parametrize(
+    "code",
+    [KafkaError.UNKNOWN, KafkaError._FAIL, KafkaError.NOT_CONTROLLER, KafkaError._BAD_MSG],
+    ids=["UNKNOWN_SERVER_ERROR", "_FAIL", "NOT_CONTROLLER", "_BAD_MSG"],
+)
+def test_a_failure_not_known_to_be_for_good_is_sent_again_in_place_not_parked(
+    redis_client: redis.Redis, redis_prefix: str, code: int
+) -> None:
+    """librdkafka ends a record's delivery with any broker error it does not retry itself
+    (``UNKNOWN_SERVER_ERROR``, ``NOT_CONTROLLER``...; a delivery report's error never says
+    retriable), and the relay read every such code as a refusal for good: the record was
+    parked at the end of the outbox, newer records of its key went ahead, and when Kafka took
+    it a minute later the compacted topic ended on the older value (``SKU-0``: 2, then 1).
+    Only the codes that say the record itself is refused (too large, invalid) park it; any
+    other is a failed pass, and the record goes again before what came after it."""
+    key = f"{redis_prefix}:{uuid.uuid4().hex}:v1:outbox"
+    clock = Clock()
+    producer = FakeProducer(fail_next=[code])
+    relay = OutboxRelay(
+        redis_client,
+        producer,  # type: ignore[arg-type]
+        key,
+        "relay-0",
+        clock=clock,
+        flush_timeout_s=0,
+        isolate_s=ISOLATE_S,
+    )
+    redis_client.xadd(key, {outbox.FIELD: outbox.pack([OutboxRecord(TOPIC, KEYS[0], b"1")])})
+    failed = False
+    try:
+        relay.relay()
+    except RetryableError:
+        failed = True
+    redis_client.xadd(key, {outbox.FIELD: outbox.pack([OutboxRecord(TOPIC, KEYS[0], b"2")])})
+    for _ in range(3):  # the next passes, and the parked record's next try
+        relay.relay()
+        clock.now += ISOLATE_S
+    assert [s.value for s in producer.sent if s.key == KEYS[0]][-1] == b"2"
+    assert failed  # the pass said so (the supervisor backs off and alerts)
+    assert relay.refusing() is None
+    assert redis_client.xlen(key) == 0
+    redis_client.delete(key, key.removesuffix("outbox") + "relay-lease")

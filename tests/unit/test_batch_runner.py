@@ -197,6 +197,16 @@ def test_a_dead_letter_kafka_refuses_for_good_stops_the_lane() -> None:
     assert stopped.value.reason is StopReason.FATAL
 
 
+def test_a_dead_letter_write_failing_with_an_unknown_broker_error_is_retried() -> None:
+    """``UNKNOWN_SERVER_ERROR`` says nothing about the record: it was read as a refusal for
+    good, and the lane stopped (fatal) on a broker's passing fault; now it is retried."""
+    producer = FakeProducer(fail_next=[KafkaError.UNKNOWN])
+    runner, _ = runner_on(FlakyStore(), producer=producer)
+    result = run(runner, [RawRecord(value=b"{", topic="raw", partition=0, offset=1)])
+    assert len(result.dead_letters) == 1
+    assert [dict(s.headers)["loom.source_offset"] for s in producer.sent] == [b"1"]
+
+
 def scrape_value(runner: BatchRunner, name: str) -> dict[tuple[str, ...], float]:
     out = {}
     for family in runner.rt.metrics.registry.collect():

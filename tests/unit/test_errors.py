@@ -12,9 +12,11 @@ from streams.errors import (
     CommitContendedError,
     DeterministicError,
     FatalError,
+    KafkaFailedError,
     KafkaUnavailableError,
     LaneError,
     MisconfiguredError,
+    RecordRefusedError,
     RedisUnavailableError,
     RetryableError,
     StateLostError,
@@ -126,6 +128,34 @@ def test_librdkafkas_own_flags_decide_unlisted_codes() -> None:
 def test_a_record_kafka_refuses_is_deterministic_not_retried_forever() -> None:
     err = classify(KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)))
     assert isinstance(err, DeterministicError)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.INVALID_MSG_SIZE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.INVALID_TIMESTAMP,
+        KafkaError.UNSUPPORTED_FOR_MESSAGE_FORMAT,
+    ],
+)
+def test_only_the_codes_that_say_so_are_refusals_for_good(code: int) -> None:
+    assert isinstance(kafka_error(KafkaError(code)), RecordRefusedError)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [KafkaError.UNKNOWN, KafkaError._FAIL, KafkaError.NOT_CONTROLLER, KafkaError._BAD_MSG],
+)
+def test_a_code_no_list_names_is_retried_not_taken_for_a_refusal(code: int) -> None:
+    """A delivery report's error has no flags (``retriable()`` is false even for
+    ``_MSG_TIMED_OUT``): an unlisted code was read as "refused for good"."""
+    error = kafka_error(KafkaError(code), "outbox relay")
+    assert isinstance(error, KafkaFailedError)
+    assert isinstance(error, RetryableError)
+    assert "outbox relay" in error.describe()
 
 
 def test_a_full_producer_queue_is_retried() -> None:
