@@ -59,7 +59,13 @@ def client(
     decode_responses: bool = False,
     socket_timeout: float | None = 10.0,
 ) -> redis.Redis:
-    """A client of the deployment's Redis primary (through Sentinel when configured)."""
+    """A client of the deployment's Redis primary (through Sentinel when configured).
+
+    Its connections make no retry of their own (redis-py's for a client built from a URL or
+    through Sentinel; ``redis.Redis(host=...)`` would retry 10 times): a command whose reply
+    was lost may have run, and only its caller knows whether running it again is a repeat.
+    The outbox relay's read of new entries is not (``tests/integration/
+    test_relay_lost_reply.py``: with retries, a key ended on its older value on its topic)."""
     s = settings
     options: dict[str, Any] = {
         "decode_responses": decode_responses,
