@@ -24,6 +24,15 @@ from schemas.touchpoint import Channel
 MONEY_PLACES: Final = Decimal("0.0001")
 _EVENT_ID: Final = re.compile(r"^[\x21-\x7e]{1,128}$")  # touchpoint v1's event_id rule
 _CURRENCY: Final = re.compile(r"^[A-Za-z]{3}$")
+#: Money is at most 18 digits with 4 decimals in touchpoint v1: below 10**14. Larger amounts
+#: are refused here, before any arithmetic (rounding them to 4 places, or a line's price times
+#: its quantity, can exceed the decimal context and raise instead of reporting the field).
+MONEY_LIMIT: Final = Decimal(10) ** 14
+#: Prefixes of the event ids a front door derives from its payloads (``shopify:<shop>:order:<id>``,
+#: ADR 0007): predictable, so a sender's own id in one of them (a Segment ``messageId`` sent
+#: with a public write key) is hashed like an id that breaks the contract, never taken as is;
+#: the workers mark events processed by id alone, and would drop the door's event as a copy.
+DERIVED_ID_NAMESPACES: Final = ("shopify:",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +83,8 @@ def money(value: object, field: str) -> Decimal:
         raise invalid(field, "must be a number") from None
     if not amount.is_finite():
         raise invalid(field, "must be finite")
+    if abs(amount) >= MONEY_LIMIT:
+        raise invalid(field, "must be less than 10^14")
     exponent = amount.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -4:
         amount = amount.quantize(MONEY_PLACES, rounding=ROUND_HALF_EVEN)
@@ -110,7 +121,13 @@ def timestamp(value: object, field: str) -> datetime | None:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         raise invalid(field, "must be an ISO 8601 timestamp") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:  # 0001-01-01T00:00+01:00 parses, but is before year 1 in UTC: nothing can use it
+        parsed.astimezone(UTC)
+    except OverflowError:
+        raise invalid(field, "must be a time between the years 1 and 9999 in UTC") from None
+    return parsed
 
 
 def rfc3339(moment: datetime) -> str:
@@ -125,7 +142,7 @@ def event_id(prefix: str, given: object, fallback: Callable[[], Mapping[str, Any
     workers drop the copy."""
     if isinstance(given, str | int) and not isinstance(given, bool):
         given_text = str(given)
-        if _EVENT_ID.fullmatch(given_text):
+        if _EVENT_ID.fullmatch(given_text) and not given_text.startswith(DERIVED_ID_NAMESPACES):
             return given_text
         digest = hashlib.sha256(given_text.encode("utf-8", "surrogatepass")).hexdigest()
     else:

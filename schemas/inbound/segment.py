@@ -109,7 +109,10 @@ def occurred_at(message: Mapping[str, Any], received: Received) -> datetime:
     if original is None:
         return received.at
     sent = timestamp(message.get("sentAt"), "sentAt") or timestamp(received.sent_at, "sentAt")
-    corrected = original if sent is None else received.at - (sent - original)
+    try:
+        corrected = original if sent is None else received.at - (sent - original)
+    except OverflowError:  # the skew correction leaves the years 1-9999
+        raise invalid("sentAt", "is too far from the message's timestamp") from None
     return min(corrected, received.at)
 
 

@@ -119,6 +119,10 @@ def read_sources(path: Path | None) -> SourcesFile:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise SourcesError(f"{path}: cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise SourcesError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8 (TOML is UTF-8)"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise SourcesError(f"{path}: not valid TOML ({exc})") from None
     try:
