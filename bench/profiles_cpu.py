@@ -78,7 +78,7 @@ from bench.e2e_bench import (
 )
 from bench.interpreters import facts as interpreter_facts
 from bench.soak_bench import serialized_from
-from bench.store_bench import make_context
+from bench.store_bench import NOW, make_context
 from resolvers.context import Context
 from resolvers.decode_cache import DecodeCache
 from resolvers.pipeline import INVENTORY, PROFILES, Lane, run_batch
@@ -180,7 +180,13 @@ def in_process(
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The pure pipeline of ``lane`` on the in-memory store; (figures, snapshot per profile
     id: none for the inventory lane)."""
-    records = [RawRecord(value=v, topic="raw", partition=0, offset=i) for i, v in enumerate(values)]
+    # each with a Kafka timestamp a second before the context's clock, as consumed records
+    # carry one (the parse stage judges the time bounds at it: ``parse.reference_time``)
+    stamped = int(NOW.timestamp() * 1000) - 1000
+    records = [
+        RawRecord(value=v, topic="raw", partition=0, offset=i, timestamp_ms=stamped)
+        for i, v in enumerate(values)
+    ]
     batches = [records[i : i + batch] for i in range(0, len(records), batch)]
     store = InMemoryStore()
     base = replace(make_context(DecodeCache()), salt=DEV_SALT.encode())  # the workers' salt

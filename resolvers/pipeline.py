@@ -176,6 +176,7 @@ def prepare(
     events: list[Event] = []
     dead: list[DeadLetter] = []
     decoder, types, takes, normalizes = lane.decode, lane.types, lane.takes, lane.normalizes
+    floor = None if now is None else parse.earliest_reference(records, now)
     for record in records:
         event: Event | None
         if decoder is not None:
@@ -186,7 +187,7 @@ def prepare(
             event = parsed.event
         else:
             tp = (
-                parse.decode(record, max_bytes=max_bytes, now=now, bounds=bounds)
+                parse.decode(record, max_bytes=max_bytes, now=now, bounds=bounds, floor=floor)
                 if types is None
                 else parse.decode_if_type(
                     record, types, max_bytes=max_bytes, now=now, bounds=bounds

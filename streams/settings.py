@@ -340,7 +340,8 @@ class LoomSettings(BaseSettings):
         300.0,
         ge=0,
         description="events stamped further than this in the future go to the DLQ "
-        "(future_timestamp)",
+        "(future_timestamp); judged at the record's Kafka timestamp, or the worker's clock "
+        "when that is earlier",
     )
     max_stock_movement: int = Field(
         1_000_000,

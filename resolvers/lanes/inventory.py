@@ -31,6 +31,17 @@ _TYPE_VALUES: Final = stage.TYPE_VALUES
 _OVERSOLD: Final = Count(Measure.OVERSOLD)
 
 
+def position_key(sku: str, location_id: str) -> str:
+    """The key of a stock position's records (``inventory.changes``, compacted, and
+    ``inventory.alerts``): ``<sku>@<location_id>``, the SKU's ``%`` and ``@`` written ``%25``
+    and ``%40``. Both are ``Code`` (printable ASCII, ``@`` included): unescaped, SKU ``A@b`` at
+    ``c`` and SKU ``A`` at ``b@c`` shared the key ``A@b@c``, and compaction kept one of them.
+    The first ``@`` of a key ends the SKU; a SKU without ``%`` or ``@`` keeps its old key."""
+    if "@" in sku or "%" in sku:
+        sku = sku.replace("%", "%25").replace("@", "%40")
+    return f"{sku}@{location_id}"
+
+
 def _decode_stock(raw: bytes) -> inventory.SkuStock:
     return inventory.SkuStock.from_dict(orjson.loads(raw))
 
@@ -122,7 +133,7 @@ class InventoryBatch:
         available = on_hand - committed
         sku, location_id, event_id = movement.sku, movement.location_id, movement.event_id
         topics, append = self.ctx.topics, out.effects.append
-        where = f"{sku}@{location_id}"
+        where = position_key(sku, location_id)
         occurred_at = format_time(movement.occurred_at)
         to_sell = available if available > 0 else 0  # StockChanged.available_to_sell
         append(
