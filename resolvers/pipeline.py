@@ -362,6 +362,11 @@ def run_batch(
             result.attempts += 1
             attempt = result.attempts
             loaded = store.load(request)
+            # the clock read after the load: what it loaded (an audience pass's commit, another
+            # worker's) was decided at a clock no later than this one, so a time-dependent
+            # audience is never decided again at an older clock (a write after the load fails
+            # the commit's compare-and-set and is loaded again)
+            ctx = make_context()
             links = [(eid, profile_ref(pid)) for pid, eid in extra.items()]
             links += [(eid, identifier_ref(key)) for key, eid in extra_ids.items()]
             split: Sequence[parts.Part] = parts.split(
@@ -405,7 +410,6 @@ def run_batch(
                 identifiers=(*request.identifiers, *extra_ids),
                 versions=(*request.versions, *extra),
             )
-            ctx = make_context()
         else:
             raise CommitConflictError(f"batch still conflicting after {max_attempts} attempts")
     return result

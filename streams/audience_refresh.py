@@ -171,8 +171,13 @@ class AudienceRefresh:
     def _batch(
         self, ids: Sequence[str], ctx: Context, report: RefreshReport
     ) -> Iterable[dict[str, Any]]:
-        """The batch's snapshots (for the medians), its moved profiles committed."""
-        snapshots, render = self._moving(ids, ctx)
+        """The batch's snapshots (for the medians), its moved profiles committed.
+
+        The clock is read again for each batch (``make_context``), and again after each read
+        of the states it decides on: a lane write the pass reads was decided at a clock no
+        later than the pass's, so the pass never undoes a newer decision at an older clock (a
+        lane write after the read fails the commit's compare-and-set and is read again)."""
+        snapshots, render = self._moving(ids, self.make_context())
         if render:
             snapshots.update(self._render(render, ctx, report))
         return snapshots.values()
@@ -183,6 +188,7 @@ class AudienceRefresh:
         """``ids`` rendered again from their state; those whose membership moved committed."""
         for _ in range(MAX_ATTEMPTS):
             versions, profiles, unreadable = self._read(ids, ctx)
+            ctx = self.make_context()  # the clock after the read (see ``_batch``)
             batch = ProfilesBatch(ctx, versions, {}, {}, profiles, {}, frozenset())
             outcome, snapshots = batch.refresh()
             written = [e for e in outcome.effects if isinstance(e, ProfileWritten)]

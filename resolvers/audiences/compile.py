@@ -103,7 +103,8 @@ class _Checker:
                 return self.contains(node)
             case Not(operand=operand):
                 inner = self.boolean(operand, "not")
-                return Type.BOOL, lambda env: None if (v := inner(env)) is None else not v
+                # a value that is not true or false (an answer of another type) is unknown
+                return Type.BOOL, lambda env: not v if isinstance(v := inner(env), bool) else None
             case BoolOp(op=op, operands=operands):
                 parts = tuple(self.boolean(o, op) for o in operands)
                 return Type.BOOL, _kleene(parts, decisive=op == "or")

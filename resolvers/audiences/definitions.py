@@ -127,6 +127,8 @@ def load_audiences(path: str | Path | None) -> Audiences:
         raise AudienceFileError(f"{path}: cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise AudienceFileError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise AudienceFileError(f"{path}: not UTF-8 (byte {exc.start})") from None
     return from_mapping(data, str(path))
 
 

@@ -38,6 +38,9 @@ class ExpressionError(ValueError):
         self.message = message
 
 
+#: How deeply parentheses and ``not`` may nest (the parser and the checker recurse per level).
+MAX_DEPTH: Final = 64
+
 KEYWORDS: Final = frozenset({"and", "or", "not", "between", "in", "contains", "true", "false"})
 
 _TOKEN: Final = re.compile(
@@ -158,6 +161,12 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.tokens = tokenize(text)
         self.i = 0
+        self.depth = 0
+
+    def deeper(self, column: int) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ExpressionError(column, f"nested more than {MAX_DEPTH} levels deep")
 
     @property
     def tok(self) -> Token:
@@ -203,7 +212,10 @@ class _Parser:
     def not_expr(self) -> Node:
         if self.at("keyword", "not"):
             column = self.take().column
-            return Not(self.not_expr(), column)
+            self.deeper(column)
+            node = Not(self.not_expr(), column)
+            self.depth -= 1
+            return node
         return self.test()
 
     def test(self) -> Node:
@@ -259,8 +271,10 @@ class _Parser:
             case "name":
                 return self.field(tok)
             case "punct" if tok.text == "(":
+                self.deeper(tok.column)
                 node = self.expr()
                 self.expect("punct", ")")
+                self.depth -= 1
                 return node
         raise ExpressionError(tok.column, f"expected a value or a field, found {_shown(tok)}")
 
