@@ -212,3 +212,36 @@ def test_a_sources_file_that_is_not_utf8_is_a_one_line_error(tmp_path: Any) -> N
     assert "UTF-8" in message
     assert "\n" not in message
     assert "wk_secret_12345678" not in message
+
+
+# --- Shopify signs the body only: a signed body under another topic must not erase anyone ----
+
+
+@pytest.mark.parametrize("signed_as", ["orders/create", "customers/data_request"])
+def test_a_signed_body_of_another_topic_sent_as_customers_redact_erases_nobody(
+    signed_as: str,
+) -> None:
+    """Shopify's HMAC covers the body, not ``X-Shopify-Topic``: whoever holds one signed body
+    (a dead letter keeps it with its signature, a proxy's log) can post it again under another
+    topic. An order's body (it carries ``customer``) or a data request's, posted as
+    ``customers/redact``, was mapped to an erasure of that customer. A redact's body always
+    carries ``orders_to_redact`` (Shopify's documented payload) and no ``data_request``: one
+    without it is dead-lettered, and nobody is erased."""
+    gw = ShopifyHarness()
+    data = payload(signed_as)
+    status, _ = gw.send("customers/redact", data, webhook_id="w-swapped")
+    assert status == 200  # acknowledged (Shopify would retry it for 48 hours otherwise)
+    erasures = [
+        r for r in gw.on("t.raw") if parse_touchpoint(r.value).type.value == "erasure_requested"
+    ]
+    assert erasures == []
+    [dead] = gw.on("t.dlq")
+    assert dict(dead.headers)["loom.reason"] == b"schema_violation"
+    assert gw.on("t.privacy") == []
+
+
+def test_shopifys_documented_redact_still_erases() -> None:
+    gw = ShopifyHarness()
+    assert gw.send("customers/redact", payload("customers/redact"), webhook_id="w-r")[0] == 200
+    [erasure] = [parse_touchpoint(r.value) for r in gw.on("t.raw")]
+    assert erasure.type.value == "erasure_requested"
