@@ -3,7 +3,9 @@
 Generated worlds mix what makes identity and consent hard: account ids seen with a shared
 email (unique conflicts), a tablet two customers log in on (a shared device), card tokens that
 link a store sale to an online account only later (late-linked purchases), consent updates and
-withdrawals, GPC, erasures (also before the events that link to the erased person). The same
+withdrawals, GPC, erasures (also before the events that link to the erased person), a shop's
+card terminal whose token every customer pays with (shared: quarantined) and receipts sent to a
+phone given at that terminal (an erasure may come before or after the token is shared). The same
 events are then delivered as Kafka would, in many ways: spread over any number of partitions
 (order kept within a partition), interleaved arbitrarily, cut into batches of any size, some
 redelivered. Every delivery must end in the same profiles: the same ids, the same identifiers
@@ -38,6 +40,10 @@ CUSTOMERS = ("C1", "C2", "C3", "C4")
 EMAILS = ("ann@x.no", "bob@x.no", "family@x.no")  # the family email is shared by C1 and C2
 DEVICES = ("dev-a", "dev-b", "tablet")  # the tablet is shared by C3 and C4
 CARDS = ("tok-1", "tok-2")
+#: A shop's card terminal: every customer's sale there carries its token, so it is shared
+#: (seen with more account ids than the card threshold, 3) once all four have paid there.
+TERMINAL = "tok-terminal"
+PHONES = ("+4790000001", "+4790000002")
 REGIONS = ("NO", "US", None)
 PURPOSES = ("analytics", "personalization", "marketing", "ads")
 
@@ -104,7 +110,7 @@ def events(draw: st.DrawFn) -> list[dict[str, Any]]:
             event |= {
                 "type": "pos_sale",
                 "channel": "pos",
-                "identifiers": {"card_token": draw(st.sampled_from(CARDS))},
+                "identifiers": _store_sale_ids(draw),
                 "order": _order(draw, i, "oslo-1"),
             }
         elif kind == "consent":
@@ -117,6 +123,39 @@ def events(draw: st.DrawFn) -> list[dict[str, Any]]:
             named = draw(st.sampled_from(({"customer_id": cid}, {"email": EMAILS[0]})))
             event |= {"type": "erasure_requested", "channel": "support", "identifiers": named}
         out.append(event)
+    if draw(st.booleans(), label="terminal"):  # every customer pays at the terminal: shared
+        out += _terminal_sales(draw, len(out))
+    return out
+
+
+def _store_sale_ids(draw: st.DrawFn) -> dict[str, str]:
+    """A card only, or the terminal's token with the phone given there for the receipt."""
+    card = draw(st.sampled_from((*CARDS, TERMINAL)))
+    if card == TERMINAL:
+        return {"card_token": card, "phone": draw(st.sampled_from(PHONES))}
+    return {"card_token": card}
+
+
+def _terminal_sales(draw: st.DrawFn, first: int) -> list[dict[str, Any]]:
+    """A sale at the shop's terminal by each customer (some giving a phone for the receipt):
+    the terminal's token is seen with all four account ids, more than the card threshold."""
+    out: list[dict[str, Any]] = []
+    for n, cid in enumerate(CUSTOMERS):
+        i = first + n
+        at = START + timedelta(minutes=draw(st.integers(0, 600)))
+        ids: dict[str, str] = {"customer_id": cid, "card_token": TERMINAL}
+        if draw(st.booleans()):
+            ids["phone"] = draw(st.sampled_from(PHONES))
+        out.append(
+            {
+                "event_id": f"e{i:03d}",
+                "occurred_at": at.isoformat(),
+                "channel": "pos",
+                "type": "pos_sale",
+                "identifiers": ids,
+                "order": _order(draw, i, "oslo-1"),
+            }
+        )
     return out
 
 
@@ -252,3 +291,39 @@ def test_the_generator_makes_the_hard_cases() -> None:
     assert len(state["profiles"]) == 2
     for doc in state["profiles"].values():
         assert "anonymous_id" not in doc["identifiers"]
+
+
+def test_an_erasure_before_the_terminal_is_shared_ends_as_one_after() -> None:
+    """ADR 0005's note of 2026-12-04: Ann's erasure processed when the terminal's token was
+    seen with her account only (it looked like her own card, and Bob's receipt phone seen with
+    it like her phone), and the same erasure processed after all four customers paid there
+    (the token shared), end in the same state. Whatever an erasure removed cannot come back, so
+    a rule that followed the token before it was shared must follow it after."""
+
+    def ev(event_id: str, type_: str, day: int, **ids: str) -> dict[str, Any]:
+        at = f"2026-03-{day:02d}T09:00:00Z"
+        event: dict[str, Any] = {"event_id": event_id, "type": type_, "channel": "web",
+                                 "occurred_at": at, "identifiers": ids}  # fmt: skip
+        if type_ == "pos_sale":
+            lines = [{"sku": "SKU-1", "quantity": 1}]
+            order = {"order_id": f"o-{event_id}", "total": "10.00", "currency": "NOK",
+                     "location_id": "oslo-1", "lines": lines}  # fmt: skip
+            event |= {"channel": "pos", "order": order}
+        return event
+
+    early = [
+        ev("s-ann", "signup", 1, customer_id="C1", email="ann@x.no"),
+        ev("t1", "pos_sale", 2, customer_id="C1", card_token=TERMINAL),
+        ev("p-bob", "pos_sale", 9, card_token=TERMINAL, phone=PHONES[0]),
+    ]
+    erase = [ev("er", "erasure_requested", 15, email="ann@x.no")]
+    late = [
+        ev("s-bob", "signup", 1, customer_id="C2", email="bob@x.no", phone=PHONES[0]),
+        *(ev(f"t{n}", "pos_sale", n + 1, customer_id=c, card_token=TERMINAL)
+          for n, c in ((2, "C2"), (3, "C3"), (4, "C4"))),
+    ]  # fmt: skip
+    values = [orjson.dumps(e) for e in (*early, *erase, *late)]
+    before = _run(values, [len(early), len(erase), len(late)])
+    after_values = [orjson.dumps(e) for e in (*early, *late, *erase)]
+    after = _run(after_values, [len(early) + len(late), len(erase)])
+    assert before == after == _reference([*early, *erase, *late])
