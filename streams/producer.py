@@ -22,6 +22,10 @@ Guarantees and settings:
 
 Delivery callbacks run on the caller's thread inside ``send``/``poll``/``flush``; they receive a
 :class:`DeliveryReport`. The producer never logs identifier values.
+
+Leaving the ``with`` block flushes (up to 30 s) and raises :class:`DeliveryError` when a record
+is not on Kafka: still queued (an outage), or failed with no ``on_delivery`` to hear it. A caller
+that calls :meth:`close` itself gets the count instead.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from typing import Any, Final, Self
 
 from confluent_kafka import KafkaError, Message
 
-from schemas.errors import OVERSIZE, InvalidEvent
+from schemas.errors import OVERSIZE, InvalidEvent, LoomError
 from schemas.normalize import DEFAULT, NormalizeConfig
 from schemas.touchpoint import (
     Touchpoint,
@@ -85,6 +89,10 @@ class DeliveryReport:
 DeliveryCallback = Callable[[DeliveryReport], None]
 
 
+class DeliveryError(LoomError, RuntimeError):
+    """Records the SDK accepted are not on Kafka (raised when a ``with`` block ends)."""
+
+
 @dataclass(slots=True)
 class ProducerStats:
     """Counters since construction (updated on the caller's thread)."""
@@ -121,6 +129,8 @@ class TouchpointProducer:
         self._producer = kafka_clients.new_producer(conf)
         self.stats = ProducerStats()
         self._closed = False
+        self._unheard: int = 0  # failures no on_delivery callback was given for
+        self._last_error: str | None = None
 
     # --- sending ---------------------------------------------------------------------------
 
@@ -189,6 +199,8 @@ class TouchpointProducer:
                 )
             else:
                 self.stats.failed += 1
+                self._last_error = err.str()
+                self._unheard += on_delivery is None
                 log.warning("delivery to %s failed: %s", self.topic, err.str())
                 report = DeliveryReport(
                     self.topic, None, None, key, err.str(), bool(err.retriable())
@@ -224,7 +236,7 @@ class TouchpointProducer:
     def close(self, timeout: float = 30.0) -> int:
         """Flush (up to ``timeout`` s) and stop accepting records; returns records left."""
         if self._closed:
-            return 0
+            return len(self._producer)
         remaining = self.flush(timeout)
         self._closed = True
         if remaining:
@@ -244,4 +256,12 @@ class TouchpointProducer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        if self._closed:  # the caller closed it and has the count
+            return
+        remaining = self.close()
+        if exc_type is None and (remaining or self._unheard):
+            reason = f" (last error: {self._last_error})" if self._last_error else ""
+            raise DeliveryError(
+                f"{remaining + self._unheard} record(s) not delivered to {self.topic}: "
+                f"{self._unheard} failed, {remaining} still queued after the flush{reason}"
+            )

@@ -394,17 +394,21 @@ class LoomSettings(BaseSettings):
         "127.0.0.1", description="worker HTTP bind address (0.0.0.0 in containers)"
     )
     web_port: int = Field(
-        6066, ge=0, description="profiles worker HTTP port: /metrics, /livez, /readyz"
+        6066, ge=0, le=65535, description="profiles worker HTTP port: /metrics, /livez, /readyz"
     )
     inventory_web_port: int = Field(
-        6067, ge=0, description="inventory worker HTTP port: /metrics, /livez, /readyz"
+        6067, ge=0, le=65535, description="inventory worker HTTP port: /metrics, /livez, /readyz"
     )
     relay_web_port: int = Field(
-        6070, ge=0, description="`loom relay --role profiles` HTTP port: /metrics, /livez, /readyz"
+        6070,
+        ge=0,
+        le=65535,
+        description="`loom relay --role profiles` HTTP port: /metrics, /livez, /readyz",
     )
     inventory_relay_web_port: int = Field(
         6071,
         ge=0,
+        le=65535,
         description="`loom relay --role inventory` HTTP port: /metrics, /livez, /readyz",
     )
 
@@ -436,7 +440,7 @@ class LoomSettings(BaseSettings):
     )
 
     # --- ops ----------------------------------------------------------------------------
-    exporter_port: int = Field(9308, ge=0, description="`loom exporter` Prometheus port")
+    exporter_port: int = Field(9308, ge=0, le=65535, description="`loom exporter` Prometheus port")
     lag_window_s: float = Field(
         300.0, gt=0, description="sliding window of the lag status evaluator"
     )
@@ -446,10 +450,16 @@ class LoomSettings(BaseSettings):
         "127.0.0.1", description="`loom gateway` bind address (0.0.0.0 to serve other hosts)"
     )
     gateway_port: int = Field(
-        8088, ge=0, description="`loom gateway` port (Segment API /v1/*, /shopify/webhooks)"
+        8088,
+        ge=0,
+        le=65535,
+        description="`loom gateway` port (Segment API /v1/*, /shopify/webhooks)",
     )
     gateway_ops_port: int = Field(
-        6068, ge=0, description="`loom gateway` /metrics, /livez, /readyz port (same host)"
+        6068,
+        ge=0,
+        le=65535,
+        description="`loom gateway` /metrics, /livez, /readyz port (same host)",
     )
     gateway_sources_file: Path | None = Field(
         None, description="TOML file of the write keys and Shopify shops (required)"
@@ -482,7 +492,7 @@ class LoomSettings(BaseSettings):
 
     # --- privacy worker (`loom privacy-worker`) ------------------------------------------
     privacy_web_port: int = Field(
-        6069, ge=0, description="`loom privacy-worker` /metrics, /livez, /readyz port"
+        6069, ge=0, le=65535, description="`loom privacy-worker` /metrics, /livez, /readyz port"
     )
 
     topics: Topics = Field(default_factory=Topics)
@@ -542,6 +552,12 @@ class LoomSettings(BaseSettings):
         out: list[str] = []
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             out.append("LOOM_REDIS_URL must start with redis://, rediss:// or unix://")
+        out += [
+            f"{env_name(name)} cannot be parsed (its port is not a number from 0 to 65535; "
+            "percent-encode a password's special characters: # %23, / %2F, ? %3F)"
+            for name in ("redis_url", "inventory_redis_url")
+            if not _parses(getattr(self, name))
+        ]
         tls_files = ("redis_ssl_ca_file", "redis_ssl_cert_file", "redis_ssl_key_file")
         if not self.redis_tls:
             out += [
@@ -551,7 +567,11 @@ class LoomSettings(BaseSettings):
             ]
         if (self.redis_ssl_cert_file is None) != (self.redis_ssl_key_file is None):
             out.append("LOOM_REDIS_SSL_CERT_FILE and LOOM_REDIS_SSL_KEY_FILE go together")
-        if self.redis_password is not None and urlsplit(self.redis_url).password is not None:
+        if (
+            self.redis_password is not None
+            and _parses(self.redis_url)
+            and urlsplit(self.redis_url).password is not None
+        ):
             out.append("LOOM_REDIS_URL holds a password and LOOM_REDIS_PASSWORD is set; use one")
         if self.inventory_redis_url is not None:
             if not self.inventory_redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -564,7 +584,11 @@ class LoomSettings(BaseSettings):
                 )
             if self.redis_sentinels:
                 out.append("LOOM_INVENTORY_REDIS_URL does not work with Sentinel (one master name)")
-            if self.redis_password is not None and urlsplit(self.inventory_redis_url).password:
+            if (
+                self.redis_password is not None
+                and _parses(self.inventory_redis_url)
+                and urlsplit(self.inventory_redis_url).password
+            ):
                 out.append(
                     "LOOM_INVENTORY_REDIS_URL holds a password and LOOM_REDIS_PASSWORD is set; "
                     "use one"
@@ -646,6 +670,17 @@ class LoomSettings(BaseSettings):
     def relay_web_port_for(self, lane: str) -> int:
         """The HTTP port of a ``loom relay`` process of a lane (ADR 0039)."""
         return self.inventory_relay_web_port if lane == "inventory" else self.relay_web_port
+
+
+def _parses(url: str | None) -> bool:
+    """Whether redis-py can read ``url`` (its port a number in range); never quotes it."""
+    if url is None:
+        return True
+    try:
+        urlsplit(url).port  # noqa: B018 - raises ValueError for "host:Se" (a password's head)
+    except ValueError:
+        return False
+    return True
 
 
 def _set(settings: LoomSettings, name: str) -> bool:

@@ -130,6 +130,7 @@ class ProfilesBatch:
     profiles: dict[str, StoredProfile]
     redirects: dict[str, str]
     seen: frozenset[str]
+    truncated: bool = False  # the load's walk stopped at ``MAX_LOAD_PROFILES`` (``Loaded``)
 
     @classmethod
     def from_loaded(cls, loaded: Loaded, ctx: Context) -> ProfilesBatch:
@@ -165,7 +166,9 @@ class ProfilesBatch:
             digest: Tombstone.from_json(orjson.loads(raw))
             for digest, raw in loaded.suppressed.items()
         }
-        return cls(ctx, versions, records, tombstones, profiles, redirects, loaded.seen)
+        return cls(
+            ctx, versions, records, tombstones, profiles, redirects, loaded.seen, loaded.truncated
+        )
 
     # ------------------------------------------------------------------ the lane
     def run(self, events: Sequence[Event]) -> LaneOutcome:
@@ -239,6 +242,14 @@ class ProfilesBatch:
             profiles=self.profiles,
             policy=ctx.policy,
             redirected=frozenset(self.redirects),
+            # after a truncated walk, the profile ids it visited (present or not): a record
+            # linked to another one is its owner's, who was not loaded (a review of
+            # 2026-12-04); a whole walk visited every owner (None: nothing to look at)
+            visited=(
+                frozenset(name for kind, name in self.versions if kind is _K_PROFILE)
+                if self.truncated
+                else None
+            ),
             topics={"merges": ctx.topics.merges, "erasures": ctx.topics.erasures},
         )
 

@@ -104,6 +104,8 @@ class Evidence:
     policy: ConsentPolicy  # the facts of regrouped atoms are merged under it
     redirected: frozenset[str] = frozenset()  # loaded ids that are redirects today
     topics: Mapping[str, str] = field(default_factory=dict)  # merges, erasures
+    #: the profile ids a truncated load visited; None: every record's profile was
+    visited: frozenset[str] | None = None
 
 
 @dataclass(slots=True)
@@ -186,6 +188,7 @@ class _Run:
         # records cooccur replaced, by (type, value): (identifier, record now)
         self.relearned: dict[tuple[str, str], tuple[Identifier, IdentifierRecord]] = {}
         self.clustering: Clustering | None = None
+        self.pinned: dict[Identifier, str] = {}
         #: ``closure.is_absorbed``, or its answer by value (``write_records`` sets it)
         self.is_absorbed: Callable[[Identifier], bool] = self.closure.is_absorbed
         self.resolution = Resolution(
@@ -425,6 +428,17 @@ class _Run:
     def _shared(self) -> frozenset[Identifier]:
         return frozenset(i for i, r in self.records.items() if r.quarantined)
 
+    def _pinned(self) -> dict[Identifier, str]:
+        """Records linked to a profile the load's walk did not visit, with that profile."""
+        visited = self.ev.visited
+        if visited is None:
+            return {}
+        return {
+            i: r.profile_id
+            for i, r in self.records.items()
+            if r.profile_id is not None and r.profile_id not in visited and not r.quarantined
+        }
+
     # 5. people -------------------------------------------------------------------------------
     def assign(self) -> None:
         res = self.resolution
@@ -443,7 +457,13 @@ class _Run:
             self._unattributed()
             return
         atoms = [a for atoms in self.groups.values() for a in atoms.values()]
-        self.clustering = clustering = cluster(atoms, shared, self.rules)
+        # identifiers linked to a profile the load did not reach (a walk truncated at
+        # ``max_profiles``): that person's atoms are not here, so the replay must not hand
+        # the identifier to a loaded one; it stays out and keeps its owner (``_pinned``)
+        self.pinned = pinned = self._pinned()
+        self.clustering = clustering = cluster(
+            atoms, shared | pinned.keys() if pinned else shared, self.rules
+        )
         people, owner_of_group, facts = res.people, res.owner_of_group, self.facts
         owners = clustering.owners
         for pid, person in clustering.people.items():
@@ -675,6 +695,8 @@ class _Run:
             names = names | {h for h in old.holders if h not in loaded_pids}
         clustering = self.clustering
         owner = clustering.owners.get(key) if clustering is not None else old.profile_id
+        if owner is None and key in self.pinned:
+            owner = self.pinned[key]  # its person was not loaded: still theirs
         new = old.linked_to(owner).with_holders(names)
         if new.is_empty:
             if loaded is not None:

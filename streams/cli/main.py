@@ -12,10 +12,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from redis import RedisError
 
 from streams.kafka_clients import show_librdkafka_lines
+from streams.producer import DeliveryError
 from streams.redact import redact_text
 from streams.settings import ConfigError, load_settings
 from streams.startup import InfraError
@@ -84,9 +85,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except ConfigError as exc:
         return _fail(args, str(exc), EXIT_CONFIG)
-    except (InfraError, KafkaException, RedisError) as exc:
+    except KafkaException as exc:
+        if _refused_setting(exc):  # -X or LOOM_KAFKA_CONFIG: the configuration, not Kafka
+            return _fail(args, f"librdkafka setting: {exc.args[0].str()}", EXIT_CONFIG)
+        return _fail(args, str(exc), EXIT_INFRA)
+    except (InfraError, DeliveryError, RedisError) as exc:
         return _fail(args, str(exc), EXIT_INFRA)
     return rc
+
+
+def _refused_setting(exc: KafkaException) -> bool:
+    """librdkafka refused a client's configuration (a property unknown or its value invalid)."""
+    err = exc.args[0] if exc.args else None
+    return (
+        isinstance(err, KafkaError)
+        and err.code() == KafkaError._INVALID_ARG
+        and "configuration property" in err.str()
+    )
 
 
 def _fail(args: argparse.Namespace, message: str, code: int) -> int:

@@ -55,8 +55,23 @@ def register(sub: Any) -> None:
     r.set_defaults(func=run_replay)
 
 
+def _refusal(id_type: str, value: str, region: str | None) -> str | None:
+    """Why the pipeline would never hold this identifier (a malformed e-mail, a placeholder),
+    for the built-in types; None if it might. Never quotes the value."""
+    from schemas.normalize import DEFAULT, Rejected, normalize_one
+
+    if id_type not in DEFAULT.known_types:
+        return None  # a type of the deployment's identity rules: the pipeline decides
+    result = normalize_one(id_type, value, region=region)
+    if isinstance(result, Rejected):
+        return f"not a valid {id_type} identifier ({result.reason})"
+    return None
+
+
 def run_erase(args: argparse.Namespace) -> int:
-    from streams.producer import TouchpointProducer
+    from schemas.errors import InvalidEvent
+    from schemas.touchpoint import validate_touchpoint
+    from streams.producer import DeliveryReport, TouchpointProducer
 
     id_type, sep, value = args.identifier.partition(":")
     if not sep or not value:
@@ -72,11 +87,23 @@ def run_erase(args: argparse.Namespace) -> int:
         "identifiers": {id_type: value},
         **({"region": args.region} if args.region else {}),
     }
-    with TouchpointProducer(settings) as producer:
-        producer.send(event)
-        if producer.flush(30):
-            print("erasure request not delivered to Kafka", file=sys.stderr)
-            return 3
+    try:
+        validate_touchpoint(event)
+    except InvalidEvent as exc:  # names the field (--region), never the value
+        print(f"loom erase: {exc}; nothing sent", file=sys.stderr)
+        return 2
+    refused = _refusal(id_type, value, args.region or settings.default_region)
+    if refused:
+        print(f"loom erase: {refused}; nothing sent", file=sys.stderr)
+        return 2
+    producer = TouchpointProducer(settings)
+    reports: list[DeliveryReport] = []
+    producer.send(event, on_delivery=reports.append)
+    producer.close(30)
+    if not (reports and reports[0].ok):
+        why = f": {reports[0].error}" if reports else " within 30 s"
+        print(f"loom erase: erasure request not delivered to Kafka{why}", file=sys.stderr)
+        return 3
     print(f"erasure requested ({event['event_id']}) for a {id_type} identifier")
     if args.wait <= 0:
         return 0
@@ -132,6 +159,12 @@ def run_replay(args: argparse.Namespace) -> int:
     todo = {tp.partition for tp in committed if max(tp.offset, 0) < ends[tp.partition]}
     consumer.subscribe([dlq])
     seen: Counter[str] = Counter()
+    failed: Counter[str] = Counter()  # re-sends the broker refused: no offset committed then
+
+    def delivered(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failed[err.str()] += 1
+
     matched = 0
     idle_since = time.monotonic()
     while todo and time.monotonic() - idle_since < 15:
@@ -148,19 +181,34 @@ def run_replay(args: argparse.Namespace) -> int:
         )
         matched += wanted
         if wanted and not args.dry_run:
-            producer.produce(
-                raw,
-                key=msg.key(),
-                value=msg.value(),
-                headers=[
-                    ("loom.replayed_from", f"{dlq}[{msg.partition()}]@{msg.offset()}".encode()),
-                ],
-            )
+            while True:
+                try:
+                    producer.produce(
+                        raw,
+                        on_delivery=delivered,
+                        key=msg.key(),
+                        value=msg.value(),
+                        headers=[
+                            (
+                                "loom.replayed_from",
+                                f"{dlq}[{msg.partition()}]@{msg.offset()}".encode(),
+                            ),
+                        ],
+                    )
+                    break
+                except BufferError:  # the local queue is full: serve reports until there is room
+                    producer.poll(0.05)
+            producer.poll(0)
         if (msg.offset() or 0) + 1 >= ends[msg.partition() or 0]:
             todo.discard(msg.partition())
     if not args.dry_run:
-        if producer.flush(30):
-            print("replayed records not delivered; offsets not committed", file=sys.stderr)
+        if producer.flush(30) or failed:
+            why = "; ".join(f"{n} {error}" for error, n in sorted(failed.items()))
+            print(
+                f"replayed records not delivered{': ' + why if why else ''}; offsets not committed",
+                file=sys.stderr,
+            )
+            consumer.close()
             return 3
         if seen:  # nothing consumed = nothing to commit
             consumer.commit(asynchronous=False)

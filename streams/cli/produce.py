@@ -2,7 +2,8 @@
 
 Each non-blank line is validated against touchpoint v1 and sent keyed by its most stable
 identifier (the original bytes are sent, see ``TouchpointProducer.send_json``). ``--raw`` sends
-lines unvalidated and unkeyed (to exercise the DLQ). Progress goes to stderr every
+lines unvalidated and unkeyed (to exercise the DLQ); a line larger than a Kafka record may be
+is rejected as ``oversize`` by its number, the rest still sent. Progress goes to stderr every
 ``--progress-every`` seconds; a summary at the end (counts, rejected reasons with the first line
 numbers; never line contents, which may hold personal data). ``--json`` also prints the summary
 as one JSON object on stdout.
@@ -24,8 +25,9 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
 import orjson
+from confluent_kafka import KafkaError, KafkaException
 
-from schemas.errors import InvalidEvent
+from schemas.errors import OVERSIZE, InvalidEvent
 from streams.cli.options import add_kafka_options, connect
 from streams.producer import DeliveryReport, TouchpointProducer
 
@@ -120,14 +122,19 @@ def produce_lines(
         if not data.strip():
             summary.blank += 1
             continue
-        if raw:
-            producer.send_raw(data, on_delivery=callback)
-        else:
-            try:
+        try:
+            if raw:
+                producer.send_raw(data, on_delivery=callback)
+            else:
                 producer.send_json(data, on_delivery=callback)
-            except InvalidEvent as exc:
-                summary.reject(exc.reason, line_no)
-                continue
+        except InvalidEvent as exc:
+            summary.reject(exc.reason, line_no)
+            continue
+        except KafkaException as exc:  # larger than a Kafka record may be (--raw)
+            if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                raise
+            summary.reject(OVERSIZE, line_no)
+            continue
         summary.sent += 1
         if progress is not None and line_no % 1000 == 0:
             now = time.monotonic()
@@ -188,6 +195,8 @@ def run(args: argparse.Namespace) -> int:
             )
     finally:
         producer.close(timeout=1.0)
+    # the close may deliver what the final flush did not: count each record once
+    summary.undelivered = summary.sent - summary.delivered - summary.failed
     sys.stderr.write(f"produce to {producer.topic}: {summary.render()}\n")
     if args.json:
         sys.stdout.write(orjson.dumps(summary.as_dict()).decode() + "\n")

@@ -15,7 +15,7 @@ import redis
 
 from streams import redis_clients
 from streams.cli.options import connect
-from streams.settings import LoomSettings
+from streams.settings import ConfigError, LoomSettings
 
 PROGRESS_EVERY = 10_000
 
@@ -29,9 +29,16 @@ def redis_target(
     return redis_clients.client(settings), settings.redis_prefix, settings
 
 
+class ExportTargetError(ConfigError):
+    """The ``--out`` file cannot be written (one line, exit 2 like a usage error)."""
+
+
 def export_jsonl(docs: Iterable[Mapping[str, Any]], out: Path | None, noun: str) -> int:
     """Write ``docs`` as JSON lines to ``out`` (stdout if None), progress on stderr."""
-    sink: TextIO = out.open("w", encoding="utf-8") if out else sys.stdout
+    try:
+        sink: TextIO = out.open("w", encoding="utf-8") if out else sys.stdout
+    except OSError as exc:
+        raise ExportTargetError(f"cannot write {out}: {exc.strerror}") from None
     started = time.monotonic()
     count = 0
     try:

@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 producer.send(item)
                 valid += 1
-        remaining = producer.flush(60.0)
+        remaining = producer.close(60.0)  # counted below (no DeliveryError)
     stats = producer.stats
     sys.stderr.write(
         f"simulate to {producer.topic}: {valid} valid + {bad} invalid records, "

@@ -28,6 +28,28 @@ def _drain(bootstrap: str, topic: str, expect: int) -> list[tuple[bytes | None, 
     return out
 
 
+def with_dead_letters(
+    monkeypatch: pytest.MonkeyPatch,
+    bootstrap: str,
+    dlq: str,
+    raw: str,
+    letters: list[tuple[bytes, bytes, bytes]],
+) -> None:
+    """The replay's settings (its topics, a group of its own) and ``letters`` (value, stage,
+    reason) on the DLQ topic."""
+    for key, value in {
+        "LOOM_KAFKA_BOOTSTRAP": bootstrap,
+        "LOOM_TOPIC_DLQ": dlq,
+        "LOOM_TOPIC_RAW": raw,
+        "LOOM_APP_ID": f"app-{dlq}",
+    }.items():
+        monkeypatch.setenv(key, value)
+    p = Producer({"bootstrap.servers": bootstrap})
+    for value, stage, reason in letters:
+        p.produce(dlq, value=value, headers=[("loom.stage", stage), ("loom.reason", reason)])
+    assert p.flush(10) == 0
+
+
 def test_replay_sends_matching_dead_letters_back_once(
     kafka_bootstrap: str,
     unique_topic,
@@ -35,22 +57,14 @@ def test_replay_sends_matching_dead_letters_back_once(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     dlq, raw = unique_topic(partitions=1), unique_topic(partitions=1)
-    for key, value in {
-        "LOOM_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "LOOM_TOPIC_DLQ": dlq,
-        "LOOM_TOPIC_RAW": raw,
-        "LOOM_APP_ID": f"app-{dlq}",
-    }.items():
-        monkeypatch.setenv(key, value)
-    p = Producer({"bootstrap.servers": kafka_bootstrap})
-    for i in range(6):
-        reason = b"schema_violation" if i % 2 else b"malformed_json"
-        p.produce(
-            dlq,
-            value=f"bad-{i}".encode(),
-            headers=[("loom.stage", b"parse"), ("loom.reason", reason)],
-        )
-    assert p.flush(10) == 0
+    reasons = (b"malformed_json", b"schema_violation")
+    with_dead_letters(
+        monkeypatch,
+        kafka_bootstrap,
+        dlq,
+        raw,
+        [(f"bad-{i}".encode(), b"parse", reasons[i % 2]) for i in range(6)],
+    )
 
     assert main(["dlq", "replay", "--reason", "schema_violation", "--dry-run"]) == 0
     assert "would replay 3 of 6" in capsys.readouterr().out
@@ -77,19 +91,16 @@ def test_the_gateway_s_dead_letters_are_never_replayed_to_the_raw_topic(
 
     assert GATEWAY_STAGE == STAGE
     dlq, raw = unique_topic(partitions=1), unique_topic(partitions=1)
-    for key, value in {
-        "LOOM_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "LOOM_TOPIC_DLQ": dlq,
-        "LOOM_TOPIC_RAW": raw,
-        "LOOM_APP_ID": f"app-{dlq}",
-    }.items():
-        monkeypatch.setenv(key, value)
-    p = Producer({"bootstrap.servers": kafka_bootstrap})
-    for stage, value in ((b"gateway", b'{"type": "track"}'), (b"parse", b"bad")):
-        p.produce(
-            dlq, value=value, headers=[("loom.stage", stage), ("loom.reason", b"schema_violation")]
-        )
-    assert p.flush(10) == 0
+    with_dead_letters(
+        monkeypatch,
+        kafka_bootstrap,
+        dlq,
+        raw,
+        [
+            (b'{"type": "track"}', b"gateway", b"schema_violation"),
+            (b"bad", b"parse", b"schema_violation"),
+        ],
+    )
     assert main(["dlq", "replay", "--stage", "gateway"]) == 0
     out = capsys.readouterr().out
     assert "1  gateway/schema_violation" in out

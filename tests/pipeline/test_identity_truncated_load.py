@@ -1,0 +1,77 @@
+"""A component larger than one load resolves as in one batch (a review of 2026-12-04; the test
+failed before ``identity.Evidence.visited``).
+
+A load stops at ``MAX_LOAD_PROFILES`` profiles (``Loaded.truncated``), and nothing reads
+that: identity is replayed from the loaded atoms only, so the person at the edge of the
+walk takes an identifier whose owner the walk did not reach. A chain of customers who each
+paid once with the next customer's card (a card seen with two customers, under the
+threshold of 3) is such a component: ADR 0005's order-independence breaks (the same events
+in two batches give other profiles than in one) and a card ends up in two profiles.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from test_order_independence import deliver
+
+from resolvers.store import MAX_LOAD_PROFILES, InMemoryStore, Kind
+
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def _event(event_id: str, minute: int, **identifiers: str) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "type": "page_view",
+        "channel": "web",
+        "occurred_at": (START + timedelta(minutes=minute)).isoformat(),
+        "identifiers": identifiers,
+    }
+
+
+def _owners(store: InMemoryStore) -> dict[str, str]:
+    return {
+        ref.name: entity.fields["p"].decode()
+        for ref, entity in store.entities.items()
+        if ref.kind is Kind.IDENTIFIER and "p" in entity.fields
+    }
+
+
+def _profiles(store: InMemoryStore) -> dict[str, dict[str, Any]]:
+    out = {}
+    for ref, entity in store.entities.items():
+        if ref.kind is Kind.PROFILE and "d" in entity.fields:
+            out[ref.name] = orjson.loads(entity.fields["d"])
+    return out
+
+
+def test_a_component_larger_than_one_load_resolves_as_in_one_batch() -> None:
+    n = MAX_LOAD_PROFILES + 4
+    chain = []
+    for j in range(1, n + 1):  # each customer's own card, first
+        chain.append(_event(f"a{j:04d}", j, customer_id=f"C{j}", card_token=f"t{j}"))
+    for j in range(1, n):  # later, each paid once with the next customer's card
+        chain.append(_event(f"b{j:04d}", 10_000 + j, customer_id=f"C{j}", card_token=f"t{j + 1}"))
+    late = _event("z0001", 20_000, customer_id="C1", email="c1@x.no")
+    values = [orjson.dumps(e) for e in [*chain, late]]
+
+    one_batch = deliver(values, [len(values)])
+    two_batches = deliver(values, [len(chain), 1])
+
+    edge = f"card_token:t{MAX_LOAD_PROFILES + 1}"  # the first card past the walk's end
+    owner_of = _owners(one_batch)
+    by_customer = {
+        doc["identifiers"]["customer_id"][0]: pid for pid, doc in _profiles(one_batch).items()
+    }
+    assert owner_of[edge] == by_customer[f"C{MAX_LOAD_PROFILES + 1}"]  # its own customer's
+    # the same events in two batches: the same owners and profiles
+    assert _owners(two_batches)[edge] == owner_of[edge]
+    holding = [
+        doc["identifiers"]["customer_id"]
+        for doc in _profiles(two_batches).values()
+        if f"t{MAX_LOAD_PROFILES + 1}" in doc["identifiers"].get("card_token", [])
+    ]
+    assert holding == [[f"C{MAX_LOAD_PROFILES + 1}"]]  # one profile holds the card
