@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from streams import kafka_clients
 from streams.cli.lag import lane_groups
-from streams.cli.options import add_kafka_options, connect
+from streams.cli.options import add_kafka_options, connect, port
 from streams.exporter import ExporterConfig, LagExporter, run_exporter
 from streams.metrics import ExporterMetrics
 from streams.settings import LoomSettings
@@ -25,7 +25,7 @@ from streams.settings import LoomSettings
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("exporter", help="Prometheus exporter of consumer lag and status")
-    p.add_argument("--port", type=int, default=None, help="HTTP port (default LOOM_EXPORTER_PORT)")
+    p.add_argument("--port", type=port, default=None, help="HTTP port (default LOOM_EXPORTER_PORT)")
     p.add_argument("--host", default=None, help="bind address (default LOOM_WEB_HOST, 127.0.0.1)")
     p.add_argument("--interval", type=float, default=15.0, help="poll interval, seconds")
     p.add_argument(

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from streams.cli.options import add_kafka_options, add_redis_options, settings_from
+from streams.cli.options import add_kafka_options, add_redis_options, port, settings_from
 
 
 def register(sub: Any) -> None:
@@ -25,7 +25,7 @@ def register(sub: Any) -> None:
         "webhooks",
     )
     p.add_argument("--host", help="bind address (default: LOOM_GATEWAY_HOST, 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port (default: LOOM_GATEWAY_PORT, 8088)")
+    p.add_argument("--port", type=port, help="port (default: LOOM_GATEWAY_PORT, 8088)")
     p.add_argument(
         "--sources",
         type=Path,

@@ -19,6 +19,18 @@ from streams.settings import ConfigError, LoomSettings, load_settings
 from streams.startup import check_kafka, check_redis
 
 
+def port(text: str) -> int:
+    """An ``argparse`` type: a TCP port, 0-65535 (0: any free one). Outside it a server died
+    binding it with an ``OverflowError`` traceback; now a usage error, exit 2."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port (0-65535)")
+    return value
+
+
 def add_kafka_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--bootstrap-server",

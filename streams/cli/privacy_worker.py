@@ -14,7 +14,7 @@ import sys
 import threading
 from typing import Any
 
-from streams.cli.options import add_kafka_options, add_redis_options, settings_from
+from streams.cli.options import add_kafka_options, add_redis_options, port, settings_from
 from streams.settings import LoomSettings
 
 
@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
         "privacy-worker",
         help="act on privacy requests from Shopify (data exports, shop erasures)",
     )
-    p.add_argument("--port", type=int, help="ops port (default: LOOM_PRIVACY_WEB_PORT, 6069)")
+    p.add_argument("--port", type=port, help="ops port (default: LOOM_PRIVACY_WEB_PORT, 6069)")
     add_kafka_options(p)
     add_redis_options(p)
     p.set_defaults(func=run)

@@ -29,6 +29,7 @@ from streams.cli.options import (
     add_loglevel_option,
     add_redis_options,
     lane_settings,
+    port,
 )
 from streams.settings import LoomSettings
 
@@ -52,7 +53,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--port",
-        type=int,
+        type=port,
         help="ops port (default: LOOM_RELAY_WEB_PORT 6070, inventory LOOM_INVENTORY_RELAY_WEB_PORT "
         "6071)",
     )

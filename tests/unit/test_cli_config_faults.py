@@ -100,3 +100,20 @@ def test_an_invalid_loom_kafka_config_exits_2(
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1
     assert rc == 2, err
+
+
+@pytest.mark.parametrize(
+    "command", [["relay", "--role", "profiles"], ["exporter"], ["gateway"], ["privacy-worker"]]
+)
+def test_a_port_option_outside_the_range_is_a_usage_error(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--port 70000`` was taken as given, and the server died binding it with an
+    ``OverflowError`` traceback (the settings' range, checked since, did not cover the
+    option)."""
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--port", "70000"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "70000 is not a port (0-65535)" in err
+    assert "Traceback" not in err
