@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 from pipeline_helpers import make_context, record, run_lanes
+from test_pipeline import ev as base_event
 
 from resolvers.store import InMemoryStore, Kind
 
@@ -31,15 +32,7 @@ BOB_PHONE = "+4791234567"
 
 
 def ev(event_id: str, type_: str, at: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "event_id": event_id,
-        "type": type_,
-        "channel": fields.pop("channel", "web"),
-        "occurred_at": at,
-        "region": "NO",
-        "consent": CONSENT,
-        **fields,
-    }
+    return base_event(event_id, type_, at, region="NO", consent=CONSENT, **fields)
 
 
 def order(event_id: str, at: str, ids: dict[str, str], channel: str = "web") -> dict[str, Any]:

@@ -20,7 +20,8 @@ from typing import Any
 from builders import NOW, make_context
 from pipeline_helpers import record as untimed
 from test_input_bounds import counted
-from test_pipeline import ev, stock
+from test_pipeline import sale as pos_sale
+from test_pipeline import stock
 
 from resolvers.pipeline import INVENTORY, PROFILES, run_batch
 from resolvers.steps import RawRecord
@@ -37,22 +38,6 @@ def record(event: dict[str, Any], offset: int) -> RawRecord:
     return untimed(event, offset)._replace(timestamp_ms=int(NOW.timestamp() * 1000))
 
 
-def pos_sale(event_id: str, at: str) -> dict[str, Any]:
-    return ev(
-        event_id,
-        "pos_sale",
-        at,
-        channel="pos",
-        order={
-            "order_id": f"o-{event_id}",
-            "total": "10.00",
-            "currency": "NOK",
-            "location_id": "oslo-1",
-            "lines": [{"sku": "SKU-1", "quantity": 1, "unit_price": "10.00"}],
-        },
-    )
-
-
 def lane_at(lane: Any, records: list[Any], store: InMemoryStore, minutes: float) -> Any:
     """One batch of ``lane`` with its clock ``minutes`` after NOW."""
     at = NOW + timedelta(minutes=minutes)
@@ -66,7 +51,7 @@ def test_a_sale_one_lane_skips_and_the_other_reads_later_is_applied_or_dead_lett
     first = [record(counted("c1", BEFORE, 10), 0)]
     lane_at(PROFILES, first, store, 0)
     lane_at(INVENTORY, first, store, 0)
-    sale = [record(pos_sale("s-fast-till", FAST_TILL), 1)]
+    sale = [record(pos_sale("s-fast-till", FAST_TILL, {}), 1)]
     inventory = lane_at(INVENTORY, sale, store, 0)  # reads it at once
     profiles = lane_at(PROFILES, sale, store, 2)  # lags by 2 minutes
     on_hand = stock(store, "SKU-1")["locations"]["oslo-1"]["on_hand"]
@@ -81,7 +66,7 @@ def test_a_sale_one_lane_skips_and_the_other_reads_later_is_applied_or_dead_lett
 def test_a_rebuild_from_the_raw_topic_gives_the_stock_the_live_lane_gave() -> None:
     records = [
         record(counted("c1", BEFORE, 10), 0),
-        record(pos_sale("s-fast-till", FAST_TILL), 1),
+        record(pos_sale("s-fast-till", FAST_TILL, {}), 1),
     ]
     live = InMemoryStore()
     lane_at(INVENTORY, records, live, 0)
