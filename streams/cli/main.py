@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -25,6 +26,7 @@ from streams.startup import InfraError
 #: as ``loom produce``'s 1 for rejected lines, stay below 2 or mean the same).
 EXIT_CONFIG = 2  # the configuration or the command line cannot work (like a usage error)
 EXIT_INFRA = 3  # Kafka or Redis unreachable or refusing (as "not delivered" in produce)
+EXIT_PIPE = 141  # stdout closed by its reader (`loom ... | head`): 128 + SIGPIPE, like a shell
 
 #: Subcommand modules under ``streams.cli``, in the order ``loom --help`` lists them.
 COMMANDS: tuple[str, ...] = (
@@ -81,6 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     show_librdkafka_lines(args.verbose)  # errors still come, once, through ErrorReport
     try:
         rc: int = args.func(args)
+        sys.stdout.flush()  # a reader gone shows here, not in the flush at exit
+    except BrokenPipeError:
+        return _reader_gone()
     except KeyboardInterrupt:
         return 130
     except ConfigError as exc:
@@ -92,6 +97,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InfraError, DeliveryError, RedisError) as exc:
         return _fail(args, str(exc), EXIT_INFRA)
     return rc
+
+
+def _reader_gone() -> int:
+    """Stdout's reader closed the pipe (``loom profiles export | head -n 1``): stop quietly, as
+    a Unix filter SIGPIPE ends. What is still buffered goes to /dev/null, so that the flush at
+    exit raises nothing either (the recipe of Python's ``signal`` documentation)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_PIPE
 
 
 def _refused_setting(exc: KafkaException) -> bool:

@@ -6,16 +6,23 @@ documented)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
+import redis
 from confluent_kafka import Consumer, TopicPartition
 from test_dlq_replay import with_dead_letters
+from test_lookup import ev, run
 
-from streams.cli.main import main
+from streams.cli.main import EXIT_PIPE, main
 from streams.producer import TouchpointProducer
+from streams.redis_store import RedisStore
+
+ROOT = Path(__file__).resolve().parents[2]
 
 GOOD = {
     "event_id": "rev-1",
@@ -248,3 +255,44 @@ def test_profiles_export_to_an_unwritable_path_is_one_line(
     assert rc == 2
     assert len(err.splitlines()) == 1
     assert str(out) in err
+
+
+# --- output into a pipe the reader closed ---------------------------------------------------
+
+
+def first_line_then_close(*argv: str) -> tuple[bytes, int, str]:
+    """``loom ARGV | head -n 1`` with a real pipe: the first line, the exit code, stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli.main", *argv],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # the reader has what it wanted
+    _, err = proc.communicate(timeout=60)
+    return first, proc.returncode, err.decode()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("profiles", "export"),
+        ("audiences", "preview", "orders == 0", "--sample", "100000"),
+    ],
+)
+def test_output_into_a_closed_pipe_stops_quietly(
+    command: tuple[str, ...], redis_url: str, redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    """``loom profiles export | head -n 1``: once ``head`` has its line and closes the pipe,
+    the next write fails with EPIPE (Python ignores SIGPIPE): a ``BrokenPipeError`` traceback,
+    and at exit another one from flushing stdout. Like any Unix filter the command must stop
+    quietly, exit 141 (128 + SIGPIPE, what a shell reports for ``yes | head -n 1``)."""
+    store = RedisStore(redis_client, prefix=redis_prefix)
+    run(store, [ev(f"e{n}", {"email": f"p{n}@example.com"}) for n in range(1500)])  # > 64 KiB
+    first, rc, err = first_line_then_close(
+        *command, "--redis-url", redis_url, "--prefix", redis_prefix
+    )
+    assert first.strip(), err
+    assert "BrokenPipeError" not in err
+    assert err == ""
+    assert rc == EXIT_PIPE == 141
