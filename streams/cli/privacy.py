@@ -21,6 +21,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -151,13 +152,9 @@ def run_replay(args: argparse.Namespace) -> int:
     if meta is None or meta.error is not None:
         print(f"no DLQ topic {dlq}", file=sys.stderr)
         return 1
-    ends = {
-        p: consumer.get_watermark_offsets(TopicPartition(dlq, p), timeout=10)[1]
-        for p in meta.partitions
-    }
-    committed = consumer.committed([TopicPartition(dlq, p) for p in ends], timeout=10)
-    todo = {tp.partition for tp in committed if max(tp.offset, 0) < ends[tp.partition]}
+    ends, todo = _replay_range(consumer, dlq, meta.partitions)
     consumer.subscribe([dlq])
+    done: dict[int, int] = {}  # partition -> the offset to commit (after the last one read)
     seen: Counter[str] = Counter()
     failed: Counter[str] = Counter()  # re-sends the broker refused: no offset committed then
 
@@ -171,6 +168,9 @@ def run_replay(args: argparse.Namespace) -> int:
         msg = consumer.poll(1.0)
         if msg is None or msg.error():
             continue
+        partition, offset = msg.partition() or 0, msg.offset() or 0
+        if offset >= ends[partition]:
+            continue  # arrived after the start: neither replayed nor committed
         idle_since = time.monotonic()
         stage, reason = _header(msg, "loom.stage"), _header(msg, "loom.reason")
         seen[f"{stage}/{reason}"] += 1
@@ -181,26 +181,11 @@ def run_replay(args: argparse.Namespace) -> int:
         )
         matched += wanted
         if wanted and not args.dry_run:
-            while True:
-                try:
-                    producer.produce(
-                        raw,
-                        on_delivery=delivered,
-                        key=msg.key(),
-                        value=msg.value(),
-                        headers=[
-                            (
-                                "loom.replayed_from",
-                                f"{dlq}[{msg.partition()}]@{msg.offset()}".encode(),
-                            ),
-                        ],
-                    )
-                    break
-                except BufferError:  # the local queue is full: serve reports until there is room
-                    producer.poll(0.05)
-            producer.poll(0)
-        if (msg.offset() or 0) + 1 >= ends[msg.partition() or 0]:
-            todo.discard(msg.partition())
+            origin = f"{dlq}[{partition}]@{offset}".encode()
+            _resend(producer, raw, msg, origin, delivered)
+        done[partition] = offset + 1
+        if offset + 1 >= ends[partition]:
+            todo.discard(partition)
     if not args.dry_run:
         if producer.flush(30) or failed:
             why = "; ".join(f"{n} {error}" for error, n in sorted(failed.items()))
@@ -210,14 +195,51 @@ def run_replay(args: argparse.Namespace) -> int:
             )
             consumer.close()
             return 3
-        if seen:  # nothing consumed = nothing to commit
-            consumer.commit(asynchronous=False)
+        if done:  # nothing consumed = nothing to commit
+            offsets = [TopicPartition(dlq, p, offset) for p, offset in done.items()]
+            consumer.commit(offsets=offsets, asynchronous=False)
     consumer.close()
     for key, n in sorted(seen.items()):
         print(f"{n:8d}  {key}")
     verb = "would replay" if args.dry_run else "replayed"
     print(f"{verb} {matched} of {sum(seen.values())} DLQ records to {raw}")
     return 0
+
+
+def _resend(producer: Any, topic: str, msg: Any, origin: bytes, on_delivery: Any) -> None:
+    """``msg``'s key and bytes to ``topic``, with ``loom.replayed_from: origin``."""
+    headers = [("loom.replayed_from", origin)]
+    while True:
+        try:
+            producer.produce(
+                topic, on_delivery=on_delivery, key=msg.key(), value=msg.value(), headers=headers
+            )
+            break
+        except BufferError:  # the local queue is full: serve reports until there is room
+            producer.poll(0.05)
+    producer.poll(0)
+
+
+def _replay_range(
+    consumer: Any, dlq: str, partitions: Iterable[int]
+) -> tuple[dict[int, int], set[int]]:
+    """The end offsets of now and the partitions with records to replay before them: from the
+    group's offset (none yet, or one retention has passed since: the earliest retained record)
+    up to those ends. What arrives later (a replayed record failing again, say) is the next
+    run's."""
+    from confluent_kafka import TopicPartition
+
+    bounds = {
+        p: consumer.get_watermark_offsets(TopicPartition(dlq, p), timeout=10) for p in partitions
+    }
+    ends = {p: high for p, (_, high) in bounds.items()}
+    committed = consumer.committed([TopicPartition(dlq, p) for p in ends], timeout=10)
+    todo = {
+        tp.partition
+        for tp in committed
+        if max(tp.offset, bounds[tp.partition][0]) < ends[tp.partition]
+    }
+    return ends, todo
 
 
 def _header(msg: Any, name: str) -> str:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from streams.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _drain(bootstrap: str, topic: str, expect: int) -> list[tuple[bytes | None, dict[str, bytes]]]:
@@ -105,3 +112,44 @@ def test_the_gateway_s_dead_letters_are_never_replayed_to_the_raw_topic(
     out = capsys.readouterr().out
     assert "1  gateway/schema_violation" in out
     assert "replayed 0 of 2" in out
+
+
+def test_replay_stops_at_the_end_offsets_it_found_at_start(
+    kafka_bootstrap: str, unique_topic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/operating.md: the replay reads "up to the end offsets seen at start". It stopped
+    reading a partition only on its record at end - 1, and meanwhile replayed whatever came
+    on partitions it had finished. Partition 0 of this DLQ was emptied by retention (its low
+    watermark is its end, the group has no offset there), so its end never came: the replay
+    read on until a record arrived there, replaying every newer record. Here the replayed
+    records fail again at once (the raw topic is the DLQ): it said "replayed 7 of 7", its
+    own replays among them, and committed past them."""
+    dlq = unique_topic(partitions=2)
+    with_dead_letters(monkeypatch, kafka_bootstrap, dlq, dlq, [])
+    p = Producer({"bootstrap.servers": kafka_bootstrap})
+    headers = [("loom.stage", b"parse"), ("loom.reason", b"malformed_json")]
+    for partition in (0, 1):
+        for i in range(3):
+            p.produce(
+                dlq, value=f"bad-{partition}-{i}".encode(), partition=partition, headers=headers
+            )
+    assert p.flush(10) == 0
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    for future in admin.delete_records([TopicPartition(dlq, 0, 3)]).values():
+        future.result(timeout=30)  # partition 0: three records, all gone with retention
+
+    run = subprocess.run(
+        [sys.executable, "-m", "streams.cli.main", "dlq", "replay"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "replayed 3 of 3 DLQ records" in run.stdout
+    assert "3  parse/malformed_json" in run.stdout
+    # the three replays failed again and are back on the DLQ: the group did not commit past
+    # them, so the next run (the cause fixed) finds exactly those
+    again = subprocess.run(
+        [sys.executable, "-m", "streams.cli.main", "dlq", "replay", "--dry-run"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "would replay 3 of 3 DLQ records" in again.stdout
