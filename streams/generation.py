@@ -77,29 +77,44 @@ class Committed:
         timeout_s: float = 10.0,
         sleep: Callable[[float], object] = time.sleep,
     ) -> Committed:
-        """The group's committed offsets of ``partitions``. A group coordinator that is moving
-        or still loading (a fresh cluster creates its offsets topic at the first group's first
-        ask), or offsets a transaction has not settled yet, are asked again until ``timeout_s``;
-        other errors raise at once, the whole answer's or one partition's (librdkafka reports a
-        partition whose fetch failed with an error and no offset: read as "never committed",
-        it would let :func:`establish` start a new generation on a Redis that lost its state)."""
-        asked = [TopicPartition(topic, p) for p in partitions]
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                got = consumer.committed(asked, timeout=max(0.1, deadline - time.monotonic()))
-                failed = next((tp.error for tp in got if tp.error is not None), None)
-                if failed is not None:
-                    raise KafkaException(failed)
-                break
-            except KafkaException as exc:
-                error = exc.args[0] if exc.args else None
-                code = error.code() if isinstance(error, KafkaError) else None
-                if code not in _ASK_AGAIN or time.monotonic() >= deadline:
-                    raise
-                sleep(_COORDINATOR_BACKOFF_S)
+        """What the group's committed offsets of ``partitions`` say
+        (:func:`committed_offsets`)."""
+        got = committed_offsets(consumer, topic, partitions, timeout_s=timeout_s, sleep=sleep)
         done = [tp for tp in got if tp.offset >= 0]
         return cls(len(done), frozenset(tp.metadata or "" for tp in done))
+
+
+def committed_offsets(
+    consumer: Consumer,
+    topic: str,
+    partitions: Sequence[int],
+    *,
+    timeout_s: float = 10.0,
+    sleep: Callable[[float], object] = time.sleep,
+) -> list[TopicPartition]:
+    """The group's committed offsets of ``partitions``. A group coordinator that is moving or
+    still loading (a fresh cluster creates its offsets topic at the first group's first ask),
+    or offsets a transaction has not settled yet, are asked again until ``timeout_s``; other
+    errors raise at once, the whole answer's or one partition's (librdkafka reports a partition
+    whose fetch failed with an error and no offset: read as "never committed", it would let
+    :func:`establish` start a new generation on a Redis that lost its state)."""
+    asked = [TopicPartition(topic, p) for p in partitions]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            got: list[TopicPartition] = consumer.committed(
+                asked, timeout=max(0.1, deadline - time.monotonic())
+            )
+            failed = next((tp.error for tp in got if tp.error is not None), None)
+            if failed is not None:
+                raise KafkaException(failed)
+            return got
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            code = error.code() if isinstance(error, KafkaError) else None
+            if code not in _ASK_AGAIN or time.monotonic() >= deadline:
+                raise
+            sleep(_COORDINATOR_BACKOFF_S)
 
 
 #: What a group coordinator answers while it moves or loads, and a partition's answer while a

@@ -226,14 +226,17 @@ def _replay_range(
     """The end offsets of now and the partitions with records to replay before them: from the
     group's offset (none yet, or one retention has passed since: the earliest retained record)
     up to those ends. What arrives later (a replayed record failing again, say) is the next
-    run's."""
+    run's. The offsets are read as the workers read them: a moving coordinator asked again, a
+    partition whose offset could not be read an error (never "start from the earliest")."""
     from confluent_kafka import TopicPartition
+
+    from streams.generation import committed_offsets
 
     bounds = {
         p: consumer.get_watermark_offsets(TopicPartition(dlq, p), timeout=10) for p in partitions
     }
     ends = {p: high for p, (_, high) in bounds.items()}
-    committed = consumer.committed([TopicPartition(dlq, p) for p in ends], timeout=10)
+    committed = committed_offsets(consumer, dlq, sorted(ends))
     todo = {
         tp.partition
         for tp in committed
