@@ -51,7 +51,9 @@ def register(subparsers: Any) -> None:
     preview.add_argument("--now", help="evaluate at this RFC 3339 time (default: now)")
     preview.set_defaults(func=run_preview)
     refresh = sub.add_parser("refresh", help="run the scheduled pass once, now")
-    refresh.add_argument("--now", help="the pass's clock, RFC 3339 (default: now)")
+    refresh.add_argument(
+        "--now", help="the pass's clock for every batch, RFC 3339 (default: now, read per batch)"
+    )
     refresh.add_argument("--batch", type=int, default=200, help="profiles per commit")
     refresh.set_defaults(func=run_refresh)
     for p in (ls, show, members, preview, refresh):
@@ -149,7 +151,9 @@ def run_preview(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def run_refresh(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     client, keys, settings, audiences = _target(args)
-    now = _clock(args.now)
+    # the clock is read for each batch, as the worker's pass reads it (``AudienceRefresh``):
+    # read once here, a lane write after it would be undone at the older clock
+    fixed = None if args.now is None else _clock(args.now)
     context = base_context(settings, *configured_rules(settings), audiences)
     medians = read_medians(client, keys)
     store = RedisStore(client, prefix=settings.redis_prefix, seen_ttl_s=settings.dedupe_ttl_s)
@@ -161,7 +165,7 @@ def run_refresh(args: argparse.Namespace, out: TextIO | None = None) -> int:
     report = AudienceRefresh(
         store,
         client,
-        lambda: replace(context, now=now, medians=medians),
+        lambda: replace(context, now=fixed or _clock(None), medians=medians),
         batch=args.batch,
         progress=progress,
     ).run()
