@@ -100,7 +100,6 @@ class AudienceRefresh:
     def run(self) -> RefreshReport:
         started = time.perf_counter()
         report = RefreshReport()
-        ctx = self.make_context()
         intervals: dict[str, list[float]] = {}
         seen: set[str] = set()  # SSCAN may return an id again on a later page
         cursor = 0
@@ -111,7 +110,7 @@ class AudienceRefresh:
             ids = sorted({i.decode() if isinstance(i, bytes) else i for i in raw_ids} - seen)
             seen.update(ids)
             if ids:
-                _intervals(self._batch(ids, ctx, report), intervals)
+                _intervals(self._batch(ids, report), intervals)
                 report.profiles += len(ids)
                 if self.progress is not None:
                     self.progress(report.profiles)
@@ -168,16 +167,15 @@ class AudienceRefresh:
             versions[profile_ref(pid)] = int(v)
         return versions, profiles, unreadable
 
-    def _batch(
-        self, ids: Sequence[str], ctx: Context, report: RefreshReport
-    ) -> Iterable[dict[str, Any]]:
+    def _batch(self, ids: Sequence[str], report: RefreshReport) -> Iterable[dict[str, Any]]:
         """The batch's snapshots (for the medians), its moved profiles committed.
 
         The clock is read again for each batch (``make_context``), and again after each read
         of the states it decides on: a lane write the pass reads was decided at a clock no
         later than the pass's, so the pass never undoes a newer decision at an older clock (a
         lane write after the read fails the commit's compare-and-set and is read again)."""
-        snapshots, render = self._moving(ids, self.make_context())
+        ctx = self.make_context()
+        snapshots, render = self._moving(ids, ctx)
         if render:
             snapshots.update(self._render(render, ctx, report))
         return snapshots.values()
@@ -185,7 +183,8 @@ class AudienceRefresh:
     def _render(
         self, ids: Sequence[str], ctx: Context, report: RefreshReport
     ) -> dict[str, dict[str, Any]]:
-        """``ids`` rendered again from their state; those whose membership moved committed."""
+        """``ids`` rendered again from their state (``ctx``: the batch's context, whose rules
+        decode the states); those whose membership moved committed."""
         for _ in range(MAX_ATTEMPTS):
             versions, profiles, unreadable = self._read(ids, ctx)
             ctx = self.make_context()  # the clock after the read (see ``_batch``)
