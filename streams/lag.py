@@ -200,7 +200,15 @@ def _state_name(state: Any) -> str:
 
 
 def _result(future: Any, timeout_s: float) -> Any:
-    return future.result(timeout=timeout_s)
+    """The future's result; no answer within ``timeout_s`` (Kafka unreachable) is a
+    ``KafkaException`` (``_TIMED_OUT``) like any other Kafka failure, not a bare TimeoutError
+    that the exporter's poll loop and the CLI's one-line errors do not expect."""
+    try:
+        return future.result(timeout=timeout_s)
+    except TimeoutError:
+        raise KafkaException(
+            KafkaError(KafkaError._TIMED_OUT, f"no answer from Kafka within {timeout_s:g} s")
+        ) from None
 
 
 def _latest() -> Any:

@@ -2,7 +2,8 @@
 
 Groups: the two lane groups (``<LOOM_APP_ID>-profiles``, ``<LOOM_APP_ID>-inventory``; one that
 does not exist yet is named on stderr), every group on the cluster with ``--all``, or the one
-named with ``--group`` (e.g. ``loom-dlq-replay``). Columns match Kafka's
+named with ``--group`` (e.g. ``loom-dlq-replay``; one that does not exist is named on stderr,
+exit 1). Columns match Kafka's
 ``kafka-consumer-groups --describe`` plus ``LAG-SECONDS``. Internal topics (faust's
 ``<group>-__assignor-__leader``, Kafka's ``__*``) are hidden unless ``--internal``.
 
@@ -151,19 +152,24 @@ def run(args: argparse.Namespace) -> int:
     reader = reader_for(settings)
     table = OffsetTimeTable()
     while True:
+        missing: list[str] = []
         if args.group:
-            groups = [args.group]
+            groups = [g for g in reader.list_groups(args.group) if g == args.group]
+            missing = [] if groups else [args.group]
         elif args.all:
             groups = reader.list_groups()
         else:
             existing = set(reader.list_groups(settings.app_id))
             groups = [g for g in lane_groups(settings) if g in existing]
-            for missing in sorted(set(lane_groups(settings)) - existing):
+            for lane_group in sorted(set(lane_groups(settings)) - existing):
                 print(
-                    f"no consumer group {missing}: no worker of that lane has run", file=sys.stderr
+                    f"no consumer group {lane_group}: no worker of that lane has run",
+                    file=sys.stderr,
                 )
+        for group in missing:  # not a DEAD group with "lag 0", which reads as keeping up
+            print(f"no consumer group {group}", file=sys.stderr)
         snapshot = reader.read(groups, table=table, internal=args.internal)
         _emit(snapshot, args.json, sys.stdout)
         if args.watch is None:
-            return 0
+            return 1 if missing else 0
         time.sleep(max(args.watch, 0.1))

@@ -4,14 +4,17 @@ parser, and check the values against lag we created."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
 
+import orjson
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -19,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.exporter import ExporterConfig, LagExporter, run_exporter
+from streams.lag import LagReader
 from streams.metrics import ExporterMetrics
 
 pytestmark = pytest.mark.integration
@@ -185,3 +189,58 @@ def test_exporter_cli_process_serves_metrics(
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_exporter_keeps_polling_and_is_not_ready_while_kafka_is_unreachable(
+    free_ports: Callable[[int], list[int]],
+) -> None:
+    """Kafka away: a poll's admin call times out. The exporter counts a failed poll, answers
+    /readyz 503 and polls again; it does not die with the TimeoutError (its poll loop caught
+    KafkaException only)."""
+    (dead,) = free_ports(1)
+    bootstrap = f"127.0.0.1:{dead}"
+    exporter = LagExporter(
+        ExporterConfig(
+            bootstrap=bootstrap, group_prefix=None, interval_s=0.2, use_commit_log=False
+        ),
+        ExporterMetrics.create(CollectorRegistry()),
+    )
+    exporter.reader = LagReader(bootstrap, timeout_s=0.5)  # fail fast: no broker answers
+
+    def failed_polls() -> float:
+        return (
+            exporter.metrics.registry.get_sample_value(
+                "loom_lag_exporter_polls_total", {"result": "error"}
+            )
+            or 0.0
+        )
+
+    async def main() -> tuple[int, dict[str, object]]:
+        stop = asyncio.Event()
+        port_box: list[int] = []
+        task = asyncio.create_task(
+            run_exporter(exporter, "127.0.0.1", 0, stop=stop, on_started=port_box.append)
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while failed_polls() < 2 and not task.done() and time.monotonic() < deadline:
+                await asyncio.wait({task}, timeout=0.1)  # returns early if the task ends
+            assert not task.done(), f"the exporter stopped: {task.exception()!r}"
+            assert failed_polls() >= 2
+            return await asyncio.to_thread(readyz, port_box[0])
+        finally:
+            stop.set()
+            with contextlib.suppress(Exception):
+                await task
+
+    status, body = asyncio.run(main())
+    assert status == 503
+    assert body["failing"] == ["kafka"]
+
+
+def readyz(port: int) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:
+            return resp.status, orjson.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, orjson.loads(err.read())

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from streams.cli import lag as lag_cli
-from streams.lag import CommitLogTail, LagReader, LagSnapshot, OffsetTimeTable
+from streams.lag import CommitLogTail, LagReader, LagSnapshot, OffsetTimeTable, unknown_for_now
 from streams.lag_status import LagStatusEvaluator, Status
 
 pytestmark = pytest.mark.integration
@@ -217,6 +217,37 @@ def test_cli_default_lists_the_lane_groups_not_the_dlq_replay_group(
     assert set(groups) == {f"{app_id}-profiles"}
     assert groups[f"{app_id}-profiles"]["total_lag"] == 3
     assert f"no consumer group {app_id}-inventory" in err.getvalue()
+
+
+def test_cli_named_group_that_does_not_exist_is_named_on_stderr_not_shown_as_lag_0(
+    kafka_bootstrap: str,
+) -> None:
+    """`loom lag --group` with a group that does not exist (a typo, a lane never started):
+    one line on stderr and exit 1, not a DEAD group with "lag 0 messages" and exit 0, which a
+    script checking the lag reads as a group that keeps up."""
+    group = f"loom-lagtest-{uuid.uuid4().hex[:8]}"  # never committed, never joined
+    parser = argparse.ArgumentParser()
+    lag_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["lag", "--group", group, "--json", "--bootstrap", kafka_bootstrap])
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = args.func(args)
+    assert orjson.loads(out.getvalue())["groups"] == []
+    assert err.getvalue() == f"no consumer group {group}\n"
+    assert code == 1
+
+
+def test_an_unreachable_kafka_is_a_kafka_error_not_a_timeout(
+    free_ports: Callable[[int], list[int]],
+) -> None:
+    """What `loom lag --watch` meets when Kafka goes away between two readings: a
+    KafkaException, which every command turns into one line and exit 3 (a bare TimeoutError
+    was a traceback)."""
+    (dead,) = free_ports(1)
+    reader = LagReader(f"127.0.0.1:{dead}", timeout_s=0.5)
+    with pytest.raises(KafkaException) as caught:
+        reader.list_groups()
+    assert unknown_for_now(caught.value)  # classified as Kafka unavailable
 
 
 def test_lag_seconds_interpolate_when_the_record_is_not_readable(kafka_bootstrap: str) -> None:
