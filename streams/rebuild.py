@@ -34,6 +34,7 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from streams import kafka_clients
 from streams.batch_runner import BatchRunner
+from streams.errors import StateLostError
 from streams.generation import LANE_KEYS, Committed, establish, lane_has_state
 from streams.lane_runner import raw_record
 from streams.lane_status import LaneStatus
@@ -138,7 +139,10 @@ class Rebuild:
             self.report.wiped_keys = self._wipe()
             self.say(f"wiped {self.report.wiped_keys} {self.lane} keys under {prefix}:v1")
         if self.resume:
-            generation = establish(self.rt.redis, prefix, self.lane, committed)
+            try:
+                generation = establish(self.rt.redis, prefix, self.lane, committed)
+            except StateLostError as exc:  # Redis no longer holds what the offsets imply
+                raise RebuildRefusedError(f"--resume cannot continue: {exc}") from exc
         else:  # the old offsets are what is being replaced
             generation = establish(self.rt.redis, prefix, self.lane, Committed(0, frozenset()))
         self.report.generation = generation
