@@ -585,15 +585,18 @@ class ExporterMetrics:
         reg = registry if registry is not None else CollectorRegistry(auto_describe=True)
         collector = LagCollector(cluster_name)
         reg.register(collector)
+        polls = Counter(
+            "loom_lag_exporter_polls_total",
+            "Lag polls, by result (ok, error).",
+            ["result"],
+            registry=reg,
+        )
+        for result in ("ok", "error"):  # at 0 from the start: an exporter that never read
+            polls.labels(result=result)  # lag alerts too (LoomLagExporterBlind)
         return cls(
             registry=reg,
             lag=collector,
-            polls=Counter(
-                "loom_lag_exporter_polls_total",
-                "Lag polls, by result (ok, error).",
-                ["result"],
-                registry=reg,
-            ),
+            polls=polls,
             poll_seconds=Histogram(
                 "loom_lag_exporter_poll_seconds",
                 "Duration of one lag poll.",
