@@ -17,6 +17,7 @@ from typing import Protocol
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from streams.errors import classify
 from streams.gateway.errors import GatewayError
 from streams.gateway.metrics import GatewayMetrics
 
@@ -128,10 +129,17 @@ async def answer_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return exc.response()
     except web.HTTPException:
         raise
-    except Exception:
+    except Exception as exc:
         route = request.match_info.route.resource
         where = route.canonical if route is not None else "?"  # the route, never the path: it
-        log.exception("gateway: unexpected error on %s %s", request.method, where)  # has PII
+        # has PII; and the error's class and where it was raised, never its text or traceback
+        # (a bug's exception may quote the request: an e-mail address, a phone number)
+        log.error(
+            "gateway: unexpected error on %s %s: %s",
+            request.method,
+            where,
+            classify(exc).describe(),
+        )
         return web.json_response(
             {"success": False, "code": "internal", "message": "internal error"}, status=500
         )

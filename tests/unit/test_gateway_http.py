@@ -339,3 +339,25 @@ def test_a_port_in_use_is_a_one_line_error() -> None:
         gateway = Gateway(settings, KEYS, sink=MemorySink())
         with pytest.raises(GatewayStartError, match=f"cannot listen on 127.0.0.1 \\(ports {port}"):
             asyncio.run(gateway.start())
+
+
+def test_a_bug_is_a_500_whose_log_line_quotes_nothing_of_the_request(
+    gw: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a bug in a mapping whose exception quotes the input (as int("jane@...") or a KeyError
+    # would): the sender gets a 500, the log line names the error and where it was raised,
+    # never its text, which holds the person's e-mail
+    email = "jane.doe@example.com"
+
+    def buggy(message: Any, *_: object) -> Any:
+        raise ValueError(f"cannot map {message['traits']['email']}")
+
+    monkeypatch.setattr("streams.gateway.segment_api.map_message", buggy)
+    message = {**track(), "type": "identify", "traits": {"email": email}}
+    with caplog.at_level("DEBUG"):
+        status, body, _ = gw.post("/v1/identify", message, auth())
+    assert (status, body["code"]) == (500, "internal")
+    assert email not in caplog.text
+    [line] = [r for r in caplog.records if r.name == "streams.gateway.app"]
+    assert "ValueError at streams/gateway/segment_api.py" in line.getMessage()
+    assert line.exc_info is None  # a traceback would print the exception's text
