@@ -19,10 +19,14 @@ MASK: Final = "***"
 _SECRET_KEY = re.compile(r"(password|secret|\.pem$|oauthbearer\.config)", re.IGNORECASE)
 #: ``scheme://user:password@host``: the password part of any URL in free text.
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?=@)", re.I)
+#: ``?password=...``: a password given as a URL's query argument (redis-py reads it).
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&][a-z_]*password=)(?P<pw>[^&#\s]+)", re.I)
 
 
 def redact_url(url: str) -> str:
-    """``url`` with the password of its user info masked (``rediss://loom:***@host:6380/0``)."""
+    """``url`` with the password of its user info masked (``rediss://loom:***@host:6380/0``),
+    and one given as a query argument (``?password=***``)."""
+    url = _QUERY_PASSWORD.sub(lambda m: m["head"] + MASK, url)
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -45,6 +49,7 @@ def redact_config(config: Mapping[str, Any]) -> dict[str, Any]:
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with URL passwords and every one of ``secrets`` (non-empty ones) masked."""
     out = _URL_PASSWORD.sub(lambda m: m["head"] + MASK, text)
+    out = _QUERY_PASSWORD.sub(lambda m: m["head"] + MASK, out)
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
         out = out.replace(secret, MASK)
     return out

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
@@ -567,11 +567,7 @@ class LoomSettings(BaseSettings):
             ]
         if (self.redis_ssl_cert_file is None) != (self.redis_ssl_key_file is None):
             out.append("LOOM_REDIS_SSL_CERT_FILE and LOOM_REDIS_SSL_KEY_FILE go together")
-        if (
-            self.redis_password is not None
-            and _parses(self.redis_url)
-            and urlsplit(self.redis_url).password is not None
-        ):
+        if self.redis_password is not None and _has_password(self.redis_url):
             out.append("LOOM_REDIS_URL holds a password and LOOM_REDIS_PASSWORD is set; use one")
         if self.inventory_redis_url is not None:
             if not self.inventory_redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -584,11 +580,7 @@ class LoomSettings(BaseSettings):
                 )
             if self.redis_sentinels:
                 out.append("LOOM_INVENTORY_REDIS_URL does not work with Sentinel (one master name)")
-            if (
-                self.redis_password is not None
-                and _parses(self.inventory_redis_url)
-                and urlsplit(self.inventory_redis_url).password
-            ):
+            if self.redis_password is not None and _has_password(self.inventory_redis_url):
                 out.append(
                     "LOOM_INVENTORY_REDIS_URL holds a password and LOOM_REDIS_PASSWORD is set; "
                     "use one"
@@ -681,6 +673,15 @@ def _parses(url: str | None) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _has_password(url: str) -> bool:
+    """Whether ``url`` gives a password: in its user info or as ``?password=`` (redis-py reads
+    both, and either wins over ``LOOM_REDIS_PASSWORD``)."""
+    if not _parses(url):
+        return False
+    parts = urlsplit(url)
+    return parts.password is not None or "password" in parse_qs(parts.query)
 
 
 def _set(settings: LoomSettings, name: str) -> bool:

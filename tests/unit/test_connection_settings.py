@@ -222,3 +222,16 @@ def test_loom_worker_exits_with_one_line_before_touching_any_server(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith("loom worker: LOOM_SUPPRESSION_SALT is the public development default")
+
+
+def test_a_password_in_the_redis_url_query_is_masked_and_counts_as_one() -> None:
+    # redis-py reads any query argument of the URL as a connection option, the password too
+    url = f"rediss://redis.internal:6380/0?password={SECRET}&health_check_interval=5"
+    settings = LoomSettings(redis_url=url)
+    assert SECRET not in repr(settings)
+    assert "password=***&health_check_interval=5" in repr(settings)
+    assert SECRET not in redact_url(url)
+    assert SECRET not in redact_text(f"cannot connect to {url}")
+    assert settings.redis_url == url  # still usable
+    with pytest.raises(ConfigError, match="LOOM_REDIS_URL holds a password and LOOM_REDIS_PASS"):
+        load_settings(redis_url=url, redis_password="other")
