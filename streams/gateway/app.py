@@ -47,8 +47,17 @@ def build_app(
     front_doors: Sequence[FrontDoor], metrics: GatewayMetrics, cors_origins: str
 ) -> web.Application:
     prefixes = tuple(d.cors_prefix for d in front_doors if d.cors_prefix)
+    # the paths of server-to-server doors (their routes' static heads: ``/v1/profiles/``),
+    # which another door's prefix (the Segment door's ``/v1/``) must not open to browsers
+    closed = tuple(
+        r.path.partition("{")[0] for d in front_doors if not d.cors_prefix for r in d.routes()
+    )
     app = web.Application(
-        middlewares=[cors(prefixes, parse_origins(cors_origins)), answer_errors, observe(metrics)],
+        middlewares=[
+            cors(prefixes, parse_origins(cors_origins), closed=closed),
+            answer_errors,
+            observe(metrics),
+        ],
         # bodies are decompressed by streams.gateway.body, within the front door's limit
         handler_args={"auto_decompress": False},
     )
@@ -63,15 +72,19 @@ def parse_origins(setting: str) -> frozenset[str] | None:
     return None if "*" in origins else frozenset(origins)
 
 
-def cors(prefixes: Iterable[str], origins: frozenset[str] | None) -> Middleware:
-    """CORS for the browser-facing paths: preflights answered here, every answer (errors
-    included, so a browser can read a 429) carries ``Access-Control-Allow-Origin``.
-    Credentials are never allowed: the write key authenticates, not cookies."""
-    prefixes = tuple(prefixes)
+def cors(
+    prefixes: Iterable[str], origins: frozenset[str] | None, *, closed: Iterable[str] = ()
+) -> Middleware:
+    """CORS for the browser-facing paths (under ``prefixes``, not under ``closed``):
+    preflights answered here, every answer (errors included, so a browser can read a 429)
+    carries ``Access-Control-Allow-Origin``. Credentials are never allowed: the write key
+    authenticates, not cookies."""
+    prefixes, closed = tuple(prefixes), tuple(closed)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not prefixes or not request.path.startswith(prefixes):
+        path = request.path
+        if not prefixes or not path.startswith(prefixes) or (closed and path.startswith(closed)):
             return await handler(request)
         origin = request.headers.get("Origin")
         allowed = "*" if origins is None else origin if origin in origins else None

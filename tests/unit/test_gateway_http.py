@@ -361,3 +361,34 @@ def test_a_bug_is_a_500_whose_log_line_quotes_nothing_of_the_request(
     [line] = [r for r in caplog.records if r.name == "streams.gateway.app"]
     assert "ValueError at streams/gateway/segment_api.py" in line.getMessage()
     assert line.exc_info is None  # a traceback would print the exception's text
+
+
+def test_the_profile_lookup_api_answers_no_browser_of_another_origin() -> None:
+    # /v1/profiles and /v1/audiences are server to server (ProfilesApi.cors_prefix = None):
+    # the Segment door's CORS for /v1/ must not open them to every web page
+    import redis
+
+    from resolvers.audiences import Audiences
+    from streams.gateway.profiles_api import ProfilesApi
+    from streams.reader import ProfileReader
+
+    gw = Harness()
+    lookup = ProfilesApi(ProfileReader(redis.Redis(), "p"), Audiences({}), "s3cret-token")
+    app = build_app([*gw.gateway.front_doors, lookup], gw.gateway.metrics, "*")
+    origin = {"Origin": "https://evil.example"}
+
+    async def main() -> None:
+        async with TestClient(TestServer(app)) as client:
+            pre = await client.options(
+                "/v1/profiles/email:jane@example.com",
+                headers={**origin, "Access-Control-Request-Headers": "authorization"},
+            )
+            assert "Access-Control-Allow-Origin" not in pre.headers
+            assert "Access-Control-Allow-Headers" not in pre.headers
+            got = await client.get("/v1/audiences/vip/members", headers=origin)
+            assert got.status == 401
+            assert "Access-Control-Allow-Origin" not in got.headers
+            seg = await client.options("/v1/t", headers=origin)  # the Segment door still is
+            assert seg.headers["Access-Control-Allow-Origin"] == "*"
+
+    asyncio.run(main())
