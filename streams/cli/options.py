@@ -13,6 +13,7 @@ secret ever sits on a command line.
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 from streams.settings import ConfigError, LoomSettings, load_settings
@@ -72,7 +73,9 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"-X expects KEY=VALUE, got {item!r}")
+            # its head only: what follows a `:`, `=` or space may be the value, a secret
+            head = re.split(r"[:=\s]", item, maxsplit=1)[0]
+            raise ConfigError(f"-X expects KEY=VALUE, got {head!r}{' ...' if head != item else ''}")
         out[key.strip()] = value
     return out
 

@@ -235,3 +235,13 @@ def test_a_password_in_the_redis_url_query_is_masked_and_counts_as_one() -> None
     assert settings.redis_url == url  # still usable
     with pytest.raises(ConfigError, match="LOOM_REDIS_URL holds a password and LOOM_REDIS_PASS"):
         load_settings(redis_url=url, redis_password="other")
+
+
+def test_a_malformed_x_option_is_named_without_its_value(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `-X sasl.password:...` (a colon for the `=`): the error names the setting, not the secret
+    assert main(["lag", "-X", f"sasl.password:{SECRET}"]) == 2
+    err = capsys.readouterr().err
+    assert SECRET not in err
+    assert err == "loom lag: -X expects KEY=VALUE, got 'sasl.password' ...\n"
