@@ -27,6 +27,7 @@ import redis
 
 from resolvers.context import Context
 from streams.audience_refresh import AudienceRefresh, RefreshConflictError, RefreshReport
+from streams.errors import classify
 from streams.lease import HOLD_SCRIPT
 from streams.redis_store import RedisStore
 from streams.runtime import Runtime
@@ -143,8 +144,13 @@ async def run(rt: Runtime, stopping: asyncio.Event) -> None:
                 await loop.run_in_executor(thread, _run_once, rt, store)
             except (redis.RedisError, RefreshConflictError) as exc:
                 log.warning("audience pass failed (%s); next try in %.0fs", exc, interval)
-            except Exception:  # a bug in the pass must not stop the lane: logged loudly
-                log.exception("audience pass crashed; next try in %.0fs", interval)
+            except Exception as exc:  # a bug in the pass must not stop the lane: logged loudly,
+                # by its class and where it was raised (its text may quote a profile's traits)
+                log.error(
+                    "audience pass crashed (%s); next try in %.0fs",
+                    classify(exc).describe(),
+                    interval,
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), interval)
     finally:
