@@ -26,6 +26,12 @@ becomes a ``profile_updated`` keeping that channel's state as its trait, and a
 channel's webhook does not say the other's state, so a channel that stops denies marketing even
 while the other may still be subscribed (fail closed: a withdrawal is never ignored); the next
 subscription grants it again from its own time.
+
+Event ids: ``shopify:<shop>:customer:<verb>:<delivery>`` (``verb``: ``created``, ``updated``,
+``email_marketing``, ``sms_marketing``; the delivery: ``X-Shopify-Event-Id``, else the webhook
+id; the consent's with ``:consent``). One delivery carries one customer, so the customer's id is
+not needed, and it must not be there: event ids go into the consent audit, which holds no
+identifiers (docs/consent.md) and which erasing the customer does not reach.
 """
 
 from __future__ import annotations
@@ -84,7 +90,7 @@ def _customer(
         else EventType.PROFILE_UPDATED
     )
     verb = "created" if created else "updated"
-    base = event_id(shop, "customer", customer_id, verb, delivery_key(delivery))
+    base = event_id(shop, "customer", verb, delivery_key(delivery))  # not the customer (module doc)
     out = [
         touchpoint(
             shop,
@@ -183,7 +189,7 @@ def _channel_consent(
         raise invalid(f"{field}.state", "required")
     since = decision[1]
     verb = CONSENT_FIELDS[field]  # email_marketing / sms_marketing
-    base = event_id(shop, "customer", customer_id, verb, delivery_key(delivery))
+    base = event_id(shop, "customer", verb, delivery_key(delivery))  # not the customer (module doc)
     traits = {CONSENT_FIELDS[name]: state for name, (state, _) in states.items()}
     profile = touchpoint(
         shop,
