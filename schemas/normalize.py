@@ -2,8 +2,10 @@
 
 Pure (no IO). Rules, per type:
 
-* ``email``: trim, lowercase, basic shape check (``local@domain.tld``, <= 254 chars).
-  Gmail-style dot and ``+tag`` stripping only when ``NormalizeConfig.gmail_normalization``.
+* ``email``: trim, lowercase, Unicode NFC (RFC 6532: ``é`` composed or as ``e`` and a combining
+  accent is one address), basic shape check (``local@domain.tld``, <= 254 chars; the
+  domain in ASCII, an IDN as ``xn--``). Gmail-style dot and ``+tag`` stripping only when
+  ``NormalizeConfig.gmail_normalization``.
 * ``phone``: E.164 via ``phonenumbers``; the event's region is the default region (``00``
   international prefixes are understood without one); numbers ``phonenumbers`` does not
   consider valid are rejected.
@@ -14,12 +16,15 @@ Pure (no IO). Rules, per type:
 
 Blocked junk values (``null``, ``guest``, ``1234567890``, ``noemail@...``, ``0000000000`` ...)
 never become identifiers: they are reported in ``rejected`` with reason ``blocked_value``.
+Placeholder e-mails are compared without the local part's ``+tag`` and its ``.``, ``-`` and
+``_`` (``No.Reply+till3@shop.no`` is ``noreply@``), whatever ``gmail_normalization`` says.
 ``rejected`` never carries the raw value (it may be personal data), only type and reason.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -111,6 +116,23 @@ BLOCKED_EMAIL_LOCALS: Final[frozenset[str]] = frozenset(
         "anonymous",
     }
 )
+
+#: What :func:`_placeholder_key` leaves out of a local part besides its ``+tag``.
+_LOCAL_SEPARATORS: Final = str.maketrans("", "", ".-_")
+
+
+def _placeholder_key(address: str) -> str:
+    """A casefolded address, or local part, as the placeholder lists are compared: its local
+    part without ``+tag`` and separators (``no.reply+till3@shop.no``: ``noreply@shop.no``)."""
+    local, at, domain = address.partition("@")
+    return local.partition("+")[0].translate(_LOCAL_SEPARATORS) + at + domain
+
+
+@lru_cache(maxsize=16)
+def _placeholder_keys(listed: frozenset[str]) -> frozenset[str]:
+    """:func:`_placeholder_key` of each listed address or local part (a configuration's)."""
+    return frozenset(_placeholder_key(v.casefold()) for v in listed)
+
 
 _ZEROS_DASHES: Final = re.compile(r"^[0-]*$")
 _EMAIL: Final = re.compile(
@@ -235,16 +257,22 @@ def _placeholder_phone(value: str) -> bool:
     return _same_digit_or_sequence(_national_digits(value))
 
 
+def _placeholder_email(folded: str, config: NormalizeConfig) -> bool:
+    """Is a casefolded address a listed placeholder, or at a listed placeholder local part,
+    ``+tag`` and separators aside (:func:`_placeholder_key`)?"""
+    key = _placeholder_key(folded)
+    if key in _placeholder_keys(config.blocked_emails):
+        return True
+    return key.partition("@")[0] in _placeholder_keys(config.blocked_email_locals)
+
+
 def is_blocked(id_type: str, value: str, config: NormalizeConfig = DEFAULT) -> bool:
     """Whether a canonical ``value`` of ``id_type`` is a known junk value that must not link."""
     folded = value.casefold()
     if folded in config.blocked_values or _ZEROS_DASHES.fullmatch(value):
         return True
     if id_type == EMAIL:
-        if folded in config.blocked_emails:
-            return True
-        local, _, _domain = folded.partition("@")
-        if local in config.blocked_email_locals:
+        if _placeholder_email(folded, config):
             return True
     elif id_type == PHONE and _placeholder_phone(value):
         return True
@@ -254,8 +282,15 @@ def is_blocked(id_type: str, value: str, config: NormalizeConfig = DEFAULT) -> b
     )
 
 
+def _canonical_email(stripped: str) -> str:
+    """Lowercase, then NFC: one value for an address sent composed or decomposed (an ASCII
+    address, most, without the NFC call: it leaves one as it is)."""
+    value = stripped.lower()
+    return value if value.isascii() else unicodedata.normalize("NFC", value)
+
+
 def _normalize_email(raw: str, config: NormalizeConfig) -> str | None:
-    value = raw.strip().lower()
+    value = _canonical_email(raw.strip())
     if not _EMAIL.fullmatch(value):
         return None
     if config.gmail_normalization:
@@ -304,9 +339,9 @@ def _default_builtin(id_type: str, raw: str) -> Identifier | Rejected:
     if folded in BLOCKED_VALUES or _ZEROS_OR_DASHES(stripped):
         return Rejected(id_type, "blocked_value")
     if id_type == EMAIL:
-        if folded in BLOCKED_EMAILS or folded.partition("@")[0] in BLOCKED_EMAIL_LOCALS:
+        if _placeholder_email(folded, DEFAULT):
             return Rejected(id_type, "blocked_value")
-        value = stripped.lower()  # ``_normalize_email``: ``raw.strip().lower()``
+        value = _canonical_email(stripped)  # ``_normalize_email``
         if not _EMAIL.fullmatch(value):
             return Rejected(id_type, "invalid_email")
     elif id_type == SOCIAL_HANDLE:

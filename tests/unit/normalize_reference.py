@@ -2,7 +2,11 @@
 fourteenth pass (main 0ce3b22), kept verbatim as the reference the default configuration's
 inline path and the phone check without a parse are compared with
 (``test_normalize_reference``). They call the module's other helpers, which that pass did not
-change. Not used by Loom."""
+change. Not used by Loom.
+
+Changed since, with the module (a review of 2026-12-04): placeholder e-mails are compared
+without the local part's ``+tag`` and separators (``_placeholder_email``), and an address is
+lowercased then put in NFC (``_normalize_email``, which this module calls)."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from schemas.normalize import (
     _national_digits,
     _normalize_email,
     _normalize_phone,
+    _placeholder_email,
     _same_digit_or_sequence,
 )
 
@@ -30,10 +35,7 @@ def is_blocked(id_type: str, value: str, config: NormalizeConfig = DEFAULT) -> b
     if folded in config.blocked_values or _ZEROS_DASHES.fullmatch(value):
         return True
     if id_type == EMAIL:
-        if folded in config.blocked_emails:
-            return True
-        local, _, _domain = folded.partition("@")
-        if local in config.blocked_email_locals:
+        if _placeholder_email(folded, config):
             return True
     elif id_type == PHONE and _same_digit_or_sequence(_national_digits(value)):
         return True

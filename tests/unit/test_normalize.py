@@ -22,6 +22,10 @@ ACCEPTED = [
     ("email", " Jane.Doe@Example.COM ", None, "jane.doe@example.com"),
     ("email", "jane.doe+shop@gmail.com", None, "jane.doe+shop@gmail.com"),
     ("email", "ola@xn--sm-xia.no", "NO", "ola@xn--sm-xia.no"),
+    ("email", "JOSE\u0301@Example.no", None, "jos\u00e9@example.no"),  # NFD: NFC
+    ("email", "jos\u00e9@example.no", None, "jos\u00e9@example.no"),
+    ("email", "noemailplease@shop.no", None, "noemailplease@shop.no"),  # not a placeholder
+    ("email", "nora+none@shop.no", None, "nora+none@shop.no"),
     ("phone", "+47 912 34 567", None, "+4791234567"),
     ("phone", "+47 912 34 567", "US", "+4791234567"),
     ("phone", "0047 91234567", "NO", "+4791234567"),
@@ -73,6 +77,10 @@ REJECTED = [
     ("email", "NoEmail@anything.no", None, "blocked_value"),
     ("email", "no@email.com", None, "blocked_value"),
     ("email", "none@shop.se", None, "blocked_value"),
+    ("email", "noemail+123@example.com", None, "blocked_value"),  # +tag, . - _ aside
+    ("email", "No.Reply@Shop.no", None, "blocked_value"),
+    ("email", "do_not.reply+till3@shop.no", None, "blocked_value"),
+    ("email", "Test+1@Test.com", None, "blocked_value"),
     ("email", "x" * 250 + "@example.com", None, "too_long"),
     ("phone", "000-000-0000", "US", "blocked_value"),
     ("phone", "0000000000", "US", "blocked_value"),

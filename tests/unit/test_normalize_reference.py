@@ -90,6 +90,8 @@ def _same(new: Identifier | Rejected, old: Identifier | Rejected) -> None:
 @example(id_type="email", raw=" Jane.Doe@Example.COM ", region=None)
 @example(id_type="email", raw="NoEmail@store.com", region=None)
 @example(id_type="email", raw="Straße@Example.com", region=None)  # lower, not casefold
+@example(id_type="email", raw="No.Reply+till3@Shop.no", region=None)  # a placeholder
+@example(id_type="email", raw="JOSE\u0301@example.no", region=None)  # NFC
 @example(id_type="social_handle", raw=" @ ", region=None)
 @example(id_type="social_handle", raw="@NULL", region=None)
 @example(id_type="card_token", raw=" 0000 ", region=None)
