@@ -9,7 +9,8 @@ their atoms and groups, the identifiers' records and erasure tombstones):
 2. **atoms**: each event's identifier set joins the evidence (the earliest event of a set
    stamps it) and its group (``resolvers.identity.evidence``);
 3. **co-occurrence**: identifiers learn which account ids they were seen with; one seen with
-   more than its type's threshold is shared (quarantined) and links nobody, past or future;
+   more than its type's threshold is shared (quarantined) and links nobody, past or future
+   (at the replay, one seen with an e-mail or phone also counts that one's account ids);
 4. **cluster**: when any of that changed, the people are recomputed from all loaded atoms in
    canonical order (``resolvers.identity.cluster``) and every group goes to the person of its
    best identifier; profiles that no longer exist redirect to the one that holds their
@@ -428,6 +429,47 @@ class _Run:
     def _shared(self) -> frozenset[Identifier]:
         return frozenset(i for i, r in self.records.items() if r.quarantined)
 
+    def _shared_through(
+        self, atoms: list[Atom], shared: frozenset[Identifier]
+    ) -> frozenset[Identifier]:
+        """Identifiers shared through another one (a review of 2026-12-04): an identifier seen
+        in an atom with one of a more trustworthy type that is not a device (an e-mail, a
+        phone) counts the account ids that one was seen with (its record) as its own. A card
+        terminal whose sales carry each customer's e-mail, never an account id, or a tablet
+        Ann logged in on and Bob gave his e-mail on, is shared like one seen with their
+        accounts. A function of the loaded atoms and records (each order-free), recomputed at
+        each replay, not stored; it only grows with them (as the records' own count) while a
+        type's threshold is under the cap of the types it learns through (the defaults: 1 or
+        3, under e-mail's and phone's 4)."""
+        rules, records = self.rules, self.records
+        unique, rank = rules.unique_types, rules.rank
+        learned: dict[Identifier, dict[str, set[str]]] = {}
+        for atom in atoms:
+            ids = atom.ids
+            if len(ids) < 2:
+                continue
+            for n, through in enumerate(ids):  # ranked: ``through`` before the ones after it
+                seen = records.get(through, EMPTY_RECORD).seen_with
+                if not seen or through.type in unique or rules.is_device(through.type):
+                    continue
+                for ident in ids[n + 1 :]:
+                    if ident.type in unique or ident in shared:
+                        continue
+                    if rank(ident.type) <= rank(through.type):
+                        continue  # a peer (two e-mails of one event) or a better one
+                    by_type = learned.setdefault(ident, {})
+                    for id_type, values in seen.items():
+                        by_type.setdefault(id_type, set()).update(values)
+        out: set[Identifier] = set()
+        for ident, by_type in learned.items():
+            own = records.get(ident, EMPTY_RECORD).seen_with
+            threshold = rules.threshold(ident.type)
+            for id_type, accounts in by_type.items():
+                if len(accounts.union(own.get(id_type, ()))) > threshold:
+                    out.add(ident)
+                    break
+        return frozenset(out)
+
     def _pinned(self) -> dict[Identifier, str]:
         """Records linked to a profile the load's walk did not visit, with that profile."""
         visited = self.ev.visited
@@ -457,6 +499,9 @@ class _Run:
             self._unattributed()
             return
         atoms = [a for atoms in self.groups.values() for a in atoms.values()]
+        through = self._shared_through(atoms, shared)
+        if through:
+            shared |= through
         # identifiers linked to a profile the load did not reach (a walk truncated at
         # ``max_profiles``): that person's atoms are not here, so the replay must not hand
         # the identifier to a loaded one; it stays out and keeps its owner (``_pinned``)

@@ -2,7 +2,8 @@
 (``resolvers.identity.cluster``) as they were before issue 17's fourteenth pass (main
 0ce3b22), kept verbatim as the reference the faster stage is compared with
 (``test_identity_stage_reference``). Only the module docstrings and ``__all__`` were dropped,
-and the stage calls this module's ``cluster``. Not used by Loom."""
+and the stage calls this module's ``cluster``. Not used by Loom. Changed since with the stage:
+identifiers shared through another one (``_shared_through``, a review of 2026-12-04)."""
 
 from __future__ import annotations
 
@@ -341,6 +342,32 @@ class _Run:
     def _shared(self) -> frozenset[Identifier]:
         return frozenset(i for i, r in self.records.items() if r.quarantined)
 
+    def _shared_through(self, atoms: list[Atom]) -> frozenset[Identifier]:
+        """Added with the stage (a review of 2026-12-04), written plainly: an identifier seen
+        in an atom with one of a more trustworthy type, neither unique nor a device, counts
+        that one's account ids as its own."""
+        rules = self.rules
+        counted: dict[Identifier, dict[str, set[str]]] = {}
+        for ident, record in self.records.items():
+            counted[ident] = {t: set(vs) for t, vs in record.seen_with.items()}
+        through: set[Identifier] = set()
+        for atom in atoms:
+            for other in atom.ids:
+                if rules.is_unique(other.type) or rules.is_device(other.type):
+                    continue
+                for ident in atom.ids:
+                    if rules.is_unique(ident.type) or rules.rank(ident.type) <= rules.rank(
+                        other.type
+                    ):
+                        continue
+                    seen = self.records.get(other, EMPTY_RECORD).seen_with
+                    for id_type, values in seen.items():
+                        counted.setdefault(ident, {}).setdefault(id_type, set()).update(values)
+        for ident, by_type in counted.items():
+            if any(len(vs) > rules.threshold(ident.type) for vs in by_type.values()):
+                through.add(ident)
+        return frozenset(through)
+
     # 5. people -------------------------------------------------------------------------------
     def assign(self) -> None:
         res = self.resolution
@@ -359,6 +386,7 @@ class _Run:
             self._unattributed()
             return
         atoms = [a for atoms in self.groups.values() for a in atoms.values()]
+        shared = shared | self._shared_through(atoms)
         self.clustering = clustering = cluster(atoms, shared, self.rules)
         people, owner_of_group, facts = res.people, res.owner_of_group, self.facts
         owners = clustering.owners

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pipeline_helpers import make_context, record
@@ -272,6 +273,55 @@ def test_profiles_are_a_function_of_the_set_of_events(
     assert _run(values, batches, cache=DecodeCache(), parts=parts) == expected
 
 
+@st.composite
+def contact_worlds(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """The worlds above plus events that carry an email and a device or card and no account
+    id (a newsletter click on the tablet, a receipt email at a till): a device or card shared
+    through the accounts the email was seen with (a review of 2026-12-04). Without either the
+    consent statements or the erasures: behaviour pruned under a denial while a device linked
+    it to the denying account does not come back when an erasure splits them
+    (``test_behaviour_pruned_under_an_erased_persons_denial``, unfixed)."""
+    if draw(st.booleans(), label="without consent"):
+        world = [
+            {k: v for k, v in e.items() if k not in ("consent", "gpc")}
+            for e in draw(events())
+            if e["type"] != "consent_updated"
+        ]
+    else:
+        world = [e for e in draw(events()) if e["type"] != "erasure_requested"]
+    for n in range(draw(st.integers(1, 12))):
+        ids = {"email": draw(st.sampled_from(EMAILS))}
+        if draw(st.booleans()):
+            ids["anonymous_id"] = draw(st.sampled_from(DEVICES))
+        else:
+            ids["card_token"] = draw(st.sampled_from((*CARDS, TERMINAL)))
+        at = START + timedelta(minutes=draw(st.integers(0, 600)))
+        world.append(
+            {
+                "event_id": f"n{n:03d}",
+                "occurred_at": at.isoformat(),
+                "channel": "web",
+                "type": "page_view",
+                "identifiers": ids,
+            }
+        )
+    return world
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(data=st.data(), world=contact_worlds())
+def test_profiles_with_identifiers_shared_through_an_email_are_a_function_of_the_set(
+    data: st.DataObject, world: list[Any]
+) -> None:
+    expected = _reference(world)
+    values, batches = data.draw(deliveries(world))
+    assert _run(values, batches, cache=DecodeCache()) == expected
+
+
 def test_the_generator_makes_the_hard_cases() -> None:
     """The worlds above do contain conflicts, shared devices, late links and erasures (a
     property over easy worlds would prove little)."""
@@ -327,3 +377,41 @@ def test_an_erasure_before_the_terminal_is_shared_ends_as_one_after() -> None:
     after_values = [orjson.dumps(e) for e in (*early, *late, *erase)]
     after = _run(after_values, [len(early) + len(late), len(erase)])
     assert before == after == _reference([*early, *erase, *late])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="unfixed (found 2026-12-04 extending the worlds with contact events): behaviour "
+    "pruned under a denial while a device linked the group to the denying account does not "
+    "come back when an erasure splits them",
+)
+def test_behaviour_pruned_under_an_erased_persons_denial() -> None:
+    """C1 denied analytics; C1 logged in on dev-a, where ann@ clicked a newsletter (dev-a links
+    her click to C1, whose denial prunes its behaviour in storage); then C1 is erased (dev-a,
+    a device of C1, is cut out; ann@'s click is her own again). Processed in one batch, the
+    erasure comes first and her click keeps first_seen, last_seen and its channel; in three
+    batches they were pruned before the erasure and do not come back."""
+
+    def ev(event_id: str, type_: str, **fields: Any) -> dict[str, Any]:
+        return {"event_id": event_id, "type": type_, "channel": "web", "region": "NO",
+                "occurred_at": "2026-03-02T09:00:00Z", **fields}  # fmt: skip
+
+    world = [
+        ev(
+            "deny",
+            "consent_updated",
+            identifiers={"customer_id": "C1"},
+            consent={"analytics": False},
+        ),
+        ev("login", "login", identifiers={"customer_id": "C1", "anonymous_id": "dev-a"}),
+        {
+            **ev("click", "page_view", identifiers={"email": "ann@x.no", "anonymous_id": "dev-a"}),
+            "region": "US",  # analytics granted by default there
+        },
+        {
+            **ev("erase", "erasure_requested", identifiers={"customer_id": "C1"}),
+            "channel": "support",
+        },
+    ]
+    values = [orjson.dumps(e) for e in world]
+    assert _run(values, [1, 2, 1]) == _reference(world)
