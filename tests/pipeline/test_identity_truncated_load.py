@@ -15,8 +15,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+import pytest
 from test_order_independence import deliver
 
+from resolvers.identity.evidence import MAX_HOLDERS
 from resolvers.store import MAX_LOAD_PROFILES, InMemoryStore, Kind
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -75,3 +77,37 @@ def test_a_component_larger_than_one_load_resolves_as_in_one_batch() -> None:
         if f"t{MAX_LOAD_PROFILES + 1}" in doc["identifiers"].get("card_token", [])
     ]
     assert holding == [[f"C{MAX_LOAD_PROFILES + 1}"]]  # one profile holds the card
+
+
+def _holding(store: InMemoryStore, key: str) -> list[str]:
+    """The profiles whose stored atoms still carry ``key`` (their held list names it)."""
+    return sorted(
+        ref.name
+        for ref, entity in store.entities.items()
+        if ref.kind is Kind.PROFILE and key in orjson.loads(entity.fields.get("i", b"[]"))
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="unfixed (a review of 2026-12-04): a record remembers 32 holders (MAX_HOLDERS), so "
+    "an erasure processed after the events cannot reach the other profiles carrying the erased "
+    "device; a fix needs every holder kept (a design change, see ADR 0018's note)",
+)
+def test_an_erased_device_held_by_more_than_max_holders_profiles_leaves_every_one() -> None:
+    """A shop's kiosk forty customers typed their e-mail on: its person holds five e-mails
+    (the limit), each other customer is a profile of their own whose atom still carries the
+    kiosk (dropped from the link, not from the evidence): 36 holders. Erasing the first
+    customer absorbs the kiosk (a device of theirs) and cuts it out of every atom, when the
+    erasure comes in the events' batch. In a later batch the load follows the kiosk's record's
+    32 holders only (not marked truncated): the profiles past them keep the erased device."""
+    n = MAX_HOLDERS + 8
+    kiosk = [_event(f"k{i:03d}", i, email=f"c{i}@x.no", anonymous_id="kiosk") for i in range(n)]
+    erase = {**_event("erase", 1_000, email="c0@x.no"), "type": "erasure_requested"}
+    values = [orjson.dumps(e) for e in [*kiosk, erase]]
+
+    one_batch = deliver(values, [len(values)])
+    two_batches = deliver(values, [len(kiosk), 1])
+
+    assert _holding(one_batch, "anonymous_id:kiosk") == []
+    assert _holding(two_batches, "anonymous_id:kiosk") == []
