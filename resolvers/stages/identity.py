@@ -442,32 +442,39 @@ class _Run:
         type's threshold is under the cap of the types it learns through (the defaults: 1 or
         3, under e-mail's and phone's 4)."""
         rules, records = self.rules, self.records
-        unique, rank = rules.unique_types, rules.rank
-        learned: dict[Identifier, dict[str, set[str]]] = {}
+        unique, is_device = rules.unique_types, rules.is_device
+        # what can be learned through: an identifier that is neither an account id nor a
+        # device, seen with account ids (in most loads, an e-mail or phone or none)
+        via = {
+            i: r.seen_with
+            for i, r in records.items()
+            if r.seen_with and i.type not in unique and not is_device(i.type)
+        }
+        if not via:
+            return frozenset()
+        learned: dict[Identifier, list[Mapping[str, tuple[str, ...]]]] = {}
         for atom in atoms:
             ids = atom.ids
             if len(ids) < 2:
                 continue
-            for n, through in enumerate(ids):  # ranked: ``through`` before the ones after it
-                seen = records.get(through, EMPTY_RECORD).seen_with
-                if not seen or through.type in unique or rules.is_device(through.type):
+            for n, through in enumerate(ids):
+                seen = via.get(through)
+                if seen is None:
                     continue
-                for ident in ids[n + 1 :]:
-                    if ident.type in unique or ident in shared:
-                        continue
-                    if rank(ident.type) <= rank(through.type):
-                        continue  # a peer (two e-mails of one event) or a better one
-                    by_type = learned.setdefault(ident, {})
-                    for id_type, values in seen.items():
-                        by_type.setdefault(id_type, set()).update(values)
+                for ident in ids[n + 1 :]:  # ranked: the ones after it, of its type or worse
+                    if ident.type == through.type or ident.type in unique or ident in shared:
+                        continue  # a peer (two e-mails of one event), an account id, shared
+                    learned.setdefault(ident, []).append(seen)
         out: set[Identifier] = set()
-        for ident, by_type in learned.items():
+        for ident, seens in learned.items():
             own = records.get(ident, EMPTY_RECORD).seen_with
             threshold = rules.threshold(ident.type)
-            for id_type, accounts in by_type.items():
-                if len(accounts.union(own.get(id_type, ()))) > threshold:
-                    out.add(ident)
-                    break
+            accounts: dict[str, set[str]] = {}
+            for seen in seens:
+                for id_type, values in seen.items():
+                    accounts.setdefault(id_type, set(own.get(id_type, ()))).update(values)
+            if any(len(values) > threshold for values in accounts.values()):
+                out.add(ident)
         return frozenset(out)
 
     def _pinned(self) -> dict[Identifier, str]:
