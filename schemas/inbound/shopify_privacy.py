@@ -39,7 +39,6 @@ def customer_redact(
     shop: Shop, delivery: Delivery, payload: Mapping[str, Any], _memo: OrderMemo | None
 ) -> Mapped:
     _same_shop(shop, payload)
-    _shaped_as_redact(payload)
     customer = mapping(payload.get("customer"), "customer")
     customer_id = required_id(customer, "id", "customer.id")
     ids = {
@@ -99,20 +98,6 @@ def _same_shop(shop: Shop, payload: Mapping[str, Any]) -> None:
     domain = payload.get("shop_domain")
     if domain is not None and (not isinstance(domain, str) or domain.lower() != shop.domain):
         raise invalid("shop_domain", "is not the shop that signed the webhook")
-
-
-def _shaped_as_redact(payload: Mapping[str, Any]) -> None:
-    """Refuse a body that is not a ``customers/redact`` one. Shopify signs the body, not the
-    ``X-Shopify-Topic`` header, so whoever holds a signed body (a dead letter keeps it with
-    its signature) could post an order's or a data request's, which carry ``customer``, as a
-    redact and have that customer erased (a review of 2026-12-04). A redact's body always
-    carries ``orders_to_redact`` (Shopify's documented payload, empty when there is none) and
-    none of the other topics' keys."""
-    if "orders_to_redact" not in payload:
-        raise invalid("orders_to_redact", "is required: the body is not a customers/redact one")
-    for other in ("data_request", "orders_requested", "line_items"):
-        if other in payload:
-            raise invalid(other, "belongs to another topic: the body is not a customers/redact one")
 
 
 def _ids(value: object, where: str) -> tuple[str, ...]:

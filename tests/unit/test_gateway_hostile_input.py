@@ -20,13 +20,14 @@ from typing import Any
 
 import orjson
 import pytest
-from shopify_shop import payload
+from shopify_shop import REFERENCE, example, payload
 from test_gateway_http import Harness, auth, track
 from test_gateway_shopify_http import Harness as ShopifyHarness
 
 from schemas.errors import InvalidEvent
 from schemas.inbound.base import Source
 from schemas.inbound.segment import Received, map_message
+from schemas.inbound.shopify import SHAPES, TOPICS, check_topic
 from schemas.touchpoint import Channel, parse_touchpoint
 
 
@@ -245,3 +246,57 @@ def test_shopifys_documented_redact_still_erases() -> None:
     assert gw.send("customers/redact", payload("customers/redact"), webhook_id="w-r")[0] == 200
     [erasure] = [parse_touchpoint(r.value) for r in gw.on("t.raw")]
     assert erasure.type.value == "erasure_requested"
+
+
+# --- every topic's body is checked against its topic (a review of 2026-12-04) -----------------
+
+#: (the topic Shopify signed the body for, the topic it is posted under again): each mapped
+#: before, and each did harm: an erasure of every customer of the shop, a profile export, an
+#: order cancelled with its stock released, a count of 0 at a location, an order made of a
+#: fulfilment, a profile update made of an order.
+CROSS_TOPIC = [
+    ("customers/create", "shop/redact"),
+    ("orders/create", "customers/data_request"),
+    ("orders/create", "orders/cancelled"),
+    ("inventory_levels/update", "inventory_levels/disconnect"),
+    ("fulfillments/create", "orders/create"),
+    ("orders/create", "customers/update"),
+    ("customers/update", "customers_marketing_consent/update"),
+    ("orders/create", "refunds/create"),
+    ("customers/create", "orders/create"),
+]
+
+
+@pytest.mark.parametrize(("signed_as", "posted_as"), CROSS_TOPIC)
+def test_a_signed_body_posted_under_another_topic_is_dead_lettered_not_mapped(
+    signed_as: str, posted_as: str
+) -> None:
+    """Shopify signs the body, not ``X-Shopify-Topic``: a signed body of one topic (a dead
+    letter keeps it with its signature) posted again under another must not be mapped by that
+    topic's mapper. It is acknowledged (a retry would fail the same way) and dead-lettered
+    with a schema violation naming the field that does not fit; nothing else is produced."""
+    gw = ShopifyHarness()
+    assert gw.send(signed_as, payload(signed_as), webhook_id="w-original")[0] == 200
+    before = {topic: len(gw.on(topic)) for topic in ("t.raw", "t.privacy", "t.dlq")}
+    assert before["t.dlq"] == 0
+    status, answer = gw.send(posted_as, payload(signed_as), webhook_id="w-reposted")
+    assert (status, answer) == (200, {"success": True})
+    assert len(gw.on("t.raw")) == before["t.raw"]
+    assert len(gw.on("t.privacy")) == before["t.privacy"]
+    [dead] = gw.on("t.dlq")
+    kept = dict(dead.headers)
+    assert kept["loom.reason"] == b"schema_violation"
+    assert b"not a " + posted_as.encode() + b" body" in kept["loom.error_message"]
+    assert kept["original.X-Shopify-Topic"] == posted_as.encode()
+
+
+@pytest.mark.parametrize("topic", sorted(TOPICS))
+def test_every_topics_own_body_still_fits_its_topic(topic: str) -> None:
+    """Each topic's fixture (Shopify's documented shape) and Shopify's own reference example,
+    where there is one, pass the check of their own topic."""
+    shapes = [payload(topic)]
+    if (REFERENCE / f"{topic.replace('/', '_')}.json").exists():
+        shapes.append(example(topic))
+    for data in shapes:
+        check_topic(topic, data)
+    assert SHAPES.keys() == TOPICS.keys()
