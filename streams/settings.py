@@ -473,6 +473,12 @@ class LoomSettings(BaseSettings):
     gateway_max_in_flight: int = Field(
         20_000, ge=1, description="events awaiting Kafka's ack before requests get 429"
     )
+    gateway_max_requests: int = Field(
+        256,
+        ge=1,
+        description="requests with a body received at once (from their headers to their "
+        "answer) before more get 429; bodies held are at most this x gateway_max_batch_bytes",
+    )
     gateway_ack_timeout_s: float = Field(
         5.0, gt=0, description="longest wait for Kafka's ack of a request's events, then 503"
     )

@@ -4,7 +4,9 @@ A front door is a set of routes for one inbound format (:class:`FrontDoor`): the
 today (:mod:`streams.gateway.segment_api`), Shopify webhooks next, each with its own mapping
 module in :mod:`schemas.inbound`. The app adds, for all of them: the error answers of
 :mod:`streams.gateway.errors`, request metrics labelled by front door (taken from the route
-name, ``"<front door>.<route>"``), and CORS for the doors browsers call (``cors_prefix``).
+name, ``"<front door>.<route>"``), CORS for the doors browsers call (``cors_prefix``), and
+admission (:func:`admit`: at most so many requests with a body at once, refused before their
+bodies are read).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from streams.errors import classify
-from streams.gateway.errors import GatewayError
+from streams.gateway.errors import GatewayError, OverloadedError
 from streams.gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
@@ -44,20 +46,28 @@ class FrontDoor(Protocol):
 
 
 def build_app(
-    front_doors: Sequence[FrontDoor], metrics: GatewayMetrics, cors_origins: str
+    front_doors: Sequence[FrontDoor],
+    metrics: GatewayMetrics,
+    cors_origins: str,
+    *,
+    max_requests: int | None = None,
 ) -> web.Application:
+    """``max_requests``: requests with a body taken at once (:func:`admit`); ``None``: any."""
     prefixes = tuple(d.cors_prefix for d in front_doors if d.cors_prefix)
     # the paths of server-to-server doors (their routes' static heads: ``/v1/profiles/``),
     # which another door's prefix (the Segment door's ``/v1/``) must not open to browsers
     closed = tuple(
         r.path.partition("{")[0] for d in front_doors if not d.cors_prefix for r in d.routes()
     )
+    middlewares = [
+        cors(prefixes, parse_origins(cors_origins), closed=closed),
+        answer_errors,
+        observe(metrics),
+    ]
+    if max_requests is not None:
+        middlewares.append(admit(max_requests))
     app = web.Application(
-        middlewares=[
-            cors(prefixes, parse_origins(cors_origins), closed=closed),
-            answer_errors,
-            observe(metrics),
-        ],
+        middlewares=middlewares,
         # bodies are decompressed by streams.gateway.body, within the front door's limit
         handler_args={"auto_decompress": False},
     )
@@ -128,6 +138,30 @@ def observe(metrics: GatewayMetrics) -> Middleware:
         finally:
             metrics.requests.labels(door, code).inc()
             metrics.request_seconds.labels(door).observe(time.perf_counter() - start)
+
+    return middleware
+
+
+def admit(limit: int) -> Middleware:
+    """At most ``limit`` requests with a body at once, counted from when their headers arrive
+    (the handler runs before the body is read) to their answer; one more is answered 429 with
+    Retry-After without reading its body. The bodies held (each within the front door's
+    limit) are so bounded before anything else is: many slow or concurrent large posts cannot
+    exhaust memory before the in-flight check of the events sees them."""
+    active = 0
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        nonlocal active
+        if not request.body_exists:
+            return await handler(request)
+        if active >= limit:
+            raise OverloadedError(f"{limit} requests are being received; try again shortly")
+        active += 1
+        try:
+            return await handler(request)
+        finally:
+            active -= 1
 
     return middleware
 

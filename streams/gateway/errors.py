@@ -10,8 +10,8 @@ Hierarchy::
         ├── UnauthorizedError   401 unauthorized: missing or unknown write key (counted)
         ├── NotFoundError       404 not_found: no such profile or audience (lookup API)
         ├── OverloadedError     429 overloaded + Retry-After: too many events await Kafka's
-        │                       ack, or the producer's local queue is full; nothing of the
-        │                       request was accepted
+        │                       ack, the producer's local queue is full, or too many requests
+        │                       are being received; nothing of the request was accepted
         └── UnavailableError    503 unavailable + Retry-After: Kafka did not acknowledge every
                                 event in time; the client retries, and the workers drop what
                                 arrived twice (same event ids)

@@ -84,7 +84,12 @@ class Gateway:
             audiences = configured_audiences(settings)
             self.front_doors.append(ProfilesApi(self.reader, audiences, token.get_secret_value()))
             checks.setdefault("redis", self._reader_ready)
-        self.app = build_app(self.front_doors, self.metrics, settings.gateway_cors_origins)
+        self.app = build_app(
+            self.front_doors,
+            self.metrics,
+            settings.gateway_cors_origins,
+            max_requests=settings.gateway_max_requests,
+        )
         self.health = HealthServer(
             settings.gateway_host, settings.gateway_ops_port, self.registry, checks
         )

@@ -8,7 +8,9 @@ from __future__ import annotations
 import base64
 import gzip
 import os
+import select
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -218,3 +220,70 @@ def wait_for(condition: Any, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def test_bodies_past_max_requests_are_refused_before_they_are_read(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Admission happens when a request's headers arrive, not after its body was read: with
+    ``LOOM_GATEWAY_MAX_REQUESTS=4``, twelve clients each sending a 300 KB batch slowly (half of
+    it, then waiting) get four bodies received and eight answers 429 + Retry-After at once,
+    before their bodies are sent; so does any other post while the four are open. Before, the
+    gateway read all twelve bodies at once (nothing counted a request until its events went to
+    Kafka), so many slow posts held up to ``LOOM_GATEWAY_MAX_BATCH_BYTES`` each, unrefused
+    (a review of 2026-12-04)."""
+    names = topics()
+    gw = GatewayProcess(environment(kafka_bootstrap, names), tmp_path, max_requests="4")
+    payload = orjson.dumps({"batch": [message(i) for i in range(2000)]})
+    assert 250_000 < len(payload) < 500 * 1024
+    head = (
+        f"POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {AUTH['Authorization']}"
+        f"\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    ).encode()
+    half = len(payload) // 2
+    clients = [socket.create_connection(("127.0.0.1", gw.port), timeout=30) for _ in range(12)]
+    try:
+        for c in clients:
+            c.sendall(head + payload[:half])
+        answered: dict[socket.socket, bytes] = {}
+        deadline = time.monotonic() + 20
+        while len(answered) < 8 and time.monotonic() < deadline:
+            readable, _, _ = select.select([c for c in clients if c not in answered], [], [], 0.5)
+            for c in readable:
+                answered[c] = read_head(c)
+        assert len(answered) == 8, (
+            f"{len(answered)} of 12 slow posts answered before their bodies were sent: the "
+            f"gateway was reading {12 - len(answered)} bodies at once (limit 4)"
+        )
+        for answer in answered.values():
+            assert answer.startswith(b"HTTP/1.1 429 "), answer
+            assert b"\r\nRetry-After: 1\r\n" in answer
+        other = requests.post(f"{gw.url}/v1/track", json=message(1), headers=AUTH, timeout=30)
+        assert other.status_code == 429, other.text
+        assert other.json()["code"] == "overloaded"
+        admitted = [c for c in clients if c not in answered]
+        for c in admitted:
+            c.sendall(payload[half:])
+        for c in admitted:
+            assert read_head(c).startswith(b"HTTP/1.1 200 ")
+        assert end_offsets(kafka_bootstrap, names["raw"]) == 4 * 2000
+        # once they are answered, new requests are taken again
+        resp = requests.post(f"{gw.url}/v1/track", json=message(1), headers=AUTH, timeout=30)
+        assert resp.status_code == 200, resp.text
+        assert gw.metric("loom_gateway_requests_total", front_door="segment",
+                         code="overloaded") == 9  # fmt: skip
+    finally:
+        for c in clients:
+            c.close()
+        assert gw.stop() == 0, gw.logs()
+
+
+def read_head(conn: socket.socket) -> bytes:
+    """An HTTP answer's status line and headers."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.partition(b"\r\n\r\n")[0] + b"\r\n"
