@@ -15,11 +15,13 @@ For each delivery, in this order:
 4. **ack**: the records are produced with ``acks=all``; the answer waits for Kafka, within
    :data:`DEADLINE_S` of receiving the request, since Shopify gives up after 5 seconds;
 5. **remember**: what the webhook taught the gateway (orders, customers, redactions) and that
-   it was answered, in one Redis call; then 200.
+   it was answered, in one Redis call (not for a dead letter); then 200.
 
 A failure in 4 or 5 is a 429/503: Shopify retries, and the same webhook maps to the same event
-ids, which the workers apply once. Invalid payloads are acknowledged (200) and dead-lettered:
-a retry would fail the same way.
+ids, which the workers apply once. Invalid payloads are acknowledged (200) and dead-lettered,
+and not remembered as answered: the dead letter posted again once the configuration is fixed
+(same webhook id) is mapped, not taken for a retry (a retry of one still invalid is
+dead-lettered again).
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ NAME: Final = "shopify"
 PATH: Final = "/shopify/webhooks"
 #: Longest time from receiving a webhook to answering it (Shopify waits 5 s in all).
 DEADLINE_S: Final = 4.0
-#: Headers kept with a dead letter (enough to send it to the gateway again).
+#: Headers kept with a dead letter (enough to send it to the gateway again), first; then
+#: every other ``X-Shopify-*`` header (the DLQ keeps up to 32, 1 KB each).
 KEPT_HEADERS: Final = (
     "X-Shopify-Topic",
     "X-Shopify-Hmac-Sha256",
@@ -73,6 +76,7 @@ KEPT_HEADERS: Final = (
     "X-Shopify-API-Version",
     "X-Shopify-Event-Id",
 )
+_KEPT: Final = frozenset(name.lower() for name in KEPT_HEADERS)
 _OK: Final = b'{"success":true}'
 
 
@@ -143,8 +147,8 @@ class ShopifyWebhooks:
             if isinstance(exc, TimeoutError):
                 raise UnavailableError("Kafka did not acknowledge the webhook in time") from None
             raise
-        ops = mapped.memory if mapped is not None else ()
-        await self._memory(self.memory.apply, shop.name, ops, answered=answered)
+        if mapped is not None:  # a dead letter is not remembered: sent again, it maps again
+            await self._memory(self.memory.apply, shop.name, mapped.memory, answered=answered)
         count.labels(shop.name, label, outcome).inc()
         if invalid is not None:
             events.labels(NAME, shop.name, "invalid").inc()
@@ -170,6 +174,9 @@ class ShopifyWebhooks:
             mapped = map_webhook(shop, delivery, payload, memo)
         except InvalidEvent as exc:
             kept = {name: headers[name].encode() for name in KEPT_HEADERS if name in headers}
+            for name, sent in headers.items():
+                if name.lower().startswith("x-shopify-") and name.lower() not in _KEPT:
+                    kept[name] = sent.encode()
             letter = dead_letter(
                 raw,
                 exc,

@@ -5,9 +5,11 @@ privacy webhook is recorded; without Redis the answer is 503, so Shopify retries
 
 from __future__ import annotations
 
+import hmac
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -15,7 +17,7 @@ import pytest
 import redis
 import requests
 from gateway_process import GatewayProcess, environment, free_port
-from shopify_shop import SECRET, body, headers, payload, shop_toml
+from shopify_shop import SECRET, SHOP, body, headers, payload, shop_toml, signature
 from topic_reader import end_offsets, read_topic
 
 from resolvers.stages import inventory as inventory_stage
@@ -179,3 +181,45 @@ def test_without_redis_shopify_gets_503_and_will_retry(
         assert ready.json()["checks"]["redis"] is False
     finally:
         gw.stop()
+
+
+def test_a_dead_letter_keeps_the_signed_body_and_is_taken_when_sent_again_once_fixed(
+    gateway: tuple[GatewayProcess, Topics], kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """README ("What the gateway answers"), ADR 0007 decision 1: a payload Loom cannot map goes
+    to the DLQ with the body as Shopify sent it and every ``X-Shopify-*`` header, the signature
+    included, so that once the configuration is fixed it can be posted to the gateway again.
+    On real Kafka and the gateway's real Redis: the dead letter's value is the signed body
+    byte for byte, its kept signature verifies with the shop's secret, and a gateway with the
+    fixed configuration (same Redis) maps it. Before, the invalid delivery's webhook id was
+    remembered as answered for 72 hours, so the re-sent dead letter was taken for Shopify's
+    retry: 200, and nothing produced (a review of 2026-12-04)."""
+    gw, t = gateway
+    data = payload("inventory_levels/update")
+    data["inventory_item_id"] = 42  # not in the shop's inventory_items
+    raw = body(data)
+    sent = headers("inventory_levels/update", raw, webhook_id="w-int-dead")
+    resp = requests.post(gw.url + URL_PATH, data=raw, headers=sent, timeout=30)
+    assert resp.status_code == 200, resp.text
+    [dead] = read_topic(kafka_bootstrap, t.dlq)
+    assert dead.value() == raw
+    kept = {
+        name.removeprefix("original."): value.decode()
+        for name, value in dead.headers()
+        if name.startswith("original.X-Shopify-") and value is not None
+    }
+    assert kept == {k: v for k, v in sent.items() if k.startswith("X-Shopify-")}
+    assert hmac.compare_digest(kept["X-Shopify-Hmac-Sha256"], signature(dead.value(), SECRET))
+    assert gw.stop() == 0, gw.logs()
+    fixed = replace(SHOP, inventory_items={**SHOP.inventory_items, "42": "SKU-42"})
+    again = GatewayProcess(gw.env, tmp_path, shops=shop_toml(fixed))
+    try:
+        resent = requests.post(again.url + URL_PATH, data=dead.value(), headers=kept, timeout=30)
+        assert resent.status_code == 200, resent.text
+        [count] = [parse_touchpoint(m.value()) for m in read_topic(kafka_bootstrap, t.raw)]
+        assert count.inventory is not None
+        assert (count.inventory.sku, count.inventory.on_hand) == ("SKU-42", data["available"])
+        assert again.metric("loom_gateway_shopify_webhooks_total", shop="jsmith",
+                            topic="inventory_levels/update", outcome="mapped") == 1  # fmt: skip
+    finally:
+        assert again.stop() == 0, again.logs()

@@ -105,7 +105,7 @@ def test_a_shopify_payload_with_an_out_of_range_time_is_dead_lettered_not_a_500(
     assert status == 200, f"{status} {answer}"
     [dead] = gw.on("t.dlq")
     assert dict(dead.headers)["loom.reason"] == b"schema_violation"
-    assert gw.memory.answered("jsmith", "w-range")
+    assert not gw.memory.answered("jsmith", "w-range")  # a dead letter can be sent again
 
 
 # --- event ids: a public write key must not be able to take another door's ids -----------------
