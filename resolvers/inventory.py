@@ -73,7 +73,8 @@ delta, committed delta)``, a compacted ``base`` and its ``horizon``.
 Effects
 -------
 
-* :class:`StockChanged` when a movement changes a location's ``on_hand`` or ``committed``.
+* :class:`StockChanged` when a movement changes a location's ``on_hand`` or ``committed``, and
+  for a location's first movement (a position first counted at 0 is announced too).
 * :class:`Oversold` when a movement lowers ``available`` and it ends below zero (every further
   oversold unit alerts again; increases never alert).
 
@@ -597,9 +598,16 @@ def _compact(loc: LocationStock, policy: LedgerPolicy) -> LocationStock:
 
 
 def stock_changed(before: LocationStock, after: LocationStock) -> bool:
-    """Whether a movement changed what its location holds (on hand or committed): it is
-    announced (``StockChanged``; :func:`_effects`, and the inventory lane from :func:`fold`)."""
-    return after.on_hand != before.on_hand or after.committed != before.committed
+    """Whether a movement changed what its location holds (on hand or committed), or made the
+    location (its first movement, stored even at 0 on hand): it is announced (``StockChanged``;
+    :func:`_effects`, and the inventory lane from :func:`fold`). Until 2026-12-04 a position
+    first counted at 0 was stored but never announced, so a reader of the compacted
+    ``inventory.changes`` never learnt it (one first set to 5 was)."""
+    return (
+        before is _EMPTY_LOCATION
+        or after.on_hand != before.on_hand
+        or after.committed != before.committed
+    )
 
 
 def oversold(before: LocationStock, available: int) -> bool:

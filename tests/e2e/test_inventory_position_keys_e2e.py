@@ -58,3 +58,27 @@ def test_each_stock_position_keeps_its_own_last_record_on_the_compacted_change_t
         f"compaction keeps {kept} of the stored levels {stored} "
         f"(keys {sorted(k for k in last if k is not None)})"
     )
+
+
+def test_a_new_position_counted_at_zero_has_its_record_on_the_compacted_change_topic(
+    loom: Loom,
+) -> None:
+    """A stocktake saying 0 on hand for a SKU never seen at that location: Redis stores the
+    position at 0, and so must the topic's last record of it, as for a position counted at 5
+    (a review of 2026-12-04: before, no record, so a website never learnt the position)."""
+    loom.start_worker("inventory")
+    loom.produce(
+        [counted("z-5", "08:00", "Z-5", "oslo-1", 5), counted("z-0", "08:00", "Z-0", "oslo-1", 0)]
+    )
+    loom.wait_idle("inventory")
+    stored = {}
+    for sku in ("Z-5", "Z-0"):
+        doc = loom.stock(sku)
+        assert doc is not None
+        stored[(sku, "oslo-1")] = doc["locations"]["oslo-1"]["on_hand"]
+    assert stored == {("Z-5", "oslo-1"): 5, ("Z-0", "oslo-1"): 0}
+    last: dict[str | None, Any] = {}
+    for key, value in loom.decoded(loom.settings.topics.inventory_changes):
+        last[key] = value
+    kept = {(v["sku"], v["location_id"]): v["on_hand"] for v in last.values() if v is not None}
+    assert kept == stored
