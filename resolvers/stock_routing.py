@@ -31,6 +31,7 @@ import orjson
 
 from resolvers.inventory import InvalidMovementError, Movement, MovementKind
 from resolvers.timefmt import format_time, parse_time
+from schemas.touchpoint import MAX_STOCK
 
 #: Version of a routed record's value; :func:`decode` rejects others.
 FORMAT: Final = 1
@@ -117,13 +118,18 @@ def _movement(event_id: str, sku: str, data: Any) -> Movement:
     reason = data.get("reason")
     if not isinstance(occurred, str) or not (reason is None or isinstance(reason, str)):
         raise InvalidRoutedRecordError("occurred_at must be a string, reason a string or null")
+    quantity = data.get("quantity")
+    if isinstance(quantity, int) and not -MAX_STOCK <= quantity <= MAX_STOCK:
+        # the router never produces one (a count or an adjustment is within the contract's
+        # bound, an order's lines sum to less); applied, a level past 64 bits fails the commit
+        raise InvalidRoutedRecordError(f"invalid movement: quantity beyond ±{MAX_STOCK}")
     try:
         return Movement(
             event_id,
             sku,
             _text(data, "location_id"),
             MovementKind(str(data.get("kind"))),
-            data.get("quantity"),  # type: ignore[arg-type]  # Movement checks it is an int
+            quantity,  # type: ignore[arg-type]  # Movement checks it is an int
             parse_time(occurred),
             reason,
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Sequence
+from datetime import timedelta
 
 import orjson
 from builders import NOW, make_context
@@ -21,6 +22,7 @@ from pipeline_helpers import record
 from test_commit_parts import simulated
 
 from resolvers import stock_routing
+from resolvers.inventory import Movement, MovementKind
 from resolvers.pipeline import INVENTORY, ROUTED_INVENTORY, Lane, run_batch
 from resolvers.steps import RawRecord
 from resolvers.store import InMemoryStore, Kind
@@ -137,3 +139,32 @@ def test_a_multi_sku_event_is_split_into_one_record_per_sku() -> None:
     for (key, _, _), r in zip(batch.records, decoded, strict=True):
         assert key == r.sku.encode()
         assert all(m.sku == r.sku and m.event_id == r.event_id for m in r.movements)
+
+
+def test_a_movement_record_outside_the_contracts_quantities_is_dead_lettered_not_a_crash() -> None:
+    """A review of 2026-12-04: the router produces no quantity beyond ``MAX_STOCK`` (the
+    contract's bound on a count or an adjustment; an order's lines sum to less), and the
+    applier took any int JSON reads as one: a sale of 2**64 - 1 units (on hand below -2**63)
+    made the commit's ``orjson`` raise ``TypeError: Integer exceeds 64-bit range``, a batch
+    failing as a bug (bisected, then dead-lettered as poison). ``decode`` refuses it now, like
+    any record it cannot apply."""
+    at = NOW - timedelta(hours=1)
+
+    def sale(event_id: str, quantity: int, offset: int) -> RawRecord:
+        move = Movement(event_id, "SKU-1", "oslo-1", MovementKind.POS_SALE, quantity, at)
+        value = stock_routing.encode(stock_routing.Routed(event_id, "pos_sale", "SKU-1", (move,)))
+        return RawRecord(value=value, key=b"SKU-1", topic=TOPIC, partition=0, offset=offset)
+
+    store = InMemoryStore()
+    result = run_batch(
+        [sale("huge", 2**64 - 1, 0), sale("s-1", 2, 1)],
+        store,
+        make_context,
+        max_bytes=64 * 1024,
+        config=DEFAULT,
+        lane=ROUTED_INVENTORY,
+    )
+    assert [(d.record.offset, d.reason) for d in result.dead_letters] == [
+        (0, "invalid_movement_record")
+    ]
+    assert stock(store)["SKU-1"]["locations"]["oslo-1"]["on_hand"] == -2  # type: ignore[index]

@@ -75,6 +75,8 @@ def test_any_bytes_decode_or_are_refused_with_one_error_class(value: bytes) -> N
                           "occurred_at": "2026-11-22T10:00:00Z"}]}, "invalid movement"),
         ({"movements": [{"location_id": "oslo-1", "kind": "pos_sale", "quantity": 1,
                           "occurred_at": "2026-11-22T10:00:00"}]}, "invalid movement"),
+        ({"movements": [{"location_id": "oslo-1", "kind": "adjustment", "quantity": -(2**40),
+                          "occurred_at": "2026-11-22T10:00:00Z"}]}, "invalid movement"),
     ],
 )  # fmt: skip
 def test_a_bad_record_says_what_is_wrong_without_quoting_it(
