@@ -95,8 +95,11 @@ Public snapshot (what readers see; :func:`snapshot`)
       "version": 42
     }
 
-``available_to_sell = max(0, available)`` is what a storefront shows; ``available`` itself may be
-negative and then ``oversold`` is true. ``totals.available_to_sell = max(0, totals.available)``
+``available_to_sell = max(0, min(on_hand, available))`` is what a storefront shows
+(:func:`to_sell`); ``available`` itself may be negative and then ``oversold`` is true, and may
+exceed ``on_hand`` while a release (a cancellation, a fulfilment) read before its placement
+leaves ``committed`` negative, which the placement settles: the storefront never shows units that
+are not on hand. ``totals.available_to_sell = max(0, min(totals.on_hand, totals.available))``
 (oversold units at one location are assumed to be served from another one), and
 ``totals.oversold`` is true when any location is oversold. Timestamps are RFC 3339 in UTC with a
 ``Z`` suffix, or ``null``. ``version`` is added by the writer (a compare-and-set counter); this
@@ -293,7 +296,7 @@ class LocationStock:
 
     @property
     def available_to_sell(self) -> int:
-        return max(0, self.available)
+        return to_sell(self.on_hand, self.available)
 
     @property
     def oversold(self) -> bool:
@@ -454,7 +457,7 @@ class StockChanged:
 
     @property
     def available_to_sell(self) -> int:
-        return max(0, self.available)
+        return to_sell(self.on_hand, self.available)
 
 
 @dataclass(frozen=True, slots=True)
@@ -645,13 +648,19 @@ def _effects(
 # --- the public document ---------------------------------------------------------------------
 
 
+def to_sell(on_hand: int, available: int) -> int:
+    """What a storefront may sell: what is available, never below 0 (oversold) nor above what
+    is on hand (a release read before its placement; module docstring)."""
+    return max(0, min(on_hand, available))
+
+
 def _location_snapshot(loc: LocationStock) -> dict[str, Any]:
     available, updated_at = loc.on_hand - loc.committed, loc.updated_at
     return {
         "on_hand": loc.on_hand,
         "committed": loc.committed,
         "available": available,
-        "available_to_sell": max(0, available),
+        "available_to_sell": to_sell(loc.on_hand, available),
         "oversold": available < 0,
         "last_count_at": None if loc.count is None else timefmt.format_time(loc.count.at),
         "updated_at": None if updated_at is None else timefmt.format_time(updated_at),
@@ -670,7 +679,7 @@ def snapshot(stock: SkuStock) -> dict[str, Any]:
             "on_hand": stock.on_hand,
             "committed": stock.committed,
             "available": available,
-            "available_to_sell": max(0, available),
+            "available_to_sell": to_sell(stock.on_hand, available),
             "oversold": any(loc["oversold"] for loc in locations.values()),
             "updated_at": format_time(max(updated)) if updated else None,
         },
@@ -722,7 +731,7 @@ def encode(stock: SkuStock, version: int) -> tuple[bytes, bytes]:
             "on_hand": on_hand,
             "committed": committed,
             "available": available,
-            "available_to_sell": max(0, available),
+            "available_to_sell": to_sell(on_hand, available),
             "oversold": oversold,
             "updated_at": None if updated is None else timefmt.format_time(updated),
         },

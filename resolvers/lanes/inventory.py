@@ -135,7 +135,8 @@ class InventoryBatch:
         topics, append = self.ctx.topics, out.effects.append
         where = position_key(sku, location_id)
         occurred_at = format_time(movement.occurred_at)
-        to_sell = available if available > 0 else 0  # StockChanged.available_to_sell
+        # StockChanged.available_to_sell (inventory.to_sell), inline
+        to_sell = 0 if available < 0 else on_hand if available > on_hand else available
         append(
             Published(
                 topics.inventory_changes,

@@ -132,7 +132,7 @@ def _announce(
     for effect in effects:
         where = f"{effect.sku}@{effect.location_id}"
         if type(effect) is inventory.StockChanged:
-            to_sell = max(0, effect.available)  # effect.available_to_sell
+            to_sell = max(0, min(effect.on_hand, effect.available))  # effect.available_to_sell
             append(
                 Published(
                     topics.inventory_changes,

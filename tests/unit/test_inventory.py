@@ -472,3 +472,37 @@ def test_invalid_movements_are_rejected(kwargs: dict[str, object]) -> None:
 def test_movement_for_another_sku_is_refused() -> None:
     with pytest.raises(InvalidMovementError):
         apply(SkuStock.empty("OTHER"), mv("e", "pos_sale", 1, 0))
+
+
+@pytest.mark.parametrize(
+    ("early", "before_placement", "settled"),
+    [
+        # a cancellation read before its placement: committed -3 for a while
+        (mv("o1-cancel", "order_cancelled", 3, 20), (5, -3, 8), (5, 0, 5)),
+        # a fulfilment read before its placement: 2 shipped, committed -2 for a while
+        (mv("o1-ship", "order_fulfilled", 2, 20), (3, -2, 5), (3, 0, 3)),
+    ],
+)
+def test_the_storefront_never_sees_more_to_sell_than_is_on_hand(
+    early: Movement, before_placement: tuple[int, int, int], settled: tuple[int, int, int]
+) -> None:
+    """A release read before the placement it releases leaves committed negative (the fold is
+    order-free: the placement settles it). ``available`` then exceeds what is on hand; the
+    storefront's ``available_to_sell`` must not (a review of 2026-12-04: it showed 8 of 5)."""
+    placed = mv("o1", "order_placed", early.quantity, 10)
+    stock = fold(mv("c1", "count", 5, 0), early)
+    assert levels(stock) == before_placement
+    on_hand = before_placement[0]
+    doc = snapshot(stock)
+    assert doc["locations"][LOC]["available_to_sell"] == on_hand
+    assert doc["totals"]["available_to_sell"] == on_hand
+    _, view = encode(stock, 1)
+    assert orjson.loads(view)["totals"]["available_to_sell"] == on_hand
+    assert orjson.loads(view)["locations"][LOC]["available_to_sell"] == on_hand
+    changed = [
+        e for e in apply(fold(mv("c1", "count", 5, 0)), early)[1] if isinstance(e, StockChanged)
+    ]
+    assert [e.available_to_sell for e in changed] == [on_hand]
+    settled_stock = fold(mv("c1", "count", 5, 0), early, placed)
+    assert levels(settled_stock) == settled
+    assert snapshot(settled_stock)["locations"][LOC]["available_to_sell"] == settled[2]

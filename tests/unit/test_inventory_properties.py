@@ -92,7 +92,9 @@ def test_projection_matches_the_ledger_rule(movements: list[Movement]) -> None:
         doc = snapshot(stock)["locations"].get(location)
         if doc is not None:
             assert doc["available"] == loc.on_hand - loc.committed
-            assert doc["available_to_sell"] == max(0, doc["available"]) >= 0
+            to_sell = doc["available_to_sell"]
+            assert to_sell == max(0, min(loc.on_hand, doc["available"])) >= 0
+            assert to_sell <= max(0, loc.on_hand)  # never a unit that is not on hand
     assert snapshot(stock)["totals"]["on_hand"] == sum(
         reference(movements, location)[0] for location in LOCATIONS
     )
