@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import orjson
 import pytest
@@ -105,12 +105,7 @@ def test_exporter_serves_known_lag(kafka_bootstrap: str) -> None:
     )
 
     async def main() -> Samples:
-        stop = asyncio.Event()
-        port_box: list[int] = []
-        task = asyncio.create_task(
-            run_exporter(exporter, "127.0.0.1", 0, stop=stop, on_started=port_box.append)
-        )
-        try:
+        async with serving(exporter) as (_, port_box):
             # the group committed once before the exporter started and never again: after
             # more than one window of watching with lag on partition 0 it is STOP
             deadline = time.monotonic() + 30
@@ -124,18 +119,9 @@ def test_exporter_serves_known_lag(kafka_bootstrap: str) -> None:
                 }
                 if status.get("STOP") == 1.0 or time.monotonic() > deadline:
                     break
-            ready = await asyncio.to_thread(
-                lambda: (
-                    urllib.request.urlopen(
-                        f"http://127.0.0.1:{port_box[0]}/readyz", timeout=5
-                    ).status
-                )
-            )
+            ready, _ = await asyncio.to_thread(readyz, port_box[0])
             assert ready == 200
             return samples
-        finally:
-            stop.set()
-            await task
 
     samples = asyncio.run(main())
     check_lag(samples, topic, group)
@@ -216,22 +202,13 @@ def test_exporter_keeps_polling_and_is_not_ready_while_kafka_is_unreachable(
         )
 
     async def main() -> tuple[int, dict[str, object]]:
-        stop = asyncio.Event()
-        port_box: list[int] = []
-        task = asyncio.create_task(
-            run_exporter(exporter, "127.0.0.1", 0, stop=stop, on_started=port_box.append)
-        )
-        try:
+        async with serving(exporter) as (task, port_box):
             deadline = time.monotonic() + 30
             while failed_polls() < 2 and not task.done() and time.monotonic() < deadline:
                 await asyncio.wait({task}, timeout=0.1)  # returns early if the task ends
             assert not task.done(), f"the exporter stopped: {task.exception()!r}"
             assert failed_polls() >= 2
             return await asyncio.to_thread(readyz, port_box[0])
-        finally:
-            stop.set()
-            with contextlib.suppress(Exception):
-                await task
 
     status, body = asyncio.run(main())
     assert status == 503
@@ -244,3 +221,23 @@ def readyz(port: int) -> tuple[int, dict[str, object]]:
             return resp.status, orjson.loads(resp.read())
     except urllib.error.HTTPError as err:
         return err.code, orjson.loads(err.read())
+
+
+@contextlib.asynccontextmanager
+async def serving(exporter: LagExporter) -> AsyncIterator[tuple[asyncio.Task[None], list[int]]]:
+    """``exporter`` run on a free loopback port for the block: its task, and a box holding the
+    port once it serves. Stopped after the block; its error raised unless the block's is."""
+    stop = asyncio.Event()
+    port_box: list[int] = []
+    task = asyncio.create_task(
+        run_exporter(exporter, "127.0.0.1", 0, stop=stop, on_started=port_box.append)
+    )
+    try:
+        yield task, port_box
+    except BaseException:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await task
+        raise
+    stop.set()
+    await task

@@ -11,7 +11,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from streams.generation import Committed
 
 
-class _Consumer:
+class AnsweringConsumer:
     """Answers ``committed`` with each of ``answers`` in turn (an exception is raised)."""
 
     def __init__(self, *answers: Any) -> None:
@@ -43,7 +43,7 @@ ASKED_AGAIN = [
 
 @pytest.mark.parametrize("code", ASKED_AGAIN)
 def test_a_coordinator_that_moves_or_loads_is_asked_again(code: int) -> None:
-    consumer = _Consumer(_error(code), _error(code), OFFSETS)
+    consumer = AnsweringConsumer(_error(code), _error(code), OFFSETS)
     waits: list[float] = []
     found = Committed.read(consumer, "raw", [0, 1], sleep=waits.append)  # type: ignore[arg-type]
     assert found == Committed(1, frozenset({"g1"}))
@@ -52,7 +52,7 @@ def test_a_coordinator_that_moves_or_loads_is_asked_again(code: int) -> None:
 
 
 def test_other_errors_raise_at_once() -> None:
-    consumer = _Consumer(_error(KafkaError.GROUP_AUTHORIZATION_FAILED), OFFSETS)
+    consumer = AnsweringConsumer(_error(KafkaError.GROUP_AUTHORIZATION_FAILED), OFFSETS)
     with pytest.raises(KafkaException) as raised:
         Committed.read(consumer, "raw", [0, 1], sleep=lambda s: None)  # type: ignore[arg-type]
     assert raised.value.args[0].code() == KafkaError.GROUP_AUTHORIZATION_FAILED
@@ -60,7 +60,7 @@ def test_other_errors_raise_at_once() -> None:
 
 
 def test_a_coordinator_still_moving_at_the_deadline_raises() -> None:
-    consumer = _Consumer(*[_error(KafkaError.NOT_COORDINATOR)] * 3)
+    consumer = AnsweringConsumer(*[_error(KafkaError.NOT_COORDINATOR)] * 3)
     with pytest.raises(KafkaException):
         Committed.read(consumer, "raw", [0], timeout_s=0.0, sleep=lambda s: None)  # type: ignore[arg-type]
     assert consumer.asked == 1
@@ -80,7 +80,7 @@ def test_a_partition_whose_fetch_failed_raises_not_reads_as_never_committed() ->
     committed, and ``establish`` started a new generation on a Redis that had lost its state
     (a review of the twenty-ninth pass)."""
     answer = [TopicPartition("raw", 0, 5, "g1"), _Failed(1, KafkaError.TOPIC_AUTHORIZATION_FAILED)]
-    consumer = _Consumer(answer)
+    consumer = AnsweringConsumer(answer)
     with pytest.raises(KafkaException) as raised:
         Committed.read(consumer, "raw", [0, 1], sleep=lambda s: None)  # type: ignore[arg-type]
     assert raised.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
@@ -90,7 +90,7 @@ def test_a_partition_whose_fetch_failed_raises_not_reads_as_never_committed() ->
 @pytest.mark.parametrize("code", ASKED_AGAIN)
 def test_a_partition_answering_a_passing_error_is_asked_again(code: int) -> None:
     failing = [_Failed(0, code), _Failed(1, code)]
-    consumer = _Consumer(failing, OFFSETS)
+    consumer = AnsweringConsumer(failing, OFFSETS)
     waits: list[float] = []
     found = Committed.read(consumer, "raw", [0, 1], sleep=waits.append)  # type: ignore[arg-type]
     assert found == Committed(1, frozenset({"g1"}))
@@ -98,7 +98,7 @@ def test_a_partition_answering_a_passing_error_is_asked_again(code: int) -> None
 
 
 def test_a_partition_still_failing_at_the_deadline_raises() -> None:
-    consumer = _Consumer([_Failed(0, KafkaError.UNSTABLE_OFFSET_COMMIT)])
+    consumer = AnsweringConsumer([_Failed(0, KafkaError.UNSTABLE_OFFSET_COMMIT)])
     with pytest.raises(KafkaException):
         Committed.read(consumer, "raw", [0], timeout_s=0.0, sleep=lambda s: None)  # type: ignore[arg-type]
     assert consumer.asked == 1

@@ -3,31 +3,19 @@ of them reads them (``streams.generation.committed_offsets``)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from test_committed_read import AnsweringConsumer
 
 from streams.cli.privacy import _replay_range
 
 
-class _Consumer:
+class _Consumer(AnsweringConsumer):
     """Watermarks (0, 3) on every partition; ``committed`` answers each of ``answers`` in turn
     (an exception is raised)."""
 
-    def __init__(self, *answers: Any) -> None:
-        self.answers = list(answers)
-        self.asked = 0
-
     def get_watermark_offsets(self, tp: TopicPartition, timeout: float) -> tuple[int, int]:
         return 0, 3
-
-    def committed(self, partitions: list[TopicPartition], timeout: float) -> Any:
-        self.asked += 1
-        answer = self.answers.pop(0)
-        if isinstance(answer, BaseException):
-            raise answer
-        return answer
 
 
 class _Failed:
