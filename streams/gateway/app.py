@@ -4,7 +4,7 @@ A front door is a set of routes for one inbound format (:class:`FrontDoor`): the
 today (:mod:`streams.gateway.segment_api`), Shopify webhooks next, each with its own mapping
 module in :mod:`schemas.inbound`. The app adds, for all of them: the error answers of
 :mod:`streams.gateway.errors`, request metrics labelled by front door (taken from the route
-name, ``"<front door>.<route>"``), CORS for the doors browsers call (``cors_prefix``), and
+name, ``"<front door>.<route>"``), CORS for the routes browsers call (``browser_routes``), and
 admission (:func:`admit`: at most so many requests with a body at once, refused before their
 bodies are read).
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from aiohttp import web
@@ -33,14 +33,15 @@ CORS_MAX_AGE_S = 86400
 
 
 class FrontDoor(Protocol):
-    """One inbound format's routes. ``cors_prefix``: the path prefix browsers call (answered
-    with CORS headers and preflights), or ``None`` for server-to-server doors."""
+    """One inbound format's routes. ``browser_routes``: the names of those browsers call
+    (answered with CORS headers and preflights); any other route, of this door or another,
+    gets neither (empty for server-to-server doors)."""
 
     @property
     def name(self) -> str: ...
 
     @property
-    def cors_prefix(self) -> str | None: ...
+    def browser_routes(self) -> frozenset[str]: ...
 
     def routes(self) -> list[web.RouteDef]: ...
 
@@ -53,14 +54,9 @@ def build_app(
     max_requests: int | None = None,
 ) -> web.Application:
     """``max_requests``: requests with a body taken at once (:func:`admit`); ``None``: any."""
-    prefixes = tuple(d.cors_prefix for d in front_doors if d.cors_prefix)
-    # the paths of server-to-server doors (their routes' static heads: ``/v1/profiles/``),
-    # which another door's prefix (the Segment door's ``/v1/``) must not open to browsers
-    closed = tuple(
-        r.path.partition("{")[0] for d in front_doors if not d.cors_prefix for r in d.routes()
-    )
+    browser_routes = frozenset(name for d in front_doors for name in d.browser_routes)
     middlewares = [
-        cors(prefixes, parse_origins(cors_origins), closed=closed),
+        cors(browser_routes, parse_origins(cors_origins)),
         answer_errors,
         observe(metrics),
     ]
@@ -82,19 +78,16 @@ def parse_origins(setting: str) -> frozenset[str] | None:
     return None if "*" in origins else frozenset(origins)
 
 
-def cors(
-    prefixes: Iterable[str], origins: frozenset[str] | None, *, closed: Iterable[str] = ()
-) -> Middleware:
-    """CORS for the browser-facing paths (under ``prefixes``, not under ``closed``):
-    preflights answered here, every answer (errors included, so a browser can read a 429)
-    carries ``Access-Control-Allow-Origin``. Credentials are never allowed: the write key
-    authenticates, not cookies."""
-    prefixes, closed = tuple(prefixes), tuple(closed)
+def cors(browser_routes: frozenset[str], origins: frozenset[str] | None) -> Middleware:
+    """CORS for the routes browsers call (``browser_routes``, by name) and nothing else: a
+    preflight is answered here when the request it announces (its method, on its path) would
+    reach one of them, and their every answer (errors included, so a browser can read a 429)
+    carries ``Access-Control-Allow-Origin``. Any other route, and a path no route serves, gets
+    no CORS headers. Credentials are never allowed: the write key authenticates, not cookies."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        path = request.path
-        if not prefixes or not path.startswith(prefixes) or (closed and path.startswith(closed)):
+        if browser_routes.isdisjoint(await reached(request)):
             return await handler(request)
         origin = request.headers.get("Origin")
         allowed = "*" if origins is None else origin if origin in origins else None
@@ -114,6 +107,18 @@ def cors(
         return response
 
     return middleware
+
+
+async def reached(request: web.Request) -> set[str | None]:
+    """The names of the routes a request reaches; for a preflight (``OPTIONS``), of those the
+    request it announces would: its ``Access-Control-Request-Method`` on its path (any method
+    the app has, for an ``OPTIONS`` naming none, which browsers never send)."""
+    if request.method != "OPTIONS":
+        return {request.match_info.route.name}
+    router = request.app.router
+    announced = request.headers.get("Access-Control-Request-Method")
+    methods = {announced} if announced else {r.method for r in router.routes()}
+    return {(await router.resolve(request.clone(method=m))).route.name for m in methods}
 
 
 def observe(metrics: GatewayMetrics) -> Middleware:

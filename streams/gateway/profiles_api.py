@@ -36,7 +36,7 @@ class ProfilesApi:
     """The front door (``streams.gateway.app.FrontDoor``) of the lookup API."""
 
     name = "profiles"
-    cors_prefix = None  # server to server
+    browser_routes: Final = frozenset[str]()  # server to server: no CORS
 
     def __init__(self, reader: ProfileReader, audiences: Audiences, token: str) -> None:
         if not token:

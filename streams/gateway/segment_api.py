@@ -77,8 +77,9 @@ class SegmentApi:
     """The Segment front door (module doc). ``routes()`` is what the app mounts."""
 
     name: Final = NAME
-    #: Browsers call it, so the app answers CORS for these paths.
-    cors_prefix: Final = "/v1/"
+    #: The routes browsers call (the browser SDK sends and loads its settings): the app answers
+    #: CORS for them, and for no other route of this door.
+    browser_routes: Final = frozenset({f"{NAME}.receive", f"{NAME}.cdn"})
 
     def __init__(
         self,

@@ -85,7 +85,7 @@ class ShopifyWebhooks:
 
     name: Final = NAME
     #: Shopify's servers call it, never browsers.
-    cors_prefix: Final = None
+    browser_routes: Final = frozenset[str]()
 
     def __init__(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
+import re
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -17,17 +18,22 @@ from typing import Any, TypeVar
 
 import orjson
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from shopify_shop import SECRET, SHOP
 
 from schemas.inbound.base import Source
 from schemas.touchpoint import Channel, parse_touchpoint
 from streams.gateway.app import build_app
 from streams.gateway.errors import OverloadedError, UnavailableError
 from streams.gateway.records import OutRecord
+from streams.gateway.segment_api import SegmentApi
 from streams.gateway.server import Gateway, GatewayStartError
+from streams.gateway.shopify_shops import Shops
 from streams.gateway.sink import MemorySink
 from streams.gateway.sources import WriteKeys
 from streams.settings import LoomSettings, Topics
+from streams.shopify_memory import InMemoryShopifyMemory
 
 KEY = "wk_web_test_0001"
 KEYS = WriteKeys.of({KEY: Source("web-shop", Channel.WEB, "US", "USD")})
@@ -364,7 +370,7 @@ def test_a_bug_is_a_500_whose_log_line_quotes_nothing_of_the_request(
 
 
 def test_the_profile_lookup_api_answers_no_browser_of_another_origin() -> None:
-    # /v1/profiles and /v1/audiences are server to server (ProfilesApi.cors_prefix = None):
+    # /v1/profiles and /v1/audiences are server to server (no ProfilesApi.browser_routes):
     # the Segment door's CORS for /v1/ must not open them to every web page
     import redis
 
@@ -392,3 +398,91 @@ def test_the_profile_lookup_api_answers_no_browser_of_another_origin() -> None:
             assert seg.headers["Access-Control-Allow-Origin"] == "*"
 
     asyncio.run(main())
+
+
+#: The routes browsers call (the browser SDK's collection endpoints and the settings it loads,
+#: tests/e2e/test_gateway_browser_e2e.py); every other route of the gateway is server to server.
+BROWSER_ROUTES = {"segment.receive", "segment.cdn"}
+
+
+def preflight(method: str) -> dict[str, str]:
+    """A browser's preflight, from another origin, for ``method`` with an Authorization header."""
+    return {
+        "Origin": "https://evil.example",
+        "Access-Control-Request-Method": method,
+        "Access-Control-Request-Headers": "authorization",
+    }
+
+
+def test_exactly_the_browser_routes_of_the_gateway_answer_a_preflight() -> None:
+    # every route of a gateway with all its doors mounted: a server-to-server route that
+    # answered a preflight (or any route that stopped answering one) fails here
+    settings = LoomSettings(topics=TOPICS, gateway_ops_port=0, gateway_profiles_token="t0ken")
+    gateway = Gateway(
+        settings, KEYS, shops=Shops.of((SHOP, (SECRET,))), memory=InMemoryShopifyMemory(),
+        sink=MemorySink(),
+    )  # fmt: skip
+    routes = [(r.name or "", r.method, r.resource) for r in gateway.app.router.routes()]
+    assert {name for name, _, _ in routes} >= {
+        "shopify.webhook",
+        "profiles.get",
+        "profiles.members",
+    }
+
+    async def main() -> set[tuple[str, str]]:
+        answered = set()
+        async with TestClient(TestServer(gateway.app)) as client:
+            for name, method, resource in routes:
+                assert resource is not None
+                path = re.sub(r"\{[^}]*\}", "x", resource.canonical)
+                pre = await client.options(path, headers=preflight(method))
+                if "Access-Control-Allow-Origin" in pre.headers:
+                    answered.add((name, method))
+                else:
+                    assert "Access-Control-Allow-Headers" not in pre.headers
+        return answered
+
+    answered = asyncio.run(main())
+    assert answered == {(name, method) for name, method, _ in routes if name in BROWSER_ROUTES}
+
+
+def test_a_new_route_of_the_segment_door_is_not_open_to_browsers_unless_declared() -> None:
+    # a server-to-server route added to a browser door (under its /v1/) is closed by default
+    class WithAnAdminRoute(SegmentApi):
+        def routes(self) -> list[web.RouteDef]:
+            return [*super().routes(), web.get("/v1/sources/{name}", self.sources,
+                                               name="segment.sources")]  # fmt: skip
+
+        async def sources(self, request: web.Request) -> web.Response:
+            return web.json_response({"source": request.match_info["name"]})
+
+    gw = Harness()
+    door = WithAnAdminRoute(KEYS, gw.sink, gw.gateway.metrics, gw.settings)
+    app = build_app([door], gw.gateway.metrics, "*")
+
+    async def main() -> None:
+        async with TestClient(TestServer(app)) as client:
+            pre = await client.options("/v1/sources/web-shop", headers=preflight("GET"))
+            assert "Access-Control-Allow-Origin" not in pre.headers
+            assert "Access-Control-Allow-Headers" not in pre.headers
+            got = await client.get("/v1/sources/web-shop", headers={"Origin": "https://e.example"})
+            assert got.status == 200
+            assert "Access-Control-Allow-Origin" not in got.headers
+            seg = await client.options("/v1/t", headers=preflight("POST"))  # still open
+            assert seg.headers["Access-Control-Allow-Origin"] == "*"
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("path", "method"),
+    [("/v1/profiles/email:jane@example.com", "GET"),  # the lookup API, not mounted here
+     ("/v1/teleport/now", "POST"), ("/v1/t", "DELETE")],
+)  # fmt: skip
+def test_a_preflight_no_browser_route_serves_is_not_allowed(path: str, method: str) -> None:
+    async def scenario(client: TestClient[Any, Any]) -> None:
+        pre = await client.options(path, headers=preflight(method))
+        assert "Access-Control-Allow-Origin" not in pre.headers
+        assert "Access-Control-Allow-Headers" not in pre.headers
+
+    Harness().run(scenario)
