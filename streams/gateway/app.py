@@ -87,7 +87,7 @@ def cors(browser_routes: frozenset[str], origins: frozenset[str] | None) -> Midd
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if browser_routes.isdisjoint(await reached(request)):
+        if await reached(request) not in browser_routes:
             return await handler(request)
         origin = request.headers.get("Origin")
         allowed = "*" if origins is None else origin if origin in origins else None
@@ -109,16 +109,14 @@ def cors(browser_routes: frozenset[str], origins: frozenset[str] | None) -> Midd
     return middleware
 
 
-async def reached(request: web.Request) -> set[str | None]:
-    """The names of the routes a request reaches; for a preflight (``OPTIONS``), of those the
-    request it announces would: its ``Access-Control-Request-Method`` on its path (any method
-    the app has, for an ``OPTIONS`` naming none, which browsers never send)."""
-    if request.method != "OPTIONS":
-        return {request.match_info.route.name}
-    router = request.app.router
+async def reached(request: web.Request) -> str | None:
+    """The name of the route a request reaches; for a preflight (an ``OPTIONS`` with an
+    ``Access-Control-Request-Method``), the one the request it announces would: that method on
+    its path. An ``OPTIONS`` naming no method is not a preflight (Fetch): it is routed as it is."""
     announced = request.headers.get("Access-Control-Request-Method")
-    methods = {announced} if announced else {r.method for r in router.routes()}
-    return {(await router.resolve(request.clone(method=m))).route.name for m in methods}
+    if request.method != "OPTIONS" or not announced:
+        return request.match_info.route.name
+    return (await request.app.router.resolve(request.clone(method=announced))).route.name
 
 
 def observe(metrics: GatewayMetrics) -> Middleware:

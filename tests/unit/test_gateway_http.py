@@ -279,13 +279,17 @@ def test_cors_with_an_origin_list() -> None:
     gw = Harness(gateway_cors_origins="https://shop.example, https://m.shop.example/")
 
     async def scenario(client: TestClient[Any, Any]) -> None:
-        ok = await client.options("/v1/b", headers={"Origin": "https://m.shop.example"})
+        ok = await client.options("/v1/b", headers=preflight(origin="https://m.shop.example"))
         assert ok.status == 204
         assert ok.headers["Access-Control-Allow-Origin"] == "https://m.shop.example"
         assert ok.headers["Vary"] == "Origin"
-        other = await client.options("/v1/b", headers={"Origin": "https://evil.example"})
+        other = await client.options("/v1/b", headers=preflight())
         assert other.status == 403
         assert "Access-Control-Allow-Origin" not in other.headers
+        # an OPTIONS naming no method is not a preflight (Fetch): routed as it is, no CORS
+        bare = await client.options("/v1/b", headers={"Origin": "https://m.shop.example"})
+        assert bare.status == 405
+        assert "Access-Control-Allow-Origin" not in bare.headers
 
     gw.run(scenario)
 
@@ -387,14 +391,14 @@ def test_the_profile_lookup_api_answers_no_browser_of_another_origin() -> None:
         async with TestClient(TestServer(app)) as client:
             pre = await client.options(
                 "/v1/profiles/email:jane@example.com",
-                headers={**origin, "Access-Control-Request-Headers": "authorization"},
+                headers=preflight("GET"),
             )
             assert "Access-Control-Allow-Origin" not in pre.headers
             assert "Access-Control-Allow-Headers" not in pre.headers
             got = await client.get("/v1/audiences/vip/members", headers=origin)
             assert got.status == 401
             assert "Access-Control-Allow-Origin" not in got.headers
-            seg = await client.options("/v1/t", headers=origin)  # the Segment door still is
+            seg = await client.options("/v1/t", headers=preflight())
             assert seg.headers["Access-Control-Allow-Origin"] == "*"
 
     asyncio.run(main())
@@ -405,10 +409,10 @@ def test_the_profile_lookup_api_answers_no_browser_of_another_origin() -> None:
 BROWSER_ROUTES = {"segment.receive", "segment.cdn"}
 
 
-def preflight(method: str) -> dict[str, str]:
+def preflight(method: str = "POST", origin: str = "https://evil.example") -> dict[str, str]:
     """A browser's preflight, from another origin, for ``method`` with an Authorization header."""
     return {
-        "Origin": "https://evil.example",
+        "Origin": origin,
         "Access-Control-Request-Method": method,
         "Access-Control-Request-Headers": "authorization",
     }
