@@ -18,6 +18,7 @@ from functools import cached_property
 from typing import Any, Final, TextIO
 
 import orjson
+import redis
 from confluent_kafka import TopicPartition
 
 from resolvers.pipeline import LANES
@@ -85,9 +86,11 @@ def _title(text: str, out: TextIO) -> None:
 
 
 def _numbers(story: Story, out: TextIO) -> None:
+    """Each lane's counters and index from its own Redis (the inventory lane's is
+    ``LOOM_INVENTORY_REDIS_URL`` when set, ADR 0008; else both share one stats hash)."""
     r, keys = story.profiles.client, story.profiles.keys
-    raw: dict[bytes, bytes] = r.hgetall(keys.stats)  # type: ignore[assignment]
-    stats = {k.decode(): int(v) for k, v in raw.items()}
+    stats = _stats(r, keys.stats)
+    stock_stats = _stats(story.stock.client, story.stock.keys.stats)
     rows = [
         ("events sent", story.sent),
         ("profiles created", stats.get("profiles_created", 0)),
@@ -96,12 +99,17 @@ def _numbers(story: Story, out: TextIO) -> None:
         ("blocked merges", stats.get("merges_blocked", 0)),
         ("quarantined identifiers", stats.get("quarantined", 0)),
         ("erasures", stats.get("erasures", 0)),
-        ("oversell alerts", stats.get("oversold", 0)),
+        ("oversell alerts", stock_stats.get("oversold", 0)),
         ("dead letters (DLQ)", stats.get("dlq", 0)),
-        ("SKUs with stock", r.scard(keys.stock_index)),
+        ("SKUs with stock", story.stock.client.scard(story.stock.keys.stock_index)),
     ]
     for name, value in rows:
         print(f"{name:<26}{value}", file=out)
+
+
+def _stats(client: redis.Redis, key: str) -> dict[str, int]:
+    raw: dict[bytes, bytes] = client.hgetall(key)  # type: ignore[assignment]
+    return {k.decode(): int(v) for k, v in raw.items()}
 
 
 def _store_sale(story: Story, out: TextIO) -> None:

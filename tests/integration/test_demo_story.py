@@ -1,6 +1,7 @@
 """``loom demo``'s story on real Redis: the sections that show an example profile or SKU (stock,
 consent, example profiles, the commands to try next) share one read of each index, counted
-by Redis itself (``INFO commandstats``)."""
+by Redis itself (``INFO commandstats``); the numbers read each lane's counters where the lane
+keeps them (its own Redis with ``LOOM_INVENTORY_REDIS_URL``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import orjson
 import redis
 from builders import NOW, make_context
 
-from resolvers.pipeline import LANES, run_batch
+from resolvers.pipeline import INVENTORY, LANES, PROFILES, run_batch
 from resolvers.steps import RawRecord
 from resolvers.timefmt import format_time
 from schemas.normalize import DEFAULT
@@ -84,3 +85,52 @@ def test_the_story_reads_the_profiles_and_skus_it_shows_once(
     [example] = [line for line in told.splitlines() if "loom profile get" in line]
     assert "@example.com" in example
     assert "loom inventory get SKU-" in told
+
+
+def other_database(client: redis.Redis) -> redis.Redis:
+    """A client of another database of the same server: a second Redis for the inventory lane."""
+    pool = client.connection_pool
+    kwargs = {**pool.connection_kwargs, "db": (int(pool.connection_kwargs.get("db", 0)) + 1) % 16}
+    return redis.Redis(connection_pool=redis.ConnectionPool(pool.connection_class, **kwargs))
+
+
+def numbers(story: demo_story.Story) -> dict[str, str]:
+    out = io.StringIO()
+    demo_story._numbers(story, out)
+    return {line[:26].strip(): line[26:] for line in out.getvalue().splitlines()}
+
+
+def test_the_numbers_read_the_inventory_lanes_own_redis(
+    redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    """With ``LOOM_INVENTORY_REDIS_URL`` (ADR 0008) the stock index and the inventory lane's
+    counters live on that server, which the demo's workers, its reset and its stock section
+    use: the numbers read them on the profiles' Redis and said "SKUs with stock 0" and
+    "oversell alerts 0" beside a stock table (measured: a demo with the inventory lane on
+    database 1 printed 0 SKUs while database 1 held 200)."""
+    stock_client = other_database(redis_client)
+    try:
+        records = [RawRecord(sale(i), "touchpoints.raw", 0, i) for i in range(PEOPLE)]
+        records.append(RawRecord(b"{not json", "touchpoints.raw", 0, PEOPLE))
+        for client, lane in ((redis_client, PROFILES), (stock_client, INVENTORY)):
+            store = RedisStore(client, prefix=redis_prefix)
+            run_batch(records, store, make_context, max_bytes=65536, config=DEFAULT, lane=lane)
+        oversold = int(stock_client.hget(f"{redis_prefix}:v1:stats", "oversold") or 0)
+        assert oversold > 0  # every first sale of a SKU at a location oversells: no count yet
+        story = demo_story.Story(
+            settings=LoomSettings(redis_prefix=redis_prefix, development=True),
+            profiles=ProfileReader(redis_client, redis_prefix),
+            stock=InventoryReader(stock_client, redis_prefix),
+            sent=len(records),
+            kept=True,
+        )
+        told = numbers(story)
+        assert told["SKUs with stock"] == "3"
+        assert told["oversell alerts"] == str(oversold)
+        assert told["live profiles"] == str(PEOPLE)
+        assert told["dead letters (DLQ)"] == "1"  # the profiles lane dead-letters
+    finally:
+        keys = list(stock_client.scan_iter(match=f"{redis_prefix}*", count=500))
+        if keys:
+            stock_client.delete(*keys)
+        stock_client.close()
