@@ -36,6 +36,7 @@ from streams.inventory_reader import InventoryReader
 from streams.lag import uncommitted_or_unknown
 from streams.reader import ProfileReader
 from streams.settings import LoomSettings
+from streams.startup import check_kafka, check_redis
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,6 +94,17 @@ def infra_running(env: Mapping[str, str] | None = None) -> bool:
     return subprocess.run(status, env=env, capture_output=True, check=False).returncode == 0
 
 
+def check_servers(settings: LoomSettings) -> None:
+    """One round trip to Kafka and to each lane's Redis before anything starts, as every
+    command does (:class:`~streams.startup.InfraError`: one line, exit 3). Without it a Kafka
+    that did not answer surfaced 30 s later as a bare ``KafkaError`` from creating the topics,
+    and a Redis that did not answer as workers that never caught up, 3 minutes later."""
+    check_kafka(settings)
+    check_redis(settings)
+    if settings.inventory_redis_url is not None:
+        check_redis(settings.for_lane("inventory"))
+
+
 def lane_consumers(settings: LoomSettings) -> dict[str, Consumer]:
     """Per lane, a consumer of its group that only reads offsets (it never subscribes)."""
     return {lane: kafka_clients.consumer(settings, settings.group_id(lane)) for lane in LANES}
@@ -105,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
     if settings.audiences_file is None:  # the demo's own audiences (streams/cli/demo_audiences)
         settings = settings.model_copy(update={"audiences_file": DEMO_AUDIENCES})
     already_up = not args.no_infra and infra_running()
-    if not args.no_infra:
+    if args.no_infra:  # servers the demo did not start: one line naming one that does not answer
+        check_servers(settings)
+    else:
         say("starting Kafka and Redis (deploy/infra.sh up)")
         try:
             infra("up")

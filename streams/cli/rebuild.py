@@ -16,6 +16,7 @@ from typing import Any
 
 from resolvers.pipeline import LANES
 from streams.settings import load_settings
+from streams.startup import check_kafka, check_redis
 
 
 def register(sub: Any) -> None:
@@ -55,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     logging.getLogger("streams").setLevel(logging.WARNING)  # the progress lines tell the story
     settings = load_settings().for_lane(args.lane)
+    check_kafka(settings)  # one line naming a server that does not answer (exit 3), as every
+    check_redis(settings)  # command: a Kafka down was a bare KafkaError 30 s later
     ensure_topics(settings)
     rebuild = Rebuild(
         build_runtime(settings, LANES[args.lane]),

@@ -18,6 +18,8 @@ from confluent_kafka import Consumer, TopicPartition
 from test_dlq_replay import with_dead_letters
 from test_lookup import ev, run
 
+from streams import topics
+from streams.cli import demo
 from streams.cli.main import EXIT_PIPE, main
 from streams.producer import TouchpointProducer
 from streams.redis_store import RedisStore
@@ -241,6 +243,66 @@ def test_dlq_replay_commits_nothing_when_kafka_refused_the_re_sent_records(
     # nothing was committed: the next run (once fixed) still sees the three
     assert main(["dlq", "replay", "--dry-run"]) == 0
     assert "would replay 3 of 3" in capsys.readouterr().out
+
+
+# --- loom demo and loom rebuild on servers that do not answer ---------------------------------
+
+
+def went_on(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the command went on past a server that does not answer")
+
+
+@pytest.mark.parametrize("dead", ["kafka", "redis", "inventory-redis"])
+def test_demo_on_a_server_that_does_not_answer_is_one_line_naming_it(
+    dead: str,
+    kafka_bootstrap: str,
+    redis_url: str,
+    free_ports: Callable[[int], list[int]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``loom demo --no-infra`` (the README: every command checks Kafka and Redis first, one
+    line, exit 3). Kafka down: after 31 s, ``loom demo: KafkaError{code=_TRANSPORT,...,
+    str="Failed to get metadata: ..."}`` (topic creation timing out). Redis down: no error at
+    all; it started the workers (which wait for Redis), sent a minute of traffic and waited
+    3 minutes for them, then said they did not catch up, exit 1."""
+    (port,) = free_ports(1)
+    nowhere = f"127.0.0.1:{port}"
+    monkeypatch.setattr(topics, "ensure_topics", went_on)
+    monkeypatch.setattr(demo, "_start_workers", went_on)
+    if dead == "inventory-redis":
+        monkeypatch.setenv("LOOM_INVENTORY_REDIS_URL", f"redis://{nowhere}/0")
+    rc = main(
+        ["demo", "--no-infra", "--seconds", "1",
+         "--bootstrap-server", nowhere if dead == "kafka" else kafka_bootstrap,
+         "--redis-url", f"redis://{nowhere}/0" if dead == "redis" else redis_url]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 3
+    if dead == "kafka":
+        expected = f"Kafka {nowhere}: Connect to ipv4#{nowhere} failed: Connection refused"
+    else:
+        expected = f"Redis {nowhere}: Error 111 connecting to 127.0.0.1:{port}. Connection refused."
+    assert err.splitlines() == [f"loom demo: {expected}"]
+
+
+def test_rebuild_on_a_kafka_that_does_not_answer_is_one_line_naming_it(
+    redis_url: str,
+    free_ports: Callable[[int], list[int]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``loom rebuild``: after 31 s, ``loom rebuild: KafkaError{code=_TRANSPORT,...}``."""
+    (port,) = free_ports(1)
+    monkeypatch.setenv("LOOM_KAFKA_BOOTSTRAP", f"127.0.0.1:{port}")
+    monkeypatch.setenv("LOOM_REDIS_URL", redis_url)
+    monkeypatch.setattr(topics, "ensure_topics", went_on)
+    rc = main(["rebuild", "--lane", "profiles"])
+    assert rc == 3
+    assert capsys.readouterr().err.splitlines() == [
+        f"loom rebuild: Kafka 127.0.0.1:{port}: Connect to ipv4#127.0.0.1:{port} failed: "
+        "Connection refused"
+    ]
 
 
 # --- the readers' export ------------------------------------------------------------------
