@@ -121,10 +121,64 @@ def _store_sale(story: Story, out: TextIO) -> None:
         return
     print(inventory_cli.render(doc), end="", file=out)
     print(
-        "on hand - committed (ordered online, not yet shipped) = available; a POS sale lowers\n"
-        "on hand at its store, and the totals the web shop sells from, in the same commit.",
+        "on hand - committed (ordered online, not yet shipped) = available; to sell is what the\n"
+        "storefront offers (available, never below 0 nor above on hand). A POS sale lowers on\n"
+        "hand at its store, and the totals the web shop sells from, in the same commit.",
         file=out,
     )
+    _one_store_sale(story, out)
+
+
+def _one_store_sale(story: Story, out: TextIO) -> None:
+    """One identified customer's store purchase, read back from both lanes: the store's stock
+    of a SKU it sold (inventory lane) and the customer's profile (profiles lane)."""
+    found = _store_sale_example(story.sample)
+    if found is None:
+        return
+    doc, sale = found
+    order, sku = doc["last_order"], str(sale["sku"])
+    where = str(order.get("location_id"))
+    stock = story.stock.get(sku) or {}
+    here = (stock.get("locations") or {}).get(where)
+    print(
+        f"\nA store sale, as both lanes wrote it: pos_sale {sale['event_id']} at {where} "
+        f"({order.get('at')}), order {order.get('order_id')}, {order.get('total')} "
+        f"{order.get('currency')}, {sku} among its lines:",
+        file=out,
+    )
+    if here is not None:
+        totals = stock.get("totals") or {}
+        print(
+            f"  stock    {sku} at {where}: on hand {here['on_hand']}, to sell "
+            f"{here['available_to_sell']} (now; across every location the web shop can sell "
+            f"{totals.get('available_to_sell')})",
+            file=out,
+        )
+    print(
+        f"  profile  {doc['profile_id']} ({_lookup_key(doc)}): {doc.get('orders_in_store', 0)} "
+        f"in store, {doc.get('orders_online', 0)} online, preferred store "
+        f"{doc.get('preferred_store')}",
+        file=out,
+    )
+
+
+def _store_sale_example(
+    sample: Sequence[dict[str, Any]],
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """A profile with an identifier to look it up by whose last order was a store sale, and
+    that sale's entry in its recent activity (shown when personalization may use it)."""
+    for doc in sample:
+        order = doc.get("last_order") or {}
+        if not order or _lookup_key(doc) is None:
+            continue
+        for entry in doc.get("recent_activity") or ():
+            if (
+                entry.get("type") == "pos_sale"
+                and entry.get("at") == order.get("at")
+                and entry.get("sku")
+            ):
+                return doc, entry
+    return None
 
 
 def _busiest_sku(stock: InventoryReader) -> dict[str, Any] | None:
