@@ -62,7 +62,13 @@ def register(sub: Any) -> None:
     p.add_argument("--rate", type=float, default=200.0, help="events per second (200)")
     p.add_argument("--customers", type=int, default=2000, help="simulated customers (2000)")
     p.add_argument("--stores", type=int, default=5, help="simulated stores (5)")
-    p.add_argument("--seed", type=int, default=42, help="simulator seed (42): same story")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=42,
+        help="simulator seed (42): the same events and end state (the merges counted on the way"
+        " depend on the order the workers read them)",
+    )
     p.add_argument(
         "--no-infra",
         action="store_true",
@@ -242,8 +248,8 @@ def _clean_slate(settings: LoomSettings, *, stop: bool) -> bool:
 
 def _reset(settings: LoomSettings) -> None:
     """Forget an earlier demo left running with ``--keep``: Loom's topics and consumer groups
-    on the local broker, and its keys in the local Redis. Only ever on the servers the demo
-    started itself."""
+    on the local broker, and its keys in the local Redis: the servers of ``deploy/infra.sh``,
+    also when they were already up (``make infra-up``); never ``--no-infra``'s."""
     admin = kafka_clients.admin(settings)
     existing = set(admin.list_topics(timeout=10).topics)
     names = [
