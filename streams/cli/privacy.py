@@ -147,11 +147,12 @@ def run_replay(args: argparse.Namespace) -> int:
         args.group or f"{settings.app_id}-dlq-replay",
         **{"auto.offset.reset": "earliest", "enable.auto.commit": False},
     )
-    producer = kafka_clients.producer(settings)
     meta = consumer.list_topics(dlq, timeout=10).topics.get(dlq)
     if meta is None or meta.error is not None:
-        print(f"no DLQ topic {dlq}", file=sys.stderr)
+        consumer.close()
+        print(f"loom dlq replay: no DLQ topic {dlq}", file=sys.stderr)
         return 1
+    producer = kafka_clients.producer(settings)
     ends, todo = _replay_range(consumer, dlq, meta.partitions)
     consumer.subscribe([dlq])
     done: dict[int, int] = {}  # partition -> the offset to commit (after the last one read)
@@ -190,7 +191,8 @@ def run_replay(args: argparse.Namespace) -> int:
         if producer.flush(30) or failed:
             why = "; ".join(f"{n} {error}" for error, n in sorted(failed.items()))
             print(
-                f"replayed records not delivered{': ' + why if why else ''}; offsets not committed",
+                "loom dlq replay: replayed records not delivered"
+                f"{': ' + why if why else ''}; offsets not committed",
                 file=sys.stderr,
             )
             consumer.close()

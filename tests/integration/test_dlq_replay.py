@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -153,3 +155,50 @@ def test_replay_stops_at_the_end_offsets_it_found_at_start(
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert "would replay 3 of 3 DLQ records" in again.stdout
+
+
+class _Watched:
+    """A real Kafka client that notes in ``closed`` when it is closed."""
+
+    def __init__(self, client: Any, kind: str, closed: list[str]) -> None:
+        self._client, self._kind, self._closed = client, kind, closed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def close(self, *args: Any) -> Any:
+        self._closed.append(self._kind)
+        return self._client.close(*args)
+
+
+def test_a_missing_dlq_topic_is_one_loom_line_and_closes_the_clients_it_made(
+    kafka_bootstrap: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every other one-line error of the CLI starts with the command (``loom erase: ...``,
+    ``loom rebuild: ...``); the missing DLQ topic was ``no DLQ topic X``, and the replay
+    returned with its consumer and producer never closed (its other exits close them)."""
+    from streams import kafka_clients
+
+    missing = f"missing-dlq-{uuid.uuid4().hex[:8]}"
+    with_dead_letters(monkeypatch, kafka_bootstrap, missing, f"raw-{missing}", [])
+    made: list[str] = []
+    closed: list[str] = []
+
+    def watched(kind: str) -> Any:
+        make = getattr(kafka_clients, kind)
+
+        def making(*args: Any, **kwargs: Any) -> _Watched:
+            made.append(kind)
+            return _Watched(make(*args, **kwargs), kind, closed)
+
+        return making
+
+    for kind in ("consumer", "producer"):
+        monkeypatch.setattr(kafka_clients, kind, watched(kind))
+
+    assert main(["dlq", "replay"]) == 1
+    assert capsys.readouterr().err == f"loom dlq replay: no DLQ topic {missing}\n"
+    assert made
+    assert sorted(closed) == sorted(made)
