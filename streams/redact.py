@@ -41,9 +41,15 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}{port}"))
 
 
+def is_secret_key(key: str) -> bool:
+    """Whether a librdkafka configuration key's value is a secret (``sasl.password``,
+    ``ssl.key.pem``, ``sasl.oauthbearer.config``, ...)."""
+    return _SECRET_KEY.search(key) is not None
+
+
 def redact_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """A client configuration with the values of secret keys masked (for logs and errors)."""
-    return {k: (MASK if _SECRET_KEY.search(k) and v else v) for k, v in config.items()}
+    return {k: (MASK if is_secret_key(k) and v else v) for k, v in config.items()}
 
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:

@@ -26,7 +26,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from streams.redact import redact_url
+from streams.redact import is_secret_key, redact_url
 
 ENV_PREFIX: Final = "LOOM_"
 
@@ -634,7 +634,7 @@ class LoomSettings(BaseSettings):
             for name in secret_fields(type(self))
             if isinstance(v := getattr(self, name), SecretStr)
         ]
-        values += [v for k, v in self.kafka_config.items() if "password" in k or "secret" in k]
+        values += [v for k, v in self.kafka_config.items() if is_secret_key(k)]
         return [v for v in values if v]
 
     def for_lane(self, lane: str) -> LoomSettings:

@@ -245,3 +245,23 @@ def test_a_malformed_x_option_is_named_without_its_value(
     err = capsys.readouterr().err
     assert SECRET not in err
     assert err == "loom lag: -X expects KEY=VALUE, got 'sasl.password' ...\n"
+
+
+def test_every_kafka_setting_a_config_dump_masks_is_a_secret_of_free_text_too() -> None:
+    """``redact_config`` masks the values of ``ssl.key.pem`` and ``sasl.oauthbearer.config``
+    too; ``secrets()`` took only keys with "password" or "secret", so such a value given with
+    ``-X``/``LOOM_KAFKA_CONFIG`` was masked in a config dump but shown in an error message
+    (``loom``'s one-line errors are ``redact_text(message, settings.secrets())``)."""
+    config = {
+        "sasl.password": f"{SECRET}-1",
+        "sasl.oauthbearer.client.secret": f"{SECRET}-2",
+        "ssl.key.pem": f"{SECRET}-3",
+        "sasl.oauthbearer.config": f"principal={SECRET}-4",
+        "client.id": "loom-worker",
+    }
+    settings = LoomSettings(kafka_config=config, redis_password=None)
+    masked = {k for k, v in redact_config(config).items() if v == MASK}
+    assert masked == set(config) - {"client.id"}
+    text = redact_text(f"librdkafka refused: {' '.join(config.values())}", settings.secrets())
+    assert SECRET not in text
+    assert "loom-worker" in text
