@@ -88,8 +88,11 @@ class LagExporter:
             snapshot = self.reader.read(groups, table=self.table)
             self._observe(snapshot)
             statuses = [self.evaluator.evaluate(g) for g in groups]
-            for gone in set(self.evaluator.groups()) - set(groups):
+            current = set(groups)
+            for gone in set(self.evaluator.groups()) - current:
                 self.evaluator.forget(gone)
+            # --all watches throwaway groups too: keep nothing of one that is gone
+            self._known = {k: v for k, v in self._known.items() if k[0] in current}
         except KafkaException:
             self.metrics.polls.labels(result="error").inc()
             raise
