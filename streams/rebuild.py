@@ -9,6 +9,10 @@ Preconditions (checked; each refusal says what to do):
 3. the raw topic still holds its whole history (every partition's earliest offset is 0):
    records retention deleted cannot be replayed (``--allow-partial`` goes on anyway).
 
+``--wipe`` deletes the lane's keys only after every check passed and the group's offsets were
+reset: before, the group's old offsets (stamped with the generation, which a wipe keeps: both
+lanes share it) would still say the wiped state was there, to a worker and to ``--resume``.
+
 Then: the generation marker is read or created (``streams.generation``); every partition is
 read from its earliest offset up to the end offset seen at the start, through the same batch
 runner the workers use (one atomic commit per batch, bisecting poison, the DLQ, retry with
@@ -128,16 +132,14 @@ class Rebuild:
         meta = self.consumer.list_topics(raw, timeout=15).topics[raw]
         partitions = sorted(meta.partitions)
         committed = Committed.read(self.consumer, raw, partitions)
-        if not self.resume and lane_has_state(self.rt.redis, prefix, self.lane):
-            if not self.wipe:
-                raise RebuildRefusedError(
-                    f"Redis prefix {prefix!r} holds {self.lane} state: a rebuild replays into "
-                    f"an empty prefix. Pass --wipe to delete it first (it deletes the keys "
-                    f"{', '.join(LANE_KEYS[self.lane])} under {prefix}:v1), or use a new "
-                    f"LOOM_REDIS_PREFIX and LOOM_APP_ID (docs/operating.md#rebuilding-a-lane)"
-                )
-            self.report.wiped_keys = self._wipe()
-            self.say(f"wiped {self.report.wiped_keys} {self.lane} keys under {prefix}:v1")
+        wipe = not self.resume and lane_has_state(self.rt.redis, prefix, self.lane)
+        if wipe and not self.wipe:
+            raise RebuildRefusedError(
+                f"Redis prefix {prefix!r} holds {self.lane} state: a rebuild replays into "
+                f"an empty prefix. Pass --wipe to delete it first (it deletes the keys "
+                f"{', '.join(LANE_KEYS[self.lane])} under {prefix}:v1), or use a new "
+                f"LOOM_REDIS_PREFIX and LOOM_APP_ID (docs/operating.md#rebuilding-a-lane)"
+            )
         if self.resume:
             try:
                 generation = establish(self.rt.redis, prefix, self.lane, committed)
@@ -166,6 +168,14 @@ class Rebuild:
             )
         self.report.end_offsets = {p: high for p, (_, high) in bounds.items()}
         self.report.total = sum(max(0, high - low) for low, high in bounds.values())
+        if not self.resume:  # every partition restarts here, stamped with the generation
+            self._commit(
+                [TopicPartition(raw, p, low, generation) for p, (low, _) in bounds.items()],
+                then="run the rebuild again (nothing was changed)",
+            )
+        if wipe:  # only now: the group's old offsets no longer say this state is there
+            self.report.wiped_keys = self._wipe()
+            self.say(f"wiped {self.report.wiped_keys} {self.lane} keys under {prefix}:v1")
         return bounds
 
     # --- the replay ----------------------------------------------------------------------
@@ -179,14 +189,6 @@ class Rebuild:
             f"{'the committed' if self.resume else 'the earliest'} offsets, generation "
             f"{self.report.generation}"
         )
-        if not self.resume:  # every partition restarts here, stamped with the generation
-            await asyncio.to_thread(
-                self._commit,
-                [
-                    TopicPartition(raw, p, low, self.report.generation)
-                    for p, (low, _) in bounds.items()
-                ],
-            )
         self.consumer.assign([TopicPartition(raw, p, bounds[p][0]) for p in sorted(todo)])
         status = LaneStatus()
         batches = BatchRunner(self.rt, status, self.stopping)
@@ -237,8 +239,10 @@ class Rebuild:
         self.report.seconds = time.monotonic() - started
         return self.report
 
-    def _commit(self, offsets: list[TopicPartition]) -> None:
-        """Synchronously, so that a worker started by mistake meanwhile is noticed at once."""
+    def _commit(self, offsets: list[TopicPartition], *, then: str = "") -> None:
+        """Synchronously, so that a worker started by mistake meanwhile is noticed at once (a
+        group with members takes no commit from outside it). ``then``: what to do after
+        stopping the worker (default: resume)."""
         error: object = None
         try:
             done = self.consumer.commit(offsets=offsets, asynchronous=False) or []
@@ -248,8 +252,8 @@ class Rebuild:
         if error is not None:
             raise RebuildRefusedError(
                 f"committing {self.group}'s offsets failed ({error}): did a {self.lane} "
-                f"worker start during the rebuild? Stop it and run "
-                f"`loom rebuild --lane {self.lane} --resume`"
+                f"worker start during the rebuild? Stop it and "
+                f"{then or f'run `loom rebuild --lane {self.lane} --resume`'}"
             )
 
     def _progress(self, started: float) -> None:
