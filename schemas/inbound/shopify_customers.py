@@ -21,8 +21,12 @@ sends each channel's changes on a topic of its own: ``customers_email_marketing_
 (``customer_id``, ``email_address``, ``email_marketing_consent``) and
 ``customers_marketing_consent/update`` (``id``, ``phone``, ``sms_marketing_consent``). Each
 becomes a ``profile_updated`` keeping that channel's state as its trait, and a
-``consent_updated`` of ``marketing`` stamped with the channel's ``consent_updated_at`` (else
-``X-Shopify-Triggered-At``): granted when the channel is subscribed, denied otherwise. One
+``consent_updated`` of ``marketing`` stamped with the channel's ``consent_updated_at``: granted
+when the channel is subscribed, denied otherwise. A denial without that time is stamped with
+``X-Shopify-Triggered-At``; a subscription without it is invalid (dead-lettered): Shopify signs
+the body, not the header, so a captured "subscribed" body posted again under a new trigger
+time would otherwise grant marketing after a later unsubscription (a timed one loses to it:
+the lane orders consent by time). One
 channel's webhook does not say the other's state, so a channel that stops denies marketing even
 while the other may still be subscribed (fail closed: a withdrawal is never ignored); the next
 subscription grants it again from its own time.
@@ -187,6 +191,10 @@ def _channel_consent(
     decision = marketing(states, fallback=delivery.at)
     if decision is None:
         raise invalid(f"{field}.state", "required")
+    if decision[0] and states[field][1] is None:
+        # a grant must say since when: X-Shopify-Triggered-At is not signed, so a captured
+        # body posted again with a new one would grant after a later withdrawal (module doc)
+        raise invalid(f"{field}.consent_updated_at", "is required for a subscribed state")
     since = decision[1]
     verb = CONSENT_FIELDS[field]  # email_marketing / sms_marketing
     base = event_id(shop, "customer", verb, delivery_key(delivery))  # not the customer (module doc)

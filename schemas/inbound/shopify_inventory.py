@@ -11,7 +11,9 @@
 The SKU comes from the shop's ``inventory_items`` (inventory item id -> Loom SKU): the payload
 names no SKU, and an item missing there is invalid (dead-lettered) rather than guessed.
 Counts are ordered by time; two in the same second by when Shopify fired them (the event id
-starts with that time).
+starts with that time). ``X-Shopify-Triggered-At`` is not signed: an older level of the same
+second, or a disconnect (no time of its own), posted again under a later one wins until the
+next level (ADR 0007's 2026-12-04 note; an older second loses).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ id is ``shopify:<shop>:privacy:<webhook id>``: a retried webhook is the same req
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -124,14 +125,16 @@ def _request(shop: Shop, delivery: Delivery, kind: PrivacyKind, **fields: Any) -
 
 
 def shop_erasures(request: PrivacyRequest, customer_ids: Iterable[str]) -> list[Touchpoint]:
-    """``shop/redact``: one ``erasure_requested`` per customer of the shop (ids derived from
-    the shop and the customer, so doing it twice requests nothing new)."""
+    """``shop/redact``: one ``erasure_requested`` per customer of the shop. Its id is derived
+    from the request and the customer, so doing it twice requests nothing new, through a digest:
+    an erasure's event id is kept on ``privacy.erasures``, which must not hold the erased
+    customer's id."""
     shop = Shop(name=request.shop, domain=request.shop_domain, online_location=ONLINE)
     return [
         touchpoint(
             shop,
             {
-                "event_id": event_id(shop, "shop-redact", customer_id),
+                "event_id": event_id(shop, "shop-redact", _erasure_key(request, customer_id)),
                 "type": EventType.ERASURE_REQUESTED.value,
                 "channel": Channel.BACKOFFICE.value,
                 "occurred_at": request.received_at,
@@ -141,6 +144,13 @@ def shop_erasures(request: PrivacyRequest, customer_ids: Iterable[str]) -> list[
         )
         for customer_id in sorted(set(customer_ids))
     ]
+
+
+def _erasure_key(request: PrivacyRequest, customer_id: str) -> str:
+    """A digest of the request and one of its customers: it does not show the customer's id
+    (only someone who knows both could confirm it)."""
+    text = f"{request.request_id}\n{customer_id}".encode()
+    return hashlib.sha256(text).hexdigest()[:32]
 
 
 def export_record(

@@ -23,6 +23,7 @@ from topic_reader import read_topic
 from resolvers.pipeline import run_batch
 from resolvers.steps import RawRecord
 from schemas.inbound.shopify_model import PrivacyKind, PrivacyRequest, RememberCustomer
+from schemas.inbound.shopify_privacy import request_from_json, shop_erasures
 from schemas.normalize import DEFAULT
 from schemas.touchpoint import EventType, parse_touchpoint
 from streams import privacy_worker
@@ -174,8 +175,10 @@ def test_exports_erasures_audit_and_a_failed_batch_done_again(
     erasures = [parse_touchpoint(m.value()) for m in read_topic(settings.kafka_bootstrap,
                                                                 settings.topics.raw)]  # fmt: skip
     assert {tp.type for tp in erasures} == {EventType.ERASURE_REQUESTED}
-    ids = {tp.event_id for tp in erasures}
-    assert ids == {"shopify:jsmith:shop-redact:191167", "shopify:jsmith:shop-redact:555"}
+    ids = {tp.event_id for tp in erasures}  # done twice, the same two ids
+    shop_redact = request_from_json(orjson.loads(request(PrivacyKind.SHOP_REDACT, "w3")))
+    assert ids == {tp.event_id for tp in shop_erasures(shop_redact, ["191167", "555"])}
+    assert {tp.identifiers.as_mapping()["customer_id"] for tp in erasures} == {"191167", "555"}
     assert list(memory.customers("jsmith")) == []
     assert list(redis_client.scan_iter(f"{settings.redis_prefix}:shopify:v1:jsmith:*")) == []
     assert worker.metrics.requests.labels("unknown", "unreadable")._value.get() == 1

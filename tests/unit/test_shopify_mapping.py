@@ -430,12 +430,20 @@ def test_the_sms_consent_topic_grants_marketing_from_its_subscription() -> None:
     assert consent.occurred_at == datetime(2022, 1, 8, 15, 0, tzinfo=UTC)
 
 
-def test_a_consent_topic_without_a_time_takes_shopifys_trigger_time_and_needs_a_state() -> None:
+def test_a_consent_topic_without_a_time_denies_at_shopifys_trigger_time_and_needs_a_state() -> None:
     data = payload("customers_marketing_consent/update")
     del data["sms_marketing_consent"]["consent_updated_at"]
+    # a subscription must say since when (the trigger time is not signed: tests/pipeline/
+    # test_shopify_stale_reposts.py); a withdrawal is never ignored
+    with pytest.raises(InvalidEvent) as info:
+        mapped("customers_marketing_consent/update", data)
+    assert info.value.field == "sms_marketing_consent.consent_updated_at"
+    data["sms_marketing_consent"]["state"] = "unsubscribed"
     fired = datetime(2022, 1, 9, 8, 0, tzinfo=UTC)
     _, consent = mapped("customers_marketing_consent/update", data, triggered_at=fired).touchpoints
     assert consent.occurred_at == fired
+    assert consent.consent is not None
+    assert consent.consent.marketing is False
     data["sms_marketing_consent"] = None
     with pytest.raises(InvalidEvent) as info:
         mapped("customers_marketing_consent/update", data)
