@@ -21,7 +21,8 @@ Guarantees and settings:
 * every record carries the header ``loom-schema: touchpoint-v1``.
 
 Delivery callbacks run on the caller's thread inside ``send``/``poll``/``flush``; they receive a
-:class:`DeliveryReport`. The producer never logs identifier values.
+:class:`DeliveryReport`. A failed delivery no callback hears is logged (a warning); the producer
+never logs identifier values.
 
 Leaving the ``with`` block flushes (up to 30 s) and raises :class:`DeliveryError` when a record
 is not on Kafka: still queued (an outage), or failed with no ``on_delivery`` to hear it. A caller
@@ -200,8 +201,9 @@ class TouchpointProducer:
             else:
                 self.stats.failed += 1
                 self._last_error = err.str()
-                self._unheard += on_delivery is None
-                log.warning("delivery to %s failed: %s", self.topic, err.str())
+                if on_delivery is None:  # a caller's callback hears it: that caller says it
+                    self._unheard += 1  # (one line per record flooded `loom produce`'s stderr)
+                    log.warning("delivery to %s failed: %s", self.topic, err.str())
                 report = DeliveryReport(
                     self.topic, None, None, key, err.str(), bool(err.retriable())
                 )

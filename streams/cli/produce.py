@@ -5,7 +5,8 @@ identifier (the original bytes are sent, see ``TouchpointProducer.send_json``). 
 lines unvalidated and unkeyed (to exercise the DLQ); a line larger than a Kafka record may be
 is rejected as ``oversize`` by its number, the rest still sent. Progress goes to stderr every
 ``--progress-every`` seconds; a summary at the end (counts, rejected reasons with the first line
-numbers; never line contents, which may hold personal data). ``--json`` also prints the summary
+numbers, and each delivery error with the first line numbers it failed; never line contents,
+which may hold personal data). ``--json`` also prints the summary
 as one JSON object on stdout.
 
 Exit codes: 0 every line sent and delivered; 1 some lines were rejected by validation (the
@@ -17,6 +18,7 @@ out (wins over 1), or Kafka could not be reached at all (one line on stderr); 2 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections import Counter, defaultdict
@@ -49,6 +51,7 @@ class ProduceSummary:
     rejected: Counter[str] = field(default_factory=Counter)
     first_lines: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     failure_reasons: Counter[str] = field(default_factory=Counter)
+    failed_lines: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     seconds: float = 0.0
 
     def reject(self, reason: str, line_no: int) -> None:
@@ -56,12 +59,19 @@ class ProduceSummary:
         if len(self.first_lines[reason]) < FIRST_LINES_SHOWN:
             self.first_lines[reason].append(line_no)
 
-    def on_delivery(self, report: DeliveryReport) -> None:
+    def on_delivery(self, line_no: int, report: DeliveryReport) -> None:
+        """The report of line ``line_no``'s record: a failed one is named by its number, as a
+        rejected one is (a line the topic refuses as too large was only counted)."""
         if report.ok:
             self.delivered += 1
         else:
             self.failed += 1
-            self.failure_reasons[report.error or "unknown"] += 1
+            error = report.error or "unknown"
+            self.failure_reasons[error] += 1
+            lines = self.failed_lines[error]  # the first ones, whatever order reports come in
+            lines.append(line_no)
+            lines.sort()
+            del lines[FIRST_LINES_SHOWN:]
 
     @property
     def exit_code(self) -> int:
@@ -82,6 +92,7 @@ class ProduceSummary:
             "rejected": dict(self.rejected),
             "rejected_first_lines": {k: v for k, v in self.first_lines.items() if v},
             "failure_reasons": dict(self.failure_reasons),
+            "failed_first_lines": {k: v for k, v in self.failed_lines.items() if v},
             "seconds": round(self.seconds, 3),
             "rate_per_s": round(self.sent / self.seconds, 1) if self.seconds > 0 else None,
             "exit_code": self.exit_code,
@@ -99,7 +110,9 @@ class ProduceSummary:
             more = ", ..." if count > len(self.first_lines[reason]) else ""
             out.append(f"  rejected {reason}: {count} (lines {lines}{more})")
         for error, count in sorted(self.failure_reasons.items()):
-            out.append(f"  delivery failed: {error}: {count}")
+            lines = ", ".join(map(str, self.failed_lines[error]))
+            more = ", ..." if count > len(self.failed_lines[error]) else ""
+            out.append(f"  delivery failed: {error}: {count} (lines {lines}{more})")
         return "\n".join(out)
 
 
@@ -115,13 +128,13 @@ def produce_lines(
     """Send every line; returns the summary (after flushing)."""
     summary = ProduceSummary()
     started = last_report = time.monotonic()
-    callback = summary.on_delivery
     for line_no, line in enumerate(lines, start=1):
         summary.lines = line_no
         data = line.rstrip(b"\r\n")
         if not data.strip():
             summary.blank += 1
             continue
+        callback = functools.partial(summary.on_delivery, line_no)
         try:
             if raw:
                 producer.send_raw(data, on_delivery=callback)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,8 @@ from confluent_kafka import Consumer
 from streams.cli.main import main
 
 pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
 
 GOOD = {
     "event_id": "cli-1",
@@ -157,3 +162,67 @@ def test_simulate_to_file_then_produce(
     assert rc == 0
     records = count_records(kafka_bootstrap, topic2, unique_group, 500)
     assert len(records) == 500
+
+
+def test_a_line_the_topic_refuses_as_too_large_is_named_by_its_number(
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A line within LOOM_MAX_EVENT_BYTES but over the topic's ``max.message.bytes`` is
+    refused by the broker, not by the client: the summary names every line not delivered, as
+    it names the rejected ones (it gave only a count, and the exit code 3)."""
+    topic = unique_topic(config={"max.message.bytes": "2048"})
+    noise = random.Random(7)  # 8 KiB of hex that lz4 leaves well above 2 KiB
+    notes = {f"note{i}": noise.randbytes(1000).hex() for i in range(4)}
+    events = [
+        GOOD,
+        {**GOOD, "event_id": "cli-big", "properties": notes},
+        {**GOOD, "event_id": "cli-3"},
+    ]
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(b"\n".join(map(orjson.dumps, events)) + b"\n")
+    rc = main(["produce", str(path), "--topic", topic, "--bootstrap", kafka_bootstrap, "--json"])
+    captured = capsys.readouterr()
+    summary = orjson.loads(captured.out)
+    assert rc == 3  # a delivery failed
+    on_topic = count_records(kafka_bootstrap, topic, unique_group, summary["delivered"])
+    delivered = {orjson.loads(m.value())["event_id"] for m in on_topic}
+    # Kafka refuses a whole produce batch: a small line sharing the big one's fails with it
+    not_delivered = [n for n, e in enumerate(events, 1) if e["event_id"] not in delivered]
+    assert 2 in not_delivered
+    reason = "Broker: Message size too large"
+    assert summary["failed_first_lines"] == {reason: not_delivered}
+    lines = ", ".join(map(str, not_delivered))
+    assert f"delivery failed: {reason}: {len(not_delivered)} (lines {lines})" in captured.err
+
+
+def test_records_failing_delivery_are_summed_up_not_logged_one_line_each(
+    kafka_bootstrap: str, unique_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """Every record the topic refuses is in the summary (counted, its first lines named): the
+    SDK's warning per failed record made as many stderr lines as records (here 50 more)."""
+    topic = unique_topic(config={"max.message.bytes": "2048"})
+    noise = random.Random(11)
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(
+        b"".join(
+            orjson.dumps({**GOOD, "event_id": f"big-{n}", "properties": {
+                f"note{i}": noise.randbytes(1000).hex() for i in range(4)}}) + b"\n"
+            for n in range(50)
+        )
+    )  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "streams.cli.main", "produce", str(path), "--topic", topic,
+         "--bootstrap", kafka_bootstrap],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert run.returncode == 3
+    assert run.stderr.splitlines() == [
+        f"produce to {topic}: lines 50 (blank 0), sent 50, delivered 0, failed 50, "
+        "undelivered 0, rejected 0",
+        run.stderr.splitlines()[1],  # the time and rate
+        "  delivery failed: Broker: Message size too large: 50 (lines 1, 2, 3, 4, 5, ...)",
+    ]
