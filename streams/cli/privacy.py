@@ -7,11 +7,12 @@ With ``--wait`` it polls the reader (the Redis of ``--redis-url``/``--prefix``, 
 settings; phone numbers without a country code in ``--region``, else ``LOOM_DEFAULT_REGION``)
 until the identifier no longer resolves.
 
-``loom dlq replay`` re-sends dead letters to the raw topic after a fix: original key and bytes,
-plus a ``loom.replayed_from`` header naming the DLQ record. Its consumer group remembers what
-was replayed; ``--stage``/``--reason`` filter; ``--dry-run`` only counts. Dead letters of
-``loom gateway`` (stage ``gateway``) are never replayed to the raw topic: they are the senders'
-own messages, to be sent to the gateway again once fixed.
+``loom dlq replay`` re-sends dead letters to the raw topic after a fix: original key (to the
+partition the producer SDK sends it to) and bytes, plus a ``loom.replayed_from`` header naming
+the DLQ record. Its consumer group remembers what was replayed; ``--stage``/``--reason``
+filter; ``--dry-run`` only counts. Dead letters of ``loom gateway`` (stage ``gateway``) are
+never replayed to the raw topic: they are the senders' own messages, to be sent to the gateway
+again once fixed.
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ def run_replay(args: argparse.Namespace) -> int:
     from confluent_kafka import TopicPartition
 
     from streams import kafka_clients
+    from streams.producer import DEFAULT_CONFIG
 
     settings = connect(args, kafka=True)
     dlq, raw = settings.topics.dlq, settings.topics.raw
@@ -152,7 +154,9 @@ def run_replay(args: argparse.Namespace) -> int:
         consumer.close()
         print(f"loom dlq replay: no DLQ topic {dlq}", file=sys.stderr)
         return 1
-    producer = kafka_clients.producer(settings)
+    # the SDK's partitioner: a key (an identifier) lands where every other producer of the raw
+    # topic sends it, not where librdkafka's default (CRC32) would
+    producer = kafka_clients.producer(settings, partitioner=DEFAULT_CONFIG["partitioner"])
     ends, todo = _replay_range(consumer, dlq, meta.partitions)
     consumer.subscribe([dlq])
     done: dict[int, int] = {}  # partition -> the offset to commit (after the last one read)

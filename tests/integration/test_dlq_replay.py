@@ -202,3 +202,50 @@ def test_a_missing_dlq_topic_is_one_loom_line_and_closes_the_clients_it_made(
     assert capsys.readouterr().err == f"loom dlq replay: no DLQ topic {missing}\n"
     assert made
     assert sorted(closed) == sorted(made)
+
+
+def test_a_replayed_dead_letter_lands_on_the_partition_the_sdk_sends_its_key_to(
+    kafka_bootstrap: str,
+    unique_topic,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The raw topic's key is an identifier, and the SDK and the gateway send each key to one
+    partition (murmur2, as the Java client): a replayed dead letter goes there too, not where
+    librdkafka's default partitioner (CRC32) puts its key."""
+    from streams.producer import DeliveryReport, TouchpointProducer
+
+    dlq, raw = unique_topic(partitions=1), unique_topic(partitions=8)
+    with_dead_letters(monkeypatch, kafka_bootstrap, dlq, raw, [])
+    keys = [f"email:c{i}@example.com".encode() for i in range(8)]
+    p = Producer({"bootstrap.servers": kafka_bootstrap})
+    letter = [("loom.stage", b"parse"), ("loom.reason", b"malformed_json")]
+    for key in keys:
+        p.produce(dlq, key=key, value=b"{", headers=letter)
+    assert p.flush(10) == 0
+    assert main(["dlq", "replay"]) == 0
+    assert "replayed 8 of 8" in capsys.readouterr().out
+    sdk_reports: list[DeliveryReport] = []
+    with TouchpointProducer(topic=raw) as sdk:
+        for key in keys:
+            sdk.send_raw(b"{", key=key, on_delivery=sdk_reports.append)
+    sdk_partitions = {r.key: r.partition for r in sdk_reports}
+
+    c = Consumer(
+        {"bootstrap.servers": kafka_bootstrap, "group.id": f"check-{raw}",
+         "auto.offset.reset": "earliest"}
+    )  # fmt: skip
+    c.subscribe([raw])
+    replayed: dict[bytes | None, int | None] = {}
+    seen = 0
+    for _ in range(60):
+        msg = c.poll(0.5)
+        if msg is not None and not msg.error():
+            seen += 1
+            if any(k == "loom.replayed_from" for k, _ in msg.headers() or []):
+                replayed[msg.key()] = msg.partition()
+        if seen >= 16:
+            break
+    c.close()
+    assert len(sdk_partitions) == len(replayed) == 8
+    assert replayed == sdk_partitions
