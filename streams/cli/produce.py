@@ -12,7 +12,8 @@ as one JSON object on stdout.
 Exit codes: 0 every line sent and delivered; 1 some lines were rejected by validation (the
 rest were sent); 3 some records failed delivery or were still undelivered when the flush timed
 out (wins over 1), or Kafka could not be reached at all (one line on stderr); 2 usage errors
-(argparse, ``-X``, the configuration) or an unreadable input file.
+(argparse, ``-X``, the configuration) or an unreadable input file; 130 interrupted (Ctrl-C):
+the lines read before it are flushed and in the summary (a second Ctrl-C stops the flush).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ EXIT_OK: Final = 0
 EXIT_REJECTED: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_DELIVERY_FAILED: Final = 3
+EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, like a shell (and `loom`'s other commands)
 FIRST_LINES_SHOWN: Final = 5
 
 
@@ -53,6 +55,7 @@ class ProduceSummary:
     failure_reasons: Counter[str] = field(default_factory=Counter)
     failed_lines: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     seconds: float = 0.0
+    interrupted: bool = False  # Ctrl-C: the lines read before it were flushed
 
     def reject(self, reason: str, line_no: int) -> None:
         self.rejected[reason] += 1
@@ -75,6 +78,8 @@ class ProduceSummary:
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
         if self.failed or self.undelivered:
             return EXIT_DELIVERY_FAILED
         if self.rejected:
@@ -100,6 +105,7 @@ class ProduceSummary:
 
     def render(self) -> str:
         out = [
+            f"{f'interrupted after line {self.lines}: ' if self.interrupted else ''}"
             f"lines {self.lines} (blank {self.blank}), sent {self.sent}, "
             f"delivered {self.delivered}, failed {self.failed}, undelivered {self.undelivered}, "
             f"rejected {sum(self.rejected.values())}",
@@ -125,39 +131,45 @@ def produce_lines(
     progress_every_s: float = 5.0,
     flush_timeout_s: float = 60.0,
 ) -> ProduceSummary:
-    """Send every line; returns the summary (after flushing)."""
+    """Send every line; returns the summary (after flushing). Ctrl-C stops the reading: what
+    was read is flushed and summed up all the same (before, a 1 s close dropped what was still
+    queued and nothing said what had become of the lines read)."""
     summary = ProduceSummary()
     started = last_report = time.monotonic()
-    for line_no, line in enumerate(lines, start=1):
-        summary.lines = line_no
-        data = line.rstrip(b"\r\n")
-        if not data.strip():
-            summary.blank += 1
-            continue
-        callback = functools.partial(summary.on_delivery, line_no)
-        try:
-            if raw:
-                producer.send_raw(data, on_delivery=callback)
-            else:
-                producer.send_json(data, on_delivery=callback)
-        except InvalidEvent as exc:
-            summary.reject(exc.reason, line_no)
-            continue
-        except KafkaException as exc:  # larger than a Kafka record may be (--raw)
-            if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
-                raise
-            summary.reject(OVERSIZE, line_no)
-            continue
-        summary.sent += 1
-        if progress is not None and line_no % 1000 == 0:
-            now = time.monotonic()
-            if now - last_report >= progress_every_s:
-                last_report = now
-                progress.write(
-                    f"produce: {line_no} lines, {summary.sent / (now - started):.0f}/s, "
-                    f"delivered {summary.delivered}, rejected {sum(summary.rejected.values())}\n"
-                )
-                progress.flush()
+    try:
+        for line_no, line in enumerate(lines, start=1):
+            summary.lines = line_no
+            data = line.rstrip(b"\r\n")
+            if not data.strip():
+                summary.blank += 1
+                continue
+            callback = functools.partial(summary.on_delivery, line_no)
+            try:
+                if raw:
+                    producer.send_raw(data, on_delivery=callback)
+                else:
+                    producer.send_json(data, on_delivery=callback)
+            except InvalidEvent as exc:
+                summary.reject(exc.reason, line_no)
+                continue
+            except KafkaException as exc:  # larger than a Kafka record may be (--raw)
+                if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                    raise
+                summary.reject(OVERSIZE, line_no)
+                continue
+            summary.sent += 1
+            if progress is not None and line_no % 1000 == 0:
+                now = time.monotonic()
+                if now - last_report >= progress_every_s:
+                    last_report = now
+                    rejected = sum(summary.rejected.values())
+                    progress.write(
+                        f"produce: {line_no} lines, {summary.sent / (now - started):.0f}/s, "
+                        f"delivered {summary.delivered}, rejected {rejected}\n"
+                    )
+                    progress.flush()
+    except KeyboardInterrupt:
+        summary.interrupted = True
     summary.undelivered = producer.flush(flush_timeout_s)
     summary.seconds = time.monotonic() - started
     return summary

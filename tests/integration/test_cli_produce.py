@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import random
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -226,3 +228,37 @@ def test_records_failing_delivery_are_summed_up_not_logged_one_line_each(
         run.stderr.splitlines()[1],  # the time and rate
         "  delivery failed: Broker: Message size too large: 50 (lines 1, 2, 3, 4, 5, ...)",
     ]
+
+
+def test_an_interrupted_produce_flushes_what_it_read_and_says_what_became_of_it(
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Ctrl-C while reading stdin: the lines read are flushed and the summary says what was
+    delivered or failed, by line, with 130. It returned 130 and said nothing: what was still
+    queued after a 1 s close was dropped silently, and failures were never reported."""
+    topic = unique_topic(config={"max.message.bytes": "2048"})
+    noise = random.Random(5)
+    big = {**GOOD, "event_id": "cli-big", "properties": {
+        f"note{i}": noise.randbytes(1000).hex() for i in range(4)}}  # fmt: skip
+
+    class Typed(io.BytesIO):
+        """Two lines typed, then Ctrl-C."""
+
+        def __iter__(self) -> Iterator[bytes]:
+            yield orjson.dumps(GOOD) + b"\n"
+            yield orjson.dumps(big) + b"\n"
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "stdin", SimpleNamespace(buffer=Typed()))
+    rc = main(["produce", "-", "--topic", topic, "--bootstrap", kafka_bootstrap, "--json"])
+    captured = capsys.readouterr()
+    assert rc == 130
+    summary = orjson.loads(captured.out)
+    assert (summary["lines"], summary["sent"], summary["undelivered"]) == (2, 2, 0)
+    assert summary["delivered"] + summary["failed"] == 2
+    assert 2 in summary["failed_first_lines"]["Broker: Message size too large"]
+    assert "interrupted after line 2" in captured.err
