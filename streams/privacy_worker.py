@@ -5,8 +5,9 @@ compliance webhook on ``privacy.requests`` (and, for ``customers/redact``, produ
 itself). This worker consumes that topic (consumer group ``<app_id>-privacy``) and, per request:
 
 * ``customers/data_request``: reads the customer's profile as Loom holds it
-  (:class:`~streams.reader.ProfileReader`, by customer id) and writes an export record to
-  ``privacy.exports`` (keyed by shop), for the retailer to send to the customer;
+  (:class:`~streams.reader.ProfileReader`, by customer id: the snapshot and every transaction
+  the profile keeps, those consent hides from the snapshot included) and writes an export
+  record to ``privacy.exports`` (keyed by shop), for the retailer to send to the customer;
 * ``shop/redact``: requests the erasure of every customer the gateway remembers for the shop
   (one ``erasure_requested`` touchpoint each, on the raw topic, through the same pipeline as
   ``loom erase``), then forgets the shop (:mod:`streams.shopify_memory`);
@@ -126,11 +127,11 @@ class PrivacyWorker:
     def handle(self, request: PrivacyRequest, out: Outputs) -> None:
         now = self.clock()
         if request.kind is PrivacyKind.DATA_REQUEST:
-            profile = self._profile(request.customer_id)
+            profile, held = self._profile(request.customer_id) or (None, None)
             out.add(
                 self.topics.privacy_exports,
                 request.shop,
-                orjson.dumps(export_record(request, profile, now)),
+                orjson.dumps(export_record(request, profile, now, transactions=held)),
             )
             outcome = "exported" if profile is not None else "not_found"
             counts = {"profiles": int(profile is not None)}
@@ -146,13 +147,20 @@ class PrivacyWorker:
         out.add(self.topics.privacy_audit, request.shop, orjson.dumps(audit))
         out.outcomes.append((request.kind.value, outcome))
 
-    def _profile(self, customer_id: str | None) -> dict[str, Any] | None:
+    def _profile(
+        self, customer_id: str | None
+    ) -> tuple[dict[str, Any], list[dict[str, Any]] | None] | None:
+        """The customer's snapshot and the transactions their profile keeps (consent hides
+        some from the snapshot, not from the customer's own copy)."""
         if customer_id is None:
             return None
         try:
-            return self.reader.lookup("customer_id", customer_id)
+            found = self.reader.lookup_held("customer_id", customer_id)
         except InvalidIdentifierError:
             return None
+        if found is not None and found[1] is None:
+            log.warning("privacy worker: a profile's state is unreadable; exported without it")
+        return found
 
     def kafka_ready(self) -> bool:
         """Kafka answers a metadata request."""

@@ -21,6 +21,9 @@ from typing import Any, Final
 import orjson
 import redis
 
+from resolvers.lanes.stored_profile import STATE_FORMAT
+from resolvers.profile.codec import facts_from_stored
+from resolvers.profile.render import held_transactions
 from resolvers.store import MAX_REDIRECT_HOPS
 from schemas.identifiers import Identifier
 from schemas.normalize import DEFAULT, NormalizeConfig, Rejected, normalize_one
@@ -29,8 +32,9 @@ from streams.redis_keys import Keys
 MAX_HOPS: Final = MAX_REDIRECT_HOPS
 
 #: KEYS: none (names are built from ARGV, layout v1 on one standalone Redis).
-#: ARGV: root ("prefix:v1"), mode ("id" | "profile"), name ("type:value" | profile id), hops.
-#: Returns {profile_id, snapshot} or {} when absent.
+#: ARGV: root ("prefix:v1"), mode ("id" | "profile"), name ("type:value" | profile id), hops,
+#: and optionally "s": the stored state too.
+#: Returns {profile_id, snapshot} ({profile_id, snapshot, state} with "s") or {} when absent.
 LOOKUP_SCRIPT: Final = """
 local root, mode, name, max_hops = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local pid = name
@@ -39,8 +43,11 @@ if mode == 'id' then
   if not pid then return {} end
 end
 for _ = 0, max_hops do
-  local r = redis.call('HMGET', root .. ':profile:' .. pid, 'd', 'r')
-  if r[1] then return {pid, r[1]} end
+  local r = redis.call('HMGET', root .. ':profile:' .. pid, 'd', 'r', 's')
+  if r[1] then
+    if ARGV[5] == 's' and r[3] then return {pid, r[1], r[3]} end
+    return {pid, r[1]}
+  end
   if not r[2] then return {} end
   pid = r[2]
 end
@@ -120,6 +127,24 @@ class ProfileReader:
         """
         identifier = self.normalize(identifier_type, raw_value, region)
         return self._read("id", identifier.key)
+
+    def lookup_held(
+        self, identifier_type: str, raw_value: str, region: str | None = None
+    ) -> tuple[dict[str, Any], list[dict[str, Any]] | None] | None:
+        """:meth:`lookup`, with every transaction the profile keeps, whatever consent shows
+        (``resolvers.profile.render.held_transactions``; None when its stored state is in a
+        format this version cannot read), read in the same round trip: what a data export
+        holds. None when no profile holds the identifier."""
+        identifier = self.normalize(identifier_type, raw_value, region)
+        reply = self._lookup(keys=[], args=[self.keys.root, "id", identifier.key, MAX_HOPS, "s"])
+        if not reply:
+            return None
+        snapshot: dict[str, Any] = orjson.loads(reply[1])
+        state: dict[str, Any] = orjson.loads(reply[2]) if len(reply) > 2 else {}
+        if state.get("v") != STATE_FORMAT:
+            return snapshot, None
+        groups = [facts_from_stored(group["x"]) for group in state["g"].values()]
+        return snapshot, held_transactions(groups)
 
     def iter_profile_ids(self, count: int = 500) -> Iterator[str]:
         for member in self.client.sscan_iter(self.keys.profile_index, count=count):

@@ -174,6 +174,32 @@ def _latest_transactions(groups: Iterable[Facts]) -> dict[str, Transaction]:
     return out
 
 
+def held_transactions(groups: Iterable[Facts]) -> list[dict[str, Any]]:
+    """Every transaction the person's groups keep (one version per order, by time), whatever
+    consent allows now: kept for the books (docs/consent.md), shown in the snapshot only where
+    a purpose allows. A data export (``customers/data_request``) adds them to the snapshot."""
+    held = sorted(_latest_transactions(groups).values(), key=Transaction.rank)
+    return [_transaction_public(t) for t in held]
+
+
+def _transaction_public(t: Transaction) -> dict[str, Any]:
+    return {
+        "at": format_time(t.at),
+        "event_id": t.event_id,
+        "type": t.type,
+        "channel": t.channel,
+        "region": t.region,
+        "order_id": t.key.removeprefix("order:") if not t.is_return else None,
+        "in_store": t.in_store,
+        "amount": _money(t.amount, t.currency),
+        "currency": t.currency,
+        "payment_method": t.payment_method,
+        "location_id": t.location_id,
+        "categories": list(t.categories),
+        "sku": t.sku,
+    }
+
+
 def _count_transaction(totals: _Totals, t: Transaction, purposes: frozenset[Purpose]) -> None:
     """Count ``t`` toward what ``purposes`` allow (``_Totals.saw``, the sums, the counts and
     ``Transaction.rank``, inline: a long history counts up to 1,000 at each render)."""

@@ -16,7 +16,7 @@ id is ``shopify:<shop>:privacy:<webhook id>``: a retried webhook is the same req
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -154,10 +154,16 @@ def _erasure_key(request: PrivacyRequest, customer_id: str) -> str:
 
 
 def export_record(
-    request: PrivacyRequest, profile: Mapping[str, Any] | None, exported_at: datetime
+    request: PrivacyRequest,
+    profile: Mapping[str, Any] | None,
+    exported_at: datetime,
+    *,
+    transactions: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """``customers/data_request``: the customer's profile snapshot as Loom holds it (``None``
-    when Loom holds nothing), for the retailer to send to the customer."""
+    when Loom holds nothing), with ``transactions``, every order and return the profile keeps
+    for the books (the snapshot shows them only where consent allows; ``None``: not read),
+    for the retailer to send to the customer."""
     return {
         "request_id": request.request_id,
         "shop": request.shop,
@@ -167,6 +173,7 @@ def export_record(
         "orders_requested": list(request.order_ids),
         "found": profile is not None,
         "profile": dict(profile) if profile is not None else None,
+        "transactions": [dict(t) for t in transactions] if transactions is not None else None,
         "exported_at": rfc3339(exported_at),
     }
 
