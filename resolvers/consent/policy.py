@@ -83,15 +83,20 @@ class ConsentPolicy:
             for r, ps in self.region_overrides.items()
         }
         _regions(overrides, "overrides")
-        in_opt_in = sorted(r for r, ps in overrides.items() if r in opt_in and ps)
-        if in_opt_in:
-            raise PolicyError(
-                f"opt-in regions cannot be overridden to grant by default: {in_opt_in}"
-            )
         aliases = {
             str(a).strip().upper(): str(t).strip().upper() for a, t in self.region_aliases.items()
         }
         _regions(list(aliases) + list(aliases.values()), "aliases")
+        # an alias is a spelling: it may not move an opt-in region out of its jurisdiction,
+        # nor hide one under an override (``jurisdiction`` reads the code after aliases)
+        moved = sorted(a for a, t in aliases.items() if a in opt_in and t not in opt_in)
+        if moved:
+            raise PolicyError(f"opt-in regions cannot be aliased to another region: {moved}")
+        in_opt_in = sorted(r for r, ps in overrides.items() if aliases.get(r, r) in opt_in and ps)
+        if in_opt_in:
+            raise PolicyError(
+                f"opt-in regions cannot be overridden to grant by default: {in_opt_in}"
+            )
         if self.max_explicit_grants < 1:
             raise PolicyError("max_explicit_grants must be >= 1")
         object.__setattr__(self, "opt_in_regions", opt_in)

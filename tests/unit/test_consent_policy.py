@@ -118,3 +118,21 @@ def test_load_policy_reads_a_custom_file(tmp_path: Path) -> None:
     assert policy.max_explicit_grants == 4
     assert policy.default_for("CA") == {A, M}
     assert policy.default_for("DE") == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        # an alias is a spelling: it may not move an opt-in region to another jurisdiction,
+        # which the file refuses when said directly (opt_out.regions = ["DE"], above)
+        ({"aliases": {"DE": "US"}}, "opt-in regions cannot be aliased"),
+        ({"aliases": {"FR": "CA"}, "overrides": {"CA": ["analytics"]}}, "cannot be aliased"),
+        # an override under an alias of an opt-in region (UK is GB) is refused, not ignored
+        ({"overrides": {"UK": ["analytics"]}}, "cannot be overridden"),
+    ],
+)
+def test_aliases_do_not_take_an_opt_in_region_out_of_it(
+    data: dict[str, object], message: str
+) -> None:
+    with pytest.raises(PolicyError, match=message):
+        policy_from_mapping(data)
