@@ -312,12 +312,13 @@ class ProfilesBatch:
         later; so is the evidence that an identifier was seen with an account. So: the
         history of account ``C`` is the merge of the account groups whose atoms carry ``C``;
         an account group is linked to the accounts its atoms carry, any other group to the
-        accounts its identifiers were seen with; each group is pruned with the histories of
-        the accounts it is linked to. All of it only grows with more events, so the pruning
-        does not depend on their order. Where an identifier could still turn out to be
-        someone else's (an email two accounts used), both accounts' denials apply to its own
-        group (fail closed); a statement made under such an identifier alone never prunes an
-        account's data in storage: the gate hides it. Returns the people whose facts changed."""
+        accounts whose erasure would erase it whole (``_linked_accounts``); each group is
+        pruned with the histories of the accounts it is linked to. All of it only grows with
+        more events, so the pruning does not depend on their order. Where an identifier could
+        still turn out to be someone else's (an email two accounts used), both accounts'
+        denials apply to its own group (fail closed); a statement made under such an
+        identifier alone never prunes an account's data in storage: the gate hides it.
+        Returns the people whose facts changed."""
         policy = self.ctx.policy
         bound = policy.max_explicit_grants
         linked: dict[tuple[str, str], set[str]] = {}
@@ -385,27 +386,48 @@ class ProfilesBatch:
         self, res: identity.Resolution, group: Group, with_history: Mapping[str, set[str]]
     ) -> set[str]:
         """The accounts (``type:value`` of unique identifiers) with a history that a group
-        other than an account group is linked to for good: those its atoms carry, and those
-        its identifiers were seen with (the records keep them, capped: the same whatever the
-        order). ``with_history``: the values of the accounts with a history, by type."""
-        unique = self.ctx.rules.unique_types  # ``rules.is_unique``, inline
+        other than an account group is linked to for good: those whose erasure would erase
+        the group whole (``resolvers.identity.erasure``), so that nothing pruned under their
+        denials can be seen again. An atom goes with an account when it carries the account
+        id, when an identifier of it that relays (any but a device) was seen with the account,
+        or when every identifier of it was (the records keep them, capped: the same whatever
+        the order); a group goes when all its atoms do. A device seen with the account alone
+        does not link an atom that also carries an identifier of someone else's (ann@'s click
+        on the account's device): its erasure cuts the device out and the click is ann@'s, so
+        the account's denials hide it at rendering while it is in the account's person, and
+        do not prune it. ``with_history``: the values of the accounts with a history, by
+        type."""
+        rules = self.ctx.rules
+        unique, devices = rules.unique_types, rules.device_types  # ``is_unique``, inline
         written, loaded = res.records, self.records
-        out: set[str] = set()
+        out: set[str] | None = None
         for atom in group.atoms.values():
+            linked: set[str] = set()
+            every: set[str] | None = None  # the accounts every identifier was seen with
             for ident in atom.ids:
                 ident_type = ident.type
                 if ident_type in unique:
                     if ident.value in with_history.get(ident_type, ()):
-                        out.add(f"{ident_type}:{ident.value}")
+                        linked.add(f"{ident_type}:{ident.value}")
+                    every = set()
                     continue
                 record = written.get(ident)  # ``_record``, inline
                 if record is None:
                     record = loaded.get(ident, EMPTY_RECORD)
+                seen: set[str] = set()
                 for unique_type, values in record.seen_with.items():
                     wanted = with_history.get(unique_type)
                     if wanted:
-                        out.update([f"{unique_type}:{v}" for v in values if v in wanted])
-        return out
+                        seen.update([f"{unique_type}:{v}" for v in values if v in wanted])
+                if ident_type not in devices:
+                    linked |= seen
+                every = seen if every is None else every & seen
+            if every:
+                linked |= every
+            out = linked if out is None else out & linked
+            if not out:
+                break
+        return out or set()
 
     def _gate(self, groups: Sequence[Facts]) -> Gate:
         if len(groups) == 1:  # most people: their one group's history and region

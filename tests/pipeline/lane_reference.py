@@ -3,9 +3,11 @@
 (``test_lane_fold_audit``): ``ProfilesBatch._fold_facts``, ``_prune_by_accounts``,
 ``_account_histories``, ``_accounts`` and ``_record`` (methods: ``self`` is the batch),
 ``Gate.verdicts`` (``self`` is the gate), ``resolvers.stages.audit.audit`` and its
-``_event_denials``. Only the binding changed: the methods are functions of ``self`` and
-their calls of each other name these functions. The names they read are imported;
-``install`` puts them in place of today's. Not used by Loom."""
+``_event_denials``; ``_accounts`` of a group other than an account group follows the rule of
+2026-12-04 (ADR 0005's note: the accounts whose erasure would erase it whole). Only the
+binding changed: the methods are functions of ``self`` and their calls of each other name these
+functions. The names they read are imported; ``install`` puts them in place of today's. Not
+used by Loom."""
 
 from __future__ import annotations
 
@@ -157,19 +159,31 @@ def _account_histories(
 
 def _accounts(self: ProfilesBatch, res: identity.Resolution, gkey: str, group: Group) -> set[str]:
     """The accounts (``type:value`` of unique identifiers) a group is linked to for good:
-    an account group, those its atoms carry; any other, those its identifiers were seen
-    with (the records keep them, capped: the same whatever the order)."""
-    unique = self.ctx.rules.unique_types  # ``rules.is_unique``, inline
-    out: set[str] = set()
+    an account group, those its atoms carry; any other (since 2026-12-04, not verbatim), those
+    whose erasure would erase it whole: each of its atoms carries the account id, or has an
+    identifier that relays (any but a device) seen with it, or has every identifier seen with
+    it (the records keep them, capped: the same whatever the order)."""
+    rules = self.ctx.rules
+    unique = rules.unique_types  # ``rules.is_unique``, inline
+    if gkey.startswith("u:"):
+        return {i.key for atom in group.atoms.values() for i in atom.ids if i.type in unique}
+    out: set[str] | None = None
     for atom in group.atoms.values():
-        for ident in atom.ids:
-            if ident.type in unique:
-                out.add(ident.key)
-            elif not gkey.startswith("u:"):
-                record = _record(self, res, ident)
-                for unique_type, values in record.seen_with.items():
-                    out.update(f"{unique_type}:{value}" for value in values)
-    return out
+        accounts = [
+            (ident, {ident.key} if ident.type in unique else _seen(self, res, ident))
+            for ident in atom.ids
+        ]
+        linked = set.intersection(*(seen for _, seen in accounts))
+        for ident, seen in accounts:
+            if not rules.is_device(ident.type):
+                linked |= seen
+        out = linked if out is None else out & linked
+    return out or set()
+
+
+def _seen(self: ProfilesBatch, res: identity.Resolution, ident: Identifier) -> set[str]:
+    record = _record(self, res, ident)
+    return {f"{unique_type}:{v}" for unique_type, vs in record.seen_with.items() for v in vs}
 
 
 def _record(self: ProfilesBatch, res: identity.Resolution, ident: Identifier) -> IdentifierRecord:

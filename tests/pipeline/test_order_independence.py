@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pipeline_helpers import make_context, record
@@ -277,18 +276,10 @@ def test_profiles_are_a_function_of_the_set_of_events(
 def contact_worlds(draw: st.DrawFn) -> list[dict[str, Any]]:
     """The worlds above plus events that carry an email and a device or card and no account
     id (a newsletter click on the tablet, a receipt email at a till): a device or card shared
-    through the accounts the email was seen with (a review of 2026-12-04). Without either the
-    consent statements or the erasures: behaviour pruned under a denial while a device linked
-    it to the denying account does not come back when an erasure splits them
-    (``test_behaviour_pruned_under_an_erased_persons_denial``, unfixed)."""
-    if draw(st.booleans(), label="without consent"):
-        world = [
-            {k: v for k, v in e.items() if k not in ("consent", "gpc")}
-            for e in draw(events())
-            if e["type"] != "consent_updated"
-        ]
-    else:
-        world = [e for e in draw(events()) if e["type"] != "erasure_requested"]
+    through the accounts the email was seen with (a review of 2026-12-04), with the consent
+    statements and the erasures (an erasure that cuts a device out of such an event:
+    ``test_behaviour_pruned_under_an_erased_persons_denial``)."""
+    world = draw(events())
     for n in range(draw(st.integers(1, 12))):
         ids = {"email": draw(st.sampled_from(EMAILS))}
         if draw(st.booleans()):
@@ -379,18 +370,14 @@ def test_an_erasure_before_the_terminal_is_shared_ends_as_one_after() -> None:
     assert before == after == _reference([*early, *erase, *late])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="unfixed (found 2026-12-04 extending the worlds with contact events): behaviour "
-    "pruned under a denial while a device linked the group to the denying account does not "
-    "come back when an erasure splits them",
-)
 def test_behaviour_pruned_under_an_erased_persons_denial() -> None:
     """C1 denied analytics; C1 logged in on dev-a, where ann@ clicked a newsletter (dev-a links
     her click to C1, whose denial prunes its behaviour in storage); then C1 is erased (dev-a,
     a device of C1, is cut out; ann@'s click is her own again). Processed in one batch, the
     erasure comes first and her click keeps first_seen, last_seen and its channel; in three
-    batches they were pruned before the erasure and do not come back."""
+    batches they were pruned before the erasure and did not come back. A device seen with C1
+    no longer links her click to C1's denials in storage (C1's erasure would leave it hers):
+    the gate hides it while it is in C1's person (ADR 0005's note of 2026-12-04)."""
 
     def ev(event_id: str, type_: str, **fields: Any) -> dict[str, Any]:
         return {"event_id": event_id, "type": type_, "channel": "web", "region": "NO",

@@ -1,6 +1,8 @@
 """The profiles lane's pruning by accounts (``ProfilesBatch._prune_by_accounts``) decides as the
 version that computed every group's accounts and every account's history up front (kept
-verbatim below): the same people changed, every group's facts the same.
+verbatim below, but for the rule of 2026-12-04 in ``old_accounts``: a group other than an
+account group is linked to the accounts whose erasure would erase it whole): the same people
+changed, every group's facts the same.
 
 The lane's version skips what cannot change anything (an account group that stated nothing
 adds no history; a batch without any history prunes nothing; a group whose only linked
@@ -71,19 +73,32 @@ def old_prune_by_accounts(self: ProfilesBatch, res: identity.Resolution) -> set[
 def old_accounts(
     self: ProfilesBatch, res: identity.Resolution, gkey: str, group: Group
 ) -> set[str]:
-    """``ProfilesBatch._accounts`` before the fifteenth pass, verbatim (its ``_record``
-    call names the function below)."""
-    unique = self.ctx.rules.unique_types  # ``rules.is_unique``, inline
-    out: set[str] = set()
+    """``ProfilesBatch._accounts`` before the fifteenth pass (its ``_record`` call names the
+    function below), with the rule of 2026-12-04 for a group other than an account group:
+    the accounts whose erasure would erase it whole (each of its atoms carries the account
+    id, or has an identifier that relays, any but a device, seen with it, or has every
+    identifier seen with it), not every account an identifier of it was seen with."""
+    rules = self.ctx.rules
+    unique = rules.unique_types  # ``rules.is_unique``, inline
+    if gkey.startswith("u:"):
+        return {i.key for atom in group.atoms.values() for i in atom.ids if i.type in unique}
+    out: set[str] | None = None
     for atom in group.atoms.values():
-        for ident in atom.ids:
-            if ident.type in unique:
-                out.add(ident.key)
-            elif not gkey.startswith("u:"):
-                record = old_record(self, res, ident)
-                for unique_type, values in record.seen_with.items():
-                    out.update(f"{unique_type}:{value}" for value in values)
-    return out
+        accounts = [
+            (ident, {ident.key} if ident.type in unique else old_seen(self, res, ident))
+            for ident in atom.ids
+        ]
+        linked = set.intersection(*(seen for _, seen in accounts))
+        for ident, seen in accounts:
+            if not rules.is_device(ident.type):
+                linked |= seen
+        out = linked if out is None else out & linked
+    return out or set()
+
+
+def old_seen(self: ProfilesBatch, res: identity.Resolution, ident: Identifier) -> set[str]:
+    record = old_record(self, res, ident)
+    return {f"{unique_type}:{v}" for unique_type, vs in record.seen_with.items() for v in vs}
 
 
 def old_record(
@@ -210,3 +225,32 @@ def test_a_device_seen_with_an_account_loses_what_the_account_denied() -> None:
     digest = res.people["p0"].groups["a:0.0"].facts.recent["e1"].digest
     assert not digest.seen
     assert not digest.interest
+
+
+def test_a_device_seen_with_an_account_does_not_prune_what_an_erasure_would_leave() -> None:
+    """An e-mail used on the account's device (ann@'s click on C1's tablet): C1's erasure
+    cuts the device out and leaves the click to the e-mail, so C1's denial does not prune it
+    in storage (the gate hides it while it is in C1's person); once the e-mail was seen with
+    C1 too, the erasure would take the whole atom and the denial prunes it."""
+    click = [obs("e1", 0, consent={"analytics": True, "personalization": True})]
+    denied = {"analytics": False, "personalization": False}
+    account = [obs("e2", 5, type="consent_updated", consent=denied)]
+
+    def world(
+        email_seen_with: tuple[str, ...],
+    ) -> tuple[list[list[GroupSpec]], dict[str, dict[str, tuple[str, ...]]], set[str]]:
+        seen: dict[str, dict[str, tuple[str, ...]]] = {"anonymous_id:d1": {"customer_id": ("C1",)}}
+        if email_seen_with:
+            seen["email:a@x"] = {"customer_id": email_seen_with}
+        groups: list[GroupSpec] = [
+            (("anonymous_id:d1", "email:a@x"), click, True, False),
+            (("customer_id:C1",), account, True, False),
+        ]
+        return [groups], seen, set()
+
+    batch, res = _build(world(()))
+    assert batch._prune_by_accounts(res) == set()
+    assert res.people["p0"].groups["a:0.0"].facts.recent["e1"].digest.seen
+    batch, res = _build(world(("C1",)))
+    assert batch._prune_by_accounts(res) == {"p0"}
+    assert not res.people["p0"].groups["a:0.0"].facts.recent["e1"].digest.seen
