@@ -24,6 +24,7 @@ from resolvers.identity.rules import IdentityRules
 from resolvers.lanes.stored_profile import decode
 from resolvers.profile.render import EMPTY_GATED_FIELDS, Person, render
 from resolvers.stages import audit as consent_audit
+from schemas.identifiers import Identifier
 from schemas.touchpoint import touchpoint_to_json
 from streams.simulate import Simulator
 
@@ -176,15 +177,24 @@ def revoked_but_held(loom: Loom, pid: str) -> list[tuple[str, str]]:
         found = orjson.loads(state).get("w", {}) if state else {}  # type: ignore[arg-type]
         return {f"{t}:{v}" for t, vs in found.items() for v in vs}
 
+    def erased_with(ids: tuple[Identifier, ...]) -> set[str]:
+        """The accounts whose erasure would erase an atom of a group other than an account
+        group whole (docs/consent.md "Revocation purges"): it carries the account id, or an
+        identifier of it that relays (any but a device) was seen with it, or every one was."""
+        seen = [{i.key} if rules.is_unique(i.type) else seen_with(i.key) for i in ids]
+        out = set.intersection(*seen)
+        for ident, accounts in zip(ids, seen, strict=True):
+            if not rules.is_device(ident.type):
+                out |= accounts
+        return out
+
     linked: dict[str, set[str]] = {}
     for gkey, group in profile.groups.items():
-        ids = {i for atom in group.atoms.values() for i in atom.ids}
-        accounts = {i.key for i in ids if rules.is_unique(i.type)}
-        if not gkey.startswith("u:"):
-            for ident in ids:
-                if not rules.is_unique(ident.type):
-                    accounts |= seen_with(ident.key)
-        linked[gkey] = accounts
+        if gkey.startswith("u:"):
+            ids = {i for atom in group.atoms.values() for i in atom.ids}
+            linked[gkey] = {i.key for i in ids if rules.is_unique(i.type)}
+        else:
+            linked[gkey] = set.intersection(*(erased_with(a.ids) for a in group.atoms.values()))
     out = []
     for gkey, group in profile.groups.items():
         histories = [group.facts.consent] + [
