@@ -62,8 +62,9 @@ from streams.generation import Committed, establish, recovery_hint
 from streams.health import Check, HealthServer
 from streams.lane_status import LaneState, LaneStatus, StopReason
 from streams.offsets import DueOffsets, ProcessedOffsets, next_offsets
+from streams.redis_keys import Keys
 from streams.redis_store import RedisStore
-from streams.relay import RelaySupervisor
+from streams.relay import OutboxGauges, RelaySupervisor
 from streams.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -268,6 +269,11 @@ class LaneRunner:
                 failing_after_s=self.settings.stuck_after_s,
                 min_interval_s=self.settings.relay_interval_s,
             )
+        #: without a relay, the outbox's backlog is still exported (its alerts), every second
+        self.outbox_gauges: OutboxGauges | None = None
+        if self.relay is None:
+            outbox_key = Keys(self.settings.redis_prefix).outbox
+            self.outbox_gauges = OutboxGauges(rt.redis, outbox_key, rt.metrics.relay)
         self._relay_wakeup = asyncio.Event()
         #: offsets processed but not committed yet
         self._due = DueOffsets(self.settings.commit_interval_s)
@@ -394,6 +400,8 @@ class LaneRunner:
             # hold the lane's state (a Redis that lost it gets no outbox stream from us).
             if self.relay is not None:
                 self.relay.start(self._relay_wakeup)
+            if self.outbox_gauges is not None:
+                self.outbox_gauges.start()
             self.status.running()
             await self._loop()
         except LaneStopped as stop:
@@ -418,6 +426,8 @@ class LaneRunner:
         await self.stopping.wait()
         if self.relay is not None:
             await self.relay.stop()
+        if self.outbox_gauges is not None:
+            await self.outbox_gauges.stop()
 
     async def _establish_generation(self) -> None:
         """Check Redis holds the state the group's committed offsets imply (and remember the

@@ -37,7 +37,9 @@ longer than the lease) purges what it still had on its way to Kafka and stands b
 While passes fail, ``loom_relay_failing`` is 1, ``loom_relay_errors_total{error}`` counts them
 and the worker's ``/readyz`` says ``relay`` once they have failed for ``LOOM_STUCK_AFTER_S``.
 Every second the supervisor exports the outbox's length and the age of its oldest record
-(``loom_outbox_length``, ``loom_outbox_oldest_age_seconds``), whoever's relay is behind.
+(``loom_outbox_length``, ``loom_outbox_oldest_age_seconds``), whoever's relay is behind; a
+worker that runs no relay (``LOOM_WORKER_RELAY=false``) exports them all the same
+(:class:`OutboxGauges`), so an outbox no ``loom relay`` delivers raises the outbox alerts.
 
 A profile's snapshot record is held in the outbox as a reference to the snapshot its commit
 stored (ADR 0033, ``streams.outbox``): a pass reads the referenced profiles' ``v`` and ``d`` in
@@ -588,15 +590,60 @@ class OutboxRelay:
 
     def outbox_stats(self) -> tuple[int, float]:
         """``(length, age in seconds of the oldest entry)`` of the outbox (one round trip)."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.xlen(self.key)
-        pipe.xrange(self.key, count=1)
-        pipe.time()
-        length, first, (secs, micros) = pipe.execute()
-        if not first:
-            return int(length), 0.0
-        first_ms = int(first[0][0].split(b"-")[0])
-        return int(length), max(0.0, secs + micros / 1e6 - first_ms / 1000)
+        return outbox_stats(self.client, self.key)
+
+
+def outbox_stats(client: redis.Redis, key: str) -> tuple[int, float]:
+    """``(length, age in seconds of the oldest entry)`` of the outbox ``key`` (one round trip)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.xlen(key)
+    pipe.xrange(key, count=1)
+    pipe.time()
+    length, first, (secs, micros) = pipe.execute()
+    if not first:
+        return int(length), 0.0
+    first_ms = int(first[0][0].split(b"-")[0])
+    return int(length), max(0.0, secs + micros / 1e6 - first_ms / 1000)
+
+
+class OutboxGauges:
+    """Exports an outbox's length and the age of its oldest entry every ``every_s``, in a
+    thread of its own (never on a batch's path), for a worker that runs no relay
+    (``LOOM_WORKER_RELAY=false``, ADR 0039). Only a relay set the gauges before: a worker
+    left them at 0, so with no ``loom relay`` running, an outbox nobody delivered never
+    raised ``LoomOutboxNotDraining`` or ``LoomOutboxBacklog``."""
+
+    def __init__(
+        self, client: redis.Redis, key: str, metrics: RelayMetrics, *, every_s: float = 1.0
+    ) -> None:
+        self.client, self.key, self.metrics, self.every_s = client, key, metrics, every_s
+        self.task: asyncio.Task[None] | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-outbox")
+
+    def start(self) -> asyncio.Task[None]:
+        self.task = asyncio.create_task(self.run())
+        return self.task
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
+    async def run(self) -> None:
+        while True:
+            await self._export()
+            await asyncio.sleep(self.every_s)
+
+    async def _export(self) -> None:
+        read = functools.partial(outbox_stats, self.client, self.key)
+        try:
+            length, age = await asyncio.get_running_loop().run_in_executor(self._thread, read)
+        except Exception:  # Redis down: the lane's own retries and alerts say so
+            return
+        self.metrics.outbox_length.set(length)
+        self.metrics.outbox_oldest_age.set(age)
 
 
 class RelaySupervisor:

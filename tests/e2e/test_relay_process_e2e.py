@@ -101,3 +101,32 @@ def test_workers_without_a_relay_leave_the_outbox_to_loom_relay_which_delivers_a
     for proc in relays.values():
         assert proc.wait(30) == 0
         loom.workers.remove(proc)
+
+
+def test_a_worker_without_a_relay_still_exports_its_outbox_backlog(
+    loom: Loom, free_ports: Callable[[int], list[int]]
+) -> None:
+    """With ``LOOM_WORKER_RELAY=false`` and no ``loom relay`` running, nothing delivers the
+    outbox: the workers' ``loom_outbox_length`` and ``loom_outbox_oldest_age_seconds`` are what
+    ``LoomOutboxBacklog`` and ``LoomOutboxNotDraining`` see. Before, they stayed at 0 (the
+    gauges were registered but only a relay set them), so those alerts could never fire."""
+    worker_ports = dict(zip(LANES, free_ports(len(LANES)), strict=True))
+    for lane, port in worker_ports.items():
+        env = {**NO_RELAY, "LOOM_WEB_PORT": str(port), "LOOM_INVENTORY_WEB_PORT": str(port)}
+        loom.start_worker(lane, env=env)
+    loom.produce([sale(n) for n in range(60)])
+    loom.wait_for(lambda: loom.lag() == 0, "both lanes committed everything")
+    waiting = loom.outbox_length()
+    assert waiting > 0  # nothing delivers it
+    for port in worker_ports.values():
+        loom.wait_for(
+            lambda p=port: metric(p, "loom_outbox_length") == waiting,
+            f"the worker on {port} exports the outbox's {waiting} entries",
+            timeout=15,
+        )
+        loom.wait_for(
+            lambda p=port: metric(p, "loom_outbox_oldest_age_seconds") > 0,
+            f"the worker on {port} exports the oldest entry's age",
+            timeout=15,
+        )
+        assert metric(port, "loom_relay_records_total") == 0
