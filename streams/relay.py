@@ -640,7 +640,7 @@ class OutboxGauges:
         read = functools.partial(outbox_stats, self.client, self.key)
         try:
             length, age = await asyncio.get_running_loop().run_in_executor(self._thread, read)
-        except Exception:  # Redis down: the lane's own retries and alerts say so
+        except redis.RedisError:  # Redis down: the lane's own retries and alerts say so
             return
         self.metrics.outbox_length.set(length)
         self.metrics.outbox_oldest_age.set(age)
