@@ -15,8 +15,7 @@ import sys
 from typing import Any
 
 from resolvers.pipeline import LANES
-from streams.settings import load_settings
-from streams.startup import check_kafka, check_redis
+from streams.cli.options import connect
 
 
 def register(sub: Any) -> None:
@@ -55,9 +54,9 @@ def run(args: argparse.Namespace) -> int:
         say(f"--wipe deletes every {args.lane} key in Redis: add --yes to confirm")
         return 2
     logging.getLogger("streams").setLevel(logging.WARNING)  # the progress lines tell the story
-    settings = load_settings().for_lane(args.lane)
-    check_kafka(settings)  # one line naming a server that does not answer (exit 3), as every
-    check_redis(settings)  # command: a Kafka down was a bare KafkaError 30 s later
+    # one line naming a server that does not answer (exit 3), as every command: a Kafka down was
+    # a bare KafkaError 30 s later
+    settings = connect(args, kafka=True, redis=True, lane=args.lane)
     ensure_topics(settings)
     rebuild = Rebuild(
         build_runtime(settings, LANES[args.lane]),
