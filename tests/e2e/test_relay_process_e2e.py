@@ -47,18 +47,27 @@ def sale(n: int) -> dict[str, object]:
     }
 
 
-@pytest.mark.parametrize(
-    "loom", ["plain", pytest.param("secured", marks=pytest.mark.secured)], indirect=True
-)
-def test_workers_without_a_relay_leave_the_outbox_to_loom_relay_which_delivers_all_of_it(
+def workers_without_a_relay_after_60_sales(
     loom: Loom, free_ports: Callable[[int], list[int]]
-) -> None:
+) -> dict[str, int]:
+    """A worker per lane with ``LOOM_WORKER_RELAY=false``, once both lanes committed 60 sales;
+    each lane's web port."""
     worker_ports = dict(zip(LANES, free_ports(len(LANES)), strict=True))
     for lane, port in worker_ports.items():
         env = {**NO_RELAY, "LOOM_WEB_PORT": str(port), "LOOM_INVENTORY_WEB_PORT": str(port)}
         loom.start_worker(lane, env=env)
     loom.produce([sale(n) for n in range(60)])
     loom.wait_for(lambda: loom.lag() == 0, "both lanes committed everything")
+    return worker_ports
+
+
+@pytest.mark.parametrize(
+    "loom", ["plain", pytest.param("secured", marks=pytest.mark.secured)], indirect=True
+)
+def test_workers_without_a_relay_leave_the_outbox_to_loom_relay_which_delivers_all_of_it(
+    loom: Loom, free_ports: Callable[[int], list[int]]
+) -> None:
+    worker_ports = workers_without_a_relay_after_60_sales(loom, free_ports)
     # the workers relay nothing: what their batches committed waits in the outbox
     assert loom.outbox_length() > 0
     for port in worker_ports.values():
@@ -110,12 +119,7 @@ def test_a_worker_without_a_relay_still_exports_its_outbox_backlog(
     outbox: the workers' ``loom_outbox_length`` and ``loom_outbox_oldest_age_seconds`` are what
     ``LoomOutboxBacklog`` and ``LoomOutboxNotDraining`` see. Before, they stayed at 0 (the
     gauges were registered but only a relay set them), so those alerts could never fire."""
-    worker_ports = dict(zip(LANES, free_ports(len(LANES)), strict=True))
-    for lane, port in worker_ports.items():
-        env = {**NO_RELAY, "LOOM_WEB_PORT": str(port), "LOOM_INVENTORY_WEB_PORT": str(port)}
-        loom.start_worker(lane, env=env)
-    loom.produce([sale(n) for n in range(60)])
-    loom.wait_for(lambda: loom.lag() == 0, "both lanes committed everything")
+    worker_ports = workers_without_a_relay_after_60_sales(loom, free_ports)
     waiting = loom.outbox_length()
     assert waiting > 0  # nothing delivers it
     for port in worker_ports.values():

@@ -91,14 +91,21 @@ def on_hand(store: InMemoryStore, location: str) -> int:
 T1, T2, LATER = (datetime(2022, 1, d, 14, 0, tzinfo=UTC) for d in (5, 7, 9))
 
 
-@pytest.mark.parametrize("topic", [EMAIL, SMS])
-def test_an_older_subscription_posted_again_does_not_subscribe_the_customer_again(
-    topic: str,
-) -> None:
+def subscribed_then_unsubscribed(topic: str) -> tuple[InMemoryStore, dict[str, Any]]:
+    """A store where the customer subscribed (Jan 5) and then unsubscribed (Jan 7) on
+    ``topic``'s channel, and the subscription's body."""
     store = InMemoryStore()
     subscribed = consent_body(topic, "subscribed", "2022-01-05T09:00:00-05:00")
     unsubscribed = consent_body(topic, "unsubscribed", "2022-01-07T09:00:00-05:00")
     run(store, posted(topic, subscribed, 1, T1) + posted(topic, unsubscribed, 2, T2), 0)
+    return store, subscribed
+
+
+@pytest.mark.parametrize("topic", [EMAIL, SMS])
+def test_an_older_subscription_posted_again_does_not_subscribe_the_customer_again(
+    topic: str,
+) -> None:
+    store, subscribed = subscribed_then_unsubscribed(topic)
     again = posted(topic, subscribed, 3, LATER)
     assert again, "mapped again: a new event to the workers"
     run(store, again, 100)
@@ -109,10 +116,7 @@ def test_an_older_subscription_posted_again_does_not_subscribe_the_customer_agai
 def test_a_subscription_without_its_time_posted_again_does_not_subscribe_the_customer_again(
     topic: str,
 ) -> None:
-    store = InMemoryStore()
-    subscribed = consent_body(topic, "subscribed", "2022-01-05T09:00:00-05:00")
-    unsubscribed = consent_body(topic, "unsubscribed", "2022-01-07T09:00:00-05:00")
-    run(store, posted(topic, subscribed, 1, T1) + posted(topic, unsubscribed, 2, T2), 0)
+    store, _ = subscribed_then_unsubscribed(topic)
     # a captured body whose subscription has no time: the trigger time (a header) stamped it
     timeless = consent_body(topic, "subscribed", None)
     run(store, posted(topic, timeless, 3, LATER), 100)
