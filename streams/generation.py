@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -34,6 +34,8 @@ from streams.errors import StateLostError
 from streams.redis_keys import Keys
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Key patterns (under ``P:v1:``) of each lane's own state; the first is its index.
 LANE_KEYS: dict[str, tuple[str, ...]] = {
@@ -79,8 +81,14 @@ class Committed:
     ) -> Committed:
         """What the group's committed offsets of ``partitions`` say
         (:func:`committed_offsets`)."""
-        got = committed_offsets(consumer, topic, partitions, timeout_s=timeout_s, sleep=sleep)
-        done = [tp for tp in got if tp.offset >= 0]
+        return cls.of(
+            committed_offsets(consumer, topic, partitions, timeout_s=timeout_s, sleep=sleep)
+        )
+
+    @classmethod
+    def of(cls, offsets: Sequence[TopicPartition]) -> Committed:
+        """What an answer of :func:`committed_offsets` says."""
+        done = [tp for tp in offsets if tp.offset >= 0]
         return cls(len(done), frozenset(tp.metadata or "" for tp in done))
 
 
@@ -99,32 +107,49 @@ def committed_offsets(
     whose fetch failed with an error and no offset: read as "never committed", it would let
     :func:`establish` start a new generation on a Redis that lost its state)."""
     asked = [TopicPartition(topic, p) for p in partitions]
+
+    def ask(timeout: float) -> list[TopicPartition]:
+        got: list[TopicPartition] = consumer.committed(asked, timeout=timeout)
+        failed = next((tp.error for tp in got if tp.error is not None), None)
+        if failed is not None:
+            raise KafkaException(failed)
+        return got
+
+    return ask_coordinator(ask, timeout_s=timeout_s, sleep=sleep)
+
+
+def ask_coordinator(
+    ask: Callable[[float], T],
+    *,
+    timeout_s: float,
+    sleep: Callable[[float], object] = time.sleep,
+) -> T:
+    """``ask(timeout)`` (``timeout``: the seconds left, at least 0.1), asked again while it
+    raises a ``KafkaException`` whose code is :data:`ASK_AGAIN`, until ``timeout_s``; then,
+    or at once for any other error, it raises what ``ask`` raised."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            got: list[TopicPartition] = consumer.committed(
-                asked, timeout=max(0.1, deadline - time.monotonic())
-            )
-            failed = next((tp.error for tp in got if tp.error is not None), None)
-            if failed is not None:
-                raise KafkaException(failed)
-            return got
+            return ask(max(0.1, deadline - time.monotonic()))
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
             code = error.code() if isinstance(error, KafkaError) else None
-            if code not in _ASK_AGAIN or time.monotonic() >= deadline:
+            if code not in ASK_AGAIN or time.monotonic() >= deadline:
                 raise
             sleep(_COORDINATOR_BACKOFF_S)
 
 
-#: What a group coordinator answers while it moves or loads, and a partition's answer while a
-#: transaction's offsets are pending: asked again (``Committed.read``).
-_ASK_AGAIN: Final = frozenset(
+#: What a group coordinator answers while it moves or loads (a cluster just started creates
+#: its offsets topic at the first group's first ask, and a request meanwhile may get no answer
+#: at all: ``_TIMED_OUT``), and a partition's answer while a transaction's offsets are
+#: pending: asked again (:func:`ask_coordinator`).
+ASK_AGAIN: Final = frozenset(
     {
         KafkaError.NOT_COORDINATOR,
         KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
         KafkaError.COORDINATOR_NOT_AVAILABLE,
         KafkaError.UNSTABLE_OFFSET_COMMIT,
+        KafkaError._TIMED_OUT,
     }
 )
 _COORDINATOR_BACKOFF_S: Final = 0.1

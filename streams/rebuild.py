@@ -1,7 +1,9 @@
 """``loom rebuild``: Kafka is the source of truth, operationally. Replay a lane from the raw
 topic's earliest offsets into Redis, then hand over to the lane's workers.
 
-Preconditions (checked; each refusal says what to do):
+Preconditions (checked; each refusal says what to do; a group coordinator that moves or is
+still loading, as on a cluster just started, is asked again for ``coordinator_timeout_s``,
+then :class:`~streams.startup.InfraError` says so in one line):
 
 1. no worker of the lane runs (its consumer group has no members): offsets of a group with
    members cannot be set, and a worker would race the rebuild;
@@ -29,17 +31,26 @@ interrupted rebuild from those offsets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from streams import kafka_clients
 from streams.batch_runner import BatchRunner
 from streams.errors import StateLostError
-from streams.generation import LANE_KEYS, Committed, establish, lane_has_state
+from streams.generation import (
+    ASK_AGAIN,
+    LANE_KEYS,
+    Committed,
+    ask_coordinator,
+    establish,
+    lane_has_state,
+)
 from streams.lane_runner import raw_record
 from streams.lane_status import LaneStatus
 from streams.offsets import next_offsets
@@ -47,6 +58,7 @@ from streams.redis_keys import Keys
 from streams.redis_store import RedisStore
 from streams.relay import RelaySupervisor
 from streams.runtime import Runtime
+from streams.startup import InfraError
 from streams.stock_router import hand_over
 
 log = logging.getLogger(__name__)
@@ -69,6 +81,45 @@ class Report:
     end_offsets: dict[int, int] = field(default_factory=dict)
 
 
+def group_members(
+    admin: AdminClient,
+    group: str,
+    *,
+    timeout_s: float,
+    sleep: Callable[[float], object] = time.sleep,
+) -> int:
+    """How many members ``group`` has; a coordinator that moves or is still loading (a cluster
+    just started) is asked again until ``timeout_s`` (``generation.ask_coordinator``)."""
+
+    def ask(timeout: float) -> int:
+        wait = min(15.0, timeout)
+        (future,) = admin.describe_consumer_groups([group], request_timeout=wait).values()
+        try:
+            return len(future.result(timeout=wait + 1).members)  # librdkafka's timeout first
+        except TimeoutError:  # no answer at all: as librdkafka's own request timeout says it
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT)) from None
+
+    return ask_coordinator(ask, timeout_s=timeout_s, sleep=sleep)
+
+
+@contextlib.contextmanager
+def _no_coordinator(group: str, timeout_s: float) -> Iterator[None]:
+    """A coordinator still moving or loading after ``timeout_s``: one line saying so
+    (:class:`~streams.startup.InfraError`); any other error as it is."""
+    try:
+        yield
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else None
+        if not isinstance(error, KafkaError) or error.code() not in ASK_AGAIN:
+            raise
+        raise InfraError(
+            f"Kafka's coordinator of consumer group {group} did not answer within "
+            f"{timeout_s:g} s ({error.name()}: {error.str()}); a cluster that has just started "
+            f"may still be loading its offsets topic: run the same rebuild again once "
+            f"`loom lag --group {group}` answers"
+        ) from exc
+
+
 class Rebuild:
     """One lane's rebuild (see the module docstring); ``await run()``."""
 
@@ -82,13 +133,14 @@ class Rebuild:
         progress: Callable[[str], None] = print,
         progress_every_s: float = 2.0,
         drain_timeout_s: float = 120.0,
+        coordinator_timeout_s: float = 60.0,
     ) -> None:
         self.rt, self.settings = rt, rt.settings
         self.lane = rt.lane.name
         self.group = self.settings.group_id(self.lane)
         self.wipe, self.resume, self.allow_partial = wipe, resume, allow_partial
         self.say, self.progress_every_s = progress, progress_every_s
-        self.drain_timeout_s = drain_timeout_s
+        self.drain_timeout_s, self.coordinator_timeout_s = drain_timeout_s, coordinator_timeout_s
         self.report = Report(self.lane)
         self.stopping = asyncio.Event()
         self.consumer = kafka_clients.consumer(
@@ -103,8 +155,8 @@ class Rebuild:
     # --- preconditions -------------------------------------------------------------------
     def _members(self) -> int:
         admin = kafka_clients.admin(self.settings)
-        (future,) = admin.describe_consumer_groups([self.group], request_timeout=15).values()
-        return len(future.result(timeout=20).members)
+        with _no_coordinator(self.group, self.coordinator_timeout_s):
+            return group_members(admin, self.group, timeout_s=self.coordinator_timeout_s)
 
     def _wipe(self) -> int:
         root = Keys(self.settings.redis_prefix).root

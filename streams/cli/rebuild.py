@@ -2,7 +2,8 @@
 
 See :mod:`streams.rebuild` for the preconditions and the switch-over; the runbook is
 ``docs/operating.md#rebuilding-a-lane``. Exit codes: 0 rebuilt, 1 failed or interrupted
-(``--resume`` continues), 2 refused (a precondition; the message says what to do).
+(``--resume`` continues), 2 refused (a precondition; the message says what to do), 3 Kafka or
+Redis did not answer (e.g. a group coordinator still loading after a minute).
 """
 
 from __future__ import annotations
