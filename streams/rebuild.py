@@ -25,7 +25,8 @@ relay runs alongside, and the rebuild waits for the outbox to drain at the end.
 Switch-over: the lane group's committed offsets are where the rebuild stopped, stamped with
 the generation Redis now holds, so the lane's workers, started afterwards, continue from there
 with every later record (``docs/operating.md#rebuilding-a-lane``). ``--resume`` continues an
-interrupted rebuild from those offsets.
+interrupted rebuild from those offsets (read once, for the generation check and the start
+offsets both: ``generation.committed_offsets``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from streams.generation import (
     LANE_KEYS,
     Committed,
     ask_coordinator,
+    committed_offsets,
     establish,
     lane_has_state,
 )
@@ -183,7 +185,11 @@ class Rebuild:
             )
         meta = self.consumer.list_topics(raw, timeout=15).topics[raw]
         partitions = sorted(meta.partitions)
-        committed = Committed.read(self.consumer, raw, partitions)
+        with _no_coordinator(self.group, self.coordinator_timeout_s):  # one read, for the
+            offsets = committed_offsets(  # generation check and for --resume's start offsets
+                self.consumer, raw, partitions, timeout_s=self.coordinator_timeout_s
+            )
+        committed = Committed.of(offsets)
         wipe = not self.resume and lane_has_state(self.rt.redis, prefix, self.lane)
         if wipe and not self.wipe:
             raise RebuildRefusedError(
@@ -203,10 +209,7 @@ class Rebuild:
         if isinstance(self.rt.store, RedisStore):
             self.rt.store.generation = generation
         bounds: dict[int, tuple[int, int]] = {}
-        starts = {}
-        if self.resume:
-            got = self.consumer.committed([TopicPartition(raw, p) for p in partitions], timeout=10)
-            starts = {tp.partition: tp.offset for tp in got if tp.offset >= 0}
+        starts = {tp.partition: tp.offset for tp in offsets if self.resume and tp.offset >= 0}
         deleted = 0
         for p in partitions:
             low, high = self.consumer.get_watermark_offsets(TopicPartition(raw, p), timeout=10)

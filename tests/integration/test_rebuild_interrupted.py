@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import redis
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from test_lookup import live_snapshots
 
@@ -54,8 +54,8 @@ def deployment(
     for tp in itertools.islice(sim.events(), EVENTS):
         producer.produce(raw, value=dump_touchpoint(tp), partition=0)
     assert producer.flush(30) == 0
-    # a fresh cluster creates its offsets topic at the first group's first ask: the rebuild's
-    # one admin call to describe its group would time out meanwhile
+    # a fresh cluster creates its offsets topic at the first group's first ask: the rebuild
+    # would wait for it (test_rebuild_fresh_cluster), up to 15 s per unanswered ask
     warm = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"warm-{raw}"})
     committed_offsets(warm, raw, [0], timeout_s=60)
     warm.close()
@@ -96,6 +96,22 @@ def rebuild(settings: LoomSettings, cls: type[Rebuild] = Rebuild, **options: Any
         rt.redis.close()
 
 
+def crashing_at_the_third_batch() -> type[Rebuild]:
+    """A rebuild that crashes after its third batch's atomic Redis commit, before the batch's
+    offsets are committed."""
+
+    class CrashAtThirdBatch(Rebuild):
+        commits = 0  # the offsets' reset, then one per batch
+
+        def _commit(self, offsets: list[TopicPartition], *, then: str = "") -> None:
+            type(self).commits += 1
+            if type(self).commits == 4:
+                raise CrashError
+            super()._commit(offsets, then=then)
+
+    return CrashAtThirdBatch
+
+
 def snapshots(client: redis.Redis, settings: LoomSettings) -> dict[str, Any]:
     found = live_snapshots(client, settings.redis_prefix)
     assert found  # the simulator's events make profiles
@@ -112,24 +128,68 @@ def test_a_resume_after_a_crash_between_a_batch_s_commit_and_its_offsets_is_exac
     rebuild(clean)
     expected = snapshots(redis_client, clean)
 
-    class CrashAtThirdBatch(Rebuild):
-        commits = 0  # the offsets' reset, then one per batch
-
-        def _commit(self, offsets: list[TopicPartition], *, then: str = "") -> None:
-            type(self).commits += 1
-            if type(self).commits == 4:
-                raise CrashError
-            super()._commit(offsets, then=then)
-
     resumed = deployment("resumed")
     with pytest.raises(CrashError):
-        rebuild(resumed, CrashAtThirdBatch)
+        rebuild(resumed, crashing_at_the_third_batch())
     partial = live_snapshots(redis_client, resumed.redis_prefix)
     assert partial  # interrupted mid-way, not at an end
     assert partial != expected
 
     report = rebuild(resumed, resume=True)
     assert report.records == EVENTS - 2 * 7  # the third batch is read again
+    assert snapshots(redis_client, resumed) == expected
+
+
+class CoordinatorMovesAfterItsFirstAnswer:
+    """The rebuild's consumer, whose group coordinator moves after answering once: the next
+    ``committed`` answer carries NOT_COORDINATOR on every partition and no offset, as
+    librdkafka reports a partition whose fetch failed; later ones are answered again."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        self.consumer, self.answers = consumer, 0
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[Any]:
+        self.answers += 1
+        if self.answers == 2:
+            return [FailedFetch(tp.topic, tp.partition) for tp in partitions]
+        return self.consumer.committed(partitions, timeout=timeout)  # type: ignore[no-any-return]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.consumer, name)
+
+
+class FailedFetch:
+    """A partition of ``committed``'s answer whose fetch failed (``TopicPartition.error``
+    cannot be set from Python)."""
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.topic, self.partition, self.offset, self.metadata = topic, partition, -1001, None
+        self.error = KafkaError(KafkaError.NOT_COORDINATOR)
+
+
+def test_a_resume_whose_coordinator_moves_continues_from_the_committed_offsets(
+    deployment: Callable[[str], LoomSettings], redis_client: redis.Redis
+) -> None:
+    """``--resume`` read the group's committed offsets twice: once for the generation check
+    (asked again while the coordinator moves), once more for its start offsets with a bare
+    ``committed()``, whose failed partitions (no offset) were read as "never committed": the
+    resume replayed from the earliest offsets, 120 records for the 106 left. One read now
+    serves both."""
+    clean = deployment("clean")
+    rebuild(clean)
+    expected = snapshots(redis_client, clean)
+
+    class ResumeAsTheCoordinatorMoves(Rebuild):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.consumer = CoordinatorMovesAfterItsFirstAnswer(self.consumer)  # type: ignore[assignment]
+
+    resumed = deployment("resumed")
+    with pytest.raises(CrashError):
+        rebuild(resumed, crashing_at_the_third_batch())
+
+    report = rebuild(resumed, ResumeAsTheCoordinatorMoves, resume=True)
+    assert report.records == EVENTS - 2 * 7  # from the committed offsets, not the earliest
     assert snapshots(redis_client, resumed) == expected
 
 
