@@ -85,6 +85,12 @@ class Committed:
             committed_offsets(consumer, topic, partitions, timeout_s=timeout_s, sleep=sleep)
         )
 
+    @property
+    def wiping(self) -> bool:
+        """Reset by a wiping ``loom rebuild`` that has not said its wipe finished
+        (:func:`wiping`)."""
+        return any(g.startswith(WIPING) for g in self.generations)
+
     @classmethod
     def of(cls, offsets: Sequence[TopicPartition]) -> Committed:
         """What an answer of :func:`committed_offsets` says."""
@@ -155,6 +161,18 @@ ASK_AGAIN: Final = frozenset(
 _COORDINATOR_BACKOFF_S: Final = 0.1
 
 
+#: The metadata prefix of the offsets a wiping ``loom rebuild`` resets its lane's group to
+#: before it deletes the lane's keys; it commits them again, stamped with the generation, once
+#: the wipe is done. A worker that starts meanwhile refuses (:func:`establish`): the reset
+#: offsets alone carry the generation a wipe keeps, and it would write into a lane being wiped.
+WIPING: Final = "wiping:"
+
+
+def wiping(generation: str) -> str:
+    """The commit metadata of a wiping rebuild's reset offsets (:data:`WIPING`)."""
+    return f"{WIPING}{generation}"
+
+
 def lane_has_state(client: redis.Redis, prefix: str, lane: str) -> bool:
     """Whether Redis holds any of ``lane``'s keys under ``prefix`` (stops at the first)."""
     root = Keys(prefix).root
@@ -178,6 +196,13 @@ def recovery_hint(lane: str) -> str:
 
 def establish(client: redis.Redis, prefix: str, lane: str, committed: Committed) -> str:
     """The generation this lane processes against; raises StateLostError (see the module)."""
+    if committed.wiping:
+        raise StateLostError(
+            f"{lane} lane: `loom rebuild --lane {lane} --wipe` reset the group's offsets and "
+            f"has not finished deleting the lane's state (it runs, or it was interrupted). "
+            f"Nothing was processed. Let it finish, or run `loom rebuild --lane {lane} "
+            f"--resume` (it wipes again), then start the workers."
+        )
     key = Keys(prefix).generation
     raw = client.get(key)
     current = raw.decode() if isinstance(raw, bytes) else None

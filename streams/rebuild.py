@@ -14,6 +14,8 @@ then :class:`~streams.startup.InfraError` says so in one line):
 ``--wipe`` deletes the lane's keys only after every check passed and the group's offsets were
 reset: before, the group's old offsets (stamped with the generation, which a wipe keeps: both
 lanes share it) would still say the wiped state was there, to a worker and to ``--resume``.
+The reset offsets are stamped ``wiping:<generation>`` (``generation.wiping``) until the wipe is
+done: a worker starting meanwhile refuses, and ``--resume`` wipes again.
 
 Then: the generation marker is read or created (``streams.generation``); every partition is
 read from its earliest offset up to the end offset seen at the start, through the same batch
@@ -52,6 +54,7 @@ from streams.generation import (
     committed_offsets,
     establish,
     lane_has_state,
+    wiping,
 )
 from streams.lane_runner import raw_record
 from streams.lane_status import LaneStatus
@@ -190,8 +193,14 @@ class Rebuild:
                 self.consumer, raw, partitions, timeout_s=self.coordinator_timeout_s
             )
         committed = Committed.of(offsets)
+        if committed.wiping and self.resume:  # what it replayed into may be half wiped
+            self.say(
+                f"the interrupted rebuild had not finished its wipe: wiping the {self.lane} "
+                f"lane again and replaying from the earliest offsets"
+            )
+            self.resume = False
         wipe = not self.resume and lane_has_state(self.rt.redis, prefix, self.lane)
-        if wipe and not self.wipe:
+        if wipe and not self.wipe and not committed.wiping:
             raise RebuildRefusedError(
                 f"Redis prefix {prefix!r} holds {self.lane} state: a rebuild replays into "
                 f"an empty prefix. Pass --wipe to delete it first (it deletes the keys "
@@ -224,13 +233,20 @@ class Rebuild:
         self.report.end_offsets = {p: high for p, (_, high) in bounds.items()}
         self.report.total = sum(max(0, high - low) for low, high in bounds.values())
         if not self.resume:  # every partition restarts here, stamped with the generation
-            self._commit(
-                [TopicPartition(raw, p, low, generation) for p, (low, _) in bounds.items()],
+            self._commit(  # (said to be wiping, while it wipes: workers refuse to start then)
+                [
+                    TopicPartition(raw, p, low, wiping(generation) if wipe else generation)
+                    for p, (low, _) in bounds.items()
+                ],
                 then="run the rebuild again (nothing was changed)",
             )
         if wipe:  # only now: the group's old offsets no longer say this state is there
             self.report.wiped_keys = self._wipe()
             self.say(f"wiped {self.report.wiped_keys} {self.lane} keys under {prefix}:v1")
+            self._commit(
+                [TopicPartition(raw, p, low, generation) for p, (low, _) in bounds.items()],
+                then=f"run `loom rebuild --lane {self.lane} --resume` (it wipes again)",
+            )
         return bounds
 
     # --- the replay ----------------------------------------------------------------------

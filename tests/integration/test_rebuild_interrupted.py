@@ -21,6 +21,7 @@ from test_lookup import live_snapshots
 
 from resolvers.pipeline import LANES
 from schemas.touchpoint import dump_touchpoint
+from streams.errors import StateLostError
 from streams.generation import Committed, committed_offsets, establish
 from streams.rebuild import Rebuild, RebuildRefusedError, Report
 from streams.runtime import build_runtime
@@ -234,6 +235,91 @@ def test_a_worker_starting_as_a_wiping_rebuild_resets_the_offsets_loses_no_state
         establish(redis_client, settings.redis_prefix, "profiles", committed)
     finally:
         worker.close()  # the operator stops it, as told
+
+    rebuild(settings, resume=True)
+    assert snapshots(redis_client, settings) == expected
+
+
+def joined_worker(bootstrap: str, group: str, raw: str) -> Consumer:
+    """A worker of the lane's group, once the group has assigned it its partition."""
+    worker = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    worker.subscribe([raw])
+    for _ in range(600):  # until the group has assigned it its partition
+        if worker.assignment():
+            break
+        worker.poll(0.1)
+    assert worker.assignment(), "the worker never joined the group"
+    return worker
+
+
+def test_a_worker_starting_while_a_rebuild_wipes_refuses_to_process(
+    deployment: Callable[[str], LoomSettings], redis_client: redis.Redis, kafka_bootstrap: str
+) -> None:
+    """A worker of the lane joins its group after the wiping rebuild reset the offsets, while
+    the rebuild deletes the lane's keys. Its start check passed (the reset offsets carry the
+    generation Redis keeps across a wipe), so it would process into the lane being wiped:
+    keys it writes deleted under it, or kept beside markers deleted. Now the reset offsets say
+    "a rebuild wipes": the worker refuses and leaves, and the rebuild goes on."""
+    settings = deployment("wiped-under")
+    rebuild(settings)
+    expected = snapshots(redis_client, settings)
+    raw, group = settings.topics.raw, settings.group_id("profiles")
+
+    class WorkerStartsDuringTheWipe(Rebuild):
+        refused: Exception | None = None
+
+        def _wipe(self) -> int:
+            worker = joined_worker(kafka_bootstrap, group, raw)
+            try:  # the worker's start check, as the worker makes it
+                committed = Committed.read(worker, raw, [0])
+                establish(redis_client, settings.redis_prefix, "profiles", committed)
+            except StateLostError as exc:
+                type(self).refused = exc
+            finally:
+                deleted = super()._wipe()
+                worker.close()  # the worker stops on the refusal (or the operator stops it)
+            return deleted
+
+    rebuild(settings, WorkerStartsDuringTheWipe, wipe=True)
+    refused = WorkerStartsDuringTheWipe.refused
+    assert refused is not None, "the worker passed its start check while the rebuild wiped"
+    assert "loom rebuild --lane profiles --resume" in str(refused)
+    assert snapshots(redis_client, settings) == expected
+
+
+class UnlinkCrashes:
+    """The rebuild's Redis client, whose process dies at its ``crash_at``-th UNLINK."""
+
+    def __init__(self, client: redis.Redis, crash_at: int) -> None:
+        self.client, self.crash_at, self.unlinks = client, crash_at, 0
+
+    def unlink(self, *keys: Any) -> Any:
+        self.unlinks += 1
+        if self.unlinks == self.crash_at:
+            raise CrashError
+        return self.client.unlink(*keys)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def test_a_resume_after_a_crash_during_the_wipe_wipes_again(
+    deployment: Callable[[str], LoomSettings], redis_client: redis.Redis
+) -> None:
+    """The wiping rebuild dies half-way through the wipe: the lane's profiles are gone but
+    some of its keys (the processed markers) are not. The resume it says to run continued
+    from the reset offsets over that half-wiped lane. Now it wipes again first."""
+    settings = deployment("half-wiped")
+    rebuild(settings)
+    expected = snapshots(redis_client, settings)
+
+    class CrashMidWipe(Rebuild):
+        def _wipe(self) -> int:
+            self.rt.redis = UnlinkCrashes(self.rt.redis, crash_at=4)  # type: ignore[assignment]
+            return super()._wipe()
+
+    with pytest.raises(CrashError):
+        rebuild(settings, CrashMidWipe, wipe=True)
 
     rebuild(settings, resume=True)
     assert snapshots(redis_client, settings) == expected
