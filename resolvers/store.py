@@ -88,15 +88,22 @@ ABSENT = Entity(0, {})
 DEFAULT_SCOPE = "profiles"
 
 
-#: Profiles one load visits at most (the evidence of one person is usually 1-3 profiles; a
-#: shared identifier's holders are capped at 32).
+#: Profiles one load visits at most (the evidence of one person is usually 1-3 profiles; the
+#: walk follows 32 holders of a shared identifier, ``HOLDERS_WALKED``).
 MAX_LOAD_PROFILES = 256
+
+#: Holders of one identifier record the walk follows: the first ones of its ``h`` list (sorted).
+#: A record keeps every holder (``IdentifierRecord.with_holders``); the profiles lane asks for
+#: the others only when an erasure absorbs the identifier (``LaneOutcome.need``). ``load.lua``
+#: and ``streams.wave_load`` follow as many (``MAX_HOLDERS`` there).
+HOLDERS_WALKED: Final = 32
 
 
 @dataclass(frozen=True, slots=True)
 class LoadRequest:
     # "type:value": their records load, and breadth first the profiles they lead to (field p,
-    # holders h; redirects followed) and the records of the identifiers those profiles hold
+    # the first ``HOLDERS_WALKED`` holders h; redirects followed) and the records of the
+    # identifiers those profiles hold
     identifiers: Sequence[str] = ()
     profiles: Sequence[str] = ()  # profile ids to walk from, like the identifiers' ones
     # profile ids whose version alone is read (redirect target kept, nothing followed, not
@@ -301,7 +308,8 @@ class InMemoryStore:
                 out[ref] = _loaded(ref, entity)
                 if "p" in entity.fields:
                     pids.append(entity.fields["p"].decode())
-                pids.extend(orjson.loads(entity.fields.get(HOLDERS_FIELD, b"[]")))
+                holders = orjson.loads(entity.fields.get(HOLDERS_FIELD, b"[]"))
+                pids.extend(holders[:HOLDERS_WALKED])
             while pids:
                 pid = pids.pop(0)
                 if pid in seen_pids:

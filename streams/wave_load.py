@@ -55,6 +55,7 @@ from resolvers.store import (
     ABSENT,
     HELD_FIELD,
     HOLDERS_FIELD,
+    HOLDERS_WALKED,
     Entity,
     Kind,
     Loaded,
@@ -143,8 +144,8 @@ class Walk:
                     visit_id((key, row))
                     if row[1] is not None:
                         pid_queue.append(row[1].decode())
-                    if row[2] is not None:
-                        pid_queue.extend(loads(row[2]))
+                    if row[2] is not None:  # the first holders (``load.lua``'s max_holders)
+                        pid_queue.extend(loads(row[2])[:HOLDERS_WALKED])
                 in_pids = True
                 while pid_head < len(pid_queue):
                     pid = pid_queue[pid_head]

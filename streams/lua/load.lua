@@ -7,11 +7,11 @@
 --
 -- The identity evidence is walked breadth first, exactly like resolvers.store.InMemoryStore:
 -- identifier records (fields v, p, h, s) lead to profiles (p: the one it links to; h: JSON
--- list of the profiles holding atoms that carry it); a profile (fields v, s, r, i) leads to
--- its redirect target (r) or to the records of the identifier keys its atoms carry (i, a JSON
--- list); the tombstones of suppressed hashes add the profiles holding atoms with their
--- ghost (field h); at most max_profiles profiles are visited (then the walk reports
--- truncated).
+-- list of the profiles holding atoms that carry it, sorted: the first 32 are followed); a
+-- profile (fields v, s, r, i) leads to its redirect target (r) or to the records of the
+-- identifier keys its atoms carry (i, a JSON list); the tombstones of suppressed hashes add
+-- the profiles holding atoms with their ghost (field h); at most max_profiles profiles are
+-- visited (then the walk reports truncated).
 -- The "versions" profile ids are read alone (v and r; not followed, not counted), after the
 -- walk, unless the walk visited them.
 -- Processed markers (ADR 0016): an event id is a field of the hash
@@ -25,6 +25,7 @@
 --MARKERS--
 local prefix, segment = ARGV[1], ARGV[2]
 local max_profiles = tonumber(ARGV[3])
+local max_holders = 32  -- resolvers.store.HOLDERS_WALKED
 local n_ids, n_prof, n_vers = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local n_stock, n_ev, n_hash = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local ttl, n_buckets = tonumber(ARGV[10]), tonumber(ARGV[11])
@@ -70,8 +71,11 @@ while id_head <= #id_queue or pid_head <= #pid_queue do
       local n = #ids
       ids[n + 1], ids[n + 2], ids[n + 3], ids[n + 4], ids[n + 5] = key, r[1], r[2], r[3], r[4]
       if r[2] then pid_queue[#pid_queue + 1] = r[2] end
-      if r[3] then
-        for _, pid in ipairs(cjson.decode(r[3])) do pid_queue[#pid_queue + 1] = pid end
+      if r[3] then  -- the first max_holders holders (the record keeps every one)
+        for k, pid in ipairs(cjson.decode(r[3])) do
+          if k > max_holders then break end
+          pid_queue[#pid_queue + 1] = pid
+        end
       end
     end
   end

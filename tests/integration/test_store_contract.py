@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from resolvers.store import (
     ABSENT,
     DEFAULT_SCOPE,
+    HOLDERS_WALKED,
     MAX_REDIRECT_HOPS,
     Commit,
     CommitResult,
@@ -453,6 +454,25 @@ def test_the_walk_follows_holders_held_keys_and_tombstone_holders(store: Harness
     assert loaded.get(profile_ref("P6")) == Entity(1, {})
     assert loaded.get(profile_ref("P7")) == ABSENT
     assert loaded.suppressed == {"gh": tomb}
+
+
+def test_the_walk_follows_the_first_holders_walked_of_a_record(store: Harness) -> None:
+    """A record keeps every holder; a load follows its first ``HOLDERS_WALKED`` (the profiles
+    lane asks for the others when an erasure absorbs the identifier); what a profile id asked
+    to walk from leads to is loaded as ever."""
+    holders = [f"P{n:03d}" for n in range(HOLDERS_WALKED + 8)]
+    writes = [w(identifier_ref("anonymous_id:kiosk"), 1, h=orjson.dumps(holders), s="{}")]
+    writes += [w(profile_ref(p), 1, s="{}", d="{}", i='["anonymous_id:kiosk"]') for p in holders]
+    assert store.store.commit(Commit({}, ("e1",), writes=writes)).ok
+    loaded = store.store.load(LoadRequest(identifiers=("anonymous_id:kiosk",)))
+    assert not loaded.truncated
+    assert {r.name for r in loaded.entities if r.kind is Kind.PROFILE} == set(
+        holders[:HOLDERS_WALKED]
+    )
+    assert loaded.get(identifier_ref("anonymous_id:kiosk")).fields["h"] == orjson.dumps(holders)
+    rest = holders[HOLDERS_WALKED:]
+    again = store.store.load(LoadRequest(identifiers=("anonymous_id:kiosk",), profiles=rest))
+    assert {r.name for r in again.entities if r.kind is Kind.PROFILE} == set(holders)
 
 
 def test_load_returns_the_identifiers_a_profile_holds(store: Harness) -> None:
