@@ -45,6 +45,7 @@ from resolvers.lanes.stored_profile import StoredProfile
 from resolvers.stages import dedupe, identity, inventory, normalize, parse
 from resolvers.steps import DUPLICATE, OK, DeadLetter, Event, Ok, RawRecord, event_id_of
 from resolvers.store import (
+    MAX_LOAD_PROFILES,
     Commit,
     CommitResult,
     Loaded,
@@ -355,6 +356,9 @@ def run_batch(
     # identifier records a part would have written without having loaded them (a profile
     # hash without its field ``i``, written before it existed: ADR 0029's note), likewise
     extra_ids: dict[str, str] = {}  # "type:value" -> an event id of the part
+    # profiles a part needs walked that the load did not reach (the holders of an identifier it
+    # erased past the ones a load follows: ``LaneOutcome.need``), likewise
+    walk: dict[str, str] = {}  # profile id -> an event id of the part
     contested = set(hot)
     rounds = 0  # of them, rounds that deferred a part (claims)
     with _claiming(claims):
@@ -369,6 +373,7 @@ def run_batch(
             ctx = make_context()
             links = [(eid, profile_ref(pid)) for pid, eid in extra.items()]
             links += [(eid, identifier_ref(key)) for key, eid in extra_ids.items()]
+            links += [(eid, profile_ref(pid)) for pid, eid in walk.items()]
             split: Sequence[parts.Part] = parts.split(
                 pending,
                 loaded,
@@ -390,6 +395,7 @@ def run_batch(
                 loaded=loaded,
                 extra=extra,
                 extra_ids=extra_ids,
+                walk=walk,
                 result=result,
                 dlq_uncounted=dlq_uncounted,
             )
@@ -408,6 +414,7 @@ def run_batch(
             request = replace(
                 request,
                 identifiers=(*request.identifiers, *extra_ids),
+                profiles=(*request.profiles, *walk),
                 versions=(*request.versions, *extra),
             )
         else:
@@ -577,12 +584,15 @@ def _compute(
     loaded: Loaded,
     extra: dict[str, str],
     extra_ids: dict[str, str],
+    walk: dict[str, str],
     result: BatchResult,
     dlq_uncounted: int,
 ) -> tuple[list[_Ready], list[Event]]:
     """Run the lane over each part: the parts to commit, and the events of parts that must be
     loaded again (they would write a profile or an identifier record the load did not read,
-    with nothing to compare-and-set it against: noted in ``extra`` and ``extra_ids``).
+    with nothing to compare-and-set it against: noted in ``extra`` and ``extra_ids``; or they
+    need profiles walked that the load did not reach, ``LaneOutcome.need``: noted in ``walk``,
+    each asked once and at most ``MAX_LOAD_PROFILES`` in all, so the batch still ends).
     Parts with nothing to write (all duplicates) go straight into ``result``."""
     ready: list[_Ready] = []
     again: list[Event] = []
@@ -594,6 +604,13 @@ def _compute(
             again.extend(part.events)
             extra.update(dict.fromkeys(missing, part.events[0].tp.event_id))
             continue
+        need = outcome.need
+        if need:  # (rare: an erasure) walk from them, then compute again
+            need = [p for p in need if p not in walk][: MAX_LOAD_PROFILES - len(walk)]
+            if need:
+                again.extend(part.events)
+                walk.update(dict.fromkeys(need, part.events[0].tp.event_id))
+                continue
         dlq = 0 if dlq_counted else dlq_uncounted
         if dlq:  # the stats hash counts the batch's dead letters with one committed part
             outcome.counts[Count(Measure.DLQ)] += dlq

@@ -54,7 +54,9 @@ class LaneOutcome:
     processed: list[str] = field(default_factory=list)  # event ids to mark processed
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, outcome)
     counts: Counter[Count] = field(default_factory=Counter)
-    need: list[str] = field(default_factory=list)  # profile ids to load before committing
+    #: profile ids to walk from before committing (the holders of an identifier the batch
+    #: erased that the load did not reach: ``ProfilesBatch._unloaded_holders``)
+    need: list[str] = field(default_factory=list)
 
 
 @dataclass

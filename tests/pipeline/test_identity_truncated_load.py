@@ -15,11 +15,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-import pytest
+from pipeline_helpers import make_context, record
 from test_order_independence import deliver
 
 from resolvers.identity.evidence import MAX_HOLDERS
-from resolvers.store import MAX_LOAD_PROFILES, InMemoryStore, Kind
+from resolvers.pipeline import PROFILES, run_batch
+from resolvers.store import (
+    MAX_LOAD_PROFILES,
+    InMemoryStore,
+    Kind,
+    identifier_ref,
+    profile_ref,
+)
+from schemas.normalize import DEFAULT
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -88,19 +96,15 @@ def _holding(store: InMemoryStore, key: str) -> list[str]:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="unfixed (a review of 2026-12-04): a record remembers 32 holders (MAX_HOLDERS), so "
-    "an erasure processed after the events cannot reach the other profiles carrying the erased "
-    "device; a fix needs every holder kept (a design change, see ADR 0018's note)",
-)
 def test_an_erased_device_held_by_more_than_max_holders_profiles_leaves_every_one() -> None:
     """A shop's kiosk forty customers typed their e-mail on: its person holds five e-mails
     (the limit), each other customer is a profile of their own whose atom still carries the
     kiosk (dropped from the link, not from the evidence): 36 holders. Erasing the first
     customer absorbs the kiosk (a device of theirs) and cuts it out of every atom, when the
     erasure comes in the events' batch. In a later batch the load follows the kiosk's record's
-    32 holders only (not marked truncated): the profiles past them keep the erased device."""
+    first 32 holders only (not marked truncated): the profiles past them kept the erased
+    device when the record remembered those 32 alone (a strict xfail until the record kept
+    every holder and the erasing batch loaded the ones the walk did not follow)."""
     n = MAX_HOLDERS + 8
     kiosk = [_event(f"k{i:03d}", i, email=f"c{i}@x.no", anonymous_id="kiosk") for i in range(n)]
     erase = {**_event("erase", 1_000, email="c0@x.no"), "type": "erasure_requested"}
@@ -111,3 +115,32 @@ def test_an_erased_device_held_by_more_than_max_holders_profiles_leaves_every_on
 
     assert _holding(one_batch, "anonymous_id:kiosk") == []
     assert _holding(two_batches, "anonymous_id:kiosk") == []
+
+
+def test_an_erasure_whose_unreached_holder_is_gone_still_commits_once_reloaded() -> None:
+    """A holder past the ones a load follows that no longer exists (its profile deleted
+    meanwhile) is asked for once: the batch loads again with the others, erases the device
+    from every profile left and commits, instead of loading again until it gives up."""
+    n = MAX_HOLDERS + 8
+    kiosk = [_event(f"k{i:03d}", i, email=f"c{i}@x.no", anonymous_id="kiosk") for i in range(n)]
+    erase = {**_event("erase", 1_000, email="c0@x.no"), "type": "erasure_requested"}
+    store = deliver([orjson.dumps(e) for e in kiosk], [len(kiosk)])
+    holders = orjson.loads(store.entities[identifier_ref("anonymous_id:kiosk")].fields["h"])
+    assert len(holders) == MAX_HOLDERS + 4  # every holder kept (the kiosk's person and 35)
+    erased = store.entities[identifier_ref("email:c0@x.no")].fields["p"].decode()
+    gone = next(h for h in reversed(holders) if h != erased)  # past the ones a load follows
+    del store.entities[profile_ref(gone)]
+
+    result = run_batch(
+        [record(orjson.dumps(erase), len(kiosk))],
+        store,
+        make_context,
+        max_bytes=64 * 1024,
+        config=DEFAULT,
+        lane=PROFILES,
+    )
+
+    # the load, once more with the ids of the people the erasure re-forms (not loaded), once
+    # more with the unreached holders; then it commits (the one gone is not asked again)
+    assert (result.attempts, result.processed) == (3, 1)
+    assert _holding(store, "anonymous_id:kiosk") == []

@@ -153,10 +153,12 @@ def test_records_round_trip_through_json_with_their_pinned_form() -> None:
         IdentifierRecord.from_json({"v": 1}, None)
 
 
-def test_holders_are_sorted_distinct_and_bounded() -> None:
+def test_holders_are_sorted_distinct_and_every_one_kept() -> None:
+    """Past the ``MAX_HOLDERS`` a load follows too: an erasure must reach them all (they were
+    cut at ``MAX_HOLDERS`` before; ``test_identity_truncated_load``)."""
     many = [f"p_{n:03d}" for n in range(MAX_HOLDERS + 5)]
-    record = EMPTY_RECORD.with_holders(reversed(many))
-    assert record.holders == tuple(many[:MAX_HOLDERS])
+    record = EMPTY_RECORD.with_holders([*reversed(many), many[0]])
+    assert record.holders == tuple(many)
     assert record.with_holders(many) is record
     assert EMPTY_RECORD.linked_to(None) is EMPTY_RECORD
     assert EMPTY_RECORD.is_empty
