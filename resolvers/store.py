@@ -93,9 +93,10 @@ DEFAULT_SCOPE = "profiles"
 MAX_LOAD_PROFILES = 256
 
 #: Holders of one identifier record the walk follows: the first ones of its ``h`` list (sorted).
-#: A record keeps every holder (``IdentifierRecord.with_holders``); the profiles lane asks for
-#: the others only when an erasure absorbs the identifier (``LaneOutcome.need``). ``load.lua``
-#: and ``streams.wave_load`` follow as many (``MAX_HOLDERS`` there).
+#: A record keeps up to 256 (``IdentifierRecord.with_holders``, ``HOLDERS_KEPT``); the
+#: profiles lane asks for the others only when an erasure absorbs the identifier
+#: (``LaneOutcome.need``). ``load.lua`` and ``streams.wave_load`` follow as many
+#: (``MAX_HOLDERS`` there).
 HOLDERS_WALKED: Final = 32
 
 

@@ -8,7 +8,7 @@ key                                type    contents
 =================================  ======  ==================================================
 ``P:v1:id:{type}:{value}``         hash    ``v`` version, ``p`` profile id, ``h`` JSON list
                                            of the profiles holding atoms that carry it
-                                           (every one, sorted; a load follows 32),
+                                           (up to 256, sorted; a load follows 32),
                                            ``s`` record JSON (co-occurrence, shared)
 ``P:v1:profile:{id}``              hash    ``v``, ``d`` snapshot JSON (what readers use),
                                            ``s`` internal state (format 2: groups of atoms

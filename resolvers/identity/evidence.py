@@ -7,8 +7,8 @@
 * An :class:`IdentifierRecord` remembers, per non-unique identifier, the distinct values of
   each unique type (account ids) it was seen with in one event, capped just above the rules'
   threshold: enough to know whether it is shared (quarantined). It also names the profile it
-  links to (``profile_id``) and the profiles holding atoms that carry it (``holders``: every
-  one; a load follows the first ``MAX_HOLDERS``).
+  links to (``profile_id``) and the profiles holding atoms that carry it (``holders``: up to
+  ``HOLDERS_KEPT``; a load follows the first ``MAX_HOLDERS``).
 * A *group* is the unit profile facts are kept in (``resolvers.profile.facts``): the events
   whose atom's best identifier is an account id (a unique type) belong to that account, for
   good, whatever else is learned later; any other atom is a group of its own, because shared
@@ -25,15 +25,20 @@ from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 
 from resolvers.identity.rules import IdentityRules
-from resolvers.store import HOLDERS_WALKED
+from resolvers.store import HOLDERS_WALKED, MAX_LOAD_PROFILES
 from resolvers.timefmt import format_time, parse_stored
 from resolvers.tuples import new_tuple
 from schemas.identifiers import Identifier
 
 RECORD_FORMAT: Final = 2
 #: Holders a load follows per identifier (a shop's kiosk could be carried by thousands of
-#: atoms): the first of its record's, which keeps every one (an erasure must reach them all).
+#: atoms): the first of its record's, which keeps more (an erasure must reach them all).
 MAX_HOLDERS: Final = HOLDERS_WALKED
+#: Holders a record keeps: as many as an erasing batch can load again (``LaneOutcome.need``,
+#: at most ``MAX_LOAD_PROFILES``), so a record of a kiosk thousands of customers used stays a
+#: few kilobytes that every batch touching it reads and rewrites (an erasure of an identifier
+#: held by more profiles than one load reaches misses the ones past them: ADR 0018's note).
+HOLDERS_KEPT: Final = MAX_LOAD_PROFILES
 
 
 class Stamp(NamedTuple):
@@ -215,9 +220,10 @@ class IdentifierRecord(NamedTuple):
         return all(len(values) == 1 for values in seen_with.values())
 
     def with_holders(self, holders: Iterable[str]) -> IdentifierRecord:
-        """Every holder, sorted (a load follows the first ``MAX_HOLDERS``; a batch that erases
-        the identifier has the others loaded too: ``LaneOutcome.need``)."""
-        kept = tuple(sorted(set(holders)))
+        """The first ``HOLDERS_KEPT`` holders, sorted (a load follows the first
+        ``MAX_HOLDERS``; a batch that erases the identifier has the others loaded too:
+        ``LaneOutcome.need``)."""
+        kept = tuple(sorted(set(holders)))[:HOLDERS_KEPT]
         if kept == self.holders:
             return self
         return new_tuple(

@@ -242,7 +242,7 @@ class ProfilesBatch:
     def _unloaded_holders(self, res: identity.Resolution) -> list[str]:
         """The profiles holding atoms that carry an identifier whose record the batch deletes
         (one it erased) that the load did not reach: a load follows ``MAX_HOLDERS`` of a
-        record's holders (the record keeps every one). Their atoms still carry the erased
+        record's holders (the record keeps up to 256). Their atoms still carry the erased
         identifier, so the batch is loaded again with them (``LaneOutcome.need``) before it
         commits; whatever the order of the events, every holder then loses it (a review of
         2026-12-04: three of 36 kept an erased kiosk)."""

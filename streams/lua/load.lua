@@ -71,7 +71,7 @@ while id_head <= #id_queue or pid_head <= #pid_queue do
       local n = #ids
       ids[n + 1], ids[n + 2], ids[n + 3], ids[n + 4], ids[n + 5] = key, r[1], r[2], r[3], r[4]
       if r[2] then pid_queue[#pid_queue + 1] = r[2] end
-      if r[3] then  -- the first max_holders holders (the record keeps every one)
+      if r[3] then  -- the first max_holders holders (the record keeps up to 256)
         for k, pid in ipairs(cjson.decode(r[3])) do
           if k > max_holders then break end
           pid_queue[#pid_queue + 1] = pid

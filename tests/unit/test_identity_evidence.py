@@ -16,6 +16,7 @@ from identity_worlds import POOL, RULES, SMALL_RULES, atom, atom_worlds, i, stam
 
 from resolvers.identity.evidence import (
     EMPTY_RECORD,
+    HOLDERS_KEPT,
     MAX_HOLDERS,
     RECORD_FORMAT,
     Atom,
@@ -27,6 +28,7 @@ from resolvers.identity.evidence import (
 )
 from resolvers.identity.evidence import keys as atom_keys
 from resolvers.identity.rules import IdentityRules
+from resolvers.store import MAX_LOAD_PROFILES
 from schemas.identifiers import Identifier
 
 PROPS = settings(max_examples=200, deadline=None)
@@ -160,6 +162,15 @@ def test_holders_are_sorted_distinct_and_every_one_kept() -> None:
     record = EMPTY_RECORD.with_holders([*reversed(many), many[0]])
     assert record.holders == tuple(many)
     assert record.with_holders(many) is record
+
+
+def test_a_record_keeps_as_many_holders_as_an_erasing_batch_can_load_again() -> None:
+    """A kiosk thousands of customers used: its record (read and rewritten by every batch
+    that touches it) stays bounded, at the holders an erasure's reload can reach."""
+    many = [f"p_{n:05d}" for n in range(5_000)]
+    record = EMPTY_RECORD.with_holders(reversed(many))
+    assert record.holders == tuple(many[:HOLDERS_KEPT])
+    assert MAX_HOLDERS < HOLDERS_KEPT <= MAX_LOAD_PROFILES
     assert EMPTY_RECORD.linked_to(None) is EMPTY_RECORD
     assert EMPTY_RECORD.is_empty
     assert not EMPTY_RECORD.linked_to("p").is_empty
