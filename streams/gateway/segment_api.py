@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -219,13 +220,34 @@ def basic_auth_user(header: str | None) -> str | None:
 
 
 def parse_object(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object. A lone surrogate escape (``"\\ud83c"``: half of a UTF-16
+    pair, what ``JSON.stringify`` writes for a JavaScript string cut inside an emoji) is valid
+    JSON text that ``orjson`` refuses; it becomes U+FFFD, so that one cut string does not cost
+    the whole batch (400, which the SDKs drop)."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise BadRequestError(f"{MALFORMED_JSON}: the body is not valid JSON") from None
+        try:
+            body = orjson.loads(_LONE_SURROGATES.sub(_mend_surrogate, raw))
+        except orjson.JSONDecodeError:
+            raise BadRequestError(f"{MALFORMED_JSON}: the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise BadRequestError("the body must be a JSON object")
     return body
+
+
+#: In JSON text, left to right: an escaped backslash (kept, so that the text ``\\ud83c`` is a
+#: backslash and "ud83c"), a surrogate pair (kept), or a lone surrogate escape (replaced).
+_LONE_SURROGATES: Final = re.compile(
+    rb"\\\\"
+    rb"|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+    rb"|\\u[dD][89a-fA-F][0-9a-fA-F]{2}"
+)
+
+
+def _mend_surrogate(match: re.Match[bytes]) -> bytes:
+    token = match.group()
+    return token if len(token) != 6 else b"\\ufffd"
 
 
 def unpack(body: Mapping[str, Any], single_type: str | None) -> tuple[list[object], object]:

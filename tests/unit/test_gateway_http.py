@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
+import json
 import re
 import socket
 from collections.abc import Awaitable, Callable, Mapping
@@ -27,7 +28,7 @@ from schemas.touchpoint import Channel, parse_touchpoint
 from streams.gateway.app import build_app
 from streams.gateway.errors import OverloadedError, UnavailableError
 from streams.gateway.records import OutRecord
-from streams.gateway.segment_api import SegmentApi
+from streams.gateway.segment_api import SegmentApi, parse_object
 from streams.gateway.server import Gateway, GatewayStartError
 from streams.gateway.shopify_shops import Shops
 from streams.gateway.sink import MemorySink
@@ -490,3 +491,31 @@ def test_a_preflight_no_browser_route_serves_is_not_allowed(path: str, method: s
         assert "Access-Control-Allow-Headers" not in pre.headers
 
     Harness().run(scenario)
+
+
+def test_a_string_cut_inside_an_emoji_does_not_cost_the_batch(gw: Harness) -> None:
+    # JavaScript strings are UTF-16: "Summer sale 🌞".slice(0, 13) ends in half a surrogate
+    # pair, and JSON.stringify (every JS SDK, browser and Node) writes it as the escape
+    # "\ud83c", which is valid JSON text. Segment takes the batch (the half pair becomes
+    # U+FFFD); refusing the body (400) made the SDK drop every event of the batch.
+    cut = "Summer sale \U0001f31e".encode("utf-16-le")[:26].decode("utf-16-le", "surrogatepass")
+    batch = {"batch": [track(1, properties={"sku": "SKU-1", "title": cut}), track(2)]}
+    body = json.dumps(batch).encode()  # ensure_ascii: "\ud83c", as JSON.stringify writes it
+    assert b"\\ud83c" in body
+    status, answer, _ = gw.post("/v1/batch", body, auth())
+    assert (status, answer) == (200, {"success": True})
+    first, second = (parse_touchpoint(r.value) for r in gw.on("t.raw"))
+    assert first.properties["title"] == "Summer sale \ufffd"
+    assert second.event_id == "m-2"
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        (rb'{"a":"x\ud83c","b":"\ud83c\udf1e"}', {"a": "x\ufffd", "b": "\U0001f31e"}),
+        (rb'{"a":"\udf1e\ud83c"}', {"a": "\ufffd\ufffd"}),  # a low half first, then a high
+        (rb'{"a":"\\ud83c","b":"\ud83c"}', {"a": "\\ud83c", "b": "\ufffd"}),  # "\\" is a "\"
+    ],
+)
+def test_only_lone_surrogate_escapes_are_mended(text: bytes, parsed: dict[str, str]) -> None:
+    assert parse_object(text) == parsed
