@@ -482,6 +482,12 @@ class LoomSettings(BaseSettings):
     gateway_ack_timeout_s: float = Field(
         5.0, gt=0, description="longest wait for Kafka's ack of a request's events, then 503"
     )
+    gateway_body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="longest a request's body may take to arrive, from its headers, then 503 "
+        "and the connection closed (a slow sender cannot hold a LOOM_GATEWAY_MAX_REQUESTS slot)",
+    )
     gateway_cors_origins: str = Field(
         "*", description="origins browsers may send from: `*` or a comma-separated list"
     )

@@ -12,9 +12,13 @@ Hierarchy::
         ├── OverloadedError     429 overloaded + Retry-After: too many events await Kafka's
         │                       ack, the producer's local queue is full, or too many requests
         │                       are being received; nothing of the request was accepted
-        └── UnavailableError    503 unavailable + Retry-After: Kafka did not acknowledge every
-                                event in time; the client retries, and the workers drop what
-                                arrived twice (same event ids)
+        ├── UnavailableError    503 unavailable + Retry-After: Kafka did not acknowledge every
+        │                       event in time; the client retries, and the workers drop what
+        │                       arrived twice (same event ids)
+        └── BodyTimeoutError    503 body_timeout + Retry-After, connection closed: the body did
+                                not all arrive within LOOM_GATEWAY_BODY_TIMEOUT_S of the
+                                headers. Not 408: the SDKs drop a batch on any 4xx but 429,
+                                and a sender on a slow link must retry, not lose it
 
 The body has Segment's error shape, ``{"success": false, "code": ..., "message": ...}``,
 which the SDKs read. Messages never contain request values.
@@ -79,3 +83,14 @@ class UnavailableError(GatewayError):
     status = 503
     code = "unavailable"
     retry_after = RETRY_AFTER_UNAVAILABLE_S
+
+
+class BodyTimeoutError(GatewayError):
+    status = 503
+    code = "body_timeout"
+    retry_after = RETRY_AFTER_UNAVAILABLE_S
+
+    def response(self) -> web.Response:
+        response = super().response()
+        response.force_close()  # Connection: close; the rest of the body is not waited for
+        return response

@@ -95,6 +95,7 @@ class SegmentApi:
         self.raw_topic, self.dlq_topic = settings.topics.raw, settings.topics.dlq
         self.max_event_bytes = settings.gateway_max_event_bytes
         self.max_batch_bytes = settings.gateway_max_batch_bytes
+        self.body_timeout_s = settings.gateway_body_timeout_s
         #: more than could ever be in flight at once would only be refused (429) forever
         self.max_messages = settings.gateway_max_in_flight
 
@@ -114,7 +115,7 @@ class SegmentApi:
         header_key = basic_auth_user(request.headers.get("Authorization"))
         source = self._authenticate(header_key) if header_key is not None else None
         limit = self.max_batch_bytes if call in BATCH else self.max_event_bytes
-        body = parse_object(await read_body(request, limit))
+        body = parse_object(await read_body(request, limit, self.body_timeout_s))
         if source is None:
             key = body.get("writeKey")
             source = self._authenticate(key if isinstance(key, str) else None)

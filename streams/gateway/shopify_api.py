@@ -101,6 +101,7 @@ class ShopifyWebhooks:
         self.clock = clock
         self.topics = settings.topics
         self.max_body_bytes = settings.gateway_max_batch_bytes
+        self.body_timeout_s = settings.gateway_body_timeout_s
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post(PATH, self.receive, name=f"{NAME}.webhook")]
@@ -108,7 +109,7 @@ class ShopifyWebhooks:
     async def receive(self, request: web.Request) -> web.Response:
         start = time.monotonic()
         received_at = self.clock()
-        raw = await read_body(request, self.max_body_bytes)
+        raw = await read_body(request, self.max_body_bytes, self.body_timeout_s)
         headers = request.headers
         shop = self.shops.verified(
             headers.get("X-Shopify-Shop-Domain"), raw, headers.get("X-Shopify-Hmac-Sha256")

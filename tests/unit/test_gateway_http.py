@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import orjson
 import pytest
-from aiohttp import web
+from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient, TestServer
 from shopify_shop import SECRET, SHOP
 
@@ -519,3 +519,45 @@ def test_a_string_cut_inside_an_emoji_does_not_cost_the_batch(gw: Harness) -> No
 )
 def test_only_lone_surrogate_escapes_are_mended(text: bytes, parsed: dict[str, str]) -> None:
     assert parse_object(text) == parsed
+
+
+def test_a_body_that_never_finishes_arriving_is_answered_and_frees_its_slot() -> None:
+    # slowloris: a client sends its headers and part of its body, then nothing. It holds one
+    # of LOOM_GATEWAY_MAX_REQUESTS slots while it is read; with no deadline it held it for as
+    # long as it kept the connection open, and that many such clients refused every SDK (429)
+    settings = LoomSettings(
+        topics=TOPICS, gateway_port=0, gateway_ops_port=0, gateway_max_requests=1,
+        gateway_body_timeout_s=1.0,
+    )  # fmt: skip
+    gateway = Gateway(settings, KEYS, sink=MemorySink())
+    payload = orjson.dumps(track())
+
+    async def main() -> tuple[bytes, int]:
+        await gateway.start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+            writer.write(
+                f"POST /v1/track HTTP/1.1\r\nHost: x\r\nAuthorization: {auth()['Authorization']}"
+                f"\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
+                + payload[:10]
+            )
+            await writer.drain()
+            try:  # the gateway answers by its deadline (1 s); 20 s is the test's own limit
+                answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 20)
+                answer += await reader.read(200)
+            except TimeoutError:
+                answer = b"(no answer in 20 s: the slow body still held its slot)"
+            writer.close()
+            async with ClientSession() as session:
+                resp = await session.post(f"{gateway.url}/v1/track", data=payload, headers=auth())
+                return answer, resp.status
+        finally:
+            await gateway.stop()
+
+    answer, status_after = asyncio.run(main())
+    # 503 + Retry-After, not 408: the SDKs drop a batch on a 4xx, and a slow link must retry
+    assert answer.startswith(b"HTTP/1.1 503 "), answer
+    assert b"\r\nRetry-After: 5\r\n" in answer
+    assert b"\r\nConnection: close\r\n" in answer
+    assert b'"code":"body_timeout"' in answer.replace(b" ", b"")
+    assert status_after == 200  # the slot is free again
