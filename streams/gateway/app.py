@@ -27,8 +27,10 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-#: Headers browsers may send cross-origin (the Segment SDK's, and gzip bodies).
-CORS_ALLOW_HEADERS = "Authorization, Content-Type, Content-Encoding, X-Retry-Count"
+#: Headers browsers may send cross-origin: the Segment SDK's, gzip bodies, and RudderStack's
+#: browser SDK's ``AnonymousId`` (base64 of the anonymous id, sent with every event; the body
+#: has it too). A header missing here fails the preflight and the browser never sends.
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, Content-Encoding, X-Retry-Count, AnonymousId"
 CORS_MAX_AGE_S = 86400
 
 

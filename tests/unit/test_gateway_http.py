@@ -561,3 +561,40 @@ def test_a_body_that_never_finishes_arriving_is_answered_and_frees_its_slot() ->
     assert b"\r\nConnection: close\r\n" in answer
     assert b'"code":"body_timeout"' in answer.replace(b" ", b"")
     assert status_after == 200  # the slot is free again
+
+
+def test_rudderstacks_browser_sdk_passes_the_preflight_and_is_accepted() -> None:
+    # @rudderstack/analytics-js (v3, its XhrQueue plugin) posts application/json with
+    # `Authorization: Basic` and an `AnonymousId` header (base64 of the anonymous id): the
+    # browser's preflight asks for all three. A header left out of Access-Control-Allow-Headers
+    # makes the browser refuse the POST: every event of the page lost after the SDK's retries.
+    async def scenario(client: TestClient[Any, Any]) -> None:
+        asked = ["anonymousid", "authorization", "content-type"]
+        pre = await client.options(
+            "/v1/track",
+            headers={
+                "Origin": "https://shop.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": ",".join(asked),
+            },
+        )
+        assert pre.status == 204
+        allowed = {
+            h.strip().lower() for h in pre.headers["Access-Control-Allow-Headers"].split(",")
+        }
+        assert set(asked) <= allowed, f"not allowed: {set(asked) - allowed}"
+        message = {**track(), "anonymousId": "a-1", "channel": "web"}
+        post = await client.post(
+            "/v1/track",
+            data=orjson.dumps(message),
+            headers={
+                **auth(),
+                "Origin": "https://shop.example",
+                "Content-Type": "application/json;charset=UTF-8",
+                "AnonymousId": base64.b64encode(b"a-1").decode(),
+            },
+        )
+        assert post.status == 200
+        assert post.headers["Access-Control-Allow-Origin"] == "*"
+
+    Harness().run(scenario)
