@@ -104,8 +104,9 @@ def cors(browser_routes: frozenset[str], origins: frozenset[str] | None) -> Midd
         if allowed:
             response.headers["Access-Control-Allow-Origin"] = allowed
             response.headers["Access-Control-Expose-Headers"] = "Retry-After"
-        if origins is not None:
-            response.headers["Vary"] = "Origin"
+        if origins is not None:  # added to what the route's answer already varies on
+            vary = response.headers.get("Vary")
+            response.headers["Vary"] = f"{vary}, Origin" if vary else "Origin"
         return response
 
     return middleware

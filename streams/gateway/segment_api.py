@@ -197,7 +197,9 @@ class SegmentApi:
                 "legacyVideoPluginsEnabled": False,
                 "metrics": {"sampleRate": 0},
             },
-            headers={"Cache-Control": "max-age=300"},
+            # the answer depends on the forwarded headers: a shared cache (a CDN in front, the
+            # SDK's cdnURL) must not serve one client's `X-Forwarded-Host` to every browser
+            headers={"Cache-Control": "max-age=300", "Vary": "X-Forwarded-Host, X-Forwarded-Proto"},
         )
 
 

@@ -598,3 +598,27 @@ def test_rudderstacks_browser_sdk_passes_the_preflight_and_is_accepted() -> None
         assert post.headers["Access-Control-Allow-Origin"] == "*"
 
     Harness().run(scenario)
+
+
+@pytest.mark.parametrize("origins", ["*", "https://shop.example"])
+def test_the_browser_sdk_settings_say_which_request_headers_they_depend_on(origins: str) -> None:
+    # The settings name the host events go to, taken from X-Forwarded-Host/-Proto when a proxy
+    # sets them, and may be cached 5 minutes by any cache (Cache-Control: max-age=300). A
+    # shared cache in front (a CDN: the SDK's cdnURL) keys on the URL unless told otherwise:
+    # one request with `X-Forwarded-Host: attacker.example` for a public write key would have
+    # sent every shopper's events (ids, e-mails) there. `Vary` names those headers.
+    gw = Harness(gateway_cors_origins=origins)
+
+    async def scenario(client: TestClient[Any, Any]) -> None:
+        resp = await client.get(
+            f"/v1/projects/{KEY}/settings",
+            headers={"X-Forwarded-Host": "attacker.example", "Origin": "https://shop.example"},
+        )
+        assert resp.status == 200
+        assert resp.headers["Cache-Control"] == "max-age=300"
+        vary = {v.strip().lower() for v in ",".join(resp.headers.getall("Vary", [])).split(",")}
+        assert {"x-forwarded-host", "x-forwarded-proto"} <= vary, vary
+        if origins != "*":
+            assert "origin" in vary  # what the CORS answer depends on, kept
+
+    gw.run(scenario)
