@@ -119,13 +119,13 @@ class SegmentApi:
         if source is None:
             key = body.get("writeKey")
             source = self._authenticate(key if isinstance(key, str) else None)
-        messages, sent_at = unpack(body, SINGLE.get(call))
+        messages, sent_at, shared = unpack(body, SINGLE.get(call))
         if len(messages) > self.max_messages:
             raise TooLargeError(
                 f"{len(messages)} messages in one request, limit {self.max_messages}"
             )
         received = Received(received_at, sent_at, gpc=request.headers.get("Sec-GPC") == "1")
-        records, errors = self._records(messages, source, received)
+        records, errors = self._records(messages, shared, source, received)
         events = self.metrics.events
         try:
             await self.sink.deliver(records)
@@ -149,17 +149,27 @@ class SegmentApi:
         return source
 
     def _records(
-        self, messages: Sequence[object], source: Source, received: Received
+        self,
+        messages: Sequence[object],
+        shared: Mapping[str, Any],
+        source: Source,
+        received: Received,
     ) -> tuple[list[OutRecord], list[dict[str, Any]]]:
+        """Each message's record; ``shared`` (the batch's ``context``) is merged under each
+        message's own after its size is checked: the limit is the SDK's, on what it sent."""
         records: list[OutRecord] = []
         errors: list[dict[str, Any]] = []
         where = f"gateway:{NAME}:{source.name}"
-        for index, message in enumerate(messages):
-            original = orjson.dumps(message)
+        for index, sent in enumerate(messages):
+            original = orjson.dumps(sent)
+            size = len(original)
+            message = _with_context(sent, shared)
+            if message is not sent:
+                original = orjson.dumps(message)
             try:
-                if len(original) > self.max_event_bytes:
+                if size > self.max_event_bytes:
                     raise InvalidEvent(
-                        OVERSIZE, f"message is {len(original)} bytes, limit {self.max_event_bytes}"
+                        OVERSIZE, f"message is {size} bytes, limit {self.max_event_bytes}"
                     )
                 tp = map_message(message, source, received)
             except InvalidEvent as exc:
@@ -253,20 +263,23 @@ def _mend_surrogate(match: re.Match[bytes]) -> bytes:
     return token if len(token) != 6 else b"\\ufffd"
 
 
-def unpack(body: Mapping[str, Any], single_type: str | None) -> tuple[list[object], object]:
-    """The messages of a request body and its batch-level ``sentAt``.
+def unpack(
+    body: Mapping[str, Any], single_type: str | None
+) -> tuple[list[object], object, Mapping[str, Any]]:
+    """The messages of a request body (without ``writeKey``), its batch-level ``sentAt``
+    and its batch-level ``context`` (to merge under each message's own: :func:`_with_context`).
 
-    A single-message body is the message (its type set by the path); a batch's ``context``
-    is merged under each message's own."""
+    A single-message body is the message (its type set by the path)."""
     if single_type is not None:
-        return [{**_without_key(body), "type": single_type}], None
+        return [{**_without_key(body), "type": single_type}], None, {}
     batch = body.get("batch")
     if not isinstance(batch, list):
         raise BadRequestError("a batch body needs a 'batch' list")
     shared = body.get("context")
     if not isinstance(shared, Mapping):
         shared = {}
-    return [_with_context(m, shared) for m in batch], body.get("sentAt")
+    messages = [_without_key(m) if isinstance(m, Mapping) else m for m in batch]
+    return messages, body.get("sentAt"), shared
 
 
 def _without_key(message: Mapping[str, Any]) -> dict[str, Any]:
@@ -275,13 +288,11 @@ def _without_key(message: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _with_context(message: object, shared: Mapping[str, Any]) -> object:
-    if not isinstance(message, Mapping):
+    """``message`` with the batch's context under its own; itself when there is none."""
+    if not shared or not isinstance(message, Mapping):
         return message
-    out = _without_key(message)
-    if shared:
-        own = message.get("context")
-        out["context"] = {**shared, **own} if isinstance(own, Mapping) else dict(shared)
-    return out
+    own = message.get("context")
+    return {**message, "context": {**shared, **own} if isinstance(own, Mapping) else dict(shared)}
 
 
 def _error_entry(index: int, message: object, exc: InvalidEvent) -> dict[str, Any]:

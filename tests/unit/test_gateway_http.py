@@ -622,3 +622,27 @@ def test_the_browser_sdk_settings_say_which_request_headers_they_depend_on(origi
             assert "origin" in vary  # what the CORS answer depends on, kept
 
     gw.run(scenario)
+
+
+def test_the_event_limit_applies_to_the_message_as_sent_not_with_the_batch_context() -> None:
+    # analytics-java checks each message against 32 KB as it serializes it, and sends its
+    # library once, as the batch's context. The gateway merges that context into every
+    # message; measured after the merge, a message the SDK accepted could be over the limit
+    # and dead-lettered, with a 200 that tells the SDK nothing was lost.
+    gw = Harness(gateway_max_event_bytes=2048)
+    message = track(1, properties={"sku": "SKU-1", "note": ""})
+    message["properties"]["note"] = "x" * (2048 - len(orjson.dumps(message)))
+    assert len(orjson.dumps(message)) == 2048  # at the limit, as sent
+    batch = {
+        "batch": [message],
+        "context": {"library": {"name": "analytics-java", "version": "3.5.1"}},
+        "sentAt": "2026-12-04T10:00:00Z",
+    }
+    status, body, _ = gw.post("/v1/batch", batch, auth())
+    assert (status, body) == (200, {"success": True})
+    [tp] = (parse_touchpoint(r.value) for r in gw.on("t.raw"))
+    assert tp.properties["$library"] == "analytics-java/3.5.1"  # the batch's context is used
+    over = {**message, "properties": {**message["properties"], "note": "x" * 2000 + "yy"}}
+    assert len(orjson.dumps(over)) > 2048
+    status, body, _ = gw.post("/v1/batch", {**batch, "batch": [over]}, auth())
+    assert [e["reason"] for e in body["errors"]] == ["oversize"]  # the limit still holds
