@@ -52,7 +52,9 @@ class ProfilesApi:
 
     def _authorize(self, request: web.Request) -> None:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), self._token):
+        # a header's bytes 0x80-0xFF arrive as surrogate escapes: encoded back, never an error
+        given_bytes = given.encode("utf-8", "surrogateescape")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, self._token):
             raise UnauthorizedError("a valid bearer token is required")
 
     async def profile(self, request: web.Request) -> web.Response:

@@ -25,7 +25,6 @@ the sink refuses (:mod:`streams.gateway.sink`); nothing else ever gets a 200.
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -226,7 +225,7 @@ def basic_auth_user(header: str | None) -> str | None:
         return None
     try:
         decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, not UTF-8, or a token that is not ASCII
         return ""
     user, _, password = decoded.partition(":")
     return user or password

@@ -646,3 +646,33 @@ def test_the_event_limit_applies_to_the_message_as_sent_not_with_the_batch_conte
     assert len(orjson.dumps(over)) > 2048
     status, body, _ = gw.post("/v1/batch", {**batch, "batch": [over]}, auth())
     assert [e["reason"] for e in body["errors"]] == ["oversize"]  # the limit still holds
+
+
+@pytest.mark.parametrize(
+    ("request_line", "scheme"),
+    [(b"POST /v1/track", b"Basic"), (b"GET /v1/profiles/customer_id:C-1", b"Bearer")],
+    ids=["write-key", "profiles-token"],
+)
+def test_credentials_that_are_not_ascii_are_401_not_a_500(
+    request_line: bytes, scheme: bytes
+) -> None:
+    # obs-text (bytes 0x80-0xFF) is allowed in a header value; it cannot be a write key (base64)
+    # or the lookup API's token: that is a 401, not a bug of the gateway (500, logged as one)
+    gw = Harness(gateway_profiles_token="t0ken-for-tests")
+
+    async def scenario(client: TestClient[Any, Any]) -> bytes:
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        body = orjson.dumps(track())
+        writer.write(
+            request_line + b" HTTP/1.1\r\nHost: x\r\nAuthorization: " + scheme + b" \xc3\xa9t\xe9"
+            b"\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\nConnection: close\r\n\r\n"
+            + body
+        )
+        answer = await asyncio.wait_for(reader.read(), 20)
+        writer.close()
+        return answer
+
+    answer = gw.run(scenario)
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
