@@ -46,7 +46,13 @@ from schemas.inbound.base import (
     text,
     timestamp,
 )
-from schemas.touchpoint import MAX_EXTRA_TRAITS, EventType, Touchpoint, validate_touchpoint
+from schemas.touchpoint import (
+    MAX_EXTRA_TRAITS,
+    MAX_FREEFORM_STRING,
+    EventType,
+    Touchpoint,
+    validate_touchpoint,
+)
 
 #: Message types of the Segment spec.
 SEGMENT_TYPES: Final = ("track", "identify", "page", "screen", "alias", "group")
@@ -135,8 +141,30 @@ def _track(message: Mapping[str, Any], source: Source) -> dict[str, Any]:
     return out
 
 
+#: The page properties the browser SDKs write themselves (Segment's, and RudderStack's
+#: additions): a URL longer than a free-form string may hold is cut to fit, not refused (the
+#: sender cannot shorten what its SDK writes, and the page view would be lost).
+SDK_PAGE_FIELDS: Final = frozenset(
+    {
+        "path",
+        "referrer",
+        "search",
+        "title",
+        "url",
+        "tab_url",
+        "referring_domain",
+        "initial_referrer",
+        "initial_referring_domain",
+    }
+)
+
+
 def _page(message: Mapping[str, Any], _source: Source) -> dict[str, Any]:
     props = dict(mapping(message.get("properties"), "properties"))
+    for field in SDK_PAGE_FIELDS.intersection(props):
+        value = props[field]
+        if isinstance(value, str) and len(value) > MAX_FREEFORM_STRING:
+            props[field] = value[:MAX_FREEFORM_STRING]
     category = text(message.get("category"), "category", max_length=256)
     if category is not None:
         props.setdefault("category", category)

@@ -197,6 +197,28 @@ def test_page_and_screen_keep_name_category_and_properties() -> None:
     assert (screen.type, screen.channel, screen.region) == (EventType.PAGE_VIEW, Channel.APP, "NO")
 
 
+def test_a_page_whose_url_is_longer_than_a_free_form_string_is_kept() -> None:
+    # The browser SDKs fill a page call's properties themselves (Segment: path, referrer,
+    # search, title, url; RudderStack adds tab_url, initial_referrer...). A URL over the
+    # contract's 2048 characters (an OAuth callback's query, a search with many filters) made
+    # the whole page_view an invalid event: the sender cannot shorten what its SDK writes.
+    url = "https://shop.example/search?" + "colour=red&" * 300
+    assert len(url) > 2048
+    page = mapped(
+        {
+            "type": "page",
+            "anonymousId": "a",
+            "properties": {"url": url, "search": url[26:], "referrer": url, "tab_url": url},
+        }
+    )
+    for field in ("url", "search", "referrer", "tab_url"):
+        assert page.properties[field] == (url if field != "search" else url[26:])[:2048]
+    # other properties keep the contract's rule: the sender chose them
+    assert rejected({"type": "page", "anonymousId": "a", "properties": {"note": url}}).field == (
+        "properties"
+    )
+
+
 def test_product_events_get_a_sku_from_the_product_id() -> None:
     tp = mapped(
         {
