@@ -48,6 +48,7 @@ from schemas.inbound.base import (
 )
 from schemas.touchpoint import (
     MAX_EXTRA_TRAITS,
+    MAX_FREEFORM_KEYS,
     MAX_FREEFORM_STRING,
     EventType,
     Touchpoint,
@@ -91,7 +92,7 @@ def map_message(message: object, source: Source, received: Received) -> Touchpoi
         "identifiers": _identifiers(message, kind, person),
         **_BY_TYPE[kind](message, source),
     }
-    body["properties"] = {**body.get("properties", {}), **_kept_context(context)}
+    body["properties"] = _with_kept_context(body.get("properties", {}), _kept_context(context))
     if source.region:
         body["region"] = source.region
     if traits := _traits(person):
@@ -310,6 +311,16 @@ def _agent_type(agent: str) -> str:
         if pattern.search(agent):
             return kind
     return "desktop"
+
+
+def _with_kept_context(properties: dict[str, Any], kept: dict[str, str]) -> dict[str, Any]:
+    """The properties with what is kept of the context (``$library`` first), as far as the
+    contract's key count allows: they are the gateway's additions, and never make an event
+    whose own properties fit the contract an invalid one."""
+    room = MAX_FREEFORM_KEYS - len(properties)
+    if room >= len(kept):
+        return {**properties, **kept}
+    return {**properties, **dict(list(kept.items())[: max(room, 0)])}
 
 
 def _kept_context(context: Mapping[str, Any]) -> dict[str, str]:

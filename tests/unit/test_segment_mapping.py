@@ -219,6 +219,25 @@ def test_a_page_whose_url_is_longer_than_a_free_form_string_is_kept() -> None:
     )
 
 
+def test_the_library_and_device_type_never_push_an_event_over_the_contracts_key_count() -> None:
+    # `$library` and `$device_type` are the gateway's additions to `properties`; an event whose
+    # own properties were within the contract's 64 keys became an invalid event ("more than
+    # 64 keys") once they were added: every such event of an SDK dead-lettered
+    context = {
+        "library": {"name": "analytics.js", "version": "next-1.70.0"},
+        "userAgent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile",
+    }
+    own = {f"attribute_{i}": i for i in range(64)}
+    full = mapped({"type": "track", "userId": "u", "event": "Quiz Finished",
+                   "properties": own, "context": context})  # fmt: skip
+    assert full.properties == own  # no room: the sender's properties win
+    roomy = mapped({"type": "track", "userId": "u", "event": "Quiz Finished",
+                    "properties": dict(list(own.items())[:63]), "context": context})  # fmt: skip
+    assert roomy.properties["$library"] == "analytics.js/next-1.70.0"  # room for one
+    assert "$device_type" not in roomy.properties
+    assert len(roomy.properties) == 64
+
+
 def test_product_events_get_a_sku_from_the_product_id() -> None:
     tp = mapped(
         {
