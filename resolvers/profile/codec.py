@@ -96,6 +96,8 @@ def _transaction_in(key: str, raw: list[Any]) -> Transaction:
         raw[11],  # location_id
         tuple(raw[12]),  # categories
         raw[13],  # sku
+        raw[14] if len(raw) > 14 else None,  # order_id (a return's, written since 2026-12)
+        tuple(raw[15]) if len(raw) > 15 else (),  # units
     )
 
 
@@ -228,6 +230,9 @@ def facts_to_json(facts: Facts) -> dict[str, Any]:
                 t.location_id,
                 list(t.categories),
                 t.sku,
+                # a return's order and the units per category, only where there are some
+                # (most transactions are written as before)
+                *((t.order_id, list(t.units)) if t.order_id is not None or t.units else ()),
             ]
             for k, t in sorted(facts.transactions.items())
         }

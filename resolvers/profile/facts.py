@@ -145,9 +145,10 @@ class OrderFacts:
     currency: str
     payment_method: str | None = None
     location_id: str | None = None
-    categories: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()  # of each line that has one, in the lines' order
     skus: tuple[str, ...] = ()
     in_store: bool = False
+    quantities: tuple[int, ...] = ()  # of the lines of ``categories`` (none: 1 each)
 
     def __post_init__(self) -> None:
         if not self.order_id:
@@ -156,6 +157,8 @@ class OrderFacts:
             raise ValueError("total must be a finite Decimal")
         if not self.currency.strip():
             raise ValueError("currency must not be empty")
+        if self.quantities and len(self.quantities) != len(self.categories):
+            raise ValueError("quantities must be one per category line")
 
 
 _NO_CHANNELS: Final[frozenset[str]] = frozenset()
@@ -252,6 +255,11 @@ class Transaction:
     location_id: str | None = None
     categories: tuple[str, ...] = ()
     sku: str | None = None
+    #: a return's order, when it gives back lines of a category (they un-count the order's
+    #: purchase of the category: ``resolvers.profile.traits``)
+    order_id: str | None = None
+    #: units of each of ``categories`` (none: 1 each)
+    units: tuple[int, ...] = ()
 
     def rank(self) -> tuple[datetime, str]:
         return (self.at, self.event_id)
@@ -637,6 +645,7 @@ def _transaction(  # noqa: PLR0917 - an observation's fields, read once by the f
     if kind not in ORDER_TYPES and kind != RETURN_TYPE:
         return None
     is_return = kind == RETURN_TYPE
+    categories, units = _category_units(o)
     return new_transaction(  # positional: every field of ``Transaction``, in order
         f"return:{event_id}" if is_return else f"order:{o.order_id}",  # key
         at,
@@ -651,9 +660,23 @@ def _transaction(  # noqa: PLR0917 - an observation's fields, read once by the f
         abs(o.total),  # amount
         o.payment_method,
         o.location_id,
-        tuple(dict.fromkeys([c for c in o.categories if c])),  # categories
+        categories,
         o.skus[0] if o.skus else None,  # sku
+        o.order_id if is_return and categories else None,  # order_id
+        units,
     )
+
+
+def _category_units(o: OrderFacts) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The order's distinct categories in their first line's order, and the units of each
+    (none when every category has one unit, as most orders: nothing more is stored)."""
+    quantities = o.quantities or (1,) * len(o.categories)  # none given: 1 per line
+    units: dict[str, int] = {}
+    for category, quantity in zip(o.categories, quantities, strict=True):
+        if category:
+            units[category] = units.get(category, 0) + quantity
+    counts = tuple(units.values())
+    return tuple(units), counts if any(n != 1 for n in counts) else ()
 
 
 class _ChannelSets(dict[str, frozenset[str]]):

@@ -94,6 +94,7 @@ def _order(tp: Touchpoint) -> OrderFacts | None:
         categories=tuple([ln["category"] for ln in lines if ln["category"]]),
         skus=tuple([ln["sku"] for ln in lines]),
         in_store=t is _T_POS_SALE or fields["channel"] is _C_POS,
+        quantities=tuple([ln["quantity"] for ln in lines if ln["category"]]),
     )
 
 

@@ -132,6 +132,8 @@ def facts_to_json(facts: Facts) -> dict[str, Any]:
                 t.location_id,
                 list(t.categories),
                 t.sku,
+                # since returns name their order (``tests/pipeline/test_audience_returns.py``)
+                *((t.order_id, list(t.units)) if t.order_id is not None or t.units else ()),
             ]
             for k, t in sorted(facts.transactions.items())
         }

@@ -36,6 +36,7 @@ from resolvers.profile.facts import (
     DigestKey,
     Facts,
     Observation,
+    OrderFacts,
     Recent,
     Stamped,
     Transaction,
@@ -160,7 +161,18 @@ def _transaction(obs: Observation) -> Transaction | None:
         location_id=o.location_id,
         categories=tuple(dict.fromkeys([c for c in o.categories if c])),
         sku=o.skus[0] if o.skus else None,
+        # since returns name their order (``tests/pipeline/test_audience_returns.py``)
+        order_id=o.order_id if is_return and any(o.categories) else None,
+        units=_units(o),
     )
+
+
+def _units(o: OrderFacts) -> tuple[int, ...]:
+    """Units per distinct category (none when each has one)."""
+    names = list(dict.fromkeys([c for c in o.categories if c]))
+    quantities = o.quantities or (1,) * len(o.categories)
+    units = [sum(q for c, q in zip(o.categories, quantities, strict=True) if c == n) for n in names]
+    return tuple(units) if any(u != 1 for u in units) else ()
 
 
 def _digest(obs: Observation, policy: ConsentPolicy, seen_by: int) -> Digest:

@@ -166,6 +166,9 @@ def _transaction_in(key: str, raw: list[Any]) -> Transaction:
         location_id=raw[11],
         categories=tuple(raw[12]),
         sku=raw[13],
+        # since returns name their order (``tests/pipeline/test_audience_returns.py``)
+        order_id=raw[14] if len(raw) > 14 else None,
+        units=tuple(raw[15]) if len(raw) > 15 else (),
     )
 
 

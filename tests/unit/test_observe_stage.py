@@ -49,6 +49,8 @@ def _order_by_attributes(tp: Touchpoint) -> OrderFacts | None:
         categories=tuple([ln.category for ln in o.lines if ln.category]),
         skus=tuple([ln.sku for ln in o.lines]),
         in_store=tp.type is EventType.POS_SALE or tp.channel is Channel.POS,
+        # since returns name their order (``tests/pipeline/test_audience_returns.py``)
+        quantities=tuple([ln.quantity for ln in o.lines if ln.category]),
     )
 
 

@@ -51,7 +51,9 @@ def _transaction_out(t: TransactionFact) -> list[Any]:
         t.location_id,
         list(t.categories),
         t.sku,
-    ]
+    ] + (  # since returns name their order (``tests/pipeline/test_audience_returns.py``)
+        [t.order_id, list(t.units)] if t.order_id is not None or t.units else []
+    )
 
 
 def _ids_out(ids: frozenset[int]) -> str:

@@ -1,6 +1,8 @@
 """main 2b8581a's ``resolvers/profile/traits.py``, verbatim below this docstring (its own
 docstring dropped): what ``render_reference`` counts purchase traits with. Not imported by
-Loom."""
+Loom. Changed since: a return that names its order gives back that order's units of its
+categories, and a category's purchase fully given back does not count (``_returned``, below;
+``tests/pipeline/test_audience_returns.py``)."""
 
 # ruff: noqa
 # mypy: ignore-errors
@@ -47,12 +49,20 @@ class PurchaseTraits:
     categories: dict[str, _Category] = field(default_factory=dict)
     channels: dict[str, int] = field(default_factory=dict)
 
+    seen: list[Transaction] = field(default_factory=list)
+
     def add(self, t: Transaction, adder: Callable[[Decimal, Decimal], Decimal]) -> None:
         """Count ``t`` (a purchase or a return); ``adder`` is the render's exact decimal add."""
+        self.seen.append(t)
+        self.adder = adder
+
+    def _count(self, t: Transaction, adder: Callable[[Decimal, Decimal], Decimal]) -> None:
         if t.is_return:
             return
         self.channels[t.channel] = self.channels.get(t.channel, 0) + 1
         for name in t.categories:
+            if _returned(self.seen, t, name):
+                continue
             cat = self.categories.setdefault(name, _Category())
             cat.orders += 1
             cat.spend[t.currency] = adder(cat.spend.get(t.currency, Decimal(0)), t.amount)
@@ -62,6 +72,9 @@ class PurchaseTraits:
 
     def fields(self, money: Callable[[Decimal, str], str]) -> dict[str, Any]:
         """The snapshot fields; ``money`` formats an amount in its currency."""
+        for t in self.seen:
+            self._count(t, self.adder)
+        self.seen = []
         if not self.channels:  # no purchase counted (most renders): nothing to sort
             return {"category_purchases": {}, "preferred_channel": None}
         ranked = sorted(self.channels.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -78,3 +91,18 @@ class PurchaseTraits:
             },
             "preferred_channel": ranked[0][0] if ranked else None,
         }
+
+
+def _units(t: Transaction, name: str) -> int:
+    return t.units[t.categories.index(name)] if t.units else 1
+
+
+def _returned(seen: list[Transaction], purchase: Transaction, name: str) -> bool:
+    """Whether the returns naming ``purchase``'s order give back all its units of ``name``."""
+    order = purchase.key.removeprefix("order:")
+    back = sum(
+        _units(r, name)
+        for r in seen
+        if r.is_return and r.order_id == order and name in r.categories
+    )
+    return back >= _units(purchase, name)

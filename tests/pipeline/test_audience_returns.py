@@ -1,0 +1,111 @@
+"""A returned purchase does not make a buyer (the running-shoe reminder, issue 18).
+
+"Bought running shoes 150-200 days ago: remind them a new pair is due" must not remind a
+customer who sent the shoes back, and a second pair that went back must not move the clock of
+the pair they kept. A return names its order (``order.order_id``) and the lines it gives back;
+a category's purchase of an order counts until the order's returns give back as many units of
+the category as the order bought.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from pipeline_helpers import NOW, make_context, record, run_lanes
+
+from resolvers.audiences import Audiences, audience
+from resolvers.context import Context
+from resolvers.store import InMemoryStore, Kind
+from resolvers.timefmt import format_time
+
+REMINDER = "running-shoe-reminder"
+AUDIENCES = Audiences(
+    {
+        REMINDER: audience(
+            REMINDER,
+            "category_orders.running >= 1 and days_since_last_purchase.running between 150 and 200",
+            marketing=True,
+        )
+    }
+)
+
+
+def _context() -> Context:
+    return replace(make_context(), audiences=AUDIENCES)
+
+
+def _ev(event_id: str, type_: str, days_ago: float, **fields: Any) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "type": type_,
+        "channel": "web",
+        "occurred_at": format_time(NOW - timedelta(days=days_ago)),
+        "region": "NO",
+        "identifiers": {"customer_id": "ANN"},
+        "consent": {"analytics": True, "personalization": True, "marketing": True},
+        **fields,
+    }
+
+
+Lines = tuple[tuple[str, int], ...]  # (category, quantity) of each line
+
+
+def _tx(type_: str, event_id: str, days_ago: float, order_id: str, lines: Lines) -> dict[str, Any]:
+    return _ev(event_id, type_, days_ago, order={
+        "order_id": order_id, "total": "600.00", "currency": "NOK",
+        "lines": [{"sku": f"SKU-{c}", "quantity": q, "unit_price": "600.00", "category": c}
+                  for c, q in lines],
+    })  # fmt: skip
+
+
+def _order(event_id: str, days_ago: float, order_id: str, *lines: tuple[str, int]) -> Any:
+    return _tx("order_completed", event_id, days_ago, order_id, lines)
+
+
+def _return(event_id: str, days_ago: float, order_id: str, *lines: tuple[str, int]) -> Any:
+    return _tx("order_returned", event_id, days_ago, order_id, lines)
+
+
+def _snapshot(events: list[dict[str, Any]]) -> dict[str, Any]:
+    store = InMemoryStore()
+    for i, e in enumerate(events):  # one batch per event, in the order given
+        run_lanes([record(e, i)], store, _context)
+    (doc,) = [
+        orjson.loads(entity.fields["d"])
+        for ref, entity in store.entities.items()
+        if ref.kind is Kind.PROFILE and "d" in entity.fields
+    ]
+    assert isinstance(doc, dict)
+    return doc
+
+
+def test_shoes_sent_back_are_not_a_purchase_to_remind_of() -> None:
+    bought = _order("e1", 170, "o1", ("running", 1))
+    returned = _return("e2", 165, "o1", ("running", 1))
+    for events in ([bought, returned], [returned, bought]):
+        doc = _snapshot(events)
+        assert "running" not in doc["category_purchases"]
+        assert doc["audiences"] == []
+
+
+def test_a_second_pair_sent_back_does_not_move_the_clock_of_the_pair_kept() -> None:
+    first = _order("e1", 170, "o1", ("running", 1))
+    second = _order("e2", 20, "o2", ("running", 1))
+    returned = _return("e3", 15, "o2", ("running", 1))
+    doc = _snapshot([first, second, returned])
+    running = doc["category_purchases"]["running"]
+    assert (running["orders"], running["last_purchase"]) == (1, first["occurred_at"])
+    assert doc["audiences"] == [REMINDER]
+
+
+def test_one_pair_of_two_sent_back_or_another_category_keeps_the_purchase() -> None:
+    two_pairs = _order("e1", 170, "o1", ("running", 2), ("socks", 1))
+    one_back = _return("e2", 165, "o1", ("running", 1))
+    socks_back = _return("e3", 165, "o1", ("socks", 1))
+    doc = _snapshot([two_pairs, one_back, socks_back])
+    assert doc["category_purchases"]["running"]["orders"] == 1
+    assert "socks" not in doc["category_purchases"]
+    assert doc["audiences"] == [REMINDER]
