@@ -21,7 +21,6 @@ and the next pass use them where a person has no interval of their own).
 from __future__ import annotations
 
 import logging
-import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -70,16 +69,35 @@ def read_medians(client: redis.Redis, keys: Keys) -> dict[str, float]:
     return {k.decode(): float(v) for k, v in raw.items()}
 
 
-def _median(values: Sequence[float]) -> float:
-    return float(statistics.median(values))
+def _median(counts: Counter[float]) -> float:
+    """The median of the values ``counts`` counts (each as often as it says), as
+    ``statistics.median`` of them all would give."""
+    total = counts.total()
+    middle = (total - 1) // 2, total // 2  # the middle value's index, twice when odd
+    found: list[float] = []
+    seen = 0
+    for value in sorted(counts):
+        seen += counts[value]
+        while len(found) < 2 and middle[len(found)] < seen:
+            found.append(value)
+        if len(found) == 2:
+            break
+    low, high = found
+    return float(low if low == high else (low + high) / 2)  # as ``statistics.median``
 
 
-def _intervals(snapshots: Iterable[dict[str, Any]], into: dict[str, list[float]]) -> None:
+def _intervals(snapshots: Iterable[dict[str, Any]], into: dict[str, Counter[float]]) -> None:
+    """Count the customers' own repurchase intervals per category (the days are a small
+    vocabulary: memory bounded by the categories and the distinct intervals, not by the
+    profiles)."""
     for doc in snapshots:
         for category, body in doc.get("category_purchases", {}).items():
             interval = body.get("repurchase_interval_days")
             if isinstance(interval, int | float):
-                into.setdefault(category, []).append(float(interval))
+                counts = into.get(category)
+                if counts is None:
+                    counts = into[category] = Counter()
+                counts[float(interval)] += 1
 
 
 class AudienceRefresh:
@@ -100,15 +118,16 @@ class AudienceRefresh:
     def run(self) -> RefreshReport:
         started = time.perf_counter()
         report = RefreshReport()
-        intervals: dict[str, list[float]] = {}
-        seen: set[str] = set()  # SSCAN may return an id again on a later page
+        intervals: dict[str, Counter[float]] = {}
         cursor = 0
         while True:
+            # an id SSCAN returns again on a later page (the index was resized meanwhile) is
+            # evaluated again, harmlessly, and counted again: remembering every id scanned to
+            # skip it would hold memory in proportion to the profiles
             cursor, raw_ids = self.client.sscan(
                 self.store.keys.profile_index, cursor, count=self.batch
             )
-            ids = sorted({i.decode() if isinstance(i, bytes) else i for i in raw_ids} - seen)
-            seen.update(ids)
+            ids = sorted({i.decode() if isinstance(i, bytes) else i for i in raw_ids})
             if ids:
                 _intervals(self._batch(ids, report), intervals)
                 report.profiles += len(ids)
