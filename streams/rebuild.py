@@ -24,6 +24,17 @@ backoff), committing the lane group's offsets after every batch, stamped with th
 exactly as a worker does. Progress (records, rate, ETA) every ``progress_every_s``. The outbox
 relay runs alongside, and the rebuild waits for the outbox to drain at the end.
 
+Audiences (profiles lane, ``LOOM_AUDIENCES_FILE``): the replay evaluates none. Replayed at
+today's clock, a customer's history passes through states that are not theirs today (after a
+first pair of running shoes 170 days ago and before the second, 10 days ago, they look due
+for the reminder): evaluated per batch, each such moment went out on ``audiences.changes`` as
+an ``enter`` a marketing tool acts on, then an ``exit``. Once the replay is complete, the
+audience pass (``streams.audience_refresh``) decides the rebuilt profiles' memberships at the
+clock: one ``enter`` per membership they have, and no other record. It runs twice: the
+second time with the category medians the first computed (a membership that needs them is
+decided then; a true expression stays true with more known, so the first pass enters
+nothing the second would take out).
+
 Switch-over: the lane group's committed offsets are where the rebuild stopped, stamped with
 the generation Redis now holds, so the lane's workers, started afterwards, continue from there
 with every later record (``docs/operating.md#rebuilding-a-lane``). ``--resume`` continues an
@@ -38,12 +49,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from resolvers.audiences import NO_AUDIENCES
 from streams import kafka_clients
+from streams.audience_refresh import AudienceRefresh
 from streams.batch_runner import BatchRunner
 from streams.errors import StateLostError
 from streams.generation import (
@@ -84,6 +97,7 @@ class Report:
     outbox_left: int = 0
     wiped_keys: int = 0
     end_offsets: dict[int, int] = field(default_factory=dict)
+    audience_entries: int = 0  # memberships the closing audience pass entered
 
 
 def group_members(
@@ -262,7 +276,7 @@ class Rebuild:
         )
         self.consumer.assign([TopicPartition(raw, p, bounds[p][0]) for p in sorted(todo)])
         status = LaneStatus()
-        batches = BatchRunner(self.rt, status, self.stopping)
+        batches = BatchRunner(self._replay_runtime(), status, self.stopping)
         relay = RelaySupervisor(
             self.rt.new_relay,
             self.rt.metrics.relay,
@@ -303,12 +317,42 @@ class Rebuild:
                     self.report.generation,
                     self.report.end_offsets,
                 )
+            if not todo and self._audiences_after_replay():
+                await asyncio.to_thread(self._decide_audiences)
+                wakeup.set()
             self.report.outbox_left = await self._drain(relay)
         finally:
             await relay.stop()
             self.consumer.close()
         self.report.seconds = time.monotonic() - started
         return self.report
+
+    def _audiences_after_replay(self) -> bool:
+        return (
+            self.lane == "profiles"
+            and bool(self.rt.audiences.by_name)
+            and isinstance(self.rt.store, RedisStore)
+        )
+
+    def _replay_runtime(self) -> Runtime:
+        """The runtime the replay's batches run with: without audiences when the closing pass
+        decides them (module docstring)."""
+        if not self._audiences_after_replay():
+            return self.rt
+        return replace(self.rt, audiences=NO_AUDIENCES)
+
+    def _decide_audiences(self) -> None:
+        """The rebuilt profiles' memberships at the clock (module docstring)."""
+        store = self.rt.store
+        assert isinstance(store, RedisStore)
+        first = AudienceRefresh(store, self.rt.redis, self.rt.context).run()
+        medians = first.medians
+        second = AudienceRefresh(
+            store, self.rt.redis, lambda: replace(self.rt.context(), medians=medians)
+        ).run()
+        entered = sum(first.entered.values()) + sum(second.entered.values())
+        self.report.audience_entries = entered
+        self.say(f"audiences decided on {first.profiles:,} rebuilt profiles: {entered:,} entries")
 
     def _commit(self, offsets: list[TopicPartition], *, then: str = "") -> None:
         """Synchronously, so that a worker started by mistake meanwhile is noticed at once (a
