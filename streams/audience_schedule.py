@@ -1,9 +1,11 @@
 """The profiles worker's periodic audience pass (``LOOM_AUDIENCES_REFRESH_S``).
 
 Every interval, one profiles worker of the deployment (whichever takes the Redis lock
-``P:v1:audience-refresh-lock``, :class:`PassLock`) runs :class:`AudienceRefresh` at the
-worker's clock, in a thread of its own so the lane's batches never wait behind it. The pass
-commits with the lane's compare-and-set, so it never overwrites a batch's write.
+``P:v1:audience-refresh-lock:{digest}``, :class:`PassLock`; ``digest`` names the audience
+definitions, so a worker started with a changed file runs its pass at once) runs
+:class:`AudienceRefresh` at the worker's clock, in a thread of its own so the lane's batches
+never wait behind it. The pass commits with the lane's compare-and-set, so it never
+overwrites a batch's write.
 
 The lock is one pass per interval and one pass at a time: taken for the interval (at least a
 lease), renewed after each batch of the pass to at least :data:`LEASE_S` ahead, so a pass that
@@ -115,7 +117,9 @@ def enabled(rt: Runtime) -> bool:
 
 
 def _run_once(rt: Runtime, store: RedisStore) -> None:
-    key = f"{store.keys.root}:audience-refresh-lock"
+    # per definitions: workers restarted with a changed file run its pass at once, whatever
+    # the older definitions' pass holds (their lock expires with its interval)
+    key = f"{store.keys.root}:audience-refresh-lock:{rt.audiences.digest}"
     lock = PassLock(rt.redis, key, rt.consumer_name, rt.settings.audiences_refresh_s)
     report = run_pass(store, rt.redis, rt.context, lock)
     if report is None:

@@ -15,6 +15,8 @@ and, for an expression, the column.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
@@ -61,6 +63,15 @@ class Audiences:
 
     def __len__(self) -> int:
         return len(self.by_name)
+
+    @property
+    def digest(self) -> str:
+        """16 hex digits naming these definitions (names, expressions, marketing flags): a
+        changed file has another (the audience pass's lock is per definitions)."""
+        canonical = json.dumps(
+            [[a.name, a.expression.text, a.marketing] for a in self], separators=(",", ":")
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     @property
     def time_dependent(self) -> bool:
