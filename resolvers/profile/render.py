@@ -189,7 +189,8 @@ def _transaction_public(t: Transaction) -> dict[str, Any]:
         "type": t.type,
         "channel": t.channel,
         "region": t.region,
-        "order_id": t.key.removeprefix("order:") if not t.is_return else None,
+        # a return's is the order it names (kept when it gives back lines of a category)
+        "order_id": t.key.removeprefix("order:") if not t.is_return else t.order_id,
         "in_store": t.in_store,
         "amount": _money(t.amount, t.currency),
         "currency": t.currency,

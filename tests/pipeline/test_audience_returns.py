@@ -18,6 +18,8 @@ from pipeline_helpers import NOW, make_context, record, run_lanes
 
 from resolvers.audiences import Audiences, audience
 from resolvers.context import Context
+from resolvers.lanes.stored_profile import decode
+from resolvers.profile.render import held_transactions
 from resolvers.store import InMemoryStore, Kind
 from resolvers.timefmt import format_time
 
@@ -109,3 +111,20 @@ def test_one_pair_of_two_sent_back_or_another_category_keeps_the_purchase() -> N
     assert doc["category_purchases"]["running"]["orders"] == 1
     assert "socks" not in doc["category_purchases"]
     assert doc["audiences"] == [REMINDER]
+
+
+def test_a_data_export_shows_the_order_a_return_names() -> None:
+    store = InMemoryStore()
+    events = [_order("e1", 170, "o1", ("running", 1)), _return("e2", 165, "o1", ("running", 1))]
+    for i, e in enumerate(events):
+        run_lanes([record(e, i)], store, _context)
+    (state,) = [
+        decode(ref.name, entity.fields["s"], make_context().rules)
+        for ref, entity in store.entities.items()
+        if ref.kind is Kind.PROFILE and "s" in entity.fields
+    ]
+    held = held_transactions([g.facts for g in state.groups.values()])
+    assert [(t["type"], t["order_id"]) for t in held] == [
+        ("order_completed", "o1"),
+        ("order_returned", "o1"),
+    ]
