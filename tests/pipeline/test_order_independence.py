@@ -61,7 +61,10 @@ def events(draw: st.DrawFn) -> list[dict[str, Any]]:
         at = START + timedelta(minutes=draw(st.integers(0, 600)))  # ties happen
         kind = draw(
             st.sampled_from(
-                ("browse", "login", "signup", "order", "store", "consent", "erase", "view")
+                (
+                    *("browse", "login", "signup", "order", "store", "consent", "erase", "view"),
+                    "return",  # gives back an order's shoes: un-counts its category purchase
+                )
             )
         )
         cid = draw(st.sampled_from(CUSTOMERS))
@@ -100,19 +103,8 @@ def events(draw: st.DrawFn) -> list[dict[str, Any]]:
                 "consent": _consent(draw),
                 "traits": {"first_name": draw(st.sampled_from(("Ann", "Bob")))},
             }
-        elif kind == "order":  # an online order paid with a card: links the card to the account
-            event |= {
-                "type": "order_completed",
-                "identifiers": {"customer_id": cid, "card_token": draw(st.sampled_from(CARDS))},
-                "order": _order(draw, i, "online"),
-            }
-        elif kind == "store":  # a store sale known by its card only (late-linked purchase)
-            event |= {
-                "type": "pos_sale",
-                "channel": "pos",
-                "identifiers": _store_sale_ids(draw),
-                "order": _order(draw, i, "oslo-1"),
-            }
+        elif kind in ("order", "store", "return"):
+            event |= _purchase(draw, kind, i, n, cid)
         elif kind == "consent":
             event |= {"type": "consent_updated", "identifiers": {"customer_id": cid}}
             if draw(st.integers(0, 4)) == 0:
@@ -126,6 +118,27 @@ def events(draw: st.DrawFn) -> list[dict[str, Any]]:
     if draw(st.booleans(), label="terminal"):  # every customer pays at the terminal: shared
         out += _terminal_sales(draw, len(out))
     return out
+
+
+def _purchase(draw: st.DrawFn, kind: str, i: int, n: int, cid: str) -> dict[str, Any]:
+    if kind == "order":  # an online order paid with a card: links the card to the account
+        return {
+            "type": "order_completed",
+            "identifiers": {"customer_id": cid, "card_token": draw(st.sampled_from(CARDS))},
+            "order": _order(draw, i, "online"),
+        }
+    if kind == "store":  # a store sale known by its card only (late-linked purchase)
+        return {
+            "type": "pos_sale",
+            "channel": "pos",
+            "identifiers": _store_sale_ids(draw),
+            "order": _order(draw, i, "oslo-1"),
+        }
+    return {  # the shoes of an order (of this world or none) given back
+        "type": "order_returned",
+        "identifiers": {"customer_id": cid},
+        "order": _order(draw, draw(st.integers(0, n - 1)), "online"),
+    }
 
 
 def _store_sale_ids(draw: st.DrawFn) -> dict[str, str]:
