@@ -71,11 +71,14 @@ def settings(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> Iterator[LoomSettings]:
-    """A raw topic (one partition) with ANN's two pairs (170 and 10 days ago) and BOB's one
-    (170 days ago), read back in batches of one event."""
+    """A raw topic (one partition) with ANN's two pairs (170 and 10 days ago), BOB's one
+    (170 days ago) and CAT's one (170 days ago, erased 5 days ago), read back in batches of
+    one event."""
     raw = unique_topic(partitions=1)
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
-    for value in (_shoes("a1", 170, "ANN"), _shoes("b1", 170, "BOB"), _shoes("a2", 10, "ANN")):
+    erasure = _ev("c2", "erasure_requested", 5, "CAT")
+    history = (_shoes("a1", 170, "ANN"), _shoes("b1", 170, "BOB"), _shoes("c1", 170, "CAT"))
+    for value in (*history, _shoes("a2", 10, "ANN"), erasure):
         producer.produce(raw, value=value, partition=0)
     assert producer.flush(30) == 0
     warm = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"warm-{raw}"})
@@ -126,7 +129,7 @@ def _changes(settings: LoomSettings, kafka_bootstrap: str) -> list[tuple[str, st
         consumer.close()
 
 
-def test_a_rebuild_publishes_no_reminder_a_later_purchase_undoes(
+def test_a_rebuild_publishes_no_reminder_a_later_purchase_or_erasure_undoes(
     settings: LoomSettings, redis_client: redis.Redis, kafka_bootstrap: str
 ) -> None:
     rt = build_runtime(settings, LANES["profiles"])
@@ -140,7 +143,9 @@ def test_a_rebuild_publishes_no_reminder_a_later_purchase_undoes(
     ann, bob = ids["ANN"], ids["BOB"]
     assert snapshots[ann]["audiences"] == ["runners"]
     assert snapshots[bob]["audiences"] == sorted(["runners", REMINDER])
+    assert "CAT" not in ids
     changes = _changes(settings, kafka_bootstrap)
+    assert {c[0] for c in changes} == {ann, bob}  # nothing for the erased customer
     assert [c for c in changes if c[0] == ann] == [(ann, "runners", "enter")]
     assert sorted(c for c in changes if c[0] == bob) == sorted(
         [(bob, "runners", "enter"), (bob, REMINDER, "enter")]
