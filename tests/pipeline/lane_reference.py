@@ -1,13 +1,12 @@
 """The profiles lane's fold, pruning by accounts and consent audit as they were before issue
 17's fifteenth pass (main 2b8581a), kept verbatim as the reference the lane is compared with
-(``test_lane_fold_audit``): ``ProfilesBatch._fold_facts``, ``_prune_by_accounts``,
-``_account_histories``, ``_accounts`` and ``_record`` (methods: ``self`` is the batch),
-``Gate.verdicts`` (``self`` is the gate), ``resolvers.stages.audit.audit`` and its
-``_event_denials``; ``_accounts`` of a group other than an account group follows the rule of
-2026-12-04 (ADR 0005's note: the accounts whose erasure would erase it whole). Only the
-binding changed: the methods are functions of ``self`` and their calls of each other name these
-functions. The names they read are imported; ``install`` puts them in place of today's. Not
-used by Loom."""
+(``test_lane_fold_audit``): ``ProfilesBatch._fold_facts``, ``_prune_by_accounts`` and
+``_account_histories`` (methods: ``self`` is the batch), ``Gate.verdicts`` (``self`` is the
+gate), ``resolvers.stages.audit.audit`` and its ``_event_denials``; the ``_accounts`` (and
+``_record``) they call is ``tests/accounts_reference.py``'s, the one reference of that rule
+(``tests/unit/test_prune_by_accounts.py`` compares with it too). Only the binding changed: the
+methods are functions of ``self`` and their calls of each other name these functions. The names
+they read are imported; ``install`` puts them in place of today's. Not used by Loom."""
 
 from __future__ import annotations
 
@@ -19,6 +18,8 @@ from datetime import datetime
 from functools import partial
 from unittest import mock
 
+from accounts_reference import _accounts
+
 from resolvers.consent import (
     EMPTY_HISTORY,
     ConsentHistory,
@@ -28,7 +29,6 @@ from resolvers.consent import (
     Verdict,
 )
 from resolvers.effects import Count, Measure, Published
-from resolvers.identity.evidence import EMPTY_RECORD, IdentifierRecord
 from resolvers.lanes.profiles import ProfilesBatch
 from resolvers.lanes.stored_profile import Group
 from resolvers.profile import facts as profile_facts
@@ -46,7 +46,6 @@ from resolvers.stages.audit import (
     _region_defaults,
 )
 from resolvers.timefmt import format_time
-from schemas.identifiers import Identifier
 from schemas.touchpoint import Touchpoint
 
 #: ``resolvers.stages.audit._Remembered`` as it was (the audit's memo of the denials of gates
@@ -155,42 +154,6 @@ def _account_histories(
                             consent, bound
                         )
     return history
-
-
-def _accounts(self: ProfilesBatch, res: identity.Resolution, gkey: str, group: Group) -> set[str]:
-    """The accounts (``type:value`` of unique identifiers) a group is linked to for good:
-    an account group, those its atoms carry; any other (since 2026-12-04, not verbatim), those
-    whose erasure would erase it whole: each of its atoms carries the account id, or has an
-    identifier that relays (any but a device) seen with it, or has every identifier seen with
-    it (the records keep them, capped: the same whatever the order)."""
-    rules = self.ctx.rules
-    unique = rules.unique_types  # ``rules.is_unique``, inline
-    if gkey.startswith("u:"):
-        return {i.key for atom in group.atoms.values() for i in atom.ids if i.type in unique}
-    out: set[str] | None = None
-    for atom in group.atoms.values():
-        accounts = [
-            (ident, {ident.key} if ident.type in unique else _seen(self, res, ident))
-            for ident in atom.ids
-        ]
-        linked = set.intersection(*(seen for _, seen in accounts))
-        for ident, seen in accounts:
-            if not rules.is_device(ident.type):
-                linked |= seen
-        out = linked if out is None else out & linked
-    return out or set()
-
-
-def _seen(self: ProfilesBatch, res: identity.Resolution, ident: Identifier) -> set[str]:
-    record = _record(self, res, ident)
-    return {f"{unique_type}:{v}" for unique_type, vs in record.seen_with.items() for v in vs}
-
-
-def _record(self: ProfilesBatch, res: identity.Resolution, ident: Identifier) -> IdentifierRecord:
-    written = res.records.get(ident)
-    if written is not None:
-        return written
-    return self.records.get(ident, EMPTY_RECORD)
 
 
 # --------------------------------------------------------------------------- Gate

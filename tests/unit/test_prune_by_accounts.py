@@ -1,8 +1,9 @@
 """The profiles lane's pruning by accounts (``ProfilesBatch._prune_by_accounts``) decides as the
 version that computed every group's accounts and every account's history up front (kept
-verbatim below, but for the rule of 2026-12-04 in ``old_accounts``: a group other than an
-account group is linked to the accounts whose erasure would erase it whole): the same people
-changed, every group's facts the same.
+verbatim below; the ``_accounts`` it calls is ``tests/accounts_reference.py``'s, the reference
+``tests/pipeline/lane_reference.py`` shares, verbatim but for the rule of 2026-12-04: a group
+other than an account group is linked to the accounts whose erasure would erase it whole): the
+same people changed, every group's facts the same.
 
 The lane's version skips what cannot change anything (an account group that stated nothing
 adds no history; a batch without any history prunes nothing; a group whose only linked
@@ -19,6 +20,7 @@ from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from accounts_reference import _accounts as old_accounts
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from identity_worlds import RULES, i, stamp
@@ -26,7 +28,7 @@ from profile_worlds import POLICY, obs, worlds
 
 from resolvers.consent import EMPTY_HISTORY, ConsentHistory
 from resolvers.context import Context, TopicNames
-from resolvers.identity.evidence import EMPTY_RECORD, Atom, IdentifierRecord
+from resolvers.identity.evidence import Atom, IdentifierRecord
 from resolvers.lanes.profiles import ProfilesBatch
 from resolvers.lanes.stored_profile import Group
 from resolvers.profile import facts as profile_facts
@@ -41,7 +43,7 @@ DEVICES = ("email:a@x", "anonymous_id:d1", "anonymous_id:d2")
 # --------------------------------------------------------------------------- the old version
 def old_prune_by_accounts(self: ProfilesBatch, res: identity.Resolution) -> set[str]:
     """``ProfilesBatch._prune_by_accounts`` before the thirteenth pass, verbatim (its
-    ``_accounts`` call names the function below)."""
+    ``_accounts`` call names ``accounts_reference``'s, as ``old_accounts``)."""
     policy = self.ctx.policy
     bound = policy.max_explicit_grants
     linked: dict[tuple[str, str], set[str]] = {}
@@ -68,47 +70,6 @@ def old_prune_by_accounts(self: ProfilesBatch, res: identity.Resolution) -> set[
                 person.groups[gkey] = replace(group, facts=pruned)
                 changed.add(pid)
     return changed
-
-
-def old_accounts(
-    self: ProfilesBatch, res: identity.Resolution, gkey: str, group: Group
-) -> set[str]:
-    """``ProfilesBatch._accounts`` before the fifteenth pass (its ``_record`` call names the
-    function below), with the rule of 2026-12-04 for a group other than an account group:
-    the accounts whose erasure would erase it whole (each of its atoms carries the account
-    id, or has an identifier that relays, any but a device, seen with it, or has every
-    identifier seen with it), not every account an identifier of it was seen with."""
-    rules = self.ctx.rules
-    unique = rules.unique_types  # ``rules.is_unique``, inline
-    if gkey.startswith("u:"):
-        return {i.key for atom in group.atoms.values() for i in atom.ids if i.type in unique}
-    out: set[str] | None = None
-    for atom in group.atoms.values():
-        accounts = [
-            (ident, {ident.key} if ident.type in unique else old_seen(self, res, ident))
-            for ident in atom.ids
-        ]
-        linked = set.intersection(*(seen for _, seen in accounts))
-        for ident, seen in accounts:
-            if not rules.is_device(ident.type):
-                linked |= seen
-        out = linked if out is None else out & linked
-    return out or set()
-
-
-def old_seen(self: ProfilesBatch, res: identity.Resolution, ident: Identifier) -> set[str]:
-    record = old_record(self, res, ident)
-    return {f"{unique_type}:{v}" for unique_type, vs in record.seen_with.items() for v in vs}
-
-
-def old_record(
-    self: ProfilesBatch, res: identity.Resolution, ident: Identifier
-) -> IdentifierRecord:
-    """``ProfilesBatch._record`` before the fifteenth pass, verbatim."""
-    written = res.records.get(ident)
-    if written is not None:
-        return written
-    return self.records.get(ident, EMPTY_RECORD)
 
 
 # --------------------------------------------------------------------------- worlds
