@@ -215,3 +215,37 @@ def test_a_device_seen_with_an_account_does_not_prune_what_an_erasure_would_leav
     batch, res = _build(world(("C1",)))
     assert batch._prune_by_accounts(res) == {"p0"}
     assert not res.people["p0"].groups["a:0.0"].facts.recent["e1"].digest.seen
+
+
+def test_a_group_goes_with_an_account_only_when_every_atom_does() -> None:
+    """A group of two atoms, a device seen with the account and another device seen with
+    nobody: the account's erasure would leave the second atom (and the group), so its denial
+    does not prune the group in storage; once the second device was seen with the account too,
+    it does. (The property's groups have one atom each.)"""
+    click = [obs("e1", 0, consent={"analytics": True, "personalization": True})]
+    denied = {"analytics": False, "personalization": False}
+    account = [obs("e2", 5, type="consent_updated", consent=denied)]
+
+    def two_atoms(d2_seen_with: tuple[str, ...]) -> tuple[ProfilesBatch, identity.Resolution]:
+        seen: dict[str, dict[str, tuple[str, ...]]] = {"anonymous_id:d1": {"customer_id": ("C1",)}}
+        if d2_seen_with:
+            seen["anonymous_id:d2"] = {"customer_id": d2_seen_with}
+        groups: list[GroupSpec] = [
+            (("anonymous_id:d1",), click, True, False),
+            (("customer_id:C1",), account, True, False),
+        ]
+        batch, res = _build(([groups], seen, set()))
+        group = res.people["p0"].groups["a:0.0"]
+        other = Atom((i("anonymous_id:d2"),), stamp("p0.0b"), ())
+        res.people["p0"].groups["a:0.0"] = replace(group, atoms={**group.atoms, "k0b": other})
+        return batch, res
+
+    for d2_seen_with in ((), ("C2",)):
+        batch, res = two_atoms(d2_seen_with)
+        old_batch, old_res = two_atoms(d2_seen_with)
+        assert batch._prune_by_accounts(res) == old_prune_by_accounts(old_batch, old_res) == set()
+        assert res.people["p0"].groups["a:0.0"].facts.recent["e1"].digest.seen
+    batch, res = two_atoms(("C1",))
+    old_batch, old_res = two_atoms(("C1",))
+    assert batch._prune_by_accounts(res) == old_prune_by_accounts(old_batch, old_res) == {"p0"}
+    assert not res.people["p0"].groups["a:0.0"].facts.recent["e1"].digest.seen
