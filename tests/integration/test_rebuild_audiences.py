@@ -9,7 +9,6 @@ moment: the customer bought a new pair 10 days ago."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,15 +19,12 @@ import orjson
 import pytest
 import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
+from deployment import deployment_settings, rebuild
 from test_lookup import live_snapshots
 
-from resolvers.pipeline import LANES
 from resolvers.timefmt import format_time
 from streams.generation import committed_offsets
-from streams.rebuild import Rebuild
-from streams.runtime import build_runtime
-from streams.settings import LoomSettings, Topics, load_settings
-from streams.topics import ensure_topics
+from streams.settings import LoomSettings
 
 pytestmark = pytest.mark.integration
 
@@ -87,23 +83,15 @@ def settings(
     path = tmp_path / "audiences.toml"
     path.write_text(AUDIENCES)
     tag = f"rebuild-aud-{uuid.uuid4().hex[:8]}"
-    env = {
-        "LOOM_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "LOOM_REDIS_URL": redis_url,
-        "LOOM_REDIS_PREFIX": tag,
-        "LOOM_APP_ID": tag,
-        "LOOM_BATCH_SIZE": "1",
-        "LOOM_REPLICATION_FACTOR": "1",  # the test cluster's one broker
-        "LOOM_MIN_INSYNC_REPLICAS": "1",
-        "LOOM_AUDIENCES_FILE": str(path),
-    }
-    env |= {f"LOOM_TOPIC_{t.upper()}": f"{tag}.{t}" for t in Topics.model_fields}
-    env["LOOM_TOPIC_RAW"] = raw
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    loaded = load_settings()
-    ensure_topics(loaded)
-    yield loaded
+    yield deployment_settings(
+        monkeypatch,
+        kafka_bootstrap=kafka_bootstrap,
+        redis_url=redis_url,
+        tag=tag,
+        raw=raw,
+        LOOM_BATCH_SIZE="1",
+        LOOM_AUDIENCES_FILE=str(path),
+    )
     keys = list(redis_client.scan_iter(match=f"{tag}:*", count=1000))
     if keys:
         redis_client.unlink(*keys)
@@ -132,11 +120,7 @@ def _changes(settings: LoomSettings, kafka_bootstrap: str) -> list[tuple[str, st
 def test_a_rebuild_publishes_no_reminder_a_later_purchase_or_erasure_undoes(
     settings: LoomSettings, redis_client: redis.Redis, kafka_bootstrap: str
 ) -> None:
-    rt = build_runtime(settings, LANES["profiles"])
-    try:
-        report = asyncio.run(Rebuild(rt, progress=lambda _: None).run())
-    finally:
-        rt.redis.close()
+    report = rebuild(settings)
     assert report.outbox_left == 0
     snapshots = live_snapshots(redis_client, settings.redis_prefix)
     ids = {doc["identifiers"]["customer_id"][0]: pid for pid, doc in snapshots.items()}

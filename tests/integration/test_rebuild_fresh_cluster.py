@@ -4,20 +4,15 @@ question is answered "not coordinator" / "loading" until the coordinator has loa
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from confluent_kafka import Consumer
+from deployment import deployment_settings, rebuild
 from local_infra import LocalInfra
 
-from resolvers.pipeline import LANES
 from streams.generation import committed_offsets
-from streams.rebuild import Rebuild
-from streams.runtime import build_runtime
-from streams.settings import Topics, load_settings
-from streams.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -43,24 +38,13 @@ def test_a_rebuild_on_a_cluster_just_started_waits_for_the_group_coordinator(
     not at all (_TIMED_OUT after 15 s): the rebuild failed with that KafkaException. Now it
     asks again, within a bound, as the committed offsets are."""
     tag = f"fresh-{uuid.uuid4().hex[:8]}"
-    env = {
-        "LOOM_KAFKA_BOOTSTRAP": fresh_cluster.endpoints.kafka_bootstrap,
-        "LOOM_REDIS_URL": fresh_cluster.endpoints.redis_url,
-        "LOOM_REDIS_PREFIX": tag,
-        "LOOM_APP_ID": tag,
-        "LOOM_REPLICATION_FACTOR": "1",  # the test cluster's one broker
-        "LOOM_MIN_INSYNC_REPLICAS": "1",
-    }
-    env |= {f"LOOM_TOPIC_{t.upper()}": f"{tag}.{t}" for t in Topics.model_fields}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    settings = load_settings()
-    ensure_topics(settings)  # asks no group anything
-    rt = build_runtime(settings, LANES["profiles"])
-    try:
-        report = asyncio.run(Rebuild(rt, progress=lambda _: None).run())
-    finally:
-        rt.redis.close()
+    settings = deployment_settings(  # its topics made: that asks no group anything
+        monkeypatch,
+        kafka_bootstrap=fresh_cluster.endpoints.kafka_bootstrap,
+        redis_url=fresh_cluster.endpoints.redis_url,
+        tag=tag,
+    )
+    report = rebuild(settings)
 
     assert report.total == 0
     consumer = Consumer(

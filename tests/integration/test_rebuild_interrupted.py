@@ -7,7 +7,6 @@ lane's group just before the rebuild resets the group's offsets."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,17 +16,15 @@ import pytest
 import redis
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from deployment import deployment_settings, rebuild
 from test_lookup import live_snapshots
 
-from resolvers.pipeline import LANES
 from schemas.touchpoint import dump_touchpoint
 from streams.errors import StateLostError
 from streams.generation import Committed, committed_offsets, establish
-from streams.rebuild import Rebuild, RebuildRefusedError, Report
-from streams.runtime import build_runtime
-from streams.settings import LoomSettings, Topics, load_settings
+from streams.rebuild import Rebuild, RebuildRefusedError
+from streams.settings import LoomSettings
 from streams.simulate import Simulator
-from streams.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -65,36 +62,20 @@ def deployment(
     def settings(name: str) -> LoomSettings:
         tag = f"{name}-{uuid.uuid4().hex[:8]}"
         prefixes.append(tag)
-        env = {
-            "LOOM_KAFKA_BOOTSTRAP": kafka_bootstrap,
-            "LOOM_REDIS_URL": redis_url,
-            "LOOM_REDIS_PREFIX": tag,
-            "LOOM_APP_ID": tag,
-            "LOOM_BATCH_SIZE": "7",
-            "LOOM_REPLICATION_FACTOR": "1",  # the test cluster's one broker
-            "LOOM_MIN_INSYNC_REPLICAS": "1",
-        }
-        env |= {f"LOOM_TOPIC_{t.upper()}": f"{tag}.{t}" for t in Topics.model_fields}
-        env["LOOM_TOPIC_RAW"] = raw
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        loaded = load_settings()
-        ensure_topics(loaded)
-        return loaded
+        return deployment_settings(
+            monkeypatch,
+            kafka_bootstrap=kafka_bootstrap,
+            redis_url=redis_url,
+            tag=tag,
+            raw=raw,
+            LOOM_BATCH_SIZE="7",
+        )
 
     yield settings
     for prefix in prefixes:
         keys = list(redis_client.scan_iter(match=f"{prefix}:*", count=1000))
         if keys:
             redis_client.unlink(*keys)
-
-
-def rebuild(settings: LoomSettings, cls: type[Rebuild] = Rebuild, **options: Any) -> Report:
-    rt = build_runtime(settings, LANES["profiles"])
-    try:
-        return asyncio.run(cls(rt, progress=lambda _: None, **options).run())
-    finally:
-        rt.redis.close()
 
 
 def crashing_at_the_third_batch() -> type[Rebuild]:
@@ -215,14 +196,7 @@ def test_a_worker_starting_as_a_wiping_rebuild_resets_the_offsets_loses_no_state
 
         def _commit(self, offsets: list[TopicPartition], *, then: str = "") -> None:
             if type(self).worker is None:  # the reset: a worker joins the group first
-                worker = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group})
-                worker.subscribe([raw])
-                for _ in range(600):  # until the group has assigned it its partition
-                    if worker.assignment():
-                        break
-                    worker.poll(0.1)
-                assert worker.assignment(), "the worker never joined the group"
-                type(self).worker = worker
+                type(self).worker = joined_worker(kafka_bootstrap, group, raw)
             super()._commit(offsets, then=then)
 
     with pytest.raises(RebuildRefusedError, match="did a profiles worker start"):
