@@ -99,8 +99,11 @@ Public snapshot (what readers see; :func:`snapshot`)
 (:func:`to_sell`); ``available`` itself may be negative and then ``oversold`` is true, and may
 exceed ``on_hand`` while a release (a cancellation, a fulfilment) read before its placement
 leaves ``committed`` negative, which the placement settles: the storefront never shows units that
-are not on hand. ``totals.available_to_sell = max(0, min(totals.on_hand, totals.available))``
-(oversold units at one location are assumed to be served from another one), and
+are not on hand. ``totals.available_to_sell`` is the sum over locations of ``on_hand -
+max(0, committed)`` (:func:`totals_to_sell`), never below 0: oversold units at one location are
+assumed to be served from another one, but a negative ``committed`` (a release read early)
+frees no unit anywhere else, so the web total never offers more than the locations' own
+``available_to_sell`` together (it summed ``available`` until 2026-12-04), and
 ``totals.oversold`` is true when any location is oversold. Timestamps are RFC 3339 in UTC with a
 ``Z`` suffix, or ``null``. ``version`` is added by the writer (a compare-and-set counter); this
 module never sets it.
@@ -654,6 +657,14 @@ def to_sell(on_hand: int, available: int) -> int:
     return max(0, min(on_hand, available))
 
 
+def totals_to_sell(locations: Iterable[LocationStock]) -> int:
+    """What the web shop may sell of a SKU across ``locations``: each location's ``on_hand``
+    less what it has committed (a negative ``committed``, a release read before its placement,
+    counts as 0: it frees no unit at another location), summed, never below 0. At most the sum
+    of the locations' :func:`to_sell`; an oversold location lowers it (served from the others)."""
+    return max(0, sum(loc.on_hand - max(0, loc.committed) for loc in locations))
+
+
 def _location_snapshot(loc: LocationStock) -> dict[str, Any]:
     available, updated_at = loc.on_hand - loc.committed, loc.updated_at
     return {
@@ -679,7 +690,7 @@ def snapshot(stock: SkuStock) -> dict[str, Any]:
             "on_hand": stock.on_hand,
             "committed": stock.committed,
             "available": available,
-            "available_to_sell": to_sell(stock.on_hand, available),
+            "available_to_sell": totals_to_sell(stock.locations.values()),
             "oversold": any(loc["oversold"] for loc in locations.values()),
             "updated_at": format_time(max(updated)) if updated else None,
         },
@@ -702,13 +713,15 @@ def encode(stock: SkuStock, version: int) -> tuple[bytes, bytes]:
     SKU re-encodes only the locations its batch moved."""
     states: dict[str, orjson.Fragment] = {}
     views: dict[str, orjson.Fragment] = {}
-    on_hand = committed = 0
+    on_hand = committed = sellable = 0
     oversold = False
     updated: datetime | None = None
     for loc_id, loc in sorted(stock.locations.items()):
         loc_on_hand, loc_committed = loc.on_hand, loc.committed
         on_hand += loc_on_hand
         committed += loc_committed
+        # totals_to_sell, inline
+        sellable += loc_on_hand - loc_committed if loc_committed > 0 else loc_on_hand
         if loc_on_hand < loc_committed:
             oversold = True
         at = loc.updated_at
@@ -731,7 +744,7 @@ def encode(stock: SkuStock, version: int) -> tuple[bytes, bytes]:
             "on_hand": on_hand,
             "committed": committed,
             "available": available,
-            "available_to_sell": to_sell(on_hand, available),
+            "available_to_sell": max(0, sellable),
             "oversold": oversold,
             "updated_at": None if updated is None else timefmt.format_time(updated),
         },

@@ -107,7 +107,10 @@ def encode(stock: SkuStock, version: int) -> tuple[bytes, bytes]:
             "on_hand": on_hand,
             "committed": committed,
             "available": available,
-            "available_to_sell": max(0, min(on_hand, available)),
+            # the web total counts a negative committed as 0 per location (2026-12-04)
+            "available_to_sell": max(
+                0, sum(loc.on_hand - max(0, loc.committed) for loc in stock.locations.values())
+            ),
             "oversold": oversold,
             "updated_at": format_time(updated),
         },

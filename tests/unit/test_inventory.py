@@ -506,3 +506,32 @@ def test_the_storefront_never_sees_more_to_sell_than_is_on_hand(
     settled_stock = fold(mv("c1", "count", 5, 0), early, placed)
     assert levels(settled_stock) == settled
     assert snapshot(settled_stock)["locations"][LOC]["available_to_sell"] == settled[2]
+
+
+def test_the_web_total_offers_no_unit_that_no_location_offers() -> None:
+    """A cancellation read before its placement at one store leaves that store's ``committed``
+    negative; its own ``available_to_sell`` is capped at what it holds (0), but the totals
+    summed the raw ``available``, so the other store's reserved units showed as sellable on
+    the web (2 to sell while every location offered 0). The web total never exceeds the sum
+    of the locations' ``available_to_sell``; an oversold location is still served from the
+    others' stock."""
+    stock = fold(
+        mv("c-oslo", "count", 0, 0),
+        mv("o1-cancel", "order_cancelled", 2, 20),  # o1's placement is late
+        mv("c-bergen", "count", 5, 0, location="bergen-1"),
+        mv("o2", "order_placed", 5, 10, location="bergen-1"),
+    )
+    doc = snapshot(stock)
+    assert [loc["available_to_sell"] for loc in doc["locations"].values()] == [0, 0]
+    assert doc["totals"]["available_to_sell"] == 0
+    assert orjson.loads(encode(stock, 1)[1])["totals"]["available_to_sell"] == 0
+    # once the placement arrives the positions settle: still nothing to sell anywhere
+    settled = apply(stock, mv("o1", "order_placed", 2, 5))[0]
+    assert snapshot(settled)["totals"]["available_to_sell"] == 0
+    # an oversold store is served from another one (unchanged)
+    oversold = fold(
+        mv("c-oslo", "count", 1, 0),
+        mv("s1", "pos_sale", 3, 5),
+        mv("c-bergen", "count", 5, 0, location="bergen-1"),
+    )
+    assert snapshot(oversold)["totals"]["available_to_sell"] == 3

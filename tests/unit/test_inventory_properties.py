@@ -98,6 +98,11 @@ def test_projection_matches_the_ledger_rule(movements: list[Movement]) -> None:
     assert snapshot(stock)["totals"]["on_hand"] == sum(
         reference(movements, location)[0] for location in LOCATIONS
     )
+    # the web total offers no unit that no location offers
+    located = snapshot(stock)["locations"].values()
+    assert snapshot(stock)["totals"]["available_to_sell"] <= sum(
+        doc["available_to_sell"] for doc in located
+    )
 
 
 @PROPERTY_SETTINGS
