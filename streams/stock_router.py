@@ -22,7 +22,7 @@ markers (``<event id> <sku>``) make the copies no-ops. The router writes nothing
 
 A router group without committed offsets (the first start after switching from ``direct``)
 starts each partition where the inventory lane's group left the raw topic, so the switch
-neither skips nor re-routes the past.
+neither skips nor re-routes the past. That start is committed like a routed batch's offsets.
 
 It runs in a thread of its own (its consumer never waits behind the applier's); a failure it
 cannot retry stops it, and the worker's ``/readyz`` then says ``router`` is not ready.
@@ -177,6 +177,13 @@ class StockRouter:
             for tp in own
         ]
         consumer.assign(start)
+        # a seeded start is committed as if routed to (the next due commit, or on revoke and
+        # close): until a record arrived there it was not, so ``loom lag`` counted the
+        # partition's whole history, and a router restarted after the direct group's offsets
+        # were deleted began the partition at its earliest offset
+        seeded = [tp for tp in start if tp.offset >= 0]
+        self.processed.add(seeded)
+        self._due.add(seeded)
         self.assigned |= {(p.topic, p.partition) for p in partitions}
         log.info("%s: assigned %s", self.group, sorted(p.partition for p in partitions))
 

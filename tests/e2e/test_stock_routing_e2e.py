@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+from confluent_kafka import TopicPartition
 from e2e_harness import Loom, metric
 from test_inventory_e2e import SKUS, expected_levels, mixed_movements, order, pure_fold
 
@@ -163,6 +164,42 @@ def test_switching_an_existing_deployment_to_by_sku_neither_skips_nor_double_cou
     assert producer.flush(30) == 0
     wait_routed(loom)
     assert levels(loom, MULTI_SKUS) == expected_levels(first + second)
+
+
+def test_after_a_switch_the_router_commits_where_it_started_on_partitions_with_nothing_new(
+    loom: Loom, free_ports: Callable[[int], list[int]]
+) -> None:
+    """A router partition without an offset of its own starts where the direct lane's group
+    left the raw topic, but that start was never committed until a new record arrived there:
+    ``loom lag`` showed the partition's whole history as the router group's lag, and once the
+    direct group's old offsets were deleted (as the README says to) a restarted router began
+    that partition again at its earliest offset. The start is committed at once."""
+    [direct] = loom.start_worker("inventory")
+    loom.produce(multi_sku_orders(20))
+    loom.wait_idle("inventory")
+    loom.stop([direct])
+    s = loom.settings
+    lane = kafka_clients.consumer(s, s.group_id("inventory"))
+    try:
+        ends = {
+            tp.partition: tp.offset
+            for tp in lane.committed(
+                [TopicPartition(s.topics.raw, p) for p in range(s.partitions)],
+                timeout=10,
+            )
+        }
+    finally:
+        lane.close()
+    # partitions with history that the one late event below leaves alone
+    assert sum(offset > 0 for offset in ends.values()) >= 2, ends
+
+    ports = free_ports(1)
+    start_routed(loom, ports)
+    late = multi_sku_orders(21)[20:]  # one event: one raw partition
+    loom.produce(late)
+    wait_routed(loom)
+    assert metric(ports[0], "loom_routed_movements_total") == 3
+    assert levels(loom, MULTI_SKUS) == expected_levels([*multi_sku_orders(20), *late])
 
 
 def test_bad_input_is_dead_lettered_once_with_its_reason_and_never_stalls_the_lane(
