@@ -20,9 +20,14 @@ routed lane). Per batch the router
 At least once: a crash between 3 and 4 routes the records again, and the applier's processed
 markers (``<event id> <sku>``) make the copies no-ops. The router writes nothing to Redis.
 
-A router group without committed offsets (the first start after switching from ``direct``)
-starts each partition where the inventory lane's group left the raw topic, so the switch
-neither skips nor re-routes the past. That start is committed like a routed batch's offsets.
+A router starts each partition at the later of its group's committed offset and the
+inventory lane's group's on the raw topic (the direct lane's, which commits there only in
+``direct`` mode): the first start after switching from ``direct`` has no offset of its own,
+and a later switch back to ``by-sku`` has an old one, from before the direct lane applied
+what followed (resumed from it, the router routed that again, and once the processed markers
+had expired a movement the ledger had compacted was applied twice). So a switch neither
+skips nor re-routes the past. A start taken from the lane's group is committed like a routed
+batch's offsets.
 
 It runs in a thread of its own (its consumer never waits behind the applier's); a failure it
 cannot retry stops it, and the worker's ``/readyz`` then says ``router`` is not ready.
@@ -155,8 +160,8 @@ class StockRouter:
 
     # --- offsets ---------------------------------------------------------------------------
     def _read_seeds(self) -> None:
-        """The inventory lane group's committed raw offsets: where a router partition without
-        an offset of its own starts (module docstring)."""
+        """The inventory lane group's committed raw offsets: where a router partition starts
+        when its own offset is missing or earlier (module docstring)."""
         raw, s = self.settings.topics.raw, self.settings
         lane = kafka_clients.consumer(s, s.group_id("inventory"), **{"enable.auto.commit": False})
         try:
@@ -169,13 +174,15 @@ class StockRouter:
         self._seeds = {(tp.topic, tp.partition): tp.offset for tp in got if tp.offset >= 0}
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        own = self._committed(consumer, partitions) if self._seeds else partitions
-        start = [
-            TopicPartition(tp.topic, tp.partition, self._seeds[(tp.topic, tp.partition)])
-            if tp.offset < 0 and (tp.topic, tp.partition) in self._seeds
-            else TopicPartition(tp.topic, tp.partition)
-            for tp in own
-        ]
+        seeds = self._seeds
+        own = self._committed(consumer, partitions) if seeds else partitions
+        start = []
+        for tp in own:
+            seed = seeds.get((tp.topic, tp.partition))
+            if seed is not None and tp.offset < seed:  # the later (none of its own: negative)
+                start.append(TopicPartition(tp.topic, tp.partition, seed))
+            else:
+                start.append(TopicPartition(tp.topic, tp.partition))
         consumer.assign(start)
         # a seeded start is committed as if routed to (the next due commit, or on revoke and
         # close): until a record arrived there it was not, so ``loom lag`` counted the

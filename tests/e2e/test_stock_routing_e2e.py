@@ -265,3 +265,40 @@ def test_a_rebuild_of_a_routed_deployment_hands_over_to_the_routed_workers(
     wait_routed(loom)
     assert levels(loom, MULTI_SKUS) == expected_levels(first + second)
     assert metric(ports[1], "loom_routed_movements_total") == 60  # only the new events
+
+
+def test_switching_to_by_sku_a_second_time_starts_where_the_direct_lane_stopped(
+    loom: Loom, free_ports: Callable[[int], list[int]]
+) -> None:
+    """by-sku, then direct, then by-sku again: the router group still has its offsets from the
+    first period (Kafka keeps an empty group's for ``offsets.retention.minutes``), so it
+    resumed from them and routed again everything the direct lane had applied meanwhile. Its
+    processed markers last ``LOOM_DEDUPE_TTL_S`` (deleted here, as that TTL does), and a
+    ledger forgets the ids it compacted (a sale 60 days older than the position's newest
+    movement), so that sale was applied twice. The router starts each partition at the later
+    of its own offset and the direct lane's."""
+    first = multi_sku_orders(10)
+    # keyed like one of ``first``: on a raw partition the router committed in its first period
+    shopper = first[0]["identifiers"]
+    old_sale = order("sw-old", "2026-09-20T10:00:00Z", lines=[("SKU-R0", 2)], ids=shopper)
+    new_sale = order("sw-new", "2026-11-22T10:00:00Z", lines=[("SKU-R0", 1)], ids=shopper)
+    ports = free_ports(2)
+    start_routed(loom, ports[:1])
+    loom.produce(first)
+    wait_routed(loom)
+    loom.stop(loom.workers)
+
+    [direct] = loom.start_worker("inventory")
+    loom.produce([old_sale, new_sale])  # the old one is compacted into the ledger's base
+    loom.wait_idle("inventory")
+    loom.stop([direct])
+    assert levels(loom, MULTI_SKUS) == expected_levels([*first, old_sale, new_sale])
+    for key in loom.redis.scan_iter(f"{loom.root}:markers:seen-inventory:*", count=1000):
+        loom.redis.delete(key)  # LOOM_DEDUPE_TTL_S later
+
+    start_routed(loom, ports[1:])
+    last = multi_sku_orders(12)[10:]
+    loom.produce(last)
+    wait_routed(loom)
+    assert levels(loom, MULTI_SKUS) == expected_levels([*first, old_sale, new_sale, *last])
+    assert metric(ports[1], "loom_routed_movements_total") == 3 * len(last)
