@@ -31,12 +31,15 @@ import orjson
 
 from resolvers.inventory import InvalidMovementError, Movement, MovementKind
 from resolvers.timefmt import format_time, parse_time
-from schemas.touchpoint import MAX_STOCK
+from schemas.touchpoint import INVENTORY_TYPES, MAX_STOCK, ORDER_TYPES
 
 #: Version of a routed record's value; :func:`decode` rejects others.
 FORMAT: Final = 1
 #: Between the event id and the SKU in a processed marker (never part of either).
 SEPARATOR: Final = " "
+#: The event types whose movements are routed (``resolvers.stages.inventory.STOCK_TYPES``):
+#: a record's ``type`` is a metrics label of the applier, so :func:`decode` takes no other.
+EVENT_TYPES: Final = frozenset(t.value for t in ORDER_TYPES | INVENTORY_TYPES)
 
 
 class InvalidRoutedRecordError(ValueError):
@@ -154,9 +157,12 @@ def decode(value: bytes | None) -> Routed:
     moves = data.get("movements")
     if not isinstance(moves, list) or not moves:
         raise InvalidRoutedRecordError("movements must be a non-empty list")
+    event_type = data.get("type")
+    if event_type not in EVENT_TYPES:
+        raise InvalidRoutedRecordError("type must be an event type that moves stock")
     return Routed(
         event_id,
-        _text(data, "type"),
+        event_type,
         sku,
         tuple(_movement(event_id, sku, m) for m in moves),
     )

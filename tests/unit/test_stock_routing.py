@@ -45,7 +45,8 @@ def routed(draw: st.DrawFn) -> stock_routing.Routed:
                 draw(st.none() | st.text(max_size=20)),
             )
         )
-    return stock_routing.Routed(event_id, draw(CODE), sku, tuple(moves))
+    event_type = draw(st.sampled_from(sorted(stage.STOCK_TYPES)))
+    return stock_routing.Routed(event_id, event_type, sku, tuple(moves))
 
 
 @given(routed())
@@ -68,6 +69,9 @@ def test_any_bytes_decode_or_are_refused_with_one_error_class(value: bytes) -> N
     [
         ({"v": 2}, "format"),
         ({"sku": "two words"}, "sku"),
+        # the type becomes a metrics label (loom_events_total{type=...}): free text never
+        ({"type": "customer_jane_doe"}, "type"),
+        ({"type": "page_view"}, "type"),
         ({"movements": []}, "movements"),
         ({"movements": [{"location_id": "oslo-1", "kind": "pos_sale", "quantity": -1,
                           "occurred_at": "2026-11-22T10:00:00Z"}]}, "invalid movement"),
@@ -192,3 +196,7 @@ def test_the_direct_lane_keeps_every_field_of_an_event_and_adds_its_movements() 
         ("A", [1]),
         ("B", [5]),
     ]
+
+
+def test_the_routed_types_are_the_types_that_move_stock() -> None:
+    assert stock_routing.EVENT_TYPES == stage.STOCK_TYPES
