@@ -48,7 +48,8 @@ Bounded state
 -------------
 
 Per location the state keeps the latest count, a ledger ``event_id -> (occurred_at, on_hand
-delta, committed delta)``, a compacted ``base`` and its ``horizon``.
+delta, committed delta)``, a compacted ``base``, its ``horizon`` and ``since`` (the earliest
+folded delta that moved on hand, when known).
 
 * **Pruning by counts (exact).** When a count at time *t* becomes the latest, every ledger entry
   with ``occurred_at <= t`` loses its on_hand part (entries that also have no committed part are
@@ -61,10 +62,14 @@ delta, committed delta)``, a compacted ``base`` and its ``horizon``.
   and committed sums) and ``horizon`` becomes the newest folded ``occurred_at``. Sums commute,
   so deltas arriving late are always exact. A new latest count resets ``base.on_hand`` to 0:
   exact when the count is at or after the horizon (every folded delta is then at or before it).
-  **Trade-off:** a count stamped *before* the horizon (it arrived later than the window) is
-  treated as covering every folded delta, so folded deltas between the count and the horizon
-  are lost from on_hand until the next count; the alternative (keeping them all) would double
-  count those before the count instead, and a physical count is the better truth. Folded event
+  A count stamped before every folded delta that moved on hand (``base_since``: a stock-take
+  uploaded after more later sales than the ledger keeps) covers none of them: ``base.on_hand``
+  is kept, exact too (until 2026-12-04 it was dropped: 300 sales behind a late count of 1,000
+  left 765 on hand instead of 700). **Trade-off:** a count stamped between the folded deltas
+  is treated as covering every one of them, so folded deltas between the count and the
+  horizon are lost from on_hand until the next count; the alternative (keeping them all)
+  would double count those before the count instead, and a physical count is the better
+  truth. Folded event
   ids are forgotten: a redelivery older than the window relies on the pipeline's dedupe
   (``LOOM_DEDUPE_TTL_S``). Defaults (256 entries, 30 days) are exact for the demo and tests and
   keep a SKU's state small (measured: a location at the cap serializes to 9.2 KiB of JSON; 20
@@ -264,6 +269,11 @@ class LocationStock:
     base_committed: int = 0
     horizon: datetime | None = None
     updated_at: datetime | None = None
+    #: The earliest ``occurred_at`` of the compacted deltas that moved on hand (``base_on_hand``
+    #: holds only deltas later than the latest count): a later count older than it covers none
+    #: of them. None while none is compacted, or not known (a state written before 2026-12-04
+    #: with a ``base_on_hand`` other than 0).
+    base_since: datetime | None = None
     #: Derived once (the ledger never changes after construction): read on every apply and
     #: every write of the SKU.
     on_hand: int = field(init=False, repr=False, compare=False, default=0)
@@ -388,6 +398,7 @@ def _location_to_dict(loc: LocationStock) -> dict[str, Any]:
             "committed": loc.base_committed,
             # ``format_time``, inline here and below: two Python calls fewer per time
             "horizon": None if horizon is None else fmt(horizon),
+            **({} if loc.base_since is None else {"since": fmt(loc.base_since)}),
         },
         "updated_at": None if updated_at is None else fmt(updated_at),
     }
@@ -438,6 +449,7 @@ def _location_from_dict(data: Mapping[str, Any]) -> LocationStock:
         base_committed=_int(base["committed"]),
         horizon=parse_time(base["horizon"]),
         updated_at=parse_time(data["updated_at"]),
+        base_since=parse_time(base.get("since")),
     )
 
 
@@ -541,7 +553,13 @@ def _updated(loc: LocationStock, updated_at: datetime) -> LocationStock:
     if updated_at is loc.updated_at:
         return loc
     return LocationStock(
-        loc.count, loc.ledger, loc.base_on_hand, loc.base_committed, loc.horizon, updated_at
+        loc.count,
+        loc.ledger,
+        loc.base_on_hand,
+        loc.base_committed,
+        loc.horizon,
+        updated_at,
+        loc.base_since,
     )
 
 
@@ -556,6 +574,11 @@ def _apply_count(loc: LocationStock, movement: Movement) -> LocationStock:
             ledger[event_id] = entry
         elif entry.committed_delta != 0:
             ledger[event_id] = LedgerEntry(entry.occurred_at, 0, entry.committed_delta)
+    since = loc.base_since
+    if since is not None and count.at < since:  # every compacted on-hand delta is later: kept
+        return LocationStock(
+            count, ledger, loc.base_on_hand, loc.base_committed, loc.horizon, updated_at, since
+        )
     return LocationStock(count, ledger, 0, loc.base_committed, loc.horizon, updated_at)
 
 
@@ -571,7 +594,13 @@ def _apply_delta(loc: LocationStock, movement: Movement) -> LocationStock:
     ledger = dict(loc.ledger)
     ledger[movement.event_id] = LedgerEntry(occurred_at, on_hand_delta, committed_delta)
     return LocationStock(
-        loc.count, ledger, loc.base_on_hand, loc.base_committed, loc.horizon, updated_at
+        loc.count,
+        ledger,
+        loc.base_on_hand,
+        loc.base_committed,
+        loc.horizon,
+        updated_at,
+        loc.base_since,
     )
 
 
@@ -593,6 +622,13 @@ def _compact(loc: LocationStock, policy: LedgerPolicy) -> LocationStock:
     horizon = loc.horizon
     for _, entry in folded:
         horizon = _later(horizon, entry.occurred_at)
+    since = loc.base_since
+    if since is not None or loc.base_on_hand == 0:  # else not known, and stays so
+        for _, entry in folded:  # in time order: the first that moved on hand is the earliest
+            if entry.on_hand_delta != 0:
+                if since is None or entry.occurred_at < since:
+                    since = entry.occurred_at
+                break
     return LocationStock(
         loc.count,
         dict(ordered[fold_count:]),
@@ -600,6 +636,7 @@ def _compact(loc: LocationStock, policy: LedgerPolicy) -> LocationStock:
         base_committed,
         horizon,
         loc.updated_at,
+        since,
     )
 
 

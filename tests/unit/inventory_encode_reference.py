@@ -48,6 +48,8 @@ def _location_to_dict(loc: LocationStock) -> dict[str, Any]:
             "on_hand": loc.base_on_hand,
             "committed": loc.base_committed,
             "horizon": format_time(loc.horizon),
+            # the compacted on-hand deltas' earliest time, when known (2026-12-04)
+            **({} if loc.base_since is None else {"since": format_time(loc.base_since)}),
         },
         "updated_at": format_time(loc.updated_at),
     }

@@ -319,6 +319,22 @@ def test_count_older_than_the_horizon_drops_the_compacted_base() -> None:
     assert levels(stock) == (8, 0, 8)  # exact would be 7 (s3 folded, after the count)
 
 
+def test_a_late_stock_take_behind_more_sales_than_the_ledger_keeps_ends_exact() -> None:
+    """A store counts 1,000 units at opening and uploads the count in the evening, after 300
+    sales stamped later were applied: the ledger keeps 256 entries, so the oldest sales were
+    compacted, and the count, taken to cover every compacted delta, dropped them (765 on
+    hand, against 700 when the count arrived first). A count older than every compacted
+    delta that moved on hand covers none of them: the answer no longer depends on arrival."""
+    sales = [mv(f"s{i}", "pos_sale", 1, 1 + i) for i in range(300)]
+    count = mv("c-open", "count", 1000, 0)
+    assert levels(fold(count, *sales)) == (700, 0, 700)
+    assert fold(*sales).location(LOC).base_on_hand < 0  # compacted before the count arrives
+    assert levels(fold(*sales, count)) == (700, 0, 700)
+    # read back from its stored state, the next count still knows what it may drop
+    again = SkuStock.from_dict(orjson.loads(orjson.dumps(fold(*sales).to_dict())))
+    assert levels(apply(again, count)[0]) == (700, 0, 700)
+
+
 # --- serialization ---------------------------------------------------------------------------
 
 

@@ -166,6 +166,33 @@ def test_compaction_is_exact_while_counts_arrive_in_time_order(data: st.DataObje
         assert (loc.on_hand, loc.committed) == reference(movements, location)
 
 
+@PROPERTY_SETTINGS
+@given(st.data())
+def test_a_stock_take_older_than_every_delta_is_exact_whenever_it_arrives(
+    data: st.DataObject,
+) -> None:
+    """A count stamped before every delta of its location (a stock-take uploaded late) covers
+    none of them, however many were compacted before it arrived."""
+    deltas = [m for m in data.draw(movement_sets(max_size=30)) if m.kind is not MovementKind.COUNT]
+    counts = [
+        Movement(
+            f"c-{loc}",
+            SKU,
+            loc,
+            MovementKind.COUNT,
+            data.draw(st.integers(0, 50)),
+            T0 - timedelta(minutes=1),
+        )
+        for loc in LOCATIONS
+    ]
+    stream = data.draw(st.permutations([*deltas, *counts]))
+    policy = LedgerPolicy(max_entries=data.draw(st.integers(min_value=1, max_value=4)))
+    stock = fold(stream, policy)
+    for location in LOCATIONS:
+        loc = stock.location(location)
+        assert (loc.on_hand, loc.committed) == reference([*deltas, *counts], location)
+
+
 # --- the stored bytes ------------------------------------------------------------------------
 
 
