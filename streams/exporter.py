@@ -3,7 +3,9 @@
 Every ``interval`` seconds one :meth:`LagExporter.poll_once` (blocking Kafka calls, run in a
 worker thread by :func:`run_exporter`):
 
-1. list the monitored groups (prefix = app id, or all groups),
+1. list the monitored groups (prefix = app id, or all groups); when a broker does not answer
+   the listing, the groups of the last reading are read too (a partial listing is no
+   evidence that a group is gone, and would drop its series and status history),
 2. read lag (:class:`streams.lag.LagReader`, with the (end offset, time) table for
    interpolation),
 3. drain new offset commits from ``__consumer_offsets`` (:class:`streams.lag.CommitLogTail`) and
@@ -72,6 +74,7 @@ class LagExporter:
             )
         self.last_success: float | None = None
         self._known: dict[tuple[str, str, int], int] = {}  # last committed, without commit log
+        self._watching: set[str] = set()  # the groups of the last reading
 
     def _watched(self, group: str) -> bool:
         if self.config.groups is not None:
@@ -82,9 +85,15 @@ class LagExporter:
     def poll_once(self) -> tuple[LagSnapshot, list[GroupStatus]]:
         started = time.perf_counter()
         try:
-            groups = [
-                g for g in self.reader.list_groups(self.config.group_prefix) if self._watched(g)
-            ]
+            listing = self.reader.list_groups(self.config.group_prefix)
+            groups = [g for g in listing.groups if self._watched(g)]
+            if not listing.complete:
+                # a broker did not answer: the groups it coordinates are not listed, not gone;
+                # read them as before (a reading that fails is a failed poll, whose metrics
+                # stay as they were) rather than drop their series and history
+                self.metrics.incomplete_listings.inc()
+                log.warning("%s: keeping the groups of the last reading", listing.describe_errors())
+                groups = sorted({*groups, *self._watching})
             snapshot = self.reader.read(groups, table=self.table)
             self._observe(snapshot)
             statuses = [self.evaluator.evaluate(g) for g in groups]
@@ -93,6 +102,7 @@ class LagExporter:
                 self.evaluator.forget(gone)
             # --all watches throwaway groups too: keep nothing of one that is gone
             self._known = {k: v for k, v in self._known.items() if k[0] in current}
+            self._watching = current
         except KafkaException:
             self.metrics.polls.labels(result="error").inc()
             raise

@@ -53,6 +53,7 @@ __all__ = [
     "CommitLogTail",
     "CommitRecord",
     "GroupLag",
+    "GroupListing",
     "LagReader",
     "LagSnapshot",
     "Member",
@@ -152,6 +153,28 @@ class GroupLag:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupListing:
+    """The consumer groups Kafka listed, and the errors of the brokers that did not answer.
+
+    Kafka lists groups broker by broker (each names the groups it coordinates), so with
+    ``errors`` the listing is partial: a group missing from ``groups`` may exist all the same
+    (not gone, not "never run"), and only a complete listing says a group is gone."""
+
+    groups: tuple[str, ...]
+    errors: tuple[str, ...] = ()  # one line per broker or coordinator that failed
+
+    @property
+    def complete(self) -> bool:
+        return not self.errors
+
+    def describe_errors(self) -> str:
+        """One line: ``group listing incomplete (2 errors, first: ...)``."""
+        n = len(self.errors)
+        first = self.errors[0] if self.errors else ""
+        return f"group listing incomplete ({n} error{'s' if n != 1 else ''}, first: {first})"
+
+
+@dataclass(frozen=True, slots=True)
 class LagSnapshot:
     taken_at: float
     groups: tuple[GroupLag, ...]
@@ -211,6 +234,13 @@ def _result(future: Any, timeout_s: float) -> Any:
         ) from None
 
 
+def _error_line(error: object) -> str:
+    """A broker's error from a listing (a ``KafkaException`` or ``KafkaError``), one line."""
+    inner = error.args[0] if isinstance(error, KafkaException) and error.args else error
+    text = inner.str() if isinstance(inner, KafkaError) else str(inner)
+    return " ".join(text.split())
+
+
 def _latest() -> Any:
     return OffsetSpec.latest()  # type: ignore[no-untyped-call]
 
@@ -234,11 +264,14 @@ class LagReader:
         self._extra = dict(extra_config or {})
         self._admin = new_admin(base_config(bootstrap, **self._extra))
 
-    def list_groups(self, prefix: str | None = None) -> list[str]:
-        """Consumer group ids, those starting with ``prefix`` only when given."""
+    def list_groups(self, prefix: str | None = None) -> GroupListing:
+        """Consumer group ids, those starting with ``prefix`` only when given, and the errors
+        of the brokers that did not answer (confluent-kafka returns those apart from the
+        groups, and a listing without them is silently partial)."""
         result = _result(self._admin.list_consumer_groups(), self._timeout_s)
-        ids = sorted(g.group_id for g in result.valid)
-        return [g for g in ids if prefix is None or g.startswith(prefix)]
+        ids = sorted(g.group_id for g in result.valid or ())
+        errors = tuple(_error_line(e) for e in result.errors or ())
+        return GroupListing(tuple(g for g in ids if prefix is None or g.startswith(prefix)), errors)
 
     def _committed(self, group: str, internal: bool) -> dict[TP, int | None]:
         req = [ConsumerGroupTopicPartitions(group)]

@@ -577,6 +577,7 @@ class ExporterMetrics:
     lag: LagCollector
     polls: Counter  # loom_lag_exporter_polls_total{result}
     poll_seconds: Histogram
+    incomplete_listings: Counter  # loom_lag_exporter_incomplete_listings_total
 
     @classmethod
     def create(
@@ -601,6 +602,12 @@ class ExporterMetrics:
                 "loom_lag_exporter_poll_seconds",
                 "Duration of one lag poll.",
                 buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+                registry=reg,
+            ),
+            incomplete_listings=Counter(
+                "loom_lag_exporter_incomplete_listings_total",
+                "Polls whose group listing lacked a broker's answer (groups of the last "
+                "reading kept).",
                 registry=reg,
             ),
         )

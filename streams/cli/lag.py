@@ -3,7 +3,9 @@
 Groups: the two lane groups (``<LOOM_APP_ID>-profiles``, ``<LOOM_APP_ID>-inventory``; one that
 does not exist yet is named on stderr), every group on the cluster with ``--all``, or the one
 named with ``--group`` (e.g. ``loom-dlq-replay``; one that does not exist is named on stderr,
-exit 1). Columns match Kafka's
+exit 1). When a broker does not answer the listing (its groups would be missing), one line on
+stderr says so, a group asked for and not listed is "not listed" (not "no consumer group"), and
+the exit code is 3. Columns match Kafka's
 ``kafka-consumer-groups --describe`` plus ``LAG-SECONDS``. Internal topics (faust's
 ``<group>-__assignor-__leader``, Kafka's ``__*``) are hidden unless ``--internal``.
 
@@ -153,23 +155,32 @@ def run(args: argparse.Namespace) -> int:
     table = OffsetTimeTable()
     while True:
         missing: list[str] = []
+        listing = reader.list_groups(None if args.all else args.group or settings.app_id)
+        if not listing.complete:  # a group not listed may exist: say so, claim nothing gone
+            print(f"{listing.describe_errors()}: groups may be missing", file=sys.stderr)
         if args.group:
-            groups = [g for g in reader.list_groups(args.group) if g == args.group]
+            groups = [g for g in listing.groups if g == args.group]
             missing = [] if groups else [args.group]
         elif args.all:
-            groups = reader.list_groups()
+            groups = list(listing.groups)
         else:
-            existing = set(reader.list_groups(settings.app_id))
-            groups = [g for g in lane_groups(settings) if g in existing]
-            for lane_group in sorted(set(lane_groups(settings)) - existing):
+            groups = [g for g in lane_groups(settings) if g in listing.groups]
+            for lane_group in sorted(set(lane_groups(settings)) - set(listing.groups)):
                 print(
-                    f"no consumer group {lane_group}: no worker of that lane has run",
+                    f"no consumer group {lane_group}: no worker of that lane has run"
+                    if listing.complete
+                    else f"consumer group {lane_group} not listed",
                     file=sys.stderr,
                 )
         for group in missing:  # not a DEAD group with "lag 0", which reads as keeping up
-            print(f"no consumer group {group}", file=sys.stderr)
+            print(
+                f"no consumer group {group}"
+                if listing.complete
+                else f"consumer group {group} not listed",
+                file=sys.stderr,
+            )
         snapshot = reader.read(groups, table=table, internal=args.internal)
         _emit(snapshot, args.json, sys.stdout)
         if args.watch is None:
-            return 1 if missing else 0
+            return 3 if not listing.complete else 1 if missing else 0
         time.sleep(max(args.watch, 0.1))

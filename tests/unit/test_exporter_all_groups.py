@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.exporter import ExporterConfig, LagExporter
-from streams.lag import GroupLag, LagSnapshot, PartitionLag
+from streams.lag import GroupLag, GroupListing, LagSnapshot, PartitionLag
 from streams.metrics import ExporterMetrics
 
 #: a group id Kafka accepts: quotes, a backslash, a newline, braces, non-ASCII
@@ -26,8 +26,10 @@ class _Reader:
     def __init__(self) -> None:
         self.groups: dict[str, int] = {}
 
-    def list_groups(self, prefix: str | None = None) -> list[str]:
-        return sorted(g for g in self.groups if prefix is None or g.startswith(prefix))
+    def list_groups(self, prefix: str | None = None) -> GroupListing:
+        return GroupListing(
+            tuple(sorted(g for g in self.groups if prefix is None or g.startswith(prefix)))
+        )
 
     def read(self, groups: Sequence[str], **_: Any) -> LagSnapshot:
         return LagSnapshot(
