@@ -18,7 +18,11 @@ Guarantees and settings:
 * ``compression.type=lz4`` (cheapest CPU per byte saved for small JSON), ``linger.ms=20`` and
   ``batch.size=512 KiB`` for throughput; a full local queue makes ``send`` wait (serving
   delivery callbacks) instead of failing;
-* every record carries the header ``loom-schema: touchpoint-v1``.
+* every record carries the header ``loom-schema: touchpoint-v1``;
+* Kafka checks a topic's ``max.message.bytes`` against a whole batch, not each record, and
+  refuses every record of a batch over it: given the topic's limit (``topic_max_bytes``, read
+  with :func:`topic_max_message_bytes`; ``loom produce`` and ``loom simulate`` do), batches
+  are kept under it (:func:`batch_size_for`), so only a record over the limit by itself fails.
 
 Delivery callbacks run on the caller's thread inside ``send``/``poll``/``flush``; they receive a
 :class:`DeliveryReport`. A failed delivery no callback hears is logged (a warning); the producer
@@ -38,7 +42,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self
 
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import KafkaError, KafkaException, Message
+from confluent_kafka.admin import ConfigResource, ResourceType  # type: ignore[attr-defined]
 
 from schemas.errors import OVERSIZE, InvalidEvent, LoomError
 from schemas.normalize import DEFAULT, NormalizeConfig
@@ -69,6 +74,37 @@ DEFAULT_CONFIG: Final[Mapping[str, Any]] = {
     "partitioner": "murmur2_random",
     "client.id": "loom-producer",
 }
+
+
+#: librdkafka's ``batch.size`` when nothing sets it
+LIBRDKAFKA_BATCH_SIZE: Final = 1_000_000
+
+
+def batch_size_for(topic_max_bytes: int, batch_size: int) -> int:
+    """The ``batch.size`` that keeps a batch within a topic's ``max.message.bytes``.
+
+    librdkafka counts ``batch.size`` on the uncompressed records with their framing, and a
+    batch compressed with lz4 may grow a little when its records do not compress (LZ4's bound
+    is n + n/255 + 16, plus the frame): the headroom of 1/32 and 64 bytes covers both. A
+    single record still goes alone in its batch whatever its size (librdkafka's rule)."""
+    return max(min(batch_size, topic_max_bytes - topic_max_bytes // 32 - 64), 1)
+
+
+def topic_max_message_bytes(
+    settings: LoomSettings, topic: str, *, timeout_s: float = 5.0
+) -> int | None:
+    """The topic's ``max.message.bytes`` (the largest record batch Kafka takes on it), or
+    None when Kafka does not say (the topic does not exist yet, no right to describe its
+    configuration, no answer within ``timeout_s``)."""
+    admin = kafka_clients.admin(settings)
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    try:
+        future = admin.describe_configs([resource], request_timeout=timeout_s)[resource]
+        entries = future.result(timeout=timeout_s)
+        return int(entries["max.message.bytes"].value)
+    except (KafkaException, KeyError, ValueError, TypeError, TimeoutError) as exc:
+        log.info("max.message.bytes of %s unknown: %s", topic, exc)
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +155,10 @@ class TouchpointProducer:
         config: Mapping[str, Any] | None = None,
         max_event_bytes: int | None = None,
         normalize_config: NormalizeConfig = DEFAULT,
+        topic_max_bytes: int | None = None,
     ) -> None:
+        """``topic_max_bytes``: the topic's ``max.message.bytes`` when known
+        (:func:`topic_max_message_bytes`); batches are then kept under it."""
         settings = settings or LoomSettings()
         self.topic: str = topic or settings.topics.raw
         self.max_event_bytes: int = max_event_bytes or settings.max_event_bytes
@@ -127,6 +166,9 @@ class TouchpointProducer:
         if bootstrap:
             settings = settings.model_copy(update={"kafka_bootstrap": bootstrap})
         conf = kafka_clients.client_config(settings, **{**DEFAULT_CONFIG, **(config or {})})
+        if topic_max_bytes is not None:
+            batch = int(conf.get("batch.size", LIBRDKAFKA_BATCH_SIZE))
+            conf["batch.size"] = batch_size_for(topic_max_bytes, batch)
         self._producer = kafka_clients.new_producer(conf)
         self.stats = ProducerStats()
         self._closed = False

@@ -3,11 +3,12 @@
 Each non-blank line is validated against touchpoint v1 and sent keyed by its most stable
 identifier (the original bytes are sent, see ``TouchpointProducer.send_json``). ``--raw`` sends
 lines unvalidated and unkeyed (to exercise the DLQ); a line larger than a Kafka record may be
-is rejected as ``oversize`` by its number, the rest still sent. Progress goes to stderr every
-``--progress-every`` seconds; a summary at the end (counts, rejected reasons with the first line
-numbers, and each delivery error with the first line numbers it failed; never line contents,
-which may hold personal data). ``--json`` also prints the summary
-as one JSON object on stdout.
+is rejected as ``oversize`` by its number, the rest still sent. Batches are kept under the
+topic's ``max.message.bytes`` when it can be read, so a line over it fails alone.
+Progress goes to stderr every ``--progress-every`` seconds; a summary at the end (counts,
+rejected reasons with the first line numbers, and each delivery error with the first line
+numbers it failed; never line contents, which may hold personal data). ``--json`` also prints
+the summary as one JSON object on stdout.
 
 Exit codes: 0 every line sent and delivered; 1 some lines were rejected by validation (the
 rest were sent); 3 some records failed delivery or were still undelivered when the flush timed
@@ -32,7 +33,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from schemas.errors import OVERSIZE, InvalidEvent
 from streams.cli.options import add_kafka_options, connect
-from streams.producer import DeliveryReport, TouchpointProducer
+from streams.producer import DeliveryReport, TouchpointProducer, topic_max_message_bytes
 
 EXIT_OK: Final = 0
 EXIT_REJECTED: Final = 1
@@ -207,7 +208,10 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         stream.close()
         raise
-    producer = TouchpointProducer(settings, topic=args.topic)
+    topic = args.topic or settings.topics.raw
+    producer = TouchpointProducer(
+        settings, topic=topic, topic_max_bytes=topic_max_message_bytes(settings, topic)
+    )
     try:
         with stream:
             summary = produce_lines(

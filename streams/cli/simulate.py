@@ -92,14 +92,17 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"simulate: wrote {n} records in {time.monotonic() - started:.1f} s\n")
         return EXIT_OK
 
-    from streams.producer import TouchpointProducer
+    from streams.producer import TouchpointProducer, topic_max_message_bytes
 
     settings = connect(args, kafka=True)
+    topic = args.topic or settings.topics.raw
     items = _paced(
         sim.mixed(args.bad_fraction), count=count, duration=args.duration, rate=args.rate
     )
     valid = bad = 0
-    with TouchpointProducer(settings, topic=args.topic) as producer:
+    with TouchpointProducer(
+        settings, topic=topic, topic_max_bytes=topic_max_message_bytes(settings, topic)
+    ) as producer:
         for item in items:
             if isinstance(item, bytes):
                 producer.send_raw(item)  # deliberately invalid: the pipeline must DLQ it
