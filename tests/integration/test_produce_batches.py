@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 import pytest
+from topic_reader import read_topic
 
 from streams.cli.main import main
-from tests.topic_reader import read_topic
 
 pytestmark = pytest.mark.integration
 
