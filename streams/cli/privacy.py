@@ -3,9 +3,15 @@
 ``loom erase`` does not touch Redis itself: it produces an ``erasure_requested`` touchpoint to
 the raw topic, so the erasure goes through the same pipeline (and the same atomic commit,
 suppression and announcements) as one sent by any channel, and is in Kafka's history.
-With ``--wait`` it polls the reader (the Redis of ``--redis-url``/``--prefix``, else the
-settings; phone numbers without a country code in ``--region``, else ``LOOM_DEFAULT_REGION``)
-until the identifier no longer resolves.
+With ``--wait`` it polls the profiles' Redis (``--redis-url``/``--prefix``, else the settings;
+phone numbers without a country code in ``--region``, else ``LOOM_DEFAULT_REGION``) until the
+erasure was applied: the identifier's tombstone, named by a request, is in ``P:v1:suppressed``
+(under its salted hash: ``LOOM_SUPPRESSION_SALT`` must be the workers') and the identifier
+resolves to no profile. "No longer resolves" alone was no proof: an identifier no profile
+held (a typo, a person never seen, events not processed yet) met it before any worker read
+the request. What it then says depends on whether a profile held the identifier when the
+request was sent: ``erased: ...`` or ``done: no profile held ...`` (exit 0 both: the erasure
+is in force, later events carrying the identifier are dropped); not applied in time: exit 1.
 
 ``loom dlq replay`` re-sends dead letters to the raw topic after a fix: original key (to the
 partition the producer SDK sends it to) and bytes, plus a ``loom.replayed_from`` header naming
@@ -26,6 +32,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from resolvers.timefmt import format_time
 from streams.cli.options import add_kafka_options, add_redis_options, connect
 from streams.cli.reading import redis_target
@@ -40,7 +48,7 @@ def register(sub: Any) -> None:
         type=float,
         default=0.0,
         metavar="S",
-        help="wait up to S seconds until the identifier no longer resolves",
+        help="wait up to S seconds until the erasure was applied (suppressed, resolves to nothing)",
     )
     add_kafka_options(p)
     add_redis_options(p)  # where --wait reads profiles
@@ -98,6 +106,7 @@ def run_erase(args: argparse.Namespace) -> int:
     if refused:
         print(f"loom erase: {refused}; nothing sent", file=sys.stderr)
         return 2
+    held = _held_before(args, id_type, value)
     producer = TouchpointProducer(settings)
     reports: list[DeliveryReport] = []
     producer.send(event, on_delivery=reports.append)
@@ -109,15 +118,49 @@ def run_erase(args: argparse.Namespace) -> int:
     print(f"erasure requested ({event['event_id']}) for a {id_type} identifier")
     if args.wait <= 0:
         return 0
+    return _wait_applied(args, id_type, value, held=held)
+
+
+def _held_before(args: argparse.Namespace, id_type: str, value: str) -> bool | None:
+    """Whether a profile holds the identifier now (before the request is sent), for what
+    ``--wait`` will say; None without ``--wait``."""
+    if args.wait <= 0:
+        return None
+    from streams.reader import InvalidIdentifierError, ProfileReader
+
+    client, prefix, settings = redis_target(args)
+    try:
+        reader = ProfileReader(client, prefix, default_region=settings.default_region)
+        return reader.lookup(id_type, value, region=args.region) is not None
+    except InvalidIdentifierError:
+        return False  # answered by the wait (one line, exit 2)
+    finally:
+        client.close()
+
+
+def _wait_applied(args: argparse.Namespace, id_type: str, value: str, *, held: bool | None) -> int:
+    """Poll until the erasure was applied (module doc): a tombstone a request named, and no
+    profile holding the identifier; then say what it did."""
+    from resolvers.context import suppression_hash
     from streams.reader import InvalidIdentifierError, ProfileReader
 
     client, prefix, settings = redis_target(args)
     reader = ProfileReader(client, prefix, default_region=settings.default_region)
+    salt = settings.suppression_salt.get_secret_value().encode()
     deadline = time.monotonic() + args.wait
     try:
+        digest = suppression_hash(reader.normalize(id_type, value, args.region), salt)
         while time.monotonic() < deadline:
-            if reader.lookup(id_type, value, region=args.region) is None:
-                print("erased: the identifier no longer resolves to a profile")
+            tomb = client.hget(reader.keys.suppressed, digest)
+            named = tomb is not None and bool(orjson.loads(tomb).get("n"))
+            if named and reader.lookup(id_type, value, region=args.region) is None:
+                if held:
+                    print("erased: the profile that held the identifier is gone, and the")
+                    print("identifier is suppressed (later events carrying it are dropped)")
+                else:
+                    print("done: no profile held the identifier when the request was sent,")
+                    print("so nothing was erased (a typo? events not processed yet?); it is")
+                    print("suppressed now: events carrying it are dropped from now on")
                 return 0
             time.sleep(0.5)
     except InvalidIdentifierError as exc:
@@ -126,7 +169,8 @@ def run_erase(args: argparse.Namespace) -> int:
     finally:
         client.close()
     print(
-        f"still resolvable after {args.wait:.0f}s: is the profiles worker running?",
+        f"loom erase --wait: the erasure was not processed within {args.wait:.0f}s: is the "
+        "profiles worker running, with the LOOM_SUPPRESSION_SALT of this command?",
         file=sys.stderr,
     )
     return 1
