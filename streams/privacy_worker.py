@@ -8,9 +8,13 @@ itself). This worker consumes that topic (consumer group ``<app_id>-privacy``) a
   (:class:`~streams.reader.ProfileReader`, by customer id: the snapshot and every transaction
   the profile keeps, those consent hides from the snapshot included) and writes an export
   record to ``privacy.exports`` (keyed by shop), for the retailer to send to the customer;
-* ``shop/redact``: requests the erasure of every customer the gateway remembers for the shop
-  (one ``erasure_requested`` touchpoint each, on the raw topic, through the same pipeline as
-  ``loom erase``), then forgets the shop (:mod:`streams.shopify_memory`);
+* ``shop/redact``: requests the erasure of every customer the gateway remembers for the shop,
+  and of every e-mail and phone of its guest checkouts (orders without a customer) that Loom
+  holds under the salted hashes the gateway remembers (found by hashing the profiles' identifier
+  records of those types, :meth:`~streams.reader.ProfileReader.held_under`: a SCAN of the
+  keyspace per shop redact), one ``erasure_requested`` touchpoint each, on the raw topic,
+  through the same pipeline as ``loom erase``; then forgets the shop
+  (:mod:`streams.shopify_memory`);
 * ``customers/redact``: nothing more (the erasure went with the request);
 
 and records what it did on ``privacy.audit`` (ids and counts only). A record that is no
@@ -40,6 +44,7 @@ from prometheus_client import CollectorRegistry, Counter
 from resolvers.steps import DeadLetter, RawRecord
 from schemas.errors import SCHEMA_VIOLATION, InvalidEvent
 from schemas.inbound.shopify_model import PrivacyKind, PrivacyRequest
+from schemas.inbound.shopify_orders import GUEST_TYPES
 from schemas.inbound.shopify_privacy import (
     audit_record,
     export_record,
@@ -119,6 +124,8 @@ class PrivacyWorker:
         self.consumer, self.producer = consumer, producer
         self.reader, self.memory, self.clock = reader, memory, clock
         self.backoff_max_s = settings.retry_backoff_max_s
+        #: the suppression salt: the gateway hashes guest identifiers with it
+        self.salt = settings.suppression_salt.get_secret_value().encode()
         self.registry = registry or CollectorRegistry()
         self.metrics = PrivacyMetrics.create(self.registry)
 
@@ -136,11 +143,14 @@ class PrivacyWorker:
             outcome = "exported" if profile is not None else "not_found"
             counts = {"profiles": int(profile is not None)}
         elif request.kind is PrivacyKind.SHOP_REDACT:
-            erasures = shop_erasures(request, self.memory.customers(request.shop))
+            hashes = set(self.memory.guests(request.shop))
+            guests = list(self.reader.held_under(GUEST_TYPES, hashes, self.salt))
+            erasures = shop_erasures(request, self.memory.customers(request.shop), guests)
             for tp in erasures:
                 out.add(self.topics.raw, record_key(tp), dump_touchpoint(tp), [SCHEMA_HEADER])
             out.forget.append(request.shop)
-            outcome, counts = "erasures_requested", {"erasures": len(erasures)}
+            outcome = "erasures_requested"
+            counts = {"erasures": len(erasures), "guest_identifiers": len(guests)}
         else:
             outcome, counts = "erasure_requested", {"erasures": 1}
         audit = audit_record(request, outcome, now, **counts)

@@ -15,12 +15,13 @@ identifier's profile id, follow redirects (``r``, at most :data:`MAX_HOPS`), HGE
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any, Final
 
 import orjson
 import redis
 
+from resolvers.context import suppression_hash
 from resolvers.lanes.stored_profile import STATE_FORMAT
 from resolvers.profile.codec import facts_from_stored
 from resolvers.profile.render import held_transactions
@@ -146,6 +147,24 @@ class ProfileReader:
         groups = [facts_from_stored(group["x"]) for group in state["g"].values()]
         return snapshot, held_transactions(groups)
 
+    def held_under(
+        self, types: Iterable[str], digests: Collection[str], salt: bytes, count: int = 1000
+    ) -> Iterator[Identifier]:
+        """The identifiers of ``types`` that Loom holds (an identifier record) whose salted
+        suppression hash (``resolvers.context.suppression_hash``) is in ``digests``: what a
+        hash stands for, found without keeping the value elsewhere (``shop/redact``'s guest
+        checkouts). A SCAN of the whole keyspace per type, hashing each of its records: for
+        rare requests, never a lookup path."""
+        if not digests:
+            return
+        for id_type in types:
+            head = f"{self.keys.root}:id:{id_type}:"
+            for key in self.client.scan_iter(match=_glob_escape(head) + "*", count=count):
+                name = key.decode() if isinstance(key, bytes) else str(key)
+                identifier = Identifier(id_type, name[len(head) :])
+                if suppression_hash(identifier, salt) in digests:
+                    yield identifier
+
     def iter_profile_ids(self, count: int = 500) -> Iterator[str]:
         for member in self.client.sscan_iter(self.keys.profile_index, count=count):
             yield member.decode() if isinstance(member, bytes) else str(member)
@@ -178,3 +197,8 @@ class ProfileReader:
                 yield from flush()
         if pending:
             yield from flush()
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis glob pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

@@ -7,6 +7,10 @@
   online order committed its units, which fulfilments, refunds and cancellations need (their
   payloads name neither; :class:`~schemas.inbound.shopify_model.OrderMemo`);
 * **customers**: every customer id the shop sent, which ``shop/redact`` erases;
+* **guests**: the salted hashes (the pipeline's suppression hashes, with the same salt) of
+  the e-mails and phones of the shop's guest checkouts (orders without a customer), which
+  ``shop/redact`` erases too: the privacy worker finds the identifiers Loom holds under them
+  (:meth:`streams.reader.ProfileReader.held_under`). Never the values;
 * **redacted customers**: salted hashes of the customers ``customers/redact`` erased, so a late
   retry of an older webhook does not make the gateway remember them again.
 
@@ -15,6 +19,7 @@ Key layout (``P`` = ``LOOM_REDIS_PREFIX``, ``S`` = the shop's configured name)::
     P:shopify:v1:S:webhook:<webhook id>   string, expires           webhook answered
     P:shopify:v1:S:order:<order id>       string (JSON c, w), expires   order memo
     P:shopify:v1:S:customers              set of customer ids
+    P:shopify:v1:S:guests                 set of suppression hashes of guest e-mails/phones
     P:shopify:v1:S:redacted               set of salted SHA-256 of redacted customer ids
 
 What a webhook makes the gateway remember is applied with its answered marker in one Lua call,
@@ -31,11 +36,14 @@ from typing import Final, Protocol
 import orjson
 import redis
 
+from resolvers.context import suppression_hash
+from schemas.identifiers import Identifier
 from schemas.inbound.shopify_model import (
     ForgetCustomer,
     MemoryOp,
     OrderMemo,
     RememberCustomer,
+    RememberGuest,
     RememberOrder,
 )
 
@@ -43,7 +51,8 @@ from schemas.inbound.shopify_model import (
 WEBHOOK_TTL_S: Final = 72 * 3600
 
 #: ARGV: root, order ttl, marker (webhook id, '' = none), then ops:
-#: ``customer <id> <hash>`` | ``order <id> <customer id or ''> <its hash> <committed_at or ''>``
+#: ``customer <id> <hash>`` | ``guest <suppression hash>``
+#: | ``order <id> <customer id or ''> <its hash> <committed_at or ''>``
 #: | ``forget <customer id> <hash> <n> <order ids...>``.
 APPLY_SCRIPT: Final = """
 local root, ttl, marker, marker_ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
@@ -56,6 +65,9 @@ while i <= #ARGV do
       redis.call('SADD', customers, ARGV[i + 1])
     end
     i = i + 3
+  elseif op == 'guest' then
+    redis.call('SADD', root .. ':guests', ARGV[i + 1])
+    i = i + 2
   elseif op == 'order' then
     local c = ARGV[i + 2]
     if c ~= '' and redis.call('SISMEMBER', redacted, ARGV[i + 3]) == 1 then c = '' end
@@ -91,6 +103,10 @@ class ShopifyMemory(Protocol):
 
     def customers(self, shop: str) -> Iterator[str]: ...
 
+    def guests(self, shop: str) -> Iterator[str]:
+        """The suppression hashes of the shop's guest identifiers (module doc)."""
+        ...
+
     def forget_shop(self, shop: str) -> int:
         """Forget everything of the shop; returns the number of keys deleted."""
         ...
@@ -102,6 +118,11 @@ class ShopifyMemory(Protocol):
 
 def _hash(salt: bytes, customer_id: str) -> str:
     return hashlib.sha256(salt + customer_id.encode()).hexdigest()
+
+
+def _guest_hash(salt: bytes, op: RememberGuest) -> str:
+    """The pipeline's suppression hash of the guest's identifier."""
+    return suppression_hash(Identifier(op.identifier_type, op.value), salt)
 
 
 class RedisShopifyMemory:
@@ -130,6 +151,8 @@ class RedisShopifyMemory:
         for op in ops:
             if isinstance(op, RememberCustomer):
                 args += ["customer", op.customer_id, _hash(self.salt, op.customer_id)]
+            elif isinstance(op, RememberGuest):
+                args += ["guest", _guest_hash(self.salt, op)]
             elif isinstance(op, RememberOrder):
                 cid = op.memo.customer_id or ""
                 hashed = _hash(self.salt, cid) if cid else ""
@@ -141,6 +164,10 @@ class RedisShopifyMemory:
 
     def customers(self, shop: str) -> Iterator[str]:
         for member in self.client.sscan_iter(f"{self.root(shop)}:customers", count=1000):
+            yield member.decode() if isinstance(member, bytes) else str(member)
+
+    def guests(self, shop: str) -> Iterator[str]:
+        for member in self.client.sscan_iter(f"{self.root(shop)}:guests", count=1000):
             yield member.decode() if isinstance(member, bytes) else str(member)
 
     def forget_shop(self, shop: str) -> int:
@@ -171,6 +198,7 @@ class InMemoryShopifyMemory:
         self.orders: dict[tuple[str, str], OrderMemo] = {}
         self.known: dict[str, set[str]] = {}
         self.redacted: dict[str, set[str]] = {}
+        self.guest_hashes: dict[str, set[str]] = {}
         self.up = True
 
     def _check(self) -> None:
@@ -192,6 +220,8 @@ class InMemoryShopifyMemory:
             if isinstance(op, RememberCustomer):
                 if _hash(self.salt, op.customer_id) not in redacted:
                     self.known.setdefault(shop, set()).add(op.customer_id)
+            elif isinstance(op, RememberGuest):
+                self.guest_hashes.setdefault(shop, set()).add(_guest_hash(self.salt, op))
             elif isinstance(op, RememberOrder):
                 memo = op.memo
                 cid = memo.customer_id
@@ -210,6 +240,10 @@ class InMemoryShopifyMemory:
         self._check()
         yield from sorted(self.known.get(shop, set()))
 
+    def guests(self, shop: str) -> Iterator[str]:
+        self._check()
+        yield from sorted(self.guest_hashes.get(shop, set()))
+
     def forget_shop(self, shop: str) -> int:
         self._check()
         n = len([k for k in self.markers if k[0] == shop])
@@ -217,6 +251,7 @@ class InMemoryShopifyMemory:
         self.markers = {k: v for k, v in self.markers.items() if k[0] != shop}
         self.orders = {k: v for k, v in self.orders.items() if k[0] != shop}
         n += int(bool(self.known.pop(shop, None))) + int(bool(self.redacted.pop(shop, None)))
+        n += int(bool(self.guest_hashes.pop(shop, None)))
         return n
 
     def ping(self) -> bool:

@@ -101,6 +101,16 @@ class RememberCustomer:
 
 
 @dataclass(frozen=True, slots=True)
+class RememberGuest:
+    """An identifier of a guest checkout (an order without a customer), canonical as the
+    pipeline keeps it: ``shop/redact`` erases it. The gateway's memory keeps only its salted
+    hash (the suppression hash), never the value."""
+
+    identifier_type: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
 class ForgetCustomer:
     """``customers/redact``: forget the customer and these orders."""
 
@@ -108,7 +118,7 @@ class ForgetCustomer:
     order_ids: tuple[str, ...] = ()
 
 
-MemoryOp = RememberOrder | RememberCustomer | ForgetCustomer
+MemoryOp = RememberOrder | RememberCustomer | RememberGuest | ForgetCustomer
 
 
 class PrivacyKind(StrEnum):

@@ -38,6 +38,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
 
+from schemas.identifiers import Identifier
 from schemas.inbound.base import currency, invalid, mapping, text
 from schemas.inbound.shopify_common import (
     Person,
@@ -59,10 +60,12 @@ from schemas.inbound.shopify_model import (
     MemoryOp,
     OrderMemo,
     RememberCustomer,
+    RememberGuest,
     RememberOrder,
     Shop,
     shopify_id_text,
 )
+from schemas.normalize import normalize_one
 from schemas.touchpoint import Channel, EventType, InventoryReason, Touchpoint
 
 #: ``payment_gateway_names`` -> Loom payment method (others: the name, lower-cased).
@@ -212,6 +215,7 @@ def order_created(
             topic=delivery.topic,
         )
         memo = OrderMemo(customer_id=who.customer_id, committed_at=None)
+        remember += guest_identifiers(sale, who)
         return Mapped((sale,), (*remember, RememberOrder(order_id, memo)))
     placed = touchpoint(
         shop,
@@ -235,7 +239,30 @@ def order_created(
         topic=delivery.topic,
     )
     memo = OrderMemo(customer_id=who.customer_id, committed_at=shop.online_location)
+    remember += guest_identifiers(placed, who)
     return Mapped((placed, *moved), (*remember, RememberOrder(order_id, memo)))
+
+
+#: The identifiers of a guest checkout that ``shop/redact`` erases.
+GUEST_TYPES: Final = ("email", "phone")
+
+
+def guest_identifiers(order: Touchpoint, who: Person) -> list[MemoryOp]:
+    """A guest checkout's (no customer) e-mail and phone, canonical as the pipeline makes them
+    (with the order's region), for ``shop/redact``; none for a customer's order (the customer
+    id is remembered, and its erasure follows the e-mail and phone)."""
+    if who.customer_id is not None:
+        return []
+    ids = order.identifiers.builtin()
+    out: list[MemoryOp] = []
+    for id_type in GUEST_TYPES:
+        raw = ids.get(id_type)
+        if raw is None:
+            continue
+        found = normalize_one(id_type, raw, region=order.region)
+        if isinstance(found, Identifier):
+            out.append(RememberGuest(found.type, found.value))
+    return out
 
 
 def _order_properties(order: Mapping[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,9 @@
   and phone (the same pipeline, suppression and announcements as ``loom erase``), the gateway
   forgets the customer and the orders to redact, and the request is recorded;
 * ``shop/redact`` -> recorded; ``loom privacy-worker`` then requests the erasure of every
-  customer the gateway remembers for the shop (:func:`shop_erasures`) and forgets the shop;
+  customer the gateway remembers for the shop and of every guest checkout's e-mail and phone
+  that Loom holds under the hashes the gateway remembers (:func:`shop_erasures`), and forgets
+  the shop;
 * ``customers/data_request`` -> recorded; ``loom privacy-worker`` exports the customer's profile
   as Loom holds it (:func:`export_record`) for the retailer to send.
 
@@ -124,25 +126,33 @@ def _request(shop: Shop, delivery: Delivery, kind: PrivacyKind, **fields: Any) -
 # --- what the privacy worker writes ----------------------------------------------------------
 
 
-def shop_erasures(request: PrivacyRequest, customer_ids: Iterable[str]) -> list[Touchpoint]:
-    """``shop/redact``: one ``erasure_requested`` per customer of the shop. Its id is derived
-    from the request and the customer, so doing it twice requests nothing new, through a digest:
-    an erasure's event id is kept on ``privacy.erasures``, which must not hold the erased
-    customer's id."""
+def shop_erasures(
+    request: PrivacyRequest,
+    customer_ids: Iterable[str],
+    guests: Iterable[tuple[str, str]] = (),
+) -> list[Touchpoint]:
+    """``shop/redact``: one ``erasure_requested`` per customer of the shop, and per identifier
+    ``(type, canonical value)`` of its guest checkouts that Loom holds. Its id is derived from
+    the request and the customer (or identifier), so doing it twice requests nothing new,
+    through a digest: an erasure's event id is kept on ``privacy.erasures``, which must not
+    hold the erased customer's id, e-mail or phone."""
     shop = Shop(name=request.shop, domain=request.shop_domain, online_location=ONLINE)
+    named = [(c, {"customer_id": c}) for c in sorted(set(customer_ids))]
+    # "type:value" never equals a Shopify customer id (digits): the keys do not collide
+    named += [(f"{t}:{v}", {t: v}) for t, v in sorted(set(guests))]
     return [
         touchpoint(
             shop,
             {
-                "event_id": event_id(shop, "shop-redact", _erasure_key(request, customer_id)),
+                "event_id": event_id(shop, "shop-redact", _erasure_key(request, key)),
                 "type": EventType.ERASURE_REQUESTED.value,
                 "channel": Channel.BACKOFFICE.value,
                 "occurred_at": request.received_at,
-                "identifiers": {"customer_id": customer_id},
+                "identifiers": identifiers,
             },
             topic="shop/redact",
         )
-        for customer_id in sorted(set(customer_ids))
+        for key, identifiers in named
     ]
 
 

@@ -16,6 +16,7 @@ from schemas.inbound.shopify_model import (
     MemoryOp,
     OrderMemo,
     RememberCustomer,
+    RememberGuest,
     RememberOrder,
 )
 from streams.shopify_memory import InMemoryShopifyMemory, RedisShopifyMemory
@@ -24,6 +25,7 @@ CUSTOMERS = st.sampled_from(["c1", "c2", "c3"])
 ORDERS = st.sampled_from(["o1", "o2", "o3", "o4"])
 OPS: st.SearchStrategy[MemoryOp] = st.one_of(
     st.builds(RememberCustomer, CUSTOMERS),
+    st.builds(RememberGuest, st.sampled_from(["email", "phone"]), st.sampled_from(["g1", "g2"])),
     st.builds(
         RememberOrder,
         ORDERS,
@@ -45,7 +47,7 @@ _run = itertools.count()
 def observe(memory: Any, shop: str) -> tuple[Any, ...]:
     orders = {o: memory.order(shop, o) for o in ("o1", "o2", "o3", "o4")}
     marks = {m: memory.answered(shop, m) for m in ("w", "x", "y", "z", "wx", "wxy")}
-    return (sorted(memory.customers(shop)), orders, marks)
+    return (sorted(memory.customers(shop)), orders, marks, sorted(memory.guests(shop)))
 
 
 @settings(
@@ -75,6 +77,7 @@ def test_redis_and_in_memory_remember_alike(
                 [],
                 dict.fromkeys(("o1", "o2", "o3", "o4")),
                 dict.fromkeys(("w", "x", "y", "z", "wx", "wxy"), False),
+                [],
             )
         )
     assert list(redis_client.scan_iter(f"{prefix}:*")) == []

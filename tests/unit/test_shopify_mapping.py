@@ -35,6 +35,7 @@ from schemas.inbound.shopify_model import (
     OrderMemo,
     PrivacyKind,
     RememberCustomer,
+    RememberGuest,
     RememberOrder,
 )
 from schemas.inbound.shopify_privacy import export_record, shop_erasures
@@ -139,7 +140,27 @@ def test_a_guest_order_is_identified_by_its_email_and_payment_names_map() -> Non
     assert tp.order is not None
     assert tp.order.payment_method == "card"
     assert not any(isinstance(op, RememberCustomer) for op in result.memory)
-    assert result.memory == (RememberOrder(ORDER, OrderMemo(None, "ottawa-warehouse")),)
+    # the guest's e-mail, canonical as the pipeline keeps it, for shop/redact (the memory
+    # keeps its salted hash only)
+    assert result.memory == (
+        RememberGuest("email", "jon@example.com"),
+        RememberOrder(ORDER, OrderMemo(None, "ottawa-warehouse")),
+    )
+
+
+def test_a_guest_orders_phone_is_remembered_as_the_pipeline_normalizes_it() -> None:
+    data = payload("orders/create")
+    data |= {"customer": None, "email": " Jon@Example.COM ", "contact_email": None}
+    data["phone"] = "(613) 555-0142"  # a local number: the order's region (billing: CA)
+    result = mapped("orders/create", data)
+    guests = [op for op in result.memory if isinstance(op, RememberGuest)]
+    assert guests == [
+        RememberGuest("email", "jon@example.com"),
+        RememberGuest("phone", "+16135550142"),
+    ]
+    # a customer's order: the customer id is remembered, its erasure follows e-mail and phone
+    customer = mapped("orders/create", payload("orders/create"))
+    assert not any(isinstance(op, RememberGuest) for op in customer.memory)
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,7 @@ from schemas.inbound.shopify_model import (
     OrderMemo,
     PrivacyKind,
     RememberCustomer,
+    RememberGuest,
     RememberOrder,
 )
 from schemas.touchpoint import EventType, Touchpoint
@@ -125,7 +126,10 @@ def test_the_documented_order_without_its_customer_is_a_guest_order_by_email() -
     result = map_webhook(SHOP, delivery("orders/create"), data, None)
     [order] = of_type(result, EventType.ORDER_COMPLETED)
     assert order.identifiers.as_mapping() == {"email": "jon@example.com"}  # the order's email
-    assert result.memory == (RememberOrder(ORDER, OrderMemo(None, "ottawa-warehouse")),)
+    assert result.memory == (  # the guest's e-mail, for shop/redact (kept as a salted hash)
+        RememberGuest("email", "jon@example.com"),
+        RememberOrder(ORDER, OrderMemo(None, "ottawa-warehouse")),
+    )
 
 
 def test_the_documented_orders_fulfilled_example_has_no_fulfilment_to_ship() -> None:
