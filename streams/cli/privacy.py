@@ -10,8 +10,10 @@ erasure was applied: the identifier's tombstone, named by a request, is in ``P:v
 resolves to no profile. "No longer resolves" alone was no proof: an identifier no profile
 held (a typo, a person never seen, events not processed yet) met it before any worker read
 the request. What it then says depends on whether a profile held the identifier when the
-request was sent: ``erased: ...`` or ``done: no profile held ...`` (exit 0 both: the erasure
-is in force, later events carrying the identifier are dropped); not applied in time: exit 1.
+request was sent: ``erased: ...`` or ``done: ...; no profile held it ...`` (exit 0 both: the
+erasure is in force, later events carrying the identifier are dropped; "done" does not claim
+that nothing was erased: events ahead of the request may have built a profile it erased); not
+applied in time: exit 1.
 
 ``loom dlq replay`` re-sends dead letters to the raw topic after a fix: original key (to the
 partition the producer SDK sends it to) and bytes, plus a ``loom.replayed_from`` header naming
@@ -148,19 +150,24 @@ def _wait_applied(args: argparse.Namespace, id_type: str, value: str, *, held: b
     reader = ProfileReader(client, prefix, default_region=settings.default_region)
     salt = settings.suppression_salt.get_secret_value().encode()
     deadline = time.monotonic() + args.wait
+    resolves = True
     try:
         digest = suppression_hash(reader.normalize(id_type, value, args.region), salt)
         while time.monotonic() < deadline:
             tomb = client.hget(reader.keys.suppressed, digest)
             named = tomb is not None and bool(orjson.loads(tomb).get("n"))
-            if named and reader.lookup(id_type, value, region=args.region) is None:
+            resolves = reader.lookup(id_type, value, region=args.region) is not None
+            if named and not resolves:
                 if held:
                     print("erased: the profile that held the identifier is gone, and the")
                     print("identifier is suppressed (later events carrying it are dropped)")
                 else:
-                    print("done: no profile held the identifier when the request was sent,")
-                    print("so nothing was erased (a typo? events not processed yet?); it is")
-                    print("suppressed now: events carrying it are dropped from now on")
+                    # not "nothing was erased": events ahead of the request, not processed
+                    # when it was sent, may have built a profile it then erased
+                    print("done: the identifier is suppressed (events carrying it are dropped")
+                    print("from now on); no profile held it when the request was sent (a typo?")
+                    print("a person Loom never saw? events not processed yet: a profile they")
+                    print("built was erased with it)")
                 return 0
             time.sleep(0.5)
     except InvalidIdentifierError as exc:
@@ -168,9 +175,17 @@ def _wait_applied(args: argparse.Namespace, id_type: str, value: str, *, held: b
         return 2
     finally:
         client.close()
+    dev = " (the development default)" if settings.uses_dev_salt else ""
+    if held and not resolves:  # processed, most likely: the tombstone is under another hash
+        print(
+            "loom erase --wait: the profile that held the identifier is gone, but no tombstone "
+            f"is under this command's LOOM_SUPPRESSION_SALT{dev}: is it the workers' salt?",
+            file=sys.stderr,
+        )
+        return 1
     print(
         f"loom erase --wait: the erasure was not processed within {args.wait:.0f}s: is the "
-        "profiles worker running, with the LOOM_SUPPRESSION_SALT of this command?",
+        f"profiles worker running, with this command's LOOM_SUPPRESSION_SALT{dev}?",
         file=sys.stderr,
     )
     return 1

@@ -17,6 +17,7 @@ import orjson
 import pytest
 import redis
 from builders import make_context
+from confluent_kafka import Producer
 from test_lookup import ev
 from topic_reader import read_topic
 
@@ -72,19 +73,22 @@ def erase_argv(identifier: str, wait: str, kafka: str, redis_url: str, prefix: s
     ]
 
 
-def erase_while_a_worker_processes(argv: list[str], kafka: str, raw: str, lane: Lane) -> int:
+def erase_while_a_worker_processes(
+    argv: list[str], kafka: str, raw: str, lane: Lane, pending: int = 0
+) -> int:
     """``loom erase ... --wait`` in a thread; here, the profiles lane's part: the request is
-    read from the raw topic and run through the pipeline by ``lane``."""
+    read from the raw topic and run through the pipeline by ``lane``, with the ``pending``
+    records the topic held before it (events the lane had not processed yet)."""
     result: list[int] = []
     cli = threading.Thread(target=lambda: result.append(main(argv)))
     cli.start()
     try:
         sent: list[bytes] = []
         deadline = time.monotonic() + 30
-        while not sent and time.monotonic() < deadline:  # until the command has sent it
+        while len(sent) <= pending and time.monotonic() < deadline:  # until the command sent it
             sent = [m.value() for m in read_topic(kafka, raw, timeout=30)]
-        assert len(sent) == 1, "the erasure request was not produced"
-        assert orjson.loads(sent[0])["type"] == "erasure_requested"
+        assert len(sent) == pending + 1, "the erasure request was not produced"
+        assert orjson.loads(sent[-1])["type"] == "erasure_requested"
         lane.run(sent)
     finally:
         cli.join(60)
@@ -164,3 +168,62 @@ def test_erase_wait_reports_erased_once_the_profile_is_gone(
     assert "erased:" in out
     assert reader.lookup("customer_id", "c-1") is None
     assert reader.lookup("email", "known@example.com") is None
+
+
+def test_erase_wait_does_not_say_nothing_was_erased_when_the_request_erased_a_profile(
+    kafka_bootstrap: str,
+    redis_url: str,
+    redis_client: redis.Redis,
+    redis_prefix: str,
+    unique_topic: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The person's event was in the topic ahead of the request, not processed yet when it was
+    sent: no profile held the identifier then, but the lane built one and the request erased
+    it. The command said "so nothing was erased"."""
+    raw = unique_topic()
+    monkeypatch.setenv("LOOM_TOPIC_RAW", raw)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    person = ev("pending-1", {"email": "pending@example.com", "customer_id": "c-9"})
+    producer.produce(raw, orjson.dumps(person))
+    assert producer.flush(30) == 0
+    lane = Lane(RedisStore(redis_client, prefix=redis_prefix))
+    reader = ProfileReader(redis_client, redis_prefix)
+    assert reader.lookup("email", "pending@example.com") is None  # not processed yet
+    argv = erase_argv("email:pending@example.com", "30", kafka_bootstrap, redis_url, redis_prefix)
+    rc = erase_while_a_worker_processes(argv, kafka_bootstrap, raw, lane, pending=1)
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert reader.lookup("customer_id", "c-9") is None  # the request erased the profile
+    assert "nothing was erased" not in out
+    assert "not processed yet" in out  # named as a possibility, with what became of them
+    assert "pending" not in (out + err).replace("pending-1", "")
+
+
+def test_erase_wait_with_another_salt_does_not_say_the_erasure_was_not_processed(
+    kafka_bootstrap: str,
+    redis_url: str,
+    redis_client: redis.Redis,
+    redis_prefix: str,
+    unique_topic: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The command's LOOM_SUPPRESSION_SALT is not the workers': the lane erased the profile,
+    but no tombstone is under the command's hash. It said "the erasure was not processed"."""
+    raw = unique_topic()
+    monkeypatch.setenv("LOOM_TOPIC_RAW", raw)
+    monkeypatch.setenv("LOOM_SUPPRESSION_SALT", "not-the-workers-salt")
+    lane = Lane(RedisStore(redis_client, prefix=redis_prefix))
+    lane.run([orjson.dumps(ev("salted-1", {"email": "salted@example.com", "customer_id": "c-5"}))])
+    argv = erase_argv("email:salted@example.com", "5", kafka_bootstrap, redis_url, redis_prefix)
+    rc = erase_while_a_worker_processes(argv, kafka_bootstrap, raw, lane)
+    out, err = capsys.readouterr()
+    reader = ProfileReader(redis_client, redis_prefix)
+    assert reader.lookup("customer_id", "c-5") is None  # the lane erased it
+    assert rc == 1  # not confirmed: the command cannot find the tombstone
+    assert "erased" not in out.replace("erasure", "")
+    assert "not processed" not in err
+    assert "LOOM_SUPPRESSION_SALT" in err
+    assert "salted" not in (out + err).replace("salted-1", "")
