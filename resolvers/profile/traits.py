@@ -67,48 +67,44 @@ class PurchaseTraits:
     and its returns come in, the sums are the same."""
 
     channels: dict[str, int] = field(default_factory=dict)
-    #: (order id, category) -> the purchase and its units of the category
-    bought: dict[tuple[str, str], tuple[Transaction, int]] = field(default_factory=dict)
+    purchases: list[Transaction] = field(default_factory=list)
     #: (order id, category) -> units its returns gave back
     returned: dict[tuple[str, str], int] = field(default_factory=dict)
-    adder: Callable[[Decimal, Decimal], Decimal] | None = None
+    adder: Callable[[Decimal, Decimal], Decimal] = Decimal.__add__
 
     def add(self, t: Transaction, adder: Callable[[Decimal, Decimal], Decimal]) -> None:
         """Count ``t`` (a purchase or a return); ``adder`` is the render's exact decimal add."""
         self.adder = adder
-        units = t.units
         if t.is_return:
             order = t.order_id
             if order is not None:
-                returned = self.returned
+                units, returned = t.units, self.returned
                 for i, name in enumerate(t.categories):
                     key = (order, name)
                     returned[key] = returned.get(key, 0) + (units[i] if units else 1)
             return
         self.channels[t.channel] = self.channels.get(t.channel, 0) + 1
-        order = t.key.removeprefix("order:")
-        bought = self.bought
-        for i, name in enumerate(t.categories):
-            bought[(order, name)] = (t, units[i] if units else 1)
+        self.purchases.append(t)
 
     @property
     def categories(self) -> dict[str, _Category]:
-        """Per category, the purchases its returns left standing."""
+        """Per category, the purchases its returns left standing (computed at each call)."""
         categories: dict[str, _Category] = {}
         adder, returned = self.adder, self.returned
-        for key, (t, units) in self.bought.items():
-            if returned and returned.get(key, 0) >= units:
-                continue  # all of it given back
-            name = key[1]
-            cat = categories.get(name)
-            if cat is None:  # (``setdefault`` would build a scratch per line of every order)
-                cat = categories[name] = _Category()
-            cat.orders += 1
-            spent = cat.spend.get(t.currency, Decimal(0))
-            cat.spend[t.currency] = adder(spent, t.amount) if adder else spent + t.amount
-            cat.first = t.at if cat.first is None else min(cat.first, t.at)
-            cat.last = t.at if cat.last is None else max(cat.last, t.at)
-            cat.days.add(day_of(t.at))
+        for t in self.purchases:
+            order = t.key.removeprefix("order:") if returned else ""
+            units = t.units
+            for i, name in enumerate(t.categories):
+                if returned and returned.get((order, name), 0) >= (units[i] if units else 1):
+                    continue  # all of it given back
+                cat = categories.get(name)
+                if cat is None:  # (``setdefault`` would build a scratch per line of every order)
+                    cat = categories[name] = _Category()
+                cat.orders += 1
+                cat.spend[t.currency] = adder(cat.spend.get(t.currency, Decimal(0)), t.amount)
+                cat.first = t.at if cat.first is None else min(cat.first, t.at)
+                cat.last = t.at if cat.last is None else max(cat.last, t.at)
+                cat.days.add(day_of(t.at))
         return categories
 
     def fields(self, money: Callable[[Decimal, str], str]) -> dict[str, Any]:

@@ -214,7 +214,7 @@ def test_a_redis_restart_without_persistence_is_detected_and_rebuild_restores_ev
         proc.send_signal(signal.SIGTERM)
         c.expect_exit(proc, 3, within_s=10)
     for lane in ("profiles", "inventory"):
-        rebuilt = c.cli("rebuild", "--lane", lane, timeout=300)
+        rebuilt = c.cli("rebuild", "--lane", lane, timeout=120)
         assert rebuilt.returncode == 0, rebuilt.stderr
     c.start_lane("profiles")
     c.start_lane("inventory")

@@ -156,11 +156,24 @@ class Loom:
         return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.tmp.glob("*.log"))
 
     def cli(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-        """Run ``loom ARGS`` against this deployment (its environment); never raises on exit."""
-        return subprocess.run(
-            [sys.executable, "-m", "streams.cli.main", *args],
-            env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
-        )  # fmt: skip
+        """Run ``loom ARGS`` against this deployment (its environment); never raises on exit.
+        Not done within ``timeout``: the test fails with what the command printed and where
+        each of its threads was (faulthandler's dump on SIGABRT)."""
+        argv = [sys.executable, "-m", "streams.cli.main", *args]
+        env = {**self.env, "PYTHONFAULTHANDLER": "1"}
+        with subprocess.Popen(
+            argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as proc:
+            try:
+                out, err = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGABRT)
+                out, err = proc.communicate(timeout=30)
+                pytest.fail(
+                    f"loom {' '.join(args)}: not done within {timeout:g} s\n{out[-3000:]}\n"
+                    f"{err[-12000:]}"
+                )
+        return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
     # --- producing -----------------------------------------------------------------------
     def produce(self, events: Iterable[Mapping[str, Any] | bytes]) -> int:

@@ -5,6 +5,7 @@ documented)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -322,15 +323,25 @@ def test_profiles_export_to_an_unwritable_path_is_one_line(
 # --- output into a pipe the reader closed ---------------------------------------------------
 
 
+PIPE_BYTES = 4096  # the smallest pipe Linux makes (one page)
+
+
 def first_line_then_close(*argv: str) -> tuple[bytes, int, str]:
-    """``loom ARGV | head -n 1`` with a real pipe: the first line, the exit code, stderr."""
+    """``loom ARGV | head -n 1`` with a real pipe: the first line, the exit code, stderr.
+
+    The pipe holds one page, so output past it plus the reader's one buffered read must wait
+    for the reader: which it never gets, whatever the timing (a default 64 KiB pipe took a
+    whole ~53 KB preview before the reader closed it, now and then)."""
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
     proc = subprocess.Popen(
         [sys.executable, "-m", "streams.cli.main", *argv],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=ROOT, stdout=write_end, stderr=subprocess.PIPE,
     )  # fmt: skip
-    assert proc.stdout is not None
-    first = proc.stdout.readline()
-    proc.stdout.close()  # the reader has what it wanted
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        first = reader.readline()
+    # the reader has what it wanted and closed the pipe
     _, err = proc.communicate(timeout=60)
     return first, proc.returncode, err.decode()
 
@@ -350,7 +361,7 @@ def test_output_into_a_closed_pipe_stops_quietly(
     and at exit another one from flushing stdout. Like any Unix filter the command must stop
     quietly, exit 141 (128 + SIGPIPE, what a shell reports for ``yes | head -n 1``)."""
     store = RedisStore(redis_client, prefix=redis_prefix)
-    run(store, [ev(f"e{n}", {"email": f"p{n}@example.com"}) for n in range(1500)])  # > 64 KiB
+    run(store, [ev(f"e{n}", {"email": f"p{n}@example.com"}) for n in range(1500)])  # ~53 KB
     first, rc, err = first_line_then_close(
         *command, "--redis-url", redis_url, "--prefix", redis_prefix
     )
