@@ -18,7 +18,9 @@ Hierarchy (``LoomError`` and ``InvalidEvent`` live in :mod:`schemas.errors`)::
         ├── FatalError               retrying cannot help and moving on would lose data: stop
         │   │                        the lane without committing; an operator has to act
         │   ├── StateLostError           Redis does not hold the state the committed offsets
-        │   │                            imply (generation marker gone or different)
+        │   │   │                        imply (generation marker gone or different)
+        │   │   └── RebuildRunningError  a ``loom rebuild`` of the lane holds its lease: the
+        │   │                            worker started during it (streams.rebuild)
         │   └── MisconfiguredError       NOPERM, authentication, WRONGTYPE in Loom's keys, Redis
         │                                Cluster redirects, Kafka authorization/fatal errors
         └── DeterministicError       anything else: the same input fails the same way (a bug in
@@ -56,6 +58,7 @@ __all__ = [
     "KafkaUnavailableError",
     "LaneError",
     "MisconfiguredError",
+    "RebuildRunningError",
     "RecordRefusedError",
     "RedisUnavailableError",
     "RetryableError",
@@ -106,6 +109,11 @@ class FatalError(LaneError):
 
 class StateLostError(FatalError):
     pass
+
+
+class RebuildRunningError(StateLostError):
+    """A commit of a lane while a ``loom rebuild`` of it holds the lane's lease: refused,
+    nothing written (``streams.rebuild``)."""
 
 
 class MisconfiguredError(FatalError):

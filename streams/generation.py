@@ -12,7 +12,10 @@ checks use it:
   false, one log line saying how to recover: ``loom rebuild``);
 * at every batch commit: the commit script checks the generation in the same atomic call
   (:class:`~streams.redis_store.RedisStore`), so a Redis that restarts empty mid-run is caught
-  at the next batch and nothing is ever written into it.
+  at the next batch and nothing is ever written into it. The same call refuses the commit
+  (:func:`rebuild_running`) while a ``loom rebuild`` of the lane holds the lane's lease
+  (``P:v1:rebuild-lease:{lane}``) and the store is not that rebuild's: a worker whose start
+  check read the group's offsets before the rebuild reset them writes nothing into it.
 
 Offsets committed before markers existed carry no metadata: they are accepted when Redis holds
 this lane's state (the marker is created then), refused when it holds none.
@@ -30,7 +33,7 @@ from typing import Final, TypeVar
 import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from streams.errors import StateLostError
+from streams.errors import RebuildRunningError, StateLostError
 from streams.redis_keys import Keys
 
 log = logging.getLogger(__name__)
@@ -184,6 +187,18 @@ def lane_has_state(client: redis.Redis, prefix: str, lane: str) -> bool:
         for _ in client.scan_iter(match=f"{root}:{pattern}", count=1000):
             return True
     return False
+
+
+def rebuild_running(prefix: str, lane: str) -> RebuildRunningError:
+    """What a commit of ``lane`` is refused with while a ``loom rebuild`` of it holds the
+    lane's lease (``P:v1:rebuild-lease:{lane}``, ``streams.rebuild``)."""
+    return RebuildRunningError(
+        f"{lane} lane: `loom rebuild --lane {lane}` holds Redis prefix {prefix!r}'s "
+        f"rebuild-lease:{lane} (it runs, or died and its lease has not expired yet): this "
+        f"worker started during it, and nothing of this batch was written. Stop every {lane} "
+        f"worker, let the rebuild finish (or run it again with --resume), then start them "
+        f"(docs/operating.md#rebuilding-a-lane)"
+    )
 
 
 def recovery_hint(lane: str) -> str:

@@ -56,7 +56,7 @@ from resolvers.tuples import new_tuple
 from streams import audience_schedule, kafka_clients
 from streams.ahead import STEPS, WorkAhead
 from streams.batch_runner import BatchAbandoned, BatchRunner, LaneStopped
-from streams.errors import FatalError, classify, kafka_error
+from streams.errors import FatalError, RebuildRunningError, classify, kafka_error
 from streams.gc_policy import GcPolicy
 from streams.generation import Committed, establish, recovery_hint
 from streams.health import Check, HealthServer
@@ -405,7 +405,10 @@ class LaneRunner:
             self.status.running()
             await self._loop()
         except LaneStopped as stop:
-            hint = recovery_hint(self.lane) if stop.reason is StopReason.STATE_LOST else ""
+            lost = stop.reason is StopReason.STATE_LOST
+            # refused while a rebuild runs: its message says what to do, a rebuild is no remedy
+            rebuilding = isinstance(stop.error, RebuildRunningError)
+            hint = recovery_hint(self.lane) if lost and not rebuilding else ""
             detail = stop.error.describe()
             # The line first, then readiness: whoever sees /readyz fail finds the reason logged.
             log.error(

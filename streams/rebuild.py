@@ -6,7 +6,14 @@ still loading, as on a cluster just started, is asked again for ``coordinator_ti
 then :class:`~streams.startup.InfraError` says so in one line):
 
 1. no worker of the lane runs (its consumer group has no members): offsets of a group with
-   members cannot be set, and a worker would race the rebuild;
+   members cannot be set, and a worker would race the rebuild. Then the rebuild takes the
+   lane's lease in Redis (``P:v1:rebuild-lease:{lane}``: its token, expiring after
+   ``lease_s``, renewed every sixth of that while it runs, deleted when it ends; another
+   rebuild of the lane holding it is a refusal) and asks again: from then on every commit of
+   the lane by anyone but this rebuild is refused in the commit's atomic call, with the
+   generation check (``streams.generation.rebuild_running``). That closes what the members
+   check alone cannot: a worker whose start check read the group's old offsets, and whose
+   JoinGroup reaches the coordinator just after the check, writes nothing into the lane;
 2. Redis holds none of the lane's state under the prefix (``--wipe`` deletes it first);
 3. the raw topic still holds its whole history (every partition's earliest offset is 0):
    records retention deleted cannot be replayed (``--allow-partial`` goes on anyway).
@@ -48,6 +55,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
@@ -71,6 +79,7 @@ from streams.generation import (
 )
 from streams.lane_runner import raw_record
 from streams.lane_status import LaneStatus
+from streams.lease import Held, Lease
 from streams.offsets import next_offsets
 from streams.redis_keys import Keys
 from streams.redis_store import RedisStore
@@ -153,6 +162,7 @@ class Rebuild:
         progress_every_s: float = 2.0,
         drain_timeout_s: float = 120.0,
         coordinator_timeout_s: float = 60.0,
+        lease_s: float = 30.0,
     ) -> None:
         self.rt, self.settings = rt, rt.settings
         self.lane = rt.lane.name
@@ -162,6 +172,14 @@ class Rebuild:
         self.drain_timeout_s, self.coordinator_timeout_s = drain_timeout_s, coordinator_timeout_s
         self.report = Report(self.lane)
         self.stopping = asyncio.Event()
+        #: the lane's rebuild lease (module docstring), held from the members check to the end
+        self.lease = Lease(
+            rt.redis,
+            Keys(self.settings.redis_prefix).rebuild_lease(self.lane),
+            uuid.uuid4().hex,
+            lease_s,
+        )
+        self._leased = False  # taken once: renewed from then on, given up at the end
         self.consumer = kafka_clients.consumer(
             self.settings,
             self.group,
@@ -176,6 +194,51 @@ class Rebuild:
         admin = kafka_clients.admin(self.settings)
         with _no_coordinator(self.group, self.coordinator_timeout_s):
             return group_members(admin, self.group, timeout_s=self.coordinator_timeout_s)
+
+    def _no_members(self) -> None:
+        members = self._members()
+        if members:
+            raise RebuildRefusedError(
+                f"{members} member(s) of {self.group} are running: stop every {self.lane} "
+                f"worker first (their offsets cannot be set while they run)"
+            )
+
+    def _take_lease(self) -> None:
+        if self.lease.hold() is Held.NO:
+            raise RebuildRefusedError(
+                f"another `loom rebuild --lane {self.lane}` holds the lane's lease "
+                f"{self.lease.key} (it runs, or it died and the lease expires within "
+                f"{self.lease.lease_s:g} s): let it finish, or run this again then"
+            )
+        self._leased = True
+
+    async def _keep_lease(self) -> None:
+        """Renew the lease while the rebuild runs, once it is taken (``Lease.hold`` asks
+        Redis once per third of a lease). A renewal Redis does not answer is tried again; a
+        lease lost meanwhile makes the rebuild's own commits refused."""
+        while True:
+            await asyncio.sleep(self.lease.lease_s / 6)
+            if not self._leased:
+                continue
+            try:
+                if await asyncio.to_thread(self.lease.hold) is Held.NO:
+                    log.error("rebuild %s: lost the lease %s", self.lane, self.lease.key)
+            except Exception as exc:  # kept trying until the rebuild ends
+                log.warning("rebuild %s: renewing its lease failed (%s)", self.lane, exc)
+
+    def _give_up_lease(self) -> None:
+        if not self._leased:
+            return
+        try:
+            self.lease.release()
+        except Exception as exc:  # it expires on its own within lease_s
+            log.warning(
+                "rebuild %s: deleting its lease %s failed (%s); it expires within %g s",
+                self.lane,
+                self.lease.key,
+                exc,
+                self.lease.lease_s,
+            )
 
     def _wipe(self) -> int:
         root = Keys(self.settings.redis_prefix).root
@@ -194,12 +257,9 @@ class Rebuild:
     def _prepare(self) -> dict[int, tuple[int, int]]:
         """Check the preconditions; per partition ``(start offset, end offset)``."""
         prefix, raw = self.settings.redis_prefix, self.settings.topics.raw
-        members = self._members()
-        if members:
-            raise RebuildRefusedError(
-                f"{members} member(s) of {self.group} are running: stop every {self.lane} "
-                f"worker first (their offsets cannot be set while they run)"
-            )
+        self._no_members()
+        self._take_lease()
+        self._no_members()  # a worker that joined just after the first ask is running now
         meta = self.consumer.list_topics(raw, timeout=15).topics[raw]
         partitions = sorted(meta.partitions)
         with _no_coordinator(self.group, self.coordinator_timeout_s):  # one read, for the
@@ -231,6 +291,7 @@ class Rebuild:
         self.report.generation = generation
         if isinstance(self.rt.store, RedisStore):
             self.rt.store.generation = generation
+            self.rt.store.rebuild_token = self.lease.owner  # its commits pass the lease
         bounds: dict[int, tuple[int, int]] = {}
         starts = {tp.partition: tp.offset for tp in offsets if self.resume and tp.offset >= 0}
         deleted = 0
@@ -265,6 +326,16 @@ class Rebuild:
 
     # --- the replay ----------------------------------------------------------------------
     async def run(self) -> Report:
+        keeper = asyncio.create_task(self._keep_lease())
+        try:
+            return await self._run()
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            await asyncio.to_thread(self._give_up_lease)
+
+    async def _run(self) -> Report:
         started = time.monotonic()
         bounds = await asyncio.to_thread(self._prepare)
         raw = self.settings.topics.raw

@@ -107,6 +107,11 @@ class Keys:
         """Who delivers the outbox: the consumer name of the one relay that holds it (ADR 0043)."""
         return f"{self.root}:relay-lease"
 
+    def rebuild_lease(self, lane: str) -> str:
+        """Held by a running ``loom rebuild --lane {lane}`` (its token; it renews the expiry):
+        while it exists, a commit of that lane by anyone else is refused (``streams.rebuild``)."""
+        return f"{self.root}:rebuild-lease:{lane}"
+
     @property
     def stats(self) -> str:
         return f"{self.root}:stats"

@@ -39,6 +39,8 @@ key                                type    contents
                                            across customers (the scheduled pass)
 ``P:v1:stats``                     hash    counters: events, merges, dlq, ...
 ``P:v1:generation``                string  random id of this Redis state (streams.generation)
+``P:v1:rebuild-lease:{lane}``      string  token of the running ``loom rebuild`` of the lane:
+                                           other commits of the lane are refused (TTL)
 ``P:v1:commit-seq:{seg}``          string  a lane's commit sequence: ``INCR``'d by every commit
                                            that writes a part of the scope (ADR 0021)
 ``P:v1:claims:{seg}``              hash    a lane's claims: worker -> what it computes, what
@@ -96,6 +98,7 @@ from resolvers.store import (
 from resolvers.tuples import new_tuple
 from streams import outbox
 from streams.errors import StateLostError
+from streams.generation import rebuild_running
 from streams.redis_keys import MARKER_BUCKETS, STREAM_MAXLEN, Keys, marker_groups, seen_segment
 from streams.replies import Meanwhile
 from streams.watch_commit import Fallback, WatchCommit
@@ -185,6 +188,10 @@ class RedisStore:
         #: when set, every commit checks that Redis still holds this generation marker
         #: (streams.generation) in the same atomic call, and raises StateLostError if not
         self.generation: str | None = None
+        #: with the generation, the lease of each lane committed to (``P:v1:rebuild-lease:``)
+        #: must be absent or hold this token: a ``loom rebuild``'s own store holds its token,
+        #: a worker's none (its commits are refused while a rebuild of its lane runs)
+        self.rebuild_token = ""
         self._hand_over_settled: set[str] = set()
         #: the last event ids grouped by marker bucket, and their groups: a batch's commit
         #: marks the ids its load looked up, grouped once (not to be mutated)
@@ -330,7 +337,7 @@ class RedisStore:
         plan = {
             "r": self.prefix,
             "b": MARKER_BUCKETS,
-            "g": [self.keys.generation, self.generation] if self.generation else [],
+            "g": self._guard(parts),
             "p": [self._part_plan(part, values) for part in parts],
             # the committed parts' outbox records go into one entry (streams.outbox), never
             # trimmed: the relay deletes it once Kafka acknowledged all of them
@@ -339,6 +346,9 @@ class RedisStore:
         started = time.perf_counter()
         reply = self._call_commit([orjson.dumps(plan), *values])
         self._timed("commit", started)
+        if reply[0] == 0 and reply[1] == b"rebuilding":  # {0, 'rebuilding', lease}: the same
+            lease = reply[2].decode()
+            raise rebuild_running(self.prefix, lease.rpartition(":rebuild-lease:")[2])
         if reply[0] == 0:  # {0, 'generation', key}: nothing of any part was written
             raise StateLostError(
                 f"Redis prefix {self.prefix!r} no longer holds generation {self.generation} "
@@ -346,6 +356,15 @@ class RedisStore:
                 f"written"
             )
         return [self._result(part, r) for part, r in zip(parts, reply[1], strict=True)]
+
+    def _guard(self, parts: Sequence[Commit]) -> list[str]:
+        """The plan's ``g``: the generation, this store's token and the leases of the lanes
+        ``parts`` commit to (``commit.lua``); nothing without a generation."""
+        if not self.generation:
+            return []
+        lanes = dict.fromkeys(part.scope for part in parts)
+        leases = [self.keys.rebuild_lease(lane) for lane in lanes]
+        return [self.keys.generation, self.generation, self.rebuild_token, *leases]
 
     def _result(self, commit: Commit, reply: list[Any]) -> CommitResult:
         if reply[0] == 1:
@@ -444,6 +463,7 @@ class RedisStore:
             outcome = watch.commit(
                 parts,
                 generation=self.generation,
+                rebuild_token=self.rebuild_token,
                 wait_replicas=self.wait_replicas,
                 wait_timeout_ms=WAIT_TIMEOUT_MS,
                 snapshot=None if self.waves is None else self.waves.snapshot,

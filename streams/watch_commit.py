@@ -3,8 +3,9 @@
 
 Every commit that writes a part of a scope ``INCR``s the scope's commit sequence
 ``P:v1:commit-seq:{segment}`` (this one in its transaction, ``commit.lua`` in its script), so a
-``WATCH`` of the sequences of a call's scopes (and of ``P:v1:generation`` when the store
-checks it) sees any commit of those lanes that lands between its reads and its ``EXEC``. One
+``WATCH`` of the sequences of a call's scopes (and of ``P:v1:generation`` and the scopes'
+lanes' ``P:v1:rebuild-lease:{lane}`` when the store checks the generation) sees any commit of
+those lanes, or a rebuild taking a lease, that lands between its reads and its ``EXEC``. One
 call, on ONE connection taken from the client's pool for the whole call (``WATCH`` is per
 connection; TLS, AUTH/ACL, Sentinel as the client has them):
 
@@ -12,7 +13,8 @@ connection; TLS, AUTH/ACL, Sentinel as the client has them):
    hand-over is not over (ADR 0016: ``since`` absent, or less than the TTL + 1 h ago) with
    event ids in the call: the call is left to ``commit.lua`` (:data:`FALLBACK`), which looks
    the layout-1 keys up; this commit does not.
-2. ``WATCH`` the sequences (and the generation's key); ``GET`` the generation; ``HGET v`` of
+2. ``WATCH`` the sequences (and the generation's and the leases' keys); ``GET`` the generation
+   and the leases; ``HGET v`` of
    each entity expected to exist, ``EXISTS`` of the expected-absent ones per 500, ``HMGET`` of
    the suppression hash for the unsuppressed digests per 500, ``EXISTS`` of each marker hash a
    lookup reads, and with a rider (a worker's claims) ``GET`` of each sequence (its release
@@ -24,7 +26,8 @@ connection; TLS, AUTH/ACL, Sentinel as the client has them):
    The transaction's rider (:attr:`WatchCommit.rider`) is told each sequence as watched.
 3. If needed: ``HGET v`` of the expected-absent keys (one of them exists) and ``HMGET`` of each
    existing marker hash with its bucket's ids.
-4. In Python: a generation mismatch raises ``StateLostError`` (nothing written); else each part
+4. In Python: a generation mismatch raises ``StateLostError``, a lease held by another than the
+   store's rebuild ``RebuildRunningError`` (nothing written); else each part
    is checked in ``commit.lua``'s order (``commit_commands.first_failure`` on what was read, or
    ``LoadSnapshot.verdicts`` on the snapshot, made once per call in one pass), the parts before
    it in the call counted as written, as the script sees them.
@@ -47,7 +50,7 @@ connection would ``EXEC`` unguarded), so a connection lost in the window raises.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Final, Literal, Protocol
@@ -67,6 +70,7 @@ from streams.commit_commands import (
     part_commands,
 )
 from streams.errors import StateLostError
+from streams.generation import rebuild_running
 from streams.load_snapshot import UNCOVERED, LoadSnapshot
 from streams.redis_keys import Keys, marker_groups
 from streams.replies import Borrowed, Meanwhile, round_trip
@@ -141,15 +145,18 @@ class WatchCommit:
         parts: Sequence[Commit],
         *,
         generation: str | None,
+        rebuild_token: str = "",
         wait_replicas: int = 0,
         wait_timeout_ms: int = 0,
         snapshot: LoadSnapshot | None = None,
     ) -> Committed | Fallback:
         """Check and write ``parts`` (raises ``StateLostError`` if ``generation`` is set and
-        Redis holds another, ``CommitConflictError`` after ``max_attempts`` aborts); with
-        ``wait_replicas``, ``WAIT wait_replicas wait_timeout_ms`` follows on the connection.
-        ``snapshot``: the batch's load, if consistent (ADR 0027): while the lane's sequence
-        still holds its value, the checks use it instead of reading again."""
+        Redis holds another, ``RebuildRunningError`` if then a lane of ``parts`` has a rebuild
+        lease that does not hold ``rebuild_token``, ``CommitConflictError`` after
+        ``max_attempts`` aborts); with ``wait_replicas``, ``WAIT wait_replicas
+        wait_timeout_ms`` follows on the connection. ``snapshot``: the batch's load, if
+        consistent (ADR 0027): while the lane's sequence still holds its value, the checks use
+        it instead of reading again."""
         wait = (wait_replicas, wait_timeout_ms) if wait_replicas else None
         verdicts: list[CommitResult | None] | Literal[False] = UNCOVERED
         if snapshot is not None:  # the checks too, in the same pass (used if the sequence holds)
@@ -157,10 +164,14 @@ class WatchCommit:
             if verdicts is False:
                 snapshot = None
         self.calls += 1
+        guard = None
+        if generation is not None:
+            lanes = tuple(dict.fromkeys(p.scope for p in parts))
+            guard = _Guard(generation, rebuild_token, lanes)
         with Borrowed(self.client) as borrowed:
             for _ in range(self.max_attempts):
                 outcome = self._attempt(
-                    borrowed.conn, parts, generation, wait, snapshot, verdicts=verdicts
+                    borrowed.conn, parts, guard, wait, snapshot, verdicts=verdicts
                 )
                 if outcome is not None:
                     return outcome
@@ -192,7 +203,7 @@ class WatchCommit:
         self,
         conn: Any,
         parts: Sequence[Commit],
-        generation: str | None,
+        guard: _Guard | None,
         wait: tuple[int, int] | None,
         snapshot: LoadSnapshot | None = None,
         *,
@@ -223,11 +234,11 @@ class WatchCommit:
         reads = None
         stored: Mapping[Ref, Entity] | None = None  # the entities as EXEC finds them
         if snapshot is not None:
-            reads = self._unchanged(conn, parts, clocks, generation, snapshot, verdicts=verdicts)
+            reads = self._unchanged(conn, parts, clocks, guard, snapshot, verdicts=verdicts)
             if reads is not None:  # the sequence holds: the load's hashes are Redis's
                 stored = snapshot.entities
         if reads is None:
-            reads = self._read(conn, parts, clocks, generation)
+            reads = self._read(conn, parts, clocks, guard)
         results = _check(parts, reads) if reads.verdicts is None else reads.verdicts
         written = [p for p, r in zip(parts, results, strict=True) if r is None]
         out = self._writes(parts, written, clocks, reads, stored)
@@ -283,7 +294,7 @@ class WatchCommit:
         conn: Any,
         parts: Sequence[Commit],
         clocks: dict[str, MarkerClock],
-        generation: str | None,
+        guard: _Guard | None,
         snapshot: LoadSnapshot,
         *,
         verdicts: list[CommitResult | None] | Literal[False],
@@ -295,13 +306,14 @@ class WatchCommit:
         keys = self.keys
         cmds = Resp()
         seq_key = keys.commit_seq(snapshot.scope)
-        cmds.add("WATCH", seq_key, *([keys.generation] if generation is not None else []))
-        if generation is not None:
-            cmds.add("GET", keys.generation)
+        guarded = [] if guard is None else guard.keys(keys)
+        cmds.add("WATCH", seq_key, *guarded)
+        for key in guarded:
+            cmds.add("GET", key)
         cmds.add("GET", seq_key)
         replies = self._round_trip(conn, cmds, watching=False)
-        if generation is not None:
-            _check_generation(keys, generation, replies[1])
+        if guard is not None:
+            guard.check(keys, iter(replies[1:]))
         if replies[-1] != snapshot.sequence or verdicts is False:
             return None
         self.from_snapshot += 1
@@ -315,16 +327,16 @@ class WatchCommit:
         conn: Any,
         parts: Sequence[Commit],
         clocks: dict[str, MarkerClock],
-        generation: str | None,
+        guard: _Guard | None,
     ) -> _Reads:
         """Round trips 2 and (if needed) 3."""
         keys = self.keys
         ask = _Asked.of(parts, keys, clocks, self.grouped)
         riding = self.rider is not None  # a claim's release names the commit by its sequence
-        asked = ask.commands(keys, clocks, generation, sequences=riding)
+        asked = ask.commands(keys, clocks, guard, sequences=riding)
         replies = iter(self._round_trip(conn, asked, watching=False)[1:])  # WATCH first
-        if generation is not None:
-            _check_generation(keys, generation, next(replies))
+        if guard is not None:
+            guard.check(keys, replies)
         reads = _Reads(versions={ref: next(replies) for ref in ask.present}, groups=ask.groups)
         absent_found = sum(next(replies) for _ in ask.absent_chunks)
         for chunk in ask.digest_chunks:
@@ -402,17 +414,18 @@ class _Asked:
         self,
         keys: Keys,
         clocks: dict[str, MarkerClock],
-        generation: str | None,
+        guard: _Guard | None,
         *,
         sequences: bool = False,
     ) -> Resp:
-        """Round trip 2: ``WATCH`` of the scopes' sequences (and the generation's key), then
+        """Round trip 2: ``WATCH`` of the scopes' sequences (and the guard's keys), then
         the reads (with ``sequences``, last, a ``GET`` of each watched sequence)."""
         cmds = Resp()
         watched = [keys.commit_seq(s) for s in clocks]
-        cmds.add("WATCH", *watched, *([keys.generation] if generation is not None else []))
-        if generation is not None:
-            cmds.add("GET", keys.generation)
+        guarded = [] if guard is None else guard.keys(keys)
+        cmds.add("WATCH", *watched, *guarded)
+        for key in guarded:
+            cmds.add("GET", key)
         head, tail = HGET_V
         kinds = keys.kinds
         cmds.keyed_all(head, "", [kinds[ref.kind] + ref.name for ref in self.present], tail)
@@ -499,6 +512,31 @@ def _groups(
         )
         for scope in clocks
     }
+
+
+@dataclass(frozen=True, slots=True)
+class _Guard:
+    """What a call checks beside its parts when the store checks the generation, as
+    ``commit.lua`` does: Redis holds ``generation``, and each of the call's ``lanes`` has no
+    rebuild lease (``P:v1:rebuild-lease:{lane}``) or one holding ``token`` (the rebuild's own
+    store's)."""
+
+    generation: str
+    token: str
+    lanes: tuple[str, ...]
+
+    def keys(self, keys: Keys) -> list[str]:
+        """The keys watched and read (``GET``), in this order."""
+        return [keys.generation, *(keys.rebuild_lease(lane) for lane in self.lanes)]
+
+    def check(self, keys: Keys, found: Iterator[Any]) -> None:
+        """Raise unless the replies of :meth:`keys`' ``GET``s (taken from ``found``) pass."""
+        _check_generation(keys, self.generation, next(found))
+        token = self.token.encode()
+        for lane in self.lanes:
+            holder = next(found)
+            if holder is not None and holder != token:
+                raise rebuild_running(keys.root.removesuffix(":v1"), lane)
 
 
 def _check_generation(keys: Keys, generation: str, found: bytes | None) -> None:

@@ -6,7 +6,10 @@
 -- Plan:
 --   r = the key prefix (P)
 --   b = the number of processed-marker buckets (markers.lua)
---   g = {key, generation} or {}   the generation marker must hold this value (state not lost)
+--   g = {key, generation, token, lease, ...} or {}   the generation marker must hold this
+--                                 value (state not lost), and each lease (the call's lanes'
+--                                 P:v1:rebuild-lease:{lane}) must be absent or hold token (''
+--                                 for a worker: a running loom rebuild of the lane refuses it)
 --   o = {stream, field}           the outbox: one entry (never trimmed) whose field holds the
 --                                 written parts' packed records, concatenated (streams.outbox)
 --   p = {part, ...}               independent parts (disjoint keys and event ids), each:
@@ -28,7 +31,7 @@
 -- Each part whose checks pass is written; a part that fails writes nothing, the others are
 -- unaffected (the script runs atomically, so no other client sees a part half written).
 -- Each scope with a part written: INCR of P:v1:commit-seq:{segment} (ADR 0021).
--- Returns {0, 'generation', key} with nothing written, else {1, {reply, ...}}: one reply per
+-- Returns {0, 'generation', key} or {0, 'rebuilding', lease} with nothing written, else {1, {reply, ...}}: one reply per
 -- part, {1} (written), {0, 'conflict', key} or {0, 'duplicate', event_id, ...} (every
 -- processed one: the store names the first in the part's order).
 --MARKERS--
@@ -43,8 +46,12 @@ local function markers(part)  -- one per segment: its layout is read once
   return m
 end
 
-if #plan.g == 2 and redis.call('GET', plan.g[1]) ~= plan.g[2] then
-  return {0, 'generation', plan.g[1]}
+if #plan.g > 0 then
+  if redis.call('GET', plan.g[1]) ~= plan.g[2] then return {0, 'generation', plan.g[1]} end
+  for j = 4, #plan.g do
+    local holder = redis.call('GET', plan.g[j])
+    if holder and holder ~= plan.g[3] then return {0, 'rebuilding', plan.g[j]} end
+  end
 end
 
 local function inline(v)  -- a value in the plan itself, or (a number) its argi

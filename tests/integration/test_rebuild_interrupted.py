@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import redis
@@ -19,10 +19,12 @@ from confluent_kafka.admin import AdminClient
 from deployment import deployment_settings, rebuild
 from test_lookup import live_snapshots
 
+from resolvers.store import Commit, Write, profile_ref
 from schemas.touchpoint import dump_touchpoint
 from streams.errors import StateLostError
 from streams.generation import Committed, committed_offsets, establish
 from streams.rebuild import Rebuild, RebuildRefusedError
+from streams.redis_store import RedisStore
 from streams.settings import LoomSettings
 from streams.simulate import Simulator
 
@@ -316,3 +318,65 @@ def test_a_wiping_rebuild_refused_for_a_partial_history_leaves_the_lane_as_it_wa
     with pytest.raises(RebuildRefusedError, match="would be partial"):
         rebuild(settings, wipe=True)
     assert snapshots(redis_client, settings) == expected
+
+
+@pytest.mark.parametrize("commit", ["script", "watch"])
+def test_a_worker_that_passed_its_start_check_before_a_rebuild_writes_nothing_during_it(
+    deployment: Callable[[str], LoomSettings],
+    redis_client: redis.Redis,
+    kafka_bootstrap: str,
+    commit: Literal["script", "watch"],
+) -> None:
+    """The race the group's "no members" check cannot close: a worker's start check read the
+    group's old offsets (stamped with the generation a wipe keeps), and its JoinGroup reached
+    the coordinator only after the rebuild's check. Its batches passed the commit's generation
+    check and landed in the lane while the rebuild replayed into it: a profile no replayed
+    record wrote. Now the rebuild holds its lane's lease in Redis, and a commit of that lane
+    by anyone else is refused in the same atomic call: nothing written, a clear error."""
+    settings = deployment(f"fenced-{commit}")
+    rebuild(settings)
+    expected = snapshots(redis_client, settings)
+    raw, prefix = settings.topics.raw, settings.redis_prefix
+    starting = Consumer(
+        {"bootstrap.servers": kafka_bootstrap, "group.id": settings.group_id("profiles")}
+    )
+    try:  # the worker's start check, as the worker makes it, before the rebuild starts
+        committed = Committed.read(starting, raw, [0])
+    finally:
+        starting.close()
+    worker = RedisStore(redis_client, prefix=prefix, commit=commit)
+    worker.generation = establish(redis_client, prefix, "profiles", committed)  # as it sets it
+    intruder = profile_ref("written-during-the-rebuild")
+
+    def worker_batch(event_id: str) -> None:
+        worker.commit(
+            Commit(
+                expect={intruder: 0},
+                event_ids=(event_id,),
+                writes=[Write(intruder, 1, {"d": b"{}"})],
+            )
+        )
+
+    class WorkerCommitsMidReplay(Rebuild):
+        commits = 0  # the offsets' reset, after the wipe, then one per batch
+        refused: Exception | None = None
+
+        def _commit(self, offsets: list[TopicPartition], *, then: str = "") -> None:
+            type(self).commits += 1
+            if type(self).commits == 3:  # the first batch was replayed: the worker's batch
+                try:
+                    worker_batch("racing-worker-1")
+                except StateLostError as exc:
+                    type(self).refused = exc
+            super()._commit(offsets, then=then)
+
+    rebuild(settings, WorkerCommitsMidReplay, wipe=True)
+    refused = WorkerCommitsMidReplay.refused
+    assert refused is not None, "the worker's batch was committed during the rebuild"
+    assert "loom rebuild --lane profiles" in str(refused)
+    assert "nothing of this batch was written" in str(refused)
+    assert not redis_client.exists(worker.keys.entity(intruder))
+    assert snapshots(redis_client, settings) == expected
+    # the rebuild done, its lease is gone: the lane's commits are taken again
+    worker_batch("worker-after-the-rebuild")
+    assert redis_client.hget(worker.keys.entity(intruder), "v") == b"1"

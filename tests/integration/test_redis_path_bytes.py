@@ -88,8 +88,18 @@ def _store(
     if old:  # main's classes in the store's seats, as its constructor puts them
         if load == "waves":
             store.waves = old_wave.WaveLoad(client, store.keys, store.seen_ttl_s)  # type: ignore[assignment]
-        store.watch = old_watch.WatchCommit(client, store.keys, store.seen_ttl_s)  # type: ignore[assignment]
+        store.watch = OldWatchCommit(client, store.keys, store.seen_ttl_s)  # type: ignore[assignment]
     return store
+
+
+class OldWatchCommit(old_watch.WatchCommit):
+    """Main's ``WatchCommit`` as the store calls it now: with the rebuild lease's token (ADR
+    0044), which only a store that checks a generation sends (none does here)."""
+
+    def commit(self, *args: Any, rebuild_token: str = "", **kwargs: Any) -> Any:
+        assert kwargs.get("generation") is None
+        assert not rebuild_token
+        return super().commit(*args, **kwargs)
 
 
 def _early_in_a_second(client: redis.Redis) -> None:
