@@ -94,6 +94,11 @@ class Committed:
         (:func:`wiping`)."""
         return any(g.startswith(WIPING) for g in self.generations)
 
+    @property
+    def wiping_partial(self) -> bool:
+        """Reset by a wiping rebuild that was allowed a partial history (:func:`wiping`)."""
+        return any(g.startswith(WIPING + PARTIAL) for g in self.generations)
+
     @classmethod
     def of(cls, offsets: Sequence[TopicPartition]) -> Committed:
         """What an answer of :func:`committed_offsets` says."""
@@ -171,9 +176,15 @@ _COORDINATOR_BACKOFF_S: Final = 0.1
 WIPING: Final = "wiping:"
 
 
-def wiping(generation: str) -> str:
-    """The commit metadata of a wiping rebuild's reset offsets (:data:`WIPING`)."""
-    return f"{WIPING}{generation}"
+#: After :data:`WIPING` in the reset offsets' metadata of a rebuild run with
+#: ``--allow-partial``: the ``--resume`` that wipes again replays as that run would have.
+PARTIAL: Final = "partial:"
+
+
+def wiping(generation: str, *, partial: bool = False) -> str:
+    """The commit metadata of a wiping rebuild's reset offsets (:data:`WIPING`; ``partial``:
+    it was allowed a partial history, :data:`PARTIAL`)."""
+    return f"{WIPING}{PARTIAL if partial else ''}{generation}"
 
 
 def lane_has_state(client: redis.Redis, prefix: str, lane: str) -> bool:

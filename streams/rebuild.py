@@ -22,7 +22,8 @@ then :class:`~streams.startup.InfraError` says so in one line):
 reset: before, the group's old offsets (stamped with the generation, which a wipe keeps: both
 lanes share it) would still say the wiped state was there, to a worker and to ``--resume``.
 The reset offsets are stamped ``wiping:<generation>`` (``generation.wiping``) until the wipe is
-done: a worker starting meanwhile refuses, and ``--resume`` wipes again.
+done: a worker starting meanwhile refuses, and ``--resume`` wipes again (as allowed a partial
+history as the interrupted run was: the stamp says so, ``wiping:partial:<generation>``).
 
 Then: the generation marker is read or created (``streams.generation``); every partition is
 read from its earliest offset up to the end offset seen at the start, through the same batch
@@ -273,6 +274,9 @@ class Rebuild:
                 f"lane again and replaying from the earliest offsets"
             )
             self.resume = False
+            # as the interrupted run would have replayed (its stamp says if it was allowed a
+            # partial history): the operator ran the --resume its interruption said to run
+            self.allow_partial = self.allow_partial or committed.wiping_partial
         wipe = not self.resume and lane_has_state(self.rt.redis, prefix, self.lane)
         if wipe and not self.wipe and not committed.wiping:
             raise RebuildRefusedError(
@@ -310,7 +314,12 @@ class Rebuild:
         if not self.resume:  # every partition restarts here, stamped with the generation
             self._commit(  # (said to be wiping, while it wipes: workers refuse to start then)
                 [
-                    TopicPartition(raw, p, low, wiping(generation) if wipe else generation)
+                    TopicPartition(
+                        raw,
+                        p,
+                        low,
+                        wiping(generation, partial=self.allow_partial) if wipe else generation,
+                    )
                     for p, (low, _) in bounds.items()
                 ],
                 then="run the rebuild again (nothing was changed)",

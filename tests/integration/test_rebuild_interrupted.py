@@ -380,3 +380,32 @@ def test_a_worker_that_passed_its_start_check_before_a_rebuild_writes_nothing_du
     # the rebuild done, its lease is gone: the lane's commits are taken again
     worker_batch("worker-after-the-rebuild")
     assert redis_client.hget(worker.keys.entity(intruder), "v") == b"1"
+
+
+def test_a_resume_that_wipes_again_keeps_the_interrupted_runs_allow_partial(
+    deployment: Callable[[str], LoomSettings], redis_client: redis.Redis, kafka_bootstrap: str
+) -> None:
+    """Retention shortened the raw topic, and a ``--wipe --allow-partial`` rebuild died during
+    its wipe. The ``--resume`` its refusal says to run wipes again and replays from the
+    earliest offsets, so it checks the history again: it refused as partial, and the operator
+    had to know to pass --allow-partial once more. The reset offsets' stamp remembers it now:
+    the resume gives the profiles a clean partial rebuild gives."""
+    settings = deployment("partial-resumed")
+    rebuild(settings)
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    for future in admin.delete_records([TopicPartition(settings.topics.raw, 0, 3)]).values():
+        future.result(timeout=30)  # the first three records: gone with retention
+    clean = deployment("partial-clean")
+    rebuild(clean, allow_partial=True)
+    expected = snapshots(redis_client, clean)
+
+    class CrashMidWipe(Rebuild):
+        def _wipe(self) -> int:
+            self.rt.redis = UnlinkCrashes(self.rt.redis, crash_at=2)  # type: ignore[assignment]
+            return super()._wipe()
+
+    with pytest.raises(CrashError):
+        rebuild(settings, CrashMidWipe, wipe=True, allow_partial=True)
+
+    rebuild(settings, resume=True)
+    assert snapshots(redis_client, settings) == expected
