@@ -24,6 +24,8 @@ lanes share it) would still say the wiped state was there, to a worker and to ``
 The reset offsets are stamped ``wiping:<generation>`` (``generation.wiping``) until the wipe is
 done: a worker starting meanwhile refuses, and ``--resume`` wipes again (as allowed a partial
 history as the interrupted run was: the stamp says so, ``wiping:partial:<generation>``).
+Routed by SKU (ADR 0014), the group's offsets on the stock-movement topic, where the routed
+lane's workers make their start check, are stamped ``wiping:`` too, until the hand-over.
 
 Then: the generation marker is read or created (``streams.generation``); every partition is
 read from its earliest offset up to the end offset seen at the start, through the same batch
@@ -87,7 +89,7 @@ from streams.redis_store import RedisStore
 from streams.relay import RelaySupervisor
 from streams.runtime import Runtime
 from streams.startup import InfraError
-from streams.stock_router import hand_over
+from streams.stock_router import hand_over, movement_ends
 
 log = logging.getLogger(__name__)
 
@@ -312,16 +314,10 @@ class Rebuild:
         self.report.end_offsets = {p: high for p, (_, high) in bounds.items()}
         self.report.total = sum(max(0, high - low) for low, high in bounds.values())
         if not self.resume:  # every partition restarts here, stamped with the generation
+            stamp = wiping(generation, partial=self.allow_partial) if wipe else generation
             self._commit(  # (said to be wiping, while it wipes: workers refuse to start then)
-                [
-                    TopicPartition(
-                        raw,
-                        p,
-                        low,
-                        wiping(generation, partial=self.allow_partial) if wipe else generation,
-                    )
-                    for p, (low, _) in bounds.items()
-                ],
+                [TopicPartition(raw, p, low, stamp) for p, (low, _) in bounds.items()]
+                + self._routed(stamp if wipe else None),
                 then="run the rebuild again (nothing was changed)",
             )
         if wipe:  # only now: the group's old offsets no longer say this state is there
@@ -332,6 +328,18 @@ class Rebuild:
                 then=f"run `loom rebuild --lane {self.lane} --resume` (it wipes again)",
             )
         return bounds
+
+    def _routed(self, stamp: str | None) -> list[TopicPartition]:
+        """Routed by SKU (ADR 0014), the inventory lane's workers make their start check on
+        the group's offsets on the stock-movement topic: a wiping rebuild stamps them too
+        (``stamp``: ``wiping:``, at the topic's end offsets), and only the hand-over at its
+        end stamps them with the generation (the routed workers cannot continue a replay
+        left half done: their router's offsets are set there too). Nothing otherwise, or
+        without ``stamp``."""
+        routed = self.lane == "inventory" and self.settings.inventory_routing == "by-sku"
+        if stamp is None or not routed:
+            return []
+        return movement_ends(self.settings, self.consumer, stamp)
 
     # --- the replay ----------------------------------------------------------------------
     async def run(self) -> Report:

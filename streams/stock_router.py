@@ -325,18 +325,7 @@ def hand_over(
     stamped with the rebuild's ``generation`` (every movement there came from a raw record
     the rebuild replayed: the routers were stopped). ``lane``: a consumer of the inventory
     lane's group that never subscribed; no worker may run (the rebuild checked)."""
-    topic = settings.topics.stock_movements
-    meta = lane.list_topics(topic, timeout=10).topics[topic]
-    if meta.error is not None:
-        raise kafka_error(meta.error, "hand-over")
-    ends = [
-        TopicPartition(topic, p, lane.get_watermark_offsets(TopicPartition(topic, p))[1])
-        for p in sorted(meta.partitions)
-    ]
-    lane.commit(
-        offsets=[TopicPartition(t.topic, t.partition, t.offset, generation) for t in ends],
-        asynchronous=False,
-    )
+    lane.commit(offsets=movement_ends(settings, lane, generation), asynchronous=False)
     router = kafka_clients.consumer(settings, settings.router_group_id())
     try:
         raw = settings.topics.raw
@@ -346,6 +335,20 @@ def hand_over(
         )
     finally:
         router.close()
+
+
+def movement_ends(settings: LoomSettings, lane: Consumer, metadata: str) -> list[TopicPartition]:
+    """The stock-movement topic's end offsets, as the inventory lane's group's offsets with
+    ``metadata`` (the generation, or a wiping rebuild's ``generation.wiping``: the routed
+    lane's start check reads them there)."""
+    topic = settings.topics.stock_movements
+    meta = lane.list_topics(topic, timeout=10).topics[topic]
+    if meta.error is not None:
+        raise kafka_error(meta.error, "hand-over")
+    return [
+        TopicPartition(topic, p, lane.get_watermark_offsets(TopicPartition(topic, p))[1], metadata)
+        for p in sorted(meta.partitions)
+    ]
 
 
 class _Stopped(Exception):  # noqa: N818 - a control-flow signal, not an error class

@@ -47,10 +47,16 @@ def deployment_settings(
     return settings
 
 
-def rebuild(settings: LoomSettings, cls: type[Rebuild] = Rebuild, **options: Any) -> Report:
-    """``loom rebuild --lane profiles`` of ``settings``'s deployment (``options``: the
+def rebuild(
+    settings: LoomSettings,
+    cls: type[Rebuild] = Rebuild,
+    *,
+    lane: str = "profiles",
+    **options: Any,
+) -> Report:
+    """``loom rebuild --lane {lane}`` of ``settings``'s deployment (``options``: the
     command's, e.g. ``wipe=True``), its progress lines dropped."""
-    rt = build_runtime(settings, LANES["profiles"])
+    rt = build_runtime(settings, LANES[lane])
     try:
         return asyncio.run(cls(rt, progress=lambda _: None, **options).run())
     finally:

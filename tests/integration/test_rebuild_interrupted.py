@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import pytest
 import redis
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from deployment import deployment_settings, rebuild
 from test_lookup import live_snapshots
@@ -409,3 +409,69 @@ def test_a_resume_that_wipes_again_keeps_the_interrupted_runs_allow_partial(
 
     rebuild(settings, resume=True)
     assert snapshots(redis_client, settings) == expected
+
+
+def test_a_routed_worker_starting_after_a_crash_during_an_inventory_wipe_refuses(
+    deployment: Callable[[str], LoomSettings],
+    redis_client: redis.Redis,
+    kafka_bootstrap: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Routed by SKU (ADR 0014), the inventory lane's applier consumes the stock-movement
+    topic and makes its start check on its group's offsets THERE; a wiping rebuild stamped
+    only the raw topic's `wiping:`. After a rebuild died during its wipe, a worker started:
+    its applier passed the start check (the movements' offsets still carried the generation a
+    wipe keeps) and would apply movements into the half-wiped lane. Now the reset stamps the
+    movements' offsets `wiping:` too, until the wipe is done: the applier refuses, and after
+    the --resume it says to run it starts again."""
+    monkeypatch.setenv("LOOM_INVENTORY_ROUTING", "by-sku")
+    settings = deployment("routed-wipe")
+    movements, group = settings.topics.stock_movements, settings.group_id("inventory")
+    led(kafka_bootstrap, movements)
+    rebuild(settings, lane="inventory")
+
+    def applier_start_check() -> str:  # as the routed lane's runner makes it
+        applier = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group})
+        try:
+            partitions = sorted(
+                applier.list_topics(movements, timeout=10).topics[movements].partitions
+            )
+            committed = Committed.read(applier, movements, partitions)
+        finally:
+            applier.close()
+        return establish(redis_client, settings.redis_prefix, "inventory", committed)
+
+    generation = applier_start_check()
+
+    class CrashMidWipe(Rebuild):
+        def _wipe(self) -> int:
+            self.rt.redis = UnlinkCrashes(self.rt.redis, crash_at=2)  # type: ignore[assignment]
+            return super()._wipe()
+
+    with pytest.raises(CrashError):
+        rebuild(settings, CrashMidWipe, lane="inventory", wipe=True)
+    with pytest.raises(StateLostError, match="loom rebuild --lane inventory --resume"):
+        applier_start_check()
+
+    rebuild(settings, lane="inventory", resume=True)
+    assert applier_start_check() == generation
+
+
+def led(bootstrap: str, topic: str) -> None:
+    """Until every partition of ``topic`` (just created) has a leader that answers for its
+    offsets (the rebuild's hand-over reads them once, without asking again)."""
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": f"led-{topic}"})
+    try:
+        for _ in range(300):
+            partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
+            try:
+                for p in partitions:
+                    reader.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
+            except KafkaException:
+                reader.poll(0.1)
+                continue
+            if partitions:
+                return
+        raise AssertionError(f"{topic} has no leader for every partition")
+    finally:
+        reader.close()
