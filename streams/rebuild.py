@@ -8,7 +8,7 @@ then :class:`~streams.startup.InfraError` says so in one line):
 1. no worker of the lane runs (its consumer group has no members): offsets of a group with
    members cannot be set, and a worker would race the rebuild. Then the rebuild takes the
    lane's lease in Redis (``P:v1:rebuild-lease:{lane}``: its token, expiring after
-   ``lease_s``, renewed every sixth of that while it runs, deleted when it ends; another
+   ``lease_s``, renewed every third of that while it runs, deleted when it ends; another
    rebuild of the lane holding it is a refusal) and asks again: from then on every commit of
    the lane by anyone but this rebuild is refused in the commit's atomic call, with the
    generation check (``streams.generation.rebuild_running``). That closes what the members

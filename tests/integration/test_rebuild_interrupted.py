@@ -8,6 +8,7 @@ lane's group just before the rebuild resets the group's offsets."""
 from __future__ import annotations
 
 import itertools
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
@@ -380,6 +381,42 @@ def test_a_worker_that_passed_its_start_check_before_a_rebuild_writes_nothing_du
     # the rebuild done, its lease is gone: the lane's commits are taken again
     worker_batch("worker-after-the-rebuild")
     assert redis_client.hget(worker.keys.entity(intruder), "v") == b"1"
+
+
+def test_a_rebuild_keeps_its_lease_past_its_expiry_and_a_second_rebuild_is_refused(
+    deployment: Callable[[str], LoomSettings], redis_client: redis.Redis
+) -> None:
+    """The lease expires after ``lease_s`` unless renewed: a rebuild that outlived it would
+    leave its lane unfenced. Held here for three times its expiry (0.6 s) mid-replay, it is
+    still the rebuild's; a second rebuild of the lane meanwhile is refused; at the end it is
+    gone."""
+    settings = deployment("leased")
+    key = f"{settings.redis_prefix}:v1:rebuild-lease:profiles"
+    second: list[BaseException] = []
+
+    class SlowFirstBatch(Rebuild):
+        commits = 0
+
+        def _commit(self, offsets: list[TopicPartition], *, then: str = "") -> None:
+            type(self).commits += 1
+            if type(self).commits == 2:  # the first batch's offsets (no wipe: one reset)
+                held_since = time.monotonic()
+                while time.monotonic() - held_since < 3 * 0.6:
+                    assert redis_client.get(key) == self.lease.owner.encode()
+                    time.sleep(0.05)
+                other = Rebuild(self.rt, progress=lambda _: None)
+                try:
+                    with pytest.raises(RebuildRefusedError) as refused:
+                        other._prepare()
+                finally:
+                    other.consumer.close()
+                second.append(refused.value)
+            super()._commit(offsets, then=then)
+
+    rebuild(settings, SlowFirstBatch, lease_s=0.6)
+    assert "another `loom rebuild --lane profiles` holds the lane's lease" in str(second[0])
+    assert redis_client.get(key) is None
+    assert snapshots(redis_client, settings)
 
 
 def test_a_resume_that_wipes_again_keeps_the_interrupted_runs_allow_partial(
