@@ -204,11 +204,11 @@ def rebuild_running(prefix: str, lane: str) -> RebuildRunningError:
     """What a commit of ``lane`` is refused with while a ``loom rebuild`` of it holds the
     lane's lease (``P:v1:rebuild-lease:{lane}``, ``streams.rebuild``)."""
     return RebuildRunningError(
-        f"{lane} lane: `loom rebuild --lane {lane}` holds Redis prefix {prefix!r}'s "
-        f"rebuild-lease:{lane} (it runs, or died and its lease has not expired yet): this "
-        f"worker started during it, and nothing of this batch was written. Stop every {lane} "
-        f"worker, let the rebuild finish (or run it again with --resume), then start them "
-        f"(docs/operating.md#rebuilding-a-lane)"
+        f"{lane} lane: `loom rebuild --lane {lane}` holds the lane's lease in Redis "
+        f"({prefix}:v1:rebuild-lease:{lane}; it runs, or died and the lease has not expired "
+        f"yet): this worker started during it, and nothing of this batch was written. Stop "
+        f"every {lane} worker, let the rebuild finish (or run it again with --resume), then "
+        f"start them (docs/operating.md#rebuilding-a-lane)"
     )
 
 

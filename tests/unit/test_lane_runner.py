@@ -21,6 +21,7 @@ from resolvers.steps import RawRecord
 from streams import kafka_clients, lane_runner
 from streams.batch_runner import LaneStopped
 from streams.errors import StateLostError
+from streams.generation import rebuild_running
 from streams.lane_runner import raw_records
 from streams.lane_status import LaneState, StopReason
 from streams.offsets import ProcessedOffsets, next_offsets
@@ -684,3 +685,24 @@ def test_the_relay_starts_only_once_redis_holds_the_lanes_state(
     asyncio.run(runner.run())
     assert runner.status.state is LaneState.STOPPED
     assert runner.relay.task is None
+
+
+def test_a_lane_refused_while_a_rebuild_runs_says_so_without_the_rebuild_remedy(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker started during a ``loom rebuild`` of its lane is refused at its first commit
+    (the rebuild holds the lane's lease): its ``lane stopped`` line says to let the rebuild
+    finish, and not, as for a Redis that lost its state, to run ``loom rebuild`` (one runs)."""
+    runner, _ = make_runner(monkeypatch)
+
+    async def refused() -> None:
+        raise LaneStopped(StopReason.STATE_LOST, rebuild_running("loom", runner.lane))
+
+    monkeypatch.setattr(runner, "_establish_generation", refused)
+    runner.stop()
+    with caplog.at_level(logging.ERROR, logger=lane_runner.__name__):
+        asyncio.run(runner.run())
+    (line,) = [r.getMessage() for r in caplog.records if "lane stopped" in r.getMessage()]
+    assert "let the rebuild finish" in line
+    assert "To recover" not in line
+    assert runner.status.state is LaneState.STOPPED
