@@ -125,7 +125,8 @@ class InventoryReason(StrEnum):
     COUNT = "count"
 
 
-#: Types that carry an order (with at least one line).
+#: Types that carry an order (with at least one line; an ``order_returned`` without lines
+#: returns the whole order its ``order_id`` names: a full refund).
 ORDER_TYPES: Final[frozenset[EventType]] = frozenset(
     {
         EventType.ORDER_COMPLETED,
@@ -547,6 +548,7 @@ _T_CONSENT_UPDATED: Final = EventType.CONSENT_UPDATED
 _T_INVENTORY_ADJUSTED: Final = EventType.INVENTORY_ADJUSTED
 _T_INVENTORY_COUNTED: Final = EventType.INVENTORY_COUNTED
 _T_ORDER_COMPLETED: Final = EventType.ORDER_COMPLETED
+_T_ORDER_RETURNED: Final = EventType.ORDER_RETURNED
 _T_POS_SALE: Final = EventType.POS_SALE
 
 
@@ -567,7 +569,7 @@ _REQUIREMENTS: Final[Mapping[EventType, str]] = {
 def _check_order(order: Order | None, t: EventType) -> None:
     if order is None:
         raise _missing("order", t)
-    if not order.lines:
+    if not order.lines and t is not _T_ORDER_RETURNED:  # no lines: the whole order returned
         raise _missing("order.lines", t)
     if t in (_T_ORDER_COMPLETED, _T_POS_SALE) and order.total is None:
         raise _missing("order.total", t)

@@ -98,6 +98,7 @@ def _transaction_in(key: str, raw: list[Any]) -> Transaction:
         raw[13],  # sku
         raw[14] if len(raw) > 14 else None,  # order_id (a return's, written since 2026-12)
         tuple(raw[15]) if len(raw) > 15 else (),  # units
+        raw[16] if len(raw) > 16 else 0,  # whole (a return of the whole order)
     )
 
 
@@ -233,6 +234,7 @@ def facts_to_json(facts: Facts) -> dict[str, Any]:
                 # a return's order and the units per category, only where there are some
                 # (most transactions are written as before)
                 *((t.order_id, list(t.units)) if t.order_id is not None or t.units else ()),
+                *((t.whole,) if t.whole else ()),  # a whole-order return (its order_id is set)
             ]
             for k, t in sorted(facts.transactions.items())
         }

@@ -67,6 +67,11 @@ from resolvers.timefmt import utc
 #: Event types that are a purchase (an order version) or a return.
 ORDER_TYPES: Final = frozenset({"order_completed", "pos_sale"})
 RETURN_TYPE: Final = "order_returned"
+#: ``whole`` of a return that gives back the whole order its ``order_id`` names (it has no
+#: lines: a full refund): its amount is the order's (``WHOLE_ORDER``), or the one it states
+#: (``WHOLE_STATED``); its categories are the order's (``resolvers.profile.render``).
+WHOLE_ORDER: Final = 1
+WHOLE_STATED: Final = 2
 #: Event types whose facts are transactions (kept for the books), not behaviour.
 TRANSACTION_TYPES: Final = ORDER_TYPES | {RETURN_TYPE}
 #: Event types that are not customer activity (never in ``recent_activity``).
@@ -149,6 +154,7 @@ class OrderFacts:
     skus: tuple[str, ...] = ()
     in_store: bool = False
     quantities: tuple[int, ...] = ()  # of the lines of ``categories`` (none: 1 each)
+    whole: int = 0  # a return of the whole order (no lines): WHOLE_ORDER or WHOLE_STATED
 
     def __post_init__(self) -> None:
         if not self.order_id:
@@ -260,6 +266,9 @@ class Transaction:
     order_id: str | None = None
     #: units of each of ``categories`` (none: 1 each)
     units: tuple[int, ...] = ()
+    #: a return of the whole order ``order_id`` names (WHOLE_ORDER or WHOLE_STATED; 0: not):
+    #: its amount (unless stated) and categories are the order's, where the person has it
+    whole: int = 0
 
     def rank(self) -> tuple[datetime, str]:
         return (self.at, self.event_id)
@@ -662,8 +671,9 @@ def _transaction(  # noqa: PLR0917 - an observation's fields, read once by the f
         o.location_id,
         categories,
         o.skus[0] if o.skus else None,  # sku
-        o.order_id if is_return and categories else None,  # order_id
+        o.order_id if is_return and (categories or o.whole) else None,  # order_id
         units,
+        o.whole if is_return else 0,  # whole
     )
 
 

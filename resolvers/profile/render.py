@@ -16,7 +16,7 @@ import heapq
 import json
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
 from types import MappingProxyType
@@ -30,6 +30,7 @@ from resolvers.frozen import fast_init
 from resolvers.profile.facts import (
     PURCHASE_AFFINITY_WEIGHT,
     RECENT_ACTIVITY_LIMIT,
+    WHOLE_STATED,
     Activity,
     Facts,
     Stamped,
@@ -174,11 +175,40 @@ def _latest_transactions(groups: Iterable[Facts]) -> dict[str, Transaction]:
     return out
 
 
+def _whole_returns_resolved(ledger: Mapping[str, Transaction]) -> Iterable[Transaction]:
+    """The person's transactions, each return of a whole order (``Transaction.whole``: a full
+    refund, which names no lines) with the categories and units of that order, and its amount
+    and currency unless it stated an amount (``WHOLE_STATED``), where the person has the order
+    (its latest version); without it, such a return counts as it came. A function of the set
+    of transactions: the same whichever came first."""
+    values = ledger.values()
+    if not any(t.whole for t in values):  # most people: nothing to resolve
+        return values
+    out: list[Transaction] = []
+    for t in values:
+        order = ledger.get(f"order:{t.order_id}") if t.whole else None
+        if order is None:
+            out.append(t)
+            continue
+        stated = t.whole == WHOLE_STATED
+        out.append(
+            replace(
+                t,
+                amount=t.amount if stated else order.amount,
+                currency=t.currency if stated else order.currency,
+                categories=order.categories,
+                units=order.units,
+                sku=order.sku,
+            )
+        )
+    return out
+
+
 def held_transactions(groups: Iterable[Facts]) -> list[dict[str, Any]]:
     """Every transaction the person's groups keep (one version per order, by time), whatever
     consent allows now: kept for the books (docs/consent.md), shown in the snapshot only where
     a purpose allows. A data export (``customers/data_request``) adds them to the snapshot."""
-    held = sorted(_latest_transactions(groups).values(), key=Transaction.rank)
+    held = sorted(_whole_returns_resolved(_latest_transactions(groups)), key=Transaction.rank)
     return [_transaction_public(t) for t in held]
 
 
@@ -255,9 +285,9 @@ def _totals(
     totals = _Totals()
     serves = gate.serves
     # one group (most people): its orders are one version per order id already
-    transactions = (
+    transactions = _whole_returns_resolved(
         groups[0].transactions if len(groups) == 1 else _latest_transactions(groups)
-    ).values()
+    )
     for t in transactions:
         purposes = serves(
             at=t.at, consent=from_code(t.consent), region=t.region or region, purposes=asked

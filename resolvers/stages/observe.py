@@ -19,6 +19,8 @@ from resolvers.profile.facts import (
     NO_STRINGS,
     ORDER_TYPES,
     RETURN_TYPE,
+    WHOLE_ORDER,
+    WHOLE_STATED,
     Observation,
     OrderFacts,
 )
@@ -83,6 +85,9 @@ def _order(tp: Touchpoint) -> OrderFacts | None:
     o = fields["order"].__dict__
     lines = [ln.__dict__ for ln in o["lines"]]
     total = o["total"]
+    whole = 0  # a return without lines gives back the whole order (``facts.WHOLE_ORDER``)
+    if not lines and t == RETURN_TYPE:
+        whole = WHOLE_ORDER if total is None else WHOLE_STATED
     if total is None:
         total = sum(((ln["unit_price"] or Decimal(0)) * ln["quantity"] for ln in lines), Decimal(0))
     return OrderFacts(
@@ -95,6 +100,7 @@ def _order(tp: Touchpoint) -> OrderFacts | None:
         skus=tuple([ln["sku"] for ln in lines]),
         in_store=t is _T_POS_SALE or fields["channel"] is _C_POS,
         quantities=tuple([ln["quantity"] for ln in lines if ln["category"]]),
+        whole=whole,
     )
 
 

@@ -5,10 +5,14 @@ Names are matched ignoring case, spaces and punctuation (``Order Completed``,
 ``custom`` touchpoint with the name kept, so nothing a channel tracks is dropped.
 
 Order events (``Order Completed``, ``Order Refunded``, ``Order Cancelled``) need their
-``products``: Loom keeps order lines (stock, category affinities). A line's ``sku`` is the
-product's ``sku``, else its ``product_id``; ``quantity`` defaults to 1; ``price`` is the unit
-price. The order's total is ``total``, else ``revenue``, else the sum of the lines; refunds
-are read as positive amounts. Money is exact decimal (see :func:`schemas.inbound.base.money`).
+``products``: Loom keeps order lines (stock, category affinities). One exception, as the spec
+has it: an ``Order Refunded`` without ``products`` (a full refund names only its
+``order_id``) is a return of the whole order, with no lines (the profiles lane gives back the
+order it holds: ``resolvers.profile.render``); an empty ``products`` list is still refused.
+A line's ``sku`` is the product's ``sku``, else its ``product_id``; ``quantity`` defaults to
+1; ``price`` is the unit price. The order's total is ``total``, else ``revenue``, else the
+sum of the lines; refunds are read as positive amounts. Money is exact decimal (see
+:func:`schemas.inbound.base.money`).
 """
 
 from __future__ import annotations
@@ -72,9 +76,12 @@ def order(
     if kind not in ORDER_TYPES:
         return None
     products = props.get("products")
-    if not isinstance(products, list) or not products:
+    if products is None and kind is EventType.ORDER_RETURNED:
+        lines: list[dict[str, Any]] = []  # a full refund: the whole order (module doc)
+    elif not isinstance(products, list) or not products:
         raise invalid("properties.products", f"{name} needs its products (order lines)")
-    lines = [_line(product, f"properties.products[{i}]") for i, product in enumerate(products)]
+    else:
+        lines = [_line(p, f"properties.products[{i}]") for i, p in enumerate(products)]
     order_id = text(props.get("order_id"), "properties.order_id", max_length=128)
     if order_id is None:
         raise invalid("properties.order_id", f"required for {name}")

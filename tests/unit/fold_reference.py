@@ -162,8 +162,10 @@ def _transaction(obs: Observation) -> Transaction | None:
         categories=tuple(dict.fromkeys([c for c in o.categories if c])),
         sku=o.skus[0] if o.skus else None,
         # since returns name their order (``tests/pipeline/test_audience_returns.py``)
-        order_id=o.order_id if is_return and any(o.categories) else None,
+        order_id=o.order_id if is_return and (any(o.categories) or o.whole) else None,
         units=_units(o),
+        # a return of the whole order (``tests/pipeline/test_segment_full_refund.py``)
+        whole=o.whole if is_return else 0,
     )
 
 

@@ -169,6 +169,8 @@ def _transaction_in(key: str, raw: list[Any]) -> Transaction:
         # since returns name their order (``tests/pipeline/test_audience_returns.py``)
         order_id=raw[14] if len(raw) > 14 else None,
         units=tuple(raw[15]) if len(raw) > 15 else (),
+        # a return of the whole order (``tests/pipeline/test_segment_full_refund.py``)
+        whole=raw[16] if len(raw) > 16 else 0,
     )
 
 

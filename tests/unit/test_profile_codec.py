@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 from hypothesis import given, settings
 from profile_worlds import EVERYTHING, obs, observe_all, order, returned, small_windows, worlds
@@ -10,7 +11,7 @@ from profile_worlds import EVERYTHING, obs, observe_all, order, returned, small_
 from resolvers.consent import CONSENT_PURPOSES, ConsentPolicy, Gate
 from resolvers.consent.signals import from_code
 from resolvers.profile.codec import UNREADABLE_CONSENT, facts_from_json, facts_to_json
-from resolvers.profile.facts import EMPTY_FACTS, Facts, Observation
+from resolvers.profile.facts import EMPTY_FACTS, WHOLE_ORDER, Facts, Observation, OrderFacts
 
 
 def round_trip(facts: Facts) -> Facts:
@@ -56,3 +57,20 @@ def test_an_unreadable_consent_history_decodes_to_everything_denied_for_good() -
     consent = from_code(item.code)
     assert gate.serves(at=item.digest.first_at, consent=consent, region="US") == frozenset()
     assert all(UNREADABLE_CONSENT.of(p).last_denial is not None for p in CONSENT_PURPOSES)
+
+
+def test_a_return_of_the_whole_order_round_trips() -> None:
+    # a full refund (no lines): the render gives back the order it names (``whole``)
+    whole = obs(
+        "r",
+        4,
+        type="order_returned",
+        order=OrderFacts("o1", Decimal(0), "NOK", whole=WHOLE_ORDER),
+    )
+    facts = observe_all([order("a", 3, "o1", "10.50", categories=["shoes"]), whole])
+    back = round_trip(facts)
+    assert back == facts
+    assert (back.transactions["return:r"].whole, back.transactions["return:r"].order_id) == (
+        WHOLE_ORDER,
+        "o1",
+    )

@@ -509,3 +509,30 @@ def test_error_messages_never_contain_the_values() -> None:
         err = rejected(message)
         assert secret not in str(err)
         assert all(secret not in line for line in err.details)
+
+
+def test_a_full_refund_naming_only_its_order_is_a_return_of_the_whole_order() -> None:
+    # Segment's e-commerce spec: "For full refunds, fire this event whenever an
+    # order/transaction gets refunded: analytics.track('Order Refunded', {order_id: ...})"
+    full: Message = {
+        "type": "track",
+        "event": "Order Refunded",
+        "userId": "C-1",
+        "messageId": "m-r",
+        "properties": {"order_id": "50314b8e9bcf000000000000"},
+    }
+    tp = mapped(full)
+    assert tp.type is EventType.ORDER_RETURNED
+    assert tp.order is not None
+    assert (tp.order.order_id, tp.order.lines, tp.order.total) == (
+        "50314b8e9bcf000000000000",
+        (),
+        None,
+    )
+    stated = mapped({**full, "properties": {"order_id": "O-1", "total": -30, "currency": "NOK"}})
+    assert stated.order is not None
+    assert (stated.order.total, stated.order.currency) == (Decimal(30), "NOK")
+    # the other order events still need their products, and an empty list is not "none"
+    assert rejected({**full, "event": "Order Completed"}).field == "properties.products"
+    empty = {**full, "properties": {"order_id": "O-1", "products": []}}
+    assert rejected(empty).field == "properties.products"
