@@ -174,10 +174,30 @@ def test_group_traits_are_the_group_s_not_the_person_s() -> None:
 
 
 def test_alias_links_the_user_id_with_the_previous_id() -> None:
-    tp = mapped({"type": "alias", "userId": "C-1", "previousId": "anon-9", "anonymousId": "x"})
-    assert tp.identifiers.as_mapping() == {"customer_id": "C-1", "anonymous_id": "anon-9"}
-    assert tp.name == "alias"
+    # the browser SDK's `analytics.alias("C-1")` of an anonymous visitor: previousId = its
+    # anonymousId; a server's alias of a session id names no anonymousId
+    for message in (
+        {"type": "alias", "userId": "C-1", "previousId": "anon-9", "anonymousId": "anon-9"},
+        {"type": "alias", "userId": "C-1", "previousId": "anon-9"},
+    ):
+        tp = mapped(message)
+        assert tp.identifiers.as_mapping() == {"customer_id": "C-1", "anonymous_id": "anon-9"}
+        assert tp.name == "alias"
     assert rejected({"type": "alias", "userId": "C-1"}).field == "previousId"
+
+
+def test_an_alias_from_a_previous_user_id_links_no_other_account() -> None:
+    # Segment's spec: previousId may be "a User ID you previously identified them with"; the
+    # SDKs send the current userId as previousId when the visitor was identified, and the
+    # device's anonymousId beside it. That userId is another account (customer ids never
+    # merge): it must not become this profile's device id, and the device must stay linked.
+    sdk = {"type": "alias", "userId": "C-new", "previousId": "C-old", "anonymousId": "anon-9"}
+    assert mapped(sdk).identifiers.as_mapping() == {
+        "customer_id": "C-new",
+        "anonymous_id": "anon-9",
+    }
+    spec = {"type": "alias", "previousId": "jen@email.com", "userId": "507f191e81"}
+    assert mapped(spec).identifiers.as_mapping() == {"customer_id": "507f191e81"}
 
 
 def test_page_and_screen_keep_name_category_and_properties() -> None:
