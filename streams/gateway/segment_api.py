@@ -7,6 +7,9 @@ CORS preflight, so the content type is not checked):
   ``/v1/t|i|p|s|a|g``: one message (the path decides its type);
 * ``/v1/batch``, ``/v1/b`` (browser batching) and ``/v1/import``: ``{"batch": [...]}`` with an
   optional batch-level ``sentAt`` and ``context`` (merged under each message's);
+* ``/beacon/v1/batch?writeKey=...``: a batch as RudderStack's browser SDK sends it with
+  ``useBeacon`` (``navigator.sendBeacon`` sets no headers: the write key is in the query, on
+  this route only);
 * ``GET /v1/projects/{writeKey}/settings``: the settings document the browser SDK loads from
   its CDN, pointing it back at this gateway (``cdnURL`` = the gateway's URL).
 
@@ -79,7 +82,7 @@ class SegmentApi:
     name: Final = NAME
     #: The routes browsers call (the browser SDK sends and loads its settings): the app answers
     #: CORS for them, and for no other route of this door.
-    browser_routes: Final = frozenset({f"{NAME}.receive", f"{NAME}.cdn"})
+    browser_routes: Final = frozenset({f"{NAME}.receive", f"{NAME}.cdn", f"{NAME}.beacon"})
 
     def __init__(
         self,
@@ -101,6 +104,7 @@ class SegmentApi:
     def routes(self) -> list[web.RouteDef]:
         return [
             web.post("/v1/{call}", self.receive, name=f"{NAME}.receive"),
+            web.post("/beacon/v1/batch", self.receive_beacon, name=f"{NAME}.beacon"),
             web.get("/v1/projects/{write_key}/settings", self.cdn_settings, name=f"{NAME}.cdn"),
         ]
 
@@ -110,8 +114,25 @@ class SegmentApi:
         call = request.match_info["call"]
         if call not in SINGLE and call not in BATCH:
             raise web.HTTPNotFound()
+        return await self._receive(
+            request, call, basic_auth_user(request.headers.get("Authorization"))
+        )
+
+    async def receive_beacon(self, request: web.Request) -> web.Response:
+        """RudderStack's browser SDK with ``useBeacon``: ``navigator.sendBeacon`` posts a batch
+        (``text/plain``) and cannot set headers, so the SDK puts the write key in the query
+        (``/beacon/v1/batch?writeKey=...``). Only this route reads it there."""
+        key = request.query.get("writeKey")
+        if key is None:
+            key = basic_auth_user(request.headers.get("Authorization"))
+        return await self._receive(request, "batch", key)
+
+    async def _receive(
+        self, request: web.Request, call: str, header_key: str | None
+    ) -> web.Response:
+        """``header_key``: the write key the request names outside its body (``""``: a
+        malformed one, refused); ``None``: the body's ``writeKey``."""
         received_at = self.clock()
-        header_key = basic_auth_user(request.headers.get("Authorization"))
         source = self._authenticate(header_key) if header_key is not None else None
         limit = self.max_batch_bytes if call in BATCH else self.max_event_bytes
         body = parse_object(await read_body(request, limit, self.body_timeout_s))

@@ -407,7 +407,7 @@ def test_the_profile_lookup_api_answers_no_browser_of_another_origin() -> None:
 
 #: The routes browsers call (the browser SDK's collection endpoints and the settings it loads,
 #: tests/e2e/test_gateway_browser_e2e.py); every other route of the gateway is server to server.
-BROWSER_ROUTES = {"segment.receive", "segment.cdn"}
+BROWSER_ROUTES = {"segment.receive", "segment.cdn", "segment.beacon"}
 
 
 def preflight(method: str = "POST", origin: str = "https://evil.example") -> dict[str, str]:
@@ -676,3 +676,44 @@ def test_credentials_that_are_not_ascii_are_401_not_a_500(
 
     answer = gw.run(scenario)
     assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+
+
+def test_rudderstacks_beacon_batch_with_the_write_key_in_the_query_is_accepted() -> None:
+    # @rudderstack/analytics-js with `useBeacon: true` (its BeaconQueue plugin) calls
+    # navigator.sendBeacon(`${dataPlaneUrl}/beacon/v1/batch?writeKey=${writeKey}`, blob) with
+    # the blob `{"batch": [...], "sentAt": ...}` of type text/plain: a request without a
+    # preflight, whose headers the SDK cannot set (no Authorization), sent with the page's
+    # cookies (credentials mode "include"), and whose answer it never reads.
+    sent_at = "2026-11-22T10:00:00.000Z"
+    body = {"batch": [{**track(), "anonymousId": "a-1", "sentAt": sent_at}], "sentAt": sent_at}
+
+    async def scenario(client: TestClient[Any, Any]) -> list[int]:
+        statuses = []
+        for key in (KEY, "wk_unknown"):
+            resp = await client.post(
+                f"/beacon/v1/batch?writeKey={key}",
+                data=orjson.dumps(body),
+                headers={
+                    "Origin": "https://shop.example",
+                    "Content-Type": "text/plain;charset=UTF-8",
+                    "Cookie": "session=s3cr3t",
+                },
+            )
+            statuses.append(resp.status)
+            assert "Access-Control-Allow-Credentials" not in resp.headers  # cookies never count
+        return statuses
+
+    gw = Harness()
+    assert gw.run(scenario) == [200, 401]
+    [record] = gw.on("t.raw")
+    tp = parse_touchpoint(record.value)
+    assert (tp.event_id, tp.source, tp.identifiers.anonymous_id) == ("m-1", "web-shop", "a-1")
+    assert b"wk_" not in record.value  # the key in the query is not stored either
+    assert gw.metric("loom_gateway_unauthorized_total", front_door="segment") == 1
+
+
+def test_a_write_key_in_the_query_counts_on_the_beacon_route_only(gw: Harness) -> None:
+    # the other routes take the key the SDKs send (Basic auth, the body): a URL's query ends
+    # up in proxies' and browsers' logs, and no Segment SDK puts it there
+    status, _, _ = gw.post(f"/v1/batch?writeKey={KEY}", {"batch": [track()]})
+    assert status == 401
