@@ -169,8 +169,8 @@ def _page(message: Mapping[str, Any], _source: Source) -> dict[str, Any]:
         if isinstance(value, str) and len(value) > MAX_FREEFORM_STRING:
             props[field] = value[:MAX_FREEFORM_STRING]
     category = text(message.get("category"), "category", max_length=256)
-    if category is not None:
-        props.setdefault("category", category)
+    if category is not None and "category" not in props and len(props) < MAX_FREEFORM_KEYS:
+        props["category"] = category  # only where the contract's key count leaves room
     out: dict[str, Any] = {"type": EventType.PAGE_VIEW.value, "properties": props}
     name = text(message.get("name"), "name", max_length=256)
     if name is not None:

@@ -24,7 +24,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from schemas.inbound.base import currency, invalid, money, quantity, text
-from schemas.touchpoint import ORDER_TYPES, EventType
+from schemas.touchpoint import MAX_FREEFORM_KEYS, ORDER_TYPES, EventType
 
 #: Segment event name -> touchpoint type. The README's mapping table is this table.
 TRACK_TYPES: Final[Mapping[str, EventType]] = MappingProxyType(
@@ -62,9 +62,15 @@ def track_type(name: str) -> EventType:
 
 def properties(kind: EventType, props: Mapping[str, Any]) -> dict[str, Any]:
     """The touchpoint's ``properties``: the sender's, plus ``sku`` from ``product_id`` on
-    product events that name no ``sku`` (Loom's affinities and activity read ``sku``)."""
+    product events that name no ``sku`` (Loom's affinities and activity read ``sku``), where
+    the contract's key count leaves room (an event whose own properties fit stays valid)."""
     out = dict(props)
-    if kind in _PRODUCT_TYPES and "sku" not in out and isinstance(out.get("product_id"), str):
+    if (
+        kind in _PRODUCT_TYPES
+        and "sku" not in out
+        and isinstance(out.get("product_id"), str)
+        and len(out) < MAX_FREEFORM_KEYS
+    ):
         out["sku"] = out["product_id"]
     return out
 

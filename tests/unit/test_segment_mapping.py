@@ -556,3 +556,22 @@ def test_a_full_refund_naming_only_its_order_is_a_return_of_the_whole_order() ->
     assert rejected({**full, "event": "Order Completed"}).field == "properties.products"
     empty = {**full, "properties": {"order_id": "O-1", "products": []}}
     assert rejected(empty).field == "properties.products"
+
+
+def test_a_derived_category_or_sku_never_pushes_an_event_over_the_contracts_key_count() -> None:
+    # a page's `category` (a field of the call, not a property) and a product event's `sku`
+    # (from its `product_id`) are the gateway's additions too: a page or a product view whose
+    # own 64 properties fit the contract became an invalid event ("more than 64 keys")
+    own = {f"attribute_{i}": i for i in range(63)}
+    page = mapped({"type": "page", "anonymousId": "a", "category": "Shoes",
+                   "properties": {**own, "url": "https://shop.example/"}})  # fmt: skip
+    assert page.properties == {**own, "url": "https://shop.example/"}
+    product = mapped({"type": "track", "anonymousId": "a", "event": "Product Viewed",
+                      "properties": {**own, "product_id": "P-1"}})  # fmt: skip
+    assert product.properties == {**own, "product_id": "P-1"}
+    # with room, they come before the library and device type
+    context = {"library": {"name": "analytics.js", "version": "1"}}
+    roomy = mapped({"type": "page", "anonymousId": "a", "category": "Shoes", "context": context,
+                    "properties": dict(list(own.items())[:62])})  # fmt: skip
+    assert roomy.properties["category"] == "Shoes"
+    assert roomy.properties["$library"] == "analytics.js/1"
