@@ -17,7 +17,8 @@ itself). This worker consumes that topic (consumer group ``<app_id>-privacy``) a
   (:mod:`streams.shopify_memory`);
 * ``customers/redact``: nothing more (the erasure went with the request);
 
-and records what it did on ``privacy.audit`` (ids and counts only). A record that is no
+and records what it did on ``privacy.audit`` (ids and counts only; the customer by salted
+digest, never by id: :mod:`schemas.inbound.shopify_privacy`). A record that is no
 privacy request goes to the DLQ (stage ``privacy``).
 
 Order per batch: produce every output, wait until Kafka acknowledged all (``acks=all``), forget
@@ -124,7 +125,8 @@ class PrivacyWorker:
         self.consumer, self.producer = consumer, producer
         self.reader, self.memory, self.clock = reader, memory, clock
         self.backoff_max_s = settings.retry_backoff_max_s
-        #: the suppression salt: the gateway hashes guest identifiers with it
+        #: the suppression salt: the gateway hashes guest identifiers with it, and the audit
+        #: names customers by their salted digest
         self.salt = settings.suppression_salt.get_secret_value().encode()
         self.registry = registry or CollectorRegistry()
         self.metrics = PrivacyMetrics.create(self.registry)
@@ -153,7 +155,7 @@ class PrivacyWorker:
             counts = {"erasures": len(erasures), "guest_identifiers": len(guests)}
         else:
             outcome, counts = "erasure_requested", {"erasures": 1}
-        audit = audit_record(request, outcome, now, **counts)
+        audit = audit_record(request, outcome, now, salt=self.salt, **counts)
         out.add(self.topics.privacy_audit, request.shop, orjson.dumps(audit))
         out.outcomes.append((request.kind.value, outcome))
 

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 DLQ_RETENTION_MS = 30 * 24 * 3600 * 1000
 #: Data exports (personal data) wait this long for the retailer to pick them up.
 EXPORT_RETENTION_MS = 30 * 24 * 3600 * 1000
+_THIRTY_DAYS = {"retention.ms": str(EXPORT_RETENTION_MS), "segment.ms": str(24 * 3600 * 1000)}
 
 
 def topic_specs(settings: LoomSettings) -> dict[str, tuple[int, dict[str, str]]]:
@@ -50,11 +51,13 @@ def topic_specs(settings: LoomSettings) -> dict[str, tuple[int, dict[str, str]]]
         # stock movements keyed by SKU (LOOM_INVENTORY_ROUTING=by-sku, ADR 0014): as many
         # partitions as the raw topic, so as many inventory workers can share them
         t.stock_movements: (n, durable),
-        # the privacy trail is kept (ids only, no e-mail or phone); exports hold personal data
-        # and are kept 30 days, for the retailer to pick them up
-        t.privacy_requests: (1, {**durable, "retention.ms": "-1"}),
+        # the privacy trail (privacy.audit) is kept, naming customers by salted digest only;
+        # the requests (a data request names its customer's id: the worker looks it up) and the
+        # exports (personal data, for the retailer to pick up) are kept 30 days
+        # (a segment goes when its newest record is older: segments of a day bound it to 31)
+        t.privacy_requests: (1, {**durable, **_THIRTY_DAYS}),
         t.privacy_audit: (1, {**durable, "retention.ms": "-1"}),
-        t.privacy_exports: (1, {**durable, "retention.ms": str(EXPORT_RETENTION_MS)}),
+        t.privacy_exports: (1, {**durable, **_THIRTY_DAYS}),
     }
 
 

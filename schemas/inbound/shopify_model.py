@@ -129,7 +129,9 @@ class PrivacyKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PrivacyRequest:
-    """A privacy webhook as Loom records it (``privacy.requests``): no e-mail or phone."""
+    """A privacy webhook as Loom records it (``privacy.requests``): no e-mail or phone. A
+    ``customers/redact`` is recorded with its customer and orders as salted digests only
+    (``customer_digest``, ``order_digests``; :func:`schemas.inbound.shopify_privacy.recorded`)."""
 
     request_id: str
     kind: PrivacyKind
@@ -140,6 +142,8 @@ class PrivacyRequest:
     order_ids: tuple[str, ...] = ()
     data_request_id: str | None = None
     erasure_event_id: str | None = None
+    customer_digest: str | None = None
+    order_digests: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -152,6 +156,8 @@ class PrivacyRequest:
             "order_ids": list(self.order_ids),
             "data_request_id": self.data_request_id,
             "erasure_event_id": self.erasure_event_id,
+            "customer_digest": self.customer_digest,
+            "order_digests": list(self.order_digests),
         }
         return out
 

@@ -13,12 +13,22 @@
 The request record (:class:`~schemas.inbound.shopify_common.PrivacyRequest`) holds the shop, the
 customer and order ids and the ids linking it to what followed, never an e-mail or phone. Its
 id is ``shopify:<shop>:privacy:<webhook id>``: a retried webhook is the same request.
+
+What Loom keeps of the person after an erasure names them only through the suppression salt:
+a ``customers/redact`` is recorded (:func:`recorded`) with the customer and the orders to
+redact as salted SHA-256 digests, and ``privacy.audit`` (kept forever) names every request's
+customer by its digest (:func:`audit_record`). In the clear, the request's ``erasure_event_id``
+joined ``privacy.erasures`` (its profile id) and the order ids the consent audit's event ids
+(``shopify:<shop>:order:<id>``): both joined the erased profile's audit trail to the customer.
+Only a ``customers/data_request`` keeps the plain customer id (the privacy worker looks the
+profile up by it), on ``privacy.requests``, kept 30 days.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -188,15 +198,44 @@ def export_record(
     }
 
 
+def digest(salt: bytes, value: str) -> str:
+    """The salted SHA-256 (hex) by which the privacy trail names a customer or an order: the
+    retailer, holding the salt, can find a customer's requests; nobody else can link them (the
+    same digest as the gateway's ``redacted`` set, :mod:`streams.shopify_memory`)."""
+    return hashlib.sha256(salt + value.encode()).hexdigest()
+
+
+def recorded(request: PrivacyRequest, salt: bytes) -> PrivacyRequest:
+    """The request as ``privacy.requests`` keeps it: a ``customers/redact`` without its
+    customer's and orders' ids, which are in its digests instead (module doc); any other
+    request with its customer's digest beside the id."""
+    if request.customer_id is None:
+        return request
+    named = digest(salt, request.customer_id)
+    if request.kind is not PrivacyKind.CUSTOMER_REDACT:
+        return replace(request, customer_digest=named)
+    return replace(
+        request,
+        customer_id=None,
+        order_ids=(),
+        customer_digest=named,
+        order_digests=tuple(sorted(digest(salt, o) for o in request.order_ids)),
+    )
+
+
 def audit_record(
-    request: PrivacyRequest, outcome: str, done_at: datetime, **counts: int
+    request: PrivacyRequest, outcome: str, done_at: datetime, *, salt: bytes, **counts: int
 ) -> dict[str, Any]:
-    """What Loom did about a privacy request (``privacy.audit``): ids and counts only."""
+    """What Loom did about a privacy request (``privacy.audit``, kept forever): ids and counts
+    only, the customer by salted digest (never their id: module doc)."""
+    named = request.customer_digest
+    if named is None and request.customer_id is not None:
+        named = digest(salt, request.customer_id)
     return {
         "request_id": request.request_id,
         "kind": request.kind.value,
         "shop": request.shop,
-        "customer_id": request.customer_id,
+        "customer_digest": named,
         "outcome": outcome,
         **counts,
         "done_at": rfc3339(done_at),
@@ -217,6 +256,8 @@ def request_from_json(data: Mapping[str, Any]) -> PrivacyRequest:
             order_ids=tuple(data.get("order_ids") or ()),
             data_request_id=data.get("data_request_id"),
             erasure_event_id=data.get("erasure_event_id"),
+            customer_digest=data.get("customer_digest"),
+            order_digests=tuple(data.get("order_digests") or ()),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise invalid(None, f"not a privacy request record ({type(exc).__name__})") from None

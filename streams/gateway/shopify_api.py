@@ -42,6 +42,7 @@ from schemas.inbound.base import timestamp
 from schemas.inbound.shopify import TOPICS, map_webhook, memo_order_id
 from schemas.inbound.shopify_common import webhook_key
 from schemas.inbound.shopify_model import Delivery, Mapped, OrderMemo, Shop
+from schemas.inbound.shopify_privacy import recorded
 from streams.gateway.body import read_body
 from streams.gateway.errors import (
     BadRequestError,
@@ -100,6 +101,8 @@ class ShopifyWebhooks:
         self.shops, self.memory, self.sink, self.metrics = shops, memory, sink, metrics
         self.clock = clock
         self.topics = settings.topics
+        # privacy requests name a redacted customer by salted digest only (shopify_privacy)
+        self.salt = settings.suppression_salt.get_secret_value().encode()
         self.max_body_bytes = settings.gateway_max_batch_bytes
         self.body_timeout_s = settings.gateway_body_timeout_s
 
@@ -189,7 +192,7 @@ class ShopifyWebhooks:
             return None, [letter], exc
         records = [accepted(tp, self.topics.raw) for tp in mapped.touchpoints]
         if mapped.privacy is not None:
-            value = orjson.dumps(mapped.privacy.to_json())
+            value = orjson.dumps(recorded(mapped.privacy, self.salt).to_json())
             records.append(OutRecord(self.topics.privacy_requests, value, shop.name.encode()))
         return mapped, records, None
 
