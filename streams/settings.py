@@ -248,6 +248,13 @@ class LoomSettings(BaseSettings):
         description="retention.ms of the raw topic (broker default; -1 = forever): how far "
         "back `loom rebuild` can replay",
     )
+    erasure_compaction_lag_ms: int = Field(
+        24 * 3600 * 1000,
+        ge=1,
+        description="max.compaction.lag.ms of profiles.changes Loom creates: how long at most "
+        "an erased (or superseded) profile's snapshots stay on it before the log cleaner "
+        "removes them",
+    )
     development: bool = Field(
         False,
         description="development mode: allows the development suppression salt and makes "

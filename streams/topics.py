@@ -42,7 +42,12 @@ def topic_specs(settings: LoomSettings) -> dict[str, tuple[int, dict[str, str]]]
         t.raw: (n, raw),
         t.dlq: (1, {**durable, "retention.ms": str(DLQ_RETENTION_MS)}),
         t.merges: (n, durable),
-        t.profile_changes: (n, compacted),
+        # an erased profile's snapshots (before its tombstone) are compacted away within the
+        # lag: without it the cleaner skips the active segment and a log under its dirty ratio
+        t.profile_changes: (
+            n,
+            {**compacted, "max.compaction.lag.ms": str(settings.erasure_compaction_lag_ms)},
+        ),
         t.erasures: (1, durable),
         t.consent_audit: (n, durable),
         t.audience_changes: (n, durable),
