@@ -5,8 +5,9 @@ compliance webhook on ``privacy.requests`` (and, for ``customers/redact``, produ
 itself). This worker consumes that topic (consumer group ``<app_id>-privacy``) and, per request:
 
 * ``customers/data_request``: reads the customer's profile as Loom holds it
-  (:class:`~streams.reader.ProfileReader`, by customer id: the snapshot and every transaction
-  the profile keeps, those consent hides from the snapshot included) and writes an export
+  (:class:`~streams.reader.ProfileReader`, by customer id: the snapshot and every transaction,
+  behavioural event and consent statement the profile keeps, those consent hides from the
+  snapshot included) and writes an export
   record to ``privacy.exports`` (keyed by shop), for the retailer to send to the customer;
 * ``shop/redact``: requests the erasure of every customer the gateway remembers for the shop,
   and of every e-mail and phone of its guest checkouts (orders without a customer) that Loom
@@ -140,7 +141,7 @@ class PrivacyWorker:
             out.add(
                 self.topics.privacy_exports,
                 request.shop,
-                orjson.dumps(export_record(request, profile, now, transactions=held)),
+                orjson.dumps(export_record(request, profile, now, held=held)),
             )
             outcome = "exported" if profile is not None else "not_found"
             counts = {"profiles": int(profile is not None)}
@@ -161,9 +162,10 @@ class PrivacyWorker:
 
     def _profile(
         self, customer_id: str | None
-    ) -> tuple[dict[str, Any], list[dict[str, Any]] | None] | None:
-        """The customer's snapshot and the transactions their profile keeps (consent hides
-        some from the snapshot, not from the customer's own copy)."""
+    ) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+        """The customer's snapshot and what their profile keeps (transactions, behaviour,
+        consent statements: consent hides some from the snapshot, not from the customer's own
+        copy)."""
         if customer_id is None:
             return None
         try:

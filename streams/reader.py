@@ -24,7 +24,7 @@ import redis
 from resolvers.context import suppression_hash
 from resolvers.lanes.stored_profile import STATE_FORMAT
 from resolvers.profile.codec import facts_from_stored
-from resolvers.profile.render import held_transactions
+from resolvers.profile.render import held_behaviour, held_consent, held_transactions
 from resolvers.store import MAX_REDIRECT_HOPS
 from schemas.identifiers import Identifier
 from schemas.normalize import DEFAULT, NormalizeConfig, Rejected, normalize_one
@@ -131,11 +131,13 @@ class ProfileReader:
 
     def lookup_held(
         self, identifier_type: str, raw_value: str, region: str | None = None
-    ) -> tuple[dict[str, Any], list[dict[str, Any]] | None] | None:
-        """:meth:`lookup`, with every transaction the profile keeps, whatever consent shows
-        (``resolvers.profile.render.held_transactions``; None when its stored state is in a
-        format this version cannot read), read in the same round trip: what a data export
-        holds. None when no profile holds the identifier."""
+    ) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+        """:meth:`lookup`, with what the profile keeps whatever consent shows, read in the
+        same round trip: ``transactions`` (every order and return), ``behaviour`` (every kept
+        event and day digest) and ``consent_history`` (the statements per purpose)
+        (``resolvers.profile.render.held_*``; None when its stored state is in a format this
+        version cannot read): what a data export holds. None when no profile holds the
+        identifier."""
         identifier = self.normalize(identifier_type, raw_value, region)
         reply = self._lookup(keys=[], args=[self.keys.root, "id", identifier.key, MAX_HOPS, "s"])
         if not reply:
@@ -145,7 +147,11 @@ class ProfileReader:
         if state.get("v") != STATE_FORMAT:
             return snapshot, None
         groups = [facts_from_stored(group["x"]) for group in state["g"].values()]
-        return snapshot, held_transactions(groups)
+        return snapshot, {
+            "transactions": held_transactions(groups),
+            "behaviour": held_behaviour(groups),
+            "consent_history": held_consent(groups),
+        }
 
     def held_under(
         self, types: Iterable[str], digests: Collection[str], salt: bytes, count: int = 1000

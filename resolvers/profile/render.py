@@ -32,6 +32,7 @@ from resolvers.profile.facts import (
     RECENT_ACTIVITY_LIMIT,
     WHOLE_STATED,
     Activity,
+    Digest,
     Facts,
     Stamped,
     Transaction,
@@ -210,6 +211,59 @@ def held_transactions(groups: Iterable[Facts]) -> list[dict[str, Any]]:
     a purpose allows. A data export (``customers/data_request``) adds them to the snapshot."""
     held = sorted(_whole_returns_resolved(_latest_transactions(groups)), key=Transaction.rank)
     return [_transaction_public(t) for t in held]
+
+
+def held_behaviour(groups: Iterable[Facts]) -> list[dict[str, Any]]:
+    """Every behavioural event and day digest the person's groups keep, whatever consent
+    shows now (docs/consent.md keeps some hidden: an opt-out region's browsing after a
+    denial, until a grant lifts it): a data export holds them. A kept event is its
+    activities (type, channel, category, ...), or, where only a husk or its analytics part
+    is kept, its time, id and channels; a day rolled up is its times, count, channels,
+    categories, activities and preferences. By time."""
+    out: list[tuple[datetime, str, dict[str, Any]]] = []
+    for facts in groups:
+        for recent in facts.recent.values():
+            d = recent.digest
+            if d.activities:
+                out += ((a.at, a.event_id, _activity_public(a)) for a in d.activities)
+            else:
+                at = format_time(d.first_at)
+                kept = {"at": at, "event_id": recent.event_id, "channels": sorted(d.channels)}
+                out.append((d.first_at, recent.event_id, kept))
+            if d.preferences:
+                out.append((d.first_at, recent.event_id, _day_public(d, recent.event_id)))
+        for d in facts.digests.values():
+            out.append((d.first_at, "", _day_public(d, None)))
+    return [entry for _, _, entry in sorted(out, key=lambda e: (e[0], e[1]))]
+
+
+def _day_public(d: Digest, event_id: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "from": format_time(d.first_at),
+        "to": format_time(d.last_at),
+        "events": d.events,
+        "channels": sorted(d.channels),
+        "categories": dict(sorted(d.categories.items())),
+        "activities": [_activity_public(a) for a in d.activities],
+        "preferences": {k: json.loads(v.value) for k, v in sorted(d.preferences.items())},
+    }
+    if event_id is not None:  # a kept event's preferences
+        out = {"event_id": event_id, "at": out["from"], "preferences": out["preferences"]}
+    return out
+
+
+def held_consent(groups: Iterable[Facts]) -> dict[str, list[dict[str, Any]]]:
+    """Per purpose, the consent statements the person's groups keep (the latest, the latest
+    denial and the explicit grants since: ``resolvers.consent.history``), by time: Loom keeps
+    them to prove consent (docs/consent.md), and a data export holds them."""
+    out: dict[str, dict[tuple[datetime, int, str], dict[str, Any]]] = {}
+    for facts in groups:
+        for purpose, h in facts.consent.purposes.items():
+            records = [r for r in (h.latest, h.last_denial, *h.grants) if r is not None]
+            kept = out.setdefault(purpose.value, {})
+            for r in records:
+                kept[r.key] = {"granted": r.granted, "at": format_time(r.at), "source": r.source}
+    return {p: [v for _, v in sorted(kept.items())] for p, kept in sorted(out.items())}
 
 
 def _transaction_public(t: Transaction) -> dict[str, Any]:

@@ -178,12 +178,14 @@ def export_record(
     profile: Mapping[str, Any] | None,
     exported_at: datetime,
     *,
-    transactions: Sequence[Mapping[str, Any]] | None = None,
+    held: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``customers/data_request``: the customer's profile snapshot as Loom holds it (``None``
-    when Loom holds nothing), with ``transactions``, every order and return the profile keeps
-    for the books (the snapshot shows them only where consent allows; ``None``: not read),
-    for the retailer to send to the customer."""
+    when Loom holds nothing), with what the profile keeps that the snapshot may not show
+    (``held``: ``transactions``, every order and return kept for the books; ``behaviour``,
+    every kept event and day digest; ``consent_history``, the statements per purpose; each
+    ``None`` when not read), for the retailer to send to the customer."""
+    kept = held or {}
     return {
         "request_id": request.request_id,
         "shop": request.shop,
@@ -193,7 +195,9 @@ def export_record(
         "orders_requested": list(request.order_ids),
         "found": profile is not None,
         "profile": dict(profile) if profile is not None else None,
-        "transactions": [dict(t) for t in transactions] if transactions is not None else None,
+        "transactions": _listed(kept.get("transactions")),
+        "behaviour": _listed(kept.get("behaviour")),
+        "consent_history": kept.get("consent_history"),
         "exported_at": rfc3339(exported_at),
     }
 
@@ -221,6 +225,10 @@ def recorded(request: PrivacyRequest, salt: bytes) -> PrivacyRequest:
         customer_digest=named,
         order_digests=tuple(sorted(digest(salt, o) for o in request.order_ids)),
     )
+
+
+def _listed(entries: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]] | None:
+    return [dict(e) for e in entries] if entries is not None else None
 
 
 def audit_record(
