@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 import pytest
 import requests
-from confluent_kafka import ConfigResource
+from confluent_kafka.admin import ConfigResource
 from e2e_harness import ROOT, Loom
 from gateway_process import GatewayProcess
 from shopify_shop import headers, order_payload, payload, shop_toml
