@@ -680,13 +680,19 @@ def _transaction(  # noqa: PLR0917 - an observation's fields, read once by the f
 def _category_units(o: OrderFacts) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """The order's distinct categories in their first line's order, and the units of each
     (none when every category has one unit, as most orders: nothing more is stored)."""
-    quantities = o.quantities or (1,) * len(o.categories)  # none given: 1 per line
+    categories, quantities = o.categories, o.quantities
+    if len(categories) == 1:  # one line with a category (a one-line order): no table
+        if not categories[0]:
+            return (), ()
+        quantity = quantities[0] if quantities else 1
+        return categories, (quantity,) if quantity != 1 else ()
     units: dict[str, int] = {}
-    for category, quantity in zip(o.categories, quantities, strict=True):
+    # none given: 1 per line
+    for category, quantity in zip(categories, quantities or (1,) * len(categories), strict=True):
         if category:
             units[category] = units.get(category, 0) + quantity
     counts = tuple(units.values())
-    return tuple(units), counts if any(n != 1 for n in counts) else ()
+    return tuple(units), counts if counts.count(1) != len(counts) else ()
 
 
 class _ChannelSets(dict[str, frozenset[str]]):
