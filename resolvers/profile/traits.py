@@ -92,19 +92,23 @@ class PurchaseTraits:
         categories: dict[str, _Category] = {}
         adder, returned = self.adder, self.returned
         for t in self.purchases:
-            order = t.key.removeprefix("order:") if returned else ""
-            units = t.units
-            for i, name in enumerate(t.categories):
-                if returned and returned.get((order, name), 0) >= (units[i] if units else 1):
-                    continue  # all of it given back
+            # a return of a category is rare: only then is the purchase's order looked up
+            names = _standing(t, returned) if returned else t.categories
+            if not names:
+                continue
+            at, currency, amount, day = t.at, t.currency, t.amount, day_of(t.at)
+            for name in names:
                 cat = categories.get(name)
                 if cat is None:  # (``setdefault`` would build a scratch per line of every order)
                     cat = categories[name] = _Category()
                 cat.orders += 1
-                cat.spend[t.currency] = adder(cat.spend.get(t.currency, Decimal(0)), t.amount)
-                cat.first = t.at if cat.first is None else min(cat.first, t.at)
-                cat.last = t.at if cat.last is None else max(cat.last, t.at)
-                cat.days.add(day_of(t.at))
+                spend = cat.spend
+                spend[currency] = adder(spend.get(currency, _ZERO), amount)
+                if cat.first is None or at < cat.first:  # ``min``, inline
+                    cat.first = at
+                if cat.last is None or at > cat.last:  # ``max``, inline
+                    cat.last = at
+                cat.days.add(day)
         return categories
 
     def fields(self, money: Callable[[Decimal, str], str]) -> dict[str, Any]:
@@ -125,3 +129,18 @@ class PurchaseTraits:
             },
             "preferred_channel": ranked[0][0] if ranked else None,
         }
+
+
+#: A category's first spend is added to this (``Decimal(0)``, built once).
+_ZERO = Decimal(0)
+
+
+def _standing(t: Transaction, returned: dict[tuple[str, str], int]) -> list[str]:
+    """The categories of purchase ``t`` whose units its order's returns did not all give
+    back (``returned``: units given back per (order id, category))."""
+    order, units = t.key.removeprefix("order:"), t.units
+    return [
+        name
+        for i, name in enumerate(t.categories)
+        if returned.get((order, name), 0) < (units[i] if units else 1)
+    ]
