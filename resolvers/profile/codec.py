@@ -99,7 +99,31 @@ def _transaction_in(key: str, raw: list[Any]) -> Transaction:
         raw[14] if len(raw) > 14 else None,  # order_id (a return's, written since 2026-12)
         tuple(raw[15]) if len(raw) > 15 else (),  # units
         raw[16] if len(raw) > 16 else 0,  # whole (a return of the whole order)
+        # a purchase's SKUs per category, a give-back's (SKU, units) without a category
+        # (written since 2026-12-04)
+        tuple([tuple(skus) for skus in raw[17]]) if len(raw) > 17 else (),
+        tuple([(x[0], x[1]) for x in raw[18]]) if len(raw) > 18 else (),
     )
+
+
+def _transaction_tail(t: Transaction) -> tuple[Any, ...]:
+    """The optional trailing fields of a stored transaction (order id, units, whole, SKUs per
+    category, SKUs without one), up to the last one it has: most are written as before."""
+    if t.loose:
+        return (
+            t.order_id,
+            list(t.units),
+            t.whole,
+            [list(s) for s in t.skus],
+            [list(x) for x in t.loose],
+        )
+    if t.skus:
+        return (t.order_id, list(t.units), t.whole, [list(s) for s in t.skus])
+    if t.whole:
+        return (t.order_id, list(t.units), t.whole)
+    if t.order_id is not None or t.units:
+        return (t.order_id, list(t.units))
+    return ()
 
 
 def _digest_out(key: DigestKey, d: Digest) -> list[Any]:
@@ -231,10 +255,10 @@ def facts_to_json(facts: Facts) -> dict[str, Any]:
                 t.location_id,
                 list(t.categories),
                 t.sku,
-                # a return's order and the units per category, only where there are some
-                # (most transactions are written as before)
-                *((t.order_id, list(t.units)) if t.order_id is not None or t.units else ()),
-                *((t.whole,) if t.whole else ()),  # a whole-order return (its order_id is set)
+                # a give-back's order, the units per category, a whole-order return's mark, a
+                # purchase's SKUs per category and a give-back's SKUs without one: up to the
+                # last there is
+                *_transaction_tail(t),
             ]
             for k, t in sorted(facts.transactions.items())
         }

@@ -9,9 +9,10 @@ depend on the order its events arrived in, nor on how they were batched:
   customer gave us; kept regardless of consent, erasure deletes them);
 * ``region``: the latest region by time (whose jurisdiction defaults apply);
 * ``consent``: the consent history (``resolvers.consent.history``);
-* ``transactions``: orders and returns, one entry per order id (the latest version by time
-  wins) or per return event: the transaction ledger a retailer keeps anyway (contract and
-  bookkeeping), whatever the consent; only *shown* where a purpose allows it;
+* ``transactions``: orders, returns and cancellations, one entry per order id (the latest
+  version by time wins) or per return or cancellation event: the transaction ledger a
+  retailer keeps anyway (contract and bookkeeping), whatever the consent; only *shown* where
+  a purpose allows it;
 * ``recent``: behavioural events (views, carts, contacts...) one by one: the newest
   :data:`RECENT_EVENTS` within :data:`RECENT_DAYS` of the group's latest event. Each keeps
   its time, consent statement and region: what it adds to the analytics fields (time,
@@ -64,7 +65,7 @@ from resolvers.consent import (
 from resolvers.frozen import fast_init, fast_new
 from resolvers.timefmt import utc
 
-#: Event types that are a purchase (an order version) or a return.
+#: Event types that are a purchase (an order version), a return or a cancellation.
 ORDER_TYPES: Final = frozenset({"order_completed", "pos_sale"})
 RETURN_TYPE: Final = "order_returned"
 #: ``whole`` of a return that gives back the whole order its ``order_id`` names (it has no
@@ -72,8 +73,12 @@ RETURN_TYPE: Final = "order_returned"
 #: (``WHOLE_STATED``); its categories are the order's (``resolvers.profile.render``).
 WHOLE_ORDER: Final = 1
 WHOLE_STATED: Final = 2
+CANCEL_TYPE: Final = "order_cancelled"
+#: Event types that give back lines of an order (its purchase of their categories un-counted:
+#: ``resolvers.profile.traits``).
+GIVE_BACK_TYPES: Final = frozenset({RETURN_TYPE, CANCEL_TYPE})
 #: Event types whose facts are transactions (kept for the books), not behaviour.
-TRANSACTION_TYPES: Final = ORDER_TYPES | {RETURN_TYPE}
+TRANSACTION_TYPES: Final = ORDER_TYPES | GIVE_BACK_TYPES
 #: Event types that are not customer activity (never in ``recent_activity``).
 NON_ACTIVITY_TYPES: Final = frozenset(
     {"consent_updated", "erasure_requested", "inventory_adjusted", "inventory_counted"}
@@ -155,6 +160,10 @@ class OrderFacts:
     in_store: bool = False
     quantities: tuple[int, ...] = ()  # of the lines of ``categories`` (none: 1 each)
     whole: int = 0  # a return of the whole order (no lines): WHOLE_ORDER or WHOLE_STATED
+    #: the SKU of each line of ``categories`` (none given: the order's SKUs are unknown)
+    category_skus: tuple[str, ...] = ()
+    #: (SKU, quantity) of each line without a category
+    loose: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.order_id:
@@ -165,6 +174,8 @@ class OrderFacts:
             raise ValueError("currency must not be empty")
         if self.quantities and len(self.quantities) != len(self.categories):
             raise ValueError("quantities must be one per category line")
+        if self.category_skus and len(self.category_skus) != len(self.categories):
+            raise ValueError("category_skus must be one per category line")
 
 
 _NO_CHANNELS: Final[frozenset[str]] = frozenset()
@@ -246,7 +257,7 @@ class Observation(_ObservationFields):
 class Transaction:
     """One order version or one return, with what the gate needs (time, consent, region)."""
 
-    key: str  # "order:<order id>" or "return:<event id>"
+    key: str  # "order:<order id>", "return:<event id>" or "cancel:<event id>"
     at: datetime
     event_id: str
     type: str
@@ -261,14 +272,24 @@ class Transaction:
     location_id: str | None = None
     categories: tuple[str, ...] = ()
     sku: str | None = None
-    #: a return's order, when it gives back lines of a category (they un-count the order's
-    #: purchase of the category: ``resolvers.profile.traits``)
+    #: a return's or a cancellation's order, when it gives back lines (they un-count the
+    #: order's purchase of their categories: ``resolvers.profile.traits``)
     order_id: str | None = None
     #: units of each of ``categories`` (none: 1 each)
     units: tuple[int, ...] = ()
     #: a return of the whole order ``order_id`` names (WHOLE_ORDER or WHOLE_STATED; 0: not):
     #: its amount (unless stated) and categories are the order's, where the person has it
     whole: int = 0
+    #: a purchase's: the distinct SKUs of the lines of each of ``categories`` (what a line given
+    #: back by its SKU alone is attributed by; none: stored before 2026-12-04)
+    skus: tuple[tuple[str, ...], ...] = ()
+    #: a return's or a cancellation's: (SKU, units) of each SKU it gives back without a category
+    loose: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def gives_back(self) -> bool:
+        """A return or a cancellation: lines given back, no purchase."""
+        return self.is_return or self.type == CANCEL_TYPE
 
     def rank(self) -> tuple[datetime, str]:
         return (self.at, self.event_id)
@@ -650,13 +671,26 @@ def _transaction(  # noqa: PLR0917 - an observation's fields, read once by the f
     o: OrderFacts,
 ) -> Transaction | None:
     """The transaction of an observation (its fields, ``code`` its consent's) with an order:
-    None unless it is an order or a return."""
-    if kind not in ORDER_TYPES and kind != RETURN_TYPE:
+    None unless it is an order, a return or a cancellation."""
+    gives_back = kind in GIVE_BACK_TYPES
+    if not gives_back and kind not in ORDER_TYPES:
         return None
     is_return = kind == RETURN_TYPE
     categories, units = _category_units(o)
+    whole = o.whole if is_return else 0
+    skus: tuple[tuple[str, ...], ...] = ()
+    loose: tuple[tuple[str, int], ...] = ()
+    if gives_back:
+        key = f"return:{event_id}" if is_return else f"cancel:{event_id}"
+        loose = _loose_units(o.loose)
+        # a give-back names its order when it gives back lines, or the whole order
+        order_id = o.order_id if categories or loose or whole else None
+    else:
+        key, order_id = f"order:{o.order_id}", None
+        if o.category_skus:
+            skus = _category_skus(o, categories)
     return new_transaction(  # positional: every field of ``Transaction``, in order
-        f"return:{event_id}" if is_return else f"order:{o.order_id}",  # key
+        key,
         at,
         event_id,
         kind,  # type
@@ -671,9 +705,11 @@ def _transaction(  # noqa: PLR0917 - an observation's fields, read once by the f
         o.location_id,
         categories,
         o.skus[0] if o.skus else None,  # sku
-        o.order_id if is_return and (categories or o.whole) else None,  # order_id
+        order_id,
         units,
-        o.whole if is_return else 0,  # whole
+        whole,
+        skus,
+        loose,
     )
 
 
@@ -693,6 +729,26 @@ def _category_units(o: OrderFacts) -> tuple[tuple[str, ...], tuple[int, ...]]:
             units[category] = units.get(category, 0) + quantity
     counts = tuple(units.values())
     return tuple(units), counts if counts.count(1) != len(counts) else ()
+
+
+def _category_skus(o: OrderFacts, categories: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """The distinct SKUs of the lines of each of ``categories`` (the order's), in the lines'
+    order."""
+    by_category: dict[str, dict[str, None]] = {category: {} for category in categories}
+    for category, sku in zip(o.categories, o.category_skus, strict=True):
+        if category:
+            by_category[category][sku] = None
+    return tuple([tuple(by_category[category]) for category in categories])
+
+
+def _loose_units(lines: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], ...]:
+    """Units per SKU of the lines without a category, sorted by SKU."""
+    if not lines:
+        return ()
+    units: dict[str, int] = {}
+    for sku, quantity in lines:
+        units[sku] = units.get(sku, 0) + quantity
+    return tuple(sorted(units.items()))
 
 
 class _ChannelSets(dict[str, frozenset[str]]):

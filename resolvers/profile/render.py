@@ -28,6 +28,7 @@ from resolvers.consent import CONSENT_PURPOSES, PURPOSE_GATES, Current, Gate, Pu
 from resolvers.consent.signals import from_code
 from resolvers.frozen import fast_init
 from resolvers.profile.facts import (
+    CANCEL_TYPE,
     PURCHASE_AFFINITY_WEIGHT,
     RECENT_ACTIVITY_LIMIT,
     WHOLE_STATED,
@@ -273,8 +274,8 @@ def _transaction_public(t: Transaction) -> dict[str, Any]:
         "type": t.type,
         "channel": t.channel,
         "region": t.region,
-        # a return's is the order it names (kept when it gives back lines of a category)
-        "order_id": t.key.removeprefix("order:") if not t.is_return else t.order_id,
+        # a return's or a cancellation's is the order it names (kept when it gives back lines)
+        "order_id": t.order_id if t.gives_back else t.key.removeprefix("order:"),
         "in_store": t.in_store,
         "amount": _money(t.amount, t.currency),
         "currency": t.currency,
@@ -300,7 +301,7 @@ def _count_transaction(totals: _Totals, t: Transaction, purposes: frozenset[Purp
             returned = totals.returns_value
             returned[currency] = _CTX.add(returned.get(currency, _ZERO), t.amount)
             totals.returns += 1
-        else:
+        elif t.type != CANCEL_TYPE:  # a cancellation: its lines given back (traits) only
             revenue = totals.revenue
             revenue[currency] = _CTX.add(revenue.get(currency, _ZERO), t.amount)
             if t.in_store:
@@ -321,7 +322,7 @@ def _count_transaction(totals: _Totals, t: Transaction, purposes: frozenset[Purp
                 totals.last_order = t
     if _P_PERSONALIZATION in purposes:
         totals.purchases.append(t)
-        if not t.is_return and t.categories:
+        if t.categories and not t.gives_back:
             categories = totals.categories
             for category in t.categories:
                 categories[category] = categories.get(category, 0) + PURCHASE_AFFINITY_WEIGHT

@@ -4,7 +4,8 @@
 transaction analytics may use (one version per order id, through the consent gate), so the
 traits are a function of the set of the person's events (ADR 0005), like the other aggregates:
 
-* ``category_purchases``: per category, ``orders`` (purchases with a line of the category),
+* ``category_purchases``: per category, ``orders`` (purchases with a line of the category,
+  not all of whose units of it their order's returns and cancellations gave back),
   ``spend`` per currency (the whole order total counts toward each category it has a line
   of: events carry no per-line amount that always adds up to the total), ``first_purchase``
   and ``last_purchase`` (times) and ``repurchase_interval_days``: the median gap in whole
@@ -60,40 +61,50 @@ class _Category:
 class PurchaseTraits:
     """Accumulates allowed transactions (mutable scratch of one render).
 
-    A purchase counts toward a category unless the returns of its order (those naming the
-    order: ``Transaction.order_id``) give back at least the units of the category it bought:
-    a customer who sent the running shoes back did not buy running shoes, and a second pair
-    sent back does not move the last purchase of the pair kept. Whatever order the purchase
-    and its returns come in, the sums are the same."""
+    A purchase counts toward a category unless what its order gives back (the returns and
+    cancellations naming the order: ``Transaction.order_id``) adds up to at least the units
+    of the category it bought: a customer who sent the running shoes back, or cancelled them,
+    did not buy running shoes, and a second pair given back does not move the last purchase
+    of the pair kept. A line given back by its SKU alone (no category: Shopify's refunds and
+    cancellations) counts toward the category of the order's lines of that SKU, when the
+    purchase stored its lines' SKUs (``Transaction.skus``) and the SKU is of one category
+    there. Whatever order the purchase and its give-backs come in, the sums are the same."""
 
     channels: dict[str, int] = field(default_factory=dict)
     purchases: list[Transaction] = field(default_factory=list)
-    #: (order id, category) -> units its returns gave back
+    #: (order id, category) -> units its returns and cancellations gave back
     returned: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: (order id, SKU) -> units given back without a category
+    loose: dict[tuple[str, str], int] = field(default_factory=dict)
     adder: Callable[[Decimal, Decimal], Decimal] = Decimal.__add__
 
     def add(self, t: Transaction, adder: Callable[[Decimal, Decimal], Decimal]) -> None:
-        """Count ``t`` (a purchase or a return); ``adder`` is the render's exact decimal add."""
+        """Count ``t`` (a purchase, a return or a cancellation); ``adder`` is the render's exact
+        decimal add."""
         self.adder = adder
-        if t.is_return:
+        if t.gives_back:
             order = t.order_id
             if order is not None:
                 units, returned = t.units, self.returned
                 for i, name in enumerate(t.categories):
                     key = (order, name)
                     returned[key] = returned.get(key, 0) + (units[i] if units else 1)
+                loose = self.loose
+                for sku, n in t.loose:
+                    key = (order, sku)
+                    loose[key] = loose.get(key, 0) + n
             return
         self.channels[t.channel] = self.channels.get(t.channel, 0) + 1
         self.purchases.append(t)
 
     @property
     def categories(self) -> dict[str, _Category]:
-        """Per category, the purchases its returns left standing (computed at each call)."""
+        """Per category, the purchases its give-backs left standing (computed at each call)."""
         categories: dict[str, _Category] = {}
-        adder, returned = self.adder, self.returned
+        adder, returned, loose = self.adder, self.returned, self.loose
         for t in self.purchases:
-            # a return of a category is rare: only then is the purchase's order looked up
-            names = _standing(t, returned) if returned else t.categories
+            # a give-back is rare: only then is the purchase's order looked up
+            names = _standing(t, returned, loose) if returned or loose else t.categories
             if not names:
                 continue
             at, currency, amount, day = t.at, t.currency, t.amount, day_of(t.at)
@@ -135,12 +146,21 @@ class PurchaseTraits:
 _ZERO = Decimal(0)
 
 
-def _standing(t: Transaction, returned: dict[tuple[str, str], int]) -> list[str]:
-    """The categories of purchase ``t`` whose units its order's returns did not all give
-    back (``returned``: units given back per (order id, category))."""
-    order, units = t.key.removeprefix("order:"), t.units
-    return [
-        name
-        for i, name in enumerate(t.categories)
-        if returned.get((order, name), 0) < (units[i] if units else 1)
-    ]
+def _standing(
+    t: Transaction, returned: dict[tuple[str, str], int], loose: dict[tuple[str, str], int]
+) -> list[str]:
+    """The categories of purchase ``t`` whose units its order's returns and cancellations did
+    not all give back (``returned``: units given back per (order id, category); ``loose``:
+    per (order id, SKU) without a category, attributed by ``t.skus`` to the one category of
+    the order's lines of that SKU)."""
+    order, units, names = t.key.removeprefix("order:"), t.units, t.categories
+    back = [returned.get((order, name), 0) for name in names]
+    if loose and t.skus:
+        of: dict[str, int] = {}  # SKU -> its one category's index (-1: of several)
+        for i, skus in enumerate(t.skus):
+            for sku in skus:
+                of[sku] = i if of.get(sku, i) == i else -1
+        for sku, i in of.items():
+            if i >= 0:
+                back[i] += loose.get((order, sku), 0)
+    return [name for i, name in enumerate(names) if back[i] < (units[i] if units else 1)]

@@ -1,9 +1,10 @@
 """Stage: what the profile sees of an event (pure): an observation for the facts fold, the
 identifiers it links for identity, the consent it states.
 
-Order events (``order_completed``, ``pos_sale``, ``order_returned``) become order facts with a
-total (the lines' sum when the event gives none); store sales and ``pos`` channel orders are
-in-store. Preferences are kept as canonical JSON so equal values compare equal.
+Order events (``order_completed``, ``pos_sale``, ``order_returned``, ``order_cancelled``) become
+order facts with a total (the lines' sum when the event gives none) and each line's SKU; store
+sales and ``pos`` channel orders are in-store. Preferences are kept as canonical JSON so equal
+values compare equal.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Final
 
 from resolvers.consent import EXPLICIT_TYPES, EventConsent, statements
 from resolvers.profile.facts import (
+    GIVE_BACK_TYPES,
     NO_STRINGS,
     ORDER_TYPES,
     RETURN_TYPE,
@@ -80,7 +82,7 @@ def _order(tp: Touchpoint) -> OrderFacts | None:
     # the models' fields from their instance dicts (``observation`` says why)
     fields = tp.__dict__
     t = fields["type"]
-    if fields["order"] is None or (t not in ORDER_TYPES and t != RETURN_TYPE):
+    if fields["order"] is None or (t not in ORDER_TYPES and t not in GIVE_BACK_TYPES):
         return None
     o = fields["order"].__dict__
     lines = [ln.__dict__ for ln in o["lines"]]
@@ -90,16 +92,21 @@ def _order(tp: Touchpoint) -> OrderFacts | None:
         whole = WHOLE_ORDER if total is None else WHOLE_STATED
     if total is None:
         total = sum(((ln["unit_price"] or Decimal(0)) * ln["quantity"] for ln in lines), Decimal(0))
+    categorized = [ln for ln in lines if ln["category"]]
     return OrderFacts(
         order_id=o["order_id"],
         total=total,
         currency=o["currency"] or "XXX",
         payment_method=o["payment_method"],
         location_id=o["location_id"],
-        categories=tuple([ln["category"] for ln in lines if ln["category"]]),
+        categories=tuple([ln["category"] for ln in categorized]),
         skus=tuple([ln["sku"] for ln in lines]),
         in_store=t is _T_POS_SALE or fields["channel"] is _C_POS,
-        quantities=tuple([ln["quantity"] for ln in lines if ln["category"]]),
+        quantities=tuple([ln["quantity"] for ln in categorized]),
+        category_skus=tuple([ln["sku"] for ln in categorized]),
+        loose=tuple([(ln["sku"], ln["quantity"]) for ln in lines if not ln["category"]])
+        if len(categorized) < len(lines)
+        else (),
         whole=whole,
     )
 

@@ -128,3 +128,73 @@ def test_a_data_export_shows_the_order_a_return_names() -> None:
         ("order_completed", "o1"),
         ("order_returned", "o1"),
     ]
+
+
+def _cancel(event_id: str, days_ago: float, order_id: str, *lines: tuple[str, int]) -> Any:
+    return _tx("order_cancelled", event_id, days_ago, order_id, lines)
+
+
+def _by_sku(event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` with its lines naming only their SKU (as Shopify's refunds and cancellations
+    do: they carry no category)."""
+    lines = [{k: v for k, v in ln.items() if k != "category"} for ln in event["order"]["lines"]]
+    return {**event, "order": {**event["order"], "lines": lines}}
+
+
+def test_a_cancelled_pair_is_not_a_purchase_to_remind_of() -> None:
+    bought = _order("e1", 170, "o1", ("running", 1))
+    cancelled = _cancel("e2", 169, "o1", ("running", 1))
+    for events in ([bought, cancelled], [cancelled, bought]):
+        doc = _snapshot(events)
+        assert "running" not in doc["category_purchases"]
+        assert doc["audiences"] == []
+
+
+def test_a_cancelled_second_pair_does_not_move_the_clock_and_socks_keep_the_shoes() -> None:
+    first = _order("e1", 170, "o1", ("running", 1), ("socks", 1))
+    second = _order("e2", 20, "o2", ("running", 1))
+    socks = _cancel("e3", 169, "o1", ("socks", 1))
+    pair = _cancel("e4", 19, "o2", ("running", 1))
+    doc = _snapshot([first, second, socks, pair])
+    running = doc["category_purchases"]["running"]
+    assert (running["orders"], running["last_purchase"]) == (1, first["occurred_at"])
+    assert "socks" not in doc["category_purchases"]
+    assert doc["audiences"] == [REMINDER]
+
+
+def test_a_return_naming_only_its_skus_gives_back_the_order_lines_it_stored() -> None:
+    bought = _order("e1", 170, "o1", ("running", 1))
+    for give_back in (
+        _by_sku(_return("e2", 165, "o1", ("running", 1))),
+        _by_sku(_cancel("e2", 169, "o1", ("running", 1))),
+    ):
+        for events in ([bought, give_back], [give_back, bought]):
+            doc = _snapshot(events)
+            assert "running" not in doc["category_purchases"], give_back["type"]
+            assert doc["audiences"] == []
+
+
+def test_a_return_by_sku_gives_back_only_the_units_and_the_lines_it_names() -> None:
+    # two pairs bought, one sent back by SKU: still a running buyer; the socks' SKU given back
+    # un-counts the socks only
+    bought = _order("e1", 170, "o1", ("running", 2), ("socks", 1))
+    one_pair = _by_sku(_return("e2", 165, "o1", ("running", 1)))
+    socks = _by_sku(_return("e3", 165, "o1", ("socks", 1)))
+    doc = _snapshot([bought, one_pair, socks])
+    assert doc["category_purchases"]["running"]["orders"] == 1
+    assert "socks" not in doc["category_purchases"]
+    assert doc["audiences"] == [REMINDER]
+    # a SKU the order has no category for (a gift card), or that another order bought, gives
+    # back nothing of this one
+    gift = _ev("e1", "order_completed", 170, order={
+        "order_id": "o1", "total": "700.00", "currency": "NOK",
+        "lines": [{"sku": "SKU-running", "quantity": 1, "category": "running"},
+                  {"sku": "GIFT", "quantity": 1}],
+    })  # fmt: skip
+    gift_back = _by_sku(_ev("e2", "order_returned", 165, order={
+        "order_id": "o1", "currency": "NOK", "lines": [{"sku": "GIFT", "quantity": 1}],
+    }))  # fmt: skip
+    other_order = _by_sku(_return("e3", 165, "o9", ("running", 1)))
+    doc = _snapshot([gift, gift_back, other_order])
+    assert doc["category_purchases"]["running"]["orders"] == 1
+    assert doc["audiences"] == [REMINDER]

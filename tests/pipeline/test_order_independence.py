@@ -64,6 +64,7 @@ def events(draw: st.DrawFn) -> list[dict[str, Any]]:
                 (
                     *("browse", "login", "signup", "order", "store", "consent", "erase", "view"),
                     "return",  # gives back an order's shoes: un-counts its category purchase
+                    "cancel",  # cancels an order's shoes: the same
                 )
             )
         )
@@ -103,7 +104,7 @@ def events(draw: st.DrawFn) -> list[dict[str, Any]]:
                 "consent": _consent(draw),
                 "traits": {"first_name": draw(st.sampled_from(("Ann", "Bob")))},
             }
-        elif kind in ("order", "store", "return"):
+        elif kind in ("order", "store", "return", "cancel"):
             event |= _purchase(draw, kind, i, n, cid)
         elif kind == "consent":
             event |= {"type": "consent_updated", "identifiers": {"customer_id": cid}}
@@ -134,10 +135,15 @@ def _purchase(draw: st.DrawFn, kind: str, i: int, n: int, cid: str) -> dict[str,
             "identifiers": _store_sale_ids(draw),
             "order": _order(draw, i, "oslo-1"),
         }
-    return {  # the shoes of an order (of this world or none) given back
-        "type": "order_returned",
+    # the shoes of an order (of this world or none) given back or cancelled, their line named
+    # with its category or by its SKU alone (as Shopify's refunds and cancellations name it)
+    order = _order(draw, draw(st.integers(0, n - 1)), "online")
+    if draw(st.booleans(), label="by SKU"):
+        order["lines"] = [{k: v for k, v in ln.items() if k != "category"} for ln in order["lines"]]
+    return {
+        "type": "order_returned" if kind == "return" else "order_cancelled",
         "identifiers": {"customer_id": cid},
-        "order": _order(draw, draw(st.integers(0, n - 1)), "online"),
+        "order": order,
     }
 
 

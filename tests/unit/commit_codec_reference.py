@@ -133,7 +133,7 @@ def facts_to_json(facts: Facts) -> dict[str, Any]:
                 list(t.categories),
                 t.sku,
                 # since returns name their order (``tests/pipeline/test_audience_returns.py``)
-                *((t.order_id, list(t.units)) if t.order_id is not None or t.units else ()),
+                *_tail(t),
             ]
             for k, t in sorted(facts.transactions.items())
         }
@@ -233,3 +233,19 @@ class Encoder(_Encoder):
                 fields[HOLDERS_FIELD] = orjson.dumps(record.holders)
         # ``self.next_version(ref)``, inline: a write per changed identifier record
         self.writes.append(_new_write(ref, self.versions.get(ref, 0) + 1, fields))
+
+
+def _tail(t: Any) -> list[Any]:
+    """Since cancellations and lines given back by SKU (``tests/pipeline/
+    test_audience_returns.py``) and whole-order returns (``tests/pipeline/
+    test_segment_full_refund.py``): the optional trailing fields up to the last one it has."""
+    tail = [
+        t.order_id,
+        list(t.units),
+        t.whole,
+        [list(s) for s in t.skus],
+        [list(x) for x in t.loose],
+    ]
+    while len(tail) > 2 and tail[-1] in ([], 0):
+        tail.pop()
+    return [] if tail == [None, []] else tail

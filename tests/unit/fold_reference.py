@@ -142,11 +142,21 @@ def _stamp_into(
 
 def _transaction(obs: Observation) -> Transaction | None:
     o = obs.order
-    if o is None or (obs.type not in ORDER_TYPES and obs.type != RETURN_TYPE):
+    # since cancellations give back lines like returns (``test_audience_returns``)
+    gives_back = obs.type in (RETURN_TYPE, "order_cancelled")
+    if o is None or (obs.type not in ORDER_TYPES and not gives_back):
         return None
     is_return = obs.type == RETURN_TYPE
+    whole = o.whole if is_return else 0
+    loose: dict[str, int] = {}
+    for sku, q in o.loose if gives_back else ():
+        loose[sku] = loose.get(sku, 0) + q
     return Transaction(
-        key=f"return:{obs.event_id}" if is_return else f"order:{o.order_id}",
+        key=(
+            (f"return:{obs.event_id}" if is_return else f"cancel:{obs.event_id}")
+            if gives_back
+            else f"order:{o.order_id}"
+        ),
         at=obs.at,
         event_id=obs.event_id,
         type=obs.type,
@@ -162,10 +172,26 @@ def _transaction(obs: Observation) -> Transaction | None:
         categories=tuple(dict.fromkeys([c for c in o.categories if c])),
         sku=o.skus[0] if o.skus else None,
         # since returns name their order (``tests/pipeline/test_audience_returns.py``)
-        order_id=o.order_id if is_return and (any(o.categories) or o.whole) else None,
+        order_id=o.order_id if gives_back and (any(o.categories) or loose or whole) else None,
         units=_units(o),
         # a return of the whole order (``tests/pipeline/test_segment_full_refund.py``)
-        whole=o.whole if is_return else 0,
+        whole=whole,
+        # since lines given back by SKU alone are attributed by the order's SKUs
+        skus=_skus(o) if not gives_back else (),
+        loose=tuple(sorted(loose.items())),
+    )
+
+
+def _skus(o: OrderFacts) -> tuple[tuple[str, ...], ...]:
+    """The distinct SKUs of each distinct category's lines (none when not known)."""
+    if not o.category_skus:
+        return ()
+    names = list(dict.fromkeys([c for c in o.categories if c]))
+    return tuple(
+        tuple(
+            dict.fromkeys([s for c, s in zip(o.categories, o.category_skus, strict=True) if c == n])
+        )
+        for n in names
     )
 
 

@@ -246,19 +246,34 @@ WORLD_DAYS = 16
 
 _BEHAVIOUR = ("page_view", "product_viewed", "cart_updated", "order_fulfilled")
 _EXPLICIT = ("consent_updated", "signup", "profile_updated")
-_ORDERS = ("order_completed", "pos_sale", "order_returned")
+_ORDERS = ("order_completed", "pos_sale", "order_returned", "order_cancelled")
 KINDS = _BEHAVIOUR * 3 + _EXPLICIT + _ORDERS * 2
 
+#: (category, SKU) of an order's lines that have a category, and (SKU, quantity) of those that
+#: have none (a give-back names lines either way)
+_LINES = st.lists(
+    st.tuples(st.sampled_from(["shoes", "socks", "hats"]), st.sampled_from(["s1", "s2", "s3"])),
+    max_size=3,
+)
+_LOOSE = st.lists(st.tuples(st.sampled_from(["s1", "s2", "s3"]), st.integers(1, 2)), max_size=2)
 _ORDER_FACTS = st.builds(
-    OrderFacts,
+    lambda lines, loose, **kw: OrderFacts(
+        categories=tuple([c for c, _ in lines]),
+        category_skus=tuple([s for _, s in lines]),
+        loose=tuple(loose),
+        **kw,
+    ),
+    _LINES,
+    _LOOSE,
     order_id=st.sampled_from(["o1", "o2", "o3", "o4"]),  # repeated: versions of one order
     total=st.sampled_from([Decimal(s) for s in ("10", "10.00", "9.99", "0.1", "1234.567", "-5")]),
     currency=st.sampled_from(["NOK", "eur", "JPY", "KWD"]),
     payment_method=st.sampled_from([None, "card", "cash"]),
     location_id=st.sampled_from([None, "online", "oslo-1", "bergen-2"]),
-    categories=st.lists(st.sampled_from(["shoes", "socks", "hats"]), max_size=3).map(tuple),
     skus=st.lists(st.sampled_from(["s1", "s2"]), max_size=2).map(tuple),
     in_store=st.booleans(),
+    # a return of the whole order (kept by returns only: ``test_segment_full_refund``)
+    whole=st.sampled_from([0, 0, 0, 1, 2]),
 )
 _TRAITS = st.dictionaries(
     st.sampled_from(["first_name", "city"]), st.sampled_from(["Ann", "Oslo", "Bergen"]), max_size=2

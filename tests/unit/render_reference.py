@@ -1,7 +1,11 @@
 """main 2b8581a's ``resolvers/profile/render.py``, verbatim below this docstring (its own
 docstring left as a comment): what the fifteenth pass's render is compared with
 (``test_profile_render_reference``), with main's ``traits`` (``traits_reference``): the one line
-changed, its import. Not imported by Loom."""
+changed, its import. Not imported by Loom. Changed since: an ``order_cancelled`` is a transaction
+that counts toward no money, order count or affinity (its lines given back: ``traits_reference``;
+``tests/pipeline/test_audience_returns.py``); a return of the whole order (``whole``) counts with
+the order's categories and units, and its amount and currency unless it stated an amount, where
+the person holds the order (``_whole_resolved``; ``tests/pipeline/test_segment_full_refund.py``)."""
 
 # ruff: noqa
 # mypy: ignore-errors
@@ -18,6 +22,7 @@ changed, its import. Not imported by Loom."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import heapq
 import json
@@ -159,14 +164,34 @@ def _latest_transactions(groups: Iterable[Facts]) -> dict[str, Transaction]:
     return out
 
 
+def _whole_resolved(ledger: Mapping[str, Transaction]) -> list[Transaction]:
+    """Since whole-order returns: each takes its order's lines (and money unless stated)."""
+    out = []
+    for t in ledger.values():
+        order = ledger.get(f"order:{t.order_id}")
+        if t.whole and order is not None:
+            stated = t.whole == 2
+            t = dataclasses.replace(
+                t,
+                amount=t.amount if stated else order.amount,
+                currency=t.currency if stated else order.currency,
+                categories=order.categories,
+                units=order.units,
+                sku=order.sku,
+            )
+        out.append(t)
+    return out
+
+
 def _count_transaction(totals: _Totals, t: Transaction, purposes: frozenset[Purpose]) -> None:
     if _P_ANALYTICS in purposes:
         totals.saw(t.at, t.at, (t.channel,))
         totals.traits.add(t, _CTX.add)
-        _add(totals.revenue if not t.is_return else totals.returns_value, t.currency, t.amount)
         if t.is_return:
+            _add(totals.returns_value, t.currency, t.amount)
             totals.returns += 1
-        else:
+        elif t.type != "order_cancelled":  # since cancellations are transactions: no purchase
+            _add(totals.revenue, t.currency, t.amount)
             if t.in_store:
                 totals.in_store += 1
                 if t.location_id not in _ONLINE_LOCATIONS:
@@ -180,7 +205,7 @@ def _count_transaction(totals: _Totals, t: Transaction, purposes: frozenset[Purp
                 totals.last_order = t
     if _P_PERSONALIZATION in purposes:
         totals.purchases.append(t)
-        if not t.is_return:
+        if not t.is_return and t.type != "order_cancelled":
             for category in t.categories:
                 _bump(totals.categories, category, PURCHASE_AFFINITY_WEIGHT)
 
@@ -201,9 +226,9 @@ def _totals(
     totals = _Totals()
     serves = gate.serves
     # one group (most people): its orders are one version per order id already
-    transactions = (
+    transactions = _whole_resolved(
         groups[0].transactions if len(groups) == 1 else _latest_transactions(groups)
-    ).values()
+    )
     for t in transactions:
         purposes = serves(
             at=t.at, consent=from_code(t.consent), region=t.region or region, purposes=asked

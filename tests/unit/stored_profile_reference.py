@@ -171,6 +171,9 @@ def _transaction_in(key: str, raw: list[Any]) -> Transaction:
         units=tuple(raw[15]) if len(raw) > 15 else (),
         # a return of the whole order (``tests/pipeline/test_segment_full_refund.py``)
         whole=raw[16] if len(raw) > 16 else 0,
+        # since cancellations and lines given back by SKU (``test_audience_returns.py``)
+        skus=tuple(tuple(x) for x in raw[17]) if len(raw) > 17 else (),
+        loose=tuple((x[0], x[1]) for x in raw[18]) if len(raw) > 18 else (),
     )
 
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resolvers.profile.facts import ORDER_TYPES, RETURN_TYPE, OrderFacts
+from resolvers.profile.facts import GIVE_BACK_TYPES, ORDER_TYPES, OrderFacts
 from resolvers.stages import observe
 from resolvers.stages.observe import event_consent, observation
 from resolvers.timefmt import utc
@@ -34,7 +34,7 @@ def test_an_observation_is_the_same_with_the_time_and_consent_read_by_the_lane()
 def _order_by_attributes(tp: Touchpoint) -> OrderFacts | None:
     """``observe._order`` as it read the models' attributes (before the ninth pass's second
     cut read their instance dicts): the reference it must equal."""
-    if tp.order is None or (tp.type not in ORDER_TYPES and tp.type != RETURN_TYPE):
+    if tp.order is None or (tp.type not in ORDER_TYPES and tp.type not in GIVE_BACK_TYPES):
         return None
     o = tp.order
     total = o.total
@@ -51,6 +51,10 @@ def _order_by_attributes(tp: Touchpoint) -> OrderFacts | None:
         in_store=tp.type is EventType.POS_SALE or tp.channel is Channel.POS,
         # since returns name their order (``tests/pipeline/test_audience_returns.py``)
         quantities=tuple([ln.quantity for ln in o.lines if ln.category]),
+        # since cancellations and lines given back by their SKU alone un-count purchases too
+        # (``tests/pipeline/test_audience_returns.py``)
+        category_skus=tuple([ln.sku for ln in o.lines if ln.category]),
+        loose=tuple([(ln.sku, ln.quantity) for ln in o.lines if not ln.category]),
     )
 
 

@@ -74,3 +74,58 @@ def test_a_return_of_the_whole_order_round_trips() -> None:
         WHOLE_ORDER,
         "o1",
     )
+
+
+def test_a_stored_transaction_ends_order_id_units_whole_skus_loose_up_to_the_last_it_has() -> None:
+    # whole (ADR 0003) stays at 16; a purchase's SKUs per category and a give-back's SKUs
+    # without one (ADR 0009, 2026-12-04) follow at 17 and 18, written only where there are some
+    def lines(*cats_skus: tuple[str, str]) -> OrderFacts:
+        return OrderFacts(
+            "o1",
+            Decimal(10),
+            "NOK",
+            categories=tuple([c for c, _ in cats_skus]),
+            category_skus=tuple([s for _, s in cats_skus]),
+        )
+
+    facts = observe_all(
+        [
+            obs("a", 1, type="order_completed", order=lines(("shoes", "s1"), ("socks", "s2"))),
+            obs("p", 2, type="order_completed", order=OrderFacts("o2", Decimal(5), "NOK")),
+            obs("w", 3, type="order_returned", order=OrderFacts("o2", Decimal(0), "NOK", whole=1)),
+            obs(
+                "c",
+                4,
+                type="order_cancelled",
+                order=OrderFacts("o1", Decimal(0), "NOK", loose=(("s2", 1), ("s1", 2))),
+            ),
+            returned("r", 5, "o1", "1"),
+        ]
+    )
+    stored = facts_to_json(facts)["o"]
+    assert stored["order:o1"][14:] == [None, [], 0, [["s1"], ["s2"]]]
+    assert len(stored["order:o2"]) == 14  # nothing optional: written as before
+    assert stored["return:w"][14:] == ["o2", [], WHOLE_ORDER]
+    assert stored["cancel:c"][14:] == ["o1", [], 0, [], [["s1", 2], ["s2", 1]]]
+    assert len(stored["return:r"]) == 14  # no lines named: no order
+    assert round_trip(facts) == facts
+
+
+def test_transactions_stored_before_skus_and_loose_decode_as_they_were() -> None:
+    # the forms written before 2026-12-04: 14 fields, 16 (a return's order and units), 17 (whole)
+    facts = observe_all(
+        [
+            order("a", 3, "o1", "10.50", categories=["shoes"]),
+            obs("w", 4, type="order_returned", order=OrderFacts("o1", Decimal(0), "NOK", whole=2)),
+        ]
+    )
+    doc = json.loads(json.dumps(facts_to_json(facts)))
+    assert len(doc["o"]["order:o1"]) == 14
+    assert doc["o"]["return:w"][14:] == ["o1", [], 2]
+    back = facts_from_json(doc)
+    assert back == facts
+    w = back.transactions["return:w"]
+    assert (w.order_id, w.whole, w.skus, w.loose) == ("o1", 2, (), ())
+    doc["o"]["return:w"] = doc["o"]["return:w"][:16]  # a return naming its order, no whole
+    w = facts_from_json(doc).transactions["return:w"]
+    assert (w.order_id, w.units, w.whole, w.skus, w.loose) == ("o1", (), 0, (), ())

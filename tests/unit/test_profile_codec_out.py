@@ -36,7 +36,7 @@ def _activity_out(a: Activity) -> tuple[Any, ...]:
 
 
 def _transaction_out(t: TransactionFact) -> list[Any]:
-    return [
+    return [  # since returns name their order (``tests/pipeline/test_audience_returns.py``)
         format_time(t.at),
         t.event_id,
         t.type,
@@ -51,9 +51,24 @@ def _transaction_out(t: TransactionFact) -> list[Any]:
         t.location_id,
         list(t.categories),
         t.sku,
-    ] + (  # since returns name their order (``tests/pipeline/test_audience_returns.py``)
-        [t.order_id, list(t.units)] if t.order_id is not None or t.units else []
-    )
+        *_tail(t),
+    ]
+
+
+def _tail(t: Any) -> list[Any]:
+    """Since cancellations and lines given back by SKU (``tests/pipeline/
+    test_audience_returns.py``) and whole-order returns (``tests/pipeline/
+    test_segment_full_refund.py``): the optional trailing fields up to the last one it has."""
+    tail = [
+        t.order_id,
+        list(t.units),
+        t.whole,
+        [list(s) for s in t.skus],
+        [list(x) for x in t.loose],
+    ]
+    while len(tail) > 2 and tail[-1] in ([], 0):
+        tail.pop()
+    return [] if tail == [None, []] else tail
 
 
 def _ids_out(ids: frozenset[int]) -> str:

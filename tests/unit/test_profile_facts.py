@@ -480,15 +480,22 @@ def test_prune_is_idempotent(events: list[Observation], keys: list[int]) -> None
 
 @PROPS
 @given(events=worlds(), keys=SORT_KEYS)
-def test_the_ledger_holds_the_latest_version_of_every_order_and_every_return(
+def test_the_ledger_holds_the_latest_version_of_every_order_and_every_give_back(
     events: list[Observation], keys: list[int]
 ) -> None:
     facts = observe_all(permuted(events, keys))
     expected: dict[str, tuple[datetime, str]] = {}
     for e in events:
-        if e.order is None or e.type not in ("order_completed", "pos_sale", "order_returned"):
+        if e.order is None:
             continue
-        key = f"return:{e.event_id}" if e.type == "order_returned" else f"order:{e.order.order_id}"
+        if e.type == "order_returned":
+            key = f"return:{e.event_id}"
+        elif e.type == "order_cancelled":
+            key = f"cancel:{e.event_id}"
+        elif e.type in ("order_completed", "pos_sale"):
+            key = f"order:{e.order.order_id}"
+        else:
+            continue
         expected[key] = max(expected.get(key, (e.at, e.event_id)), (e.at, e.event_id))
     assert {k: (t.at, t.event_id) for k, t in facts.transactions.items()} == expected
 

@@ -6,7 +6,9 @@ What changed (issue 17.2, thirteenth pass): one group's orders are not copied in
 latest versions; a purchase's activity is built only if it is among the shown ones, found
 with ``heapq.nlargest`` instead of sorting them all; an empty part of the totals gives its
 empty field without a sort or a call; a purchase trait scratch without purchases returns its
-empty fields at once."""
+empty fields at once. Since (2026-12-04): an ``order_cancelled`` is a transaction that
+counts toward no money, order count or affinity (``tests/pipeline/test_audience_returns.py``);
+a return of the whole order counts with the order's lines (``render_reference._whole_resolved``)."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from profile_worlds import (
     tracked,
     worlds,
 )
+from render_reference import _whole_resolved
 
 from resolvers.consent import CONSENT_PURPOSES, ConsentHistory, Gate, Purpose
 from resolvers.consent.signals import from_code
@@ -83,10 +86,11 @@ def _old_count_transaction(totals: Any, t: Transaction, purposes: frozenset[Purp
     if Purpose.ANALYTICS in purposes:
         totals.saw(t.at, t.at, (t.channel,))
         totals.traits.add(t, render_module._CTX.add)
-        _old_add(totals.revenue if not t.is_return else totals.returns_value, t.currency, t.amount)
         if t.is_return:
+            _old_add(totals.returns_value, t.currency, t.amount)
             totals.returns += 1
-        else:
+        elif t.type != "order_cancelled":  # since cancellations are transactions: no order
+            _old_add(totals.revenue, t.currency, t.amount)
             if t.in_store:
                 totals.in_store += 1
                 if t.location_id not in render_module._ONLINE_LOCATIONS:
@@ -100,7 +104,7 @@ def _old_count_transaction(totals: Any, t: Transaction, purposes: frozenset[Purp
                 totals.last_order = t
     if Purpose.PERSONALIZATION in purposes:
         totals.activities.append(t.activity())
-        if not t.is_return:
+        if not t.gives_back:
             for category in t.categories:
                 _old_bump(totals.categories, category, PURCHASE_AFFINITY_WEIGHT)
 
@@ -109,7 +113,8 @@ def _old_totals(
     gate: Gate, groups: Sequence[Facts], region: str | None, asked: frozenset[Purpose]
 ) -> Any:
     totals = render_module._Totals()
-    for t in _old_latest_transactions(groups).values():
+    # since whole-order returns (``test_segment_full_refund``): resolved as ``render_reference``
+    for t in _whole_resolved(_old_latest_transactions(groups)):
         purposes = gate.serves(
             at=t.at, consent=from_code(t.consent), region=t.region or region, purposes=asked
         )

@@ -2,7 +2,9 @@
 docstring dropped): what ``render_reference`` counts purchase traits with. Not imported by
 Loom. Changed since: a return that names its order gives back that order's units of its
 categories, and a category's purchase fully given back does not count (``_returned``, below;
-``tests/pipeline/test_audience_returns.py``)."""
+``tests/pipeline/test_audience_returns.py``); a cancellation gives back like a return, and a
+line given back by its SKU alone gives back the units of the order's category of that SKU
+(when the purchase stored its lines' SKUs and the SKU is of one of its categories only)."""
 
 # ruff: noqa
 # mypy: ignore-errors
@@ -57,7 +59,7 @@ class PurchaseTraits:
         self.adder = adder
 
     def _count(self, t: Transaction, adder: Callable[[Decimal, Decimal], Decimal]) -> None:
-        if t.is_return:
+        if _gives_back(t):
             return
         self.channels[t.channel] = self.channels.get(t.channel, 0) + 1
         for name in t.categories:
@@ -97,12 +99,32 @@ def _units(t: Transaction, name: str) -> int:
     return t.units[t.categories.index(name)] if t.units else 1
 
 
+def _gives_back(t: Transaction) -> bool:
+    return t.is_return or t.type == "order_cancelled"
+
+
 def _returned(seen: list[Transaction], purchase: Transaction, name: str) -> bool:
-    """Whether the returns naming ``purchase``'s order give back all its units of ``name``."""
+    """Whether the returns and cancellations naming ``purchase``'s order give back all its
+    units of ``name``."""
     order = purchase.key.removeprefix("order:")
     back = sum(
         _units(r, name)
         for r in seen
-        if r.is_return and r.order_id == order and name in r.categories
+        if _gives_back(r) and r.order_id == order and name in r.categories
     )
+    if purchase.skus:
+        mine = set(purchase.skus[purchase.categories.index(name)])
+        others = {
+            sku
+            for other, skus in zip(purchase.categories, purchase.skus)
+            if other != name
+            for sku in skus
+        }
+        back += sum(
+            n
+            for r in seen
+            if _gives_back(r) and r.order_id == order
+            for sku, n in r.loose
+            if sku in mine and sku not in others
+        )
     return back >= _units(purchase, name)
