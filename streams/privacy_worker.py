@@ -22,10 +22,20 @@ and records what it did on ``privacy.audit`` (ids and counts only; the customer 
 digest, never by id: :mod:`schemas.inbound.shopify_privacy`). A record that is no
 privacy request goes to the DLQ (stage ``privacy``).
 
+It also consumes ``privacy.erasures`` (the lane's announcement of each erasure, however it was
+requested: ``loom erase``, an ``erasure_requested`` from any channel, a Shopify redact) and
+forgets the erased profile's customer ids (``customer_digests``: salted digests, never the ids)
+in the memory of every shop the gateway remembers, as ``customers/redact`` does: the customer
+and, through them, the customer of each of their order memos
+(:meth:`~streams.shopify_memory.ShopifyMemory.forget_customers`: one HMGET per shop). An
+announcement without digests (written before them, or a profile without a customer id) is
+passed over.
+
 Order per batch: produce every output, wait until Kafka acknowledged all (``acks=all``), forget
-the redacted shops, then commit the offsets. A failure seeks back to the batch and retries it
-with backoff: at least once, and every output is idempotent (erasure ids derive from the shop
-and customer; an export record repeats the request id).
+the redacted shops and the erased customers, then commit the offsets. A failure seeks back to
+the batch and retries it with backoff: at least once, and every output is idempotent (erasure
+ids derive from the shop and customer; an export record repeats the request id; a customer
+forgotten is forgotten again).
 """
 
 from __future__ import annotations
@@ -77,6 +87,8 @@ class Outputs:
         default_factory=list
     )
     forget: list[str] = field(default_factory=list)
+    #: digests of erased customers (``privacy.erasures``) to forget in every shop's memory
+    erased: set[str] = field(default_factory=set)
     outcomes: list[tuple[str, str]] = field(default_factory=list)
 
     def add(
@@ -184,7 +196,7 @@ class PrivacyWorker:
     # --- the loop -------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        self.consumer.subscribe([self.topics.privacy_requests])
+        self.consumer.subscribe([self.topics.privacy_requests, self.topics.erasures])
         backoff = Backoff(self.backoff_max_s, first_s=1.0)
         try:
             while not stop.is_set():
@@ -213,6 +225,9 @@ class PrivacyWorker:
         """One batch: outputs produced and acknowledged, shops forgotten, offsets committed."""
         out = Outputs()
         for message in batch:
+            if message.topic() == self.topics.erasures:
+                out.erased.update(erased_customers(message.value()))
+                continue
             try:
                 request = request_from_json(orjson.loads(message.value() or b"null"))
             except (orjson.JSONDecodeError, InvalidEvent, AttributeError):
@@ -222,6 +237,9 @@ class PrivacyWorker:
         self._produce(out.records)
         for shop in out.forget:
             self.memory.forget_shop(shop)
+        if out.erased:
+            for shop in list(self.memory.shops()):
+                self.memory.forget_customers(shop, out.erased)
         self.consumer.commit(asynchronous=False)
         for kind, outcome in out.outcomes:
             self.metrics.requests.labels(kind, outcome).inc()
@@ -269,6 +287,17 @@ class PrivacyWorker:
             # a partition revoked meanwhile is read again by its new owner
             with contextlib.suppress(KafkaException):
                 self.consumer.seek(TopicPartition(topic, partition, offset))
+
+
+def erased_customers(value: bytes | None) -> list[str]:
+    """The customer digests an erasure's announcement names (none: a tombstone, an older or
+    unreadable record: the lane wrote it, nothing to dead-letter)."""
+    try:
+        data = orjson.loads(value or b"null")
+    except orjson.JSONDecodeError:
+        return []
+    digests = data.get("customer_digests") if isinstance(data, dict) else None
+    return [d for d in digests if isinstance(d, str)] if isinstance(digests, list) else []
 
 
 def build(settings: LoomSettings, memory: ShopifyMemory, reader: ProfileReader) -> PrivacyWorker:

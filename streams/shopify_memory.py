@@ -5,8 +5,17 @@
   200 without producing anything again;
 * **orders** (for ``LOOM_GATEWAY_SHOPIFY_ORDER_TTL_S``): the customer of each order and where an
   online order committed its units, which fulfilments, refunds and cancellations need (their
-  payloads name neither; :class:`~schemas.inbound.shopify_model.OrderMemo`);
-* **customers**: every customer id the shop sent, which ``shop/redact`` erases;
+  payloads name neither; :class:`~schemas.inbound.shopify_model.OrderMemo`). A memo names its
+  customer by digest only, found in the shop's customers: forgetting a customer there
+  forgets them in every memo of their orders at once;
+* **customers**: every customer id the shop sent (with a customer or an order), under its
+  digest: the pipeline's suppression hash of ``customer_id:<id>`` (the same salt), so that an
+  erasure the lane announces on ``privacy.erasures`` (the digests of the erased profile's
+  customer ids, never the ids) is found in each shop's memory without a scan
+  (:meth:`RedisShopifyMemory.forget_customers`, called by ``loom privacy-worker``), and
+  ``shop/redact`` erases them all;
+* **shops**: the names of the shops the gateway remembers anything of (where the privacy
+  worker looks for an erased customer);
 * **guests**: the salted hashes (the pipeline's suppression hashes, with the same salt) of
   the e-mails and phones of the shop's guest checkouts (orders without a customer), which
   ``shop/redact`` erases too: the privacy worker finds the identifiers Loom holds under them
@@ -17,27 +26,31 @@
 Key layout (``P`` = ``LOOM_REDIS_PREFIX``, ``S`` = the shop's configured name)::
 
     P:shopify:v1:S:webhook:<webhook id>   string, expires           webhook answered
-    P:shopify:v1:S:order:<order id>       string (JSON c, w), expires   order memo
-    P:shopify:v1:S:customers              set of customer ids
+    P:shopify:v1:S:order:<order id>       string (JSON d, w), expires   order memo
+    P:shopify:v1:S:customer_ids           hash: digest -> customer id
+    P:shopify:v1:shops                    set of shop names
     P:shopify:v1:S:guests                 set of suppression hashes of guest e-mails/phones
     P:shopify:v1:S:redacted               set of salted SHA-256 of redacted customer ids
 
 What a webhook makes the gateway remember is applied with its answered marker in one Lua call,
-after Kafka acknowledged the webhook's records. :class:`InMemoryShopifyMemory` is the same
-contract in a dict, for tests of the front door (one contract test runs both).
+after Kafka acknowledged the webhook's records. (A memory written before the ``customer_ids``
+hash keeps its ``customers`` set of ids and memos naming ``c`` in the clear: they are read and
+forgotten by ``customers/redact`` and ``shop/redact`` as before, the memos expire.)
+:class:`InMemoryShopifyMemory` is the same contract in a dict, for tests of the front door
+(one contract test runs both).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Final, Protocol
 
 import orjson
 import redis
 
 from resolvers.context import suppression_hash
-from schemas.identifiers import Identifier
+from schemas.identifiers import CUSTOMER_ID, Identifier
 from schemas.inbound.shopify_model import (
     ForgetCustomer,
     MemoryOp,
@@ -50,36 +63,42 @@ from schemas.inbound.shopify_model import (
 #: How long a webhook's "answered" marker is kept: Shopify retries for 48 hours.
 WEBHOOK_TTL_S: Final = 72 * 3600
 
-#: ARGV: root, order ttl, marker (webhook id, '' = none), then ops:
-#: ``customer <id> <hash>`` | ``guest <suppression hash>``
-#: | ``order <id> <customer id or ''> <its hash> <committed_at or ''>``
-#: | ``forget <customer id> <hash> <n> <order ids...>``.
+#: ARGV: root, order ttl, marker (webhook id, '' = none), marker ttl, shops key, shop, then
+#: ops: ``customer <id> <hash> <digest>`` | ``guest <suppression hash>``
+#: | ``order <id> <customer id or ''> <its hash> <its digest> <committed_at or ''>``
+#: | ``forget <customer id> <hash> <digest> <n> <order ids...>`` (hash: the ``redacted`` set's;
+#: digest: the ``customer_ids`` hash's).
 APPLY_SCRIPT: Final = """
 local root, ttl, marker, marker_ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
-local customers, redacted = root .. ':customers', root .. ':redacted'
-local i = 5
+local ids, redacted = root .. ':customer_ids', root .. ':redacted'
+redis.call('SADD', ARGV[5], ARGV[6])
+local i = 7
 while i <= #ARGV do
   local op = ARGV[i]
   if op == 'customer' then
     if redis.call('SISMEMBER', redacted, ARGV[i + 2]) == 0 then
-      redis.call('SADD', customers, ARGV[i + 1])
+      redis.call('HSET', ids, ARGV[i + 3], ARGV[i + 1])
     end
-    i = i + 3
+    i = i + 4
   elseif op == 'guest' then
     redis.call('SADD', root .. ':guests', ARGV[i + 1])
     i = i + 2
   elseif op == 'order' then
-    local c = ARGV[i + 2]
-    if c ~= '' and redis.call('SISMEMBER', redacted, ARGV[i + 3]) == 1 then c = '' end
-    redis.call('SET', root .. ':order:' .. ARGV[i + 1], cjson.encode({c = c, w = ARGV[i + 4]}),
+    local d = ''
+    if ARGV[i + 2] ~= '' and redis.call('SISMEMBER', redacted, ARGV[i + 3]) == 0 then
+      d = ARGV[i + 4]
+      redis.call('HSET', ids, d, ARGV[i + 2])
+    end
+    redis.call('SET', root .. ':order:' .. ARGV[i + 1], cjson.encode({d = d, w = ARGV[i + 5]}),
                'EX', ttl)
-    i = i + 5
+    i = i + 6
   elseif op == 'forget' then
-    redis.call('SREM', customers, ARGV[i + 1])
+    redis.call('HDEL', ids, ARGV[i + 3])
+    redis.call('SREM', root .. ':customers', ARGV[i + 1])  -- a memory written before the hash
     redis.call('SADD', redacted, ARGV[i + 2])
-    local n = tonumber(ARGV[i + 3])
-    for j = 1, n do redis.call('DEL', root .. ':order:' .. ARGV[i + 3 + j]) end
-    i = i + 4 + n
+    local n = tonumber(ARGV[i + 4])
+    for j = 1, n do redis.call('DEL', root .. ':order:' .. ARGV[i + 4 + j]) end
+    i = i + 5 + n
   else
     return redis.error_reply('unknown op')
   end
@@ -103,6 +122,15 @@ class ShopifyMemory(Protocol):
 
     def customers(self, shop: str) -> Iterator[str]: ...
 
+    def shops(self) -> Iterator[str]:
+        """The shops the gateway remembers anything of."""
+        ...
+
+    def forget_customers(self, shop: str, digests: Collection[str]) -> int:
+        """Forget the shop's customers of these digests (module doc) as ``customers/redact``
+        does, in every memo of their orders too; returns how many the shop knew."""
+        ...
+
     def guests(self, shop: str) -> Iterator[str]:
         """The suppression hashes of the shop's guest identifiers (module doc)."""
         ...
@@ -118,6 +146,12 @@ class ShopifyMemory(Protocol):
 
 def _hash(salt: bytes, customer_id: str) -> str:
     return hashlib.sha256(salt + customer_id.encode()).hexdigest()
+
+
+def _digest(salt: bytes, customer_id: str) -> str:
+    """What the ``customer_ids`` hash and the memos know a customer by: the pipeline's
+    suppression hash of ``customer_id:<id>`` (what ``privacy.erasures`` names them by)."""
+    return suppression_hash(Identifier(CUSTOMER_ID, customer_id), salt)
 
 
 def _guest_hash(salt: bytes, op: RememberGuest) -> str:
@@ -136,6 +170,9 @@ class RedisShopifyMemory:
     def root(self, shop: str) -> str:
         return f"{self.prefix}:shopify:v1:{shop}"
 
+    def shops_key(self) -> str:
+        return f"{self.prefix}:shopify:v1:shops"
+
     def answered(self, shop: str, webhook_id: str) -> bool:
         return bool(self.client.exists(f"{self.root(shop)}:webhook:{webhook_id}"))
 
@@ -144,27 +181,51 @@ class RedisShopifyMemory:
         if raw is None:
             return None
         data = orjson.loads(raw)
-        return OrderMemo(customer_id=data.get("c") or None, committed_at=data.get("w") or None)
+        customer = data.get("c") or None  # a memo written before the ``customer_ids`` hash
+        if data.get("d"):
+            found = self.client.hget(f"{self.root(shop)}:customer_ids", data["d"])
+            customer = _text(found) if found is not None else None
+        return OrderMemo(customer_id=customer, committed_at=data.get("w") or None)
 
     def apply(self, shop: str, ops: Sequence[MemoryOp], *, answered: str | None = None) -> None:
         args: list[str | int] = [self.root(shop), self.order_ttl_s, answered or "", WEBHOOK_TTL_S]
+        args += [self.shops_key(), shop]
+        salt = self.salt
         for op in ops:
             if isinstance(op, RememberCustomer):
-                args += ["customer", op.customer_id, _hash(self.salt, op.customer_id)]
+                cid = op.customer_id
+                args += ["customer", cid, _hash(salt, cid), _digest(salt, cid)]
             elif isinstance(op, RememberGuest):
-                args += ["guest", _guest_hash(self.salt, op)]
+                args += ["guest", _guest_hash(salt, op)]
             elif isinstance(op, RememberOrder):
                 cid = op.memo.customer_id or ""
-                hashed = _hash(self.salt, cid) if cid else ""
-                args += ["order", op.order_id, cid, hashed, op.memo.committed_at or ""]
+                hashed, digest = (_hash(salt, cid), _digest(salt, cid)) if cid else ("", "")
+                args += ["order", op.order_id, cid, hashed, digest, op.memo.committed_at or ""]
             elif isinstance(op, ForgetCustomer):
-                args += ["forget", op.customer_id, _hash(self.salt, op.customer_id)]
+                cid = op.customer_id
+                args += ["forget", cid, _hash(salt, cid), _digest(salt, cid)]
                 args += [len(op.order_ids), *op.order_ids]
         self._apply(keys=[], args=args)
 
     def customers(self, shop: str) -> Iterator[str]:
-        for member in self.client.sscan_iter(f"{self.root(shop)}:customers", count=1000):
-            yield member.decode() if isinstance(member, bytes) else str(member)
+        root = self.root(shop)
+        for _, member in self.client.hscan_iter(f"{root}:customer_ids", count=1000):
+            yield _text(member)
+        for member in self.client.sscan_iter(f"{root}:customers", count=1000):  # (module doc)
+            yield _text(member)
+
+    def shops(self) -> Iterator[str]:
+        for member in self.client.sscan_iter(self.shops_key(), count=1000):
+            yield _text(member)
+
+    def forget_customers(self, shop: str, digests: Collection[str]) -> int:
+        if not digests:
+            return 0
+        found = self.client.hmget(f"{self.root(shop)}:customer_ids", list(digests))
+        known = [ForgetCustomer(_text(cid), ()) for cid in found if cid is not None]
+        if known:
+            self.apply(shop, known)
+        return len(known)
 
     def guests(self, shop: str) -> Iterator[str]:
         for member in self.client.sscan_iter(f"{self.root(shop)}:guests", count=1000):
@@ -180,6 +241,7 @@ class RedisShopifyMemory:
                 batch.clear()
         if batch:
             deleted += int(self.client.delete(*batch))
+        self.client.srem(self.shops_key(), shop)
         return deleted
 
     def ping(self) -> bool:
@@ -189,16 +251,22 @@ class RedisShopifyMemory:
         self.client.close()
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class InMemoryShopifyMemory:
     """The same contract in dicts (tests of the front door and the privacy worker)."""
 
     def __init__(self, salt: bytes = b"test-salt") -> None:
         self.salt = salt
         self.markers: dict[tuple[str, str], bool] = {}
-        self.orders: dict[tuple[str, str], OrderMemo] = {}
-        self.known: dict[str, set[str]] = {}
+        #: (shop, order id) -> (the customer's digest or None, committed at)
+        self.orders: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+        self.known: dict[str, dict[str, str]] = {}  # shop -> digest -> customer id
         self.redacted: dict[str, set[str]] = {}
         self.guest_hashes: dict[str, set[str]] = {}
+        self.remembered: set[str] = set()
         self.up = True
 
     def _check(self) -> None:
@@ -211,25 +279,32 @@ class InMemoryShopifyMemory:
 
     def order(self, shop: str, order_id: str) -> OrderMemo | None:
         self._check()
-        return self.orders.get((shop, order_id))
+        memo = self.orders.get((shop, order_id))
+        if memo is None:
+            return None
+        digest, committed_at = memo
+        customer = self.known.get(shop, {}).get(digest) if digest is not None else None
+        return OrderMemo(customer, committed_at)
 
     def apply(self, shop: str, ops: Sequence[MemoryOp], *, answered: str | None = None) -> None:
         self._check()
+        self.remembered.add(shop)
         redacted = self.redacted.setdefault(shop, set())
+        known = self.known.setdefault(shop, {})
         for op in ops:
             if isinstance(op, RememberCustomer):
                 if _hash(self.salt, op.customer_id) not in redacted:
-                    self.known.setdefault(shop, set()).add(op.customer_id)
+                    known[_digest(self.salt, op.customer_id)] = op.customer_id
             elif isinstance(op, RememberGuest):
                 self.guest_hashes.setdefault(shop, set()).add(_guest_hash(self.salt, op))
             elif isinstance(op, RememberOrder):
-                memo = op.memo
-                cid = memo.customer_id
-                if cid is not None and _hash(self.salt, cid) in redacted:
-                    memo = OrderMemo(None, memo.committed_at)
-                self.orders[(shop, op.order_id)] = memo
+                cid, digest = op.memo.customer_id, None
+                if cid is not None and _hash(self.salt, cid) not in redacted:
+                    digest = _digest(self.salt, cid)
+                    known[digest] = cid
+                self.orders[(shop, op.order_id)] = (digest, op.memo.committed_at)
             elif isinstance(op, ForgetCustomer):
-                self.known.setdefault(shop, set()).discard(op.customer_id)
+                known.pop(_digest(self.salt, op.customer_id), None)
                 redacted.add(_hash(self.salt, op.customer_id))
                 for order_id in op.order_ids:
                     self.orders.pop((shop, order_id), None)
@@ -238,7 +313,18 @@ class InMemoryShopifyMemory:
 
     def customers(self, shop: str) -> Iterator[str]:
         self._check()
-        yield from sorted(self.known.get(shop, set()))
+        yield from sorted(self.known.get(shop, {}).values())
+
+    def shops(self) -> Iterator[str]:
+        self._check()
+        yield from sorted(self.remembered)
+
+    def forget_customers(self, shop: str, digests: Collection[str]) -> int:
+        self._check()
+        found = [cid for d in digests if (cid := self.known.get(shop, {}).get(d)) is not None]
+        if found:
+            self.apply(shop, [ForgetCustomer(cid, ()) for cid in found])
+        return len(found)
 
     def guests(self, shop: str) -> Iterator[str]:
         self._check()
@@ -252,6 +338,7 @@ class InMemoryShopifyMemory:
         self.orders = {k: v for k, v in self.orders.items() if k[0] != shop}
         n += int(bool(self.known.pop(shop, None))) + int(bool(self.redacted.pop(shop, None)))
         n += int(bool(self.guest_hashes.pop(shop, None)))
+        self.remembered.discard(shop)
         return n
 
     def ping(self) -> bool:

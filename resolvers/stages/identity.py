@@ -58,7 +58,7 @@ from resolvers.profile import facts as profile_facts
 from resolvers.profile.facts import EMPTY_FACTS, Facts
 from resolvers.timefmt import format_time
 from resolvers.tuples import new_tuple
-from schemas.identifiers import Identifier
+from schemas.identifiers import CUSTOMER_ID, Identifier
 
 # Enum members read per event, bound once (prefix: M_ measure): on CPython
 # 3.11 a member read off its class costs ~0.1 µs (its metaclass's attribute hook), a
@@ -655,9 +655,18 @@ class _Run:
                         "event_id": requests[0] if requests else None,
                         "identifiers_suppressed": len(self.closure.absorbed),
                         "merged_from": list(erased.merged_from),
+                        "customer_digests": self._customer_digests(erased.profile_id),
                     },
                 )
             )
+
+    def _customer_digests(self, profile_id: str) -> list[str]:
+        """The suppression hashes of the customer ids the erased profile held: the privacy
+        worker forgets them in the gateway's Shopify memory (ADR 0007), which must not learn
+        of an erasure by id (``privacy.erasures`` is kept)."""
+        profile = self.ev.profiles[profile_id]
+        ids = {i for _, atom in profile.atoms() for i in atom.ids if i.type == CUSTOMER_ID}
+        return sorted(self.ev.hash_of(i) for i in ids)
 
     # 7. identifier records ----------------------------------------------------------------------
     def write_records(self) -> None:

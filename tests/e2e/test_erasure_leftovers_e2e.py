@@ -234,3 +234,36 @@ def retention_ms(loom: Loom, topics: list[str]) -> dict[str, int]:
         resource.name: int(future.result()["retention.ms"].value)
         for resource, future in futures.items()
     }
+
+
+def test_an_erasure_from_another_channel_leaves_no_customer_id_in_the_gateways_memory(
+    deployment: tuple[Loom, GatewayProcess],
+) -> None:
+    """Erased by an ``erasure_requested`` from support naming only her e-mail (not Shopify's
+    ``customers/redact``): the gateway's Shopify memory forgets her customer id too, in the
+    shop's customers and in the memory of her order (docs/consent.md "After an erasure")."""
+    loom, gateway = deployment
+    customer = {**payload("customers/create"), "id": CUSTOMER, "email": EMAIL, "phone": PHONE,
+                "state": "enabled", "created_at": at(9).isoformat(),
+                "updated_at": at(9).isoformat()}  # fmt: skip
+    send(gateway, "customers/create", customer, at(9))
+    send(gateway, "orders/create", order_payload(ORDER, 1, at(10), customer=customer,
+                                                 email=EMAIL), at(10))  # fmt: skip
+    loom.wait_idle()
+    shopify = f"{loom.settings.redis_prefix}:shopify:"
+
+    def memory_naming_her() -> list[str]:
+        return sorted(k for k, blob in redis_text(loom).items()
+                      if k.startswith(shopify) and str(CUSTOMER).encode() in blob)  # fmt: skip
+
+    assert memory_naming_her()  # the gateway remembers her and her order
+    loom.produce([{
+        "event_id": "leftover-support-erasure", "type": "erasure_requested",
+        "channel": "support", "occurred_at": at(13).isoformat(), "region": "US",
+        "identifiers": {"email": EMAIL},
+    }])  # fmt: skip
+    loom.wait_idle()
+    wait_for(lambda: loom.decoded(loom.settings.topics.erasures), "no erasure announced", loom)
+    wait_for(lambda: not memory_naming_her(), "the gateway's memory still names her", loom, 30)
+    order = loom.redis.get(f"{shopify}v1:jsmith:order:{ORDER}")
+    assert order is not None  # her order's memory stays (its stock), without her

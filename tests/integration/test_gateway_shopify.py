@@ -80,11 +80,14 @@ def test_a_200_means_kafka_has_the_webhooks_records_and_the_gateway_remembers(
     assert order.event_id == "shopify:jsmith:order:820982911946154508"
     root = f"{redis_prefix}:shopify:v1:jsmith"
     assert redis_client.exists(f"{root}:webhook:w-int-1")
-    assert redis_client.smembers(f"{root}:customers") == {b"115310627314723954"}
+    # the customer under their digest; the order's memo names them by that digest only
+    [(digest, customer)] = redis_client.hgetall(f"{root}:customer_ids").items()
+    assert customer == b"115310627314723954"
     assert orjson.loads(redis_client.get(f"{root}:order:820982911946154508")) == {  # type: ignore[arg-type]
-        "c": "115310627314723954",
+        "d": digest.decode(),
         "w": "ottawa-warehouse",
     }
+    assert redis_client.smembers(f"{redis_prefix}:shopify:v1:shops") == {b"jsmith"}
     # Shopify's retry of the same webhook: answered, nothing produced again
     again = post(gw, "orders/create", payload("orders/create"), webhook_id="w-int-1")
     assert again.status_code == 200

@@ -11,6 +11,8 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from resolvers.context import suppression_hash
+from schemas.identifiers import CUSTOMER_ID, Identifier
 from schemas.inbound.shopify_model import (
     ForgetCustomer,
     MemoryOp,
@@ -38,6 +40,7 @@ STEPS = st.lists(
         st.sampled_from(["a", "b"]),
         st.lists(OPS, max_size=3),
         st.none() | st.text("wxyz", min_size=1, max_size=3),
+        st.lists(CUSTOMERS, max_size=2),  # erased (privacy.erasures), after the ops
     ),
     max_size=12,
 )
@@ -47,7 +50,8 @@ _run = itertools.count()
 def observe(memory: Any, shop: str) -> tuple[Any, ...]:
     orders = {o: memory.order(shop, o) for o in ("o1", "o2", "o3", "o4")}
     marks = {m: memory.answered(shop, m) for m in ("w", "x", "y", "z", "wx", "wxy")}
-    return (sorted(memory.customers(shop)), orders, marks, sorted(memory.guests(shop)))
+    shops = sorted(memory.shops())
+    return (sorted(memory.customers(shop)), orders, marks, sorted(memory.guests(shop)), shops)
 
 
 @settings(
@@ -57,14 +61,22 @@ def observe(memory: Any, shop: str) -> tuple[Any, ...]:
 def test_redis_and_in_memory_remember_alike(
     redis_client: redis.Redis,
     redis_prefix: str,
-    steps: list[tuple[str, list[MemoryOp], str | None]],
+    steps: list[tuple[str, list[MemoryOp], str | None, list[str]]],
 ) -> None:
     prefix = f"{redis_prefix}{next(_run)}"
     real = RedisShopifyMemory(redis_client, prefix, order_ttl_s=3600, salt=b"s")
     fake = InMemoryShopifyMemory(salt=b"s")
-    for i, (shop, ops, answered) in enumerate(steps):
+    for i, (shop, ops, answered, erased) in enumerate(steps):
         real.apply(shop, ops, answered=answered)
         fake.apply(shop, ops, answered=answered)
+        digests = {suppression_hash(Identifier(CUSTOMER_ID, c), b"s") for c in erased}
+        assert sorted(real.shops()) == sorted(fake.shops())
+        for each in list(real.shops()):
+            assert real.forget_customers(each, digests) == fake.forget_customers(each, digests)
+        for each in ("a", "b"):
+            customers, orders = observe(real, each)[:2]
+            named = {*customers, *(m.customer_id for m in orders.values() if m is not None)}
+            assert not named & set(erased), f"shop {each} remembers an erased customer"
         for each in ("a", "b"):
             assert observe(real, each) == observe(fake, each), f"shop {each} after step {i}"
     for shop in ("a", "b"):
@@ -78,8 +90,10 @@ def test_redis_and_in_memory_remember_alike(
                 dict.fromkeys(("o1", "o2", "o3", "o4")),
                 dict.fromkeys(("w", "x", "y", "z", "wx", "wxy"), False),
                 [],
+                observe(real, shop)[4],
             )
         )
+    assert list(real.shops()) == list(fake.shops()) == []
     assert list(redis_client.scan_iter(f"{prefix}:*")) == []
 
 
@@ -89,5 +103,5 @@ def test_memos_and_markers_expire(redis_client: redis.Redis, redis_prefix: str) 
     root = memory.root("a")
     assert 3500 < int(redis_client.ttl(f"{root}:order:o1")) <= 3600  # type: ignore[arg-type]
     assert 72 * 3600 - 100 < int(redis_client.ttl(f"{root}:webhook:hook-1")) <= 72 * 3600  # type: ignore[arg-type]
-    assert redis_client.ttl(f"{root}:customers") == -2  # nothing remembered: no key
+    assert redis_client.ttl(f"{root}:customer_ids") == -1  # the order's customer: kept
     assert memory.order("a", "o1") == OrderMemo("c1", "w")

@@ -516,6 +516,15 @@ class _Run:
                         "event_id": requests[0] if requests else None,
                         "identifiers_suppressed": len(self.closure.absorbed),
                         "merged_from": list(erased.merged_from),
+                        # added with the gateway memory's erasure (not part of the refactor)
+                        "customer_digests": sorted(
+                            {
+                                self.ev.hash_of(i)
+                                for _, atom in self.ev.profiles[erased.profile_id].atoms()
+                                for i in atom.ids
+                                if i.type == "customer_id"
+                            }
+                        ),
                     },
                 )
             )
