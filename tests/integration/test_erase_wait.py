@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
@@ -73,6 +74,49 @@ def erase_argv(identifier: str, wait: str, kafka: str, redis_url: str, prefix: s
     ]
 
 
+@dataclass
+class Setup:
+    """One test's deployment: a raw topic of its own (``LOOM_TOPIC_RAW``), the profiles lane's
+    part on the test's Redis prefix, a reader of it, and the ``loom erase`` command line."""
+
+    kafka: str
+    redis_url: str
+    prefix: str
+    raw: str
+    lane: Lane
+    reader: ProfileReader
+
+    def argv(self, identifier: str, wait: str) -> list[str]:
+        return erase_argv(identifier, wait, self.kafka, self.redis_url, self.prefix)
+
+    def erase(self, identifier: str, wait: str = "30", pending: int = 0) -> int:
+        """``loom erase IDENTIFIER --wait WAIT`` while the lane processes what it sent."""
+        return erase_while_a_worker_processes(
+            self.argv(identifier, wait), self.kafka, self.raw, self.lane, pending
+        )
+
+
+@pytest.fixture
+def setup(
+    kafka_bootstrap: str,
+    redis_url: str,
+    redis_client: redis.Redis,
+    redis_prefix: str,
+    unique_topic: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Setup:
+    raw = unique_topic()
+    monkeypatch.setenv("LOOM_TOPIC_RAW", raw)
+    return Setup(
+        kafka_bootstrap,
+        redis_url,
+        redis_prefix,
+        raw,
+        Lane(RedisStore(redis_client, prefix=redis_prefix)),
+        ProfileReader(redis_client, redis_prefix),
+    )
+
+
 def erase_while_a_worker_processes(
     argv: list[str], kafka: str, raw: str, lane: Lane, pending: int = 0
 ) -> int:
@@ -97,19 +141,11 @@ def erase_while_a_worker_processes(
 
 
 def test_erase_wait_does_not_report_an_unprocessed_erasure_as_done(
-    kafka_bootstrap: str,
-    redis_url: str,
-    redis_prefix: str,
-    unique_topic: Callable[..., str],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    setup: Setup, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """No worker runs: nothing was erased, nothing suppressed. The command said "erased: the
     identifier no longer resolves to a profile", exit 0, at once."""
-    raw = unique_topic()
-    monkeypatch.setenv("LOOM_TOPIC_RAW", raw)
-    argv = erase_argv("email:nobody@example.com", "2", kafka_bootstrap, redis_url, redis_prefix)
-    rc = main(argv)
+    rc = main(setup.argv("email:nobody@example.com", "2"))
     out, err = capsys.readouterr()
     assert "erasure requested" in out
     assert "erased" not in out.replace("erasure", "")
@@ -119,50 +155,31 @@ def test_erase_wait_does_not_report_an_unprocessed_erasure_as_done(
 
 
 def test_erase_wait_for_an_identifier_loom_never_held_says_so(
-    kafka_bootstrap: str,
-    redis_url: str,
-    redis_client: redis.Redis,
-    redis_prefix: str,
-    unique_topic: Callable[..., str],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    setup: Setup, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Processed, for an identifier no profile held: done (exit 0; the identifier is
     suppressed, later events carrying it are dropped), but said as such, never "erased"."""
-    raw = unique_topic()
-    monkeypatch.setenv("LOOM_TOPIC_RAW", raw)
-    lane = Lane(RedisStore(redis_client, prefix=redis_prefix))
-    argv = erase_argv("email:JaneX@Example.com", "30", kafka_bootstrap, redis_url, redis_prefix)
-    rc = erase_while_a_worker_processes(argv, kafka_bootstrap, raw, lane)
+    rc = setup.erase("email:JaneX@Example.com")
     out, err = capsys.readouterr()
     assert rc == 0, err
     assert "no profile held" in out
     assert "erased:" not in out
     assert "janex" not in (out + err).lower()
     # what the pipeline did: the identifier is suppressed, a later event under it is dropped
-    lane.run([orjson.dumps(ev("late-1", {"email": "janex@example.com"}))])
-    reader = ProfileReader(redis_client, redis_prefix)
-    assert reader.lookup("email", "janex@example.com") is None
+    setup.lane.run([orjson.dumps(ev("late-1", {"email": "janex@example.com"}))])
+    assert setup.reader.lookup("email", "janex@example.com") is None
 
 
 def test_erase_wait_reports_erased_once_the_profile_is_gone(
-    kafka_bootstrap: str,
-    redis_url: str,
-    redis_client: redis.Redis,
-    redis_prefix: str,
-    unique_topic: Callable[..., str],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    setup: Setup, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A guard: the profile Loom held is erased by the request, and the command says so."""
-    raw = unique_topic()
-    monkeypatch.setenv("LOOM_TOPIC_RAW", raw)
-    lane = Lane(RedisStore(redis_client, prefix=redis_prefix))
-    lane.run([orjson.dumps(ev("known-1", {"email": "known@example.com", "customer_id": "c-1"}))])
-    reader = ProfileReader(redis_client, redis_prefix)
+    reader = setup.reader
+    setup.lane.run(
+        [orjson.dumps(ev("known-1", {"email": "known@example.com", "customer_id": "c-1"}))]
+    )
     assert reader.lookup("customer_id", "c-1") is not None
-    argv = erase_argv("email:Known@Example.com", "30", kafka_bootstrap, redis_url, redis_prefix)
-    rc = erase_while_a_worker_processes(argv, kafka_bootstrap, raw, lane)
+    rc = setup.erase("email:Known@Example.com")
     out, err = capsys.readouterr()
     assert rc == 0, err
     assert "erased:" in out
@@ -171,57 +188,37 @@ def test_erase_wait_reports_erased_once_the_profile_is_gone(
 
 
 def test_erase_wait_does_not_say_nothing_was_erased_when_the_request_erased_a_profile(
-    kafka_bootstrap: str,
-    redis_url: str,
-    redis_client: redis.Redis,
-    redis_prefix: str,
-    unique_topic: Callable[..., str],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    setup: Setup, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The person's event was in the topic ahead of the request, not processed yet when it was
     sent: no profile held the identifier then, but the lane built one and the request erased
     it. The command said "so nothing was erased"."""
-    raw = unique_topic()
-    monkeypatch.setenv("LOOM_TOPIC_RAW", raw)
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer = Producer({"bootstrap.servers": setup.kafka})
     person = ev("pending-1", {"email": "pending@example.com", "customer_id": "c-9"})
-    producer.produce(raw, orjson.dumps(person))
+    producer.produce(setup.raw, orjson.dumps(person))
     assert producer.flush(30) == 0
-    lane = Lane(RedisStore(redis_client, prefix=redis_prefix))
-    reader = ProfileReader(redis_client, redis_prefix)
-    assert reader.lookup("email", "pending@example.com") is None  # not processed yet
-    argv = erase_argv("email:pending@example.com", "30", kafka_bootstrap, redis_url, redis_prefix)
-    rc = erase_while_a_worker_processes(argv, kafka_bootstrap, raw, lane, pending=1)
+    assert setup.reader.lookup("email", "pending@example.com") is None  # not processed yet
+    rc = setup.erase("email:pending@example.com", pending=1)
     out, err = capsys.readouterr()
     assert rc == 0, err
-    assert reader.lookup("customer_id", "c-9") is None  # the request erased the profile
+    assert setup.reader.lookup("customer_id", "c-9") is None  # the request erased the profile
     assert "nothing was erased" not in out
     assert "not processed yet" in out  # named as a possibility, with what became of them
     assert "pending" not in (out + err).replace("pending-1", "")
 
 
 def test_erase_wait_with_another_salt_does_not_say_the_erasure_was_not_processed(
-    kafka_bootstrap: str,
-    redis_url: str,
-    redis_client: redis.Redis,
-    redis_prefix: str,
-    unique_topic: Callable[..., str],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    setup: Setup, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The command's LOOM_SUPPRESSION_SALT is not the workers': the lane erased the profile,
     but no tombstone is under the command's hash. It said "the erasure was not processed"."""
-    raw = unique_topic()
-    monkeypatch.setenv("LOOM_TOPIC_RAW", raw)
     monkeypatch.setenv("LOOM_SUPPRESSION_SALT", "not-the-workers-salt")
-    lane = Lane(RedisStore(redis_client, prefix=redis_prefix))
-    lane.run([orjson.dumps(ev("salted-1", {"email": "salted@example.com", "customer_id": "c-5"}))])
-    argv = erase_argv("email:salted@example.com", "5", kafka_bootstrap, redis_url, redis_prefix)
-    rc = erase_while_a_worker_processes(argv, kafka_bootstrap, raw, lane)
+    setup.lane.run(
+        [orjson.dumps(ev("salted-1", {"email": "salted@example.com", "customer_id": "c-5"}))]
+    )
+    rc = setup.erase("email:salted@example.com", "5")
     out, err = capsys.readouterr()
-    reader = ProfileReader(redis_client, redis_prefix)
-    assert reader.lookup("customer_id", "c-5") is None  # the lane erased it
+    assert setup.reader.lookup("customer_id", "c-5") is None  # the lane erased it
     assert rc == 1  # not confirmed: the command cannot find the tombstone
     assert "erased" not in out.replace("erasure", "")
     assert "not processed" not in err
