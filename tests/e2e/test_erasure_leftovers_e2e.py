@@ -22,8 +22,6 @@ removes (its bound is tested by ``tests/integration/test_erasure_compaction.py``
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -34,9 +32,10 @@ import orjson
 import pytest
 import requests
 from confluent_kafka.admin import ConfigResource
-from e2e_harness import ROOT, Loom
+from e2e_harness import Loom
 from gateway_process import GatewayProcess
-from shopify_shop import headers, order_payload, payload, shop_toml
+from shopify_deployment import shopify_deployment
+from shopify_shop import headers, order_payload, payload
 
 from streams import kafka_clients
 
@@ -79,22 +78,8 @@ NEEDLES = sorted(
 
 @pytest.fixture
 def deployment(loom: Loom, tmp_path: Path) -> Iterator[tuple[Loom, GatewayProcess]]:
-    gateway = GatewayProcess(loom.env, tmp_path, shops=shop_toml())
-    log = (tmp_path / "privacy-worker.log").open("wb")
-    privacy = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli.main", "privacy-worker"],
-        env={**loom.env, "LOOM_PRIVACY_WEB_PORT": "0"}, cwd=ROOT, stdout=log,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    loom.start_worker()
-    try:
-        yield loom, gateway
-    finally:
-        assert gateway.stop() == 0, gateway.logs()
-        loom.stop([privacy])
-        log.close()
-        for key in loom.redis.scan_iter(f"{loom.settings.redis_prefix}:shopify:*"):
-            loom.redis.delete(key)
+    with shopify_deployment(loom, tmp_path) as deployed:
+        yield deployed
 
 
 def send(gateway: GatewayProcess, topic: str, data: dict[str, Any], when: datetime) -> None:

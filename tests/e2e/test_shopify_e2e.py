@@ -22,8 +22,6 @@ does. Every webhook is delivered twice (Shopify's retry); a forged one is refuse
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,8 +32,9 @@ from typing import Any
 import orjson
 import pytest
 import requests
-from e2e_harness import ROOT, Loom
+from e2e_harness import Loom
 from gateway_process import GatewayProcess
+from shopify_deployment import shopify_deployment
 from shopify_shop import (
     STORE,
     WAREHOUSE,
@@ -45,7 +44,6 @@ from shopify_shop import (
     order_payload,
     payload,
     refund_payload,
-    shop_toml,
 )
 
 EST = timezone(timedelta(hours=-5))
@@ -93,22 +91,8 @@ class Shopify:
 
 @pytest.fixture
 def deployment(loom: Loom, tmp_path: Path) -> Iterator[tuple[Loom, GatewayProcess]]:
-    gateway = GatewayProcess(loom.env, tmp_path, shops=shop_toml())
-    log = (tmp_path / "privacy-worker.log").open("wb")
-    privacy = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli.main", "privacy-worker"],
-        env={**loom.env, "LOOM_PRIVACY_WEB_PORT": "0"}, cwd=ROOT, stdout=log,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    loom.start_worker()
-    try:
-        yield loom, gateway
-    finally:
-        assert gateway.stop() == 0, gateway.logs()
-        loom.stop([privacy])
-        log.close()
-        for key in loom.redis.scan_iter(f"{loom.settings.redis_prefix}:shopify:*"):
-            loom.redis.delete(key)
+    with shopify_deployment(loom, tmp_path) as deployed:
+        yield deployed
 
 
 def full_state(loom: Loom) -> dict[str, Any]:

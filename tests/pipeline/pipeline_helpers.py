@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
 import pytest
 from builders import NOW, make_context
 
+from resolvers.audiences import Audiences, audience
 from resolvers.context import Context
 from resolvers.pipeline import INVENTORY, PROFILES, BatchResult, run_batch
 from resolvers.steps import RawRecord
-from resolvers.store import InMemoryStore, StateStore
+from resolvers.store import InMemoryStore, Kind, StateStore
 from schemas.normalize import DEFAULT
 
 __all__ = ["NOW", "Runner", "make_context", "record", "run", "run_lanes", "store"]
@@ -48,3 +50,37 @@ def run(store: InMemoryStore) -> Runner:
         return run_lanes([record(e, i) for i, e in enumerate(events)], target or store)
 
     return _run
+
+
+#: The running-shoe buyer reminded when a new pair is due (the audiences' tests).
+REMINDER = "running-shoe-reminder"
+REMINDER_AUDIENCES = Audiences(
+    {
+        REMINDER: audience(
+            REMINDER,
+            "category_orders.running >= 1 and days_since_last_purchase.running between 150 and 200",
+            marketing=True,
+        )
+    }
+)
+
+
+def reminder_context() -> Context:
+    return replace(make_context(), audiences=REMINDER_AUDIENCES)
+
+
+def one_snapshot(
+    events: Iterable[Mapping[str, Any] | bytes], context: Callable[[], Context] = make_context
+) -> dict[str, Any]:
+    """The one profile snapshot the events make, each run in a batch of its own, in the order
+    given."""
+    store = InMemoryStore()
+    for i, e in enumerate(events):
+        run_lanes([record(e, i)], store, context)
+    (doc,) = [
+        orjson.loads(entity.fields["d"])
+        for ref, entity in store.entities.items()
+        if ref.kind is Kind.PROFILE and "d" in entity.fields
+    ]
+    assert isinstance(doc, dict)
+    return doc

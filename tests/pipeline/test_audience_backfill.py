@@ -13,33 +13,15 @@ end it does not know.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import orjson
 import pytest
-from pipeline_helpers import NOW, make_context, record, run_lanes
+from pipeline_helpers import NOW, REMINDER, record, reminder_context, run_lanes
 
-from resolvers.audiences import Audiences, audience
-from resolvers.context import Context
 from resolvers.store import InMemoryStore
 from resolvers.timefmt import format_time
-
-REMINDER = "running-shoe-reminder"
-AUDIENCES = Audiences(
-    {
-        REMINDER: audience(
-            REMINDER,
-            "category_orders.running >= 1 and days_since_last_purchase.running between 150 and 200",
-            marketing=True,
-        )
-    }
-)
-
-
-def _context() -> Context:
-    return replace(make_context(), audiences=AUDIENCES)
 
 
 def _order(event_id: str, days_ago: float) -> dict[str, Any]:
@@ -66,7 +48,7 @@ def _changes(batches: list[list[dict[str, Any]]]) -> list[str]:
     store = InMemoryStore()
     offset = 0
     for batch in batches:
-        run_lanes([record(e, offset + i) for i, e in enumerate(batch)], store, _context)
+        run_lanes([record(e, offset + i) for i, e in enumerate(batch)], store, reminder_context)
         offset += len(batch)
     out = []
     for rec in store.outbox:

@@ -9,34 +9,23 @@ the category as the order bought.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-import orjson
-from pipeline_helpers import NOW, make_context, record, run_lanes
+from pipeline_helpers import (
+    NOW,
+    REMINDER,
+    make_context,
+    one_snapshot,
+    record,
+    reminder_context,
+    run_lanes,
+)
 
-from resolvers.audiences import Audiences, audience
-from resolvers.context import Context
 from resolvers.lanes.stored_profile import decode
 from resolvers.profile.render import held_transactions
 from resolvers.store import InMemoryStore, Kind
 from resolvers.timefmt import format_time
-
-REMINDER = "running-shoe-reminder"
-AUDIENCES = Audiences(
-    {
-        REMINDER: audience(
-            REMINDER,
-            "category_orders.running >= 1 and days_since_last_purchase.running between 150 and 200",
-            marketing=True,
-        )
-    }
-)
-
-
-def _context() -> Context:
-    return replace(make_context(), audiences=AUDIENCES)
 
 
 def _ev(event_id: str, type_: str, days_ago: float, **fields: Any) -> dict[str, Any]:
@@ -71,24 +60,11 @@ def _return(event_id: str, days_ago: float, order_id: str, *lines: tuple[str, in
     return _tx("order_returned", event_id, days_ago, order_id, lines)
 
 
-def _snapshot(events: list[dict[str, Any]]) -> dict[str, Any]:
-    store = InMemoryStore()
-    for i, e in enumerate(events):  # one batch per event, in the order given
-        run_lanes([record(e, i)], store, _context)
-    (doc,) = [
-        orjson.loads(entity.fields["d"])
-        for ref, entity in store.entities.items()
-        if ref.kind is Kind.PROFILE and "d" in entity.fields
-    ]
-    assert isinstance(doc, dict)
-    return doc
-
-
 def test_shoes_sent_back_are_not_a_purchase_to_remind_of() -> None:
     bought = _order("e1", 170, "o1", ("running", 1))
     returned = _return("e2", 165, "o1", ("running", 1))
     for events in ([bought, returned], [returned, bought]):
-        doc = _snapshot(events)
+        doc = one_snapshot(events, reminder_context)
         assert "running" not in doc["category_purchases"]
         assert doc["audiences"] == []
 
@@ -97,7 +73,7 @@ def test_a_second_pair_sent_back_does_not_move_the_clock_of_the_pair_kept() -> N
     first = _order("e1", 170, "o1", ("running", 1))
     second = _order("e2", 20, "o2", ("running", 1))
     returned = _return("e3", 15, "o2", ("running", 1))
-    doc = _snapshot([first, second, returned])
+    doc = one_snapshot([first, second, returned], reminder_context)
     running = doc["category_purchases"]["running"]
     assert (running["orders"], running["last_purchase"]) == (1, first["occurred_at"])
     assert doc["audiences"] == [REMINDER]
@@ -107,7 +83,7 @@ def test_one_pair_of_two_sent_back_or_another_category_keeps_the_purchase() -> N
     two_pairs = _order("e1", 170, "o1", ("running", 2), ("socks", 1))
     one_back = _return("e2", 165, "o1", ("running", 1))
     socks_back = _return("e3", 165, "o1", ("socks", 1))
-    doc = _snapshot([two_pairs, one_back, socks_back])
+    doc = one_snapshot([two_pairs, one_back, socks_back], reminder_context)
     assert doc["category_purchases"]["running"]["orders"] == 1
     assert "socks" not in doc["category_purchases"]
     assert doc["audiences"] == [REMINDER]
@@ -117,7 +93,7 @@ def test_a_data_export_shows_the_order_a_return_names() -> None:
     store = InMemoryStore()
     events = [_order("e1", 170, "o1", ("running", 1)), _return("e2", 165, "o1", ("running", 1))]
     for i, e in enumerate(events):
-        run_lanes([record(e, i)], store, _context)
+        run_lanes([record(e, i)], store, reminder_context)
     (state,) = [
         decode(ref.name, entity.fields["s"], make_context().rules)
         for ref, entity in store.entities.items()
@@ -145,7 +121,7 @@ def test_a_cancelled_pair_is_not_a_purchase_to_remind_of() -> None:
     bought = _order("e1", 170, "o1", ("running", 1))
     cancelled = _cancel("e2", 169, "o1", ("running", 1))
     for events in ([bought, cancelled], [cancelled, bought]):
-        doc = _snapshot(events)
+        doc = one_snapshot(events, reminder_context)
         assert "running" not in doc["category_purchases"]
         assert doc["audiences"] == []
 
@@ -155,7 +131,7 @@ def test_a_cancelled_second_pair_does_not_move_the_clock_and_socks_keep_the_shoe
     second = _order("e2", 20, "o2", ("running", 1))
     socks = _cancel("e3", 169, "o1", ("socks", 1))
     pair = _cancel("e4", 19, "o2", ("running", 1))
-    doc = _snapshot([first, second, socks, pair])
+    doc = one_snapshot([first, second, socks, pair], reminder_context)
     running = doc["category_purchases"]["running"]
     assert (running["orders"], running["last_purchase"]) == (1, first["occurred_at"])
     assert "socks" not in doc["category_purchases"]
@@ -169,7 +145,7 @@ def test_a_return_naming_only_its_skus_gives_back_the_order_lines_it_stored() ->
         _by_sku(_cancel("e2", 169, "o1", ("running", 1))),
     ):
         for events in ([bought, give_back], [give_back, bought]):
-            doc = _snapshot(events)
+            doc = one_snapshot(events, reminder_context)
             assert "running" not in doc["category_purchases"], give_back["type"]
             assert doc["audiences"] == []
 
@@ -180,7 +156,7 @@ def test_a_return_by_sku_gives_back_only_the_units_and_the_lines_it_names() -> N
     bought = _order("e1", 170, "o1", ("running", 2), ("socks", 1))
     one_pair = _by_sku(_return("e2", 165, "o1", ("running", 1)))
     socks = _by_sku(_return("e3", 165, "o1", ("socks", 1)))
-    doc = _snapshot([bought, one_pair, socks])
+    doc = one_snapshot([bought, one_pair, socks], reminder_context)
     assert doc["category_purchases"]["running"]["orders"] == 1
     assert "socks" not in doc["category_purchases"]
     assert doc["audiences"] == [REMINDER]
@@ -195,6 +171,6 @@ def test_a_return_by_sku_gives_back_only_the_units_and_the_lines_it_names() -> N
         "order_id": "o1", "currency": "NOK", "lines": [{"sku": "GIFT", "quantity": 1}],
     }))  # fmt: skip
     other_order = _by_sku(_return("e3", 165, "o9", ("running", 1)))
-    doc = _snapshot([gift, gift_back, other_order])
+    doc = one_snapshot([gift, gift_back, other_order], reminder_context)
     assert doc["category_purchases"]["running"]["orders"] == 1
     assert doc["audiences"] == [REMINDER]

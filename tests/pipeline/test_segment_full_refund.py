@@ -7,10 +7,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import orjson
-from pipeline_helpers import NOW, make_context, record, run_lanes
+from pipeline_helpers import NOW, one_snapshot
 
-from resolvers.store import InMemoryStore, Kind
 from schemas.inbound.base import Source
 from schemas.inbound.segment import Received, map_message
 from schemas.touchpoint import Channel, dump_touchpoint
@@ -44,23 +42,10 @@ ORDER = _segment(
 )
 
 
-def _snapshot(events: list[bytes]) -> dict[str, Any]:
-    store = InMemoryStore()
-    for i, e in enumerate(events):
-        run_lanes([record(e, i)], store, make_context)
-    (doc,) = [
-        orjson.loads(entity.fields["d"])
-        for ref, entity in store.entities.items()
-        if ref.kind is Kind.PROFILE and "d" in entity.fields
-    ]
-    assert isinstance(doc, dict)
-    return doc
-
-
 def test_a_full_refund_returns_the_whole_order_in_either_order() -> None:
     refund = _segment("m-2", 5, "Order Refunded", {"order_id": "O-1"})
     for events in ([ORDER, refund], [refund, ORDER]):
-        doc = _snapshot(events)
+        doc = one_snapshot(events)
         assert doc["returns"] == {"count": 1, "value": {"NOK": "49.90"}}
         assert doc["category_purchases"] == {}
 
@@ -68,13 +53,13 @@ def test_a_full_refund_returns_the_whole_order_in_either_order() -> None:
 def test_a_full_refund_stating_its_amount_returns_that_amount() -> None:
     # refunded in part before: what this refund gives back is what it says
     refund = _segment("m-2", 5, "Order Refunded", {"order_id": "O-1", "total": 40})
-    doc = _snapshot([ORDER, refund])
+    doc = one_snapshot([ORDER, refund])
     assert doc["returns"] == {"count": 1, "value": {"NOK": "40.00"}}
     assert doc["category_purchases"] == {}
 
 
 def test_a_full_refund_of_an_order_the_profile_does_not_hold_counts_what_it_states() -> None:
     unknown = _segment("m-3", 5, "Order Refunded", {"order_id": "O-9", "total": 12})
-    doc = _snapshot([ORDER, unknown])
+    doc = one_snapshot([ORDER, unknown])
     assert doc["returns"] == {"count": 1, "value": {"NOK": "12.00"}}
     assert "running" in doc["category_purchases"]  # O-1 was not given back

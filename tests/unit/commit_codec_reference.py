@@ -133,7 +133,7 @@ def facts_to_json(facts: Facts) -> dict[str, Any]:
                 list(t.categories),
                 t.sku,
                 # since returns name their order (``tests/pipeline/test_audience_returns.py``)
-                *_tail(t),
+                *transaction_tail(t),
             ]
             for k, t in sorted(facts.transactions.items())
         }
@@ -235,7 +235,7 @@ class Encoder(_Encoder):
         self.writes.append(_new_write(ref, self.versions.get(ref, 0) + 1, fields))
 
 
-def _tail(t: Any) -> list[Any]:
+def transaction_tail(t: Any) -> list[Any]:
     """Since cancellations and lines given back by SKU (``tests/pipeline/
     test_audience_returns.py``) and whole-order returns (``tests/pipeline/
     test_segment_full_refund.py``): the optional trailing fields up to the last one it has."""

@@ -12,6 +12,7 @@ import struct
 from typing import Any
 
 import orjson
+from commit_codec_reference import transaction_tail
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from profile_worlds import observe_all, small_windows, worlds
@@ -51,24 +52,8 @@ def _transaction_out(t: TransactionFact) -> list[Any]:
         t.location_id,
         list(t.categories),
         t.sku,
-        *_tail(t),
+        *transaction_tail(t),
     ]
-
-
-def _tail(t: Any) -> list[Any]:
-    """Since cancellations and lines given back by SKU (``tests/pipeline/
-    test_audience_returns.py``) and whole-order returns (``tests/pipeline/
-    test_segment_full_refund.py``): the optional trailing fields up to the last one it has."""
-    tail = [
-        t.order_id,
-        list(t.units),
-        t.whole,
-        [list(s) for s in t.skus],
-        [list(x) for x in t.loose],
-    ]
-    while len(tail) > 2 and tail[-1] in ([], 0):
-        tail.pop()
-    return [] if tail == [None, []] else tail
 
 
 def _ids_out(ids: frozenset[int]) -> str:
