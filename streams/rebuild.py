@@ -62,7 +62,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from resolvers.audiences import NO_AUDIENCES
@@ -151,6 +151,39 @@ def _no_coordinator(group: str, timeout_s: float) -> Iterator[None]:
         ) from exc
 
 
+@dataclass
+class _Stall:
+    """When the replay last moved (a record applied, a partition's end reached), when it last
+    said it waits, and each partition's last fetch error (the replay reads past errors: they
+    are librdkafka's reports, and it fetches again)."""
+
+    moved_at: float
+    said_at: float = float("-inf")
+    last_error: dict[int, str] = field(default_factory=dict)
+
+    def moved(self, now: float) -> None:
+        self.moved_at = now
+
+    def idle_s(self, now: float) -> float:
+        return now - self.moved_at
+
+    def due(self, now: float, after_s: float) -> bool:
+        """Whether to say where the replay waits: idle for ``after_s``, and not said within."""
+        if self.idle_s(now) < after_s or now - self.said_at < after_s:
+            return False
+        self.said_at = now
+        return True
+
+    def errors(self, messages: list[Message]) -> None:
+        for m in messages:
+            error = m.error()
+            if error is not None:
+                partition = m.partition()
+                log.warning("rebuild: fetching %s [%s]: %s", m.topic(), partition, error)
+                if partition is not None:
+                    self.last_error[partition] = str(error)
+
+
 class Rebuild:
     """One lane's rebuild (see the module docstring); ``await run()``."""
 
@@ -166,6 +199,7 @@ class Rebuild:
         drain_timeout_s: float = 120.0,
         coordinator_timeout_s: float = 60.0,
         lease_s: float = 30.0,
+        stall_after_s: float = 60.0,
     ) -> None:
         self.rt, self.settings = rt, rt.settings
         self.lane = rt.lane.name
@@ -173,6 +207,9 @@ class Rebuild:
         self.wipe, self.resume, self.allow_partial = wipe, resume, allow_partial
         self.say, self.progress_every_s = progress, progress_every_s
         self.drain_timeout_s, self.coordinator_timeout_s = drain_timeout_s, coordinator_timeout_s
+        #: a replay that reads no record and reaches no partition's end for this long says
+        #: where it waits (``_stalled``), again every as long while it does
+        self.stall_after_s = stall_after_s
         self.report = Report(self.lane)
         self.stopping = asyncio.Event()
         #: the lane's rebuild lease (module docstring), held from the members check to the end
@@ -186,7 +223,13 @@ class Rebuild:
         self.consumer = kafka_clients.consumer(
             self.settings,
             self.group,
-            **{"client.id": f"loom-rebuild-{self.lane}", "enable.auto.commit": False},
+            **{
+                "client.id": f"loom-rebuild-{self.lane}",
+                "enable.auto.commit": False,
+                # an offset no longer held (retention deleted records under the replay) is an
+                # error the replay says (``_stalled``), not a jump past them
+                "auto.offset.reset": "error",
+            },
         )
 
     def stop(self) -> None:
@@ -375,11 +418,13 @@ class Rebuild:
         relay.start(wakeup)
         last_said = time.monotonic()
         try:
+            stall = _Stall(time.monotonic())
             while todo and not self.stopping.is_set():
                 messages = await asyncio.to_thread(
                     self.consumer.consume, self.settings.batch_size, 0.5
                 )
                 records = [raw_record(m) for m in messages if m.error() is None]
+                stall.errors(messages)
                 if records:
                     applied = await batches.run(records)
                     self.report.records += len(records)
@@ -387,12 +432,14 @@ class Rebuild:
                     done = next_offsets(records, self.report.generation)
                     await asyncio.to_thread(self._commit, done)
                     wakeup.set()
-                    for tp in done:
-                        if tp.offset >= bounds[tp.partition][1]:
-                            todo.discard(tp.partition)
+                    stall.moved(time.monotonic())
+                if self._reached(todo, bounds):
+                    stall.moved(time.monotonic())
                 if time.monotonic() - last_said >= self.progress_every_s:
                     last_said = time.monotonic()
                     self._progress(started)
+                if todo and stall.due(time.monotonic(), self.stall_after_s):
+                    self._stalled(todo, bounds, stall)
             if (
                 not todo
                 and self.lane == "inventory"
@@ -414,6 +461,40 @@ class Rebuild:
             self.consumer.close()
         self.report.seconds = time.monotonic() - started
         return self.report
+
+    def _reached(self, todo: set[int], bounds: dict[int, tuple[int, int]]) -> bool:
+        """Take out of ``todo`` the partitions whose next offset to read is their end offset
+        (whether any was): read up to it, whether or not a record came at their last offset.
+        A transaction's commit or abort marker and an aborted transaction's records take
+        offsets no record is handed out at: a partition ending on one (a raw topic written by
+        a transactional producer) was waited for for ever. Whether any was taken out."""
+        raw = self.settings.topics.raw
+        reached = {
+            tp.partition
+            for tp in self.consumer.position([TopicPartition(raw, p) for p in sorted(todo)])
+            if tp.offset >= bounds[tp.partition][1]
+        }
+        todo -= reached
+        return bool(reached)
+
+    def _stalled(self, todo: set[int], bounds: dict[int, tuple[int, int]], stall: _Stall) -> None:
+        """Say which partitions the replay waits for, at which offset, and why it may."""
+        raw = self.settings.topics.raw
+        where = []
+        for tp in self.consumer.position([TopicPartition(raw, p) for p in sorted(todo)]):
+            low, high = bounds[tp.partition]
+            at = tp.offset if tp.offset >= 0 else low
+            error = stall.last_error.get(tp.partition)
+            where.append(
+                f"{raw} [{tp.partition}] at offset {at} of end {high}"
+                + (f" (last fetch error: {error})" if error else "")
+            )
+        self.say(
+            f"rebuild {self.lane} waits: no record for {stall.idle_s(time.monotonic()):.0f} s "
+            f"from {'; '.join(where)}. Stop it (SIGTERM) and, once the error's cause is fixed, "
+            f"run `loom rebuild --lane {self.lane} --resume` (records deleted under the "
+            f"replay: it goes on from the earliest left)"
+        )
 
     def _audiences_after_replay(self) -> bool:
         return (
