@@ -552,11 +552,37 @@ class Rebuild:
         )
 
     async def _drain(self, relay: RelaySupervisor) -> int:
-        """Wait for the relay to deliver the outbox (at most ``drain_timeout_s``)."""
-        deadline = time.monotonic() + self.drain_timeout_s
+        """Wait for the relay to deliver the outbox (at most ``drain_timeout_s``), saying every
+        ``progress_every_s`` how many records wait and which relay delivers them."""
+        started = time.monotonic()
+        deadline = started + self.drain_timeout_s
         key = Keys(self.settings.redis_prefix).outbox
+        said = started
         while True:
             left = int(await asyncio.to_thread(self.rt.redis.xlen, key))
             if not left or time.monotonic() > deadline or self.stopping.is_set():
                 return left
+            if time.monotonic() - said >= self.progress_every_s:
+                said = time.monotonic()
+                who = await asyncio.to_thread(self._outbox_holder, relay)
+                self.say(
+                    f"rebuild {self.lane}: {left:,} outbox records wait for Kafka after "
+                    f"{said - started:.0f} s ({who}; the rebuild waits "
+                    f"{self.drain_timeout_s:g} s at most)"
+                )
             await asyncio.sleep(0.2)
+
+    def _outbox_holder(self, relay: RelaySupervisor) -> str:
+        """Which relay delivers the outbox: this rebuild's, or the holder of its lease."""
+        lease = relay.relay.lease
+        if relay.relay.active():
+            return "this rebuild's relay delivers them"
+        holder = self.rt.redis.get(lease.key)
+        if holder is None:
+            return f"no relay holds the outbox's lease {lease.key}"
+        owner = holder.decode(errors="replace") if isinstance(holder, bytes) else str(holder)
+        return (
+            f"the outbox's lease {lease.key} is held by {owner}: that relay delivers them; "
+            f"one that fails keeps the lease while it retries, and its loom_relay_failing "
+            f"and /readyz say why"
+        )

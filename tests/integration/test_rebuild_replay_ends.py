@@ -6,7 +6,8 @@ Records a consumer is never handed take offsets too: a transaction's commit or a
 exactly-once), the records of an aborted transaction. A replay that counted a partition done
 only once a record at its last offset came waited for ever when the partition ended on one of
 those. And records deleted under a replay are not skipped: the replay waits, and says which
-partition waits where, and the fetch error.
+partition waits where, and the fetch error. A drain of the outbox that waits on another
+relay's lease says whose.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from deployment import deployment_settings
 from resolvers.pipeline import LANES
 from schemas.touchpoint import dump_touchpoint
 from streams.rebuild import Rebuild, Report
+from streams.redis_keys import Keys
 from streams.runtime import build_runtime
 from streams.settings import LoomSettings
 from streams.simulate import Simulator
@@ -152,3 +154,25 @@ def test_records_deleted_under_a_replay_are_not_skipped_the_replay_says_where_it
     assert "last fetch error" in stalled[0]
     assert "out of range" in stalled[0].lower()
     assert rebuild.stopping.is_set()  # stopped by the test on that line: --resume continues
+
+
+def test_a_drain_waiting_on_another_relay_s_lease_says_whose(
+    settings: LoomSettings, kafka_bootstrap: str, redis_client: redis.Redis
+) -> None:
+    """Another relay holds the outbox's lease and does not deliver (one whose passes fail keeps
+    the lease while it retries): the rebuild's own relay stands by and the rebuild waits out
+    its drain. Before: nothing said, for the drain's two minutes, what it waited for (here
+    3 s, then ``outbox_left``)."""
+    plain = Producer({"bootstrap.servers": kafka_bootstrap})
+    for value in _events(EVENTS):
+        plain.produce(settings.topics.raw, value=value, partition=0)
+    assert plain.flush(30) == 0
+    lease = Keys(settings.redis_prefix).relay_lease
+    redis_client.set(lease, "stalled-relay", px=60_000)
+
+    report, _, lines = _rebuild(settings, drain_timeout_s=3.0, progress_every_s=0.5)
+
+    assert report.outbox_left > 0
+    waiting = [line for line in lines if "outbox records wait" in line]
+    assert waiting, f"nothing said what the drain waits for: {lines[-3:]}"
+    assert f"{lease} is held by stalled-relay" in waiting[-1]
