@@ -31,8 +31,13 @@ Then: the generation marker is read or created (``streams.generation``); every p
 read from its earliest offset up to the end offset seen at the start, through the same batch
 runner the workers use (one atomic commit per batch, bisecting poison, the DLQ, retry with
 backoff), committing the lane group's offsets after every batch, stamped with the generation,
-exactly as a worker does. Progress (records, rate, ETA) every ``progress_every_s``. The outbox
-relay runs alongside, and the rebuild waits for the outbox to drain at the end.
+exactly as a worker does. A partition is done once the consumer's position in it is its end
+offset, whether or not a record was at the last one (a transaction marker takes an offset). Progress
+(records, rate, ETA) every ``progress_every_s``; a replay that reads no record for
+``stall_after_s`` says which partitions it waits for, at which offsets, and their last fetch
+error (records retention deleted under the replay are one: the consumer does not reset its
+offsets past them). The outbox relay runs alongside, and the rebuild waits for the outbox to
+drain at the end, saying how many records wait and which relay delivers them.
 
 Audiences (profiles lane, ``LOOM_AUDIENCES_FILE``): the replay evaluates none. Replayed at
 today's clock, a customer's history passes through states that are not theirs today (after a
