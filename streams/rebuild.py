@@ -62,12 +62,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from resolvers.audiences import NO_AUDIENCES
@@ -138,6 +140,32 @@ def group_members(
     return ask_coordinator(ask, timeout_s=timeout_s, sleep=sleep)
 
 
+def commit_within(
+    consumer: Consumer, offsets: Sequence[TopicPartition], timeout_s: float
+) -> list[TopicPartition]:
+    """``consumer``'s synchronous commit of ``offsets``, waited for ``timeout_s`` at most
+    (:class:`TimeoutError` then). librdkafka's has no bound: one under way while the broker
+    stalled for a minute and more never returned, though the broker answered again at once
+    (measured with librdkafka 2.16: over 200 s after it resumed). It runs on a daemon thread
+    of its own, left behind if it never returns (the process can still exit)."""
+    box: dict[str, Any] = {}
+
+    def commit() -> None:
+        try:
+            box["done"] = consumer.commit(offsets=list(offsets), asynchronous=False)
+        except BaseException as exc:  # raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=commit, name="loom-rebuild-commit", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise TimeoutError(f"the commit did not return within {timeout_s:g} s")
+    if "error" in box:
+        raise box["error"]
+    return list(box.get("done") or [])
+
+
 @contextlib.contextmanager
 def _no_coordinator(group: str, timeout_s: float) -> Iterator[None]:
     """A coordinator still moving or loading after ``timeout_s``: one line saying so
@@ -205,6 +233,7 @@ class Rebuild:
         coordinator_timeout_s: float = 60.0,
         lease_s: float = 30.0,
         stall_after_s: float = 60.0,
+        commit_timeout_s: float = 60.0,
     ) -> None:
         self.rt, self.settings = rt, rt.settings
         self.lane = rt.lane.name
@@ -215,6 +244,9 @@ class Rebuild:
         #: a replay that reads no record and reaches no partition's end for this long says
         #: where it waits (``_stalled``), again every as long while it does
         self.stall_after_s = stall_after_s
+        #: how long a commit of the group's offsets may take (:func:`commit_within`)
+        self.commit_timeout_s = commit_timeout_s
+        self._commit_stuck = False
         self.report = Report(self.lane)
         self.stopping = asyncio.Event()
         #: the lane's rebuild lease (module docstring), held from the members check to the end
@@ -463,7 +495,8 @@ class Rebuild:
             self.report.outbox_left = await self._drain(relay)
         finally:
             await relay.stop()
-            self.consumer.close()
+            if not self._commit_stuck:
+                self.consumer.close()
         self.report.seconds = time.monotonic() - started
         return self.report
 
@@ -534,10 +567,18 @@ class Rebuild:
         stopping the worker (default: resume)."""
         error: object = None
         try:
-            done = self.consumer.commit(offsets=offsets, asynchronous=False) or []
+            done = commit_within(self.consumer, offsets, self.commit_timeout_s)
             error = next((tp.error for tp in done if tp.error is not None), None)
         except KafkaException as exc:
             error = exc
+        except TimeoutError:
+            self._commit_stuck = True  # the consumer is not closed: that would wait on it
+            raise InfraError(
+                f"Kafka did not answer the commit of {self.group}'s offsets within "
+                f"{self.commit_timeout_s:g} s (a broker that stalled: librdkafka's commit "
+                f"may then never return); once `loom lag --group {self.group}` answers, "
+                f"run `loom rebuild --lane {self.lane} --resume`"
+            ) from None
         if error is not None:
             raise RebuildRefusedError(
                 f"committing {self.group}'s offsets failed ({error}): did a {self.lane} "
