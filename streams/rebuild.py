@@ -563,8 +563,9 @@ class Rebuild:
 
     def _commit(self, offsets: list[TopicPartition], *, then: str = "") -> None:
         """Synchronously, so that a worker started by mistake meanwhile is noticed at once (a
-        group with members takes no commit from outside it). ``then``: what to do after
-        stopping the worker (default: resume)."""
+        group with members takes no commit from outside it), for ``commit_timeout_s`` at most
+        (:func:`commit_within`; then :class:`~streams.startup.InfraError`). ``then``: what
+        to do after stopping the worker (default: resume)."""
         error: object = None
         try:
             done = commit_within(self.consumer, offsets, self.commit_timeout_s)
