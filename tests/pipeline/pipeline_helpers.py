@@ -77,10 +77,31 @@ def one_snapshot(
     store = InMemoryStore()
     for i, e in enumerate(events):
         run_lanes([record(e, i)], store, context)
-    (doc,) = [
-        orjson.loads(entity.fields["d"])
+    (doc,) = stored_snapshots(store).values()
+    return doc
+
+
+def stored_snapshots(store: InMemoryStore) -> dict[str, dict[str, Any]]:
+    """Every profile's stored snapshot, by profile id."""
+    return {
+        ref.name: orjson.loads(entity.fields["d"])
         for ref, entity in store.entities.items()
         if ref.kind is Kind.PROFILE and "d" in entity.fields
-    ]
-    assert isinstance(doc, dict)
-    return doc
+    }
+
+
+def replayed_members(store: InMemoryStore) -> dict[str, set[str]]:
+    """The member sets a reader of ``audiences.changes`` builds by replaying it (each record
+    keyed by its profile id); audiences left empty are left out."""
+    members: dict[str, set[str]] = {}
+    for rec in store.outbox:
+        if rec.topic != "audiences.changes" or rec.value is None:
+            continue
+        change = orjson.loads(rec.value)
+        assert rec.key == change["profile_id"].encode()
+        names = members.setdefault(change["audience"], set())
+        if change["change"] == "enter":
+            names.add(change["profile_id"])
+        else:
+            names.discard(change["profile_id"])
+    return {name: ids for name, ids in members.items() if ids}

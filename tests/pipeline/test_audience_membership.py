@@ -20,12 +20,12 @@ from typing import Any
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pipeline_helpers import NOW, make_context
+from pipeline_helpers import NOW, make_context, replayed_members, stored_snapshots
 from test_order_independence import deliver, deliveries, events
 
 from resolvers.audiences import Audiences, audience
 from resolvers.context import Context
-from resolvers.store import InMemoryStore, Kind
+from resolvers.store import InMemoryStore
 
 AUDIENCES = Audiences(
     {
@@ -54,31 +54,8 @@ def _run(values: Sequence[bytes], batches: Sequence[int]) -> InMemoryStore:
     return deliver(values, batches, _context)
 
 
-def _snapshots(store: InMemoryStore) -> dict[str, dict[str, Any]]:
-    return {
-        ref.name: orjson.loads(entity.fields["d"])
-        for ref, entity in store.entities.items()
-        if ref.kind is Kind.PROFILE and "d" in entity.fields
-    }
-
-
-def _replayed(store: InMemoryStore) -> dict[str, set[str]]:
-    members: dict[str, set[str]] = {}
-    for rec in store.outbox:
-        if rec.topic != "audiences.changes" or rec.value is None:
-            continue
-        change = orjson.loads(rec.value)
-        assert rec.key == change["profile_id"].encode()
-        names = members.setdefault(change["audience"], set())
-        if change["change"] == "enter":
-            names.add(change["profile_id"])
-        else:
-            names.discard(change["profile_id"])
-    return {name: ids for name, ids in members.items() if ids}
-
-
 def _check(store: InMemoryStore) -> dict[str, set[str]]:
-    snapshots = _snapshots(store)
+    snapshots = stored_snapshots(store)
     expected: dict[str, set[str]] = {}
     for pid, doc in snapshots.items():
         assert doc["audiences"] == sorted(AUDIENCES.members(doc, NOW)), pid
@@ -86,7 +63,7 @@ def _check(store: InMemoryStore) -> dict[str, set[str]]:
             expected.setdefault(name, set()).add(pid)
     sets = {name: ids for name, ids in store.audiences.items() if ids}
     assert sets == expected
-    assert _replayed(store) == expected
+    assert replayed_members(store) == expected
     return expected
 
 
@@ -128,7 +105,7 @@ def test_the_generated_worlds_do_reach_the_audiences() -> None:
     )  # fmt: skip
     store = _run([signup, order], [2])
     members = _check(store)
-    (pid,) = _snapshots(store)
+    (pid,) = stored_snapshots(store)
     assert members == {name: {pid} for name in ("named-ann", "shoe-buyers", "shoe-reminder")}
     withdraw = _event(
         "w", "consent_updated", "2026-03-03T09:00:00Z",

@@ -11,15 +11,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pipeline_helpers import NOW, make_context
+from pipeline_helpers import NOW, make_context, replayed_members, stored_snapshots
 from test_order_independence import deliver, deliveries
 
 from resolvers.audiences import Audiences, audience
 from resolvers.context import Context
-from resolvers.store import InMemoryStore, Kind
 
 MARKETING = ("everyone-reachable", "shoe-buyers-to-remind")
 AUDIENCES = Audiences(
@@ -87,27 +85,6 @@ def worlds(draw: st.DrawFn) -> tuple[list[dict[str, Any]], bool]:
     return world, not latest[1]
 
 
-def _snapshots(store: InMemoryStore) -> dict[str, dict[str, Any]]:
-    return {
-        ref.name: orjson.loads(entity.fields["d"])
-        for ref, entity in store.entities.items()
-        if ref.kind is Kind.PROFILE and "d" in entity.fields
-    }
-
-
-def _replayed(store: InMemoryStore) -> dict[str, set[str]]:
-    members: dict[str, set[str]] = {}
-    for rec in store.outbox:
-        if rec.topic == "audiences.changes" and rec.value is not None:
-            change = orjson.loads(rec.value)
-            names = members.setdefault(change["audience"], set())
-            if change["change"] == "enter":
-                names.add(change["profile_id"])
-            else:
-                names.discard(change["profile_id"])
-    return members
-
-
 @settings(
     max_examples=120,
     deadline=None,
@@ -120,13 +97,13 @@ def test_after_a_withdrawal_ann_is_in_no_marketing_audience_in_any_order(
     events, withdrawn = world
     order, batches = data.draw(deliveries(events))
     store = deliver(order, batches, _context)
-    snapshots = _snapshots(store)
+    snapshots = stored_snapshots(store)
     [ann] = [p for p, d in snapshots.items() if "C1" in d["identifiers"].get("customer_id", [])]
     doc = snapshots[ann]
     assert doc["consent"]["marketing"]["granted"] is not withdrawn
     assert doc["reachable"]["email"] is not withdrawn
     assert "shoe-buyers" in doc["audiences"]  # not a marketing audience: she stays
-    sets, replayed = store.audiences, _replayed(store)
+    sets, replayed = store.audiences, replayed_members(store)
     later = AUDIENCES.members(doc, NOW.replace(year=NOW.year + 1))  # the scheduled pass
     for name in MARKETING:
         inside = {name in doc["audiences"], ann in sets.get(name, set()),
