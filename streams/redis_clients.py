@@ -44,6 +44,8 @@ COMMANDS: Final = (
     "xrange", "time", "scan", "unlink",
     # the watch commit trims each change stream once per part (ADR 0028)
     "xtrim",
+    # the gateway's Shopify memory: a shop's customers (digest -> id) for ``shop/redact``
+    "hscan",
 )  # fmt: skip
 
 

@@ -5,6 +5,7 @@ teach it (hypothesis), on a real Redis."""
 from __future__ import annotations
 
 import itertools
+import secrets
 from typing import Any
 
 import redis
@@ -21,6 +22,7 @@ from schemas.inbound.shopify_model import (
     RememberGuest,
     RememberOrder,
 )
+from streams.redis_clients import acl_rules
 from streams.shopify_memory import InMemoryShopifyMemory, RedisShopifyMemory
 
 CUSTOMERS = st.sampled_from(["c1", "c2", "c3"])
@@ -105,3 +107,41 @@ def test_memos_and_markers_expire(redis_client: redis.Redis, redis_prefix: str) 
     assert 72 * 3600 - 100 < int(redis_client.ttl(f"{root}:webhook:hook-1")) <= 72 * 3600  # type: ignore[arg-type]
     assert redis_client.ttl(f"{root}:customer_ids") == -1  # the order's customer: kept
     assert memory.order("a", "o1") == OrderMemo("c1", "w")
+
+
+def test_every_memory_operation_runs_as_looms_redis_user(
+    redis_client: redis.Redis, redis_url: str, redis_prefix: str
+) -> None:
+    """A secured Redis gives the gateway and the privacy worker a user with exactly
+    ``acl_rules`` (README's ``ACL SETUSER`` line): every operation of the memory must run as it
+    (the customer ids' hash is read with HSCAN, which the user was not granted)."""
+    user, password = f"{redis_prefix}-memory", secrets.token_hex(16)
+    rules = acl_rules(redis_prefix).split()
+    redis_client.execute_command("ACL", "SETUSER", user, "reset", "on", f">{password}", *rules)
+    loom = redis.Redis.from_url(redis_url, username=user, password=password)
+    try:
+        memory = RedisShopifyMemory(loom, redis_prefix, order_ttl_s=3600, salt=b"s")
+        memory.apply(
+            "a",
+            [
+                RememberCustomer("c1"),
+                RememberGuest("email", "g@example.com"),
+                RememberOrder("o1", OrderMemo("c1", "w")),
+            ],
+            answered="hook-1",
+        )
+        assert memory.answered("a", "hook-1")
+        assert memory.order("a", "o1") == OrderMemo("c1", "w")
+        assert list(memory.customers("a")) == ["c1"]
+        assert len(list(memory.guests("a"))) == 1
+        assert list(memory.shops()) == ["a"]
+        assert (
+            memory.forget_customers("a", {suppression_hash(Identifier(CUSTOMER_ID, "c1"), b"s")})
+            == 1
+        )
+        assert memory.order("a", "o1") == OrderMemo(None, "w")
+        assert memory.forget_shop("a") > 0
+        assert memory.ping()
+    finally:
+        loom.close()
+        redis_client.execute_command("ACL", "DELUSER", user)
