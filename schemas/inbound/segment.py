@@ -8,8 +8,8 @@ touchpoint; the README's "Sending from Segment SDKs" section documents the table
   identifiers (normalized downstream as every identifier is); other traits -> ``traits``
   (``firstName``/``lastName``, ``address.city``/``postalCode``, scalar extras);
 * ``identify`` -> ``profile_updated``; ``alias`` -> ``profile_updated`` linking ``userId``
-  (customer id) with ``previousId`` as the anonymous id when it is the message's own
-  ``anonymousId`` or there is none (a previous userId is not linked: :func:`_identifiers`);
+  (customer id) with ``previousId`` as the anonymous id unless it is an e-mail address (a
+  previous userId: then the message's ``anonymousId``, :func:`_identifiers`);
   ``page``/``screen`` -> ``page_view``;
   ``track`` -> the e-commerce table of :mod:`schemas.inbound.segment_commerce`, else
   ``custom``; ``group`` -> ``custom`` named ``group``;
@@ -223,26 +223,22 @@ def _identifiers(
     message: Mapping[str, Any], kind: str, person: Mapping[str, Any]
 ) -> dict[str, str]:
     """The message's identifiers. An ``alias``'s ``previousId`` is, in Segment's spec, "an
-    Anonymous ID assigned to that user or a User ID you previously identified them with"; the
-    SDKs fill it with the current userId when there is one, else the anonymousId (which the
-    message carries too). So one equal to the message's ``anonymousId`` is the device's and is
-    linked as the anonymous id, as an identify links it; one that differs from it is a previous
-    userId, another account, and is not linked (two customer ids never merge:
-    docs/identity-rules.toml; it would otherwise sit in the profile as a device id, an e-mail
-    address as like as not), while the message's own ``anonymousId`` is linked as in any call.
-    Without an ``anonymousId`` (a server's alias of a session id), ``previousId`` is read as
-    the anonymous id unless it is an e-mail address (the spec's own example of a previous
-    userId, ``"previousId": "jen@email.com"``: not linked either); a device seen with two
-    customer ids links neither (the identity rules' quarantine), so even a previous userId
-    read so never merges two accounts."""
+    Anonymous ID assigned to that user or a User ID you previously identified them with". The
+    touchpoint carries one anonymous id: the alias's is ``previousId`` (what an alias is sent to
+    link: an older device, or the anonymousId of the visitor who just signed up), unless it is
+    an e-mail address (the spec's own example of a previous userId, ``"previousId":
+    "jen@email.com"``): then the message's own ``anonymousId``, if any. A previous userId read
+    as a device id cannot merge two accounts: customer ids never merge
+    (docs/identity-rules.toml), and a device seen with two customer ids links neither (the
+    identity rules' quarantine)."""
     user = text(message.get("userId"), "userId")
     anonymous = text(message.get("anonymousId"), "anonymousId")
     if kind == "alias":
         previous = text(message.get("previousId"), "previousId")
         if user is None or previous is None:
             raise invalid("userId" if user is None else "previousId", "required for alias")
-        if previous != user and anonymous in (None, previous) and "@" not in previous:
-            anonymous = previous  # else a previous userId: not linked (docstring)
+        if previous != user and "@" not in previous:
+            anonymous = previous  # an e-mail: a previous userId, not linked (docstring)
     elif user is None and anonymous is None:
         raise invalid("userId", "userId or anonymousId is required")
     ids = {"customer_id": user, "anonymous_id": anonymous}

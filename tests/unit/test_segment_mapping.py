@@ -186,18 +186,24 @@ def test_alias_links_the_user_id_with_the_previous_id() -> None:
     assert rejected({"type": "alias", "userId": "C-1"}).field == "previousId"
 
 
-def test_an_alias_from_a_previous_user_id_links_no_other_account() -> None:
-    # Segment's spec: previousId may be "a User ID you previously identified them with"; the
-    # SDKs send the current userId as previousId when the visitor was identified, and the
-    # device's anonymousId beside it. That userId is another account (customer ids never
-    # merge): it must not become this profile's device id, and the device must stay linked.
-    sdk = {"type": "alias", "userId": "C-new", "previousId": "C-old", "anonymousId": "anon-9"}
-    assert mapped(sdk).identifiers.as_mapping() == {
-        "customer_id": "C-new",
-        "anonymous_id": "anon-9",
-    }
+def test_an_alias_from_an_e_mail_address_links_the_device_instead() -> None:
+    # Segment's spec: previousId may be "a User ID you previously identified them with", its
+    # example an e-mail address: not a device of this profile. The message's own anonymousId
+    # is linked instead (it was dropped: {'anonymous_id': 'jen@email.com'}).
+    sdk = {"type": "alias", "userId": "C-new", "previousId": "jen@email.com", "anonymousId": "a-9"}
+    assert mapped(sdk).identifiers.as_mapping() == {"customer_id": "C-new", "anonymous_id": "a-9"}
     spec = {"type": "alias", "previousId": "jen@email.com", "userId": "507f191e81"}
     assert mapped(spec).identifiers.as_mapping() == {"customer_id": "507f191e81"}
+
+
+def test_an_alias_from_an_older_device_links_it() -> None:
+    # what an alias is sent for (the browser journey of tests/e2e/test_gateway_browser_e2e.py):
+    # the older device is linked, the current one is by the visitor's other calls
+    sdk = {"type": "alias", "userId": "C-1", "previousId": "old-device", "anonymousId": "anon-9"}
+    assert mapped(sdk).identifiers.as_mapping() == {
+        "customer_id": "C-1",
+        "anonymous_id": "old-device",
+    }
 
 
 def test_page_and_screen_keep_name_category_and_properties() -> None:
