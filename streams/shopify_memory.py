@@ -42,7 +42,6 @@ forgotten by ``customers/redact`` and ``shop/redact`` as before, the memos expir
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Collection, Iterator, Sequence
 from typing import Final, Protocol
 
@@ -59,6 +58,9 @@ from schemas.inbound.shopify_model import (
     RememberGuest,
     RememberOrder,
 )
+
+# the ``redacted`` set's hash of a customer id is the privacy trail's digest
+from schemas.inbound.shopify_privacy import digest as _hash
 
 #: How long a webhook's "answered" marker is kept: Shopify retries for 48 hours.
 WEBHOOK_TTL_S: Final = 72 * 3600
@@ -142,10 +144,6 @@ class ShopifyMemory(Protocol):
     def ping(self) -> bool: ...
 
     def close(self) -> None: ...
-
-
-def _hash(salt: bytes, customer_id: str) -> str:
-    return hashlib.sha256(salt + customer_id.encode()).hexdigest()
 
 
 def _digest(salt: bytes, customer_id: str) -> str:
