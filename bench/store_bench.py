@@ -35,7 +35,7 @@ from resolvers.identity.rules import IdentityRules
 from resolvers.pipeline import LANES, Lane, run_batch
 from resolvers.steps import RawRecord
 from resolvers.store import Commit, CommitResult, InMemoryStore, Loaded, LoadRequest, StateStore
-from schemas.normalize import DEFAULT, is_blocked
+from schemas.normalize import DEFAULT, blocked_by_default
 from schemas.touchpoint import dump_touchpoint
 from streams import redis_clients
 from streams.redis_store import RedisStore
@@ -48,7 +48,7 @@ NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 def make_context(cache: DecodeCache | None = None) -> Context:
     """The context the worker builds (``streams.worker.Runtime.context``), with ``cache`` as
     its decode cache: one per worker there, one per run here."""
-    rules = IdentityRules(is_blocked=lambda t, v: is_blocked(t, v, DEFAULT))
+    rules = IdentityRules(is_blocked=blocked_by_default)
     return Context(
         rules=rules,
         policy=ConsentPolicy(),

@@ -57,7 +57,7 @@ from resolvers.store import (
 )
 from resolvers.tuples import new_tuple
 from schemas.bounds import DEFAULT_BOUNDS, InputBounds
-from schemas.normalize import NormalizeConfig
+from schemas.normalize import DEFAULT, NormalizeConfig, blocked_by_default
 
 #: A lane's batch stages, in order (a test pins them). Each names a module of
 #: ``resolvers.stages`` or the lane's own fold (``facts``, ``render``: ``resolvers.profile``).
@@ -350,6 +350,9 @@ def run_batch(
     dlq_uncounted = len(dead)  # the stats hash counts them with a committed part
     pending: Sequence[Event] = events
     request = load_request(events, lane)
+    # the events' identifiers passed the replay's blocklist if normalized under DEFAULT (a worker
+    # prepares ahead under the config it passes here: ``streams.batch_runner``)
+    vouch = lane.normalizes and config is DEFAULT
     # profiles a part wrote without having loaded them (ids a new person may get), read by the
     # next load and kept with that part's events
     extra: dict[str, str] = {}  # profile id -> an event id of the part
@@ -371,6 +374,10 @@ def run_batch(
             # audience is never decided again at an older clock (a write after the load fails
             # the commit's compare-and-set and is loaded again)
             ctx = make_context()
+            if vouch and ctx.rules.is_blocked is blocked_by_default:
+                # the events' identifiers passed the replay's blocklist when normalized: it
+                # need not ask it again of the new ones (``schemas.normalize.blocked_by_default``)
+                ctx.rules.vouch_unblocked([i for e in pending for i in e.identifiers])
             links = [(eid, profile_ref(pid)) for pid, eid in extra.items()]
             links += [(eid, identifier_ref(key)) for key, eid in extra_ids.items()]
             links += [(eid, profile_ref(pid)) for pid, eid in walk.items()]

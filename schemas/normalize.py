@@ -282,6 +282,14 @@ def is_blocked(id_type: str, value: str, config: NormalizeConfig = DEFAULT) -> b
     )
 
 
+def blocked_by_default(id_type: str, value: str) -> bool:
+    """:func:`is_blocked` under ``DEFAULT``: the identity rules' predicate in the workers
+    (``streams.runtime.with_blocklist``). Every identifier :func:`normalize_one` accepts under
+    ``DEFAULT`` passed it (its canonical value checked, or the trimmed raw value it equals), so
+    the pipeline vouches for those without asking again (``resolvers.pipeline.run_batch``)."""
+    return is_blocked(id_type, value, DEFAULT)
+
+
 def _canonical_email(stripped: str) -> str:
     """Lowercase, then NFC: one value for an address sent composed or decomposed (an ASCII
     address, most, without the NFC call: it leaves one as it is)."""
@@ -463,6 +471,7 @@ __all__ = [
     "NormalizeConfig",
     "NormalizedIdentifiers",
     "Rejected",
+    "blocked_by_default",
     "is_blocked",
     "normalize_identifiers",
     "normalize_one",

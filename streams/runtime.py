@@ -30,8 +30,7 @@ from resolvers.identity.rules import IdentityRules, load_rules
 from resolvers.pipeline import PROFILES, Lane
 from resolvers.store import Kind, StateStore
 from schemas.bounds import InputBounds
-from schemas.normalize import DEFAULT as NORMALIZE_DEFAULT
-from schemas.normalize import is_blocked
+from schemas.normalize import blocked_by_default
 from streams import kafka_clients, redis_clients
 from streams.audience_refresh import read_medians
 from streams.health import Check
@@ -222,4 +221,4 @@ def build_runtime(settings: LoomSettings, lane: Lane = PROFILES) -> Runtime:
 def with_blocklist(rules: IdentityRules | None) -> IdentityRules:
     """``rules`` (default: the built-in ones) that never link a junk value (``guest``...)."""
     base = rules or IdentityRules()
-    return replace(base, is_blocked=lambda t, v: is_blocked(t, v, NORMALIZE_DEFAULT))
+    return replace(base, is_blocked=blocked_by_default)

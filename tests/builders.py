@@ -19,7 +19,7 @@ from resolvers.context import Context, TopicNames
 from resolvers.identity.rules import IdentityRules
 from resolvers.inventory import Movement, MovementKind
 from resolvers.profile.facts import Facts, fingerprint
-from schemas.normalize import DEFAULT, is_blocked
+from schemas.normalize import blocked_by_default
 
 #: The fixed "now" of batches built by the tests.
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -27,7 +27,7 @@ NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 def make_context(now: datetime = NOW) -> Context:
     """A batch context with the default identity rules and consent policy, no decode cache."""
-    rules = IdentityRules(is_blocked=lambda t, v: is_blocked(t, v, DEFAULT))
+    rules = IdentityRules(is_blocked=blocked_by_default)  # the workers' blocklist
     return Context(
         rules=rules, policy=ConsentPolicy(), topics=TopicNames(), salt=b"test-salt", now=now
     )

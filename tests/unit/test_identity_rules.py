@@ -156,3 +156,23 @@ def test_blocked_values_are_asked_once_and_remembered_within_a_bound() -> None:
         rules.blocks(("email", f"{n}@x"))
     assert len(rules.blocked_memo) <= MAX_BLOCKED_MEMO
     assert rules == IdentityRules(is_blocked=is_blocked)  # the memo is no part of the rules
+
+
+def test_vouched_keys_are_answered_without_asking_and_the_memo_stays_bounded() -> None:
+    asked: list[tuple[str, str]] = []
+
+    def is_blocked(id_type: str, value: str) -> bool:
+        asked.append((id_type, value))
+        return True
+
+    rules = IdentityRules(is_blocked=is_blocked)
+    rules.vouch_unblocked([("email", "a@x.no"), ("phone", "+4791")])
+    assert not rules.blocks(("email", "a@x.no"))
+    assert asked == []
+    assert rules.blocks(("email", "b@x.no"))  # not vouched for: asked
+    assert asked == [("email", "b@x.no")]
+    for start in range(0, MAX_BLOCKED_MEMO + 600, 500):
+        rules.vouch_unblocked([("email", f"{n}@x") for n in range(start, start + 500)])
+        assert len(rules.blocked_memo) < MAX_BLOCKED_MEMO  # the next ask empties nothing
+    assert not rules.blocks(("email", f"{MAX_BLOCKED_MEMO + 599}@x"))
+    assert asked == [("email", "b@x.no")]
