@@ -200,16 +200,31 @@ def lane_has_state(client: redis.Redis, prefix: str, lane: str) -> bool:
     return False
 
 
-def rebuild_running(prefix: str, lane: str) -> RebuildRunningError:
+def rebuild_running(prefix: str, lane: str, *, at_start: bool = False) -> RebuildRunningError:
     """What a commit of ``lane`` is refused with while a ``loom rebuild`` of it holds the
-    lane's lease (``P:v1:rebuild-lease:{lane}``, ``streams.rebuild``)."""
+    lane's lease (``P:v1:rebuild-lease:{lane}``, ``streams.rebuild``); ``at_start``: what a
+    worker's start check is refused with then (:func:`refuse_during_rebuild`)."""
+    done = (
+        "it did not join the lane's consumer group and processed nothing"
+        if at_start
+        else "nothing of this batch was written"
+    )
     return RebuildRunningError(
         f"{lane} lane: `loom rebuild --lane {lane}` holds the lane's lease in Redis "
         f"({prefix}:v1:rebuild-lease:{lane}; it runs, or died and the lease has not expired "
-        f"yet): this worker started during it, and nothing of this batch was written. Stop "
+        f"yet): this worker started during it, and {done}. Stop "
         f"every {lane} worker, let the rebuild finish (or run it again with --resume), then "
         f"start them (docs/operating.md#rebuilding-a-lane)"
     )
+
+
+def refuse_during_rebuild(client: redis.Redis, prefix: str, lane: str) -> None:
+    """A worker's start check, before it joins the lane's consumer group: raises
+    :func:`rebuild_running` while a ``loom rebuild`` of ``lane`` holds the lane's lease. A
+    member of the group, even one whose commits the lease then refuses, is assigned partitions
+    the rebuild replays, and makes the rebuild's offset commits fail while it stays."""
+    if client.exists(Keys(prefix).rebuild_lease(lane)):
+        raise rebuild_running(prefix, lane, at_start=True)
 
 
 def recovery_hint(lane: str) -> str:

@@ -58,10 +58,10 @@ from streams.ahead import STEPS, WorkAhead
 from streams.batch_runner import BatchAbandoned, BatchRunner, LaneStopped
 from streams.errors import FatalError, RebuildRunningError, classify, kafka_error
 from streams.gc_policy import GcPolicy
-from streams.generation import Committed, establish, recovery_hint
+from streams.generation import Committed, establish, recovery_hint, refuse_during_rebuild
 from streams.health import Check, HealthServer
 from streams.lane_status import LaneState, LaneStatus, StopReason
-from streams.offsets import DueOffsets, ProcessedOffsets, next_offsets
+from streams.offsets import DueOffsets, ProcessedOffsets, commit_within, next_offsets
 from streams.redis_keys import Keys
 from streams.redis_store import RedisStore
 from streams.relay import OutboxGauges, RelaySupervisor
@@ -186,25 +186,52 @@ def commit_reported(group: str, err: KafkaError | None, partitions: list[TopicPa
         )
 
 
+#: How long a synchronous offsets commit (on revoke, on close) is waited for: librdkafka's
+#: has no bound, and one under way while a broker stalled never returned (``commit_within``).
+#: Under the rebalance timeout a revoking member has (``max.poll.interval.ms``, 300 s), and
+#: under ``LOOM_SHUTDOWN_TIMEOUT_S``'s default (25 s), so a close says why it gave up.
+SYNC_COMMIT_TIMEOUT_S: Final = 20.0
+
+
 def commit_offsets(
-    consumer: Consumer, group: str, offsets: list[TopicPartition], *, asynchronous: bool
-) -> None:
+    consumer: Consumer,
+    group: str,
+    offsets: list[TopicPartition],
+    *,
+    asynchronous: bool,
+    timeout_s: float | None = None,
+) -> bool:
     """Commit ``offsets`` of records already applied: a failure is logged, never raised (a
-    redelivery of them is a no-op)."""
+    redelivery of them is a no-op). A synchronous commit is waited for ``timeout_s`` at most
+    (default :data:`SYNC_COMMIT_TIMEOUT_S`); False if it had not returned by then (it may
+    still be under way: the consumer's ``close`` would wait on it), else True."""
     if not offsets:
-        return
+        return True
+    if timeout_s is None:
+        timeout_s = SYNC_COMMIT_TIMEOUT_S
     try:
         if asynchronous:
             consumer.commit(offsets=offsets, asynchronous=True)
         else:
-            done = consumer.commit(offsets=offsets, asynchronous=False)
-            commit_reported(group, None, list(done or []))  # per-partition errors, if any
+            done = commit_within(consumer, offsets, timeout_s)
+            commit_reported(group, None, done)  # per-partition errors, if any
+    except TimeoutError:
+        log.warning(
+            "%s: offset commit of partitions %s did not return within %g s (a broker that "
+            "stalled); going on without it: their records after the last commit will be "
+            "redelivered, a no-op for those already applied",
+            group,
+            sorted(tp.partition for tp in offsets),
+            timeout_s,
+        )
+        return False
     except Exception as exc:
         log.warning(
             "%s: offset commit failed (%s); records will be redelivered",
             group,
             classify(exc).describe(),
         )
+    return True
 
 
 class LaneRunner:
@@ -373,8 +400,8 @@ class LaneRunner:
         the loop, on revoke and on close."""
         self._commit(self._due.take(), asynchronous=True)
 
-    def _commit(self, offsets: list[TopicPartition], *, asynchronous: bool) -> None:
-        commit_offsets(self.consumer, self.group, offsets, asynchronous=asynchronous)
+    def _commit(self, offsets: list[TopicPartition], *, asynchronous: bool) -> bool:
+        return commit_offsets(self.consumer, self.group, offsets, asynchronous=asynchronous)
 
     # --- the loop --------------------------------------------------------------------------
     def stop(self) -> None:
@@ -383,12 +410,6 @@ class LaneRunner:
     async def run(self) -> None:
         """Consume and process until :meth:`stop`; a lane that must stop closes its consumer
         and then waits for :meth:`stop` too (its reason stays on ``/readyz``)."""
-        self.consumer.subscribe(
-            [self.topic],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
-        )
         if self.relay is None:
             log.info("%s: LOOM_WORKER_RELAY=false: `loom relay --role %s` delivers the outbox",
                      self.group, self.lane)  # fmt: skip
@@ -396,6 +417,14 @@ class LaneRunner:
             self.ahead.thread = await asyncio.to_thread(threading.get_ident)
         try:
             await self._establish_generation()
+            # only now a member of the group: a worker refused at its start check is never
+            # assigned partitions (a rebuild's would be, and its offset commits fail meanwhile)
+            self.consumer.subscribe(
+                [self.topic],
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
             # The relay delivers what this lane's Redis holds: only once Redis was found to
             # hold the lane's state (a Redis that lost it gets no outbox stream from us).
             if self.relay is not None:
@@ -433,12 +462,14 @@ class LaneRunner:
             await self.outbox_gauges.stop()
 
     async def _establish_generation(self) -> None:
-        """Check Redis holds the state the group's committed offsets imply (and remember the
-        generation for the commit metadata and every batch's commit); retried while Redis or
-        Kafka is unavailable, a stop for good when the state is lost (streams.generation)."""
+        """Check no ``loom rebuild`` of the lane runs and Redis holds the state the group's
+        committed offsets imply (and remember the generation for the commit metadata and every
+        batch's commit); retried while Redis or Kafka is unavailable, a stop for good when the
+        state is lost or a rebuild runs (streams.generation)."""
         raw, rt = self.topic, self.rt
 
         def check() -> str:
+            refuse_during_rebuild(rt.redis, self.settings.redis_prefix, self.lane)
             meta = self.consumer.list_topics(raw, timeout=10).topics[raw]
             if meta.error is not None:
                 raise KafkaException(meta.error)
@@ -533,8 +564,11 @@ class LaneRunner:
     def _close(self) -> None:
         """Commit what completed, leave the group (its partitions move at once), remove this
         worker's claims entry (others stop waiting for it)."""
-        self._commit(self.processed.take(), asynchronous=False)
-        self.consumer.close()
+        if self._commit(self.processed.take(), asynchronous=False):
+            self.consumer.close()
+        else:  # close would wait on the commit still under way: the group drops this member
+            log.warning("%s: leaving without closing the consumer: the group reassigns its "
+                        "partitions after session.timeout.ms", self.group)  # fmt: skip
         self.assigned.clear()  # close may serve an assignment it never revokes
         if self.batches.claims is not None:
             self.batches.claims.close()

@@ -7,10 +7,12 @@ holds the state those offsets imply.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from resolvers.steps import RawRecord
 
@@ -21,6 +23,34 @@ def next_offsets(records: Sequence[RawRecord], metadata: str = "") -> list[Topic
     for r in records:
         last[(r.topic, r.partition)] = r.offset + 1
     return [TopicPartition(t, p, o, metadata=metadata) for (t, p), o in sorted(last.items())]
+
+
+def commit_within(
+    consumer: Consumer, offsets: Sequence[TopicPartition], timeout_s: float
+) -> list[TopicPartition]:
+    """``consumer``'s synchronous commit of ``offsets``, waited for ``timeout_s`` at most
+    (:class:`TimeoutError` then). librdkafka's has no bound: one under way while the broker
+    stalled for a minute and more never returned, though the broker answered again at once
+    (measured with librdkafka 2.16: over 200 s after it resumed). It runs on a daemon thread
+    of its own, left behind if it never returns (the process can still exit). ``loom rebuild``
+    commits through it after every batch, a worker on revoke and on close
+    (``streams.lane_runner.commit_offsets``)."""
+    box: dict[str, Any] = {}
+
+    def commit() -> None:
+        try:
+            box["done"] = consumer.commit(offsets=list(offsets), asynchronous=False)
+        except BaseException as exc:  # raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=commit, name="loom-offsets-commit", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise TimeoutError(f"the commit did not return within {timeout_s:g} s")
+    if "error" in box:
+        raise box["error"]
+    return list(box.get("done") or [])
 
 
 class ProcessedOffsets:

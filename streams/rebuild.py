@@ -62,14 +62,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from resolvers.audiences import NO_AUDIENCES
@@ -90,7 +88,7 @@ from streams.generation import (
 from streams.lane_runner import raw_record
 from streams.lane_status import LaneStatus
 from streams.lease import Held, Lease
-from streams.offsets import next_offsets
+from streams.offsets import commit_within, next_offsets
 from streams.redis_keys import Keys
 from streams.redis_store import RedisStore
 from streams.relay import RelaySupervisor
@@ -138,32 +136,6 @@ def group_members(
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT)) from None
 
     return ask_coordinator(ask, timeout_s=timeout_s, sleep=sleep)
-
-
-def commit_within(
-    consumer: Consumer, offsets: Sequence[TopicPartition], timeout_s: float
-) -> list[TopicPartition]:
-    """``consumer``'s synchronous commit of ``offsets``, waited for ``timeout_s`` at most
-    (:class:`TimeoutError` then). librdkafka's has no bound: one under way while the broker
-    stalled for a minute and more never returned, though the broker answered again at once
-    (measured with librdkafka 2.16: over 200 s after it resumed). It runs on a daemon thread
-    of its own, left behind if it never returns (the process can still exit)."""
-    box: dict[str, Any] = {}
-
-    def commit() -> None:
-        try:
-            box["done"] = consumer.commit(offsets=list(offsets), asynchronous=False)
-        except BaseException as exc:  # raised in the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=commit, name="loom-rebuild-commit", daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    if thread.is_alive():
-        raise TimeoutError(f"the commit did not return within {timeout_s:g} s")
-    if "error" in box:
-        raise box["error"]
-    return list(box.get("done") or [])
 
 
 @contextlib.contextmanager

@@ -215,8 +215,8 @@ class StockRouter:
         self._commit(self.processed.take(revoked), asynchronous=False)
         self.assigned -= revoked
 
-    def _commit(self, offsets: list[TopicPartition], *, asynchronous: bool) -> None:
-        commit_offsets(self.consumer, self.group, offsets, asynchronous=asynchronous)
+    def _commit(self, offsets: list[TopicPartition], *, asynchronous: bool) -> bool:
+        return commit_offsets(self.consumer, self.group, offsets, asynchronous=asynchronous)
 
     def _commit_due(self) -> None:
         self._commit(self._due.take(), asynchronous=True)
@@ -311,8 +311,8 @@ class StockRouter:
 
     def _close(self) -> None:
         """Commit what was routed, leave the group, deliver what the producer still holds."""
-        self._commit(self.processed.take(), asynchronous=False)
-        self.consumer.close()
+        if self._commit(self.processed.take(), asynchronous=False):
+            self.consumer.close()  # (else it would wait on the commit still under way)
         self.producer.flush(10)
 
 

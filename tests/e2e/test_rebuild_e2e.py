@@ -6,8 +6,12 @@ import signal
 from typing import Any
 
 import pytest
+from confluent_kafka import ConsumerGroupState
 from e2e_harness import Loom
 from test_profiles_e2e import journey, order
+
+from streams import kafka_clients
+from streams.generation import ask_coordinator
 
 pytestmark = pytest.mark.e2e
 
@@ -81,3 +85,46 @@ def test_a_worker_refuses_a_redis_that_lost_its_state_and_rebuild_restores_it(
     assert late is not None
     assert late["locations"]["oslo-1"]["on_hand"] == stock["locations"]["oslo-1"]["on_hand"] - 1
     assert loom.people() == people
+
+
+def test_a_worker_started_during_a_rebuild_refuses_before_it_joins_the_group(
+    loom: Loom, free_ports: Any
+) -> None:
+    """A ``loom rebuild`` of the lane holds its lease (ADR 0044). A worker started then passed
+    its start check, joined the lane's consumer group (assigned the partitions the rebuild
+    replays: the rebuild's offset commits fail while it is a member), read a batch and was
+    refused only at that batch's commit. Now its start check reads the lease: it refuses
+    before it joins the group, having written and read nothing."""
+    loom.produce(journey("a"))
+    lease = f"{loom.root}:rebuild-lease:profiles"
+    loom.redis.set(lease, "the-rebuild-s-token", px=300_000)  # as `loom rebuild` holds it
+    (port,) = free_ports(1)
+    (refusing,) = loom.start_worker("profiles", env={"LOOM_WEB_PORT": str(port)})
+
+    def stop_logged() -> str | None:
+        text = loom.logs()
+        return text if "lane stopped" in text else None
+
+    log = loom.wait_for(stop_logged, "the lane's stop")
+    assert f"{lease};" in log  # the line names the lease
+    assert "did not join the lane's consumer group and processed nothing" in log
+    assert "To recover" not in log  # a rebuild runs: `loom rebuild` is not the remedy
+    # never a member: the coordinator has no such group (one joined and left is "empty")
+    group = loom.settings.group_id("profiles")
+    admin = kafka_clients.admin(loom.settings)
+
+    def describe(timeout: float) -> Any:  # asked again while the coordinator moves or loads
+        (future,) = admin.describe_consumer_groups([group], request_timeout=timeout).values()
+        return future.result(timeout=timeout + 5)
+
+    described = ask_coordinator(describe, timeout_s=60)
+    assert described.state is ConsumerGroupState.DEAD, (described.state, described.members)
+    # nothing written: not even the generation marker its start check creates on a new prefix
+    assert list(loom.redis.scan_iter(f"{loom.root}:*")) == [lease.encode()]
+    refusing.send_signal(signal.SIGTERM)
+    assert refusing.wait(30) == 3  # the lane had stopped on an error
+    loom.workers.remove(refusing)
+
+    loom.redis.delete(lease)  # the rebuild ended: a worker started now processes
+    loom.start_worker("profiles")
+    loom.wait_for(lambda: len(loom.people()) == 1, "the profile after the rebuild")
