@@ -57,8 +57,11 @@ class InventoryReader:
             yield _text(member)
 
     def get_many(self, skus: Sequence[str]) -> list[dict[str, Any] | None]:
-        """Snapshots of ``skus`` in order (None where absent), one pipelined round trip."""
-        pipe = self.client.pipeline(transaction=False)
+        """Snapshots of ``skus`` in order (None where absent), one round trip read as one
+        transaction (``MULTI``/``EXEC``): a batch commit of the lane is atomic, so the
+        snapshots are all from before it or all from after it (a plain pipeline saw one SKU of
+        a two-SKU sale sold and the other not)."""
+        pipe = self.client.pipeline(transaction=True)
         for sku in skus:
             pipe.hmget(self.keys.stock(sku), ["d", "v"])
         replies = pipe.execute()
@@ -68,7 +71,8 @@ class InventoryReader:
         """Every indexed SKU's snapshot (SSCAN of the index, snapshots read in pipelines).
 
         A SKU may appear twice if the index changes during the scan (SSCAN's guarantee); index
-        members whose hash is gone are skipped.
+        members whose hash is gone are skipped. Each batch of ``batch`` SKUs is one consistent
+        read (:meth:`get_many`); the export as a whole is not a snapshot of one instant.
         """
         pending: list[str] = []
         for sku in self.iter_skus(count=batch):
