@@ -47,7 +47,7 @@ MAX_ATTEMPTS: Final = 5
 
 
 class RefreshConflictError(RuntimeError):
-    """A batch of the pass kept conflicting with the lane (retry the pass)."""
+    """The pass cannot go on (its lock was lost: ``audience_schedule.PassLockLostError``)."""
 
 
 @dataclass
@@ -56,7 +56,10 @@ class RefreshReport:
     moved: int = 0  # profiles whose membership changed (written)
     entered: Counter[str] = field(default_factory=Counter)
     exited: Counter[str] = field(default_factory=Counter)
-    conflicts: int = 0
+    conflicts: int = 0  # commits retried: the lane wrote one of their profiles meanwhile
+    #: profiles still conflicting after MAX_ATTEMPTS alone: written by the lane all the while
+    #: (each such write decides their audiences), not by this pass
+    left_to_the_lane: int = 0
     rendered: int = 0  # profiles re-rendered from their state (membership moved, or no snapshot)
     unreadable: int = 0  # rendered, but its state is in a format this version cannot read
     medians: dict[str, float] = field(default_factory=dict)
@@ -234,7 +237,16 @@ class AudienceRefresh:
                         report.exited.update(e.exited)
                 return snapshots
             report.conflicts += 1
-        raise RefreshConflictError(f"a batch of {len(ids)} profiles kept conflicting")
+        # Still conflicting: the lane keeps writing some of them. The rest are not held back
+        # (a pass that gave up here left every profile after this batch unrefreshed, pass
+        # after pass, behind one busy customer): halves are tried on their own, and one
+        # profile that still conflicts is left to the lane, whose every write of it decides
+        # its audiences at the lane's clock (no later than the pass's: ``_batch``).
+        if len(ids) == 1:
+            report.left_to_the_lane += 1
+            return {}
+        middle = len(ids) // 2
+        return self._render(ids[:middle], ctx, report) | self._render(ids[middle:], ctx, report)
 
     def _write_medians(self, medians: dict[str, float]) -> None:
         key = self.store.keys.audience_medians

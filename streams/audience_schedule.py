@@ -125,12 +125,14 @@ def _run_once(rt: Runtime, store: RedisStore) -> None:
     if report is None:
         return  # another worker runs this interval's pass
     log.info(
-        "audience pass: %d profiles in %.1fs, %d rendered, %d moved, %d conflicts retried",
+        "audience pass: %d profiles in %.1fs, %d rendered, %d moved, %d conflicts retried, "
+        "%d left to the lane (it kept writing them)",
         report.profiles,
         report.seconds,
         report.rendered,
         report.moved,
         report.conflicts,
+        report.left_to_the_lane,
     )
 
 

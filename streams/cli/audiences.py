@@ -172,6 +172,7 @@ def run_refresh(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out.write(
         f"{report.profiles} profiles in {report.seconds:.1f}s: {report.moved} moved "
         f"({sum(report.entered.values())} entries, {sum(report.exited.values())} exits), "
-        f"{report.conflicts} conflicts retried, {len(report.medians)} category medians\n"
+        f"{report.conflicts} conflicts retried, {report.left_to_the_lane} left to the lane "
+        f"(it kept writing them), {len(report.medians)} category medians\n"
     )
     return 0

@@ -23,6 +23,7 @@ from resolvers.context import Context
 from resolvers.lanes import profiles as profiles_lane
 from resolvers.pipeline import LANES, run_batch
 from resolvers.steps import RawRecord
+from resolvers.store import profile_ref as profiles_lane_ref
 from resolvers.timefmt import format_time
 from schemas.normalize import DEFAULT
 from streams.audience_refresh import AudienceRefresh, RefreshReport
@@ -128,6 +129,34 @@ def test_a_later_pass_renders_and_commits_only_the_profiles_whose_membership_mov
     renders.clear()
     again = AudienceRefresh(store, redis_client, lambda: context(NOW + timedelta(55))).run()
     assert (again.moved, again.rendered, renders) == (0, 0, [])
+
+
+def test_a_profile_the_lane_keeps_writing_holds_back_no_other_profile_of_the_pass(
+    store: RedisStore,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One busy customer's profile is written by the lane between every read of the pass and
+    its commit (each commit of the pass then fails its compare-and-set). The pass gave up
+    after 5 conflicts of that batch (RefreshConflictError): the profiles after it were never
+    refreshed, and at the next interval the same. Now the batch is split until the busy
+    profile is alone, the others are committed, and that one is left to the lane (whose every
+    write decides its audiences), counted."""
+    ids = profile_ids(redis_client, store)
+    busy = ids["c3"]
+    real_commit = store.commit
+
+    def lane_writes_busy_first(commit: Any) -> Any:
+        if profiles_lane_ref(busy) in commit.expect:  # the lane's write lands first
+            redis_client.hincrby(store.keys.profile(busy), "v", 1)
+        return real_commit(commit)
+
+    monkeypatch.setattr(store, "commit", lane_writes_busy_first)
+    later = lambda: context(NOW + timedelta(55))  # noqa: E731  (c1..c5 past 60 days)
+    report = AudienceRefresh(store, redis_client, later, batch=PEOPLE).run()
+    assert members(redis_client, store, "lapsed") == {ids[f"c{i}"] for i in (1, 2, 4, 5)}
+    assert (report.moved, report.left_to_the_lane) == (4, 1)
+    assert report.conflicts >= 5
 
 
 def test_a_profile_without_a_readable_snapshot_is_rendered_from_its_state(
