@@ -31,6 +31,7 @@ from resolvers.profile.facts import (
     CANCEL_TYPE,
     PURCHASE_AFFINITY_WEIGHT,
     RECENT_ACTIVITY_LIMIT,
+    WHOLE_ORDER,
     WHOLE_STATED,
     Activity,
     Digest,
@@ -181,23 +182,42 @@ def _whole_returns_resolved(ledger: Mapping[str, Transaction]) -> Iterable[Trans
     """The person's transactions, each return of a whole order (``Transaction.whole``: a full
     refund, which names no lines) with the categories and units of that order, and its amount
     and currency unless it stated an amount (``WHOLE_STATED``), where the person has the order
-    (its latest version); without it, such a return counts as it came. A function of the set
-    of transactions: the same whichever came first."""
+    (its latest version); without it, such a return counts as it came. A full refund naming
+    only its order refunds what the order's other returns (in its currency) left of its
+    amount, and only the first such refund (by rank) does: an order is never refunded past
+    its amount. A function of the set of transactions: the same whichever came first."""
     values = ledger.values()
     if not any(t.whole for t in values):  # most people: nothing to resolve
         return values
+    given: dict[str, Decimal] = {}  # order id -> what its returns stating an amount gave back
+    first: dict[str, Transaction] = {}  # order id -> its first return naming only the order
+    for t in values:
+        if (oid := t.order_id) is None or not t.is_return:
+            continue
+        if t.whole == WHOLE_ORDER:
+            if (seen := first.get(oid)) is None or t.rank() < seen.rank():
+                first[oid] = t
+        elif (order := ledger.get(f"order:{oid}")) is not None and t.currency == order.currency:
+            given[oid] = _CTX.add(given.get(oid, _ZERO), t.amount)
     out: list[Transaction] = []
     for t in values:
         order = ledger.get(f"order:{t.order_id}") if t.whole else None
         if order is None:
             out.append(t)
             continue
-        stated = t.whole == WHOLE_STATED
+        if t.whole == WHOLE_STATED:
+            amount, currency = t.amount, t.currency
+        else:
+            oid = str(t.order_id)  # (the order was found by it)
+            left = (
+                _CTX.subtract(order.amount, given.get(oid, _ZERO)) if first.get(oid) is t else _ZERO
+            )
+            amount, currency = max(left, _ZERO), order.currency
         out.append(
             replace(
                 t,
-                amount=t.amount if stated else order.amount,
-                currency=t.currency if stated else order.currency,
+                amount=amount,
+                currency=currency,
                 categories=order.categories,
                 units=order.units,
                 sku=order.sku,

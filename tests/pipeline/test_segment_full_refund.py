@@ -4,6 +4,7 @@ order's amount and gives back each of its categories, in whichever order the two
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 from typing import Any
 
@@ -63,3 +64,41 @@ def test_a_full_refund_of_an_order_the_profile_does_not_hold_counts_what_it_stat
     doc = one_snapshot([ORDER, unknown])
     assert doc["returns"] == {"count": 1, "value": {"NOK": "12.00"}}
     assert "running" in doc["category_purchases"]  # O-1 was not given back
+
+
+def test_a_full_refund_after_partial_ones_gives_back_only_what_they_left() -> None:
+    """Refunded in part (one line), then in full naming only the order: the full refund is
+    what the partial one left, not the whole order again (returns counted 69.90 of a 59.90
+    order), in every order of arrival. A second full refund gives back nothing more."""
+    order = _segment(
+        "m-10",
+        10,
+        "Order Completed",
+        {
+            "order_id": "O-2",
+            "total": 59.9,
+            "products": [
+                {"sku": "SKU-1", "price": 49.9, "quantity": 1, "category": "running"},
+                {"sku": "SKU-2", "price": 10, "quantity": 1, "category": "socks"},
+            ],
+        },
+    )
+    partial = _segment(
+        "m-11",
+        6,
+        "Order Refunded",
+        {
+            "order_id": "O-2",
+            "total": 10,
+            "products": [{"sku": "SKU-2", "price": 10, "quantity": 1, "category": "socks"}],
+        },
+    )
+    full = _segment("m-12", 5, "Order Refunded", {"order_id": "O-2"})
+    again = _segment("m-13", 4, "Order Refunded", {"order_id": "O-2"})
+    for events in itertools.permutations([order, partial, full]):
+        doc = one_snapshot(list(events))
+        assert doc["returns"] == {"count": 2, "value": {"NOK": "59.90"}}, events
+        assert doc["category_purchases"] == {}
+    for events in itertools.permutations([order, partial, full, again]):
+        doc = one_snapshot(list(events))
+        assert doc["returns"] == {"count": 3, "value": {"NOK": "59.90"}}

@@ -165,15 +165,28 @@ def _latest_transactions(groups: Iterable[Facts]) -> dict[str, Transaction]:
 
 
 def _whole_resolved(ledger: Mapping[str, Transaction]) -> list[Transaction]:
-    """Since whole-order returns: each takes its order's lines (and money unless stated)."""
+    """Since whole-order returns: each takes its order's lines (and money unless stated).
+    Since 2026-12-05 a return naming only its order (``whole`` 1) refunds what the order's
+    other returns in its currency left, and only the earliest such return of an order does."""
     out = []
     for t in ledger.values():
         order = ledger.get(f"order:{t.order_id}")
         if t.whole and order is not None:
             stated = t.whole == 2
+            amount = t.amount
+            if not stated:
+                same_order = [
+                    r for r in ledger.values() if r.is_return and r.order_id == t.order_id
+                ]
+                earliest = min((r for r in same_order if r.whole == 1), key=Transaction.rank)
+                stating = [
+                    r.amount for r in same_order if r.whole != 1 and r.currency == order.currency
+                ]
+                left = _CTX.subtract(order.amount, sum(stating, Decimal(0)))
+                amount = max(left, Decimal(0)) if earliest is t else Decimal(0)
             t = dataclasses.replace(
                 t,
-                amount=t.amount if stated else order.amount,
+                amount=amount,
                 currency=t.currency if stated else order.currency,
                 categories=order.categories,
                 units=order.units,
