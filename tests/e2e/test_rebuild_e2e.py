@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 from typing import Any
 
 import pytest
@@ -14,6 +15,17 @@ from streams import kafka_clients
 from streams.generation import ask_coordinator
 
 pytestmark = pytest.mark.e2e
+
+
+def refused_worker(loom: Loom, port: int) -> tuple[subprocess.Popen[bytes], str]:
+    """A profiles worker started on ``port``, once it logged its lane's stop: (it, the logs)."""
+    (worker,) = loom.start_worker("profiles", env={"LOOM_WEB_PORT": str(port)})
+
+    def stop_logged() -> str | None:
+        text = loom.logs()
+        return text if "lane stopped" in text else None
+
+    return worker, loom.wait_for(stop_logged, "the lane's stop")
 
 
 def test_a_worker_refuses_a_redis_that_lost_its_state_and_rebuild_restores_it(
@@ -33,14 +45,8 @@ def test_a_worker_refuses_a_redis_that_lost_its_state_and_rebuild_restores_it(
         loom.redis.delete(key)
 
     (port,) = free_ports(1)
-    (refusing,) = loom.start_worker("profiles", env={"LOOM_WEB_PORT": str(port)})
-
     # The lane is not ready while it starts either: wait for the stop it logs, then look.
-    def stop_logged() -> str | None:
-        text = loom.logs()
-        return text if "lane stopped" in text else None
-
-    log = loom.wait_for(stop_logged, "the lane's stop")
+    refusing, log = refused_worker(loom, port)
     assert "loom rebuild --lane profiles" in log
 
     # A probe that gets no answer asks again (one CI run's probe got none, most likely the
@@ -99,13 +105,7 @@ def test_a_worker_started_during_a_rebuild_refuses_before_it_joins_the_group(
     lease = f"{loom.root}:rebuild-lease:profiles"
     loom.redis.set(lease, "the-rebuild-s-token", px=300_000)  # as `loom rebuild` holds it
     (port,) = free_ports(1)
-    (refusing,) = loom.start_worker("profiles", env={"LOOM_WEB_PORT": str(port)})
-
-    def stop_logged() -> str | None:
-        text = loom.logs()
-        return text if "lane stopped" in text else None
-
-    log = loom.wait_for(stop_logged, "the lane's stop")
+    refusing, log = refused_worker(loom, port)
     assert f"{lease};" in log  # the line names the lease
     assert "did not join the lane's consumer group and processed nothing" in log
     assert "To recover" not in log  # a rebuild runs: `loom rebuild` is not the remedy
