@@ -186,10 +186,12 @@ def commit_reported(group: str, err: KafkaError | None, partitions: list[TopicPa
         )
 
 
-#: How long a synchronous offsets commit (on revoke, on close) is waited for: librdkafka's
-#: has no bound, and one under way while a broker stalled never returned (``commit_within``).
-#: Under the rebalance timeout a revoking member has (``max.poll.interval.ms``, 300 s), and
-#: under ``LOOM_SHUTDOWN_TIMEOUT_S``'s default (25 s), so a close says why it gave up.
+#: How long the synchronous offsets commit on close is waited for: librdkafka's has no
+#: bound, and one under way while a broker stalled never returned (``commit_within``). Under
+#: ``LOOM_SHUTDOWN_TIMEOUT_S``'s default (25 s), so a close says why it gave up. The commit in
+#: a revoke callback is not bounded so: made from another thread while the consuming thread is
+#: inside the callback, librdkafka's commit did not return (CI, ``test_rebalance_e2e``: 20 s
+#: and the partitions' offsets never committed); it runs in the callback, as librdkafka asks.
 SYNC_COMMIT_TIMEOUT_S: Final = 20.0
 
 
@@ -199,12 +201,14 @@ def commit_offsets(
     offsets: list[TopicPartition],
     *,
     asynchronous: bool,
+    in_callback: bool = False,
     timeout_s: float | None = None,
 ) -> bool:
     """Commit ``offsets`` of records already applied: a failure is logged, never raised (a
-    redelivery of them is a no-op). A synchronous commit is waited for ``timeout_s`` at most
-    (default :data:`SYNC_COMMIT_TIMEOUT_S`); False if it had not returned by then (it may
-    still be under way: the consumer's ``close`` would wait on it), else True."""
+    redelivery of them is a no-op). A synchronous commit outside a rebalance callback is
+    waited for ``timeout_s`` at most (default :data:`SYNC_COMMIT_TIMEOUT_S`); False if it had
+    not returned by then (it may still be under way: the consumer's ``close`` would wait on
+    it), else True. ``in_callback``: made in a rebalance callback, in its thread, unbounded."""
     if not offsets:
         return True
     if timeout_s is None:
@@ -212,6 +216,9 @@ def commit_offsets(
     try:
         if asynchronous:
             consumer.commit(offsets=offsets, asynchronous=True)
+        elif in_callback:
+            done = consumer.commit(offsets=offsets, asynchronous=False)
+            commit_reported(group, None, list(done or []))
         else:
             done = commit_within(consumer, offsets, timeout_s)
             commit_reported(group, None, done)  # per-partition errors, if any
@@ -360,7 +367,8 @@ class LaneRunner:
         revoked = {(p.topic, p.partition) for p in partitions}
         self._taken_away(revoked)
         self._due.forget(revoked)
-        self._commit(self.processed.take(revoked), asynchronous=False)
+        taken = self.processed.take(revoked)  # in the callback's thread (SYNC_COMMIT_TIMEOUT_S)
+        commit_offsets(self.consumer, self.group, taken, asynchronous=False, in_callback=True)
         self.assigned -= revoked
         log.info("%s: revoked %s", self.group, sorted(p.partition for p in partitions))
 

@@ -212,7 +212,8 @@ class StockRouter:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {(p.topic, p.partition) for p in partitions}
         self._due.forget(revoked)
-        self._commit(self.processed.take(revoked), asynchronous=False)
+        taken = self.processed.take(revoked)  # in the callback's thread (lane_runner's reason)
+        commit_offsets(self.consumer, self.group, taken, asynchronous=False, in_callback=True)
         self.assigned -= revoked
 
     def _commit(self, offsets: list[TopicPartition], *, asynchronous: bool) -> bool:
