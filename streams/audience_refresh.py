@@ -241,7 +241,7 @@ class AudienceRefresh:
         # (a pass that gave up here left every profile after this batch unrefreshed, pass
         # after pass, behind one busy customer): halves are tried on their own, and one
         # profile that still conflicts is left to the lane, whose every write of it decides
-        # its audiences at the lane's clock (no later than the pass's: ``_batch``).
+        # its audiences at the lane's clock, read after the pass's read of it (``_batch``).
         if len(ids) == 1:
             report.left_to_the_lane += 1
             return {}

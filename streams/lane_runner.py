@@ -202,23 +202,21 @@ def commit_offsets(
     *,
     asynchronous: bool,
     in_callback: bool = False,
-    timeout_s: float | None = None,
 ) -> bool:
     """Commit ``offsets`` of records already applied: a failure is logged, never raised (a
     redelivery of them is a no-op). A synchronous commit outside a rebalance callback is
-    waited for ``timeout_s`` at most (default :data:`SYNC_COMMIT_TIMEOUT_S`); False if it had
-    not returned by then (it may still be under way: the consumer's ``close`` would wait on
-    it), else True. ``in_callback``: made in a rebalance callback, in its thread, unbounded."""
+    waited for :data:`SYNC_COMMIT_TIMEOUT_S` at most; False if it had not returned by then
+    (it may still be under way: the consumer's ``close`` would wait on it), else True.
+    ``in_callback``: made in a rebalance callback, in its thread, unbounded."""
     if not offsets:
         return True
-    if timeout_s is None:
-        timeout_s = SYNC_COMMIT_TIMEOUT_S
+    timeout_s = SYNC_COMMIT_TIMEOUT_S  # read at the call (tests lower it)
     try:
         if asynchronous:
             consumer.commit(offsets=offsets, asynchronous=True)
         elif in_callback:
             done = consumer.commit(offsets=offsets, asynchronous=False)
-            commit_reported(group, None, list(done or []))
+            commit_reported(group, None, list(done or []))  # per-partition errors, if any
         else:
             done = commit_within(consumer, offsets, timeout_s)
             commit_reported(group, None, done)  # per-partition errors, if any

@@ -33,8 +33,9 @@ def commit_within(
     stalled for a minute and more never returned, though the broker answered again at once
     (measured with librdkafka 2.16: over 200 s after it resumed). It runs on a daemon thread
     of its own, left behind if it never returns (the process can still exit). ``loom rebuild``
-    commits through it after every batch, a worker on revoke and on close
-    (``streams.lane_runner.commit_offsets``)."""
+    commits through it after every batch, a worker on close (``streams.lane_runner.
+    commit_offsets``; not in a rebalance callback: made from another thread then, it did not
+    return)."""
     box: dict[str, Any] = {}
 
     def commit() -> None:
