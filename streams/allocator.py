@@ -17,6 +17,15 @@ per core. Two remedies, both glibc's own and both no-ops elsewhere (musl, macOS)
   worker under load takes most of it again before the next trim (its batches need it), an
   idle one keeps it returned. A trim took 6-27 ms with ~50 MiB free, and the pages fault in
   again as they are reused: ~0.1 % of a core at one trim every 30 s.
+* :func:`hold_freed_pages`: malloc keeps what a batch freed for the next batch instead of
+  giving it back at once (``mallopt``: a fixed mmap threshold of :data:`MMAP_THRESHOLD`, a
+  trim threshold of :data:`TRIM_THRESHOLD`). With glibc's adaptive thresholds, a batch's
+  transient buffers (~10 MiB of them: replies, joined commands, encoded profiles) were handed
+  back when freed (``munmap``, the heap's top trimmed) and every page of them faulted in again
+  by the next batch: a page fault costs ~3 µs in the bench's VM and the lane's thread took
+  ~0.8 per event, the commit's join of ~1 MiB alone ~0.7 µs per event (issue 17.2). The
+  :class:`Trimmer` still hands the free pages back every :data:`TRIM_INTERVAL_S`: an idle
+  worker keeps no more than before.
 """
 
 from __future__ import annotations
@@ -36,6 +45,19 @@ ARENA_MAX: Final = 2
 TRIM_INTERVAL_S: Final = 30.0
 #: ``mallopt``'s parameter number for the arena limit (glibc's ``malloc.h``).
 _M_ARENA_MAX: Final = -8
+#: Allocations of at least this many bytes are ``mmap``'d (and ``munmap``'d when freed): above
+#: any buffer of a batch; glibc's maximum (``HEAP_MAX_SIZE / 2`` on 64-bit).
+MMAP_THRESHOLD: Final = 32 << 20
+#: Free memory at the top of a heap is handed back once it exceeds this (glibc's default: 128
+#: KiB, raised with the adaptive mmap threshold to twice it): above a batch's transient buffers.
+TRIM_THRESHOLD: Final = 64 << 20
+#: ``mallopt``'s parameter numbers (``malloc.h``) and their environment variables and tunables
+_M_TRIM_THRESHOLD: Final = -1
+_M_MMAP_THRESHOLD: Final = -3
+_THRESHOLDS: Final = (
+    (_M_MMAP_THRESHOLD, MMAP_THRESHOLD, "MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold"),
+    (_M_TRIM_THRESHOLD, TRIM_THRESHOLD, "MALLOC_TRIM_THRESHOLD_", "glibc.malloc.trim_threshold"),
+)
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -70,6 +92,27 @@ def cap_arenas(environ: dict[str, str] | os._Environ[str] = os.environ) -> int |
         log.warning("mallopt(M_ARENA_MAX, %d) refused; malloc arenas are not capped", ARENA_MAX)
         return None
     return ARENA_MAX
+
+
+def hold_freed_pages(environ: dict[str, str] | os._Environ[str] = os.environ) -> dict[str, int]:
+    """Fixed mmap and trim thresholds (:data:`MMAP_THRESHOLD`, :data:`TRIM_THRESHOLD`), each
+    unless the operator set it (its ``MALLOC_*_`` variable or glibc tunable: glibc applied it
+    then); the parameters set, by variable name (none where the C library is not glibc)."""
+    if _LIBC is None:
+        return {}
+    tunables = {
+        name
+        for name, _, _ in (t.partition("=") for t in environ.get("GLIBC_TUNABLES", "").split(":"))
+    }
+    done = {}
+    for param, value, variable, tunable in _THRESHOLDS:
+        if variable in environ or tunable in tunables:
+            continue
+        if _LIBC.mallopt(param, value):
+            done[variable] = value
+        else:
+            log.warning("mallopt(%s, %d) refused", variable, value)
+    return done
 
 
 def trim() -> bool:

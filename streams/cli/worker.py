@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from streams.topics import ensure_topics
 
     allocator.cap_arenas()  # before the first thread (librdkafka's, the lane's)
+    allocator.hold_freed_pages()
     allocator.Trimmer().start()
     logging.getLogger().setLevel(args.loglevel.upper())
     settings = lane_settings(args, args.role)  # the lane's own Redis (ADR 0008)
