@@ -37,7 +37,7 @@ from streams.health import Check
 from streams.metrics import WorkerMetrics
 from streams.redis_keys import Keys
 from streams.redis_store import RedisStore
-from streams.relay import OutboxRelay
+from streams.relay import PRODUCER_CONFIG, OutboxRelay
 from streams.settings import ConfigError, LoomSettings
 
 #: How long a worker uses the category medians it read before reading them again.
@@ -172,7 +172,7 @@ def relay_maker(
     def new_relay() -> OutboxRelay:
         return OutboxRelay(
             client,
-            kafka_clients.producer(settings),
+            kafka_clients.producer(settings, **PRODUCER_CONFIG),
             keys.outbox,
             consumer,
             profiles=keys.kinds[Kind.PROFILE],

@@ -1,5 +1,6 @@
 """The outbox relay on real Redis and Kafka: it survives what used to kill it (NOGROUP after the
-outbox vanished, OOM under maxmemory, a record Kafka refuses) and never loses a record."""
+outbox vanished, OOM under maxmemory, a record Kafka refuses) and never loses a record. Its
+producers report failures only, as a worker's (``PRODUCER_CONFIG``)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from streams.backoff import Backoff
 from streams.errors import KafkaUnavailableError, RecordRefusedError
 from streams.metrics import RelayMetrics
 from streams.redis_store import RedisStore
-from streams.relay import OutboxRelay, RelaySupervisor
+from streams.relay import PRODUCER_CONFIG, OutboxRelay, RelaySupervisor
 
 
 def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 30) -> list[bytes]:
@@ -71,7 +72,12 @@ def supervisor(
     def make(**kw: object) -> RelaySupervisor:
         def new_relay() -> OutboxRelay:
             producer = Producer(
-                {"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True, "acks": "all"}
+                {
+                    **PRODUCER_CONFIG,
+                    "bootstrap.servers": kafka_bootstrap,
+                    "enable.idempotence": True,
+                    "acks": "all",
+                }
             )
             return OutboxRelay(redis_client, producer, f"{redis_prefix}:v1:outbox", "c1")
 
@@ -110,6 +116,26 @@ def run_relay(sup: RelaySupervisor, scenario: Callable[[], object], *, woken: bo
             await sup.stop()
 
     asyncio.run(main())
+
+
+def test_a_producer_reporting_failures_only_has_its_entries_acknowledged_in_one_pass(
+    redis_client: redis.Redis, redis_prefix: str, kafka_bootstrap: str
+) -> None:
+    """The worker's relay producer reports no delivery (issue 17.2: ~1 µs per record): the
+    pass still acknowledges every entry once Kafka took its records, without waiting out
+    the flush timeout (before: "N record(s) still waiting for Kafka" after 5 s)."""
+    topic, key = f"{redis_prefix}-only-errors", f"{redis_prefix}:v1:outbox"
+    add_packed(redis_client, key, topic, [b"a%d" % i for i in range(300)])
+    add_packed(redis_client, key, topic, [b"b%d" % i for i in range(200)])
+    producer = Producer({**PRODUCER_CONFIG, "bootstrap.servers": kafka_bootstrap, "acks": "all"})
+    relay = OutboxRelay(redis_client, producer, key, "c1", flush_timeout_s=5.0)
+    started = time.monotonic()
+    assert relay.relay() == 500
+    assert time.monotonic() - started < 4.0  # settled when the queue emptied, not timed out
+    assert redis_client.xlen(key) == 0
+    assert redis_client.xpending(key, OutboxRelay.GROUP)["pending"] == 0
+    got = read_topic(kafka_bootstrap, topic, 500)
+    assert got == [b"a%d" % i for i in range(300)] + [b"b%d" % i for i in range(200)]
 
 
 def test_the_relay_recreates_a_vanished_outbox_group_and_delivers_everything(
@@ -282,7 +308,12 @@ def test_a_refused_record_is_parked_and_its_entrys_others_keep_their_place_befor
     redis_client.xadd(key, {outbox.FIELD: outbox.pack(first)})
     redis_client.xadd(key, {outbox.FIELD: outbox.pack([OutboxRecord(topic, b"SKU-0", b"2")])})
     producer = Producer(
-        {"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True, "acks": "all"}
+        {
+            **PRODUCER_CONFIG,
+            "bootstrap.servers": kafka_bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+        }
     )
     relay = OutboxRelay(redis_client, producer, key, "c1")
     with pytest.raises(RecordRefusedError):  # refused among the next entry's records
@@ -357,7 +388,9 @@ def test_a_snapshot_is_sent_from_the_profile_and_left_out_once_the_profile_moved
         seen_ttl_s=3600,
         commit=commit,  # type: ignore[arg-type]
     )
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
+    producer = Producer(
+        {**PRODUCER_CONFIG, "bootstrap.servers": kafka_bootstrap, "enable.idempotence": True}
+    )
     relay = OutboxRelay(
         redis_client, producer, store.keys.outbox, "c1", profiles=store.keys.kinds[Kind.PROFILE]
     )
@@ -419,7 +452,9 @@ def test_wait_new_returns_once_an_entry_arrives_and_the_next_pass_sends_it(
     the entry it read is its pending one, sent first by the pass that follows."""
     topic = unique_topic()
     key = f"{redis_prefix}:v1:outbox"
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
+    producer = Producer(
+        {**PRODUCER_CONFIG, "bootstrap.servers": kafka_bootstrap, "enable.idempotence": True}
+    )
     relay = OutboxRelay(redis_client, producer, key, "c1")
     assert relay.wait_new(0.2) is False  # nothing new: the wait times out
     later = threading.Timer(0.3, add_packed, (redis_client, key, topic, [b"x1", b"x2"]))
