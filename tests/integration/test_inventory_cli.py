@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import select
 import subprocess
 import sys
-import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -104,50 +106,64 @@ def args(redis_url: str, prefix: str, *rest: str) -> list[str]:
     return ["inventory", *rest, "--redis-url", redis_url, "--prefix", prefix]
 
 
-def test_get_many_reads_the_skus_of_one_batch_commit_all_before_or_all_after_it(
+class CommitBetweenReads(redis.Connection):
+    """A reader's connection that sends a basket read in two parts and has ``between`` run
+    (a commit, on another connection) once Redis answered the first part: a deterministic
+    interleaving, where a race with a writer thread only made it likely."""
+
+    between: Callable[[], None] | None = None
+    marker = b"*4\r\n$5\r\nHMGET\r\n"  # each read of a SKU (``hmget key d v``)
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        data = command if isinstance(command, bytes | str) else b"".join(command)
+        split = data.rfind(self.marker) if isinstance(data, bytes) else -1
+        between, type(self).between = type(self).between, None
+        send = super().send_packed_command
+        if between is None or split <= 0:
+            send(command, check_health)  # type: ignore[no-untyped-call]
+            return
+        send([data[:split]], check_health)  # type: ignore[no-untyped-call]
+        sock: Any = self._sock  # connected by the first part
+        readable, _, _ = select.select([sock], [], [], 10)  # its first reply arrived
+        assert readable, "Redis did not answer the first part"
+        between()
+        send([data[split:]], check_health)  # type: ignore[no-untyped-call]
+
+
+def test_get_many_sees_a_commit_between_its_reads_whole_or_not_at_all(
     redis_client: redis.Redis, redis_url: str, redis_prefix: str
 ) -> None:
-    """A basket's stock, read in one call while the lane commits: a batch commit of the
-    inventory lane writes its SKUs atomically (MULTI/EXEC or one script), so a reader must
-    see them all before it or all after it. ``get_many`` read them in a plain pipeline, and
-    Redis runs other clients' commands between a pipeline's: a sale of two SKUs was seen half
-    applied (measured: 146 of 200 reads of 3,000 SKUs torn). Now one MULTI/EXEC."""
-    skus = [f"SKU-{i:04d}" for i in range(2_000)]
-    pipe = redis_client.pipeline(transaction=False)
-    for sku in skus:
-        pipe.hset(
-            f"{redis_prefix}:v1:stock:{sku}", mapping={"v": 0, "d": b'{"x": "' + b"y" * 200 + b'"}'}
-        )
-    pipe.execute()
-    first, last = (f"{redis_prefix}:v1:stock:{sku}" for sku in (skus[0], skus[-1]))
-    stop = threading.Event()
+    """A sale of two SKUs, committed atomically (as the lane's batch commit is) while a
+    basket read is half sent: Redis had answered the first SKU's read when the commit ran.
+    ``get_many`` read in a plain pipeline, whose commands Redis runs as they arrive, so it
+    saw the first SKU before the sale and the second after it (before e3337c9: ``[(1, 5), (2,
+    2)]``, version and on hand). In one MULTI/EXEC nothing runs until EXEC: both after it."""
+    placed = ("p1", "oslo-1", MovementKind.ADJUSTMENT, 5, 0)
+    first, second = stock_of("SKU-A", placed), stock_of("SKU-B", placed)
+    write(redis_client, redis_prefix, first, 1)
+    write(redis_client, redis_prefix, second, 1)
+    sale = ("s1", "oslo-1", MovementKind.POS_SALE, 3, 5)
 
-    def commits() -> None:  # batch after batch, each selling both SKUs at once
-        writer = redis.Redis.from_url(redis_url)
-        version = 0
-        while not stop.is_set():
-            version += 1
-            batch = writer.pipeline(transaction=True)
-            batch.hset(first, "v", version)
-            batch.hset(last, "v", version)
-            batch.execute()
-        writer.close()
+    def commit() -> None:  # the lane's batch: both SKUs in one MULTI/EXEC
+        batch = redis_client.pipeline(transaction=True)
+        write(batch, redis_prefix, stock_of("SKU-A", placed, sale), 2)
+        write(batch, redis_prefix, stock_of("SKU-B", placed, sale), 2)
+        batch.execute()
+        committed.append(True)
 
-    thread = threading.Thread(target=commits, daemon=True)
-    thread.start()
-    reader = InventoryReader(redis_client, redis_prefix)
+    committed: list[bool] = []
+    pool = redis.ConnectionPool.from_url(redis_url, connection_class=CommitBetweenReads)
+    reader = InventoryReader(redis.Redis(connection_pool=pool), redis_prefix)
     try:
-        seen = [reader.get_many(skus) for _ in range(60)]
+        reader.get("SKU-A")  # connected
+        CommitBetweenReads.between = commit
+        docs = reader.get_many(["SKU-A", "SKU-B"])
+        assert committed == [True]  # the commit ran, between the two parts
     finally:
-        stop.set()
-        thread.join(10)
-    torn = [
-        (docs[0], docs[-1])
-        for docs in seen
-        if docs[0] and docs[-1] and docs[0]["version"] != docs[-1]["version"]
-    ]
-    assert torn == [], f"{len(torn)} of {len(seen)} reads saw the commits half applied"
-    assert max(docs[0]["version"] for docs in seen if docs[0]) > 0  # read while it committed
+        CommitBetweenReads.between = None
+        pool.disconnect()
+    seen = [(d["version"], d["totals"]["on_hand"]) for d in docs if d is not None]
+    assert seen == [(2, 2), (2, 2)], f"on hand {seen}: the commit seen half applied"
 
 
 def test_cli_get_prints_a_table_json_and_one_location(
