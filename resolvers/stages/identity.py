@@ -190,6 +190,8 @@ class _Run:
         self.relearned: dict[tuple[str, str], tuple[Identifier, IdentifierRecord]] = {}
         self.clustering: Clustering | None = None
         self.pinned: dict[Identifier, str] = {}
+        #: the customer ids each erasure request of the batch named, by its event id
+        self.requested: dict[str, list[Identifier]] = {}
         #: ``closure.is_absorbed``, or its answer by value (``write_records`` sets it)
         self.is_absorbed: Callable[[Identifier], bool] = self.closure.is_absorbed
         self.resolution = Resolution(
@@ -211,6 +213,7 @@ class _Run:
             self.closure.request(request.ids)
             known = any(not self.records.get(i, EMPTY_RECORD).is_empty for i in request.ids)
             self.resolution.outcomes[request.event_id] = ERASED if known else NOTHING_TO_ERASE
+            self.requested[request.event_id] = [i for i in request.ids if i.type == CUSTOMER_ID]
             self.erasing = True
 
     def expand(self, events: list[Sighting]) -> None:
@@ -638,24 +641,49 @@ class _Run:
         return found[1] if found is not None else None
 
     def _announce_erasures(self) -> None:
+        """One record per erased profile on ``privacy.erasures``; and one per request that
+        erased no profile (none found: a profile erased before, or a customer Loom only
+        suppresses), naming the customer ids it named, so that the privacy worker forgets
+        them in the gateway's memory all the same (ADR 0007's note of 2026-12-05)."""
         res = self.resolution
         requests = [e for e, o in res.outcomes.items() if o in (ERASED, NOTHING_TO_ERASE)]
+        topic = self.ev.topics.get("erasures", "privacy.erasures")
+        suppressed = len(self.closure.absorbed)
+        announced = False
         for erased in res.erased:
             if erased.reason != "erased":
                 continue
+            announced = True
             res.counts[Count(_M_ERASURES)] += 1
             res.published.append(
                 Published(
-                    self.ev.topics.get("erasures", "privacy.erasures"),
+                    topic,
                     erased.profile_id,
                     {
                         "profile_id": erased.profile_id,
                         # the request; None when a later event linked the profile to an
                         # identifier erased before (the erasure continues, ADR 0004)
                         "event_id": requests[0] if requests else None,
-                        "identifiers_suppressed": len(self.closure.absorbed),
+                        "identifiers_suppressed": suppressed,
                         "merged_from": list(erased.merged_from),
                         "customer_digests": self._customer_digests(erased.profile_id),
+                    },
+                )
+            )
+        for event_id in requests:
+            if announced and res.outcomes[event_id] == ERASED:
+                continue  # announced with the profiles it erased
+            named = self.requested.get(event_id, ())
+            res.published.append(
+                Published(
+                    topic,
+                    event_id,  # no profile to key it by (an event id is no personal data)
+                    {
+                        "profile_id": None,
+                        "event_id": event_id,
+                        "identifiers_suppressed": suppressed,
+                        "merged_from": [],
+                        "customer_digests": sorted({self.ev.hash_of(i) for i in named}),
                     },
                 )
             )

@@ -165,6 +165,7 @@ class _Run:
         # records cooccur replaced, by (type, value): (identifier, record now)
         self.relearned: dict[tuple[str, str], tuple[Identifier, IdentifierRecord]] = {}
         self.clustering: Clustering | None = None
+        self.requested: dict[str, list[Identifier]] = {}
         self.resolution = Resolution(
             people={},
             owner_of_group={},
@@ -184,6 +185,8 @@ class _Run:
             self.closure.request(request.ids)
             known = any(not self.records.get(i, EMPTY_RECORD).is_empty for i in request.ids)
             self.resolution.outcomes[request.event_id] = ERASED if known else NOTHING_TO_ERASE
+            # added with the announcement of a request that erased no profile (2026-12-05)
+            self.requested[request.event_id] = [i for i in request.ids if i.type == "customer_id"]
             self.erasing = True
 
     def expand(self, events: list[Sighting]) -> None:
@@ -501,9 +504,11 @@ class _Run:
     def _announce_erasures(self) -> None:
         res = self.resolution
         requests = [e for e, o in res.outcomes.items() if o in (ERASED, NOTHING_TO_ERASE)]
+        announced = False
         for erased in res.erased:
             if erased.reason != "erased":
                 continue
+            announced = True
             res.counts[Count(_M_ERASURES)] += 1
             res.published.append(
                 Published(
@@ -524,6 +529,25 @@ class _Run:
                                 for i in atom.ids
                                 if i.type == "customer_id"
                             }
+                        ),
+                    },
+                )
+            )
+        # added with the announcement of a request that erased no profile (2026-12-05)
+        for event_id in requests:
+            if announced and res.outcomes[event_id] == ERASED:
+                continue
+            res.published.append(
+                Published(
+                    self.ev.topics.get("erasures", "privacy.erasures"),
+                    event_id,
+                    {
+                        "profile_id": None,
+                        "event_id": event_id,
+                        "identifiers_suppressed": len(self.closure.absorbed),
+                        "merged_from": [],
+                        "customer_digests": sorted(
+                            {self.ev.hash_of(i) for i in self.requested.get(event_id, ())}
                         ),
                     },
                 )
