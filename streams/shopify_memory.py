@@ -21,7 +21,9 @@
   ``shop/redact`` erases too: the privacy worker finds the identifiers Loom holds under them
   (:meth:`streams.reader.ProfileReader.held_under`). Never the values;
 * **redacted customers**: salted hashes of the customers ``customers/redact`` erased, so a late
-  retry of an older webhook does not make the gateway remember them again.
+  retry of an older webhook does not make the gateway remember them again. Nor does it learn a
+  customer the profiles lane erased (however it was requested): their digest is a field of the
+  lane's ``P:v1:suppressed`` (read, never written, by the apply script).
 
 Key layout (``P`` = ``LOOM_REDIS_PREFIX``, ``S`` = the shop's configured name)::
 
@@ -61,6 +63,7 @@ from schemas.inbound.shopify_model import (
 
 # the ``redacted`` set's hash of a customer id is the privacy trail's digest
 from schemas.inbound.shopify_privacy import digest as _hash
+from streams.redis_keys import Keys
 
 #: How long a webhook's "answered" marker is kept: Shopify retries for 48 hours.
 WEBHOOK_TTL_S: Final = 72 * 3600
@@ -73,12 +76,17 @@ WEBHOOK_TTL_S: Final = 72 * 3600
 APPLY_SCRIPT: Final = """
 local root, ttl, marker, marker_ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local ids, redacted = root .. ':customer_ids', root .. ':redacted'
+local suppressed = ARGV[7]  -- the lane's erased identifiers, by the digest a customer has here
+local function may_learn(hashed, digest)
+  return redis.call('SISMEMBER', redacted, hashed) == 0
+    and redis.call('HEXISTS', suppressed, digest) == 0
+end
 redis.call('SADD', ARGV[5], ARGV[6])
-local i = 7
+local i = 8
 while i <= #ARGV do
   local op = ARGV[i]
   if op == 'customer' then
-    if redis.call('SISMEMBER', redacted, ARGV[i + 2]) == 0 then
+    if may_learn(ARGV[i + 2], ARGV[i + 3]) then
       redis.call('HSET', ids, ARGV[i + 3], ARGV[i + 1])
     end
     i = i + 4
@@ -87,7 +95,7 @@ while i <= #ARGV do
     i = i + 2
   elseif op == 'order' then
     local d = ''
-    if ARGV[i + 2] ~= '' and redis.call('SISMEMBER', redacted, ARGV[i + 3]) == 0 then
+    if ARGV[i + 2] ~= '' and may_learn(ARGV[i + 3], ARGV[i + 4]) then
       d = ARGV[i + 4]
       redis.call('HSET', ids, d, ARGV[i + 2])
     end
@@ -163,6 +171,9 @@ class RedisShopifyMemory:
         self.prefix = prefix
         self.order_ttl_s = order_ttl_s
         self.salt = salt
+        #: the profiles lane's ``P:v1:suppressed`` (the deployment's Redis and prefix): a
+        #: customer whose id the lane erased is not learnt again
+        self.suppressed_key = Keys(prefix).suppressed
         self._apply = client.register_script(APPLY_SCRIPT)
 
     def root(self, shop: str) -> str:
@@ -187,7 +198,7 @@ class RedisShopifyMemory:
 
     def apply(self, shop: str, ops: Sequence[MemoryOp], *, answered: str | None = None) -> None:
         args: list[str | int] = [self.root(shop), self.order_ttl_s, answered or "", WEBHOOK_TTL_S]
-        args += [self.shops_key(), shop]
+        args += [self.shops_key(), shop, self.suppressed_key]
         salt = self.salt
         for op in ops:
             if isinstance(op, RememberCustomer):
@@ -265,6 +276,8 @@ class InMemoryShopifyMemory:
         self.redacted: dict[str, set[str]] = {}
         self.guest_hashes: dict[str, set[str]] = {}
         self.remembered: set[str] = set()
+        #: the lane's suppressed identifiers (``P:v1:suppressed``: a test adds them)
+        self.suppressed: set[str] = set()
         self.up = True
 
     def _check(self) -> None:
@@ -291,13 +304,13 @@ class InMemoryShopifyMemory:
         known = self.known.setdefault(shop, {})
         for op in ops:
             if isinstance(op, RememberCustomer):
-                if _hash(self.salt, op.customer_id) not in redacted:
+                if self._may_learn(redacted, op.customer_id):
                     known[_digest(self.salt, op.customer_id)] = op.customer_id
             elif isinstance(op, RememberGuest):
                 self.guest_hashes.setdefault(shop, set()).add(_guest_hash(self.salt, op))
             elif isinstance(op, RememberOrder):
                 cid, digest = op.memo.customer_id, None
-                if cid is not None and _hash(self.salt, cid) not in redacted:
+                if cid is not None and self._may_learn(redacted, cid):
                     digest = _digest(self.salt, cid)
                     known[digest] = cid
                 self.orders[(shop, op.order_id)] = (digest, op.memo.committed_at)
@@ -308,6 +321,13 @@ class InMemoryShopifyMemory:
                     self.orders.pop((shop, order_id), None)
         if answered is not None:
             self.markers[(shop, answered)] = True
+
+    def _may_learn(self, redacted: set[str], customer_id: str) -> bool:
+        """Neither redacted in the shop nor erased by the lane."""
+        return (
+            _hash(self.salt, customer_id) not in redacted
+            and _digest(self.salt, customer_id) not in self.suppressed
+        )
 
     def customers(self, shop: str) -> Iterator[str]:
         self._check()

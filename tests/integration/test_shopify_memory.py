@@ -23,6 +23,7 @@ from schemas.inbound.shopify_model import (
     RememberOrder,
 )
 from streams.redis_clients import acl_rules
+from streams.redis_keys import Keys
 from streams.shopify_memory import InMemoryShopifyMemory, RedisShopifyMemory
 
 CUSTOMERS = st.sampled_from(["c1", "c2", "c3"])
@@ -43,6 +44,7 @@ STEPS = st.lists(
         st.lists(OPS, max_size=3),
         st.none() | st.text("wxyz", min_size=1, max_size=3),
         st.lists(CUSTOMERS, max_size=2),  # erased (privacy.erasures), after the ops
+        st.lists(CUSTOMERS, max_size=1),  # erased by the lane and announced, before the ops
     ),
     max_size=12,
 )
@@ -63,12 +65,22 @@ def observe(memory: Any, shop: str) -> tuple[Any, ...]:
 def test_redis_and_in_memory_remember_alike(
     redis_client: redis.Redis,
     redis_prefix: str,
-    steps: list[tuple[str, list[MemoryOp], str | None, list[str]]],
+    steps: list[tuple[str, list[MemoryOp], str | None, list[str], list[str]]],
 ) -> None:
     prefix = f"{redis_prefix}{next(_run)}"
     real = RedisShopifyMemory(redis_client, prefix, order_ttl_s=3600, salt=b"s")
     fake = InMemoryShopifyMemory(salt=b"s")
-    for i, (shop, ops, answered, erased) in enumerate(steps):
+    suppressed: set[str] = set()
+    for i, (shop, ops, answered, erased, by_the_lane) in enumerate(steps):
+        # the lane erases: its suppressed hash, and its announcement read before the ops (a
+        # webhook of theirs acknowledged after the privacy worker forgot them)
+        lane = {suppression_hash(Identifier(CUSTOMER_ID, c), b"s") for c in by_the_lane}
+        for digest in lane:
+            redis_client.hset(Keys(prefix).suppressed, digest, b'{"r": true}')
+            fake.suppressed.add(digest)
+        suppressed.update(by_the_lane)
+        for each in list(real.shops()):
+            assert real.forget_customers(each, lane) == fake.forget_customers(each, lane)
         real.apply(shop, ops, answered=answered)
         fake.apply(shop, ops, answered=answered)
         digests = {suppression_hash(Identifier(CUSTOMER_ID, c), b"s") for c in erased}
@@ -79,6 +91,7 @@ def test_redis_and_in_memory_remember_alike(
             customers, orders = observe(real, each)[:2]
             named = {*customers, *(m.customer_id for m in orders.values() if m is not None)}
             assert not named & set(erased), f"shop {each} remembers an erased customer"
+            assert not named & suppressed, f"shop {each} learnt a customer the lane erased"
         for each in ("a", "b"):
             assert observe(real, each) == observe(fake, each), f"shop {each} after step {i}"
     for shop in ("a", "b"):
@@ -96,7 +109,27 @@ def test_redis_and_in_memory_remember_alike(
             )
         )
     assert list(real.shops()) == list(fake.shops()) == []
+    redis_client.delete(Keys(prefix).suppressed)
     assert list(redis_client.scan_iter(f"{prefix}:*")) == []
+
+
+def test_a_customer_the_lane_erased_is_not_remembered_again(
+    redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    """Erased by the lane (any channel's request: her customer id's suppression hash is in
+    ``P:v1:suppressed``) while the gateway did not remember her yet, or before a webhook of
+    hers came late: the privacy worker had nothing to forget, and the webhook made the memory
+    learn her customer id again (and name her in her order's memo)."""
+    digest = suppression_hash(Identifier(CUSTOMER_ID, "c1"), b"s")
+    redis_client.hset(Keys(redis_prefix).suppressed, digest, b'{"r": true}')
+    real = RedisShopifyMemory(redis_client, redis_prefix, order_ttl_s=3600, salt=b"s")
+    fake = InMemoryShopifyMemory(salt=b"s")
+    fake.suppressed.add(digest)
+    for memory in (real, fake):
+        memory.apply("a", [RememberCustomer("c1"), RememberCustomer("c2")])
+        memory.apply("a", [RememberOrder("o1", OrderMemo("c1", "w"))])
+        assert sorted(memory.customers("a")) == ["c2"], memory
+        assert memory.order("a", "o1") == OrderMemo(None, "w"), memory
 
 
 def test_memos_and_markers_expire(redis_client: redis.Redis, redis_prefix: str) -> None:
