@@ -24,6 +24,7 @@ from resolvers.timefmt import TimeFormatError, parse_time
 from streams.audience_refresh import AudienceRefresh, read_medians
 from streams.cli.options import add_redis_options
 from streams.cli.reading import PROGRESS_EVERY, redis_target
+from streams.errors import RebuildRunningError, StateLostError
 from streams.reader import ProfileReader
 from streams.redis_keys import Keys
 from streams.redis_store import RedisStore
@@ -148,6 +149,28 @@ def run_preview(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return 0
 
 
+#: Why ``loom audiences refresh`` refuses while a rebuild of the profiles lane runs.
+_REBUILDING: Final = (
+    "`loom rebuild --lane profiles` holds the lane's lease in Redis: nothing is refreshed while "
+    "it runs (it evaluates every profile's audiences itself after its replay); run the refresh "
+    "again once it finished"
+)
+
+
+def fenced_store(client: Any, settings: LoomSettings) -> RedisStore:
+    """The profiles lane's store for a pass that commits as the lane does, fenced as its
+    workers are (ADR 0044): refused while a rebuild of the lane holds its lease, and each
+    commit checked against the generation Redis holds now and the lease (nothing written if
+    a rebuild started or the state was replaced meanwhile)."""
+    prefix = settings.redis_prefix
+    if client.exists(Keys(prefix).rebuild_lease("profiles")):
+        raise RebuildRunningError(f"{_REBUILDING}; nothing was written")
+    store = RedisStore(client, prefix=prefix, seen_ttl_s=settings.dedupe_ttl_s)
+    marker = client.get(store.keys.generation)  # none before a worker's first start
+    store.generation = marker.decode() if marker is not None else None
+    return store
+
+
 def run_refresh(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     client, keys, settings, audiences = _target(args)
@@ -156,19 +179,26 @@ def run_refresh(args: argparse.Namespace, out: TextIO | None = None) -> int:
     fixed = None if args.now is None else _clock(args.now)
     context = base_context(settings, *configured_rules(settings), audiences)
     medians = read_medians(client, keys)
-    store = RedisStore(client, prefix=settings.redis_prefix, seen_ttl_s=settings.dedupe_ttl_s)
+    store = fenced_store(client, settings)
+    done = 0
 
     def progress(n: int) -> None:
+        nonlocal done
+        done = n
         if n % PROGRESS_EVERY < args.batch:
             print(f"refreshed {n} profiles ...", file=sys.stderr)
 
-    report = AudienceRefresh(
-        store,
-        client,
-        lambda: replace(context, now=fixed or _clock(None), medians=medians),
-        batch=args.batch,
-        progress=progress,
-    ).run()
+    try:
+        report = AudienceRefresh(
+            store,
+            client,
+            lambda: replace(context, now=fixed or _clock(None), medians=medians),
+            batch=args.batch,
+            progress=progress,
+        ).run()
+    except StateLostError as exc:
+        what = _REBUILDING if isinstance(exc, RebuildRunningError) else str(exc)
+        raise StateLostError(f"{what}; stopped after {done} profiles, the batch refused") from None
     out.write(
         f"{report.profiles} profiles in {report.seconds:.1f}s: {report.moved} moved "
         f"({sum(report.entered.values())} entries, {sum(report.exited.values())} exits), "

@@ -19,9 +19,9 @@ import redis
 
 from resolvers.audiences import Audiences, Env
 from streams.audience_refresh import AudienceRefresh, read_medians
+from streams.cli.audiences import fenced_store
 from streams.reader import ProfileReader
 from streams.redis_keys import Keys
-from streams.redis_store import RedisStore
 from streams.runtime import base_context, configured_audiences, configured_rules
 from streams.settings import LoomSettings
 
@@ -43,7 +43,7 @@ def tell(settings: LoomSettings, reader: ProfileReader, events_at: datetime, out
     later = events_at + LATER
     context = base_context(settings, *configured_rules(settings), audiences)
     medians = read_medians(client, keys)
-    store = RedisStore(client, prefix=settings.redis_prefix, seen_ttl_s=settings.dedupe_ttl_s)
+    store = fenced_store(client, settings)  # as ``loom audiences refresh``
     report = AudienceRefresh(
         store, client, lambda: replace(context, now=later, medians=medians)
     ).run()

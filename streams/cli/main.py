@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from confluent_kafka import KafkaError, KafkaException
 from redis import RedisError
 
+from streams.errors import StateLostError
 from streams.kafka_clients import show_librdkafka_lines
 from streams.producer import DeliveryError
 from streams.redact import redact_text
@@ -94,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _refused_setting(exc):  # -X or LOOM_KAFKA_CONFIG: the configuration, not Kafka
             return _fail(args, f"librdkafka setting: {exc.args[0].str()}", EXIT_CONFIG)
         return _fail(args, str(exc), EXIT_INFRA)
-    except (InfraError, DeliveryError, RedisError) as exc:
+    except (InfraError, DeliveryError, RedisError, StateLostError) as exc:
         return _fail(args, str(exc), EXIT_INFRA)
     return rc
 
