@@ -190,8 +190,6 @@ class _Run:
         self.relearned: dict[tuple[str, str], tuple[Identifier, IdentifierRecord]] = {}
         self.clustering: Clustering | None = None
         self.pinned: dict[Identifier, str] = {}
-        #: the customer ids each erasure request of the batch named, by its event id
-        self.requested: dict[str, list[Identifier]] = {}
         #: ``closure.is_absorbed``, or its answer by value (``write_records`` sets it)
         self.is_absorbed: Callable[[Identifier], bool] = self.closure.is_absorbed
         self.resolution = Resolution(
@@ -213,7 +211,6 @@ class _Run:
             self.closure.request(request.ids)
             known = any(not self.records.get(i, EMPTY_RECORD).is_empty for i in request.ids)
             self.resolution.outcomes[request.event_id] = ERASED if known else NOTHING_TO_ERASE
-            self.requested[request.event_id] = [i for i in request.ids if i.type == CUSTOMER_ID]
             self.erasing = True
 
     def expand(self, events: list[Sighting]) -> None:
@@ -642,19 +639,23 @@ class _Run:
 
     def _announce_erasures(self) -> None:
         """One record per erased profile on ``privacy.erasures``; and one per request that
-        erased no profile (none found: a profile erased before, or a customer Loom only
-        suppresses), naming the customer ids it named, so that the privacy worker forgets
-        them in the gateway's memory all the same (ADR 0007's note of 2026-12-05)."""
+        erased no profile (none found: a profile erased before, or events the batch's erasure
+        suppressed before a profile was made of them), so that every customer id the batch
+        erased is named (by digest) for the privacy worker to forget in the gateway's memory,
+        whichever batches the events came in (ADR 0007's note of 2026-12-05)."""
         res = self.resolution
         requests = [e for e, o in res.outcomes.items() if o in (ERASED, NOTHING_TO_ERASE)]
         topic = self.ev.topics.get("erasures", "privacy.erasures")
         suppressed = len(self.closure.absorbed)
+        named: set[str] = set()  # the customer digests the records name
         announced = False
         for erased in res.erased:
             if erased.reason != "erased":
                 continue
             announced = True
             res.counts[Count(_M_ERASURES)] += 1
+            digests = self._customer_digests(erased.profile_id)
+            named.update(digests)
             res.published.append(
                 Published(
                     topic,
@@ -666,24 +667,35 @@ class _Run:
                         "event_id": requests[0] if requests else None,
                         "identifiers_suppressed": suppressed,
                         "merged_from": list(erased.merged_from),
-                        "customer_digests": self._customer_digests(erased.profile_id),
+                        "customer_digests": digests,
                     },
                 )
             )
-        for event_id in requests:
-            if announced and res.outcomes[event_id] == ERASED:
-                continue  # announced with the profiles it erased
-            named = self.requested.get(event_id, ())
+        # the customer ids the batch erased that no erased profile held: its events'
+        # (suppressed with no profile made) or a request's
+        known = self.closure.known
+        left = sorted(
+            d for d in self.closure.absorbed if d in known and known[d].type == CUSTOMER_ID
+        )
+        left = [d for d in left if d not in named]
+        alone: list[str | None] = [
+            e for e in requests if not announced or res.outcomes[e] != ERASED
+        ]
+        if not alone and left:  # every request erased a profile, or none is in the batch
+            alone = [requests[0] if requests else None]
+        for event_id in alone:
             res.published.append(
                 Published(
                     topic,
-                    event_id,  # no profile to key it by (an event id is no personal data)
+                    # no profile to key it by: the request (an event id is no personal data),
+                    # else the first digest (a salted hash, as P:v1:suppressed keeps it)
+                    event_id or left[0],
                     {
                         "profile_id": None,
                         "event_id": event_id,
                         "identifiers_suppressed": suppressed,
                         "merged_from": [],
-                        "customer_digests": sorted({self.ev.hash_of(i) for i in named}),
+                        "customer_digests": left,
                     },
                 )
             )

@@ -165,7 +165,6 @@ class _Run:
         # records cooccur replaced, by (type, value): (identifier, record now)
         self.relearned: dict[tuple[str, str], tuple[Identifier, IdentifierRecord]] = {}
         self.clustering: Clustering | None = None
-        self.requested: dict[str, list[Identifier]] = {}
         self.resolution = Resolution(
             people={},
             owner_of_group={},
@@ -185,8 +184,6 @@ class _Run:
             self.closure.request(request.ids)
             known = any(not self.records.get(i, EMPTY_RECORD).is_empty for i in request.ids)
             self.resolution.outcomes[request.event_id] = ERASED if known else NOTHING_TO_ERASE
-            # added with the announcement of a request that erased no profile (2026-12-05)
-            self.requested[request.event_id] = [i for i in request.ids if i.type == "customer_id"]
             self.erasing = True
 
     def expand(self, events: list[Sighting]) -> None:
@@ -534,21 +531,31 @@ class _Run:
                 )
             )
         # added with the announcement of a request that erased no profile (2026-12-05)
-        for event_id in requests:
-            if announced and res.outcomes[event_id] == ERASED:
-                continue
+        topic = self.ev.topics.get("erasures", "privacy.erasures")
+        named = {
+            d
+            for p in res.published
+            if p.topic == topic and p.value is not None
+            for d in p.value["customer_digests"]
+        }
+        known = self.closure.known
+        left = sorted(
+            d
+            for d in self.closure.absorbed
+            if d in known and known[d].type == "customer_id" and d not in named
+        )
+        alone = [e for e in requests if not announced or res.outcomes[e] != ERASED]
+        for event_id in alone or ([requests[0] if requests else None] if left else []):
             res.published.append(
                 Published(
                     self.ev.topics.get("erasures", "privacy.erasures"),
-                    event_id,
+                    event_id or left[0],
                     {
                         "profile_id": None,
                         "event_id": event_id,
                         "identifiers_suppressed": len(self.closure.absorbed),
                         "merged_from": [],
-                        "customer_digests": sorted(
-                            {self.ev.hash_of(i) for i in self.requested.get(event_id, ())}
-                        ),
+                        "customer_digests": left,
                     },
                 )
             )

@@ -6,19 +6,25 @@ no identifier record (``erasure_nothing_to_erase``) said nothing, so the gateway
 customer id of a customer Loom holds no profile of: one whose webhook's events the lane
 dead-lettered, or who asked (``loom erase``, support) before her first events reached the lane
 (the same batch, or the request first: her events are then suppressed). Now such a request is
-announced with ``profile_id`` null and the digests of the customer ids it named; it is also
-the requester's answer that the request was carried out.
+announced with ``profile_id`` null and the digests of the customer ids the batch erased that
+no erased profile held (its own, and its suppressed events'); it is also the requester's
+answer that the request was carried out.
 """
 
 from __future__ import annotations
 
+import itertools
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pipeline_helpers import record, run_lanes
 
 from resolvers.context import suppression_hash
 from resolvers.store import InMemoryStore
+from resolvers.timefmt import format_time
 from schemas.identifiers import Identifier
 from schemas.inbound.shopify_model import RememberCustomer
 from streams.privacy_worker import erased_customers
@@ -127,3 +133,41 @@ def test_a_request_in_the_batch_of_her_first_event_is_announced() -> None:
     assert [(a["profile_id"], a["customer_digests"]) for a in _announced(store)] == [
         (None, [_digest("C-9")])
     ]
+
+
+CUSTOMER_DIGESTS = {_digest(f"C-{k}"): f"C-{k}" for k in (1, 2, 3)}
+#: (kind, customer k, which of their identifiers the event carries)
+EVENTS = st.lists(
+    st.tuples(
+        st.sampled_from(["page_view", "page_view", "erasure_requested"]),
+        st.integers(1, 3),
+        st.sampled_from(["customer_id", "email", "both"]),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(EVENTS, st.lists(st.integers(1, 7), max_size=4))
+def test_every_customer_id_the_lane_suppresses_is_announced_however_the_events_are_batched(
+    events: list[tuple[str, int, str]], cuts: list[int]
+) -> None:
+    """The gateway forgets what ``privacy.erasures`` names: each customer id the lane erases
+    (its suppression hash in the store) is named there, whether the erasure found her profile
+    (a later batch) or suppressed her events before a profile was made of them (the same
+    batch). Before, the second case named only the customer ids the request itself named."""
+    day = datetime(2026, 11, 1, 10, tzinfo=UTC)
+    values = []
+    for n, (kind, k, which) in enumerate(events):
+        ids = {"customer_id": f"C-{k}", "email": f"c{k}@example.no"}
+        if which != "both":
+            ids = {which: ids[which]}
+        values.append(_event(f"e{n}", kind, format_time(day + timedelta(hours=n)), **ids))
+    store = InMemoryStore()
+    bounds = sorted({0, *(c for c in cuts if c < len(values)), len(values)})
+    for start, end in itertools.pairwise(bounds):
+        run_lanes([record(v, i) for i, v in enumerate(values[start:end], start)], store)
+    announced = {d for a in _announced(store) for d in a["customer_digests"]}
+    erased = {CUSTOMER_DIGESTS[h] for h in store.suppressed if h in CUSTOMER_DIGESTS}
+    assert {CUSTOMER_DIGESTS[d] for d in announced} == erased
