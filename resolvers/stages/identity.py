@@ -190,6 +190,8 @@ class _Run:
         self.relearned: dict[tuple[str, str], tuple[Identifier, IdentifierRecord]] = {}
         self.clustering: Clustering | None = None
         self.pinned: dict[Identifier, str] = {}
+        #: the customer ids each erasure request of the batch named, by its event id
+        self.requested: dict[str, list[Identifier]] = {}
         #: ``closure.is_absorbed``, or its answer by value (``write_records`` sets it)
         self.is_absorbed: Callable[[Identifier], bool] = self.closure.is_absorbed
         self.resolution = Resolution(
@@ -211,6 +213,7 @@ class _Run:
             self.closure.request(request.ids)
             known = any(not self.records.get(i, EMPTY_RECORD).is_empty for i in request.ids)
             self.resolution.outcomes[request.event_id] = ERASED if known else NOTHING_TO_ERASE
+            self.requested[request.event_id] = [i for i in request.ids if i.type == CUSTOMER_ID]
             self.erasing = True
 
     def expand(self, events: list[Sighting]) -> None:
@@ -672,10 +675,13 @@ class _Run:
                 )
             )
         # the customer ids the batch erased that no erased profile held: its events'
-        # (suppressed with no profile made) or a request's
-        known = self.closure.known
+        # (suppressed with no profile made) or a request's; not those erased before (their
+        # tombstones loaded): the trail does not note each return of an erased customer
+        known, before = self.closure.known, self.ev.tombstones
         left = sorted(
-            d for d in self.closure.absorbed if d in known and known[d].type == CUSTOMER_ID
+            d
+            for d in self.closure.absorbed
+            if d in known and known[d].type == CUSTOMER_ID and d not in before
         )
         left = [d for d in left if d not in named]
         alone: list[str | None] = [
@@ -695,10 +701,15 @@ class _Run:
                         "event_id": event_id,
                         "identifiers_suppressed": suppressed,
                         "merged_from": [],
-                        "customer_digests": left,
+                        # and what the request named, erased before or not (asked again)
+                        "customer_digests": self._named_digests(event_id, left),
                     },
                 )
             )
+
+    def _named_digests(self, event_id: str | None, left: list[str]) -> list[str]:
+        named = self.requested.get(event_id, ()) if event_id is not None else ()
+        return sorted({*left, *(self.ev.hash_of(i) for i in named)}) if named else left
 
     def _customer_digests(self, profile_id: str) -> list[str]:
         """The suppression hashes of the customer ids the erased profile held: the privacy

@@ -165,6 +165,7 @@ class _Run:
         # records cooccur replaced, by (type, value): (identifier, record now)
         self.relearned: dict[tuple[str, str], tuple[Identifier, IdentifierRecord]] = {}
         self.clustering: Clustering | None = None
+        self.requested: dict[str, list[Identifier]] = {}
         self.resolution = Resolution(
             people={},
             owner_of_group={},
@@ -184,6 +185,8 @@ class _Run:
             self.closure.request(request.ids)
             known = any(not self.records.get(i, EMPTY_RECORD).is_empty for i in request.ids)
             self.resolution.outcomes[request.event_id] = ERASED if known else NOTHING_TO_ERASE
+            # added with the announcement of a request that erased no profile (2026-12-05)
+            self.requested[request.event_id] = [i for i in request.ids if i.type == "customer_id"]
             self.erasing = True
 
     def expand(self, events: list[Sighting]) -> None:
@@ -542,7 +545,10 @@ class _Run:
         left = sorted(
             d
             for d in self.closure.absorbed
-            if d in known and known[d].type == "customer_id" and d not in named
+            if d in known
+            and known[d].type == "customer_id"
+            and d not in named
+            and d not in self.ev.tombstones
         )
         alone = [e for e in requests if not announced or res.outcomes[e] != ERASED]
         for event_id in alone or ([requests[0] if requests else None] if left else []):
@@ -555,7 +561,15 @@ class _Run:
                         "event_id": event_id,
                         "identifiers_suppressed": len(self.closure.absorbed),
                         "merged_from": [],
-                        "customer_digests": left,
+                        "customer_digests": sorted(
+                            {
+                                *left,
+                                *(
+                                    self.ev.hash_of(i)
+                                    for i in (self.requested.get(event_id, []) if event_id else [])
+                                ),
+                            }
+                        ),
                     },
                 )
             )

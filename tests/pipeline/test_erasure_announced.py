@@ -171,3 +171,22 @@ def test_every_customer_id_the_lane_suppresses_is_announced_however_the_events_a
     announced = {d for a in _announced(store) for d in a["customer_digests"]}
     erased = {CUSTOMER_DIGESTS[h] for h in store.suppressed if h in CUSTOMER_DIGESTS}
     assert {CUSTOMER_DIGESTS[d] for d in announced} == erased
+
+
+def test_an_erased_customer_coming_back_is_not_announced_again() -> None:
+    # her customer id was announced when she was erased; her later events (suppressed, the
+    # erasure continuing through a new device) add no record naming her again to the trail
+    store = InMemoryStore()
+    offset = iter(range(100))
+
+    def run(event: dict[str, Any]) -> None:
+        run_lanes([record(event, next(offset))], store)
+
+    run(_event("v1", "page_view", "2026-11-01T10:00:00+01:00",
+               customer_id="C-9", email="ola@example.no"))  # fmt: skip
+    run(_event("er", "erasure_requested", "2026-11-02T10:00:00+01:00", email="ola@example.no"))
+    assert [a["customer_digests"] for a in _announced(store)] == [[_digest("C-9")]]
+    run(_event("v2", "page_view", "2026-11-03T10:00:00+01:00", customer_id="C-9"))
+    run(_event("v3", "page_view", "2026-11-03T11:00:00+01:00",
+               customer_id="C-9", anonymous_id="dev-1"))  # fmt: skip
+    assert len(_announced(store)) == 1
