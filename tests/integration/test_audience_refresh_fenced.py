@@ -65,7 +65,18 @@ def test_a_refresh_started_during_a_rebuild_refuses_and_writes_nothing(
     assert changes(redis_client, store) == []
 
 
-def test_a_rebuild_that_starts_during_the_pass_refuses_its_commits(
+@pytest.mark.parametrize(
+    ("during", "said"),
+    [
+        # a rebuild starts: its lease taken at the first batch's clock read
+        ("lease", "loom rebuild --lane profiles` holds the lane's lease in Redis"),
+        # the state is replaced (another generation)
+        ("generation", "no longer holds generation g-1"),
+    ],
+)
+def test_what_happens_during_the_pass_refuses_its_commits(
+    during: str,
+    said: str,
     store: RedisStore,
     redis_client: redis.Redis,
     redis_prefix: str,
@@ -73,39 +84,24 @@ def test_a_rebuild_that_starts_during_the_pass_refuses_its_commits(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    class Clock(datetime):  # each batch reads the clock: the rebuild starts at the first read
+    keys = Keys(redis_prefix)
+
+    class Clock(datetime):  # each batch reads the clock
         @classmethod
         def now(cls, tz: tzinfo | None = None) -> Any:
-            redis_client.set(Keys(redis_prefix).rebuild_lease("profiles"), "r", ex=60)
+            if during == "lease":
+                redis_client.set(keys.rebuild_lease("profiles"), "r", ex=60)
+            else:
+                redis_client.set(keys.generation, "g-2")
             return DUE + timedelta(minutes=1)
 
     monkeypatch.setattr(audiences_cli, "datetime", Clock)
     assert main(refresh) == 3
     err = capsys.readouterr().err
-    assert "loom rebuild --lane profiles" in err, err
+    assert said in err, err
     assert "stopped after 0 profiles, the batch refused" in err, err
     assert members(redis_client, store) == set()
     assert changes(redis_client, store) == []
-
-
-def test_a_redis_that_lost_the_lanes_state_takes_nothing(
-    store: RedisStore,
-    redis_client: redis.Redis,
-    redis_prefix: str,
-    refresh: list[str],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    class Clock(datetime):  # replaced while the pass ran (another generation)
-        @classmethod
-        def now(cls, tz: tzinfo | None = None) -> Any:
-            redis_client.set(Keys(redis_prefix).generation, "g-2")
-            return DUE + timedelta(minutes=1)
-
-    monkeypatch.setattr(audiences_cli, "datetime", Clock)
-    assert main(refresh) == 3
-    assert "no longer holds generation g-1" in capsys.readouterr().err
-    assert members(redis_client, store) == set()
 
 
 def test_without_a_rebuild_the_refresh_moves_the_buyer(
