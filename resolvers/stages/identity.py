@@ -190,8 +190,8 @@ class _Run:
         self.relearned: dict[tuple[str, str], tuple[Identifier, IdentifierRecord]] = {}
         self.clustering: Clustering | None = None
         self.pinned: dict[Identifier, str] = {}
-        #: the customer ids each erasure request of the batch named, by its event id
-        self.requested: dict[str, list[Identifier]] = {}
+        #: the identifiers each erasure request of the batch named, by its event id
+        self.requested: dict[str, tuple[Identifier, ...]] = {}
         #: ``closure.is_absorbed``, or its answer by value (``write_records`` sets it)
         self.is_absorbed: Callable[[Identifier], bool] = self.closure.is_absorbed
         self.resolution = Resolution(
@@ -213,7 +213,7 @@ class _Run:
             self.closure.request(request.ids)
             known = any(not self.records.get(i, EMPTY_RECORD).is_empty for i in request.ids)
             self.resolution.outcomes[request.event_id] = ERASED if known else NOTHING_TO_ERASE
-            self.requested[request.event_id] = [i for i in request.ids if i.type == CUSTOMER_ID]
+            self.requested[request.event_id] = request.ids
             self.erasing = True
 
     def expand(self, events: list[Sighting]) -> None:
@@ -667,7 +667,7 @@ class _Run:
                         "profile_id": erased.profile_id,
                         # the request; None when a later event linked the profile to an
                         # identifier erased before (the erasure continues, ADR 0004)
-                        "event_id": requests[0] if requests else None,
+                        "event_id": self._request_of(erased.profile_id, requests),
                         "identifiers_suppressed": suppressed,
                         "merged_from": list(erased.merged_from),
                         "customer_digests": digests,
@@ -707,8 +707,22 @@ class _Run:
                 )
             )
 
+    def _request_of(self, profile_id: str, requests: list[str]) -> str | None:
+        """The first of the batch's requests that named an identifier the erased profile
+        held (a shop's redact sends many in one batch); else the first request (the profile
+        was reached through another's identifiers), or None (no request: ADR 0004)."""
+        held = {i for _, atom in self.ev.profiles[profile_id].atoms() for i in atom.ids}
+        for event_id in requests:
+            if not held.isdisjoint(self.requested.get(event_id, ())):
+                return event_id
+        return requests[0] if requests else None
+
     def _named_digests(self, event_id: str | None, left: list[str]) -> list[str]:
-        named = self.requested.get(event_id, ()) if event_id is not None else ()
+        named = [
+            i
+            for i in (self.requested.get(event_id, ()) if event_id is not None else ())
+            if i.type == CUSTOMER_ID
+        ]
         return sorted({*left, *(self.ev.hash_of(i) for i in named)}) if named else left
 
     def _customer_digests(self, profile_id: str) -> list[str]:

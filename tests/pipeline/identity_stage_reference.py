@@ -165,7 +165,7 @@ class _Run:
         # records cooccur replaced, by (type, value): (identifier, record now)
         self.relearned: dict[tuple[str, str], tuple[Identifier, IdentifierRecord]] = {}
         self.clustering: Clustering | None = None
-        self.requested: dict[str, list[Identifier]] = {}
+        self.requested: dict[str, tuple[Identifier, ...]] = {}
         self.resolution = Resolution(
             people={},
             owner_of_group={},
@@ -186,7 +186,7 @@ class _Run:
             known = any(not self.records.get(i, EMPTY_RECORD).is_empty for i in request.ids)
             self.resolution.outcomes[request.event_id] = ERASED if known else NOTHING_TO_ERASE
             # added with the announcement of a request that erased no profile (2026-12-05)
-            self.requested[request.event_id] = [i for i in request.ids if i.type == "customer_id"]
+            self.requested[request.event_id] = request.ids
             self.erasing = True
 
     def expand(self, events: list[Sighting]) -> None:
@@ -518,7 +518,20 @@ class _Run:
                         "profile_id": erased.profile_id,
                         # the request; None when a later event linked the profile to an
                         # identifier erased before (the erasure continues, ADR 0004)
-                        "event_id": requests[0] if requests else None,
+                        # changed with the attribution to the request that named it (2026-12-05)
+                        "event_id": next(
+                            (
+                                e
+                                for e in requests
+                                if {
+                                    i
+                                    for _, atom in self.ev.profiles[erased.profile_id].atoms()
+                                    for i in atom.ids
+                                }
+                                & set(self.requested.get(e, ()))
+                            ),
+                            requests[0] if requests else None,
+                        ),
                         "identifiers_suppressed": len(self.closure.absorbed),
                         "merged_from": list(erased.merged_from),
                         # added with the gateway memory's erasure (not part of the refactor)
@@ -566,7 +579,8 @@ class _Run:
                                 *left,
                                 *(
                                     self.ev.hash_of(i)
-                                    for i in (self.requested.get(event_id, []) if event_id else [])
+                                    for i in (self.requested.get(event_id, ()) if event_id else ())
+                                    if i.type == "customer_id"
                                 ),
                             }
                         ),

@@ -190,3 +190,33 @@ def test_an_erased_customer_coming_back_is_not_announced_again() -> None:
     run(_event("v3", "page_view", "2026-11-03T11:00:00+01:00",
                customer_id="C-9", anonymous_id="dev-1"))  # fmt: skip
     assert len(_announced(store)) == 1
+
+
+def test_each_erased_profile_is_announced_with_the_request_that_named_it() -> None:
+    # a shop's redact sends one request per customer: in one batch, each erased profile's
+    # record names its own request (before: every record named the batch's first request)
+    store = InMemoryStore()
+    run_lanes(
+        [
+            record(_event(f"v{k}", "page_view", "2026-11-01T10:00:00+01:00",
+                          customer_id=f"C-{k}", email=f"c{k}@example.no"), k)
+            for k in (1, 2, 3)
+        ],
+        store,
+    )  # fmt: skip
+    run_lanes(
+        [
+            record(_event(f"er{k}", "erasure_requested", "2026-11-02T10:00:00+01:00",
+                          **({"customer_id": f"C-{k}"} if k != 2 else {"email": "c2@example.no"})),
+                   10 + k)
+            for k in (3, 1, 2)
+        ],
+        store,
+    )  # fmt: skip
+    named = {_digest(f"C-{k}"): f"er{k}" for k in (1, 2, 3)}
+    announced = _announced(store)
+    assert len(announced) == 3
+    assert all(a["profile_id"] is not None for a in announced)
+    assert {a["event_id"]: a["customer_digests"] for a in announced} == {
+        event_id: [digest] for digest, event_id in named.items()
+    }
