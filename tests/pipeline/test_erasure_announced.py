@@ -8,7 +8,9 @@ dead-lettered, or who asked (``loom erase``, support) before her first events re
 (the same batch, or the request first: her events are then suppressed). Now such a request is
 announced with ``profile_id`` null and the digests of the customer ids the batch erased that
 no erased profile held (its own, and its suppressed events'); it is also the requester's
-answer that the request was carried out.
+answer that the request was carried out. Also here: each erased profile's record names the
+request that named it (a shop's redact sends many in one batch), and an erased customer who
+comes back is not named again on the kept trail.
 """
 
 from __future__ import annotations
