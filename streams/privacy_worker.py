@@ -25,7 +25,8 @@ privacy request goes to the DLQ (stage ``privacy``).
 It also consumes ``privacy.erasures`` (the lane's announcement of each erasure, however it was
 requested: ``loom erase``, an ``erasure_requested`` from any channel, a Shopify redact) and
 forgets the erased profile's customer ids (``customer_digests``: salted digests, never the ids;
-for a request that erased no profile, the customer ids it named)
+on the record of a request that erased no profile, the customer ids the batch erased that no
+erased profile held and those the request named)
 in the memory of every shop the gateway remembers, as ``customers/redact`` does: the customer
 and, through them, the customer of each of their order memos
 (:meth:`~streams.shopify_memory.ShopifyMemory.forget_customers`: one HMGET per shop). An

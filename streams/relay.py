@@ -105,12 +105,12 @@ class _Flight:
 
     records: list[outbox.Triple]
     left: int
+    #: its records' delivery report (:meth:`OutboxRelay._all_reported` makes the successes a
+    #: producer with :data:`PRODUCER_CONFIG` does not report)
+    report: Callable[[KafkaError | None, Any], None]
     error: KafkaError | None = None
     left_out: int = 0  # snapshot references superseded (ADR 0033), counted once acknowledged
     alone: bool = False  # produced with no other entry: a refusal is its own
-    #: its records' delivery report (:meth:`OutboxRelay._all_reported` makes the successes a
-    #: producer with :data:`PRODUCER_CONFIG` does not report)
-    report: Callable[[KafkaError | None, Any], None] | None = None
 
 
 class OutboxRelay:
@@ -392,7 +392,7 @@ class OutboxRelay:
                 continue
             report = self._reporter(entry_id)
             self._inflight[entry_id] = _Flight(
-                records, len(records), left_out=left_out, alone=len(read) == 1, report=report
+                records, len(records), report, left_out=left_out, alone=len(read) == 1
             )
             produce = self.producer.produce
             for topic, key, value in records:
@@ -544,9 +544,8 @@ class OutboxRelay:
         delivered, unreported by a producer with :data:`PRODUCER_CONFIG` (it reports failures
         only), and is settled here as its last report would have (one call per entry)."""
         for flight in list(self._inflight.values()):
-            if flight.report is not None:
-                flight.left = 1
-                flight.report(None, None)
+            flight.left = 1
+            flight.report(None, None)
 
     def _one_by_one(self, entry: Entry) -> int:
         """Send an entry Kafka refused a record of (it was sent alone) record by record, each
@@ -594,7 +593,7 @@ class OutboxRelay:
                 del self._inflight[entry_id]
                 flight.error, flight.left = err, 0
 
-        flight = self._inflight[entry_id] = _Flight([record], 1, report=report)
+        flight = self._inflight[entry_id] = _Flight([record], 1, report)
 
         topic, key, value = record
         try:

@@ -681,9 +681,8 @@ class _Run:
         left = sorted(
             d
             for d in self.closure.absorbed
-            if d in known and known[d].type == CUSTOMER_ID and d not in before
+            if d in known and known[d].type == CUSTOMER_ID and d not in before and d not in named
         )
-        left = [d for d in left if d not in named]
         alone: list[str | None] = [
             e for e in requests if not announced or res.outcomes[e] != ERASED
         ]
