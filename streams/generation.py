@@ -53,6 +53,7 @@ LANE_KEYS: dict[str, tuple[str, ...]] = {
         "changes:profiles",
         "audience:*",
         "audience-medians",
+        "offsets:profiles",
     ),
     "inventory": (
         "stock-index",
@@ -61,6 +62,7 @@ LANE_KEYS: dict[str, tuple[str, ...]] = {
         "markers:seen-inventory:*",
         "commit-seq:seen-inventory",
         "changes:inventory",
+        "offsets:inventory",
     ),
 }
 

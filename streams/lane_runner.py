@@ -58,8 +58,15 @@ from streams.ahead import STEPS, WorkAhead
 from streams.batch_runner import BatchAbandoned, BatchRunner, LaneStopped
 from streams.errors import FatalError, RebuildRunningError, classify, kafka_error
 from streams.gc_policy import GcPolicy
-from streams.generation import Committed, establish, recovery_hint, refuse_during_rebuild
+from streams.generation import (
+    Committed,
+    committed_offsets,
+    establish,
+    recovery_hint,
+    refuse_during_rebuild,
+)
 from streams.health import Check, HealthServer
+from streams.kept_offsets import KeptOffsets, OffsetKeeper, topic_id
 from streams.lane_status import LaneState, LaneStatus, StopReason
 from streams.offsets import DueOffsets, ProcessedOffsets, commit_within, next_offsets
 from streams.redis_keys import Keys
@@ -193,6 +200,9 @@ def commit_reported(group: str, err: KafkaError | None, partitions: list[TopicPa
 #: inside the callback, librdkafka's commit did not return (CI, ``test_rebalance_e2e``: 20 s
 #: and the partitions' offsets never committed); it runs in the callback, as librdkafka asks.
 SYNC_COMMIT_TIMEOUT_S: Final = 20.0
+#: How long a closing lane waits for Redis to take the offsets it keeps beside its state
+#: (``streams.kept_offsets``): what it kept before stays a lower bound of what it applied.
+KEEP_ON_CLOSE_S: Final = 2.0
 
 
 def commit_offsets(
@@ -309,6 +319,11 @@ class LaneRunner:
         self._relay_wakeup = asyncio.Event()
         #: offsets processed but not committed yet
         self._due = DueOffsets(self.settings.commit_interval_s)
+        #: the committed offsets kept beside the lane's state, and where the partitions the
+        #: group had no committed offset for at the start begin (``streams.kept_offsets``);
+        #: both known once the start check passed
+        self._kept: OffsetKeeper | None = None
+        self._seeds: dict[tuple[str, int], int] = {}
         self.gc = GcPolicy(
             self.settings.gc_full_interval_s,
             on_full=lambda _collected, seconds: rt.metrics.gc_full_collection.observe(seconds),
@@ -339,6 +354,8 @@ class LaneRunner:
     # process (CallState_get's assert; tests/e2e/test_rebalance_e2e.py). commit() is safe: it
     # releases the GIL without that state.
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._seeds:
+            self._seed(consumer, partitions)
         self.assigned |= {(p.topic, p.partition) for p in partitions}
         self._recount = True  # the topic's partitions: asked once consume() returned
         log.info("%s: assigned %s", self.group, sorted(p.partition for p in partitions))
@@ -361,12 +378,39 @@ class LaneRunner:
             return known
         return known if meta is None or meta.error is not None else len(meta.partitions)
 
+    def _seed(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Start each of ``partitions`` the group had no committed offset for at this worker's
+        start at the offset kept in Redis (once: a later assignment finds the group's own),
+        and commit it as if processed there (``streams.kept_offsets``)."""
+        seeds, start, seeded = self._seeds, [], []
+        for tp in partitions:
+            offset = seeds.pop((tp.topic, tp.partition), None)
+            if offset is None:
+                start.append(TopicPartition(tp.topic, tp.partition))
+            else:
+                tp_at = TopicPartition(tp.topic, tp.partition, offset, metadata=self.generation)
+                start.append(tp_at)
+                seeded.append(tp_at)
+        if not seeded:
+            return
+        consumer.assign(start)
+        self.processed.add(seeded)
+        self._due.add(seeded)
+        log.warning(
+            "%s: no committed offset for partitions %s (expired or deleted): they start at "
+            "the offsets kept with the lane's state in Redis, %s",
+            self.group,
+            [tp.partition for tp in seeded],
+            [tp.offset for tp in seeded],
+        )
+
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {(p.topic, p.partition) for p in partitions}
         self._taken_away(revoked)
         self._due.forget(revoked)
         taken = self.processed.take(revoked)  # in the callback's thread (SYNC_COMMIT_TIMEOUT_S)
         commit_offsets(self.consumer, self.group, taken, asynchronous=False, in_callback=True)
+        self._keep(taken)
         self.assigned -= revoked
         log.info("%s: revoked %s", self.group, sorted(p.partition for p in partitions))
 
@@ -407,7 +451,14 @@ class LaneRunner:
         self._commit(self._due.take(), asynchronous=True)
 
     def _commit(self, offsets: list[TopicPartition], *, asynchronous: bool) -> bool:
-        return commit_offsets(self.consumer, self.group, offsets, asynchronous=asynchronous)
+        """Commit ``offsets`` to Kafka and keep them in Redis (``streams.kept_offsets``)."""
+        done = commit_offsets(self.consumer, self.group, offsets, asynchronous=asynchronous)
+        self._keep(offsets)
+        return done
+
+    def _keep(self, offsets: list[TopicPartition]) -> None:
+        if offsets and self._kept is not None:
+            self._kept.keep(offsets)
 
     # --- the loop --------------------------------------------------------------------------
     def stop(self) -> None:
@@ -475,13 +526,20 @@ class LaneRunner:
         raw, rt = self.topic, self.rt
 
         def check() -> str:
-            refuse_during_rebuild(rt.redis, self.settings.redis_prefix, self.lane)
+            s = self.settings
+            refuse_during_rebuild(rt.redis, s.redis_prefix, self.lane)
             meta = self.consumer.list_topics(raw, timeout=10).topics[raw]
             if meta.error is not None:
                 raise KafkaException(meta.error)
-            committed = Committed.read(self.consumer, raw, sorted(meta.partitions))
+            offsets = committed_offsets(self.consumer, raw, sorted(meta.partitions))
             self.partitions = len(meta.partitions)
-            return establish(rt.redis, self.settings.redis_prefix, self.lane, committed)
+            generation = establish(rt.redis, s.redis_prefix, self.lane, Committed.of(offsets))
+            key = Keys(s.redis_prefix).offsets(self.lane)
+            kept = KeptOffsets(rt.redis, key, raw, topic_id(kafka_clients.admin(s), raw))
+            self._seeds = kept.seeds(offsets)
+            if self._kept is None:  # one keeper: the check may run again after a failure
+                self._kept = OffsetKeeper(kept.keep)
+            return generation
 
         self.generation = await self.batches.until_done("start", [], check, bisect=False)
         if isinstance(rt.store, RedisStore):
@@ -578,6 +636,9 @@ class LaneRunner:
         self.assigned.clear()  # close may serve an assignment it never revokes
         if self.batches.claims is not None:
             self.batches.claims.close()
+        if self._kept is not None and not self._kept.close(KEEP_ON_CLOSE_S):
+            log.warning("%s: Redis did not take the offsets to keep within %g s; it keeps "
+                        "the ones before", self.group, KEEP_ON_CLOSE_S)  # fmt: skip
 
 
 #: Exit codes of ``loom worker``.

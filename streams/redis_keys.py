@@ -116,6 +116,10 @@ class Keys:
     def stats(self) -> str:
         return f"{self.root}:stats"
 
+    def offsets(self, lane: str) -> str:
+        """The offsets ``lane`` committed, kept beside its state (``streams.kept_offsets``)."""
+        return f"{self.root}:offsets:{lane}"
+
     @property
     def generation(self) -> str:
         return f"{self.root}:generation"

@@ -1,0 +1,148 @@
+"""The offsets a lane commits, kept beside its state in Redis: where a partition starts when
+its group has no committed offset any more.
+
+Kafka deletes an empty consumer group's committed offsets ``offsets.retention.minutes`` after
+its last member left (7 days by default). A lane whose workers were stopped that long (an
+outage, a paused deployment) started again at the topic's earliest record
+(``auto.offset.reset=earliest``) and read again every event it had applied: hours of work on a
+long-kept raw topic (``LOOM_RAW_RETENTION_MS``), and once the processed markers had forgotten
+them (``LOOM_DEDUPE_TTL_S``, 7 days by default) a stock movement older than its position's kept
+ledger moved the stock a second time. So whenever a lane commits offsets to Kafka it also
+writes them to ``P:v1:offsets:{lane}`` (a hash: ``{topic}:{partition}`` -> the next offset,
+``{topic}:id`` -> the topic's id), and at its start a partition the group has no committed
+offset for starts at the kept one (:meth:`KeptOffsets.seeds`).
+
+* Kafka's committed offset wins wherever there is one: a replay reset with Kafka's tool
+  (``--reset-offsets``) is honoured; only a partition with none at all is seeded.
+* The topic's id (Kafka's UUID of the topic, not its name) is kept with the offsets: a topic
+  deleted and created again under the same name is read from its first record, as before (its
+  kept offsets say nothing of the new topic's records; seeded, they would skip them).
+* Best effort, as Kafka's asynchronous commit: written when the Kafka commit is asked for, by a
+  thread of its own (:class:`OffsetKeeper`: the lane's event loop and its rebalance callbacks
+  never wait on Redis for it), a failure logged and written again by the next one. What it
+  keeps never runs ahead of what the lane applied, so a seeded start reads again at most what a
+  restart after a crash does.
+* ``loom rebuild --wipe`` deletes it with the lane's other keys (``streams.generation``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+import redis
+from confluent_kafka import TopicCollection, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+log = logging.getLogger(__name__)
+
+#: The field after ``{topic}:`` that holds the topic's id.
+ID_FIELD: Final = "id"
+
+
+def topic_id(admin: AdminClient, topic: str, timeout_s: float = 10.0) -> str:
+    """Kafka's id of ``topic`` (``DescribeTopics``); raises the broker's ``KafkaException``."""
+    futures = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout_s)
+    description = futures[topic].result(timeout=timeout_s)
+    return str(description.topic_id)
+
+
+class KeptOffsets:
+    """One lane's offsets of ``topic`` (whose Kafka id is ``topic_id``) in the hash ``key``."""
+
+    def __init__(self, client: redis.Redis, key: str, topic: str, topic_id: str) -> None:
+        self.client = client
+        self.key = key
+        self.topic = topic
+        self.topic_id = topic_id
+
+    def keep(self, offsets: Sequence[TopicPartition]) -> None:
+        """Write ``offsets`` (those being committed to Kafka) with the topic's id; a Redis
+        failure is logged, never raised (the next commit writes them again)."""
+        topic = self.topic
+        mapping: dict[str | int | float | bytes | bytearray | memoryview[int], Any] = {
+            f"{topic}:{tp.partition}": str(tp.offset)
+            for tp in offsets
+            if tp.topic == topic and tp.offset >= 0
+        }
+        if not mapping:
+            return
+        mapping[f"{topic}:{ID_FIELD}"] = self.topic_id
+        try:
+            self.client.hset(self.key, mapping=mapping)
+        except redis.RedisError as exc:
+            log.warning(
+                "offsets of %s not kept in Redis (%s); the next commit writes them again",
+                topic,
+                type(exc).__name__,
+            )
+
+    def seeds(self, committed: Sequence[TopicPartition]) -> dict[tuple[str, int], int]:
+        """Per partition of ``committed`` (the group's committed offsets of the topic) that has
+        none, the kept offset; nothing if the kept offsets are another topic's (its id)."""
+        topic = self.topic
+        missing = sorted(tp.partition for tp in committed if tp.topic == topic and tp.offset < 0)
+        if not missing:
+            return {}
+        fields = [f"{topic}:{ID_FIELD}", *(f"{topic}:{p}" for p in missing)]
+        kept, *values = self.client.hmget(self.key, fields)
+        if kept is None:
+            return {}
+        kept_id = kept.decode() if isinstance(kept, bytes) else str(kept)
+        if kept_id != self.topic_id:
+            log.warning(
+                "the offsets kept in Redis are of another topic %s (id %s, now %s): "
+                "partitions without a committed offset start at the earliest record",
+                topic,
+                kept_id,
+                self.topic_id,
+            )
+            return {}
+        return {(topic, p): int(value) for p, value in zip(missing, values, strict=True) if value}
+
+
+class OffsetKeeper:
+    """``write`` (:meth:`KeptOffsets.keep`) on a thread of its own. A Redis that does not
+    answer held its caller for the client's timeout (10 s): the lane's event loop (its health
+    endpoints with it) or a rebalance callback (the whole group's rebalance). The latest offset
+    of each partition waits here; each write takes all that waits."""
+
+    def __init__(self, write: Callable[[list[TopicPartition]], None]) -> None:
+        self._write = write
+        self._waiting: dict[tuple[str, int], TopicPartition] = {}
+        self._changed = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="loom-offsets-keeper", daemon=True)
+        self._thread.start()
+
+    def keep(self, offsets: Sequence[TopicPartition]) -> None:
+        """Hand ``offsets`` to the thread (never waits on Redis)."""
+        if not offsets:
+            return
+        with self._changed:
+            self._waiting.update(((tp.topic, tp.partition), tp) for tp in offsets)
+            self._changed.notify()
+
+    def close(self, timeout_s: float) -> bool:
+        """Write what waits, then stop; waits ``timeout_s`` at most. False if the thread was
+        still writing then (Redis not answering: the kept offsets stay as they were)."""
+        with self._changed:
+            self._closing = True
+            self._changed.notify()
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._waiting and not self._closing:
+                    self._changed.wait()
+                if not self._waiting:  # closing, nothing left to write
+                    return
+                offsets, self._waiting = list(self._waiting.values()), {}
+            try:
+                self._write(offsets)
+            except Exception:  # a writer's fault must not end the thread: the next one tries
+                log.exception("offsets not kept in Redis")

@@ -1,0 +1,71 @@
+"""A lane whose group's committed offsets are gone reads on from where its Redis state was
+written, not from the raw topic's first record.
+
+Kafka deletes an empty group's committed offsets ``offsets.retention.minutes`` after its last
+member left (7 days by default). A lane stopped that long (an outage, a paused deployment)
+started again at the topic's earliest record (``auto.offset.reset=earliest``) and read again
+every event it had applied: work for hours on a long-kept raw topic, and once the processed
+markers had forgotten them (``LOOM_DEDUPE_TTL_S``, 7 days by default), a stock movement older
+than its position's kept ledger moved the stock a second time. The lane now keeps the offsets
+it commits beside its state (``P:v1:offsets:{lane}``) and starts a partition without a
+committed offset there (``streams.lane_runner``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from e2e_harness import Loom, metric
+from test_profiles_e2e import order
+
+from resolvers.pipeline import LANES
+from streams import kafka_clients
+
+pytestmark = pytest.mark.e2e
+
+
+def _sales(start: int, n: int) -> list[dict[str, object]]:
+    return [
+        order(f"x{i}", "2026-11-03T12:00:00+01:00", {"loyalty_id": f"LX-{i}"}, sku="SKU-X")
+        for i in range(start, start + n)
+    ]
+
+
+def test_a_lane_whose_group_offsets_expired_reads_on_from_its_state(
+    loom: Loom, free_ports: Callable[[int], list[int]]
+) -> None:
+    first, second = _sales(0, 40), _sales(40, 10)
+    workers = loom.start_worker()
+    loom.produce(first)
+    loom.wait_idle()
+    loom.stop(workers)  # a graceful stop: every lane commits what it applied
+    # what Kafka's offsets expiry leaves of the two groups: nothing
+    s = loom.settings
+    admin = kafka_clients.admin(s)
+    deleted = admin.delete_consumer_groups([s.group_id(lane) for lane in LANES])
+    for future in deleted.values():
+        future.result(timeout=30)
+    assert loom.lag() == 2 * len(first)  # both groups: no committed offset left
+
+    loom.produce(second)
+    ports = dict(zip(LANES, free_ports(len(LANES)), strict=True))
+    loom.start_worker(
+        env={
+            "LOOM_WEB_PORT": str(ports["profiles"]),
+            "LOOM_INVENTORY_WEB_PORT": str(ports["inventory"]),
+        }
+    )
+    loom.wait_idle()
+    # only the new sales were read: none of the first forty came round again
+    read = {lane: metric(port, "loom_events_total", lane=lane) for lane, port in ports.items()}
+    again = {
+        lane: metric(port, "loom_events_total", lane=lane, outcome="duplicate")
+        for lane, port in ports.items()
+    }
+    assert again == {lane: 0 for lane in LANES}
+    assert read == {lane: len(second) for lane in LANES}
+    stock = loom.stock("SKU-X")
+    assert stock is not None
+    assert stock["locations"]["oslo-1"]["on_hand"] == -(len(first) + len(second))
+    assert len(loom.profiles()) == len(first) + len(second)

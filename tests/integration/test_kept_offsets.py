@@ -1,0 +1,81 @@
+"""The offsets a lane keeps beside its state in Redis (``streams.kept_offsets``), on real Kafka
+and Redis: a partition without a committed offset is seeded from them, one with a committed
+offset is not, and offsets kept for a topic since deleted and created again under the same
+name seed nothing (they say nothing of the new topic's records)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+import redis
+from confluent_kafka import OFFSET_INVALID, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streams.kept_offsets import KeptOffsets, topic_id
+from streams.redis_keys import Keys
+
+pytestmark = pytest.mark.integration
+
+
+def _create_again(admin: AdminClient, name: str, partitions: int, timeout: float = 60) -> None:
+    """Delete ``name`` and create it again (the broker refuses the creation while the
+    deletion is under way: asked again until it takes it)."""
+    for future in admin.delete_topics([name], operation_timeout=30).values():
+        future.result(timeout=30)
+    deadline = time.monotonic() + timeout
+    while True:
+        topic = NewTopic(name, num_partitions=partitions, replication_factor=1)
+        try:
+            for future in admin.create_topics([topic], operation_timeout=30).values():
+                future.result(timeout=60)
+            return
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_kept_offsets_seed_only_partitions_without_a_committed_offset_of_the_same_topic(
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    redis_client: redis.Redis,
+    redis_prefix: str,
+) -> None:
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    name = unique_topic(partitions=2)
+    key = Keys(redis_prefix).offsets("inventory")
+    first_id = topic_id(admin, name)
+    kept = KeptOffsets(redis_client, key, name, first_id)
+    kept.keep([TopicPartition(name, 0, 120), TopicPartition(name, 1, 80)])
+    kept.keep([TopicPartition(name, 1, 95), TopicPartition("another", 0, 7)])  # later; not ours
+
+    none = [TopicPartition(name, 0, OFFSET_INVALID), TopicPartition(name, 1, OFFSET_INVALID)]
+    assert kept.seeds(none) == {(name, 0): 120, (name, 1): 95}
+    # the group's own committed offset wins (a replay reset with Kafka's tool stands)
+    assert kept.seeds([TopicPartition(name, 0, 5), none[1]]) == {(name, 1): 95}
+    assert (
+        KeptOffsets(redis_client, key, "another", first_id).seeds(
+            [TopicPartition("another", 0, OFFSET_INVALID)]
+        )
+        == {}
+    )  # never kept: its offsets were not the lane's topic's
+
+    _create_again(admin, name, 2)
+    second_id = topic_id(admin, name)
+    assert second_id != first_id
+    assert KeptOffsets(redis_client, key, name, second_id).seeds(none) == {}
+
+
+def test_a_write_redis_refuses_is_logged_and_the_next_one_keeps_them(
+    redis_client: redis.Redis, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = Keys(redis_prefix).offsets("profiles")
+    redis_client.set(key, "not a hash")  # a write Redis refuses (WRONGTYPE)
+    kept = KeptOffsets(redis_client, key, "raw", "id-1")
+    kept.keep([TopicPartition("raw", 0, 10)])  # logged, not raised: the lane goes on
+    assert "offsets of raw not kept in Redis (ResponseError)" in caplog.text
+    redis_client.delete(key)
+    kept.keep([TopicPartition("raw", 0, 11)])
+    assert kept.seeds([TopicPartition("raw", 0, OFFSET_INVALID)]) == {("raw", 0): 11}
