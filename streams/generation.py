@@ -63,6 +63,7 @@ LANE_KEYS: dict[str, tuple[str, ...]] = {
         "commit-seq:seen-inventory",
         "changes:inventory",
         "offsets:inventory",
+        "offsets:inventory-router",
     ),
 }
 

@@ -18,7 +18,10 @@ routed lane). Per batch the router
    synchronously on revoke and close).
 
 At least once: a crash between 3 and 4 routes the records again, and the applier's processed
-markers (``<event id> <sku>``) make the copies no-ops. The router writes nothing to Redis.
+markers (``<event id> <sku>``) make the copies no-ops. The router writes nothing to Redis but
+the raw offsets it commits, kept in ``P:v1:offsets:inventory-router`` (ADR 0045): a partition
+its group has no committed offset for any more (Kafka expired it) starts there, or at the
+direct lane's offset if that is later, not at the topic's first record.
 
 A router starts each partition at the later of its group's committed offset and the
 inventory lane's group's on the raw topic (the direct lane's, which commits there only in
@@ -56,14 +59,18 @@ from streams.backoff import FIRST_BACKOFF_S, Backoff
 from streams.batch_runner import span
 from streams.dlq import Delivery
 from streams.errors import FatalError, RetryableError, classify, kafka_error
+from streams.generation import committed_offsets
+from streams.kept_offsets import KeptOffsets, OffsetKeeper, topic_id
 from streams.lane_runner import (
     CONSUMER_CONFIG,
+    KEEP_ON_CLOSE_S,
     commit_offsets,
     commit_reported,
     not_a_record,
     raw_record,
 )
 from streams.offsets import DueOffsets, ProcessedOffsets, next_offsets
+from streams.redis_keys import Keys
 from streams.runtime import Runtime
 from streams.settings import LoomSettings
 
@@ -77,6 +84,10 @@ log = logging.getLogger(__name__)
 ROUTER_WAIT_S: Final = 0.002
 #: Times a new assignment's committed offsets are asked for before the router gives up.
 ASSIGN_ATTEMPTS: Final = 20
+#: The name under which the router group's raw offsets are kept in Redis
+#: (``P:v1:offsets:inventory-router``, ADR 0045): apart from the direct inventory lane's, whose
+#: raw offsets say what was applied, not what was routed.
+ROUTER_KEPT: Final = "inventory-router"
 
 
 @dataclass
@@ -146,6 +157,11 @@ class StockRouter:
         self.processed = ProcessedOffsets()
         self._due = DueOffsets(s.commit_interval_s)
         self._seeds: dict[tuple[str, int], int] = {}
+        #: the router group's own offsets kept in Redis, for the partitions it had no
+        #: committed offset for at the start (``streams.kept_offsets``, ADR 0045), and the
+        #: thread that keeps what it commits
+        self._kept_seeds: dict[tuple[str, int], int] = {}
+        self._keeper: OffsetKeeper | None = None
         self.routed = MetricCounter(
             "loom_routed_movements_total",
             "Stock-movement records the router produced (one per event and SKU; ADR 0014).",
@@ -161,7 +177,9 @@ class StockRouter:
     # --- offsets ---------------------------------------------------------------------------
     def _read_seeds(self) -> None:
         """The inventory lane group's committed raw offsets: where a router partition starts
-        when its own offset is missing or earlier (module docstring)."""
+        when its own offset is missing or earlier (module docstring); and for the partitions
+        the router group has no committed offset for (Kafka expired or deleted it), the ones
+        it kept in Redis (ADR 0045)."""
         raw, s = self.settings.topics.raw, self.settings
         lane = kafka_clients.consumer(s, s.group_id("inventory"), **{"enable.auto.commit": False})
         try:
@@ -172,15 +190,26 @@ class StockRouter:
         finally:
             lane.close()
         self._seeds = {(tp.topic, tp.partition): tp.offset for tp in got if tp.offset >= 0}
+        own = committed_offsets(self.consumer, raw, sorted(meta.partitions))
+        key = Keys(s.redis_prefix).offsets(ROUTER_KEPT)
+        kept = KeptOffsets(self.rt.redis, key, raw, topic_id(kafka_clients.admin(s), raw))
+        self._kept_seeds = kept.seeds(own)
+        if self._keeper is None:  # one keeper: the start may run again after a failure
+            self._keeper = OffsetKeeper(kept.keep)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        seeds = self._seeds
-        own = self._committed(consumer, partitions) if seeds else partitions
+        seeds, kept = self._seeds, self._kept_seeds
+        own = self._committed(consumer, partitions) if seeds or kept else partitions
         start = []
         for tp in own:
-            seed = seeds.get((tp.topic, tp.partition))
-            if seed is not None and tp.offset < seed:  # the later (none of its own: negative)
+            where = (tp.topic, tp.partition)
+            # none of its own in Kafka: the one it kept in Redis, once (ADR 0045)
+            mine = kept.pop(where, tp.offset) if tp.offset < 0 else tp.offset
+            seed = seeds.get(where)
+            if seed is not None and mine < seed:  # the later (none of its own: negative)
                 start.append(TopicPartition(tp.topic, tp.partition, seed))
+            elif mine != tp.offset:
+                start.append(TopicPartition(tp.topic, tp.partition, mine))
             else:
                 start.append(TopicPartition(tp.topic, tp.partition))
         consumer.assign(start)
@@ -214,10 +243,16 @@ class StockRouter:
         self._due.forget(revoked)
         taken = self.processed.take(revoked)  # in the callback's thread (lane_runner's reason)
         commit_offsets(self.consumer, self.group, taken, asynchronous=False, in_callback=True)
+        if taken and self._keeper is not None:
+            self._keeper.keep(taken)
         self.assigned -= revoked
 
     def _commit(self, offsets: list[TopicPartition], *, asynchronous: bool) -> bool:
-        return commit_offsets(self.consumer, self.group, offsets, asynchronous=asynchronous)
+        """Commit ``offsets`` to Kafka and keep them in Redis (ADR 0045)."""
+        done = commit_offsets(self.consumer, self.group, offsets, asynchronous=asynchronous)
+        if offsets and self._keeper is not None:
+            self._keeper.keep(offsets)
+        return done
 
     def _commit_due(self) -> None:
         self._commit(self._due.take(), asynchronous=True)
@@ -315,6 +350,9 @@ class StockRouter:
         if self._commit(self.processed.take(), asynchronous=False):
             self.consumer.close()  # (else it would wait on the commit still under way)
         self.producer.flush(10)
+        if self._keeper is not None and not self._keeper.close(KEEP_ON_CLOSE_S):
+            log.warning("%s: Redis did not take the offsets to keep within %g s; it keeps "
+                        "the ones before", self.group, KEEP_ON_CLOSE_S)  # fmt: skip
 
 
 def hand_over(

@@ -17,7 +17,9 @@ from collections.abc import Callable
 
 import pytest
 from e2e_harness import Loom, metric
+from test_inventory_e2e import expected_levels
 from test_profiles_e2e import order
+from test_stock_routing_e2e import MULTI_SKUS, levels, multi_sku_orders, start_routed, wait_routed
 
 from resolvers.pipeline import LANES
 from streams import kafka_clients
@@ -69,3 +71,31 @@ def test_a_lane_whose_group_offsets_expired_reads_on_from_its_state(
     assert stock is not None
     assert stock["locations"]["oslo-1"]["on_hand"] == -(len(first) + len(second))
     assert len(loom.profiles()) == len(first) + len(second)
+
+
+def test_a_routed_deployment_whose_groups_offsets_expired_routes_nothing_again(
+    loom: Loom, free_ports: Callable[[int], list[int]]
+) -> None:
+    """By SKU (ADR 0014) the router's group reads the raw topic and the lane's the movements:
+    both groups' offsets gone, the router started at the raw topic's first record (the direct
+    lane's group, its other seed, never committed in this mode) and routed every sale again."""
+    sales = multi_sku_orders(30)
+    first, second = sales[:20], sales[20:]
+    start_routed(loom, free_ports(1))
+    loom.produce(first)
+    wait_routed(loom)
+    loom.stop(loom.workers)
+    s = loom.settings
+    admin = kafka_clients.admin(s)
+    deleted = admin.delete_consumer_groups([s.router_group_id(), s.group_id("inventory")])
+    for future in deleted.values():
+        future.result(timeout=30)
+
+    loom.produce(second)
+    [port] = free_ports(1)
+    start_routed(loom, [port])
+    wait_routed(loom)
+    routed = metric(port, "loom_routed_movements_total")
+    again = metric(port, "loom_events_total", lane="inventory", outcome="duplicate")
+    assert (routed, again) == (3 * len(second), 0)  # three SKUs a sale, the new sales only
+    assert levels(loom, MULTI_SKUS) == expected_levels(sales)
