@@ -97,12 +97,13 @@ def deployment(loom: Loom, tmp_path: Path) -> Iterator[tuple[Loom, GatewayProces
 
 def full_state(loom: Loom) -> dict[str, Any]:
     """Every key under the deployment's prefix with its value (the workers' and the gateway's),
-    but the markers of answered webhooks and processed events (they only say "seen")."""
+    but the markers of answered webhooks and processed events (they only say "seen") and the
+    offsets the lanes keep (they say how far the lanes read: ADR 0045)."""
     r = loom.redis
     out: dict[str, Any] = {}
     for raw_key in r.scan_iter(f"{loom.settings.redis_prefix}:*", count=1000):
         key = raw_key.decode()
-        if ":webhook:" in key or ":seen" in key:
+        if ":webhook:" in key or ":seen" in key or ":v1:offsets:" in key:
             continue
         kind = r.type(raw_key).decode()  # type: ignore[union-attr]
         if kind == "string":
