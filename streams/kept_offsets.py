@@ -22,6 +22,8 @@ offset for starts at the kept one (:meth:`KeptOffsets.seeds`).
   never wait on Redis for it), a failure logged and written again by the next one. What it
   keeps never runs ahead of what the lane applied, so a seeded start reads again at most what a
   restart after a crash does.
+* Only while Redis holds the lane's generation (``streams.generation``; a ``WATCH``
+  transaction): a Redis that restarted empty gets nothing from a lane about to stop on it.
 * ``loom rebuild --wipe`` deletes it with the lane's other keys (``streams.generation``).
 """
 
@@ -50,17 +52,32 @@ def topic_id(admin: AdminClient, topic: str, timeout_s: float = 10.0) -> str:
 
 
 class KeptOffsets:
-    """One lane's offsets of ``topic`` (whose Kafka id is ``topic_id``) in the hash ``key``."""
+    """One lane's offsets of ``topic`` (whose Kafka id is ``topic_id``) in the hash ``key``,
+    written only while Redis holds the state they belong to: ``generation_key`` holding
+    ``generation`` (``streams.generation``; None: the one it holds at the first write, kept
+    from then on). A Redis that restarted empty gets nothing from a lane about to stop."""
 
-    def __init__(self, client: redis.Redis, key: str, topic: str, topic_id: str) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        key: str,
+        topic: str,
+        topic_id: str,
+        *,
+        generation_key: str,
+        generation: str | None,
+    ) -> None:
         self.client = client
         self.key = key
         self.topic = topic
         self.topic_id = topic_id
+        self.generation_key = generation_key
+        self.generation = generation
 
     def keep(self, offsets: Sequence[TopicPartition]) -> None:
-        """Write ``offsets`` (those being committed to Kafka) with the topic's id; a Redis
-        failure is logged, never raised (the next commit writes them again)."""
+        """Write ``offsets`` (those being committed to Kafka) with the topic's id, in a
+        transaction that checks the generation first (``WATCH``); a Redis failure or a
+        generation Redis no longer holds is logged, never raised."""
         topic = self.topic
         mapping: dict[str | int | float | bytes | bytearray | memoryview[int], Any] = {
             f"{topic}:{tp.partition}": str(tp.offset)
@@ -70,13 +87,33 @@ class KeptOffsets:
         if not mapping:
             return
         mapping[f"{topic}:{ID_FIELD}"] = self.topic_id
+        found: list[str | None] = []
+
+        def write(pipe: Any) -> None:
+            raw = pipe.get(self.generation_key)
+            current = raw.decode() if isinstance(raw, bytes) else raw
+            if current is None or (self.generation is not None and current != self.generation):
+                found.append(current)
+                return
+            self.generation = current
+            pipe.multi()
+            pipe.hset(self.key, mapping=mapping)
+
         try:
-            self.client.hset(self.key, mapping=mapping)
+            self.client.transaction(write, self.generation_key)
         except redis.RedisError as exc:
             log.warning(
                 "offsets of %s not kept in Redis (%s); the next commit writes them again",
                 topic,
                 type(exc).__name__,
+            )
+            return
+        if found and self.generation is not None:  # (none yet: no state to keep them beside)
+            log.warning(
+                "offsets of %s not kept in Redis: it holds generation %s, not the lane's %s",
+                topic,
+                found[0],
+                self.generation,
             )
 
     def seeds(self, committed: Sequence[TopicPartition]) -> dict[tuple[str, int], int]:

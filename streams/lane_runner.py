@@ -534,8 +534,11 @@ class LaneRunner:
             offsets = committed_offsets(self.consumer, raw, sorted(meta.partitions))
             self.partitions = len(meta.partitions)
             generation = establish(rt.redis, s.redis_prefix, self.lane, Committed.of(offsets))
-            key = Keys(s.redis_prefix).offsets(self.lane)
-            kept = KeptOffsets(rt.redis, key, raw, topic_id(kafka_clients.admin(s), raw))
+            keys = Keys(s.redis_prefix)
+            kept = KeptOffsets(
+                rt.redis, keys.offsets(self.lane), raw, topic_id(kafka_clients.admin(s), raw),
+                generation_key=keys.generation, generation=generation,
+            )  # fmt: skip
             self._seeds = kept.seeds(offsets)
             if self._kept is None:  # one keeper: the check may run again after a failure
                 self._kept = OffsetKeeper(kept.keep)

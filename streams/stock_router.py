@@ -191,8 +191,11 @@ class StockRouter:
             lane.close()
         self._seeds = {(tp.topic, tp.partition): tp.offset for tp in got if tp.offset >= 0}
         own = committed_offsets(self.consumer, raw, sorted(meta.partitions))
-        key = Keys(s.redis_prefix).offsets(ROUTER_KEPT)
-        kept = KeptOffsets(self.rt.redis, key, raw, topic_id(kafka_clients.admin(s), raw))
+        keys = Keys(s.redis_prefix)
+        kept = KeptOffsets(
+            self.rt.redis, keys.offsets(ROUTER_KEPT), raw, topic_id(kafka_clients.admin(s), raw),
+            generation_key=keys.generation, generation=None,  # the lane's, at the first write
+        )  # fmt: skip
         self._kept_seeds = kept.seeds(own)
         if self._keeper is None:  # one keeper: the start may run again after a failure
             self._keeper = OffsetKeeper(kept.keep)

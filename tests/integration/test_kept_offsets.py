@@ -1,7 +1,8 @@
 """The offsets a lane keeps beside its state in Redis (``streams.kept_offsets``), on real Kafka
 and Redis: a partition without a committed offset is seeded from them, one with a committed
-offset is not, and offsets kept for a topic since deleted and created again under the same
-name seed nothing (they say nothing of the new topic's records)."""
+offset is not, offsets kept for a topic since deleted and created again under the same name
+seed nothing (they say nothing of the new topic's records), and nothing is written into a
+Redis that no longer holds the lane's generation (it restarted empty)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,23 @@ from collections.abc import Callable
 import pytest
 import redis
 from confluent_kafka import OFFSET_INVALID, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from streams.kept_offsets import KeptOffsets, topic_id
 from streams.redis_keys import Keys
 
 pytestmark = pytest.mark.integration
+
+
+def kept_offsets(
+    client: redis.Redis, prefix: str, topic: str, topic_id: str, generation: str | None
+) -> KeptOffsets:
+    keys = Keys(prefix)
+    return KeptOffsets(
+        client, keys.offsets("inventory"), topic, topic_id,
+        generation_key=keys.generation, generation=generation,
+    )  # fmt: skip
 
 
 def _create_again(admin: AdminClient, name: str, partitions: int, timeout: float = 60) -> None:
@@ -45,9 +57,9 @@ def test_kept_offsets_seed_only_partitions_without_a_committed_offset_of_the_sam
 ) -> None:
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     name = unique_topic(partitions=2)
-    key = Keys(redis_prefix).offsets("inventory")
+    redis_client.set(Keys(redis_prefix).generation, "g1")
     first_id = topic_id(admin, name)
-    kept = KeptOffsets(redis_client, key, name, first_id)
+    kept = kept_offsets(redis_client, redis_prefix, name, first_id, "g1")
     kept.keep([TopicPartition(name, 0, 120), TopicPartition(name, 1, 80)])
     kept.keep([TopicPartition(name, 1, 95), TopicPartition("another", 0, 7)])  # later; not ours
 
@@ -56,7 +68,7 @@ def test_kept_offsets_seed_only_partitions_without_a_committed_offset_of_the_sam
     # the group's own committed offset wins (a replay reset with Kafka's tool stands)
     assert kept.seeds([TopicPartition(name, 0, 5), none[1]]) == {(name, 1): 95}
     assert (
-        KeptOffsets(redis_client, key, "another", first_id).seeds(
+        kept_offsets(redis_client, redis_prefix, "another", first_id, "g1").seeds(
             [TopicPartition("another", 0, OFFSET_INVALID)]
         )
         == {}
@@ -65,17 +77,41 @@ def test_kept_offsets_seed_only_partitions_without_a_committed_offset_of_the_sam
     _create_again(admin, name, 2)
     second_id = topic_id(admin, name)
     assert second_id != first_id
-    assert KeptOffsets(redis_client, key, name, second_id).seeds(none) == {}
+    assert kept_offsets(redis_client, redis_prefix, name, second_id, "g1").seeds(none) == {}
 
 
 def test_a_write_redis_refuses_is_logged_and_the_next_one_keeps_them(
     redis_client: redis.Redis, redis_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    key = Keys(redis_prefix).offsets("profiles")
+    keys = Keys(redis_prefix)
+    key = keys.offsets("inventory")
+    redis_client.set(keys.generation, "g1")
     redis_client.set(key, "not a hash")  # a write Redis refuses (WRONGTYPE)
-    kept = KeptOffsets(redis_client, key, "raw", "id-1")
+    kept = kept_offsets(redis_client, redis_prefix, "raw", "id-1", "g1")
     kept.keep([TopicPartition("raw", 0, 10)])  # logged, not raised: the lane goes on
     assert "offsets of raw not kept in Redis (ResponseError)" in caplog.text
     redis_client.delete(key)
     kept.keep([TopicPartition("raw", 0, 11)])
     assert kept.seeds([TopicPartition("raw", 0, OFFSET_INVALID)]) == {("raw", 0): 11}
+
+
+def test_a_redis_that_lost_the_lanes_generation_gets_no_offsets(
+    redis_client: redis.Redis, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    keys = Keys(redis_prefix)
+    kept = kept_offsets(redis_client, redis_prefix, "raw", "id-1", "g1")
+    kept.keep([TopicPartition("raw", 0, 10)])  # restarted empty: no generation at all
+    redis_client.set(keys.generation, "g2")
+    kept.keep([TopicPartition("raw", 0, 11)])  # another state: not the lane's
+    assert redis_client.exists(keys.offsets("inventory")) == 0
+    assert "it holds generation None, not the lane's g1" in caplog.text
+    assert "it holds generation g2, not the lane's g1" in caplog.text
+
+    # a keeper without a generation of its own (the stock router) takes the one Redis holds
+    # at its first write, and keeps to it
+    router = kept_offsets(redis_client, redis_prefix, "raw", "id-1", None)
+    router.keep([TopicPartition("raw", 0, 12)])
+    redis_client.set(keys.generation, "g3")
+    router.keep([TopicPartition("raw", 0, 13)])
+    assert redis_client.hget(keys.offsets("inventory"), "raw:0") == b"12"
+    assert router.generation == "g2"
