@@ -7,7 +7,7 @@ outage, a paused deployment) started again at the topic's earliest record
 (``auto.offset.reset=earliest``) and read again every event it had applied: hours of work on a
 long-kept raw topic (``LOOM_RAW_RETENTION_MS``), and once the processed markers had forgotten
 them (``LOOM_DEDUPE_TTL_S``, 7 days by default) a stock movement older than its position's kept
-ledger moved the stock a second time. So whenever a lane commits offsets to Kafka it also
+ledger could move the stock a second time. So whenever a lane commits offsets to Kafka it also
 writes them to ``P:v1:offsets:{lane}`` (a hash: ``{topic}:{partition}`` -> the next offset,
 ``{topic}:id`` -> the topic's id), and at its start a partition the group has no committed
 offset for starts at the kept one (:meth:`KeptOffsets.seeds`).
@@ -38,10 +38,17 @@ import redis
 from confluent_kafka import TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from streams import kafka_clients
+from streams.redis_keys import Keys
+from streams.settings import LoomSettings
+
 log = logging.getLogger(__name__)
 
 #: The field after ``{topic}:`` that holds the topic's id.
 ID_FIELD: Final = "id"
+#: How long a closing lane (or router) waits for Redis to take the offsets it keeps: what it
+#: kept before stays a lower bound of what it applied.
+KEEP_ON_CLOSE_S: Final = 2.0
 
 
 def topic_id(admin: AdminClient, topic: str, timeout_s: float = 10.0) -> str:
@@ -162,6 +169,13 @@ class OffsetKeeper:
             self._waiting.update(((tp.topic, tp.partition), tp) for tp in offsets)
             self._changed.notify()
 
+    def stop(self, group: str) -> None:
+        """:meth:`close` within :data:`KEEP_ON_CLOSE_S`, with one warning line if Redis had not
+        taken what waited by then."""
+        if not self.close(KEEP_ON_CLOSE_S):
+            log.warning("%s: Redis did not take the offsets to keep within %g s; it keeps "
+                        "the ones before", group, KEEP_ON_CLOSE_S)  # fmt: skip
+
     def close(self, timeout_s: float) -> bool:
         """Write what waits, then stop; waits ``timeout_s`` at most. False if the thread was
         still writing then (Redis not answering: the kept offsets stay as they were)."""
@@ -183,3 +197,25 @@ class OffsetKeeper:
                 self._write(offsets)
             except Exception:  # a writer's fault must not end the thread: the next one tries
                 log.exception("offsets not kept in Redis")
+
+
+def start_keeping(
+    settings: LoomSettings,
+    client: redis.Redis,
+    name: str,
+    topic: str,
+    committed: Sequence[TopicPartition],
+    *,
+    generation: str | None,
+    keeper: OffsetKeeper | None,
+) -> tuple[dict[tuple[str, int], int], OffsetKeeper]:
+    """At a start: the offsets kept under ``P:v1:offsets:{name}`` for ``topic`` (its Kafka id
+    asked now) where ``committed`` (the group's committed offsets) has none, and the keeper of
+    what the group commits from now on (``keeper``, if a start that failed made one already:
+    one thread for the process's life). ``generation``: see :class:`KeptOffsets`."""
+    keys = Keys(settings.redis_prefix)
+    kept = KeptOffsets(
+        client, keys.offsets(name), topic, topic_id(kafka_clients.admin(settings), topic),
+        generation_key=keys.generation, generation=generation,
+    )  # fmt: skip
+    return kept.seeds(committed), keeper or OffsetKeeper(kept.keep)

@@ -66,7 +66,7 @@ from streams.generation import (
     refuse_during_rebuild,
 )
 from streams.health import Check, HealthServer
-from streams.kept_offsets import KeptOffsets, OffsetKeeper, topic_id
+from streams.kept_offsets import OffsetKeeper, start_keeping
 from streams.lane_status import LaneState, LaneStatus, StopReason
 from streams.offsets import DueOffsets, ProcessedOffsets, commit_within, next_offsets
 from streams.redis_keys import Keys
@@ -200,9 +200,6 @@ def commit_reported(group: str, err: KafkaError | None, partitions: list[TopicPa
 #: inside the callback, librdkafka's commit did not return (CI, ``test_rebalance_e2e``: 20 s
 #: and the partitions' offsets never committed); it runs in the callback, as librdkafka asks.
 SYNC_COMMIT_TIMEOUT_S: Final = 20.0
-#: How long a closing lane waits for Redis to take the offsets it keeps beside its state
-#: (``streams.kept_offsets``): what it kept before stays a lower bound of what it applied.
-KEEP_ON_CLOSE_S: Final = 2.0
 
 
 def commit_offsets(
@@ -457,7 +454,7 @@ class LaneRunner:
         return done
 
     def _keep(self, offsets: list[TopicPartition]) -> None:
-        if offsets and self._kept is not None:
+        if self._kept is not None:
             self._kept.keep(offsets)
 
     # --- the loop --------------------------------------------------------------------------
@@ -534,14 +531,9 @@ class LaneRunner:
             offsets = committed_offsets(self.consumer, raw, sorted(meta.partitions))
             self.partitions = len(meta.partitions)
             generation = establish(rt.redis, s.redis_prefix, self.lane, Committed.of(offsets))
-            keys = Keys(s.redis_prefix)
-            kept = KeptOffsets(
-                rt.redis, keys.offsets(self.lane), raw, topic_id(kafka_clients.admin(s), raw),
-                generation_key=keys.generation, generation=generation,
-            )  # fmt: skip
-            self._seeds = kept.seeds(offsets)
-            if self._kept is None:  # one keeper: the check may run again after a failure
-                self._kept = OffsetKeeper(kept.keep)
+            self._seeds, self._kept = start_keeping(
+                s, rt.redis, self.lane, raw, offsets, generation=generation, keeper=self._kept
+            )
             return generation
 
         self.generation = await self.batches.until_done("start", [], check, bisect=False)
@@ -639,9 +631,8 @@ class LaneRunner:
         self.assigned.clear()  # close may serve an assignment it never revokes
         if self.batches.claims is not None:
             self.batches.claims.close()
-        if self._kept is not None and not self._kept.close(KEEP_ON_CLOSE_S):
-            log.warning("%s: Redis did not take the offsets to keep within %g s; it keeps "
-                        "the ones before", self.group, KEEP_ON_CLOSE_S)  # fmt: skip
+        if self._kept is not None:
+            self._kept.stop(self.group)
 
 
 #: Exit codes of ``loom worker``.

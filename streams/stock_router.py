@@ -60,17 +60,15 @@ from streams.batch_runner import span
 from streams.dlq import Delivery
 from streams.errors import FatalError, RetryableError, classify, kafka_error
 from streams.generation import committed_offsets
-from streams.kept_offsets import KeptOffsets, OffsetKeeper, topic_id
+from streams.kept_offsets import OffsetKeeper, start_keeping
 from streams.lane_runner import (
     CONSUMER_CONFIG,
-    KEEP_ON_CLOSE_S,
     commit_offsets,
     commit_reported,
     not_a_record,
     raw_record,
 )
 from streams.offsets import DueOffsets, ProcessedOffsets, next_offsets
-from streams.redis_keys import Keys
 from streams.runtime import Runtime
 from streams.settings import LoomSettings
 
@@ -191,14 +189,11 @@ class StockRouter:
             lane.close()
         self._seeds = {(tp.topic, tp.partition): tp.offset for tp in got if tp.offset >= 0}
         own = committed_offsets(self.consumer, raw, sorted(meta.partitions))
-        keys = Keys(s.redis_prefix)
-        kept = KeptOffsets(
-            self.rt.redis, keys.offsets(ROUTER_KEPT), raw, topic_id(kafka_clients.admin(s), raw),
-            generation_key=keys.generation, generation=None,  # the lane's, at the first write
+        self._kept_seeds, self._keeper = start_keeping(
+            s, self.rt.redis, ROUTER_KEPT, raw, own,
+            generation=None,  # the lane's, as Redis holds it at the first write
+            keeper=self._keeper,
         )  # fmt: skip
-        self._kept_seeds = kept.seeds(own)
-        if self._keeper is None:  # one keeper: the start may run again after a failure
-            self._keeper = OffsetKeeper(kept.keep)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         seeds, kept = self._seeds, self._kept_seeds
@@ -246,14 +241,14 @@ class StockRouter:
         self._due.forget(revoked)
         taken = self.processed.take(revoked)  # in the callback's thread (lane_runner's reason)
         commit_offsets(self.consumer, self.group, taken, asynchronous=False, in_callback=True)
-        if taken and self._keeper is not None:
+        if self._keeper is not None:
             self._keeper.keep(taken)
         self.assigned -= revoked
 
     def _commit(self, offsets: list[TopicPartition], *, asynchronous: bool) -> bool:
         """Commit ``offsets`` to Kafka and keep them in Redis (ADR 0045)."""
         done = commit_offsets(self.consumer, self.group, offsets, asynchronous=asynchronous)
-        if offsets and self._keeper is not None:
+        if self._keeper is not None:
             self._keeper.keep(offsets)
         return done
 
@@ -353,9 +348,8 @@ class StockRouter:
         if self._commit(self.processed.take(), asynchronous=False):
             self.consumer.close()  # (else it would wait on the commit still under way)
         self.producer.flush(10)
-        if self._keeper is not None and not self._keeper.close(KEEP_ON_CLOSE_S):
-            log.warning("%s: Redis did not take the offsets to keep within %g s; it keeps "
-                        "the ones before", self.group, KEEP_ON_CLOSE_S)  # fmt: skip
+        if self._keeper is not None:
+            self._keeper.stop(self.group)
 
 
 def hand_over(
