@@ -26,6 +26,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 
 from resolvers.claims import Entry
 from streams.procinfo import listening_pid
+from streams.redis_store import processed_ids
 
 pytestmark = pytest.mark.chaos
 
@@ -475,3 +476,72 @@ def test_sigterm_stops_a_worker_while_kafka_hangs(
     c.produce(good_input[500:])
     c.wait_idle()
     assert_same(c.picture(), reference)
+
+
+@pytest.mark.chaos_full
+def test_a_broker_that_stalls_past_the_session_timeout_loses_nothing_and_doubles_nothing(
+    chaos: Any, good_input: list[Any], reference: Picture, kafka_bootstrap: str
+) -> None:
+    """Kafka stops answering for longer than the groups' session timeout (10 s) while two
+    workers per lane are applying a backlog and relaying its changes: every member's session
+    expires at once when it answers again, both groups rebalance, batches in flight commit
+    nothing. The lanes must come back by themselves and end where the clean run ends."""
+    host, _, port = kafka_bootstrap.split(",", maxsplit=1)[0].rpartition(":")
+    broker = listening_pid(int(port)) if host in ("127.0.0.1", "localhost") else None
+    if broker is None:
+        pytest.skip("the broker is not a local process this test can freeze")
+    c = chaos()
+    workers = [c.start_lane(role) for role in ("profiles", "profiles", "inventory", "inventory")]
+    for proc in workers:
+        c.wait_ready(proc)
+    c.produce(good_input[:2000])
+    prefix = c.root.removesuffix(":v1")
+    # the stall as soon as the lane has applied some of the backlog (most of it still to do)
+    c.wait_for(lambda: processed_ids(c.redis, prefix, "profiles"), "a first batch applied", 60)
+    os.kill(broker, signal.SIGSTOP)
+    try:
+        time.sleep(15)  # the fault itself: a stall past session.timeout.ms (10 s)
+    finally:
+        os.kill(broker, signal.SIGCONT)
+    c.produce(good_input[2000:])
+    c.wait_idle(timeout=180)
+    assert_same(c.picture(), reference)
+
+
+@pytest.mark.chaos_full
+def test_a_broker_frozen_during_a_rebalance_callback_holds_the_lane_only_while_it_is_frozen(
+    chaos: Any, good_input: list[Any], reference: Picture, kafka_bootstrap: str
+) -> None:
+    """A lane commits its revoked partitions' offsets synchronously in the rebalance callback
+    (librdkafka's rule; made from another thread it did not return). The broker freezes as the
+    callback starts and answers again 70 s later, past librdkafka's request timeout (60 s): the
+    worker waits in the callback while the broker is frozen, not for good, and the lanes end
+    where the clean run ends, with both workers of the lane alive."""
+    host, _, port = kafka_bootstrap.split(",", maxsplit=1)[0].rpartition(":")
+    broker = listening_pid(int(port)) if host in ("127.0.0.1", "localhost") else None
+    if broker is None:
+        pytest.skip("the broker is not a local process this test can freeze")
+    c = chaos()
+    first = c.start_lane("profiles", fault={"stage": "revoke", "freeze_broker": broker})
+    inventory = c.start_lane("inventory")
+    for proc in (first, inventory):
+        c.wait_ready(proc)
+    c.produce(good_input[:1000])
+    c.wait_idle()
+    second = c.start_lane("profiles")  # a rebalance: the first worker's partitions revoked
+    try:
+        c.wait_for(lambda: _frozen(broker), "the broker frozen in the revoke callback", 60)
+        time.sleep(70)  # the fault itself: frozen past librdkafka's request timeout
+    finally:
+        os.kill(broker, signal.SIGCONT)
+    c.produce(good_input[1000:])
+    c.wait_idle(timeout=240)
+    assert_same(c.picture(), reference)
+    assert first.poll() is None
+    assert second.poll() is None
+
+
+def _frozen(pid: int) -> bool:
+    """Whether process ``pid`` is stopped (``SIGSTOP``): state ``T`` in ``/proc/PID/stat``."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "T"

@@ -6,7 +6,10 @@
 * ``{"stage": "observe", "poison": ["e1", ...]}``: the stage raises ``ValueError`` for these
   event ids, every time (poison records);
 * ``{"stage": "observe", "first_calls": 3}``: its first 3 calls raise (a bug that goes away);
-* ``{"stage": "inventory", "every": true}``: every call raises (a systemic bug).
+* ``{"stage": "inventory", "every": true}``: every call raises (a systemic bug);
+* ``{"stage": "revoke", "freeze_broker": PID}``: the broker's process is frozen (``SIGSTOP``)
+  as the worker's first rebalance callback that takes partitions away starts (the test thaws
+  it).
 
 The stages are the per-event functions of each lane: ``observe`` (the profiles lane's
 ``resolvers.stages.observe.observation``, every event that reaches a profile) and
@@ -29,7 +32,30 @@ STAGES = {
 }
 
 
+def _freeze_on_revoke(pid: int) -> None:
+    """The broker (process ``pid``) frozen (``SIGSTOP``) as the lane's first rebalance callback
+    that takes partitions away starts: its offsets commit, made in the callback, meets a broker
+    that does not answer. The test thaws it."""
+    import signal
+
+    from streams import lane_runner
+
+    real = lane_runner.LaneRunner._on_revoke
+    done: list[bool] = []
+
+    def on_revoke(self: Any, consumer: Any, partitions: Any) -> None:
+        if partitions and not done:
+            done.append(True)
+            os.kill(pid, signal.SIGSTOP)
+        real(self, consumer, partitions)
+
+    lane_runner.LaneRunner._on_revoke = on_revoke  # type: ignore[method-assign]
+
+
 def _install(spec: dict[str, Any]) -> None:
+    if spec.get("stage") == "revoke":
+        _freeze_on_revoke(int(spec["freeze_broker"]))
+        return
     module_name, function = STAGES[spec["stage"]]
     module = importlib.import_module(module_name)
     real = getattr(module, function)
