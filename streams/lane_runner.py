@@ -199,6 +199,9 @@ def commit_reported(group: str, err: KafkaError | None, partitions: list[TopicPa
 #: a revoke callback is not bounded so: made from another thread while the consuming thread is
 #: inside the callback, librdkafka's commit did not return (CI, ``test_rebalance_e2e``: 20 s
 #: and the partitions' offsets never committed); it runs in the callback, as librdkafka asks.
+#: A broker frozen for 70 s as the callback starts holds it that long, not for good: the lane
+#: goes on once the broker answers (the chaos tier's
+#: ``test_a_broker_frozen_during_a_rebalance_callback_holds_the_lane_only_while_it_is_frozen``).
 SYNC_COMMIT_TIMEOUT_S: Final = 20.0
 
 
