@@ -23,6 +23,7 @@ import redis
 from chaos_harness import Chaos, Picture, dlq_key
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+from local_infra import LocalInfra
 
 from resolvers.claims import Entry
 from streams.procinfo import listening_pid
@@ -545,3 +546,49 @@ def _frozen(pid: int) -> bool:
     """Whether process ``pid`` is stopped (``SIGSTOP``): state ``T`` in ``/proc/PID/stat``."""
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+@pytest.mark.chaos_full
+def test_a_broker_killed_and_started_again_mid_stream_loses_nothing_and_doubles_nothing(
+    redis_server: Any,
+    good_input: list[Any],
+    reference: Picture,
+    tmp_path: Any,
+    free_ports: Any,
+) -> None:
+    """Kafka itself crashes (``kill -9`` of a broker of the test's own, while the lanes apply a
+    backlog and relay its changes) and is started again on the same data a few seconds later:
+    the workers, their relays' producers and the groups come back by themselves, and the lanes
+    end where the clean run ends."""
+    infra = LocalInfra()
+    infra.up()
+    c = None
+    try:
+        c = Chaos(infra.endpoints.kafka_bootstrap, redis_server(appendonly=True), tmp_path,
+                  free_ports)  # fmt: skip
+        workers = [c.start_lane(role) for role in ("profiles", "inventory")]
+        for proc in workers:
+            c.wait_ready(proc)
+        c.produce(good_input[:2000])
+        prefix = c.root.removesuffix(":v1")
+        c.wait_for(lambda: processed_ids(c.redis, prefix, "profiles"), "a first batch", 60)
+        broker = int((infra.data_dir / "kafka" / "kafka.pid").read_text())
+        os.kill(broker, signal.SIGKILL)
+        c.wait_for(lambda: not _alive(broker), "the broker gone", 30)
+        infra.up()  # the same data directory: what the broker had acknowledged is there
+        c.produce(good_input[2000:])
+        c.wait_idle(timeout=180)
+        assert_same(c.picture(), reference)
+        assert all(proc.poll() is None for proc in workers)
+    finally:
+        if c is not None:
+            c.close()
+        infra.down()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
