@@ -592,3 +592,30 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+@pytest.mark.chaos_full
+def test_redis_frozen_past_the_clients_timeout_mid_stream_loses_nothing_and_doubles_nothing(
+    chaos: Any, good_input: list[Any], reference: Picture
+) -> None:
+    """Redis stops answering (``SIGSTOP``) for longer than the workers' socket timeout (10 s)
+    while two workers per lane apply a backlog: a commit sent before the freeze may be applied
+    and its answer lost (the worker cannot tell), loads and relays time out. Every lane must
+    take it as a fault to wait out, apply each event once, and end where the clean run ends."""
+    c = chaos()
+    workers = [c.start_lane(role) for role in ("profiles", "profiles", "inventory", "inventory")]
+    for proc in workers:
+        c.wait_ready(proc)
+    c.produce(good_input[:2000])
+    prefix = c.root.removesuffix(":v1")
+    c.wait_for(lambda: processed_ids(c.redis, prefix, "profiles"), "a first batch applied", 60)
+    assert c.server.proc is not None
+    os.kill(c.server.proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(15)  # the fault itself: frozen past the clients' socket timeout
+    finally:
+        os.kill(c.server.proc.pid, signal.SIGCONT)
+    c.produce(good_input[2000:])
+    c.wait_idle(timeout=180)
+    assert_same(c.picture(), reference)
+    assert all(proc.poll() is None for proc in workers)
