@@ -24,6 +24,7 @@ from chaos_harness import Chaos, Picture, dlq_key
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 from local_infra import LocalInfra
+from test_stock_routing_e2e import routed_lag
 
 from resolvers.claims import Entry
 from streams.procinfo import listening_pid
@@ -549,24 +550,30 @@ def _frozen(pid: int) -> bool:
 
 
 @pytest.mark.chaos_full
+@pytest.mark.parametrize("routing", ["direct", "by-sku"])
 def test_a_broker_killed_and_started_again_mid_stream_loses_nothing_and_doubles_nothing(
     redis_server: Any,
     good_input: list[Any],
     reference: Picture,
     tmp_path: Any,
     free_ports: Any,
+    routing: str,
 ) -> None:
     """Kafka itself crashes (``kill -9`` of a broker of the test's own, while the lanes apply a
     backlog and relay its changes) and is started again on the same data a few seconds later:
     the workers, their relays' producers and the groups come back by themselves, and the lanes
-    end where the clean run ends."""
+    end where the clean run ends. ``by-sku``: two inventory workers route stock movements
+    through Kafka as well (ADR 0014), their producers caught by the crash too."""
     infra = LocalInfra()
     infra.up()
     c = None
     try:
         c = Chaos(infra.endpoints.kafka_bootstrap, redis_server(appendonly=True), tmp_path,
                   free_ports)  # fmt: skip
-        workers = [c.start_lane(role) for role in ("profiles", "inventory")]
+        env = {"LOOM_INVENTORY_ROUTING": routing}
+        inventory = 2 if routing == "by-sku" else 1
+        workers = [c.start_lane("profiles")]
+        workers += [c.start_lane("inventory", **env) for _ in range(inventory)]
         for proc in workers:
             c.wait_ready(proc)
         c.produce(good_input[:2000])
@@ -577,7 +584,12 @@ def test_a_broker_killed_and_started_again_mid_stream_loses_nothing_and_doubles_
         c.wait_for(lambda: not _alive(broker), "the broker gone", 30)
         infra.up()  # the same data directory: what the broker had acknowledged is there
         c.produce(good_input[2000:])
-        c.wait_idle(timeout=180)
+        if routing == "by-sku":
+            c.wait_idle("profiles", timeout=180)
+            c.wait_for(lambda: routed_lag(c) == 0, "everything routed and applied", 180)
+            c.wait_drained()
+        else:
+            c.wait_idle(timeout=180)
         assert_same(c.picture(), reference)
         assert all(proc.poll() is None for proc in workers)
     finally:
