@@ -380,9 +380,23 @@ class LaneRunner:
 
     def _seed(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Start each of ``partitions`` the group had no committed offset for at this worker's
-        start at the offset kept in Redis (once: a later assignment finds the group's own),
-        and commit it as if processed there (``streams.kept_offsets``)."""
+        start, and still has none, at the offset kept in Redis (once: a later assignment finds
+        the group's own), and commit it as if processed there (``streams.kept_offsets``). The
+        group is asked again here: another worker may have been given the partition first and
+        committed a later offset since (``committed`` is safe in a callback: no call state)."""
         seeds, start, seeded = self._seeds, [], []
+        mine = [tp for tp in partitions if (tp.topic, tp.partition) in seeds]
+        if not mine:
+            return
+        try:
+            now = consumer.committed([TopicPartition(tp.topic, tp.partition) for tp in mine], 10)
+        except KafkaException as exc:  # seeded as read at the start: read again at most
+            log.warning("%s: committed offsets not read (%s); seeding as found at the start",
+                        self.group, classify(exc).describe())  # fmt: skip
+            now = []
+        for tp in now:
+            if tp.error is None and tp.offset >= 0:  # the group's own offset wins
+                seeds.pop((tp.topic, tp.partition), None)
         for tp in partitions:
             offset = seeds.pop((tp.topic, tp.partition), None)
             if offset is None:

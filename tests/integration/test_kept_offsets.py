@@ -7,6 +7,7 @@ Redis that no longer holds the lane's generation (it restarted empty)."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 
 import pytest
@@ -14,9 +15,14 @@ import redis
 from confluent_kafka import OFFSET_INVALID, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
+from loom_servers import Servers
 
+from resolvers.pipeline import INVENTORY
+from streams import kafka_clients
 from streams.kept_offsets import KeptOffsets, topic_id
+from streams.lane_runner import LaneRunner
 from streams.redis_keys import Keys
+from streams.testing import fake_runtime
 
 pytestmark = pytest.mark.integration
 
@@ -115,3 +121,44 @@ def test_a_redis_that_lost_the_lanes_generation_gets_no_offsets(
     router.keep([TopicPartition("raw", 0, 13)])
     assert redis_client.hget(keys.offsets("inventory"), "raw:0") == b"12"
     assert router.generation == "g2"
+
+
+def test_a_seed_read_at_the_start_gives_way_to_an_offset_the_group_committed_since(
+    servers: Servers, unique_topic: Callable[..., str]
+) -> None:
+    """A worker reads its seeds once, at its start, for every partition the group had no
+    committed offset for then; it may be given one of them only later (another worker had it
+    first, applied records there and committed). Its seed then is older than the group's
+    offset: seeded there, it read again, and committed over the group's later offset, what the
+    other worker had applied (once the processed markers had expired, applied twice)."""
+    topic = unique_topic(partitions=2)
+    tag = uuid.uuid4().hex[:8]
+    settings = servers.settings(f"it{tag}", app_id=f"loom-it-{tag}")
+    producer = kafka_clients.producer(settings)
+    for p in (0, 1):
+        for i in range(10):
+            producer.produce(topic, b"{}", key=f"{p}-{i}".encode(), partition=p)
+    assert producer.flush(30) == 0
+    runner = LaneRunner(fake_runtime(lane=INVENTORY, settings=settings), topic=topic)
+    # what its start check found: neither partition committed, both kept at offset 2
+    runner.generation = "g1"
+    runner._seeds = {(topic, 0): 2, (topic, 1): 2}
+    # meanwhile another worker applied partition 1 up to offset 8 and committed
+    other = kafka_clients.consumer(settings, runner.group)
+    other.commit(offsets=[TopicPartition(topic, 1, 8, "g1")], asynchronous=False)
+    other.close()
+
+    consumer = runner.consumer
+    consumer.subscribe([topic], on_assign=runner._on_assign, on_revoke=runner._on_revoke)
+    first: dict[int, int] = {}
+    deadline = time.monotonic() + 60
+    try:
+        while len(first) < 2 and time.monotonic() < deadline:
+            for msg in consumer.consume(20, 0.5):
+                if msg.error() is None:
+                    first.setdefault(msg.partition() or 0, msg.offset() or 0)
+        assert first == {0: 2, 1: 8}  # the group's own offset wins
+        # and only the seeded partition is committed as if processed there
+        assert [(tp.partition, tp.offset) for tp in runner.processed.take()] == [(0, 2)]
+    finally:
+        consumer.close()
