@@ -208,14 +208,37 @@ def start_keeping(
     *,
     generation: str | None,
     keeper: OffsetKeeper | None,
+    known_id: str | None = None,
 ) -> tuple[dict[tuple[str, int], int], OffsetKeeper]:
     """At a start: the offsets kept under ``P:v1:offsets:{name}`` for ``topic`` (its Kafka id
-    asked now) where ``committed`` (the group's committed offsets) has none, and the keeper of
-    what the group commits from now on (``keeper``, if a start that failed made one already:
-    one thread for the process's life). ``generation``: see :class:`KeptOffsets`."""
+    asked now, unless ``known_id``) where ``committed`` (the group's committed offsets) has
+    none, and the keeper of what the group commits from now on (``keeper``, if a start that
+    failed made one already: one thread for the process's life). ``generation``: see
+    :class:`KeptOffsets`."""
     keys = Keys(settings.redis_prefix)
     kept = KeptOffsets(
-        client, keys.offsets(name), topic, topic_id(kafka_clients.admin(settings), topic),
+        client, keys.offsets(name), topic,
+        known_id or topic_id(kafka_clients.admin(settings), topic),
         generation_key=keys.generation, generation=generation,
     )  # fmt: skip
     return kept.seeds(committed), keeper or OffsetKeeper(kept.keep)
+
+
+def kept_seeds(
+    settings: LoomSettings,
+    client: redis.Redis,
+    name: str,
+    topic: str,
+    *,
+    topic_id: str,
+    committed: Sequence[TopicPartition],
+) -> dict[tuple[str, int], int]:
+    """Where ``committed`` (a group's committed offsets of ``topic``) has none, the offsets
+    kept under ``P:v1:offsets:{name}`` for the topic whose Kafka id is ``topic_id``; read
+    only (the stock router's read of the direct inventory lane's)."""
+    keys = Keys(settings.redis_prefix)
+    kept = KeptOffsets(
+        client, keys.offsets(name), topic, topic_id,
+        generation_key=keys.generation, generation=None,
+    )  # fmt: skip
+    return kept.seeds(committed)

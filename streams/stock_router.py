@@ -21,7 +21,9 @@ At least once: a crash between 3 and 4 routes the records again, and the applier
 markers (``<event id> <sku>``) make the copies no-ops. The router writes nothing to Redis but
 the raw offsets it commits, kept in ``P:v1:offsets:inventory-router`` (ADR 0045): a partition
 its group has no committed offset for any more (Kafka expired it) starts there, or at the
-direct lane's offset if that is later, not at the topic's first record.
+direct lane's offset if that is later (its group's committed offset, or where that group has
+none, the one the direct lane kept in ``P:v1:offsets:inventory``), not at the topic's first
+record.
 
 A router starts each partition at the later of its group's committed offset and the
 inventory lane's group's on the raw topic (the direct lane's, which commits there only in
@@ -60,7 +62,7 @@ from streams.batch_runner import span
 from streams.dlq import Delivery
 from streams.errors import FatalError, RetryableError, classify, kafka_error
 from streams.generation import committed_offsets
-from streams.kept_offsets import OffsetKeeper, start_keeping
+from streams.kept_offsets import OffsetKeeper, kept_seeds, start_keeping, topic_id
 from streams.lane_runner import (
     CONSUMER_CONFIG,
     commit_offsets,
@@ -174,10 +176,11 @@ class StockRouter:
 
     # --- offsets ---------------------------------------------------------------------------
     def _read_seeds(self) -> None:
-        """The inventory lane group's committed raw offsets: where a router partition starts
-        when its own offset is missing or earlier (module docstring); and for the partitions
-        the router group has no committed offset for (Kafka expired or deleted it), the ones
-        it kept in Redis (ADR 0045)."""
+        """The inventory lane group's committed raw offsets (where it has none, the ones the
+        direct lane kept in Redis): where a router partition starts when its own offset is
+        missing or earlier (module docstring); and for the partitions the router group has no
+        committed offset for (Kafka expired or deleted it), the ones it kept in Redis (ADR
+        0045)."""
         raw, s = self.settings.topics.raw, self.settings
         lane = kafka_clients.consumer(s, s.group_id("inventory"), **{"enable.auto.commit": False})
         try:
@@ -187,12 +190,18 @@ class StockRouter:
             got = lane.committed([TopicPartition(raw, p) for p in meta.partitions], timeout=10)
         finally:
             lane.close()
-        self._seeds = {(tp.topic, tp.partition): tp.offset for tp in got if tp.offset >= 0}
+        raw_id = topic_id(kafka_clients.admin(s), raw)
+        # where the lane's group has none (Kafka expired or deleted them), the raw offsets the
+        # direct lane kept beside its state (ADR 0045): what it applied, as its group's are
+        self._seeds = {
+            **kept_seeds(s, self.rt.redis, "inventory", raw, topic_id=raw_id, committed=got),
+            **{(tp.topic, tp.partition): tp.offset for tp in got if tp.offset >= 0},
+        }
         own = committed_offsets(self.consumer, raw, sorted(meta.partitions))
         self._kept_seeds, self._keeper = start_keeping(
             s, self.rt.redis, ROUTER_KEPT, raw, own,
             generation=None,  # the lane's, as Redis holds it at the first write
-            keeper=self._keeper,
+            keeper=self._keeper, known_id=raw_id,
         )  # fmt: skip
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

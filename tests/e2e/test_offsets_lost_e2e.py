@@ -99,3 +99,32 @@ def test_a_routed_deployment_whose_groups_offsets_expired_routes_nothing_again(
     again = metric(port, "loom_events_total", lane="inventory", outcome="duplicate")
     assert (routed, again) == (3 * len(second), 0)  # three SKUs a sale, the new sales only
     assert levels(loom, MULTI_SKUS) == expected_levels(sales)
+
+
+def test_a_switch_to_by_sku_after_the_direct_groups_offsets_expired_routes_nothing_again(
+    loom: Loom, free_ports: Callable[[int], list[int]]
+) -> None:
+    """A deployment switched to by-sku (ADR 0014) after a stop long enough for Kafka to expire
+    the direct lane's group's offsets: the router has no offset of its own, none kept, and the
+    direct lane's group none either. The direct lane kept its raw offsets beside its state
+    (``P:v1:offsets:inventory``): the router starts there, as it starts at that group's
+    committed offset, not at the raw topic's first record."""
+    sales = multi_sku_orders(30)
+    first, second = sales[:20], sales[20:]
+    [direct] = loom.start_worker("inventory")
+    loom.produce(first)
+    loom.wait_idle("inventory")
+    loom.stop([direct])
+    s = loom.settings
+    admin = kafka_clients.admin(s)
+    for future in admin.delete_consumer_groups([s.group_id("inventory")]).values():
+        future.result(timeout=30)
+
+    loom.produce(second)
+    [port] = free_ports(1)
+    start_routed(loom, [port])
+    wait_routed(loom)
+    routed = metric(port, "loom_routed_movements_total")
+    again = metric(port, "loom_events_total", lane="inventory", outcome="duplicate")
+    assert (routed, again) == (3 * len(second), 0)  # three SKUs a sale, the new sales only
+    assert levels(loom, MULTI_SKUS) == expected_levels(sales)
