@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from confluent_kafka import TopicPartition
 from e2e_harness import Loom, metric
 from test_inventory_e2e import expected_levels
 from test_profiles_e2e import order
@@ -127,4 +128,41 @@ def test_a_switch_to_by_sku_after_the_direct_groups_offsets_expired_routes_nothi
     routed = metric(port, "loom_routed_movements_total")
     again = metric(port, "loom_events_total", lane="inventory", outcome="duplicate")
     assert (routed, again) == (3 * len(second), 0)  # three SKUs a sale, the new sales only
+    assert levels(loom, MULTI_SKUS) == expected_levels(sales)
+
+
+def test_a_routed_replay_reset_as_the_readme_says_is_not_held_back_by_the_direct_lanes_kept_offsets(
+    loom: Loom, free_ports: Callable[[int], list[int]]
+) -> None:
+    """README, Replay from an offset, by-sku: reset the router group's offsets and delete the
+    direct lane's group's raw ones (its floor). The raw offsets the direct lane kept in Redis
+    while it ran ``direct`` stand for that group's only where the router has no offset of its
+    own: a router whose group was reset replays from there."""
+    sales = multi_sku_orders(30)
+    first, second = sales[:20], sales[20:]
+    [direct] = loom.start_worker("inventory")
+    loom.produce(first)
+    loom.wait_idle("inventory")
+    loom.stop([direct])
+    start_routed(loom, free_ports(1))
+    loom.produce(second)
+    wait_routed(loom)
+    loom.stop(loom.workers)
+    s = loom.settings
+    admin = kafka_clients.admin(s)
+    for future in admin.delete_consumer_groups([s.group_id("inventory")]).values():
+        future.result(timeout=30)
+    router = kafka_clients.consumer(s, s.router_group_id())
+    router.commit(
+        offsets=[TopicPartition(s.topics.raw, p, 0) for p in range(s.partitions)],
+        asynchronous=False,
+    )
+    router.close()
+
+    [port] = free_ports(1)
+    start_routed(loom, [port])
+    wait_routed(loom)
+    routed = metric(port, "loom_routed_movements_total")
+    again = metric(port, "loom_events_total", lane="inventory", outcome="duplicate")
+    assert (routed, again) == (3 * len(sales), 3 * len(sales))  # all replayed, all no-ops
     assert levels(loom, MULTI_SKUS) == expected_levels(sales)
