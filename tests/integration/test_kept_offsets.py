@@ -6,6 +6,7 @@ Redis that no longer holds the lane's generation (it restarted empty)."""
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from resolvers.pipeline import INVENTORY
 from streams import kafka_clients
 from streams.kept_offsets import KeptOffsets, topic_id
 from streams.lane_runner import LaneRunner
+from streams.redis_clients import acl_rules
 from streams.redis_keys import Keys
 from streams.testing import fake_runtime
 
@@ -39,7 +41,8 @@ def kept_offsets(
 
 def _create_again(admin: AdminClient, name: str, partitions: int, timeout: float = 60) -> None:
     """Delete ``name`` and create it again (the broker refuses the creation while the
-    deletion is under way: asked again until it takes it)."""
+    deletion is under way: asked again until it takes it), and wait until it is described
+    (just created, ``DescribeTopics`` may still answer UNKNOWN_TOPIC_OR_PART)."""
     for future in admin.delete_topics([name], operation_timeout=30).values():
         future.result(timeout=30)
     deadline = time.monotonic() + timeout
@@ -48,6 +51,14 @@ def _create_again(admin: AdminClient, name: str, partitions: int, timeout: float
         try:
             for future in admin.create_topics([topic], operation_timeout=30).values():
                 future.result(timeout=60)
+            break
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    while True:
+        try:
+            topic_id(admin, name)
             return
         except KafkaException:
             if time.monotonic() > deadline:
@@ -162,3 +173,25 @@ def test_a_seed_read_at_the_start_gives_way_to_an_offset_the_group_committed_sin
         assert [(tp.partition, tp.offset) for tp in runner.processed.take()] == [(0, 2)]
     finally:
         consumer.close()
+
+
+def test_offsets_are_kept_and_read_as_looms_redis_user(
+    redis_client: redis.Redis, redis_url: str, redis_prefix: str
+) -> None:
+    """A secured Redis gives the workers a user with exactly ``acl_rules`` (README's ``ACL
+    SETUSER`` line). The keeper's transaction (WATCH, GET, MULTI, HSET, EXEC) and the start's
+    HMGET must run as it: a refusal is only a warning line, so a missing command would leave
+    the lane keeping nothing, silently."""
+    user, password = f"{redis_prefix}-kept", secrets.token_hex(16)
+    rules = acl_rules(redis_prefix).split()
+    redis_client.execute_command("ACL", "SETUSER", user, "reset", "on", f">{password}", *rules)
+    redis_client.set(Keys(redis_prefix).generation, "g1")
+    loom = redis.Redis.from_url(redis_url, username=user, password=password)
+    try:
+        kept = kept_offsets(loom, redis_prefix, "raw", "id-1", "g1")
+        kept.keep([TopicPartition("raw", 0, 10), TopicPartition("raw", 3, 4)])
+        none = [TopicPartition("raw", p, OFFSET_INVALID) for p in (0, 3)]
+        assert kept.seeds(none) == {("raw", 0): 10, ("raw", 3): 4}
+    finally:
+        loom.close()
+        redis_client.execute_command("ACL", "DELUSER", user)
