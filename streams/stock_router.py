@@ -21,9 +21,8 @@ At least once: a crash between 3 and 4 routes the records again, and the applier
 markers (``<event id> <sku>``) make the copies no-ops. The router writes nothing to Redis but
 the raw offsets it commits, kept in ``P:v1:offsets:inventory-router`` (ADR 0045): a partition
 its group has no committed offset for any more (Kafka expired it) starts there, or at the
-direct lane's offset if that is later, not at the topic's first record; a partition with no
-offset of the router's own, committed or kept, and none of the direct lane's group's starts
-at the one the direct lane kept (``P:v1:offsets:inventory``).
+direct lane's offset if that is later (its group's, or where that group has none, the one
+the direct lane kept in ``P:v1:offsets:inventory``), not at the topic's first record.
 
 A router starts each partition at the later of its group's committed offset and the
 inventory lane's group's on the raw topic (the direct lane's, which commits there only in
@@ -162,7 +161,8 @@ class StockRouter:
         #: thread that keeps what it commits
         self._kept_seeds: dict[tuple[str, int], int] = {}
         #: the raw offsets the direct inventory lane kept in Redis where its group has none:
-        #: where a partition the router has no offset of its own for starts (ADR 0045)
+        #: a partition the router group has no committed offset for starts there if that is
+        #: later than what the router kept (ADR 0045)
         self._direct_kept: dict[tuple[str, int], int] = {}
         self._keeper: OffsetKeeper | None = None
         self.routed = MetricCounter(
@@ -182,8 +182,8 @@ class StockRouter:
         """The inventory lane group's committed raw offsets: where a router partition starts
         when its own offset is missing or earlier (module docstring); for the partitions
         the router group has no committed offset for (Kafka expired or deleted it), the ones
-        it kept in Redis (ADR 0045); and where it has neither, the ones the direct lane kept
-        where its group has none."""
+        it kept in Redis (ADR 0045), or the ones the direct lane kept where its group has
+        none, whichever is later."""
         raw, s = self.settings.topics.raw, self.settings
         lane = kafka_clients.consumer(s, s.group_id("inventory"), **{"enable.auto.commit": False})
         try:
@@ -197,8 +197,8 @@ class StockRouter:
         raw_id = topic_id(kafka_clients.admin(s), raw)
         # where the lane's group has none (Kafka expired or deleted them), the raw offsets the
         # direct lane kept beside its state (ADR 0045), for a partition the router has no
-        # offset of its own for, committed or kept (a replay resets the router group's and
-        # deletes the lane group's: those kept ones must not hold it back)
+        # committed offset for (a replay resets the router group's and deletes the lane
+        # group's: those kept ones must not hold it back)
         self._direct_kept = kept_seeds(
             s, self.rt.redis, "inventory", raw, topic_id=raw_id, committed=got
         )
@@ -219,10 +219,11 @@ class StockRouter:
         start = []
         for tp in own:
             where = (tp.topic, tp.partition)
-            # none of its own in Kafka: the one it kept in Redis, once (ADR 0045)
-            mine = kept.pop(where, tp.offset) if tp.offset < 0 else tp.offset
-            if mine < 0:  # nor kept: where the direct lane kept it applied to, if it did
-                mine = self._direct_kept.get(where, mine)
+            # none of its own in Kafka: the one it kept in Redis (once), or the one the direct
+            # lane kept if later (ADR 0045); a committed one (a replay's reset) stands
+            mine = tp.offset
+            if tp.offset < 0:
+                mine = max(kept.pop(where, tp.offset), self._direct_kept.get(where, tp.offset))
             seed = seeds.get(where)
             if seed is not None and mine < seed:  # the later (none of its own: negative)
                 start.append(TopicPartition(tp.topic, tp.partition, seed))

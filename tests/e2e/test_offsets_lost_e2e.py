@@ -166,3 +166,37 @@ def test_a_routed_replay_reset_as_the_readme_says_is_not_held_back_by_the_direct
     again = metric(port, "loom_events_total", lane="inventory", outcome="duplicate")
     assert (routed, again) == (3 * len(sales), 3 * len(sales))  # all replayed, all no-ops
     assert levels(loom, MULTI_SKUS) == expected_levels(sales)
+
+
+def test_by_sku_again_after_a_direct_spell_and_expired_groups_routes_nothing_again(
+    loom: Loom, free_ports: Callable[[int], list[int]]
+) -> None:
+    """by-sku, then direct, then by-sku again after a stop long enough for Kafka to expire
+    both groups' offsets: the router's kept offsets are from before the direct spell, the
+    direct lane's from its end. The router starts at the later of the two, as it starts at
+    the later of its group's offset and the direct lane's group's (README, Switch the
+    inventory lane's routing), not where it stopped routing before the direct spell."""
+    sales = multi_sku_orders(30)
+    routed_first, direct_sales, last = sales[:10], sales[10:20], sales[20:]
+    start_routed(loom, free_ports(1))
+    loom.produce(routed_first)
+    wait_routed(loom)
+    loom.stop(loom.workers)
+    [direct] = loom.start_worker("inventory")
+    loom.produce(direct_sales)
+    loom.wait_idle("inventory")
+    loom.stop([direct])
+    s = loom.settings
+    admin = kafka_clients.admin(s)
+    deleted = admin.delete_consumer_groups([s.router_group_id(), s.group_id("inventory")])
+    for future in deleted.values():
+        future.result(timeout=30)
+
+    loom.produce(last)
+    [port] = free_ports(1)
+    start_routed(loom, [port])
+    wait_routed(loom)
+    routed = metric(port, "loom_routed_movements_total")
+    again = metric(port, "loom_events_total", lane="inventory", outcome="duplicate")
+    assert (routed, again) == (3 * len(last), 0)  # three SKUs a sale, the new sales only
+    assert levels(loom, MULTI_SKUS) == expected_levels(sales)
