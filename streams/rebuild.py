@@ -52,9 +52,10 @@ nothing the second would take out).
 
 Switch-over: the lane group's committed offsets are where the rebuild stopped, stamped with
 the generation Redis now holds, so the lane's workers, started afterwards, continue from there
-with every later record (``docs/operating.md#rebuilding-a-lane``). ``--resume`` continues an
-interrupted rebuild from those offsets (read once, for the generation check and the start
-offsets both: ``generation.committed_offsets``).
+with every later record (``docs/operating.md#rebuilding-a-lane``); kept beside the state too
+(``P:v1:offsets:{lane}``, ADR 0045), where they start should Kafka expire the group's
+offsets. ``--resume`` continues an interrupted rebuild from those offsets (read once, for
+the generation check and the start offsets both: ``generation.committed_offsets``).
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ from streams.generation import (
     lane_has_state,
     wiping,
 )
+from streams.kept_offsets import KeptOffsets, topic_id
 from streams.lane_runner import raw_record
 from streams.lane_status import LaneStatus
 from streams.lease import Held, Lease
@@ -94,7 +96,7 @@ from streams.redis_store import RedisStore
 from streams.relay import RelaySupervisor
 from streams.runtime import Runtime
 from streams.startup import InfraError
-from streams.stock_router import hand_over, movement_ends
+from streams.stock_router import ROUTER_KEPT, hand_over, movement_ends
 
 log = logging.getLogger(__name__)
 
@@ -449,18 +451,21 @@ class Rebuild:
                     self._progress(started)
                 if todo and stall.due(time.monotonic(), self.stall_after_s):
                     self._stalled(todo, bounds, stall)
+            routed: list[TopicPartition] = []
             if (
                 not todo
                 and self.lane == "inventory"
                 and self.settings.inventory_routing == "by-sku"
             ):
-                await asyncio.to_thread(  # the routed workers continue from here (ADR 0014)
-                    hand_over,
+                routed = await asyncio.to_thread(  # the routed workers continue from here
+                    hand_over,  # (ADR 0014)
                     self.settings,
                     self.consumer,
                     self.report.generation,
                     self.report.end_offsets,
                 )
+            if not todo:
+                await asyncio.to_thread(self._keep_ends, routed)
             if not todo and self._audiences_after_replay():
                 await asyncio.to_thread(self._decide_audiences)
                 wakeup.set()
@@ -471,6 +476,31 @@ class Rebuild:
                 self.consumer.close()
         self.report.seconds = time.monotonic() - started
         return self.report
+
+    def _keep_ends(self, routed: list[TopicPartition]) -> None:
+        """Keep where the replay left the groups beside the state (ADR 0045), as the workers
+        keep what they commit: the wipe deleted what they kept, and a partition no worker
+        commits again (nothing new there, or the lane stopped) had nothing kept, so once Kafka
+        expired the group's offsets the lane read it all again. The raw topic's end offsets
+        under the lane's name (and the router's, ``routed``: the stock-movement offsets the
+        hand-over committed, under the lane's name too)."""
+        s, raw, redis = self.settings, self.settings.topics.raw, self.rt.redis
+        keys, admin = Keys(s.redis_prefix), kafka_clients.admin(s)
+        ends = [TopicPartition(raw, p, end) for p, end in sorted(self.report.end_offsets.items())]
+        kept = [(self.lane, raw, ends)]
+        if routed:
+            kept += [(ROUTER_KEPT, raw, ends), (self.lane, s.topics.stock_movements, routed)]
+        for name, topic, offsets in kept:
+            try:
+                tid = topic_id(admin, topic)
+            except KafkaException as exc:  # best effort, as the workers' (the groups' stand)
+                log.warning("rebuild %s: offsets of %s not kept in Redis (%s)", self.lane,
+                            topic, exc)  # fmt: skip
+                continue
+            KeptOffsets(
+                redis, keys.offsets(name), topic, tid,
+                generation_key=keys.generation, generation=self.report.generation,
+            ).keep(offsets)  # fmt: skip
 
     def _reached(self, todo: set[int], bounds: dict[int, tuple[int, int]]) -> bool:
         """Take out of ``todo`` the partitions whose next offset to read is their end offset

@@ -375,14 +375,16 @@ class StockRouter:
 
 def hand_over(
     settings: LoomSettings, lane: Consumer, generation: str, raw_ends: Mapping[int, int]
-) -> None:
+) -> list[TopicPartition]:
     """After ``loom rebuild --lane inventory`` (which computes from the raw topic directly)
     of a deployment routed by SKU: the router group continues where the rebuild stopped
     (``raw_ends``), and the inventory lane's group at the end of the stock-movement topic,
     stamped with the rebuild's ``generation`` (every movement there came from a raw record
     the rebuild replayed: the routers were stopped). ``lane``: a consumer of the inventory
-    lane's group that never subscribed; no worker may run (the rebuild checked)."""
-    lane.commit(offsets=movement_ends(settings, lane, generation), asynchronous=False)
+    lane's group that never subscribed; no worker may run (the rebuild checked). The lane's
+    group's offsets it committed."""
+    ends = movement_ends(settings, lane, generation)
+    lane.commit(offsets=ends, asynchronous=False)
     router = kafka_clients.consumer(settings, settings.router_group_id())
     try:
         raw = settings.topics.raw
@@ -392,6 +394,7 @@ def hand_over(
         )
     finally:
         router.close()
+    return ends
 
 
 def movement_ends(settings: LoomSettings, lane: Consumer, metadata: str) -> list[TopicPartition]:

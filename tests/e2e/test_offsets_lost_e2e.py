@@ -20,7 +20,14 @@ from confluent_kafka import TopicPartition
 from e2e_harness import Loom, metric
 from test_inventory_e2e import expected_levels
 from test_profiles_e2e import order
-from test_stock_routing_e2e import MULTI_SKUS, levels, multi_sku_orders, start_routed, wait_routed
+from test_stock_routing_e2e import (
+    BY_SKU,
+    MULTI_SKUS,
+    levels,
+    multi_sku_orders,
+    start_routed,
+    wait_routed,
+)
 
 from resolvers.pipeline import LANES
 from streams import kafka_clients
@@ -199,4 +206,66 @@ def test_by_sku_again_after_a_direct_spell_and_expired_groups_routes_nothing_aga
     routed = metric(port, "loom_routed_movements_total")
     again = metric(port, "loom_events_total", lane="inventory", outcome="duplicate")
     assert (routed, again) == (3 * len(last), 0)  # three SKUs a sale, the new sales only
+    assert levels(loom, MULTI_SKUS) == expected_levels(sales)
+
+
+def test_a_lane_whose_group_offsets_expired_after_a_rebuild_reads_on_from_the_rebuild(
+    loom: Loom, free_ports: Callable[[int], list[int]]
+) -> None:
+    """``loom rebuild --wipe`` deletes the kept offsets with the lane's state and commits the
+    group's offsets as it replays: a partition no worker committed since (no new record there,
+    or the lane stopped after the rebuild) had nothing kept, and once Kafka expired the
+    group's offsets the lane read the whole topic again, as before ADR 0045."""
+    first, second = _sales(0, 40), _sales(40, 10)
+    [worker] = loom.start_worker("inventory")
+    loom.produce(first)
+    loom.wait_idle("inventory")
+    loom.stop([worker])
+    rebuilt = loom.cli("rebuild", "--lane", "inventory", "--wipe", "--yes")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    s = loom.settings
+    admin = kafka_clients.admin(s)
+    for future in admin.delete_consumer_groups([s.group_id("inventory")]).values():
+        future.result(timeout=30)
+
+    loom.produce(second)
+    [port] = free_ports(1)
+    loom.start_worker("inventory", env={"LOOM_INVENTORY_WEB_PORT": str(port)})
+    loom.wait_idle("inventory")
+    read = metric(port, "loom_events_total", lane="inventory")
+    again = metric(port, "loom_events_total", lane="inventory", outcome="duplicate")
+    assert (read, again) == (len(second), 0)
+    stock = loom.stock("SKU-X")
+    assert stock is not None
+    assert stock["locations"]["oslo-1"]["on_hand"] == -(len(first) + len(second))
+
+
+def test_a_routed_deployment_whose_groups_offsets_expired_after_a_rebuild_routes_nothing_again(
+    loom: Loom, free_ports: Callable[[int], list[int]]
+) -> None:
+    """The same by SKU (ADR 0014): the rebuild's hand-over commits the router group's raw
+    offsets and the lane group's stock-movement offsets; kept beside the state too, they are
+    where a router and its lane start once Kafka expired both groups' offsets."""
+    sales = multi_sku_orders(30)
+    first, second = sales[:20], sales[20:]
+    start_routed(loom, free_ports(1))
+    loom.produce(first)
+    wait_routed(loom)
+    loom.stop(loom.workers)
+    loom.env = {**loom.env, **BY_SKU}  # the rebuild of a routed deployment hands over
+    rebuilt = loom.cli("rebuild", "--lane", "inventory", "--wipe", "--yes", timeout=180)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    s = loom.settings
+    admin = kafka_clients.admin(s)
+    deleted = admin.delete_consumer_groups([s.router_group_id(), s.group_id("inventory")])
+    for future in deleted.values():
+        future.result(timeout=30)
+
+    loom.produce(second)
+    [port] = free_ports(1)
+    start_routed(loom, [port])
+    wait_routed(loom)
+    routed = metric(port, "loom_routed_movements_total")
+    again = metric(port, "loom_events_total", lane="inventory", outcome="duplicate")
+    assert (routed, again) == (3 * len(second), 0)
     assert levels(loom, MULTI_SKUS) == expected_levels(sales)
