@@ -214,14 +214,19 @@ def start_keeping(
     asked now, unless ``known_id``) where ``committed`` (the group's committed offsets) has
     none, and the keeper of what the group commits from now on (``keeper``, if a start that
     failed made one already: one thread for the process's life). ``generation``: see
-    :class:`KeptOffsets`."""
+    :class:`KeptOffsets`. The group's committed offsets are handed to the keeper at once: no
+    worker commits (so keeps) a partition no record reaches after its start (a lane upgraded
+    from a release that kept nothing)."""
     keys = Keys(settings.redis_prefix)
     kept = KeptOffsets(
         client, keys.offsets(name), topic,
         known_id or topic_id(kafka_clients.admin(settings), topic),
         generation_key=keys.generation, generation=generation,
     )  # fmt: skip
-    return kept.seeds(committed), keeper or OffsetKeeper(kept.keep)
+    seeds = kept.seeds(committed)
+    keeper = keeper or OffsetKeeper(kept.keep)
+    keeper.keep([tp for tp in committed if tp.offset >= 0])
+    return seeds, keeper
 
 
 def kept_seeds(

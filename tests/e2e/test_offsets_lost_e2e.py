@@ -269,3 +269,34 @@ def test_a_routed_deployment_whose_groups_offsets_expired_after_a_rebuild_routes
     again = metric(port, "loom_events_total", lane="inventory", outcome="duplicate")
     assert (routed, again) == (3 * len(second), 0)
     assert levels(loom, MULTI_SKUS) == expected_levels(sales)
+
+
+def test_a_lane_upgraded_without_kept_offsets_keeps_its_groups_at_its_start(
+    loom: Loom, free_ports: Callable[[int], list[int]]
+) -> None:
+    """A lane that ran before ADR 0045 has nothing kept; a worker of this release keeps what
+    it commits, and a partition with no new record since its upgrade commits nothing: once
+    Kafka expired the group's offsets, it was read again from its first record. The group's
+    committed offsets found at a worker's start are kept then."""
+    first, second = _sales(0, 40), _sales(40, 10)
+    [worker] = loom.start_worker("inventory")
+    loom.produce(first)
+    loom.wait_idle("inventory")
+    loom.stop([worker])
+    loom.redis.delete(f"{loom.root}:offsets:inventory")  # as a release before ADR 0045 left it
+    [port] = free_ports(1)
+    [upgraded] = loom.start_worker("inventory", env={"LOOM_INVENTORY_WEB_PORT": str(port)})
+    loom.wait_for(lambda: loom.health(port)[0] == 200, "the upgraded worker ready")
+    loom.stop([upgraded])  # nothing new came while it ran
+    s = loom.settings
+    admin = kafka_clients.admin(s)
+    for future in admin.delete_consumer_groups([s.group_id("inventory")]).values():
+        future.result(timeout=30)
+
+    loom.produce(second)
+    [port] = free_ports(1)
+    loom.start_worker("inventory", env={"LOOM_INVENTORY_WEB_PORT": str(port)})
+    loom.wait_idle("inventory")
+    read = metric(port, "loom_events_total", lane="inventory")
+    again = metric(port, "loom_events_total", lane="inventory", outcome="duplicate")
+    assert (read, again) == (len(second), 0)
