@@ -40,6 +40,15 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (signal 0)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

@@ -23,7 +23,7 @@ import redis
 from chaos_harness import Chaos, Picture, dlq_key
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
-from local_infra import LocalInfra
+from local_infra import LocalInfra, pid_alive
 from test_stock_routing_e2e import routed_lag
 
 from resolvers.claims import Entry
@@ -493,13 +493,7 @@ def test_a_broker_that_stalls_past_the_session_timeout_loses_nothing_and_doubles
     if broker is None:
         pytest.skip("the broker is not a local process this test can freeze")
     c = chaos()
-    workers = [c.start_lane(role) for role in ("profiles", "profiles", "inventory", "inventory")]
-    for proc in workers:
-        c.wait_ready(proc)
-    c.produce(good_input[:2000])
-    prefix = c.root.removesuffix(":v1")
-    # the stall as soon as the lane has applied some of the backlog (most of it still to do)
-    c.wait_for(lambda: processed_ids(c.redis, prefix, "profiles"), "a first batch applied", 60)
+    _two_per_lane_part_way(c, good_input[:2000])
     os.kill(broker, signal.SIGSTOP)
     try:
         time.sleep(15)  # the fault itself: a stall past session.timeout.ms (10 s)
@@ -581,7 +575,7 @@ def test_a_broker_killed_and_started_again_mid_stream_loses_nothing_and_doubles_
         c.wait_for(lambda: processed_ids(c.redis, prefix, "profiles"), "a first batch", 60)
         broker = int((infra.data_dir / "kafka" / "kafka.pid").read_text())
         os.kill(broker, signal.SIGKILL)
-        c.wait_for(lambda: not _alive(broker), "the broker gone", 30)
+        c.wait_for(lambda: not pid_alive(broker), "the broker gone", 30)
         infra.up()  # the same data directory: what the broker had acknowledged is there
         c.produce(good_input[2000:])
         if routing == "by-sku":
@@ -598,14 +592,6 @@ def test_a_broker_killed_and_started_again_mid_stream_loses_nothing_and_doubles_
         infra.down()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @pytest.mark.chaos_full
 def test_redis_frozen_past_the_clients_timeout_mid_stream_loses_nothing_and_doubles_nothing(
     chaos: Any, good_input: list[Any], reference: Picture
@@ -615,12 +601,7 @@ def test_redis_frozen_past_the_clients_timeout_mid_stream_loses_nothing_and_doub
     and its answer lost (the worker cannot tell), loads and relays time out. Every lane must
     take it as a fault to wait out, apply each event once, and end where the clean run ends."""
     c = chaos()
-    workers = [c.start_lane(role) for role in ("profiles", "profiles", "inventory", "inventory")]
-    for proc in workers:
-        c.wait_ready(proc)
-    c.produce(good_input[:2000])
-    prefix = c.root.removesuffix(":v1")
-    c.wait_for(lambda: processed_ids(c.redis, prefix, "profiles"), "a first batch applied", 60)
+    workers = _two_per_lane_part_way(c, good_input[:2000])
     assert c.server.proc is not None
     os.kill(c.server.proc.pid, signal.SIGSTOP)
     try:
@@ -631,3 +612,15 @@ def test_redis_frozen_past_the_clients_timeout_mid_stream_loses_nothing_and_doub
     c.wait_idle(timeout=180)
     assert_same(c.picture(), reference)
     assert all(proc.poll() is None for proc in workers)
+
+
+def _two_per_lane_part_way(c: Chaos, backlog: list[Any]) -> list[Any]:
+    """Two workers per lane, ready, sent ``backlog``; returns once the profiles lane has
+    applied a first batch of it (most of it still to do): the moment to inject a fault."""
+    workers = [c.start_lane(role) for role in ("profiles", "profiles", "inventory", "inventory")]
+    for proc in workers:
+        c.wait_ready(proc)
+    c.produce(backlog)
+    prefix = c.root.removesuffix(":v1")
+    c.wait_for(lambda: processed_ids(c.redis, prefix, "profiles"), "a first batch applied", 60)
+    return workers

@@ -52,10 +52,7 @@ def test_a_lane_whose_group_offsets_expired_reads_on_from_its_state(
     loom.stop(workers)  # a graceful stop: every lane commits what it applied
     # what Kafka's offsets expiry leaves of the two groups: nothing
     s = loom.settings
-    admin = kafka_clients.admin(s)
-    deleted = admin.delete_consumer_groups([s.group_id(lane) for lane in LANES])
-    for future in deleted.values():
-        future.result(timeout=30)
+    expire_groups(loom, [s.group_id(lane) for lane in LANES])
     assert loom.lag() == 2 * len(first)  # both groups: no committed offset left
 
     loom.produce(second)
@@ -94,17 +91,10 @@ def test_a_routed_deployment_whose_groups_offsets_expired_routes_nothing_again(
     wait_routed(loom)
     loom.stop(loom.workers)
     s = loom.settings
-    admin = kafka_clients.admin(s)
-    deleted = admin.delete_consumer_groups([s.router_group_id(), s.group_id("inventory")])
-    for future in deleted.values():
-        future.result(timeout=30)
+    expire_groups(loom, [s.router_group_id(), s.group_id("inventory")])
 
     loom.produce(second)
-    [port] = free_ports(1)
-    start_routed(loom, [port])
-    wait_routed(loom)
-    routed = metric(port, "loom_routed_movements_total")
-    again = metric(port, "loom_events_total", lane="inventory", outcome="duplicate")
+    routed, again = routed_again(loom, free_ports)
     assert (routed, again) == (3 * len(second), 0)  # three SKUs a sale, the new sales only
     assert levels(loom, MULTI_SKUS) == expected_levels(sales)
 
@@ -124,16 +114,10 @@ def test_a_switch_to_by_sku_after_the_direct_groups_offsets_expired_routes_nothi
     loom.wait_idle("inventory")
     loom.stop([direct])
     s = loom.settings
-    admin = kafka_clients.admin(s)
-    for future in admin.delete_consumer_groups([s.group_id("inventory")]).values():
-        future.result(timeout=30)
+    expire_groups(loom, [s.group_id("inventory")])
 
     loom.produce(second)
-    [port] = free_ports(1)
-    start_routed(loom, [port])
-    wait_routed(loom)
-    routed = metric(port, "loom_routed_movements_total")
-    again = metric(port, "loom_events_total", lane="inventory", outcome="duplicate")
+    routed, again = routed_again(loom, free_ports)
     assert (routed, again) == (3 * len(second), 0)  # three SKUs a sale, the new sales only
     assert levels(loom, MULTI_SKUS) == expected_levels(sales)
 
@@ -156,9 +140,7 @@ def test_a_routed_replay_reset_as_the_readme_says_is_not_held_back_by_the_direct
     wait_routed(loom)
     loom.stop(loom.workers)
     s = loom.settings
-    admin = kafka_clients.admin(s)
-    for future in admin.delete_consumer_groups([s.group_id("inventory")]).values():
-        future.result(timeout=30)
+    expire_groups(loom, [s.group_id("inventory")])
     router = kafka_clients.consumer(s, s.router_group_id())
     router.commit(
         offsets=[TopicPartition(s.topics.raw, p, 0) for p in range(s.partitions)],
@@ -166,11 +148,7 @@ def test_a_routed_replay_reset_as_the_readme_says_is_not_held_back_by_the_direct
     )
     router.close()
 
-    [port] = free_ports(1)
-    start_routed(loom, [port])
-    wait_routed(loom)
-    routed = metric(port, "loom_routed_movements_total")
-    again = metric(port, "loom_events_total", lane="inventory", outcome="duplicate")
+    routed, again = routed_again(loom, free_ports)
     assert (routed, again) == (3 * len(sales), 3 * len(sales))  # all replayed, all no-ops
     assert levels(loom, MULTI_SKUS) == expected_levels(sales)
 
@@ -194,17 +172,10 @@ def test_by_sku_again_after_a_direct_spell_and_expired_groups_routes_nothing_aga
     loom.wait_idle("inventory")
     loom.stop([direct])
     s = loom.settings
-    admin = kafka_clients.admin(s)
-    deleted = admin.delete_consumer_groups([s.router_group_id(), s.group_id("inventory")])
-    for future in deleted.values():
-        future.result(timeout=30)
+    expire_groups(loom, [s.router_group_id(), s.group_id("inventory")])
 
     loom.produce(last)
-    [port] = free_ports(1)
-    start_routed(loom, [port])
-    wait_routed(loom)
-    routed = metric(port, "loom_routed_movements_total")
-    again = metric(port, "loom_events_total", lane="inventory", outcome="duplicate")
+    routed, again = routed_again(loom, free_ports)
     assert (routed, again) == (3 * len(last), 0)  # three SKUs a sale, the new sales only
     assert levels(loom, MULTI_SKUS) == expected_levels(sales)
 
@@ -224,9 +195,7 @@ def test_a_lane_whose_group_offsets_expired_after_a_rebuild_reads_on_from_the_re
     rebuilt = loom.cli("rebuild", "--lane", "inventory", "--wipe", "--yes")
     assert rebuilt.returncode == 0, rebuilt.stderr
     s = loom.settings
-    admin = kafka_clients.admin(s)
-    for future in admin.delete_consumer_groups([s.group_id("inventory")]).values():
-        future.result(timeout=30)
+    expire_groups(loom, [s.group_id("inventory")])
 
     loom.produce(second)
     [port] = free_ports(1)
@@ -256,17 +225,10 @@ def test_a_routed_deployment_whose_groups_offsets_expired_after_a_rebuild_routes
     rebuilt = loom.cli("rebuild", "--lane", "inventory", "--wipe", "--yes", timeout=180)
     assert rebuilt.returncode == 0, rebuilt.stderr
     s = loom.settings
-    admin = kafka_clients.admin(s)
-    deleted = admin.delete_consumer_groups([s.router_group_id(), s.group_id("inventory")])
-    for future in deleted.values():
-        future.result(timeout=30)
+    expire_groups(loom, [s.router_group_id(), s.group_id("inventory")])
 
     loom.produce(second)
-    [port] = free_ports(1)
-    start_routed(loom, [port])
-    wait_routed(loom)
-    routed = metric(port, "loom_routed_movements_total")
-    again = metric(port, "loom_events_total", lane="inventory", outcome="duplicate")
+    routed, again = routed_again(loom, free_ports)
     assert (routed, again) == (3 * len(second), 0)
     assert levels(loom, MULTI_SKUS) == expected_levels(sales)
 
@@ -289,9 +251,7 @@ def test_a_lane_upgraded_without_kept_offsets_keeps_its_groups_at_its_start(
     loom.wait_for(lambda: loom.health(port)[0] == 200, "the upgraded worker ready")
     loom.stop([upgraded])  # nothing new came while it ran
     s = loom.settings
-    admin = kafka_clients.admin(s)
-    for future in admin.delete_consumer_groups([s.group_id("inventory")]).values():
-        future.result(timeout=30)
+    expire_groups(loom, [s.group_id("inventory")])
 
     loom.produce(second)
     [port] = free_ports(1)
@@ -300,3 +260,21 @@ def test_a_lane_upgraded_without_kept_offsets_keeps_its_groups_at_its_start(
     read = metric(port, "loom_events_total", lane="inventory")
     again = metric(port, "loom_events_total", lane="inventory", outcome="duplicate")
     assert (read, again) == (len(second), 0)
+
+
+def expire_groups(loom: Loom, groups: list[str]) -> None:
+    """Kafka forgets ``groups``' committed offsets, as it does ``offsets.retention.minutes``
+    after a group's last member left (deleted: the same to a group that starts again)."""
+    admin = kafka_clients.admin(loom.settings)  # held: a client freed answers no future
+    for future in admin.delete_consumer_groups(groups).values():
+        future.result(timeout=30)
+
+
+def routed_again(loom: Loom, free_ports: Callable[[int], list[int]]) -> tuple[float, float]:
+    """Routed workers started on what waits (``start_routed``), until all of it is routed and
+    applied: (movements routed, events the inventory lane found applied already)."""
+    [port] = free_ports(1)
+    start_routed(loom, [port])
+    wait_routed(loom)
+    routed = metric(port, "loom_routed_movements_total")
+    return routed, metric(port, "loom_events_total", lane="inventory", outcome="duplicate")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from local_infra import pid_alive
 
 from streams.cli import demo
 
@@ -76,14 +77,6 @@ def _java_processes_for(data_dir: Path) -> list[int]:
         ):
             pids.append(int(proc.name))
     return pids
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _produce_one(bootstrap: str, topic: str) -> None:
@@ -162,10 +155,10 @@ def test_up_is_idempotent_status_tracks_state_and_down_stops_both(infra: Infra) 
     down = infra.run("down")
     assert down.returncode == 0, down.stderr
     deadline = time.monotonic() + 5
-    while (_alive(kafka_pid) or _alive(redis_pid)) and time.monotonic() < deadline:
+    while (pid_alive(kafka_pid) or pid_alive(redis_pid)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _alive(kafka_pid)
-    assert not _alive(redis_pid)
+    assert not pid_alive(kafka_pid)
+    assert not pid_alive(redis_pid)
     rc, after = infra.status()
     assert rc == 1
     assert (_kafka(after)["state"], _redis(after)["state"]) == ("stopped", "stopped")
